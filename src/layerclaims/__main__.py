@@ -1,0 +1,3 @@
+from layerclaims.cli import main
+
+raise SystemExit(main())

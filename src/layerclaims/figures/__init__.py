@@ -1,0 +1,1 @@
+"""Figures for each study (matplotlib, Agg backend, PNG)."""

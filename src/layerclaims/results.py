@@ -1,0 +1,166 @@
+"""Saved results: frozen dataclasses <-> ``NAME.json`` + ``NAME.npz``, provenance, and the ``Measurement`` type.
+
+A study returns a frozen dataclass. :func:`save` writes its scalars, strings, lists and nested dataclasses to JSON
+and every ``numpy.ndarray`` it holds to one ``.npz`` beside it, so a report, a claim or a diff never re-runs a model.
+:func:`load` rebuilds the same object. Nested dataclasses are tagged with their import path; only classes inside
+the ``layerclaims`` package are rebuilt (a saved file cannot make us import arbitrary code), and arrays load with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerclaims.errors import UsageError
+
+FORMAT_VERSION = 1
+_DC = "__dataclass__"
+_ARR = "__array__"
+_TUPLE = "__tuple__"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One statistic measured on one result: what a claim's condition is compared against.
+
+    ``value`` is the point estimate on all items; ``ci`` a (low, high) bootstrap interval over the sampled items
+    (None where not meaningful); ``p_value`` a permutation p-value where the statistic has a null model;
+    ``details`` anything a reader needs to trust the number (stability of a cluster count, the blocks used, ...).
+    """
+
+    value: float
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _encode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        cls = type(obj)
+        out: dict[str, Any] = {_DC: f"{cls.__module__}:{cls.__qualname__}"}
+        for f in dataclasses.fields(obj):
+            out[f.name] = _encode(getattr(obj, f.name), arrays, f"{path}.{f.name}" if path else f.name)
+        return out
+    if isinstance(obj, np.ndarray):
+        key = path or "array"
+        if obj.dtype == object:
+            raise UsageError(f"cannot save an object array at {key!r}: convert it to a numeric or string array")
+        arrays[key] = obj
+        return {_ARR: key}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if isinstance(obj, tuple):
+        return {_TUPLE: [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        bad = [k for k in obj if not isinstance(k, str)]
+        if bad:
+            raise UsageError(f"cannot save dict keys {bad[:3]!r} at {path!r}: use string keys")
+        return {k: _encode(v, arrays, f"{path}.{k}") for k, v in obj.items()}
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    raise UsageError(f"cannot save a {type(obj).__name__} at {path!r}: results hold arrays, numbers, strings")
+
+
+def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, arrays, allowed) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if _ARR in obj:
+        return np.asarray(arrays[obj[_ARR]])
+    if "__float__" in obj:
+        return float(obj["__float__"])
+    if _TUPLE in obj:
+        return tuple(_decode(v, arrays, allowed) for v in obj[_TUPLE])
+    if _DC in obj:
+        module, _, qualname = obj[_DC].partition(":")
+        if not any(module == a or module.startswith(a + ".") for a in allowed):
+            raise UsageError(f"refusing to rebuild {obj[_DC]!r}: saved results may only name layerclaims classes")
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        kwargs = {k: _decode(v, arrays, allowed) for k, v in obj.items() if k != _DC}
+        return cls(**kwargs)
+    return {k: _decode(v, arrays, allowed) for k, v in obj.items()}
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save(result: Any, directory: str | os.PathLike[str], name: str) -> Path:
+    """Save a result dataclass as ``directory/name.json`` (+ ``name.npz`` if it holds arrays). Returns the JSON path."""
+    if not (dataclasses.is_dataclass(result) and not isinstance(result, type)):
+        raise UsageError(f"save() takes a result dataclass, got {type(result).__name__}")
+    directory = Path(directory)
+    arrays: dict[str, np.ndarray] = {}
+    tree = {"format_version": FORMAT_VERSION, "result": _encode(result, arrays, "")}
+    json_path = directory / f"{name}.json"
+    npz_path = directory / f"{name}.npz"
+    if arrays:
+        _atomic_write(npz_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(tree, indent=1, allow_nan=False)))
+    return json_path
+
+
+def load(directory: str | os.PathLike[str], name: str, *, allowed_modules: tuple[str, ...] = ("layerclaims",)) -> Any:
+    """Load what :func:`save` wrote. Raises UsageError naming the file when it is missing or of another format.
+
+    Only dataclasses defined in ``allowed_modules`` (and their submodules) are rebuilt."""
+    directory = Path(directory)
+    json_path = directory / f"{name}.json"
+    if not json_path.is_file():
+        raise UsageError(f"no saved result {json_path}: run `layerclaims reproduce --out {directory}` first")
+    tree = json.loads(json_path.read_text())
+    if tree.get("format_version") != FORMAT_VERSION:
+        raise UsageError(f"{json_path} has format {tree.get('format_version')!r}, expected {FORMAT_VERSION}: re-run")
+    npz_path = directory / f"{name}.npz"
+    if npz_path.is_file():
+        with np.load(npz_path, allow_pickle=False) as arrays:
+            return _decode(tree["result"], dict(arrays), allowed_modules)
+    return _decode(tree["result"], {}, allowed_modules)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages whose behaviour can move a number."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("layerclaims", "torch", "transformers", "numpy", "scipy", "scikit-learn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def provenance(**facts: Any) -> dict[str, Any]:
+    """A provenance record: the facts given (model id, revision, corpus sha256, selection, seed, device, dtype,
+    timings, ...) plus package versions and the platform. Stored in every saved result."""
+    record = dict(facts)
+    record["packages"] = package_versions()
+    record["platform"] = platform.platform()
+    return record
