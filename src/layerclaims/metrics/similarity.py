@@ -1,0 +1,383 @@
+"""Similarity structure of a set of item vectors: cosine matrices, selectivity, RSA and their permutation tests.
+
+These are the instruments of study B (``../shared/docs/claims.md`` §4-7): 34 words, one vector each for Q, K and V,
+a 34 x 34 cosine matrix per kind, and statistics over its off-diagonal entries. Every function takes NumPy arrays
+(torch tensors are converted on the CPU) and returns ``float64`` values.
+
+Missing pairs. An off-diagonal entry that is ``NaN`` means "no such pair" and is skipped by every statistic here.
+Real similarity matrices never contain ``NaN`` (:func:`cosine_matrix` refuses zero rows); the bootstrap over items
+(:func:`layerclaims.metrics.bootstrap.resample_matrix`) uses it to drop the pairs formed by two copies of the same
+item, which are similarities of an item with itself and not between-item pairs.
+
+Symmetry. The statistics read only the upper triangle (``i < j``), as the original did; the permutation tests and
+:func:`selectivity_index` require a symmetric matrix (within ``1e-8``) because permuting items of an asymmetric
+matrix moves entries between the triangles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from scipy.stats import rankdata
+
+from layerclaims.errors import UsageError
+
+Method = Literal["pearson", "spearman"]
+Alternative = Literal["greater", "less", "two-sided"]
+
+_SYM_TOL = 1e-8
+_CHUNK = 1024  # permutations evaluated per batch: bounds memory to ~_CHUNK x n_pairs floats
+
+
+class PermutationResult(NamedTuple):
+    """A permutation test: the observed ``statistic``, its ``p_value`` and the number of permutations drawn.
+
+    ``p_value = (1 + #{null as or more extreme than observed}) / (n_perm + 1)``, so it lies in ``(0, 1]`` and is never
+    zero (the observed arrangement counts as one member of the null distribution). ``alternative`` names the side.
+    """
+
+    statistic: float
+    p_value: float
+    n_perm: int
+    alternative: str = "greater"
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+
+
+def as_array(x: Any, *, name: str = "array") -> np.ndarray:
+    """``x`` as a float64 NumPy array; torch tensors (any device) are detached and copied to the CPU."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{name} must be numeric (got {type(x).__name__}): pass a NumPy array or tensor") from exc
+
+
+def _square(S: Any, name: str = "S") -> np.ndarray:
+    S = as_array(S, name=name)
+    if S.ndim != 2 or S.shape[0] != S.shape[1]:
+        raise UsageError(f"{name} must be a square matrix, got shape {S.shape}: pass an n x n similarity matrix")
+    return S
+
+
+def _check_symmetric(S: np.ndarray, name: str) -> None:
+    a, b = np.nan_to_num(S, nan=0.0), np.nan_to_num(S.T, nan=0.0)
+    if not np.allclose(a, b, atol=_SYM_TOL, rtol=0.0) or not np.array_equal(np.isnan(S), np.isnan(S.T)):
+        raise UsageError(f"{name} is not symmetric: pass a similarity matrix (e.g. from cosine_matrix)")
+
+
+def _same_shape(S1: np.ndarray, S2: np.ndarray) -> None:
+    if S1.shape != S2.shape:
+        raise UsageError(f"S1 and S2 must describe the same items: shapes {S1.shape} and {S2.shape} differ")
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two 1-D arrays; NaN when either is constant or has fewer than 2 values."""
+    if a.size < 2:
+        return float("nan")
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a @ a) * (b @ b))
+    if den == 0.0 or not np.isfinite(den):
+        return float("nan")
+    return float(np.clip((a @ b) / den, -1.0, 1.0))
+
+
+def _correlate(a: np.ndarray, b: np.ndarray, method: str) -> float:
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if method == "pearson":
+        return _pearson(a, b)
+    if method == "spearman":
+        return _pearson(rankdata(a), rankdata(b)) if a.size else float("nan")
+    raise UsageError(f"unknown method {method!r}: use 'pearson' or 'spearman'")
+
+
+def _encode_labels(labels: Sequence[Hashable] | np.ndarray, n: int) -> tuple[list[Hashable], np.ndarray]:
+    """Categories in order of first appearance and the integer code of each item."""
+    labels = list(labels.tolist() if isinstance(labels, np.ndarray) else labels)
+    if len(labels) != n:
+        raise UsageError(f"got {len(labels)} labels for {n} items: pass one category label per row of S")
+    cats: dict[Hashable, int] = {}
+    codes = np.array([cats.setdefault(lab, len(cats)) for lab in labels], dtype=np.intp)
+    return list(cats), codes
+
+
+def _p_value(null: np.ndarray, observed: float, alternative: str) -> float:
+    """(1 + #extreme) / (n + 1), with a relative tolerance so the identity permutation ties with the observation."""
+    tol = 1e-12 * max(1.0, abs(observed))
+    null = null[~np.isnan(null)]
+    if alternative == "greater":
+        extreme = null >= observed - tol
+    elif alternative == "less":
+        extreme = null <= observed + tol
+    elif alternative == "two-sided":
+        extreme = np.abs(null) >= abs(observed) - tol
+    else:
+        raise UsageError(f"unknown alternative {alternative!r}: use 'greater', 'less' or 'two-sided'")
+    return float((1 + np.count_nonzero(extreme)) / (null.size + 1))
+
+
+def _check_n_perm(n_perm: int) -> None:
+    if int(n_perm) < 1:
+        raise UsageError(f"n_perm must be at least 1, got {n_perm}")
+
+
+# ------------------------------------------------------------------------------------------------ the matrices
+
+
+def cosine_matrix(X: Any) -> np.ndarray:
+    """Cosine similarity of every pair of rows of ``X`` (n x d): ``S[i, j] = x_i . x_j / (|x_i| |x_j|)``.
+
+    As the original: L2-normalise the rows, then ``S = A @ A.T``. Unitless, in ``[-1, 1]`` (clipped against
+    rounding), symmetric, with an exact 1 on the diagonal. Invariant to a positive scaling of any row.
+
+    Raises :class:`UsageError` for a row of zeros (cosine undefined; the message names the row), for NaN/inf, or
+    when ``X`` is not 2-D.
+    """
+    X = as_array(X, name="X")
+    if X.ndim != 2:
+        raise UsageError(f"X must be 2-D (items x dimensions), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(X), axis=1))[0])
+        raise UsageError(f"row {bad} of X contains NaN or inf: clean the vectors before computing cosines")
+    norms = np.linalg.norm(X, axis=1)
+    zero = np.flatnonzero(norms == 0.0)
+    if zero.size:
+        raise UsageError(f"row {int(zero[0])} of X is all zeros, so its cosine similarity is undefined: drop that item")
+    A = X / norms[:, None]
+    S = np.clip(A @ A.T, -1.0, 1.0)
+    S = (S + S.T) / 2.0  # exact symmetry despite BLAS rounding
+    np.fill_diagonal(S, 1.0)
+    return S
+
+
+def upper_triangle(S: Any, k: int = 1) -> np.ndarray:
+    """The entries ``S[i, j]`` with ``j >= i + k``, row by row (``np.triu_indices(n, k)`` order).
+
+    ``k=1`` (default) gives the ``n(n-1)/2`` distinct pairs of items, the vector RSA correlates.
+    """
+    S = _square(S)
+    return S[np.triu_indices(S.shape[0], k)]
+
+
+def mean_offdiagonal(S: Any) -> float:
+    """Mean of the off-diagonal entries, ``sum_{i != j} S_ij / (n (n - 1))``, skipping NaN (missing) pairs.
+
+    For a symmetric matrix this equals the mean of the upper triangle. Same units as ``S``. NaN when ``n < 2`` or
+    every off-diagonal pair is missing.
+    """
+    S = _square(S)
+    off = ~np.eye(S.shape[0], dtype=bool)
+    vals = S[off]
+    vals = vals[~np.isnan(vals)]
+    return float(vals.mean()) if vals.size else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- selectivity
+
+
+def _block_means(S: np.ndarray, codes: np.ndarray, n_cat: int) -> np.ndarray:
+    """C x C matrix of block means over valid (non-NaN) off-diagonal pairs; a symmetric S is assumed."""
+    valid = ~np.isnan(S)
+    np.fill_diagonal(valid, False)
+    S0 = np.where(valid, S, 0.0)
+    L = np.zeros((S.shape[0], n_cat))
+    L[np.arange(S.shape[0]), codes] = 1.0
+    sums = L.T @ S0 @ L
+    counts = L.T @ valid.astype(np.float64) @ L
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+def _selectivity_from_blocks(blocks: np.ndarray) -> np.ndarray:
+    """Selectivity from (..., C, C) block means: mean(diag) / mean(strict upper triangle)."""
+    C = blocks.shape[-1]
+    within = np.diagonal(blocks, axis1=-2, axis2=-1).mean(axis=-1)
+    iu = np.triu_indices(C, 1)
+    between = blocks[..., iu[0], iu[1]].mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return within / between
+
+
+def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
+    """Within- over between-category similarity, exactly as the original notebook.
+
+    ``selectivity = mean_c W_c / mean_{a<b} B_ab`` where ``W_c`` is the mean of the upper triangle (diagonal
+    excluded) of the within-category block of category ``c`` and ``B_ab`` the mean of the between-category block of
+    categories ``a`` and ``b`` (each unordered pair once). Both outer means are unweighted means of block means, so a
+    category of 13 items weighs as much as one of 10. Unitless ratio; 1 means "no category structure", > 1 means
+    items are more similar within their category.
+
+    ``labels`` holds one hashable label per item (strings, ints, ...), in any order: items need not be grouped by
+    category. Any number (>= 2) of categories. The result does not depend on the names of the categories or on the
+    order of items (permuting rows/columns of ``S`` together with ``labels``).
+
+    Edge cases: :class:`UsageError` for fewer than 2 categories, a category with a single item (no within pair),
+    a label count that differs from ``len(S)``, or an asymmetric ``S``. NaN (missing) pairs are skipped; a block
+    left with no valid pair gives NaN. A between mean of 0 gives ``inf`` (or NaN for 0/0); a negative between mean
+    gives a negative ratio: the index is only interpretable when between-category similarity is positive, as it is
+    for the cosine matrices of the study.
+    """
+    S = _square(S)
+    _check_symmetric(S, "S")
+    cats, codes = _encode_labels(labels, S.shape[0])
+    _check_categories(cats, codes)
+    return float(_selectivity_from_blocks(_block_means(S, codes, len(cats))))
+
+
+def _check_categories(cats: list[Hashable], codes: np.ndarray) -> None:
+    if len(cats) < 2:
+        raise UsageError(f"selectivity needs at least 2 categories, got {len(cats)}: check the labels")
+    sizes = np.bincount(codes, minlength=len(cats))
+    single = [cats[i] for i in np.flatnonzero(sizes < 2)]
+    if single:
+        raise UsageError(
+            f"categories {single!r} have a single item, so they have no within-category pair: "
+            "give each category at least 2 items or drop it"
+        )
+
+
+def selectivity_permutation_test(
+    S: Any,
+    labels: Sequence[Hashable] | np.ndarray,
+    *,
+    n_perm: int = 10_000,
+    seed: int = 0,
+    alternative: Alternative = "greater",
+) -> PermutationResult:
+    """Label-permutation test of :func:`selectivity_index`: is the category structure stronger than chance?
+
+    Null: category labels are exchangeable across items, so the observed selectivity is a draw from the
+    selectivities of randomly relabelled items (category sizes kept), which centre near 1. Each of ``n_perm``
+    permutations shuffles the labels with ``np.random.default_rng(seed)``; ``p = (1 + #{null >= observed}) /
+    (n_perm + 1)`` for the default one-sided ``"greater"`` (the claim "selectivity > 1" is one-sided).
+
+    Vectorised: for a batch of one-hot label matrices ``L`` the block sums are ``L^T S L``, so 10,000 permutations
+    of a 34 x 34 matrix take well under a second.
+    """
+    _check_n_perm(n_perm)
+    S = _square(S)
+    _check_symmetric(S, "S")
+    cats, codes = _encode_labels(labels, S.shape[0])
+    _check_categories(cats, codes)
+    observed = float(_selectivity_from_blocks(_block_means(S, codes, len(cats))))
+
+    n, C = S.shape[0], len(cats)
+    valid = ~np.isnan(S)
+    np.fill_diagonal(valid, False)
+    S0 = np.where(valid, S, 0.0)
+    V = valid.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_perm)
+    for start in range(0, n_perm, _CHUNK):
+        b = min(_CHUNK, n_perm - start)
+        perm_codes = rng.permuted(np.broadcast_to(codes, (b, n)), axis=1)
+        L = np.zeros((b, n, C))
+        L[np.arange(b)[:, None], np.arange(n)[None, :], perm_codes] = 1.0
+        Lt = L.transpose(0, 2, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            blocks = (Lt @ S0 @ L) / (Lt @ V @ L)
+        null[start : start + b] = _selectivity_from_blocks(blocks)
+    return PermutationResult(observed, _p_value(null, observed, alternative), int(n_perm), alternative)
+
+
+# ------------------------------------------------------------------------------------------------------ RSA
+
+
+def rsa(S1: Any, S2: Any, method: Method = "pearson") -> float:
+    """Representational similarity: correlation of the upper triangles (k=1) of two similarity matrices.
+
+    ``method="pearson"`` is the original; ``"spearman"`` ranks each triangle first (average ranks for ties), which
+    makes the value invariant to any strictly increasing transform of either matrix. Pairs missing (NaN) in either
+    matrix are dropped. Invariant to permuting the items of both matrices the same way. NaN when either triangle is
+    constant or fewer than 2 pairs remain. :class:`UsageError` for different shapes or an unknown method.
+    """
+    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
+    _same_shape(S1, S2)
+    iu = np.triu_indices(S1.shape[0], 1)
+    return _correlate(S1[iu], S2[iu], method)
+
+
+def rsa_by_category(
+    S1: Any, S2: Any, labels: Sequence[Hashable] | np.ndarray, method: Method = "pearson"
+) -> dict[Hashable, float]:
+    """RSA restricted to each category's within-category pairs: ``{category: r}`` in order of first appearance.
+
+    For category ``c`` with items ``I_c``, correlates ``S1[i, j]`` and ``S2[i, j]`` over ``i < j`` in ``I_c``. A
+    category with fewer than 3 items (fewer than 2 pairs) or a constant block gets NaN: r is undefined there.
+    """
+    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
+    _same_shape(S1, S2)
+    cats, codes = _encode_labels(labels, S1.shape[0])
+    out: dict[Hashable, float] = {}
+    for c, cat in enumerate(cats):
+        idx = np.flatnonzero(codes == c)
+        iu = np.triu_indices(idx.size, 1)
+        a = S1[np.ix_(idx, idx)][iu]
+        b = S2[np.ix_(idx, idx)][iu]
+        out[cat] = _correlate(a, b, method)
+    return out
+
+
+def mantel_test(
+    S1: Any,
+    S2: Any,
+    *,
+    n_perm: int = 10_000,
+    method: Method = "pearson",
+    seed: int = 0,
+    alternative: Alternative = "greater",
+) -> PermutationResult:
+    """Mantel permutation test of :func:`rsa`: permute the items of ``S2`` (rows and columns together).
+
+    Null: the item correspondence between the two matrices is arbitrary. Each permutation ``p`` (drawn with
+    ``np.random.default_rng(seed)``) compares the upper triangle of ``S1`` with that of ``S2[p][:, p]``;
+    ``p_value = (1 + #{null >= observed}) / (n_perm + 1)``. The default one-sided ``"greater"`` is what a claim
+    "RSA > threshold" (a positive association) needs; ``"two-sided"`` counts ``|null| >= |observed|``.
+
+    Both matrices must be symmetric. Permuting items maps the set of pairs onto itself, so the permuted triangle
+    has the same values (and, for Spearman, the same ranks) as the original: ranks, mean and norm are computed once
+    and every permutation costs one gather and one dot product. 10,000 permutations of 34 x 34 take a few tens of
+    milliseconds. With ``n!`` close to or below ``n_perm`` permutations repeat; the p-value stays valid.
+    """
+    _check_n_perm(n_perm)
+    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
+    _same_shape(S1, S2)
+    _check_symmetric(S1, "S1")
+    _check_symmetric(S2, "S2")
+    if method not in ("pearson", "spearman"):
+        raise UsageError(f"unknown method {method!r}: use 'pearson' or 'spearman'")
+    if np.isnan(S1).any() or np.isnan(S2).any():
+        raise UsageError("mantel_test needs complete matrices: S1 or S2 has NaN (missing) pairs")
+    n = S1.shape[0]
+    if n < 3:
+        raise UsageError(f"mantel_test needs at least 3 items (2 pairs), got {n}")
+    observed = rsa(S1, S2, method)
+    iu, ju = np.triu_indices(n, 1)
+    a = S1[iu, ju]
+    R2 = S2.copy()
+    if method == "spearman":
+        a = rankdata(a)
+        R2[iu, ju] = rankdata(S2[iu, ju])
+        R2[ju, iu] = R2[iu, ju]
+    b = R2[iu, ju]
+    a_c = a - a.mean()
+    den = np.sqrt((a_c @ a_c) * ((b - b.mean()) @ (b - b.mean())))
+    if den == 0.0:
+        return PermutationResult(observed, float("nan"), int(n_perm), alternative)
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_perm)
+    base = np.arange(n)
+    flat = R2.ravel()
+    for start in range(0, n_perm, _CHUNK):
+        bsz = min(_CHUNK, n_perm - start)
+        P = rng.permuted(np.broadcast_to(base, (bsz, n)), axis=1)
+        # bsz x n_pairs; each row holds the same multiset of values as b, so the same mean and norm
+        Bp = np.take(flat, P[:, iu] * n + P[:, ju])
+        null[start : start + bsz] = (Bp @ a_c) / den
+    return PermutationResult(observed, _p_value(null, observed, alternative), int(n_perm), alternative)

@@ -1,0 +1,174 @@
+"""Unit tests of layerclaims.metrics.bootstrap: index draws, NaN policy, the similarity-matrix case, the fast path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from layerclaims.errors import UsageError
+from layerclaims.metrics.bootstrap import (
+    BootstrapCI,
+    bootstrap_ci,
+    bootstrap_indices,
+    bootstrap_pair_correlation,
+    bootstrap_replicates,
+    bootstrap_similarity,
+    item_counts,
+    percentile_interval,
+    resample_matrix,
+)
+from layerclaims.metrics.similarity import cosine_matrix, mean_offdiagonal, rsa, selectivity_index
+
+
+def test_indices_shape_range_and_determinism() -> None:
+    idx = bootstrap_indices(7, 50, seed=3)
+    assert idx.shape == (50, 7)
+    assert idx.min() >= 0 and idx.max() < 7
+    np.testing.assert_array_equal(idx, bootstrap_indices(7, 50, seed=3))
+    assert not np.array_equal(idx, bootstrap_indices(7, 50, seed=4))
+
+
+def test_stratified_indices_keep_every_position_in_its_stratum() -> None:
+    labels = np.array(["a", "b", "a", "c", "b", "a", "c"])
+    idx = bootstrap_indices(7, 200, seed=0, strata=labels, min_distinct=2)
+    assert np.all(labels[idx] == labels)
+    for lab in "abc":
+        cols = idx[:, labels == lab]
+        assert np.all([np.unique(row).size >= 2 for row in cols])  # 2-item strata: both items, every time
+
+
+def test_stratum_smaller_than_min_distinct_is_an_error() -> None:
+    with pytest.raises(UsageError, match="min_distinct"):
+        bootstrap_indices(3, 10, strata=["a", "a", "b"], min_distinct=2)
+
+
+def test_item_counts() -> None:
+    idx = np.array([[0, 0, 2], [1, 2, 2]])
+    np.testing.assert_array_equal(item_counts(idx, 4), [[2, 0, 1, 0], [0, 1, 2, 0]])
+
+
+def test_bootstrap_ci_of_a_mean_matches_normal_theory() -> None:
+    x = np.random.default_rng(0).normal(loc=2.0, size=400)
+    lo, hi = bootstrap_ci(lambda i: x[i].mean(), x.size, n_boot=2000, seed=1)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
+    assert lo == pytest.approx(x.mean() - half, abs=0.2 * half)
+    assert hi == pytest.approx(x.mean() + half, abs=0.2 * half)
+    assert bootstrap_ci(lambda i: x[i].mean(), x.size, n_boot=200, seed=1) == bootstrap_ci(
+        lambda i: x[i].mean(), x.size, n_boot=200, seed=1
+    )
+
+
+def test_nan_replicates_dropped_or_interval_undefined() -> None:
+    reps = np.arange(100.0)
+    reps[:5] = np.nan
+    assert percentile_interval(reps, 0.9) == pytest.approx(tuple(np.quantile(np.arange(5.0, 100), [0.05, 0.95])))
+    reps[:50] = np.nan
+    assert all(np.isnan(percentile_interval(reps, 0.9)))
+    assert percentile_interval(reps, 0.9, max_nan_fraction=0.6)[0] == pytest.approx(np.quantile(reps[50:], 0.05))
+    reps = bootstrap_replicates(lambda i: np.nan if i[0] == 0 else 1.0, 5, n_boot=100)
+    assert np.isnan(reps).any()
+
+
+def test_bad_level_or_counts() -> None:
+    with pytest.raises(UsageError, match="level"):
+        bootstrap_ci(lambda i: 0.0, 5, level=95)
+    with pytest.raises(UsageError, match="n_boot"):
+        bootstrap_ci(lambda i: 0.0, 5, n_boot=0)
+
+
+def test_resample_matrix_marks_copy_pairs_missing() -> None:
+    S = np.arange(16.0).reshape(4, 4)
+    sub = resample_matrix(S, [3, 1, 3])
+    assert sub[0, 0] == S[3, 3] and sub[2, 2] == S[3, 3]  # diagonal kept
+    assert np.isnan(sub[0, 2]) and np.isnan(sub[2, 0])  # two copies of item 3: not a pair
+    assert sub[0, 1] == S[3, 1] and sub[1, 2] == S[1, 3]
+
+
+def test_copy_pairs_do_not_inflate_similarity() -> None:
+    # Every between-item similarity is 0.3; a copy pair kept as similarity 1 would push replicates above 0.3.
+    S = np.full((12, 12), 0.3)
+    np.fill_diagonal(S, 1.0)
+    res = bootstrap_similarity(mean_offdiagonal, [S], n_boot=200)
+    assert isinstance(res, BootstrapCI)
+    np.testing.assert_allclose(res.replicates, 0.3)
+    assert res.ci == pytest.approx((0.3, 0.3))
+
+
+def test_bootstrap_similarity_qk_statistics() -> None:
+    rng = np.random.default_rng(0)
+    sizes = (10, 13, 11)
+    labels = np.repeat(["space", "furniture", "fruit"], sizes)
+    X = np.repeat(rng.normal(size=(3, 32)) + 1.5, sizes, axis=0) + rng.normal(size=(34, 32))
+    Sq = cosine_matrix(X + 0.5 * rng.normal(size=X.shape))
+    Sk = cosine_matrix(X + 0.5 * rng.normal(size=X.shape) + 1.0)
+
+    diff = bootstrap_similarity(lambda q, k: mean_offdiagonal(k) - mean_offdiagonal(q), [Sq, Sk], n_boot=300)
+    assert diff.estimate == pytest.approx(mean_offdiagonal(Sk) - mean_offdiagonal(Sq))
+    assert diff.low <= diff.estimate <= diff.high and diff.low > 0
+
+    def min_sel(q: np.ndarray, k: np.ndarray, labels: list[str]) -> float:
+        return min(selectivity_index(q, labels), selectivity_index(k, labels))
+
+    sel = bootstrap_similarity(min_sel, [Sq, Sk], labels=labels, stratify=True, n_boot=300, seed=5)
+    assert sel.estimate == pytest.approx(min_sel(Sq, Sk, list(labels)))
+    assert sel.n_valid == sel.n_boot  # stratified, >= 2 distinct per category: never undefined
+    assert sel.low <= sel.estimate <= sel.high
+    again = bootstrap_similarity(min_sel, [Sq, Sk], labels=labels, stratify=True, n_boot=300, seed=5)
+    np.testing.assert_array_equal(again.replicates, sel.replicates)
+
+
+def test_unstratified_labels_follow_the_items() -> None:
+    seen: list[list[str]] = []
+    S = np.eye(4)
+
+    def stat(s: np.ndarray, labels: list[str]) -> float:
+        seen.append(labels)
+        return 0.0
+
+    bootstrap_similarity(stat, [S], labels=["a", "b", "c", "d"], n_boot=5, seed=1)
+    idx = bootstrap_indices(4, 5, seed=1)
+    assert seen[0] == ["a", "b", "c", "d"]  # the estimate, on all items
+    assert seen[1:] == [[["a", "b", "c", "d"][i] for i in row] for row in idx]
+
+
+def test_bootstrap_similarity_errors() -> None:
+    with pytest.raises(UsageError, match="same items"):
+        bootstrap_similarity(rsa, [np.eye(3), np.eye(4)])
+    with pytest.raises(UsageError, match="labels"):
+        bootstrap_similarity(rsa, [np.eye(3)], stratify=True)
+
+
+@pytest.mark.parametrize("strata", [None, np.repeat([0, 1], [9, 11])])
+def test_pair_correlation_fast_path_equals_general_path(strata: np.ndarray | None) -> None:
+    rng = np.random.default_rng(2)
+    V = rng.normal(size=(20, 50))
+    A = np.cov(V) + 100.0  # large offset: checks the centring of the one-pass moments
+    B = np.abs(A - 100.0) + 0.05 * rng.normal(size=A.shape)
+    B = (B + B.T) / 2
+    fast = bootstrap_pair_correlation(A, B, n_boot=150, seed=7, strata=strata)
+    if strata is None:
+        slow = bootstrap_similarity(rsa, [A, B], n_boot=150, seed=7)
+        np.testing.assert_allclose(fast.replicates, slow.replicates, atol=1e-10)
+        assert fast.ci == pytest.approx(slow.ci, abs=1e-10)
+    else:
+        idx = bootstrap_indices(20, 150, seed=7, strata=strata)
+        slow_reps = [rsa(resample_matrix(A, i), resample_matrix(B, i)) for i in idx]
+        np.testing.assert_allclose(fast.replicates, slow_reps, atol=1e-10)
+    assert fast.estimate == pytest.approx(rsa(A, B))
+
+
+def test_pair_correlation_rejects_asymmetric() -> None:
+    A = np.arange(9.0).reshape(3, 3)
+    with pytest.raises(UsageError, match="symmetric"):
+        bootstrap_pair_correlation(A, A)
+
+
+def test_unstratified_selectivity_replicates_may_be_undefined_but_never_crash() -> None:
+    rng = np.random.default_rng(1)
+    labels = ["a", "a", "b", "b", "b", "c", "c"]
+    S = cosine_matrix(rng.normal(size=(7, 4)) + 2.0)
+    res = bootstrap_similarity(selectivity_index, [S], labels=labels, n_boot=200)
+    assert 0 < res.n_valid < 200  # some resamples leave a category with < 2 items
+    assert all(np.isnan(res.ci))  # too many undefined replicates: the interval says so
+    strat = bootstrap_similarity(selectivity_index, [S], labels=labels, stratify=True, n_boot=200)
+    assert strat.n_valid == 200 and np.all(np.isfinite(strat.ci))
