@@ -1,0 +1,15 @@
+"""Benchmarks: ``python -m layerclaims.benchmarks NAME [options]``.
+
+Each benchmark prints its figures (ratios measured within one run, never timed assertions) and ends with one
+summary line. ``BENCHMARKS`` maps a name to ``"module:function"``; the function takes ``argv`` (the options after
+NAME, a list of strings) and returns an exit code (``None`` counts as 0). Modules are imported only when run.
+"""
+
+from __future__ import annotations
+
+BENCHMARKS: dict[str, str] = {
+    "pairwise-mi": "layerclaims.benchmarks.pairwise_mi:main",
+    "punctuation": "layerclaims.benchmarks.punctuation:main",
+}
+
+__all__ = ["BENCHMARKS"]
