@@ -1,0 +1,168 @@
+"""Figures of study B (Q/K grouping and RSA): PNG files from a saved :class:`~layerclaims.studies.qk.QKResult`.
+
+- ``qk_matrices_block{b}.png``: the Q and K cosine matrices side by side at the claims' block (B1-B3's block 5 of
+  gpt2-medium mapped to this model by :func:`layerclaims.claims.map_layer`), words on both axes, category borders.
+- ``qk_scatter_block{b}.png``: Q cosine vs K cosine for every pair of words (upper triangle), within-category pairs
+  coloured by category, between-category pairs grey; RSA r, its interval and Mantel p in the title.
+- ``qk_laminar.png``: the laminar profile, selectivity of Q, K, V and RSA Q-K, Q-V, K-V against block, with the
+  bootstrap intervals as bands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from layerclaims.claims import CLAIMS_BY_ID, map_layer
+from layerclaims.studies.qk import PAIRS, BlockStatistic, QKResult
+
+COLORS = {"q": "tab:blue", "k": "tab:orange", "v": "tab:green", "qk": "tab:purple", "qv": "tab:cyan", "kv": "tab:olive"}
+CATEGORY_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink")
+DPI = 130
+
+
+def claim_block(result: QKResult) -> int:
+    """The block the block-level claims (B1-B3) read on this model, or the nearest studied block."""
+    block = map_layer(CLAIMS_BY_ID["B1"], result.n_blocks)
+    assert block is not None
+    return min(result.blocks, key=lambda b: abs(b - block))
+
+
+def _boundaries(labels: tuple[str, ...]) -> list[int]:
+    """Indices where the category changes (words of one category are usually contiguous)."""
+    return [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+
+
+def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
+    """Q and K cosine matrices at ``block``, one colour scale (the off-diagonal range of both)."""
+    i = result.index(block)
+    mats = {k: result.cos(k)[i] for k in ("q", "k")}
+    off = ~np.eye(len(result.words), dtype=bool)
+    vals = np.concatenate([m[off] for m in mats.values()])
+    vmin, vmax = np.percentile(vals, [1, 99])
+    n = len(result.words)
+    names = [f"{w}*" if w in result.split_words else w for w in result.words]
+    fig, axes = plt.subplots(1, 2, figsize=(13.5, 6.6), constrained_layout=True)
+    ticks = np.arange(n)
+    for ax, (kind, S) in zip(axes, mats.items(), strict=True):
+        im = ax.imshow(S, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest")
+        for b in _boundaries(result.labels):
+            ax.axhline(b - 0.5, color="white", lw=1.2)
+            ax.axvline(b - 0.5, color="white", lw=1.2)
+        ax.set_xticks(ticks, names, rotation=90, fontsize=6.5)
+        ax.set_yticks(ticks, names, fontsize=6.5)
+        mean = result.mean_cosine[kind].value[i]
+        sel = result.selectivity[kind].value[i]
+        ax.set_title(f"{kind.upper()}: mean off-diagonal cosine {mean:.3f}, selectivity {sel:.3f}", fontsize=10)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="cosine similarity (diagonal = 1, off scale)")
+    split = f" (* split into tokens; {result.multi_token} token used)" if result.split_words else ""
+    fig.suptitle(f"{result.model}, block {block}: Q and K cosine similarity of {n} words{split}", fontsize=12)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
+    """Q cosine (x) vs K cosine (y) of every pair of words at ``block``, coloured within / between category."""
+    i = result.index(block)
+    n = len(result.words)
+    iu, ju = np.triu_indices(n, 1)
+    q, k = result.cos_q[i][iu, ju], result.cos_k[i][iu, ju]
+    labels = np.array(result.labels)
+    same = labels[iu] == labels[ju]
+    fig, ax = plt.subplots(figsize=(6.8, 6.2), constrained_layout=True)
+    ax.scatter(q[~same], k[~same], s=10, c="0.65", alpha=0.6, lw=0, label="between categories")
+    for c, cat in enumerate(result.categories):
+        sel = same & (labels[iu] == cat)
+        ax.scatter(
+            q[sel],
+            k[sel],
+            s=16,
+            color=CATEGORY_COLORS[c % len(CATEGORY_COLORS)],
+            alpha=0.85,
+            lw=0,
+            label=f"within {cat}",
+        )
+    m = result.rsa["qk"].at(i)
+    ci = f", 95% CI [{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if m.ci else ""
+    p = f", Mantel p = {m.p_value:.2g}" if m.p_value is not None else ""
+    ax.set_title(f"{result.model}, block {block}: RSA Q-K r = {m.value:.3f}{ci}{p}", fontsize=9.5)
+    ax.set_xlabel("cosine similarity of Q vectors")
+    ax.set_ylabel("cosine similarity of K vectors")
+    ax.legend(fontsize=8, loc="best", markerscale=1.5)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: str) -> None:
+    ax.plot(x, stat.value, marker="o", ms=3, color=color, label=label)
+    if not np.isnan(stat.ci_low).all():
+        ax.fill_between(x, stat.ci_low, stat.ci_high, color=color, alpha=0.18, lw=0)
+
+
+def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path:
+    """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands. Q and K get
+    their own panel: their selectivity stays within a few percent of 1, which V's scale would flatten."""
+    x = np.array(result.blocks)
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        3, 1, figsize=(8.5, 9.5), sharex=True, constrained_layout=True, height_ratios=(1, 1, 1.3)
+    )
+    for kind in ("q", "k"):
+        _band(ax1, x, result.selectivity[kind], COLORS[kind], kind.upper())
+    ax1.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax1.set_ylabel("selectivity index\nof Q and K")
+    ax1.legend(fontsize=8, ncol=2, loc="upper right")
+    _band(ax2, x, result.selectivity["v"], COLORS["v"], "V")
+    top_qk = np.maximum(result.selectivity["q"].value, result.selectivity["k"].value)
+    ax2.plot(x, top_qk, color="0.3", lw=1, ls="--", label="max(Q, K)")
+    ax2.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax2.set_ylabel("selectivity index\nof V")
+    ax2.legend(fontsize=8, ncol=2, loc="upper left")
+    for pair in PAIRS:
+        _band(ax3, x, result.rsa[pair], COLORS[pair], f"{pair[0].upper()}-{pair[1].upper()}")
+    ax3.axhline(CLAIMS_BY_ID["B4"].threshold, color="k", lw=0.8, ls=":", label="B4 threshold 0.84")
+    ax3.set_ylabel("RSA (Pearson r of\nupper triangles)")
+    ax3.set_xlabel("block (0-based)")
+    ax3.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # below: never on the data
+    ax3.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+        if block is not None:
+            ax.axvline(block, color="0.4", lw=0.8, ls="--")
+    if block is not None:
+        ax1.annotate(
+            f"claims' block {block}",
+            (block, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="0.3",
+        )
+    split = f"; split words: {', '.join(result.split_words)} ({result.multi_token} token)" if result.split_words else ""
+    fig.suptitle(f"{result.model}: laminar profile of Q, K, V (95% bootstrap bands){split}", fontsize=11)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_all(result: QKResult, out_dir: str | Path) -> list[Path]:
+    """Every figure of study B into ``out_dir`` (created if needed); returns the PNG paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    block = claim_block(result)
+    paths = [
+        plot_matrices(result, block, out / f"qk_matrices_block{block}.png"),
+        plot_scatter(result, block, out / f"qk_scatter_block{block}.png"),
+    ]
+    if len(result.blocks) > 1:
+        paths.append(plot_laminar(result, out / "qk_laminar.png", block))
+    return paths

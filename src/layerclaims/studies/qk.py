@@ -1,0 +1,633 @@
+"""Study B: category grouping and representational similarity of Q, K and V (``../shared/docs/claims.md``, study B).
+
+Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_layer_CClayerGroupingRSA``):
+
+1. 34 words in 3 categories (:data:`WORDS`, :data:`CATEGORIES`), one prompt each, ``"The next word is {w}"``,
+   tokenised without a BOS token (as the original; see ``Config.add_bos``).
+2. Q, K and V of the word's last token (the final prompt token for the default template) at every block, read by
+   :func:`layerclaims.extract.qkv` where the model's architecture row says: GPT-2 splits ``attn.c_attn``'s output
+   (bias included, all heads concatenated) in three, exactly as the original's hook; Llama reads ``q_proj``,
+   ``k_proj``, ``v_proj`` (before RoPE). With grouped-query attention K and V are ``n_kv_heads * head_dim`` wide
+   (SmolLM2-135M: Q 576, K and V 192). The attention computation repeats each K/V head for its group of query
+   heads; repeating every head ``r`` times multiplies every dot product and every squared norm by ``r``, so the
+   cosine similarities (hence every statistic here) are the same with or without the repetition.
+3. Per block and per kind (q, k, v): the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
+   index; RSA (Pearson r of upper triangles) between Q-K, Q-V and K-V, overall and within each category.
+4. Uncertainty. One set of bootstrap resamples of the words serves every statistic at every block (so derived
+   statistics such as K minus Q, the minimum over blocks or the fraction of blocks stay paired): resampling is
+   stratified by category (sizes kept, at least 2 distinct words per category, so selectivity is always
+   defined), seeded, drawn by :func:`layerclaims.metrics.bootstrap.bootstrap_indices`; the pair formed by two
+   copies of one word is excluded, as :func:`layerclaims.metrics.bootstrap.resample_matrix` does. Intervals are
+   95% percentile intervals. p-values: Mantel (items permuted) for RSA, label permutation for selectivity, both
+   one-sided ("greater"), from :mod:`layerclaims.metrics.similarity`. ``min(selectivity Q, K) > 1`` is an
+   intersection of two claims, so its p-value is the larger of the two (intersection-union test).
+
+Words that the tokenizer splits into several tokens are listed in the result (``split_words``); ``multi_token``
+says which vector stands for them: ``"last"`` (default, the original's ``[:, -1]``) or ``"mean"`` (mean of the
+word's token vectors). With GPT-2's tokenizer every default word is one token; SmolLM2's splits " sofa".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from layerclaims import results
+from layerclaims.errors import ModelNotFoundError, UsageError
+from layerclaims.extract import qkv
+from layerclaims.metrics.bootstrap import (
+    bootstrap_indices,
+    bootstrap_pair_correlation,
+    item_counts,
+    percentile_interval,
+)
+from layerclaims.metrics.similarity import (
+    cosine_matrix,
+    mantel_test,
+    mean_offdiagonal,
+    rsa,
+    rsa_by_category,
+    selectivity_index,
+    selectivity_permutation_test,
+)
+from layerclaims.results import Measurement
+
+NAME = "qk"
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "space": ("galaxy", "asteroid", "comet", "cosmos", "space", "sun", "planet", "moon", "star", "orbit"),
+    "furniture": (
+        "ceiling",
+        "sofa",
+        "couch",
+        "carpet",
+        "door",
+        "window",
+        "lamp",
+        "chair",
+        "table",
+        "rug",
+        "bed",
+        "floor",
+        "wall",
+    ),
+    "fruit": ("pear", "grape", "banana", "cherry", "peach", "apple", "seed", "jelly", "orange", "lime", "fruit"),
+}
+"""The original's three categories, in its order (space 10, interior/furniture 13, fruit 11)."""
+
+WORDS: tuple[str, ...] = tuple(w for words in CATEGORIES.values() for w in words)
+"""The 34 target words, in the original's order."""
+
+LABELS: tuple[str, ...] = tuple(cat for cat, words in CATEGORIES.items() for _ in words)
+"""The category of each word of :data:`WORDS`."""
+
+TEMPLATE = "The next word is {w}"
+KINDS: tuple[str, ...] = ("q", "k", "v")
+PAIRS: tuple[str, ...] = ("qk", "qv", "kv")
+LEVEL = 0.95
+
+MultiToken = Literal["last", "mean"]
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Config:
+    """What to run. The defaults are the original notebook's method.
+
+    ``words``/``labels``: the target words and one category label per word (``labels`` may be left out only with
+    the default words). ``template``: the prompt, with ``{w}`` once where the word goes. ``blocks``: one 0-based
+    block, several, or None for all. ``multi_token``: the vector of a word split into several tokens, ``"last"``
+    (its last token, as the original's ``[:, -1]``) or ``"mean"`` (the mean over its tokens). ``add_bos``: False
+    (default) tokenises without special tokens, as the original; this is also what the GPT-2 and SmolLM2 tokenizers
+    do by default (neither adds a BOS). True prepends the tokenizer's ``bos_token_id`` (UsageError if it has none).
+    ``n_boot``: bootstrap resamples (0: no intervals); ``n_perm``: permutations per test (0: no p-values);
+    ``seed``: seeds both. ``tests``: which permutation tests run at every block, ``"claims"`` (default: the ones the
+    claims read, Mantel Q-K and the label permutation of Q and of K) or ``"all"`` (also Mantel Q-V, K-V and the
+    selectivity of V; a Mantel test of 10,000 permutations costs about 75 ms of CPU, so on a 30-block model
+    ``"all"`` adds about 5 s). ``batch_size``: prompts per forward pass.
+    """
+
+    words: tuple[str, ...] = WORDS
+    labels: tuple[str, ...] | None = None
+    template: str = TEMPLATE
+    blocks: int | tuple[int, ...] | None = None
+    multi_token: MultiToken = "last"
+    add_bos: bool = False
+    n_boot: int = 1000
+    n_perm: int = 10_000
+    seed: int = 0
+    tests: Literal["claims", "all"] = "claims"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        words = _as_str_tuple(self.words, "words")
+        if self.labels is None:
+            if words != WORDS:
+                raise UsageError(
+                    "labels are needed with a custom word list: pass labels=(one category per word, in order)"
+                )
+            labels = LABELS
+        else:
+            labels = _as_str_tuple(self.labels, "labels")
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "labels", labels)
+        if self.blocks is not None and not isinstance(self.blocks, int):
+            object.__setattr__(self, "blocks", tuple(self.blocks))
+        _check_words(words, labels)
+        if self.template.count("{w}") != 1:
+            raise UsageError(f"template {self.template!r} must contain '{{w}}' exactly once, where the word goes")
+        if self.tests not in ("claims", "all"):
+            raise UsageError(f"tests must be 'claims' or 'all', got {self.tests!r}")
+        if self.multi_token not in ("last", "mean"):
+            raise UsageError(f"multi_token must be 'last' or 'mean', got {self.multi_token!r}")
+        for name in ("n_boot", "n_perm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{name} must be a non-negative integer (0 skips it), got {value!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise UsageError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+
+
+def _as_str_tuple(values: Any, name: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise UsageError(f"{name} must be a list of strings, got one string {values!r}: wrap it in a list")
+    out = tuple(values)
+    bad = [v for v in out if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise UsageError(f"{name} must be non-empty strings, got {bad[:3]!r}")
+    return out
+
+
+def _check_words(words: tuple[str, ...], labels: tuple[str, ...]) -> None:
+    """The checks that keep every statistic defined (UsageError naming the problem)."""
+    if not words:
+        raise UsageError("the word list is empty: give at least 2 words in each of at least 2 categories")
+    if len(labels) != len(words):
+        raise UsageError(f"got {len(labels)} labels for {len(words)} words: give one category label per word")
+    dupes = sorted(w for w, c in Counter(words).items() if c > 1)
+    if dupes:
+        raise UsageError(f"duplicate words {dupes!r}: each word may appear once (its self-pair is not a pair)")
+    sizes = Counter(labels)
+    if len(sizes) < 2:
+        raise UsageError(
+            f"only one category ({next(iter(sizes))!r}): selectivity compares within- and between-category "
+            "similarity, so give at least 2 categories"
+        )
+    single = [c for c, n in sizes.items() if n < 2]
+    if single:
+        raise UsageError(f"categories {single!r} have one word each: give every category at least 2 words")
+
+
+# ---------------------------------------------------------------------------------------------- tokenisation
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Tokenised prompts: ``ids[i]`` the token ids of word ``i``'s prompt, the word's tokens at ``start[i]`` ..
+    ``stop[i] - 1``."""
+
+    ids: list[list[int]]
+    start: np.ndarray
+    stop: np.ndarray
+    bos: bool
+
+    @property
+    def n_tokens(self) -> np.ndarray:
+        """Tokens per word."""
+        return self.stop - self.start
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bos: bool) -> Prompts:
+    """Token ids of ``template.format(w=word)`` for each word and where the word's tokens are.
+
+    The word's tokens are those of the prompt that differ from the tokens of the text before the word (trailing
+    spaces removed: GPT-2-style BPE attaches the space to the word) and that the text up to the end of the word
+    produces. UsageError if a word yields no token of its own."""
+    head, _, _tail = template.partition("{w}")
+    head_ids = _encode(tokenizer, head.rstrip())
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if add_bos and bos_id is None:
+        raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
+    offset = 1 if add_bos else 0
+    ids, start, stop = [], [], []
+    for w in words:
+        full = _encode(tokenizer, template.replace("{w}", w))
+        through = _encode(tokenizer, head + w)
+        s = _common_prefix(full, head_ids)
+        e = _common_prefix(full, through)
+        if e <= s:
+            raise UsageError(f"word {w!r} yields no token of its own in {template!r}: check the template or word")
+        ids.append(([bos_id] if add_bos else []) + full)
+        start.append(s + offset)
+        stop.append(e + offset)
+    return Prompts(ids, np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64), add_bos)
+
+
+def word_vectors(
+    handle: Any, prompts: Prompts, blocks: list[int], multi_token: MultiToken, batch_size: int
+) -> dict[str, np.ndarray]:
+    """``{q, k, v: float64 [n_blocks_sel, n_words, d]}``: each word's vector at each block (see ``multi_token``).
+
+    ``"mean"`` reads every token of a split word in the same pass: its prompt is passed once more per extra token,
+    with that token's position (one position per sequence is what :func:`~layerclaims.extract.qkv` reads)."""
+    last = prompts.stop - 1
+    if multi_token == "last" or prompts.n_tokens.max() == 1:
+        out = qkv(handle, prompts.ids, last, blocks=blocks, batch_size=batch_size)
+        return {k: v.astype(np.float64) for k, v in out.items()}
+    extra = [(i, int(p)) for i in range(len(prompts.ids)) for p in range(prompts.start[i], last[i])]
+    seqs = prompts.ids + [prompts.ids[i] for i, _ in extra]
+    pos = np.concatenate([last, np.array([p for _, p in extra], dtype=np.int64)])
+    out = qkv(handle, seqs, pos, blocks=blocks, batch_size=batch_size)
+    owner = np.concatenate([np.arange(len(prompts.ids)), np.array([i for i, _ in extra], dtype=np.int64)])
+    mean = {}
+    for k, v in out.items():
+        sums = np.zeros((v.shape[0], len(prompts.ids), v.shape[2]))
+        np.add.at(sums, (slice(None), owner), v.astype(np.float64))
+        mean[k] = sums / prompts.n_tokens[None, :, None]
+    return mean
+
+
+# ----------------------------------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True, eq=False)
+class BlockStatistic:
+    """One statistic at every studied block: ``value``, the bootstrap interval ``ci_low``..``ci_high`` (NaN
+    without bootstrap) and a permutation ``p_value`` (NaN where the statistic has no test). Arrays ``[n_sel]``."""
+
+    value: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    p_value: np.ndarray
+
+    def at(self, i: int, details: dict[str, Any] | None = None) -> Measurement:
+        """The :class:`Measurement` at index ``i`` of the studied blocks."""
+        lo, hi, p = float(self.ci_low[i]), float(self.ci_high[i]), float(self.p_value[i])
+        ci = None if np.isnan(lo) and np.isnan(hi) else (lo, hi)
+        return Measurement(float(self.value[i]), ci, None if np.isnan(p) else p, dict(details or {}))
+
+
+@dataclass(frozen=True, eq=False)
+class QKResult:
+    """The result of study B on one model.
+
+    ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``words``/``labels``/``categories``:
+    the items and their categories (categories in order of first appearance); ``n_tokens``: tokens per word;
+    ``split_words``: the words split into several tokens; ``multi_token``: how those were handled; ``dims``: width
+    of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine`` and
+    ``selectivity`` per kind (q, k, v; selectivity p: label permutation), ``rsa`` per pair (qk, qv, kv; p: Mantel),
+    ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``k_minus_q``: mean cosine of K minus
+    Q; ``min_selectivity_qk``: min(selectivity Q, K), p = max of the two p-values. ``over_blocks``: the statistics
+    over all studied blocks (``min_rsa_qk_over_blocks``, ``fraction_blocks_v_most_selective``), intervals from the
+    same paired resamples. Saved and loaded by :meth:`save` / :meth:`load`."""
+
+    model: str
+    n_blocks: int
+    provenance: dict[str, Any]
+    blocks: tuple[int, ...]
+    words: tuple[str, ...]
+    labels: tuple[str, ...]
+    categories: tuple[str, ...]
+    n_tokens: tuple[int, ...]
+    split_words: tuple[str, ...]
+    multi_token: str
+    dims: dict[str, int]
+    cos_q: np.ndarray
+    cos_k: np.ndarray
+    cos_v: np.ndarray
+    mean_cosine: dict[str, BlockStatistic]
+    selectivity: dict[str, BlockStatistic]
+    rsa: dict[str, BlockStatistic]
+    rsa_by_category: dict[str, np.ndarray]
+    k_minus_q: BlockStatistic
+    min_selectivity_qk: BlockStatistic
+    over_blocks: dict[str, Measurement] = field(default_factory=dict)
+
+    def cos(self, kind: str) -> np.ndarray:
+        """The cosine matrices of ``kind`` (``"q"``, ``"k"``, ``"v"``): ``[n_sel, n_words, n_words]``."""
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r}: use one of {KINDS}")
+        return {"q": self.cos_q, "k": self.cos_k, "v": self.cos_v}[kind]
+
+    def index(self, block: int | None) -> int:
+        """Position of 0-based ``block`` among the studied blocks; UsageError naming the fix otherwise."""
+        if block is None:
+            raise UsageError("this statistic is read at one block: pass layer=<0-based block>")
+        if not 0 <= block < self.n_blocks:
+            raise UsageError(f"block {block} is out of range: blocks are 0..{self.n_blocks - 1} for {self.model}")
+        if block not in self.blocks:
+            raise UsageError(f"block {block} was not studied (studied: {list(self.blocks)}): run with blocks=None")
+        return self.blocks.index(block)
+
+    def measure(self, statistic: str, *, layer: int | None, kind: str | None = None) -> Measurement:
+        """The statistics the claims read (``docs/architecture.md``). ``layer`` is a 0-based block, or None for the
+        statistics over all blocks; ``kind`` is unused (study A's punctuation kind). KeyError for an unknown
+        statistic."""
+        if statistic in _AT_BLOCK:
+            i = self.index(layer)
+            base = {"block": self.blocks[i], "split_words": list(self.split_words), "multi_token": self.multi_token}
+            if statistic == "k_minus_q_mean_cosine":
+                return self.k_minus_q.at(
+                    i,
+                    base
+                    | {
+                        "mean_cosine_q": float(self.mean_cosine["q"].value[i]),
+                        "mean_cosine_k": float(self.mean_cosine["k"].value[i]),
+                    },
+                )
+            if statistic == "rsa_qk":
+                by_cat = dict(zip(self.categories, self.rsa_by_category["qk"][i].tolist(), strict=True))
+                return self.rsa["qk"].at(i, base | {"method": "pearson", "p": "Mantel", "rsa_by_category": by_cat})
+            return self.min_selectivity_qk.at(
+                i,
+                base
+                | {
+                    "selectivity_q": float(self.selectivity["q"].value[i]),
+                    "selectivity_k": float(self.selectivity["k"].value[i]),
+                    "p": "max of the two label-permutation p-values (intersection-union test)",
+                },
+            )
+        if statistic in _OVER_BLOCKS:
+            if layer is not None:
+                raise UsageError(f"{statistic} is over all blocks: pass layer=None")
+            missing = sorted(set(range(self.n_blocks)) - set(self.blocks))
+            if missing:
+                raise UsageError(f"{statistic} needs every block; blocks {missing} were not studied: run blocks=None")
+            return self.over_blocks[statistic]
+        raise KeyError(f"unknown statistic {statistic!r} for study qk: use one of {_AT_BLOCK + _OVER_BLOCKS}")
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``directory/qk.json`` + ``qk.npz``; returns the JSON path."""
+        return results.save(self, directory, NAME)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> QKResult:
+        """Read what :meth:`save` wrote."""
+        out = results.load(directory, NAME)
+        if not isinstance(out, cls):
+            raise UsageError(f"{directory}/{NAME}.json holds a {type(out).__name__}, not a study qk result")
+        return out
+
+
+_AT_BLOCK = ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk")
+_OVER_BLOCKS = ("min_rsa_qk_over_blocks", "fraction_blocks_v_most_selective")
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+
+def resampled_offdiagonal_means(
+    S: np.ndarray, counts: np.ndarray, codes: np.ndarray, n_cat: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean off-diagonal value and selectivity index of bootstrap resamples, all matrices and resamples at once.
+
+    ``S``: ``[m, n, n]`` symmetric matrices; ``counts``: ``[n_boot, n]`` multiplicity of each item in each resample
+    (:func:`~layerclaims.metrics.bootstrap.item_counts`); ``codes``: category index of each item. In a resample the
+    distinct-item pair ``{i, j}`` appears ``c_i c_j`` times and copies of one item form no pair, so every block sum
+    is a quadratic form in the counts. Returns ``(mean [m, n_boot], selectivity [m, n_boot])``, equal (to rounding)
+    to :func:`~layerclaims.metrics.similarity.mean_offdiagonal` and
+    :func:`~layerclaims.metrics.similarity.selectivity_index` of
+    :func:`~layerclaims.metrics.bootstrap.resample_matrix` of the same resample (a unit test checks it)."""
+    m, n = S.shape[0], S.shape[-1]
+    b = counts.shape[0]
+    onehot = np.eye(n_cat)[codes]  # [n, c]
+    W = (counts[:, :, None] * onehot[None, :, :]).transpose(1, 0, 2).reshape(n, b * n_cat)  # counts by category
+    off = 1.0 - np.eye(n)
+
+    def block_sums(M: np.ndarray) -> np.ndarray:  # [b, c, c]: sum_ij W[i, b, a] M[i, j] W[j, b, c]
+        Y = (M @ W).reshape(n, b, n_cat) * counts.T[:, :, None]
+        return (onehot.T @ Y.reshape(n, b * n_cat)).reshape(n_cat, b, n_cat).transpose(1, 0, 2)
+
+    sums = np.stack([block_sums(S[i] * off) for i in range(m)])  # [m, b, c, c]
+    cnt = block_sums(off)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / cnt
+        mean = sums.sum(axis=(-2, -1)) / cnt.sum(axis=(-2, -1))
+        iu = np.triu_indices(n_cat, 1)
+        within = np.diagonal(means, axis1=-2, axis2=-1).mean(axis=-1)
+        between = means[..., iu[0], iu[1]].mean(axis=-1)
+        return mean, within / between
+
+
+def _ci(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile intervals along the last axis: ``(low, high)`` with the leading shape."""
+    flat = replicates.reshape(-1, replicates.shape[-1])
+    lo_hi = np.array([percentile_interval(r, LEVEL) for r in flat]).reshape(*replicates.shape[:-1], 2)
+    return lo_hi[..., 0], lo_hi[..., 1]
+
+
+def _stat(value: np.ndarray, reps: np.ndarray | None, p: np.ndarray | None) -> BlockStatistic:
+    nan = np.full(value.shape, np.nan)
+    lo, hi = _ci(reps) if reps is not None else (nan, nan)
+    return BlockStatistic(value, lo, hi, nan if p is None else p)
+
+
+def _over_blocks_ci(reps: np.ndarray | None) -> tuple[float, float] | None:
+    if reps is None:
+        return None
+    lo, hi = percentile_interval(reps, LEVEL)
+    return (lo, hi)
+
+
+def analyse(cos: dict[str, np.ndarray], labels: Sequence[str], blocks: Sequence[int], config: Config) -> dict[str, Any]:
+    """Every statistic of the study from the cosine matrices ``cos[kind]: [n_sel, n, n]`` (no model involved)."""
+    n_sel, n = cos["q"].shape[:2]
+    cats = list(dict.fromkeys(labels))
+    codes = np.array([cats.index(lab) for lab in labels])
+    value = {
+        "mean": {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in KINDS},
+        "sel": {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in KINDS},
+        "rsa": {p: np.array([rsa(a, b) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]) for p in PAIRS},
+    }
+    by_cat = {
+        p: np.array([list(rsa_by_category(a, b, labels).values()) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)])
+        for p in PAIRS
+    }
+
+    reps: dict[str, dict[str, np.ndarray]] | None = None
+    if config.n_boot:
+        idx = bootstrap_indices(n, config.n_boot, seed=config.seed, strata=labels, min_distinct=2)
+        counts = item_counts(idx, n).astype(np.float64)
+        stacked = np.concatenate([cos[k] for k in KINDS])  # [3 n_sel, n, n]
+        mean_r, sel_r = resampled_offdiagonal_means(stacked, counts, codes, len(cats))
+        reps = {
+            "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(KINDS)},
+            "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(KINDS)},
+            "rsa": {
+                p: np.array(
+                    [
+                        bootstrap_pair_correlation(
+                            a, b, n_boot=config.n_boot, seed=config.seed, strata=labels, min_distinct=2
+                        ).replicates
+                        for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
+                    ]
+                )
+                for p in PAIRS
+            },
+        }
+
+    p_sel: dict[str, np.ndarray] | None = None
+    p_rsa: dict[str, np.ndarray] | None = None
+    if config.n_perm:
+        tested_kinds = KINDS if config.tests == "all" else ("q", "k")
+        tested_pairs = PAIRS if config.tests == "all" else ("qk",)
+        p_sel = {
+            k: np.array(
+                [
+                    selectivity_permutation_test(S, labels, n_perm=config.n_perm, seed=config.seed).p_value
+                    if k in tested_kinds
+                    else np.nan
+                    for S in cos[k]
+                ]
+            )
+            for k in KINDS
+        }
+        p_rsa = {
+            p: np.array(
+                [
+                    mantel_test(a, b, n_perm=config.n_perm, seed=config.seed).p_value if p in tested_pairs else np.nan
+                    for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
+                ]
+            )
+            for p in PAIRS
+        }
+
+    def r(group: str, key: str) -> np.ndarray | None:
+        return None if reps is None else reps[group][key]
+
+    k_minus_q_reps = None if reps is None else reps["mean"]["k"] - reps["mean"]["q"]
+    min_sel_reps = None if reps is None else np.minimum(reps["sel"]["q"], reps["sel"]["k"])
+    min_rsa_reps = None if reps is None else reps["rsa"]["qk"].min(axis=0)
+    v_top = value["sel"]["v"] > np.maximum(value["sel"]["q"], value["sel"]["k"])
+    frac_reps = (
+        None if reps is None else (reps["sel"]["v"] > np.maximum(reps["sel"]["q"], reps["sel"]["k"])).mean(axis=0)
+    )
+    worst = int(np.argmin(value["rsa"]["qk"]))
+    over = {
+        "min_rsa_qk_over_blocks": Measurement(
+            float(value["rsa"]["qk"][worst]),
+            _over_blocks_ci(min_rsa_reps),
+            None,
+            {"block": int(blocks[worst]), "n_blocks": n_sel},
+        ),
+        "fraction_blocks_v_most_selective": Measurement(
+            float(v_top.mean()),
+            _over_blocks_ci(frac_reps),
+            None,
+            {"blocks_v_most_selective": [int(b) for b, t in zip(blocks, v_top, strict=True) if t], "n_blocks": n_sel},
+        ),
+    }
+    return {
+        "categories": tuple(cats),
+        "mean_cosine": {k: _stat(value["mean"][k], r("mean", k), None) for k in KINDS},
+        "selectivity": {k: _stat(value["sel"][k], r("sel", k), None if p_sel is None else p_sel[k]) for k in KINDS},
+        "rsa": {p: _stat(value["rsa"][p], r("rsa", p), None if p_rsa is None else p_rsa[p]) for p in PAIRS},
+        "rsa_by_category": by_cat,
+        "k_minus_q": _stat(value["mean"]["k"] - value["mean"]["q"], k_minus_q_reps, None),
+        "min_selectivity_qk": _stat(
+            np.minimum(value["sel"]["q"], value["sel"]["k"]),
+            min_sel_reps,
+            None if p_sel is None else np.maximum(p_sel["q"], p_sel["k"]),
+        ),
+        "over_blocks": over,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- run
+
+
+def check_model(handle: Any) -> None:
+    """ModelNotFoundError when the model's architecture row does not say where Q, K and V live."""
+    sites = {s.name for s in getattr(handle.arch, "qkv", ())}
+    missing = [k for k in KINDS if k not in sites]
+    if missing:
+        raise ModelNotFoundError(
+            f"the {getattr(handle.arch, 'family', '?')!r} architecture of {handle.name} has no Q/K/V table "
+            f"(missing {missing}): add its q/k/v sites to layerclaims.models.ARCHITECTURES"
+        )
+
+
+def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
+    """BLAS limited to one thread: the matrices here are 34 x 34, where threads only add contention (3-10x slower
+    on a busy machine), and one thread makes the analysis independent of the machine's thread count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def run(handle: Any, config: Config | None = None) -> QKResult:
+    """Run study B on a loaded model (:func:`layerclaims.models.load_model`)."""
+    config = config or Config()
+    check_model(handle)
+    blocks = handle.check_blocks(config.blocks)
+    t0 = time.perf_counter()
+    prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
+    vecs = word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
+    t1 = time.perf_counter()
+    with _single_threaded_blas():
+        cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in KINDS}
+        stats = analyse(cos, config.labels, blocks, config)  # type: ignore[arg-type]
+    t2 = time.perf_counter()
+    split = tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1)
+    prov = results.provenance(
+        study=NAME,
+        model=handle.name,
+        revision=handle.revision,
+        source=handle.source,
+        architecture=handle.arch.family,
+        device=handle.device,
+        dtype=handle.dtype,
+        words=list(config.words),
+        labels=list(config.labels),  # type: ignore[arg-type]
+        template=config.template,
+        multi_token=config.multi_token,
+        add_bos=config.add_bos,
+        token_ids=[list(map(int, ids)) for ids in prompts.ids],
+        word_token_span=[[int(s), int(e)] for s, e in zip(prompts.start, prompts.stop, strict=True)],
+        seed=config.seed,
+        n_boot=config.n_boot,
+        n_perm=config.n_perm,
+        tests=config.tests,
+        bootstrap="stratified by category, >= 2 distinct words per category, copy pairs excluded, percentile 95%",
+        timings={"extract_s": round(t1 - t0, 3), "statistics_s": round(t2 - t1, 3)},
+    )
+    return QKResult(
+        model=handle.name,
+        n_blocks=handle.n_blocks,
+        provenance=prov,
+        blocks=tuple(int(b) for b in blocks),
+        words=config.words,
+        labels=config.labels,  # type: ignore[arg-type]
+        n_tokens=tuple(int(m) for m in prompts.n_tokens),
+        split_words=split,
+        multi_token=config.multi_token,
+        dims={k: int(vecs[k].shape[-1]) for k in KINDS},
+        cos_q=cos["q"],
+        cos_k=cos["k"],
+        cos_v=cos["v"],
+        **stats,
+    )

@@ -1,0 +1,120 @@
+"""Machinery of the findings tests, usable from any pytest suite that checks claims on models.
+
+On the model a claim was made for, a findings test asserts that the claim holds and shows value, interval and p on
+failure. On any other model it records the verdict in a pytest-regressions snapshot, one CSV per claim under
+``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a reviewable diff.
+Regenerate after a reviewed change with ``pytest -m findings --model NAME --force-regen``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from layerclaims.claims import Claim, Verdict, claims_for
+from layerclaims.errors import DataNotFoundError
+
+# The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
+CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")
+
+# Snapshot tolerance. Numbers come from float32 forward passes on CPU; the analysis is float64. The worst
+# relative change measured between a 1-thread and a 2-thread run of the same study is recorded by each study's
+# findings module beside its tolerance; this default covers it with a margin and still catches any real change.
+DEFAULT_TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
+EXACT = {"rtol": 0.0, "atol": 0.0}
+
+
+def findings_models(config: pytest.Config, study: str) -> list[str]:
+    """--model if given; with --gpu, the claims' own models; else the CI models."""
+    chosen = config.getoption("--model")
+    if chosen:
+        return list(chosen)
+    if config.getoption("--gpu"):
+        return sorted({c.model for c in claims_for(study)})
+    return list(CI_FINDINGS_MODELS)
+
+
+def model_claim_params(config: pytest.Config, study: str) -> list[Any]:
+    """(model, claim) pairs; with --gpu and no --model, each claim only on its own model."""
+    own_only = config.getoption("--gpu") and not config.getoption("--model")
+    return [
+        pytest.param(m, c, id=f"{m}-{c.id}")
+        for m in findings_models(config, study)
+        for c in claims_for(study)
+        if not own_only or c.model == m
+    ]
+
+
+class StudyCache:
+    """Runs each (study, model, device) once per session; a model that cannot be had here is skipped, not failed."""
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[str, str, str], Any] = {}
+        self._skips: dict[tuple[str, str, str], str] = {}
+
+    def get(self, study: str, model: str, device: str, runner: Callable[[Any], Any]) -> Any:
+        key = (study, model, device)
+        if key in self._skips:
+            pytest.skip(self._skips[key])
+        if key not in self._results:
+            from layerclaims.models import load_model
+
+            try:
+                handle = load_model(model, device=device)
+            except DataNotFoundError as exc:
+                self._skips[key] = (
+                    f"{model} cannot be loaded here ({exc}). On a machine with its weights run "
+                    f"`pytest -m findings --model {model}` (add --force-regen to create its snapshots)."
+                )
+                pytest.skip(self._skips[key])
+            self._results[key] = runner(handle)
+        return self._results[key]
+
+
+def _num(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def check_verdict(
+    verdict: Verdict,
+    claim: Claim,
+    num_regression: Any,
+    tolerance: dict[str, float],
+    snapshots: Path | None = None,
+) -> None:
+    """Assert on the claim's own model; snapshot the verdict's numbers on any other.
+
+    Snapshots go to ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder ``snapshots`` beside
+    the calling test file."""
+    if verdict.model == claim.model:
+        assert verdict.holds is not None, verdict.describe()
+        assert verdict.holds, verdict.describe()
+        return
+    ci = verdict.ci or (None, None)
+    row = {
+        "layer": np.array([-1 if verdict.layer is None else verdict.layer]),
+        "value": np.array([_num(verdict.value)]),
+        "ci_low": np.array([_num(ci[0])]),
+        "ci_high": np.array([_num(ci[1])]),
+        "p_value": np.array([_num(verdict.p_value)]),
+        # 1 holds, 0 does not, -1 not evaluated
+        "holds": np.array([-1 if verdict.holds is None else int(verdict.holds)]),
+    }
+    for key, val in verdict.details.items():
+        if key.startswith("condition ") and isinstance(val, dict):
+            row[f"cond{len(row) - 5}_value"] = np.array([_num(val.get("value"))])
+    if snapshots is None:
+        snapshots = Path(num_regression.original_datadir).parent / "snapshots"
+    path = snapshots / verdict.model.replace("/", "__") / f"{claim.id}.csv"
+    num_regression.check(
+        row,
+        fullpath=path,
+        default_tolerance=tolerance,
+        tolerances={"layer": EXACT, "holds": EXACT},
+    )
+    assert not (verdict.value is not None and math.isnan(verdict.value)), verdict.describe()
