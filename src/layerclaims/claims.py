@@ -123,7 +123,8 @@ class Verdict:
             return f"{self.claim} on {self.model}: not evaluated ({self.reason})"
         ci = f" [{self.ci[0]:.4g}, {self.ci[1]:.4g}]" if self.ci else ""
         p = f", p={self.p_value:.3g}" if self.p_value is not None else ""
-        where = f" at layer {self.layer}" if self.layer is not None else ""
+        unit = "block" if CLAIMS_BY_ID.get(self.claim) and CLAIMS_BY_ID[self.claim].layer_kind == "block" else "layer"
+        where = f" at {unit} {self.layer}" if self.layer is not None else ""
         verdict = "holds" if self.holds else "does NOT hold"
         return (
             f"{self.claim} on {self.model}{where}: {self.statistic} = {self.value:.4g}{ci}{p}; "

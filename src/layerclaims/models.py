@@ -256,8 +256,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError(
                 f"device {device!r} was asked for but torch sees no CUDA device here (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda or 'no'}): use device='cpu' (drop --gpu), or run on a machine with "
-                "an NVIDIA GPU and a CUDA build of torch"
+                f"CUDA build: {torch.version.cuda or 'no'}): run on the CPU (`--device cpu` on the command line, "
+                "no --gpu in pytest, device='cpu' in Python), or on a machine with an NVIDIA GPU and CUDA torch"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"{device!r}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")

@@ -1,0 +1,705 @@
+"""The ``layerclaims`` command: ``claims``, ``reproduce``, ``matrix`` and ``diff``.
+
+A thin shell over the library: ``models.load_model`` once, ``studies.run`` per study, ``claims.evaluate_all``,
+``figures.<study>.plot_all``, ``result.save``, then :mod:`layerclaims.report` and :mod:`layerclaims.compare`.
+
+Exit codes: 0 everything ran (claims may fail: a failing claim is a finding, not an error); 1 with ``--strict``
+when a claim does not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: one message on
+stderr, no traceback). A study that cannot run (e.g. its corpus cannot be found offline) does not stop the others:
+it is reported as "not run" with the reason and the fix, and its claims get rows with ``holds = null``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from layerclaims import studies
+from layerclaims.claims import CLAIMS, Claim, Verdict, claims_for, evaluate_all, map_layer
+from layerclaims.compare import (
+    build_matrix,
+    diff_markdown,
+    diff_verdicts,
+    matrix_markdown,
+    read_verdicts,
+)
+from layerclaims.errors import DataNotFoundError, LayerclaimsError, UsageError
+from layerclaims.report import (
+    RunReport,
+    StudyOutcome,
+    render_matrix_html,
+    write_report,
+    write_verdicts,
+)
+from layerclaims.results import package_versions
+
+log = logging.getLogger("layerclaims.cli")
+
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICES = ("cpu", "cuda")
+
+# A CLI option -> the Config field names it may have in a study (the first one a study's Config has is used).
+# An option goes only to the studies whose Config has such a field.
+STUDY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "corpus": ("corpus",),
+    "selection": ("selection",),
+    "seed": ("seed",),
+    "n": ("n", "n_marks", "n_per_kind"),
+}
+
+CORPUS_FIX = (
+    "set LAYERCLAIMS_DATA to a folder holding corpora/heart_of_darkness_pg219.txt (in this workspace: "
+    "LAYERCLAIMS_DATA=../shared/data), or pass --corpus PATH to a plain-text copy of the book, or run once where "
+    "www.gutenberg.org is reachable so that it is downloaded into the cache."
+)
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("give at least one name, comma-separated (e.g. tiny-gpt2,smollm2-135m)")
+    return items
+
+
+def safe_dirname(name: str) -> str:
+    """A folder name for a model name (``HuggingFaceTB/SmolLM2-135M`` -> ``HuggingFaceTB__SmolLM2-135M``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__")).strip("._")
+    return cleaned or "model"
+
+
+def _config_fields(module: Any) -> set[str]:
+    config = module.Config
+    if dataclasses.is_dataclass(config):
+        return {f.name for f in dataclasses.fields(config)}
+    return set(inspect.signature(config).parameters)
+
+
+def study_options(study: str, given: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``Config`` overrides for ``study``: the CLI options that were given (not None) and that its Config has,
+    then the ``--set STUDY.FIELD=VALUE`` overrides naming this study (VALUE parsed as JSON, else a string)."""
+    fields = _config_fields(studies.get(study))
+    out: dict[str, Any] = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        for name in STUDY_OPTIONS.get(option, (option,)):
+            if name in fields:
+                out[name] = value
+                break
+    for item in overrides:
+        target, value = parse_set(item)
+        name, _, field_name = target.partition(".")
+        if name != study:
+            continue
+        if field_name not in fields:
+            raise UsageError(
+                f"--set {item}: study {study!r} has no setting {field_name!r}; it has: {', '.join(sorted(fields))}"
+            )
+        out[field_name] = value
+    return out
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"punctuation.n_boot=200"`` -> ``("punctuation.n_boot", 200)``; the value is JSON when it parses
+    (numbers, true/false/null, lists), else the plain string."""
+    target, sep, raw = item.partition("=")
+    name, dot, field_name = target.strip().partition(".")
+    if not sep or not dot or not field_name or name not in studies.STUDY_NAMES:
+        raise UsageError(
+            f"--set {item!r}: write STUDY.SETTING=VALUE with STUDY one of {', '.join(studies.STUDY_NAMES)} "
+            "(e.g. --set punctuation.n_boot=200)"
+        )
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(value, list):
+        value = tuple(value)
+    return f"{name}.{field_name}", value
+
+
+def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
+    """``models.load_model`` (imported here so that ``claims``, ``diff`` and ``--help`` never import torch)."""
+    models = importlib.import_module("layerclaims.models")
+    return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
+
+
+def plot_figures(study: str, result: Any, out_dir: Path) -> list[Path]:
+    """``figures.<study>.plot_all(result, out_dir)``."""
+    module = importlib.import_module(f"layerclaims.figures.{study}")
+    return [Path(p) for p in module.plot_all(result, out_dir)]
+
+
+def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
+    facts = {k: getattr(handle, k, None) for k in ("name", "revision", "source", "n_blocks", "device", "dtype")}
+    facts = {k: (v if v is None or isinstance(v, int | float | str) else str(v)) for k, v in facts.items()}
+    facts["device_map"] = device_map
+    return facts
+
+
+def not_run_rows(study: str, model: str, n_blocks: int, reason: str) -> list[Verdict]:
+    """One verdict per claim of a study that could not run: ``holds=None`` and the reason."""
+    rows = []
+    for c in claims_for(study):
+        try:
+            layer = map_layer(c, n_blocks)
+        except LayerclaimsError:
+            layer = None
+        rows.append(
+            Verdict(c.id, model, layer, c.statistic, None, None, None, c.threshold, c.comparison, None, reason=reason)
+        )
+    return rows
+
+
+def headline(reason: str, exc: BaseException) -> str:
+    """The first line of an error message, without a trailing "Looked in:"-style lead-in (verdict rows keep it
+    short; the report's not-run box has the whole message)."""
+    lines = reason.strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = lines[0].strip()
+    if first.endswith(":") and ". " in first:
+        first = first[: first.rindex(". ") + 1]
+    return first
+
+
+def split_fix(message: str) -> tuple[str, str | None]:
+    """Split an error message into (reason, fix) where it has a ``Fix:`` paragraph (as data.py's messages do)."""
+    head, sep, tail = message.partition("\nFix:")
+    return (head.strip(), tail.strip()) if sep else (message.strip(), None)
+
+
+def _fix_for(study: str, exc: LayerclaimsError, rerun: str) -> str:
+    if isinstance(exc, DataNotFoundError) and study == "punctuation":
+        return CORPUS_FIX + f" Then re-run `{rerun}`."
+    return f"follow the fix named in the reason, then re-run `{rerun}`."
+
+
+class _Progress:
+    """A tqdm bar over the stages on a terminal; nothing when quiet or when stderr is not a terminal."""
+
+    def __init__(self, total: int, *, enabled: bool, desc: str) -> None:
+        self._bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="stage", leave=False, file=sys.stderr)
+
+    def stage(self, name: str) -> None:
+        log.info("%s", name)
+        if self._bar is not None:
+            self._bar.set_postfix_str(name)
+
+    def done(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str, progress: _Progress) -> Iterator[None]:
+    progress.stage(name)
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - t0
+        progress.done()
+        log.info("%s: %.2f s", name, timings[name])
+
+
+# --------------------------------------------------------------------------------------------------- reproduce
+
+
+@dataclasses.dataclass
+class Reproduced:
+    """The outcome of one reproduce run: the report data, the verdicts, and the files written."""
+
+    report: RunReport
+    verdicts: list[Verdict]
+    out: Path
+    files: dict[str, Path]
+
+
+def reproduce(
+    model: str,
+    *,
+    out: Path,
+    study_names: Sequence[str] = studies.STUDY_NAMES,
+    device: str = "cpu",
+    dtype: str = "float32",
+    device_map: str | None = None,
+    options: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+    command: str = "",
+) -> Reproduced:
+    """Load ``model`` once, run each study, evaluate its claims, and write verdicts, figures, results and the
+    report into ``out``. A study raising a LayerclaimsError is recorded as not run; loading the model is not
+    optional (its LayerclaimsError propagates)."""
+    options = dict(options or {})
+    out = Path(out)
+    if not progress:
+        _quiet_library_progress()
+    timings: dict[str, float] = {}
+    bar = _Progress(2 + 4 * len(study_names), enabled=progress, desc=model)
+    try:
+        with _timed(timings, "load model", bar):
+            handle = load_handle(model, device=device, dtype=dtype, device_map=device_map)
+        facts = model_facts(handle, device_map)
+        name = str(getattr(handle, "name", model))
+        n_blocks = int(handle.n_blocks)
+        out.mkdir(parents=True, exist_ok=True)
+        outcomes: list[StudyOutcome] = []
+        verdicts: list[Verdict] = []
+        for study in study_names:
+            outcome, study_verdicts = _run_study(
+                study, handle, name, n_blocks, out, study_options(study, options, overrides), timings, bar
+            )
+            outcomes.append(outcome)
+            verdicts.extend(study_verdicts)
+        rows = [v.to_row() for v in verdicts]
+        with _timed(timings, "write verdicts and report", bar):
+            json_path, csv_path = write_verdicts(rows, out)
+            report = RunReport(
+                model=facts,
+                studies=outcomes,
+                rows=rows,
+                timings=timings,
+                packages=package_versions(),
+                platform=_platform(),
+                command=command,
+                created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            )
+            md, page = write_report(report, out)
+    finally:
+        bar.close()
+    files = {"verdicts.json": json_path, "verdicts.csv": csv_path, "report.md": md, "report.html": page}
+    return Reproduced(report, verdicts, out, files)
+
+
+def _quiet_library_progress() -> None:
+    """No progress bars from transformers / the hub when ours are off (not a terminal, or --quiet)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    hf_logging.disable_progress_bar()
+
+
+def _platform() -> str:
+    import platform
+
+    return platform.platform()
+
+
+def _run_study(
+    study: str,
+    handle: Any,
+    model: str,
+    n_blocks: int,
+    out: Path,
+    opts: dict[str, Any],
+    timings: dict[str, float],
+    bar: _Progress,
+) -> tuple[StudyOutcome, list[Verdict]]:
+    outcome = StudyOutcome(study=study, ran=False, options=opts)
+    rerun = f"layerclaims reproduce --model {model} --study {study}"
+    try:
+        with _timed(timings, f"{study}: run", bar):
+            result = studies.run(study, handle, **opts)
+    except LayerclaimsError as exc:
+        outcome.reason, outcome.fix = split_fix(str(exc))
+        if outcome.fix is None:
+            outcome.fix = _fix_for(study, exc, rerun)
+        log.warning("study %s not run: %s", study, exc)
+        for _ in range(3):
+            bar.done()
+        return outcome, not_run_rows(study, model, n_blocks, f"study {study} not run: {headline(outcome.reason, exc)}")
+    outcome.ran = True
+    outcome.seconds["run"] = timings[f"{study}: run"]
+    outcome.provenance = dict(getattr(result, "provenance", {}) or {})
+    with _timed(timings, f"{study}: evaluate claims", bar):
+        verdicts = evaluate_all(result, study)
+    with _timed(timings, f"{study}: figures", bar):
+        try:
+            outcome.figures = plot_figures(study, result, out / "figures")
+        except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
+            log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
+    with _timed(timings, f"{study}: save result", bar):
+        try:
+            outcome.saved = Path(result.save(out))
+        except Exception as exc:  # as above: recorded, not fatal
+            log.warning("saving study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            outcome.problems.append(f"result could not be saved: {type(exc).__name__}: {exc}")
+    for stage in ("evaluate claims", "figures", "save result"):
+        outcome.seconds[stage] = timings[f"{study}: {stage}"]
+    return outcome, verdicts
+
+
+def _strict_failures(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if v.holds is not True]
+
+
+def _print_run(rep: Reproduced, stream: TextIO) -> None:
+    for s in rep.report.studies:
+        if not s.ran:
+            print(f"study {s.study}: NOT RUN. {s.reason}\n  fix: {s.fix}", file=stream)
+        for p in s.problems:
+            print(f"study {s.study}: {p}", file=stream)
+    for v in rep.verdicts:
+        print(f"  {v.describe()}", file=stream)
+    print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
+
+
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in STUDY_OPTIONS}
+
+
+def _check_unused_options(study_names: Sequence[str], given: dict[str, Any], overrides: Sequence[str]) -> None:
+    """Before any model is loaded: reject a bad --set, and warn about options that no study run will read."""
+    for s in study_names:
+        study_options(s, {}, overrides)
+    for item in overrides:
+        target, _ = parse_set(item)
+        if target.partition(".")[0] not in study_names:
+            log.warning("--set %s names a study that is not run (%s): ignored", item, ", ".join(study_names))
+    for option, value in given.items():
+        if value is None:
+            continue
+        if not any(study_options(s, {option: value}) for s in study_names):
+            log.warning("--%s applies to none of the studies run (%s): ignored", option, ", ".join(study_names))
+
+
+def _study_names(choice: str) -> tuple[str, ...]:
+    return studies.STUDY_NAMES if choice == "all" else (choice,)
+
+
+def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    names = _study_names(args.study)
+    given = _given_options(args)
+    _check_unused_options(names, given, args.set)
+    out = Path(args.out) if args.out else Path("out") / safe_dirname(args.model)
+    rep = reproduce(
+        args.model,
+        out=out,
+        study_names=names,
+        device=args.device,
+        dtype=args.dtype,
+        device_map=args.device_map,
+        options=given,
+        overrides=args.set,
+        progress=_progress_enabled(args),
+        command="layerclaims " + shlex.join(argv),
+    )
+    if not args.quiet:
+        _print_run(rep, sys.stdout)
+    else:
+        for s in rep.report.studies:
+            if not s.ran:
+                print(f"study {s.study}: NOT RUN. {s.reason}", file=sys.stderr)
+    if args.strict:
+        failed = _strict_failures(rep.verdicts)
+        if failed:
+            print(
+                f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: "
+                + ", ".join(v.claim for v in failed),
+                file=sys.stderr,
+            )
+            return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- matrix / diff
+
+
+def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    out = Path(args.out) if args.out else Path("out") / "matrix"
+    rows_by_model: dict[str, list[dict[str, Any]]] = {}
+    notes: dict[str, str] = {}
+    folders: dict[str, Path] = {}
+    load_failures = 0
+    if args.from_dirs:
+        labels = args.models
+        if labels is not None and len(labels) != len(args.from_dirs):
+            raise UsageError(
+                f"--models names {len(labels)} columns but --from gives {len(args.from_dirs)} folders: "
+                "give one name per folder, or leave --models out to use the model names in the folders"
+            )
+        for i, d in enumerate(args.from_dirs):
+            rows = read_verdicts(d)
+            label = labels[i] if labels else (str(rows[0].get("model")) if rows else Path(d).name)
+            if label in rows_by_model:
+                label = f"{label} ({Path(d).name})"
+            if label in rows_by_model:
+                label = f"{label} ({d})"
+            rows_by_model[label] = rows
+            folders[label] = Path(d)
+    else:
+        if not args.models:
+            raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
+        names = _study_names(args.study)
+        given = _given_options(args)
+        _check_unused_options(names, given, args.set)
+        for model in args.models:
+            model_out = out / safe_dirname(model)
+            try:
+                rep = reproduce(
+                    model,
+                    out=model_out,
+                    study_names=names,
+                    device=args.device,
+                    dtype=args.dtype,
+                    device_map=args.device_map,
+                    options=given,
+                    overrides=args.set,
+                    progress=_progress_enabled(args),
+                    command="layerclaims " + shlex.join(argv),
+                )
+            except LayerclaimsError as exc:
+                # One model that cannot be loaded does not lose the others; the exit code still says so.
+                load_failures += 1
+                notes[model] = f"not run: {exc}"
+                rows_by_model[model] = []
+                print(f"{model}: not run: {exc}", file=sys.stderr)
+                continue
+            rows_by_model[model] = [v.to_row() for v in rep.verdicts]
+            folders[model] = model_out
+            for s in rep.report.studies:
+                if not s.ran:
+                    notes.setdefault(model, f"study {s.study} not run: {s.reason}")
+            if not args.quiet:
+                print(f"{model}: {rep.files['report.html']}", file=sys.stderr)
+    matrix = build_matrix(rows_by_model, notes)
+    out.mkdir(parents=True, exist_ok=True)
+    md = matrix_markdown(matrix)
+    (out / "matrix.md").write_text("# layerclaims: claims × models\n\n" + md)
+    links = {
+        m: os.path.relpath(d / "report.html", out).replace(os.sep, "/")
+        for m, d in folders.items()
+        if (d / "report.html").is_file()
+    }
+    (out / "matrix.html").write_text(render_matrix_html(matrix, links=links))
+    if not args.quiet:
+        print(md)
+        print(f"matrix: {out / 'matrix.md'} and {out / 'matrix.html'}")
+    if load_failures:
+        return 2
+    if getattr(args, "strict", False):
+        failed = [(m, c) for (c, m), cell in matrix.cells.items() if cell.holds is not True]
+        if failed:
+            print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    old, new = read_verdicts(args.old), read_verdicts(args.new)
+    diff = diff_verdicts(old, new)
+    print(diff_markdown(diff, str(args.old), str(args.new), all_rows=not args.changed_only), end="")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- claims
+
+
+def _claim_layer(c: Claim) -> str:
+    if c.layer is None:
+        return "all"
+    kind = f" ({c.kind})" if c.kind else ""
+    return f"{c.layer_kind.replace('_', ' ')} {c.layer}{kind}"
+
+
+def claims_rows() -> list[dict[str, str]]:
+    def threshold(x: float) -> str:
+        return f"{x:g}"
+
+    return [
+        {
+            "id": c.id,
+            "source": c.source,
+            "model": c.model,
+            "statistic": " and ".join(k.statistic for k in c.conditions),
+            "comparison": " and ".join(k.comparison for k in c.conditions),
+            "threshold": " and ".join(threshold(k.threshold) for k in c.conditions),
+            "layer": _claim_layer(c),
+            "claim": c.text,
+        }
+        for c in CLAIMS
+    ]
+
+
+def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    rows = claims_rows()
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    cols = ["id", "model", "layer", "statistic", "comparison", "threshold", "source"]
+    if args.format == "markdown":
+        cols.insert(1, "claim")
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for r in rows:
+            print("| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |")
+        return 0
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols[:-1]}
+    print("  ".join(c.ljust(widths[c]) for c in cols[:-1]) + "  source")
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in cols[:-1]) + "  " + r["source"])
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run options")
+    g.add_argument("--study", choices=(*studies.STUDY_NAMES, "all"), default="all", help="which study (default all)")
+    g.add_argument("--device", choices=DEVICES, default="cpu", help="where the model runs (default cpu)")
+    g.add_argument("--dtype", choices=DTYPES, default="float32", help="model weights dtype (default float32)")
+    g.add_argument(
+        "--device-map",
+        dest="device_map",
+        metavar="MAP",
+        default=None,
+        help="passed to transformers/accelerate (e.g. auto) to shard a model larger than one GPU",
+    )
+    g.add_argument("--corpus", metavar="NAME|PATH", default=None, help="corpus of the punctuation study")
+    g.add_argument("--selection", choices=("first", "random"), default=None, help="which marks: first N or random")
+    g.add_argument("--seed", type=int, default=None, help="seed of the random selection and of the bootstraps")
+    g.add_argument("--n", type=_positive_int, default=None, help="marks per kind (punctuation study)")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STUDY.SETTING=VALUE",
+        help="any other study setting, e.g. --set punctuation.n_boot=200 (repeatable; VALUE read as JSON)",
+    )
+    g.add_argument("--strict", action="store_true", help="exit 1 when a claim does not hold or is not evaluated")
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary (errors only)")
+    v.add_argument("-v", "--verbose", action="store_true", help="log each stage and its time")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerclaims",
+        description="Published claims about language-model layers as executable, reproducible tests.",
+        epilog="Exit codes: 0 ran (claims may fail), 1 --strict and a claim did not hold, 2 bad usage or input.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("claims", help="list every claim (id, source, model, statistic, threshold, layer)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("reproduce", help="run the studies on a model, evaluate every claim, write the report")
+    p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/<model>)")
+    _add_run_options(p)
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("matrix", help="claims x models table, from fresh runs or saved run folders")
+    p.add_argument("--models", type=_csv_list, default=None, metavar="A,B,C", help="models (comma-separated)")
+    p.add_argument(
+        "--from",
+        dest="from_dirs",
+        type=_csv_list,
+        default=None,
+        metavar="DIR1,DIR2",
+        help="saved reproduce folders (their verdicts.json) instead of fresh runs",
+    )
+    p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
+    _add_run_options(p)
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("diff", help="which verdicts flipped and which values moved between two run folders")
+    p.add_argument("old", type=Path, metavar="DIR_OLD")
+    p.add_argument("new", type=Path, metavar="DIR_NEW")
+    p.add_argument("--changed-only", action="store_true", help="list only the claims that changed")
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_diff)
+    return parser
+
+
+def _progress_enabled(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (not the one at set-up)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.ERROR if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
+    logger = logging.getLogger("layerclaims")
+    logger.setLevel(level)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``layerclaims`` and ``python -m layerclaims``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    _setup_logging(args)
+    try:
+        return int(args.func(args, argv))
+    except LayerclaimsError as exc:
+        print(f"layerclaims {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

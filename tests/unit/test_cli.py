@@ -1,0 +1,512 @@
+"""The `layerclaims` command: every subcommand and exit code.
+
+Most tests run on fake studies (modules put in ``sys.modules`` under the real study names, so ``studies.run`` is
+exercised as it is) and a fake model handle; one end-to-end test runs the real studies on ``tiny-gpt2``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from layerclaims import cli, results
+from layerclaims.errors import DataNotFoundError, ModelNotFoundError
+from layerclaims.results import Measurement
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+REPO = Path(__file__).resolve().parents[2]
+
+# Values of the fake studies: (value, ci, p). Every claim holds except A2 (cov_clusters at layer 20 is 1 -> A1
+# needs 3 at layer 1: the fake answers per layer) — see FakeResult.measure.
+QK_VALUES = {
+    "k_minus_q_mean_cosine": (0.05, (0.01, 0.09), None),
+    "rsa_qk": (0.91, (0.88, 0.93), 0.001),
+    "min_selectivity_qk": (1.02, (1.0, 1.04), 0.01),
+    "min_rsa_qk_over_blocks": (0.86, None, None),
+    "fraction_blocks_v_most_selective": (0.75, None, None),
+}
+PUNCT_VALUES = {
+    "cov_clusters": (1.0, (1.0, 2.0), None),
+    "mi_clusters": (1.0, (1.0, 1.0), None),
+    "pooled_r": (-0.13, (-0.2, -0.05), None),
+    "min_within_cluster_slope": (0.3, (0.1, 0.5), None),
+    "spearman_mean_mi_vs_depth": (-0.9, None, None),
+    "spearman_mean_cov_vs_depth": (0.8, None, None),
+}
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    """A StudyResult: ``values[statistic] = (value, ci, p)``; saveable through results.save."""
+
+    study: str
+    model: str
+    n_blocks: int
+    values: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement:
+        value, ci, p = self.values[statistic]
+        if statistic == "cov_clusters" and kind == "internal" and layer == 1:
+            value = 3.0  # A1 holds (3 clusters at layer 1); A2 (1 at the last layer) holds; A4 (terminal) holds
+        return Measurement(value, ci, p, {"stability": 0.9} if statistic.endswith("clusters") else {})
+
+    def save(self, directory: Path) -> Path:
+        return results.save(self, directory, self.study)
+
+
+class Recorder:
+    """What the fake studies and the fake loader were called with."""
+
+    def __init__(self) -> None:
+        self.configs: dict[str, Any] = {}
+        self.loads: list[tuple[str, dict[str, Any]]] = []
+
+
+def _fake_study(name: str, values: dict[str, Any], rec: Recorder, config_fields: dict[str, Any]) -> types.ModuleType:
+    mod = types.ModuleType(f"layerclaims.studies.{name}")
+    config_cls = dataclasses.make_dataclass(
+        "Config", [(k, Any, dataclasses.field(default=v)) for k, v in config_fields.items()], frozen=True
+    )
+
+    def run(handle: Any, config: Any) -> FakeResult:
+        rec.configs[name] = dataclasses.asdict(config)
+        corpus = getattr(config, "corpus", None)
+        if corpus is not None and corpus != "heart-of-darkness" and not Path(corpus).is_file():
+            if "with-fix" in corpus:  # the style of data.py's messages: where it looked, then a Fix: paragraph
+                raise DataNotFoundError(
+                    f"corpus {corpus!r} was not found. Looked in:\n  - {corpus}: missing\nFix: copy the book there."
+                )
+            raise DataNotFoundError(f"corpus {corpus!r} not found: looked in {corpus}; pass an existing text file")
+        prov = {"corpus": corpus, "corpus_sha256": "ab" * 32, "seed": config.seed, "timings": {"forward": 0.01}}
+        return FakeResult(name, handle.name, handle.n_blocks, dict(values), prov)
+
+    mod.Config = config_cls  # type: ignore[attr-defined]
+    mod.run = run  # type: ignore[attr-defined]
+    return mod
+
+
+def _fake_figures(name: str) -> types.ModuleType:
+    mod = types.ModuleType(f"layerclaims.figures.{name}")
+
+    def plot_all(result: FakeResult, out_dir: Path) -> list[Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{name}_figure.png"
+        path.write_bytes(PNG)
+        return [path]
+
+    mod.plot_all = plot_all  # type: ignore[attr-defined]
+    return mod
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    """Fake studies, figures and model loader; returns what they were called with."""
+    rec = Recorder()
+    monkeypatch.setitem(
+        sys.modules, "layerclaims.studies.qk", _fake_study("qk", QK_VALUES, rec, {"seed": 0, "blocks": None})
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "layerclaims.studies.punctuation",
+        _fake_study(
+            "punctuation",
+            PUNCT_VALUES,
+            rec,
+            {"corpus": "heart-of-darkness", "n": 250, "selection": "first", "seed": 0, "n_boot": 1000},
+        ),
+    )
+    monkeypatch.setitem(sys.modules, "layerclaims.figures.qk", _fake_figures("qk"))
+    monkeypatch.setitem(sys.modules, "layerclaims.figures.punctuation", _fake_figures("punctuation"))
+
+    def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
+        rec.loads.append((name, {"device": device, "dtype": dtype, "device_map": device_map}))
+        if name == "no-such-model":
+            raise ModelNotFoundError(f"unknown model {name!r}: use a registry name (tiny-gpt2, ...) or a HF id")
+        n_blocks = 24 if name == "gpt2-medium" else 4
+        return types.SimpleNamespace(
+            name=name, n_blocks=n_blocks, revision="rev-1", source="test", device=device, dtype=dtype
+        )
+
+    monkeypatch.setattr(cli, "load_handle", load_handle)
+    return rec
+
+
+def run_cli(*args: str) -> int:
+    return cli.main(list(args))
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+
+def test_claims_lists_every_claim(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("claims") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:7] == ["id", "model", "layer", "statistic", "comparison", "threshold", "source"]
+    assert [ln.split()[0] for ln in out[1:]] == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
+    b2 = out[9]
+    assert "gpt2-medium" in b2 and "block 5" in b2 and "rsa_qk" in b2 and "0.8" in b2 and "seeds/qk" in b2
+
+
+def test_claims_as_json_and_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("claims", "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    b4 = rows[-1]
+    assert (b4["id"], b4["model"], b4["layer"]) == ("B4", "gpt2-large", "all")
+    assert b4["statistic"] == "min_rsa_qk_over_blocks and fraction_blocks_v_most_selective"
+    assert b4["threshold"] == "0.84 and 0.5"
+    assert run_cli("claims", "--format", "markdown") == 0
+    md = capsys.readouterr().out
+    assert md.startswith("| id | claim | model |") and md.count("\n") == 13
+
+
+# ------------------------------------------------------------------------------------------------ reproduce
+
+
+def test_reproduce_writes_every_output_and_exits_0(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(out)) == 0
+    assert fake.loads == [("tiny-gpt2", {"device": "cpu", "dtype": "float32", "device_map": None})]  # loaded once
+    names = {p.name for p in out.iterdir()}
+    assert {"verdicts.json", "verdicts.csv", "report.md", "report.html", "qk.json", "punctuation.json"} <= names
+    assert {p.name for p in (out / "figures").iterdir()} == {"qk_figure.png", "punctuation_figure.png"}
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert [v["claim"] for v in verdicts] == ["B1", "B2", "B3", "B4", "A1", "A2", "A3", "A4", "A5", "A6", "A7"]
+    assert all(v["holds"] is True for v in verdicts)
+    b2 = next(v for v in verdicts if v["claim"] == "B2")
+    assert (b2["value"], b2["ci"], b2["p_value"], b2["layer"]) == (0.91, [0.88, 0.93], 0.001, 0)  # block 5 -> 0
+    header = (out / "verdicts.csv").read_text().splitlines()[0]
+    assert header.startswith("claim,model,layer,statistic,comparison,threshold,value,ci_low,ci_high,p_value,holds")
+    html = (out / "report.html").read_text()
+    assert 'src="figures/qk_figure.png"' in html and "ab" * 32 in html  # figure and corpus sha256
+    md = (out / "report.md").read_text()
+    for stage in ("load model", "qk: run", "punctuation: figures", "punctuation: save result"):
+        assert f"| {stage} |" in md
+    stdout = capsys.readouterr().out
+    assert "B2 on tiny-gpt2 at layer 0: rsa_qk = 0.91" in stdout and "report.html" in stdout
+    # the saved result loads back as it was
+    loaded = results.load(out, "qk", allowed_modules=(FakeResult.__module__,))
+    assert loaded.values["rsa_qk"][0] == 0.91
+
+
+def test_study_options_go_only_to_the_study_that_has_them(fake: Recorder, tmp_path: Path) -> None:
+    corpus = tmp_path / "book.txt"
+    corpus.write_text("text")
+    code = run_cli(
+        "reproduce",
+        "--model",
+        "tiny-gpt2",
+        "--out",
+        str(tmp_path / "o"),
+        "--corpus",
+        str(corpus),
+        "--selection",
+        "random",
+        "--seed",
+        "7",
+        "--n",
+        "30",
+        "--set",
+        "punctuation.n_boot=20",
+        "--set",
+        "qk.blocks=[0, 1]",
+        "--device-map",
+        "auto",
+        "--dtype",
+        "bfloat16",
+        "-q",
+    )
+    assert code == 0
+    assert fake.configs["qk"] == {"seed": 7, "blocks": (0, 1)}
+    p = fake.configs["punctuation"]
+    assert (p["corpus"], p["selection"], p["seed"], p["n"], p["n_boot"]) == (str(corpus), "random", 7, 30, 20)
+    assert fake.loads[0][1] == {"device": "cpu", "dtype": "bfloat16", "device_map": "auto"}
+
+
+def test_an_option_no_study_reads_is_warned_about(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--study", "qk", "--n", "5", "--out", str(tmp_path)) == 0
+    assert "--n applies to none of the studies run (qk): ignored" in capsys.readouterr().err
+    assert fake.configs["qk"] == {"seed": 0, "blocks": None}
+
+
+def test_a_study_that_cannot_run_is_reported_and_the_other_still_runs(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    missing = tmp_path / "no-such-corpus.txt"
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--corpus", str(missing), "--out", str(out)) == 0
+    verdicts = {v["claim"]: v for v in json.loads((out / "verdicts.json").read_text())}
+    assert all(verdicts[c]["holds"] is True for c in ("B1", "B2", "B3", "B4"))
+    for c in ("A1", "A2", "A3", "A4", "A5", "A6", "A7"):
+        assert verdicts[c]["holds"] is None and verdicts[c]["value"] is None
+        assert verdicts[c]["reason"].startswith("study punctuation not run: corpus")
+    assert verdicts["A1"]["layer"] == 1 and verdicts["A7"]["layer"] is None  # the layer it would have read
+    assert not (out / "punctuation.json").exists() and (out / "qk.json").exists()
+    html = (out / "report.html").read_text()
+    assert "Study <code>punctuation</code> not run." in html and "LAYERCLAIMS_DATA" in html
+    md = (out / "report.md").read_text()
+    assert "**Study `punctuation` not run.**" in md and "--corpus PATH" in md
+    captured = capsys.readouterr()
+    assert "study punctuation: NOT RUN." in captured.out and "fix: set LAYERCLAIMS_DATA" in captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_a_fix_paragraph_in_the_error_becomes_the_fix(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = str(tmp_path / "with-fix.txt")
+    assert (
+        run_cli("reproduce", "--model", "m", "--study", "punctuation", "--corpus", corpus, "--out", str(tmp_path)) == 0
+    )
+    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
+    assert {v["reason"] for v in verdicts} == {f"study punctuation not run: corpus {corpus!r} was not found."}
+    html = (tmp_path / "report.html").read_text()
+    assert "<strong>Fix:</strong> copy the book there." in html and "LAYERCLAIMS_DATA" not in html
+    assert "fix: copy the book there." in capsys.readouterr().out
+
+
+def test_split_fix() -> None:
+    assert cli.split_fix("bad thing.\nLooked in: x\nFix: do y") == ("bad thing.\nLooked in: x", "do y")
+    assert cli.split_fix("bad thing; do y") == ("bad thing; do y", None)
+
+
+def test_strict_exits_1_when_a_claim_fails_or_is_not_evaluated(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["reproduce", "--model", "tiny-gpt2", "--study", "qk", "-q"]
+    assert run_cli(*base, "--out", str(tmp_path / "a"), "--strict") == 0  # everything holds
+    monkeypatch.setitem(QK_VALUES, "rsa_qk", (0.5, (0.4, 0.6), 0.2))
+    assert run_cli(*base, "--out", str(tmp_path / "b")) == 0  # a failing claim is a finding, not an error
+    assert run_cli(*base, "--out", str(tmp_path / "c"), "--strict") == 1
+    assert "--strict: 1 claim(s) did not hold or could not be evaluated: B2" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.txt")
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--corpus", missing, "-q") == 0
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--corpus", missing, "--strict", "-q") == 1
+
+
+def test_bad_input_exits_2_with_one_message_and_no_traceback(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("reproduce", "--model", "no-such-model", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "layerclaims reproduce: error: unknown model 'no-such-model': use a registry name (tiny-gpt2, ...) or a HF id"
+    )
+    assert run_cli("reproduce", "--model", "m", "--set", "punctuation.nope=1", "--out", str(tmp_path)) == 2
+    assert "has no setting 'nope'" in capsys.readouterr().err
+    assert fake.loads == [("no-such-model", fake.loads[0][1])]  # a bad --set is caught before loading
+    assert run_cli("reproduce", "--model", "m", "--set", "oops", "--out", str(tmp_path)) == 2
+    assert "STUDY.SETTING=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nope"],
+        ["reproduce"],  # --model is required
+        ["reproduce", "--model", "m", "--study", "nope"],
+        ["reproduce", "--model", "m", "--n", "0"],
+        ["reproduce", "--model", "m", "--device", "tpu"],
+        ["reproduce", "--model", "m", "--quiet", "--verbose"],
+        ["diff", "only-one"],
+        ["matrix", "--models", ","],
+    ],
+)
+def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(argv) == 2
+    assert "usage: layerclaims" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["reproduce", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--device-map", "--corpus", "--selection", "--seed", "--n", "--strict", "--quiet", "--set"):
+        assert option in out
+
+
+def test_a_figure_bug_is_recorded_and_does_not_lose_the_verdicts(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(result: Any, out_dir: Path) -> list[Path]:
+        raise RuntimeError("no font")
+
+    monkeypatch.setattr(sys.modules["layerclaims.figures.qk"], "plot_all", broken)
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path)) == 0
+    assert len(json.loads((tmp_path / "verdicts.json").read_text())) == 4
+    assert "figures could not be drawn: RuntimeError: no font" in (tmp_path / "report.html").read_text()
+    assert "figures could not be drawn" in capsys.readouterr().out
+
+
+def test_progress_and_logging(fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # not a terminal: no progress bar; --verbose logs each stage and its time
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "--verbose") == 0
+    err = capsys.readouterr().err
+    assert "INFO layerclaims.cli: qk: run" in err and "it/s" not in err and "stage/s" not in err
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "--quiet") == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_progress_bar_on_a_terminal(fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    original = cli._Progress.__init__
+
+    def spy(self: Any, total: int, *, enabled: bool, desc: str) -> None:
+        shown.append(f"{enabled}:{total}")
+        original(self, total, enabled=enabled, desc=desc)
+
+    monkeypatch.setattr(cli._Progress, "__init__", spy)
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path), "-q") == 0
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
+    assert shown == ["False:10", "True:10"]
+
+
+# ------------------------------------------------------------------------------------------------ matrix
+
+
+def test_matrix_from_fresh_runs(fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    assert run_cli("matrix", "--models", "tiny-gpt2,org/model-x", "--study", "qk", "--out", str(out)) == 0
+    assert (out / "tiny-gpt2" / "report.html").is_file() and (out / "org__model-x" / "verdicts.json").is_file()
+    md = (out / "matrix.md").read_text()
+    assert "| claim | claimed | tiny-gpt2 | org/model-x |" in md
+    assert (
+        "| B2 | rsa_qk > 0.8 | ✓ 0.91 [0.88, 0.93], p=0.001 @block 0←5 | ✓ 0.91 [0.88, 0.93], p=0.001 @block 0←5 |"
+        in md
+    )
+    page = (out / "matrix.html").read_text()
+    assert '<th><a href="tiny-gpt2/report.html">tiny-gpt2</a></th>' in page  # each column links to its report
+    assert "| B2 |" in capsys.readouterr().out
+
+
+def test_matrix_from_saved_folders_and_a_model_that_cannot_load(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("reproduce", "--model", "gpt2-medium", "--study", "qk", "--out", str(a), "-q") == 0
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(b), "-q") == 0
+    out = tmp_path / "m"
+    assert run_cli("matrix", "--from", f"{a},{b}", "--out", str(out), "-q") == 0
+    md = (out / "matrix.md").read_text()
+    assert "| claim | claimed | gpt2-medium | tiny-gpt2 |" in md
+    assert "| B2 | rsa_qk > 0.8 | ✓ 0.91 [0.88, 0.93], p=0.001 @block 5 |" in md  # own model: no mapping
+    assert "| A1 | cov_clusters == 3 | (not in this run) | ✓ 3 [1, 2] @L1 |" in md
+    loads_before = len(fake.loads)
+    assert run_cli("matrix", "--from", f"{a},{a}", "--out", str(out), "-q") == 0  # same model twice: labelled
+    assert f"gpt2-medium ({a.name})" in (out / "matrix.md").read_text()
+    assert len(fake.loads) == loads_before  # saved folders: no model loaded
+    # --models names the columns of --from folders, one each
+    assert run_cli("matrix", "--from", f"{a},{b}", "--models", "x", "--out", str(out), "-q") == 2
+    assert "one name per folder" in capsys.readouterr().err
+    # a model that cannot be loaded: the others are still run and written, exit 2
+    assert run_cli("matrix", "--models", "tiny-gpt2,no-such-model", "--study", "qk", "--out", str(out), "-q") == 2
+    md = (out / "matrix.md").read_text()
+    assert "- **no-such-model**: not run: unknown model" in md and "| B2 | rsa_qk > 0.8 | ✓" in md
+
+
+def test_matrix_needs_models_or_folders(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run_cli("matrix", "--out", str(tmp_path)) == 2
+    assert "matrix needs --models" in capsys.readouterr().err
+    assert run_cli("matrix", "--from", str(tmp_path / "nope"), "--out", str(tmp_path)) == 2
+    assert "no verdicts.json in" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ diff
+
+
+def test_diff_shows_flips_and_moves_and_exits_0(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(old), "-q") == 0
+    monkeypatch.setitem(QK_VALUES, "rsa_qk", (0.5, (0.4, 0.6), 0.2))  # B2 flips and moves
+    monkeypatch.setitem(QK_VALUES, "k_minus_q_mean_cosine", (0.2, (0.15, 0.25), None))  # B1 moves, still holds
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(new), "-q") == 0
+    capsys.readouterr()
+    assert run_cli("diff", str(old), str(new)) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split("|")[1].strip(): ln for ln in out.splitlines() if ln.startswith("| B")}
+    assert lines["B2"].rstrip().endswith("| flipped, moved |")
+    assert lines["B1"].rstrip().endswith("| moved |")
+    assert lines["B3"].rstrip().endswith("| unchanged |")
+    assert "1 flipped, 2 moved beyond their interval, 0 missing on one side, 2 of 4 claims changed." in out
+    assert run_cli("diff", str(old), str(new), "--changed-only") == 0
+    assert "| B3 |" not in capsys.readouterr().out
+    assert run_cli("diff", str(old), str(tmp_path / "nope")) == 2
+    assert "no verdicts.json in" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "layerclaims", "claims", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) == 11
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def _real_studies_missing() -> str | None:
+    for mod in ("layerclaims.models", "layerclaims.studies.qk", "layerclaims.studies.punctuation"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} does not exist yet"
+    for mod in ("layerclaims.figures.qk", "layerclaims.figures.punctuation"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} does not exist yet"
+    return None
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real studies, figures and report on the random tiny GPT-2, both studies, a small sample."""
+    if not os.environ.get("LAYERCLAIMS_DATA"):
+        pytest.skip("LAYERCLAIMS_DATA is unset: the punctuation study needs the corpus (e.g. ../shared/data)")
+    missing = _real_studies_missing()
+    if missing:
+        pytest.skip(missing)
+    out = tmp_path / "tiny"
+    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "24", "--out", str(out)]
+    argv += ["--set", "punctuation.n_boot=50", "--set", "punctuation.n_boot_clusters=5"]
+    argv += ["--set", "punctuation.cluster_n_boot=5", "--set", "qk.n_boot=50", "--set", "qk.n_perm=100"]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert sorted(v["claim"] for v in verdicts) == sorted(
+        ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
+    )
+    assert all(v["model"] == "tiny-gpt2" for v in verdicts)
+    evaluated = [v for v in verdicts if v["holds"] is not None]
+    assert len(evaluated) >= 9, [v["reason"] for v in verdicts if v["holds"] is None]
+    assert (out / "qk.json").is_file() and (out / "punctuation.json").is_file()
+    figures = sorted((out / "figures").glob("*.png"))
+    assert figures, "no figures written"
+    html = (out / "report.html").read_text()
+    for fig in figures:
+        assert f'src="figures/{fig.name}"' in html
+    assert "not run" not in (out / "report.md").read_text().split("## Claims")[0]

@@ -1,0 +1,207 @@
+"""verdicts.json / verdicts.csv and the Markdown and HTML reports, rendered from plain data (no model)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from layerclaims.compare import build_matrix
+from layerclaims.report import (
+    RunReport,
+    StudyOutcome,
+    csv_row,
+    jsonable,
+    png_size,
+    render_html,
+    render_markdown,
+    render_matrix_html,
+    write_report,
+    write_verdicts,
+)
+
+# A 1x1 PNG (the smallest valid file), so that tests need no plotting library.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+
+
+def rows() -> list[dict]:
+    return [
+        {
+            "claim": "B2",
+            "model": "tiny-gpt2",
+            "layer": 0,
+            "statistic": "rsa_qk",
+            "comparison": ">",
+            "threshold": 0.8,
+            "value": 0.91,
+            "ci": [0.88, 0.93],
+            "p_value": 0.001,
+            "holds": True,
+            "reason": None,
+            "details": {"layer_mapped_from": 5, "stability": np.float64(0.95)},
+        },
+        {
+            "claim": "A6",
+            "model": "tiny-gpt2",
+            "layer": 1,
+            "statistic": "min_within_cluster_slope",
+            "comparison": ">",
+            "threshold": 0.0,
+            "value": -0.2,
+            "ci": None,
+            "p_value": None,
+            "holds": False,
+            "reason": None,
+            "details": {
+                "kind": "internal",
+                "condition pooled_r < 0": {"value": -0.1, "ci": [-0.2, -0.05], "p_value": None, "holds": True},
+            },
+        },
+        {
+            "claim": "A1",
+            "model": "tiny-gpt2",
+            "layer": 1,
+            "statistic": "cov_clusters",
+            "comparison": "==",
+            "threshold": 3,
+            "value": None,
+            "ci": None,
+            "p_value": None,
+            "holds": None,
+            "reason": "study punctuation not run: <no corpus> & nothing else",
+            "details": {},
+        },
+    ]
+
+
+def report(tmp_path: Path) -> RunReport:
+    fig = tmp_path / "figures" / "qk_similarity.png"
+    fig.parent.mkdir(parents=True)
+    fig.write_bytes(PNG)
+    return RunReport(
+        model={"name": "tiny-gpt2", "revision": "seed-0", "n_blocks": 2, "device": "cpu", "dtype": "float32"},
+        studies=[
+            StudyOutcome(
+                "qk",
+                True,
+                options={"seed": 1},
+                provenance={"timings": {"forward": 0.5}, "packages": {"x": "1"}, "seed": 1},
+                figures=[fig],
+                saved=tmp_path / "qk.json",
+            ),
+            StudyOutcome(
+                "punctuation",
+                False,
+                reason="corpus 'nope.txt' not found <here>",
+                fix="set LAYERCLAIMS_DATA",
+                options={"corpus": "nope.txt"},
+            ),
+        ],
+        rows=rows(),
+        timings={"load model": 0.1, "qk: run": 1.5, "report": 200.0},
+        packages={"numpy": "2.0"},
+        platform="Linux",
+        command="layerclaims reproduce --model tiny-gpt2",
+        created="2025-01-01 00:00 UTC",
+    )
+
+
+def test_jsonable_turns_numpy_and_non_finite_values_into_json() -> None:
+    out = jsonable({"a": np.float32(1.5), "b": np.arange(2), "c": (1, math.nan), "d": Path("x/y"), 3: math.inf})
+    assert out == {"a": 1.5, "b": [0, 1], "c": [1, None], "d": "x/y", "3": None}
+    json.dumps(out, allow_nan=False)
+
+
+def test_verdict_files_hold_the_same_rows(tmp_path: Path) -> None:
+    json_path, csv_path = write_verdicts(rows(), tmp_path)
+    loaded = json.loads(json_path.read_text())
+    assert [r["claim"] for r in loaded] == ["B2", "A6", "A1"]
+    assert loaded[0]["details"]["stability"] == 0.95 and loaded[0]["ci"] == [0.88, 0.93]
+    with csv_path.open() as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["claim"] for r in table] == ["B2", "A6", "A1"]
+    assert (table[0]["ci_low"], table[0]["ci_high"], table[0]["holds"]) == ("0.88", "0.93", "True")
+    assert table[2]["holds"] == "" and table[2]["value"] == ""
+    assert json.loads(table[1]["details"])["condition pooled_r < 0"]["holds"] is True
+    assert "ci" not in table[0]
+
+
+def test_csv_row_splits_the_interval() -> None:
+    r = csv_row({"claim": "X", "ci": [1, 2], "details": {"a": 1}})
+    assert (r["ci_low"], r["ci_high"], r["details"], r["value"]) == (1, 2, '{"a": 1}', "")
+
+
+def test_markdown_report_has_claims_figures_provenance_and_timings(tmp_path: Path) -> None:
+    md = render_markdown(report(tmp_path), tmp_path)
+    assert md.startswith("# layerclaims report: tiny-gpt2")
+    assert "1 claims hold, 1 fail, 1 not evaluated (of 3)" in md
+    assert "**Study `punctuation` not run.**" in md and "**Fix:** set LAYERCLAIMS_DATA" in md
+    lines = md.splitlines()
+    claim_rows = [ln for ln in lines if ln.startswith(("| A", "| B"))]
+    assert [ln.split("|")[1].strip() for ln in claim_rows] == ["A1", "A6", "B2"]  # registry order
+    b2 = claim_rows[2]
+    assert "0.91 [0.88, 0.93], p=0.001" in b2 and "block 0←5" in b2 and "✓ holds" in b2 and "stability: 0.95" in b2
+    assert "on gpt2-medium, block 5" in b2 and "`rsa_qk > 0.8`" in b2
+    assert "✓ pooled_r < 0: -0.1 [-0.2, -0.05]" in claim_rows[1]
+    assert "crosses" not in b2
+    assert "not evaluated: study punctuation not run" in claim_rows[0]
+    assert "![qk_similarity](figures/qk_similarity.png)" in md
+    assert "| model.revision | seed-0 |" in md and "| qk.timings.forward | 0.5 |" in md
+    assert "| punctuation.option.corpus | nope.txt |" in md and "| qk.saved | qk.json |" in md
+    assert "qk.packages" not in md  # packages once, for the run
+    assert "| package.numpy | 2.0 |" in md and "| report | 3.3 min |" in md
+
+
+def test_html_report_escapes_text_and_links_figures_relatively(tmp_path: Path) -> None:
+    page = render_html(report(tmp_path), tmp_path)
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "<script" not in page
+    assert "&lt;no corpus&gt; &amp; nothing else" in page and "<no corpus>" not in page
+    assert "not found &lt;here&gt;" in page
+    assert 'src="figures/qk_similarity.png"' in page
+    assert 'class="badge holds"' in page and 'class="badge fails"' in page and 'class="badge na"' in page
+    assert "Study <code>punctuation</code> not run." in page
+    assert str(tmp_path) not in page  # nothing absolute: the folder can be moved
+
+
+def test_wide_figures_span_the_page(tmp_path: Path) -> None:
+    rep = report(tmp_path)
+    assert png_size(rep.studies[0].figures[0]) == (1, 1)
+    assert png_size(tmp_path / "missing.png") is None
+    wide = tmp_path / "figures" / "wide.png"  # a PNG header claiming 2000 x 500
+    wide.write_bytes(PNG[:16] + (2000).to_bytes(4, "big") + (500).to_bytes(4, "big") + PNG[24:])
+    rep.studies[0].figures.append(wide)
+    page = render_html(rep, tmp_path)
+    assert '<figure class="wide"><a href="figures/wide.png">' in page
+    assert '<figure><a href="figures/qk_similarity.png">' in page
+
+
+def test_a_verdict_whose_interval_crosses_the_threshold_says_so(tmp_path: Path) -> None:
+    rep = report(tmp_path)
+    rep.rows[0]["ci"] = [0.7, 0.95]  # B2: 0.91 > 0.8 holds, but the interval reaches below 0.8
+    assert "✓ holds (the interval crosses the threshold)" in render_markdown(rep, tmp_path)
+    assert '<div class="reason">the interval crosses the threshold</div>' in render_html(rep, tmp_path)
+
+
+def test_html_report_can_embed_figures(tmp_path: Path) -> None:
+    page = render_html(report(tmp_path), tmp_path, embed_figures=True)
+    assert "data:image/png;base64," + base64.b64encode(PNG).decode() in page
+
+
+def test_write_report_writes_both_files(tmp_path: Path) -> None:
+    md, page = write_report(report(tmp_path), tmp_path)
+    assert md.name == "report.md" and page.name == "report.html"
+    assert "tiny-gpt2" in md.read_text() and "tiny-gpt2" in page.read_text()
+
+
+def test_matrix_page_colours_cells_by_verdict() -> None:
+    m = build_matrix({"<m>": rows()}, notes={"<m>": "note & more"})
+    page = render_matrix_html(m)
+    assert "&lt;m&gt;" in page and "<m>" not in page
+    assert "cell-holds" in page and "cell-fails" in page and "cell-na" in page
+    assert "note &amp; more" in page
