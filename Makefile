@@ -10,7 +10,6 @@ OUT    ?= out/$(MODEL)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned here (a CPU wheel on this machine's disk); pyproject keeps a range.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test,models]"

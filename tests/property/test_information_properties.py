@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -68,9 +69,10 @@ def _cov_tol(cov: np.ndarray) -> float:
     return TOL * max(1.0, float(finite_vals.max()) if finite_vals.size else 1.0)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @given(st.one_of(raw_matrices(), seeded_matrices()))
-def test_fast_equals_naive(X: np.ndarray) -> None:
-    mi, cov = pairwise_mi_cov(X)
+def test_fast_equals_naive(backend: str, X: np.ndarray) -> None:
+    mi, cov = pairwise_mi_cov(X, backend=backend)
     ref_mi, ref_cov = _naive(X)
     np.testing.assert_array_equal(np.isnan(mi), np.isnan(ref_mi))
     np.testing.assert_allclose(mi, ref_mi, rtol=0, atol=TOL, equal_nan=True)

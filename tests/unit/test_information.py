@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from layerclaims.errors import UsageError
+from layerclaims.metrics import information
 from layerclaims.metrics.information import (
     keep_mask,
     mi_cov_pair,
@@ -51,8 +52,24 @@ def naive_matrix(X: np.ndarray, bins: int = 15, thr: float = 5.0) -> tuple[np.nd
     return mi, cov
 
 
-def assert_matches_naive(X: np.ndarray, bins: int = 15, thr: float = 5.0, device: str | None = None) -> None:
-    mi, cov = pairwise_mi_cov(X, bins=bins, z_threshold=thr, device=device)
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# every backend that runs on this machine's CPU; the agreement tests below run for each
+BACKENDS = [
+    "numba",
+    "numpy",
+    pytest.param("torch", marks=pytest.mark.skipif(not _has_torch(), reason="torch not installed")),
+]
+
+
+def assert_matches_naive(X: np.ndarray, bins: int = 15, thr: float = 5.0, backend: str = "auto") -> None:
+    mi, cov = pairwise_mi_cov(X, bins=bins, z_threshold=thr, backend=backend)
     ref_mi, ref_cov = naive_matrix(X, bins, thr)
     np.testing.assert_array_equal(np.isnan(mi), np.isnan(ref_mi))
     np.testing.assert_allclose(mi, ref_mi, rtol=0, atol=TOL, equal_nan=True)
@@ -129,38 +146,44 @@ def test_covariance_is_np_cov_on_trimmed_dims() -> None:
 # ---------------------------------------------------------------------------------------------- fast == naive
 
 
-def test_fast_matches_naive_random_gaussian() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_random_gaussian(backend: str) -> None:
     X = np.random.default_rng(10).standard_normal((25, 256))
-    assert_matches_naive(X)
+    assert_matches_naive(X, backend=backend)
 
 
-def test_fast_matches_naive_heavy_tails_and_outliers() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_heavy_tails_and_outliers(backend: str) -> None:
     rng = np.random.default_rng(11)
     X = rng.standard_t(2, (25, 300))
     X[:, :4] *= 20  # shared outlier dims, like massive activations
     X[3, 100] = 1e4  # an outlier in one vector only: other vectors' ranges change for pairs with it
-    assert_matches_naive(X)
+    assert_matches_naive(X, backend=backend)
 
 
-def test_fast_matches_naive_with_ties() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_with_ties(backend: str) -> None:
     rng = np.random.default_rng(12)
     X = np.round(rng.standard_normal((20, 200)) * 2)  # integers: many ties, values on bin edges
-    assert_matches_naive(X)
-    assert_matches_naive(X, bins=4)
+    assert_matches_naive(X, backend=backend)
+    assert_matches_naive(X, bins=4, backend=backend)
+    assert_matches_naive(X, bins=6, thr=1.0, backend=backend)  # many trimmed dims, tied extremes
 
 
-def test_fast_matches_naive_constant_vectors() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_constant_vectors(backend: str) -> None:
     rng = np.random.default_rng(13)
     X = rng.standard_normal((10, 100))
     X[2] = 0.0
     X[5] = 7.25
-    mi, cov = pairwise_mi_cov(X)
-    assert_matches_naive(X)
+    mi, cov = pairwise_mi_cov(X, backend=backend)
+    assert_matches_naive(X, backend=backend)
     # constant vector: MI 0 (up to the 1e-12 offset, about -1.4e-12 bits), covariance 0
     assert np.all(np.abs(mi[2]) < 1e-9) and np.all(np.abs(cov[5]) < 1e-12)
 
 
-def test_fast_matches_naive_collapsing_trimmed_range() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_collapsing_trimmed_range(backend: str) -> None:
     # all values equal except one far outlier: trimming removes it and the kept range collapses to one value
     D = 200
     X = np.random.default_rng(14).standard_normal((8, D))
@@ -172,36 +195,104 @@ def test_fast_matches_naive_collapsing_trimmed_range() -> None:
     X[3, 50] = X[3].min() - 0.5
     X[2, 50] = 1e3
     assert not keep_mask(X[0])[17]
-    assert_matches_naive(X)
+    assert_matches_naive(X, backend=backend)
 
 
-def test_fast_matches_naive_small_d_fewer_dims_than_bins() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_small_d_fewer_dims_than_bins(backend: str) -> None:
     rng = np.random.default_rng(15)
     for d in (2, 3, 7, 14):
-        assert_matches_naive(rng.standard_normal((6, d)))
+        assert_matches_naive(rng.standard_normal((6, d)), backend=backend)
 
 
-def test_fast_matches_naive_other_parameters() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_matches_naive_other_parameters(backend: str) -> None:
     rng = np.random.default_rng(16)
     X = rng.standard_t(4, (12, 150))
-    assert_matches_naive(X, bins=7, thr=2.0)  # a low threshold trims many dims, ranges vary by pair
-    assert_matches_naive(X, bins=1, thr=5.0)
-    assert_matches_naive(X, bins=40, thr=1.0)
+    assert_matches_naive(X, bins=7, thr=2.0, backend=backend)  # a low threshold trims many dims, ranges vary
+    assert_matches_naive(X, bins=1, thr=5.0, backend=backend)
+    assert_matches_naive(X, bins=40, thr=1.0, backend=backend)  # > 32 candidates per vector (numba: sort path)
+    assert_matches_naive(X[:4], bins=300, thr=3.0, backend=backend)  # bin indices past uint8
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_miller_madow_matches_per_pair(backend: str) -> None:
+    X = np.random.default_rng(31).standard_t(3, (7, 200))
+    mi, _ = pairwise_mi_cov(X, estimator="miller-madow", backend=backend)
+    for i in range(7):
+        for j in range(i, 7):
+            assert mi[i, j] == pytest.approx(miller_madow_mi_pair(X[i], X[j]), abs=TOL)
 
 
 def test_fast_matches_naive_across_chunks() -> None:
     X = np.random.default_rng(17).standard_t(3, (15, 120))
-    ref = pairwise_mi_cov(X)
+    ref = pairwise_mi_cov(X, backend="numpy")
     for chunk in (1, 7, 10_000):
-        got = pairwise_mi_cov(X, chunk_size=chunk)
+        got = pairwise_mi_cov(X, chunk_size=chunk, backend="numpy")
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=1e-12)
 
 
-def test_fast_matches_naive_torch_cpu() -> None:
-    pytest.importorskip("torch")
-    X = np.random.default_rng(18).standard_t(3, (12, 200))
-    assert_matches_naive(X, device="cpu")
+def test_backends_agree_on_larger_heavy_tailed_data() -> None:
+    # the benchmark's kind of data (shared heavy-tailed dims: many pairs need a range other than the vector's own)
+    from layerclaims.benchmarks.pairwise_mi import make_data
+
+    X = make_data(40, 512, seed=3)
+    ref = pairwise_mi_cov(X, backend="numpy")
+    got = pairwise_mi_cov(X, backend="numba")
+    np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=TOL)
+    np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=TOL * float(np.abs(ref[1]).max()))
+    iu, ju = np.triu_indices(40, 1)
+    for p in range(0, len(iu), 37):  # and a sample of pairs against the oracle
+        assert got[0][iu[p], ju[p]] == pytest.approx(naive_pair(X[iu[p]], X[ju[p]])[0], abs=TOL)
+
+
+def test_numba_without_stored_variant_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a zero memory budget: every pair side is binned inside the kernel; the numbers must not change
+    X = np.random.default_rng(22).standard_t(2, (12, 150))
+    ref = pairwise_mi_cov(X, backend="numba")
+    monkeypatch.setattr(information, "_VARIANT_BUDGET", 0)
+    got = pairwise_mi_cov(X, backend="numba")
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+def test_numba_edges_and_bins_are_numpys_bit_for_bit() -> None:
+    kern = pytest.importorskip("layerclaims.metrics._pairwise_kernel")
+    rng = np.random.default_rng(23)
+    cases = [(0.0, 1.0), (-3.7, 2.2), (1e6 + 0.1, 1e6 + 0.3), (5.0, 5.0), (0.0, 5e-324), (-1e-300, 1e-300)]
+    cases += [tuple(np.sort(rng.standard_normal(2) * 10.0 ** rng.integers(-5, 6))) for _ in range(200)]
+    for bins in (1, 2, 15, 40):
+        edges = np.empty(bins + 1)
+        for lo, hi in cases:
+            x = np.concatenate([[lo, hi], rng.uniform(lo, hi, 50)])
+            _, ref_edges, _ = np.histogram2d(x, x, bins=bins)
+            kern.linspace_edges(lo, hi, bins, edges)
+            np.testing.assert_array_equal(edges, ref_edges)
+            x = np.concatenate([x, ref_edges])  # values exactly on every edge
+            got = np.empty(len(x), np.int32)
+            kern.bin_row(x, np.ones(len(x), bool), edges, bins, got)
+            ref = np.searchsorted(ref_edges, x, side="right") - 1
+            ref[x == ref_edges[-1]] -= 1
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_backend_choice_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    X = np.random.default_rng(24).standard_normal((4, 30))
+    with pytest.raises(UsageError, match="backend must be"):
+        pairwise_mi_cov(X, backend="cython")
+    with pytest.raises(UsageError, match="runs on the CPU"):
+        pairwise_mi_cov(X, backend="numba", device="cuda")
+    ref = pairwise_mi_cov(X, backend="numpy")
+    # numba unavailable: 'auto' falls back to numpy with a warning, an explicit 'numba' is an error
+    monkeypatch.setattr(information, "_kernel_module", None)
+    monkeypatch.setattr(information, "_kernel_error", "ImportError: no module named numba")
+    monkeypatch.setattr(information, "_warned_fallback", False)
+    with pytest.warns(RuntimeWarning, match="numba could not be imported"):
+        got = pairwise_mi_cov(X)
+    np.testing.assert_array_equal(got[0], ref[0])
+    with pytest.raises(UsageError, match="backend='numba' needs numba"):
+        pairwise_mi_cov(X, backend="numba")
 
 
 def test_accepts_torch_tensor() -> None:

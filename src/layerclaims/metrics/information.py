@@ -46,6 +46,7 @@ Edge cases (the same in every function here):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,7 @@ def pairwise_mi_cov(
     estimator: str = "plugin",
     device: str | None = None,
     chunk_size: int = 2048,
+    backend: str = "auto",
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """MI and covariance for every pair of rows of ``X`` (N vectors x D dims): two symmetric N x N matrices.
 
@@ -278,16 +280,31 @@ def pairwise_mi_cov(
     (``cov = (Sxy - Sx Sy / n) / (n - 1)`` over ``mask_i & mask_j``), which keeps it accurate when means are
     large.
 
+    **Backends.** ``"numba"`` (the default on CPU): a compiled kernel, parallel over rows
+    (:mod:`layerclaims.metrics._pairwise_kernel`), that per pair finds the two ranges from the same sorted
+    candidates, bins with numpy's exact rule (each (vector, range) variant used by two or more pairs is binned
+    once; a variant used by one pair is binned on the fly), counts the joint histogram and accumulates the
+    covariance sums; several times faster than the numpy path, with the same numbers up to summation order. The
+    first call in a fresh environment compiles it (tens of seconds on a busy 2-core machine; cached on disk
+    after that). Small inputs (N * N * D below about 4 million) run on one thread. ``"numpy"``: the vectorised
+    path described above (no compiler needed). ``"torch"``: the numpy path with the counting and the covariance
+    products on a torch device (``device="cpu"`` or ``"cuda"``).
+
     Parameters
     ----------
     X : (N, D) array (numpy, list, or a torch tensor; converted to float64).
     bins, z_threshold, base : as :func:`mi_cov_pair` (15, 5, 2: the original).
     estimator : ``"plugin"`` (the original) or ``"miller-madow"``.
-    device : ``None`` (numpy), ``"cpu"`` or ``"cuda"`` (torch, float64 for the covariance, integer counts).
-    chunk_size : pairs per chunk. Peak extra memory is about ``chunk_size * D * 11`` bytes for bins <= 15 (two
-        gathered uint8 bin rows, the int64 codes bincount needs; 23 MB for 2048 x 1024; about twice that for
-        more bins), plus the N x N outputs, O(N * D) per-vector tables and the bin rows of the range variants
-        (4 bytes x D each; typically 1 to 10 variants per vector).
+    device : ``None`` (CPU: the numba or numpy backend), ``"cpu"`` or ``"cuda"`` (torch, float64 for the
+        covariance, integer counts). A device selects the torch backend unless ``backend`` says otherwise.
+    backend : ``"auto"`` (default: ``"torch"`` when a device is given, else ``"numba"``, falling back to
+        ``"numpy"`` with a RuntimeWarning when numba cannot be imported), ``"numba"``, ``"numpy"`` or ``"torch"``.
+    chunk_size : pairs per chunk (numpy and torch backends; the numba kernel needs no chunks). Peak extra memory
+        is about ``chunk_size * D * 11`` bytes for bins <= 15 (two gathered uint8 bin rows, the int64 codes
+        bincount needs; 23 MB for 2048 x 1024; about twice that for more bins), plus the N x N outputs,
+        O(N * D) per-vector tables and the bin rows of the range variants (4 bytes x D each; typically 1 to 10
+        variants per vector). The numba backend needs about ``N * N * 56`` bytes of per-pair tables plus at most
+        128 MiB of stored variant bin rows (1 byte x D each for bins < 255); beyond that it bins on the fly.
 
     Returns
     -------
@@ -295,13 +312,15 @@ def pairwise_mi_cov(
 
     Raises
     ------
-    UsageError : X not 2-D, D < 2, NaN/inf in X, bad parameters. DeviceError : ``"cuda"`` without CUDA.
+    UsageError : X not 2-D, D < 2, NaN/inf in X, bad parameters, ``backend="numba"`` without a working numba.
+    DeviceError : ``"cuda"`` without CUDA.
     """
     _check_params(bins, z_threshold, base)
     if estimator not in _ESTIMATORS:
         raise UsageError(f"estimator must be one of {_ESTIMATORS}, got {estimator!r}.")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise UsageError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    backend, device = _resolve_backend(backend, device)
     X = _as_float_array(X, "X", 2)
     n_vec, n_dim = X.shape
     if n_dim < 2:
@@ -313,6 +332,8 @@ def pairwise_mi_cov(
     mi = np.full((n_vec, n_vec), np.nan)
     if n_vec == 0:
         return mi, mi.copy()
+    if backend == "numba":
+        return _pairwise_numba(X, mask, bins, base, estimator)
     cov = _pairwise_cov(X, mask, torch_dev)
 
     # pairs i <= j (diagonal included)
@@ -333,6 +354,95 @@ def pairwise_mi_cov(
     mi_pairs[empty] = np.nan
     mi[iu, ju] = mi_pairs
     mi[ju, iu] = mi_pairs
+    return mi, cov
+
+
+_BACKENDS = ("auto", "numba", "numpy", "torch")
+_kernel_module: Any = None  # layerclaims.metrics._pairwise_kernel once imported
+_kernel_error: str | None = None  # why it could not be imported
+_warned_fallback = False
+
+
+def _load_kernel() -> Any:
+    """The numba kernel module, or None (with the reason in ``_kernel_error``) when numba cannot be imported."""
+    global _kernel_module, _kernel_error
+    if _kernel_module is None and _kernel_error is None:
+        try:
+            from layerclaims.metrics import _pairwise_kernel
+        except Exception as err:  # ImportError, or numba failing on this numpy/Python version
+            _kernel_error = f"{type(err).__name__}: {err}"
+        else:
+            _kernel_module = _pairwise_kernel
+    return _kernel_module
+
+
+def _resolve_backend(backend: str, device: str | None) -> tuple[str, str | None]:
+    """(backend, torch device) from the user's choice; 'auto' falls back from numba to numpy with a warning."""
+    global _warned_fallback
+    if backend not in _BACKENDS:
+        raise UsageError(f"backend must be one of {_BACKENDS}, got {backend!r}.")
+    if backend == "auto":
+        if device is not None:
+            return "torch", device
+        if _load_kernel() is not None:
+            return "numba", None
+        if not _warned_fallback:
+            _warned_fallback = True
+            warnings.warn(
+                f"numba could not be imported ({_kernel_error}); pairwise_mi_cov uses the numpy backend instead "
+                "(same numbers, several times slower). Install numba, or pass backend='numpy' to choose it.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "numpy", None
+    if backend == "torch":
+        return "torch", "cpu" if device is None else device
+    if device not in (None, "cpu"):
+        raise UsageError(
+            f"backend={backend!r} runs on the CPU, but device={device!r} was given: use backend='torch' (or 'auto') "
+            "for a torch device."
+        )
+    if backend == "numba" and _load_kernel() is None:
+        raise UsageError(
+            f"backend='numba' needs numba, which could not be imported ({_kernel_error}): install numba "
+            "(it is a project dependency) or pass backend='numpy'."
+        )
+    return backend, None
+
+
+_VARIANT_BUDGET = 1 << 27  # bytes of stored variant bin rows in the numba backend; beyond that, bin on the fly
+_SERIAL_BELOW = 1 << 22  # N * N * D below which the numba backend runs on one thread
+
+
+def _pairwise_numba(
+    X: NDArray[np.float64], mask: NDArray[np.bool_], bins: int, base: float, estimator: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """All pairs with the compiled kernel; per-vector and per-variant tables are prepared here.
+
+    A "variant" is (vector, histogram range); its bin row is stored once when two or more pairs use it (the own
+    range of each vector, and the ranges left when another vector trims this one's extremes); a variant used by
+    a single pair is binned inside the kernel (the same work, no memory).
+    """
+    kern = _load_kernel()
+    X = np.ascontiguousarray(X)
+    mask = np.ascontiguousarray(mask)
+    n_vec, n_dim = X.shape
+    bin_dtype = np.dtype(np.uint8 if bins < 255 else np.int32)
+    mi = np.empty((n_vec, n_vec))
+    cov = np.empty((n_vec, n_vec))
+    args = (X, mask, bins, bin_dtype, estimator == "miller-madow", math.log(base))
+    budget_rows = _VARIANT_BUDGET // (n_dim * bin_dtype.itemsize)
+    if n_vec * n_vec * n_dim < _SERIAL_BELOW:  # waking numba's threads would cost more than the work
+        import numba
+
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            kern.pairwise_all(*args, budget_rows, mi, cov)
+        finally:
+            numba.set_num_threads(threads)
+    else:
+        kern.pairwise_all(*args, budget_rows, mi, cov)
     return mi, cov
 
 

@@ -1,0 +1,531 @@
+"""Compiled (numba) all-pairs kernel for :func:`layerclaims.metrics.information.pairwise_mi_cov`.
+
+Imported lazily by ``information.py`` (``backend="numba"``, the default on CPU), so that numba is only loaded
+when it is used and a missing or broken numba falls back to the numpy path.
+
+Per pair (i, j), i <= j, the kernel computes exactly the original's quantities on the kept dims
+``keep_i & keep_j``:
+
+* the histogram range of each side: the min and max of x over the kept dims, found from each vector's sorted
+  candidate extremes (see :func:`_first_kept`), then ``np.histogram2d``'s bins bit for bit
+  (:func:`linspace_edges` replicates ``np.linspace(lo, hi, bins + 1)`` including numpy's ±0.5 widening of an
+  empty range; :func:`bin_row` is ``searchsorted(edges, v, side="right") - 1`` with the last edge closed);
+  each (vector, range) variant used by two or more pairs (the vector's own range, and the few ranges left when
+  another vector trims its extremes) is binned once; a variant used by a single pair is binned on the fly;
+* the joint counts (bins x bins, plus one discarded row/column for own-trimmed dims), the plug-in entropies
+  from a table of ``p log2(p + 1e-12) / log2(base)`` per kept count, ``MI = Hx + Hy - Hxy`` (optionally
+  Miller–Madow corrected);
+* the covariance with ``n - 1`` over the kept dims, from data centred by each vector's own kept-dim mean:
+  ``(Sxy - Sx Sy / n) / (n - 1)``.
+
+:func:`pairwise_all` runs the steps. Parallel with ``prange`` (numba's default thread count); in
+the pair loop rows ``t`` and ``N - 1 - t`` go to the same iteration so that every iteration has about N + 1
+pairs. ``cache=True``: the first call in a fresh environment
+compiles (a few seconds) and writes the machine code next to this file; later processes load it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "bin_row",
+    "linspace_edges",
+    "pair_tables",
+    "pairwise_all",
+    "pairwise_kernel",
+    "variant_bin_rows",
+    "variant_index",
+    "vector_tables",
+]
+
+
+@njit(cache=True)
+def linspace_edges(lo: float, hi: float, bins: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[:] = np.linspace(lo, hi, bins + 1)`` bit for bit, after ``np.histogram2d``'s widening of lo == hi.
+
+    numpy (2.x, ``_core/function_base.py``): ``delta = stop - start``, ``step = delta / div``; if ``step == 0``
+    then ``y = (arange / div) * delta`` else ``y = arange * step``; ``y += start``; ``y[-1] = stop``.
+    Separate multiply and add (no fused multiply-add: this function is compiled without fastmath).
+    """
+    if lo == hi:
+        lo = lo - 0.5
+        hi = hi + 0.5
+    delta = hi - lo
+    div = float(bins)
+    step = delta / div
+    if step == 0.0:
+        for k in range(bins + 1):
+            out[k] = (float(k) / div) * delta + lo
+    else:
+        for k in range(bins + 1):
+            out[k] = float(k) * step + lo
+    out[bins] = hi
+
+
+@njit(cache=True)
+def bin_row(x: np.ndarray, keep: np.ndarray, edges: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover
+    """Bin of every kept value of x: ``searchsorted(edges, v, 'right') - 1``, clipped to [0, bins - 1].
+
+    Clipping puts ``v == edges[-1]`` in the last bin (numpy's closed right edge). Values outside the edges only
+    occur at dims that the pair drops anyway (trimmed by the other vector). Dims not in ``keep`` get the extra,
+    discarded bin ``bins``. The first guess is arithmetic; the two loops then make the result exactly the count
+    of edges <= v (edges are non-decreasing), whatever the guess.
+    """
+    lo = edges[0]
+    width = edges[bins] - lo
+    scale = bins / width if width > 0.0 else 0.0
+    for d in range(x.shape[0]):
+        if not keep[d]:
+            out[d] = bins
+            continue
+        v = x[d]
+        g = (v - lo) * scale
+        if g >= 0.0 and g < bins:  # False for NaN
+            c = int(g)
+        elif g >= bins:
+            c = bins
+        else:
+            c = 0
+        # c := number of edges <= v
+        while c <= bins and edges[c] <= v:
+            c += 1
+        while c > 0 and edges[c - 1] > v:
+            c -= 1
+        c -= 1
+        if c > bins - 1:
+            c = bins - 1
+        elif c < 0:
+            c = 0
+        out[d] = c
+
+
+@njit(cache=True)
+def _insert_sorted(
+    vals: np.ndarray, idx: np.ndarray, filled: int, v: float, d: int, descending: bool
+) -> int:  # pragma: no cover
+    """Insert (v, d) into the first ``filled`` slots (sorted, ties in index order), dropping the last when full."""
+    k = vals.shape[0]
+    pos = filled if filled < k else k - 1
+    # shift strictly worse entries (later ones stay behind an equal value: stable)
+    while pos > 0 and ((vals[pos - 1] < v) if descending else (vals[pos - 1] > v)):
+        if pos < k:
+            vals[pos] = vals[pos - 1]
+            idx[pos] = idx[pos - 1]
+        pos -= 1
+    vals[pos] = v
+    idx[pos] = d
+    return filled + 1 if filled < k else k
+
+
+@njit(cache=True)  # serial: cheap, and waking threads costs more
+def vector_tables(
+    X: np.ndarray,
+    mask: np.ndarray,
+    asc: np.ndarray,
+    desc: np.ndarray,
+    trim: np.ndarray,
+    n_trim: np.ndarray,
+    xc: np.ndarray,
+    xc_sum: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Per vector: the k smallest/largest kept values' dims (asc/desc, sorted, ties by dim), the own-trimmed
+    dims (trim[:n_trim]), the data centred by the own kept-dim mean with trimmed dims set to 0 (xc), its sum."""
+    n_vec, n_dim = X.shape
+    k = asc.shape[1]
+    for a in prange(n_vec):
+        x = X[a]
+        m = mask[a]
+        nt = 0
+        total = 0.0
+        for d in range(n_dim):
+            if m[d]:
+                total += x[d]
+            else:
+                trim[a, nt] = d
+                nt += 1
+        n_trim[a] = nt
+        n_own = n_dim - nt
+        mean = total / n_own if n_own > 0 else 0.0
+        s = 0.0
+        for d in range(n_dim):
+            v = x[d] - mean if m[d] else 0.0
+            xc[a, d] = v
+            s += v
+        xc_sum[a] = s
+        if k <= 32:  # insertion into a short sorted buffer: O(D) for typical data
+            lo_v = np.empty(k)
+            hi_v = np.empty(k)
+            n_lo = 0
+            n_hi = 0
+            for d in range(n_dim):
+                if not m[d]:
+                    continue
+                v = x[d]
+                if n_lo < k or v < lo_v[k - 1]:
+                    n_lo = _insert_sorted(lo_v, asc[a], n_lo, v, d, False)
+                if n_hi < k or v > hi_v[k - 1]:
+                    n_hi = _insert_sorted(hi_v, desc[a], n_hi, v, d, True)
+        else:
+            kept = np.flatnonzero(m)
+            order = np.argsort(x[kept], kind="mergesort")
+            nk = min(k, kept.shape[0])
+            for p in range(nk):
+                asc[a, p] = kept[order[p]]
+            # largest first, ties by dim: walk the stable ascending order backwards over each run of equal values
+            p = 0
+            e = kept.shape[0]
+            while p < nk:
+                s0 = e - 1
+                while s0 > 0 and x[kept[order[s0 - 1]]] == x[kept[order[e - 1]]]:
+                    s0 -= 1
+                for q in range(s0, e):
+                    if p < nk:
+                        desc[a, p] = kept[order[q]]
+                        p += 1
+                e = s0
+
+
+@njit(cache=True)  # serial: cheap, and waking threads costs more
+def variant_index(
+    key: np.ndarray, row_keys: np.ndarray, n_row_keys: np.ndarray, local: np.ndarray
+) -> None:  # pragma: no cover
+    """Per vector a: the distinct keys of row a used by >= 2 pairs (sorted, into row_keys[a, :n_row_keys[a]]),
+    and for each b the position of key[a, b] among them (local[a, b]), or -1 (used once, or no kept dim)."""
+    n_vec = key.shape[0]
+    for a in prange(n_vec):
+        ks = np.sort(key[a])
+        n = 0
+        p = 0
+        while p < n_vec:
+            q = p
+            while q < n_vec and ks[q] == ks[p]:
+                q += 1
+            if ks[p] >= 0 and q - p >= 2:
+                row_keys[a, n] = ks[p]
+                n += 1
+            p = q
+        n_row_keys[a] = n
+        stored = row_keys[a, :n]
+        for b in range(n_vec):
+            r = np.searchsorted(stored, key[a, b])
+            local[a, b] = r if r < n and stored[r] == key[a, b] else -1
+
+
+@njit(cache=True)
+def _first_kept(cand: np.ndarray, n_cand: int, other_mask: np.ndarray) -> int:  # pragma: no cover - compiled
+    """First slot of a vector's candidate list (kept dims, sorted by value) that the other vector keeps too."""
+    for p in range(n_cand):
+        if other_mask[cand[p]]:
+            return p
+    return -1
+
+
+@njit(cache=True)  # serial: cheap, and waking threads costs more
+def pair_tables(
+    mask: np.ndarray,
+    asc: np.ndarray,
+    desc: np.ndarray,
+    n_cand: np.ndarray,
+    trim: np.ndarray,
+    n_trim: np.ndarray,
+    key: np.ndarray,
+    n_pair: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """For every ordered pair (a, b): kept-dim count and which of a's candidate extremes bound its range.
+
+    ``n_pair[a, b] = D - |T_a| - |T_b| + |T_a ∩ T_b|`` from the (short) lists T of own-trimmed dims.
+    ``key[a, b] = p_lo * k + p_hi``: the slots in a's ascending/descending candidate lists of the min/max of a
+    over the pair's kept dims (0, 0: a's own range); -1 when the pair keeps no dim.
+    """
+    n_vec, n_dim = mask.shape
+    k = asc.shape[1]
+    for a in prange(n_vec):
+        for b in range(n_vec):
+            common = 0
+            for q in range(n_trim[a]):
+                if not mask[b, trim[a, q]]:
+                    common += 1
+            n_pair[a, b] = n_dim - n_trim[a] - n_trim[b] + common
+            p_lo = _first_kept(asc[a], n_cand[a], mask[b])
+            p_hi = _first_kept(desc[a], n_cand[a], mask[b])
+            key[a, b] = -1 if p_lo < 0 or p_hi < 0 else p_lo * k + p_hi
+
+
+@njit(parallel=True, cache=True)
+def variant_bin_rows(
+    X: np.ndarray,
+    mask: np.ndarray,
+    asc: np.ndarray,
+    desc: np.ndarray,
+    var_vec: np.ndarray,
+    var_key: np.ndarray,
+    bins: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Bin row of vector ``var_vec[v]`` over the range given by ``var_key[v]`` (see :func:`pair_tables`)."""
+    k = asc.shape[1]
+    for v in prange(var_vec.shape[0]):
+        edges = np.empty(bins + 1)
+        a = var_vec[v]
+        linspace_edges(X[a, asc[a, var_key[v] // k]], X[a, desc[a, var_key[v] % k]], bins, edges)
+        bin_row(X[a], mask[a], edges, bins, out[v])
+
+
+@njit(fastmath={"reassoc", "nsz", "arcp", "contract"}, cache=True)
+def _dot(xa: np.ndarray, xb: np.ndarray) -> float:  # pragma: no cover - compiled
+    """sum xa * xb (reassociation allowed, so it vectorises; the order only moves the last bits)."""
+    s = 0.0
+    for d in range(xa.shape[0]):
+        s += xa[d] * xb[d]
+    return s
+
+
+@njit(cache=True)
+def _side_bins(
+    a: int,
+    b: int,
+    X: np.ndarray,
+    mask: np.ndarray,
+    asc: np.ndarray,
+    desc: np.ndarray,
+    key: np.ndarray,
+    var_id: np.ndarray,
+    var_bins: np.ndarray,
+    bins: int,
+    edges: np.ndarray,
+    buf: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Bin row of vector a for the pair (a, b): a stored variant row, or binned now into ``buf``."""
+    vid = var_id[a, b]
+    if vid >= 0:
+        return var_bins[vid]
+    k = asc.shape[1]
+    linspace_edges(X[a, asc[a, key[a, b] // k]], X[a, desc[a, key[a, b] % k]], bins, edges)
+    bin_row(X[a], mask[a], edges, bins, buf)
+    return buf
+
+
+@njit(parallel=True, cache=True)
+def pairwise_kernel(
+    X: np.ndarray,
+    mask: np.ndarray,
+    xc: np.ndarray,
+    xc_sum: np.ndarray,
+    trim: np.ndarray,
+    n_trim: np.ndarray,
+    asc: np.ndarray,
+    desc: np.ndarray,
+    key: np.ndarray,
+    n_pair: np.ndarray,
+    var_id: np.ndarray,
+    var_bins: np.ndarray,
+    table: np.ndarray,
+    table_row: np.ndarray,
+    bins: int,
+    miller_madow: bool,
+    ln_base: float,
+    mi: np.ndarray,
+    cov: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Fill ``mi`` and ``cov`` (N x N, both triangles and the diagonal) for every pair i <= j.
+
+    X (N, D) data; mask (N, D) own keep masks; xc (N, D) data minus the own kept-dim mean, 0 at own-trimmed
+    dims, ``xc_sum`` its row sums; trim/n_trim the own-trimmed dims of each vector; asc/desc (N, k) indices of
+    the k smallest/largest kept values of each vector; key, n_pair from :func:`pair_tables`; var_id[a, b] the
+    row of ``var_bins`` holding a's bins for the pair (a, b), or -1 to bin now; table[table_row[n], c] the
+    per-cell entropy term for count c out of n. Pairs with n < 2 get NaN.
+    """
+    n_vec, n_dim = X.shape
+    width = bins + 1
+    n_iter = (n_vec + 1) // 2
+    for t in prange(n_iter):
+        counts = np.zeros(width * width, np.int32)
+        code = np.empty(n_dim, np.int32)
+        cy = np.zeros(bins, np.int32)
+        edges = np.empty(bins + 1)
+        buf_x = np.empty(n_dim, var_bins.dtype)
+        buf_y = np.empty(n_dim, var_bins.dtype)
+        tt = np.int64(t)  # the prange index may be unsigned: mixing it with signed ints would give floats
+        for side in range(2):
+            i = tt if side == 0 else np.int64(n_vec - 1) - tt
+            if side == 1 and i == tt:
+                break
+            for j in range(i, n_vec):
+                n = n_pair[i, j]
+                if n < 2:
+                    mi[i, j] = np.nan
+                    mi[j, i] = np.nan
+                    cov[i, j] = np.nan
+                    cov[j, i] = np.nan
+                    continue
+                bx = _side_bins(i, j, X, mask, asc, desc, key, var_id, var_bins, bins, edges, buf_x)
+                by = _side_bins(j, i, X, mask, asc, desc, key, var_id, var_bins, bins, edges, buf_y)
+                for d in range(n_dim):  # vectorised
+                    code[d] = np.int32(bx[d]) * width + np.int32(by[d])
+                counts[:] = 0
+                for d in range(n_dim):
+                    counts[code[d]] += 1
+                # entropies, branch-free (table[row, 0] is 0: an empty cell adds nothing, as in the original); four
+                # accumulators for the joint sum break the chain of dependent additions
+                trow = table[table_row[n]]
+                cy[:] = 0
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                a3 = 0.0
+                s_x = 0.0
+                m_xy = 0
+                m_x = 0
+                for u in range(bins):
+                    base = u * width
+                    r = 0
+                    v = 0
+                    while v + 4 <= bins:
+                        c0 = counts[base + v]
+                        c1 = counts[base + v + 1]
+                        c2 = counts[base + v + 2]
+                        c3 = counts[base + v + 3]
+                        a0 += trow[c0]
+                        a1 += trow[c1]
+                        a2 += trow[c2]
+                        a3 += trow[c3]
+                        m_xy += (c0 > 0) + (c1 > 0) + (c2 > 0) + (c3 > 0)
+                        r += c0 + c1 + c2 + c3
+                        cy[v] += c0
+                        cy[v + 1] += c1
+                        cy[v + 2] += c2
+                        cy[v + 3] += c3
+                        v += 4
+                    while v < bins:
+                        c0 = counts[base + v]
+                        a0 += trow[c0]
+                        m_xy += c0 > 0
+                        r += c0
+                        cy[v] += c0
+                        v += 1
+                    s_x += trow[r]
+                    m_x += r > 0
+                s_xy = (a0 + a1) + (a2 + a3)
+                s_y = 0.0
+                m_y = 0
+                for v in range(bins):
+                    s_y += trow[cy[v]]
+                    m_y += cy[v] > 0
+                val = s_xy - s_x - s_y  # Hx + Hy - Hxy with H = -sum(table terms)
+                if miller_madow:
+                    val += (m_x + m_y - m_xy - 1) / (2.0 * n * ln_base)
+                # covariance over kept(i) & kept(j): xc is 0 at own-trimmed dims, so the cross sum is one dot
+                # product, and the kept-dim sums are the row sums minus the dims the other vector trims
+                sxy = _dot(xc[i], xc[j])
+                sx = xc_sum[i]
+                for q in range(n_trim[j]):
+                    sx -= xc[i, trim[j, q]]
+                sy = xc_sum[j]
+                for q in range(n_trim[i]):
+                    sy -= xc[j, trim[i, q]]
+                c_ij = (sxy - sx * sy / n) / (n - 1)
+                mi[i, j] = val
+                mi[j, i] = val
+                cov[i, j] = c_ij
+                cov[j, i] = c_ij
+
+
+@njit(cache=True)
+def _variant_layout(
+    row_keys: np.ndarray, n_row_keys: np.ndarray, local: np.ndarray, budget_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Global rows for the stored variants (first vectors first, at most ``budget_rows``): var_vec, var_key, and
+    var_id[a, b], the row holding a's bins for the pair (a, b) or -1 (bin on the fly)."""
+    n_vec = row_keys.shape[0]
+    offset = np.empty(n_vec, np.int64)
+    total = 0
+    for a in range(n_vec):
+        offset[a] = total
+        total += n_row_keys[a]
+    n_rows = min(total, budget_rows)
+    var_vec = np.empty(n_rows, np.int64)
+    var_key = np.empty(n_rows, np.int64)
+    var_id = np.empty((n_vec, n_vec), np.int64)
+    for a in range(n_vec):
+        for r in range(n_row_keys[a]):
+            g = offset[a] + r
+            if g < n_rows:
+                var_vec[g] = a
+                var_key[g] = row_keys[a, r]
+        for b in range(n_vec):
+            g = offset[a] + local[a, b]
+            var_id[a, b] = g if local[a, b] >= 0 and g < n_rows else -1
+    return var_vec, var_key, var_id
+
+
+@njit(cache=True)
+def _entropy_table(
+    n_pair: np.ndarray, n_dim: int, log2_base: float
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """table[table_row[n], c] = (c / n) log2(c / n + 1e-12) / log2(base) for each kept count n that occurs."""
+    table_row = np.full(n_dim + 1, -1, np.int64)
+    n_rows = 0
+    for a in range(n_pair.shape[0]):
+        for b in range(n_pair.shape[1]):
+            if table_row[n_pair[a, b]] < 0:
+                table_row[n_pair[a, b]] = n_rows
+                n_rows += 1
+    table = np.zeros((n_rows, n_dim + 1))
+    for n in range(n_dim + 1):
+        row = table_row[n]
+        if row >= 0:
+            for c in range(n_dim + 1):
+                p = c / max(n, 1)
+                table[row, c] = p * math.log2(p + 1e-12) / log2_base
+    return table, table_row
+
+
+def pairwise_all(
+    X: np.ndarray,
+    mask: np.ndarray,
+    bins: int,
+    bin_dtype: np.dtype,
+    miller_madow: bool,
+    ln_base: float,
+    budget_rows: int,
+    mi: np.ndarray,
+    cov: np.ndarray,
+) -> int:
+    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``.
+
+    At most ``budget_rows`` variant bin rows (of ``bin_dtype``) are stored. Returns how many were.
+    """
+    n_vec, n_dim = X.shape
+    n_trim = (n_dim - mask.sum(1)).astype(np.int64)
+    n_trim_max = int(n_trim.max())
+    k = min(n_trim_max + 1, n_dim)  # the other vector trims at most k - 1 of the k candidates
+    asc = np.zeros((n_vec, k), np.int64)
+    desc = np.zeros((n_vec, k), np.int64)
+    trim = np.zeros((n_vec, max(n_trim_max, 1)), np.int64)
+    xc = np.empty((n_vec, n_dim))
+    xc_sum = np.empty(n_vec)
+    vector_tables(X, mask, asc, desc, trim, n_trim, xc, xc_sum)
+    n_cand = np.minimum(n_dim - n_trim, k)
+
+    key = np.empty((n_vec, n_vec), np.int64)
+    n_pair = np.empty((n_vec, n_vec), np.int64)
+    pair_tables(mask, asc, desc, n_cand, trim, n_trim, key, n_pair)
+
+    row_keys = np.empty((n_vec, n_vec), np.int64)
+    n_row_keys = np.empty(n_vec, np.int64)
+    local = np.empty((n_vec, n_vec), np.int64)
+    variant_index(key, row_keys, n_row_keys, local)
+    var_vec, var_key, var_id = _variant_layout(row_keys, n_row_keys, local, budget_rows)
+    var_bins = np.empty((len(var_vec), n_dim), bin_dtype)
+    variant_bin_rows(X, mask, asc, desc, var_vec, var_key, bins, var_bins)
+
+    table, table_row = _entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
+    pairwise_kernel(
+        X, mask, xc, xc_sum, trim, n_trim, asc, desc, key, n_pair, var_id, var_bins, table, table_row, bins,
+        miller_madow, ln_base, mi, cov,
+    )  # fmt: skip
+    return len(var_vec)
