@@ -1,0 +1,206 @@
+"""Figures of study A (punctuation) from a saved :class:`~layerclaims.studies.punctuation.PunctuationResult`.
+
+Files written by :func:`plot_all` (PNG, Agg backend, never a model run):
+
+* ``punct_scatter_claim_layers.png``: covariance (x) vs MI (y) over all pairs at the detail (claim) layers, one row
+  per kind; points coloured by covariance cluster; pooled r, cluster counts in the titles; per-cluster OLS lines
+  (solid, cluster colour) and the pooled line (dashed black).
+* ``punct_grid_{kind}.png``: the same scatter at every analysed layer (the original's part 2 grid), on a fixed random
+  subsample of pairs (the result's ``draw_*`` arrays), coloured by covariance cluster.
+* ``punct_hist_{cov,mi}_{kind}.png``: per-layer histograms of the pair values with the per-layer mean (red line).
+* ``punct_means_depth.png``: mean MI and mean covariance vs layer for both kinds with bootstrap intervals over
+  marks; the post-norm last entry drawn apart (hollow marker), as A7 excludes it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+KINDS = ("internal", "terminal")
+_CMAP = plt.get_cmap("tab10")
+
+
+def _colour(label: int) -> Any:
+    return (0.6, 0.6, 0.6, 1.0) if label < 0 else _CMAP(int(label) % 10)
+
+
+def _entry_name(result: Any, e: int) -> str:
+    L = int(result.layers[e])
+    return f"L{L}" + (" post-norm" if bool(result.post_norm[e]) else "")
+
+
+def _fit_line(ax: Any, x: np.ndarray, y: np.ndarray, **kw: Any) -> None:
+    if x.size < 3 or np.ptp(x) == 0:
+        return
+    b, a = np.polyfit(x, y, 1)
+    xs = np.array([x.min(), x.max()])
+    ax.plot(xs, a + b * xs, **kw)
+
+
+def _scatter(ax: Any, cov: np.ndarray, mi: np.ndarray, labels: np.ndarray, *, size: float, lines: bool) -> None:
+    for lab in np.unique(labels):
+        m = labels == lab
+        ax.scatter(
+            cov[m],
+            mi[m],
+            s=size,
+            color=_colour(int(lab)),
+            alpha=0.35,
+            linewidths=0,
+            rasterized=True,
+            label=f"cluster {int(lab)} (n={int(m.sum())})",
+        )
+        if lines:
+            _fit_line(ax, cov[m], mi[m], color=_colour(int(lab)), lw=2)
+    if lines:
+        _fit_line(ax, cov, mi, color="black", lw=1.5, ls="--", label="pooled fit")
+
+
+def plot_claim_scatter(result: Any, path: Path) -> Path:
+    """Covariance vs MI at the detail (claim) layers, both kinds (see module docstring)."""
+    det = result.internal.detail_entries
+    ncol = max(1, det.size)
+    fig, axes = plt.subplots(2, ncol, figsize=(5.2 * ncol, 8.5), squeeze=False)
+    for row, kind in enumerate(KINDS):
+        k = getattr(result, kind)
+        for col, e in enumerate(k.detail_entries):
+            ax = axes[row, col]
+            cov = k.detail_cov[col].astype(float)
+            mi = k.detail_mi[col].astype(float)
+            _scatter(ax, cov, mi, k.detail_cov_labels[col], size=3, lines=True)
+            r = k.pooled_r[e]
+            ci = k.pooled_r_ci[e]
+            ci_s = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if np.all(np.isfinite(ci)) else ""
+            ax.set_title(
+                f"{kind}, {_entry_name(result, e)}: r = {r:.3f}{ci_s}\n"
+                f"cov clusters {k.cov_clusters[e]}, MI clusters {k.mi_clusters[e]}, "
+                f"min within slope {k.min_within_slope[e]:.2g}",
+                fontsize=9,
+            )
+            ax.set_xlabel("covariance")
+            ax.set_ylabel("MI (bits)")
+            ax.legend(fontsize=7, markerscale=3, loc="best")
+    fig.suptitle(f"{result.model}: covariance vs MI over all pairs of {result.internal.marks.size} marks", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_grid(result: Any, kind: str, path: Path) -> Path:
+    """Every analysed layer: covariance vs MI on the stored subsample of pairs."""
+    k = getattr(result, kind)
+    E = result.layers.size
+    ncol = math.ceil(math.sqrt(E))
+    nrow = math.ceil(E / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.3 * nrow), squeeze=False)
+    for e in range(E):
+        ax = axes.flat[e]
+        _scatter(ax, k.draw_cov[e].astype(float), k.draw_mi[e].astype(float), k.draw_labels[e], size=1.5, lines=False)
+        ax.set_title(f"{_entry_name(result, e)}: k={k.cov_clusters[e]}, r={k.pooled_r[e]:.2f}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.xaxis.get_offset_text().set_fontsize(6)
+    for ax in list(axes.flat)[E:]:
+        ax.axis("off")
+    fig.suptitle(
+        f"{result.model}, {kind}: covariance (x) vs MI (y) per layer, {k.draw_cov.shape[1]} random pairs each, "
+        f"coloured by covariance cluster (k); merge layer {k.merge_layer}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_histograms(result: Any, kind: str, what: str, path: Path) -> Path:
+    """Per-layer histograms of covariance or MI with the per-layer mean."""
+    k = getattr(result, kind)
+    E = result.layers.size
+    ncol = math.ceil(math.sqrt(E))
+    nrow = math.ceil(E / ncol)
+    counts, edges, means = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges"), getattr(k, f"mean_{what}")
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.5 * ncol, 1.9 * nrow), squeeze=False)
+    for e in range(E):
+        ax = axes.flat[e]
+        ax.stairs(counts[e], edges[e], fill=True, color="tab:blue", alpha=0.7)
+        ax.axvline(means[e], color="tab:red", lw=1.2)
+        ax.set_title(f"{_entry_name(result, e)}: mean {means[e]:.3g}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.xaxis.get_offset_text().set_fontsize(6)
+    for ax in list(axes.flat)[E:]:
+        ax.axis("off")
+    name = "covariance" if what == "cov" else "MI (bits)"
+    fig.suptitle(f"{result.model}, {kind}: {name} over all pairs, per layer (red: mean)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_means_depth(result: Any, path: Path) -> Path:
+    """Mean MI and mean covariance vs layer (A7), both kinds, with bootstrap intervals."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    pre = ~result.post_norm
+    for ax, what, label in ((axes[0], "mi", "mean MI (bits)"), (axes[1], "cov", "mean covariance")):
+        for i, kind in enumerate(KINDS):
+            k = getattr(result, kind)
+            m, ci = getattr(k, f"mean_{what}"), getattr(k, f"mean_{what}_ci")
+            col = _CMAP(i)
+            order = np.argsort(result.layers[pre], kind="stable")
+            L = result.layers[pre][order]
+            ax.plot(L, m[pre][order], "o-", color=col, ms=3, label=f"{kind} (block outputs, pre-norm)")
+            if np.all(np.isfinite(ci[pre])):
+                ax.fill_between(L, ci[pre][order, 0], ci[pre][order, 1], color=col, alpha=0.2, lw=0)
+            if result.post_norm.any():
+                ax.plot(
+                    result.layers[result.post_norm],
+                    m[result.post_norm],
+                    "o",
+                    mfc="none",
+                    mec=col,
+                    ms=8,
+                    label=f"{kind}, last entry post final norm",
+                )
+        ax.set_xlabel("layer (hidden-state index; 0 = embeddings)")
+        ax.set_ylabel(label)
+        if what == "cov":
+            vals = np.concatenate([getattr(result, k).mean_cov for k in KINDS])
+            if np.all(vals > 0):
+                ax.set_yscale("log")
+            else:
+                ax.set_yscale("symlog", linthresh=max(1e-6, float(np.min(np.abs(vals[vals != 0]), initial=1.0))))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    sp_mi = result.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").value
+    sp_cov = result.measure("spearman_mean_cov_vs_depth", layer=None, kind="internal").value
+    fig.suptitle(
+        f"{result.model}: per-layer means over all pairs (internal: Spearman vs depth over blocks 1..{result.n_blocks}"
+        f" MI {sp_mi:.2f}, cov {sp_cov:.2f})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_all(result: Any, out_dir: str | Path) -> list[Path]:
+    """Write every figure of study A for ``result`` into ``out_dir`` (created); returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [plot_claim_scatter(result, out / "punct_scatter_claim_layers.png")]
+    for kind in KINDS:
+        paths.append(plot_grid(result, kind, out / f"punct_grid_{kind}.png"))
+        for what in ("cov", "mi"):
+            paths.append(plot_histograms(result, kind, what, out / f"punct_hist_{what}_{kind}.png"))
+    paths.append(plot_means_depth(result, out / "punct_means_depth.png"))
+    return paths

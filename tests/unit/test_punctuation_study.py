@@ -1,0 +1,258 @@
+"""Study A (punctuation): flags, contexts, selection, the mark bootstrap, and a small run on tiny-gpt2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerclaims.errors import UsageError
+from layerclaims.studies import punctuation as P
+
+needs_data = pytest.mark.skipif(
+    not os.environ.get("LAYERCLAIMS_DATA"),
+    reason="LAYERCLAIMS_DATA is not set: point it at ../shared/data (holds corpora/heart_of_darkness_pg219.txt)",
+)
+
+
+class FakeTokenizer:
+    """decode([id]) -> vocab[id]; enough for the flag rule."""
+
+    def __init__(self, vocab: list[str]) -> None:
+        self.vocab = vocab
+        self.calls = 0
+
+    def decode(self, ids: list[int]) -> str:
+        self.calls += 1
+        return "".join(self.vocab[i] for i in ids)
+
+
+VOCAB = ["the", ",", ".", " 3", "5", " cat", " .", ";", "?", "!", ":", "1.", " ,"]
+T = {s: i for i, s in enumerate(VOCAB)}
+
+
+def ids(*toks: str) -> np.ndarray:
+    return np.array([T[t] for t in toks])
+
+
+# ------------------------------------------------------------------------------------------------ flags
+
+
+def test_flags_comma_and_period_with_strip() -> None:
+    seq = ids("the", ",", " cat", ".", "the", " .", " cat", " ,")
+    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    assert internal.tolist() == [1, 7]
+    assert terminal.tolist() == [3, 5]
+
+
+def test_flags_exclude_decimal_points() -> None:
+    # "5" "." -> previous ends with a digit; "." " 3" -> next starts with a space, not a digit (kept);
+    # "." "5" -> next starts with a digit
+    seq = ids("the", "5", ".", " cat", ".", " 3", "the", ".", "5", " cat", "1.", ".", " cat")
+    _, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    # index 2 (after "5") and 7 (before "5") are excluded; 11 follows "1.", which ends with "." (kept)
+    assert terminal.tolist() == [4, 11]
+
+
+def test_flags_at_text_ends_and_start() -> None:
+    seq = ids(".", "the", ",", " cat", ".")
+    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    assert terminal.tolist() == [0, 4]  # no neighbour means no digit
+    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=3)
+    assert internal.tolist() == [] and terminal.tolist() == [4]
+
+
+def test_flags_extended_marks() -> None:
+    seq = ids("the", ";", ":", "?", "!", ",", ".", " cat")
+    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0, marks="extended")
+    assert internal.tolist() == [1, 2, 5]
+    assert terminal.tolist() == [3, 4, 6]
+    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    assert internal.tolist() == [5] and terminal.tolist() == [6]
+    with pytest.raises(UsageError, match="unknown marks"):
+        P.find_marks(seq, FakeTokenizer(VOCAB), marks="all")  # type: ignore[arg-type]
+
+
+def test_each_distinct_id_is_decoded_once() -> None:
+    tok = FakeTokenizer(VOCAB)
+    seq = np.tile(ids("the", ",", " cat", "."), 500)
+    P.find_marks(seq, tok, start=0)
+    assert tok.calls == 4
+
+
+# ------------------------------------------------------------------------------------------------ contexts, selection
+
+
+def test_usable_marks_and_contexts() -> None:
+    marks = np.array([5, 19, 20, 50, 89, 90])
+    kept, early, late = P.usable_marks(marks, n_tokens=100)
+    assert kept.tolist() == [20, 50, 89] and early == 2 and late == 1
+    text = np.arange(100)
+    ctx = P.contexts(text, kept)
+    assert ctx.shape == (3, 31)
+    assert (ctx[:, P.MARK_INDEX] == kept).all()
+    assert ctx[0, 0] == 0 and ctx[2, -1] == 99
+
+
+def test_selection_first_random_and_too_many() -> None:
+    usable = np.arange(100, 400, 3)
+    assert P.select_marks(usable, 10, "first", 0).tolist() == usable[:10].tolist()
+    a = P.select_marks(usable, 10, "random", 7)
+    b = P.select_marks(usable, 10, "random", 7)
+    c = P.select_marks(usable, 10, "random", 8)
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
+    assert np.all(np.diff(a) > 0) and set(a.tolist()) <= set(usable.tolist())
+    with pytest.raises(UsageError, match=f"only {usable.size} usable"):
+        P.select_marks(usable, usable.size + 1, "first", 0, kind="internal")
+    with pytest.raises(UsageError, match="unknown selection"):
+        P.select_marks(usable, 5, "every", 0)  # type: ignore[arg-type]
+
+
+@needs_data
+def test_counts_on_pg219_with_gpt2_tokenizer() -> None:
+    from layerclaims.data import gpt2_tokenizer, load_corpus
+
+    tok = gpt2_tokenizer()
+    token_ids = P.tokenize(tok, load_corpus("heart-of-darkness").text)
+    assert token_ids.size == 55_663  # shared/data/README.md
+    internal, terminal = P.find_marks(token_ids, tok)
+    assert (internal.size, terminal.size) == (2821, 2146)  # shared/data/README.md, the notebook's rule
+
+
+# ------------------------------------------------------------------------------------------------ mark bootstrap
+
+
+def test_boot_pair_stats_matches_explicit_resampling() -> None:
+    from layerclaims.metrics.bootstrap import bootstrap_indices, resample_matrix
+
+    rng = np.random.default_rng(1)
+    n = 12
+    A = rng.normal(size=(n, n)) * 1e4 + 3e5
+    B = rng.normal(size=(n, n)) + 0.3 * A / 1e4
+    A, B = (A + A.T) / 2, (B + B.T) / 2
+    mask = rng.random((n, n)) < 0.6
+    mask = mask | mask.T
+    idx = bootstrap_indices(n, 5, seed=3)
+    W = P.mark_weights(n, 5, seed=3)
+    got = P.boot_pair_stats(W, A, B)
+    got_m = P.boot_pair_stats(W, A, B, mask=mask)
+    for b, row in enumerate(idx):
+        sa, sb, sm = resample_matrix(A, row), resample_matrix(B, row), resample_matrix(mask.astype(float), row)
+        iu = np.triu_indices(n, 1)
+        x, y, m = sa[iu], sb[iu], sm[iu]
+        ok = ~np.isnan(x)
+        x, y, m = x[ok], y[ok], m[ok] > 0
+        assert got["mean_cov"][b] == pytest.approx(x.mean(), rel=1e-10)
+        assert got["mean_mi"][b] == pytest.approx(y.mean(), rel=1e-10)
+        assert got["r"][b] == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-8)
+        xm, ym = x[m], y[m]
+        assert got_m["slope"][b] == pytest.approx(np.polyfit(xm, ym, 1)[0], rel=1e-7)
+
+
+# -------------------------------------------------------------------------------- the study on tiny-gpt2
+
+N_SMALL = 20
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[object, P.PunctuationResult, P.Config]:
+    if not os.environ.get("LAYERCLAIMS_DATA"):
+        pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")
+    from layerclaims.models import load_model
+
+    handle = load_model("tiny-gpt2")
+    config = P.Config(n=N_SMALL, n_boot=50, n_boot_clusters=3, cluster_n_boot=3)
+    return handle, P.run(handle, config), config
+
+
+def test_tiny_result_shape_and_provenance(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+    _handle, res, _ = tiny
+    n = res.n_blocks
+    assert res.model == "tiny-gpt2"
+    pre = res.layers[~res.post_norm].tolist()
+    assert pre == list(range(n + 1))
+    if res.last_is_post_norm:
+        assert res.layers[res.post_norm].tolist() == [n]
+    for kind in P.KINDS:
+        k = res.kind_result(kind)
+        assert k.marks.size == N_SMALL and k.n_found >= k.n_usable >= N_SMALL
+        assert k.mean_mi.shape == res.layers.shape
+        # layer 0: every mark is the same token at the same position, so all vectors (and pairs) are identical
+        assert k.degenerate[res.entry(0)] and np.isnan(k.pooled_r[res.entry(0)]) and k.cov_clusters[0] == 1
+        assert np.all(np.isfinite(k.pooled_r[res.layers > 0]))
+        assert k.detail_cov.shape[1] == N_SMALL * (N_SMALL - 1) // 2
+    prov = res.provenance
+    assert prov["corpus"]["sha256"] and prov["selection"] == "first"
+    assert {"tokenize_s", "forward_s", "analysis_s"} <= set(prov["timings"])
+    assert prov["norm_entries"]["last_hidden_state_post_norm"] == res.last_is_post_norm
+
+
+def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+    """The study's mark vectors are hidden_states[L][:, 20, :] of a plain HF forward pass on the same contexts;
+    its pair statistics are pairwise_mi_cov of those vectors."""
+    import torch
+
+    from layerclaims.metrics.information import pairwise_mi_cov
+
+    handle, res, config = tiny
+    k = res.internal
+    token_ids = P.tokenize(handle.tokenizer, __import__("layerclaims.data").data.load_corpus(config.corpus).text)
+    ctx = P.contexts(token_ids, k.marks)
+    X = P.extract_marks(handle, ctx, res.layers, res.post_norm, batch_size=7)
+    with torch.no_grad():
+        out = handle.model(torch.as_tensor(ctx), output_hidden_states=True)
+    hs = [h[:, P.MARK_INDEX, :].double().numpy() for h in out.hidden_states]
+    for e, (L, post) in enumerate(zip(res.layers, res.post_norm, strict=True)):
+        if post or L < res.n_blocks or not res.last_is_post_norm:
+            np.testing.assert_allclose(X[e], hs[L], rtol=1e-5, atol=1e-5)
+    if res.last_is_post_norm:
+        pre = X[res.entry(res.n_blocks, post_norm=False)]
+        assert not np.allclose(pre, hs[-1], atol=1e-3)  # the pre-norm block output is not the post-norm entry
+    iu = np.triu_indices(N_SMALL, 1)
+    for d, e in enumerate(k.detail_entries):
+        MI, COV = pairwise_mi_cov(X[e], bins=config.bins, z_threshold=config.z_threshold)
+        np.testing.assert_allclose(k.detail_cov[d], np.asarray(COV)[iu], rtol=1e-5)
+        np.testing.assert_allclose(k.detail_mi[d], np.asarray(MI)[iu], rtol=1e-5, atol=1e-6)
+
+
+def test_tiny_measure_every_statistic(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+    _, res, _ = tiny
+    for stat in P.STATISTICS:
+        layer = None if stat.startswith("spearman") else 1
+        for kind in P.KINDS:
+            m = res.measure(stat, layer=layer, kind=kind)
+            assert isinstance(m.value, float)
+    m = res.measure("cov_clusters", layer=1, kind="internal")
+    assert m.value >= 1 and "stability" in m.details
+    r = res.measure("pooled_r", layer=1, kind="internal")
+    assert -1 <= r.value <= 1 and r.ci is not None and r.ci[0] <= r.ci[1]
+    s = res.measure("spearman_mean_cov_vs_depth", layer=None, kind="internal")
+    assert s.details["layers"] == list(range(1, res.n_blocks + 1))
+    with pytest.raises(KeyError):
+        res.measure("no_such_statistic", layer=1, kind="internal")
+    with pytest.raises(UsageError):
+        res.measure("pooled_r", layer=res.n_blocks + 5, kind="internal")
+
+
+def test_tiny_save_load_round_trip(tiny: tuple[object, P.PunctuationResult, P.Config], tmp_path: Path) -> None:
+    _, res, _ = tiny
+    path = res.save(tmp_path)
+    assert path.name == "punctuation.json"
+    back = P.PunctuationResult.load(tmp_path)
+    assert back.model == res.model and back.n_blocks == res.n_blocks
+    np.testing.assert_array_equal(back.layers, res.layers)
+    np.testing.assert_array_equal(back.internal.detail_cov, res.internal.detail_cov)
+    for stat in ("cov_clusters", "pooled_r", "min_within_cluster_slope"):
+        assert back.measure(stat, layer=1, kind="terminal") == res.measure(stat, layer=1, kind="terminal")
+    assert back.provenance == res.provenance
+
+
+def test_too_many_marks_is_a_clear_error() -> None:
+    if not os.environ.get("LAYERCLAIMS_DATA"):
+        pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")
+    from layerclaims.models import load_model
+
+    with pytest.raises(UsageError, match="usable ones exist"):
+        P.run(load_model("tiny-gpt2"), P.Config(n=100_000))
