@@ -9,7 +9,6 @@ Regenerate after a reviewed change with ``pytest -m findings --model NAME --forc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ DEFAULT_TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
 
-def findings_models(config: pytest.Config, study: str) -> list[str]:
+def findings_models(config: pytest.Config, study: str | None = None) -> list[str]:
     """--model if given; with --gpu, the claims' own models; else the CI models."""
     chosen = config.getoption("--model")
     if chosen:
@@ -39,8 +38,8 @@ def findings_models(config: pytest.Config, study: str) -> list[str]:
     return list(CI_FINDINGS_MODELS)
 
 
-def model_claim_params(config: pytest.Config, study: str) -> list[Any]:
-    """(model, claim) pairs; with --gpu and no --model, each claim only on its own model."""
+def model_claim_params(config: pytest.Config, study: str | None = None) -> list[Any]:
+    """(model, claim) pairs of one study (or all); with --gpu and no --model, each claim only on its own model."""
     own_only = config.getoption("--gpu") and not config.getoption("--model")
     return [
         pytest.param(m, c, id=f"{m}-{c.id}")
@@ -51,28 +50,34 @@ def model_claim_params(config: pytest.Config, study: str) -> list[Any]:
 
 
 class StudyCache:
-    """Runs each (study, model, device) once per session; a model that cannot be had here is skipped, not failed."""
+    """One model load per (model, device) and one study run per (study, model, device) for the whole session.
+
+    What cannot be had here (weights that are not on this machine, a corpus offline) is skipped with the reason and
+    the fix, never failed: the claim is then simply not checked on this machine."""
 
     def __init__(self) -> None:
+        self._handles: dict[tuple[str, str], Any] = {}
         self._results: dict[tuple[str, str, str], Any] = {}
         self._skips: dict[tuple[str, str, str], str] = {}
 
-    def get(self, study: str, model: str, device: str, runner: Callable[[Any], Any]) -> Any:
-        key = (study, model, device)
-        if key in self._skips:
-            pytest.skip(self._skips[key])
-        if key not in self._results:
-            from layerclaims.models import load_model
+    def get(self, study: str, model: str, device: str, **options: Any) -> Any:
+        """The result of ``studies.run(study, <model on device>, **options)``, computed once."""
+        from layerclaims import studies
+        from layerclaims.models import load_model
 
+        key = (study, model, device)
+        if key not in self._results and key not in self._skips:
             try:
-                handle = load_model(model, device=device)
+                if (model, device) not in self._handles:
+                    self._handles[(model, device)] = load_model(model, device=device)
+                self._results[key] = studies.run(study, self._handles[(model, device)], **options)
             except DataNotFoundError as exc:
                 self._skips[key] = (
-                    f"{model} cannot be loaded here ({exc}). On a machine with its weights run "
+                    f"study {study!r} cannot run on {model} here: {str(exc).rstrip('.')}. Where it can, run "
                     f"`pytest -m findings --model {model}` (add --force-regen to create its snapshots)."
                 )
-                pytest.skip(self._skips[key])
-            self._results[key] = runner(handle)
+        if key in self._skips:
+            pytest.skip(self._skips[key])
         return self._results[key]
 
 

@@ -198,7 +198,7 @@ def test_reproduce_writes_every_output_and_exits_0(
     for stage in ("load model", "qk: run", "punctuation: figures", "punctuation: save result"):
         assert f"| {stage} |" in md
     stdout = capsys.readouterr().out
-    assert "B2 on tiny-gpt2 at layer 0: rsa_qk = 0.91" in stdout and "report.html" in stdout
+    assert "B2 on tiny-gpt2 at block 0: rsa_qk = 0.91" in stdout and "report.html" in stdout
     # the saved result loads back as it was
     loaded = results.load(out, "qk", allowed_modules=(FakeResult.__module__,))
     assert loaded.values["rsa_qk"][0] == 0.91
