@@ -126,9 +126,14 @@ class Verdict:
         unit = "block" if CLAIMS_BY_ID.get(self.claim) and CLAIMS_BY_ID[self.claim].layer_kind == "block" else "layer"
         where = f" at {unit} {self.layer}" if self.layer is not None else ""
         verdict = "holds" if self.holds else "does NOT hold"
+        also = "".join(
+            f"; and {key.removeprefix('condition ')} ({d['value']:.4g}: {'yes' if d['holds'] else 'no'})"
+            for key, d in self.details.items()
+            if key.startswith("condition ") and isinstance(d, dict)
+        )
         return (
             f"{self.claim} on {self.model}{where}: {self.statistic} = {self.value:.4g}{ci}{p}; "
-            f"claimed {self.comparison} {self.threshold:g}: {verdict}"
+            f"claimed {self.comparison} {self.threshold:g}{also}: {verdict}"
         )
 
 

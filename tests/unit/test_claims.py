@@ -115,7 +115,7 @@ def test_evaluate_fails_a_claim_when_a_secondary_condition_fails() -> None:
     assert v.holds is False and v.value == 0.2
     secondary = v.details["condition pooled_r < 0"]
     assert secondary == {"value": 0.1, "ci": [0.05, 0.15], "p_value": None, "holds": False}
-    assert "does NOT hold" in v.describe()
+    assert v.describe().endswith("claimed > 0; and pooled_r < 0 (0.1: no): does NOT hold")
 
 
 def test_evaluate_reports_unavailable_and_nan_statistics_instead_of_raising() -> None:

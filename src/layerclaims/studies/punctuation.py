@@ -179,7 +179,8 @@ class Config:
     ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks). ``bins``, ``z_threshold``: the
     estimator's. ``n_boot``: bootstrap resamples over marks for r, slopes and means (every layer).
     ``n_boot_clusters``: resamples for the cluster-count interval at ``detail_layers`` (None = the layers the claims
-    read on this model). ``cluster_n_boot``: the stability resamples inside each cluster count.
+    read on this model). ``n_perm``: Mantel permutations (marks of the MI matrix permuted) for the p-value of the
+    pooled r at the detail layers. ``cluster_n_boot``: the stability resamples inside each cluster count.
     ``cluster_max_points``: pairs handed to the cluster procedure (a seeded subsample when there are more; None =
     all). ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
     """
@@ -194,6 +195,7 @@ class Config:
     z_threshold: float = 5.0
     n_boot: int = 1000
     n_boot_clusters: int = 20
+    n_perm: int = 1000
     cluster_n_boot: int = 20
     cluster_max_points: int | None = None
     detail_layers: tuple[int, ...] | None = None
@@ -205,7 +207,7 @@ class Config:
             raise UsageError(f"selection={self.selection!r}: use 'first' or 'random'")
         if self.marks not in MARK_SETS:
             raise UsageError(f"marks={self.marks!r}: use 'original' or 'extended'")
-        if self.bins < 2 or self.n_boot < 0 or self.n_boot_clusters < 0:
+        if self.bins < 2 or self.n_boot < 0 or self.n_boot_clusters < 0 or self.n_perm < 0:
             raise UsageError("bins must be >= 2 and the bootstrap counts >= 0")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
@@ -223,7 +225,8 @@ class KindResult:
 
     Counts: ``n_found`` marks flagged, ``n_skipped_start``/``n_skipped_end`` without a full context, ``n_usable``.
     ``marks``: the token indices used (text order). Per entry: ``mean_mi``/``mean_cov`` and their ``*_ci``
-    ``[E, 2]``; ``pooled_r``, ``pooled_r_ci``; ``pooled_slope``; ``cov_clusters``/``mi_clusters``/
+    ``[E, 2]``; ``pooled_r``, ``pooled_r_ci``, ``pooled_r_p`` (two-sided Mantel p over marks; detail entries only,
+    NaN elsewhere); ``pooled_slope``; ``cov_clusters``/``mi_clusters``/
     ``joint_clusters`` (int) with ``*_stability`` and ``*_ci`` (NaN outside the detail entries);
     ``within_slopes`` ``[E, K]`` (OLS slope of MI on covariance per covariance cluster, ordered by the cluster's mean
     covariance; clusters under 3 pairs left out), ``cluster_sizes`` ``[E, K]``, ``min_within_slope`` and
@@ -251,6 +254,7 @@ class KindResult:
     mean_cov_ci: np.ndarray
     pooled_r: np.ndarray
     pooled_r_ci: np.ndarray
+    pooled_r_p: np.ndarray
     pooled_slope: np.ndarray
     cov_clusters: np.ndarray
     cov_stability: np.ndarray
@@ -364,8 +368,13 @@ class PunctuationResult:
             return Measurement(
                 float(k.pooled_r[e]),
                 _ci(k.pooled_r_ci[e]),
-                None,
-                {**info, "pooled_slope": float(k.pooled_slope[e]), "n_pairs": _n_pairs(k.marks.size)},
+                _f(k.pooled_r_p[e]),
+                {
+                    **info,
+                    "pooled_slope": float(k.pooled_slope[e]),
+                    "n_pairs": _n_pairs(k.marks.size),
+                    "p_method": "two-sided Mantel test, marks of the MI matrix permuted",
+                },
             )
         if statistic == "min_within_cluster_slope":
             slopes = k.within_slopes[e]
@@ -608,6 +617,7 @@ def analyse_kind(
     for key in ("mi_cov_s", "clusters_s", "cluster_ci_s", "simpson_s", "bootstrap_s"):
         tm.setdefault(key, 0.0)
     from layerclaims.metrics.information import pairwise_mi_cov
+    from layerclaims.metrics.similarity import mantel_test
     from layerclaims.metrics.simpson import simpson
 
     E, N = X.shape[0], X.shape[1]
@@ -631,6 +641,7 @@ def analyse_kind(
         "mean_cov_ci": nan(E, 2),
         "pooled_r": nan(E),
         "pooled_r_ci": nan(E, 2),
+        "pooled_r_p": nan(E),
         "pooled_slope": nan(E),
         "cov_clusters": np.zeros(E, dtype=np.int64),
         "cov_stability": nan(E),
@@ -678,6 +689,10 @@ def analyse_kind(
         out["degenerate"][e] = flat_cov or flat_mi
         if not (flat_cov or flat_mi):
             out["pooled_r"][e] = float(np.corrcoef(cov, mi)[0, 1])
+            if config.n_perm and np.any(detail == e):
+                # Pairs share marks, so pairs are not independent: the null permutes marks (Mantel), not pairs.
+                mt = mantel_test(COV, MI, n_perm=config.n_perm, seed=seed + e, alternative="two-sided")
+                out["pooled_r_p"][e] = mt.p_value
         if not flat_cov:
             out["pooled_slope"][e] = float(((cov - cov.mean()) * (mi - mi.mean())).mean() / cov.var())
 
