@@ -407,13 +407,20 @@ def _study_names(choice: str) -> tuple[str, ...]:
     return studies.STUDY_NAMES if choice == "all" else (choice,)
 
 
-def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def _run_options(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The studies to run and the study options given on the command line (warning about unused ones)."""
     names = _study_names(args.study)
     given = _given_options(args)
     _check_unused_options(names, given, args.set)
-    out = Path(args.out) if args.out else Path("out") / safe_dirname(args.model)
-    rep = reproduce(
-        args.model,
+    return names, given
+
+
+def _reproduce_from_args(
+    args: argparse.Namespace, argv: Sequence[str], model: str, out: Path, names: tuple[str, ...], given: dict[str, Any]
+) -> Any:
+    """:func:`reproduce` with the run options of ``args`` (shared by ``reproduce`` and ``matrix``)."""
+    return reproduce(
+        model,
         out=out,
         study_names=names,
         device=args.device,
@@ -424,6 +431,12 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
         progress=_progress_enabled(args),
         command="layerclaims " + shlex.join(argv),
     )
+
+
+def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    names, given = _run_options(args)
+    out = Path(args.out) if args.out else Path("out") / safe_dirname(args.model)
+    rep = _reproduce_from_args(args, argv, args.model, out, names, given)
     if not args.quiet:
         _print_run(rep, sys.stdout)
     else:
@@ -470,24 +483,11 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if not args.models:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
-        names = _study_names(args.study)
-        given = _given_options(args)
-        _check_unused_options(names, given, args.set)
+        names, given = _run_options(args)
         for model in args.models:
             model_out = out / safe_dirname(model)
             try:
-                rep = reproduce(
-                    model,
-                    out=model_out,
-                    study_names=names,
-                    device=args.device,
-                    dtype=args.dtype,
-                    device_map=args.device_map,
-                    options=given,
-                    overrides=args.set,
-                    progress=_progress_enabled(args),
-                    command="layerclaims " + shlex.join(argv),
-                )
+                rep = _reproduce_from_args(args, argv, model, model_out, names, given)
             except LayerclaimsError as exc:
                 # One model that cannot be loaded does not lose the others; the exit code still says so.
                 load_failures += 1

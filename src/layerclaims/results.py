@@ -18,7 +18,7 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -164,3 +164,22 @@ def provenance(**facts: Any) -> dict[str, Any]:
     record["packages"] = package_versions()
     record["platform"] = platform.platform()
     return record
+
+
+class SavedResult:
+    """Mixin for a study's result dataclass: ``save(directory)`` writes ``directory/<study>.json`` (+ ``.npz``) and
+    ``Cls.load(directory)`` reads it back, checking that the file holds this class. ``study`` names the file stem."""
+
+    study: ClassVar[str]
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``directory/<study>.json`` (+ ``.npz``); returns the JSON path."""
+        return save(self, directory, self.study)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Self:
+        """Read what :meth:`save` wrote; UsageError when the file holds another kind of result."""
+        out = load(directory, cls.study)
+        if not isinstance(out, cls):
+            raise UsageError(f"{directory}/{cls.study}.json holds a {type(out).__name__}, not a {cls.__name__}")
+        return out

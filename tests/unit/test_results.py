@@ -85,3 +85,11 @@ def test_provenance_records_facts_and_versions() -> None:
     p = provenance(model="tiny", seed=3)
     assert p["model"] == "tiny" and p["seed"] == 3
     assert {"python", "numpy", "torch"} <= set(p["packages"]) and p["platform"]
+
+
+def test_saved_result_load_checks_the_class(tmp_path: Path) -> None:
+    from layerclaims.studies.qk import QKResult
+
+    save(Measurement(1.0), tmp_path, "qk")  # a file named like a qk result that holds something else
+    with pytest.raises(UsageError, match="holds a Measurement, not a QKResult"):
+        QKResult.load(tmp_path)

@@ -42,8 +42,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -292,12 +291,14 @@ class KindResult:
 
 
 @dataclass(frozen=True, eq=False)
-class PunctuationResult:
+class PunctuationResult(results.SavedResult):
     """Study A on one model. ``layers`` ``[E]``: hidden-state index of each entry; ``post_norm`` ``[E]``: whether the
     entry has the final norm applied (only ever the last one, duplicated: the same index appears pre- and post-norm).
     ``internal``/``terminal``: :class:`KindResult`. ``counts``: marks found per kind. ``config``: the Config as a
     dict. ``provenance``: corpus name and sha256, selection, seed, model revision, device, dtype, tokenization,
     timings (``tokenize_s``, ``forward_s``, ``analysis_s``), which entry is pre/post norm, package versions."""
+
+    study: ClassVar[str] = STUDY
 
     model: str
     n_blocks: int
@@ -425,18 +426,6 @@ class PunctuationResult:
         )
 
     # ------------------------------------------------------------------ persistence
-
-    def save(self, directory: str | Path) -> Path:
-        """``directory/punctuation.json`` + ``.npz``."""
-        return results.save(self, directory, STUDY)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> PunctuationResult:
-        """What :meth:`save` wrote."""
-        out = results.load(directory, STUDY)
-        if not isinstance(out, cls):
-            raise UsageError(f"{directory}/{STUDY}.json holds a {type(out).__name__}, not a punctuation result")
-        return out
 
 
 def _f(x: float) -> float | None:

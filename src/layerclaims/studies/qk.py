@@ -34,8 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -290,7 +289,7 @@ class BlockStatistic:
 
 
 @dataclass(frozen=True, eq=False)
-class QKResult:
+class QKResult(results.SavedResult):
     """The result of study B on one model.
 
     ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``words``/``labels``/``categories``:
@@ -302,6 +301,8 @@ class QKResult:
     Q; ``min_selectivity_qk``: min(selectivity Q, K), p = max of the two p-values. ``over_blocks``: the statistics
     over all studied blocks (``min_rsa_qk_over_blocks``, ``fraction_blocks_v_most_selective``), intervals from the
     same paired resamples. Saved and loaded by :meth:`save` / :meth:`load`."""
+
+    study: ClassVar[str] = NAME
 
     model: str
     n_blocks: int
@@ -377,18 +378,6 @@ class QKResult:
                 raise UsageError(f"{statistic} needs every block; blocks {missing} were not studied: run blocks=None")
             return self.over_blocks[statistic]
         raise KeyError(f"unknown statistic {statistic!r} for study qk: use one of {_AT_BLOCK + _OVER_BLOCKS}")
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``directory/qk.json`` + ``qk.npz``; returns the JSON path."""
-        return results.save(self, directory, NAME)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> QKResult:
-        """Read what :meth:`save` wrote."""
-        out = results.load(directory, NAME)
-        if not isinstance(out, cls):
-            raise UsageError(f"{directory}/{NAME}.json holds a {type(out).__name__}, not a study qk result")
-        return out
 
 
 _AT_BLOCK = ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk")
