@@ -172,3 +172,13 @@ def test_unstratified_selectivity_replicates_may_be_undefined_but_never_crash() 
     assert all(np.isnan(res.ci))  # too many undefined replicates: the interval says so
     strat = bootstrap_similarity(selectivity_index, [S], labels=labels, stratify=True, n_boot=200)
     assert strat.n_valid == 200 and np.all(np.isfinite(strat.ci))
+
+
+def test_percentile_interval_of_counts_has_count_ends() -> None:
+    from layerclaims.metrics.bootstrap import percentile_interval
+
+    counts = np.array([1] * 3 + [3] * 94 + [5] * 3, dtype=float)
+    lo, hi = percentile_interval(counts)  # linear interpolation: 1.95 and 4.05, between two counts
+    assert (round(lo, 6), round(hi, 6)) == (1.95, 4.05)
+    assert percentile_interval(counts, discrete=True) == (1.0, 5.0)
+    assert percentile_interval(np.full(50, 3.0), discrete=True) == (3.0, 3.0)

@@ -145,15 +145,24 @@ def item_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * n_items).reshape(b, n_items)
 
 
-def percentile_interval(replicates: Any, level: float = 0.95, *, max_nan_fraction: float = 0.1) -> tuple[float, float]:
+def percentile_interval(
+    replicates: Any, level: float = 0.95, *, max_nan_fraction: float = 0.1, discrete: bool = False
+) -> tuple[float, float]:
     """Percentile interval: the ``(1-level)/2`` and ``(1+level)/2`` quantiles (linear interpolation) of the finite
-    replicates. ``(nan, nan)`` if more than ``max_nan_fraction`` of them are NaN/inf, or none is finite."""
+    replicates. ``(nan, nan)`` if more than ``max_nan_fraction`` of them are NaN/inf, or none is finite.
+
+    ``discrete=True`` (counts, e.g. a number of clusters): the ends are replicate values themselves, the lower end
+    rounded down and the upper end up (numpy's ``"lower"`` / ``"higher"`` quantile methods), never a fraction
+    between two counts."""
     _check(1, 1, level)
     r = as_array(replicates, name="replicates").ravel()
     ok = np.isfinite(r)
     if ok.sum() == 0 or (1.0 - ok.mean()) > max_nan_fraction:
         return (float("nan"), float("nan"))
-    lo, hi = np.quantile(r[ok], [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    q = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    if discrete:
+        return (float(np.quantile(r[ok], q[0], method="lower")), float(np.quantile(r[ok], q[1], method="higher")))
+    lo, hi = np.quantile(r[ok], q)
     return (float(lo), float(hi))
 
 

@@ -502,14 +502,14 @@ def boot_pair_stats(
     return {"n": w, "mean_cov": mx + c0, "mean_mi": my + m0, "r": r, "slope": slope}
 
 
-def _percentile_ci(values: np.ndarray) -> np.ndarray:
+def _percentile_ci(values: np.ndarray, *, discrete: bool = False) -> np.ndarray:
     """95% percentile interval (``layerclaims.metrics.bootstrap.percentile_interval``) as an array."""
     from layerclaims.metrics.bootstrap import percentile_interval
 
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         return np.array([np.nan, np.nan])
-    return np.asarray(percentile_interval(v), dtype=float)
+    return np.asarray(percentile_interval(v, discrete=discrete), dtype=float)
 
 
 # --------------------------------------------------------------------------------------------------- analysis
@@ -584,7 +584,7 @@ def _count_ci(
         counts[b, 0] = _cluster_points(c, s, config, n_boot=0)[0]  # only the count is needed here
         counts[b, 1] = _cluster_points(m, s, config, n_boot=0)[0]
         counts[b, 2] = _cluster_points(np.c_[c, m], s, config, n_boot=0)[0]
-    return tuple(_percentile_ci(counts[:, i]) for i in range(3))  # type: ignore[return-value]
+    return tuple(_percentile_ci(counts[:, i], discrete=True) for i in range(3))  # type: ignore[return-value]
 
 
 def analyse_kind(
