@@ -427,3 +427,29 @@ def test_ksg_small_and_tied_inputs() -> None:
     assert math.isfinite(mi_ksg_pair(x, x[::-1].copy()))
     with pytest.raises(UsageError, match="k must"):
         mi_ksg_pair(np.arange(10.0), np.arange(10.0), k=0)
+
+
+REAL_TEXT = (
+    "I had then, as you remember, just returned to London after a lot of Indian Ocean, Pacific, China Seas, "
+    "a regular dose of the East, six years or so, and I was loafing about, hindering you fellows in your work "
+    "and invading your homes, just as though I had got a heavenly mission to civilise you. It was very fine "
+    "for a time, but after a bit I did get tired of resting. Then I began to look for a ship, I should think "
+    "the hardest work on earth. But the ships wouldn't even look at me. And I got tired of that game, too."
+)
+
+
+@pytest.mark.parametrize("model", ["tiny-gpt2", "smollm2-135m"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_fast_matches_naive_on_real_hidden_states(model: str, backend: str) -> None:
+    """The spec's last agreement case: hidden states of a real model (smollm2-135m: real weights, with the few
+    massive-activation dimensions that the 5-SD trimming exists for), at the first block output and at the last
+    block output before the final norm, 40 windows of 12 tokens, last position."""
+    from layerclaims.extract import hidden_states
+    from layerclaims.models import load_model
+
+    handle = load_model(model)
+    ids = handle.tokenizer.encode(REAL_TEXT, add_special_tokens=False)
+    windows = [ids[i : i + 12] for i in range(0, 40 * 2, 2)]
+    H = hidden_states(handle, windows, -1, layers=[1, handle.n_blocks], final="pre_norm")
+    for X in H.astype(np.float64):
+        assert_matches_naive(X, backend=backend)
