@@ -73,6 +73,23 @@ class BootstrapCI:
         """``(low, high)``, the shape :class:`layerclaims.results.Measurement` stores."""
         return (self.low, self.high)
 
+    @classmethod
+    def from_replicates(
+        cls, estimate: float, reps: np.ndarray, *, level: float, n_boot: int, seed: int, max_nan_fraction: float
+    ) -> BootstrapCI:
+        """The percentile interval of ``reps`` (:func:`percentile_interval`) with how it was obtained."""
+        lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
+        return cls(
+            estimate=estimate,
+            low=lo,
+            high=hi,
+            level=float(level),
+            n_boot=int(n_boot),
+            n_valid=int(np.isfinite(reps).sum()),
+            seed=int(seed),
+            replicates=reps,
+        )
+
 
 def _check(n_items: int, n_boot: int, level: float) -> None:
     if int(n_items) < 1:
@@ -290,16 +307,8 @@ def bootstrap_similarity(
             return float("nan")
 
     reps = np.array([replicate(row) for row in idx], dtype=np.float64)
-    lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
-    return BootstrapCI(
-        estimate=estimate,
-        low=lo,
-        high=hi,
-        level=float(level),
-        n_boot=int(n_boot),
-        n_valid=int(np.isfinite(reps).sum()),
-        seed=int(seed),
-        replicates=reps,
+    return BootstrapCI.from_replicates(
+        estimate, reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
     )
 
 
@@ -349,14 +358,6 @@ def bootstrap_pair_correlation(
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = np.clip(vab / np.sqrt(vaa * vbb), -1.0, 1.0)
     reps[~((vaa > 0) & (vbb > 0))] = np.nan
-    lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
-    return BootstrapCI(
-        estimate=estimate,
-        low=lo,
-        high=hi,
-        level=float(level),
-        n_boot=int(n_boot),
-        n_valid=int(np.isfinite(reps).sum()),
-        seed=int(seed),
-        replicates=reps,
+    return BootstrapCI.from_replicates(
+        estimate, reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
     )
