@@ -113,6 +113,7 @@ is what to report when the two disagree. Gaussian mixtures with BIC alone are no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -583,17 +584,17 @@ def _kde_modes(
     ncell = int(np.prod(grid.shape))
     counts = np.bincount(flat[inside], minlength=ncell).astype(np.float64)
     min_count = max(min_mass * n, float(min_points))
-    fit = _fit_grid(
-        counts,
-        grid,
+    # The same fit, with the same gates, for the data and for every stability resample of the binned counts.
+    fit_counts = partial(
+        _fit_grid,
+        grid=grid,
         max_k=max_k,
         min_depth=min_depth,
         min_count=min_count,
         min_z=min_z,
         gap_is_evidence=gap_is_evidence,
-        with_labels=True,
-        with_curve=True,
     )
+    fit = fit_counts(counts, with_labels=True, with_curve=True)
     labels = _order_labels(fit.cell_label[flat], x[:, 0], fit.n_clusters)
     boot: list[int] = []
     if n_boot:
@@ -602,17 +603,7 @@ def _kde_modes(
         p = counts / n_in
         for _ in range(n_boot):
             c = rng.multinomial(n_in, p).astype(np.float64)
-            rep = _fit_grid(
-                c,
-                grid,
-                max_k=max_k,
-                min_depth=min_depth,
-                min_count=min_count,
-                min_z=min_z,
-                gap_is_evidence=gap_is_evidence,
-                with_labels=False,
-                with_curve=False,
-            )
+            rep = fit_counts(c, with_labels=False, with_curve=False)
             boot.append(rep.n_clusters)
     stability = float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan")
     sizes = np.bincount(labels, minlength=fit.n_clusters) / n
