@@ -31,18 +31,56 @@ _TUPLE = "__tuple__"
 
 
 @dataclass(frozen=True)
+class Control:
+    """The same statistic where the claimed structure is absent by construction (e.g. random projections of the
+    same block input for Q/K/V statistics; a Gaussian surrogate of the marks, same mean and covariance, for study A).
+
+    ``name`` says what the control is; ``value`` and ``ci`` are the statistic on it (``ci`` over the control's
+    seeds or resamples); ``replicates`` its distribution where one exists; ``details`` anything else."""
+
+    name: str
+    value: float
+    ci: tuple[float, float] | None = None
+    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One statistic measured on one result: what a claim's condition is compared against.
 
     ``value`` is the point estimate on all items; ``ci`` a (low, high) bootstrap interval over the sampled items
     (None where not meaningful); ``p_value`` a permutation p-value where the statistic has a null model;
     ``details`` anything a reader needs to trust the number (stability of a cluster count, the blocks used, ...).
+    ``replicates``: the bootstrap distribution behind ``ci`` (what a verdict's decision rule and its one-sided
+    p-value against the claim's threshold read); ``control``: the same statistic where the claimed structure is
+    absent by construction (:class:`Control`), or None where the study has none for it.
     """
 
     value: float
     ci: tuple[float, float] | None = None
     p_value: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
+    control: Control | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class BlockStatistic:
+    """One statistic at every studied layer or block (both studies): ``value``, the bootstrap interval
+    ``ci_low``..``ci_high`` (NaN without bootstrap) and a permutation ``p_value`` (NaN where the statistic has no
+    test). Arrays ``[n_sel]``."""
+
+    value: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    p_value: np.ndarray
+
+    def at(self, i: int, details: dict[str, Any] | None = None) -> Measurement:
+        """The :class:`Measurement` at index ``i`` of the studied layers or blocks."""
+        lo, hi, p = float(self.ci_low[i]), float(self.ci_high[i]), float(self.p_value[i])
+        ci = None if np.isnan(lo) and np.isnan(hi) else (lo, hi)
+        return Measurement(float(self.value[i]), ci, None if np.isnan(p) else p, dict(details or {}))
 
 
 def _encode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:

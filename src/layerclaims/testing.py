@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layerclaims.claims import Claim, Verdict, claims_for
+from layerclaims.claims import Claim, claims_for
 from layerclaims.errors import DataNotFoundError
+from layerclaims.verdicts import Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
 CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from layerclaims.claims import Claim, evaluate
+from layerclaims.claims import Claim
 from layerclaims.testing import StudyCache, check_verdict, model_claim_params
+from layerclaims.verdicts import evaluate
 
 pytestmark = pytest.mark.findings
 

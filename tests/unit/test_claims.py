@@ -12,13 +12,12 @@ from layerclaims.claims import (
     CLAIMS_BY_ID,
     Condition,
     claims_for,
-    evaluate,
-    evaluate_all,
     map_hidden_state,
     map_layer,
 )
 from layerclaims.errors import UsageError
 from layerclaims.results import Measurement
+from layerclaims.verdicts import evaluate, evaluate_all
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from layerclaims import cli, results
+from layerclaims import cli, pipeline, results
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError
 from layerclaims.results import Measurement
 
@@ -141,7 +141,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
             name=name, n_blocks=n_blocks, revision="rev-1", source="test", device=device, dtype=dtype
         )
 
-    monkeypatch.setattr(cli, "load_handle", load_handle)
+    monkeypatch.setattr(pipeline, "load_handle", load_handle)
     return rec
 
 
@@ -283,8 +283,8 @@ def test_a_fix_paragraph_in_the_error_becomes_the_fix(
 
 
 def test_split_fix() -> None:
-    assert cli.split_fix("bad thing.\nLooked in: x\nFix: do y") == ("bad thing.\nLooked in: x", "do y")
-    assert cli.split_fix("bad thing; do y") == ("bad thing; do y", None)
+    assert pipeline.split_fix("bad thing.\nLooked in: x\nFix: do y") == ("bad thing.\nLooked in: x", "do y")
+    assert pipeline.split_fix("bad thing; do y") == ("bad thing; do y", None)
 
 
 def test_strict_exits_1_when_a_claim_fails_or_is_not_evaluated(
@@ -359,7 +359,7 @@ def test_progress_and_logging(fake: Recorder, tmp_path: Path, capsys: pytest.Cap
     # not a terminal: no progress bar; --verbose logs each stage and its time
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "--verbose") == 0
     err = capsys.readouterr().err
-    assert "INFO layerclaims.cli: qk: run" in err and "it/s" not in err and "stage/s" not in err
+    assert "INFO layerclaims.pipeline: qk: run" in err and "it/s" not in err and "stage/s" not in err
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -368,13 +368,13 @@ def test_progress_and_logging(fake: Recorder, tmp_path: Path, capsys: pytest.Cap
 def test_progress_bar_on_a_terminal(fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shown: list[str] = []
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    original = cli._Progress.__init__
+    original = pipeline._Progress.__init__
 
     def spy(self: Any, total: int, *, enabled: bool, desc: str) -> None:
         shown.append(f"{enabled}:{total}")
         original(self, total, enabled=enabled, desc=desc)
 
-    monkeypatch.setattr(cli._Progress, "__init__", spy)
+    monkeypatch.setattr(pipeline._Progress, "__init__", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path), "-q") == 0
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
     assert shown == ["False:10", "True:10"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from layerclaims.claims import claims_for, evaluate
+from layerclaims.claims import claims_for
 from layerclaims.errors import ModelNotFoundError, UsageError
 from layerclaims.metrics.bootstrap import bootstrap_similarity
 from layerclaims.metrics.similarity import (
@@ -24,6 +24,7 @@ from layerclaims.metrics.similarity import (
 )
 from layerclaims.results import Measurement
 from layerclaims.studies import qk
+from layerclaims.verdicts import evaluate
 
 N_BOOT, N_PERM = 200, 200
 FAST = {"n_boot": N_BOOT, "n_perm": N_PERM}

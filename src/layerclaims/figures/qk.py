@@ -20,7 +20,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from layerclaims.claims import CLAIMS_BY_ID, map_layer
-from layerclaims.studies.qk import PAIRS, BlockStatistic, QKResult
+from layerclaims.results import BlockStatistic
+from layerclaims.studies.qk import PAIRS, QKResult
 
 COLORS = {"q": "tab:blue", "k": "tab:orange", "v": "tab:green", "qk": "tab:purple", "qv": "tab:cyan", "kv": "tab:olive"}
 CATEGORY_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink")

@@ -56,7 +56,7 @@ from layerclaims.metrics.similarity import (
     selectivity_index,
     selectivity_permutation_test,
 )
-from layerclaims.results import Measurement
+from layerclaims.results import BlockStatistic, Measurement
 
 NAME = "qk"
 
@@ -269,23 +269,6 @@ def word_vectors(
 
 
 # ----------------------------------------------------------------------------------------------- the result
-
-
-@dataclass(frozen=True, eq=False)
-class BlockStatistic:
-    """One statistic at every studied block: ``value``, the bootstrap interval ``ci_low``..``ci_high`` (NaN
-    without bootstrap) and a permutation ``p_value`` (NaN where the statistic has no test). Arrays ``[n_sel]``."""
-
-    value: np.ndarray
-    ci_low: np.ndarray
-    ci_high: np.ndarray
-    p_value: np.ndarray
-
-    def at(self, i: int, details: dict[str, Any] | None = None) -> Measurement:
-        """The :class:`Measurement` at index ``i`` of the studied blocks."""
-        lo, hi, p = float(self.ci_low[i]), float(self.ci_high[i]), float(self.p_value[i])
-        ci = None if np.isnan(lo) and np.isnan(hi) else (lo, hi)
-        return Measurement(float(self.value[i]), ci, None if np.isnan(p) else p, dict(details or {}))
 
 
 @dataclass(frozen=True, eq=False)
