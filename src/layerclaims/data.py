@@ -421,7 +421,8 @@ class StudyText:
     def pieces(self) -> Iterator[str]:
         """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened)."""
         if self.text is not None:
-            return iter((self.text,))
+            text = self.text
+            return (text[i : i + _READ_CHARS] for i in range(0, len(text), _READ_CHARS))
         if self.line_endings == "crlf":
             return _stream_served(Path(self.path))
         return _stream_body(Path(self.path))
