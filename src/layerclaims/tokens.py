@@ -429,3 +429,51 @@ def shared_marks(crlf_chars: np.ndarray, crlf_text: str, body: str, lf_chars: np
     body's stream: the same character of the book."""
     mapped = lf_body_positions(crlf_text, body, crlf_chars)
     return int(np.intersect1d(mapped[mapped >= 0], np.asarray(lf_chars, dtype=np.int64)).size)
+
+
+# --------------------------------------------------------------------------------------------------- for study A
+
+
+@dataclass(eq=False)
+class StudyMarks:
+    """Study A's marks from a corpus: ``scan`` (:class:`MarkScan`), ``corpus`` (the text's provenance, with
+    ``line_endings``, ``header_present``, ``start`` and, on the CRLF path of a text read whole,
+    ``shared_marks_with_lf``: per kind, how many selected marks the body-only LF path selects too)."""
+
+    scan: MarkScan
+    corpus: dict[str, Any]
+
+
+def study_marks(
+    tokenizer: Any,
+    corpus: str,
+    *,
+    line_endings: str = "crlf",
+    n: int = 250,
+    selection: Literal["first", "random"] = "first",
+    seed: int = 0,
+    start: int = 400,
+    marks: Literal["original", "extended"] = "original",
+) -> StudyMarks:
+    """Load the study's text (:func:`layerclaims.data.load_study_text`) and select its marks by streaming
+    (:func:`scan_marks`); on the CRLF path, also select on the LF body to count the marks both paths share."""
+    from layerclaims.data import load_study_text
+
+    text = load_study_text(corpus, line_endings=line_endings)
+    scan = scan_marks(tokenizer, text.pieces, n=n, selection=selection, seed=seed, start=start, marks=marks)
+    prov = {**text.provenance(), "start": start}
+    if line_endings == "crlf" and text.text is not None and text.body is not None:
+        try:
+            lf = scan_marks(tokenizer, text.body, n=n, selection=selection, seed=seed, start=start, marks=marks)
+        except UsageError as exc:  # the LF body may hold fewer marks: say so rather than fail the study
+            prov["shared_marks_with_lf"] = f"not computed: {exc}"
+        else:
+            prov["shared_marks_with_lf"] = {
+                kind: shared_marks(scan.kinds[kind].chars, text.text, text.body, lf.kinds[kind].chars) for kind in KINDS
+            }
+            prov["shared_marks_of"] = n
+    else:
+        prov["shared_marks_with_lf"] = None if line_endings == "lf" else "not computed for a streamed text"
+    prov["tokens_scanned"] = scan.n_tokens
+    prov["scan_complete"] = scan.complete
+    return StudyMarks(scan, prov)

@@ -200,8 +200,14 @@ class Config:
     detail_layers: tuple[int, ...] | None = None
     batch_size: int = 64
     start: int = 400
+    line_endings: Literal["crlf", "lf"] = "crlf"
+    mi_estimator: Literal["plugin", "miller-madow"] = "plugin"
 
     def __post_init__(self) -> None:
+        if self.line_endings not in ("crlf", "lf"):
+            raise UsageError(f"line_endings={self.line_endings!r}: use 'crlf' (the text as served) or 'lf' (body)")
+        if self.mi_estimator not in ("plugin", "miller-madow"):
+            raise UsageError(f"mi_estimator={self.mi_estimator!r}: use 'plugin' (the original) or 'miller-madow'")
         if self.selection not in ("first", "random"):
             raise UsageError(f"selection={self.selection!r}: use 'first' or 'random'")
         if self.marks not in MARK_SETS:
@@ -665,7 +671,7 @@ def analyse_kind(
     sizes_rows: list[np.ndarray] = []
     for e in range(E):
         t0 = time.perf_counter()
-        MI, COV = pairwise_mi_cov(X[e], bins=config.bins, z_threshold=config.z_threshold)
+        MI, COV = pairwise_mi_cov(X[e], bins=config.bins, z_threshold=config.z_threshold, estimator=config.mi_estimator)
         MI = np.asarray(MI, dtype=np.float64)
         COV = np.asarray(COV, dtype=np.float64)
         MI = 0.5 * (MI + MI.T)
@@ -822,7 +828,7 @@ def extract_marks(
     are not run: the same vectors (to float rounding) for two thirds of the compute; other models see all 31."""
     import torch
 
-    from layerclaims.extract import hidden_states
+    from layerclaims.activations import hidden_states
     from layerclaims.models import base_model
 
     if getattr(handle.arch, "causal", False):
@@ -832,7 +838,7 @@ def extract_marks(
     need_post = bool(post_norm.any())
     n = int(handle.n_blocks)
     ask = sorted(set(pre_layers) | ({n} if need_post else set()))
-    hs = np.asarray(hidden_states(handle, seqs, MARK_INDEX, layers=ask, batch_size=batch_size, final="pre_norm"))
+    hs = np.asarray(hidden_states(handle, seqs, MARK_INDEX, ask, batch_size, final="pre_norm"))
     pos = {L: i for i, L in enumerate(ask)}
     parts = [hs[[pos[L] for L in pre_layers]].astype(np.float64)]
     if need_post:
@@ -846,13 +852,21 @@ def extract_marks(
 
 def run(handle: Any, config: Config | None = None) -> PunctuationResult:
     """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``."""
-    from layerclaims.data import load_corpus
+    from layerclaims.tokens import study_marks
 
     config = config or Config()
     t0 = time.perf_counter()
-    corpus = load_corpus(config.corpus)
-    ids = tokenize(handle.tokenizer, corpus.text)
-    found = find_marks(ids, handle.tokenizer, start=config.start, marks=config.marks)
+    # The text as served (CRLF, header kept) or the LF body, tokenised in chunks until the selection is complete.
+    sm = study_marks(
+        handle.tokenizer,
+        config.corpus,
+        line_endings=config.line_endings,
+        n=config.n,
+        selection=config.selection,
+        seed=config.seed,
+        start=config.start,
+        marks=config.marks,
+    )
     t_tok = time.perf_counter() - t0
 
     layers, post_norm = _entries(handle, config.layers)
@@ -861,12 +875,12 @@ def run(handle: Any, config: Config | None = None) -> PunctuationResult:
     t_fwd = t_an = 0.0
     steps: dict[str, float] = {}
     selections: dict[str, list[int]] = {}
-    for k, kind in enumerate(KINDS):
-        usable, sk_start, sk_end = usable_marks(found[k], ids.size)
-        sel = select_marks(usable, config.n, config.selection, config.seed + k, kind=kind)
+    for kind in KINDS:
+        scan = sm.scan.kinds[kind]
+        sel = scan.selected
         selections[kind] = [int(x) for x in sel]
         t1 = time.perf_counter()
-        X = extract_marks(handle, contexts(ids, sel), layers, post_norm, config.batch_size)
+        X = extract_marks(handle, scan.windows, layers, post_norm, config.batch_size)
         t2 = time.perf_counter()
         per_kind[kind] = analyse_kind(
             X,
@@ -877,10 +891,10 @@ def run(handle: Any, config: Config | None = None) -> PunctuationResult:
             detail=detail,
             n_blocks=handle.n_blocks,
             counts={
-                "found": int(found[k].size),
-                "skipped_start": sk_start,
-                "skipped_end": sk_end,
-                "usable": int(usable.size),
+                "found": scan.found,
+                "skipped_start": scan.skipped_start,
+                "skipped_end": scan.skipped_end,
+                "usable": scan.usable,
             },
             marks=sel,
             timings=steps,
@@ -897,14 +911,16 @@ def run(handle: Any, config: Config | None = None) -> PunctuationResult:
         model_source=getattr(handle, "source", None),
         device=str(getattr(handle, "device", "cpu")),
         dtype=str(getattr(handle, "dtype", "float32")),
-        corpus={"name": corpus.name, "sha256": corpus.sha256, "source": corpus.source, "edition": corpus.edition},
-        n_tokens=int(ids.size),
-        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added",
+        corpus=sm.corpus,
+        n_tokens=int(sm.scan.n_tokens),
+        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py), "
+        + ("the whole text" if sm.scan.complete else "stopped once the selection was complete: counts cover n_tokens"),
         selection=config.selection,
         seed=config.seed,
         marks=config.marks,
         n=config.n,
-        marks_found={kind: int(found[k].size) for k, kind in enumerate(KINDS)},
+        marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
+        mi_estimator=config.mi_estimator,
         norm_entries={
             "last_hidden_state_post_norm": bool(post_norm.any()),
             "pre_norm_entries": [int(x) for x in layers[~post_norm]],
