@@ -895,7 +895,7 @@ def count_pair_clusters(
 # cluster_marks: pair clusters carried by groups of marks, single marks listed apart
 # ----------------------------------------------------------------------------------------------------------------
 
-MIN_SUPPORT = 5  # distinct marks a group needs to carry a cluster (benchmarks/mark_clusters.py: the simulation)
+MIN_SUPPORT = 8  # distinct marks a group needs to carry a cluster (simulation: benchmarks/mark_clusters.py)
 STREAK_Z = 5.0  # a mark is atypical when its row departs from its group's by this many robust sd of the marks ...
 STREAK_WIDTH = 1.0  # ... and by at least this many robust sd of the pair values themselves (a visible streak)
 SPREAD_RATIO = 2.0  # ... or when its row is this many times as spread as its group's rows (a direction of its own)
@@ -1174,8 +1174,10 @@ def cluster_marks(
 
     1. Group the marks by their row profiles (a mark's values with every other mark): signal principal components,
        then kde-modes on the scores (:func:`count_pair_clusters`'s grouping); a group needs ``min_support``
-       distinct marks (default 5: a smaller set of marks is indistinguishable from a few atypical marks, and the
-       simulation in ``layerclaims.benchmarks.mark_clusters`` shows no null case makes a group of 5).
+       distinct marks (default 8. A smaller set of marks is indistinguishable from a few atypical marks; the
+       simulation ``python -m layerclaims.benchmarks mark-clusters`` (20 seeds per one-population case, grouping
+       allowed down to 2 marks) found spurious groups of up to 5 marks under per-mark lognormal scales (sigma 1)
+       and 2 under heavy-tailed loadings, none without; 8 leaves a margin and still finds a group of 10 of 250).
     2. Flag atypical marks: a mark whose median pair value with some group departs from its own group's typical
        row by more than 5 robust sd of the group's marks and 1 robust sd of the pair values (its n - 1 pairs form
        a visible streak), or whose values are twice as spread as its group's (a direction of its own). Flagged
