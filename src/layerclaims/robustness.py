@@ -93,12 +93,11 @@ GRID_SETTINGS: dict[str, dict[str, int]] = {
         "n_boot_clusters": 10,
         "n_perm": 200,
         "cluster_n_boot": 10,
-        "cluster_max_points": 3000,
     },
     "qk": {"n_boot": 200, "n_perm": 1000},
 }
-"""Reduced resampling counts used in the grid (the studies' defaults: n_boot 1000, n_boot_clusters 20, n_perm 1000,
-cluster_n_boot 20, every pair clustered; study B n_boot 1000, n_perm 10000)."""
+"""Reduced resampling counts used in the grid (the studies' defaults: n_boot 1000, n_boot_clusters 50, n_perm 1000,
+cluster_n_boot 20; study B n_boot 1000, n_perm 10000)."""
 
 MARKER = "robustness.json"
 

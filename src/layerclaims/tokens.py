@@ -21,7 +21,7 @@ pg219 with the GPT-2 and SmolLM2 tokenizers and on adversarial texts (CRLF runs,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -315,6 +315,7 @@ def scan_marks(
     start: int = 400,
     marks: Literal["original", "extended"] = "original",
     stop_early: bool = True,
+    kind_seeds: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> MarkScan:
     """Select ``n`` marks per kind by streaming the text, with the notebook's flag rule (the same marks as
@@ -323,9 +324,9 @@ def scan_marks(
     ``pieces``: a string, or a callable returning a fresh iterable of the text's consecutive pieces (needed for
     ``"random"``, which reads the text twice). ``"first"``: one pass that stops once both kinds have ``n`` usable
     marks (``stop_early=False`` reads on to count every mark). ``"random"``: pass 1 keeps the usable marks' token
-    indices; ``np.random.default_rng(seed + k).choice(usable, n, replace=False)`` for kind ``k`` (0 internal,
-    1 terminal), sorted; pass 2 gathers their windows and stops after the last. Raises UsageError when a kind has
-    fewer than ``n`` usable marks."""
+    indices; ``np.random.default_rng(seeds[k]).choice(usable, n, replace=False)`` for kind ``k`` (0 internal,
+    1 terminal; ``seeds`` = ``kind_seeds``, default ``seed + k``), sorted; pass 2 gathers their windows and stops
+    after the last. Raises UsageError when a kind has fewer than ``n`` usable marks."""
     if marks not in MARK_SETS:
         raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     if selection not in ("first", "random"):
@@ -378,7 +379,8 @@ def scan_marks(
         for k, kind in enumerate(KINDS):
             u = np.asarray(usable[k], dtype=np.int64)
             _check_enough(n, u.size, kind)
-            drawn[k] = {int(x) for x in np.random.default_rng(seed + k).choice(u, size=n, replace=False)}
+            s = int(kind_seeds[k]) if kind_seeds is not None else seed + k
+            drawn[k] = {int(x) for x in np.random.default_rng(s).choice(u, size=n, replace=False)}
         last = max(max(d) for d in drawn.values())
 
         def visit_gather(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
@@ -443,6 +445,37 @@ class StudyMarks:
     scan: MarkScan
     corpus: dict[str, Any]
 
+    def token_view(self, kind: str) -> TokenView:
+        """The token stream as far as the selected marks' windows of ``kind`` show it (:class:`TokenView`)."""
+        k = self.scan.kinds[kind]
+        return TokenView(self.scan.n_tokens, k.selected, k.windows)
+
+
+class TokenView:
+    """Stands for the whole token stream where only the selected marks' windows are read (study A's explanation
+    of mark groups): ``view[lo:hi]`` gives the tokens of every window in that range (other positions hold the
+    first window's first token, never read), ``np.asarray(view).size`` is the number of tokens scanned (a
+    zero-memory broadcast), so positions in the book are relative to the part scanned."""
+
+    def __init__(self, n_tokens: int, marks: np.ndarray, windows: np.ndarray) -> None:
+        self.n_tokens, self.marks, self.windows = int(n_tokens), np.asarray(marks), np.asarray(windows)
+
+    def __len__(self) -> int:
+        return self.n_tokens
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.broadcast_to(np.zeros(1, dtype=dtype or np.int64), (self.n_tokens,))
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        lo, hi, _ = item.indices(self.n_tokens)
+        fill = int(self.windows[0, 0]) if self.windows.size else 0
+        out = np.full(max(hi - lo, 0), fill, dtype=np.int64)
+        for m, win in zip(self.marks, self.windows, strict=True):
+            a = int(m) - BEFORE
+            for j in range(max(a, lo), min(a + CONTEXT, hi)):
+                out[j - lo] = win[j - a]
+        return out
+
 
 def study_marks(
     tokenizer: Any,
@@ -454,17 +487,19 @@ def study_marks(
     seed: int = 0,
     start: int = 400,
     marks: Literal["original", "extended"] = "original",
+    kind_seeds: Sequence[int] | None = None,
 ) -> StudyMarks:
     """Load the study's text (:func:`layerclaims.data.load_study_text`) and select its marks by streaming
     (:func:`scan_marks`); on the CRLF path, also select on the LF body to count the marks both paths share."""
     from layerclaims.data import load_study_text
 
     text = load_study_text(corpus, line_endings=line_endings)
-    scan = scan_marks(tokenizer, text.pieces, n=n, selection=selection, seed=seed, start=start, marks=marks)
+    opts: dict[str, Any] = {"n": n, "selection": selection, "seed": seed, "start": start, "marks": marks}
+    scan = scan_marks(tokenizer, text.pieces, kind_seeds=kind_seeds, **opts)
     prov = {**text.provenance(), "start": start}
     if line_endings == "crlf" and text.text is not None and text.body is not None:
         try:
-            lf = scan_marks(tokenizer, text.body, n=n, selection=selection, seed=seed, start=start, marks=marks)
+            lf = scan_marks(tokenizer, text.body, kind_seeds=kind_seeds, **opts)
         except UsageError as exc:  # the LF body may hold fewer marks: say so rather than fail the study
             prov["shared_marks_with_lf"] = f"not computed: {exc}"
         else:
