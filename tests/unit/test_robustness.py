@@ -99,12 +99,20 @@ def test_ranked_matrices_give_spearman_rsa() -> None:
     assert rsa(ranked[0], ranked[1]) == pytest.approx(rsa(A, B, method="spearman"), abs=1e-12)
 
 
+@pytest.fixture
+def light_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer resamples in the fast tier: these tests check the plumbing, not the intervals."""
+    monkeypatch.setitem(robustness.GRID_SETTINGS, "qk", {"n_boot": 20, "n_perm": 50})
+
+
 def _read(out: Path) -> list[dict[str, str]]:
     with (out / "robustness.csv").open() as fh:
         return list(csv.DictReader(fh))
 
 
-def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(tmp_path: Path, shared_data: Path) -> None:
+def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(
+    tmp_path: Path, shared_data: Path, light_grid: None
+) -> None:
     out = tmp_path / "rob"
     o1 = robustness.run("tiny-gpt2", out, studies=["qk"], only=["vectors", "rsa"], executor="inline")
     rows = _read(out)
@@ -132,7 +140,7 @@ def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(tmp_path: Path, sha
 
 
 def test_a_failed_job_is_reported_and_the_others_kept(
-    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, light_grid: None
 ) -> None:
     real = robustness.job_qk
 
