@@ -321,6 +321,9 @@ class Verdict:
                     row.get("value"), tuple(ci) if ci else None, row.get("p_value"), word,  # type: ignore[arg-type]
                 ),
             )  # fmt: skip
+        if conds:
+            extra = {k: v for k, v in (row.get("details") or {}).items() if k != "layer_mapped_from"}
+            conds = (dataclasses.replace(conds[0], details=extra), *conds[1:])
         return cls(
             claim=str(row["claim"]),
             model=str(row.get("model", "")),
