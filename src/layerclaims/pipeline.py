@@ -28,7 +28,7 @@ from layerclaims.claims import claims_for, map_layer
 from layerclaims.errors import DataNotFoundError, LayerclaimsError, UsageError
 from layerclaims.report import RunReport, StudyOutcome, write_report, write_verdicts
 from layerclaims.results import package_versions
-from layerclaims.verdicts import Verdict, evaluate_all
+from layerclaims.verdicts import Verdict, apply_family, evaluate_all, not_evaluated
 
 log = logging.getLogger("layerclaims.pipeline")
 
@@ -138,9 +138,7 @@ def not_run_rows(study: str, model: str, n_blocks: int, reason: str) -> list[Ver
             layer = map_layer(c, n_blocks)
         except LayerclaimsError:
             layer = None
-        rows.append(
-            Verdict(c.id, model, layer, c.statistic, None, None, None, c.threshold, c.comparison, None, reason=reason)
-        )
+        rows.append(not_evaluated(c, model, layer, reason))
     return rows
 
 
@@ -254,6 +252,7 @@ def reproduce(
             )
             outcomes.append(outcome)
             verdicts.extend(study_verdicts)
+        verdicts = apply_family(verdicts)  # Holm over the claims of the run, then presuppositions across studies
         rows = [v.to_row() for v in verdicts]
         with _timed(timings, "write verdicts and report", bar):
             json_path, csv_path = write_verdicts(rows, out)

@@ -1,8 +1,10 @@
 """Machinery of the findings tests, usable from any pytest suite that checks claims on models.
 
-On the model a claim was made for, a findings test asserts that the claim holds and shows value, interval and p on
-failure. On any other model it records the verdict in a pytest-regressions snapshot, one CSV per claim under
-``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a reviewable diff.
+On the model a claim was made for, a findings test asserts that the verdict is ``holds`` (not fails, not
+inconclusive, not "not evaluated") and on failure shows each condition's value, decision interval, p against its
+threshold, the control and what would settle it. On any other model it records the verdict's typed fields (verdict
+as a code, value, interval, p, Holm-adjusted p, the control's value) in a pytest-regressions snapshot, one CSV per
+claim under ``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a reviewable diff.
 Regenerate after a reviewed change with ``pytest -m findings --model NAME --force-regen``.
 """
 
@@ -98,29 +100,57 @@ def check_verdict(
     Snapshots go to ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder ``snapshots`` beside
     the calling test file."""
     if verdict.model == claim.model:
-        assert verdict.holds is not None, verdict.describe()
-        assert verdict.holds, verdict.describe()
+        assert verdict.verdict == "holds", failure_message(verdict)
         return
     ci = verdict.ci or (None, None)
+    control = verdict.control
     row = {
         "layer": np.array([-1 if verdict.layer is None else verdict.layer]),
         "value": np.array([_num(verdict.value)]),
         "ci_low": np.array([_num(ci[0])]),
         "ci_high": np.array([_num(ci[1])]),
         "p_value": np.array([_num(verdict.p_value)]),
-        # 1 holds, 0 does not, -1 not evaluated
-        "holds": np.array([-1 if verdict.holds is None else int(verdict.holds)]),
+        "p_adjusted": np.array([_num(verdict.p_adjusted)]),
+        # 1 holds, 0 fails, 2 inconclusive, -1 not evaluated (Verdict.code)
+        "verdict": np.array([verdict.code]),
+        "control_value": np.array([_num(control.value if control else None)]),
     }
-    for key, val in verdict.details.items():
-        if key.startswith("condition ") and isinstance(val, dict):
-            row[f"cond{len(row) - 5}_value"] = np.array([_num(val.get("value"))])
+    for i, cond in enumerate(verdict.conditions[1:], start=1):
+        row[f"cond{i}_value"] = np.array([_num(cond.value)])
+        row[f"cond{i}_verdict"] = np.array([_VERDICT_CODE[cond.verdict]])
     if snapshots is None:
         snapshots = Path(num_regression.original_datadir).parent / "snapshots"
     path = snapshots / verdict.model.replace("/", "__") / f"{claim.id}.csv"
-    num_regression.check(
-        row,
-        fullpath=path,
-        default_tolerance=tolerance,
-        tolerances={"layer": EXACT, "holds": EXACT},
-    )
+    exact = {k: EXACT for k in row if k == "layer" or k.endswith("verdict")}
+    num_regression.check(row, fullpath=path, default_tolerance=tolerance, tolerances=exact)
     assert not (verdict.value is not None and math.isnan(verdict.value)), verdict.describe()
+
+
+_VERDICT_CODE = {"holds": 1, "fails": 0, "inconclusive": 2, "not evaluated": -1}
+
+
+def failure_message(verdict: Verdict) -> str:
+    """Why a claim did not hold on its own model: each condition's value, decision interval, p against its
+    threshold, the control, and what would settle an inconclusive verdict."""
+    lines = [f"{verdict.claim} is {verdict.verdict.upper()} on {verdict.model} at {verdict.where()}"]
+    for c in verdict.conditions:
+        lines.append(f"  {c.condition}: {_cond_line(c)}")
+    if verdict.reason:
+        lines.append(f"  why: {verdict.reason}")
+    if verdict.presupposition:
+        lines.append(f"  {verdict.presupposition}")
+    if verdict.settle:
+        lines.append(f"  what would settle it: {verdict.settle}")
+    return "\n".join(lines)
+
+
+def _cond_line(c: Any) -> str:
+    if c.value is None:
+        return f"not evaluated ({c.reason})"
+    ci = f" [{c.ci[0]:.4g}, {c.ci[1]:.4g}]" if c.ci else " (no interval)"
+    p = f", p={c.p_value:.3g} against the threshold at level {c.level:.3g}" if c.p_value is not None else ""
+    out = f"value {c.value:.4g}{ci}{p}: {c.verdict}"
+    if c.control is not None:
+        cci = f" [{c.control.ci[0]:.4g}, {c.control.ci[1]:.4g}]" if c.control.ci else ""
+        out += f"; control ({c.control.name}): {c.control.value:.4g}{cci}, {c.control.verdict}"
+    return out
