@@ -33,6 +33,7 @@ from layerclaims.compare import (
     diff_verdicts,
     matrix_markdown,
     read_verdicts,
+    run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.pipeline import (
@@ -215,6 +216,12 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     old, new = read_verdicts(args.old), read_verdicts(args.new)
+    differences = run_differences(args.old, args.new, old, new)
+    if differences:
+        print("Note: the two runs differ in more than the verdicts; a change below may come from these:")
+        for line in differences:
+            print(f"- {line}")
+        print()
     diff = diff_verdicts(old, new)
     print(diff_markdown(diff, str(args.old), str(args.new), all_rows=not args.changed_only), end="")
     return 0

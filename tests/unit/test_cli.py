@@ -23,6 +23,7 @@ import pytest
 from layerclaims import cli, data, models, pipeline, results
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
 from layerclaims.results import Measurement
+from layerclaims.runfolder import RunFolder
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -455,6 +456,90 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--version"]) == 0
 
 
+# --------------------------------------------------------------------------------- one study into a run of both
+
+
+def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    old_rows = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    monkeypatch.setitem(QK_VALUES, "rsa_qk", (0.5, (0.4, 0.6), 0.2))
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 0
+    after = tree_hashes(out)
+    rows = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert list(rows) == ["B1", "B2", "B3", "B4", "A1", "A2", "A3", "A4", "A5", "A6", "A7"]  # no claim dropped
+    assert rows["B2"]["value"] == 0.5 and old_rows["B2"]["value"] == 0.91  # study B is the new run's
+    assert all(rows[c] == old_rows[c] for c in ("A1", "A2", "A3", "A4", "A5", "A6", "A7"))  # study A kept
+    for kept in ("punctuation.json", "figures/punctuation_figure.png"):
+        assert after[kept] == before[kept]
+    assert after["qk.json"] != before["qk.json"]
+    html = (out / "report.html").read_text()
+    assert 'src="figures/punctuation_figure.png"' in html and 'src="figures/qk_figure.png"' in html
+    assert "kept from the earlier run" in html
+    manifest = json.loads((out / "run.json").read_text())
+    assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
+    assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
+
+
+def test_one_study_into_a_folder_of_another_model_is_refused(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--study", "qk", "--out", str(out), "-q") == 2
+    err = capsys.readouterr().err
+    assert "mixes two models" in err and "--study all" in err and "--out NEW_FOLDER" in err
+    assert tree_hashes(out) == before
+    assert len(fake.loads) == 1  # refused before loading
+
+    # the same name with other weights: found once the model is loaded, still refused
+    real_load = pipeline.load_handle
+
+    def other_revision(name: str, **kw: Any) -> Any:
+        h = real_load(name, **kw)
+        return types.SimpleNamespace(**{**vars(h), "revision": "rev-2"})
+
+    monkeypatch.setattr(pipeline, "load_handle", other_revision)
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 2
+    assert "revision rev-1 then, rev-2 now" in capsys.readouterr().err
+    assert tree_hashes(out) == before
+    # every study: the folder is replaced, nothing mixed
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(out), "-q") == 0
+    assert {r["model"] for r in json.loads((out / "verdicts.json").read_text())} == {"tiny-gpt2"}
+
+
+def test_one_study_into_an_older_folder_without_run_json_is_refused(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    (out / "run.json").unlink()
+    before = tree_hashes(out)
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 2
+    assert "from an older layerclaims (no run.json)" in capsys.readouterr().err
+    assert tree_hashes(out) == before
+
+
+def test_a_live_run_on_the_folder_is_named_and_the_folder_kept(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    with RunFolder(out):  # another run holds the lock (flock: two open files conflict even in one process)
+        assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q", "--wait", "0.2") == 2
+    err = error_lines(capsys.readouterr().err)
+    lock = out.parent / ".o.lock"
+    assert err[0] == f"layerclaims reproduce: error: {out} is being written by process {os.getpid()} (lock {lock})"
+    assert "--wait SECONDS" in err[1]
+    assert tree_hashes(out) == before
+    assert fake.loads == [fake.loads[0]]  # the refused run loaded nothing
+
+
 # ------------------------------------------------------------------------------------------------ matrix
 
 
@@ -526,8 +611,26 @@ def test_diff_shows_flips_and_moves_and_exits_0(
     assert "1 flipped, 2 moved beyond their interval, 0 missing on one side, 2 of 4 claims changed." in out
     assert run_cli("diff", str(old), str(new), "--changed-only") == 0
     assert "| B3 |" not in capsys.readouterr().out
+    assert "differ in more than the verdicts" not in out  # same model, corpus and settings
     assert run_cli("diff", str(old), str(tmp_path / "nope")) == 2
     assert "no verdicts.json in" in capsys.readouterr().err
+
+
+def test_diff_says_when_the_runs_differ_in_model_or_settings(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("reproduce", "--model", "m", "--out", str(a), "-q") == 0
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(b), "--seed", "7", "--n", "30", "-q") == 0
+    capsys.readouterr()
+    assert run_cli("diff", str(a), str(b)) == 0
+    out = capsys.readouterr().out
+    assert "Note: the two runs differ in more than the verdicts" in out
+    assert "- model: m vs tiny-gpt2" in out
+    assert "- qk setting seed: default vs 7" in out and "- punctuation setting n: default vs 30" in out
+    (a / "run.json").unlink()
+    assert run_cli("diff", str(a), str(b)) == 0
+    assert "settings not compared: no run.json in" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------ entry points
