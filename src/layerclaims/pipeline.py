@@ -205,34 +205,69 @@ def reproduce(
         pause_point("loaded")
         facts = model_facts(handle, device_map)
         _check_same_model(earlier, facts, folder.out, cmd)
-        outcomes, verdicts = run_studies(
-            handle, study_names, plan.options, folder.stage, timings, say, on_study, command=cmd
-        )
-        kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
-        all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study)
-        rows = [v.to_row() for v in verdicts] + kept_rows
-        rows = _in_study_order(rows, lambda r: _study_of_row(r, all_outcomes, kept_entries))
-        created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        with _timed(timings, "write verdicts and report", say):
-            write_verdicts(rows, folder.stage)
-            report = RunReport(
-                model=facts,
-                studies=all_outcomes,
-                rows=rows,
-                timings=timings,
-                packages=package_versions(),
-                platform=_platform(),
-                command=command,
-                created=created,
+        with _os_errors_as_run_errors(folder, cmd):
+            _, verdicts, report, kept_entries = _run_and_stage(
+                handle, facts, study_names, plan.options, folder, earlier, timings, say, on_study, cmd, command
             )
-            write_report(report, folder.stage)
-            _write_manifest(folder.stage, facts, outcomes, verdicts, kept_entries, command, created)
-        pause_point("staged")
-        folder.commit()
+            pause_point("staged")
+            folder.commit()
     say(f"wrote {out}")
     files = {name: out / name for name in ("verdicts.json", "verdicts.csv", "report.md", "report.html", MANIFEST)}
     _relocate(report, folder.stage, out)
     return Reproduced(report, verdicts, out, files, kept=tuple(e["study"] for e in kept_entries))
+
+
+@contextmanager
+def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
+    """An OSError while the run writes its stage (a full disk, a folder made read-only meanwhile) stops the run as
+    bad input does (exit 2, the folder as it was), with what the system said."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, LayerclaimsError):
+            raise
+        where = exc.filename or folder.stage
+        raise UsageError(
+            f"the run could not be written ({where}: {exc.strerror or exc}); {folder.out} was left as it was",
+            fix=f"free disk space or give a writable folder, then re-run `{cmd}`",
+        ) from None
+
+
+def _run_and_stage(
+    handle: Any,
+    facts: dict[str, Any],
+    study_names: Sequence[str],
+    options: dict[str, dict[str, Any]],
+    folder: RunFolder,
+    earlier: dict[str, Any],
+    timings: dict[str, float],
+    say: Say,
+    on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
+    cmd: Command,
+    command: str,
+) -> tuple[list[StudyOutcome], list[Verdict], RunReport, list[dict[str, Any]]]:
+    """Run the studies into the stage, carry the kept ones over, write verdicts, report and run.json there."""
+    outcomes, verdicts = run_studies(handle, study_names, options, folder.stage, timings, say, on_study, command=cmd)
+    kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
+    all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study)
+    rows = [v.to_row() for v in verdicts] + kept_rows
+    rows = _in_study_order(rows, lambda r: _study_of_row(r, all_outcomes, kept_entries))
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with _timed(timings, "write verdicts and report", say):
+        write_verdicts(rows, folder.stage)
+        report = RunReport(
+            model=facts,
+            studies=all_outcomes,
+            rows=rows,
+            timings=timings,
+            packages=package_versions(),
+            platform=_platform(),
+            command=command,
+            created=created,
+        )
+        write_report(report, folder.stage)
+        _write_manifest(folder.stage, facts, outcomes, verdicts, kept_entries, command, created)
+    return outcomes, verdicts, report, kept_entries
 
 
 def run_studies(
