@@ -688,3 +688,24 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     for fig in figures:
         assert f'src="figures/{fig.name}"' in html
     assert "not run" not in (out / "report.md").read_text().split("## Claims")[0]
+
+
+def test_warnings_are_one_line_while_the_cli_runs(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    line = cli._one_line_warning(UserWarning("corrupt cache entry /c (x:\n  y): rebuilding"), UserWarning, "m.py", 3)
+    assert line == "warning: corrupt cache entry /c (x: y): rebuilding\n"  # no file, no source line, one line
+    seen: list[Any] = []
+    fake_b = sys.modules["layerclaims.studies.qk"]
+    original = fake_b.run
+
+    def spy(handle: Any, config: Any) -> Any:
+        seen.append(warnings.formatwarning)
+        return original(handle, config)
+
+    monkeypatch.setattr(fake_b, "run", spy)
+    before = warnings.formatwarning
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "-q") == 0
+    assert seen == [cli._one_line_warning] and warnings.formatwarning is before  # installed, then put back

@@ -226,3 +226,9 @@ def test_check_run_refuses_before_loading(tmp_path: Path, monkeypatch: pytest.Mo
     if os.environ.get(data.DATA_ENV):  # the default corpus is in the shared data folder
         with pytest.raises(UsageError, match="--n 99999: heart-of-darkness holds at most"):
             check_run("tiny-gpt2", command=CMD, **{**base, "study_names": ("punctuation",), "options": {"n": 99999}})
+
+
+def test_float16_on_the_cpu_warns() -> None:
+    with pytest.warns(UserWarning, match="float16 on the CPU is slower than float32 there .* less exact"):
+        handle = models.load_model("tiny-gpt2", dtype="float16")
+    assert handle.dtype == "float16"
