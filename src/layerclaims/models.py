@@ -650,6 +650,11 @@ def model_shape(name: str) -> ModelShape:
         except (OSError, ValueError) as exc:
             raise DataNotFoundError(f"{cfg} cannot be read as JSON ({exc})", fix="save the model again") from None
         return _shape_from_config(name, config, str(cfg))
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name):
+        raise DataNotFoundError(
+            f"the model folder {name} does not exist",
+            fix="give the path of a folder that save_pretrained wrote, or a Hugging Face id 'owner/name'",
+        )
     if "/" in name or name in LEGACY_HUB_IDS:
         from transformers import AutoConfig
 

@@ -196,9 +196,21 @@ class RunFolder:
     # ----------------------------------------------------------------------------------------------- stage
 
     def __enter__(self) -> RunFolder:
-        self.acquire()
+        try:
+            self.acquire()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write beside --out {self.out} ({exc.filename or self.lock}: {exc.strerror or exc})",
+                fix="give an --out in a writable folder",
+            ) from None
         try:
             self.stage.mkdir()
+        except OSError as exc:
+            self.release()
+            raise UsageError(
+                f"cannot create the staging folder {self.stage} ({exc.strerror or exc}); {self.out} was left as it was",
+                fix="give an --out in a writable folder with free space",
+            ) from None
         except BaseException:
             self.release()
             raise
