@@ -433,11 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LayerclaimsError as exc:
         _print_error(exc.message, exc.fix, prefix=f"layerclaims {args.command}: error: ")
         return 2
-    except _Terminated:
-        print(f"terminated: {_unchanged(args)}", file=sys.stderr)
+    except _Terminated as exc:
+        print(f"terminated: {_unchanged(args, exc)}", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"interrupted: {_unchanged(args)}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {_unchanged(args, exc)}", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = previous_format
@@ -453,6 +453,8 @@ def _install_sigterm() -> Any:
         return None
 
 
-def _unchanged(args: argparse.Namespace) -> str:
-    out = getattr(args, "out", None)
-    return f"{out} was left as it was" if out else "the output folder was left as it was"
+def _unchanged(args: argparse.Namespace, exc: BaseException) -> str:
+    out = getattr(args, "out", None) or "the output folder"
+    if getattr(exc, "layerclaims_committed", False):
+        return f"the run had just been written: {out} holds it, complete"
+    return f"{out} was left as it was"

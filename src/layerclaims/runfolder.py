@@ -219,6 +219,8 @@ class RunFolder:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if exc is not None and self.committed:  # e.g. Ctrl-C delivered just after the swap: say what is there
+            exc.layerclaims_committed = True  # type: ignore[attr-defined]
         try:
             if self.stage.exists():
                 shutil.rmtree(self.stage, ignore_errors=True)
@@ -239,7 +241,7 @@ class RunFolder:
             else:
                 os.rename(self.stage, self.out)
             self.committed = True
-        shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

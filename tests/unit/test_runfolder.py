@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +130,24 @@ def test_result_files_follow_the_umask(tmp_path: Path) -> None:
         assert results.file_mode() == 0o660
     finally:
         os.umask(old)
+
+
+def test_an_interrupt_arriving_during_the_swap_waits_until_it_is_done(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write_run(out, "old")
+    with pytest.raises(KeyboardInterrupt) as info, RunFolder(out) as folder:
+        _write_run(folder.stage, "new")
+        real_rename = os.rename
+
+        def rename_then_interrupt(src: Any, dst: Any) -> None:
+            real_rename(src, dst)
+            os.kill(os.getpid(), signal.SIGINT)  # held back until both renames are done
+
+        runfolder.os.rename = rename_then_interrupt  # type: ignore[assignment]
+        try:
+            folder.commit()
+        finally:
+            runfolder.os.rename = real_rename
+    assert (out / "verdicts.json").read_text() == "new"  # the swap completed as one step
+    assert getattr(info.value, "layerclaims_committed", False)  # and the CLI can say so
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
