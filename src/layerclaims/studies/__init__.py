@@ -41,6 +41,9 @@ def run(name: str, handle: Any, *, progress: Callable[[str], None] | None = None
     ``progress``: called with a short line at each step inside the study (e.g. "internal marks: layer 3 of 30"),
     passed on only to a study whose ``run`` accepts it."""
     module = get(name)
+    fields = getattr(module.Config, "__dataclass_fields__", {})
+    if "detail_layers" in fields and options.get("detail_layers") is None:
+        options = {**options, "detail_layers": claim_layers(name, int(handle.n_blocks))}
     try:
         config = module.Config(**options)
     except TypeError as exc:
@@ -48,3 +51,11 @@ def run(name: str, handle: Any, *, progress: Callable[[str], None] | None = None
     if progress is not None and accepts_progress(module.run):
         return module.run(handle, config, progress=progress)
     return module.run(handle, config)
+
+
+def claim_layers(name: str, n_blocks: int) -> tuple[int, ...]:
+    """The layers the claims of study ``name`` read on a model of ``n_blocks`` blocks (relative depth mapped): the
+    caller's side of ``Config.detail_layers`` (a study never reads the claims itself)."""
+    from layerclaims.claims import claims_for, map_layer
+
+    return tuple(sorted({map_layer(c, n_blocks) for c in claims_for(name) if c.layer is not None}))
