@@ -313,6 +313,10 @@ def _platform() -> str:
     return platform.platform()
 
 
+def _prefixed(study: str, text: str) -> str:
+    return text if text.startswith(study) else f"{study}: {text}"
+
+
 def _run_study(
     study: str,
     handle: Any,
@@ -326,7 +330,7 @@ def _run_study(
     outcome = StudyOutcome(study=study, ran=False, options=opts)
     try:
         with _timed(timings, f"{study}: run", say):
-            result = studies.run(study, handle, progress=lambda text: say(f"{study}: {text}"), **opts)
+            result = studies.run(study, handle, progress=lambda text: say(_prefixed(study, text)), **opts)
     except LayerclaimsError as exc:
         # Bad input found only once the model ran (e.g. fewer usable marks than the cheap count promised): the run
         # stops, the folder keeps what it held.

@@ -4,7 +4,7 @@ A run never writes into ``--out`` itself. It takes the folder's lock (``.OUT.loc
 writer's pid), writes everything into ``OUT.staging-PID`` beside it, and only when the run has succeeded swaps the
 two: ``OUT`` is renamed to ``OUT.old-PID``, the stage to ``OUT``, then the old folder is deleted. A failed or
 interrupted run (an error, Ctrl-C, SIGTERM) deletes its stage and leaves ``OUT`` exactly as it was. The swap runs
-with SIGINT/SIGTERM held back, so an interrupt lands before it or after it, never between the two renames; a run
+with SIGINT/SIGTERM deferred, so an interrupt lands before it or after it, never between the two renames; a run
 killed outright (SIGKILL, power loss) between them is repaired by the next run on the folder, which finds
 ``OUT.old-PID`` without ``OUT`` and renames it back.
 
@@ -21,6 +21,7 @@ import errno
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,13 +247,29 @@ class RunFolder:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back (delivered when the block ends), where the platform can."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+    """SIGINT and SIGTERM deferred until the block ends, then delivered to the handlers that were in place.
+
+    Python runs signal handlers in the main thread only, so swapping the Python-level handlers defers them whatever
+    thread the OS delivers the signal to (``pthread_sigmask`` would block it for the calling thread only, and torch
+    and BLAS start other threads). Outside the main thread handlers cannot be set: the block runs unprotected."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    pending: list[int] = []
+
+    def defer(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    held = [signal.SIGINT, signal.SIGTERM]
+    previous = {s: signal.getsignal(s) for s in held}
+    for s in held:
+        if previous[s] is not None:  # None: a handler installed outside Python, left alone
+            signal.signal(s, defer)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s in held:
+            if previous[s] is not None:
+                signal.signal(s, previous[s])
+        for s in pending:
+            signal.raise_signal(s)
