@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims import studies
-from layerclaims.claims import claims_for, map_layer
+from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.errors import DataNotFoundError, LayerclaimsError, UsageError
 from layerclaims.report import RunReport, StudyOutcome, write_report, write_verdicts
 from layerclaims.results import package_versions
-from layerclaims.verdicts import Verdict, evaluate_all
+from layerclaims.verdicts import Verdict, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
 
@@ -130,10 +130,13 @@ def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
     return facts
 
 
-def not_run_rows(study: str, model: str, n_blocks: int, reason: str) -> list[Verdict]:
-    """One verdict per claim of a study that could not run: ``holds=None`` and the reason."""
+def not_run_rows(
+    study: str, model: str, n_blocks: int, reason: str, claims: Sequence[Claim] | None = None
+) -> list[Verdict]:
+    """One verdict per claim of a study that could not run (``claims``: that run's; default the package's):
+    ``holds=None`` and the reason."""
     rows = []
-    for c in claims_for(study):
+    for c in claims_for(study) if claims is None else claims:
         try:
             layer = map_layer(c, n_blocks)
         except LayerclaimsError:
@@ -229,16 +232,23 @@ def reproduce(
     overrides: Sequence[str] = (),
     progress: bool = False,
     command: str = "",
+    claims: Sequence[Claim] | None = None,
 ) -> Reproduced:
     """Load ``model`` once, run each study, evaluate its claims, and write verdicts, figures, results and the
     report into ``out``. A study raising a LayerclaimsError is recorded as not run; loading the model is not
-    optional (its LayerclaimsError propagates)."""
+    optional (its LayerclaimsError propagates).
+
+    ``claims``: the claims to evaluate (default: the package's; :func:`layerclaims.claims.combine_claims` adds a
+    user's). A study runs once per distinct claim settings (:func:`layerclaims.claims.group_runs`), each claim's
+    ``settings`` over the command-line options; a study none of the claims reads is not run."""
     options = dict(options or {})
+    pool = CLAIMS if claims is None else tuple(claims)
+    runs = [(s, settings, group) for s in study_names for (st, settings, group) in group_runs(pool) if st == s]
     out = Path(out)
     if not progress:
         _quiet_library_progress()
     timings: dict[str, float] = {}
-    bar = _Progress(2 + 4 * len(study_names), enabled=progress, desc=model)
+    bar = _Progress(2 + 4 * len(runs), enabled=progress, desc=model)
     try:
         with _timed(timings, "load model", bar):
             handle = load_handle(model, device=device, dtype=dtype, device_map=device_map)
@@ -248,9 +258,15 @@ def reproduce(
         out.mkdir(parents=True, exist_ok=True)
         outcomes: list[StudyOutcome] = []
         verdicts: list[Verdict] = []
-        for study in study_names:
+        seen: set[str] = set()
+        for study, settings, group in runs:
+            # The first run of a study keeps the usual names; a further one (other settings) is labelled by its claims.
+            label = study if study not in seen else f"{study}-{'-'.join(c.id for c in group)[:60]}"
+            seen.add(study)
+            opts = {**study_options(study, options, overrides), **settings}
+            opts.update(_detail_layers(study, group, n_blocks, opts))
             outcome, study_verdicts = _run_study(
-                study, handle, name, n_blocks, out, study_options(study, options, overrides), timings, bar
+                study, handle, name, n_blocks, out, opts, timings, bar, claims=group, label=label
             )
             outcomes.append(outcome)
             verdicts.extend(study_verdicts)
@@ -290,6 +306,15 @@ def _platform() -> str:
     return platform.platform()
 
 
+def _detail_layers(study: str, group: Sequence[Claim], n_blocks: int, opts: dict[str, Any]) -> dict[str, Any]:
+    """Punctuation: the layers of this run's claims get the detailed statistics (cluster intervals, slopes), also
+    when they are not the package's claims' layers (the study's default)."""
+    if study != "punctuation" or "detail_layers" in opts or tuple(group) == claims_for(study):
+        return {}
+    layers = sorted({layer for c in group if (layer := map_layer(c, n_blocks)) is not None})
+    return {"detail_layers": tuple(layers)} if layers else {}
+
+
 def _run_study(
     study: str,
     handle: Any,
@@ -299,11 +324,18 @@ def _run_study(
     opts: dict[str, Any],
     timings: dict[str, float],
     bar: _Progress,
+    *,
+    claims: Sequence[Claim] | None = None,
+    label: str | None = None,
 ) -> tuple[StudyOutcome, list[Verdict]]:
-    outcome = StudyOutcome(study=study, ran=False, options=opts)
+    label = label or study
+    group = claims_for(study) if claims is None else tuple(claims)
+    outcome = StudyOutcome(study=label, ran=False, options=opts)
     rerun = f"layerclaims reproduce --model {model} --study {study}"
+    if label != study:  # a further run of the study (other settings): its files go into their own folder
+        out = out / label
     try:
-        with _timed(timings, f"{study}: run", bar):
+        with _timed(timings, f"{label}: run", bar):
             result = studies.run(study, handle, **opts)
     except LayerclaimsError as exc:
         outcome.reason, outcome.fix = split_fix(str(exc))
@@ -312,26 +344,27 @@ def _run_study(
         log.warning("study %s not run: %s", study, exc)
         for _ in range(3):
             bar.done()
-        return outcome, not_run_rows(study, model, n_blocks, f"study {study} not run: {headline(outcome.reason, exc)}")
+        reason = f"study {study} not run: {headline(outcome.reason, exc)}"
+        return outcome, not_run_rows(study, model, n_blocks, reason, group)
     outcome.ran = True
-    outcome.seconds["run"] = timings[f"{study}: run"]
+    outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
-    with _timed(timings, f"{study}: evaluate claims", bar):
-        verdicts = evaluate_all(result, study)
-    with _timed(timings, f"{study}: figures", bar):
+    with _timed(timings, f"{label}: evaluate claims", bar):
+        verdicts = [evaluate(c, result) for c in group]
+    with _timed(timings, f"{label}: figures", bar):
         try:
             outcome.figures = plot_figures(study, result, out / "figures")
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
-    with _timed(timings, f"{study}: save result", bar):
+    with _timed(timings, f"{label}: save result", bar):
         try:
             outcome.saved = Path(result.save(out))
         except Exception as exc:  # as above: recorded, not fatal
             log.warning("saving study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"result could not be saved: {type(exc).__name__}: {exc}")
     for stage in ("evaluate claims", "figures", "save result"):
-        outcome.seconds[stage] = timings[f"{study}: {stage}"]
+        outcome.seconds[stage] = timings[f"{label}: {stage}"]
     return outcome, verdicts
 
 

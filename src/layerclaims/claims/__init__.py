@@ -402,6 +402,7 @@ def _check_unique(claims: Iterable[Claim], base: Iterable[Claim] = ()) -> None:
     for c in claims:
         if c.id in seen:
             other = seen[c.id].file or "the package's claims"
+            other = "an earlier claim of this file" if other == c.file else other
             raise _Where(c.file or "<claims>", c.id).error(
                 "id", f"duplicate id {c.id!r}, also used in {other}", "give each claim its own id"
             )
