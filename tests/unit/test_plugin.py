@@ -156,3 +156,15 @@ def test_the_cli_runs_a_users_claims_into_verdicts_json(tmp_path: Path, capsys: 
     assert set(rows["U1"]["details"]["rsa_by_category"]) == {"animals", "tools"}
     saved = json.loads((out / "qk.json").read_text())
     assert "cat" in json.dumps(saved) and "galaxy" not in json.dumps(saved)  # the user's words, not the package's
+
+
+@needs_entry_point
+def test_as_is_refused_when_the_folder_is_not_the_declared_model(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    small = tmp_path / "gpt2-small-copy"
+    small.mkdir()
+    config = {"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "vocab_size": 50257, "_name_or_path": "gpt2"}
+    (small / "config.json").write_text(json.dumps(config))
+    done = run_pytest(project, "-m", "findings", "--model", str(small), "--as", "gpt2-medium")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "--as gpt2-medium refused" in done.stderr and "12 blocks of width 768" in done.stderr
