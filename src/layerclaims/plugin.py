@@ -149,11 +149,12 @@ def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
     (recognised by what it is; ``--as``), else snapshot the verdict in ``snapshots/<model>/<claim>.csv`` beside the
     test file (pytest-regressions; ``tolerance`` defaults to :data:`layerclaims.testing.DEFAULT_TOLERANCE`)."""
     from layerclaims import testing
+    from layerclaims.identity import is_claim_model
 
     declared = pytestconfig.getoption("as_model")
 
     def check(verdict: Any, claim: Claim, tolerance: dict[str, float] | None = None, snapshots: Any = None) -> None:
-        if testing.is_claim_model(claim.model, verdict.model, declared=declared):
+        if is_claim_model(claim.model, verdict.model, declared=declared):
             num_regression = None  # not needed: the claim is asserted
         else:
             num_regression = request.getfixturevalue("num_regression")
