@@ -10,6 +10,7 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "pairwise-mi": "layerclaims.benchmarks.pairwise_mi:main",
     "punctuation": "layerclaims.benchmarks.punctuation:main",
+    "mark-clusters": "layerclaims.benchmarks.mark_clusters:main",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -27,8 +27,19 @@ def get(name: str) -> ModuleType:
 def run(name: str, handle: Any, **options: Any) -> Any:
     """Run study ``name`` on a loaded model handle with ``Config`` overrides (e.g. ``seed=1``)."""
     module = get(name)
+    fields = getattr(module.Config, "__dataclass_fields__", {})
+    if "detail_layers" in fields and options.get("detail_layers") is None:
+        options = {**options, "detail_layers": claim_layers(name, int(handle.n_blocks))}
     try:
         config = module.Config(**options)
     except TypeError as exc:
         raise UsageError(f"bad option for study {name!r}: {exc}") from None
     return module.run(handle, config)
+
+
+def claim_layers(name: str, n_blocks: int) -> tuple[int, ...]:
+    """The layers the claims of study ``name`` read on a model of ``n_blocks`` blocks (relative depth mapped): the
+    caller's side of ``Config.detail_layers`` (a study never reads the claims itself)."""
+    from layerclaims.claims import claims_for, map_layer
+
+    return tuple(sorted({map_layer(c, n_blocks) for c in claims_for(name) if c.layer is not None}))
