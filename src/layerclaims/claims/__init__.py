@@ -49,7 +49,7 @@ SEED_B = "seeds/qk_grouping_rsa.vi.md"
 
 # The statistics each study's result can measure: "at_layer" ones read one layer (the claim names it), "over_layers"
 # ones read every layer (the claim has no layer). Mirrors studies/qk.py (_AT_BLOCK, _OVER_BLOCKS) and
-# studies/punctuation.py (STATISTICS); a unit test keeps them equal.
+# studies/punctuation/result.py (STATISTICS); a unit test keeps them equal.
 STATISTICS: dict[str, dict[str, tuple[str, ...]]] = {
     "qk": {
         "at_layer": ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk"),
@@ -59,7 +59,8 @@ STATISTICS: dict[str, dict[str, tuple[str, ...]]] = {
         "at_layer": (
             "cov_clusters",
             "mi_clusters",
-            "joint_clusters",
+            "cov_literal_clusters",
+            "mi_literal_clusters",
             "pooled_r",
             "min_within_cluster_slope",
             "mean_mi",
@@ -100,8 +101,8 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "n_boot_clusters",
         "n_perm",
         "cluster_n_boot",
-        "cluster_max_points",
         "detail_layers",
+        "control",
         "batch_size",
         "start",
     ),
