@@ -497,13 +497,12 @@ def summary_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
         mine = [r for r in rows if r["claim"] == claim.id]
         if not mine:
             continue
-        k = sum(r["verdict"] == "holds" for r in mine)
-        fails = sum(r["verdict"] == "fails" for r in mine)
-        other = len(mine) - k - fails
+        count = {w: sum(r["verdict"] == w for r in mine) for w in ("holds", "fails", "inconclusive", "not evaluated")}
         orig = next((r["verdict"] for r in mine if r["spec_kind"] == "original"), "?")
-        extra = f", {other} not evaluated" if other else ""
+        rest = ", ".join(f"{v} {w}" for w, v in count.items() if w != "holds" and v)
         lines.append(
-            f"{claim.id} holds in {k} of {len(mine)} specifications ({fails} fail{extra}; original path: {orig})"
+            f"{claim.id} holds in {count['holds']} of {len(mine)} specifications ({rest or 'no other'}; "
+            f"original path: {orig})"
         )
     return lines
 

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-COLOURS = {"holds": "#1b7837", "fails": "#b2182b"}
+COLOURS = {"holds": "#1b7837", "fails": "#b2182b", "inconclusive": "#e08214"}
 GREY = "#888888"
 
 
