@@ -488,7 +488,8 @@ class StudyText:
         """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened)."""
         if self.text is not None:
             text = self.text
-            return (text[i : i + _READ_CHARS] for i in range(0, len(text), _READ_CHARS))
+            step = _READ_CHARS // 16  # small pieces: a scan that stops early has tokenised little more than it used
+            return (text[i : i + step] for i in range(0, len(text), step))
         if self.line_endings == "crlf":
             return _stream_served(Path(self.path))
         return _stream_body(Path(self.path))

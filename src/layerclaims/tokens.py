@@ -29,7 +29,7 @@ import numpy as np
 
 from layerclaims.errors import UsageError
 
-CHUNK_CHARS = 1 << 18
+CHUNK_CHARS = 1 << 16
 MARGIN_CHARS = 64
 BEFORE = 20
 AFTER = 10
