@@ -198,3 +198,33 @@ def test_shared_marks_compare_the_same_character_of_the_book(gpt2: Any) -> None:
     assert same == 100  # the LF selection shares every mark with itself (no carriage returns, body at 0)
     n = shared_marks(sc.kinds["internal"].chars, crlf.text, crlf.body, sl.kinds["internal"].chars)
     assert 0 < n <= 100
+
+
+def test_study_marks_provenance_on_the_default_path(gpt2: Any) -> None:
+    from layerclaims.tokens import study_marks
+
+    sm = study_marks(gpt2, "heart-of-darkness", n=100)
+    c = sm.corpus
+    assert (c["line_endings"], c["header_present"], c["start"], c["shared_marks_of"]) == ("crlf", False, 400, 100)
+    assert set(c["shared_marks_with_lf"]) == {"internal", "terminal"}
+    assert all(0 < v <= 100 for v in c["shared_marks_with_lf"].values())
+    assert not c["scan_complete"] and c["tokens_scanned"] < 59_022  # stopped early on the 59,022-token CRLF stream
+    lf = study_marks(gpt2, "heart-of-darkness", line_endings="lf", n=100)
+    assert lf.corpus["line_endings"] == "lf" and lf.corpus["shared_marks_with_lf"] is None
+
+
+def test_token_view_shows_the_windows(gpt2: Any) -> None:
+    from layerclaims.tokens import study_marks
+
+    st = load_study_text()
+    assert st.text is not None
+    ids = tokenize(gpt2, st.text)
+    sm = study_marks(gpt2, "heart-of-darkness", n=20)
+    view = sm.token_view("internal")
+    marks = sm.scan.kinds["internal"].selected
+    lo, hi = int(marks.min()) - 20, int(marks.max()) + 11
+    got, want = view[lo:hi], ids[lo:hi]
+    for m in marks:  # every position inside a window is the real token
+        a = int(m) - 20 - lo
+        assert np.array_equal(got[a : a + 31], want[a : a + 31])
+    assert np.asarray(view).size == sm.scan.n_tokens
