@@ -450,6 +450,11 @@ def run(
     chosen = parse_only(only)
     specs = plan(studies, n_specs=n_specs, seed=seed, only=chosen)
     check_out(out)
+    from layerclaims import models
+
+    models.model_shape(model)  # an unknown model, device or dtype is refused here, before any worker starts
+    models.resolve_device(device)
+    models.resolve_dtype(dtype)
     jobs = jobs_for(specs, model, device=device, dtype=dtype)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()

@@ -70,6 +70,11 @@ def test_cli_refuses_bad_choices_before_any_model_loads(
     assert "bins" in err and "15, 10, 20, 30" in err and not (tmp_path / "o").exists()
 
 
+def test_an_unknown_model_is_refused_before_any_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["robustness", "--model", "no-such-model-xyz", "--out", str(tmp_path / "o")]) == 2
+    assert "no-such-model-xyz" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_a_foreign_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "taken"
     out.mkdir()
