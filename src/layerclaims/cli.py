@@ -80,17 +80,19 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
     for p in outcome.problems:
         print(f"study {outcome.study}: {p}", file=stream)
     if verdicts:
-        print(f"study {outcome.study} done (verdicts before the run's family-wise adjustment):", file=stream)
+        print(f"study {outcome.study} done; its verdicts before the run's family-wise adjustment:", file=stream)
     for v in verdicts:
-        print(f"  {v.claim}: {v.verdict}", file=stream, flush=True)
+        print(f"  {v.describe()}", file=stream, flush=True)
 
 
 def _print_run(rep: Reproduced, stream: TextIO) -> None:
+    """The verdicts after Holm's adjustment over the whole run (a claim can move from holds to inconclusive)."""
     if rep.verdicts:
         v0 = rep.verdicts[0]
-        print(f"verdicts (Holm over {v0.family_size} claims, family-wise level {v0.level:g}):", file=stream)
+        print(f"verdicts at family-wise level {v0.level:g} (Holm over {v0.family_size} claims):", file=stream)
     for v in rep.verdicts:
-        print(f"  {v.describe()}", file=stream)
+        p_adj = f", adjusted p {v.p_adjusted:.3g}" if v.p_adjusted is not None else ""
+        print(f"  {v.claim}: {v.verdict}{p_adj}{' — ' + v.reason if v.reason else ''}", file=stream)
     for study in rep.kept:
         print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
