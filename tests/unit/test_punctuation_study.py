@@ -299,3 +299,14 @@ def test_small_samples_are_not_evaluated() -> None:
     for stat in ("cov_clusters", "mi_clusters", "pooled_r", "min_within_cluster_slope"):
         m = res.measure(stat, layer=1, kind="internal")
         assert m.ci is None and "--n" in m.details["not_evaluated"]
+
+
+def test_control_has_replicates_and_sees_no_groups() -> None:
+    from layerclaims.metrics.mark_cases import CASES
+    from layerclaims.studies.punctuation.analysis import control
+
+    x = CASES["two groups 125/125"](np.random.default_rng(0)).x
+    got = control(x, P.Config(n_boot_clusters=4), seed=3)
+    assert got["cov_clusters"].value == 1.0  # the groups that make 3 clusters in x are gone in the surrogate
+    assert got["cov_clusters"].replicates is not None and got["cov_clusters"].replicates.dtype.kind == "i"
+    assert got["pooled_r"].ci is not None and -1 <= got["pooled_r"].value <= 1

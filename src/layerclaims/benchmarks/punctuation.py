@@ -5,9 +5,15 @@
 
 What it prints (one run, no timed assertions):
 
-1. The whole study (both kinds, every hidden state, ``--n`` marks per kind, the default Config): tokenize,
-   forward and analysis wall/CPU seconds, and the analysis split into its steps (MI+covariance, cluster counts,
-   cluster-count intervals, Simpson, mark bootstrap).
+1. The whole study (both kinds, every hidden state, ``--n`` marks per kind, the default Config, the claim layers
+   as detail layers), through the study's own steps (``marks``, ``extraction.extract_marks``,
+   ``analysis.analyse_kind``): tokenize, forward and analysis wall/CPU seconds, and the analysis split into its
+   steps (MI+covariance, cluster counts at every layer, the detail layers' refit resamples, Mantel test, Gaussian
+   control, mark bootstrap).
+1b. The cluster step before and after issue 11 on the same pair matrices (internal kind): the literal procedure
+   as the study ran it (``count_clusters`` on the 31,125 pair values, covariance, MI and 2-D, stability and mark
+   resamples at the detail layers) against ``cluster_marks`` on the n x n matrices with the literal 1-D counts
+   beside and the refit resamples; the ratio.
 2. Analysis vs the original per-pair loop ON THE SAME DATA: the original's ``mutInfo_and_cov`` per pair
    (:func:`~layerclaims.metrics.information.mi_cov_pair`, ``np.histogram2d`` per pair) is timed on
    ``--naive-pairs`` random pairs of the layer-1 and last-layer internal vectors and extrapolated to every pair of

@@ -906,7 +906,8 @@ _STREAK_MIN = 30  # a mark's values with a group h are compared only when h has 
 @dataclass(frozen=True)
 class PairType:
     """One pair type: the pairs between a mark of group ``a`` and one of group ``b`` (``a <= b``); ``n_pairs``,
-    ``centre`` (median pair value, the matrix's units), ``scale`` (robust sd) and the pair ``cluster`` it falls in."""
+    ``centre`` (median pair value) and ``scale`` (robust sd, IQR/1.349), both in the matrix's units, and the pair
+    ``cluster`` it falls in."""
 
     a: int
     b: int
@@ -1205,9 +1206,10 @@ def cluster_marks(
     # on the 2-core workstation under load), and does not fight the caller's threads
     with threadpool_limits(1):
         fit, boot = _fit_and_resample(m, seed, int(n_boot), fit_opts)
+    values = [_type_values(m, fit.labels, a, b) for a, b, *_ in fit.types]
     types = tuple(
-        PairType(a, b, npairs, float(np.median(_type_values(m, fit.labels, a, b))), sc, int(fit.type_cluster[t]))
-        for t, (a, b, npairs, _, sc) in enumerate(fit.types)
+        PairType(a, b, npairs, float(np.median(v)), _robust_scale(v) if v.size > 1 else 0.0, int(fit.type_cluster[t]))
+        for t, ((a, b, npairs, _, _), v) in enumerate(zip(fit.types, values, strict=True))
     )
     sizes = np.bincount(fit.labels[fit.labels >= 0], minlength=max(int(fit.labels.max()) + 1, 1))
     return MarkClusters(

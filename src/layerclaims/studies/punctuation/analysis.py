@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -123,19 +124,35 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 def control(x: np.ndarray, config: Config, seed: int) -> dict[str, Control]:
-    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope."""
+    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
+    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit)."""
     layer = pair_matrices(gaussian_surrogate(x, seed), config)
-    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+    reps = detail_resamples(layer, config.n_boot_clusters, seed)
     cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
     slopes, _, _ = within_slopes(layer, cov_g)
     r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
     finite = slopes[0][np.isfinite(slopes[0])]
+    r_reps = pair_moments(
+        item_counts(bootstrap_indices(x.shape[0], config.n_boot_clusters or 1, seed=seed), x.shape[0]),
+        layer.cov_m,
+        layer.mi_m,
+    ).r
     return {
-        "cov_clusters": Control(name, float(cov_g.n_clusters), details={"outlier_marks": len(cov_g.outlier_marks)}),
-        "mi_clusters": Control(name, float(mi_g.n_clusters), details={"outlier_marks": len(mi_g.outlier_marks)}),
-        "pooled_r": Control(name, r),
-        "slope": Control(name, float(finite.min()) if finite.size else float("nan")),
+        "cov_clusters": _control(float(cov_g.n_clusters), reps["cov"], True, outlier_marks=len(cov_g.outlier_marks)),
+        "mi_clusters": _control(float(mi_g.n_clusters), reps["mi"], True, outlier_marks=len(mi_g.outlier_marks)),
+        "pooled_r": _control(r, r_reps if config.n_boot_clusters else np.zeros(0), False),
+        "slope": _control(float(finite.min()) if finite.size else float("nan"), reps["slope"], False),
     }
+
+
+def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> Control:
+    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+    finite = reps[np.isfinite(reps)]
+    if finite.size == 0:
+        return Control(name, value, None, None, dict(details))
+    lo, hi = percentile_interval(finite, discrete=discrete)
+    out = finite.astype(np.int64) if discrete else finite
+    return Control(name, value, (lo, hi), out, dict(details))
 
 
 def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarray]:
