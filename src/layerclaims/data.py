@@ -19,6 +19,7 @@ import hashlib
 import http.client
 import os
 import re
+import shlex
 import tempfile
 import urllib.error
 import urllib.request
@@ -145,6 +146,71 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         ) from exc
 
 
+# Encodings a non-UTF-8 text is most often in, tried in this order to name the one to convert from. UTF-16/32 are
+# recognised by their byte-order mark; a byte sequence that decodes as none of these is treated as binary.
+_OTHER_ENCODINGS = ("cp1252", "iso-8859-1")
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def check_text_file(path: str | os.PathLike[str], *, what: str = "corpus") -> None:
+    """Raise UsageError (with ``fix``) unless ``path`` is an existing, readable, non-empty UTF-8 text file.
+
+    A file in another encoding gets the encoding to convert from (a byte-order mark names UTF-16/32; otherwise
+    Windows-1252, which also covers Latin-1 text) and the ``iconv`` command; a file with NUL bytes outside a UTF-16/32
+    mark, or one that decodes as nothing, is called binary. Reads the whole file once (a corpus is a book)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"{what} {str(path)!r} does not exist", fix="give the path of a UTF-8 plain-text file")
+    if not p.is_file():
+        raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}", fix="check its permissions"
+        ) from None
+    for bom, enc in _BOMS:
+        if raw.startswith(bom):
+            raise UsageError(
+                f"{what} {str(path)!r} is {enc} text, not UTF-8",
+                fix=f"convert it: iconv -f {enc} -t UTF-8 {shlex.quote(str(path))} > "
+                f"{shlex.quote(str(p.stem))}.utf8.txt",
+            )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        control = sum(raw.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
+        if b"\x00" not in raw and control <= len(raw) // 100:  # text has (almost) no control bytes
+            for enc in _OTHER_ENCODINGS:
+                try:
+                    raw.decode(enc)
+                except UnicodeDecodeError:
+                    continue
+                label = "WINDOWS-1252" if enc == "cp1252" else "ISO-8859-1"
+                raise UsageError(
+                    f"{what} {str(path)!r} is not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); "
+                    f"it reads as {label} (Windows Western / Latin-1) text",
+                    fix=f"convert it: iconv -f {label} -t UTF-8 {shlex.quote(str(path))} > "
+                    f"{shlex.quote(str(p.stem))}.utf8.txt",
+                ) from None
+        raise UsageError(
+            f"{what} {str(path)!r} is not a text file (binary data at byte {exc.start})",
+            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
+        ) from None
+    if "\x00" in text:
+        raise UsageError(
+            f"{what} {str(path)!r} is not a text file (it contains NUL bytes)",
+            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
+        )
+    if not text.strip():
+        raise UsageError(f"{what} {str(path)!r} is empty", fix="give a text that holds the punctuation to study")
+
+
 def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | None = None) -> Corpus:
     raw, decoded = _read_text(path)
     text = strip_gutenberg(decoded)
@@ -229,6 +295,7 @@ def load_corpus(
     if spec is None:
         path = Path(key).expanduser()
         if path.is_file():
+            check_text_file(path)
             return _make_corpus(key, path, None)
         raise UsageError(
             f"unknown corpus {key!r}: not a file and not one of {sorted(CORPORA)}; give a registry name or the path "
@@ -261,10 +328,9 @@ def load_corpus(
     else:
         looked.append(f"{url}: not tried (allow_download=False)")
     raise DataNotFoundError(
-        f"corpus {spec.name!r} ({spec.filename}) was not found. Looked in:\n  - "
-        + "\n  - ".join(looked)
-        + f"\nFix: set {DATA_ENV} to a folder holding corpora/{spec.filename} (e.g. ../shared/data), "
-        f"or put the file at {cached}, or run once with network access so it is downloaded from {url}."
+        f"corpus {spec.name!r} ({spec.filename}) was not found. Looked in:\n  - " + "\n  - ".join(looked),
+        fix=f"set {DATA_ENV} to a folder holding corpora/{spec.filename} (e.g. ../shared/data), "
+        f"or put the file at {cached}, or run once with network access so it is downloaded from {url}.",
     )
 
 
