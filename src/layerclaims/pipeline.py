@@ -182,8 +182,7 @@ def reproduce(
     )
     command = command or str(cmd)
     say: Say = progress if callable(progress) else (progress_printer() if progress else _silent)
-    if not progress:
-        _quiet_library_progress()
+    _quiet_library_progress()  # our progress is one line per stage; no bars from transformers / the hub
     say(f"checking {model}, the settings and the inputs")
     plan = check_run(
         model,
@@ -251,7 +250,7 @@ def _run_and_stage(
     kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
     all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study)
     rows = [v.to_row() for v in verdicts] + kept_rows
-    rows = _in_study_order(rows, lambda r: _study_of_row(r, all_outcomes, kept_entries))
+    rows = _in_study_order(rows, lambda r: _study_of_row(r, kept_entries))
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with _timed(timings, "write verdicts and report", say):
         write_verdicts(rows, folder.stage)
@@ -298,7 +297,7 @@ def run_studies(
 
 
 def _quiet_library_progress() -> None:
-    """No progress bars from transformers / the hub when ours are off (not a terminal, or --quiet)."""
+    """No progress bars from transformers / the hub (ours are one line per stage, or nothing with --quiet)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         from transformers.utils import logging as hf_logging
@@ -536,7 +535,7 @@ def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> 
     return sorted(items, key=lambda x: order.get(study_of(x) or "", len(order)))  # stable within a study
 
 
-def _study_of_row(row: dict[str, Any], outcomes: list[StudyOutcome], kept: list[dict[str, Any]]) -> str | None:
+def _study_of_row(row: dict[str, Any], kept: list[dict[str, Any]]) -> str | None:
     for e in kept:
         if row.get("claim") in set(e.get("claims") or []):
             return str(e["study"])
