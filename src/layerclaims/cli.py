@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from layerclaims import studies
-from layerclaims.claims import CLAIMS, Claim
+from layerclaims.claims import CLAIMS, Claim, combine_claims
 from layerclaims.compare import (
     build_matrix,
     diff_markdown,
@@ -79,11 +79,18 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
         print(f"study {outcome.study}: NOT RUN. {outcome.reason}\n  fix: {outcome.fix}", file=stream)
     for p in outcome.problems:
         print(f"study {outcome.study}: {p}", file=stream)
+    if verdicts:
+        print(f"study {outcome.study} done (verdicts before the run's family-wise adjustment):", file=stream)
     for v in verdicts:
-        print(f"  {v.describe()}", file=stream, flush=True)
+        print(f"  {v.claim}: {v.verdict}", file=stream, flush=True)
 
 
 def _print_run(rep: Reproduced, stream: TextIO) -> None:
+    if rep.verdicts:
+        v0 = rep.verdicts[0]
+        print(f"verdicts (Holm over {v0.family_size} claims, family-wise level {v0.level:g}):", file=stream)
+    for v in rep.verdicts:
+        print(f"  {v.describe()}", file=stream)
     for study in rep.kept:
         print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
@@ -123,7 +130,17 @@ def _reproduce_from_args(
         argv=argv,
         on_study=None if args.quiet else (lambda o, vs: _print_study(o, vs, sys.stdout)),
         wait_s=args.wait,
+        claims=_claims_from_args(args),
     )
+
+
+def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
+    """The package's claims plus ``--claims`` files (only those with ``--only-claims``); None when neither given."""
+    paths = getattr(args, "claims", None) or []
+    only = bool(getattr(args, "only_claims", False))
+    if not paths and not only:
+        return None
+    return combine_claims(paths, only=only)
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -237,7 +254,7 @@ def _claim_layer(c: Claim) -> str:
     return f"{c.layer_kind.replace('_', ' ')} {c.layer}{kind}"
 
 
-def claims_rows() -> list[dict[str, str]]:
+def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
     def threshold(x: float) -> str:
         return f"{x:g}"
 
@@ -252,12 +269,12 @@ def claims_rows() -> list[dict[str, str]]:
             "layer": _claim_layer(c),
             "claim": c.text,
         }
-        for c in CLAIMS
+        for c in (CLAIMS if claims is None else claims)
     ]
 
 
 def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    rows = claims_rows()
+    rows = claims_rows(_claims_from_args(args))
     if args.format == "json":
         print(json.dumps(rows, indent=1))
         return 0
@@ -312,6 +329,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_claims_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("claims")
+    g.add_argument(
+        "--claims",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a TOML claims file or folder (README: Claims as files) added to the package's claims (repeatable)",
+    )
+    g.add_argument("--only-claims", action="store_true", help="use only the --claims claims, not the package's")
+
+
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
     v = p.add_mutually_exclusive_group()
     v.add_argument("-q", "--quiet", action="store_true", help="no progress and no verdict lines (errors only)")
@@ -330,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("claims", help="list every claim (id, source, model, statistic, threshold, layer)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_claims)
 
@@ -337,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/<model>)")
     _add_run_options(p)
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -352,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
     _add_run_options(p)
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_matrix)
 

@@ -6,8 +6,9 @@ saved folder's ``verdicts.json``.
 
 Diff rules, per claim id (a run folder holds one model's verdicts):
 
-- **flipped**: ``holds`` was True on one side and False on the other;
-- **evaluation changed**: ``holds`` went from True/False to not evaluated (None) or back;
+- **flipped**: the verdict changed among holds / fails / inconclusive (rows of older runs without a ``verdict``
+  field are read from their ``holds``: True holds, False fails, None not evaluated);
+- **evaluation changed**: the verdict went from one of those three to not evaluated or back;
 - **moved**: both values exist and the new value lies outside the old interval or the old value outside the new
   one; when neither side has an interval, any change beyond a relative 1e-6 counts as moved;
 - **layer changed**: the layer used differs (another model depth, or another mapping);
@@ -80,8 +81,17 @@ def fmt_value(row: Row) -> str:
     if ci is not None and len(ci) == 2:
         text += f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
     if row.get("p_value") is not None:
-        text += f", p={row['p_value']:.3g}"
+        text += f", p={fmt_p(row['p_value'])}"
+        if row.get("p_adjusted") is not None and row.get("family_size", 1) > 1:
+            text += f" (adj. {fmt_p(row['p_adjusted'])})"
     return text
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value in 2 significant digits; 0 (no bootstrap replicate on the null side) as '<0.001'."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "<0.001" if p == 0 else f"{p:.2g}"
 
 
 def short_reason(reason: str | None, limit: int = 110) -> str:
@@ -106,19 +116,45 @@ def interval_crosses(row: Row) -> bool:
     return tests[op](lo) != tests[op](hi)
 
 
-def verdict_word(holds: bool | None) -> str:
-    """'holds', 'fails' or 'not run/evaluated'."""
-    if holds is None:
+VERDICT_WORDS = ("holds", "fails", "inconclusive", "not evaluated")
+MARKS = {"holds": "✓", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
+ALSO_ON_CONTROL = "also holds where the structure is absent by construction"
+CONTROL_MARK = "⚠"
+
+
+def row_verdict(row: Row | None) -> str:
+    """The verdict of a row: its ``verdict`` field, or (older rows) read from ``holds``."""
+    if row is None:
         return "not evaluated"
-    return "holds" if holds else "fails"
+    word = row.get("verdict")
+    if word in VERDICT_WORDS:
+        return str(word)
+    return verdict_word(row.get("holds"))
 
 
-def verdict_mark(holds: bool | None) -> str:
-    """A short mark for tables: ✓ holds, ✗ fails, – not evaluated."""
-    if holds is None:
-        return "–"
-    return "✓" if holds else "✗"
+def verdict_word(verdict: str | bool | None) -> str:
+    """'holds', 'fails', 'inconclusive' or 'not evaluated', from a verdict word or an old-style ``holds``."""
+    if isinstance(verdict, str):
+        return verdict if verdict in VERDICT_WORDS else "not evaluated"
+    if verdict is None:
+        return "not evaluated"
+    return "holds" if verdict else "fails"
 
+
+def verdict_mark(verdict: str | bool | None) -> str:
+    """A short mark for tables: ✓ holds, ✗ fails, ? inconclusive, – not evaluated."""
+    return MARKS[verdict_word(verdict)]
+
+
+def also_on_control(row: Row) -> bool:
+    """True when the claim holds and also holds on its control (the structure absent by construction)."""
+    return bool(row.get("also_holds_on_control"))
+
+
+MATRIX_LEGEND = (
+    f"✓ holds, ✗ fails, ? inconclusive, – not evaluated; {CONTROL_MARK} {ALSO_ON_CONTROL}. Cells: value "
+    "[decision interval], p against the claim's threshold (Holm-adjusted over the run's claims), @layer used"
+)
 
 LAYER_LEGEND = (
     "L3: hidden_states[3] (0 = embeddings); block 7: the 0-based block; ←20: the claim model's layer 20, mapped to "
@@ -132,14 +168,21 @@ def layer_text(row: Row) -> str:
     layer = row.get("layer")
     if layer is None:
         return "all"
-    claim = CLAIMS_BY_ID.get(str(row.get("claim")))
-    text = f"block {layer}" if claim is not None and claim.layer_kind == "block" else f"L{layer}"
-    mapped = (row.get("details") or {}).get("layer_mapped_from")
+    kind = row.get("layer_kind")
+    if kind is None:
+        claim = CLAIMS_BY_ID.get(str(row.get("claim")))
+        kind = claim.layer_kind if claim is not None else "hidden_state"
+    text = f"block {layer}" if kind == "block" else f"L{layer}"
+    mapped = row.get("layer_mapped_from", (row.get("details") or {}).get("layer_mapped_from"))
     return text if mapped is None else f"{text}←{mapped}"
 
 
 def claimed_text(claim_id: str, row: Row | None = None) -> str:
-    """``statistic comparison threshold`` (all conditions of a registered claim)."""
+    """``statistic comparison threshold`` (all conditions: from the row's ``conditions`` where it has them, else from
+    the registered claim)."""
+    conds = (row or {}).get("conditions")
+    if conds:
+        return " and ".join(f"{c['statistic']} {c['comparison']} {c['threshold']:g}" for c in conds)
     claim = CLAIMS_BY_ID.get(claim_id)
     if claim is not None:
         return " and ".join(str(c) for c in claim.conditions)
@@ -163,13 +206,18 @@ class MatrixCell:
     def holds(self) -> bool | None:
         return None if self.row is None else self.row.get("holds")
 
+    @property
+    def verdict(self) -> str:
+        return row_verdict(self.row)
+
     def text(self) -> str:
-        """``✓ 0.91 [0.88, 0.93] @L5`` or ``– not run: reason``."""
+        """``✓ 0.91 [0.88, 0.93] @L5`` (``⚠`` when it also holds on its control) or ``– reason``."""
         if self.row is None:
             return "(not in this run)"
-        if self.row.get("holds") is None:
+        if self.verdict == "not evaluated":
             return f"– {short_reason(self.row.get('reason'))}"
-        return f"{verdict_mark(self.row.get('holds'))} {fmt_value(self.row)} @{layer_text(self.row)}"
+        mark = f" {CONTROL_MARK}" if also_on_control(self.row) else ""
+        return f"{verdict_mark(self.verdict)}{mark} {fmt_value(self.row)} @{layer_text(self.row)}"
 
 
 @dataclass(frozen=True)
@@ -185,10 +233,10 @@ class Matrix:
         return self.cells.get((claim, model), MatrixCell(None))
 
     def counts(self, model: str) -> dict[str, int]:
-        """How many claims hold, fail and were not evaluated on ``model``."""
-        out = {"holds": 0, "fails": 0, "not evaluated": 0}
+        """How many claims hold, fail, are inconclusive and were not evaluated on ``model``."""
+        out = dict.fromkeys(VERDICT_WORDS, 0)
         for c in self.claims:
-            out[verdict_word(self.cell(c, model).holds)] += 1
+            out[self.cell(c, model).verdict] += 1
         return out
 
 
@@ -222,13 +270,12 @@ def matrix_markdown(matrix: Matrix) -> str:
         cells = [cid, claimed_text(cid, first)] + [matrix.cell(cid, m).text() for m in matrix.models]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     tally = ["**tally**", ""] + [
-        "{holds} ✓, {fails} ✗, {ne} –".format(ne=n["not evaluated"], **n)
+        "{holds} ✓, {fails} ✗, {inconclusive} ?, {ne} –".format(ne=n["not evaluated"], **n)
         for n in (matrix.counts(m) for m in matrix.models)
     ]
     lines.append("| " + " | ".join(tally) + " |")
     out = "\n".join(lines) + "\n"
-    out += "\n✓ holds, ✗ fails, – not evaluated. Cells: value [bootstrap interval], permutation p, @layer used "
-    out += f"({LAYER_LEGEND}).\n"
+    out += f"\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n"
     for model, note in matrix.notes.items():
         out += f"\n- **{model}**: {note}"
     return out + ("\n" if matrix.notes else "")
@@ -315,10 +362,10 @@ def diff_verdicts(old_rows: Sequence[Row], new_rows: Sequence[Row]) -> Diff:
         elif n is None:
             changes.append("missing in new")
         else:
-            ho, hn = o.get("holds"), n.get("holds")
-            if ho is not None and hn is not None and ho != hn:
+            vo, vn = row_verdict(o), row_verdict(n)
+            if vo != vn and "not evaluated" not in (vo, vn):
                 changes.append("flipped")
-            elif (ho is None) != (hn is None):
+            elif (vo == "not evaluated") != (vn == "not evaluated"):
                 changes.append("evaluation changed")
             if value_moved(o, n):
                 changes.append("moved")
@@ -331,9 +378,9 @@ def diff_verdicts(old_rows: Sequence[Row], new_rows: Sequence[Row]) -> Diff:
 def _side(row: Row | None) -> str:
     if row is None:
         return "(missing)"
-    if row.get("holds") is None:
+    if row_verdict(row) == "not evaluated":
         return f"– not evaluated ({short_reason(row.get('reason'))})"
-    return f"{verdict_mark(row.get('holds'))} {fmt_value(row)} @{layer_text(row)}"
+    return f"{verdict_mark(row_verdict(row))} {fmt_value(row)} @{layer_text(row)}"
 
 
 def diff_markdown(diff: Diff, old_label: str = "old", new_label: str = "new", *, all_rows: bool = True) -> str:

@@ -250,6 +250,8 @@ def qkv(
     blocks: Sequence[int] | int | None = None,
     which: Sequence[str] | str = ("q", "k", "v"),
     batch_size: int = 32,
+    *,
+    block_input: bool = False,
 ) -> dict[str, np.ndarray]:
     """Query, key and value vectors at one position per sequence, for the chosen blocks.
 
@@ -257,7 +259,12 @@ def qkv(
     ``blocks`` (None: all, 0-based), axis 1 in the order of ``sequences``. Each vector is the projection's output,
     bias included, all heads concatenated, read where ``handle.arch.qkv`` says (GPT-2: ``attn.c_attn`` split in
     three; Llama: ``q_proj``/``k_proj``/``v_proj`` before RoPE, k and v ``n_kv_heads * head_dim`` wide; BERT:
-    ``query``/``key``/``value``). ``d_name`` is ``handle.qkv_dims()[name]``."""
+    ``query``/``key``/``value``). ``d_name`` is ``handle.qkv_dims()[name]``.
+
+    ``block_input=True`` adds ``"x": float32 [n_blocks_sel, n_seqs, d_model]``, the input of the query projection's
+    module: the hidden state entering the attention block after the block's own norm where it has one
+    (``arch.pre_attn_norm``: GPT-2 ``ln_1``, Llama ``input_layernorm``; BERT, post-norm, reads the block input
+    itself). Q, K and V are linear maps of it (plus bias), which is what random-projection controls start from."""
     names = (which,) if isinstance(which, str) else tuple(which)
     if not names:
         raise UsageError("which is empty: ask for at least one of 'q', 'k', 'v'")
@@ -271,10 +278,19 @@ def qkv(
     block_list = handle.blocks
     modules = sorted({s.module for s in sites.values()})
     captured: dict[tuple[int, str], torch.Tensor] = {}
+    q_module = handle.arch.site("q").module
+    if block_input:
+        out["x"] = np.empty((len(unique), len(seqs), handle.d_model), dtype=np.float32)
 
     def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
         hooks: list[Any] = []
         for b in unique:
+            if block_input:
+
+                def pre(module: Any, args: Any, kwargs: Any, key: tuple[int, str] = (b, "<input>")) -> None:
+                    captured[key] = gather(_input_tensor(args, kwargs))
+
+                hooks.append(block_list[b].get_submodule(q_module).register_forward_pre_hook(pre, with_kwargs=True))
             for path in modules:
 
                 def hook(module: Any, args: Any, output: Any, key: tuple[int, str] = (b, path)) -> None:
@@ -290,6 +306,8 @@ def qkv(
                 full = captured[(b, site.module)]
                 width = full.shape[-1] // site.n_chunks
                 out[name][slot[b], idx] = full[:, site.chunk * width : (site.chunk + 1) * width].numpy()
+            if block_input:
+                out["x"][slot[b], idx] = captured[(b, "<input>")].numpy()
         captured.clear()
 
     _run(handle, seqs, pos, batch_size, register, on_batch)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims import studies
+from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
@@ -43,7 +44,7 @@ from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STU
     parse_set,
     study_options,
 )
-from layerclaims.verdicts import Verdict, evaluate_all
+from layerclaims.verdicts import Verdict, apply_family, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
 
@@ -153,6 +154,7 @@ def reproduce(
     argv: Sequence[str] | None = None,
     on_study: Callable[[StudyOutcome, list[Verdict]], None] | None = None,
     wait_s: float = 0.0,
+    claims: Sequence[Claim] | None = None,
 ) -> Reproduced:
     """Check the inputs, then load ``model`` once, run each study, evaluate its claims, and write verdicts, figures,
     results, ``run.json`` and the report into ``out`` as one step (see the module docstring).
@@ -161,8 +163,11 @@ def reproduce(
     INFO. ``argv``: the command line as typed (``reproduce --model ...``), so that a fix suggests the same command
     with one option changed; without it the command is rebuilt from the arguments. ``on_study(outcome, verdicts)``
     is called as each study finishes (the CLI prints its verdict lines then). ``wait_s``: how long to wait for
-    another run holding the folder's lock. Raises a LayerclaimsError (with ``fix``) for bad input, before any
-    weights load where it can be told then; the folder is left as it was whenever this raises or is interrupted."""
+    another run holding the folder's lock. ``claims``: the claims to evaluate (default: the package's;
+    :func:`layerclaims.claims.combine_claims` adds a user's); a study runs once per distinct claim settings
+    (:func:`layerclaims.claims.group_runs`), each claim's ``settings`` over the command-line options. Raises a
+    LayerclaimsError (with ``fix``) for bad input, before any weights load where it can be told then; the folder is
+    left as it was whenever this raises or is interrupted."""
     options = dict(options or {})
     out = Path(out)
     study_names = tuple(study_names)
@@ -206,7 +211,17 @@ def reproduce(
         _check_same_model(earlier, facts, folder.out, cmd)
         with _os_errors_as_run_errors(folder, cmd):
             _, verdicts, report, kept_entries = _run_and_stage(
-                handle, facts, study_names, plan.options, folder, earlier, timings, say, on_study, cmd, command
+                handle,
+                facts,
+                _runs(study_names, claims),
+                plan.options,
+                folder,
+                earlier,
+                timings,
+                say,
+                on_study,
+                cmd,
+                command,
             )
             pause_point("staged")
             folder.commit()
@@ -232,10 +247,19 @@ def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
         ) from None
 
 
+StudyRun = tuple[str, dict[str, Any], tuple[Claim, ...]]
+
+
+def _runs(study_names: Sequence[str], claims: Sequence[Claim] | None) -> list[StudyRun]:
+    """(study, settings, claims) per study run: one per distinct claim settings of each study asked for."""
+    pool = CLAIMS if claims is None else tuple(claims)
+    return [(s, settings, tuple(group)) for s in study_names for (st, settings, group) in group_runs(pool) if st == s]
+
+
 def _run_and_stage(
     handle: Any,
     facts: dict[str, Any],
-    study_names: Sequence[str],
+    runs: Sequence[StudyRun],
     options: dict[str, dict[str, Any]],
     folder: RunFolder,
     earlier: dict[str, Any],
@@ -246,7 +270,8 @@ def _run_and_stage(
     command: str,
 ) -> tuple[list[StudyOutcome], list[Verdict], RunReport, list[dict[str, Any]]]:
     """Run the studies into the stage, carry the kept ones over, write verdicts, report and run.json there."""
-    outcomes, verdicts = run_studies(handle, study_names, options, folder.stage, timings, say, on_study, command=cmd)
+    outcomes, verdicts = run_studies(handle, runs, options, folder.stage, timings, say, on_study, command=cmd)
+    verdicts = apply_family(verdicts)  # Holm over the claims of this run, then presuppositions across studies
     kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
     all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study)
     rows = [v.to_row() for v in verdicts] + kept_rows
@@ -271,7 +296,7 @@ def _run_and_stage(
 
 def run_studies(
     handle: Any,
-    study_names: Sequence[str],
+    runs: Sequence[StudyRun],
     options: dict[str, dict[str, Any]],
     stage: Path,
     timings: dict[str, float],
@@ -280,13 +305,23 @@ def run_studies(
     *,
     command: Command | None = None,
 ) -> tuple[list[StudyOutcome], list[Verdict]]:
-    """The per-study loop: run each study with its Config overrides, evaluate its claims, draw and save into
-    ``stage``; ``on_study`` is told as each one finishes."""
+    """The per-study loop over ``runs`` (study, claim settings, claims; :func:`_runs`): run the study with its
+    Config overrides and the claims' settings over them, evaluate those claims, draw and save into ``stage``;
+    ``on_study`` is told as each one finishes. A further run of a study (other claim settings) is labelled by its
+    claims and writes into its own sub-folder."""
     name = str(getattr(handle, "name", "?"))
+    n_blocks = int(handle.n_blocks)
     outcomes: list[StudyOutcome] = []
     verdicts: list[Verdict] = []
-    for i, study in enumerate(study_names):
-        outcome, study_verdicts = _run_study(study, handle, name, stage, options.get(study, {}), timings, say, command)
+    seen: set[str] = set()
+    for i, (study, settings, group) in enumerate(runs):
+        label = study if study not in seen else f"{study}-{'-'.join(c.id for c in group)[:60]}"
+        seen.add(study)
+        opts = {**options.get(study, {}), **settings}
+        opts.update(_detail_layers(study, group, n_blocks, opts))
+        outcome, study_verdicts = _run_study(
+            study, handle, name, stage, opts, timings, say, command, claims=group, label=label
+        )
         outcomes.append(outcome)
         verdicts.extend(study_verdicts)
         if on_study is not None:
@@ -316,6 +351,15 @@ def _prefixed(study: str, text: str) -> str:
     return text if text.startswith(study) else f"{study}: {text}"
 
 
+def _detail_layers(study: str, group: Sequence[Claim], n_blocks: int, opts: dict[str, Any]) -> dict[str, Any]:
+    """Punctuation: the layers of this run's claims get the detailed statistics (cluster intervals, slopes,
+    controls), also when they are not the package's claims' layers (the study's default)."""
+    if study != "punctuation" or opts.get("detail_layers") is not None or tuple(group) == claims_for(study):
+        return {}
+    layers = sorted({layer for c in group if (layer := map_layer(c, n_blocks)) is not None})
+    return {"detail_layers": tuple(layers)} if layers else {}
+
+
 def _run_study(
     study: str,
     handle: Any,
@@ -325,10 +369,17 @@ def _run_study(
     timings: dict[str, float],
     say: Say,
     command: Command | None = None,
+    *,
+    claims: Sequence[Claim] | None = None,
+    label: str | None = None,
 ) -> tuple[StudyOutcome, list[Verdict]]:
-    outcome = StudyOutcome(study=study, ran=False, options=opts)
+    label = label or study
+    group = claims_for(study) if claims is None else tuple(claims)
+    if label != study:  # a further run of the study (other settings): its files go into their own folder
+        stage = stage / label
+    outcome = StudyOutcome(study=label, ran=False, options=opts)
     try:
-        with _timed(timings, f"{study}: run", say):
+        with _timed(timings, f"{label}: run", say):
             result = studies.run(study, handle, progress=lambda text: say(_prefixed(study, text)), **opts)
     except LayerclaimsError as exc:
         # Bad input found only once the model ran (e.g. fewer usable marks than the cheap count promised): the run
@@ -339,17 +390,17 @@ def _run_study(
             fix=f"{exc.fix.rstrip('.')}; {again}" if exc.fix else f"correct the input named, {again}",
         ) from None
     outcome.ran = True
-    outcome.seconds["run"] = timings[f"{study}: run"]
+    outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
-    with _timed(timings, f"{study}: evaluate claims", say):
-        verdicts = evaluate_all(result, study)
-    with _timed(timings, f"{study}: figures", say):
+    with _timed(timings, f"{label}: evaluate claims", say):
+        verdicts = [evaluate(c, result) for c in group]
+    with _timed(timings, f"{label}: figures", say):
         try:
             outcome.figures = plot_figures(study, result, stage / "figures")
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
-    with _timed(timings, f"{study}: save result", say):
+    with _timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
         except OSError:  # a full disk or a read-only folder: the run cannot be written, it stops
@@ -358,7 +409,7 @@ def _run_study(
             log.warning("saving study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"result could not be saved: {type(exc).__name__}: {exc}")
     for stage_name in ("evaluate claims", "figures", "save result"):
-        outcome.seconds[stage_name] = timings[f"{study}: {stage_name}"]
+        outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome, verdicts
 
 

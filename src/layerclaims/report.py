@@ -25,17 +25,21 @@ import numpy as np
 
 from layerclaims.claims import CLAIMS_BY_ID
 from layerclaims.compare import (
+    ALSO_ON_CONTROL,
+    CONTROL_MARK,
     LAYER_LEGEND,
+    MATRIX_LEGEND,
+    VERDICT_WORDS,
     VERDICTS_JSON,
     Matrix,
+    also_on_control,
     claim_order,
     claimed_text,
     fmt_num,
-    fmt_value,
-    interval_crosses,
+    fmt_p,
     layer_text,
+    row_verdict,
     verdict_mark,
-    verdict_word,
 )
 
 VERDICTS_CSV = "verdicts.csv"
@@ -52,11 +56,19 @@ CSV_FIELDS = (
     "ci_low",
     "ci_high",
     "p_value",
+    "p_adjusted",
+    "level",
+    "verdict",
     "holds",
+    "control_name",
+    "control_value",
+    "control_ci_low",
+    "control_ci_high",
+    "also_holds_on_control",
     "reason",
+    "settle",
     "details",
 )
-CROSSES = "the interval crosses the threshold"
 # Details that the claims table shows elsewhere (layer column, claim text), not among the notes.
 _HIDDEN_DETAILS = {"layer_mapped_from", "kind"}
 
@@ -116,10 +128,15 @@ def jsonable(obj: Any) -> Any:
 
 
 def csv_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A verdict row for verdicts.csv: ``ci`` split into ci_low/ci_high, ``details`` as a JSON string."""
+    """A verdict row for verdicts.csv: ``ci`` split into ci_low/ci_high, the control's name, value and interval
+    flat, ``details`` as a JSON string."""
     ci = row.get("ci") or [None, None]
+    ctrl = row.get("control") or {}
     out = {k: row.get(k) for k in CSV_FIELDS if k not in ("ci_low", "ci_high", "details")}
     out["ci_low"], out["ci_high"] = ci[0], ci[1]
+    cci = ctrl.get("ci") or [None, None]
+    out["control_name"], out["control_value"] = ctrl.get("name"), ctrl.get("value")
+    out["control_ci_low"], out["control_ci_high"] = cci[0], cci[1]
     out["details"] = json.dumps(jsonable(row.get("details") or {}), sort_keys=True, allow_nan=False)
     return {k: ("" if out[k] is None else out[k]) for k in CSV_FIELDS}
 
@@ -150,16 +167,23 @@ def _sorted_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def _claim_text(row: Mapping[str, Any]) -> str:
+    if row.get("text"):
+        return str(row["text"])
     claim = CLAIMS_BY_ID.get(str(row["claim"]))
     return claim.text if claim is not None else ""
 
 
 def _claim_origin(row: Mapping[str, Any]) -> str:
-    claim = CLAIMS_BY_ID.get(str(row["claim"]))
-    if claim is None:
-        return ""
-    where = "all layers" if claim.layer is None else f"{claim.layer_kind.replace('_', ' ')} {claim.layer}"
-    return f"on {claim.model}, {where}"
+    """``on gpt2-medium, block 5``: the claim's own model and layer (from the row; registry for older rows)."""
+    own, kind = row.get("own_model"), row.get("layer_kind")
+    layer = row.get("layer_mapped_from") if row.get("layer_mapped_from") is not None else row.get("layer")
+    if own is None:
+        claim = CLAIMS_BY_ID.get(str(row["claim"]))
+        if claim is None:
+            return ""
+        own, kind, layer = claim.model, claim.layer_kind, claim.layer
+    where = "all layers" if layer is None else f"{str(kind or 'layer').replace('_', ' ')} {layer}"
+    return f"on {own}, {where}"
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -169,27 +193,109 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def condition_notes(row: Mapping[str, Any]) -> list[str]:
-    """One line per further condition of the claim (``✓ pooled_r < 0: -0.1 [-0.2, -0.05]``)."""
+def _rounded(value: Any) -> Any:
+    """Floats to 3 significant digits, recursively (the folded details block)."""
+    if isinstance(value, float):
+        return float(f"{value:.3g}") if math.isfinite(value) else value
+    if isinstance(value, Mapping):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _conditions(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    conds = row.get("conditions")
+    if conds:
+        return list(conds)
+    return [row] if row.get("statistic") else []
+
+
+def measured_lines(row: Mapping[str, Any]) -> list[str]:
+    """One short labelled line per condition: ``rsa_qk 0.861 [0.79, 0.93] · p(vs 0.8) 0.04, adj. 0.12 · control
+    0.95 [0.93, 0.97] · block 5`` (the layer on the first line only)."""
     out = []
-    for key, val in (row.get("details") or {}).items():
-        if key.startswith("condition ") and isinstance(val, Mapping):
-            out.append(f"{verdict_mark(val.get('holds'))} {key[len('condition ') :]}: {fmt_value(val)}")
+    for i, c in enumerate(_conditions(row)):
+        if c.get("value") is None:
+            out.append(f"{c.get('statistic')}: not evaluated")
+            continue
+        text = f"{c.get('statistic')} {fmt_num(c['value'])}"
+        ci = c.get("ci")
+        if ci:
+            text += f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
+        if c.get("p_value") is not None:
+            text += f" · p(vs {c['threshold']:g}) {fmt_p(c['p_value'])}"
+            if i == 0 and row.get("p_adjusted") is not None and (row.get("family_size") or 1) > 1:
+                text += f", adj. {fmt_p(row['p_adjusted'])}"
+        if c.get("shortfall"):
+            text += f" · short at {', '.join(c['shortfall'])}"
+        ctrl = c.get("control")
+        if ctrl and ctrl.get("value") is not None:
+            cci = ctrl.get("ci")
+            text += f" · control {fmt_num(ctrl['value'])}"
+            if cci:
+                text += f" [{fmt_num(cci[0])}, {fmt_num(cci[1])}]"
+        if i == 0:
+            text += f" · {layer_text(row)}"
+        out.append(text)
+    return out
+
+
+def condition_notes(row: Mapping[str, Any]) -> list[str]:
+    """Each condition's verdict (``✓ pooled_r < 0: holds``) and the control's name and verdict."""
+    out = []
+    for c in _conditions(row):
+        cond = f"{c.get('statistic')} {c.get('comparison')} {c.get('threshold'):g}"
+        line = f"{verdict_mark(c.get('verdict', row_verdict(row)))} {cond}: {c.get('verdict', row_verdict(row))}"
+        if c.get("rule"):
+            line += f" ({c['rule']} rule, one-sided level {fmt_p(c.get('level'))})"
+        out.append(line)
+        ctrl = c.get("control")
+        if ctrl:
+            out.append(f"control: {ctrl.get('name')} → {ctrl.get('verdict') or 'no interval'}")
+        if c.get("p_secondary") is not None:
+            out.append(f"{c.get('p_secondary_name') or 'secondary test'}: p = {fmt_p(c['p_secondary'])}")
     return out
 
 
 def fact_notes(row: Mapping[str, Any]) -> list[str]:
-    """The other facts a verdict carries (cluster-count stability, the block where a minimum occurs, ...)."""
+    """The other facts a verdict carries (cluster-count stability, the block where a minimum occurs, ...), numbers
+    rounded to 3 significant digits."""
     return [
-        f"{key}: {_short(val)}"
+        f"{key}: {_short(_rounded(val))}"
         for key, val in (row.get("details") or {}).items()
         if key not in _HIDDEN_DETAILS and not key.startswith("condition ") and val is not None
     ]
 
 
 def detail_notes(row: Mapping[str, Any]) -> list[str]:
-    """Human lines for a verdict's details: the other conditions of the claim, then the other facts."""
+    """Human lines for a verdict's details: its conditions' verdicts, the controls, the secondary tests, then the
+    other facts."""
     return condition_notes(row) + fact_notes(row)
+
+
+def verdict_text(row: Mapping[str, Any]) -> str:
+    """The verdict cell: mark and word, the control warning, the reason, the presupposition, what would settle it."""
+    word = row_verdict(row)
+    out = f"{verdict_mark(word)} {word}"
+    if also_on_control(row):
+        out += f" ({CONTROL_MARK} {ALSO_ON_CONTROL})"
+    for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
+        if row.get(key) and not (key == "reason" and word == "holds"):
+            out += f". {label}{row[key]}"
+    return out
+
+
+def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``Family-wise level 0.05 (Holm over 9 claims with a p-value)``."""
+    sizes = [r.get("family_size") for r in rows if r.get("family_size")]
+    levels = [r.get("level") for r in rows if r.get("level")]
+    if not sizes or not levels:
+        return ""
+    return (
+        f"Verdicts at family-wise level {levels[0]:g} (Holm's step-down over the {max(sizes)} claims of this run that "
+        "have a p-value; each claim's interval is at its Holm level, one-sided on each side)."
+    )
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -229,9 +335,9 @@ def _fmt_fact(val: Any) -> str:
 
 
 def _summary_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    out = {"holds": 0, "fails": 0, "not evaluated": 0}
+    out = dict.fromkeys(VERDICT_WORDS, 0)
     for r in rows:
-        out[verdict_word(r.get("holds"))] += 1
+        out[row_verdict(r)] += 1
     return out
 
 
@@ -262,35 +368,31 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
     lines = [
         f"# layerclaims report: {model}",
         "",
-        f"{counts['holds']} claims hold, {counts['fails']} fail, {counts['not evaluated']} not evaluated "
-        f"(of {len(report.rows)}). Created {report.created}.",
+        f"{counts['holds']} claims hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
+        f"{counts['not evaluated']} not evaluated (of {len(report.rows)}). Created {report.created}.",
         "",
     ]
+    if family_line(report.rows):
+        lines += [family_line(report.rows), ""]
     not_run = [s for s in report.studies if not s.ran]
     for s in not_run:
         lines += [f"> **Study `{s.study}` not run.** {_md(s.reason)}", ">", f"> **Fix:** {_md(s.fix)}", ""]
     lines += [
         "## Claims",
         "",
-        "| claim | what was claimed | measured (value [interval], p) | layer used | verdict |",
-        "|---|---|---|---|---|",
+        "| claim | what was claimed | measured | verdict |",
+        "|---|---|---|---|",
     ]
     for r in _sorted_rows(report.rows):
         claimed = f"{_claim_text(r)} `{claimed_text(str(r['claim']), r)}` {_claim_origin(r)}".strip()
-        measured = fmt_value(r)
+        measured = "<br>".join(_md(m) for m in measured_lines(r)) or "—"
         notes = detail_notes(r)
         if notes:
-            measured += "<br>" + "<br>".join(_md(n) for n in notes)
-        verdict = f"{verdict_mark(r.get('holds'))} {verdict_word(r.get('holds'))}"
-        if r.get("holds") is None and r.get("reason"):
-            verdict += f": {r['reason']}"
-        if interval_crosses(r):
-            verdict += f" ({CROSSES})"
-        lines.append(f"| {r['claim']} | {_md(claimed)} | {measured} | {layer_text(r)} | {_md(verdict)} |")
+            measured += "<details><summary>details</summary>" + "<br>".join(_md(n) for n in notes) + "</details>"
+        lines.append(f"| {r['claim']} | {_md(claimed)} | {measured} | {_md(verdict_text(r))} |")
     lines += [
         "",
-        "Intervals: bootstrap over the sampled items (seeded); p: permutation test where the statistic has a null "
-        f"model. Layer used: {LAYER_LEGEND}.",
+        f"{MEASURED_LEGEND} Layer used: {LAYER_LEGEND}.",
         "",
         "## Figures",
         "",
@@ -322,6 +424,15 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MEASURED_LEGEND = (
+    "Measured: value on all items [decision interval: bootstrap percentile bounds at the claim's Holm level, one-sided "
+    "on each side]; p(vs t): one-sided bootstrap p of the claim's own null (the statistic on the wrong side of its "
+    "threshold t), adj.: Holm-adjusted over the run; control: the same statistic where the claimed structure is absent "
+    "by construction (random projections of the block input; a Gaussian surrogate of the marks). Mantel and "
+    f"label-permutation p-values test 'any structure at all' and are secondary (in the details). ✓ holds, ✗ fails, "
+    f"? inconclusive, – not evaluated; {CONTROL_MARK} {ALSO_ON_CONTROL}."
+)
+
 # --------------------------------------------------------------------------------------------------- html
 
 CSS = """
@@ -345,6 +456,8 @@ details.notes summary { cursor: pointer; color: var(--na); }
 .badge { display: inline-block; padding: 2px 9px; border-radius: 12px; font-weight: 600; font-size: 13px;
          white-space: nowrap; color: #fff; }
 .holds { background: var(--ok); } .fails { background: var(--bad); } .na { background: var(--na); }
+.inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
+.measured div { white-space: nowrap; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
 .notrun .why { white-space: pre-line; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
@@ -367,9 +480,10 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _badge(holds: bool | None) -> str:
-    cls = "na" if holds is None else ("holds" if holds else "fails")
-    return f'<span class="badge {cls}">{verdict_mark(holds)} {_e(verdict_word(holds))}</span>'
+def _badge(row: Mapping[str, Any]) -> str:
+    word = row_verdict(row)
+    cls = {"not evaluated": "na"}.get(word, word)
+    return f'<span class="badge {cls}">{verdict_mark(word)} {_e(word)}</span>'
 
 
 def _page(title: str, body: str) -> str:
@@ -417,6 +531,7 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
         '<p class="tally">'
         f'<span style="color:var(--ok)">✓ {counts["holds"]} hold</span>'
         f'<span style="color:var(--bad)">✗ {counts["fails"]} fail</span>'
+        f'<span style="color:#9a6700">? {counts["inconclusive"]} inconclusive</span>'
         f'<span style="color:var(--na)">– {counts["not evaluated"]} not evaluated</span></p>',
     ]
     for s in report.studies:
@@ -426,31 +541,31 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
                 f'<span class="why">{_e(s.reason)}</span><br><strong>Fix:</strong> {_e(s.fix)}</div>'
             )
     parts.append("<h2>Claims</h2>")
+    if family_line(report.rows):
+        parts.append(f"<p>{_e(family_line(report.rows))}</p>")
     parts.append(
-        "<table><thead><tr><th>claim</th><th>what was claimed</th><th>measured (value [interval], p)</th>"
-        "<th>layer used</th><th>verdict</th></tr></thead><tbody>"
+        "<table><thead><tr><th>claim</th><th>what was claimed</th><th>measured</th><th>verdict</th></tr></thead><tbody>"
     )
     for r in _sorted_rows(report.rows):
         notes_html = _notes_html(r)
+        word = row_verdict(r)
         reason = ""
-        if r.get("holds") is None and r.get("reason"):
-            reason = f'<div class="reason">{_e(r["reason"])}</div>'
-        if interval_crosses(r):
-            reason += f'<div class="reason">{_e(CROSSES)}</div>'
+        if also_on_control(r):
+            reason += f'<div class="reason">{_e(CONTROL_MARK)} {_e(ALSO_ON_CONTROL)}</div>'
+        for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
+            if r.get(key) and not (key == "reason" and word == "holds"):
+                reason += f'<div class="reason">{_e(label)}{_e(r[key])}</div>'
+        measured = "".join(f"<div>{_e(m)}</div>" for m in measured_lines(r)) or "—"
         parts.append(
             f"<tr><td><strong>{_e(r['claim'])}</strong></td>"
             f'<td><span class="claimtext">{_e(_claim_text(r))}</span>'
             f"<code>{_e(claimed_text(str(r['claim']), r))}</code> "
             f'<span class="origin">{_e(_claim_origin(r))}</span></td>'
-            f'<td class="num">{_e(fmt_value(r))}{notes_html}</td>'
-            f'<td class="num">{_e(layer_text(r))}</td>'
-            f"<td>{_badge(r.get('holds'))}{reason}</td></tr>"
+            f'<td class="num measured">{measured}{notes_html}</td>'
+            f"<td>{_badge(r)}{reason}</td></tr>"
         )
     parts.append("</tbody></table>")
-    parts.append(
-        '<p class="sub">Intervals: bootstrap over the sampled items (seeded); p: permutation test where the statistic '
-        f"has a null model. Layer used: {_e(LAYER_LEGEND)}.</p>"
-    )
+    parts.append(f'<p class="sub">{_e(MEASURED_LEGEND)} Layer used: {_e(LAYER_LEGEND)}.</p>')
     parts.append("<h2>Figures</h2>")
     for s in report.studies:
         if not s.ran:
@@ -490,15 +605,14 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
 
 
 def _notes_html(row: Mapping[str, Any]) -> str:
-    """The claim's other conditions in view; the remaining details folded (``<details>``, no script)."""
-    shown, folded = condition_notes(row), fact_notes(row)
-    out = f'<div class="notes">{"<br>".join(_e(n) for n in shown)}</div>' if shown else ""
-    if folded:
-        out += (
-            f'<details class="notes"><summary>details ({len(folded)})</summary>'
-            f"{'<br>'.join(_e(n) for n in folded)}</details>"
-        )
-    return out
+    """Conditions' verdicts, controls, secondary tests and facts, folded (``<details>``, no script)."""
+    folded = detail_notes(row)
+    if not folded:
+        return ""
+    return (
+        f'<details class="notes"><summary>details ({len(folded)})</summary>'
+        f"{'<br>'.join(_e(n) for n in folded)}</details>"
+    )
 
 
 def _facts_table(facts: Sequence[tuple[str, Any]]) -> str:
@@ -535,19 +649,22 @@ def render_matrix_html(
     for cid in matrix.claims:
         first = next((matrix.cell(cid, m).row for m in matrix.models if matrix.cell(cid, m).row), None)
         claim = CLAIMS_BY_ID.get(cid)
+        text_of = (first or {}).get("text") or (claim.text if claim else "")
         tds = []
         for m in matrix.models:
             cell = matrix.cell(cid, m)
-            cls = "cell-na" if cell.holds is None else ("cell-holds" if cell.holds else "cell-fails")
+            cls = {"not evaluated": "cell-na"}.get(cell.verdict, f"cell-{cell.verdict}")
             tds.append(f'<td class="num {cls}">{_e(cell.text())}</td>')
-        text = f'<span class="claimtext">{_e(claim.text)}</span>' if claim else ""
+        text = f'<span class="claimtext">{_e(text_of)}</span>' if text_of else ""
         body.append(
             f"<tr><td><strong>{_e(cid)}</strong></td><td>{text}<code>{_e(claimed_text(cid, first))}</code></td>"
             + "".join(tds)
             + "</tr>"
         )
     tally = "".join(
-        "<td>{h} ✓, {f} ✗, {n} –</td>".format(h=c["holds"], f=c["fails"], n=c["not evaluated"])
+        "<td>{h} ✓, {f} ✗, {i} ?, {n} –</td>".format(
+            h=c["holds"], f=c["fails"], i=c["inconclusive"], n=c["not evaluated"]
+        )
         for c in (matrix.counts(m) for m in matrix.models)
     )
     body.append(f"<tr><td><strong>tally</strong></td><td></td>{tally}</tr>")
@@ -556,7 +673,6 @@ def render_matrix_html(
         f"<h1>{_e(title)}</h1>"
         f'<table class="matrix"><thead><tr><th>claim</th><th>claimed</th>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
-        '<p class="sub">✓ holds, ✗ fails, – not evaluated. Cells: value [bootstrap interval], permutation p, '
-        f"@layer used ({_e(LAYER_LEGEND)}).</p>" + (f"<ul>{notes}</ul>" if notes else "")
+        f'<p class="sub">{_e(MATRIX_LEGEND)} ({_e(LAYER_LEGEND)}).</p>' + (f"<ul>{notes}</ul>" if notes else "")
     )
     return _page(title, page)

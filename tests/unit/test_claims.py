@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 
 from layerclaims.claims import (
@@ -89,51 +90,55 @@ def test_condition_comparisons() -> None:
 
 
 def test_evaluate_maps_the_layer_and_records_value_interval_and_p() -> None:
-    res = FakeResult("smollm2-135m", 30, {("rsa_qk", 7, None): Measurement(0.9, (0.85, 0.95), 1e-4, {"n": 34})})
+    reps = np.linspace(0.85, 0.95, 1000)  # every replicate above 0.8: the one-sided p against 0.8 is 0
+    m = Measurement(0.9, (0.85, 0.95), 1e-4, {"n": 34}, replicates=reps)
+    res = FakeResult("smollm2-135m", 30, {("rsa_qk", 7, None): m})
     v = evaluate(CLAIMS_BY_ID["B2"], res)
     assert res.asked == [("rsa_qk", 7, None)]
-    assert (v.claim, v.model, v.layer, v.value, v.ci, v.p_value, v.holds) == (
-        "B2",
-        "smollm2-135m",
-        7,
-        0.9,
-        (0.85, 0.95),
-        1e-4,
-        True,
-    )
-    assert v.details["layer_mapped_from"] == 5 and v.details["n"] == 34
-    assert "holds" in v.describe() and "[0.85, 0.95]" in v.describe()
+    assert (v.claim, v.model, v.layer, v.value, v.p_value, v.verdict) == ("B2", "smollm2-135m", 7, 0.9, 0.0, "holds")
+    assert v.ci is not None and 0.85 <= v.ci[0] < v.ci[1] <= 0.95
+    assert v.main is not None and v.main.p_secondary == 1e-4  # the permutation p is kept, as the secondary test
+    assert v.layer_mapped_from == 5 and v.main.details["n"] == 34
+    assert "holds" in v.describe() and "rsa_qk = 0.9" in v.describe()
 
 
 def test_evaluate_fails_a_claim_when_a_secondary_condition_fails() -> None:
     table = {
-        ("min_within_cluster_slope", 1, "internal"): Measurement(0.2),
+        ("min_within_cluster_slope", 1, "internal"): Measurement(0.2, (0.1, 0.3)),
         ("pooled_r", 1, "internal"): Measurement(0.1, (0.05, 0.15)),  # pooled r positive: no paradox
     }
     v = evaluate(CLAIMS_BY_ID["A6"], FakeResult("gpt2-medium", 24, table))
-    assert v.holds is False and v.value == 0.2
-    secondary = v.details["condition pooled_r < 0"]
-    assert secondary == {"value": 0.1, "ci": [0.05, 0.15], "p_value": None, "holds": False}
-    assert v.describe().endswith("claimed > 0; and pooled_r < 0 (0.1: no): does NOT hold")
+    assert v.verdict == "fails" and v.value == 0.2
+    assert [c.verdict for c in v.conditions] == ["holds", "fails"]
+    assert v.conditions[1].ci == (0.05, 0.15) and v.conditions[1].rule == "interval"
+    assert "pooled_r < 0 fails" in (v.reason or "")
 
 
-def test_evaluate_reports_unavailable_and_nan_statistics_instead_of_raising() -> None:
+def test_evaluate_reports_unavailable_nan_and_intervalless_statistics_instead_of_raising() -> None:
     missing = evaluate(CLAIMS_BY_ID["B1"], FakeResult("m", 24, {}))
-    assert missing.holds is None and "k_minus_q_mean_cosine" in (missing.reason or "")
+    assert missing.verdict == "not evaluated" and "k_minus_q_mean_cosine" in (missing.reason or "")
     nan = FakeResult("m", 24, {("k_minus_q_mean_cosine", 5, None): Measurement(math.nan)})
     v = evaluate(CLAIMS_BY_ID["B1"], nan)
-    assert v.holds is None and "NaN" in (v.reason or "") and "not evaluated" in v.describe()
+    assert v.verdict == "not evaluated" and "NaN" in (v.reason or "") and "not evaluated" in v.describe()
+    point = FakeResult("m", 24, {("k_minus_q_mean_cosine", 5, None): Measurement(0.5)})  # no interval
+    v = evaluate(CLAIMS_BY_ID["B1"], point)
+    assert v.verdict == "not evaluated" and "no interval" in (v.reason or "")
 
 
 def test_evaluate_all_and_rows() -> None:
     table = {
-        ("k_minus_q_mean_cosine", 5, None): Measurement(0.1),
-        ("rsa_qk", 5, None): Measurement(0.7),
-        ("min_selectivity_qk", 5, None): Measurement(1.01),
-        ("min_rsa_qk_over_blocks", None, None): Measurement(0.9),
-        ("fraction_blocks_v_most_selective", None, None): Measurement(0.75),
+        ("k_minus_q_mean_cosine", 5, None): Measurement(0.1, (0.05, 0.15)),
+        ("rsa_qk", 5, None): Measurement(0.7, (0.6, 0.75)),
+        ("min_selectivity_qk", 5, None): Measurement(1.01, (0.99, 1.03)),
+        ("min_rsa_qk_over_blocks", None, None): Measurement(0.9, (0.86, 0.95)),
+        ("fraction_blocks_v_most_selective", None, None): Measurement(0.75, (0.6, 0.9)),
     }
     verdicts = evaluate_all(FakeResult("gpt2-medium", 24, table), "qk")
-    assert [(v.claim, v.holds) for v in verdicts] == [("B1", True), ("B2", False), ("B3", True), ("B4", True)]
+    assert [(v.claim, v.verdict) for v in verdicts] == [
+        ("B1", "holds"),
+        ("B2", "fails"),
+        ("B3", "inconclusive"),
+        ("B4", "holds"),
+    ]
     row = verdicts[1].to_row()
-    assert row["threshold"] == 0.8 and row["value"] == 0.7 and row["holds"] is False and row["ci"] is None
+    assert row["threshold"] == 0.8 and row["value"] == 0.7 and row["verdict"] == "fails" and row["ci"] == [0.6, 0.75]

@@ -123,12 +123,12 @@ def test_matrix_cells_show_verdict_value_interval_and_layer_used() -> None:
     assert m.cell("B2", "smollm2-135m").text() == "✗ 0.5 [0.4, 0.6] @block 6←5"
     assert m.cell("A1", "tiny-gpt2").text() == "– study punctuation not run: no corpus"
     assert m.cell("A1", "smollm2-135m").text() == "(not in this run)"
-    assert m.counts("tiny-gpt2") == {"holds": 1, "fails": 0, "not evaluated": 1}
+    assert m.counts("tiny-gpt2") == {"holds": 1, "fails": 0, "inconclusive": 0, "not evaluated": 1}
     md = matrix_markdown(m)
     header, _rule, *body = md.splitlines()[:5]
     assert header == "| claim | claimed | tiny-gpt2 | smollm2-135m |"
     assert body[1].startswith("| B2 | rsa_qk > 0.8 | ✓ 0.9")
-    assert "| **tally** |  | 1 ✓, 0 ✗, 1 – | 0 ✓, 1 ✗, 1 – |" in md
+    assert "| **tally** |  | 1 ✓, 0 ✗, 0 ?, 1 – | 0 ✓, 1 ✗, 0 ?, 1 – |" in md
     assert "- **smollm2-135m**: partial" in md
 
 
@@ -193,3 +193,17 @@ def test_read_verdicts_errors_name_the_folder_and_the_fix(tmp_path: Path) -> Non
         read_verdicts(tmp_path)
     (tmp_path / "verdicts.json").write_text(json.dumps([row("A1")]))
     assert read_verdicts(tmp_path)[0]["claim"] == "A1"
+
+
+def test_a_change_among_holds_fails_inconclusive_is_a_flip_and_to_not_evaluated_is_not() -> None:
+    old = [row("B1", 0.1, [0.0, 0.2]) | {"verdict": "inconclusive"}, row("B2", 0.9, [0.85, 0.95])]
+    new = [
+        row("B1", 0.1, [0.0, 0.2]) | {"verdict": "holds"},
+        row("B2", None, None, None) | {"verdict": "not evaluated"},
+    ]
+    d = diff_verdicts(old, new)
+    assert {e.claim: e.changes for e in d.entries} == {"B1": ("flipped",), "B2": ("evaluation changed",)}
+    cell = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": "inconclusive"}]}).cell("B1", "m")
+    assert cell.text().startswith("? 0.9") and cell.verdict == "inconclusive"
+    also = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": "holds", "also_holds_on_control": True}]})
+    assert also.cell("B1", "m").text().startswith("✓ ⚠ 0.9")

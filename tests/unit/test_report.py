@@ -140,17 +140,18 @@ def test_csv_row_splits_the_interval() -> None:
 def test_markdown_report_has_claims_figures_provenance_and_timings(tmp_path: Path) -> None:
     md = render_markdown(report(tmp_path), tmp_path)
     assert md.startswith("# layerclaims report: tiny-gpt2")
-    assert "1 claims hold, 1 fail, 1 not evaluated (of 3)" in md
+    assert "1 claims hold, 1 fail, 0 inconclusive, 1 not evaluated (of 3)" in md
     assert "**Study `punctuation` not run.**" in md and "**Fix:** set LAYERCLAIMS_DATA" in md
     lines = md.splitlines()
     claim_rows = [ln for ln in lines if ln.startswith(("| A", "| B"))]
     assert [ln.split("|")[1].strip() for ln in claim_rows] == ["A1", "A6", "B2"]  # registry order
     b2 = claim_rows[2]
-    assert "0.91 [0.88, 0.93], p=0.001" in b2 and "block 0←5" in b2 and "✓ holds" in b2 and "stability: 0.95" in b2
+    assert "rsa_qk 0.91 [0.88, 0.93] · p(vs 0.8) 0.001" in b2 and "block 0←5" in b2 and "✓ holds" in b2
+    assert "<details><summary>details</summary>" in b2 and "stability: 0.95" in b2
     assert "on gpt2-medium, block 5" in b2 and "`rsa_qk > 0.8`" in b2
-    assert "✓ pooled_r < 0: -0.1 [-0.2, -0.05]" in claim_rows[1]
+    assert "✗ fails" in claim_rows[1]
     assert "crosses" not in b2
-    assert "not evaluated: study punctuation not run" in claim_rows[0]
+    assert "not evaluated. study punctuation not run" in claim_rows[0]
     assert "![qk_similarity](figures/qk_similarity.png)" in md
     assert "| model.revision | seed-0 |" in md and "| qk.timings.forward | 0.5 |" in md
     assert "| punctuation.option.corpus | nope.txt |" in md and "| qk.saved | qk.json |" in md
@@ -181,11 +182,43 @@ def test_wide_figures_span_the_page(tmp_path: Path) -> None:
     assert '<figure><a href="figures/qk_similarity.png">' in page
 
 
-def test_a_verdict_whose_interval_crosses_the_threshold_says_so(tmp_path: Path) -> None:
+def test_typed_verdicts_show_level_control_settle_and_the_control_warning(tmp_path: Path) -> None:
+    from layerclaims.claims import CLAIMS_BY_ID
+    from layerclaims.results import Control, Measurement
+    from layerclaims.verdicts import apply_family, evaluate
+
+    class Fake:
+        model, n_blocks = "gpt2-medium", 24
+
+        def __init__(self, table: dict) -> None:
+            self.table = table
+
+        def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement:
+            return self.table[statistic]
+
+    rng = np.random.default_rng(0)
+    control = Control("random projections", 0.95, (0.93, 0.97), 0.95 + 0.01 * rng.standard_normal(400))
+    b2 = Measurement(
+        0.9, (0.85, 0.95), 0.001, {"p_name": "Mantel test"}, 0.9 + 0.02 * rng.standard_normal(400), control
+    )
+    b1 = Measurement(0.01, (-0.02, 0.04), None, {"n_items": 34}, 0.01 + 0.02 * rng.standard_normal(400))
+    verdicts = apply_family(
+        [
+            evaluate(CLAIMS_BY_ID["B2"], Fake({"rsa_qk": b2})),
+            evaluate(CLAIMS_BY_ID["B1"], Fake({"k_minus_q_mean_cosine": b1})),
+        ]
+    )
     rep = report(tmp_path)
-    rep.rows[0]["ci"] = [0.7, 0.95]  # B2: 0.91 > 0.8 holds, but the interval reaches below 0.8
-    assert "✓ holds (the interval crosses the threshold)" in render_markdown(rep, tmp_path)
-    assert '<div class="reason">the interval crosses the threshold</div>' in render_html(rep, tmp_path)
+    rep.rows = [v.to_row() for v in verdicts]
+    md = render_markdown(rep, tmp_path)
+    assert "Verdicts at family-wise level 0.05 (Holm's step-down over the 2 claims" in md
+    b2_line = next(ln for ln in md.splitlines() if ln.startswith("| B2"))
+    assert "✓ holds (⚠ also holds where the structure is absent by construction)" in b2_line
+    assert "· control 0.95 [" in b2_line and "Mantel test (any structure at all; secondary): p = 0.001" in b2_line
+    b1_line = next(ln for ln in md.splitlines() if ln.startswith("| B1"))
+    assert "? inconclusive" in b1_line and "to settle: " in b1_line and "more items than the 34 sampled" in b1_line
+    page = render_html(rep, tmp_path)
+    assert 'class="badge inconclusive"' in page and "<details" in page
 
 
 def test_html_report_can_embed_figures(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ NAME, a list of strings) and returns an exit code (``None`` counts as 0). Module
 from __future__ import annotations
 
 BENCHMARKS: dict[str, str] = {
+    "calibration": "layerclaims.benchmarks.calibration:main",
     "pairwise-mi": "layerclaims.benchmarks.pairwise_mi:main",
     "punctuation": "layerclaims.benchmarks.punctuation:main",
     "mark-clusters": "layerclaims.benchmarks.mark_clusters:main",

@@ -33,7 +33,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -56,7 +56,7 @@ from layerclaims.metrics.similarity import (
     selectivity_index,
     selectivity_permutation_test,
 )
-from layerclaims.results import BlockStatistic, Measurement
+from layerclaims.results import BlockStatistic, Control, Measurement
 
 NAME = "qk"
 
@@ -109,10 +109,11 @@ class Config:
     (default) tokenises without special tokens, as the original; this is also what the GPT-2 and SmolLM2 tokenizers
     do by default (neither adds a BOS). True prepends the tokenizer's ``bos_token_id`` (UsageError if it has none).
     ``n_boot``: bootstrap resamples (0: no intervals); ``n_perm``: permutations per test (0: no p-values);
-    ``seed``: seeds both. ``tests``: which permutation tests run at every block, ``"claims"`` (default: the ones the
-    claims read, Mantel Q-K and the label permutation of Q and of K) or ``"all"`` (also Mantel Q-V, K-V and the
-    selectivity of V; a Mantel test of 10,000 permutations costs about 75 ms of CPU, so on a 30-block model
-    ``"all"`` adds about 5 s). ``batch_size``: prompts per forward pass.
+    ``seed``: seeds both. ``n_control_seeds``: random projections of the block input per control (0: no
+    controls; :func:`projection_controls`). ``tests``: which permutation tests run at every block, ``"claims"``
+    (default: the ones the claims read, Mantel Q-K and the label permutation of Q and of K) or ``"all"`` (also
+    Mantel Q-V, K-V and the selectivity of V; a Mantel test of 10,000 permutations costs about 75 ms of CPU, so on
+    a 30-block model ``"all"`` adds about 5 s). ``batch_size``: prompts per forward pass.
     """
 
     words: tuple[str, ...] = WORDS
@@ -124,6 +125,7 @@ class Config:
     n_boot: int = 1000
     n_perm: int = 10_000
     seed: int = 0
+    n_control_seeds: int = 8
     tests: Literal["claims", "all"] = "claims"
     batch_size: int = 64
 
@@ -148,7 +150,7 @@ class Config:
             raise UsageError(f"tests must be 'claims' or 'all', got {self.tests!r}")
         if self.multi_token not in ("last", "mean"):
             raise UsageError(f"multi_token must be 'last' or 'mean', got {self.multi_token!r}")
-        for name in ("n_boot", "n_perm"):
+        for name in ("n_boot", "n_perm", "n_control_seeds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer (0 skips it), got {value!r}")
@@ -247,18 +249,19 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
 def word_vectors(
     handle: Any, prompts: Prompts, blocks: list[int], multi_token: MultiToken, batch_size: int
 ) -> dict[str, np.ndarray]:
-    """``{q, k, v: float64 [n_blocks_sel, n_words, d]}``: each word's vector at each block (see ``multi_token``).
+    """``{q, k, v: float64 [n_blocks_sel, n_words, d]}``: each word's vector at each block (see ``multi_token``),
+    and ``x``: the normed input of the attention block at the same positions (what the controls project).
 
     ``"mean"`` reads every token of a split word in the same pass: its prompt is passed once more per extra token,
     with that token's position (one position per sequence is what :func:`~layerclaims.extract.qkv` reads)."""
     last = prompts.stop - 1
     if multi_token == "last" or prompts.n_tokens.max() == 1:
-        out = qkv(handle, prompts.ids, last, blocks=blocks, batch_size=batch_size)
+        out = qkv(handle, prompts.ids, last, blocks=blocks, batch_size=batch_size, block_input=True)
         return {k: v.astype(np.float64) for k, v in out.items()}
     extra = [(i, int(p)) for i in range(len(prompts.ids)) for p in range(prompts.start[i], last[i])]
     seqs = prompts.ids + [prompts.ids[i] for i, _ in extra]
     pos = np.concatenate([last, np.array([p for _, p in extra], dtype=np.int64)])
-    out = qkv(handle, seqs, pos, blocks=blocks, batch_size=batch_size)
+    out = qkv(handle, seqs, pos, blocks=blocks, batch_size=batch_size, block_input=True)
     owner = np.concatenate([np.arange(len(prompts.ids)), np.array([i for i, _ in extra], dtype=np.int64)])
     mean = {}
     for k, v in out.items():
@@ -269,6 +272,33 @@ def word_vectors(
 
 
 # ----------------------------------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True, eq=False)
+class BlockControl:
+    """A statistic at every studied block where the claimed structure is absent by construction: ``name``,
+    ``value [n_sel]`` (mean over the control's seeds), ``replicates [n_sel, n_seeds * n_boot_per_seed]`` (each
+    seed's bootstrap replicates, pooled; columns paired across blocks), ``details``."""
+
+    name: str
+    value: np.ndarray
+    replicates: np.ndarray
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def at(self, i: int) -> Control:
+        """The :class:`~layerclaims.results.Control` at index ``i`` of the studied blocks."""
+        reps = self.replicates[i]
+        ok = reps[np.isfinite(reps)]
+        ci = percentile_interval(ok, LEVEL) if ok.size else None
+        return Control(self.name, float(self.value[i]), ci, reps, dict(self.details))
+
+    def over_blocks(self, blocks: Sequence[int]) -> Control:
+        """The control of "at every block": minimum over blocks, with the per-block replicates for the band."""
+        worst = self.replicates.min(axis=0)
+        ok = worst[np.isfinite(worst)]
+        ci = percentile_interval(ok, LEVEL) if ok.size else None
+        details = dict(self.details) | {"part_values": self.value.tolist(), "parts": [f"block {b}" for b in blocks]}
+        return Control(self.name, float(self.value.min()), ci, self.replicates, details)
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,7 +313,11 @@ class QKResult(results.SavedResult):
     ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``k_minus_q``: mean cosine of K minus
     Q; ``min_selectivity_qk``: min(selectivity Q, K), p = max of the two p-values. ``over_blocks``: the statistics
     over all studied blocks (``min_rsa_qk_over_blocks``, ``fraction_blocks_v_most_selective``), intervals from the
-    same paired resamples. Saved and loaded by :meth:`save` / :meth:`load`."""
+    same paired resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``, ``rsa_qk``
+    and ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three statistics on random
+    projections of the block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after
+    removing the mean key and the mean query over the words (a shared offset raises every cosine without changing
+    attention). Saved and loaded by :meth:`save` / :meth:`load`."""
 
     study: ClassVar[str] = NAME
 
@@ -308,6 +342,9 @@ class QKResult(results.SavedResult):
     k_minus_q: BlockStatistic
     min_selectivity_qk: BlockStatistic
     over_blocks: dict[str, Measurement] = field(default_factory=dict)
+    replicates: dict[str, np.ndarray] = field(default_factory=dict)
+    controls: dict[str, BlockControl] = field(default_factory=dict)
+    centred_k_minus_q: BlockStatistic | None = None
 
     def cos(self, kind: str) -> np.ndarray:
         """The cosine matrices of ``kind`` (``"q"``, ``"k"``, ``"v"``): ``[n_sel, n_words, n_words]``."""
@@ -331,36 +368,55 @@ class QKResult(results.SavedResult):
         statistic."""
         if statistic in _AT_BLOCK:
             i = self.index(layer)
-            base = {"block": self.blocks[i], "split_words": list(self.split_words), "multi_token": self.multi_token}
+            base = {
+                "block": self.blocks[i],
+                "n_items": len(self.words),
+                "split_words": list(self.split_words),
+                "multi_token": self.multi_token,
+            }
             if statistic == "k_minus_q_mean_cosine":
-                return self.k_minus_q.at(
-                    i,
-                    base
-                    | {
-                        "mean_cosine_q": float(self.mean_cosine["q"].value[i]),
-                        "mean_cosine_k": float(self.mean_cosine["k"].value[i]),
-                    },
-                )
+                extra: dict[str, Any] = {
+                    "mean_cosine_q": float(self.mean_cosine["q"].value[i]),
+                    "mean_cosine_k": float(self.mean_cosine["k"].value[i]),
+                }
+                if self.centred_k_minus_q is not None:
+                    c = self.centred_k_minus_q.at(i)
+                    extra["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
+                return self._with(self.k_minus_q.at(i, base | extra), "k_minus_q", i)
             if statistic == "rsa_qk":
                 by_cat = dict(zip(self.categories, self.rsa_by_category["qk"][i].tolist(), strict=True))
-                return self.rsa["qk"].at(i, base | {"method": "pearson", "p": "Mantel", "rsa_by_category": by_cat})
-            return self.min_selectivity_qk.at(
-                i,
-                base
-                | {
-                    "selectivity_q": float(self.selectivity["q"].value[i]),
-                    "selectivity_k": float(self.selectivity["k"].value[i]),
-                    "p": "max of the two label-permutation p-values (intersection-union test)",
-                },
-            )
+                details = base | {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
+                return self._with(self.rsa["qk"].at(i, details), "rsa_qk", i)
+            details = base | {
+                "selectivity_q": float(self.selectivity["q"].value[i]),
+                "selectivity_k": float(self.selectivity["k"].value[i]),
+                "p_name": "label permutation, max of Q's and K's p (intersection-union)",
+            }
+            return self._with(self.min_selectivity_qk.at(i, details), "min_selectivity_qk", i)
         if statistic in _OVER_BLOCKS:
             if layer is not None:
                 raise UsageError(f"{statistic} is over all blocks: pass layer=None")
             missing = sorted(set(range(self.n_blocks)) - set(self.blocks))
             if missing:
                 raise UsageError(f"{statistic} needs every block; blocks {missing} were not studied: run blocks=None")
-            return self.over_blocks[statistic]
+            m = self.over_blocks[statistic]
+            if statistic == "min_rsa_qk_over_blocks" and "rsa_qk" in self.replicates:
+                control = self.controls["rsa_qk"].over_blocks(self.blocks) if "rsa_qk" in self.controls else None
+                details = m.details | {
+                    "n_items": len(self.words),
+                    "parts": [f"block {b}" for b in self.blocks],
+                    "part_values": self.rsa["qk"].value.tolist(),
+                    "rule": "simultaneous band over blocks (max-type bootstrap)",
+                }
+                return replace(m, details=details, replicates=self.replicates["rsa_qk"], control=control)
+            return m
         raise KeyError(f"unknown statistic {statistic!r} for study qk: use one of {_AT_BLOCK + _OVER_BLOCKS}")
+
+    def _with(self, m: Measurement, key: str, i: int) -> Measurement:
+        """``m`` with its bootstrap replicates and its control at block index ``i`` (where the run has them)."""
+        reps = self.replicates[key][i] if key in self.replicates else None
+        control = self.controls[key].at(i) if key in self.controls else None
+        return replace(m, replicates=reps, control=control)
 
 
 _AT_BLOCK = ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk")
@@ -423,8 +479,16 @@ def _over_blocks_ci(reps: np.ndarray | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
-def analyse(cos: dict[str, np.ndarray], labels: Sequence[str], blocks: Sequence[int], config: Config) -> dict[str, Any]:
-    """Every statistic of the study from the cosine matrices ``cos[kind]: [n_sel, n, n]`` (no model involved)."""
+def analyse(
+    cos: dict[str, np.ndarray],
+    labels: Sequence[str],
+    blocks: Sequence[int],
+    config: Config,
+    vecs: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Every statistic of the study from the cosine matrices ``cos[kind]: [n_sel, n, n]`` (no model involved).
+    With ``vecs`` (the word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after
+    removing the mean key and query, and the random-projection controls (:func:`projection_controls`)."""
     n_sel, n = cos["q"].shape[:2]
     cats = list(dict.fromkeys(labels))
     codes = np.array([cats.index(lab) for lab in labels])
@@ -496,6 +560,29 @@ def analyse(cos: dict[str, np.ndarray], labels: Sequence[str], blocks: Sequence[
     frac_reps = (
         None if reps is None else (reps["sel"]["v"] > np.maximum(reps["sel"]["q"], reps["sel"]["k"])).mean(axis=0)
     )
+    extra: dict[str, Any] = {}
+    if reps is not None:
+        assert k_minus_q_reps is not None and min_sel_reps is not None
+        extra["replicates"] = {
+            "k_minus_q": k_minus_q_reps,
+            "rsa_qk": reps["rsa"]["qk"],
+            "min_selectivity_qk": min_sel_reps,
+        }
+    if vecs is not None and "q" in vecs and "k" in vecs:
+        centred = {k: np.stack([cosine_matrix(X - X.mean(axis=0)) for X in vecs[k]]) for k in ("q", "k")}
+        c_value = np.array([mean_offdiagonal(S) for S in centred["k"]]) - np.array(
+            [mean_offdiagonal(S) for S in centred["q"]]
+        )
+        c_reps = None
+        if config.n_boot:
+            c_mean, _ = resampled_offdiagonal_means(
+                np.concatenate([centred["q"], centred["k"]]), counts, codes, len(cats)
+            )
+            c_reps = c_mean[n_sel:] - c_mean[:n_sel]
+        extra["centred_k_minus_q"] = _stat(c_value, c_reps, None)
+    if vecs is not None and "x" in vecs and config.n_control_seeds:
+        dims = {k: int(vecs[k].shape[-1]) for k in ("q", "k")}
+        extra["controls"] = projection_controls(vecs["x"], dims, labels, config)
     worst = int(np.argmin(value["rsa"]["qk"]))
     over = {
         "min_rsa_qk_over_blocks": Measurement(
@@ -508,7 +595,11 @@ def analyse(cos: dict[str, np.ndarray], labels: Sequence[str], blocks: Sequence[
             float(v_top.mean()),
             _over_blocks_ci(frac_reps),
             None,
-            {"blocks_v_most_selective": [int(b) for b, t in zip(blocks, v_top, strict=True) if t], "n_blocks": n_sel},
+            replicates=frac_reps,
+            details={
+                "blocks_v_most_selective": [int(b) for b, t in zip(blocks, v_top, strict=True) if t],
+                "n_blocks": n_sel,
+            },
         ),
     }
     return {
@@ -524,6 +615,70 @@ def analyse(cos: dict[str, np.ndarray], labels: Sequence[str], blocks: Sequence[
             None if p_sel is None else np.maximum(p_sel["q"], p_sel["k"]),
         ),
         "over_blocks": over,
+        **extra,
+    }
+
+
+CONTROL_NAME = "random projections of the block input"
+
+
+def projection_controls(
+    x: np.ndarray, dims: dict[str, int], labels: Sequence[str], config: Config
+) -> dict[str, BlockControl]:
+    """The claims' statistics where learned Q/K structure is absent by construction: Q and K replaced by random
+    Gaussian projections of the same block input.
+
+    ``x``: the normed input of the attention block at each word ``[n_sel, n, d_model]`` (what the real W_Q, W_K
+    project); ``dims``: the widths of Q and K (with grouped-query attention K is narrower: ``n_kv_heads *
+    head_dim``). For each of ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}`` and ``W_K`` of its
+    own shape (no bias; the scale does not matter for cosines), one draw per seed shared by all blocks; Q' = x W_Q,
+    K' = x W_K; then K' minus Q' mean cosine, RSA(Q', K') and min(selectivity Q', K') exactly as for the real Q and
+    K, each with ``n_boot / n_seeds`` (at least 50) stratified word resamples per seed (seeded, the same
+    resamples at every block so the columns stay paired across blocks). Random projections nearly preserve cosines
+    (Johnson-Lindenstrauss), so the control reads what two arbitrary linear maps of the same input give: a high RSA
+    and selectivity of the input itself. Returns ``{"k_minus_q", "rsa_qk", "min_selectivity_qk": BlockControl}``."""
+    n_sel, n, d = x.shape
+    seeds = config.n_control_seeds
+    cats = list(dict.fromkeys(labels))
+    codes = np.array([cats.index(lab) for lab in labels])
+    n_boot = max(config.n_boot // seeds, 50) if config.n_boot else 0
+    values: dict[str, list[np.ndarray]] = {"k_minus_q": [], "rsa_qk": [], "min_selectivity_qk": []}
+    reps: dict[str, list[np.ndarray]] = {key: [] for key in values}
+    for s in range(seeds):
+        rng = np.random.default_rng([config.seed, 7919, s])
+        w = {k: rng.standard_normal((d, dims[k])) for k in ("q", "k")}
+        cos = {k: np.stack([cosine_matrix(X @ w[k]) for X in x]) for k in ("q", "k")}
+        mean = {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in ("q", "k")}
+        sel = {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in ("q", "k")}
+        values["k_minus_q"].append(mean["k"] - mean["q"])
+        values["rsa_qk"].append(np.array([rsa(a, b) for a, b in zip(cos["q"], cos["k"], strict=True)]))
+        values["min_selectivity_qk"].append(np.minimum(sel["q"], sel["k"]))
+        if n_boot:
+            seed = config.seed + 1000 + s
+            idx = bootstrap_indices(n, n_boot, seed=seed, strata=labels, min_distinct=2)
+            counts = item_counts(idx, n).astype(np.float64)
+            m_r, s_r = resampled_offdiagonal_means(np.concatenate([cos["q"], cos["k"]]), counts, codes, len(cats))
+            reps["k_minus_q"].append(m_r[n_sel:] - m_r[:n_sel])
+            reps["min_selectivity_qk"].append(np.minimum(s_r[:n_sel], s_r[n_sel:]))
+            reps["rsa_qk"].append(
+                np.array(
+                    [
+                        bootstrap_pair_correlation(
+                            a, b, n_boot=n_boot, seed=seed, strata=labels, min_distinct=2
+                        ).replicates
+                        for a, b in zip(cos["q"], cos["k"], strict=True)
+                    ]
+                )
+            )
+        else:
+            for key in reps:
+                reps[key].append(values[key][-1][:, None])
+    details = {"n_seeds": seeds, "n_boot_per_seed": n_boot, "widths": dict(dims), "bias": False}
+    return {
+        key: BlockControl(
+            f"{CONTROL_NAME} ({seeds} seeds)", np.mean(values[key], axis=0), np.concatenate(reps[key], axis=1), details
+        )
+        for key in values
     }
 
 
@@ -562,7 +717,7 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     t1 = time.perf_counter()
     with _single_threaded_blas():
         cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in KINDS}
-        stats = analyse(cos, config.labels, blocks, config)  # type: ignore[arg-type]
+        stats = analyse(cos, config.labels, blocks, config, vecs)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     split = tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1)
     prov = results.provenance(
@@ -583,6 +738,8 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
         seed=config.seed,
         n_boot=config.n_boot,
         n_perm=config.n_perm,
+        n_control_seeds=config.n_control_seeds,
+        control=f"{CONTROL_NAME}: Gaussian W_Q, W_K of the real widths, no bias, one draw per seed",
         tests=config.tests,
         bootstrap="stratified by category, >= 2 distinct words per category, copy pairs excluded, percentile 95%",
         timings={"extract_s": round(t1 - t0, 3), "statistics_s": round(t2 - t1, 3)},
