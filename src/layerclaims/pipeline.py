@@ -41,12 +41,14 @@ from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STU
     Command,
     check_run,
     command_for,
+    config_fields,
     parse_set,
     study_options,
 )
 from layerclaims.verdicts import Verdict, apply_family, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
+_config_fields = config_fields  # the name layerclaims.api reads
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
