@@ -275,9 +275,12 @@ def _run_and_stage(
     outcomes, verdicts = run_studies(handle, runs, options, folder.stage, timings, say, on_study, command=cmd)
     verdicts = apply_family(verdicts)  # Holm over the claims of this run, then presuppositions across studies
     kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
-    all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study)
+    all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
     rows = [v.to_row() for v in verdicts] + kept_rows
-    rows = _in_study_order(rows, lambda r: _study_of_row(r, kept_entries))
+    study_of = {c.id: study for study, _, group in runs for c in group}
+    for e in kept_entries:
+        study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
+    rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with _timed(timings, "write verdicts and report", say):
         write_verdicts(rows, folder.stage)
@@ -292,7 +295,8 @@ def _run_and_stage(
             created=created,
         )
         write_report(report, folder.stage)
-        _write_manifest(folder.stage, facts, outcomes, verdicts, kept_entries, command, created)
+        owned = [(study, [c.id for c in group]) for study, _, group in runs]  # per outcome: its study and claims
+        _write_manifest(folder.stage, facts, outcomes, owned, kept_entries, command, created)
     return outcomes, verdicts, report, kept_entries
 
 
@@ -435,18 +439,20 @@ def _write_manifest(
     stage: Path,
     facts: dict[str, Any],
     outcomes: list[StudyOutcome],
-    verdicts: list[Verdict],
+    owned: list[tuple[str, list[str]]],
     kept: list[dict[str, Any]],
     command: str,
     created: str,
 ) -> None:
-    """``run.json``: the model, and per study what it was run with and which files and claims are its own (what a
-    later run of the other study keeps)."""
+    """``run.json``: the model, and per study run what it was run with and which files and claims are its own (what
+    a later run of the other study keeps). ``owned``: per outcome, its study and the ids of the claims it
+    evaluated (a further run of a study for other claim settings has a label of its own as ``study``)."""
     entries = []
-    for o in outcomes:
+    for o, (base, claim_ids) in zip(outcomes, owned, strict=True):
         entries.append(
             {
                 "study": o.study,
+                "base_study": base,
                 "ran": o.ran,
                 "reason": o.reason,
                 "fix": o.fix,
@@ -457,7 +463,7 @@ def _write_manifest(
                 "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
                 "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
                 "files": _study_files(o, stage),
-                "claims": [v.claim for v in verdicts if _claim_study(v.claim) == o.study],
+                "claims": claim_ids,
                 "command": command,
                 "created": created,
                 "model": facts,
@@ -509,7 +515,7 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
                 fix=f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`",
             )
         return {}
-    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("study") in others}
+    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study", e.get("study")) in others}
     if not kept:
         return {}
     old_model = (manifest.get("model") or {}).get("name")
@@ -586,13 +592,6 @@ def _carry_earlier(
 def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> list[Any]:
     order = {s: i for i, s in enumerate(studies.STUDY_NAMES)}
     return sorted(items, key=lambda x: order.get(study_of(x) or "", len(order)))  # stable within a study
-
-
-def _study_of_row(row: dict[str, Any], kept: list[dict[str, Any]]) -> str | None:
-    for e in kept:
-        if row.get("claim") in set(e.get("claims") or []):
-            return str(e["study"])
-    return _claim_study(str(row.get("claim")))
 
 
 def _relocate(report: RunReport, stage: Path, out: Path) -> None:

@@ -490,6 +490,40 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
 
 
+USER_CLAIM = """
+[[claim]]
+id = "U1"
+text = "Q and K agree at block 1 with another seed."
+source = "a test"
+model = "m"
+model_blocks = 4
+study = "qk"
+layer = 1
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
+settings = { seed = 5 }
+"""
+
+
+def test_a_users_claims_run_is_kept_when_the_other_study_runs_again(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims = tmp_path / "mine.toml"
+    claims.write_text(USER_CLAIM)
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--claims", str(claims), "--out", str(out), "-q") == 0
+    before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert "U1" in before  # its own run of study B (seed 5), beside the package's
+    manifest = json.loads((out / "run.json").read_text())
+    u1_run = next(e for e in manifest["studies"] if e["claims"] == ["U1"])
+    assert u1_run["base_study"] == "qk" and u1_run["study"] != "qk"
+    monkeypatch.setitem(PUNCT_VALUES, "pooled_r", (0.2, (0.1, 0.3), None))
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
+    after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert set(after) == set(before)  # the user's claim, run with study B, is kept with it
+    assert after["U1"] == before["U1"] and after["B2"] == before["B2"]
+    assert after["A5"]["value"] == 0.2 and before["A5"]["value"] == -0.13
+
+
 def test_one_study_into_a_folder_of_another_model_is_refused(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
