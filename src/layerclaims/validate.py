@@ -377,8 +377,9 @@ def check_corpus(
     origin: str,
     command: Command,
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count
-    of the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind."""
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count of
+    the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind.
+    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
@@ -390,12 +391,12 @@ def check_corpus(
     except LayerclaimsError as exc:
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
         raise type(exc)(
-            f"{origin} {name_or_path}: {exc.message}",
+            f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
             fix=f"{fix.rstrip('.')}; {keep_going}; or run only study B: {_cmd(only_b)}",
         ) from None
     if not corpus.text.strip():
         raise UsageError(
-            f"{origin} {name_or_path}: the text is empty once the Gutenberg header and licence are removed",
+            f"{origin or 'corpus'} {name_or_path}: the text is empty once the Gutenberg header and licence are removed",
             fix=f"give a text that holds the punctuation to study with --corpus PATH; or run only study B: "
             f"{_cmd(only_b)}",
         )
@@ -474,7 +475,7 @@ def check_run(
         if "corpus" not in config_fields(module):
             continue
         opts = plan.options[study]
-        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, "--corpus"))[1]
+        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
         plan.marks = check_corpus(
             str(opts.get("corpus", getattr(module.Config, "corpus", None))),
             n=opts.get("n", getattr(module.Config, "n", None)),
