@@ -11,10 +11,12 @@ command: the user's own command (:class:`Command`, rebuilt from argv) with only 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
 import json
+import logging
 import shlex
 import types
 import typing
@@ -25,6 +27,8 @@ from typing import Any, Literal
 
 from layerclaims import studies
 from layerclaims.errors import LayerclaimsError, UsageError
+
+log = logging.getLogger("layerclaims.validate")
 
 # A CLI option -> the Config field names it may have in a study (the first one a study's Config has is used).
 # An option goes only to the studies whose Config has such a field.
@@ -421,6 +425,23 @@ def check_corpus(
 # --------------------------------------------------------------------------------------------------- the run
 
 
+def _warn_below_minimum(module: Any, n: Any) -> None:
+    """A warning before any weights load when ``n`` is below the study's documented minimum for its cluster
+    counts (``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
+    minimum = getattr(module, "MIN_MARKS_COUNT", None)
+    if minimum is None:
+        with contextlib.suppress(ImportError):
+            minimum = getattr(importlib.import_module(f"{module.__name__}.config"), "MIN_MARKS_COUNT", None)
+    if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
+        log.warning(
+            "n=%d marks per kind: below %d the cluster counts are not evaluated (their claims say so); "
+            "use --n %d or more to evaluate them",
+            n,
+            minimum,
+            minimum,
+        )
+
+
 @dataclass
 class RunPlan:
     """What :func:`check_run` found: the model's shape (no weights loaded) and each study's Config overrides."""
@@ -476,6 +497,7 @@ def check_run(
             continue
         opts = plan.options[study]
         origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
+        _warn_below_minimum(module, opts.get("n", getattr(module.Config, "n", None)))
         plan.marks = check_corpus(
             str(opts.get("corpus", getattr(module.Config, "corpus", None))),
             n=opts.get("n", getattr(module.Config, "n", None)),

@@ -707,7 +707,7 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     if missing:
         pytest.skip(missing)
     out = tmp_path / "tiny"
-    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "24", "--out", str(out)]
+    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "40", "--out", str(out)]
     argv += ["--set", "punctuation.n_boot=50", "--set", "punctuation.n_boot_clusters=5"]
     argv += ["--set", "punctuation.cluster_n_boot=5", "--set", "qk.n_boot=50", "--set", "qk.n_perm=100"]
     assert cli.main(argv) == 0, capsys.readouterr()
