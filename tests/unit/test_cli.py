@@ -316,7 +316,7 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     monkeypatch.setattr(sys.modules["layerclaims.studies.punctuation"], "run", failing)
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "--n", "250") == 2
     captured = capsys.readouterr()
-    assert "B2 on m" in captured.out  # study B's verdict lines were shown as it finished
+    assert "study qk done" in captured.out and "  B2: holds" in captured.out  # study B's lines, as it finished
     err = captured.err.splitlines()
     assert "layerclaims reproduce: error: study punctuation: asked for 250 internal marks" in err[-2]
     assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
@@ -412,7 +412,7 @@ def test_progress_lines_on_stderr_also_when_not_a_terminal(
     assert "punctuation: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
     assert "it/s" not in captured.err  # no progress bar: one line per stage
     # verdict lines are printed per study, B's before A's study starts (stdout and stderr interleave in time)
-    assert captured.out.index("B2 on m") < captured.out.index("A1 on m")
+    assert captured.out.index("  B2: ") < captured.out.index("study punctuation done")
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path / "b"), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -431,7 +431,8 @@ def test_verdict_lines_are_printed_as_each_study_finishes(
 
     monkeypatch.setattr(fake_a, "run", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
-    assert "B1 on m" in seen_when_a_starts[0] and "B4 on m" in seen_when_a_starts[0]
+    assert "study qk done" in seen_when_a_starts[0]
+    assert "  B1: holds" in seen_when_a_starts[0] and "  B4: holds" in seen_when_a_starts[0]
 
 
 def test_a_study_that_reports_progress_gets_a_callback(
@@ -487,6 +488,40 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     manifest = json.loads((out / "run.json").read_text())
     assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
     assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
+
+
+USER_CLAIM = """
+[[claim]]
+id = "U1"
+text = "Q and K agree at block 1 with another seed."
+source = "a test"
+model = "m"
+model_blocks = 4
+study = "qk"
+layer = 1
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
+settings = { seed = 5 }
+"""
+
+
+def test_a_users_claims_run_is_kept_when_the_other_study_runs_again(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims = tmp_path / "mine.toml"
+    claims.write_text(USER_CLAIM)
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--claims", str(claims), "--out", str(out), "-q") == 0
+    before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert "U1" in before  # its own run of study B (seed 5), beside the package's
+    manifest = json.loads((out / "run.json").read_text())
+    u1_run = next(e for e in manifest["studies"] if e["claims"] == ["U1"])
+    assert u1_run["base_study"] == "qk" and u1_run["study"] != "qk"
+    monkeypatch.setitem(PUNCT_VALUES, "pooled_r", (0.2, (0.1, 0.3), None))
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
+    after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert set(after) == set(before)  # the user's claim, run with study B, is kept with it
+    assert after["U1"] == before["U1"] and after["B2"] == before["B2"]
+    assert after["A5"]["value"] == 0.2 and before["A5"]["value"] == -0.13
 
 
 def test_one_study_into_a_folder_of_another_model_is_refused(
@@ -672,7 +707,7 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     if missing:
         pytest.skip(missing)
     out = tmp_path / "tiny"
-    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "24", "--out", str(out)]
+    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "40", "--out", str(out)]
     argv += ["--set", "punctuation.n_boot=50", "--set", "punctuation.n_boot_clusters=5"]
     argv += ["--set", "punctuation.cluster_n_boot=5", "--set", "qk.n_boot=50", "--set", "qk.n_perm=100"]
     assert cli.main(argv) == 0, capsys.readouterr()
