@@ -204,7 +204,10 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationRe
 
     handle, res, config = tiny
     k = res.internal
-    token_ids = P.tokenize(handle.tokenizer, __import__("layerclaims.data").data.load_corpus(config.corpus).text)
+    from layerclaims.data import load_study_text
+
+    text = load_study_text(config.corpus, line_endings=config.line_endings).text  # the text the study tokenised
+    token_ids = P.tokenize(handle.tokenizer, text)
     ctx = P.contexts(token_ids, k.marks)
     from layerclaims.studies.punctuation.extraction import extract_marks
 

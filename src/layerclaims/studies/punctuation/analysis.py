@@ -52,7 +52,7 @@ def pair_matrices(x: np.ndarray, config: Config) -> Layer:
     """Covariance and MI of every pair of marks (``x`` ``[N, d]``), symmetrised, and their upper triangles."""
     from layerclaims.metrics.information import pairwise_mi_cov
 
-    mi_m, cov_m = pairwise_mi_cov(x, bins=config.bins, z_threshold=config.z_threshold)
+    mi_m, cov_m = pairwise_mi_cov(x, bins=config.bins, z_threshold=config.z_threshold, estimator=config.mi_estimator)
     mi_m = 0.5 * (np.asarray(mi_m, dtype=np.float64) + np.asarray(mi_m, dtype=np.float64).T)
     cov_m = 0.5 * (np.asarray(cov_m, dtype=np.float64) + np.asarray(cov_m, dtype=np.float64).T)
     iu = np.triu_indices(x.shape[0], 1)
