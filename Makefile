@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 MODEL  ?= smollm2-135m
 OUT    ?= out/$(MODEL)
 
-.PHONY: venv reproduce test test-fast lint bench clean
+.PHONY: venv reproduce test test-slow test-fast lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,14 @@ venv: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/layerclaims reproduce --model $(MODEL) --out $(OUT)
 
-# pytest exits 5 when nothing was collected (e.g. a -k filter): that is not a failure.
+# The default run leaves out the `slow` marker (each slow check has a fast representative in the default run);
+# `make test-slow` runs them. pytest exits 5 when nothing was collected (e.g. a -k filter): that is not a failure.
+PYTEST_ARGS ?= -m "not slow"
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not findings"

@@ -4,9 +4,12 @@ A thin shell over :mod:`layerclaims.pipeline` (load once, run the studies, evalu
 :mod:`layerclaims.compare` (matrix, diff).
 
 Exit codes: 0 everything ran (claims may fail: a failing claim is a finding, not an error); 1 with ``--strict``
-when a claim does not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: one message on
-stderr, no traceback). A study that cannot run (e.g. its corpus cannot be found offline) does not stop the others:
-it is reported as "not run" with the reason and the fix, and its claims get rows with ``holds = null``.
+when a claim does not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: ``error:`` and
+``fix:`` lines on stderr, no traceback), checked before any weights load where it can be; 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). A run that exits with anything but 0 or 1 leaves its output folder as it was.
+
+Progress goes to stderr, one line per stage (terminal or not); each study's verdict lines go to stdout as soon as
+that study is done. ``-q`` silences both (errors only).
 """
 
 from __future__ import annotations
@@ -15,20 +18,22 @@ import argparse
 import json
 import logging
 import os
-import shlex
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from layerclaims import studies
-from layerclaims.claims import CLAIMS, Claim
+from layerclaims.claims import CLAIMS, Claim, combine_claims
 from layerclaims.compare import (
     build_matrix,
     diff_markdown,
     diff_verdicts,
     matrix_markdown,
     read_verdicts,
+    run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.pipeline import (
@@ -36,11 +41,12 @@ from layerclaims.pipeline import (
     DTYPES,
     STUDY_OPTIONS,
     Reproduced,
-    _check_unused_options,
+    check_unused_options,
     reproduce,
     safe_dirname,
+    shell_command,
 )
-from layerclaims.report import render_matrix_html
+from layerclaims.report import StudyOutcome, render_matrix_html
 from layerclaims.verdicts import Verdict
 
 log = logging.getLogger("layerclaims.cli")
@@ -67,14 +73,28 @@ def _strict_failures(verdicts: Sequence[Verdict]) -> list[Verdict]:
     return [v for v in verdicts if v.holds is not True]
 
 
+def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: TextIO) -> None:
+    """One study's verdict lines (and its problems), printed as soon as it is done."""
+    if not outcome.ran:
+        print(f"study {outcome.study}: NOT RUN. {outcome.reason}\n  fix: {outcome.fix}", file=stream)
+    for p in outcome.problems:
+        print(f"study {outcome.study}: {p}", file=stream)
+    if verdicts:
+        print(f"study {outcome.study} done; its verdicts before the run's family-wise adjustment:", file=stream)
+    for v in verdicts:
+        print(f"  {v.describe()}", file=stream, flush=True)
+
+
 def _print_run(rep: Reproduced, stream: TextIO) -> None:
-    for s in rep.report.studies:
-        if not s.ran:
-            print(f"study {s.study}: NOT RUN. {s.reason}\n  fix: {s.fix}", file=stream)
-        for p in s.problems:
-            print(f"study {s.study}: {p}", file=stream)
+    """The verdicts after Holm's adjustment over the whole run (a claim can move from holds to inconclusive)."""
+    if rep.verdicts:
+        v0 = rep.verdicts[0]
+        print(f"verdicts at family-wise level {v0.level:g} (Holm over {v0.family_size} claims):", file=stream)
     for v in rep.verdicts:
-        print(f"  {v.describe()}", file=stream)
+        p_adj = f", adjusted p {v.p_adjusted:.3g}" if v.p_adjusted is not None else ""
+        print(f"  {v.claim}: {v.verdict}{p_adj}{' — ' + v.reason if v.reason else ''}", file=stream)
+    for study in rep.kept:
+        print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
 
 
@@ -90,7 +110,7 @@ def _run_options(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, A
     """The studies to run and the study options given on the command line (warning about unused ones)."""
     names = _study_names(args.study)
     given = _given_options(args)
-    _check_unused_options(names, given, args.set)
+    check_unused_options(names, given, args.set)
     return names, given
 
 
@@ -107,9 +127,22 @@ def _reproduce_from_args(
         device_map=args.device_map,
         options=given,
         overrides=args.set,
-        progress=_progress_enabled(args),
-        command="layerclaims " + shlex.join(argv),
+        progress=not args.quiet,
+        command=shell_command(argv),
+        argv=argv,
+        on_study=None if args.quiet else (lambda o, vs: _print_study(o, vs, sys.stdout)),
+        wait_s=args.wait,
+        claims=_claims_from_args(args),
     )
+
+
+def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
+    """The package's claims plus ``--claims`` files (only those with ``--only-claims``); None when neither given."""
+    paths = getattr(args, "claims", None) or []
+    only = bool(getattr(args, "only_claims", False))
+    if not paths and not only:
+        return None
+    return combine_claims(paths, only=only)
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -118,10 +151,6 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rep = _reproduce_from_args(args, argv, args.model, out, names, given)
     if not args.quiet:
         _print_run(rep, sys.stdout)
-    else:
-        for s in rep.report.studies:
-            if not s.ran:
-                print(f"study {s.study}: NOT RUN. {s.reason}", file=sys.stderr)
     if args.strict:
         failed = _strict_failures(rep.verdicts)
         if failed:
@@ -170,11 +199,11 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
             except LayerclaimsError as exc:
                 # One model that cannot be loaded does not lose the others; the exit code still says so.
                 load_failures += 1
-                notes[model] = f"not run: {exc}"
+                notes[model] = f"not run: {exc.message}"
                 rows_by_model[model] = []
-                print(f"{model}: not run: {exc}", file=sys.stderr)
+                _print_error(f"{model}: not run: {exc.message}", exc.fix)
                 continue
-            rows_by_model[model] = [v.to_row() for v in rep.verdicts]
+            rows_by_model[model] = list(rep.report.rows)
             folders[model] = model_out
             for s in rep.report.studies:
                 if not s.ran:
@@ -206,6 +235,12 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     old, new = read_verdicts(args.old), read_verdicts(args.new)
+    differences = run_differences(args.old, args.new, old, new)
+    if differences:
+        print("Note: the two runs differ in more than the verdicts; a change below may come from these:")
+        for line in differences:
+            print(f"- {line}")
+        print()
     diff = diff_verdicts(old, new)
     print(diff_markdown(diff, str(args.old), str(args.new), all_rows=not args.changed_only), end="")
     return 0
@@ -221,7 +256,7 @@ def _claim_layer(c: Claim) -> str:
     return f"{c.layer_kind.replace('_', ' ')} {c.layer}{kind}"
 
 
-def claims_rows() -> list[dict[str, str]]:
+def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
     def threshold(x: float) -> str:
         return f"{x:g}"
 
@@ -236,12 +271,12 @@ def claims_rows() -> list[dict[str, str]]:
             "layer": _claim_layer(c),
             "claim": c.text,
         }
-        for c in CLAIMS
+        for c in (CLAIMS if claims is None else claims)
     ]
 
 
 def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    rows = claims_rows()
+    rows = claims_rows(_claims_from_args(args))
     if args.format == "json":
         print(json.dumps(rows, indent=1))
         return 0
@@ -287,24 +322,46 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="any other study setting, e.g. --set punctuation.n_boot=200 (repeatable; VALUE read as JSON)",
     )
     g.add_argument("--strict", action="store_true", help="exit 1 when a claim does not hold or is not evaluated")
+    g.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run is writing the same --out, wait this long for it (default 0: refuse at once)",
+    )
+
+
+def _add_claims_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("claims")
+    g.add_argument(
+        "--claims",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a TOML claims file or folder (README: Claims as files) added to the package's claims (repeatable)",
+    )
+    g.add_argument("--only-claims", action="store_true", help="use only the --claims claims, not the package's")
 
 
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
     v = p.add_mutually_exclusive_group()
-    v.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary (errors only)")
-    v.add_argument("-v", "--verbose", action="store_true", help="log each stage and its time")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress and no verdict lines (errors only)")
+    v.add_argument("-v", "--verbose", action="store_true", help="also log each stage's time")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerclaims",
         description="Published claims about language-model layers as executable, reproducible tests.",
-        epilog="Exit codes: 0 ran (claims may fail), 1 --strict and a claim did not hold, 2 bad usage or input.",
+        epilog="Exit codes: 0 ran (claims may fail), 1 --strict and a claim did not hold or was not evaluated, "
+        "2 bad usage or input (the output folder is left as it was), 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("claims", help="list every claim (id, source, model, statistic, threshold, layer)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_claims)
 
@@ -312,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/<model>)")
     _add_run_options(p)
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -327,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
     _add_run_options(p)
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_matrix)
 
@@ -336,11 +395,91 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--changed-only", action="store_true", help="list only the claims that changed")
     _add_verbosity(p)
     p.set_defaults(func=cmd_diff)
+    _add_robustness(sub)
     return parser
 
 
-def _progress_enabled(args: argparse.Namespace) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+# --------------------------------------------------------------------------------------------------- robustness
+
+
+def _add_robustness(sub: Any) -> None:
+    p = sub.add_parser(
+        "robustness",
+        help="every claim over a grid of analysis choices (a specification curve); exit 1 when a job failed",
+    )
+    p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
+    p.add_argument(
+        "--out", metavar="DIR", required=True, help="output folder (an earlier robustness folder is replaced)"
+    )
+    p.add_argument("--n-specs", type=int, default=0, metavar="K", help="random combinations beyond the departures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random combinations")
+    p.add_argument("--study", choices=("both", "punctuation", "qk"), default="both")
+    p.add_argument(
+        "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
+    )
+    p.add_argument("--executor", choices=("local", "ray", "inline"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from layerclaims import robustness
+
+    studies = robustness.STUDIES if args.study == "both" else (args.study,)
+    outcome = robustness.run(
+        args.model,
+        args.out,
+        studies=studies,
+        n_specs=args.n_specs,
+        seed=args.seed,
+        only=args.only,
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        device=args.device,
+        dtype=args.dtype,
+        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+    )
+    for line in outcome.lines:
+        print(line)
+    for f in outcome.failed:
+        print(f"job {f['job']} failed: {f['error']}", file=sys.stderr)
+    print(f"wrote {outcome.out} in {outcome.seconds:.1f} s", file=sys.stderr if args.quiet else sys.stdout)
+    return 1 if outcome.failed else 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("layerclaims")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without an install
+        return "unknown (not installed)"
+
+
+def _print_error(message: str, fix: str | None, prefix: str = "error: ") -> None:
+    print(f"{prefix}{message}", file=sys.stderr)
+    if fix:
+        print(f"fix: {fix}", file=sys.stderr)
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """Warnings as one ``warning: ...`` line (no file name, no source line)."""
+    return "warning: " + " ".join(str(message).split()) + "\n"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a run cleans up its stage the same way."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -374,11 +513,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     _setup_logging(args)
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    previous_term = _install_sigterm()
     try:
         return int(args.func(args, argv))
     except LayerclaimsError as exc:
-        print(f"layerclaims {args.command}: error: {exc}", file=sys.stderr)
+        _print_error(exc.message, exc.fix, prefix=f"layerclaims {args.command}: error: ")
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except _Terminated as exc:
+        print(f"terminated: {_unchanged(args, exc)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {_unchanged(args, exc)}", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM -> :class:`_Terminated` in the main thread (elsewhere signals cannot be handled)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _unchanged(args: argparse.Namespace, exc: BaseException) -> str:
+    out = getattr(args, "out", None) or "the output folder"
+    if getattr(exc, "layerclaims_committed", False):
+        return f"the run had just been written: {out} holds it, complete"
+    return f"{out} was left as it was"

@@ -396,3 +396,73 @@ def diff_markdown(diff: Diff, old_label: str = "old", new_label: str = "new", *,
         f"{len(diff.missing)} missing on one side, {len(diff.changed)} of {len(diff.entries)} claims changed."
     )
     return "\n".join(lines) + "\n\n" + summary + "\n"
+
+
+# --------------------------------------------------------------------------------------------------- run settings
+
+RUN_JSON = "run.json"
+# What makes two runs comparable, as data: (label, path into run.json's model record).
+_MODEL_FACTS = (("model", "name"), ("weights revision", "revision"), ("dtype", "dtype"), ("device", "device"))
+# Per study: (label, path into the study's provenance) of what the numbers depend on besides its settings.
+_STUDY_FACTS = (("corpus", ("corpus", "name")), ("corpus sha256", ("corpus", "sha256")))
+
+
+def _dig(record: Any, path: Sequence[str]) -> Any:
+    for key in path:
+        if not isinstance(record, Mapping):
+            return None
+        record = record.get(key)
+    return record
+
+
+def _read_run(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    try:
+        run = json.loads((Path(directory) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) else None
+
+
+def _short_value(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_differences(
+    old_dir: str | os.PathLike[str],
+    new_dir: str | os.PathLike[str],
+    old_rows: Sequence[Row] = (),
+    new_rows: Sequence[Row] = (),
+) -> list[str]:
+    """What differs between two run folders besides the verdicts, one line each: the model (name, weights revision,
+    dtype, device), and per study present in both the corpus and every setting that differs (from each folder's
+    ``run.json``; without it, only the model names of the verdict rows are compared). Empty when they are runs of
+    the same model, corpus and settings."""
+    old, new = _read_run(old_dir), _read_run(new_dir)
+    if old is None or new is None:
+        names = [sorted({str(r.get("model")) for r in rows}) for rows in (old_rows, new_rows)]
+        lines = [f"model: {', '.join(names[0])} vs {', '.join(names[1])}"] if names[0] != names[1] else []
+        missing = [str(d) for d, run in ((old_dir, old), (new_dir, new)) if run is None]
+        return [*lines, f"settings not compared: no {RUN_JSON} in {', '.join(missing)} (an older layerclaims)"]
+    lines = []
+    for label, key in _MODEL_FACTS:
+        a, b = _dig(old, ("model", key)), _dig(new, ("model", key))
+        if a != b:
+            lines.append(f"{label}: {_short_value(a)} vs {_short_value(b)}")
+    old_studies = {e.get("study"): e for e in old.get("studies", []) if isinstance(e, dict)}
+    new_studies = {e.get("study"): e for e in new.get("studies", []) if isinstance(e, dict)}
+    for study in [s for s in old_studies if s in new_studies]:
+        a_entry, b_entry = old_studies[study], new_studies[study]
+        for label, path in _STUDY_FACTS:
+            a, b = _dig(a_entry.get("provenance"), path), _dig(b_entry.get("provenance"), path)
+            if a != b:
+                lines.append(f"{study} {label}: {_short_value(a)} vs {_short_value(b)}")
+        a_opts, b_opts = a_entry.get("options") or {}, b_entry.get("options") or {}
+        for key in sorted(set(a_opts) | set(b_opts)):
+            a, b = a_opts.get(key, "default"), b_opts.get(key, "default")
+            if a != b:
+                lines.append(f"{study} setting {key}: {_short_value(a)} vs {_short_value(b)}")
+    for study in sorted(set(old_studies) ^ set(new_studies), key=str):
+        side = "old" if study in old_studies else "new"
+        lines.append(f"study {study}: only in the {side} run")
+    return lines

@@ -1,11 +1,31 @@
-"""Errors a user can fix. Every message names the problem and the fix.
+"""Errors a user can fix. Every error names the problem (``message``) and, where one is known, the fix (``fix``).
 
-The CLI turns any :class:`LayerclaimsError` into a one-paragraph message and exit code 2; anything else is a bug.
+The CLI turns any :class:`LayerclaimsError` into ``error: <message>`` and ``fix: <fix>`` on stderr and exit code 2;
+anything else is a bug. ``str(error)`` is the message followed by ``Fix: <fix>`` (so a log line or a test failure
+shows both); code that needs the parts reads the fields.
 """
+
+from __future__ import annotations
 
 
 class LayerclaimsError(Exception):
-    """Base class: a problem with the input or the environment, with the fix in the message."""
+    """Base class: a problem with the input or the environment. ``message`` says what is wrong; ``fix`` (keyword
+    only, None when the message already says it) what to do about it, e.g. the command to run instead."""
+
+    def __init__(self, message: str = "", *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message}\nFix: {self.fix}" if self.fix else self.message
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep ``fix`` across pickling (multiprocessing, pytest-xdist)
+        return (_rebuild, (type(self), self.message, self.fix))
+
+
+def _rebuild(cls: type[LayerclaimsError], message: str, fix: str | None) -> LayerclaimsError:
+    return cls(message, fix=fix)
 
 
 class UsageError(LayerclaimsError, ValueError):
@@ -26,3 +46,7 @@ class DeviceError(LayerclaimsError, RuntimeError):
 
 class CorruptCacheError(LayerclaimsError, OSError):
     """A cache entry failed its integrity check; it is rebuilt, never used."""
+
+
+class RunLockedError(LayerclaimsError):
+    """Another live process is writing the same output folder (its pid is in the message)."""

@@ -303,17 +303,16 @@ def _seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
         return build()
 
 
-def _tiny_gpt2() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import GPT2Config, GPT2LMHeadModel
+def _tiny_gpt2_config() -> Any:
+    from transformers import GPT2Config
 
-    cfg = GPT2Config(n_layer=4, n_embd=64, n_head=4, vocab_size=50257, n_positions=1024)
-    return _seeded(lambda: GPT2LMHeadModel(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+    return GPT2Config(n_layer=4, n_embd=64, n_head=4, vocab_size=50257, n_positions=1024)
 
 
-def _tiny_llama() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny_llama_config() -> Any:
+    from transformers import LlamaConfig
 
-    cfg = LlamaConfig(
+    return LlamaConfig(
         vocab_size=50257,
         hidden_size=64,
         intermediate_size=128,
@@ -324,13 +323,12 @@ def _tiny_llama() -> tuple[torch.nn.Module, Any, str]:
         bos_token_id=50256,
         eos_token_id=50256,
     )  # grouped-query attention: k and v are 2 heads x 16 = 32 wide, q is 64
-    return _seeded(lambda: LlamaForCausalLM(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
 
 
-def _tiny_bert() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import BertConfig, BertModel
+def _tiny_bert_config() -> Any:
+    from transformers import BertConfig
 
-    cfg = BertConfig(
+    return BertConfig(
         vocab_size=50257,
         hidden_size=64,
         num_hidden_layers=4,
@@ -339,6 +337,26 @@ def _tiny_bert() -> tuple[torch.nn.Module, Any, str]:
         max_position_embeddings=1024,
         pad_token_id=0,
     )
+
+
+def _tiny_gpt2() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import GPT2LMHeadModel
+
+    cfg = _tiny_gpt2_config()
+    return _seeded(lambda: GPT2LMHeadModel(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+
+
+def _tiny_llama() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import LlamaForCausalLM
+
+    cfg = _tiny_llama_config()
+    return _seeded(lambda: LlamaForCausalLM(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+
+
+def _tiny_bert() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import BertModel
+
+    cfg = _tiny_bert_config()
     return _seeded(lambda: BertModel(cfg, add_pooling_layer=False)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
 
 
@@ -467,8 +485,9 @@ def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
         except (CorruptCacheError, OSError, ValueError, RuntimeError) as exc:
             if attempt:
                 raise
+            reason = " ".join(str(exc).split())[:200]  # one line: the warning is shown as one line by the CLI
             warnings.warn(
-                f"corrupt cache entry {folder} ({exc}): deleting it and converting {gguf.name} again",
+                f"corrupt cache entry {folder} ({reason}): deleting it and converting {gguf.name} again",
                 UserWarning,
                 stacklevel=3,
             )
@@ -565,6 +584,102 @@ _TINY = {"tiny-gpt2": _tiny_gpt2, "tiny-llama": _tiny_llama, "tiny-bert": _tiny_
 LEGACY_HUB_IDS = frozenset({"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"})
 
 
+_TINY_CONFIGS: dict[str, Callable[[], Any]] = {
+    "tiny-gpt2": _tiny_gpt2_config,
+    "tiny-llama": _tiny_llama_config,
+    "tiny-bert": _tiny_bert_config,
+}
+# SmolLM2-135M before its first conversion (its config.json is read once the converted folder exists).
+_SMOLLM2_SHAPE = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a model is, read from its configuration without loading weights: ``n_blocks`` (hidden states
+    0..n_blocks), ``d_model`` (residual width), ``model_type`` (its :data:`ARCHITECTURES` row) and where the
+    configuration came from (``source``)."""
+
+    name: str
+    n_blocks: int
+    d_model: int
+    model_type: str
+    source: str
+
+
+def _shape_from_config(name: str, config: Any, source: str) -> ModelShape:
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    model_type = str(get("model_type", "?"))
+    architecture_for(model_type)  # ModelNotFoundError for a family without a table
+    n_blocks = get("num_hidden_layers", None) or get("n_layer", None)
+    d_model = get("hidden_size", None) or get("n_embd", None)
+    if not isinstance(n_blocks, int) or not isinstance(d_model, int):
+        raise ModelNotFoundError(
+            f"the configuration of {name!r} ({source}) names no depth (num_hidden_layers / n_layer) or width",
+            fix="give a model folder whose config.json is a transformers configuration",
+        )
+    return ModelShape(name, int(n_blocks), int(d_model), model_type, source)
+
+
+def model_shape(name: str) -> ModelShape:
+    """Depth, width and family of a model by the names :func:`load_model` accepts, from its configuration alone
+    (no weights read, no model built): the registry's tiny configs, SmolLM2's known shape (or its converted
+    config.json), a folder's ``config.json``, or a hub id's config from the local Hugging Face cache (or the hub
+    when reachable). Raises what :func:`load_model` would for an unknown name, a missing package or folder."""
+    if name in _TINY_CONFIGS:
+        return _shape_from_config(name, _TINY_CONFIGS[name](), "registry")
+    if name == "smollm2-135m":
+        smollm2_gguf()  # DataNotFoundError with the install command when the package is missing
+        folder = smollm2_folder()
+        if (folder / "config.json").is_file():
+            with contextlib.suppress(OSError, ValueError):
+                return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
+        return _shape_from_config(name, _SMOLLM2_SHAPE, "registry")
+    if name == "minilm-l6":
+        folder = minilm_folder()
+        return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise DataNotFoundError(
+                f"the folder {path} has no config.json: it is not a saved transformers model",
+                fix="give the folder that save_pretrained wrote (config.json and *.safetensors)",
+            )
+        try:
+            config = json.loads(cfg.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataNotFoundError(f"{cfg} cannot be read as JSON ({exc})", fix="save the model again") from None
+        return _shape_from_config(name, config, str(cfg))
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name):
+        raise DataNotFoundError(
+            f"the model folder {name} does not exist",
+            fix="give the path of a folder that save_pretrained wrote, or a Hugging Face id 'owner/name'",
+        )
+    if "/" in name or name in LEGACY_HUB_IDS:
+        from transformers import AutoConfig
+
+        local_only = hub_offline() or not hub_reachable()
+        try:
+            config = AutoConfig.from_pretrained(name, local_files_only=local_only)
+        except (OSError, ValueError) as exc:
+            where = (
+                "the local Hugging Face cache (the hub is not reachable from here)"
+                if local_only
+                else f"the hub ({' '.join(str(exc).split())[:160]})"
+            )
+            raise DataNotFoundError(
+                f"model {name!r}: no configuration in {where}",
+                fix=f"download it once where the hub is reachable (huggingface-cli download {name}) or pass the "
+                f"path of a model folder; registry names that need no download: {', '.join(REGISTRY)}",
+            ) from None
+        return _shape_from_config(name, config, f"hf:{name}")
+    raise ModelNotFoundError(
+        f"unknown model {name!r}: not a registry name, a Hugging Face id or an existing folder",
+        fix=f"use one of {', '.join(known_models())}, a Hugging Face id 'owner/name' (or gpt2, gpt2-medium, "
+        "gpt2-large, gpt2-xl), or the path of a model folder",
+    )
+
+
 def known_models() -> list[str]:
     """The registry names (any Hugging Face id or local folder is accepted too)."""
     return list(REGISTRY)
@@ -586,6 +701,13 @@ def load_model(
     DataNotFoundError when the weights cannot be found offline (saying how to get them)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
+    if dev.type == "cpu" and torch_dtype == torch.float16 and device_map is None:
+        warnings.warn(
+            "float16 on the CPU is slower than float32 there (few CPUs compute in half precision natively) and less "
+            "exact (10-bit mantissa): use --dtype float32 on the CPU, float16 on a GPU",
+            UserWarning,
+            stacklevel=2,
+        )
     if name in _TINY:
         model, tokenizer, source = _TINY[name]()
         revision = state_dict_hash(model)

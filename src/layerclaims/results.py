@@ -137,10 +137,27 @@ def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
     return {k: _decode(v, arrays, allowed) for k, v in obj.items()}
 
 
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: 0o666 less the process umask (mkstemp makes files
+    0o600, private to the user, which is wrong for results a group shares). Read from /proc where it exists (no
+    race), else by setting and restoring the umask."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, file_mode())
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ Regenerate after a reviewed change with ``pytest -m findings --model NAME --forc
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from layerclaims.claims import Claim, claims_for
 from layerclaims.errors import DataNotFoundError
+from layerclaims.identity import is_claim_model
 from layerclaims.verdicts import Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
@@ -31,23 +33,28 @@ DEFAULT_TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
 
-def findings_models(config: pytest.Config, study: str | None = None) -> list[str]:
+def findings_models(
+    config: pytest.Config, study: str | None = None, claims: Sequence[Claim] | None = None
+) -> list[str]:
     """--model if given; with --gpu, the claims' own models; else the CI models."""
     chosen = config.getoption("--model")
     if chosen:
         return list(chosen)
     if config.getoption("--gpu"):
-        return sorted({c.model for c in claims_for(study)})
+        return sorted({c.model for c in claims_for(study, claims)})
     return list(CI_FINDINGS_MODELS)
 
 
-def model_claim_params(config: pytest.Config, study: str | None = None) -> list[Any]:
-    """(model, claim) pairs of one study (or all); with --gpu and no --model, each claim only on its own model."""
+def model_claim_params(
+    config: pytest.Config, study: str | None = None, claims: Sequence[Claim] | None = None
+) -> list[Any]:
+    """(model, claim) pairs of one study (or all) of ``claims`` (default: the package's); with --gpu and no
+    --model, each claim only on its own model."""
     own_only = config.getoption("--gpu") and not config.getoption("--model")
     return [
         pytest.param(m, c, id=f"{m}-{c.id}")
-        for m in findings_models(config, study)
-        for c in claims_for(study)
+        for m in findings_models(config, study, claims)
+        for c in claims_for(study, claims)
         if not own_only or c.model == m
     ]
 
@@ -60,15 +67,16 @@ class StudyCache:
 
     def __init__(self) -> None:
         self._handles: dict[tuple[str, str], Any] = {}
-        self._results: dict[tuple[str, str, str], Any] = {}
-        self._skips: dict[tuple[str, str, str], str] = {}
+        self._results: dict[tuple[str, str, str, tuple[tuple[str, Any], ...]], Any] = {}
+        self._skips: dict[tuple[str, str, str, tuple[tuple[str, Any], ...]], str] = {}
 
     def get(self, study: str, model: str, device: str, **options: Any) -> Any:
-        """The result of ``studies.run(study, <model on device>, **options)``, computed once."""
+        """The result of ``studies.run(study, <model on device>, **options)``, computed once per options (a
+        claim's ``settings``: ``get(claim.study, model, device, **claim.options)``)."""
         from layerclaims import studies
         from layerclaims.models import load_model
 
-        key = (study, model, device)
+        key = (study, model, device, tuple(sorted(options.items())))
         if key not in self._results and key not in self._skips:
             try:
                 if (model, device) not in self._handles:
@@ -94,12 +102,16 @@ def check_verdict(
     num_regression: Any,
     tolerance: dict[str, float],
     snapshots: Path | None = None,
+    *,
+    declared: str | None = None,
 ) -> None:
     """Assert on the claim's own model; snapshot the verdict's numbers on any other.
 
-    Snapshots go to ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder ``snapshots`` beside
-    the calling test file."""
-    if verdict.model == claim.model:
+    The claim's own model is recognised by what it is (:func:`layerclaims.identity.is_claim_model`: a local folder
+    or mirror of gpt2-medium counts as gpt2-medium; ``declared`` is pytest's ``--as NAME``). Snapshots go to
+    ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder ``snapshots`` beside the calling test
+    file."""
+    if is_claim_model(claim.model, verdict.model, declared=declared):
         assert verdict.verdict == "holds", failure_message(verdict)
         return
     ci = verdict.ci or (None, None)

@@ -8,16 +8,17 @@ original notebook's method:
   1,000 stratified word bootstraps and 10,000 permutations, seed 0.
 The verdict files live in ``tests/findings/snapshots/<model>/<claim>.csv``; regenerate after a reviewed change with
 ``pytest -m findings --model NAME --force-regen``. Run on the claims' own models with ``pytest -m findings --gpu``.
+A user's claims (``--claims FILE``) run here too, with their own study settings; their snapshots go beside these.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from layerclaims.claims import Claim
-from layerclaims.testing import StudyCache, check_verdict, model_claim_params
+from layerclaims.testing import StudyCache
 from layerclaims.verdicts import evaluate
 
 pytestmark = pytest.mark.findings
@@ -40,11 +41,9 @@ TOLERANCE: dict[str, dict[str, float]] = {
 }
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if {"model", "claim"} <= set(metafunc.fixturenames):
-        metafunc.parametrize(("model", "claim"), model_claim_params(metafunc.config))
-
-
-def test_claim(model: str, claim: Claim, study_cache: StudyCache, device: str, num_regression: Any) -> None:
-    result = study_cache.get(claim.study, model, device)
-    check_verdict(evaluate(claim, result), claim, num_regression, TOLERANCE[claim.study])
+def test_claim(
+    model: str, claim: Claim, study_cache: StudyCache, device: str, check_verdict: Callable[..., None]
+) -> None:
+    # (model, claim) pairs come from the layerclaims pytest plugin: the package's claims and any --claims file.
+    result = study_cache.get(claim.study, model, device, **claim.options)
+    check_verdict(evaluate(claim, result), claim, TOLERANCE[claim.study])

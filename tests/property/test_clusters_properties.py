@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from layerclaims.metrics.clusters import count_clusters, count_pair_clusters
+from layerclaims.metrics.clusters import cluster_marks, count_clusters, count_pair_clusters
 
 
 @st.composite
@@ -84,3 +84,37 @@ def test_pair_count_invariant_to_shift_and_scale(n: int, seed: int, shift: float
     assert a.n_clusters == b.n_clusters
     assert a.labels.shape == (n * (n - 1) // 2,)
     assert np.array_equal(a.labels, b.labels)
+
+
+@st.composite
+def mark_matrices(draw: st.DrawFn) -> np.ndarray:
+    """Covariance matrices of 20-80 marks of 128 dimensions from 1-3 groups with random loadings and sizes."""
+    n = draw(st.integers(min_value=20, max_value=80))
+    g = draw(st.integers(min_value=1, max_value=3))
+    rng = np.random.default_rng(draw(st.integers(min_value=0, max_value=2**32 - 1)))
+    loadings = rng.uniform(0.0, 1.5, g)[rng.integers(0, g, n)]
+    x = loadings[:, None] * rng.normal(0, 1, 128) + rng.normal(0, 1, (n, 128))
+    return np.cov(x)
+
+
+@given(mark_matrices(), st.floats(min_value=-10, max_value=10), st.floats(min_value=1e-2, max_value=1e2))
+def test_cluster_marks_invariant_to_shift_scale_and_order_of_marks(m: np.ndarray, shift: float, scale: float) -> None:
+    a = cluster_marks(m, n_boot=0)
+    assert a.n_clusters == cluster_marks(m * scale + shift, n_boot=0).n_clusters
+    perm = np.random.default_rng(0).permutation(m.shape[0])
+    b = cluster_marks(m[np.ix_(perm, perm)], n_boot=0)
+    assert b.n_clusters == a.n_clusters
+    assert sorted(b.outlier_marks) == sorted(perm.argsort()[list(a.outlier_marks)].tolist())
+
+
+@given(mark_matrices(), st.integers(min_value=0, max_value=3))
+def test_cluster_marks_labels_types_and_counts_are_consistent(m: np.ndarray, n_boot: int) -> None:
+    res = cluster_marks(m, n_boot=n_boot, seed=2)
+    n = m.shape[0]
+    lab = res.mark_labels
+    assert lab.shape == (n,) and set(np.flatnonzero(lab < 0)) == set(res.outlier_marks)
+    typical = lab[lab >= 0]
+    assert all(np.sum(typical == g) >= res.min_support for g in range(res.n_groups)) or res.n_groups == 1
+    assert sum(t.n_pairs for t in res.pair_types) == typical.size * (typical.size - 1) // 2
+    assert 1 <= res.n_clusters <= 6 and {t.cluster for t in res.pair_types} == set(range(res.n_clusters))
+    assert len(res.boot_counts) == n_boot and all(1 <= c <= 6 for c in res.boot_counts)

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from layerclaims import cli, pipeline, results
-from layerclaims.errors import DataNotFoundError, ModelNotFoundError
+from layerclaims import cli, data, models, pipeline, results
+from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
 from layerclaims.results import Measurement
+from layerclaims.runfolder import RunFolder
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -142,11 +143,42 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
         )
 
     monkeypatch.setattr(pipeline, "load_handle", load_handle)
+
+    def model_shape(name: str) -> models.ModelShape:
+        if name == "no-such-model":
+            raise ModelNotFoundError(f"unknown model {name!r}: use a registry name (tiny-gpt2, ...) or a HF id")
+        return models.ModelShape(name, 24 if name == "gpt2-medium" else 4, 64, "gpt2", "test")
+
+    monkeypatch.setattr(models, "model_shape", model_shape)
+    real_load_corpus = data.load_corpus
+
+    def load_corpus(name: Any = "heart-of-darkness", **kw: Any) -> data.Corpus:
+        if name == "heart-of-darkness":  # the fake default: enough marks of each kind, no data folder needed
+            return data.Corpus(name, "word, word. " * 300, "ab" * 32, "test", "unknown")
+        return real_load_corpus(name, **kw)
+
+    monkeypatch.setattr(data, "load_corpus", load_corpus)
     return rec
 
 
 def run_cli(*args: str) -> int:
     return cli.main(list(args))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the progress lines."""
+    return [ln for ln in stderr.splitlines() if not ln.startswith("layerclaims [")]
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` by relative path (what "left exactly as it was" compares)."""
+    import hashlib
+
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ------------------------------------------------------------------------------------------------ claims
@@ -251,45 +283,52 @@ def test_an_option_no_study_reads_is_warned_about(
     assert fake.configs["qk"] == {"seed": 0, "blocks": None}
 
 
-def test_a_study_that_cannot_run_is_reported_and_the_other_still_runs(
+def test_a_missing_corpus_is_refused_before_the_model_loads_and_the_folder_is_kept(
     fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
     missing = tmp_path / "no-such-corpus.txt"
-    assert run_cli("reproduce", "--model", "tiny-gpt2", "--corpus", str(missing), "--out", str(out)) == 0
-    verdicts = {v["claim"]: v for v in json.loads((out / "verdicts.json").read_text())}
-    assert all(verdicts[c]["holds"] is True for c in ("B1", "B2", "B3", "B4"))
-    for c in ("A1", "A2", "A3", "A4", "A5", "A6", "A7"):
-        assert verdicts[c]["holds"] is None and verdicts[c]["value"] is None
-        assert verdicts[c]["reason"].startswith("study punctuation not run: corpus")
-    assert verdicts["A1"]["layer"] == 1 and verdicts["A7"]["layer"] is None  # the layer it would have read
-    assert not (out / "punctuation.json").exists() and (out / "qk.json").exists()
-    html = (out / "report.html").read_text()
-    assert "Study <code>punctuation</code> not run." in html and "LAYERCLAIMS_DATA" in html
-    md = (out / "report.md").read_text()
-    assert "**Study `punctuation` not run.**" in md and "--corpus PATH" in md
-    captured = capsys.readouterr()
-    assert "study punctuation: NOT RUN." in captured.out and "fix: set LAYERCLAIMS_DATA" in captured.out
-    assert "Traceback" not in captured.err
+    argv = ["reproduce", "--model", "tiny-gpt2", "--corpus", str(missing), "--out", str(out), "--set", "qk.seed=5"]
+    assert run_cli(*argv) == 2
+    assert len(fake.loads) == 1  # only the first run loaded the model
+    assert tree_hashes(out) == before
+    err = error_lines(capsys.readouterr().err)
+    assert err[0] == f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} does not exist"
+    assert err[1].startswith("fix: give the path of a UTF-8 plain-text file; then re-run `layerclaims reproduce")
+    # the suggested commands keep every option given
+    assert f"--corpus {missing} --out {out} --set qk.seed=5`" in err[1]
+    assert f"--out {out} --set qk.seed=5 --study qk`" in err[1]
+    assert "Traceback" not in "\n".join(err)
 
 
-def test_a_fix_paragraph_in_the_error_becomes_the_fix(
-    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    corpus = str(tmp_path / "with-fix.txt")
-    assert (
-        run_cli("reproduce", "--model", "m", "--study", "punctuation", "--corpus", corpus, "--out", str(tmp_path)) == 0
-    )
-    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
-    assert {v["reason"] for v in verdicts} == {f"study punctuation not run: corpus {corpus!r} was not found."}
-    html = (tmp_path / "report.html").read_text()
-    assert "<strong>Fix:</strong> copy the book there." in html and "LAYERCLAIMS_DATA" not in html
-    assert "fix: copy the book there." in capsys.readouterr().out
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+
+    def failing(handle: Any, config: Any) -> Any:
+        raise UsageError("asked for 250 internal marks but only 12 usable ones exist", fix="use n <= 12")
+
+    monkeypatch.setattr(sys.modules["layerclaims.studies.punctuation"], "run", failing)
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "--n", "250") == 2
+    captured = capsys.readouterr()
+    assert "study qk done" in captured.out and "  B2 on m" in captured.out  # study B's lines, as it finished
+    err = captured.err.splitlines()
+    assert "layerclaims reproduce: error: study punctuation: asked for 250 internal marks" in err[-2]
+    assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
+    assert tree_hashes(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no stage, no lock left behind
 
 
-def test_split_fix() -> None:
-    assert pipeline.split_fix("bad thing.\nLooked in: x\nFix: do y") == ("bad thing.\nLooked in: x", "do y")
-    assert pipeline.split_fix("bad thing; do y") == ("bad thing; do y", None)
+def test_error_fix_is_a_field() -> None:
+    exc = DataNotFoundError("corpus x was not found", fix="copy the book there")
+    assert (exc.message, exc.fix) == ("corpus x was not found", "copy the book there")
+    assert str(exc) == "corpus x was not found\nFix: copy the book there"
+    assert str(DataNotFoundError("no fix known")) == "no fix known"
 
 
 def test_strict_exits_1_when_a_claim_fails_or_is_not_evaluated(
@@ -301,22 +340,24 @@ def test_strict_exits_1_when_a_claim_fails_or_is_not_evaluated(
     assert run_cli(*base, "--out", str(tmp_path / "b")) == 0  # a failing claim is a finding, not an error
     assert run_cli(*base, "--out", str(tmp_path / "c"), "--strict") == 1
     assert "--strict: 1 claim(s) did not hold or could not be evaluated: B2" in capsys.readouterr().err
-    missing = str(tmp_path / "missing.txt")
-    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--corpus", missing, "-q") == 0
-    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--corpus", missing, "--strict", "-q") == 1
+    missing = str(tmp_path / "missing.txt")  # bad input is 2 with or without --strict, never 1
+    base = ["reproduce", "--model", "m", "--study", "punctuation", "--corpus", missing, "--out", str(tmp_path / "d")]
+    assert run_cli(*base, "-q") == 2
+    assert run_cli(*base, "--strict", "-q") == 2
 
 
 def test_bad_input_exits_2_with_one_message_and_no_traceback(
     fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli("reproduce", "--model", "no-such-model", "--out", str(tmp_path)) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == (
+    err = error_lines(capsys.readouterr().err)
+    assert err[0] == (
         "layerclaims reproduce: error: unknown model 'no-such-model': use a registry name (tiny-gpt2, ...) or a HF id"
     )
+    assert err[1] == f"fix: then re-run `layerclaims reproduce --model no-such-model --out {tmp_path}`"
     assert run_cli("reproduce", "--model", "m", "--set", "punctuation.nope=1", "--out", str(tmp_path)) == 2
     assert "has no setting 'nope'" in capsys.readouterr().err
-    assert fake.loads == [("no-such-model", fake.loads[0][1])]  # a bad --set is caught before loading
+    assert fake.loads == []  # both refused before any model was loaded
     assert run_cli("reproduce", "--model", "m", "--set", "oops", "--out", str(tmp_path)) == 2
     assert "STUDY.SETTING=VALUE" in capsys.readouterr().err
 
@@ -360,29 +401,183 @@ def test_a_figure_bug_is_recorded_and_does_not_lose_the_verdicts(
     assert "figures could not be drawn" in capsys.readouterr().out
 
 
-def test_progress_and_logging(fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # not a terminal: no progress bar; --verbose logs each stage and its time
-    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "--verbose") == 0
-    err = capsys.readouterr().err
-    assert "INFO layerclaims.pipeline: qk: run" in err and "it/s" not in err and "stage/s" not in err
-    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "--quiet") == 0
+def test_progress_lines_on_stderr_also_when_not_a_terminal(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path / "a")) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    stages = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("layerclaims [")]
+    assert stages[:3] == ["checking m, the settings and the inputs", "load model m", "qk: run"]
+    assert "punctuation: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
+    assert "it/s" not in captured.err  # no progress bar: one line per stage
+    # verdict lines are printed per study, B's before A's study starts (stdout and stderr interleave in time)
+    assert captured.out.index("  B2 on m") < captured.out.index("study punctuation done")
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path / "b"), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
 
-def test_progress_bar_on_a_terminal(fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shown: list[str] = []
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    original = pipeline._Progress.__init__
+def test_verdict_lines_are_printed_as_each_study_finishes(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen_when_a_starts: list[str] = []
+    fake_a = sys.modules["layerclaims.studies.punctuation"]
+    original = fake_a.run
 
-    def spy(self: Any, total: int, *, enabled: bool, desc: str) -> None:
-        shown.append(f"{enabled}:{total}")
-        original(self, total, enabled=enabled, desc=desc)
+    def spy(handle: Any, config: Any) -> Any:
+        seen_when_a_starts.append(capsys.readouterr().out)
+        return original(handle, config)
 
-    monkeypatch.setattr(pipeline._Progress, "__init__", spy)
-    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path), "-q") == 0
+    monkeypatch.setattr(fake_a, "run", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
-    assert shown == ["False:10", "True:10"]
+    assert "study qk done" in seen_when_a_starts[0]
+    assert "  B1 on m" in seen_when_a_starts[0] and "  B4 on m" in seen_when_a_starts[0]
+
+
+def test_a_study_that_reports_progress_gets_a_callback(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_a = sys.modules["layerclaims.studies.punctuation"]
+    original = fake_a.run
+
+    def with_progress(handle: Any, config: Any, progress: Any = None) -> Any:
+        for layer in range(3):
+            progress(f"layer {layer} of 3")
+        return original(handle, config)
+
+    monkeypatch.setattr(fake_a, "run", with_progress)
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert "punctuation: layer 2 of 3" in err
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path), "-q") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.build_parser().parse_args(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("layerclaims ")
+    assert cli.main(["--version"]) == 0
+
+
+# --------------------------------------------------------------------------------- one study into a run of both
+
+
+def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    old_rows = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    monkeypatch.setitem(QK_VALUES, "rsa_qk", (0.5, (0.4, 0.6), 0.2))
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 0
+    after = tree_hashes(out)
+    rows = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert list(rows) == ["B1", "B2", "B3", "B4", "A1", "A2", "A3", "A4", "A5", "A6", "A7"]  # no claim dropped
+    assert rows["B2"]["value"] == 0.5 and old_rows["B2"]["value"] == 0.91  # study B is the new run's
+    assert all(rows[c] == old_rows[c] for c in ("A1", "A2", "A3", "A4", "A5", "A6", "A7"))  # study A kept
+    for kept in ("punctuation.json", "figures/punctuation_figure.png"):
+        assert after[kept] == before[kept]
+    assert after["qk.json"] != before["qk.json"]
+    html = (out / "report.html").read_text()
+    assert 'src="figures/punctuation_figure.png"' in html and 'src="figures/qk_figure.png"' in html
+    assert "kept from the earlier run" in html
+    manifest = json.loads((out / "run.json").read_text())
+    assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
+    assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
+
+
+USER_CLAIM = """
+[[claim]]
+id = "U1"
+text = "Q and K agree at block 1 with another seed."
+source = "a test"
+model = "m"
+model_blocks = 4
+study = "qk"
+layer = 1
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
+settings = { seed = 5 }
+"""
+
+
+def test_a_users_claims_run_is_kept_when_the_other_study_runs_again(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims = tmp_path / "mine.toml"
+    claims.write_text(USER_CLAIM)
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--claims", str(claims), "--out", str(out), "-q") == 0
+    before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert "U1" in before  # its own run of study B (seed 5), beside the package's
+    manifest = json.loads((out / "run.json").read_text())
+    u1_run = next(e for e in manifest["studies"] if e["claims"] == ["U1"])
+    assert u1_run["base_study"] == "qk" and u1_run["study"] != "qk"
+    monkeypatch.setitem(PUNCT_VALUES, "pooled_r", (0.2, (0.1, 0.3), None))
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
+    after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert set(after) == set(before)  # the user's claim, run with study B, is kept with it
+    assert after["U1"] == before["U1"] and after["B2"] == before["B2"]
+    assert after["A5"]["value"] == 0.2 and before["A5"]["value"] == -0.13
+
+
+def test_one_study_into_a_folder_of_another_model_is_refused(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--study", "qk", "--out", str(out), "-q") == 2
+    err = capsys.readouterr().err
+    assert "mixes two models" in err and "--study all" in err and "--out NEW_FOLDER" in err
+    assert tree_hashes(out) == before
+    assert len(fake.loads) == 1  # refused before loading
+
+    # the same name with other weights: found once the model is loaded, still refused
+    real_load = pipeline.load_handle
+
+    def other_revision(name: str, **kw: Any) -> Any:
+        h = real_load(name, **kw)
+        return types.SimpleNamespace(**{**vars(h), "revision": "rev-2"})
+
+    monkeypatch.setattr(pipeline, "load_handle", other_revision)
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 2
+    assert "revision rev-1 then, rev-2 now" in capsys.readouterr().err
+    assert tree_hashes(out) == before
+    # every study: the folder is replaced, nothing mixed
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(out), "-q") == 0
+    assert {r["model"] for r in json.loads((out / "verdicts.json").read_text())} == {"tiny-gpt2"}
+
+
+def test_one_study_into_an_older_folder_without_run_json_is_refused(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    (out / "run.json").unlink()
+    before = tree_hashes(out)
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 2
+    assert "from an older layerclaims (no run.json)" in capsys.readouterr().err
+    assert tree_hashes(out) == before
+
+
+def test_a_live_run_on_the_folder_is_named_and_the_folder_kept(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    with RunFolder(out):  # another run holds the lock (flock: two open files conflict even in one process)
+        assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q", "--wait", "0.2") == 2
+    err = error_lines(capsys.readouterr().err)
+    lock = out.parent / ".o.lock"
+    assert err[0] == f"layerclaims reproduce: error: {out} is being written by process {os.getpid()} (lock {lock})"
+    assert "--wait SECONDS" in err[1]
+    assert tree_hashes(out) == before
+    assert fake.loads == [fake.loads[0]]  # the refused run loaded nothing
 
 
 # ------------------------------------------------------------------------------------------------ matrix
@@ -453,8 +648,26 @@ def test_diff_shows_flips_and_moves_and_exits_0(
     assert "1 flipped, 2 moved beyond their interval, 0 missing on one side, 2 of 4 claims changed." in out
     assert run_cli("diff", str(old), str(new), "--changed-only") == 0
     assert "| B3 |" not in capsys.readouterr().out
+    assert "differ in more than the verdicts" not in out  # same model, corpus and settings
     assert run_cli("diff", str(old), str(tmp_path / "nope")) == 2
     assert "no verdicts.json in" in capsys.readouterr().err
+
+
+def test_diff_says_when_the_runs_differ_in_model_or_settings(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("reproduce", "--model", "m", "--out", str(a), "-q") == 0
+    assert run_cli("reproduce", "--model", "tiny-gpt2", "--out", str(b), "--seed", "7", "--n", "30", "-q") == 0
+    capsys.readouterr()
+    assert run_cli("diff", str(a), str(b)) == 0
+    out = capsys.readouterr().out
+    assert "Note: the two runs differ in more than the verdicts" in out
+    assert "- model: m vs tiny-gpt2" in out
+    assert "- qk setting seed: default vs 7" in out and "- punctuation setting n: default vs 30" in out
+    (a / "run.json").unlink()
+    assert run_cli("diff", str(a), str(b)) == 0
+    assert "settings not compared: no run.json in" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------ entry points
@@ -494,7 +707,7 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     if missing:
         pytest.skip(missing)
     out = tmp_path / "tiny"
-    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "24", "--out", str(out)]
+    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "40", "--out", str(out)]
     argv += ["--set", "punctuation.n_boot=50", "--set", "punctuation.n_boot_clusters=5"]
     argv += ["--set", "punctuation.cluster_n_boot=5", "--set", "qk.n_boot=50", "--set", "qk.n_perm=100"]
     assert cli.main(argv) == 0, capsys.readouterr()
@@ -512,3 +725,24 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     for fig in figures:
         assert f'src="figures/{fig.name}"' in html
     assert "not run" not in (out / "report.md").read_text().split("## Claims")[0]
+
+
+def test_warnings_are_one_line_while_the_cli_runs(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    line = cli._one_line_warning(UserWarning("corrupt cache entry /c (x:\n  y): rebuilding"), UserWarning, "m.py", 3)
+    assert line == "warning: corrupt cache entry /c (x: y): rebuilding\n"  # no file, no source line, one line
+    seen: list[Any] = []
+    fake_b = sys.modules["layerclaims.studies.qk"]
+    original = fake_b.run
+
+    def spy(handle: Any, config: Any) -> Any:
+        seen.append(warnings.formatwarning)
+        return original(handle, config)
+
+    monkeypatch.setattr(fake_b, "run", spy)
+    before = warnings.formatwarning
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "-q") == 0
+    assert seen == [cli._one_line_warning] and warnings.formatwarning is before  # installed, then put back

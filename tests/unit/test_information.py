@@ -438,7 +438,7 @@ REAL_TEXT = (
 )
 
 
-@pytest.mark.parametrize("model", ["tiny-gpt2", "smollm2-135m"])
+@pytest.mark.parametrize("model", ["tiny-gpt2", pytest.param("smollm2-135m", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_fast_matches_naive_on_real_hidden_states(model: str, backend: str) -> None:
     """The spec's last agreement case: hidden states of a real model (smollm2-135m: real weights, with the few

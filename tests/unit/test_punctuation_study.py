@@ -124,36 +124,37 @@ def test_counts_on_pg219_with_gpt2_tokenizer() -> None:
 # ------------------------------------------------------------------------------------------------ mark bootstrap
 
 
-def test_boot_pair_stats_matches_explicit_resampling() -> None:
-    from layerclaims.metrics.bootstrap import bootstrap_indices, resample_matrix
+def test_seeds_are_independent_streams_from_one_place() -> None:
+    from layerclaims.studies.punctuation.config import entry_seeds, kind_seeds
 
-    rng = np.random.default_rng(1)
-    n = 12
-    A = rng.normal(size=(n, n)) * 1e4 + 3e5
-    B = rng.normal(size=(n, n)) + 0.3 * A / 1e4
-    A, B = (A + A.T) / 2, (B + B.T) / 2
-    mask = rng.random((n, n)) < 0.6
-    mask = mask | mask.T
-    idx = bootstrap_indices(n, 5, seed=3)
-    W = P.mark_weights(n, 5, seed=3)
-    got = P.boot_pair_stats(W, A, B)
-    got_m = P.boot_pair_stats(W, A, B, mask=mask)
-    for b, row in enumerate(idx):
-        sa, sb, sm = resample_matrix(A, row), resample_matrix(B, row), resample_matrix(mask.astype(float), row)
-        iu = np.triu_indices(n, 1)
-        x, y, m = sa[iu], sb[iu], sm[iu]
-        ok = ~np.isnan(x)
-        x, y, m = x[ok], y[ok], m[ok] > 0
-        assert got["mean_cov"][b] == pytest.approx(x.mean(), rel=1e-10)
-        assert got["mean_mi"][b] == pytest.approx(y.mean(), rel=1e-10)
-        assert got["r"][b] == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-8)
-        xm, ym = x[m], y[m]
-        assert got_m["slope"][b] == pytest.approx(np.polyfit(xm, ym, 1)[0], rel=1e-7)
+    a, b = kind_seeds(0, "internal"), kind_seeds(0, "terminal")
+    assert len({a.selection, a.weights, a.draw, b.selection, b.weights, b.draw}) == 6
+    again = kind_seeds(0, "internal")  # deterministic
+    assert (again.selection, again.weights, again.draw) == (a.selection, a.weights, a.draw)
+    assert entry_seeds(a.layer, 3) == entry_seeds(a.layer, 3) != entry_seeds(a.layer, 4)
+    assert entry_seeds(a.layer, 3) != entry_seeds(b.layer, 3)
+
+
+def test_gaussian_surrogate_keeps_mean_and_covariance_and_has_no_groups() -> None:
+    from layerclaims.metrics.clusters import cluster_marks
+    from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.studies.punctuation.analysis import gaussian_surrogate
+
+    case = CASES["two groups 125/125"](np.random.default_rng(0))
+    x = case.x[:, :64]  # few dimensions: the check of the covariance below is then precise
+    s = np.stack([gaussian_surrogate(x, seed) for seed in range(400)])
+    # the surrogate's expected mean and covariance over its N x N normal draws equal the marks' own
+    # (400 draws x 250 marks: worst entry deviation seen 0.05 on entries of size ~1, tolerance 0.1)
+    np.testing.assert_allclose(s.mean(axis=(0, 1)), x.mean(axis=0), atol=0.1)
+    cov_s = np.mean([np.cov(si, rowvar=False) for si in s[:50]], axis=0)
+    np.testing.assert_allclose(cov_s, np.cov(x, rowvar=False), atol=0.15)
+    assert cluster_marks(covariance(case.x), n_boot=0).n_clusters == 3
+    assert cluster_marks(covariance(gaussian_surrogate(case.x, 1)), n_boot=0).n_clusters == 1
 
 
 # -------------------------------------------------------------------------------- the study on tiny-gpt2
 
-N_SMALL = 20
+N_SMALL = 40
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +164,11 @@ def tiny() -> tuple[object, P.PunctuationResult, P.Config]:
     from layerclaims.models import load_model
 
     handle = load_model("tiny-gpt2")
-    config = P.Config(n=N_SMALL, n_boot=50, n_boot_clusters=3, cluster_n_boot=3)
-    return handle, P.run(handle, config), config
+    config = P.Config(n=N_SMALL, n_boot=50, n_boot_clusters=3, n_perm=20, detail_layers=(1,))
+    messages: list[str] = []
+    res = P.run(handle, config, progress=messages.append)
+    assert any("layer 1 " in m for m in messages) and any(m.startswith("punctuation terminal") for m in messages)
+    return handle, res, config
 
 
 def test_tiny_result_shape_and_provenance(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
@@ -178,11 +182,13 @@ def test_tiny_result_shape_and_provenance(tiny: tuple[object, P.PunctuationResul
     for kind in P.KINDS:
         k = res.kind_result(kind)
         assert k.marks.size == N_SMALL and k.n_found >= k.n_usable >= N_SMALL
-        assert k.mean_mi.shape == res.layers.shape
+        assert k.mean_mi.value.shape == res.layers.shape
         # layer 0: every mark is the same token at the same position, so all vectors (and pairs) are identical
-        assert k.degenerate[res.entry(0)] and np.isnan(k.pooled_r[res.entry(0)]) and k.cov_clusters[0] == 1
-        assert np.all(np.isfinite(k.pooled_r[res.layers > 0]))
-        assert k.detail_cov.shape[1] == N_SMALL * (N_SMALL - 1) // 2
+        assert k.degenerate[res.entry(0)] and np.isnan(k.pooled_r.value[res.entry(0)]) and k.cov_clusters[0] == 1
+        assert np.all(np.isfinite(k.pooled_r.value[res.layers > 0]))
+        assert [d.layer for d in k.details] == [1]
+        assert k.details[0].cov_values.shape == (N_SMALL * (N_SMALL - 1) // 2,)
+        assert k.groups_cov.shape == (res.layers.size, N_SMALL)
     prov = res.provenance
     assert prov["corpus"]["sha256"] and prov["selection"] == "first"
     assert {"tokenize_s", "forward_s", "analysis_s"} <= set(prov["timings"])
@@ -198,9 +204,14 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationRe
 
     handle, res, config = tiny
     k = res.internal
-    token_ids = P.tokenize(handle.tokenizer, __import__("layerclaims.data").data.load_corpus(config.corpus).text)
+    from layerclaims.data import load_study_text
+
+    text = load_study_text(config.corpus, line_endings=config.line_endings).text  # the text the study tokenised
+    token_ids = P.tokenize(handle.tokenizer, text)
     ctx = P.contexts(token_ids, k.marks)
-    X = P.extract_marks(handle, ctx, res.layers, res.post_norm, batch_size=7)
+    from layerclaims.studies.punctuation.extraction import extract_marks
+
+    X = extract_marks(handle, ctx, res.layers, res.post_norm, batch_size=7)
     with torch.no_grad():
         out = handle.model(torch.as_tensor(ctx), output_hidden_states=True)
     hs = [h[:, P.MARK_INDEX, :].double().numpy() for h in out.hidden_states]
@@ -211,10 +222,10 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationRe
         pre = X[res.entry(res.n_blocks, post_norm=False)]
         assert not np.allclose(pre, hs[-1], atol=1e-3)  # the pre-norm block output is not the post-norm entry
     iu = np.triu_indices(N_SMALL, 1)
-    for d, e in enumerate(k.detail_entries):
-        MI, COV = pairwise_mi_cov(X[e], bins=config.bins, z_threshold=config.z_threshold)
-        np.testing.assert_allclose(k.detail_cov[d], np.asarray(COV)[iu], rtol=1e-5)
-        np.testing.assert_allclose(k.detail_mi[d], np.asarray(MI)[iu], rtol=1e-5, atol=1e-6)
+    for d in k.details:
+        MI, COV = pairwise_mi_cov(X[d.entry], bins=config.bins, z_threshold=config.z_threshold)
+        np.testing.assert_allclose(d.cov_values, np.asarray(COV)[iu], rtol=1e-5)
+        np.testing.assert_allclose(d.mi_values, np.asarray(MI)[iu], rtol=1e-5, atol=1e-6)
 
 
 def test_tiny_measure_every_statistic(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
@@ -225,7 +236,13 @@ def test_tiny_measure_every_statistic(tiny: tuple[object, P.PunctuationResult, P
             m = res.measure(stat, layer=layer, kind=kind)
             assert isinstance(m.value, float)
     m = res.measure("cov_clusters", layer=1, kind="internal")
-    assert m.value >= 1 and "stability" in m.details
+    assert m.value >= 1 and "stability" in m.details and "literal_count" in m.details
+    # count claims are decided on the integer counts refit over resamples of marks
+    assert m.replicates is not None and m.replicates.dtype.kind == "i" and m.replicates.size == 3
+    assert m.control is not None and m.control.value >= 1
+    for stat in ("pooled_r", "min_within_cluster_slope"):
+        got = res.measure(stat, layer=1, kind="internal")
+        assert got.replicates is not None and got.control is not None
     r = res.measure("pooled_r", layer=1, kind="internal")
     assert -1 <= r.value <= 1 and r.ci is not None and r.ci[0] <= r.ci[1]
     s = res.measure("spearman_mean_cov_vs_depth", layer=None, kind="internal")
@@ -243,7 +260,8 @@ def test_tiny_save_load_round_trip(tiny: tuple[object, P.PunctuationResult, P.Co
     back = P.PunctuationResult.load(tmp_path)
     assert back.model == res.model and back.n_blocks == res.n_blocks
     np.testing.assert_array_equal(back.layers, res.layers)
-    np.testing.assert_array_equal(back.internal.detail_cov, res.internal.detail_cov)
+    np.testing.assert_array_equal(back.internal.details[0].cov_values, res.internal.details[0].cov_values)
+    assert back.internal.details[0].cov.pair_types == res.internal.details[0].cov.pair_types
     for stat in ("cov_clusters", "pooled_r", "min_within_cluster_slope"):
         assert back.measure(stat, layer=1, kind="terminal") == res.measure(stat, layer=1, kind="terminal")
     assert back.provenance == res.provenance
@@ -256,3 +274,66 @@ def test_too_many_marks_is_a_clear_error() -> None:
 
     with pytest.raises(UsageError, match="usable ones exist"):
         P.run(load_model("tiny-gpt2"), P.Config(n=100_000))
+
+
+def test_old_saved_results_ask_for_a_re_run(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "punctuation.json").write_text(
+        json.dumps({"format_version": 1, "result": {"__dataclass__": f"{P.__name__}:PunctuationResult", "model": "x"}})
+    )
+    with pytest.raises(UsageError, match="re-run"):
+        P.PunctuationResult.load(tmp_path)
+
+
+def test_markdown_lists_counts_groups_and_literal(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+    _, res, _ = tiny
+    md = P.markdown(res)
+    assert "internal marks, layer 1" in md and "terminal marks, layer 1" in md
+    assert "literal count of the pair values" in md and "| pair type (groups) |" in md
+
+
+def test_small_samples_are_not_evaluated() -> None:
+    if not os.environ.get("LAYERCLAIMS_DATA"):
+        pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")
+    from layerclaims.models import load_model
+
+    res = P.run(load_model("tiny-gpt2"), P.Config(n=3, n_boot=10, n_boot_clusters=2, n_perm=5, detail_layers=(1,)))
+    for stat in ("cov_clusters", "mi_clusters", "pooled_r", "min_within_cluster_slope"):
+        m = res.measure(stat, layer=1, kind="internal")
+        assert m.ci is None and "--n" in m.details["not_evaluated"]
+
+
+def test_control_has_replicates_and_sees_no_groups() -> None:
+    from layerclaims.metrics.mark_cases import CASES
+    from layerclaims.studies.punctuation.analysis import control
+
+    x = CASES["two groups 125/125"](np.random.default_rng(0)).x
+    got = control(x, P.Config(n_boot_clusters=4), seed=3)
+    assert got["cov_clusters"].value == 1.0  # the groups that make 3 clusters in x are gone in the surrogate
+    assert got["cov_clusters"].replicates is not None and got["cov_clusters"].replicates.dtype.kind == "i"
+    assert got["pooled_r"].ci is not None and -1 <= got["pooled_r"].value <= 1
+
+
+def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
+    """A known paradox: MI falls across the pair types (pooled r < 0) but rises with covariance inside each one.
+    The within-group slopes and the paradox flag hold in the resamples too, with the groups refit each time."""
+    from layerclaims.metrics.clusters import cluster_marks
+    from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.studies.punctuation.analysis import Layer, detail_resamples, paradox, within_slopes
+
+    rng = np.random.default_rng(0)
+    case = CASES["two groups 125/125"](rng)
+    cov = covariance(case.x)
+    lab = case.labels
+    level = np.choose(lab[:, None] + lab[None, :], [0.25, 0.5, 1.0])  # a_g a_h of the loadings 0.5 and 1.0
+    noise = rng.normal(0, 0.01, cov.shape)
+    mi = -2.0 * level + 0.5 * (cov - level) + (noise + noise.T)
+    iu = np.triu_indices(250, 1)
+    layer = Layer(cov, mi, cov[iu], mi[iu], False)
+    groups = cluster_marks(cov, n_boot=0)
+    slopes, sizes, pooled = within_slopes(layer, groups)
+    assert groups.n_clusters == 3 and sizes.sum() == iu[0].size
+    assert np.all(slopes[0] > 0) and pooled[0] < 0 and paradox(slopes, pooled)[0]
+    reps = detail_resamples(layer, 5, seed=1)
+    assert np.all(reps["cov"] == 3) and np.all(reps["slope"] > 0) and reps["paradox"].all()

@@ -11,6 +11,9 @@ BENCHMARKS: dict[str, str] = {
     "calibration": "layerclaims.benchmarks.calibration:main",
     "pairwise-mi": "layerclaims.benchmarks.pairwise_mi:main",
     "punctuation": "layerclaims.benchmarks.punctuation:main",
+    "mark-clusters": "layerclaims.benchmarks.mark_clusters:main",
+    "streaming": "layerclaims.benchmarks.streaming:main",
+    "robustness": "layerclaims.benchmarks.robustness:main",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -5,9 +5,15 @@
 
 What it prints (one run, no timed assertions):
 
-1. The whole study (both kinds, every hidden state, ``--n`` marks per kind, the default Config): tokenize,
-   forward and analysis wall/CPU seconds, and the analysis split into its steps (MI+covariance, cluster counts,
-   cluster-count intervals, Simpson, mark bootstrap).
+1. The whole study (both kinds, every hidden state, ``--n`` marks per kind, the default Config, the claim layers
+   as detail layers), through the study's own steps (``marks``, ``extraction.extract_marks``,
+   ``analysis.analyse_kind``): tokenize, forward and analysis wall/CPU seconds, and the analysis split into its
+   steps (MI+covariance, cluster counts at every layer, the detail layers' refit resamples, Mantel test, Gaussian
+   control, mark bootstrap).
+1b. The cluster step before and after issue 11 on the same pair matrices (internal kind): the literal procedure
+   as the study ran it (``count_clusters`` on the 31,125 pair values, covariance, MI and 2-D, stability and mark
+   resamples at the detail layers) against ``cluster_marks`` on the n x n matrices with the literal 1-D counts
+   beside and the refit resamples; the ratio.
 2. Analysis vs the original per-pair loop ON THE SAME DATA: the original's ``mutInfo_and_cov`` per pair
    (:func:`~layerclaims.metrics.information.mi_cov_pair`, ``np.histogram2d`` per pair) is timed on
    ``--naive-pairs`` random pairs of the layer-1 and last-layer internal vectors and extrapolated to every pair of
@@ -78,6 +84,42 @@ def _original_forward(handle: Any, ctx: np.ndarray) -> list[np.ndarray]:
     return [h.detach().cpu().numpy() for h in out.hidden_states]
 
 
+def n_pairs(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def _cluster_step_before_after(X: np.ndarray, detail: np.ndarray, config: Any) -> tuple[float, float]:
+    """Seconds of the cluster step before this reshape (the literal procedure on the pair values, as the study ran
+    it) and now (the study's own functions), on the same pair matrices of one kind."""
+    from layerclaims.metrics.bootstrap import bootstrap_indices
+    from layerclaims.metrics.clusters import count_clusters
+    from layerclaims.studies.punctuation.analysis import detail_resamples, groups_of, literal, pair_matrices
+
+    mats = [pair_matrices(X[e], config) for e in range(X.shape[0])]
+    t0 = time.perf_counter()
+    for e, m in enumerate(mats):
+        is_detail = bool(np.any(detail == e))
+        for pts in (m.cov, m.mi, np.c_[m.cov, m.mi]):
+            if not m.degenerate:
+                count_clusters(pts, seed=e, n_boot=20 if is_detail else 0)
+        if is_detail and not m.degenerate:
+            for row in bootstrap_indices(m.cov_m.shape[0], 20, seed=e):
+                keep = np.unique(row)
+                iu = np.triu_indices(keep.size, 1)
+                c, v = m.cov_m[np.ix_(keep, keep)][iu], m.mi_m[np.ix_(keep, keep)][iu]
+                for pts in (c, v, np.c_[c, v]):
+                    count_clusters(pts, seed=e, n_boot=0)
+    t1 = time.perf_counter()
+    for e, m in enumerate(mats):
+        groups_of(m.cov_m, e, 0)
+        literal(m.cov, e, 0), literal(m.mi, e, 0)
+        if np.any(detail == e):
+            groups_of(m.mi_m, e, 0)
+            detail_resamples(m, config.n_boot_clusters, e)
+            literal(m.cov, e, 20), literal(m.mi, e, 20)
+    return t1 - t0, time.perf_counter() - t1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     ap = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks punctuation", description=__doc__)
@@ -93,23 +135,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from layerclaims.data import load_corpus
     from layerclaims.metrics.information import mi_cov_pair
     from layerclaims.models import load_model
+    from layerclaims.studies import claim_layers
     from layerclaims.studies import punctuation as P
+    from layerclaims.studies.punctuation.analysis import analyse_kind
+    from layerclaims.studies.punctuation.config import kind_seeds
+    from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
+    from layerclaims.studies.punctuation.marks import CONTEXT
 
     if args.threads:
         torch.set_num_threads(args.threads)
     handle = load_model(args.model)
-    config = P.Config(n=args.n)
     print(
         f"model {handle.name}: {handle.n_blocks} blocks, d={handle.d_model}, {handle.dtype} on {handle.device}, "
         f"torch threads {torch.get_num_threads()}; N={args.n} marks per kind, first-N selection, pg219"
     )
 
+    layers, post_norm = entries(handle, None)
+    wanted = claim_layers("punctuation", int(handle.n_blocks))
+    config = P.Config(n=args.n, detail_layers=wanted)
     t0, c0 = time.perf_counter(), time.process_time()
     ids = P.tokenize(handle.tokenizer, load_corpus(config.corpus).text)
     found = P.find_marks(ids, handle.tokenizer, start=config.start, marks=config.marks)
     t_tok, c_tok = time.perf_counter() - t0, time.process_time() - c0
-    layers, post_norm = P._entries(handle, None)
-    detail = P._detail_entries(handle, layers, post_norm, config)
+    detail = detail_entries(layers, post_norm, wanted, int(handle.n_blocks))
     E = layers.size
     steps: dict[str, float] = {}
     fwd_wall = fwd_cpu = an_wall = an_cpu = 0.0
@@ -118,25 +166,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     vectors: dict[str, np.ndarray] = {}
     ctxs: dict[str, np.ndarray] = {}
     for k, kind in enumerate(P.KINDS):
+        seeds = kind_seeds(config.seed, kind)
         usable, s0, s1 = P.usable_marks(found[k], ids.size)
-        sel = P.select_marks(usable, config.n, config.selection, config.seed + k, kind=kind)
+        sel = P.select_marks(usable, config.n, config.selection, seeds.selection, kind=kind)
         ctx = P.contexts(ids, sel)
         ctxs[kind] = ctx
-        X, peak, w, c = peak_growth(lambda ctx=ctx: P.extract_marks(handle, ctx, layers, post_norm, config.batch_size))
+        X, peak, w, c = peak_growth(lambda ctx=ctx: extract_marks(handle, ctx, layers, post_norm, config.batch_size))
         fwd_wall, fwd_cpu = fwd_wall + w, fwd_cpu + c
         peaks.append(peak)
         kept_bytes += X.nbytes // 2  # float32 as returned by extraction (X here is float64)
         vectors[kind] = X
         t1, c1 = time.perf_counter(), time.process_time()
-        P.analyse_kind(
+        counts = {"found": int(found[k].size), "skipped_start": s0, "skipped_end": s1, "usable": int(usable.size)}
+        analyse_kind(
             X,
             config,
-            kind=kind,
+            seeds=seeds,
             layers=layers,
             post_norm=post_norm,
             detail=detail,
-            n_blocks=handle.n_blocks,
-            counts={"found": int(found[k].size), "skipped_start": s0, "skipped_end": s1, "usable": int(usable.size)},
+            kind=kind,
+            counts=counts,
             marks=sel,
             timings=steps,
         )
@@ -148,6 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"analysis           {an_wall:8.1f} s wall  {an_cpu:8.1f} s cpu")
     for key, val in steps.items():
         print(f"  {key:<16} {val:8.1f} s wall")
+    old, new = _cluster_step_before_after(vectors["internal"], detail, config)
+    print(
+        f"\n== cluster step, internal kind, same pair matrices: before (count_clusters on the {n_pairs(args.n):,} pair "
+        f"values: cov, MI, 2-D at every entry; 20 stability resamples and 20 mark resamples x 3 counts at the "
+        f"{detail.size} detail entries) {old:.1f} s; now (cluster_marks on the {args.n} x {args.n} covariance at "
+        f"every entry, MI at the detail entries, literal 1-D counts at every entry; {config.n_boot_clusters} refit "
+        f"resamples at the detail entries) {new:.1f} s -> {old / new:.1f}x faster =="
+    )
 
     # ---- the per-pair loop on the same data
     n = args.n
@@ -192,13 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # ---- memory
     d = handle.d_model
-    orig_bytes = 2 * (handle.n_blocks + 1) * n * P.CONTEXT * d * 4
+    orig_bytes = 2 * (handle.n_blocks + 1) * n * CONTEXT * d * 4
     print("\n== extraction memory ==")
     print(f"kept by the study: {kept_bytes / MB:.1f} MB of mark vectors (2 kinds x {E} entries x {n} x {d} x 4 B)")
     for kind, pk in zip(P.KINDS, peaks, strict=True):
         print(f"peak RSS growth during extraction ({kind}): " + (f"{pk:.0f} MB" if pk is not None else "n/a"))
     print(
-        f"original (every hidden state of every position): 2 x {handle.n_blocks + 1} x {n} x {P.CONTEXT} x {d} x 4 B"
+        f"original (every hidden state of every position): 2 x {handle.n_blocks + 1} x {n} x {CONTEXT} x {d} x 4 B"
         f" = {orig_bytes / MB:,.0f} MB computed"
     )
     orig_peak = None

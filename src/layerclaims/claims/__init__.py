@@ -6,6 +6,14 @@ statistics that the study's result computes through ``result.measure(statistic, 
 never touches a model or a metric. ``presupposes`` names the claims whose structure this one takes for granted
 (A2's "merged into 1 by layer 20" presupposes A1's clusters at layer 1).
 
+The package's claims are TOML files beside this module, one per source document (``*.toml``, read in name order);
+a user's claims are files of the same schema (README, "Claims as files"), read by :func:`load_claims` and added
+by :func:`combine_claims`. ``settings`` are study settings (a ``Config`` field of the study, e.g. a word list and its
+categories, a template, a corpus, N): claims with the same study and settings share one run (:func:`group_runs`).
+Every mistake in a file is a :class:`~layerclaims.errors.UsageError` naming the file, the claim, the field and the
+fix. The valid statistics and settings are tables here (:data:`STATISTICS`, :data:`SETTINGS`), so that reading a
+claims file never imports torch; ``tests/unit/test_claims_files.py`` checks them against the studies.
+
 Layers on other models (relative depth), defined once here:
 - ``layer_kind="hidden_state"``: index ``L`` into ``hidden_states`` (0 = embeddings, ``L`` = output of block ``L``).
   ``L = 0`` stays 0; otherwise ``L' = clamp(round_half_up(L * n_target / n_ref), 1, n_target)``.
@@ -18,9 +26,12 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
 
 from layerclaims.errors import UsageError
 
@@ -35,6 +46,73 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 SEED_A = "seeds/punctuation_clusters_part1.vi.md"
 SEED_B = "seeds/qk_grouping_rsa.vi.md"
+
+# The statistics each study's result can measure: "at_layer" ones read one layer (the claim names it), "over_layers"
+# ones read every layer (the claim has no layer). Mirrors studies/qk.py (_AT_BLOCK, _OVER_BLOCKS) and
+# studies/punctuation/result.py (STATISTICS); a unit test keeps them equal.
+STATISTICS: dict[str, dict[str, tuple[str, ...]]] = {
+    "qk": {
+        "at_layer": ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk"),
+        "over_layers": ("min_rsa_qk_over_blocks", "fraction_blocks_v_most_selective"),
+    },
+    "punctuation": {
+        "at_layer": (
+            "cov_clusters",
+            "mi_clusters",
+            "cov_literal_clusters",
+            "mi_literal_clusters",
+            "pooled_r",
+            "min_within_cluster_slope",
+            "mean_mi",
+            "mean_cov",
+        ),
+        "over_layers": ("spearman_mean_mi_vs_depth", "spearman_mean_cov_vs_depth"),
+    },
+}
+# The layer each study reads: Q/K/V at a 0-based block; the punctuation mark's hidden state.
+LAYER_KINDS: dict[str, str] = {"qk": "block", "punctuation": "hidden_state"}
+# The ``kind`` a claim may select, per study (None: the study has no kinds).
+KINDS: dict[str, tuple[str, ...] | None] = {"qk": None, "punctuation": ("internal", "terminal")}
+# The study settings a claim may fix: the fields of each study's Config (a unit test keeps them equal).
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "qk": (
+        "words",
+        "labels",
+        "template",
+        "blocks",
+        "multi_token",
+        "add_bos",
+        "n_boot",
+        "n_perm",
+        "seed",
+        "n_control_seeds",
+        "tests",
+        "batch_size",
+    ),
+    "punctuation": (
+        "corpus",
+        "n",
+        "selection",
+        "seed",
+        "marks",
+        "layers",
+        "bins",
+        "z_threshold",
+        "n_boot",
+        "n_boot_clusters",
+        "n_perm",
+        "cluster_n_boot",
+        "detail_layers",
+        "control",
+        "batch_size",
+        "start",
+    ),
+}
+# Settings written another way in a claims file: ``categories = { space = ["moon", ...], fruit = [...] }`` stands
+# for ``words`` (in order) and ``labels`` (one category per word).
+SETTING_SHORTHANDS: dict[str, tuple[str, ...]] = {"qk": ("categories",)}
+
+Settings = tuple[tuple[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -56,7 +134,9 @@ class Condition:
 @dataclass(frozen=True)
 class Claim:
     """One published claim. ``layer`` is on the claim's own ``model`` (which has ``model_blocks`` blocks);
-    ``None`` means the statistic reads all layers. ``kind`` selects the punctuation kind (internal/terminal)."""
+    ``None`` means the statistic reads all layers. ``kind`` selects the punctuation kind (internal/terminal).
+    ``settings``: study settings (sorted ``(Config field, value)`` pairs, lists as tuples) for a claim about other
+    stimuli; empty = the study's defaults, the original method. ``file``: the claims file it came from."""
 
     id: str
     text: str
@@ -69,6 +149,13 @@ class Claim:
     conditions: tuple[Condition, ...]
     kind: str | None = None
     presupposes: tuple[str, ...] = ()
+    settings: Settings = ()
+    file: str | None = field(default=None, compare=False)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """``settings`` as keyword arguments of the study's ``Config`` (``studies.run(study, handle, **options)``)."""
+        return dict(self.settings)
 
     @property
     def statistic(self) -> str:
@@ -83,154 +170,329 @@ class Claim:
         return self.conditions[0].comparison
 
 
-CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "A1",
-        "Layer 1, internal punctuation: the pairwise covariance values form 3 clusters.",
-        f"{SEED_A}; notebook part5_layer_CCpunctuationMI, part 1",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        1,
-        "hidden_state",
-        (Condition("cov_clusters", "==", 3),),
-        kind="internal",
-    ),
-    Claim(
-        "A2",
-        "Layer 20, internal punctuation: the covariance clusters have merged into 1.",
-        f"{SEED_A}; notebook part5_layer_CCpunctuationMI, part 1",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        20,
-        "hidden_state",
-        (Condition("cov_clusters", "==", 1),),
-        kind="internal",
-        presupposes=("A1",),
-    ),
-    Claim(
-        "A3",
-        "Layer 1, internal punctuation: MI forms a single blob (1 cluster).",
-        f"{SEED_A}; notebook part5_layer_CCpunctuationMI, part 1",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        1,
-        "hidden_state",
-        (Condition("mi_clusters", "==", 1),),
-        kind="internal",
-    ),
-    Claim(
-        "A4",
-        "Layer 1, terminal punctuation: covariance is one homogeneous cluster.",
-        f"{SEED_A} (the part 2 lecture says clusters appear early for both kinds)",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        1,
-        "hidden_state",
-        (Condition("cov_clusters", "==", 1),),
-        kind="terminal",
-    ),
-    Claim(
-        "A5",
-        "Layer 1, internal: Pearson r between covariance and MI over all pairs is negative (about -0.13).",
-        f"{SEED_A}; notebook part5_layer_CCpunctuationMI, part 1",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        1,
-        "hidden_state",
-        (Condition("pooled_r", "<", 0),),
-        kind="internal",
-    ),
-    Claim(
-        "A6",
-        "Layer 1, internal: within each covariance cluster the covariance-to-MI slope is positive, opposite to the "
-        "pooled sign (Simpson's paradox).",
-        f"{SEED_A}; notebook part5_layer_CCpunctuationMI, part 1",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        1,
-        "hidden_state",
-        (Condition("min_within_cluster_slope", ">", 0), Condition("pooled_r", "<", 0)),
-        kind="internal",
-        presupposes=("A1",),
-    ),
-    Claim(
-        "A7",
-        "Mean MI falls with depth while mean covariance grows (block outputs before the final norm).",
-        "notebook part5_layer_CCpunctuationMI, part 2 (lecture)",
-        "gpt2-medium",
-        24,
-        "punctuation",
-        None,
-        "hidden_state",
-        (Condition("spearman_mean_mi_vs_depth", "<", 0), Condition("spearman_mean_cov_vs_depth", ">", 0)),
-        kind="internal",
-    ),
-    Claim(
-        "B1",
-        "Block 5: K vectors are more similar to each other than Q vectors (mean off-diagonal cosine K > Q).",
-        f"{SEED_B}; notebook part5_layer_semanticGroupsRSA",
-        "gpt2-medium",
-        24,
-        "qk",
-        5,
-        "block",
-        (Condition("k_minus_q_mean_cosine", ">", 0),),
-    ),
-    Claim(
-        "B2",
-        "Block 5: RSA (Pearson) between the Q and K similarity matrices is above 0.8.",
-        f"{SEED_B}; notebook part5_layer_semanticGroupsRSA",
-        "gpt2-medium",
-        24,
-        "qk",
-        5,
-        "block",
-        (Condition("rsa_qk", ">", 0.8),),
-    ),
-    Claim(
-        "B3",
-        "Block 5: category selectivity index > 1 for both Q and K.",
-        f"{SEED_B}; notebook part5_layer_semanticGroupsRSA (lecture: a hair above one)",
-        "gpt2-medium",
-        24,
-        "qk",
-        5,
-        "block",
-        (Condition("min_selectivity_qk", ">", 1),),
-    ),
-    Claim(
-        "B4",
-        "Laminar profile: RSA Q-K stays above about 0.84 at every block, and V is more selective than Q and K.",
-        "notebook part5_layer_CClayerGroupingRSA (lecture, gpt2-large)",
-        "gpt2-large",
-        36,
-        "qk",
-        None,
-        "block",
-        (
-            Condition("min_rsa_qk_over_blocks", ">", 0.84),
-            Condition("fraction_blocks_v_most_selective", ">", 0.5),
-        ),
-    ),
-)
+# --------------------------------------------------------------------------------------------------- files
+
+_REQUIRED = ("id", "text", "source", "model", "study", "conditions")
+_FIELDS = (*_REQUIRED, "model_blocks", "layer", "layer_kind", "kind", "presupposes", "settings")
+_CONDITION_FIELDS = ("statistic", "comparison", "threshold")
+
+
+class _Where:
+    """Formats a claims-file error: file, claim, field, problem and fix in one message."""
+
+    def __init__(self, file: str, claim: str) -> None:
+        self.file = file
+        self.claim = claim
+
+    def error(self, field_name: str | None, problem: str, fix: str) -> UsageError:
+        where = f"{self.file}: claim {self.claim}"
+        if field_name is not None:
+            where += f", field {field_name!r}"
+        return UsageError(f"{where}: {problem}. Fix: {fix}")
+
+
+def _freeze(value: Any) -> Any:
+    """TOML values as hashable Python values: lists become tuples (recursively)."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _string(where: _Where, table: Mapping[str, Any], name: str) -> str:
+    value = table[name]
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(name, f"{value!r} is not a non-empty string", f'write {name} = "..."')
+    return value.strip() if name != "text" else value
+
+
+def _known_blocks(model: str) -> int | None:
+    from layerclaims.identity import KNOWN_MODELS, canonical
+
+    facts = KNOWN_MODELS.get(canonical(model))
+    return facts.n_blocks if facts else None
+
+
+def _settings(where: _Where, study: str, raw: Any) -> Settings:
+    if not isinstance(raw, dict):
+        raise where.error("settings", f"{raw!r} is not a table", "write [claim.settings] with key = value lines")
+    allowed = SETTINGS[study] + SETTING_SHORTHANDS.get(study, ())
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise where.error(
+                f"settings.{key}",
+                f"study {study!r} has no setting {key!r}",
+                f"use one of {', '.join(allowed)} (the fields of the study's Config), or remove the line",
+            )
+        if key == "categories":
+            if "words" in raw or "labels" in raw:
+                raise where.error(
+                    "settings.categories", "categories and words/labels both given", "give categories alone"
+                )
+            if not isinstance(value, dict) or not value:
+                raise where.error(
+                    "settings.categories",
+                    "categories is not a table of category = [words]",
+                    'write categories = { animals = ["cat", "dog"], tools = ["saw", "drill"] }',
+                )
+            words: list[str] = []
+            labels: list[str] = []
+            for category, members in value.items():
+                if not isinstance(members, list) or not all(isinstance(w, str) and w.strip() for w in members):
+                    raise where.error(
+                        f"settings.categories.{category}",
+                        f"{members!r} is not a list of words",
+                        f'write {category} = ["word", "word", ...]',
+                    )
+                words.extend(members)
+                labels.extend([category] * len(members))
+            out["words"], out["labels"] = tuple(words), tuple(labels)
+            continue
+        out[key] = _freeze(value)
+    return tuple(sorted(out.items()))
+
+
+def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> Condition:
+    name = f"conditions[{i}]"
+    if not isinstance(raw, dict):
+        raise where.error(
+            name, f"{raw!r} is not a table", 'write { statistic = "...", comparison = ">", threshold = 0 }'
+        )
+    for key in _CONDITION_FIELDS:
+        if key not in raw:
+            raise where.error(f"{name}.{key}", "missing", f"add {key} = ... to the condition")
+    extra = sorted(set(raw) - set(_CONDITION_FIELDS))
+    if extra:
+        raise where.error(f"{name}.{extra[0]}", "not a condition field", f"a condition has only {_CONDITION_FIELDS}")
+    stats = STATISTICS[study]
+    statistic = raw["statistic"]
+    valid = stats["at_layer"] + stats["over_layers"]
+    if statistic not in valid:
+        raise where.error(
+            f"{name}.statistic",
+            f"unknown statistic {statistic!r} for study {study!r}",
+            f"use one of {', '.join(valid)}",
+        )
+    if has_layer and statistic in stats["over_layers"]:
+        raise where.error(
+            f"{name}.statistic",
+            f"{statistic} reads every layer but the claim names a layer",
+            "remove `layer` from the claim, or use a per-layer statistic: " + ", ".join(stats["at_layer"]),
+        )
+    if not has_layer and statistic in stats["at_layer"]:
+        raise where.error(
+            "layer",
+            f"missing: {statistic} is read at one layer",
+            f"add layer = N (a {LAYER_KINDS[study].replace('_', ' ')} of the claim's model)",
+        )
+    comparison = raw["comparison"]
+    if comparison not in _OPS:
+        raise where.error(f"{name}.comparison", f"unknown comparison {comparison!r}", f"use one of {', '.join(_OPS)}")
+    threshold = raw["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise where.error(f"{name}.threshold", f"{threshold!r} is not a number", "write threshold = 0.8 (no quotes)")
+    return Condition(statistic, comparison, threshold)
+
+
+def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
+    for key in _REQUIRED:
+        if key not in raw:
+            raise where.error(key, "missing", f"add {key} = ... to the claim (or to the file's [defaults])")
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise where.error(unknown[0], "not a claim field", f"use only {', '.join(_FIELDS)}")
+    cid = _string(where, raw, "id")
+    study = raw["study"]
+    if study not in STATISTICS:
+        raise where.error("study", f"unknown study {study!r}", f"use one of {', '.join(STATISTICS)}")
+    model = _string(where, raw, "model")
+    blocks = raw.get("model_blocks", _known_blocks(model))
+    if blocks is None:
+        raise where.error(
+            "model_blocks",
+            f"missing: the number of blocks of {model} is not known here",
+            f"add model_blocks = N (the transformer blocks of {model}; e.g. its config's n_layer/num_hidden_layers)",
+        )
+    if not _is_int(blocks) or blocks < 1:
+        raise where.error("model_blocks", f"{blocks!r} is not a positive whole number", "write model_blocks = 24")
+    layer_kind = raw.get("layer_kind", LAYER_KINDS[study])
+    if layer_kind != LAYER_KINDS[study]:
+        raise where.error(
+            "layer_kind",
+            f"study {study!r} reads {LAYER_KINDS[study]!r} layers, not {layer_kind!r}",
+            f'write layer_kind = "{LAYER_KINDS[study]}" or leave it out',
+        )
+    layer = raw.get("layer")
+    if layer is not None:
+        top = blocks if layer_kind == "hidden_state" else blocks - 1
+        if not _is_int(layer) or not 0 <= layer <= top:
+            what = "hidden states" if layer_kind == "hidden_state" else "0-based blocks"
+            raise where.error(
+                "layer",
+                f"{layer!r} is outside the {what} 0..{top} of {model} ({blocks} blocks)",
+                f"give a layer in 0..{top}, or correct model_blocks",
+            )
+    kind = raw.get("kind")
+    kinds = KINDS[study]
+    if kind is not None and (kinds is None or kind not in kinds):
+        fix = f"use one of {', '.join(kinds)}" if kinds else f"remove `kind`: study {study!r} has no kinds"
+        raise where.error("kind", f"{kind!r} is not a kind of study {study!r}", fix)
+    conditions = raw["conditions"]
+    if not isinstance(conditions, list) or not conditions:
+        raise where.error(
+            "conditions", "no condition", "add one or more [[claim.conditions]] with statistic, comparison, threshold"
+        )
+    conds = tuple(_condition(where, study, layer is not None, i, c) for i, c in enumerate(conditions))
+    presupposes = raw.get("presupposes", [])
+    if not isinstance(presupposes, list) or not all(isinstance(p, str) for p in presupposes):
+        raise where.error("presupposes", f"{presupposes!r} is not a list of claim ids", 'write presupposes = ["A1"]')
+    settings = _settings(where, study, raw["settings"]) if "settings" in raw else ()
+    return Claim(
+        cid,
+        _string(where, raw, "text"),
+        _string(where, raw, "source"),
+        model,
+        int(blocks),
+        study,
+        layer,
+        layer_kind,
+        conds,
+        kind=kind,
+        presupposes=tuple(presupposes),
+        settings=settings,
+        file=where.file,
+    )
+
+
+def parse_claims(text: str, file: str = "<claims>") -> tuple[Claim, ...]:
+    """The claims of one TOML document (``[defaults]`` and ``[[claim]]`` tables). ``file`` names it in errors."""
+    top = _Where(file, "-")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(
+            f"{file}: not valid TOML ({exc}). Fix: correct the line named; see README 'Claims as files'"
+        ) from None
+    unknown = sorted(set(data) - {"defaults", "claim"})
+    if unknown:
+        raise top.error(unknown[0], "not a top-level table", "use only [defaults] and [[claim]] tables")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise top.error("defaults", "not a table", "write [defaults] with key = value lines")
+    bad = sorted(set(defaults) - (set(_FIELDS) - {"id", "conditions"}))
+    if bad:
+        raise top.error(f"defaults.{bad[0]}", "not a field a claim can share", "move it into each [[claim]]")
+    raws = data.get("claim", [])
+    if not isinstance(raws, list) or not raws:
+        raise top.error("claim", "no claim in the file", "add one or more [[claim]] tables")
+    claims: list[Claim] = []
+    for i, raw in enumerate(raws, start=1):
+        label = str(raw.get("id")) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"#{i}"
+        claims.append(_claim(_Where(file, label), {**defaults, **raw}))
+    _check_unique(claims)
+    return tuple(claims)
+
+
+def _check_unique(claims: Iterable[Claim], base: Iterable[Claim] = ()) -> None:
+    seen: dict[str, Claim] = {c.id: c for c in base}
+    for c in claims:
+        if c.id in seen:
+            other = seen[c.id].file or "the package's claims"
+            other = "an earlier claim of this file" if other == c.file else other
+            raise _Where(c.file or "<claims>", c.id).error(
+                "id", f"duplicate id {c.id!r}, also used in {other}", "give each claim its own id"
+            )
+        seen[c.id] = c
+
+
+def load_claims(path: str | Path) -> tuple[Claim, ...]:
+    """The claims of a TOML file, or of every ``*.toml`` file in a folder and its subfolders (in path order)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(p.rglob("*.toml"))
+        if not files:
+            raise UsageError(f"{p}: no *.toml claims file in this folder. Fix: pass a claims file or a folder of them")
+    elif p.is_file():
+        files = [p]
+    else:
+        raise UsageError(f"{p}: no such claims file or folder. Fix: pass the path of a .toml claims file or folder")
+    claims: list[Claim] = []
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{f}: cannot be read ({exc}). Fix: pass a UTF-8 text file") from None
+        claims.extend(parse_claims(text, str(f)))
+    _check_unique(claims)
+    return tuple(claims)
+
+
+def _package_claims() -> tuple[Claim, ...]:
+    folder = resources.files(__name__)
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+    claims = [c for f in files for c in parse_claims(f.read_text(encoding="utf-8"), f"layerclaims/claims/{f.name}")]
+    _check_unique(claims)
+    return tuple(claims)
+
+
+CLAIMS: tuple[Claim, ...] = _package_claims()
 
 CLAIMS_BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
 
 
-def claims_for(study: str | None = None) -> tuple[Claim, ...]:
-    """The claims of one study (``"qk"``, ``"punctuation"``), or all of them."""
+def combine_claims(
+    paths: Sequence[str | Path] | str | Path | None = None,
+    *,
+    only: bool = False,
+    extra: Sequence[Claim] = (),
+) -> tuple[Claim, ...]:
+    """The package's claims plus the user's (claims files or folders in ``paths``, and ``extra`` records); with
+    ``only``, the user's alone. A user's id that the package already uses is an error naming the file and the fix;
+    so is a ``presupposes`` id that none of the claims has."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    user: list[Claim] = list(extra)
+    for p in paths or ():
+        user.extend(load_claims(p))
+    if only and not user:
+        raise UsageError("--only-claims needs --claims PATH: with neither, there would be no claim to check")
+    base: tuple[Claim, ...] = () if only else CLAIMS
+    _check_unique(user, base)
+    combined = (*base, *user)
+    ids = {c.id for c in combined}
+    for c in user:
+        missing = [p for p in c.presupposes if p not in ids]
+        if missing:
+            raise _Where(c.file or "<claims>", c.id).error(
+                "presupposes", f"names {missing}, which no claim has", "remove them or add those claims"
+            )
+    return combined
+
+
+def group_runs(claims: Iterable[Claim]) -> list[tuple[str, dict[str, Any], tuple[Claim, ...]]]:
+    """The study runs that ``claims`` need: one ``(study, settings, claims)`` per distinct study and settings, in
+    order of first appearance (claims with the same study and settings share one run)."""
+    groups: dict[tuple[str, Settings], list[Claim]] = {}
+    for c in claims:
+        groups.setdefault((c.study, c.settings), []).append(c)
+    return [(study, dict(settings), tuple(cs)) for (study, settings), cs in groups.items()]
+
+
+def claims_for(study: str | None = None, claims: Sequence[Claim] | None = None) -> tuple[Claim, ...]:
+    """The claims of one study (``"qk"``, ``"punctuation"``), or all of them; from ``claims`` (default: the
+    package's)."""
+    pool = CLAIMS if claims is None else tuple(claims)
     if study is None:
-        return CLAIMS
-    found = tuple(c for c in CLAIMS if c.study == study)
-    if not found:
-        raise UsageError(f"unknown study {study!r}: choose one of {sorted({c.study for c in CLAIMS})}")
-    return found
+        return pool
+    if study not in STATISTICS:
+        raise UsageError(f"unknown study {study!r}: choose one of {sorted(STATISTICS)}")
+    return tuple(c for c in pool if c.study == study)
 
 
 def _round_half_up(x: float) -> int:

@@ -66,23 +66,22 @@ def _scatter(ax: Any, cov: np.ndarray, mi: np.ndarray, labels: np.ndarray, *, si
 
 def plot_claim_scatter(result: Any, path: Path) -> Path:
     """Covariance vs MI at the detail (claim) layers, both kinds (see module docstring)."""
-    det = result.internal.detail_entries
-    ncol = max(1, det.size)
+    ncol = max(1, len(result.internal.details))
     fig, axes = plt.subplots(2, ncol, figsize=(5.2 * ncol, 8.5), squeeze=False)
     for row, kind in enumerate(KINDS):
         k = getattr(result, kind)
-        for col, e in enumerate(k.detail_entries):
+        for col, d in enumerate(k.details):
             ax = axes[row, col]
-            cov = k.detail_cov[col].astype(float)
-            mi = k.detail_mi[col].astype(float)
-            _scatter(ax, cov, mi, k.detail_cov_labels[col], size=3, lines=True)
-            r = k.pooled_r[e]
-            ci = k.pooled_r_ci[e]
-            ci_s = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if np.all(np.isfinite(ci)) else ""
+            e = d.entry
+            cov, mi = d.cov_values.astype(float), d.mi_values.astype(float)
+            _scatter(ax, cov, mi, d.cov.pair_labels(), size=3, lines=True)
+            r, lo, hi = k.pooled_r.value[e], k.pooled_r.ci_low[e], k.pooled_r.ci_high[e]
+            ci_s = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+            claimed = " (claimed r < 0)" if kind == "internal" and d.layer == 1 else ""
             ax.set_title(
-                f"{kind}, {_entry_name(result, e)}: r = {r:.3f}{ci_s}\n"
-                f"cov clusters {k.cov_clusters[e]}, MI clusters {k.mi_clusters[e]}, "
-                f"min within slope {k.min_within_slope[e]:.2g}",
+                f"{kind}, {_entry_name(result, e)}: r = {r:.3f}{ci_s}{claimed}\n"
+                f"cov clusters {k.cov_clusters[e]} (literal {d.cov_literal}), MI clusters {k.mi_clusters[e]} "
+                f"(literal {d.mi_literal}), {len(d.cov.outlier_marks)} outlier marks (grey)",
                 fontsize=9,
             )
             ax.set_xlabel("covariance")
@@ -95,24 +94,49 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
     return path
 
 
+def _identical_note(ax: Any) -> None:
+    """Hidden state 0: every mark is the same token at the same position, so every vector is identical."""
+    ax.text(
+        0.5,
+        0.5,
+        "identical vectors\n(same token, same position):\nr undefined",
+        ha="center",
+        va="center",
+        fontsize=7,
+        transform=ax.transAxes,
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_grid(result: Any, kind: str, path: Path) -> Path:
     """Every analysed layer: covariance vs MI on the stored subsample of pairs."""
     k = getattr(result, kind)
     E = result.layers.size
     ncol = math.ceil(math.sqrt(E))
     nrow = math.ceil(E / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.3 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.9 * ncol, 2.6 * nrow), squeeze=False)
     for e in range(E):
         ax = axes.flat[e]
+        if k.degenerate[e]:
+            _identical_note(ax)
+            ax.set_title(f"{_entry_name(result, e)}", fontsize=8)
+            continue
         _scatter(ax, k.draw_cov[e].astype(float), k.draw_mi[e].astype(float), k.draw_labels[e], size=1.5, lines=False)
-        ax.set_title(f"{_entry_name(result, e)}: k={k.cov_clusters[e]}, r={k.pooled_r[e]:.2f}", fontsize=8)
+        ax.set_title(f"{_entry_name(result, e)}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}", fontsize=8)
         ax.tick_params(labelsize=6)
+        ax.locator_params(nbins=4)
         ax.xaxis.get_offset_text().set_fontsize(6)
+        if e % ncol == 0:
+            ax.set_ylabel("MI (bits)", fontsize=7)
+        if e >= E - ncol:
+            ax.set_xlabel("covariance", fontsize=7)
     for ax in list(axes.flat)[E:]:
         ax.axis("off")
     fig.suptitle(
-        f"{result.model}, {kind}: covariance (x) vs MI (y) per layer, {k.draw_cov.shape[1]} random pairs each, "
-        f"coloured by covariance cluster (k); merge layer {k.merge_layer}",
+        f"{result.model}, {kind}: covariance (x) vs MI (y) per layer, {k.draw_cov.shape[1]} random pairs each,\n"
+        f"coloured by pair cluster carried by groups of marks (k; grey: pairs of an outlier mark); "
+        f"merge layer {k.merge_layer}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -127,10 +151,15 @@ def plot_histograms(result: Any, kind: str, what: str, path: Path) -> Path:
     E = result.layers.size
     ncol = math.ceil(math.sqrt(E))
     nrow = math.ceil(E / ncol)
-    counts, edges, means = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges"), getattr(k, f"mean_{what}")
+    counts, edges = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges")
+    means = getattr(k, f"mean_{what}").value
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.5 * ncol, 1.9 * nrow), squeeze=False)
     for e in range(E):
         ax = axes.flat[e]
+        if k.degenerate[e]:
+            _identical_note(ax)
+            ax.set_title(f"{_entry_name(result, e)}: every pair {means[e]:.3g}", fontsize=8)
+            continue
         ax.stairs(counts[e], edges[e], fill=True, color="tab:blue", alpha=0.7)
         ax.axvline(means[e], color="tab:red", lw=1.2)
         ax.set_title(f"{_entry_name(result, e)}: mean {means[e]:.3g}", fontsize=8)
@@ -153,7 +182,8 @@ def plot_means_depth(result: Any, path: Path) -> Path:
     for ax, what, label in ((axes[0], "mi", "mean MI (bits)"), (axes[1], "cov", "mean covariance")):
         for i, kind in enumerate(KINDS):
             k = getattr(result, kind)
-            m, ci = getattr(k, f"mean_{what}"), getattr(k, f"mean_{what}_ci")
+            stat = getattr(k, f"mean_{what}")
+            m, ci = stat.value, np.c_[stat.ci_low, stat.ci_high]
             col = _CMAP(i)
             order = np.argsort(result.layers[pre], kind="stable")
             L = result.layers[pre][order]
@@ -173,7 +203,7 @@ def plot_means_depth(result: Any, path: Path) -> Path:
         ax.set_xlabel("layer (hidden-state index; 0 = embeddings)")
         ax.set_ylabel(label)
         if what == "cov":
-            vals = np.concatenate([getattr(result, k).mean_cov for k in KINDS])
+            vals = np.concatenate([getattr(result, k).mean_cov.value for k in KINDS])
             if np.all(vals > 0):
                 ax.set_yscale("log")
             else:

@@ -38,12 +38,14 @@ from layerclaims.metrics.similarity import as_array, rsa
 
 __all__ = [
     "BootstrapCI",
+    "PairMoments",
     "bootstrap_ci",
     "bootstrap_indices",
     "bootstrap_pair_correlation",
     "bootstrap_replicates",
     "bootstrap_similarity",
     "item_counts",
+    "pair_moments",
     "percentile_interval",
     "resample_matrix",
 ]
@@ -341,23 +343,68 @@ def bootstrap_pair_correlation(
     _check(n, n_boot, level)
     estimate = rsa(A, B)
     idx = bootstrap_indices(n, n_boot, seed=seed, strata=strata, min_distinct=min_distinct)
-    counts = item_counts(idx, n).astype(np.float64)
-    upper = np.triu(np.ones((n, n)), 1)
-    # r is shift-invariant: centring first keeps the one-pass moments below accurate for large offsets
-    A = A - A[upper > 0].mean()
-    B = B - B[upper > 0].mean()
-
-    def form(M: np.ndarray) -> np.ndarray:
-        return np.einsum("bi,bi->b", counts @ (M * upper), counts)
-
-    w = form(np.ones((n, n)))
-    ma, mb = form(A) / w, form(B) / w
-    vaa = form(A * A) / w - ma * ma
-    vbb = form(B * B) / w - mb * mb
-    vab = form(A * B) / w - ma * mb
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reps = np.clip(vab / np.sqrt(vaa * vbb), -1.0, 1.0)
-    reps[~((vaa > 0) & (vbb > 0))] = np.nan
+    reps = pair_moments(item_counts(idx, n), A, B).r
     return BootstrapCI.from_replicates(
         estimate, reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
     )
+
+
+@dataclass(frozen=True)
+class PairMoments:
+    """Weighted moments of two pair statistics ``a``, ``b`` over the pairs of distinct items, one value per row of
+    item multiplicities: ``n`` (number of pairs counted with their weights), means, variances, covariance; ``r``
+    (Pearson) and ``slope`` (OLS of b on a) are NaN where undefined (zero variance, fewer than 3 pairs)."""
+
+    n: np.ndarray
+    mean_a: np.ndarray
+    mean_b: np.ndarray
+    var_a: np.ndarray
+    var_b: np.ndarray
+    cov_ab: np.ndarray
+
+    @property
+    def r(self) -> np.ndarray:
+        ok = (self.var_a > 0) & (self.var_b > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.clip(self.cov_ab / np.sqrt(self.var_a * self.var_b), -1.0, 1.0)
+        return np.where(ok, r, np.nan)
+
+    @property
+    def slope(self) -> np.ndarray:
+        ok = (self.var_a > 0) & (self.n >= 3)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok, self.cov_ab / self.var_a, np.nan)
+
+
+def pair_moments(counts: Any, A: Any, B: Any, mask: Any = None) -> PairMoments:
+    """THE pair-weighted bootstrap primitive: moments of the pair values of two symmetric item x item matrices
+    ``A``, ``B`` under item multiplicities ``counts`` (``[n_boot, n]``, e.g. :func:`item_counts`; a row of ones is
+    the full sample).
+
+    In a resample where item ``i`` appears ``c_i`` times, the distinct-item pair ``{i, j}`` appears ``c_i c_j``
+    times and the pairs of two copies of one item are excluded (see the module docstring), so every sum is a
+    quadratic form ``c^T (M * U) c`` with ``U`` the strict upper triangle (times the symmetric boolean ``mask``
+    when given: e.g. one cluster of pairs). All replicates are a handful of ``(n_boot x n) @ (n x n)`` products.
+    Values are centred first so the one-pass moments stay accurate when they are large (r and slopes are
+    shift-invariant)."""
+    W = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    n = A.shape[0]
+    U = np.triu(np.ones((n, n)), 1)
+    if mask is not None:
+        U = U * np.asarray(mask, dtype=np.float64)
+    total = U.sum()
+    a0 = float((A * U).sum() / total) if total else 0.0
+    b0 = float((B * U).sum() / total) if total else 0.0
+    Ac, Bc = A - a0, B - b0
+
+    def form(M: np.ndarray) -> np.ndarray:
+        return np.einsum("bi,bi->b", W @ (M * U), W)
+
+    w = form(np.ones((n, n)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mb = form(Ac) / w, form(Bc) / w
+        vaa = form(Ac * Ac) / w - ma * ma
+        vbb = form(Bc * Bc) / w - mb * mb
+        vab = form(Ac * Bc) / w - ma * mb
+    return PairMoments(w, ma + a0, mb + b0, vaa, vbb, vab)

@@ -1,0 +1,205 @@
+"""Which model a name, folder or loaded handle is: recognised by what it is, not by the name typed.
+
+A claim is asserted (not just snapshotted) on the model it was made for. ``--model gpt2-medium`` names it directly;
+``--model /models/gpt2-medium`` (a local folder, the usual case on an offline GPU cluster) or a mirror's id
+(``openai-community/gpt2-medium``) must be recognised as the same model. Evidence, in order:
+
+1. the name itself, or a known alias (:data:`ALIASES`);
+2. a folder's ``config.json`` (or a handle's config): its recorded name (``_name_or_path``, which
+   ``save_pretrained`` keeps from the id the model was loaded from) names a known model AND the architecture facts
+   match that model's row in :data:`KNOWN_MODELS` (family, blocks, width, vocabulary). A recorded name whose facts
+   do not match is not trusted (a fine-tune that changed the vocabulary, a truncated copy);
+3. a weight fingerprint (SHA-256 of the ``model.safetensors`` file) listed in :data:`WEIGHT_FINGERPRINTS`;
+4. a declaration (pytest ``--as gpt2-medium``) for a folder that cannot tell, accepted only when its architecture
+   facts match the declared model; refused with :class:`~layerclaims.errors.UsageError` otherwise.
+
+Only ``config.json`` is read (never the weights, except for a fingerprint), so a folder holding a config alone is
+enough to test this. Importing this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerclaims.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """What a config says about the architecture: ``family`` (``model_type``), ``n_blocks``, ``width`` (residual
+    width) and ``vocab`` (vocabulary size)."""
+
+    family: str
+    n_blocks: int
+    width: int
+    vocab: int
+
+    def describe(self) -> str:
+        return f"{self.family}, {self.n_blocks} blocks of width {self.width}, vocabulary {self.vocab}"
+
+
+# The models the package's claims were made for (and their smaller siblings), from their published config.json.
+KNOWN_MODELS: dict[str, ArchFacts] = {
+    "gpt2": ArchFacts("gpt2", 12, 768, 50257),
+    "gpt2-medium": ArchFacts("gpt2", 24, 1024, 50257),
+    "gpt2-large": ArchFacts("gpt2", 36, 1280, 50257),
+    "gpt2-xl": ArchFacts("gpt2", 48, 1600, 50257),
+}
+
+# Hub ids that hold the same weights as a known model's legacy id.
+ALIASES: dict[str, str] = {f"openai-community/{name}": name for name in KNOWN_MODELS}
+
+# SHA-256 of model.safetensors -> known model. None is recorded yet: the gpt2-medium/-large weights cannot be had on
+# the machines this was written on, and a hash copied from elsewhere without checking it would be an untested claim.
+# Add a row after computing `sha256sum model.safetensors` on a verified copy.
+WEIGHT_FINGERPRINTS: dict[str, str] = {}
+
+# config.json keys of each fact, per naming convention (GPT-2 ``n_layer``/``n_embd``; most others ``num_hidden_layers``
+# / ``hidden_size``): the first key present is used.
+_FACT_KEYS: dict[str, tuple[str, ...]] = {
+    "n_blocks": ("n_layer", "num_hidden_layers", "num_layers", "n_layers"),
+    "width": ("n_embd", "hidden_size", "d_model", "dim"),
+    "vocab": ("vocab_size",),
+}
+
+
+def canonical(name: str) -> str:
+    """A known model's name for ``name`` (``openai-community/gpt2-medium`` -> ``gpt2-medium``); else ``name``."""
+    return ALIASES.get(name, name)
+
+
+def read_config(obj: Any) -> dict[str, Any] | None:
+    """The config of ``obj`` as a dict, or None when there is none to read.
+
+    ``obj``: a mapping (a config dict), a folder holding ``config.json``, a ``config.json`` path, a transformers
+    config (``to_dict()``), a model (``.config``) or a :class:`~layerclaims.models.ModelHandle` (``.model.config``).
+    A plain name (registry or hub id) has no config here: None."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, str | Path):
+        path = Path(obj).expanduser()
+        if path.is_dir():
+            path = path / "config.json"
+        if path.name.endswith(".json") and path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise UsageError(f"{path} is not a readable JSON config ({exc}): fix or replace the file") from None
+            return data if isinstance(data, dict) else None
+        return None
+    inner = getattr(getattr(obj, "model", None), "config", None) or getattr(obj, "config", None)
+    if inner is not None and hasattr(inner, "to_dict"):
+        return dict(inner.to_dict())
+    if hasattr(obj, "to_dict"):
+        return dict(obj.to_dict())
+    return None
+
+
+def arch_facts(config: Mapping[str, Any]) -> ArchFacts | None:
+    """The :class:`ArchFacts` of a config dict, or None when a fact is missing."""
+    values: dict[str, int] = {}
+    for fact, keys in _FACT_KEYS.items():
+        found = next((config[k] for k in keys if isinstance(config.get(k), int)), None)
+        if found is None:
+            return None
+        values[fact] = int(found)
+    family = config.get("model_type")
+    if not isinstance(family, str):
+        return None
+    return ArchFacts(family, values["n_blocks"], values["width"], values["vocab"])
+
+
+def weight_fingerprint(folder: str | Path) -> str | None:
+    """SHA-256 (hex) of ``folder/model.safetensors``, or None when there is no such file."""
+    path = Path(folder).expanduser() / "model.safetensors"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recorded_name(config: Mapping[str, Any]) -> str | None:
+    """The known model a config's ``_name_or_path`` names (its last path part, so ``/models/gpt2-medium`` and
+    ``openai-community/gpt2-medium`` both count), or None."""
+    recorded = config.get("_name_or_path")
+    if not isinstance(recorded, str) or not recorded.strip():
+        return None
+    recorded = recorded.strip().rstrip("/")
+    for candidate in (recorded, canonical(recorded), recorded.rsplit("/", 1)[-1]):
+        if candidate in KNOWN_MODELS:
+            return candidate
+    return None
+
+
+def check_declared(declared: str, obj: Any) -> str:
+    """Accept the declaration that ``obj`` (a folder, config or handle) is the known model ``declared``.
+
+    Returns the canonical name. UsageError naming the mismatch and the fix when ``declared`` is not a known model,
+    when ``obj`` has no config to check, or when its architecture facts differ from the declared model's."""
+    name = canonical(declared)
+    if name not in KNOWN_MODELS:
+        raise UsageError(
+            f"--as {declared}: not a model whose architecture is known here; use one of "
+            f"{', '.join(sorted(KNOWN_MODELS))} (the claims' models), or drop --as"
+        )
+    config = read_config(obj)
+    if config is None:
+        raise UsageError(
+            f"--as {declared}: {obj} has no config.json to check the architecture against; --as is for a local "
+            "model folder (a hub id or registry name is recognised by its name), so point --model at the folder "
+            "or drop --as"
+        )
+    facts = arch_facts(config)
+    expected = KNOWN_MODELS[name]
+    if facts != expected:
+        seen = facts.describe() if facts is not None else "no complete architecture facts (model_type, blocks, width)"
+        raise UsageError(
+            f"--as {declared} refused: {obj} holds {seen}, but {name} is {expected.describe()}. Fix: point --model at "
+            f"a {name} folder, or drop --as to snapshot this model instead of asserting {name}'s claims on it"
+        )
+    return name
+
+
+def model_identity(obj: Any, *, declared: str | None = None) -> str | None:
+    """The known model (a key of :data:`KNOWN_MODELS`) that ``obj`` is, or None when it cannot tell.
+
+    ``obj``: a name (registry name, hub id or local folder path), a config dict or ``config.json`` path, a
+    transformers config or model, or a loaded handle. ``declared``: what the user says it is (``--as``), checked
+    by :func:`check_declared`."""
+    if declared is not None:
+        return check_declared(declared, obj)
+    if isinstance(obj, str) and canonical(obj) in KNOWN_MODELS and not Path(obj).expanduser().is_dir():
+        return canonical(obj)
+    handle_name = getattr(obj, "name", None)
+    if isinstance(handle_name, str) and canonical(handle_name) in KNOWN_MODELS:
+        return canonical(handle_name)
+    if isinstance(obj, str | Path) and Path(obj).expanduser().is_dir():
+        fingerprint = weight_fingerprint(obj) if WEIGHT_FINGERPRINTS else None
+        if fingerprint is not None and fingerprint in WEIGHT_FINGERPRINTS:
+            return WEIGHT_FINGERPRINTS[fingerprint]
+    config = read_config(obj)
+    if config is None:
+        return None
+    name = _recorded_name(config)
+    if name is not None and arch_facts(config) == KNOWN_MODELS[name]:
+        return name
+    return None
+
+
+def is_claim_model(claim_model: str, model: Any, *, declared: str | None = None) -> bool:
+    """Whether ``model`` (as :func:`model_identity` takes it) is the model ``claim_model`` a claim was made for.
+
+    A claim's model that is not in :data:`KNOWN_MODELS` (a user's claim about ``tiny-gpt2`` or ``smollm2-135m``)
+    is matched by its name as typed."""
+    if declared is None and isinstance(model, str) and canonical(model) == canonical(claim_model):
+        return True
+    identity = model_identity(model, declared=declared)
+    return identity is not None and identity == canonical(claim_model)

@@ -1,0 +1,96 @@
+"""Synthetic marks with a known answer, for validating :func:`layerclaims.metrics.clusters.cluster_marks`.
+
+Written from the description of issue 11 (not from the procedure's gates): N marks, each a vector of D dimensions,
+``x_i = a_i u + e_i`` with ``u`` one shared direction (``N(0, I_D)``) and ``e_i ~ N(0, I_D)`` the mark's own noise.
+The covariance of two marks over the D dimensions is then ``~ a_i a_j`` (plus noise of sd ``~ 1/sqrt(D)``), so a
+group of marks sharing a loading ``a_g`` makes the pair types ``(g, h)`` sit at ``a_g a_h``.
+
+Every case returns ``(X [N, D], truth)`` where ``truth`` is the number of pair clusters carried by groups of marks,
+and, where the case has them, the indices of the marks that must be flagged (atypical single marks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CASES", "MarkCase", "covariance", "groups", "power_case"]
+
+N, D = 250, 1024
+
+
+@dataclass(frozen=True)
+class MarkCase:
+    """A generated set of marks: ``x [N, D]``, the true count, the marks that must be flagged, group labels."""
+
+    x: np.ndarray
+    truth: int
+    flagged: tuple[int, ...] = ()
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def covariance(x: np.ndarray) -> np.ndarray:
+    """The N x N covariance of the marks over their D dimensions (the study's pairwise covariance)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    return xc @ xc.T / (x.shape[1] - 1)
+
+
+def _marks(loadings: np.ndarray, rng: np.random.Generator, d: int = D) -> np.ndarray:
+    u = rng.normal(0, 1, d)
+    return loadings[:, None] * u[None, :] + rng.normal(0, 1, (loadings.size, d))
+
+
+def groups(sizes: list[int], amps: list[float], rng: np.random.Generator, truth: int) -> MarkCase:
+    """Groups of marks with loadings ``amps`` (shuffled order); the pair types sit at ``a_g a_h``."""
+    lab = np.repeat(np.arange(len(sizes)), sizes)
+    lab = lab[rng.permutation(lab.size)]
+    return MarkCase(_marks(np.asarray(amps, dtype=float)[lab], rng), truth, (), lab)
+
+
+def one_population(rng: np.random.Generator) -> MarkCase:
+    """One population: every mark draws its vector the same way (1)."""
+    return MarkCase(_marks(np.full(N, 0.7), rng), 1, (), np.zeros(N, dtype=np.int64))
+
+
+def atypical_marks(rng: np.random.Generator) -> MarkCase:
+    """One population plus 3 atypical marks (1, the 3 flagged): two load 3x as much on the shared direction (their
+    249 pairs form a streak of their own), one has a direction of its own with 4x the norm of the noise."""
+    a = np.full(N, 0.7)
+    odd = rng.choice(N, 3, replace=False)
+    a[odd[:2]] = 2.1
+    x = _marks(a, rng)
+    x[odd[2]] += 4.0 * rng.normal(0, 1, D) + 1.5 * x.mean(axis=0)
+    return MarkCase(x, 1, tuple(sorted(int(i) for i in odd)), np.zeros(N, dtype=np.int64))
+
+
+def heavy_tailed(rng: np.random.Generator) -> MarkCase:
+    """Per-mark loadings with heavy tails (Student t, 3 dof, around 0.7): one population (1)."""
+    return MarkCase(_marks(0.7 + 0.25 * rng.standard_t(3, N), rng), 1, (), np.zeros(N, dtype=np.int64))
+
+
+def lognormal_scales(rng: np.random.Generator, sigma: float = 0.5) -> MarkCase:
+    """Each mark's whole vector scaled by a lognormal factor (a continuous per-mark effect, no groups): 1."""
+    x = _marks(np.full(N, 0.7), rng) * rng.lognormal(0, sigma, (N, 1))
+    return MarkCase(x, 1, (), np.zeros(N, dtype=np.int64))
+
+
+CASES: dict[str, Callable[[np.random.Generator], MarkCase]] = {
+    "one population": one_population,
+    "one population + 3 atypical marks": atypical_marks,
+    "heavy-tailed loadings (t3)": heavy_tailed,
+    "lognormal scales (sigma 0.5)": lognormal_scales,
+    "lognormal scales (sigma 1)": lambda rng: lognormal_scales(rng, 1.0),
+    "two groups 125/125": lambda rng: groups([125, 125], [0.5, 1.0], rng, 3),
+    "two groups 225/25": lambda rng: groups([225, 25], [0.5, 1.0], rng, 3),
+    "two groups 240/10": lambda rng: groups([240, 10], [0.5, 1.0], rng, 3),
+    "two groups, types coincide": lambda rng: groups([125, 125], [0.0, 1.0], rng, 2),
+    "three groups 100/100/50": lambda rng: groups([100, 100, 50], [0.5, 1.0, 1.5], rng, 6),
+}
+
+
+def power_case(delta: float, rng: np.random.Generator) -> MarkCase:
+    """Two groups of 125 with loadings 0.7 and 0.7 + ``delta``: 3 pair types for delta > 0, 1 at delta = 0. The
+    power curve is the fraction of seeds with count 3 as ``delta`` grows."""
+    return groups([125, 125], [0.7, 0.7 + delta], rng, 3 if delta > 0 else 1)

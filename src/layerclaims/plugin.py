@@ -1,0 +1,170 @@
+"""The pytest plugin of layerclaims, registered through the ``pytest11`` entry point (as pytest plugins such as
+pytest-regressions and pytest-cov are), so that any project that installs layerclaims gets it.
+
+Options (group "layerclaims"):
+  --gpu            run models on CUDA (a clear error when none is present); with no --model, the findings tests run
+                   each claim on the model it was made for (gpt2-medium, gpt2-large) and assert that it holds.
+  --model NAME     run the findings tests on this registry name, Hugging Face id or local folder (repeatable).
+  --claims PATH    add the claims of a TOML file or folder (README, "Claims as files") to the package's (repeatable).
+  --only-claims    check only the --claims claims, not the package's.
+  --as NAME        the local --model folder is NAME (e.g. gpt2-medium) when its config cannot tell; refused when its
+                   architecture is not NAME's.
+Markers: ``findings`` (a claim evaluated on a model), ``slow`` (more than a few seconds).
+Fixtures: ``device``, ``findings_claims``, ``study_cache``, ``check_verdict``; a test that takes ``model`` and
+``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params` lists them. A
+findings test in one's own project::
+
+    import pytest
+    from layerclaims.verdicts import evaluate
+
+    pytestmark = pytest.mark.findings
+
+    def test_claim(model, claim, study_cache, device, check_verdict):
+        result = study_cache.get(claim.study, model, device, **claim.options)
+        check_verdict(evaluate(claim, result), claim)
+
+Importing this module imports neither torch nor numpy (``pytest --help`` stays fast); the machinery lives in
+:mod:`layerclaims.testing` and is imported by the fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from layerclaims.claims import Claim, combine_claims
+from layerclaims.errors import LayerclaimsError
+from layerclaims.identity import check_declared
+
+CLAIMS_KEY = pytest.StashKey[tuple[Claim, ...]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("layerclaims", "layerclaims: claims about language-model layers as tests")
+    group.addoption("--gpu", action="store_true", default=False, help="run models on CUDA")
+    group.addoption(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="model for the findings tests (repeatable; default tiny-gpt2 and smollm2-135m, as on CI)",
+    )
+    group.addoption(
+        "--claims",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="a TOML claims file or folder whose claims the findings tests also check (repeatable)",
+    )
+    group.addoption(
+        "--only-claims", action="store_true", default=False, help="check only the --claims claims, not the package's"
+    )
+    group.addoption(
+        "--as",
+        dest="as_model",
+        default=None,
+        metavar="NAME",
+        help="the --model folder holds NAME (e.g. gpt2-medium): assert NAME's claims on it (its architecture is "
+        "checked)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "findings: a published claim evaluated on a real (or tiny) model")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    if config.getoption("--gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(
+                "--gpu was given but torch sees no CUDA device on this machine: "
+                "drop --gpu to run on the CPU, or run on a machine with an NVIDIA GPU and a CUDA build of torch."
+            )
+    try:
+        config.stash[CLAIMS_KEY] = combine_claims(
+            config.getoption("--claims") or (), only=bool(config.getoption("--only-claims"))
+        )
+        declared = config.getoption("as_model")
+        if declared is not None:
+            models = config.getoption("--model") or []
+            if not models:
+                raise pytest.UsageError(f"--as {declared} needs --model PATH: the local folder that holds {declared}")
+            for m in models:
+                check_declared(declared, m)
+    except LayerclaimsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def findings_claims_of(config: pytest.Config) -> tuple[Claim, ...]:
+    """The claims this session checks: the package's and --claims ones (only the latter with --only-claims)."""
+    return config.stash.get(CLAIMS_KEY, ())
+
+
+def _parametrized(metafunc: pytest.Metafunc) -> set[str]:
+    names: set[str] = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        argnames = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [a.strip() for a in argnames.split(",")]
+        names.update(argnames)
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking ``model`` and ``claim`` (and not parametrizing them itself) runs on every (model, claim)."""
+    if {"model", "claim"} <= set(metafunc.fixturenames) and not {"model", "claim"} & _parametrized(metafunc):
+        from layerclaims.testing import model_claim_params
+
+        metafunc.parametrize(
+            ("model", "claim"), model_claim_params(metafunc.config, claims=findings_claims_of(metafunc.config))
+        )
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> str:
+    """``"cuda"`` with --gpu, else ``"cpu"``."""
+    return "cuda" if pytestconfig.getoption("--gpu") else "cpu"
+
+
+@pytest.fixture(scope="session")
+def findings_claims(pytestconfig: pytest.Config) -> tuple[Claim, ...]:
+    """The claims of this session (package's + --claims, or --claims alone with --only-claims)."""
+    return findings_claims_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def study_cache() -> Any:
+    """One model load per (model, device) and one study run per (study, model, device, settings) for the session
+    (:class:`layerclaims.testing.StudyCache`)."""
+    from layerclaims.testing import StudyCache
+
+    return StudyCache()
+
+
+@pytest.fixture
+def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Callable[..., None]:
+    """``check_verdict(verdict, claim, tolerance=None, snapshots=None)``: assert the claim on its own model
+    (recognised by what it is; ``--as``), else snapshot the verdict in ``snapshots/<model>/<claim>.csv`` beside the
+    test file (pytest-regressions; ``tolerance`` defaults to :data:`layerclaims.testing.DEFAULT_TOLERANCE`)."""
+    from layerclaims import testing
+    from layerclaims.identity import is_claim_model
+
+    declared = pytestconfig.getoption("as_model")
+
+    def check(verdict: Any, claim: Claim, tolerance: dict[str, float] | None = None, snapshots: Any = None) -> None:
+        if is_claim_model(claim.model, verdict.model, declared=declared):
+            num_regression = None  # not needed: the claim is asserted
+        else:
+            num_regression = request.getfixturevalue("num_regression")
+        testing.check_verdict(
+            verdict,
+            claim,
+            num_regression,
+            testing.DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            snapshots,
+            declared=declared,
+        )
+
+    return check

@@ -1,0 +1,426 @@
+"""Study A, step 3: the statistics of one kind at every entry (layer), from the mark vectors.
+
+Per entry, on the N x N pair matrices of the original estimator
+(:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs ``i < j``): mean MI and covariance, the pooled
+Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups of marks
+(:func:`layerclaims.metrics.clusters.cluster_marks`, on the covariance and on the MI matrix) with the literal count
+of the pair values beside them (:func:`~layerclaims.metrics.clusters.count_clusters`), the within-group slopes of
+MI on covariance (:func:`layerclaims.metrics.simpson.simpson` over the covariance pair clusters; pairs with an
+outlier mark left out) and the merge layer.
+
+Bootstrap over marks, one primitive (:func:`layerclaims.metrics.bootstrap.pair_moments`): a resample gives each
+mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. The pooled r and the per-layer means
+are bootstrapped this way at every layer (``Config.n_boot``). At the detail layers, ``Config.n_boot_clusters``
+resamples REFIT the mark groups on the distinct marks of each resample (a duplicated mark would be an exact
+duplicate row), giving the count replicates and the within-group slopes with the grouping's uncertainty carried
+in. The control: a Gaussian surrogate of the marks (same mean and covariance, no groups) through the same steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
+from layerclaims.metrics.clusters import _THREADS, MIN_SUPPORT, MarkClusters, PairType, cluster_marks, count_clusters
+from layerclaims.results import BlockStatistic, Control
+from layerclaims.studies.punctuation.config import Config, KindSeeds, entry_seeds
+from layerclaims.studies.punctuation.result import KindResult, LayerDetail
+
+N_HIST_BINS = 40
+N_DRAW = 3000  # pairs kept per entry and kind for drawing the all-layers grid
+MIN_TYPE_PAIRS = 10  # a pair cluster enters the within-group comparison with at least this many pairs
+STEPS = ("mi_cov_s", "clusters_s", "detail_s", "mantel_s", "control_s", "bootstrap_s")
+
+
+@dataclass
+class Layer:
+    """The pair matrices of one entry and what every entry gets."""
+
+    cov_m: np.ndarray
+    mi_m: np.ndarray
+    cov: np.ndarray  # upper-triangle values
+    mi: np.ndarray
+    degenerate: bool
+
+
+def pair_matrices(x: np.ndarray, config: Config) -> Layer:
+    """Covariance and MI of every pair of marks (``x`` ``[N, d]``), symmetrised, and their upper triangles."""
+    from layerclaims.metrics.information import pairwise_mi_cov
+
+    mi_m, cov_m = pairwise_mi_cov(x, bins=config.bins, z_threshold=config.z_threshold, estimator=config.mi_estimator)
+    mi_m = 0.5 * (np.asarray(mi_m, dtype=np.float64) + np.asarray(mi_m, dtype=np.float64).T)
+    cov_m = 0.5 * (np.asarray(cov_m, dtype=np.float64) + np.asarray(cov_m, dtype=np.float64).T)
+    iu = np.triu_indices(x.shape[0], 1)
+    cov, mi = cov_m[iu], mi_m[iu]
+    return Layer(cov_m, mi_m, cov, mi, degenerate(cov) or degenerate(mi))
+
+
+def degenerate(v: np.ndarray) -> bool:
+    """All values equal up to rounding (spread <= 1e-9 of their magnitude)."""
+    v = np.asarray(v, dtype=np.float64)
+    return bool(v.size == 0 or np.ptp(v) <= 1e-9 * max(float(np.abs(v).max()), 1e-300))
+
+
+def groups_of(matrix: np.ndarray, seed: int, n_boot: int) -> MarkClusters:
+    """:func:`cluster_marks` on a pair matrix (one group of every mark when there are fewer than 4: no count is
+    evaluated on so few, see ``result.MEASURES``)."""
+    n = matrix.shape[0]
+    if n < 4:
+        values = matrix[np.triu_indices(n, 1)]
+        centre = float(np.median(values)) if values.size else float("nan")
+        one = (PairType(0, 0, int(values.size), centre, 0.0, 0),)
+        return MarkClusters(1, np.zeros(n, dtype=np.int64), (), one, float("nan"), (), MIN_SUPPORT)
+    return cluster_marks(matrix, seed=seed, n_boot=n_boot)
+
+
+def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """OLS slope of MI on covariance inside each pair cluster of ``groups`` (pairs with an outlier mark left out;
+    a cluster with fewer than MIN_TYPE_PAIRS pairs or no spread in covariance gives NaN), the sizes, and the pooled
+    slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once."""
+    n = layer.cov_m.shape[0]
+    w = np.ones((1, n)) if weights is None else np.atleast_2d(weights)
+    lab = groups.mark_labels
+    table = _type_table(groups)
+    pair_cluster = np.where((lab[:, None] >= 0) & (lab[None, :] >= 0), table[lab[:, None], lab[None, :]], -1)
+    k = groups.n_clusters
+    slopes = np.full((w.shape[0], k), np.nan)
+    sizes = np.zeros(k, dtype=np.int64)
+    for c in range(k):
+        mask = pair_cluster == c
+        sizes[c] = int(np.triu(mask, 1).sum())
+        if sizes[c] >= MIN_TYPE_PAIRS:
+            slopes[:, c] = pair_moments(w, layer.cov_m, layer.mi_m, mask).slope
+    pooled = pair_moments(w, layer.cov_m, layer.mi_m, pair_cluster >= 0).slope
+    return slopes, sizes, pooled
+
+
+def _type_table(groups: MarkClusters) -> np.ndarray:
+    g = max(groups.n_groups, 1)
+    table = np.full((g + 1, g + 1), -1, dtype=np.int64)  # the extra row/column is the outlier label -1
+    for t in groups.pair_types:
+        table[t.a, t.b] = table[t.b, t.a] = t.cluster
+    return table
+
+
+def paradox(slopes: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """Every defined within slope has the sign opposite to the pooled one, with >= 2 of them (per row)."""
+    ok = np.isfinite(slopes)
+    opposite = np.sign(slopes) == -np.sign(pooled)[:, None]
+    return (ok.sum(axis=1) >= 2) & np.all(opposite | ~ok, axis=1) & (np.sign(pooled) != 0)
+
+
+def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
+    """Marks with the same mean and covariance as ``x`` ``[N, d]`` and no groups: ``mu + Z (x - mu) / sqrt(N-1)``
+    with ``Z`` an N x N standard normal matrix (each surrogate mark a Gaussian mix of all the marks)."""
+    mu = x.mean(axis=0, keepdims=True)
+    z = np.random.default_rng(seed).standard_normal((x.shape[0], x.shape[0]))
+    return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
+
+
+def control(x: np.ndarray, config: Config, seed: int) -> dict[str, Control]:
+    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
+    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit)."""
+    layer = pair_matrices(gaussian_surrogate(x, seed), config)
+    reps = detail_resamples(layer, config.n_boot_clusters, seed)
+    cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
+    slopes, _, _ = within_slopes(layer, cov_g)
+    r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
+    finite = slopes[0][np.isfinite(slopes[0])]
+    r_reps = pair_moments(
+        item_counts(bootstrap_indices(x.shape[0], config.n_boot_clusters or 1, seed=seed), x.shape[0]),
+        layer.cov_m,
+        layer.mi_m,
+    ).r
+    return {
+        "cov_clusters": _control(float(cov_g.n_clusters), reps["cov"], True, outlier_marks=len(cov_g.outlier_marks)),
+        "mi_clusters": _control(float(mi_g.n_clusters), reps["mi"], True, outlier_marks=len(mi_g.outlier_marks)),
+        "pooled_r": _control(r, r_reps if config.n_boot_clusters else np.zeros(0), False),
+        "slope": _control(float(finite.min()) if finite.size else float("nan"), reps["slope"], False),
+    }
+
+
+def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> Control:
+    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+    finite = reps[np.isfinite(reps)]
+    if finite.size == 0:
+        return Control(name, value, None, None, dict(details))
+    lo, hi = percentile_interval(finite, discrete=discrete)
+    out = finite.astype(np.int64) if discrete else finite
+    return Control(name, value, (lo, hi), out, dict(details))
+
+
+def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """Resamples of marks that refit the groups: the count of each matrix, the smallest within-group slope and the
+    paradox flag (groups of the covariance refit on the distinct marks, pairs weighted ``c_i c_j``)."""
+    n = layer.cov_m.shape[0]
+    out = {k: np.full(n_boot, np.nan) for k in ("cov", "mi", "slope")}
+    out["paradox"] = np.zeros(n_boot, dtype=bool)
+    if n_boot == 0:
+        return out
+    counts = item_counts(bootstrap_indices(n, n_boot, seed=seed), n).astype(np.float64)
+    with _THREADS.limit(limits=1):  # small n x n products: one BLAS thread is faster (see cluster_marks)
+        for b in range(n_boot):
+            _refit(layer, counts[b], seed, out, b)
+    return out
+
+
+def _refit(layer: Layer, counts: np.ndarray, seed: int, out: dict[str, np.ndarray], b: int) -> None:
+    """One resample of :func:`detail_resamples`, written into row ``b`` of ``out``."""
+    keep = np.flatnonzero(counts > 0)
+    sub = Layer(layer.cov_m[np.ix_(keep, keep)], layer.mi_m[np.ix_(keep, keep)], layer.cov, layer.mi, False)
+    g_cov = groups_of(sub.cov_m, seed, 0)
+    out["cov"][b] = g_cov.n_clusters
+    out["mi"][b] = groups_of(sub.mi_m, seed, 0).n_clusters
+    slopes, _, pooled = within_slopes(sub, g_cov, counts[keep])
+    finite = slopes[0][np.isfinite(slopes[0])]
+    out["slope"][b] = finite.min() if finite.size else np.nan
+    out["paradox"][b] = bool(paradox(slopes, pooled)[0])
+
+
+def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
+    """The literal count: clusters of the pair values themselves (single marks included), stability, labels."""
+    if degenerate(values) or values.size < 10:
+        return 1, 1.0, np.zeros(values.size, dtype=np.int64)
+    res = count_clusters(values, seed=seed, n_boot=n_boot)
+    return res.n_clusters, res.stability, res.labels
+
+
+class KindAnalysis:
+    """Accumulates the per-entry statistics of one kind (arrays over entries) and builds the :class:`KindResult`."""
+
+    def __init__(self, n_entries: int, n_marks: int, config: Config, seeds: KindSeeds) -> None:
+        E, N = n_entries, n_marks
+        self.config, self.seeds = config, seeds
+        self.stats = {s: np.full((4, E), np.nan) for s in ("mean_mi", "mean_cov", "pooled_r", "min_within_slope")}
+        self.arr: dict[str, np.ndarray] = {
+            "pooled_slope": np.full(E, np.nan),
+            "paradox": np.zeros(E, dtype=bool),
+            "degenerate": np.zeros(E, dtype=bool),
+            "groups_cov": np.zeros((E, N), dtype=np.int16),
+            "groups_mi": np.zeros((E, N), dtype=np.int16),
+            "hist_cov": np.zeros((E, N_HIST_BINS), dtype=np.int64),
+            "hist_cov_edges": np.full((E, N_HIST_BINS + 1), np.nan),
+            "hist_mi": np.zeros((E, N_HIST_BINS), dtype=np.int64),
+            "hist_mi_edges": np.full((E, N_HIST_BINS + 1), np.nan),
+        }
+        for name in ("cov_clusters", "mi_clusters", "cov_literal", "mi_literal", "cov_outliers", "mi_outliers"):
+            self.arr[name] = np.zeros(E, dtype=np.int64)
+        P = N * (N - 1) // 2
+        rng = np.random.default_rng(seeds.draw)
+        self.draw_sel = np.sort(rng.choice(P, size=min(N_DRAW, P), replace=False))
+        iu = np.triu_indices(N, 1)
+        self.draw_pairs = np.c_[iu[0][self.draw_sel], iu[1][self.draw_sel]].astype(np.int32)
+        for name, dtype in (("draw_cov", np.float32), ("draw_mi", np.float32), ("draw_labels", np.int16)):
+            self.arr[name] = np.zeros((E, self.draw_sel.size), dtype=dtype)
+        self.slopes: list[np.ndarray] = []
+        self.sizes: list[np.ndarray] = []
+        self.details: list[LayerDetail] = []
+        self.weights = (
+            item_counts(bootstrap_indices(N, config.n_boot, seed=seeds.weights), N).astype(np.float64)
+            if config.n_boot
+            else np.zeros((0, N))
+        )
+        self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
+        self.r_replicates = np.zeros(0)
+
+    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
+        """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
+        groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), the literal
+        counts, within slopes, drawing. Returns the groups found."""
+        t0 = time.perf_counter()
+        s = entry_seeds(self.seeds.layer, e)
+        found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
+        groups = tuple(groups_of(m, s["clusters"], 0) for what, m, _ in found if what == "cov" or with_mi)
+        for (what, _, _), g in zip(found, groups, strict=False):
+            self.arr[f"{what}_clusters"][e] = g.n_clusters
+            self.arr[f"{what}_outliers"][e] = len(g.outlier_marks)
+            self.arr[f"groups_{what}"][e] = g.mark_labels
+        for what, _, values in found:
+            self.arr[f"{what}_literal"][e] = literal(values, s["clusters"], 0)[0]
+        g_cov = groups[0]
+        t1 = time.perf_counter()
+        tm["clusters_s"] += t1 - t0
+        self.arr["degenerate"][e] = layer.degenerate
+        self.stats["mean_mi"][0, e], self.stats["mean_cov"][0, e] = layer.mi.mean(), layer.cov.mean()
+        if not layer.degenerate:
+            self.stats["pooled_r"][0, e] = float(np.corrcoef(layer.cov, layer.mi)[0, 1])
+            c = layer.cov - layer.cov.mean()
+            self.arr["pooled_slope"][e] = float((c * (layer.mi - layer.mi.mean())).mean() / (c * c).mean())
+        self._bootstrap(e, layer)
+        tm["bootstrap_s"] += time.perf_counter() - t1
+        self._within(e, layer, g_cov)
+        self._drawing(e, layer, g_cov)
+        return groups
+
+    def _bootstrap(self, e: int, layer: Layer) -> None:
+        if not self.weights.shape[0]:
+            return
+        pm = pair_moments(self.weights, layer.cov_m, layer.mi_m)
+        for name, reps in (("pooled_r", pm.r), ("mean_mi", pm.mean_b), ("mean_cov", pm.mean_a)):
+            if name != "pooled_r" or not layer.degenerate:
+                self.stats[name][1:3, e] = percentile_interval(reps)
+        self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
+        self.r_replicates = pm.r
+
+    def _within(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
+        if layer.degenerate:
+            self.slopes.append(np.zeros(0))
+            self.sizes.append(np.zeros(0, dtype=np.int64))
+            return
+        slopes, sizes, pooled = within_slopes(layer, g_cov)
+        self.slopes.append(slopes[0])
+        self.sizes.append(sizes)
+        finite = slopes[0][np.isfinite(slopes[0])]
+        self.stats["min_within_slope"][0, e] = finite.min() if finite.size else np.nan
+        self.arr["paradox"][e] = bool(paradox(slopes, pooled)[0])
+
+    def _drawing(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
+        for name, vals in (("cov", layer.cov), ("mi", layer.mi)):
+            centre = float(vals.mean())
+            span = (centre - 0.5, centre + 0.5) if degenerate(vals) else None
+            h, edges = np.histogram(vals, bins=N_HIST_BINS, range=span)
+            self.arr[f"hist_{name}"][e], self.arr[f"hist_{name}_edges"][e] = h, edges
+        labels = g_cov.pair_labels()
+        self.arr["draw_cov"][e], self.arr["draw_mi"][e] = layer.cov[self.draw_sel], layer.mi[self.draw_sel]
+        self.arr["draw_labels"][e] = labels[self.draw_sel]
+
+    def detail(
+        self,
+        e: int,
+        layer_index: tuple[int, bool],
+        layer: Layer,
+        x: np.ndarray,
+        groups: tuple[MarkClusters, ...],
+        tm: dict[str, float],
+    ) -> None:
+        """The claim layers: groups with stability, literal counts, Mantel p, refit resamples, the control."""
+        from layerclaims.metrics.similarity import mantel_test
+
+        t0 = time.perf_counter()
+        s = entry_seeds(self.seeds.layer, e)
+        cfg = self.config
+        reps = detail_resamples(layer, cfg.n_boot_clusters, s["resamples"])
+        g_cov, g_mi = _with_boot(groups[0], reps["cov"]), _with_boot(groups[1], reps["mi"])
+        lc = literal(layer.cov, s["clusters"], cfg.cluster_n_boot)
+        lm = literal(layer.mi, s["clusters"], cfg.cluster_n_boot)
+        if reps["slope"].size:
+            self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
+        t1 = time.perf_counter()
+        tm["detail_s"] += t1 - t0
+        p = float("nan")
+        if cfg.n_perm and not layer.degenerate:
+            # Pairs share marks, so pairs are not independent: the null permutes marks (Mantel), not pairs.
+            p = mantel_test(
+                layer.cov_m, layer.mi_m, n_perm=cfg.n_perm, seed=s["mantel"], alternative="two-sided"
+            ).p_value
+        self.stats["pooled_r"][3, e] = p
+        t2 = time.perf_counter()
+        tm["mantel_s"] += t2 - t1
+        controls = control(x, cfg, s["control"]) if cfg.control else {}
+        tm["control_s"] += time.perf_counter() - t2
+        self.details.append(
+            LayerDetail(
+                entry=e,
+                layer=layer_index[0],
+                post_norm=layer_index[1],
+                cov=g_cov,
+                mi=g_mi,
+                cov_literal=lc[0],
+                cov_literal_stability=lc[1],
+                mi_literal=lm[0],
+                mi_literal_stability=lm[1],
+                pooled_r_p=p,
+                pooled_r_replicates=self.r_replicates,
+                slope_replicates=reps["slope"],
+                paradox_replicates=reps["paradox"],
+                cov_values=layer.cov.astype(np.float32),
+                mi_values=layer.mi.astype(np.float32),
+                controls=controls,
+            )
+        )
+
+    def build(
+        self, *, kind: str, counts: dict[str, int], marks: np.ndarray, layers: np.ndarray, post_norm: np.ndarray
+    ) -> KindResult:
+        """The :class:`KindResult` (within slopes padded with NaN to the largest number of clusters)."""
+        K = max((s.size for s in self.slopes), default=1) or 1
+        E = len(self.slopes)
+        within = np.full((E, K), np.nan)
+        sizes = np.zeros((E, K), dtype=np.int64)
+        for e, (s, z) in enumerate(zip(self.slopes, self.sizes, strict=True)):
+            within[e, : s.size], sizes[e, : z.size] = s, z
+        stat = {name: BlockStatistic(*v) for name, v in self.stats.items()}
+        return KindResult(
+            kind=kind,
+            n_found=counts["found"],
+            n_skipped_start=counts["skipped_start"],
+            n_skipped_end=counts["skipped_end"],
+            n_usable=counts["usable"],
+            marks=marks.astype(np.int64),
+            within_slopes=within,
+            cluster_sizes=sizes,
+            merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], layers, post_norm),
+            draw_pairs=self.draw_pairs,
+            details=tuple(self.details),
+            mean_mi_boot=self.mean_boot["mi"],
+            mean_cov_boot=self.mean_boot["cov"],
+            **stat,
+            **self.arr,
+        )
+
+
+def _with_boot(g: MarkClusters, counts: np.ndarray) -> MarkClusters:
+    """``g`` with the refit counts of the resamples as its replicates and stability."""
+    from dataclasses import replace
+
+    b = tuple(int(c) for c in counts[np.isfinite(counts)])
+    return replace(g, boot_counts=b, stability=float(np.mean(np.asarray(b) == g.n_clusters)) if b else float("nan"))
+
+
+def merge_layer(counts: np.ndarray, degen: np.ndarray, layers: np.ndarray, post_norm: np.ndarray) -> int:
+    """The first pre-norm layer from which the covariance has one cluster at every later layer (-1: never)."""
+    depth = np.flatnonzero(~post_norm & ~degen)  # a degenerate entry (layer 0) says nothing
+    merge = -1
+    for e in sorted(depth, key=lambda i: layers[i], reverse=True):
+        if counts[e] != 1:
+            break
+        merge = int(layers[e])
+    return merge
+
+
+def analyse_kind(
+    X: np.ndarray,
+    config: Config,
+    *,
+    seeds: KindSeeds,
+    layers: np.ndarray,
+    post_norm: np.ndarray,
+    detail: np.ndarray,
+    kind: str,
+    counts: dict[str, int],
+    marks: np.ndarray,
+    timings: dict[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> KindResult:
+    """All per-entry statistics of one kind. ``X`` ``[E, N, d]``: mark vectors per entry. ``timings``: seconds per
+    step are added to it (:data:`STEPS`). ``progress``: called once per entry with a short message."""
+    tm = timings if timings is not None else {}
+    for key in STEPS:
+        tm.setdefault(key, 0.0)
+    acc = KindAnalysis(X.shape[0], X.shape[1], config, seeds)
+    for e in range(X.shape[0]):
+        if progress is not None:
+            progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")
+        t0 = time.perf_counter()
+        layer = pair_matrices(X[e], config)
+        tm["mi_cov_s"] += time.perf_counter() - t0
+        is_detail = bool(np.any(detail == e))
+        groups = acc.entry(e, layer, tm, with_mi=is_detail)
+        if is_detail:
+            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], groups, tm)
+    return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)

@@ -1,0 +1,103 @@
+"""Study A settings (:class:`Config`) and the one place where every random stream of the study is derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from layerclaims.errors import UsageError
+from layerclaims.studies.punctuation.marks import KINDS, MARK_SETS
+
+# Below these the statistic is "not evaluated" (a Measurement with ci=None and details["not_evaluated"]): a count
+# of clusters carried by groups needs room for two groups of MIN_SUPPORT marks and a density of the marks' row
+# profiles (30 marks); a correlation over pairs needs 10 marks (45 pairs); a within-group slope needs a group
+# of clusters.MIN_SUPPORT marks (10 pairs inside it) in at least one pair cluster.
+MIN_MARKS_COUNT = 30
+MIN_MARKS_R = 10
+DEFAULT_DETAIL_LAYERS: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Study A settings; the defaults are the original notebook's method.
+
+    ``corpus``: a registry name or a file path. ``n`` marks per kind, ``selection`` ``"first"`` (notebook) or
+    ``"random"`` (write-up, with ``seed``). ``marks``: ``"original"`` (``,`` / ``.``) or ``"extended"``.
+    ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks). ``bins``, ``z_threshold``: the
+    estimator's. ``n_boot``: bootstrap resamples over marks for r and the per-layer means (every layer).
+    ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
+    claim layers mapped to this model: ``layerclaims.studies.run`` does; None = ``DEFAULT_DETAIL_LAYERS``).
+    ``n_boot_clusters``: resamples of marks at the detail layers, each refitting the mark groups (count
+    replicates, within-group slopes with refit labels). ``n_perm``: Mantel permutations for the pooled r's p-value
+    at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
+    at the detail layers. ``control``: run the Gaussian surrogate of the marks at the detail layers.
+    ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
+    """
+
+    corpus: str = "heart-of-darkness"
+    n: int = 250
+    selection: Literal["first", "random"] = "first"
+    seed: int = 0
+    marks: Literal["original", "extended"] = "original"
+    layers: tuple[int, ...] | None = None
+    bins: int = 15
+    z_threshold: float = 5.0
+    n_boot: int = 1000
+    n_boot_clusters: int = 20
+    n_perm: int = 1000
+    cluster_n_boot: int = 20
+    detail_layers: tuple[int, ...] | None = None
+    control: bool = True
+    batch_size: int = 64
+    start: int = 400
+    line_endings: Literal["crlf", "lf"] = "crlf"
+    mi_estimator: Literal["plugin", "miller-madow"] = "plugin"
+
+    def __post_init__(self) -> None:
+        # line_endings: "crlf" tokenises the text as served (the original's input: CRLF, header kept when the file has
+        # it); "lf" the body only with LF endings (layerclaims.data.load_study_text). mi_estimator: the MI estimator
+        # of pairwise_mi_cov ("plugin" = the original; "miller-madow" adds the bias correction).
+        if self.line_endings not in ("crlf", "lf"):
+            raise UsageError(f"line_endings={self.line_endings!r}: use 'crlf' (the text as served) or 'lf' (body)")
+        if self.mi_estimator not in ("plugin", "miller-madow"):
+            raise UsageError(f"mi_estimator={self.mi_estimator!r}: use 'plugin' (the original) or 'miller-madow'")
+        if self.selection not in ("first", "random"):
+            raise UsageError(f"selection={self.selection!r}: use 'first' or 'random'")
+        if self.marks not in MARK_SETS:
+            raise UsageError(f"marks={self.marks!r}: use 'original' or 'extended'")
+        if self.bins < 2 or self.n_boot < 0 or self.n_boot_clusters < 0 or self.n_perm < 0:
+            raise UsageError("bins must be >= 2 and the bootstrap counts >= 0")
+        for name in ("layers", "detail_layers"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(int(x) for x in value))
+
+
+@dataclass(frozen=True)
+class KindSeeds:
+    """Independent random streams of one kind, all children of ``SeedSequence(config.seed)``."""
+
+    selection: int
+    weights: int  # mark multiplicities of the r / means bootstrap (every layer)
+    draw: int  # the pairs kept for the all-layers figure
+    layer: np.random.SeedSequence  # parent of the per-entry streams (:func:`entry_seeds`)
+
+
+def kind_seeds(seed: int, kind: str) -> KindSeeds:
+    """The streams of ``kind``: ``SeedSequence(seed).spawn(len(KINDS))[k].spawn(4)`` (no offsets between streams)."""
+    child = np.random.SeedSequence(seed).spawn(len(KINDS))[KINDS.index(kind)]
+    sel, weights, draw, layer = child.spawn(4)
+    return KindSeeds(_int(sel), _int(weights), _int(draw), layer)
+
+
+def entry_seeds(parent: np.random.SeedSequence, entry: int) -> dict[str, int]:
+    """The streams of one entry (layer): clusters, mark resamples, Mantel permutations, the Gaussian control."""
+    names = ("clusters", "resamples", "mantel", "control")
+    child = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, entry))
+    return {name: _int(s) for name, s in zip(names, child.spawn(len(names)), strict=True)}
+
+
+def _int(ss: np.random.SeedSequence) -> int:
+    return int(ss.generate_state(1, dtype=np.uint32)[0])

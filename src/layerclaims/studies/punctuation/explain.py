@@ -1,0 +1,191 @@
+"""Study A, what the clusters are made of: for every group of marks, what its marks share against the other marks,
+and every outlier mark with its window of text; :func:`markdown` renders it for the report.
+
+Attributes of a mark (from its 31-token window and the text): the mark's own token (``","`` vs ``" ,"``), the
+token before and after it, a line break in the window or just before the mark, a double quote in the window, the
+position in the sentence (tokens since the last ``. ? !`` among the 20 before), and the place in the book (decile of
+the token index). For each group, every attribute value is compared: its rate in the group vs among the other
+(non-outlier) marks; the rows with the largest difference are kept (:data:`N_ROWS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from layerclaims.metrics.clusters import MarkClusters
+from layerclaims.studies.punctuation.marks import AFTER, BEFORE
+from layerclaims.studies.punctuation.result import (
+    AttributeRow,
+    Explanation,
+    GroupExplained,
+    KindResult,
+    OutlierMark,
+    PunctuationResult,
+)
+
+N_ROWS = 6  # attribute rows kept per group
+MIN_IN = 2  # an attribute value must hold for at least this many marks of the group to be listed ...
+MIN_EXCESS = 0.05  # ... and be this much more frequent in the group than among the other marks
+QUOTES = ('"', "\u201c", "\u201d")
+SENTENCE_END = (".", "?", "!")
+
+
+def _decoder(ids: np.ndarray, tokenizer: Any) -> list[str]:
+    """Each token decoded on its own (each distinct id decoded once)."""
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    table = [tokenizer.decode([int(u)]) for u in uniq]
+    return [table[i] for i in inverse.reshape(-1)]
+
+
+def mark_attributes(ids: np.ndarray, marks: np.ndarray, tokenizer: Any) -> tuple[dict[str, list[str]], list[str]]:
+    """``(attributes, windows)``: attribute name -> one value per mark, and each mark's window of text with the mark
+    between ``⟦ ⟧`` (line breaks shown as ``⏎``)."""
+    lo = max(int(marks.min()) - BEFORE, 0) if marks.size else 0
+    hi = int(marks.max()) + AFTER + 1 if marks.size else 0
+    text = _decoder(np.asarray(ids[lo:hi]), tokenizer)
+    n_tokens = int(np.asarray(ids).size)
+    attrs: dict[str, list[str]] = {k: [] for k in _ATTRS}
+    windows = []
+    for t in (int(m) - lo for m in marks):
+        before, mark, after = text[t - BEFORE : t], text[t], text[t + 1 : t + 1 + AFTER]
+        whole = "".join([*before, mark, *after])
+        attrs["mark token"].append(repr(mark))
+        attrs["token before"].append(repr(before[-1]))
+        attrs["token after"].append(repr(after[0]) if after else "none")
+        attrs["line break in window"].append(_yes("\n" in whole))
+        attrs["line break within 3 tokens before"].append(_yes("\n" in "".join(before[-3:])))
+        attrs["double quote in window"].append(_yes(any(q in whole for q in QUOTES)))
+        attrs["position in sentence"].append(_position(before))
+        attrs["place in book"].append(f"decile {min(int(10 * (t + lo) / max(n_tokens, 1)), 9) + 1}")
+        windows.append(_window(ids, t + lo, tokenizer))
+    return attrs, windows
+
+
+_ATTRS = (
+    "mark token",
+    "token before",
+    "token after",
+    "line break in window",
+    "line break within 3 tokens before",
+    "double quote in window",
+    "position in sentence",
+    "place in book",
+)
+
+
+def _window(ids: np.ndarray, t: int, tokenizer: Any) -> str:
+    """The mark's window decoded as text (each side decoded as a sequence, so word pieces join as the tokenizer
+    joins them), the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``."""
+    ids = np.asarray(ids)
+    before = tokenizer.decode([int(i) for i in ids[t - BEFORE : t]])
+    after = tokenizer.decode([int(i) for i in ids[t + 1 : t + 1 + AFTER]])
+    mark = tokenizer.decode([int(ids[t])])
+    return f"{before}⟦{mark}⟧{after}".replace("\n", "⏎")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _position(before: list[str]) -> str:
+    """Tokens since the last sentence end among the 20 before the mark, bucketed."""
+    for back, tok in enumerate(reversed(before), start=1):
+        if tok.strip() in SENTENCE_END:
+            if back <= 3:
+                return "1-3 tokens into the sentence"
+            return "4-10 tokens into the sentence" if back <= 10 else "11-20 tokens into the sentence"
+    return "over 20 tokens into the sentence"
+
+
+def explain_groups(
+    attrs: dict[str, list[str]], windows: list[str], marks: np.ndarray, groups: MarkClusters
+) -> Explanation:
+    """The over-represented attributes of each group (when there are 2 or more) and the outlier marks' windows."""
+    lab = groups.mark_labels
+    typical = lab >= 0
+    rows = []
+    if groups.n_groups >= 2:
+        for g in range(groups.n_groups):
+            rows.append(GroupExplained(g, int((lab == g).sum()), _over_represented(attrs, lab == g, typical)))
+    outliers = tuple(OutlierMark(int(i), int(marks[i]), windows[i]) for i in groups.outlier_marks)
+    return Explanation(tuple(rows), outliers)
+
+
+def _over_represented(attrs: dict[str, list[str]], inside: np.ndarray, typical: np.ndarray) -> tuple[AttributeRow, ...]:
+    outside = typical & ~inside
+    n_in, n_out = int(inside.sum()), max(int(outside.sum()), 1)
+    rows = []
+    for name, values in attrs.items():
+        v = np.asarray(values, dtype=object)
+        for value in set(v[inside]):
+            hit = v == value
+            k = int((hit & inside).sum())
+            rate_in, rate_out = k / n_in, float((hit & outside).sum()) / n_out
+            if k >= MIN_IN and rate_in - rate_out >= MIN_EXCESS:
+                rows.append(AttributeRow(name, str(value), k, rate_in, rate_out))
+    rows.sort(key=lambda r: (r.rate_out - r.rate_in, r.attribute, r.value))
+    return tuple(rows[:N_ROWS])
+
+
+def explain_kind(k: KindResult, ids: np.ndarray, tokenizer: Any) -> KindResult:
+    """``k`` with every detail layer's :class:`Explanation` filled in, for the covariance and the MI groups."""
+    attrs, windows = mark_attributes(ids, k.marks, tokenizer)
+    details = tuple(
+        replace(d, explain={w: explain_groups(attrs, windows, k.marks, getattr(d, w)) for w in ("cov", "mi")})
+        for d in k.details
+    )
+    return replace(k, details=details)
+
+
+# --------------------------------------------------------------------------------------------------- markdown
+
+
+def markdown(result: PunctuationResult) -> str:
+    """Per kind and claim (detail) layer: the count carried by groups of marks with its interval and stability, the
+    literal count beside it, the pair types, each group's over-represented attributes, and every outlier mark
+    with its window of text."""
+    lines = [f"## Study A: what the clusters are made of ({result.model})", ""]
+    for kind in ("internal", "terminal"):
+        k = result.kind_result(kind)
+        for d in k.details:
+            name = f"layer {d.layer}" + (" post-norm" if d.post_norm else "")
+            lines += [f"### {kind} marks, {name}", ""]
+            for what, label in (("cov", "covariance"), ("mi", "MI")):
+                lines += _statistic_md(getattr(d, what), getattr(d, f"{what}_literal"), label, d.explain.get(what))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _statistic_md(g: MarkClusters, literal: int, label: str, ex: Explanation | None) -> list[str]:
+    lo, hi = g.count_interval()
+    out = [
+        f"**{label}**: {g.n_clusters} pair cluster(s) carried by groups of marks (>= {g.min_support} marks each; "
+        f"95% interval over resamples of marks [{lo}, {hi}], stability {g.stability:.2f}); literal count of the "
+        f"pair values: {literal}; groups of sizes {g.diagnostics.get('group_sizes', [])}; "
+        f"{len(g.outlier_marks)} outlier mark(s).",
+        "",
+        "| pair type (groups) | pairs | centre | robust sd | cluster |",
+        "|---|---|---|---|---|",
+    ]
+    out += [f"| ({t.a}, {t.b}) | {t.n_pairs} | {t.centre:.4g} | {t.scale:.3g} | {t.cluster} |" for t in g.pair_types]
+    out.append("")
+    if ex is None:
+        return out
+    for grp in ex.groups:
+        out += [f"Group {grp.group} ({grp.size} marks): most over-represented attributes", ""]
+        out += ["| attribute | value | marks | rate in group | rate in other marks |", "|---|---|---|---|---|"]
+        out += [
+            f"| {r.attribute} | {_cell(r.value)} | {r.n_in} | {r.rate_in:.0%} | {r.rate_out:.0%} |" for r in grp.rows
+        ]
+        out.append("")
+    if ex.outliers:
+        out += [f"Outlier marks ({label}):", ""]
+        out += [f"- mark {o.mark} (token {o.token_index}): `{_cell(o.window)}`" for o in ex.outliers]
+        out.append("")
+    return out
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'")

@@ -1,0 +1,383 @@
+"""Study A, step 4: the result. What was measured per kind (:class:`KindResult`), the detail of each claim layer
+(:class:`LayerDetail`), and ``measure``: a table from statistic name to the function that reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+from layerclaims import results
+from layerclaims.errors import UsageError
+from layerclaims.metrics.clusters import MarkClusters
+from layerclaims.results import BlockStatistic, Control, Measurement
+from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R
+from layerclaims.studies.punctuation.marks import KINDS
+
+STUDY = "punctuation"
+# Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
+RESULT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class AttributeRow:
+    """One attribute of the marks (e.g. ``token before = " and"``) and how often it holds in a group vs outside."""
+
+    attribute: str
+    value: str
+    n_in: int
+    rate_in: float
+    rate_out: float
+
+
+@dataclass(frozen=True)
+class GroupExplained:
+    """A group of marks: its size and the attributes most over-represented in it against the other marks."""
+
+    group: int
+    size: int
+    rows: tuple[AttributeRow, ...]
+
+
+@dataclass(frozen=True)
+class OutlierMark:
+    """A single mark that carries a streak of pair values: its index among the marks, its token index in the text
+    and its window of text (the mark between ``⟦ ⟧``)."""
+
+    mark: int
+    token_index: int
+    window: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What the groups of one statistic (cov or MI) at one layer share, and the outlier marks with their text."""
+
+    groups: tuple[GroupExplained, ...]
+    outliers: tuple[OutlierMark, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class LayerDetail:
+    """Everything a claim layer needs (the detail layers only, to bound cost).
+
+    ``cov``/``mi``: :class:`~layerclaims.metrics.clusters.MarkClusters` of the covariance and MI matrices (groups,
+    outlier marks, pair types, ``boot_counts`` = the count refit on each resample of marks). ``cov_literal``,
+    ``mi_literal``: the literal reading (clusters of the pair values themselves, single marks included) and its
+    stability. ``pooled_r_p``: two-sided Mantel p. ``pooled_r_replicates`` ``[n_boot]``; ``slope_replicates`` and
+    ``paradox_replicates`` ``[n_boot_clusters]``: the smallest within-group slope and the paradox flag with the
+    mark groups REFIT in each resample. ``cov_values``/``mi_values`` ``[P]`` float32 for the figures.
+    ``explain``: ``{"cov": Explanation, "mi": Explanation}``. ``controls``: statistic -> :class:`Control` (the
+    Gaussian surrogate of the marks: same mean and covariance, no groups)."""
+
+    entry: int
+    layer: int
+    post_norm: bool
+    cov: MarkClusters
+    mi: MarkClusters
+    cov_literal: int
+    cov_literal_stability: float
+    mi_literal: int
+    mi_literal_stability: float
+    pooled_r_p: float
+    pooled_r_replicates: np.ndarray
+    slope_replicates: np.ndarray
+    paradox_replicates: np.ndarray
+    cov_values: np.ndarray
+    mi_values: np.ndarray
+    explain: dict[str, Explanation] = field(default_factory=dict)
+    controls: dict[str, Control] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class KindResult:
+    """Everything measured for one kind. Axis ``E`` = the result's entries, ``N`` = marks, ``K`` = pair clusters.
+
+    Marks: ``n_found`` flagged, ``n_skipped_start``/``n_skipped_end`` without a full window, ``n_usable``, ``marks``
+    (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
+    over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
+    (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
+    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks; ``mi_clusters`` only at the detail
+    entries, 0 elsewhere), ``cov_literal``/``mi_literal``
+    (clusters of the pair values themselves), ``cov_outliers``/``mi_outliers`` (number of outlier marks),
+    ``paradox``, ``degenerate`` (all pairs have the same value, e.g. layer 0: r and slopes undefined, counts 1).
+    ``groups_cov``/``groups_mi`` ``[E, N]``: each mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes``
+    ``[E, K]``. ``merge_layer``: the first pre-norm layer from which the covariance has one cluster at every later
+    layer (-1: never). Drawing: ``hist_*`` ``[E, B]`` and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/
+    ``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail entry.
+    ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval."""
+
+    kind: str
+    n_found: int
+    n_skipped_start: int
+    n_skipped_end: int
+    n_usable: int
+    marks: np.ndarray
+    mean_mi: BlockStatistic
+    mean_cov: BlockStatistic
+    pooled_r: BlockStatistic
+    min_within_slope: BlockStatistic
+    pooled_slope: np.ndarray
+    cov_clusters: np.ndarray
+    mi_clusters: np.ndarray
+    cov_literal: np.ndarray
+    mi_literal: np.ndarray
+    cov_outliers: np.ndarray
+    mi_outliers: np.ndarray
+    groups_cov: np.ndarray
+    groups_mi: np.ndarray
+    within_slopes: np.ndarray
+    cluster_sizes: np.ndarray
+    paradox: np.ndarray
+    degenerate: np.ndarray
+    merge_layer: int
+    hist_cov: np.ndarray
+    hist_cov_edges: np.ndarray
+    hist_mi: np.ndarray
+    hist_mi_edges: np.ndarray
+    draw_pairs: np.ndarray
+    draw_cov: np.ndarray
+    draw_mi: np.ndarray
+    draw_labels: np.ndarray
+    details: tuple[LayerDetail, ...]
+    mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+    def detail(self, entry: int) -> LayerDetail | None:
+        """The :class:`LayerDetail` of ``entry`` (None where the entry is not a detail layer)."""
+        return next((d for d in self.details if d.entry == entry), None)
+
+
+@dataclass(frozen=True, eq=False)
+class PunctuationResult(results.SavedResult):
+    """Study A on one model. ``layers`` ``[E]``: hidden-state index of each entry; ``post_norm`` ``[E]``: whether
+    the entry has the final norm applied (only ever the last one, duplicated). ``internal``/``terminal``:
+    :class:`KindResult`. ``config``: the Config as a dict. ``provenance``: corpus, selection, seed, model revision,
+    device, dtype, tokenization, timings, which entry is pre/post norm, package versions. ``version``: the saved
+    layout (:data:`RESULT_VERSION`)."""
+
+    study: ClassVar[str] = STUDY
+
+    model: str
+    n_blocks: int
+    layers: np.ndarray
+    post_norm: np.ndarray
+    internal: KindResult
+    terminal: KindResult
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    version: int = RESULT_VERSION
+
+    @classmethod
+    def load(cls, directory: Any) -> PunctuationResult:
+        """Read a saved result; one saved before this layout raises a UsageError that says to re-run."""
+        fix = f"re-run it: `layerclaims reproduce --study punctuation --out {directory}`"
+        try:
+            out = super().load(directory)
+        except TypeError as exc:  # an older layout: fields that no longer exist, or missing ones
+            raise UsageError(f"{directory}/{STUDY}.json was saved by an older layerclaims ({exc}); {fix}") from None
+        if getattr(out, "version", None) != RESULT_VERSION:
+            raise UsageError(f"{directory}/{STUDY}.json has result version {out.version}, not {RESULT_VERSION}; {fix}")
+        return out
+
+    def kind_result(self, kind: str | None) -> KindResult:
+        """The :class:`KindResult` of ``kind`` (None = internal, the kind most claims read)."""
+        kind = kind or "internal"
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r}: use 'internal' or 'terminal'")
+        return getattr(self, kind)
+
+    @property
+    def last_is_post_norm(self) -> bool:
+        """Whether ``hidden_states[n_blocks]`` of this model has the final norm applied."""
+        return bool(np.any(self.post_norm))
+
+    def entry(self, layer: int, *, post_norm: bool | None = None) -> int:
+        """Entry index of hidden state ``layer`` (``post_norm=None``: as Hugging Face numbers hidden states)."""
+        if post_norm is None:
+            post_norm = layer == self.n_blocks and self.last_is_post_norm
+        hits = np.flatnonzero((self.layers == layer) & (self.post_norm == post_norm))
+        if hits.size == 0:
+            have = sorted({int(x) for x in self.layers})
+            raise UsageError(f"layer {layer} (post_norm={post_norm}) was not analysed; analysed layers: {have}")
+        return int(hits[0])
+
+    def depth_entries(self) -> np.ndarray:
+        """Entries of the pre-norm block outputs 1..n_blocks, in layer order (what A7 reads)."""
+        sel = np.flatnonzero((self.layers >= 1) & (self.layers <= self.n_blocks) & ~self.post_norm)
+        return sel[np.argsort(self.layers[sel], kind="stable")]
+
+    def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement:
+        """A statistic the claims name (``docs/architecture.md``). Unknown statistic: KeyError."""
+        if statistic not in MEASURES:
+            known = ", ".join(MEASURES)
+            raise KeyError(f"unknown statistic {statistic!r} for study punctuation; known: {known}")
+        k = self.kind_result(kind)
+        if statistic.startswith("spearman_"):
+            return _spearman(self, k, "mi" if "_mi_" in statistic else "cov")
+        if layer is None:
+            raise UsageError(f"{statistic} is a per-layer statistic: give a layer")
+        e = self.entry(layer)
+        return MEASURES[statistic](self, k, e)
+
+
+# --------------------------------------------------------------------------------------------------- measures
+
+
+def _info(result: PunctuationResult, k: KindResult, e: int) -> dict[str, Any]:
+    return {"entry_post_norm": bool(result.post_norm[e]), "n_marks": int(k.marks.size)}
+
+
+def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan")) -> Measurement:
+    return Measurement(value, None, None, {**info, "not_evaluated": reason})
+
+
+def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
+    def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
+        info = _info(result, k, e)
+        count = float(getattr(k, f"{what}_clusters")[e])
+        if k.marks.size < MIN_MARKS_COUNT:
+            fix = f"only {k.marks.size} marks: a cluster count needs >= {MIN_MARKS_COUNT}; run with --n 250"
+            return _not_evaluated(fix, info, count)
+        d = k.detail(e)
+        if d is None:
+            return Measurement(count, None, None, {**info, "note": "not a detail layer: no interval or control"})
+        mc: MarkClusters = getattr(d, what)
+        reps = np.asarray(mc.boot_counts, dtype=np.int64)
+        ci = _discrete_ci(reps)
+        details = {
+            **info,
+            "stability": mc.stability,
+            "groups": list(mc.diagnostics.get("group_sizes", [])),
+            "outlier_marks": list(mc.outlier_marks),
+            "pair_types": [(t.a, t.b, t.n_pairs, t.centre, t.cluster) for t in mc.pair_types],
+            "literal_count": getattr(d, f"{what}_literal"),
+            "literal_stability": getattr(d, f"{what}_literal_stability"),
+            "ci_method": "percentile of the count refit on bootstrap resamples of marks (groups refit)",
+        }
+        return Measurement(count, ci, None, details, reps if reps.size else None, d.controls.get(f"{what}_clusters"))
+
+    return read
+
+
+def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
+    info = _info(result, k, e)
+    if k.marks.size < MIN_MARKS_R:
+        return _not_evaluated(f"only {k.marks.size} marks: r over pairs needs >= {MIN_MARKS_R}; use --n 250", info)
+    if k.degenerate[e]:
+        return _not_evaluated("every mark has the same vector at this layer (r undefined)", info)
+    m = k.pooled_r.at(e, {**info, "pooled_slope": float(k.pooled_slope[e]), "n_pairs": _n_pairs(k.marks.size)})
+    d = k.detail(e)
+    if d is None:
+        return m
+    m.details["p_method"] = "two-sided Mantel test, marks of the MI matrix permuted"
+    reps = d.pooled_r_replicates
+    return Measurement(m.value, m.ci, m.p_value, m.details, reps if reps.size else None, d.controls.get("pooled_r"))
+
+
+def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
+    info = _info(result, k, e)
+    if k.marks.size < MIN_MARKS_COUNT:
+        return _not_evaluated(f"only {k.marks.size} marks: groups need >= {MIN_MARKS_COUNT}; use --n 250", info)
+    slopes, sizes = k.within_slopes[e], k.cluster_sizes[e]
+    ok = ~np.isnan(slopes)
+    if not ok.any():
+        return _not_evaluated("no pair cluster with a defined within-group slope at this layer", info)
+    details = {
+        **info,
+        "n_clusters": int(k.cov_clusters[e]),
+        "slopes": [float(s) for s in slopes[ok]],
+        "cluster_sizes": [int(s) for s in sizes[ok]],
+        "pooled_r": float(k.pooled_r.value[e]),
+        "paradox": bool(k.paradox[e]),
+        "clusters_from": "pair clusters carried by groups of marks (cluster_marks on the covariance); pairs with "
+        "an outlier mark left out",
+    }
+    m = k.min_within_slope.at(e, details)
+    d = k.detail(e)
+    if d is None:
+        return m
+    if d.paradox_replicates.size:
+        m.details["paradox_support"] = float(np.mean(d.paradox_replicates))
+        m.details["ci_method"] = "percentile over resamples of marks; mark groups refit in each resample"
+    reps = d.slope_replicates
+    return Measurement(m.value, m.ci, None, m.details, reps if reps.size else None, d.controls.get("slope"))
+
+
+def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
+    def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
+        return getattr(k, f"mean_{what}").at(e, _info(result, k, e))
+
+    return read
+
+
+def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
+    def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
+        return Measurement(float(getattr(k, f"{what}_literal")[e]), None, None, _info(result, k, e))
+
+    return read
+
+
+MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]] = {
+    "cov_clusters": _counts("cov"),
+    "mi_clusters": _counts("mi"),
+    "cov_literal_clusters": _literal("cov"),
+    "mi_literal_clusters": _literal("mi"),
+    "pooled_r": _pooled_r,
+    "min_within_cluster_slope": _min_within_slope,
+    "mean_mi": _mean("mi"),
+    "mean_cov": _mean("cov"),
+    "spearman_mean_mi_vs_depth": lambda r, k, e: _spearman(r, k, "mi"),
+    "spearman_mean_cov_vs_depth": lambda r, k, e: _spearman(r, k, "cov"),
+}
+STATISTICS: tuple[str, ...] = tuple(MEASURES)
+
+
+def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
+    sel = result.depth_entries()
+    if sel.size < 3:
+        return _not_evaluated("fewer than 3 block outputs analysed: analyse every layer (Config.layers=None)", {})
+    means = getattr(k, f"mean_{what}").value[sel]
+    rho = float(spearmanr(result.layers[sel], means).statistic)
+    boot = getattr(k, f"mean_{what}_boot")
+    ci, reps = None, None
+    if boot.size:
+        rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel])
+        reps = rhos[np.isfinite(rhos)]
+        if reps.size:
+            ci = (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
+    details = {
+        "layers": [int(x) for x in result.layers[sel]],
+        "post_norm_excluded": result.last_is_post_norm,
+        "first_mean": float(means[0]),
+        "last_mean": float(means[-1]),
+        "ratio_last_first": float(means[-1] / means[0]) if means[0] != 0 else None,
+    }
+    return Measurement(rho, ci, None, details, reps)
+
+
+def _n_pairs(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def _discrete_ci(reps: np.ndarray) -> tuple[float, float] | None:
+    from layerclaims.metrics.bootstrap import percentile_interval
+
+    if reps.size == 0:
+        return None
+    lo, hi = percentile_interval(reps.astype(float), discrete=True)
+    return (lo, hi)
+
+
+def _rowwise_spearman(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Spearman rho of ``x`` with each row of ``Y`` (average ranks for ties)."""
+    rx = rankdata(x)
+    ry = rankdata(Y, axis=1)
+    rx = rx - rx.mean()
+    ry = ry - ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx**2).sum() * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ry @ rx) / den

@@ -1,0 +1,513 @@
+"""Everything a run is given, checked before any weights load.
+
+:func:`check_run` reads the model's configuration (depth, width, family: :func:`layerclaims.models.model_shape`,
+no weights), checks the device and dtype, builds every study's ``Config`` from the options and ``--set`` values
+(type from the Config's annotations, the documented minimum of each setting, layers and blocks against the
+model's depth, the Config's own checks), the corpus (exists, is a file, is UTF-8 text, is not empty) and the number
+of marks asked for against the marks the corpus can hold (a character count: an upper bound, no tokenizer), and the
+``--out`` folder. The first problem raises a :class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is a
+command: the user's own command (:class:`Command`, rebuilt from argv) with only the offending option changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import inspect
+import json
+import logging
+import shlex
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from layerclaims import studies
+from layerclaims.errors import LayerclaimsError, UsageError
+
+log = logging.getLogger("layerclaims.validate")
+
+# A CLI option -> the Config field names it may have in a study (the first one a study's Config has is used).
+# An option goes only to the studies whose Config has such a field.
+STUDY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "corpus": ("corpus",),
+    "selection": ("selection",),
+    "seed": ("seed",),
+    "n": ("n", "n_marks", "n_per_kind"),
+}
+
+# The smallest value each setting can take and still mean something (by field name, the same in every study).
+# n: pairs and a correlation need 3 marks (studies.punctuation.select_marks); bins: a histogram needs 2;
+# cluster_max_points: a cluster count needs 3 points; resample and permutation counts: 0 switches them off.
+MINIMUMS: dict[str, float] = {
+    "n": 3,
+    "bins": 2,
+    "batch_size": 1,
+    "start": 0,
+    "seed": 0,
+    "n_boot": 0,
+    "n_perm": 0,
+    "n_boot_clusters": 0,
+    "cluster_n_boot": 0,
+    "cluster_max_points": 3,
+    "z_threshold": 0,
+}
+
+# Settings that index the model, as data: (study, field) -> "layer" (hidden states 0..n_blocks) or "block"
+# (0..n_blocks-1). Checked against the depth read from the model's configuration.
+INDEX_FIELDS: dict[tuple[str, str], str] = {
+    ("punctuation", "layers"): "layer",
+    ("punctuation", "detail_layers"): "layer",
+    ("qk", "blocks"): "block",
+}
+
+
+# --------------------------------------------------------------------------------------------------- command
+
+# The options that take no value (every other option is followed by its value, even one that starts with "-").
+FLAGS = frozenset({"--strict", "-q", "--quiet", "-v", "--verbose", "--changed-only", "--help", "-h", "--version"})
+
+
+@dataclass(frozen=True)
+class Command:
+    """The command a user typed (``argv`` without the program name), to suggest a corrected one: every option
+    kept, only the named one changed. ``str(cmd)`` is the shell-quoted line."""
+
+    argv: tuple[str, ...]
+    prog: str = "layerclaims"
+
+    def __str__(self) -> str:
+        return f"{self.prog} {shlex.join(self.argv)}".rstrip()
+
+    def _spans(self, option: str) -> list[tuple[int, int]]:
+        """Index ranges ``[i, j)`` of every occurrence of ``option`` (``--opt VALUE`` or ``--opt=VALUE``)."""
+        out, i, argv = [], 0, self.argv
+        while i < len(argv):
+            tok = argv[i]
+            if tok == option:
+                takes_value = option not in FLAGS and i + 1 < len(argv)
+                out.append((i, i + 2 if takes_value else i + 1))
+                i += 2 if takes_value else 1
+                continue
+            if tok.startswith(option + "="):
+                out.append((i, i + 1))
+            i += 1
+        return out
+
+    def _replace(self, spans: list[tuple[int, int]], new: Sequence[str]) -> Command:
+        argv = list(self.argv)
+        if not spans:
+            return Command((*argv, *new), self.prog)
+        first = spans[0][0]
+        for i, j in reversed(spans):
+            del argv[i:j]
+        argv[first:first] = list(new)
+        return Command(tuple(argv), self.prog)
+
+    def with_option(self, option: str, value: str | None = None) -> Command:
+        """``option value`` in place of every occurrence of ``option`` (appended if absent); a flag if no value."""
+        return self._replace(self._spans(option), [option] if value is None else [option, value])
+
+    def without(self, option: str) -> Command:
+        """The command without ``option`` (and its value)."""
+        return self._replace(self._spans(option), []) if self._spans(option) else self
+
+    def _set_spans(self, target: str) -> list[tuple[int, int]]:
+        out = []
+        for i, j in self._spans("--set"):
+            item = self.argv[j - 1] if j - i == 2 else self.argv[i].partition("=")[2]
+            if item.partition("=")[0].strip() == target:
+                out.append((i, j))
+        return out
+
+    def with_set(self, target: str, value: str) -> Command:
+        """``--set target=value`` in place of the ``--set`` naming ``target`` (appended if none)."""
+        return self._replace(self._set_spans(target), ["--set", f"{target}={value}"])
+
+    def without_set(self, target: str) -> Command:
+        """The command without the ``--set`` naming ``target``."""
+        spans = self._set_spans(target)
+        return self._replace(spans, []) if spans else self
+
+
+def command_for(
+    model: str,
+    *,
+    out: Path | None,
+    study_names: Sequence[str],
+    device: str,
+    dtype: str,
+    device_map: str | None,
+    options: dict[str, Any],
+    overrides: Sequence[str],
+) -> Command:
+    """The ``layerclaims reproduce`` command that asks for this run (the Python API has no argv of its own)."""
+    argv = ["reproduce", "--model", model]
+    if out is not None:
+        argv += ["--out", str(out)]
+    if tuple(study_names) != studies.STUDY_NAMES:
+        argv += ["--study", ",".join(study_names)]
+    if device != "cpu":
+        argv += ["--device", device]
+    if dtype != "float32":
+        argv += ["--dtype", dtype]
+    if device_map is not None:
+        argv += ["--device-map", device_map]
+    for key, value in options.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    for item in overrides:
+        argv += ["--set", item]
+    return Command(tuple(argv))
+
+
+def _cmd(command: Command) -> str:
+    return f"`{command}`"
+
+
+# --------------------------------------------------------------------------------------------------- settings
+
+
+def config_fields(module: Any) -> set[str]:
+    """The field names of a study's ``Config``."""
+    config = module.Config
+    if dataclasses.is_dataclass(config):
+        return {f.name for f in dataclasses.fields(config)}
+    return set(inspect.signature(config).parameters)
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"punctuation.n_boot=200"`` -> ``("punctuation.n_boot", 200)``; the value is JSON when it parses
+    (numbers, true/false/null, lists), else the plain string."""
+    target, sep, raw = item.partition("=")
+    name, dot, field_name = target.strip().partition(".")
+    if not sep or not dot or not field_name or name not in studies.STUDY_NAMES:
+        raise UsageError(
+            f"--set {item!r}: write STUDY.SETTING=VALUE with STUDY one of {', '.join(studies.STUDY_NAMES)}",
+            fix="e.g. --set punctuation.n_boot=200 (see `layerclaims reproduce --help`)",
+        )
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(value, list):
+        value = tuple(value)
+    return f"{name}.{field_name.strip()}", value
+
+
+def study_options(study: str, given: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``Config`` overrides for ``study``: the CLI options that were given (not None) and that its Config has,
+    then the ``--set STUDY.FIELD=VALUE`` overrides naming this study (VALUE parsed as JSON, else a string)."""
+    return {name: value for name, (value, _) in _study_options_with_origin(study, given, overrides).items()}
+
+
+def _study_options_with_origin(
+    study: str, given: dict[str, Any], overrides: Sequence[str], command: Command | None = None
+) -> dict[str, tuple[Any, str]]:
+    """As :func:`study_options`, each value with the option that gave it (``--n`` or ``--set study.field``)."""
+    fields = config_fields(studies.get(study))
+    out: dict[str, tuple[Any, str]] = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        for name in STUDY_OPTIONS.get(option, (option,)):
+            if name in fields:
+                out[name] = (value, f"--{option}")
+                break
+    for item in overrides:
+        target, value = parse_set(item)
+        name, _, field_name = target.partition(".")
+        if name != study:
+            continue
+        if field_name not in fields:
+            fix = "use one of those"
+            if command is not None:
+                fix += f", or leave it out: {_cmd(command.without_set(target))}"
+            raise UsageError(
+                f"--set {item}: study {study!r} has no setting {field_name!r}; it has: {', '.join(sorted(fields))}",
+                fix=fix,
+            )
+        out[field_name] = (value, f"--set {target}")
+    return out
+
+
+def type_problem(value: Any, hint: Any) -> str | None:
+    """None when ``value`` fits the annotation ``hint`` (int, float, str, bool, None, Literal, tuple[X, ...], and
+    unions of these); else what was expected, in words. An int fits float; a bool fits only bool."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        problems = [type_problem(value, h) for h in typing.get_args(hint)]
+        return None if any(p is None for p in problems) else " or ".join(p for p in problems if p)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return "a list such as [1, 2]"
+        item = args[0] if args else Any
+        for v in value:
+            if type_problem(v, item) is not None:
+                return f"a list of {_type_word(item)}"
+        return None
+    if hint is type(None) or hint is None:
+        return None if value is None else "null"
+    if hint is Any:
+        return None
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if hint is float:
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    return None  # an annotation this checker does not know: the Config's own checks decide
+
+
+def _type_word(hint: Any) -> str:
+    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(hint, str(hint))
+
+
+def _index_range(kind: str, n_blocks: int) -> range:
+    return range(n_blocks + 1) if kind == "layer" else range(n_blocks)
+
+
+def _range_words(kind: str, n_blocks: int, model: str) -> str:
+    if kind == "layer":
+        return f"hidden-state layers are 0..{n_blocks} on {model} (0 = embeddings, {n_blocks} = last block's output)"
+    return f"blocks are 0..{n_blocks - 1} on {model}"
+
+
+def check_study_settings(
+    study: str,
+    given: dict[str, Any],
+    overrides: Sequence[str],
+    *,
+    n_blocks: int | None,
+    model: str,
+    command: Command,
+) -> dict[str, Any]:
+    """The study's Config overrides, each checked (type, minimum, layer/block range against ``n_blocks``), then
+    the Config itself built (its own checks). Returns the overrides; UsageError with the fix otherwise."""
+    module = studies.get(study)
+    with_origin = _study_options_with_origin(study, given, overrides, command)
+    hints = typing.get_type_hints(module.Config) if dataclasses.is_dataclass(module.Config) else {}
+    defaults = {f.name: f.default for f in dataclasses.fields(module.Config)} if hints else {}
+
+    def drop(origin: str, field_name: str) -> Command:
+        if origin.startswith("--set "):
+            return command.without_set(origin.removeprefix("--set "))
+        return command.without(origin)
+
+    for name, (value, origin) in with_origin.items():
+        shown = f"{origin} {value!r}" if not origin.startswith("--set") else f"{origin}={json.dumps(value)}"
+        default = defaults.get(name, dataclasses.MISSING)
+        default_words = "" if default is dataclasses.MISSING else f" ({default!r})"
+        problem = type_problem(value, hints[name]) if name in hints else None
+        if problem is not None:
+            raise UsageError(
+                f"{shown}: {study} setting {name!r} must be {problem}",
+                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(drop(origin, name))}",
+            )
+        minimum = MINIMUMS.get(name)
+        values = value if isinstance(value, tuple) else (value,)
+        if minimum is not None:
+            low = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and v < minimum]
+            if low:
+                suggestion = (
+                    command.with_option(origin, str(default if default is not dataclasses.MISSING else minimum))
+                    if not origin.startswith("--set")
+                    else drop(origin, name)
+                )
+                raise UsageError(
+                    f"{shown}: {study} setting {name!r} must be at least {minimum:g}",
+                    fix=f"use {name} >= {minimum:g}, e.g. the default{default_words}: {_cmd(suggestion)}",
+                )
+        kind = INDEX_FIELDS.get((study, name))
+        if kind is not None and n_blocks is not None and value is not None:
+            allowed = _index_range(kind, n_blocks)
+            bad = [v for v in values if isinstance(v, int) and v not in allowed]
+            if bad or not values:
+                what = f"{kind} {bad[0]} is out of range" if bad else f"no {kind}s selected"
+                raise UsageError(
+                    f"{shown}: {what}: {_range_words(kind, n_blocks, model)}",
+                    fix=f"give {kind}s in {allowed.start}..{allowed.stop - 1}, or leave it out for all of them: "
+                    f"{_cmd(drop(origin, name))}",
+                )
+    _check_detail_within_layers(study, with_origin, command)
+    overrides_only = {name: value for name, (value, _) in with_origin.items()}
+    try:
+        module.Config(**overrides_only)
+    except (LayerclaimsError, TypeError, ValueError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        given_words = ", ".join(origin for _, origin in with_origin.values()) or "the defaults"
+        raise UsageError(
+            f"the {study} settings are not valid ({given_words}): {message}",
+            fix=getattr(exc, "fix", None) or f"correct the setting named, then re-run {_cmd(command)}",
+        ) from None
+    return overrides_only
+
+
+def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, str]], command: Command) -> None:
+    """``detail_layers`` outside ``layers`` would be skipped without a word: refuse."""
+    if "detail_layers" not in with_origin or "layers" not in with_origin:
+        return
+    detail, origin = with_origin["detail_layers"]
+    layers, _ = with_origin["layers"]
+    if detail is None or layers is None:
+        return
+    missing = sorted(set(detail) - set(layers))
+    if missing:
+        raise UsageError(
+            f"{origin}: detail layers {missing} are not among the layers analysed ({list(layers)})",
+            fix=f"add them to {study}.layers, or drop {origin}: "
+            f"{_cmd(command.without_set(origin.removeprefix('--set ')))}",
+        )
+
+
+# --------------------------------------------------------------------------------------------------- corpus
+
+
+def check_corpus(
+    name_or_path: str,
+    *,
+    n: int | None,
+    mark_sets: dict[str, dict[str, tuple[str, ...]]],
+    marks: str,
+    origin: str,
+    command: Command,
+) -> dict[str, int]:
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count of
+    the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind.
+    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default)."""
+    from layerclaims import data
+
+    keep_going = f"then re-run {_cmd(command)}"
+    only_b = command.with_option("--study", "qk")
+    try:
+        if name_or_path not in data.CORPORA:
+            data.check_text_file(name_or_path)
+        corpus = data.load_corpus(name_or_path)
+    except LayerclaimsError as exc:
+        fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
+        raise type(exc)(
+            f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
+            fix=f"{fix.rstrip('.')}; {keep_going}; or run only study B: {_cmd(only_b)}",
+        ) from None
+    if not corpus.text.strip():
+        raise UsageError(
+            f"{origin or 'corpus'} {name_or_path}: the text is empty once the Gutenberg header and licence are removed",
+            fix=f"give a text that holds the punctuation to study with --corpus PATH; or run only study B: "
+            f"{_cmd(only_b)}",
+        )
+    counts = {kind: sum(corpus.text.count(m) for m in chars) for kind, chars in mark_sets.get(marks, {}).items()}
+    if n is not None and counts:
+        kind, most = min(counts.items(), key=lambda kv: kv[1])
+        if most < n:
+            floor = MINIMUMS["n"]
+            fix = (
+                f"ask for at most {most:g} per kind: {_cmd(command.with_option('--n', str(most)))}"
+                if most >= floor
+                else f"give a longer text with --corpus PATH; or run only study B: {_cmd(only_b)}"
+            )
+            raise UsageError(
+                f"--n {n}: {name_or_path} holds at most {most} {kind} marks "
+                f"({' '.join(mark_sets[marks][kind])}), fewer than the {n} of each kind asked for",
+                fix=fix,
+            )
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------- the run
+
+
+def _warn_below_minimum(module: Any, n: Any) -> None:
+    """A warning before any weights load when ``n`` is below the study's documented minimum for its cluster
+    counts (``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
+    minimum = getattr(module, "MIN_MARKS_COUNT", None)
+    if minimum is None:
+        with contextlib.suppress(ImportError):
+            minimum = getattr(importlib.import_module(f"{module.__name__}.config"), "MIN_MARKS_COUNT", None)
+    if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
+        log.warning(
+            "n=%d marks per kind: below %d the cluster counts are not evaluated (their claims say so); "
+            "use --n %d or more to evaluate them",
+            n,
+            minimum,
+            minimum,
+        )
+
+
+@dataclass
+class RunPlan:
+    """What :func:`check_run` found: the model's shape (no weights loaded) and each study's Config overrides."""
+
+    shape: Any
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    marks: dict[str, int] = field(default_factory=dict)
+
+
+def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
+    return type(exc)(exc.message, fix=fix if not exc.fix else f"{exc.fix.rstrip('.')}; {fix}")
+
+
+def check_run(
+    model: str,
+    *,
+    study_names: Sequence[str],
+    device: str,
+    dtype: str,
+    device_map: str | None,
+    options: dict[str, Any],
+    overrides: Sequence[str],
+    out: Path | None,
+    command: Command,
+) -> RunPlan:
+    """Check everything a run is given, in the order a user would fix it; the first problem raises a
+    LayerclaimsError with a fix that keeps every other option. Loads no weights (torch is imported for the
+    device check)."""
+    models = importlib.import_module("layerclaims.models")
+    for item in overrides:
+        parse_set(item)
+    try:
+        shape = models.model_shape(model)
+    except LayerclaimsError as exc:
+        raise _with_fix(exc, f"then re-run {_cmd(command)}") from None
+    try:
+        models.resolve_device(device)
+    except LayerclaimsError as exc:
+        raise type(exc)(exc.message, fix=f"run on the CPU: {_cmd(command.with_option('--device', 'cpu'))}") from None
+    try:
+        models.resolve_dtype(dtype)
+    except LayerclaimsError as exc:
+        fix = f"use float32: {_cmd(command.with_option('--dtype', 'float32'))}"
+        raise type(exc)(exc.message, fix=fix) from None
+    plan = RunPlan(shape=shape)
+    for study in study_names:
+        plan.options[study] = check_study_settings(
+            study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
+        )
+    for study in study_names:  # a study that reads a corpus (study A): the corpus and the marks it holds
+        module = studies.get(study)
+        if "corpus" not in config_fields(module):
+            continue
+        opts = plan.options[study]
+        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
+        _warn_below_minimum(module, opts.get("n", getattr(module.Config, "n", None)))
+        plan.marks = check_corpus(
+            str(opts.get("corpus", getattr(module.Config, "corpus", None))),
+            n=opts.get("n", getattr(module.Config, "n", None)),
+            mark_sets=getattr(module, "MARK_SETS", {}),
+            marks=opts.get("marks", getattr(module.Config, "marks", "original")),
+            origin=origin,
+            command=command,
+        )
+    if out is not None:
+        from layerclaims.runfolder import check_out_folder
+
+        check_out_folder(Path(out), fix_command=str(command.with_option("--out", "NEW_FOLDER")))
+    return plan

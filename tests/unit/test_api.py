@@ -1,0 +1,63 @@
+"""The Python API: ``layerclaims.reproduce`` and ``layerclaims.load_claims``, exported lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import layerclaims
+from layerclaims.errors import UsageError
+
+CLAIM = """
+[[claim]]
+id = "N1"
+text = "Block 1 of tiny-gpt2: RSA Q-K of two small categories is below 2 (always: r <= 1)."
+source = "a notebook"
+model = "tiny-gpt2"
+model_blocks = 4
+study = "qk"
+layer = 1
+conditions = [{ statistic = "rsa_qk", comparison = "<", threshold = 2 }]
+settings = { categories = { sky = ["sun", "moon", "star"], sea = ["fish", "wave", "boat"] }, n_boot = 20, n_perm = 20 }
+"""
+
+
+def test_import_is_cheap_and_the_api_is_lazy() -> None:
+    code = (
+        "import sys, layerclaims; before = 'torch' in sys.modules; f = layerclaims.load_claims; "
+        "r = layerclaims.reproduce; print(before, 'torch' in sys.modules, 'reproduce' in dir(layerclaims))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        layerclaims.nope  # noqa: B018
+
+
+def test_load_claims_is_the_claims_loader(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CLAIM)
+    (claim,) = layerclaims.load_claims(tmp_path / "c.toml")
+    assert isinstance(claim, layerclaims.Claim) and claim.options["labels"] == ("sky",) * 3 + ("sea",) * 3
+
+
+def test_a_setting_no_study_has_is_refused_before_loading(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no study run \\(qk\\) has the setting 'n_bootz'"):
+        layerclaims.reproduce("tiny-gpt2", study="qk", out=tmp_path, n_bootz=3)
+    with pytest.raises(UsageError, match="only_claims=True needs claims"):
+        layerclaims.reproduce("tiny-gpt2", study="qk", out=tmp_path, only_claims=True)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_reproduce_returns_verdicts_and_results(tmp_path: Path) -> None:
+    """About 4 s (loads tiny-gpt2). The claim holds by construction (a Pearson r is at most 1)."""
+    (tmp_path / "c.toml").write_text(CLAIM)
+    run = layerclaims.reproduce("tiny-gpt2", tmp_path / "c.toml", tmp_path / "out", only_claims=True, study="qk")
+    assert [v.claim for v in run.verdicts] == ["N1"] and run.verdict("N1").holds is True
+    frame = run.frame()
+    assert list(frame["claim"]) == ["N1"] and frame.loc[0, "layer"] == 1
+    result = run.results["qk"]
+    assert result.words == ("sun", "moon", "star", "fish", "wave", "boat") and result.model == "tiny-gpt2"
+    assert run.files["verdicts.json"].is_file() and run.out == tmp_path / "out"
