@@ -21,7 +21,7 @@ move the ties to the claimed side. The p-value is a bootstrap test of the claim'
 1993, ch. 16: the percentile interval inverted), not a permutation test of "no relation". Why ``alpha/2`` on one
 side, i.e. the two-sided interval read one side at a time: at the study-B size (34 items) the percentile bootstrap
 of a correlation is anti-conservative; read at ``alpha`` per side it said "holds" in 7.7% of 3,000 simulations
-with the truth exactly at the threshold, at ``alpha/2`` in 4.6% (``docs/verdicts.md``).
+with the truth exactly at the threshold, at ``alpha/2`` in 5.0% of 6,000 (``docs/verdicts.md``).
 
 **Count claims** (``== k`` on an integer statistic, e.g. cluster counts). ``count == k`` is the intersection of
 ``count > k - 1/2`` and ``count < k + 1/2``; by the rule above (intersection-union) it holds when the point count
