@@ -295,7 +295,7 @@ def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
         return ""
     return (
         f"Verdicts at family-wise level {levels[0]:g} (Holm's step-down over the {max(sizes)} claims of this run that "
-        "have a p-value; each claim's interval is at its Holm level, one-sided on each side)."
+        "have a p-value; each claim's interval is the central bootstrap interval at its Holm level)."
     )
 
 
@@ -426,8 +426,8 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
 
 
 MEASURED_LEGEND = (
-    "Measured: value on all items [decision interval: bootstrap percentile bounds at the claim's Holm level, one-sided "
-    "on each side]; p(vs t): one-sided bootstrap p of the claim's own null (the statistic on the wrong side of its "
+    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the claim's Holm "
+    "level]; p(vs t): bootstrap p of the claim's own null (the statistic on the wrong side of its "
     "threshold t), adj.: Holm-adjusted over the run; control: the same statistic where the claimed structure is absent "
     "by construction (random projections of the block input; a Gaussian surrogate of the marks). Mantel and "
     f"label-permutation p-values test 'any structure at all' and are secondary (in the details). ✓ holds, ✗ fails, "
@@ -458,7 +458,7 @@ details.notes summary { cursor: pointer; color: var(--na); }
          white-space: nowrap; color: #fff; }
 .holds { background: var(--ok); } .fails { background: var(--bad); } .na { background: var(--na); }
 .inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
-.measured div { white-space: nowrap; }
+td.measured { white-space: normal; min-width: 24em; font-size: 13.5px; } .measured div { margin-bottom: 3px; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
 .notrun .why { white-space: pre-line; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
