@@ -211,13 +211,13 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     matrix = build_matrix(rows_by_model, notes)
     out.mkdir(parents=True, exist_ok=True)
     md = matrix_markdown(matrix)
-    (out / "matrix.md").write_text("# layerclaims: claims × models\n\n" + md)
+    _write_whole(out / "matrix.md", "# layerclaims: claims × models\n\n" + md)
     links = {
         m: os.path.relpath(d / "report.html", out).replace(os.sep, "/")
         for m, d in folders.items()
         if (d / "report.html").is_file()
     }
-    (out / "matrix.html").write_text(render_matrix_html(matrix, links=links))
+    _write_whole(out / "matrix.html", render_matrix_html(matrix, links=links))
     if not args.quiet:
         print(md)
         print(f"matrix: {out / 'matrix.md'} and {out / 'matrix.html'}")
@@ -229,6 +229,16 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
             return 1
     return 0
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` as one step (a temporary file beside it, renamed over it): never half a page."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
