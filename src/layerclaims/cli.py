@@ -80,17 +80,19 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
     for p in outcome.problems:
         print(f"study {outcome.study}: {p}", file=stream)
     if verdicts:
-        print(f"study {outcome.study} done (verdicts before the run's family-wise adjustment):", file=stream)
+        print(f"study {outcome.study} done; its verdicts before the run's family-wise adjustment:", file=stream)
     for v in verdicts:
-        print(f"  {v.claim}: {v.verdict}", file=stream, flush=True)
+        print(f"  {v.describe()}", file=stream, flush=True)
 
 
 def _print_run(rep: Reproduced, stream: TextIO) -> None:
+    """The verdicts after Holm's adjustment over the whole run (a claim can move from holds to inconclusive)."""
     if rep.verdicts:
         v0 = rep.verdicts[0]
-        print(f"verdicts (Holm over {v0.family_size} claims, family-wise level {v0.level:g}):", file=stream)
+        print(f"verdicts at family-wise level {v0.level:g} (Holm over {v0.family_size} claims):", file=stream)
     for v in rep.verdicts:
-        print(f"  {v.describe()}", file=stream)
+        p_adj = f", adjusted p {v.p_adjusted:.3g}" if v.p_adjusted is not None else ""
+        print(f"  {v.claim}: {v.verdict}{p_adj}{' — ' + v.reason if v.reason else ''}", file=stream)
     for study in rep.kept:
         print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
@@ -403,7 +405,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--changed-only", action="store_true", help="list only the claims that changed")
     _add_verbosity(p)
     p.set_defaults(func=cmd_diff)
+    _add_robustness(sub)
     return parser
+
+
+# --------------------------------------------------------------------------------------------------- robustness
+
+
+def _add_robustness(sub: Any) -> None:
+    p = sub.add_parser(
+        "robustness",
+        help="every claim over a grid of analysis choices (a specification curve); exit 1 when a job failed",
+    )
+    p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
+    p.add_argument(
+        "--out", metavar="DIR", required=True, help="output folder (an earlier robustness folder is replaced)"
+    )
+    p.add_argument("--n-specs", type=int, default=0, metavar="K", help="random combinations beyond the departures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random combinations")
+    p.add_argument("--study", choices=("both", "punctuation", "qk"), default="both")
+    p.add_argument(
+        "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
+    )
+    p.add_argument("--executor", choices=("local", "ray", "inline"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from layerclaims import robustness
+
+    studies = robustness.STUDIES if args.study == "both" else (args.study,)
+    outcome = robustness.run(
+        args.model,
+        args.out,
+        studies=studies,
+        n_specs=args.n_specs,
+        seed=args.seed,
+        only=args.only,
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        device=args.device,
+        dtype=args.dtype,
+        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+    )
+    for line in outcome.lines:
+        print(line)
+    for f in outcome.failed:
+        print(f"job {f['job']} failed: {f['error']}", file=sys.stderr)
+    print(f"wrote {outcome.out} in {outcome.seconds:.1f} s", file=sys.stderr if args.quiet else sys.stdout)
+    return 1 if outcome.failed else 0
 
 
 def _version() -> str:

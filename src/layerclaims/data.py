@@ -24,6 +24,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -443,3 +444,205 @@ def gpt2_tokenizer(source: str | None = None) -> Any:
     """The GPT-2 tokenizer (a ``transformers`` fast tokenizer); see :func:`gpt2_tokenizer_with_source`.
     ``gpt2_tokenizer().encode("Hello world") == [15496, 995]``."""
     return gpt2_tokenizer_with_source(source)[0]
+
+
+# ------------------------------------------------------------------------------------- the text a study tokenises
+
+LINE_ENDINGS: tuple[str, ...] = ("crlf", "lf")
+STREAM_ABOVE_BYTES = 8 << 20
+HEADER_SEARCH_CHARS = 1 << 20
+_READ_CHARS = 1 << 18
+
+
+@dataclass(frozen=True)
+class StudyText:
+    """The text a study tokenises, as a source of pieces (:meth:`pieces`) rather than one string.
+
+    ``line_endings="crlf"`` (the original notebook's input): the file as served, Gutenberg header and licence kept
+    when the file has them (``header_present``), every line ending ``\\r\\n`` (CRLF restored where the stored copy
+    has LF, as the body-only copy of pg219 in the shared data folder). ``"lf"``: the body only, header and licence
+    stripped, ``\\n`` line endings (exactly :func:`load_corpus`'s ``Corpus.text``).
+
+    Files up to ``STREAM_ABOVE_BYTES`` (8 MB; every registry corpus) are read whole: ``text`` holds the string and
+    ``body`` the LF body (``Corpus.text``), so marks can be compared between the two paths. Larger files are read in
+    pieces (``text`` and ``body`` None), never whole: for ``"lf"`` the ``*** START OF`` line is searched in the
+    first ``HEADER_SEARCH_CHARS`` characters and the ``*** END OF`` line line by line; a larger text with an END line
+    but no START line keeps its leading whitespace (the only difference from :func:`strip_gutenberg`).
+
+    ``file_sha256``: of the file's bytes; ``sha256``: of the UTF-8 text tokenised (None for a streamed file, whose
+    text is never held); ``edition``: the known edition the file matches, else ``"unknown"``."""
+
+    name: str
+    source: str
+    path: str
+    edition: str
+    line_endings: str
+    header_present: bool
+    file_sha256: str
+    sha256: str | None
+    text: str | None
+    body: str | None
+    size_bytes: int
+
+    def pieces(self) -> Iterator[str]:
+        """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened)."""
+        if self.text is not None:
+            text = self.text
+            step = _READ_CHARS // 16  # small pieces: a scan that stops early has tokenised little more than it used
+            return (text[i : i + step] for i in range(0, len(text), step))
+        if self.line_endings == "crlf":
+            return _stream_served(Path(self.path))
+        return _stream_body(Path(self.path))
+
+    def provenance(self) -> dict[str, Any]:
+        """The facts a result records about its text."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "edition": self.edition,
+            "line_endings": self.line_endings,
+            "header_present": self.header_present,
+            "file_sha256": self.file_sha256,
+            "sha256": self.sha256,
+            "streamed": self.text is None,
+        }
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _open_text(path: Path) -> Any:
+    try:
+        return path.open(encoding="utf-8-sig", newline=None)  # universal newlines: \r\n and \r arrive as \n
+    except OSError as exc:  # pragma: no cover - checked by the caller
+        raise DataNotFoundError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_lines_block(fh: Any, size: int) -> str:
+    """About ``size`` characters ending at a line end (or the end of the file)."""
+    block = fh.read(size)
+    if block and not block.endswith("\n"):
+        block += fh.readline()
+    return block
+
+
+def _stream_served(path: Path) -> Iterator[str]:
+    try:
+        with _open_text(path) as fh:
+            while block := _read_lines_block(fh, _READ_CHARS):
+                yield block.replace("\n", "\r\n")
+    except UnicodeDecodeError as exc:
+        raise CorruptCacheError(f"{path} is not UTF-8 text ({exc}): give the path of a UTF-8 plain text file") from exc
+
+
+def _stream_body(path: Path) -> Iterator[str]:
+    """The body of a large Gutenberg text in pieces, as :func:`strip_gutenberg` would cut it (see StudyText)."""
+    try:
+        with _open_text(path) as fh:
+            head = _read_lines_block(fh, HEADER_SEARCH_CHARS)
+            start = _START.search(head)
+            pending = head[start.end() :] if start else head
+            at_start = start is not None  # the body's leading whitespace is stripped
+            tail = ""  # trailing whitespace held back: dropped where the body ends
+            while True:
+                end = _END.search(pending) if "***" in pending else None
+                if end is not None:
+                    pending = pending[: end.start()]
+                if at_start:
+                    pending = pending.lstrip()
+                    at_start = not pending
+                body = pending.rstrip()
+                if body:
+                    yield tail + body
+                    tail = pending[len(body) :]
+                else:
+                    tail += pending
+                if end is not None:
+                    return
+                pending = _read_lines_block(fh, _READ_CHARS)
+                if not pending:
+                    if start is None and tail:
+                        yield tail
+                    return
+    except UnicodeDecodeError as exc:
+        raise CorruptCacheError(f"{path} is not UTF-8 text ({exc}): give the path of a UTF-8 plain text file") from exc
+
+
+def load_study_text(
+    name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS,
+    *,
+    line_endings: str = "crlf",
+    stream: bool | None = None,
+    allow_download: bool = True,
+) -> StudyText:
+    """The text a study tokenises (:class:`StudyText`): a registry name or a file path, with ``line_endings``
+    ``"crlf"`` (the file as served, the original's input) or ``"lf"`` (the body only). ``stream=None`` streams
+    files over ``STREAM_ABOVE_BYTES``; True/False forces it (for tests). Raises UsageError for an unknown
+    ``line_endings`` and what :func:`load_corpus` raises for a missing corpus."""
+    if line_endings not in LINE_ENDINGS:
+        raise UsageError(f"line_endings={line_endings!r}: use one of {', '.join(LINE_ENDINGS)}")
+    key = os.fspath(name_or_path)
+    path = Path(key).expanduser()
+    big = key not in CORPORA and path.is_file() and path.stat().st_size > STREAM_ABOVE_BYTES
+    if stream if stream is not None else big:
+        if not path.is_file():
+            corpus = load_corpus(key, allow_download=allow_download)
+            path = _corpus_file(corpus)
+        file_sha = _file_sha256(path)
+        edition = next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown")
+        with _open_text(path) as fh:
+            header = _START.search(_read_lines_block(fh, HEADER_SEARCH_CHARS)) is not None
+        return StudyText(
+            name=key,
+            source=str(path),
+            path=str(path),
+            edition=edition,
+            line_endings=line_endings,
+            header_present=header and line_endings == "crlf",
+            file_sha256=file_sha,
+            sha256=None,
+            text=None,
+            body=None,
+            size_bytes=path.stat().st_size,
+        )
+    corpus = load_corpus(key, allow_download=allow_download)
+    path = _corpus_file(corpus)
+    raw, decoded = _read_text(path)
+    if line_endings == "crlf":
+        served = decoded.replace("\r\n", "\n").replace("\r", "\n")
+        header = _START.search(served) is not None
+        text = served.replace("\n", "\r\n")
+    else:
+        header, text = False, corpus.text
+    return StudyText(
+        name=corpus.name,
+        source=corpus.source,
+        path=str(path),
+        edition=corpus.edition,
+        line_endings=line_endings,
+        header_present=header,
+        file_sha256=_sha256_bytes(raw),
+        sha256=_sha256_bytes(text.encode("utf-8")),
+        text=text,
+        body=corpus.text,
+        size_bytes=len(raw),
+    )
+
+
+def _corpus_file(corpus: Corpus) -> Path:
+    """The local file a loaded corpus was read from (the cache file after a download)."""
+    path = Path(corpus.source)
+    if path.is_file():
+        return path
+    spec = CORPORA.get(corpus.name)
+    if spec is not None:
+        for folder in filter(None, (data_dir(), cache_dir())):
+            candidate = folder / "corpora" / spec.filename
+            if candidate.is_file():
+                return candidate
+    raise DataNotFoundError(f"the file behind corpus {corpus.name!r} ({corpus.source}) is gone: run again")

@@ -41,6 +41,7 @@ from layerclaims.compare import (
     row_verdict,
     verdict_mark,
 )
+from layerclaims.verdicts import compact_parts
 
 VERDICTS_CSV = "verdicts.csv"
 REPORT_MD = "report.md"
@@ -228,7 +229,7 @@ def measured_lines(row: Mapping[str, Any]) -> list[str]:
             if i == 0 and row.get("p_adjusted") is not None and (row.get("family_size") or 1) > 1:
                 text += f", adj. {fmt_p(row['p_adjusted'])}"
         if c.get("shortfall"):
-            text += f" · short at {', '.join(c['shortfall'])}"
+            text += f" · short at {compact_parts(c['shortfall'])}"
         ctrl = c.get("control")
         if ctrl and ctrl.get("value") is not None:
             cci = ctrl.get("ci")
@@ -248,7 +249,7 @@ def condition_notes(row: Mapping[str, Any]) -> list[str]:
         cond = f"{c.get('statistic')} {c.get('comparison')} {c.get('threshold'):g}"
         line = f"{verdict_mark(c.get('verdict', row_verdict(row)))} {cond}: {c.get('verdict', row_verdict(row))}"
         if c.get("rule"):
-            line += f" ({c['rule']} rule, one-sided level {fmt_p(c.get('level'))})"
+            line += f" ({c['rule']} rule, interval at level {fmt_p(c.get('level'))})"
         out.append(line)
         ctrl = c.get("control")
         if ctrl:

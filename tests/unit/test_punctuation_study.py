@@ -204,7 +204,10 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationRe
 
     handle, res, config = tiny
     k = res.internal
-    token_ids = P.tokenize(handle.tokenizer, __import__("layerclaims.data").data.load_corpus(config.corpus).text)
+    from layerclaims.data import load_study_text
+
+    text = load_study_text(config.corpus, line_endings=config.line_endings).text  # the text the study tokenised
+    token_ids = P.tokenize(handle.tokenizer, text)
     ctx = P.contexts(token_ids, k.marks)
     from layerclaims.studies.punctuation.extraction import extract_marks
 
@@ -299,3 +302,38 @@ def test_small_samples_are_not_evaluated() -> None:
     for stat in ("cov_clusters", "mi_clusters", "pooled_r", "min_within_cluster_slope"):
         m = res.measure(stat, layer=1, kind="internal")
         assert m.ci is None and "--n" in m.details["not_evaluated"]
+
+
+def test_control_has_replicates_and_sees_no_groups() -> None:
+    from layerclaims.metrics.mark_cases import CASES
+    from layerclaims.studies.punctuation.analysis import control
+
+    x = CASES["two groups 125/125"](np.random.default_rng(0)).x
+    got = control(x, P.Config(n_boot_clusters=4), seed=3)
+    assert got["cov_clusters"].value == 1.0  # the groups that make 3 clusters in x are gone in the surrogate
+    assert got["cov_clusters"].replicates is not None and got["cov_clusters"].replicates.dtype.kind == "i"
+    assert got["pooled_r"].ci is not None and -1 <= got["pooled_r"].value <= 1
+
+
+def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
+    """A known paradox: MI falls across the pair types (pooled r < 0) but rises with covariance inside each one.
+    The within-group slopes and the paradox flag hold in the resamples too, with the groups refit each time."""
+    from layerclaims.metrics.clusters import cluster_marks
+    from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.studies.punctuation.analysis import Layer, detail_resamples, paradox, within_slopes
+
+    rng = np.random.default_rng(0)
+    case = CASES["two groups 125/125"](rng)
+    cov = covariance(case.x)
+    lab = case.labels
+    level = np.choose(lab[:, None] + lab[None, :], [0.25, 0.5, 1.0])  # a_g a_h of the loadings 0.5 and 1.0
+    noise = rng.normal(0, 0.01, cov.shape)
+    mi = -2.0 * level + 0.5 * (cov - level) + (noise + noise.T)
+    iu = np.triu_indices(250, 1)
+    layer = Layer(cov, mi, cov[iu], mi[iu], False)
+    groups = cluster_marks(cov, n_boot=0)
+    slopes, sizes, pooled = within_slopes(layer, groups)
+    assert groups.n_clusters == 3 and sizes.sum() == iu[0].size
+    assert np.all(slopes[0] > 0) and pooled[0] < 0 and paradox(slopes, pooled)[0]
+    reps = detail_resamples(layer, 5, seed=1)
+    assert np.all(reps["cov"] == 3) and np.all(reps["slope"] > 0) and reps["paradox"].all()

@@ -12,6 +12,8 @@ BENCHMARKS: dict[str, str] = {
     "pairwise-mi": "layerclaims.benchmarks.pairwise_mi:main",
     "punctuation": "layerclaims.benchmarks.punctuation:main",
     "mark-clusters": "layerclaims.benchmarks.mark_clusters:main",
+    "streaming": "layerclaims.benchmarks.streaming:main",
+    "robustness": "layerclaims.benchmarks.robustness:main",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -85,6 +85,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "n_boot",
         "n_perm",
         "seed",
+        "n_control_seeds",
         "tests",
         "batch_size",
     ),

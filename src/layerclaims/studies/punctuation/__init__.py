@@ -70,14 +70,22 @@ Progress = Callable[[str], None]
 def run(handle: Any, config: Config | None = None, progress: Progress | None = None) -> PunctuationResult:
     """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``; ``progress`` (optional) is
     called with short messages such as ``"punctuation internal: layer 5 (6 of 32)"``."""
-    from layerclaims.data import load_corpus
+    from layerclaims.tokens import study_marks
 
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    corpus = load_corpus(config.corpus)
-    ids = tokenize(handle.tokenizer, corpus.text)
-    found = find_marks(ids, handle.tokenizer, start=config.start, marks=config.marks)
+    # The text as served (CRLF, header kept) or the LF body, tokenised in chunks until the selection is complete.
+    sm = study_marks(
+        handle.tokenizer,
+        config.corpus,
+        line_endings=config.line_endings,
+        n=config.n,
+        selection=config.selection,
+        kind_seeds=[kind_seeds(config.seed, kind).selection for kind in KINDS],
+        start=config.start,
+        marks=config.marks,
+    )
     t_tok = time.perf_counter() - t0
     layers, post_norm = entries(handle, config.layers)
     wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS
@@ -85,15 +93,15 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
     per_kind: dict[str, KindResult] = {}
     tm = {"forward_s": 0.0, "analysis_s": 0.0}
     steps: dict[str, float] = {}
-    for k, kind in enumerate(KINDS):
+    for kind in KINDS:
         seeds = kind_seeds(config.seed, kind)
-        usable, sk_start, sk_end = usable_marks(found[k], ids.size)
-        sel = select_marks(usable, config.n, config.selection, seeds.selection, kind=kind)
+        scan = sm.scan.kinds[kind]
+        sel = scan.selected
         say(f"punctuation {kind}: forward pass over {sel.size} marks")
         t1 = time.perf_counter()
-        X = extract_marks(handle, contexts(ids, sel), layers, post_norm, config.batch_size)
+        X = extract_marks(handle, scan.windows, layers, post_norm, config.batch_size)
         t2 = time.perf_counter()
-        counts = {"found": int(found[k].size), "skipped_start": sk_start, "skipped_end": sk_end, "usable": usable.size}
+        counts = {c: getattr(scan, c) for c in ("found", "skipped_start", "skipped_end", "usable")}
         res = analyse_kind(
             X,
             config,
@@ -107,7 +115,7 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
             timings=steps,
             progress=progress,
         )
-        per_kind[kind] = explain_kind(res, ids, handle.tokenizer)
+        per_kind[kind] = explain_kind(res, sm.token_view(kind), handle.tokenizer)
         tm["forward_s"] += t2 - t1
         tm["analysis_s"] += time.perf_counter() - t2
     return PunctuationResult(
@@ -119,7 +127,7 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
         terminal=per_kind["terminal"],
         config=_config_dict(config),
         provenance=_provenance(
-            handle, config, corpus, ids, found, layers, post_norm, {"tokenize_s": t_tok, **tm, "analysis_steps": steps}
+            handle, config, sm, layers, post_norm, {"tokenize_s": t_tok, **tm, "analysis_steps": steps}
         ),
     )
 
@@ -132,9 +140,7 @@ def _config_dict(config: Config) -> dict[str, Any]:
 def _provenance(
     handle: Any,
     config: Config,
-    corpus: Any,
-    ids: np.ndarray,
-    found: tuple[np.ndarray, np.ndarray],
+    sm: Any,
     layers: np.ndarray,
     post_norm: np.ndarray,
     timings: dict[str, Any],
@@ -146,14 +152,18 @@ def _provenance(
         model_source=getattr(handle, "source", None),
         device=str(getattr(handle, "device", "cpu")),
         dtype=str(getattr(handle, "dtype", "float32")),
-        corpus={"name": corpus.name, "sha256": corpus.sha256, "source": corpus.source, "edition": corpus.edition},
-        n_tokens=int(ids.size),
-        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added",
+        corpus=sm.corpus,
+        n_tokens=int(sm.scan.n_tokens),
+        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
+        + (
+            "" if sm.scan.complete else ", stopped once the selection was complete: n_tokens and marks_found cover that"
+        ),
         selection=config.selection,
         seed=config.seed,
         marks=config.marks,
         n=config.n,
-        marks_found={kind: int(found[k].size) for k, kind in enumerate(KINDS)},
+        marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
+        mi_estimator=config.mi_estimator,
         norm_entries={
             "last_hidden_state_post_norm": bool(post_norm.any()),
             "pre_norm_entries": [int(x) for x in layers[~post_norm]],

@@ -45,15 +45,24 @@ class Config:
     bins: int = 15
     z_threshold: float = 5.0
     n_boot: int = 1000
-    n_boot_clusters: int = 50
+    n_boot_clusters: int = 20
     n_perm: int = 1000
     cluster_n_boot: int = 20
     detail_layers: tuple[int, ...] | None = None
     control: bool = True
     batch_size: int = 64
     start: int = 400
+    line_endings: Literal["crlf", "lf"] = "crlf"
+    mi_estimator: Literal["plugin", "miller-madow"] = "plugin"
 
     def __post_init__(self) -> None:
+        # line_endings: "crlf" tokenises the text as served (the original's input: CRLF, header kept when the file has
+        # it); "lf" the body only with LF endings (layerclaims.data.load_study_text). mi_estimator: the MI estimator
+        # of pairwise_mi_cov ("plugin" = the original; "miller-madow" adds the bias correction).
+        if self.line_endings not in ("crlf", "lf"):
+            raise UsageError(f"line_endings={self.line_endings!r}: use 'crlf' (the text as served) or 'lf' (body)")
+        if self.mi_estimator not in ("plugin", "miller-madow"):
+            raise UsageError(f"mi_estimator={self.mi_estimator!r}: use 'plugin' (the original) or 'miller-madow'")
         if self.selection not in ("first", "random"):
             raise UsageError(f"selection={self.selection!r}: use 'first' or 'random'")
         if self.marks not in MARK_SETS:

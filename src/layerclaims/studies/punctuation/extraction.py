@@ -55,7 +55,7 @@ def extract_marks(
     are not run: the same vectors (to float rounding) for two thirds of the compute; other models see all 31."""
     import torch
 
-    from layerclaims.extract import hidden_states
+    from layerclaims.activations import hidden_states  # extract.hidden_states through the on-disk cache
     from layerclaims.models import base_model
 
     if getattr(handle.arch, "causal", False):
@@ -65,7 +65,7 @@ def extract_marks(
     need_post = bool(post_norm.any())
     n = int(handle.n_blocks)
     ask = sorted(set(pre_layers) | ({n} if need_post else set()))
-    hs = np.asarray(hidden_states(handle, seqs, MARK_INDEX, layers=ask, batch_size=batch_size, final="pre_norm"))
+    hs = np.asarray(hidden_states(handle, seqs, MARK_INDEX, ask, batch_size, final="pre_norm"))
     pos = {L: i for i, L in enumerate(ask)}
     parts = [hs[[pos[L] for L in pre_layers]].astype(np.float64)]
     if need_post:

@@ -100,7 +100,8 @@ class KindResult:
     (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
     over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
     (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
-    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks), ``cov_literal``/``mi_literal``
+    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks; ``mi_clusters`` only at the detail
+    entries, 0 elsewhere), ``cov_literal``/``mi_literal``
     (clusters of the pair values themselves), ``cov_outliers``/``mi_outliers`` (number of outlier marks),
     ``paradox``, ``degenerate`` (all pairs have the same value, e.g. layer 0: r and slopes undefined, counts 1).
     ``groups_cov``/``groups_mi`` ``[E, N]``: each mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes``

@@ -1,0 +1,301 @@
+"""The activation cache: hidden states and Q/K/V a study reads, computed once and kept on disk.
+
+Forward passes dominate a study's time; an analysis choice (bins, trimming, estimator, the similarity, a
+threshold) does not change them. So the vectors a study reads (only the asked positions, only the asked layers or
+blocks) are stored under ``cache_dir()/activations``, one file per layer (or block and projection), keyed by
+
+- the model's identity: registry name, ``revision`` (hub commit or a content hash of the weights), device type and
+  dtype;
+- the token ids (sha256 of every sequence, in order) and the positions read;
+- the layer (and for hidden states whether the last one is pre- or post-norm; for Q/K/V the projection).
+
+A spec that changes only the analysis then reads every vector from disk and runs no forward pass; one that changes
+the layers runs the model only for the missing ones, up to the deepest missing (the extraction stops there).
+
+Entries are written atomically (a temporary file in the same folder, renamed into place), carry the sha256 of their
+payload (checked on every read: a corrupt or truncated entry is deleted, reported in one warning line, and
+recomputed), and the folder is bounded: after each write, the least recently used entries (by modification time,
+refreshed on every hit) are deleted until the total is within ``$LAYERCLAIMS_ACTIVATION_CACHE_MB`` (default 2048;
+0 turns the cache off). :data:`STATS` counts hits, misses (model runs) and rebuilt entries in this process.
+
+Values come back bit for bit as computed (float32 ``.npy``). A vector computed in another batch composition can
+differ from an uncached run in the last float32 bits (the same as changing ``batch_size``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerclaims.data import cache_dir
+
+BUDGET_ENV = "LAYERCLAIMS_ACTIVATION_CACHE_MB"
+DEFAULT_BUDGET_MB = 2048
+FORMAT = 1
+
+
+@dataclass
+class CacheStats:
+    """Counters for this process: ``hits``/``misses`` count entries (one layer or block each); ``model_runs`` the
+    extraction calls that ran the model, ``runs_saved`` those that read everything from disk; ``rebuilt`` corrupt
+    entries deleted and recomputed."""
+
+    hits: int = 0
+    misses: int = 0
+    model_runs: int = 0
+    runs_saved: int = 0
+    rebuilt: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+    def reset(self) -> None:
+        for key in vars(self):
+            setattr(self, key, 0)
+
+
+STATS = CacheStats()
+
+
+def budget_mb() -> float:
+    """The size bound in MB from ``$LAYERCLAIMS_ACTIVATION_CACHE_MB`` (default 2048; 0 = no cache)."""
+    value = os.environ.get(BUDGET_ENV, "").strip()
+    if not value:
+        return float(DEFAULT_BUDGET_MB)
+    try:
+        mb = float(value)
+    except ValueError:
+        from layerclaims.errors import UsageError
+
+        raise UsageError(f"{BUDGET_ENV}={value!r} is not a number: give a size in MB (0 turns the cache off)") from None
+    return max(mb, 0.0)
+
+
+def sequences_digest(sequences: Sequence[Sequence[int]] | np.ndarray) -> str:
+    """sha256 over every sequence's int64 ids, with its length, in order."""
+    h = hashlib.sha256()
+    for seq in sequences:
+        arr = np.asarray(seq, dtype=np.int64).reshape(-1)
+        h.update(np.int64(arr.size).tobytes())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def model_identity(handle: Any) -> dict[str, str]:
+    """What identifies a model's numbers: name, revision, device type, dtype."""
+    device = str(getattr(handle, "device", "cpu")).split(":")[0]
+    return {
+        "model": str(getattr(handle, "name", "?")),
+        "revision": str(getattr(handle, "revision", "") or ""),
+        "device": device,
+        "dtype": str(getattr(handle, "dtype", "float32")),
+    }
+
+
+class ActivationCache:
+    """A folder of entries ``<sha256 of the key>.npyc``: 64 hex digits of the payload's sha256, a newline, then an
+    ``.npy`` payload. ``root`` defaults to ``cache_dir()/activations``, ``budget`` (MB) to :func:`budget_mb`."""
+
+    def __init__(self, root: Path | None = None, budget: float | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "activations"
+        self.budget = budget_mb() if budget is None else float(budget)
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget > 0
+
+    @staticmethod
+    def digest(key: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps({"format": FORMAT, **key}, sort_keys=True).encode()).hexdigest()
+
+    def path(self, key: dict[str, Any]) -> Path:
+        return self.root / f"{self.digest(key)}.npyc"
+
+    def get(self, key: dict[str, Any]) -> np.ndarray | None:
+        """The stored array, or None (missing; or corrupt: deleted with a one-line warning)."""
+        if not self.enabled:
+            return None
+        path = self.path(key)
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            return None
+        head, _, payload = blob.partition(b"\n")
+        try:
+            if len(head) != 64 or hashlib.sha256(payload).hexdigest() != head.decode("ascii"):
+                raise ValueError("checksum mismatch")
+            arr = np.load(io.BytesIO(payload), allow_pickle=False)
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            warnings.warn(f"activation cache entry {path.name} is corrupt ({exc}); recomputing it", stacklevel=2)
+            path.unlink(missing_ok=True)
+            STATS.rebuilt += 1
+            return None
+        try:
+            os.utime(path)  # least recently USED: a hit refreshes the entry
+        except OSError:
+            pass
+        return arr
+
+    def put(self, key: dict[str, Any], array: np.ndarray) -> None:
+        """Store atomically, then evict the least recently used entries beyond the budget."""
+        if not self.enabled:
+            return
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        payload = buf.getvalue()
+        if len(payload) > self.budget * 2**20:
+            return  # larger than the whole budget: not worth keeping
+        self.root.mkdir(parents=True, exist_ok=True)
+        dest = self.path(key)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n")
+                fh.write(payload)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            warnings.warn(f"could not write activation cache entry {dest} ({exc}); continuing without it", stacklevel=2)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.evict()
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """``(mtime, size, path)`` of every entry, oldest first."""
+        out = []
+        for p in self.root.glob("*.npyc") if self.root.is_dir() else []:
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            out.append((st.st_mtime, st.st_size, p))
+        return sorted(out)
+
+    def size_bytes(self) -> int:
+        return sum(size for _, size, _ in self.entries())
+
+    def evict(self) -> int:
+        """Delete the least recently used entries until the folder fits the budget; returns how many."""
+        entries = self.entries()
+        total = sum(size for _, size, _ in entries)
+        limit = self.budget * 2**20
+        removed = 0
+        for _, size, path in entries:
+            if total <= limit:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
+
+
+def _layered(
+    cache: ActivationCache,
+    base: dict[str, Any],
+    items: list[Any],
+    compute: Callable[[list[Any]], list[np.ndarray]],
+) -> list[np.ndarray]:
+    """One array per item (a layer, or a (block, projection)), from the cache where present; the missing ones
+    computed in ONE call and stored."""
+    found: dict[int, np.ndarray] = {}
+    for i, item in enumerate(items):
+        arr = cache.get({**base, "item": item})
+        if arr is not None:
+            found[i] = arr
+    missing = [i for i in range(len(items)) if i not in found]
+    STATS.hits += len(found)
+    STATS.misses += len(missing)
+    if missing:
+        STATS.model_runs += 1
+        fresh = compute([items[i] for i in missing])
+        for i, arr in zip(missing, fresh, strict=True):
+            found[i] = arr
+            cache.put({**base, "item": items[i]}, arr)
+    else:
+        STATS.runs_saved += 1
+    return [found[i] for i in range(len(items))]
+
+
+def hidden_states(
+    handle: Any,
+    sequences: Sequence[Sequence[int]],
+    position: int,
+    layers: Sequence[int],
+    batch_size: int = 32,
+    *,
+    final: str = "post_norm",
+    cache: ActivationCache | None = None,
+) -> np.ndarray:
+    """:func:`layerclaims.extract.hidden_states` through the cache (one position for every sequence): float32
+    ``[len(layers), n_seqs, d_model]``, the forward pass run only for the layers not on disk."""
+    from layerclaims import extract
+
+    cache = cache or ActivationCache()
+    layers = [int(x) for x in layers]
+    if not cache.enabled:
+        STATS.model_runs += 1
+        return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))  # type: ignore[arg-type]
+    base = {
+        "what": "hidden_states",
+        **model_identity(handle),
+        "ids": sequences_digest(sequences),
+        "positions": int(position),
+        "final": final,
+    }
+
+    def compute(ls: list[int]) -> list[np.ndarray]:
+        hs = np.asarray(extract.hidden_states(handle, sequences, position, ls, batch_size, final=final))  # type: ignore[arg-type]
+        return [hs[i] for i in range(len(ls))]
+
+    return np.stack(_layered(cache, base, layers, compute))
+
+
+def qkv(
+    handle: Any,
+    sequences: Sequence[Sequence[int]],
+    positions: Any,
+    blocks: Sequence[int],
+    which: Sequence[str] = ("q", "k", "v"),
+    batch_size: int = 32,
+    *,
+    cache: ActivationCache | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`layerclaims.extract.qkv` through the cache: ``{name: float32 [len(blocks), n_seqs, d]}``."""
+    from layerclaims import extract
+
+    cache = cache or ActivationCache()
+    blocks = [int(b) for b in blocks]
+    names = list(which)
+    if not cache.enabled:
+        STATS.model_runs += 1
+        return extract.qkv(handle, sequences, positions, blocks, names, batch_size)  # type: ignore[arg-type]
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+    base = {
+        "what": "qkv",
+        **model_identity(handle),
+        "ids": sequences_digest(sequences),
+        "positions": hashlib.sha256(pos.tobytes()).hexdigest(),
+    }
+    items = [[b, name] for b in blocks for name in names]
+
+    def compute(wanted: list[list[Any]]) -> list[np.ndarray]:
+        bs = sorted({int(b) for b, _ in wanted})
+        ns = [n for n in names if any(w[1] == n for w in wanted)]
+        got = extract.qkv(handle, sequences, positions, bs, ns, batch_size)  # type: ignore[arg-type]
+        return [got[n][bs.index(int(b))] for b, n in wanted]
+
+    arrays = _layered(cache, base, items, compute)
+    out = {}
+    for j, name in enumerate(names):
+        out[name] = np.stack([arrays[i * len(names) + j] for i in range(len(blocks))])
+    return out

@@ -1,0 +1,225 @@
+"""Jobs through an executor: one job function, local processes by default, Ray for more than one machine.
+
+A :class:`Job` names what to run (``kind``, a key of :data:`JOB_KINDS`: ``"module:function"``) and its
+``payload`` (plain data: the model, the study settings, the evaluations). :func:`run_job` is the one job
+function: it imports the kind's function, runs it on the payload and returns a :class:`JobResult` (rows of plain
+data, or the error as text: a failed job never takes the others down). The executors only move jobs and results:
+
+- ``"inline"``: in this process, one after another (what one worker does; used for a single job).
+- ``"local"`` (default): a ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn`` start method (no fork of
+  a process holding torch threads). Each worker limits its BLAS/OpenMP and torch threads so that workers x
+  threads <= the cores (:func:`plan_workers`). A worker keeps its loaded models (:func:`model`), so the jobs of one
+  model pay its load once per worker.
+- ``"ray"``: the same function as a Ray task (``ray.remote``), on a local Ray instance or the cluster at
+  ``address`` (``ray.init(address=...)``), for users who outgrow one machine (Ray's task model:
+  https://docs.ray.io/en/latest/ray-core/tasks.html). Ray is an optional extra: ``pip install layerclaims[ray]``.
+
+Results come back in the order of the jobs whatever the executor, so the caller writes one folder from them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from layerclaims.errors import UsageError
+
+EXECUTORS: tuple[str, ...] = ("local", "ray", "inline")
+JOB_KINDS: dict[str, str] = {
+    "robustness-punctuation": "layerclaims.robustness:job_punctuation",
+    "robustness-qk": "layerclaims.robustness:job_qk",
+    "echo": "layerclaims.executor:_echo",
+}
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Job:
+    """``id``: unique within a run; ``kind``: a key of :data:`JOB_KINDS`; ``payload``: picklable plain data."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class JobResult:
+    """``rows``: what the job produced; ``error``: None, or the exception as ``Type: message`` with ``trace`` the
+    traceback; ``seconds``: wall time in the worker; ``stats``: counters the job reports (e.g. cache hits)."""
+
+    id: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    trace: str | None = None
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    worker: int = 0
+
+
+def _echo(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A job kind for tests: returns the payload as a row; ``fail`` raises; ``sleep`` waits."""
+    if payload.get("sleep"):
+        time.sleep(float(payload["sleep"]))
+    if payload.get("fail"):
+        raise ValueError(str(payload["fail"]))
+    return [dict(payload)], {"threads": _torch_threads()}
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def run_job(job: Job) -> JobResult:
+    """Run one job here; never raises for the job's own failure (the error is in the result)."""
+    t0 = time.perf_counter()
+    try:
+        target = JOB_KINDS[job.kind]
+    except KeyError:
+        return JobResult(job.id, error=f"UsageError: unknown job kind {job.kind!r}; known: {sorted(JOB_KINDS)}")
+    try:
+        module_name, func_name = target.split(":")
+        func: Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]] = getattr(
+            importlib.import_module(module_name), func_name
+        )
+        rows, stats = func(job.payload)
+        return JobResult(job.id, rows=rows, stats=stats, seconds=time.perf_counter() - t0, worker=os.getpid())
+    except Exception as exc:  # a job's failure is data for the report
+        return JobResult(
+            job.id,
+            error=f"{type(exc).__name__}: {exc}",
+            trace=traceback.format_exc(),
+            seconds=time.perf_counter() - t0,
+            worker=os.getpid(),
+        )
+
+
+_MODELS: dict[tuple[str, str, str], Any] = {}
+
+
+def model(name: str, device: str = "cpu", dtype: str = "float32") -> Any:
+    """A model handle loaded once per process (workers keep theirs between jobs)."""
+    key = (name, device, dtype)
+    if key not in _MODELS:
+        from layerclaims.models import load_model
+
+        _MODELS[key] = load_model(name, device=device, dtype=dtype)
+    return _MODELS[key]
+
+
+def plan_workers(n_jobs: int, workers: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """``(workers, threads per worker)`` with workers x threads <= cores: ``workers`` defaults to
+    min(cores, jobs); each worker gets ``cores // workers`` threads (at least 1)."""
+    cores = cores or os.cpu_count() or 1
+    if workers is not None and workers < 1:
+        raise UsageError(f"workers={workers}: use at least 1")
+    w = max(1, min(workers or cores, n_jobs, cores))
+    return w, max(1, cores // w)
+
+
+def _init_worker(threads: int) -> None:
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    on_done: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Run every job on ``executor`` and return the results in the order of ``jobs``. ``on_done`` is called with
+    each result as it finishes (progress). UsageError for an unknown executor; ImportError-free: a missing Ray is a
+    UsageError saying how to install it."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    ids = [j.id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise UsageError("job ids must be unique")
+    if not jobs:
+        return []
+    done: dict[str, JobResult] = {}
+
+    def finish(res: JobResult) -> None:
+        done[res.id] = res
+        if on_done is not None:
+            on_done(res)
+
+    if executor == "ray":
+        _run_ray(jobs, workers, address, finish)
+    elif executor == "inline" or len(jobs) == 1 or plan_workers(len(jobs), workers)[0] == 1:
+        for job in jobs:
+            finish(run_job(job))
+    else:
+        n, threads = plan_workers(len(jobs), workers)
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as ex:
+            futures = {ex.submit(run_job, job): job for job in jobs}
+            for fut in cf.as_completed(futures):
+                job = futures[fut]
+                try:
+                    finish(fut.result())
+                except Exception as exc:  # a worker that died (killed, out of memory)
+                    finish(JobResult(job.id, error=f"worker failed: {type(exc).__name__}: {exc}"))
+    return [done[i] for i in ids]
+
+
+def _run_ray(
+    jobs: Sequence[Job], workers: int | None, address: str | None, finish: Callable[[JobResult], None]
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(
+            "--executor ray needs Ray: pip install 'layerclaims[ray]' (or pip install ray), or use --executor local"
+        ) from None
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers or os.cpu_count() or 1}
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        started = True
+    try:
+        threads = plan_workers(len(jobs), workers)[1]
+        remote = ray.remote(num_cpus=1)(_ray_task)
+        pending = {remote.remote(job, threads): job for job in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    finish(ray.get(ref))
+                except Exception as exc:  # a task whose worker died
+                    finish(JobResult(job.id, error=f"ray task failed: {type(exc).__name__}: {exc}"))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_task(job: Job, threads: int) -> JobResult:
+    _init_worker(threads)
+    return run_job(job)

@@ -1,0 +1,141 @@
+"""layerclaims.activations: cached vectors equal the extraction's, a fully cached request runs no model, missing
+layers only are computed, corrupt entries are rebuilt with one warning line, and the folder stays within budget."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from layerclaims import activations, extract
+from layerclaims.activations import STATS, ActivationCache
+from layerclaims.models import ModelHandle
+
+SEQS = [[464, 3290, 11, 290, 262, 1334, 13], [40, 716, 257, 1332, 11, 1312, 13], [15496, 995, 11, 2, 3, 4, 5]]
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ActivationCache:
+    STATS.reset()
+    return ActivationCache(tmp_path / "act", budget=64)
+
+
+def _forbid_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_: Any, **__: Any) -> None:
+        raise AssertionError("the model ran although every vector was cached")
+
+    monkeypatch.setattr(extract, "hidden_states", boom)
+    monkeypatch.setattr(extract, "qkv", boom)
+
+
+def test_hidden_states_cached_equal_and_second_call_runs_no_model(
+    tiny_gpt2: ModelHandle, cache: ActivationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = extract.hidden_states(tiny_gpt2, SEQS, 4, [0, 2, 4], final="pre_norm")
+    first = activations.hidden_states(tiny_gpt2, SEQS, 4, [0, 2, 4], final="pre_norm", cache=cache)
+    assert np.array_equal(first, ref)
+    assert (STATS.misses, STATS.model_runs) == (3, 1)
+    _forbid_model(monkeypatch)
+    again = activations.hidden_states(tiny_gpt2, SEQS, 4, [4, 0], final="pre_norm", cache=cache)
+    assert np.array_equal(again, ref[[2, 0]])
+    assert STATS.runs_saved == 1 and STATS.hits == 2
+
+
+def test_only_missing_layers_are_computed(tiny_gpt2: ModelHandle, cache: ActivationCache) -> None:
+    activations.hidden_states(tiny_gpt2, SEQS, 4, [1], cache=cache)
+    STATS.reset()
+    calls: list[list[int]] = []
+    real = extract.hidden_states
+
+    def spy(handle: Any, seqs: Any, pos: Any, layers: Any, *a: Any, **k: Any) -> Any:
+        calls.append(list(layers))
+        return real(handle, seqs, pos, layers, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(extract, "hidden_states", spy)
+        out = activations.hidden_states(tiny_gpt2, SEQS, 4, [1, 3], cache=cache)
+    assert calls == [[3]]
+    assert np.array_equal(out, real(tiny_gpt2, SEQS, 4, [1, 3]))
+
+
+def test_key_separates_tokens_positions_and_final(tiny_gpt2: ModelHandle, cache: ActivationCache) -> None:
+    a = activations.hidden_states(tiny_gpt2, SEQS, 4, [4], cache=cache)
+    b = activations.hidden_states(tiny_gpt2, SEQS, 4, [4], final="pre_norm", cache=cache)
+    c = activations.hidden_states(tiny_gpt2, SEQS[:2], 4, [4], cache=cache)
+    d = activations.hidden_states(tiny_gpt2, SEQS, 3, [4], cache=cache)
+    assert STATS.model_runs == 4  # four different keys: nothing read from another's entry
+    assert not np.array_equal(a, b) and c.shape[1] == 2 and not np.array_equal(a, d)
+
+
+def test_corrupt_entry_is_rebuilt_with_one_warning_line(tiny_gpt2: ModelHandle, cache: ActivationCache) -> None:
+    ref = activations.hidden_states(tiny_gpt2, SEQS, 4, [2], cache=cache)
+    (entry,) = cache.root.glob("*.npyc")
+    blob = bytearray(entry.read_bytes())
+    blob[-3] ^= 0xFF
+    entry.write_bytes(bytes(blob))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = activations.hidden_states(tiny_gpt2, SEQS, 4, [2], cache=cache)
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 1 and "corrupt" in msgs[0] and "\n" not in msgs[0]
+    assert np.array_equal(again, ref) and STATS.rebuilt == 1
+    assert cache.get({"nothing": 1}) is None  # a missing entry is a plain miss
+
+
+def test_truncated_entry_is_rebuilt(tiny_gpt2: ModelHandle, cache: ActivationCache) -> None:
+    ref = activations.hidden_states(tiny_gpt2, SEQS, 4, [2], cache=cache)
+    (entry,) = cache.root.glob("*.npyc")
+    entry.write_bytes(entry.read_bytes()[:40])
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = activations.hidden_states(tiny_gpt2, SEQS, 4, [2], cache=cache)
+    assert np.array_equal(again, ref)
+
+
+def test_lru_eviction_keeps_the_folder_within_budget(tmp_path: Path) -> None:
+    arr = np.zeros(60_000, dtype=np.float32)  # ~240 kB an entry
+    cache = ActivationCache(tmp_path / "lru", budget=1.0)  # 1 MB: room for 4
+    for i in range(6):
+        cache.put({"i": i}, arr + i)
+        if i == 3:
+            import os
+            import time
+
+            time.sleep(0.01)
+            assert cache.get({"i": 0}) is not None  # used: now the most recent
+            os.utime(cache.path({"i": 0}))
+    assert cache.size_bytes() <= 2**20
+    kept = {i for i in range(6) if cache.path({"i": i}).exists()}
+    assert 0 in kept and 5 in kept and 1 not in kept
+
+
+def test_budget_zero_turns_the_cache_off(
+    tiny_gpt2: ModelHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(activations.BUDGET_ENV, "0")
+    cache = ActivationCache(tmp_path / "off")
+    out = activations.hidden_states(tiny_gpt2, SEQS, 4, [1], cache=cache)
+    assert out.shape == (1, 3, tiny_gpt2.d_model) and not cache.root.exists()
+
+
+def test_bad_budget_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerclaims.errors import UsageError
+
+    monkeypatch.setenv(activations.BUDGET_ENV, "lots")
+    with pytest.raises(UsageError, match="MB"):
+        activations.budget_mb()
+
+
+def test_qkv_cached_equal_and_reused(
+    tiny_llama: ModelHandle, cache: ActivationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pos = [6, 6, 6]
+    ref = extract.qkv(tiny_llama, SEQS, pos, [0, 3])
+    got = activations.qkv(tiny_llama, SEQS, pos, [0, 3], cache=cache)
+    for name in "qkv":
+        assert np.array_equal(got[name], ref[name])
+    _forbid_model(monkeypatch)
+    again = activations.qkv(tiny_llama, SEQS, pos, [3], which=("k",), cache=cache)
+    assert np.array_equal(again["k"], ref["k"][[1]])
