@@ -172,8 +172,13 @@ def check_text_file(
     p = Path(path).expanduser()
     if not p.exists():
         raise UsageError(f"{what} {str(path)!r} does not exist", fix="give the path of a UTF-8 plain-text file")
-    if not p.is_file():
+    if p.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
+    if not p.is_file():
+        raise UsageError(
+            f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
+            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
+        )
     convert = f"{shlex.quote(str(path))} > {shlex.quote(str(p.stem))}.utf8.txt"
     not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
     counts = dict.fromkeys(count, 0)

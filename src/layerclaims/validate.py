@@ -400,6 +400,11 @@ def check_corpus(
                 )
             found = {ch: text.count(ch) for ch in chars}
         else:  # a user's file, of any size: read in blocks, never held whole
+            if not Path(name_or_path).expanduser().exists():
+                raise UsageError(
+                    f"corpus {name_or_path!r} is neither a file nor a corpus of the registry",
+                    fix=f"give one of {', '.join(data.CORPORA)} or the path of a UTF-8 plain-text file",
+                )
             found = data.check_text_file(name_or_path, count=chars)
     except LayerclaimsError as exc:
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"

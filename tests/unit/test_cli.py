@@ -303,8 +303,14 @@ def test_a_missing_corpus_is_refused_before_the_model_loads_and_the_folder_is_ke
     assert len(fake.loads) == 1  # only the first run loaded the model
     assert tree_hashes(out) == before
     err = error_lines(capsys.readouterr().err)
-    assert err[0] == f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} does not exist"
-    assert err[1].startswith("fix: give the path of a UTF-8 plain-text file; then re-run `layerclaims reproduce")
+    assert err[0] == (
+        f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} is neither a file nor a corpus "
+        "of the registry"
+    )
+    assert err[1].startswith(
+        "fix: give one of heart-of-darkness, heart-of-darkness-526 or the path of a UTF-8 plain-text file; then "
+        "re-run `layerclaims reproduce"
+    )
     # the suggested commands keep every option given
     assert f"--corpus {missing} --out {out} --set qk.seed=5`" in err[1]
     assert f"--out {out} --set qk.seed=5 --study qk`" in err[1]
