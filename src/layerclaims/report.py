@@ -452,7 +452,7 @@ var(--line); padding-bottom: 4px; } h3 { font-size: 16px; margin: 20px 0 8px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; }
 th, td { border: 1px solid var(--line); padding: 6px 9px; text-align: left; vertical-align: top; }
 th { background: var(--bg2); font-weight: 600; }
-td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num { font-variant-numeric: tabular-nums; }
 code { font: 12.5px/1.3 ui-monospace, SFMono-Regular, Menlo, monospace; background: var(--bg2); padding: 1px 4px;
        border-radius: 4px; }
 .claimtext { display: block; } .origin { color: var(--na); font-size: 13px; }
@@ -462,7 +462,7 @@ details.notes summary { cursor: pointer; color: var(--na); }
          white-space: nowrap; color: #fff; }
 .holds { background: var(--ok); } .fails { background: var(--bad); } .na { background: var(--na); }
 .inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
-.measured div { white-space: nowrap; }
+.measured div { overflow-wrap: anywhere; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
 .notrun .why { white-space: pre-line; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
