@@ -47,7 +47,7 @@ from layerclaims.pipeline import (
     shell_command,
 )
 from layerclaims.report import StudyOutcome, render_matrix_html
-from layerclaims.verdicts import Verdict
+from layerclaims.verdicts import Verdict, fmt_p
 
 log = logging.getLogger("layerclaims.cli")
 
@@ -91,7 +91,7 @@ def _print_run(rep: Reproduced, stream: TextIO) -> None:
         v0 = rep.verdicts[0]
         print(f"verdicts at family-wise level {v0.level:g} (Holm over {v0.family_size} claims):", file=stream)
     for v in rep.verdicts:
-        p_adj = f", adjusted p {v.p_adjusted:.3g}" if v.p_adjusted is not None else ""
+        p_adj = f", adjusted p {fmt_p(v.p_adjusted)}" if v.p_adjusted is not None else ""
         print(f"  {v.claim}: {v.verdict}{p_adj}{' — ' + v.reason if v.reason else ''}", file=stream)
     for study in rep.kept:
         print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)

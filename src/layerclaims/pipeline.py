@@ -75,6 +75,19 @@ def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -
     return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
 
 
+# A study's own report section (Markdown), where it has one: module:function of the study's result.
+REPORT_SECTIONS: dict[str, str] = {"punctuation": "layerclaims.studies.punctuation.explain:markdown"}
+
+
+def report_sections(study: str, result: Any) -> list[str]:
+    """The Markdown sections study ``study`` adds to the report (:data:`REPORT_SECTIONS`), drawn from its result."""
+    target = REPORT_SECTIONS.get(study)
+    if target is None:
+        return []
+    module, _, func = target.partition(":")
+    return [getattr(importlib.import_module(module), func)(result)]
+
+
 def plot_figures(study: str, result: Any, out_dir: Path) -> list[Path]:
     """``figures.<study>.plot_all(result, out_dir)``."""
     module = importlib.import_module(f"layerclaims.figures.{study}")
@@ -403,6 +416,7 @@ def _run_study(
     with _timed(timings, f"{label}: figures", say):
         try:
             outcome.figures = plot_figures(study, result, stage / "figures")
+            outcome.sections = report_sections(study, result)
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
