@@ -515,6 +515,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pipeline, "report_sections", lambda study, result: [f"## What {study} found\n\nText.\n"])
     out = tmp_path / "o"
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
     before = tree_hashes(out)
@@ -532,6 +533,8 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     html = (out / "report.html").read_text()
     assert 'src="figures/punctuation_figure.png"' in html and 'src="figures/qk_figure.png"' in html
     assert "kept from the earlier run" in html
+    md = (out / "report.md").read_text()
+    assert "## What punctuation found" in md and "## What qk found" in md  # the kept study's own section too
     manifest = json.loads((out / "run.json").read_text())
     assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
     assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
