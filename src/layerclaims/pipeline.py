@@ -416,10 +416,14 @@ def _run_study(
     with _timed(timings, f"{label}: figures", say):
         try:
             outcome.figures = plot_figures(study, result, stage / "figures")
-            outcome.sections = report_sections(study, result)
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
+        try:
+            outcome.sections = report_sections(study, result)
+        except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
+            log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
     with _timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
