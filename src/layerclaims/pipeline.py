@@ -75,6 +75,19 @@ def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -
     return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
 
 
+# A study's own report section (Markdown), where it has one: module:function of the study's result.
+REPORT_SECTIONS: dict[str, str] = {"punctuation": "layerclaims.studies.punctuation.explain:markdown"}
+
+
+def report_sections(study: str, result: Any) -> list[str]:
+    """The Markdown sections study ``study`` adds to the report (:data:`REPORT_SECTIONS`), drawn from its result."""
+    target = REPORT_SECTIONS.get(study)
+    if target is None:
+        return []
+    module, _, func = target.partition(":")
+    return [getattr(importlib.import_module(module), func)(result)]
+
+
 def plot_figures(study: str, result: Any, out_dir: Path) -> list[Path]:
     """``figures.<study>.plot_all(result, out_dir)``."""
     module = importlib.import_module(f"layerclaims.figures.{study}")
@@ -406,6 +419,11 @@ def _run_study(
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
+        try:
+            outcome.sections = report_sections(study, result)
+        except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
+            log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
     with _timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
@@ -461,6 +479,7 @@ def _write_manifest(
                 "problems": o.problems,
                 "seconds": o.seconds,
                 "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
+                "sections": list(getattr(o, "sections", []) or []),
                 "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
                 "files": _study_files(o, stage),
                 "claims": claim_ids,
@@ -578,6 +597,7 @@ def _carry_earlier(
                 options=dict(e.get("options") or {}),
                 provenance=prov,
                 figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
+                sections=list(e.get("sections") or []),
                 problems=list(e.get("problems") or []),
                 saved=(stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None,
                 seconds=dict(e.get("seconds") or {}),

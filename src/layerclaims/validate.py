@@ -388,23 +388,31 @@ def check_corpus(
 
     keep_going = f"then re-run {_cmd(command)}"
     only_b = command.with_option("--study", "qk")
+    kinds = mark_sets.get(marks, {})
+    chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
-        if name_or_path not in data.CORPORA:
-            data.check_text_file(name_or_path)
-        corpus = data.load_corpus(name_or_path)
+        if name_or_path in data.CORPORA:  # a registry book (< 1 MB): loaded, or downloaded into the cache
+            text = data.load_corpus(name_or_path).text
+            if not text.strip():
+                raise UsageError(
+                    f"{name_or_path}: the text is empty once the Gutenberg header and licence are removed",
+                    fix="give a text that holds the punctuation to study with --corpus PATH",
+                )
+            found = {ch: text.count(ch) for ch in chars}
+        else:  # a user's file, of any size: read in blocks, never held whole
+            if not Path(name_or_path).expanduser().exists():
+                raise UsageError(
+                    f"corpus {name_or_path!r} is neither a file nor a corpus of the registry",
+                    fix=f"give one of {', '.join(data.CORPORA)} or the path of a UTF-8 plain-text file",
+                )
+            found = data.check_text_file(name_or_path, count=chars)
     except LayerclaimsError as exc:
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
         raise type(exc)(
             f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
             fix=f"{fix.rstrip('.')}; {keep_going}; or run only study B: {_cmd(only_b)}",
         ) from None
-    if not corpus.text.strip():
-        raise UsageError(
-            f"{origin or 'corpus'} {name_or_path}: the text is empty once the Gutenberg header and licence are removed",
-            fix=f"give a text that holds the punctuation to study with --corpus PATH; or run only study B: "
-            f"{_cmd(only_b)}",
-        )
-    counts = {kind: sum(corpus.text.count(m) for m in chars) for kind, chars in mark_sets.get(marks, {}).items()}
+    counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
     if n is not None and counts:
         kind, most = min(counts.items(), key=lambda kv: kv[1])
         if most < n:

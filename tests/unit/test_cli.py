@@ -127,7 +127,15 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
             "punctuation",
             PUNCT_VALUES,
             rec,
-            {"corpus": "heart-of-darkness", "n": 250, "selection": "first", "seed": 0, "n_boot": 1000},
+            {
+                "corpus": "heart-of-darkness",
+                "n": 250,
+                "selection": "first",
+                "seed": 0,
+                "n_boot": 1000,
+                "layers": None,
+                "detail_layers": None,
+            },
         ),
     )
     monkeypatch.setitem(sys.modules, "layerclaims.figures.qk", _fake_figures("qk"))
@@ -295,12 +303,51 @@ def test_a_missing_corpus_is_refused_before_the_model_loads_and_the_folder_is_ke
     assert len(fake.loads) == 1  # only the first run loaded the model
     assert tree_hashes(out) == before
     err = error_lines(capsys.readouterr().err)
-    assert err[0] == f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} does not exist"
-    assert err[1].startswith("fix: give the path of a UTF-8 plain-text file; then re-run `layerclaims reproduce")
+    assert err[0] == (
+        f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} is neither a file nor a corpus "
+        "of the registry"
+    )
+    assert err[1].startswith(
+        "fix: give one of heart-of-darkness, heart-of-darkness-526 or the path of a UTF-8 plain-text file; then "
+        "re-run `layerclaims reproduce"
+    )
     # the suggested commands keep every option given
     assert f"--corpus {missing} --out {out} --set qk.seed=5`" in err[1]
     assert f"--out {out} --set qk.seed=5 --study qk`" in err[1]
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize(
+    ("bad", "first_line"),
+    [
+        (["--set", "punctuation.detail_layers=[10000]"], "layer 10000 is out of range: hidden-state layers are 0..4"),
+        (["--n", "1"], "--n 1: punctuation setting 'n' must be at least 3"),
+        (["--corpus", "BINARY"], "is not a text file (binary data at byte"),
+        (["--corpus", "LATIN1"], "it reads as WINDOWS-1252"),
+        (["--corpus", "EMPTY"], "is empty"),
+        (["--set", "qk.blocks=[9]"], "block 9 is out of range: blocks are 0..3 on m"),
+        (["--set", "punctuation.n_boot=-1"], "'n_boot' must be at least 0"),
+        (["--seed", "-1"], "'seed' must be at least 0"),
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    ],
+)
+def test_bad_input_exits_2_before_loading_and_keeps_the_earlier_run(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: list[str], first_line: str
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    files = {"BINARY": bytes(range(256)) * 8, "LATIN1": "caf\xe9, na\xefve.".encode("latin-1"), "EMPTY": b""}
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+    bad = [str(tmp_path / b) if b in files else b for b in bad]
+    argv = ["reproduce", "--model", "m", "--out", str(out), "--strict", *bad]
+    capsys.readouterr()
+    assert run_cli(*argv) == 2  # 2, not 1: bad input is not a claim that failed
+    err = error_lines(capsys.readouterr().err)
+    assert first_line in err[0] and err[1].startswith("fix: ") and "Traceback" not in "\n".join(err)
+    assert "delete" not in err[1]
+    assert len(fake.loads) == 1 and tree_hashes(out) == before  # refused before loading; the folder as it was
 
 
 def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder(
@@ -468,6 +515,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pipeline, "report_sections", lambda study, result: [f"## What {study} found\n\nText.\n"])
     out = tmp_path / "o"
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
     before = tree_hashes(out)
@@ -485,6 +533,8 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     html = (out / "report.html").read_text()
     assert 'src="figures/punctuation_figure.png"' in html and 'src="figures/qk_figure.png"' in html
     assert "kept from the earlier run" in html
+    md = (out / "report.md").read_text()
+    assert "## What punctuation found" in md and "## What qk found" in md  # the kept study's own section too
     manifest = json.loads((out / "run.json").read_text())
     assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
     assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it

@@ -106,6 +106,8 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "control",
         "batch_size",
         "start",
+        "line_endings",
+        "mi_estimator",
     ),
 }
 # Settings written another way in a claims file: ``categories = { space = ["moon", ...], fruit = [...] }`` stands
