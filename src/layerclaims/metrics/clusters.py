@@ -1094,7 +1094,7 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
 def _type_table(
     z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float
 ) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], NDArray[np.float64]]:
-    """Pair types of the groups and the pair cluster of each (types merged, single linkage, when no valley deeper
+    """Pair types of the groups and the pair cluster of each (types merged, complete linkage, when no valley deeper
     than ``min_depth`` separates their Gaussian summaries on the segment between their centres)."""
     n = z.shape[0]
     g = int(groups.max()) + 1
@@ -1112,28 +1112,36 @@ def _type_table(
         s = _robust_scale(v) if v.size >= 2 else 0.0
         scs[t, 0, 0] = max(s, 1e-6) ** 2
         rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t, 0]), float(s)))
-    parent = list(range(nt))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
     depths = np.zeros((nt, nt))
     for a in range(nt):
         for b in range(a + 1, nt):
             depths[a, b] = depths[b, a] = _segment_depth(a, b, mus, scs, w)
-            if depths[a, b] < min_depth:
-                parent[find(b)] = find(a)
-    roots = np.array([find(t) for t in range(nt)])
-    _, cl = np.unique(roots, return_inverse=True)
+    cl = _complete_linkage(depths, min_depth)
     # clusters numbered by increasing centre
     k = int(cl.max()) + 1
     centre = np.array([np.average(mus[cl == c, 0], weights=w[cl == c]) for c in range(k)])
     rank = np.empty(k, dtype=np.int64)
     rank[np.argsort(centre, kind="stable")] = np.arange(k)
     return rows, rank[cl], depths
+
+
+def _complete_linkage(depths: NDArray[np.float64], min_depth: float) -> NDArray[np.int64]:
+    """Merge pair types, shallowest valley first, while EVERY pair of types in the two merged sets is separated by
+    a valley shallower than ``min_depth`` (complete linkage). Single linkage would let one broad type (e.g. the
+    pairs between a small group and a large one, spread over both levels) chain two levels that a deep valley
+    separates (seen on minilm-l6's terminal marks at layer 1)."""
+    nt = depths.shape[0]
+    cl = np.arange(nt)
+    order = sorted((depths[a, b], a, b) for a in range(nt) for b in range(a + 1, nt))
+    for d, a, b in order:
+        if d >= min_depth:
+            break
+        ca, cb = cl[a], cl[b]
+        if ca == cb:
+            continue
+        if depths[np.ix_(cl == ca, cl == cb)].max() < min_depth:
+            cl[cl == cb] = ca
+    return np.unique(cl, return_inverse=True)[1].astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -1191,7 +1199,7 @@ def cluster_marks(
        row by more than 5 robust sd of the group's marks and 1 robust sd of the pair values (its n - 1 pairs form
        a visible streak), or whose values are twice as spread as its group's (a direction of its own). Flagged
        marks are set apart (``outlier_marks``, label -1) and the grouping is redone without them (twice at most).
-    3. Pair types: the pairs between two groups; types merge (single linkage) when the Gaussian summaries of their
+    3. Pair types: the pairs between two groups; types merge (complete linkage) when the Gaussian summaries of their
        values show no valley deeper than ``min_depth`` on the segment between their centres. ``n_clusters`` is the
        number of merged types, at most ``max_k`` (so at most 3 groups).
     4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement; the distinct marks of each
