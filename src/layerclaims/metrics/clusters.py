@@ -1084,8 +1084,11 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
         q25, q50, q75 = np.percentile(v, [25, 50, 75], axis=1)
         return q50, np.log(np.maximum((q75 - q25) / 1.349, 1e-12))
 
-    loc, spread = summarise(cols)
     m = members.size
+    if m == cols.shape[0]:  # every mark is a member: only the m x (m - 1) block is needed
+        loc, spread = np.zeros(m), np.zeros(m)
+    else:
+        loc, spread = summarise(cols)
     if m >= 2:
         block = cols[members]
         loc[members], spread[members] = summarise(block[~np.eye(m, dtype=bool)].reshape(m, m - 1))
