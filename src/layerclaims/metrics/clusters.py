@@ -112,6 +112,7 @@ is what to report when the two disagree. Gaussian mixtures with BIC alone are no
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -1083,8 +1084,11 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
         q25, q50, q75 = np.percentile(v, [25, 50, 75], axis=1)
         return q50, np.log(np.maximum((q75 - q25) / 1.349, 1e-12))
 
-    loc, spread = summarise(cols)
     m = members.size
+    if m == cols.shape[0]:  # every mark is a member: only the m x (m - 1) block is needed
+        loc, spread = np.zeros(m), np.zeros(m)
+    else:
+        loc, spread = summarise(cols)
     if m >= 2:
         block = cols[members]
         loc[members], spread[members] = summarise(block[~np.eye(m, dtype=bool)].reshape(m, m - 1))
@@ -1093,47 +1097,53 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
 
 def _type_table(
     z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float
-) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], NDArray[np.float64]]:
-    """Pair types of the groups and the pair cluster of each (types merged, single linkage, when no valley deeper
-    than ``min_depth`` separates their Gaussian summaries on the segment between their centres)."""
+) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], list[float]]:
+    """Pair types of the groups (code, size, median, robust sd; z units) and the pair cluster of each: the modes
+    of the mixture of the types' Gaussian summaries (:func:`_mixture_modes`), each type in the basin of its
+    centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
     n = z.shape[0]
     g = int(groups.max()) + 1
     i, j = np.triu_indices(n, 1)
-    gi, gj = np.minimum(groups[i], groups[j]), np.maximum(groups[i], groups[j])
-    code = gi * g + gj
+    code = np.minimum(groups[i], groups[j]) * g + np.maximum(groups[i], groups[j])
     present, ptype = np.unique(code, return_inverse=True)
     vals = z[i, j]
     nt = present.size
-    rows, mus, scs = [], np.zeros((nt, 1)), np.zeros((nt, 1, 1))
+    rows, mus, scs = [], np.zeros(nt), np.zeros(nt)
     w = np.bincount(ptype, minlength=nt) / ptype.size
     for t in range(nt):
         v = vals[ptype == t]
-        mus[t, 0] = np.median(v)
-        s = _robust_scale(v) if v.size >= 2 else 0.0
-        scs[t, 0, 0] = max(s, 1e-6) ** 2
-        rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t, 0]), float(s)))
-    parent = list(range(nt))
+        mus[t] = np.median(v)
+        scs[t] = _robust_scale(v) if v.size >= 2 else 0.0
+        rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t]), float(scs[t])))
+    positive = scs[scs > 0]
+    floor = 0.1 * float(np.min(positive)) if positive.size else 1.0  # a type of one pair: a narrow bump
+    cl, valleys = _mixture_modes(mus, np.maximum(scs, floor), w, min_depth)
+    return rows, cl, valleys
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
 
-    depths = np.zeros((nt, nt))
-    for a in range(nt):
-        for b in range(a + 1, nt):
-            depths[a, b] = depths[b, a] = _segment_depth(a, b, mus, scs, w)
-            if depths[a, b] < min_depth:
-                parent[find(b)] = find(a)
-    roots = np.array([find(t) for t in range(nt)])
-    _, cl = np.unique(roots, return_inverse=True)
-    # clusters numbered by increasing centre
-    k = int(cl.max()) + 1
-    centre = np.array([np.average(mus[cl == c, 0], weights=w[cl == c]) for c in range(k)])
-    rank = np.empty(k, dtype=np.int64)
-    rank[np.argsort(centre, kind="stable")] = np.arange(k)
-    return rows, rank[cl], depths
+def _mixture_modes(
+    mus: NDArray[np.float64], scs: NDArray[np.float64], w: NDArray[np.float64], min_depth: float, n_grid: int = 4096
+) -> tuple[NDArray[np.int64], list[float]]:
+    """Clusters of pair types: the modes of ``f(x) = sum_t w_t N(x; mu_t, s_t)`` on a grid; two neighbouring modes
+    merge (the lower into the higher) while the valley between them is shallower than ``min_depth`` of the lower
+    peak, shallowest first (1-D persistence). Each type joins the mode whose basin holds its centre; clusters are
+    numbered from the left. Clusters are therefore contiguous ranges of pair values, and a broad type cannot chain
+    two levels that a deep valley separates."""
+    x = np.linspace(float(np.min(mus - 5 * scs)), float(np.max(mus + 5 * scs)), n_grid)
+    f = np.sum(w[:, None] * np.exp(-0.5 * ((x[None, :] - mus[:, None]) / scs[:, None]) ** 2) / scs[:, None], axis=0)
+    inner = (f[1:-1] >= f[:-2]) & (f[1:-1] > f[2:])
+    peaks = list(np.flatnonzero(inner) + 1) or [int(np.argmax(f))]
+    valleys: list[float] = []
+    while len(peaks) > 1:
+        lows = [int(p + np.argmin(f[p:q])) for p, q in itertools.pairwise(peaks)]
+        depth = [1.0 - f[v] / min(f[p], f[q]) for v, p, q in zip(lows, peaks, peaks[1:], strict=False)]
+        k = int(np.argmin(depth))
+        if depth[k] >= min_depth:
+            valleys = [float(d) for d in depth]
+            break
+        peaks.pop(k if f[peaks[k]] < f[peaks[k + 1]] else k + 1)
+    bounds = [x[int(p + np.argmin(f[p:q]))] for p, q in itertools.pairwise(peaks)]
+    return np.searchsorted(np.asarray(bounds), mus).astype(np.int64), valleys
 
 
 @dataclass(frozen=True)
@@ -1142,7 +1152,7 @@ class _MarkFit:
     labels: NDArray[np.int64]  # -1 = outlier
     types: list[tuple[int, int, int, float, float]]
     type_cluster: NDArray[np.int64]
-    depths: NDArray[np.float64]
+    valleys: list[float]
 
 
 def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> _MarkFit:
@@ -1160,11 +1170,11 @@ def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min
         keep = np.flatnonzero(~flagged)
         z, med, sc = _robust_z(m[np.ix_(keep, keep)])
         groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
-    types, tcl, depths = _type_table(z, groups, min_depth)
+    types, tcl, valleys = _type_table(z, groups, min_depth)
     labels = np.full(n, -1, dtype=np.int64)
     labels[keep] = groups
     raw = [(a, b, k, med + sc * c, sc * w) for a, b, k, c, w in types]  # medians and IQRs are affine-equivariant
-    return _MarkFit(int(tcl.max()) + 1, labels, raw, tcl, depths)
+    return _MarkFit(int(tcl.max()) + 1, labels, raw, tcl, valleys)
 
 
 def cluster_marks(
@@ -1191,9 +1201,10 @@ def cluster_marks(
        row by more than 5 robust sd of the group's marks and 1 robust sd of the pair values (its n - 1 pairs form
        a visible streak), or whose values are twice as spread as its group's (a direction of its own). Flagged
        marks are set apart (``outlier_marks``, label -1) and the grouping is redone without them (twice at most).
-    3. Pair types: the pairs between two groups; types merge (single linkage) when the Gaussian summaries of their
-       values show no valley deeper than ``min_depth`` on the segment between their centres. ``n_clusters`` is the
-       number of merged types, at most ``max_k`` (so at most 3 groups).
+    3. Pair types: the pairs between two groups, each summarised by a Gaussian (median, robust sd, share of the
+       pairs). The pair clusters are the modes of the mixture of these summaries separated by valleys deeper than
+       ``min_depth`` of the lower peak (:func:`_mixture_modes`); each type joins the mode of its centre.
+       ``n_clusters`` is their number, at most ``max_k`` (so at most 3 groups).
     4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement; the distinct marks of each
        resample, a duplicated mark would make an exact duplicate row), each refit from step 1; ``boot_counts``.
 
@@ -1226,7 +1237,7 @@ def cluster_marks(
         stability=float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan"),
         boot_counts=tuple(int(b) for b in boot),
         min_support=int(min_support),
-        diagnostics={"group_sizes": sizes.tolist(), "type_valley_depths": fit.depths.tolist()},
+        diagnostics={"group_sizes": sizes.tolist(), "valley_depths": fit.valleys},
     )
 
 
@@ -1236,7 +1247,7 @@ def _fit_and_resample(
     n = m.shape[0]
     if np.ptp(m[~np.eye(n, dtype=bool)]) <= 1e-9 * max(float(np.abs(m).max()), 1e-300):
         one = [(0, 0, n * (n - 1) // 2, float(m[0, 1]), 0.0)]
-        fit = _MarkFit(1, np.zeros(n, dtype=np.int64), one, np.zeros(1, dtype=np.int64), np.zeros((1, 1)))
+        fit = _MarkFit(1, np.zeros(n, dtype=np.int64), one, np.zeros(1, dtype=np.int64), [])
     else:
         fit = _fit_marks(m, **fit_opts)
     rng = np.random.default_rng(seed)

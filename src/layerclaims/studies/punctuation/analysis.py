@@ -230,8 +230,8 @@ class KindAnalysis:
 
     def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
-        groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), the literal
-        counts, within slopes, drawing. Returns the groups found."""
+        groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
+        drawing. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
@@ -240,8 +240,6 @@ class KindAnalysis:
             self.arr[f"{what}_clusters"][e] = g.n_clusters
             self.arr[f"{what}_outliers"][e] = len(g.outlier_marks)
             self.arr[f"groups_{what}"][e] = g.mark_labels
-        for what, _, values in found:
-            self.arr[f"{what}_literal"][e] = literal(values, s["clusters"], 0)[0]
         g_cov = groups[0]
         t1 = time.perf_counter()
         tm["clusters_s"] += t1 - t0
@@ -308,6 +306,7 @@ class KindAnalysis:
         g_cov, g_mi = _with_boot(groups[0], reps["cov"]), _with_boot(groups[1], reps["mi"])
         lc = literal(layer.cov, s["clusters"], cfg.cluster_n_boot)
         lm = literal(layer.mi, s["clusters"], cfg.cluster_n_boot)
+        self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
         if reps["slope"].size:
             self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
         t1 = time.perf_counter()
