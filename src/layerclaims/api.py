@@ -88,14 +88,14 @@ def reproduce(
     ``settings``: study settings, each given to every study whose ``Config`` has it (``n_boot=200``, ``seed=1``,
     ``corpus="path.txt"``, ``n=100``); a claim's own ``settings`` win for its run. UsageError for a setting that no
     study run has."""
-    from layerclaims import pipeline, results, studies
+    from layerclaims import pipeline, results, studies, validate
 
     names = tuple(studies.STUDY_NAMES) if study == "all" else ((study,) if isinstance(study, str) else tuple(study))
     for name in names:
         studies.get(name)  # UsageError naming the studies for an unknown one
     for key, value in settings.items():
         if not any(pipeline.study_options(s, {key: value}) for s in names):
-            fields = sorted({f for s in names for f in pipeline._config_fields(studies.get(s))})
+            fields = sorted({f for s in names for f in validate.config_fields(studies.get(s))})
             raise UsageError(f"no study run ({', '.join(names)}) has the setting {key!r}: use one of {fields}")
     folder = Path(out) if out is not None else Path("out") / pipeline.safe_dirname(model)
     rep = pipeline.reproduce(

@@ -47,7 +47,7 @@ from layerclaims.pipeline import (
     shell_command,
 )
 from layerclaims.report import StudyOutcome, render_matrix_html
-from layerclaims.verdicts import Verdict
+from layerclaims.verdicts import Verdict, fmt_p
 
 log = logging.getLogger("layerclaims.cli")
 
@@ -80,17 +80,19 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
     for p in outcome.problems:
         print(f"study {outcome.study}: {p}", file=stream)
     if verdicts:
-        print(f"study {outcome.study} done (verdicts before the run's family-wise adjustment):", file=stream)
+        print(f"study {outcome.study} done; its verdicts before the run's family-wise adjustment:", file=stream)
     for v in verdicts:
-        print(f"  {v.claim}: {v.verdict}", file=stream, flush=True)
+        print(f"  {v.describe()}", file=stream, flush=True)
 
 
 def _print_run(rep: Reproduced, stream: TextIO) -> None:
+    """The verdicts after Holm's adjustment over the whole run (a claim can move from holds to inconclusive)."""
     if rep.verdicts:
         v0 = rep.verdicts[0]
-        print(f"verdicts (Holm over {v0.family_size} claims, family-wise level {v0.level:g}):", file=stream)
+        print(f"verdicts at family-wise level {v0.level:g} (Holm over {v0.family_size} claims):", file=stream)
     for v in rep.verdicts:
-        print(f"  {v.describe()}", file=stream)
+        p_adj = f", adjusted p {fmt_p(v.p_adjusted)}" if v.p_adjusted is not None else ""
+        print(f"  {v.claim}: {v.verdict}{p_adj}{' — ' + v.reason if v.reason else ''}", file=stream)
     for study in rep.kept:
         print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
@@ -211,13 +213,13 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     matrix = build_matrix(rows_by_model, notes)
     out.mkdir(parents=True, exist_ok=True)
     md = matrix_markdown(matrix)
-    (out / "matrix.md").write_text("# layerclaims: claims × models\n\n" + md)
+    _write_whole(out / "matrix.md", "# layerclaims: claims × models\n\n" + md)
     links = {
         m: os.path.relpath(d / "report.html", out).replace(os.sep, "/")
         for m, d in folders.items()
         if (d / "report.html").is_file()
     }
-    (out / "matrix.html").write_text(render_matrix_html(matrix, links=links))
+    _write_whole(out / "matrix.html", render_matrix_html(matrix, links=links))
     if not args.quiet:
         print(md)
         print(f"matrix: {out / 'matrix.md'} and {out / 'matrix.html'}")
@@ -229,6 +231,16 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
             return 1
     return 0
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` as one step (a temporary file beside it, renamed over it): never half a page."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -14,6 +14,7 @@ that differs from the known edition a :class:`UserWarning` is issued; the text i
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import http.client
@@ -158,58 +159,81 @@ _BOMS = (
 )
 
 
-def check_text_file(path: str | os.PathLike[str], *, what: str = "corpus") -> None:
-    """Raise UsageError (with ``fix``) unless ``path`` is an existing, readable, non-empty UTF-8 text file.
+def check_text_file(
+    path: str | os.PathLike[str], *, what: str = "corpus", count: tuple[str, ...] = ()
+) -> dict[str, int]:
+    """Raise UsageError (with ``fix``) unless ``path`` is an existing, readable, non-empty UTF-8 text file; return
+    how many times each single character of ``count`` occurs in it (header and licence included).
 
     A file in another encoding gets the encoding to convert from (a byte-order mark names UTF-16/32; otherwise
-    Windows-1252, which also covers Latin-1 text) and the ``iconv`` command; a file with NUL bytes outside a UTF-16/32
-    mark, or one that decodes as nothing, is called binary. Reads the whole file once (a corpus is a book)."""
+    Windows-1252, which also covers Latin-1 text) and the ``iconv`` command; a file with NUL bytes, or with more than
+    1% control bytes where it stops being UTF-8, is called binary. Reads the file in 1 MB blocks (memory does not
+    grow with the file)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UsageError(f"{what} {str(path)!r} does not exist", fix="give the path of a UTF-8 plain-text file")
-    if not p.is_file():
+    if p.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
+    if not p.is_file():
+        raise UsageError(
+            f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
+            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
+        )
+    convert = f"{shlex.quote(str(path))} > {shlex.quote(str(p.stem))}.utf8.txt"
+    not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
+    counts = dict.fromkeys(count, 0)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset, content = 0, False
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as fh:
+            while True:
+                block = fh.read(1 << 20)
+                if offset == 0:
+                    for bom, enc in _BOMS:
+                        if block.startswith(bom):
+                            raise UsageError(
+                                f"{what} {str(path)!r} is {enc} text, not UTF-8",
+                                fix=f"convert it: iconv -f {enc} -t UTF-8 {convert}",
+                            )
+                try:
+                    text = decoder.decode(block, final=not block)
+                except UnicodeDecodeError as exc:
+                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, convert, not_text) from None
+                if "\x00" in text:
+                    raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=not_text)
+                content = content or (bool(text) and not text.isspace())
+                for ch in counts:
+                    counts[ch] += text.count(ch)
+                if not block:
+                    break
+                offset += len(block)
     except OSError as exc:
         raise UsageError(
             f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}", fix="check its permissions"
         ) from None
-    for bom, enc in _BOMS:
-        if raw.startswith(bom):
-            raise UsageError(
-                f"{what} {str(path)!r} is {enc} text, not UTF-8",
-                fix=f"convert it: iconv -f {enc} -t UTF-8 {shlex.quote(str(path))} > "
-                f"{shlex.quote(str(p.stem))}.utf8.txt",
-            )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        control = sum(raw.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
-        if b"\x00" not in raw and control <= len(raw) // 100:  # text has (almost) no control bytes
-            for enc in _OTHER_ENCODINGS:
-                try:
-                    raw.decode(enc)
-                except UnicodeDecodeError:
-                    continue
-                label = "WINDOWS-1252" if enc == "cp1252" else "ISO-8859-1"
-                raise UsageError(
-                    f"{what} {str(path)!r} is not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); "
-                    f"it reads as {label} (Windows Western / Latin-1) text",
-                    fix=f"convert it: iconv -f {label} -t UTF-8 {shlex.quote(str(path))} > "
-                    f"{shlex.quote(str(p.stem))}.utf8.txt",
-                ) from None
-        raise UsageError(
-            f"{what} {str(path)!r} is not a text file (binary data at byte {exc.start})",
-            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
-        ) from None
-    if "\x00" in text:
-        raise UsageError(
-            f"{what} {str(path)!r} is not a text file (it contains NUL bytes)",
-            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
-        )
-    if not text.strip():
+    if not content:
         raise UsageError(f"{what} {str(path)!r} is empty", fix="give a text that holds the punctuation to study")
+    return counts
+
+
+def _not_utf8(
+    what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, convert: str, not_text: str
+) -> UsageError:
+    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``)."""
+    control = sum(block.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
+    if b"\x00" not in block and control <= len(block) // 100:  # text has (almost) no control bytes
+        for enc in _OTHER_ENCODINGS:
+            try:
+                block.decode(enc)
+            except UnicodeDecodeError:
+                continue
+            label = "WINDOWS-1252" if enc == "cp1252" else "ISO-8859-1"
+            return UsageError(
+                f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
+                "(Windows Western / Latin-1) text",
+                fix=f"convert it: iconv -f {label} -t UTF-8 {convert}",
+            )
+    return UsageError(f"{what} {str(path)!r} is not a text file (binary data at byte {at})", fix=not_text)
 
 
 def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | None = None) -> Corpus:

@@ -41,12 +41,14 @@ from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STU
     Command,
     check_run,
     command_for,
+    config_fields,
     parse_set,
     study_options,
 )
 from layerclaims.verdicts import Verdict, apply_family, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
+_config_fields = config_fields  # the name layerclaims.api reads
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -71,6 +73,19 @@ def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -
     """``models.load_model`` (imported here so that ``claims``, ``diff`` and ``--help`` never import torch)."""
     models = importlib.import_module("layerclaims.models")
     return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
+
+
+# A study's own report section (Markdown), where it has one: module:function of the study's result.
+REPORT_SECTIONS: dict[str, str] = {"punctuation": "layerclaims.studies.punctuation.explain:markdown"}
+
+
+def report_sections(study: str, result: Any) -> list[str]:
+    """The Markdown sections study ``study`` adds to the report (:data:`REPORT_SECTIONS`), drawn from its result."""
+    target = REPORT_SECTIONS.get(study)
+    if target is None:
+        return []
+    module, _, func = target.partition(":")
+    return [getattr(importlib.import_module(module), func)(result)]
 
 
 def plot_figures(study: str, result: Any, out_dir: Path) -> list[Path]:
@@ -187,8 +202,7 @@ def reproduce(
     )
     command = command or str(cmd)
     say: Say = progress if callable(progress) else (progress_printer() if progress else _silent)
-    if not progress:
-        _quiet_library_progress()
+    _quiet_library_progress()  # our progress is one line per stage; no bars from transformers / the hub
     say(f"checking {model}, the settings and the inputs")
     plan = check_run(
         model,
@@ -274,9 +288,12 @@ def _run_and_stage(
     outcomes, verdicts = run_studies(handle, runs, options, folder.stage, timings, say, on_study, command=cmd)
     verdicts = apply_family(verdicts)  # Holm over the claims of this run, then presuppositions across studies
     kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
-    all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study)
+    all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
     rows = [v.to_row() for v in verdicts] + kept_rows
-    rows = _in_study_order(rows, lambda r: _study_of_row(r, all_outcomes, kept_entries))
+    study_of = {c.id: study for study, _, group in runs for c in group}
+    for e in kept_entries:
+        study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
+    rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with _timed(timings, "write verdicts and report", say):
         write_verdicts(rows, folder.stage)
@@ -291,7 +308,8 @@ def _run_and_stage(
             created=created,
         )
         write_report(report, folder.stage)
-        _write_manifest(folder.stage, facts, outcomes, verdicts, kept_entries, command, created)
+        owned = [(study, [c.id for c in group]) for study, _, group in runs]  # per outcome: its study and claims
+        _write_manifest(folder.stage, facts, outcomes, owned, kept_entries, command, created)
     return outcomes, verdicts, report, kept_entries
 
 
@@ -333,7 +351,7 @@ def run_studies(
 
 
 def _quiet_library_progress() -> None:
-    """No progress bars from transformers / the hub when ours are off (not a terminal, or --quiet)."""
+    """No progress bars from transformers / the hub (ours are one line per stage, or nothing with --quiet)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         from transformers.utils import logging as hf_logging
@@ -401,6 +419,11 @@ def _run_study(
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
+        try:
+            outcome.sections = report_sections(study, result)
+        except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
+            log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
     with _timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
@@ -434,18 +457,20 @@ def _write_manifest(
     stage: Path,
     facts: dict[str, Any],
     outcomes: list[StudyOutcome],
-    verdicts: list[Verdict],
+    owned: list[tuple[str, list[str]]],
     kept: list[dict[str, Any]],
     command: str,
     created: str,
 ) -> None:
-    """``run.json``: the model, and per study what it was run with and which files and claims are its own (what a
-    later run of the other study keeps)."""
+    """``run.json``: the model, and per study run what it was run with and which files and claims are its own (what
+    a later run of the other study keeps). ``owned``: per outcome, its study and the ids of the claims it
+    evaluated (a further run of a study for other claim settings has a label of its own as ``study``)."""
     entries = []
-    for o in outcomes:
+    for o, (base, claim_ids) in zip(outcomes, owned, strict=True):
         entries.append(
             {
                 "study": o.study,
+                "base_study": base,
                 "ran": o.ran,
                 "reason": o.reason,
                 "fix": o.fix,
@@ -454,9 +479,10 @@ def _write_manifest(
                 "problems": o.problems,
                 "seconds": o.seconds,
                 "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
+                "sections": list(getattr(o, "sections", []) or []),
                 "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
                 "files": _study_files(o, stage),
-                "claims": [v.claim for v in verdicts if _claim_study(v.claim) == o.study],
+                "claims": claim_ids,
                 "command": command,
                 "created": created,
                 "model": facts,
@@ -508,7 +534,7 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
                 fix=f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`",
             )
         return {}
-    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("study") in others}
+    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study", e.get("study")) in others}
     if not kept:
         return {}
     old_model = (manifest.get("model") or {}).get("name")
@@ -571,6 +597,7 @@ def _carry_earlier(
                 options=dict(e.get("options") or {}),
                 provenance=prov,
                 figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
+                sections=list(e.get("sections") or []),
                 problems=list(e.get("problems") or []),
                 saved=(stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None,
                 seconds=dict(e.get("seconds") or {}),
@@ -585,13 +612,6 @@ def _carry_earlier(
 def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> list[Any]:
     order = {s: i for i, s in enumerate(studies.STUDY_NAMES)}
     return sorted(items, key=lambda x: order.get(study_of(x) or "", len(order)))  # stable within a study
-
-
-def _study_of_row(row: dict[str, Any], outcomes: list[StudyOutcome], kept: list[dict[str, Any]]) -> str | None:
-    for e in kept:
-        if row.get("claim") in set(e.get("claims") or []):
-            return str(e["study"])
-    return _claim_study(str(row.get("claim")))
 
 
 def _relocate(report: RunReport, stage: Path, out: Path) -> None:

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from layerclaims.compare import (
     row_verdict,
     verdict_mark,
 )
+from layerclaims.verdicts import compact_parts
 
 VERDICTS_CSV = "verdicts.csv"
 REPORT_MD = "report.md"
@@ -88,6 +90,7 @@ class StudyOutcome:
     problems: list[str] = field(default_factory=list)
     saved: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)  # Markdown a study adds to the report (e.g. what clusters are)
 
 
 @dataclass
@@ -228,7 +231,7 @@ def measured_lines(row: Mapping[str, Any]) -> list[str]:
             if i == 0 and row.get("p_adjusted") is not None and (row.get("family_size") or 1) > 1:
                 text += f", adj. {fmt_p(row['p_adjusted'])}"
         if c.get("shortfall"):
-            text += f" · short at {', '.join(c['shortfall'])}"
+            text += f" · short at {compact_parts(c['shortfall'])}"
         ctrl = c.get("control")
         if ctrl and ctrl.get("value") is not None:
             cci = ctrl.get("ci")
@@ -248,7 +251,7 @@ def condition_notes(row: Mapping[str, Any]) -> list[str]:
         cond = f"{c.get('statistic')} {c.get('comparison')} {c.get('threshold'):g}"
         line = f"{verdict_mark(c.get('verdict', row_verdict(row)))} {cond}: {c.get('verdict', row_verdict(row))}"
         if c.get("rule"):
-            line += f" ({c['rule']} rule, one-sided level {fmt_p(c.get('level'))})"
+            line += f" ({c['rule']} rule, interval at level {fmt_p(c.get('level'))})"
         out.append(line)
         ctrl = c.get("control")
         if ctrl:
@@ -294,7 +297,7 @@ def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
         return ""
     return (
         f"Verdicts at family-wise level {levels[0]:g} (Holm's step-down over the {max(sizes)} claims of this run that "
-        "have a p-value; each claim's interval is at its Holm level, one-sided on each side)."
+        "have a p-value; each claim's interval is the central bootstrap interval at its Holm level)."
     )
 
 
@@ -405,6 +408,8 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
         lines += [f"> **Problem:** {_md(p)}\n" for p in s.problems]
         for fig in s.figures:
             lines += [f"![{fig.stem}]({_rel(fig, out)})", ""]
+    for s in report.studies:
+        lines += [section.rstrip() + "\n" for section in s.sections]
     lines += ["## Provenance", "", "| fact | value |", "|---|---|"]
     lines += [f"| model.{k} | {_md(_fmt_fact(v))} |" for k, v in _model_facts(report)]
     for s in report.studies:
@@ -425,8 +430,8 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
 
 
 MEASURED_LEGEND = (
-    "Measured: value on all items [decision interval: bootstrap percentile bounds at the claim's Holm level, one-sided "
-    "on each side]; p(vs t): one-sided bootstrap p of the claim's own null (the statistic on the wrong side of its "
+    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the claim's Holm "
+    "level]; p(vs t): bootstrap p of the claim's own null (the statistic on the wrong side of its "
     "threshold t), adj.: Holm-adjusted over the run; control: the same statistic where the claimed structure is absent "
     "by construction (random projections of the block input; a Gaussian surrogate of the marks). Mantel and "
     f"label-permutation p-values test 'any structure at all' and are secondary (in the details). ✓ holds, ✗ fails, "
@@ -447,7 +452,7 @@ var(--line); padding-bottom: 4px; } h3 { font-size: 16px; margin: 20px 0 8px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; }
 th, td { border: 1px solid var(--line); padding: 6px 9px; text-align: left; vertical-align: top; }
 th { background: var(--bg2); font-weight: 600; }
-td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num { font-variant-numeric: tabular-nums; }
 code { font: 12.5px/1.3 ui-monospace, SFMono-Regular, Menlo, monospace; background: var(--bg2); padding: 1px 4px;
        border-radius: 4px; }
 .claimtext { display: block; } .origin { color: var(--na); font-size: 13px; }
@@ -457,7 +462,8 @@ details.notes summary { cursor: pointer; color: var(--na); }
          white-space: nowrap; color: #fff; }
 .holds { background: var(--ok); } .fails { background: var(--bad); } .na { background: var(--na); }
 .inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
-.measured div { white-space: nowrap; }
+td.measured { white-space: normal; min-width: 24em; font-size: 13.5px; }
+.measured div { margin-bottom: 3px; overflow-wrap: anywhere; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
 .notrun .why { white-space: pre-line; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
@@ -582,6 +588,8 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
                     f'alt="{_e(fig.stem)}" loading="lazy"></a><figcaption>{_e(fig.name)}</figcaption></figure>'
                 )
             parts.append("</div>")
+    for s in report.studies:
+        parts += [markdown_html(section) for section in s.sections]
     parts.append("<h2>Provenance</h2>")
     parts.append(_facts_table([(f"model.{k}", v) for k, v in _model_facts(report)]))
     for s in report.studies:
@@ -602,6 +610,59 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
     parts.append("<h2>Timings</h2>")
     parts.append(_facts_table([(k, _fmt_seconds(v)) for k, v in _timings_with_total(report.timings)]))
     return _page(f"layerclaims report: {model}", "\n".join(parts))
+
+
+def _inline_html(text: str) -> str:
+    """``**bold**`` and ```code``` of one Markdown line, the rest escaped."""
+    out = []
+    for i, part in enumerate(text.split("`")):
+        if i % 2:
+            out.append(f"<code>{_e(part)}</code>")
+        else:
+            bits = part.split("**")
+            out.append("".join(f"<strong>{_e(b)}</strong>" if j % 2 else _e(b) for j, b in enumerate(bits)))
+    return "".join(out)
+
+
+def markdown_html(text: str) -> str:
+    """HTML of the small Markdown subset a study's report section uses: ``##``/``###`` headings, pipe tables,
+    ``- `` lists, paragraphs, ``**bold**`` and ```code```."""
+    html: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if not line:
+            i += 1
+        elif line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 6)
+            html.append(f"<h{level}>{_inline_html(line[level:].strip())}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i].strip())[1:-1]]
+                if not all(set(c) <= set("-: ") for c in cells):
+                    rows.append(cells)
+                i += 1
+            head, body = (rows[0], rows[1:]) if rows else ([], [])
+            html.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{_inline_html(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table>"
+            )
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline_html(lines[i][2:])}</li>")
+                i += 1
+            html.append(f"<ul>{''.join(items)}</ul>")
+        else:
+            html.append(f"<p>{_inline_html(line)}</p>")
+            i += 1
+    return "\n".join(html)
 
 
 def _notes_html(row: Mapping[str, Any]) -> str:

@@ -109,7 +109,7 @@ class RunFolder:
     (0: refuse at once)."""
 
     def __init__(self, out: str | os.PathLike[str], *, wait_s: float = 0.0) -> None:
-        self.out = Path(out).absolute()
+        self.out = Path(out).resolve()  # a symlinked --out: the folder it points to is what is swapped
         self.lock = lock_path(self.out)
         self.stage = stage_path(self.out)
         self.wait_s = float(wait_s)

@@ -11,10 +11,12 @@ command: the user's own command (:class:`Command`, rebuilt from argv) with only 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
 import json
+import logging
 import shlex
 import types
 import typing
@@ -25,6 +27,8 @@ from typing import Any, Literal
 
 from layerclaims import studies
 from layerclaims.errors import LayerclaimsError, UsageError
+
+log = logging.getLogger("layerclaims.validate")
 
 # A CLI option -> the Config field names it may have in a study (the first one a study's Config has is used).
 # An option goes only to the studies whose Config has such a field.
@@ -377,29 +381,38 @@ def check_corpus(
     origin: str,
     command: Command,
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count
-    of the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind."""
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count of
+    the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind.
+    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
     only_b = command.with_option("--study", "qk")
+    kinds = mark_sets.get(marks, {})
+    chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
-        if name_or_path not in data.CORPORA:
-            data.check_text_file(name_or_path)
-        corpus = data.load_corpus(name_or_path)
+        if name_or_path in data.CORPORA:  # a registry book (< 1 MB): loaded, or downloaded into the cache
+            text = data.load_corpus(name_or_path).text
+            if not text.strip():
+                raise UsageError(
+                    f"{name_or_path}: the text is empty once the Gutenberg header and licence are removed",
+                    fix="give a text that holds the punctuation to study with --corpus PATH",
+                )
+            found = {ch: text.count(ch) for ch in chars}
+        else:  # a user's file, of any size: read in blocks, never held whole
+            if not Path(name_or_path).expanduser().exists():
+                raise UsageError(
+                    f"corpus {name_or_path!r} is neither a file nor a corpus of the registry",
+                    fix=f"give one of {', '.join(data.CORPORA)} or the path of a UTF-8 plain-text file",
+                )
+            found = data.check_text_file(name_or_path, count=chars)
     except LayerclaimsError as exc:
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
         raise type(exc)(
-            f"{origin} {name_or_path}: {exc.message}",
+            f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
             fix=f"{fix.rstrip('.')}; {keep_going}; or run only study B: {_cmd(only_b)}",
         ) from None
-    if not corpus.text.strip():
-        raise UsageError(
-            f"{origin} {name_or_path}: the text is empty once the Gutenberg header and licence are removed",
-            fix=f"give a text that holds the punctuation to study with --corpus PATH; or run only study B: "
-            f"{_cmd(only_b)}",
-        )
-    counts = {kind: sum(corpus.text.count(m) for m in chars) for kind, chars in mark_sets.get(marks, {}).items()}
+    counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
     if n is not None and counts:
         kind, most = min(counts.items(), key=lambda kv: kv[1])
         if most < n:
@@ -418,6 +431,23 @@ def check_corpus(
 
 
 # --------------------------------------------------------------------------------------------------- the run
+
+
+def _warn_below_minimum(module: Any, n: Any) -> None:
+    """A warning before any weights load when ``n`` is below the study's documented minimum for its cluster
+    counts (``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
+    minimum = getattr(module, "MIN_MARKS_COUNT", None)
+    if minimum is None:
+        with contextlib.suppress(ImportError):
+            minimum = getattr(importlib.import_module(f"{module.__name__}.config"), "MIN_MARKS_COUNT", None)
+    if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
+        log.warning(
+            "n=%d marks per kind: below %d the cluster counts are not evaluated (their claims say so); "
+            "use --n %d or more to evaluate them",
+            n,
+            minimum,
+            minimum,
+        )
 
 
 @dataclass
@@ -474,7 +504,8 @@ def check_run(
         if "corpus" not in config_fields(module):
             continue
         opts = plan.options[study]
-        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, "--corpus"))[1]
+        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
+        _warn_below_minimum(module, opts.get("n", getattr(module.Config, "n", None)))
         plan.marks = check_corpus(
             str(opts.get("corpus", getattr(module.Config, "corpus", None))),
             n=opts.get("n", getattr(module.Config, "n", None)),

@@ -364,6 +364,21 @@ def _num(x: float | None) -> str:
     return f"{x:.4g}"
 
 
+def compact_parts(labels: Sequence[str]) -> str:
+    """``block 0, block 1, block 2, block 5`` -> ``blocks 0-2, 5 (4)`` (other labels joined as they are)."""
+    nums = [int(x.removeprefix("block ")) for x in labels if x.removeprefix("block ").isdigit()]
+    if len(nums) != len(labels) or not nums:
+        return ", ".join(labels)
+    runs: list[list[int]] = []
+    for n in sorted(nums):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+    return f"block{'s' if len(nums) > 1 else ''} {text} ({len(nums)})"
+
+
 def condition_text(c: ConditionResult) -> str:
     """``rsa_qk = 0.861 [0.79, 0.93] p(<=0.8)=0.04, claimed > 0.8: inconclusive; control ...``."""
     if c.value is None:
@@ -372,7 +387,7 @@ def condition_text(c: ConditionResult) -> str:
     p = f", p={fmt_p(c.p_value)} vs {c.threshold:g}" if c.p_value is not None else ""
     out = f"{c.statistic} = {_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
     if c.shortfall:
-        out += f", short at {', '.join(c.shortfall)}"
+        out += f", short at {compact_parts(c.shortfall)}"
     if c.control is not None:
         cc = c.control
         cci = f" [{_num(cc.ci[0])}, {_num(cc.ci[1])}]" if cc.ci else ""
@@ -475,13 +490,25 @@ def _combine(claim_id: str, conds: tuple[ConditionResult, ...]) -> tuple[Verdict
     if word == "not evaluated":
         reason = "; ".join(f"{c.condition}: {c.reason}" for c in conds if c.verdict == "not evaluated")
     elif word == "fails":
-        bad = [c for c in conds if c.verdict == "fails"]
-        reason = "; ".join(f"{c.condition} fails" + (f" ({c.reason})" if c.reason else "") for c in bad)
+        reason = "; ".join(_fail_reason(c) for c in conds if c.verdict == "fails")
     elif word == "inconclusive":
         open_ = [c for c in conds if c.verdict == "inconclusive"]
         settle = "; ".join(f"{c.condition}: {_settle(c)}" for c in open_)
         reason = "; ".join(c.reason for c in open_ if c.reason) or None
     return word, reason, settle
+
+
+def _fail_reason(c: ConditionResult) -> str:
+    if c.rule == "count" or c.ci is None:
+        return f"{c.condition} fails" + (f": {c.reason}" if c.reason else "")
+    if c.rule == "band":
+        return (
+            f"{c.condition} fails: the simultaneous upper band lies at or below {c.threshold:g} at some block "
+            f"(lowest upper bound {_num(c.ci[1])})"
+        )
+    return (
+        f"{c.condition} fails: its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] lies wholly outside the claimed region"
+    )
 
 
 def _claim_p(conds: Sequence[ConditionResult]) -> float | None:

@@ -211,3 +211,17 @@ def test_pair_moments_match_explicit_resampling() -> None:
         assert got_m.slope[b] == pytest.approx(np.polyfit(x[m], y[m], 1)[0], rel=1e-7)
     full = pair_moments(np.ones((1, n)), A, B)
     assert full.r[0] == pytest.approx(np.corrcoef(A[iu], B[iu])[0, 1], rel=1e-10)
+
+
+def test_pair_weights_is_the_rule_pair_moments_sums() -> None:
+    """Summing pair_weights over the upper triangle gives the same weighted means as pair_moments."""
+    from layerclaims.metrics.bootstrap import item_counts, pair_moments, pair_weights
+
+    rng = np.random.default_rng(2)
+    n = 9
+    A = rng.normal(size=(n, n))
+    A = A + A.T
+    counts = item_counts(bootstrap_indices(n, 4, seed=1), n)
+    i, j = np.triu_indices(n, 1)
+    W = pair_weights(counts, i, j)
+    np.testing.assert_allclose(W @ A[i, j] / W.sum(axis=1), pair_moments(counts, A, A).mean_a, rtol=1e-12)

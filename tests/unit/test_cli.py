@@ -127,7 +127,15 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
             "punctuation",
             PUNCT_VALUES,
             rec,
-            {"corpus": "heart-of-darkness", "n": 250, "selection": "first", "seed": 0, "n_boot": 1000},
+            {
+                "corpus": "heart-of-darkness",
+                "n": 250,
+                "selection": "first",
+                "seed": 0,
+                "n_boot": 1000,
+                "layers": None,
+                "detail_layers": None,
+            },
         ),
     )
     monkeypatch.setitem(sys.modules, "layerclaims.figures.qk", _fake_figures("qk"))
@@ -295,12 +303,51 @@ def test_a_missing_corpus_is_refused_before_the_model_loads_and_the_folder_is_ke
     assert len(fake.loads) == 1  # only the first run loaded the model
     assert tree_hashes(out) == before
     err = error_lines(capsys.readouterr().err)
-    assert err[0] == f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} does not exist"
-    assert err[1].startswith("fix: give the path of a UTF-8 plain-text file; then re-run `layerclaims reproduce")
+    assert err[0] == (
+        f"layerclaims reproduce: error: --corpus {missing}: corpus {str(missing)!r} is neither a file nor a corpus "
+        "of the registry"
+    )
+    assert err[1].startswith(
+        "fix: give one of heart-of-darkness, heart-of-darkness-526 or the path of a UTF-8 plain-text file; then "
+        "re-run `layerclaims reproduce"
+    )
     # the suggested commands keep every option given
     assert f"--corpus {missing} --out {out} --set qk.seed=5`" in err[1]
     assert f"--out {out} --set qk.seed=5 --study qk`" in err[1]
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize(
+    ("bad", "first_line"),
+    [
+        (["--set", "punctuation.detail_layers=[10000]"], "layer 10000 is out of range: hidden-state layers are 0..4"),
+        (["--n", "1"], "--n 1: punctuation setting 'n' must be at least 3"),
+        (["--corpus", "BINARY"], "is not a text file (binary data at byte"),
+        (["--corpus", "LATIN1"], "it reads as WINDOWS-1252"),
+        (["--corpus", "EMPTY"], "is empty"),
+        (["--set", "qk.blocks=[9]"], "block 9 is out of range: blocks are 0..3 on m"),
+        (["--set", "punctuation.n_boot=-1"], "'n_boot' must be at least 0"),
+        (["--seed", "-1"], "'seed' must be at least 0"),
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    ],
+)
+def test_bad_input_exits_2_before_loading_and_keeps_the_earlier_run(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: list[str], first_line: str
+) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    before = tree_hashes(out)
+    files = {"BINARY": bytes(range(256)) * 8, "LATIN1": "caf\xe9, na\xefve.".encode("latin-1"), "EMPTY": b""}
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+    bad = [str(tmp_path / b) if b in files else b for b in bad]
+    argv = ["reproduce", "--model", "m", "--out", str(out), "--strict", *bad]
+    capsys.readouterr()
+    assert run_cli(*argv) == 2  # 2, not 1: bad input is not a claim that failed
+    err = error_lines(capsys.readouterr().err)
+    assert first_line in err[0] and err[1].startswith("fix: ") and "Traceback" not in "\n".join(err)
+    assert "delete" not in err[1]
+    assert len(fake.loads) == 1 and tree_hashes(out) == before  # refused before loading; the folder as it was
 
 
 def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder(
@@ -316,7 +363,7 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     monkeypatch.setattr(sys.modules["layerclaims.studies.punctuation"], "run", failing)
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "--n", "250") == 2
     captured = capsys.readouterr()
-    assert "B2 on m" in captured.out  # study B's verdict lines were shown as it finished
+    assert "study qk done" in captured.out and "  B2 on m" in captured.out  # study B's lines, as it finished
     err = captured.err.splitlines()
     assert "layerclaims reproduce: error: study punctuation: asked for 250 internal marks" in err[-2]
     assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
@@ -412,7 +459,7 @@ def test_progress_lines_on_stderr_also_when_not_a_terminal(
     assert "punctuation: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
     assert "it/s" not in captured.err  # no progress bar: one line per stage
     # verdict lines are printed per study, B's before A's study starts (stdout and stderr interleave in time)
-    assert captured.out.index("B2 on m") < captured.out.index("A1 on m")
+    assert captured.out.index("  B2 on m") < captured.out.index("study punctuation done")
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path / "b"), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -431,7 +478,8 @@ def test_verdict_lines_are_printed_as_each_study_finishes(
 
     monkeypatch.setattr(fake_a, "run", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
-    assert "B1 on m" in seen_when_a_starts[0] and "B4 on m" in seen_when_a_starts[0]
+    assert "study qk done" in seen_when_a_starts[0]
+    assert "  B1 on m" in seen_when_a_starts[0] and "  B4 on m" in seen_when_a_starts[0]
 
 
 def test_a_study_that_reports_progress_gets_a_callback(
@@ -467,6 +515,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pipeline, "report_sections", lambda study, result: [f"## What {study} found\n\nText.\n"])
     out = tmp_path / "o"
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
     before = tree_hashes(out)
@@ -484,9 +533,45 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     html = (out / "report.html").read_text()
     assert 'src="figures/punctuation_figure.png"' in html and 'src="figures/qk_figure.png"' in html
     assert "kept from the earlier run" in html
+    md = (out / "report.md").read_text()
+    assert "## What punctuation found" in md and "## What qk found" in md  # the kept study's own section too
     manifest = json.loads((out / "run.json").read_text())
     assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
     assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
+
+
+USER_CLAIM = """
+[[claim]]
+id = "U1"
+text = "Q and K agree at block 1 with another seed."
+source = "a test"
+model = "m"
+model_blocks = 4
+study = "qk"
+layer = 1
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
+settings = { seed = 5 }
+"""
+
+
+def test_a_users_claims_run_is_kept_when_the_other_study_runs_again(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims = tmp_path / "mine.toml"
+    claims.write_text(USER_CLAIM)
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--claims", str(claims), "--out", str(out), "-q") == 0
+    before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert "U1" in before  # its own run of study B (seed 5), beside the package's
+    manifest = json.loads((out / "run.json").read_text())
+    u1_run = next(e for e in manifest["studies"] if e["claims"] == ["U1"])
+    assert u1_run["base_study"] == "qk" and u1_run["study"] != "qk"
+    monkeypatch.setitem(PUNCT_VALUES, "pooled_r", (0.2, (0.1, 0.3), None))
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
+    after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert set(after) == set(before)  # the user's claim, run with study B, is kept with it
+    assert after["U1"] == before["U1"] and after["B2"] == before["B2"]
+    assert after["A5"]["value"] == 0.2 and before["A5"]["value"] == -0.13
 
 
 def test_one_study_into_a_folder_of_another_model_is_refused(
@@ -672,7 +757,7 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     if missing:
         pytest.skip(missing)
     out = tmp_path / "tiny"
-    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "24", "--out", str(out)]
+    argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "40", "--out", str(out)]
     argv += ["--set", "punctuation.n_boot=50", "--set", "punctuation.n_boot_clusters=5"]
     argv += ["--set", "punctuation.cluster_n_boot=5", "--set", "qk.n_boot=50", "--set", "qk.n_perm=100"]
     assert cli.main(argv) == 0, capsys.readouterr()

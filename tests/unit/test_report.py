@@ -238,3 +238,15 @@ def test_matrix_page_colours_cells_by_verdict() -> None:
     assert "&lt;m&gt;" in page and "<m>" not in page
     assert "cell-holds" in page and "cell-fails" in page and "cell-na" in page
     assert "note &amp; more" in page
+
+
+def test_a_study_section_in_markdown_becomes_html_headings_tables_and_lists() -> None:
+    from layerclaims.report import markdown_html
+
+    text = "## What **groups** are\n\n| a | b \\| c |\n|---|---|\n| `x<y` | 2 |\n\n- mark 3: `, and`\n- mark 9\n"
+    page = markdown_html(text)
+    assert "<h2>What <strong>groups</strong> are</h2>" in page
+    assert "<th>a</th><th>b | c</th>" in page  # an escaped pipe stays inside its cell
+    assert "<td><code>x&lt;y</code></td><td>2</td>" in page  # escaped, and the separator row is not a row
+    assert page.count("<tr>") == 2
+    assert "<ul><li>mark 3: <code>, and</code></li><li>mark 9</li></ul>" in page

@@ -151,3 +151,15 @@ def test_an_interrupt_arriving_during_the_swap_waits_until_it_is_done(tmp_path: 
     assert (out / "verdicts.json").read_text() == "new"  # the swap completed as one step
     assert getattr(info.value, "layerclaims_committed", False)  # and the CLI can say so
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_symlinked_out_swaps_the_folder_it_points_to(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    _write_run(real, "old")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with RunFolder(link) as folder:
+        _write_run(folder.stage, "new")
+        folder.commit()
+    assert link.is_symlink() and (link / "verdicts.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

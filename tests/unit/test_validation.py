@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -232,3 +234,26 @@ def test_float16_on_the_cpu_warns() -> None:
     with pytest.warns(UserWarning, match="float16 on the CPU is slower than float32 there .* less exact"):
         handle = models.load_model("tiny-gpt2", dtype="float16")
     assert handle.dtype == "float16"
+
+
+def test_n_below_the_cluster_minimum_is_warned_about_before_loading(caplog: pytest.LogCaptureFixture) -> None:
+    from layerclaims.studies.punctuation import config
+
+    module = importlib.import_module("layerclaims.studies.punctuation")
+    with caplog.at_level(logging.WARNING, logger="layerclaims.validate"):
+        validate._warn_below_minimum(module, config.MIN_MARKS_COUNT - 1)
+        validate._warn_below_minimum(module, config.MIN_MARKS_COUNT)
+    assert len(caplog.records) == 1
+    assert f"below {config.MIN_MARKS_COUNT} the cluster counts are not evaluated" in caplog.records[0].getMessage()
+
+
+def test_corpus_check_reads_in_blocks_and_counts_marks(tmp_path: Path) -> None:
+    block = 1 << 20
+    path = tmp_path / "long.txt"
+    # "é" (2 bytes in UTF-8) straddles the first 1 MB block boundary: the incremental decoder must join it
+    path.write_bytes(b"a" * (block - 1) + "é, x. y,".encode())
+    assert data.check_text_file(path, count=(",", ".")) == {",": 2, ".": 1}
+    path.write_bytes(b"a, b. " * (block // 3) + b"\xe9 latin")  # the bad byte lies in the third block
+    with pytest.raises(UsageError) as info:
+        data.check_text_file(path)
+    assert f"(byte {6 * (block // 3)}: b'\\xe9')" in info.value.message and "WINDOWS-1252" in info.value.message

@@ -251,3 +251,22 @@ def test_claims_p_is_the_largest_of_its_conditions() -> None:
     ps = [c.p_value for c in v.conditions]
     assert v.p_value == max(ps) and not math.isnan(v.p_value)
     assert list(itertools.chain(*[[c.rule] for c in v.conditions])) == ["threshold", "threshold"]
+
+
+def test_findings_on_the_claims_own_model_pass_only_on_holds_and_say_why() -> None:
+    from layerclaims.testing import check_verdict
+
+    control = Control(
+        "random projections", 0.8, (0.7, 0.87), 0.8 + 0.04 * np.random.default_rng(0).standard_normal(500)
+    )
+    inconclusive = evaluate(
+        CLAIMS_BY_ID["B2"], FakeResult("gpt2-medium", 24, {"rsa_qk": _m(0.83, 0.04, control=control)})
+    )
+    assert inconclusive.verdict == "inconclusive"
+    with pytest.raises(AssertionError) as info:
+        check_verdict(inconclusive, CLAIMS_BY_ID["B2"], None, {})
+    message = str(info.value)
+    assert "B2 is INCONCLUSIVE on gpt2-medium at block 5" in message and "value 0.83 [" in message
+    assert "control (random projections): 0.8 [" in message and "what would settle it:" in message
+    holds = evaluate(CLAIMS_BY_ID["B2"], FakeResult("gpt2-medium", 24, {"rsa_qk": _m(0.95, 0.01)}))
+    check_verdict(holds, CLAIMS_BY_ID["B2"], None, {})  # passes: nothing raised

@@ -292,8 +292,8 @@ def table(n_sims: int = 200, n_boot: int = 1000) -> dict[str, Rates]:
         f"band > 0.84 over {blocks} blocks, all at 0.95": simulate_band(
             np.full(blocks, 0.95), n_sims=n_sims, n_boot=n_boot, seed=2
         ),
-        f"band > 0.84 over {blocks} blocks, all at 0.97": simulate_band(
-            np.full(blocks, 0.97), n_sims=n_sims, n_boot=n_boot, seed=3
+        f"band > 0.84 over {blocks} blocks, all at 0.98": simulate_band(
+            np.full(blocks, 0.98), n_sims=n_sims, n_boot=n_boot, seed=4
         ),
     }
 
@@ -328,7 +328,7 @@ def draw(out: Path, n_sims: int = 200, n_boot: int = 1000) -> list[Path]:
     xs = np.array([0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
     rates = [simulate_threshold(r, n_sims=n_sims, n_boot=n_boot, seed=i) for i, r in enumerate(xs)]
     curve(xs, rates, 0.8, "true correlation", "claim r > 0.8, N = 34 items, rule at 0.05", "calibration_threshold.png")
-    xs = np.array([0.78, 0.84, 0.88, 0.92, 0.95, 0.97])
+    xs = np.array([0.8, 0.84, 0.9, 0.95, 0.97, 0.98, 0.99])
     curve(xs, [simulate_band(np.full(30, r), n_sims=n_sims, n_boot=n_boot, seed=i) for i, r in enumerate(xs)], 0.84,
           "true correlation at every block", "claim > 0.84 at every one of 30 correlated blocks (band)",
           "calibration_band.png")  # fmt: skip

@@ -85,6 +85,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "n_boot",
         "n_perm",
         "seed",
+        "n_control_seeds",
         "tests",
         "batch_size",
     ),
@@ -105,6 +106,8 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "control",
         "batch_size",
         "start",
+        "line_endings",
+        "mi_estimator",
     ),
 }
 # Settings written another way in a claims file: ``categories = { space = ["moon", ...], fruit = [...] }`` stands

@@ -3,14 +3,18 @@
 - ``qk_matrices_block{b}.png``: the Q and K cosine matrices side by side at the claims' block (B1-B3's block 5 of
   gpt2-medium mapped to this model by :func:`layerclaims.claims.map_layer`), words on both axes, category borders.
 - ``qk_scatter_block{b}.png``: Q cosine vs K cosine for every pair of words (upper triangle), within-category pairs
-  coloured by category, between-category pairs grey; RSA r, its interval and Mantel p in the title.
+  coloured by category, between-category pairs grey; RSA r, its interval and Mantel p in the title; under it B2
+  as a number line: RSA with its interval, the claimed threshold, and the control (random projections).
 - ``qk_laminar.png``: the laminar profile, selectivity of Q, K, V and RSA Q-K, Q-V, K-V against block, with the
-  bootstrap intervals as bands.
+  bootstrap intervals as bands, B4's threshold and the Q-K control.
+
+Scatters are rasterised; each figure is drawn once.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -77,8 +81,8 @@ def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
     q, k = result.cos_q[i][iu, ju], result.cos_k[i][iu, ju]
     labels = np.array(result.labels)
     same = labels[iu] == labels[ju]
-    fig, ax = plt.subplots(figsize=(6.8, 6.2), constrained_layout=True)
-    ax.scatter(q[~same], k[~same], s=10, c="0.65", alpha=0.6, lw=0, label="between categories")
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(6.8, 7.2), constrained_layout=True, height_ratios=(1, 0.15))
+    ax.scatter(q[~same], k[~same], s=10, c="0.65", alpha=0.6, lw=0, label="between categories", rasterized=True)
     for c, cat in enumerate(result.categories):
         sel = same & (labels[iu] == cat)
         ax.scatter(
@@ -89,11 +93,13 @@ def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
             alpha=0.85,
             lw=0,
             label=f"within {cat}",
+            rasterized=True,
         )
     m = result.rsa["qk"].at(i)
     ci = f", 95% CI [{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if m.ci else ""
-    p = f", Mantel p = {m.p_value:.2g}" if m.p_value is not None else ""
-    ax.set_title(f"{result.model}, block {block}: RSA Q-K r = {m.value:.3f}{ci}{p}", fontsize=9.5)
+    p = f", Mantel p (any relation) = {m.p_value:.2g}" if m.p_value is not None else ""
+    ax.set_title(f"{result.model}, block {block}: RSA Q-K r = {m.value:.3f}{ci}{p}", fontsize=9)
+    _claim_strip(strip, result, i, m)
     ax.set_xlabel("cosine similarity of Q vectors")
     ax.set_ylabel("cosine similarity of K vectors")
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
@@ -101,6 +107,29 @@ def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any) -> None:
+    """B2 drawn as a number line under the scatter: RSA Q-K with its 95% interval, the claimed threshold, and the
+    control (random projections of the block input) with its interval."""
+    claim = CLAIMS_BY_ID["B2"]
+    rows = [("RSA Q-K", m.value, m.ci, "tab:purple")]
+    if "rsa_qk" in result.controls:
+        c = result.controls["rsa_qk"].at(i)
+        rows.append(("control", c.value, c.ci, "0.45"))
+    for y, (label, value, ci, color) in enumerate(rows):
+        if ci is not None:
+            ax.plot(ci, [y, y], color=color, lw=3, solid_capstyle="butt", alpha=0.6)
+        ax.plot([value], [y], "o", color=color, ms=4)
+        ax.text(-0.02, y, label, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=7)
+    ax.axvline(claim.threshold, color="k", lw=1, ls="--")
+    ax.text(claim.threshold, len(rows) - 0.4, f" claimed {claim.comparison} {claim.threshold:g}", fontsize=7)
+    lows = [r[2][0] if r[2] is not None else r[1] for r in rows]
+    ax.set_xlim(min(claim.threshold, *lows) - 0.1, 1.0)
+    ax.set_ylim(-0.6, len(rows) - 0.1)
+    ax.set_yticks([])
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("B2: RSA Q-K and its control (95% intervals) against the claimed threshold", fontsize=8)
 
 
 def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: str) -> None:
@@ -129,6 +158,8 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path
     ax2.legend(fontsize=8, ncol=2, loc="upper left")
     for pair in PAIRS:
         _band(ax3, x, result.rsa[pair], COLORS[pair], f"{pair[0].upper()}-{pair[1].upper()}")
+    if "rsa_qk" in result.controls:
+        ax3.plot(x, result.controls["rsa_qk"].value, color="0.45", lw=1, ls="--", label="Q-K control (random proj.)")
     ax3.axhline(CLAIMS_BY_ID["B4"].threshold, color="k", lw=0.8, ls=":", label="B4 threshold 0.84")
     ax3.set_ylabel("RSA (Pearson r of\nupper triangles)")
     ax3.set_xlabel("block (0-based)")

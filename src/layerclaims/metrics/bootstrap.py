@@ -376,6 +376,16 @@ class PairMoments:
             return np.where(ok, self.cov_ab / self.var_a, np.nan)
 
 
+def pair_weights(counts: Any, pi: Any, pj: Any) -> np.ndarray:
+    """The one resampling rule for pairs of items: in a resample where item ``i`` appears ``c_i`` times, the pair
+    of distinct items ``(pi[p], pj[p])`` counts ``c_i c_j`` times (a pair of two copies of one item is no pair).
+    ``counts`` ``[n_boot, n_items]``; returns ``[n_boot, n_pairs]``. :func:`pair_moments` is the same rule summed
+    over all pairs of two matrices as quadratic forms; :func:`layerclaims.metrics.simpson.simpson` uses it for
+    listed pairs."""
+    c = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    return c[:, np.asarray(pi, dtype=np.intp)] * c[:, np.asarray(pj, dtype=np.intp)]
+
+
 def pair_moments(counts: Any, A: Any, B: Any, mask: Any = None) -> PairMoments:
     """THE pair-weighted bootstrap primitive: moments of the pair values of two symmetric item x item matrices
     ``A``, ``B`` under item multiplicities ``counts`` (``[n_boot, n]``, e.g. :func:`item_counts`; a row of ones is

@@ -112,12 +112,14 @@ is what to report when the two disagree. Gaussian mixtures with BIC alone are no
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from threadpoolctl import ThreadpoolController
 
 from layerclaims.errors import UsageError
 
@@ -895,6 +897,8 @@ def count_pair_clusters(
 # cluster_marks: pair clusters carried by groups of marks, single marks listed apart
 # ----------------------------------------------------------------------------------------------------------------
 
+_THREADS = ThreadpoolController()  # found once: building one per call reads /proc (~3 ms)
+_WIDTH_SAMPLE = 8192  # values used for the robust sd of a pair type inside the outlier test (a strided sample)
 MIN_SUPPORT = 8  # distinct marks a group needs to carry a cluster (simulation: benchmarks/mark_clusters.py)
 STREAK_Z = 5.0  # a mark is atypical when its row departs from its group's by this many robust sd of the marks ...
 STREAK_WIDTH = 1.0  # ... and by at least this many robust sd of the pair values themselves (a visible streak)
@@ -905,7 +909,8 @@ _STREAK_MIN = 30  # a mark's values with a group h are compared only when h has 
 @dataclass(frozen=True)
 class PairType:
     """One pair type: the pairs between a mark of group ``a`` and one of group ``b`` (``a <= b``); ``n_pairs``,
-    ``centre`` (median pair value, the matrix's units), ``scale`` (robust sd) and the pair ``cluster`` it falls in."""
+    ``centre`` (median pair value) and ``scale`` (robust sd, IQR/1.349), both in the matrix's units, and the pair
+    ``cluster`` it falls in."""
 
     a: int
     b: int
@@ -979,16 +984,19 @@ def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
     return a
 
 
-def _robust_z(sub: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median."""
+def _robust_z(sub: NDArray[np.float64]) -> tuple[NDArray[np.float64], float, float]:
+    """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
+    ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal."""
     n = sub.shape[0]
-    off = sub[~np.eye(n, dtype=bool)]
-    med, sc = float(np.median(off)), _robust_scale(off)
-    z = (sub - med) / (sc if sc > 0 else 1.0)
-    np.fill_diagonal(z, np.nan)
-    rowmed = np.nanmedian(z, axis=1)
-    z[np.diag_indices(n)] = rowmed
-    return z
+    off = sub[~np.eye(n, dtype=bool)].reshape(n, n - 1)  # row i: mark i's values with the n - 1 others
+    q25, med, q75 = np.percentile(off, [25.0, 50.0, 75.0])
+    sc = float(q75 - q25) / 1.349
+    if not sc > 0:
+        sc = float(np.std(off))
+    sc = sc if sc > 0 else 1.0
+    z = (sub - med) / sc
+    z[np.diag_indices(n)] = (np.median(off, axis=1) - med) / sc
+    return z, float(med), sc
 
 
 def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> NDArray[np.int64]:
@@ -1058,7 +1066,8 @@ def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.b
             mine = groups == g
             if mine.sum() < 3:
                 continue
-            width = _robust_scale(cols[mine].ravel())
+            vals = cols[mine].ravel()
+            width = _robust_scale(vals[:: max(1, vals.size // _WIDTH_SAMPLE)])
             dev = np.abs(loc[mine] - np.median(loc[mine]))
             far = (dev > STREAK_Z * _mad(loc[mine])) & (dev > STREAK_WIDTH * width)
             sdev = spread[mine] - np.median(spread[mine])
@@ -1075,8 +1084,11 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
         q25, q50, q75 = np.percentile(v, [25, 50, 75], axis=1)
         return q50, np.log(np.maximum((q75 - q25) / 1.349, 1e-12))
 
-    loc, spread = summarise(cols)
     m = members.size
+    if m == cols.shape[0]:  # every mark is a member: only the m x (m - 1) block is needed
+        loc, spread = np.zeros(m), np.zeros(m)
+    else:
+        loc, spread = summarise(cols)
     if m >= 2:
         block = cols[members]
         loc[members], spread[members] = summarise(block[~np.eye(m, dtype=bool)].reshape(m, m - 1))
@@ -1085,47 +1097,53 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
 
 def _type_table(
     z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float
-) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], NDArray[np.float64]]:
-    """Pair types of the groups and the pair cluster of each (types merged, single linkage, when no valley deeper
-    than ``min_depth`` separates their Gaussian summaries on the segment between their centres)."""
+) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], list[float]]:
+    """Pair types of the groups (code, size, median, robust sd; z units) and the pair cluster of each: the modes
+    of the mixture of the types' Gaussian summaries (:func:`_mixture_modes`), each type in the basin of its
+    centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
     n = z.shape[0]
     g = int(groups.max()) + 1
     i, j = np.triu_indices(n, 1)
-    gi, gj = np.minimum(groups[i], groups[j]), np.maximum(groups[i], groups[j])
-    code = gi * g + gj
+    code = np.minimum(groups[i], groups[j]) * g + np.maximum(groups[i], groups[j])
     present, ptype = np.unique(code, return_inverse=True)
     vals = z[i, j]
     nt = present.size
-    rows, mus, scs = [], np.zeros((nt, 1)), np.zeros((nt, 1, 1))
+    rows, mus, scs = [], np.zeros(nt), np.zeros(nt)
     w = np.bincount(ptype, minlength=nt) / ptype.size
     for t in range(nt):
         v = vals[ptype == t]
-        mus[t, 0] = np.median(v)
-        s = _robust_scale(v) if v.size >= 2 else 0.0
-        scs[t, 0, 0] = max(s, 1e-6) ** 2
-        rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t, 0]), float(s)))
-    parent = list(range(nt))
+        mus[t] = np.median(v)
+        scs[t] = _robust_scale(v) if v.size >= 2 else 0.0
+        rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t]), float(scs[t])))
+    positive = scs[scs > 0]
+    floor = 0.1 * float(np.min(positive)) if positive.size else 1.0  # a type of one pair: a narrow bump
+    cl, valleys = _mixture_modes(mus, np.maximum(scs, floor), w, min_depth)
+    return rows, cl, valleys
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
 
-    depths = np.zeros((nt, nt))
-    for a in range(nt):
-        for b in range(a + 1, nt):
-            depths[a, b] = depths[b, a] = _segment_depth(a, b, mus, scs, w)
-            if depths[a, b] < min_depth:
-                parent[find(b)] = find(a)
-    roots = np.array([find(t) for t in range(nt)])
-    _, cl = np.unique(roots, return_inverse=True)
-    # clusters numbered by increasing centre
-    k = int(cl.max()) + 1
-    centre = np.array([np.average(mus[cl == c, 0], weights=w[cl == c]) for c in range(k)])
-    rank = np.empty(k, dtype=np.int64)
-    rank[np.argsort(centre, kind="stable")] = np.arange(k)
-    return rows, rank[cl], depths
+def _mixture_modes(
+    mus: NDArray[np.float64], scs: NDArray[np.float64], w: NDArray[np.float64], min_depth: float, n_grid: int = 4096
+) -> tuple[NDArray[np.int64], list[float]]:
+    """Clusters of pair types: the modes of ``f(x) = sum_t w_t N(x; mu_t, s_t)`` on a grid; two neighbouring modes
+    merge (the lower into the higher) while the valley between them is shallower than ``min_depth`` of the lower
+    peak, shallowest first (1-D persistence). Each type joins the mode whose basin holds its centre; clusters are
+    numbered from the left. Clusters are therefore contiguous ranges of pair values, and a broad type cannot chain
+    two levels that a deep valley separates."""
+    x = np.linspace(float(np.min(mus - 5 * scs)), float(np.max(mus + 5 * scs)), n_grid)
+    f = np.sum(w[:, None] * np.exp(-0.5 * ((x[None, :] - mus[:, None]) / scs[:, None]) ** 2) / scs[:, None], axis=0)
+    inner = (f[1:-1] >= f[:-2]) & (f[1:-1] > f[2:])
+    peaks = list(np.flatnonzero(inner) + 1) or [int(np.argmax(f))]
+    valleys: list[float] = []
+    while len(peaks) > 1:
+        lows = [int(p + np.argmin(f[p:q])) for p, q in itertools.pairwise(peaks)]
+        depth = [1.0 - f[v] / min(f[p], f[q]) for v, p, q in zip(lows, peaks, peaks[1:], strict=False)]
+        k = int(np.argmin(depth))
+        if depth[k] >= min_depth:
+            valleys = [float(d) for d in depth]
+            break
+        peaks.pop(k if f[peaks[k]] < f[peaks[k + 1]] else k + 1)
+    bounds = [x[int(p + np.argmin(f[p:q]))] for p, q in itertools.pairwise(peaks)]
+    return np.searchsorted(np.asarray(bounds), mus).astype(np.int64), valleys
 
 
 @dataclass(frozen=True)
@@ -1134,7 +1152,7 @@ class _MarkFit:
     labels: NDArray[np.int64]  # -1 = outlier
     types: list[tuple[int, int, int, float, float]]
     type_cluster: NDArray[np.int64]
-    depths: NDArray[np.float64]
+    valleys: list[float]
 
 
 def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> _MarkFit:
@@ -1142,7 +1160,7 @@ def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min
     n = m.shape[0]
     keep = np.arange(n)
     flagged = np.zeros(n, dtype=bool)
-    z = _robust_z(m)
+    z, med, sc = _robust_z(m)
     groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
     for _ in range(2):  # flag against the groups of all marks, then once more against the regrouped typical ones
         new = _atypical(z, groups)
@@ -1150,12 +1168,13 @@ def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min
             break
         flagged[keep[new]] = True
         keep = np.flatnonzero(~flagged)
-        z = _robust_z(m[np.ix_(keep, keep)])
+        z, med, sc = _robust_z(m[np.ix_(keep, keep)])
         groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
-    types, tcl, depths = _type_table(z, groups, min_depth)
+    types, tcl, valleys = _type_table(z, groups, min_depth)
     labels = np.full(n, -1, dtype=np.int64)
     labels[keep] = groups
-    return _MarkFit(int(tcl.max()) + 1, labels, types, tcl, depths)
+    raw = [(a, b, k, med + sc * c, sc * w) for a, b, k, c, w in types]  # medians and IQRs are affine-equivariant
+    return _MarkFit(int(tcl.max()) + 1, labels, raw, tcl, valleys)
 
 
 def cluster_marks(
@@ -1182,9 +1201,10 @@ def cluster_marks(
        row by more than 5 robust sd of the group's marks and 1 robust sd of the pair values (its n - 1 pairs form
        a visible streak), or whose values are twice as spread as its group's (a direction of its own). Flagged
        marks are set apart (``outlier_marks``, label -1) and the grouping is redone without them (twice at most).
-    3. Pair types: the pairs between two groups; types merge (single linkage) when the Gaussian summaries of their
-       values show no valley deeper than ``min_depth`` on the segment between their centres. ``n_clusters`` is the
-       number of merged types, at most ``max_k`` (so at most 3 groups).
+    3. Pair types: the pairs between two groups, each summarised by a Gaussian (median, robust sd, share of the
+       pairs). The pair clusters are the modes of the mixture of these summaries separated by valleys deeper than
+       ``min_depth`` of the lower peak (:func:`_mixture_modes`); each type joins the mode of its centre.
+       ``n_clusters`` is their number, at most ``max_k`` (so at most 3 groups).
     4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement; the distinct marks of each
        resample, a duplicated mark would make an exact duplicate row), each refit from step 1; ``boot_counts``.
 
@@ -1200,25 +1220,13 @@ def cluster_marks(
         raise UsageError(f"min_depth must lie in (0, 1), got {min_depth!r}")
     max_groups = max(g for g in range(1, max(max_k, 1) + 1) if g * (g + 1) // 2 <= max_k)
     fit_opts = {"max_groups": max_groups, "min_support": int(min_support), "min_depth": min_depth}
-    n = m.shape[0]
-    if np.ptp(m[~np.eye(n, dtype=bool)]) <= 1e-9 * max(float(np.abs(m).max()), 1e-300):
-        fit = _MarkFit(
-            1,
-            np.zeros(n, dtype=np.int64),
-            [(0, 0, n * (n - 1) // 2, float(m[0, 1]), 0.0)],
-            np.zeros(1, dtype=np.int64),
-            np.zeros((1, 1)),
-        )
-    else:
-        fit = _fit_marks(m, **fit_opts)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(int(n_boot)):
-        idx = np.unique(rng.integers(0, n, n))
-        boot.append(_fit_marks(m[np.ix_(idx, idx)], **fit_opts).n_clusters if idx.size >= 4 else 1)
+    # n x n products are small: one BLAS thread is faster than several, by far on shared cores (measured 10-40x
+    # on the 2-core workstation under load), and does not fight the caller's threads
+    with _THREADS.limit(limits=1):
+        fit, boot = _fit_and_resample(m, seed, int(n_boot), fit_opts)
     types = tuple(
-        PairType(a, b, npairs, float(np.median(_type_values(m, fit.labels, a, b))), sc, int(fit.type_cluster[t]))
-        for t, (a, b, npairs, _, sc) in enumerate(fit.types)
+        PairType(a, b, npairs, float(c), float(w), int(fit.type_cluster[t]))
+        for t, (a, b, npairs, c, w) in enumerate(fit.types)
     )
     sizes = np.bincount(fit.labels[fit.labels >= 0], minlength=max(int(fit.labels.max()) + 1, 1))
     return MarkClusters(
@@ -1229,13 +1237,22 @@ def cluster_marks(
         stability=float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan"),
         boot_counts=tuple(int(b) for b in boot),
         min_support=int(min_support),
-        diagnostics={"group_sizes": sizes.tolist(), "type_valley_depths": fit.depths.tolist()},
+        diagnostics={"group_sizes": sizes.tolist(), "valley_depths": fit.valleys},
     )
 
 
-def _type_values(m: NDArray[np.float64], labels: NDArray[np.int64], a: int, b: int) -> NDArray[np.float64]:
-    ia, ib = np.flatnonzero(labels == a), np.flatnonzero(labels == b)
-    block = m[np.ix_(ia, ib)]
-    if a == b:
-        return block[np.triu_indices(ia.size, 1)]
-    return block.ravel()
+def _fit_and_resample(
+    m: NDArray[np.float64], seed: int | np.random.SeedSequence, n_boot: int, fit_opts: dict[str, Any]
+) -> tuple[_MarkFit, list[int]]:
+    n = m.shape[0]
+    if np.ptp(m[~np.eye(n, dtype=bool)]) <= 1e-9 * max(float(np.abs(m).max()), 1e-300):
+        one = [(0, 0, n * (n - 1) // 2, float(m[0, 1]), 0.0)]
+        fit = _MarkFit(1, np.zeros(n, dtype=np.int64), one, np.zeros(1, dtype=np.int64), [])
+    else:
+        fit = _fit_marks(m, **fit_opts)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        idx = np.unique(rng.integers(0, n, n))
+        boot.append(_fit_marks(m[np.ix_(idx, idx)], **fit_opts).n_clusters if idx.size >= 4 else 1)
+    return fit, boot

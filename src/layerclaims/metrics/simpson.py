@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.bootstrap import item_counts, percentile_interval
+from layerclaims.metrics.bootstrap import item_counts, pair_weights, percentile_interval
 from layerclaims.metrics.similarity import as_array
 
 __all__ = ["ClusterFit", "SimpsonResult", "simpson"]
@@ -277,7 +277,7 @@ def _bootstrap(
     for start in range(0, n_boot, batch):
         bsz = min(batch, n_boot - start)
         counts = item_counts(rng.integers(0, n_units, size=(bsz, n_units)), n_units).astype(np.float64)
-        W = counts[:, pi] * counts[:, pj] if pairs is not None else counts[:, unit_of]
+        W = pair_weights(counts, pi, pj) if pairs is not None else counts[:, unit_of]
         mom = (W @ F).reshape(bsz, G, 6)
         sw, sx, sy, sxx, syy, sxy = (mom[..., i] for i in range(6))
         with np.errstate(invalid="ignore", divide="ignore"):

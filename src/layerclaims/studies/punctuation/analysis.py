@@ -21,11 +21,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
-from layerclaims.metrics.clusters import MIN_SUPPORT, MarkClusters, PairType, cluster_marks, count_clusters
+from layerclaims.metrics.clusters import _THREADS, MIN_SUPPORT, MarkClusters, PairType, cluster_marks, count_clusters
 from layerclaims.results import BlockStatistic, Control
 from layerclaims.studies.punctuation.config import Config, KindSeeds, entry_seeds
 from layerclaims.studies.punctuation.result import KindResult, LayerDetail
@@ -122,19 +123,35 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 def control(x: np.ndarray, config: Config, seed: int) -> dict[str, Control]:
-    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope."""
+    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
+    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit)."""
     layer = pair_matrices(gaussian_surrogate(x, seed), config)
-    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+    reps = detail_resamples(layer, config.n_boot_clusters, seed)
     cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
     slopes, _, _ = within_slopes(layer, cov_g)
     r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
     finite = slopes[0][np.isfinite(slopes[0])]
+    r_reps = pair_moments(
+        item_counts(bootstrap_indices(x.shape[0], config.n_boot_clusters or 1, seed=seed), x.shape[0]),
+        layer.cov_m,
+        layer.mi_m,
+    ).r
     return {
-        "cov_clusters": Control(name, float(cov_g.n_clusters), details={"outlier_marks": len(cov_g.outlier_marks)}),
-        "mi_clusters": Control(name, float(mi_g.n_clusters), details={"outlier_marks": len(mi_g.outlier_marks)}),
-        "pooled_r": Control(name, r),
-        "slope": Control(name, float(finite.min()) if finite.size else float("nan")),
+        "cov_clusters": _control(float(cov_g.n_clusters), reps["cov"], True, outlier_marks=len(cov_g.outlier_marks)),
+        "mi_clusters": _control(float(mi_g.n_clusters), reps["mi"], True, outlier_marks=len(mi_g.outlier_marks)),
+        "pooled_r": _control(r, r_reps if config.n_boot_clusters else np.zeros(0), False),
+        "slope": _control(float(finite.min()) if finite.size else float("nan"), reps["slope"], False),
     }
+
+
+def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> Control:
+    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+    finite = reps[np.isfinite(reps)]
+    if finite.size == 0:
+        return Control(name, value, None, None, dict(details))
+    lo, hi = percentile_interval(finite, discrete=discrete)
+    out = finite.astype(np.int64) if discrete else finite
+    return Control(name, value, (lo, hi), out, dict(details))
 
 
 def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarray]:
@@ -146,17 +163,23 @@ def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarr
     if n_boot == 0:
         return out
     counts = item_counts(bootstrap_indices(n, n_boot, seed=seed), n).astype(np.float64)
-    for b in range(n_boot):
-        keep = np.flatnonzero(counts[b] > 0)
-        sub = Layer(layer.cov_m[np.ix_(keep, keep)], layer.mi_m[np.ix_(keep, keep)], layer.cov, layer.mi, False)
-        g_cov = groups_of(sub.cov_m, seed, 0)
-        out["cov"][b] = g_cov.n_clusters
-        out["mi"][b] = groups_of(sub.mi_m, seed, 0).n_clusters
-        slopes, _, pooled = within_slopes(sub, g_cov, counts[b, keep])
-        finite = slopes[0][np.isfinite(slopes[0])]
-        out["slope"][b] = finite.min() if finite.size else np.nan
-        out["paradox"][b] = bool(paradox(slopes, pooled)[0])
+    with _THREADS.limit(limits=1):  # small n x n products: one BLAS thread is faster (see cluster_marks)
+        for b in range(n_boot):
+            _refit(layer, counts[b], seed, out, b)
     return out
+
+
+def _refit(layer: Layer, counts: np.ndarray, seed: int, out: dict[str, np.ndarray], b: int) -> None:
+    """One resample of :func:`detail_resamples`, written into row ``b`` of ``out``."""
+    keep = np.flatnonzero(counts > 0)
+    sub = Layer(layer.cov_m[np.ix_(keep, keep)], layer.mi_m[np.ix_(keep, keep)], layer.cov, layer.mi, False)
+    g_cov = groups_of(sub.cov_m, seed, 0)
+    out["cov"][b] = g_cov.n_clusters
+    out["mi"][b] = groups_of(sub.mi_m, seed, 0).n_clusters
+    slopes, _, pooled = within_slopes(sub, g_cov, counts[keep])
+    finite = slopes[0][np.isfinite(slopes[0])]
+    out["slope"][b] = finite.min() if finite.size else np.nan
+    out["paradox"][b] = bool(paradox(slopes, pooled)[0])
 
 
 def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
@@ -205,16 +228,19 @@ class KindAnalysis:
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
 
-    def entry(self, e: int, layer: Layer, tm: dict[str, float]) -> tuple[MarkClusters, MarkClusters]:
-        """Everything every entry gets: means, pooled r and slope (+ bootstrap), groups, within slopes, drawing."""
+    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
+        """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
+        groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
+        drawing. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
-        g_cov, g_mi = groups_of(layer.cov_m, s["clusters"], 0), groups_of(layer.mi_m, s["clusters"], 0)
-        for what, g, values in (("cov", g_cov, layer.cov), ("mi", g_mi, layer.mi)):
+        found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
+        groups = tuple(groups_of(m, s["clusters"], 0) for what, m, _ in found if what == "cov" or with_mi)
+        for (what, _, _), g in zip(found, groups, strict=False):
             self.arr[f"{what}_clusters"][e] = g.n_clusters
             self.arr[f"{what}_outliers"][e] = len(g.outlier_marks)
             self.arr[f"groups_{what}"][e] = g.mark_labels
-            self.arr[f"{what}_literal"][e] = literal(values, s["clusters"], 0)[0]
+        g_cov = groups[0]
         t1 = time.perf_counter()
         tm["clusters_s"] += t1 - t0
         self.arr["degenerate"][e] = layer.degenerate
@@ -227,7 +253,7 @@ class KindAnalysis:
         tm["bootstrap_s"] += time.perf_counter() - t1
         self._within(e, layer, g_cov)
         self._drawing(e, layer, g_cov)
-        return g_cov, g_mi
+        return groups
 
     def _bootstrap(self, e: int, layer: Layer) -> None:
         if not self.weights.shape[0]:
@@ -261,7 +287,15 @@ class KindAnalysis:
         self.arr["draw_cov"][e], self.arr["draw_mi"][e] = layer.cov[self.draw_sel], layer.mi[self.draw_sel]
         self.arr["draw_labels"][e] = labels[self.draw_sel]
 
-    def detail(self, e: int, layer_index: tuple[int, bool], layer: Layer, x: np.ndarray, tm: dict[str, float]) -> None:
+    def detail(
+        self,
+        e: int,
+        layer_index: tuple[int, bool],
+        layer: Layer,
+        x: np.ndarray,
+        groups: tuple[MarkClusters, ...],
+        tm: dict[str, float],
+    ) -> None:
         """The claim layers: groups with stability, literal counts, Mantel p, refit resamples, the control."""
         from layerclaims.metrics.similarity import mantel_test
 
@@ -269,10 +303,10 @@ class KindAnalysis:
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
         reps = detail_resamples(layer, cfg.n_boot_clusters, s["resamples"])
-        g_cov = _with_boot(groups_of(layer.cov_m, s["clusters"], 0), reps["cov"])
-        g_mi = _with_boot(groups_of(layer.mi_m, s["clusters"], 0), reps["mi"])
+        g_cov, g_mi = _with_boot(groups[0], reps["cov"]), _with_boot(groups[1], reps["mi"])
         lc = literal(layer.cov, s["clusters"], cfg.cluster_n_boot)
         lm = literal(layer.mi, s["clusters"], cfg.cluster_n_boot)
+        self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
         if reps["slope"].size:
             self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
         t1 = time.perf_counter()
@@ -384,7 +418,8 @@ def analyse_kind(
         t0 = time.perf_counter()
         layer = pair_matrices(X[e], config)
         tm["mi_cov_s"] += time.perf_counter() - t0
-        acc.entry(e, layer, tm)
-        if np.any(detail == e):
-            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], tm)
+        is_detail = bool(np.any(detail == e))
+        groups = acc.entry(e, layer, tm, with_mi=is_detail)
+        if is_detail:
+            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], groups, tm)
     return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)

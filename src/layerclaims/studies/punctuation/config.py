@@ -45,7 +45,7 @@ class Config:
     bins: int = 15
     z_threshold: float = 5.0
     n_boot: int = 1000
-    n_boot_clusters: int = 50
+    n_boot_clusters: int = 20
     n_perm: int = 1000
     cluster_n_boot: int = 20
     detail_layers: tuple[int, ...] | None = None

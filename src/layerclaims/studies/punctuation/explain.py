@@ -27,7 +27,8 @@ from layerclaims.studies.punctuation.result import (
 )
 
 N_ROWS = 6  # attribute rows kept per group
-MIN_IN = 2  # an attribute value must hold for at least this many marks of the group to be listed
+MIN_IN = 2  # an attribute value must hold for at least this many marks of the group to be listed ...
+MIN_EXCESS = 0.05  # ... and be this much more frequent in the group than among the other marks
 QUOTES = ('"', "\u201c", "\u201d")
 SENTENCE_END = (".", "?", "!")
 
@@ -59,7 +60,7 @@ def mark_attributes(ids: np.ndarray, marks: np.ndarray, tokenizer: Any) -> tuple
         attrs["double quote in window"].append(_yes(any(q in whole for q in QUOTES)))
         attrs["position in sentence"].append(_position(before))
         attrs["place in book"].append(f"decile {min(int(10 * (t + lo) / max(n_tokens, 1)), 9) + 1}")
-        windows.append(("".join(before) + "⟦" + mark + "⟧" + "".join(after)).replace("\n", "⏎"))
+        windows.append(_window(ids, t + lo, tokenizer))
     return attrs, windows
 
 
@@ -73,6 +74,16 @@ _ATTRS = (
     "position in sentence",
     "place in book",
 )
+
+
+def _window(ids: np.ndarray, t: int, tokenizer: Any) -> str:
+    """The mark's window decoded as text (each side decoded as a sequence, so word pieces join as the tokenizer
+    joins them), the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``."""
+    ids = np.asarray(ids)
+    before = tokenizer.decode([int(i) for i in ids[t - BEFORE : t]])
+    after = tokenizer.decode([int(i) for i in ids[t + 1 : t + 1 + AFTER]])
+    mark = tokenizer.decode([int(ids[t])])
+    return f"{before}⟦{mark}⟧{after}".replace("\n", "⏎")
 
 
 def _yes(flag: bool) -> str:
@@ -112,8 +123,9 @@ def _over_represented(attrs: dict[str, list[str]], inside: np.ndarray, typical: 
         for value in set(v[inside]):
             hit = v == value
             k = int((hit & inside).sum())
-            if k >= MIN_IN:
-                rows.append(AttributeRow(name, str(value), k, k / n_in, float((hit & outside).sum()) / n_out))
+            rate_in, rate_out = k / n_in, float((hit & outside).sum()) / n_out
+            if k >= MIN_IN and rate_in - rate_out >= MIN_EXCESS:
+                rows.append(AttributeRow(name, str(value), k, rate_in, rate_out))
     rows.sort(key=lambda r: (r.rate_out - r.rate_in, r.attribute, r.value))
     return tuple(rows[:N_ROWS])
 
@@ -154,10 +166,10 @@ def _statistic_md(g: MarkClusters, literal: int, label: str, ex: Explanation | N
         f"pair values: {literal}; groups of sizes {g.diagnostics.get('group_sizes', [])}; "
         f"{len(g.outlier_marks)} outlier mark(s).",
         "",
-        "| pair type (groups) | pairs | centre | cluster |",
-        "|---|---|---|---|",
+        "| pair type (groups) | pairs | centre | robust sd | cluster |",
+        "|---|---|---|---|---|",
     ]
-    out += [f"| ({t.a}, {t.b}) | {t.n_pairs} | {t.centre:.4g} | {t.cluster} |" for t in g.pair_types]
+    out += [f"| ({t.a}, {t.b}) | {t.n_pairs} | {t.centre:.4g} | {t.scale:.3g} | {t.cluster} |" for t in g.pair_types]
     out.append("")
     if ex is None:
         return out

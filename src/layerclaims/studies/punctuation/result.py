@@ -100,8 +100,9 @@ class KindResult:
     (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
     over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
     (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
-    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks), ``cov_literal``/``mi_literal``
-    (clusters of the pair values themselves), ``cov_outliers``/``mi_outliers`` (number of outlier marks),
+    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks; ``mi_clusters`` only at the detail
+    entries, 0 elsewhere), ``cov_literal``/``mi_literal`` (clusters of the pair values themselves; detail entries
+    only, 0 elsewhere), ``cov_outliers``/``mi_outliers`` (number of outlier marks),
     ``paradox``, ``degenerate`` (all pairs have the same value, e.g. layer 0: r and slopes undefined, counts 1).
     ``groups_cov``/``groups_mi`` ``[E, N]``: each mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes``
     ``[E, K]``. ``merge_layer``: the first pre-norm layer from which the covariance has one cluster at every later
@@ -315,7 +316,12 @@ def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measureme
 
 def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        return Measurement(float(getattr(k, f"{what}_literal")[e]), None, None, _info(result, k, e))
+        d = k.detail(e)
+        if d is None:
+            fix = "counted at the detail layers only: add the layer to Config.detail_layers"
+            return _not_evaluated(fix, _info(result, k, e))
+        details = {**_info(result, k, e), "stability": getattr(d, f"{what}_literal_stability")}
+        return Measurement(float(getattr(d, f"{what}_literal")), None, None, details)
 
     return read
 
