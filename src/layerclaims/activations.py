@@ -6,7 +6,9 @@ blocks) are stored under ``cache_dir()/activations``, one file per layer (or blo
 
 - the model's identity: registry name, ``revision`` (hub commit or a content hash of the weights), device type and
   dtype;
-- the token ids (sha256 of every sequence, in order) and the positions read;
+- the token ids (sha256 of every sequence, in order) and the positions read; hidden states per block of 64
+  consecutive sequences (``ROWS_PER_ENTRY``), so selections that share a prefix (the first 150 and the first 250
+  marks) share the entries of that prefix's full blocks;
 - the layer (and for hidden states whether the last one is pre- or post-norm; for Q/K/V the projection).
 
 A spec that changes only the analysis then reads every vector from disk and runs no forward pass; one that changes
@@ -42,6 +44,8 @@ from layerclaims.data import cache_dir
 BUDGET_ENV = "LAYERCLAIMS_ACTIVATION_CACHE_MB"
 DEFAULT_BUDGET_MB = 2048
 FORMAT = 1
+ROWS_PER_ENTRY = 64  # hidden states are stored in blocks of 64 sequences: a selection that starts like another
+# (the first 150 marks are the first 150 of the first 250) reads the blocks they share
 
 
 @dataclass
@@ -245,19 +249,37 @@ def hidden_states(
     if not cache.enabled:
         STATS.model_runs += 1
         return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))  # type: ignore[arg-type]
-    base = {
-        "what": "hidden_states",
-        **model_identity(handle),
-        "ids": sequences_digest(sequences),
-        "positions": int(position),
-        "final": final,
+    seqs = [[int(t) for t in row] for row in sequences]
+    spans = [(a, min(a + ROWS_PER_ENTRY, len(seqs))) for a in range(0, len(seqs), ROWS_PER_ENTRY)]
+    base = {"what": "hidden_states", **model_identity(handle), "positions": int(position), "final": final}
+    keys = {
+        (L, k): {**base, "ids": sequences_digest(seqs[a:b]), "item": L}
+        for L in layers
+        for k, (a, b) in enumerate(spans)
     }
-
-    def compute(ls: list[int]) -> list[np.ndarray]:
-        hs = np.asarray(extract.hidden_states(handle, sequences, position, ls, batch_size, final=final))  # type: ignore[arg-type]
-        return [hs[i] for i in range(len(ls))]
-
-    return np.stack(_layered(cache, base, layers, compute))
+    found = {lk: arr for lk, key in keys.items() if (arr := cache.get(key)) is not None}
+    missing = [lk for lk in keys if lk not in found]
+    STATS.hits += len(found)
+    STATS.misses += len(missing)
+    if missing:
+        STATS.model_runs += 1
+        ls = sorted({L for L, _ in missing})
+        ks = sorted({k for _, k in missing})
+        rows = [r for k in ks for r in range(*spans[k])]
+        hs = np.asarray(
+            extract.hidden_states(handle, [seqs[r] for r in rows], position, ls, batch_size, final=final)  # type: ignore[arg-type]
+        )
+        at = 0
+        for k in ks:
+            a, b = spans[k]
+            for li, L in enumerate(ls):
+                if (L, k) not in found:
+                    found[(L, k)] = hs[li, at : at + b - a]
+                    cache.put(keys[(L, k)], found[(L, k)])
+            at += b - a
+    else:
+        STATS.runs_saved += 1
+    return np.stack([np.concatenate([found[(L, k)] for k in range(len(spans))]) for L in layers])
 
 
 def qkv(

@@ -113,7 +113,9 @@ def model(name: str, device: str = "cpu", dtype: str = "float32") -> Any:
     key = (name, device, dtype)
     if key not in _MODELS:
         from layerclaims.models import load_model
+        from layerclaims.pipeline import _quiet_library_progress
 
+        _quiet_library_progress()  # a worker's output is the job lines, not the libraries' progress bars
         _MODELS[key] = load_model(name, device=device, dtype=dtype)
     return _MODELS[key]
 

@@ -35,7 +35,7 @@ from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
-from layerclaims.runfolder import RunFolder
+from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
 from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STUDY_OPTIONS: used by the CLI)
     STUDY_OPTIONS,
     Command,
@@ -288,6 +288,7 @@ def _run_and_stage(
     outcomes, verdicts = run_studies(handle, runs, options, folder.stage, timings, say, on_study, command=cmd)
     verdicts = apply_family(verdicts)  # Holm over the claims of this run, then presuppositions across studies
     kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
+    _carry_robustness(folder.out, folder.stage, str(facts.get("name")), cmd)
     all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
     rows = [v.to_row() for v in verdicts] + kept_rows
     # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
@@ -570,6 +571,22 @@ def _old_rows(out: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def _carry_robustness(out: Path, stage: Path, model: str, cmd: Command) -> None:
+    """Keep ``out/robustness`` (``layerclaims robustness --out OUT/robustness``) when it is of this model: the report
+    then shows it. One of another model is refused rather than dropped or mixed in."""
+    src = out / ROBUSTNESS_DIR
+    summary = src / "robustness.json"
+    if not summary.is_file():
+        return
+    other = json.loads(summary.read_text(encoding="utf-8")).get("model")
+    if other != model:
+        raise UsageError(
+            f"{src} holds a robustness analysis of {other}, not of {model}: a run of {model} into {out} would mix them",
+            fix=f"move {src} elsewhere, or give another --out, then re-run `{cmd}`",
+        )
+    shutil.copytree(src, stage / ROBUSTNESS_DIR)
 
 
 def _carry_earlier(

@@ -410,6 +410,7 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
             lines += [f"![{fig.stem}]({_rel(fig, out)})", ""]
     for s in report.studies:
         lines += [section.rstrip() + "\n" for section in s.sections]
+    lines += robustness_markdown(out)
     lines += ["## Provenance", "", "| fact | value |", "|---|---|"]
     lines += [f"| model.{k} | {_md(_fmt_fact(v))} |" for k, v in _model_facts(report)]
     for s in report.studies:
@@ -590,6 +591,17 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
             parts.append("</div>")
     for s in report.studies:
         parts += [markdown_html(section) for section in s.sections]
+    robustness = robustness_markdown(out)
+    if robustness:
+        parts.append(markdown_html("\n".join(line for line in robustness if not line.startswith("!["))))
+        figs = sorted((out / "robustness" / "figures").glob("spec_curve_*.png"))
+        parts.append('<div class="figs">')
+        parts += [
+            f'<figure><a href="{_e(_rel(f, out))}"><img src="{_e(_img_src(f, out, embed_figures))}" alt="{_e(f.stem)}" '
+            f'loading="lazy"></a><figcaption>{_e(f.stem)}</figcaption></figure>'
+            for f in figs
+        ]
+        parts.append("</div>")
     parts.append("<h2>Provenance</h2>")
     parts.append(_facts_table([(f"model.{k}", v) for k, v in _model_facts(report)]))
     for s in report.studies:
@@ -610,6 +622,28 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
     parts.append("<h2>Timings</h2>")
     parts.append(_facts_table([(k, _fmt_seconds(v)) for k, v in _timings_with_total(report.timings)]))
     return _page(f"layerclaims report: {model}", "\n".join(parts))
+
+
+def robustness_markdown(out: Path) -> list[str]:
+    """The robustness section of a run folder that holds ``robustness/`` (``layerclaims robustness --out
+    RUN/robustness``): one line per claim, "holds in k of n specifications", and its specification curves."""
+    path = Path(out) / "robustness" / "robustness.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    n = data.get("n_specifications", {})
+    lines = [
+        "## Robustness",
+        "",
+        f"From `robustness/` (`layerclaims robustness`, {', '.join(f'{k}: {v} specifications' for k, v in n.items())}"
+        "; each claim decided at level 0.05 in each specification; `robustness/robustness.csv` has every path).",
+        "",
+    ]
+    lines += [f"- {line}" for line in data.get("lines", [])]
+    lines.append("")
+    figs = sorted((Path(out) / "robustness" / "figures").glob("spec_curve_*.png"))
+    lines += [f"![{f.stem}](robustness/figures/{f.name})" for f in figs]
+    return [*lines, ""]
 
 
 def _inline_html(text: str) -> str:

@@ -211,15 +211,15 @@ class _Shifted:
 
 def _rows(result: Any, study: str, evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from layerclaims.claims import claims_for, map_layer
-    from layerclaims.verdicts import evaluate
+    from layerclaims.verdicts import apply_presuppositions, evaluate
 
     rows = []
     for ev in evaluations:
         offset = int(ev["offset"])
-        for claim in claims_for(study):
-            if claim.layer is None and offset != 0:
-                continue  # a statistic over all layers has no neighbour
-            v = evaluate(claim, _Shifted(result, offset) if offset else result)
+        claims = [c for c in claims_for(study) if not (c.layer is None and offset != 0)]  # all-layer: no neighbour
+        # Each specification is read as a run is: a claim whose premise fails in it fails (A2 and A6 on A1).
+        verdicts = apply_presuppositions([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
+        for claim, v in zip(claims, verdicts, strict=True):
             mapped = map_layer(claim, result.n_blocks)
             rows.append(
                 {

@@ -36,6 +36,9 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
 
 # What a run folder holds (any one of these marks a folder as an earlier run, safe to replace).
 RUN_MARKERS = ("run.json", "verdicts.json", "report.md")
+ROBUSTNESS_DIR = "robustness"
+"""A run folder's sub-folder for ``layerclaims robustness --out RUN/robustness``: kept by every later run of the same
+model into RUN, and shown in its report."""
 POLL_S = 0.2
 
 
@@ -60,7 +63,7 @@ def check_out_folder(out: Path, *, fix_command: str | None = None) -> None:
     again = f": `{fix_command}`" if fix_command else ""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder", fix=f"give a folder for the results{again}")
-    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+    if out.is_dir() and any(p.name != ROBUSTNESS_DIR for p in out.iterdir()) and not is_run_folder(out):
         raise UsageError(
             f"--out {out} holds other files and no earlier run (no {', '.join(RUN_MARKERS)}): a run replaces "
             "the whole folder, so it will not write there",

@@ -796,3 +796,20 @@ def test_warnings_are_one_line_while_the_cli_runs(
     before = warnings.formatwarning
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path), "-q") == 0
     assert seen == [cli._one_line_warning] and warnings.formatwarning is before  # installed, then put back
+
+
+def test_a_robustness_analysis_in_the_folder_is_kept_and_one_of_another_model_refused(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    rob = out / "robustness"
+    rob.mkdir(parents=True)
+    (rob / "robustness.json").write_text(json.dumps({"model": "m", "lines": ["B2 holds in 4 of 9 specifications"]}))
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    assert json.loads((rob / "robustness.json").read_text())["model"] == "m"  # kept through the swap
+    assert "B2 holds in 4 of 9 specifications" in (out / "report.md").read_text()
+    (rob / "robustness.json").write_text(json.dumps({"model": "other", "lines": []}))
+    before = sorted(p.name for p in out.iterdir())
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 2
+    assert "robustness analysis of other" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before

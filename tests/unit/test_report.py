@@ -250,3 +250,20 @@ def test_a_study_section_in_markdown_becomes_html_headings_tables_and_lists() ->
     assert "<td><code>x&lt;y</code></td><td>2</td>" in page  # escaped, and the separator row is not a row
     assert page.count("<tr>") == 2
     assert "<ul><li>mark 3: <code>, and</code></li><li>mark 9</li></ul>" in page
+
+
+def test_a_run_folder_with_a_robustness_analysis_gets_its_section(tmp_path: Path) -> None:
+    import json
+
+    from layerclaims.report import robustness_markdown
+
+    assert robustness_markdown(tmp_path) == []  # no robustness/ folder: no section
+    rob = tmp_path / "robustness"
+    (rob / "figures").mkdir(parents=True)
+    (rob / "figures" / "spec_curve_A5.png").write_bytes(b"png")
+    lines = ["A5 holds in 0 of 18 specifications (18 fails; original path: fails)"]
+    (rob / "robustness.json").write_text(json.dumps({"model": "m", "lines": lines, "n_specifications": {"qk": 9}}))
+    md = "\n".join(robustness_markdown(tmp_path))
+    assert "## Robustness" in md and "qk: 9 specifications" in md
+    assert f"- {lines[0]}" in md
+    assert "![spec_curve_A5](robustness/figures/spec_curve_A5.png)" in md
