@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -141,11 +141,20 @@ def find_blocks(model: torch.nn.Module, arch: Architecture) -> torch.nn.ModuleLi
     )
 
 
+class _Linear(Protocol):
+    out_features: int
+
+
+class _Conv1D(Protocol):  # transformers' Conv1D (GPT-2)
+    nf: int
+
+
 def _out_features(module: torch.nn.Module) -> int:
+    # torch's stubs type any attribute of a Module as Tensor | Module: the hasattr check is the real test
     if hasattr(module, "out_features"):
-        return int(module.out_features)
-    if hasattr(module, "nf"):  # transformers' Conv1D (GPT-2)
-        return int(module.nf)
+        return int(cast(_Linear, module).out_features)
+    if hasattr(module, "nf"):
+        return int(cast(_Conv1D, module).nf)
     raise ModelNotFoundError(f"cannot tell the output size of {type(module).__name__}")
 
 
@@ -735,7 +744,7 @@ def load_model(
         tokenizer=tokenizer,
         arch=arch,
         n_blocks=len(blocks),
-        d_model=int(model.config.hidden_size),
+        d_model=int(cast(Any, model).config.hidden_size),  # a transformers model: config is its PretrainedConfig
         device=str(param.device),
         dtype=_dtype_name(param.dtype),
         revision=revision,

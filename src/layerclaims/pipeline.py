@@ -291,7 +291,8 @@ def _run_and_stage(
     _carry_robustness(folder.out, folder.stage, str(facts.get("name")), cmd)
     all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
     rows = [v.to_row() for v in verdicts] + kept_rows
-    study_of = {c.id: study for study, _, group in runs for c in group}
+    # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
+    study_of: dict[str, str | None] = {c.id: study for study, _, group in runs for c in group}
     for e in kept_entries:
         study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
     rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
@@ -596,7 +597,9 @@ def _carry_earlier(
     if not earlier:
         return [], [], []
     rows = _old_rows(out)
-    outcomes, kept_rows, entries = [], [], []
+    outcomes: list[StudyOutcome] = []
+    kept_rows: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
     for study, e in earlier["studies"].items():
         for rel in e.get("files", []):
             src, dst = out / rel, stage / rel

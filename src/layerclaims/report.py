@@ -291,8 +291,8 @@ def verdict_text(row: Mapping[str, Any]) -> str:
 
 def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
     """``Family-wise level 0.05 (Holm over 9 claims with a p-value)``."""
-    sizes = [r.get("family_size") for r in rows if r.get("family_size")]
-    levels = [r.get("level") for r in rows if r.get("level")]
+    sizes = [r["family_size"] for r in rows if r.get("family_size")]
+    levels = [r["level"] for r in rows if r.get("level")]
     if not sizes or not levels:
         return ""
     return (

@@ -176,7 +176,8 @@ def save(result: Any, directory: str | os.PathLike[str], name: str) -> Path:
     json_path = directory / f"{name}.json"
     npz_path = directory / f"{name}.npz"
     if arrays:
-        _atomic_write(npz_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+        # allow_pickle: the default, named so that no key of ``arrays`` can take its place (what mypy checks)
+        _atomic_write(npz_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), allow_pickle=True, **arrays))
     _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(tree, indent=1, allow_nan=False)))
     return json_path
 

@@ -274,5 +274,5 @@ def _signals_held() -> Iterator[None]:
         for s in held:
             if previous[s] is not None:
                 signal.signal(s, previous[s])
-        for s in pending:
-            signal.raise_signal(s)
+        for signum in pending:
+            signal.raise_signal(signum)

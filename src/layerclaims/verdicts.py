@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
@@ -142,7 +142,7 @@ class ConditionResult:
             comparison=str(row["comparison"]),
             threshold=float(row["threshold"]),
             value=row.get("value"),
-            ci=tuple(ci) if ci else None,  # type: ignore[arg-type]
+            ci=tuple(ci) if ci else None,
             p_value=row.get("p_value"),
             verdict=row.get("verdict", "not evaluated"),
             level=float(row.get("level") or LEVEL),
@@ -442,16 +442,33 @@ def _secondary_name(m: Measurement) -> str | None:
     return "permutation test (any structure at all; secondary)"
 
 
+class _ConditionFields(TypedDict):
+    """The fields of a :class:`ConditionResult` that name its condition."""
+
+    statistic: str
+    comparison: str
+    threshold: float
+
+
+class _MeasuredFields(TypedDict):
+    """The fields of a :class:`ConditionResult` read off its measurement, whatever the decision."""
+
+    p_secondary: float | None
+    p_secondary_name: str | None
+    details: dict[str, Any]
+    measurement: Measurement
+
+
 def decide_condition(cond: Condition, m: Measurement | None, alpha: float = LEVEL, reason: str | None = None
                      ) -> ConditionResult:  # fmt: skip
     """One condition decided on its measurement at one-sided level ``alpha`` (``m`` None: not evaluated, with
     ``reason``)."""
-    base = {"statistic": cond.statistic, "comparison": cond.comparison, "threshold": float(cond.threshold)}
+    base = _ConditionFields(statistic=cond.statistic, comparison=cond.comparison, threshold=float(cond.threshold))
     if m is None:
         return ConditionResult(**base, value=None, ci=None, p_value=None, verdict="not evaluated", level=alpha,
                                reason=reason)  # fmt: skip
     details = {k: v for k, v in m.details.items() if k not in ("part_values", "not_evaluated")}
-    common = {"p_secondary": m.p_value, "p_secondary_name": _secondary_name(m), "details": details, "measurement": m}
+    common = _MeasuredFields(p_secondary=m.p_value, p_secondary_name=_secondary_name(m), details=details, measurement=m)
     if m.value is None or not math.isfinite(m.value):
         why = m.details.get("not_evaluated") or m.details.get("reason") or f"{cond.statistic} is undefined (NaN)"
         return ConditionResult(**base, value=None, ci=None, p_value=None, verdict="not evaluated", level=alpha,
@@ -513,9 +530,10 @@ def _fail_reason(c: ConditionResult) -> str:
 
 def _claim_p(conds: Sequence[ConditionResult]) -> float | None:
     ps = [c.p_value for c in conds]
-    if not ps or any(p is None for p in ps):
+    known = [p for p in ps if p is not None]
+    if not ps or len(known) < len(ps):
         return None
-    return float(max(ps))  # type: ignore[type-var]
+    return float(max(known))
 
 
 class StudyResult(Protocol):

@@ -82,6 +82,22 @@ def test_each_distinct_id_is_decoded_once() -> None:
     assert tok.calls == 4
 
 
+def test_explanation_reads_the_same_text_through_a_token_view() -> None:
+    # the study passes a TokenView (only the marks' windows), whose np.asarray is a zero broadcast: the windows of
+    # text must still be the real tokens (they were all token 0 when _window read np.asarray(view))
+    from layerclaims.studies.punctuation.explain import mark_attributes
+    from layerclaims.tokens import TokenView
+
+    seq = np.random.default_rng(0).integers(0, len(VOCAB), 200)
+    marks = np.array([30, 95, 160])
+    view = TokenView(seq.size, marks, P.contexts(seq, marks))
+    got = mark_attributes(view, marks, FakeTokenizer(VOCAB))
+    want = mark_attributes(seq, marks, FakeTokenizer(VOCAB))
+    assert got == want
+    text = [VOCAB[i] for i in seq]
+    assert want[1][0] == "".join(text[10:30]) + f"⟦{text[30]}⟧" + "".join(text[31:41])
+
+
 # ------------------------------------------------------------------------------------------------ contexts, selection
 
 

@@ -19,6 +19,7 @@ default backend (numba on CPU, torch with ``--device cuda``): ``speedup <ratio>x
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +39,8 @@ def _threads(backend: str) -> str:
     try:
         layer = numba.threading_layer()  # known once a parallel function has run
     except ValueError:
-        layer = numba.config.THREADING_LAYER
+        # numba.config sets its options with setattr at import time: invisible to numba's own type information
+        layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]
     return f"{numba.get_num_threads()} numba threads, {layer} layer"
 
 
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     if args.device == "cpu":
-        backends = [("numba", None), ("numpy", None)]
+        backends: list[tuple[str, str | None]] = [("numba", None), ("numpy", None)]
     else:
         backends = [("torch", "cuda")]
     results = {}
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         t_first = time.perf_counter() - t0
         t_fast, c_fast, (mi, cov) = _time(
-            lambda b=backend, d=device: pairwise_mi_cov(X, backend=b, device=d), args.repeat
+            functools.partial(pairwise_mi_cov, X, backend=backend, device=device), args.repeat
         )
         d_mi = float(np.max(np.abs(mi[iu[sel], ju[sel]] - naive[:, 0])))
         d_cov = float(np.max(np.abs(cov[iu[sel], ju[sel]] - naive[:, 1])))

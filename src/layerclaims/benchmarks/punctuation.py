@@ -31,6 +31,7 @@ Last line: ``analysis <x>x faster than the per-pair loop (MI+cov step <y>x); ext
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import time
 from collections.abc import Callable, Sequence
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sel = P.select_marks(usable, config.n, config.selection, seeds.selection, kind=kind)
         ctx = P.contexts(ids, sel)
         ctxs[kind] = ctx
-        X, peak, w, c = peak_growth(lambda ctx=ctx: extract_marks(handle, ctx, layers, post_norm, config.batch_size))
+        X, peak, w, c = peak_growth(functools.partial(extract_marks, handle, ctx, layers, post_norm, config.batch_size))
         fwd_wall, fwd_cpu = fwd_wall + w, fwd_cpu + c
         peaks.append(peak)
         kept_bytes += X.nbytes // 2  # float32 as returned by extraction (X here is float64)

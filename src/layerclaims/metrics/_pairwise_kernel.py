@@ -286,8 +286,8 @@ def _dot(xa: np.ndarray, xb: np.ndarray) -> float:  # pragma: no cover - compile
 
 @njit(cache=True)
 def _side_bins(
-    a: int,
-    b: int,
+    a: int | np.integer,  # the compiled caller passes np.int64 indices
+    b: int | np.integer,
     X: np.ndarray,
     mask: np.ndarray,
     asc: np.ndarray,

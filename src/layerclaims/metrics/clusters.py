@@ -115,7 +115,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -512,7 +512,8 @@ def _fit_grid(
     lut[peaks] = np.arange(nb)
     bid = np.where(basin >= 0, lut[np.maximum(basin, 0)], -1)  # basin index 0..nb-1, -1 background
     peak_h = f[peaks]
-    mass = np.bincount(bid[bid >= 0], weights=counts[bid >= 0], minlength=nb)
+    # bincount with float weights returns float64 (numpy's stub types every bincount as intp)
+    mass = cast("NDArray[np.float64]", np.bincount(bid[bid >= 0], weights=counts[bid >= 0], minlength=nb))
     pos = np.column_stack(np.unravel_index(peaks, grid.shape)).astype(np.float64)
     edges = _saddles(f, bid, grid.shape)
     depth = min_depth
@@ -1132,7 +1133,7 @@ def _mixture_modes(
     x = np.linspace(float(np.min(mus - 5 * scs)), float(np.max(mus + 5 * scs)), n_grid)
     f = np.sum(w[:, None] * np.exp(-0.5 * ((x[None, :] - mus[:, None]) / scs[:, None]) ** 2) / scs[:, None], axis=0)
     inner = (f[1:-1] >= f[:-2]) & (f[1:-1] > f[2:])
-    peaks = list(np.flatnonzero(inner) + 1) or [int(np.argmax(f))]
+    peaks = [int(p) for p in np.flatnonzero(inner) + 1] or [int(np.argmax(f))]
     valleys: list[float] = []
     while len(peaks) > 1:
         lows = [int(p + np.argmin(f[p:q])) for p, q in itertools.pairwise(peaks)]

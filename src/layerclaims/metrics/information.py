@@ -621,9 +621,9 @@ def _mi_from_bins(
         else:
             ti = torch.from_numpy(vi).to(torch_dev)
             tj = torch.from_numpy(vj).to(torch_dev)
-            code = tb[ti] * width + tb[tj]
+            code_t = tb[ti] * width + tb[tj]
             counts_t = torch.zeros((c, cells), dtype=torch.int32, device=torch_dev)
-            counts_t.scatter_add_(1, code, ones[:c])
+            counts_t.scatter_add_(1, code_t, ones[:c])
             counts = counts_t.reshape(c, width, width).cpu().numpy()
         joint = counts[:, :bins, :bins]
         cx = joint.sum(2)

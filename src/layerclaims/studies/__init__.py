@@ -58,4 +58,5 @@ def claim_layers(name: str, n_blocks: int) -> tuple[int, ...]:
     caller's side of ``Config.detail_layers`` (a study never reads the claims itself)."""
     from layerclaims.claims import claims_for, map_layer
 
-    return tuple(sorted({map_layer(c, n_blocks) for c in claims_for(name) if c.layer is not None}))
+    layers = (map_layer(c, n_blocks) for c in claims_for(name))
+    return tuple(sorted({layer for layer in layers if layer is not None}))  # None: a claim with no layer

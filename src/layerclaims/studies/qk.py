@@ -228,11 +228,16 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
     produces. UsageError if a word yields no token of its own."""
     head, _, _tail = template.partition("{w}")
     head_ids = _encode(tokenizer, head.rstrip())
-    bos_id = getattr(tokenizer, "bos_token_id", None)
-    if add_bos and bos_id is None:
-        raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
-    offset = 1 if add_bos else 0
-    ids, start, stop = [], [], []
+    bos: list[int] = []
+    if add_bos:
+        bos_id = getattr(tokenizer, "bos_token_id", None)
+        if bos_id is None:
+            raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
+        bos = [bos_id]
+    offset = len(bos)
+    ids: list[list[int]] = []
+    start: list[int] = []
+    stop: list[int] = []
     for w in words:
         full = _encode(tokenizer, template.replace("{w}", w))
         through = _encode(tokenizer, head + w)
@@ -240,7 +245,7 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
         e = _common_prefix(full, through)
         if e <= s:
             raise UsageError(f"word {w!r} yields no token of its own in {template!r}: check the template or word")
-        ids.append(([bos_id] if add_bos else []) + full)
+        ids.append(bos + full)
         start.append(s + offset)
         stop.append(e + offset)
     return Prompts(ids, np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64), add_bos)
@@ -266,7 +271,8 @@ def word_vectors(
     mean = {}
     for k, v in out.items():
         sums = np.zeros((v.shape[0], len(prompts.ids), v.shape[2]))
-        np.add.at(sums, (slice(None), owner), v.astype(np.float64))
+        # numpy's stub for ufunc.at omits a tuple index (slice, array), which numpy accepts
+        np.add.at(sums, (slice(None), owner), v.astype(np.float64))  # type: ignore[arg-type]
         mean[k] = sums / prompts.n_tokens[None, :, None]
     return mean
 

@@ -368,7 +368,10 @@ class KindAnalysis:
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
-            **stat,
+            mean_mi=stat["mean_mi"],
+            mean_cov=stat["mean_cov"],
+            pooled_r=stat["pooled_r"],
+            min_within_slope=stat["min_within_slope"],
             **self.arr,
         )
 

@@ -11,7 +11,7 @@ the token index). For each group, every attribute value is compared: its rate in
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from layerclaims.studies.punctuation.result import (
     OutlierMark,
     PunctuationResult,
 )
+
+if TYPE_CHECKING:
+    from layerclaims.tokens import TokenView
 
 N_ROWS = 6  # attribute rows kept per group
 MIN_IN = 2  # an attribute value must hold for at least this many marks of the group to be listed ...
@@ -40,9 +43,12 @@ def _decoder(ids: np.ndarray, tokenizer: Any) -> list[str]:
     return [table[i] for i in inverse.reshape(-1)]
 
 
-def mark_attributes(ids: np.ndarray, marks: np.ndarray, tokenizer: Any) -> tuple[dict[str, list[str]], list[str]]:
+def mark_attributes(
+    ids: np.ndarray | TokenView, marks: np.ndarray, tokenizer: Any
+) -> tuple[dict[str, list[str]], list[str]]:
     """``(attributes, windows)``: attribute name -> one value per mark, and each mark's window of text with the mark
-    between ``⟦ ⟧`` (line breaks shown as ``⏎``)."""
+    between ``⟦ ⟧`` (line breaks shown as ``⏎``). ``ids``: the token stream, or a :class:`~layerclaims.tokens.TokenView`
+    of it (read through slices only: ``np.asarray`` of a view holds no tokens)."""
     lo = max(int(marks.min()) - BEFORE, 0) if marks.size else 0
     hi = int(marks.max()) + AFTER + 1 if marks.size else 0
     text = _decoder(np.asarray(ids[lo:hi]), tokenizer)
@@ -76,13 +82,13 @@ _ATTRS = (
 )
 
 
-def _window(ids: np.ndarray, t: int, tokenizer: Any) -> str:
+def _window(ids: np.ndarray | TokenView, t: int, tokenizer: Any) -> str:
     """The mark's window decoded as text (each side decoded as a sequence, so word pieces join as the tokenizer
-    joins them), the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``."""
-    ids = np.asarray(ids)
+    joins them), the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``. Slices only: a TokenView's tokens are
+    there (its ``np.asarray`` is a zero broadcast)."""
     before = tokenizer.decode([int(i) for i in ids[t - BEFORE : t]])
     after = tokenizer.decode([int(i) for i in ids[t + 1 : t + 1 + AFTER]])
-    mark = tokenizer.decode([int(ids[t])])
+    mark = tokenizer.decode([int(i) for i in ids[t : t + 1]])
     return f"{before}⟦{mark}⟧{after}".replace("\n", "⏎")
 
 
@@ -130,7 +136,7 @@ def _over_represented(attrs: dict[str, list[str]], inside: np.ndarray, typical: 
     return tuple(rows[:N_ROWS])
 
 
-def explain_kind(k: KindResult, ids: np.ndarray, tokenizer: Any) -> KindResult:
+def explain_kind(k: KindResult, ids: np.ndarray | TokenView, tokenizer: Any) -> KindResult:
     """``k`` with every detail layer's :class:`Explanation` filled in, for the covariance and the MI groups."""
     attrs, windows = mark_attributes(ids, k.marks, tokenizer)
     details = tuple(
