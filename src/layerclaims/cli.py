@@ -36,6 +36,7 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
+from layerclaims.executor import Job, run_jobs
 from layerclaims.pipeline import (
     DEVICES,
     DTYPES,
@@ -192,24 +193,28 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not args.models:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
         names, given = _run_options(args)
-        for model in args.models:
-            model_out = out / safe_dirname(model)
-            try:
-                rep = _reproduce_from_args(args, argv, model, model_out, names, given)
-            except LayerclaimsError as exc:
-                # One model that cannot be loaded does not lose the others; the exit code still says so.
+        jobs = [
+            Job(model, "reproduce", _reproduce_payload(args, argv, model, out / safe_dirname(model), names, given))
+            for model in args.models
+        ]
+        if args.executor == "inline" or len(jobs) == 1:
+            args.executor = "inline"  # in this process: its verdict lines print as each study finishes
+        for res in run_jobs(jobs, executor=args.executor, workers=args.workers, address=args.address):
+            if res.error is not None:
+                # One model that cannot be run does not lose the others; the exit code still says so.
                 load_failures += 1
-                notes[model] = f"not run: {exc.message}"
-                rows_by_model[model] = []
-                _print_error(f"{model}: not run: {exc.message}", exc.fix)
+                # "Type: message\nFix: fix" (run_job's text of a LayerclaimsError, kept through the worker)
+                message, _, fix = (res.error.partition(": ")[2] or res.error).partition("\nFix: ")
+                notes[res.id] = f"not run: {message}"
+                rows_by_model[res.id] = []
+                _print_error(f"{res.id}: not run: {message}", fix or None)
                 continue
-            rows_by_model[model] = list(rep.report.rows)
-            folders[model] = model_out
-            for s in rep.report.studies:
-                if not s.ran:
-                    notes.setdefault(model, f"study {s.study} not run: {s.reason}")
+            rows_by_model[res.id] = res.rows
+            folders[res.id] = Path(res.stats["out"])
+            for study, reason in res.stats.get("not_run", []):
+                notes.setdefault(res.id, f"study {study} not run: {reason}")
             if not args.quiet:
-                print(f"{model}: {rep.files['report.html']}", file=sys.stderr)
+                print(f"{res.id}: {res.stats['report']}", file=sys.stderr)
     matrix = build_matrix(rows_by_model, notes)
     out.mkdir(parents=True, exist_ok=True)
     md = matrix_markdown(matrix)
@@ -231,6 +236,27 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
             return 1
     return 0
+
+
+def _reproduce_payload(
+    args: argparse.Namespace, argv: Sequence[str], model: str, out: Path, names: tuple[str, ...], given: dict[str, Any]
+) -> dict[str, Any]:
+    """The plain-data arguments of one matrix column's :func:`~layerclaims.pipeline.reproduce` (an executor job)."""
+    return {
+        "model": model,
+        "out": str(out),
+        "study_names": list(names),
+        "device": args.device,
+        "dtype": args.dtype,
+        "device_map": args.device_map,
+        "options": given,
+        "overrides": list(args.set),
+        "progress": not args.quiet,
+        "command": shell_command(argv),
+        "wait_s": args.wait,
+        "claims": _claims_from_args(args),
+        "print_verdicts": not args.quiet and args.executor == "inline",
+    }
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -394,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="saved reproduce folders (their verdicts.json) instead of fresh runs",
     )
     p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray", "inline"),
+        default="local",
+        help="where the fresh runs go: local processes (default), Ray, or one after another in this process",
+    )
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
     _add_run_options(p)
     _add_claims_options(p)
     _add_verbosity(p)

@@ -35,6 +35,7 @@ EXECUTORS: tuple[str, ...] = ("local", "ray", "inline")
 JOB_KINDS: dict[str, str] = {
     "robustness-punctuation": "layerclaims.robustness:job_punctuation",
     "robustness-qk": "layerclaims.robustness:job_qk",
+    "reproduce": "layerclaims.pipeline:job_reproduce",
     "echo": "layerclaims.executor:_echo",
 }
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")

@@ -666,3 +666,23 @@ def check_unused_options(study_names: Sequence[str], given: dict[str, Any], over
 def shell_command(argv: Sequence[str]) -> str:
     """``layerclaims`` + the argv, shell-quoted (the report's command line)."""
     return "layerclaims " + shlex.join(argv)
+
+
+def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One model's :func:`reproduce` as an executor job (``layerclaims matrix``): ``payload`` holds its plain-data
+    arguments; returns the verdict rows and where the report is. A LayerclaimsError is the job's error (its fix in
+    the message), so one model that cannot run does not lose the others."""
+    args = dict(payload)
+    print_verdicts = bool(args.pop("print_verdicts", False))
+    model = str(args.pop("model"))
+    out = Path(args.pop("out"))
+    if print_verdicts:
+
+        def on_study(outcome: StudyOutcome, verdicts: list[Verdict]) -> None:
+            for v in verdicts:
+                print(f"  {v.describe()}", flush=True)
+
+        args["on_study"] = on_study
+    rep = reproduce(model, out=out, **args)
+    not_run = [(s.study, s.reason) for s in rep.report.studies if not s.ran]
+    return list(rep.report.rows), {"out": str(out), "report": str(rep.files["report.html"]), "not_run": not_run}

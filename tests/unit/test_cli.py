@@ -635,7 +635,8 @@ def test_a_live_run_on_the_folder_is_named_and_the_folder_kept(
 
 def test_matrix_from_fresh_runs(fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m"
-    assert run_cli("matrix", "--models", "tiny-gpt2,org/model-x", "--study", "qk", "--out", str(out)) == 0
+    argv = ["--models", "tiny-gpt2,org/model-x", "--study", "qk", "--out", str(out), "--executor", "inline"]
+    assert run_cli("matrix", *argv) == 0  # inline: the fake models of this test live in this process
     assert (out / "tiny-gpt2" / "report.html").is_file() and (out / "org__model-x" / "verdicts.json").is_file()
     md = (out / "matrix.md").read_text()
     assert "| claim | claimed | tiny-gpt2 | org/model-x |" in md
@@ -665,7 +666,8 @@ def test_matrix_from_saved_folders_and_a_model_that_cannot_load(
     assert run_cli("matrix", "--from", f"{a},{b}", "--models", "x", "--out", str(out), "-q") == 2
     assert "one name per folder" in capsys.readouterr().err
     # a model that cannot be loaded: the others are still run and written, exit 2
-    assert run_cli("matrix", "--models", "tiny-gpt2,no-such-model", "--study", "qk", "--out", str(out), "-q") == 2
+    argv = ["--models", "tiny-gpt2,no-such-model", "--study", "qk", "--out", str(out), "-q", "--executor", "inline"]
+    assert run_cli("matrix", *argv) == 2
     md = (out / "matrix.md").read_text()
     assert "- **no-such-model**: not run: unknown model" in md and "| B2 | rsa_qk > 0.8 | ✓" in md
 
@@ -813,3 +815,17 @@ def test_a_robustness_analysis_in_the_folder_is_kept_and_one_of_another_model_re
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 2
     assert "robustness analysis of other" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.slow
+def test_matrix_through_local_processes_equals_one_after_another(tmp_path: Path) -> None:
+    """The matrix's model runs are executor jobs: two worker processes give the table one process gives."""
+    base = ["--models", "tiny-gpt2,tiny-llama", "--study", "qk", "-q", "--set", "qk.n_boot=20", "--set", "qk.n_perm=50"]
+    tables = {}
+    for executor in ("inline", "local"):
+        out = tmp_path / executor
+        assert cli.main(["matrix", *base, "--out", str(out), "--executor", executor]) == 0
+        tables[executor] = (out / "matrix.md").read_text()
+        assert (out / "tiny-llama" / "report.html").is_file()
+    assert tables["local"] == tables["inline"]
+    assert "| B2 |" in tables["local"]
