@@ -318,6 +318,9 @@ def test_small_samples_are_not_evaluated() -> None:
     for stat in ("cov_clusters", "mi_clusters", "pooled_r", "min_within_cluster_slope"):
         m = res.measure(stat, layer=1, kind="internal")
         assert m.ci is None and "--n" in m.details["not_evaluated"]
+    for stat in ("spearman_mean_mi_vs_depth", "spearman_mean_cov_vs_depth"):  # means of 3 pairs per layer
+        m = res.measure(stat, layer=None, kind="internal")
+        assert m.ci is None and "--n" in m.details["not_evaluated"]
 
 
 def test_control_has_replicates_and_sees_no_groups() -> None:

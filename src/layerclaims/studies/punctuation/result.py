@@ -345,6 +345,8 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
     sel = result.depth_entries()
     if sel.size < 3:
         return _not_evaluated("fewer than 3 block outputs analysed: analyse every layer (Config.layers=None)", {})
+    if k.marks.size < MIN_MARKS_R:  # the per-layer means of a handful of pairs, and their bootstrap, say nothing
+        return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
     means = getattr(k, f"mean_{what}").value[sel]
     rho = float(spearmanr(result.layers[sel], means).statistic)
     boot = getattr(k, f"mean_{what}_boot")
