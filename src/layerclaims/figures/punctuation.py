@@ -125,7 +125,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         _scatter(ax, k.draw_cov[e].astype(float), k.draw_mi[e].astype(float), k.draw_labels[e], size=1.5, lines=False)
         ax.set_title(f"{_entry_name(result, e)}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}", fontsize=8)
         ax.tick_params(labelsize=6)
-        ax.locator_params(nbins=4)
+        ax.locator_params(nbins=3)
         ax.xaxis.get_offset_text().set_fontsize(6)
         if e % ncol == 0:
             ax.set_ylabel("MI (bits)", fontsize=7)
@@ -153,31 +153,37 @@ def _grid_margins(fig: Any, nrow: int) -> None:
 
 
 def plot_histograms(result: Any, kind: str, what: str, path: Path) -> Path:
-    """Per-layer histograms of covariance or MI with the per-layer mean."""
+    """Per-layer histograms of covariance or MI with the per-layer mean, as one ridgeline: a row per layer, each
+    histogram over its own range (printed at the right; the covariance's grows by orders of magnitude with depth),
+    the mean as a red tick. One axes instead of 30-odd panels: the report's figures draw in a fraction of the time."""
     k = getattr(result, kind)
     E = result.layers.size
-    ncol = math.ceil(math.sqrt(E))
-    nrow = math.ceil(E / ncol)
     counts, edges = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges")
     means = getattr(k, f"mean_{what}").value
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.5 * ncol, 1.9 * nrow), squeeze=False)
-    for e in range(E):
-        ax = axes.flat[e]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * E + 1.2))
+    for row, e in enumerate(range(E)):
+        y0 = E - 1 - row
+        ax.text(-0.01, y0 + 0.3, _entry_name(result, e), ha="right", va="center", fontsize=7)
         if k.degenerate[e]:
-            _identical_note(ax)
-            ax.set_title(f"{_entry_name(result, e)}: every pair {means[e]:.3g}", fontsize=8)
+            ax.text(0.5, y0 + 0.3, f"identical vectors: every pair {means[e]:.3g}", ha="center", fontsize=7)
             continue
-        ax.stairs(counts[e], edges[e], fill=True, color="tab:blue", alpha=0.7)
-        ax.axvline(means[e], color="tab:red", lw=1.2)
-        ax.set_title(f"{_entry_name(result, e)}: mean {means[e]:.3g}", fontsize=8)
-        ax.tick_params(labelsize=6)
-        ax.locator_params(nbins=3)
-        ax.xaxis.get_offset_text().set_fontsize(6)
-    for ax in list(axes.flat)[E:]:
-        ax.axis("off")
+        lo, hi = float(edges[e][0]), float(edges[e][-1])
+        width = hi - lo if hi > lo else 1.0
+        x = (np.asarray(edges[e], dtype=float) - lo) / width
+        c = np.asarray(counts[e], dtype=float)
+        h = 0.9 * c / c.max() if c.max() > 0 else c
+        ax.stairs(y0 + h, x, baseline=y0, fill=True, color="tab:blue", alpha=0.7)
+        ax.plot([(means[e] - lo) / width] * 2, [y0, y0 + 0.9], color="tab:red", lw=1.2)
+        ax.text(1.01, y0 + 0.3, f"[{lo:.3g}, {hi:.3g}], mean {means[e]:.3g}", ha="left", va="center", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, E)
+    ax.set_yticks([])
+    ax.set_xticks([0, 1], ["each layer's minimum", "maximum"], fontsize=7)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
     name = "covariance" if what == "cov" else "MI (bits)"
-    fig.suptitle(f"{result.model}, {kind}: {name} over all pairs, per layer (red: mean)", fontsize=10)
-    _grid_margins(fig, nrow)
+    ax.set_title(f"{result.model}, {kind}: {name} over all pairs, per layer (red: mean)", fontsize=10)
+    fig.subplots_adjust(left=0.1, right=0.75, top=1 - 0.5 / fig.get_figheight(), bottom=0.5 / fig.get_figheight())
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
