@@ -736,19 +736,7 @@ def _vector_groups(
     if ncomp == 0 or sv[0] <= 1e-12:
         return np.zeros(idx.size, dtype=np.int64)
     scores = u[:, :ncomp] * sv[:ncomp]
-    res = _kde_modes(
-        scores,
-        max_k=max_groups,
-        seed=0,
-        n_boot=0,
-        min_depth=min_depth,
-        min_mass=0.0,
-        min_z=3.0,
-        bw_factor=0.6,
-        min_points=min_group_size,
-        gap_is_evidence=True,
-    )
-    return res.labels
+    return _group_modes(scores, max_groups=max_groups, min_depth=min_depth, min_points=min_group_size).labels
 
 
 def _gauss_density(pts: NDArray[np.float64], mu: NDArray[np.float64], cov: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -1000,6 +988,27 @@ def _robust_z(sub: NDArray[np.float64]) -> tuple[NDArray[np.float64], float, flo
     return z, float(med), sc
 
 
+def _group_modes(
+    scores: NDArray[np.float64], *, max_groups: int, min_depth: float, min_points: int, **extra: Any
+) -> Any:
+    """Groups of vectors (marks) from their principal-component scores: the kde-modes settings that both
+    :func:`count_pair_clusters` and :func:`cluster_marks` group with (no resamples, no mass gate, a 3-sigma
+    counting-noise gate, a narrower bandwidth, an empty gap between groups counts as evidence)."""
+    return _kde_modes(
+        scores,
+        max_k=max_groups,
+        seed=0,
+        n_boot=0,
+        min_depth=min_depth,
+        min_mass=0.0,
+        min_z=3.0,
+        bw_factor=0.6,
+        min_points=min_points,
+        gap_is_evidence=True,
+        **extra,
+    )
+
+
 def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> NDArray[np.int64]:
     """Groups of marks from their row profiles (their pair values with every other mark): the signal principal
     components (singular value > 1.5x the ``max_groups``-th), kde-modes on their scores, a group needs
@@ -1011,18 +1020,8 @@ def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, m
     ncomp = min(int(np.sum(sv[: max_groups - 1] > _SIGNAL_SV * ref)), 2)
     if ncomp == 0 or sv[0] <= 1e-12 or n < 2 * min_support:
         return np.zeros(n, dtype=np.int64)
-    res = _kde_modes(
-        u[:, :ncomp] * sv[:ncomp],
-        max_k=max_groups,
-        seed=0,
-        n_boot=0,
-        min_depth=min_depth,
-        min_mass=0.0,
-        min_z=3.0,
-        bw_factor=0.6,
-        min_points=min_support,
-        gap_is_evidence=True,
-        with_curve=False,
+    res = _group_modes(
+        u[:, :ncomp] * sv[:ncomp], max_groups=max_groups, min_depth=min_depth, min_points=min_support, with_curve=False
     )
     raw = np.asarray(res.labels, dtype=np.int64)
     k = int(raw.max()) + 1
