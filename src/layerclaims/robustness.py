@@ -320,7 +320,6 @@ def job_qk(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
     for ev in payload["evaluations"]:
         groups.setdefault((ev["vectors"], ev["similarity"], ev["rsa"]), []).append(ev)
     rows: list[dict[str, Any]] = []
-    split = tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1)
     for (vectors, similarity, rsa_method), evs in groups.items():
         sims = similarity_matrices(vecs, vectors, similarity)
         stats = qk.analyse(sims, config.labels, blocks, config)  # type: ignore[arg-type]
@@ -332,22 +331,7 @@ def job_qk(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
                 **stats["over_blocks"],
                 "min_rsa_qk_over_blocks": ranked["over_blocks"]["min_rsa_qk_over_blocks"],
             }
-        result = qk.QKResult(
-            model=handle.name,
-            n_blocks=handle.n_blocks,
-            provenance={},
-            blocks=tuple(int(b) for b in blocks),
-            words=config.words,
-            labels=config.labels,  # type: ignore[arg-type]
-            n_tokens=tuple(int(m) for m in prompts.n_tokens),
-            split_words=split,
-            multi_token=config.multi_token,
-            dims={k: int(vecs[k].shape[-1]) for k in qk.KINDS},
-            cos_q=sims["q"],
-            cos_k=sims["k"],
-            cos_v=sims["v"],
-            **stats,
-        )
+        result = qk.make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
         rows += _rows(result, "qk", evs)
     return rows, {"seconds": time.perf_counter() - t0, "forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
 

@@ -725,7 +725,6 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
         cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in KINDS}
         stats = analyse(cos, config.labels, blocks, config, vecs)  # type: ignore[arg-type]
     t2 = time.perf_counter()
-    split = tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1)
     prov = results.provenance(
         study=NAME,
         model=handle.name,
@@ -750,19 +749,34 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
         bootstrap="stratified by category, >= 2 distinct words per category, copy pairs excluded, percentile 95%",
         timings={"extract_s": round(t1 - t0, 3), "statistics_s": round(t2 - t1, 3)},
     )
+    return make_result(handle, config, blocks, prompts, vecs, cos, stats, prov)
+
+
+def make_result(
+    handle: Any,
+    config: Config,
+    blocks: Sequence[int],
+    prompts: Prompts,
+    vecs: dict[str, np.ndarray],
+    sims: dict[str, np.ndarray],
+    stats: dict[str, Any],
+    provenance: dict[str, Any],
+) -> QKResult:
+    """The :class:`QKResult` of the word vectors ``vecs``, their similarity matrices ``sims`` and the statistics
+    :func:`analyse` drew from them (used by :func:`run` and by the robustness grid's variants of the analysis)."""
     return QKResult(
         model=handle.name,
         n_blocks=handle.n_blocks,
-        provenance=prov,
+        provenance=provenance,
         blocks=tuple(int(b) for b in blocks),
         words=config.words,
         labels=config.labels,  # type: ignore[arg-type]
         n_tokens=tuple(int(m) for m in prompts.n_tokens),
-        split_words=split,
+        split_words=tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1),
         multi_token=config.multi_token,
         dims={k: int(vecs[k].shape[-1]) for k in KINDS},
-        cos_q=cos["q"],
-        cos_k=cos["k"],
-        cos_v=cos["v"],
+        cos_q=sims["q"],
+        cos_k=sims["k"],
+        cos_v=sims["v"],
         **stats,
     )
