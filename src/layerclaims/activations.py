@@ -300,7 +300,7 @@ def qkv(
     names = list(which)
     if not cache.enabled:
         STATS.model_runs += 1
-        return extract.qkv(handle, sequences, positions, blocks, names, batch_size)  # type: ignore[arg-type]
+        return extract.qkv(handle, sequences, positions, blocks, names, batch_size)
     pos = np.asarray(positions, dtype=np.int64).reshape(-1)
     base = {
         "what": "qkv",
@@ -313,7 +313,7 @@ def qkv(
     def compute(wanted: list[list[Any]]) -> list[np.ndarray]:
         bs = sorted({int(b) for b, _ in wanted})
         ns = [n for n in names if any(w[1] == n for w in wanted)]
-        got = extract.qkv(handle, sequences, positions, bs, ns, batch_size)  # type: ignore[arg-type]
+        got = extract.qkv(handle, sequences, positions, bs, ns, batch_size)
         return [got[n][bs.index(int(b))] for b, n in wanted]
 
     arrays = _layered(cache, base, items, compute)

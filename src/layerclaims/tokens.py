@@ -166,6 +166,14 @@ def encode_incremental(tokenizer: Any, text_or_pieces: str | Iterable[str], **kw
 class _FlagTable:
     """Per-token-id flags of the notebook's rule, each distinct id decoded once, lazily, as it first appears."""
 
+    # boolean arrays indexed by token id, set (and grown) by _grow
+    known: np.ndarray  # the id has been decoded
+    internal: np.ndarray
+    terminal: np.ndarray
+    period: np.ndarray
+    ends_digit: np.ndarray
+    starts_digit: np.ndarray
+
     def __init__(self, tokenizer: Any, marks: str) -> None:
         self.tok = tokenizer
         self.sets = MARK_SETS[marks]
@@ -379,8 +387,8 @@ def scan_marks(
         for k, kind in enumerate(KINDS):
             u = np.asarray(usable[k], dtype=np.int64)
             _check_enough(n, u.size, kind)
-            s = int(kind_seeds[k]) if kind_seeds is not None else seed + k
-            drawn[k] = {int(x) for x in np.random.default_rng(s).choice(u, size=n, replace=False)}
+            kind_seed = int(kind_seeds[k]) if kind_seeds is not None else seed + k
+            drawn[k] = {int(x) for x in np.random.default_rng(kind_seed).choice(u, size=n, replace=False)}
         last = max(max(d) for d in drawn.values())
 
         def visit_gather(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
