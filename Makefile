@@ -37,6 +37,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests conftest.py
 	$(BIN)/ruff format --check src tests conftest.py
+	$(BIN)/mypy src/layerclaims --ignore-missing-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m layerclaims.benchmarks pairwise-mi
