@@ -144,7 +144,7 @@ _VERDICT_CODE = {"holds": 1, "fails": 0, "inconclusive": 2, "not evaluated": -1}
 def failure_message(verdict: Verdict) -> str:
     """Why a claim did not hold on its own model: each condition's value, decision interval, p against its
     threshold, the control, and what would settle an inconclusive verdict."""
-    lines = [f"{verdict.claim} is {verdict.verdict.upper()} on {verdict.model} at {verdict.where()}"]
+    lines = [f"{verdict.claim}: {verdict.verdict.upper()} on {verdict.model} at {verdict.where()} (only holds passes)"]
     for c in verdict.conditions:
         lines.append(f"  {c.condition}: {_cond_line(c)}")
     if verdict.reason:

@@ -132,12 +132,12 @@ def test_an_outside_project_checks_its_own_claims(tmp_path: Path) -> None:
     out = first.stdout
     assert "PASSED tests/test_my_claims.py::test_claim[tiny-gpt2-U1]" in out, out
     assert "FAILED tests/test_my_claims.py::test_claim[tiny-gpt2-U2]" in out, out
-    assert "U2 on tiny-gpt2 at" in out and "claimed > 1" in out and "does NOT hold" in out
+    assert "U2: FAILS on tiny-gpt2 at" in out and "rsa_qk > 1" in out  # the failure message of the typed verdict
     assert "PASSED tests/test_my_claims.py::test_claim[tiny-gpt2-U3]" in out, out
     assert "B2" not in out  # --only-claims: the package's claims are not checked
     snapshot = project / "tests" / "snapshots" / "tiny-gpt2" / "U3.csv"
     assert snapshot.is_file()  # beside the user's test; later runs compare with it (pytest-regressions)
-    assert "layer,value,ci_low,ci_high,p_value,holds" in snapshot.read_text().splitlines()[0]
+    assert "layer,value,ci_low,ci_high,p_value,p_adjusted,verdict" in snapshot.read_text().splitlines()[0]
 
 
 @pytest.mark.slow
