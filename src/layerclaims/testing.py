@@ -21,7 +21,7 @@ import pytest
 from layerclaims.claims import Claim, claims_for
 from layerclaims.errors import DataNotFoundError
 from layerclaims.identity import is_claim_model
-from layerclaims.verdicts import Verdict
+from layerclaims.verdicts import Verdict, condition_text
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
 CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")
@@ -146,7 +146,7 @@ def failure_message(verdict: Verdict) -> str:
     threshold, the control, and what would settle an inconclusive verdict."""
     lines = [f"{verdict.claim}: {verdict.verdict.upper()} on {verdict.model} at {verdict.where()} (only holds passes)"]
     for c in verdict.conditions:
-        lines.append(f"  {c.condition}: {_cond_line(c)}")
+        lines.append(f"  {_cond_line(c)}")
     if verdict.reason:
         lines.append(f"  why: {verdict.reason}")
     if verdict.presupposition:
@@ -157,12 +157,6 @@ def failure_message(verdict: Verdict) -> str:
 
 
 def _cond_line(c: Any) -> str:
-    if c.value is None:
-        return f"not evaluated ({c.reason})"
-    ci = f" [{c.ci[0]:.4g}, {c.ci[1]:.4g}]" if c.ci else " (no interval)"
-    p = f", p={c.p_value:.3g} against the threshold at level {c.level:.3g}" if c.p_value is not None else ""
-    out = f"value {c.value:.4g}{ci}{p}: {c.verdict}"
-    if c.control is not None:
-        cci = f" [{c.control.ci[0]:.4g}, {c.control.ci[1]:.4g}]" if c.control.ci else ""
-        out += f"; control ({c.control.name}): {c.control.value:.4g}{cci}, {c.control.verdict}"
-    return out
+    """The condition as the console prints it (:func:`layerclaims.verdicts.condition_text`), with its level."""
+    level = f" (decided at level {c.level:.3g})" if c.value is not None else ""
+    return condition_text(c) + level

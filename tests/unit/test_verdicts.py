@@ -266,7 +266,7 @@ def test_findings_on_the_claims_own_model_pass_only_on_holds_and_say_why() -> No
     with pytest.raises(AssertionError) as info:
         check_verdict(inconclusive, CLAIMS_BY_ID["B2"], None, {})
     message = str(info.value)
-    assert "B2: INCONCLUSIVE on gpt2-medium at block 5" in message and "value 0.83 [" in message
-    assert "control (random projections): 0.8 [" in message and "what would settle it:" in message
+    assert "B2: INCONCLUSIVE on gpt2-medium at block 5" in message and "rsa_qk = 0.83 [" in message
+    assert "control (random projections) 0.8 [" in message and "what would settle it:" in message
     holds = evaluate(CLAIMS_BY_ID["B2"], FakeResult("gpt2-medium", 24, {"rsa_qk": _m(0.95, 0.01)}))
     check_verdict(holds, CLAIMS_BY_ID["B2"], None, {})  # passes: nothing raised
