@@ -848,16 +848,9 @@ def count_pair_clusters(
     raw = matrices if isinstance(matrices, list | tuple) else [matrices]
     mats: list[NDArray[np.float64]] = []
     for m in raw:
-        a = np.asarray(m, dtype=np.float64)
-        if a.ndim != 2 or a.shape[0] != a.shape[1]:
-            raise UsageError(f"a pair matrix must be square N x N, got shape {a.shape}")
+        a = _check_pair_matrix(m)
         if mats and a.shape != mats[0].shape:
             raise UsageError(f"pair matrices must share one shape, got {mats[0].shape} and {a.shape}")
-        off = a[~np.eye(a.shape[0], dtype=bool)]
-        if not np.all(np.isfinite(off)):
-            raise UsageError("a pair matrix has NaN or infinite off-diagonal entries: fix them before counting")
-        if not np.allclose(a, a.T, rtol=1e-7, atol=1e-12 * max(float(np.max(np.abs(off), initial=0.0)), 1e-300)):
-            raise UsageError("a pair matrix is not symmetric: pass the full symmetric N x N matrix")
         mats.append(a)
     if not mats:
         raise UsageError("no pair matrix given: pass one N x N matrix or a list of them")
@@ -959,7 +952,8 @@ def pair_cluster_labels(mark_labels: NDArray[np.int64], pair_types: tuple[PairTy
     return out
 
 
-def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
+def _check_pair_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
+    """A pair matrix as float64: square, finite off the diagonal, symmetric (UsageError naming the fix)."""
     a = np.asarray(matrix, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise UsageError(f"a pair matrix must be square n x n, got shape {a.shape}: pass the full symmetric matrix")
@@ -968,6 +962,11 @@ def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
         raise UsageError("a pair matrix has NaN or infinite off-diagonal entries: fix them before counting")
     if not np.allclose(a, a.T, rtol=1e-7, atol=1e-12 * max(float(np.max(np.abs(off), initial=0.0)), 1e-300)):
         raise UsageError("a pair matrix is not symmetric: pass the full symmetric n x n matrix")
+    return a
+
+
+def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
+    a = _check_pair_matrix(matrix)
     if a.shape[0] < 4:
         raise UsageError(f"need at least 4 marks (n x n with n >= 4), got n = {a.shape[0]}")
     return a
