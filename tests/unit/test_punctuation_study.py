@@ -283,6 +283,32 @@ def test_tiny_save_load_round_trip(tiny: tuple[object, P.PunctuationResult, P.Co
     assert back.provenance == res.provenance
 
 
+def test_tiny_figures_are_written_from_a_saved_result(
+    tiny: tuple[object, P.PunctuationResult, P.Config], tmp_path: Path
+) -> None:
+    """Every figure the study's table names is drawn from the saved (reloaded) result, as the report reads it."""
+    from layerclaims.figures.punctuation import figures, plot_all
+
+    _, res, _ = tiny
+    res.save(tmp_path)
+    back = P.PunctuationResult.load(tmp_path)
+    paths = plot_all(back, tmp_path / "figs")
+    assert (
+        [p.name for p in paths]
+        == list(figures(back))
+        == [
+            "punct_scatter_claim_layers.png",
+            "punct_grid_internal.png",
+            "punct_hist_internal.png",
+            "punct_grid_terminal.png",
+            "punct_hist_terminal.png",
+            "punct_means_depth.png",
+        ]
+    )
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
 def test_too_many_marks_is_a_clear_error() -> None:
     if not os.environ.get("LAYERCLAIMS_DATA"):
         pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")

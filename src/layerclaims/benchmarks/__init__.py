@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "mark-clusters": "layerclaims.benchmarks.mark_clusters:main",
     "streaming": "layerclaims.benchmarks.streaming:main",
     "robustness": "layerclaims.benchmarks.robustness:main",
+    "figures": "layerclaims.benchmarks.figures:main",
 }
 
 __all__ = ["BENCHMARKS"]

@@ -7,7 +7,8 @@ Files written by :func:`plot_all` (PNG, Agg backend, never a model run):
   (solid, cluster colour) and the pooled line (dashed black).
 * ``punct_grid_{kind}.png``: the same scatter at every analysed layer (the original's part 2 grid), on a fixed random
   subsample of pairs (the result's ``draw_*`` arrays), coloured by covariance cluster.
-* ``punct_hist_{cov,mi}_{kind}.png``: per-layer histograms of the pair values with the per-layer mean (red line).
+* ``punct_hist_{kind}.png``: per-layer histograms of the pair values, covariance and MI side by side, with the
+  per-layer mean (red tick).
 * ``punct_means_depth.png``: mean MI and mean covariance vs layer for both kinds with bootstrap intervals over
   marks; the post-norm last entry drawn apart (hollow marker), as A7 excludes it.
 """
@@ -15,6 +16,8 @@ Files written by :func:`plot_all` (PNG, Agg backend, never a model run):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.collections import LineCollection, PolyCollection
+
+from layerclaims.figures.layout import margins
 
 KINDS = ("internal", "terminal")
 _CMAP = plt.get_cmap("tab10")
@@ -76,7 +82,7 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             cov, mi = d.cov_values.astype(float), d.mi_values.astype(float)
             _scatter(ax, cov, mi, d.cov.pair_labels(), size=3, lines=True)
             r, lo, hi = k.pooled_r.value[e], k.pooled_r.ci_low[e], k.pooled_r.ci_high[e]
-            ci_s = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+            ci_s = f", 95% CI [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
             claimed = " (claimed r < 0)" if kind == "internal" and d.layer == 1 else ""
             ax.set_title(
                 f"{kind}, {_entry_name(result, e)}: r = {r:.3f}{ci_s}{claimed}\n"
@@ -86,107 +92,140 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             )
             ax.set_xlabel("covariance")
             ax.set_ylabel("MI (bits)")
-            ax.legend(fontsize=7, markerscale=3, loc="best")
+            ax.legend(fontsize=7, markerscale=3, loc="upper left")  # "best" searched 31,125 points per panel
     fig.suptitle(f"{result.model}: covariance vs MI over all pairs of {result.internal.marks.size} marks", fontsize=11)
-    fig.tight_layout()
+    margins(fig, left=0.75, right=0.35, top=0.9, bottom=0.55, hspace=0.4, wspace=0.3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def _identical_note(ax: Any) -> None:
-    """Hidden state 0: every mark is the same token at the same position, so every vector is identical."""
-    ax.text(
-        0.5,
-        0.5,
-        "identical vectors\n(same token, same position):\nr undefined",
-        ha="center",
-        va="center",
-        fontsize=7,
-        transform=ax.transAxes,
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _ends(v: np.ndarray) -> tuple[float, float]:
+    """The data's ends rounded to two significant digits, as the grid prints them."""
+    return float(f"{v.min():.2g}"), float(f"{v.max():.2g}")
 
 
 def plot_grid(result: Any, kind: str, path: Path) -> Path:
-    """Every analysed layer: covariance vs MI on the stored subsample of pairs."""
+    """Every analysed layer: covariance vs MI on the stored subsample of pairs, as small multiples in one axes.
+
+    Each layer's panel is a unit cell spanning its own data range (printed under it: the covariance grows by orders
+    of magnitude with depth, so one scale would flatten the early layers). One axes and one scatter for all layers
+    instead of 30-odd axes with their tick machinery: the figure draws in about a fifth of the time, and the report's
+    figures are budgeted at 3 s."""
     k = getattr(result, kind)
     E = result.layers.size
     ncol = math.ceil(math.sqrt(E))
     nrow = math.ceil(E / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.9 * ncol, 2.6 * nrow), squeeze=False)
+    pad, top = 0.1, 0.22  # a cell's margin, and the room above each panel for its title
+    size = 1.0 - 2 * pad
+    fig = plt.figure(figsize=(2.9 * ncol, 2.6 * nrow + 0.7))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.7 / fig.get_figheight()))
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    frames: list[np.ndarray] = []
     for e in range(E):
-        ax = axes.flat[e]
+        col, row = e % ncol, e // ncol
+        x0, y0 = col + pad, nrow - 1 - row + pad
+        name = _entry_name(result, e)
         if k.degenerate[e]:
-            _identical_note(ax)
-            ax.set_title(f"{_entry_name(result, e)}", fontsize=8, y=1.0)
+            ax.text(
+                x0 + size / 2,
+                y0 + size / 2,
+                "identical vectors\n(same token, same position):\nr undefined",
+                ha="center",
+                va="center",
+                fontsize=7,
+            )
+            ax.text(x0, y0 + size + 0.02, name, fontsize=8, va="bottom")
+            frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
             continue
         cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
-        _scatter(ax, cov, mi, k.draw_labels[e], size=1.5, lines=False)
-        ax.set_title(f"{_entry_name(result, e)}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}", fontsize=8, y=1.0)
-        # Two ticks per axis, at the ends of the data: a tick locator on 30-odd panels was most of the drawing time
-        # (the report's figures are budgeted at 3 s), and the ends are what a reader compares across layers.
-        for axis, v in ((ax.xaxis, cov), (ax.yaxis, mi)):
-            ends = [float(f"{v.min():.2g}"), float(f"{v.max():.2g}")]
-            axis.set_ticks(ends, [f"{x:g}" for x in ends], fontsize=6)
-        if e % ncol == 0:
-            ax.set_ylabel("MI (bits)", fontsize=7)
-        if e >= E - ncol:
-            ax.set_xlabel("covariance", fontsize=7)
-    for ax in list(axes.flat)[E:]:
-        fig.delaxes(ax)  # no empty panels (and no ticks to build for them)
+        (cx0, cx1), (my0, my1) = _ends(cov), _ends(mi)
+        xw = cov.max() - cov.min() or 1.0
+        yw = mi.max() - mi.min() or 1.0
+        xs.append(x0 + size * (cov - cov.min()) / xw)
+        ys.append(y0 + size * (mi - mi.min()) / yw)
+        labels.append(np.asarray(k.draw_labels[e]))
+        frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
+        ax.text(
+            x0, y0 + size + 0.02, f"{name}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}", fontsize=8, va="bottom"
+        )
+        ax.text(x0, y0 - 0.02, f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}", fontsize=6, va="top", color="0.3")
+    if xs:
+        x, y, lab = np.concatenate(xs), np.concatenate(ys), np.concatenate(labels)
+        for label in np.unique(lab):  # one colour per call: Agg's fast path for markers of one style
+            m = lab == label
+            ax.scatter(x[m], y[m], s=1.5, color=_colour(int(label)), alpha=0.35, linewidths=0, rasterized=True)
+    ax.add_collection(LineCollection(frames, colors="0.4", linewidths=0.6))
+    ax.set_xlim(0, ncol)
+    ax.set_ylim(-0.02, nrow + top - pad)
+    ax.set_axis_off()
     fig.suptitle(
-        f"{result.model}, {kind}: covariance (x) vs MI (y) per layer, {k.draw_cov.shape[1]} random pairs each,\n"
-        f"coloured by pair cluster carried by groups of marks (k; grey: pairs of an outlier mark); "
-        f"merge layer {k.merge_layer}",
-        fontsize=10,
+        f"{result.model}, {kind}: covariance (x) vs MI in bits (y), {k.draw_cov.shape[1]} random pairs per layer;\n"
+        f"each panel spans its own data range (under it); colour: pair cluster carried by groups of marks\n"
+        f"(k clusters; grey: pairs of an outlier mark); merge layer {k.merge_layer}",
+        fontsize=9,
     )
-    _grid_margins(fig, nrow)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def _grid_margins(fig: Any, nrow: int) -> None:
-    """Fixed margins for the all-layer grids: ``tight_layout`` measured every tick label of 30-odd panels (5.5 s of
-    the 8 s study A's figures took on smollm2-135m); the panels' labels are small and their room is known."""
-    top = 1.0 - 1.0 / fig.get_figheight()  # room for a two-line title above the first row's panel titles
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.35 / nrow + 0.02, top=top, wspace=0.35, hspace=0.55)
+HIST_MEASURES = (("cov", "covariance"), ("mi", "MI (bits)"))
 
 
-def plot_histograms(result: Any, kind: str, what: str, path: Path) -> Path:
-    """Per-layer histograms of covariance or MI with the per-layer mean, as one ridgeline: a row per layer, each
-    histogram over its own range (printed at the right; the covariance's grows by orders of magnitude with depth),
-    the mean as a red tick. One axes instead of 30-odd panels: the report's figures draw in a fraction of the time."""
+def plot_histograms(result: Any, kind: str, path: Path) -> Path:
+    """Per-layer histograms of covariance and of MI with the per-layer mean, as two ridgelines side by side: a row
+    per layer, each histogram over its own range (printed at its right; the covariance's grows by orders of magnitude
+    with depth), the mean as a red tick.
+
+    Drawn as one axes with one filled collection per measure (an artist per histogram took a third of the drawing
+    time): the report's figures are budgeted at 3 s."""
     k = getattr(result, kind)
     E = result.layers.size
-    counts, edges = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges")
-    means = getattr(k, f"mean_{what}").value
-    fig, ax = plt.subplots(figsize=(9, 0.32 * E + 1.2))
-    for row, e in enumerate(range(E)):
-        y0 = E - 1 - row
-        ax.text(-0.01, y0 + 0.3, _entry_name(result, e), ha="right", va="center", fontsize=7)
-        if k.degenerate[e]:
-            ax.text(0.5, y0 + 0.3, f"identical vectors: every pair {means[e]:.3g}", ha="center", fontsize=7)
-            continue
-        lo, hi = float(edges[e][0]), float(edges[e][-1])
-        width = hi - lo if hi > lo else 1.0
-        x = (np.asarray(edges[e], dtype=float) - lo) / width
-        c = np.asarray(counts[e], dtype=float)
-        h = 0.9 * c / c.max() if c.max() > 0 else c
-        ax.stairs(y0 + h, x, baseline=y0, fill=True, color="tab:blue", alpha=0.7)
-        ax.plot([(means[e] - lo) / width] * 2, [y0, y0 + 0.9], color="tab:red", lw=1.2)
-        ax.text(1.01, y0 + 0.3, f"[{lo:.3g}, {hi:.3g}], mean {means[e]:.3g}", ha="left", va="center", fontsize=7)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, E)
-    ax.set_yticks([])
-    ax.set_xticks([0, 1], ["each layer's minimum", "maximum"], fontsize=7)
-    for side in ("top", "right", "left"):
-        ax.spines[side].set_visible(False)
-    name = "covariance" if what == "cov" else "MI (bits)"
-    ax.set_title(f"{result.model}, {kind}: {name} over all pairs, per layer (red: mean)", fontsize=10)
-    fig.subplots_adjust(left=0.1, right=0.75, top=1 - 0.5 / fig.get_figheight(), bottom=0.5 / fig.get_figheight())
+    gap = 0.62  # room right of each ridgeline for its range and mean
+    fig, ax = plt.subplots(figsize=(13, 0.32 * E + 1.2))
+    margins(fig, left=0.9, right=0.1, top=0.4, bottom=0.1)
+    ylim = (-0.5, E + 0.6)
+
+    def column(x: float, lines: list[str], **kw: Any) -> None:  # a line per row, from the top row down
+        for e, line in enumerate(lines):
+            ax.text(x, E - 1 - e + 0.3, line, va="center", fontsize=7, **kw)
+
+    ticks: list[np.ndarray] = []
+    for col, (what, name) in enumerate(HIST_MEASURES):
+        x0 = col * (1 + gap)
+        counts, edges = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges")
+        means = getattr(k, f"mean_{what}").value
+        ax.text(x0 + 0.5, E + 0.1, name, ha="center", va="bottom", fontsize=9)
+        ax.text(x0, -0.15, "each layer's minimum", ha="left", va="top", fontsize=7)
+        ax.text(x0 + 1, -0.15, "maximum", ha="right", va="top", fontsize=7)
+        polys: list[np.ndarray] = []
+        notes: list[str] = []
+        for e in range(E):
+            y0 = E - 1 - e
+            if k.degenerate[e]:
+                notes.append(f"identical vectors: every pair {means[e]:.3g}")
+                continue
+            lo, hi = float(edges[e][0]), float(edges[e][-1])
+            width = hi - lo if hi > lo else 1.0
+            x = x0 + (np.asarray(edges[e], dtype=float) - lo) / width
+            c = np.asarray(counts[e], dtype=float)
+            h = 0.9 * c / c.max() if c.max() > 0 else c
+            step_x, step_y = np.repeat(x, 2), np.r_[0.0, np.repeat(h, 2), 0.0]  # the histogram's outline as steps
+            polys.append(np.c_[step_x, y0 + step_y])
+            xm = x0 + (means[e] - lo) / width
+            ticks.append(np.array([[xm, y0], [xm, y0 + 0.9]]))
+            notes.append(f"[{lo:.3g}, {hi:.3g}], mean {means[e]:.3g}")
+        ax.add_collection(PolyCollection(polys, facecolors="tab:blue", edgecolors="none", alpha=0.7))
+        column(x0 + 1.01, notes, ha="left")
+    ax.add_collection(LineCollection(ticks, colors="tab:red", linewidths=1.2))
+    column(-0.01, [_entry_name(result, e) for e in range(E)], ha="right")
+    ax.set_xlim(0, 2 + gap * 2)
+    ax.set_ylim(*ylim)
+    ax.set_axis_off()
+    ax.set_title(f"{result.model}, {kind}: covariance and MI over all pairs, per layer (red: mean)", fontsize=10)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -234,20 +273,25 @@ def plot_means_depth(result: Any, path: Path) -> Path:
         f" MI {sp_mi:.2f}, cov {sp_cov:.2f})",
         fontsize=10,
     )
-    fig.tight_layout()
+    margins(fig, left=0.8, right=0.2, top=0.5, bottom=0.55, wspace=0.3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def figures(result: Any) -> dict[str, Callable[[Path], Path]]:
+    """Every figure of study A for ``result``: file name -> a function drawing it to a path (what :func:`plot_all`
+    draws, and what the ``figures`` benchmark times one by one)."""
+    drawn: dict[str, Callable[[Path], Path]] = {"punct_scatter_claim_layers.png": partial(plot_claim_scatter, result)}
+    for kind in KINDS:
+        drawn[f"punct_grid_{kind}.png"] = partial(plot_grid, result, kind)
+        drawn[f"punct_hist_{kind}.png"] = partial(plot_histograms, result, kind)
+    drawn["punct_means_depth.png"] = partial(plot_means_depth, result)
+    return drawn
 
 
 def plot_all(result: Any, out_dir: str | Path) -> list[Path]:
     """Write every figure of study A for ``result`` into ``out_dir`` (created); returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [plot_claim_scatter(result, out / "punct_scatter_claim_layers.png")]
-    for kind in KINDS:
-        paths.append(plot_grid(result, kind, out / f"punct_grid_{kind}.png"))
-        for what in ("cov", "mi"):
-            paths.append(plot_histograms(result, kind, what, out / f"punct_hist_{what}_{kind}.png"))
-    paths.append(plot_means_depth(result, out / "punct_means_depth.png"))
-    return paths
+    return [draw(out / name) for name, draw in figures(result).items()]

@@ -13,6 +13,8 @@ Scatters are rasterised; each figure is drawn once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from layerclaims.claims import CLAIMS_BY_ID, map_layer
+from layerclaims.figures.layout import margins
 from layerclaims.results import BlockStatistic
 from layerclaims.studies.qk import PAIRS, QKResult
 
@@ -53,19 +56,25 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     vmin, vmax = np.percentile(vals, [1, 99])
     n = len(result.words)
     names = [f"{w}*" if w in result.split_words else w for w in result.words]
-    fig, axes = plt.subplots(1, 2, figsize=(13.5, 6.6), constrained_layout=True)
+    # Fixed positions in inches (room for the word labels and titles), not constrained_layout: measuring 136 tick
+    # labels was half of the figure's drawing time.
+    W, H, side = 13.5, 6.6, 5.0
+    fig = plt.figure(figsize=(W, H))
+    lefts = (0.95, 0.95 + side + 0.35)
+    axes = [fig.add_axes((x / W, 0.95 / H, side / W, side / H)) for x in lefts]
     ticks = np.arange(n)
-    for ax, (kind, S) in zip(axes, mats.items(), strict=True):
+    for col, (ax, (kind, S)) in enumerate(zip(axes, mats.items(), strict=True)):
         im = ax.imshow(S, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest")
         for b in _boundaries(result.labels):
             ax.axhline(b - 0.5, color="white", lw=1.2)
             ax.axvline(b - 0.5, color="white", lw=1.2)
         ax.set_xticks(ticks, names, rotation=90, fontsize=6.5)
-        ax.set_yticks(ticks, names, fontsize=6.5)
+        ax.set_yticks(ticks, names if col == 0 else [], fontsize=6.5)  # one word order: its labels once
         mean = result.mean_cosine[kind].value[i]
         sel = result.selectivity[kind].value[i]
         ax.set_title(f"{kind.upper()}: mean off-diagonal cosine {mean:.3f}, selectivity {sel:.3f}", fontsize=10)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="cosine similarity (diagonal = 1, off scale)")
+    cax = fig.add_axes(((lefts[1] + side + 0.3) / W, 0.95 / H, 0.18 / W, side / H))
+    fig.colorbar(im, cax=cax, label="cosine similarity (diagonal = 1, off scale)")
     split = f" (* split into tokens; {result.multi_token} token used)" if result.split_words else ""
     fig.suptitle(f"{result.model}, block {block}: Q and K cosine similarity of {n} words{split}", fontsize=12)
     fig.savefig(path, dpi=DPI)
@@ -81,7 +90,8 @@ def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
     q, k = result.cos_q[i][iu, ju], result.cos_k[i][iu, ju]
     labels = np.array(result.labels)
     same = labels[iu] == labels[ju]
-    fig, (ax, strip) = plt.subplots(2, 1, figsize=(6.8, 7.2), constrained_layout=True, height_ratios=(1, 0.15))
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(6.8, 7.2), height_ratios=(1, 0.15))
+    margins(fig, left=0.8, right=0.2, top=0.4, bottom=0.55, hspace=0.3)
     ax.scatter(q[~same], k[~same], s=10, c="0.65", alpha=0.6, lw=0, label="between categories", rasterized=True)
     for c, cat in enumerate(result.categories):
         sel = same & (labels[iu] == cat)
@@ -142,9 +152,8 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path
     """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands. Q and K get
     their own panel: their selectivity stays within a few percent of 1, which V's scale would flatten."""
     x = np.array(result.blocks)
-    fig, (ax1, ax2, ax3) = plt.subplots(
-        3, 1, figsize=(8.5, 9.5), sharex=True, constrained_layout=True, height_ratios=(1, 1, 1.3)
-    )
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.5, 9.5), sharex=True, height_ratios=(1, 1, 1.3))
+    margins(fig, left=1.0, right=0.2, top=0.5, bottom=1.3, hspace=0.12)
     for kind in ("q", "k"):
         _band(ax1, x, result.selectivity[kind], COLORS[kind], kind.upper())
     ax1.axhline(1.0, color="k", lw=0.8, ls=":")
@@ -186,15 +195,21 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path
     return path
 
 
+def figures(result: QKResult) -> dict[str, Callable[[Path], Path]]:
+    """Every figure of study B for ``result``: file name -> a function drawing it to a path (what :func:`plot_all`
+    draws, and what the ``figures`` benchmark times one by one). The laminar profile needs more than one block."""
+    block = claim_block(result)
+    drawn: dict[str, Callable[[Path], Path]] = {
+        f"qk_matrices_block{block}.png": partial(plot_matrices, result, block),
+        f"qk_scatter_block{block}.png": partial(plot_scatter, result, block),
+    }
+    if len(result.blocks) > 1:
+        drawn["qk_laminar.png"] = partial(plot_laminar, result, block=block)
+    return drawn
+
+
 def plot_all(result: QKResult, out_dir: str | Path) -> list[Path]:
     """Every figure of study B into ``out_dir`` (created if needed); returns the PNG paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    block = claim_block(result)
-    paths = [
-        plot_matrices(result, block, out / f"qk_matrices_block{block}.png"),
-        plot_scatter(result, block, out / f"qk_scatter_block{block}.png"),
-    ]
-    if len(result.blocks) > 1:
-        paths.append(plot_laminar(result, out / "qk_laminar.png", block))
-    return paths
+    return [draw(out / name) for name, draw in figures(result).items()]

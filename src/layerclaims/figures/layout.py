@@ -1,0 +1,17 @@
+"""Figure layout shared by the studies' figures: margins fixed in inches.
+
+``tight_layout`` and ``constrained_layout`` find margins by measuring every tick label and title, which was most of
+the drawing time of the report's figures (budgeted at 3 s for a run); these figures' labels are known, and so is the
+room they need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def margins(fig: Any, *, left: float, right: float, top: float, bottom: float, **space: float) -> None:
+    """Set ``fig``'s subplot margins to fixed widths in inches; ``space`` passes ``wspace``/``hspace`` (fractions of
+    the mean axes size, as matplotlib's ``subplots_adjust`` takes them)."""
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, **space)
