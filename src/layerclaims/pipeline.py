@@ -229,6 +229,7 @@ def reproduce(
                 handle,
                 facts,
                 _runs(study_names, claims),
+                CLAIMS if claims is None else tuple(claims),
                 plan.options,
                 folder,
                 earlier,
@@ -275,6 +276,7 @@ def _run_and_stage(
     handle: Any,
     facts: dict[str, Any],
     runs: Sequence[StudyRun],
+    pool: Sequence[Claim],
     options: dict[str, dict[str, Any]],
     folder: RunFolder,
     earlier: dict[str, Any],
@@ -286,11 +288,15 @@ def _run_and_stage(
 ) -> tuple[list[StudyOutcome], list[Verdict], RunReport, list[dict[str, Any]]]:
     """Run the studies into the stage, carry the kept ones over, write verdicts, report and run.json there."""
     outcomes, verdicts = run_studies(handle, runs, options, folder.stage, timings, say, on_study, command=cmd)
-    verdicts = apply_family(verdicts)  # Holm over the claims of this run, then presuppositions across studies
     kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
+    kept_verdicts, kept_rows = _redecide_kept(kept_outcomes, kept_entries, kept_rows, pool)
+    # Holm over the claims of the folder's studies, the kept ones re-decided with them (the family a run of every
+    # study gives), then presuppositions across studies
+    family = apply_family(verdicts + kept_verdicts)
+    verdicts = family[: len(verdicts)]
     _carry_robustness(folder.out, folder.stage, str(facts.get("name")), cmd)
     all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
-    rows = [v.to_row() for v in verdicts] + kept_rows
+    rows = [v.to_row() for v in family] + kept_rows
     # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
     study_of: dict[str, str | None] = {c.id: study for study, _, group in runs for c in group}
     for e in kept_entries:
@@ -627,6 +633,48 @@ def _carry_earlier(
         kept_rows.extend(r for r in rows if r.get("claim") in claims)
         entries.append(e)
     return outcomes, kept_rows, entries
+
+
+def _redecide_kept(
+    outcomes: Sequence[StudyOutcome],
+    entries: Sequence[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    pool: Sequence[Claim],
+) -> tuple[list[Verdict], list[dict[str, Any]]]:
+    """The kept studies' claims evaluated again on their saved results, so that they join this run's Holm family
+    (their verdicts then equal those of one run over every study). Returns those verdicts and the rows that stay as
+    the earlier run wrote them: a study whose claims are not all in this run's claims (a user's claims file not
+    passed again) or whose saved result cannot be read; the report says so for each."""
+    by_id = {c.id: c for c in pool}
+    redecided: list[Verdict] = []
+    for outcome, e in zip(outcomes, entries, strict=True):
+        ids = [str(cid) for cid in e.get("claims") or []]
+        missing = [cid for cid in ids if cid not in by_id]
+        why = ""
+        if missing:
+            why = f"claims {', '.join(missing)} are not among this run's (pass the claims files that run had)"
+        elif outcome.saved is None:
+            why = "its saved result is missing"
+        else:
+            try:
+                result = load_saved(outcome.saved)
+                verdicts = [evaluate(by_id[cid], result) for cid in ids]
+            except Exception as exc:  # an unreadable or older result: the earlier rows stand, and the report says so
+                why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
+        if why:
+            outcome.problems.append(f"its verdicts keep the Holm family of the run that made them: {why}")
+            continue
+        redecided.extend(verdicts)
+        outcome.provenance["verdicts"] = "re-decided from the saved result within this run's Holm family"
+        rows = [r for r in rows if str(r.get("claim")) not in ids]
+    return redecided, rows
+
+
+def load_saved(saved: Path) -> Any:
+    """A study's saved result (``<study>.json`` and ``.npz`` beside it), as ``layerclaims.results`` wrote it."""
+    from layerclaims import results
+
+    return results.load(saved.parent, saved.stem)
 
 
 def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> list[Any]:

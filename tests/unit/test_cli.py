@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from layerclaims import cli, data, models, pipeline, results
@@ -48,6 +49,10 @@ PUNCT_VALUES = {
     "spearman_mean_cov_vs_depth": (0.8, (0.5, 1.0), None),
 }
 
+# Bootstrap replicates per statistic, for tests that need a claim decided on them (a p-value, a Holm family); none
+# by default: the claims are then decided on their reported intervals.
+REPLICATES: dict[str, np.ndarray] = {}
+
 
 @dataclass(frozen=True)
 class FakeResult:
@@ -63,7 +68,8 @@ class FakeResult:
         value, ci, p = self.values[statistic]
         if statistic == "cov_clusters" and kind == "internal" and layer == 1:
             value, ci = 3.0, (3.0, 3.0)  # A1 holds (3 clusters at layer 1); A2 (1 at layer 20) and A4 hold
-        return Measurement(value, ci, p, {"stability": 0.9} if statistic.endswith("clusters") else {})
+        reps = REPLICATES.get(statistic)
+        return Measurement(value, ci, p, {"stability": 0.9} if statistic.endswith("clusters") else {}, reps)
 
     def save(self, directory: Path) -> Path:
         return results.save(self, directory, self.study)
@@ -538,6 +544,46 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     manifest = json.loads((out / "run.json").read_text())
     assert [e["study"] for e in manifest["studies"]] == ["qk", "punctuation"]
     assert manifest["studies"][1]["command"] != manifest["command"]  # study A still says which run made it
+
+
+def test_kept_studies_are_re_decided_in_one_holm_family_with_the_new_run(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Study A then study B into one folder gives the verdicts of one run of both: the kept study's claims are
+    evaluated again on its saved result and join the new run's Holm family."""
+    monkeypatch.setattr(
+        pipeline,
+        "load_saved",
+        lambda saved: results.load(saved.parent, saved.stem, allowed_modules=("layerclaims", FakeResult.__module__)),
+    )
+    # A5 and B2 get p-values from replicates, A5's the smaller: in a family of both, Holm doubles it
+    rng = np.random.default_rng(0)
+    monkeypatch.setitem(REPLICATES, "pooled_r", rng.normal(-0.1, 0.035, 2000))
+    monkeypatch.setitem(REPLICATES, "rsa_qk", rng.normal(0.87, 0.04, 2000))
+    both, steps = tmp_path / "both", tmp_path / "steps"
+    assert run_cli("reproduce", "--model", "m", "--out", str(both), "-q") == 0
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(steps), "-q") == 0
+    alone = {r["claim"]: r for r in json.loads((steps / "verdicts.json").read_text())}
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(steps), "-q") == 0
+    one_run = {r["claim"]: r for r in json.loads((both / "verdicts.json").read_text())}
+    two_runs = {r["claim"]: r for r in json.loads((steps / "verdicts.json").read_text())}
+    assert two_runs == one_run
+    assert one_run["A5"]["family_size"] > alone["A5"]["family_size"]  # the family grew with study B's claims
+    assert one_run["A5"]["p_adjusted"] > alone["A5"]["p_adjusted"]
+    assert "re-decided from the saved result" in (steps / "report.md").read_text()
+
+
+def test_a_kept_study_whose_result_cannot_be_read_keeps_its_rows_and_says_why(fake: Recorder, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
+    before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    (out / "punctuation.json").write_text("{}")  # not a saved result any more
+    assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 0
+    after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
+    assert all(after[c] == before[c] for c in before)
+    html = (out / "report.html").read_text()
+    assert "its verdicts keep the Holm family of the run that made them" in html
+    assert "could not be read again" in html
 
 
 USER_CLAIM = """
