@@ -39,8 +39,8 @@ from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
 from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STUDY_OPTIONS: used by the CLI)
     STUDY_OPTIONS,
     Command,
+    RunRequest,
     check_run,
-    command_for,
     config_fields,
     parse_set,
     study_options,
@@ -186,35 +186,13 @@ def reproduce(
     options = dict(options or {})
     out = Path(out)
     study_names = tuple(study_names)
-    cmd = (
-        Command(tuple(argv))
-        if argv is not None
-        else command_for(
-            model,
-            out=out,
-            study_names=study_names,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            options=options,
-            overrides=overrides,
-        )
-    )
+    request = RunRequest(model, out, study_names, device, dtype, device_map, options, tuple(overrides))
+    cmd = Command(tuple(argv)) if argv is not None else request.command()
     command = command or str(cmd)
     say: Say = progress if callable(progress) else (progress_printer() if progress else _silent)
     _quiet_library_progress()  # our progress is one line per stage; no bars from transformers / the hub
     say(f"checking {model}, the settings and the inputs")
-    plan = check_run(
-        model,
-        study_names=study_names,
-        device=device,
-        dtype=dtype,
-        device_map=device_map,
-        options=options,
-        overrides=overrides,
-        out=out,
-        command=cmd,
-    )
+    plan = check_run(request, cmd)
     timings: dict[str, float] = {}
     with RunFolder(out, wait_s=wait_s) as folder:
         pause_point("locked")

@@ -133,35 +133,40 @@ class Command:
         return self._replace(spans, []) if spans else self
 
 
-def command_for(
-    model: str,
-    *,
-    out: Path | None,
-    study_names: Sequence[str],
-    device: str,
-    dtype: str,
-    device_map: str | None,
-    options: dict[str, Any],
-    overrides: Sequence[str],
-) -> Command:
-    """The ``layerclaims reproduce`` command that asks for this run (the Python API has no argv of its own)."""
-    argv = ["reproduce", "--model", model]
-    if out is not None:
-        argv += ["--out", str(out)]
-    if tuple(study_names) != studies.STUDY_NAMES:
-        argv += ["--study", ",".join(study_names)]
-    if device != "cpu":
-        argv += ["--device", device]
-    if dtype != "float32":
-        argv += ["--dtype", dtype]
-    if device_map is not None:
-        argv += ["--device-map", device_map]
-    for key, value in options.items():
-        if value is not None:
-            argv += [f"--{key}", str(value)]
-    for item in overrides:
-        argv += ["--set", item]
-    return Command(tuple(argv))
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run is asked for, as ``layerclaims reproduce`` takes it: the model, the output folder, the studies,
+    device, dtype, device map, the study options (``--n``, ``--corpus``, ...; None: not given) and the ``--set``
+    overrides. :func:`check_run` checks it; :meth:`command` is the command line that asks for it."""
+
+    model: str
+    out: Path | None = None
+    study_names: tuple[str, ...] = studies.STUDY_NAMES
+    device: str = "cpu"
+    dtype: str = "float32"
+    device_map: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+
+    def command(self) -> Command:
+        """The ``layerclaims reproduce`` command that asks for this run (the Python API has no argv of its own)."""
+        argv = ["reproduce", "--model", self.model]
+        if self.out is not None:
+            argv += ["--out", str(self.out)]
+        if tuple(self.study_names) != studies.STUDY_NAMES:
+            argv += ["--study", ",".join(self.study_names)]
+        if self.device != "cpu":
+            argv += ["--device", self.device]
+        if self.dtype != "float32":
+            argv += ["--dtype", self.dtype]
+        if self.device_map is not None:
+            argv += ["--device-map", self.device_map]
+        for key, value in self.options.items():
+            if value is not None:
+                argv += [f"--{key}", str(value)]
+        for item in self.overrides:
+            argv += ["--set", item]
+        return Command(tuple(argv))
 
 
 def _cmd(command: Command) -> str:
@@ -463,21 +468,13 @@ def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
     return type(exc)(exc.message, fix=fix if not exc.fix else f"{exc.fix.rstrip('.')}; {fix}")
 
 
-def check_run(
-    model: str,
-    *,
-    study_names: Sequence[str],
-    device: str,
-    dtype: str,
-    device_map: str | None,
-    options: dict[str, Any],
-    overrides: Sequence[str],
-    out: Path | None,
-    command: Command,
-) -> RunPlan:
+def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
     """Check everything a run is given, in the order a user would fix it; the first problem raises a
     LayerclaimsError with a fix that keeps every other option. Loads no weights (torch is imported for the
-    device check)."""
+    device check). ``command``: the command as typed, which fixes repeat with one option changed (default:
+    ``request.command()``)."""
+    command = command or request.command()
+    model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")
     for item in overrides:
         parse_set(item)
@@ -486,20 +483,20 @@ def check_run(
     except LayerclaimsError as exc:
         raise _with_fix(exc, f"then re-run {_cmd(command)}") from None
     try:
-        models.resolve_device(device)
+        models.resolve_device(request.device)
     except LayerclaimsError as exc:
         raise type(exc)(exc.message, fix=f"run on the CPU: {_cmd(command.with_option('--device', 'cpu'))}") from None
     try:
-        models.resolve_dtype(dtype)
+        models.resolve_dtype(request.dtype)
     except LayerclaimsError as exc:
         fix = f"use float32: {_cmd(command.with_option('--dtype', 'float32'))}"
         raise type(exc)(exc.message, fix=fix) from None
     plan = RunPlan(shape=shape)
-    for study in study_names:
+    for study in request.study_names:
         plan.options[study] = check_study_settings(
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
-    for study in study_names:  # a study that reads a corpus (study A): the corpus and the marks it holds
+    for study in request.study_names:  # a study that reads a corpus (study A): the corpus and the marks it holds
         module = studies.get(study)
         if "corpus" not in config_fields(module):
             continue
@@ -514,8 +511,8 @@ def check_run(
             origin=origin,
             command=command,
         )
-    if out is not None:
+    if request.out is not None:
         from layerclaims.runfolder import check_out_folder
 
-        check_out_folder(Path(out), fix_command=str(command.with_option("--out", "NEW_FOLDER")))
+        check_out_folder(Path(request.out), fix_command=str(command.with_option("--out", "NEW_FOLDER")))
     return plan

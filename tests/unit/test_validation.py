@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ import pytest
 
 from layerclaims import data, models, validate
 from layerclaims.errors import DataNotFoundError, LayerclaimsError, ModelNotFoundError, UsageError
-from layerclaims.validate import Command, check_run, type_problem
+from layerclaims.validate import Command, RunRequest, check_run, type_problem
 
 CMD = Command(
     (
@@ -44,21 +45,20 @@ def test_command_changes_one_option_and_keeps_the_others() -> None:
     assert str(Command(("diff", "a b", "c"))) == "layerclaims diff 'a b' c"  # shell-quoted
 
 
-def test_command_for_the_python_api_names_every_option() -> None:
-    cmd = validate.command_for(
+def test_a_request_from_the_python_api_names_every_option_in_its_command() -> None:
+    request = RunRequest(
         "tiny-gpt2",
         out=Path("o"),
         study_names=("qk",),
-        device="cpu",
         dtype="bfloat16",
-        device_map=None,
         options={"n": 30, "corpus": None},
-        overrides=["qk.n_boot=5"],
+        overrides=("qk.n_boot=5",),
     )
     assert (
-        str(cmd)
+        str(request.command())
         == "layerclaims reproduce --model tiny-gpt2 --out o --study qk --dtype bfloat16 --n 30 --set qk.n_boot=5"
     )
+    assert str(RunRequest("tiny-gpt2").command()) == "layerclaims reproduce --model tiny-gpt2"  # defaults: unsaid
 
 
 @pytest.mark.parametrize(
@@ -205,29 +205,22 @@ def test_check_run_refuses_before_loading(tmp_path: Path, monkeypatch: pytest.Mo
         raise AssertionError("weights were loaded")
 
     monkeypatch.setattr(models, "load_model", no_loading)
-    base: dict[str, Any] = dict(
-        study_names=("qk",),
-        device="cpu",
-        dtype="float32",
-        device_map=None,
-        options={},
-        overrides=(),
-        out=tmp_path / "o",
-    )
-    plan = check_run("tiny-gpt2", command=CMD, **base)
+    base = RunRequest("tiny-gpt2", out=tmp_path / "o", study_names=("qk",))
+    plan = check_run(base, CMD)
     assert plan.shape.n_blocks == 4 and plan.options == {"qk": {}}
     with pytest.raises(UsageError, match="unknown dtype"):
-        check_run("tiny-gpt2", command=CMD, **{**base, "dtype": "float8"})
+        check_run(replace(base, dtype="float8"), CMD)
     if not models.torch.cuda.is_available():
         with pytest.raises(LayerclaimsError) as info:
-            check_run("tiny-gpt2", command=CMD, **{**base, "device": "cuda"})
+            check_run(replace(base, device="cuda"), CMD)
         assert "--device cpu" in (info.value.fix or "")
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(UsageError, match="is a file, not a folder"):
-        check_run("tiny-gpt2", command=CMD, **{**base, "out": tmp_path / "a-file"})
+    with pytest.raises(UsageError, match="is a file, not a folder") as info:
+        check_run(replace(base, out=tmp_path / "a-file"))  # without a typed command: the request's own
+    assert "--out NEW_FOLDER" in (info.value.fix or "") and "--study qk" in (info.value.fix or "")
     if os.environ.get(data.DATA_ENV):  # the default corpus is in the shared data folder
         with pytest.raises(UsageError, match="--n 99999: heart-of-darkness holds at most"):
-            check_run("tiny-gpt2", command=CMD, **{**base, "study_names": ("punctuation",), "options": {"n": 99999}})
+            check_run(replace(base, study_names=("punctuation",), options={"n": 99999}), CMD)
 
 
 def test_float16_on_the_cpu_warns() -> None:
