@@ -83,7 +83,8 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
     if verdicts:
         print(f"study {outcome.study} done; its verdicts before the run's family-wise adjustment:", file=stream)
     for v in verdicts:
-        print(f"  {v.describe()}", file=stream, flush=True)
+        head, *rest = v.lines()
+        print("\n".join([f"  {head}", *(f"      {line}" for line in rest)]), file=stream, flush=True)
 
 
 def _print_run(rep: Reproduced, stream: TextIO) -> None:

@@ -21,7 +21,7 @@ import pytest
 from layerclaims.claims import Claim, claims_for
 from layerclaims.errors import DataNotFoundError
 from layerclaims.identity import is_claim_model
-from layerclaims.verdicts import Verdict, condition_text
+from layerclaims.verdicts import Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
 CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")
@@ -142,21 +142,8 @@ _VERDICT_CODE = {"holds": 1, "fails": 0, "inconclusive": 2, "not evaluated": -1}
 
 
 def failure_message(verdict: Verdict) -> str:
-    """Why a claim did not hold on its own model: each condition's value, decision interval, p against its
-    threshold, the control, and what would settle an inconclusive verdict."""
-    lines = [f"{verdict.claim}: {verdict.verdict.upper()} on {verdict.model} at {verdict.where()} (only holds passes)"]
-    for c in verdict.conditions:
-        lines.append(f"  {_cond_line(c)}")
-    if verdict.reason:
-        lines.append(f"  why: {verdict.reason}")
-    if verdict.presupposition:
-        lines.append(f"  {verdict.presupposition}")
-    if verdict.settle:
-        lines.append(f"  what would settle it: {verdict.settle}")
-    return "\n".join(lines)
-
-
-def _cond_line(c: Any) -> str:
-    """The condition as the console prints it (:func:`layerclaims.verdicts.condition_text`), with its level."""
-    level = f" (decided at level {c.level:.3g})" if c.value is not None else ""
-    return condition_text(c) + level
+    """Why a claim did not hold on its own model: the verdict's lines as the console prints them
+    (:meth:`~layerclaims.verdicts.Verdict.lines`: each condition's value, decision interval and level, p against its
+    threshold, the control, and what would settle an inconclusive verdict)."""
+    head, *rest = verdict.lines(levels=True)
+    return "\n".join([f"{head} (only holds passes)", *(f"  {line}" for line in rest)])

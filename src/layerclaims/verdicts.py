@@ -246,25 +246,35 @@ class Verdict:
         mapped = f" (the claim's {self.layer_mapped_from})" if self.layer_mapped_from is not None else ""
         return f"{unit} {self.layer}{mapped}"
 
-    def describe(self) -> str:
-        """One line for a test failure or a terminal: each condition's value, decision interval, p against its
-        threshold, the control, the verdict, and what would settle an inconclusive one."""
-        head = f"{self.claim} on {self.model} at {self.where()}"
+    def lines(self, *, levels: bool = False) -> list[str]:
+        """The verdict as a head line (claim, VERDICT, model, where) and one line per condition (value, decision
+        interval, p against its threshold, the control) and per note (Holm, control, why, premise, what would settle
+        it): the terminal's and the findings tests' form. ``levels``: each condition's decision level too."""
+        head = f"{self.claim}: {self.verdict.upper()} on {self.model} at {self.where()}"
         if self.verdict == "not evaluated" and not any(c.value is not None for c in self.conditions):
-            return f"{head}: not evaluated ({self.reason})"
-        parts = [condition_text(c) for c in self.conditions]
-        line = f"{head}: " + "; ".join(parts) + f": {self.verdict.upper() if self.verdict != 'holds' else 'holds'}"
+            return [head, f"why: {self.reason}"]
+        out = [head]
+        for c in self.conditions:
+            first, *control = condition_lines(c)
+            level = f" (decided at level {c.level:.3g})" if levels and c.value is not None else ""
+            out += [first + level, *control]
         if self.p_adjusted is not None and self.family_size > 1:
-            line += f" (Holm p={fmt_p(self.p_adjusted)} over {self.family_size} claims, level {self.level:g})"
+            n, alpha = self.family_size, self.level
+            out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)} over {n} claims, level {alpha:g}")
         if self.also_holds_on_control:
-            line += f" [{ALSO_ON_CONTROL}]"
+            out.append(f"note: it {ALSO_ON_CONTROL}")
         if self.reason and self.verdict != "holds":
-            line += f"; {self.reason}"
+            out.append(f"why: {self.reason}")
         if self.presupposition:
-            line += f"; {self.presupposition}"
+            out.append(self.presupposition)
         if self.settle and self.verdict == "inconclusive":
-            line += f"; to settle: {self.settle}"
-        return line
+            out.append(f"what would settle it: {self.settle}")
+        return out
+
+    def describe(self) -> str:
+        """:meth:`lines` on one line (a log, a table cell, an assertion message)."""
+        head, *rest = self.lines()
+        return f"{head}: " + "; ".join(rest) if rest else head
 
     # ------------------------------------------------------------------------------------------------------ rows
 
@@ -379,22 +389,22 @@ def compact_parts(labels: Sequence[str]) -> str:
     return f"block{'s' if len(nums) > 1 else ''} {text} ({len(nums)})"
 
 
-def condition_text(c: ConditionResult) -> str:
-    """``rsa_qk = 0.861 [0.79, 0.93] p(<=0.8)=0.04, claimed > 0.8: inconclusive; control ...``."""
+def condition_lines(c: ConditionResult) -> list[str]:
+    """The condition, then its control: ``rsa_qk = 0.861 [0.731, 0.943], p=0.18 vs 0.8, claimed > 0.8
+    (inconclusive)`` and ``control (random projections ...) = 0.801 [0.699, 0.887], inconclusive there``."""
     if c.value is None:
-        return f"{c.condition}: not evaluated ({c.reason})"
+        return [f"{c.condition}: not evaluated ({c.reason})"]
     ci = f" [{_num(c.ci[0])}, {_num(c.ci[1])}]" if c.ci else ""
     p = f", p={fmt_p(c.p_value)} vs {c.threshold:g}" if c.p_value is not None else ""
     out = f"{c.statistic} = {_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
     if c.shortfall:
         out += f", short at {compact_parts(c.shortfall)}"
-    if c.control is not None:
-        cc = c.control
-        cci = f" [{_num(cc.ci[0])}, {_num(cc.ci[1])}]" if cc.ci else ""
-        out += f"; control ({cc.name}) {_num(cc.value)}{cci}"
-        if cc.verdict:
-            out += f": {cc.verdict}"
-    return out
+    if c.control is None:
+        return [out]
+    cc = c.control
+    cci = f" [{_num(cc.ci[0])}, {_num(cc.ci[1])}]" if cc.ci else ""
+    there = f", {cc.verdict} there" if cc.verdict else ""
+    return [out, f"control ({cc.name}) = {_num(cc.value)}{cci}{there}"]
 
 
 # --------------------------------------------------------------------------------------------------- deciding

@@ -119,7 +119,7 @@ def test_evaluate_reports_unavailable_nan_and_intervalless_statistics_instead_of
     assert missing.verdict == "not evaluated" and "k_minus_q_mean_cosine" in (missing.reason or "")
     nan = FakeResult("m", 24, {("k_minus_q_mean_cosine", 5, None): Measurement(math.nan)})
     v = evaluate(CLAIMS_BY_ID["B1"], nan)
-    assert v.verdict == "not evaluated" and "NaN" in (v.reason or "") and "not evaluated" in v.describe()
+    assert v.verdict == "not evaluated" and "NaN" in (v.reason or "") and "B1: NOT EVALUATED on m" in v.describe()
     point = FakeResult("m", 24, {("k_minus_q_mean_cosine", 5, None): Measurement(0.5)})  # no interval
     v = evaluate(CLAIMS_BY_ID["B1"], point)
     assert v.verdict == "not evaluated" and "no interval" in (v.reason or "")

@@ -249,7 +249,8 @@ def test_reproduce_writes_every_output_and_exits_0(
     for stage in ("load model", "qk: run", "punctuation: figures", "punctuation: save result"):
         assert f"| {stage} |" in md
     stdout = capsys.readouterr().out
-    assert "B2 on tiny-gpt2 at block 0 (the claim's 5): rsa_qk = 0.91" in stdout and "report.html" in stdout
+    assert "B2: HOLDS on tiny-gpt2 at block 0 (the claim's 5)\n      rsa_qk = 0.91" in stdout
+    assert "report.html" in stdout
     # the saved result loads back as it was
     loaded = results.load(out, "qk", allowed_modules=(FakeResult.__module__,))
     assert loaded.values["rsa_qk"][0] == 0.91
@@ -369,7 +370,7 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     monkeypatch.setattr(sys.modules["layerclaims.studies.punctuation"], "run", failing)
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "--n", "250") == 2
     captured = capsys.readouterr()
-    assert "study qk done" in captured.out and "  B2 on m" in captured.out  # study B's lines, as it finished
+    assert "study qk done" in captured.out and "  B2: HOLDS on m" in captured.out  # study B's lines, as it finished
     err = captured.err.splitlines()
     assert "layerclaims reproduce: error: study punctuation: asked for 250 internal marks" in err[-2]
     assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
@@ -465,7 +466,7 @@ def test_progress_lines_on_stderr_also_when_not_a_terminal(
     assert "punctuation: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
     assert "it/s" not in captured.err  # no progress bar: one line per stage
     # verdict lines are printed per study, B's before A's study starts (stdout and stderr interleave in time)
-    assert captured.out.index("  B2 on m") < captured.out.index("study punctuation done")
+    assert captured.out.index("  B2: HOLDS on m") < captured.out.index("study punctuation done")
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path / "b"), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -485,7 +486,7 @@ def test_verdict_lines_are_printed_as_each_study_finishes(
     monkeypatch.setattr(fake_a, "run", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
     assert "study qk done" in seen_when_a_starts[0]
-    assert "  B1 on m" in seen_when_a_starts[0] and "  B4 on m" in seen_when_a_starts[0]
+    assert "  B1: HOLDS on m" in seen_when_a_starts[0] and "  B4: HOLDS on m" in seen_when_a_starts[0]
 
 
 def test_a_study_that_reports_progress_gets_a_callback(

@@ -183,7 +183,7 @@ def test_holm_over_a_run_turns_a_marginal_holds_into_inconclusive() -> None:
     assert b2v.verdict == "inconclusive" and b2v.family_size == 3  # B4 decided on an interval: outside the family
     assert b2v.p_adjusted is not None and b2v.p_adjusted >= 0.05 and b2v.p_value == alone.p_value
     assert b2v.ci is not None and b2v.ci[0] < alone.ci[0]  # the interval at the Holm level is wider
-    assert "Holm p=" in b2v.describe()
+    assert "Holm: adjusted p=" in b2v.describe()
 
 
 def test_a_failed_premise_is_named() -> None:
@@ -267,6 +267,6 @@ def test_findings_on_the_claims_own_model_pass_only_on_holds_and_say_why() -> No
         check_verdict(inconclusive, CLAIMS_BY_ID["B2"], None, {})
     message = str(info.value)
     assert "B2: INCONCLUSIVE on gpt2-medium at block 5" in message and "rsa_qk = 0.83 [" in message
-    assert "control (random projections) 0.8 [" in message and "what would settle it:" in message
+    assert "control (random projections) = 0.8 [" in message and "what would settle it:" in message
     holds = evaluate(CLAIMS_BY_ID["B2"], FakeResult("gpt2-medium", 24, {"rsa_qk": _m(0.95, 0.01)}))
     check_verdict(holds, CLAIMS_BY_ID["B2"], None, {})  # passes: nothing raised
