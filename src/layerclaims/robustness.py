@@ -527,6 +527,7 @@ def write_folder(
     totals: dict[str, Any],
 ) -> None:
     """Write everything into a staging folder beside ``out``, then put it in place of ``out`` as a whole."""
+    from layerclaims.claims import CLAIMS_BY_ID
     from layerclaims.figures.robustness import spec_curve
 
     out = out.resolve()
@@ -543,7 +544,9 @@ def write_folder(
                 res = GRID_SETTINGS[r["study"]]
                 w.writerow({**r, "resampling": " ".join(f"{k}={v}" for k, v in res.items())})
         for claim_id in dict.fromkeys(r["claim"] for r in rows):
-            spec_curve([r for r in rows if r["claim"] == claim_id], claim_id, staging / "figures")
+            claim_rows = [r for r in rows if r["claim"] == claim_id]
+            claim = CLAIMS_BY_ID[claim_id]
+            spec_curve(claim_rows, claim, CHOICES[claim.study], staging / "figures")
         summary = {
             "model": model,
             "lines": list(lines),

@@ -4,7 +4,7 @@ which value of each choice the specification used. PNG, Agg backend, no model ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +14,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from layerclaims.claims import Claim
+
 COLOURS = {"holds": "#1b7837", "fails": "#b2182b", "inconclusive": "#e08214"}
 GREY = "#888888"
 
 
-def spec_curve(rows: Sequence[dict[str, Any]], claim_id: str, folder: Path) -> Path:
-    """Write ``folder/spec_curve_<claim>.png`` from the robustness rows of one claim; return its path."""
-    from layerclaims.claims import CLAIMS_BY_ID
-    from layerclaims.robustness import CHOICES
-
-    claim = CLAIMS_BY_ID[claim_id]
-    study = rows[0]["study"] if rows else claim.study
-    choices = CHOICES[study]
+def spec_curve(
+    rows: Sequence[dict[str, Any]], claim: Claim, choices: Mapping[str, Sequence[str]], folder: Path
+) -> Path:
+    """Write ``folder/spec_curve_<claim>.png`` from the robustness rows of one claim; return its path. ``choices``:
+    the study's analysis choices and their values, the original's first (``robustness.CHOICES[study]``)."""
+    claim_id = claim.id
     vals = np.array([np.nan if r["value"] is None else float(r["value"]) for r in rows])
     order = np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")
     x = np.arange(len(rows))
