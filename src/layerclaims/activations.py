@@ -35,11 +35,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from layerclaims.data import cache_dir
+
+if TYPE_CHECKING:  # extract imports torch: at run time it is imported where a model runs
+    from layerclaims.extract import Final
 
 BUDGET_ENV = "LAYERCLAIMS_ACTIVATION_CACHE_MB"
 DEFAULT_BUDGET_MB = 2048
@@ -237,7 +240,7 @@ def hidden_states(
     layers: Sequence[int],
     batch_size: int = 32,
     *,
-    final: str = "post_norm",
+    final: Final = "post_norm",
     cache: ActivationCache | None = None,
 ) -> np.ndarray:
     """:func:`layerclaims.extract.hidden_states` through the cache (one position for every sequence): float32
@@ -248,7 +251,7 @@ def hidden_states(
     layers = [int(x) for x in layers]
     if not cache.enabled:
         STATS.model_runs += 1
-        return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))  # type: ignore[arg-type]
+        return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))
     seqs = [[int(t) for t in row] for row in sequences]
     spans = [(a, min(a + ROWS_PER_ENTRY, len(seqs))) for a in range(0, len(seqs), ROWS_PER_ENTRY)]
     base = {"what": "hidden_states", **model_identity(handle), "positions": int(position), "final": final}
@@ -266,9 +269,7 @@ def hidden_states(
         ls = sorted({L for L, _ in missing})
         ks = sorted({k for _, k in missing})
         rows = [r for k in ks for r in range(*spans[k])]
-        hs = np.asarray(
-            extract.hidden_states(handle, [seqs[r] for r in rows], position, ls, batch_size, final=final)  # type: ignore[arg-type]
-        )
+        hs = np.asarray(extract.hidden_states(handle, [seqs[r] for r in rows], position, ls, batch_size, final=final))
         at = 0
         for k in ks:
             a, b = spans[k]

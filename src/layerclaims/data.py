@@ -411,8 +411,7 @@ def _pypi_tokenizer_files() -> tuple[Path, Path] | None:
 
 def _tok_from_files(vocab: Path, merges: Path) -> Any:
     # transformers 5 names the arguments vocab/merges (a path or the loaded data); 4.x named them *_file.
-    # transformers 5 exports GPT2TokenizerFast as a lazy alias of GPT2Tokenizer, which mypy cannot see
-    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]  # transformers exports it lazily
 
     try:
         return GPT2TokenizerFast(vocab=str(vocab), merges=str(merges))

@@ -205,7 +205,8 @@ def hidden_states(
     blocks = handle.blocks
     n = handle.n_blocks
     captured: dict[int, torch.Tensor] = {}
-    normed_last = final == "post_norm" and handle.arch.last_hidden_is_normed and handle.arch.final_norm is not None
+    # the final norm's path when the last layer is read after it (post_norm, on an architecture that applies it there)
+    last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
 
     def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
         hooks: list[Any] = []
@@ -224,8 +225,8 @@ def hidden_states(
                 if layer == deepest:
                     hooks.append(module.register_forward_pre_hook(_stop_hook))
                 continue
-            if layer == n and normed_last:
-                module = base_model(handle.model).get_submodule(handle.arch.final_norm)  # type: ignore[arg-type]
+            if layer == n and last_norm is not None:
+                module = base_model(handle.model).get_submodule(last_norm)
             else:
                 module = blocks[layer - 1]
             hooks.append(module.register_forward_hook(post))

@@ -73,17 +73,6 @@ class Architecture:
         raise UsageError(f"unknown projection {which!r}: use one of {[s.name for s in self.qkv]}")
 
 
-_LLAMA_LIKE = dict(
-    blocks=("layers",),
-    embeddings="embed_tokens",
-    final_norm="norm",
-    last_hidden_is_normed=True,
-    pre_attn_norm="input_layernorm",
-    # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
-    qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
-    causal=True,
-)
-
 ARCHITECTURES: dict[str, Architecture] = {
     "gpt2": Architecture(
         family="gpt2",
@@ -96,7 +85,17 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv=(QKVSite("q", "attn.c_attn", 0, 3), QKVSite("k", "attn.c_attn", 1, 3), QKVSite("v", "attn.c_attn", 2, 3)),
         causal=True,
     ),
-    "llama": Architecture(family="llama", **_LLAMA_LIKE),  # type: ignore[arg-type]
+    "llama": Architecture(
+        family="llama",
+        blocks=("layers",),
+        embeddings="embed_tokens",
+        final_norm="norm",
+        last_hidden_is_normed=True,
+        pre_attn_norm="input_layernorm",
+        # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
+        qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
+        causal=True,
+    ),
     "bert": Architecture(
         family="bert",
         blocks=("encoder.layer",),
@@ -135,7 +134,9 @@ def find_blocks(model: torch.nn.Module, arch: Architecture) -> torch.nn.ModuleLi
     base = base_model(model)
     for path in arch.blocks:
         with contextlib.suppress(AttributeError):
-            return base.get_submodule(path)  # type: ignore[return-value]
+            # get_submodule is typed Module; the block list of each ARCHITECTURES family is a ModuleList in
+            # transformers (GPT-2 ``h``, Llama ``layers``, BERT ``encoder.layer``)
+            return cast(torch.nn.ModuleList, base.get_submodule(path))
     raise ModelNotFoundError(
         f"no block list at {arch.blocks} in {type(base).__name__}: fix the {arch.family!r} row of ARCHITECTURES"
     )
@@ -211,12 +212,16 @@ class ModelHandle:
 def _check_range(values: Iterable[int] | int | None, n: int, what: str, why: str) -> list[int]:
     if values is None:
         return list(range(n))
-    if hasattr(values, "__index__") and not hasattr(values, "__len__"):  # one int (Python, numpy, 0-d tensor)
-        values = [values]  # type: ignore[list-item]
-    if isinstance(values, torch.Tensor):
-        values = values.reshape(-1).tolist()
+    items: Iterable[Any]  # each one checked below
+    # one int (Python, numpy, 0-d tensor); isinstance for the type checker: a Python int has __index__, no __len__
+    if isinstance(values, int) or (hasattr(values, "__index__") and not hasattr(values, "__len__")):
+        items = [values]
+    elif isinstance(values, torch.Tensor):
+        items = values.reshape(-1).tolist()
+    else:
+        items = values
     out: list[int] = []
-    for v in values:  # type: ignore[union-attr]
+    for v in items:
         if isinstance(v, bool):
             raise UsageError(f"{what} index {v!r} is not an integer: {why}")
         try:

@@ -322,9 +322,9 @@ def job_qk(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
     rows: list[dict[str, Any]] = []
     for (vectors, similarity, rsa_method), evs in groups.items():
         sims = similarity_matrices(vecs, vectors, similarity)
-        stats = qk.analyse(sims, config.labels, blocks, config)  # type: ignore[arg-type]
+        stats = qk.analyse(sims, config.word_labels, blocks, config)
         if rsa_method == "spearman":
-            ranked = qk.analyse({k: _rank_offdiagonal(S) for k, S in sims.items()}, config.labels, blocks, config)  # type: ignore[arg-type]
+            ranked = qk.analyse({k: _rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
             stats["rsa"] = ranked["rsa"]
             stats["rsa_by_category"] = ranked["rsa_by_category"]
             stats["over_blocks"] = {

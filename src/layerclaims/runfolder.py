@@ -32,7 +32,7 @@ from layerclaims.errors import RunLockedError, UsageError
 try:  # POSIX; on Windows the lock degrades to an exclusive create of the lock file (below)
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux/macOS
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no module on Windows: _try_lock checks for None
 
 # What a run folder holds (any one of these marks a folder as an earlier run, safe to replace).
 RUN_MARKERS = ("run.json", "verdicts.json", "report.md")
@@ -137,8 +137,10 @@ class RunFolder:
                     "another --out",
                 )
             time.sleep(POLL_S)
-        os.ftruncate(self._fd, 0)  # type: ignore[arg-type]
-        os.write(self._fd, f"{os.getpid()}\n".encode())  # type: ignore[arg-type]
+        if self._fd is None:  # pragma: no cover - _try_lock returns True only with the lock file open
+            raise AssertionError(f"lock {self.lock} taken without an open file")
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
         self.recover()
 
     def _try_lock(self) -> bool:
@@ -224,7 +226,7 @@ class RunFolder:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is not None and self.committed:  # e.g. Ctrl-C delivered just after the swap: say what is there
-            exc.layerclaims_committed = True  # type: ignore[attr-defined]
+            exc.layerclaims_committed = True  # type: ignore[attr-defined]  # a tag the CLI reads with getattr
         try:
             if self.stage.exists():
                 shutil.rmtree(self.stage, ignore_errors=True)

@@ -25,9 +25,10 @@ from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
-from layerclaims.claims import Claim, Condition, claims_for, map_layer
+from layerclaims.claims import Claim, Condition, as_comparison, claims_for, format_condition, map_layer
 from layerclaims.decision import (
     LEVEL,
+    VERDICTS,
     Decision,
     VerdictWord,
     decide_band,
@@ -113,7 +114,7 @@ class ConditionResult:
 
     @property
     def condition(self) -> str:
-        return str(Condition(self.statistic, self.comparison, self.threshold))  # type: ignore[arg-type]
+        return format_condition(self.statistic, self.comparison, self.threshold)
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -154,6 +155,15 @@ class ConditionResult:
             shortfall=tuple(row.get("shortfall") or ()),
             control=ControlResult.from_row(row.get("control")),
         )
+
+
+def _verdict_word(word: object, claim: object) -> VerdictWord:
+    """``word`` (a verdicts.json row's) as a :data:`~layerclaims.decision.VerdictWord`; ValueError naming the claim
+    when it is none of them."""
+    for w in VERDICTS:
+        if word == w:
+            return w
+    raise ValueError(f"claim {claim}: unknown verdict {word!r} in a verdicts row (one of {', '.join(VERDICTS)})")
 
 
 @dataclass(frozen=True)
@@ -322,13 +332,14 @@ class Verdict:
         if word is None:
             h = row.get("holds")
             word = "not evaluated" if h is None else ("holds" if h else "fails")
+        verdict = _verdict_word(word, row.get("claim"))
         conds = tuple(ConditionResult.from_row(c) for c in row.get("conditions") or ())
         if not conds and row.get("statistic"):
             ci = row.get("ci")
             conds = (
                 ConditionResult(
                     str(row["statistic"]), str(row.get("comparison")), float(row.get("threshold") or 0.0),
-                    row.get("value"), tuple(ci) if ci else None, row.get("p_value"), word,  # type: ignore[arg-type]
+                    row.get("value"), tuple(ci) if ci else None, row.get("p_value"), verdict,
                 ),
             )  # fmt: skip
         if conds:
@@ -338,7 +349,7 @@ class Verdict:
             claim=str(row["claim"]),
             model=str(row.get("model", "")),
             layer=row.get("layer"),
-            verdict=word,  # type: ignore[arg-type]
+            verdict=verdict,
             conditions=conds,
             reason=row.get("reason"),
             settle=row.get("settle"),
@@ -618,7 +629,8 @@ def redecide(v: Verdict, alpha: float) -> Verdict:
         if c.measurement is None or c.rule in ("interval", "none"):
             conds.append(c)
             continue
-        cond = Condition(c.statistic, c.comparison, c.threshold)  # type: ignore[arg-type]
+        # a condition with its measurement was decided here, from a claim's checked Condition
+        cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
         conds.append(decide_condition(cond, c.measurement, alpha))
     word, reason, settle = _combine(v.claim, tuple(conds))
     if v.verdict == "not evaluated" and not v.conditions:
@@ -633,10 +645,11 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
     claim re-decided at its Holm level (a claim holds only when its adjusted p is below ``level``), then the
     presuppositions. Call it once on all verdicts of a run (``pipeline.reproduce``)."""
     base = [redecide(v, level) if v.verdict != "not evaluated" else v for v in verdicts]
-    idx = [i for i, v in enumerate(base) if v.p_value is not None and v.verdict != "not evaluated"]
+    family = [(i, v.p_value) for i, v in enumerate(base) if v.p_value is not None and v.verdict != "not evaluated"]
+    idx = [i for i, _ in family]
     out = list(base)
-    if idx:
-        adjusted, levels = holm([base[i].p_value for i in idx], level)  # type: ignore[misc]
+    if family:
+        adjusted, levels = holm([p for _, p in family], level)
         for i, p_adj, a in zip(idx, adjusted, levels, strict=True):
             v = redecide(base[i], a)
             word, reason, settle = v.verdict, v.reason, v.settle

@@ -236,6 +236,18 @@ def test_rows_round_trip_through_json() -> None:
     old = {"claim": "B2", "holds": False, "value": 0.7, "ci": [0.6, 0.75], "statistic": "rsa_qk", "comparison": ">",
            "threshold": 0.8, "p_value": None}  # fmt: skip
     assert Verdict.from_row(old).verdict == "fails"  # rows of older runs still read
+    with pytest.raises(ValueError, match="claim B2: unknown verdict 'maybe'"):
+        Verdict.from_row(old | {"verdict": "maybe"})
+
+
+def test_comparisons_read_back_and_format() -> None:
+    from layerclaims.claims import COMPARISONS, Condition, as_comparison, format_condition
+
+    assert [as_comparison(c) for c in COMPARISONS] == list(COMPARISONS)
+    with pytest.raises(ValueError, match="unknown comparison '=>'"):
+        as_comparison("=>")
+    assert format_condition("n", "==", 3.0) == str(Condition("n", "==", 3.0)) == "n == 3"
+    assert format_condition("rsa_qk", ">", 0.8) == "rsa_qk > 0.8"
 
 
 @pytest.mark.parametrize(("value", "expected"), [(0.0, "<0.001"), (0.0123, "0.012"), (None, "—")])

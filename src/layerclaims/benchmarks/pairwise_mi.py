@@ -39,8 +39,7 @@ def _threads(backend: str) -> str:
     try:
         layer = numba.threading_layer()  # known once a parallel function has run
     except ValueError:
-        # numba.config sets its options with setattr at import time: invisible to numba's own type information
-        layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]
+        layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]  # numba sets its options by setattr
     return f"{numba.get_num_threads()} numba threads, {layer} layer"
 
 

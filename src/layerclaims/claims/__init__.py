@@ -36,6 +36,7 @@ from typing import Any, Literal
 from layerclaims.errors import UsageError
 
 Comparison = Literal[">", "<", "==", ">=", "<="]
+COMPARISONS: tuple[Comparison, ...] = (">", "<", "==", ">=", "<=")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
@@ -129,8 +130,21 @@ class Condition:
         return bool(_OPS[self.comparison](value, self.threshold))
 
     def __str__(self) -> str:
-        t = int(self.threshold) if float(self.threshold).is_integer() else self.threshold
-        return f"{self.statistic} {self.comparison} {t}"
+        return format_condition(self.statistic, self.comparison, self.threshold)
+
+
+def format_condition(statistic: str, comparison: str, threshold: float) -> str:
+    """``statistic comparison threshold`` as a claim writes it (an integral threshold without its ``.0``)."""
+    t = int(threshold) if float(threshold).is_integer() else threshold
+    return f"{statistic} {comparison} {t}"
+
+
+def as_comparison(value: str) -> Comparison:
+    """``value`` as a :data:`Comparison`; ValueError when it is none of :data:`COMPARISONS`."""
+    for c in COMPARISONS:
+        if value == c:
+            return c
+    raise ValueError(f"unknown comparison {value!r}: use one of {', '.join(COMPARISONS)}")
 
 
 @dataclass(frozen=True)

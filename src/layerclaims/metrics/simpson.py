@@ -122,9 +122,11 @@ def _paradox(pooled_sign: np.ndarray, within_signs: np.ndarray) -> np.ndarray:
 
 
 def _cluster_order(labels: list[Hashable]) -> list[Hashable]:
-    uniq = list(dict.fromkeys(labels))
+    # sorted when the labels compare with each other (str, int), else in first-seen order: sorted() is tried and
+    # its TypeError caught, so the list holds any hashables (Any: Hashable alone promises no ordering)
+    uniq: list[Any] = list(dict.fromkeys(labels))
     try:
-        return sorted(uniq)  # type: ignore[type-var]
+        return sorted(uniq)
     except TypeError:
         return uniq
 

@@ -157,6 +157,13 @@ class Config:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UsageError(f"batch_size must be a positive integer, got {self.batch_size!r}")
 
+    @property
+    def word_labels(self) -> tuple[str, ...]:
+        """``labels``, one per word: never None once ``__post_init__`` has run (it fills in the default words')."""
+        if self.labels is None:  # pragma: no cover - __post_init__ always sets it
+            raise AssertionError("Config.labels is None after __post_init__")
+        return self.labels
+
 
 def _as_str_tuple(values: Any, name: str) -> tuple[str, ...]:
     if isinstance(values, str):
@@ -268,11 +275,11 @@ def word_vectors(
     pos = np.concatenate([last, np.array([p for _, p in extra], dtype=np.int64)])
     out = qkv(handle, seqs, pos, blocks=blocks, batch_size=batch_size, block_input=True)
     owner = np.concatenate([np.arange(len(prompts.ids)), np.array([i for i, _ in extra], dtype=np.int64)])
+    word_rows = (slice(None), owner)  # each token's vector is added to its word's row (axis 1)
     mean = {}
     for k, v in out.items():
         sums = np.zeros((v.shape[0], len(prompts.ids), v.shape[2]))
-        # numpy's stub for ufunc.at omits a tuple index (slice, array), which numpy accepts
-        np.add.at(sums, (slice(None), owner), v.astype(np.float64))  # type: ignore[arg-type]
+        np.add.at(sums, word_rows, v.astype(np.float64))  # type: ignore[arg-type]  # numpy's stub omits a tuple index
         mean[k] = sums / prompts.n_tokens[None, :, None]
     return mean
 
@@ -723,7 +730,7 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     t1 = time.perf_counter()
     with _single_threaded_blas():
         cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in KINDS}
-        stats = analyse(cos, config.labels, blocks, config, vecs)  # type: ignore[arg-type]
+        stats = analyse(cos, config.word_labels, blocks, config, vecs)
     t2 = time.perf_counter()
     prov = results.provenance(
         study=NAME,
@@ -734,7 +741,7 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
         device=handle.device,
         dtype=handle.dtype,
         words=list(config.words),
-        labels=list(config.labels),  # type: ignore[arg-type]
+        labels=list(config.word_labels),
         template=config.template,
         multi_token=config.multi_token,
         add_bos=config.add_bos,
@@ -770,7 +777,7 @@ def make_result(
         provenance=provenance,
         blocks=tuple(int(b) for b in blocks),
         words=config.words,
-        labels=config.labels,  # type: ignore[arg-type]
+        labels=config.word_labels,
         n_tokens=tuple(int(m) for m in prompts.n_tokens),
         split_words=tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1),
         multi_token=config.multi_token,
