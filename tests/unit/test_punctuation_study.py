@@ -152,8 +152,8 @@ def test_seeds_are_independent_streams_from_one_place() -> None:
 
 
 def test_gaussian_surrogate_keeps_mean_and_covariance_and_has_no_groups() -> None:
-    from layerclaims.metrics.clusters import cluster_marks
     from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.metrics.mark_clusters import cluster_marks
     from layerclaims.studies.punctuation.analysis import gaussian_surrogate
 
     case = CASES["two groups 125/125"](np.random.default_rng(0))
@@ -363,8 +363,8 @@ def test_control_has_replicates_and_sees_no_groups() -> None:
 def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
     """A known paradox: MI falls across the pair types (pooled r < 0) but rises with covariance inside each one.
     The within-group slopes and the paradox flag hold in the resamples too, with the groups refit each time."""
-    from layerclaims.metrics.clusters import cluster_marks
     from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.metrics.mark_clusters import cluster_marks
     from layerclaims.studies.punctuation.analysis import Layer, detail_resamples, paradox, within_slopes
 
     rng = np.random.default_rng(0)

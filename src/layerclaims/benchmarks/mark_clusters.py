@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from layerclaims.metrics.clusters import cluster_marks, count_clusters
+from layerclaims.metrics.clusters import count_clusters
 from layerclaims.metrics.mark_cases import CASES, MarkCase, covariance, power_case
+from layerclaims.metrics.mark_clusters import cluster_marks
 
 NULL_CASES = (
     "one population",

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
-from layerclaims.metrics.clusters import _THREADS, MIN_SUPPORT, MarkClusters, PairType, cluster_marks, count_clusters
+from layerclaims.metrics.clusters import count_clusters
+from layerclaims.metrics.mark_clusters import MIN_SUPPORT, MarkClusters, PairType, cluster_marks, one_blas_thread
 from layerclaims.results import BlockStatistic, Control
 from layerclaims.studies.punctuation.config import Config, KindSeeds, entry_seeds
 from layerclaims.studies.punctuation.result import KindResult, LayerDetail
@@ -163,7 +164,7 @@ def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarr
     if n_boot == 0:
         return out
     counts = item_counts(bootstrap_indices(n, n_boot, seed=seed), n).astype(np.float64)
-    with _THREADS.limit(limits=1):  # small n x n products: one BLAS thread is faster (see cluster_marks)
+    with one_blas_thread():  # small n x n products
         for b in range(n_boot):
             _refit(layer, counts[b], seed, out, b)
     return out

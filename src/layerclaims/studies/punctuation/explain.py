@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from layerclaims.metrics.clusters import MarkClusters
+from layerclaims.metrics.mark_clusters import MarkClusters
 from layerclaims.studies.punctuation.marks import AFTER, BEFORE
 from layerclaims.studies.punctuation.result import (
     AttributeRow,

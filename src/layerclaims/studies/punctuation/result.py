@@ -12,7 +12,7 @@ from scipy.stats import rankdata, spearmanr
 
 from layerclaims import results
 from layerclaims.errors import UsageError
-from layerclaims.metrics.clusters import MarkClusters
+from layerclaims.metrics.mark_clusters import MarkClusters
 from layerclaims.results import BlockStatistic, Control, Measurement
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R
 from layerclaims.studies.punctuation.marks import KINDS

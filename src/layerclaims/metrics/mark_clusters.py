@@ -1,0 +1,422 @@
+"""Clusters of pair values carried by groups of marks: the count study A's claims are decided on.
+
+A pairwise statistic over n marks (covariance or MI of their hidden states) has n(n-1)/2 values; a cluster of
+those values can be a group of marks (pairs within a group, pairs between two groups) or one odd mark, whose n - 1
+pairs make a streak of their own (249 pairs of 250 marks). Study A's "3 clusters at layer 1" is a claim about the
+first kind. :func:`cluster_marks` counts the clusters that groups of at least ``min_support`` marks carry, lists the
+single marks that alone carry a streak apart (``outlier_marks``), and gives the pair-type table: which two groups
+make which cluster. The literal count of the pair values (:func:`layerclaims.metrics.clusters.count_clusters`) is
+reported beside it.
+
+Validation (``python -m layerclaims.benchmarks mark-clusters``; N = 250 marks, D = 1024, 20 seeds per case, the
+cases in :mod:`layerclaims.metrics.mark_cases`): wrong 0 times in 200 against 42 for the literal count; every
+atypical mark flagged; power over the separation of two groups 0 up to delta = 0.2, 0.80 at 0.25, 1.0 from 0.275.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from threadpoolctl import ThreadpoolController
+
+from layerclaims.errors import UsageError
+from layerclaims.metrics.clusters import density_modes, robust_scale
+
+__all__ = ["MIN_SUPPORT", "MarkClusters", "PairType", "cluster_marks", "one_blas_thread", "pair_cluster_labels"]
+
+_SIGNAL_SV = 1.5  # a row-profile component is signal when its singular value is 1.5x the noise's
+_THREADS = ThreadpoolController()  # found once: building one per call reads /proc (~3 ms)
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS uses one thread: the n x n products of refitting mark groups are small, and one
+    thread is faster than several (10-40x measured on the 2-core workstation under load) and does not fight the
+    caller's threads. ``with one_blas_thread(): ...``"""
+    return _THREADS.limit(limits=1)
+
+
+_WIDTH_SAMPLE = 8192  # values used for the robust sd of a pair type inside the outlier test (a strided sample)
+MIN_SUPPORT = 8  # distinct marks a group needs to carry a cluster (simulation: benchmarks/mark_clusters.py)
+STREAK_Z = 5.0  # a mark is atypical when its row departs from its group's by this many robust sd of the marks ...
+STREAK_WIDTH = 1.0  # ... and by at least this many robust sd of the pair values themselves (a visible streak)
+SPREAD_RATIO = 2.0  # ... or when its row is this many times as spread as its group's rows (a direction of its own)
+_STREAK_MIN = 30  # a mark's values with a group h are compared only when h has this many marks (a visible streak)
+
+
+@dataclass(frozen=True)
+class PairType:
+    """One pair type: the pairs between a mark of group ``a`` and one of group ``b`` (``a <= b``); ``n_pairs``,
+    ``centre`` (median pair value) and ``scale`` (robust sd, IQR/1.349), both in the matrix's units, and the pair
+    ``cluster`` it falls in."""
+
+    a: int
+    b: int
+    n_pairs: int
+    centre: float
+    scale: float
+    cluster: int
+
+
+@dataclass(frozen=True)
+class MarkClusters:
+    """What :func:`cluster_marks` finds. ``n_clusters``: clusters of pair values carried by groups of at least
+    ``min_support`` marks. ``mark_labels`` ``(n,)``: each mark's group 0..n_groups-1 (ordered by the group's median
+    pair value), ``-1`` for an outlier mark. ``outlier_marks``: marks that alone carry a streak of pair values
+    (listed, not counted). ``pair_types``: which two groups make which cluster, with its size and centre.
+    ``boot_counts``: ``n_clusters`` refit on bootstrap resamples of the marks (distinct marks of each resample);
+    ``stability``: the fraction equal to ``n_clusters`` (NaN without resamples)."""
+
+    n_clusters: int
+    mark_labels: NDArray[np.int64]
+    outlier_marks: tuple[int, ...]
+    pair_types: tuple[PairType, ...]
+    stability: float
+    boot_counts: tuple[int, ...]
+    min_support: int
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.mark_labels.max()) + 1 if self.mark_labels.size and self.mark_labels.max() >= 0 else 0
+
+    def pair_labels(self) -> NDArray[np.int64]:
+        """The pair cluster of every pair ``i < j`` (``np.triu_indices(n, 1)`` order); -1 when a mark is an outlier."""
+        return pair_cluster_labels(self.mark_labels, self.pair_types)
+
+    def count_interval(self, level: float = 0.95) -> tuple[int, int]:
+        """Percentile interval of the resampled counts (``(n_clusters, n_clusters)`` without resamples)."""
+        if not self.boot_counts:
+            return (self.n_clusters, self.n_clusters)
+        lo, hi = np.percentile(np.asarray(self.boot_counts), [50 * (1 - level), 50 * (1 + level)])
+        return (int(np.floor(lo)), int(np.ceil(hi)))
+
+
+def pair_cluster_labels(mark_labels: NDArray[np.int64], pair_types: tuple[PairType, ...]) -> NDArray[np.int64]:
+    """Pair cluster of each pair ``i < j`` from the marks' groups and the pair-type table (-1: an outlier mark)."""
+    lab = np.asarray(mark_labels, dtype=np.int64)
+    n = lab.size
+    g = max([t.b for t in pair_types], default=0) + 1
+    table = np.full((g, g), -1, dtype=np.int64)
+    for t in pair_types:
+        table[t.a, t.b] = table[t.b, t.a] = t.cluster
+    i, j = np.triu_indices(n, 1)
+    li, lj = lab[i], lab[j]
+    ok = (li >= 0) & (lj >= 0)
+    out = np.full(i.size, -1, dtype=np.int64)
+    out[ok] = table[li[ok], lj[ok]]
+    return out
+
+
+def _check_pair_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
+    """A pair matrix as float64: square, finite off the diagonal, symmetric (UsageError naming the fix)."""
+    a = np.asarray(matrix, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise UsageError(f"a pair matrix must be square n x n, got shape {a.shape}: pass the full symmetric matrix")
+    off = a[~np.eye(a.shape[0], dtype=bool)]
+    if not np.all(np.isfinite(off)):
+        raise UsageError("a pair matrix has NaN or infinite off-diagonal entries: fix them before counting")
+    if not np.allclose(a, a.T, rtol=1e-7, atol=1e-12 * max(float(np.max(np.abs(off), initial=0.0)), 1e-300)):
+        raise UsageError("a pair matrix is not symmetric: pass the full symmetric n x n matrix")
+    return a
+
+
+def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
+    a = _check_pair_matrix(matrix)
+    if a.shape[0] < 4:
+        raise UsageError(f"need at least 4 marks (n x n with n >= 4), got n = {a.shape[0]}")
+    return a
+
+
+def _robust_z(sub: NDArray[np.float64]) -> tuple[NDArray[np.float64], float, float]:
+    """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
+    ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal."""
+    n = sub.shape[0]
+    off = sub[~np.eye(n, dtype=bool)].reshape(n, n - 1)  # row i: mark i's values with the n - 1 others
+    q25, med, q75 = np.percentile(off, [25.0, 50.0, 75.0])
+    sc = float(q75 - q25) / 1.349
+    if not sc > 0:
+        sc = float(np.std(off))
+    sc = sc if sc > 0 else 1.0
+    z = (sub - med) / sc
+    z[np.diag_indices(n)] = (np.median(off, axis=1) - med) / sc
+    return z, float(med), sc
+
+
+def _group_modes(
+    scores: NDArray[np.float64], *, max_groups: int, min_depth: float, min_points: int, **extra: Any
+) -> Any:
+    """Groups of marks from their principal-component scores: the kde-modes settings :func:`cluster_marks` groups
+    with (no resamples, no mass gate, a 3-sigma counting-noise gate, a narrower bandwidth, an empty gap between
+    groups counts as evidence)."""
+    return density_modes(
+        scores,
+        max_k=max_groups,
+        seed=0,
+        n_boot=0,
+        min_depth=min_depth,
+        min_mass=0.0,
+        min_z=3.0,
+        bw_factor=0.6,
+        min_points=min_points,
+        gap_is_evidence=True,
+        **extra,
+    )
+
+
+def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> NDArray[np.int64]:
+    """Groups of marks from their row profiles (their pair values with every other mark): the signal principal
+    components (singular value > 1.5x the ``max_groups``-th), kde-modes on their scores, a group needs
+    ``min_support`` marks. Groups are numbered by increasing median pair value."""
+    n = z.shape[0]
+    prof = z - z.mean(axis=0)
+    u, sv = _top_singular(prof, max_groups)
+    ref = sv[max_groups - 1] if sv.size >= max_groups else 0.0
+    ncomp = min(int(np.sum(sv[: max_groups - 1] > _SIGNAL_SV * ref)), 2)
+    if ncomp == 0 or sv[0] <= 1e-12 or n < 2 * min_support:
+        return np.zeros(n, dtype=np.int64)
+    res = _group_modes(
+        u[:, :ncomp] * sv[:ncomp], max_groups=max_groups, min_depth=min_depth, min_points=min_support, with_curve=False
+    )
+    raw = np.asarray(res.labels, dtype=np.int64)
+    k = int(raw.max()) + 1
+    level = np.array([np.median(z[raw == g]) for g in range(k)])
+    rank = np.empty(k, dtype=np.int64)
+    rank[np.argsort(level, kind="stable")] = np.arange(k)
+    return rank[raw]
+
+
+def _top_singular(a: NDArray[np.float64], k: int, n_iter: int = 6) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The ``k`` leading left singular vectors and values of ``a`` by subspace iteration (Halko, Martinsson & Tropp
+    2011, algorithm 4.4) with ``k + 8`` columns and a fixed start: matrix products instead of a full SVD."""
+    n = a.shape[0]
+    width = min(k + 8, n)
+    q = np.linalg.qr(a @ np.random.default_rng(0).normal(size=(a.shape[1], width)))[0]
+    for _ in range(n_iter):
+        q = np.linalg.qr(a @ np.linalg.qr(a.T @ q)[0])[0]
+    ub, sv, _ = np.linalg.svd(q.T @ a, full_matrices=False)
+    return (q @ ub)[:, :k], sv[:k]
+
+
+def _mad(v: NDArray[np.float64], axis: int = 0) -> NDArray[np.float64]:
+    return 1.4826 * np.median(np.abs(v - np.median(v, axis=axis, keepdims=True)), axis=axis)
+
+
+def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Marks whose pair values form a streak apart from their group's: for some group h, the median of the mark's
+    pair values with h departs from its group's typical row by more than STREAK_Z robust sd of the group's marks
+    AND STREAK_WIDTH robust sd of the pair values of that type; or the mark's values with h are SPREAD_RATIO times
+    as spread as its group's rows (and STREAK_Z robust sd of the log spread apart). Only groups h of _STREAK_MIN
+    marks or more are read: a mark's 9 values with a group of 10 are no visible streak, and too noisy to single a
+    mark out."""
+    n = z.shape[0]
+    flag = np.zeros(n, dtype=bool)
+    k = int(groups.max()) + 1
+    for h in range(k):
+        if (groups == h).sum() < _STREAK_MIN:
+            continue
+        cols = z[:, groups == h]
+        loc, spread = _row_summaries(cols, np.flatnonzero(groups == h))
+        for g in range(k):
+            mine = groups == g
+            if mine.sum() < 3:
+                continue
+            vals = cols[mine].ravel()
+            width = robust_scale(vals[:: max(1, vals.size // _WIDTH_SAMPLE)])
+            dev = np.abs(loc[mine] - np.median(loc[mine]))
+            far = (dev > STREAK_Z * _mad(loc[mine])) & (dev > STREAK_WIDTH * width)
+            sdev = spread[mine] - np.median(spread[mine])
+            wide = (sdev > np.log(SPREAD_RATIO)) & (sdev > STREAK_Z * _mad(spread[mine]))
+            flag[np.flatnonzero(mine)[far | wide]] = True
+    return flag
+
+
+def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
+    """Median and log robust spread of each mark's values with the marks ``members`` (the columns ``cols``),
+    leaving out a mark's entry with itself (the rows of ``members`` lose their diagonal: an ``m x (m - 1)`` block)."""
+
+    def summarise(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        q25, q50, q75 = np.percentile(v, [25, 50, 75], axis=1)
+        return q50, np.log(np.maximum((q75 - q25) / 1.349, 1e-12))
+
+    m = members.size
+    if m == cols.shape[0]:  # every mark is a member: only the m x (m - 1) block is needed
+        loc, spread = np.zeros(m), np.zeros(m)
+    else:
+        loc, spread = summarise(cols)
+    if m >= 2:
+        block = cols[members]
+        loc[members], spread[members] = summarise(block[~np.eye(m, dtype=bool)].reshape(m, m - 1))
+    return loc, spread
+
+
+def _type_table(
+    z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float
+) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], list[float]]:
+    """Pair types of the groups (code, size, median, robust sd; z units) and the pair cluster of each: the modes
+    of the mixture of the types' Gaussian summaries (:func:`_mixture_modes`), each type in the basin of its
+    centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
+    n = z.shape[0]
+    g = int(groups.max()) + 1
+    i, j = np.triu_indices(n, 1)
+    code = np.minimum(groups[i], groups[j]) * g + np.maximum(groups[i], groups[j])
+    present, ptype = np.unique(code, return_inverse=True)
+    vals = z[i, j]
+    nt = present.size
+    rows, mus, scs = [], np.zeros(nt), np.zeros(nt)
+    w = np.bincount(ptype, minlength=nt) / ptype.size
+    for t in range(nt):
+        v = vals[ptype == t]
+        mus[t] = np.median(v)
+        scs[t] = robust_scale(v) if v.size >= 2 else 0.0
+        rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t]), float(scs[t])))
+    positive = scs[scs > 0]
+    floor = 0.1 * float(np.min(positive)) if positive.size else 1.0  # a type of one pair: a narrow bump
+    cl, valleys = _mixture_modes(mus, np.maximum(scs, floor), w, min_depth)
+    return rows, cl, valleys
+
+
+def _mixture_modes(
+    mus: NDArray[np.float64], scs: NDArray[np.float64], w: NDArray[np.float64], min_depth: float, n_grid: int = 4096
+) -> tuple[NDArray[np.int64], list[float]]:
+    """Clusters of pair types: the modes of ``f(x) = sum_t w_t N(x; mu_t, s_t)`` on a grid; two neighbouring modes
+    merge (the lower into the higher) while the valley between them is shallower than ``min_depth`` of the lower
+    peak, shallowest first (1-D persistence). Each type joins the mode whose basin holds its centre; clusters are
+    numbered from the left. Clusters are therefore contiguous ranges of pair values, and a broad type cannot chain
+    two levels that a deep valley separates."""
+    x = np.linspace(float(np.min(mus - 5 * scs)), float(np.max(mus + 5 * scs)), n_grid)
+    f = np.sum(w[:, None] * np.exp(-0.5 * ((x[None, :] - mus[:, None]) / scs[:, None]) ** 2) / scs[:, None], axis=0)
+    inner = (f[1:-1] >= f[:-2]) & (f[1:-1] > f[2:])
+    peaks = [int(p) for p in np.flatnonzero(inner) + 1] or [int(np.argmax(f))]
+    valleys: list[float] = []
+    while len(peaks) > 1:
+        lows = [int(p + np.argmin(f[p:q])) for p, q in itertools.pairwise(peaks)]
+        depth = [1.0 - f[v] / min(f[p], f[q]) for v, p, q in zip(lows, peaks, peaks[1:], strict=False)]
+        k = int(np.argmin(depth))
+        if depth[k] >= min_depth:
+            valleys = [float(d) for d in depth]
+            break
+        peaks.pop(k if f[peaks[k]] < f[peaks[k + 1]] else k + 1)
+    bounds = [x[int(p + np.argmin(f[p:q]))] for p, q in itertools.pairwise(peaks)]
+    return np.searchsorted(np.asarray(bounds), mus).astype(np.int64), valleys
+
+
+@dataclass(frozen=True)
+class _MarkFit:
+    n_clusters: int
+    labels: NDArray[np.int64]  # -1 = outlier
+    types: list[tuple[int, int, int, float, float]]
+    type_cluster: NDArray[np.int64]
+    valleys: list[float]
+
+
+def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> _MarkFit:
+    """Group, flag atypical marks, regroup without them, and merge the pair types into clusters."""
+    n = m.shape[0]
+    keep = np.arange(n)
+    flagged = np.zeros(n, dtype=bool)
+    z, med, sc = _robust_z(m)
+    groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
+    for _ in range(2):  # flag against the groups of all marks, then once more against the regrouped typical ones
+        new = _atypical(z, groups)
+        if not new.any() or keep.size - new.sum() < 4:
+            break
+        flagged[keep[new]] = True
+        keep = np.flatnonzero(~flagged)
+        z, med, sc = _robust_z(m[np.ix_(keep, keep)])
+        groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
+    types, tcl, valleys = _type_table(z, groups, min_depth)
+    labels = np.full(n, -1, dtype=np.int64)
+    labels[keep] = groups
+    raw = [(a, b, k, med + sc * c, sc * w) for a, b, k, c, w in types]  # medians and IQRs are affine-equivariant
+    return _MarkFit(int(tcl.max()) + 1, labels, raw, tcl, valleys)
+
+
+def cluster_marks(
+    matrix: ArrayLike,
+    *,
+    seed: int | np.random.SeedSequence = 0,
+    n_boot: int = 20,
+    max_k: int = 6,
+    min_support: int = MIN_SUPPORT,
+    min_depth: float = 0.5,
+) -> MarkClusters:
+    """Count the clusters of the pair values of an n x n pairwise statistic (covariance or MI over n marks) that
+    GROUPS of marks carry, and list the single marks that alone carry a streak.
+
+    Procedure (on the off-diagonal values, robustly standardised; the diagonal is ignored):
+
+    1. Group the marks by their row profiles (a mark's values with every other mark): signal principal components,
+       then kde-modes on the scores (:func:`~layerclaims.metrics.clusters.density_modes`); a group needs ``min_support``
+       distinct marks (default 8. A smaller set of marks is indistinguishable from a few atypical marks; the
+       simulation ``python -m layerclaims.benchmarks mark-clusters`` (20 seeds per one-population case, grouping
+       allowed down to 2 marks) found spurious groups of up to 5 marks under per-mark lognormal scales (sigma 1)
+       and 2 under heavy-tailed loadings, none without; 8 leaves a margin and still finds a group of 10 of 250).
+    2. Flag atypical marks: a mark whose median pair value with some group departs from its own group's typical
+       row by more than 5 robust sd of the group's marks and 1 robust sd of the pair values (its n - 1 pairs form
+       a visible streak), or whose values are twice as spread as its group's (a direction of its own). Flagged
+       marks are set apart (``outlier_marks``, label -1) and the grouping is redone without them (twice at most).
+    3. Pair types: the pairs between two groups, each summarised by a Gaussian (median, robust sd, share of the
+       pairs). The pair clusters are the modes of the mixture of these summaries separated by valleys deeper than
+       ``min_depth`` of the lower peak (:func:`_mixture_modes`); each type joins the mode of its centre.
+       ``n_clusters`` is their number, at most ``max_k`` (so at most 3 groups).
+    4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement; the distinct marks of each
+       resample, a duplicated mark would make an exact duplicate row), each refit from step 1; ``boot_counts``.
+
+    The literal reading (clusters of the pair values themselves, single marks included) is
+    :func:`count_clusters` on ``matrix[np.triu_indices(n, 1)]``; report it beside this count.
+    """
+    m = _check_matrix(matrix)
+    if int(n_boot) != n_boot or n_boot < 0:
+        raise UsageError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    if int(min_support) != min_support or min_support < 2:
+        raise UsageError(f"min_support must be an integer >= 2, got {min_support!r}")
+    if not 0.0 < min_depth < 1.0:
+        raise UsageError(f"min_depth must lie in (0, 1), got {min_depth!r}")
+    max_groups = max(g for g in range(1, max(max_k, 1) + 1) if g * (g + 1) // 2 <= max_k)
+    fit_opts = {"max_groups": max_groups, "min_support": int(min_support), "min_depth": min_depth}
+    # n x n products are small: one BLAS thread is faster than several, by far on shared cores (measured 10-40x
+    # on the 2-core workstation under load), and does not fight the caller's threads
+    # The marks in a canonical order (by their row sums, then their diagonal), so that the count, the groups and the
+    # resamples do not depend on the order the marks were given in (a property test found a 33-mark case whose
+    # count moved with a permutation: the grouping's numerical ties broke differently); labels are mapped back.
+    order = np.lexsort((np.diag(m), m.sum(axis=1)))
+    m = m[np.ix_(order, order)]
+    with one_blas_thread():
+        fit, boot = _fit_and_resample(m, seed, int(n_boot), fit_opts)
+    labels = fit.labels[np.argsort(order)]
+    types = tuple(
+        PairType(a, b, npairs, float(c), float(w), int(fit.type_cluster[t]))
+        for t, (a, b, npairs, c, w) in enumerate(fit.types)
+    )
+    sizes = np.bincount(labels[labels >= 0], minlength=max(int(labels.max()) + 1, 1))
+    return MarkClusters(
+        n_clusters=fit.n_clusters,
+        mark_labels=labels,
+        outlier_marks=tuple(int(i) for i in np.flatnonzero(labels < 0)),
+        pair_types=types,
+        stability=float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan"),
+        boot_counts=tuple(int(b) for b in boot),
+        min_support=int(min_support),
+        diagnostics={"group_sizes": sizes.tolist(), "valley_depths": fit.valleys},
+    )
+
+
+def _fit_and_resample(
+    m: NDArray[np.float64], seed: int | np.random.SeedSequence, n_boot: int, fit_opts: dict[str, Any]
+) -> tuple[_MarkFit, list[int]]:
+    n = m.shape[0]
+    if np.ptp(m[~np.eye(n, dtype=bool)]) <= 1e-9 * max(float(np.abs(m).max()), 1e-300):
+        one = [(0, 0, n * (n - 1) // 2, float(m[0, 1]), 0.0)]
+        fit = _MarkFit(1, np.zeros(n, dtype=np.int64), one, np.zeros(1, dtype=np.int64), [])
+    else:
+        fit = _fit_marks(m, **fit_opts)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        idx = np.unique(rng.integers(0, n, n))
+        boot.append(_fit_marks(m[np.ix_(idx, idx)], **fit_opts).n_clusters if idx.size >= 4 else 1)
+    return fit, boot
