@@ -672,6 +672,9 @@ def _premise_text(p: Verdict) -> str:
     return f"{p.claim}, which {p.verdict} here ({measured})"
 
 
+_ON_ITS_OWN = {"holds": "on its own it would hold", "inconclusive": "on its own it is inconclusive"}
+
+
 def apply_presuppositions(verdicts: Sequence[Verdict]) -> list[Verdict]:
     """Claims that presuppose others (``Claim.presupposes``) read their premises' verdicts on the same model:
     premise fails -> the claim fails and names it ("presupposes A1, which fails here: ..."); premise inconclusive
@@ -691,7 +694,7 @@ def apply_presuppositions(verdicts: Sequence[Verdict]) -> list[Verdict]:
                 continue
             notes.append(f"presupposes {_premise_text(p)}")
             if p.verdict == "fails" and word != "not evaluated":
-                own = f"on its own the conditions are {v.verdict}" if v.verdict != "fails" else None
+                own = _ON_ITS_OWN.get(v.verdict)
                 word = "fails"
                 reason = f"its premise {pid} fails here, so there is nothing for it to be true of" + (
                     f" ({own})" if own else ""
