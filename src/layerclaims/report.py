@@ -513,10 +513,15 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+WIDE_RATIO = 1.6  # width / height above which a figure spans the page
+WIDE_PIXELS = 1200  # a figure wider than this would shrink below 45 % in a half-page column (its panels unreadable)
+
+
 def _is_wide(path: Path) -> bool:
-    """A figure much wider than tall gets the full page width in the report."""
+    """A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the
+    ridgelines), gets the full page width in the report."""
     size = png_size(path)
-    return size is not None and size[1] > 0 and size[0] / size[1] > 1.6
+    return size is not None and size[1] > 0 and (size[0] / size[1] > WIDE_RATIO or size[0] > WIDE_PIXELS)
 
 
 def _img_src(fig: Path, out: Path, embed: bool) -> str:

@@ -114,6 +114,14 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
     raise UsageError(f"cannot save a {type(obj).__name__} at {path!r}: results hold arrays, numbers, strings")
 
 
+# Classes that moved to another module since a format version was written: old name -> new name, so that results
+# saved before the move still load.
+MOVED = {
+    f"layerclaims.metrics.clusters:{name}": f"layerclaims.metrics.mark_clusters:{name}"
+    for name in ("MarkClusters", "PairType")
+}
+
+
 def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
     if isinstance(obj, list):
         return [_decode(v, arrays, allowed) for v in obj]
@@ -126,14 +134,28 @@ def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
     if _TUPLE in obj:
         return tuple(_decode(v, arrays, allowed) for v in obj[_TUPLE])
     if _DC in obj:
-        module, _, qualname = obj[_DC].partition(":")
+        saved = str(obj[_DC])
+        name = MOVED.get(saved, saved)
+        module, _, qualname = name.partition(":")
         if not any(module == a or module.startswith(a + ".") for a in allowed):
             raise UsageError(f"refusing to rebuild {obj[_DC]!r}: saved results may only name layerclaims classes")
-        cls: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
+        try:
+            cls: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError):
+            raise UsageError(
+                f"the saved result names {obj[_DC]!r}, which this version of layerclaims does not have",
+                fix="re-run the study with this version (`layerclaims reproduce --out` the same folder)",
+            ) from None
         kwargs = {k: _decode(v, arrays, allowed) for k, v in obj.items() if k != _DC}
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise UsageError(
+                f"the saved result's {qualname} does not fit this version of layerclaims ({exc})",
+                fix="re-run the study with this version (`layerclaims reproduce --out` the same folder)",
+            ) from None
     return {k: _decode(v, arrays, allowed) for k, v in obj.items()}
 
 

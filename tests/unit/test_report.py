@@ -179,6 +179,10 @@ def test_wide_figures_span_the_page(tmp_path: Path) -> None:
     rep.studies[0].figures.append(wide)
     page = render_html(rep, tmp_path)
     assert '<figure class="wide"><a href="figures/wide.png">' in page
+    big = tmp_path / "figures" / "big.png"  # 1700 x 1600: square, but too detailed for a half-page column
+    big.write_bytes(PNG[:16] + (1700).to_bytes(4, "big") + (1600).to_bytes(4, "big") + PNG[24:])
+    rep.studies[0].figures.append(big)
+    assert '<figure class="wide"><a href="figures/big.png">' in render_html(rep, tmp_path)
     assert '<figure><a href="figures/qk_similarity.png">' in page
 
 

@@ -73,7 +73,7 @@ def _scatter(ax: Any, cov: np.ndarray, mi: np.ndarray, labels: np.ndarray, *, si
 def plot_claim_scatter(result: Any, path: Path) -> Path:
     """Covariance vs MI at the detail (claim) layers, both kinds (see module docstring)."""
     ncol = max(1, len(result.internal.details))
-    fig, axes = plt.subplots(2, ncol, figsize=(5.2 * ncol, 8.5), squeeze=False)
+    fig, axes = plt.subplots(2, ncol, figsize=(5.6 * ncol, 8.5), squeeze=False)
     for row, kind in enumerate(KINDS):
         k = getattr(result, kind)
         for col, d in enumerate(k.details):
@@ -137,7 +137,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
                 va="center",
                 fontsize=7,
             )
-            ax.text(x0, y0 + size + 0.02, name, fontsize=8, va="bottom")
+            ax.text(x0, y0 + size + 0.02, name, fontsize=10, va="bottom")
             frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
             continue
         cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
@@ -149,9 +149,13 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         labels.append(np.asarray(k.draw_labels[e]))
         frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
         ax.text(
-            x0, y0 + size + 0.02, f"{name}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}", fontsize=8, va="bottom"
+            x0,
+            y0 + size + 0.02,
+            f"{name}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}",
+            fontsize=10,
+            va="bottom",
         )
-        ax.text(x0, y0 - 0.02, f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}", fontsize=6, va="top", color="0.3")
+        ax.text(x0, y0 - 0.02, f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}", fontsize=8, va="top", color="0.25")
     if xs:
         x, y, lab = np.concatenate(xs), np.concatenate(ys), np.concatenate(labels)
         for label in np.unique(lab):  # one colour per call: Agg's fast path for markers of one style
