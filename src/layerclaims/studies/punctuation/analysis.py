@@ -228,11 +228,18 @@ class KindAnalysis:
         )
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
+        # A7's control: the per-layer means of the Gaussian surrogate of the marks at every block output
+        n_ctrl = self.weights.shape[0] if config.control else 0
+        self.control_means = {w: np.full(E if config.control else 0, np.nan) for w in ("mi", "cov")}
+        self.control_boot = {w: np.full((n_ctrl, E if config.control else 0), np.nan) for w in ("mi", "cov")}
 
-    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
+    def entry(
+        self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool, x: np.ndarray | None = None
+    ) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
         groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
-        drawing. Returns the groups found."""
+        drawing; with the mark vectors ``x`` (block outputs before the final norm, what A7 reads) and
+        ``config.control``, the per-layer means of the Gaussian surrogate of the marks. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
@@ -254,7 +261,20 @@ class KindAnalysis:
         tm["bootstrap_s"] += time.perf_counter() - t1
         self._within(e, layer, g_cov)
         self._drawing(e, layer, g_cov)
+        if x is not None and self.config.control and not layer.degenerate:
+            t2 = time.perf_counter()
+            self._depth_control(e, x, s["control"])
+            tm["control_s"] += time.perf_counter() - t2
         return groups
+
+    def _depth_control(self, e: int, x: np.ndarray, seed: int) -> None:
+        """A7's control at one entry: mean MI and mean covariance over all pairs of the Gaussian surrogate of the
+        marks (same mean and covariance, no structure beyond them), with the same mark resamples as the data's."""
+        sur = pair_matrices(gaussian_surrogate(x, seed), self.config)
+        self.control_means["mi"][e], self.control_means["cov"][e] = sur.mi.mean(), sur.cov.mean()
+        if self.weights.shape[0]:
+            pm = pair_moments(self.weights, sur.cov_m, sur.mi_m)
+            self.control_boot["mi"][:, e], self.control_boot["cov"][:, e] = pm.mean_b, pm.mean_a
 
     def _bootstrap(self, e: int, layer: Layer) -> None:
         if not self.weights.shape[0]:
@@ -369,6 +389,10 @@ class KindAnalysis:
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
+            control_mean_mi=self.control_means["mi"],
+            control_mean_cov=self.control_means["cov"],
+            control_mean_mi_boot=self.control_boot["mi"],
+            control_mean_cov_boot=self.control_boot["cov"],
             mean_mi=stat["mean_mi"],
             mean_cov=stat["mean_cov"],
             pooled_r=stat["pooled_r"],
@@ -423,7 +447,8 @@ def analyse_kind(
         layer = pair_matrices(X[e], config)
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
-        groups = acc.entry(e, layer, tm, with_mi=is_detail)
+        depth = X[e] if not post_norm[e] else None  # A7 reads the block outputs before the final norm
+        groups = acc.entry(e, layer, tm, with_mi=is_detail, x=depth)
         if is_detail:
             acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], groups, tm)
     return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)

@@ -32,7 +32,8 @@ class Config:
     ``n_boot_clusters``: resamples of marks at the detail layers, each refitting the mark groups (count
     replicates, within-group slopes with refit labels). ``n_perm``: Mantel permutations for the pooled r's p-value
     at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
-    at the detail layers. ``control``: run the Gaussian surrogate of the marks at the detail layers.
+    at the detail layers. ``control``: run the Gaussian surrogate of the marks at the detail layers (counts, r,
+    slopes), and its per-layer means at every block output (A7's trend).
     ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
     """
 

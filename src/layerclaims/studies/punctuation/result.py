@@ -108,7 +108,9 @@ class KindResult:
     ``[E, K]``. ``merge_layer``: the first pre-norm layer from which the covariance has one cluster at every later
     layer (-1: never). Drawing: ``hist_*`` ``[E, B]`` and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/
     ``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail entry.
-    ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval."""
+    ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval. ``control_mean_mi``/
+    ``control_mean_cov`` ``[E]`` and their ``_boot`` ``[n_boot, E]``: the same means on the Gaussian surrogate of the
+    marks at each block output (A7's control; NaN where not computed, empty without ``Config.control``)."""
 
     kind: str
     n_found: int
@@ -145,6 +147,10 @@ class KindResult:
     details: tuple[LayerDetail, ...]
     mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    control_mean_mi: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    control_mean_cov: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    control_mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    control_mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
     def detail(self, entry: int) -> LayerDetail | None:
         """The :class:`LayerDetail` of ``entry`` (None where the entry is not a detail layer)."""
@@ -363,7 +369,26 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
         "last_mean": float(means[-1]),
         "ratio_last_first": float(means[-1] / means[0]) if means[0] != 0 else None,
     }
-    return Measurement(rho, ci, None, details, reps)
+    return Measurement(rho, ci, None, details, reps, control=_depth_control(result, k, what, sel))
+
+
+def _depth_control(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray) -> Control | None:
+    """A7's control: the Spearman rho of the Gaussian surrogate's per-layer means against depth (the surrogate
+    keeps each layer's mean and covariance of the marks and nothing else), with its bootstrap over the same mark
+    resamples. None for results without it (saved before it existed, or ``Config.control`` off)."""
+    means = getattr(k, f"control_mean_{what}")
+    if means.size != result.layers.size or not np.all(np.isfinite(means[sel])):
+        return None
+    rho = float(spearmanr(result.layers[sel], means[sel]).statistic)
+    boot = getattr(k, f"control_mean_{what}_boot")
+    ci, reps = None, None
+    if boot.size:
+        rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel])
+        reps = rhos[np.isfinite(rhos)]
+        if reps.size:
+            ci = (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
+    name = "Gaussian surrogate of the marks at every layer (each layer's mean and covariance kept, nothing else)"
+    return Control(name, rho, ci, reps, {})
 
 
 def _n_pairs(n: int) -> int:
