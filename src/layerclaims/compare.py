@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims.claims import CLAIMS, CLAIMS_BY_ID
+from layerclaims.decision import VERDICTS
 from layerclaims.errors import UsageError
+from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, control_note, fmt_p
 
 Row = Mapping[str, Any]
 
@@ -87,13 +89,6 @@ def fmt_value(row: Row) -> str:
     return text
 
 
-def fmt_p(p: float | None) -> str:
-    """A p-value in 2 significant digits; 0 (no bootstrap replicate on the null side) as '<0.001'."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "—"
-    return "<0.001" if p == 0 else f"{p:.2g}"
-
-
 def short_reason(reason: str | None, limit: int = 110) -> str:
     """The first line of a reason, cut to ``limit`` characters (tables); the full text stays in verdicts.json."""
     text = (reason or "not evaluated").strip().splitlines()[0] if (reason or "").strip() else "not evaluated"
@@ -116,9 +111,7 @@ def interval_crosses(row: Row) -> bool:
     return tests[op](lo) != tests[op](hi)
 
 
-VERDICT_WORDS = ("holds", "fails", "inconclusive", "not evaluated")
-MARKS = {"holds": "✓", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
-ALSO_ON_CONTROL = "also holds where the structure is absent by construction"
+VERDICT_WORDS: tuple[str, ...] = VERDICTS
 CONTROL_MARK = "⚠"
 
 
@@ -149,6 +142,13 @@ def verdict_mark(verdict: str | bool | None) -> str:
 def also_on_control(row: Row) -> bool:
     """True when the claim holds and also holds on its control (the structure absent by construction)."""
     return bool(row.get("also_holds_on_control"))
+
+
+def row_control_note(row: Row) -> str:
+    """What a verdict row that also holds on its control says (:func:`layerclaims.verdicts.control_note`)."""
+    conds = row.get("conditions") or []
+    absent = [str(((c.get("control") or {}).get("details") or {}).get("absent", "")) for c in conds if c]
+    return control_note(absent)
 
 
 MATRIX_LEGEND = (

@@ -39,6 +39,7 @@ from layerclaims.compare import (
     fmt_num,
     fmt_p,
     layer_text,
+    row_control_note,
     row_verdict,
     verdict_mark,
 )
@@ -282,7 +283,7 @@ def verdict_text(row: Mapping[str, Any]) -> str:
     word = row_verdict(row)
     out = f"{verdict_mark(word)} {word}"
     if also_on_control(row):
-        out += f" ({CONTROL_MARK} {ALSO_ON_CONTROL})"
+        out += f" ({CONTROL_MARK} {row_control_note(row)})"
     for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
         if row.get(key) and not (key == "reason" and word == "holds"):
             out += f". {label}{row[key]}"
@@ -563,7 +564,7 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
         word = row_verdict(r)
         reason = ""
         if also_on_control(r):
-            reason += f'<div class="reason">{_e(CONTROL_MARK)} {_e(ALSO_ON_CONTROL)}</div>'
+            reason += f'<div class="reason">{_e(CONTROL_MARK)} {_e(row_control_note(r))}</div>'
         for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
             if r.get(key) and not (key == "reason" and word == "holds"):
                 reason += f'<div class="reason">{_e(label)}{_e(r[key])}</div>'

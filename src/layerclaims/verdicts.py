@@ -43,6 +43,17 @@ from layerclaims.errors import UsageError
 from layerclaims.results import Control, Measurement
 
 ALSO_ON_CONTROL = "also holds where the structure is absent by construction"
+
+
+def control_note(absent: Sequence[str]) -> str:
+    """What a claim that also holds on its control says: what the control lacks by construction (each control's
+    ``details["absent"]``), or :data:`ALSO_ON_CONTROL` where no control names it."""
+    unique = list(dict.fromkeys(a for a in absent if a))
+    return (
+        f"also holds on its control, which has by construction no {'; no '.join(unique)}" if unique else ALSO_ON_CONTROL
+    )
+
+
 MARKS: dict[str, str] = {"holds": "✓", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
 
 
@@ -243,6 +254,11 @@ class Verdict:
         return self.verdict == "holds" and bool(ctrl) and all(c.verdict == "holds" for c in ctrl)
 
     @property
+    def control_note(self) -> str:
+        """:func:`control_note` of this claim's controls."""
+        return control_note([str(c.control.details.get("absent", "")) for c in self.conditions if c.control])
+
+    @property
     def code(self) -> int:
         """The verdict as a number for snapshots: 1 holds, 0 fails, 2 inconclusive, -1 not evaluated."""
         return {"holds": 1, "fails": 0, "inconclusive": 2, "not evaluated": -1}[self.verdict]
@@ -272,7 +288,7 @@ class Verdict:
             n, alpha = self.family_size, self.level
             out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)} over {n} claims, level {alpha:g}")
         if self.also_holds_on_control:
-            out.append(f"note: it {ALSO_ON_CONTROL}")
+            out.append(f"note: it {self.control_note}")
         if self.reason and self.verdict != "holds":
             out.append(f"why: {self.reason}")
         if self.presupposition:

@@ -686,7 +686,13 @@ def projection_controls(
         else:
             for key in reps:
                 reps[key].append(values[key][-1][:, None])
-    details = {"n_seeds": seeds, "n_boot_per_seed": n_boot, "widths": dict(dims), "bias": False}
+    details = {
+        "n_seeds": seeds,
+        "n_boot_per_seed": n_boot,
+        "widths": dict(dims),
+        "bias": False,
+        "absent": "learned W_Q or W_K (random maps of the same block input instead)",
+    }
     return {
         key: BlockControl(
             f"{CONTROL_NAME} ({seeds} seeds)", np.mean(values[key], axis=0), np.concatenate(reps[key], axis=1), details

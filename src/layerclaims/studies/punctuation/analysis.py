@@ -145,8 +145,12 @@ def control(x: np.ndarray, config: Config, seed: int) -> dict[str, Control]:
     }
 
 
+SURROGATE_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
+
+
 def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> Control:
     name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+    details = {"absent": SURROGATE_ABSENT, **details}
     finite = reps[np.isfinite(reps)]
     if finite.size == 0:
         return Control(name, value, None, None, dict(details))

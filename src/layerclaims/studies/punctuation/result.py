@@ -388,7 +388,7 @@ def _depth_control(result: PunctuationResult, k: KindResult, what: str, sel: np.
         if reps.size:
             ci = (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
     name = "Gaussian surrogate of the marks at every layer (each layer's mean and covariance kept, nothing else)"
-    return Control(name, rho, ci, reps, {})
+    return Control(name, rho, ci, reps, {"absent": "structure beyond each layer's mean and covariance of the marks"})
 
 
 def _n_pairs(n: int) -> int:
