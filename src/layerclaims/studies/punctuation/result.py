@@ -354,14 +354,7 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
     if k.marks.size < MIN_MARKS_R:  # the per-layer means of a handful of pairs, and their bootstrap, say nothing
         return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
     means = getattr(k, f"mean_{what}").value[sel]
-    rho = float(spearmanr(result.layers[sel], means).statistic)
-    boot = getattr(k, f"mean_{what}_boot")
-    ci, reps = None, None
-    if boot.size:
-        rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel])
-        reps = rhos[np.isfinite(rhos)]
-        if reps.size:
-            ci = (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
+    rho, ci, reps = _depth_trend(result.layers, means, getattr(k, f"mean_{what}_boot"), sel)
     details = {
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
@@ -379,16 +372,25 @@ def _depth_control(result: PunctuationResult, k: KindResult, what: str, sel: np.
     means = getattr(k, f"control_mean_{what}")
     if means.size != result.layers.size or not np.all(np.isfinite(means[sel])):
         return None
-    rho = float(spearmanr(result.layers[sel], means[sel]).statistic)
-    boot = getattr(k, f"control_mean_{what}_boot")
-    ci, reps = None, None
-    if boot.size:
-        rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel])
-        reps = rhos[np.isfinite(rhos)]
-        if reps.size:
-            ci = (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
+    rho, ci, reps = _depth_trend(result.layers, means[sel], getattr(k, f"control_mean_{what}_boot"), sel)
     name = "Gaussian surrogate of the marks at every layer (each layer's mean and covariance kept, nothing else)"
     return Control(name, rho, ci, reps, {"absent": "structure beyond each layer's mean and covariance of the marks"})
+
+
+def _depth_trend(
+    layers: np.ndarray, means: np.ndarray, boot: np.ndarray, sel: np.ndarray
+) -> tuple[float, tuple[float, float] | None, np.ndarray | None]:
+    """Spearman rho of the per-layer ``means`` (at the entries ``sel``) against their layers; with bootstrap
+    replicates of the means ``boot`` ``[n_boot, E]`` (empty: none), the replicated rhos and their 95% percentile
+    interval."""
+    rho = float(spearmanr(layers[sel], means).statistic)
+    if not boot.size:
+        return rho, None, None
+    rhos = _rowwise_spearman(layers[sel].astype(float), boot[:, sel])
+    reps = rhos[np.isfinite(rhos)]
+    if not reps.size:
+        return rho, None, None
+    return rho, (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))), reps
 
 
 def _n_pairs(n: int) -> int:
