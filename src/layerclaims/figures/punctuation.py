@@ -128,6 +128,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         col, row = e % ncol, e // ncol
         x0, y0 = col + pad, nrow - 1 - row + pad
         name = _entry_name(result, e)
+        frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
         if k.degenerate[e]:
             ax.text(
                 x0 + size / 2,
@@ -138,7 +139,6 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
                 fontsize=7,
             )
             ax.text(x0, y0 + size + 0.02, name, fontsize=10, va="bottom")
-            frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
             continue
         cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
         (cx0, cx1), (my0, my1) = _ends(cov), _ends(mi)
@@ -147,7 +147,6 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         xs.append(x0 + size * (cov - cov.min()) / xw)
         ys.append(y0 + size * (mi - mi.min()) / yw)
         labels.append(np.asarray(k.draw_labels[e]))
-        frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
         ax.text(
             x0,
             y0 + size + 0.02,
