@@ -88,7 +88,7 @@ def reproduce(
     ``settings``: study settings, each given to every study whose ``Config`` has it (``n_boot=200``, ``seed=1``,
     ``corpus="path.txt"``, ``n=100``); a claim's own ``settings`` win for its run. UsageError for a setting that no
     study run has."""
-    from layerclaims import pipeline, results, studies, validate
+    from layerclaims import pipeline, studies, validate
 
     names = tuple(studies.STUDY_NAMES) if study == "all" else ((study,) if isinstance(study, str) else tuple(study))
     for name in names:
@@ -113,5 +113,5 @@ def reproduce(
     loaded: dict[str, Any] = {}
     for outcome in rep.report.studies:
         if outcome.ran and outcome.saved is not None:
-            loaded[outcome.study] = results.load(outcome.saved.parent, outcome.saved.stem)
+            loaded[outcome.study] = pipeline.load_saved(outcome.saved)
     return Reproduction(list(rep.verdicts), loaded, rep.out, dict(rep.files), rep.report)

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
 
+from layerclaims.figures import draw_table
 from layerclaims.figures.layout import margins
 
 KINDS = ("internal", "terminal")
@@ -295,6 +296,4 @@ def figures(result: Any) -> dict[str, Callable[[Path], Path]]:
 
 def plot_all(result: Any, out_dir: str | Path) -> list[Path]:
     """Write every figure of study A for ``result`` into ``out_dir`` (created); returns the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [draw(out / name) for name, draw in figures(result).items()]
+    return draw_table(figures(result), out_dir)

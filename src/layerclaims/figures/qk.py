@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from layerclaims.claims import CLAIMS_BY_ID, map_layer
+from layerclaims.figures import draw_table
 from layerclaims.figures.layout import margins
 from layerclaims.results import BlockStatistic
 from layerclaims.studies.qk import PAIRS, QKResult
@@ -210,6 +211,4 @@ def figures(result: QKResult) -> dict[str, Callable[[Path], Path]]:
 
 def plot_all(result: QKResult, out_dir: str | Path) -> list[Path]:
     """Every figure of study B into ``out_dir`` (created if needed); returns the PNG paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [draw(out / name) for name, draw in figures(result).items()]
+    return draw_table(figures(result), out_dir)
