@@ -123,10 +123,16 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
     return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
 
 
-def control(x: np.ndarray, config: Config, seed: int) -> dict[str, Control]:
+def surrogate_pairs(x: np.ndarray, config: Config, seed: int) -> Layer:
+    """The pair matrices of the Gaussian surrogate of the marks ``x`` (seeded): what both controls read."""
+    return pair_matrices(gaussian_surrogate(x, seed), config)
+
+
+def control(x: np.ndarray, config: Config, seed: int, layer: Layer | None = None) -> dict[str, Control]:
     """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
-    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit)."""
-    layer = pair_matrices(gaussian_surrogate(x, seed), config)
+    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit).
+    ``layer``: :func:`surrogate_pairs` of the same ``x`` and ``seed`` when already computed (A7's control)."""
+    layer = layer if layer is not None else surrogate_pairs(x, config, seed)
     reps = detail_resamples(layer, config.n_boot_clusters, seed)
     cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
     slopes, _, _ = within_slopes(layer, cov_g)
@@ -236,6 +242,7 @@ class KindAnalysis:
         n_ctrl = self.weights.shape[0] if config.control else 0
         self.control_means = {w: np.full(E if config.control else 0, np.nan) for w in ("mi", "cov")}
         self.control_boot = {w: np.full((n_ctrl, E if config.control else 0), np.nan) for w in ("mi", "cov")}
+        self.surrogate: tuple[int, Layer] | None = None  # the last entry's surrogate pairs, for its detail control
 
     def entry(
         self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool, x: np.ndarray | None = None
@@ -274,7 +281,8 @@ class KindAnalysis:
     def _depth_control(self, e: int, x: np.ndarray, seed: int) -> None:
         """A7's control at one entry: mean MI and mean covariance over all pairs of the Gaussian surrogate of the
         marks (same mean and covariance, no structure beyond them), with the same mark resamples as the data's."""
-        sur = pair_matrices(gaussian_surrogate(x, seed), self.config)
+        sur = surrogate_pairs(x, self.config, seed)
+        self.surrogate = (e, sur)
         self.control_means["mi"][e], self.control_means["cov"][e] = sur.mi.mean(), sur.cov.mean()
         if self.weights.shape[0]:
             pm = pair_moments(self.weights, sur.cov_m, sur.mi_m)
@@ -345,7 +353,8 @@ class KindAnalysis:
         self.stats["pooled_r"][3, e] = p
         t2 = time.perf_counter()
         tm["mantel_s"] += t2 - t1
-        controls = control(x, cfg, s["control"]) if cfg.control else {}
+        sur = self.surrogate[1] if self.surrogate is not None and self.surrogate[0] == e else None
+        controls = control(x, cfg, s["control"], sur) if cfg.control else {}
         tm["control_s"] += time.perf_counter() - t2
         self.details.append(
             LayerDetail(
