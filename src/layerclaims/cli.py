@@ -300,7 +300,7 @@ def _claim_layer(c: Claim) -> str:
     if c.layer is None:
         return "all"
     kind = f" ({c.kind})" if c.kind else ""
-    return f"{c.layer_kind.replace('_', ' ')} {c.layer}{kind}"
+    return f"{c.layer_unit.replace('_', ' ')} {c.layer}{kind}"
 
 
 def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
