@@ -273,6 +273,13 @@ class Verdict:
         return self.verdict == "holds"
 
     @property
+    def passes(self) -> bool:
+        """What a findings test on the claim's own model and ``reproduce --strict`` accept: ``holds``, or ``holds on
+        control too`` for a claim that does not require beating its control (one that does never gets that word:
+        its difference from the control is among its conditions)."""
+        return self.verdict == "holds" or (self.verdict == ON_CONTROL and not self.beats_control)
+
+    @property
     def also_holds_on_control(self) -> bool:
         """True when the claim holds on its own (``holds``, or ``holds on control too``) and every condition that has
         a control also holds on it."""
