@@ -388,6 +388,8 @@ class Verdict:
             h = row.get("holds")
             word = "not evaluated" if h is None else ("holds" if h else "fails")
         verdict = _verdict_word(word, row.get("claim"))
+        if verdict == "holds" and row.get("also_holds_on_control") and not row.get("beats_control"):
+            verdict = ON_CONTROL  # a row of a run before "holds on control too" was its own word
         conds = tuple(ConditionResult.from_row(c) for c in row.get("conditions") or ())
         if not conds and row.get("statistic"):
             ci = row.get("ci")
