@@ -193,3 +193,48 @@ conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
     assert not plain.beats_control
     with pytest.raises(UsageError, match="beats_control.*not true or false"):
         parse_claims(text.replace("beats_control = true", 'beats_control = "yes"'), "mine.toml")
+
+
+# ------------------------------------------------------------------------------------------------ pytest
+
+
+def test_findings_on_the_own_model_holds_on_control_too_passes_only_when_beating_is_not_required() -> None:
+    from layerclaims.testing import ControlWarning, check_verdict
+
+    claim = CLAIMS_BY_ID["B2"]
+    v = dataclasses.replace(_b2(0.9, 0.88), model="gpt2-medium")
+    assert v.verdict == "holds on control too"
+    with pytest.warns(ControlWarning, match="beats_control = true"):
+        check_verdict(v, claim, None, {})  # the claim as stated is true: it passes, with a warning
+    with pytest.raises(AssertionError, match="the claim must beat its control"):
+        check_verdict(v, claim, None, {}, beats_control=True)  # pytest --beats-control
+    required = dataclasses.replace(claim, beats_control=True)
+    w = evaluate(
+        required, FakeResult("gpt2-medium", 24, {"rsa_qk": _m(0.9, 0.02, 11, control=_control(0.88, 0.02, 12))})
+    )
+    with pytest.raises(AssertionError, match="B2: INCONCLUSIVE"):
+        check_verdict(w, required, None, {})
+
+
+class _Config:
+    """What the plugin's pytest_configure reads of a pytest.Config."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = {"--gpu": False, "--claims": None, "--only-claims": False, "as_model": None} | options
+        self.stash = pytest.Stash()
+
+    def getoption(self, name: str) -> Any:
+        return self.options[name]
+
+    def addinivalue_line(self, name: str, line: str) -> None:
+        pass
+
+
+def test_the_beats_control_option_makes_every_claim_require_it() -> None:
+    from layerclaims.plugin import findings_claims_of, pytest_configure
+
+    on, off = _Config(**{"--beats-control": True}), _Config(**{"--beats-control": False})
+    pytest_configure(on)  # type: ignore[arg-type]
+    pytest_configure(off)  # type: ignore[arg-type]
+    assert findings_claims_of(on) and all(c.beats_control for c in findings_claims_of(on))  # type: ignore[arg-type]
+    assert not any(c.beats_control for c in findings_claims_of(off))  # type: ignore[arg-type]
