@@ -330,3 +330,27 @@ def test_figures_are_written(result: qk.QKResult, tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["qk_matrices_block0.png", "qk_scatter_block0.png", "qk_laminar.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_the_scatter_shows_one_interval_per_number_labelled_95(
+    result: qk.QKResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The title gives RSA alone; the one interval drawn for it is labelled as a 95% bootstrap interval (the
+    decision interval, at the claim's family level, is the report's)."""
+    import matplotlib.axes
+
+    from layerclaims.figures.qk import plot_all
+
+    texts: list[str] = []
+    for name in ("set_title", "set_xlabel"):
+        original = getattr(matplotlib.axes.Axes, name)
+
+        def record(self: Any, label: str, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            texts.append(label)
+            return _original(self, label, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, record)
+    plot_all(result, tmp_path / "figs")
+    title = next(t for t in texts if "RSA Q-K r =" in t)
+    assert "CI" not in title and "[" not in title
+    assert any("95% bootstrap intervals" in t and "decision interval" in t for t in texts)
