@@ -480,13 +480,14 @@ def run(
 def summary_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     """One line per claim: ``A5 holds in k of n specifications`` (plus fails / not evaluated counts)."""
     from layerclaims.claims import CLAIMS
+    from layerclaims.decision import VERDICTS
 
     lines = []
     for claim in CLAIMS:
         mine = [r for r in rows if r["claim"] == claim.id]
         if not mine:
             continue
-        count = {w: sum(r["verdict"] == w for r in mine) for w in ("holds", "fails", "inconclusive", "not evaluated")}
+        count = {w: sum(r["verdict"] == w for r in mine) for w in VERDICTS}
         orig = next((r["verdict"] for r in mine if r["spec_kind"] == "original"), "?")
         rest = ", ".join(f"{v} {w}" for w, v in count.items() if w != "holds" and v)
         lines.append(

@@ -324,7 +324,11 @@ class Verdict:
             out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)}{against} over {n} hypotheses, level {alpha:g}")
         if self.also_holds_on_control:
             out.append(f"note: it {self.control_note}")
-        if self.reason and self.verdict != "holds":
+        if (
+            self.reason
+            and self.verdict != "holds"
+            and not (self.verdict == ON_CONTROL and self.reason == self.control_note)
+        ):
             out.append(f"why: {self.reason}")
         if self.presupposition:
             out.append(self.presupposition)
@@ -912,7 +916,8 @@ def _premise_text(p: Verdict) -> str:
     if c is None or c.value is None:
         return f"{p.claim} {p.verdict}"
     measured = f"{c.statistic} = {_num(c.value)}, claimed {c.comparison} {c.threshold:g} at {p.where()}"
-    return f"{p.claim}, which {p.verdict} here ({measured})"
+    verb = p.verdict if p.verdict in ("holds", "fails", ON_CONTROL) else f"is {p.verdict}"
+    return f"{p.claim}, which {verb} here ({measured})"
 
 
 _ON_ITS_OWN = {
