@@ -49,7 +49,7 @@ from layerclaims.pipeline import (
     shell_command,
 )
 from layerclaims.report import StudyOutcome, render_matrix_html
-from layerclaims.verdicts import Verdict, fmt_p
+from layerclaims.verdicts import Verdict
 
 log = logging.getLogger("layerclaims.cli")
 
@@ -72,30 +72,34 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _strict_failures(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    return [v for v in verdicts if v.holds is not True]
+    return [v for v in verdicts if not v.passes]
 
 
 def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: TextIO) -> None:
-    """One study's verdict lines (and its problems), printed as soon as it is done."""
+    """One study's problems, printed as soon as it is done (its verdicts are printed once, after the run's family
+    decision: :func:`_print_run`)."""
     if not outcome.ran:
         print(f"study {outcome.study}: NOT RUN. {outcome.reason}\n  fix: {outcome.fix}", file=stream)
     for p in outcome.problems:
         print(f"study {outcome.study}: {p}", file=stream)
     if verdicts:
-        print(f"study {outcome.study} done; its verdicts before the run's family-wise adjustment:", file=stream)
-    for v in verdicts:
-        head, *rest = v.lines()
-        print("\n".join([f"  {head}", *(f"      {line}" for line in rest)]), file=stream, flush=True)
+        print(f"study {outcome.study} done ({len(verdicts)} claims; verdicts below, after the run's family decision)",
+              file=stream)  # fmt: skip
 
 
 def _print_run(rep: Reproduced, stream: TextIO) -> None:
-    """The verdicts after Holm's adjustment over the whole run (a claim can move from holds to inconclusive)."""
+    """Every verdict, once, as the run's family decision left it (Holm over the run's hypotheses, for and against
+    the claims; then the presuppositions)."""
     if rep.verdicts:
         v0 = rep.verdicts[0]
-        print(f"verdicts at family-wise level {v0.level:g} (Holm over {v0.family_size} claims):", file=stream)
+        print(
+            f"verdicts at family-wise level {v0.level:g} (Holm over the run's {v0.family_size} hypotheses, for and "
+            "against the claims):",
+            file=stream,
+        )
     for v in rep.verdicts:
-        p_adj = f", adjusted p {fmt_p(v.p_adjusted)}" if v.p_adjusted is not None else ""
-        print(f"  {v.claim}: {v.verdict}{p_adj}{' — ' + v.reason if v.reason else ''}", file=stream)
+        head, *rest = v.lines()
+        print("\n".join([f"  {head}", *(f"      {line}" for line in rest)]), file=stream, flush=True)
     for study in rep.kept:
         print(f"study {study}: kept from the earlier run in {rep.out} (see run.json)", file=stream)
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims.claims import CLAIMS, CLAIMS_BY_ID
-from layerclaims.decision import VERDICTS
+from layerclaims.decision import ON_CONTROL, VERDICTS
 from layerclaims.errors import UsageError
 from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, control_note, fmt_p
 
@@ -74,7 +74,8 @@ def fmt_num(x: float | None) -> str:
 
 
 def fmt_value(row: Row) -> str:
-    """``value [low, high], p=...`` of one verdict row, or '—' when it has no value."""
+    """``value [low, high], p=...`` of one verdict row (for a claim that fails, the p against it: ``p against=...``),
+    or '—' when it has no value. A verdict set by a premise shows no p (it has none of its own)."""
     value = row.get("value")
     if value is None:
         return "—"
@@ -82,10 +83,13 @@ def fmt_value(row: Row) -> str:
     ci = row.get("ci")
     if ci is not None and len(ci) == 2:
         text += f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
-    if row.get("p_value") is not None:
-        text += f", p={fmt_p(row['p_value'])}"
-        if row.get("p_adjusted") is not None and row.get("family_size", 1) > 1:
-            text += f" (adj. {fmt_p(row['p_adjusted'])})"
+    against = row_verdict(row) == "fails" and row.get("p_against") is not None
+    key, label = ("p_against", "p against") if against else ("p_value", "p")
+    if row.get(key) is not None:
+        text += f", {label}={fmt_p(row[key])}"
+        adjusted = row.get(f"{key}_adjusted" if against else "p_adjusted")
+        if adjusted is not None and row.get("family_size", 1) > 1:
+            text += f" (adj. {fmt_p(adjusted)})"
     return text
 
 
@@ -116,17 +120,21 @@ CONTROL_MARK = "⚠"
 
 
 def row_verdict(row: Row | None) -> str:
-    """The verdict of a row: its ``verdict`` field, or (older rows) read from ``holds``."""
+    """The verdict of a row: its ``verdict`` field, or (older rows) read from ``holds``; an older row that holds and
+    also holds on its control reads as ``holds on control too``."""
     if row is None:
         return "not evaluated"
     word = row.get("verdict")
+    if word == "holds" and row.get("also_holds_on_control") and not row.get("beats_control"):
+        return ON_CONTROL  # a row of a run before "holds on control too" was its own word
     if word in VERDICT_WORDS:
         return str(word)
     return verdict_word(row.get("holds"))
 
 
 def verdict_word(verdict: str | bool | None) -> str:
-    """'holds', 'fails', 'inconclusive' or 'not evaluated', from a verdict word or an old-style ``holds``."""
+    """'holds', 'holds on control too', 'fails', 'inconclusive' or 'not evaluated', from a verdict word or an
+    old-style ``holds``."""
     if isinstance(verdict, str):
         return verdict if verdict in VERDICT_WORDS else "not evaluated"
     if verdict is None:
@@ -135,8 +143,23 @@ def verdict_word(verdict: str | bool | None) -> str:
 
 
 def verdict_mark(verdict: str | bool | None) -> str:
-    """A short mark for tables: ✓ holds, ✗ fails, ? inconclusive, – not evaluated."""
+    """A short mark for tables: ✓ holds, ⚠ holds on control too, ✗ fails, ? inconclusive, – not evaluated."""
     return MARKS[verdict_word(verdict)]
+
+
+VERDICT_CSS: dict[str, str] = {
+    "holds": "holds",
+    ON_CONTROL: "oncontrol",
+    "fails": "fails",
+    "inconclusive": "inconclusive",
+    "not evaluated": "na",
+}
+"""The CSS class of each verdict word (report badges, matrix cells): one colour per word."""
+
+
+def tally_text(counts: Mapping[str, int]) -> str:
+    """``3 ✓, 1 ⚠, 2 ✗, 4 ?, 1 –``: a tally of verdict words, each counted apart."""
+    return ", ".join(f"{counts.get(w, 0)} {MARKS[w]}" for w in VERDICT_WORDS)
 
 
 def also_on_control(row: Row) -> bool:
@@ -152,8 +175,9 @@ def row_control_note(row: Row) -> str:
 
 
 MATRIX_LEGEND = (
-    f"✓ holds, ✗ fails, ? inconclusive, – not evaluated; {CONTROL_MARK} {ALSO_ON_CONTROL}. Cells: value "
-    "[decision interval], p against the claim's threshold (Holm-adjusted over the run's claims), @layer used"
+    f"✓ holds, {CONTROL_MARK} holds on control too (it {ALSO_ON_CONTROL}: counted apart from holds), ✗ fails, "
+    "? inconclusive, – not evaluated. Cells: value [decision interval], p of the claim's null against its threshold "
+    "(for a claim that fails, p against the claim), Holm-adjusted over the run's hypotheses, @layer used"
 )
 
 LAYER_LEGEND = (
@@ -211,13 +235,12 @@ class MatrixCell:
         return row_verdict(self.row)
 
     def text(self) -> str:
-        """``✓ 0.91 [0.88, 0.93] @L5`` (``⚠`` when it also holds on its control) or ``– reason``."""
+        """``✓ 0.91 [0.88, 0.93] @L5`` (``⚠`` when it holds on its control too) or ``– reason``."""
         if self.row is None:
             return "(not in this run)"
         if self.verdict == "not evaluated":
             return f"– {short_reason(self.row.get('reason'))}"
-        mark = f" {CONTROL_MARK}" if also_on_control(self.row) else ""
-        return f"{verdict_mark(self.verdict)}{mark} {fmt_value(self.row)} @{layer_text(self.row)}"
+        return f"{verdict_mark(self.verdict)} {fmt_value(self.row)} @{layer_text(self.row)}"
 
 
 @dataclass(frozen=True)
@@ -269,10 +292,7 @@ def matrix_markdown(matrix: Matrix) -> str:
         first = next((matrix.cell(cid, m).row for m in matrix.models if matrix.cell(cid, m).row), None)
         cells = [cid, claimed_text(cid, first)] + [matrix.cell(cid, m).text() for m in matrix.models]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    tally = ["**tally**", ""] + [
-        "{holds} ✓, {fails} ✗, {inconclusive} ?, {ne} –".format(ne=n["not evaluated"], **n)
-        for n in (matrix.counts(m) for m in matrix.models)
-    ]
+    tally = ["**tally**", ""] + [tally_text(matrix.counts(m)) for m in matrix.models]
     lines.append("| " + " | ".join(tally) + " |")
     out = "\n".join(lines) + "\n"
     out += f"\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n"

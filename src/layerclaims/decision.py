@@ -14,7 +14,9 @@ consistency (each is proved, and property-tested in ``tests/unit/test_verdicts.p
 
 - holds  <=>  ``L > t``  <=>  ``p < alpha`` (the interval lies wholly in the claimed region),
 - fails  <=>  ``U <= t`` <=>  ``p_against < alpha`` (wholly outside it),
-- inconclusive otherwise.
+- inconclusive otherwise
+
+(the p-value sides hold whatever ``B``; the interval sides where ``1/(B+1) < alpha``, see "Resolution" below).
 
 (``#{R <= t} < k  <=>  #{R <= t} < alpha/2 B`` because the count is an integer.) ``<`` mirrors it; ``>=``/``<=``
 move the ties to the claimed side. The p-value is a bootstrap test of the claim's own null (Efron & Tibshirani
@@ -26,9 +28,10 @@ with the truth exactly at the threshold, at ``alpha/2`` in 5.0% of 6,000 (``docs
 **Count claims** (``== k`` on an integer statistic, e.g. cluster counts). ``count == k`` is the intersection of
 ``count > k - 1/2`` and ``count < k + 1/2``; by the rule above (intersection-union) it holds when the point count
 is ``k`` and fewer than ``alpha/2 B`` replicates lie below ``k`` and fewer than ``alpha/2 B`` above it
-(``p = min(1, 2 max(#{R < k}, #{R > k}) / B)``). It fails when at most :data:`COUNT_FAIL_FRACTION` of the
-replicates give ``k``. The rule was checked by simulation with known truth
-(``tests/unit/test_decision_calibration.py``; the measured error rates are in ``docs/verdicts.md``).
+(``p = min(1, 2 max(#{R < k}, #{R > k}) / B)``). It fails when one of the two parts fails, i.e. when the decision
+interval lies wholly below ``k`` or wholly above it: ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)`` below
+``alpha`` (the p of the opposite claim's null, so that "fails" is decided at a level like "holds", never by a fixed
+fraction of the resamples). ``fraction`` (the resamples giving ``k``) is reported.
 
 **Bands over parts** (a statistic claimed at *every* block, B4). Replicates ``[n_parts, B]`` paired across parts
 (one resample of the items serves every part). A simultaneous percentile band (:func:`band_levels`): each part's
@@ -43,9 +46,16 @@ interval is the simultaneous interval of ``min_b statistic_b``: ``[min_b lower_b
 **Conjunctions** (intersection-union, Berger 1982): all parts hold -> holds, any part fails -> fails, else
 inconclusive; the claim's p-value is the largest of its parts' p-values.
 
-**Family-wise level** (:func:`holm`): Holm's step-down adjustment of the claims' p-values over the claims of a
-run. A claim at rank ``i`` (of ``m``, p ascending) is decided at level ``alpha / (m - i + 1)`` (its interval is
-the central interval at that level), and it holds only when its adjusted p is below ``alpha``.
+**Resolution.** With ``B`` replicates no p-value is below ``1 / (B + 1)`` (:func:`p_floor`): a tail count of 0
+gives that floor, not 0 (Davison & Hinkley 1997, ch. 4: a bootstrap or Monte Carlo p is at best ``1/(B+1)``). Every
+rule reads the floored p, so ``holds <=> p < alpha`` stays exact; where the interval alone would have said holds
+(or fails) but ``1/(B+1)`` is not below ``alpha``, the decision is inconclusive and its reason names the number of
+replicates a decision at that level needs.
+
+**Family-wise level** (:func:`holm`, applied by :func:`layerclaims.verdicts.apply_family`): Holm's step-down over
+the distinct conditions of a run, once over the p-values *for* the claims (small: holds) and once over the p-values
+*against* them (small: fails); see ``docs/verdicts.md``. Ties share the level of their first rank, so the levels,
+like Holm's adjusted p-values, do not depend on the order of the claims.
 
 A statistic without replicates is decided on its reported interval (``ci``, a 95% interval) and gets no p-value
 (and stays outside the family); a statistic without an interval is "not evaluated", never decided from a
@@ -61,18 +71,18 @@ from typing import Literal
 
 import numpy as np
 
-VerdictWord = Literal["holds", "fails", "inconclusive", "not evaluated"]
-VERDICTS: tuple[VerdictWord, ...] = ("holds", "fails", "inconclusive", "not evaluated")
+VerdictWord = Literal["holds", "holds on control too", "fails", "inconclusive", "not evaluated"]
+ON_CONTROL: VerdictWord = "holds on control too"
+"""A claim that holds and also holds, by the same rule at the same level, on every control it has (the same
+statistic where the claimed structure is absent by construction): counted apart from "holds". Only a claim that does
+not require beating its control gets it (``Claim.beats_control``); the rules below never return it."""
+VERDICTS: tuple[VerdictWord, ...] = ("holds", ON_CONTROL, "fails", "inconclusive", "not evaluated")
 
 LEVEL = 0.05
 """Default family-wise level (one-sided) over the claims of one run."""
 
 INTERVAL_ONLY_LEVEL = 0.05
 """Level of a reported 95% interval, when a statistic comes without replicates."""
-
-COUNT_FAIL_FRACTION = 0.2
-"""A count claim fails when at most this fraction of the resamples give the claimed count (calibrated by
-simulation: with the true count claimed, ``fails`` came out in 0% of the runs; ``docs/verdicts.md``)."""
 
 MAX_NAN_FRACTION = 0.1
 """More undefined (NaN) replicates than this and the statistic is not evaluated: the bootstrap does not describe it."""
@@ -129,9 +139,29 @@ def interval(replicates: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(s[k - 1]), float(s[s.size - k])
 
 
+def p_floor(b: int) -> float:
+    """The smallest p-value ``B`` replicates can give: ``1 / (B + 1)`` (a tail count of 0 is not p = 0)."""
+    return 1.0 / (b + 1)
+
+
 def _p(count: int | np.integer, b: int) -> float:
-    """The two-sided-interval p of a tail count: ``min(1, 2 count / B)``."""
-    return float(min(1.0, 2.0 * float(count) / b))
+    """The two-sided-interval p of a tail count: ``min(1, 2 count / B)``, never below :func:`p_floor`."""
+    return float(max(min(1.0, 2.0 * float(count) / b), p_floor(b)))
+
+
+def replicates_needed(alpha: float) -> int:
+    """The fewest replicates whose :func:`p_floor` lies below ``alpha``: ``floor(1/alpha)``."""
+    return math.floor(1.0 / alpha + 1e-9) if alpha > 0 else 0
+
+
+def floor_reason(b: int, alpha: float) -> str | None:
+    """Why ``B`` replicates cannot decide at level ``alpha`` (None when they can)."""
+    if p_floor(b) < alpha:
+        return None
+    return (
+        f"{b} resamples give no p below 1/{b + 1} = {p_floor(b):.2g}, not below the level {alpha:.2g}: "
+        f"a decision at this level needs at least {replicates_needed(alpha)} resamples"
+    )
 
 
 def threshold_p(replicates: np.ndarray, comparison: str, threshold: float) -> tuple[float, float]:
@@ -164,31 +194,35 @@ def _word(p: float, p_against: float, alpha: float) -> VerdictWord:
 def decide_threshold(replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL) -> Decision:
     """The threshold rule (module docstring) on finite 1-D replicates."""
     p, p_against = threshold_p(replicates, comparison, threshold)
-    return Decision(_word(p, p_against, alpha), interval(replicates, alpha), p, p_against, alpha)
+    word = _word(p, p_against, alpha)
+    reason = floor_reason(np.asarray(replicates).size, alpha) if word == "inconclusive" else None
+    return Decision(word, interval(replicates, alpha), p, p_against, alpha, reason=reason)
 
 
-def decide_count(
-    value: float,
-    replicates: np.ndarray,
-    claimed: float,
-    alpha: float = LEVEL,
-    fail_fraction: float = COUNT_FAIL_FRACTION,
-) -> Decision:
+def decide_count(value: float, replicates: np.ndarray, claimed: float, alpha: float = LEVEL) -> Decision:
     """The count rule (module docstring): ``count == claimed`` on integer-valued replicates."""
     r = np.asarray(replicates, dtype=np.float64)
     b = r.size
     fraction = float((r == claimed).sum() / b)
     p = _p(max((r < claimed).sum(), (r > claimed).sum()), b)
+    p_against = _p(min((r >= claimed).sum(), (r <= claimed).sum()), b)
     span = interval(r, alpha)
     if p < alpha and value == claimed:
-        return Decision("holds", span, p, fraction, alpha, fraction=fraction)
-    if fraction <= fail_fraction:
-        reason = f"{fraction:.0%} of the resamples give {claimed:g}"
-        return Decision("fails", span, p, fraction, alpha, reason=reason, fraction=fraction)
+        return Decision("holds", span, p, p_against, alpha, fraction=fraction)
+    if p_against < alpha:
+        side = "below" if (r >= claimed).sum() <= (r <= claimed).sum() else "above"
+        reason = (
+            f"its interval [{span[0]:g}, {span[1]:g}] lies wholly {side} {claimed:g} ({fraction:.0%} of the "
+            f"resamples give {claimed:g})"
+        )
+        return Decision("fails", span, p, p_against, alpha, reason=reason, fraction=fraction)
     reason = f"{fraction:.0%} of the resamples give {claimed:g} (holds needs fewer than {alpha / 2:.3g} on each side)"
     if value != claimed:
         reason = f"the count on all items is {value:g}; " + reason
-    return Decision("inconclusive", span, p, fraction, alpha, reason=reason, fraction=fraction)
+    floor = floor_reason(b, alpha)
+    if floor:
+        reason = f"{reason}; {floor}"
+    return Decision("inconclusive", span, p, p_against, alpha, reason=reason, fraction=fraction)
 
 
 def band_levels(replicates: np.ndarray, alpha: float) -> tuple[int, int]:
@@ -233,7 +267,9 @@ def decide_band(
     p_against = _p((v_min <= above.min()).sum(), b)
     short = tuple(int(i) for i in np.flatnonzero(lower <= threshold if strict else lower < threshold))
     interval_ = (float(lower.min()), float(upper.min()))
-    return Decision(_word(p, p_against, alpha), interval_, p, p_against, alpha, shortfall=short)
+    word = _word(p, p_against, alpha)
+    reason = floor_reason(b, alpha) if word == "inconclusive" else None
+    return Decision(word, interval_, p, p_against, alpha, reason=reason, shortfall=short)
 
 
 def decide_interval_only(ci: tuple[float, float], comparison: str, threshold: float) -> Decision:
@@ -271,14 +307,15 @@ def intersection_union(words: Sequence[VerdictWord]) -> VerdictWord:
 def holm(p_values: Sequence[float], level: float = LEVEL) -> tuple[list[float], list[float]]:
     """Holm's step-down adjustment (Holm 1979). Returns ``(adjusted, levels)``: the adjusted p-values
     ``p_adj(i) = max_{j <= i} min(1, (m - j + 1) p_(j))`` in the input order, and the level at which each
-    hypothesis is tested, ``level / (m - rank + 1)`` (rank 1 = smallest p; ties keep the input order). A
-    hypothesis is rejected at family-wise level ``level`` exactly when its adjusted p is below ``level``."""
+    hypothesis is tested, ``level / (m - rank + 1)`` (rank 1 = smallest p; tied p-values share the level of their
+    first rank, so that neither output depends on the order of the input). A hypothesis is rejected at family-wise
+    level ``level`` exactly when its adjusted p is below ``level``."""
     p = np.asarray(p_values, dtype=np.float64)
     m = p.size
     order = np.argsort(p, kind="stable")
     adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     adjusted = np.empty(m)
     adjusted[order] = adj_sorted
-    levels = np.empty(m)
-    levels[order] = level / (m - np.arange(m))
+    first_rank = np.searchsorted(np.sort(p), p, side="left")  # 0-based rank of the first of each value's ties
+    levels = level / (m - first_rank)
     return adjusted.tolist(), levels.tolist()

@@ -699,13 +699,9 @@ def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[s
     print_verdicts = bool(args.pop("print_verdicts", False))
     model = str(args.pop("model"))
     out = Path(args.pop("out"))
-    if print_verdicts:
-
-        def on_study(outcome: StudyOutcome, verdicts: list[Verdict]) -> None:
-            for v in verdicts:
-                print(f"  {v.describe()}", flush=True)
-
-        args["on_study"] = on_study
     rep = reproduce(model, out=out, **args)
+    if print_verdicts:  # once, after the run's family decision
+        for v in rep.verdicts:
+            print(f"  {v.describe()}", flush=True)
     not_run = [(s.study, s.reason) for s in rep.report.studies if not s.ran]
     return list(rep.report.rows), {"out": str(out), "report": str(rep.files["report.html"]), "not_run": not_run}

@@ -9,6 +9,8 @@ Options (group "layerclaims"):
   --only-claims    check only the --claims claims, not the package's.
   --as NAME        the local --model folder is NAME (e.g. gpt2-medium) when its config cannot tell; refused when its
                    architecture is not NAME's.
+  --beats-control  every claim must beat its control (as ``beats_control = true`` in a claims file): a claim that
+                   holds on its control too does not pass.
 Markers: ``findings`` (a claim evaluated on a model), ``slow`` (more than a few seconds).
 Fixtures: ``device``, ``findings_claims``, ``study_cache``, ``check_verdict``; a test that takes ``model`` and
 ``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params` lists them. A
@@ -29,6 +31,7 @@ Importing this module imports neither torch nor numpy (``pytest --help`` stays f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +72,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the --model folder holds NAME (e.g. gpt2-medium): assert NAME's claims on it (its architecture is "
         "checked)",
     )
+    group.addoption(
+        "--beats-control",
+        action="store_true",
+        default=False,
+        help="every claim must beat its control (its statistic minus the control's, with its uncertainty), as "
+        "beats_control = true in a claims file does",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,9 +93,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 "drop --gpu to run on the CPU, or run on a machine with an NVIDIA GPU and a CUDA build of torch."
             )
     try:
-        config.stash[CLAIMS_KEY] = combine_claims(
-            config.getoption("--claims") or (), only=bool(config.getoption("--only-claims"))
-        )
+        claims = combine_claims(config.getoption("--claims") or (), only=bool(config.getoption("--only-claims")))
+        if config.getoption("--beats-control"):
+            claims = tuple(dataclasses.replace(c, beats_control=True) for c in claims)
+        config.stash[CLAIMS_KEY] = claims
         declared = config.getoption("as_model")
         if declared is not None:
             models = config.getoption("--model") or []
@@ -152,6 +163,7 @@ def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
     from layerclaims.identity import is_claim_model
 
     declared = pytestconfig.getoption("as_model")
+    beats = bool(pytestconfig.getoption("--beats-control"))
 
     def check(verdict: Any, claim: Claim, tolerance: dict[str, float] | None = None, snapshots: Any = None) -> None:
         if is_claim_model(claim.model, verdict.model, declared=declared):
@@ -165,6 +177,7 @@ def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
             testing.DEFAULT_TOLERANCE if tolerance is None else tolerance,
             snapshots,
             declared=declared,
+            beats_control=beats,
         )
 
     return check

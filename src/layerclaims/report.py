@@ -30,19 +30,20 @@ from layerclaims.compare import (
     CONTROL_MARK,
     LAYER_LEGEND,
     MATRIX_LEGEND,
+    VERDICT_CSS,
     VERDICT_WORDS,
     VERDICTS_JSON,
     Matrix,
-    also_on_control,
     claim_order,
     claimed_text,
     fmt_num,
     fmt_p,
     layer_text,
-    row_control_note,
     row_verdict,
+    tally_text,
     verdict_mark,
 )
+from layerclaims.decision import ON_CONTROL
 from layerclaims.verdicts import compact_parts
 
 VERDICTS_CSV = "verdicts.csv"
@@ -60,9 +61,13 @@ CSV_FIELDS = (
     "ci_high",
     "p_value",
     "p_adjusted",
+    "p_against",
+    "p_against_adjusted",
     "level",
     "verdict",
     "holds",
+    "set_by_premise",
+    "beats_control",
     "control_name",
     "control_value",
     "control_ci_low",
@@ -215,22 +220,37 @@ def _conditions(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [row] if row.get("statistic") else []
 
 
+def _p_text(row: Mapping[str, Any], c: Mapping[str, Any], first: bool) -> str:
+    """`` · p(vs 0.8) 0.04, adj. 0.12``: the p that decides the condition (against the claim where it fails) and its
+    Holm-adjusted value (the condition's; for rows of older runs, the claim's on the first condition)."""
+    against = c.get("verdict") == "fails" and c.get("p_against") is not None
+    key = "p_against" if against else "p_value"
+    if c.get(key) is None:
+        return ""
+    text = f" · {'p against (vs' if against else 'p(vs'} {c['threshold']:g}) {fmt_p(c[key])}"
+    adjusted = c.get(f"{key}_adjusted" if against else "p_adjusted")
+    if adjusted is None and first and not against and row.get("set_by_premise") is None:
+        adjusted = row.get("p_adjusted")
+    if adjusted is not None and (row.get("family_size") or 1) > 1:
+        text += f", adj. {fmt_p(adjusted)}"
+    return text
+
+
 def measured_lines(row: Mapping[str, Any]) -> list[str]:
     """One short labelled line per condition: ``rsa_qk 0.861 [0.79, 0.93] · p(vs 0.8) 0.04, adj. 0.12 · control
-    0.95 [0.93, 0.97] · block 5`` (the layer on the first line only)."""
+    0.95 [0.93, 0.97] · block 5`` (the layer on the first line only; ``on its own:`` before each when the verdict
+    was set by a premise, which gives it no p of its own)."""
     out = []
+    own = "on its own: " if row.get("set_by_premise") else ""
     for i, c in enumerate(_conditions(row)):
         if c.get("value") is None:
             out.append(f"{c.get('statistic')}: not evaluated")
             continue
-        text = f"{c.get('statistic')} {fmt_num(c['value'])}"
+        text = f"{own}{c.get('statistic')} {fmt_num(c['value'])}"
         ci = c.get("ci")
         if ci:
             text += f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
-        if c.get("p_value") is not None:
-            text += f" · p(vs {c['threshold']:g}) {fmt_p(c['p_value'])}"
-            if i == 0 and row.get("p_adjusted") is not None and (row.get("family_size") or 1) > 1:
-                text += f", adj. {fmt_p(row['p_adjusted'])}"
+        text += _p_text(row, c, i == 0)
         if c.get("shortfall"):
             text += f" · short at {compact_parts(c['shortfall'])}"
         ctrl = c.get("control")
@@ -282,8 +302,6 @@ def verdict_text(row: Mapping[str, Any]) -> str:
     """The verdict cell: mark and word, the control warning, the reason, the presupposition, what would settle it."""
     word = row_verdict(row)
     out = f"{verdict_mark(word)} {word}"
-    if also_on_control(row):
-        out += f" ({CONTROL_MARK} {row_control_note(row)})"
     for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
         if row.get(key) and not (key == "reason" and word == "holds"):
             out += f". {label}{row[key]}"
@@ -291,14 +309,16 @@ def verdict_text(row: Mapping[str, Any]) -> str:
 
 
 def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``Family-wise level 0.05 (Holm over 9 claims with a p-value)``."""
+    """``Verdicts at family-wise level 0.05 (Holm's step-down over the 12 hypotheses ...)``."""
     sizes = [r["family_size"] for r in rows if r.get("family_size")]
     levels = [r["level"] for r in rows if r.get("level")]
     if not sizes or not levels:
         return ""
     return (
-        f"Verdicts at family-wise level {levels[0]:g} (Holm's step-down over the {max(sizes)} claims of this run that "
-        "have a p-value; each claim's interval is the central bootstrap interval at its Holm level)."
+        f"Verdicts at family-wise level {levels[0]:g} (Holm's step-down over the {max(sizes)} hypotheses of this run: "
+        "the distinct conditions of its claims that have a p-value, once with the p-values for the claims, once with "
+        "those against them; each condition's interval is the central bootstrap interval at the level that decided "
+        "it; the order of the claims plays no part)."
     )
 
 
@@ -372,8 +392,9 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
     lines = [
         f"# layerclaims report: {model}",
         "",
-        f"{counts['holds']} claims hold, {counts['fails']} fail, {counts['inconclusive']} inconclusive, "
-        f"{counts['not evaluated']} not evaluated (of {len(report.rows)}). Created {report.created}.",
+        f"{counts['holds']} claims hold, {counts[ON_CONTROL]} hold on control too, {counts['fails']} fail, "
+        f"{counts['inconclusive']} inconclusive, {counts['not evaluated']} not evaluated (of {len(report.rows)}). "
+        f"Created {report.created}.",
         "",
     ]
     if family_line(report.rows):
@@ -432,18 +453,20 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
 
 
 MEASURED_LEGEND = (
-    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the claim's Holm "
-    "level]; p(vs t): bootstrap p of the claim's own null (the statistic on the wrong side of its "
-    "threshold t), adj.: Holm-adjusted over the run; control: the same statistic where the claimed structure is absent "
-    "by construction (random projections of the block input; a Gaussian surrogate of the marks). Mantel and "
-    f"label-permutation p-values test 'any structure at all' and are secondary (in the details). ✓ holds, ✗ fails, "
-    f"? inconclusive, – not evaluated; {CONTROL_MARK} {ALSO_ON_CONTROL}."
+    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the level that "
+    "decided the condition; the control's at the same level]; p(vs t): bootstrap p of the claim's own null (the "
+    "statistic on the wrong side of its threshold t), p against (vs t): that of the opposite null (shown where the "
+    "claim fails); never below 1/(B+1) for B resamples; adj.: Holm-adjusted over the run's hypotheses; control: the "
+    "same statistic where the claimed structure is absent by construction (random projections of the block input; a "
+    "Gaussian surrogate of the marks). Mantel and label-permutation p-values test 'any structure at all' and are "
+    f"secondary (in the details). ✓ holds, {CONTROL_MARK} holds on control too (it {ALSO_ON_CONTROL}; counted apart "
+    "from holds), ✗ fails, ? inconclusive, – not evaluated."
 )
 
 # --------------------------------------------------------------------------------------------------- html
 
 CSS = """
-:root { --ok: #1a7f37; --bad: #b42318; --na: #6e6e73; --line: #d0d7de; --bg2: #f6f8fa; }
+:root { --ok: #1a7f37; --bad: #b42318; --na: #6e6e73; --ctl: #7539c9; --line: #d0d7de; --bg2: #f6f8fa; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 0;
        padding: 24px 32px 64px; max-width: 1400px; }
@@ -463,6 +486,7 @@ details.notes summary { cursor: pointer; color: var(--na); }
 .badge { display: inline-block; padding: 2px 9px; border-radius: 12px; font-weight: 600; font-size: 13px;
          white-space: nowrap; color: #fff; }
 .holds { background: var(--ok); } .fails { background: var(--bad); } .na { background: var(--na); }
+.oncontrol { background: var(--ctl); } .cell-oncontrol { background: #f1e9fd; }
 .inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
 td.measured { white-space: normal; min-width: 24em; font-size: 13.5px; }
 .measured div { margin-bottom: 3px; overflow-wrap: anywhere; }
@@ -490,8 +514,7 @@ def _e(text: Any) -> str:
 
 def _badge(row: Mapping[str, Any]) -> str:
     word = row_verdict(row)
-    cls = {"not evaluated": "na"}.get(word, word)
-    return f'<span class="badge {cls}">{verdict_mark(word)} {_e(word)}</span>'
+    return f'<span class="badge {VERDICT_CSS[word]}">{verdict_mark(word)} {_e(word)}</span>'
 
 
 def _page(title: str, body: str) -> str:
@@ -543,6 +566,7 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
         f"{_e(report.model.get('dtype', '?'))})</p>",
         '<p class="tally">'
         f'<span style="color:var(--ok)">✓ {counts["holds"]} hold</span>'
+        f'<span style="color:var(--ctl)">{CONTROL_MARK} {counts[ON_CONTROL]} hold on control too</span>'
         f'<span style="color:var(--bad)">✗ {counts["fails"]} fail</span>'
         f'<span style="color:#9a6700">? {counts["inconclusive"]} inconclusive</span>'
         f'<span style="color:var(--na)">– {counts["not evaluated"]} not evaluated</span></p>',
@@ -563,8 +587,6 @@ def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_fig
         notes_html = _notes_html(r)
         word = row_verdict(r)
         reason = ""
-        if also_on_control(r):
-            reason += f'<div class="reason">{_e(CONTROL_MARK)} {_e(row_control_note(r))}</div>'
         for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
             if r.get(key) and not (key == "reason" and word == "holds"):
                 reason += f'<div class="reason">{_e(label)}{_e(r[key])}</div>'
@@ -754,20 +776,14 @@ def render_matrix_html(
         tds = []
         for m in matrix.models:
             cell = matrix.cell(cid, m)
-            cls = {"not evaluated": "cell-na"}.get(cell.verdict, f"cell-{cell.verdict}")
-            tds.append(f'<td class="num {cls}">{_e(cell.text())}</td>')
+            tds.append(f'<td class="num cell-{VERDICT_CSS[cell.verdict]}">{_e(cell.text())}</td>')
         text = f'<span class="claimtext">{_e(text_of)}</span>' if text_of else ""
         body.append(
             f"<tr><td><strong>{_e(cid)}</strong></td><td>{text}<code>{_e(claimed_text(cid, first))}</code></td>"
             + "".join(tds)
             + "</tr>"
         )
-    tally = "".join(
-        "<td>{h} ✓, {f} ✗, {i} ?, {n} –</td>".format(
-            h=c["holds"], f=c["fails"], i=c["inconclusive"], n=c["not evaluated"]
-        )
-        for c in (matrix.counts(m) for m in matrix.models)
-    )
+    tally = "".join(f"<td>{_e(tally_text(matrix.counts(m)))}</td>" for m in matrix.models)
     body.append(f"<tr><td><strong>tally</strong></td><td></td>{tally}</tr>")
     notes = "".join(f"<li><strong>{_e(m)}</strong>: {_e(n)}</li>" for m, n in matrix.notes.items())
     page = (

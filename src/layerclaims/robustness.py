@@ -42,6 +42,7 @@ import numpy as np
 
 from layerclaims import study as registry
 from layerclaims.claims import CLAIMS, Claim, claims_for, map_layer
+from layerclaims.decision import VERDICTS
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.executor import EXECUTORS, Job, run_jobs
 from layerclaims.study import Robustness
@@ -384,7 +385,7 @@ def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAI
         mine = [r for r in rows if r["claim"] == claim.id]
         if not mine:
             continue
-        count = {w: sum(r["verdict"] == w for r in mine) for w in ("holds", "fails", "inconclusive", "not evaluated")}
+        count = {w: sum(r["verdict"] == w for r in mine) for w in VERDICTS}
         orig = next((r["verdict"] for r in mine if r["spec_origin"] == "original"), "?")
         rest = ", ".join(f"{v} {w}" for w, v in count.items() if w != "holds" and v)
         lines.append(

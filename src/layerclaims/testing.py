@@ -1,16 +1,20 @@
 """Machinery of the findings tests, usable from any pytest suite that checks claims on models.
 
 On the model a claim was made for, a findings test asserts that the verdict is ``holds`` (not fails, not
-inconclusive, not "not evaluated") and on failure shows each condition's value, decision interval, p against its
-threshold, the control and what would settle it. On any other model it records the verdict's typed fields (verdict
-as a code, value, interval, p, Holm-adjusted p, the control's value) in a pytest-regressions snapshot, one CSV per
-claim under ``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a reviewable diff.
+inconclusive, not "not evaluated"); ``holds on control too`` passes only for a claim that does not require beating
+its control (``beats_control = true`` in its file, or pytest's ``--beats-control``, make it fail), and then with a
+:class:`ControlWarning` in pytest's warnings summary. On failure it shows each condition's value, decision interval,
+p against its threshold, the control and what would settle it. On any other model it records the verdict's typed
+fields (verdict as a code, value, interval, p, Holm-adjusted p, the control's value) in a pytest-regressions
+snapshot, one CSV per claim under ``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a
+reviewable diff.
 Regenerate after a reviewed change with ``pytest -m findings --model NAME --force-regen``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,10 @@ import numpy as np
 import pytest
 
 from layerclaims.claims import Claim, claims_for
+from layerclaims.decision import ON_CONTROL
 from layerclaims.errors import DataNotFoundError
 from layerclaims.identity import is_claim_model
-from layerclaims.verdicts import Verdict
+from layerclaims.verdicts import VERDICT_CODES, Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
 CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")
@@ -92,6 +97,10 @@ class StudyCache:
         return self._results[key]
 
 
+class ControlWarning(UserWarning):
+    """A claim passed on its own model but holds on its control too (the structure it names is not needed for it)."""
+
+
 def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
@@ -104,15 +113,26 @@ def check_verdict(
     snapshots: Path | None = None,
     *,
     declared: str | None = None,
+    beats_control: bool = False,
 ) -> None:
     """Assert on the claim's own model; snapshot the verdict's numbers on any other.
 
     The claim's own model is recognised by what it is (:func:`layerclaims.identity.is_claim_model`: a local folder
     or mirror of gpt2-medium counts as gpt2-medium; ``declared`` is pytest's ``--as NAME``). Snapshots go to
     ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder ``snapshots`` beside the calling test
-    file."""
+    file. ``beats_control`` (pytest's ``--beats-control``): ``holds on control too`` fails too, whatever the claim
+    says."""
     if is_claim_model(claim.model, verdict.model, declared=declared):
-        assert verdict.verdict == "holds", failure_message(verdict)
+        required = beats_control or claim.beats_control or verdict.beats_control
+        assert verdict.passes and not (required and verdict.verdict == ON_CONTROL), failure_message(verdict, required)
+        if verdict.verdict == ON_CONTROL:
+            warnings.warn(
+                ControlWarning(
+                    f"{claim.id} passes on {verdict.model}, but it {verdict.control_note}: require it to beat its "
+                    "control with beats_control = true in its claims file, or pytest --beats-control"
+                ),
+                stacklevel=2,
+            )
         return
     ci = verdict.ci or (None, None)
     control = verdict.control
@@ -129,7 +149,7 @@ def check_verdict(
     }
     for i, cond in enumerate(verdict.conditions[1:], start=1):
         row[f"cond{i}_value"] = np.array([_num(cond.value)])
-        row[f"cond{i}_verdict"] = np.array([_VERDICT_CODE[cond.verdict]])
+        row[f"cond{i}_verdict"] = np.array([VERDICT_CODES[cond.verdict]])
     if snapshots is None:
         snapshots = Path(num_regression.original_datadir).parent / "snapshots"
     path = snapshots / verdict.model.replace("/", "__") / f"{claim.id}.csv"
@@ -138,12 +158,14 @@ def check_verdict(
     assert not (verdict.value is not None and math.isnan(verdict.value)), verdict.describe()
 
 
-_VERDICT_CODE = {"holds": 1, "fails": 0, "inconclusive": 2, "not evaluated": -1}
-
-
-def failure_message(verdict: Verdict) -> str:
+def failure_message(verdict: Verdict, beats_control: bool = False) -> str:
     """Why a claim did not hold on its own model: the verdict's lines as the console prints them
     (:meth:`~layerclaims.verdicts.Verdict.lines`: each condition's value, decision interval and level, p against its
     threshold, the control, and what would settle an inconclusive verdict)."""
     head, *rest = verdict.lines(levels=True)
-    return "\n".join([f"{head} (only holds passes)", *(f"  {line}" for line in rest)])
+    rule = (
+        "only holds passes: the claim must beat its control"
+        if beats_control
+        else "only holds, or holds on control too, passes"
+    )
+    return "\n".join([f"{head} ({rule})", *(f"  {line}" for line in rest)])

@@ -18,6 +18,7 @@ This module never touches a model or a metric.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 from layerclaims.claims import Claim, Condition, as_comparison, claims_for, format_condition, map_layer
 from layerclaims.decision import (
     LEVEL,
+    ON_CONTROL,
     VERDICTS,
     Decision,
     VerdictWord,
@@ -36,8 +38,10 @@ from layerclaims.decision import (
     decide_interval_only,
     decide_threshold,
     finite_replicates,
+    floor_reason,
     holm,
     intersection_union,
+    replicates_needed,
 )
 from layerclaims.errors import UsageError
 from layerclaims.results import Control, Measurement
@@ -54,7 +58,10 @@ def control_note(absent: Sequence[str]) -> str:
     )
 
 
-MARKS: dict[str, str] = {"holds": "✓", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
+VERDICT_CODES: dict[str, int] = {"holds": 1, ON_CONTROL: 3, "fails": 0, "inconclusive": 2, "not evaluated": -1}
+"""The verdict as a number (snapshots, :attr:`Verdict.code`)."""
+
+MARKS: dict[str, str] = {"holds": "✓", ON_CONTROL: "⚠", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
 
 
 # --------------------------------------------------------------------------------------------------- records
@@ -102,6 +109,8 @@ class ConditionResult:
     ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for bands, the
     parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
     structure is absent by construction; ``details``: what the study attached to the measurement.
+    ``p_adjusted`` / ``p_against_adjusted``: ``p_value`` / ``p_against`` adjusted by Holm over the run's
+    conditions (:func:`apply_family`; None before it, or outside the family).
     ``measurement``: the measurement itself, kept in memory so that :func:`apply_family` can re-decide at another
     level (not saved)."""
 
@@ -121,6 +130,8 @@ class ConditionResult:
     shortfall: tuple[str, ...] = ()
     control: ControlResult | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    p_adjusted: float | None = None
+    p_against_adjusted: float | None = None
     measurement: Measurement | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -136,6 +147,8 @@ class ConditionResult:
             "ci": list(self.ci) if self.ci else None,
             "p_value": self.p_value,
             "p_against": self.p_against,
+            "p_adjusted": self.p_adjusted,
+            "p_against_adjusted": self.p_against_adjusted,
             "p_secondary": self.p_secondary,
             "p_secondary_name": self.p_secondary_name,
             "verdict": self.verdict,
@@ -160,6 +173,8 @@ class ConditionResult:
             level=float(row.get("level") or LEVEL),
             rule=str(row.get("rule") or "none"),
             p_against=row.get("p_against"),
+            p_adjusted=row.get("p_adjusted"),
+            p_against_adjusted=row.get("p_against_adjusted"),
             p_secondary=row.get("p_secondary"),
             p_secondary_name=row.get("p_secondary_name"),
             reason=row.get("reason"),
@@ -182,13 +197,18 @@ class Verdict:
     """A claim evaluated on one result.
 
     ``verdict``: ``holds`` (every condition's decision interval lies in the claimed region, and the claim's Holm-
-    adjusted p is below ``level``), ``fails`` (some condition's interval lies wholly outside it, or a presupposed
-    claim fails), ``inconclusive`` (else; ``settle`` says what would settle it) or ``not evaluated`` (``reason``).
-    ``conditions``: one :class:`ConditionResult` per condition of the claim. ``p_value``: the claim's p
-    (intersection-union: the largest of its conditions'); ``p_adjusted``: Holm-adjusted over ``family_size`` claims
-    of the run (equal to ``p_value`` before :func:`apply_family`); ``level``: the family-wise level.
-    ``presupposition``: what the claim takes for granted and how that fared here. The claim's facts (``text``,
-    ``layer_unit``, ``presupposes``) are copied from the :class:`Claim` so that a saved verdict stands alone."""
+    adjusted p is below ``level``), ``holds on control too`` (it holds, and also on every control it has; only for a
+    claim that does not require beating its control), ``fails`` (some condition's interval lies wholly outside it and
+    its Holm-adjusted p against the claim is below ``level``, or a presupposed claim fails), ``inconclusive`` (else;
+    ``settle`` says what would settle it) or ``not evaluated`` (``reason``).
+    ``conditions``: one :class:`ConditionResult` per condition of the claim (with ``beats_control``, one more per
+    condition: its statistic minus its control's). ``p_value``: the claim's p (intersection-union: the largest of
+    its conditions'); ``p_adjusted``: Holm-adjusted over the ``family_size`` hypotheses of the run (equal to
+    ``p_value`` before :func:`apply_family`); ``p_against`` / ``p_against_adjusted``: the same against the claim (the
+    smallest of its conditions'); ``level``: the family-wise level. ``set_by_premise``: the presupposed claim that
+    set this verdict (the verdict then has no p of its own). ``presupposition``: what the claim takes for granted and
+    how that fared here. The claim's facts (``text``, ``layer_unit``, ``presupposes``, ``beats_control``) are copied
+    from the :class:`Claim` so that a saved verdict stands alone."""
 
     claim: str
     model: str
@@ -208,6 +228,10 @@ class Verdict:
     kind: str | None = None
     presupposes: tuple[str, ...] = ()
     own_model: str | None = None
+    beats_control: bool = False
+    p_against: float | None = None
+    p_against_adjusted: float | None = None
+    set_by_premise: str | None = None
 
     # ----------------------------------------------------------------------------------------- the first condition
 
@@ -242,16 +266,24 @@ class Verdict:
 
     @property
     def holds(self) -> bool | None:
-        """Backwards-compatible reading: True holds, False fails or inconclusive, None not evaluated."""
+        """Backwards-compatible reading: True holds, False anything else (fails, inconclusive, holds on its control
+        too), None not evaluated."""
         if self.verdict == "not evaluated":
             return None
         return self.verdict == "holds"
 
     @property
+    def passes(self) -> bool:
+        """What a findings test on the claim's own model and ``reproduce --strict`` accept: ``holds``, or ``holds on
+        control too`` for a claim that does not require beating its control (one that does never gets that word:
+        its difference from the control is among its conditions)."""
+        return self.verdict == "holds" or (self.verdict == ON_CONTROL and not self.beats_control)
+
+    @property
     def also_holds_on_control(self) -> bool:
-        """True when the claim holds and every condition that has a control also holds on it."""
-        ctrl = [c.control for c in self.conditions if c.control is not None]
-        return self.verdict == "holds" and bool(ctrl) and all(c.verdict == "holds" for c in ctrl)
+        """True when the claim holds on its own (``holds``, or ``holds on control too``) and every condition that has
+        a control also holds on it."""
+        return self.verdict in ("holds", ON_CONTROL) and controls_hold(self.conditions)
 
     @property
     def control_note(self) -> str:
@@ -260,8 +292,9 @@ class Verdict:
 
     @property
     def code(self) -> int:
-        """The verdict as a number for snapshots: 1 holds, 0 fails, 2 inconclusive, -1 not evaluated."""
-        return {"holds": 1, "fails": 0, "inconclusive": 2, "not evaluated": -1}[self.verdict]
+        """The verdict as a number for snapshots: 1 holds, 3 holds on control too, 0 fails, 2 inconclusive, -1 not
+        evaluated."""
+        return VERDICT_CODES[self.verdict]
 
     # ----------------------------------------------------------------------------------------------------- text
 
@@ -280,16 +313,22 @@ class Verdict:
         if self.verdict == "not evaluated" and not any(c.value is not None for c in self.conditions):
             return [head, f"why: {self.reason}"]
         out = [head]
+        own = "on its own: " if self.set_by_premise else ""
         for c in self.conditions:
             first, *control = condition_lines(c)
             level = f" (decided at level {c.level:.3g})" if levels and c.value is not None else ""
-            out += [first + level, *control]
+            out += [own + first + level, *control]
         if self.p_adjusted is not None and self.family_size > 1:
             n, alpha = self.family_size, self.level
-            out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)} over {n} claims, level {alpha:g}")
+            against = f" (against it: {fmt_p(self.p_against_adjusted)})" if self.p_against_adjusted is not None else ""
+            out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)}{against} over {n} hypotheses, level {alpha:g}")
         if self.also_holds_on_control:
             out.append(f"note: it {self.control_note}")
-        if self.reason and self.verdict != "holds":
+        if (
+            self.reason
+            and self.verdict != "holds"
+            and not (self.verdict == ON_CONTROL and self.reason == self.control_note)
+        ):
             out.append(f"why: {self.reason}")
         if self.presupposition:
             out.append(self.presupposition)
@@ -326,8 +365,12 @@ class Verdict:
             "ci": list(self.ci) if self.ci else None,
             "p_value": self.p_value,
             "p_adjusted": self.p_adjusted,
+            "p_against": self.p_against,
+            "p_against_adjusted": self.p_against_adjusted,
             "level": self.level,
             "family_size": self.family_size,
+            "beats_control": self.beats_control,
+            "set_by_premise": self.set_by_premise,
             "p_secondary": main.p_secondary if main else None,
             "p_secondary_name": main.p_secondary_name if main else None,
             "control": ctrl.to_row() if ctrl else None,
@@ -349,6 +392,8 @@ class Verdict:
             h = row.get("holds")
             word = "not evaluated" if h is None else ("holds" if h else "fails")
         verdict = _verdict_word(word, row.get("claim"))
+        if verdict == "holds" and row.get("also_holds_on_control") and not row.get("beats_control"):
+            verdict = ON_CONTROL  # a row of a run before "holds on control too" was its own word
         conds = tuple(ConditionResult.from_row(c) for c in row.get("conditions") or ())
         if not conds and row.get("statistic"):
             ci = row.get("ci")
@@ -380,6 +425,10 @@ class Verdict:
             kind=row.get("kind"),
             presupposes=tuple(row.get("presupposes") or ()),
             own_model=row.get("own_model"),
+            beats_control=bool(row.get("beats_control", False)),
+            p_against=row.get("p_against"),
+            p_against_adjusted=row.get("p_against_adjusted"),
+            set_by_premise=row.get("set_by_premise"),
         )
 
 
@@ -387,11 +436,10 @@ class Verdict:
 
 
 def fmt_p(p: float | None) -> str:
-    """A p-value in 2 significant digits; ``0`` (no replicate on the null side) as ``<1/B``-style ``<0.001``."""
+    """A p-value in 2 significant digits (the rules never give one below ``1/(B+1)`` for ``B`` replicates, so the
+    smallest printed is that floor, e.g. 0.048 for 20 resamples, 0.001 for 1,000; never a ``<0.001``)."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
-    if p == 0:
-        return "<0.001"
     return f"{p:.2g}"
 
 
@@ -529,6 +577,10 @@ def decide_condition(cond: Condition, m: Measurement | None, alpha: float = LEVE
 def _settle(c: ConditionResult) -> str:
     n = c.details.get("n_items") or c.details.get("n_marks") or c.details.get("n_words")
     more = f"more items than the {n} sampled" if n else "more items (a larger sample)"
+    reps = c.measurement.replicates if c.measurement is not None else None
+    b = int(np.asarray(reps).shape[-1]) if reps is not None and np.asarray(reps).size else 0
+    if b and floor_reason(b, c.level):
+        return f"at least {replicates_needed(c.level)} resamples (now {b}), then possibly {more}"
     if c.rule == "count":
         return f"a count stable under resampling ({c.details.get('stability', '?')} stability now): {more}"
     if c.rule == "band":
@@ -565,12 +617,104 @@ def _fail_reason(c: ConditionResult) -> str:
     )
 
 
-def _claim_p(conds: Sequence[ConditionResult]) -> float | None:
-    ps = [c.p_value for c in conds]
+def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
+    """The claim's p for it (intersection-union: the largest of its conditions'); None when a condition has none."""
+    ps = [getattr(c, attr) for c in conds]
     known = [p for p in ps if p is not None]
     if not ps or len(known) < len(ps):
         return None
     return float(max(known))
+
+
+def _claim_p_against(conds: Sequence[ConditionResult], attr: str = "p_against") -> float | None:
+    """The claim's p against it (any condition that fails makes it fail: the smallest of its conditions')."""
+    known = [getattr(c, attr) for c in conds if getattr(c, attr) is not None]
+    return float(min(known)) if known else None
+
+
+def controls_hold(conds: Sequence[ConditionResult]) -> bool:
+    """True when some condition has a control and every control there is holds by the same rule at the same level."""
+    ctrl = [c.control for c in conds if c.control is not None]
+    return bool(ctrl) and all(c.verdict == "holds" for c in ctrl)
+
+
+def with_control_word(v: Verdict) -> Verdict:
+    """``v`` with ``holds`` turned into ``holds on control too`` when every control it has holds as well, unless the
+    claim requires beating its control (then its difference from the control was decided among its conditions, and
+    ``holds`` means it beat it); and back to ``holds`` when that is no longer so (a verdict decided again)."""
+    if v.verdict == "holds" and not v.beats_control and controls_hold(v.conditions):
+        return dataclasses.replace(v, verdict=ON_CONTROL, reason=v.control_note)
+    if v.verdict == ON_CONTROL and not (not v.beats_control and controls_hold(v.conditions)):
+        return dataclasses.replace(v, verdict="holds", reason=None)
+    return v
+
+
+# --------------------------------------------------------------------------------------------------- beats control
+
+BEATS_TAG = "minus control"
+"""The statistic name of a beat test: ``rsa_qk minus control``."""
+
+
+def _beat_condition(cond: Condition) -> Condition:
+    """The claim that ``cond``'s statistic beats its control: ``statistic minus control > 0`` for ``>``/``>=``,
+    ``< 0`` for ``<``/``<=``; for ``== k``, ``|control - k| > 0`` (the control does not give the claimed count)."""
+    if cond.comparison == "==":
+        return Condition(f"|control {cond.statistic} - {cond.threshold:g}|", ">", 0.0)
+    direction: Any = ">" if cond.comparison in (">", ">=") else "<"
+    return Condition(f"{cond.statistic} {BEATS_TAG}", direction, 0.0)
+
+
+def beat_measurement(cond: Condition, m: Measurement | None) -> tuple[Condition, Measurement | None, str | None]:
+    """The beat test of one condition (``Claim.beats_control``): its condition, the measurement it is decided on,
+    or None and why.
+
+    With replicates on both sides the difference is decided on its own bootstrap: the two bootstraps are
+    independent (the control's resamples are not the claim's), so replicate ``i`` of the claim is paired with
+    replicate ``i`` of the control (the control's in a fixed random order), over the ``min(B, B')`` replicates both
+    have; positively correlated errors (the same items) would make the true difference narrower, so the test is
+    conservative. For bands, columns are paired the same way and the band rule reads the difference at every part.
+    Without replicates on one side: the intervals (claim minus control: ``[lo - hi', hi - lo']``), decided by the
+    reported-interval rule, i.e. on whether the two intervals overlap."""
+    beat = _beat_condition(cond)
+    if m is None or m.value is None or not math.isfinite(m.value):
+        return beat, None, f"{cond.statistic} is not measured here, so nothing to compare with its control"
+    if m.control is None:
+        return beat, None, f"the claim must beat its control (beats_control), but {cond.statistic} has none here"
+    ctrl = m.control
+    a, _ = finite_replicates(m.replicates)
+    b, _ = finite_replicates(ctrl.replicates)
+    details: dict[str, Any] = {"control": ctrl.name}
+    k = float(cond.threshold)
+    if cond.comparison == "==":
+        value = abs(float(ctrl.value) - k)
+        if b is not None and b.ndim == 1:
+            reps = np.abs(b - k)
+            return beat, Measurement(value, (float(reps.min()), float(reps.max())), None, details, reps), None
+        if ctrl.ci is not None:
+            lo, hi = min(ctrl.ci), max(ctrl.ci)
+            near = 0.0 if lo <= k <= hi else min(abs(lo - k), abs(hi - k))
+            return beat, Measurement(value, (near, max(abs(lo - k), abs(hi - k))), None, details), None
+        return beat, None, f"the control of {cond.statistic} has no interval"
+    value = float(m.value) - float(ctrl.value)
+    if a is not None and b is not None and a.ndim == b.ndim:
+        n = min(a.shape[-1], b.shape[-1])
+        order = np.random.default_rng(0).permutation(b.shape[-1])[:n]
+        diff = a[..., :n] - b[..., order]
+        details |= {"n_pairs": n, "pairing": "independent bootstraps paired by position"}
+        if diff.ndim == 2:
+            parts = np.asarray(m.details.get("part_values"), dtype=np.float64)
+            cparts = np.asarray(ctrl.details.get("part_values"), dtype=np.float64)
+            if parts.shape != (diff.shape[0],) or cparts.shape != parts.shape:
+                return beat, None, f"{cond.statistic} or its control lacks per-part values for the band"
+            details |= {"part_values": (parts - cparts).tolist(), "parts": m.details.get("parts")}
+            lo_hi = (float(diff.min(axis=0).min()), float(diff.min(axis=0).max()))
+            return beat, Measurement(value, lo_hi, None, details, diff), None
+        return beat, Measurement(value, (float(diff.min()), float(diff.max())), None, details, diff), None
+    if m.ci is not None and ctrl.ci is not None:
+        ci = (min(m.ci) - max(ctrl.ci), max(m.ci) - min(ctrl.ci))
+        details["decided on"] = "the two intervals (no replicates on one side): beats when they do not overlap"
+        return beat, Measurement(value, ci, None, details), None
+    return beat, None, f"{cond.statistic} or its control has no interval"
 
 
 class StudyResult(Protocol):
@@ -590,6 +734,7 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
     except UsageError as exc:
         return not_evaluated(claim, result.model, None, str(exc))
     conds: list[ConditionResult] = []
+    beats: list[ConditionResult] = []
     for cond in claim.conditions:
         try:
             m: Measurement | None = result.measure(cond.statistic, layer=layer, kind=claim.kind)
@@ -597,9 +742,13 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         except (KeyError, UsageError, ValueError) as exc:
             m, why = None, str(exc).strip("'\"")
         conds.append(decide_condition(cond, m, level, why))
+        if claim.beats_control:
+            beat_cond, beat_m, beat_why = beat_measurement(cond, m)
+            beats.append(decide_condition(beat_cond, beat_m, level, beat_why))
+    conds += beats
     word, reason, settle = _combine(claim.id, tuple(conds))
     p = _claim_p(conds)
-    return Verdict(
+    verdict = Verdict(
         claim=claim.id,
         model=result.model,
         layer=layer,
@@ -616,7 +765,10 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         kind=claim.kind,
         presupposes=tuple(claim.presupposes),
         own_model=claim.model,
+        beats_control=claim.beats_control,
+        p_against=_claim_p_against(conds),
     )
+    return with_control_word(verdict)
 
 
 def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> Verdict:
@@ -624,7 +776,7 @@ def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> V
     conds = tuple(decide_condition(c, None, LEVEL, reason) for c in claim.conditions)
     return Verdict(claim.id, model, layer, "not evaluated", conds, reason=reason, text=claim.text,
                    layer_unit=claim.layer_unit, kind=claim.kind, presupposes=tuple(claim.presupposes),
-                   own_model=claim.model)  # fmt: skip
+                   own_model=claim.model, beats_control=claim.beats_control)  # fmt: skip
 
 
 def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None = None) -> list[Verdict]:
@@ -651,32 +803,111 @@ def redecide(v: Verdict, alpha: float) -> Verdict:
     word, reason, settle = _combine(v.claim, tuple(conds))
     if v.verdict == "not evaluated" and not v.conditions:
         return v
-    return dataclasses.replace(v, conditions=tuple(conds), verdict=word, reason=reason, settle=settle,
-                               p_value=_claim_p(conds))  # fmt: skip
+    return with_control_word(
+        dataclasses.replace(v, conditions=tuple(conds), verdict=word, reason=reason, settle=settle,
+                            p_value=_claim_p(conds), p_against=_claim_p_against(conds))
+    )  # fmt: skip
+
+
+HypothesisKey = tuple[Any, ...]
+
+
+def hypothesis_key(v: Verdict, c: ConditionResult) -> HypothesisKey | None:
+    """What makes a condition one hypothesis of the run: the model, layer, kind, the condition, and the data it is
+    decided on (a digest of its replicates). Two claims that state the same condition on the same data (A5's and
+    A6's ``pooled_r < 0``) share it, and so get the same decision. None for a condition outside the family (no
+    replicates in memory, decided on a reported interval, or not evaluated)."""
+    m = c.measurement
+    if m is None or c.rule in ("interval", "none") or c.p_value is None or c.p_against is None:
+        return None
+    reps = np.ascontiguousarray(np.asarray(m.replicates, dtype=np.float64))
+    digest = hashlib.sha256(reps.tobytes() + str(reps.shape).encode()).hexdigest()
+    return (v.model, v.layer, v.layer_unit, v.kind, c.statistic, c.comparison, float(c.threshold), m.value, digest)
+
+
+@dataclass(frozen=True)
+class _Tested:
+    """One hypothesis of the run after Holm's step-down in both directions: adjusted p and level for the claim
+    (holds) and against it (fails)."""
+
+    p_adjusted: float
+    level: float
+    p_against_adjusted: float
+    level_against: float
+
+
+def _family_condition(c: ConditionResult, t: _Tested | None, alpha: float) -> ConditionResult:
+    """One condition decided in the run's family: holds when its adjusted p for the claim is below ``alpha`` (its
+    interval at its Holm level for the claim), fails when its adjusted p against the claim is (its interval at its
+    Holm level against), else inconclusive (its interval at the smaller of the two levels, which then lies neither
+    wholly in the claimed region nor wholly outside it, unless a step-down stopped before it: the reason says so)."""
+    if t is None or c.measurement is None:
+        return c
+    cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
+    m = c.measurement
+    pa, pg = t.p_adjusted, t.p_against_adjusted
+    d_for = decide_condition(cond, m, t.level)
+    if t.p_adjusted < alpha and d_for.verdict == "holds":
+        return dataclasses.replace(d_for, p_adjusted=pa, p_against_adjusted=pg)
+    d_against = decide_condition(cond, m, t.level_against)
+    if t.p_against_adjusted < alpha and d_against.verdict == "fails":
+        return dataclasses.replace(d_against, p_adjusted=pa, p_against_adjusted=pg)
+    wide = decide_condition(cond, m, min(t.level, t.level_against))
+    stopped = []
+    if d_for.verdict == "holds":
+        stopped.append(f"Holm's step-down for the claims stopped before it (adjusted p {fmt_p(t.p_adjusted)})")
+    if d_against.verdict == "fails":
+        stopped.append(
+            f"Holm's step-down against the claims stopped before it (adjusted p against {fmt_p(t.p_against_adjusted)})"
+        )
+    reason = "; ".join(stopped) or wide.reason
+    return dataclasses.replace(wide, verdict="inconclusive", reason=reason, p_adjusted=pa, p_against_adjusted=pg)
 
 
 def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verdict]:
-    """The run-level step: Holm's adjustment at family-wise ``level`` over the claims of one run that have a
-    p-value (claims decided on a reported interval alone, or not evaluated, are outside the family and say so), each
-    claim re-decided at its Holm level (a claim holds only when its adjusted p is below ``level``), then the
-    presuppositions. Call it once on all verdicts of a run (``pipeline.reproduce``)."""
-    base = [redecide(v, level) if v.verdict != "not evaluated" else v for v in verdicts]
-    family = [(i, v.p_value) for i, v in enumerate(base) if v.p_value is not None and v.verdict != "not evaluated"]
-    idx = [i for i, _ in family]
-    out = list(base)
-    if family:
-        adjusted, levels = holm([p for _, p in family], level)
-        for i, p_adj, a in zip(idx, adjusted, levels, strict=True):
-            v = redecide(base[i], a)
-            word, reason, settle = v.verdict, v.reason, v.settle
-            if word == "holds" and not p_adj < level:
-                word, reason = "inconclusive", f"Holm's step-down stopped before this claim (adjusted p {p_adj:.2g})"
-                settle = settle or "the claims with smaller p-values in this run clearing their Holm levels"
-            out[i] = dataclasses.replace(v, verdict=word, reason=reason, settle=settle, p_adjusted=p_adj,
-                                         level=level, family_size=len(idx))  # fmt: skip
-    for i, v in enumerate(out):
-        if i not in idx:
-            out[i] = dataclasses.replace(v, level=level, family_size=len(idx), p_adjusted=None)
+    """The run-level step, at family-wise ``level``, independent of the order of ``verdicts``.
+
+    The hypotheses are the distinct conditions of the run (:func:`hypothesis_key`: a condition stated by two claims
+    on the same data is one hypothesis). Holm's step-down runs twice over them: over the p-values for the claims
+    (a condition holds when its adjusted p is below ``level``) and over the p-values against them (it fails when
+    that adjusted p is); tied p-values share a level, so nothing depends on the order of the claims. Each condition's
+    interval is taken at the level that decided it. A claim is the intersection-union of its conditions; its
+    ``p_adjusted`` is the largest of its conditions' and ``p_against_adjusted`` the smallest. Conditions decided on a
+    reported interval alone, or not evaluated, are outside the family and say so. Then the presuppositions. Call it
+    once on all verdicts of a run (``pipeline.reproduce``)."""
+    tests: dict[HypothesisKey, tuple[float, float]] = {}
+    for v in verdicts:
+        for c in v.conditions:
+            key = hypothesis_key(v, c)
+            if key is not None and c.p_value is not None and c.p_against is not None:
+                tests[key] = (c.p_value, c.p_against)
+    keys = list(tests)
+    adj_for, lev_for = holm([tests[k][0] for k in keys], level)
+    adj_against, lev_against = holm([tests[k][1] for k in keys], level)
+    tested = {k: _Tested(adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
+    size = len(keys)
+    out: list[Verdict] = []
+    for v in verdicts:
+        if v.verdict == "not evaluated" and not any(c.measurement is not None for c in v.conditions):
+            out.append(dataclasses.replace(v, level=level, family_size=size, p_adjusted=None, p_against_adjusted=None))
+            continue
+        conds = tuple(_family_condition(c, tested.get(hypothesis_key(v, c) or ()), level) for c in v.conditions)
+        word, reason, settle = _combine(v.claim, conds)
+        in_family = all(hypothesis_key(v, c) is not None for c in v.conditions) and bool(conds)
+        decided = dataclasses.replace(
+            v,
+            conditions=conds,
+            verdict=word,
+            reason=reason,
+            settle=settle,
+            p_value=_claim_p(conds),
+            p_against=_claim_p_against(conds),
+            p_adjusted=_claim_p(conds, "p_adjusted") if in_family else None,
+            p_against_adjusted=_claim_p_against(conds, "p_against_adjusted") if in_family else None,
+            level=level,
+            family_size=size,
+        )
+        out.append(with_control_word(decided))
     return apply_presuppositions(out)
 
 
@@ -685,37 +916,51 @@ def _premise_text(p: Verdict) -> str:
     if c is None or c.value is None:
         return f"{p.claim} {p.verdict}"
     measured = f"{c.statistic} = {_num(c.value)}, claimed {c.comparison} {c.threshold:g} at {p.where()}"
-    return f"{p.claim}, which {p.verdict} here ({measured})"
+    verb = p.verdict if p.verdict in ("holds", "fails", ON_CONTROL) else f"is {p.verdict}"
+    return f"{p.claim}, which {verb} here ({measured})"
 
 
-_ON_ITS_OWN = {"holds": "on its own it would hold", "inconclusive": "on its own it is inconclusive"}
+_ON_ITS_OWN = {
+    "holds": "on its own it would hold",
+    ON_CONTROL: "on its own it would hold, and also on its control",
+    "inconclusive": "on its own it is inconclusive",
+}
 
 
 def apply_presuppositions(verdicts: Sequence[Verdict]) -> list[Verdict]:
     """Claims that presuppose others (``Claim.presupposes``) read their premises' verdicts on the same model:
-    premise fails -> the claim fails and names it ("presupposes A1, which fails here: ..."); premise inconclusive
-    or not evaluated -> a claim that would hold is inconclusive; premise holds -> noted. A premise not in the list
-    is noted as not checked in this run."""
+    premise fails -> a claim that does not fail on its own fails and names it ("presupposes A1, which fails here:
+    ..."); premise inconclusive or not evaluated -> a claim that would hold is inconclusive; premise holds -> noted.
+    A verdict a premise set (``set_by_premise``) carries the premise's reason and no p of its own (its conditions
+    keep theirs, as evidence "on its own"); a claim that fails on its own keeps its own reason and p. A premise not
+    in the list is noted as not checked in this run."""
     by_key = {(v.model, v.claim): v for v in verdicts}
     out = []
     for v in verdicts:
         if not v.presupposes:
             out.append(v)
             continue
-        notes, word, reason = [], v.verdict, v.reason
-        for pid in v.presupposes:
+        notes, word, reason, by = [], v.verdict, v.reason, None
+        for pid in sorted(v.presupposes):
             p = by_key.get((v.model, pid))
             if p is None:
                 notes.append(f"presupposes {pid}, not checked in this run")
                 continue
             notes.append(f"presupposes {_premise_text(p)}")
-            if p.verdict == "fails" and word != "not evaluated":
+            if p.verdict == "fails" and v.verdict not in ("fails", "not evaluated") and word != "fails":
                 own = _ON_ITS_OWN.get(v.verdict)
-                word = "fails"
+                word, by = "fails", pid
                 reason = f"its premise {pid} fails here, so there is nothing for it to be true of" + (
                     f" ({own})" if own else ""
                 )
-            elif p.verdict in ("inconclusive", "not evaluated") and word == "holds":
-                word, reason = "inconclusive", f"its premise {pid} is {p.verdict} here"
-        out.append(dataclasses.replace(v, verdict=word, reason=reason, presupposition="; ".join(notes)))
+            elif p.verdict in ("inconclusive", "not evaluated") and word in ("holds", ON_CONTROL):
+                word, by, reason = "inconclusive", pid, f"its premise {pid} is {p.verdict} here"
+        if by is None:
+            out.append(dataclasses.replace(v, presupposition="; ".join(notes)))
+            continue
+        # the premise set the verdict: it carries the premise's reason and no p of its own
+        out.append(
+            dataclasses.replace(v, verdict=word, reason=reason, presupposition="; ".join(notes), set_by_premise=by,
+                                p_value=None, p_adjusted=None, p_against=None, p_against_adjusted=None)
+        )  # fmt: skip
     return out

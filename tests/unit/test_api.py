@@ -52,10 +52,12 @@ def test_a_setting_no_study_has_is_refused_before_loading(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_reproduce_returns_verdicts_and_results(tmp_path: Path) -> None:
-    """About 4 s (loads tiny-gpt2). The claim holds by construction (a Pearson r is at most 1)."""
+    """About 4 s (loads tiny-gpt2). The claim holds by construction (a Pearson r is at most 1), so it holds on its
+    control too (its own verdict, counted apart from holds)."""
     (tmp_path / "c.toml").write_text(CLAIM)
     run = layerclaims.reproduce("tiny-gpt2", tmp_path / "c.toml", tmp_path / "out", only_claims=True, study="qk")
-    assert [v.claim for v in run.verdicts] == ["N1"] and run.verdict("N1").holds is True
+    assert [v.claim for v in run.verdicts] == ["N1"] and run.verdict("N1").verdict == "holds on control too"
+    assert run.verdict("N1").passes and run.verdict("N1").holds is False
     frame = run.frame()
     assert list(frame["claim"]) == ["N1"] and frame.loc[0, "layer"] == 1
     result = run.results["qk"]

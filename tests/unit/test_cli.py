@@ -266,7 +266,8 @@ def test_reproduce_writes_every_output_and_exits_0(
     assert b2["verdict"] == "holds" and b2["p_value"] is None
     header = (out / "verdicts.csv").read_text().splitlines()[0]
     assert header.startswith(
-        "claim,model,layer,statistic,comparison,threshold,value,ci_low,ci_high,p_value,p_adjusted,level,verdict,holds"
+        "claim,model,layer,statistic,comparison,threshold,value,ci_low,ci_high,p_value,p_adjusted,p_against,"
+        "p_against_adjusted,level,verdict,holds"
     )
     html = (out / "report.html").read_text()
     assert 'src="figures/qk_figure.png"' in html and "ab" * 32 in html  # figure and corpus sha256
@@ -395,7 +396,8 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     monkeypatch.setattr(sys.modules["layerclaims.studies.qk"], "run", failing)
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "--n", "250") == 2
     captured = capsys.readouterr()
-    assert "study punctuation done" in captured.out and "  A1: HOLDS on m" in captured.out  # A's lines, as it finished
+    assert "study punctuation done" in captured.out  # no verdict line: those come once, after the family decision
+    assert "A1: HOLDS" not in captured.out
     err = captured.err.splitlines()
     assert "layerclaims reproduce: error: study qk: asked for 250 internal marks" in err[-2]
     assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
@@ -502,14 +504,14 @@ def test_progress_lines_on_stderr_also_when_not_a_terminal(
     assert stages[:3] == ["checking m, the settings and the inputs", "load model m", "punctuation: run"]
     assert "qk: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
     assert "it/s" not in captured.err  # no progress bar: one line per stage
-    # verdict lines are printed per study, A's before B's study starts (stdout and stderr interleave in time)
-    assert captured.out.index("  A1: HOLDS on m") < captured.out.index("study qk done")
+    # verdict lines are printed once, after both studies and the run's family decision
+    assert captured.out.index("  A1: HOLDS on m") > captured.out.index("study qk done")
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path / "b"), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
 
-def test_verdict_lines_are_printed_as_each_study_finishes(
+def test_verdict_lines_are_printed_once_after_the_family_decision(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen_when_b_starts: list[str] = []
@@ -523,7 +525,12 @@ def test_verdict_lines_are_printed_as_each_study_finishes(
     monkeypatch.setattr(fake_b, "run", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
     assert "study punctuation done" in seen_when_b_starts[0]
-    assert "  A1: HOLDS on m" in seen_when_b_starts[0] and "  A7: HOLDS on m" in seen_when_b_starts[0]
+    assert "A1:" not in seen_when_b_starts[0]  # not before the family decision, which may change it
+    out = seen_when_b_starts[0] + capsys.readouterr().out
+    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
+    for row in verdicts:  # each claim's head line once, with the word the family decision gave it
+        assert out.count(f"  {row['claim']}: ") == 1
+        assert f"  {row['claim']}: {row['verdict'].upper()} on m" in out
 
 
 def test_a_study_that_reports_progress_gets_a_callback(

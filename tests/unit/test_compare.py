@@ -123,12 +123,14 @@ def test_matrix_cells_show_verdict_value_interval_and_layer_used() -> None:
     assert m.cell("B2", "smollm2-135m").text() == "✗ 0.5 [0.4, 0.6] @block 6←5"
     assert m.cell("A1", "tiny-gpt2").text() == "– study punctuation not run: no corpus"
     assert m.cell("A1", "smollm2-135m").text() == "(not in this run)"
-    assert m.counts("tiny-gpt2") == {"holds": 1, "fails": 0, "inconclusive": 0, "not evaluated": 1}
+    assert m.counts("tiny-gpt2") == {
+        "holds": 1, "holds on control too": 0, "fails": 0, "inconclusive": 0, "not evaluated": 1
+    }  # fmt: skip
     md = matrix_markdown(m)
     header, _rule, *body = md.splitlines()[:5]
     assert header == "| claim | claimed | tiny-gpt2 | smollm2-135m |"
     assert body[1].startswith("| B2 | rsa_qk > 0.8 | ✓ 0.9")
-    assert "| **tally** |  | 1 ✓, 0 ✗, 0 ?, 1 – | 0 ✓, 1 ✗, 0 ?, 1 – |" in md
+    assert "| **tally** |  | 1 ✓, 0 ⚠, 0 ✗, 0 ?, 1 – | 0 ✓, 0 ⚠, 1 ✗, 0 ?, 1 – |" in md
     assert "- **smollm2-135m**: partial" in md
 
 
@@ -205,5 +207,16 @@ def test_a_change_among_holds_fails_inconclusive_is_a_flip_and_to_not_evaluated_
     assert {e.claim: e.changes for e in d.entries} == {"B1": ("flipped",), "B2": ("evaluation changed",)}
     cell = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": "inconclusive"}]}).cell("B1", "m")
     assert cell.text().startswith("? 0.9") and cell.verdict == "inconclusive"
-    also = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": "holds", "also_holds_on_control": True}]})
-    assert also.cell("B1", "m").text().startswith("✓ ⚠ 0.9")
+    # holds on its control too: its own word and mark, counted apart from holds (also a row of an older run)
+    for word in ("holds on control too", "holds"):
+        also = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": word, "also_holds_on_control": True}]})
+        assert (
+            also.cell("B1", "m").text().startswith("⚠ 0.9") and also.cell("B1", "m").verdict == "holds on control too"
+        )
+        assert also.counts("m")["holds"] == 0 and also.counts("m")["holds on control too"] == 1
+    beat = row("B1", 0.9, [0.85, 0.95]) | {"verdict": "holds", "also_holds_on_control": True, "beats_control": True}
+    assert build_matrix({"m": [beat]}).cell("B1", "m").verdict == "holds"  # it beat its control
+    # a failing claim shows the p against it
+    failing = row("B1", 0.1, [0.0, 0.2]) | {"verdict": "fails", "p_value": 1.0, "p_against": 0.002,
+                                            "p_against_adjusted": 0.02, "family_size": 4}  # fmt: skip
+    assert "p against=0.002 (adj. 0.02)" in build_matrix({"m": [failing]}).cell("B1", "m").text()

@@ -107,7 +107,7 @@ def test_an_outside_project_gets_the_options(tmp_path: Path) -> None:
     assert REPO not in project.parents
     done = run_pytest(project, "--help")
     assert done.returncode == 0, done.stderr
-    for option in ("--gpu", "--model=NAME", "--claims=PATH", "--only-claims", "--as=NAME"):
+    for option in ("--gpu", "--model=NAME", "--claims=PATH", "--only-claims", "--as=NAME", "--beats-control"):
         assert option in done.stdout, option
     markers = run_pytest(project, "--markers")
     assert "@pytest.mark.findings" in markers.stdout and "@pytest.mark.slow" in markers.stdout

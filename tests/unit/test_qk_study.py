@@ -354,3 +354,29 @@ def test_figures_read_the_runs_claims_not_the_packages(result: analysis.QKResult
     assert [c.threshold for c in table["qk_scatter_block3.png"].args[2] if c.statistic == "rsa_qk"] == [0.42]
     assert table["qk_laminar.png"].keywords["claim"].id == "U4"
     assert table["qk_laminar.png"].keywords["claim"].threshold == 0.3
+
+
+def test_the_scatter_shows_one_interval_per_number_labelled_95(
+    result: analysis.QKResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The title gives RSA alone; the one interval drawn for it is labelled as a 95% bootstrap interval (the
+    decision interval, at the claim's family level, is the report's)."""
+    import matplotlib.axes
+
+    from layerclaims.claims import claim_reads
+    from layerclaims.figures import draw_table
+    from layerclaims.studies.qk.figures import figures
+
+    texts: list[str] = []
+    for name in ("set_title", "set_xlabel"):
+        original = getattr(matplotlib.axes.Axes, name)
+
+        def record(self: Any, label: str, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            texts.append(label)
+            return _original(self, label, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, record)
+    draw_table(figures(result, claim_reads(claims_for("qk"), result.n_blocks)), tmp_path / "figs")
+    title = next(t for t in texts if "RSA Q-K r =" in t)
+    assert "CI" not in title and "[" not in title
+    assert any("95% bootstrap intervals" in t and "decision interval" in t for t in texts)

@@ -140,7 +140,7 @@ def test_csv_row_splits_the_interval() -> None:
 def test_markdown_report_has_claims_figures_provenance_and_timings(tmp_path: Path) -> None:
     md = render_markdown(report(tmp_path), tmp_path)
     assert md.startswith("# layerclaims report: tiny-gpt2")
-    assert "1 claims hold, 1 fail, 0 inconclusive, 1 not evaluated (of 3)" in md
+    assert "1 claims hold, 0 hold on control too, 1 fail, 0 inconclusive, 1 not evaluated (of 3)" in md
     assert "**Study `punctuation` not run.**" in md and "**Fix:** set LAYERCLAIMS_DATA" in md
     lines = md.splitlines()
     claim_rows = [ln for ln in lines if ln.startswith(("| A", "| B"))]
@@ -215,14 +215,16 @@ def test_typed_verdicts_show_level_control_settle_and_the_control_warning(tmp_pa
     rep = report(tmp_path)
     rep.rows = [v.to_row() for v in verdicts]
     md = render_markdown(rep, tmp_path)
-    assert "Verdicts at family-wise level 0.05 (Holm's step-down over the 2 claims" in md
+    assert "Verdicts at family-wise level 0.05 (Holm's step-down over the 2 hypotheses" in md
+    assert "0 claims hold, 1 hold on control too" in md  # counted apart from holds
     b2_line = next(ln for ln in md.splitlines() if ln.startswith("| B2"))
-    assert "✓ holds (⚠ also holds where the structure is absent by construction)" in b2_line
+    assert "⚠ holds on control too. also holds where the structure is absent by construction" in b2_line
     assert "· control 0.95 [" in b2_line and "Mantel test (any structure at all; secondary): p = 0.001" in b2_line
     b1_line = next(ln for ln in md.splitlines() if ln.startswith("| B1"))
     assert "? inconclusive" in b1_line and "to settle: " in b1_line and "more items than the 34 sampled" in b1_line
     page = render_html(rep, tmp_path)
     assert 'class="badge inconclusive"' in page and "<details" in page
+    assert 'class="badge oncontrol">⚠ holds on control too' in page and "⚠ 1 hold on control too</span>" in page
 
 
 def test_html_report_can_embed_figures(tmp_path: Path) -> None:

@@ -43,13 +43,26 @@ def test_threshold_rule_p_and_interval_agree(reps: np.ndarray, op: str, t: float
     d = decide_threshold(reps, op, t, alpha)
     lo, hi = d.interval
     assert (lo, hi) == interval(reps, alpha) and lo <= hi
-    wholly_in = _inside(lo, op, t) and _inside(hi, op, t)
-    wholly_out = not _inside(lo, op, t) and not _inside(hi, op, t)
+    resolvable = 1 / (reps.size + 1) < alpha  # B replicates give no p below 1/(B+1)
+    wholly_in = _inside(lo, op, t) and _inside(hi, op, t) and resolvable
+    wholly_out = not _inside(lo, op, t) and not _inside(hi, op, t) and resolvable
     assert (d.verdict == "holds") == wholly_in == (d.p_value < alpha)
+    assert d.p_value >= 1 / (reps.size + 1) and d.p_against >= 1 / (reps.size + 1)
     if not wholly_in:
         assert (d.verdict == "fails") == wholly_out == (d.p_against < alpha)
     else:  # the interval cannot lie on both sides at once
         assert not wholly_out
+
+
+def test_no_p_below_one_over_b_plus_one_and_too_few_resamples_say_so() -> None:
+    reps = np.full(20, 1.0)  # every one of 20 resamples above the threshold
+    d = decide_threshold(reps, ">", 0.5, 0.05 / 11)
+    assert d.p_value == pytest.approx(1 / 21) and d.verdict == "inconclusive"
+    assert "20 resamples give no p below 1/21" in (d.reason or "") and "at least 220 resamples" in (d.reason or "")
+    assert decide_threshold(reps, ">", 0.5, 0.05).verdict == "holds"  # 1/21 < 0.05
+    c = decide_count(1.0, np.ones(20), 1, 0.05 / 11)
+    assert c.p_value == pytest.approx(1 / 21) and c.verdict == "inconclusive"
+    assert decide_count(1.0, np.ones(20), 3, 0.05 / 11).p_against == pytest.approx(1 / 21)
 
 
 def test_threshold_rule_reads_the_central_interval_at_the_level() -> None:
@@ -95,7 +108,12 @@ def test_count_rule() -> None:
     d = decide_count(3.0, shaky, 3)
     assert d.verdict == "inconclusive" and d.fraction == 0.7 and "70% of the resamples give 3" in (d.reason or "")
     assert decide_count(2.0, shaky, 3).verdict == "inconclusive"
-    assert decide_count(1.0, np.r_[np.full(900, 1.0), np.full(100, 3.0)], 3).verdict == "fails"
+    # fails at a level, with its own p against the claim: the interval lies wholly below 3 (not "at most 20% give 3")
+    fails = decide_count(1.0, np.r_[np.full(990, 1.0), np.full(10, 3.0)], 3)
+    assert fails.verdict == "fails" and fails.p_against == pytest.approx(0.02) and "wholly below 3" in fails.reason
+    assert decide_count(1.0, np.r_[np.full(990, 1.0), np.full(10, 3.0)], 3, alpha=0.01).verdict == "inconclusive"
+    assert decide_count(1.0, np.r_[np.full(900, 1.0), np.full(100, 3.0)], 3).verdict == "inconclusive"
+    assert decide_count(4.0, np.r_[np.full(995, 4.0), np.full(5, 3.0)], 3).verdict == "fails"  # wholly above
     d = decide_count(3.0, stable, 3)
     assert d.interval == (3.0, 3.0)  # every holds has its interval wholly in the claimed region {3}
 
@@ -125,7 +143,10 @@ def test_holm_matches_the_step_down_procedure(ps: list[float], alpha: float) -> 
             break
     assert {i for i in range(m) if adjusted[i] < alpha} == rejected
     assert all(a >= p for a, p in zip(adjusted, ps, strict=True)) and all(a <= 1 for a in adjusted)
-    assert sorted(lv) == [alpha / (m - r) for r in range(m)]
+    # ties share the level of their first rank: no level depends on the order of the input
+    assert lv == [alpha / (m - sum(q < p for q in ps)) for p in ps]
+    rev_adjusted, rev_lv = holm(ps[::-1], alpha)
+    assert rev_adjusted[::-1] == adjusted and rev_lv[::-1] == lv
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
@@ -209,7 +230,8 @@ def test_control_is_decided_by_the_same_rule_and_flagged() -> None:
         "random projections", 0.95, (0.93, 0.97), 0.95 + 0.01 * np.random.default_rng(0).standard_normal(800)
     )
     v = evaluate(CLAIMS_BY_ID["B2"], FakeResult("m", 24, {"rsa_qk": _m(0.9, 0.02, control=control)}))
-    assert v.verdict == "holds" and v.control is not None and v.control.verdict == "holds"
+    assert v.verdict == "holds on control too" and v.control is not None and v.control.verdict == "holds"
+    assert v.holds is False and v.code == 3  # counted apart from holds
     assert v.also_holds_on_control and "also holds where the structure is absent" in v.describe()
     low = Control("random projections", 0.5, (0.4, 0.6), 0.5 + 0.05 * np.random.default_rng(0).standard_normal(800))
     v = evaluate(CLAIMS_BY_ID["B2"], FakeResult("m", 24, {"rsa_qk": _m(0.9, 0.02, control=low)}))
@@ -265,7 +287,9 @@ def test_comparisons_read_back_and_format() -> None:
     assert format_condition("rsa_qk", ">", 0.8) == "rsa_qk > 0.8"
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0.0, "<0.001"), (0.0123, "0.012"), (None, "—")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(1 / 21, "0.048"), (1 / 1001, "0.001"), (0.0123, "0.012"), (None, "—")]
+)
 def test_p_formatting(value: float | None, expected: str) -> None:
     from layerclaims.verdicts import fmt_p
 

@@ -83,7 +83,8 @@ class Claim:
     """One published claim. ``layer`` is on the claim's own ``model`` (which has ``model_blocks`` blocks);
     ``None`` means the statistic reads all layers. ``kind`` selects the study's kind of mark (internal/terminal).
     ``settings``: study settings (sorted ``(Config field, value)`` pairs, lists as tuples) for a claim about other
-    stimuli; empty = the study's defaults, the original method. ``file``: the claims file it came from."""
+    stimuli; empty = the study's defaults, the original method. ``beats_control``: the claim holds only when its
+    statistic also beats its control (``docs/verdicts.md``, "Controls"). ``file``: the claims file it came from."""
 
     id: str
     text: str
@@ -97,6 +98,7 @@ class Claim:
     kind: str | None = None
     presupposes: tuple[str, ...] = ()
     settings: Settings = ()
+    beats_control: bool = False
     file: str | None = field(default=None, compare=False)
 
     @property
@@ -121,7 +123,7 @@ class Claim:
 # --------------------------------------------------------------------------------------------------- files
 
 _REQUIRED = ("id", "text", "source", "model", "study", "conditions")
-_FIELDS = (*_REQUIRED, "model_blocks", "layer", "layer_unit", "kind", "presupposes", "settings")
+_FIELDS = (*_REQUIRED, "model_blocks", "layer", "layer_unit", "kind", "presupposes", "settings", "beats_control")
 _CONDITION_FIELDS = ("statistic", "comparison", "threshold")
 
 
@@ -295,6 +297,9 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
     if not isinstance(presupposes, list) or not all(isinstance(p, str) for p in presupposes):
         raise where.error("presupposes", f"{presupposes!r} is not a list of claim ids", 'write presupposes = ["A1"]')
     settings = _settings(where, study, raw["settings"]) if "settings" in raw else ()
+    beats = raw.get("beats_control", False)
+    if not isinstance(beats, bool):
+        raise where.error("beats_control", f"{beats!r} is not true or false", "write beats_control = true (no quotes)")
     return Claim(
         cid,
         _string(where, raw, "text"),
@@ -308,6 +313,7 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         kind=kind,
         presupposes=tuple(presupposes),
         settings=settings,
+        beats_control=beats,
         file=where.file,
     )
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from layerclaims.claims import Claim
 
-COLOURS = {"holds": "#1b7837", "fails": "#b2182b", "inconclusive": "#e08214"}
+COLOURS = {"holds": "#1b7837", "holds on control too": "#7539c9", "fails": "#b2182b", "inconclusive": "#e08214"}
 GREY = "#888888"
 
 

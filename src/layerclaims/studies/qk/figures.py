@@ -4,8 +4,9 @@ and the run's claims (:class:`~layerclaims.study.ClaimRead`: the layer each read
 - ``qk_matrices_block{b}.png``: the Q and K cosine matrices side by side at the claims' block (the first claim read
   at a block, e.g. B1's block 5 of gpt2-medium mapped to this model), words on both axes, category borders.
 - ``qk_scatter_block{b}.png``: Q cosine vs K cosine for every pair of words (upper triangle), within-category pairs
-  coloured by category, between-category pairs grey; RSA r, its interval and Mantel p in the title; under it the
-  run's ``rsa_qk`` claim (B2) as a number line: RSA with its interval, the claimed threshold, and the control.
+  coloured by category, between-category pairs grey; RSA r and Mantel p in the title; under it the run's ``rsa_qk``
+  claim (B2) as a number line: RSA with its 95% interval (labelled so; the decision interval is the report's), the
+  claimed threshold, and the control (random projections).
 - ``qk_laminar.png``: the laminar profile, selectivity of Q, K, V and RSA Q-K, Q-V, K-V against block, with the
   bootstrap intervals as bands, the threshold of the run's ``min_rsa_qk_over_blocks`` claim (B4) and the control.
 
@@ -112,9 +113,9 @@ def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path
             rasterized=True,
         )
     m = result.rsa["qk"].at(i)
-    ci = f", 95% CI [{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if m.ci else ""
+    # one interval per number: the title gives r alone; the strip below draws its 95% interval, labelled as such
     p = f", Mantel p (any relation) = {m.p_value:.2g}" if m.p_value is not None else ""
-    ax.set_title(f"{result.model}, block {block}: RSA Q-K r = {m.value:.3f}{ci}{p}", fontsize=9)
+    ax.set_title(f"{result.model}, block {block}: RSA Q-K r = {m.value:.3f}{p}", fontsize=9)
     _claim_strip(strip, result, i, m, _claim(claims, "rsa_qk"))
     ax.set_xlabel("cosine similarity of Q vectors")
     ax.set_ylabel("cosine similarity of K vectors")
@@ -147,7 +148,11 @@ def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any, claim: ClaimRea
     ax.set_yticks([])
     ax.tick_params(labelsize=7)
     name = f"{claim.id}: " if claim is not None else ""
-    ax.set_xlabel(f"{name}RSA Q-K and its control (95% intervals) against the claimed threshold", fontsize=8)
+    ax.set_xlabel(
+        f"{name}RSA Q-K and its control, 95% bootstrap intervals (the verdict's decision interval, at its family "
+        "level, is in the report's claims table)",
+        fontsize=7,
+    )
 
 
 def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: str) -> None:
