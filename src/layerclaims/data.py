@@ -179,7 +179,7 @@ def check_text_file(
             f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
             fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
         )
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(str(p.stem))}.utf8.txt"
+    convert = f"{shlex.quote(str(path))} > {shlex.quote(p.stem + '.utf8' + (p.suffix or '.txt'))}"
     not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()

@@ -51,6 +51,10 @@ KNOWN_MODELS: dict[str, ArchFacts] = {
     "gpt2-xl": ArchFacts("gpt2", 48, 1600, 50257),
 }
 
+# Depth of the registry's models (layerclaims.models.REGISTRY), so that a claims file about them needs no
+# model_blocks and reading one imports no torch; tests/unit/test_identity.py keeps it equal to models.model_shape.
+REGISTRY_BLOCKS: dict[str, int] = {"tiny-gpt2": 4, "tiny-llama": 4, "tiny-bert": 4, "smollm2-135m": 30, "minilm-l6": 6}
+
 # Hub ids that hold the same weights as a known model's legacy id.
 ALIASES: dict[str, str] = {f"openai-community/{name}": name for name in KNOWN_MODELS}
 
@@ -71,6 +75,13 @@ _FACT_KEYS: dict[str, tuple[str, ...]] = {
 def canonical(name: str) -> str:
     """A known model's name for ``name`` (``openai-community/gpt2-medium`` -> ``gpt2-medium``); else ``name``."""
     return ALIASES.get(name, name)
+
+
+def known_blocks(name: str) -> int | None:
+    """The number of transformer blocks of a model known here by name (a :data:`KNOWN_MODELS` row, one of its hub
+    aliases, or a registry name), else None."""
+    facts = KNOWN_MODELS.get(canonical(name))
+    return facts.n_blocks if facts is not None else REGISTRY_BLOCKS.get(name)
 
 
 def read_config(obj: Any) -> dict[str, Any] | None:

@@ -85,3 +85,13 @@ def test_identity_imports_no_torch() -> None:
     code = "import sys, layerclaims.identity, layerclaims.claims, layerclaims.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_registry_blocks_match_the_registry() -> None:
+    """identity.REGISTRY_BLOCKS (read by claims files without importing torch) equals each registry model's depth."""
+    from layerclaims.identity import REGISTRY_BLOCKS, known_blocks
+    from layerclaims.models import REGISTRY, model_shape
+
+    assert set(REGISTRY_BLOCKS) == set(REGISTRY)
+    assert {name: model_shape(name).n_blocks for name in REGISTRY} == REGISTRY_BLOCKS
+    assert known_blocks("openai-community/gpt2-medium") == 24 and known_blocks("someone/else") is None
