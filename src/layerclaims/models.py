@@ -578,6 +578,9 @@ def _from_pretrained(name: str, dtype: torch.dtype, device_map: Any) -> tuple[to
         revision = file_sha256(weights[0])[:16] if weights else state_dict_hash(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
+        if not tokenizer.encode("Hello world", add_special_tokens=False):
+            # transformers 5 builds an empty tokenizer for a folder with a config but no tokenizer files
+            raise ValueError("the tokenizer found has no vocabulary")
     except (OSError, ValueError):
         if getattr(model.config, "model_type", "") != "gpt2":
             raise DataNotFoundError(

@@ -208,6 +208,7 @@ class Verdict:
     kind: str | None = None
     presupposes: tuple[str, ...] = ()
     own_model: str | None = None
+    identity: str | None = None
 
     # ----------------------------------------------------------------------------------------- the first condition
 
@@ -277,6 +278,8 @@ class Verdict:
         interval, p against its threshold, the control) and per note (Holm, control, why, premise, what would settle
         it): the terminal's and the findings tests' form. ``levels``: each condition's decision level too."""
         head = f"{self.claim}: {self.verdict.upper()} on {self.model} at {self.where()}"
+        if self.identity:  # how the model was taken for the claim's own model, or why it was not
+            head += f" ({self.identity})"
         if self.verdict == "not evaluated" and not any(c.value is not None for c in self.conditions):
             return [head, f"why: {self.reason}"]
         out = [head]
@@ -317,6 +320,7 @@ class Verdict:
             "kind": self.kind,
             "text": self.text,
             "own_model": self.own_model,
+            "identity": self.identity,
             "statistic": self.statistic,
             "comparison": self.comparison,
             "threshold": self.threshold if main else None,
@@ -380,6 +384,7 @@ class Verdict:
             kind=row.get("kind"),
             presupposes=tuple(row.get("presupposes") or ()),
             own_model=row.get("own_model"),
+            identity=row.get("identity"),
         )
 
 
