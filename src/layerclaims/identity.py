@@ -13,15 +13,29 @@ A claim is asserted (not just snapshotted) on the model it was made for. ``--mod
 4. a declaration (pytest ``--as gpt2-medium``) for a folder that cannot tell, accepted only when its architecture
    facts match the declared model; refused with :class:`~layerclaims.errors.UsageError` otherwise.
 
-Only ``config.json`` is read (never the weights, except for a fingerprint), so a folder holding a config alone is
-enough to test this. Importing this module imports neither torch nor transformers.
+Names and configs say what a model claims to be, not what its weights are: a folder of random weights whose config
+says gpt2 passes 1-4. So a loaded model is taken for a known model only when shown to be (:func:`identify`):
+
+- where a public reference number exists (:data:`BEHAVIOUR_REFERENCES`; GPT-2 small: the mean next-token loss on
+  "Hello world!" with the BOS token prepended, 5.331855773925781 in TransformerLens's acceptance tests), the
+  loaded weights must reproduce it (:func:`next_token_loss`), else the model is refused as that model, with the
+  two numbers as the reason;
+- elsewhere (gpt2-medium, gpt2-large: no such number is published) it is "taken as gpt2-medium by its config;
+  weights unverified", and every verdict and the findings tests' header say so.
+
+Only ``config.json`` is read by :func:`model_identity` (never the weights, except for a fingerprint), so a folder
+holding a config alone is enough to test it; :func:`identify` runs one forward pass of a few tokens. Importing this
+module imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+import math
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +65,10 @@ KNOWN_MODELS: dict[str, ArchFacts] = {
     "gpt2-xl": ArchFacts("gpt2", 48, 1600, 50257),
 }
 
+# Depth of the registry's models (layerclaims.models.REGISTRY), so that a claims file about them needs no
+# model_blocks and reading one imports no torch; tests/unit/test_identity.py keeps it equal to models.model_shape.
+REGISTRY_BLOCKS: dict[str, int] = {"tiny-gpt2": 4, "tiny-llama": 4, "tiny-bert": 4, "smollm2-135m": 30, "minilm-l6": 6}
+
 # Hub ids that hold the same weights as a known model's legacy id.
 ALIASES: dict[str, str] = {f"openai-community/{name}": name for name in KNOWN_MODELS}
 
@@ -71,6 +89,13 @@ _FACT_KEYS: dict[str, tuple[str, ...]] = {
 def canonical(name: str) -> str:
     """A known model's name for ``name`` (``openai-community/gpt2-medium`` -> ``gpt2-medium``); else ``name``."""
     return ALIASES.get(name, name)
+
+
+def known_blocks(name: str) -> int | None:
+    """The number of transformer blocks of a model known here by name (a :data:`KNOWN_MODELS` row, one of its hub
+    aliases, or a registry name), else None."""
+    facts = KNOWN_MODELS.get(canonical(name))
+    return facts.n_blocks if facts is not None else REGISTRY_BLOCKS.get(name)
 
 
 def read_config(obj: Any) -> dict[str, Any] | None:
@@ -194,12 +219,165 @@ def model_identity(obj: Any, *, declared: str | None = None) -> str | None:
     return None
 
 
-def is_claim_model(claim_model: str, model: Any, *, declared: str | None = None) -> bool:
+def is_claim_model(
+    claim_model: str, model: Any, *, declared: str | None = None, identification: Identification | None = None
+) -> bool:
     """Whether ``model`` (as :func:`model_identity` takes it) is the model ``claim_model`` a claim was made for.
 
-    A claim's model that is not in :data:`KNOWN_MODELS` (a user's claim about ``tiny-gpt2`` or ``smollm2-135m``)
-    is matched by its name as typed."""
+    ``identification``: what the loaded model was shown to be (:func:`identify`); when it claims to be
+    ``claim_model``, it decides (a folder of other weights whose config says gpt2 is not gpt2). A claim's model that
+    is not in :data:`KNOWN_MODELS` (a user's claim about ``tiny-gpt2`` or ``smollm2-135m``) is matched by its name
+    as typed."""
+    if identification is not None and identification.claimed == canonical(claim_model):
+        return identification.is_model(claim_model)
     if declared is None and isinstance(model, str) and canonical(model) == canonical(claim_model):
         return True
     identity = model_identity(model, declared=declared)
     return identity is not None and identity == canonical(claim_model)
+
+
+# ------------------------------------------------------------------------------------------------- behaviour
+
+
+@dataclass(frozen=True)
+class BehaviourReference:
+    """A published number that a known model's own weights reproduce: ``loss``, the mean cross-entropy (nats) of
+    the next-token predictions over ``ids``, ``text`` tokenised with the BOS token prepended (TransformerLens's
+    ``model(text, return_type="loss")``: for "Hello world!" and GPT-2, ids [50256, 15496, 995, 0], the mean over
+    the 3 predictions), to within ``tolerance`` (float32 forward passes of the same weights differ by ~1e-5; a
+    fine-tune or random weights by far more: random GPT-2 weights give about ln 50257 = 10.8). ``source``: where
+    the number is published."""
+
+    text: str
+    ids: tuple[int, ...]
+    loss: float
+    tolerance: float
+    source: str
+
+
+BEHAVIOUR_REFERENCES: dict[str, BehaviourReference] = {
+    # GPT-2's tokenizer: <|endoftext|> (BOS) 50256, "Hello" 15496, " world" 995, "!" 0 (a unit test re-tokenises)
+    "gpt2": BehaviourReference(
+        "Hello world!",
+        (50256, 15496, 995, 0),
+        5.331855773925781,
+        2e-3,
+        "TransformerLens tests/acceptance/test_hooked_transformer.py, loss_store['gpt2-small']",
+    ),
+}
+
+
+def next_token_loss(handle: Any, ids: Sequence[int]) -> float:
+    """Mean cross-entropy (nats) of ``handle``'s next-token predictions over the token ids ``ids`` (BOS first, as
+    :class:`BehaviourReference` stores them): ``mean_i -log softmax(logits_i)[ids_{i+1}]`` for i = 0..len(ids)-2,
+    computed in float32. The ids are the reference's, not re-tokenised by the folder's own tokenizer (which may be
+    missing or another one). A model without an LM head (``AutoModel``) predicts through its tied input embeddings
+    (GPT-2 ties them: logits = final hidden state @ wte^T). UsageError when the model has neither."""
+    import torch
+
+    model = handle.model
+    device = next(model.parameters()).device
+    inputs = torch.tensor([list(ids)], device=device)
+    with torch.no_grad():
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if head is not None:
+            logits = model(input_ids=inputs).logits[0]
+        elif getattr(model.config, "tie_word_embeddings", False):
+            hidden = model(input_ids=inputs).last_hidden_state[0]
+            logits = hidden.float() @ model.get_input_embeddings().weight.float().T
+        else:
+            raise UsageError(f"{handle.name}: no LM head and no tied embeddings: next-token loss cannot be measured")
+        loss = torch.nn.functional.cross_entropy(logits[:-1].float(), inputs[0, 1:])
+    return float(loss)
+
+
+@dataclass(frozen=True)
+class Identification:
+    """What a loaded model was shown to be. ``claimed``: the known model its name or config says it is (None: it
+    claims none); ``model``: the known model it is taken for (``claimed`` unless its behaviour refuted it);
+    ``verified``: its weights were shown to be that model's (behaviour or fingerprint); ``evidence``: one sentence
+    saying how (or why it was refused)."""
+
+    claimed: str | None
+    model: str | None
+    verified: bool
+    evidence: str
+
+    def is_model(self, claim_model: str) -> bool:
+        """Whether this is the model ``claim_model`` a claim was made for."""
+        return self.model is not None and self.model == canonical(claim_model)
+
+    def note(self, claim_model: str) -> str | None:
+        """What a verdict of a claim about ``claim_model`` says about this model's identity: how it was taken for
+        the claim's model (``taken as gpt2-medium by its config; weights unverified``), or why it was refused
+        (``not gpt2: ...``); None when it does not claim to be that model."""
+        if self.claimed is None or self.claimed != canonical(claim_model):
+            return None
+        return self.evidence
+
+
+def _unverified(name: str) -> str:
+    return f"taken as {name} by its config; weights unverified"
+
+
+_IDENTIFIED: weakref.WeakKeyDictionary[Any, Identification] = weakref.WeakKeyDictionary()
+
+
+def identify(handle: Any, *, declared: str | None = None) -> Identification:
+    """What a loaded model (:class:`~layerclaims.models.ModelHandle`) is shown to be (see the module docstring).
+
+    Its name (registry name, hub id, or a folder whose ``config.json`` is read) or ``declared`` (``--as``) says
+    which known model it claims to be; a weight fingerprint verifies it; else a :data:`BEHAVIOUR_REFERENCES` number
+    must be reproduced (one forward pass of a few tokens), and a model that does not is refused; with no reference
+    it is taken by its config, weights unverified. Computed once per handle."""
+    if declared is None:
+        try:
+            return _IDENTIFIED[handle]
+        except (KeyError, TypeError):
+            pass
+    name = getattr(handle, "name", None)
+    claimed = model_identity(name if isinstance(name, str) else handle, declared=declared)
+    ident = _identify(handle, claimed, name)
+    if declared is None:
+        try:
+            _IDENTIFIED[handle] = ident
+        except TypeError:
+            pass
+    return ident
+
+
+def _identify(handle: Any, claimed: str | None, name: Any) -> Identification:
+    if claimed is None:
+        return Identification(None, None, False, "not a model whose identity is known here")
+    if isinstance(name, str) and Path(name).expanduser().is_dir():
+        fingerprint = weight_fingerprint(name) if WEIGHT_FINGERPRINTS else None
+        if fingerprint is not None and WEIGHT_FINGERPRINTS.get(fingerprint) == claimed:
+            return Identification(claimed, claimed, True, f"identified as {claimed} by its weights' SHA-256")
+    ref = BEHAVIOUR_REFERENCES.get(claimed)
+    if ref is None:
+        return Identification(claimed, claimed, False, _unverified(claimed))
+    try:
+        loss = next_token_loss(handle, ref.ids)
+    except UsageError as exc:
+        return Identification(claimed, None, False, f"not shown to be {claimed}: {exc.message}")
+    shown = f"next-token loss on {ref.text!r} with BOS {loss:.4f}"
+    if math.isfinite(loss) and abs(loss - ref.loss) <= ref.tolerance:
+        return Identification(claimed, claimed, True, f"identified as {claimed} by its behaviour ({shown}; "
+                              f"published {ref.loss:.4f}, {ref.source})")  # fmt: skip
+    return Identification(
+        claimed,
+        None,
+        False,
+        f"not {claimed}: its config says {claimed}, but its {shown} is not {claimed}'s {ref.loss:.4f} "
+        f"({ref.source}): other weights, so {claimed}'s claims are not asserted on it",
+    )
+
+
+def annotate(verdicts: Iterable[Any], ident: Identification) -> list[Any]:
+    """``verdicts`` (:class:`~layerclaims.verdicts.Verdict`) with ``identity`` set to ``ident``'s note about each
+    one's claim model (:meth:`Identification.note`), where there is one."""
+    out = []
+    for v in verdicts:
+        note = ident.note(v.own_model) if v.own_model else None
+        out.append(dataclasses.replace(v, identity=note) if note and v.identity != note else v)
+    return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -441,7 +442,9 @@ def _convert_smollm2(dest: Path, gguf: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
-        with warnings.catch_warnings():
+        # transformers draws its own "Converting and de-quantizing GGUF tensors" bar on stderr (a tqdm bar that
+        # no setting turns off): kept out of the run's output, which says "load model" once for the whole step.
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -575,6 +578,9 @@ def _from_pretrained(name: str, dtype: torch.dtype, device_map: Any) -> tuple[to
         revision = file_sha256(weights[0])[:16] if weights else state_dict_hash(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local_only)
+        if not tokenizer.encode("Hello world", add_special_tokens=False):
+            # transformers 5 builds an empty tokenizer for a folder with a config but no tokenizer files
+            raise ValueError("the tokenizer found has no vocabulary")
     except (OSError, ValueError):
         if getattr(model.config, "model_type", "") != "gpt2":
             raise DataNotFoundError(

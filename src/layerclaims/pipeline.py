@@ -34,6 +34,7 @@ from layerclaims import study as registry
 from layerclaims.claims import CLAIMS, Claim, claim_reads, claims_for, group_runs, map_layer
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.figures import draw_table
+from layerclaims.identity import annotate, identify
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
 from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
@@ -280,7 +281,7 @@ def _run_and_stage(
     kept_verdicts, kept_rows = _redecide_kept(kept_outcomes, kept_entries, kept_rows, pool)
     # Holm over the claims of the folder's studies, the kept ones re-decided with them (the family a run of every
     # study gives), then presuppositions across studies
-    family = apply_family(verdicts + kept_verdicts)
+    family = annotate(apply_family(verdicts + kept_verdicts), identify(handle))  # kept ones too: same model
     verdicts = family[: len(verdicts)]
     _carry_robustness(folder.out, folder.stage, str(facts.get("name")), cmd)
     all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
@@ -335,6 +336,8 @@ def run_studies(
         outcome, study_verdicts = _run_study(
             study, handle, name, stage, opts, timings, say, command, claims=group, label=label
         )
+        # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
+        study_verdicts = annotate(study_verdicts, identify(handle))
         outcomes.append(outcome)
         verdicts.extend(study_verdicts)
         if on_study is not None:

@@ -11,6 +11,11 @@ Options (group "layerclaims"):
                    architecture is not NAME's.
   --beats-control  every claim must beat its control (as ``beats_control = true`` in a claims file): a claim that
                    holds on its control too does not pass.
+
+A model is a claim's own model only when shown to be (:func:`layerclaims.identity.identify`): where a published
+behaviour number exists (GPT-2 small: next-token loss on "Hello world!" with BOS, 5.3319, TransformerLens) the
+loaded weights must reproduce it, else the claim is snapshotted, not asserted; elsewhere (gpt2-medium) the model is
+"taken as gpt2-medium by its config; weights unverified", as the session's header and each verdict line say.
 Markers: ``findings`` (a claim evaluated on a model), ``slow`` (more than a few seconds).
 Fixtures: ``device``, ``findings_claims``, ``study_cache``, ``check_verdict``; a test that takes ``model`` and
 ``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params` lists them. A
@@ -108,6 +113,32 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """For each findings model that names a claim's own model: how it will be taken for it. Where a published
+    behaviour number exists (GPT-2 small) its weights must reproduce it before its claims are asserted; elsewhere
+    (gpt2-medium, gpt2-large) it is taken by its config and the weights are unverified."""
+    from layerclaims.identity import BEHAVIOUR_REFERENCES, model_identity
+    from layerclaims.testing import findings_models
+
+    lines: list[str] = []
+    declared = config.getoption("as_model")
+    for m in findings_models(config, claims=findings_claims_of(config)):
+        try:
+            name = model_identity(m, declared=declared)
+        except LayerclaimsError:
+            continue
+        if name is None:
+            continue
+        ref = BEHAVIOUR_REFERENCES.get(name)
+        if ref is None:
+            lines.append(f"layerclaims: {m}: taken as {name} by its config; weights unverified (no published "
+                         f"behaviour to check them against); {name}'s claims are asserted on it")  # fmt: skip
+        else:
+            lines.append(f"layerclaims: {m}: its config says {name}; {name}'s claims are asserted only if its weights "
+                         f"reproduce next-token loss {ref.loss:.4f} on {ref.text!r} ({ref.source})")  # fmt: skip
+    return lines
+
+
 def findings_claims_of(config: pytest.Config) -> tuple[Claim, ...]:
     """The claims this session checks: the package's and --claims ones (only the latter with --only-claims)."""
     return config.stash.get(CLAIMS_KEY, ())
@@ -166,7 +197,10 @@ def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
     beats = bool(pytestconfig.getoption("--beats-control"))
 
     def check(verdict: Any, claim: Claim, tolerance: dict[str, float] | None = None, snapshots: Any = None) -> None:
-        if is_claim_model(claim.model, verdict.model, declared=declared):
+        # what the loaded model was shown to be (its behaviour where a published number exists), when loaded here
+        cache = request.getfixturevalue("study_cache")
+        ident = cache.identification(verdict.model, request.getfixturevalue("device"), declared=declared)
+        if is_claim_model(claim.model, verdict.model, declared=declared, identification=ident):
             num_regression = None  # not needed: the claim is asserted
         else:
             num_regression = request.getfixturevalue("num_regression")
@@ -178,6 +212,7 @@ def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
             snapshots,
             declared=declared,
             beats_control=beats,
+            identification=ident,
         )
 
     return check

@@ -302,6 +302,8 @@ def verdict_text(row: Mapping[str, Any]) -> str:
     """The verdict cell: mark and word, the control warning, the reason, the presupposition, what would settle it."""
     word = row_verdict(row)
     out = f"{verdict_mark(word)} {word}"
+    if row.get("identity"):  # how the run's model was taken for the claim's own model (or why it was not)
+        out += f" ({row['identity']})"
     for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
         if row.get(key) and not (key == "reason" and word == "holds"):
             out += f". {label}{row[key]}"

@@ -25,7 +25,7 @@ import pytest
 from layerclaims.claims import Claim, claims_for
 from layerclaims.decision import ON_CONTROL
 from layerclaims.errors import DataNotFoundError
-from layerclaims.identity import is_claim_model
+from layerclaims.identity import Identification, annotate, is_claim_model
 from layerclaims.verdicts import VERDICT_CODES, Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
@@ -96,6 +96,14 @@ class StudyCache:
             pytest.skip(self._skips[key])
         return self._results[key]
 
+    def identification(self, model: str, device: str, *, declared: str | None = None) -> Any:
+        """What the loaded ``model`` was shown to be (:func:`layerclaims.identity.identify`), or None when it has
+        not been loaded in this session."""
+        from layerclaims.identity import identify
+
+        handle = self._handles.get((model, device))
+        return None if handle is None else identify(handle, declared=declared)
+
 
 class ControlWarning(UserWarning):
     """A claim passed on its own model but holds on its control too (the structure it names is not needed for it)."""
@@ -114,15 +122,19 @@ def check_verdict(
     *,
     declared: str | None = None,
     beats_control: bool = False,
+    identification: Identification | None = None,
 ) -> None:
     """Assert on the claim's own model; snapshot the verdict's numbers on any other.
 
     The claim's own model is recognised by what it is (:func:`layerclaims.identity.is_claim_model`: a local folder
-    or mirror of gpt2-medium counts as gpt2-medium; ``declared`` is pytest's ``--as NAME``). Snapshots go to
-    ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder ``snapshots`` beside the calling test
-    file. ``beats_control`` (pytest's ``--beats-control``): ``holds on control too`` fails too, whatever the claim
-    says."""
-    if is_claim_model(claim.model, verdict.model, declared=declared):
+    or mirror of gpt2-medium counts as gpt2-medium; ``declared`` is pytest's ``--as NAME``; ``identification``, what
+    the loaded model was shown to be, refuses one whose weights do not reproduce the claim model's published
+    behaviour). Snapshots go to ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder
+    ``snapshots`` beside the calling test file. ``beats_control`` (pytest's ``--beats-control``): ``holds on control
+    too`` fails too, whatever the claim says."""
+    if identification is not None:
+        (verdict,) = annotate([verdict], identification)  # the verdict's line says how the model was taken
+    if is_claim_model(claim.model, verdict.model, declared=declared, identification=identification):
         required = beats_control or claim.beats_control or verdict.beats_control
         assert verdict.passes and not (required and verdict.verdict == ON_CONTROL), failure_message(verdict, required)
         if verdict.verdict == ON_CONTROL:

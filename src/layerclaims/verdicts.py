@@ -232,6 +232,7 @@ class Verdict:
     p_against: float | None = None
     p_against_adjusted: float | None = None
     set_by_premise: str | None = None
+    identity: str | None = None
 
     # ----------------------------------------------------------------------------------------- the first condition
 
@@ -310,6 +311,8 @@ class Verdict:
         interval, p against its threshold, the control) and per note (Holm, control, why, premise, what would settle
         it): the terminal's and the findings tests' form. ``levels``: each condition's decision level too."""
         head = f"{self.claim}: {self.verdict.upper()} on {self.model} at {self.where()}"
+        if self.identity:  # how the model was taken for the claim's own model, or why it was not
+            head += f" ({self.identity})"
         if self.verdict == "not evaluated" and not any(c.value is not None for c in self.conditions):
             return [head, f"why: {self.reason}"]
         out = [head]
@@ -356,6 +359,7 @@ class Verdict:
             "kind": self.kind,
             "text": self.text,
             "own_model": self.own_model,
+            "identity": self.identity,
             "statistic": self.statistic,
             "comparison": self.comparison,
             "threshold": self.threshold if main else None,
@@ -429,6 +433,7 @@ class Verdict:
             p_against=row.get("p_against"),
             p_against_adjusted=row.get("p_against_adjusted"),
             set_by_premise=row.get("set_by_premise"),
+            identity=row.get("identity"),
         )
 
 

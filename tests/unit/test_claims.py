@@ -95,7 +95,14 @@ def test_evaluate_maps_the_layer_and_records_value_interval_and_p() -> None:
     res = FakeResult("smollm2-135m", 30, {("rsa_qk", 7, None): m})
     v = evaluate(CLAIMS_BY_ID["B2"], res)
     assert res.asked == [("rsa_qk", 7, None)]
-    assert (v.claim, v.model, v.layer, v.value, v.p_value, v.verdict) == ("B2", "smollm2-135m", 7, 0.9, 1 / 1001, "holds")
+    assert (v.claim, v.model, v.layer, v.value, v.p_value, v.verdict) == (
+        "B2",
+        "smollm2-135m",
+        7,
+        0.9,
+        1 / 1001,
+        "holds",
+    )
     assert v.ci is not None and 0.85 <= v.ci[0] < v.ci[1] <= 0.95
     assert v.main is not None and v.main.p_secondary == 1e-4  # the permutation p is kept, as the secondary test
     assert v.layer_mapped_from == 5 and v.main.details["n"] == 34

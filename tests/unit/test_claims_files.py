@@ -139,7 +139,37 @@ MISTAKES = [
     ),
     ('template = "I saw', 'templat = "I saw', "settings.templat", "no setting 'templat'", "words, labels, template"),
     ("threshold = 0.5", 'threshold = "0.5"', "conditions[0].threshold", "not a number", "no quotes"),
-    ('model_blocks = 4\nstudy = "qk"\nlayer = 2', 'study = "qk"\nlayer = 2', "model_blocks", "not known", "add"),
+    (
+        'model = "tiny-gpt2"\nmodel_blocks = 4\nstudy = "qk"',
+        'model = "my-lab/model-x"\nstudy = "qk"',
+        "model_blocks",
+        "not known",
+        "add",
+    ),
+    # a depth that contradicts the model's known one is an error, not a silent remap of every layer
+    ("model_blocks = 4", "model_blocks = 24", "model_blocks", "24, but tiny-gpt2 has 4 blocks", "model_blocks = 4"),
+    # every threshold is finite: nan would "hold", inf could never be decided
+    ("threshold = 0.5", "threshold = nan", "conditions[0].threshold", "nan is not a finite number", "finite"),
+    ("threshold = 0.5", "threshold = inf", "conditions[0].threshold", "inf is not a finite number", "finite"),
+    ("threshold = 0.5", "threshold = -inf", "conditions[0].threshold", "-inf is not a finite number", "finite"),
+    ("n_boot = 50", "n_boot = nan", "settings.n_boot", "nan is not a finite number", "finite"),
+    # unknown keys are named, with the nearest valid one (before any "missing" complaint they would cause)
+    (
+        "threshold = 0.5",
+        "treshold = 0.5",
+        "conditions[0].treshold",
+        "unknown key 'treshold'; did you mean 'threshold'?",
+        "rename treshold to threshold",
+    ),
+    ('study = "qk"\nlayer = 2', 'study = "qk"\nlayr = 2', "layr", "did you mean 'layer'?", "rename layr to layer"),
+    (
+        'source = "my notebook"\nmodel = "tiny-gpt2"',
+        'sorce = "my notebook"\nmodel = "tiny-gpt2"',
+        "sorce",
+        "unknown key 'sorce'; did you mean 'source'?",
+        "rename sorce to source",
+    ),
+    ("n_perm = 100", "n_perms = 100", "settings.n_perms", "did you mean 'n_perm'?", "n_boot, n_perm"),
     (
         'statistic = "rsa_qk"',
         'statistic = "min_rsa_qk_over_blocks"',
@@ -162,6 +192,61 @@ def test_each_mistake_names_file_claim_field_and_fix(
     claim = new.split('"')[1] if new.startswith("id =") else "U1"
     assert message.startswith(f"{path}: claim {claim}, field {field!r}: "), message
     assert problem in message and "Fix:" in message and fix in message.split("Fix:")[1], message
+
+
+@pytest.mark.parametrize(
+    ("edits", "cycle"),
+    [
+        ({'layer = 2\n': 'layer = 2\npresupposes = ["U2"]\n', "layer = 3\n": 'layer = 3\npresupposes = ["U1"]\n'},
+         "U1 -> U2 -> U1"),
+        ({'layer = 2\n': 'layer = 2\npresupposes = ["U1"]\n'}, "U1 -> U1"),
+    ],
+    ids=["two-claims", "itself"],
+)  # fmt: skip
+def test_a_presupposition_cycle_is_refused_naming_it(tmp_path: Path, edits: dict[str, str], cycle: str) -> None:
+    """Each claim of a cycle would "fail because its premise fails" and hide its own result."""
+    text = USER
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError, match=f"field 'presupposes': the presuppositions form a cycle {cycle}"):
+        combine_claims(path)
+
+
+def test_a_cycle_across_files_of_a_folder_is_refused(tmp_path: Path) -> None:
+    one, two = USER.split("[[claim]]")[1:]
+    (tmp_path / "claims").mkdir()
+    write(tmp_path / "claims", "[[claim]]" + one.replace("layer = 2\n", 'layer = 2\npresupposes = ["U2"]\n'), "a.toml")
+    write(tmp_path / "claims", "[[claim]]" + two.replace("layer = 3\n", 'layer = 3\npresupposes = ["U1"]\n'), "b.toml")
+    with pytest.raises(UsageError, match="cycle U1 -> U2 -> U1"):
+        combine_claims(tmp_path / "claims")
+
+
+def test_model_blocks_is_inferred_for_models_the_package_knows() -> None:
+    base = 'study = "qk"\nsource = "s"\ntext = "t"\nlayer = 3\n'
+    cond = 'conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]\n'
+    for model, blocks in (("smollm2-135m", 30), ("tiny-llama", 4), ("minilm-l6", 6), ("gpt2", 12)):
+        (c,) = parse_claims(f'[[claim]]\nid = "X"\nmodel = "{model}"\n{base}{cond}')
+        assert c.model_blocks == blocks, model
+    with pytest.raises(UsageError, match=r"model_blocks'?: 24, but smollm2-135m has 30 blocks"):
+        parse_claims(f'[[claim]]\nid = "X"\nmodel = "smollm2-135m"\nmodel_blocks = 24\n{base}{cond}')
+
+
+@pytest.mark.parametrize(("encoding", "named"), [("utf-16", "UTF-16"), ("cp1252", "WINDOWS-1252")])
+def test_a_claims_file_in_another_encoding_gets_the_corpus_message(tmp_path: Path, encoding: str, named: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_bytes(USER.replace("my notebook", "my café notebook").encode(encoding))
+    with pytest.raises(UsageError) as err:
+        load_claims(path)
+    assert named in err.value.message and "not UTF-8" in err.value.message, err.value.message
+    assert err.value.fix is not None and f"iconv -f {named} -t UTF-8 {path} > mine.utf8.toml" in err.value.fix
+    converted = tmp_path / "mine.utf8.toml"  # the fix, followed, works
+    converted.write_bytes(path.read_bytes().decode(encoding).encode("utf-8"))
+    assert [c.id for c in load_claims(converted)] == ["U1", "U2"]
+    bom = tmp_path / "bom.toml"  # UTF-8 with a byte-order mark is UTF-8
+    bom.write_bytes(b"\xef\xbb\xbf" + USER.encode("utf-8"))
+    assert [c.id for c in load_claims(bom)] == ["U1", "U2"]
 
 
 def test_invalid_toml_and_missing_paths_name_the_file(tmp_path: Path) -> None:

@@ -284,13 +284,29 @@ def test_tokenizer_from_data_dir(shared_data: Path, monkeypatch: pytest.MonkeyPa
     assert tok.encode("Hello world") == [15496, 995]
 
 
-def test_tokenizer_from_hub_when_cached(monkeypatch: pytest.MonkeyPatch, fresh_tokenizers: None) -> None:
+def test_tokenizer_from_hub_when_cached(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tokenizers: None
+) -> None:
+    """The hub path, offline: a Hugging Face cache holding 'gpt2' (laid out as the hub client writes it, from the
+    shared data folder's copy of the tokenizer files) is read without the network."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--gpt2"
+    revision = "0" * 40
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    for f in (shared_data / "tokenizers" / "gpt2").iterdir():
+        shutil.copy(f, snapshot / f.name)
+    (snapshot / "config.json").write_text('{"model_type": "gpt2", "vocab_size": 50257}')
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # only the local hub cache: never wait on the network in a unit test
-    try:
-        tok, source = data.gpt2_tokenizer_with_source("hub")
-    except DataNotFoundError:
-        pytest.skip("the hub's 'gpt2' tokenizer is not in the local Hugging Face cache")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tok, source = data.gpt2_tokenizer_with_source("hub")
     assert source == "hub:gpt2" and tok.encode("Hello world") == [15496, 995]
+    assert tok.name_or_path == "gpt2" and len(tok) == 50257
 
 
 def test_tokenizer_not_found_lists_places_and_fix(monkeypatch: pytest.MonkeyPatch, fresh_tokenizers: None) -> None:

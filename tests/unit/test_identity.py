@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,3 +88,138 @@ def test_identity_imports_no_torch() -> None:
     code = "import sys, layerclaims.identity, layerclaims.claims, layerclaims.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_registry_blocks_match_the_registry() -> None:
+    """identity.REGISTRY_BLOCKS (read by claims files without importing torch) equals each registry model's depth."""
+    from layerclaims.identity import REGISTRY_BLOCKS, known_blocks
+    from layerclaims.models import REGISTRY, model_shape
+
+    assert set(REGISTRY_BLOCKS) == set(REGISTRY)
+    assert {name: model_shape(name).n_blocks for name in REGISTRY} == REGISTRY_BLOCKS
+    assert known_blocks("openai-community/gpt2-medium") == 24 and known_blocks("someone/else") is None
+
+
+# ------------------------------------------------------------------------------------- identity by behaviour
+
+
+def _saved_folder(tmp_path: Path, handle: Any, recorded: str) -> str:
+    """``handle``'s weights saved as a model folder whose config.json records ``recorded`` as its name."""
+    folder = tmp_path / "weights"
+    handle.model.save_pretrained(str(folder))
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "_name_or_path": recorded}))
+    return str(folder)
+
+
+def test_next_token_loss_is_the_mean_cross_entropy_with_bos_prepended(
+    tiny_gpt2: Any, tmp_path: Path, shared_data: Path
+) -> None:
+    """The TransformerLens formulation: ids [BOS, *tokens]; mean over the shifted predictions. Checked against
+    transformers' own ``labels`` loss, with the LM head and through the tied embeddings of a head-less model."""
+    import torch
+
+    from layerclaims.data import gpt2_tokenizer
+    from layerclaims.identity import BEHAVIOUR_REFERENCES, next_token_loss
+    from layerclaims.models import load_model
+
+    ref = BEHAVIOUR_REFERENCES["gpt2"]
+    tok = gpt2_tokenizer()
+    ids = [tok.bos_token_id, *tok.encode(ref.text, add_special_tokens=False)]
+    assert tuple(ids) == ref.ids == (50256, 15496, 995, 0)  # the stored ids are GPT-2's tokens of the text
+    with torch.no_grad():
+        expected = float(tiny_gpt2.model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss)
+    assert next_token_loss(tiny_gpt2, ref.ids) == pytest.approx(expected, rel=1e-6)
+    headless = load_model(_saved_folder(tmp_path, tiny_gpt2, "tiny"))  # AutoModel: GPT2Model, no LM head
+    assert not hasattr(headless.model, "lm_head")
+    assert next_token_loss(headless, ref.ids) == pytest.approx(expected, rel=1e-5)
+    assert headless.tokenizer.encode("Hello world") == [15496, 995]  # no tokenizer files: GPT-2's, not an empty one
+
+
+def test_random_weights_whose_config_says_gpt2_are_refused_as_gpt2(
+    tiny_gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
+) -> None:
+    """A folder of random weights whose config records gpt2 with gpt2's architecture facts (here the tiny shape
+    stands for GPT-2 small's, so that the test stays small) passes every config check, and is refused by its
+    behaviour: its next-token loss on "Hello world!" is near ln 50257, not GPT-2 small's published 5.3319."""
+    from layerclaims import identity
+    from layerclaims.identity import BEHAVIOUR_REFERENCES, ArchFacts, identify
+    from layerclaims.models import load_model
+
+    monkeypatch.setitem(identity.KNOWN_MODELS, "gpt2", ArchFacts("gpt2", 4, 64, 50257))
+    path = _saved_folder(tmp_path, tiny_gpt2, "openai-community/gpt2")
+    assert model_identity(path) == "gpt2" and is_claim_model("gpt2", path)  # by its config alone: taken as gpt2
+    ident = identify(load_model(path))
+    assert (ident.claimed, ident.model, ident.verified) == ("gpt2", None, False)
+    assert not ident.is_model("gpt2") and not is_claim_model("gpt2", path, identification=ident)
+    note = ident.note("gpt2")
+    assert note is not None and note.startswith("not gpt2: its config says gpt2, but its next-token loss")
+    assert f"{BEHAVIOUR_REFERENCES['gpt2'].loss:.4f}" in note and "TransformerLens" in note
+    loss = float(note.split("with BOS ")[1].split(" ")[0])
+    assert abs(loss - math.log(50257)) < 0.5  # random weights: about uniform over the vocabulary
+    assert ident.note("gpt2-medium") is None  # says nothing about claims on other models
+
+
+def test_a_model_reproducing_the_published_loss_is_identified_by_behaviour(
+    tiny_gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
+) -> None:
+    """The acceptance branch: a reference that these weights reproduce (the tiny model's own loss standing in for
+    the published number) identifies the folder, verified."""
+    from layerclaims import identity
+    from layerclaims.identity import ArchFacts, BehaviourReference, identify, next_token_loss
+    from layerclaims.models import load_model
+
+    monkeypatch.setitem(identity.KNOWN_MODELS, "gpt2", ArchFacts("gpt2", 4, 64, 50257))
+    ids = identity.BEHAVIOUR_REFERENCES["gpt2"].ids
+    own = next_token_loss(tiny_gpt2, ids)
+    monkeypatch.setitem(
+        identity.BEHAVIOUR_REFERENCES, "gpt2", BehaviourReference("Hello world!", ids, own, 2e-3, "test")
+    )
+    ident = identify(load_model(_saved_folder(tmp_path, tiny_gpt2, "gpt2")))
+    assert ident.verified and ident.is_model("gpt2") and "by its behaviour" in str(ident.note("gpt2"))
+
+
+def test_without_a_published_number_the_verdict_and_report_say_weights_unverified(
+    tiny_gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
+) -> None:
+    from layerclaims import identity
+    from layerclaims.identity import ArchFacts, annotate, identify
+    from layerclaims.models import load_model
+    from layerclaims.report import verdict_text
+    from layerclaims.verdicts import Verdict
+
+    monkeypatch.setitem(identity.KNOWN_MODELS, "gpt2-medium", ArchFacts("gpt2", 4, 64, 50257))
+    path = _saved_folder(tmp_path, tiny_gpt2, "gpt2-medium")
+    ident = identify(load_model(path))
+    assert (ident.model, ident.verified) == ("gpt2-medium", False) and ident.is_model("gpt2-medium")
+    mine = Verdict("A2", path, 3, "holds", own_model="gpt2-medium")
+    other = Verdict("U1", path, 3, "holds", own_model="tiny-gpt2")
+    marked, untouched = annotate([mine, other], ident)
+    expected = "taken as gpt2-medium by its config; weights unverified"
+    assert marked.lines()[0] == f"A2: HOLDS on {path} at layer 3 ({expected})"
+    assert expected in verdict_text(marked.to_row()) and Verdict.from_row(marked.to_row()).identity == expected
+    assert untouched.identity is None and "weights unverified" not in verdict_text(untouched.to_row())
+
+
+def test_the_findings_header_says_when_weights_are_unverified(tmp_path: Path) -> None:
+    """`pytest -m findings --model gpt2-medium` says in its header that the weights are unverified (no model is
+    loaded for the header: --collect-only)."""
+    (tmp_path / "test_x.py").write_text("def test_nothing():\n    pass\n")
+
+    def header(*models: str) -> str:
+        args = [arg for m in models for arg in ("--model", m)]
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "layerclaims.plugin", "-m", "findings"]
+        out = subprocess.run(
+            [*cmd, "--collect-only", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            check=False,
+        )
+        return out.stdout + out.stderr
+
+    text = header("gpt2-medium", "gpt2")
+    assert "layerclaims: gpt2-medium: taken as gpt2-medium by its config; weights unverified" in text, text
+    assert "layerclaims: gpt2: its config says gpt2; gpt2's claims are asserted only if its weights reproduce" in text
+    assert "weights unverified" not in header("tiny-gpt2")

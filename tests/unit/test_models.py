@@ -111,11 +111,25 @@ def test_tiny_gpt2_is_identical_on_every_load_and_leaves_the_rng_alone(tiny_gpt2
         assert torch.equal(a, b), name
 
 
+def _makefile_pins() -> dict[str, str]:
+    """The versions the Makefile installs (``name==version``), e.g. {"torch": "2.13.0", "transformers": "5.24.0"}."""
+    import re
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    return dict(re.findall(r"\b(torch|transformers)==([0-9][0-9.]*)", makefile))
+
+
 def test_tiny_revision_is_pinned() -> None:
-    """The content hash of tiny-gpt2 under torch 2.13 / transformers 5.23. A change means the random weights moved
-    (new torch/transformers init): re-check the findings snapshots of tiny-gpt2, then update this number."""
-    if not (torch.__version__.startswith("2.13") and __import__("transformers").__version__.startswith("5.23")):
-        pytest.skip("the pinned hash is for torch 2.13 / transformers 5.23")
+    """The content hash of tiny-gpt2 under the torch and transformers the Makefile pins (the same hash under
+    transformers 5.23 and 5.24). A change means the random weights moved (new torch/transformers init): re-check the
+    findings snapshots of tiny-gpt2, then update this number."""
+    import transformers
+
+    pins = _makefile_pins()
+    assert set(pins) == {"torch", "transformers"}, "the Makefile pins torch and transformers"
+    installed = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+    if installed != pins:
+        pytest.skip(f"the pinned hash is for the Makefile's versions {pins}; installed: {installed}")
     assert load_model("tiny-gpt2").revision == "8ccbb2250b41256a"
 
 
@@ -222,7 +236,7 @@ def test_minilm_l6() -> None:
 
 @pytest.mark.slow
 def test_smollm2_converted_once_cached_and_rebuilt_when_corrupt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     try:
         gguf = models.smollm2_gguf()
@@ -242,6 +256,7 @@ def test_smollm2_converted_once_cached_and_rebuilt_when_corrupt(
     monkeypatch.setattr(models, "_convert_smollm2", counting)
     h = load_model("smollm2-135m")
     assert conversions == [folder]
+    assert "GGUF" not in capfd.readouterr().err  # transformers' de-quantizing bar is kept out of the run's output
     assert (folder / models.MANIFEST).is_file() and (folder / "model.safetensors").is_file()
     assert [p.name for p in folder.parent.iterdir()] == ["smollm2-135m"]  # no temporary folder left
     assert h.arch.family == "llama" and h.n_blocks == 30 and h.d_model == 576

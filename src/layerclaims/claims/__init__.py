@@ -24,6 +24,7 @@ The verdict records the layer actually used. On the claim's own model the mappin
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import tomllib
@@ -138,7 +139,17 @@ class _Where:
         where = f"{self.file}: claim {self.claim}"
         if field_name is not None:
             where += f", field {field_name!r}"
-        return UsageError(f"{where}: {problem}. Fix: {fix}")
+        stop = "" if problem.endswith(("?", ".")) else "."
+        return UsageError(f"{where}: {problem}{stop} Fix: {fix}")
+
+    def unknown(self, prefix: str, key: str, valid: Sequence[str], what: str) -> UsageError:
+        """An unknown key, named with the nearest valid one when there is a close one (``treshold``)."""
+        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        if near:
+            return self.error(
+                f"{prefix}{key}", f"unknown key {key!r}; did you mean {near[0]!r}?", f"rename {key} to {near[0]}"
+            )
+        return self.error(f"{prefix}{key}", f"unknown key {key!r}: not {what}", f"use only {', '.join(valid)}")
 
 
 def _freeze(value: Any) -> Any:
@@ -162,10 +173,21 @@ def _string(where: _Where, table: Mapping[str, Any], name: str) -> str:
 
 
 def _known_blocks(model: str) -> int | None:
-    from layerclaims.identity import KNOWN_MODELS, canonical
+    from layerclaims.identity import known_blocks
 
-    facts = KNOWN_MODELS.get(canonical(model))
-    return facts.n_blocks if facts else None
+    return known_blocks(model)
+
+
+def _finite(where: _Where, name: str, value: Any) -> None:
+    """UsageError unless every number in ``value`` (a setting's value: a number, list or table) is finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise where.error(name, f"{value} is not a finite number", f"give {name} a finite value (no nan or inf)")
+    if isinstance(value, list | tuple):
+        for v in value:
+            _finite(where, name, v)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite(where, f"{name}.{k}", v)
 
 
 def _settings(where: _Where, study: str, raw: Any) -> Settings:
@@ -176,11 +198,14 @@ def _settings(where: _Where, study: str, raw: Any) -> Settings:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in allowed:
+            near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
             raise where.error(
                 f"settings.{key}",
-                f"study {study!r} has no setting {key!r}",
+                f"study {study!r} has no setting {key!r}{hint}",
                 f"use one of {', '.join(allowed)} (the fields of the study's Config), or remove the line",
             )
+        _finite(where, f"settings.{key}", value)
         expand = declared.shorthands.get(key)
         if expand is not None:
             try:
@@ -202,12 +227,12 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
         raise where.error(
             name, f"{raw!r} is not a table", 'write { statistic = "...", comparison = ">", threshold = 0 }'
         )
+    extra = sorted(set(raw) - set(_CONDITION_FIELDS))
+    if extra:
+        raise where.unknown(f"{name}.", extra[0], _CONDITION_FIELDS, "a condition field")
     for key in _CONDITION_FIELDS:
         if key not in raw:
             raise where.error(f"{name}.{key}", "missing", f"add {key} = ... to the condition")
-    extra = sorted(set(raw) - set(_CONDITION_FIELDS))
-    if extra:
-        raise where.error(f"{name}.{extra[0]}", "not a condition field", f"a condition has only {_CONDITION_FIELDS}")
     declared = registry.get(study)
     at_layer, over_layers = declared.statistic_names(over_layers=False), declared.statistic_names(over_layers=True)
     statistic = raw["statistic"]
@@ -236,16 +261,22 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
     threshold = raw["threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, int | float):
         raise where.error(f"{name}.threshold", f"{threshold!r} is not a number", "write threshold = 0.8 (no quotes)")
+    if not math.isfinite(threshold):
+        raise where.error(
+            f"{name}.threshold",
+            f"{threshold} is not a finite number: no value can be decided against it",
+            "write a finite threshold (e.g. threshold = 0.8); for 'any value' leave the condition out",
+        )
     return Condition(statistic, comparison, threshold)
 
 
 def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise where.unknown("", unknown[0], _FIELDS, "a claim field")
     for key in _REQUIRED:
         if key not in raw:
             raise where.error(key, "missing", f"add {key} = ... to the claim (or to the file's [defaults])")
-    unknown = sorted(set(raw) - set(_FIELDS))
-    if unknown:
-        raise where.error(unknown[0], "not a claim field", f"use only {', '.join(_FIELDS)}")
     cid = _string(where, raw, "id")
     study = raw["study"]
     if study not in registry.names():
@@ -256,7 +287,8 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         )
     declared = registry.get(study)
     model = _string(where, raw, "model")
-    blocks = raw.get("model_blocks", _known_blocks(model))
+    known = _known_blocks(model)
+    blocks = raw.get("model_blocks", known)
     if blocks is None:
         raise where.error(
             "model_blocks",
@@ -265,6 +297,12 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         )
     if not _is_int(blocks) or blocks < 1:
         raise where.error("model_blocks", f"{blocks!r} is not a positive whole number", "write model_blocks = 24")
+    if known is not None and blocks != known:
+        raise where.error(
+            "model_blocks",
+            f"{blocks}, but {model} has {known} blocks: the claim's layers would be remapped silently",
+            f"write model_blocks = {known} or leave it out (it is known for {model})",
+        )
     layer_unit = raw.get("layer_unit", declared.layer_unit)
     if layer_unit != declared.layer_unit:
         raise where.error(
@@ -329,22 +367,55 @@ def parse_claims(text: str, file: str = "<claims>") -> tuple[Claim, ...]:
         ) from None
     unknown = sorted(set(data) - {"defaults", "claim"})
     if unknown:
-        raise top.error(unknown[0], "not a top-level table", "use only [defaults] and [[claim]] tables")
+        raise top.unknown("", unknown[0], ("defaults", "claim"), "a top-level table ([defaults], [[claim]])")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise top.error("defaults", "not a table", "write [defaults] with key = value lines")
-    bad = sorted(set(defaults) - (set(_FIELDS) - {"id", "conditions"}))
+    bad = sorted(set(defaults) - set(_FIELDS))
     if bad:
-        raise top.error(f"defaults.{bad[0]}", "not a field a claim can share", "move it into each [[claim]]")
+        raise top.unknown("defaults.", bad[0], _FIELDS, "a claim field")
+    shared = sorted(set(defaults) & {"id", "conditions"})
+    if shared:
+        raise top.error(f"defaults.{shared[0]}", "not a field a claim can share", "move it into each [[claim]]")
     raws = data.get("claim", [])
     if not isinstance(raws, list) or not raws:
         raise top.error("claim", "no claim in the file", "add one or more [[claim]] tables")
     claims: list[Claim] = []
     for i, raw in enumerate(raws, start=1):
         label = str(raw.get("id")) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"#{i}"
+        if not isinstance(raw, dict):
+            raise _Where(file, label).error(None, f"{raw!r} is not a table", "write each claim as a [[claim]] table")
         claims.append(_claim(_Where(file, label), {**defaults, **raw}))
     _check_unique(claims)
+    _check_no_cycle(claims)
     return tuple(claims)
+
+
+def _check_no_cycle(claims: Sequence[Claim]) -> None:
+    """UsageError naming the cycle when claims presuppose each other in a circle (U1 -> U2 -> U1, or U1 -> U1):
+    each would then "fail because its premise fails", and its own result would never be shown."""
+    by_id = {c.id: c for c in claims}
+    done: set[str] = set()
+
+    def visit(cid: str, path: list[str]) -> None:
+        if cid in path:
+            cycle = [*path[path.index(cid) :], cid]
+            first = by_id[cycle[0]]
+            raise _Where(first.file or "<claims>", first.id).error(
+                "presupposes",
+                f"the presuppositions form a cycle {' -> '.join(cycle)}: each claim would fail because its premise "
+                "fails",
+                f"remove {cycle[1]!r} from the presupposes of {cycle[0]}"
+                + ("" if len(cycle) == 2 else " (or break another link of the cycle)"),
+            )
+        if cid in done or cid not in by_id:
+            return
+        for premise in by_id[cid].presupposes:
+            visit(premise, [*path, cid])
+        done.add(cid)
+
+    for c in claims:
+        visit(c.id, [])
 
 
 def _check_unique(claims: Iterable[Claim], base: Iterable[Claim] = ()) -> None:
@@ -373,11 +444,19 @@ def load_claims(path: str | Path) -> tuple[Claim, ...]:
     claims: list[Claim] = []
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{f}: cannot be read ({exc}). Fix: pass a UTF-8 text file") from None
+            text = f.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            from layerclaims.data import check_text_file
+
+            check_text_file(f, what="claims file")  # names the encoding (UTF-16, Latin-1, ...) and the iconv command
+            raise UsageError(f"{f}: not UTF-8 text", fix="save it as UTF-8") from None
+        except OSError as exc:
+            raise UsageError(
+                f"{f}: cannot be read ({exc.strerror or exc})", fix="check its permissions, or pass another file"
+            ) from None
         claims.extend(parse_claims(text, str(f)))
     _check_unique(claims)
+    _check_no_cycle(claims)
     return tuple(claims)
 
 
@@ -420,6 +499,7 @@ def combine_claims(
             raise _Where(c.file or "<claims>", c.id).error(
                 "presupposes", f"names {missing}, which no claim has", "remove them or add those claims"
             )
+    _check_no_cycle(combined)
     return combined
 
 

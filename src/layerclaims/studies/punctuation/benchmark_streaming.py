@@ -5,12 +5,14 @@
 Each measurement runs in a fresh Python process (so one's peak does not hide another's) that imports the tokenizer,
 then selects 250 marks per kind the way study A does (:func:`layerclaims.studies.punctuation.scan.scan_marks` over
 :func:`layerclaims.data.load_study_text`, CRLF stream) and prints its peak resident set (``VmHWM``) and wall time.
-The 50 MB text is pg219 (CRLF) repeated into a temporary file under ``/tmp`` (deleted afterwards; never commit it).
+The 50 MB text is pg219 (CRLF) repeated into a temporary file under ``/tmp`` (deleted afterwards; never commit it),
+once as it is and once on one line (every newline a space: a text with no line structure is still read in bounded
+blocks, never whole).
 ``--whole`` also measures the old way on the large text (read it whole, tokenise all of it, flag the marks on the
 whole stream: minutes and gigabytes).
 
-Printed: per corpus and selection, peak MB and seconds; last line the 50 MB / pg219 peak ratio for "first" and
-"random" (target: within 1.5x).
+Printed: per corpus and selection, peak MB and seconds; last lines the 50 MB / pg219 peak ratio for "first" and
+"random", with and without newlines (target: within 1.5x).
 """
 
 from __future__ import annotations
@@ -68,10 +70,12 @@ def _child(cfg: dict[str, str]) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _big_file(mb: int) -> Path:
+def _big_file(mb: int, *, newlines: bool = True) -> Path:
     from layerclaims.data import load_corpus
 
     body = load_corpus().text
+    if not newlines:
+        body = body.replace("\n", " ")
     fd, name = tempfile.mkstemp(prefix="layerclaims-big-", suffix=".txt", dir="/tmp")
     target = mb << 20
     written = 0
@@ -89,11 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--whole", action="store_true", help="also measure the old whole-text way on the large text")
     args = p.parse_args(argv)
     big = _big_file(args.mb)
+    flat = _big_file(args.mb, newlines=False)
     try:
         print(f"large text: {big} ({big.stat().st_size / 2**20:.1f} MB, pg219 repeated); tokenizer {args.tokenizer}")
         print(f"{'corpus':<22} {'selection':<9} {'peak MB':>9} {'s':>7} {'tokens':>10} complete")
         peaks: dict[tuple[str, str], float] = {}
-        for label, corpus in (("pg219", "heart-of-darkness"), (f"{args.mb} MB", str(big))):
+        big_label, flat_label = f"{args.mb} MB", f"{args.mb} MB, one line"
+        for label, corpus in (("pg219", "heart-of-darkness"), (big_label, str(big)), (flat_label, str(flat))):
             for selection in ("first", "random"):
                 r = _child({"corpus": corpus, "selection": selection, "way": "stream", "tokenizer": args.tokenizer})
                 peaks[(label, selection)] = r["peak_mb"]
@@ -104,11 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.whole:
             r = _child({"corpus": str(big), "selection": "all", "way": "whole", "tokenizer": args.tokenizer})
             print(f"{args.mb} MB, whole text (old way) {r['peak_mb']:>9.0f} {r['s']:>7.2f} {int(r['n_tokens']):>10,}")
-        ratios = {s: peaks[(f"{args.mb} MB", s)] / peaks[("pg219", s)] for s in ("first", "random")}
-        print(
-            f"peak memory {args.mb} MB / pg219: first {ratios['first']:.2f}x, random {ratios['random']:.2f}x "
-            "(target <= 1.5x)"
-        )
+        for label in (big_label, flat_label):
+            ratios = {s: peaks[(label, s)] / peaks[("pg219", s)] for s in ("first", "random")}
+            print(
+                f"peak memory {label} / pg219: first {ratios['first']:.2f}x, random {ratios['random']:.2f}x "
+                "(target <= 1.5x)"
+            )
     finally:
         big.unlink(missing_ok=True)
+        flat.unlink(missing_ok=True)
     return 0
