@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layerclaims import cli, data, models, pipeline, results
+from layerclaims import cli, data, models, pipeline, results, runfolder
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
 from layerclaims.results import Measurement
 from layerclaims.runfolder import RunFolder
@@ -579,6 +579,7 @@ def test_a_kept_study_whose_result_cannot_be_read_keeps_its_rows_and_says_why(fa
     assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
     before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
     (out / "punctuation.json").write_text("{}")  # not a saved result any more
+    runfolder.write_manifest(out, runfolder.RUN)  # as a run of a version whose results this one cannot read
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 0
     after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
     assert all(after[c] == before[c] for c in before)
@@ -854,10 +855,12 @@ def test_a_robustness_analysis_in_the_folder_is_kept_and_one_of_another_model_re
     rob = out / "robustness"
     rob.mkdir(parents=True)
     (rob / "robustness.json").write_text(json.dumps({"model": "m", "lines": ["B2 holds in 4 of 9 specifications"]}))
+    runfolder.write_manifest(rob, runfolder.ROBUSTNESS)  # as `layerclaims robustness --out o/robustness` leaves it
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
     assert json.loads((rob / "robustness.json").read_text())["model"] == "m"  # kept through the swap
     assert "B2 holds in 4 of 9 specifications" in (out / "report.md").read_text()
     (rob / "robustness.json").write_text(json.dumps({"model": "other", "lines": []}))
+    runfolder.write_manifest(rob, runfolder.ROBUSTNESS)
     before = sorted(p.name for p in out.iterdir())
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 2
     assert "robustness analysis of other" in capsys.readouterr().err
