@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import importlib
 import inspect
 import json
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from layerclaims import studies
-from layerclaims.errors import LayerclaimsError, UsageError
+from layerclaims.errors import LayerclaimsError, ModelNotFoundError, UsageError
 
 log = logging.getLogger("layerclaims.validate")
 
@@ -377,6 +378,25 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
 # --------------------------------------------------------------------------------------------------- corpus
 
 
+def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
+    """``command`` with the option that gave a value (``--corpus``, ``--set punctuation.corpus``; ``""``: not given,
+    then ``default_option`` is added) set to ``value``."""
+    if origin.startswith("--set "):
+        return command.with_set(origin.removeprefix("--set "), value)
+    return command.with_option(origin or default_option, value)
+
+
+def _only_study_b(command: Command, *origins: str) -> Command:
+    """``command`` running study B alone, without the options that only study A reads (the corpus, ``n``)."""
+    only_b = command.with_option("--study", "qk")
+    for origin in origins:
+        if origin.startswith("--set "):
+            only_b = only_b.without_set(origin.removeprefix("--set "))
+        elif origin:
+            only_b = only_b.without(origin)
+    return only_b
+
+
 def check_corpus(
     name_or_path: str,
     *,
@@ -385,14 +405,24 @@ def check_corpus(
     marks: str,
     origin: str,
     command: Command,
+    n_origin: str = "",
+    tokenizer: Any | None = None,
+    line_endings: str = "crlf",
+    start: int = 400,
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count of
-    the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind.
-    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default)."""
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
+    Returns the count of mark characters per kind.
+
+    With the model's ``tokenizer`` (:func:`layerclaims.models.load_tokenizer`; no weights), the marks are counted by
+    the study's own rule on the text the study reads (``line_endings``): flagged from token ``start`` on, each with
+    its full 20-before/10-after window (:func:`layerclaims.tokens.count_usable`), so an ``--n`` this check passes is
+    one the study can select, and the ``--n`` its fix suggests is one the run accepts. Without a tokenizer, a count
+    of the mark characters: an upper bound. ``origin``/``n_origin``: the options that gave the corpus and ``n``
+    (``"--corpus"``, ``"--set punctuation.n"``; ``""`` for the default); a fix changes that option."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
-    only_b = command.with_option("--study", "qk")
+    only_b = _only_study_b(command, origin, n_origin)
     kinds = mark_sets.get(marks, {})
     chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
@@ -413,25 +443,42 @@ def check_corpus(
             found = data.check_text_file(name_or_path, count=chars)
     except LayerclaimsError as exc:
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
+        converted = getattr(exc, "converted", None)
+        if converted:  # the re-run names the file the conversion writes, not the one refused
+            keep_going = f"then re-run {_cmd(_with_value(command, origin, '--corpus', converted))}"
+        elif name_or_path not in data.CORPORA:  # the same file again would fail again: the re-run names another
+            book = _with_value(command, origin, "--corpus", data.DEFAULT_CORPUS)
+            keep_going = f"then re-run with it, or with the default book: {_cmd(book)}"
         raise type(exc)(
             f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
             fix=f"{fix.rstrip('.')}; {keep_going}; or run only study B: {_cmd(only_b)}",
         ) from None
     counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
-    if n is not None and counts:
-        kind, most = min(counts.items(), key=lambda kv: kv[1])
-        if most < n:
-            floor = MINIMUMS["n"]
-            fix = (
-                f"ask for at most {most:g} per kind: {_cmd(command.with_option('--n', str(most)))}"
-                if most >= floor
-                else f"give a longer text with --corpus PATH; or run only study B: {_cmd(only_b)}"
-            )
-            raise UsageError(
-                f"--n {n}: {name_or_path} holds at most {most} {kind} marks "
-                f"({' '.join(mark_sets[marks][kind])}), fewer than the {n} of each kind asked for",
-                fix=fix,
-            )
+    if n is None or not counts:
+        return counts
+    floor = int(MINIMUMS["n"])
+    shown_n = f"{n_origin or '--n'} {n}" if not n_origin.startswith("--set") else f"{n_origin}={n}"
+    if tokenizer is not None:
+        study_text = data.load_study_text(name_or_path, line_endings=line_endings)
+        from layerclaims.tokens import count_usable
+
+        usable = count_usable(tokenizer, study_text.pieces, n=n, start=start, marks=marks)  # type: ignore[arg-type]
+        kind, have = min(usable.items(), key=lambda kv: kv[1])
+        what = (
+            f"{have} usable {kind} marks ({' '.join(mark_sets[marks][kind])}), counted as study A counts them "
+            f"(from token {start} on, each with its full 20-before/10-after window)"
+        )
+    else:
+        kind, have = min(counts.items(), key=lambda kv: kv[1])
+        what = f"at most {have} {kind} marks ({' '.join(mark_sets[marks][kind])})"
+    if have < n:
+        fix = (
+            f"ask for at most {have} per kind: {_cmd(_with_value(command, n_origin, '--n', str(have)))}"
+            if have >= floor
+            else f"give a longer text with --corpus PATH (study A needs {floor} usable marks of each kind at least); "
+            f"or run only study B: {_cmd(only_b)}"
+        )
+        raise UsageError(f"{shown_n}: {name_or_path} holds {what}, fewer than the {n} of each kind asked for", fix=fix)
     return counts
 
 
@@ -480,7 +527,11 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
         parse_set(item)
     try:
         shape = models.model_shape(model)
-    except LayerclaimsError as exc:
+    except ModelNotFoundError as exc:  # the same name again would fail again: the re-run names a known one
+        known = models.known_models()
+        closest = (difflib.get_close_matches(model, known, n=1, cutoff=0.5) or [known[0]])[0]
+        raise _with_fix(exc, f"e.g. {_cmd(command.with_option('--model', closest))}") from None
+    except LayerclaimsError as exc:  # a package to install, a folder to create: then the same command works
         raise _with_fix(exc, f"then re-run {_cmd(command)}") from None
     try:
         models.resolve_device(request.device)
@@ -496,20 +547,28 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
         plan.options[study] = check_study_settings(
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
+    tokenizer: Any = None  # the model's tokenizer (no weights), loaded once a study reads a corpus
     for study in request.study_names:  # a study that reads a corpus (study A): the corpus and the marks it holds
         module = studies.get(study)
         if "corpus" not in config_fields(module):
             continue
         opts = plan.options[study]
-        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
-        _warn_below_minimum(module, opts.get("n", getattr(module.Config, "n", None)))
+        origins = _study_options_with_origin(study, options, overrides)
+        setting = {name: opts.get(name, getattr(module.Config, name, None)) for name in config_fields(module)}
+        _warn_below_minimum(module, setting.get("n"))
+        if tokenizer is None:
+            tokenizer = models.load_tokenizer(model) or False  # False: tried, none to be had without the weights
         plan.marks = check_corpus(
-            str(opts.get("corpus", getattr(module.Config, "corpus", None))),
-            n=opts.get("n", getattr(module.Config, "n", None)),
+            str(setting.get("corpus")),
+            n=setting.get("n"),
             mark_sets=getattr(module, "MARK_SETS", {}),
-            marks=opts.get("marks", getattr(module.Config, "marks", "original")),
-            origin=origin,
+            marks=setting.get("marks") or "original",
+            origin=origins.get("corpus", (None, ""))[1],
             command=command,
+            n_origin=origins.get("n", (None, ""))[1],
+            tokenizer=tokenizer or None,
+            line_endings=setting.get("line_endings") or "crlf",
+            start=int(setting.get("start") or 0),
         )
     if request.out is not None:
         from layerclaims.runfolder import check_out_folder

@@ -316,10 +316,10 @@ def test_a_missing_corpus_is_refused_before_the_model_loads_and_the_folder_is_ke
     )
     assert err[1].startswith(
         "fix: give one of heart-of-darkness, heart-of-darkness-526 or the path of a UTF-8 plain-text file; then "
-        "re-run `layerclaims reproduce"
+        "re-run with it, or with the default book: `layerclaims reproduce --model tiny-gpt2 --corpus heart-of-darkness"
     )
     # the suggested commands keep every option given
-    assert f"--corpus {missing} --out {out} --set qk.seed=5`" in err[1]
+    assert f"--corpus heart-of-darkness --out {out} --set qk.seed=5`" in err[1]  # not the missing file again
     assert f"--out {out} --set qk.seed=5 --study qk`" in err[1]
     assert "Traceback" not in "\n".join(err)
 
@@ -408,7 +408,7 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(
     assert err[0] == (
         "layerclaims reproduce: error: unknown model 'no-such-model': use a registry name (tiny-gpt2, ...) or a HF id"
     )
-    assert err[1] == f"fix: then re-run `layerclaims reproduce --model no-such-model --out {tmp_path}`"
+    assert err[1] == f"fix: e.g. `layerclaims reproduce --model tiny-gpt2 --out {tmp_path}`"  # not the same name
     assert run_cli("reproduce", "--model", "m", "--set", "punctuation.nope=1", "--out", str(tmp_path)) == 2
     assert "has no setting 'nope'" in capsys.readouterr().err
     assert fake.loads == []  # both refused before any model was loaded
