@@ -41,6 +41,7 @@ from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STU
     STUDY_OPTIONS,
     Command,
     RunRequest,
+    check_marks_with,
     check_run,
     config_fields,
     parse_set,
@@ -201,6 +202,7 @@ def reproduce(
         with _timed(timings, "load model", say, f"load model {model}"):
             handle = load_handle(model, device=device, dtype=dtype, device_map=device_map)
         pause_point("loaded")
+        check_marks_with(request, plan, cmd, getattr(handle, "tokenizer", None))  # if none was to be had before
         facts = model_facts(handle, device_map)
         _check_same_model(earlier, facts, folder.out, cmd)
         with _os_errors_as_run_errors(folder, cmd):

@@ -509,10 +509,52 @@ class RunPlan:
     shape: Any
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     marks: dict[str, int] = field(default_factory=dict)
+    marks_counted: bool = False
+    """True when the marks were only counted as characters (an upper bound: no tokenizer without the weights);
+    :func:`check_marks_with` then checks them with the loaded model's tokenizer."""
 
 
 def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
     return type(exc)(exc.message, fix=fix if not exc.fix else f"{exc.fix.rstrip('.')}; {fix}")
+
+
+def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
+    """Every Config field of ``study``: the plan's override, else the Config's default."""
+    module = studies.get(study)
+    opts = plan.options.get(study, {})
+    return {name: opts.get(name, getattr(module.Config, name, None)) for name in config_fields(module)}
+
+
+def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
+    """For each study run that reads a corpus (study A): the corpus, and the marks it holds against ``n``
+    (:func:`check_corpus`; with ``tokenizer``, by the study's own rule). Sets ``plan.marks``."""
+    for study in request.study_names:
+        module = studies.get(study)
+        if "corpus" not in config_fields(module):
+            continue
+        origins = _study_options_with_origin(study, request.options, request.overrides)
+        setting = _settings(study, plan)
+        plan.marks = check_corpus(
+            str(setting.get("corpus")),
+            n=setting.get("n"),
+            mark_sets=getattr(module, "MARK_SETS", {}),
+            marks=setting.get("marks") or "original",
+            origin=origins.get("corpus", (None, ""))[1],
+            command=command,
+            n_origin=origins.get("n", (None, ""))[1],
+            tokenizer=tokenizer,
+            line_endings=setting.get("line_endings") or "crlf",
+            start=int(setting.get("start") or 0),
+        )
+
+
+def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
+    """Once the weights loaded, the count :func:`check_run` could only bound (no tokenizer to be had without the
+    weights: ``plan.marks_counted``) made by the study's rule with the model's own ``tokenizer``, so that a run
+    with too few usable marks stops before any study runs, with an ``--n`` that works."""
+    if plan.marks_counted and tokenizer is not None:
+        check_corpora(request, plan, command, tokenizer)
+        plan.marks_counted = False
 
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
@@ -547,29 +589,12 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
         plan.options[study] = check_study_settings(
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
-    tokenizer: Any = None  # the model's tokenizer (no weights), loaded once a study reads a corpus
-    for study in request.study_names:  # a study that reads a corpus (study A): the corpus and the marks it holds
-        module = studies.get(study)
-        if "corpus" not in config_fields(module):
-            continue
-        opts = plan.options[study]
-        origins = _study_options_with_origin(study, options, overrides)
-        setting = {name: opts.get(name, getattr(module.Config, name, None)) for name in config_fields(module)}
-        _warn_below_minimum(module, setting.get("n"))
-        if tokenizer is None:
-            tokenizer = models.load_tokenizer(model) or False  # False: tried, none to be had without the weights
-        plan.marks = check_corpus(
-            str(setting.get("corpus")),
-            n=setting.get("n"),
-            mark_sets=getattr(module, "MARK_SETS", {}),
-            marks=setting.get("marks") or "original",
-            origin=origins.get("corpus", (None, ""))[1],
-            command=command,
-            n_origin=origins.get("n", (None, ""))[1],
-            tokenizer=tokenizer or None,
-            line_endings=setting.get("line_endings") or "crlf",
-            start=int(setting.get("start") or 0),
-        )
+    for study in request.study_names:
+        _warn_below_minimum(studies.get(study), _settings(study, plan).get("n"))
+    needs_text = any("corpus" in config_fields(studies.get(s)) for s in request.study_names)
+    tokenizer = models.load_tokenizer(model) if needs_text else None
+    plan.marks_counted = needs_text and tokenizer is None
+    check_corpora(request, plan, command, tokenizer)
     if request.out is not None:
         from layerclaims.runfolder import check_out_folder
 

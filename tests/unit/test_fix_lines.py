@@ -111,7 +111,7 @@ def _usable_by_the_study(corpus: str, n: int) -> bool:
     """The oracle: does the study's own selection (with the model's tokenizer) find ``n`` marks of each kind?"""
     text = data.load_study_text(corpus, line_endings="crlf")
     try:
-        scan_marks(models.load_tokenizer("tiny-gpt2"), text.pieces, n=n)
+        scan_marks(data.gpt2_tokenizer(), text.pieces, n=n)  # tiny-gpt2's tokenizer (models._tiny_gpt2)
     except LayerclaimsError:
         return False
     return True
@@ -246,3 +246,24 @@ def test_count_usable_agrees_with_the_selection_on_the_book() -> None:
     assert counts == {"internal": 250, "terminal": 250}
     scan = scan_marks(tok, text.pieces, n=250)
     assert {k: int(s.selected.size) for k, s in scan.kinds.items()} == counts
+
+
+def test_without_a_tokenizer_before_the_load_the_count_is_made_after_it_before_any_study(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model whose tokenizer comes only with its weights (SmolLM2 before its first conversion, a hub id not yet
+    cached): the character count passes, then the study's count with the loaded tokenizer stops the run before any
+    study runs, with an --n that works (not the one just refused)."""
+    words = " ".join(["word"] * 45)
+    (in_tmp / "commas.txt").write_text("".join(f"{words}, {words}. " for _ in range(10)))
+    monkeypatch.setattr(models, "load_tokenizer", lambda name: None)
+    argv = [*BASE, "--study", "punctuation", "--corpus", "commas.txt", "--n", "10"]
+    check(argv)  # the characters promise 10
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "punctuation: run" not in err  # stopped before the study ran
+    fix = next(line for line in err.splitlines() if line.startswith("fix: "))
+    again = shlex.split(COMMAND.findall(fix)[0])[1:]
+    n = int(again[again.index("--n") + 1])
+    assert n < 10 and _usable_by_the_study("commas.txt", n) and not _usable_by_the_study("commas.txt", n + 1)
+    assert not (in_tmp / "out").exists()
