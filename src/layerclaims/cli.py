@@ -6,7 +6,14 @@ A thin shell over :mod:`layerclaims.pipeline` (load once, run the studies, evalu
 Exit codes: 0 everything ran (claims may fail: a failing claim is a finding, not an error); 1 with ``--strict``
 when a claim does not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: ``error:`` and
 ``fix:`` lines on stderr, no traceback), checked before any weights load where it can be; 130 interrupted (Ctrl-C),
-143 terminated (SIGTERM). A run that exits with anything but 0 or 1 leaves its output folder as it was.
+143 terminated (SIGTERM). A run that exits with anything but 0, 1, 74 or 141 leaves its output folder as it was.
+
+Output errors are not run errors. Printing never stops a command: stdout and stderr are wrapped for its length
+(:class:`_GuardedStream`), a write that fails is remembered and later ones dropped, and the run folder is written
+as if nothing happened. Then: stdout closed early (``| head -1``: a broken pipe) exits 141 (128 + SIGPIPE, what a
+shell reports for a command the closed pipe stopped) with no message; stdout not writable otherwise (``> /dev/full``:
+no space left) exits 74 (EX_IOERR) with one line on stderr naming the problem, and for ``reproduce`` that the run
+is complete in its folder. A command that failed for another reason keeps its own exit code.
 
 Progress goes to stderr, one line per stage (terminal or not); each study's verdict lines go to stdout as soon as
 that study is done. ``-q`` silences both (errors only).
@@ -15,6 +22,7 @@ that study is done. ``-q`` silences both (errors only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +31,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from layerclaims import study as registry
 from layerclaims.claims import CLAIMS, Claim, combine_claims
@@ -164,6 +172,7 @@ def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
     names, given = _run_options(args)
     out = Path(args.out) if args.out else Path("out") / safe_dirname(args.model)
+    args.out = str(out)  # what the messages after the run name (an output error, an interrupt)
     rep = _reproduce_from_args(args, argv, args.model, out, names, given)
     if not args.quiet:
         _print_run(rep, sys.stdout)
@@ -563,14 +572,95 @@ def _setup_logging(args: argparse.Namespace) -> None:
         logger.addHandler(handler)
 
 
+EXIT_IOERR = 74
+"""stdout could not be written (sysexits.h EX_IOERR); the command itself finished."""
+EXIT_SIGPIPE = 128 + 13
+"""stdout was closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports a command stopped by it."""
+
+
+class _GuardedStream:
+    """stdout or stderr for the length of a command: a write or flush that fails with an OSError (a reader that
+    closed the pipe, a full device) is remembered in ``error`` instead of raised, and every later write is dropped,
+    so printing never stops a run nor is taken for a failure to write the run folder."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.error is None:
+            try:
+                return self.stream.write(text)
+            except OSError as exc:  # BrokenPipeError (EPIPE), ENOSPC, EIO, ...
+                self.error = exc
+        return len(text)
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.stream.flush()
+            except OSError as exc:
+                self.error = exc
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the wrapped stream's
+        return getattr(self.stream, name)
+
+
+def _discard_pending(stream: TextIO) -> None:
+    """Point the file descriptor of a stream that failed at /dev/null, so that Python's flush at exit (of what is
+    still buffered) neither fails again nor prints "Exception ignored ... BrokenPipeError"."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing buffered at exit
+        return
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``layerclaims`` and ``python -m layerclaims``; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of ``layerclaims`` and ``python -m layerclaims``; returns the exit code (see the module
+    docstring; output errors on stdout: 141 for a closed pipe, 74 otherwise)."""
+    real_out, real_err = sys.stdout, sys.stderr
+    out, err = _GuardedStream(real_out), _GuardedStream(real_err)
+    sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
+    args: argparse.Namespace | None = None
+    try:
+        code, args = _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = real_out, real_err
+    for guard in (out, err):
+        if guard.error is not None:
+            _discard_pending(guard.stream)
+    if out.error is None or code not in (0, 1):
+        return code
+    if isinstance(out.error, BrokenPipeError):
+        return EXIT_SIGPIPE
+    what = out.error.strerror or str(out.error)
+    command = f"layerclaims {args.command}" if args is not None else "layerclaims"
+    folder = getattr(args, "out", None)
+    done = f"; the command finished and its results are in {folder}" if folder else "; the command finished"
+    if err.error is None:
+        with contextlib.suppress(OSError):
+            print(f"{command}: error: could not write to standard output ({what}){done}", file=real_err, flush=True)
+    return EXIT_IOERR
+
+
+def _main(argv: list[str]) -> tuple[int, argparse.Namespace | None]:
+    """Parse ``argv`` and run the command: (exit code, the parsed arguments or None when parsing stopped)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
+        return int(exc.code or 0), None
+    return _run_command(args, argv), args
+
+
+def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
     _setup_logging(args)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning

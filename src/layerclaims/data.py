@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerclaims.errors import CorruptCacheError, DataNotFoundError, UsageError
+from layerclaims.errors import CorruptCacheError, DataNotFoundError, EncodingError, UsageError
 
 DATA_ENV = "LAYERCLAIMS_DATA"
 CACHE_ENV = "LAYERCLAIMS_CACHE"
@@ -179,7 +179,8 @@ def check_text_file(
             f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
             fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
         )
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(p.stem + '.utf8' + (p.suffix or '.txt'))}"
+    converted = utf8_copy_name(p)
+    convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
     not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
@@ -191,14 +192,15 @@ def check_text_file(
                 if offset == 0:
                     for bom, enc in _BOMS:
                         if block.startswith(bom):
-                            raise UsageError(
+                            raise EncodingError(
                                 f"{what} {str(path)!r} is {enc} text, not UTF-8",
                                 fix=f"convert it: iconv -f {enc} -t UTF-8 {convert}",
+                                converted=converted,
                             )
                 try:
                     text = decoder.decode(block, final=not block)
                 except UnicodeDecodeError as exc:
-                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, convert, not_text) from None
+                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted, not_text) from None
                 if "\x00" in text:
                     raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=not_text)
                 content = content or (bool(text) and not text.isspace())
@@ -216,10 +218,22 @@ def check_text_file(
     return counts
 
 
+def utf8_copy_name(path: Path) -> str:
+    """The file a conversion fix writes, in the current folder: ``book.txt`` -> ``book.utf8.txt``, or
+    ``book.utf8-2.txt`` (-3, ...) when that name is taken (the fix's ``>`` must not overwrite a file)."""
+    name, i = f"{path.stem}.utf8.txt", 1
+    while Path(name).exists():
+        i += 1
+        name = f"{path.stem}.utf8-{i}.txt"
+    return name
+
+
 def _not_utf8(
-    what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, convert: str, not_text: str
+    what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str, not_text: str
 ) -> UsageError:
-    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``)."""
+    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``); ``converted``: the
+    file the fix's iconv command writes."""
+    convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
     control = sum(block.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
     if b"\x00" not in block and control <= len(block) // 100:  # text has (almost) no control bytes
         for enc in _OTHER_ENCODINGS:
@@ -228,10 +242,11 @@ def _not_utf8(
             except UnicodeDecodeError:
                 continue
             label = "WINDOWS-1252" if enc == "cp1252" else "ISO-8859-1"
-            return UsageError(
+            return EncodingError(
                 f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
                 "(Windows Western / Latin-1) text",
                 fix=f"convert it: iconv -f {label} -t UTF-8 {convert}",
+                converted=converted,
             )
     return UsageError(f"{what} {str(path)!r} is not a text file (binary data at byte {at})", fix=not_text)
 

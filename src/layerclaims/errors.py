@@ -32,6 +32,22 @@ class UsageError(LayerclaimsError, ValueError):
     """Bad arguments: an index out of range, an empty word list, an unknown option value."""
 
 
+class EncodingError(UsageError):
+    """A text file in another encoding than UTF-8. ``converted``: the file its fix's ``iconv`` command writes, so that
+    a re-run command in the fix can name it (the converted file, not the one refused)."""
+
+    def __init__(self, message: str = "", *, fix: str | None = None, converted: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.converted = converted
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_encoding, (self.message, self.fix, self.converted))
+
+
+def _rebuild_encoding(message: str, fix: str | None, converted: str | None) -> EncodingError:
+    return EncodingError(message, fix=fix, converted=converted)
+
+
 class DataNotFoundError(LayerclaimsError, FileNotFoundError):
     """A corpus, tokenizer or weights could not be found; the message lists where we looked."""
 

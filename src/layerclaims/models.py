@@ -30,7 +30,14 @@ from typing import Any, Protocol, cast
 import torch
 
 from layerclaims.data import cache_dir, gpt2_tokenizer, gpt2_tokenizer_with_source, hub_offline, hub_reachable
-from layerclaims.errors import CorruptCacheError, DataNotFoundError, DeviceError, ModelNotFoundError, UsageError
+from layerclaims.errors import (
+    CorruptCacheError,
+    DataNotFoundError,
+    DeviceError,
+    LayerclaimsError,
+    ModelNotFoundError,
+    UsageError,
+)
 
 # ------------------------------------------------------------------------------------------------ architectures
 
@@ -698,6 +705,29 @@ def model_shape(name: str) -> ModelShape:
         fix=f"use one of {', '.join(known_models())}, a Hugging Face id 'owner/name' (or gpt2, gpt2-medium, "
         "gpt2-large, gpt2-xl), or the path of a model folder",
     )
+
+
+def load_tokenizer(name: str) -> Any | None:
+    """The tokenizer :func:`load_model` would give ``name``, without its weights, when it can be had cheaply and
+    offline: the tiny models' GPT-2 tokenizer, SmolLM2's once converted, MiniLM's, a folder's or a cached hub id's
+    (local files only). None when it cannot (SmolLM2 not converted yet, not cached, no tokenizer files): a check
+    before the weights load then does without it."""
+    try:
+        if name in _TINY:
+            return gpt2_tokenizer()
+        from transformers import AutoTokenizer
+
+        if name == "smollm2-135m":
+            folder = smollm2_folder()
+            return AutoTokenizer.from_pretrained(str(folder)) if (folder / MANIFEST).is_file() else None
+        if name == "minilm-l6":
+            return AutoTokenizer.from_pretrained(str(minilm_folder()))
+        path = Path(name).expanduser()
+        if not (path.is_dir() or "/" in name or name in LEGACY_HUB_IDS):
+            return None
+        return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name, local_files_only=True)
+    except (LayerclaimsError, OSError, ValueError, ImportError):
+        return None
 
 
 def known_models() -> list[str]:

@@ -15,6 +15,7 @@ folder always holds one consistent report (``run.json`` records which run each s
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import json
 import logging
@@ -42,6 +43,7 @@ from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STU
     STUDY_OPTIONS,
     Command,
     RunRequest,
+    check_marks_with,
     check_run,
     parse_set,
     study_options,
@@ -211,6 +213,7 @@ def reproduce(
         with _timed(timings, "load model", say, f"load model {model}"):
             handle = load_handle(model, device=device, dtype=dtype, device_map=device_map)
         pause_point("loaded")
+        check_marks_with(request, plan, cmd, getattr(handle, "tokenizer", None))  # if none was to be had before
         facts = model_facts(handle, device_map)
         _check_same_model(earlier, facts, folder.out, cmd)
         with _os_errors_as_run_errors(folder, cmd):
@@ -239,16 +242,22 @@ def reproduce(
 @contextmanager
 def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
     """An OSError while the run writes its stage (a full disk, a folder made read-only meanwhile) stops the run as
-    bad input does (exit 2, the folder as it was), with what the system said."""
+    bad input does (exit 2, the folder as it was), with what the system said and the fix for that error: disk
+    space only for a full disk or quota. (Printing cannot land here: the CLI's streams keep their errors.)"""
     try:
         yield
     except OSError as exc:
         if isinstance(exc, LayerclaimsError):
             raise
         where = exc.filename or folder.stage
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = f"free disk space, or give a folder on another disk: `{cmd.with_option('--out', 'NEW_FOLDER')}`"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            fix = f"give a writable folder: `{cmd.with_option('--out', 'NEW_FOLDER')}`"
+        else:
+            fix = f"check {where}, then re-run `{cmd}`"
         raise UsageError(
-            f"the run could not be written ({where}: {exc.strerror or exc}); {folder.out} was left as it was",
-            fix=f"free disk space or give a writable folder, then re-run `{cmd}`",
+            f"the run could not be written ({where}: {exc.strerror or exc}); {folder.out} was left as it was", fix=fix
         ) from None
 
 

@@ -18,8 +18,10 @@ neighbours are passed to the run); the remaining choices are analysis variants t
 Forward passes go through the activation cache (:mod:`layerclaims.activations`). Bootstrap and permutation counts
 are reduced for the grid (the study's ``grid`` settings, written to robustness.json and a CSV column).
 
-Output (one folder, written to a staging folder beside ``out`` and moved into place only when complete; an
-existing folder from an earlier robustness run is replaced as a whole, any other non-empty folder is refused):
+Output (one folder, written to a staging folder beside ``out`` and moved into place only when complete, with the
+manifest of every file it wrote (:mod:`layerclaims.runfolder`); an earlier robustness folder is replaced as a whole
+only when that manifest covers all of it, any other non-empty folder is refused, and so is an ``out`` inside a run
+folder other than ``RUN/robustness``):
 ``robustness.csv`` (claim, spec, one column per choice, value, interval, verdict), ``robustness.json`` (the plan,
 the summary, failed jobs with their errors, settings, timings, cache counters), ``summary.md`` (one line per claim:
 "holds in k of n specifications") and ``figures/spec_curve_<claim>.png``.
@@ -284,14 +286,13 @@ class Outcome:
 
 
 def check_out(out: Path) -> None:
-    """UsageError when ``out`` exists and is neither empty nor an earlier robustness folder (never mixed)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file: give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UsageError(
-            f"--out {out} holds files that are not from a robustness run: give a new or empty folder "
-            "(an earlier robustness folder is replaced as a whole)"
-        )
+    """UsageError when ``out`` is not a new or empty folder nor exactly an earlier robustness folder this tool wrote
+    (its manifest covers every file), or lies inside a folder this tool wrote other than as ``RUN/robustness``
+    (:func:`layerclaims.runfolder.check_out_folder`)."""
+    from layerclaims.runfolder import ROBUSTNESS as KIND
+    from layerclaims.runfolder import check_out_folder
+
+    check_out_folder(out, kind=KIND)
 
 
 def run(
@@ -429,6 +430,8 @@ def write_folder(
 ) -> None:
     """Write everything into a staging folder beside ``out``, then put it in place of ``out`` as a whole."""
     from layerclaims.figures.robustness import spec_curve
+    from layerclaims.runfolder import ROBUSTNESS as ROBUSTNESS_KIND
+    from layerclaims.runfolder import write_manifest
 
     by_id = {c.id: c for c in claims}
 
@@ -470,6 +473,7 @@ def write_folder(
             md += ["", "Failed jobs (their specifications are missing above):"]
             md += [f"- {f['job']}: {f['error']}" for f in failed]
         (staging / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+        write_manifest(staging, ROBUSTNESS_KIND)
         if out.exists():
             check_out(out)
             old = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -12,12 +12,25 @@ The lock is an ``flock`` on the lock file, so the kernel drops it when its holde
 process (a stale lock) is simply taken over. A live holder makes the next run wait ``wait_s`` seconds, then refuse
 with :class:`~layerclaims.errors.RunLockedError` naming the holder's pid. (The same design as pip's and conda's
 package-cache locks: an OS lock for correctness, the pid in the file for the message.)
+
+Nothing of the user's is replaced. A folder counts as an earlier run only when this tool wrote it: every run writes
+``.layerclaims-manifest.json`` (:data:`FILES_MANIFEST`) listing each file it wrote with its sha256, and a folder is
+replaced only when every entry in it is such a file, unchanged (:func:`foreign_entries`). A folder without a manifest,
+with a file or folder the manifest does not list, or with a listed file that changed since, is refused
+(:func:`check_out_folder`, and again under the lock just before the swap); so is an ``--out`` inside a folder this
+tool wrote (``--out RUN/sub``: the next run into RUN would delete it) or above one (``--out PARENT`` when PARENT/x is
+a run: replacing PARENT would delete it). The one nested layout: ``layerclaims robustness --out RUN/robustness``, a
+robustness folder with its own manifest, which the run folder's manifest leaves out and a later run into RUN keeps.
+The staging folder carries a mark (:data:`STAGE_MARK`), so the repair after a killed run deletes only stages this tool
+made, and restores or deletes only ``OUT.old-PID`` folders with a manifest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -26,6 +39,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from layerclaims.errors import RunLockedError, UsageError
 
@@ -34,11 +48,19 @@ try:  # POSIX; on Windows the lock degrades to an exclusive create of the lock f
 except ImportError:  # pragma: no cover - not on Linux/macOS
     fcntl = None  # type: ignore[assignment]  # no module on Windows: _try_lock checks for None
 
-# What a run folder holds (any one of these marks a folder as an earlier run, safe to replace).
-RUN_MARKERS = ("run.json", "verdicts.json", "report.md")
+FILES_MANIFEST = ".layerclaims-manifest.json"
+"""In every folder this tool writes: ``{"written_by": "layerclaims", "kind": "run" | "robustness", "files":
+{relative path: sha256}}``. Only a folder it covers whole is ever replaced."""
+MANIFEST_FORMAT = 1
+RUN = "run"
+ROBUSTNESS = "robustness"
+KINDS = (RUN, ROBUSTNESS)
 ROBUSTNESS_DIR = "robustness"
 """A run folder's sub-folder for ``layerclaims robustness --out RUN/robustness``: kept by every later run of the same
-model into RUN, and shown in its report."""
+model into RUN, and shown in its report. It has its own manifest (kind ``robustness``)."""
+STAGE_MARK = ".layerclaims-stage"
+"""In a staging folder while a run writes it (removed before the manifest is written): what the repair deletes."""
+SHOWN = 6
 POLL_S = 0.2
 
 
@@ -52,29 +74,191 @@ def stage_path(out: Path, pid: int | None = None) -> Path:
     return out.parent / f"{out.name}.staging-{os.getpid() if pid is None else pid}"
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _walk_files(folder: Path, kind: str) -> list[str]:
+    """Every regular file under ``folder`` (relative, '/'-separated), the manifest, the stage mark and (kind run)
+    the robustness sub-folder left out."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        if kind == RUN and rel == Path(".") and ROBUSTNESS_DIR in dirs:
+            dirs.remove(ROBUSTNESS_DIR)
+        for name in files:
+            path = Path(root) / name
+            r = (rel / name).as_posix()
+            if r in (FILES_MANIFEST, STAGE_MARK) or path.is_symlink() or not path.is_file():
+                continue
+            found.append(r)
+    return sorted(found)
+
+
+def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
+    """Write ``folder/.layerclaims-manifest.json`` listing every file in it with its sha256 (kind run: the
+    ``robustness`` sub-folder, which has its own, left out). Returns the files listed."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: use one of {KINDS}")
+    files = {r: file_sha256(folder / r) for r in _walk_files(folder, kind)}
+    body = {"written_by": "layerclaims", "format": MANIFEST_FORMAT, "kind": kind, "files": files}
+    (folder / FILES_MANIFEST).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    return files
+
+
+def read_files_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a folder this tool wrote, or None when there is none or it is not one (unreadable, another
+    format, not layerclaims')."""
+    path = folder / FILES_MANIFEST
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(body, dict)
+        and body.get("written_by") == "layerclaims"
+        and body.get("format") == MANIFEST_FORMAT
+        and body.get("kind") in KINDS
+        and isinstance(body.get("files"), dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in body["files"].items())
+    )
+    return body if ok else None
+
+
+def manifest_kind(folder: Path) -> str | None:
+    """``"run"`` or ``"robustness"`` for a folder with this tool's manifest, else None."""
+    body = read_files_manifest(folder)
+    return str(body["kind"]) if body is not None else None
+
+
 def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder an earlier run wrote (it holds run.json, verdicts.json or report.md)."""
-    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+    """Whether ``path`` is a run folder this tool wrote (it holds a valid manifest of kind run)."""
+    return path.is_dir() and manifest_kind(path) == RUN
 
 
-def check_out_folder(out: Path, *, fix_command: str | None = None) -> None:
-    """Refuse (UsageError with the fix) an ``--out`` that a run must not replace: a file, a folder of other files
-    (a run replaces the whole folder), or a place where the staging folder cannot be created (read-only)."""
+def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:
+    """What in ``folder`` this tool did not write, as relative paths: files the manifest does not list, listed files
+    whose bytes changed since (``NAME (changed since the run wrote it)``), folders holding nothing the run wrote
+    (``NAME/``), links. Empty: the folder is exactly an earlier run of ``kind`` (files listed but since deleted do
+    not count: nothing of the user's is in them). Kind run: a ``robustness`` sub-folder must itself be a robustness
+    folder this tool wrote. No manifest (or one of another kind): everything in it is foreign."""
+    body = read_files_manifest(folder)
+    ours = body is not None and body["kind"] == kind
+    listed: dict[str, str] = dict(body["files"]) if body is not None and ours else {}
+    parents = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}
+    foreign: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        top = rel == Path(".")
+        for d in sorted(dirs):
+            r = (rel / d).as_posix()
+            path = Path(root) / d
+            if top and kind == RUN and d == ROBUSTNESS_DIR and not path.is_symlink():
+                dirs.remove(d)
+                foreign += [f"{d}/{e}" for e in foreign_entries(path, ROBUSTNESS)]
+            elif path.is_symlink() or r not in parents:
+                dirs.remove(d)  # a folder the run did not write: named once, not walked
+                foreign.append(r if path.is_symlink() else f"{r}/")
+        dirs.sort()
+        for name in sorted(files):
+            r = (rel / name).as_posix()
+            path = Path(root) / name
+            if top and name == FILES_MANIFEST and ours:
+                continue
+            digest = listed.get(r)
+            if digest is None or path.is_symlink() or not path.is_file():
+                foreign.append(r)
+            elif file_sha256(path) != digest:
+                foreign.append(f"{r} (changed since the run wrote it)")
+    return foreign
+
+
+def _tool_folders_below(folder: Path, limit: int = 20000) -> list[Path]:
+    """Folders under ``folder`` (not itself) that hold this tool's manifest; looks at ``limit`` entries at most."""
+    found: list[Path] = []
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        seen += len(dirs) + len(files)
+        if Path(root) != folder and FILES_MANIFEST in files:
+            found.append(Path(root))
+            dirs.clear()
+        if seen > limit or len(found) >= SHOWN:
+            break
+    return found
+
+
+def _listing(entries: list[str]) -> str:
+    more = f" and {len(entries) - SHOWN} more" if len(entries) > SHOWN else ""
+    return ", ".join(entries[:SHOWN]) + more
+
+
+def check_out_folder(out: Path, *, fix_command: str | None = None, kind: str = RUN) -> None:
+    """Refuse (UsageError naming the folder, what is foreign in it, and the fix) an ``--out`` a run of ``kind``
+    must not replace or write into: a file; a folder inside a folder this tool wrote (except a robustness folder
+    ``RUN/robustness``) or above one; an existing folder that is not exactly an earlier run of ``kind``
+    (:func:`foreign_entries`); a place where the staging folder cannot be created (read-only)."""
     again = f": `{fix_command}`" if fix_command else ""
+    new_folder = f"give a new or empty folder{again}"
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {out} is a link to nothing ({os.readlink(out)})", fix=new_folder)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder", fix=f"give a folder for the results{again}")
-    if out.is_dir() and any(p.name != ROBUSTNESS_DIR for p in out.iterdir()) and not is_run_folder(out):
+    target = out.resolve()
+    for above in target.parents:
+        above_kind = manifest_kind(above)
+        if above_kind is None:
+            continue
+        if kind == ROBUSTNESS and above_kind == RUN and above == target.parent and target.name == ROBUSTNESS_DIR:
+            break  # the one nested layout: RUN/robustness
+        what = "run folder" if above_kind == RUN else "robustness folder"
         raise UsageError(
-            f"--out {out} holds other files and no earlier run (no {', '.join(RUN_MARKERS)}): a run replaces "
-            "the whole folder, so it will not write there",
-            fix=f"give a new or empty folder, or the folder of an earlier run{again}",
+            f"--out {out} is inside {above}, a {what} layerclaims wrote: the next run into {above} replaces it "
+            f"whole and would delete {out}"
+            + (f" (a robustness analysis of that run goes into {above / ROBUSTNESS_DIR})" if above_kind == RUN else ""),
+            fix=f"give a folder outside it{again}",
         )
+    if out.is_dir() and any(out.iterdir()):
+        foreign = foreign_entries(target, kind)
+        if foreign:
+            raise UsageError(_foreign_message(out, target, kind, foreign), fix=new_folder)
     parent = _existing_parent(out)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(
             f"--out {out}: {parent} is not writable (a run writes a staging folder beside --out, then swaps it in)",
             fix=f"give a folder in a writable place{again}",
         )
+
+
+def _foreign_message(out: Path, target: Path, kind: str, foreign: list[str]) -> str:
+    """Why ``out`` is not replaced: another kind of folder, runs below it, no manifest, or what is foreign."""
+    whole = "a run replaces the whole folder, so it will not write there"
+    found_kind = manifest_kind(target)
+    if found_kind is not None and found_kind != kind:
+        return (
+            f"--out {out} is a {found_kind} folder layerclaims wrote, not a {kind} folder: {whole} "
+            f"(it holds {_listing(foreign)})"
+        )
+    below = [p for p in _tool_folders_below(target) if not (kind == RUN and p == target / ROBUSTNESS_DIR)]
+    if below:
+        names = ", ".join(str(out / p.relative_to(target)) for p in below)
+        return f"--out {out} holds folder(s) layerclaims wrote ({names}): {whole} and would delete them"
+    if found_kind is None:
+        older = (target / "run.json").is_file() or (target / "robustness.json").is_file()
+        why = (
+            f"it has no {FILES_MANIFEST} (an older layerclaims wrote none: move or delete that folder yourself "
+            "if it is one)"
+            if older
+            else f"it has no {FILES_MANIFEST}: layerclaims did not write it"
+        )
+        return f"--out {out} is not a folder layerclaims wrote ({why}); it holds {_listing(foreign)}: {whole}"
+    return f"--out {out} is an earlier run with files it did not write: {_listing(foreign)}: {whole}"
 
 
 def _existing_parent(path: Path) -> Path:
@@ -192,12 +376,15 @@ class RunFolder:
         aside (renamed back)."""
         parent = self.out.parent
         for old in sorted(parent.glob(f"{self.out.name}.old-*")):
+            if not old.is_dir() or old.is_symlink() or not _pid_suffix(old) or manifest_kind(old) != RUN:
+                continue  # not a run folder this tool moved aside: not ours to touch
             if not self.out.exists():
                 os.rename(old, self.out)
-            else:
+            elif not foreign_entries(old, RUN):
                 shutil.rmtree(old, ignore_errors=True)
         for stale in parent.glob(f"{self.out.name}.staging-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.is_dir() and not stale.is_symlink() and _pid_suffix(stale) and (stale / STAGE_MARK).is_file():
+                shutil.rmtree(stale, ignore_errors=True)
 
     # ----------------------------------------------------------------------------------------------- stage
 
@@ -211,6 +398,7 @@ class RunFolder:
             ) from None
         try:
             self.stage.mkdir()
+            (self.stage / STAGE_MARK).write_text(f"{os.getpid()}\n")
         except OSError as exc:
             self.release()
             raise UsageError(
@@ -234,7 +422,19 @@ class RunFolder:
             self.release()
 
     def commit(self) -> None:
-        """Swap the stage in as ``out`` (the earlier folder, if any, is moved aside, then deleted)."""
+        """Write the stage's manifest, then swap the stage in as ``out`` (the earlier folder, if any, is moved aside,
+        then deleted). ``out`` is checked again first, under the lock: a file put into it since the check before the
+        run (:func:`check_out_folder`) stops the swap (UsageError naming it; ``out`` is left as it was)."""
+        if self.out.exists():
+            foreign = foreign_entries(self.out, RUN) if self.out.is_dir() else [self.out.name]
+            if foreign:
+                raise UsageError(
+                    f"{self.out} changed while the run was writing: it now holds {_listing(foreign)}, which this "
+                    "tool did not write; it was left as it was and the run was not saved",
+                    fix="move those files out of it, or give a new or empty --out, then run again",
+                )
+        (self.stage / STAGE_MARK).unlink(missing_ok=True)
+        write_manifest(self.stage, RUN)
         old = self.out.parent / f"{self.out.name}.old-{os.getpid()}"
         with _signals_held():
             if self.out.exists():
@@ -248,6 +448,11 @@ class RunFolder:
                 os.rename(self.stage, self.out)
             self.committed = True
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_suffix(path: Path) -> bool:
+    """Whether a name ends in ``-PID`` (digits), as the stage and the moved-aside folder this tool names do."""
+    return path.name.rpartition("-")[2].isdigit()
 
 
 @contextlib.contextmanager

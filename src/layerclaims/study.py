@@ -101,7 +101,9 @@ class Study:
     ``index_settings``: the Config fields that index the model (a ``layer_unit`` each), checked against its depth.
     ``minimums``: the smallest value each setting can take and still mean something. ``spec_prefix``: the letter of
     its robustness specification ids. ``benchmarks``: name -> ``main(argv)`` of its benchmarks
-    (``python -m layerclaims.benchmarks NAME``)."""
+    (``python -m layerclaims.benchmarks NAME``). ``count_usable(config, tokenizer, corpus, n)``: for a study that reads
+    a corpus, the units of each kind it can select from it by its own rule (at most ``n`` counted), checked against
+    ``n`` before any weights load."""
 
     name: str
     config: type
@@ -118,6 +120,7 @@ class Study:
     minimums: Mapping[str, float] = field(default_factory=dict)
     spec_prefix: str = ""
     benchmarks: Mapping[str, Callable[[list[str]], int | None]] = field(default_factory=dict)
+    count_usable: Callable[[Any, Any, str, int], Mapping[str, int]] | None = None
 
     @property
     def settings(self) -> tuple[str, ...]:

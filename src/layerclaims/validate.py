@@ -12,19 +12,20 @@ command: the user's own command (:class:`Command`, rebuilt from argv) with only 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import json
 import logging
 import shlex
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from layerclaims import study as registry
-from layerclaims.errors import LayerclaimsError, UsageError
+from layerclaims.errors import LayerclaimsError, ModelNotFoundError, UsageError
 
 log = logging.getLogger("layerclaims.validate")
 
@@ -346,6 +347,25 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
 # --------------------------------------------------------------------------------------------------- corpus
 
 
+def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
+    """``command`` with the option that gave a value (``--corpus``, ``--set punctuation.corpus``; ``""``: not given,
+    then ``default_option`` is added) set to ``value``."""
+    if origin.startswith("--set "):
+        return command.with_set(origin.removeprefix("--set "), value)
+    return command.with_option(origin or default_option, value)
+
+
+def _alone(command: Command, study: str, *origins: str) -> Command:
+    """``command`` running ``study`` alone, without the options (``origins``) that only the other study reads."""
+    only = command.with_option("--study", study)
+    for origin in origins:
+        if origin.startswith("--set "):
+            only = only.without_set(origin.removeprefix("--set "))
+        elif origin:
+            only = only.without(origin)
+    return only
+
+
 def check_corpus(
     name_or_path: str,
     *,
@@ -356,15 +376,23 @@ def check_corpus(
     command: Command,
     minimum: float = 3,
     others: Sequence[str] = (),
+    n_origin: str = "",
+    count_usable: Callable[[Any, int], Mapping[str, int]] | None = None,
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count of
-    the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind.
-    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default); ``minimum``: the fewest
-    marks the study can use; ``others``: the other studies run (a fix may suggest running one of them alone)."""
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
+    Returns the count of mark characters per kind.
+
+    ``count_usable(corpus, n)``: the study's own count of the marks it can select from the corpus (its
+    :attr:`~layerclaims.study.Study.count_usable` with the model's tokenizer, no weights), so that an ``n`` this
+    check passes is one the study can select, and the ``n`` its fix suggests is one the run accepts; without it, a
+    count of the mark characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and
+    ``n`` (``"--corpus"``, ``"--set STUDY.n"``; ``""`` for the default): a fix changes that option. ``minimum``: the
+    fewest marks the study can use; ``others``: the other studies run (a fix may suggest running one of them
+    alone)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
-    alone = f"; or run only study {others[0]}: {_cmd(command.with_option('--study', others[0]))}" if others else ""
+    alone = f"; or run only study {others[0]}: {_cmd(_alone(command, others[0], origin, n_origin))}" if others else ""
     kinds = mark_sets.get(marks, {})
     chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
@@ -385,25 +413,34 @@ def check_corpus(
             found = data.check_text_file(name_or_path, count=chars)
     except LayerclaimsError as exc:
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
+        converted = getattr(exc, "converted", None)
+        if converted:  # the re-run names the file the conversion writes, not the one refused
+            keep_going = f"then re-run {_cmd(_with_value(command, origin, '--corpus', converted))}"
+        elif name_or_path not in data.CORPORA:  # the same file again would fail again: the re-run names another
+            book = _with_value(command, origin, "--corpus", data.DEFAULT_CORPUS)
+            keep_going = f"then re-run with it, or with the default book: {_cmd(book)}"
         raise type(exc)(
             f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
             fix=f"{fix.rstrip('.')}; {keep_going}{alone}",
         ) from None
     counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
-    if n is not None and counts:
-        kind, most = min(counts.items(), key=lambda kv: kv[1])
-        if most < n:
-            floor = minimum
-            fix = (
-                f"ask for at most {most:g} per kind: {_cmd(command.with_option('--n', str(most)))}"
-                if most >= floor
-                else f"give a longer text with --corpus PATH{alone}"
-            )
-            raise UsageError(
-                f"--n {n}: {name_or_path} holds at most {most} {kind} marks "
-                f"({' '.join(mark_sets[marks][kind])}), fewer than the {n} of each kind asked for",
-                fix=fix,
-            )
+    if n is None or not counts:
+        return counts
+    shown_n = f"{n_origin or '--n'} {n}" if not n_origin.startswith("--set") else f"{n_origin}={n}"
+    if count_usable is not None:
+        usable = count_usable(name_or_path, n)
+        kind, have = min(usable.items(), key=lambda kv: kv[1])
+        what = f"{have} usable {kind} marks ({' '.join(mark_sets[marks][kind])}), counted by the study's own rule"
+    else:
+        kind, have = min(counts.items(), key=lambda kv: kv[1])
+        what = f"at most {have} {kind} marks ({' '.join(mark_sets[marks][kind])})"
+    if have < n:
+        fix = (
+            f"ask for at most {have} per kind: {_cmd(_with_value(command, n_origin, '--n', str(have)))}"
+            if have >= minimum
+            else f"give a longer text with --corpus PATH (at least {minimum:g} usable marks of each kind){alone}"
+        )
+        raise UsageError(f"{shown_n}: {name_or_path} holds {what}, fewer than the {n} of each kind asked for", fix=fix)
     return counts
 
 
@@ -431,10 +468,58 @@ class RunPlan:
     shape: Any
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     marks: dict[str, int] = field(default_factory=dict)
+    marks_counted: bool = False
+    """True when the marks were only counted as characters (an upper bound: no tokenizer without the weights);
+    :func:`check_marks_with` then checks them with the loaded model's tokenizer."""
 
 
 def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
     return type(exc)(exc.message, fix=fix if not exc.fix else f"{exc.fix.rstrip('.')}; {fix}")
+
+
+def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
+    """Every Config field of ``study``: the plan's override, else the Config's default."""
+    config = registry.get(study).config
+    opts = plan.options.get(study, {})
+    return {name: opts.get(name, getattr(config, name, None)) for name in config_fields(study)}
+
+
+def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
+    """For each study run that reads a corpus (study A): the corpus, and the marks it holds against ``n``
+    (:func:`check_corpus`; with ``tokenizer``, by the study's own rule). Sets ``plan.marks``."""
+    for study in request.study_names:
+        declared = registry.get(study)
+        if "corpus" not in config_fields(study):
+            continue
+        origins = _study_options_with_origin(study, request.options, request.overrides)
+        setting = _settings(study, plan)
+        counter = declared.count_usable
+        config = registry.make_config(declared, plan.options.get(study, {}))
+        plan.marks = check_corpus(
+            str(setting.get("corpus")),
+            n=setting.get("n"),
+            mark_sets=getattr(declared.config, "MARK_SETS", {}),
+            marks=setting.get("marks") or "original",
+            origin=origins.get("corpus", (None, ""))[1],
+            command=command,
+            minimum=declared.minimums.get("n", 3),
+            others=[s for s in request.study_names if s != study],
+            n_origin=origins.get("n", (None, ""))[1],
+            count_usable=(
+                None
+                if counter is None or tokenizer is None
+                else lambda corpus, n, c=counter, cfg=config: c(cfg, tokenizer, corpus, n)  # type: ignore[misc]
+            ),
+        )
+
+
+def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
+    """Once the weights loaded, the count :func:`check_run` could only bound (no tokenizer to be had without the
+    weights: ``plan.marks_counted``) made by the study's rule with the model's own ``tokenizer``, so that a run
+    with too few usable marks stops before any study runs, with an ``--n`` that works."""
+    if plan.marks_counted and tokenizer is not None:
+        check_corpora(request, plan, command, tokenizer)
+        plan.marks_counted = False
 
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
@@ -449,7 +534,11 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
         parse_set(item)
     try:
         shape = models.model_shape(model)
-    except LayerclaimsError as exc:
+    except ModelNotFoundError as exc:  # the same name again would fail again: the re-run names a known one
+        known = models.known_models()
+        closest = (difflib.get_close_matches(model, known, n=1, cutoff=0.5) or [known[0]])[0]
+        raise _with_fix(exc, f"e.g. {_cmd(command.with_option('--model', closest))}") from None
+    except LayerclaimsError as exc:  # a package to install, a folder to create: then the same command works
         raise _with_fix(exc, f"then re-run {_cmd(command)}") from None
     try:
         models.resolve_device(request.device)
@@ -465,23 +554,12 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
         plan.options[study] = check_study_settings(
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
-    for study in request.study_names:  # a study that reads a corpus: the corpus and the marks its Config counts
-        config = registry.get(study).config
-        if "corpus" not in config_fields(study):
-            continue
-        opts = plan.options[study]
-        origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
-        _warn_below_minimum(config, opts.get("n", getattr(config, "n", None)))
-        plan.marks = check_corpus(
-            str(opts.get("corpus", getattr(config, "corpus", None))),
-            n=opts.get("n", getattr(config, "n", None)),
-            mark_sets=getattr(config, "MARK_SETS", {}),
-            marks=opts.get("marks", getattr(config, "marks", "original")),
-            origin=origin,
-            command=command,
-            minimum=registry.get(study).minimums.get("n", 3),
-            others=[s for s in request.study_names if s != study],
-        )
+    for study in request.study_names:
+        _warn_below_minimum(registry.get(study).config, _settings(study, plan).get("n"))
+    needs_text = any(registry.get(s).count_usable is not None for s in request.study_names)
+    tokenizer = models.load_tokenizer(model) if needs_text else None
+    plan.marks_counted = needs_text and tokenizer is None
+    check_corpora(request, plan, command, tokenizer)
     if request.out is not None:
         from layerclaims.runfolder import check_out_folder
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layerclaims import cli, data, models, pipeline, results
+from layerclaims import cli, data, models, pipeline, results, runfolder
 from layerclaims import study as registry
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
 from layerclaims.results import Measurement
@@ -342,10 +342,10 @@ def test_a_missing_corpus_is_refused_before_the_model_loads_and_the_folder_is_ke
     )
     assert err[1].startswith(
         "fix: give one of heart-of-darkness, heart-of-darkness-526 or the path of a UTF-8 plain-text file; then "
-        "re-run `layerclaims reproduce"
+        "re-run with it, or with the default book: `layerclaims reproduce --model tiny-gpt2 --corpus heart-of-darkness"
     )
     # the suggested commands keep every option given
-    assert f"--corpus {missing} --out {out} --set qk.seed=5`" in err[1]
+    assert f"--corpus heart-of-darkness --out {out} --set qk.seed=5`" in err[1]  # not the missing file again
     assert f"--out {out} --set qk.seed=5 --study qk`" in err[1]
     assert "Traceback" not in "\n".join(err)
 
@@ -435,7 +435,7 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(
     assert err[0] == (
         "layerclaims reproduce: error: unknown model 'no-such-model': use a registry name (tiny-gpt2, ...) or a HF id"
     )
-    assert err[1] == f"fix: then re-run `layerclaims reproduce --model no-such-model --out {tmp_path}`"
+    assert err[1] == f"fix: e.g. `layerclaims reproduce --model tiny-gpt2 --out {tmp_path}`"  # not the same name
     assert run_cli("reproduce", "--model", "m", "--set", "punctuation.nope=1", "--out", str(tmp_path)) == 2
     assert "has no setting 'nope'" in capsys.readouterr().err
     assert fake.loads == []  # both refused before any model was loaded
@@ -623,6 +623,7 @@ def test_a_kept_study_whose_result_cannot_be_read_keeps_its_rows_and_says_why(fa
     assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
     before = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
     (out / "punctuation.json").write_text("{}")  # not a saved result any more
+    runfolder.write_manifest(out, runfolder.RUN)  # as a run of a version whose results this one cannot read
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 0
     after = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
     assert all(after[c] == before[c] for c in before)
@@ -885,10 +886,12 @@ def test_a_robustness_analysis_in_the_folder_is_kept_and_one_of_another_model_re
     rob = out / "robustness"
     rob.mkdir(parents=True)
     (rob / "robustness.json").write_text(json.dumps({"model": "m", "lines": ["B2 holds in 4 of 9 specifications"]}))
+    runfolder.write_manifest(rob, runfolder.ROBUSTNESS)  # as `layerclaims robustness --out o/robustness` leaves it
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
     assert json.loads((rob / "robustness.json").read_text())["model"] == "m"  # kept through the swap
     assert "B2 holds in 4 of 9 specifications" in (out / "report.md").read_text()
     (rob / "robustness.json").write_text(json.dumps({"model": "other", "lines": []}))
+    runfolder.write_manifest(rob, runfolder.ROBUSTNESS)
     before = sorted(p.name for p in out.iterdir())
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 2
     assert "robustness analysis of other" in capsys.readouterr().err

@@ -106,7 +106,7 @@ def test_a_full_disk_while_staging_leaves_the_folder_as_it_was(
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 2
     err = error_lines(capsys.readouterr().err)
     assert "the run could not be written" in err[0] and "No space left on device" in err[0]
-    assert err[1].startswith("fix: free disk space or give a writable folder, then re-run `layerclaims reproduce")
+    assert err[1].startswith("fix: free disk space, or give a folder on another disk: `layerclaims reproduce")
     assert tree_hashes(out) == before and _leftovers(out) == []
 
 

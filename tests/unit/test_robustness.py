@@ -83,7 +83,7 @@ def test_a_foreign_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     out.mkdir()
     (out / "report.md").write_text("someone else's run")
     assert cli.main(["robustness", "--model", "tiny-gpt2", "--out", str(out), "--study", "qk"]) == 2
-    assert "not from a robustness run" in capsys.readouterr().err
+    assert "not a folder layerclaims wrote" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["report.md"]
 
 
@@ -145,10 +145,15 @@ def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(
     assert by[("B002", "B2")]["value"] != by[("B000", "B2")]["value"]
     summary = json.loads((out / "robustness.json").read_text())
     assert summary["grid_resampling"]["qk"]["n_boot"] == 20
-    (out / "stray.txt").write_text("from the first run")
+    (out / "stray.txt").write_text("the user's, not the run's")
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError, match=r"stray\.txt") as info:  # a file the run did not write: never deleted
+        robustness.run("tiny-gpt2", out, study_names=["qk"], only=["similarity"], executor="inline")
+    assert "new or empty folder" in (info.value.fix or "")
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    (out / "stray.txt").unlink()
     robustness.run("tiny-gpt2", out, study_names=["qk"], only=["similarity"], executor="inline")
-    assert not (out / "stray.txt").exists()
-    assert {r["spec"] for r in _read(out)} == {"B000", "B001"}
+    assert {r["spec"] for r in _read(out)} == {"B000", "B001"}  # the earlier run replaced whole
     assert not list(tmp_path.glob(".rob.*"))  # no staging or old folder left behind
 
 

@@ -17,9 +17,12 @@ from layerclaims.errors import RunLockedError, UsageError
 from layerclaims.runfolder import RunFolder
 
 
-def _write_run(folder: Path, text: str) -> None:
+def _write_run(folder: Path, text: str, *, manifest: bool = True) -> None:
+    """A folder as a run writes it: a verdicts file and (unless ``manifest`` is False) the manifest of its files."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "verdicts.json").write_text(text)
+    if manifest:
+        runfolder.write_manifest(folder, runfolder.RUN)
 
 
 def _dead_pid() -> int:
@@ -31,16 +34,17 @@ def _dead_pid() -> int:
 
 def test_a_committed_run_replaces_the_folder_as_one_step(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "orphan.png").write_text("from the old run")
     _write_run(out, "old")
-    (out / "orphan.png").write_text("from the old run")
     with RunFolder(out) as folder:
         assert folder.stage.parent == out.parent and folder.stage.name == f"out.staging-{os.getpid()}"
         assert folder.lock.is_file() and runfolder.read_holder(folder.lock) == os.getpid()
-        _write_run(folder.stage, "new")
+        _write_run(folder.stage, "new", manifest=False)
         assert (out / "verdicts.json").read_text() == "old"  # nothing visible until the commit
         folder.commit()
     assert (out / "verdicts.json").read_text() == "new"
-    assert not (out / "orphan.png").exists()  # the folder is the new run, not a mix
+    assert not (out / "figures").exists()  # the folder is the new run, not a mix
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no stage, no old copy, no lock
 
 
@@ -48,7 +52,7 @@ def test_an_exception_before_the_commit_leaves_the_folder_as_it_was(tmp_path: Pa
     out = tmp_path / "out"
     _write_run(out, "old")
     with pytest.raises(KeyboardInterrupt), RunFolder(out) as folder:
-        _write_run(folder.stage, "half")
+        _write_run(folder.stage, "half", manifest=False)
         raise KeyboardInterrupt
     assert (out / "verdicts.json").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -72,11 +76,12 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     dead = _dead_pid()
     runfolder.lock_path(out).write_text(f"{dead}\n")  # left by a run that was killed (SIGKILL: no clean-up)
     stale_stage = runfolder.stage_path(out, dead)
-    _write_run(stale_stage, "half-written")
+    _write_run(stale_stage, "half-written", manifest=False)
+    (stale_stage / runfolder.STAGE_MARK).write_text(f"{dead}\n")
     with RunFolder(out) as folder:
         assert runfolder.read_holder(folder.lock) == os.getpid()
         assert not stale_stage.exists()  # a killed run's stage is cleaned up under the lock
-        _write_run(folder.stage, "new")
+        _write_run(folder.stage, "new", manifest=False)
         folder.commit()
     assert (out / "verdicts.json").read_text() == "new"
 
@@ -98,7 +103,7 @@ def test_out_folders_a_run_must_not_replace_are_refused(tmp_path: Path) -> None:
     home_like = tmp_path / "home"
     home_like.mkdir()
     (home_like / "thesis.tex").write_text("x")
-    with pytest.raises(UsageError, match="holds other files and no earlier run") as info:
+    with pytest.raises(UsageError, match="not a folder layerclaims wrote") as info:
         runfolder.check_out_folder(home_like, fix_command="layerclaims reproduce --model m --out NEW_FOLDER")
     assert "--out NEW_FOLDER" in (info.value.fix or "")
     runfolder.check_out_folder(tmp_path / "new" / "deeper")  # a new folder is fine
@@ -136,7 +141,7 @@ def test_an_interrupt_arriving_during_the_swap_waits_until_it_is_done(tmp_path: 
     out = tmp_path / "out"
     _write_run(out, "old")
     with pytest.raises(KeyboardInterrupt) as info, RunFolder(out) as folder:
-        _write_run(folder.stage, "new")
+        _write_run(folder.stage, "new", manifest=False)
         real_rename = os.rename
 
         def rename_then_interrupt(src: Any, dst: Any) -> None:
@@ -159,7 +164,7 @@ def test_a_symlinked_out_swaps_the_folder_it_points_to(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(real)
     with RunFolder(link) as folder:
-        _write_run(folder.stage, "new")
+        _write_run(folder.stage, "new", manifest=False)
         folder.commit()
     assert link.is_symlink() and (link / "verdicts.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -71,6 +71,14 @@ def _robustness_run(
     return run_variants(handle, values, variants, layers, grid)
 
 
+def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:
+    from layerclaims.data import load_study_text
+    from layerclaims.studies.punctuation.scan import count_usable
+
+    text = load_study_text(corpus, line_endings=config.line_endings)
+    return count_usable(tokenizer, text.pieces, n=n, start=config.start, marks=config.marks)
+
+
 def _benchmark(argv: list[str]) -> int | None:
     from layerclaims.studies.punctuation.benchmark import main
 
@@ -140,4 +148,5 @@ STUDY = Study(
     },
     spec_prefix="A",
     benchmarks={"punctuation": _benchmark, "streaming": _benchmark_streaming},
+    count_usable=_count_usable,
 )

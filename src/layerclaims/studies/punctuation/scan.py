@@ -267,6 +267,32 @@ def scan_marks(
     return MarkScan(kinds=scans, n_tokens=n_tok, complete=complete, passes=passes)
 
 
+def count_usable(
+    tokenizer: Any,
+    pieces: Any,
+    *,
+    n: int,
+    start: int = 400,
+    marks: Literal["original", "extended"] = "original",
+    **kwargs: Any,
+) -> dict[str, int]:
+    """Usable marks per kind by the rule :func:`scan_marks` selects from (flagged from token ``start`` on, each with
+    a full 20-before/10-after window), counted by streaming ``pieces`` (a string, or a callable returning the
+    text's pieces) until every kind has ``n`` (so ``n`` means "at least n") or the text ends. A selection of ``n``
+    marks per kind succeeds exactly when every count is ``n``: what a check before the weights load asks."""
+    if marks not in MARK_SETS:
+        raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
+    usable = [0] * len(KINDS)
+
+    def visit(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
+        if ok:
+            usable[k] += 1
+        return min(usable) >= n
+
+    _pass(tokenizer, pieces() if callable(pieces) else pieces, start, marks, visit, **kwargs)
+    return {kind: min(usable[k], n) for k, kind in enumerate(KINDS)}
+
+
 def _check_enough(n: int, have: int, kind: str, *, complete: bool = True) -> None:
     if have < n:
         raise UsageError(
