@@ -348,7 +348,7 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
 
 
 def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
-    """``command`` with the option that gave a value (``--corpus``, ``--set punctuation.corpus``; ``""``: not given,
+    """``command`` with the option that gave a value (``--corpus``, ``--set STUDY.corpus``; ``""``: not given,
     then ``default_option`` is added) set to ``value``."""
     if origin.startswith("--set "):
         return command.with_set(origin.removeprefix("--set "), value)
