@@ -10,18 +10,21 @@ Options (group "layerclaims"):
   --as NAME        the local --model folder is NAME (e.g. gpt2-medium) when its config cannot tell; refused when its
                    architecture is not NAME's.
 Markers: ``findings`` (a claim evaluated on a model), ``slow`` (more than a few seconds).
-Fixtures: ``device``, ``findings_claims``, ``study_cache``, ``check_verdict``; a test that takes ``model`` and
-``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params` lists them. A
-findings test in one's own project::
+Fixtures: ``device``, ``findings_claims``, ``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that
+takes ``model`` and ``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params`
+lists them. ``claim_verdict`` is that claim's verdict on that model within the family of every claim of the session
+(:class:`layerclaims.testing.FindingsRuns`: premises, then Holm, as ``layerclaims reproduce`` decides them; one
+family per model for the whole session). A findings test in one's own project::
 
     import pytest
-    from layerclaims.verdicts import evaluate
 
     pytestmark = pytest.mark.findings
 
-    def test_claim(model, claim, study_cache, device, check_verdict):
-        result = study_cache.get(claim.study, model, device, **claim.options)
-        check_verdict(evaluate(claim, result), claim)
+    def test_claim(claim, claim_verdict, check_verdict):
+        check_verdict(claim_verdict, claim)
+
+The first run creates the snapshots (``snapshots/<model>/<claim>.csv`` beside the test file) and says so after the
+tests; later runs compare against them.
 
 Importing this module imports neither torch nor numpy (``pytest --help`` stays fast); the machinery lives in
 :mod:`layerclaims.testing` and is imported by the fixtures.
@@ -97,6 +100,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which findings snapshots this session created (a first run creates them instead of failing)."""
+    import sys
+
+    testing = sys.modules.get("layerclaims.testing")  # imported only when a findings test ran
+    if testing is None:
+        return
+    for line in testing.created_summary(testing.CREATED):
+        terminalreporter.write_line(line)
+
+
 def findings_claims_of(config: pytest.Config) -> tuple[Claim, ...]:
     """The claims this session checks: the package's and --claims ones (only the latter with --only-claims)."""
     return config.stash.get(CLAIMS_KEY, ())
@@ -135,12 +149,19 @@ def findings_claims(pytestconfig: pytest.Config) -> tuple[Claim, ...]:
 
 
 @pytest.fixture(scope="session")
-def study_cache() -> Any:
-    """One model load per (model, device) and one study run per (study, model, device, settings) for the session
-    (:class:`layerclaims.testing.StudyCache`)."""
-    from layerclaims.testing import StudyCache
+def findings_runs() -> Any:
+    """Every claim of the session decided as one family per (model, device), once for the session
+    (:class:`layerclaims.testing.FindingsRuns`)."""
+    from layerclaims.testing import FindingsRuns
 
-    return StudyCache()
+    return FindingsRuns()
+
+
+@pytest.fixture
+def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[Claim, ...], findings_runs: Any) -> Any:
+    """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family
+    (the ``verdicts.json`` row of ``layerclaims reproduce`` on that model and settings)."""
+    return findings_runs.verdict(model, device, claim, findings_claims)
 
 
 @pytest.fixture
