@@ -209,17 +209,20 @@ class _Shifted:
         return self.result.measure(statistic, layer=None if layer is None else layer + self.offset, kind=kind)
 
 
-def _rows(result: Any, study: str, evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from layerclaims.claims import claims_for, map_layer
-    from layerclaims.verdicts import apply_presuppositions, evaluate
+def _rows(result: Any, claims: Sequence[Any], evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each specification's rows: its ``claims`` (one study run's) evaluated on ``result`` read at the
+    specification's layer offset, decided as one family as a run decides them (premises, then Holm:
+    :func:`layerclaims.run.decide_family`)."""
+    from layerclaims.claims import map_layer
+    from layerclaims.run import decide_family
+    from layerclaims.verdicts import evaluate
 
     rows = []
     for ev in evaluations:
         offset = int(ev["offset"])
-        claims = [c for c in claims_for(study) if not (c.layer is None and offset != 0)]  # all-layer: no neighbour
-        # Each specification is read as a run is: a claim whose premise fails in it fails (A2 and A6 on A1).
-        verdicts = apply_presuppositions([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
-        for claim, v in zip(claims, verdicts, strict=True):
+        chosen = [c for c in claims if not (c.layer is None and offset != 0)]  # all-layer: no neighbour
+        verdicts = decide_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in chosen])
+        for claim, v in zip(chosen, verdicts, strict=True):
             mapped = map_layer(claim, result.n_blocks)
             rows.append(
                 {
@@ -246,13 +249,14 @@ def job_punctuation(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict
     """One study A run (``payload["settings"]``: Config fields) evaluated at each layer offset of
     ``payload["evaluations"]`` (``[{spec, offset}]``)."""
     from layerclaims import activations
-    from layerclaims.claims import claims_for, map_layer
+    from layerclaims.claims import map_layer
     from layerclaims.studies import punctuation
 
     handle = _model(payload)
     n = int(handle.n_blocks)
+    claims = payload["claims"]
     offsets = {int(ev["offset"]) for ev in payload["evaluations"]}
-    mapped = {map_layer(c, n) for c in claims_for("punctuation") if c.layer is not None}
+    mapped = {map_layer(c, n) for c in claims if c.layer is not None}
     detail = sorted({m + o for m in mapped if m is not None for o in offsets | {0}} & set(range(n + 1)))
     before = activations.STATS.as_dict()
     t0 = time.perf_counter()
@@ -267,7 +271,7 @@ def job_punctuation(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict
         "cache": {k: after[k] - before[k] for k in after},
         "corpus": result.provenance.get("corpus"),
     }
-    return _rows(result, "punctuation", payload["evaluations"]), stats
+    return _rows(result, claims, payload["evaluations"]), stats
 
 
 def _rank_offdiagonal(S: np.ndarray) -> np.ndarray:
@@ -309,8 +313,14 @@ def job_qk(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
     handle = _model(payload)
     qk.check_model(handle)
     # the grid's resampling counts are a plain mapping (tests shrink them): Config checks each value it is given
-    options: dict[str, Any] = {**GRID_SETTINGS["qk"]}
-    config = qk.Config(template=TEMPLATES[payload["template"]], multi_token=payload["split_word"], **options)
+    # a claim's own settings (its words, template, ...) are the original path; the choices depart from them
+    base = dict(payload.get("claim_settings") or {})
+    template = base.get("template", TEMPLATES["original"]) if payload["template"] == "original" else None
+    split = base.get("multi_token", "last") if payload["split_word"] == "last" else payload["split_word"]
+    options: dict[str, Any] = {**base, **GRID_SETTINGS["qk"]}
+    options["template"] = template or TEMPLATES[payload["template"]]
+    options["multi_token"] = split
+    config = qk.Config(**options)
     blocks = handle.check_blocks(None)
     t0 = time.perf_counter()
     prompts = qk.tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
@@ -332,12 +342,21 @@ def job_qk(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any
                 "min_rsa_qk_over_blocks": ranked["over_blocks"]["min_rsa_qk_over_blocks"],
             }
         result = qk.make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
-        rows += _rows(result, "qk", evs)
+        rows += _rows(result, payload["claims"], evs)
     return rows, {"seconds": time.perf_counter() - t0, "forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
 
 
-def jobs_for(specs: Sequence[Spec], model: str, *, device: str = "cpu", dtype: str = "float32") -> list[Any]:
-    """Group the specifications into jobs: one per distinct model-run setting (see the module docstring)."""
+def jobs_for(
+    specs: Sequence[Spec],
+    model: str,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    claims: Sequence[Any] | None = None,
+) -> list[Any]:
+    """Group the specifications into jobs: one per distinct model-run setting (see the module docstring) and per
+    run of the claims (``claims``, default the package's: one per study and distinct claim settings)."""
+    from layerclaims.claims import CLAIMS, group_runs
     from layerclaims.executor import Job
 
     grouped: dict[tuple[str, tuple[tuple[str, str], ...]], list[Spec]] = {}
@@ -346,17 +365,20 @@ def jobs_for(specs: Sequence[Spec], model: str, *, device: str = "cpu", dtype: s
         if spec.study == "qk":
             run_key = {k: run_key[k] for k in ("template", "split_word")}
         grouped.setdefault((spec.study, tuple(sorted(run_key.items()))), []).append(spec)
-    jobs = []
-    for i, ((study, key), group) in enumerate(grouped.items()):
+    runs = group_runs(CLAIMS if claims is None else claims)
+    jobs: list[Any] = []
+    for (study, key), group in grouped.items():
         values = dict(key)
-        base = {"model": model, "device": device, "dtype": dtype}
         evals = [{"spec": s.id, "offset": int(s.values[OFFSET_CHOICE[study]]), **_analysis_values(s)} for s in group]
-        if study == "punctuation":
-            payload = {**base, "settings": punctuation_settings(values), "evaluations": evals}
-            jobs.append(Job(f"A-job{i:03d}", "robustness-punctuation", payload))
-        else:
-            payload = {**base, "template": values["template"], "split_word": values["split_word"], "evaluations": evals}
-            jobs.append(Job(f"B-job{i:03d}", "robustness-qk", payload))
+        for _, claim_settings, run_claims in (r for r in runs if r[0] == study):
+            base = {"model": model, "device": device, "dtype": dtype, "claims": run_claims, "evaluations": evals}
+            i = len(jobs)
+            if study == "punctuation":
+                payload = {**base, "settings": punctuation_settings(values, claim_settings)}
+                jobs.append(Job(f"A-job{i:03d}", "robustness-punctuation", payload))
+            else:
+                payload = {**base, "template": values["template"], "split_word": values["split_word"]}
+                jobs.append(Job(f"B-job{i:03d}", "robustness-qk", {**payload, "claim_settings": claim_settings}))
     return jobs
 
 
@@ -366,10 +388,11 @@ def _analysis_values(spec: Spec) -> dict[str, str]:
     return {k: spec.values[k] for k in ("vectors", "similarity", "rsa")}
 
 
-def punctuation_settings(values: dict[str, str]) -> dict[str, Any]:
-    """Study A Config fields for one specification's values (the layer offset excluded)."""
+def punctuation_settings(values: dict[str, str], claim_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Study A Config fields for one specification's values (the layer offset excluded): the claims' own
+    ``claim_settings`` are the original path, each choice that departs from its original value overrides them."""
     sel = values["selection"]
-    return {
+    spec = {
         "corpus": EDITIONS[values["edition"]],
         "line_endings": values["line_endings"],
         "selection": "first" if sel == "first" else "random",
@@ -378,8 +401,11 @@ def punctuation_settings(values: dict[str, str]) -> dict[str, Any]:
         "bins": int(values["bins"]),
         "z_threshold": TRIMS[values["trim"]],
         "mi_estimator": values["mi_estimator"],
-        **GRID_SETTINGS["punctuation"],
     }
+    if claim_settings:
+        original = punctuation_settings(defaults("punctuation"))
+        spec = {**spec, **claim_settings, **{k: v for k, v in spec.items() if v != original[k]}}
+    return {**spec, **GRID_SETTINGS["punctuation"]}
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -422,24 +448,36 @@ def run(
     device: str = "cpu",
     dtype: str = "float32",
     progress: Callable[[str], None] | None = None,
+    claims: Sequence[Any] | None = None,
+    command: Any = None,
 ) -> Outcome:
-    """Evaluate every claim of ``studies`` over the planned specifications on ``model`` and write the folder
-    ``out`` (see the module docstring). Every input is checked before any model loads (UsageError)."""
+    """Evaluate every claim of ``studies`` (of ``claims``, default the package's) over the planned specifications on
+    ``model`` and write the folder ``out`` (see the module docstring). Every input is checked before any model
+    loads (UsageError): the choices, the folder, and the run's request as every run checks it
+    (:func:`layerclaims.validate.check_run`: model config, device, dtype, each claim run's settings, the corpus).
+    ``command``: the command as typed (a :class:`layerclaims.validate.Command`), which fixes repeat."""
+    from layerclaims.claims import CLAIMS, claims_for
     from layerclaims.executor import EXECUTORS, run_jobs
+    from layerclaims.run import study_names_of
+    from layerclaims.validate import Command, RunRequest, check_run
 
     say = progress or (lambda _msg: None)
     out = Path(out)
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     chosen = parse_only(only)
+    pool = tuple(c for s in studies for c in claims_for(s, CLAIMS if claims is None else claims))
+    if not pool:
+        raise UsageError(
+            f"no claim of study {', '.join(studies)} to vary: give claims of it with --claims, or another --study"
+        )
+    studies = [s for s in studies if s in study_names_of(pool)]
     specs = plan(studies, n_specs=n_specs, seed=seed, only=chosen)
     check_out(out)
-    from layerclaims import models
-
-    models.model_shape(model)  # an unknown model, device or dtype is refused here, before any worker starts
-    models.resolve_device(device)
-    models.resolve_dtype(dtype)
-    jobs = jobs_for(specs, model, device=device, dtype=dtype)
+    command = command or Command(("robustness", "--model", model, "--out", str(out)))
+    request = RunRequest(model, None, study_names_of(pool), device, dtype)
+    check_run(request, command)  # before any worker starts: an unknown model, device, dtype or corpus
+    jobs = jobs_for(specs, model, device=device, dtype=dtype, claims=pool)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()
     done = [0]
@@ -472,17 +510,28 @@ def run(
         raise LayerclaimsError(
             f"every job failed, nothing written (the folder {out} is unchanged); the first error: {failed[0]['error']}"
         )
-    lines = summary_lines(rows)
-    write_folder(out, model=model, specs=specs, rows=rows, lines=lines, failed=failed, seconds=seconds, totals=totals)
+    lines = summary_lines(rows, pool)
+    write_folder(
+        out,
+        model=model,
+        specs=specs,
+        rows=rows,
+        lines=lines,
+        failed=failed,
+        seconds=seconds,
+        totals=totals,
+        claims=pool,
+    )
     return Outcome(out, rows, lines, failed, seconds, totals)
 
 
-def summary_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per claim: ``A5 holds in k of n specifications`` (plus fails / not evaluated counts)."""
+def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Any] | None = None) -> list[str]:
+    """One line per claim (of ``claims``, default the package's): ``A5 holds in k of n specifications`` (plus
+    fails / not evaluated counts)."""
     from layerclaims.claims import CLAIMS
 
     lines = []
-    for claim in CLAIMS:
+    for claim in CLAIMS if claims is None else claims:
         mine = [r for r in rows if r["claim"] == claim.id]
         if not mine:
             continue
@@ -525,10 +574,13 @@ def write_folder(
     failed: Sequence[dict[str, Any]],
     seconds: float,
     totals: dict[str, Any],
+    claims: Sequence[Any] | None = None,
 ) -> None:
     """Write everything into a staging folder beside ``out``, then put it in place of ``out`` as a whole."""
-    from layerclaims.claims import CLAIMS_BY_ID
+    from layerclaims.claims import CLAIMS
     from layerclaims.figures.robustness import spec_curve
+
+    by_id = {c.id: c for c in (CLAIMS if claims is None else claims)}
 
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -545,7 +597,7 @@ def write_folder(
                 w.writerow({**r, "resampling": " ".join(f"{k}={v}" for k, v in res.items())})
         for claim_id in dict.fromkeys(r["claim"] for r in rows):
             claim_rows = [r for r in rows if r["claim"] == claim_id]
-            claim = CLAIMS_BY_ID[claim_id]
+            claim = by_id[claim_id]
             spec_curve(claim_rows, claim, CHOICES[claim.study], staging / "figures")
         summary = {
             "model": model,
