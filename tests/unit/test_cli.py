@@ -763,10 +763,48 @@ def test_diff_says_when_the_runs_differ_in_model_or_settings(
     out = capsys.readouterr().out
     assert "Note: the two runs differ in more than the verdicts" in out
     assert "- model: m vs tiny-gpt2" in out
-    assert "- qk setting seed: default vs 7" in out and "- punctuation setting n: default vs 30" in out
+    assert "- qk setting seed: 0 vs 7" in out  # the seed each run had (its provenance), not "default vs 7"
+    assert "- punctuation setting n: default vs 30" in out  # not in the fake study's provenance: only "default"
     (a / "run.json").unlink()
     assert run_cli("diff", str(a), str(b)) == 0
     assert "settings not compared: no run.json in" in capsys.readouterr().out
+
+
+USER_CLAIM = """
+[[claim]]
+id = "U1"
+text = "Block 2: RSA Q-K of the words above a threshold."
+source = "my lab notebook"
+model = "m"
+model_blocks = 4
+study = "qk"
+layer = 2
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
+"""
+
+
+def test_diff_names_a_claim_whose_definition_changed(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same claim id with another threshold and layer in the second run: diff says the claim is not the same
+    claim (a flip could come from that), and nothing of the kind for a claim that kept its definition."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    (tmp_path / "one.toml").write_text(USER_CLAIM)
+    (tmp_path / "two.toml").write_text(USER_CLAIM.replace("threshold = 0.5", "threshold = 0.95").replace("= 2", "= 3"))
+    for out, claims in ((a, "one.toml"), (b, "two.toml")):
+        argv = ["reproduce", "--model", "m", "--out", str(out), "--claims", str(tmp_path / claims), "-q"]
+        assert run_cli(*argv) == 0
+    capsys.readouterr()
+    assert run_cli("diff", str(a), str(b)) == 0
+    out = capsys.readouterr().out
+    assert "- claim U1 is defined differently: threshold: 0.5 vs 0.95; layer: 2 vs 3" in out, out
+    assert "claim B2 is defined differently" not in out
+    for folder in (a, b):  # an older run.json without the definitions: the verdict rows' conditions still tell
+        run = json.loads((folder / "run.json").read_text())
+        del run["claims"]
+        (folder / "run.json").write_text(json.dumps(run))
+    assert run_cli("diff", str(a), str(b)) == 0
+    assert "- claim U1 is defined differently: threshold: 0.5 vs 0.95" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------ entry points
