@@ -770,7 +770,7 @@ def test_diff_says_when_the_runs_differ_in_model_or_settings(
     assert "settings not compared: no run.json in" in capsys.readouterr().out
 
 
-USER_CLAIM = """
+DIFF_CLAIM = """
 [[claim]]
 id = "U1"
 text = "Block 2: RSA Q-K of the words above a threshold."
@@ -789,8 +789,8 @@ def test_diff_names_a_claim_whose_definition_changed(
     """The same claim id with another threshold and layer in the second run: diff says the claim is not the same
     claim (a flip could come from that), and nothing of the kind for a claim that kept its definition."""
     a, b = tmp_path / "a", tmp_path / "b"
-    (tmp_path / "one.toml").write_text(USER_CLAIM)
-    (tmp_path / "two.toml").write_text(USER_CLAIM.replace("threshold = 0.5", "threshold = 0.95").replace("= 2", "= 3"))
+    (tmp_path / "one.toml").write_text(DIFF_CLAIM)
+    (tmp_path / "two.toml").write_text(DIFF_CLAIM.replace("threshold = 0.5", "threshold = 0.95").replace("= 2", "= 3"))
     for out, claims in ((a, "one.toml"), (b, "two.toml")):
         argv = ["reproduce", "--model", "m", "--out", str(out), "--claims", str(tmp_path / claims), "-q"]
         assert run_cli(*argv) == 0
