@@ -1,11 +1,12 @@
-"""One pipeline under every door: the CLI (:mod:`layerclaims.cli`), the pytest plugin and the Python API.
+"""A run into a report folder: ``layerclaims reproduce``, the Python API and each model of ``layerclaims matrix``.
 
-:func:`reproduce` first checks everything it was given (:func:`layerclaims.validate.check_run`: model config,
-device, dtype, every setting, the corpus, the output folder; no weights loaded), then takes the output folder's
-lock and writes into a staging folder beside it (:class:`layerclaims.runfolder.RunFolder`): loads the model once,
-runs each study, evaluates its claims into verdicts (:mod:`layerclaims.verdicts`), draws the figures, saves the
-results and writes the report (:mod:`layerclaims.report`) there, and swaps the stage in as the output folder only
-when all of that succeeded. A failed or interrupted run leaves the folder as it was.
+:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`: the request checked once by
+:func:`layerclaims.validate.check_run`, no weights loaded; the model loaded once; each study run once per claim
+settings; every claim of the run decided as one family) with the folder around it: once the request is checked it
+takes the output folder's lock and writes into a staging folder beside it (:class:`layerclaims.runfolder.RunFolder`),
+draws each study's figures, saves its result, writes the verdicts and the report (:mod:`layerclaims.report`)
+there, and swaps the stage in as the output folder only when all of that succeeded. A failed or interrupted run
+leaves the folder as it was.
 
 A run of some of the studies into a folder that holds a run of the others (same model) keeps those: their saved
 results, verdict rows and figures are copied into the stage and the report is rendered over all of them, so the
