@@ -36,7 +36,6 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.executor import Job, run_jobs
 from layerclaims.pipeline import (
     DEVICES,
     DTYPES,
@@ -44,6 +43,7 @@ from layerclaims.pipeline import (
     Reproduced,
     check_unused_options,
     reproduce,
+    reproduce_each,
     safe_dirname,
     shell_command,
 )
@@ -195,13 +195,10 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not args.models:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
         names, given = _run_options(args)
-        jobs = [
-            Job(model, "reproduce", _reproduce_payload(args, argv, model, out / safe_dirname(model), names, given))
-            for model in args.models
-        ]
-        if args.executor == "inline" or len(jobs) == 1:
+        if args.executor == "inline" or len(args.models) == 1:
             args.executor = "inline"  # in this process: its verdict lines print as each study finishes
-        for res in run_jobs(jobs, executor=args.executor, workers=args.workers, address=args.address):
+        payloads = {m: _reproduce_payload(args, argv, m, out / safe_dirname(m), names, given) for m in args.models}
+        for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.
                 load_failures += 1

@@ -658,6 +658,23 @@ def shell_command(argv: Sequence[str]) -> str:
     return "layerclaims " + shlex.join(argv)
 
 
+def reproduce_each(
+    payloads: dict[str, dict[str, Any]],
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+) -> list[Any]:
+    """One :func:`reproduce` per model (``layerclaims matrix``): ``payloads`` maps each model to the plain-data
+    arguments of its run (:func:`job_reproduce`), run as executor jobs (local processes, Ray, or one after another
+    in this process); the :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is
+    its job's error; the others still run."""
+    from layerclaims.executor import Job, run_jobs
+
+    jobs = [Job(model, "reproduce", payload) for model, payload in payloads.items()]
+    return run_jobs(jobs, executor=executor, workers=workers, address=address)
+
+
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One model's :func:`reproduce` as an executor job (``layerclaims matrix``): ``payload`` holds its plain-data
     arguments; returns the verdict rows and where the report is. A LayerclaimsError is the job's error (its fix in
