@@ -177,3 +177,39 @@ def test_as_is_refused_when_the_folder_is_not_the_declared_model(tmp_path: Path)
     done = run_pytest(project, "-m", "findings", "--model", str(small), "--as", "gpt2-medium")
     assert done.returncode == 4, done.stdout + done.stderr
     assert "--as gpt2-medium refused" in done.stderr and "12 blocks of width 768" in done.stderr
+
+
+SNAPSHOT_TEST = """
+from pathlib import Path
+
+from layerclaims.claims import load_claims
+from layerclaims.verdicts import not_evaluated
+
+
+def test_snapshot(check_verdict):
+    (claim,) = [c for c in load_claims(Path(__file__).parents[1] / "claims.toml") if c.id == "U3"]
+    check_verdict(not_evaluated(claim, "tiny-gpt2", 1, "a verdict built here: no model needed"), claim)
+"""
+
+
+@needs_entry_point
+def test_the_first_run_creates_the_snapshots_and_says_so(tmp_path: Path) -> None:
+    """A user's project with no snapshots yet: the first run writes them and passes, naming the folder and the
+    --force-regen hint once (not a failure per test with the library's source); the next run compares; a snapshot
+    that no longer matches fails with the claim, the file and the hint, without the library's source."""
+    project = make_project(tmp_path)
+    (project / "tests" / "test_my_claims.py").write_text(SNAPSHOT_TEST)
+    first = run_pytest(project, "-rA")
+    snapshots = project / "tests" / "snapshots" / "tiny-gpt2"
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"layerclaims: created 1 findings snapshot in {snapshots}" in first.stdout, first.stdout
+    assert "--force-regen" in first.stdout and "File not found in data directory" not in first.stdout
+    assert (snapshots / "U3.csv").is_file()
+    second = run_pytest(project, "-rA")
+    assert second.returncode == 0 and "layerclaims: created" not in second.stdout, second.stdout
+    (snapshots / "U3.csv").write_text((snapshots / "U3.csv").read_text().replace("0,1,", "0,2,", 1))
+    third = run_pytest(project, "-rA")
+    assert third.returncode == 1, third.stdout
+    assert f"U3 on tiny-gpt2: the snapshot {snapshots / 'U3.csv'} differs" in third.stdout, third.stdout
+    assert "--force-regen" in third.stdout and "def perform_regression_check" not in third.stdout, third.stdout
+    assert "site-packages" not in third.stdout, third.stdout
