@@ -7,7 +7,11 @@ choice at its default. The full product is thousands of paths, so :func:`plan` e
 2. every single-choice departure from it (each other value of each choice, the rest kept at the original);
 3. ``n_specs`` further combinations drawn at random (each choice uniformly, seeded, duplicates skipped),
 
-and says which (column ``spec_kind``: ``original``, ``single``, ``random``). Choices (defaults first):
+and says which (column ``spec_kind``: ``original``, ``single``, ``random``). Each specification is a run of one
+study: its claims (the package's, or a user's with ``--claims``, whose own settings are the original path) are
+decided as one family as every run decides them (:func:`layerclaims.run.decide_family`: premises, then Holm), and
+the request is checked before any job as every run's is (:func:`layerclaims.validate.check_run`). Choices
+(defaults first):
 
 Study A (punctuation): ``selection`` first | random-0..4 (random with seed 0..4), ``line_endings`` crlf | lf
 (the served text with CRLF, or the LF body: :func:`layerclaims.data.load_study_text`), ``edition`` pg219 | pg526,

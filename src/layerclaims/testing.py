@@ -71,9 +71,10 @@ class FindingsRuns:
     """The run of every claim of the session on one model, decided as one family, once per (model, device, claims)
     for the whole session; one model load and one study run per settings (:class:`layerclaims.run.StudyResults`).
 
-    What cannot be had here (a corpus or weights not on this machine) skips that model's tests with the reason and
-    the fix, never fails them: the claims are then simply not checked on this machine. Any other bad input (a
-    claim's setting, the model's config) fails them with the message and the fix, without a traceback."""
+    Data that cannot be had here (a corpus not on this machine, offline) skips that model's tests with the reason
+    and the fix, never fails them: the claims are then simply not checked on this machine. Any other bad input (a
+    model that cannot be found or loaded, a claim's setting) fails them with the message and the fix, without a
+    traceback."""
 
     def __init__(self) -> None:
         self.results = StudyResults()
@@ -91,7 +92,8 @@ class FindingsRuns:
             try:
                 decision = decide_run(request, claims, command=command, results=self.results)
             except DataNotFoundError as exc:
-                why = f"{str(exc.message).rstrip('.')}. Where it can, run `pytest -m findings --model {model}`"
+                fix = f" Fix: {exc.fix.rstrip('.')}." if exc.fix else ""
+                why = f"{exc.message.rstrip('.')}.{fix} Where it can, run `pytest -m findings --model {model}`"
                 self._problems[key] = (True, f"the claims cannot be checked on {model} here: {why}")
             except LayerclaimsError as exc:
                 fix = f"\nfix: {exc.fix}" if exc.fix else ""
