@@ -113,9 +113,10 @@ def _key(value: Any) -> Any:
 
 class StudyResults:
     """Model handles and study results: one model load per (model, device, dtype, device map) and one study run per
-    (study, options) on it. A reproduce run uses a fresh one; the findings tests keep one for the session."""
+    (study, options) on it. A reproduce run uses a fresh one; the findings tests keep one for the session.
+    ``load``: how a request's model is loaded (default :func:`load_model`)."""
 
-    def __init__(self, load: Callable[[RunRequest], Any] = load_model) -> None:
+    def __init__(self, load: Callable[[RunRequest], Any] | None = None) -> None:
         self._load = load
         self._handles: dict[tuple[str, str, str, str | None], Any] = {}
         self._results: dict[tuple[Any, ...], Any] = {}
@@ -123,7 +124,7 @@ class StudyResults:
     def handle(self, request: RunRequest) -> Any:
         key = (request.model, request.device, request.dtype, request.device_map)
         if key not in self._handles:
-            self._handles[key] = self._load(request)
+            self._handles[key] = (self._load or load_model)(request)
         return self._handles[key]
 
     def result(self, study: str, handle: Any, options: dict[str, Any], say: Say = silent) -> Any:

@@ -23,6 +23,7 @@ import pytest
 
 from layerclaims import cli, data, models, pipeline, results
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
+from layerclaims.report import jsonable
 from layerclaims.results import Measurement
 from layerclaims.runfolder import RunFolder
 
@@ -572,6 +573,34 @@ def test_kept_studies_are_re_decided_in_one_holm_family_with_the_new_run(
     assert one_run["A5"]["family_size"] > alone["A5"]["family_size"]  # the family grew with study B's claims
     assert one_run["A5"]["p_adjusted"] > alone["A5"]["p_adjusted"]
     assert "re-decided from the saved result" in (steps / "report.md").read_text()
+
+
+def test_the_findings_tests_get_the_verdicts_of_reproduce(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One road: the findings fixtures' family (layerclaims.testing.FindingsRuns) is verdicts.json of reproduce, row
+    for row: A2 fails with its failing premise A1, and each adjusted p is Holm's over the whole run."""
+    from layerclaims import run, testing
+    from layerclaims.claims import CLAIMS
+
+    monkeypatch.setattr(run, "load_model", lambda r: pipeline.load_handle(r.model, device=r.device, dtype=r.dtype,
+                                                                          device_map=r.device_map))  # fmt: skip
+    real_measure = FakeResult.measure
+
+    def one_cluster_everywhere(self: FakeResult, statistic: str, *, layer: int | None, kind: str | None) -> Any:
+        return real_measure(self, statistic, layer=layer, kind=None)  # A1's 3 clusters at layer 1 gone: A1 fails
+
+    monkeypatch.setattr(FakeResult, "measure", one_cluster_everywhere)
+    rng = np.random.default_rng(0)
+    monkeypatch.setitem(REPLICATES, "pooled_r", rng.normal(-0.1, 0.035, 2000))
+    monkeypatch.setitem(REPLICATES, "rsa_qk", rng.normal(0.87, 0.04, 2000))
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path / "o"), "-q") == 0
+    rows = {r["claim"]: r for r in json.loads((tmp_path / "o" / "verdicts.json").read_text())}
+    family = testing.FindingsRuns().family("m", "cpu", CLAIMS)
+    assert {c: jsonable(v.to_row()) for c, v in family.items()} == rows
+    assert rows["A1"]["verdict"] == "fails" and rows["A2"]["verdict"] == "fails"
+    assert "its premise A1 fails" in rows["A2"]["reason"]
+    assert rows["A5"]["p_adjusted"] > rows["A5"]["p_value"] and rows["A5"]["family_size"] >= 2
 
 
 def test_a_kept_study_whose_result_cannot_be_read_keeps_its_rows_and_says_why(fake: Recorder, tmp_path: Path) -> None:
