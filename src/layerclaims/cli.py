@@ -44,19 +44,19 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.executor import Job, run_jobs
 from layerclaims.pipeline import (
     DEVICES,
     DTYPES,
     STUDY_OPTIONS,
     Reproduced,
     check_unused_options,
-    job_reproduce,
     reproduce,
+    reproduce_each,
     safe_dirname,
     shell_command,
 )
 from layerclaims.report import StudyOutcome, render_matrix_html
+from layerclaims.validate import Command
 from layerclaims.verdicts import Verdict
 
 log = logging.getLogger("layerclaims.cli")
@@ -217,13 +217,10 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not args.models:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
         names, given = _run_options(args)
-        jobs = [
-            Job(model, job_reproduce, _reproduce_payload(args, argv, model, out / safe_dirname(model), names, given))
-            for model in args.models
-        ]
-        if args.executor == "inline" or len(jobs) == 1:
+        if args.executor == "inline" or len(args.models) == 1:
             args.executor = "inline"  # in this process: its verdict lines print as each study finishes
-        for res in run_jobs(jobs, executor=args.executor, workers=args.workers, address=args.address):
+        payloads = {m: _reproduce_payload(args, argv, m, out / safe_dirname(m), names, given) for m in args.models}
+        for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.
                 load_failures += 1
@@ -490,6 +487,7 @@ def _add_robustness(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_robustness)
 
@@ -511,6 +509,8 @@ def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+        claims=_claims_from_args(args),
+        command=Command(tuple(argv)),
     )
     for line in outcome.lines:
         print(line)

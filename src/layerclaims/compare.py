@@ -455,15 +455,17 @@ def run_differences(
     new_rows: Sequence[Row] = (),
 ) -> list[str]:
     """What differs between two run folders besides the verdicts, one line each: the model (name, weights revision,
-    dtype, device), and per study present in both the corpus and every setting that differs (from each folder's
-    ``run.json``; without it, only the model names of the verdict rows are compared). Empty when they are runs of
-    the same model, corpus and settings."""
+    dtype, device), per study present in both the corpus and every setting that differs, with the value each run
+    had (from each folder's ``run.json``; without it, only the model names of the verdict rows are compared), and
+    each claim whose definition changed (:func:`claim_changes`). Empty when they are runs of the same model, corpus,
+    settings and claims."""
     old, new = _read_run(old_dir), _read_run(new_dir)
     if old is None or new is None:
         names = [sorted({str(r.get("model")) for r in rows}) for rows in (old_rows, new_rows)]
         lines = [f"model: {', '.join(names[0])} vs {', '.join(names[1])}"] if names[0] != names[1] else []
         missing = [str(d) for d, run in ((old_dir, old), (new_dir, new)) if run is None]
-        return [*lines, f"settings not compared: no {RUN_JSON} in {', '.join(missing)} (an older layerclaims)"]
+        lines.append(f"settings not compared: no {RUN_JSON} in {', '.join(missing)} (an older layerclaims)")
+        return lines + claim_changes(None, None, old_rows, new_rows)
     lines = []
     for label, key in _MODEL_FACTS:
         a, b = _dig(old, ("model", key)), _dig(new, ("model", key))
@@ -479,10 +481,81 @@ def run_differences(
                 lines.append(f"{study} {label}: {_short_value(a)} vs {_short_value(b)}")
         a_opts, b_opts = a_entry.get("options") or {}, b_entry.get("options") or {}
         for key in sorted(set(a_opts) | set(b_opts)):
-            a, b = a_opts.get(key, "default"), b_opts.get(key, "default")
+            a, b = _setting(a_entry, key), _setting(b_entry, key)
             if a != b:
                 lines.append(f"{study} setting {key}: {_short_value(a)} vs {_short_value(b)}")
     for study in sorted(set(old_studies) ^ set(new_studies), key=str):
         side = "old" if study in old_studies else "new"
         lines.append(f"study {study}: only in the {side} run")
+    return lines + claim_changes(old, new, old_rows, new_rows)
+
+
+def _setting(entry: Mapping[str, Any], key: str) -> Any:
+    """The value a study run had for setting ``key``: as given, else as its provenance recorded it (the study's
+    default then), else the word "default"."""
+    options = entry.get("options") or {}
+    if key in options:
+        return options[key]
+    provenance = entry.get("provenance") or {}
+    return provenance[key] if key in provenance else "default"
+
+
+# What a claim's definition holds (run.json "claims"), in the order a change is named.
+_DEFINITION_FIELDS = ("study", "model", "model_blocks", "layer", "layer_unit", "kind", "presupposes")
+
+
+def _definitions(run: Mapping[str, Any] | None, rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
+    """Claim id -> definition: from run.json's ``claims`` where recorded, else the conditions of the verdict rows
+    (statistic, comparison, threshold: what an older run.json leaves out)."""
+    recorded = (run or {}).get("claims")
+    if isinstance(recorded, Mapping):
+        return {str(k): dict(v) for k, v in recorded.items() if isinstance(v, Mapping)}
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        conds = r.get("conditions") or [r]
+        out[str(r.get("claim"))] = {
+            "conditions": [[c.get("statistic"), c.get("comparison"), c.get("threshold")] for c in conds]
+        }
+    return out
+
+
+def _definition_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What differs between two definitions of one claim, each as ``what: old vs new``."""
+    out: list[str] = []
+    a_conds, b_conds = list(a.get("conditions") or []), list(b.get("conditions") or [])
+    if len(a_conds) != len(b_conds):
+        out.append(f"conditions: {_short_value(a_conds)} vs {_short_value(b_conds)}")
+    else:
+        for i, (x, y) in enumerate(zip(a_conds, b_conds, strict=True)):
+            where = f" of condition {i + 1}" if len(a_conds) > 1 else ""
+            for name, u, v in zip(("statistic", "comparison", "threshold"), x, y, strict=False):
+                if u != v:
+                    out.append(f"{name}{where}: {_short_value(u)} vs {_short_value(v)}")
+    for name in _DEFINITION_FIELDS:
+        if name in a and name in b and a[name] != b[name]:
+            out.append(f"{name}: {_short_value(a[name])} vs {_short_value(b[name])}")
+    a_set, b_set = (
+        (a.get("settings") or {}, b.get("settings") or {}) if "settings" in a and "settings" in b else ({}, {})
+    )
+    for key in sorted(set(a_set) | set(b_set)):
+        u, v = a_set.get(key, "the study's default"), b_set.get(key, "the study's default")
+        if u != v:
+            out.append(f"setting {key}: {_short_value(u)} vs {_short_value(v)}")
+    return out
+
+
+def claim_changes(
+    old_run: Mapping[str, Any] | None,
+    new_run: Mapping[str, Any] | None,
+    old_rows: Sequence[Row] = (),
+    new_rows: Sequence[Row] = (),
+) -> list[str]:
+    """One line per claim in both runs whose definition changed between them (threshold, comparison, statistic,
+    layer, kind, settings, ...): its verdicts are then of two different claims."""
+    old, new = _definitions(old_run, old_rows), _definitions(new_run, new_rows)
+    lines = []
+    for claim_id in claim_order(c for c in old if c in new):
+        changes = _definition_changes(old[claim_id], new[claim_id])
+        if changes:
+            lines.append(f"claim {claim_id} is defined differently: {'; '.join(changes)}")
     return lines

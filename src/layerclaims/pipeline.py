@@ -1,11 +1,12 @@
-"""One pipeline under every door: the CLI (:mod:`layerclaims.cli`), the pytest plugin and the Python API.
+"""A run into a report folder: ``layerclaims reproduce``, the Python API and each model of ``layerclaims matrix``.
 
-:func:`reproduce` first checks everything it was given (:func:`layerclaims.validate.check_run`: model config,
-device, dtype, every setting, the corpus, the output folder; no weights loaded), then takes the output folder's
-lock and writes into a staging folder beside it (:class:`layerclaims.runfolder.RunFolder`): loads the model once,
-runs each study, evaluates its claims into verdicts (:mod:`layerclaims.verdicts`), draws the figures, saves the
-results and writes the report (:mod:`layerclaims.report`) there, and swaps the stage in as the output folder only
-when all of that succeeded. A failed or interrupted run leaves the folder as it was.
+:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`: the request checked once by
+:func:`layerclaims.validate.check_run`, no weights loaded; the model loaded once; each study run once per claim
+settings; every claim of the run decided as one family) with the folder around it: once the request is checked it
+takes the output folder's lock and writes into a staging folder beside it (:class:`layerclaims.runfolder.RunFolder`),
+draws each study's figures, saves its result, writes the verdicts and the report (:mod:`layerclaims.report`)
+there, and swaps the stage in as the output folder only when all of that succeeded. A failed or interrupted run
+leaves the folder as it was.
 
 A run of some of the studies into a folder that holds a run of the others (same model) keeps those: their saved
 results, verdict rows and figures are copied into the stage and the report is rendered over all of them, so the
@@ -14,6 +15,7 @@ folder always holds one consistent report (``run.json`` records which run each s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import importlib
@@ -32,23 +34,22 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims import study as registry
-from layerclaims.claims import CLAIMS, Claim, claim_reads, claims_for, group_runs, map_layer
+from layerclaims.claims import CLAIMS, Claim, claim_reads
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.figures import draw_table
-from layerclaims.identity import annotate, identify
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
+from layerclaims.run import Decision, Say, StudyResults, StudyRun, decide_run, silent, timed
 from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
 from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STUDY_OPTIONS: used by the CLI)
     STUDY_OPTIONS,
     Command,
     RunRequest,
-    check_marks_with,
     check_run,
     parse_set,
     study_options,
 )
-from layerclaims.verdicts import Verdict, apply_family, evaluate
+from layerclaims.verdicts import Verdict, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
 
@@ -91,30 +92,11 @@ def plot_figures(study: str, result: Any, out_dir: Path, claims: Sequence[Claim]
     return draw_table(figures(result, claim_reads(claims, int(result.n_blocks))), out_dir)
 
 
-def run_study(
-    study: str, handle: Any, *, claims: Sequence[Claim] = (), progress: Say | None = None, **options: Any
-) -> Any:
-    """Run study ``study`` on a loaded model with ``Config`` overrides ``options``. A Config with a
-    ``detail_layers`` field not given gets the layers ``claims`` read on this model (default: the package's claims
-    of the study): the caller's side of it, since a study never reads the claims."""
-    declared = registry.get(study)
-    if "detail_layers" in declared.settings and options.get("detail_layers") is None:
-        n_blocks = int(handle.n_blocks)
-        layers = {map_layer(c, n_blocks) for c in (claims or claims_for(study))}
-        if not layers - {None}:
-            layers = {map_layer(c, n_blocks) for c in claims_for(study)}
-        options = {**options, "detail_layers": tuple(sorted(x for x in layers if x is not None))}
-    return declared.run(handle, registry.make_config(declared, options), progress)
-
-
 def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
     facts = {k: getattr(handle, k, None) for k in ("name", "revision", "source", "n_blocks", "device", "dtype")}
     facts = {k: (v if v is None or isinstance(v, int | float | str) else str(v)) for k, v in facts.items()}
     facts["device_map"] = device_map
     return facts
-
-
-Say = Callable[[str], None]
 
 
 def progress_printer(stream: Any = None) -> Say:
@@ -125,21 +107,6 @@ def progress_printer(stream: Any = None) -> Say:
         print(f"layerclaims [{time.perf_counter() - t0:7.1f} s] {text}", file=stream or sys.stderr, flush=True)
 
     return say
-
-
-def _silent(text: str) -> None:
-    log.info("%s", text)
-
-
-@contextmanager
-def _timed(timings: dict[str, float], name: str, say: Say, label: str | None = None) -> Iterator[None]:
-    say(label or name)
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = time.perf_counter() - t0
-        log.info("%s: %.2f s", name, timings[name])
 
 
 def pause_point(stage: str) -> None:
@@ -185,7 +152,8 @@ def reproduce(
     claims: Sequence[Claim] | None = None,
 ) -> Reproduced:
     """Check the inputs, then load ``model`` once, run each study, evaluate its claims, and write verdicts, figures,
-    results, ``run.json`` and the report into ``out`` as one step (see the module docstring).
+    results, ``run.json`` and the report into ``out`` as one step (see the module docstring). The run itself is
+    :func:`layerclaims.run.decide_run`; this adds the folder, the figures, the saved results and the report.
 
     ``progress``: True prints one line per stage on stderr, a callable receives those lines, False logs them at
     INFO. ``argv``: the command line as typed (``reproduce --model ...``), so that a fix suggests the same command
@@ -193,7 +161,7 @@ def reproduce(
     is called as each study finishes (the CLI prints its verdict lines then). ``wait_s``: how long to wait for
     another run holding the folder's lock. ``claims``: the claims to evaluate (default: the package's;
     :func:`layerclaims.claims.combine_claims` adds a user's); a study runs once per distinct claim settings
-    (:func:`layerclaims.claims.group_runs`), each claim's ``settings`` over the command-line options. Raises a
+    (:func:`layerclaims.run.plan_runs`), each claim's ``settings`` over the command-line options. Raises a
     LayerclaimsError (with ``fix``) for bad input, before any weights load where it can be told then; the folder is
     left as it was whenever this raises or is interrupted."""
     options = dict(options or {})
@@ -202,41 +170,130 @@ def reproduce(
     request = RunRequest(model, out, study_names, device, dtype, device_map, options, tuple(overrides))
     cmd = Command(tuple(argv)) if argv is not None else request.command()
     command = command or str(cmd)
-    say: Say = progress if callable(progress) else (progress_printer() if progress else _silent)
+    say: Say = progress if callable(progress) else (progress_printer() if progress else silent)
     _quiet_library_progress()  # our progress is one line per stage; no bars from transformers / the hub
     say(f"checking {model}, the settings and the inputs")
-    plan = check_run(request, cmd)
+    pool = CLAIMS if claims is None else tuple(claims)
     timings: dict[str, float] = {}
-    with RunFolder(out, wait_s=wait_s) as folder:
-        pause_point("locked")
-        earlier = _earlier_run(folder.out, study_names, model, cmd)
-        with _timed(timings, "load model", say, f"load model {model}"):
-            handle = load_handle(model, device=device, dtype=dtype, device_map=device_map)
-        pause_point("loaded")
-        check_marks_with(request, plan, cmd, getattr(handle, "tokenizer", None))  # if none was to be had before
-        facts = model_facts(handle, device_map)
-        _check_same_model(earlier, facts, folder.out, cmd)
-        with _os_errors_as_run_errors(folder, cmd):
-            _, verdicts, report, kept_entries = _run_and_stage(
-                handle,
-                facts,
-                _runs(study_names, claims),
-                CLAIMS if claims is None else tuple(claims),
-                plan.options,
-                folder,
-                earlier,
-                timings,
-                say,
-                on_study,
-                cmd,
-                command,
-            )
-            pause_point("staged")
-            folder.commit()
+    staging = _Staging(out, wait_s, study_names, model, device_map, cmd, timings, say, on_study, pool)
+    with staging.stack:  # the folder's lock and stage, entered once the request is checked
+        decision = decide_run(
+            request,
+            pool,
+            command=cmd,
+            say=say,
+            results=StudyResults(
+                lambda r: load_handle(r.model, device=r.device, dtype=r.dtype, device_map=r.device_map)
+            ),
+            timings=timings,
+            on_plan=staging.lock,
+            on_load=staging.loaded,
+            on_result=staging.study_done,
+            join=staging.kept_verdicts,
+        )
+        report = staging.write(decision, command)
+        pause_point("staged")
+        staging.folder.commit()
     say(f"wrote {out}")
     files = {name: out / name for name in ("verdicts.json", "verdicts.csv", "report.md", "report.html", MANIFEST)}
-    _relocate(report, folder.stage, out)
-    return Reproduced(report, verdicts, out, files, kept=tuple(e["study"] for e in kept_entries))
+    _relocate(report, staging.folder.stage, out)
+    return Reproduced(report, decision.verdicts, out, files, kept=tuple(e["study"] for e in staging.kept_entries))
+
+
+class _Staging:
+    """What :func:`reproduce` adds around :func:`~layerclaims.run.decide_run`, as its hooks: the folder's lock and
+    stage (once the request is checked), the earlier run's kept studies (their verdicts join the family), each
+    study's figures, report section and saved result, then verdicts, report and run.json."""
+
+    def __init__(
+        self,
+        out: Path,
+        wait_s: float,
+        study_names: tuple[str, ...],
+        model: str,
+        device_map: str | None,
+        cmd: Command,
+        timings: dict[str, float],
+        say: Say,
+        on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
+        pool: Sequence[Claim],
+    ) -> None:
+        self.out, self.wait_s, self.study_names, self.model = out, wait_s, study_names, model
+        self.device_map, self.cmd, self.timings, self.say, self.on_study, self.pool = (
+            device_map, cmd, timings, say, on_study, pool
+        )  # fmt: skip
+        self.stack = contextlib.ExitStack()  # the folder's lock and stage, entered by lock()
+        self.folder: RunFolder = RunFolder(out, wait_s=wait_s)
+        self.earlier: dict[str, Any] = {}
+        self.facts: dict[str, Any] = {}
+        self.outcomes: list[StudyOutcome] = []
+        self.owned: list[tuple[str, list[str]]] = []
+        self.kept_outcomes: list[StudyOutcome] = []
+        self.kept_rows: list[dict[str, Any]] = []
+        self.kept_entries: list[dict[str, Any]] = []
+
+    def lock(self, plan: Any) -> None:
+        self.stack.enter_context(self.folder)
+        pause_point("locked")
+        self.earlier = _earlier_run(self.folder.out, self.study_names, self.model, self.cmd)
+
+    def loaded(self, handle: Any) -> None:
+        pause_point("loaded")
+        self.facts = model_facts(handle, self.device_map)
+        _check_same_model(self.earlier, self.facts, self.folder.out, self.cmd)
+        self.stack.enter_context(_os_errors_as_run_errors(self.folder, self.cmd))
+
+    def study_done(self, run: StudyRun, opts: dict[str, Any], result: Any, verdicts: list[Verdict]) -> None:
+        outcome = _stage_study(run, opts, result, self.folder.stage, self.timings, self.say)
+        self.outcomes.append(outcome)
+        self.owned.append((run.study, [c.id for c in run.claims]))
+        if self.on_study is not None:
+            self.on_study(outcome, verdicts)
+        if len(self.outcomes) == 1:
+            pause_point("studied")
+
+    def kept_verdicts(self) -> list[Verdict]:
+        """The kept studies' claims re-decided on their saved results: they join this run's family."""
+        self.kept_outcomes, kept_rows, self.kept_entries = _carry_earlier(
+            self.earlier, self.folder.out, self.folder.stage
+        )
+        verdicts, self.kept_rows = _redecide_kept(self.kept_outcomes, self.kept_entries, kept_rows, self.pool)
+        return verdicts
+
+    def write(self, decision: Decision, command: str) -> RunReport:
+        """Verdicts, report and run.json into the stage (the kept studies' rows and outcomes with this run's)."""
+        stage = self.folder.stage
+        _carry_robustness(self.folder.out, stage, str(self.facts.get("name")), self.cmd)
+        all_outcomes = _in_study_order(self.outcomes + self.kept_outcomes, lambda o: o.study.split("-", 1)[0])
+        rows = [v.to_row() for v in decision.family] + self.kept_rows
+        # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
+        study_of: dict[str, str | None] = {c.id: run.study for run in decision.runs for c in run.claims}
+        for e in self.kept_entries:
+            study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
+        rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
+        created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with timed(self.timings, "write verdicts and report", self.say):
+            write_verdicts(rows, stage)
+            report = RunReport(
+                model=self.facts,
+                studies=all_outcomes,
+                rows=rows,
+                timings=self.timings,
+                packages=package_versions(),
+                platform=_platform(),
+                command=command,
+                created=created,
+            )
+            write_report(report, stage)
+            ids = {str(r.get("claim")) for r in rows}
+            definitions = {
+                **{k: v for k, v in (self.earlier.get("manifest", {}).get("claims") or {}).items() if k in ids},
+                **{c.id: claim_definition(c) for c in self.pool if c.id in ids},
+            }
+            _write_manifest(
+                stage, self.facts, self.outcomes, self.owned, self.kept_entries, command, created, definitions
+            )
+        return report
 
 
 @contextmanager
@@ -261,101 +318,6 @@ def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
         ) from None
 
 
-StudyRun = tuple[str, dict[str, Any], tuple[Claim, ...]]
-
-
-def _runs(study_names: Sequence[str], claims: Sequence[Claim] | None) -> list[StudyRun]:
-    """(study, settings, claims) per study run: one per distinct claim settings of each study asked for."""
-    pool = CLAIMS if claims is None else tuple(claims)
-    return [(s, settings, tuple(group)) for s in study_names for (st, settings, group) in group_runs(pool) if st == s]
-
-
-def _run_and_stage(
-    handle: Any,
-    facts: dict[str, Any],
-    runs: Sequence[StudyRun],
-    pool: Sequence[Claim],
-    options: dict[str, dict[str, Any]],
-    folder: RunFolder,
-    earlier: dict[str, Any],
-    timings: dict[str, float],
-    say: Say,
-    on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
-    cmd: Command,
-    command: str,
-) -> tuple[list[StudyOutcome], list[Verdict], RunReport, list[dict[str, Any]]]:
-    """Run the studies into the stage, carry the kept ones over, write verdicts, report and run.json there."""
-    outcomes, verdicts = run_studies(handle, runs, options, folder.stage, timings, say, on_study, command=cmd)
-    kept_outcomes, kept_rows, kept_entries = _carry_earlier(earlier, folder.out, folder.stage)
-    kept_verdicts, kept_rows = _redecide_kept(kept_outcomes, kept_entries, kept_rows, pool)
-    # Holm over the claims of the folder's studies, the kept ones re-decided with them (the family a run of every
-    # study gives), then presuppositions across studies
-    family = annotate(apply_family(verdicts + kept_verdicts), identify(handle))  # kept ones too: same model
-    verdicts = family[: len(verdicts)]
-    _carry_robustness(folder.out, folder.stage, str(facts.get("name")), cmd)
-    all_outcomes = _in_study_order(outcomes + kept_outcomes, lambda o: o.study.split("-", 1)[0])  # label: study-...
-    rows = [v.to_row() for v in family] + kept_rows
-    # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
-    study_of: dict[str, str | None] = {c.id: study for study, _, group in runs for c in group}
-    for e in kept_entries:
-        study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
-    rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
-    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with _timed(timings, "write verdicts and report", say):
-        write_verdicts(rows, folder.stage)
-        report = RunReport(
-            model=facts,
-            studies=all_outcomes,
-            rows=rows,
-            timings=timings,
-            packages=package_versions(),
-            platform=_platform(),
-            command=command,
-            created=created,
-        )
-        write_report(report, folder.stage)
-        owned = [(study, [c.id for c in group]) for study, _, group in runs]  # per outcome: its study and claims
-        _write_manifest(folder.stage, facts, outcomes, owned, kept_entries, command, created)
-    return outcomes, verdicts, report, kept_entries
-
-
-def run_studies(
-    handle: Any,
-    runs: Sequence[StudyRun],
-    options: dict[str, dict[str, Any]],
-    stage: Path,
-    timings: dict[str, float],
-    say: Say,
-    on_study: Callable[[StudyOutcome, list[Verdict]], None] | None = None,
-    *,
-    command: Command | None = None,
-) -> tuple[list[StudyOutcome], list[Verdict]]:
-    """The per-study loop over ``runs`` (study, claim settings, claims; :func:`_runs`): run the study with its
-    Config overrides and the claims' settings over them, evaluate those claims, draw and save into ``stage``;
-    ``on_study`` is told as each one finishes. A further run of a study (other claim settings) is labelled by its
-    claims and writes into its own sub-folder."""
-    name = str(getattr(handle, "name", "?"))
-    outcomes: list[StudyOutcome] = []
-    verdicts: list[Verdict] = []
-    seen: set[str] = set()
-    for i, (study, settings, group) in enumerate(runs):
-        label = study if study not in seen else f"{study}-{'-'.join(c.id for c in group)[:60]}"
-        seen.add(study)
-        opts = {**options.get(study, {}), **settings}
-        outcome, study_verdicts = _run_study(
-            study, handle, name, stage, opts, timings, say, command, claims=group, label=label
-        )
-        # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
-        study_verdicts = annotate(study_verdicts, identify(handle))
-        outcomes.append(outcome)
-        verdicts.extend(study_verdicts)
-        if on_study is not None:
-            on_study(outcome, study_verdicts)
-        if i == 0:
-            pause_point("studied")
-    return outcomes, verdicts
-
-
 def _quiet_library_progress() -> None:
     """No progress bars from transformers / the hub (ours are one line per stage, or nothing with --quiet)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -372,47 +334,20 @@ def _platform() -> str:
     return platform.platform()
 
 
-def _prefixed(study: str, text: str) -> str:
-    return text if text.startswith(study) else f"{study}: {text}"
-
-
-def _run_study(
-    study: str,
-    handle: Any,
-    model: str,
-    stage: Path,
-    opts: dict[str, Any],
-    timings: dict[str, float],
-    say: Say,
-    command: Command | None = None,
-    *,
-    claims: Sequence[Claim] | None = None,
-    label: str | None = None,
-) -> tuple[StudyOutcome, list[Verdict]]:
-    label = label or study
-    group = claims_for(study) if claims is None else tuple(claims)
-    if label != study:  # a further run of the study (other settings): its files go into their own folder
+def _stage_study(
+    run: StudyRun, opts: dict[str, Any], result: Any, stage: Path, timings: dict[str, float], say: Say
+) -> StudyOutcome:
+    """One study run's figures, report section and saved result, into ``stage`` (a further run of a study, with
+    other claim settings, into its own sub-folder); its outcome for the report."""
+    study, label = run.study, run.label
+    if label != study:
         stage = stage / label
-    outcome = StudyOutcome(study=label, ran=False, options=opts)
-    try:
-        with _timed(timings, f"{label}: run", say):
-            result = run_study(study, handle, claims=group, progress=lambda text: say(_prefixed(study, text)), **opts)
-    except LayerclaimsError as exc:
-        # Bad input found only once the model ran (e.g. fewer usable marks than the cheap count promised): the run
-        # stops, the folder keeps what it held.
-        again = f"then re-run `{command}`" if command is not None else "then run again"
-        raise type(exc)(
-            f"study {study}: {exc.message}",
-            fix=f"{exc.fix.rstrip('.')}; {again}" if exc.fix else f"correct the input named, {again}",
-        ) from None
-    outcome.ran = True
+    outcome = StudyOutcome(study=label, ran=True, options=opts)
     outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
-    with _timed(timings, f"{label}: evaluate claims", say):
-        verdicts = [evaluate(c, result) for c in group]
-    with _timed(timings, f"{label}: figures", say):
+    with timed(timings, f"{label}: figures", say):
         try:
-            outcome.figures = plot_figures(study, result, stage / "figures", group)
+            outcome.figures = plot_figures(study, result, stage / "figures", run.claims)
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
@@ -421,7 +356,7 @@ def _run_study(
         except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
             log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
-    with _timed(timings, f"{label}: save result", say):
+    with timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
         except OSError:  # a full disk or a read-only folder: the run cannot be written, it stops
@@ -431,7 +366,23 @@ def _run_study(
             outcome.problems.append(f"result could not be saved: {type(exc).__name__}: {exc}")
     for stage_name in ("evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
-    return outcome, verdicts
+    return outcome
+
+
+def claim_definition(claim: Claim) -> dict[str, Any]:
+    """What a claim asserts, as run.json records it (``layerclaims diff`` names a claim whose definition changed):
+    its model and depth, layer, kind, conditions, premises and study settings."""
+    return {
+        "study": claim.study,
+        "model": claim.model,
+        "model_blocks": claim.model_blocks,
+        "layer": claim.layer,
+        "layer_unit": claim.layer_unit,
+        "kind": claim.kind,
+        "conditions": [[k.statistic, k.comparison, k.threshold] for k in claim.conditions],
+        "presupposes": list(claim.presupposes),
+        "settings": {k: v for k, v in claim.settings},
+    }
 
 
 # --------------------------------------------------------------------------------------------------- run.json
@@ -458,10 +409,12 @@ def _write_manifest(
     kept: list[dict[str, Any]],
     command: str,
     created: str,
+    definitions: dict[str, dict[str, Any]],
 ) -> None:
-    """``run.json``: the model, and per study run what it was run with and which files and claims are its own (what
-    a later run of the other study keeps). ``owned``: per outcome, its study and the ids of the claims it
-    evaluated (a further run of a study for other claim settings has a label of its own as ``study``)."""
+    """``run.json``: the model, per study run what it was run with and which files and claims are its own (what
+    a later run of the other study keeps), and ``claims``: each claim's definition (:func:`claim_definition`).
+    ``owned``: per outcome, its study and the ids of the claims it evaluated (a further run of a study for other
+    claim settings has a label of its own as ``study``)."""
     entries = []
     for o, (base, claim_ids) in zip(outcomes, owned, strict=True):
         entries.append(
@@ -491,6 +444,7 @@ def _write_manifest(
         "command": command,
         "created": created,
         "studies": entries + kept,
+        "claims": definitions,
     }
     (stage / MANIFEST).write_text(json.dumps(jsonable(manifest), indent=1, allow_nan=False) + "\n")
 
@@ -701,6 +655,23 @@ def check_unused_options(study_names: Sequence[str], given: dict[str, Any], over
 def shell_command(argv: Sequence[str]) -> str:
     """``layerclaims`` + the argv, shell-quoted (the report's command line)."""
     return "layerclaims " + shlex.join(argv)
+
+
+def reproduce_each(
+    payloads: dict[str, dict[str, Any]],
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+) -> list[Any]:
+    """One :func:`reproduce` per model (``layerclaims matrix``): ``payloads`` maps each model to the plain-data
+    arguments of its run (:func:`job_reproduce`), run as executor jobs (local processes, Ray, or one after another
+    in this process); the :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is
+    its job's error; the others still run."""
+    from layerclaims.executor import Job, run_jobs
+
+    jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
+    return run_jobs(jobs, executor=executor, workers=workers, address=address)
 
 
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -17,18 +17,21 @@ behaviour number exists (GPT-2 small: next-token loss on "Hello world!" with BOS
 loaded weights must reproduce it, else the claim is snapshotted, not asserted; elsewhere (gpt2-medium) the model is
 "taken as gpt2-medium by its config; weights unverified", as the session's header and each verdict line say.
 Markers: ``findings`` (a claim evaluated on a model), ``slow`` (more than a few seconds).
-Fixtures: ``device``, ``findings_claims``, ``study_cache``, ``check_verdict``; a test that takes ``model`` and
-``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params` lists them. A
-findings test in one's own project::
+Fixtures: ``device``, ``findings_claims``, ``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that
+takes ``model`` and ``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params`
+lists them. ``claim_verdict`` is that claim's verdict on that model within the family of every claim of the session
+(:class:`layerclaims.testing.FindingsRuns`: premises, then Holm, as ``layerclaims reproduce`` decides them; one
+family per model for the whole session). A findings test in one's own project::
 
     import pytest
-    from layerclaims.verdicts import evaluate
 
     pytestmark = pytest.mark.findings
 
-    def test_claim(model, claim, study_cache, device, check_verdict):
-        result = study_cache.get(claim.study, model, device, **claim.options)
-        check_verdict(evaluate(claim, result), claim)
+    def test_claim(claim, claim_verdict, check_verdict):
+        check_verdict(claim_verdict, claim)
+
+The first run creates the snapshots (``snapshots/<model>/<claim>.csv`` beside the test file) and says so after the
+tests; later runs compare against them.
 
 Importing this module imports neither torch nor numpy (``pytest --help`` stays fast); the machinery lives in
 :mod:`layerclaims.testing` and is imported by the fixtures.
@@ -139,6 +142,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which findings snapshots this session created (a first run creates them instead of failing)."""
+    import sys
+
+    testing = sys.modules.get("layerclaims.testing")  # imported only when a findings test ran
+    if testing is None:
+        return
+    for line in testing.created_summary(testing.CREATED):
+        terminalreporter.write_line(line)
+
+
 def findings_claims_of(config: pytest.Config) -> tuple[Claim, ...]:
     """The claims this session checks: the package's and --claims ones (only the latter with --only-claims)."""
     return config.stash.get(CLAIMS_KEY, ())
@@ -177,12 +191,19 @@ def findings_claims(pytestconfig: pytest.Config) -> tuple[Claim, ...]:
 
 
 @pytest.fixture(scope="session")
-def study_cache() -> Any:
-    """One model load per (model, device) and one study run per (study, model, device, settings) for the session
-    (:class:`layerclaims.testing.StudyCache`)."""
-    from layerclaims.testing import StudyCache
+def findings_runs() -> Any:
+    """Every claim of the session decided as one family per (model, device), once for the session
+    (:class:`layerclaims.testing.FindingsRuns`)."""
+    from layerclaims.testing import FindingsRuns
 
-    return StudyCache()
+    return FindingsRuns()
+
+
+@pytest.fixture
+def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[Claim, ...], findings_runs: Any) -> Any:
+    """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family
+    (the ``verdicts.json`` row of ``layerclaims reproduce`` on that model and settings)."""
+    return findings_runs.verdict(model, device, claim, findings_claims)
 
 
 @pytest.fixture
@@ -198,7 +219,7 @@ def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -
 
     def check(verdict: Any, claim: Claim, tolerance: dict[str, float] | None = None, snapshots: Any = None) -> None:
         # what the loaded model was shown to be (its behaviour where a published number exists), when loaded here
-        cache = request.getfixturevalue("study_cache")
+        cache = request.getfixturevalue("findings_runs")
         ident = cache.identification(verdict.model, request.getfixturevalue("device"), declared=declared)
         if is_claim_model(claim.model, verdict.model, declared=declared, identification=ident):
             num_regression = None  # not needed: the claim is asserted

@@ -10,7 +10,10 @@ original path is every choice at its default. The full product is thousands of p
 
 and says which (column ``spec_origin``: ``original``, ``single``, ``random``). The choices are the study's (study
 A: selection, line endings, edition, n, bins, trim, MI estimator, layer; study B: split word, template, vectors,
-similarity, RSA method, block; see each study's ``robustness`` module).
+similarity, RSA method, block; see each study's ``robustness`` module). Each specification is a run of one
+study: its claims (the package's, or a user's with ``--claims``, whose own settings are the original path) are
+decided as one family as every run decides them (:func:`layerclaims.run.decide_family`: premises, then Holm), and
+the request is checked before any job as every run's is (:func:`layerclaims.validate.check_run`).
 
 Cost. Specifications are grouped into jobs by the values of the study's ``run_choices``: one study run per job; the
 ``offset`` choice (layer / block) reads the same result at the neighbouring layer (the claims' layers and their
@@ -43,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from layerclaims import study as registry
-from layerclaims.claims import CLAIMS, Claim, claims_for, map_layer
+from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.decision import VERDICTS
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.executor import EXECUTORS, Job, run_jobs
@@ -180,11 +183,14 @@ class _Shifted:
 
 
 def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[dict[str, Any]]:
-    from layerclaims.verdicts import apply_presuppositions, evaluate
+    """One specification's rows: its ``claims`` (one study run's) evaluated on ``result`` read at the
+    specification's layer ``offset``, decided as one family as a run decides them (premises, then Holm:
+    :func:`layerclaims.run.decide_family`)."""
+    from layerclaims.run import decide_family
+    from layerclaims.verdicts import evaluate
 
     claims = [c for c in claims if not (c.layer is None and offset != 0)]  # an all-layer claim has no neighbour
-    # Each specification is read as a run is: a claim whose premise fails in it fails (A2 and A6 on A1).
-    verdicts = apply_presuppositions([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
+    verdicts = decide_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
     rows = []
     for claim, v in zip(claims, verdicts, strict=True):
         mapped = map_layer(claim, result.n_blocks)
@@ -222,7 +228,8 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     layers = sorted({m + o for m in mapped for o in offsets} & set(range(top + 1)))
     before = activations.STATS.as_dict()
     t0 = time.perf_counter()
-    results, stats = rob.run(handle, payload["values"], [ev["variant"] for ev in evaluations], layers, payload["grid"])
+    variants = [ev["variant"] for ev in evaluations]
+    results, stats = rob.run(handle, payload["values"], variants, layers, payload["grid"], payload["settings"])
     after = activations.STATS.as_dict()
     rows = [
         r for ev, res in zip(evaluations, results, strict=True) for r in _rows(res, claims, ev["spec"], ev["offset"])
@@ -238,15 +245,17 @@ def jobs_for(
     dtype: str = "float32",
     claims: Sequence[Claim] | None = None,
 ) -> list[Job]:
-    """Group the specifications into jobs: one per study and distinct values of its ``run_choices``. ``claims``:
-    the claims evaluated (default: the package's), each in the jobs of its study."""
+    """Group the specifications into jobs: one per study, distinct values of its ``run_choices`` and run of the
+    claims (``claims``, default the package's: one per study and distinct claim settings, which are the original
+    path of that run)."""
     pool = CLAIMS if claims is None else tuple(claims)
+    runs = group_runs(pool)
     grouped: dict[tuple[str, tuple[tuple[str, str], ...]], list[Spec]] = {}
     for spec in specs:
         run_key = tuple((k, spec.values[k]) for k in _declared(spec.study).run_choices)
         grouped.setdefault((spec.study, run_key), []).append(spec)
-    jobs = []
-    for i, ((study, key), group) in enumerate(grouped.items()):
+    jobs: list[Job] = []
+    for (study, key), group in grouped.items():
         rob = _declared(study)
         evals = [
             {
@@ -256,17 +265,19 @@ def jobs_for(
             }
             for s in group
         ]
-        payload = {
-            "model": model,
-            "device": device,
-            "dtype": dtype,
-            "study": study,
-            "values": dict(key),
-            "grid": dict(rob.grid),
-            "claims": claims_for(study, pool),
-            "evaluations": evals,
-        }
-        jobs.append(Job(f"{group[0].id[:1]}-job{i:03d}", job, payload))
+        for _, settings, run_claims in (r for r in runs if r[0] == study):
+            payload = {
+                "model": model,
+                "device": device,
+                "dtype": dtype,
+                "study": study,
+                "values": dict(key),
+                "grid": dict(rob.grid),
+                "settings": settings,
+                "claims": run_claims,
+                "evaluations": evals,
+            }
+            jobs.append(Job(f"{group[0].id[:1]}-job{len(jobs):03d}", job, payload))
     return jobs
 
 
@@ -310,23 +321,33 @@ def run(
     dtype: str = "float32",
     progress: Callable[[str], None] | None = None,
     claims: Sequence[Claim] | None = None,
+    command: Any = None,
 ) -> Outcome:
-    """Evaluate every claim of ``study_names`` (default: every study with robustness choices) over the planned
-    specifications on ``model`` and write the folder ``out`` (see the module docstring). ``claims``: the claims
-    evaluated (default: the package's). Every input is checked before any model loads (UsageError)."""
+    """Evaluate every claim of ``study_names`` (default: every study with robustness choices) of ``claims``
+    (default: the package's) over the planned specifications on ``model`` and write the folder ``out`` (see the
+    module docstring). Every input is checked before any model loads (UsageError): the choices, the folder, and the
+    run's request as every run checks it (:func:`layerclaims.validate.check_run`: model config, device, dtype, each
+    claim run's settings, the corpus). ``command``: the command as typed (a :class:`layerclaims.validate.Command`),
+    which fixes repeat."""
+    from layerclaims.run import study_names_of
+    from layerclaims.validate import Command, RunRequest, check_run
+
     say = progress or (lambda _msg: None)
     out = Path(out)
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     chosen = parse_only(only)
-    specs = plan(study_names, n_specs=n_specs, draw_seed=draw_seed, only=chosen)
+    names = tuple(studies() if study_names is None else study_names)
+    pool = tuple(c for s in names for c in claims_for(s, CLAIMS if claims is None else claims))
+    if not pool:
+        raise UsageError(
+            f"no claim of study {', '.join(names)} to vary",
+            fix="give claims of it with --claims PATH, or choose another --study",
+        )
+    specs = plan(study_names_of(pool), n_specs=n_specs, draw_seed=draw_seed, only=chosen)
     check_out(out)
-    from layerclaims import models
-
-    models.model_shape(model)  # an unknown model, device or dtype is refused here, before any worker starts
-    models.resolve_device(device)
-    models.resolve_dtype(dtype)
-    pool = CLAIMS if claims is None else tuple(claims)
+    command = command or Command(("robustness", "--model", model, "--out", str(out)))
+    check_run(RunRequest(model, None, study_names_of(pool), device, dtype), command)  # before any worker starts
     jobs = jobs_for(specs, model, device=device, dtype=dtype, claims=pool)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()

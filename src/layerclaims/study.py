@@ -32,9 +32,10 @@ GROUP = "layerclaims.studies"
 LayerUnit = Literal["block", "hidden_state"]
 Progress = Callable[[str], None]
 Draw = Callable[[Path], Path]
-# (handle, run-choice values, analysis variants, claim layers, grid settings) -> (one result per variant, timings)
+# (handle, run-choice values, analysis variants, claim layers, grid settings, the claims' own settings)
+#   -> (one result per variant, timings)
 RobustnessRun = Callable[
-    [Any, Mapping[str, str], Sequence[Mapping[str, str]], Sequence[int], Mapping[str, Any]],
+    [Any, Mapping[str, str], Sequence[Mapping[str, str]], Sequence[int], Mapping[str, Any], Mapping[str, Any]],
     tuple[list[Any], dict[str, Any]],
 ]
 
@@ -70,9 +71,11 @@ class Robustness:
     ``choices``: choice -> its values, the original's first. ``offset``: the choice whose values (``"0"``, ``"-1"``,
     ``"+1"``) read the same run at a neighbouring layer. ``run_choices``: the choices that need a run of their own;
     the others (but ``offset``) are analysis variants read from one run. ``grid``: the reduced resampling settings
-    of the grid (Config fields). ``run(handle, values, variants, layers, grid)``: one run for the ``run_choices``
-    values ``values`` with the settings ``grid``, returning one result per analysis variant of ``variants`` (each a
-    dict of the other choices' values) and a dict of timings (``forward_s``, ``analysis_s``, ``cache``...);
+    of the grid (Config fields). ``run(handle, values, variants, layers, grid, settings)``: one run for the
+    ``run_choices`` values ``values`` with the settings ``grid`` over the claims' own ``settings`` (Config fields:
+    the original path of that run; a choice that departs from its original value overrides them), returning one
+    result per analysis variant of ``variants`` (each a dict of the other choices' values) and a dict of timings
+    (``forward_s``, ``analysis_s``, ``cache``...);
     ``layers``: the layers the claims read on this model, neighbours included. ``notes``: what robustness.json
     should say about the grid's approximations."""
 

@@ -1,5 +1,10 @@
 """Machinery of the findings tests, usable from any pytest suite that checks claims on models.
 
+A findings test takes its claim's verdict from the run that decides every claim of the session on that model as one
+family (:func:`layerclaims.run.decide_run`: premises, then Holm), the verdicts ``layerclaims reproduce`` writes to
+``verdicts.json`` on the same model and settings. :class:`FindingsRuns` computes that family once per (model,
+device, claims) for the whole session, with one model load and one study run per settings.
+
 On the model a claim was made for, a findings test asserts that the verdict is ``holds`` (not fails, not
 inconclusive, not "not evaluated"); ``holds on control too`` passes only for a claim that does not require beating
 its control (``beats_control = true`` in its file, or pytest's ``--beats-control``, make it fail), and then with a
@@ -8,7 +13,8 @@ p against its threshold, the control and what would settle it. On any other mode
 fields (verdict as a code, value, interval, p, Holm-adjusted p, the control's value) in a pytest-regressions
 snapshot, one CSV per claim under ``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a
 reviewable diff.
-Regenerate after a reviewed change with ``pytest -m findings --model NAME --force-regen``.
+A snapshot that does not exist yet is created, the test passes, and the session's summary says where (review and
+commit it). Regenerate after a reviewed change with ``pytest -m findings --model NAME --force-regen``.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import pytest
 
 from layerclaims.claims import Claim, claims_for
 from layerclaims.decision import ON_CONTROL
-from layerclaims.errors import DataNotFoundError
-from layerclaims.identity import Identification, annotate, is_claim_model
+from layerclaims.errors import DataNotFoundError, LayerclaimsError
+from layerclaims.identity import Identification, annotate, identify, is_claim_model
+from layerclaims.run import StudyResults, decide_run, study_names_of
+from layerclaims.validate import Command, RunRequest
 from layerclaims.verdicts import VERDICT_CODES, Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
@@ -64,45 +72,55 @@ def model_claim_params(
     ]
 
 
-class StudyCache:
-    """One model load per (model, device) and one study run per (study, model, device) for the whole session.
+class FindingsRuns:
+    """The run of every claim of the session on one model, decided as one family, once per (model, device, claims)
+    for the whole session; one model load and one study run per settings (:class:`layerclaims.run.StudyResults`).
 
-    What cannot be had here (weights that are not on this machine, a corpus offline) is skipped with the reason and
-    the fix, never failed: the claim is then simply not checked on this machine."""
+    Data that cannot be had here (a corpus not on this machine, offline) skips that model's tests with the reason
+    and the fix, never fails them: the claims are then simply not checked on this machine. Any other bad input (a
+    model that cannot be found or loaded, a claim's setting) fails them with the message and the fix, without a
+    traceback."""
 
     def __init__(self) -> None:
-        self._handles: dict[tuple[str, str], Any] = {}
-        self._results: dict[tuple[str, str, str, tuple[tuple[str, Any], ...]], Any] = {}
-        self._skips: dict[tuple[str, str, str, tuple[tuple[str, Any], ...]], str] = {}
+        self.results = StudyResults()
+        self._families: dict[tuple[str, str, tuple[Claim, ...]], dict[str, Verdict]] = {}
+        self._problems: dict[tuple[str, str, tuple[Claim, ...]], tuple[bool, str]] = {}
 
-    def get(self, study: str, model: str, device: str, **options: Any) -> Any:
-        """The result of ``pipeline.run_study(study, <model on device>, **options)``, computed once per options (a
-        claim's ``settings``: ``get(claim.study, model, device, **claim.options)``)."""
-        from layerclaims.models import load_model
-        from layerclaims.pipeline import run_study
-
-        key = (study, model, device, tuple(sorted(options.items())))
-        if key not in self._results and key not in self._skips:
+    def family(self, model: str, device: str, claims: Sequence[Claim]) -> dict[str, Verdict]:
+        """Claim id -> verdict of ``claims`` on ``model``, all decided as one family (as ``layerclaims reproduce
+        --model MODEL`` with the same claims decides them)."""
+        claims = tuple(claims)
+        key = (model, device, claims)
+        if key not in self._families and key not in self._problems:
+            request = RunRequest(model, None, study_names_of(claims), device)
+            command = Command(("-m", "findings", "--model", model), prog="pytest")
             try:
-                if (model, device) not in self._handles:
-                    self._handles[(model, device)] = load_model(model, device=device)
-                self._results[key] = run_study(study, self._handles[(model, device)], **options)
+                decision = decide_run(request, claims, command=command, results=self.results)
             except DataNotFoundError as exc:
-                self._skips[key] = (
-                    f"study {study!r} cannot run on {model} here: {str(exc).rstrip('.')}. Where it can, run "
-                    f"`pytest -m findings --model {model}` (add --force-regen to create its snapshots)."
-                )
-        if key in self._skips:
-            pytest.skip(self._skips[key])
-        return self._results[key]
+                fix = f" Fix: {exc.fix.rstrip('.')}." if exc.fix else ""
+                why = f"{exc.message.rstrip('.')}.{fix} Where it can, run `pytest -m findings --model {model}`"
+                self._problems[key] = (True, f"the claims cannot be checked on {model} here: {why}")
+            except LayerclaimsError as exc:
+                fix = f"\nfix: {exc.fix}" if exc.fix else ""
+                self._problems[key] = (False, f"the claims cannot be checked on {model}: {exc.message}{fix}")
+            else:
+                self._families[key] = {v.claim: v for v in decision.verdicts}
+        if key in self._problems:
+            skip, message = self._problems[key]
+            if skip:
+                pytest.skip(message)
+            pytest.fail(message, pytrace=False)
+        return self._families[key]
 
-    def identification(self, model: str, device: str, *, declared: str | None = None) -> Any:
+    def identification(self, model: str, device: str, *, declared: str | None = None) -> Identification | None:
         """What the loaded ``model`` was shown to be (:func:`layerclaims.identity.identify`), or None when it has
         not been loaded in this session."""
-        from layerclaims.identity import identify
-
-        handle = self._handles.get((model, device))
+        handle = self.results.loaded(model, device)
         return None if handle is None else identify(handle, declared=declared)
+
+    def verdict(self, model: str, device: str, claim: Claim, claims: Sequence[Claim]) -> Verdict:
+        """``claim``'s verdict within the family of ``claims`` on ``model``."""
+        return self.family(model, device, claims)[claim.id]
 
 
 class ControlWarning(UserWarning):
@@ -111,6 +129,28 @@ class ControlWarning(UserWarning):
 
 def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
+
+
+def snapshot_row(verdict: Verdict) -> dict[str, np.ndarray]:
+    """The numbers a findings snapshot records of a verdict: layer (-1: none), value, interval, p, Holm-adjusted p,
+    the verdict as a code, the control's value, and each further condition's value and verdict code."""
+    ci = verdict.ci or (None, None)
+    control = verdict.control
+    row = {
+        "layer": np.array([-1 if verdict.layer is None else verdict.layer]),
+        "value": np.array([_num(verdict.value)]),
+        "ci_low": np.array([_num(ci[0])]),
+        "ci_high": np.array([_num(ci[1])]),
+        "p_value": np.array([_num(verdict.p_value)]),
+        "p_adjusted": np.array([_num(verdict.p_adjusted)]),
+        # 1 holds, 0 fails, 2 inconclusive, -1 not evaluated (Verdict.code)
+        "verdict": np.array([verdict.code]),
+        "control_value": np.array([_num(control.value if control else None)]),
+    }
+    for i, cond in enumerate(verdict.conditions[1:], start=1):
+        row[f"cond{i}_value"] = np.array([_num(cond.value)])
+        row[f"cond{i}_verdict"] = np.array([VERDICT_CODES[cond.verdict]])
+    return row
 
 
 def check_verdict(
@@ -146,28 +186,40 @@ def check_verdict(
                 stacklevel=2,
             )
         return
-    ci = verdict.ci or (None, None)
-    control = verdict.control
-    row = {
-        "layer": np.array([-1 if verdict.layer is None else verdict.layer]),
-        "value": np.array([_num(verdict.value)]),
-        "ci_low": np.array([_num(ci[0])]),
-        "ci_high": np.array([_num(ci[1])]),
-        "p_value": np.array([_num(verdict.p_value)]),
-        "p_adjusted": np.array([_num(verdict.p_adjusted)]),
-        # 1 holds, 0 fails, 2 inconclusive, -1 not evaluated (Verdict.code)
-        "verdict": np.array([verdict.code]),
-        "control_value": np.array([_num(control.value if control else None)]),
-    }
-    for i, cond in enumerate(verdict.conditions[1:], start=1):
-        row[f"cond{i}_value"] = np.array([_num(cond.value)])
-        row[f"cond{i}_verdict"] = np.array([VERDICT_CODES[cond.verdict]])
+    row = snapshot_row(verdict)
     if snapshots is None:
         snapshots = Path(num_regression.original_datadir).parent / "snapshots"
     path = snapshots / verdict.model.replace("/", "__") / f"{claim.id}.csv"
     exact = {k: EXACT for k in row if k == "layer" or k.endswith("verdict")}
-    num_regression.check(row, fullpath=path, default_tolerance=tolerance, tolerances=exact)
+    created = not path.is_file()
+    try:
+        num_regression.check(row, fullpath=path, default_tolerance=tolerance, tolerances=exact)
+    except pytest.fail.Exception as exc:  # pytest-regressions fails on creating or regenerating a snapshot
+        if not created:
+            pytest.fail(f"{claim.id} on {verdict.model}: {exc.msg}", pytrace=False)
+    except AssertionError as exc:  # the numbers moved: the table of differences, not the library's source
+        hint = "if the change is reviewed and expected, rewrite the snapshots with --force-regen"
+        pytest.fail(f"{claim.id} on {verdict.model}: the snapshot {path} differs ({hint}):\n{exc}", pytrace=False)
+    if created:
+        CREATED.append(path)
     assert not (verdict.value is not None and math.isnan(verdict.value)), verdict.describe()
+
+
+CREATED: list[Path] = []
+"""Snapshots this session created (none existed): the plugin's terminal summary names them."""
+
+
+def created_summary(paths: Sequence[Path]) -> list[str]:
+    """One line per folder of snapshots created this session (the plugin prints them after the tests)."""
+    by_folder: dict[Path, int] = {}
+    for p in paths:
+        by_folder[p.parent] = by_folder.get(p.parent, 0) + 1
+    return [
+        f"layerclaims: created {n} findings snapshot{'s' if n != 1 else ''} in {folder} (there was none to compare "
+        "with): review and commit them; later runs compare against them, and --force-regen rewrites them after a "
+        "reviewed change"
+        for folder, n in by_folder.items()
+    ]
 
 
 def failure_message(verdict: Verdict, beats_control: bool = False) -> str:

@@ -1,7 +1,8 @@
 """Every claim (A1-A7, B1-B4) as a findings test: asserted on the model it was made for, snapshotted on any other.
 
-One study run per (study, model) for the whole session, with each study's default ``Config``, which is the
-original notebook's method:
+Every claim of the session is decided on each model as one family (premises, then Holm), as ``layerclaims
+reproduce`` decides it: one model load and one study run per (study, settings) for the whole session, with each
+study's default ``Config``, which is the original notebook's method:
 - study A (punctuation): pg219, the first 250 marks of each kind, all hidden states, the original MI/covariance
   estimator; bootstrap over marks for the intervals;
 - study B (qk): the 34 words, "The next word is {w}", no BOS, the last token of each word, every block;
@@ -13,13 +14,20 @@ A user's claims (``--claims FILE``) run here too, with their own study settings;
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from layerclaims import pipeline
 from layerclaims.claims import Claim
-from layerclaims.testing import StudyCache
-from layerclaims.verdicts import evaluate
+from layerclaims.identity import is_claim_model
+from layerclaims.report import jsonable
+from layerclaims.testing import DEFAULT_TOLERANCE, FindingsRuns, findings_models, snapshot_row
+from layerclaims.verdicts import Verdict
 
 pytestmark = pytest.mark.findings
 
@@ -41,9 +49,48 @@ TOLERANCE: dict[str, dict[str, float]] = {
 }
 
 
-def test_claim(
-    model: str, claim: Claim, study_cache: StudyCache, device: str, check_verdict: Callable[..., None]
+def test_claim(claim: Claim, claim_verdict: Verdict, check_verdict: Callable[..., None]) -> None:
+    # (model, claim) pairs come from the layerclaims pytest plugin: the package's claims and any --claims file. The
+    # verdict is the claim's within the family of every claim of the session on that model (premises, then Holm), the
+    # row `layerclaims reproduce --model MODEL` writes to verdicts.json.
+    check_verdict(claim_verdict, claim, TOLERANCE.get(claim.study))
+
+
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+
+
+@pytest.mark.parametrize("model", ["tiny-gpt2", pytest.param("smollm2-135m", marks=pytest.mark.slow)])
+def test_the_findings_verdicts_are_the_rows_of_reproduce(
+    model: str,
+    device: str,
+    findings_claims: tuple[Claim, ...],
+    findings_runs: FindingsRuns,
+    pytestconfig: pytest.Config,
+    tmp_path: Path,
 ) -> None:
-    # (model, claim) pairs come from the layerclaims pytest plugin: the package's claims and any --claims file.
-    result = study_cache.get(claim.study, model, device, **claim.options)
-    check_verdict(evaluate(claim, result), claim, TOLERANCE[claim.study])
+    """One road: every findings verdict (the family the tests above assert and snapshot) is the verdicts.json row of
+    `layerclaims reproduce` on the same model and settings, premises and Holm included (A2 fails with its premise
+    A1; adjusted p is Holm's); and each snapshot on file records that row's numbers."""
+    if model not in findings_models(pytestconfig, claims=findings_claims):
+        pytest.skip(f"{model} is not among this session's findings models")
+    family = findings_runs.family(model, device, findings_claims)
+    rep = pipeline.reproduce(model, out=tmp_path / "run", device=device, claims=findings_claims)
+    rows = {r["claim"]: r for r in json.loads((tmp_path / "run" / "verdicts.json").read_text())}
+    assert sorted(rows) == sorted(family) == sorted(c.id for c in findings_claims)
+    for claim_id, verdict in family.items():
+        assert jsonable(verdict.to_row()) == rows[claim_id], claim_id
+    assert [v.to_row() for v in rep.verdicts] == [family[v.claim].to_row() for v in rep.verdicts]
+    for claim in findings_claims:
+        path = SNAPSHOTS / model / f"{claim.id}.csv"
+        if is_claim_model(claim.model, model) or not path.is_file():
+            continue
+        with path.open(newline="") as fh:
+            stored = next(csv.DictReader(fh))
+        expected = snapshot_row(Verdict.from_row(rows[claim.id]))
+        tol = TOLERANCE.get(claim.study, DEFAULT_TOLERANCE)
+        for column, value in expected.items():
+            got = float(stored[column]) if stored.get(column, "") != "" else float("nan")
+            assert np.isclose(got, float(value[0]), rtol=tol["rtol"], atol=tol["atol"], equal_nan=True), (
+                f"{path}: {column} is {got}, reproduce writes {float(value[0])} (regenerate the snapshots with "
+                f"`pytest -m findings --model {model} --force-regen` after reviewing the change)"
+            )

@@ -25,6 +25,7 @@ import pytest
 from layerclaims import cli, data, models, pipeline, results, runfolder
 from layerclaims import study as registry
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
+from layerclaims.report import jsonable
 from layerclaims.results import Measurement
 from layerclaims.runfolder import RunFolder
 
@@ -400,7 +401,10 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     assert "A1: HOLDS" not in captured.out
     err = captured.err.splitlines()
     assert "layerclaims reproduce: error: study qk: asked for 250 internal marks" in err[-2]
-    assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
+    assert err[-1] == (  # not the failing command again, in backticks, as the thing to run
+        f"fix: use n <= 12; then run it again with that change (it was: layerclaims reproduce --model m --out {out} "
+        "--n 250)"
+    )
     assert tree_hashes(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no stage, no lock left behind
 
@@ -618,6 +622,34 @@ def test_kept_studies_are_re_decided_in_one_holm_family_with_the_new_run(
     assert "re-decided from the saved result" in (steps / "report.md").read_text()
 
 
+def test_the_findings_tests_get_the_verdicts_of_reproduce(
+    fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One road: the findings fixtures' family (layerclaims.testing.FindingsRuns) is verdicts.json of reproduce, row
+    for row: A2 fails with its failing premise A1, and each adjusted p is Holm's over the whole run."""
+    from layerclaims import run, testing
+    from layerclaims.claims import CLAIMS
+
+    monkeypatch.setattr(run, "load_model", lambda r: pipeline.load_handle(r.model, device=r.device, dtype=r.dtype,
+                                                                          device_map=r.device_map))  # fmt: skip
+    real_measure = FakeResult.measure
+
+    def one_cluster_everywhere(self: FakeResult, statistic: str, *, layer: int | None, kind: str | None) -> Any:
+        return real_measure(self, statistic, layer=layer, kind=None)  # A1's 3 clusters at layer 1 gone: A1 fails
+
+    monkeypatch.setattr(FakeResult, "measure", one_cluster_everywhere)
+    rng = np.random.default_rng(0)
+    monkeypatch.setitem(REPLICATES, "pooled_r", rng.normal(-0.1, 0.035, 2000))
+    monkeypatch.setitem(REPLICATES, "rsa_qk", rng.normal(0.87, 0.04, 2000))
+    assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path / "o"), "-q") == 0
+    rows = {r["claim"]: r for r in json.loads((tmp_path / "o" / "verdicts.json").read_text())}
+    family = testing.FindingsRuns().family("m", "cpu", CLAIMS)
+    assert {c: jsonable(v.to_row()) for c, v in family.items()} == rows
+    assert rows["A1"]["verdict"] == "fails" and rows["A2"]["verdict"] == "fails"
+    assert "its premise A1 fails" in rows["A2"]["reason"]
+    assert rows["A5"]["p_adjusted"] > rows["A5"]["p_value"] and rows["A5"]["family_size"] >= 2
+
+
 def test_a_kept_study_whose_result_cannot_be_read_keeps_its_rows_and_says_why(fake: Recorder, tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert run_cli("reproduce", "--model", "m", "--study", "punctuation", "--out", str(out), "-q") == 0
@@ -808,10 +840,48 @@ def test_diff_says_when_the_runs_differ_in_model_or_settings(
     out = capsys.readouterr().out
     assert "Note: the two runs differ in more than the verdicts" in out
     assert "- model: m vs tiny-gpt2" in out
-    assert "- qk setting seed: default vs 7" in out and "- punctuation setting n: default vs 30" in out
+    assert "- qk setting seed: 0 vs 7" in out  # the seed each run had (its provenance), not "default vs 7"
+    assert "- punctuation setting n: default vs 30" in out  # not in the fake study's provenance: only "default"
     (a / "run.json").unlink()
     assert run_cli("diff", str(a), str(b)) == 0
     assert "settings not compared: no run.json in" in capsys.readouterr().out
+
+
+DIFF_CLAIM = """
+[[claim]]
+id = "U1"
+text = "Block 2: RSA Q-K of the words above a threshold."
+source = "my lab notebook"
+model = "m"
+model_blocks = 4
+study = "qk"
+layer = 2
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.5 }]
+"""
+
+
+def test_diff_names_a_claim_whose_definition_changed(
+    fake: Recorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same claim id with another threshold and layer in the second run: diff says the claim is not the same
+    claim (a flip could come from that), and nothing of the kind for a claim that kept its definition."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    (tmp_path / "one.toml").write_text(DIFF_CLAIM)
+    (tmp_path / "two.toml").write_text(DIFF_CLAIM.replace("threshold = 0.5", "threshold = 0.95").replace("= 2", "= 3"))
+    for out, claims in ((a, "one.toml"), (b, "two.toml")):
+        argv = ["reproduce", "--model", "m", "--out", str(out), "--claims", str(tmp_path / claims), "-q"]
+        assert run_cli(*argv) == 0
+    capsys.readouterr()
+    assert run_cli("diff", str(a), str(b)) == 0
+    out = capsys.readouterr().out
+    assert "- claim U1 is defined differently: threshold: 0.5 vs 0.95; layer: 2 vs 3" in out, out
+    assert "claim B2 is defined differently" not in out
+    for folder in (a, b):  # an older run.json without the definitions: the verdict rows' conditions still tell
+        run = json.loads((folder / "run.json").read_text())
+        del run["claims"]
+        (folder / "run.json").write_text(json.dumps(run))
+    assert run_cli("diff", str(a), str(b)) == 0
+    assert "- claim U1 is defined differently: threshold: 0.5 vs 0.95" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------ entry points

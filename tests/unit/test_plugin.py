@@ -30,7 +30,7 @@ model_blocks = 4
 
 [defaults.settings]
 template = "I saw a {w}"
-n_boot = 50
+n_boot = 200
 n_perm = 100
 categories = { animals = ["cat", "dog", "horse", "cow", "sheep"], tools = ["hammer", "saw", "drill", "wrench",
   "knife"] }
@@ -57,14 +57,11 @@ conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = 0.8 }]
 FINDINGS_TEST = """
 import pytest
 
-from layerclaims.verdicts import evaluate
-
 pytestmark = pytest.mark.findings
 
 
-def test_claim(model, claim, study_cache, device, check_verdict):
-    result = study_cache.get(claim.study, model, device, **claim.options)
-    check_verdict(evaluate(claim, result), claim)
+def test_claim(claim, claim_verdict, check_verdict):
+    check_verdict(claim_verdict, claim)
 """
 
 
@@ -125,19 +122,31 @@ def test_an_outside_project_with_a_bad_claims_file_is_a_usage_error(tmp_path: Pa
 @pytest.mark.slow
 @needs_entry_point
 def test_an_outside_project_checks_its_own_claims(tmp_path: Path) -> None:
-    """About 15 s: pytest in a subprocess loads tiny-gpt2 and runs study B once for the three claims."""
+    """About 30 s: pytest in a subprocess (twice) loads tiny-gpt2 and runs study B once for the three claims. The
+    first run creates the snapshot of U3 (tiny-gpt2 is not its model), passes it and says so; the second compares."""
     project = make_project(tmp_path)
     args = ("-m", "findings", "--claims", "claims.toml", "--only-claims", "--model", "tiny-gpt2", "-rA")
-    first = run_pytest(project, *args, "--regen-all")
+    first = run_pytest(project, *args)
     out = first.stdout
     assert "PASSED tests/test_my_claims.py::test_claim[tiny-gpt2-U1]" in out, out
     assert "FAILED tests/test_my_claims.py::test_claim[tiny-gpt2-U2]" in out, out
     assert "U2: FAILS on tiny-gpt2 at" in out and "rsa_qk > 1" in out  # the failure message of the typed verdict
-    assert "PASSED tests/test_my_claims.py::test_claim[tiny-gpt2-U3]" in out, out
+    assert "PASSED tests/test_my_claims.py::test_claim[tiny-gpt2-U3]" in out, out  # created, not failed
+    snapshots = project / "tests" / "snapshots" / "tiny-gpt2"
+    assert f"layerclaims: created 1 findings snapshot in {snapshots}" in out and "--force-regen" in out, out
+    assert "File not found in data directory" not in out and "def perform_regression_check" not in out, out
     assert "B2" not in out  # --only-claims: the package's claims are not checked
-    snapshot = project / "tests" / "snapshots" / "tiny-gpt2" / "U3.csv"
+    snapshot = snapshots / "U3.csv"
     assert snapshot.is_file()  # beside the user's test; later runs compare with it (pytest-regressions)
     assert "layer,value,ci_low,ci_high,p_value,p_adjusted,verdict" in snapshot.read_text().splitlines()[0]
+    second = run_pytest(project, *args)
+    assert "PASSED tests/test_my_claims.py::test_claim[tiny-gpt2-U3]" in second.stdout, second.stdout
+    assert "layerclaims: created" not in second.stdout, second.stdout
+    snapshot.write_text(snapshot.read_text().replace(",1,", ",5,", 1))  # a layer that moved: a reviewable diff
+    third = run_pytest(project, *args)
+    assert "FAILED tests/test_my_claims.py::test_claim[tiny-gpt2-U3]" in third.stdout, third.stdout
+    assert "U3 on tiny-gpt2: the snapshot" in third.stdout and "--force-regen" in third.stdout, third.stdout
+    assert "def perform_regression_check" not in third.stdout, third.stdout
 
 
 @pytest.mark.slow
@@ -168,3 +177,39 @@ def test_as_is_refused_when_the_folder_is_not_the_declared_model(tmp_path: Path)
     done = run_pytest(project, "-m", "findings", "--model", str(small), "--as", "gpt2-medium")
     assert done.returncode == 4, done.stdout + done.stderr
     assert "--as gpt2-medium refused" in done.stderr and "12 blocks of width 768" in done.stderr
+
+
+SNAPSHOT_TEST = """
+from pathlib import Path
+
+from layerclaims.claims import load_claims
+from layerclaims.verdicts import not_evaluated
+
+
+def test_snapshot(check_verdict):
+    (claim,) = [c for c in load_claims(Path(__file__).parents[1] / "claims.toml") if c.id == "U3"]
+    check_verdict(not_evaluated(claim, "tiny-gpt2", 1, "a verdict built here: no model needed"), claim)
+"""
+
+
+@needs_entry_point
+def test_the_first_run_creates_the_snapshots_and_says_so(tmp_path: Path) -> None:
+    """A user's project with no snapshots yet: the first run writes them and passes, naming the folder and the
+    --force-regen hint once (not a failure per test with the library's source); the next run compares; a snapshot
+    that no longer matches fails with the claim, the file and the hint, without the library's source."""
+    project = make_project(tmp_path)
+    (project / "tests" / "test_my_claims.py").write_text(SNAPSHOT_TEST)
+    first = run_pytest(project, "-rA")
+    snapshots = project / "tests" / "snapshots" / "tiny-gpt2"
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"layerclaims: created 1 findings snapshot in {snapshots}" in first.stdout, first.stdout
+    assert "--force-regen" in first.stdout and "File not found in data directory" not in first.stdout
+    assert (snapshots / "U3.csv").is_file()
+    second = run_pytest(project, "-rA")
+    assert second.returncode == 0 and "layerclaims: created" not in second.stdout, second.stdout
+    (snapshots / "U3.csv").write_text((snapshots / "U3.csv").read_text().replace("0,1,", "0,2,", 1))
+    third = run_pytest(project, "-rA")
+    assert third.returncode == 1, third.stdout
+    assert f"U3 on tiny-gpt2: the snapshot {snapshots / 'U3.csv'} differs" in third.stdout, third.stdout
+    assert "--force-regen" in third.stdout and "def perform_regression_check" not in third.stdout, third.stdout
+    assert "site-packages" not in third.stdout, third.stdout

@@ -188,3 +188,64 @@ def test_tiny_full_grid_cli(tmp_path: Path, shared_data: Path, capsys: pytest.Ca
     rows = _read(out)
     assert {r["spec_origin"] for r in rows} == {"original", "single", "random"}
     assert {r["line_endings"] for r in rows if r["study"] == "punctuation"} == {"crlf", "lf"}
+
+
+USER_CLAIMS = """
+[[claim]]
+id = "U1"
+text = "Block 2: Q and K similarity matrices of my words are not exactly anti-correlated."
+source = "my lab notebook"
+model = "tiny-gpt2"
+model_blocks = 4
+study = "qk"
+layer = 2
+conditions = [{ statistic = "rsa_qk", comparison = ">", threshold = -1 }]
+
+[claim.settings]
+template = "I saw a {w}"
+categories = { animals = ["cat", "dog", "horse", "cow", "sheep"], tools = ["hammer", "saw", "drill", "wrench",
+  "knife"] }
+"""
+
+
+def test_robustness_takes_a_users_claims(
+    tmp_path: Path, light_grid: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`robustness --claims FILE --only-claims`: the user's claim over the grid, on its own words and template (the
+    original path), and only it; with the package's claims added, both are there."""
+    claims = tmp_path / "mine.toml"
+    claims.write_text(USER_CLAIMS)
+    seen: list[dict[str, Any]] = []
+    real = robustness.job
+
+    def spy(payload: dict[str, Any]) -> Any:
+        seen.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(robustness, "job", spy)
+    out = tmp_path / "rob"
+    argv = ["robustness", "--model", "tiny-gpt2", "--out", str(out), "--study", "qk", "--only", "block"]
+    assert cli.main([*argv, "--executor", "inline", "--claims", str(claims), "--only-claims", "-q"]) == 0
+    rows = _read(out)
+    assert {r["claim"] for r in rows} == {"U1"} and {r["spec"] for r in rows} == {"B000", "B001", "B002"}
+    assert {r["layer"] for r in rows} == {"1", "2", "3"}  # block 2 and its neighbours
+    assert all(r["verdict"] == "holds" for r in rows if r["spec"] == "B000")  # r > -1 on the original path
+    assert "U1 holds in" in capsys.readouterr().out
+    assert (out / "figures" / "spec_curve_U1.png").is_file()
+    (payload,) = seen
+    assert [c.id for c in payload["claims"]] == ["U1"] and payload["settings"]["template"] == "I saw a {w}"
+    assert cli.main([*argv, "--executor", "inline", "--claims", str(claims), "-q"]) == 0
+    assert {r["claim"] for r in _read(out)} == {"B1", "B2", "B3", "B4", "U1"}
+
+
+def test_robustness_checks_the_run_as_reproduce_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The request is checked by the same function as every run (validate.check_run): --only-claims without
+    --claims, and a study with no claim, are refused with the fix before any job."""
+    out = tmp_path / "o"
+    assert cli.main(["robustness", "--model", "tiny-gpt2", "--out", str(out), "--only-claims"]) == 2
+    assert "--only-claims needs --claims PATH" in capsys.readouterr().err
+    claims = tmp_path / "mine.toml"
+    claims.write_text(USER_CLAIMS)
+    argv = ["robustness", "--model", "tiny-gpt2", "--out", str(out), "--study", "punctuation"]
+    assert cli.main([*argv, "--claims", str(claims), "--only-claims"]) == 2
+    assert "no claim of study punctuation to vary" in capsys.readouterr().err and not out.exists()

@@ -65,10 +65,11 @@ def _robustness_run(
     variants: Sequence[Mapping[str, str]],
     layers: Sequence[int],
     grid: Mapping[str, Any],
+    base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.studies.punctuation.robustness import run_variants
 
-    return run_variants(handle, values, variants, layers, grid)
+    return run_variants(handle, values, variants, layers, grid, base)
 
 
 def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:
@@ -94,6 +95,18 @@ def _benchmark_streaming(argv: list[str]) -> int | None:
 EDITIONS: dict[str, str] = {"pg219": "heart-of-darkness", "pg526": "heart-of-darkness-526"}
 TRIMS: dict[str, float] = {"z5": 5.0, "z3": 3.0, "none": 1e9}  # |z| <= sqrt(n - 1) < 1e9: nothing is trimmed
 
+# The robustness choices, the original's value first
+CHOICES: dict[str, tuple[str, ...]] = {
+    "selection": ("first", *(f"random-{s}" for s in range(5))),
+    "line_endings": ("crlf", "lf"),
+    "edition": tuple(EDITIONS),
+    "n": ("250", "150", "500"),
+    "bins": ("15", "10", "20", "30"),
+    "trim": tuple(TRIMS),
+    "mi_estimator": ("plugin", "miller-madow"),
+    "layer": ("0", "-1", "+1"),
+}
+
 _AT = "at the claim's layer, for the claim's kind of mark"
 STUDY = Study(
     name="punctuation",
@@ -117,16 +130,7 @@ STUDY = Study(
     figures=_figures,
     report_section=_report_section,
     robustness=Robustness(
-        choices={
-            "selection": ("first", *(f"random-{s}" for s in range(5))),
-            "line_endings": ("crlf", "lf"),
-            "edition": tuple(EDITIONS),
-            "n": ("250", "150", "500"),
-            "bins": ("15", "10", "20", "30"),
-            "trim": tuple(TRIMS),
-            "mi_estimator": ("plugin", "miller-madow"),
-            "layer": ("0", "-1", "+1"),
-        },
+        choices=CHOICES,
         offset="layer",
         run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator"),
         grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},

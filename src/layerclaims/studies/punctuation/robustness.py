@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from layerclaims.studies.punctuation import CHOICES as STUDY_CHOICES
 from layerclaims.studies.punctuation import EDITIONS, TRIMS
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.method import run
@@ -32,9 +33,14 @@ def run_variants(
     variants: Sequence[Mapping[str, str]],
     layers: Sequence[int],
     grid: Mapping[str, Any],
+    base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
-    """One run for ``values`` (every variant reads it: study A has no analysis-only choice)."""
-    result = run(handle, Config(**settings(values), **grid, detail_layers=tuple(layers)))
+    """One run for ``values`` (every variant reads it: study A has no analysis-only choice), over the claims' own
+    settings ``base`` (their original path: a choice that departs from its original value overrides them)."""
+    spec = settings(values)
+    original = settings({name: vals[0] for name, vals in STUDY_CHOICES.items()})
+    spec = {**spec, **base, **{k: v for k, v in spec.items() if v != original[k]}}
+    result = run(handle, Config(**{**spec, **grid, "detail_layers": tuple(layers)}))
     timings = result.provenance.get("timings", {})
     stats = {k: float(timings.get(k, 0.0)) for k in ("forward_s", "analysis_s", "tokenize_s")}
     return [result] * len(variants), {**stats, "corpus": result.provenance.get("corpus")}

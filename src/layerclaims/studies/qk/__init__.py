@@ -202,10 +202,11 @@ def _robustness_run(
     variants: Sequence[Mapping[str, str]],
     layers: Sequence[int],
     grid: Mapping[str, Any],
+    base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.studies.qk.robustness import run_variants
 
-    return run_variants(handle, values, variants, grid)
+    return run_variants(handle, values, variants, grid, base)
 
 
 def categories(value: Any) -> dict[str, tuple[str, ...]]:

@@ -49,11 +49,21 @@ def similarity_matrices(vecs: dict[str, np.ndarray], vectors: str, similarity: s
 
 
 def run_variants(
-    handle: Any, values: Mapping[str, str], variants: Sequence[Mapping[str, str]], grid: Mapping[str, Any]
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    grid: Mapping[str, Any],
+    base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
-    """One extraction for ``values`` (``template``, ``split_word``), one result per analysis variant."""
+    """One extraction for ``values`` (``template``, ``split_word``), one result per analysis variant; the claims'
+    own settings ``base`` (their words, template, ...) are the original path, a choice that departs overrides them."""
     check_model(handle)
-    config = Config(template=TEMPLATES[values["template"]], multi_token=values["split_word"], **grid)  # type: ignore[arg-type]
+    options: dict[str, Any] = {**base, **grid}
+    if values["template"] != "original" or "template" not in base:
+        options["template"] = TEMPLATES[values["template"]]
+    if values["split_word"] != "last" or "multi_token" not in base:
+        options["multi_token"] = values["split_word"]
+    config = Config(**options)
     blocks = handle.check_blocks(None)
     t0 = time.perf_counter()
     prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)

@@ -1,0 +1,238 @@
+"""One road to a verdict: :func:`decide_run` takes a run's request and claims and returns the run's verdicts.
+
+It checks the request once (:func:`layerclaims.validate.check_run`: model config, device, dtype, every setting,
+the corpus, the output folder; no weights loaded), loads the model once, runs each study the claims need once per
+distinct claim settings (:func:`plan_runs`), evaluates the claims, and decides all of them as one family
+(:func:`layerclaims.verdicts.apply_family`: each claim at its Holm level, then the presuppositions). Every door
+goes through it: ``layerclaims reproduce`` and the Python API (:func:`layerclaims.pipeline.reproduce` adds the
+run folder, figures and report through the hooks), ``layerclaims matrix`` (one such run per model, as executor
+jobs), ``layerclaims robustness`` (its request checked here, each specification's claims decided as one family
+by :func:`decide_family`) and the pytest plugin (one family per model, device and claims for the whole session,
+its study results kept in a :class:`StudyResults`). So a findings snapshot row equals the ``verdicts.json`` row of
+``layerclaims reproduce`` on the same model and settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from layerclaims import study as registry
+from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
+from layerclaims.errors import LayerclaimsError
+from layerclaims.identity import annotate, identify
+from layerclaims.validate import Command, RunPlan, RunRequest, check_marks_with, check_run
+from layerclaims.verdicts import Verdict, apply_family, evaluate
+
+log = logging.getLogger("layerclaims.run")
+
+Say = Callable[[str], None]
+
+
+def silent(text: str) -> None:
+    """A ``say`` that logs the stage at INFO instead of printing it."""
+    log.info("%s", text)
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str, say: Say, label: str | None = None) -> Iterator[None]:
+    """Say ``label`` (or ``name``), then record the seconds the block took as ``timings[name]``."""
+    say(label or name)
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - t0
+        log.info("%s: %.2f s", name, timings[name])
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRun:
+    """One run of a study: ``label`` is the study's name, or ``<study>-<claim ids>`` for a further run of it with
+    other claim ``settings``; ``claims``: the claims decided on its result."""
+
+    study: str
+    label: str
+    settings: tuple[tuple[str, Any], ...]
+    claims: tuple[Claim, ...]
+
+
+def study_names_of(claims: Sequence[Claim]) -> tuple[str, ...]:
+    """The studies ``claims`` need, in the registry's study order (a run of exactly those)."""
+    needed = {c.study for c in claims}
+    return tuple(s for s in registry.names() if s in needed)
+
+
+def plan_runs(study_names: Sequence[str], claims: Sequence[Claim] | None = None) -> list[StudyRun]:
+    """The study runs of a run over ``study_names``: one per study and distinct claim settings of ``claims``
+    (default: the package's), in study order, then in order of the claims' first appearance."""
+    pool = CLAIMS if claims is None else tuple(claims)
+    runs: list[StudyRun] = []
+    seen: set[str] = set()
+    for study in study_names:
+        for st, settings, group in group_runs(pool):
+            if st != study:
+                continue
+            label = study if study not in seen else f"{study}-{'-'.join(c.id for c in group)[:60]}"
+            seen.add(study)
+            runs.append(StudyRun(study, label, tuple(sorted(settings.items())), tuple(group)))
+    return runs
+
+
+def run_options(run: StudyRun, plan: RunPlan, n_blocks: int) -> dict[str, Any]:
+    """The Config overrides of one study run: the run's options (command line, ``--set``), the claims' settings
+    over them, and, for a study whose Config has ``detail_layers`` not given, the layers this run's claims read on
+    this model (the package's claims of the study when none of them reads a layer): the caller's side of it, since a
+    study never reads the claims."""
+    opts = {**plan.options.get(run.study, {}), **dict(run.settings)}
+    if "detail_layers" in registry.get(run.study).settings and opts.get("detail_layers") is None:
+        layers = {map_layer(c, n_blocks) for c in run.claims} - {None}
+        if not layers:
+            layers = {map_layer(c, n_blocks) for c in claims_for(run.study)} - {None}
+        opts["detail_layers"] = tuple(sorted(x for x in layers if x is not None))
+    return opts
+
+
+def load_model(request: RunRequest) -> Any:
+    """``models.load_model`` for the request (imported here: ``claims``, ``diff`` and ``--help`` never import
+    torch)."""
+    models = importlib.import_module("layerclaims.models")
+    return models.load_model(request.model, device=request.device, dtype=request.dtype, device_map=request.device_map)
+
+
+def _key(value: Any) -> Any:
+    """A hashable form of an option value (lists and dicts as tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_key(v) for v in value)
+    return value
+
+
+class StudyResults:
+    """Model handles and study results: one model load per (model, device, dtype, device map) and one study run per
+    (study, options) on it. A reproduce run uses a fresh one; the findings tests keep one for the session.
+    ``load``: how a request's model is loaded (default :func:`load_model`)."""
+
+    def __init__(self, load: Callable[[RunRequest], Any] | None = None) -> None:
+        self._load = load
+        self._handles: dict[tuple[str, str, str, str | None], Any] = {}
+        self._results: dict[tuple[Any, ...], Any] = {}
+
+    def handle(self, request: RunRequest) -> Any:
+        key = (request.model, request.device, request.dtype, request.device_map)
+        if key not in self._handles:
+            self._handles[key] = (self._load or load_model)(request)
+        return self._handles[key]
+
+    def loaded(self, model: str, device: str) -> Any | None:
+        """The handle of ``model`` on ``device`` if it was loaded (any dtype and device map), else None."""
+        return next((h for (m, d, _, _), h in self._handles.items() if m == model and d == device), None)
+
+    def result(self, study: str, handle: Any, options: dict[str, Any], say: Say = silent) -> Any:
+        """Study ``study`` run on ``handle`` with Config overrides ``options``, once per (handle, study, options)."""
+        key = (id(handle), study, _key(options))
+        if key not in self._results:
+            declared = registry.get(study)
+            config = registry.make_config(declared, options)
+            self._results[key] = declared.run(handle, config, lambda text: say(_prefixed(study, text)))
+        return self._results[key]
+
+
+def _prefixed(study: str, text: str) -> str:
+    return text if text.startswith(study) else f"{study}: {text}"
+
+
+@dataclasses.dataclass
+class Decision:
+    """What :func:`decide_run` found: the checked request (``plan``), the model handle, the study runs with the
+    options each ran with and its result, and ``verdicts``: this run's claims decided as one family (in run order);
+    ``joined``: the verdicts that joined the family from elsewhere (``join``), decided with it."""
+
+    plan: RunPlan
+    handle: Any
+    runs: list[StudyRun]
+    options: list[dict[str, Any]]
+    results: list[Any]
+    verdicts: list[Verdict]
+    joined: list[Verdict] = dataclasses.field(default_factory=list)
+
+    @property
+    def family(self) -> list[Verdict]:
+        return [*self.verdicts, *self.joined]
+
+
+def decide_family(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """The verdicts of one run's claims, each evaluated alone, decided as one family (premises, Holm)."""
+    return apply_family(list(verdicts))
+
+
+def decide_run(
+    request: RunRequest,
+    claims: Sequence[Claim] | None = None,
+    *,
+    command: Command | None = None,
+    say: Say = silent,
+    results: StudyResults | None = None,
+    timings: dict[str, float] | None = None,
+    on_plan: Callable[[RunPlan], None] | None = None,
+    on_load: Callable[[Any], None] | None = None,
+    on_result: Callable[[StudyRun, dict[str, Any], Any, list[Verdict]], None] | None = None,
+    join: Callable[[], Sequence[Verdict]] | None = None,
+) -> Decision:
+    """Check ``request`` once, load its model once, run the studies ``claims`` (default: the package's) need among
+    ``request.study_names``, and decide all those claims as one family. Raises a LayerclaimsError (with ``fix``) for
+    bad input, before any weights load where it can be told then.
+
+    ``command``: the command line as typed (fixes repeat it with one option changed; default
+    ``request.command()``). ``results``: where model handles and study results are kept (default: a fresh
+    :class:`StudyResults`). Hooks, for what a door adds around the road: ``on_plan(plan)`` once the request is checked
+    (reproduce takes the output folder's lock), ``on_load(handle)`` once the model is loaded, ``on_result(run,
+    options, result, verdicts)`` after each study run with its claims evaluated alone (figures, saving; the
+    verdicts before the family decision), ``join()`` the verdicts decided elsewhere that belong to this run's family
+    (the kept studies of an earlier run in the same folder)."""
+    command = command or request.command()
+    timings = {} if timings is None else timings
+    plan = check_run(request, command)
+    if on_plan is not None:
+        on_plan(plan)
+    results = results or StudyResults()
+    with timed(timings, "load model", say, f"load model {request.model}"):
+        handle = results.handle(request)
+    if on_load is not None:
+        on_load(handle)
+    check_marks_with(request, plan, command, getattr(handle, "tokenizer", None))  # if none was to be had before
+    runs = plan_runs(request.study_names, claims)
+    n_blocks = int(handle.n_blocks)
+    options: list[dict[str, Any]] = []
+    found: list[Any] = []
+    verdicts: list[Verdict] = []
+    for run in runs:
+        opts = run_options(run, plan, n_blocks)
+        try:
+            with timed(timings, f"{run.label}: run", say):
+                result = results.result(run.study, handle, opts, say)
+        except LayerclaimsError as exc:
+            # Bad input found only once the model ran: the run stops, the folder keeps what it held. The command as
+            # given would fail the same way, so the fix does not offer it again as the thing to run.
+            again = f"then run it again with that change (it was: {command})"
+            raise type(exc)(
+                f"study {run.study}: {exc.message}",
+                fix=f"{exc.fix.rstrip('.')}; {again}" if exc.fix else f"correct the input named, {again}",
+            ) from None
+        with timed(timings, f"{run.label}: evaluate claims", say):
+            own = [evaluate(c, result) for c in run.claims]
+        options.append(opts)
+        found.append(result)
+        verdicts.extend(own)
+        if on_result is not None:
+            on_result(run, opts, result, own)
+    joined = list(join()) if join is not None else []
+    # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
+    family = annotate(decide_family([*verdicts, *joined]), identify(handle))
+    return Decision(plan, handle, runs, options, found, family[: len(verdicts)], family[len(verdicts) :])
