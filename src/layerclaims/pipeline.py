@@ -396,9 +396,9 @@ def _run_study(
         with _timed(timings, f"{label}: run", say):
             result = studies.run(study, handle, progress=lambda text: say(_prefixed(study, text)), **opts)
     except LayerclaimsError as exc:
-        # Bad input found only once the model ran (e.g. fewer usable marks than the cheap count promised): the run
-        # stops, the folder keeps what it held.
-        again = f"then re-run `{command}`" if command is not None else "then run again"
+        # Bad input found only once the model ran: the run stops, the folder keeps what it held. The command as
+        # given would fail the same way, so the fix does not offer it again as the thing to run.
+        again = f"then run it again with that change (it was: {command})" if command is not None else "then run again"
         raise type(exc)(
             f"study {study}: {exc.message}",
             fix=f"{exc.fix.rstrip('.')}; {again}" if exc.fix else f"correct the input named, {again}",

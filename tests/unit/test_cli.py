@@ -373,7 +373,10 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     assert "study qk done" in captured.out and "  B2: HOLDS on m" in captured.out  # study B's lines, as it finished
     err = captured.err.splitlines()
     assert "layerclaims reproduce: error: study punctuation: asked for 250 internal marks" in err[-2]
-    assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
+    assert err[-1] == (  # not the failing command again, in backticks, as the thing to run
+        f"fix: use n <= 12; then run it again with that change (it was: layerclaims reproduce --model m --out {out} "
+        "--n 250)"
+    )
     assert tree_hashes(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no stage, no lock left behind
 
