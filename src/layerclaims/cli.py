@@ -581,14 +581,15 @@ EXIT_SIGPIPE = 128 + 13
 class _GuardedStream:
     """stdout or stderr for the length of a command: a write or flush that fails with an OSError (a reader that
     closed the pipe, a full device) is remembered in ``error`` instead of raised, and every later write is dropped,
-    so printing never stops a run nor is taken for a failure to write the run folder."""
+    so printing never stops a run nor is taken for a failure to write the run folder. A stream that is None (the
+    descriptor was closed before the start, ``>&-``) takes every write and drops it, as ``print`` does then."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
         self.error: OSError | None = None
 
     def write(self, text: str) -> int:
-        if self.error is None:
+        if self.error is None and self.stream is not None:
             try:
                 return self.stream.write(text)
             except OSError as exc:  # BrokenPipeError (EPIPE), ENOSPC, EIO, ...
@@ -596,19 +597,24 @@ class _GuardedStream:
         return len(text)
 
     def flush(self) -> None:
-        if self.error is None:
+        if self.error is None and self.stream is not None:
             try:
                 self.stream.flush()
             except OSError as exc:
                 self.error = exc
 
+    def isatty(self) -> bool:
+        return self.stream is not None and self.stream.isatty()
+
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the wrapped stream's
         return getattr(self.stream, name)
 
 
-def _discard_pending(stream: TextIO) -> None:
+def _discard_pending(stream: TextIO | None) -> None:
     """Point the file descriptor of a stream that failed at /dev/null, so that Python's flush at exit (of what is
     still buffered) neither fails again nor prints "Exception ignored ... BrokenPipeError"."""
+    if stream is None:
+        return
     try:
         fd = stream.fileno()
         null = os.open(os.devnull, os.O_WRONLY)

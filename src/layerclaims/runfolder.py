@@ -49,8 +49,8 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
     fcntl = None  # type: ignore[assignment]  # no module on Windows: _try_lock checks for None
 
 FILES_MANIFEST = ".layerclaims-manifest.json"
-"""In every folder this tool writes: ``{"written_by": "layerclaims", "kind": "run" | "robustness", "files":
-{relative path: sha256}}``. Only a folder it covers whole is ever replaced."""
+"""In every folder this tool writes: ``{"written_by": "layerclaims", "format": 1, "kind": "run" | "robustness",
+"files": {relative path: sha256}, "folders": [relative path]}``. Only a folder it covers whole is ever replaced."""
 MANIFEST_FORMAT = 1
 RUN = "run"
 ROBUSTNESS = "robustness"
@@ -83,21 +83,23 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _walk_files(folder: Path, kind: str) -> list[str]:
-    """Every regular file under ``folder`` (relative, '/'-separated), the manifest, the stage mark and (kind run)
-    the robustness sub-folder left out."""
-    found = []
+def _walk(folder: Path, kind: str) -> tuple[list[str], list[str]]:
+    """Every regular file and every folder under ``folder`` (relative, '/'-separated), the manifest, the stage mark
+    and (kind run) the robustness sub-folder left out."""
+    found: list[str] = []
+    folders: list[str] = []
     for root, dirs, files in os.walk(folder):
         rel = Path(root).relative_to(folder)
         if kind == RUN and rel == Path(".") and ROBUSTNESS_DIR in dirs:
             dirs.remove(ROBUSTNESS_DIR)
+        folders += [(rel / d).as_posix() for d in dirs if not (Path(root) / d).is_symlink()]
         for name in files:
             path = Path(root) / name
             r = (rel / name).as_posix()
             if r in (FILES_MANIFEST, STAGE_MARK) or path.is_symlink() or not path.is_file():
                 continue
             found.append(r)
-    return sorted(found)
+    return sorted(found), sorted(folders)
 
 
 def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
@@ -105,8 +107,9 @@ def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
     ``robustness`` sub-folder, which has its own, left out). Returns the files listed."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: use one of {KINDS}")
-    files = {r: file_sha256(folder / r) for r in _walk_files(folder, kind)}
-    body = {"written_by": "layerclaims", "format": MANIFEST_FORMAT, "kind": kind, "files": files}
+    names, folders = _walk(folder, kind)
+    files = {r: file_sha256(folder / r) for r in names}
+    body = {"written_by": "layerclaims", "format": MANIFEST_FORMAT, "kind": kind, "files": files, "folders": folders}
     (folder / FILES_MANIFEST).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
     return files
 
@@ -153,6 +156,8 @@ def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:
     ours = body is not None and body["kind"] == kind
     listed: dict[str, str] = dict(body["files"]) if body is not None and ours else {}
     parents = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}
+    if body is not None and ours and isinstance(body.get("folders"), list):  # folders the run made, even empty
+        parents |= {d for d in body["folders"] if isinstance(d, str)}
     foreign: list[str] = []
     for root, dirs, files in os.walk(folder):
         rel = Path(root).relative_to(folder)

@@ -16,7 +16,7 @@ import pytest
 from layerclaims import cli, data, models, studies, validate
 from layerclaims.errors import EncodingError, LayerclaimsError
 from layerclaims.pipeline import STUDY_OPTIONS
-from layerclaims.tokens import count_usable, scan_marks
+from layerclaims.studies.punctuation.scan import count_usable, scan_marks
 from layerclaims.validate import Command, RunRequest
 
 COMMAND = re.compile(r"`(layerclaims [^`]+)`")

@@ -258,3 +258,30 @@ def test_a_real_robustness_run_into_a_run_folder_keeps_that_folder_replaceable(
     assert sorted(p.name for p in run.iterdir()) == [FILES_MANIFEST, "report.md", "robustness"]
     with pytest.raises(UsageError, match="inside"):  # but not into any other folder inside the run
         robustness.run("tiny-gpt2", run / "rob2", studies=["qk"], only=["rsa"], executor="inline")
+
+
+def test_a_robustness_folder_made_first_is_kept_by_the_first_run_into_its_parent(
+    fake: Recorder,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`robustness --out out/m/robustness` before any `reproduce --out out/m`: the folder holding only it is a place
+    a run may write, and the run keeps it."""
+    out = tmp_path / "o"
+    rob = out / "robustness"
+    runfolder.check_out_folder(rob, kind=ROBUSTNESS)  # nothing above it was written by layerclaims
+    _robustness_folder(rob)
+    kept = tree_hashes(rob)
+    assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
+    assert tree_hashes(rob) == kept and runfolder.is_run_folder(out) and runfolder.foreign_entries(out) == []
+
+
+def test_an_empty_folder_the_run_made_is_its_own(tmp_path: Path) -> None:
+    """A study whose figures failed leaves an empty figures/ behind: it is the run's, not a foreign folder."""
+    out = tmp_path / "out"
+    with RunFolder(out) as folder:
+        (folder.stage / "figures").mkdir()
+        (folder.stage / "report.md").write_text("r")
+        folder.commit()
+    assert runfolder.foreign_entries(out) == []
+    (out / "mine").mkdir()  # an empty folder the run did not make
+    assert runfolder.foreign_entries(out) == ["mine/"]

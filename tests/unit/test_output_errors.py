@@ -183,3 +183,16 @@ def test_reproduce_into_a_full_device_keeps_the_finished_run(tmp_path: Path) -> 
         f"finished and its results are in {out}"
     ]
     _assert_complete_run(out)
+
+
+def test_a_stdout_closed_before_the_start_is_no_error(tmp_path: Path) -> None:
+    """`layerclaims claims >&-`: Python starts with sys.stdout None; printing drops the text, as plain print does."""
+    proc = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m layerclaims claims >&-"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stderr == ""
