@@ -378,6 +378,7 @@ def check_corpus(
     others: Sequence[str] = (),
     n_origin: str = "",
     count_usable: Callable[[Any, int], Mapping[str, int]] | None = None,
+    counted_by: str = "the study's own selection rule",
 ) -> dict[str, int]:
     """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
     Returns the count of mark characters per kind.
@@ -430,7 +431,7 @@ def check_corpus(
     if count_usable is not None:
         usable = count_usable(name_or_path, n)
         kind, have = min(usable.items(), key=lambda kv: kv[1])
-        what = f"{have} usable {kind} marks ({' '.join(mark_sets[marks][kind])}), counted by the study's own rule"
+        what = f"{have} usable {kind} marks ({' '.join(mark_sets[marks][kind])}), counted by {counted_by}"
     else:
         kind, have = min(counts.items(), key=lambda kv: kv[1])
         what = f"at most {have} {kind} marks ({' '.join(mark_sets[marks][kind])})"
@@ -503,7 +504,9 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
             origin=origins.get("corpus", (None, ""))[1],
             command=command,
             minimum=declared.minimums.get("n", 3),
-            others=[s for s in request.study_names if s != study],
+            # a study that reads no corpus could run alone
+            others=[s for s in registry.names() if s != study and registry.get(s).count_usable is None],
+            counted_by=f"study {study}'s own selection rule",
             n_origin=origins.get("n", (None, ""))[1],
             count_usable=(
                 None

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from layerclaims import cli, data, models, studies, validate
+from layerclaims import cli, data, models, validate
+from layerclaims import study as registry
 from layerclaims.errors import EncodingError, LayerclaimsError
 from layerclaims.pipeline import STUDY_OPTIONS
 from layerclaims.studies.punctuation.scan import count_usable, scan_marks
@@ -35,7 +36,7 @@ def check(argv: list[str]) -> None:
     """What `layerclaims ARGV` (a reproduce command) checks before any weights load, as the CLI and the pipeline
     call it: the arguments parsed, then :func:`layerclaims.validate.check_run`."""
     args = cli.build_parser().parse_args(argv)
-    names = studies.STUDY_NAMES if args.study == "all" else (args.study,)
+    names = registry.names() if args.study == "all" else (args.study,)
     given = {k: getattr(args, k) for k in STUDY_OPTIONS}
     out = Path(args.out) if args.out else None
     request = RunRequest(args.model, out, names, args.device, args.dtype, args.device_map, given, tuple(args.set))
@@ -125,7 +126,7 @@ def test_too_few_usable_marks_the_suggested_n_is_one_the_study_can_select(in_tmp
     assert data.check_text_file("commas.txt", count=(",", ".")) == {",": 10, ".": 10}  # what the old check promised
     argv = [*BASE, "--study", "punctuation", "--corpus", "commas.txt", "--set", "punctuation.n_boot=0"]
     error = refused(argv)
-    assert "usable" in error.message and "counted as study A counts them" in error.message
+    assert "usable" in error.message and "counted by study punctuation's own selection rule" in error.message
     again = follow(error)
     n = int(again[again.index("--n") + 1])
     assert 3 <= n < 10 and "--set" in again  # fewer than the characters; the user's other options kept

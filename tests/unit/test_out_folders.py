@@ -243,21 +243,27 @@ def test_a_real_robustness_run_into_a_run_folder_keeps_that_folder_replaceable(
 ) -> None:
     """`layerclaims robustness --out RUN/robustness` writes its own manifest; RUN stays exactly an earlier run, and a
     second robustness run may replace RUN/robustness (the README's layout, end to end on tiny-gpt2)."""
-    from layerclaims import robustness
+    import dataclasses
 
-    monkeypatch.setitem(robustness.GRID_SETTINGS, "qk", {"n_boot": 20, "n_perm": 50})
+    from layerclaims import robustness
+    from layerclaims import study as registry
+
+    qk = registry.get("qk")
+    assert qk.robustness is not None
+    light = dataclasses.replace(qk, robustness=dataclasses.replace(qk.robustness, grid={"n_boot": 20, "n_perm": 50}))
+    monkeypatch.setitem(registry.registry(), "qk", light)
     run = tmp_path / "run"
     with RunFolder(run) as folder:
         (folder.stage / "report.md").write_text("# a run\n")
         folder.commit()
     rob = run / "robustness"
-    robustness.run("tiny-gpt2", rob, studies=["qk"], only=["rsa"], executor="inline")
+    robustness.run("tiny-gpt2", rob, study_names=["qk"], only=["rsa"], executor="inline")
     assert runfolder.manifest_kind(rob) == ROBUSTNESS and runfolder.foreign_entries(rob, ROBUSTNESS) == []
     assert runfolder.foreign_entries(run) == []  # a later reproduce into RUN may replace it, keeping robustness/
     robustness.check_out(rob)  # a second robustness run may replace it
     assert sorted(p.name for p in run.iterdir()) == [FILES_MANIFEST, "report.md", "robustness"]
     with pytest.raises(UsageError, match="inside"):  # but not into any other folder inside the run
-        robustness.run("tiny-gpt2", run / "rob2", studies=["qk"], only=["rsa"], executor="inline")
+        robustness.run("tiny-gpt2", run / "rob2", study_names=["qk"], only=["rsa"], executor="inline")
 
 
 def test_a_robustness_folder_made_first_is_kept_by_the_first_run_into_its_parent(
