@@ -5,12 +5,16 @@
 decides each condition with the rules of :mod:`layerclaims.decision` on the statistic's bootstrap replicates:
 ``holds`` / ``fails`` / ``inconclusive``, or ``not evaluated`` (with the reason) when the statistic has no
 interval. A claim with several conditions is their intersection-union. The same rule is applied to the
-statistic's control (the structure absent by construction); a claim that also holds there is marked so.
+statistic's control (the structure absent by construction); a claim that holds and also holds on every control it
+has gets its own verdict, ``holds on control too``; a claim with ``beats_control`` gets, per condition, a test of
+its statistic minus its control's (:func:`beat_measurement`).
 
-:func:`apply_family` is the run-level step: Holm's adjustment over the claims of one run (each claim re-decided at
-its Holm level, the adjusted p recorded) and the presuppositions between claims (A2 and A6 presuppose A1: when the
-premise fails, the verdict names it). :func:`evaluate_all` evaluates the claims of one study and applies the
-presuppositions among them; the pipeline calls :func:`apply_family` once on all verdicts of a run.
+:func:`apply_family` is the run-level step, independent of the order of the claims: Holm's step-down over the run's
+distinct conditions (:func:`hypothesis_key`), once with the p-values for the claims and once with those against
+them, each condition re-decided at the level that decides it; then the presuppositions between claims (A2 and A6
+presuppose A1: when the premise fails, the verdict names it, and a verdict it sets has no p of its own).
+:func:`evaluate_all` evaluates the claims of one study and applies the presuppositions among them; the pipeline
+calls :func:`apply_family` once on all verdicts of a run.
 
 This module never touches a model or a metric.
 """
@@ -787,26 +791,6 @@ def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None
 
 
 # --------------------------------------------------------------------------------------------------- run level
-
-
-def redecide(v: Verdict, alpha: float) -> Verdict:
-    """``v`` with every condition decided again at one-sided level ``alpha`` (conditions without their
-    measurement in memory, e.g. read from a file, are kept as they are)."""
-    conds = []
-    for c in v.conditions:
-        if c.measurement is None or c.rule in ("interval", "none"):
-            conds.append(c)
-            continue
-        # a condition with its measurement was decided here, from a claim's checked Condition
-        cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
-        conds.append(decide_condition(cond, c.measurement, alpha))
-    word, reason, settle = _combine(v.claim, tuple(conds))
-    if v.verdict == "not evaluated" and not v.conditions:
-        return v
-    return with_control_word(
-        dataclasses.replace(v, conditions=tuple(conds), verdict=word, reason=reason, settle=settle,
-                            p_value=_claim_p(conds), p_against=_claim_p_against(conds))
-    )  # fmt: skip
 
 
 HypothesisKey = tuple[Any, ...]
