@@ -105,13 +105,14 @@ class ControlResult:
 class ConditionResult:
     """One condition of a claim (``statistic comparison threshold``) decided on one result.
 
-    ``value``: the point estimate on all items; ``ci``: the decision interval (at ``level``, one-sided on each
+    ``value``: the point estimate on all items; ``ci``: the decision interval (at ``level``, ``level/2`` on each
     side); ``p_value``: one-sided p of the claim's null against its own threshold (e.g. H0: RSA <= 0.8; for counts
-    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts: the fraction
-    of resamples giving the claimed count); ``p_secondary`` and ``p_secondary_name``: the study's "any structure at
-    all" test (Mantel, label permutation), shown, never deciding; ``rule``: ``threshold``, ``count``, ``band``,
-    ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for bands, the
-    parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
+    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts the smaller
+    tail at or beyond the claimed count; both never below ``1/(B+1)``); ``level``: the level the interval was
+    taken at (the one that decided the condition); ``p_secondary`` and ``p_secondary_name``: the study's "any
+    structure at all" test (Mantel, label permutation), shown, never deciding; ``rule``: ``threshold``, ``count``,
+    ``band``, ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for
+    bands, the parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
     structure is absent by construction; ``details``: what the study attached to the measurement.
     ``p_adjusted`` / ``p_against_adjusted``: ``p_value`` / ``p_against`` adjusted by Holm over the run's
     conditions (:func:`apply_family`; None before it, or outside the family).
