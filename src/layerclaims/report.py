@@ -61,13 +61,9 @@ CSV_FIELDS = (
     "ci_high",
     "p_value",
     "p_adjusted",
-    "p_against",
-    "p_against_adjusted",
     "level",
     "verdict",
     "holds",
-    "set_by_premise",
-    "beats_control",
     "control_name",
     "control_value",
     "control_ci_low",
@@ -75,6 +71,10 @@ CSV_FIELDS = (
     "also_holds_on_control",
     "reason",
     "settle",
+    "p_against",
+    "p_against_adjusted",
+    "set_by_premise",
+    "beats_control",
     "details",
 )
 # Details that the claims table shows elsewhere (layer column, claim text), not among the notes.
@@ -231,8 +231,8 @@ def _p_text(row: Mapping[str, Any], c: Mapping[str, Any], first: bool) -> str:
     adjusted = c.get(f"{key}_adjusted" if against else "p_adjusted")
     if adjusted is None and first and not against and row.get("set_by_premise") is None:
         adjusted = row.get("p_adjusted")
-    if adjusted is not None and (row.get("family_size") or 1) > 1:
-        text += f", adj. {fmt_p(adjusted)}"
+    if adjusted is not None and (row.get("family_size") or 1) > 1 and not row.get("set_by_premise"):
+        text += f", adj. {fmt_p(adjusted)}"  # a verdict set by its premise has no family p of its own
     return text
 
 

@@ -5,12 +5,16 @@
 decides each condition with the rules of :mod:`layerclaims.decision` on the statistic's bootstrap replicates:
 ``holds`` / ``fails`` / ``inconclusive``, or ``not evaluated`` (with the reason) when the statistic has no
 interval. A claim with several conditions is their intersection-union. The same rule is applied to the
-statistic's control (the structure absent by construction); a claim that also holds there is marked so.
+statistic's control (the structure absent by construction); a claim that holds and also holds on every control it
+has gets its own verdict, ``holds on control too``; a claim with ``beats_control`` gets, per condition, a test of
+its statistic minus its control's (:func:`beat_measurement`).
 
-:func:`apply_family` is the run-level step: Holm's adjustment over the claims of one run (each claim re-decided at
-its Holm level, the adjusted p recorded) and the presuppositions between claims (A2 and A6 presuppose A1: when the
-premise fails, the verdict names it). :func:`evaluate_all` evaluates the claims of one study and applies the
-presuppositions among them; the pipeline calls :func:`apply_family` once on all verdicts of a run.
+:func:`apply_family` is the run-level step, independent of the order of the claims: Holm's step-down over the run's
+distinct conditions (:func:`hypothesis_key`), once with the p-values for the claims and once with those against
+them, each condition re-decided at the level that decides it; then the presuppositions between claims (A2 and A6
+presuppose A1: when the premise fails, the verdict names it, and a verdict it sets has no p of its own).
+:func:`evaluate_all` evaluates the claims of one study and applies the presuppositions among them; the pipeline
+calls :func:`apply_family` once on all verdicts of a run.
 
 This module never touches a model or a metric.
 """
@@ -101,13 +105,14 @@ class ControlResult:
 class ConditionResult:
     """One condition of a claim (``statistic comparison threshold``) decided on one result.
 
-    ``value``: the point estimate on all items; ``ci``: the decision interval (at ``level``, one-sided on each
+    ``value``: the point estimate on all items; ``ci``: the decision interval (at ``level``, ``level/2`` on each
     side); ``p_value``: one-sided p of the claim's null against its own threshold (e.g. H0: RSA <= 0.8; for counts
-    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts: the fraction
-    of resamples giving the claimed count); ``p_secondary`` and ``p_secondary_name``: the study's "any structure at
-    all" test (Mantel, label permutation), shown, never deciding; ``rule``: ``threshold``, ``count``, ``band``,
-    ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for bands, the
-    parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
+    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts the smaller
+    tail at or beyond the claimed count; both never below ``1/(B+1)``); ``level``: the level the interval was
+    taken at (the one that decided the condition); ``p_secondary`` and ``p_secondary_name``: the study's "any
+    structure at all" test (Mantel, label permutation), shown, never deciding; ``rule``: ``threshold``, ``count``,
+    ``band``, ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for
+    bands, the parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
     structure is absent by construction; ``details``: what the study attached to the measurement.
     ``p_adjusted`` / ``p_against_adjusted``: ``p_value`` / ``p_against`` adjusted by Holm over the run's
     conditions (:func:`apply_family`; None before it, or outside the family).
@@ -792,26 +797,6 @@ def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None
 
 
 # --------------------------------------------------------------------------------------------------- run level
-
-
-def redecide(v: Verdict, alpha: float) -> Verdict:
-    """``v`` with every condition decided again at one-sided level ``alpha`` (conditions without their
-    measurement in memory, e.g. read from a file, are kept as they are)."""
-    conds = []
-    for c in v.conditions:
-        if c.measurement is None or c.rule in ("interval", "none"):
-            conds.append(c)
-            continue
-        # a condition with its measurement was decided here, from a claim's checked Condition
-        cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
-        conds.append(decide_condition(cond, c.measurement, alpha))
-    word, reason, settle = _combine(v.claim, tuple(conds))
-    if v.verdict == "not evaluated" and not v.conditions:
-        return v
-    return with_control_word(
-        dataclasses.replace(v, conditions=tuple(conds), verdict=word, reason=reason, settle=settle,
-                            p_value=_claim_p(conds), p_against=_claim_p_against(conds))
-    )  # fmt: skip
 
 
 HypothesisKey = tuple[Any, ...]

@@ -90,19 +90,13 @@ def test_condition_comparisons() -> None:
 
 
 def test_evaluate_maps_the_layer_and_records_value_interval_and_p() -> None:
-    reps = np.linspace(0.85, 0.95, 1000)  # every replicate above 0.8: the one-sided p is its floor 1/(B+1)
+    reps = np.linspace(0.85, 0.95, 1000)  # every replicate above 0.8: the p against 0.8 is at its floor 1/(B+1)
     m = Measurement(0.9, (0.85, 0.95), 1e-4, {"n": 34}, replicates=reps)
     res = FakeResult("smollm2-135m", 30, {("rsa_qk", 7, None): m})
     v = evaluate(CLAIMS_BY_ID["B2"], res)
     assert res.asked == [("rsa_qk", 7, None)]
-    assert (v.claim, v.model, v.layer, v.value, v.p_value, v.verdict) == (
-        "B2",
-        "smollm2-135m",
-        7,
-        0.9,
-        1 / 1001,
-        "holds",
-    )
+    assert (v.claim, v.model, v.layer, v.value, v.verdict) == ("B2", "smollm2-135m", 7, 0.9, "holds")
+    assert v.p_value == pytest.approx(1 / 1001)
     assert v.ci is not None and 0.85 <= v.ci[0] < v.ci[1] <= 0.95
     assert v.main is not None and v.main.p_secondary == 1e-4  # the permutation p is kept, as the secondary test
     assert v.layer_mapped_from == 5 and v.main.details["n"] == 34

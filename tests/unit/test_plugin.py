@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Block 2 of tiny-gpt2 (4 blocks), 2 categories of 5 words, another template. U1 holds by construction (a Pearson r
 # is > -1 unless the two matrices are exactly anti-correlated), U2 cannot hold (r <= 1): the verdict is asserted
 # both ways on the claim's own model without depending on a measured value. U3 is about gpt2-medium (block 8 of 24
-# -> block 1 of tiny-gpt2 by relative depth): snapshotted on tiny-gpt2. All three share one study run.
+# -> block 1 of tiny-gpt2 by relative depth): snapshotted on tiny-gpt2. All three share one study run. 100 resamples:
+# no p is below 1/(B+1), and a run decides U1 and U2 in a family of 3 hypotheses (first level 0.05/3 > 1/101).
 CLAIMS_TOML = """
 [defaults]
 study = "qk"
@@ -159,7 +160,8 @@ def test_the_cli_runs_a_users_claims_into_verdicts_json(tmp_path: Path, capsys: 
     assert cli.main([*argv, "--study", "qk", "--out", str(out), "-q"]) == 0, capsys.readouterr()
     rows = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
     assert sorted(rows) == ["U1", "U2", "U3"]
-    assert rows["U1"]["holds"] is True and rows["U2"]["holds"] is False
+    # U1 holds by construction, so on its control too: its own word, not counted as holds
+    assert rows["U1"]["verdict"] == "holds on control too" and rows["U2"]["verdict"] == "fails"
     assert rows["U1"]["value"] == rows["U2"]["value"]  # one run, one block
     assert rows["U3"]["layer"] == 1 and rows["U3"]["details"]["layer_mapped_from"] == 8
     assert set(rows["U1"]["details"]["rsa_by_category"]) == {"animals", "tools"}
