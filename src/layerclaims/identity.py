@@ -316,10 +316,6 @@ class Identification:
         return self.evidence
 
 
-def _unverified(name: str) -> str:
-    return f"taken as {name} by its config; weights unverified"
-
-
 _IDENTIFIED: weakref.WeakKeyDictionary[Any, Identification] = weakref.WeakKeyDictionary()
 
 
@@ -337,7 +333,7 @@ def identify(handle: Any, *, declared: str | None = None) -> Identification:
             pass
     name = getattr(handle, "name", None)
     claimed = model_identity(name if isinstance(name, str) else handle, declared=declared)
-    ident = _identify(handle, claimed, name)
+    ident = _identify(handle, claimed, name, "by its declaration (--as)" if declared is not None else "by its config")
     if declared is None:
         try:
             _IDENTIFIED[handle] = ident
@@ -346,7 +342,7 @@ def identify(handle: Any, *, declared: str | None = None) -> Identification:
     return ident
 
 
-def _identify(handle: Any, claimed: str | None, name: Any) -> Identification:
+def _identify(handle: Any, claimed: str | None, name: Any, how: str) -> Identification:
     if claimed is None:
         return Identification(None, None, False, "not a model whose identity is known here")
     if isinstance(name, str) and Path(name).expanduser().is_dir():
@@ -355,7 +351,7 @@ def _identify(handle: Any, claimed: str | None, name: Any) -> Identification:
             return Identification(claimed, claimed, True, f"identified as {claimed} by its weights' SHA-256")
     ref = BEHAVIOUR_REFERENCES.get(claimed)
     if ref is None:
-        return Identification(claimed, claimed, False, _unverified(claimed))
+        return Identification(claimed, claimed, False, f"taken as {claimed} {how}; weights unverified")
     try:
         loss = next_token_loss(handle, ref.ids)
     except UsageError as exc:
