@@ -530,9 +530,11 @@ class StudyText:
             text = self.text
             step = _READ_CHARS // 16  # small pieces: a scan that stops early has tokenised little more than it used
             return (text[i : i + step] for i in range(0, len(text), step))
-        if self.line_endings == "crlf":
-            return _stream_served(Path(self.path))
-        return _stream_body(Path(self.path))
+        step = max(1, _READ_CHARS // 16)
+        blocks = _stream_served(Path(self.path)) if self.line_endings == "crlf" else _stream_body(Path(self.path))
+        # the same small pieces from a streamed file: a tokeniser fed a block at a time (up to 2 x _READ_CHARS on a
+        # text without newlines) would hold that many tokens' offsets at once
+        return (block[i : i + step] for block in blocks for i in range(0, len(block), step))
 
     def provenance(self) -> dict[str, Any]:
         """The facts a result records about its text."""

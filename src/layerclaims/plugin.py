@@ -134,8 +134,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             continue
         ref = BEHAVIOUR_REFERENCES.get(name)
         if ref is None:
-            lines.append(f"layerclaims: {m}: taken as {name} by its config; weights unverified (no published "
-                         f"behaviour to check them against); {name}'s claims are asserted on it")  # fmt: skip
+            how = "by its declaration (--as)" if declared is not None else "by its config"
+            lines.append(f"layerclaims: {m}: taken as {name} {how}; weights unverified (no published behaviour to "
+                         f"check them against); {name}'s claims are asserted on it")  # fmt: skip
         else:
             lines.append(f"layerclaims: {m}: its config says {name}; {name}'s claims are asserted only if its weights "
                          f"reproduce next-token loss {ref.loss:.4f} on {ref.text!r} ({ref.source})")  # fmt: skip

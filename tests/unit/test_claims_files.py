@@ -284,3 +284,20 @@ def test_the_cli_lists_a_users_claims(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["claims", "--claims", str(path)]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert listed == [c.id for c in CLAIMS] + ["U1", "U2"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("threshold = 0.5", "threshold = nan", "claim U1, field 'conditions[0].threshold': nan is not a finite number"),
+        ("layer = 2\n", 'layer = 2\npresupposes = ["U1"]\n', "cycle U1 -> U1"),
+    ],
+    ids=["nan", "cycle"],
+)
+def test_the_cli_exits_2_naming_the_claim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, named: str
+) -> None:
+    path = write(tmp_path, USER.replace(old, new, 1))
+    assert cli.main(["claims", "--claims", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err, err

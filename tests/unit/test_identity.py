@@ -175,8 +175,14 @@ def test_a_model_reproducing_the_published_loss_is_identified_by_behaviour(
     monkeypatch.setitem(
         identity.BEHAVIOUR_REFERENCES, "gpt2", BehaviourReference("Hello world!", ids, own, 2e-3, "test")
     )
-    ident = identify(load_model(_saved_folder(tmp_path, tiny_gpt2, "gpt2")))
+    path = _saved_folder(tmp_path, tiny_gpt2, "gpt2")
+    ident = identify(load_model(path))
     assert ident.verified and ident.is_model("gpt2") and "by its behaviour" in str(ident.note("gpt2"))
+    # 0.01 off: beyond float32's tolerance, within the one for weights held in bfloat16
+    off = BehaviourReference("Hello world!", ids, own + 0.01, 2e-3, "test")
+    monkeypatch.setitem(identity.BEHAVIOUR_REFERENCES, "gpt2", off)
+    assert not identify(load_model(path)).verified
+    assert identify(load_model(path, dtype="bfloat16")).verified
 
 
 def test_without_a_published_number_the_verdict_and_report_say_weights_unverified(

@@ -197,8 +197,9 @@ def test_a_text_without_newlines_streams_in_bounded_pieces_and_tokenises_as_whol
     f = tmp_path / "one-line.txt"
     f.write_text(one_line, encoding="utf-8")
     streamed = load_study_text(str(f), line_endings=line_endings, stream=True)
+    blocks = list(data._stream_served(f) if line_endings == "crlf" else data._stream_body(f))
+    assert len(blocks) > 10 and max(len(b) for b in blocks) <= 2 * 2500  # read a block at a time, never whole
     pieces = list(streamed.pieces())
-    assert len(pieces) > 10 and max(len(p) for p in pieces) <= 2 * 2500
     whole = load_study_text(str(f), line_endings=line_endings, stream=False).text
     assert whole is not None and "".join(pieces) == whole
     assert encode_incremental(gpt2, iter(pieces)).tolist() == tokenize(gpt2, whole).tolist()
