@@ -477,6 +477,7 @@ def _add_robustness(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_robustness)
 
@@ -498,6 +499,7 @@ def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+        claims=_claims_from_args(args),
     )
     for line in outcome.lines:
         print(line)
