@@ -325,6 +325,12 @@ def run(
     models.resolve_device(device)
     models.resolve_dtype(dtype)
     pool = CLAIMS if claims is None else tuple(claims)
+    bare = [st for st in dict.fromkeys(sp.study for sp in specs) if not claims_for(st, pool)]
+    if bare:
+        raise UsageError(
+            f"no claim is about study {', '.join(bare)}: there would be nothing to vary",
+            fix="pass the claims file that has them with --claims PATH, or choose another --study",
+        )
     jobs = jobs_for(specs, model, device=device, dtype=dtype, claims=pool)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()

@@ -65,6 +65,11 @@ def test_the_installed_example_registers_its_study_and_claim(installed: tuple[Pa
     missing = _run([sys.executable, "-m", "layerclaims", "claims", "--claims", "claims.toml"], project, project)
     assert missing.returncode == 2 and "unknown study 'norm'" in missing.stderr
     assert "install the package that registers 'norm'" in missing.stderr
+    # robustness of a study none of the claims is about: a usage error before any model loads
+    rob = [sys.executable, "-m", "layerclaims", "robustness", "--model", "tiny-gpt2", "--study", "norm", "--out", "r"]
+    bare = _run(rob, project, site)
+    assert bare.returncode == 2 and "no claim is about study norm" in bare.stderr and "--claims PATH" in bare.stderr
+    assert not (project / "r").exists()
 
 
 @pytest.mark.slow
