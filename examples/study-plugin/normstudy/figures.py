@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from layerclaims.study import ClaimRead
 
@@ -31,6 +32,7 @@ def plot_ratio(result: Any, claims: Sequence[ClaimRead], path: Path) -> Path:
             ax.axhline(c.threshold, color="tab:red", ls=":", label=f"{c.id}: {c.comparison} {c.threshold:g}")
             if c.layer is not None:
                 ax.axvline(c.layer, color="tab:red", lw=0.6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("hidden state (0 = embeddings)")
     ax.set_ylabel("|h first| / mean |h other|")
     ax.set_title(f"{result.model}: norm of the first token against the rest ({result.n_sequences} sequences)")
