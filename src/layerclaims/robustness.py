@@ -418,22 +418,27 @@ def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAI
 
 
 def _columns(study_names: Sequence[str]) -> list[str]:
-    choice_cols = list(dict.fromkeys(c for study in study_names for c in choices(study)))
-    return [
-        "study",
-        "claim",
-        "spec",
-        "spec_origin",
-        "spec_label",
-        *choice_cols,
-        "layer",
-        "value",
-        "ci_low",
-        "ci_high",
-        "verdict",
-        "reason",
-        "resampling",
-    ]
+    """The CSV's columns, once each (a choice named ``layer`` is the column ``layer``: the specification's value)."""
+    choice_cols = [c for study in study_names for c in choices(study)]
+    return list(
+        dict.fromkeys(
+            [
+                "study",
+                "claim",
+                "spec",
+                "spec_origin",
+                "spec_label",
+                *choice_cols,
+                "layer",
+                "value",
+                "ci_low",
+                "ci_high",
+                "verdict",
+                "reason",
+                "resampling",
+            ]
+        )
+    )
 
 
 def write_folder(

@@ -107,6 +107,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "layer": ("0", "-1", "+1"),
 }
 
+_COUNTS = ("start", "seed", "n_boot", "n_perm", "n_boot_clusters", "cluster_n_boot", "z_threshold")
 _AT = "at the claim's layer, for the claim's kind of mark"
 STUDY = Study(
     name="punctuation",
@@ -138,18 +139,7 @@ STUDY = Study(
     ),
     index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off
-    minimums={
-        "n": 3,
-        "bins": 2,
-        "batch_size": 1,
-        "start": 0,
-        "seed": 0,
-        "n_boot": 0,
-        "n_perm": 0,
-        "n_boot_clusters": 0,
-        "cluster_n_boot": 0,
-        "z_threshold": 0,
-    },
+    minimums={"n": 3, "bins": 2, "batch_size": 1, **dict.fromkeys(_COUNTS, 0)},
     spec_prefix="A",
     benchmarks={"punctuation": _benchmark, "streaming": _benchmark_streaming},
     count_usable=_count_usable,
