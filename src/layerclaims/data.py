@@ -219,12 +219,14 @@ def check_text_file(
 
 
 def utf8_copy_name(path: Path) -> str:
-    """The file a conversion fix writes, in the current folder: ``book.txt`` -> ``book.utf8.txt``, or
-    ``book.utf8-2.txt`` (-3, ...) when that name is taken (the fix's ``>`` must not overwrite a file)."""
-    name, i = f"{path.stem}.utf8.txt", 1
+    """The file a conversion fix writes, in the current folder, with the file's own extension: ``book.txt`` ->
+    ``book.utf8.txt``, ``mine.toml`` -> ``mine.utf8.toml``, or ``book.utf8-2.txt`` (-3, ...) when that name is taken
+    (the fix's ``>`` must not overwrite a file)."""
+    suffix = path.suffix or ".txt"
+    name, i = f"{path.stem}.utf8{suffix}", 1
     while Path(name).exists():
         i += 1
-        name = f"{path.stem}.utf8-{i}.txt"
+        name = f"{path.stem}.utf8-{i}{suffix}"
     return name
 
 

@@ -135,13 +135,18 @@ class StudyResults:
         return next((h for (m, d, _, _), h in self._handles.items() if m == model and d == device), None)
 
     def result(self, study: str, handle: Any, options: dict[str, Any], say: Say = silent) -> Any:
-        """Study ``study`` run on ``handle`` with Config overrides ``options``, once per (handle, study, options)."""
+        """:func:`run_study` once per (handle, study, options)."""
         key = (id(handle), study, _key(options))
         if key not in self._results:
-            declared = registry.get(study)
-            config = registry.make_config(declared, options)
-            self._results[key] = declared.run(handle, config, lambda text: say(_prefixed(study, text)))
+            self._results[key] = run_study(study, handle, progress=lambda text: say(_prefixed(study, text)), **options)
         return self._results[key]
+
+
+def run_study(study: str, handle: Any, *, progress: Say | None = None, **options: Any) -> Any:
+    """Study ``study`` run on a loaded model with ``Config`` overrides ``options`` (UsageError for an option its
+    Config has not)."""
+    declared = registry.get(study)
+    return declared.run(handle, registry.make_config(declared, options), progress)
 
 
 def _prefixed(study: str, text: str) -> str:

@@ -267,8 +267,7 @@ def test_reproduce_writes_every_output_and_exits_0(
     assert b2["verdict"] == "holds" and b2["p_value"] is None
     header = (out / "verdicts.csv").read_text().splitlines()[0]
     assert header.startswith(
-        "claim,model,layer,statistic,comparison,threshold,value,ci_low,ci_high,p_value,p_adjusted,p_against,"
-        "p_against_adjusted,level,verdict,holds"
+        "claim,model,layer,statistic,comparison,threshold,value,ci_low,ci_high,p_value,p_adjusted,level,verdict,holds"
     )
     html = (out / "report.html").read_text()
     assert 'src="figures/qk_figure.png"' in html and "ab" * 32 in html  # figure and corpus sha256

@@ -68,7 +68,7 @@ def test_the_installed_example_registers_its_study_and_claim(installed: tuple[Pa
     # robustness of a study none of the claims is about: a usage error before any model loads
     rob = [sys.executable, "-m", "layerclaims", "robustness", "--model", "tiny-gpt2", "--study", "norm", "--out", "r"]
     bare = _run(rob, project, site)
-    assert bare.returncode == 2 and "no claim is about study norm" in bare.stderr and "--claims PATH" in bare.stderr
+    assert bare.returncode == 2 and "no claim of study norm to vary" in bare.stderr and "--claims PATH" in bare.stderr
     assert not (project / "r").exists()
 
 

@@ -312,7 +312,7 @@ def test_bad_blocks_and_architecture(gpt2: Any) -> None:
 
 
 def test_run_study_converts_lists(gpt2: Any) -> None:
-    from layerclaims.pipeline import run_study
+    from layerclaims.run import run_study
 
     r = run_study("qk", gpt2, blocks=[0, 1], words=list(qk.WORDS), n_boot=0, n_perm=0)
     assert r.blocks == (0, 1) and r.words == qk.WORDS and r.labels == qk.LABELS

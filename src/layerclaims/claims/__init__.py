@@ -105,7 +105,7 @@ class Claim:
     @property
     def options(self) -> dict[str, Any]:
         """``settings`` as keyword arguments of the study's ``Config``
-        (``pipeline.run_study(study, handle, **options)``)."""
+        (``run.run_study(study, handle, **options)``)."""
         return dict(self.settings)
 
     @property

@@ -28,7 +28,7 @@ class Config:
     ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks). ``bins``, ``z_threshold``: the
     estimator's. ``n_boot``: bootstrap resamples over marks for r and the per-layer means (every layer).
     ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
-    claim layers mapped to this model: ``layerclaims.pipeline.run_study`` does; None = ``DEFAULT_DETAIL_LAYERS``).
+    claim layers mapped to this model: ``layerclaims.run.run_options`` does; None = ``DEFAULT_DETAIL_LAYERS``).
     ``n_boot_clusters``: resamples of marks at the detail layers, each refitting the mark groups (count
     replicates, within-group slopes with refit labels). ``n_perm``: Mantel permutations for the pooled r's p-value
     at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
