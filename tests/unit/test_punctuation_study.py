@@ -364,7 +364,7 @@ def test_control_has_replicates_and_sees_no_groups() -> None:
     from layerclaims.studies.punctuation.analysis import control
 
     x = CASES["two groups 125/125"](np.random.default_rng(0)).x
-    got = control(x, P.Config(n_boot_clusters=4), seed=3)
+    got = control(x, P.Config(n_boot_clusters=4), seed=3, blocks=np.arange(x.shape[0]))
     assert got["cov_clusters"].value == 1.0  # the groups that make 3 clusters in x are gone in the surrogate
     assert got["cov_clusters"].replicates is not None and got["cov_clusters"].replicates.dtype.kind == "i"
     assert got["pooled_r"].ci is not None and -1 <= got["pooled_r"].value <= 1
@@ -373,6 +373,7 @@ def test_control_has_replicates_and_sees_no_groups() -> None:
 def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
     """A known paradox: MI falls across the pair types (pooled r < 0) but rises with covariance inside each one.
     The within-group slopes and the paradox flag hold in the resamples too, with the groups refit each time."""
+    from layerclaims.metrics.bootstrap import block_counts
     from layerclaims.metrics.mark_cases import CASES, covariance
     from layerclaims.metrics.mark_clusters import cluster_marks
     from layerclaims.studies.punctuation.analysis import Layer, detail_resamples, paradox, within_slopes
@@ -390,5 +391,5 @@ def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
     slopes, sizes, pooled = within_slopes(layer, groups)
     assert groups.n_clusters == 3 and sizes.sum() == iu[0].size
     assert np.all(slopes[0] > 0) and pooled[0] < 0 and paradox(slopes, pooled)[0]
-    reps = detail_resamples(layer, 5, seed=1)
+    reps = detail_resamples(layer, block_counts(np.arange(250), 5, seed=1).astype(float))
     assert np.all(reps["cov"] == 3) and np.all(reps["slope"] > 0) and reps["paradox"].all()

@@ -9,7 +9,11 @@ MI on covariance (:func:`layerclaims.metrics.simpson.simpson` over the covarianc
 outlier mark left out) and the merge layer.
 
 Bootstrap over marks, one primitive (:func:`layerclaims.metrics.bootstrap.pair_moments`): a resample gives each
-mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. The pooled r and the per-layer means
+mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. Marks are not independent: two
+marks at most ``Config.block_window`` (20) tokens apart read some of the same tokens, so every resample of the
+study (statistics and controls) draws whole blocks of such marks (:func:`mark_blocks`, the block bootstrap of
+:func:`~layerclaims.metrics.bootstrap.block_counts`); the number of blocks is the effective number of
+independent units (``KindResult.n_units``, in every measurement's details). The pooled r and the per-layer means
 are bootstrapped this way at every layer (``Config.n_boot``). At the detail layers, ``Config.n_boot_clusters``
 resamples REFIT the mark groups on the distinct marks of each resample (a duplicated mark would be an exact
 duplicate row), giving the count replicates and the within-group slopes with the grouping's uncertainty carried
@@ -25,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
+from layerclaims.metrics.bootstrap import block_counts, overlap_blocks, pair_moments, percentile_interval
 from layerclaims.metrics.clusters import count_clusters
 from layerclaims.metrics.mark_clusters import MIN_SUPPORT, MarkClusters, PairType, cluster_marks, one_blas_thread
 from layerclaims.results import BlockStatistic, Control
@@ -128,21 +132,27 @@ def surrogate_pairs(x: np.ndarray, config: Config, seed: int) -> Layer:
     return pair_matrices(gaussian_surrogate(x, seed), config)
 
 
-def control(x: np.ndarray, config: Config, seed: int, layer: Layer | None = None) -> dict[str, Control]:
+def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
+    """The block of each mark (:func:`~layerclaims.metrics.bootstrap.overlap_blocks` of the marks' token indices
+    with ``config.block_window``): marks whose hidden states read some of the same tokens are resampled together.
+    ``block_window`` 0: each mark its own block (marks resampled one by one)."""
+    return overlap_blocks(marks, config.block_window)
+
+
+def control(
+    x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, layer: Layer | None = None
+) -> dict[str, Control]:
     """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
-    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit).
+    each with replicates over ``config.n_boot_clusters`` block resamples of the surrogate marks (groups refit).
     ``layer``: :func:`surrogate_pairs` of the same ``x`` and ``seed`` when already computed (A7's control)."""
     layer = layer if layer is not None else surrogate_pairs(x, config, seed)
-    reps = detail_resamples(layer, config.n_boot_clusters, seed)
+    counts = _counts(blocks, config.n_boot_clusters, seed)
+    reps = detail_resamples(layer, counts)
     cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
     slopes, _, _ = within_slopes(layer, cov_g)
     r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
     finite = slopes[0][np.isfinite(slopes[0])]
-    r_reps = pair_moments(
-        item_counts(bootstrap_indices(x.shape[0], config.n_boot_clusters or 1, seed=seed), x.shape[0]),
-        layer.cov_m,
-        layer.mi_m,
-    ).r
+    r_reps = pair_moments(counts, layer.cov_m, layer.mi_m).r if counts.shape[0] else np.zeros(0)
     return {
         "cov_clusters": _control(float(cov_g.n_clusters), reps["cov"], True, outlier_marks=len(cov_g.outlier_marks)),
         "mi_clusters": _control(float(mi_g.n_clusters), reps["mi"], True, outlier_marks=len(mi_g.outlier_marks)),
@@ -165,18 +175,25 @@ def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> 
     return Control(name, value, (lo, hi), out, dict(details))
 
 
-def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarray]:
-    """Resamples of marks that refit the groups: the count of each matrix, the smallest within-group slope and the
-    paradox flag (groups of the covariance refit on the distinct marks, pairs weighted ``c_i c_j``)."""
-    n = layer.cov_m.shape[0]
+def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, N]`` mark multiplicities of the block bootstrap (empty without resamples)."""
+    if n_boot == 0:
+        return np.zeros((0, blocks.size))
+    return block_counts(blocks, n_boot, seed=seed).astype(np.float64)
+
+
+def detail_resamples(layer: Layer, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Resamples of marks that refit the groups, one per row of ``counts`` (mark multiplicities ``[B, N]``): the
+    count of each matrix, the smallest within-group slope and the paradox flag (groups of the covariance refit on
+    the distinct marks, pairs weighted ``c_i c_j``)."""
+    n_boot = counts.shape[0]
     out = {k: np.full(n_boot, np.nan) for k in ("cov", "mi", "slope")}
     out["paradox"] = np.zeros(n_boot, dtype=bool)
     if n_boot == 0:
         return out
-    counts = item_counts(bootstrap_indices(n, n_boot, seed=seed), n).astype(np.float64)
     with one_blas_thread():  # small n x n products
         for b in range(n_boot):
-            _refit(layer, counts[b], seed, out, b)
+            _refit(layer, counts[b], 0, out, b)
     return out
 
 
@@ -204,9 +221,9 @@ def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.
 class KindAnalysis:
     """Accumulates the per-entry statistics of one kind (arrays over entries) and builds the :class:`KindResult`."""
 
-    def __init__(self, n_entries: int, n_marks: int, config: Config, seeds: KindSeeds) -> None:
-        E, N = n_entries, n_marks
-        self.config, self.seeds = config, seeds
+    def __init__(self, n_entries: int, blocks: np.ndarray, config: Config, seeds: KindSeeds) -> None:
+        E, N = n_entries, blocks.size
+        self.config, self.seeds, self.blocks = config, seeds, blocks
         self.stats = {s: np.full((4, E), np.nan) for s in ("mean_mi", "mean_cov", "pooled_r", "min_within_slope")}
         self.arr: dict[str, np.ndarray] = {
             "pooled_slope": np.full(E, np.nan),
@@ -231,11 +248,7 @@ class KindAnalysis:
         self.slopes: list[np.ndarray] = []
         self.sizes: list[np.ndarray] = []
         self.details: list[LayerDetail] = []
-        self.weights = (
-            item_counts(bootstrap_indices(N, config.n_boot, seed=seeds.weights), N).astype(np.float64)
-            if config.n_boot
-            else np.zeros((0, N))
-        )
+        self.weights = _counts(blocks, config.n_boot, seeds.weights)
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
         # A7's control: the per-layer means of the Gaussian surrogate of the marks at every block output
@@ -335,7 +348,7 @@ class KindAnalysis:
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
-        reps = detail_resamples(layer, cfg.n_boot_clusters, s["resamples"])
+        reps = detail_resamples(layer, _counts(self.blocks, cfg.n_boot_clusters, s["resamples"]))
         g_cov, g_mi = _with_boot(groups[0], reps["cov"]), _with_boot(groups[1], reps["mi"])
         lc = literal(layer.cov, s["clusters"], cfg.cluster_n_boot)
         lm = literal(layer.mi, s["clusters"], cfg.cluster_n_boot)
@@ -354,7 +367,7 @@ class KindAnalysis:
         t2 = time.perf_counter()
         tm["mantel_s"] += t2 - t1
         sur = self.surrogate[1] if self.surrogate is not None and self.surrogate[0] == e else None
-        controls = control(x, cfg, s["control"], sur) if cfg.control else {}
+        controls = control(x, cfg, s["control"], self.blocks, sur) if cfg.control else {}
         tm["control_s"] += time.perf_counter() - t2
         self.details.append(
             LayerDetail(
@@ -395,6 +408,7 @@ class KindAnalysis:
             n_skipped_end=counts["skipped_end"],
             n_usable=counts["usable"],
             marks=marks.astype(np.int64),
+            blocks=self.blocks.astype(np.int64),
             within_slopes=within,
             cluster_sizes=sizes,
             merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], layers, post_norm),
@@ -452,7 +466,7 @@ def analyse_kind(
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
-    acc = KindAnalysis(X.shape[0], X.shape[1], config, seeds)
+    acc = KindAnalysis(X.shape[0], mark_blocks(marks, config), config, seeds)
     for e in range(X.shape[0]):
         if progress is not None:
             progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from layerclaims.errors import UsageError
-from layerclaims.studies.punctuation.marks import KINDS, MARK_SETS
+from layerclaims.studies.punctuation.marks import BEFORE, KINDS, MARK_SETS
 
 # Below these the statistic is "not evaluated" (a Measurement with ci=None and details["not_evaluated"]): a count
 # of clusters carried by groups needs room for two groups of MIN_SUPPORT marks and a density of the marks' row
@@ -34,6 +34,9 @@ class Config:
     at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
     at the detail layers. ``control``: run the Gaussian surrogate of the marks at the detail layers (counts, r,
     slopes), and its per-layer means at every block output (A7's trend).
+    ``block_window``: marks whose token indices differ by at most this many tokens read some of the same tokens
+    (the 20 before a mark) and are resampled together, as one block, by every bootstrap of the study (0: each mark
+    its own block, the marks resampled one by one).
     ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
     """
 
@@ -51,6 +54,7 @@ class Config:
     cluster_n_boot: int = 20
     detail_layers: tuple[int, ...] | None = None
     control: bool = True
+    block_window: int = BEFORE
     batch_size: int = 64
     start: int = 400
     line_endings: Literal["crlf", "lf"] = "crlf"
@@ -70,6 +74,8 @@ class Config:
             raise UsageError(f"marks={self.marks!r}: use 'original' or 'extended'")
         if self.bins < 2 or self.n_boot < 0 or self.n_boot_clusters < 0 or self.n_perm < 0:
             raise UsageError("bins must be >= 2 and the bootstrap counts >= 0")
+        if self.block_window < 0:
+            raise UsageError(f"block_window={self.block_window}: use a number of tokens >= 0 (0: marks one by one)")
         for name in ("layers", "detail_layers"):
             value = getattr(self, name)
             if value is not None:

@@ -19,7 +19,7 @@ from layerclaims.studies.punctuation.marks import KINDS
 
 STUDY = "punctuation"
 # Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
-RESULT_VERSION = 2
+RESULT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,9 @@ class KindResult:
     ``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail entry.
     ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval. ``control_mean_mi``/
     ``control_mean_cov`` ``[E]`` and their ``_boot`` ``[n_boot, E]``: the same means on the Gaussian surrogate of the
-    marks at each block output (A7's control; NaN where not computed, empty without ``Config.control``)."""
+    marks at each block output (A7's control; NaN where not computed, empty without ``Config.control``).
+    ``blocks`` ``[N]``: each mark's block (marks within ``Config.block_window`` tokens of each other): every
+    bootstrap of the kind draws whole blocks; :attr:`n_units` is their number."""
 
     kind: str
     n_found: int
@@ -151,6 +153,13 @@ class KindResult:
     control_mean_cov: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     control_mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     control_mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    blocks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def n_units(self) -> int:
+        """The effective number of independent units the intervals rest on: the blocks of marks resampled together
+        (marks whose hidden states read some of the same tokens), or the marks where no blocks are stored."""
+        return int(np.unique(self.blocks).size) if self.blocks.size else int(self.marks.size)
 
     def detail(self, entry: int) -> LayerDetail | None:
         """The :class:`LayerDetail` of ``entry`` (None where the entry is not a detail layer)."""
@@ -234,7 +243,19 @@ class PunctuationResult(results.SavedResult):
 
 
 def _info(result: PunctuationResult, k: KindResult, e: int) -> dict[str, Any]:
-    return {"entry_post_norm": bool(result.post_norm[e]), "n_marks": int(k.marks.size)}
+    return {"entry_post_norm": bool(result.post_norm[e]), "n_marks": int(k.marks.size), **_units(result, k)}
+
+
+def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
+    """How the marks were resampled: the effective number of independent units (blocks) beside the marks."""
+    window = int(result.config.get("block_window", 0) or 0)
+    how = (
+        f"blocks of marks at most {window} tokens apart (their hidden states read some of the same tokens), "
+        "resampled whole"
+        if window
+        else "marks resampled one by one"
+    )
+    return {"n_units": k.n_units, "resampling": how}
 
 
 def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan")) -> Measurement:
@@ -356,6 +377,7 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
     means = getattr(k, f"mean_{what}").value[sel]
     rho, ci, reps = _depth_trend(result.layers, means, getattr(k, f"mean_{what}_boot"), sel)
     details = {
+        **_units(result, k),
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
         "first_mean": float(means[0]),
