@@ -26,9 +26,12 @@ with the truth exactly at the threshold, at ``alpha/2`` in 5.0% of 6,000 (``docs
 **Count claims** (``== k`` on an integer statistic, e.g. cluster counts). ``count == k`` is the intersection of
 ``count > k - 1/2`` and ``count < k + 1/2``; by the rule above (intersection-union) it holds when the point count
 is ``k`` and fewer than ``alpha/2 B`` replicates lie below ``k`` and fewer than ``alpha/2 B`` above it
-(``p = min(1, 2 max(#{R < k}, #{R > k}) / B)``). It fails when at most :data:`COUNT_FAIL_FRACTION` of the
-replicates give ``k``. The rule was checked by simulation with known truth
-(``tests/unit/test_decision_calibration.py``; the measured error rates are in ``docs/verdicts.md``).
+(``p = min(1, 2 max(#{R < k}, #{R > k}) / B)``). It fails when ``k`` lies outside the central ``1 - alpha``
+interval of the replicates (``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B) < alpha``), at the claim's
+level like every other rule. A count claimed as 1 ("no groups") that the data could not have contradicted (its
+detection limit above the separation the claim calls meaningful, ``blind_spot``) is inconclusive, never holds.
+The rule was checked by simulation with known truth (``tests/unit/test_decision_calibration.py``; the measured
+error rates are in ``docs/verdicts.md``).
 
 **Bands over parts** (a statistic claimed at *every* block, B4). Replicates ``[n_parts, B]`` paired across parts
 (one resample of the items serves every part). A simultaneous percentile band (:func:`band_levels`): each part's
@@ -69,10 +72,6 @@ LEVEL = 0.05
 
 INTERVAL_ONLY_LEVEL = 0.05
 """Level of a reported 95% interval, when a statistic comes without replicates."""
-
-COUNT_FAIL_FRACTION = 0.2
-"""A count claim fails when at most this fraction of the resamples give the claimed count (calibrated by
-simulation: with the true count claimed, ``fails`` came out in 0% of the runs; ``docs/verdicts.md``)."""
 
 MAX_NAN_FRACTION = 0.1
 """More undefined (NaN) replicates than this and the statistic is not evaluated: the bootstrap does not describe it."""
@@ -172,23 +171,37 @@ def decide_count(
     replicates: np.ndarray,
     claimed: float,
     alpha: float = LEVEL,
-    fail_fraction: float = COUNT_FAIL_FRACTION,
+    *,
+    blind_spot: str | None = None,
 ) -> Decision:
-    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates."""
+    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates. ``blind_spot``: what
+    the count could not have seen, for a count claimed as 1 ("no groups") whose detection limit on this run's data
+    lies above the separation the claim calls meaningful; such a claim never holds (inconclusive, with that
+    reason)."""
     r = np.asarray(replicates, dtype=np.float64)
     b = r.size
     fraction = float((r == claimed).sum() / b)
     p = _p(max((r < claimed).sum(), (r > claimed).sum()), b)
+    # fails <=> the claimed count lies outside the central 1 - alpha interval: fewer than alpha/2 B resamples at
+    # or above it (U < k), or at or below it (L > k)
+    p_against = _p(min((r >= claimed).sum(), (r <= claimed).sum()), b)
     span = interval(r, alpha)
     if p < alpha and value == claimed:
-        return Decision("holds", span, p, fraction, alpha, fraction=fraction)
-    if fraction <= fail_fraction:
-        reason = f"{fraction:.0%} of the resamples give {claimed:g}"
-        return Decision("fails", span, p, fraction, alpha, reason=reason, fraction=fraction)
+        if blind_spot:
+            return Decision("inconclusive", span, p, p_against, alpha, reason=blind_spot, fraction=fraction)
+        return Decision("holds", span, p, p_against, alpha, fraction=fraction)
+    if p_against < alpha:
+        reason = (
+            f"{claimed:g} lies outside the count's interval [{span[0]:g}, {span[1]:g}] over resamples "
+            f"({fraction:.0%} of them give {claimed:g})"
+        )
+        return Decision("fails", span, p, p_against, alpha, reason=reason, fraction=fraction)
     reason = f"{fraction:.0%} of the resamples give {claimed:g} (holds needs fewer than {alpha / 2:.3g} on each side)"
     if value != claimed:
         reason = f"the count on all items is {value:g}; " + reason
-    return Decision("inconclusive", span, p, fraction, alpha, reason=reason, fraction=fraction)
+    if blind_spot and claimed == 1:
+        reason += f"; and {blind_spot}"
+    return Decision("inconclusive", span, p, p_against, alpha, reason=reason, fraction=fraction)
 
 
 def band_levels(replicates: np.ndarray, alpha: float) -> tuple[int, int]:

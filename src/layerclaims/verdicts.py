@@ -96,8 +96,8 @@ class ConditionResult:
 
     ``value``: the point estimate on all items; ``ci``: the decision interval (at ``level``, one-sided on each
     side); ``p_value``: one-sided p of the claim's null against its own threshold (e.g. H0: RSA <= 0.8; for counts
-    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts: the fraction
-    of resamples giving the claimed count); ``p_secondary`` and ``p_secondary_name``: the study's "any structure at
+    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts: the claimed
+    count outside the central interval); ``p_secondary`` and ``p_secondary_name``: the study's "any structure at
     all" test (Mantel, label permutation), shown, never deciding; ``rule``: ``threshold``, ``count``, ``band``,
     ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for bands, the
     parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
@@ -449,11 +449,31 @@ def _decide(value: float, m_ci: Any, replicates: Any, details: Mapping[str, Any]
         return decide_band(values, reps, cond.comparison, cond.threshold, alpha), "band"
     if reps is not None:
         if cond.comparison == "==":
-            return decide_count(value, reps, cond.threshold, alpha), "count"
+            return decide_count(value, reps, cond.threshold, alpha, blind_spot=_blind_spot(details, cond)), "count"
         return decide_threshold(reps, cond.comparison, cond.threshold, alpha), "threshold"
     if replicates is not None and why:  # replicates given but mostly undefined
         return Decision("not evaluated", reason=why), "none"
     return decide_interval_only(tuple(m_ci), cond.comparison, cond.threshold), "interval"
+
+
+def _blind_spot(details: Mapping[str, Any], cond: Condition) -> str | None:
+    """For a count claimed as 1: what it could not have seen, from the study's ``details["detectability"]``
+    (``separation``: the detection limit at 80% power, None above every separation tried; ``meaningful``: the
+    separation the claim calls meaningful); None when the limit is at or below the meaningful separation."""
+    det = details.get("detectability")
+    if cond.threshold != 1 or not isinstance(det, Mapping) or det.get("meaningful") is None:
+        return None
+    sep, meaningful = det.get("separation"), float(det["meaningful"])
+    if sep is not None and float(sep) <= meaningful + 1e-12:
+        return None
+    tried = [float(t[0]) for t in det.get("tried") or []]
+    limit = f"{float(sep):.3g}" if sep is not None else f"above {max(tried, default=meaningful):.3g}"
+    return (
+        f"1 cluster cannot say 'no groups' here: on marks like these (N, D, loading matched) the count detects two "
+        f"groups with {det.get('target_power', 0.8):.0%} power only from a separation of {limit} noise sd "
+        f"({det.get('n_sims')} simulations per separation), and the claim calls {meaningful:g} meaningful: it "
+        f"could not have seen groups {meaningful:g} apart"
+    )
 
 
 def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResult:

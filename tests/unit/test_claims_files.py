@@ -88,7 +88,7 @@ def test_tables_match_the_studies() -> None:
     assert C.STATISTICS["qk"]["over_layers"] == qk._OVER_BLOCKS
     punct = C.STATISTICS["punctuation"]
     assert set(punct["at_layer"]) | set(punct["over_layers"]) == set(punctuation.STATISTICS)
-    assert all(s.startswith("spearman_") for s in punct["over_layers"])
+    assert all(s.startswith(("spearman_", "ratio_")) for s in punct["over_layers"])
     assert C.SETTINGS["qk"] == tuple(f.name for f in dataclasses.fields(qk.Config))
     assert C.SETTINGS["punctuation"] == tuple(f.name for f in dataclasses.fields(punctuation.Config))
 

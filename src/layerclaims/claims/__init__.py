@@ -67,7 +67,12 @@ STATISTICS: dict[str, dict[str, tuple[str, ...]]] = {
             "mean_mi",
             "mean_cov",
         ),
-        "over_layers": ("spearman_mean_mi_vs_depth", "spearman_mean_cov_vs_depth"),
+        "over_layers": (
+            "spearman_mean_mi_vs_depth",
+            "spearman_mean_cov_vs_depth",
+            "ratio_mean_mi_last_first",
+            "ratio_mean_cov_last_first",
+        ),
     },
 }
 # The layer each study reads: Q/K/V at a 0-based block; the punctuation mark's hidden state.
@@ -105,6 +110,11 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "cluster_n_boot",
         "detail_layers",
         "control",
+        "control_draws",
+        "meaningful_cov_separation",
+        "meaningful_mi_separation",
+        "detect_sims",
+        "block_window",
         "batch_size",
         "start",
         "line_endings",

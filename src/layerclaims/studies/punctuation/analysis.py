@@ -31,15 +31,22 @@ import numpy as np
 
 from layerclaims.metrics.bootstrap import block_counts, overlap_blocks, pair_moments, percentile_interval
 from layerclaims.metrics.clusters import count_clusters
-from layerclaims.metrics.mark_clusters import MIN_SUPPORT, MarkClusters, PairType, cluster_marks, one_blas_thread
+from layerclaims.metrics.mark_clusters import (
+    MIN_SUPPORT,
+    MarkClusters,
+    PairType,
+    cluster_marks,
+    one_blas_thread,
+    refit_resamples,
+)
 from layerclaims.results import BlockStatistic, Control
-from layerclaims.studies.punctuation.config import Config, KindSeeds, entry_seeds
+from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, Config, KindSeeds, entry_seeds
 from layerclaims.studies.punctuation.result import KindResult, LayerDetail
 
 N_HIST_BINS = 40
 N_DRAW = 3000  # pairs kept per entry and kind for drawing the all-layers grid
 MIN_TYPE_PAIRS = 10  # a pair cluster enters the within-group comparison with at least this many pairs
-STEPS = ("mi_cov_s", "clusters_s", "detail_s", "mantel_s", "control_s", "bootstrap_s")
+STEPS = ("mi_cov_s", "clusters_s", "detail_s", "mantel_s", "detect_s", "control_s", "bootstrap_s")
 
 
 @dataclass
@@ -139,26 +146,47 @@ def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
     return overlap_blocks(marks, config.block_window)
 
 
-def control(
-    x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, layer: Layer | None = None
-) -> dict[str, Control]:
-    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
-    each with replicates over ``config.n_boot_clusters`` block resamples of the surrogate marks (groups refit).
-    ``layer``: :func:`surrogate_pairs` of the same ``x`` and ``seed`` when already computed (A7's control)."""
-    layer = layer if layer is not None else surrogate_pairs(x, config, seed)
-    counts = _counts(blocks, config.n_boot_clusters, seed)
-    reps = detail_resamples(layer, counts)
-    cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
-    slopes, _, _ = within_slopes(layer, cov_g)
-    r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
-    finite = slopes[0][np.isfinite(slopes[0])]
-    r_reps = pair_moments(counts, layer.cov_m, layer.mi_m).r if counts.shape[0] else np.zeros(0)
-    return {
-        "cov_clusters": _control(float(cov_g.n_clusters), reps["cov"], True, outlier_marks=len(cov_g.outlier_marks)),
-        "mi_clusters": _control(float(mi_g.n_clusters), reps["mi"], True, outlier_marks=len(mi_g.outlier_marks)),
-        "pooled_r": _control(r, r_reps if config.n_boot_clusters else np.zeros(0), False),
-        "slope": _control(float(finite.min()) if finite.size else float("nan"), reps["slope"], False),
-    }
+def control(x: np.ndarray, config: Config, seed: int, blocks: np.ndarray) -> dict[str, Control]:
+    """The Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates (independent draws,
+    seeded from ``seed``): counts of both matrices, pooled r, smallest within slope. Each draw gets
+    ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled: the control is decided
+    on as many resamples as its claim. The control's value is the median over the draws (counts: the lower
+    median, a count)."""
+    draws = max(int(config.control_draws), 1)
+    per = -(-config.n_boot_clusters // draws) if config.n_boot_clusters else 0
+    names = ("cov_clusters", "mi_clusters", "pooled_r", "slope")
+    values: dict[str, list[float]] = {k: [] for k in names}
+    reps: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    outliers: dict[str, list[int]] = {"cov_clusters": [], "mi_clusters": []}
+    for child in np.random.SeedSequence(seed).spawn(draws):
+        s = int(child.generate_state(1, dtype=np.uint32)[0])
+        layer = surrogate_pairs(x, config, s)
+        counts = _counts(blocks, per, s)
+        rr = detail_resamples(layer, counts)
+        cov_g, mi_g = groups_of(layer.cov_m, s, 0), groups_of(layer.mi_m, s, 0)
+        slopes, _, _ = within_slopes(layer, cov_g)
+        finite = slopes[0][np.isfinite(slopes[0])]
+        values["cov_clusters"].append(cov_g.n_clusters)
+        values["mi_clusters"].append(mi_g.n_clusters)
+        values["pooled_r"].append(float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan)
+        values["slope"].append(float(finite.min()) if finite.size else np.nan)
+        outliers["cov_clusters"].append(len(cov_g.outlier_marks))
+        outliers["mi_clusters"].append(len(mi_g.outlier_marks))
+        reps["cov_clusters"].append(rr["cov"])
+        reps["mi_clusters"].append(rr["mi"])
+        reps["slope"].append(rr["slope"])
+        reps["pooled_r"].append(pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0))
+    out = {}
+    for k in names:
+        discrete = k.endswith("_clusters")
+        v = np.asarray(values[k], dtype=np.float64)
+        ok = v[np.isfinite(v)]
+        value = float(np.quantile(ok, 0.5, method="lower") if discrete else np.median(ok)) if ok.size else np.nan
+        extra: dict[str, Any] = {"n_draws": draws, "draw_values": [float(a) for a in v]}
+        if k in outliers:
+            extra["outlier_marks"] = int(np.median(outliers[k]))
+        out[k] = _control(value, np.concatenate(reps[k]), discrete, **extra)
+    return out
 
 
 SURROGATE_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
@@ -184,30 +212,54 @@ def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 
 def detail_resamples(layer: Layer, counts: np.ndarray) -> dict[str, np.ndarray]:
     """Resamples of marks that refit the groups, one per row of ``counts`` (mark multiplicities ``[B, N]``): the
-    count of each matrix, the smallest within-group slope and the paradox flag (groups of the covariance refit on
-    the distinct marks, pairs weighted ``c_i c_j``)."""
+    count of each matrix (:func:`~layerclaims.metrics.mark_clusters.refit_resamples`: all resampled marks with
+    their copies, the pairs of two copies of one mark left out), the smallest within-group slope and the paradox
+    flag (the covariance groups of the resample, pairs of distinct marks weighted ``c_i c_j``)."""
     n_boot = counts.shape[0]
     out = {k: np.full(n_boot, np.nan) for k in ("cov", "mi", "slope")}
     out["paradox"] = np.zeros(n_boot, dtype=bool)
     if n_boot == 0:
         return out
+    if layer.cov_m.shape[0] < 4:
+        out["cov"][:], out["mi"][:] = 1, 1
+        return out
+    fits_cov = refit_resamples(layer.cov_m, counts)
+    out["mi"][:] = [g.n_clusters for g in refit_resamples(layer.mi_m, counts)]
     with one_blas_thread():  # small n x n products
-        for b in range(n_boot):
-            _refit(layer, counts[b], 0, out, b)
+        for b, g in enumerate(fits_cov):
+            out["cov"][b] = g.n_clusters
+            slopes, _, pooled = within_slopes(layer, g, counts[b])
+            finite = slopes[0][np.isfinite(slopes[0])]
+            out["slope"][b] = finite.min() if finite.size else np.nan
+            out["paradox"][b] = bool(paradox(slopes, pooled)[0])
     return out
 
 
-def _refit(layer: Layer, counts: np.ndarray, seed: int, out: dict[str, np.ndarray], b: int) -> None:
-    """One resample of :func:`detail_resamples`, written into row ``b`` of ``out``."""
-    keep = np.flatnonzero(counts > 0)
-    sub = Layer(layer.cov_m[np.ix_(keep, keep)], layer.mi_m[np.ix_(keep, keep)], layer.cov, layer.mi, False)
-    g_cov = groups_of(sub.cov_m, seed, 0)
-    out["cov"][b] = g_cov.n_clusters
-    out["mi"][b] = groups_of(sub.mi_m, seed, 0).n_clusters
-    slopes, _, pooled = within_slopes(sub, g_cov, counts[keep])
-    finite = slopes[0][np.isfinite(slopes[0])]
-    out["slope"][b] = finite.min() if finite.size else np.nan
-    out["paradox"][b] = bool(paradox(slopes, pooled)[0])
+def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int) -> dict[str, dict[str, Any]]:
+    """The detection limit of the count of each matrix on marks like these (:mod:`layerclaims.metrics.
+    detectability`: the one-direction model with N, D and the loading matched to the marks' covariance), starting
+    from the meaningful separation of each statistic (``Config.meaningful_*_separation``). ``{"cov": ..., "mi":
+    ...}`` (:meth:`~layerclaims.metrics.detectability.Detectability.to_dict`)."""
+    from layerclaims.metrics.detectability import detection_limit, matched_loading
+    from layerclaims.metrics.information import pairwise_mi_cov
+    from layerclaims.metrics.mark_cases import covariance
+
+    def mi(v: np.ndarray) -> np.ndarray:
+        m = np.asarray(pairwise_mi_cov(v, bins=config.bins, z_threshold=config.z_threshold,
+                                       estimator=config.mi_estimator)[0], dtype=np.float64)  # fmt: skip
+        return 0.5 * (m + m.T)
+
+    n, d = x.shape
+    loading = matched_loading(layer.cov_m)
+    out = {}
+    with one_blas_thread():
+        for what, make, start in (("cov", covariance, config.meaningful_cov_separation),
+                                  ("mi", mi, config.meaningful_mi_separation)):  # fmt: skip
+            lim = detection_limit(n=n, d=d, loading=loading, pair_matrix=make,
+                                  count=lambda m: groups_of(m, 0, 0).n_clusters, start=start,
+                                  n_sims=config.detect_sims, seed=seed)  # fmt: skip
+            out[what] = {**lim.to_dict(), "meaningful": float(start)}
+    return out
 
 
 def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
@@ -251,19 +303,11 @@ class KindAnalysis:
         self.weights = _counts(blocks, config.n_boot, seeds.weights)
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
-        # A7's control: the per-layer means of the Gaussian surrogate of the marks at every block output
-        n_ctrl = self.weights.shape[0] if config.control else 0
-        self.control_means = {w: np.full(E if config.control else 0, np.nan) for w in ("mi", "cov")}
-        self.control_boot = {w: np.full((n_ctrl, E if config.control else 0), np.nan) for w in ("mi", "cov")}
-        self.surrogate: tuple[int, Layer] | None = None  # the last entry's surrogate pairs, for its detail control
 
-    def entry(
-        self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool, x: np.ndarray | None = None
-    ) -> tuple[MarkClusters, ...]:
+    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
         groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
-        drawing; with the mark vectors ``x`` (block outputs before the final norm, what A7 reads) and
-        ``config.control``, the per-layer means of the Gaussian surrogate of the marks. Returns the groups found."""
+        drawing. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
@@ -285,21 +329,7 @@ class KindAnalysis:
         tm["bootstrap_s"] += time.perf_counter() - t1
         self._within(e, layer, g_cov)
         self._drawing(e, layer, g_cov)
-        if x is not None and self.config.control and not layer.degenerate:
-            t2 = time.perf_counter()
-            self._depth_control(e, x, s["control"])
-            tm["control_s"] += time.perf_counter() - t2
         return groups
-
-    def _depth_control(self, e: int, x: np.ndarray, seed: int) -> None:
-        """A7's control at one entry: mean MI and mean covariance over all pairs of the Gaussian surrogate of the
-        marks (same mean and covariance, no structure beyond them), with the same mark resamples as the data's."""
-        sur = surrogate_pairs(x, self.config, seed)
-        self.surrogate = (e, sur)
-        self.control_means["mi"][e], self.control_means["cov"][e] = sur.mi.mean(), sur.cov.mean()
-        if self.weights.shape[0]:
-            pm = pair_moments(self.weights, sur.cov_m, sur.mi_m)
-            self.control_boot["mi"][:, e], self.control_boot["cov"][:, e] = pm.mean_b, pm.mean_a
 
     def _bootstrap(self, e: int, layer: Layer) -> None:
         if not self.weights.shape[0]:
@@ -366,8 +396,12 @@ class KindAnalysis:
         self.stats["pooled_r"][3, e] = p
         t2 = time.perf_counter()
         tm["mantel_s"] += t2 - t1
-        sur = self.surrogate[1] if self.surrogate is not None and self.surrogate[0] == e else None
-        controls = control(x, cfg, s["control"], self.blocks, sur) if cfg.control else {}
+        wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
+        blind = detectability(layer, x, cfg, s["detect"]) if wanted else {}
+        t3 = time.perf_counter()
+        tm["detect_s"] += t3 - t2
+        t2 = t3
+        controls = control(x, cfg, s["control"], self.blocks) if cfg.control else {}
         tm["control_s"] += time.perf_counter() - t2
         self.details.append(
             LayerDetail(
@@ -384,6 +418,7 @@ class KindAnalysis:
                 pooled_r_replicates=self.r_replicates,
                 slope_replicates=reps["slope"],
                 paradox_replicates=reps["paradox"],
+                detectability=blind,
                 cov_values=layer.cov.astype(np.float32),
                 mi_values=layer.mi.astype(np.float32),
                 controls=controls,
@@ -416,10 +451,6 @@ class KindAnalysis:
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
-            control_mean_mi=self.control_means["mi"],
-            control_mean_cov=self.control_means["cov"],
-            control_mean_mi_boot=self.control_boot["mi"],
-            control_mean_cov_boot=self.control_boot["cov"],
             mean_mi=stat["mean_mi"],
             mean_cov=stat["mean_cov"],
             pooled_r=stat["pooled_r"],
@@ -474,8 +505,7 @@ def analyse_kind(
         layer = pair_matrices(X[e], config)
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
-        depth = X[e] if not post_norm[e] else None  # A7 reads the block outputs before the final norm
-        groups = acc.entry(e, layer, tm, with_mi=is_detail, x=depth)
+        groups = acc.entry(e, layer, tm, with_mi=is_detail)
         if is_detail:
             acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], groups, tm)
     return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)
