@@ -12,7 +12,9 @@ and says which (column ``spec_kind``: ``original``, ``single``, ``random``). Cho
 Study A (punctuation): ``selection`` first | random-0..4 (random with seed 0..4), ``line_endings`` crlf | lf
 (the served text with CRLF, or the LF body: :func:`layerclaims.data.load_study_text`), ``edition`` pg219 | pg526,
 ``n`` 250 | 150 | 500, ``bins`` 15 | 10 | 20 | 30, ``trim`` z5 | z3 | none (no dimension trimmed), ``mi_estimator``
-plugin | miller-madow, ``layer`` 0 | -1 | +1 (the claim's mapped layer and its neighbours).
+plugin | miller-madow, ``dimensions`` all | standardised | drop-top1 | drop-top3 (each dimension standardised over
+the marks, or the 1 or 3 dimensions of largest variance removed: rogue dimensions and massive activations),
+``layer`` 0 | -1 | +1 (the claim's mapped layer and its neighbours).
 
 Study B (qk): ``split_word`` last | mean, ``template`` original | next | here (``"The next word is {w}"``,
 ``"The word that comes next is {w}"``, ``"Here is the next word: {w}"``), ``vectors`` raw | centred (the mean
@@ -73,6 +75,7 @@ CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
         "bins": ("15", "10", "20", "30"),
         "trim": tuple(TRIMS),
         "mi_estimator": ("plugin", "miller-madow"),
+        "dimensions": ("all", "standardised", "drop-top1", "drop-top3"),
         "layer": ("0", "-1", "+1"),
     },
     "qk": {
@@ -378,6 +381,7 @@ def punctuation_settings(values: dict[str, str]) -> dict[str, Any]:
         "bins": int(values["bins"]),
         "z_threshold": TRIMS[values["trim"]],
         "mi_estimator": values["mi_estimator"],
+        "dimensions": values.get("dimensions", "all"),
         **GRID_SETTINGS["punctuation"],
     }
 

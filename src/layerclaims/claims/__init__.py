@@ -115,6 +115,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
         "meaningful_mi_separation",
         "detect_sims",
         "block_window",
+        "dimensions",
         "batch_size",
         "start",
         "line_endings",

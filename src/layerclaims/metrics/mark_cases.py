@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CASES", "MarkCase", "OverlappingMarks", "covariance", "groups", "overlapping_marks", "power_case"]
+__all__ = [
+    "CASES",
+    "MarkCase",
+    "OverlappingMarks",
+    "covariance",
+    "grouped_overlapping_marks",
+    "groups",
+    "overlapping_marks",
+    "power_case",
+]
 
 N, D = 250, 1024
 
@@ -142,3 +151,29 @@ def overlapping_marks(
     iu = np.triu_indices(pos.size, 1)
     e_aa = loading**2 + spread**2 * overlap[iu].mean()
     return OverlappingMarks(x, pos, float(np.var(u, ddof=1) * e_aa))
+
+
+def grouped_overlapping_marks(
+    positions: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    d: int = D,
+    separation: float = 0.0,
+    loading: float = 0.7,
+    spread: float = 0.05,
+    window: int = 20,
+) -> MarkCase:
+    """Two groups of marks (half each, shuffled) with loadings ``loading`` and ``loading + separation`` on one
+    shared direction (:func:`power_case`), and marks that read overlapping windows: each mark's loading also moves
+    by ``spread`` times the mean of per-token values over its ``window + 1`` tokens (:func:`overlapping_marks`), so
+    neighbours within ``window`` tokens are dependent. Truth: 3 pair clusters for ``separation > 0``, else 1."""
+    pos = np.asarray(positions, dtype=np.int64)
+    n = pos.size
+    lab = (rng.permutation(n) >= n // 2).astype(np.int64)
+    w = window + 1
+    z = rng.standard_normal(int(pos.max()) + 1)
+    csum = np.r_[0.0, np.cumsum(z)]
+    a = loading + separation * lab + spread * (csum[pos + 1] - csum[pos + 1 - w]) / np.sqrt(w)
+    u = rng.normal(0, 1, d)
+    x = a[:, None] * u[None, :] + rng.normal(0, 1, (n, d))
+    return MarkCase(x, 3 if separation > 0 else 1, (), lab if separation > 0 else np.zeros(n, dtype=np.int64))

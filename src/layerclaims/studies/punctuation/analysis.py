@@ -40,7 +40,7 @@ from layerclaims.metrics.mark_clusters import (
     refit_resamples,
 )
 from layerclaims.results import BlockStatistic, Control
-from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, Config, KindSeeds, entry_seeds
+from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, VARIANTS, Config, KindSeeds, entry_seeds
 from layerclaims.studies.punctuation.result import KindResult, LayerDetail
 
 N_HIST_BINS = 40
@@ -262,6 +262,72 @@ def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int) -> dic
     return out
 
 
+def dimension_variant(x: np.ndarray, how: str) -> np.ndarray:
+    """The marks ``x`` ``[N, D]`` with their dimensions changed: ``"all"`` as they are; ``"standardised"`` each
+    dimension centred and scaled to unit sd over the marks (a constant dimension becomes 0); ``"drop-topK"`` the
+    ``K`` dimensions of largest variance over the marks removed (rogue dimensions, massive activations: Timkey &
+    van Schijndel 2021; Sun et al. 2024)."""
+    if how == "all":
+        return x
+    if how == "standardised":
+        sd = x.std(axis=0)
+        return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    if how.startswith("drop-top"):
+        k = int(how.removeprefix("drop-top"))
+        keep = np.sort(np.argsort(x.var(axis=0), kind="stable")[: max(x.shape[1] - k, 1)])
+        return x[:, keep]
+    raise ValueError(f"unknown dimension variant {how!r}: use 'all', 'standardised' or 'drop-topK'")
+
+
+def top_dimensions(x: np.ndarray, k: int = 3) -> dict[str, Any]:
+    """The ``k`` dimensions of largest variance over the marks ``x`` ``[N, D]``, with their share of the total
+    variance and of the pairwise covariance: the sum over pairs ``i < j`` of ``cov_ij`` (each mark centred over
+    its dimensions, as the study's covariance) is a sum over dimensions, ``sum_d ((sum_i xc_id)^2 - sum_i
+    xc_id^2) / 2 / (D - 1)``; a dimension's share is its term over the total (negative when it pulls pairs
+    apart; shares can exceed 1 in size when terms cancel)."""
+    var = x.var(axis=0)
+    top = np.argsort(var, kind="stable")[::-1][:k]
+    xc = x - x.mean(axis=1, keepdims=True)
+    per_dim = (xc.sum(axis=0) ** 2 - (xc**2).sum(axis=0)) / 2.0
+    total = float(per_dim.sum())
+    return {
+        "dims": [int(d) for d in top],
+        "variance_share": [float(var[d] / var.sum()) if var.sum() > 0 else float("nan") for d in top],
+        "pair_cov_share": [float(per_dim[d] / total) if total != 0 else float("nan") for d in top],
+    }
+
+
+def variant_values(x: np.ndarray, config: Config) -> dict[str, dict[str, float]]:
+    """Every detail statistic (counts of both matrices, pooled r, smallest within slope) on each dimension variant
+    of the marks (:data:`VARIANTS`): point values, the same estimator and grouping as the data's."""
+    out: dict[str, dict[str, float]] = {}
+    for how in VARIANTS:
+        layer = pair_matrices(dimension_variant(x, how), config)
+        g_cov, g_mi = groups_of(layer.cov_m, 0, 0), groups_of(layer.mi_m, 0, 0)
+        slopes, _, _ = within_slopes(layer, g_cov)
+        finite = slopes[0][np.isfinite(slopes[0])]
+        out[how] = {
+            "cov_clusters": float(g_cov.n_clusters),
+            "mi_clusters": float(g_mi.n_clusters),
+            "pooled_r": float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan"),
+            "min_within_cluster_slope": float(finite.min()) if finite.size else float("nan"),
+        }
+    return out
+
+
+def variant_mean_cov(x: np.ndarray) -> np.ndarray:
+    """The mean pair covariance (marks centred over their dimensions, ``D - 1``) of each variant of :data:`VARIANTS`
+    (A7's statistic on the variants, the plain estimator: no dimension trimmed)."""
+    out = np.full(len(VARIANTS), np.nan)
+    for i, how in enumerate(VARIANTS):
+        v = dimension_variant(x, how)
+        xc = v - v.mean(axis=1, keepdims=True)
+        n = v.shape[0]
+        s = float(((xc.sum(axis=0) ** 2) - (xc**2).sum(axis=0)).sum() / 2.0)
+        out[i] = s / (n * (n - 1) / 2) / max(v.shape[1] - 1, 1)
+    return out
+
+
 def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
     """The literal count: clusters of the pair values themselves (single marks included), stability, labels."""
     if degenerate(values) or values.size < 10:
@@ -303,6 +369,7 @@ class KindAnalysis:
         self.weights = _counts(blocks, config.n_boot, seeds.weights)
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
+        self.variant_cov = np.full((len(VARIANTS), E), np.nan)
 
     def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
@@ -396,6 +463,7 @@ class KindAnalysis:
         self.stats["pooled_r"][3, e] = p
         t2 = time.perf_counter()
         tm["mantel_s"] += t2 - t1
+        dims = {**top_dimensions(x), "variants": variant_values(x, cfg)}
         wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
         blind = detectability(layer, x, cfg, s["detect"]) if wanted else {}
         t3 = time.perf_counter()
@@ -419,6 +487,7 @@ class KindAnalysis:
                 slope_replicates=reps["slope"],
                 paradox_replicates=reps["paradox"],
                 detectability=blind,
+                dimensions=dims,
                 cov_values=layer.cov.astype(np.float32),
                 mi_values=layer.mi.astype(np.float32),
                 controls=controls,
@@ -451,6 +520,7 @@ class KindAnalysis:
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
+            mean_cov_variants=self.variant_cov,
             mean_mi=stat["mean_mi"],
             mean_cov=stat["mean_cov"],
             pooled_r=stat["pooled_r"],
@@ -502,10 +572,12 @@ def analyse_kind(
         if progress is not None:
             progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")
         t0 = time.perf_counter()
-        layer = pair_matrices(X[e], config)
+        xe = dimension_variant(X[e], config.dimensions)
+        layer = pair_matrices(xe, config)
+        acc.variant_cov[:, e] = variant_mean_cov(xe)
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
         groups = acc.entry(e, layer, tm, with_mi=is_detail)
         if is_detail:
-            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], groups, tm)
+            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm)
     return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)

@@ -17,6 +17,9 @@ from layerclaims.studies.punctuation.marks import BEFORE, KINDS, MARK_SETS
 MIN_MARKS_COUNT = 30
 MIN_MARKS_R = 10
 DEFAULT_DETAIL_LAYERS: tuple[int, ...] = (1,)
+VARIANTS: tuple[str, ...] = ("standardised", "drop-top1", "drop-top3")
+"""The dimension variants of the marks every study-A claim is also read on (``Config.dimensions`` picks one as
+the data; the claims show all beside them)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class Config:
     covariance (groups 0.10-0.15 apart have mean covariances 4.6-5.2 within-group sd apart, and a two-component
     mixture beats one by BIC: real groups), 0.3 for MI (at 0.3 the marks' mean MI separates by 6.4 sd).
     ``detect_sims``: simulations per separation of the detection limit, at the detail layers (0: not computed).
+    ``dimensions``: the mark vectors as they are (``"all"``), each dimension standardised over the marks, or the 1
+    or 3 dimensions of largest variance removed, before any statistic (a robustness choice; the claims show the
+    variants beside them whatever this is).
     ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
     """
 
@@ -66,6 +72,7 @@ class Config:
     meaningful_mi_separation: float = 0.3
     detect_sims: int = 10
     block_window: int = BEFORE
+    dimensions: Literal["all", "standardised", "drop-top1", "drop-top3"] = "all"
     batch_size: int = 64
     start: int = 400
     line_endings: Literal["crlf", "lf"] = "crlf"
@@ -87,6 +94,8 @@ class Config:
             raise UsageError("bins must be >= 2 and the bootstrap counts >= 0")
         if self.detect_sims < 0 or not (self.meaningful_cov_separation > 0 and self.meaningful_mi_separation > 0):
             raise UsageError("detect_sims must be >= 0 and the meaningful separations > 0 (noise sd units)")
+        if self.dimensions not in ("all", "standardised", "drop-top1", "drop-top3"):
+            raise UsageError(f"dimensions={self.dimensions!r}: use 'all', 'standardised', 'drop-top1' or 'drop-top3'")
         if self.control_draws < 1:
             raise UsageError(f"control_draws={self.control_draws}: use 1 or more surrogate draws")
         if self.block_window < 0:

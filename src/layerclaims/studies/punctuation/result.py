@@ -14,7 +14,7 @@ from layerclaims import results
 from layerclaims.errors import UsageError
 from layerclaims.metrics.mark_clusters import MarkClusters
 from layerclaims.results import BlockStatistic, Control, Measurement
-from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R
+from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R, VARIANTS
 from layerclaims.studies.punctuation.marks import KINDS
 
 STUDY = "punctuation"
@@ -73,7 +73,9 @@ class LayerDetail:
     ``explain``: ``{"cov": Explanation, "mi": Explanation}``. ``controls``: statistic -> :class:`Control` (the
     Gaussian surrogate of the marks: same mean and covariance, no groups). ``detectability``: ``{"cov": ...,
     "mi": ...}``, the detection limit of each count on marks like these
-    (:func:`layerclaims.studies.punctuation.analysis.detectability`)."""
+    (:func:`layerclaims.studies.punctuation.analysis.detectability`). ``dimensions``: the top dimensions by variance
+    with their shares (:func:`~layerclaims.studies.punctuation.analysis.top_dimensions`) and ``variants``: every
+    detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed."""
 
     entry: int
     layer: int
@@ -93,6 +95,7 @@ class LayerDetail:
     explain: dict[str, Explanation] = field(default_factory=dict)
     controls: dict[str, Control] = field(default_factory=dict)
     detectability: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dimensions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,6 +155,7 @@ class KindResult:
     mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     blocks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
+    mean_cov_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n_units(self) -> int:
@@ -256,6 +260,19 @@ def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
     return {"n_units": k.n_units, "resampling": how}
 
 
+def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
+    """The statistic on the dimension variants of the marks, and the top dimensions with their shares, for a
+    measurement's details (empty for results without them)."""
+    if not d.dimensions:
+        return {}
+    variants = d.dimensions.get("variants", {})
+    top = {k: v for k, v in d.dimensions.items() if k != "variants"}
+    return {
+        "without_top_dimensions": {v: variants.get(v, {}).get(statistic) for v in VARIANTS},
+        "top_dimensions": top,
+    }
+
+
 def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan")) -> Measurement:
     return Measurement(value, None, None, {**info, "not_evaluated": reason})
 
@@ -285,6 +302,7 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
         }
         if what in d.detectability:
             details["detectability"] = dict(d.detectability[what])
+        details.update(_dims(d, f"{what}_clusters"))
         return Measurement(count, ci, None, details, reps if reps.size else None, d.controls.get(f"{what}_clusters"))
 
     return read
@@ -301,6 +319,7 @@ def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
     if d is None:
         return m
     m.details["p_method"] = "two-sided Mantel test, marks of the MI matrix permuted"
+    m.details.update(_dims(d, "pooled_r"))
     reps = d.pooled_r_replicates
     return Measurement(m.value, m.ci, m.p_value, m.details, reps if reps.size else None, d.controls.get("pooled_r"))
 
@@ -327,6 +346,7 @@ def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measu
     d = k.detail(e)
     if d is None:
         return m
+    m.details.update(_dims(d, "min_within_cluster_slope"))
     if d.paradox_replicates.size:
         m.details["paradox_support"] = float(np.mean(d.paradox_replicates))
         m.details["ci_method"] = "percentile over resamples of marks; mark groups refit in each resample"
@@ -378,7 +398,9 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
         return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
     means = getattr(k, f"mean_{what}").value[sel]
     rho, ci, reps = _depth_trend(result.layers, means, getattr(k, f"mean_{what}_boot"), sel)
+    variants = _depth_variants(result, k, what, sel, "spearman")
     details = {
+        **variants,
         **_units(result, k),
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
@@ -396,6 +418,25 @@ _NO_DEPTH_CONTROL = {
     "control": "none exists: any surrogate that keeps a layer's mean and covariance of the marks keeps its mean "
     "pair covariance (and the trend over layers), and one that does not changes the statistic itself",
 }
+
+
+def _depth_variants(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, how: str) -> dict[str, Any]:
+    """A7's statistic (Spearman rho or last/first ratio of the per-layer mean pair covariance) on the dimension
+    variants of the marks (plain covariance, no dimension trimmed). MI is not recomputed on the variants at every
+    layer (the cost of 3 more MI passes per layer): said so."""
+    if what != "cov":
+        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
+    v = k.mean_cov_variants
+    if v.shape != (len(VARIANTS), result.layers.size):
+        return {}
+    out: dict[str, float | None] = {}
+    for i, name in enumerate(VARIANTS):
+        m = v[i, sel]
+        if how == "spearman":
+            out[name] = float(spearmanr(result.layers[sel], m).statistic)
+        else:
+            out[name] = float(m[-1] / m[0]) if m[0] > 0 else None
+    return {"without_top_dimensions": out}
 
 
 def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
@@ -417,6 +458,7 @@ def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
         "first_mean": float(means.value[first]),
         "last_mean": float(means.value[last]),
         **_NO_DEPTH_CONTROL,
+        **_depth_variants(result, k, what, sel, "ratio"),
     }
     if not means.value[first] > 0:
         return _not_evaluated(f"the mean {what} at layer {info['first_layer']} is not positive: no ratio", info)
