@@ -506,8 +506,8 @@ def _blind_spot(details: Mapping[str, Any], cond: Condition) -> str | None:
     limit = f"{float(sep):.3g}" if sep is not None else f"above {max(tried, default=meaningful):.3g}"
     return (
         f"1 cluster cannot say 'no groups' here: on marks like these (N, D, loading matched) the count detects two "
-        f"groups with {det.get('target_power', 0.8):.0%} power only from a separation of {limit} noise sd "
-        f"({det.get('n_sims')} simulations per separation), and the claim calls {meaningful:g} meaningful: it "
+        f"groups with {det.get('target_power', 0.8):.0%} power only from a separation of {limit} (relative to the "
+        f"loading; {det.get('n_sims')} simulations per separation), and the claim calls {meaningful:g} meaningful: it "
         f"could not have seen groups {meaningful:g} apart"
     )
 

@@ -29,7 +29,7 @@ def test_power_rises_with_separation_and_the_limit_sits_between() -> None:
     assert power_at(0.0, seed=1, **common) == 0.0  # one population: never more than 1 cluster
     assert power_at(0.6, seed=1, **common) == 1.0  # groups 0.6 noise sd apart: always seen
     lim = detection_limit(start=0.2, seed=2, **common)
-    assert lim.separation is not None and 0.2 / 1.5**4 <= lim.separation <= 0.2 * 1.5**4
+    assert lim.separation is not None and 0.2 / 1.5**3 <= lim.separation <= 0.2 * 1.5**3
     powers = dict(lim.tried)
     assert powers[lim.separation] >= 0.8 and all(p < 0.8 for s, p in lim.tried if s < lim.separation)
     assert lim.detects(lim.separation) and not lim.detects(lim.separation / 2)

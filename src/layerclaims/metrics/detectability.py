@@ -3,20 +3,20 @@ cluster_marks` on data like a run's own, by simulation.
 
 A count of 1 says "no groups" only if the procedure would have found groups that were there. The limit depends on
 the data: the number of marks ``N``, their dimension ``D``, and how strong the marks' shared direction is against
-their own noise. :func:`matched_loading` reads that from a pair covariance matrix of the marks; :func:`detection_limit`
-then simulates marks of the one-direction model of :mod:`layerclaims.metrics.mark_cases` (``x_i = a_i u + e_i``,
-``e_i ~ N(0, I_D)``, ``u ~ N(0, I_D)``): two groups of ``N/2`` marks with loadings ``a`` and ``a + s``, where ``s``,
-the **separation**, is in units of the marks' noise sd per dimension (the ``delta`` of
-:func:`~layerclaims.metrics.mark_cases.power_case`). A simulation *detects* the groups when the count is not 1.
-The detection limit is the smallest separation on a ladder whose power (fraction of simulations detecting) is at
-least ``target`` (80%).
+their own noise. :func:`matched_loading` reads that from a pair covariance matrix of the marks;
+:func:`detection_limit` then simulates marks of the one-direction model of :mod:`layerclaims.metrics.mark_cases`
+(``x_i = a_i u + e_i``, ``e_i ~ N(0, I_D)``, ``u ~ N(0, I_D)``): two groups of ``N/2`` marks with loadings ``a`` and
+``a + s r``, where ``s``, the **separation**, is relative to the shared loading: ``r = max(a, 0.5)`` (so the
+separation means the same whatever the scale of the marks; a loading below half the noise sd counts as 0.5). At ``a
+= 0.7`` a separation ``s`` is :func:`~layerclaims.metrics.mark_cases.power_case`'s ``delta = 0.7 s``. A simulation
+*detects* the groups when the count is not 1. The detection limit is the smallest separation on a ladder whose power
+(fraction of simulations detecting) is at least ``target`` (80%).
 
-Units and edge cases: ``separation`` and ``loading`` are in noise sd per dimension; a matrix whose mean pair
-covariance is not positive gives loading 0 (groups at 0 and ``s``); ``separation`` None: no separation on the
-ladder reached the target power (the limit lies above the largest tried). The model has one shared direction and
-Gaussian noise; real hidden states have heavier structure (a few dimensions that dominate, heavy tails), so the
-limit is a lower bound on what the count misses, not an exact one.
-"""
+Units and edge cases: ``separation`` is relative to the loading (``r`` above), ``loading`` in noise sd per
+dimension; a matrix whose mean pair covariance is not positive gives loading 0 (groups at 0 and ``0.5 s``);
+``separation`` None: no separation on the ladder reached the target power (the limit lies above the largest tried).
+The model has one shared direction and Gaussian noise; real hidden states have heavier structure (a few dimensions
+that dominate, heavy tails), so the limit is a lower bound on what the count misses, not an exact one."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class Detectability:
             "loading": self.loading,
             "n": self.n,
             "d": self.d,
-            "units": "loading difference between two groups of marks on their shared direction, in noise sd",
+            "units": "loading difference between two groups of marks on their shared direction, relative to the "
+            "loading (at least 0.5 noise sd)",
         }
 
 
@@ -82,10 +83,15 @@ def matched_loading(cov: np.ndarray) -> float:
     return float(np.sqrt(off / noise))
 
 
+MIN_REFERENCE = 0.5
+"""The loading a separation is relative to is at least this (noise sd): ``r = max(a, 0.5)``."""
+
+
 def simulate_groups(n: int, d: int, loading: float, separation: float, rng: np.random.Generator) -> np.ndarray:
     """``[n, d]`` marks of two groups (``n // 2`` and the rest, shuffled) with loadings ``loading`` and
-    ``loading + separation`` on one shared direction, unit noise."""
-    a = np.where(rng.permutation(n) < n // 2, loading, loading + separation)
+    ``loading + separation * max(loading, 0.5)`` on one shared direction, unit noise."""
+    step = separation * max(loading, MIN_REFERENCE)
+    a = np.where(rng.permutation(n) < n // 2, loading, loading + step)
     u = rng.normal(0, 1, d)
     return a[:, None] * u[None, :] + rng.normal(0, 1, (n, d))
 
@@ -119,7 +125,7 @@ def detection_limit(
     seed: int = 0,
     target: float = TARGET_POWER,
     factor: float = 1.5,
-    max_steps: int = 4,
+    max_steps: int = 3,
 ) -> Detectability:
     """The smallest separation on the ladder ``start * factor**k`` (``k`` from ``-max_steps`` to ``max_steps``)
     detected with power >= ``target``: from ``start`` (say, the separation a claim calls meaningful) up while the

@@ -42,10 +42,11 @@ class Config:
     (the 20 before a mark) and are resampled together, as one block, by every bootstrap of the study (0: each mark
     its own block, the marks resampled one by one).
     ``meaningful_cov_separation``, ``meaningful_mi_separation``: the separation of two groups of marks (loading
-    difference on a shared direction, in noise sd: :mod:`layerclaims.metrics.detectability`) that a count of the
-    covariance / MI matrix must detect with 80% power for "1 cluster" to say "no groups". Defaults: 0.15 for the
-    covariance (groups 0.10-0.15 apart have mean covariances 4.6-5.2 within-group sd apart, and a two-component
-    mixture beats one by BIC: real groups), 0.3 for MI (at 0.3 the marks' mean MI separates by 6.4 sd).
+    difference on a shared direction, relative to the loading: :mod:`layerclaims.metrics.detectability`) that a
+    count of the covariance / MI matrix must detect with 80% power for "1 cluster" to say "no groups". Defaults:
+    0.2 for the covariance (at loading 0.7, groups 0.10-0.15 noise sd apart, i.e. 0.14-0.21 relative, have mean
+    covariances 4.6-5.2 within-group sd apart and a two-component mixture beats one by BIC: real groups), 0.4 for
+    MI (0.3 noise sd at loading 0.7, where the marks' mean MI separates by 6.4 sd).
     ``detect_sims``: simulations per separation of the detection limit, at the detail layers (0: not computed).
     ``dimensions``: the mark vectors as they are (``"all"``), each dimension standardised over the marks, or the 1
     or 3 dimensions of largest variance removed, before any statistic (a robustness choice; the claims show the
@@ -68,8 +69,8 @@ class Config:
     detail_layers: tuple[int, ...] | None = None
     control: bool = True
     control_draws: int = 4
-    meaningful_cov_separation: float = 0.15
-    meaningful_mi_separation: float = 0.3
+    meaningful_cov_separation: float = 0.2
+    meaningful_mi_separation: float = 0.4
     detect_sims: int = 10
     block_window: int = BEFORE
     dimensions: Literal["all", "standardised", "drop-top1", "drop-top3"] = "all"
