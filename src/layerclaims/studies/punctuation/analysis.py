@@ -15,9 +15,15 @@ study (statistics and controls) draws whole blocks of such marks (:func:`mark_bl
 :func:`~layerclaims.metrics.bootstrap.block_counts`); the number of blocks is the effective number of
 independent units (``KindResult.n_units``, in every measurement's details). The pooled r and the per-layer means
 are bootstrapped this way at every layer (``Config.n_boot``). At the detail layers, ``Config.n_boot_clusters``
-resamples REFIT the mark groups on the distinct marks of each resample (a duplicated mark would be an exact
-duplicate row), giving the count replicates and the within-group slopes with the grouping's uncertainty carried
-in. The control: a Gaussian surrogate of the marks (same mean and covariance, no groups) through the same steps.
+(200) resamples REFIT the mark groups on all the resampled marks with their copies (the pairs of two copies of one
+mark are no pairs: :func:`~layerclaims.metrics.mark_clusters.refit_resamples`), giving the count replicates and
+the within-group slopes with the grouping's uncertainty carried in. The control: a Gaussian surrogate of the
+marks (same mean and covariance, no groups) through the same steps, over ``Config.control_draws`` draws that
+share as many resamples as the claim's. Also at the detail layers: the detection limit of each count on marks
+like these (:func:`detectability`), and every statistic on the marks with each dimension standardised and with
+the top 1 / 3 dimensions by variance removed (:func:`variant_values`, :func:`top_dimensions`). A7 (the trend of
+the per-layer means) has no control (``result._NO_DEPTH_CONTROL`` says why); its covariance side is also read on
+the dimension variants (:func:`variant_mean_cov`).
 """
 
 from __future__ import annotations
@@ -93,22 +99,58 @@ def groups_of(matrix: np.ndarray, seed: int, n_boot: int) -> MarkClusters:
 def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """OLS slope of MI on covariance inside each pair cluster of ``groups`` (pairs with an outlier mark left out;
     a cluster with fewer than MIN_TYPE_PAIRS pairs or no spread in covariance gives NaN), the sizes, and the pooled
-    slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once."""
+    slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once.
+    A pair of distinct marks counts ``c_i c_j`` times (the rule of :func:`~layerclaims.metrics.bootstrap.
+    pair_moments`), computed on the pairs ``i < j`` (``layer.cov``, ``layer.mi``) rather than as n x n forms."""
     n = layer.cov_m.shape[0]
-    w = np.ones((1, n)) if weights is None else np.atleast_2d(weights)
+    w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     lab = groups.mark_labels
     table = _type_table(groups)
-    pair_cluster = np.where((lab[:, None] >= 0) & (lab[None, :] >= 0), table[lab[:, None], lab[None, :]], -1)
+    iu, ju = _pairs(n)
+    li, lj = lab[iu], lab[ju]
+    pair_cluster = np.where((li >= 0) & (lj >= 0), table[li, lj], -1)
     k = groups.n_clusters
     slopes = np.full((w.shape[0], k), np.nan)
-    sizes = np.zeros(k, dtype=np.int64)
+    sizes = np.bincount(pair_cluster[pair_cluster >= 0], minlength=k)[:k].astype(np.int64)
+    pw = w[:, iu] * w[:, ju]  # [B, P]: each pair's weight in each resample
+    a, b = layer.cov, layer.mi
     for c in range(k):
-        mask = pair_cluster == c
-        sizes[c] = int(np.triu(mask, 1).sum())
         if sizes[c] >= MIN_TYPE_PAIRS:
-            slopes[:, c] = pair_moments(w, layer.cov_m, layer.mi_m, mask).slope
-    pooled = pair_moments(w, layer.cov_m, layer.mi_m, pair_cluster >= 0).slope
+            m = pair_cluster == c
+            slopes[:, c] = _weighted_slope(a[m], b[m], pw[:, m])
+    kept = pair_cluster >= 0
+    pooled = _weighted_slope(a[kept], b[kept], pw[:, kept])
     return slopes, sizes, pooled
+
+
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, 1)``, kept per ``n`` (the order of ``Layer.cov`` and ``Layer.mi``)."""
+    if n not in _PAIRS:
+        _PAIRS[n] = np.triu_indices(n, 1)
+    return _PAIRS[n]
+
+
+def _weighted_slope(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """OLS slope of ``b`` on ``a`` (pair values ``[P]``) with pair weights ``w`` ``[B, P]``, one per row; NaN
+    where the weights sum below 3 or ``a`` has no weighted spread (as :class:`~layerclaims.metrics.bootstrap.
+    PairMoments.slope`). Values are centred first (slopes are shift-invariant)."""
+    if a.size == 0:
+        return np.full(w.shape[0], np.nan)
+    a = a - a.mean()
+    b = b - b.mean()
+    tot = w.sum(axis=1)
+
+    def wsum(v: np.ndarray) -> np.ndarray:  # einsum: no BLAS threads for these small products
+        return np.einsum("bp,p->b", w, v)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mb = wsum(a) / tot, wsum(b) / tot
+        vaa = wsum(a * a) / tot - ma * ma
+        vab = wsum(a * b) / tot - ma * mb
+        return np.where((vaa > 0) & (tot >= 3), vab / vaa, np.nan)
 
 
 def _type_table(groups: MarkClusters) -> np.ndarray:
