@@ -99,7 +99,7 @@ GRID_SETTINGS: dict[str, dict[str, int]] = {
     },
     "qk": {"n_boot": 200, "n_perm": 1000},
 }
-"""Reduced resampling counts used in the grid (the studies' defaults: n_boot 1000, n_boot_clusters 50, n_perm 1000,
+"""Reduced resampling counts used in the grid (the studies' defaults: n_boot 1000, n_boot_clusters 200, n_perm 1000,
 cluster_n_boot 20; study B n_boot 1000, n_perm 10000)."""
 
 MARKER = "robustness.json"
