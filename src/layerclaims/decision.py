@@ -31,7 +31,9 @@ is ``k`` and fewer than ``alpha/2 B`` replicates lie below ``k`` and fewer than 
 (``p = min(1, 2 max(#{R < k}, #{R > k}) / B)``). It fails when one of the two parts fails, i.e. when the decision
 interval lies wholly below ``k`` or wholly above it: ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)`` below
 ``alpha`` (the p of the opposite claim's null, so that "fails" is decided at a level like "holds", never by a fixed
-fraction of the resamples). ``fraction`` (the resamples giving ``k``) is reported.
+fraction of the resamples). ``fraction`` (the resamples giving ``k``) is reported. A count claimed as 1 ("no
+groups") that the data could not have contradicted (its detection limit above the separation the claim calls
+meaningful, ``blind_spot``) is inconclusive, never holds.
 
 **Bands over parts** (a statistic claimed at *every* block, B4). Replicates ``[n_parts, B]`` paired across parts
 (one resample of the items serves every part). A simultaneous percentile band (:func:`band_levels`): each part's
@@ -199,8 +201,18 @@ def decide_threshold(replicates: np.ndarray, comparison: str, threshold: float, 
     return Decision(word, interval(replicates, alpha), p, p_against, alpha, reason=reason)
 
 
-def decide_count(value: float, replicates: np.ndarray, claimed: float, alpha: float = LEVEL) -> Decision:
-    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates."""
+def decide_count(
+    value: float,
+    replicates: np.ndarray,
+    claimed: float,
+    alpha: float = LEVEL,
+    *,
+    blind_spot: str | None = None,
+) -> Decision:
+    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates. ``blind_spot``: what
+    the count could not have seen, for a count claimed as 1 ("no groups") whose detection limit on this run's data
+    lies above the separation the claim calls meaningful; such a claim never holds (inconclusive, with that
+    reason)."""
     r = np.asarray(replicates, dtype=np.float64)
     b = r.size
     fraction = float((r == claimed).sum() / b)
@@ -208,6 +220,8 @@ def decide_count(value: float, replicates: np.ndarray, claimed: float, alpha: fl
     p_against = _p(min((r >= claimed).sum(), (r <= claimed).sum()), b)
     span = interval(r, alpha)
     if p < alpha and value == claimed:
+        if blind_spot:
+            return Decision("inconclusive", span, p, p_against, alpha, reason=blind_spot, fraction=fraction)
         return Decision("holds", span, p, p_against, alpha, fraction=fraction)
     if p_against < alpha:
         side = "below" if (r >= claimed).sum() <= (r <= claimed).sum() else "above"
@@ -222,6 +236,8 @@ def decide_count(value: float, replicates: np.ndarray, claimed: float, alpha: fl
     floor = floor_reason(b, alpha)
     if floor:
         reason = f"{reason}; {floor}"
+    if blind_spot and claimed == 1:
+        reason += f"; and {blind_spot}"
     return Decision("inconclusive", span, p, p_against, alpha, reason=reason, fraction=fraction)
 
 

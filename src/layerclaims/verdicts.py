@@ -484,12 +484,48 @@ def condition_lines(c: ConditionResult) -> list[str]:
     out = f"{c.statistic} = {_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
     if c.shortfall:
         out += f", short at {compact_parts(c.shortfall)}"
+    rogue = _rogue_line(c)
     if c.control is None:
-        return [out]
+        return [out, *rogue]
     cc = c.control
     cci = f" [{_num(cc.ci[0])}, {_num(cc.ci[1])}]" if cc.ci else ""
     there = f", {cc.verdict} there" if cc.verdict else ""
-    return [out, f"control ({cc.name}) = {_num(cc.value)}{cci}{there}"]
+    return [out, f"control ({cc.name}) = {_num(cc.value)}{cci}{there}", *rogue]
+
+
+def survives_without_top_dimensions(c: ConditionResult) -> bool | None:
+    """Whether the condition's point value also satisfies it on every dimension variant of the study's data
+    (``details["without_top_dimensions"]``: each dimension standardised, the top 1 and top 3 dimensions by variance
+    removed); None where the study gives no variants."""
+    got = c.details.get("without_top_dimensions")
+    if not isinstance(got, Mapping) or not got:
+        return None
+    ok = [_point_satisfies(v, c.comparison, c.threshold) for v in got.values()]
+    return None if any(o is None for o in ok) else all(bool(o) for o in ok)
+
+
+def _point_satisfies(value: Any, comparison: str, threshold: float) -> bool | None:
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return {">": value > threshold, ">=": value >= threshold, "<": value < threshold, "<=": value <= threshold,
+            "==": value == threshold}.get(comparison)  # fmt: skip
+
+
+def _rogue_line(c: ConditionResult) -> list[str]:
+    got = c.details.get("without_top_dimensions")
+    if not isinstance(got, Mapping) or not got:
+        return []
+    vals = ", ".join(f"{k} {_num(v) if isinstance(v, (int, float)) else '-'}" for k, v in got.items())
+    word = {True: "yes", False: "no", None: "undefined on some variant"}[survives_without_top_dimensions(c)]
+    top = c.details.get("top_dimensions") or {}
+    dims = top.get("dims") if isinstance(top, Mapping) else None
+    share = top.get("pair_cov_share") if isinstance(top, Mapping) else None
+    named = ""
+    if dims and share:
+        named = "; top dimensions " + ", ".join(
+            f"{d} ({float(s):.0%} of the pair covariance)" for d, s in zip(dims, share, strict=False)
+        )
+    return [f"survives without its top dimensions: {word} ({vals}){named}"]
 
 
 # --------------------------------------------------------------------------------------------------- deciding
@@ -507,11 +543,31 @@ def _decide(value: float, m_ci: Any, replicates: Any, details: Mapping[str, Any]
         return decide_band(values, reps, cond.comparison, cond.threshold, alpha), "band"
     if reps is not None:
         if cond.comparison == "==":
-            return decide_count(value, reps, cond.threshold, alpha), "count"
+            return decide_count(value, reps, cond.threshold, alpha, blind_spot=_blind_spot(details, cond)), "count"
         return decide_threshold(reps, cond.comparison, cond.threshold, alpha), "threshold"
     if replicates is not None and why:  # replicates given but mostly undefined
         return Decision("not evaluated", reason=why), "none"
     return decide_interval_only(tuple(m_ci), cond.comparison, cond.threshold), "interval"
+
+
+def _blind_spot(details: Mapping[str, Any], cond: Condition) -> str | None:
+    """For a count claimed as 1: what it could not have seen, from the study's ``details["detectability"]``
+    (``separation``: the detection limit at 80% power, None above every separation tried; ``meaningful``: the
+    separation the claim calls meaningful); None when the limit is at or below the meaningful separation."""
+    det = details.get("detectability")
+    if cond.threshold != 1 or not isinstance(det, Mapping) or det.get("meaningful") is None:
+        return None
+    sep, meaningful = det.get("separation"), float(det["meaningful"])
+    if sep is not None and float(sep) <= meaningful + 1e-12:
+        return None
+    tried = [float(t[0]) for t in det.get("tried") or []]
+    limit = f"{float(sep):.3g}" if sep is not None else f"above {max(tried, default=meaningful):.3g}"
+    return (
+        f"1 cluster cannot say 'no groups' here: on marks like these (N, D, loading matched) the count detects two "
+        f"groups with {det.get('target_power', 0.8):.0%} power only from a separation of {limit} (relative to the "
+        f"loading; {det.get('n_sims')} simulations per separation), and the claim calls {meaningful:g} meaningful: it "
+        f"could not have seen groups {meaningful:g} apart"
+    )
 
 
 def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResult:

@@ -114,8 +114,21 @@ def test_count_rule() -> None:
     assert decide_count(1.0, np.r_[np.full(990, 1.0), np.full(10, 3.0)], 3, alpha=0.01).verdict == "inconclusive"
     assert decide_count(1.0, np.r_[np.full(900, 1.0), np.full(100, 3.0)], 3).verdict == "inconclusive"
     assert decide_count(4.0, np.r_[np.full(995, 4.0), np.full(5, 3.0)], 3).verdict == "fails"  # wholly above
+    # fails at the claim's level: 3 outside the central 1 - alpha interval (fewer than alpha/2 of resamples at 3+)
+    few2 = np.r_[np.full(990, 1.0), np.full(10, 3.0)]
+    d = decide_count(1.0, few2, 3)
+    assert d.verdict == "fails" and d.p_against == pytest.approx(0.02) and d.interval[1] < 3
+    # 10% of the resamples at 3: inside the 95% interval, so not a fail at 0.05, but a fail at 0.5
+    some = np.r_[np.full(900, 1.0), np.full(100, 3.0)]
+    assert decide_count(1.0, some, 3, 0.05).verdict == "inconclusive"
+    assert decide_count(1.0, some, 3, 0.5).verdict == "fails"
     d = decide_count(3.0, stable, 3)
     assert d.interval == (3.0, 3.0)  # every holds has its interval wholly in the claimed region {3}
+    # a count of 1 that could not have seen meaningful groups never holds
+    ones = np.full(1000, 1.0)
+    assert decide_count(1.0, ones, 1).verdict == "holds"
+    blind = decide_count(1.0, ones, 1, blind_spot="could not have seen groups 0.15 apart")
+    assert blind.verdict == "inconclusive" and "0.15" in (blind.reason or "")
 
 
 def test_interval_only_rule_and_conjunctions() -> None:
@@ -297,11 +310,16 @@ def test_p_formatting(value: float | None, expected: str) -> None:
 
 
 def test_claims_p_is_the_largest_of_its_conditions() -> None:
-    table = {"spearman_mean_mi_vs_depth": _m(-0.9, 0.05), "spearman_mean_cov_vs_depth": _m(0.2, 0.1, 1)}
+    table = {
+        "spearman_mean_mi_vs_depth": _m(-0.9, 0.05),
+        "ratio_mean_mi_last_first": _m(0.5, 0.1, 2),
+        "spearman_mean_cov_vs_depth": _m(0.2, 0.1, 1),
+        "ratio_mean_cov_last_first": _m(300.0, 50.0, 3),
+    }
     v = evaluate(CLAIMS_BY_ID["A7"], FakeResult("m", 24, table))
     ps = [c.p_value for c in v.conditions]
     assert v.p_value == max(ps) and not math.isnan(v.p_value)
-    assert list(itertools.chain(*[[c.rule] for c in v.conditions])) == ["threshold", "threshold"]
+    assert list(itertools.chain(*[[c.rule] for c in v.conditions])) == ["threshold"] * 4
 
 
 def test_findings_on_the_claims_own_model_pass_only_on_holds_and_say_why() -> None:

@@ -9,6 +9,11 @@ Building blocks, from general to specific:
 
 * :func:`bootstrap_indices` / :func:`item_counts`: the ``(n_boot, n)`` index draws (optionally stratified, with a
   minimum number of distinct items per stratum) and the per-item multiplicities they imply.
+* :func:`overlap_blocks` / :func:`block_counts`: the block bootstrap of dependent items. Items whose inputs overlap
+  (study A's marks: two marks whose context windows share tokens share input, so their hidden states are not
+  independent) form one block; a resample draws whole blocks with replacement (Kuensch 1989; here the blocks are
+  fixed by the data, not by a block length), and every item of a block drawn ``m`` times gets multiplicity ``m``.
+  The number of blocks is the effective number of independent units the intervals rest on.
 * :func:`bootstrap_replicates` / :func:`bootstrap_ci`: any ``statistic(indices) -> float``.
 * :func:`resample_matrix` / :func:`bootstrap_similarity`: statistics of item x item matrices (cosine matrices,
   pairwise covariance or MI). The pair formed by two copies of the same item is set to NaN, i.e. excluded, as
@@ -39,12 +44,14 @@ from layerclaims.metrics.similarity import as_array, rsa
 __all__ = [
     "BootstrapCI",
     "PairMoments",
+    "block_counts",
     "bootstrap_ci",
     "bootstrap_indices",
     "bootstrap_pair_correlation",
     "bootstrap_replicates",
     "bootstrap_similarity",
     "item_counts",
+    "overlap_blocks",
     "pair_moments",
     "percentile_interval",
     "resample_matrix",
@@ -162,6 +169,41 @@ def item_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
     b = indices.shape[0]
     flat = (indices + n_items * np.arange(b)[:, None]).ravel()
     return np.bincount(flat, minlength=b * n_items).reshape(b, n_items)
+
+
+def overlap_blocks(positions: Any, window: int) -> np.ndarray:
+    """Block label of each item from its position (e.g. a mark's token index): items are sorted by position and two
+    neighbours whose positions differ by at most ``window`` join one block (chains join: a, b, c with b - a and
+    c - b <= ``window`` are one block). ``window`` 0 gives every item a block of its own unless two share a
+    position. Labels ``0..K-1`` in position order, in the items' input order. Study A: ``window`` = the tokens a
+    mark's hidden state reads before it (20): two marks at most 20 tokens apart read some of the same tokens."""
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+    if int(window) < 0:
+        raise UsageError(f"window must be >= 0 tokens, got {window}")
+    if pos.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(pos, kind="stable")
+    new_block = np.r_[True, np.diff(pos[order]) > int(window)]
+    labels = np.empty(pos.size, dtype=np.int64)
+    labels[order] = np.cumsum(new_block) - 1
+    return labels
+
+
+def block_counts(blocks: Any, n_boot: int, *, seed: int = 0) -> np.ndarray:
+    """``(n_boot, n_items)`` multiplicities of the block bootstrap: each row draws as many blocks as there are,
+    with replacement, and an item's multiplicity is the number of times its block was drawn (so a resample has
+    ``n_items`` items on average, not exactly). ``blocks``: one label per item (:func:`overlap_blocks`); with every
+    item its own block this is the ordinary bootstrap of items (the same draws as :func:`bootstrap_indices` with
+    the same seed, as multiplicities)."""
+    lab = np.asarray(blocks).reshape(-1)
+    if lab.size == 0:
+        raise UsageError("block_counts needs at least one item")
+    _check(lab.size, n_boot, 0.5)
+    uniq, inv = np.unique(lab, return_inverse=True)
+    k = uniq.size
+    draws = np.random.default_rng(seed).integers(0, k, size=(int(n_boot), k))
+    per_block = item_counts(draws, k)
+    return per_block[:, inv.reshape(-1)]
 
 
 def percentile_interval(

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CASES", "MarkCase", "covariance", "groups", "power_case"]
+__all__ = [
+    "CASES",
+    "MarkCase",
+    "OverlappingMarks",
+    "covariance",
+    "grouped_overlapping_marks",
+    "groups",
+    "overlapping_marks",
+    "power_case",
+]
 
 N, D = 250, 1024
 
@@ -94,3 +103,77 @@ def power_case(delta: float, rng: np.random.Generator) -> MarkCase:
     """Two groups of 125 with loadings 0.7 and 0.7 + ``delta``: 3 pair types for delta > 0, 1 at delta = 0. The
     power curve is the fraction of seeds with count 3 as ``delta`` grows."""
     return groups([125, 125], [0.7, 0.7 + delta], rng, 3 if delta > 0 else 1)
+
+
+@dataclass(frozen=True)
+class OverlappingMarks:
+    """Marks read from overlapping windows of one token stream: ``x [N, D]``, the marks' token ``positions``, and
+    ``target``: the population value of the mean pair covariance (what a bootstrap interval should cover)."""
+
+    x: np.ndarray
+    positions: np.ndarray
+    target: float
+
+
+def mark_positions(n: int, median_gap: float, rng: np.random.Generator) -> np.ndarray:
+    """Token positions of ``n`` marks with geometric gaps (>= 1) of the given median (study A's first 250 internal
+    marks: median gap 14 tokens, 66% of consecutive marks within 20 tokens)."""
+    p = 1.0 - 0.5 ** (1.0 / max(median_gap - 0.5, 0.5))
+    return 20 + np.cumsum(rng.geometric(p, n))
+
+
+def overlapping_marks(
+    positions: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    d: int = 256,
+    window: int = 20,
+    loading: float = 0.7,
+    spread: float = 0.3,
+    direction_seed: int = 12345,
+) -> OverlappingMarks:
+    """Marks whose hidden states share input when their windows overlap: every token ``k`` of the stream carries a
+    scalar ``z_k ~ N(0, 1)``; mark ``i`` at position ``p_i`` loads ``a_i = loading + spread * sum(z over the
+    window + 1 tokens ending at p_i) / sqrt(window + 1)`` on one fixed direction ``u`` (seeded by
+    ``direction_seed``, the same in every draw: the model), ``x_i = a_i u + e_i``, ``e_i ~ N(0, I_D)``. Two marks
+    ``g`` tokens apart (``g <= window``) have loadings correlated ``(window + 1 - g) / (window + 1)``. ``target``:
+    ``E[mean_{i<j} cov_ij] = s_u^2 mean_{i<j} E[a_i a_j]`` with ``s_u^2`` the variance of ``u`` over its
+    dimensions, exactly."""
+    pos = np.asarray(positions, dtype=np.int64)
+    w = window + 1
+    z = rng.standard_normal(int(pos.max()) + 1)
+    csum = np.r_[0.0, np.cumsum(z)]
+    a = loading + spread * (csum[pos + 1] - csum[pos + 1 - w]) / np.sqrt(w)
+    u = np.random.default_rng(direction_seed).normal(0, 1, d)
+    x = a[:, None] * u[None, :] + rng.normal(0, 1, (pos.size, d))
+    gap = np.abs(pos[:, None] - pos[None, :])
+    overlap = np.clip(w - gap, 0, None) / w
+    iu = np.triu_indices(pos.size, 1)
+    e_aa = loading**2 + spread**2 * overlap[iu].mean()
+    return OverlappingMarks(x, pos, float(np.var(u, ddof=1) * e_aa))
+
+
+def grouped_overlapping_marks(
+    positions: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    d: int = D,
+    separation: float = 0.0,
+    loading: float = 0.7,
+    spread: float = 0.05,
+    window: int = 20,
+) -> MarkCase:
+    """Two groups of marks (half each, shuffled) with loadings ``loading`` and ``loading + separation`` on one
+    shared direction (:func:`power_case`), and marks that read overlapping windows: each mark's loading also moves
+    by ``spread`` times the mean of per-token values over its ``window + 1`` tokens (:func:`overlapping_marks`), so
+    neighbours within ``window`` tokens are dependent. Truth: 3 pair clusters for ``separation > 0``, else 1."""
+    pos = np.asarray(positions, dtype=np.int64)
+    n = pos.size
+    lab = (rng.permutation(n) >= n // 2).astype(np.int64)
+    w = window + 1
+    z = rng.standard_normal(int(pos.max()) + 1)
+    csum = np.r_[0.0, np.cumsum(z)]
+    a = loading + separation * lab + spread * (csum[pos + 1] - csum[pos + 1 - w]) / np.sqrt(w)
+    u = rng.normal(0, 1, d)
+    x = a[:, None] * u[None, :] + rng.normal(0, 1, (n, d))
+    return MarkCase(x, 3 if separation > 0 else 1, (), lab if separation > 0 else np.zeros(n, dtype=np.int64))

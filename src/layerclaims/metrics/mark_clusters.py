@@ -26,7 +26,15 @@ from threadpoolctl import ThreadpoolController
 from layerclaims.errors import UsageError
 from layerclaims.metrics.clusters import density_modes, robust_scale
 
-__all__ = ["MIN_SUPPORT", "MarkClusters", "PairType", "cluster_marks", "one_blas_thread", "pair_cluster_labels"]
+__all__ = [
+    "MIN_SUPPORT",
+    "MarkClusters",
+    "PairType",
+    "cluster_marks",
+    "one_blas_thread",
+    "pair_cluster_labels",
+    "refit_resamples",
+]
 
 _SIGNAL_SV = 1.5  # a row-profile component is signal when its singular value is 1.5x the noise's
 _THREADS = ThreadpoolController()  # found once: building one per call reads /proc (~3 ms)
@@ -67,7 +75,7 @@ class MarkClusters:
     ``min_support`` marks. ``mark_labels`` ``(n,)``: each mark's group 0..n_groups-1 (ordered by the group's median
     pair value), ``-1`` for an outlier mark. ``outlier_marks``: marks that alone carry a streak of pair values
     (listed, not counted). ``pair_types``: which two groups make which cluster, with its size and centre.
-    ``boot_counts``: ``n_clusters`` refit on bootstrap resamples of the marks (distinct marks of each resample);
+    ``boot_counts``: ``n_clusters`` refit on bootstrap resamples of the marks (:func:`refit_resamples`);
     ``stability``: the fraction equal to ``n_clusters`` (NaN without resamples)."""
 
     n_clusters: int
@@ -131,18 +139,38 @@ def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
     return a
 
 
-def _robust_z(sub: NDArray[np.float64]) -> tuple[NDArray[np.float64], float, float]:
+def _robust_z(
+    sub: NDArray[np.float64], copies: NDArray[np.bool_] | None = None
+) -> tuple[NDArray[np.float64], float, float]:
     """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
-    ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal."""
+    ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal. ``copies`` (``n x n`` bool, a bootstrap
+    resample): pairs of two copies of one mark, which are no pair of marks; they are left out of the median and
+    scale and, like the diagonal, set to their row's median. (The matrix is symmetric: the pairs ``i < j`` give
+    the same quantiles as all off-diagonal entries, at half the cost.)"""
     n = sub.shape[0]
-    off = sub[~np.eye(n, dtype=bool)].reshape(n, n - 1)  # row i: mark i's values with the n - 1 others
-    q25, med, q75 = np.percentile(off, [25.0, 50.0, 75.0])
+    iu = np.triu_indices(n, 1)
+    if copies is None or not copies.any():
+        pairs = sub[iu]
+        row = np.sort(np.where(np.eye(n, dtype=bool), np.inf, sub), axis=1)
+        valid = np.full(n, n - 1)
+    else:
+        pairs = sub[iu][~copies[iu]]
+        excl = copies | np.eye(n, dtype=bool)
+        row = np.sort(np.where(excl, np.inf, sub), axis=1)  # a row's excluded entries sort last
+        valid = n - excl.sum(axis=1)
+    q25, med, q75 = np.percentile(pairs, [25.0, 50.0, 75.0])
+    lo, hi = (valid - 1) // 2, valid // 2
+    r = np.arange(n)
+    row_med = 0.5 * (row[r, np.maximum(lo, 0)] + row[r, np.maximum(hi, 0)])
     sc = float(q75 - q25) / 1.349
     if not sc > 0:
-        sc = float(np.std(off))
+        sc = float(np.std(pairs))
     sc = sc if sc > 0 else 1.0
     z = (sub - med) / sc
-    z[np.diag_indices(n)] = (np.median(off, axis=1) - med) / sc
+    z[np.diag_indices(n)] = (row_med - med) / sc
+    if copies is not None and copies.any():
+        rr, cc = np.nonzero(copies)
+        z[rr, cc] = (row_med[rr] - med) / sc
     return z, float(med), sc
 
 
@@ -254,7 +282,7 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
 
 
 def _type_table(
-    z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float
+    z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float, copies: NDArray[np.bool_] | None = None
 ) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], list[float]]:
     """Pair types of the groups (code, size, median, robust sd; z units) and the pair cluster of each: the modes
     of the mixture of the types' Gaussian summaries (:func:`_mixture_modes`), each type in the basin of its
@@ -262,16 +290,24 @@ def _type_table(
     n = z.shape[0]
     g = int(groups.max()) + 1
     i, j = np.triu_indices(n, 1)
+    if copies is not None and copies.any():  # two copies of one mark make no pair
+        pair = ~copies[i, j]
+        i, j = i[pair], j[pair]
     code = np.minimum(groups[i], groups[j]) * g + np.maximum(groups[i], groups[j])
-    present, ptype = np.unique(code, return_inverse=True)
+    present = np.flatnonzero(np.bincount(code, minlength=g * g))  # codes are small: no sort needed
+    lookup = np.zeros(g * g, dtype=np.int64)
+    lookup[present] = np.arange(present.size)
+    ptype = lookup[code]
     vals = z[i, j]
     nt = present.size
     rows, mus, scs = [], np.zeros(nt), np.zeros(nt)
     w = np.bincount(ptype, minlength=nt) / ptype.size
     for t in range(nt):
-        v = vals[ptype == t]
-        mus[t] = np.median(v)
-        scs[t] = robust_scale(v) if v.size >= 2 else 0.0
+        v = vals if nt == 1 else vals[ptype == t]
+        q25, q50, q75 = np.percentile(v, [25.0, 50.0, 75.0])
+        mus[t] = q50
+        iqr = float(q75 - q25) / 1.349
+        scs[t] = 0.0 if v.size < 2 else (iqr if iqr > 0 else float(np.std(v)))  # robust_scale, one partition
         rows.append((int(present[t] // g), int(present[t] % g), int(v.size), float(mus[t]), float(scs[t])))
     positive = scs[scs > 0]
     floor = 0.1 * float(np.min(positive)) if positive.size else 1.0  # a type of one pair: a narrow bump
@@ -313,12 +349,21 @@ class _MarkFit:
     valleys: list[float]
 
 
-def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> _MarkFit:
-    """Group, flag atypical marks, regroup without them, and merge the pair types into clusters."""
+def _fit_marks(
+    m: NDArray[np.float64],
+    *,
+    max_groups: int,
+    min_support: int,
+    min_depth: float,
+    copies: NDArray[np.bool_] | None = None,
+) -> _MarkFit:
+    """Group, flag atypical marks, regroup without them, and merge the pair types into clusters. ``copies``: the
+    pairs of two copies of one mark in a bootstrap resample (:func:`_robust_z`), never counted as pairs."""
     n = m.shape[0]
     keep = np.arange(n)
     flagged = np.zeros(n, dtype=bool)
-    z, med, sc = _robust_z(m)
+    cp = copies
+    z, med, sc = _robust_z(m, cp)
     groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
     for _ in range(2):  # flag against the groups of all marks, then once more against the regrouped typical ones
         new = _atypical(z, groups)
@@ -326,13 +371,74 @@ def _fit_marks(m: NDArray[np.float64], *, max_groups: int, min_support: int, min
             break
         flagged[keep[new]] = True
         keep = np.flatnonzero(~flagged)
-        z, med, sc = _robust_z(m[np.ix_(keep, keep)])
+        cp = None if copies is None else copies[np.ix_(keep, keep)]
+        z, med, sc = _robust_z(m[np.ix_(keep, keep)], cp)
         groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
-    types, tcl, valleys = _type_table(z, groups, min_depth)
+    types, tcl, valleys = _type_table(z, groups, min_depth, cp)
     labels = np.full(n, -1, dtype=np.int64)
     labels[keep] = groups
     raw = [(a, b, k, med + sc * c, sc * w) for a, b, k, c, w in types]  # medians and IQRs are affine-equivariant
     return _MarkFit(int(tcl.max()) + 1, labels, raw, tcl, valleys)
+
+
+def _fit_options(max_k: int, min_support: int, min_depth: float) -> dict[str, Any]:
+    """The checked options of :func:`_fit_marks` (UsageError naming a bad one)."""
+    if int(min_support) != min_support or min_support < 2:
+        raise UsageError(f"min_support must be an integer >= 2, got {min_support!r}")
+    if not 0.0 < min_depth < 1.0:
+        raise UsageError(f"min_depth must lie in (0, 1), got {min_depth!r}")
+    max_groups = max(g for g in range(1, max(max_k, 1) + 1) if g * (g + 1) // 2 <= max_k)
+    return {"max_groups": max_groups, "min_support": int(min_support), "min_depth": min_depth}
+
+
+def refit_resamples(
+    matrix: ArrayLike,
+    counts: ArrayLike,
+    *,
+    max_k: int = 6,
+    min_support: int = MIN_SUPPORT,
+    min_depth: float = 0.5,
+) -> tuple[MarkClusters, ...]:
+    """:func:`cluster_marks` refit on bootstrap resamples of the marks: ``counts`` ``[B, n]`` gives each mark's
+    multiplicity in each resample (:func:`layerclaims.metrics.bootstrap.item_counts`, or the block bootstrap's
+    :func:`~layerclaims.metrics.bootstrap.block_counts`). A resample is the matrix of its marks WITH their copies
+    (a bootstrap of all the marks, not of the distinct ones; a group's support counts copies, as the resample is
+    the sample), and the pairs of two copies of one mark are no pairs: they are left out of the scale, the row
+    profiles (set to the row's median, as the diagonal) and the pair types. One :class:`MarkClusters` per
+    resample, in the marks' original numbering: ``mark_labels`` is the group of each mark's first copy (-1 an
+    outlier mark, -2 a mark not drawn); no resamples of its own. A resample with fewer than 4 distinct marks is one
+    cluster. The marks are taken in the canonical order of :func:`cluster_marks`."""
+    m = _check_matrix(matrix)
+    c = np.atleast_2d(np.asarray(counts))
+    if c.ndim != 2 or c.shape[1] != m.shape[0] or (c < 0).any() or not np.all(c == np.round(c)):
+        raise UsageError(f"counts must be [B, {m.shape[0]}] non-negative integer multiplicities, got {c.shape}")
+    c = c.astype(np.int64)
+    opts = _fit_options(max_k, min_support, min_depth)
+    order = np.lexsort((np.diag(m), m.sum(axis=1)))
+    back = np.argsort(order)
+    m, c = m[np.ix_(order, order)], c[:, order]
+    out = []
+    with one_blas_thread():
+        for b in range(c.shape[0]):
+            idx = np.repeat(np.arange(m.shape[0]), c[b])
+            labels = np.full(m.shape[0], -2, dtype=np.int64)
+            if np.unique(idx).size < 4:
+                labels[idx] = 0
+                out.append(MarkClusters(1, labels[back], (), (), float("nan"), (), int(min_support)))
+                continue
+            copies = idx[:, None] == idx[None, :]
+            np.fill_diagonal(copies, False)
+            fit = _fit_marks(m[np.ix_(idx, idx)], copies=copies, **opts)
+            first = np.r_[True, idx[1:] != idx[:-1]]
+            labels[idx[first]] = fit.labels[first]
+            labels = labels[back]
+            types = tuple(
+                PairType(ta, tb, k, float(cc), float(w), int(fit.type_cluster[t]))
+                for t, (ta, tb, k, cc, w) in enumerate(fit.types)
+            )
+            outliers = tuple(int(i) for i in np.flatnonzero(labels == -1))
+            out.append(MarkClusters(fit.n_clusters, labels, outliers, types, float("nan"), (), int(min_support)))
+    return tuple(out)
 
 
 def cluster_marks(
@@ -363,8 +469,9 @@ def cluster_marks(
        pairs). The pair clusters are the modes of the mixture of these summaries separated by valleys deeper than
        ``min_depth`` of the lower peak (:func:`_mixture_modes`); each type joins the mode of its centre.
        ``n_clusters`` is their number, at most ``max_k`` (so at most 3 groups).
-    4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement; the distinct marks of each
-       resample, a duplicated mark would make an exact duplicate row), each refit from step 1; ``boot_counts``.
+    4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement, all n of them: a mark drawn twice
+       is two rows, and the pair of its two copies is no pair, :func:`refit_resamples`), each refit from step 1;
+       ``boot_counts``.
 
     The literal reading (clusters of the pair values themselves, single marks included) is
     :func:`count_clusters` on ``matrix[np.triu_indices(n, 1)]``; report it beside this count.
@@ -372,12 +479,7 @@ def cluster_marks(
     m = _check_matrix(matrix)
     if int(n_boot) != n_boot or n_boot < 0:
         raise UsageError(f"n_boot must be an integer >= 0, got {n_boot!r}")
-    if int(min_support) != min_support or min_support < 2:
-        raise UsageError(f"min_support must be an integer >= 2, got {min_support!r}")
-    if not 0.0 < min_depth < 1.0:
-        raise UsageError(f"min_depth must lie in (0, 1), got {min_depth!r}")
-    max_groups = max(g for g in range(1, max(max_k, 1) + 1) if g * (g + 1) // 2 <= max_k)
-    fit_opts = {"max_groups": max_groups, "min_support": int(min_support), "min_depth": min_depth}
+    fit_opts = _fit_options(max_k, min_support, min_depth)
     # n x n products are small: one BLAS thread is faster than several, by far on shared cores (measured 10-40x
     # on the 2-core workstation under load), and does not fight the caller's threads
     # The marks in a canonical order (by their row sums, then their diagonal), so that the count, the groups and the
@@ -417,6 +519,11 @@ def _fit_and_resample(
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
-        idx = np.unique(rng.integers(0, n, n))
-        boot.append(_fit_marks(m[np.ix_(idx, idx)], **fit_opts).n_clusters if idx.size >= 4 else 1)
+        idx = np.sort(rng.integers(0, n, n))
+        if np.unique(idx).size < 4:
+            boot.append(1)
+            continue
+        copies = idx[:, None] == idx[None, :]
+        np.fill_diagonal(copies, False)
+        boot.append(_fit_marks(m[np.ix_(idx, idx)], copies=copies, **fit_opts).n_clusters)
     return fit, boot

@@ -104,6 +104,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bins": ("15", "10", "20", "30"),
     "trim": tuple(TRIMS),
     "mi_estimator": ("plugin", "miller-madow"),
+    # each dimension standardised over the marks, or the 1 or 3 dimensions of largest variance removed (rogue
+    # dimensions and massive activations)
+    "dimensions": ("all", "standardised", "drop-top1", "drop-top3"),
     "layer": ("0", "-1", "+1"),
 }
 
@@ -123,6 +126,8 @@ STUDY = Study(
         Statistic("mean_cov", False, f"the mean pair covariance, {_AT}"),
         Statistic("spearman_mean_mi_vs_depth", True, "Spearman rho of the mean pair MI against block output depth"),
         Statistic("spearman_mean_cov_vs_depth", True, "Spearman rho of the mean pair covariance against depth"),
+        Statistic("ratio_mean_mi_last_first", True, "the last block output's mean pair MI over the first's"),
+        Statistic("ratio_mean_cov_last_first", True, "the last block output's mean pair covariance over the first's"),
     ),
     layer_unit="hidden_state",
     kinds=KINDS,
@@ -133,7 +138,7 @@ STUDY = Study(
     robustness=Robustness(
         choices=CHOICES,
         offset="layer",
-        run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator"),
+        run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator", "dimensions"),
         grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},
         run=_robustness_run,
     ),

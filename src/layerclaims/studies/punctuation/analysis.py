@@ -9,11 +9,21 @@ MI on covariance (:func:`layerclaims.metrics.simpson.simpson` over the covarianc
 outlier mark left out) and the merge layer.
 
 Bootstrap over marks, one primitive (:func:`layerclaims.metrics.bootstrap.pair_moments`): a resample gives each
-mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. The pooled r and the per-layer means
+mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. Marks are not independent: two
+marks at most ``Config.block_window`` (20) tokens apart read some of the same tokens, so every resample of the
+study (statistics and controls) draws whole blocks of such marks (:func:`mark_blocks`, the block bootstrap of
+:func:`~layerclaims.metrics.bootstrap.block_counts`); the number of blocks is the effective number of
+independent units (``KindResult.n_units``, in every measurement's details). The pooled r and the per-layer means
 are bootstrapped this way at every layer (``Config.n_boot``). At the detail layers, ``Config.n_boot_clusters``
-resamples REFIT the mark groups on the distinct marks of each resample (a duplicated mark would be an exact
-duplicate row), giving the count replicates and the within-group slopes with the grouping's uncertainty carried
-in. The control: a Gaussian surrogate of the marks (same mean and covariance, no groups) through the same steps.
+(200) resamples REFIT the mark groups on all the resampled marks with their copies (the pairs of two copies of one
+mark are no pairs: :func:`~layerclaims.metrics.mark_clusters.refit_resamples`), giving the count replicates and
+the within-group slopes with the grouping's uncertainty carried in. The control: a Gaussian surrogate of the
+marks (same mean and covariance, no groups) through the same steps, over ``Config.control_draws`` draws that
+share as many resamples as the claim's. Also at the detail layers: the detection limit of each count on marks
+like these (:func:`detectability`), and every statistic on the marks with each dimension standardised and with
+the top 1 / 3 dimensions by variance removed (:func:`variant_values`, :func:`top_dimensions`). A7 (the trend of
+the per-layer means) has no control (``result._NO_DEPTH_CONTROL`` says why); its covariance side is also read on
+the dimension variants (:func:`variant_mean_cov`).
 """
 
 from __future__ import annotations
@@ -25,17 +35,24 @@ from typing import Any
 
 import numpy as np
 
-from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
+from layerclaims.metrics.bootstrap import block_counts, overlap_blocks, pair_moments, percentile_interval
 from layerclaims.metrics.clusters import count_clusters
-from layerclaims.metrics.mark_clusters import MIN_SUPPORT, MarkClusters, PairType, cluster_marks, one_blas_thread
+from layerclaims.metrics.mark_clusters import (
+    MIN_SUPPORT,
+    MarkClusters,
+    PairType,
+    cluster_marks,
+    one_blas_thread,
+    refit_resamples,
+)
 from layerclaims.results import BlockStatistic, Control
-from layerclaims.studies.punctuation.config import Config, KindSeeds, entry_seeds
+from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, VARIANTS, Config, KindSeeds, entry_seeds
 from layerclaims.studies.punctuation.result import KindResult, LayerDetail
 
 N_HIST_BINS = 40
 N_DRAW = 3000  # pairs kept per entry and kind for drawing the all-layers grid
 MIN_TYPE_PAIRS = 10  # a pair cluster enters the within-group comparison with at least this many pairs
-STEPS = ("mi_cov_s", "clusters_s", "detail_s", "mantel_s", "control_s", "bootstrap_s")
+STEPS = ("mi_cov_s", "clusters_s", "detail_s", "mantel_s", "detect_s", "control_s", "bootstrap_s")
 
 
 @dataclass
@@ -82,22 +99,58 @@ def groups_of(matrix: np.ndarray, seed: int, n_boot: int) -> MarkClusters:
 def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """OLS slope of MI on covariance inside each pair cluster of ``groups`` (pairs with an outlier mark left out;
     a cluster with fewer than MIN_TYPE_PAIRS pairs or no spread in covariance gives NaN), the sizes, and the pooled
-    slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once."""
+    slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once.
+    A pair of distinct marks counts ``c_i c_j`` times (the rule of :func:`~layerclaims.metrics.bootstrap.
+    pair_moments`), computed on the pairs ``i < j`` (``layer.cov``, ``layer.mi``) rather than as n x n forms."""
     n = layer.cov_m.shape[0]
-    w = np.ones((1, n)) if weights is None else np.atleast_2d(weights)
+    w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     lab = groups.mark_labels
     table = _type_table(groups)
-    pair_cluster = np.where((lab[:, None] >= 0) & (lab[None, :] >= 0), table[lab[:, None], lab[None, :]], -1)
+    iu, ju = _pairs(n)
+    li, lj = lab[iu], lab[ju]
+    pair_cluster = np.where((li >= 0) & (lj >= 0), table[li, lj], -1)
     k = groups.n_clusters
     slopes = np.full((w.shape[0], k), np.nan)
-    sizes = np.zeros(k, dtype=np.int64)
+    sizes = np.bincount(pair_cluster[pair_cluster >= 0], minlength=k)[:k].astype(np.int64)
+    pw = w[:, iu] * w[:, ju]  # [B, P]: each pair's weight in each resample
+    a, b = layer.cov, layer.mi
     for c in range(k):
-        mask = pair_cluster == c
-        sizes[c] = int(np.triu(mask, 1).sum())
         if sizes[c] >= MIN_TYPE_PAIRS:
-            slopes[:, c] = pair_moments(w, layer.cov_m, layer.mi_m, mask).slope
-    pooled = pair_moments(w, layer.cov_m, layer.mi_m, pair_cluster >= 0).slope
+            m = pair_cluster == c
+            slopes[:, c] = _weighted_slope(a[m], b[m], pw[:, m])
+    kept = pair_cluster >= 0
+    pooled = _weighted_slope(a[kept], b[kept], pw[:, kept])
     return slopes, sizes, pooled
+
+
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, 1)``, kept per ``n`` (the order of ``Layer.cov`` and ``Layer.mi``)."""
+    if n not in _PAIRS:
+        _PAIRS[n] = np.triu_indices(n, 1)
+    return _PAIRS[n]
+
+
+def _weighted_slope(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """OLS slope of ``b`` on ``a`` (pair values ``[P]``) with pair weights ``w`` ``[B, P]``, one per row; NaN
+    where the weights sum below 3 or ``a`` has no weighted spread (as :class:`~layerclaims.metrics.bootstrap.
+    PairMoments.slope`). Values are centred first (slopes are shift-invariant)."""
+    if a.size == 0:
+        return np.full(w.shape[0], np.nan)
+    a = a - a.mean()
+    b = b - b.mean()
+    tot = w.sum(axis=1)
+
+    def wsum(v: np.ndarray) -> np.ndarray:  # einsum: no BLAS threads for these small products
+        return np.einsum("bp,p->b", w, v)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mb = wsum(a) / tot, wsum(b) / tot
+        vaa = wsum(a * a) / tot - ma * ma
+        vab = wsum(a * b) / tot - ma * mb
+        return np.where((vaa > 0) & (tot >= 3), vab / vaa, np.nan)
 
 
 def _type_table(groups: MarkClusters) -> np.ndarray:
@@ -128,27 +181,54 @@ def surrogate_pairs(x: np.ndarray, config: Config, seed: int) -> Layer:
     return pair_matrices(gaussian_surrogate(x, seed), config)
 
 
-def control(x: np.ndarray, config: Config, seed: int, layer: Layer | None = None) -> dict[str, Control]:
-    """The Gaussian surrogate through the same steps: counts of both matrices, pooled r, smallest within slope,
-    each with replicates over ``config.n_boot_clusters`` resamples of the surrogate marks (groups refit).
-    ``layer``: :func:`surrogate_pairs` of the same ``x`` and ``seed`` when already computed (A7's control)."""
-    layer = layer if layer is not None else surrogate_pairs(x, config, seed)
-    reps = detail_resamples(layer, config.n_boot_clusters, seed)
-    cov_g, mi_g = groups_of(layer.cov_m, seed, 0), groups_of(layer.mi_m, seed, 0)
-    slopes, _, _ = within_slopes(layer, cov_g)
-    r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
-    finite = slopes[0][np.isfinite(slopes[0])]
-    r_reps = pair_moments(
-        item_counts(bootstrap_indices(x.shape[0], config.n_boot_clusters or 1, seed=seed), x.shape[0]),
-        layer.cov_m,
-        layer.mi_m,
-    ).r
-    return {
-        "cov_clusters": _control(float(cov_g.n_clusters), reps["cov"], True, outlier_marks=len(cov_g.outlier_marks)),
-        "mi_clusters": _control(float(mi_g.n_clusters), reps["mi"], True, outlier_marks=len(mi_g.outlier_marks)),
-        "pooled_r": _control(r, r_reps if config.n_boot_clusters else np.zeros(0), False),
-        "slope": _control(float(finite.min()) if finite.size else float("nan"), reps["slope"], False),
-    }
+def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
+    """The block of each mark (:func:`~layerclaims.metrics.bootstrap.overlap_blocks` of the marks' token indices
+    with ``config.block_window``): marks whose hidden states read some of the same tokens are resampled together.
+    ``block_window`` 0: each mark its own block (marks resampled one by one)."""
+    return overlap_blocks(marks, config.block_window)
+
+
+def control(x: np.ndarray, config: Config, seed: int, blocks: np.ndarray) -> dict[str, Control]:
+    """The Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates (independent draws,
+    seeded from ``seed``): counts of both matrices, pooled r, smallest within slope. Each draw gets
+    ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled: the control is decided
+    on as many resamples as its claim. The control's value is the median over the draws (counts: the lower
+    median, a count)."""
+    draws = max(int(config.control_draws), 1)
+    per = -(-config.n_boot_clusters // draws) if config.n_boot_clusters else 0
+    names = ("cov_clusters", "mi_clusters", "pooled_r", "slope")
+    values: dict[str, list[float]] = {k: [] for k in names}
+    reps: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    outliers: dict[str, list[int]] = {"cov_clusters": [], "mi_clusters": []}
+    for child in np.random.SeedSequence(seed).spawn(draws):
+        s = int(child.generate_state(1, dtype=np.uint32)[0])
+        layer = surrogate_pairs(x, config, s)
+        counts = _counts(blocks, per, s)
+        rr = detail_resamples(layer, counts)
+        cov_g, mi_g = groups_of(layer.cov_m, s, 0), groups_of(layer.mi_m, s, 0)
+        slopes, _, _ = within_slopes(layer, cov_g)
+        finite = slopes[0][np.isfinite(slopes[0])]
+        values["cov_clusters"].append(cov_g.n_clusters)
+        values["mi_clusters"].append(mi_g.n_clusters)
+        values["pooled_r"].append(float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan)
+        values["slope"].append(float(finite.min()) if finite.size else np.nan)
+        outliers["cov_clusters"].append(len(cov_g.outlier_marks))
+        outliers["mi_clusters"].append(len(mi_g.outlier_marks))
+        reps["cov_clusters"].append(rr["cov"])
+        reps["mi_clusters"].append(rr["mi"])
+        reps["slope"].append(rr["slope"])
+        reps["pooled_r"].append(pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0))
+    out = {}
+    for k in names:
+        discrete = k.endswith("_clusters")
+        v = np.asarray(values[k], dtype=np.float64)
+        ok = v[np.isfinite(v)]
+        value = float(np.quantile(ok, 0.5, method="lower") if discrete else np.median(ok)) if ok.size else np.nan
+        extra: dict[str, Any] = {"n_draws": draws, "draw_values": [float(a) for a in v]}
+        if k in outliers:
+            extra["outlier_marks"] = int(np.median(outliers[k]))
+        out[k] = _control(value, np.concatenate(reps[k]), discrete, **extra)
+    return out
 
 
 SURROGATE_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
@@ -165,32 +245,129 @@ def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> 
     return Control(name, value, (lo, hi), out, dict(details))
 
 
-def detail_resamples(layer: Layer, n_boot: int, seed: int) -> dict[str, np.ndarray]:
-    """Resamples of marks that refit the groups: the count of each matrix, the smallest within-group slope and the
-    paradox flag (groups of the covariance refit on the distinct marks, pairs weighted ``c_i c_j``)."""
-    n = layer.cov_m.shape[0]
+def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, N]`` mark multiplicities of the block bootstrap (empty without resamples)."""
+    if n_boot == 0:
+        return np.zeros((0, blocks.size))
+    return block_counts(blocks, n_boot, seed=seed).astype(np.float64)
+
+
+def detail_resamples(layer: Layer, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Resamples of marks that refit the groups, one per row of ``counts`` (mark multiplicities ``[B, N]``): the
+    count of each matrix (:func:`~layerclaims.metrics.mark_clusters.refit_resamples`: all resampled marks with
+    their copies, the pairs of two copies of one mark left out), the smallest within-group slope and the paradox
+    flag (the covariance groups of the resample, pairs of distinct marks weighted ``c_i c_j``)."""
+    n_boot = counts.shape[0]
     out = {k: np.full(n_boot, np.nan) for k in ("cov", "mi", "slope")}
     out["paradox"] = np.zeros(n_boot, dtype=bool)
     if n_boot == 0:
         return out
-    counts = item_counts(bootstrap_indices(n, n_boot, seed=seed), n).astype(np.float64)
+    if layer.cov_m.shape[0] < 4:
+        out["cov"][:], out["mi"][:] = 1, 1
+        return out
+    fits_cov = refit_resamples(layer.cov_m, counts)
+    out["mi"][:] = [g.n_clusters for g in refit_resamples(layer.mi_m, counts)]
     with one_blas_thread():  # small n x n products
-        for b in range(n_boot):
-            _refit(layer, counts[b], seed, out, b)
+        for b, g in enumerate(fits_cov):
+            out["cov"][b] = g.n_clusters
+            slopes, _, pooled = within_slopes(layer, g, counts[b])
+            finite = slopes[0][np.isfinite(slopes[0])]
+            out["slope"][b] = finite.min() if finite.size else np.nan
+            out["paradox"][b] = bool(paradox(slopes, pooled)[0])
     return out
 
 
-def _refit(layer: Layer, counts: np.ndarray, seed: int, out: dict[str, np.ndarray], b: int) -> None:
-    """One resample of :func:`detail_resamples`, written into row ``b`` of ``out``."""
-    keep = np.flatnonzero(counts > 0)
-    sub = Layer(layer.cov_m[np.ix_(keep, keep)], layer.mi_m[np.ix_(keep, keep)], layer.cov, layer.mi, False)
-    g_cov = groups_of(sub.cov_m, seed, 0)
-    out["cov"][b] = g_cov.n_clusters
-    out["mi"][b] = groups_of(sub.mi_m, seed, 0).n_clusters
-    slopes, _, pooled = within_slopes(sub, g_cov, counts[keep])
-    finite = slopes[0][np.isfinite(slopes[0])]
-    out["slope"][b] = finite.min() if finite.size else np.nan
-    out["paradox"][b] = bool(paradox(slopes, pooled)[0])
+def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int) -> dict[str, dict[str, Any]]:
+    """The detection limit of the count of each matrix on marks like these (:mod:`layerclaims.metrics.
+    detectability`: the one-direction model with N, D and the loading matched to the marks' covariance), starting
+    from the meaningful separation of each statistic (``Config.meaningful_*_separation``). ``{"cov": ..., "mi":
+    ...}`` (:meth:`~layerclaims.metrics.detectability.Detectability.to_dict`)."""
+    from layerclaims.metrics.detectability import detection_limit, matched_loading
+    from layerclaims.metrics.information import pairwise_mi_cov
+    from layerclaims.metrics.mark_cases import covariance
+
+    def mi(v: np.ndarray) -> np.ndarray:
+        m = np.asarray(pairwise_mi_cov(v, bins=config.bins, z_threshold=config.z_threshold,
+                                       estimator=config.mi_estimator)[0], dtype=np.float64)  # fmt: skip
+        return 0.5 * (m + m.T)
+
+    n, d = x.shape
+    loading = matched_loading(layer.cov_m)
+    out = {}
+    with one_blas_thread():
+        for what, make, start in (("cov", covariance, config.meaningful_cov_separation),
+                                  ("mi", mi, config.meaningful_mi_separation)):  # fmt: skip
+            lim = detection_limit(n=n, d=d, loading=loading, pair_matrix=make,
+                                  count=lambda m: groups_of(m, 0, 0).n_clusters, start=start,
+                                  n_sims=config.detect_sims, seed=seed)  # fmt: skip
+            out[what] = {**lim.to_dict(), "meaningful": float(start)}
+    return out
+
+
+def dimension_variant(x: np.ndarray, how: str) -> np.ndarray:
+    """The marks ``x`` ``[N, D]`` with their dimensions changed: ``"all"`` as they are; ``"standardised"`` each
+    dimension centred and scaled to unit sd over the marks (a constant dimension becomes 0); ``"drop-topK"`` the
+    ``K`` dimensions of largest variance over the marks removed (rogue dimensions, massive activations: Timkey &
+    van Schijndel 2021; Sun et al. 2024)."""
+    if how == "all":
+        return x
+    if how == "standardised":
+        sd = x.std(axis=0)
+        return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    if how.startswith("drop-top"):
+        k = int(how.removeprefix("drop-top"))
+        keep = np.sort(np.argsort(x.var(axis=0), kind="stable")[: max(x.shape[1] - k, 1)])
+        return x[:, keep]
+    raise ValueError(f"unknown dimension variant {how!r}: use 'all', 'standardised' or 'drop-topK'")
+
+
+def top_dimensions(x: np.ndarray, k: int = 3) -> dict[str, Any]:
+    """The ``k`` dimensions of largest variance over the marks ``x`` ``[N, D]``, with their share of the total
+    variance and of the pairwise covariance: the sum over pairs ``i < j`` of ``cov_ij`` (each mark centred over
+    its dimensions, as the study's covariance) is a sum over dimensions, ``sum_d ((sum_i xc_id)^2 - sum_i
+    xc_id^2) / 2 / (D - 1)``; a dimension's share is its term over the total (negative when it pulls pairs
+    apart; shares can exceed 1 in size when terms cancel)."""
+    var = x.var(axis=0)
+    top = np.argsort(var, kind="stable")[::-1][:k]
+    xc = x - x.mean(axis=1, keepdims=True)
+    per_dim = (xc.sum(axis=0) ** 2 - (xc**2).sum(axis=0)) / 2.0
+    total = float(per_dim.sum())
+    return {
+        "dims": [int(d) for d in top],
+        "variance_share": [float(var[d] / var.sum()) if var.sum() > 0 else float("nan") for d in top],
+        "pair_cov_share": [float(per_dim[d] / total) if total != 0 else float("nan") for d in top],
+    }
+
+
+def variant_values(x: np.ndarray, config: Config) -> dict[str, dict[str, float]]:
+    """Every detail statistic (counts of both matrices, pooled r, smallest within slope) on each dimension variant
+    of the marks (:data:`VARIANTS`): point values, the same estimator and grouping as the data's."""
+    out: dict[str, dict[str, float]] = {}
+    for how in VARIANTS:
+        layer = pair_matrices(dimension_variant(x, how), config)
+        g_cov, g_mi = groups_of(layer.cov_m, 0, 0), groups_of(layer.mi_m, 0, 0)
+        slopes, _, _ = within_slopes(layer, g_cov)
+        finite = slopes[0][np.isfinite(slopes[0])]
+        out[how] = {
+            "cov_clusters": float(g_cov.n_clusters),
+            "mi_clusters": float(g_mi.n_clusters),
+            "pooled_r": float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan"),
+            "min_within_cluster_slope": float(finite.min()) if finite.size else float("nan"),
+        }
+    return out
+
+
+def variant_mean_cov(x: np.ndarray) -> np.ndarray:
+    """The mean pair covariance (marks centred over their dimensions, ``D - 1``) of each variant of :data:`VARIANTS`
+    (A7's statistic on the variants, the plain estimator: no dimension trimmed)."""
+    out = np.full(len(VARIANTS), np.nan)
+    for i, how in enumerate(VARIANTS):
+        v = dimension_variant(x, how)
+        xc = v - v.mean(axis=1, keepdims=True)
+        n = v.shape[0]
+        s = float(((xc.sum(axis=0) ** 2) - (xc**2).sum(axis=0)).sum() / 2.0)
+        out[i] = s / (n * (n - 1) / 2) / max(v.shape[1] - 1, 1)
+    return out
 
 
 def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
@@ -204,9 +381,9 @@ def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.
 class KindAnalysis:
     """Accumulates the per-entry statistics of one kind (arrays over entries) and builds the :class:`KindResult`."""
 
-    def __init__(self, n_entries: int, n_marks: int, config: Config, seeds: KindSeeds) -> None:
-        E, N = n_entries, n_marks
-        self.config, self.seeds = config, seeds
+    def __init__(self, n_entries: int, blocks: np.ndarray, config: Config, seeds: KindSeeds) -> None:
+        E, N = n_entries, blocks.size
+        self.config, self.seeds, self.blocks = config, seeds, blocks
         self.stats = {s: np.full((4, E), np.nan) for s in ("mean_mi", "mean_cov", "pooled_r", "min_within_slope")}
         self.arr: dict[str, np.ndarray] = {
             "pooled_slope": np.full(E, np.nan),
@@ -231,26 +408,15 @@ class KindAnalysis:
         self.slopes: list[np.ndarray] = []
         self.sizes: list[np.ndarray] = []
         self.details: list[LayerDetail] = []
-        self.weights = (
-            item_counts(bootstrap_indices(N, config.n_boot, seed=seeds.weights), N).astype(np.float64)
-            if config.n_boot
-            else np.zeros((0, N))
-        )
+        self.weights = _counts(blocks, config.n_boot, seeds.weights)
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
-        # A7's control: the per-layer means of the Gaussian surrogate of the marks at every block output
-        n_ctrl = self.weights.shape[0] if config.control else 0
-        self.control_means = {w: np.full(E if config.control else 0, np.nan) for w in ("mi", "cov")}
-        self.control_boot = {w: np.full((n_ctrl, E if config.control else 0), np.nan) for w in ("mi", "cov")}
-        self.surrogate: tuple[int, Layer] | None = None  # the last entry's surrogate pairs, for its detail control
+        self.variant_cov = np.full((len(VARIANTS), E), np.nan)
 
-    def entry(
-        self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool, x: np.ndarray | None = None
-    ) -> tuple[MarkClusters, ...]:
+    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
         groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
-        drawing; with the mark vectors ``x`` (block outputs before the final norm, what A7 reads) and
-        ``config.control``, the per-layer means of the Gaussian surrogate of the marks. Returns the groups found."""
+        drawing. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
@@ -272,21 +438,7 @@ class KindAnalysis:
         tm["bootstrap_s"] += time.perf_counter() - t1
         self._within(e, layer, g_cov)
         self._drawing(e, layer, g_cov)
-        if x is not None and self.config.control and not layer.degenerate:
-            t2 = time.perf_counter()
-            self._depth_control(e, x, s["control"])
-            tm["control_s"] += time.perf_counter() - t2
         return groups
-
-    def _depth_control(self, e: int, x: np.ndarray, seed: int) -> None:
-        """A7's control at one entry: mean MI and mean covariance over all pairs of the Gaussian surrogate of the
-        marks (same mean and covariance, no structure beyond them), with the same mark resamples as the data's."""
-        sur = surrogate_pairs(x, self.config, seed)
-        self.surrogate = (e, sur)
-        self.control_means["mi"][e], self.control_means["cov"][e] = sur.mi.mean(), sur.cov.mean()
-        if self.weights.shape[0]:
-            pm = pair_moments(self.weights, sur.cov_m, sur.mi_m)
-            self.control_boot["mi"][:, e], self.control_boot["cov"][:, e] = pm.mean_b, pm.mean_a
 
     def _bootstrap(self, e: int, layer: Layer) -> None:
         if not self.weights.shape[0]:
@@ -335,7 +487,7 @@ class KindAnalysis:
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
-        reps = detail_resamples(layer, cfg.n_boot_clusters, s["resamples"])
+        reps = detail_resamples(layer, _counts(self.blocks, cfg.n_boot_clusters, s["resamples"]))
         g_cov, g_mi = _with_boot(groups[0], reps["cov"]), _with_boot(groups[1], reps["mi"])
         lc = literal(layer.cov, s["clusters"], cfg.cluster_n_boot)
         lm = literal(layer.mi, s["clusters"], cfg.cluster_n_boot)
@@ -353,8 +505,13 @@ class KindAnalysis:
         self.stats["pooled_r"][3, e] = p
         t2 = time.perf_counter()
         tm["mantel_s"] += t2 - t1
-        sur = self.surrogate[1] if self.surrogate is not None and self.surrogate[0] == e else None
-        controls = control(x, cfg, s["control"], sur) if cfg.control else {}
+        dims = {**top_dimensions(x), "variants": variant_values(x, cfg)}
+        wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
+        blind = detectability(layer, x, cfg, s["detect"]) if wanted else {}
+        t3 = time.perf_counter()
+        tm["detect_s"] += t3 - t2
+        t2 = t3
+        controls = control(x, cfg, s["control"], self.blocks) if cfg.control else {}
         tm["control_s"] += time.perf_counter() - t2
         self.details.append(
             LayerDetail(
@@ -371,6 +528,8 @@ class KindAnalysis:
                 pooled_r_replicates=self.r_replicates,
                 slope_replicates=reps["slope"],
                 paradox_replicates=reps["paradox"],
+                detectability=blind,
+                dimensions=dims,
                 cov_values=layer.cov.astype(np.float32),
                 mi_values=layer.mi.astype(np.float32),
                 controls=controls,
@@ -395,6 +554,7 @@ class KindAnalysis:
             n_skipped_end=counts["skipped_end"],
             n_usable=counts["usable"],
             marks=marks.astype(np.int64),
+            blocks=self.blocks.astype(np.int64),
             within_slopes=within,
             cluster_sizes=sizes,
             merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], layers, post_norm),
@@ -402,10 +562,7 @@ class KindAnalysis:
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
-            control_mean_mi=self.control_means["mi"],
-            control_mean_cov=self.control_means["cov"],
-            control_mean_mi_boot=self.control_boot["mi"],
-            control_mean_cov_boot=self.control_boot["cov"],
+            mean_cov_variants=self.variant_cov,
             mean_mi=stat["mean_mi"],
             mean_cov=stat["mean_cov"],
             pooled_r=stat["pooled_r"],
@@ -452,16 +609,17 @@ def analyse_kind(
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
-    acc = KindAnalysis(X.shape[0], X.shape[1], config, seeds)
+    acc = KindAnalysis(X.shape[0], mark_blocks(marks, config), config, seeds)
     for e in range(X.shape[0]):
         if progress is not None:
             progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")
         t0 = time.perf_counter()
-        layer = pair_matrices(X[e], config)
+        xe = dimension_variant(X[e], config.dimensions)
+        layer = pair_matrices(xe, config)
+        acc.variant_cov[:, e] = variant_mean_cov(xe)
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
-        depth = X[e] if not post_norm[e] else None  # A7 reads the block outputs before the final norm
-        groups = acc.entry(e, layer, tm, with_mi=is_detail, x=depth)
+        groups = acc.entry(e, layer, tm, with_mi=is_detail)
         if is_detail:
-            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, X[e], groups, tm)
+            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm)
     return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)

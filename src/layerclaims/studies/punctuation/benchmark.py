@@ -95,7 +95,7 @@ def _cluster_step_before_after(X: np.ndarray, detail: np.ndarray, config: Any) -
     it) and now (the study's own functions), on the same pair matrices of one kind."""
     from layerclaims.metrics.bootstrap import bootstrap_indices
     from layerclaims.metrics.clusters import count_clusters
-    from layerclaims.studies.punctuation.analysis import detail_resamples, groups_of, literal, pair_matrices
+    from layerclaims.studies.punctuation.analysis import _counts, detail_resamples, groups_of, literal, pair_matrices
 
     mats = [pair_matrices(X[e], config) for e in range(X.shape[0])]
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def _cluster_step_before_after(X: np.ndarray, detail: np.ndarray, config: Any) -
         groups_of(m.cov_m, e, 0)
         if np.any(detail == e):
             groups_of(m.mi_m, e, 0)
-            detail_resamples(m, config.n_boot_clusters, e)
+            detail_resamples(m, _counts(np.arange(m.cov_m.shape[0]), config.n_boot_clusters, e))
             literal(m.cov, e, 20), literal(m.mi, e, 20)
     return t1 - t0, time.perf_counter() - t1
 

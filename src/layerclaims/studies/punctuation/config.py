@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from layerclaims.errors import UsageError
-from layerclaims.studies.punctuation.marks import KINDS, MARK_SETS
+from layerclaims.studies.punctuation.marks import BEFORE, KINDS, MARK_SETS
 
 # Below these the statistic is "not evaluated" (a Measurement with ci=None and details["not_evaluated"]): a count
 # of clusters carried by groups needs room for two groups of MIN_SUPPORT marks and a density of the marks' row
@@ -17,6 +17,9 @@ from layerclaims.studies.punctuation.marks import KINDS, MARK_SETS
 MIN_MARKS_COUNT = 30
 MIN_MARKS_R = 10
 DEFAULT_DETAIL_LAYERS: tuple[int, ...] = (1,)
+VARIANTS: tuple[str, ...] = ("standardised", "drop-top1", "drop-top3")
+"""The dimension variants of the marks every study-A claim is also read on (``Config.dimensions`` picks one as
+the data; the claims show all beside them)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,21 @@ class Config:
     replicates, within-group slopes with refit labels). ``n_perm``: Mantel permutations for the pooled r's p-value
     at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
     at the detail layers. ``control``: run the Gaussian surrogate of the marks at the detail layers (counts, r,
-    slopes), and its per-layer means at every block output (A7's trend).
+    slopes), over ``control_draws`` independent surrogates that share the ``n_boot_clusters`` resamples (the
+    control is decided on as many resamples as its claim).
+    ``block_window``: marks whose token indices differ by at most this many tokens read some of the same tokens
+    (the 20 before a mark) and are resampled together, as one block, by every bootstrap of the study (0: each mark
+    its own block, the marks resampled one by one).
+    ``meaningful_cov_separation``, ``meaningful_mi_separation``: the separation of two groups of marks (loading
+    difference on a shared direction, relative to the loading: :mod:`layerclaims.metrics.detectability`) that a
+    count of the covariance / MI matrix must detect with 80% power for "1 cluster" to say "no groups". Defaults:
+    0.2 for the covariance (at loading 0.7, groups 0.10-0.15 noise sd apart, i.e. 0.14-0.21 relative, have mean
+    covariances 4.6-5.2 within-group sd apart and a two-component mixture beats one by BIC: real groups), 0.4 for
+    MI (0.3 noise sd at loading 0.7, where the marks' mean MI separates by 6.4 sd).
+    ``detect_sims``: simulations per separation of the detection limit, at the detail layers (0: not computed).
+    ``dimensions``: the mark vectors as they are (``"all"``), each dimension standardised over the marks, or the 1
+    or 3 dimensions of largest variance removed, before any statistic (a robustness choice; the claims show the
+    variants beside them whatever this is).
     ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
     """
 
@@ -46,11 +63,17 @@ class Config:
     bins: int = 15
     z_threshold: float = 5.0
     n_boot: int = 1000
-    n_boot_clusters: int = 20
+    n_boot_clusters: int = 200
     n_perm: int = 1000
     cluster_n_boot: int = 20
     detail_layers: tuple[int, ...] | None = None
     control: bool = True
+    control_draws: int = 4
+    meaningful_cov_separation: float = 0.2
+    meaningful_mi_separation: float = 0.4
+    detect_sims: int = 10
+    block_window: int = BEFORE
+    dimensions: Literal["all", "standardised", "drop-top1", "drop-top3"] = "all"
     batch_size: int = 64
     start: int = 400
     line_endings: Literal["crlf", "lf"] = "crlf"
@@ -74,6 +97,14 @@ class Config:
             raise UsageError(f"marks={self.marks!r}: use 'original' or 'extended'")
         if self.bins < 2 or self.n_boot < 0 or self.n_boot_clusters < 0 or self.n_perm < 0:
             raise UsageError("bins must be >= 2 and the bootstrap counts >= 0")
+        if self.detect_sims < 0 or not (self.meaningful_cov_separation > 0 and self.meaningful_mi_separation > 0):
+            raise UsageError("detect_sims must be >= 0 and the meaningful separations > 0 (noise sd units)")
+        if self.dimensions not in ("all", "standardised", "drop-top1", "drop-top3"):
+            raise UsageError(f"dimensions={self.dimensions!r}: use 'all', 'standardised', 'drop-top1' or 'drop-top3'")
+        if self.control_draws < 1:
+            raise UsageError(f"control_draws={self.control_draws}: use 1 or more surrogate draws")
+        if self.block_window < 0:
+            raise UsageError(f"block_window={self.block_window}: use a number of tokens >= 0 (0: marks one by one)")
         for name in ("layers", "detail_layers"):
             value = getattr(self, name)
             if value is not None:
@@ -98,8 +129,9 @@ def kind_seeds(seed: int, kind: str) -> KindSeeds:
 
 
 def entry_seeds(parent: np.random.SeedSequence, entry: int) -> dict[str, int]:
-    """The streams of one entry (layer): clusters, mark resamples, Mantel permutations, the Gaussian control."""
-    names = ("clusters", "resamples", "mantel", "control")
+    """The streams of one entry (layer): clusters, mark resamples, Mantel permutations, the Gaussian control, the
+    detection-limit simulations (a new stream is appended: the earlier ones keep their values)."""
+    names = ("clusters", "resamples", "mantel", "control", "detect")
     child = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, entry))
     return {name: _int(s) for name, s in zip(names, child.spawn(len(names)), strict=True)}
 

@@ -14,12 +14,12 @@ from layerclaims import results
 from layerclaims.errors import UsageError
 from layerclaims.metrics.mark_clusters import MarkClusters
 from layerclaims.results import BlockStatistic, Control, Measurement
-from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R
+from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R, VARIANTS
 from layerclaims.studies.punctuation.marks import KINDS
 
 STUDY = "punctuation"
 # Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
-RESULT_VERSION = 2
+RESULT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,11 @@ class LayerDetail:
     ``paradox_replicates`` ``[n_boot_clusters]``: the smallest within-group slope and the paradox flag with the
     mark groups REFIT in each resample. ``cov_values``/``mi_values`` ``[P]`` float32 for the figures.
     ``explain``: ``{"cov": Explanation, "mi": Explanation}``. ``controls``: statistic -> :class:`Control` (the
-    Gaussian surrogate of the marks: same mean and covariance, no groups)."""
+    Gaussian surrogate of the marks: same mean and covariance, no groups). ``detectability``: ``{"cov": ...,
+    "mi": ...}``, the detection limit of each count on marks like these
+    (:func:`layerclaims.studies.punctuation.analysis.detectability`). ``dimensions``: the top dimensions by variance
+    with their shares (:func:`~layerclaims.studies.punctuation.analysis.top_dimensions`) and ``variants``: every
+    detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed."""
 
     entry: int
     layer: int
@@ -90,6 +94,8 @@ class LayerDetail:
     mi_values: np.ndarray
     explain: dict[str, Explanation] = field(default_factory=dict)
     controls: dict[str, Control] = field(default_factory=dict)
+    detectability: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dimensions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,9 +114,10 @@ class KindResult:
     ``[E, K]``. ``merge_layer``: the first pre-norm layer from which the covariance has one cluster at every later
     layer (-1: never). Drawing: ``hist_*`` ``[E, B]`` and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/
     ``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail entry.
-    ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval. ``control_mean_mi``/
-    ``control_mean_cov`` ``[E]`` and their ``_boot`` ``[n_boot, E]``: the same means on the Gaussian surrogate of the
-    marks at each block output (A7's control; NaN where not computed, empty without ``Config.control``)."""
+    ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval (block resamples, the same
+    ones at every entry).
+    ``blocks`` ``[N]``: each mark's block (marks within ``Config.block_window`` tokens of each other): every
+    bootstrap of the kind draws whole blocks; :attr:`n_units` is their number."""
 
     kind: str
     n_found: int
@@ -147,10 +154,14 @@ class KindResult:
     details: tuple[LayerDetail, ...]
     mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    control_mean_mi: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
-    control_mean_cov: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
-    control_mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    control_mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    blocks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
+    mean_cov_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def n_units(self) -> int:
+        """The effective number of independent units the intervals rest on: the blocks of marks resampled together
+        (marks whose hidden states read some of the same tokens), or the marks where no blocks are stored."""
+        return int(np.unique(self.blocks).size) if self.blocks.size else int(self.marks.size)
 
     def detail(self, entry: int) -> LayerDetail | None:
         """The :class:`LayerDetail` of ``entry`` (None where the entry is not a detail layer)."""
@@ -222,8 +233,8 @@ class PunctuationResult(results.SavedResult):
             known = ", ".join(MEASURES)
             raise KeyError(f"unknown statistic {statistic!r} for study punctuation; known: {known}")
         k = self.kind_result(kind)
-        if statistic.startswith("spearman_"):
-            return _spearman(self, k, "mi" if "_mi_" in statistic else "cov")
+        if statistic.startswith(("spearman_", "ratio_")):
+            return MEASURES[statistic](self, k, -1)
         if layer is None:
             raise UsageError(f"{statistic} is a per-layer statistic: give a layer")
         e = self.entry(layer)
@@ -234,7 +245,32 @@ class PunctuationResult(results.SavedResult):
 
 
 def _info(result: PunctuationResult, k: KindResult, e: int) -> dict[str, Any]:
-    return {"entry_post_norm": bool(result.post_norm[e]), "n_marks": int(k.marks.size)}
+    return {"entry_post_norm": bool(result.post_norm[e]), "n_marks": int(k.marks.size), **_units(result, k)}
+
+
+def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
+    """How the marks were resampled: the effective number of independent units (blocks) beside the marks."""
+    window = int(result.config.get("block_window", 0) or 0)
+    how = (
+        f"blocks of marks at most {window} tokens apart (their hidden states read some of the same tokens), "
+        "resampled whole"
+        if window
+        else "marks resampled one by one"
+    )
+    return {"n_units": k.n_units, "resampling": how}
+
+
+def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
+    """The statistic on the dimension variants of the marks, and the top dimensions with their shares, for a
+    measurement's details (empty for results without them)."""
+    if not d.dimensions:
+        return {}
+    variants = d.dimensions.get("variants", {})
+    top = {k: v for k, v in d.dimensions.items() if k != "variants"}
+    return {
+        "without_top_dimensions": {v: variants.get(v, {}).get(statistic) for v in VARIANTS},
+        "top_dimensions": top,
+    }
 
 
 def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan")) -> Measurement:
@@ -262,8 +298,11 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
             "pair_types": [(t.a, t.b, t.n_pairs, t.centre, t.cluster) for t in mc.pair_types],
             "literal_count": getattr(d, f"{what}_literal"),
             "literal_stability": getattr(d, f"{what}_literal_stability"),
-            "ci_method": "percentile of the count refit on bootstrap resamples of marks (groups refit)",
+            "ci_method": "percentile of the count refit on block bootstrap resamples of marks (groups refit)",
         }
+        if what in d.detectability:
+            details["detectability"] = dict(d.detectability[what])
+        details.update(_dims(d, f"{what}_clusters"))
         return Measurement(count, ci, None, details, reps if reps.size else None, d.controls.get(f"{what}_clusters"))
 
     return read
@@ -280,6 +319,7 @@ def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
     if d is None:
         return m
     m.details["p_method"] = "two-sided Mantel test, marks of the MI matrix permuted"
+    m.details.update(_dims(d, "pooled_r"))
     reps = d.pooled_r_replicates
     return Measurement(m.value, m.ci, m.p_value, m.details, reps if reps.size else None, d.controls.get("pooled_r"))
 
@@ -306,6 +346,7 @@ def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measu
     d = k.detail(e)
     if d is None:
         return m
+    m.details.update(_dims(d, "min_within_cluster_slope"))
     if d.paradox_replicates.size:
         m.details["paradox_support"] = float(np.mean(d.paradox_replicates))
         m.details["ci_method"] = "percentile over resamples of marks; mark groups refit in each resample"
@@ -343,6 +384,8 @@ MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]]
     "mean_cov": _mean("cov"),
     "spearman_mean_mi_vs_depth": lambda r, k, e: _spearman(r, k, "mi"),
     "spearman_mean_cov_vs_depth": lambda r, k, e: _spearman(r, k, "cov"),
+    "ratio_mean_mi_last_first": lambda r, k, e: _ratio(r, k, "mi"),
+    "ratio_mean_cov_last_first": lambda r, k, e: _ratio(r, k, "cov"),
 }
 STATISTICS: tuple[str, ...] = tuple(MEASURES)
 
@@ -355,26 +398,79 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
         return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
     means = getattr(k, f"mean_{what}").value[sel]
     rho, ci, reps = _depth_trend(result.layers, means, getattr(k, f"mean_{what}_boot"), sel)
+    variants = _depth_variants(result, k, what, sel, "spearman")
     details = {
+        **variants,
+        **_units(result, k),
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
         "first_mean": float(means[0]),
         "last_mean": float(means[-1]),
         "ratio_last_first": float(means[-1] / means[0]) if means[0] != 0 else None,
     }
-    return Measurement(rho, ci, None, details, reps, control=_depth_control(result, k, what, sel))
+    return Measurement(rho, ci, None, {**details, **_NO_DEPTH_CONTROL}, reps)
 
 
-def _depth_control(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray) -> Control | None:
-    """A7's control: the Spearman rho of the Gaussian surrogate's per-layer means against depth (the surrogate
-    keeps each layer's mean and covariance of the marks and nothing else), with its bootstrap over the same mark
-    resamples. None for results without it (saved before it existed, or ``Config.control`` off)."""
-    means = getattr(k, f"control_mean_{what}")
-    if means.size != result.layers.size or not np.all(np.isfinite(means[sel])):
-        return None
-    rho, ci, reps = _depth_trend(result.layers, means[sel], getattr(k, f"control_mean_{what}_boot"), sel)
-    name = "Gaussian surrogate of the marks at every layer (each layer's mean and covariance kept, nothing else)"
-    return Control(name, rho, ci, reps, {"absent": "structure beyond each layer's mean and covariance of the marks"})
+# A7 has no control, and says so: a surrogate that keeps each layer's mean and covariance of the marks keeps the
+# mean pair covariance (it follows from them), so it agrees by construction; one that does not keep them changes
+# the statistic itself, not the structure the claim is about.
+_NO_DEPTH_CONTROL = {
+    "control": "none exists: any surrogate that keeps a layer's mean and covariance of the marks keeps its mean "
+    "pair covariance (and the trend over layers), and one that does not changes the statistic itself",
+}
+
+
+def _depth_variants(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, how: str) -> dict[str, Any]:
+    """A7's statistic (Spearman rho or last/first ratio of the per-layer mean pair covariance) on the dimension
+    variants of the marks (plain covariance, no dimension trimmed). MI is not recomputed on the variants at every
+    layer (the cost of 3 more MI passes per layer): said so."""
+    if what != "cov":
+        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
+    v = k.mean_cov_variants
+    if v.shape != (len(VARIANTS), result.layers.size):
+        return {}
+    out: dict[str, float | None] = {}
+    for i, name in enumerate(VARIANTS):
+        m = v[i, sel]
+        if how == "spearman":
+            out[name] = float(spearmanr(result.layers[sel], m).statistic)
+        else:
+            out[name] = float(m[-1] / m[0]) if m[0] > 0 else None
+    return {"without_top_dimensions": out}
+
+
+def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
+    """The last block output's mean pair statistic over the first's (pre-norm block outputs 1..n_blocks), with the
+    ratio on every bootstrap resample of the marks (the same block resamples at every layer): "grows by orders of
+    magnitude" is ``ratio_mean_cov_last_first >= 100``, "MI falls" is ``ratio_mean_mi_last_first < 1``. Not
+    evaluated when the first layer's mean is not positive (a ratio that changes sign says nothing of growth)."""
+    sel = result.depth_entries()
+    if sel.size < 2:
+        return _not_evaluated("fewer than 2 block outputs analysed: analyse every layer (Config.layers=None)", {})
+    if k.marks.size < MIN_MARKS_R:
+        return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
+    first, last = int(sel[0]), int(sel[-1])
+    means = getattr(k, f"mean_{what}")
+    info = {
+        **_units(result, k),
+        "first_layer": int(result.layers[first]),
+        "last_layer": int(result.layers[last]),
+        "first_mean": float(means.value[first]),
+        "last_mean": float(means.value[last]),
+        **_NO_DEPTH_CONTROL,
+        **_depth_variants(result, k, what, sel, "ratio"),
+    }
+    if not means.value[first] > 0:
+        return _not_evaluated(f"the mean {what} at layer {info['first_layer']} is not positive: no ratio", info)
+    value = float(means.value[last] / means.value[first])
+    boot = getattr(k, f"mean_{what}_boot")
+    if not boot.size:
+        return Measurement(value, None, None, info)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = boot[:, last] / np.where(boot[:, first] > 0, boot[:, first], np.nan)
+    finite = reps[np.isfinite(reps)]
+    ci = (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))) if finite.size else None
+    return Measurement(value, ci, None, info, reps)
 
 
 def _depth_trend(

@@ -24,6 +24,7 @@ def settings(values: Mapping[str, str]) -> dict[str, Any]:
         "bins": int(values["bins"]),
         "z_threshold": TRIMS[values["trim"]],
         "mi_estimator": values["mi_estimator"],
+        "dimensions": values.get("dimensions", "all"),
     }
 
 
