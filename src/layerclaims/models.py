@@ -54,7 +54,9 @@ class Architecture:
     (None when there is none); ``last_hidden_is_normed``: whether the last ``output_hidden_states`` entry has that
     norm applied (verified on transformers 5.23: GPT-2 and Llama yes, BERT no); ``pre_attn_norm``: the norm a
     block applies to its input before the Q/K/V projections (relative to the block; None for post-norm BERT);
-    ``qkv``: one :class:`QKVSite` for each of ``q``, ``k``, ``v``; ``causal``: decoder (True) or encoder."""
+    ``qkv``: one :class:`QKVSite` for each of ``q``, ``k``, ``v``; ``causal``: decoder (True) or encoder;
+    ``attention``: the self-attention module (relative to a block) whose output is ``(attn_output, attn_weights)``,
+    the weights ``[batch, n_heads, query, key]`` when the model runs eager attention (None under SDPA)."""
 
     family: str
     blocks: tuple[str, ...]
@@ -64,6 +66,7 @@ class Architecture:
     pre_attn_norm: str | None
     qkv: tuple[QKVSite, ...]
     causal: bool
+    attention: str
 
     def site(self, which: str) -> QKVSite:
         """The :class:`QKVSite` of ``"q"``, ``"k"`` or ``"v"``; UsageError otherwise."""
@@ -84,6 +87,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         # c_attn (Conv1D, n_embd -> 3 n_embd) output split in three, all heads concatenated, bias included.
         qkv=(QKVSite("q", "attn.c_attn", 0, 3), QKVSite("k", "attn.c_attn", 1, 3), QKVSite("v", "attn.c_attn", 2, 3)),
         causal=True,
+        attention="attn",
     ),
     "llama": Architecture(
         family="llama",
@@ -95,6 +99,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
         qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
         causal=True,
+        attention="self_attn",
     ),
     "bert": Architecture(
         family="bert",
@@ -109,6 +114,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             QKVSite("v", "attention.self.value"),
         ),
         causal=False,
+        attention="attention.self",
     ),
 }
 
