@@ -54,6 +54,7 @@ def test_every_table_path_exists_in_the_tiny_models(handle: ModelHandle) -> None
             block.get_submodule(arch.pre_attn_norm)
         for site in arch.qkv:
             block.get_submodule(site.module)
+        block.get_submodule(arch.attention)
 
 
 def test_last_hidden_state_normed_flag_matches_transformers(handle: ModelHandle) -> None:
