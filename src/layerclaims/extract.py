@@ -408,3 +408,74 @@ def first_token_attention(
     if chosen != unique:
         return out[[slot[b] for b in chosen]]
     return out
+
+
+def hidden_state_maps(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    layers: Sequence[int] | int | None = None,
+    batch_size: int = 16,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``.
+
+    Layers as :func:`hidden_states` (0 = embeddings, ``L`` = output of block ``L-1``, the last one after the final
+    norm with ``final="post_norm"``, the raw last block output with ``"pre_norm"``); axis 0 in the order of
+    ``layers``. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31 layers of 16
+    windows of 64 tokens: 73 MB): for the studies that read every position of a few windows. UsageError when the
+    sequences differ in length (cut windows of one length)."""
+    if final not in ("post_norm", "pre_norm"):
+        raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+    chosen = handle.check_layers(layers)
+    seqs, _ = _prepare(handle, sequences, 0, batch_size)
+    lengths = {len(s) for s in seqs}
+    if len(lengths) != 1:
+        raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
+    (length,) = lengths
+    unique = sorted(set(chosen))
+    slot = {layer: k for k, layer in enumerate(unique)}
+    out = np.empty((len(unique), len(seqs), length, handle.d_model), dtype=np.float32)
+    blocks = handle.blocks
+    n = handle.n_blocks
+    last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
+    captured: dict[int, torch.Tensor] = {}
+
+    def keep(h: torch.Tensor) -> torch.Tensor:
+        return h.detach().to(device="cpu", dtype=torch.float32)
+
+    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
+        hooks: list[Any] = []
+        deepest = max(unique)
+        for layer in unique:
+            if layer == 0:
+
+                def pre(module: Any, args: Any, kwargs: Any) -> None:
+                    captured[0] = keep(_input_tensor(args, kwargs))
+
+                hooks.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
+                if layer == deepest:
+                    hooks.append(blocks[0].register_forward_pre_hook(_stop_hook))
+                continue
+            module: torch.nn.Module = (
+                base_model(handle.model).get_submodule(last_norm)
+                if layer == n and last_norm is not None
+                else blocks[layer - 1]
+            )
+
+            def post(module: Any, args: Any, output: Any, layer: int = layer) -> None:
+                captured[layer] = keep(_output_tensor(output))
+
+            hooks.append(module.register_forward_hook(post))
+            if layer == deepest:
+                hooks.append(module.register_forward_hook(_stop_hook))
+        return hooks
+
+    def on_batch(idx: np.ndarray) -> None:
+        for layer in unique:
+            out[slot[layer], idx] = captured.pop(layer).numpy()
+
+    _run(handle, seqs, np.zeros(len(seqs), dtype=np.int64), batch_size, register, on_batch)
+    if chosen == unique:
+        return out
+    return out[[slot[layer] for layer in chosen]]

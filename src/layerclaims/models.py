@@ -761,3 +761,42 @@ def load_model(
         revision=revision,
         source=source,
     )
+
+
+# ------------------------------------------------------------------------------------------------ controls
+
+_REINIT: dict[tuple[int, int], ModelHandle] = {}  # (id(model), seed) -> handle: one re-initialisation per run
+
+
+def reinitialised(handle: ModelHandle, seed: int) -> ModelHandle:
+    """The same architecture as ``handle`` (same class, same configuration, same tokenizer) with every weight drawn
+    afresh by transformers' own initialiser, the global torch RNG seeded to ``seed`` (the caller's RNG state is
+    restored): the control where whatever training put into the weights is absent by construction. Cached for the
+    last handle and seed (a study's controls share one); ``name`` is ``"<name> (re-initialised, seed N)"`` and
+    ``source`` ``"random:seed=N"``. In eval mode, gradients off, on the handle's device and dtype."""
+    key = (id(handle.model), int(seed))
+    if key in _REINIT:
+        return _REINIT[key]
+    config = cast(Any, handle.model).config
+    cls = type(handle.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = cls(config)
+    model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
+    model.eval()
+    model.requires_grad_(False)
+    out = ModelHandle(
+        name=f"{handle.name} (re-initialised, seed {seed})",
+        model=model,
+        tokenizer=handle.tokenizer,
+        arch=handle.arch,
+        n_blocks=handle.n_blocks,
+        d_model=handle.d_model,
+        device=handle.device,
+        dtype=handle.dtype,
+        revision=f"random:seed={seed}",
+        source=f"random:seed={seed}",
+    )
+    _REINIT.clear()
+    _REINIT[key] = out
+    return out

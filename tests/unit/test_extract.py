@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import as_positions, first_token_attention, hidden_states, qkv
+from layerclaims.extract import as_positions, first_token_attention, hidden_state_maps, hidden_states, qkv
 from layerclaims.models import ModelHandle, base_model
 
 # Tolerances (absolute, float32). Worst cases measured over the sequences of these tests on the three tiny models
@@ -132,6 +132,23 @@ def test_first_token_attention_equals_recomputation(handle: ModelHandle) -> None
     for i, seq in enumerate(seqs):
         np.testing.assert_allclose(got[:, i], _reference_first_token_attention(handle, seq), rtol=0, atol=ATOL)
     assert ((got > 0) & (got <= 1)).all()
+
+
+def test_hidden_state_maps_equal_output_hidden_states(handle: ModelHandle) -> None:
+    rng = np.random.default_rng(8)
+    seqs = rng.integers(0, 50257, size=(5, 9)).tolist()
+    got = hidden_state_maps(handle, seqs, batch_size=2)
+    assert got.shape == (handle.n_blocks + 1, 5, 9, handle.d_model)
+    for i, seq in enumerate(seqs):
+        np.testing.assert_allclose(got[:, i], _reference_hidden(handle, seq).numpy(), rtol=0, atol=ATOL)
+    n = handle.n_blocks
+    pre = hidden_state_maps(handle, seqs, layers=[n, 1], final="pre_norm")
+    np.testing.assert_allclose(pre[1], got[1], rtol=0, atol=ATOL)  # only the last layer depends on `final`
+    np.testing.assert_allclose(
+        pre[0][:, -1], hidden_states(handle, seqs, -1, layers=[n], final="pre_norm")[0], atol=ATOL
+    )
+    with pytest.raises(UsageError, match="one length"):
+        hidden_state_maps(handle, [[1, 2, 3], [4, 5]])
 
 
 def test_first_token_attention_blocks_and_errors(tiny_gpt2: ModelHandle) -> None:
