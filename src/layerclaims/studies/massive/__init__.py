@@ -1,0 +1,77 @@
+"""Massive activations (Sun, Chen, Kolter & Liu 2024, "Massive Activations in Large Language Models", arXiv
+2402.17762; code ``locuslab/massive-activations``; GPT-2 replication ``bluorion-com/refine_massive_activations``).
+
+Method:
+
+1. ``n_windows`` windows of ``length`` tokens from the corpus (:mod:`layerclaims.windows`; pg219 by default), the
+   tokenizer's BOS token prepended (``add_bos``, as Sun et al.'s LLaMA tokenizer and the GPT-2 replication do).
+2. Every hidden state at every position (:func:`layerclaims.extract.hidden_state_maps`, ``final="pre_norm"``: the
+   raw output of every block, as Sun et al.'s hooks on the decoder layers read it; hidden state 0 is the
+   embeddings).
+3. The rule (:func:`layerclaims.metrics.massive.massive_mask`): an entry is massive when ``|a| > abs_threshold``
+   (100) and ``|a| >= ratio`` (1,000) times the median ``|a|`` of that window's hidden state at that layer.
+4. Statistics: at each hidden state, the share of windows with a massive activation and the median over windows
+   of ``log10(max |a| / median |a|)``; over layers, the number of dimensions that carry them (a dimension counts
+   when it is massive in at least ``presence`` of the windows at some layer), the dimension with the most massive
+   entries, the share of massive entries at position 0 and at position 0 or the window's first delimiter (a token
+   that is "." or holds a newline), the onset (the first hidden state where at least ``presence`` of the windows
+   have one, as a fraction of the depth ``n_blocks``; ``(n_blocks + 1) / n_blocks`` when no layer has them) and
+   the persistence (the share of hidden states from the onset to the last block output that still have them; 0
+   when none has).
+5. The intervention (Sun et al. section 3.2): at the onset, the massive dimensions at their positions in each
+   window are set to zero, or to their mean over the windows, in the output of the block that writes that hidden
+   state, and the next-token loss of the windows is measured (:mod:`layerclaims.intervene`); the statistics are
+   the increases in mean cross-entropy over the unpatched model (nats per token).
+6. Intervals: percentile bootstrap over windows (``n_boot`` resamples; one set of resamples for every statistic,
+   the intervention's per-window losses paired with the unpatched ones). Controls: the same statistics on the
+   same architecture with re-initialised weights (``control_windows`` windows; :func:`layerclaims.models.
+   reinitialised`, seed ``seed``), positions shuffled within each window for the position statistics, and the
+   same number of randomly chosen other dimensions zeroed for the intervention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from layerclaims.errors import UsageError
+
+NAME = "massive"
+
+
+@dataclass(frozen=True)
+class Config:
+    """What to run; the defaults are Sun et al.'s rule on windows of the default corpus.
+
+    ``corpus``: a registry name or a text file; ``n_windows`` windows of ``length`` tokens (BOS included when
+    ``add_bos``); ``seed``: seeds the windows, the bootstrap, the re-initialised control and the random dimensions;
+    ``abs_threshold``/``ratio``: the rule; ``presence``: the share of windows with a massive activation for a
+    layer (or a dimension) to count as having one; ``intervene``: run the zero/mean intervention (causal LMs);
+    ``n_boot``: bootstrap resamples (0: no intervals); ``control_windows``: windows run through the re-initialised
+    model (0: no re-initialised control); ``batch_size``: windows per forward pass."""
+
+    corpus: str = "heart-of-darkness"
+    n_windows: int = 16
+    length: int = 64
+    add_bos: bool = True
+    seed: int = 0
+    abs_threshold: float = 100.0
+    ratio: float = 1000.0
+    presence: float = 0.5
+    intervene: bool = True
+    n_boot: int = 1000
+    control_windows: int = 4
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        for name, low in (("n_windows", 2), ("length", 2), ("batch_size", 1), ("n_boot", 0), ("control_windows", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.control_windows > self.n_windows:
+            raise UsageError(f"control_windows ({self.control_windows}) cannot exceed n_windows ({self.n_windows})")
+        for name in ("abs_threshold", "ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise UsageError(f"{name} must be a number >= 0, got {value!r}")
+        if isinstance(self.presence, bool) or not isinstance(self.presence, int | float) or not 0 < self.presence <= 1:
+            raise UsageError(f"presence must be in (0, 1], got {self.presence!r}")
