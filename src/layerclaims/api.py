@@ -5,9 +5,9 @@ kept in memory for further analysis::
 
     import layerclaims
 
-    run = layerclaims.reproduce("tiny-gpt2", claims="my_claims.toml", study="qk", n_boot=200)
+    run = layerclaims.reproduce("tiny-gpt2", claims="my_claims.toml", n_boot=200)
     run.frame()                 # one row per claim: value, interval, p, holds
-    run.results["qk"].rsa["qk"] # the study result behind the verdicts
+    run.results[name]           # the result of study `name` behind the verdicts
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ __all__ = ["Reproduction", "load_claims", "reproduce"]
 
 @dataclasses.dataclass
 class Reproduction:
-    """One run: ``verdicts`` (one per claim), ``results`` (the study results by run label: ``"qk"``,
-    ``"punctuation"``, and ``"<study>-<claim ids>"`` for a run with a claim's own settings), ``out`` (the folder
+    """One run: ``verdicts`` (one per claim), ``results`` (the study results by run label: the study's name, and
+    ``"<study>-<claim ids>"`` for a run with a claim's own settings), ``out`` (the folder
     holding verdicts.json/.csv, report.md/.html, figures and the saved results) and ``files`` (those paths)."""
 
     verdicts: list[Any]
@@ -84,18 +84,19 @@ def reproduce(
     ``out/<model>``), as ``layerclaims reproduce`` does; return the verdicts and the study results.
 
     ``claims``: claims files/folders and/or :class:`~layerclaims.claims.Claim` records added to the package's
-    (``only_claims=True``: instead of them). ``study``: ``"all"``, ``"qk"``, ``"punctuation"`` or a list.
+    (``only_claims=True``: instead of them). ``study``: ``"all"``, a study's name or a list of them.
     ``settings``: study settings, each given to every study whose ``Config`` has it (``n_boot=200``, ``seed=1``,
     ``corpus="path.txt"``, ``n=100``); a claim's own ``settings`` win for its run. UsageError for a setting that no
     study run has."""
-    from layerclaims import pipeline, studies, validate
+    from layerclaims import pipeline, validate
+    from layerclaims import study as registry
 
-    names = tuple(studies.STUDY_NAMES) if study == "all" else ((study,) if isinstance(study, str) else tuple(study))
+    names = registry.names() if study == "all" else ((study,) if isinstance(study, str) else tuple(study))
     for name in names:
-        studies.get(name)  # UsageError naming the studies for an unknown one
+        registry.get(name)  # UsageError naming the studies for an unknown one
     for key, value in settings.items():
         if not any(pipeline.study_options(s, {key: value}) for s in names):
-            fields = sorted({f for s in names for f in validate.config_fields(studies.get(s))})
+            fields = sorted({f for s in names for f in validate.config_fields(s)})
             raise UsageError(f"no study run ({', '.join(names)}) has the setting {key!r}: use one of {fields}")
     folder = Path(out) if out is not None else Path("out") / pipeline.safe_dirname(model)
     rep = pipeline.reproduce(

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from layerclaims import studies
+from layerclaims import study as registry
 from layerclaims.claims import CLAIMS, Claim, combine_claims
 from layerclaims.compare import (
     build_matrix,
@@ -43,6 +43,7 @@ from layerclaims.pipeline import (
     STUDY_OPTIONS,
     Reproduced,
     check_unused_options,
+    job_reproduce,
     reproduce,
     safe_dirname,
     shell_command,
@@ -105,7 +106,16 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _study_names(choice: str) -> tuple[str, ...]:
-    return studies.STUDY_NAMES if choice == "all" else (choice,)
+    """``--study``: ``all`` (every installed study) or one study's name, in every command."""
+    return registry.names() if choice == "all" else (registry.get(choice).name,)
+
+
+def _study_help(what: str) -> str:
+    try:
+        names = ", ".join(registry.names())
+    except LayerclaimsError:  # a study that cannot be loaded is reported when the command runs
+        names = "see `layerclaims claims`"
+    return f"{what}: all (default) or one study ({names})"
 
 
 def _run_options(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -195,7 +205,7 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
         names, given = _run_options(args)
         jobs = [
-            Job(model, "reproduce", _reproduce_payload(args, argv, model, out / safe_dirname(model), names, given))
+            Job(model, job_reproduce, _reproduce_payload(args, argv, model, out / safe_dirname(model), names, given))
             for model in args.models
         ]
         if args.executor == "inline" or len(jobs) == 1:
@@ -337,7 +347,7 @@ def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run options")
-    g.add_argument("--study", choices=(*studies.STUDY_NAMES, "all"), default="all", help="which study (default all)")
+    g.add_argument("--study", default="all", metavar="NAME", help=_study_help("which studies run"))
     g.add_argument("--device", choices=DEVICES, default="cpu", help="where the model runs (default cpu)")
     g.add_argument("--dtype", choices=DTYPES, default="float32", help="model weights dtype (default float32)")
     g.add_argument(
@@ -356,7 +366,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="STUDY.SETTING=VALUE",
-        help="any other study setting, e.g. --set punctuation.n_boot=200 (repeatable; VALUE read as JSON)",
+        help="any other study setting, e.g. --set STUDY.n_boot=200 (repeatable; VALUE read as JSON)",
     )
     g.add_argument("--strict", action="store_true", help="exit 1 when a claim does not hold or is not evaluated")
     g.add_argument(
@@ -457,8 +467,8 @@ def _add_robustness(sub: Any) -> None:
         "--out", metavar="DIR", required=True, help="output folder (an earlier robustness folder is replaced)"
     )
     p.add_argument("--n-specs", type=int, default=0, metavar="K", help="random combinations beyond the departures")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random combinations")
-    p.add_argument("--study", choices=("both", "punctuation", "qk"), default="both")
+    p.add_argument("--draw-seed", type=int, default=0, help="seed of the random combinations (default 0)")
+    p.add_argument("--study", default="all", metavar="NAME", help=_study_help("whose choices vary"))
     p.add_argument(
         "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
     )
@@ -474,13 +484,13 @@ def _add_robustness(sub: Any) -> None:
 def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from layerclaims import robustness
 
-    studies = robustness.STUDIES if args.study == "both" else (args.study,)
+    names = robustness.studies() if args.study == "all" else _study_names(args.study)
     outcome = robustness.run(
         args.model,
         args.out,
-        studies=studies,
+        study_names=names,
         n_specs=args.n_specs,
-        seed=args.seed,
+        draw_seed=args.draw_seed,
         only=args.only,
         executor=args.executor,
         address=args.address,

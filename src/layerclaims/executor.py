@@ -1,9 +1,11 @@
 """Jobs through an executor: one job function, local processes by default, Ray for more than one machine.
 
-A :class:`Job` names what to run (``kind``, a key of :data:`JOB_KINDS`: ``"module:function"``) and its
-``payload`` (plain data: the model, the study settings, the evaluations). :func:`run_job` is the one job
-function: it imports the kind's function, runs it on the payload and returns a :class:`JobResult` (rows of plain
-data, or the error as text: a failed job never takes the others down). The executors only move jobs and results:
+A :class:`Job` holds what to run (``func``, a module-level function, so that a worker process imports it by
+reference when the job is unpickled) and its ``payload`` (plain data: the model, the study settings, the
+evaluations). :func:`run_job` is the one job function: it runs ``func`` on the payload and returns a
+:class:`JobResult` (rows of plain data, or the error as text: a failed job never takes the others down). This
+module names no caller: the callers (robustness, the matrix) import it, never the reverse. The executors only move
+jobs and results:
 
 - ``"inline"``: in this process, one after another (what one worker does; used for a single job).
 - ``"local"`` (default): a ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn`` start method (no fork of
@@ -20,7 +22,6 @@ Results come back in the order of the jobs whatever the executor, so the caller 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import importlib
 import multiprocessing
 import os
 import time
@@ -32,21 +33,17 @@ from typing import Any
 from layerclaims.errors import UsageError
 
 EXECUTORS: tuple[str, ...] = ("local", "ray", "inline")
-JOB_KINDS: dict[str, str] = {
-    "robustness-punctuation": "layerclaims.robustness:job_punctuation",
-    "robustness-qk": "layerclaims.robustness:job_qk",
-    "reproduce": "layerclaims.pipeline:job_reproduce",
-    "echo": "layerclaims.executor:_echo",
-}
+JobFunction = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 @dataclass(frozen=True)
 class Job:
-    """``id``: unique within a run; ``kind``: a key of :data:`JOB_KINDS`; ``payload``: picklable plain data."""
+    """``id``: unique within a run; ``func``: a module-level function of the payload returning ``(rows, stats)``;
+    ``payload``: picklable plain data."""
 
     id: str
-    kind: str
+    func: JobFunction
     payload: dict[str, Any]
 
 
@@ -64,8 +61,8 @@ class JobResult:
     worker: int = 0
 
 
-def _echo(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """A job kind for tests: returns the payload as a row; ``fail`` raises; ``sleep`` waits."""
+def echo(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A job function for tests: returns the payload as a row; ``fail`` raises; ``sleep`` waits."""
     if payload.get("sleep"):
         time.sleep(float(payload["sleep"]))
     if payload.get("fail"):
@@ -86,15 +83,7 @@ def run_job(job: Job) -> JobResult:
     """Run one job here; never raises for the job's own failure (the error is in the result)."""
     t0 = time.perf_counter()
     try:
-        target = JOB_KINDS[job.kind]
-    except KeyError:
-        return JobResult(job.id, error=f"UsageError: unknown job kind {job.kind!r}; known: {sorted(JOB_KINDS)}")
-    try:
-        module_name, func_name = target.split(":")
-        func: Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]] = getattr(
-            importlib.import_module(module_name), func_name
-        )
-        rows, stats = func(job.payload)
+        rows, stats = job.func(job.payload)
         return JobResult(job.id, rows=rows, stats=stats, seconds=time.perf_counter() - t0, worker=os.getpid())
     except Exception as exc:  # a job's failure is data for the report
         return JobResult(

@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from layerclaims import studies
-from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
+from layerclaims import study as registry
+from layerclaims.claims import CLAIMS, Claim, claim_reads, claims_for, group_runs, map_layer
 from layerclaims.errors import LayerclaimsError, UsageError
+from layerclaims.figures import draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
 from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
@@ -41,14 +42,12 @@ from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STU
     Command,
     RunRequest,
     check_run,
-    config_fields,
     parse_set,
     study_options,
 )
 from layerclaims.verdicts import Verdict, apply_family, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
-_config_fields = config_fields  # the name layerclaims.api reads
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -75,23 +74,34 @@ def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -
     return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
 
 
-# A study's own report section (Markdown), where it has one: module:function of the study's result.
-REPORT_SECTIONS: dict[str, str] = {"punctuation": "layerclaims.studies.punctuation.explain:markdown"}
-
-
 def report_sections(study: str, result: Any) -> list[str]:
-    """The Markdown sections study ``study`` adds to the report (:data:`REPORT_SECTIONS`), drawn from its result."""
-    target = REPORT_SECTIONS.get(study)
-    if target is None:
+    """The Markdown sections study ``study`` adds to the report (its ``report_section``), drawn from its result."""
+    section = registry.get(study).report_section
+    return [] if section is None else [section(result)]
+
+
+def plot_figures(study: str, result: Any, out_dir: Path, claims: Sequence[Claim] = ()) -> list[Path]:
+    """Every figure study ``study`` declares for ``result`` and the run's ``claims``, drawn into ``out_dir``."""
+    figures = registry.get(study).figures
+    if figures is None:
         return []
-    module, _, func = target.partition(":")
-    return [getattr(importlib.import_module(module), func)(result)]
+    return draw_table(figures(result, claim_reads(claims, int(result.n_blocks))), out_dir)
 
 
-def plot_figures(study: str, result: Any, out_dir: Path) -> list[Path]:
-    """``figures.<study>.plot_all(result, out_dir)``."""
-    module = importlib.import_module(f"layerclaims.figures.{study}")
-    return [Path(p) for p in module.plot_all(result, out_dir)]
+def run_study(
+    study: str, handle: Any, *, claims: Sequence[Claim] = (), progress: Say | None = None, **options: Any
+) -> Any:
+    """Run study ``study`` on a loaded model with ``Config`` overrides ``options``. A Config with a
+    ``detail_layers`` field not given gets the layers ``claims`` read on this model (default: the package's claims
+    of the study): the caller's side of it, since a study never reads the claims."""
+    declared = registry.get(study)
+    if "detail_layers" in declared.settings and options.get("detail_layers") is None:
+        n_blocks = int(handle.n_blocks)
+        layers = {map_layer(c, n_blocks) for c in (claims or claims_for(study))}
+        if not layers - {None}:
+            layers = {map_layer(c, n_blocks) for c in claims_for(study)}
+        options = {**options, "detail_layers": tuple(sorted(x for x in layers if x is not None))}
+    return declared.run(handle, registry.make_config(declared, options), progress)
 
 
 def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
@@ -158,7 +168,7 @@ def reproduce(
     model: str,
     *,
     out: str | os.PathLike[str],
-    study_names: Sequence[str] = studies.STUDY_NAMES,
+    study_names: Sequence[str] | None = None,
     device: str = "cpu",
     dtype: str = "float32",
     device_map: str | None = None,
@@ -185,7 +195,7 @@ def reproduce(
     left as it was whenever this raises or is interrupted."""
     options = dict(options or {})
     out = Path(out)
-    study_names = tuple(study_names)
+    study_names = tuple(registry.names() if study_names is None else study_names)
     request = RunRequest(model, out, study_names, device, dtype, device_map, options, tuple(overrides))
     cmd = Command(tuple(argv)) if argv is not None else request.command()
     command = command or str(cmd)
@@ -315,7 +325,6 @@ def run_studies(
     ``on_study`` is told as each one finishes. A further run of a study (other claim settings) is labelled by its
     claims and writes into its own sub-folder."""
     name = str(getattr(handle, "name", "?"))
-    n_blocks = int(handle.n_blocks)
     outcomes: list[StudyOutcome] = []
     verdicts: list[Verdict] = []
     seen: set[str] = set()
@@ -323,7 +332,6 @@ def run_studies(
         label = study if study not in seen else f"{study}-{'-'.join(c.id for c in group)[:60]}"
         seen.add(study)
         opts = {**options.get(study, {}), **settings}
-        opts.update(_detail_layers(study, group, n_blocks, opts))
         outcome, study_verdicts = _run_study(
             study, handle, name, stage, opts, timings, say, command, claims=group, label=label
         )
@@ -356,15 +364,6 @@ def _prefixed(study: str, text: str) -> str:
     return text if text.startswith(study) else f"{study}: {text}"
 
 
-def _detail_layers(study: str, group: Sequence[Claim], n_blocks: int, opts: dict[str, Any]) -> dict[str, Any]:
-    """Punctuation: the layers of this run's claims get the detailed statistics (cluster intervals, slopes,
-    controls), also when they are not the package's claims' layers (the study's default)."""
-    if study != "punctuation" or opts.get("detail_layers") is not None or tuple(group) == claims_for(study):
-        return {}
-    layers = sorted({layer for c in group if (layer := map_layer(c, n_blocks)) is not None})
-    return {"detail_layers": tuple(layers)} if layers else {}
-
-
 def _run_study(
     study: str,
     handle: Any,
@@ -385,7 +384,7 @@ def _run_study(
     outcome = StudyOutcome(study=label, ran=False, options=opts)
     try:
         with _timed(timings, f"{label}: run", say):
-            result = studies.run(study, handle, progress=lambda text: say(_prefixed(study, text)), **opts)
+            result = run_study(study, handle, claims=group, progress=lambda text: say(_prefixed(study, text)), **opts)
     except LayerclaimsError as exc:
         # Bad input found only once the model ran (e.g. fewer usable marks than the cheap count promised): the run
         # stops, the folder keeps what it held.
@@ -401,7 +400,7 @@ def _run_study(
         verdicts = [evaluate(c, result) for c in group]
     with _timed(timings, f"{label}: figures", say):
         try:
-            outcome.figures = plot_figures(study, result, stage / "figures")
+            outcome.figures = plot_figures(study, result, stage / "figures", group)
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
@@ -505,7 +504,7 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command) -> dict[str, Any]:
     """The earlier run's entries of the studies this run does not run (to keep), checked to be of ``model``.
     Refuses (UsageError) a folder whose other study is of another model, or of an older layout without run.json."""
-    others = [s for s in studies.STUDY_NAMES if s not in study_names]
+    others = [s for s in registry.names() if s not in study_names]
     if not others or not out.is_dir():
         return {}
     manifest = read_manifest(out)
@@ -649,14 +648,12 @@ def _redecide_kept(
 
 
 def load_saved(saved: Path) -> Any:
-    """A study's saved result (``<study>.json`` and ``.npz`` beside it), as ``layerclaims.results`` wrote it."""
-    from layerclaims import results
-
-    return results.load(saved.parent, saved.stem)
+    """A study's saved result (``<study>.json`` and ``.npz`` beside it), read by the study's result class."""
+    return registry.get(saved.stem).load(saved.parent)
 
 
 def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> list[Any]:
-    order = {s: i for i, s in enumerate(studies.STUDY_NAMES)}
+    order = {s: i for i, s in enumerate(registry.names())}
     return sorted(items, key=lambda x: order.get(study_of(x) or "", len(order)))  # stable within a study
 
 

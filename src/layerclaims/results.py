@@ -256,8 +256,9 @@ class SavedResult:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Self:
-        """Read what :meth:`save` wrote; UsageError when the file holds another kind of result."""
-        out = load(directory, cls.study)
+        """Read what :meth:`save` wrote (dataclasses of this package and of the result's own, a third party's study
+        included); UsageError when the file holds another kind of result."""
+        out = load(directory, cls.study, allowed_modules=("layerclaims", cls.__module__.split(".")[0]))
         if not isinstance(out, cls):
             raise UsageError(f"{directory}/{cls.study}.json holds a {type(out).__name__}, not a {cls.__name__}")
         return out

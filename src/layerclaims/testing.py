@@ -71,17 +71,17 @@ class StudyCache:
         self._skips: dict[tuple[str, str, str, tuple[tuple[str, Any], ...]], str] = {}
 
     def get(self, study: str, model: str, device: str, **options: Any) -> Any:
-        """The result of ``studies.run(study, <model on device>, **options)``, computed once per options (a
+        """The result of ``pipeline.run_study(study, <model on device>, **options)``, computed once per options (a
         claim's ``settings``: ``get(claim.study, model, device, **claim.options)``)."""
-        from layerclaims import studies
         from layerclaims.models import load_model
+        from layerclaims.pipeline import run_study
 
         key = (study, model, device, tuple(sorted(options.items())))
         if key not in self._results and key not in self._skips:
             try:
                 if (model, device) not in self._handles:
                     self._handles[(model, device)] = load_model(model, device=device)
-                self._results[key] = studies.run(study, self._handles[(model, device)], **options)
+                self._results[key] = run_study(study, self._handles[(model, device)], **options)
             except DataNotFoundError as exc:
                 self._skips[key] = (
                     f"study {study!r} cannot run on {model} here: {str(exc).rstrip('.')}. Where it can, run "

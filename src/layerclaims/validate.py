@@ -11,10 +11,8 @@ command: the user's own command (:class:`Command`, rebuilt from argv) with only 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
-import inspect
 import json
 import logging
 import shlex
@@ -25,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from layerclaims import studies
+from layerclaims import study as registry
 from layerclaims.errors import LayerclaimsError, UsageError
 
 log = logging.getLogger("layerclaims.validate")
@@ -38,32 +36,6 @@ STUDY_OPTIONS: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
     "n": ("n", "n_marks", "n_per_kind"),
 }
-
-# The smallest value each setting can take and still mean something (by field name, the same in every study).
-# n: pairs and a correlation need 3 marks (studies.punctuation.select_marks); bins: a histogram needs 2;
-# cluster_max_points: a cluster count needs 3 points; resample and permutation counts: 0 switches them off.
-MINIMUMS: dict[str, float] = {
-    "n": 3,
-    "bins": 2,
-    "batch_size": 1,
-    "start": 0,
-    "seed": 0,
-    "n_boot": 0,
-    "n_perm": 0,
-    "n_boot_clusters": 0,
-    "cluster_n_boot": 0,
-    "cluster_max_points": 3,
-    "z_threshold": 0,
-}
-
-# Settings that index the model, as data: (study, field) -> "layer" (hidden states 0..n_blocks) or "block"
-# (0..n_blocks-1). Checked against the depth read from the model's configuration.
-INDEX_FIELDS: dict[tuple[str, str], str] = {
-    ("punctuation", "layers"): "layer",
-    ("punctuation", "detail_layers"): "layer",
-    ("qk", "blocks"): "block",
-}
-
 
 # --------------------------------------------------------------------------------------------------- command
 
@@ -141,7 +113,7 @@ class RunRequest:
 
     model: str
     out: Path | None = None
-    study_names: tuple[str, ...] = studies.STUDY_NAMES
+    study_names: tuple[str, ...] = field(default_factory=registry.names)
     device: str = "cpu"
     dtype: str = "float32"
     device_map: str | None = None
@@ -153,7 +125,7 @@ class RunRequest:
         argv = ["reproduce", "--model", self.model]
         if self.out is not None:
             argv += ["--out", str(self.out)]
-        if tuple(self.study_names) != studies.STUDY_NAMES:
+        if tuple(self.study_names) != registry.names():
             argv += ["--study", ",".join(self.study_names)]
         if self.device != "cpu":
             argv += ["--device", self.device]
@@ -176,23 +148,20 @@ def _cmd(command: Command) -> str:
 # --------------------------------------------------------------------------------------------------- settings
 
 
-def config_fields(module: Any) -> set[str]:
-    """The field names of a study's ``Config``."""
-    config = module.Config
-    if dataclasses.is_dataclass(config):
-        return {f.name for f in dataclasses.fields(config)}
-    return set(inspect.signature(config).parameters)
+def config_fields(study: str) -> set[str]:
+    """The field names of study ``study``'s ``Config``."""
+    return {f.name for f in dataclasses.fields(registry.get(study).config)}
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """``"punctuation.n_boot=200"`` -> ``("punctuation.n_boot", 200)``; the value is JSON when it parses
+    """``"STUDY.n_boot=200"`` -> ``("STUDY.n_boot", 200)``; the value is JSON when it parses
     (numbers, true/false/null, lists), else the plain string."""
     target, sep, raw = item.partition("=")
     name, dot, field_name = target.strip().partition(".")
-    if not sep or not dot or not field_name or name not in studies.STUDY_NAMES:
+    if not sep or not dot or not field_name or name not in registry.names():
         raise UsageError(
-            f"--set {item!r}: write STUDY.SETTING=VALUE with STUDY one of {', '.join(studies.STUDY_NAMES)}",
-            fix="e.g. --set punctuation.n_boot=200 (see `layerclaims reproduce --help`)",
+            f"--set {item!r}: write STUDY.SETTING=VALUE with STUDY one of {', '.join(registry.names())}",
+            fix=f"e.g. --set {registry.names()[0]}.n_boot=200 (see `layerclaims reproduce --help`)",
         )
     try:
         value: Any = json.loads(raw)
@@ -213,7 +182,7 @@ def _study_options_with_origin(
     study: str, given: dict[str, Any], overrides: Sequence[str], command: Command | None = None
 ) -> dict[str, tuple[Any, str]]:
     """As :func:`study_options`, each value with the option that gave it (``--n`` or ``--set study.field``)."""
-    fields = config_fields(studies.get(study))
+    fields = config_fields(study)
     out: dict[str, tuple[Any, str]] = {}
     for option, value in given.items():
         if value is None:
@@ -277,12 +246,12 @@ def _type_word(hint: Any) -> str:
     return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(hint, str(hint))
 
 
-def _index_range(kind: str, n_blocks: int) -> range:
-    return range(n_blocks + 1) if kind == "layer" else range(n_blocks)
+def _index_range(unit: str, n_blocks: int) -> range:
+    return range(n_blocks + 1) if unit == "layer" else range(n_blocks)
 
 
-def _range_words(kind: str, n_blocks: int, model: str) -> str:
-    if kind == "layer":
+def _range_words(unit: str, n_blocks: int, model: str) -> str:
+    if unit == "layer":
         return f"hidden-state layers are 0..{n_blocks} on {model} (0 = embeddings, {n_blocks} = last block's output)"
     return f"blocks are 0..{n_blocks - 1} on {model}"
 
@@ -298,10 +267,10 @@ def check_study_settings(
 ) -> dict[str, Any]:
     """The study's Config overrides, each checked (type, minimum, layer/block range against ``n_blocks``), then
     the Config itself built (its own checks). Returns the overrides; UsageError with the fix otherwise."""
-    module = studies.get(study)
+    declared = registry.get(study)
     with_origin = _study_options_with_origin(study, given, overrides, command)
-    hints = typing.get_type_hints(module.Config) if dataclasses.is_dataclass(module.Config) else {}
-    defaults = {f.name: f.default for f in dataclasses.fields(module.Config)} if hints else {}
+    hints = typing.get_type_hints(declared.config)
+    defaults = {f.name: f.default for f in dataclasses.fields(declared.config)}
 
     def drop(origin: str, field_name: str) -> Command:
         if origin.startswith("--set "):
@@ -318,7 +287,7 @@ def check_study_settings(
                 f"{shown}: {study} setting {name!r} must be {problem}",
                 fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(drop(origin, name))}",
             )
-        minimum = MINIMUMS.get(name)
+        minimum = declared.minimums.get(name)
         values = value if isinstance(value, tuple) else (value,)
         if minimum is not None:
             low = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and v < minimum]
@@ -332,21 +301,21 @@ def check_study_settings(
                     f"{shown}: {study} setting {name!r} must be at least {minimum:g}",
                     fix=f"use {name} >= {minimum:g}, e.g. the default{default_words}: {_cmd(suggestion)}",
                 )
-        kind = INDEX_FIELDS.get((study, name))
-        if kind is not None and n_blocks is not None and value is not None:
-            allowed = _index_range(kind, n_blocks)
+        unit = {"hidden_state": "layer", "block": "block"}.get(declared.index_settings.get(name, ""))
+        if unit is not None and n_blocks is not None and value is not None:
+            allowed = _index_range(unit, n_blocks)
             bad = [v for v in values if isinstance(v, int) and v not in allowed]
             if bad or not values:
-                what = f"{kind} {bad[0]} is out of range" if bad else f"no {kind}s selected"
+                what = f"{unit} {bad[0]} is out of range" if bad else f"no {unit}s selected"
                 raise UsageError(
-                    f"{shown}: {what}: {_range_words(kind, n_blocks, model)}",
-                    fix=f"give {kind}s in {allowed.start}..{allowed.stop - 1}, or leave it out for all of them: "
+                    f"{shown}: {what}: {_range_words(unit, n_blocks, model)}",
+                    fix=f"give {unit}s in {allowed.start}..{allowed.stop - 1}, or leave it out for all of them: "
                     f"{_cmd(drop(origin, name))}",
                 )
     _check_detail_within_layers(study, with_origin, command)
     overrides_only = {name: value for name, (value, _) in with_origin.items()}
     try:
-        module.Config(**overrides_only)
+        declared.config(**overrides_only)
     except (LayerclaimsError, TypeError, ValueError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         given_words = ", ".join(origin for _, origin in with_origin.values()) or "the defaults"
@@ -385,14 +354,17 @@ def check_corpus(
     marks: str,
     origin: str,
     command: Command,
+    minimum: float = 3,
+    others: Sequence[str] = (),
 ) -> dict[str, int]:
     """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` marks of each kind (a count of
     the mark characters: an upper bound on the marks the tokenizer will find). Returns the count per kind.
-    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default)."""
+    ``origin``: the option that named the corpus (``"--corpus"``; ``""`` for the default); ``minimum``: the fewest
+    marks the study can use; ``others``: the other studies run (a fix may suggest running one of them alone)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
-    only_b = command.with_option("--study", "qk")
+    alone = f"; or run only study {others[0]}: {_cmd(command.with_option('--study', others[0]))}" if others else ""
     kinds = mark_sets.get(marks, {})
     chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
@@ -415,17 +387,17 @@ def check_corpus(
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
         raise type(exc)(
             f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
-            fix=f"{fix.rstrip('.')}; {keep_going}; or run only study B: {_cmd(only_b)}",
+            fix=f"{fix.rstrip('.')}; {keep_going}{alone}",
         ) from None
     counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
     if n is not None and counts:
         kind, most = min(counts.items(), key=lambda kv: kv[1])
         if most < n:
-            floor = MINIMUMS["n"]
+            floor = minimum
             fix = (
                 f"ask for at most {most:g} per kind: {_cmd(command.with_option('--n', str(most)))}"
                 if most >= floor
-                else f"give a longer text with --corpus PATH; or run only study B: {_cmd(only_b)}"
+                else f"give a longer text with --corpus PATH{alone}"
             )
             raise UsageError(
                 f"--n {n}: {name_or_path} holds at most {most} {kind} marks "
@@ -438,13 +410,10 @@ def check_corpus(
 # --------------------------------------------------------------------------------------------------- the run
 
 
-def _warn_below_minimum(module: Any, n: Any) -> None:
+def _warn_below_minimum(config: type, n: Any) -> None:
     """A warning before any weights load when ``n`` is below the study's documented minimum for its cluster
-    counts (``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
-    minimum = getattr(module, "MIN_MARKS_COUNT", None)
-    if minimum is None:
-        with contextlib.suppress(ImportError):
-            minimum = getattr(importlib.import_module(f"{module.__name__}.config"), "MIN_MARKS_COUNT", None)
+    counts (its Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
+    minimum = getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
         log.warning(
             "n=%d marks per kind: below %d the cluster counts are not evaluated (their claims say so); "
@@ -496,20 +465,22 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
         plan.options[study] = check_study_settings(
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
-    for study in request.study_names:  # a study that reads a corpus (study A): the corpus and the marks it holds
-        module = studies.get(study)
-        if "corpus" not in config_fields(module):
+    for study in request.study_names:  # a study that reads a corpus: the corpus and the marks its Config counts
+        config = registry.get(study).config
+        if "corpus" not in config_fields(study):
             continue
         opts = plan.options[study]
         origin = _study_options_with_origin(study, options, overrides).get("corpus", (None, ""))[1]
-        _warn_below_minimum(module, opts.get("n", getattr(module.Config, "n", None)))
+        _warn_below_minimum(config, opts.get("n", getattr(config, "n", None)))
         plan.marks = check_corpus(
-            str(opts.get("corpus", getattr(module.Config, "corpus", None))),
-            n=opts.get("n", getattr(module.Config, "n", None)),
-            mark_sets=getattr(module, "MARK_SETS", {}),
-            marks=opts.get("marks", getattr(module.Config, "marks", "original")),
+            str(opts.get("corpus", getattr(config, "corpus", None))),
+            n=opts.get("n", getattr(config, "n", None)),
+            mark_sets=getattr(config, "MARK_SETS", {}),
+            marks=opts.get("marks", getattr(config, "marks", "original")),
             origin=origin,
             command=command,
+            minimum=registry.get(study).minimums.get("n", 3),
+            others=[s for s in request.study_names if s != study],
         )
     if request.out is not None:
         from layerclaims.runfolder import check_out_folder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -79,20 +78,6 @@ def test_the_toml_files_are_package_data() -> None:
     assert (Path(C.__file__).parent / "b_qk_grouping_rsa.toml").is_file()
 
 
-def test_tables_match_the_studies() -> None:
-    """The statistics and settings tables (kept here so that reading claims never imports torch) equal the
-    studies' own lists and Config fields."""
-    from layerclaims.studies import punctuation, qk
-
-    assert C.STATISTICS["qk"]["at_layer"] == qk._AT_BLOCK
-    assert C.STATISTICS["qk"]["over_layers"] == qk._OVER_BLOCKS
-    punct = C.STATISTICS["punctuation"]
-    assert set(punct["at_layer"]) | set(punct["over_layers"]) == set(punctuation.STATISTICS)
-    assert all(s.startswith("spearman_") for s in punct["over_layers"])
-    assert C.SETTINGS["qk"] == tuple(f.name for f in dataclasses.fields(qk.Config))
-    assert C.SETTINGS["punctuation"] == tuple(f.name for f in dataclasses.fields(punctuation.Config))
-
-
 def test_a_user_file_with_settings_and_categories(tmp_path: Path) -> None:
     u1, u2 = load_claims(write(tmp_path, USER))
     assert (u1.id, u1.model, u1.layer, u1.layer_kind, u1.study) == ("U1", "tiny-gpt2", 2, "block", "qk")
@@ -141,7 +126,7 @@ def test_defaults_apply_to_every_claim_of_a_file() -> None:
 MISTAKES = [
     ('statistic = "rsa_qk"', 'statistic = "rsa_qq"', "conditions[0].statistic", "unknown statistic 'rsa_qq'", "rsa_qk"),
     ('comparison = ">"\n', 'comparison = "=>"\n', "conditions[0].comparison", "unknown comparison", "one of >, <"),
-    ('study = "qk"\nlayer = 2', 'study = "attention"\nlayer = 2', "study", "unknown study", "qk, punctuation"),
+    ('study = "qk"\nlayer = 2', 'study = "attention"\nlayer = 2', "study", "unknown study", "punctuation, qk"),
     ("layer = 2", "layer = 4", "layer", "outside the 0-based blocks 0..3", "give a layer in 0..3"),
     ('id = "U2"', 'id = "B2"', "id", "duplicate id 'B2'", "its own id"),
     ('id = "U2"', 'id = "U1"', "id", "duplicate id 'U1'", "its own id"),

@@ -1,14 +1,15 @@
 """The `layerclaims` command: every subcommand and exit code.
 
-Most tests run on fake studies (modules put in ``sys.modules`` under the real study names, so ``studies.run`` is
-exercised as it is) and a fake model handle; one end-to-end test runs the real studies on ``tiny-gpt2``.
+Most tests run on fake studies (the registry's studies with a fake ``run`` and ``figures``, read from modules put in
+``sys.modules`` under the real study names so that a test can patch them) and a fake model handle; one end-to-end
+test runs the real studies on ``tiny-gpt2``.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from layerclaims import cli, data, models, pipeline, results
+from layerclaims import study as registry
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
 from layerclaims.results import Measurement
 from layerclaims.runfolder import RunFolder
@@ -107,16 +109,32 @@ def _fake_study(name: str, values: dict[str, Any], rec: Recorder, config_fields:
 
 
 def _fake_figures(name: str) -> types.ModuleType:
-    mod = types.ModuleType(f"layerclaims.figures.{name}")
+    mod = types.ModuleType(f"layerclaims.studies.{name}.figures")
 
-    def plot_all(result: FakeResult, out_dir: Path) -> list[Path]:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{name}_figure.png"
-        path.write_bytes(PNG)
-        return [path]
+    def figures(result: FakeResult, claims: Any) -> dict[str, Any]:
+        return {f"{name}_figure.png": lambda path: (path.write_bytes(PNG), path)[1]}
 
-    mod.plot_all = plot_all  # type: ignore[attr-defined]
+    mod.figures = figures  # type: ignore[attr-defined]
     return mod
+
+
+def _fake_plugin(name: str, mod: types.ModuleType, figures: types.ModuleType) -> registry.Study:
+    """The registered study ``name`` with the fake module's Config and run (looked up at each call, so that a test
+    may patch ``mod.run``), the fake figures and no report section."""
+
+    def run(handle: Any, config: Any, progress: Any = None) -> Any:
+        if progress is not None and "progress" in inspect.signature(mod.run).parameters:
+            return mod.run(handle, config, progress=progress)
+        return mod.run(handle, config)
+
+    return dataclasses.replace(
+        registry.get(name),
+        config=mod.Config,
+        run=run,
+        figures=lambda result, claims: figures.figures(result, claims),
+        report_section=None,
+        result=lambda: FakeResult,
+    )
 
 
 @pytest.fixture
@@ -144,8 +162,15 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
             },
         ),
     )
-    monkeypatch.setitem(sys.modules, "layerclaims.figures.qk", _fake_figures("qk"))
-    monkeypatch.setitem(sys.modules, "layerclaims.figures.punctuation", _fake_figures("punctuation"))
+    for name in ("qk", "punctuation"):
+        monkeypatch.setitem(sys.modules, f"layerclaims.studies.{name}.figures", _fake_figures(name))
+    fakes = {
+        name: _fake_plugin(
+            name, sys.modules[f"layerclaims.studies.{name}"], sys.modules[f"layerclaims.studies.{name}.figures"]
+        )
+        for name in ("qk", "punctuation")
+    }
+    monkeypatch.setattr(registry, "_loaded", {**registry.registry(), **fakes})
 
     def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
         rec.loads.append((name, {"device": device, "dtype": dtype, "device_map": device_map}))
@@ -232,7 +257,7 @@ def test_reproduce_writes_every_output_and_exits_0(
     assert {"verdicts.json", "verdicts.csv", "report.md", "report.html", "qk.json", "punctuation.json"} <= names
     assert {p.name for p in (out / "figures").iterdir()} == {"qk_figure.png", "punctuation_figure.png"}
     verdicts = json.loads((out / "verdicts.json").read_text())
-    assert [v["claim"] for v in verdicts] == ["B1", "B2", "B3", "B4", "A1", "A2", "A3", "A4", "A5", "A6", "A7"]
+    assert [v["claim"] for v in verdicts] == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
     assert all(v["holds"] is True for v in verdicts)
     b2 = next(v for v in verdicts if v["claim"] == "B2")
     # block 5 -> 0; the fake has no replicates: decided on its interval, so no p against the threshold, and the
@@ -367,12 +392,12 @@ def test_an_error_inside_a_study_stops_the_run_with_its_fix_and_keeps_the_folder
     def failing(handle: Any, config: Any) -> Any:
         raise UsageError("asked for 250 internal marks but only 12 usable ones exist", fix="use n <= 12")
 
-    monkeypatch.setattr(sys.modules["layerclaims.studies.punctuation"], "run", failing)
+    monkeypatch.setattr(sys.modules["layerclaims.studies.qk"], "run", failing)
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "--n", "250") == 2
     captured = capsys.readouterr()
-    assert "study qk done" in captured.out and "  B2: HOLDS on m" in captured.out  # study B's lines, as it finished
+    assert "study punctuation done" in captured.out and "  A1: HOLDS on m" in captured.out  # A's lines, as it finished
     err = captured.err.splitlines()
-    assert "layerclaims reproduce: error: study punctuation: asked for 250 internal marks" in err[-2]
+    assert "layerclaims reproduce: error: study qk: asked for 250 internal marks" in err[-2]
     assert err[-1] == f"fix: use n <= 12; then re-run `layerclaims reproduce --model m --out {out} --n 250`"
     assert tree_hashes(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no stage, no lock left behind
@@ -422,7 +447,6 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(
         [],
         ["nope"],
         ["reproduce"],  # --model is required
-        ["reproduce", "--model", "m", "--study", "nope"],
         ["reproduce", "--model", "m", "--n", "0"],
         ["reproduce", "--model", "m", "--device", "tpu"],
         ["reproduce", "--model", "m", "--quiet", "--verbose"],
@@ -435,6 +459,19 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
     assert "usage: layerclaims" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["reproduce", "--model", "m"], ["matrix", "--models", "m"], ["robustness", "--model", "m", "--out", "o"]],
+)
+def test_study_takes_all_or_one_installed_name_in_every_command(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for wrong in ("nope", "both"):
+        assert cli.main([*command, "--study", wrong]) == 2
+        err = capsys.readouterr().err
+        assert f"unknown study {wrong!r}: the installed studies are punctuation, qk" in err and "fix: " in err
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["reproduce", "--help"]) == 0
     out = capsys.readouterr().out
@@ -445,10 +482,10 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_figure_bug_is_recorded_and_does_not_lose_the_verdicts(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(result: Any, out_dir: Path) -> list[Path]:
+    def broken(result: Any, claims: Any) -> dict[str, Any]:
         raise RuntimeError("no font")
 
-    monkeypatch.setattr(sys.modules["layerclaims.figures.qk"], "plot_all", broken)
+    monkeypatch.setattr(sys.modules["layerclaims.studies.qk.figures"], "figures", broken)
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path)) == 0
     assert len(json.loads((tmp_path / "verdicts.json").read_text())) == 4
     assert "figures could not be drawn: RuntimeError: no font" in (tmp_path / "report.html").read_text()
@@ -462,11 +499,11 @@ def test_progress_lines_on_stderr_also_when_not_a_terminal(
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     stages = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("layerclaims [")]
-    assert stages[:3] == ["checking m, the settings and the inputs", "load model m", "qk: run"]
-    assert "punctuation: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
+    assert stages[:3] == ["checking m, the settings and the inputs", "load model m", "punctuation: run"]
+    assert "qk: run" in stages and stages[-1] == f"wrote {tmp_path / 'a'}"
     assert "it/s" not in captured.err  # no progress bar: one line per stage
-    # verdict lines are printed per study, B's before A's study starts (stdout and stderr interleave in time)
-    assert captured.out.index("  B2: HOLDS on m") < captured.out.index("study punctuation done")
+    # verdict lines are printed per study, A's before B's study starts (stdout and stderr interleave in time)
+    assert captured.out.index("  A1: HOLDS on m") < captured.out.index("study qk done")
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(tmp_path / "b"), "--quiet") == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -475,18 +512,18 @@ def test_progress_lines_on_stderr_also_when_not_a_terminal(
 def test_verdict_lines_are_printed_as_each_study_finishes(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen_when_a_starts: list[str] = []
-    fake_a = sys.modules["layerclaims.studies.punctuation"]
-    original = fake_a.run
+    seen_when_b_starts: list[str] = []
+    fake_b = sys.modules["layerclaims.studies.qk"]
+    original = fake_b.run
 
     def spy(handle: Any, config: Any) -> Any:
-        seen_when_a_starts.append(capsys.readouterr().out)
+        seen_when_b_starts.append(capsys.readouterr().out)
         return original(handle, config)
 
-    monkeypatch.setattr(fake_a, "run", spy)
+    monkeypatch.setattr(fake_b, "run", spy)
     assert run_cli("reproduce", "--model", "m", "--out", str(tmp_path)) == 0
-    assert "study qk done" in seen_when_a_starts[0]
-    assert "  B1: HOLDS on m" in seen_when_a_starts[0] and "  B4: HOLDS on m" in seen_when_a_starts[0]
+    assert "study punctuation done" in seen_when_b_starts[0]
+    assert "  A1: HOLDS on m" in seen_when_b_starts[0] and "  A7: HOLDS on m" in seen_when_b_starts[0]
 
 
 def test_a_study_that_reports_progress_gets_a_callback(
@@ -531,7 +568,7 @@ def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 0
     after = tree_hashes(out)
     rows = {r["claim"]: r for r in json.loads((out / "verdicts.json").read_text())}
-    assert list(rows) == ["B1", "B2", "B3", "B4", "A1", "A2", "A3", "A4", "A5", "A6", "A7"]  # no claim dropped
+    assert list(rows) == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]  # no claim dropped
     assert rows["B2"]["value"] == 0.5 and old_rows["B2"]["value"] == 0.91  # study B is the new run's
     assert all(rows[c] == old_rows[c] for c in ("A1", "A2", "A3", "A4", "A5", "A6", "A7"))  # study A kept
     for kept in ("punctuation.json", "figures/punctuation_figure.png"):
@@ -787,24 +824,11 @@ def test_python_dash_m_runs_the_cli() -> None:
 # ------------------------------------------------------------------------------------------------ end to end
 
 
-def _real_studies_missing() -> str | None:
-    for mod in ("layerclaims.models", "layerclaims.studies.qk", "layerclaims.studies.punctuation"):
-        if importlib.util.find_spec(mod) is None:
-            return f"{mod} does not exist yet"
-    for mod in ("layerclaims.figures.qk", "layerclaims.figures.punctuation"):
-        if importlib.util.find_spec(mod) is None:
-            return f"{mod} does not exist yet"
-    return None
-
-
 @pytest.mark.slow
 def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The real studies, figures and report on the random tiny GPT-2, both studies, a small sample."""
     if not os.environ.get("LAYERCLAIMS_DATA"):
         pytest.skip("LAYERCLAIMS_DATA is unset: the punctuation study needs the corpus (e.g. ../shared/data)")
-    missing = _real_studies_missing()
-    if missing:
-        pytest.skip(missing)
     out = tmp_path / "tiny"
     argv = ["reproduce", "--model", "tiny-gpt2", "--study", "all", "--n", "40", "--out", str(out)]
     argv += ["--set", "punctuation.n_boot=50", "--set", "punctuation.n_boot_clusters=5"]

@@ -9,7 +9,20 @@ import numpy as np
 import pytest
 
 from layerclaims.errors import UsageError
-from layerclaims.studies import punctuation as P
+from layerclaims.studies.punctuation import Config
+from layerclaims.studies.punctuation import result as result_module
+from layerclaims.studies.punctuation.explain import markdown
+from layerclaims.studies.punctuation.marks import (
+    KINDS,
+    MARK_INDEX,
+    contexts,
+    find_marks,
+    select_marks,
+    tokenize,
+    usable_marks,
+)
+from layerclaims.studies.punctuation.method import run
+from layerclaims.studies.punctuation.result import STATISTICS, PunctuationResult
 
 needs_data = pytest.mark.skipif(
     not os.environ.get("LAYERCLAIMS_DATA"),
@@ -42,7 +55,7 @@ def ids(*toks: str) -> np.ndarray:
 
 def test_flags_comma_and_period_with_strip() -> None:
     seq = ids("the", ",", " cat", ".", "the", " .", " cat", " ,")
-    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    internal, terminal = find_marks(seq, FakeTokenizer(VOCAB), start=0)
     assert internal.tolist() == [1, 7]
     assert terminal.tolist() == [3, 5]
 
@@ -51,34 +64,34 @@ def test_flags_exclude_decimal_points() -> None:
     # "5" "." -> previous ends with a digit; "." " 3" -> next starts with a space, not a digit (kept);
     # "." "5" -> next starts with a digit
     seq = ids("the", "5", ".", " cat", ".", " 3", "the", ".", "5", " cat", "1.", ".", " cat")
-    _, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    _, terminal = find_marks(seq, FakeTokenizer(VOCAB), start=0)
     # index 2 (after "5") and 7 (before "5") are excluded; 11 follows "1.", which ends with "." (kept)
     assert terminal.tolist() == [4, 11]
 
 
 def test_flags_at_text_ends_and_start() -> None:
     seq = ids(".", "the", ",", " cat", ".")
-    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    internal, terminal = find_marks(seq, FakeTokenizer(VOCAB), start=0)
     assert terminal.tolist() == [0, 4]  # no neighbour means no digit
-    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=3)
+    internal, terminal = find_marks(seq, FakeTokenizer(VOCAB), start=3)
     assert internal.tolist() == [] and terminal.tolist() == [4]
 
 
 def test_flags_extended_marks() -> None:
     seq = ids("the", ";", ":", "?", "!", ",", ".", " cat")
-    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0, marks="extended")
+    internal, terminal = find_marks(seq, FakeTokenizer(VOCAB), start=0, marks="extended")
     assert internal.tolist() == [1, 2, 5]
     assert terminal.tolist() == [3, 4, 6]
-    internal, terminal = P.find_marks(seq, FakeTokenizer(VOCAB), start=0)
+    internal, terminal = find_marks(seq, FakeTokenizer(VOCAB), start=0)
     assert internal.tolist() == [5] and terminal.tolist() == [6]
     with pytest.raises(UsageError, match="unknown marks"):
-        P.find_marks(seq, FakeTokenizer(VOCAB), marks="all")  # type: ignore[arg-type]
+        find_marks(seq, FakeTokenizer(VOCAB), marks="all")  # type: ignore[arg-type]
 
 
 def test_each_distinct_id_is_decoded_once() -> None:
     tok = FakeTokenizer(VOCAB)
     seq = np.tile(ids("the", ",", " cat", "."), 500)
-    P.find_marks(seq, tok, start=0)
+    find_marks(seq, tok, start=0)
     assert tok.calls == 4
 
 
@@ -86,11 +99,11 @@ def test_explanation_reads_the_same_text_through_a_token_view() -> None:
     # the study passes a TokenView (only the marks' windows), whose np.asarray is a zero broadcast: the windows of
     # text must still be the real tokens (they were all token 0 when _window read np.asarray(view))
     from layerclaims.studies.punctuation.explain import mark_attributes
-    from layerclaims.tokens import TokenView
+    from layerclaims.studies.punctuation.scan import TokenView
 
     seq = np.random.default_rng(0).integers(0, len(VOCAB), 200)
     marks = np.array([30, 95, 160])
-    view = TokenView(seq.size, marks, P.contexts(seq, marks))
+    view = TokenView(seq.size, marks, contexts(seq, marks))
     got = mark_attributes(view, marks, FakeTokenizer(VOCAB))
     want = mark_attributes(seq, marks, FakeTokenizer(VOCAB))
     assert got == want
@@ -103,27 +116,27 @@ def test_explanation_reads_the_same_text_through_a_token_view() -> None:
 
 def test_usable_marks_and_contexts() -> None:
     marks = np.array([5, 19, 20, 50, 89, 90])
-    kept, early, late = P.usable_marks(marks, n_tokens=100)
+    kept, early, late = usable_marks(marks, n_tokens=100)
     assert kept.tolist() == [20, 50, 89] and early == 2 and late == 1
     text = np.arange(100)
-    ctx = P.contexts(text, kept)
+    ctx = contexts(text, kept)
     assert ctx.shape == (3, 31)
-    assert (ctx[:, P.MARK_INDEX] == kept).all()
+    assert (ctx[:, MARK_INDEX] == kept).all()
     assert ctx[0, 0] == 0 and ctx[2, -1] == 99
 
 
 def test_selection_first_random_and_too_many() -> None:
     usable = np.arange(100, 400, 3)
-    assert P.select_marks(usable, 10, "first", 0).tolist() == usable[:10].tolist()
-    a = P.select_marks(usable, 10, "random", 7)
-    b = P.select_marks(usable, 10, "random", 7)
-    c = P.select_marks(usable, 10, "random", 8)
+    assert select_marks(usable, 10, "first", 0).tolist() == usable[:10].tolist()
+    a = select_marks(usable, 10, "random", 7)
+    b = select_marks(usable, 10, "random", 7)
+    c = select_marks(usable, 10, "random", 8)
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
     assert np.all(np.diff(a) > 0) and set(a.tolist()) <= set(usable.tolist())
     with pytest.raises(UsageError, match=f"only {usable.size} usable"):
-        P.select_marks(usable, usable.size + 1, "first", 0, kind="internal")
+        select_marks(usable, usable.size + 1, "first", 0, kind="internal")
     with pytest.raises(UsageError, match="unknown selection"):
-        P.select_marks(usable, 5, "every", 0)  # type: ignore[arg-type]
+        select_marks(usable, 5, "every", 0)  # type: ignore[arg-type]
 
 
 @needs_data
@@ -131,9 +144,9 @@ def test_counts_on_pg219_with_gpt2_tokenizer() -> None:
     from layerclaims.data import gpt2_tokenizer, load_corpus
 
     tok = gpt2_tokenizer()
-    token_ids = P.tokenize(tok, load_corpus("heart-of-darkness").text)
+    token_ids = tokenize(tok, load_corpus("heart-of-darkness").text)
     assert token_ids.size == 55_663  # shared/data/README.md
-    internal, terminal = P.find_marks(token_ids, tok)
+    internal, terminal = find_marks(token_ids, tok)
     assert (internal.size, terminal.size) == (2821, 2146)  # shared/data/README.md, the notebook's rule
 
 
@@ -174,20 +187,20 @@ N_SMALL = 40
 
 
 @pytest.fixture(scope="module")
-def tiny() -> tuple[object, P.PunctuationResult, P.Config]:
+def tiny() -> tuple[object, PunctuationResult, Config]:
     if not os.environ.get("LAYERCLAIMS_DATA"):
         pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")
     from layerclaims.models import load_model
 
     handle = load_model("tiny-gpt2")
-    config = P.Config(n=N_SMALL, n_boot=50, n_boot_clusters=3, n_perm=20, detail_layers=(1,))
+    config = Config(n=N_SMALL, n_boot=50, n_boot_clusters=3, n_perm=20, detail_layers=(1,))
     messages: list[str] = []
-    res = P.run(handle, config, progress=messages.append)
+    res = run(handle, config, progress=messages.append)
     assert any("layer 1 " in m for m in messages) and any(m.startswith("punctuation terminal") for m in messages)
     return handle, res, config
 
 
-def test_tiny_result_shape_and_provenance(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+def test_tiny_result_shape_and_provenance(tiny: tuple[object, PunctuationResult, Config]) -> None:
     _handle, res, _ = tiny
     n = res.n_blocks
     assert res.model == "tiny-gpt2"
@@ -195,7 +208,7 @@ def test_tiny_result_shape_and_provenance(tiny: tuple[object, P.PunctuationResul
     assert pre == list(range(n + 1))
     if res.last_is_post_norm:
         assert res.layers[res.post_norm].tolist() == [n]
-    for kind in P.KINDS:
+    for kind in KINDS:
         k = res.kind_result(kind)
         assert k.marks.size == N_SMALL and k.n_found >= k.n_usable >= N_SMALL
         assert k.mean_mi.value.shape == res.layers.shape
@@ -211,7 +224,7 @@ def test_tiny_result_shape_and_provenance(tiny: tuple[object, P.PunctuationResul
     assert prov["norm_entries"]["last_hidden_state_post_norm"] == res.last_is_post_norm
 
 
-def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, PunctuationResult, Config]) -> None:
     """The study's mark vectors are hidden_states[L][:, 20, :] of a plain HF forward pass on the same contexts;
     its pair statistics are pairwise_mi_cov of those vectors."""
     import torch
@@ -223,14 +236,14 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationRe
     from layerclaims.data import load_study_text
 
     text = load_study_text(config.corpus, line_endings=config.line_endings).text  # the text the study tokenised
-    token_ids = P.tokenize(handle.tokenizer, text)
-    ctx = P.contexts(token_ids, k.marks)
+    token_ids = tokenize(handle.tokenizer, text)
+    ctx = contexts(token_ids, k.marks)
     from layerclaims.studies.punctuation.extraction import extract_marks
 
     X = extract_marks(handle, ctx, res.layers, res.post_norm, batch_size=7)
     with torch.no_grad():
         out = handle.model(torch.as_tensor(ctx), output_hidden_states=True)
-    hs = [h[:, P.MARK_INDEX, :].double().numpy() for h in out.hidden_states]
+    hs = [h[:, MARK_INDEX, :].double().numpy() for h in out.hidden_states]
     for e, (L, post) in enumerate(zip(res.layers, res.post_norm, strict=True)):
         if post or L < res.n_blocks or not res.last_is_post_norm:
             np.testing.assert_allclose(X[e], hs[L], rtol=1e-5, atol=1e-5)
@@ -244,11 +257,11 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, P.PunctuationRe
         np.testing.assert_allclose(d.mi_values, np.asarray(MI)[iu], rtol=1e-5, atol=1e-6)
 
 
-def test_tiny_measure_every_statistic(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+def test_tiny_measure_every_statistic(tiny: tuple[object, PunctuationResult, Config]) -> None:
     _, res, _ = tiny
-    for stat in P.STATISTICS:
+    for stat in STATISTICS:
         layer = None if stat.startswith("spearman") else 1
-        for kind in P.KINDS:
+        for kind in KINDS:
             m = res.measure(stat, layer=layer, kind=kind)
             assert isinstance(m.value, float)
     m = res.measure("cov_clusters", layer=1, kind="internal")
@@ -279,11 +292,11 @@ def test_tiny_measure_every_statistic(tiny: tuple[object, P.PunctuationResult, P
         res.measure("pooled_r", layer=res.n_blocks + 5, kind="internal")
 
 
-def test_tiny_save_load_round_trip(tiny: tuple[object, P.PunctuationResult, P.Config], tmp_path: Path) -> None:
+def test_tiny_save_load_round_trip(tiny: tuple[object, PunctuationResult, Config], tmp_path: Path) -> None:
     _, res, _ = tiny
     path = res.save(tmp_path)
     assert path.name == "punctuation.json"
-    back = P.PunctuationResult.load(tmp_path)
+    back = PunctuationResult.load(tmp_path)
     assert back.model == res.model and back.n_blocks == res.n_blocks
     np.testing.assert_array_equal(back.layers, res.layers)
     np.testing.assert_array_equal(back.internal.details[0].cov_values, res.internal.details[0].cov_values)
@@ -294,15 +307,16 @@ def test_tiny_save_load_round_trip(tiny: tuple[object, P.PunctuationResult, P.Co
 
 
 def test_tiny_figures_are_written_from_a_saved_result(
-    tiny: tuple[object, P.PunctuationResult, P.Config], tmp_path: Path
+    tiny: tuple[object, PunctuationResult, Config], tmp_path: Path
 ) -> None:
     """Every figure the study's table names is drawn from the saved (reloaded) result, as the report reads it."""
-    from layerclaims.figures.punctuation import figures, plot_all
+    from layerclaims.figures import draw_table
+    from layerclaims.studies.punctuation.figures import figures
 
     _, res, _ = tiny
     res.save(tmp_path)
-    back = P.PunctuationResult.load(tmp_path)
-    paths = plot_all(back, tmp_path / "figs")
+    back = PunctuationResult.load(tmp_path)
+    paths = draw_table(figures(back), tmp_path / "figs")
     assert (
         [p.name for p in paths]
         == list(figures(back))
@@ -325,22 +339,27 @@ def test_too_many_marks_is_a_clear_error() -> None:
     from layerclaims.models import load_model
 
     with pytest.raises(UsageError, match="usable ones exist"):
-        P.run(load_model("tiny-gpt2"), P.Config(n=100_000))
+        run(load_model("tiny-gpt2"), Config(n=100_000))
 
 
 def test_old_saved_results_ask_for_a_re_run(tmp_path: Path) -> None:
     import json
 
     (tmp_path / "punctuation.json").write_text(
-        json.dumps({"format_version": 1, "result": {"__dataclass__": f"{P.__name__}:PunctuationResult", "model": "x"}})
+        json.dumps(
+            {
+                "format_version": 1,
+                "result": {"__dataclass__": f"{result_module.__name__}:PunctuationResult", "model": "x"},
+            }
+        )
     )
     with pytest.raises(UsageError, match="re-run"):
-        P.PunctuationResult.load(tmp_path)
+        PunctuationResult.load(tmp_path)
 
 
-def test_markdown_lists_counts_groups_and_literal(tiny: tuple[object, P.PunctuationResult, P.Config]) -> None:
+def test_markdown_lists_counts_groups_and_literal(tiny: tuple[object, PunctuationResult, Config]) -> None:
     _, res, _ = tiny
-    md = P.markdown(res)
+    md = markdown(res)
     assert "internal marks, layer 1" in md and "terminal marks, layer 1" in md
     assert "literal count of the pair values" in md and "| pair type (groups) |" in md
 
@@ -350,7 +369,7 @@ def test_small_samples_are_not_evaluated() -> None:
         pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")
     from layerclaims.models import load_model
 
-    res = P.run(load_model("tiny-gpt2"), P.Config(n=3, n_boot=10, n_boot_clusters=2, n_perm=5, detail_layers=(1,)))
+    res = run(load_model("tiny-gpt2"), Config(n=3, n_boot=10, n_boot_clusters=2, n_perm=5, detail_layers=(1,)))
     for stat in ("cov_clusters", "mi_clusters", "pooled_r", "min_within_cluster_slope"):
         m = res.measure(stat, layer=1, kind="internal")
         assert m.ci is None and "--n" in m.details["not_evaluated"]
@@ -364,7 +383,7 @@ def test_control_has_replicates_and_sees_no_groups() -> None:
     from layerclaims.studies.punctuation.analysis import control
 
     x = CASES["two groups 125/125"](np.random.default_rng(0)).x
-    got = control(x, P.Config(n_boot_clusters=4), seed=3)
+    got = control(x, Config(n_boot_clusters=4), seed=3)
     assert got["cov_clusters"].value == 1.0  # the groups that make 3 clusters in x are gone in the surrogate
     assert got["cov_clusters"].replicates is not None and got["cov_clusters"].replicates.dtype.kind == "i"
     assert got["pooled_r"].ci is not None and -1 <= got["pooled_r"].value <= 1

@@ -11,6 +11,7 @@ from layerclaims.extract import qkv
 from layerclaims.metrics.similarity import cosine_matrix, mean_offdiagonal
 from layerclaims.models import load_model
 from layerclaims.studies import qk
+from layerclaims.studies.qk import analysis
 from layerclaims.verdicts import apply_family, evaluate_all
 
 
@@ -34,11 +35,11 @@ def test_block_input_is_what_the_projections_map(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_result() -> qk.QKResult:
-    return qk.run(load_model("tiny-llama"), qk.Config(n_boot=200, n_perm=99, n_control_seeds=4))
+def tiny_result() -> analysis.QKResult:
+    return analysis.run(load_model("tiny-llama"), qk.Config(n_boot=200, n_perm=99, n_control_seeds=4))
 
 
-def test_controls_are_projections_of_the_block_input(tiny_result: qk.QKResult) -> None:
+def test_controls_are_projections_of_the_block_input(tiny_result: analysis.QKResult) -> None:
     r = tiny_result
     n_sel = len(r.blocks)
     assert set(r.controls) == {"k_minus_q", "rsa_qk", "min_selectivity_qk"}
@@ -57,13 +58,13 @@ def test_centred_k_minus_q_removes_a_shared_offset() -> None:
     q = x @ rng.standard_normal((16, 16))
     k = q + 50.0  # a huge common offset: raw K cosines near 1, centred K equals centred Q
     cos = {"q": cosine_matrix(q[0])[None], "k": cosine_matrix(k[0])[None], "v": cosine_matrix(q[0])[None]}
-    stats = qk.analyse(cos, labels, [0], qk.Config(n_boot=50, n_perm=0, n_control_seeds=0), {"q": q, "k": k})
+    stats = analysis.analyse(cos, labels, [0], qk.Config(n_boot=50, n_perm=0, n_control_seeds=0), {"q": q, "k": k})
     raw = mean_offdiagonal(cos["k"][0]) - mean_offdiagonal(cos["q"][0])
     assert stats["k_minus_q"].value[0] == pytest.approx(raw) and raw > 0.5
     assert abs(stats["centred_k_minus_q"].value[0]) < 1e-12
 
 
-def test_measurements_carry_replicates_and_controls_to_verdicts(tiny_result: qk.QKResult) -> None:
+def test_measurements_carry_replicates_and_controls_to_verdicts(tiny_result: analysis.QKResult) -> None:
     block = 0
     m = tiny_result.measure("rsa_qk", layer=block, kind=None)
     assert m.replicates is not None and m.replicates.shape == (200,) and m.control is not None

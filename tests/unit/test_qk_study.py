@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from layerclaims.claims import claims_for
+from layerclaims.claims import Condition, claims_for
 from layerclaims.errors import ModelNotFoundError, UsageError
 from layerclaims.metrics.bootstrap import bootstrap_similarity
 from layerclaims.metrics.similarity import (
@@ -24,6 +24,7 @@ from layerclaims.metrics.similarity import (
 )
 from layerclaims.results import Measurement
 from layerclaims.studies import qk
+from layerclaims.studies.qk import analysis
 from layerclaims.verdicts import evaluate
 
 N_BOOT, N_PERM = 200, 200
@@ -36,8 +37,8 @@ def gpt2(tiny_gpt2: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def result(gpt2: Any) -> qk.QKResult:
-    return qk.run(gpt2, qk.Config(tests="all", **FAST))
+def result(gpt2: Any) -> analysis.QKResult:
+    return analysis.run(gpt2, qk.Config(tests="all", **FAST))
 
 
 def manual_qkv(handle: Any, ids: list[list[int]], positions: list[int], block: int) -> dict[str, np.ndarray]:
@@ -66,7 +67,7 @@ def test_default_words_follow_the_original() -> None:
 
 
 def test_gpt2_prompts_are_five_tokens_with_the_word_last(gpt2: Any) -> None:
-    p = qk.tokenize_prompts(gpt2.tokenizer, qk.WORDS, qk.TEMPLATE, add_bos=False)
+    p = analysis.tokenize_prompts(gpt2.tokenizer, qk.WORDS, qk.TEMPLATE, add_bos=False)
     assert all(len(ids) == 5 for ids in p.ids)
     assert (p.start == 4).all() and (p.stop == 5).all()
     assert p.ids[0] == gpt2.tokenizer("The next word is galaxy")["input_ids"]
@@ -76,10 +77,10 @@ def test_gpt2_prompts_are_five_tokens_with_the_word_last(gpt2: Any) -> None:
 
 
 @pytest.mark.parametrize("block", [0, 3])
-def test_qkv_equal_an_independent_computation(gpt2: Any, result: qk.QKResult, block: int) -> None:
-    p = qk.tokenize_prompts(gpt2.tokenizer, qk.WORDS, qk.TEMPLATE, add_bos=False)
+def test_qkv_equal_an_independent_computation(gpt2: Any, result: analysis.QKResult, block: int) -> None:
+    p = analysis.tokenize_prompts(gpt2.tokenizer, qk.WORDS, qk.TEMPLATE, add_bos=False)
     ref = manual_qkv(gpt2, p.ids, [4] * len(p.ids), block)
-    got = qk.word_vectors(gpt2, p, [block], "last", batch_size=7)
+    got = analysis.word_vectors(gpt2, p, [block], "last", batch_size=7)
     for k in "qkv":
         np.testing.assert_allclose(got[k][0], ref[k], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(result.cos(k)[block], cosine_matrix(ref[k]), atol=1e-5)
@@ -88,10 +89,10 @@ def test_qkv_equal_an_independent_computation(gpt2: Any, result: qk.QKResult, bl
 def test_multi_token_policy(gpt2: Any) -> None:
     words = ("xylophone", "guitar", "violin", "apple", "pear", "banana")
     labels = ("instrument",) * 3 + ("fruit",) * 3
-    p = qk.tokenize_prompts(gpt2.tokenizer, words, qk.TEMPLATE, add_bos=False)
+    p = analysis.tokenize_prompts(gpt2.tokenizer, words, qk.TEMPLATE, add_bos=False)
     assert p.n_tokens.tolist() == [3, 1, 1, 1, 1, 1]  # " xylophone" -> " x", "yl", "ophone"
-    last = qk.run(gpt2, qk.Config(words=words, labels=labels, n_boot=0, n_perm=0, blocks=2))
-    mean = qk.run(gpt2, qk.Config(words=words, labels=labels, n_boot=0, n_perm=0, blocks=2, multi_token="mean"))
+    last = analysis.run(gpt2, qk.Config(words=words, labels=labels, n_boot=0, n_perm=0, blocks=2))
+    mean = analysis.run(gpt2, qk.Config(words=words, labels=labels, n_boot=0, n_perm=0, blocks=2, multi_token="mean"))
     assert last.split_words == mean.split_words == ("xylophone",)
     assert last.n_tokens == (3, 1, 1, 1, 1, 1)
     ref = {pos: manual_qkv(gpt2, [p.ids[0]], [pos], 2) for pos in (4, 5, 6)}
@@ -106,17 +107,17 @@ def test_multi_token_policy(gpt2: Any) -> None:
 
 
 def test_add_bos_prepends_the_tokenizer_bos(gpt2: Any) -> None:
-    p = qk.tokenize_prompts(gpt2.tokenizer, qk.WORDS[:2], qk.TEMPLATE, add_bos=True)
+    p = analysis.tokenize_prompts(gpt2.tokenizer, qk.WORDS[:2], qk.TEMPLATE, add_bos=True)
     assert p.ids[0][0] == gpt2.tokenizer.bos_token_id and len(p.ids[0]) == 6
     assert (p.start == 5).all()
 
 
 def test_grouped_query_keys_have_fewer_dims_and_repeating_heads_keeps_cosines(tiny_llama: Any) -> None:
     llama = tiny_llama
-    r = qk.run(llama, qk.Config(n_boot=0, n_perm=0, blocks=1))
+    r = analysis.run(llama, qk.Config(n_boot=0, n_perm=0, blocks=1))
     assert r.dims == {"q": 64, "k": 32, "v": 32}
-    p = qk.tokenize_prompts(llama.tokenizer, qk.WORDS, qk.TEMPLATE, add_bos=False)
-    k = qk.word_vectors(llama, p, [1], "last", batch_size=64)["k"][0]
+    p = analysis.tokenize_prompts(llama.tokenizer, qk.WORDS, qk.TEMPLATE, add_bos=False)
+    k = analysis.word_vectors(llama, p, [1], "last", batch_size=64)["k"][0]
     repeated = np.repeat(k.reshape(len(k), 2, 16), 2, axis=1).reshape(len(k), 64)  # as attention expands K
     np.testing.assert_allclose(cosine_matrix(repeated), r.cos_k[0], atol=1e-12)
 
@@ -124,7 +125,7 @@ def test_grouped_query_keys_have_fewer_dims_and_repeating_heads_keeps_cosines(ti
 # --------------------------------------------------------------------------------------------- statistics
 
 
-def test_statistics_agree_with_the_metrics(result: qk.QKResult) -> None:
+def test_statistics_agree_with_the_metrics(result: analysis.QKResult) -> None:
     labels = list(qk.LABELS)
     for i in range(result.n_blocks):
         S = {k: result.cos(k)[i] for k in "qkv"}
@@ -146,7 +147,7 @@ def test_statistics_agree_with_the_metrics(result: qk.QKResult) -> None:
 
 
 @pytest.mark.parametrize("block", [0, 2])
-def test_vectorised_bootstrap_equals_the_generic_one(result: qk.QKResult, block: int) -> None:
+def test_vectorised_bootstrap_equals_the_generic_one(result: analysis.QKResult, block: int) -> None:
     """Same seed, same stratified draws: the study's batched intervals equal bootstrap_similarity's."""
     labels = list(qk.LABELS)
     Sq, Sk, Sv = (result.cos(k)[block] for k in "qkv")
@@ -168,24 +169,24 @@ def test_vectorised_bootstrap_equals_the_generic_one(result: qk.QKResult, block:
     np.testing.assert_allclose([result.rsa["qk"].ci_low[block], result.rsa["qk"].ci_high[block]], r.ci, rtol=1e-8)
 
 
-def test_resampled_means_with_every_item_once_are_the_statistics(result: qk.QKResult) -> None:
+def test_resampled_means_with_every_item_once_are_the_statistics(result: analysis.QKResult) -> None:
     codes = np.array([list(qk.CATEGORIES).index(c) for c in qk.LABELS])
-    mean, sel = qk.resampled_offdiagonal_means(result.cos_v, np.ones((1, 34)), codes, 3)
+    mean, sel = analysis.resampled_offdiagonal_means(result.cos_v, np.ones((1, 34)), codes, 3)
     np.testing.assert_allclose(mean[:, 0], result.mean_cosine["v"].value, rtol=1e-12)
     np.testing.assert_allclose(sel[:, 0], result.selectivity["v"].value, rtol=1e-12)
 
 
 def test_claims_tests_skip_the_laminar_p_values(gpt2: Any) -> None:
-    r = qk.run(gpt2, qk.Config(blocks=(1, 2), **FAST))
+    r = analysis.run(gpt2, qk.Config(blocks=(1, 2), **FAST))
     assert np.isnan(r.rsa["qv"].p_value).all() and np.isnan(r.selectivity["v"].p_value).all()
     assert not np.isnan(r.rsa["qk"].p_value).any() and not np.isnan(r.selectivity["k"].p_value).any()
     assert not np.isnan(r.rsa["qv"].ci_low).any()
 
 
-def test_same_seed_same_result_other_seed_other_interval(gpt2: Any, result: qk.QKResult) -> None:
-    again = qk.run(gpt2, qk.Config(tests="all", blocks=(0,), **FAST))
+def test_same_seed_same_result_other_seed_other_interval(gpt2: Any, result: analysis.QKResult) -> None:
+    again = analysis.run(gpt2, qk.Config(tests="all", blocks=(0,), **FAST))
     np.testing.assert_array_equal(again.rsa["qk"].ci_low, result.rsa["qk"].ci_low[:1])
-    other = qk.run(gpt2, qk.Config(blocks=(0,), seed=1, **FAST))
+    other = analysis.run(gpt2, qk.Config(blocks=(0,), seed=1, **FAST))
     assert other.rsa["qk"].ci_low[0] != result.rsa["qk"].ci_low[0]
     assert other.rsa["qk"].value[0] == result.rsa["qk"].value[0]
 
@@ -193,7 +194,7 @@ def test_same_seed_same_result_other_seed_other_interval(gpt2: Any, result: qk.Q
 # ----------------------------------------------------------------------------------------------- measure
 
 
-def test_measure_every_statistic(result: qk.QKResult) -> None:
+def test_measure_every_statistic(result: analysis.QKResult) -> None:
     m = result.measure("k_minus_q_mean_cosine", layer=1, kind=None)
     assert m.value == result.k_minus_q.value[1] and m.p_value is None and m.details["block"] == 1
     assert m.ci == (result.k_minus_q.ci_low[1], result.k_minus_q.ci_high[1])
@@ -222,7 +223,7 @@ def test_measure_every_statistic(result: qk.QKResult) -> None:
 
 
 def test_measure_needs_the_blocks_it_reads(gpt2: Any) -> None:
-    r = qk.run(gpt2, qk.Config(blocks=[2], n_boot=0, n_perm=0))
+    r = analysis.run(gpt2, qk.Config(blocks=[2], n_boot=0, n_perm=0))
     assert r.blocks == (2,)
     m = r.measure("rsa_qk", layer=2, kind=None)
     assert m.ci is None and m.p_value is None
@@ -234,7 +235,7 @@ def test_measure_needs_the_blocks_it_reads(gpt2: Any) -> None:
     assert verdicts["B4"].holds is None and "needs every block" in verdicts["B4"].reason
 
 
-def test_every_claim_evaluates(result: qk.QKResult) -> None:
+def test_every_claim_evaluates(result: analysis.QKResult) -> None:
     for claim in claims_for("qk"):
         v = evaluate(claim, result)
         assert v.holds is not None, v.describe()
@@ -264,10 +265,10 @@ def _assert_same(a: Any, b: Any, path: str = "result") -> None:
         assert a == b or (a != a and b != b), f"{path}: {a!r} != {b!r}"
 
 
-def test_save_load_round_trip(result: qk.QKResult, tmp_path: Path) -> None:
+def test_save_load_round_trip(result: analysis.QKResult, tmp_path: Path) -> None:
     path = result.save(tmp_path)
     assert path == tmp_path / "qk.json" and (tmp_path / "qk.npz").is_file()
-    loaded = qk.QKResult.load(tmp_path)
+    loaded = analysis.QKResult.load(tmp_path)
     _assert_same(result, loaded)
     assert isinstance(loaded.over_blocks["min_rsa_qk_over_blocks"], Measurement)
     for stat in ("rsa_qk", "min_selectivity_qk", "k_minus_q_mean_cosine"):
@@ -302,31 +303,54 @@ def test_bad_config(options: dict[str, Any], match: str) -> None:
 
 def test_bad_blocks_and_architecture(gpt2: Any) -> None:
     with pytest.raises(UsageError, match="block 4 is out of range"):
-        qk.run(gpt2, qk.Config(blocks=4, n_boot=0, n_perm=0))
+        analysis.run(gpt2, qk.Config(blocks=4, n_boot=0, n_perm=0))
     with pytest.raises(UsageError, match="block -1 is out of range"):
-        qk.run(gpt2, qk.Config(blocks=(0, -1), n_boot=0, n_perm=0))
+        analysis.run(gpt2, qk.Config(blocks=(0, -1), n_boot=0, n_perm=0))
     no_table = dataclasses.replace(gpt2, arch=dataclasses.replace(gpt2.arch, qkv=()))
     with pytest.raises(ModelNotFoundError, match="no Q/K/V table"):
-        qk.run(no_table, qk.Config(n_boot=0, n_perm=0))
+        analysis.run(no_table, qk.Config(n_boot=0, n_perm=0))
 
 
-def test_studies_entry_point_converts_lists(gpt2: Any) -> None:
-    from layerclaims import studies
+def test_run_study_converts_lists(gpt2: Any) -> None:
+    from layerclaims.pipeline import run_study
 
-    r = studies.run("qk", gpt2, blocks=[0, 1], words=list(qk.WORDS), n_boot=0, n_perm=0)
+    r = run_study("qk", gpt2, blocks=[0, 1], words=list(qk.WORDS), n_boot=0, n_perm=0)
     assert r.blocks == (0, 1) and r.words == qk.WORDS and r.labels == qk.LABELS
     with pytest.raises(UsageError, match="bad option"):
-        studies.run("qk", gpt2, block=3)
+        run_study("qk", gpt2, block=3)
 
 
 # ------------------------------------------------------------------------------------------------- figures
 
 
-def test_figures_are_written(result: qk.QKResult, tmp_path: Path) -> None:
-    from layerclaims.figures.qk import claim_block, plot_all
+def test_figures_are_written(result: analysis.QKResult, tmp_path: Path) -> None:
+    from layerclaims.claims import claim_reads
+    from layerclaims.figures import draw_table
+    from layerclaims.studies.qk.figures import claim_block, figures
 
-    assert claim_block(result) == 0  # B1's block 5 of 24 -> block 0 of 4
-    paths = plot_all(result, tmp_path / "figs")
+    reads = claim_reads(claims_for("qk"), result.n_blocks)
+    assert claim_block(result, reads) == 0  # B1's block 5 of 24 -> block 0 of 4
+    paths = draw_table(figures(result, reads), tmp_path / "figs")
     assert [p.name for p in paths] == ["qk_matrices_block0.png", "qk_scatter_block0.png", "qk_laminar.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_figures_read_the_runs_claims_not_the_packages(result: analysis.QKResult) -> None:
+    """A run whose claims read another block and claim other thresholds draws those (not B1's block, B2's and B4's
+    thresholds of the package)."""
+    from layerclaims.claims import CLAIMS_BY_ID, claim_reads
+    from layerclaims.studies.qk.figures import claim_block, figures
+
+    mine = [
+        dataclasses.replace(CLAIMS_BY_ID["B2"], id="U2", layer=23, conditions=(Condition("rsa_qk", ">", 0.42),)),
+        dataclasses.replace(CLAIMS_BY_ID["B4"], id="U4", conditions=(Condition("min_rsa_qk_over_blocks", ">", 0.3),)),
+    ]
+    reads = claim_reads(mine, result.n_blocks)
+    block = claim_block(result, reads)
+    assert block == 3  # block 23 of 24 -> block 3 of 4
+    table = figures(result, reads)
+    assert set(table) == {"qk_matrices_block3.png", "qk_scatter_block3.png", "qk_laminar.png"}
+    assert [c.threshold for c in table["qk_scatter_block3.png"].args[2] if c.statistic == "rsa_qk"] == [0.42]
+    assert table["qk_laminar.png"].keywords["claim"].id == "U4"
+    assert table["qk_laminar.png"].keywords["claim"].threshold == 0.3

@@ -108,7 +108,7 @@ def test_provenance_records_facts_and_versions() -> None:
 
 
 def test_saved_result_load_checks_the_class(tmp_path: Path) -> None:
-    from layerclaims.studies.qk import QKResult
+    from layerclaims.studies.qk.analysis import QKResult
 
     save(Measurement(1.0), tmp_path, "qk")  # a file named like a qk result that holds something else
     with pytest.raises(UsageError, match="holds a Measurement, not a QKResult"):

@@ -4,6 +4,7 @@ refused before any model loads, study B's analysis variants, the folder written 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,32 +13,34 @@ import numpy as np
 import pytest
 
 from layerclaims import cli, robustness
+from layerclaims import study as registry
 from layerclaims.errors import UsageError
 from layerclaims.metrics.similarity import rsa
-from layerclaims.robustness import CHOICES, plan
+from layerclaims.robustness import choices, plan
+from layerclaims.studies.qk.robustness import rank_offdiagonal, similarity_matrices
 
 
 def test_plan_has_the_original_and_every_single_departure() -> None:
     specs = plan()
     for study in ("punctuation", "qk"):
         mine = [s for s in specs if s.study == study]
-        assert mine[0].kind == "original" and mine[0].values == robustness.defaults(study)
-        singles = [s for s in mine if s.kind == "single"]
-        assert len(singles) == sum(len(v) - 1 for v in CHOICES[study].values())
+        assert mine[0].origin == "original" and mine[0].values == robustness.defaults(study)
+        singles = [s for s in mine if s.origin == "single"]
+        assert len(singles) == sum(len(v) - 1 for v in choices(study).values())
         for s in singles:  # exactly one choice departs from the original
             assert sum(s.values[k] != v for k, v in robustness.defaults(study).items()) == 1
     assert len({s.id for s in specs}) == len(specs)
 
 
 def test_random_combinations_are_seeded_distinct_and_counted() -> None:
-    a = plan(["qk"], n_specs=10, seed=3)
-    b = plan(["qk"], n_specs=10, seed=3)
+    a = plan(["qk"], n_specs=10, draw_seed=3)
+    b = plan(["qk"], n_specs=10, draw_seed=3)
     assert [s.values for s in a] == [s.values for s in b]
-    rand = [s for s in a if s.kind == "random"]
+    rand = [s for s in a if s.origin == "random"]
     assert len(rand) == 10
     keys = [tuple(sorted(s.values.items())) for s in a]
     assert len(set(keys)) == len(keys)
-    assert [s.values for s in plan(["qk"], n_specs=10, seed=4)] != [s.values for s in a]
+    assert [s.values for s in plan(["qk"], n_specs=10, draw_seed=4)] != [s.values for s in a]
 
 
 def test_random_combinations_stop_at_the_size_of_the_space() -> None:
@@ -87,9 +90,9 @@ def test_a_foreign_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_similarity_variants() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2, 7, 5)) + 3.0
-    pear = robustness.similarity_matrices({"q": X}, "raw", "pearson")["q"]
+    pear = similarity_matrices({"q": X}, "raw", "pearson")["q"]
     np.testing.assert_allclose(pear[0], np.corrcoef(X[0]), atol=1e-12)  # rows are vectors: Pearson r between them
-    cen = robustness.similarity_matrices({"q": X}, "centred", "cosine")["q"]
+    cen = similarity_matrices({"q": X}, "centred", "cosine")["q"]
     Y = X[1] - X[1].mean(axis=0)
     norms = np.linalg.norm(Y, axis=1)
     np.testing.assert_allclose(cen[1], (Y @ Y.T) / np.outer(norms, norms), atol=1e-12)
@@ -100,14 +103,17 @@ def test_ranked_matrices_give_spearman_rsa() -> None:
     A = rng.normal(size=(9, 9))
     B = rng.normal(size=(9, 9)) + A
     A, B = A + A.T, B + B.T
-    ranked = robustness._rank_offdiagonal(np.stack([A, B]))
+    ranked = rank_offdiagonal(np.stack([A, B]))
     assert rsa(ranked[0], ranked[1]) == pytest.approx(rsa(A, B, method="spearman"), abs=1e-12)
 
 
 @pytest.fixture
 def light_grid(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fewer resamples in the fast tier: these tests check the plumbing, not the intervals."""
-    monkeypatch.setitem(robustness.GRID_SETTINGS, "qk", {"n_boot": 20, "n_perm": 50})
+    qk = registry.get("qk")
+    assert qk.robustness is not None
+    light = dataclasses.replace(qk, robustness=dataclasses.replace(qk.robustness, grid={"n_boot": 20, "n_perm": 50}))
+    monkeypatch.setitem(registry.registry(), "qk", light)
 
 
 def _read(out: Path) -> list[dict[str, str]]:
@@ -119,7 +125,7 @@ def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(
     tmp_path: Path, shared_data: Path, light_grid: None
 ) -> None:
     out = tmp_path / "rob"
-    o1 = robustness.run("tiny-gpt2", out, studies=["qk"], only=["vectors", "rsa"], executor="inline")
+    o1 = robustness.run("tiny-gpt2", out, study_names=["qk"], only=["vectors", "rsa"], executor="inline")
     rows = _read(out)
     n_specs = 1 + 1 + 1  # original, vectors=centred, rsa=spearman
     assert {r["spec"] for r in rows} == {f"B{i:03d}" for i in range(n_specs)}
@@ -136,9 +142,9 @@ def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(
     assert by[("B002", "B1")]["value"] == by[("B000", "B1")]["value"]
     assert by[("B002", "B2")]["value"] != by[("B000", "B2")]["value"]
     summary = json.loads((out / "robustness.json").read_text())
-    assert summary["grid_resampling"]["qk"]["n_boot"] == robustness.GRID_SETTINGS["qk"]["n_boot"]
+    assert summary["grid_resampling"]["qk"]["n_boot"] == 20
     (out / "stray.txt").write_text("from the first run")
-    robustness.run("tiny-gpt2", out, studies=["qk"], only=["similarity"], executor="inline")
+    robustness.run("tiny-gpt2", out, study_names=["qk"], only=["similarity"], executor="inline")
     assert not (out / "stray.txt").exists()
     assert {r["spec"] for r in _read(out)} == {"B000", "B001"}
     assert not list(tmp_path.glob(".rob.*"))  # no staging or old folder left behind
@@ -147,15 +153,19 @@ def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(
 def test_a_failed_job_is_reported_and_the_others_kept(
     tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, light_grid: None
 ) -> None:
-    real = robustness.job_qk
+    qk = registry.get("qk")
+    assert qk.robustness is not None
+    real = qk.robustness.run
 
-    def flaky(payload: dict[str, Any]) -> Any:
-        if payload["template"] == "here":
+    def flaky(handle: Any, values: Any, *args: Any) -> Any:
+        if values["template"] == "here":
             raise RuntimeError("simulated failure")
-        return real(payload)
+        return real(handle, values, *args)
 
-    monkeypatch.setattr(robustness, "job_qk", flaky)
-    o = robustness.run("tiny-gpt2", tmp_path / "r", studies=["qk"], only=["template"], executor="inline")
+    monkeypatch.setitem(
+        registry.registry(), "qk", dataclasses.replace(qk, robustness=dataclasses.replace(qk.robustness, run=flaky))
+    )
+    o = robustness.run("tiny-gpt2", tmp_path / "r", study_names=["qk"], only=["template"], executor="inline")
     assert len(o.failed) == 1 and "simulated failure" in o.failed[0]["error"]
     assert {r["template"] for r in _read(tmp_path / "r")} == {"original", "next"}
     assert "simulated failure" in (tmp_path / "r" / "summary.md").read_text()
@@ -169,5 +179,5 @@ def test_tiny_full_grid_cli(tmp_path: Path, shared_data: Path, capsys: pytest.Ca
     for claim in ("A1", "A5", "A7", "B2", "B4"):
         assert f"{claim} holds in " in printed
     rows = _read(out)
-    assert {r["spec_kind"] for r in rows} == {"original", "single", "random"}
+    assert {r["spec_origin"] for r in rows} == {"original", "single", "random"}
     assert {r["line_endings"] for r in rows if r["study"] == "punctuation"} == {"crlf", "lf"}

@@ -13,8 +13,9 @@ import pytest
 from layerclaims import data
 from layerclaims.data import gpt2_tokenizer, load_corpus, load_study_text
 from layerclaims.errors import UsageError
-from layerclaims.studies.punctuation import contexts, find_marks, select_marks, tokenize, usable_marks
-from layerclaims.tokens import encode_incremental, iter_token_chunks, lf_body_positions, scan_marks, shared_marks
+from layerclaims.studies.punctuation.marks import contexts, find_marks, select_marks, tokenize, usable_marks
+from layerclaims.studies.punctuation.scan import lf_body_positions, scan_marks, shared_marks
+from layerclaims.tokens import encode_incremental, iter_token_chunks
 
 ADVERSARIAL = {
     "crlf_runs": "Hello,\r\n\r\n\r\n\r\nworld. " * 200 + "\r\n" * 3000 + "end.",
@@ -201,7 +202,7 @@ def test_shared_marks_compare_the_same_character_of_the_book(gpt2: Any) -> None:
 
 
 def test_study_marks_provenance_on_the_default_path(gpt2: Any) -> None:
-    from layerclaims.tokens import study_marks
+    from layerclaims.studies.punctuation.scan import study_marks
 
     sm = study_marks(gpt2, "heart-of-darkness", n=100)
     c = sm.corpus
@@ -214,7 +215,7 @@ def test_study_marks_provenance_on_the_default_path(gpt2: Any) -> None:
 
 
 def test_token_view_shows_the_windows(gpt2: Any) -> None:
-    from layerclaims.tokens import study_marks
+    from layerclaims.studies.punctuation.scan import study_marks
 
     st = load_study_text()
     assert st.text is not None

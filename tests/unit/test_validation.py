@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from dataclasses import replace
@@ -232,10 +231,9 @@ def test_float16_on_the_cpu_warns() -> None:
 def test_n_below_the_cluster_minimum_is_warned_about_before_loading(caplog: pytest.LogCaptureFixture) -> None:
     from layerclaims.studies.punctuation import config
 
-    module = importlib.import_module("layerclaims.studies.punctuation")
     with caplog.at_level(logging.WARNING, logger="layerclaims.validate"):
-        validate._warn_below_minimum(module, config.MIN_MARKS_COUNT - 1)
-        validate._warn_below_minimum(module, config.MIN_MARKS_COUNT)
+        validate._warn_below_minimum(config.Config, config.MIN_MARKS_COUNT - 1)
+        validate._warn_below_minimum(config.Config, config.MIN_MARKS_COUNT)
     assert len(caplog.records) == 1
     assert f"below {config.MIN_MARKS_COUNT} the cluster counts are not evaluated" in caplog.records[0].getMessage()
 

@@ -2,17 +2,17 @@
 
 ``python -m layerclaims.benchmarks figures RUN_DIR [--repeat 3]``
 
-RUN_DIR is a ``layerclaims reproduce --out`` folder. For each study saved there (``qk.json``, ``punctuation.json``)
-the benchmark draws every figure its ``figures`` table names into a temporary folder, ``--repeat`` times, and
-prints each figure's fastest time; first the import of matplotlib (the first figure of a run pays it). Last line:
-``figures <total> s for <n> figures (import included); budget 3 s: <total/3>x``. The budget is issue 13's: the
-report's figures take at most 3 s of a run. Times are this machine's; compare them within one run.
+RUN_DIR is a ``layerclaims reproduce --out`` folder. For each study saved there (``<study>.json``) the benchmark
+draws every figure its ``figures`` table names (for the package's claims of the study) into a temporary folder,
+``--repeat`` times, and prints each figure's fastest time; first the import of matplotlib (the first figure of a
+run pays it). Last line: ``figures <total> s for <n> figures (import included); budget 3 s: <total/3>x``. The
+budget is issue 13's: the report's figures take at most 3 s of a run. Times are this machine's; compare them
+within one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tempfile
 import time
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BUDGET_S = 3.0
-STUDIES = ("qk", "punctuation")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,10 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="a folder written by `layerclaims reproduce --out`")
     ap.add_argument("--repeat", type=int, default=3, help="draws per figure; the fastest is reported (default 3)")
     args = ap.parse_args(list(argv) if argv is not None else None)
-    saved = [s for s in STUDIES if (args.run / f"{s}.json").is_file()]
+    from layerclaims import study as registry
+    from layerclaims.claims import claim_reads, claims_for
+
+    names = [name for name, st in registry.registry().items() if st.figures is not None]
+    saved = [s for s in names if (args.run / f"{s}.json").is_file()]
     if not saved:
         sys.stderr.write(
-            f"{args.run} holds no saved study ({', '.join(f'{s}.json' for s in STUDIES)}). "
+            f"{args.run} holds no saved study ({', '.join(f'{s}.json' for s in names)}). "
             f"Fix: run `layerclaims reproduce --model tiny-gpt2 --out {args.run}` first.\n"
         )
         return 2
@@ -47,15 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import_s = time.perf_counter() - t0
     print(f"{'import matplotlib':<46} {import_s:7.3f} s")
-    from layerclaims import results
-
     total = import_s
     n = 0
     with tempfile.TemporaryDirectory() as tmp:
         for study in saved:
-            result = results.load(args.run, study)
-            module = importlib.import_module(f"layerclaims.figures.{study}")
-            for name, draw in module.figures(result).items():
+            declared = registry.get(study)
+            result = declared.load(args.run)
+            assert declared.figures is not None
+            reads = claim_reads(claims_for(study), int(result.n_blocks))
+            for name, draw in declared.figures(result, reads).items():
                 best = float("inf")
                 for _ in range(args.repeat):
                     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """The claims, as data (evaluation into verdicts lives in :mod:`layerclaims.verdicts`).
 
 A claim is a statistic, a comparison and a threshold on a named model, layer, corpus and selection
-(``../shared/docs/claims.md``). Each :class:`Claim` points to a study (``"qk"`` or ``"punctuation"``) and to
+(``../shared/docs/claims.md``). Each :class:`Claim` points to an installed study (:mod:`layerclaims.study`) and to
 statistics that the study's result computes through ``result.measure(statistic, layer=..., kind=...)``; this module
 never touches a model or a metric. ``presupposes`` names the claims whose structure this one takes for granted
 (A2's "merged into 1 by layer 20" presupposes A1's clusters at layer 1).
@@ -11,8 +11,8 @@ a user's claims are files of the same schema (README, "Claims as files"), read b
 by :func:`combine_claims`. ``settings`` are study settings (a ``Config`` field of the study, e.g. a word list and its
 categories, a template, a corpus, N): claims with the same study and settings share one run (:func:`group_runs`).
 Every mistake in a file is a :class:`~layerclaims.errors.UsageError` naming the file, the claim, the field and the
-fix. The valid statistics and settings are tables here (:data:`STATISTICS`, :data:`SETTINGS`), so that reading a
-claims file never imports torch; ``tests/unit/test_claims_files.py`` checks them against the studies.
+fix. The valid statistics, kinds and settings are what each study declares (:class:`layerclaims.study.Study`,
+importable without torch, so that reading a claims file never imports torch).
 
 Layers on other models (relative depth), defined once here:
 - ``layer_kind="hidden_state"``: index ``L`` into ``hidden_states`` (0 = embeddings, ``L`` = output of block ``L``).
@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from layerclaims import study as registry
 from layerclaims.errors import UsageError
 
 Comparison = Literal[">", "<", "==", ">=", "<="]
@@ -44,76 +45,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     "==": lambda a, b: math.isclose(a, b, rel_tol=0.0, abs_tol=1e-12),
 }
-
-SEED_A = "seeds/punctuation_clusters_part1.vi.md"
-SEED_B = "seeds/qk_grouping_rsa.vi.md"
-
-# The statistics each study's result can measure: "at_layer" ones read one layer (the claim names it), "over_layers"
-# ones read every layer (the claim has no layer). Mirrors studies/qk.py (_AT_BLOCK, _OVER_BLOCKS) and
-# studies/punctuation/result.py (STATISTICS); a unit test keeps them equal.
-STATISTICS: dict[str, dict[str, tuple[str, ...]]] = {
-    "qk": {
-        "at_layer": ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk"),
-        "over_layers": ("min_rsa_qk_over_blocks", "fraction_blocks_v_most_selective"),
-    },
-    "punctuation": {
-        "at_layer": (
-            "cov_clusters",
-            "mi_clusters",
-            "cov_literal_clusters",
-            "mi_literal_clusters",
-            "pooled_r",
-            "min_within_cluster_slope",
-            "mean_mi",
-            "mean_cov",
-        ),
-        "over_layers": ("spearman_mean_mi_vs_depth", "spearman_mean_cov_vs_depth"),
-    },
-}
-# The layer each study reads: Q/K/V at a 0-based block; the punctuation mark's hidden state.
-LAYER_KINDS: dict[str, str] = {"qk": "block", "punctuation": "hidden_state"}
-# The ``kind`` a claim may select, per study (None: the study has no kinds).
-KINDS: dict[str, tuple[str, ...] | None] = {"qk": None, "punctuation": ("internal", "terminal")}
-# The study settings a claim may fix: the fields of each study's Config (a unit test keeps them equal).
-SETTINGS: dict[str, tuple[str, ...]] = {
-    "qk": (
-        "words",
-        "labels",
-        "template",
-        "blocks",
-        "multi_token",
-        "add_bos",
-        "n_boot",
-        "n_perm",
-        "seed",
-        "n_control_seeds",
-        "tests",
-        "batch_size",
-    ),
-    "punctuation": (
-        "corpus",
-        "n",
-        "selection",
-        "seed",
-        "marks",
-        "layers",
-        "bins",
-        "z_threshold",
-        "n_boot",
-        "n_boot_clusters",
-        "n_perm",
-        "cluster_n_boot",
-        "detail_layers",
-        "control",
-        "batch_size",
-        "start",
-        "line_endings",
-        "mi_estimator",
-    ),
-}
-# Settings written another way in a claims file: ``categories = { space = ["moon", ...], fruit = [...] }`` stands
-# for ``words`` (in order) and ``labels`` (one category per word).
-SETTING_SHORTHANDS: dict[str, tuple[str, ...]] = {"qk": ("categories",)}
 
 Settings = tuple[tuple[str, Any], ...]
 
@@ -150,7 +81,7 @@ def as_comparison(value: str) -> Comparison:
 @dataclass(frozen=True)
 class Claim:
     """One published claim. ``layer`` is on the claim's own ``model`` (which has ``model_blocks`` blocks);
-    ``None`` means the statistic reads all layers. ``kind`` selects the punctuation kind (internal/terminal).
+    ``None`` means the statistic reads all layers. ``kind`` selects the study's kind of mark (internal/terminal).
     ``settings``: study settings (sorted ``(Config field, value)`` pairs, lists as tuples) for a claim about other
     stimuli; empty = the study's defaults, the original method. ``file``: the claims file it came from."""
 
@@ -159,7 +90,7 @@ class Claim:
     source: str
     model: str
     model_blocks: int
-    study: Literal["qk", "punctuation"]
+    study: str
     layer: int | None
     layer_kind: Literal["hidden_state", "block"]
     conditions: tuple[Condition, ...]
@@ -170,7 +101,8 @@ class Claim:
 
     @property
     def options(self) -> dict[str, Any]:
-        """``settings`` as keyword arguments of the study's ``Config`` (``studies.run(study, handle, **options)``)."""
+        """``settings`` as keyword arguments of the study's ``Config``
+        (``pipeline.run_study(study, handle, **options)``)."""
         return dict(self.settings)
 
     @property
@@ -237,7 +169,8 @@ def _known_blocks(model: str) -> int | None:
 def _settings(where: _Where, study: str, raw: Any) -> Settings:
     if not isinstance(raw, dict):
         raise where.error("settings", f"{raw!r} is not a table", "write [claim.settings] with key = value lines")
-    allowed = SETTINGS[study] + SETTING_SHORTHANDS.get(study, ())
+    declared = registry.get(study)
+    allowed = declared.settings
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in allowed:
@@ -246,29 +179,16 @@ def _settings(where: _Where, study: str, raw: Any) -> Settings:
                 f"study {study!r} has no setting {key!r}",
                 f"use one of {', '.join(allowed)} (the fields of the study's Config), or remove the line",
             )
-        if key == "categories":
-            if "words" in raw or "labels" in raw:
-                raise where.error(
-                    "settings.categories", "categories and words/labels both given", "give categories alone"
-                )
-            if not isinstance(value, dict) or not value:
-                raise where.error(
-                    "settings.categories",
-                    "categories is not a table of category = [words]",
-                    'write categories = { animals = ["cat", "dog"], tools = ["saw", "drill"] }',
-                )
-            words: list[str] = []
-            labels: list[str] = []
-            for category, members in value.items():
-                if not isinstance(members, list) or not all(isinstance(w, str) and w.strip() for w in members):
-                    raise where.error(
-                        f"settings.categories.{category}",
-                        f"{members!r} is not a list of words",
-                        f'write {category} = ["word", "word", ...]',
-                    )
-                words.extend(members)
-                labels.extend([category] * len(members))
-            out["words"], out["labels"] = tuple(words), tuple(labels)
+        expand = declared.shorthands.get(key)
+        if expand is not None:
+            try:
+                fields = expand(value)
+            except UsageError as exc:
+                raise where.error(f"settings.{key}", exc.message, exc.fix or "see the study's settings") from None
+            both = sorted(set(fields) & set(raw))
+            if both:
+                raise where.error(f"settings.{key}", f"{key} and {'/'.join(both)} both given", f"give {key} alone")
+            out.update(fields)
             continue
         out[key] = _freeze(value)
     return tuple(sorted(out.items()))
@@ -286,26 +206,27 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
     extra = sorted(set(raw) - set(_CONDITION_FIELDS))
     if extra:
         raise where.error(f"{name}.{extra[0]}", "not a condition field", f"a condition has only {_CONDITION_FIELDS}")
-    stats = STATISTICS[study]
+    declared = registry.get(study)
+    at_layer, over_layers = declared.statistic_names(over_layers=False), declared.statistic_names(over_layers=True)
     statistic = raw["statistic"]
-    valid = stats["at_layer"] + stats["over_layers"]
+    valid = at_layer + over_layers
     if statistic not in valid:
         raise where.error(
             f"{name}.statistic",
             f"unknown statistic {statistic!r} for study {study!r}",
             f"use one of {', '.join(valid)}",
         )
-    if has_layer and statistic in stats["over_layers"]:
+    if has_layer and statistic in over_layers:
         raise where.error(
             f"{name}.statistic",
             f"{statistic} reads every layer but the claim names a layer",
-            "remove `layer` from the claim, or use a per-layer statistic: " + ", ".join(stats["at_layer"]),
+            "remove `layer` from the claim, or use a per-layer statistic: " + ", ".join(at_layer),
         )
-    if not has_layer and statistic in stats["at_layer"]:
+    if not has_layer and statistic in at_layer:
         raise where.error(
             "layer",
             f"missing: {statistic} is read at one layer",
-            f"add layer = N (a {LAYER_KINDS[study].replace('_', ' ')} of the claim's model)",
+            f"add layer = N (a {declared.layer_unit.replace('_', ' ')} of the claim's model)",
         )
     comparison = raw["comparison"]
     if comparison not in _OPS:
@@ -325,8 +246,13 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         raise where.error(unknown[0], "not a claim field", f"use only {', '.join(_FIELDS)}")
     cid = _string(where, raw, "id")
     study = raw["study"]
-    if study not in STATISTICS:
-        raise where.error("study", f"unknown study {study!r}", f"use one of {', '.join(STATISTICS)}")
+    if study not in registry.names():
+        raise where.error(
+            "study",
+            f"unknown study {study!r}",
+            f"use one of {', '.join(registry.names())}, or install the package that registers {study!r}",
+        )
+    declared = registry.get(study)
     model = _string(where, raw, "model")
     blocks = raw.get("model_blocks", _known_blocks(model))
     if blocks is None:
@@ -337,12 +263,12 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         )
     if not _is_int(blocks) or blocks < 1:
         raise where.error("model_blocks", f"{blocks!r} is not a positive whole number", "write model_blocks = 24")
-    layer_kind = raw.get("layer_kind", LAYER_KINDS[study])
-    if layer_kind != LAYER_KINDS[study]:
+    layer_kind = raw.get("layer_kind", declared.layer_unit)
+    if layer_kind != declared.layer_unit:
         raise where.error(
             "layer_kind",
-            f"study {study!r} reads {LAYER_KINDS[study]!r} layers, not {layer_kind!r}",
-            f'write layer_kind = "{LAYER_KINDS[study]}" or leave it out',
+            f"study {study!r} reads {declared.layer_unit!r} layers, not {layer_kind!r}",
+            f'write layer_kind = "{declared.layer_unit}" or leave it out',
         )
     layer = raw.get("layer")
     if layer is not None:
@@ -355,7 +281,7 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
                 f"give a layer in 0..{top}, or correct model_blocks",
             )
     kind = raw.get("kind")
-    kinds = KINDS[study]
+    kinds = declared.kinds
     if kind is not None and (kinds is None or kind not in kinds):
         fix = f"use one of {', '.join(kinds)}" if kinds else f"remove `kind`: study {study!r} has no kinds"
         raise where.error("kind", f"{kind!r} is not a kind of study {study!r}", fix)
@@ -501,13 +427,11 @@ def group_runs(claims: Iterable[Claim]) -> list[tuple[str, dict[str, Any], tuple
 
 
 def claims_for(study: str | None = None, claims: Sequence[Claim] | None = None) -> tuple[Claim, ...]:
-    """The claims of one study (``"qk"``, ``"punctuation"``), or all of them; from ``claims`` (default: the
-    package's)."""
+    """The claims of one study, or all of them; from ``claims`` (default: the package's)."""
     pool = CLAIMS if claims is None else tuple(claims)
     if study is None:
         return pool
-    if study not in STATISTICS:
-        raise UsageError(f"unknown study {study!r}: choose one of {sorted(STATISTICS)}")
+    registry.get(study)  # UsageError naming the installed studies for an unknown one
     return tuple(c for c in pool if c.study == study)
 
 
@@ -531,3 +455,13 @@ def map_layer(claim: Claim, n_target: int) -> int | None:
     if claim.layer_kind == "hidden_state":
         return map_hidden_state(claim.layer, claim.model_blocks, n_target)
     return map_hidden_state(claim.layer + 1, claim.model_blocks, n_target) - 1
+
+
+def claim_reads(claims: Iterable[Claim], n_blocks: int) -> tuple[registry.ClaimRead, ...]:
+    """What a study's figures read of ``claims`` on an ``n_blocks`` model: one record per condition, its layer
+    mapped (:func:`map_layer`)."""
+    return tuple(
+        registry.ClaimRead(c.id, k.statistic, k.comparison, k.threshold, map_layer(c, n_blocks), c.kind)
+        for c in claims
+        for k in c.conditions
+    )

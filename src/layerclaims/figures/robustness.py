@@ -24,7 +24,7 @@ def spec_curve(
     rows: Sequence[dict[str, Any]], claim: Claim, choices: Mapping[str, Sequence[str]], folder: Path
 ) -> Path:
     """Write ``folder/spec_curve_<claim>.png`` from the robustness rows of one claim; return its path. ``choices``:
-    the study's analysis choices and their values, the original's first (``robustness.CHOICES[study]``)."""
+    the study's analysis choices and their values, the original's first (``robustness.choices(study)``)."""
     claim_id = claim.id
     vals = np.array([np.nan if r["value"] is None else float(r["value"]) for r in rows])
     order = np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")
@@ -45,7 +45,7 @@ def spec_curve(
             continue
         if r["ci_low"] is not None and r["ci_high"] is not None:
             top.vlines(xi, float(r["ci_low"]), float(r["ci_high"]), color=colour, alpha=0.5, lw=1.5)
-        marker = "D" if r["spec_kind"] == "original" else "o"
+        marker = "D" if r["spec_origin"] == "original" else "o"
         top.plot(xi, float(r["value"]), marker, color=colour, ms=6 if marker == "D" else 4)
     top.axhline(claim.threshold, color="black", ls="--", lw=1, label=f"claimed {claim.comparison} {claim.threshold:g}")
     k = sum(r["verdict"] == "holds" for r in rows)

@@ -17,168 +17,127 @@ module per step:
 Layers. An entry is a hidden-state index ``L`` (0 = embeddings, ``L`` = output of block ``L``) plus a ``post_norm``
 flag; ``measure(layer=L)`` reads ``hidden_states[L]`` as Hugging Face defines it; statistics over depth (A7) read the
 pre-norm block outputs ``1..n_blocks``. The study never reads the claims: the caller passes the claim layers as
-``Config.detail_layers`` (``layerclaims.studies.run`` does).
+``Config.detail_layers`` (the pipeline does).
+
+This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch): :mod:`.method` runs the steps,
+:mod:`.scan` streams the corpus for marks, :mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from layerclaims.studies.punctuation.config import Config
+from layerclaims.studies.punctuation.marks import KINDS
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
 
-from layerclaims import results
-from layerclaims.studies.punctuation.analysis import analyse_kind
-from layerclaims.studies.punctuation.config import DEFAULT_DETAIL_LAYERS, Config, kind_seeds
-from layerclaims.studies.punctuation.explain import explain_kind, markdown
-from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
-from layerclaims.studies.punctuation.marks import (
-    KINDS,
-    MARK_INDEX,
-    MARK_SETS,
-    contexts,
-    find_marks,
-    select_marks,
-    tokenize,
-    usable_marks,
-)
-from layerclaims.studies.punctuation.result import STATISTICS, STUDY, KindResult, LayerDetail, PunctuationResult
-
-__all__ = [
-    "KINDS",
-    "MARK_INDEX",
-    "MARK_SETS",
-    "STATISTICS",
-    "STUDY",
-    "Config",
-    "KindResult",
-    "LayerDetail",
-    "PunctuationResult",
-    "contexts",
-    "find_marks",
-    "markdown",
-    "run",
-    "select_marks",
-    "tokenize",
-    "usable_marks",
-]
-
-Progress = Callable[[str], None]
+__all__ = ["KINDS", "STUDY", "Config"]
 
 
-def run(handle: Any, config: Config | None = None, progress: Progress | None = None) -> PunctuationResult:
-    """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``; ``progress`` (optional) is
-    called with short messages such as ``"punctuation internal: layer 5 (6 of 32)"``."""
-    from layerclaims.tokens import study_marks
+def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
+    from layerclaims.studies.punctuation.method import run
 
-    config = config or Config()
-    say = progress or (lambda _msg: None)
-    t0 = time.perf_counter()
-    # The text as served (CRLF, header kept) or the LF body, tokenised in chunks until the selection is complete.
-    sm = study_marks(
-        handle.tokenizer,
-        config.corpus,
-        line_endings=config.line_endings,
-        n=config.n,
-        selection=config.selection,
-        kind_seeds=[kind_seeds(config.seed, kind).selection for kind in KINDS],
-        start=config.start,
-        marks=config.marks,
-    )
-    t_tok = time.perf_counter() - t0
-    layers, post_norm = entries(handle, config.layers)
-    wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS
-    detail = detail_entries(layers, post_norm, wanted, int(handle.n_blocks))
-    per_kind: dict[str, KindResult] = {}
-    tm = {"forward_s": 0.0, "analysis_s": 0.0}
-    steps: dict[str, float] = {}
-    for kind in KINDS:
-        seeds = kind_seeds(config.seed, kind)
-        scan = sm.scan.kinds[kind]
-        sel = scan.selected
-        say(f"punctuation {kind}: forward pass over {sel.size} marks")
-        t1 = time.perf_counter()
-        X = extract_marks(handle, scan.windows, layers, post_norm, config.batch_size)
-        t2 = time.perf_counter()
-        counts = {c: getattr(scan, c) for c in ("found", "skipped_start", "skipped_end", "usable")}
-        res = analyse_kind(
-            X,
-            config,
-            seeds=seeds,
-            layers=layers,
-            post_norm=post_norm,
-            detail=detail,
-            kind=kind,
-            counts={c: int(v) for c, v in counts.items()},
-            marks=sel,
-            timings=steps,
-            progress=progress,
-        )
-        per_kind[kind] = explain_kind(res, sm.token_view(kind), handle.tokenizer)
-        tm["forward_s"] += t2 - t1
-        tm["analysis_s"] += time.perf_counter() - t2
-    return PunctuationResult(
-        model=handle.name,
-        n_blocks=int(handle.n_blocks),
-        layers=layers,
-        post_norm=post_norm,
-        internal=per_kind["internal"],
-        terminal=per_kind["terminal"],
-        config=_config_dict(config),
-        provenance=_provenance(
-            handle, config, sm, layers, post_norm, {"tokenize_s": t_tok, **tm, "analysis_steps": steps}
-        ),
-    )
+    return run(handle, config, progress)
 
 
-def _config_dict(config: Config) -> dict[str, Any]:
-    cfg = {f: getattr(config, f) for f in config.__dataclass_fields__}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+def _result() -> type:
+    from layerclaims.studies.punctuation.result import PunctuationResult
+
+    return PunctuationResult
 
 
-def _provenance(
+def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
+    from layerclaims.studies.punctuation.figures import figures
+
+    return figures(result, claims)
+
+
+def _report_section(result: Any) -> str:
+    from layerclaims.studies.punctuation.explain import markdown
+
+    return markdown(result)
+
+
+def _robustness_run(
     handle: Any,
-    config: Config,
-    sm: Any,
-    layers: np.ndarray,
-    post_norm: np.ndarray,
-    timings: dict[str, Any],
-) -> dict[str, Any]:
-    return results.provenance(
-        study=STUDY,
-        model=handle.name,
-        revision=getattr(handle, "revision", None),
-        model_source=getattr(handle, "source", None),
-        device=str(getattr(handle, "device", "cpu")),
-        dtype=str(getattr(handle, "dtype", "float32")),
-        corpus=sm.corpus,
-        n_tokens=int(sm.scan.n_tokens),
-        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
-        + (
-            "" if sm.scan.complete else ", stopped once the selection was complete: n_tokens and marks_found cover that"
-        ),
-        selection=config.selection,
-        seed=config.seed,
-        marks=config.marks,
-        n=config.n,
-        marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
-        mi_estimator=config.mi_estimator,
-        norm_entries={
-            "last_hidden_state_post_norm": bool(post_norm.any()),
-            "pre_norm_entries": [int(x) for x in layers[~post_norm]],
-            "post_norm_entries": [int(x) for x in layers[post_norm]],
-            "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    layers: Sequence[int],
+    grid: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    from layerclaims.studies.punctuation.robustness import run_variants
+
+    return run_variants(handle, values, variants, layers, grid)
+
+
+def _benchmark(argv: list[str]) -> int | None:
+    from layerclaims.studies.punctuation.benchmark import main
+
+    return main(argv)
+
+
+def _benchmark_streaming(argv: list[str]) -> int | None:
+    from layerclaims.studies.punctuation.benchmark_streaming import main
+
+    return main(argv)
+
+
+EDITIONS: dict[str, str] = {"pg219": "heart-of-darkness", "pg526": "heart-of-darkness-526"}
+TRIMS: dict[str, float] = {"z5": 5.0, "z3": 3.0, "none": 1e9}  # |z| <= sqrt(n - 1) < 1e9: nothing is trimmed
+
+_AT = "at the claim's layer, for the claim's kind of mark"
+STUDY = Study(
+    name="punctuation",
+    config=Config,
+    statistics=(
+        Statistic("cov_clusters", False, f"clusters of the pair covariances carried by groups of marks, {_AT}"),
+        Statistic("mi_clusters", False, f"clusters of the pair MI values carried by groups of marks, {_AT}"),
+        Statistic("cov_literal_clusters", False, f"clusters of the pair covariance values themselves, {_AT}"),
+        Statistic("mi_literal_clusters", False, f"clusters of the pair MI values themselves, {_AT}"),
+        Statistic("pooled_r", False, f"Pearson r of pair MI and pair covariance over all pairs, {_AT}"),
+        Statistic("min_within_cluster_slope", False, f"the smallest MI-on-covariance slope within a cluster, {_AT}"),
+        Statistic("mean_mi", False, f"the mean pair MI, {_AT}"),
+        Statistic("mean_cov", False, f"the mean pair covariance, {_AT}"),
+        Statistic("spearman_mean_mi_vs_depth", True, "Spearman rho of the mean pair MI against block output depth"),
+        Statistic("spearman_mean_cov_vs_depth", True, "Spearman rho of the mean pair covariance against depth"),
+    ),
+    layer_unit="hidden_state",
+    kinds=KINDS,
+    run=_run,
+    result=_result,
+    figures=_figures,
+    report_section=_report_section,
+    robustness=Robustness(
+        choices={
+            "selection": ("first", *(f"random-{s}" for s in range(5))),
+            "line_endings": ("crlf", "lf"),
+            "edition": tuple(EDITIONS),
+            "n": ("250", "150", "500"),
+            "bins": ("15", "10", "20", "30"),
+            "trim": tuple(TRIMS),
+            "mi_estimator": ("plugin", "miller-madow"),
+            "layer": ("0", "-1", "+1"),
         },
-        timings=timings,
-        threads=_threads(),
-    )
-
-
-def _threads() -> int:
-    try:
-        import torch
-
-        return int(torch.get_num_threads())
-    except ImportError:  # pragma: no cover
-        return 1
+        offset="layer",
+        run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator"),
+        grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},
+        run=_robustness_run,
+    ),
+    index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
+    # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off
+    minimums={
+        "n": 3,
+        "bins": 2,
+        "batch_size": 1,
+        "start": 0,
+        "seed": 0,
+        "n_boot": 0,
+        "n_perm": 0,
+        "n_boot_clusters": 0,
+        "cluster_n_boot": 0,
+        "z_threshold": 0,
+    },
+    spec_prefix="A",
+    benchmarks={"punctuation": _benchmark, "streaming": _benchmark_streaming},
+)

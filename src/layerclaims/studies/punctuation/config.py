@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class Config:
     ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks). ``bins``, ``z_threshold``: the
     estimator's. ``n_boot``: bootstrap resamples over marks for r and the per-layer means (every layer).
     ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
-    claim layers mapped to this model: ``layerclaims.studies.run`` does; None = ``DEFAULT_DETAIL_LAYERS``).
+    claim layers mapped to this model: ``layerclaims.pipeline.run_study`` does; None = ``DEFAULT_DETAIL_LAYERS``).
     ``n_boot_clusters``: resamples of marks at the detail layers, each refitting the mark groups (count
     replicates, within-group slopes with refit labels). ``n_perm``: Mantel permutations for the pooled r's p-value
     at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
@@ -55,6 +55,10 @@ class Config:
     start: int = 400
     line_endings: Literal["crlf", "lf"] = "crlf"
     mi_estimator: Literal["plugin", "miller-madow"] = "plugin"
+    # what the run's checks read before any weights load (layerclaims.validate): the mark characters per kind,
+    # counted in the corpus, and the fewest marks the cluster counts are evaluated on
+    MARK_SETS: ClassVar[dict[str, dict[str, tuple[str, ...]]]] = MARK_SETS
+    MIN_MARKS_COUNT: ClassVar[int] = MIN_MARKS_COUNT
 
     def __post_init__(self) -> None:
         # line_endings: "crlf" tokenises the text as served (the original's input: CRLF, header kept when the file has

@@ -27,7 +27,7 @@ from layerclaims.studies.punctuation.result import (
 )
 
 if TYPE_CHECKING:
-    from layerclaims.tokens import TokenView
+    from layerclaims.studies.punctuation.scan import TokenView
 
 N_ROWS = 6  # attribute rows kept per group
 MIN_IN = 2  # an attribute value must hold for at least this many marks of the group to be listed ...
@@ -47,8 +47,9 @@ def mark_attributes(
     ids: np.ndarray | TokenView, marks: np.ndarray, tokenizer: Any
 ) -> tuple[dict[str, list[str]], list[str]]:
     """``(attributes, windows)``: attribute name -> one value per mark, and each mark's window of text with the mark
-    between ``⟦ ⟧`` (line breaks shown as ``⏎``). ``ids``: the token stream, or a :class:`~layerclaims.tokens.TokenView`
-    of it (read through slices only: ``np.asarray`` of a view holds no tokens)."""
+    between ``⟦ ⟧`` (line breaks shown as ``⏎``). ``ids``: the token stream, or a
+    :class:`~layerclaims.studies.punctuation.scan.TokenView` of it (read through slices only: ``np.asarray`` of a
+    view holds no tokens)."""
     lo = max(int(marks.min()) - BEFORE, 0) if marks.size else 0
     hi = int(marks.max()) + AFTER + 1 if marks.size else 0
     text = _decoder(np.asarray(ids[lo:hi]), tokenizer)

@@ -1,19 +1,20 @@
-"""Figures of study B (Q/K grouping and RSA): PNG files from a saved :class:`~layerclaims.studies.qk.QKResult`.
+"""Figures of study B (Q/K grouping and RSA): PNG files from a :class:`~layerclaims.studies.qk.analysis.QKResult`
+and the run's claims (:class:`~layerclaims.study.ClaimRead`: the layer each reads on this model, its threshold).
 
-- ``qk_matrices_block{b}.png``: the Q and K cosine matrices side by side at the claims' block (B1-B3's block 5 of
-  gpt2-medium mapped to this model by :func:`layerclaims.claims.map_layer`), words on both axes, category borders.
+- ``qk_matrices_block{b}.png``: the Q and K cosine matrices side by side at the claims' block (the first claim read
+  at a block, e.g. B1's block 5 of gpt2-medium mapped to this model), words on both axes, category borders.
 - ``qk_scatter_block{b}.png``: Q cosine vs K cosine for every pair of words (upper triangle), within-category pairs
-  coloured by category, between-category pairs grey; RSA r, its interval and Mantel p in the title; under it B2
-  as a number line: RSA with its interval, the claimed threshold, and the control (random projections).
+  coloured by category, between-category pairs grey; RSA r, its interval and Mantel p in the title; under it the
+  run's ``rsa_qk`` claim (B2) as a number line: RSA with its interval, the claimed threshold, and the control.
 - ``qk_laminar.png``: the laminar profile, selectivity of Q, K, V and RSA Q-K, Q-V, K-V against block, with the
-  bootstrap intervals as bands, B4's threshold and the Q-K control.
+  bootstrap intervals as bands, the threshold of the run's ``min_rsa_qk_over_blocks`` claim (B4) and the control.
 
 Scatters are rasterised; each figure is drawn once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from layerclaims.claims import CLAIMS_BY_ID, map_layer
-from layerclaims.figures import draw_table
 from layerclaims.figures.layout import margins
 from layerclaims.results import BlockStatistic
-from layerclaims.studies.qk import PAIRS, QKResult
+from layerclaims.studies.qk import PAIRS
+from layerclaims.studies.qk.analysis import QKResult
+from layerclaims.study import ClaimRead
 
 COLORS = {"q": "tab:blue", "k": "tab:orange", "v": "tab:green", "qk": "tab:purple", "qv": "tab:cyan", "kv": "tab:olive"}
 CATEGORY_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink")
 DPI = 130
 
 
-def claim_block(result: QKResult) -> int:
-    """The block the block-level claims (B1-B3) read on this model, or the nearest studied block."""
-    block = map_layer(CLAIMS_BY_ID["B1"], result.n_blocks)
-    assert block is not None
+def claim_block(result: QKResult, claims: Sequence[ClaimRead]) -> int:
+    """The block the run's first block-level claim (B1) reads on this model, or the nearest studied block; the first
+    studied block when no claim reads one block."""
+    block = next((c.layer for c in claims if c.layer is not None), result.blocks[0])
     return min(result.blocks, key=lambda b: abs(b - block))
+
+
+def _claim(claims: Sequence[ClaimRead], statistic: str) -> ClaimRead | None:
+    return next((c for c in claims if c.statistic == statistic), None)
 
 
 def _boundaries(labels: tuple[str, ...]) -> list[int]:
@@ -83,7 +88,7 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     return path
 
 
-def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
+def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path: Path) -> Path:
     """Q cosine (x) vs K cosine (y) of every pair of words at ``block``, coloured within / between category."""
     i = result.index(block)
     n = len(result.words)
@@ -110,7 +115,7 @@ def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
     ci = f", 95% CI [{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if m.ci else ""
     p = f", Mantel p (any relation) = {m.p_value:.2g}" if m.p_value is not None else ""
     ax.set_title(f"{result.model}, block {block}: RSA Q-K r = {m.value:.3f}{ci}{p}", fontsize=9)
-    _claim_strip(strip, result, i, m)
+    _claim_strip(strip, result, i, m, _claim(claims, "rsa_qk"))
     ax.set_xlabel("cosine similarity of Q vectors")
     ax.set_ylabel("cosine similarity of K vectors")
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
@@ -120,10 +125,9 @@ def plot_scatter(result: QKResult, block: int, path: Path) -> Path:
     return path
 
 
-def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any) -> None:
-    """B2 drawn as a number line under the scatter: RSA Q-K with its 95% interval, the claimed threshold, and the
-    control (random projections of the block input) with its interval."""
-    claim = CLAIMS_BY_ID["B2"]
+def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any, claim: ClaimRead | None) -> None:
+    """The ``rsa_qk`` claim (B2) drawn as a number line under the scatter: RSA Q-K with its 95% interval, the claimed
+    threshold (when the run has such a claim), and the control (random projections of the block input)."""
     rows = [("RSA Q-K", m.value, m.ci, "tab:purple")]
     if "rsa_qk" in result.controls:
         c = result.controls["rsa_qk"].at(i)
@@ -133,14 +137,17 @@ def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any) -> None:
             ax.plot(ci, [y, y], color=color, lw=3, solid_capstyle="butt", alpha=0.6)
         ax.plot([value], [y], "o", color=color, ms=4)
         ax.text(-0.02, y, label, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=7)
-    ax.axvline(claim.threshold, color="k", lw=1, ls="--")
-    ax.text(claim.threshold, len(rows) - 0.4, f" claimed {claim.comparison} {claim.threshold:g}", fontsize=7)
     lows = [r[2][0] if r[2] is not None else r[1] for r in rows]
-    ax.set_xlim(min(claim.threshold, *lows) - 0.1, 1.0)
+    if claim is not None:
+        ax.axvline(claim.threshold, color="k", lw=1, ls="--")
+        ax.text(claim.threshold, len(rows) - 0.4, f" claimed {claim.comparison} {claim.threshold:g}", fontsize=7)
+        lows.append(claim.threshold)
+    ax.set_xlim(min(lows) - 0.1, 1.0)
     ax.set_ylim(-0.6, len(rows) - 0.1)
     ax.set_yticks([])
     ax.tick_params(labelsize=7)
-    ax.set_xlabel("B2: RSA Q-K and its control (95% intervals) against the claimed threshold", fontsize=8)
+    name = f"{claim.id}: " if claim is not None else ""
+    ax.set_xlabel(f"{name}RSA Q-K and its control (95% intervals) against the claimed threshold", fontsize=8)
 
 
 def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: str) -> None:
@@ -149,7 +156,7 @@ def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: 
         ax.fill_between(x, stat.ci_low, stat.ci_high, color=color, alpha=0.18, lw=0)
 
 
-def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path:
+def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: ClaimRead | None = None) -> Path:
     """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands. Q and K get
     their own panel: their selectivity stays within a few percent of 1, which V's scale would flatten."""
     x = np.array(result.blocks)
@@ -170,7 +177,8 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path
         _band(ax3, x, result.rsa[pair], COLORS[pair], f"{pair[0].upper()}-{pair[1].upper()}")
     if "rsa_qk" in result.controls:
         ax3.plot(x, result.controls["rsa_qk"].value, color="0.45", lw=1, ls="--", label="Q-K control (random proj.)")
-    ax3.axhline(CLAIMS_BY_ID["B4"].threshold, color="k", lw=0.8, ls=":", label="B4 threshold 0.84")
+    if claim is not None:
+        ax3.axhline(claim.threshold, color="k", lw=0.8, ls=":", label=f"{claim.id} threshold {claim.threshold:g}")
     ax3.set_ylabel("RSA (Pearson r of\nupper triangles)")
     ax3.set_xlabel("block (0-based)")
     ax3.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # below: never on the data
@@ -196,19 +204,16 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None) -> Path
     return path
 
 
-def figures(result: QKResult) -> dict[str, Callable[[Path], Path]]:
-    """Every figure of study B for ``result``: file name -> a function drawing it to a path (what :func:`plot_all`
-    draws, and what the ``figures`` benchmark times one by one). The laminar profile needs more than one block."""
-    block = claim_block(result)
+def figures(result: QKResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:
+    """Every figure of study B for ``result`` and the run's ``claims``: file name -> a function drawing it to a path
+    (what the pipeline draws, and what the ``figures`` benchmark times one by one). The laminar profile needs more
+    than one block."""
+    block = claim_block(result, claims)
     drawn: dict[str, Callable[[Path], Path]] = {
         f"qk_matrices_block{block}.png": partial(plot_matrices, result, block),
-        f"qk_scatter_block{block}.png": partial(plot_scatter, result, block),
+        f"qk_scatter_block{block}.png": partial(plot_scatter, result, block, claims),
     }
     if len(result.blocks) > 1:
-        drawn["qk_laminar.png"] = partial(plot_laminar, result, block=block)
+        over = _claim(claims, "min_rsa_qk_over_blocks")
+        drawn["qk_laminar.png"] = partial(plot_laminar, result, block=block, claim=over)
     return drawn
-
-
-def plot_all(result: QKResult, out_dir: str | Path) -> list[Path]:
-    """Every figure of study B into ``out_dir`` (created if needed); returns the PNG paths."""
-    return draw_table(figures(result), out_dir)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -120,6 +121,16 @@ def _cluster_step_before_after(X: np.ndarray, detail: np.ndarray, config: Any) -
     return t1 - t0, time.perf_counter() - t1
 
 
+CLAIM_LAYERS = (1, 20)
+"""The hidden states claims A1-A6 read on gpt2-medium (24 blocks); the pipeline maps them by relative depth."""
+
+
+def _claim_layers(n_blocks: int) -> tuple[int, ...]:
+    """:data:`CLAIM_LAYERS` mapped to an ``n_blocks`` model as ``layerclaims.claims.map_hidden_state`` does (a study
+    never reads the claims)."""
+    return tuple(sorted({min(max(math.floor(layer * n_blocks / 24 + 0.5), 1), n_blocks) for layer in CLAIM_LAYERS}))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     ap = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks punctuation", description=__doc__)
@@ -135,12 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from layerclaims.data import load_corpus
     from layerclaims.metrics.information import mi_cov_pair
     from layerclaims.models import load_model
-    from layerclaims.studies import claim_layers
-    from layerclaims.studies import punctuation as P
+    from layerclaims.studies.punctuation import Config
     from layerclaims.studies.punctuation.analysis import analyse_kind
     from layerclaims.studies.punctuation.config import kind_seeds
     from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
-    from layerclaims.studies.punctuation.marks import CONTEXT
+    from layerclaims.studies.punctuation.marks import (
+        CONTEXT,
+        KINDS,
+        contexts,
+        find_marks,
+        select_marks,
+        tokenize,
+        usable_marks,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,11 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     layers, post_norm = entries(handle, None)
-    wanted = claim_layers("punctuation", int(handle.n_blocks))
-    config = P.Config(n=args.n, detail_layers=wanted)
+    wanted = _claim_layers(int(handle.n_blocks))
+    config = Config(n=args.n, detail_layers=wanted)
     t0, c0 = time.perf_counter(), time.process_time()
-    ids = P.tokenize(handle.tokenizer, load_corpus(config.corpus).text)
-    found = P.find_marks(ids, handle.tokenizer, start=config.start, marks=config.marks)
+    ids = tokenize(handle.tokenizer, load_corpus(config.corpus).text)
+    found = find_marks(ids, handle.tokenizer, start=config.start, marks=config.marks)
     t_tok, c_tok = time.perf_counter() - t0, time.process_time() - c0
     detail = detail_entries(layers, post_norm, wanted, int(handle.n_blocks))
     E = layers.size
@@ -165,11 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept_bytes = 0
     vectors: dict[str, np.ndarray] = {}
     ctxs: dict[str, np.ndarray] = {}
-    for k, kind in enumerate(P.KINDS):
+    for k, kind in enumerate(KINDS):
         seeds = kind_seeds(config.seed, kind)
-        usable, s0, s1 = P.usable_marks(found[k], ids.size)
-        sel = P.select_marks(usable, config.n, config.selection, seeds.selection, kind=kind)
-        ctx = P.contexts(ids, sel)
+        usable, s0, s1 = usable_marks(found[k], ids.size)
+        sel = select_marks(usable, config.n, config.selection, seeds.selection, kind=kind)
+        ctx = contexts(ids, sel)
         ctxs[kind] = ctx
         X, peak, w, c = peak_growth(functools.partial(extract_marks, handle, ctx, layers, post_norm, config.batch_size))
         fwd_wall, fwd_cpu = fwd_wall + w, fwd_cpu + c
@@ -209,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # ---- the per-pair loop on the same data
     n = args.n
-    n_pairs_total = n * (n - 1) // 2 * E * len(P.KINDS)
+    n_pairs_total = n * (n - 1) // 2 * E * len(KINDS)
     rng = np.random.default_rng(0)
     iu = np.triu_indices(n, 1)
     X = vectors["internal"]
@@ -253,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     orig_bytes = 2 * (handle.n_blocks + 1) * n * CONTEXT * d * 4
     print("\n== extraction memory ==")
     print(f"kept by the study: {kept_bytes / MB:.1f} MB of mark vectors (2 kinds x {E} entries x {n} x {d} x 4 B)")
-    for kind, pk in zip(P.KINDS, peaks, strict=True):
+    for kind, pk in zip(KINDS, peaks, strict=True):
         print(f"peak RSS growth during extraction ({kind}): " + (f"{pk:.0f} MB" if pk is not None else "n/a"))
     print(
         f"original (every hidden state of every position): 2 x {handle.n_blocks + 1} x {n} x {CONTEXT} x {d} x 4 B"

@@ -1,40 +1,13 @@
-"""Study B: category grouping and representational similarity of Q, K and V (``../shared/docs/claims.md``, study B).
-
-Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_layer_CClayerGroupingRSA``):
-
-1. 34 words in 3 categories (:data:`WORDS`, :data:`CATEGORIES`), one prompt each, ``"The next word is {w}"``,
-   tokenised without a BOS token (as the original; see ``Config.add_bos``).
-2. Q, K and V of the word's last token (the final prompt token for the default template) at every block, read by
-   :func:`layerclaims.extract.qkv` where the model's architecture row says: GPT-2 splits ``attn.c_attn``'s output
-   (bias included, all heads concatenated) in three, exactly as the original's hook; Llama reads ``q_proj``,
-   ``k_proj``, ``v_proj`` (before RoPE). With grouped-query attention K and V are ``n_kv_heads * head_dim`` wide
-   (SmolLM2-135M: Q 576, K and V 192). The attention computation repeats each K/V head for its group of query
-   heads; repeating every head ``r`` times multiplies every dot product and every squared norm by ``r``, so the
-   cosine similarities (hence every statistic here) are the same with or without the repetition.
-3. Per block and per kind (q, k, v): the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
-   index; RSA (Pearson r of upper triangles) between Q-K, Q-V and K-V, overall and within each category.
-4. Uncertainty. One set of bootstrap resamples of the words serves every statistic at every block (so derived
-   statistics such as K minus Q, the minimum over blocks or the fraction of blocks stay paired): resampling is
-   stratified by category (sizes kept, at least 2 distinct words per category, so selectivity is always
-   defined), seeded, drawn by :func:`layerclaims.metrics.bootstrap.bootstrap_indices`; the pair formed by two
-   copies of one word is excluded, as :func:`layerclaims.metrics.bootstrap.resample_matrix` does. Intervals are
-   95% percentile intervals. p-values: Mantel (items permuted) for RSA, label permutation for selectivity, both
-   one-sided ("greater"), from :mod:`layerclaims.metrics.similarity`. ``min(selectivity Q, K) > 1`` is an
-   intersection of two claims, so its p-value is the larger of the two (intersection-union test).
-
-Words that the tokenizer splits into several tokens are listed in the result (``split_words``); ``multi_token``
-says which vector stands for them: ``"last"`` (default, the original's ``[:, -1]``) or ``"mean"`` (mean of the
-word's token vectors). With GPT-2's tokenizer every default word is one token; SmolLM2's splits " sofa".
-"""
+"""Study B's method (the steps of :mod:`layerclaims.studies.qk`): tokenise the prompts, read Q, K and V, the
+cosine matrices and their statistics with paired bootstrap intervals, permutation p-values and the controls."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,143 +30,7 @@ from layerclaims.metrics.similarity import (
     selectivity_permutation_test,
 )
 from layerclaims.results import BlockStatistic, Control, Measurement
-
-NAME = "qk"
-
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "space": ("galaxy", "asteroid", "comet", "cosmos", "space", "sun", "planet", "moon", "star", "orbit"),
-    "furniture": (
-        "ceiling",
-        "sofa",
-        "couch",
-        "carpet",
-        "door",
-        "window",
-        "lamp",
-        "chair",
-        "table",
-        "rug",
-        "bed",
-        "floor",
-        "wall",
-    ),
-    "fruit": ("pear", "grape", "banana", "cherry", "peach", "apple", "seed", "jelly", "orange", "lime", "fruit"),
-}
-"""The original's three categories, in its order (space 10, interior/furniture 13, fruit 11)."""
-
-WORDS: tuple[str, ...] = tuple(w for words in CATEGORIES.values() for w in words)
-"""The 34 target words, in the original's order."""
-
-LABELS: tuple[str, ...] = tuple(cat for cat, words in CATEGORIES.items() for _ in words)
-"""The category of each word of :data:`WORDS`."""
-
-TEMPLATE = "The next word is {w}"
-KINDS: tuple[str, ...] = ("q", "k", "v")
-PAIRS: tuple[str, ...] = ("qk", "qv", "kv")
-LEVEL = 0.95
-
-MultiToken = Literal["last", "mean"]
-
-
-# ---------------------------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class Config:
-    """What to run. The defaults are the original notebook's method.
-
-    ``words``/``labels``: the target words and one category label per word (``labels`` may be left out only with
-    the default words). ``template``: the prompt, with ``{w}`` once where the word goes. ``blocks``: one 0-based
-    block, several, or None for all. ``multi_token``: the vector of a word split into several tokens, ``"last"``
-    (its last token, as the original's ``[:, -1]``) or ``"mean"`` (the mean over its tokens). ``add_bos``: False
-    (default) tokenises without special tokens, as the original; this is also what the GPT-2 and SmolLM2 tokenizers
-    do by default (neither adds a BOS). True prepends the tokenizer's ``bos_token_id`` (UsageError if it has none).
-    ``n_boot``: bootstrap resamples (0: no intervals); ``n_perm``: permutations per test (0: no p-values);
-    ``seed``: seeds both. ``n_control_seeds``: random projections of the block input per control (0: no
-    controls; :func:`projection_controls`). ``tests``: which permutation tests run at every block, ``"claims"``
-    (default: the ones the claims read, Mantel Q-K and the label permutation of Q and of K) or ``"all"`` (also
-    Mantel Q-V, K-V and the selectivity of V; a Mantel test of 10,000 permutations costs about 75 ms of CPU, so on
-    a 30-block model ``"all"`` adds about 5 s). ``batch_size``: prompts per forward pass.
-    """
-
-    words: tuple[str, ...] = WORDS
-    labels: tuple[str, ...] | None = None
-    template: str = TEMPLATE
-    blocks: int | tuple[int, ...] | None = None
-    multi_token: MultiToken = "last"
-    add_bos: bool = False
-    n_boot: int = 1000
-    n_perm: int = 10_000
-    seed: int = 0
-    n_control_seeds: int = 8
-    tests: Literal["claims", "all"] = "claims"
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        words = _as_str_tuple(self.words, "words")
-        if self.labels is None:
-            if words != WORDS:
-                raise UsageError(
-                    "labels are needed with a custom word list: pass labels=(one category per word, in order)"
-                )
-            labels = LABELS
-        else:
-            labels = _as_str_tuple(self.labels, "labels")
-        object.__setattr__(self, "words", words)
-        object.__setattr__(self, "labels", labels)
-        if self.blocks is not None and not isinstance(self.blocks, int):
-            object.__setattr__(self, "blocks", tuple(self.blocks))
-        _check_words(words, labels)
-        if self.template.count("{w}") != 1:
-            raise UsageError(f"template {self.template!r} must contain '{{w}}' exactly once, where the word goes")
-        if self.tests not in ("claims", "all"):
-            raise UsageError(f"tests must be 'claims' or 'all', got {self.tests!r}")
-        if self.multi_token not in ("last", "mean"):
-            raise UsageError(f"multi_token must be 'last' or 'mean', got {self.multi_token!r}")
-        for name in ("n_boot", "n_perm", "n_control_seeds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UsageError(f"{name} must be a non-negative integer (0 skips it), got {value!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise UsageError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-
-    @property
-    def word_labels(self) -> tuple[str, ...]:
-        """``labels``, one per word: never None once ``__post_init__`` has run (it fills in the default words')."""
-        if self.labels is None:  # pragma: no cover - __post_init__ always sets it
-            raise AssertionError("Config.labels is None after __post_init__")
-        return self.labels
-
-
-def _as_str_tuple(values: Any, name: str) -> tuple[str, ...]:
-    if isinstance(values, str):
-        raise UsageError(f"{name} must be a list of strings, got one string {values!r}: wrap it in a list")
-    out = tuple(values)
-    bad = [v for v in out if not isinstance(v, str) or not v.strip()]
-    if bad:
-        raise UsageError(f"{name} must be non-empty strings, got {bad[:3]!r}")
-    return out
-
-
-def _check_words(words: tuple[str, ...], labels: tuple[str, ...]) -> None:
-    """The checks that keep every statistic defined (UsageError naming the problem)."""
-    if not words:
-        raise UsageError("the word list is empty: give at least 2 words in each of at least 2 categories")
-    if len(labels) != len(words):
-        raise UsageError(f"got {len(labels)} labels for {len(words)} words: give one category label per word")
-    dupes = sorted(w for w, c in Counter(words).items() if c > 1)
-    if dupes:
-        raise UsageError(f"duplicate words {dupes!r}: each word may appear once (its self-pair is not a pair)")
-    sizes = Counter(labels)
-    if len(sizes) < 2:
-        raise UsageError(
-            f"only one category ({next(iter(sizes))!r}): selectivity compares within- and between-category "
-            "similarity, so give at least 2 categories"
-        )
-    single = [c for c, n in sizes.items() if n < 2]
-    if single:
-        raise UsageError(f"categories {single!r} have one word each: give every category at least 2 words")
-
+from layerclaims.studies.qk import LEVEL, PAIRS, PROJECTIONS, Config, MultiToken
 
 # ---------------------------------------------------------------------------------------------- tokenisation
 
@@ -332,7 +169,7 @@ class QKResult(results.SavedResult):
     removing the mean key and the mean query over the words (a shared offset raises every cosine without changing
     attention). Saved and loaded by :meth:`save` / :meth:`load`."""
 
-    study: ClassVar[str] = NAME
+    study: ClassVar[str] = "qk"
 
     model: str
     n_blocks: int
@@ -361,8 +198,8 @@ class QKResult(results.SavedResult):
 
     def cos(self, kind: str) -> np.ndarray:
         """The cosine matrices of ``kind`` (``"q"``, ``"k"``, ``"v"``): ``[n_sel, n_words, n_words]``."""
-        if kind not in KINDS:
-            raise UsageError(f"unknown kind {kind!r}: use one of {KINDS}")
+        if kind not in PROJECTIONS:
+            raise UsageError(f"unknown kind {kind!r}: use one of {PROJECTIONS}")
         return {"q": self.cos_q, "k": self.cos_k, "v": self.cos_v}[kind]
 
     def index(self, block: int | None) -> int:
@@ -506,8 +343,8 @@ def analyse(
     cats = list(dict.fromkeys(labels))
     codes = np.array([cats.index(lab) for lab in labels])
     value = {
-        "mean": {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in KINDS},
-        "sel": {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in KINDS},
+        "mean": {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in PROJECTIONS},
+        "sel": {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in PROJECTIONS},
         "rsa": {p: np.array([rsa(a, b) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]) for p in PAIRS},
     }
     by_cat = {
@@ -519,11 +356,11 @@ def analyse(
     if config.n_boot:
         idx = bootstrap_indices(n, config.n_boot, seed=config.seed, strata=labels, min_distinct=2)
         counts = item_counts(idx, n).astype(np.float64)
-        stacked = np.concatenate([cos[k] for k in KINDS])  # [3 n_sel, n, n]
+        stacked = np.concatenate([cos[k] for k in PROJECTIONS])  # [3 n_sel, n, n]
         mean_r, sel_r = resampled_offdiagonal_means(stacked, counts, codes, len(cats))
         reps = {
-            "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(KINDS)},
-            "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(KINDS)},
+            "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(PROJECTIONS)},
+            "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(PROJECTIONS)},
             "rsa": {
                 p: np.array(
                     [
@@ -540,7 +377,7 @@ def analyse(
     p_sel: dict[str, np.ndarray] | None = None
     p_rsa: dict[str, np.ndarray] | None = None
     if config.n_perm:
-        tested_kinds = KINDS if config.tests == "all" else ("q", "k")
+        tested_kinds = PROJECTIONS if config.tests == "all" else ("q", "k")
         tested_pairs = PAIRS if config.tests == "all" else ("qk",)
         p_sel = {
             k: np.array(
@@ -551,7 +388,7 @@ def analyse(
                     for S in cos[k]
                 ]
             )
-            for k in KINDS
+            for k in PROJECTIONS
         }
         p_rsa = {
             p: np.array(
@@ -617,8 +454,10 @@ def analyse(
     }
     return {
         "categories": tuple(cats),
-        "mean_cosine": {k: _stat(value["mean"][k], r("mean", k), None) for k in KINDS},
-        "selectivity": {k: _stat(value["sel"][k], r("sel", k), None if p_sel is None else p_sel[k]) for k in KINDS},
+        "mean_cosine": {k: _stat(value["mean"][k], r("mean", k), None) for k in PROJECTIONS},
+        "selectivity": {
+            k: _stat(value["sel"][k], r("sel", k), None if p_sel is None else p_sel[k]) for k in PROJECTIONS
+        },
         "rsa": {p: _stat(value["rsa"][p], r("rsa", p), None if p_rsa is None else p_rsa[p]) for p in PAIRS},
         "rsa_by_category": by_cat,
         "k_minus_q": _stat(value["mean"]["k"] - value["mean"]["q"], k_minus_q_reps, None),
@@ -707,7 +546,7 @@ def projection_controls(
 def check_model(handle: Any) -> None:
     """ModelNotFoundError when the model's architecture row does not say where Q, K and V live."""
     sites = {s.name for s in getattr(handle.arch, "qkv", ())}
-    missing = [k for k in KINDS if k not in sites]
+    missing = [k for k in PROJECTIONS if k not in sites]
     if missing:
         raise ModelNotFoundError(
             f"the {getattr(handle.arch, 'family', '?')!r} architecture of {handle.name} has no Q/K/V table "
@@ -735,11 +574,11 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     vecs = word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
     t1 = time.perf_counter()
     with _single_threaded_blas():
-        cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in KINDS}
+        cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in PROJECTIONS}
         stats = analyse(cos, config.word_labels, blocks, config, vecs)
     t2 = time.perf_counter()
     prov = results.provenance(
-        study=NAME,
+        study="qk",
         model=handle.name,
         revision=handle.revision,
         source=handle.source,
@@ -787,7 +626,7 @@ def make_result(
         n_tokens=tuple(int(m) for m in prompts.n_tokens),
         split_words=tuple(w for w, m in zip(config.words, prompts.n_tokens, strict=True) if m > 1),
         multi_token=config.multi_token,
-        dims={k: int(vecs[k].shape[-1]) for k in KINDS},
+        dims={k: int(vecs[k].shape[-1]) for k in PROJECTIONS},
         cos_q=sims["q"],
         cos_k=sims["k"],
         cos_v=sims["v"],

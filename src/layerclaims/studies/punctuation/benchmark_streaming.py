@@ -3,7 +3,7 @@
 ``python -m layerclaims.benchmarks streaming [--mb 50] [--tokenizer gpt2|smollm2] [--whole]``
 
 Each measurement runs in a fresh Python process (so one's peak does not hide another's) that imports the tokenizer,
-then selects 250 marks per kind the way study A does (:func:`layerclaims.tokens.scan_marks` over
+then selects 250 marks per kind the way study A does (:func:`layerclaims.studies.punctuation.scan.scan_marks` over
 :func:`layerclaims.data.load_study_text`, CRLF stream) and prints its peak resident set (``VmHWM``) and wall time.
 The 50 MB text is pg219 (CRLF) repeated into a temporary file under ``/tmp`` (deleted afterwards; never commit it).
 ``--whole`` also measures the old way on the large text (read it whole, tokenise all of it, flag the marks on the
@@ -43,13 +43,13 @@ def vmhwm():
 t0 = time.perf_counter()
 if cfg["way"] == "whole":
     from layerclaims.data import load_corpus
-    from layerclaims.studies.punctuation import find_marks, tokenize
+    from layerclaims.studies.punctuation.marks import find_marks, tokenize
     text = Path(cfg["corpus"]).read_text(encoding="utf-8").replace("\n", "\r\n")
     ids = tokenize(tok, text)
     found = find_marks(ids, tok)
     n_tokens, complete = int(ids.size), True
 else:
-    from layerclaims.tokens import scan_marks
+    from layerclaims.studies.punctuation.scan import scan_marks
     st = load_study_text(cfg["corpus"], line_endings="crlf")
     scan = scan_marks(tok, st.pieces, n=250, selection=cfg["selection"], seed=0)
     n_tokens, complete = scan.n_tokens, scan.complete

@@ -1,6 +1,6 @@
 """Figures of study A (punctuation) from a saved :class:`~layerclaims.studies.punctuation.PunctuationResult`.
 
-Files written by :func:`plot_all` (PNG, Agg backend, never a model run):
+The files of :func:`figures` (PNG, Agg backend, never a model run):
 
 * ``punct_scatter_claim_layers.png``: covariance (x) vs MI (y) over all pairs at the detail (claim) layers, one row
   per kind; points coloured by covariance cluster; pooled r, cluster counts in the titles; per-cluster OLS lines
@@ -16,7 +16,7 @@ Files written by :func:`plot_all` (PNG, Agg backend, never a model run):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
 
-from layerclaims.figures import draw_table
 from layerclaims.figures.layout import margins
+from layerclaims.studies.punctuation.marks import KINDS
 
-KINDS = ("internal", "terminal")
 _CMAP = plt.get_cmap("tab10")
 
 
@@ -283,17 +282,13 @@ def plot_means_depth(result: Any, path: Path) -> Path:
     return path
 
 
-def figures(result: Any) -> dict[str, Callable[[Path], Path]]:
-    """Every figure of study A for ``result``: file name -> a function drawing it to a path (what :func:`plot_all`
-    draws, and what the ``figures`` benchmark times one by one)."""
+def figures(result: Any, claims: Sequence[Any] = ()) -> dict[str, Callable[[Path], Path]]:
+    """Every figure of study A for ``result``: file name -> a function drawing it to a path (what the pipeline
+    draws, and what the ``figures`` benchmark times one by one). The claim layers are the result's detail layers,
+    which the caller set from the run's claims (``claims`` is not read)."""
     drawn: dict[str, Callable[[Path], Path]] = {"punct_scatter_claim_layers.png": partial(plot_claim_scatter, result)}
     for kind in KINDS:
         drawn[f"punct_grid_{kind}.png"] = partial(plot_grid, result, kind)
         drawn[f"punct_hist_{kind}.png"] = partial(plot_histograms, result, kind)
     drawn["punct_means_depth.png"] = partial(plot_means_depth, result)
     return drawn
-
-
-def plot_all(result: Any, out_dir: str | Path) -> list[Path]:
-    """Write every figure of study A for ``result`` into ``out_dir`` (created); returns the paths."""
-    return draw_table(figures(result), out_dir)

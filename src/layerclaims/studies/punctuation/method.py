@@ -1,0 +1,135 @@
+"""Study A's run: the steps of :mod:`layerclaims.studies.punctuation` in order, and the result's provenance."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from layerclaims import results
+from layerclaims.studies.punctuation.analysis import analyse_kind
+from layerclaims.studies.punctuation.config import DEFAULT_DETAIL_LAYERS, Config, kind_seeds
+from layerclaims.studies.punctuation.explain import explain_kind
+from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
+from layerclaims.studies.punctuation.marks import KINDS
+from layerclaims.studies.punctuation.result import STUDY, KindResult, PunctuationResult
+from layerclaims.studies.punctuation.scan import study_marks
+
+Progress = Callable[[str], None]
+
+
+def run(handle: Any, config: Config | None = None, progress: Progress | None = None) -> PunctuationResult:
+    """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``; ``progress`` (optional) is
+    called with short messages such as ``"punctuation internal: layer 5 (6 of 32)"``."""
+    config = config or Config()
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    # The text as served (CRLF, header kept) or the LF body, tokenised in chunks until the selection is complete.
+    sm = study_marks(
+        handle.tokenizer,
+        config.corpus,
+        line_endings=config.line_endings,
+        n=config.n,
+        selection=config.selection,
+        kind_seeds=[kind_seeds(config.seed, kind).selection for kind in KINDS],
+        start=config.start,
+        marks=config.marks,
+    )
+    t_tok = time.perf_counter() - t0
+    layers, post_norm = entries(handle, config.layers)
+    wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS
+    detail = detail_entries(layers, post_norm, wanted, int(handle.n_blocks))
+    per_kind: dict[str, KindResult] = {}
+    tm = {"forward_s": 0.0, "analysis_s": 0.0}
+    steps: dict[str, float] = {}
+    for kind in KINDS:
+        seeds = kind_seeds(config.seed, kind)
+        scan = sm.scan.kinds[kind]
+        sel = scan.selected
+        say(f"punctuation {kind}: forward pass over {sel.size} marks")
+        t1 = time.perf_counter()
+        X = extract_marks(handle, scan.windows, layers, post_norm, config.batch_size)
+        t2 = time.perf_counter()
+        counts = {c: getattr(scan, c) for c in ("found", "skipped_start", "skipped_end", "usable")}
+        res = analyse_kind(
+            X,
+            config,
+            seeds=seeds,
+            layers=layers,
+            post_norm=post_norm,
+            detail=detail,
+            kind=kind,
+            counts={c: int(v) for c, v in counts.items()},
+            marks=sel,
+            timings=steps,
+            progress=progress,
+        )
+        per_kind[kind] = explain_kind(res, sm.token_view(kind), handle.tokenizer)
+        tm["forward_s"] += t2 - t1
+        tm["analysis_s"] += time.perf_counter() - t2
+    return PunctuationResult(
+        model=handle.name,
+        n_blocks=int(handle.n_blocks),
+        layers=layers,
+        post_norm=post_norm,
+        internal=per_kind["internal"],
+        terminal=per_kind["terminal"],
+        config=_config_dict(config),
+        provenance=_provenance(
+            handle, config, sm, layers, post_norm, {"tokenize_s": t_tok, **tm, "analysis_steps": steps}
+        ),
+    )
+
+
+def _config_dict(config: Config) -> dict[str, Any]:
+    cfg = {f: getattr(config, f) for f in config.__dataclass_fields__}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+def _provenance(
+    handle: Any,
+    config: Config,
+    sm: Any,
+    layers: np.ndarray,
+    post_norm: np.ndarray,
+    timings: dict[str, Any],
+) -> dict[str, Any]:
+    return results.provenance(
+        study=STUDY,
+        model=handle.name,
+        revision=getattr(handle, "revision", None),
+        model_source=getattr(handle, "source", None),
+        device=str(getattr(handle, "device", "cpu")),
+        dtype=str(getattr(handle, "dtype", "float32")),
+        corpus=sm.corpus,
+        n_tokens=int(sm.scan.n_tokens),
+        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
+        + (
+            "" if sm.scan.complete else ", stopped once the selection was complete: n_tokens and marks_found cover that"
+        ),
+        selection=config.selection,
+        seed=config.seed,
+        marks=config.marks,
+        n=config.n,
+        marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
+        mi_estimator=config.mi_estimator,
+        norm_entries={
+            "last_hidden_state_post_norm": bool(post_norm.any()),
+            "pre_norm_entries": [int(x) for x in layers[~post_norm]],
+            "post_norm_entries": [int(x) for x in layers[post_norm]],
+            "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
+        },
+        timings=timings,
+        threads=_threads(),
+    )
+
+
+def _threads() -> int:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:  # pragma: no cover
+        return 1

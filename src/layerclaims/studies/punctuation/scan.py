@@ -1,0 +1,380 @@
+"""Study A's streaming scan for punctuation marks over the incremental tokenisation of :mod:`layerclaims.tokens`.
+
+Per kind, ``n`` marks and the 31-token window around each. ``selection="first"``: one pass that stops once the
+selection is complete. ``"random"``: the marks are counted in one streaming pass (only their token indices are kept,
+8 bytes a mark) and the windows of the drawn ones gathered in a second pass that stops at the last drawn mark. The
+flag rule is :func:`layerclaims.studies.punctuation.marks.find_marks`'s, applied chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from layerclaims.errors import UsageError
+from layerclaims.studies.punctuation.marks import AFTER, BEFORE, CONTEXT, KINDS, MARK_SETS
+from layerclaims.tokens import TokenChunk, iter_token_chunks
+
+# --------------------------------------------------------------------------------------------------- mark flags
+
+
+class _FlagTable:
+    """Per-token-id flags of the notebook's rule, each distinct id decoded once, lazily, as it first appears."""
+
+    # boolean arrays indexed by token id, set (and grown) by _grow
+    known: np.ndarray  # the id has been decoded
+    internal: np.ndarray
+    terminal: np.ndarray
+    period: np.ndarray
+    ends_digit: np.ndarray
+    starts_digit: np.ndarray
+
+    def __init__(self, tokenizer: Any, marks: str) -> None:
+        self.tok = tokenizer
+        self.sets = MARK_SETS[marks]
+        size = max(
+            int(getattr(tokenizer, "vocab_size", 0) or 0), len(tokenizer) if hasattr(tokenizer, "__len__") else 0
+        )
+        self._grow(max(size, 1))
+
+    def _grow(self, size: int) -> None:
+        old = getattr(self, "known", np.zeros(0, dtype=bool)).size
+        for name in ("known", "internal", "terminal", "period", "ends_digit", "starts_digit"):
+            arr = np.zeros(size, dtype=bool)
+            if old:
+                arr[:old] = getattr(self, name)
+            setattr(self, name, arr)
+
+    def update(self, ids: np.ndarray) -> None:
+        if ids.size and int(ids.max()) >= self.known.size:
+            self._grow(int(ids.max()) + 1)
+        new = np.unique(ids[~self.known[ids]])
+        for u in new:
+            d = self.tok.decode([int(u)])
+            s = d.strip()
+            self.internal[u] = s in self.sets["internal"]
+            self.terminal[u] = s in self.sets["terminal"]
+            self.period[u] = s == "."
+            self.ends_digit[u] = bool(d) and d[-1].isdigit()
+            self.starts_digit[u] = bool(d) and d[0].isdigit()
+            self.known[u] = True
+
+
+# --------------------------------------------------------------------------------------------------- the scan
+
+
+@dataclass(eq=False)
+class KindScan:
+    """What the scan found for one kind. ``found``: marks flagged (over the part scanned); ``skipped_start``/
+    ``skipped_end``: without a full 20-before/10-after window; ``usable``: with one. ``selected``: token indices of
+    the selected marks (text order); ``windows`` ``[n, 31]`` their contexts (the mark at index 20); ``chars``: the
+    character offset in the text of each selected mark's last character (-1 without offsets)."""
+
+    found: int = 0
+    skipped_start: int = 0
+    skipped_end: int = 0
+    usable: int = 0
+    selected: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, CONTEXT), dtype=np.int64))
+    chars: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+@dataclass(eq=False)
+class MarkScan:
+    """The result of :func:`scan_marks`: one :class:`KindScan` per kind, ``n_tokens`` tokens scanned,
+    ``complete`` (True when the whole text was tokenised; False when the scan stopped once the selection was
+    complete, so ``found``/``usable`` count marks up to token ``n_tokens``), ``passes`` (tokenisation passes)."""
+
+    kinds: dict[str, KindScan]
+    n_tokens: int
+    complete: bool
+    passes: int
+
+
+class _Scanner:
+    """Walks token chunks, flags marks, and hands each decided mark (with its window) to a callback. A mark at
+    index ``p`` is decided once the tokens up to ``p + AFTER`` are known (or the text ended)."""
+
+    def __init__(self, tokenizer: Any, start: int, marks: str) -> None:
+        self.flags = _FlagTable(tokenizer, marks)
+        self.start = start
+        self.buf = np.zeros(0, dtype=np.int64)
+        self.buf_ends = np.zeros(0, dtype=np.int64)
+        self.b0 = 0  # stream index of buf[0]
+        self.frontier = 0  # marks at stream indices < frontier are decided
+
+    def feed(self, chunk: TokenChunk | None) -> list[tuple[int, np.ndarray, int, int, bool]]:
+        """Add a chunk (None = end of text); return decided marks ``(kind index, window or empty, char, index,
+        usable)`` in text order."""
+        if chunk is not None:
+            self.flags.update(chunk.ids)
+            self.buf = np.concatenate([self.buf, chunk.ids])
+            self.buf_ends = np.concatenate([self.buf_ends, chunk.ends])
+        b1 = self.b0 + self.buf.size
+        stop = b1 if chunk is None else b1 - AFTER  # exclusive end of decidable positions
+        out: list[tuple[int, np.ndarray, int, int, bool]] = []
+        if stop > self.frontier:
+            lo, hi = self.frontier - self.b0, stop - self.b0
+            f = self.flags
+            ids = self.buf
+            pos = np.arange(lo, hi)
+            cand = ids[lo:hi]
+            prev_digit = np.zeros(pos.size, dtype=bool)
+            has_prev = pos > 0
+            prev_digit[has_prev] = f.ends_digit[ids[pos[has_prev] - 1]]
+            next_digit = np.zeros(pos.size, dtype=bool)
+            has_next = pos + 1 < ids.size
+            next_digit[has_next] = f.starts_digit[ids[pos[has_next] + 1]]
+            gpos = pos + self.b0
+            in_range = gpos >= self.start
+            internal = f.internal[cand] & in_range
+            terminal = f.terminal[cand] & in_range & ~(f.period[cand] & (prev_digit | next_digit))
+            for local in np.flatnonzero(internal | terminal):
+                p = int(pos[local])
+                g = int(gpos[local])
+                k = 0 if internal[local] else 1
+                ok = g >= BEFORE and (chunk is not None or p + AFTER <= ids.size - 1)
+                win = ids[p - BEFORE : p + AFTER + 1].copy() if ok else np.zeros(0, dtype=np.int64)
+                out.append((k, win, int(self.buf_ends[p]) - 1 if self.buf_ends[p] >= 0 else -1, g, ok))
+            self.frontier = stop
+        keep_from = max(self.frontier - BEFORE - 1, self.b0) - self.b0
+        if keep_from > 0:
+            self.buf = self.buf[keep_from:]
+            self.buf_ends = self.buf_ends[keep_from:]
+            self.b0 += keep_from
+        return out
+
+
+def _pass(
+    tokenizer: Any,
+    pieces: Iterable[str],
+    start: int,
+    marks: str,
+    visit: Any,
+    **kwargs: Any,
+) -> tuple[int, bool]:
+    """One tokenisation pass; ``visit(kind, window, char, index, usable) -> bool`` returns True to stop.
+    Returns ``(tokens seen, complete)``."""
+    sc = _Scanner(tokenizer, start, marks)
+    n = 0
+    for chunk in iter_token_chunks(tokenizer, pieces, **kwargs):
+        n += chunk.ids.size
+        for item in sc.feed(chunk):
+            if visit(*item):
+                return n, False
+    for item in sc.feed(None):
+        if visit(*item):
+            return n, True
+    return n, True
+
+
+def scan_marks(
+    tokenizer: Any,
+    pieces: Any,
+    *,
+    n: int,
+    selection: Literal["first", "random"] = "first",
+    seed: int = 0,
+    start: int = 400,
+    marks: Literal["original", "extended"] = "original",
+    stop_early: bool = True,
+    kind_seeds: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> MarkScan:
+    """Select ``n`` marks per kind by streaming the text, with the notebook's flag rule (the same marks as
+    ``studies.punctuation.find_marks`` on the whole token stream, then ``usable_marks`` and ``select_marks``).
+
+    ``pieces``: a string, or a callable returning a fresh iterable of the text's consecutive pieces (needed for
+    ``"random"``, which reads the text twice). ``"first"``: one pass that stops once both kinds have ``n`` usable
+    marks (``stop_early=False`` reads on to count every mark). ``"random"``: pass 1 keeps the usable marks' token
+    indices; ``np.random.default_rng(seeds[k]).choice(usable, n, replace=False)`` for kind ``k`` (0 internal,
+    1 terminal; ``seeds`` = ``kind_seeds``, default ``seed + k``), sorted; pass 2 gathers their windows and stops
+    after the last. Raises UsageError when a kind has fewer than ``n`` usable marks."""
+    if marks not in MARK_SETS:
+        raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
+    if selection not in ("first", "random"):
+        raise UsageError(f"unknown selection {selection!r}: use 'first' (the notebook) or 'random' (the write-up)")
+    if n < 3:
+        raise UsageError(f"n={n}: at least 3 marks are needed for pairs and a correlation; use n >= 3")
+
+    def fresh() -> Any:
+        return pieces() if callable(pieces) else pieces
+
+    scans = {kind: KindScan() for kind in KINDS}
+    wins: dict[int, list[np.ndarray]] = {0: [], 1: []}
+    idx: dict[int, list[int]] = {0: [], 1: []}
+    chars: dict[int, list[int]] = {0: [], 1: []}
+
+    def count(k: int, ok: bool, g: int) -> KindScan:
+        s = scans[KINDS[k]]
+        s.found += 1
+        if ok:
+            s.usable += 1
+        elif g < BEFORE:
+            s.skipped_start += 1
+        else:
+            s.skipped_end += 1
+        return s
+
+    if selection == "first":
+
+        def visit_first(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
+            count(k, ok, g)
+            if ok and len(idx[k]) < n:
+                wins[k].append(win)
+                idx[k].append(g)
+                chars[k].append(ch)
+            return stop_early and len(idx[0]) >= n and len(idx[1]) >= n
+
+        n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_first, **kwargs)
+        passes = 1
+    else:
+        usable: dict[int, list[int]] = {0: [], 1: []}
+
+        def visit_count(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
+            count(k, ok, g)
+            if ok:
+                usable[k].append(g)
+            return False
+
+        n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_count, **kwargs)
+        drawn: dict[int, set[int]] = {}
+        for k, kind in enumerate(KINDS):
+            u = np.asarray(usable[k], dtype=np.int64)
+            _check_enough(n, u.size, kind)
+            kind_seed = int(kind_seeds[k]) if kind_seeds is not None else seed + k
+            drawn[k] = {int(x) for x in np.random.default_rng(kind_seed).choice(u, size=n, replace=False)}
+        last = max(max(d) for d in drawn.values())
+
+        def visit_gather(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
+            if g in drawn[k]:
+                wins[k].append(win)
+                idx[k].append(g)
+                chars[k].append(ch)
+            return g >= last
+
+        _pass(tokenizer, fresh(), start, marks, visit_gather, **kwargs)
+        passes = 2
+    for k, kind in enumerate(KINDS):
+        s = scans[kind]
+        _check_enough(n, len(idx[k]), kind, complete=complete)
+        s.selected = np.asarray(idx[k], dtype=np.int64)
+        s.windows = np.asarray(wins[k], dtype=np.int64).reshape(-1, CONTEXT)
+        s.chars = np.asarray(chars[k], dtype=np.int64)
+    return MarkScan(kinds=scans, n_tokens=n_tok, complete=complete, passes=passes)
+
+
+def _check_enough(n: int, have: int, kind: str, *, complete: bool = True) -> None:
+    if have < n:
+        raise UsageError(
+            f"asked for {n} {kind} marks but only {have} usable ones exist (with a full 20-before/10-after "
+            f"context): use n <= {have}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------- CRLF vs LF
+
+
+def lf_body_positions(crlf_text: str, body: str, chars: np.ndarray) -> np.ndarray:
+    """Map character offsets in a served CRLF text to offsets in its LF body (``data.StudyText.body``: header and
+    licence stripped, ``\\n`` endings); -1 for an offset outside the body. Offset ``q`` in the CRLF text is
+    ``q - (carriage returns before q)`` in the LF text, minus where the body starts in it."""
+    chars = np.asarray(chars, dtype=np.int64)
+    served_lf = crlf_text.replace("\r\n", "\n")
+    start = served_lf.find(body)
+    if start < 0:
+        return np.full(chars.shape, -1, dtype=np.int64)
+    cr = np.array([i for i, c in enumerate(crlf_text) if c == "\r"], dtype=np.int64) if "\r" in crlf_text else None
+    q = chars - (np.searchsorted(cr, chars) if cr is not None else 0) - start
+    return np.where((chars >= 0) & (q >= 0) & (q < len(body)), q, -1)
+
+
+def shared_marks(crlf_chars: np.ndarray, crlf_text: str, body: str, lf_chars: np.ndarray) -> int:
+    """How many marks selected on the CRLF stream (by their last character's offset) are also selected on the LF
+    body's stream: the same character of the book."""
+    mapped = lf_body_positions(crlf_text, body, crlf_chars)
+    return int(np.intersect1d(mapped[mapped >= 0], np.asarray(lf_chars, dtype=np.int64)).size)
+
+
+# --------------------------------------------------------------------------------------------------- for study A
+
+
+@dataclass(eq=False)
+class StudyMarks:
+    """Study A's marks from a corpus: ``scan`` (:class:`MarkScan`), ``corpus`` (the text's provenance, with
+    ``line_endings``, ``header_present``, ``start`` and, on the CRLF path of a text read whole,
+    ``shared_marks_with_lf``: per kind, how many selected marks the body-only LF path selects too)."""
+
+    scan: MarkScan
+    corpus: dict[str, Any]
+
+    def token_view(self, kind: str) -> TokenView:
+        """The token stream as far as the selected marks' windows of ``kind`` show it (:class:`TokenView`)."""
+        k = self.scan.kinds[kind]
+        return TokenView(self.scan.n_tokens, k.selected, k.windows)
+
+
+class TokenView:
+    """Stands for the whole token stream where only the selected marks' windows are read (study A's explanation
+    of mark groups): ``view[lo:hi]`` gives the tokens of every window in that range (other positions hold the
+    first window's first token, never read), ``np.asarray(view).size`` is the number of tokens scanned (a
+    zero-memory broadcast), so positions in the book are relative to the part scanned."""
+
+    def __init__(self, n_tokens: int, marks: np.ndarray, windows: np.ndarray) -> None:
+        self.n_tokens, self.marks, self.windows = int(n_tokens), np.asarray(marks), np.asarray(windows)
+
+    def __len__(self) -> int:
+        return self.n_tokens
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.broadcast_to(np.zeros(1, dtype=dtype or np.int64), (self.n_tokens,))
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        lo, hi, _ = item.indices(self.n_tokens)
+        fill = int(self.windows[0, 0]) if self.windows.size else 0
+        out = np.full(max(hi - lo, 0), fill, dtype=np.int64)
+        for m, win in zip(self.marks, self.windows, strict=True):
+            a = int(m) - BEFORE
+            for j in range(max(a, lo), min(a + CONTEXT, hi)):
+                out[j - lo] = win[j - a]
+        return out
+
+
+def study_marks(
+    tokenizer: Any,
+    corpus: str,
+    *,
+    line_endings: str = "crlf",
+    n: int = 250,
+    selection: Literal["first", "random"] = "first",
+    seed: int = 0,
+    start: int = 400,
+    marks: Literal["original", "extended"] = "original",
+    kind_seeds: Sequence[int] | None = None,
+) -> StudyMarks:
+    """Load the study's text (:func:`layerclaims.data.load_study_text`) and select its marks by streaming
+    (:func:`scan_marks`); on the CRLF path, also select on the LF body to count the marks both paths share."""
+    from layerclaims.data import load_study_text
+
+    text = load_study_text(corpus, line_endings=line_endings)
+    opts: dict[str, Any] = {"n": n, "selection": selection, "seed": seed, "start": start, "marks": marks}
+    scan = scan_marks(tokenizer, text.pieces, kind_seeds=kind_seeds, **opts)
+    prov = {**text.provenance(), "start": start}
+    if line_endings == "crlf" and text.text is not None and text.body is not None:
+        try:
+            lf = scan_marks(tokenizer, text.body, kind_seeds=kind_seeds, **opts)
+        except UsageError as exc:  # the LF body may hold fewer marks: say so rather than fail the study
+            prov["shared_marks_with_lf"] = f"not computed: {exc}"
+        else:
+            prov["shared_marks_with_lf"] = {
+                kind: shared_marks(scan.kinds[kind].chars, text.text, text.body, lf.kinds[kind].chars) for kind in KINDS
+            }
+            prov["shared_marks_of"] = n
+    else:
+        prov["shared_marks_with_lf"] = None if line_endings == "lf" else "not computed for a streamed text"
+    prov["tokens_scanned"] = scan.n_tokens
+    prov["scan_complete"] = scan.complete
+    return StudyMarks(scan, prov)

@@ -1,0 +1,188 @@
+"""A study is a plug-in that declares itself: one :class:`Study` object per study, found through entry points.
+
+A study package (the package's own, under ``layerclaims/studies/``, or a third party's) defines a module-level
+:class:`Study` and registers it in its ``pyproject.toml``::
+
+    [project.entry-points."layerclaims.studies"]
+    norm = "normstudy:STUDY"
+
+Everything the rest of the package needs of a study is read from that object: its name, its ``Config`` (the
+defaults, defined there once; a claim's ``settings`` are its fields), the statistics its result measures (at one
+layer or over layers), what a claim's layer counts (``"block"``: a 0-based block; ``"hidden_state"``: an index into
+``hidden_states``), the mark kinds a claim may select, how to run it, its figures, its report section and its
+robustness choices. Importing a declaration must not import torch: ``run``, ``figures``, ``report_section``,
+``benchmarks`` and the robustness run import their heavy modules when called (``docs/architecture.md``, "Writing
+a study").
+
+This module imports nothing of the package but :mod:`layerclaims.errors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
+
+from layerclaims.errors import UsageError
+
+GROUP = "layerclaims.studies"
+LayerUnit = Literal["block", "hidden_state"]
+Progress = Callable[[str], None]
+Draw = Callable[[Path], Path]
+# (handle, run-choice values, analysis variants, claim layers, grid settings) -> (one result per variant, timings)
+RobustnessRun = Callable[
+    [Any, Mapping[str, str], Sequence[Mapping[str, str]], Sequence[int], Mapping[str, Any]],
+    tuple[list[Any], dict[str, Any]],
+]
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A statistic the study's result measures: ``name`` (what a claim's condition names), ``over_layers`` (False:
+    read at the layer the claim names; True: read over every layer, the claim names none) and ``description``."""
+
+    name: str
+    over_layers: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class ClaimRead:
+    """What a figure needs of one claim of the run: its id, condition and the layer it reads on this model (the
+    claim's layer mapped by relative depth; None for a statistic over layers). Studies never read claim files:
+    the pipeline hands these over."""
+
+    id: str
+    statistic: str
+    comparison: str
+    threshold: float
+    layer: int | None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """A study's choices for ``layerclaims robustness`` (a specification curve).
+
+    ``choices``: choice -> its values, the original's first. ``offset``: the choice whose values (``"0"``, ``"-1"``,
+    ``"+1"``) read the same run at a neighbouring layer. ``run_choices``: the choices that need a run of their own;
+    the others (but ``offset``) are analysis variants read from one run. ``grid``: the reduced resampling settings
+    of the grid (Config fields). ``run(handle, values, variants, layers, grid)``: one run for the ``run_choices``
+    values ``values`` with the settings ``grid``, returning one result per analysis variant of ``variants`` (each a
+    dict of the other choices' values) and a dict of timings (``forward_s``, ``analysis_s``, ``cache``...);
+    ``layers``: the layers the claims read on this model, neighbours included. ``notes``: what robustness.json
+    should say about the grid's approximations."""
+
+    choices: Mapping[str, tuple[str, ...]]
+    offset: str
+    run_choices: tuple[str, ...]
+    grid: Mapping[str, int]
+    run: RobustnessRun
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study, as the rest of the package sees it.
+
+    ``name``: the study's name (``--study NAME``, ``study = "NAME"`` in a claims file, the result's file stem).
+    ``config``: its ``Config`` class, a frozen dataclass whose defaults are the study's method. ``statistics``: what
+    its result's ``measure(statistic, *, layer, kind)`` reads. ``layer_unit``: what a claim's layer counts.
+    ``kinds``: the mark kinds a claim may select (``kind = "internal"``), None when it has none. ``run(handle,
+    config, progress)``: the result (a :class:`~layerclaims.results.SavedResult` with ``model``, ``n_blocks``,
+    ``provenance``, ``measure`` and ``save``). ``result``: returns the result class (for loading a saved one).
+    ``figures(result, claims)``: file name -> drawing function (``claims``: the run's :class:`ClaimRead`), or None.
+    ``report_section(result)``: Markdown the report adds, or None. ``robustness``: its choices, or None.
+    ``shorthands``: claim-file settings written another way: name -> a function of the TOML value returning the
+    Config fields it stands for (UsageError with the fix for a bad value).
+    ``index_settings``: the Config fields that index the model (a ``layer_unit`` each), checked against its depth.
+    ``minimums``: the smallest value each setting can take and still mean something. ``spec_prefix``: the letter of
+    its robustness specification ids. ``benchmarks``: name -> ``main(argv)`` of its benchmarks
+    (``python -m layerclaims.benchmarks NAME``)."""
+
+    name: str
+    config: type
+    statistics: tuple[Statistic, ...]
+    layer_unit: LayerUnit
+    run: Callable[[Any, Any, Progress | None], Any]
+    result: Callable[[], Any]
+    kinds: tuple[str, ...] | None = None
+    figures: Callable[[Any, Sequence[ClaimRead]], Mapping[str, Draw]] | None = None
+    report_section: Callable[[Any], str] | None = None
+    robustness: Robustness | None = None
+    shorthands: Mapping[str, Callable[[Any], Mapping[str, Any]]] = field(default_factory=dict)
+    index_settings: Mapping[str, LayerUnit] = field(default_factory=dict)
+    minimums: Mapping[str, float] = field(default_factory=dict)
+    spec_prefix: str = ""
+    benchmarks: Mapping[str, Callable[[list[str]], int | None]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The settings a claim may fix: the Config's fields, then the shorthands."""
+        return (*(f.name for f in dataclasses.fields(self.config)), *self.shorthands)
+
+    def statistic_names(self, *, over_layers: bool) -> tuple[str, ...]:
+        return tuple(s.name for s in self.statistics if s.over_layers == over_layers)
+
+    def load(self, directory: str | Path) -> Any:
+        """The result this study saved in ``directory`` (``<name>.json`` and ``.npz``)."""
+        return self.result().load(directory)
+
+
+_loaded: dict[str, Study] | None = None
+
+
+def registry() -> dict[str, Study]:
+    """Every installed study by name: the package's own first, then the others, each group by name. Loaded once.
+    UsageError naming the distribution and the fix when an entry point cannot be loaded."""
+    global _loaded
+    if _loaded is None:
+        found: dict[str, Study] = {}
+        eps = entry_points(group=GROUP)
+        for ep in sorted(eps, key=lambda e: (e.value.split(".")[0] != "layerclaims", e.name)):
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "an unknown distribution"
+            fix = (
+                f"reinstall or upgrade {dist} (pip install --upgrade {dist}), or uninstall it; its entry point "
+                f'{ep.name} = "{ep.value}" is in group {GROUP}'
+            )
+            try:
+                obj = ep.load()
+            except Exception as exc:  # any error while importing a third party's module
+                raise UsageError(
+                    f"study {ep.name!r} of {dist} cannot be loaded: {type(exc).__name__}: {exc}", fix=fix
+                ) from None
+            if not isinstance(obj, Study):
+                raise UsageError(f"study {ep.name!r} of {dist} is a {type(obj).__name__}, not a Study", fix=fix)
+            if obj.name != ep.name or obj.name in found:
+                why = "is registered twice" if obj.name in found else f"is registered as {ep.name!r}"
+                raise UsageError(f"study {obj.name!r} of {dist} {why}", fix=fix)
+            found[obj.name] = obj
+        _loaded = found
+    return _loaded
+
+
+def names() -> tuple[str, ...]:
+    """The names of the installed studies (:func:`registry` order)."""
+    return tuple(registry())
+
+
+def get(name: str) -> Study:
+    """Study ``name``; UsageError naming the installed ones otherwise."""
+    studies = registry()
+    if name not in studies:
+        raise UsageError(
+            f"unknown study {name!r}: the installed studies are {', '.join(studies) or 'none'}",
+            fix=f"use one of those, or install the package that registers {name!r} in the entry-point group {GROUP}",
+        )
+    return studies[name]
+
+
+def make_config(study: Study, options: Mapping[str, Any]) -> Any:
+    """``study.config(**options)``; UsageError for an option its Config has not."""
+    try:
+        return study.config(**options)
+    except TypeError as exc:
+        raise UsageError(f"bad option for study {study.name!r}: {exc}") from None
