@@ -21,10 +21,12 @@ Method:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from layerclaims.errors import UsageError
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
 
 NAME = "anisotropy"
 
@@ -40,7 +42,7 @@ class Config:
     ``n_boot``: bootstrap resamples (0: no intervals); ``batch_size``: windows per forward pass."""
 
     corpus: str = "heart-of-darkness"
-    n_windows: int = 24
+    n_windows: int = 16
     length: int = 64
     add_bos: bool = False
     per_window: int = 8
@@ -63,3 +65,80 @@ class Config:
             raise UsageError(
                 f"per_window={self.per_window} exceeds the {available} positions a window offers: draw fewer"
             )
+
+
+# ---------------------------------------------------------------------------------------------------- the plug-in
+
+
+def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
+    from layerclaims.studies.anisotropy.analysis import run
+
+    return run(handle, config, progress)
+
+
+def _result() -> type:
+    from layerclaims.studies.anisotropy.analysis import AnisotropyResult
+
+    return AnisotropyResult
+
+
+def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
+    from layerclaims.studies.anisotropy.figures import figures
+
+    return figures(result, claims)
+
+
+def _report_section(result: Any) -> str:
+    from layerclaims.studies.anisotropy.report import section
+
+    return section(result)
+
+
+ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    "first_token": {"include": {"skip_first": False}, "skip": {"skip_first": True}},
+    "final": {"post_norm": {"final": "post_norm"}, "pre_norm": {"final": "pre_norm"}},
+    "bos": {"no": {"add_bos": False}, "yes": {"add_bos": True}},
+    "sample": {"0": {"seed": 0}, "1": {"seed": 1}},
+}
+
+
+def _robustness_run(
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    layers: Sequence[int],
+    grid: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    from layerclaims.studies.robustness import run_each
+
+    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid)
+
+
+STUDY = Study(
+    name=NAME,
+    config=Config,
+    statistics=(
+        Statistic("mean_cosine", False, "mean cosine between tokens of different windows at a hidden state"),
+        Statistic("last_minus_min_cosine", True, "the last layer's mean cosine minus the smallest over layers"),
+    ),
+    layer_unit="hidden_state",
+    run=_run,
+    result=_result,
+    figures=_figures,
+    report_section=_report_section,
+    robustness=Robustness(
+        choices={
+            "first_token": ("include", "skip"),
+            "final": ("post_norm", "pre_norm"),
+            "bos": ("no", "yes"),
+            "sample": ("0", "1"),
+            "layer": ("0", "-1", "+1"),
+        },
+        offset="layer",
+        run_choices=("first_token", "final", "bos", "sample"),
+        grid={"n_boot": 200},
+        run=_robustness_run,
+    ),
+    minimums={"n_windows": 2, "length": 2, "per_window": 1, "n_boot": 0, "batch_size": 1, "seed": 0},
+    spec_prefix="N",
+)

@@ -18,10 +18,11 @@ Method:
    have one, as a fraction of the depth ``n_blocks``; ``(n_blocks + 1) / n_blocks`` when no layer has them) and
    the persistence (the share of hidden states from the onset to the last block output that still have them; 0
    when none has).
-5. The intervention (Sun et al. section 3.2): at the onset, the massive dimensions at their positions in each
-   window are set to zero, or to their mean over the windows, in the output of the block that writes that hidden
-   state, and the next-token loss of the windows is measured (:mod:`layerclaims.intervene`); the statistics are
-   the increases in mean cross-entropy over the unpatched model (nats per token).
+5. The intervention (Sun et al. section 3.2): at the onset, the massive dimensions at their positions in each of
+   the first ``intervene_windows`` windows are set to zero, or to their mean over all windows, in the output of
+   the block that writes that hidden state, and the next-token loss of those windows is measured
+   (:mod:`layerclaims.intervene`); the statistics are the increases in mean cross-entropy over the unpatched
+   model (nats per token).
 6. Intervals: percentile bootstrap over windows (``n_boot`` resamples; one set of resamples for every statistic,
    the intervention's per-window losses paired with the unpatched ones). Controls: the same statistics on the
    same architecture with re-initialised weights (``control_windows`` windows; :func:`layerclaims.models.
@@ -31,9 +32,12 @@ Method:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from layerclaims.errors import UsageError
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
 
 NAME = "massive"
 
@@ -45,7 +49,8 @@ class Config:
     ``corpus``: a registry name or a text file; ``n_windows`` windows of ``length`` tokens (BOS included when
     ``add_bos``); ``seed``: seeds the windows, the bootstrap, the re-initialised control and the random dimensions;
     ``abs_threshold``/``ratio``: the rule; ``presence``: the share of windows with a massive activation for a
-    layer (or a dimension) to count as having one; ``intervene``: run the zero/mean intervention (causal LMs);
+    layer (or a dimension) to count as having one; ``intervene``: run the zero/mean intervention (causal LMs) on
+    the first ``intervene_windows`` windows (four forward passes with the LM head each: the study's main cost);
     ``n_boot``: bootstrap resamples (0: no intervals); ``control_windows``: windows run through the re-initialised
     model (0: no re-initialised control); ``batch_size``: windows per forward pass."""
 
@@ -58,8 +63,9 @@ class Config:
     ratio: float = 1000.0
     presence: float = 0.5
     intervene: bool = True
+    intervene_windows: int = 8
     n_boot: int = 1000
-    control_windows: int = 4
+    control_windows: int = 2
     batch_size: int = 16
 
     def __post_init__(self) -> None:
@@ -67,6 +73,12 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+        if isinstance(self.intervene_windows, bool) or not isinstance(self.intervene_windows, int):
+            raise UsageError(f"intervene_windows must be an integer >= 2, got {self.intervene_windows!r}")
+        if not 2 <= self.intervene_windows <= self.n_windows:
+            raise UsageError(
+                f"intervene_windows must be in 2..n_windows ({self.n_windows}), got {self.intervene_windows}"
+            )
         if self.control_windows > self.n_windows:
             raise UsageError(f"control_windows ({self.control_windows}) cannot exceed n_windows ({self.n_windows})")
         for name in ("abs_threshold", "ratio"):
@@ -75,3 +87,99 @@ class Config:
                 raise UsageError(f"{name} must be a number >= 0, got {value!r}")
         if isinstance(self.presence, bool) or not isinstance(self.presence, int | float) or not 0 < self.presence <= 1:
             raise UsageError(f"presence must be in (0, 1], got {self.presence!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- the plug-in
+
+
+def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
+    from layerclaims.studies.massive.analysis import run
+
+    return run(handle, config, progress)
+
+
+def _result() -> type:
+    from layerclaims.studies.massive.analysis import MassiveResult
+
+    return MassiveResult
+
+
+def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
+    from layerclaims.studies.massive.figures import figures
+
+    return figures(result, claims)
+
+
+def _report_section(result: Any) -> str:
+    from layerclaims.studies.massive.report import section
+
+    return section(result)
+
+
+ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    "bos": {"yes": {"add_bos": True}, "no": {"add_bos": False}},
+    "sample": {"0": {"seed": 0}, "1": {"seed": 1}},
+    "length": {"64": {"length": 64}, "128": {"length": 128}},
+    "ratio": {"1000": {"ratio": 1000.0}, "100": {"ratio": 100.0}},
+}
+
+
+def _robustness_run(
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    layers: Sequence[int],
+    grid: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    from layerclaims.studies.robustness import run_each
+
+    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid)
+
+
+STUDY = Study(
+    name=NAME,
+    config=Config,
+    statistics=(
+        Statistic("massive_share", False, "share of windows with a massive activation at a hidden state"),
+        Statistic("log10_top_ratio", False, "median over windows of log10(max |a| / median |a|) at a hidden state"),
+        Statistic("n_massive_dims", True, "number of dimensions massive in >= presence of the windows at some layer"),
+        Statistic("top_massive_dim", True, "the dimension with the most massive entries"),
+        Statistic("share_at_first_position", True, "share of massive entries at position 0"),
+        Statistic("share_at_first_or_delimiter", True, "share of massive entries at position 0 or the first delimiter"),
+        Statistic("onset_depth", True, "first hidden state with massive activations / n_blocks"),
+        Statistic("persistence", True, "share of hidden states from the onset on that keep them"),
+        Statistic("zero_loss_increase", True, "next-token loss increase (nats) with the massive dims zeroed"),
+        Statistic(
+            "mean_loss_increase", True, "next-token loss increase (nats) with the massive dims set to their mean"
+        ),
+    ),
+    layer_unit="hidden_state",
+    run=_run,
+    result=_result,
+    figures=_figures,
+    report_section=_report_section,
+    robustness=Robustness(
+        choices={
+            "bos": ("yes", "no"),
+            "sample": ("0", "1"),
+            "length": ("64", "128"),
+            "ratio": ("1000", "100"),
+            "layer": ("0", "-1", "+1"),
+        },
+        offset="layer",
+        run_choices=("bos", "sample", "length", "ratio"),
+        grid={"n_boot": 200, "control_windows": 0},
+        run=_robustness_run,
+        notes=("massive: the grid runs without the re-initialised control (control_windows = 0)",),
+    ),
+    minimums={
+        "n_windows": 2,
+        "length": 2,
+        "n_boot": 0,
+        "control_windows": 0,
+        "intervene_windows": 2,
+        "batch_size": 1,
+        "seed": 0,
+    },
+    spec_prefix="M",
+)

@@ -118,7 +118,9 @@ def layer_statistics(s: Summary, counts: np.ndarray, config: Config, n_blocks: i
     onset = np.array([onset_layer(has[:, i]) for i in range(b)], dtype=object)
     onset_depth = np.array([(n_blocks + 1 if o is None else o) / n_blocks for o in onset], dtype=np.float64)
     persistence = np.array([0.0 if o is None else float(has[o:, i].mean()) for i, o in enumerate(onset)])
-    dim_share = _weighted_share(s.dim_present.transpose(0, 2, 1), counts) if len(s.dims) else np.zeros((share.shape[0], 0, b))
+    dim_share = (
+        _weighted_share(s.dim_present.transpose(0, 2, 1), counts) if len(s.dims) else np.zeros((share.shape[0], 0, b))
+    )
     n_dims = (dim_share >= config.presence).any(axis=0).sum(axis=0).astype(np.float64)  # [B]
     w = counts[:, s.entries[:, 1]].astype(np.float64)  # [B, m]: each entry weighted by its window's count
     if len(s.dims):
@@ -184,7 +186,9 @@ class Intervention:
 
 
 def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, config: Config) -> Intervention:
-    """Run the intervention at hidden state ``layer`` (>= 1) on the windows ``ids``."""
+    """Run the intervention at hidden state ``layer`` (>= 1) on the windows ``ids`` (the first windows of the
+    summary ``s``): the dimensions and their mean values come from every window's massive entries at that layer
+    (the mean over as many inputs as the run has, as Sun et al.'s), the positions from each patched window's own."""
     at = s.entries[s.entries[:, 0] == layer]
     vals = s.values[s.entries[:, 0] == layer]
     dims = tuple(int(d) for d in np.unique(at[:, 3]))
@@ -391,8 +395,10 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     onset = _onset(point, config)
     if config.intervene and handle.arch.causal and onset is not None and onset >= 1:
         say(f"intervention at hidden state {onset}")
-        inter = intervene(handle, windows.ids, s, onset, config)
-        over.update(_intervention_measurements(inter, idx, config))
+        k = config.intervene_windows
+        inter = intervene(handle, windows.ids[:k], s, onset, config)
+        inter_idx = bootstrap_indices(k, config.n_boot, seed=config.seed) if config.n_boot else None
+        over.update(_intervention_measurements(inter, inter_idx, config))
     t4 = time.perf_counter()
     prov = results.provenance(
         study=NAME,

@@ -18,9 +18,12 @@ Method (Gu et al.'s metric):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from layerclaims.errors import UsageError
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
 
 NAME = "sink"
 
@@ -41,7 +44,7 @@ class Config:
     epsilon: float = 0.3
     seed: int = 0
     n_boot: int = 1000
-    control_windows: int = 4
+    control_windows: int = 2
     batch_size: int = 16
 
     def __post_init__(self) -> None:
@@ -53,3 +56,84 @@ class Config:
             raise UsageError(f"control_windows ({self.control_windows}) cannot exceed n_windows ({self.n_windows})")
         if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, int | float) or not 0 <= self.epsilon < 1:
             raise UsageError(f"epsilon must be in [0, 1), got {self.epsilon!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- the plug-in
+
+
+def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
+    from layerclaims.studies.sink.analysis import run
+
+    return run(handle, config, progress)
+
+
+def _result() -> type:
+    from layerclaims.studies.sink.analysis import SinkResult
+
+    return SinkResult
+
+
+def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
+    from layerclaims.studies.sink.figures import figures
+
+    return figures(result, claims)
+
+
+def _report_section(result: Any) -> str:
+    from layerclaims.studies.sink.report import section
+
+    return section(result)
+
+
+ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    "bos": {"no": {"add_bos": False}, "yes": {"add_bos": True}},
+    "epsilon": {"0.3": {"epsilon": 0.3}, "0.2": {"epsilon": 0.2}, "0.5": {"epsilon": 0.5}},
+    "sample": {"0": {"seed": 0}, "1": {"seed": 1}},
+    "length": {"64": {"length": 64}, "32": {"length": 32}},
+}
+
+
+def _robustness_run(
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    layers: Sequence[int],
+    grid: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    from layerclaims.studies.robustness import run_each
+
+    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid)
+
+
+STUDY = Study(
+    name=NAME,
+    config=Config,
+    statistics=(
+        Statistic("sink_share_at_block", False, "share of (window, head) cells of a block with alpha_1 > epsilon"),
+        Statistic(
+            "sink_share", True, "Gu et al.'s Sink_1: share of (window, block, head) cells with alpha_1 > epsilon"
+        ),
+        Statistic("mean_first_token_attention", True, "mean alpha_1 over (window, block, head) cells"),
+    ),
+    layer_unit="block",
+    run=_run,
+    result=_result,
+    figures=_figures,
+    report_section=_report_section,
+    robustness=Robustness(
+        choices={
+            "bos": ("no", "yes"),
+            "epsilon": ("0.3", "0.2", "0.5"),
+            "sample": ("0", "1"),
+            "length": ("64", "32"),
+            "layer": ("0", "-1", "+1"),
+        },
+        offset="layer",
+        run_choices=("bos", "epsilon", "sample", "length"),
+        grid={"n_boot": 200, "control_windows": 0},
+        run=_robustness_run,
+        notes=("sink: the grid runs without the re-initialised control (control_windows = 0)",),
+    ),
+    minimums={"n_windows": 2, "length": 2, "n_boot": 0, "control_windows": 0, "batch_size": 1, "seed": 0},
+    spec_prefix="S",
+)
