@@ -49,21 +49,21 @@ def test_massive_statistics_on_planted_activations() -> None:
     # resampling window 0 three times weighs its entries three times
     counts = np.array([[3.0, 0, 1, 1, 0]])
     first_w, _ = massive.position_shares(s, counts, delim)
-    assert first_w[0] == pytest.approx(15 / 18)  # (3 + 3 + 3 + 3x... ) : window 0 has 3 at pos 0 and 1 elsewhere
+    assert first_w[0] == pytest.approx((3 * 3 + 3 + 3) / (3 * 4 + 3 + 3))  # window 0: 3 of its 4 entries at 0
     none = massive.layer_statistics(massive.summarise(_planted() * 0 + 1.0, config), np.ones((1, 5)), config, 5)
     assert none["onset_depth"][0] == pytest.approx(6 / 5) and none["persistence"][0] == 0.0
 
 
 def test_delimiter_positions(tiny_gpt2: ModelHandle) -> None:
     tok = tiny_gpt2.tokenizer
-    ids = np.array([tok.encode("A cat sat. Then"), tok.encode(". one two three")])
+    ids = np.array([tok.encode("A cat sat. Then")[:5], tok.encode(". one two three four")[:5]])
     got = massive.delimiter_positions(tok, ids)
     assert got[0] == 3 and got[1] == -1  # position 0 never counts as the first delimiter
 
 
 def test_massive_run_with_an_intervention_matches_a_hand_patch(tiny_gpt2: ModelHandle, shared_data: Path) -> None:
     # tiny-gpt2 has no massive activation; a low ratio makes its largest entries "massive" to exercise every path
-    config = MConfig(n_windows=4, length=16, abs_threshold=0.0, ratio=2.0, n_boot=50, control_windows=2)
+    config = MConfig(n_windows=4, length=16, abs_threshold=0.0, ratio=5.0, n_boot=50, control_windows=2)
     result = massive.run(tiny_gpt2, config)
     inter = result.intervention
     assert inter is not None and len(inter.dims) >= 1
@@ -164,7 +164,7 @@ def test_figures_are_drawn(tiny_gpt2: ModelHandle, shared_data: Path, tmp_path: 
 
     results = {
         "massive": massive.run(
-            tiny_gpt2, MConfig(n_windows=3, length=16, abs_threshold=0, ratio=2.0, n_boot=10, control_windows=1)
+            tiny_gpt2, MConfig(n_windows=3, length=16, abs_threshold=0, ratio=5.0, n_boot=10, control_windows=1)
         ),
         "anisotropy": aniso.run(tiny_gpt2, AConfig(n_windows=3, length=16, per_window=2, n_boot=10)),
         "sink": sink.run(tiny_gpt2, SConfig(n_windows=3, length=16, n_boot=10, control_windows=1)),

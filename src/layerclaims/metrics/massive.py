@@ -37,7 +37,7 @@ def median_magnitude(h: np.ndarray) -> np.ndarray:
 
 
 def massive_mask(h: np.ndarray, *, abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO) -> np.ndarray:
-    """Which entries of each hidden state ``[..., T, d]`` are massive: bool, same shape.
+    """Which entries of each hidden state ``[..., T, d]`` are massive activations (bool, same shape).
 
     Rule (Sun et al. 2024, section 2): ``|a| > abs_threshold`` and ``|a| >= ratio * median(|h|)``, the median over
     that hidden state's every position and dimension (one median per leading index, e.g. per sequence). Both

@@ -18,7 +18,8 @@ Method:
    have one, as a fraction of the depth ``n_blocks``; ``(n_blocks + 1) / n_blocks`` when no layer has them) and
    the persistence (the share of hidden states from the onset to the last block output that still have them; 0
    when none has).
-5. The intervention (Sun et al. section 3.2): at the onset, the massive dimensions at their positions in each of
+5. The intervention (Sun et al. section 3.2): at the first block output that has them (the onset unless
+   that is the embeddings), the massive dimensions at their positions in each of
    the first ``intervene_windows`` windows are set to zero, or to their mean over all windows, in the output of
    the block that writes that hidden state, and the next-token loss of those windows is measured
    (:mod:`layerclaims.intervene`); the statistics are the increases in mean cross-entropy over the unpatched
@@ -50,7 +51,8 @@ class Config:
     ``add_bos``); ``seed``: seeds the windows, the bootstrap, the re-initialised control and the random dimensions;
     ``abs_threshold``/``ratio``: the rule; ``presence``: the share of windows with a massive activation for a
     layer (or a dimension) to count as having one; ``intervene``: run the zero/mean intervention (causal LMs) on
-    the first ``intervene_windows`` windows (four forward passes with the LM head each: the study's main cost);
+    the first ``intervene_windows`` windows (all of them when there are fewer; four forward passes with the LM
+    head each: the study's main cost);
     ``n_boot``: bootstrap resamples (0: no intervals); ``control_windows``: windows run through the re-initialised
     model (0: no re-initialised control); ``batch_size``: windows per forward pass."""
 
@@ -75,9 +77,9 @@ class Config:
                 raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
         if isinstance(self.intervene_windows, bool) or not isinstance(self.intervene_windows, int):
             raise UsageError(f"intervene_windows must be an integer >= 2, got {self.intervene_windows!r}")
-        if not 2 <= self.intervene_windows <= self.n_windows:
+        if self.intervene_windows < 2:
             raise UsageError(
-                f"intervene_windows must be in 2..n_windows ({self.n_windows}), got {self.intervene_windows}"
+                f"intervene_windows must be >= 2 (an interval needs 2 windows), got {self.intervene_windows}"
             )
         if self.control_windows > self.n_windows:
             raise UsageError(f"control_windows ({self.control_windows}) cannot exceed n_windows ({self.n_windows})")

@@ -196,7 +196,8 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
     means = tuple(float(vals[at[:, 3] == d].mean()) for d in dims)
     rng = np.random.default_rng([config.seed, 7477])
     others = np.setdiff1d(np.arange(handle.d_model), np.array(dims))
-    random_dims = tuple(int(d) for d in np.sort(rng.choice(others, size=len(dims), replace=False)))
+    size = min(len(dims), len(others))  # every dimension massive (a degenerate rule): fewer random ones, maybe none
+    random_dims = tuple(int(d) for d in np.sort(rng.choice(others, size=size, replace=False))) if size else ()
     block = layer - 1
     clean = next_token_loss(handle, ids, batch_size=config.batch_size).per_sequence
 
@@ -206,6 +207,8 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
         for w, pos in enumerate(positions):
             if pos:
                 groups.setdefault(pos, []).append(w)
+        if not which:
+            return out
         for pos, members in groups.items():
             patch = Patch(block, which, pos, values)
             out[members] = next_token_loss(handle, ids[members], [patch], batch_size=config.batch_size).per_sequence
@@ -371,7 +374,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
         "n_massive_dims": _measurement(
             point["n_massive_dims"][0], r("n_massive_dims"), base, ctl("n_massive_dims"), True
         ),
-        "top_massive_dim": _measurement(point["top_massive_dim"][0], None, base, None),
+        "top_massive_dim": _measurement(point["top_massive_dim"][0], r("top_massive_dim"), base, None, True),
         "onset_depth": _measurement(
             point["onset_depth"][0],
             r("onset_depth"),
@@ -392,10 +395,12 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
             Control(shuffle_name, float(sh_either[0])),
         )
     inter = None
-    onset = _onset(point, config)
-    if config.intervene and handle.arch.causal and onset is not None and onset >= 1:
+    # the first block output with massive activations (the embeddings, hidden state 0, are no block's output)
+    onset = onset_layer(point["massive_share"][1:, 0] >= config.presence)
+    onset = None if onset is None else onset + 1
+    if config.intervene and handle.arch.causal and onset is not None:
         say(f"intervention at hidden state {onset}")
-        k = config.intervene_windows
+        k = min(config.intervene_windows, n)
         inter = intervene(handle, windows.ids[:k], s, onset, config)
         inter_idx = bootstrap_indices(k, config.n_boot, seed=config.seed) if config.n_boot else None
         over.update(_intervention_measurements(inter, inter_idx, config))
