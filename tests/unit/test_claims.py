@@ -48,7 +48,7 @@ def test_registry_has_every_claim_of_the_spec_once() -> None:
         "B2",
         "B3",
         "B4",
-        *[f"MA{i}" for i in range(1, 13)],
+        *[f"MA{i}" for i in range(1, 14)],
         "AN1",
         "AN2",
         "AN3",

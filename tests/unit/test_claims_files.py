@@ -76,7 +76,7 @@ def test_the_package_claims_come_from_its_toml_files() -> None:
         "B2",
         "B3",
         "B4",
-        *[f"MA{i}" for i in range(1, 13)],
+        *[f"MA{i}" for i in range(1, 14)],
         "AN1",
         "AN2",
         "AN3",
@@ -115,7 +115,7 @@ def test_group_runs_share_one_run_per_study_and_settings(tmp_path: Path) -> None
     assert [(s, [c.id for c in cs]) for s, _, cs in groups] == [
         ("punctuation", ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]),
         ("qk", ["B1", "B2", "B3", "B4"]),
-        ("massive", [f"MA{i}" for i in range(1, 13)]),
+        ("massive", [f"MA{i}" for i in range(1, 14)]),
         ("anisotropy", ["AN1", "AN2", "AN3", "AN4"]),
         ("sink", ["AS1"]),
         ("sink", ["AS2"]),

@@ -11,19 +11,18 @@ Method:
 3. The rule (:func:`layerclaims.metrics.massive.massive_mask`): an entry is massive when ``|a| > abs_threshold``
    (100) and ``|a| >= ratio`` (1,000) times the median ``|a|`` of that window's hidden state at that layer.
 4. Statistics: at each hidden state, the share of windows with a massive activation and the median over windows
-   of ``log10(max |a| / median |a|)``; over layers, the number of dimensions that carry them (a dimension counts
-   when it is massive in at least ``presence`` of the windows at some layer), the dimension with the most massive
-   entries, the share of massive entries at position 0 and at position 0 or the window's first delimiter (a token
-   that is "." or holds a newline), the onset (the first hidden state where at least ``presence`` of the windows
-   have one, as a fraction of the depth ``n_blocks``; ``(n_blocks + 1) / n_blocks`` when no layer has them) and
-   the persistence (the share of hidden states from the onset to the last block output that still have them; 0
-   when none has).
-5. The intervention (Sun et al. section 3.2): at the first block output that has them (the onset unless
-   that is the embeddings), the massive dimensions at their positions in each of
-   the first ``intervene_windows`` windows are set to zero, or to their mean over all windows, in the output of
-   the block that writes that hidden state, and the next-token loss of those windows is measured
-   (:mod:`layerclaims.intervene`); the statistics are the increases in mean cross-entropy over the unpatched
-   model (nats per token).
+   of ``log10(max |a| / median |a|)``; over layers, the largest of those shares, the number of dimensions that
+   carry them (a dimension counts when it is massive in at least ``presence`` of the windows at some layer), the
+   dimension with the most massive entries, the share of massive entries at position 0 and at position 0 or the
+   window's first delimiter (a token that is "." or holds a newline), the onset (the first hidden state where at
+   least ``presence`` of the windows have one, as a fraction of the depth ``n_blocks``; ``(n_blocks + 1) /
+   n_blocks`` when no layer has them) and the persistence (the share of hidden states from the onset to the last
+   block output that still have them; 0 when none has).
+5. The intervention (Sun et al. section 3.2): at the first block output that has them (the onset unless that is
+   the embeddings), the massive dimensions at their positions in each of the first ``intervene_windows`` windows
+   are set to zero, or to their mean over all windows, in the output of the block that writes that hidden state,
+   and the next-token loss of those windows is measured (:mod:`layerclaims.intervene`); the statistics are the
+   increases in mean cross-entropy over the unpatched model (nats per token).
 6. Intervals: percentile bootstrap over windows (``n_boot`` resamples; one set of resamples for every statistic,
    the intervention's per-window losses paired with the unpatched ones). Controls: the same statistics on the
    same architecture with re-initialised weights (``control_windows`` windows; :func:`layerclaims.models.
@@ -144,6 +143,7 @@ STUDY = Study(
     statistics=(
         Statistic("massive_share", False, "share of windows with a massive activation at a hidden state"),
         Statistic("log10_top_ratio", False, "median over windows of log10(max |a| / median |a|) at a hidden state"),
+        Statistic("max_massive_share", True, "the largest share of windows with a massive activation at any layer"),
         Statistic("n_massive_dims", True, "number of dimensions massive in >= presence of the windows at some layer"),
         Statistic("top_massive_dim", True, "the dimension with the most massive entries"),
         Statistic("share_at_first_position", True, "share of massive entries at position 0"),

@@ -24,6 +24,7 @@ from layerclaims.windows import corpus_windows
 LEVEL = 0.95
 AT_LAYER = ("massive_share", "log10_top_ratio")
 OVER_LAYERS = (
+    "max_massive_share",
     "n_massive_dims",
     "top_massive_dim",
     "share_at_first_position",
@@ -370,7 +371,14 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
         return None if reps is None else reps[key]
 
     base = {"n_windows": n, "presence": config.presence, "dims": [int(d) for d in s.dims]}
+    best = int(np.argmax(point["massive_share"][:, 0]))
     over: dict[str, Measurement] = {
+        "max_massive_share": _measurement(
+            float(point["massive_share"][best, 0]),
+            None if reps is None else reps["massive_share"].max(axis=0),
+            base | {"layer": best},
+            Control(control_name, float(np.nanmax(control_share))) if control_name else None,
+        ),
         "n_massive_dims": _measurement(
             point["n_massive_dims"][0], r("n_massive_dims"), base, ctl("n_massive_dims"), True
         ),
