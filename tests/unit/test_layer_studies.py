@@ -199,3 +199,39 @@ def test_declarations_match_the_results() -> None:
 def test_bad_configs(config: type, kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(UsageError, match=match):
         config(**kwargs)
+
+
+# -------------------------------------------------------------------------------------------------- robustness
+
+
+def test_robustness_choices_map_to_config_fields() -> None:
+    from layerclaims import robustness
+    from layerclaims.studies.robustness import run_each
+
+    for name in ("massive", "anisotropy", "sink"):
+        st = registry.get(name)
+        rob = st.robustness
+        assert rob is not None and rob.offset in rob.choices
+        specs = robustness.plan([name])
+        assert specs[0].origin == "original"
+        n_single = sum(len(v) - 1 for v in rob.choices.values())
+        assert len(specs) == 1 + n_single
+        module = __import__(f"layerclaims.studies.{name}", fromlist=["ROBUSTNESS_VALUES"])
+        for choice in rob.run_choices:
+            for value in rob.choices[choice]:
+                out, timings = run_each(
+                    lambda h, c, p: c,
+                    st.config,
+                    module.ROBUSTNESS_VALUES,
+                    None,
+                    {choice: value},
+                    [{}, {}],
+                    rob.grid,
+                )
+                assert len(out) == 2 and out[0] is out[1] and "forward_s" in timings
+                for field_name, expected in module.ROBUSTNESS_VALUES[choice][value].items():
+                    assert getattr(out[0], field_name) == expected
+                for field_name, expected in rob.grid.items():
+                    assert getattr(out[0], field_name) == expected
+        with pytest.raises(UsageError, match="unknown robustness value"):
+            run_each(lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {"nope": "1"}, [{}], {})

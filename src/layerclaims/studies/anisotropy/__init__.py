@@ -95,10 +95,10 @@ def _report_section(result: Any) -> str:
 
 
 ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
-    "first_token": {"include": {"skip_first": False}, "skip": {"skip_first": True}},
-    "final": {"post_norm": {"final": "post_norm"}, "pre_norm": {"final": "pre_norm"}},
-    "bos": {"no": {"add_bos": False}, "yes": {"add_bos": True}},
-    "sample": {"0": {"seed": 0}, "1": {"seed": 1}},
+    "an_first_token": {"include": {"skip_first": False}, "skip": {"skip_first": True}},
+    "an_final": {"post_norm": {"final": "post_norm"}, "pre_norm": {"final": "pre_norm"}},
+    "an_bos": {"no": {"add_bos": False}, "yes": {"add_bos": True}},
+    "an_sample": {"0": {"seed": 0}, "1": {"seed": 1}},
 }
 
 
@@ -128,14 +128,14 @@ STUDY = Study(
     report_section=_report_section,
     robustness=Robustness(
         choices={
-            "first_token": ("include", "skip"),
-            "final": ("post_norm", "pre_norm"),
-            "bos": ("no", "yes"),
-            "sample": ("0", "1"),
+            "an_first_token": ("include", "skip"),
+            "an_final": ("post_norm", "pre_norm"),
+            "an_bos": ("no", "yes"),
+            "an_sample": ("0", "1"),
             "layer": ("0", "-1", "+1"),
         },
         offset="layer",
-        run_choices=("first_token", "final", "bos", "sample"),
+        run_choices=("an_first_token", "an_final", "an_bos", "an_sample"),
         grid={"n_boot": 200},
         run=_robustness_run,
     ),

@@ -118,10 +118,10 @@ def _report_section(result: Any) -> str:
 
 
 ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
-    "bos": {"yes": {"add_bos": True}, "no": {"add_bos": False}},
-    "sample": {"0": {"seed": 0}, "1": {"seed": 1}},
-    "length": {"64": {"length": 64}, "128": {"length": 128}},
-    "ratio": {"1000": {"ratio": 1000.0}, "100": {"ratio": 100.0}},
+    "ma_bos": {"yes": {"add_bos": True}, "no": {"add_bos": False}},
+    "ma_sample": {"0": {"seed": 0}, "1": {"seed": 1}},
+    "ma_length": {"64": {"length": 64}, "128": {"length": 128}},
+    "ma_ratio": {"1000": {"ratio": 1000.0}, "100": {"ratio": 100.0}},
 }
 
 
@@ -162,14 +162,14 @@ STUDY = Study(
     report_section=_report_section,
     robustness=Robustness(
         choices={
-            "bos": ("yes", "no"),
-            "sample": ("0", "1"),
-            "length": ("64", "128"),
-            "ratio": ("1000", "100"),
+            "ma_bos": ("yes", "no"),
+            "ma_sample": ("0", "1"),
+            "ma_length": ("64", "128"),
+            "ma_ratio": ("1000", "100"),
             "layer": ("0", "-1", "+1"),
         },
         offset="layer",
-        run_choices=("bos", "sample", "length", "ratio"),
+        run_choices=("ma_bos", "ma_sample", "ma_length", "ma_ratio"),
         grid={"n_boot": 200, "control_windows": 0},
         run=_robustness_run,
         notes=("massive: the grid runs without the re-initialised control (control_windows = 0)",),

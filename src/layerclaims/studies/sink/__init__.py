@@ -86,10 +86,10 @@ def _report_section(result: Any) -> str:
 
 
 ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
-    "bos": {"no": {"add_bos": False}, "yes": {"add_bos": True}},
-    "epsilon": {"0.3": {"epsilon": 0.3}, "0.2": {"epsilon": 0.2}, "0.5": {"epsilon": 0.5}},
-    "sample": {"0": {"seed": 0}, "1": {"seed": 1}},
-    "length": {"64": {"length": 64}, "32": {"length": 32}},
+    "as_bos": {"no": {"add_bos": False}, "yes": {"add_bos": True}},
+    "as_epsilon": {"0.3": {"epsilon": 0.3}, "0.2": {"epsilon": 0.2}, "0.5": {"epsilon": 0.5}},
+    "as_sample": {"0": {"seed": 0}, "1": {"seed": 1}},
+    "as_length": {"64": {"length": 64}, "32": {"length": 32}},
 }
 
 
@@ -122,14 +122,14 @@ STUDY = Study(
     report_section=_report_section,
     robustness=Robustness(
         choices={
-            "bos": ("no", "yes"),
-            "epsilon": ("0.3", "0.2", "0.5"),
-            "sample": ("0", "1"),
-            "length": ("64", "32"),
-            "layer": ("0", "-1", "+1"),
+            "as_bos": ("no", "yes"),
+            "as_epsilon": ("0.3", "0.2", "0.5"),
+            "as_sample": ("0", "1"),
+            "as_length": ("64", "32"),
+            "block": ("0", "-1", "+1"),
         },
-        offset="layer",
-        run_choices=("bos", "epsilon", "sample", "length"),
+        offset="block",
+        run_choices=("as_bos", "as_epsilon", "as_sample", "as_length"),
         grid={"n_boot": 200, "control_windows": 0},
         run=_robustness_run,
         notes=("sink: the grid runs without the re-initialised control (control_windows = 0)",),
