@@ -235,3 +235,21 @@ def test_robustness_choices_map_to_config_fields() -> None:
                     assert getattr(out[0], field_name) == expected
         with pytest.raises(UsageError, match="unknown robustness value"):
             run_each(lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {"nope": "1"}, [{}], {})
+
+
+def test_cross_window_cosine_with_left_out_tokens_equals_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(1, 3, 3, 4))
+    keep = np.array([[True, False, True], [True, True, True], [False, True, False]])
+    got = aniso.mean_cross_window_cosine(aniso.window_sums(X, keep), keep.sum(axis=1), np.ones((1, 3)))[0, 0]
+    u = X[0] / np.linalg.norm(X[0], axis=-1, keepdims=True)
+    pairs = [
+        float(u[i, a] @ u[j, b])
+        for i in range(3)
+        for j in range(3)
+        if i != j
+        for a in range(3)
+        for b in range(3)
+        if keep[i, a] and keep[j, b]
+    ]
+    assert got == pytest.approx(np.mean(pairs))

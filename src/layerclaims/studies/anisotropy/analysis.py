@@ -12,7 +12,6 @@ import numpy as np
 from layerclaims import results
 from layerclaims.errors import UsageError
 from layerclaims.extract import hidden_state_maps
-from layerclaims.metrics.anisotropy import centre
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, percentile_interval
 from layerclaims.models import ModelHandle
 from layerclaims.results import Control, Measurement
@@ -22,7 +21,7 @@ from layerclaims.windows import corpus_windows
 LEVEL = 0.95
 AT_LAYER = ("mean_cosine",)
 OVER_LAYERS = ("last_minus_min_cosine",)
-CENTRED = "mean-centred representations (the mean over the drawn tokens of each layer removed)"
+CENTRED = "mean-centred representations (each layer's mean over the drawn tokens, first token left out, removed)"
 
 
 def draw_positions(config: Config, rng: np.random.Generator) -> np.ndarray:
@@ -37,23 +36,28 @@ def draw_positions(config: Config, rng: np.random.Generator) -> np.ndarray:
     )
 
 
-def window_sums(X: np.ndarray) -> np.ndarray:
+def window_sums(X: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """``S[l, i, j]``: the sum of the cosines between every drawn representation of window ``i`` and of window ``j``
     at layer ``l``, from ``X`` ``[L, n, k, d]``: with unit vectors ``u``, ``sum_{a,b} u_ia . u_jb = (sum_a u_ia) .
-    (sum_b u_jb)``. UsageError for a zero vector."""
+    (sum_b u_jb)``. ``keep`` (bool ``[n, k]``): only those representations count. UsageError for a zero vector."""
     norms = np.linalg.norm(X, axis=-1, keepdims=True)
-    if (norms == 0).any():
+    mask = np.ones(X.shape[1:3], dtype=bool) if keep is None else keep
+    if (norms[:, mask] == 0).any():
         raise UsageError("a drawn representation is the zero vector: its cosine is undefined")
-    V = (X / norms).sum(axis=2)  # [L, n, d]
+    U = np.where(mask[None, :, :, None], X / np.where(norms == 0, 1.0, norms), 0.0)
+    V = U.sum(axis=2)  # [L, n, d]
     return np.einsum("lid,ljd->lij", V, V)
 
 
-def mean_cross_window_cosine(S: np.ndarray, k: int, counts: np.ndarray) -> np.ndarray:
-    """Mean cosine over pairs from different windows under window multiplicities ``counts`` ``[B, n]``:
-    ``sum_{i != j} c_i c_j S_ij / (k^2 sum_{i != j} c_i c_j)``; ``[L, B]``. NaN when a resample holds one window."""
+def mean_cross_window_cosine(S: np.ndarray, k: np.ndarray | int, counts: np.ndarray) -> np.ndarray:
+    """Mean cosine over pairs from different windows under window multiplicities ``counts`` ``[B, n]``, window ``i``
+    contributing ``k_i`` representations: ``sum_{i != j} c_i c_j S_ij / sum_{i != j} c_i c_j k_i k_j``; ``[L, B]``.
+    NaN when a resample holds one window."""
+    kv = np.broadcast_to(np.asarray(k, dtype=np.float64), (S.shape[-1],))
     off = S - np.einsum("lii->li", S)[:, :, None] * np.eye(S.shape[-1])
     num = np.einsum("bi,lij,bj->lb", counts, off, counts)
-    den = (counts.sum(axis=1) ** 2 - (counts**2).sum(axis=1)) * k * k
+    ck = counts * kv[None, :]
+    den = ck.sum(axis=1) ** 2 - (ck**2).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den[None, :]
 
@@ -127,17 +131,20 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     k = config.per_window
     n = config.n_windows
     S = window_sums(X)
-    flat = X.reshape(X.shape[0], -1, X.shape[-1])
-    Xc = np.stack([centre(layer) for layer in flat]).reshape(X.shape)
-    Sc = window_sums(Xc)
+    # The control centres the tokens other than the first text token: its massive activations (Sun et al. 2024)
+    # would dominate a mean over a few dozen tokens, and centring would then align every other token with minus it.
+    keep = positions > (1 if config.add_bos else 0)
+    Xc = np.stack([np.where(keep[:, :, None], layer - layer[keep].mean(axis=0), 0.0) for layer in X])
+    Sc = window_sums(Xc, keep)
+    kc = keep.sum(axis=1)
     full = np.ones((1, n))
     value = mean_cross_window_cosine(S, k, full)[:, 0]
-    centred_value = mean_cross_window_cosine(Sc, k, full)[:, 0]
+    centred_value = mean_cross_window_cosine(Sc, kc, full)[:, 0]
     reps = c_reps = None
     if config.n_boot:
         counts = item_counts(bootstrap_indices(n, config.n_boot, seed=config.seed, min_distinct=2), n).astype(float)
         reps = mean_cross_window_cosine(S, k, counts)
-        c_reps = mean_cross_window_cosine(Sc, k, counts)
+        c_reps = mean_cross_window_cosine(Sc, kc, counts)
     rise_reps = None if reps is None else _rise(reps)
     c_rise_reps = None if c_reps is None else _rise(c_reps)
     rise_ci = None if rise_reps is None else percentile_interval(rise_reps, LEVEL)

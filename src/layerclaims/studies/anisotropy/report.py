@@ -21,7 +21,20 @@ def section(result: AnisotropyResult) -> str:
             f"- Last layer: {result.mean_cosine[-1]:.3f}; lowest: {rise.details['min']:.3f} at hidden state "
             f"{rise.details['min_layer']}; rise {rise.value:+.3f}"
             + (f" (95% interval {rise.ci[0]:+.3f} to {rise.ci[1]:+.3f})." if rise.ci else "."),
-            f"- Control (mean-centred): at most {float(np.nanmax(np.abs(result.centred_cosine))):.3f} in absolute "
-            "value at any layer: the similarity is a shared direction, not structure between tokens.",
+            _control_line(result),
         ]
+    )
+
+
+def _control_line(result: AnisotropyResult) -> str:
+    worst = int(np.nanargmax(np.abs(result.centred_cosine)))
+    value = float(result.centred_cosine[worst])
+    if abs(value) < 0.1:
+        return (
+            f"- Control (mean-centred, first token left out): at most {abs(value):.3f} in absolute value at any layer: "
+            "the similarity is a shared direction, not structure between tokens."
+        )
+    return (
+        f"- Control (mean-centred, first token left out): {value:.3f} at hidden state {worst}: centring does not "
+        "remove all of the similarity there."
     )

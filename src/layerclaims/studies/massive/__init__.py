@@ -56,7 +56,7 @@ class Config:
     model (0: no re-initialised control); ``batch_size``: windows per forward pass."""
 
     corpus: str = "heart-of-darkness"
-    n_windows: int = 16
+    n_windows: int = 12
     length: int = 64
     add_bos: bool = True
     seed: int = 0
@@ -64,7 +64,7 @@ class Config:
     ratio: float = 1000.0
     presence: float = 0.5
     intervene: bool = True
-    intervene_windows: int = 8
+    intervene_windows: int = 4
     n_boot: int = 1000
     control_windows: int = 2
     batch_size: int = 16
