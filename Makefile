@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests conftest.py
 	$(BIN)/ruff format --check src tests conftest.py
 	$(BIN)/mypy src/layerclaims --ignore-missing-imports
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m layerclaims.benchmarks pairwise-mi

@@ -110,14 +110,6 @@ def _study_names(choice: str) -> tuple[str, ...]:
     return registry.names() if choice == "all" else (registry.get(choice).name,)
 
 
-def _study_help(what: str) -> str:
-    try:
-        names = ", ".join(registry.names())
-    except LayerclaimsError:  # a study that cannot be loaded is reported when the command runs
-        names = "see `layerclaims claims`"
-    return f"{what}: all (default) or one study ({names})"
-
-
 def _run_options(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The studies to run and the study options given on the command line (warning about unused ones)."""
     names = _study_names(args.study)
@@ -300,7 +292,7 @@ def _claim_layer(c: Claim) -> str:
     if c.layer is None:
         return "all"
     kind = f" ({c.kind})" if c.kind else ""
-    return f"{c.layer_kind.replace('_', ' ')} {c.layer}{kind}"
+    return f"{c.layer_unit.replace('_', ' ')} {c.layer}{kind}"
 
 
 def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
@@ -347,7 +339,9 @@ def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run options")
-    g.add_argument("--study", default="all", metavar="NAME", help=_study_help("which studies run"))
+    g.add_argument(
+        "--study", default="all", metavar="NAME", help="which studies run: all (default) or one study's name"
+    )
     g.add_argument("--device", choices=DEVICES, default="cpu", help="where the model runs (default cpu)")
     g.add_argument("--dtype", choices=DTYPES, default="float32", help="model weights dtype (default float32)")
     g.add_argument(
@@ -468,7 +462,9 @@ def _add_robustness(sub: Any) -> None:
     )
     p.add_argument("--n-specs", type=int, default=0, metavar="K", help="random combinations beyond the departures")
     p.add_argument("--draw-seed", type=int, default=0, help="seed of the random combinations (default 0)")
-    p.add_argument("--study", default="all", metavar="NAME", help=_study_help("whose choices vary"))
+    p.add_argument(
+        "--study", default="all", metavar="NAME", help="whose choices vary: all (default) or one study's name"
+    )
     p.add_argument(
         "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
     )
@@ -477,6 +473,7 @@ def _add_robustness(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    _add_claims_options(p)
     _add_verbosity(p)
     p.set_defaults(func=cmd_robustness)
 
@@ -498,6 +495,7 @@ def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
         device=args.device,
         dtype=args.dtype,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+        claims=_claims_from_args(args),
     )
     for line in outcome.lines:
         print(line)

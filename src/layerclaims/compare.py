@@ -168,11 +168,11 @@ def layer_text(row: Row) -> str:
     layer = row.get("layer")
     if layer is None:
         return "all"
-    kind = row.get("layer_kind")
-    if kind is None:
+    unit = row.get("layer_unit")
+    if unit is None:
         claim = CLAIMS_BY_ID.get(str(row.get("claim")))
-        kind = claim.layer_kind if claim is not None else "hidden_state"
-    text = f"block {layer}" if kind == "block" else f"L{layer}"
+        unit = claim.layer_unit if claim is not None else "hidden_state"
+    text = f"block {layer}" if unit == "block" else f"L{layer}"
     mapped = row.get("layer_mapped_from", (row.get("details") or {}).get("layer_mapped_from"))
     return text if mapped is None else f"{text}←{mapped}"
 

@@ -61,24 +61,6 @@ class JobResult:
     worker: int = 0
 
 
-def echo(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """A job function for tests: returns the payload as a row; ``fail`` raises; ``sleep`` waits."""
-    if payload.get("sleep"):
-        time.sleep(float(payload["sleep"]))
-    if payload.get("fail"):
-        raise ValueError(str(payload["fail"]))
-    return [dict(payload)], {"threads": _torch_threads()}
-
-
-def _torch_threads() -> int | None:
-    try:
-        import torch
-
-        return int(torch.get_num_threads())
-    except ImportError:  # pragma: no cover
-        return None
-
-
 def run_job(job: Job) -> JobResult:
     """Run one job here; never raises for the job's own failure (the error is in the result)."""
     t0 = time.perf_counter()

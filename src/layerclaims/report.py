@@ -179,14 +179,14 @@ def _claim_text(row: Mapping[str, Any]) -> str:
 
 def _claim_origin(row: Mapping[str, Any]) -> str:
     """``on gpt2-medium, block 5``: the claim's own model and layer (from the row; registry for older rows)."""
-    own, kind = row.get("own_model"), row.get("layer_kind")
+    own, unit = row.get("own_model"), row.get("layer_unit")
     layer = row.get("layer_mapped_from") if row.get("layer_mapped_from") is not None else row.get("layer")
     if own is None:
         claim = CLAIMS_BY_ID.get(str(row["claim"]))
         if claim is None:
             return ""
-        own, kind, layer = claim.model, claim.layer_kind, claim.layer
-    where = "all layers" if layer is None else f"{str(kind or 'layer').replace('_', ' ')} {layer}"
+        own, unit, layer = claim.model, claim.layer_unit, claim.layer
+    where = "all layers" if layer is None else f"{str(unit or 'layer').replace('_', ' ')} {layer}"
     return f"on {own}, {where}"
 
 

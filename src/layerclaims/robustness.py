@@ -325,6 +325,12 @@ def run(
     models.resolve_device(device)
     models.resolve_dtype(dtype)
     pool = CLAIMS if claims is None else tuple(claims)
+    bare = [st for st in dict.fromkeys(sp.study for sp in specs) if not claims_for(st, pool)]
+    if bare:
+        raise UsageError(
+            f"no claim is about study {', '.join(bare)}: there would be nothing to vary",
+            fix="pass the claims file that has them with --claims PATH, or choose another --study",
+        )
     jobs = jobs_for(specs, model, device=device, dtype=dtype, claims=pool)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()
@@ -395,22 +401,27 @@ def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAI
 
 
 def _columns(study_names: Sequence[str]) -> list[str]:
-    choice_cols = list(dict.fromkeys(c for study in study_names for c in choices(study)))
-    return [
-        "study",
-        "claim",
-        "spec",
-        "spec_origin",
-        "spec_label",
-        *choice_cols,
-        "layer",
-        "value",
-        "ci_low",
-        "ci_high",
-        "verdict",
-        "reason",
-        "resampling",
-    ]
+    """The CSV's columns, once each (a choice named ``layer`` is the column ``layer``: the specification's value)."""
+    choice_cols = [c for study in study_names for c in choices(study)]
+    return list(
+        dict.fromkeys(
+            [
+                "study",
+                "claim",
+                "spec",
+                "spec_origin",
+                "spec_label",
+                *choice_cols,
+                "layer",
+                "value",
+                "ci_low",
+                "ci_high",
+                "verdict",
+                "reason",
+                "resampling",
+            ]
+        )
+    )
 
 
 def write_folder(

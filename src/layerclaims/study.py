@@ -20,6 +20,7 @@ This module imports nothing of the package but :mod:`layerclaims.errors`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -29,6 +30,7 @@ from typing import Any, Literal
 from layerclaims.errors import UsageError
 
 GROUP = "layerclaims.studies"
+log = logging.getLogger("layerclaims.study")
 LayerUnit = Literal["block", "hidden_state"]
 Progress = Callable[[str], None]
 Draw = Callable[[Path], Path]
@@ -133,11 +135,13 @@ class Study:
 
 
 _loaded: dict[str, Study] | None = None
+_broken: dict[str, UsageError] = {}
 
 
 def registry() -> dict[str, Study]:
     """Every installed study by name: the package's own first, then the others, each group by name. Loaded once.
-    UsageError naming the distribution and the fix when an entry point cannot be loaded."""
+    An entry point that cannot be loaded is left out with a warning naming its distribution and the fix (the other
+    studies keep working); :func:`get` of its name raises that error."""
     global _loaded
     if _loaded is None:
         found: dict[str, Study] = {}
@@ -150,28 +154,30 @@ def registry() -> dict[str, Study]:
             )
             try:
                 obj = ep.load()
+                problem = "" if isinstance(obj, Study) else f"is a {type(obj).__name__}, not a Study"
             except Exception as exc:  # any error while importing a third party's module
-                raise UsageError(
-                    f"study {ep.name!r} of {dist} cannot be loaded: {type(exc).__name__}: {exc}", fix=fix
-                ) from None
-            if not isinstance(obj, Study):
-                raise UsageError(f"study {ep.name!r} of {dist} is a {type(obj).__name__}, not a Study", fix=fix)
-            if obj.name != ep.name or obj.name in found:
-                why = "is registered twice" if obj.name in found else f"is registered as {ep.name!r}"
-                raise UsageError(f"study {obj.name!r} of {dist} {why}", fix=fix)
+                obj, problem = None, f"cannot be loaded: {type(exc).__name__}: {exc}"
+            if not problem and (obj.name != ep.name or obj.name in found):
+                problem = "is registered twice" if obj.name in found else f"calls itself {obj.name!r}"
+            if problem:
+                _broken[ep.name] = UsageError(f"study {ep.name!r} of {dist} {problem}", fix=fix)
+                log.warning("%s; fix: %s", _broken[ep.name].message, fix)
+                continue
             found[obj.name] = obj
         _loaded = found
     return _loaded
 
 
 def names() -> tuple[str, ...]:
-    """The names of the installed studies (:func:`registry` order)."""
+    """The names of the installed studies that load (:func:`registry` order)."""
     return tuple(registry())
 
 
 def get(name: str) -> Study:
-    """Study ``name``; UsageError naming the installed ones otherwise."""
+    """Study ``name``; UsageError naming the installed ones (or why ``name``'s cannot be loaded) otherwise."""
     studies = registry()
+    if name in _broken:
+        raise _broken[name]
     if name not in studies:
         raise UsageError(
             f"unknown study {name!r}: the installed studies are {', '.join(studies) or 'none'}",

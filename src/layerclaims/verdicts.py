@@ -188,7 +188,7 @@ class Verdict:
     (intersection-union: the largest of its conditions'); ``p_adjusted``: Holm-adjusted over ``family_size`` claims
     of the run (equal to ``p_value`` before :func:`apply_family`); ``level``: the family-wise level.
     ``presupposition``: what the claim takes for granted and how that fared here. The claim's facts (``text``,
-    ``layer_kind``, ``presupposes``) are copied from the :class:`Claim` so that a saved verdict stands alone."""
+    ``layer_unit``, ``presupposes``) are copied from the :class:`Claim` so that a saved verdict stands alone."""
 
     claim: str
     model: str
@@ -203,7 +203,7 @@ class Verdict:
     p_adjusted: float | None = None
     family_size: int = 1
     text: str = ""
-    layer_kind: str = "hidden_state"
+    layer_unit: str = "hidden_state"
     layer_mapped_from: int | None = None
     kind: str | None = None
     presupposes: tuple[str, ...] = ()
@@ -268,7 +268,7 @@ class Verdict:
     def where(self) -> str:
         if self.layer is None:
             return "all layers"
-        unit = "block" if self.layer_kind == "block" else "layer"
+        unit = "block" if self.layer_unit == "block" else "layer"
         mapped = f" (the claim's {self.layer_mapped_from})" if self.layer_mapped_from is not None else ""
         return f"{unit} {self.layer}{mapped}"
 
@@ -312,7 +312,7 @@ class Verdict:
             "claim": self.claim,
             "model": self.model,
             "layer": self.layer,
-            "layer_kind": self.layer_kind,
+            "layer_unit": self.layer_unit,
             "layer_mapped_from": self.layer_mapped_from,
             "kind": self.kind,
             "text": self.text,
@@ -375,7 +375,7 @@ class Verdict:
             p_adjusted=row.get("p_adjusted"),
             family_size=int(row.get("family_size") or 1),
             text=str(row.get("text") or ""),
-            layer_kind=str(row.get("layer_kind") or "hidden_state"),
+            layer_unit=str(row.get("layer_unit") or "hidden_state"),
             layer_mapped_from=row.get("layer_mapped_from", (row.get("details") or {}).get("layer_mapped_from")),
             kind=row.get("kind"),
             presupposes=tuple(row.get("presupposes") or ()),
@@ -611,7 +611,7 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         p_value=p,
         p_adjusted=p,
         text=claim.text,
-        layer_kind=claim.layer_kind,
+        layer_unit=claim.layer_unit,
         layer_mapped_from=claim.layer if layer != claim.layer else None,
         kind=claim.kind,
         presupposes=tuple(claim.presupposes),
@@ -623,7 +623,7 @@ def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> V
     """A verdict for a claim that could not be evaluated at all (its study did not run, ...)."""
     conds = tuple(decide_condition(c, None, LEVEL, reason) for c in claim.conditions)
     return Verdict(claim.id, model, layer, "not evaluated", conds, reason=reason, text=claim.text,
-                   layer_kind=claim.layer_kind, kind=claim.kind, presupposes=tuple(claim.presupposes),
+                   layer_unit=claim.layer_unit, kind=claim.kind, presupposes=tuple(claim.presupposes),
                    own_model=claim.model)  # fmt: skip
 
 

@@ -100,7 +100,7 @@ def test_the_toml_files_are_package_data() -> None:
 
 def test_a_user_file_with_settings_and_categories(tmp_path: Path) -> None:
     u1, u2 = load_claims(write(tmp_path, USER))
-    assert (u1.id, u1.model, u1.layer, u1.layer_kind, u1.study) == ("U1", "tiny-gpt2", 2, "block", "qk")
+    assert (u1.id, u1.model, u1.layer, u1.layer_unit, u1.study) == ("U1", "tiny-gpt2", 2, "block", "qk")
     opts = u1.options
     assert opts["words"] == ("cat", "dog", "horse", "cow", "sheep", "hammer", "saw", "drill", "wrench", "knife")
     assert opts["labels"] == ("animals",) * 5 + ("tools",) * 5
@@ -142,8 +142,8 @@ def test_defaults_apply_to_every_claim_of_a_file() -> None:
         'conditions = [{ statistic = "pooled_r", comparison = "<", threshold = 0 }]\n',
         "d.toml",
     )
-    # model_blocks from the known architecture of gpt2-medium; layer_kind from the study
-    assert (c.model_blocks, c.layer_kind, c.kind) == (24, "hidden_state", "terminal")
+    # model_blocks from the known architecture of gpt2-medium; layer_unit from the study
+    assert (c.model_blocks, c.layer_unit, c.kind) == (24, "hidden_state", "terminal")
 
 
 # Each kind of mistake: (edit of USER, the field named, a phrase of the problem, a phrase of the fix).

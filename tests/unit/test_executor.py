@@ -4,11 +4,25 @@ with its error and the others kept, worker threads x workers within the cores, R
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 import pytest
 
 from layerclaims.errors import UsageError
-from layerclaims.executor import Job, echo, plan_workers, run_job, run_jobs
+from layerclaims.executor import Job, plan_workers, run_job, run_jobs
+
+
+def echo(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The test job: returns the payload as a row; ``fail`` raises; ``sleep`` waits; reports torch's threads. A
+    module-level function, so that a spawned worker imports it by reference (it gets this process's sys.path)."""
+    import torch
+
+    if payload.get("sleep"):
+        time.sleep(float(payload["sleep"]))
+    if payload.get("fail"):
+        raise ValueError(str(payload["fail"]))
+    return [dict(payload)], {"threads": int(torch.get_num_threads())}
 
 
 def _jobs() -> list[Job]:

@@ -5,6 +5,7 @@ error naming its distribution and the fix; nothing outside a study's package nam
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -68,12 +69,18 @@ def _entry(value: str, name: str = "broken") -> Any:
     [("no_such_module_xyz:STUDY", "cannot be loaded: ModuleNotFoundError"), ("os.path:join", "not a Study")],
 )
 def test_a_study_that_cannot_be_loaded_names_its_distribution_and_the_fix(
-    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str, problem: str
 ) -> None:
+    """The other studies keep working (a warning says what is wrong); asking for the broken one is the error."""
     monkeypatch.setattr(registry, "_loaded", None)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [_entry(value)])
+    monkeypatch.setattr(registry, "_broken", {})
+    good = EntryPoint(name="qk", value="layerclaims.studies.qk:STUDY", group=registry.GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [_entry(value), good])
+    with caplog.at_level("WARNING", logger="layerclaims.study"):
+        assert registry.names() == ("qk",)
+    assert re.search(f"study 'broken' of broken-study .*{problem}.*; fix: reinstall", caplog.text), caplog.text
     with pytest.raises(UsageError, match=problem) as exc:
-        registry.names()
+        registry.get("broken")
     assert "broken-study" in exc.value.message
     assert "pip install --upgrade broken-study" in (exc.value.fix or "") and value in (exc.value.fix or "")
 
@@ -94,3 +101,27 @@ def test_nothing_outside_a_study_package_names_the_study() -> None:
                 if re.search(rf"[`\"'./]{re.escape(name)}(?![\w-])|(?<![\w-]){re.escape(name)}[`\"'.:]", line):
                     found.append(f"{rel}:{i}: {line.strip()}")
     assert not found, "study names outside their package:\n" + "\n".join(found)
+
+
+def test_an_installed_broken_study_leaves_the_others_working(tmp_path: Path) -> None:
+    """A distribution whose entry point names a missing module: every command still runs (one warning line naming
+    it and the fix), and asking for that study is the usage error."""
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[layerclaims.studies]\nbad = no_such_module_xyz:STUDY\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    run = [sys.executable, "-m", "layerclaims"]
+    listed = subprocess.run([*run, "claims"], capture_output=True, text=True, env=env, check=False)
+    assert listed.returncode == 0 and "B4" in listed.stdout, listed.stderr
+    assert "study 'bad' of broken-plugin cannot be loaded: ModuleNotFoundError" in listed.stderr
+    assert "pip install --upgrade broken-plugin" in listed.stderr
+    asked = subprocess.run(
+        [*run, "reproduce", "--model", "tiny-gpt2", "--study", "bad", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert asked.returncode == 2 and "error: study 'bad' of broken-plugin cannot be loaded" in asked.stderr
+    assert "fix: reinstall or upgrade broken-plugin" in asked.stderr

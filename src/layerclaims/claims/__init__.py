@@ -15,9 +15,9 @@ fix. The valid statistics, kinds and settings are what each study declares (:cla
 importable without torch, so that reading a claims file never imports torch).
 
 Layers on other models (relative depth), defined once here:
-- ``layer_kind="hidden_state"``: index ``L`` into ``hidden_states`` (0 = embeddings, ``L`` = output of block ``L``).
+- ``layer_unit="hidden_state"``: index ``L`` into ``hidden_states`` (0 = embeddings, ``L`` = output of block ``L``).
   ``L = 0`` stays 0; otherwise ``L' = clamp(round_half_up(L * n_target / n_ref), 1, n_target)``.
-- ``layer_kind="block"``: a 0-based block ``b`` is mapped through its output, hidden state ``b + 1``:
+- ``layer_unit="block"``: a 0-based block ``b`` is mapped through its output, hidden state ``b + 1``:
   ``b' = map_hidden_state(b + 1) - 1``.
 The verdict records the layer actually used. On the claim's own model the mapping is the identity.
 """
@@ -92,7 +92,7 @@ class Claim:
     model_blocks: int
     study: str
     layer: int | None
-    layer_kind: Literal["hidden_state", "block"]
+    layer_unit: Literal["hidden_state", "block"]
     conditions: tuple[Condition, ...]
     kind: str | None = None
     presupposes: tuple[str, ...] = ()
@@ -121,7 +121,7 @@ class Claim:
 # --------------------------------------------------------------------------------------------------- files
 
 _REQUIRED = ("id", "text", "source", "model", "study", "conditions")
-_FIELDS = (*_REQUIRED, "model_blocks", "layer", "layer_kind", "kind", "presupposes", "settings")
+_FIELDS = (*_REQUIRED, "model_blocks", "layer", "layer_unit", "kind", "presupposes", "settings")
 _CONDITION_FIELDS = ("statistic", "comparison", "threshold")
 
 
@@ -263,18 +263,18 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         )
     if not _is_int(blocks) or blocks < 1:
         raise where.error("model_blocks", f"{blocks!r} is not a positive whole number", "write model_blocks = 24")
-    layer_kind = raw.get("layer_kind", declared.layer_unit)
-    if layer_kind != declared.layer_unit:
+    layer_unit = raw.get("layer_unit", declared.layer_unit)
+    if layer_unit != declared.layer_unit:
         raise where.error(
-            "layer_kind",
-            f"study {study!r} reads {declared.layer_unit!r} layers, not {layer_kind!r}",
-            f'write layer_kind = "{declared.layer_unit}" or leave it out',
+            "layer_unit",
+            f"study {study!r} reads {declared.layer_unit!r} layers, not {layer_unit!r}",
+            f'write layer_unit = "{declared.layer_unit}" or leave it out',
         )
     layer = raw.get("layer")
     if layer is not None:
-        top = blocks if layer_kind == "hidden_state" else blocks - 1
+        top = blocks if layer_unit == "hidden_state" else blocks - 1
         if not _is_int(layer) or not 0 <= layer <= top:
-            what = "hidden states" if layer_kind == "hidden_state" else "0-based blocks"
+            what = "hidden states" if layer_unit == "hidden_state" else "0-based blocks"
             raise where.error(
                 "layer",
                 f"{layer!r} is outside the {what} 0..{top} of {model} ({blocks} blocks)",
@@ -303,7 +303,7 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
         int(blocks),
         study,
         layer,
-        layer_kind,
+        layer_unit,
         conds,
         kind=kind,
         presupposes=tuple(presupposes),
@@ -449,10 +449,10 @@ def map_hidden_state(layer: int, n_ref: int, n_target: int) -> int:
 
 
 def map_layer(claim: Claim, n_target: int) -> int | None:
-    """The layer (hidden-state index or 0-based block, per ``claim.layer_kind``) to read on an ``n_target`` model."""
+    """The layer (hidden-state index or 0-based block, per ``claim.layer_unit``) to read on an ``n_target`` model."""
     if claim.layer is None:
         return None
-    if claim.layer_kind == "hidden_state":
+    if claim.layer_unit == "hidden_state":
         return map_hidden_state(claim.layer, claim.model_blocks, n_target)
     return map_hidden_state(claim.layer + 1, claim.model_blocks, n_target) - 1
 

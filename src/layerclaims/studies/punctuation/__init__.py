@@ -86,6 +86,7 @@ def _benchmark_streaming(argv: list[str]) -> int | None:
 EDITIONS: dict[str, str] = {"pg219": "heart-of-darkness", "pg526": "heart-of-darkness-526"}
 TRIMS: dict[str, float] = {"z5": 5.0, "z3": 3.0, "none": 1e9}  # |z| <= sqrt(n - 1) < 1e9: nothing is trimmed
 
+_COUNTS = ("start", "seed", "n_boot", "n_perm", "n_boot_clusters", "cluster_n_boot", "z_threshold")
 _AT = "at the claim's layer, for the claim's kind of mark"
 STUDY = Study(
     name="punctuation",
@@ -126,18 +127,7 @@ STUDY = Study(
     ),
     index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off
-    minimums={
-        "n": 3,
-        "bins": 2,
-        "batch_size": 1,
-        "start": 0,
-        "seed": 0,
-        "n_boot": 0,
-        "n_perm": 0,
-        "n_boot_clusters": 0,
-        "cluster_n_boot": 0,
-        "z_threshold": 0,
-    },
+    minimums={"n": 3, "bins": 2, "batch_size": 1, **dict.fromkeys(_COUNTS, 0)},
     spec_prefix="A",
     benchmarks={"punctuation": _benchmark, "streaming": _benchmark_streaming},
 )

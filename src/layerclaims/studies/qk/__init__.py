@@ -11,7 +11,7 @@ Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_la
    (SmolLM2-135M: Q 576, K and V 192). The attention computation repeats each K/V head for its group of query
    heads; repeating every head ``r`` times multiplies every dot product and every squared norm by ``r``, so the
    cosine similarities (hence every statistic here) are the same with or without the repetition.
-3. Per block and per kind (q, k, v): the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
+3. Per block and per projection (q, k, v): the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
    index; RSA (Pearson r of upper triangles) between Q-K, Q-V and K-V, overall and within each category.
 4. Uncertainty. One set of bootstrap resamples of the words serves every statistic at every block (so derived
    statistics such as K minus Q, the minimum over blocks or the fraction of blocks stay paired): resampling is

@@ -158,8 +158,9 @@ class QKResult(results.SavedResult):
     ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``words``/``labels``/``categories``:
     the items and their categories (categories in order of first appearance); ``n_tokens``: tokens per word;
     ``split_words``: the words split into several tokens; ``multi_token``: how those were handled; ``dims``: width
-    of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine`` and
-    ``selectivity`` per kind (q, k, v; selectivity p: label permutation), ``rsa`` per pair (qk, qv, kv; p: Mantel),
+    of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine``
+    and ``selectivity`` per projection (q, k, v; selectivity p: label permutation), ``rsa`` per pair (qk, qv, kv; p:
+    Mantel),
     ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``k_minus_q``: mean cosine of K minus
     Q; ``min_selectivity_qk``: min(selectivity Q, K), p = max of the two p-values. ``over_blocks``: the statistics
     over all studied blocks (``min_rsa_qk_over_blocks``, ``fraction_blocks_v_most_selective``), intervals from the
@@ -196,11 +197,11 @@ class QKResult(results.SavedResult):
     controls: dict[str, BlockControl] = field(default_factory=dict)
     centred_k_minus_q: BlockStatistic | None = None
 
-    def cos(self, kind: str) -> np.ndarray:
-        """The cosine matrices of ``kind`` (``"q"``, ``"k"``, ``"v"``): ``[n_sel, n_words, n_words]``."""
-        if kind not in PROJECTIONS:
-            raise UsageError(f"unknown kind {kind!r}: use one of {PROJECTIONS}")
-        return {"q": self.cos_q, "k": self.cos_k, "v": self.cos_v}[kind]
+    def cos(self, projection: str) -> np.ndarray:
+        """The cosine matrices of ``projection`` (``"q"``, ``"k"``, ``"v"``): ``[n_sel, n_words, n_words]``."""
+        if projection not in PROJECTIONS:
+            raise UsageError(f"unknown projection {projection!r}: use one of {PROJECTIONS}")
+        return {"q": self.cos_q, "k": self.cos_k, "v": self.cos_v}[projection]
 
     def index(self, block: int | None) -> int:
         """Position of 0-based ``block`` among the studied blocks; UsageError naming the fix otherwise."""
@@ -214,7 +215,7 @@ class QKResult(results.SavedResult):
 
     def measure(self, statistic: str, *, layer: int | None, kind: str | None = None) -> Measurement:
         """The statistics the claims read (``docs/architecture.md``). ``layer`` is a 0-based block, or None for the
-        statistics over all blocks; ``kind`` is unused (study A's punctuation kind). KeyError for an unknown
+        statistics over all blocks; ``kind`` (a kind of mark) is unused: this study has none. KeyError for an unknown
         statistic."""
         if statistic in _AT_BLOCK:
             i = self.index(layer)
@@ -336,7 +337,7 @@ def analyse(
     config: Config,
     vecs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Every statistic of the study from the cosine matrices ``cos[kind]: [n_sel, n, n]`` (no model involved).
+    """Every statistic of the study from the cosine matrices ``cos[projection]: [n_sel, n, n]`` (no model involved).
     With ``vecs`` (the word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after
     removing the mean key and query, and the random-projection controls (:func:`projection_controls`)."""
     n_sel, n = cos["q"].shape[:2]
@@ -377,13 +378,13 @@ def analyse(
     p_sel: dict[str, np.ndarray] | None = None
     p_rsa: dict[str, np.ndarray] | None = None
     if config.n_perm:
-        tested_kinds = PROJECTIONS if config.tests == "all" else ("q", "k")
+        tested_projections = PROJECTIONS if config.tests == "all" else ("q", "k")
         tested_pairs = PAIRS if config.tests == "all" else ("qk",)
         p_sel = {
             k: np.array(
                 [
                     selectivity_permutation_test(S, labels, n_perm=config.n_perm, seed=config.seed).p_value
-                    if k in tested_kinds
+                    if k in tested_projections
                     else np.nan
                     for S in cos[k]
                 ]

@@ -69,16 +69,16 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     lefts = (0.95, 0.95 + side + 0.35)
     axes = [fig.add_axes((x / W, 0.95 / H, side / W, side / H)) for x in lefts]
     ticks = np.arange(n)
-    for col, (ax, (kind, S)) in enumerate(zip(axes, mats.items(), strict=True)):
+    for col, (ax, (proj, S)) in enumerate(zip(axes, mats.items(), strict=True)):
         im = ax.imshow(S, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest")
         for b in _boundaries(result.labels):
             ax.axhline(b - 0.5, color="white", lw=1.2)
             ax.axvline(b - 0.5, color="white", lw=1.2)
         ax.set_xticks(ticks, names, rotation=90, fontsize=6.5)
         ax.set_yticks(ticks, names if col == 0 else [], fontsize=6.5)  # one word order: its labels once
-        mean = result.mean_cosine[kind].value[i]
-        sel = result.selectivity[kind].value[i]
-        ax.set_title(f"{kind.upper()}: mean off-diagonal cosine {mean:.3f}, selectivity {sel:.3f}", fontsize=10)
+        mean = result.mean_cosine[proj].value[i]
+        sel = result.selectivity[proj].value[i]
+        ax.set_title(f"{proj.upper()}: mean off-diagonal cosine {mean:.3f}, selectivity {sel:.3f}", fontsize=10)
     cax = fig.add_axes(((lefts[1] + side + 0.3) / W, 0.95 / H, 0.18 / W, side / H))
     fig.colorbar(im, cax=cax, label="cosine similarity (diagonal = 1, off scale)")
     split = f" (* split into tokens; {result.multi_token} token used)" if result.split_words else ""
@@ -162,8 +162,8 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: 
     x = np.array(result.blocks)
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.5, 9.5), sharex=True, height_ratios=(1, 1, 1.3))
     margins(fig, left=1.0, right=0.2, top=0.5, bottom=1.3, hspace=0.12)
-    for kind in ("q", "k"):
-        _band(ax1, x, result.selectivity[kind], COLORS[kind], kind.upper())
+    for proj in ("q", "k"):
+        _band(ax1, x, result.selectivity[proj], COLORS[proj], proj.upper())
     ax1.axhline(1.0, color="k", lw=0.8, ls=":")
     ax1.set_ylabel("selectivity index\nof Q and K")
     ax1.legend(fontsize=8, ncol=2, loc="upper right")
