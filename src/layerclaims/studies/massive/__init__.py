@@ -132,7 +132,7 @@ def _robustness_run(
     layers: Sequence[int],
     grid: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
-    from layerclaims.studies.robustness import run_each
+    from layerclaims.config_choices import run_each
 
     return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid)
 

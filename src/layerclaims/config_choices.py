@@ -1,6 +1,6 @@
-"""The robustness-grid run shared by the layer studies (massive, anisotropy, sink): every choice is a run choice,
-mapped to Config fields by the study's table, so one grid job is one run of the study with those fields and the
-grid's reduced settings; every analysis variant of the job reads that one result."""
+"""A robustness-grid run for a study whose every choice is a run choice: each choice value maps to Config fields
+(the study's table), so one grid job is one run of the study with those fields and the grid's reduced settings,
+and every analysis variant of the job reads that one result. Studies import it; it imports no study."""
 
 from __future__ import annotations
 
