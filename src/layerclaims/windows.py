@@ -46,14 +46,17 @@ class Windows:
 
 
 def bos_id(tokenizer: Any) -> int:
-    """The tokenizer's BOS token id (GPT-2: ``<|endoftext|>`` 50256); UsageError when it has none."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is None:
-        raise UsageError(
-            f"the tokenizer {type(tokenizer).__name__} has no BOS token: run with add_bos=False",
-            fix="set add_bos = false (an encoder such as minilm-l6 has no BOS token)",
-        )
-    return int(bos)
+    """The id a window starts with when a BOS token is asked for: the tokenizer's BOS token (GPT-2:
+    ``<|endoftext|>`` 50256), else its CLS token (an encoder such as BERT always sees ``[CLS]`` first); UsageError
+    when it has neither."""
+    for attr in ("bos_token_id", "cls_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    raise UsageError(
+        f"the tokenizer {type(tokenizer).__name__} has no BOS or CLS token: run with add_bos=False",
+        fix="set add_bos = false for this model (--set STUDY.add_bos=false)",
+    )
 
 
 _TOKENS: dict[tuple[int, str], list[int]] = {}  # (id(tokenizer), text sha256) -> ids: one tokenisation per run

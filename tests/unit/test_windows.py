@@ -45,6 +45,19 @@ def test_errors(shared_data: Path, tmp_path: Path) -> None:
 
     class NoBos:
         bos_token_id = None
+        cls_token_id = None
 
-    with pytest.raises(UsageError, match="no BOS token"):
+    with pytest.raises(UsageError, match="no BOS or CLS token"):
         corpus_windows(NoBos(), "heart-of-darkness", 2, 16, seed=0, add_bos=True)
+
+
+def test_an_encoder_starts_with_its_cls_token(shared_data: Path) -> None:
+    class Encoder:
+        bos_token_id = None
+        cls_token_id = 101
+
+        def encode(self, text: str, add_special_tokens: bool = False, verbose: bool = False) -> list[int]:
+            return [7] * 500
+
+    w = corpus_windows(Encoder(), "heart-of-darkness", 3, 8, seed=0, add_bos=True)
+    assert (w.ids[:, 0] == 101).all() and (w.ids[:, 1:] == 7).all()
