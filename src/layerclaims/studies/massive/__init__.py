@@ -22,7 +22,9 @@ Method:
    the embeddings), the massive dimensions at their positions in each of the first ``intervene_windows`` windows
    are set to zero, or to their mean over all windows, in the output of the block that writes that hidden state,
    and the next-token loss of those windows is measured (:mod:`layerclaims.intervene`); the statistics are the
-   increases in mean cross-entropy over the unpatched model (nats per token).
+   increases in mean cross-entropy over the unpatched model (nats per token). With a BOS token and massive
+   activations at position 0 only, the mean intervention is the identity by construction (a causal model's first
+   hidden state does not depend on the text); the report says so.
 6. Intervals: percentile bootstrap over windows (``n_boot`` resamples; one set of resamples for every statistic,
    the intervention's per-window losses paired with the unpatched ones). Controls: the same statistics on the
    same architecture with re-initialised weights (``control_windows`` windows; :func:`layerclaims.models.

@@ -52,4 +52,10 @@ def section(result: MassiveResult) -> str:
             f"zeroing {len(inter.random_dims)} random dims instead by "
             f"{zero.control.value if zero.control else float('nan'):+.4f} nats."
         )
+        if result.provenance.get("windows", {}).get("bos") is not None and all(p == (0,) for p in inter.positions if p):
+            lines.append(
+                "- Every patched entry is at position 0, the BOS token: a causal model's first hidden state does not "
+                "depend on the text, so its mean is its value and the mean intervention cannot change anything there "
+                "(run without BOS, robustness choice ma_bos=no, for a mean over different tokens)."
+            )
     return "\n".join(lines)
