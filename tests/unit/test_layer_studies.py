@@ -81,6 +81,10 @@ def test_massive_run_with_an_intervention_matches_a_hand_patch(tiny_gpt2: ModelH
     m = result.measure("zero_loss_increase", layer=None)
     assert m.value == pytest.approx(float((inter.zero - inter.clean).mean()))
     assert m.replicates is not None and len(m.replicates) == 50 and m.control is not None
+    assert m.control.replicates is not None and m.control.ci is not None  # random dims zeroed, windows resampled
+    assert m.control.value == pytest.approx(float((inter.random - inter.clean).mean()))
+    premise = result.measure("max_massive_share", layer=None)
+    assert premise.control is not None and premise.control.replicates is not None
     share = result.measure("massive_share", layer=1)
     assert 0 <= share.value <= 1 and share.control is not None
     with pytest.raises(UsageError, match="pass layer=None"):
@@ -149,6 +153,7 @@ def test_sink_run(tiny_gpt2: ModelHandle, shared_data: Path, tmp_path: Path) -> 
     m = result.measure("sink_share", layer=None)
     assert m.value == pytest.approx(float((result.alpha > 0.1).mean()))
     assert m.control is not None and m.replicates is not None and len(m.replicates) == 30
+    assert m.control.replicates is not None and len(m.control.replicates) == 30
     at = result.measure("sink_share_at_block", layer=1)
     assert at.value == pytest.approx(float((result.alpha[:, 1] > 0.1).mean()))
     mean = result.measure("mean_first_token_attention", layer=None)

@@ -68,7 +68,7 @@ class Config:
     intervene: bool = True
     intervene_windows: int = 4
     n_boot: int = 1000
-    control_windows: int = 2
+    control_windows: int = 4
     batch_size: int = 16
 
     def __post_init__(self) -> None:

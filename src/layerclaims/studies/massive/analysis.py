@@ -350,6 +350,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     control_share = np.full(handle.n_blocks + 1, np.nan)
     control_log = np.full(handle.n_blocks + 1, np.nan)
     ctl_point: dict[str, np.ndarray] = {}
+    ctl_reps: dict[str, np.ndarray] = {}
     control_name = ""
     if config.control_windows:
         say("re-initialised control")
@@ -359,13 +360,20 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
         sc = summarise(Hc, config)
         del Hc
         ctl_point = layer_statistics(sc, np.ones((1, k)), config, handle.n_blocks)
+        if config.n_boot:  # the control's own interval: its windows resampled as the model's are
+            c_counts = item_counts(bootstrap_indices(k, config.n_boot, seed=config.seed), k).astype(np.float64)
+            ctl_reps = layer_statistics(sc, c_counts, config, handle.n_blocks)
         control_share = ctl_point["massive_share"][:, 0]
         control_log = ctl_point["log10_top_ratio"][:, 0]
         control_name = REINIT.format(seed=config.seed, n=k)
     t3 = time.perf_counter()
 
     def ctl(key: str) -> Control | None:
-        return Control(control_name, float(ctl_point[key][0])) if key in ctl_point else None
+        if key not in ctl_point:
+            return None
+        reps_c = ctl_reps.get(key)
+        ci = None if reps_c is None else percentile_interval(reps_c, LEVEL)
+        return Control(control_name, float(ctl_point[key][0]), ci, reps_c)
 
     def r(key: str) -> np.ndarray | None:
         return None if reps is None else reps[key]
@@ -377,7 +385,16 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
             float(point["massive_share"][best, 0]),
             None if reps is None else reps["massive_share"].max(axis=0),
             base | {"layer": best},
-            Control(control_name, float(np.nanmax(control_share))) if control_name else None,
+            Control(
+                control_name,
+                float(np.nanmax(control_share)),
+                None
+                if "massive_share" not in ctl_reps
+                else percentile_interval(ctl_reps["massive_share"].max(0), LEVEL),
+                None if "massive_share" not in ctl_reps else ctl_reps["massive_share"].max(axis=0),
+            )
+            if control_name
+            else None,
         ),
         "n_massive_dims": _measurement(
             point["n_massive_dims"][0], r("n_massive_dims"), base, ctl("n_massive_dims"), True
@@ -479,7 +496,10 @@ def _intervention_measurements(inter: Intervention, idx: np.ndarray | None, conf
         "units": "nats per token (mean cross-entropy)",
     }
     random_name = f"zeroing {len(inter.random_dims)} random other dimension(s) {list(inter.random_dims)} instead"
-    ctl = Control(random_name, float((inter.random - inter.clean).mean()))
+    random_diff = inter.random - inter.clean
+    random_reps = None if idx is None else random_diff[idx].mean(axis=1)
+    random_ci = None if random_reps is None else percentile_interval(random_reps, LEVEL)
+    ctl = Control(random_name, float(random_diff.mean()), random_ci, random_reps)
     for key, patched in (("zero_loss_increase", inter.zero), ("mean_loss_increase", inter.mean)):
         diff = patched - inter.clean
         reps = None if idx is None else diff[idx].mean(axis=1)

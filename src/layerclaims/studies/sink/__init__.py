@@ -44,7 +44,7 @@ class Config:
     epsilon: float = 0.3
     seed: int = 0
     n_boot: int = 1000
-    control_windows: int = 2
+    control_windows: int = 4
     batch_size: int = 16
 
     def __post_init__(self) -> None:

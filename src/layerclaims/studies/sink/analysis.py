@@ -71,8 +71,14 @@ class SinkResult(results.SavedResult):
             reps = np.array([self._statistic(name, self.alpha[row], block) for row in self.replicate_windows])
             ci = percentile_interval(reps, LEVEL)
         control = None
-        if self.control_alpha.shape[0]:
-            control = Control(self.control_name, self._statistic(name, self.control_alpha, block))
+        k = self.control_alpha.shape[0]
+        if k:
+            c_reps = c_ci = None
+            if self.replicate_windows is not None and k >= 2:  # the control's windows resampled as the model's
+                rows = bootstrap_indices(k, len(self.replicate_windows), seed=0)
+                c_reps = np.array([self._statistic(name, self.control_alpha[r], block) for r in rows])
+                c_ci = percentile_interval(c_reps, LEVEL)
+            control = Control(self.control_name, self._statistic(name, self.control_alpha, block), c_ci, c_reps)
         details = {
             "epsilon": self.epsilon,
             "n_windows": int(self.alpha.shape[0]),
