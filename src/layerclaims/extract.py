@@ -1,4 +1,5 @@
-"""Activations at chosen token positions: hidden states of chosen layers, and Q/K/V of chosen blocks.
+"""Activations at chosen token positions: hidden states of chosen layers, Q/K/V of chosen blocks, and the attention
+each head pays to the first token (:func:`first_token_attention`).
 
 Both functions take ``sequences`` (token ids: a list of lists, ragged allowed, a 2-D array or tensor, or a list of
 1-D arrays/tensors) and ``positions`` (one int for every sequence, or one per sequence; negative counts from that
@@ -15,6 +16,7 @@ always removed (``try/finally``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -316,3 +318,164 @@ def qkv(
         order = [slot[b] for b in chosen]
         return {name: arr[order] for name, arr in out.items()}
     return out
+
+
+@contextlib.contextmanager
+def eager_attention(handle: ModelHandle) -> Iterator[None]:
+    """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
+    attention weights), restoring the model's own implementation (usually SDPA) after, even on an error."""
+    model = handle.model
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    setter = getattr(model, "set_attn_implementation", None)
+    if before is None or setter is None:
+        raise UsageError(
+            f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
+            "weights need a model loaded by layerclaims.models.load_model"
+        )
+    if before == "eager":
+        yield
+        return
+    setter("eager")
+    try:
+        yield
+    finally:
+        setter(before)
+
+
+def first_token_attention(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    blocks: Sequence[int] | int | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Attention paid to the first token (position 0) by each head of the chosen blocks, averaged over the queries
+    that see it: Gu et al. (2024)'s ``alpha_1``.
+
+    For a sequence of length ``T`` and head ``h`` of block ``b``: ``alpha[b, i, h] = (1/T) sum_{t=0}^{T-1}
+    A[t, 0]``, ``A`` the head's softmax attention weights (rows: queries, columns: keys). Every query sees position
+    0, in causal models too (``t >= 0``), so all ``T`` queries count, the first one included (its weight on itself
+    is 1); this is ``eval_sink_open_source.py``'s importance score of token 0 in ``sail-sg/Attention-Sink``.
+    Padded queries of a ragged batch are left out. Unitless, in ``[0, 1]``; a uniform causal head gives
+    ``H_T / T`` (harmonic number), e.g. 0.074 at ``T = 64``.
+
+    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (``n_heads``: query heads; with grouped-query attention
+    each key/value head serves several). Runs the model with eager attention (:func:`eager_attention`), which
+    returns the weights; only the first key column of each block's weights is kept, so memory is ``O(n_blocks *
+    n_seqs * n_heads * T)`` per batch, never the whole ``T x T`` maps of every block."""
+    chosen = handle.check_blocks(blocks)
+    seqs, pos = _prepare(handle, sequences, 0, batch_size)
+    unique = sorted(set(chosen))
+    slot = {b: k for k, b in enumerate(unique)}
+    block_list = handle.blocks
+    path = handle.arch.attention
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    captured: dict[int, torch.Tensor] = {}
+    out: np.ndarray | None = None
+
+    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
+        hooks: list[Any] = []
+        for b in unique:
+
+            def hook(module: Any, args: Any, output: Any, b: int = b) -> None:
+                weights = output[1] if isinstance(output, tuple | list) and len(output) > 1 else None
+                if weights is None:
+                    raise UsageError(
+                        f"block {b} of {handle.name} returned no attention weights under eager attention: the "
+                        f"{handle.arch.family!r} row of ARCHITECTURES must name the self-attention module"
+                    )
+                captured[b] = weights[:, :, :, 0].detach().to(device="cpu", dtype=torch.float32)  # [B, H, Tq]
+
+            hooks.append(block_list[b].get_submodule(path).register_forward_hook(hook))
+        hooks.append(block_list[max(unique)].register_forward_hook(_stop_hook))
+        return hooks
+
+    def on_batch(idx: np.ndarray) -> None:
+        nonlocal out
+        n_len = torch.from_numpy(lengths[idx])  # [B]
+        for b in unique:
+            col = captured.pop(b)  # [B, H, Tq]
+            valid = torch.arange(col.shape[-1])[None, :] < n_len[:, None]  # [B, Tq]: real queries
+            mean = (col * valid[:, None, :]).sum(-1) / n_len[:, None].to(torch.float32)
+            if out is None:
+                out = np.empty((len(unique), len(seqs), col.shape[1]), dtype=np.float32)
+            out[slot[b], idx] = mean.numpy()
+
+    with eager_attention(handle):
+        _run(handle, seqs, pos, batch_size, register, on_batch)
+    if out is None:  # pragma: no cover - _prepare guarantees at least one sequence
+        raise AssertionError("no batch ran")
+    if chosen != unique:
+        return out[[slot[b] for b in chosen]]
+    return out
+
+
+def hidden_state_maps(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    layers: Sequence[int] | int | None = None,
+    batch_size: int = 16,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``.
+
+    Layers as :func:`hidden_states` (0 = embeddings, ``L`` = output of block ``L-1``, the last one after the final
+    norm with ``final="post_norm"``, the raw last block output with ``"pre_norm"``); axis 0 in the order of
+    ``layers``. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31 layers of 16
+    windows of 64 tokens: 73 MB): for the studies that read every position of a few windows. UsageError when the
+    sequences differ in length (cut windows of one length)."""
+    if final not in ("post_norm", "pre_norm"):
+        raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+    chosen = handle.check_layers(layers)
+    seqs, _ = _prepare(handle, sequences, 0, batch_size)
+    lengths = {len(s) for s in seqs}
+    if len(lengths) != 1:
+        raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
+    (length,) = lengths
+    unique = sorted(set(chosen))
+    slot = {layer: k for k, layer in enumerate(unique)}
+    out = np.empty((len(unique), len(seqs), length, handle.d_model), dtype=np.float32)
+    blocks = handle.blocks
+    n = handle.n_blocks
+    last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
+    captured: dict[int, torch.Tensor] = {}
+
+    def keep(h: torch.Tensor) -> torch.Tensor:
+        return h.detach().to(device="cpu", dtype=torch.float32)
+
+    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
+        hooks: list[Any] = []
+        deepest = max(unique)
+        for layer in unique:
+            if layer == 0:
+
+                def pre(module: Any, args: Any, kwargs: Any) -> None:
+                    captured[0] = keep(_input_tensor(args, kwargs))
+
+                hooks.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
+                if layer == deepest:
+                    hooks.append(blocks[0].register_forward_pre_hook(_stop_hook))
+                continue
+            module: torch.nn.Module = (
+                base_model(handle.model).get_submodule(last_norm)
+                if layer == n and last_norm is not None
+                else blocks[layer - 1]
+            )
+
+            def post(module: Any, args: Any, output: Any, layer: int = layer) -> None:
+                captured[layer] = keep(_output_tensor(output))
+
+            hooks.append(module.register_forward_hook(post))
+            if layer == deepest:
+                hooks.append(module.register_forward_hook(_stop_hook))
+        return hooks
+
+    def on_batch(idx: np.ndarray) -> None:
+        for layer in unique:
+            out[slot[layer], idx] = captured.pop(layer).numpy()
+
+    _run(handle, seqs, np.zeros(len(seqs), dtype=np.int64), batch_size, register, on_batch)
+    if chosen == unique:
+        return out
+    return out[[slot[layer] for layer in chosen]]

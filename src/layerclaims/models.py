@@ -62,7 +62,9 @@ class Architecture:
     (None when there is none); ``last_hidden_is_normed``: whether the last ``output_hidden_states`` entry has that
     norm applied (verified on transformers 5.23: GPT-2 and Llama yes, BERT no); ``pre_attn_norm``: the norm a
     block applies to its input before the Q/K/V projections (relative to the block; None for post-norm BERT);
-    ``qkv``: one :class:`QKVSite` for each of ``q``, ``k``, ``v``; ``causal``: decoder (True) or encoder."""
+    ``qkv``: one :class:`QKVSite` for each of ``q``, ``k``, ``v``; ``causal``: decoder (True) or encoder;
+    ``attention``: the self-attention module (relative to a block) whose output is ``(attn_output, attn_weights)``,
+    the weights ``[batch, n_heads, query, key]`` when the model runs eager attention (None under SDPA)."""
 
     family: str
     blocks: tuple[str, ...]
@@ -72,6 +74,7 @@ class Architecture:
     pre_attn_norm: str | None
     qkv: tuple[QKVSite, ...]
     causal: bool
+    attention: str
 
     def site(self, which: str) -> QKVSite:
         """The :class:`QKVSite` of ``"q"``, ``"k"`` or ``"v"``; UsageError otherwise."""
@@ -92,6 +95,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         # c_attn (Conv1D, n_embd -> 3 n_embd) output split in three, all heads concatenated, bias included.
         qkv=(QKVSite("q", "attn.c_attn", 0, 3), QKVSite("k", "attn.c_attn", 1, 3), QKVSite("v", "attn.c_attn", 2, 3)),
         causal=True,
+        attention="attn",
     ),
     "llama": Architecture(
         family="llama",
@@ -103,6 +107,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
         qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
         causal=True,
+        attention="self_attn",
     ),
     "bert": Architecture(
         family="bert",
@@ -117,6 +122,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             QKVSite("v", "attention.self.value"),
         ),
         causal=False,
+        attention="attention.self",
     ),
 }
 
@@ -791,3 +797,42 @@ def load_model(
         revision=revision,
         source=source,
     )
+
+
+# ------------------------------------------------------------------------------------------------ controls
+
+_REINIT: dict[tuple[int, int], ModelHandle] = {}  # (id(model), seed) -> handle: one re-initialisation per run
+
+
+def reinitialised(handle: ModelHandle, seed: int) -> ModelHandle:
+    """The same architecture as ``handle`` (same class, same configuration, same tokenizer) with every weight drawn
+    afresh by transformers' own initialiser, the global torch RNG seeded to ``seed`` (the caller's RNG state is
+    restored): the control where whatever training put into the weights is absent by construction. Cached for the
+    last handle and seed (a study's controls share one); ``name`` is ``"<name> (re-initialised, seed N)"`` and
+    ``source`` ``"random:seed=N"``. In eval mode, gradients off, on the handle's device and dtype."""
+    key = (id(handle.model), int(seed))
+    if key in _REINIT:
+        return _REINIT[key]
+    config = cast(Any, handle.model).config
+    cls = type(handle.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = cls(config)
+    model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
+    model.eval()
+    model.requires_grad_(False)
+    out = ModelHandle(
+        name=f"{handle.name} (re-initialised, seed {seed})",
+        model=model,
+        tokenizer=handle.tokenizer,
+        arch=handle.arch,
+        n_blocks=handle.n_blocks,
+        d_model=handle.d_model,
+        device=handle.device,
+        dtype=handle.dtype,
+        revision=f"random:seed={seed}",
+        source=f"random:seed={seed}",
+    )
+    _REINIT.clear()
+    _REINIT[key] = out
+    return out

@@ -36,7 +36,26 @@ class FakeResult:
 
 
 def test_registry_has_every_claim_of_the_spec_once() -> None:
-    assert [c.id for c in CLAIMS] == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
+    assert [c.id for c in CLAIMS] == [
+        "A1",
+        "A2",
+        "A3",
+        "A4",
+        "A5",
+        "A6",
+        "A7",
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+        *[f"MA{i}" for i in range(1, 14)],
+        "AN1",
+        "AN2",
+        "AN3",
+        "AN4",
+        "AS1",
+        "AS2",
+    ]
     assert set(CLAIMS_BY_ID) == {c.id for c in CLAIMS}
     assert {c.id for c in claims_for("qk")} == {"B1", "B2", "B3", "B4"}
     assert all(c.study == "punctuation" for c in claims_for("punctuation"))

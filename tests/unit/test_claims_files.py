@@ -63,13 +63,33 @@ def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
 
 def test_the_package_claims_come_from_its_toml_files() -> None:
     files = {c.file for c in CLAIMS}
-    assert len(files) == 4 and all(f is not None and f.endswith(".toml") for f in files)
-    assert [c.id for c in CLAIMS] == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
+    assert len(files) == 7 and all(f is not None and f.endswith(".toml") for f in files)
+    assert [c.id for c in CLAIMS] == [
+        "A1",
+        "A2",
+        "A3",
+        "A4",
+        "A5",
+        "A6",
+        "A7",
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+        *[f"MA{i}" for i in range(1, 14)],
+        "AN1",
+        "AN2",
+        "AN3",
+        "AN4",
+        "AS1",
+        "AS2",
+    ]
     a6 = C.CLAIMS_BY_ID["A6"]
     assert a6.conditions == (Condition("min_within_cluster_slope", ">", 0), Condition("pooled_r", "<", 0))
     assert (a6.model, a6.model_blocks, a6.layer, a6.kind, a6.presupposes) == ("gpt2-medium", 24, 1, "internal", ("A1",))
     assert C.CLAIMS_BY_ID["A7"].layer is None and C.CLAIMS_BY_ID["B4"].model_blocks == 36
-    assert all(c.settings == () for c in CLAIMS)
+    assert all(c.settings == () for c in CLAIMS if c.id != "AS2")
+    assert C.CLAIMS_BY_ID["AS2"].settings == (("add_bos", True),)  # LLaMA's tokenizer prepends a BOS token
 
 
 def test_the_toml_files_are_package_data() -> None:
@@ -95,9 +115,13 @@ def test_group_runs_share_one_run_per_study_and_settings(tmp_path: Path) -> None
     assert [(s, [c.id for c in cs]) for s, _, cs in groups] == [
         ("punctuation", ["A1", "A2", "A3", "A4", "A5", "A6", "A7"]),
         ("qk", ["B1", "B2", "B3", "B4"]),
+        ("massive", [f"MA{i}" for i in range(1, 14)]),
+        ("anisotropy", ["AN1", "AN2", "AN3", "AN4"]),
+        ("sink", ["AS1"]),
+        ("sink", ["AS2"]),
         ("qk", ["U1", "U2"]),
     ]
-    assert groups[1][1] == {} and groups[2][1] == user[0].options
+    assert groups[1][1] == {} and groups[-1][1] == user[0].options and groups[-2][1] == {"add_bos": True}
 
 
 def test_combine_adds_or_replaces_and_a_folder_is_read_whole(tmp_path: Path) -> None:

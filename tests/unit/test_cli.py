@@ -171,7 +171,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
         )
         for name in ("qk", "punctuation")
     }
-    monkeypatch.setattr(registry, "_loaded", {**registry.registry(), **fakes})
+    # only the two fake studies run (the layer studies are not faked here: their claims are in the package tables)
+    monkeypatch.setattr(registry, "_loaded", {name: fakes[name] for name in ("punctuation", "qk")})  # entry-point order
 
     def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
         rec.loads.append((name, {"device": device, "dtype": dtype, "device_map": device_map}))
@@ -228,7 +229,21 @@ def test_claims_lists_every_claim(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("claims") == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:7] == ["id", "model", "layer", "statistic", "comparison", "threshold", "source"]
-    assert [ln.split()[0] for ln in out[1:]] == ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
+    layer_claims = [*(f"MA{i}" for i in range(1, 14)), "AN1", "AN2", "AN3", "AN4", "AS1", "AS2"]
+    assert [ln.split()[0] for ln in out[1:]] == [
+        "A1",
+        "A2",
+        "A3",
+        "A4",
+        "A5",
+        "A6",
+        "A7",
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+        *layer_claims,
+    ]
     b2 = out[9]
     assert "gpt2-medium" in b2 and "block 5" in b2 and "rsa_qk" in b2 and "0.8" in b2 and "seeds/qk" in b2
 
@@ -236,13 +251,13 @@ def test_claims_lists_every_claim(capsys: pytest.CaptureFixture[str]) -> None:
 def test_claims_as_json_and_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("claims", "--format", "json") == 0
     rows = json.loads(capsys.readouterr().out)
-    b4 = rows[-1]
+    b4 = next(r for r in rows if r["id"] == "B4")
     assert (b4["id"], b4["model"], b4["layer"]) == ("B4", "gpt2-large", "all")
     assert b4["statistic"] == "min_rsa_qk_over_blocks and fraction_blocks_v_most_selective"
     assert b4["threshold"] == "0.84 and 0.5"
     assert run_cli("claims", "--format", "markdown") == 0
     md = capsys.readouterr().out
-    assert md.startswith("| id | claim | model |") and md.count("\n") == 13
+    assert md.startswith("| id | claim | model |") and md.count("\n") == 13 + 19  # 19 layer-study claims
 
 
 # ------------------------------------------------------------------------------------------------ reproduce
@@ -474,7 +489,10 @@ def test_study_takes_all_or_one_installed_name_in_every_command(
     for wrong in ("nope", "both"):
         assert cli.main([*command, "--study", wrong]) == 2
         err = capsys.readouterr().err
-        assert f"unknown study {wrong!r}: the installed studies are punctuation, qk" in err and "fix: " in err
+        assert (
+            f"unknown study {wrong!r}: the installed studies are anisotropy, massive, punctuation, qk, sink" in err
+            and "fix: " in err
+        )
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -895,7 +913,9 @@ def test_python_dash_m_runs_the_cli() -> None:
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)) == 11
+    assert (
+        len(json.loads(proc.stdout)) == 11 + 19
+    )  # study A and B claims, then the layer studies' MA1-MA13, AN1-AN4, AS1-AS2
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -912,8 +932,9 @@ def test_reproduce_end_to_end_on_tiny_gpt2(tmp_path: Path, capsys: pytest.Captur
     argv += ["--set", "punctuation.cluster_n_boot=5", "--set", "qk.n_boot=50", "--set", "qk.n_perm=100"]
     assert cli.main(argv) == 0, capsys.readouterr()
     verdicts = json.loads((out / "verdicts.json").read_text())
+    layer_claims = [*(f"MA{i}" for i in range(1, 14)), "AN1", "AN2", "AN3", "AN4", "AS1", "AS2"]
     assert sorted(v["claim"] for v in verdicts) == sorted(
-        ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4"]
+        ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "B1", "B2", "B3", "B4", *layer_claims]
     )
     assert all(v["model"] == "tiny-gpt2" for v in verdicts)
     evaluated = [v for v in verdicts if v["holds"] is not None]

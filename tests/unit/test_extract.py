@@ -4,6 +4,9 @@
 - Q/K/V equal a hand re-computation from the weights: the block input (``output_hidden_states[b]``), its pre-attention
   norm written out by hand (LayerNorm for GPT-2, RMSNorm for Llama, none for post-norm BERT), the projection
   ``x W + b``, then the split (GPT-2's fused ``c_attn`` in three); nothing here reads the ARCHITECTURES table;
+- attention to the first token equals a hand re-computation of the softmax attention from those Q and K (GPT-2 and
+  BERT: scaled dot products; Llama: RoPE written out by hand, grouped key heads repeated), causal mask for decoders,
+  averaged over every query;
 - ``final="pre_norm"`` gives the last block's raw output (checked with a hook the test installs itself);
 - ragged batches, batch sizes and input types do not change the vectors; hooks never outlive a call;
 - every bad input raises a UsageError that names the valid range.
@@ -18,7 +21,7 @@ import pytest
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import as_positions, hidden_states, qkv
+from layerclaims.extract import as_positions, first_token_attention, hidden_state_maps, hidden_states, qkv
 from layerclaims.models import ModelHandle, base_model
 
 # Tolerances (absolute, float32). Worst cases measured over the sequences of these tests on the three tiny models
@@ -79,7 +82,85 @@ def _reference_qkv(handle: ModelHandle, block: int, x: torch.Tensor) -> dict[str
     raise AssertionError(family)
 
 
+def _rope(x: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary position embedding of ``x`` [len, heads, head_dim] at positions 0..len-1 (rotate-half convention)."""
+    n, _, dh = x.shape
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dh, 2, dtype=torch.float32) / dh))
+    angles = torch.arange(n, dtype=torch.float32)[:, None] * inv_freq[None, :]  # [len, dh/2]
+    cos = torch.cat([angles.cos(), angles.cos()], -1)[:, None, :]
+    sin = torch.cat([angles.sin(), angles.sin()], -1)[:, None, :]
+    rotated = torch.cat([-x[..., dh // 2 :], x[..., : dh // 2]], -1)
+    return x * cos + rotated * sin
+
+
+def _reference_first_token_attention(handle: ModelHandle, seq: list[int]) -> np.ndarray:
+    """Attention to position 0, mean over all queries: [n_blocks, n_heads], from the hand Q/K of each block."""
+    cfg = handle.model.config
+    family = cfg.model_type
+    n_heads = cfg.num_attention_heads if family != "gpt2" else cfg.n_head
+    hidden = _reference_hidden(handle, seq)
+    n = len(seq)
+    out = []
+    for b in range(handle.n_blocks):
+        with torch.no_grad():
+            ref = _reference_qkv(handle, b, hidden[b])
+        dh = ref["q"].shape[-1] // n_heads
+        q = ref["q"].reshape(n, n_heads, dh)
+        k = ref["k"].reshape(n, -1, dh)
+        if family == "llama":
+            theta = float(cfg.rope_parameters["rope_theta"])
+            q, k = _rope(q, theta), _rope(k, theta)
+            k = k.repeat_interleave(n_heads // k.shape[1], dim=1)  # key head j serves query heads j*r..j*r+r-1
+        scores = torch.einsum("qhd,khd->hqk", q, k) / dh**0.5
+        if family in ("gpt2", "llama"):
+            scores = scores.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # [h, q, k]
+        out.append(weights[:, :, 0].mean(-1).numpy())
+    return np.stack(out)
+
+
 # ------------------------------------------------------------------------------------------------- oracles
+
+
+def test_first_token_attention_equals_recomputation(handle: ModelHandle) -> None:
+    seqs = _sequences(5, seed=7)
+    impl = handle.model.config._attn_implementation
+    got = first_token_attention(handle, seqs, batch_size=3)  # ragged batches: padded queries must not count
+    assert handle.model.config._attn_implementation == impl  # the model's own implementation is restored
+    n_heads = handle.model.config.num_attention_heads
+    assert got.shape == (handle.n_blocks, len(seqs), n_heads) and got.dtype == np.float32
+    for i, seq in enumerate(seqs):
+        np.testing.assert_allclose(got[:, i], _reference_first_token_attention(handle, seq), rtol=0, atol=ATOL)
+    assert ((got > 0) & (got <= 1)).all()
+
+
+def test_hidden_state_maps_equal_output_hidden_states(handle: ModelHandle) -> None:
+    rng = np.random.default_rng(8)
+    seqs = rng.integers(0, 50257, size=(5, 9)).tolist()
+    got = hidden_state_maps(handle, seqs, batch_size=2)
+    assert got.shape == (handle.n_blocks + 1, 5, 9, handle.d_model)
+    for i, seq in enumerate(seqs):
+        np.testing.assert_allclose(got[:, i], _reference_hidden(handle, seq).numpy(), rtol=0, atol=ATOL)
+    n = handle.n_blocks
+    pre = hidden_state_maps(handle, seqs, layers=[n, 1], final="pre_norm")
+    np.testing.assert_allclose(pre[1], got[1], rtol=0, atol=ATOL)  # only the last layer depends on `final`
+    np.testing.assert_allclose(
+        pre[0][:, -1], hidden_states(handle, seqs, -1, layers=[n], final="pre_norm")[0], atol=ATOL
+    )
+    with pytest.raises(UsageError, match="one length"):
+        hidden_state_maps(handle, [[1, 2, 3], [4, 5]])
+
+
+def test_first_token_attention_blocks_and_errors(tiny_gpt2: ModelHandle) -> None:
+    seqs = _sequences(3)
+    full = first_token_attention(tiny_gpt2, seqs)
+    np.testing.assert_array_equal(first_token_attention(tiny_gpt2, seqs, blocks=[2, 0]), full[[2, 0]])
+    one = first_token_attention(tiny_gpt2, [[5]])  # one token: its only query attends to itself
+    np.testing.assert_allclose(one, 1.0, atol=1e-6)
+    with pytest.raises(UsageError, match=r"block 4 is out of range"):
+        first_token_attention(tiny_gpt2, seqs, blocks=[4])
+    with pytest.raises(UsageError, match=r"sequence 1 is empty"):
+        first_token_attention(tiny_gpt2, [[1, 2], []])
 
 
 def test_hidden_states_equal_output_hidden_states(handle: ModelHandle) -> None:

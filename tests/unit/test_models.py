@@ -54,6 +54,7 @@ def test_every_table_path_exists_in_the_tiny_models(handle: ModelHandle) -> None
             block.get_submodule(arch.pre_attn_norm)
         for site in arch.qkv:
             block.get_submodule(site.module)
+        block.get_submodule(arch.attention)
 
 
 def test_last_hidden_state_normed_flag_matches_transformers(handle: ModelHandle) -> None:
@@ -297,3 +298,19 @@ def test_smollm2_converted_once_cached_and_rebuilt_when_corrupt(
     models._verify_manifest(folder)
     q = qkv(rebuilt, [ids], -1, blocks=[0, 29])
     assert q["k"].shape == (2, 1, 192)
+
+
+def test_reinitialised_is_the_same_architecture_with_fresh_weights(tiny_gpt2: ModelHandle) -> None:
+    from layerclaims.models import reinitialised
+
+    state = torch.random.get_rng_state()
+    a = reinitialised(tiny_gpt2, 3)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched
+    assert reinitialised(tiny_gpt2, 3) is a  # cached
+    b = reinitialised(tiny_gpt2, 4)
+    assert type(a.model) is type(tiny_gpt2.model) and a.n_blocks == tiny_gpt2.n_blocks and a.source == "random:seed=3"
+    wa, wb, w0 = (h.model.transformer.h[0].attn.c_attn.weight for h in (a, b, tiny_gpt2))
+    assert not torch.equal(wa, wb) and not torch.equal(wa, w0)
+    again = reinitialised(b, 3)  # another handle: a fresh draw with the same seed gives the same weights
+    assert torch.equal(again.model.transformer.h[0].attn.c_attn.weight, wa)
+    assert not a.model.training and not any(p.requires_grad for p in a.model.parameters())

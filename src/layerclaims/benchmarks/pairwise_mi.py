@@ -6,7 +6,7 @@ On CPU both backends are timed: ``numba`` (the default; its first call, which co
 cache, is timed separately and not counted) and ``numpy``; with ``--device cuda``, torch on the GPU.
 
 Data: N x D float64, seeded: standard Gaussian with 2 % of the dims Student t (2 dof) scaled by 10 and one
-"massive" dim (x 100, like GPT-2's outlier dims), so trimming happens and per-pair ranges differ.
+massive dim (x 100, like GPT-2's outlier dims), so trimming happens and per-pair ranges differ.
 The naive loop is :func:`~layerclaims.metrics.information.mi_cov_pair` (the original code, ``np.histogram2d``
 per pair). By default it runs over a random subset of ``--pairs`` pairs and its time is extrapolated to all
 N (N - 1) / 2 pairs (said so in the output); ``--full`` times the whole loop (minutes at N = 250). The

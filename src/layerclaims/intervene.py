@@ -1,0 +1,202 @@
+"""Interventions on the residual stream: set chosen dimensions at chosen positions of chosen blocks' outputs to
+zero or to a fixed value (e.g. their mean over many inputs) during the forward pass, and measure next-token loss.
+
+A :class:`Patch` names one block (0-based; its *output*, the residual stream after the block, which is
+``hidden_states[block + 1]`` of Hugging Face before any final norm), the dimensions, the positions (absolute,
+0-based; None: every position) and the values written there. :func:`next_token_loss` runs the model with its LM
+head and forward hooks that overwrite those entries of the block output before the next block reads them, and
+returns the cross-entropy of every sequence's next-token predictions. :func:`block_output_means` gives the mean of
+chosen dimensions at chosen positions of a block's output over a set of sequences (Sun et al. 2024's "set to
+mean" intervention). Hooks are always removed (``try/finally``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from layerclaims.errors import UsageError
+from layerclaims.extract import PAD_ID, SequencesLike, _batches, as_sequences, hidden_states
+from layerclaims.models import ModelHandle
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Overwrite ``dims`` of block ``block``'s output at ``positions`` with ``values``.
+
+    ``block``: 0-based block index; ``dims``: residual-stream dimensions (0..d_model-1); ``positions``: absolute
+    0-based token positions (None: all positions; a position past a sequence's end is skipped for that sequence);
+    ``values``: one value for every dim (0.0: zeroing) or one per dim (e.g. :func:`block_output_means`)."""
+
+    block: int
+    dims: tuple[int, ...]
+    positions: tuple[int, ...] | None = None
+    values: float | tuple[float, ...] = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", _int_tuple(self.dims, "dims"))
+        if self.positions is not None:
+            positions = _int_tuple(self.positions, "positions")
+            if min(positions) < 0:
+                raise UsageError(f"patch positions must be absolute (>= 0), got {positions!r}: count from 0")
+            object.__setattr__(self, "positions", positions)
+        if not isinstance(self.values, int | float):
+            values = tuple(float(v) for v in self.values)
+            if len(values) != len(self.dims):
+                raise UsageError(
+                    f"a patch has {len(values)} values for {len(self.dims)} dims: give one value, or one per dim"
+                )
+            object.__setattr__(self, "values", values)
+        if not all(np.isfinite(np.atleast_1d(np.asarray(self.values, dtype=float)))):
+            raise UsageError(f"patch values must be finite numbers, got {self.values!r}")
+
+
+def _int_tuple(values: Any, name: str) -> tuple[int, ...]:
+    items = (values,) if isinstance(values, int) else tuple(values)
+    if not items:
+        raise UsageError(f"a patch needs at least one entry in {name}")
+    if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in items):
+        raise UsageError(f"patch {name} must be integers, got {items!r}")
+    return tuple(int(v) for v in items)
+
+
+@dataclass(frozen=True)
+class Losses:
+    """Next-token cross-entropy per sequence.
+
+    ``per_sequence``: float64 ``[n_seqs]``, the mean cross-entropy (nats per token) of each sequence's ``len - 1``
+    next-token predictions; ``n_predicted``: int ``[n_seqs]``, those counts. ``mean`` is the token-weighted mean
+    (equal to the mean of ``per_sequence`` for equal-length windows); ``perplexity`` is ``exp(mean)``."""
+
+    per_sequence: np.ndarray
+    n_predicted: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float((self.per_sequence * self.n_predicted).sum() / self.n_predicted.sum())
+
+    @property
+    def perplexity(self) -> float:
+        return float(np.exp(self.mean))
+
+
+def _check_patches(handle: ModelHandle, patches: Sequence[Patch]) -> None:
+    for p in patches:
+        if not isinstance(p, Patch):
+            raise UsageError(f"patches must be layerclaims.intervene.Patch objects, got {type(p).__name__}")
+        handle.check_blocks([p.block])
+        bad = [d for d in p.dims if not 0 <= d < handle.d_model]
+        if bad:
+            raise UsageError(f"patch dims {bad} are outside 0..{handle.d_model - 1} (d_model of {handle.name})")
+
+
+def _lm_head(handle: ModelHandle) -> None:
+    get = getattr(handle.model, "get_output_embeddings", None)
+    if get is None or get() is None or not handle.arch.causal:
+        raise UsageError(
+            f"{handle.name} has no causal language-model head: next-token loss needs a causal LM "
+            "(e.g. tiny-gpt2, tiny-llama, smollm2-135m, gpt2)"
+        )
+
+
+def next_token_loss(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    patches: Sequence[Patch] = (),
+    batch_size: int = 8,
+) -> Losses:
+    """Mean next-token cross-entropy (nats) of every sequence, with ``patches`` applied during the forward pass.
+
+    For a sequence ``x_0..x_{T-1}``: ``loss = -(1/(T-1)) sum_{t=0}^{T-2} log p(x_{t+1} | x_0..x_t)``, from the
+    full model with its LM head (log-softmax in float64 from the model's logits). Each patch overwrites its entries
+    of its block's output before the next block (or the final norm) reads it; several patches of one block apply in
+    the given order. Sequences need at least 2 tokens; ragged batches are right-padded and masked. UsageError for
+    an encoder (no causal LM head), a block or dim out of range, or a one-token sequence."""
+    _lm_head(handle)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    patches = tuple(patches)
+    _check_patches(handle, patches)
+    seqs = as_sequences(sequences, getattr(handle.model.config, "vocab_size", None))
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    short = np.flatnonzero(lengths < 2)
+    if short.size:
+        raise UsageError(f"sequence {int(short[0])} has one token: next-token loss needs at least 2 per sequence")
+    device = torch.device(handle.device)
+    by_block: dict[int, list[Patch]] = {}
+    for p in patches:
+        by_block.setdefault(p.block, []).append(p)
+    blocks = handle.blocks
+
+    def make_hook(block_patches: list[Patch]) -> Any:
+        def hook(module: Any, args: Any, output: Any) -> Any:
+            h = output[0] if isinstance(output, tuple | list) else output
+            h = h.clone()
+            for p in block_patches:
+                dims = torch.tensor(p.dims, device=h.device)
+                values = torch.as_tensor(p.values, dtype=h.dtype, device=h.device)
+                if p.positions is None:
+                    h[:, :, dims] = values
+                else:
+                    pos = torch.tensor([q for q in p.positions if q < h.shape[1]], device=h.device)
+                    if len(pos):
+                        h[:, pos[:, None], dims[None, :]] = values
+            if isinstance(output, tuple | list):
+                return (h, *output[1:])
+            return h
+
+        return hook
+
+    per_seq = np.empty(len(seqs), dtype=np.float64)
+    hooks = [blocks[b].register_forward_hook(make_hook(ps)) for b, ps in sorted(by_block.items())]
+    try:
+        with torch.inference_mode():
+            for idx in _batches(lengths, batch_size):
+                width = int(lengths[idx].max())
+                ids = torch.full((len(idx), width), PAD_ID, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
+                    mask[row, : lengths[i]] = 1
+                out = handle.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+                # float64 from the model's logits: the loss adds no rounding of its own beyond the logits'
+                logp = torch.log_softmax(out.logits[:, :-1].double(), dim=-1)
+                target = ids[:, 1:].to(logp.device)
+                ce = -logp.gather(-1, target[..., None])[..., 0]  # [B, T-1]
+                valid = mask[:, 1:].to(ce.device).bool()
+                sums = (ce * valid).sum(-1).cpu().numpy()
+                per_seq[idx] = sums / (lengths[idx] - 1)
+    finally:
+        for h in hooks:
+            h.remove()
+    return Losses(per_sequence=per_seq, n_predicted=lengths - 1)
+
+
+def block_output_means(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    block: int,
+    dims: Sequence[int],
+    positions: Sequence[int] | int,
+    batch_size: int = 32,
+) -> tuple[float, ...]:
+    """Mean of ``dims`` of block ``block``'s output at ``positions`` over ``sequences`` (float, one per dim).
+
+    ``positions``: one absolute position or several, each read in every sequence (a position past a sequence's
+    end: UsageError). This is the value Sun et al. (2024) write in their "set to mean" intervention: the mean of
+    the massive activations over many inputs. Read by :func:`layerclaims.extract.hidden_states` (hidden state
+    ``block + 1``, ``final="pre_norm"``: the raw block output, as :func:`next_token_loss` patches it)."""
+    (layer,) = handle.check_blocks([block])
+    pos_list = [positions] if isinstance(positions, int) else list(positions)
+    bad_dims = [d for d in dims if not 0 <= int(d) < handle.d_model]
+    if not len(dims) or bad_dims:
+        raise UsageError(f"dims must be 1+ dimensions in 0..{handle.d_model - 1}, got {list(dims)!r}")
+    rows = []
+    for q in pos_list:
+        h = hidden_states(handle, sequences, q, layers=[layer + 1], batch_size=batch_size, final="pre_norm")
+        rows.append(h[0][:, list(dims)])
+    return tuple(float(v) for v in np.concatenate(rows).astype(np.float64).mean(0))

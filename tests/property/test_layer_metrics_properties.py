@@ -1,0 +1,69 @@
+"""Properties of the massive-activation, anisotropy and sink metrics on generated arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from layerclaims.metrics.anisotropy import centre, mean_pair_cosine, random_pairs
+from layerclaims.metrics.massive import massive_mask, top_ratio
+from layerclaims.metrics.sink import sink_share
+
+finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=64)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> np.ndarray:
+    shape = (draw(st.integers(1, 6)), draw(st.integers(1, 8)))
+    h = draw(arrays(np.float64, shape, elements=st.floats(-1, 1, allow_nan=False, width=64)))
+    n_big = draw(st.integers(0, 3))
+    for _ in range(n_big):  # plant some large entries
+        i, j = draw(st.integers(0, shape[0] - 1)), draw(st.integers(0, shape[1] - 1))
+        h[i, j] = draw(st.floats(50, 1e5))
+    return h
+
+
+@given(states(), st.floats(0.01, 100.0))
+@settings(max_examples=80, deadline=None)
+def test_massive_mask_sign_and_scale(h: np.ndarray, scale: float) -> None:
+    mask = massive_mask(h)
+    np.testing.assert_array_equal(massive_mask(-h), mask)
+    # the ratio rule is scale-free; the absolute floor scales with the data
+    np.testing.assert_array_equal(massive_mask(h * scale, abs_threshold=100 * scale), mask)
+    assert (top_ratio(h) >= 1.0) or np.isinf(top_ratio(h))
+
+
+@given(states())
+@settings(max_examples=60, deadline=None)
+def test_massive_mask_is_permutation_equivariant(h: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    rows, cols = rng.permutation(h.shape[0]), rng.permutation(h.shape[1])
+    np.testing.assert_array_equal(massive_mask(h[rows][:, cols]), massive_mask(h)[rows][:, cols])
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(3, 20), st.integers(2, 6)), elements=finite),
+    st.integers(0, 2**31 - 1),
+)
+@settings(max_examples=80, deadline=None)
+def test_mean_pair_cosine_bounds_and_row_scaling(x: np.ndarray, seed: int) -> None:
+    x = x + np.where(np.linalg.norm(x, axis=1, keepdims=True) == 0, 1.0, 0.0)  # no zero rows
+    pairs = random_pairs(len(x), 30, np.random.default_rng(seed))
+    value = mean_pair_cosine(x, pairs)
+    assert -1 - 1e-9 <= value <= 1 + 1e-9
+    scales = np.random.default_rng(seed).uniform(0.1, 10, size=(len(x), 1))
+    assert abs(mean_pair_cosine(x * scales, pairs) - value) < 1e-9
+    np.testing.assert_allclose(centre(x).sum(0), 0, atol=1e-6 * (1 + np.abs(x).max()))
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)), elements=st.floats(0, 1)),
+    st.floats(0, 0.99),
+    st.floats(0, 0.99),
+)
+@settings(max_examples=80, deadline=None)
+def test_sink_share_is_monotone_in_epsilon(alpha: np.ndarray, e1: float, e2: float) -> None:
+    lo, hi = min(e1, e2), max(e1, e2)
+    assert 0 <= sink_share(alpha, hi) <= sink_share(alpha, lo) <= 1

@@ -1,0 +1,144 @@
+"""layerclaims.intervene on tiny-gpt2, against a hand-patched forward pass.
+
+The oracle runs the model by hand: token plus position embeddings, each block called on the residual stream, the
+chosen entries of the chosen block's output overwritten in the tensor, the final norm and the LM head, then the
+next-token cross-entropy written out (log-softmax in float64, the target's log-probability, mean over the T-1
+predictions). With one sequence per forward pass the hooked model runs the same kernels on the same shapes, so the
+losses are bit-identical (asserted with ==), not merely close.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from layerclaims.errors import UsageError
+from layerclaims.extract import hidden_states
+from layerclaims.intervene import Losses, Patch, block_output_means, next_token_loss
+from layerclaims.models import ModelHandle
+
+
+def _seqs(n: int = 3, length: int = 12, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 50257, size=length).tolist() for _ in range(n)]
+
+
+def _hand_loss(handle: ModelHandle, seq: list[int], patches: list[Patch]) -> float:
+    base = handle.model.transformer
+    ids = torch.tensor([seq])
+    with torch.no_grad():
+        x = base.wte(ids) + base.wpe(torch.arange(len(seq))[None])
+        for i, block in enumerate(base.h):
+            out = block(x)
+            x = (out[0] if isinstance(out, tuple) else out).clone()
+            for p in patches:
+                if p.block != i:
+                    continue
+                positions = range(len(seq)) if p.positions is None else [q for q in p.positions if q < len(seq)]
+                values = [p.values] * len(p.dims) if isinstance(p.values, float) else list(p.values)
+                for q in positions:
+                    for d, v in zip(p.dims, values, strict=True):
+                        x[0, q, d] = v
+        logits = handle.model.lm_head(base.ln_f(x))[0]
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        picked = logp[torch.arange(len(seq) - 1), torch.tensor(seq[1:])]
+        return float(-picked.sum() / (len(seq) - 1))
+
+
+PATCHES = [
+    [],
+    [Patch(1, (3, 7), (0,), 0.0)],
+    [Patch(3, (5,), (0, 4), (2.5,))],
+    [Patch(0, (1, 2, 60), None, (0.5, -1.0, 3.0)), Patch(2, (10,), (11, 40), 0.0)],
+]
+
+
+@pytest.mark.parametrize("patches", PATCHES, ids=["none", "zero-first", "value-two-positions", "two-blocks-all"])
+def test_loss_is_exactly_the_hand_patched_forward(tiny_gpt2: ModelHandle, patches: list[Patch]) -> None:
+    seqs = _seqs()
+    got = next_token_loss(tiny_gpt2, seqs, patches, batch_size=1)
+    for i, seq in enumerate(seqs):
+        assert got.per_sequence[i] == _hand_loss(tiny_gpt2, seq, patches)
+    np.testing.assert_array_equal(got.n_predicted, [11, 11, 11])
+
+
+def test_patches_change_the_loss_and_batches_do_not(tiny_gpt2: ModelHandle) -> None:
+    seqs = [*_seqs(4, seed=1), _seqs(1, length=7, seed=2)[0]]  # ragged: padded and masked
+    clean = next_token_loss(tiny_gpt2, seqs, batch_size=1)
+    batched = next_token_loss(tiny_gpt2, seqs, batch_size=3)
+    np.testing.assert_allclose(batched.per_sequence, clean.per_sequence, rtol=0, atol=1e-5)
+    # a patch far past every sequence's end touches nothing
+    beyond = next_token_loss(tiny_gpt2, seqs, [Patch(1, (0,), (500,), 9.0)], batch_size=1)
+    np.testing.assert_array_equal(beyond.per_sequence, clean.per_sequence)
+    big = next_token_loss(tiny_gpt2, seqs, [Patch(0, tuple(range(64)), None, 50.0)], batch_size=1)
+    assert np.abs(big.per_sequence - clean.per_sequence).min() > 1e-3
+
+
+def test_losses_mean_is_token_weighted() -> None:
+    losses = Losses(per_sequence=np.array([1.0, 4.0]), n_predicted=np.array([3, 1]))
+    assert losses.mean == pytest.approx((3 * 1.0 + 1 * 4.0) / 4)
+    assert losses.perplexity == pytest.approx(np.exp(7 / 4))
+
+
+def test_block_output_means_match_hidden_states(tiny_gpt2: ModelHandle) -> None:
+    seqs = _seqs(5, seed=3)
+    got = block_output_means(tiny_gpt2, seqs, 2, [4, 9], [0, 3])
+    with torch.no_grad():
+        ref = [
+            tiny_gpt2.model.transformer(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states[3][0]
+            for s in seqs
+        ]
+    expected = torch.stack([r[[0, 3]][:, [4, 9]] for r in ref]).reshape(-1, 2).double().mean(0).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # the last block's output is read before the final norm, as the intervention writes it
+    last = block_output_means(tiny_gpt2, seqs, 3, [0], 1)
+    raw = hidden_states(tiny_gpt2, seqs, 1, layers=[4], final="pre_norm")[0][:, 0].astype(np.float64).mean()
+    assert last == pytest.approx((raw,), abs=1e-6)
+
+
+def test_hooks_are_removed(tiny_gpt2: ModelHandle) -> None:
+    def count() -> int:
+        return sum(len(m._forward_hooks) for m in tiny_gpt2.model.modules())
+
+    before = count()
+    next_token_loss(tiny_gpt2, _seqs(1), [Patch(1, (0,), (0,))])
+    assert count() == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"patches": [Patch(4, (0,))]}, r"block 4 is out of range: blocks are 0\.\.3"),
+        ({"patches": [Patch(0, (64,))]}, r"patch dims \[64\] are outside 0\.\.63"),
+        ({"patches": ["zero"]}, r"Patch objects"),
+        ({"sequences": [[1, 2], [3]]}, r"sequence 1 has one token"),
+        ({"batch_size": 0}, r"batch_size must be a positive integer"),
+    ],
+)
+def test_bad_input(tiny_gpt2: ModelHandle, kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"sequences": [[1, 2, 3]], "patches": (), **kwargs}
+    with pytest.raises(UsageError, match=match):
+        next_token_loss(tiny_gpt2, **args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"dims": ()}, r"at least one entry in dims"),
+        ({"dims": (1, 2), "values": (1.0,)}, r"1 values for 2 dims"),
+        ({"dims": (1,), "positions": (-1,)}, r"absolute"),
+        ({"dims": (1.5,)}, r"must be integers"),
+        ({"dims": (1,), "values": float("nan")}, r"finite"),
+    ],
+)
+def test_bad_patch(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        Patch(block=0, **kwargs)
+
+
+def test_encoder_has_no_next_token_loss(tiny_bert: ModelHandle) -> None:
+    with pytest.raises(UsageError, match=r"no causal language-model head"):
+        next_token_loss(tiny_bert, [[1, 2, 3]])
