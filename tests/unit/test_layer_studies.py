@@ -232,14 +232,23 @@ def test_robustness_choices_map_to_config_fields() -> None:
                     {choice: value},
                     [{}, {}],
                     rob.grid,
+                    {},
                 )
                 assert len(out) == 2 and out[0] is out[1] and "forward_s" in timings
                 for field_name, expected in module.ROBUSTNESS_VALUES[choice][value].items():
                     assert getattr(out[0], field_name) == expected
                 for field_name, expected in rob.grid.items():
                     assert getattr(out[0], field_name) == expected
+            # a claim's own setting is the original path: kept at the original value, overridden by a departure
+            original, *others = rob.choices[choice]
+            field_name, own = next(iter(module.ROBUSTNESS_VALUES[choice][others[0]].items()))
+            base = {field_name: own}
+            kept, _ = run_each(
+                lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {choice: original}, [{}], {}, base
+            )
+            assert getattr(kept[0], field_name) == own
         with pytest.raises(UsageError, match="unknown robustness value"):
-            run_each(lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {"nope": "1"}, [{}], {})
+            run_each(lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {"nope": "1"}, [{}], {}, {})
 
 
 def test_cross_window_cosine_with_left_out_tokens_equals_brute_force() -> None:

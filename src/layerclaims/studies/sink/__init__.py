@@ -99,10 +99,11 @@ def _robustness_run(
     variants: Sequence[Mapping[str, str]],
     layers: Sequence[int],
     grid: Mapping[str, Any],
+    base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.config_choices import run_each
 
-    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid)
+    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid, base)
 
 
 STUDY = Study(
