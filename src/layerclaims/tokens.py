@@ -50,11 +50,6 @@ def _backend(tokenizer: Any) -> Any | None:
     return backend
 
 
-def supports_incremental(tokenizer: Any) -> bool:
-    """Whether ``tokenizer`` can be run chunk by chunk (a fast tokenizer with offsets and word ids)."""
-    return _backend(tokenizer) is not None
-
-
 def _encode_whole(tokenizer: Any, text: str) -> list[int]:
     try:
         return list(tokenizer.encode(text, add_special_tokens=False, verbose=False))
@@ -142,9 +137,3 @@ def _safe_cut(offsets: np.ndarray, word_ids: list[int | None], limit: int) -> in
             return c
         c -= 1
     return 0
-
-
-def encode_incremental(tokenizer: Any, text_or_pieces: str | Iterable[str], **kwargs: Any) -> np.ndarray:
-    """All ids of the text through :func:`iter_token_chunks` (for tests and small texts)."""
-    parts = [c.ids for c in iter_token_chunks(tokenizer, text_or_pieces, **kwargs)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -55,7 +55,7 @@ def test_the_installed_example_registers_its_study_and_claim(installed: tuple[Pa
     code = "from layerclaims import study; s = study.get('norm'); print(study.names(), s.layer_unit, s.settings)"
     done = _run([sys.executable, "-c", code], project, site)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split(")")[0] == "('punctuation', 'qk', 'norm'"
+    assert done.stdout.split(")")[0] == "('anisotropy', 'massive', 'punctuation', 'qk', 'sink', 'norm'"
     claims = _run(
         [sys.executable, "-m", "layerclaims", "claims", "--claims", "claims.toml", "--format", "json"], project, site
     )

@@ -4,6 +4,7 @@ same marks and windows as the whole-stream path of study A; layerclaims.data.loa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from layerclaims.data import gpt2_tokenizer, load_corpus, load_study_text
 from layerclaims.errors import UsageError
 from layerclaims.studies.punctuation.marks import contexts, find_marks, select_marks, tokenize, usable_marks
 from layerclaims.studies.punctuation.scan import lf_body_positions, scan_marks, shared_marks
-from layerclaims.tokens import encode_incremental, iter_token_chunks
+from layerclaims.tokens import iter_token_chunks
 
 ADVERSARIAL = {
     "crlf_runs": "Hello,\r\n\r\n\r\n\r\nworld. " * 200 + "\r\n" * 3000 + "end.",
@@ -24,6 +25,12 @@ ADVERSARIAL = {
     "only_spaces": " " * 10000,
     "digits_unicode": "\u201cNo,\u201d he said\u2014 12.000.5 \u00e9t\u00e9. " * 500,
 }
+
+
+def encode_incremental(tokenizer: Any, text_or_pieces: str | Iterable[str], **kwargs: Any) -> np.ndarray:
+    """All ids of the text through :func:`iter_token_chunks` (what whole-text tokenisation must equal)."""
+    parts = [c.ids for c in iter_token_chunks(tokenizer, text_or_pieces, **kwargs)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def smollm2_tokenizer() -> Any:
