@@ -93,24 +93,28 @@ def defaults(study: str) -> dict[str, str]:
 
 
 def parse_only(items: Sequence[str] | None) -> dict[str, dict[str, tuple[str, ...]]]:
-    """``NAME`` or ``NAME=V1,V2`` (restrict the departures to these choices and values) -> per-study choices.
-    UsageError naming every valid choice and value for an unknown one."""
+    """``NAME`` or ``NAME=V1,V2`` (restrict the departures to these choices and values) -> per-study choices. A
+    choice name that several studies declare (``layer``, ``block``) applies to each of them. UsageError naming every
+    valid choice and value for an unknown one."""
     if not items:
         return {s: dict(choices(s)) for s in studies()}
-    valid = {name: (study, vals) for study in studies() for name, vals in choices(study).items()}
+    valid: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for study in studies():
+        for name, vals in choices(study).items():
+            valid.setdefault(name, []).append((study, vals))
     chosen: dict[str, dict[str, tuple[str, ...]]] = {s: {} for s in studies()}
     for item in items:
         name, _, raw = item.partition("=")
         name = name.strip()
         if name not in valid:
-            listing = "; ".join(f"{n}: {', '.join(v)}" for n, (_, v) in valid.items())
+            listing = "; ".join(f"{n}: {', '.join(v[0][1])}" for n, v in valid.items())
             raise UsageError(f"unknown choice {name!r}. Valid choices and values: {listing}")
-        study, vals = valid[name]
-        want = tuple(v.strip() for v in raw.split(",")) if raw else vals
-        bad = [v for v in want if v not in vals]
-        if bad:
-            raise UsageError(f"unknown value(s) {bad} for choice {name!r}: valid values are {', '.join(vals)}")
-        chosen[study][name] = tuple(dict.fromkeys((vals[0], *want)))
+        for study, vals in valid[name]:
+            want = tuple(v.strip() for v in raw.split(",")) if raw else vals
+            bad = [v for v in want if v not in vals]
+            if bad:
+                raise UsageError(f"unknown value(s) {bad} for choice {name!r}: valid values are {', '.join(vals)}")
+            chosen[study][name] = tuple(dict.fromkeys((vals[0], *want)))
     return chosen
 
 

@@ -505,7 +505,7 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
             command=command,
             minimum=declared.minimums.get("n", 3),
             # a study that reads no corpus could run alone
-            others=[s for s in registry.names() if s != study and registry.get(s).count_usable is None],
+            others=[s for s in registry.names() if "corpus" not in config_fields(s)],
             counted_by=f"study {study}'s own selection rule",
             n_origin=origins.get("n", (None, ""))[1],
             count_usable=(
