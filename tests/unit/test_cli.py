@@ -47,6 +47,8 @@ PUNCT_VALUES = {
     "min_within_cluster_slope": (0.3, (0.1, 0.5), None),
     "spearman_mean_mi_vs_depth": (-0.9, (-1.0, -0.5), None),
     "spearman_mean_cov_vs_depth": (0.8, (0.5, 1.0), None),
+    "ratio_mean_mi_last_first": (0.5, (0.4, 0.6), None),
+    "ratio_mean_cov_last_first": (300.0, (200.0, 400.0), None),
 }
 
 # Bootstrap replicates per statistic, for tests that need a claim decided on them (a p-value, a Holm family); none
