@@ -23,10 +23,13 @@ def _rows(x: np.ndarray) -> np.ndarray:
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1)
-    if (norms == 0).any():
-        raise UsageError(f"row {int(np.flatnonzero(norms == 0)[0])} is the zero vector: its cosine is undefined")
-    return x / norms[:, None]
+    """Each row divided by its length; each row is first divided by its largest |entry| (the direction is the same)
+    so that the squares of very small or very large entries neither underflow nor overflow."""
+    peak = np.abs(x).max(axis=1) if x.size else np.zeros(len(x))
+    if (peak == 0).any():
+        raise UsageError(f"row {int(np.flatnonzero(peak == 0)[0])} is the zero vector: its cosine is undefined")
+    scaled = x / peak[:, None]
+    return scaled / np.linalg.norm(scaled, axis=1)[:, None]
 
 
 def random_pairs(n: int, n_pairs: int, rng: np.random.Generator, groups: np.ndarray | None = None) -> np.ndarray:
