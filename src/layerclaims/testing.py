@@ -38,6 +38,10 @@ from layerclaims.verdicts import VERDICT_CODES, Verdict
 
 # The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
 CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")
+# Of those, the ones whose findings are marked ``slow`` when no --model names them: smollm2-135m's real weights through
+# all five studies take minutes on 2 CPU cores (``make test-slow`` and ``pytest -m findings`` run them; tiny-gpt2
+# is the default run's representative of the same road).
+SLOW_FINDINGS_MODELS = ("smollm2-135m",)
 
 # Snapshot tolerance. Numbers come from float32 forward passes on CPU; the analysis is float64. The worst
 # relative change measured between a 1-thread and a 2-thread run of the same study is recorded by each study's
@@ -64,8 +68,9 @@ def model_claim_params(
     """(model, claim) pairs of one study (or all) of ``claims`` (default: the package's); with --gpu and no
     --model, each claim only on its own model."""
     own_only = config.getoption("--gpu") and not config.getoption("--model")
+    slow = () if config.getoption("--model") else SLOW_FINDINGS_MODELS
     return [
-        pytest.param(m, c, id=f"{m}-{c.id}")
+        pytest.param(m, c, id=f"{m}-{c.id}", marks=[pytest.mark.slow] if m in slow else [])
         for m in findings_models(config, study, claims)
         for c in claims_for(study, claims)
         if not own_only or c.model == m
