@@ -244,6 +244,19 @@ def provenance(**facts: Any) -> dict[str, Any]:
     return record
 
 
+def model_provenance(handle: Any) -> dict[str, Any]:
+    """The loaded model's facts a study's provenance records: ``model`` (its name), ``revision``, ``source``,
+    ``architecture`` (the family of its architecture row), ``device`` and ``dtype``."""
+    return {
+        "model": handle.name,
+        "revision": handle.revision,
+        "source": handle.source,
+        "architecture": handle.arch.family,
+        "device": handle.device,
+        "dtype": handle.dtype,
+    }
+
+
 class SavedResult:
     """Mixin for a study's result dataclass: ``save(directory)`` writes ``directory/<study>.json`` (+ ``.npz``) and
     ``Cls.load(directory)`` reads it back, checking that the file holds this class. ``study`` names the file stem."""

@@ -167,12 +167,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     t2 = time.perf_counter()
     prov = results.provenance(
         study=NAME,
-        model=handle.name,
-        revision=handle.revision,
-        source=handle.source,
-        architecture=handle.arch.family,
-        device=handle.device,
-        dtype=handle.dtype,
+        **results.model_provenance(handle),
         windows=windows.provenance,
         config={f: getattr(config, f) for f in config.__dataclass_fields__},
         pairs="every pair of drawn tokens from two different windows",

@@ -432,12 +432,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     t4 = time.perf_counter()
     prov = results.provenance(
         study=NAME,
-        model=handle.name,
-        revision=handle.revision,
-        source=handle.source,
-        architecture=handle.arch.family,
-        device=handle.device,
-        dtype=handle.dtype,
+        **results.model_provenance(handle),
         windows=windows.provenance,
         config={k: getattr(config, k) for k in config.__dataclass_fields__},
         rule=f"|a| > {config.abs_threshold} and |a| >= {config.ratio} x median |a| of the window's hidden state",

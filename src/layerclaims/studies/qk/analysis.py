@@ -580,12 +580,7 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     t2 = time.perf_counter()
     prov = results.provenance(
         study="qk",
-        model=handle.name,
-        revision=handle.revision,
-        source=handle.source,
-        architecture=handle.arch.family,
-        device=handle.device,
-        dtype=handle.dtype,
+        **results.model_provenance(handle),
         words=list(config.words),
         labels=list(config.word_labels),
         template=config.template,

@@ -113,13 +113,8 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     idx = bootstrap_indices(config.n_windows, config.n_boot, seed=config.seed) if config.n_boot else None
     prov = results.provenance(
         study=NAME,
-        model=handle.name,
-        revision=handle.revision,
-        source=handle.source,
-        architecture=handle.arch.family,
+        **results.model_provenance(handle),
         causal=handle.arch.causal,
-        device=handle.device,
-        dtype=handle.dtype,
         windows=windows.provenance,
         config={f: getattr(config, f) for f in config.__dataclass_fields__},
         attention="eager; alpha_1 = mean over all queries of the weight on position 0",
