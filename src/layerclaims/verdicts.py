@@ -1,22 +1,10 @@
 """Verdicts: a claim evaluated on one study result, as evidence (``docs/verdicts.md``).
 
-:func:`evaluate` reads the statistics a :class:`~layerclaims.claims.Claim` names from a study result
-(``result.measure(statistic, layer=..., kind=...)``, layer mapped by :func:`~layerclaims.claims.map_layer`) and
-decides each condition with the rules of :mod:`layerclaims.decision` on the statistic's bootstrap replicates:
-``holds`` / ``fails`` / ``inconclusive``, or ``not evaluated`` (with the reason) when the statistic has no
-interval. A claim with several conditions is their intersection-union. The same rule is applied to the
-statistic's control (the structure absent by construction); a claim that holds and also holds on every control it
-has gets its own verdict, ``holds on control too``; a claim with ``beats_control`` gets, per condition, a test of
-its statistic minus its control's (:func:`beat_measurement`).
-
-:func:`apply_family` is the run-level step, independent of the order of the claims: Holm's step-down over the run's
-distinct conditions (:func:`hypothesis_key`), once with the p-values for the claims and once with those against
-them, each condition re-decided at the level that decides it; then the presuppositions between claims (A2 and A6
-presuppose A1: when the premise fails, the verdict names it, and a verdict it sets has no p of its own).
-:func:`evaluate_all` evaluates the claims of one study and applies the presuppositions among them; the pipeline
-calls :func:`apply_family` once on all verdicts of a run.
-
-This module never touches a model or a metric.
+:func:`evaluate` reads the statistics a :class:`~layerclaims.claims.Claim` names from a study result (its layer
+mapped by :func:`~layerclaims.claims.map_layer`) and decides each condition with the rules of
+:mod:`layerclaims.decision`, on the statistic and on its control; :func:`apply_family` is the run-level step (Holm
+over the run's distinct conditions, then the presuppositions between claims), independent of the order of the
+claims. This module never touches a model or a metric.
 """
 
 from __future__ import annotations
@@ -70,6 +58,33 @@ MARKS: dict[str, str] = {"holds": "✓", ON_CONTROL: "⚠", "fails": "✗", "inc
 
 # --------------------------------------------------------------------------------------------------- records
 
+_CONDITION_ROW = (
+    "statistic comparison threshold value ci p_value p_against p_adjusted p_against_adjusted p_secondary "
+    "p_secondary_name verdict level rule reason shortfall control"
+).split()
+_VERDICT_ROW = (
+    "claim model layer layer_unit layer_mapped_from kind text own_model identity statistic comparison threshold "
+    "value verdict holds ci p_value p_adjusted p_against p_against_adjusted level family_size beats_control "
+    "set_by_premise p_secondary p_secondary_name control also_holds_on_control reason settle presupposition "
+    "presupposes conditions details"
+).split()
+"""The keys of a verdicts.json row, in order: the :class:`Verdict`'s fields and its summary of the first condition."""
+
+
+def _row(record: Any, keys: Iterable[str]) -> dict[str, Any]:
+    """``record``'s attributes ``keys`` as JSON values: tuples as lists, records as their rows."""
+    return {k: _plain(getattr(record, k, None)) for k in keys}
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, tuple):
+        return [_plain(v) for v in x]
+    return x.to_row() if isinstance(x, ControlResult | ConditionResult) else x
+
+
+def _pair(ci: Sequence[float] | None) -> tuple[float, float] | None:
+    return (ci[0], ci[1]) if ci else None
+
 
 @dataclass(frozen=True)
 class ControlResult:
@@ -84,21 +99,11 @@ class ControlResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "value": self.value,
-            "ci": list(self.ci) if self.ci else None,
-            "verdict": self.verdict,
-            "details": self.details,
-        }
+        return _row(self, ("name", "value", "ci", "verdict", "details"))
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | None) -> ControlResult | None:
-        if not row:
-            return None
-        ci = row.get("ci")
-        return cls(str(row.get("name", "control")), row.get("value"), tuple(ci) if ci else None, row.get("verdict"),
-                   dict(row.get("details") or {}))  # fmt: skip
+        return cls(**{**row, "ci": _pair(row["ci"])}) if row else None
 
 
 @dataclass(frozen=True)
@@ -144,48 +149,13 @@ class ConditionResult:
         return format_condition(self.statistic, self.comparison, self.threshold)
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "statistic": self.statistic,
-            "comparison": self.comparison,
-            "threshold": self.threshold,
-            "value": self.value,
-            "ci": list(self.ci) if self.ci else None,
-            "p_value": self.p_value,
-            "p_against": self.p_against,
-            "p_adjusted": self.p_adjusted,
-            "p_against_adjusted": self.p_against_adjusted,
-            "p_secondary": self.p_secondary,
-            "p_secondary_name": self.p_secondary_name,
-            "verdict": self.verdict,
-            "level": self.level,
-            "rule": self.rule,
-            "reason": self.reason,
-            "shortfall": list(self.shortfall),
-            "control": self.control.to_row() if self.control else None,
-        }
+        """The condition's record in a verdicts.json row (without ``details``: the row keeps the first condition's)."""
+        return _row(self, _CONDITION_ROW)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ConditionResult:
-        ci = row.get("ci")
-        return cls(
-            statistic=str(row["statistic"]),
-            comparison=str(row["comparison"]),
-            threshold=float(row["threshold"]),
-            value=row.get("value"),
-            ci=tuple(ci) if ci else None,
-            p_value=row.get("p_value"),
-            verdict=row.get("verdict", "not evaluated"),
-            level=float(row.get("level") or LEVEL),
-            rule=str(row.get("rule") or "none"),
-            p_against=row.get("p_against"),
-            p_adjusted=row.get("p_adjusted"),
-            p_against_adjusted=row.get("p_against_adjusted"),
-            p_secondary=row.get("p_secondary"),
-            p_secondary_name=row.get("p_secondary_name"),
-            reason=row.get("reason"),
-            shortfall=tuple(row.get("shortfall") or ()),
-            control=ControlResult.from_row(row.get("control")),
-        )
+        control = ControlResult.from_row(row["control"])
+        return cls(**{**row, "ci": _pair(row["ci"]), "shortfall": tuple(row["shortfall"]), "control": control})
 
 
 def _verdict_word(word: object, claim: object) -> VerdictWord:
@@ -352,94 +322,29 @@ class Verdict:
     # ------------------------------------------------------------------------------------------------------ rows
 
     def to_row(self) -> dict[str, Any]:
-        """The record written to verdicts.json (one per claim); :meth:`from_row` reads it back."""
+        """The record written to verdicts.json (one per claim, keys :data:`_VERDICT_ROW`); :meth:`from_row` reads it
+        back. The first condition's statistic, threshold, value, interval, secondary p and details stand beside
+        ``conditions`` for a reader of the flat row (verdicts.csv)."""
         main = self.main
-        ctrl = self.control
-        return {
-            "claim": self.claim,
-            "model": self.model,
-            "layer": self.layer,
-            "layer_unit": self.layer_unit,
-            "layer_mapped_from": self.layer_mapped_from,
-            "kind": self.kind,
-            "text": self.text,
-            "own_model": self.own_model,
-            "identity": self.identity,
-            "statistic": self.statistic,
-            "comparison": self.comparison,
+        return _row(self, _VERDICT_ROW) | {
             "threshold": self.threshold if main else None,
-            "value": self.value,
-            "verdict": self.verdict,
-            "holds": self.holds,
-            "ci": list(self.ci) if self.ci else None,
-            "p_value": self.p_value,
-            "p_adjusted": self.p_adjusted,
-            "p_against": self.p_against,
-            "p_against_adjusted": self.p_against_adjusted,
-            "level": self.level,
-            "family_size": self.family_size,
-            "beats_control": self.beats_control,
-            "set_by_premise": self.set_by_premise,
             "p_secondary": main.p_secondary if main else None,
             "p_secondary_name": main.p_secondary_name if main else None,
-            "control": ctrl.to_row() if ctrl else None,
-            "also_holds_on_control": self.also_holds_on_control,
-            "reason": self.reason,
-            "settle": self.settle,
-            "presupposition": self.presupposition,
-            "presupposes": list(self.presupposes),
-            "conditions": [c.to_row() for c in self.conditions],
             "details": (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from},
         }
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:
-        """A verdict read back from a verdicts.json row (rows of older runs, with ``holds`` and no ``verdict``, are
-        read as holds / fails / not evaluated)."""
-        word = row.get("verdict")
-        if word is None:
-            h = row.get("holds")
-            word = "not evaluated" if h is None else ("holds" if h else "fails")
-        verdict = _verdict_word(word, row.get("claim"))
-        if verdict == "holds" and row.get("also_holds_on_control") and not row.get("beats_control"):
-            verdict = ON_CONTROL  # a row of a run before "holds on control too" was its own word
-        conds = tuple(ConditionResult.from_row(c) for c in row.get("conditions") or ())
-        if not conds and row.get("statistic"):
-            ci = row.get("ci")
-            conds = (
-                ConditionResult(
-                    str(row["statistic"]), str(row.get("comparison")), float(row.get("threshold") or 0.0),
-                    row.get("value"), tuple(ci) if ci else None, row.get("p_value"), verdict,
-                ),
-            )  # fmt: skip
-        if conds:
-            extra = {k: v for k, v in (row.get("details") or {}).items() if k != "layer_mapped_from"}
+        """A verdict read back from a verdicts.json row; ValueError for a verdict word that is not one of
+        :data:`~layerclaims.decision.VERDICTS`."""
+        conds = tuple(ConditionResult.from_row(c) for c in row["conditions"])
+        if conds:  # the first condition's details travel in the row's
+            extra = {k: v for k, v in row["details"].items() if k != "layer_mapped_from"}
             conds = (dataclasses.replace(conds[0], details=extra), *conds[1:])
-        return cls(
-            claim=str(row["claim"]),
-            model=str(row.get("model", "")),
-            layer=row.get("layer"),
-            verdict=verdict,
-            conditions=conds,
-            reason=row.get("reason"),
-            settle=row.get("settle"),
-            presupposition=row.get("presupposition"),
-            level=float(row.get("level") or LEVEL),
-            p_value=row.get("p_value"),
-            p_adjusted=row.get("p_adjusted"),
-            family_size=int(row.get("family_size") or 1),
-            text=str(row.get("text") or ""),
-            layer_unit=str(row.get("layer_unit") or "hidden_state"),
-            layer_mapped_from=row.get("layer_mapped_from", (row.get("details") or {}).get("layer_mapped_from")),
-            kind=row.get("kind"),
-            presupposes=tuple(row.get("presupposes") or ()),
-            own_model=row.get("own_model"),
-            beats_control=bool(row.get("beats_control", False)),
-            p_against=row.get("p_against"),
-            p_against_adjusted=row.get("p_against_adjusted"),
-            set_by_premise=row.get("set_by_premise"),
-            identity=row.get("identity"),
-        )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        word = _verdict_word(row["verdict"], row["claim"])
+        typed = {"verdict": word, "conditions": conds, "presupposes": tuple(row["presupposes"])}
+        return cls(**{k: v for k, v in row.items() if k in fields} | typed)
 
 
 # --------------------------------------------------------------------------------------------------- text helpers
@@ -970,43 +875,62 @@ _ON_ITS_OWN = {
     "holds": "on its own it would hold",
     ON_CONTROL: "on its own it would hold, and also on its control",
     "inconclusive": "on its own it is inconclusive",
+    "not evaluated": "on its own it could not be evaluated",
 }
 
 
 def apply_presuppositions(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    """Claims that presuppose others (``Claim.presupposes``) read their premises' verdicts on the same model:
-    premise fails -> a claim that does not fail on its own fails and names it ("presupposes A1, which fails here:
-    ..."); premise inconclusive or not evaluated -> a claim that would hold is inconclusive; premise holds -> noted.
-    A verdict a premise set (``set_by_premise``) carries the premise's reason and no p of its own (its conditions
-    keep theirs, as evidence "on its own"); a claim that fails on its own keeps its own reason and p. A premise not
-    in the list is noted as not checked in this run."""
+    """Claims that presuppose others (``Claim.presupposes``) read their premises' verdicts on the same model, each
+    premise with its own premises applied first: premise fails -> a claim that does not fail on its own fails and
+    names it ("its premise A1 fails here ..."), whether or not it could be evaluated on its own; premise
+    inconclusive or not evaluated -> a claim that would hold is inconclusive; premise holds -> noted. A verdict a
+    premise set (``set_by_premise``) carries the premise's reason and no p of its own (its conditions keep theirs, as
+    evidence "on its own"); a claim that fails on its own keeps its own reason and p. A premise not in the list is
+    noted as not checked in this run."""
     by_key = {(v.model, v.claim): v for v in verdicts}
-    out = []
-    for v in verdicts:
-        if not v.presupposes:
-            out.append(v)
+    done: dict[int, Verdict] = {}
+
+    def resolve(v: Verdict, path: tuple[str, ...]) -> Verdict:
+        if id(v) not in done:
+            path = (*path, v.claim)  # a cycle (claims files refuse them) reads the premise as it is
+            premises: dict[str, Verdict | None] = {}
+            for pid in v.presupposes:
+                p = by_key.get((v.model, pid))
+                premises[pid] = p if p is None or pid in path else resolve(p, path)
+            done[id(v)] = _with_premises(v, premises)
+        return done[id(v)]
+
+    return [resolve(v, ()) for v in verdicts]
+
+
+def _with_premises(v: Verdict, premises: Mapping[str, Verdict | None]) -> Verdict:
+    """``v`` with its premises' verdicts (None: not in this run) applied (:func:`apply_presuppositions`)."""
+    if not premises:
+        return v
+    notes, word, reason, by = [], v.verdict, v.reason, None
+    for pid in sorted(premises):
+        p = premises[pid]
+        if p is None:
+            notes.append(f"presupposes {pid}, not checked in this run")
             continue
-        notes, word, reason, by = [], v.verdict, v.reason, None
-        for pid in sorted(v.presupposes):
-            p = by_key.get((v.model, pid))
-            if p is None:
-                notes.append(f"presupposes {pid}, not checked in this run")
-                continue
-            notes.append(f"presupposes {_premise_text(p)}")
-            if p.verdict == "fails" and v.verdict not in ("fails", "not evaluated") and word != "fails":
-                own = _ON_ITS_OWN.get(v.verdict)
-                word, by = "fails", pid
-                reason = f"its premise {pid} fails here, so there is nothing for it to be true of" + (
-                    f" ({own})" if own else ""
-                )
-            elif p.verdict in ("inconclusive", "not evaluated") and word in ("holds", ON_CONTROL):
-                word, by, reason = "inconclusive", pid, f"its premise {pid} is {p.verdict} here"
-        if by is None:
-            out.append(dataclasses.replace(v, presupposition="; ".join(notes)))
-            continue
-        # the premise set the verdict: it carries the premise's reason and no p of its own
-        out.append(
-            dataclasses.replace(v, verdict=word, reason=reason, presupposition="; ".join(notes), set_by_premise=by,
-                                p_value=None, p_adjusted=None, p_against=None, p_against_adjusted=None)
-        )  # fmt: skip
-    return out
+        notes.append(f"presupposes {_premise_text(p)}")
+        if p.verdict == "fails" and word != "fails":
+            own = _ON_ITS_OWN[v.verdict]
+            word, by = "fails", pid
+            reason = f"its premise {pid} fails here, so there is nothing for it to be true of ({own})"
+        elif p.verdict in ("inconclusive", "not evaluated") and word in ("holds", ON_CONTROL):
+            word, by, reason = "inconclusive", pid, f"its premise {pid} is {p.verdict} here"
+    if by is None:
+        return dataclasses.replace(v, presupposition="; ".join(notes))
+    # the premise set the verdict: it carries the premise's reason and no p of its own
+    return dataclasses.replace(
+        v,
+        verdict=word,
+        reason=reason,
+        presupposition="; ".join(notes),
+        set_by_premise=by,
+        p_value=None,
+        p_adjusted=None,
+        p_against=None,
+        p_against_adjusted=None,
+    )

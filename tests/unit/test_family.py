@@ -253,3 +253,43 @@ def test_the_report_and_the_matrix_show_a_premise_set_verdict_without_a_p() -> N
     assert cell.startswith("✗ 1 [1, 1] @") and "p=" not in cell
     a1 = family["A1"]  # fails on its own: its p against, adjusted over the run
     assert "p against (vs 3)" in measured_lines(a1)[0] and "adj." in measured_lines(a1)[0]
+
+
+# ------------------------------------------------------------------------------------------------ premises
+
+
+def _v(claim: str, word: Any, presupposes: tuple[str, ...] = (), reason: str | None = None) -> Verdict:
+    p = 0.01 if word in ("holds", "fails") else None
+    return Verdict(claim, "m", None, word, reason=reason, presupposes=presupposes, p_value=p, p_adjusted=p)
+
+
+def test_a_claim_whose_premise_fails_fails_by_it_even_when_it_could_not_be_evaluated() -> None:
+    """Issue #20: on tiny-gpt2 MA1 (massive activations exist) fails, and MA3, MA6, ... had nothing to measure: they
+    fail by their premise, not "not evaluated"; a claim not evaluated whose premise holds stays not evaluated."""
+    from layerclaims.verdicts import apply_presuppositions
+
+    out = {
+        v.claim: v
+        for v in apply_presuppositions(
+            [
+                _v("P", "fails"),
+                _v("Q", "holds"),
+                _v("X", "not evaluated", ("P",), reason="nothing to measure"),
+                _v("Y", "holds", ("P",)),
+                _v("Z", "not evaluated", ("Q",), reason="nothing to measure"),
+                _v("W", "not evaluated", ("X",), reason="nothing to measure"),  # a chain: X fails by P
+            ]
+        )
+    }
+    for cid in ("X", "Y"):
+        v = out[cid]
+        assert (v.verdict, v.set_by_premise) == ("fails", "P")
+        assert (v.p_value, v.p_adjusted, v.p_against, v.p_against_adjusted) == (None, None, None, None)
+        assert "its premise P fails here" in (v.reason or "")
+    assert "could not be evaluated" in (out["X"].reason or "") and "would hold" in (out["Y"].reason or "")
+    assert (out["W"].verdict, out["W"].set_by_premise) == ("fails", "X")
+    z = out["Z"]
+    assert (z.verdict, z.reason, z.set_by_premise) == ("not evaluated", "nothing to measure", None)
+    assert z.presupposition == "presupposes Q holds"  # no condition to quote
+    row = out["X"].to_row()
+    assert Verdict.from_row(row) == out["X"]

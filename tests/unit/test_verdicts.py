@@ -283,11 +283,9 @@ def test_rows_round_trip_through_json() -> None:
     row = v[0].to_row()
     assert row["control"]["name"] == "surrogate" and row["p_secondary"] == 0.001
     assert "Mantel" in row["p_secondary_name"] and "secondary" in row["p_secondary_name"]
-    old = {"claim": "B2", "holds": False, "value": 0.7, "ci": [0.6, 0.75], "statistic": "rsa_qk", "comparison": ">",
-           "threshold": 0.8, "p_value": None}  # fmt: skip
-    assert Verdict.from_row(old).verdict == "fails"  # rows of older runs still read
-    with pytest.raises(ValueError, match="claim B2: unknown verdict 'maybe'"):
-        Verdict.from_row(old | {"verdict": "maybe"})
+    assert Verdict.from_row(row) == v[0]
+    with pytest.raises(ValueError, match="claim A5: unknown verdict 'maybe'"):
+        Verdict.from_row(row | {"verdict": "maybe"})
 
 
 def test_comparisons_read_back_and_format() -> None:
