@@ -1,67 +1,29 @@
-"""Decision rules: from a statistic's bootstrap distribution to holds / fails / inconclusive (``docs/verdicts.md``).
+"""Decision rules: from a statistic's bootstrap replicates to holds / fails / inconclusive (``docs/verdicts.md``
+states them, their proofs and their calibration; ``tests/unit/test_verdicts.py`` property-tests them).
 
-Plain functions over arrays; nothing here knows a claim, a model or a study. Every rule reads the *bootstrap
-replicates* of a statistic (``Measurement.replicates``) and the claim's comparison and threshold, and returns a
-:class:`Decision`: the verdict, the decision interval and the one-sided p-values behind it. Rules and their
-consistency (each is proved, and property-tested in ``tests/unit/test_verdicts.py``):
+Plain functions over arrays; nothing here knows a claim, a model or a study. Each rule returns a :class:`Decision`.
+With ``B`` finite replicates ``R`` at level ``alpha``, the decision interval ``[L, U]`` is the central ``1 - alpha``
+percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, ``k = ceil(alpha/2 B)``).
 
-**Threshold claims** (``>``, ``<``, ``>=``, ``<=``). At level ``alpha`` the decision interval is the central
-``1 - alpha`` bootstrap percentile interval ``[L, U]``: with ``B`` finite replicates ``R`` and
-``k = ceil(alpha/2 * B)``, ``L`` is the k-th smallest and ``U`` the k-th largest replicate (``numpy``'s
-``inverted_cdf`` quantiles). For ``statistic > t``: the p-value of H0 ``statistic <= t`` is
-``p = min(1, 2 #{R <= t} / B)`` and that of the opposite claim's null (``statistic > t``)
-``p_against = min(1, 2 #{R > t} / B)``. Then
+- **Threshold** (``>``, ``<``, ``>=``, ``<=``; for ``> t``): ``p = min(1, 2 #{R <= t} / B)``, ``p_against =
+  min(1, 2 #{R > t} / B)``; holds <=> ``L > t`` <=> ``p < alpha``, fails <=> ``U <= t`` <=> ``p_against < alpha``.
+  ``alpha/2`` per side because at study B's 34 items the percentile bootstrap of a correlation read at ``alpha``
+  said "holds" in 7.7% of simulations with the truth at the threshold (5.0% at ``alpha/2``).
+- **Count** (``== k``): the intersection of ``> k - 1/2`` and ``< k + 1/2``: ``p = min(1, 2 max(#{R < k}, #{R > k})
+  / B)``, and it holds when also the point count is ``k``; ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)``.
+  A count claimed as 1 whose detection limit lies above the separation the claim calls meaningful (``blind_spot``)
+  is inconclusive, never holds.
+- **Band** (``> t`` at every part; replicates ``[n_parts, B]`` paired across parts): a simultaneous percentile band
+  from the joint distribution of the parts' bootstrap ranks (:func:`decide_band`; a studentised band said "holds"
+  in 7.2% of simulations on a skewed statistic). Holds when the lower band clears ``t`` at every part, fails when
+  the upper band lies at or below ``t`` at some part; ``p < alpha <=> holds``.
+- **Conjunction** (intersection-union, Berger 1982): :func:`intersection_union`; the claim's p is the largest.
 
-- holds  <=>  ``L > t``  <=>  ``p < alpha`` (the interval lies wholly in the claimed region),
-- fails  <=>  ``U <= t`` <=>  ``p_against < alpha`` (wholly outside it),
-- inconclusive otherwise
-
-(the p-value sides hold whatever ``B``; the interval sides where ``1/(B+1) < alpha``, see "Resolution" below).
-
-(``#{R <= t} < k  <=>  #{R <= t} < alpha/2 B`` because the count is an integer.) ``<`` mirrors it; ``>=``/``<=``
-move the ties to the claimed side. The p-value is a bootstrap test of the claim's own null (Efron & Tibshirani
-1993, ch. 16: the percentile interval inverted), not a permutation test of "no relation". Why ``alpha/2`` on one
-side, i.e. the two-sided interval read one side at a time: at the study-B size (34 items) the percentile bootstrap
-of a correlation is anti-conservative; read at ``alpha`` per side it said "holds" in 7.7% of 3,000 simulations
-with the truth exactly at the threshold, at ``alpha/2`` in 5.0% of 6,000 (``docs/verdicts.md``).
-
-**Count claims** (``== k`` on an integer statistic, e.g. cluster counts). ``count == k`` is the intersection of
-``count > k - 1/2`` and ``count < k + 1/2``; by the rule above (intersection-union) it holds when the point count
-is ``k`` and fewer than ``alpha/2 B`` replicates lie below ``k`` and fewer than ``alpha/2 B`` above it
-(``p = min(1, 2 max(#{R < k}, #{R > k}) / B)``). It fails when one of the two parts fails, i.e. when the decision
-interval lies wholly below ``k`` or wholly above it: ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)`` below
-``alpha`` (the p of the opposite claim's null, so that "fails" is decided at a level like "holds", never by a fixed
-fraction of the resamples). ``fraction`` (the resamples giving ``k``) is reported. A count claimed as 1 ("no
-groups") that the data could not have contradicted (its detection limit above the separation the claim calls
-meaningful, ``blind_spot``) is inconclusive, never holds.
-
-**Bands over parts** (a statistic claimed at *every* block, B4). Replicates ``[n_parts, B]`` paired across parts
-(one resample of the items serves every part). A simultaneous percentile band (:func:`band_levels`): each part's
-lower bound is its ``j``-th smallest replicate, with ``j`` chosen from the joint distribution of the parts' bootstrap
-ranks so that in at most ``alpha/2`` of the resamples any part falls below its bound (the max-type / min-p bootstrap
-on ranks; a studentised band, ``r_b - c s_b``, was tried first: on a skewed statistic such as a correlation it said
-"holds" in 7.2% of 500 simulations with one block of 30 at the threshold, ``docs/verdicts.md``). Holds when the lower
-band clears ``t`` at every part, fails when the upper band lies at or below ``t`` at some part, inconclusive
-otherwise; the parts whose lower band falls short are listed; ``p < alpha <=> holds`` as for thresholds. The decision
-interval is the simultaneous interval of ``min_b statistic_b``: ``[min_b lower_b, min_b upper_b]``.
-
-**Conjunctions** (intersection-union, Berger 1982): all parts hold -> holds, any part fails -> fails, else
-inconclusive; the claim's p-value is the largest of its parts' p-values.
-
-**Resolution.** With ``B`` replicates no p-value is below ``1 / (B + 1)`` (:func:`p_floor`): a tail count of 0
-gives that floor, not 0 (Davison & Hinkley 1997, ch. 4: a bootstrap or Monte Carlo p is at best ``1/(B+1)``). Every
-rule reads the floored p, so ``holds <=> p < alpha`` stays exact; where the interval alone would have said holds
-(or fails) but ``1/(B+1)`` is not below ``alpha``, the decision is inconclusive and its reason names the number of
-replicates a decision at that level needs.
-
-**Family-wise level** (:func:`holm`, applied by :func:`layerclaims.verdicts.apply_family`): Holm's step-down over
-the distinct conditions of a run, once over the p-values *for* the claims (small: holds) and once over the p-values
-*against* them (small: fails); see ``docs/verdicts.md``. Ties share the level of their first rank, so the levels,
-like Holm's adjusted p-values, do not depend on the order of the claims.
-
-A statistic without replicates is decided on its reported interval (``ci``, a 95% interval) and gets no p-value
-(and stays outside the family); a statistic without an interval is "not evaluated", never decided from a
-point estimate.
+No p is below ``1 / (B + 1)`` (:func:`p_floor`; Davison & Hinkley 1997, ch. 4): where the interval alone would have
+decided but that floor is not below ``alpha``, the decision is inconclusive and says how many replicates it needs.
+:func:`holm` is the family-wise step (applied by :func:`layerclaims.verdicts.apply_family`). A statistic without
+replicates is decided on its reported 95% interval (no p, outside the family); one without an interval is "not
+evaluated", never decided from a point estimate.
 """
 
 from __future__ import annotations
@@ -97,9 +59,9 @@ class Decision:
     ``verdict``; ``interval``: the decision interval (None without one); ``p_value``: bootstrap p of the claim's
     null (the statistic on the wrong side of the threshold), None where the rule has none; ``p_against``: that of
     the opposite null (small p_against: the claim fails); ``level``: the level used (the interval is the central
-    ``1 - level`` interval); ``reason``: why, for
-    anything but a plain holds/fails; ``shortfall``: for bands, the parts whose lower band does not clear the
-    threshold; ``fraction``: for counts, the fraction of resamples giving the claimed count."""
+    ``1 - level`` interval); ``reason``: why, for anything but a plain holds/fails; ``shortfall``: for bands, the
+    parts whose lower band does not clear the threshold; ``fraction``: for counts, the fraction of resamples giving
+    the claimed count."""
 
     verdict: VerdictWord
     interval: tuple[float, float] | None = None
@@ -241,24 +203,6 @@ def decide_count(
     return Decision("inconclusive", span, p, p_against, alpha, reason=reason, fraction=fraction)
 
 
-def band_levels(replicates: np.ndarray, alpha: float) -> tuple[int, int]:
-    """The per-part order statistics of the simultaneous percentile band: ``(j_low, j_up)`` such that the lower band
-    at every part is its ``j_low``-th smallest replicate and the upper band its ``j_up``-th largest.
-
-    Each replicate's rank within its part, ``u_bi = #{R_b <= R_bi}`` (and ``v_bi = #{R_b >= R_bi}`` from above), is
-    reduced to its minimum over parts, ``T_i = min_b u_bi``; ``j_low`` is the k-th smallest ``T`` (``k = ceil(alpha/2
-    B)``). So in at most ``alpha/2`` of the resamples does any part fall below its band (Westfall and Young's min-p
-    step, on bootstrap ranks): a per-part percentile bound, made simultaneous by the joint distribution of the
-    parts."""
-    r = np.asarray(replicates, dtype=np.float64)
-    b = r.shape[1]
-    srt = np.sort(r, axis=1)
-    u = np.stack([np.searchsorted(srt[i], r[i], side="right") for i in range(r.shape[0])])
-    v = np.stack([b - np.searchsorted(srt[i], r[i], side="left") for i in range(r.shape[0])])
-    k = _k(alpha / 2, b)
-    return int(np.sort(u.min(axis=0))[k - 1]), int(np.sort(v.min(axis=0))[k - 1])
-
-
 def decide_band(
     values: np.ndarray, replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL
 ) -> Decision:
@@ -269,16 +213,21 @@ def decide_band(
         raise ValueError(f"bands are for 'at every part above a threshold' claims (> or >=), got {comparison!r}")
     r = np.asarray(replicates, dtype=np.float64)
     b = r.shape[1]
-    j_low, j_up = band_levels(r, alpha)
+    # The band: each replicate's rank within its part, u_bi = #{R_b <= R_bi} (v_bi = #{R_b >= R_bi} from above),
+    # reduced to its minimum over parts, T_i = min_b u_bi; the lower band at every part is its j_low-th smallest
+    # replicate, j_low the k-th smallest T (k = ceil(alpha/2 B)). So in at most alpha/2 of the resamples does any part
+    # fall below its band (Westfall and Young's min-p step, on bootstrap ranks).
     srt = np.sort(r, axis=1)
+    u_min = np.stack([np.searchsorted(srt[i], r[i], side="right") for i in range(r.shape[0])]).min(axis=0)
+    v_min = np.stack([b - np.searchsorted(srt[i], r[i], side="left") for i in range(r.shape[0])]).min(axis=0)
+    k = _k(alpha / 2, b)
+    j_low, j_up = int(np.sort(u_min)[k - 1]), int(np.sort(v_min)[k - 1])
     lower, upper = srt[:, j_low - 1], srt[:, b - j_up]
     strict = comparison == ">"
     # holds <=> every lower band clears t <=> max_b #{R_b <= t} < j_low (">"); the p-value counts the resamples whose
     # smallest rank lies at or below that count, so that p < alpha <=> holds (ties: ">=" moves them to the claim)
     below = ((r <= threshold) if strict else (r < threshold)).sum(axis=1)
     above = ((r > threshold) if strict else (r >= threshold)).sum(axis=1)
-    u_min = np.stack([np.searchsorted(srt[i], r[i], side="right") for i in range(r.shape[0])]).min(axis=0)
-    v_min = np.stack([b - np.searchsorted(srt[i], r[i], side="left") for i in range(r.shape[0])]).min(axis=0)
     p = _p((u_min <= below.max()).sum(), b)
     p_against = _p((v_min <= above.min()).sum(), b)
     short = tuple(int(i) for i in np.flatnonzero(lower <= threshold if strict else lower < threshold))

@@ -114,14 +114,6 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
     raise UsageError(f"cannot save a {type(obj).__name__} at {path!r}: results hold arrays, numbers, strings")
 
 
-# Classes that moved to another module since a format version was written: old name -> new name, so that results
-# saved before the move still load.
-MOVED = {
-    f"layerclaims.metrics.clusters:{name}": f"layerclaims.metrics.mark_clusters:{name}"
-    for name in ("MarkClusters", "PairType")
-}
-
-
 def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
     if isinstance(obj, list):
         return [_decode(v, arrays, allowed) for v in obj]
@@ -134,9 +126,7 @@ def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
     if _TUPLE in obj:
         return tuple(_decode(v, arrays, allowed) for v in obj[_TUPLE])
     if _DC in obj:
-        saved = str(obj[_DC])
-        name = MOVED.get(saved, saved)
-        module, _, qualname = name.partition(":")
+        module, _, qualname = str(obj[_DC]).partition(":")
         if not any(module == a or module.startswith(a + ".") for a in allowed):
             raise UsageError(f"refusing to rebuild {obj[_DC]!r}: saved results may only name layerclaims classes")
         try:

@@ -14,7 +14,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -405,15 +405,10 @@ def survives_without_top_dimensions(c: ConditionResult) -> bool | None:
     got = c.details.get("without_top_dimensions")
     if not isinstance(got, Mapping) or not got:
         return None
-    ok = [_point_satisfies(v, c.comparison, c.threshold) for v in got.values()]
-    return None if any(o is None for o in ok) else all(bool(o) for o in ok)
-
-
-def _point_satisfies(value: Any, comparison: str, threshold: float) -> bool | None:
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in got.values()):
         return None
-    return {">": value > threshold, ">=": value >= threshold, "<": value < threshold, "<=": value <= threshold,
-            "==": value == threshold}.get(comparison)  # fmt: skip
+    cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
+    return all(cond.holds(v) for v in got.values())
 
 
 def _rogue_line(c: ConditionResult) -> list[str]:
@@ -436,8 +431,9 @@ def _rogue_line(c: ConditionResult) -> list[str]:
 # --------------------------------------------------------------------------------------------------- deciding
 
 
-def _decide(value: float, m_ci: Any, replicates: Any, details: Mapping[str, Any], cond: Condition, alpha: float
-            ) -> tuple[Decision, str]:  # fmt: skip
+def _decide(
+    value: float, m_ci: Any, replicates: Any, details: Mapping[str, Any], cond: Condition, alpha: float
+) -> tuple[Decision, str]:
     """The rule for one statistic: band (2-D replicates), count (``==``), threshold; interval-only without
     replicates. Returns the decision and the rule's name."""
     reps, why = finite_replicates(replicates)
@@ -481,8 +477,9 @@ def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResu
         return ControlResult(ctrl.name, _finite(ctrl.value), None, None, details)
     d, _ = _decide(ctrl.value, ctrl.ci, ctrl.replicates, ctrl.details, cond, alpha)
     ci = d.interval if d.interval is not None else ctrl.ci
-    return ControlResult(ctrl.name, _finite(ctrl.value), ci, None if d.verdict == "not evaluated" else d.verdict,
-                         details)  # fmt: skip
+    return ControlResult(
+        ctrl.name, _finite(ctrl.value), ci, None if d.verdict == "not evaluated" else d.verdict, details
+    )
 
 
 def _finite(x: float | None) -> float | None:
@@ -498,51 +495,53 @@ def _secondary_name(m: Measurement) -> str | None:
     return "permutation test (any structure at all; secondary)"
 
 
-class _ConditionFields(TypedDict):
-    """The fields of a :class:`ConditionResult` that name its condition."""
-
-    statistic: str
-    comparison: str
-    threshold: float
-
-
-class _MeasuredFields(TypedDict):
-    """The fields of a :class:`ConditionResult` read off its measurement, whatever the decision."""
-
-    p_secondary: float | None
-    p_secondary_name: str | None
-    details: dict[str, Any]
-    measurement: Measurement
-
-
-def decide_condition(cond: Condition, m: Measurement | None, alpha: float = LEVEL, reason: str | None = None
-                     ) -> ConditionResult:  # fmt: skip
+def decide_condition(
+    cond: Condition, m: Measurement | None, alpha: float = LEVEL, reason: str | None = None
+) -> ConditionResult:
     """One condition decided on its measurement at one-sided level ``alpha`` (``m`` None: not evaluated, with
     ``reason``)."""
-    base = _ConditionFields(statistic=cond.statistic, comparison=cond.comparison, threshold=float(cond.threshold))
+    out = ConditionResult(
+        cond.statistic,
+        cond.comparison,
+        float(cond.threshold),
+        None,
+        None,
+        None,
+        "not evaluated",
+        level=alpha,
+        reason=reason,
+    )
     if m is None:
-        return ConditionResult(**base, value=None, ci=None, p_value=None, verdict="not evaluated", level=alpha,
-                               reason=reason)  # fmt: skip
+        return out
     details = {k: v for k, v in m.details.items() if k not in ("part_values", "not_evaluated")}
-    common = _MeasuredFields(p_secondary=m.p_value, p_secondary_name=_secondary_name(m), details=details, measurement=m)
+    out = dataclasses.replace(
+        out, p_secondary=m.p_value, p_secondary_name=_secondary_name(m), details=details, measurement=m
+    )
     if m.value is None or not math.isfinite(m.value):
         why = m.details.get("not_evaluated") or m.details.get("reason") or f"{cond.statistic} is undefined (NaN)"
-        return ConditionResult(**base, value=None, ci=None, p_value=None, verdict="not evaluated", level=alpha,
-                               reason=str(why), **common)  # fmt: skip
+        return dataclasses.replace(out, reason=str(why))
     if m.ci is None:
         why = m.details.get("not_evaluated") or (
             f"{cond.statistic} has no interval (bootstrap off or not defined), and a verdict is never taken from a "
             "point estimate: run with bootstrap resamples"
         )
-        return ConditionResult(**base, value=float(m.value), ci=None, p_value=None, verdict="not evaluated",
-                               level=alpha, reason=str(why), **common)  # fmt: skip
+        return dataclasses.replace(out, value=float(m.value), reason=str(why))
     d, rule = _decide(float(m.value), m.ci, m.replicates, m.details, cond, alpha)
     parts = m.details.get("parts")
     short = tuple(str(parts[i]) if parts is not None else str(i) for i in d.shortfall)
     ctrl = _control_result(m.control, cond, alpha) if m.control is not None else None
-    return ConditionResult(**base, value=float(m.value), ci=d.interval, p_value=d.p_value, verdict=d.verdict,
-                           level=alpha, rule=rule, p_against=d.p_against, reason=d.reason, shortfall=short,
-                           control=ctrl, **common)  # fmt: skip
+    return dataclasses.replace(
+        out,
+        value=float(m.value),
+        ci=d.interval,
+        p_value=d.p_value,
+        verdict=d.verdict,
+        rule=rule,
+        p_against=d.p_against,
+        reason=d.reason,
+        shortfall=short,
+        control=ctrl,
+    )
 
 
 def _settle(c: ConditionResult) -> str:
@@ -745,9 +744,20 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
 def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> Verdict:
     """A verdict for a claim that could not be evaluated at all (its study did not run, ...)."""
     conds = tuple(decide_condition(c, None, LEVEL, reason) for c in claim.conditions)
-    return Verdict(claim.id, model, layer, "not evaluated", conds, reason=reason, text=claim.text,
-                   layer_unit=claim.layer_unit, kind=claim.kind, presupposes=tuple(claim.presupposes),
-                   own_model=claim.model, beats_control=claim.beats_control)  # fmt: skip
+    return Verdict(
+        claim.id,
+        model,
+        layer,
+        "not evaluated",
+        conds,
+        reason=reason,
+        text=claim.text,
+        layer_unit=claim.layer_unit,
+        kind=claim.kind,
+        presupposes=tuple(claim.presupposes),
+        own_model=claim.model,
+        beats_control=claim.beats_control,
+    )
 
 
 def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None = None) -> list[Verdict]:

@@ -1,25 +1,17 @@
-"""The claims, as data (evaluation into verdicts lives in :mod:`layerclaims.verdicts`).
+"""The claims, as data: a statistic, a comparison and a threshold on a named model and layer, pointing to an
+installed study (:mod:`layerclaims.study`) whose result computes the statistic (``../shared/docs/claims.md``).
 
-A claim is a statistic, a comparison and a threshold on a named model, layer, corpus and selection
-(``../shared/docs/claims.md``). Each :class:`Claim` points to an installed study (:mod:`layerclaims.study`) and to
-statistics that the study's result computes through ``result.measure(statistic, layer=..., kind=...)``; this module
-never touches a model or a metric. ``presupposes`` names the claims whose structure this one takes for granted
-(A2's "merged into 1 by layer 20" presupposes A1's clusters at layer 1).
+The package's claims are the TOML files beside this module (read in name order); a user's are files of the same
+schema (README, "Claims as files"), read by :func:`load_claims` and added by :func:`combine_claims`. Every mistake
+in a file is a :class:`~layerclaims.errors.UsageError` naming the file, the claim, the field and the fix; the valid
+statistics, kinds and settings are what each study declares (importable without torch). Claims with the same study
+and ``settings`` share one run (:func:`group_runs`).
 
-The package's claims are TOML files beside this module, one per source document (``*.toml``, read in name order);
-a user's claims are files of the same schema (README, "Claims as files"), read by :func:`load_claims` and added
-by :func:`combine_claims`. ``settings`` are study settings (a ``Config`` field of the study, e.g. a word list and its
-categories, a template, a corpus, N): claims with the same study and settings share one run (:func:`group_runs`).
-Every mistake in a file is a :class:`~layerclaims.errors.UsageError` naming the file, the claim, the field and the
-fix. The valid statistics, kinds and settings are what each study declares (:class:`layerclaims.study.Study`,
-importable without torch, so that reading a claims file never imports torch).
-
-Layers on other models (relative depth), defined once here:
+Layers on other models (relative depth, :func:`map_layer`; the identity on the claim's own model):
 - ``layer_unit="hidden_state"``: index ``L`` into ``hidden_states`` (0 = embeddings, ``L`` = output of block ``L``).
   ``L = 0`` stays 0; otherwise ``L' = clamp(round_half_up(L * n_target / n_ref), 1, n_target)``.
 - ``layer_unit="block"``: a 0-based block ``b`` is mapped through its output, hidden state ``b + 1``:
   ``b' = map_hidden_state(b + 1) - 1``.
-The verdict records the layer actually used. On the claim's own model the mapping is the identity.
 """
 
 from __future__ import annotations
