@@ -169,21 +169,16 @@ def _verdict_word(word: object, claim: object) -> VerdictWord:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim evaluated on one result.
+    """A claim evaluated on one result: the one representation of a decided claim (:meth:`to_row` its
+    serialisation; the words and the record in ``docs/verdicts.md``).
 
-    ``verdict``: ``holds`` (every condition's decision interval lies in the claimed region, and the claim's Holm-
-    adjusted p is below ``level``), ``holds on control too`` (it holds, and also on every control it has; only for a
-    claim that does not require beating its control), ``fails`` (some condition's interval lies wholly outside it and
-    its Holm-adjusted p against the claim is below ``level``, or a presupposed claim fails), ``inconclusive`` (else;
-    ``settle`` says what would settle it) or ``not evaluated`` (``reason``).
     ``conditions``: one :class:`ConditionResult` per condition of the claim (with ``beats_control``, one more per
-    condition: its statistic minus its control's). ``p_value``: the claim's p (intersection-union: the largest of
-    its conditions'); ``p_adjusted``: Holm-adjusted over the ``family_size`` hypotheses of the run (equal to
-    ``p_value`` before :func:`apply_family`); ``p_against`` / ``p_against_adjusted``: the same against the claim (the
-    smallest of its conditions'); ``level``: the family-wise level. ``set_by_premise``: the presupposed claim that
-    set this verdict (the verdict then has no p of its own). ``presupposition``: what the claim takes for granted and
-    how that fared here. The claim's facts (``text``, ``layer_unit``, ``presupposes``, ``beats_control``) are copied
-    from the :class:`Claim` so that a saved verdict stands alone."""
+    condition: its statistic minus its control's). ``p_value``: the claim's p (the largest of its conditions');
+    ``p_adjusted``: Holm-adjusted over the ``family_size`` hypotheses of the run (``p_value`` before
+    :func:`apply_family`); ``p_against`` / ``p_against_adjusted``: the same against the claim (the smallest of its
+    conditions'). ``settle``: what would settle an inconclusive verdict. ``set_by_premise``: the presupposed claim
+    that set this verdict (it then has no p of its own); ``presupposition``: how the premises fared here. The claim's
+    facts (``text``, ``layer_unit``, ``presupposes``, ``beats_control``, ...) are copied so that it stands alone."""
 
     claim: str
     model: str

@@ -513,17 +513,13 @@ def claims_for(study: str | None = None, claims: Sequence[Claim] | None = None) 
     return tuple(c for c in pool if c.study == study)
 
 
-def _round_half_up(x: float) -> int:
-    return math.floor(x + 0.5)
-
-
 def map_hidden_state(layer: int, n_ref: int, n_target: int) -> int:
     """Map hidden-state index ``layer`` of an ``n_ref``-block model to an ``n_target``-block model by relative depth."""
     if not 0 <= layer <= n_ref:
         raise UsageError(f"hidden-state index {layer} is outside 0..{n_ref} of the claim's model")
     if layer == 0 or n_ref == n_target:
         return layer
-    return min(max(_round_half_up(layer * n_target / n_ref), 1), n_target)
+    return min(max(math.floor(layer * n_target / n_ref + 0.5), 1), n_target)  # rounded half up
 
 
 def map_layer(claim: Claim, n_target: int) -> int | None:
