@@ -331,7 +331,13 @@ class Verdict:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:
         """A verdict read back from a verdicts.json row; ValueError for a verdict word that is not one of
-        :data:`~layerclaims.decision.VERDICTS`."""
+        :data:`~layerclaims.decision.VERDICTS`, UsageError for a row of another version."""
+        missing = [k for k in _VERDICT_ROW if k not in row]
+        if missing:
+            raise UsageError(
+                f"a verdicts row of claim {row.get('claim')} lacks {', '.join(missing)}: written by another version",
+                fix="re-run `layerclaims reproduce --out` the same folder",
+            )
         conds = tuple(ConditionResult.from_row(c) for c in row["conditions"])
         if conds:  # the first condition's details travel in the row's
             extra = {k: v for k, v in row["details"].items() if k != "layer_mapped_from"}

@@ -25,6 +25,7 @@ from layerclaims.decision import (
     intersection_union,
     interval,
 )
+from layerclaims.errors import UsageError
 from layerclaims.results import Control, Measurement
 from layerclaims.verdicts import ALSO_ON_CONTROL, Verdict, apply_family, evaluate, evaluate_all
 
@@ -286,6 +287,10 @@ def test_rows_round_trip_through_json() -> None:
     assert Verdict.from_row(row) == v[0]
     with pytest.raises(ValueError, match="claim A5: unknown verdict 'maybe'"):
         Verdict.from_row(row | {"verdict": "maybe"})
+    old = {"claim": "B2", "holds": False, "value": 0.7, "statistic": "rsa_qk"}  # a row of another version
+    with pytest.raises(UsageError, match="claim B2 lacks .*verdict.*another version") as info:
+        Verdict.from_row(old)
+    assert "re-run" in (info.value.fix or "")
 
 
 def test_comparisons_read_back_and_format() -> None:
