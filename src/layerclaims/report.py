@@ -242,8 +242,10 @@ def measured_lines(row: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def condition_notes(row: Mapping[str, Any]) -> list[str]:
-    """Each condition's verdict (``✓ pooled_r < 0: holds``) and the control's name and verdict."""
+def detail_notes(row: Mapping[str, Any]) -> list[str]:
+    """Human lines for a verdict's details: each condition's verdict (``✓ pooled_r < 0: holds``), its control's name
+    and verdict, its secondary test; then the other facts the verdict carries (cluster-count stability, the block
+    where a minimum occurs, ...), numbers rounded to 3 significant digits."""
     out = []
     for c in _conditions(row):
         cond = f"{c.get('statistic')} {c.get('comparison')} {c.get('threshold'):g}"
@@ -256,23 +258,11 @@ def condition_notes(row: Mapping[str, Any]) -> list[str]:
             out.append(f"control: {ctrl.get('name')} → {ctrl.get('verdict') or 'no interval'}")
         if c.get("p_secondary") is not None:
             out.append(f"{c.get('p_secondary_name') or 'secondary test'}: p = {fmt_p(c['p_secondary'])}")
-    return out
-
-
-def fact_notes(row: Mapping[str, Any]) -> list[str]:
-    """The other facts a verdict carries (cluster-count stability, the block where a minimum occurs, ...), numbers
-    rounded to 3 significant digits."""
-    return [
+    return out + [
         f"{key}: {_short(_rounded(val))}"
         for key, val in (row.get("details") or {}).items()
         if key not in _HIDDEN_DETAILS and not key.startswith("condition ") and val is not None
     ]
-
-
-def detail_notes(row: Mapping[str, Any]) -> list[str]:
-    """Human lines for a verdict's details: its conditions' verdicts, the controls, the secondary tests, then the
-    other facts."""
-    return condition_notes(row) + fact_notes(row)
 
 
 def verdict_parts(row: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -622,7 +612,6 @@ th { background: var(--bg2); font-weight: 600; }
 td.num { font-variant-numeric: tabular-nums; }
 code { font: 12.5px/1.3 ui-monospace, SFMono-Regular, Menlo, monospace; background: var(--bg2); padding: 1px 4px;
        border-radius: 4px; }
-.claimtext { display: block; } .origin { color: var(--na); font-size: 13px; }
 .notes { color: #444; font-size: 12.5px; margin-top: 4px; white-space: normal; }
 details.notes summary { cursor: pointer; color: var(--na); }
 .badge { display: inline-block; padding: 2px 9px; border-radius: 12px; font-weight: 600; font-size: 13px;
@@ -633,7 +622,6 @@ details.notes summary { cursor: pointer; color: var(--na); }
 td.measured { white-space: normal; min-width: 24em; font-size: 13.5px; }
 .measured div { margin-bottom: 3px; overflow-wrap: anywhere; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
-.notrun .why { white-space: pre-line; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 16px; align-items: start;
         grid-auto-flow: row dense; }
@@ -774,14 +762,9 @@ def write_report(
     """Write report.md and report.html into ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    doc = document(report, out)
-    md = out / REPORT_MD
-    md.write_text(to_markdown(doc, out))
-    page = out / REPORT_HTML
-    page.write_text(
-        _page(f"layerclaims report: {report.model.get('name', '?')}", to_html(doc, out, embed_figures=embed_figures))
-    )
-    return md, page
+    (out / REPORT_MD).write_text(render_markdown(report, out))
+    (out / REPORT_HTML).write_text(render_html(report, out, embed_figures=embed_figures))
+    return out / REPORT_MD, out / REPORT_HTML
 
 
 # --------------------------------------------------------------------------------------------------- matrix page
