@@ -3,13 +3,13 @@ cosine matrices and their statistics with paired bootstrap intervals, permutatio
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from layerclaims import results
 from layerclaims.errors import ModelNotFoundError, UsageError
@@ -137,18 +137,17 @@ class BlockControl:
 
     def at(self, i: int) -> Control:
         """The :class:`~layerclaims.results.Control` at index ``i`` of the studied blocks."""
-        reps = self.replicates[i]
-        ok = reps[np.isfinite(reps)]
-        ci = percentile_interval(ok, LEVEL) if ok.size else None
-        return Control(self.name, float(self.value[i]), ci, reps, dict(self.details))
+        return self._control(float(self.value[i]), self.replicates[i], self.replicates[i], dict(self.details))
 
     def over_blocks(self, blocks: Sequence[int]) -> Control:
         """The control of "at every block": minimum over blocks, with the per-block replicates for the band."""
-        worst = self.replicates.min(axis=0)
-        ok = worst[np.isfinite(worst)]
-        ci = percentile_interval(ok, LEVEL) if ok.size else None
         details = dict(self.details) | {"part_values": self.value.tolist(), "parts": [f"block {b}" for b in blocks]}
-        return Control(self.name, float(self.value.min()), ci, self.replicates, details)
+        return self._control(float(self.value.min()), self.replicates.min(axis=0), self.replicates, details)
+
+    def _control(self, value: float, reps: np.ndarray, kept: np.ndarray, details: dict[str, Any]) -> Control:
+        """A Control of ``value`` with the 95% interval of the finite ``reps`` (None if none), keeping ``kept``."""
+        ok = reps[np.isfinite(reps)]
+        return Control(self.name, value, percentile_interval(ok, LEVEL) if ok.size else None, kept, details)
 
 
 @dataclass(frozen=True, eq=False)
@@ -541,16 +540,6 @@ def check_model(handle: Any) -> None:
         )
 
 
-def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """BLAS limited to one thread: the matrices here are 34 x 34, where threads only add contention (3-10x slower
-    on a busy machine), and one thread makes the analysis independent of the machine's thread count."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def run(handle: Any, config: Config | None = None) -> QKResult:
     """Run study B on a loaded model (:func:`layerclaims.models.load_model`)."""
     config = config or Config()
@@ -560,7 +549,9 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
     vecs = word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
     t1 = time.perf_counter()
-    with _single_threaded_blas():
+    # BLAS on one thread: the matrices are 34 x 34, where threads only add contention (3-10x slower on a busy
+    # machine), and one thread makes the analysis independent of the machine's thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
         cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in PROJECTIONS}
         stats = analyse(cos, config.word_labels, blocks, config, vecs)
     t2 = time.perf_counter()
