@@ -474,7 +474,7 @@ def robustness_blocks(out: Path) -> list[Block]:
 def _claim_row(r: Mapping[str, Any]) -> tuple[str | Cell, ...]:
     head, tail = verdict_parts(r)
     return (
-        str(r["claim"]),
+        Cell((str(r["claim"]),), css="claim"),
         f"{_claim_text(r)} `{claimed_text(str(r['claim']), r)}` {_claim_origin(r)}".strip(),
         Cell(tuple(measured_lines(r)), notes=tuple(detail_notes(r)), css="num measured"),
         Cell(tuple(tail), badge=(row_verdict(r), head), joiner=". "),
@@ -621,6 +621,7 @@ details.notes summary { cursor: pointer; color: var(--na); }
 .inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
 td.measured { white-space: normal; min-width: 24em; font-size: 13.5px; }
 .measured div { margin-bottom: 3px; overflow-wrap: anywhere; }
+.claim { font-weight: 600; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 16px; align-items: start;
