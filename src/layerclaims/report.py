@@ -49,33 +49,10 @@ from layerclaims.verdicts import compact_parts
 VERDICTS_CSV = "verdicts.csv"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-CSV_FIELDS = (
-    "claim",
-    "model",
-    "layer",
-    "statistic",
-    "comparison",
-    "threshold",
-    "value",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_adjusted",
-    "level",
-    "verdict",
-    "holds",
-    "control_name",
-    "control_value",
-    "control_ci_low",
-    "control_ci_high",
-    "also_holds_on_control",
-    "reason",
-    "settle",
-    "p_against",
-    "p_against_adjusted",
-    "set_by_premise",
-    "beats_control",
-    "details",
+CSV_FIELDS = tuple(
+    "claim model layer statistic comparison threshold value ci_low ci_high p_value p_adjusted level verdict holds "
+    "control_name control_value control_ci_low control_ci_high also_holds_on_control reason settle p_against "
+    "p_against_adjusted set_by_premise beats_control details".split()
 )
 # Details that the claims table shows elsewhere (layer column, claim text), not among the notes.
 _HIDDEN_DETAILS = {"layer_mapped_from", "kind"}
@@ -265,8 +242,10 @@ def measured_lines(row: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def condition_notes(row: Mapping[str, Any]) -> list[str]:
-    """Each condition's verdict (``✓ pooled_r < 0: holds``) and the control's name and verdict."""
+def detail_notes(row: Mapping[str, Any]) -> list[str]:
+    """Human lines for a verdict's details: each condition's verdict (``✓ pooled_r < 0: holds``), its control's name
+    and verdict, its secondary test; then the other facts the verdict carries (cluster-count stability, the block
+    where a minimum occurs, ...), numbers rounded to 3 significant digits."""
     out = []
     for c in _conditions(row):
         cond = f"{c.get('statistic')} {c.get('comparison')} {c.get('threshold'):g}"
@@ -279,35 +258,30 @@ def condition_notes(row: Mapping[str, Any]) -> list[str]:
             out.append(f"control: {ctrl.get('name')} → {ctrl.get('verdict') or 'no interval'}")
         if c.get("p_secondary") is not None:
             out.append(f"{c.get('p_secondary_name') or 'secondary test'}: p = {fmt_p(c['p_secondary'])}")
-    return out
-
-
-def fact_notes(row: Mapping[str, Any]) -> list[str]:
-    """The other facts a verdict carries (cluster-count stability, the block where a minimum occurs, ...), numbers
-    rounded to 3 significant digits."""
-    return [
+    return out + [
         f"{key}: {_short(_rounded(val))}"
         for key, val in (row.get("details") or {}).items()
         if key not in _HIDDEN_DETAILS and not key.startswith("condition ") and val is not None
     ]
 
 
-def detail_notes(row: Mapping[str, Any]) -> list[str]:
-    """Human lines for a verdict's details: its conditions' verdicts, the controls, the secondary tests, then the
-    other facts."""
-    return condition_notes(row) + fact_notes(row)
+def verdict_parts(row: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The verdict's mark and word (with how the run's model was taken for the claim's own model, or why it was
+    not), and what follows it: the reason (unless it holds), the presupposition, what would settle it."""
+    word = row_verdict(row)
+    head = f"{verdict_mark(word)} {word}" + (f" ({row['identity']})" if row.get("identity") else "")
+    tail = [
+        f"{label}{row[key]}"
+        for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: "))
+        if row.get(key) and not (key == "reason" and word == "holds")
+    ]
+    return head, tail
 
 
 def verdict_text(row: Mapping[str, Any]) -> str:
-    """The verdict cell: mark and word, the control warning, the reason, the presupposition, what would settle it."""
-    word = row_verdict(row)
-    out = f"{verdict_mark(word)} {word}"
-    if row.get("identity"):  # how the run's model was taken for the claim's own model (or why it was not)
-        out += f" ({row['identity']})"
-    for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
-        if row.get(key) and not (key == "reason" and word == "holds"):
-            out += f". {label}{row[key]}"
-    return out
+    """The verdict cell as one line: ``✓ holds``, then ``. reason``, ``. presupposition``, ``. to settle: ...``."""
+    head, tail = verdict_parts(row)
+    return ". ".join([head, *tail])
 
 
 def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -367,6 +341,11 @@ def _summary_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return out
 
 
+def _model_facts(report: RunReport) -> list[tuple[str, Any]]:
+    keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
+    return [(k, report.model.get(k)) for k in keys if k in report.model]
+
+
 def _rel(path: Path, out_dir: Path) -> str:
     try:
         return path.resolve().relative_to(out_dir.resolve()).as_posix()
@@ -374,9 +353,185 @@ def _rel(path: Path, out_dir: Path) -> str:
         return path.resolve().as_posix()
 
 
-def _model_facts(report: RunReport) -> list[tuple[str, Any]]:
-    keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
-    return [(k, report.model.get(k)) for k in keys if k in report.model]
+# --------------------------------------------------------------------------------------------------- document model
+# The report is built once as a list of blocks; :func:`to_markdown` and :func:`to_html` render it. Text in a block is
+# the small inline Markdown subset both renderers understand: ``**bold**`` and ```code```, the rest literal.
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    css: str = ""  # the HTML class (``sub``: a legend)
+
+
+@dataclass(frozen=True)
+class Items:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Callout:
+    """A boxed warning (a study not run, a problem): one line each, the first usually bold."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: ``lines`` (``<br>``-joined in Markdown unless ``joiner`` says otherwise, one ``<div>`` each in
+    HTML), ``badge`` (a verdict word and its text: plain text in Markdown, a coloured badge in HTML), ``notes``
+    folded under "details"."""
+
+    lines: tuple[str, ...] = ()
+    badge: tuple[str, str] | None = None
+    notes: tuple[str, ...] = ()
+    joiner: str = "<br>"
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str | Cell, ...], ...]
+    css: str = ""
+
+
+@dataclass(frozen=True)
+class Figures:
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The verdict counts of a run: a sentence in Markdown, coloured counts in HTML."""
+
+    counts: Mapping[str, int]
+    n: int
+    created: str
+
+
+Block = Heading | Paragraph | Items | Callout | Table | Figures | Tally
+
+
+def parse_markdown(text: str) -> list[Block]:
+    """The blocks of the small Markdown subset a study's report section is written in: ``#`` headings, pipe tables
+    (``\\|`` inside a cell), ``- `` lists and one-line paragraphs."""
+    blocks: list[Block] = []
+    lines = [line.rstrip() for line in text.splitlines()]
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line:
+            i += 1
+        elif line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 6)
+            blocks.append(Heading(level, line[level:].strip()))
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = tuple(c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i])[1:-1])
+                if not all(set(c) <= set("-: ") for c in cells):
+                    rows.append(cells)
+                i += 1
+            blocks.append(Table(rows[0], tuple(rows[1:])))
+        elif line.startswith("- "):
+            start = i
+            while i < len(lines) and lines[i].startswith("- "):
+                i += 1
+            blocks.append(Items(tuple(item[2:] for item in lines[start:i])))
+        else:
+            blocks.append(Paragraph(line))
+            i += 1
+    return blocks
+
+
+def robustness_blocks(out: Path) -> list[Block]:
+    """The robustness section of a run folder that holds ``robustness/`` (``layerclaims robustness --out
+    RUN/robustness``): one line per claim, "holds in k of n specifications", and its specification curves."""
+    path = Path(out) / "robustness" / "robustness.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    n = ", ".join(f"{k}: {v} specifications" for k, v in data.get("n_specifications", {}).items())
+    return [
+        Heading(2, "Robustness"),
+        Paragraph(
+            f"From `robustness/` (`layerclaims robustness`, {n}; each claim decided at level 0.05 in each "
+            "specification; `robustness/robustness.csv` has every path)."
+        ),
+        Items(tuple(data.get("lines", []))),
+        Figures(tuple(sorted((Path(out) / "robustness" / "figures").glob("spec_curve_*.png")))),
+    ]
+
+
+def _claim_row(r: Mapping[str, Any]) -> tuple[str | Cell, ...]:
+    head, tail = verdict_parts(r)
+    return (
+        Cell((str(r["claim"]),), css="claim"),
+        f"{_claim_text(r)} `{claimed_text(str(r['claim']), r)}` {_claim_origin(r)}".strip(),
+        Cell(tuple(measured_lines(r)), notes=tuple(detail_notes(r)), css="num measured"),
+        Cell(tuple(tail), badge=(row_verdict(r), head), joiner=". "),
+    )
+
+
+def document(report: RunReport, out: Path) -> list[Block]:
+    """The report of one run: tally, studies not run, claims table, figures, the studies' own sections, robustness,
+    provenance, timings."""
+    doc: list[Block] = [
+        Heading(1, f"layerclaims report: {report.model.get('name', '?')}"),
+        Tally(_summary_counts(report.rows), len(report.rows), report.created),
+    ]
+    if family_line(report.rows):
+        doc.append(Paragraph(family_line(report.rows)))
+    doc += [
+        Callout((f"**Study `{s.study}` not run.** {s.reason}", f"**Fix:** {s.fix}"))
+        for s in report.studies
+        if not s.ran
+    ]
+    doc += [
+        Heading(2, "Claims"),
+        Table(
+            ("claim", "what was claimed", "measured", "verdict"),
+            tuple(_claim_row(r) for r in _sorted_rows(report.rows)),
+        ),
+        Paragraph(f"{MEASURED_LEGEND} Layer used: {LAYER_LEGEND}.", "sub"),
+        Heading(2, "Figures"),
+    ]
+    for s in report.studies:
+        if s.ran:
+            doc.append(Heading(3, f"Study `{s.study}`"))
+            doc += [Callout((f"**Problem:** {p}",)) for p in s.problems]
+            if s.figures:
+                doc.append(Figures(tuple(s.figures)))
+    doc += [block for s in report.studies for section in s.sections for block in parse_markdown(section)]
+    doc += robustness_blocks(out)
+    facts: list[tuple[str, Any]] = [(f"model.{k}", v) for k, v in _model_facts(report)]
+    for s in report.studies:
+        facts.append((f"{s.study}.status", "ran" if s.ran else "not run"))
+        facts += [(f"{s.study}.option.{k}", v) for k, v in s.options.items()]
+        facts += [(f"{s.study}.{k}", v) for k, v in study_provenance(s)]
+        if s.saved is not None:
+            facts.append((f"{s.study}.saved", _rel(s.saved, out)))
+    rows = [(k, _fmt_fact(v)) for k, v in facts] + [(f"package.{k}", v) for k, v in report.packages.items()]
+    if report.platform:
+        rows.append(("platform", report.platform))
+    if report.command:
+        rows.append(("command", f"`{report.command}`"))
+    timings = tuple((k, _fmt_seconds(v)) for k, v in _timings_with_total(report.timings))
+    return [
+        *doc,
+        Heading(2, "Provenance"),
+        Table(("fact", "value"), tuple(rows), "facts"),
+        Heading(2, "Timings"),
+        Table(("stage", "time"), timings, "facts"),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- markdown
@@ -386,73 +541,48 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
-    """report.md: summary, claims table, studies not run, figures (relative links), provenance, timings."""
-    out = Path(out_dir)
-    model = report.model.get("name", "?")
-    counts = _summary_counts(report.rows)
-    lines = [
-        f"# layerclaims report: {model}",
-        "",
-        f"{counts['holds']} claims hold, {counts[ON_CONTROL]} hold on control too, {counts['fails']} fail, "
-        f"{counts['inconclusive']} inconclusive, {counts['not evaluated']} not evaluated (of {len(report.rows)}). "
-        f"Created {report.created}.",
-        "",
-    ]
-    if family_line(report.rows):
-        lines += [family_line(report.rows), ""]
-    not_run = [s for s in report.studies if not s.ran]
-    for s in not_run:
-        lines += [f"> **Study `{s.study}` not run.** {_md(s.reason)}", ">", f"> **Fix:** {_md(s.fix)}", ""]
-    lines += [
-        "## Claims",
-        "",
-        "| claim | what was claimed | measured | verdict |",
-        "|---|---|---|---|",
-    ]
-    for r in _sorted_rows(report.rows):
-        claimed = f"{_claim_text(r)} `{claimed_text(str(r['claim']), r)}` {_claim_origin(r)}".strip()
-        measured = "<br>".join(_md(m) for m in measured_lines(r)) or "—"
-        notes = detail_notes(r)
-        if notes:
-            measured += "<details><summary>details</summary>" + "<br>".join(_md(n) for n in notes) + "</details>"
-        lines.append(f"| {r['claim']} | {_md(claimed)} | {measured} | {_md(verdict_text(r))} |")
-    lines += [
-        "",
-        f"{MEASURED_LEGEND} Layer used: {LAYER_LEGEND}.",
-        "",
-        "## Figures",
-        "",
-    ]
-    for s in report.studies:
-        if not s.ran:
-            continue
-        lines.append(f"### Study `{s.study}`")
-        lines.append("")
-        lines += [f"> **Problem:** {_md(p)}\n" for p in s.problems]
-        for fig in s.figures:
-            lines += [f"![{fig.stem}]({_rel(fig, out)})", ""]
-    for s in report.studies:
-        lines += [section.rstrip() + "\n" for section in s.sections]
-    lines += robustness_markdown(out)
-    lines += ["## Provenance", "", "| fact | value |", "|---|---|"]
-    lines += [f"| model.{k} | {_md(_fmt_fact(v))} |" for k, v in _model_facts(report)]
-    for s in report.studies:
-        status = "ran" if s.ran else "not run"
-        lines.append(f"| {s.study}.status | {status} |")
-        lines += [f"| {s.study}.option.{k} | {_md(_fmt_fact(v))} |" for k, v in s.options.items()]
-        lines += [f"| {s.study}.{k} | {_md(_fmt_fact(v))} |" for k, v in study_provenance(s)]
-        if s.saved is not None:
-            lines.append(f"| {s.study}.saved | {_md(_rel(s.saved, out))} |")
-    lines += [f"| package.{k} | {_md(v)} |" for k, v in report.packages.items()]
-    if report.platform:
-        lines.append(f"| platform | {_md(report.platform)} |")
-    if report.command:
-        lines.append(f"| command | `{_md(report.command)}` |")
-    lines += ["", "## Timings", "", "| stage | time |", "|---|---|"]
-    lines += [f"| {_md(k)} | {_fmt_seconds(v)} |" for k, v in _timings_with_total(report.timings)]
-    return "\n".join(lines) + "\n"
+def _md_cell(cell: str | Cell) -> str:
+    if isinstance(cell, str):
+        return _md(cell)
+    parts = ([cell.badge[1]] if cell.badge else []) + [_md(line) for line in cell.lines]
+    text = cell.joiner.join(parts) or "—"
+    if cell.notes:
+        text += "<details><summary>details</summary>" + "<br>".join(_md(n) for n in cell.notes) + "</details>"
+    return text
 
+
+def _md_block(block: Block, out: Path) -> list[str]:
+    if isinstance(block, Heading):
+        return ["#" * block.level + " " + block.text]
+    if isinstance(block, Paragraph):
+        return [block.text]
+    if isinstance(block, Items):
+        return [f"- {item}" for item in block.items]
+    if isinstance(block, Callout):
+        return "\n>\n".join(f"> {_md(line)}" for line in block.lines).splitlines()
+    if isinstance(block, Table):
+        head = [f"| {' | '.join(block.header)} |", "|" + "---|" * len(block.header)]
+        return head + [f"| {' | '.join(_md_cell(c) for c in row)} |" for row in block.rows]
+    if isinstance(block, Figures):
+        return "\n\n".join(f"![{f.stem}]({_rel(f, out)})" for f in block.paths).splitlines()
+    c = block.counts
+    return [
+        f"{c['holds']} claims hold, {c[ON_CONTROL]} hold on control too, {c['fails']} fail, {c['inconclusive']} "
+        f"inconclusive, {c['not evaluated']} not evaluated (of {block.n}). Created {block.created}."
+    ]
+
+
+def to_markdown(doc: Sequence[Block], out: Path) -> str:
+    """Markdown of ``doc``, a blank line after each block; figures linked relative to ``out``."""
+    return "".join("\n".join(_md_block(block, out)) + "\n\n" for block in doc).rstrip("\n") + "\n"
+
+
+def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
+    """report.md."""
+    return to_markdown(document(report, Path(out_dir)), Path(out_dir))
+
+
+# --------------------------------------------------------------------------------------------------- html
 
 MEASURED_LEGEND = (
     "Measured: value on all items [decision interval: the central bootstrap percentile interval at the level that "
@@ -482,7 +612,6 @@ th { background: var(--bg2); font-weight: 600; }
 td.num { font-variant-numeric: tabular-nums; }
 code { font: 12.5px/1.3 ui-monospace, SFMono-Regular, Menlo, monospace; background: var(--bg2); padding: 1px 4px;
        border-radius: 4px; }
-.claimtext { display: block; } .origin { color: var(--na); font-size: 13px; }
 .notes { color: #444; font-size: 12.5px; margin-top: 4px; white-space: normal; }
 details.notes summary { cursor: pointer; color: var(--na); }
 .badge { display: inline-block; padding: 2px 9px; border-radius: 12px; font-weight: 600; font-size: 13px;
@@ -492,8 +621,8 @@ details.notes summary { cursor: pointer; color: var(--na); }
 .inconclusive { background: #9a6700; } .cell-inconclusive { background: #fff4d6; }
 td.measured { white-space: normal; min-width: 24em; font-size: 13.5px; }
 .measured div { margin-bottom: 3px; overflow-wrap: anywhere; }
+.claim { font-weight: 600; }
 .reason { font-size: 12.5px; color: #444; margin-top: 4px; }
-.notrun .why { white-space: pre-line; }
 .notrun { border: 1px solid #e3b341; background: #fff8e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 16px; align-items: start;
         grid-auto-flow: row dense; }
@@ -514,9 +643,21 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _badge(row: Mapping[str, Any]) -> str:
-    word = row_verdict(row)
-    return f'<span class="badge {VERDICT_CSS[word]}">{verdict_mark(word)} {_e(word)}</span>'
+def _inline_html(text: str) -> str:
+    """HTML of one line of inline Markdown: ``**bold**``, ```code``` and ``[text](address)``, the rest escaped."""
+    out, strong = [], False
+    for i, part in enumerate(re.split(r"(`[^`]*`|\*\*|\[[^\]]*\]\([^)]*\))", text)):
+        if part == "**":
+            out.append("</strong>" if strong else "<strong>")
+            strong = not strong
+        elif i % 2 and part.startswith("["):
+            label, _, href = part[1:-1].partition("](")
+            out.append(f'<a href="{_e(href)}">{_e(label)}</a>')
+        elif i % 2:
+            out.append(f"<code>{_e(part[1:-1])}</code>")
+        else:
+            out.append(_e(part))
+    return "".join(out) + ("</strong>" if strong else "")
 
 
 def _page(title: str, body: str) -> str:
@@ -550,199 +691,70 @@ def _is_wide(path: Path) -> bool:
     return size is not None and size[1] > 0 and (size[0] / size[1] > WIDE_RATIO or size[0] > WIDE_PIXELS)
 
 
-def _img_src(fig: Path, out: Path, embed: bool) -> str:
-    if embed:
-        return "data:image/png;base64," + base64.b64encode(fig.read_bytes()).decode("ascii")
-    return _rel(fig, out)
+def _figure_html(fig: Path, out: Path, embed: bool) -> str:
+    src = "data:image/png;base64," + base64.b64encode(fig.read_bytes()).decode("ascii") if embed else _rel(fig, out)
+    cls = ' class="wide"' if _is_wide(fig) else ""
+    return (
+        f'<figure{cls}><a href="{_e(_rel(fig, out))}"><img src="{_e(src)}" alt="{_e(fig.stem)}" loading="lazy"></a>'
+        f"<figcaption>{_e(fig.name)}</figcaption></figure>"
+    )
+
+
+def _html_cell(cell: str | Cell) -> str:
+    if isinstance(cell, str):
+        return f"<td>{_inline_html(cell)}</td>"
+    text = ""
+    if cell.badge:
+        word, label = cell.badge
+        text = f'<span class="badge {VERDICT_CSS[word]}">{_e(label)}</span>'
+        text += "".join(f'<div class="reason">{_inline_html(line)}</div>' for line in cell.lines)
+    else:
+        text = "".join(f"<div>{_inline_html(line)}</div>" for line in cell.lines) or "—"
+    if cell.notes:
+        notes = "<br>".join(_e(n) for n in cell.notes)
+        text += f'<details class="notes"><summary>details ({len(cell.notes)})</summary>{notes}</details>'
+    return f'<td class="{cell.css}">{text}</td>' if cell.css else f"<td>{text}</td>"
+
+
+def _html_block(block: Block, out: Path, embed: bool) -> str:
+    if isinstance(block, Heading):
+        return f"<h{block.level}>{_inline_html(block.text)}</h{block.level}>"
+    if isinstance(block, Paragraph):
+        cls = f' class="{block.css}"' if block.css else ""
+        return f"<p{cls}>{_inline_html(block.text)}</p>"
+    if isinstance(block, Items):
+        return "<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Callout):
+        return f'<div class="notrun">{"<br>".join(_inline_html(line) for line in block.lines)}</div>'
+    if isinstance(block, Table):
+        cls = f' class="{block.css}"' if block.css else ""
+        head = "".join(f"<th>{_inline_html(h)}</th>" for h in block.header)
+        body = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in block.rows)
+        return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if isinstance(block, Figures):
+        return '<div class="figs">' + "".join(_figure_html(f, out, embed) for f in block.paths) + "</div>"
+    c = block.counts
+    return (
+        '<p class="tally">'
+        f'<span style="color:var(--ok)">✓ {c["holds"]} hold</span>'
+        f'<span style="color:var(--ctl)">{CONTROL_MARK} {c[ON_CONTROL]} hold on control too</span>'
+        f'<span style="color:var(--bad)">✗ {c["fails"]} fail</span>'
+        f'<span style="color:#9a6700">? {c["inconclusive"]} inconclusive</span>'
+        f'<span style="color:var(--na)">– {c["not evaluated"]} not evaluated</span></p>'
+        f'<p class="sub">of {block.n} claims. Created {_e(block.created)}.</p>'
+    )
+
+
+def to_html(doc: Sequence[Block], out: Path, *, embed_figures: bool = False) -> str:
+    """HTML of ``doc`` (the page body); figures linked relative to ``out`` or embedded as base64."""
+    return "\n".join(_html_block(block, out, embed_figures) for block in doc)
 
 
 def render_html(report: RunReport, out_dir: str | os.PathLike[str], *, embed_figures: bool = False) -> str:
-    """report.html: the same content as report.md, styled, with figures linked relatively (or embedded)."""
+    """report.html: the same document as report.md, styled, with figures linked relatively (or embedded)."""
     out = Path(out_dir)
-    model = report.model.get("name", "?")
-    counts = _summary_counts(report.rows)
-    parts = [
-        f"<h1>layerclaims report: {_e(model)}</h1>",
-        f'<p class="sub">Created {_e(report.created)} &middot; {len(report.rows)} claims evaluated on '
-        f"{_e(model)} ({_e(report.model.get('n_blocks', '?'))} blocks, {_e(report.model.get('device', '?'))}, "
-        f"{_e(report.model.get('dtype', '?'))})</p>",
-        '<p class="tally">'
-        f'<span style="color:var(--ok)">✓ {counts["holds"]} hold</span>'
-        f'<span style="color:var(--ctl)">{CONTROL_MARK} {counts[ON_CONTROL]} hold on control too</span>'
-        f'<span style="color:var(--bad)">✗ {counts["fails"]} fail</span>'
-        f'<span style="color:#9a6700">? {counts["inconclusive"]} inconclusive</span>'
-        f'<span style="color:var(--na)">– {counts["not evaluated"]} not evaluated</span></p>',
-    ]
-    for s in report.studies:
-        if not s.ran:
-            parts.append(
-                f'<div class="notrun"><strong>Study <code>{_e(s.study)}</code> not run.</strong> '
-                f'<span class="why">{_e(s.reason)}</span><br><strong>Fix:</strong> {_e(s.fix)}</div>'
-            )
-    parts.append("<h2>Claims</h2>")
-    if family_line(report.rows):
-        parts.append(f"<p>{_e(family_line(report.rows))}</p>")
-    parts.append(
-        "<table><thead><tr><th>claim</th><th>what was claimed</th><th>measured</th><th>verdict</th></tr></thead><tbody>"
-    )
-    for r in _sorted_rows(report.rows):
-        notes_html = _notes_html(r)
-        word = row_verdict(r)
-        reason = ""
-        for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: ")):
-            if r.get(key) and not (key == "reason" and word == "holds"):
-                reason += f'<div class="reason">{_e(label)}{_e(r[key])}</div>'
-        measured = "".join(f"<div>{_e(m)}</div>" for m in measured_lines(r)) or "—"
-        parts.append(
-            f"<tr><td><strong>{_e(r['claim'])}</strong></td>"
-            f'<td><span class="claimtext">{_e(_claim_text(r))}</span>'
-            f"<code>{_e(claimed_text(str(r['claim']), r))}</code> "
-            f'<span class="origin">{_e(_claim_origin(r))}</span></td>'
-            f'<td class="num measured">{measured}{notes_html}</td>'
-            f"<td>{_badge(r)}{reason}</td></tr>"
-        )
-    parts.append("</tbody></table>")
-    parts.append(f'<p class="sub">{_e(MEASURED_LEGEND)} Layer used: {_e(LAYER_LEGEND)}.</p>')
-    parts.append("<h2>Figures</h2>")
-    for s in report.studies:
-        if not s.ran:
-            parts.append(f"<h3>Study <code>{_e(s.study)}</code></h3><p>Not run: no figures.</p>")
-            continue
-        parts.append(f"<h3>Study <code>{_e(s.study)}</code></h3>")
-        parts += [f'<div class="notrun"><strong>Problem:</strong> {_e(p)}</div>' for p in s.problems]
-        if s.figures:
-            parts.append('<div class="figs">')
-            for fig in s.figures:
-                cls = ' class="wide"' if _is_wide(fig) else ""
-                parts.append(
-                    f'<figure{cls}><a href="{_e(_rel(fig, out))}"><img src="{_e(_img_src(fig, out, embed_figures))}" '
-                    f'alt="{_e(fig.stem)}" loading="lazy"></a><figcaption>{_e(fig.name)}</figcaption></figure>'
-                )
-            parts.append("</div>")
-    for s in report.studies:
-        parts += [markdown_html(section) for section in s.sections]
-    robustness = robustness_markdown(out)
-    if robustness:
-        parts.append(markdown_html("\n".join(line for line in robustness if not line.startswith("!["))))
-        figs = sorted((out / "robustness" / "figures").glob("spec_curve_*.png"))
-        parts.append('<div class="figs">')
-        parts += [
-            f'<figure><a href="{_e(_rel(f, out))}"><img src="{_e(_img_src(f, out, embed_figures))}" alt="{_e(f.stem)}" '
-            f'loading="lazy"></a><figcaption>{_e(f.stem)}</figcaption></figure>'
-            for f in figs
-        ]
-        parts.append("</div>")
-    parts.append("<h2>Provenance</h2>")
-    parts.append(_facts_table([(f"model.{k}", v) for k, v in _model_facts(report)]))
-    for s in report.studies:
-        facts: list[tuple[str, Any]] = [("status", "ran" if s.ran else "not run")]
-        facts += [(f"option.{k}", v) for k, v in s.options.items()]
-        facts += study_provenance(s)
-        if s.saved is not None:
-            facts.append(("saved", _rel(s.saved, out)))
-        parts.append(f"<h3>Study <code>{_e(s.study)}</code></h3>")
-        parts.append(_facts_table(facts))
-    parts.append("<h3>Environment</h3>")
-    env = [(f"package.{k}", v) for k, v in report.packages.items()]
-    if report.platform:
-        env.append(("platform", report.platform))
-    if report.command:
-        env.append(("command", report.command))
-    parts.append(_facts_table(env))
-    parts.append("<h2>Timings</h2>")
-    parts.append(_facts_table([(k, _fmt_seconds(v)) for k, v in _timings_with_total(report.timings)]))
-    return _page(f"layerclaims report: {model}", "\n".join(parts))
-
-
-def robustness_markdown(out: Path) -> list[str]:
-    """The robustness section of a run folder that holds ``robustness/`` (``layerclaims robustness --out
-    RUN/robustness``): one line per claim, "holds in k of n specifications", and its specification curves."""
-    path = Path(out) / "robustness" / "robustness.json"
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    n = data.get("n_specifications", {})
-    lines = [
-        "## Robustness",
-        "",
-        f"From `robustness/` (`layerclaims robustness`, {', '.join(f'{k}: {v} specifications' for k, v in n.items())}"
-        "; each claim decided at level 0.05 in each specification; `robustness/robustness.csv` has every path).",
-        "",
-    ]
-    lines += [f"- {line}" for line in data.get("lines", [])]
-    lines.append("")
-    figs = sorted((Path(out) / "robustness" / "figures").glob("spec_curve_*.png"))
-    lines += [f"![{f.stem}](robustness/figures/{f.name})" for f in figs]
-    return [*lines, ""]
-
-
-def _inline_html(text: str) -> str:
-    """``**bold**`` and ```code``` of one Markdown line, the rest escaped."""
-    out = []
-    for i, part in enumerate(text.split("`")):
-        if i % 2:
-            out.append(f"<code>{_e(part)}</code>")
-        else:
-            bits = part.split("**")
-            out.append("".join(f"<strong>{_e(b)}</strong>" if j % 2 else _e(b) for j, b in enumerate(bits)))
-    return "".join(out)
-
-
-def markdown_html(text: str) -> str:
-    """HTML of the small Markdown subset a study's report section uses: ``##``/``###`` headings, pipe tables,
-    ``- `` lists, paragraphs, ``**bold**`` and ```code```."""
-    html: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i].rstrip()
-        if not line:
-            i += 1
-        elif line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 6)
-            html.append(f"<h{level}>{_inline_html(line[level:].strip())}</h{level}>")
-            i += 1
-        elif line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i].strip())[1:-1]]
-                if not all(set(c) <= set("-: ") for c in cells):
-                    rows.append(cells)
-                i += 1
-            head, body = (rows[0], rows[1:]) if rows else ([], [])
-            html.append(
-                "<table><thead><tr>"
-                + "".join(f"<th>{_inline_html(c)}</th>" for c in head)
-                + "</tr></thead><tbody>"
-                + "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>" for r in body)
-                + "</tbody></table>"
-            )
-        elif line.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{_inline_html(lines[i][2:])}</li>")
-                i += 1
-            html.append(f"<ul>{''.join(items)}</ul>")
-        else:
-            html.append(f"<p>{_inline_html(line)}</p>")
-            i += 1
-    return "\n".join(html)
-
-
-def _notes_html(row: Mapping[str, Any]) -> str:
-    """Conditions' verdicts, controls, secondary tests and facts, folded (``<details>``, no script)."""
-    folded = detail_notes(row)
-    if not folded:
-        return ""
-    return (
-        f'<details class="notes"><summary>details ({len(folded)})</summary>'
-        f"{'<br>'.join(_e(n) for n in folded)}</details>"
-    )
-
-
-def _facts_table(facts: Sequence[tuple[str, Any]]) -> str:
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt_fact(v))}</td></tr>" for k, v in facts)
-    return f'<table class="facts"><tbody>{rows}</tbody></table>'
+    body = to_html(document(report, out), out, embed_figures=embed_figures)
+    return _page(f"layerclaims report: {report.model.get('name', '?')}", body)
 
 
 def write_report(
@@ -751,11 +763,9 @@ def write_report(
     """Write report.md and report.html into ``out_dir``; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = out / REPORT_MD
-    md.write_text(render_markdown(report, out))
-    page = out / REPORT_HTML
-    page.write_text(render_html(report, out, embed_figures=embed_figures))
-    return md, page
+    (out / REPORT_MD).write_text(render_markdown(report, out))
+    (out / REPORT_HTML).write_text(render_html(report, out, embed_figures=embed_figures))
+    return out / REPORT_MD, out / REPORT_HTML
 
 
 # --------------------------------------------------------------------------------------------------- matrix page
@@ -767,31 +777,26 @@ def render_matrix_html(
     """The claims x models matrix as a self-contained HTML page (cells coloured by verdict); ``links`` maps a model
     to the (relative) address of its report, linked from the column header."""
     links = links or {}
-    head = "".join(
-        f'<th><a href="{_e(links[m])}">{_e(m)}</a></th>' if m in links else f"<th>{_e(m)}</th>" for m in matrix.models
-    )
-    body: list[str] = []
+    rows: list[tuple[str | Cell, ...]] = []
     for cid in matrix.claims:
         first = next((matrix.cell(cid, m).row for m in matrix.models if matrix.cell(cid, m).row), None)
         claim = CLAIMS_BY_ID.get(cid)
-        text_of = (first or {}).get("text") or (claim.text if claim else "")
-        tds = []
-        for m in matrix.models:
-            cell = matrix.cell(cid, m)
-            tds.append(f'<td class="num cell-{VERDICT_CSS[cell.verdict]}">{_e(cell.text())}</td>')
-        text = f'<span class="claimtext">{_e(text_of)}</span>' if text_of else ""
-        body.append(
-            f"<tr><td><strong>{_e(cid)}</strong></td><td>{text}<code>{_e(claimed_text(cid, first))}</code></td>"
-            + "".join(tds)
-            + "</tr>"
+        text = (first or {}).get("text") or (claim.text if claim else "")
+        cells = [matrix.cell(cid, m) for m in matrix.models]
+        rows.append(
+            (
+                f"**{cid}**",
+                Cell(tuple(filter(None, (text, f"`{claimed_text(cid, first)}`")))),
+                *(Cell((c.text(),), css=f"num cell-{VERDICT_CSS[c.verdict]}") for c in cells),
+            )
         )
-    tally = "".join(f"<td>{_e(tally_text(matrix.counts(m)))}</td>" for m in matrix.models)
-    body.append(f"<tr><td><strong>tally</strong></td><td></td>{tally}</tr>")
-    notes = "".join(f"<li><strong>{_e(m)}</strong>: {_e(n)}</li>" for m, n in matrix.notes.items())
-    page = (
-        f"<h1>{_e(title)}</h1>"
-        f'<table class="matrix"><thead><tr><th>claim</th><th>claimed</th>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-        f'<p class="sub">{_e(MATRIX_LEGEND)} ({_e(LAYER_LEGEND)}).</p>' + (f"<ul>{notes}</ul>" if notes else "")
-    )
-    return _page(title, page)
+    rows.append(("**tally**", "", *(tally_text(matrix.counts(m)) for m in matrix.models)))
+    head = tuple(f"[{m}]({links[m]})" if m in links else m for m in matrix.models)
+    doc: list[Block] = [
+        Heading(1, title),
+        Table(("claim", "claimed", *head), tuple(rows), "matrix"),
+        Paragraph(f"{MATRIX_LEGEND} ({LAYER_LEGEND}).", "sub"),
+    ]
+    if matrix.notes:
+        doc.append(Items(tuple(f"**{m}**: {n}" for m, n in matrix.notes.items())))
+    return _page(title, to_html(doc, Path(".")))

@@ -247,10 +247,10 @@ def test_matrix_page_colours_cells_by_verdict() -> None:
 
 
 def test_a_study_section_in_markdown_becomes_html_headings_tables_and_lists() -> None:
-    from layerclaims.report import markdown_html
+    from layerclaims.report import parse_markdown, to_html
 
     text = "## What **groups** are\n\n| a | b \\| c |\n|---|---|\n| `x<y` | 2 |\n\n- mark 3: `, and`\n- mark 9\n"
-    page = markdown_html(text)
+    page = to_html(parse_markdown(text), Path("."))
     assert "<h2>What <strong>groups</strong> are</h2>" in page
     assert "<th>a</th><th>b | c</th>" in page  # an escaped pipe stays inside its cell
     assert "<td><code>x&lt;y</code></td><td>2</td>" in page  # escaped, and the separator row is not a row
@@ -261,15 +261,15 @@ def test_a_study_section_in_markdown_becomes_html_headings_tables_and_lists() ->
 def test_a_run_folder_with_a_robustness_analysis_gets_its_section(tmp_path: Path) -> None:
     import json
 
-    from layerclaims.report import robustness_markdown
+    from layerclaims.report import robustness_blocks, to_markdown
 
-    assert robustness_markdown(tmp_path) == []  # no robustness/ folder: no section
+    assert robustness_blocks(tmp_path) == []  # no robustness/ folder: no section
     rob = tmp_path / "robustness"
     (rob / "figures").mkdir(parents=True)
     (rob / "figures" / "spec_curve_A5.png").write_bytes(b"png")
     lines = ["A5 holds in 0 of 18 specifications (18 fails; original path: fails)"]
     (rob / "robustness.json").write_text(json.dumps({"model": "m", "lines": lines, "n_specifications": {"qk": 9}}))
-    md = "\n".join(robustness_markdown(tmp_path))
+    md = to_markdown(robustness_blocks(tmp_path), tmp_path)
     assert "## Robustness" in md and "qk: 9 specifications" in md
     assert f"- {lines[0]}" in md
     assert "![spec_curve_A5](robustness/figures/spec_curve_A5.png)" in md

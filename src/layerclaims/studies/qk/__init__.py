@@ -22,9 +22,8 @@ Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_la
    one-sided ("greater"), from :mod:`layerclaims.metrics.similarity`. ``min(selectivity Q, K) > 1`` is an
    intersection of two claims, so its p-value is the larger of the two (intersection-union test).
 
-Words that the tokenizer splits into several tokens are listed in the result (``split_words``); ``multi_token``
-says which vector stands for them: ``"last"`` (default, the original's ``[:, -1]``) or ``"mean"`` (mean of the
-word's token vectors). With GPT-2's tokenizer every default word is one token; SmolLM2's splits " sofa".
+Words that the tokenizer splits into several tokens are listed in the result (``split_words``; see
+``Config.multi_token``). With GPT-2's tokenizer every default word is one token; SmolLM2's splits " sofa".
 
 This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch, no numpy): the method is in
 :mod:`.analysis`, the figures in :mod:`.figures`, the robustness grid's runs in :mod:`.robustness`.

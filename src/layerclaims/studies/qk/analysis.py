@@ -3,13 +3,13 @@ cosine matrices and their statistics with paired bootstrap intervals, permutatio
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from layerclaims import results
 from layerclaims.errors import ModelNotFoundError, UsageError
@@ -137,18 +137,17 @@ class BlockControl:
 
     def at(self, i: int) -> Control:
         """The :class:`~layerclaims.results.Control` at index ``i`` of the studied blocks."""
-        reps = self.replicates[i]
-        ok = reps[np.isfinite(reps)]
-        ci = percentile_interval(ok, LEVEL) if ok.size else None
-        return Control(self.name, float(self.value[i]), ci, reps, dict(self.details))
+        return self._control(float(self.value[i]), self.replicates[i], self.replicates[i], dict(self.details))
 
     def over_blocks(self, blocks: Sequence[int]) -> Control:
         """The control of "at every block": minimum over blocks, with the per-block replicates for the band."""
-        worst = self.replicates.min(axis=0)
-        ok = worst[np.isfinite(worst)]
-        ci = percentile_interval(ok, LEVEL) if ok.size else None
         details = dict(self.details) | {"part_values": self.value.tolist(), "parts": [f"block {b}" for b in blocks]}
-        return Control(self.name, float(self.value.min()), ci, self.replicates, details)
+        return self._control(float(self.value.min()), self.replicates.min(axis=0), self.replicates, details)
+
+    def _control(self, value: float, reps: np.ndarray, kept: np.ndarray, details: dict[str, Any]) -> Control:
+        """A Control of ``value`` with the 95% interval of the finite ``reps`` (None if none), keeping ``kept``."""
+        ok = reps[np.isfinite(reps)]
+        return Control(self.name, value, percentile_interval(ok, LEVEL) if ok.size else None, kept, details)
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,11 +322,49 @@ def _stat(value: np.ndarray, reps: np.ndarray | None, p: np.ndarray | None) -> B
     return BlockStatistic(value, lo, hi, nan if p is None else p)
 
 
-def _over_blocks_ci(reps: np.ndarray | None) -> tuple[float, float] | None:
-    if reps is None:
-        return None
-    lo, hi = percentile_interval(reps, LEVEL)
-    return (lo, hi)
+Stats = dict[str, dict[str, np.ndarray]]
+
+
+def _values(
+    cos: dict[str, np.ndarray], labels: Sequence[str], projections: Sequence[str], pairs: Sequence[str]
+) -> Stats:
+    """Per block: ``mean`` off-diagonal cosine and ``sel``-ectivity of each projection, ``rsa`` of each pair."""
+    return {
+        "mean": {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in projections},
+        "sel": {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in projections},
+        "rsa": {p: np.array([rsa(a, b) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]) for p in pairs},
+    }
+
+
+def _replicates(
+    cos: dict[str, np.ndarray],
+    labels: Sequence[str],
+    projections: Sequence[str],
+    pairs: Sequence[str],
+    n_boot: int,
+    seed: int,
+) -> Stats:
+    """:func:`_values` on ``n_boot`` stratified resamples of the words (``[n_sel, n_boot]`` each), the same resamples
+    for every statistic and block (at least 2 distinct words per category; copy pairs excluded)."""
+    n_sel, n = cos[projections[0]].shape[:2]
+    cats = list(dict.fromkeys(labels))
+    codes = np.array([cats.index(lab) for lab in labels])
+    counts = item_counts(bootstrap_indices(n, n_boot, seed=seed, strata=labels, min_distinct=2), n)
+    stacked = np.concatenate([cos[k] for k in projections])  # [len(projections) n_sel, n, n]
+    mean_r, sel_r = resampled_offdiagonal_means(stacked, counts.astype(np.float64), codes, len(cats))
+    return {
+        "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
+        "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
+        "rsa": {
+            p: np.array(
+                [
+                    bootstrap_pair_correlation(a, b, n_boot=n_boot, seed=seed, strata=labels, min_distinct=2).replicates
+                    for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
+                ]
+            )
+            for p in pairs
+        },
+    }
 
 
 def analyse(
@@ -340,51 +377,23 @@ def analyse(
     """Every statistic of the study from the cosine matrices ``cos[projection]: [n_sel, n, n]`` (no model involved).
     With ``vecs`` (the word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after
     removing the mean key and query, and the random-projection controls (:func:`projection_controls`)."""
-    n_sel, n = cos["q"].shape[:2]
-    cats = list(dict.fromkeys(labels))
-    codes = np.array([cats.index(lab) for lab in labels])
-    value = {
-        "mean": {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in PROJECTIONS},
-        "sel": {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in PROJECTIONS},
-        "rsa": {p: np.array([rsa(a, b) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]) for p in PAIRS},
-    }
+    n_sel = cos["q"].shape[0]
+    value = _values(cos, labels, PROJECTIONS, PAIRS)
     by_cat = {
         p: np.array([list(rsa_by_category(a, b, labels).values()) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)])
         for p in PAIRS
     }
-
-    reps: dict[str, dict[str, np.ndarray]] | None = None
-    if config.n_boot:
-        idx = bootstrap_indices(n, config.n_boot, seed=config.seed, strata=labels, min_distinct=2)
-        counts = item_counts(idx, n).astype(np.float64)
-        stacked = np.concatenate([cos[k] for k in PROJECTIONS])  # [3 n_sel, n, n]
-        mean_r, sel_r = resampled_offdiagonal_means(stacked, counts, codes, len(cats))
-        reps = {
-            "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(PROJECTIONS)},
-            "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(PROJECTIONS)},
-            "rsa": {
-                p: np.array(
-                    [
-                        bootstrap_pair_correlation(
-                            a, b, n_boot=config.n_boot, seed=config.seed, strata=labels, min_distinct=2
-                        ).replicates
-                        for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
-                    ]
-                )
-                for p in PAIRS
-            },
-        }
+    reps = _replicates(cos, labels, PROJECTIONS, PAIRS, config.n_boot, config.seed) if config.n_boot else None
 
     p_sel: dict[str, np.ndarray] | None = None
     p_rsa: dict[str, np.ndarray] | None = None
     if config.n_perm:
-        tested_projections = PROJECTIONS if config.tests == "all" else ("q", "k")
-        tested_pairs = PAIRS if config.tests == "all" else ("qk",)
+        tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
         p_sel = {
             k: np.array(
                 [
                     selectivity_permutation_test(S, labels, n_perm=config.n_perm, seed=config.seed).p_value
-                    if k in tested_projections
+                    if k in tested
                     else np.nan
                     for S in cos[k]
                 ]
@@ -394,7 +403,7 @@ def analyse(
         p_rsa = {
             p: np.array(
                 [
-                    mantel_test(a, b, n_perm=config.n_perm, seed=config.seed).p_value if p in tested_pairs else np.nan
+                    mantel_test(a, b, n_perm=config.n_perm, seed=config.seed).p_value if p in tested else np.nan
                     for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
                 ]
             )
@@ -404,47 +413,37 @@ def analyse(
     def r(group: str, key: str) -> np.ndarray | None:
         return None if reps is None else reps[group][key]
 
-    k_minus_q_reps = None if reps is None else reps["mean"]["k"] - reps["mean"]["q"]
-    min_sel_reps = None if reps is None else np.minimum(reps["sel"]["q"], reps["sel"]["k"])
-    min_rsa_reps = None if reps is None else reps["rsa"]["qk"].min(axis=0)
     v_top = value["sel"]["v"] > np.maximum(value["sel"]["q"], value["sel"]["k"])
-    frac_reps = (
-        None if reps is None else (reps["sel"]["v"] > np.maximum(reps["sel"]["q"], reps["sel"]["k"])).mean(axis=0)
-    )
     extra: dict[str, Any] = {}
+    frac_reps = min_rsa_ci = frac_ci = None
     if reps is not None:
-        assert k_minus_q_reps is not None and min_sel_reps is not None
         extra["replicates"] = {
-            "k_minus_q": k_minus_q_reps,
+            "k_minus_q": reps["mean"]["k"] - reps["mean"]["q"],
             "rsa_qk": reps["rsa"]["qk"],
-            "min_selectivity_qk": min_sel_reps,
+            "min_selectivity_qk": np.minimum(reps["sel"]["q"], reps["sel"]["k"]),
         }
+        frac_reps = (reps["sel"]["v"] > np.maximum(reps["sel"]["q"], reps["sel"]["k"])).mean(axis=0)
+        min_rsa_ci = percentile_interval(reps["rsa"]["qk"].min(axis=0), LEVEL)
+        frac_ci = percentile_interval(frac_reps, LEVEL)
     if vecs is not None and "q" in vecs and "k" in vecs:
         centred = {k: np.stack([cosine_matrix(X - X.mean(axis=0)) for X in vecs[k]]) for k in ("q", "k")}
-        c_value = np.array([mean_offdiagonal(S) for S in centred["k"]]) - np.array(
-            [mean_offdiagonal(S) for S in centred["q"]]
-        )
+        c_mean = _values(centred, labels, ("q", "k"), ())["mean"]
         c_reps = None
         if config.n_boot:
-            c_mean, _ = resampled_offdiagonal_means(
-                np.concatenate([centred["q"], centred["k"]]), counts, codes, len(cats)
-            )
-            c_reps = c_mean[n_sel:] - c_mean[:n_sel]
-        extra["centred_k_minus_q"] = _stat(c_value, c_reps, None)
+            c_boot = _replicates(centred, labels, ("q", "k"), (), config.n_boot, config.seed)["mean"]
+            c_reps = c_boot["k"] - c_boot["q"]
+        extra["centred_k_minus_q"] = _stat(c_mean["k"] - c_mean["q"], c_reps, None)
     if vecs is not None and "x" in vecs and config.n_control_seeds:
         dims = {k: int(vecs[k].shape[-1]) for k in ("q", "k")}
         extra["controls"] = projection_controls(vecs["x"], dims, labels, config)
     worst = int(np.argmin(value["rsa"]["qk"]))
     over = {
         "min_rsa_qk_over_blocks": Measurement(
-            float(value["rsa"]["qk"][worst]),
-            _over_blocks_ci(min_rsa_reps),
-            None,
-            {"block": int(blocks[worst]), "n_blocks": n_sel},
+            float(value["rsa"]["qk"][worst]), min_rsa_ci, None, {"block": int(blocks[worst]), "n_blocks": n_sel}
         ),
         "fraction_blocks_v_most_selective": Measurement(
             float(v_top.mean()),
-            _over_blocks_ci(frac_reps),
+            frac_ci,
             None,
             replicates=frac_reps,
             details={
@@ -453,18 +452,19 @@ def analyse(
             },
         ),
     }
+    reps_of = extra.get("replicates", {})
     return {
-        "categories": tuple(cats),
+        "categories": tuple(dict.fromkeys(labels)),
         "mean_cosine": {k: _stat(value["mean"][k], r("mean", k), None) for k in PROJECTIONS},
         "selectivity": {
             k: _stat(value["sel"][k], r("sel", k), None if p_sel is None else p_sel[k]) for k in PROJECTIONS
         },
         "rsa": {p: _stat(value["rsa"][p], r("rsa", p), None if p_rsa is None else p_rsa[p]) for p in PAIRS},
         "rsa_by_category": by_cat,
-        "k_minus_q": _stat(value["mean"]["k"] - value["mean"]["q"], k_minus_q_reps, None),
+        "k_minus_q": _stat(value["mean"]["k"] - value["mean"]["q"], reps_of.get("k_minus_q"), None),
         "min_selectivity_qk": _stat(
             np.minimum(value["sel"]["q"], value["sel"]["k"]),
-            min_sel_reps,
+            reps_of.get("min_selectivity_qk"),
             None if p_sel is None else np.maximum(p_sel["q"], p_sel["k"]),
         ),
         "over_blocks": over,
@@ -490,42 +490,27 @@ def projection_controls(
     resamples at every block so the columns stay paired across blocks). Random projections nearly preserve cosines
     (Johnson-Lindenstrauss), so the control reads what two arbitrary linear maps of the same input give: a high RSA
     and selectivity of the input itself. Returns ``{"k_minus_q", "rsa_qk", "min_selectivity_qk": BlockControl}``."""
-    n_sel, n, d = x.shape
     seeds = config.n_control_seeds
-    cats = list(dict.fromkeys(labels))
-    codes = np.array([cats.index(lab) for lab in labels])
     n_boot = max(config.n_boot // seeds, 50) if config.n_boot else 0
+
+    def claimed(st: Stats) -> dict[str, np.ndarray]:
+        return {
+            "k_minus_q": st["mean"]["k"] - st["mean"]["q"],
+            "rsa_qk": st["rsa"]["qk"],
+            "min_selectivity_qk": np.minimum(st["sel"]["q"], st["sel"]["k"]),
+        }
+
     values: dict[str, list[np.ndarray]] = {"k_minus_q": [], "rsa_qk": [], "min_selectivity_qk": []}
     reps: dict[str, list[np.ndarray]] = {key: [] for key in values}
     for s in range(seeds):
         rng = np.random.default_rng([config.seed, 7919, s])
-        w = {k: rng.standard_normal((d, dims[k])) for k in ("q", "k")}
+        w = {k: rng.standard_normal((x.shape[-1], dims[k])) for k in ("q", "k")}
         cos = {k: np.stack([cosine_matrix(X @ w[k]) for X in x]) for k in ("q", "k")}
-        mean = {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in ("q", "k")}
-        sel = {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in ("q", "k")}
-        values["k_minus_q"].append(mean["k"] - mean["q"])
-        values["rsa_qk"].append(np.array([rsa(a, b) for a, b in zip(cos["q"], cos["k"], strict=True)]))
-        values["min_selectivity_qk"].append(np.minimum(sel["q"], sel["k"]))
-        if n_boot:
-            seed = config.seed + 1000 + s
-            idx = bootstrap_indices(n, n_boot, seed=seed, strata=labels, min_distinct=2)
-            counts = item_counts(idx, n).astype(np.float64)
-            m_r, s_r = resampled_offdiagonal_means(np.concatenate([cos["q"], cos["k"]]), counts, codes, len(cats))
-            reps["k_minus_q"].append(m_r[n_sel:] - m_r[:n_sel])
-            reps["min_selectivity_qk"].append(np.minimum(s_r[:n_sel], s_r[n_sel:]))
-            reps["rsa_qk"].append(
-                np.array(
-                    [
-                        bootstrap_pair_correlation(
-                            a, b, n_boot=n_boot, seed=seed, strata=labels, min_distinct=2
-                        ).replicates
-                        for a, b in zip(cos["q"], cos["k"], strict=True)
-                    ]
-                )
-            )
-        else:
-            for key in reps:
-                reps[key].append(values[key][-1][:, None])
+        value = claimed(_values(cos, labels, ("q", "k"), ("qk",)))
+        boot = claimed(_replicates(cos, labels, ("q", "k"), ("qk",), n_boot, config.seed + 1000 + s)) if n_boot else {}
+        for key in values:
+            values[key].append(value[key])
+            reps[key].append(boot[key] if n_boot else value[key][:, None])
     details = {
         "n_seeds": seeds,
         "n_boot_per_seed": n_boot,
@@ -555,16 +540,6 @@ def check_model(handle: Any) -> None:
         )
 
 
-def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """BLAS limited to one thread: the matrices here are 34 x 34, where threads only add contention (3-10x slower
-    on a busy machine), and one thread makes the analysis independent of the machine's thread count."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def run(handle: Any, config: Config | None = None) -> QKResult:
     """Run study B on a loaded model (:func:`layerclaims.models.load_model`)."""
     config = config or Config()
@@ -574,7 +549,9 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
     vecs = word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
     t1 = time.perf_counter()
-    with _single_threaded_blas():
+    # BLAS on one thread: the matrices are 34 x 34, where threads only add contention (3-10x slower on a busy
+    # machine), and one thread makes the analysis independent of the machine's thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
         cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in PROJECTIONS}
         stats = analyse(cos, config.word_labels, blocks, config, vecs)
     t2 = time.perf_counter()

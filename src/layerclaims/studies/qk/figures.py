@@ -1,17 +1,7 @@
 """Figures of study B (Q/K grouping and RSA): PNG files from a :class:`~layerclaims.studies.qk.analysis.QKResult`
-and the run's claims (:class:`~layerclaims.study.ClaimRead`: the layer each reads on this model, its threshold).
-
-- ``qk_matrices_block{b}.png``: the Q and K cosine matrices side by side at the claims' block (the first claim read
-  at a block, e.g. B1's block 5 of gpt2-medium mapped to this model), words on both axes, category borders.
-- ``qk_scatter_block{b}.png``: Q cosine vs K cosine for every pair of words (upper triangle), within-category pairs
-  coloured by category, between-category pairs grey; RSA r and Mantel p in the title; under it the run's ``rsa_qk``
-  claim (B2) as a number line: RSA with its 95% interval (labelled so; the decision interval is the report's), the
-  claimed threshold, and the control (random projections).
-- ``qk_laminar.png``: the laminar profile, selectivity of Q, K, V and RSA Q-K, Q-V, K-V against block, with the
-  bootstrap intervals as bands, the threshold of the run's ``min_rsa_qk_over_blocks`` claim (B4) and the control.
-
-Scatters are rasterised; each figure is drawn once.
-"""
+and the run's claims (:class:`~layerclaims.study.ClaimRead`: the layer each reads on this model, its threshold):
+the Q and K cosine matrices and the Q-vs-K scatter at the claims' block, and the laminar profile over blocks.
+Scatters are rasterised; each figure is drawn once."""
 
 from __future__ import annotations
 
@@ -55,7 +45,8 @@ def _boundaries(labels: tuple[str, ...]) -> list[int]:
 
 
 def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
-    """Q and K cosine matrices at ``block``, one colour scale (the off-diagonal range of both)."""
+    """Q and K cosine matrices at ``block`` side by side, words on both axes, category borders; one colour scale (the
+    off-diagonal range of both)."""
     i = result.index(block)
     mats = {k: result.cos(k)[i] for k in ("q", "k")}
     off = ~np.eye(len(result.words), dtype=bool)
@@ -90,7 +81,9 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
 
 
 def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path: Path) -> Path:
-    """Q cosine (x) vs K cosine (y) of every pair of words at ``block``, coloured within / between category."""
+    """Q cosine (x) vs K cosine (y) of every pair of words at ``block`` (upper triangle), within-category pairs
+    coloured by category, between-category pairs grey; RSA r and Mantel p in the title; under it the ``rsa_qk``
+    claim's number line (:func:`_claim_strip`)."""
     i = result.index(block)
     n = len(result.words)
     iu, ju = np.triu_indices(n, 1)
@@ -162,8 +155,9 @@ def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: 
 
 
 def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: ClaimRead | None = None) -> Path:
-    """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands. Q and K get
-    their own panel: their selectivity stays within a few percent of 1, which V's scale would flatten."""
+    """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands, the threshold
+    of the run's ``min_rsa_qk_over_blocks`` claim (B4) and the control. Q and K get their own panel: their
+    selectivity stays within a few percent of 1, which V's scale would flatten."""
     x = np.array(result.blocks)
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.5, 9.5), sharex=True, height_ratios=(1, 1, 1.3))
     margins(fig, left=1.0, right=0.2, top=0.5, bottom=1.3, hspace=0.12)
