@@ -552,7 +552,8 @@ class StudyText:
         }
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -650,7 +651,7 @@ def load_study_text(
         if not path.is_file():
             corpus = load_corpus(key, allow_download=allow_download)
             path = _corpus_file(corpus)
-        file_sha = _file_sha256(path)
+        file_sha = file_sha256(path)
         edition = next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown")
         with _open_text(path) as fh:
             header = _START.search(_read_lines_block(fh, HEADER_SEARCH_CHARS)) is not None
