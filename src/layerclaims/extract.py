@@ -1,17 +1,13 @@
 """Activations at chosen token positions: hidden states of chosen layers, Q/K/V of chosen blocks, and the attention
-each head pays to the first token (:func:`first_token_attention`).
+each head pays to the first token.
 
-Both functions take ``sequences`` (token ids: a list of lists, ragged allowed, a 2-D array or tensor, or a list of
-1-D arrays/tensors) and ``positions`` (one int for every sequence, or one per sequence; negative counts from that
-sequence's own end, so ``-1`` is each sequence's last token). Sequences are sorted by length, run in batches of
-``batch_size`` right-padded with an attention mask (right padding leaves a real token's position ids and, in causal
-models, its context unchanged), and results come back in the input order.
-
-Activations are captured with forward hooks on the modules named by the model's :class:`~layerclaims.models.
-Architecture` row; inside the hook only the asked position of each sequence is kept (``[batch, d]`` copied to the
-CPU as float32), so memory is ``O(n_layers * n_seqs * d)``, never all positions of all layers. The forward pass
-stops after the deepest module needed, runs the bare transformer (``model.base_model``, no LM head), and hooks are
-always removed (``try/finally``).
+``sequences``: token ids (a list of lists, ragged allowed, a 2-D array or tensor, or a list of 1-D arrays/tensors);
+``positions``: one int for every sequence or one per sequence, negative from that sequence's own end. Sequences run
+in batches of similar length, right-padded with an attention mask (right padding leaves a real token's position ids
+and, in causal models, its context unchanged); results come back in the input order. Forward hooks on the modules
+named by the model's :class:`~layerclaims.models.Architecture` row keep only the asked position of each sequence
+(``[batch, d]``, float32 on the CPU), the bare transformer's forward pass stops after the deepest module needed,
+and hooks are always removed.
 """
 
 from __future__ import annotations
@@ -77,13 +73,12 @@ def as_positions(positions: PositionsLike, lengths: Sequence[int]) -> np.ndarray
     lengths_arr = np.asarray(lengths, dtype=np.int64)
     if isinstance(positions, torch.Tensor):
         positions = positions.detach().cpu().numpy()
-    if isinstance(positions, bool) or (np.ndim(positions) == 0 and not isinstance(positions, int | np.integer)):
-        if not (isinstance(positions, np.ndarray) and np.issubdtype(positions.dtype, np.integer)):
+    pos = np.asarray(positions)
+    if pos.ndim == 0:
+        if isinstance(positions, bool) or not np.issubdtype(pos.dtype, np.integer):
             raise UsageError(f"positions must be integers, got {positions!r}")
-    if isinstance(positions, int | np.integer) or (isinstance(positions, np.ndarray) and positions.ndim == 0):
-        pos = np.full(len(lengths_arr), int(positions), dtype=np.int64)
+        pos = np.full(len(lengths_arr), int(pos), dtype=np.int64)
     else:
-        pos = np.asarray(positions)
         if pos.ndim != 1 or len(pos) != len(lengths_arr):
             raise UsageError(
                 f"positions must be one int or one per sequence: got shape {pos.shape} for {len(lengths_arr)} sequences"
@@ -361,7 +356,7 @@ def qkv(
 @contextlib.contextmanager
 def eager_attention(handle: ModelHandle) -> Iterator[None]:
     """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
-    attention weights), restoring the model's own implementation (usually SDPA) after, even on an error."""
+    attention weights), restoring its own (usually SDPA) after, even on an error."""
     model = handle.model
     config = getattr(model, "config", None)
     before = getattr(config, "_attn_implementation", None)
@@ -371,9 +366,6 @@ def eager_attention(handle: ModelHandle) -> Iterator[None]:
             f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
             "weights need a model loaded by layerclaims.models.load_model"
         )
-    if before == "eager":
-        yield
-        return
     setter("eager")
     try:
         yield
@@ -397,10 +389,9 @@ def first_token_attention(
     Padded queries of a ragged batch are left out. Unitless, in ``[0, 1]``; a uniform causal head gives
     ``H_T / T`` (harmonic number), e.g. 0.074 at ``T = 64``.
 
-    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (``n_heads``: query heads; with grouped-query attention
-    each key/value head serves several). Runs the model with eager attention (:func:`eager_attention`), which
-    returns the weights; only the first key column of each block's weights is kept, so memory is ``O(n_blocks *
-    n_seqs * n_heads * T)`` per batch, never the whole ``T x T`` maps of every block."""
+    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (query heads). Runs eager attention
+    (:func:`eager_attention`) and keeps only the first key column of each block's weights, never the ``T x T`` maps
+    of every block."""
     chosen = handle.check_blocks(blocks)
     seqs, pos = _prepare(handle, sequences, 0, batch_size)
     unique, slot = _slots(chosen)
