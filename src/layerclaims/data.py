@@ -123,9 +123,7 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         ) from exc
 
 
-# Encodings a non-UTF-8 text is most often in, tried in this order to name the one to convert from. UTF-16/32 are
-# recognised by their byte-order mark; a byte sequence that decodes as none of these is treated as binary.
-_OTHER_ENCODINGS = ("cp1252", "iso-8859-1")
+_NOT_TEXT = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
 _BOMS = (
     (b"\xff\xfe\x00\x00", "UTF-32"),
     (b"\x00\x00\xfe\xff", "UTF-32"),
@@ -147,13 +145,9 @@ def check_text_file(
     if p.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
     if not p.is_file():
-        raise UsageError(
-            f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
-            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
-        )
+        raise UsageError(f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)", fix=_NOT_TEXT)
     converted = utf8_copy_name(p)
     convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
-    not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     offset, content = 0, False
@@ -172,9 +166,9 @@ def check_text_file(
                 try:
                     text = decoder.decode(block, final=not block)
                 except UnicodeDecodeError as exc:
-                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted, not_text) from None
+                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted) from None
                 if "\x00" in text:
-                    raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=not_text)
+                    raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=_NOT_TEXT)
                 content = content or (bool(text) and not text.isspace())
                 for ch in counts:
                     counts[ch] += text.count(ch)
@@ -201,26 +195,23 @@ def utf8_copy_name(path: Path) -> str:
     return name
 
 
-def _not_utf8(
-    what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str, not_text: str
-) -> UsageError:
-    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``)."""
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
+def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str) -> UsageError:
+    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``): text (almost no
+    control bytes) in Windows-1252 where that decodes it, else Latin-1 (which decodes any byte); else binary."""
     control = sum(block.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
-    if b"\x00" not in block and control <= len(block) // 100:  # text has (almost) no control bytes
-        for enc in _OTHER_ENCODINGS:
-            try:
-                block.decode(enc)
-            except UnicodeDecodeError:
-                continue
-            label = "WINDOWS-1252" if enc == "cp1252" else "ISO-8859-1"
-            return EncodingError(
-                f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
-                "(Windows Western / Latin-1) text",
-                fix=f"convert it: iconv -f {label} -t UTF-8 {convert}",
-                converted=converted,
-            )
-    return UsageError(f"{what} {str(path)!r} is not a text file (binary data at byte {at})", fix=not_text)
+    if b"\x00" in block or control > len(block) // 100:
+        return UsageError(f"{what} {str(path)!r} is not a text file (binary data at byte {at})", fix=_NOT_TEXT)
+    label = "WINDOWS-1252"
+    try:
+        block.decode("cp1252")
+    except UnicodeDecodeError:
+        label = "ISO-8859-1"
+    return EncodingError(
+        f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
+        "(Windows Western / Latin-1) text",
+        fix=f"convert it: iconv -f {label} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}",
+        converted=converted,
+    )
 
 
 def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | None = None) -> Corpus:
