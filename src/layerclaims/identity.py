@@ -318,8 +318,8 @@ def _identify(handle: Any, claimed: str | None, name: Any, how: str) -> Identifi
     half = str(getattr(handle, "dtype", "float32")) in ("float16", "bfloat16", "torch.float16", "torch.bfloat16")
     tolerance = max(ref.tolerance, HALF_TOLERANCE) if half else ref.tolerance
     if math.isfinite(loss) and abs(loss - ref.loss) <= tolerance:
-        return Identification(claimed, claimed, True, f"identified as {claimed} by its behaviour ({shown}; "
-                              f"published {ref.loss:.4f}, {ref.source})")  # fmt: skip
+        how = f"by its behaviour ({shown}; published {ref.loss:.4f}, {ref.source})"
+        return Identification(claimed, claimed, True, f"identified as {claimed} {how}")
     return Identification(
         claimed,
         None,
