@@ -167,9 +167,6 @@ class ActivationCache:
             out.append((st.st_mtime, st.st_size, p))
         return sorted(out)
 
-    def size_bytes(self) -> int:
-        return sum(size for _, size, _ in self.entries())
-
     def evict(self) -> None:
         """Delete the least recently used entries until the folder fits the budget."""
         entries = self.entries()

@@ -293,16 +293,13 @@ def qkv(
 ) -> dict[str, np.ndarray]:
     """Query, key and value vectors at one position per sequence, for the chosen blocks.
 
-    Returns ``{name: float32 [n_blocks_sel, n_seqs, d_name]}`` for each name in ``which``; axis 0 in the order of
-    ``blocks`` (None: all, 0-based), axis 1 in the order of ``sequences``. Each vector is the projection's output,
-    bias included, all heads concatenated, read where ``handle.arch.qkv`` says (GPT-2: ``attn.c_attn`` split in
-    three; Llama: ``q_proj``/``k_proj``/``v_proj`` before RoPE, k and v ``n_kv_heads * head_dim`` wide; BERT:
-    ``query``/``key``/``value``). ``d_name`` is ``handle.qkv_dims()[name]``.
+    Returns ``{name: float32 [n_blocks_sel, n_seqs, handle.qkv_dims()[name]]}`` for each name in ``which``; axis 0
+    in the order of ``blocks`` (None: all), axis 1 in the order of ``sequences``. Each vector is the projection's
+    output where ``handle.arch.qkv`` says (before RoPE), bias included, all heads concatenated.
 
     ``block_input=True`` adds ``"x": float32 [n_blocks_sel, n_seqs, d_model]``, the input of the query projection's
-    module: the hidden state entering the attention block after the block's own norm where it has one
-    (``arch.pre_attn_norm``: GPT-2 ``ln_1``, Llama ``input_layernorm``; BERT, post-norm, reads the block input
-    itself). Q, K and V are linear maps of it (plus bias), which is what random-projection controls start from."""
+    module (after the block's own norm where it has one, ``arch.pre_attn_norm``): Q, K and V are linear maps of it
+    (plus bias), which is what random-projection controls start from."""
     names = (which,) if isinstance(which, str) else tuple(which)
     if not names:
         raise UsageError("which is empty: ask for at least one of 'q', 'k', 'v'")
