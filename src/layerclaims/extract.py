@@ -1,17 +1,13 @@
 """Activations at chosen token positions: hidden states of chosen layers, Q/K/V of chosen blocks, and the attention
-each head pays to the first token (:func:`first_token_attention`).
+each head pays to the first token.
 
-Both functions take ``sequences`` (token ids: a list of lists, ragged allowed, a 2-D array or tensor, or a list of
-1-D arrays/tensors) and ``positions`` (one int for every sequence, or one per sequence; negative counts from that
-sequence's own end, so ``-1`` is each sequence's last token). Sequences are sorted by length, run in batches of
-``batch_size`` right-padded with an attention mask (right padding leaves a real token's position ids and, in causal
-models, its context unchanged), and results come back in the input order.
-
-Activations are captured with forward hooks on the modules named by the model's :class:`~layerclaims.models.
-Architecture` row; inside the hook only the asked position of each sequence is kept (``[batch, d]`` copied to the
-CPU as float32), so memory is ``O(n_layers * n_seqs * d)``, never all positions of all layers. The forward pass
-stops after the deepest module needed, runs the bare transformer (``model.base_model``, no LM head), and hooks are
-always removed (``try/finally``).
+``sequences``: token ids (a list of lists, ragged allowed, a 2-D array or tensor, or a list of 1-D arrays/tensors);
+``positions``: one int for every sequence or one per sequence, negative from that sequence's own end. Sequences run
+in batches of similar length, right-padded with an attention mask (right padding leaves a real token's position ids
+and, in causal models, its context unchanged); results come back in the input order. Forward hooks on the modules
+named by the model's :class:`~layerclaims.models.Architecture` row keep only the asked position of each sequence
+(``[batch, d]``, float32 on the CPU), the bare transformer's forward pass stops after the deepest module needed,
+and hooks are always removed.
 """
 
 from __future__ import annotations
@@ -77,13 +73,12 @@ def as_positions(positions: PositionsLike, lengths: Sequence[int]) -> np.ndarray
     lengths_arr = np.asarray(lengths, dtype=np.int64)
     if isinstance(positions, torch.Tensor):
         positions = positions.detach().cpu().numpy()
-    if isinstance(positions, bool) or (np.ndim(positions) == 0 and not isinstance(positions, int | np.integer)):
-        if not (isinstance(positions, np.ndarray) and np.issubdtype(positions.dtype, np.integer)):
+    pos = np.asarray(positions)
+    if pos.ndim == 0:
+        if isinstance(positions, bool) or not np.issubdtype(pos.dtype, np.integer):
             raise UsageError(f"positions must be integers, got {positions!r}")
-    if isinstance(positions, int | np.integer) or (isinstance(positions, np.ndarray) and positions.ndim == 0):
-        pos = np.full(len(lengths_arr), int(positions), dtype=np.int64)
+        pos = np.full(len(lengths_arr), int(pos), dtype=np.int64)
     else:
-        pos = np.asarray(positions)
         if pos.ndim != 1 or len(pos) != len(lengths_arr):
             raise UsageError(
                 f"positions must be one int or one per sequence: got shape {pos.shape} for {len(lengths_arr)} sequences"
@@ -102,11 +97,20 @@ def as_positions(positions: PositionsLike, lengths: Sequence[int]) -> np.ndarray
     return absolute
 
 
-def _batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Indices of the sequences in batches of similar length (longest first)."""
+def padded_batches(seqs: list[np.ndarray], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """``(idx, ids, mask)`` for each batch: the sequences' indices (similar lengths together, longest first), their
+    ids right-padded with ``PAD_ID`` (``[batch, width]``) and the attention mask (1 on real tokens)."""
+    lengths = np.array([len(s) for s in seqs])
     order = np.argsort(-lengths, kind="stable")
     for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+        idx = order[start : start + batch_size]
+        width = int(lengths[idx].max())
+        ids = torch.full((len(idx), width), PAD_ID, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
+            mask[row, : lengths[i]] = 1
+        yield idx, ids, mask
 
 
 def _prepare(
@@ -126,38 +130,40 @@ def _prepare(
     return seqs, as_positions(positions, lengths)
 
 
+def _slots(chosen: list[int]) -> tuple[list[int], dict[int, int]]:
+    """The distinct indices, sorted, and each one's row in an output computed for them."""
+    unique = sorted(set(chosen))
+    return unique, {x: k for k, x in enumerate(unique)}
+
+
 def _run(
     handle: ModelHandle,
     seqs: list[np.ndarray],
-    positions: np.ndarray,
+    positions: np.ndarray | None,
     batch_size: int,
     register: Callable[[Callable[[torch.Tensor], torch.Tensor]], list[Any]],
     on_batch: Callable[[np.ndarray], None],
 ) -> None:
     """Run every batch with the hooks ``register`` installs. ``register(gather)`` receives a function that takes a
-    ``[batch, seq, d]`` activation and returns the ``[batch, d]`` rows at this batch's positions (float32, CPU),
-    and returns the hook handles. ``on_batch(idx)`` is called after each batch with that batch's sequence indices."""
+    ``[batch, seq, d]`` activation and returns the ``[batch, d]`` rows at this batch's ``positions`` (every position
+    when None), float32 on the CPU, and returns the hook handles. ``on_batch(idx)`` is called after each batch with
+    that batch's sequence indices."""
     base = base_model(handle.model)
     device = torch.device(handle.device)
-    lengths = np.array([len(s) for s in seqs])
-    state: dict[str, torch.Tensor] = {}
+    at: dict[str, torch.Tensor] = {}
 
     def gather(h: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(h.shape[0], device=h.device)
-        return h[rows, state["pos"].to(h.device)].detach().to(device="cpu", dtype=torch.float32)
+        if positions is not None:
+            h = h[torch.arange(h.shape[0], device=h.device), at["pos"].to(h.device)]
+        return h.detach().to(device="cpu", dtype=torch.float32)
 
     kwargs: dict[str, Any] = {"use_cache": False} if handle.arch.causal else {}
     handles = register(gather)
     try:
         with torch.inference_mode():
-            for idx in _batches(lengths, batch_size):
-                width = int(lengths[idx].max())
-                ids = torch.full((len(idx), width), PAD_ID, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
-                    mask[row, : lengths[i]] = 1
-                state["pos"] = torch.from_numpy(positions[idx])
+            for idx, ids, mask in padded_batches(seqs, batch_size):
+                if positions is not None:
+                    at["pos"] = torch.from_numpy(positions[idx])
                 try:
                     base(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
                 except _Stop:
@@ -197,15 +203,46 @@ def hidden_states(
     ``final="post_norm"`` (default, as Hugging Face), after the final norm where the architecture applies it there
     (``handle.arch.last_hidden_is_normed``: GPT-2, Llama), and with ``final="pre_norm"`` the raw output of the last
     block (what depth trends over block outputs use). Units: the model's residual stream."""
+    return _hidden(handle, sequences, positions, layers, batch_size, final, every_position=False)
+
+
+def hidden_state_maps(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    layers: Sequence[int] | int | None = None,
+    batch_size: int = 16,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``,
+    layers as :func:`hidden_states`. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31
+    layers of 16 windows of 64 tokens: 73 MB): for the studies that read every position of a few windows.
+    UsageError when the sequences differ in length (cut windows of one length)."""
+    return _hidden(handle, sequences, 0, layers, batch_size, final, every_position=True)
+
+
+def _hidden(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    positions: PositionsLike,
+    layers: Sequence[int] | int | None,
+    batch_size: int,
+    final: Final,
+    every_position: bool,
+) -> np.ndarray:
     if final not in ("post_norm", "pre_norm"):
         raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
     chosen = handle.check_layers(layers)
     seqs, pos = _prepare(handle, sequences, positions, batch_size)
-    unique = sorted(set(chosen))
-    slot = {layer: k for k, layer in enumerate(unique)}
-    out = np.empty((len(unique), len(seqs), handle.d_model), dtype=np.float32)
+    rows: tuple[int, ...] = (len(seqs), handle.d_model)
+    if every_position:
+        lengths = {len(s) for s in seqs}
+        if len(lengths) != 1:
+            raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
+        rows = (len(seqs), lengths.pop(), handle.d_model)
+    unique, slot = _slots(chosen)
+    out = np.empty((len(unique), *rows), dtype=np.float32)
     blocks = handle.blocks
-    n = handle.n_blocks
     captured: dict[int, torch.Tensor] = {}
     # the final norm's path when the last layer is read after it (post_norm, on an architecture that applies it there)
     last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
@@ -227,7 +264,7 @@ def hidden_states(
                 if layer == deepest:
                     hooks.append(module.register_forward_pre_hook(_stop_hook))
                 continue
-            if layer == n and last_norm is not None:
+            if layer == handle.n_blocks and last_norm is not None:
                 module = base_model(handle.model).get_submodule(last_norm)
             else:
                 module = blocks[layer - 1]
@@ -240,10 +277,8 @@ def hidden_states(
         for layer in unique:
             out[slot[layer], idx] = captured.pop(layer).numpy()
 
-    _run(handle, seqs, pos, batch_size, register, on_batch)
-    if chosen == unique:
-        return out
-    return out[[slot[layer] for layer in chosen]]
+    _run(handle, seqs, None if every_position else pos, batch_size, register, on_batch)
+    return out if chosen == unique else out[[slot[layer] for layer in chosen]]
 
 
 def qkv(
@@ -258,24 +293,20 @@ def qkv(
 ) -> dict[str, np.ndarray]:
     """Query, key and value vectors at one position per sequence, for the chosen blocks.
 
-    Returns ``{name: float32 [n_blocks_sel, n_seqs, d_name]}`` for each name in ``which``; axis 0 in the order of
-    ``blocks`` (None: all, 0-based), axis 1 in the order of ``sequences``. Each vector is the projection's output,
-    bias included, all heads concatenated, read where ``handle.arch.qkv`` says (GPT-2: ``attn.c_attn`` split in
-    three; Llama: ``q_proj``/``k_proj``/``v_proj`` before RoPE, k and v ``n_kv_heads * head_dim`` wide; BERT:
-    ``query``/``key``/``value``). ``d_name`` is ``handle.qkv_dims()[name]``.
+    Returns ``{name: float32 [n_blocks_sel, n_seqs, handle.qkv_dims()[name]]}`` for each name in ``which``; axis 0
+    in the order of ``blocks`` (None: all), axis 1 in the order of ``sequences``. Each vector is the projection's
+    output where ``handle.arch.qkv`` says (before RoPE), bias included, all heads concatenated.
 
     ``block_input=True`` adds ``"x": float32 [n_blocks_sel, n_seqs, d_model]``, the input of the query projection's
-    module: the hidden state entering the attention block after the block's own norm where it has one
-    (``arch.pre_attn_norm``: GPT-2 ``ln_1``, Llama ``input_layernorm``; BERT, post-norm, reads the block input
-    itself). Q, K and V are linear maps of it (plus bias), which is what random-projection controls start from."""
+    module (after the block's own norm where it has one, ``arch.pre_attn_norm``): Q, K and V are linear maps of it
+    (plus bias), which is what random-projection controls start from."""
     names = (which,) if isinstance(which, str) else tuple(which)
     if not names:
         raise UsageError("which is empty: ask for at least one of 'q', 'k', 'v'")
     sites = {name: handle.arch.site(name) for name in names}
     chosen = handle.check_blocks(blocks)
     seqs, pos = _prepare(handle, sequences, positions, batch_size)
-    unique = sorted(set(chosen))
-    slot = {b: k for k, b in enumerate(unique)}
+    unique, slot = _slots(chosen)
     dims = handle.qkv_dims()
     out = {name: np.empty((len(unique), len(seqs), dims[name]), dtype=np.float32) for name in names}
     block_list = handle.blocks
@@ -314,16 +345,15 @@ def qkv(
         captured.clear()
 
     _run(handle, seqs, pos, batch_size, register, on_batch)
-    if chosen != unique:
-        order = [slot[b] for b in chosen]
-        return {name: arr[order] for name, arr in out.items()}
-    return out
+    if chosen == unique:
+        return out
+    return {name: arr[[slot[b] for b in chosen]] for name, arr in out.items()}
 
 
 @contextlib.contextmanager
 def eager_attention(handle: ModelHandle) -> Iterator[None]:
     """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
-    attention weights), restoring the model's own implementation (usually SDPA) after, even on an error."""
+    attention weights), restoring its own (usually SDPA) after, even on an error."""
     model = handle.model
     config = getattr(model, "config", None)
     before = getattr(config, "_attn_implementation", None)
@@ -333,9 +363,6 @@ def eager_attention(handle: ModelHandle) -> Iterator[None]:
             f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
             "weights need a model loaded by layerclaims.models.load_model"
         )
-    if before == "eager":
-        yield
-        return
     setter("eager")
     try:
         yield
@@ -359,14 +386,12 @@ def first_token_attention(
     Padded queries of a ragged batch are left out. Unitless, in ``[0, 1]``; a uniform causal head gives
     ``H_T / T`` (harmonic number), e.g. 0.074 at ``T = 64``.
 
-    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (``n_heads``: query heads; with grouped-query attention
-    each key/value head serves several). Runs the model with eager attention (:func:`eager_attention`), which
-    returns the weights; only the first key column of each block's weights is kept, so memory is ``O(n_blocks *
-    n_seqs * n_heads * T)`` per batch, never the whole ``T x T`` maps of every block."""
+    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (query heads). Runs eager attention
+    (:func:`eager_attention`) and keeps only the first key column of each block's weights, never the ``T x T`` maps
+    of every block."""
     chosen = handle.check_blocks(blocks)
     seqs, pos = _prepare(handle, sequences, 0, batch_size)
-    unique = sorted(set(chosen))
-    slot = {b: k for k, b in enumerate(unique)}
+    unique, slot = _slots(chosen)
     block_list = handle.blocks
     path = handle.arch.attention
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
@@ -405,77 +430,4 @@ def first_token_attention(
         _run(handle, seqs, pos, batch_size, register, on_batch)
     if out is None:  # pragma: no cover - _prepare guarantees at least one sequence
         raise AssertionError("no batch ran")
-    if chosen != unique:
-        return out[[slot[b] for b in chosen]]
-    return out
-
-
-def hidden_state_maps(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    layers: Sequence[int] | int | None = None,
-    batch_size: int = 16,
-    *,
-    final: Final = "post_norm",
-) -> np.ndarray:
-    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``.
-
-    Layers as :func:`hidden_states` (0 = embeddings, ``L`` = output of block ``L-1``, the last one after the final
-    norm with ``final="post_norm"``, the raw last block output with ``"pre_norm"``); axis 0 in the order of
-    ``layers``. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31 layers of 16
-    windows of 64 tokens: 73 MB): for the studies that read every position of a few windows. UsageError when the
-    sequences differ in length (cut windows of one length)."""
-    if final not in ("post_norm", "pre_norm"):
-        raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
-    chosen = handle.check_layers(layers)
-    seqs, _ = _prepare(handle, sequences, 0, batch_size)
-    lengths = {len(s) for s in seqs}
-    if len(lengths) != 1:
-        raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
-    (length,) = lengths
-    unique = sorted(set(chosen))
-    slot = {layer: k for k, layer in enumerate(unique)}
-    out = np.empty((len(unique), len(seqs), length, handle.d_model), dtype=np.float32)
-    blocks = handle.blocks
-    n = handle.n_blocks
-    last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
-    captured: dict[int, torch.Tensor] = {}
-
-    def keep(h: torch.Tensor) -> torch.Tensor:
-        return h.detach().to(device="cpu", dtype=torch.float32)
-
-    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
-        hooks: list[Any] = []
-        deepest = max(unique)
-        for layer in unique:
-            if layer == 0:
-
-                def pre(module: Any, args: Any, kwargs: Any) -> None:
-                    captured[0] = keep(_input_tensor(args, kwargs))
-
-                hooks.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
-                if layer == deepest:
-                    hooks.append(blocks[0].register_forward_pre_hook(_stop_hook))
-                continue
-            module: torch.nn.Module = (
-                base_model(handle.model).get_submodule(last_norm)
-                if layer == n and last_norm is not None
-                else blocks[layer - 1]
-            )
-
-            def post(module: Any, args: Any, output: Any, layer: int = layer) -> None:
-                captured[layer] = keep(_output_tensor(output))
-
-            hooks.append(module.register_forward_hook(post))
-            if layer == deepest:
-                hooks.append(module.register_forward_hook(_stop_hook))
-        return hooks
-
-    def on_batch(idx: np.ndarray) -> None:
-        for layer in unique:
-            out[slot[layer], idx] = captured.pop(layer).numpy()
-
-    _run(handle, seqs, np.zeros(len(seqs), dtype=np.int64), batch_size, register, on_batch)
-    if chosen == unique:
-        return out
-    return out[[slot[layer] for layer in chosen]]
+    return out if chosen == unique else out[[slot[b] for b in chosen]]

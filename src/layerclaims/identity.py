@@ -1,37 +1,22 @@
 """Which model a name, folder or loaded handle is: recognised by what it is, not by the name typed.
 
-A claim is asserted (not just snapshotted) on the model it was made for. ``--model gpt2-medium`` names it directly;
-``--model /models/gpt2-medium`` (a local folder, the usual case on an offline GPU cluster) or a mirror's id
-(``openai-community/gpt2-medium``) must be recognised as the same model. Evidence, in order:
+A claim is asserted (not just snapshotted) on the model it was made for, and ``/models/gpt2-medium`` or
+``openai-community/gpt2-medium`` must be recognised as ``gpt2-medium``. Evidence, in order: the name or an alias
+(:data:`ALIASES`); a config whose recorded ``_name_or_path`` names a known model AND whose architecture facts match
+that model's :data:`KNOWN_MODELS` row (a fine-tune that changed the vocabulary is not trusted); a weight
+fingerprint (:data:`WEIGHT_FINGERPRINTS`); a declaration (``--as``), accepted only when the facts match.
 
-1. the name itself, or a known alias (:data:`ALIASES`);
-2. a folder's ``config.json`` (or a handle's config): its recorded name (``_name_or_path``, which
-   ``save_pretrained`` keeps from the id the model was loaded from) names a known model AND the architecture facts
-   match that model's row in :data:`KNOWN_MODELS` (family, blocks, width, vocabulary). A recorded name whose facts
-   do not match is not trusted (a fine-tune that changed the vocabulary, a truncated copy);
-3. a weight fingerprint (SHA-256 of the ``model.safetensors`` file) listed in :data:`WEIGHT_FINGERPRINTS`;
-4. a declaration (pytest ``--as gpt2-medium``) for a folder that cannot tell, accepted only when its architecture
-   facts match the declared model; refused with :class:`~layerclaims.errors.UsageError` otherwise.
-
-Names and configs say what a model claims to be, not what its weights are: a folder of random weights whose config
-says gpt2 passes 1-4. So a loaded model is taken for a known model only when shown to be (:func:`identify`):
-
-- where a public reference number exists (:data:`BEHAVIOUR_REFERENCES`; GPT-2 small: the mean next-token loss on
-  "Hello world!" with the BOS token prepended, 5.331855773925781 in TransformerLens's acceptance tests), the
-  loaded weights must reproduce it (:func:`next_token_loss`), else the model is refused as that model, with the
-  two numbers as the reason;
-- elsewhere (gpt2-medium, gpt2-large: no such number is published) it is "taken as gpt2-medium by its config;
-  weights unverified", and every verdict and the findings tests' header say so.
-
-Only ``config.json`` is read by :func:`model_identity` (never the weights, except for a fingerprint), so a folder
-holding a config alone is enough to test it; :func:`identify` runs one forward pass of a few tokens. Importing this
-module imports neither torch nor transformers.
+Names and configs say what a model claims to be, not what its weights are. So a loaded model is taken for a known
+model (:func:`identify`) only when its weights reproduce a published number where one exists
+(:data:`BEHAVIOUR_REFERENCES`, else it is refused, with the two numbers as the reason); elsewhere (gpt2-medium,
+gpt2-large: no such number is published) it is "taken as gpt2-medium by its config; weights unverified", and every
+verdict says so. Only ``config.json`` is read by :func:`model_identity`; importing this module imports neither torch
+nor transformers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import weakref
@@ -40,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerclaims.data import file_sha256
 from layerclaims.errors import UsageError
 
 
@@ -72,13 +58,11 @@ REGISTRY_BLOCKS: dict[str, int] = {"tiny-gpt2": 4, "tiny-llama": 4, "tiny-bert":
 # Hub ids that hold the same weights as a known model's legacy id.
 ALIASES: dict[str, str] = {f"openai-community/{name}": name for name in KNOWN_MODELS}
 
-# SHA-256 of model.safetensors -> known model. None is recorded yet: the gpt2-medium/-large weights cannot be had on
-# the machines this was written on, and a hash copied from elsewhere without checking it would be an untested claim.
-# Add a row after computing `sha256sum model.safetensors` on a verified copy.
+# SHA-256 of model.safetensors -> known model. None yet: a hash copied from elsewhere without checking it on a
+# verified copy (`sha256sum model.safetensors`) would be an untested claim.
 WEIGHT_FINGERPRINTS: dict[str, str] = {}
 
-# config.json keys of each fact, per naming convention (GPT-2 ``n_layer``/``n_embd``; most others ``num_hidden_layers``
-# / ``hidden_size``): the first key present is used.
+# config.json keys of each fact, per naming convention: the first one present is used.
 _FACT_KEYS: dict[str, tuple[str, ...]] = {
     "n_blocks": ("n_layer", "num_hidden_layers", "num_layers", "n_layers"),
     "width": ("n_embd", "hidden_size", "d_model", "dim"),
@@ -92,18 +76,14 @@ def canonical(name: str) -> str:
 
 
 def known_blocks(name: str) -> int | None:
-    """The number of transformer blocks of a model known here by name (a :data:`KNOWN_MODELS` row, one of its hub
-    aliases, or a registry name), else None."""
+    """The number of blocks of a model known here by name (known model, alias or registry name), else None."""
     facts = KNOWN_MODELS.get(canonical(name))
     return facts.n_blocks if facts is not None else REGISTRY_BLOCKS.get(name)
 
 
 def read_config(obj: Any) -> dict[str, Any] | None:
-    """The config of ``obj`` as a dict, or None when there is none to read.
-
-    ``obj``: a mapping (a config dict), a folder holding ``config.json``, a ``config.json`` path, a transformers
-    config (``to_dict()``), a model (``.config``) or a :class:`~layerclaims.models.ModelHandle` (``.model.config``).
-    A plain name (registry or hub id) has no config here: None."""
+    """The config of ``obj`` (a mapping, a folder holding ``config.json`` or its path, a transformers config, model
+    or :class:`~layerclaims.models.ModelHandle`) as a dict; None for a plain name or nothing to read."""
     if isinstance(obj, Mapping):
         return dict(obj)
     if isinstance(obj, str | Path):
@@ -139,16 +119,13 @@ def arch_facts(config: Mapping[str, Any]) -> ArchFacts | None:
     return ArchFacts(family, values["n_blocks"], values["width"], values["vocab"])
 
 
-def weight_fingerprint(folder: str | Path) -> str | None:
-    """SHA-256 (hex) of ``folder/model.safetensors``, or None when there is no such file."""
-    path = Path(folder).expanduser() / "model.safetensors"
-    if not path.is_file():
+def fingerprinted(obj: Any) -> str | None:
+    """The known model whose :data:`WEIGHT_FINGERPRINTS` entry is the SHA-256 of ``obj/model.safetensors`` (``obj``
+    a folder), else None."""
+    if not WEIGHT_FINGERPRINTS or not isinstance(obj, str | Path):
         return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    path = Path(obj).expanduser() / "model.safetensors"
+    return WEIGHT_FINGERPRINTS.get(file_sha256(path)) if path.is_file() else None
 
 
 def _recorded_name(config: Mapping[str, Any]) -> str | None:
@@ -165,10 +142,8 @@ def _recorded_name(config: Mapping[str, Any]) -> str | None:
 
 
 def check_declared(declared: str, obj: Any) -> str:
-    """Accept the declaration that ``obj`` (a folder, config or handle) is the known model ``declared``.
-
-    Returns the canonical name. UsageError naming the mismatch and the fix when ``declared`` is not a known model,
-    when ``obj`` has no config to check, or when its architecture facts differ from the declared model's."""
+    """The canonical name of ``declared`` when ``obj`` (a folder, config or handle) has its architecture facts;
+    UsageError naming the mismatch and the fix otherwise (unknown model, no config to check, other facts)."""
     name = canonical(declared)
     if name not in KNOWN_MODELS:
         raise UsageError(
@@ -194,11 +169,8 @@ def check_declared(declared: str, obj: Any) -> str:
 
 
 def model_identity(obj: Any, *, declared: str | None = None) -> str | None:
-    """The known model (a key of :data:`KNOWN_MODELS`) that ``obj`` is, or None when it cannot tell.
-
-    ``obj``: a name (registry name, hub id or local folder path), a config dict or ``config.json`` path, a
-    transformers config or model, or a loaded handle. ``declared``: what the user says it is (``--as``), checked
-    by :func:`check_declared`."""
+    """The known model (a key of :data:`KNOWN_MODELS`) that ``obj`` (a name, folder, config, model or handle) is,
+    or None when it cannot tell; ``declared`` (``--as``) is checked by :func:`check_declared`."""
     if declared is not None:
         return check_declared(declared, obj)
     if isinstance(obj, str) and canonical(obj) in KNOWN_MODELS and not Path(obj).expanduser().is_dir():
@@ -206,10 +178,8 @@ def model_identity(obj: Any, *, declared: str | None = None) -> str | None:
     handle_name = getattr(obj, "name", None)
     if isinstance(handle_name, str) and canonical(handle_name) in KNOWN_MODELS:
         return canonical(handle_name)
-    if isinstance(obj, str | Path) and Path(obj).expanduser().is_dir():
-        fingerprint = weight_fingerprint(obj) if WEIGHT_FINGERPRINTS else None
-        if fingerprint is not None and fingerprint in WEIGHT_FINGERPRINTS:
-            return WEIGHT_FINGERPRINTS[fingerprint]
+    if (known := fingerprinted(obj)) is not None:
+        return known
     config = read_config(obj)
     if config is None:
         return None
@@ -223,11 +193,8 @@ def is_claim_model(
     claim_model: str, model: Any, *, declared: str | None = None, identification: Identification | None = None
 ) -> bool:
     """Whether ``model`` (as :func:`model_identity` takes it) is the model ``claim_model`` a claim was made for.
-
-    ``identification``: what the loaded model was shown to be (:func:`identify`); when it claims to be
-    ``claim_model``, it decides (a folder of other weights whose config says gpt2 is not gpt2). A claim's model that
-    is not in :data:`KNOWN_MODELS` (a user's claim about ``tiny-gpt2`` or ``smollm2-135m``) is matched by its name
-    as typed."""
+    ``identification`` (:func:`identify`), when it claims to be ``claim_model``, decides (a folder of other weights
+    whose config says gpt2 is not gpt2). A model not in :data:`KNOWN_MODELS` is matched by its name as typed."""
     if identification is not None and identification.claimed == canonical(claim_model):
         return identification.is_model(claim_model)
     if declared is None and isinstance(model, str) and canonical(model) == canonical(claim_model):
@@ -242,11 +209,9 @@ def is_claim_model(
 @dataclass(frozen=True)
 class BehaviourReference:
     """A published number that a known model's own weights reproduce: ``loss``, the mean cross-entropy (nats) of
-    the next-token predictions over ``ids``, ``text`` tokenised with the BOS token prepended (TransformerLens's
-    ``model(text, return_type="loss")``: for "Hello world!" and GPT-2, ids [50256, 15496, 995, 0], the mean over
-    the 3 predictions), to within ``tolerance`` (float32 forward passes of the same weights differ by ~1e-5; a
-    fine-tune or random weights by far more: random GPT-2 weights give about ln 50257 = 10.8); weights held in 16-bit
-    floats get :data:`HALF_TOLERANCE`. ``source``: where the number is published."""
+    the next-token predictions over ``ids`` (``text`` with the BOS token prepended, as TransformerLens's
+    ``model(text, return_type="loss")``), to within ``tolerance`` (float32 passes of the same weights differ by
+    ~1e-5; random GPT-2 weights give about ln 50257 = 10.8); 16-bit weights get :data:`HALF_TOLERANCE`."""
 
     text: str
     ids: tuple[int, ...]
@@ -271,11 +236,10 @@ BEHAVIOUR_REFERENCES: dict[str, BehaviourReference] = {
 
 
 def next_token_loss(handle: Any, ids: Sequence[int]) -> float:
-    """Mean cross-entropy (nats) of ``handle``'s next-token predictions over the token ids ``ids`` (BOS first, as
-    :class:`BehaviourReference` stores them): ``mean_i -log softmax(logits_i)[ids_{i+1}]`` for i = 0..len(ids)-2,
-    computed in float32. The ids are the reference's, not re-tokenised by the folder's own tokenizer (which may be
-    missing or another one). A model without an LM head (``AutoModel``) predicts through its tied input embeddings
-    (GPT-2 ties them: logits = final hidden state @ wte^T). UsageError when the model has neither."""
+    """Mean cross-entropy (nats) of ``handle``'s next-token predictions over ``ids`` (the reference's, not
+    re-tokenised): ``mean_i -log softmax(logits_i)[ids_{i+1}]`` for i = 0..len(ids)-2, in float32. A model without
+    an LM head predicts through its tied input embeddings (GPT-2: logits = final hidden state @ wte^T); UsageError
+    when it has neither."""
     import torch
 
     model = handle.model
@@ -296,10 +260,9 @@ def next_token_loss(handle: Any, ids: Sequence[int]) -> float:
 
 @dataclass(frozen=True)
 class Identification:
-    """What a loaded model was shown to be. ``claimed``: the known model its name or config says it is (None: it
-    claims none); ``model``: the known model it is taken for (``claimed`` unless its behaviour refuted it);
-    ``verified``: its weights were shown to be that model's (behaviour or fingerprint); ``evidence``: one sentence
-    saying how (or why it was refused)."""
+    """What a loaded model was shown to be. ``claimed``: the known model its name or config says it is;
+    ``model``: the one it is taken for (``claimed`` unless its behaviour refuted it); ``verified``: shown by
+    behaviour or fingerprint; ``evidence``: one sentence saying how (or why it was refused)."""
 
     claimed: str | None
     model: str | None
@@ -307,13 +270,11 @@ class Identification:
     evidence: str
 
     def is_model(self, claim_model: str) -> bool:
-        """Whether this is the model ``claim_model`` a claim was made for."""
         return self.model is not None and self.model == canonical(claim_model)
 
     def note(self, claim_model: str) -> str | None:
-        """What a verdict of a claim about ``claim_model`` says about this model's identity: how it was taken for
-        the claim's model (``taken as gpt2-medium by its config; weights unverified``), or why it was refused
-        (``not gpt2: ...``); None when it does not claim to be that model."""
+        """What a verdict of a claim about ``claim_model`` says about this model's identity (the evidence); None when
+        it does not claim to be that model."""
         if self.claimed is None or self.claimed != canonical(claim_model):
             return None
         return self.evidence
@@ -323,12 +284,8 @@ _IDENTIFIED: weakref.WeakKeyDictionary[Any, Identification] = weakref.WeakKeyDic
 
 
 def identify(handle: Any, *, declared: str | None = None) -> Identification:
-    """What a loaded model (:class:`~layerclaims.models.ModelHandle`) is shown to be (see the module docstring).
-
-    Its name (registry name, hub id, or a folder whose ``config.json`` is read) or ``declared`` (``--as``) says
-    which known model it claims to be; a weight fingerprint verifies it; else a :data:`BEHAVIOUR_REFERENCES` number
-    must be reproduced (one forward pass of a few tokens), and a model that does not is refused; with no reference
-    it is taken by its config, weights unverified. Computed once per handle."""
+    """What a loaded model is shown to be (see the module docstring): one forward pass of a few tokens where a
+    :data:`BEHAVIOUR_REFERENCES` number exists. Computed once per handle."""
     if declared is None:
         try:
             return _IDENTIFIED[handle]
@@ -348,10 +305,8 @@ def identify(handle: Any, *, declared: str | None = None) -> Identification:
 def _identify(handle: Any, claimed: str | None, name: Any, how: str) -> Identification:
     if claimed is None:
         return Identification(None, None, False, "not a model whose identity is known here")
-    if isinstance(name, str) and Path(name).expanduser().is_dir():
-        fingerprint = weight_fingerprint(name) if WEIGHT_FINGERPRINTS else None
-        if fingerprint is not None and WEIGHT_FINGERPRINTS.get(fingerprint) == claimed:
-            return Identification(claimed, claimed, True, f"identified as {claimed} by its weights' SHA-256")
+    if fingerprinted(name) == claimed:
+        return Identification(claimed, claimed, True, f"identified as {claimed} by its weights' SHA-256")
     ref = BEHAVIOUR_REFERENCES.get(claimed)
     if ref is None:
         return Identification(claimed, claimed, False, f"taken as {claimed} {how}; weights unverified")
@@ -363,8 +318,8 @@ def _identify(handle: Any, claimed: str | None, name: Any, how: str) -> Identifi
     half = str(getattr(handle, "dtype", "float32")) in ("float16", "bfloat16", "torch.float16", "torch.bfloat16")
     tolerance = max(ref.tolerance, HALF_TOLERANCE) if half else ref.tolerance
     if math.isfinite(loss) and abs(loss - ref.loss) <= tolerance:
-        return Identification(claimed, claimed, True, f"identified as {claimed} by its behaviour ({shown}; "
-                              f"published {ref.loss:.4f}, {ref.source})")  # fmt: skip
+        how = f"by its behaviour ({shown}; published {ref.loss:.4f}, {ref.source})"
+        return Identification(claimed, claimed, True, f"identified as {claimed} {how}")
     return Identification(
         claimed,
         None,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import PAD_ID, SequencesLike, _batches, as_sequences, hidden_states
+from layerclaims.extract import SequencesLike, as_sequences, hidden_states, padded_batches
 from layerclaims.models import ModelHandle
 
 
@@ -155,13 +155,7 @@ def next_token_loss(
     hooks = [blocks[b].register_forward_hook(make_hook(ps)) for b, ps in sorted(by_block.items())]
     try:
         with torch.inference_mode():
-            for idx in _batches(lengths, batch_size):
-                width = int(lengths[idx].max())
-                ids = torch.full((len(idx), width), PAD_ID, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
-                    mask[row, : lengths[i]] = 1
+            for idx, ids, mask in padded_batches(seqs, batch_size):
                 out = handle.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
                 # float64 from the model's logits: the loss adds no rounding of its own beyond the logits'
                 logp = torch.log_softmax(out.logits[:, :-1].double(), dim=-1)

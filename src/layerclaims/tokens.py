@@ -1,20 +1,14 @@
-"""Incremental tokenisation: memory bounded by the work, not the corpus.
+"""Incremental tokenisation: memory bounded by the work, not the corpus. A study that reads the first 250 marks of a
+50 MB book tokenises the text chunk by chunk and stops once it has what it needs.
 
-Why. A study that reads a few hundred positions of a long text (the first 250 marks of a 50 MB book) should not
-tokenise it whole: here the text arrives in pieces, is tokenised chunk by chunk, and the caller stops reading once
-it has what it needs.
-
-Chunking that equals whole-text tokenisation (:func:`iter_token_chunks`). A byte-level BPE tokenizer first splits
-the text into pieces with a regular expression (the pre-tokenizer: words, number runs, punctuation runs, whitespace
-runs; Hugging Face ``tokenizers`` calls them words, ``Encoding.word_ids``), then merges bytes within each piece. A
-piece's extent depends on the text up to one character past it (the ``\\s+(?!\\S)`` look-ahead), and the expression
-has no look-behind, so a chunk tokenised on its own gives the whole text's tokens for every piece that ends well
-before the chunk's end (``margin`` characters, 64 by default; one would do). Each chunk therefore keeps the tokens
-of the pieces that end before ``len(chunk) - margin`` and the next chunk restarts at the first character of the first
-piece dropped (a piece boundary, found from the fast tokenizer's offsets and word ids, where the previous token ends
-exactly where the next starts). A piece longer than the chunk (a megabyte of spaces) grows the chunk. Tokenizers
-without ``word_ids`` (slow, pure-Python ones) are given the whole text in one call. The equality is tested on
-pg219 with the GPT-2 and SmolLM2 tokenizers and on adversarial texts (CRLF runs, long whitespace runs, no newline).
+Chunking equals whole-text tokenisation (:func:`iter_token_chunks`). A byte-level BPE tokenizer first splits the
+text into pieces with a regular expression (Hugging Face ``tokenizers``' words, ``Encoding.word_ids``), then merges
+bytes within each piece. A piece's extent depends on the text up to one character past it (the ``\\s+(?!\\S)``
+look-ahead) and the expression has no look-behind, so a chunk tokenised alone gives the whole text's tokens for
+every piece that ends ``margin`` characters (64; one would do) before the chunk's end. Each chunk keeps those
+tokens, and the next restarts at the first dropped piece (a boundary where the previous token ends exactly where
+the next starts). A piece longer than the chunk grows the chunk. Tokenizers without ``word_ids`` (slow ones) get
+the whole text in one call. Tested on pg219 with the GPT-2 and SmolLM2 tokenizers and on adversarial texts.
 """
 
 from __future__ import annotations
@@ -42,14 +36,6 @@ class TokenChunk:
     first: int
 
 
-def _backend(tokenizer: Any) -> Any | None:
-    """The ``tokenizers.Tokenizer`` of a fast tokenizer whose encodings carry word ids, else None."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or not hasattr(backend, "encode"):
-        return None
-    return backend
-
-
 def _encode_whole(tokenizer: Any, text: str) -> list[int]:
     try:
         return list(tokenizer.encode(text, add_special_tokens=False, verbose=False))
@@ -72,15 +58,13 @@ def iter_token_chunks(
     chunk_chars: int = CHUNK_CHARS,
     margin: int = MARGIN_CHARS,
 ) -> Iterator[TokenChunk]:
-    """Tokenise a text (a string or an iterable of consecutive pieces of it) chunk by chunk; the chunks' ids
-    concatenated equal ``tokenizer.encode(whole_text, add_special_tokens=False)`` (see the module docstring).
-
-    At most about ``chunk_chars`` characters (plus the text carried over) are tokenised at a time; stop iterating
-    whenever enough has been seen, and the rest of the text is never read."""
+    """Tokenise a text (a string or consecutive pieces of it) about ``chunk_chars`` characters at a time; the chunks'
+    ids concatenated equal ``tokenizer.encode(whole_text, add_special_tokens=False)``. Stop iterating whenever enough
+    has been seen: the rest of the text is never read."""
     if chunk_chars < 2 * margin + 1 or margin < 1:
         raise UsageError(f"chunk_chars={chunk_chars}, margin={margin}: need margin >= 1 and chunk_chars > 2 * margin")
-    backend = _backend(tokenizer)
-    if backend is None:
+    backend: Any = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's: its encodings carry word ids
+    if not hasattr(backend, "encode"):
         text = "".join(_as_pieces(text_or_pieces, CHUNK_CHARS))
         ids = np.asarray(_encode_whole(tokenizer, text), dtype=np.int64)
         yield TokenChunk(ids, np.full(ids.size, -1, dtype=np.int64), 0)
