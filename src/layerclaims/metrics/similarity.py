@@ -156,15 +156,6 @@ def cosine_matrix(X: Any) -> np.ndarray:
     return S
 
 
-def upper_triangle(S: Any, k: int = 1) -> np.ndarray:
-    """The entries ``S[i, j]`` with ``j >= i + k``, row by row (``np.triu_indices(n, k)`` order).
-
-    ``k=1`` (default) gives the ``n(n-1)/2`` distinct pairs of items, the vector RSA correlates.
-    """
-    S = _square(S)
-    return S[np.triu_indices(S.shape[0], k)]
-
-
 def mean_offdiagonal(S: Any) -> float:
     """Mean of the off-diagonal entries, ``sum_{i != j} S_ij / (n (n - 1))``, skipping NaN (missing) pairs.
 
