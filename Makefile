@@ -54,13 +54,13 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not findings"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests conftest.py
-	$(BIN)/ruff format --check src tests conftest.py
+	$(BIN)/ruff check src tests benchmarks conftest.py
+	$(BIN)/ruff format --check src tests benchmarks conftest.py
 	$(BIN)/mypy src/layerclaims --ignore-missing-imports
 	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
-	$(BIN)/python -m layerclaims.benchmarks pairwise-mi
+	$(BIN)/python -m benchmarks pairwise-mi
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

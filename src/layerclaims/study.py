@@ -10,9 +10,8 @@ Everything the rest of the package needs of a study is read from that object: it
 defaults, defined there once; a claim's ``settings`` are its fields), the statistics its result measures (at one
 layer or over layers), what a claim's layer counts (``"block"``: a 0-based block; ``"hidden_state"``: an index into
 ``hidden_states``), the mark kinds a claim may select, how to run it, its figures, its report section and its
-robustness choices. Importing a declaration must not import torch: ``run``, ``figures``, ``report_section``,
-``benchmarks`` and the robustness run import their heavy modules when called (``docs/architecture.md``, "Writing
-a study").
+robustness choices. Importing a declaration must not import torch: ``run``, ``figures``, ``report_section`` and
+the robustness run import their heavy modules when called (``docs/architecture.md``, "Writing a study").
 
 This module imports nothing of the package but :mod:`layerclaims.errors`.
 """
@@ -105,9 +104,8 @@ class Study:
     Config fields it stands for (UsageError with the fix for a bad value).
     ``index_settings``: the Config fields that index the model (a ``layer_unit`` each), checked against its depth.
     ``minimums``: the smallest value each setting can take and still mean something. ``spec_prefix``: the letter of
-    its robustness specification ids. ``benchmarks``: name -> ``main(argv)`` of its benchmarks
-    (``python -m layerclaims.benchmarks NAME``). ``count_usable(config, tokenizer, corpus, n)``: for a study that reads
-    a corpus, the units of each kind it can select from it by its own rule (at most ``n`` counted), checked against
+    its robustness specification ids. ``count_usable(config, tokenizer, corpus, n)``: for a study that reads a
+    corpus, the units of each kind it can select from it by its own rule (at most ``n`` counted), checked against
     ``n`` before any weights load."""
 
     name: str
@@ -124,7 +122,6 @@ class Study:
     index_settings: Mapping[str, LayerUnit] = field(default_factory=dict)
     minimums: Mapping[str, float] = field(default_factory=dict)
     spec_prefix: str = ""
-    benchmarks: Mapping[str, Callable[[list[str]], int | None]] = field(default_factory=dict)
     count_usable: Callable[[Any, Any, str, int], Mapping[str, int]] | None = None
 
     @property

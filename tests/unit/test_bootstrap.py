@@ -1,4 +1,4 @@
-"""Unit tests of layerclaims.metrics.bootstrap: index draws, NaN policy, the similarity-matrix case, the fast path."""
+"""Unit tests of layerclaims.metrics.bootstrap (index draws, NaN policy, the fast pair path) and of its oracle."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ import pytest
 from layerclaims.errors import UsageError
 from layerclaims.metrics.bootstrap import (
     BootstrapCI,
-    bootstrap_ci,
     bootstrap_indices,
     bootstrap_pair_correlation,
-    bootstrap_replicates,
-    bootstrap_similarity,
     item_counts,
     percentile_interval,
-    resample_matrix,
 )
 from layerclaims.metrics.similarity import cosine_matrix, mean_offdiagonal, rsa, selectivity_index
+from tests.oracles.bootstrap import bootstrap_similarity, resample_matrix
 
 
 def test_indices_shape_range_and_determinism() -> None:
@@ -47,17 +44,6 @@ def test_item_counts() -> None:
     np.testing.assert_array_equal(item_counts(idx, 4), [[2, 0, 1, 0], [0, 1, 2, 0]])
 
 
-def test_bootstrap_ci_of_a_mean_matches_normal_theory() -> None:
-    x = np.random.default_rng(0).normal(loc=2.0, size=400)
-    lo, hi = bootstrap_ci(lambda i: x[i].mean(), x.size, n_boot=2000, seed=1)
-    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
-    assert lo == pytest.approx(x.mean() - half, abs=0.2 * half)
-    assert hi == pytest.approx(x.mean() + half, abs=0.2 * half)
-    assert bootstrap_ci(lambda i: x[i].mean(), x.size, n_boot=200, seed=1) == bootstrap_ci(
-        lambda i: x[i].mean(), x.size, n_boot=200, seed=1
-    )
-
-
 def test_nan_replicates_dropped_or_interval_undefined() -> None:
     reps = np.arange(100.0)
     reps[:5] = np.nan
@@ -65,15 +51,13 @@ def test_nan_replicates_dropped_or_interval_undefined() -> None:
     reps[:50] = np.nan
     assert all(np.isnan(percentile_interval(reps, 0.9)))
     assert percentile_interval(reps, 0.9, max_nan_fraction=0.6)[0] == pytest.approx(np.quantile(reps[50:], 0.05))
-    reps = bootstrap_replicates(lambda i: np.nan if i[0] == 0 else 1.0, 5, n_boot=100)
-    assert np.isnan(reps).any()
 
 
 def test_bad_level_or_counts() -> None:
     with pytest.raises(UsageError, match="level"):
-        bootstrap_ci(lambda i: 0.0, 5, level=95)
+        percentile_interval(np.arange(5.0), level=95)
     with pytest.raises(UsageError, match="n_boot"):
-        bootstrap_ci(lambda i: 0.0, 5, n_boot=0)
+        bootstrap_indices(5, 0)
 
 
 def test_resample_matrix_marks_copy_pairs_missing() -> None:
@@ -213,20 +197,6 @@ def test_pair_moments_match_explicit_resampling() -> None:
     assert full.r[0] == pytest.approx(np.corrcoef(A[iu], B[iu])[0, 1], rel=1e-10)
 
 
-def test_pair_weights_is_the_rule_pair_moments_sums() -> None:
-    """Summing pair_weights over the upper triangle gives the same weighted means as pair_moments."""
-    from layerclaims.metrics.bootstrap import item_counts, pair_moments, pair_weights
-
-    rng = np.random.default_rng(2)
-    n = 9
-    A = rng.normal(size=(n, n))
-    A = A + A.T
-    counts = item_counts(bootstrap_indices(n, 4, seed=1), n)
-    i, j = np.triu_indices(n, 1)
-    W = pair_weights(counts, i, j)
-    np.testing.assert_allclose(W @ A[i, j] / W.sum(axis=1), pair_moments(counts, A, A).mean_a, rtol=1e-12)
-
-
 def test_overlap_blocks_chain_marks_within_the_window() -> None:
     from layerclaims.metrics.bootstrap import overlap_blocks
 
@@ -257,7 +227,7 @@ def test_block_bootstrap_covers_where_marks_one_by_one_do_not() -> None:
     """Marks reading overlapping 20-token windows (median gap 14 tokens, as study A's first 250 commas): the
     interval of the mean pair covariance over blocks covers the population value about 95% of the time, marks
     resampled one by one less (their intervals are too narrow)."""
-    from layerclaims.benchmarks.calibration import simulate_block_coverage
+    from benchmarks.calibration import simulate_block_coverage
 
     cov = simulate_block_coverage(n_sims=100, n_boot=200, seed=0)
     assert cov.blocks >= 0.95 - 2.5 * np.sqrt(0.95 * 0.05 / cov.n)
@@ -267,7 +237,7 @@ def test_block_bootstrap_covers_where_marks_one_by_one_do_not() -> None:
 
 @pytest.mark.slow
 def test_block_bootstrap_coverage_at_scale() -> None:
-    from layerclaims.benchmarks.calibration import simulate_block_coverage
+    from benchmarks.calibration import simulate_block_coverage
 
     cov = simulate_block_coverage(n_sims=1000, n_boot=400, seed=1)
     se = np.sqrt(0.95 * 0.05 / cov.n)

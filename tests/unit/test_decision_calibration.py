@@ -1,5 +1,5 @@
 """Calibration of the decision rules by simulation with a known truth (generators in
-:mod:`layerclaims.benchmarks.calibration`; measured rates in ``docs/verdicts.md``).
+:mod:`benchmarks.calibration`; measured rates in ``docs/verdicts.md``).
 
 Default tier: a few hundred seeded simulations per kind, fast. The bounds allow for simulation error: with ``n``
 simulations a true rate of 5% is measured above ``0.05 + 2 sqrt(0.05 * 0.95 / n)`` in about 2.5% of seeds, so the
@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from layerclaims.benchmarks.calibration import (
+from benchmarks.calibration import (
     simulate_band,
     simulate_conjunction,
     simulate_count,

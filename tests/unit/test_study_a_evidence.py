@@ -96,7 +96,7 @@ def test_count_procedure_calibration_fast() -> None:
     """The count procedure end to end (cluster_marks, block-bootstrap refits, the count rule at the first and last
     Holm levels of 11 claims) on marks with overlapping windows: with one population "== 3" never holds and
     "== 1" holds; with groups far apart "== 3" is what the count sees."""
-    from layerclaims.benchmarks.calibration import HOLM_LEVELS, simulate_counts
+    from benchmarks.calibration import HOLM_LEVELS, simulate_counts
 
     assert HOLM_LEVELS[0] == pytest.approx(0.05 / 11) and HOLM_LEVELS[-1] == pytest.approx(0.05)
     n_boot = 40

@@ -1,27 +1,16 @@
-"""Compiled (numba) all-pairs kernel for :func:`layerclaims.metrics.information.pairwise_mi_cov`.
+"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (its
+``backend="numba"``), imported lazily there so that a missing or broken numba falls back to the numpy path.
 
-Imported lazily by ``information.py`` (``backend="numba"``, the default on CPU), so that numba is only loaded
-when it is used and a missing or broken numba falls back to the numpy path.
+Per pair (i, j), i <= j, exactly the original's quantities on the kept dims ``keep_i & keep_j``: each side's
+histogram range from its sorted candidate extremes (:func:`_first_kept`), ``np.histogram2d``'s bins bit for bit
+(:func:`linspace_edges`, :func:`bin_row`), each (vector, range) variant used by two or more pairs binned once and
+a variant used by one pair binned on the fly; the joint counts, entropies from a table of
+``p log2(p + 1e-12) / log2(base)`` per kept count, ``MI = Hx + Hy - Hxy`` (optionally Miller–Madow); the
+covariance ``(Sxy - Sx Sy / n) / (n - 1)`` from data centred by each vector's own kept-dim mean.
 
-Per pair (i, j), i <= j, the kernel computes exactly the original's quantities on the kept dims
-``keep_i & keep_j``:
-
-* the histogram range of each side: the min and max of x over the kept dims, found from each vector's sorted
-  candidate extremes (see :func:`_first_kept`), then ``np.histogram2d``'s bins bit for bit
-  (:func:`linspace_edges` replicates ``np.linspace(lo, hi, bins + 1)`` including numpy's ±0.5 widening of an
-  empty range; :func:`bin_row` is ``searchsorted(edges, v, side="right") - 1`` with the last edge closed);
-  each (vector, range) variant used by two or more pairs (the vector's own range, and the few ranges left when
-  another vector trims its extremes) is binned once; a variant used by a single pair is binned on the fly;
-* the joint counts (bins x bins, plus one discarded row/column for own-trimmed dims), the plug-in entropies
-  from a table of ``p log2(p + 1e-12) / log2(base)`` per kept count, ``MI = Hx + Hy - Hxy`` (optionally
-  Miller–Madow corrected);
-* the covariance with ``n - 1`` over the kept dims, from data centred by each vector's own kept-dim mean:
-  ``(Sxy - Sx Sy / n) / (n - 1)``.
-
-:func:`pairwise_all` runs the steps. Parallel with ``prange`` (numba's default thread count); in
-the pair loop rows ``t`` and ``N - 1 - t`` go to the same iteration so that every iteration has about N + 1
-pairs. ``cache=True``: the first call in a fresh environment
-compiles (a few seconds) and writes the machine code next to this file; later processes load it.
+:func:`pairwise_all` runs the steps, parallel with ``prange``; rows ``t`` and ``N - 1 - t`` share an iteration
+so that every iteration has about N + 1 pairs. ``cache=True``: compiled once, the machine code kept beside this
+file.
 """
 
 from __future__ import annotations
@@ -31,16 +20,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = [
-    "bin_row",
-    "linspace_edges",
-    "pair_tables",
-    "pairwise_all",
-    "pairwise_kernel",
-    "variant_bin_rows",
-    "variant_index",
-    "vector_tables",
-]
+__all__ = ["bin_row", "linspace_edges", "pairwise_all", "pairwise_kernel", "permuted_products"]
 
 
 @njit(cache=True)

@@ -93,7 +93,7 @@ number of distinct pair-type levels; ``tests/unit/test_mark_clusters.py``):
 | g=3, 100/100/50 (6)                                 | 6                   | 6                 | 6             |
 | pair values in 2 clusters, no vector groups (2)     | 2                   | 2                 | 1 (blind)     |
 
-On the validation cases of issue 11 (single atypical marks, heavy tails, ...; ``python -m layerclaims.benchmarks
+On the validation cases of issue 11 (single atypical marks, heavy tails, ...; ``python -m benchmarks
 mark-clusters``) the literal count was wrong in 42 of 200, mostly counting one atypical mark's streak of pairs as a
 cluster; :func:`~layerclaims.metrics.mark_clusters.cluster_marks` in 0 of 200. Gaussian mixtures with BIC alone are
 not used for claims.

@@ -1,46 +1,32 @@
-"""Mutual information and covariance between pairs of vectors (study A, claims.md §8).
+"""Mutual information and covariance between every pair of vectors (study A, claims.md §8): the original
+``mutInfo_and_cov(x, y, 5)`` for all N x N pairs at once (:func:`pairwise_mi_cov`; the one-pair original is the
+test oracle ``tests/oracles/information.py``).
 
-The *samples* of a pair are the dimensions of two vectors: ``x = X[i]``, ``y = X[j]``, each of D dims.
+The *samples* of a pair are the dimensions of two vectors ``x = X[i]``, ``y = X[j]``, each of D dims. Per pair
+(logs base 2, bits by default):
 
-Three estimators live here:
+1. **Trimming.** ``zx = (x - mean(x)) / std(x, ddof=1)`` over all D dims of x, likewise ``zy``; a dim is kept
+   when ``not (|zx| > t or |zy| > t)`` (t = ``z_threshold`` = 5). A vector's mask does not depend on the pair.
+2. **Histogram.** ``np.histogram2d(x_kept, y_kept, bins=15)``: equal-width bins from each trimmed vector's own min
+   to max (``np.linspace`` edges, last bin closed; when min == max numpy widens the range to ±0.5).
+3. **Entropies.** ``pZ = Z / Z.sum()``, marginals by summing, ``H(p) = -sum p log2(p + 1e-12) / log2(base)``;
+   ``MI = Hx + Hy - Hxy``. Miller–Madow (``estimator="miller-madow"``) adds ``(mx + my - mxy - 1) / (2 n
+   ln(base))``, m the non-empty cells of each histogram, n the kept dims (Miller 1955; Paninski 2003, eq. 3): it
+   removes the first-order upward bias of the plug-in MI.
+4. **Covariance.** ``sum((x - mean(x)) (y - mean(y))) / (n - 1)`` over the n kept dims (squared input units).
 
-* :func:`mi_cov_pair` — the original ``mutInfo_and_cov(x, y, 5)``, one pair at a time. It is the reference.
-* :func:`pairwise_mi_cov` — the same numbers for all N x N pairs at once, vectorised over pairs (no Python loop
-  over pairs), optionally with the Miller–Madow bias correction, optionally on torch (CPU or CUDA).
-* :func:`mi_ksg_pair` — Kraskov–Stögbauer–Grassberger estimator 1 (k nearest neighbours), same trimming, a
-  bias-aware estimator that does not bin.
+Edge cases:
 
-The original estimator, per pair (all logs base 2, results in bits by default):
-
-1. **Trimming.** ``zx = (x - mean(x)) / std(x, ddof=1)`` over all D dims of x, likewise ``zy``. A dim is kept
-   when ``not (|zx| > t or |zy| > t)`` (t = ``z_threshold`` = 5). The mask of a vector does not depend on the
-   pair; the kept set of a pair is the intersection of the two masks.
-2. **Histogram.** ``Z = np.histogram2d(x_kept, y_kept, bins=15)``: 15 equal-width bins from each trimmed
-   vector's own min to max (``np.linspace`` edges, right edge of the last bin closed; when min == max numpy
-   widens the range to [min - 0.5, max + 0.5]).
-3. **Entropies.** ``pZ = Z / Z.sum()``, ``px``/``py`` by summing ``pZ``,
-   ``H(p) = -sum p * log2(p + 1e-12) / log2(base)``; ``MI = Hx + Hy - Hxy``.
-4. **Covariance.** ``sum((x - mean(x)) * (y - mean(y))) / (n - 1)`` over the n kept dims (unnormalised,
-   in the units of the vectors squared).
-
-Edge cases (the same in every function here):
-
-* NaN or ±inf anywhere in the input → :class:`~layerclaims.errors.UsageError` (the original would fail deep in
-  numpy or return NaN silently).
-* A constant vector: its std is 0, every z is NaN, ``NaN > t`` is False, so no dim is trimmed for it; its
-  histogram range is widened by ±0.5 and all its samples fall into one bin, so its MI with anything is 0 up to
-  the ``1e-12`` offset (about ``-1.4e-12`` bits), and its covariance with anything is 0.
-* A vector so small that its variance underflows to 0 (|values| below ~1e-154) is not "constant": every dim
-  off its mean gets z = ±inf and is trimmed, as in the original; rescale such data first.
-* A trimmed range that collapses (all kept values equal although the vector is not constant): treated as a
-  constant vector on the kept dims (±0.5 widening, one bin) exactly as ``np.histogram2d`` does.
-* Fewer kept dims than bins is allowed: the histogram is just sparse (and the plug-in MI badly biased upward).
-* Fewer than 2 kept dims in a pair → MI and covariance are both NaN. (The original would return a finite MI and
-  a NaN covariance with a RuntimeWarning for n = 1, and NaN/NaN for n = 0.) With the default t = 5 this cannot
-  happen for D ≥ 2: a vector has at most (D - 1) / t² dims with |z| > t.
-* Fewer than 2 dims in total (D < 2) → UsageError: the z-score with ddof=1 is undefined.
-* Because MI adds ``1e-12`` inside the log, MI can be negative by ~1e-12 (never by more than ~1e-9 for
-  D ≤ 10⁶).
+* NaN or ±inf anywhere → :class:`~layerclaims.errors.UsageError` (the original fails deep in numpy or returns NaN).
+* A constant vector: std 0, every z NaN, nothing trimmed; all its samples in one bin, so its MI with anything is 0
+  up to the ``1e-12`` offset (about ``-1.4e-12`` bits) and its covariance 0.
+* A vector whose variance underflows to 0 (|values| below ~1e-154) is not "constant": every dim off its mean gets
+  z = ±inf and is trimmed, as in the original; rescale such data first.
+* A trimmed range that collapses: treated as constant on the kept dims, as ``np.histogram2d`` does.
+* Fewer kept dims than bins is allowed (a sparse histogram; the plug-in MI badly biased upward).
+* Fewer than 2 kept dims in a pair → MI and covariance NaN (cannot happen with t = 5 and D ≥ 2: a vector has at
+  most (D - 1) / t² dims with |z| > t). D < 2 → UsageError (z with ddof=1 undefined).
+* MI can be negative by ~1e-12 because of the offset inside the log (never by more than ~1e-9 for D ≤ 10⁶).
 """
 
 from __future__ import annotations
@@ -51,18 +37,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.spatial import cKDTree
-from scipy.special import digamma
 
 from layerclaims.errors import DeviceError, UsageError
 
-__all__ = [
-    "keep_mask",
-    "mi_cov_pair",
-    "mi_ksg_pair",
-    "miller_madow_mi_pair",
-    "pairwise_mi_cov",
-]
+__all__ = ["keep_mask", "pairwise_mi_cov"]
 
 _EPS = 1e-12  # the original's offset inside log2
 _ESTIMATORS = ("plugin", "miller-madow")
@@ -114,135 +92,6 @@ def keep_mask(x: ArrayLike, z_threshold: float = 5.0) -> NDArray[np.bool_]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# the reference: one pair, the original code path
-
-
-def _entropy_bits(p: NDArray[np.float64]) -> float:
-    return float(-np.sum(p * np.log2(p + _EPS)))
-
-
-def mi_cov_pair(
-    x: ArrayLike, y: ArrayLike, *, bins: int = 15, z_threshold: float = 5.0, base: float = 2.0
-) -> tuple[float, float]:
-    """The original ``mutInfo_and_cov(x, y, 5)``: histogram MI (bits) and covariance of one pair.
-
-    ``x`` and ``y`` are two vectors of the same length D; their dims are the samples. Steps (see the module
-    docstring): trim dims with ``|z| > z_threshold`` in either vector (z with ddof=1 over each vector's own
-    dims), ``Z = np.histogram2d(x, y, bins)`` on the kept dims, ``pZ = Z / Z.sum()``, marginals by summing,
-    ``H = -sum p log2(p + 1e-12) / log2(base)``, ``MI = Hx + Hy - Hxy``;
-    ``cov = sum((x - x̄)(y - ȳ)) / (n - 1)`` on the same n kept dims.
-
-    Returns ``(mi, cov)``; MI in bits for ``base=2`` (nats for ``base=e``), covariance in squared input units.
-    Fewer than 2 kept dims → ``(nan, nan)``. NaN/inf → UsageError. This is the reference the fast functions
-    are tested against; it follows the original operation by operation (for ``base=2`` the division by
-    ``log2(2) = 1`` is exact, so the numbers are the original's bit for bit).
-    """
-    _check_params(bins, z_threshold, base)
-    x = _as_float_array(x, "x", 1)
-    y = _as_float_array(y, "y", 1)
-    if x.shape != y.shape:
-        raise UsageError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}.")
-    if x.shape[0] < 2:
-        raise UsageError(f"need at least 2 dims per vector to z-score with ddof=1, got {x.shape[0]}.")
-    keep = keep_mask(x, z_threshold) & keep_mask(y, z_threshold)
-    x = x[keep]
-    y = y[keep]
-    if x.shape[0] < 2:
-        return math.nan, math.nan
-    z, _, _ = np.histogram2d(x, y, bins=bins)
-    pz = z / z.sum()
-    px = np.sum(pz, axis=1)
-    py = np.sum(pz, axis=0)
-    scale = math.log2(base)
-    hx = _entropy_bits(px) / scale
-    hy = _entropy_bits(py) / scale
-    hxy = _entropy_bits(pz) / scale
-    mi = hx + hy - hxy
-    cov = float(np.sum((x - np.mean(x)) * (y - np.mean(y))) / (len(x) - 1))
-    return mi, cov
-
-
-def miller_madow_mi_pair(
-    x: ArrayLike, y: ArrayLike, *, bins: int = 15, z_threshold: float = 5.0, base: float = 2.0
-) -> float:
-    """Histogram MI with the Miller–Madow correction, one pair (same trimming and bins as :func:`mi_cov_pair`).
-
-    Each plug-in entropy is raised by ``(m - 1) / (2 n ln(base))`` where m is its number of non-empty cells and
-    n the number of kept dims, so ``MI_MM = MI + (mx + my - mxy - 1) / (2 n ln(base))``. Miller (1955); see
-    Paninski (2003), Neural Computation 15:1191, eq. 3. Removes the first-order (O(m/n)) bias of the plug-in
-    entropies; the plug-in MI is biased upward at independence and Miller–Madow removes most of that.
-    Fewer than 2 kept dims → NaN.
-    """
-    _check_params(bins, z_threshold, base)
-    x = _as_float_array(x, "x", 1)
-    y = _as_float_array(y, "y", 1)
-    if x.shape != y.shape or x.shape[0] < 2:
-        raise UsageError(f"x and y must have the same length ≥ 2, got {x.shape[0]} and {y.shape[0]}.")
-    mi, _ = mi_cov_pair(x, y, bins=bins, z_threshold=z_threshold, base=base)
-    if math.isnan(mi):
-        return math.nan
-    keep = keep_mask(x, z_threshold) & keep_mask(y, z_threshold)
-    z, _, _ = np.histogram2d(x[keep], y[keep], bins=bins)
-    n = z.sum()
-    m_xy = np.count_nonzero(z)
-    m_x = np.count_nonzero(z.sum(axis=1))
-    m_y = np.count_nonzero(z.sum(axis=0))
-    return mi + (m_x + m_y - m_xy - 1) / (2.0 * n * math.log(base))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# KSG
-
-
-def mi_ksg_pair(x: ArrayLike, y: ArrayLike, *, k: int = 3, z_threshold: float | None = 5.0, base: float = 2.0) -> float:
-    """Kraskov–Stögbauer–Grassberger MI estimator 1 (Kraskov et al. 2004, Phys. Rev. E 69:066138, eq. 8).
-
-    ``I = ψ(k) + ψ(n) - < ψ(n_x + 1) + ψ(n_y + 1) >``, in nats, divided by ``ln(base)`` (bits by default).
-    ε_i is the max-norm distance from point i to its k-th neighbour in the joint (x, y) space; n_x(i) counts the
-    points j ≠ i with ``|x_j - x_i| < ε_i`` (strictly), likewise n_y. Uses the same dims as the histogram
-    estimator: the original trimming with ``z_threshold`` (``None``: no trimming).
-
-    Not binned, so no binning bias; its bias at n = 1024 is a few hundredths of a bit for correlated Gaussians
-    (see tests/unit/test_information.py for the measured figure). Invariant to any strictly monotone map of x or
-    y only up to the neighbour geometry (it is not exactly invariant; the histogram is invariant to positive
-    affine maps). Ties (repeated values) make ε_i zero for some points; those points then count no neighbour
-    (n_x = 0) and the estimate is biased: add tiny noise to tied data if it matters. One pair costs about a
-    millisecond at n = 1024 (a KD-tree query plus two sorted searches); a loop over the 31,125 pairs of study A
-    takes tens of seconds, so it is meant for spot checks of a claim, not for every layer.
-    Fewer than ``k + 1`` kept dims → NaN.
-    """
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise UsageError(f"k must be a positive integer, got {k!r}: Kraskov et al. recommend 2 to 4.")
-    _check_params(15, 1.0 if z_threshold is None else z_threshold, base)
-    x = _as_float_array(x, "x", 1)
-    y = _as_float_array(y, "y", 1)
-    if x.shape != y.shape or x.shape[0] < 2:
-        raise UsageError(f"x and y must have the same length ≥ 2, got {x.shape[0]} and {y.shape[0]}.")
-    if z_threshold is not None:
-        keep = keep_mask(x, z_threshold) & keep_mask(y, z_threshold)
-        x, y = x[keep], y[keep]
-    n = x.shape[0]
-    if n < k + 1:
-        return math.nan
-    pts = np.column_stack([x, y])
-    dist, _ = cKDTree(pts).query(pts, k=k + 1, p=np.inf)
-    eps = dist[:, k]
-    nx = _count_strictly_within(x, eps)
-    ny = _count_strictly_within(y, eps)
-    nats = digamma(k) + digamma(n) - float(np.mean(digamma(nx + 1) + digamma(ny + 1)))
-    return float(nats / math.log(base))
-
-
-def _count_strictly_within(v: NDArray[np.float64], eps: NDArray[np.float64]) -> NDArray[np.int64]:
-    """For each i, #{j ≠ i : |v_j - v_i| < eps_i} by two searches in the sorted values."""
-    s = np.sort(v)
-    hi = np.searchsorted(s, v + eps, side="left")
-    lo = np.searchsorted(s, v - eps, side="right")
-    # the open interval is empty when eps_i == 0 (then hi < lo); point i itself lies in it only when eps_i > 0
-    return (np.maximum(hi - lo, 0) - (eps > 0)).astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # all pairs at once
 
 
@@ -259,41 +108,29 @@ def pairwise_mi_cov(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """MI and covariance for every pair of rows of ``X`` (N vectors x D dims): two symmetric N x N matrices.
 
-    Entry (i, j) equals ``mi_cov_pair(X[i], X[j], bins=..., z_threshold=..., base=...)`` up to floating-point
-    summation order (agreement with a naive per-pair ``np.histogram2d`` loop to 1e-9 is tested; measured
-    differences are ~1e-15 for MI). ``estimator="miller-madow"`` adds the Miller–Madow correction to MI
-    (see :func:`miller_madow_mi_pair`); covariance is unaffected.
+    Entry (i, j) equals the original on the pair ``(X[i], X[j])`` up to floating-point summation order (tested to
+    1e-9 against the per-pair ``np.histogram2d`` oracle; measured ~1e-15 for MI).
 
-    **Diagonal:** entry (i, i) is what the original computes for the pair (x, x): MI = the plug-in entropy of x
-    on its kept dims (bits; up to the 1e-12 offset), covariance = the variance of x on its kept dims (ddof=1).
-    The original only ever used the upper triangle (``np.triu_indices(N, 1)``); so should claims.
+    **Diagonal:** entry (i, i) is the original on the pair (x, x): MI = the plug-in entropy of x on its kept dims,
+    covariance = its variance on its kept dims (ddof=1). Claims read only the upper triangle, as the original did.
 
-    **How it is exact without a loop over pairs.** The trimming mask of a vector does not depend on the pair;
-    only the histogram range does (min/max of x over the pair's kept dims ``mask_i & mask_j``). For each ordered
-    pair the range is found from the few smallest/largest kept values of x (at most ``max_trimmed + 1`` of them
-    can be needed, since the other vector trims at most ``max_trimmed`` dims). Each distinct (vector, range)
-    (about 1 to 10 per vector on heavy-tailed data) is binned once with numpy's exact rule (``np.linspace`` edges,
-    ``searchsorted(side="right")``, last edge closed, ±0.5 widening of an empty range); the joint counts of a
-    chunk of pairs are one ``bincount`` of ``bin_x * (bins + 1) + bin_y`` (trimmed dims go to a discarded
-    extra bin). Entropies use a table of ``p log2(p + 1e-12)`` per kept-dim count n. Covariance is three
-    matrix products on the data centred by each vector's own kept-dim mean
-    (``cov = (Sxy - Sx Sy / n) / (n - 1)`` over ``mask_i & mask_j``), which keeps it accurate when means are
-    large.
+    **Exact without a loop over pairs.** Only the histogram range depends on the pair (min/max of x over
+    ``mask_i & mask_j``); it is found among the ``max_trimmed + 1`` smallest/largest kept values of x
+    (:class:`_PairRanges`). Each distinct (vector, range) variant (about 1 to 10 per vector on heavy-tailed data) is
+    binned once with numpy's exact rule; the joint counts of a chunk of pairs are one ``bincount``; entropies read
+    a table of ``p log2(p + 1e-12)`` per kept-dim count. Covariance is three matrix products on the data centred by
+    each vector's own kept-dim mean (``(Sxy - Sx Sy / n) / (n - 1)``), accurate when means are large.
 
-    **Backends.** ``"numba"`` (the default on CPU): a compiled kernel, parallel over rows
-    (:mod:`layerclaims.metrics._pairwise_kernel`), that per pair finds the two ranges from the same sorted
-    candidates, bins with numpy's exact rule (each (vector, range) variant used by two or more pairs is binned
-    once; a variant used by one pair is binned on the fly), counts the joint histogram and accumulates the
-    covariance sums; several times faster than the numpy path, with the same numbers up to summation order. The
-    first call in a fresh environment compiles it (tens of seconds on a busy 2-core machine; cached on disk
-    after that). Small inputs (N * N * D below about 4 million) run on one thread. ``"numpy"``: the vectorised
-    path described above (no compiler needed). ``"torch"``: the numpy path with the counting and the covariance
-    products on a torch device (``device="cpu"`` or ``"cuda"``).
+    **Backends.** ``"numba"`` (the default on CPU): the compiled kernel of
+    :mod:`~layerclaims.metrics._pairwise_kernel`, several times faster, the same numbers up to summation order;
+    its first call in a fresh environment compiles it (tens of seconds; cached on disk after that); inputs with
+    N * N * D below about 4 million run on one thread. ``"numpy"``: the vectorised path (no compiler needed).
+    ``"torch"``: the numpy path with the counting and the covariance products on a torch device.
 
     Parameters
     ----------
     X : (N, D) array (numpy, list, or a torch tensor; converted to float64).
-    bins, z_threshold, base : as :func:`mi_cov_pair` (15, 5, 2: the original).
+    bins, z_threshold, base : histogram bins, trimming threshold, log base (15, 5, 2: the original).
     estimator : ``"plugin"`` (the original) or ``"miller-madow"``.
     device : ``None`` (CPU: the numba or numpy backend), ``"cpu"`` or ``"cuda"`` (torch, float64 for the
         covariance, integer counts). A device selects the torch backend unless ``backend`` says otherwise.

@@ -8,7 +8,7 @@ single marks that alone carry a streak apart (``outlier_marks``), and gives the 
 make which cluster. The literal count of the pair values (:func:`layerclaims.metrics.clusters.count_clusters`) is
 reported beside it.
 
-Validation (``python -m layerclaims.benchmarks mark-clusters``; N = 250 marks, D = 1024, 20 seeds per case, the
+Validation (``python -m benchmarks mark-clusters``; N = 250 marks, D = 1024, 20 seeds per case, the
 cases in :mod:`layerclaims.metrics.mark_cases`): wrong 0 times in 200 against 42 for the literal count; every
 atypical mark flagged; power over the separation of two groups 0 up to delta = 0.2, 0.80 at 0.25, 1.0 from 0.275.
 """
@@ -458,7 +458,7 @@ def cluster_marks(
     1. Group the marks by their row profiles (a mark's values with every other mark): signal principal components,
        then kde-modes on the scores (:func:`~layerclaims.metrics.clusters.density_modes`); a group needs ``min_support``
        distinct marks (default 8. A smaller set of marks is indistinguishable from a few atypical marks; the
-       simulation ``python -m layerclaims.benchmarks mark-clusters`` (20 seeds per one-population case, grouping
+       simulation ``python -m benchmarks mark-clusters`` (20 seeds per one-population case, grouping
        allowed down to 2 marks) found spurious groups of up to 5 marks under per-mark lognormal scales (sigma 1)
        and 2 under heavy-tailed loadings, none without; 8 leaves a margin and still finds a group of 10 of 250).
     2. Flag atypical marks: a mark whose median pair value with some group departs from its own group's typical

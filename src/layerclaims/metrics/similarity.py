@@ -4,10 +4,8 @@ These are the instruments of study B (``../shared/docs/claims.md`` §4-7): 34 wo
 a 34 x 34 cosine matrix per kind, and statistics over its off-diagonal entries. Every function takes NumPy arrays
 (torch tensors are converted on the CPU) and returns ``float64`` values.
 
-Missing pairs. An off-diagonal entry that is ``NaN`` means "no such pair" and is skipped by every statistic here.
-Real similarity matrices never contain ``NaN`` (:func:`cosine_matrix` refuses zero rows); the bootstrap over items
-(:func:`layerclaims.metrics.bootstrap.resample_matrix`) uses it to drop the pairs formed by two copies of the same
-item, which are similarities of an item with itself and not between-item pairs.
+Missing pairs. An off-diagonal entry that is ``NaN`` means "no such pair" and is skipped by every statistic here
+(:func:`cosine_matrix` never gives one; a bootstrap over items marks so the pair of two copies of one item).
 
 Symmetry. The statistics read only the upper triangle (``i < j``), as the original did; the permutation tests and
 :func:`selectivity_index` require a symmetric matrix (within ``1e-8``) because permuting items of an asymmetric
@@ -156,15 +154,6 @@ def cosine_matrix(X: Any) -> np.ndarray:
     return S
 
 
-def upper_triangle(S: Any, k: int = 1) -> np.ndarray:
-    """The entries ``S[i, j]`` with ``j >= i + k``, row by row (``np.triu_indices(n, k)`` order).
-
-    ``k=1`` (default) gives the ``n(n-1)/2`` distinct pairs of items, the vector RSA correlates.
-    """
-    S = _square(S)
-    return S[np.triu_indices(S.shape[0], k)]
-
-
 def mean_offdiagonal(S: Any) -> float:
     """Mean of the off-diagonal entries, ``sum_{i != j} S_ij / (n (n - 1))``, skipping NaN (missing) pairs.
 
@@ -207,21 +196,15 @@ def _selectivity_from_blocks(blocks: np.ndarray) -> np.ndarray:
 def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
     """Within- over between-category similarity, exactly as the original notebook.
 
-    ``selectivity = mean_c W_c / mean_{a<b} B_ab`` where ``W_c`` is the mean of the upper triangle (diagonal
-    excluded) of the within-category block of category ``c`` and ``B_ab`` the mean of the between-category block of
-    categories ``a`` and ``b`` (each unordered pair once). Both outer means are unweighted means of block means, so a
-    category of 13 items weighs as much as one of 10. Unitless ratio; 1 means "no category structure", > 1 means
-    items are more similar within their category.
-
-    ``labels`` holds one hashable label per item (strings, ints, ...), in any order: items need not be grouped by
-    category. Any number (>= 2) of categories. The result does not depend on the names of the categories or on the
-    order of items (permuting rows/columns of ``S`` together with ``labels``).
+    ``selectivity = mean_c W_c / mean_{a<b} B_ab``, ``W_c`` the mean of the upper triangle (diagonal excluded) of
+    category ``c``'s block and ``B_ab`` the mean of the block of categories ``a`` and ``b`` (each unordered pair
+    once): unweighted means of block means, so a category of 13 items weighs as much as one of 10. Unitless; 1 is
+    "no category structure". ``labels``: one hashable label per item, in any order; >= 2 categories.
 
     Edge cases: :class:`UsageError` for fewer than 2 categories, a category with a single item (no within pair),
     a label count that differs from ``len(S)``, or an asymmetric ``S``. NaN (missing) pairs are skipped; a block
     left with no valid pair gives NaN. A between mean of 0 gives ``inf`` (or NaN for 0/0); a negative between mean
-    gives a negative ratio: the index is only interpretable when between-category similarity is positive, as it is
-    for the cosine matrices of the study.
+    a negative ratio: the index means something only when between-category similarity is positive (cosines).
     """
     S = _square(S)
     _check_symmetric(S, "S")
@@ -257,8 +240,7 @@ def selectivity_permutation_test(
     permutations shuffles the labels with ``np.random.default_rng(seed)``; ``p = (1 + #{null >= observed}) /
     (n_perm + 1)`` for the default one-sided ``"greater"`` (the claim "selectivity > 1" is one-sided).
 
-    Vectorised: for a batch of one-hot label matrices ``L`` the block sums are ``L^T S L``, so 10,000 permutations
-    of a 34 x 34 matrix take well under a second.
+    Vectorised: for a batch of one-hot label matrices ``L`` the block sums are ``L^T S L``.
     """
     _check_n_perm(n_perm)
     S = _square(S)
@@ -340,10 +322,9 @@ def mantel_test(
     ``p_value = (1 + #{null >= observed}) / (n_perm + 1)``. The default one-sided ``"greater"`` is what a claim
     "RSA > threshold" (a positive association) needs; ``"two-sided"`` counts ``|null| >= |observed|``.
 
-    Both matrices must be symmetric. Permuting items maps the set of pairs onto itself, so the permuted triangle
-    has the same values (and, for Spearman, the same ranks) as the original: ranks, mean and norm are computed once
-    and every permutation costs one gather and one dot product. 10,000 permutations of 34 x 34 take a few tens of
-    milliseconds. With ``n!`` close to or below ``n_perm`` permutations repeat; the p-value stays valid.
+    Both matrices must be symmetric. Permuting items maps the set of pairs onto itself, so ranks, mean and norm
+    of the permuted triangle are computed once. With ``n!`` close to or below ``n_perm`` permutations repeat; the
+    p-value stays valid.
     """
     _check_n_perm(n_perm)
     S1, S2 = _square(S1, "S1"), _square(S2, "S2")

@@ -80,18 +80,6 @@ def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mappin
     return count_usable(tokenizer, text.pieces, n=n, start=config.start, marks=config.marks)
 
 
-def _benchmark(argv: list[str]) -> int | None:
-    from layerclaims.studies.punctuation.benchmark import main
-
-    return main(argv)
-
-
-def _benchmark_streaming(argv: list[str]) -> int | None:
-    from layerclaims.studies.punctuation.benchmark_streaming import main
-
-    return main(argv)
-
-
 EDITIONS: dict[str, str] = {"pg219": "heart-of-darkness", "pg526": "heart-of-darkness-526"}
 TRIMS: dict[str, float] = {"z5": 5.0, "z3": 3.0, "none": 1e9}  # |z| <= sqrt(n - 1) < 1e9: nothing is trimmed
 
@@ -146,6 +134,5 @@ STUDY = Study(
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off
     minimums={"n": 3, "bins": 2, "batch_size": 1, **dict.fromkeys(_COUNTS, 0)},
     spec_prefix="A",
-    benchmarks={"punctuation": _benchmark, "streaming": _benchmark_streaming},
     count_usable=_count_usable,
 )

@@ -5,7 +5,7 @@ Per entry, on the N x N pair matrices of the original estimator
 Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups of marks
 (:func:`layerclaims.metrics.clusters.cluster_marks`, on the covariance and on the MI matrix) with the literal count
 of the pair values beside them (:func:`~layerclaims.metrics.clusters.count_clusters`), the within-group slopes of
-MI on covariance (:func:`layerclaims.metrics.simpson.simpson` over the covariance pair clusters; pairs with an
+MI on covariance (:func:`within_slopes` over the covariance pair clusters; pairs with an
 outlier mark left out) and the merge layer.
 
 Bootstrap over marks, one primitive (:func:`layerclaims.metrics.bootstrap.pair_moments`): a resample gives each

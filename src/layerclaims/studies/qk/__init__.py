@@ -17,7 +17,7 @@ Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_la
    statistics such as K minus Q, the minimum over blocks or the fraction of blocks stay paired): resampling is
    stratified by category (sizes kept, at least 2 distinct words per category, so selectivity is always
    defined), seeded, drawn by :func:`layerclaims.metrics.bootstrap.bootstrap_indices`; the pair formed by two
-   copies of one word is excluded, as :func:`layerclaims.metrics.bootstrap.resample_matrix` does. Intervals are
+   copies of one word is excluded (:mod:`layerclaims.metrics.bootstrap`). Intervals are
    95% percentile intervals. p-values: Mantel (items permuted) for RSA, label permutation for selectivity, both
    one-sided ("greater"), from :mod:`layerclaims.metrics.similarity`. ``min(selectivity Q, K) > 1`` is an
    intersection of two claims, so its p-value is the larger of the two (intersection-union test).

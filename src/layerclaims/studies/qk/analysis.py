@@ -287,7 +287,7 @@ def resampled_offdiagonal_means(
     is a quadratic form in the counts. Returns ``(mean [m, n_boot], selectivity [m, n_boot])``, equal (to rounding)
     to :func:`~layerclaims.metrics.similarity.mean_offdiagonal` and
     :func:`~layerclaims.metrics.similarity.selectivity_index` of
-    :func:`~layerclaims.metrics.bootstrap.resample_matrix` of the same resample (a unit test checks it)."""
+    the same resample's matrices (a unit test checks it against ``tests/oracles/bootstrap.py``)."""
     m, n = S.shape[0], S.shape[-1]
     b = counts.shape[0]
     onehot = np.eye(n_cat)[codes]  # [n, c]

@@ -1,6 +1,6 @@
 """Calibration of the decision rules (:mod:`layerclaims.decision`) by simulation with a known truth.
 
-``python -m layerclaims.benchmarks calibration [--sims N] [--boot B] [--figures DIR]`` prints, for each kind of
+``python -m benchmarks calibration [--sims N] [--boot B] [--figures DIR]`` prints, for each kind of
 claim, how often each verdict comes out when the truth is known, and (with ``--figures``) draws
 ``calibration_*.png``. The same functions run in ``tests/unit/test_decision_calibration.py`` (a few hundred seeded
 simulations in the default tier, the full size under ``@pytest.mark.slow``). Numbers are in ``docs/verdicts.md``.
@@ -352,7 +352,7 @@ def draw(out: Path, n_sims: int = 200, n_boot: int = 1000) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks calibration")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks calibration")
     parser.add_argument("--sims", type=int, default=1000, help="simulations per scenario")
     parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples per simulation")
     parser.add_argument("--figures", type=Path, default=None, help="folder for calibration_*.png")

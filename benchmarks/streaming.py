@@ -1,6 +1,6 @@
 """Benchmark: study A's mark selection on pg219 and on a 50 MB text, peak memory and time, streamed vs whole text.
 
-``python -m layerclaims.benchmarks streaming [--mb 50] [--tokenizer gpt2|smollm2] [--whole]``
+``python -m benchmarks streaming [--mb 50] [--tokenizer gpt2|smollm2] [--whole]``
 
 Each measurement runs in a fresh Python process (so one's peak does not hide another's) that imports the tokenizer,
 then selects 250 marks per kind the way study A does (:func:`layerclaims.studies.punctuation.scan.scan_marks` over
@@ -87,7 +87,7 @@ def _big_file(mb: int, *, newlines: bool = True) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks streaming", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks streaming", description=__doc__)
     p.add_argument("--mb", type=int, default=50, help="size of the large text in MB (pg219 repeated)")
     p.add_argument("--tokenizer", choices=["gpt2", "smollm2"], default="gpt2")
     p.add_argument("--whole", action="store_true", help="also measure the old whole-text way on the large text")

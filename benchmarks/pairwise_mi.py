@@ -1,13 +1,13 @@
 """Benchmark: all-pairs histogram MI + covariance, naive per-pair loop vs :func:`pairwise_mi_cov`.
 
-``python -m layerclaims.benchmarks pairwise-mi [--n 250] [--d 1024] [--device cpu|cuda] [--pairs 500] [--full]``
+``python -m benchmarks pairwise-mi [--n 250] [--d 1024] [--device cpu|cuda] [--pairs 500] [--full]``
 
 On CPU both backends are timed: ``numba`` (the default; its first call, which compiles or loads the on-disk
 cache, is timed separately and not counted) and ``numpy``; with ``--device cuda``, torch on the GPU.
 
 Data: N x D float64, seeded: standard Gaussian with 2 % of the dims Student t (2 dof) scaled by 10 and one
 massive dim (x 100, like GPT-2's outlier dims), so trimming happens and per-pair ranges differ.
-The naive loop is :func:`~layerclaims.metrics.information.mi_cov_pair` (the original code, ``np.histogram2d``
+The naive loop is ``mi_cov_pair`` of ``tests/oracles/information.py`` (the original code, ``np.histogram2d``
 per pair). By default it runs over a random subset of ``--pairs`` pairs and its time is extrapolated to all
 N (N - 1) / 2 pairs (said so in the output); ``--full`` times the whole loop (minutes at N = 250). The
 time of each backend is the median of ``--repeat`` runs in the same process, after a warm-up call. Wall times give
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.information import mi_cov_pair, pairwise_mi_cov
+from layerclaims.metrics.information import pairwise_mi_cov
+from tests.oracles.information import mi_cov_pair
 
 
 def _threads(backend: str) -> str:
@@ -65,7 +66,7 @@ def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks pairwise-mi", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks pairwise-mi", description=__doc__)
     ap.add_argument("--n", type=int, default=250, help="vectors (default 250)")
     ap.add_argument("--d", type=int, default=1024, help="dims per vector = samples per pair (default 1024)")
     ap.add_argument(

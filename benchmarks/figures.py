@@ -1,6 +1,6 @@
 """Benchmark: the time to draw the report's figures from a saved run.
 
-``python -m layerclaims.benchmarks figures RUN_DIR [--repeat 3]``
+``python -m benchmarks figures RUN_DIR [--repeat 3]``
 
 RUN_DIR is a ``layerclaims reproduce --out`` folder. For each study saved there (``<study>.json``) the benchmark
 draws every figure its ``figures`` table names (for the package's claims of the study) into a temporary folder,
@@ -23,7 +23,7 @@ BUDGET_S = 3.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks figures", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks figures", description=__doc__)
     ap.add_argument("run", type=Path, help="a folder written by `layerclaims reproduce --out`")
     ap.add_argument("--repeat", type=int, default=3, help="draws per figure; the fastest is reported (default 3)")
     args = ap.parse_args(list(argv) if argv is not None else None)

@@ -1,6 +1,6 @@
 """Benchmark: study A (punctuation) end to end on CPU, forward pass vs analysis, and against the original's habits.
 
-``python -m layerclaims.benchmarks punctuation [--model smollm2-135m] [--n 250] [--naive-pairs 300]
+``python -m benchmarks punctuation [--model smollm2-135m] [--n 250] [--naive-pairs 300]
 [--threads N] [--no-original-memory]``
 
 What it prints (one run, no timed assertions):
@@ -15,7 +15,7 @@ What it prints (one run, no timed assertions):
    resamples at the detail layers) against ``cluster_marks`` on the n x n matrices with the literal 1-D counts
    beside and the refit resamples; the ratio.
 2. Analysis vs the original per-pair loop ON THE SAME DATA: the original's ``mutInfo_and_cov`` per pair
-   (:func:`~layerclaims.metrics.information.mi_cov_pair`, ``np.histogram2d`` per pair) is timed on
+   (``mi_cov_pair`` of ``tests/oracles/information.py``, ``np.histogram2d`` per pair) is timed on
    ``--naive-pairs`` random pairs of the layer-1 and last-layer internal vectors and extrapolated to every pair of
    every entry of both kinds (said so in the output); ratios against the vectorised MI+covariance step and against
    the whole analysis (which also does clusters, Simpson and bootstraps that the original never did).
@@ -133,7 +133,7 @@ def _claim_layers(n_blocks: int) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
-    ap = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks punctuation", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks punctuation", description=__doc__)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=250, help="marks per kind (default 250)")
     ap.add_argument("--naive-pairs", type=int, default=300, help="pairs timed with the per-pair loop, per layer")
@@ -144,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from layerclaims.data import load_corpus
-    from layerclaims.metrics.information import mi_cov_pair
     from layerclaims.models import load_model
     from layerclaims.studies.punctuation import Config
     from layerclaims.studies.punctuation.analysis import analyse_kind
@@ -234,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_pair: list[float] = []
     max_diff = 0.0
     from layerclaims.metrics.information import pairwise_mi_cov
+    from tests.oracles.information import mi_cov_pair
 
     for e in (int(np.flatnonzero((layers == 1) & ~post_norm)[0]), int(np.flatnonzero(~post_norm)[-1])):
         pick = rng.choice(iu[0].size, size=min(args.naive_pairs, iu[0].size), replace=False)

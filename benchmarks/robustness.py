@@ -1,7 +1,7 @@
 """Benchmark: ``layerclaims robustness`` end to end on one model: total time, forward passes vs analysis, and the
 model runs the activation cache saved.
 
-``python -m layerclaims.benchmarks robustness [--model smollm2-135m] [--out DIR] [--n-specs 0] [--workers N]
+``python -m benchmarks robustness [--model smollm2-135m] [--out DIR] [--n-specs 0] [--workers N]
 [--executor local|inline|ray] [--cold]``
 
 Runs :func:`layerclaims.robustness.run` (both studies, the original path, every single-choice departure and
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks robustness", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks robustness", description=__doc__)
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--out", default=None, help="output folder (default: a temporary one)")
     p.add_argument("--n-specs", type=int, default=0)

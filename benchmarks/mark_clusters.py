@@ -1,6 +1,6 @@
 """Benchmark: error rates of :func:`~layerclaims.metrics.clusters.cluster_marks` on the validation cases of issue 11.
 
-``python -m layerclaims.benchmarks mark-clusters [--seeds 20] [--mi]``
+``python -m benchmarks mark-clusters [--seeds 20] [--mi]``
 
 For every case of :mod:`layerclaims.metrics.mark_cases` (N = 250 marks, D = 1024 dimensions) and ``--seeds`` seeds:
 the fraction of seeds where the count differs from the truth, for cluster_marks and for the literal count of the
@@ -39,7 +39,7 @@ def _matrix(case: MarkCase, mi: bool) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m layerclaims.benchmarks mark-clusters", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks mark-clusters", description=__doc__)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--mi", action="store_true", help="MI matrices (the study's estimator) instead of covariance")
     args = ap.parse_args(list(argv) if argv is not None else None)
