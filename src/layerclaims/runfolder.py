@@ -1,28 +1,16 @@
 """A results folder that is always one whole run: a lock, a staging folder, and one swap at the end.
 
-A run never writes into ``--out`` itself. It takes the folder's lock (``.OUT.lock`` beside it, holding the
-writer's pid), writes everything into ``OUT.staging-PID`` beside it, and only when the run has succeeded swaps the
-two: ``OUT`` is renamed to ``OUT.old-PID``, the stage to ``OUT``, then the old folder is deleted. A failed or
-interrupted run (an error, Ctrl-C, SIGTERM) deletes its stage and leaves ``OUT`` exactly as it was. The swap runs
-with SIGINT/SIGTERM deferred, so an interrupt lands before it or after it, never between the two renames; a run
-killed outright (SIGKILL, power loss) between them is repaired by the next run on the folder, which finds
-``OUT.old-PID`` without ``OUT`` and renames it back.
+A run takes ``--out``'s lock (``.OUT.lock`` beside it: an ``flock``, which the kernel drops when its holder dies, so a
+stale lock is simply taken over; the file holds the writer's pid for the message), writes into ``OUT.staging-PID``
+and, once it succeeded, swaps: ``OUT`` -> ``OUT.old-PID``, the stage -> ``OUT``, the old folder deleted. A failed or
+interrupted run deletes its stage and leaves ``OUT`` as it was; SIGINT/SIGTERM are deferred across the two renames,
+and a run killed outright between them is repaired by the next run (``OUT.old-PID`` without ``OUT`` is renamed back).
 
-The lock is an ``flock`` on the lock file, so the kernel drops it when its holder dies: a lock file left by a dead
-process (a stale lock) is simply taken over. A live holder makes the next run wait ``wait_s`` seconds, then refuse
-with :class:`~layerclaims.errors.RunLockedError` naming the holder's pid. (The same design as pip's and conda's
-package-cache locks: an OS lock for correctness, the pid in the file for the message.)
-
-Nothing of the user's is replaced. A folder counts as an earlier run only when this tool wrote it: every run writes
-``.layerclaims-manifest.json`` (:data:`FILES_MANIFEST`) listing each file it wrote with its sha256, and a folder is
-replaced only when every entry in it is such a file, unchanged (:func:`foreign_entries`). A folder without a manifest,
-with a file or folder the manifest does not list, or with a listed file that changed since, is refused
-(:func:`check_out_folder`, and again under the lock just before the swap); so is an ``--out`` inside a folder this
-tool wrote (``--out RUN/sub``: the next run into RUN would delete it) or above one (``--out PARENT`` when PARENT/x is
-a run: replacing PARENT would delete it). The one nested layout: ``layerclaims robustness --out RUN/robustness``, a
-robustness folder with its own manifest, which the run folder's manifest leaves out and a later run into RUN keeps.
-The staging folder carries a mark (:data:`STAGE_MARK`), so the repair after a killed run deletes only stages this tool
-made, and restores or deletes only ``OUT.old-PID`` folders with a manifest.
+Nothing of the user's is replaced: every run writes :data:`FILES_MANIFEST` (each file it wrote, with its sha256), and a
+folder is replaced only when everything in it is such a file, unchanged (:func:`foreign_entries`). An ``--out``
+inside or above a folder this tool wrote is refused too, except ``RUN/robustness`` (a robustness folder with its own
+manifest, kept by later runs into RUN). The repair deletes only stages marked with :data:`STAGE_MARK` and touches only
+``OUT.old-PID`` folders with a manifest.
 """
 
 from __future__ import annotations
@@ -49,17 +37,14 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
     fcntl = None  # type: ignore[assignment]  # no module on Windows: _try_lock checks for None
 
 FILES_MANIFEST = ".layerclaims-manifest.json"
-"""In every folder this tool writes: ``{"written_by": "layerclaims", "format": 1, "kind": "run" | "robustness",
-"files": {relative path: sha256}, "folders": [relative path]}``. Only a folder it covers whole is ever replaced."""
+"""``{"written_by": "layerclaims", "format": 1, "kind": "run" | "robustness", "files": {relative path: sha256},
+"folders": [relative path]}``."""
 MANIFEST_FORMAT = 1
 RUN = "run"
 ROBUSTNESS = "robustness"
 KINDS = (RUN, ROBUSTNESS)
-ROBUSTNESS_DIR = "robustness"
-"""A run folder's sub-folder for ``layerclaims robustness --out RUN/robustness``: kept by every later run of the same
-model into RUN, and shown in its report. It has its own manifest (kind ``robustness``)."""
-STAGE_MARK = ".layerclaims-stage"
-"""In a staging folder while a run writes it (removed before the manifest is written): what the repair deletes."""
+ROBUSTNESS_DIR = "robustness"  # RUN/robustness: its own manifest (kind robustness), kept by later runs into RUN
+STAGE_MARK = ".layerclaims-stage"  # in a stage until its manifest is written: what the repair may delete
 SHOWN = 6
 POLL_S = 0.2
 

@@ -86,7 +86,7 @@ class Command:
 
     def without(self, option: str) -> Command:
         """The command without ``option`` (and its value)."""
-        return self._replace(self._spans(option), []) if self._spans(option) else self
+        return self._replace(self._spans(option), [])
 
     def _set_spans(self, target: str) -> list[tuple[int, int]]:
         out = []
@@ -102,8 +102,7 @@ class Command:
 
     def without_set(self, target: str) -> Command:
         """The command without the ``--set`` naming ``target``."""
-        spans = self._set_spans(target)
-        return self._replace(spans, []) if spans else self
+        return self._replace(self._set_spans(target), [])
 
 
 @dataclass(frozen=True)
@@ -144,6 +143,26 @@ class RunRequest:
 
 def _cmd(command: Command) -> str:
     return f"`{command}`"
+
+
+def _drop(command: Command, origin: str) -> Command:
+    """``command`` without the option that gave a value (``--n``, ``--set STUDY.n``; ``""``: none was given)."""
+    if origin.startswith("--set "):
+        return command.without_set(origin.removeprefix("--set "))
+    return command.without(origin) if origin else command
+
+
+def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
+    """``command`` with the option that gave a value set to ``value`` (``""``: none was given, ``default_option``
+    is added)."""
+    if origin.startswith("--set "):
+        return command.with_set(origin.removeprefix("--set "), value)
+    return command.with_option(origin or default_option, value)
+
+
+def _shown(origin: str, value: Any) -> str:
+    """A value as the user gave it: ``--n 30`` or ``--set punctuation.n=30``."""
+    return f"{origin}={json.dumps(value)}" if origin.startswith("--set") else f"{origin} {value!r}"
 
 
 # --------------------------------------------------------------------------------------------------- settings
@@ -272,21 +291,15 @@ def check_study_settings(
     with_origin = _study_options_with_origin(study, given, overrides, command)
     hints = typing.get_type_hints(declared.config)
     defaults = {f.name: f.default for f in dataclasses.fields(declared.config)}
-
-    def drop(origin: str, field_name: str) -> Command:
-        if origin.startswith("--set "):
-            return command.without_set(origin.removeprefix("--set "))
-        return command.without(origin)
-
     for name, (value, origin) in with_origin.items():
-        shown = f"{origin} {value!r}" if not origin.startswith("--set") else f"{origin}={json.dumps(value)}"
+        shown = _shown(origin, value)
         default = defaults.get(name, dataclasses.MISSING)
         default_words = "" if default is dataclasses.MISSING else f" ({default!r})"
         problem = type_problem(value, hints[name]) if name in hints else None
         if problem is not None:
             raise UsageError(
                 f"{shown}: {study} setting {name!r} must be {problem}",
-                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(drop(origin, name))}",
+                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(_drop(command, origin))}",
             )
         minimum = declared.minimums.get(name)
         values = value if isinstance(value, tuple) else (value,)
@@ -296,7 +309,7 @@ def check_study_settings(
                 suggestion = (
                     command.with_option(origin, str(default if default is not dataclasses.MISSING else minimum))
                     if not origin.startswith("--set")
-                    else drop(origin, name)
+                    else _drop(command, origin)
                 )
                 raise UsageError(
                     f"{shown}: {study} setting {name!r} must be at least {minimum:g}",
@@ -311,7 +324,7 @@ def check_study_settings(
                 raise UsageError(
                     f"{shown}: {what}: {_range_words(unit, n_blocks, model)}",
                     fix=f"give {unit}s in {allowed.start}..{allowed.stop - 1}, or leave it out for all of them: "
-                    f"{_cmd(drop(origin, name))}",
+                    f"{_cmd(_drop(command, origin))}",
                 )
     _check_detail_within_layers(study, with_origin, command)
     overrides_only = {name: value for name, (value, _) in with_origin.items()}
@@ -339,30 +352,18 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
     if missing:
         raise UsageError(
             f"{origin}: detail layers {missing} are not among the layers analysed ({list(layers)})",
-            fix=f"add them to {study}.layers, or drop {origin}: "
-            f"{_cmd(command.without_set(origin.removeprefix('--set ')))}",
+            fix=f"add them to {study}.layers, or drop {origin}: {_cmd(_drop(command, origin))}",
         )
 
 
 # --------------------------------------------------------------------------------------------------- corpus
 
 
-def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
-    """``command`` with the option that gave a value (``--corpus``, ``--set STUDY.corpus``; ``""``: not given,
-    then ``default_option`` is added) set to ``value``."""
-    if origin.startswith("--set "):
-        return command.with_set(origin.removeprefix("--set "), value)
-    return command.with_option(origin or default_option, value)
-
-
 def _alone(command: Command, study: str, *origins: str) -> Command:
     """``command`` running ``study`` alone, without the options (``origins``) that only the other study reads."""
     only = command.with_option("--study", study)
     for origin in origins:
-        if origin.startswith("--set "):
-            only = only.without_set(origin.removeprefix("--set "))
-        elif origin:
-            only = only.without(origin)
+        only = _drop(only, origin)
     return only
 
 
@@ -427,7 +428,7 @@ def check_corpus(
     counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
     if n is None or not counts:
         return counts
-    shown_n = f"{n_origin or '--n'} {n}" if not n_origin.startswith("--set") else f"{n_origin}={n}"
+    shown_n = _shown(n_origin or "--n", n)
     if count_usable is not None:
         usable = count_usable(name_or_path, n)
         kind, have = min(usable.items(), key=lambda kv: kv[1])
@@ -453,13 +454,8 @@ def _warn_below_minimum(config: type, n: Any) -> None:
     counts (its Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
     minimum = getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
-        log.warning(
-            "n=%d marks per kind: below %d the cluster counts are not evaluated (their claims say so); "
-            "use --n %d or more to evaluate them",
-            n,
-            minimum,
-            minimum,
-        )
+        why = "the cluster counts are not evaluated (their claims say so)"
+        log.warning("n=%d marks per kind: below %d %s; use --n %d or more to evaluate them", n, minimum, why, minimum)
 
 
 @dataclass
