@@ -1,12 +1,10 @@
 """Everything a run is given, checked before any weights load.
 
-:func:`check_run` reads the model's configuration (depth, width, family: :func:`layerclaims.models.model_shape`,
-no weights), checks the device and dtype, builds every study's ``Config`` from the options and ``--set`` values
-(type from the Config's annotations, the documented minimum of each setting, layers and blocks against the
-model's depth, the Config's own checks), the corpus (exists, is a file, is UTF-8 text, is not empty) and the number
-of marks asked for against the marks the corpus can hold (a character count: an upper bound, no tokenizer), and the
-``--out`` folder. The first problem raises a :class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is a
-command: the user's own command (:class:`Command`, rebuilt from argv) with only the offending option changed.
+:func:`check_run` checks the model's configuration (no weights), the device and dtype, every study's settings
+(type, documented minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and
+the marks it holds against those asked for, and ``--out``. The first problem raises a
+:class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is the user's own command (:class:`Command`) with only
+the offending option changed.
 """
 
 from __future__ import annotations
@@ -107,9 +105,8 @@ class Command:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What a run is asked for, as ``layerclaims reproduce`` takes it: the model, the output folder, the studies,
-    device, dtype, device map, the study options (``--n``, ``--corpus``, ...; None: not given) and the ``--set``
-    overrides. :func:`check_run` checks it; :meth:`command` is the command line that asks for it."""
+    """What a run is asked for, as ``layerclaims reproduce`` takes it (``options``: ``--n``, ``--corpus``, ...;
+    None: not given)."""
 
     model: str
     out: Path | None = None
@@ -266,10 +263,6 @@ def _type_word(hint: Any) -> str:
     return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(hint, str(hint))
 
 
-def _index_range(unit: str, n_blocks: int) -> range:
-    return range(n_blocks + 1) if unit == "layer" else range(n_blocks)
-
-
 def _range_words(unit: str, n_blocks: int, model: str) -> str:
     if unit == "layer":
         return f"hidden-state layers are 0..{n_blocks} on {model} (0 = embeddings, {n_blocks} = last block's output)"
@@ -286,7 +279,7 @@ def check_study_settings(
     command: Command,
 ) -> dict[str, Any]:
     """The study's Config overrides, each checked (type, minimum, layer/block range against ``n_blocks``), then
-    the Config itself built (its own checks). Returns the overrides; UsageError with the fix otherwise."""
+    the Config built (its own checks); UsageError with the fix otherwise."""
     declared = registry.get(study)
     with_origin = _study_options_with_origin(study, given, overrides, command)
     hints = typing.get_type_hints(declared.config)
@@ -317,7 +310,7 @@ def check_study_settings(
                 )
         unit = {"hidden_state": "layer", "block": "block"}.get(declared.index_settings.get(name, ""))
         if unit is not None and n_blocks is not None and value is not None:
-            allowed = _index_range(unit, n_blocks)
+            allowed = range(n_blocks + 1) if unit == "layer" else range(n_blocks)
             bad = [v for v in values if isinstance(v, int) and v not in allowed]
             if bad or not values:
                 what = f"{unit} {bad[0]} is out of range" if bad else f"no {unit}s selected"
@@ -384,13 +377,11 @@ def check_corpus(
     """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
     Returns the count of mark characters per kind.
 
-    ``count_usable(corpus, n)``: the study's own count of the marks it can select from the corpus (its
-    :attr:`~layerclaims.study.Study.count_usable` with the model's tokenizer, no weights), so that an ``n`` this
-    check passes is one the study can select, and the ``n`` its fix suggests is one the run accepts; without it, a
-    count of the mark characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and
-    ``n`` (``"--corpus"``, ``"--set STUDY.n"``; ``""`` for the default): a fix changes that option. ``minimum``: the
-    fewest marks the study can use; ``others``: the other studies run (a fix may suggest running one of them
-    alone)."""
+    ``count_usable(corpus, n)``: the study's own count (:attr:`~layerclaims.study.Study.count_usable`, with the
+    model's tokenizer), so that the ``n`` a fix suggests is one the run accepts; without it, the count of the mark
+    characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the
+    default), which a fix changes. ``minimum``: the fewest marks the study can use; ``others``: the other studies
+    run (a fix may suggest running one alone)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
@@ -460,14 +451,13 @@ def _warn_below_minimum(config: type, n: Any) -> None:
 
 @dataclass
 class RunPlan:
-    """What :func:`check_run` found: the model's shape (no weights loaded) and each study's Config overrides."""
+    """What :func:`check_run` found: the model's shape and each study's Config overrides. ``marks_counted``: the
+    marks were only counted as characters (no tokenizer without the weights); :func:`check_marks_with` recounts."""
 
     shape: Any
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     marks: dict[str, int] = field(default_factory=dict)
     marks_counted: bool = False
-    """True when the marks were only counted as characters (an upper bound: no tokenizer without the weights);
-    :func:`check_marks_with` then checks them with the loaded model's tokenizer."""
 
 
 def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
@@ -482,8 +472,8 @@ def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
 
 
 def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """For each study run that reads a corpus (study A): the corpus, and the marks it holds against ``n``
-    (:func:`check_corpus`; with ``tokenizer``, by the study's own rule). Sets ``plan.marks``."""
+    """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule); sets
+    ``plan.marks``."""
     for study in request.study_names:
         declared = registry.get(study)
         if "corpus" not in config_fields(study):
@@ -513,19 +503,16 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
 
 
 def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """Once the weights loaded, the count :func:`check_run` could only bound (no tokenizer to be had without the
-    weights: ``plan.marks_counted``) made by the study's rule with the model's own ``tokenizer``, so that a run
-    with too few usable marks stops before any study runs, with an ``--n`` that works."""
+    """Once the weights loaded, the marks :func:`check_run` could only bound counted by the study's rule with the
+    model's ``tokenizer``: a run with too few stops before any study runs, with an ``--n`` that works."""
     if plan.marks_counted and tokenizer is not None:
         check_corpora(request, plan, command, tokenizer)
         plan.marks_counted = False
 
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
-    """Check everything a run is given, in the order a user would fix it; the first problem raises a
-    LayerclaimsError with a fix that keeps every other option. Loads no weights (torch is imported for the
-    device check). ``command``: the command as typed, which fixes repeat with one option changed (default:
-    ``request.command()``)."""
+    """Check everything a run is given, in the order a user would fix it (no weights loaded). ``command``: the
+    command as typed, which fixes repeat with one option changed (default: ``request.command()``)."""
     command = command or request.command()
     model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")
