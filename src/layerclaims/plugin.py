@@ -187,7 +187,7 @@ def findings_runs() -> Any:
 def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[Claim, ...], findings_runs: Any) -> Any:
     """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family
     (the ``verdicts.json`` row of ``layerclaims reproduce`` on that model and settings)."""
-    return findings_runs.verdict(model, device, claim, findings_claims)
+    return findings_runs.family(model, device, findings_claims)[claim.id]
 
 
 @pytest.fixture

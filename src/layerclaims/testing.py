@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,6 @@ class FindingsRuns:
         handle = self.results.loaded(model, device)
         return None if handle is None else identify(handle, declared=declared)
 
-    def verdict(self, model: str, device: str, claim: Claim, claims: Sequence[Claim]) -> Verdict:
-        """``claim``'s verdict within the family of ``claims`` on ``model``."""
-        return self.family(model, device, claims)[claim.id]
-
 
 class ControlWarning(UserWarning):
     """A claim passed on its own model but holds on its control too (the structure it names is not needed for it)."""
@@ -202,9 +199,7 @@ CREATED: list[Path] = []
 
 def created_summary(paths: Sequence[Path]) -> list[str]:
     """One line per folder of snapshots created this session (the plugin prints them after the tests)."""
-    by_folder: dict[Path, int] = {}
-    for p in paths:
-        by_folder[p.parent] = by_folder.get(p.parent, 0) + 1
+    by_folder = Counter(p.parent for p in paths)
     return [
         f"layerclaims: created {n} findings snapshot{'s' if n != 1 else ''} in {folder} (there was none to compare "
         "with): review and commit them; later runs compare against them, and --force-regen rewrites them after a "
