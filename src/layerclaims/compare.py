@@ -198,6 +198,11 @@ class MatrixCell:
     row: Row | None
 
     @property
+    def holds(self) -> bool | None:
+        """:attr:`Verdict.holds` (None: not evaluated, or no row)."""
+        return None if self.row is None else Verdict.from_row(self.row).holds
+
+    @property
     def verdict(self) -> str:
         return row_verdict(self.row)
 
