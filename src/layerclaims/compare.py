@@ -367,28 +367,18 @@ def _vs(a: Any, b: Any, limit: int = 60) -> str:
     return " vs ".join(t if len(t) <= limit else t[: limit - 1] + "…" for t in texts)
 
 
-def run_differences(
-    old_dir: str | os.PathLike[str],
-    new_dir: str | os.PathLike[str],
-    old_rows: Sequence[Row] = (),
-    new_rows: Sequence[Row] = (),
-) -> list[str]:
-    """What differs between two run folders besides the verdicts, one line each: the model (name, weights revision,
-    dtype, device), per study present in both the corpus and every setting that differs, with the value each run
-    had (from each folder's ``run.json``; without it, only the model names of the verdict rows are compared), and
-    each claim whose definition changed (:func:`claim_changes`). Empty when they are runs of the same model, corpus,
-    settings and claims."""
+def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> list[str]:
+    """What differs between two run folders besides the verdicts, one line each, from their ``run.json``: the model
+    (name, weights revision, dtype, device), per study present in both the corpus and every setting that differs,
+    with the value each run had, and each claim whose definition changed (:func:`claim_changes`). Empty when they
+    are runs of the same model, corpus, settings and claims."""
     from layerclaims.pipeline import MANIFEST, read_manifest
 
     old, new = read_manifest(Path(old_dir)), read_manifest(Path(new_dir))
-    lines: list[str] = []
     if old is None or new is None:
-        names = [sorted({Verdict.from_row(r).model for r in rows}) for rows in (old_rows, new_rows)]
-        if names[0] != names[1]:
-            lines.append(f"model: {', '.join(names[0])} vs {', '.join(names[1])}")
-        missing = [str(d) for d, run in ((old_dir, old), (new_dir, new)) if run is None]
-        lines.append(f"settings not compared: no {MANIFEST} in {', '.join(missing)} (an older layerclaims)")
-        return lines + claim_changes(None, None, old_rows, new_rows)
+        missing = ", ".join(str(d) for d, run in ((old_dir, old), (new_dir, new)) if run is None)
+        return [f"settings not compared: no {MANIFEST} in {missing} (an older layerclaims: re-run it to compare)"]
+    lines: list[str] = []
     for label, key in _MODEL_FACTS:
         a, b = _dig(old, ("model", key)), _dig(new, ("model", key))
         if a != b:
@@ -407,7 +397,7 @@ def run_differences(
                 lines.append(f"{study} setting {key}: {_vs(a, b)}")
     for study in sorted(set(old_studies) ^ set(new_studies), key=str):
         lines.append(f"study {study}: only in the {'old' if study in old_studies else 'new'} run")
-    return lines + claim_changes(old, new, old_rows, new_rows)
+    return lines + claim_changes(old, new)
 
 
 def _setting(entry: Mapping[str, Any], key: str) -> Any:
@@ -415,16 +405,6 @@ def _setting(entry: Mapping[str, Any], key: str) -> Any:
     default then), else the word "default"."""
     options, provenance = entry.get("options") or {}, entry.get("provenance") or {}
     return options[key] if key in options else provenance.get(key, "default")
-
-
-def _definitions(run: Mapping[str, Any] | None, rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
-    """Claim id -> definition: from run.json's ``claims`` where recorded, else the conditions of the verdict rows
-    (statistic, comparison, threshold: what an older run.json leaves out)."""
-    recorded = (run or {}).get("claims")
-    if isinstance(recorded, Mapping):
-        return {str(k): dict(v) for k, v in recorded.items() if isinstance(v, Mapping)}
-    verdicts = [Verdict.from_row(r) for r in rows]
-    return {v.claim: {"conditions": [[c.statistic, c.comparison, c.threshold] for c in v.conditions]} for v in verdicts}
 
 
 def _definition_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -449,15 +429,10 @@ def _definition_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]
     return out
 
 
-def claim_changes(
-    old_run: Mapping[str, Any] | None,
-    new_run: Mapping[str, Any] | None,
-    old_rows: Sequence[Row] = (),
-    new_rows: Sequence[Row] = (),
-) -> list[str]:
-    """One line per claim in both runs whose definition changed between them (threshold, comparison, statistic,
-    layer, kind, settings, ...): its verdicts are then of two different claims."""
-    old, new = _definitions(old_run, old_rows), _definitions(new_run, new_rows)
+def claim_changes(old_run: Mapping[str, Any], new_run: Mapping[str, Any]) -> list[str]:
+    """One line per claim in both runs whose definition (run.json ``claims``: threshold, comparison, statistic,
+    layer, kind, settings, ...) changed between them: its verdicts are then of two different claims."""
+    old, new = (run.get("claims") or {} for run in (old_run, new_run))
     lines = []
     for claim_id in claim_order(c for c in old if c in new):
         changes = _definition_changes(old[claim_id], new[claim_id])
