@@ -284,7 +284,7 @@ def _write_whole(path: Path, text: str) -> None:
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     old, new = read_verdicts(args.old), read_verdicts(args.new)
-    differences = run_differences(args.old, args.new, old, new)
+    differences = run_differences(args.old, args.new)
     if differences:
         print("Note: the two runs differ in more than the verdicts; a change below may come from these:")
         for line in differences:

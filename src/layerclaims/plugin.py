@@ -1,27 +1,12 @@
-"""The pytest plugin of layerclaims, registered through the ``pytest11`` entry point (as pytest plugins such as
-pytest-regressions and pytest-cov are), so that any project that installs layerclaims gets it.
+"""The pytest plugin of layerclaims, registered through the ``pytest11`` entry point, so that any project that
+installs layerclaims gets it.
 
-Options (group "layerclaims"):
-  --gpu            run models on CUDA (a clear error when none is present); with no --model, the findings tests run
-                   each claim on the model it was made for (gpt2-medium, gpt2-large) and assert that it holds.
-  --model NAME     run the findings tests on this registry name, Hugging Face id or local folder (repeatable).
-  --claims PATH    add the claims of a TOML file or folder (README, "Claims as files") to the package's (repeatable).
-  --only-claims    check only the --claims claims, not the package's.
-  --as NAME        the local --model folder is NAME (e.g. gpt2-medium) when its config cannot tell; refused when its
-                   architecture is not NAME's.
-  --beats-control  every claim must beat its control (as ``beats_control = true`` in a claims file): a claim that
-                   holds on its control too does not pass.
-
-A model is a claim's own model only when shown to be (:func:`layerclaims.identity.identify`): where a published
-behaviour number exists (GPT-2 small: next-token loss on "Hello world!" with BOS, 5.3319, TransformerLens) the
-loaded weights must reproduce it, else the claim is snapshotted, not asserted; elsewhere (gpt2-medium) the model is
-"taken as gpt2-medium by its config; weights unverified", as the session's header and each verdict line say.
-Markers: ``findings`` (a claim evaluated on a model), ``slow`` (more than a few seconds).
-Fixtures: ``device``, ``findings_claims``, ``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that
-takes ``model`` and ``claim`` is run once per (model, claim) pair, as :func:`layerclaims.testing.model_claim_params`
-lists them. ``claim_verdict`` is that claim's verdict on that model within the family of every claim of the session
-(:class:`layerclaims.testing.FindingsRuns`: premises, then Holm, as ``layerclaims reproduce`` decides them; one
-family per model for the whole session). A findings test in one's own project::
+Options (group "layerclaims"; ``pytest --help`` says what each does): ``--gpu``, ``--model NAME``, ``--claims PATH``,
+``--only-claims``, ``--as NAME``, ``--beats-control``. With ``--gpu`` and no ``--model``, the findings tests run each
+claim on the model it was made for. Markers: ``findings``, ``slow``. Fixtures: ``device``, ``findings_claims``,
+``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that takes ``model`` and ``claim`` runs once per pair
+(:func:`layerclaims.testing.model_claim_params`), and ``claim_verdict`` is that claim's verdict within the family of
+every claim of the session (:class:`layerclaims.testing.FindingsRuns`). A findings test in one's own project::
 
     import pytest
 
@@ -31,10 +16,8 @@ family per model for the whole session). A findings test in one's own project::
         check_verdict(claim_verdict, claim)
 
 The first run creates the snapshots (``snapshots/<model>/<claim>.csv`` beside the test file) and says so after the
-tests; later runs compare against them.
-
-Importing this module imports neither torch nor numpy (``pytest --help`` stays fast); the machinery lives in
-:mod:`layerclaims.testing` and is imported by the fixtures.
+tests; later runs compare against them. Importing this module imports neither torch nor numpy (``pytest --help``
+stays fast): the machinery lives in :mod:`layerclaims.testing`.
 """
 
 from __future__ import annotations
@@ -204,37 +187,29 @@ def findings_runs() -> Any:
 def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[Claim, ...], findings_runs: Any) -> Any:
     """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family
     (the ``verdicts.json`` row of ``layerclaims reproduce`` on that model and settings)."""
-    return findings_runs.verdict(model, device, claim, findings_claims)
+    return findings_runs.family(model, device, findings_claims)[claim.id]
 
 
 @pytest.fixture
 def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Callable[..., None]:
-    """``check_verdict(verdict, claim, tolerance=None, snapshots=None)``: assert the claim on its own model
-    (recognised by what it is; ``--as``), else snapshot the verdict in ``snapshots/<model>/<claim>.csv`` beside the
-    test file (pytest-regressions; ``tolerance`` defaults to :data:`layerclaims.testing.DEFAULT_TOLERANCE`)."""
+    """``check_verdict(verdict, claim, tolerance=None, snapshots=None)``: :func:`layerclaims.testing.check_verdict`
+    with this session's ``--as`` and ``--beats-control`` (``tolerance`` defaults to
+    :data:`layerclaims.testing.DEFAULT_TOLERANCE`)."""
     from layerclaims import testing
-    from layerclaims.identity import is_claim_model
 
     declared = pytestconfig.getoption("as_model")
-    beats = bool(pytestconfig.getoption("--beats-control"))
 
     def check(verdict: Any, claim: Claim, tolerance: dict[str, float] | None = None, snapshots: Any = None) -> None:
-        # what the loaded model was shown to be (its behaviour where a published number exists), when loaded here
-        cache = request.getfixturevalue("findings_runs")
-        ident = cache.identification(verdict.model, request.getfixturevalue("device"), declared=declared)
-        if is_claim_model(claim.model, verdict.model, declared=declared, identification=ident):
-            num_regression = None  # not needed: the claim is asserted
-        else:
-            num_regression = request.getfixturevalue("num_regression")
+        runs = request.getfixturevalue("findings_runs")
         testing.check_verdict(
             verdict,
             claim,
-            num_regression,
+            lambda: request.getfixturevalue("num_regression"),  # only on a model not the claim's own
             testing.DEFAULT_TOLERANCE if tolerance is None else tolerance,
             snapshots,
             declared=declared,
-            beats_control=beats,
-            identification=ident,
+            beats_control=bool(pytestconfig.getoption("--beats-control")),
+            identification=runs.identification(verdict.model, request.getfixturevalue("device"), declared=declared),
         )
 
     return check

@@ -1,28 +1,16 @@
 """A results folder that is always one whole run: a lock, a staging folder, and one swap at the end.
 
-A run never writes into ``--out`` itself. It takes the folder's lock (``.OUT.lock`` beside it, holding the
-writer's pid), writes everything into ``OUT.staging-PID`` beside it, and only when the run has succeeded swaps the
-two: ``OUT`` is renamed to ``OUT.old-PID``, the stage to ``OUT``, then the old folder is deleted. A failed or
-interrupted run (an error, Ctrl-C, SIGTERM) deletes its stage and leaves ``OUT`` exactly as it was. The swap runs
-with SIGINT/SIGTERM deferred, so an interrupt lands before it or after it, never between the two renames; a run
-killed outright (SIGKILL, power loss) between them is repaired by the next run on the folder, which finds
-``OUT.old-PID`` without ``OUT`` and renames it back.
+A run takes ``--out``'s lock (``.OUT.lock`` beside it: an ``flock``, which the kernel drops when its holder dies, so a
+stale lock is simply taken over; the file holds the writer's pid for the message), writes into ``OUT.staging-PID``
+and, once it succeeded, swaps: ``OUT`` -> ``OUT.old-PID``, the stage -> ``OUT``, the old folder deleted. A failed or
+interrupted run deletes its stage and leaves ``OUT`` as it was; SIGINT/SIGTERM are deferred across the two renames,
+and a run killed outright between them is repaired by the next run (``OUT.old-PID`` without ``OUT`` is renamed back).
 
-The lock is an ``flock`` on the lock file, so the kernel drops it when its holder dies: a lock file left by a dead
-process (a stale lock) is simply taken over. A live holder makes the next run wait ``wait_s`` seconds, then refuse
-with :class:`~layerclaims.errors.RunLockedError` naming the holder's pid. (The same design as pip's and conda's
-package-cache locks: an OS lock for correctness, the pid in the file for the message.)
-
-Nothing of the user's is replaced. A folder counts as an earlier run only when this tool wrote it: every run writes
-``.layerclaims-manifest.json`` (:data:`FILES_MANIFEST`) listing each file it wrote with its sha256, and a folder is
-replaced only when every entry in it is such a file, unchanged (:func:`foreign_entries`). A folder without a manifest,
-with a file or folder the manifest does not list, or with a listed file that changed since, is refused
-(:func:`check_out_folder`, and again under the lock just before the swap); so is an ``--out`` inside a folder this
-tool wrote (``--out RUN/sub``: the next run into RUN would delete it) or above one (``--out PARENT`` when PARENT/x is
-a run: replacing PARENT would delete it). The one nested layout: ``layerclaims robustness --out RUN/robustness``, a
-robustness folder with its own manifest, which the run folder's manifest leaves out and a later run into RUN keeps.
-The staging folder carries a mark (:data:`STAGE_MARK`), so the repair after a killed run deletes only stages this tool
-made, and restores or deletes only ``OUT.old-PID`` folders with a manifest.
+Nothing of the user's is replaced: every run writes :data:`FILES_MANIFEST` (each file it wrote, with its sha256), and a
+folder is replaced only when everything in it is such a file, unchanged (:func:`foreign_entries`). An ``--out``
+inside or above a folder this tool wrote is refused too, except ``RUN/robustness`` (a robustness folder with its own
+manifest, kept by later runs into RUN). The repair deletes only stages marked with :data:`STAGE_MARK` and touches only
+``OUT.old-PID`` folders with a manifest.
 """
 
 from __future__ import annotations
@@ -49,17 +37,14 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
     fcntl = None  # type: ignore[assignment]  # no module on Windows: _try_lock checks for None
 
 FILES_MANIFEST = ".layerclaims-manifest.json"
-"""In every folder this tool writes: ``{"written_by": "layerclaims", "format": 1, "kind": "run" | "robustness",
-"files": {relative path: sha256}, "folders": [relative path]}``. Only a folder it covers whole is ever replaced."""
+"""``{"written_by": "layerclaims", "format": 1, "kind": "run" | "robustness", "files": {relative path: sha256},
+"folders": [relative path]}``."""
 MANIFEST_FORMAT = 1
 RUN = "run"
 ROBUSTNESS = "robustness"
 KINDS = (RUN, ROBUSTNESS)
-ROBUSTNESS_DIR = "robustness"
-"""A run folder's sub-folder for ``layerclaims robustness --out RUN/robustness``: kept by every later run of the same
-model into RUN, and shown in its report. It has its own manifest (kind ``robustness``)."""
-STAGE_MARK = ".layerclaims-stage"
-"""In a staging folder while a run writes it (removed before the manifest is written): what the repair deletes."""
+ROBUSTNESS_DIR = "robustness"  # RUN/robustness: its own manifest (kind robustness), kept by later runs into RUN
+STAGE_MARK = ".layerclaims-stage"  # in a stage until its manifest is written: what the repair may delete
 SHOWN = 6
 POLL_S = 0.2
 
@@ -84,8 +69,8 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _walk(folder: Path, kind: str) -> tuple[list[str], list[str]]:
-    """Every regular file and every folder under ``folder`` (relative, '/'-separated), the manifest, the stage mark
-    and (kind run) the robustness sub-folder left out."""
+    """Every regular file and folder under ``folder`` (relative, '/'-separated) but the manifest, the stage mark
+    and (kind run) the robustness sub-folder."""
     found: list[str] = []
     folders: list[str] = []
     for root, dirs, files in os.walk(folder):
@@ -103,8 +88,7 @@ def _walk(folder: Path, kind: str) -> tuple[list[str], list[str]]:
 
 
 def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
-    """Write ``folder/.layerclaims-manifest.json`` listing every file in it with its sha256 (kind run: the
-    ``robustness`` sub-folder, which has its own, left out). Returns the files listed."""
+    """Write ``folder``'s manifest (:func:`_walk`'s files with their sha256, and folders); returns the files."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: use one of {KINDS}")
     names, folders = _walk(folder, kind)
@@ -115,7 +99,7 @@ def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
 
 
 def read_files_manifest(folder: Path) -> dict[str, Any] | None:
-    """The manifest of a folder this tool wrote, or None when there is none or it is not one (unreadable, another
+    """The manifest of a folder this tool wrote; None when there is none or it is not one (unreadable, another
     format, not layerclaims')."""
     path = folder / FILES_MANIFEST
     if path.is_symlink() or not path.is_file():
@@ -148,10 +132,10 @@ def is_run_folder(path: Path) -> bool:
 
 def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:
     """What in ``folder`` this tool did not write, as relative paths: files the manifest does not list, listed files
-    whose bytes changed since (``NAME (changed since the run wrote it)``), folders holding nothing the run wrote
-    (``NAME/``), links. Empty: the folder is exactly an earlier run of ``kind`` (files listed but since deleted do
-    not count: nothing of the user's is in them). Kind run: a ``robustness`` sub-folder must itself be a robustness
-    folder this tool wrote. No manifest (or one of another kind): everything in it is foreign."""
+    whose bytes changed (``NAME (changed since the run wrote it)``), folders it did not make (``NAME/``), links.
+    Empty: the folder is exactly an earlier run of ``kind`` (listed files since deleted do not count). Kind run: a
+    ``robustness`` sub-folder must itself be a robustness folder this tool wrote. No manifest of ``kind``: all of it
+    is foreign."""
     body = read_files_manifest(folder)
     ours = body is not None and body["kind"] == kind
     listed: dict[str, str] = dict(body["files"]) if body is not None and ours else {}
@@ -205,10 +189,9 @@ def _listing(entries: list[str]) -> str:
 
 
 def check_out_folder(out: Path, *, fix_command: str | None = None, kind: str = RUN) -> None:
-    """Refuse (UsageError naming the folder, what is foreign in it, and the fix) an ``--out`` a run of ``kind``
-    must not replace or write into: a file; a folder inside a folder this tool wrote (except a robustness folder
-    ``RUN/robustness``) or above one; an existing folder that is not exactly an earlier run of ``kind``
-    (:func:`foreign_entries`); a place where the staging folder cannot be created (read-only)."""
+    """Refuse (UsageError naming the folder, what is foreign in it, and the fix) an ``--out`` that a run of ``kind``
+    must not replace: a file; a folder inside (but ``RUN/robustness``) or above one this tool wrote; a folder that is
+    not exactly an earlier run of ``kind`` (:func:`foreign_entries`); a place where no stage can be created."""
     again = f": `{fix_command}`" if fix_command else ""
     new_folder = f"give a new or empty folder{again}"
     if out.is_symlink() and not out.exists():
@@ -295,10 +278,9 @@ def read_holder(lock: Path) -> int | None:
 
 
 class RunFolder:
-    """``with RunFolder(out) as folder:`` lock ``out``, write into ``folder.stage``, call ``folder.commit()`` when
-    the run succeeded. Leaving the block without a commit (an exception, an interrupt) deletes the stage and leaves
-    ``out`` as it was; the lock is released either way. ``wait_s``: how long to wait for a live holder of the lock
-    (0: refuse at once)."""
+    """``with RunFolder(out) as folder:`` lock ``out``, write into ``folder.stage``, ``folder.commit()`` once the run
+    succeeded; leaving without a commit deletes the stage. ``wait_s``: how long to wait for a live holder of the
+    lock (0: refuse at once)."""
 
     def __init__(self, out: str | os.PathLike[str], *, wait_s: float = 0.0) -> None:
         self.out = Path(out).resolve()  # a symlinked --out: the folder it points to is what is swapped
@@ -307,8 +289,6 @@ class RunFolder:
         self.wait_s = float(wait_s)
         self.committed = False
         self._fd: int | None = None
-
-    # ----------------------------------------------------------------------------------------------- lock
 
     def acquire(self) -> None:
         """Take the lock (waiting up to ``wait_s`` for a live holder), then repair what a killed run left."""
@@ -326,8 +306,7 @@ class RunFolder:
                     "another --out",
                 )
             time.sleep(POLL_S)
-        if self._fd is None:  # pragma: no cover - _try_lock returns True only with the lock file open
-            raise AssertionError(f"lock {self.lock} taken without an open file")
+        assert self._fd is not None  # _try_lock returns True only with the lock file open
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
         self.recover()
@@ -376,9 +355,8 @@ class RunFolder:
         self._fd = None
 
     def recover(self) -> None:
-        """With the lock held, no other run is writing: a staging folder beside ``out`` is left over from a run that
-        was killed (deleted), and an ``out.old-PID`` without ``out`` is the earlier run that a killed swap had moved
-        aside (renamed back)."""
+        """With the lock held no other run writes: a stage beside ``out`` is a killed run's (deleted), and an
+        ``out.old-PID`` without ``out`` is the earlier run a killed swap moved aside (renamed back)."""
         parent = self.out.parent
         for old in sorted(parent.glob(f"{self.out.name}.old-*")):
             if not old.is_dir() or old.is_symlink() or not _pid_suffix(old) or manifest_kind(old) != RUN:
@@ -390,8 +368,6 @@ class RunFolder:
         for stale in parent.glob(f"{self.out.name}.staging-*"):
             if stale.is_dir() and not stale.is_symlink() and _pid_suffix(stale) and (stale / STAGE_MARK).is_file():
                 shutil.rmtree(stale, ignore_errors=True)
-
-    # ----------------------------------------------------------------------------------------------- stage
 
     def __enter__(self) -> RunFolder:
         try:
@@ -427,9 +403,8 @@ class RunFolder:
             self.release()
 
     def commit(self) -> None:
-        """Write the stage's manifest, then swap the stage in as ``out`` (the earlier folder, if any, is moved aside,
-        then deleted). ``out`` is checked again first, under the lock: a file put into it since the check before the
-        run (:func:`check_out_folder`) stops the swap (UsageError naming it; ``out`` is left as it was)."""
+        """Write the stage's manifest and swap it in as ``out``. ``out`` is checked again first, under the lock: a
+        file put into it since :func:`check_out_folder` stops the swap (UsageError naming it)."""
         if self.out.exists():
             foreign = foreign_entries(self.out, RUN) if self.out.is_dir() else [self.out.name]
             if foreign:
@@ -464,9 +439,9 @@ def _pid_suffix(path: Path) -> bool:
 def _signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM deferred until the block ends, then delivered to the handlers that were in place.
 
-    Python runs signal handlers in the main thread only, so swapping the Python-level handlers defers them whatever
-    thread the OS delivers the signal to (``pthread_sigmask`` would block it for the calling thread only, and torch
-    and BLAS start other threads). Outside the main thread handlers cannot be set: the block runs unprotected."""
+    Python runs signal handlers in the main thread only, so swapping them defers a signal whatever thread the OS
+    delivers it to (``pthread_sigmask`` would block it for the calling thread only; torch and BLAS start others).
+    Outside the main thread handlers cannot be set: the block runs unprotected."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

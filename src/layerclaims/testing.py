@@ -1,27 +1,21 @@
 """Machinery of the findings tests, usable from any pytest suite that checks claims on models.
 
 A findings test takes its claim's verdict from the run that decides every claim of the session on that model as one
-family (:func:`layerclaims.run.decide_run`: premises, then Holm), the verdicts ``layerclaims reproduce`` writes to
-``verdicts.json`` on the same model and settings. :class:`FindingsRuns` computes that family once per (model,
-device, claims) for the whole session, with one model load and one study run per settings.
-
-On the model a claim was made for, a findings test asserts that the verdict is ``holds`` (not fails, not
-inconclusive, not "not evaluated"); ``holds on control too`` passes only for a claim that does not require beating
-its control (``beats_control = true`` in its file, or pytest's ``--beats-control``, make it fail), and then with a
-:class:`ControlWarning` in pytest's warnings summary. On failure it shows each condition's value, decision interval,
-p against its threshold, the control and what would settle it. On any other model it records the verdict's typed
-fields (verdict as a code, value, interval, p, Holm-adjusted p, the control's value) in a pytest-regressions
-snapshot, one CSV per claim under ``tests/findings/snapshots/<model>/``, so that a change of model or code shows as a
-reviewable diff.
-A snapshot that does not exist yet is created, the test passes, and the session's summary says where (review and
-commit it). Regenerate after a reviewed change with ``pytest -m findings --model NAME --force-regen``.
+family (:func:`layerclaims.run.decide_run`), as ``layerclaims reproduce`` writes it to ``verdicts.json``;
+:class:`FindingsRuns` computes that family once per (model, device, claims) for the session. On the claim's own model
+the verdict must pass (``holds``; ``holds on control too`` only for a claim that need not beat its control, with a
+:class:`ControlWarning`), and a failure shows each condition's numbers and what would settle it. On any other model
+the verdict's typed fields are recorded in a pytest-regressions snapshot, one CSV per claim under
+``snapshots/<model>/``, so that a change of model or code shows as a reviewable diff. A missing snapshot is created
+(the test passes and the session's summary says where); ``--force-regen`` rewrites them after a reviewed change.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +30,13 @@ from layerclaims.run import StudyResults, decide_run, study_names_of
 from layerclaims.validate import Command, RunRequest
 from layerclaims.verdicts import VERDICT_CODES, Verdict
 
-# The models CI runs the findings on: a random tiny GPT-2 and real SmolLM2-135M weights, both available offline.
+# The models CI runs the findings on (both offline); smollm2-135m's are marked slow unless --model names it: real
+# weights through five studies take minutes on 2 CPU cores.
 CI_FINDINGS_MODELS = ("tiny-gpt2", "smollm2-135m")
-# Of those, the ones whose findings are marked ``slow`` when no --model names them: smollm2-135m's real weights through
-# all five studies take minutes on 2 CPU cores (``make test-slow`` and ``pytest -m findings`` run them; tiny-gpt2
-# is the default run's representative of the same road).
 SLOW_FINDINGS_MODELS = ("smollm2-135m",)
 
-# Snapshot tolerance. Numbers come from float32 forward passes on CPU; the analysis is float64. The worst
-# relative change measured between a 1-thread and a 2-thread run of the same study is recorded by each study's
-# findings module beside its tolerance; this default covers it with a margin and still catches any real change.
+# Float32 forwards, float64 analysis: covers, with a margin, the worst relative change between a 1-thread and a
+# 2-thread run (each study's findings module records it beside its own tolerance).
 DEFAULT_TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
@@ -78,13 +69,10 @@ def model_claim_params(
 
 
 class FindingsRuns:
-    """The run of every claim of the session on one model, decided as one family, once per (model, device, claims)
-    for the whole session; one model load and one study run per settings (:class:`layerclaims.run.StudyResults`).
-
-    Data that cannot be had here (a corpus not on this machine, offline) skips that model's tests with the reason
-    and the fix, never fails them: the claims are then simply not checked on this machine. Any other bad input (a
-    model that cannot be found or loaded, a claim's setting) fails them with the message and the fix, without a
-    traceback."""
+    """Every claim of the session on one model decided as one family, once per (model, device, claims); one model
+    load and one study run per settings (:class:`layerclaims.run.StudyResults`). Data that cannot be had here (a
+    corpus not on this machine, offline) skips that model's tests with the reason and the fix; any other bad input
+    fails them with the message and the fix, without a traceback."""
 
     def __init__(self) -> None:
         self.results = StudyResults()
@@ -123,10 +111,6 @@ class FindingsRuns:
         handle = self.results.loaded(model, device)
         return None if handle is None else identify(handle, declared=declared)
 
-    def verdict(self, model: str, device: str, claim: Claim, claims: Sequence[Claim]) -> Verdict:
-        """``claim``'s verdict within the family of ``claims`` on ``model``."""
-        return self.family(model, device, claims)[claim.id]
-
 
 class ControlWarning(UserWarning):
     """A claim passed on its own model but holds on its control too (the structure it names is not needed for it)."""
@@ -161,7 +145,7 @@ def snapshot_row(verdict: Verdict) -> dict[str, np.ndarray]:
 def check_verdict(
     verdict: Verdict,
     claim: Claim,
-    num_regression: Any,
+    num_regression: Callable[[], Any],
     tolerance: dict[str, float],
     snapshots: Path | None = None,
     *,
@@ -171,12 +155,10 @@ def check_verdict(
 ) -> None:
     """Assert on the claim's own model; snapshot the verdict's numbers on any other.
 
-    The claim's own model is recognised by what it is (:func:`layerclaims.identity.is_claim_model`: a local folder
-    or mirror of gpt2-medium counts as gpt2-medium; ``declared`` is pytest's ``--as NAME``; ``identification``, what
-    the loaded model was shown to be, refuses one whose weights do not reproduce the claim model's published
-    behaviour). Snapshots go to ``snapshots/<model>/<claim>.csv``; by default ``snapshots`` is the folder
-    ``snapshots`` beside the calling test file. ``beats_control`` (pytest's ``--beats-control``): ``holds on control
-    too`` fails too, whatever the claim says."""
+    The claim's own model is recognised by what it is (:func:`layerclaims.identity.is_claim_model`; ``declared``:
+    pytest's ``--as NAME``; ``identification``: what the loaded model was shown to be). ``num_regression``: gives
+    pytest-regressions' fixture, asked for only to snapshot, into ``snapshots/<model>/<claim>.csv`` (default: the
+    folder ``snapshots`` beside the test file). ``beats_control``: ``holds on control too`` fails too."""
     if identification is not None:
         (verdict,) = annotate([verdict], identification)  # the verdict's line says how the model was taken
     if is_claim_model(claim.model, verdict.model, declared=declared, identification=identification):
@@ -192,13 +174,14 @@ def check_verdict(
             )
         return
     row = snapshot_row(verdict)
+    regression = num_regression()
     if snapshots is None:
-        snapshots = Path(num_regression.original_datadir).parent / "snapshots"
+        snapshots = Path(regression.original_datadir).parent / "snapshots"
     path = snapshots / verdict.model.replace("/", "__") / f"{claim.id}.csv"
     exact = {k: EXACT for k in row if k == "layer" or k.endswith("verdict")}
     created = not path.is_file()
     try:
-        num_regression.check(row, fullpath=path, default_tolerance=tolerance, tolerances=exact)
+        regression.check(row, fullpath=path, default_tolerance=tolerance, tolerances=exact)
     except pytest.fail.Exception as exc:  # pytest-regressions fails on creating or regenerating a snapshot
         if not created:
             pytest.fail(f"{claim.id} on {verdict.model}: {exc.msg}", pytrace=False)
@@ -216,9 +199,7 @@ CREATED: list[Path] = []
 
 def created_summary(paths: Sequence[Path]) -> list[str]:
     """One line per folder of snapshots created this session (the plugin prints them after the tests)."""
-    by_folder: dict[Path, int] = {}
-    for p in paths:
-        by_folder[p.parent] = by_folder.get(p.parent, 0) + 1
+    by_folder = Counter(p.parent for p in paths)
     return [
         f"layerclaims: created {n} findings snapshot{'s' if n != 1 else ''} in {folder} (there was none to compare "
         "with): review and commit them; later runs compare against them, and --force-regen rewrites them after a "

@@ -1,12 +1,10 @@
 """Everything a run is given, checked before any weights load.
 
-:func:`check_run` reads the model's configuration (depth, width, family: :func:`layerclaims.models.model_shape`,
-no weights), checks the device and dtype, builds every study's ``Config`` from the options and ``--set`` values
-(type from the Config's annotations, the documented minimum of each setting, layers and blocks against the
-model's depth, the Config's own checks), the corpus (exists, is a file, is UTF-8 text, is not empty) and the number
-of marks asked for against the marks the corpus can hold (a character count: an upper bound, no tokenizer), and the
-``--out`` folder. The first problem raises a :class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is a
-command: the user's own command (:class:`Command`, rebuilt from argv) with only the offending option changed.
+:func:`check_run` checks the model's configuration (no weights), the device and dtype, every study's settings
+(type, documented minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and
+the marks it holds against those asked for, and ``--out``. The first problem raises a
+:class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is the user's own command (:class:`Command`) with only
+the offending option changed.
 """
 
 from __future__ import annotations
@@ -86,7 +84,7 @@ class Command:
 
     def without(self, option: str) -> Command:
         """The command without ``option`` (and its value)."""
-        return self._replace(self._spans(option), []) if self._spans(option) else self
+        return self._replace(self._spans(option), [])
 
     def _set_spans(self, target: str) -> list[tuple[int, int]]:
         out = []
@@ -102,15 +100,13 @@ class Command:
 
     def without_set(self, target: str) -> Command:
         """The command without the ``--set`` naming ``target``."""
-        spans = self._set_spans(target)
-        return self._replace(spans, []) if spans else self
+        return self._replace(self._set_spans(target), [])
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What a run is asked for, as ``layerclaims reproduce`` takes it: the model, the output folder, the studies,
-    device, dtype, device map, the study options (``--n``, ``--corpus``, ...; None: not given) and the ``--set``
-    overrides. :func:`check_run` checks it; :meth:`command` is the command line that asks for it."""
+    """What a run is asked for, as ``layerclaims reproduce`` takes it (``options``: ``--n``, ``--corpus``, ...;
+    None: not given)."""
 
     model: str
     out: Path | None = None
@@ -144,6 +140,26 @@ class RunRequest:
 
 def _cmd(command: Command) -> str:
     return f"`{command}`"
+
+
+def _drop(command: Command, origin: str) -> Command:
+    """``command`` without the option that gave a value (``--n``, ``--set STUDY.n``; ``""``: none was given)."""
+    if origin.startswith("--set "):
+        return command.without_set(origin.removeprefix("--set "))
+    return command.without(origin) if origin else command
+
+
+def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
+    """``command`` with the option that gave a value set to ``value`` (``""``: none was given, ``default_option``
+    is added)."""
+    if origin.startswith("--set "):
+        return command.with_set(origin.removeprefix("--set "), value)
+    return command.with_option(origin or default_option, value)
+
+
+def _shown(origin: str, value: Any) -> str:
+    """A value as the user gave it: ``--n 30`` or ``--set punctuation.n=30``."""
+    return f"{origin}={json.dumps(value)}" if origin.startswith("--set") else f"{origin} {value!r}"
 
 
 # --------------------------------------------------------------------------------------------------- settings
@@ -247,10 +263,6 @@ def _type_word(hint: Any) -> str:
     return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(hint, str(hint))
 
 
-def _index_range(unit: str, n_blocks: int) -> range:
-    return range(n_blocks + 1) if unit == "layer" else range(n_blocks)
-
-
 def _range_words(unit: str, n_blocks: int, model: str) -> str:
     if unit == "layer":
         return f"hidden-state layers are 0..{n_blocks} on {model} (0 = embeddings, {n_blocks} = last block's output)"
@@ -267,26 +279,20 @@ def check_study_settings(
     command: Command,
 ) -> dict[str, Any]:
     """The study's Config overrides, each checked (type, minimum, layer/block range against ``n_blocks``), then
-    the Config itself built (its own checks). Returns the overrides; UsageError with the fix otherwise."""
+    the Config built (its own checks); UsageError with the fix otherwise."""
     declared = registry.get(study)
     with_origin = _study_options_with_origin(study, given, overrides, command)
     hints = typing.get_type_hints(declared.config)
     defaults = {f.name: f.default for f in dataclasses.fields(declared.config)}
-
-    def drop(origin: str, field_name: str) -> Command:
-        if origin.startswith("--set "):
-            return command.without_set(origin.removeprefix("--set "))
-        return command.without(origin)
-
     for name, (value, origin) in with_origin.items():
-        shown = f"{origin} {value!r}" if not origin.startswith("--set") else f"{origin}={json.dumps(value)}"
+        shown = _shown(origin, value)
         default = defaults.get(name, dataclasses.MISSING)
         default_words = "" if default is dataclasses.MISSING else f" ({default!r})"
         problem = type_problem(value, hints[name]) if name in hints else None
         if problem is not None:
             raise UsageError(
                 f"{shown}: {study} setting {name!r} must be {problem}",
-                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(drop(origin, name))}",
+                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(_drop(command, origin))}",
             )
         minimum = declared.minimums.get(name)
         values = value if isinstance(value, tuple) else (value,)
@@ -296,7 +302,7 @@ def check_study_settings(
                 suggestion = (
                     command.with_option(origin, str(default if default is not dataclasses.MISSING else minimum))
                     if not origin.startswith("--set")
-                    else drop(origin, name)
+                    else _drop(command, origin)
                 )
                 raise UsageError(
                     f"{shown}: {study} setting {name!r} must be at least {minimum:g}",
@@ -304,14 +310,14 @@ def check_study_settings(
                 )
         unit = {"hidden_state": "layer", "block": "block"}.get(declared.index_settings.get(name, ""))
         if unit is not None and n_blocks is not None and value is not None:
-            allowed = _index_range(unit, n_blocks)
+            allowed = range(n_blocks + 1) if unit == "layer" else range(n_blocks)
             bad = [v for v in values if isinstance(v, int) and v not in allowed]
             if bad or not values:
                 what = f"{unit} {bad[0]} is out of range" if bad else f"no {unit}s selected"
                 raise UsageError(
                     f"{shown}: {what}: {_range_words(unit, n_blocks, model)}",
                     fix=f"give {unit}s in {allowed.start}..{allowed.stop - 1}, or leave it out for all of them: "
-                    f"{_cmd(drop(origin, name))}",
+                    f"{_cmd(_drop(command, origin))}",
                 )
     _check_detail_within_layers(study, with_origin, command)
     overrides_only = {name: value for name, (value, _) in with_origin.items()}
@@ -339,30 +345,18 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
     if missing:
         raise UsageError(
             f"{origin}: detail layers {missing} are not among the layers analysed ({list(layers)})",
-            fix=f"add them to {study}.layers, or drop {origin}: "
-            f"{_cmd(command.without_set(origin.removeprefix('--set ')))}",
+            fix=f"add them to {study}.layers, or drop {origin}: {_cmd(_drop(command, origin))}",
         )
 
 
 # --------------------------------------------------------------------------------------------------- corpus
 
 
-def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
-    """``command`` with the option that gave a value (``--corpus``, ``--set STUDY.corpus``; ``""``: not given,
-    then ``default_option`` is added) set to ``value``."""
-    if origin.startswith("--set "):
-        return command.with_set(origin.removeprefix("--set "), value)
-    return command.with_option(origin or default_option, value)
-
-
 def _alone(command: Command, study: str, *origins: str) -> Command:
     """``command`` running ``study`` alone, without the options (``origins``) that only the other study reads."""
     only = command.with_option("--study", study)
     for origin in origins:
-        if origin.startswith("--set "):
-            only = only.without_set(origin.removeprefix("--set "))
-        elif origin:
-            only = only.without(origin)
+        only = _drop(only, origin)
     return only
 
 
@@ -383,13 +377,11 @@ def check_corpus(
     """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
     Returns the count of mark characters per kind.
 
-    ``count_usable(corpus, n)``: the study's own count of the marks it can select from the corpus (its
-    :attr:`~layerclaims.study.Study.count_usable` with the model's tokenizer, no weights), so that an ``n`` this
-    check passes is one the study can select, and the ``n`` its fix suggests is one the run accepts; without it, a
-    count of the mark characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and
-    ``n`` (``"--corpus"``, ``"--set STUDY.n"``; ``""`` for the default): a fix changes that option. ``minimum``: the
-    fewest marks the study can use; ``others``: the other studies run (a fix may suggest running one of them
-    alone)."""
+    ``count_usable(corpus, n)``: the study's own count (:attr:`~layerclaims.study.Study.count_usable`, with the
+    model's tokenizer), so that the ``n`` a fix suggests is one the run accepts; without it, the count of the mark
+    characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the
+    default), which a fix changes. ``minimum``: the fewest marks the study can use; ``others``: the other studies
+    run (a fix may suggest running one alone)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
@@ -427,7 +419,7 @@ def check_corpus(
     counts = {kind: sum(found.get(m, 0) for m in ms) for kind, ms in kinds.items()}
     if n is None or not counts:
         return counts
-    shown_n = f"{n_origin or '--n'} {n}" if not n_origin.startswith("--set") else f"{n_origin}={n}"
+    shown_n = _shown(n_origin or "--n", n)
     if count_usable is not None:
         usable = count_usable(name_or_path, n)
         kind, have = min(usable.items(), key=lambda kv: kv[1])
@@ -453,25 +445,19 @@ def _warn_below_minimum(config: type, n: Any) -> None:
     counts (its Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
     minimum = getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
-        log.warning(
-            "n=%d marks per kind: below %d the cluster counts are not evaluated (their claims say so); "
-            "use --n %d or more to evaluate them",
-            n,
-            minimum,
-            minimum,
-        )
+        why = "the cluster counts are not evaluated (their claims say so)"
+        log.warning("n=%d marks per kind: below %d %s; use --n %d or more to evaluate them", n, minimum, why, minimum)
 
 
 @dataclass
 class RunPlan:
-    """What :func:`check_run` found: the model's shape (no weights loaded) and each study's Config overrides."""
+    """What :func:`check_run` found: the model's shape and each study's Config overrides. ``marks_counted``: the
+    marks were only counted as characters (no tokenizer without the weights); :func:`check_marks_with` recounts."""
 
     shape: Any
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     marks: dict[str, int] = field(default_factory=dict)
     marks_counted: bool = False
-    """True when the marks were only counted as characters (an upper bound: no tokenizer without the weights);
-    :func:`check_marks_with` then checks them with the loaded model's tokenizer."""
 
 
 def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
@@ -486,8 +472,8 @@ def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
 
 
 def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """For each study run that reads a corpus (study A): the corpus, and the marks it holds against ``n``
-    (:func:`check_corpus`; with ``tokenizer``, by the study's own rule). Sets ``plan.marks``."""
+    """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule); sets
+    ``plan.marks``."""
     for study in request.study_names:
         declared = registry.get(study)
         if "corpus" not in config_fields(study):
@@ -517,19 +503,16 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
 
 
 def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """Once the weights loaded, the count :func:`check_run` could only bound (no tokenizer to be had without the
-    weights: ``plan.marks_counted``) made by the study's rule with the model's own ``tokenizer``, so that a run
-    with too few usable marks stops before any study runs, with an ``--n`` that works."""
+    """Once the weights loaded, the marks :func:`check_run` could only bound counted by the study's rule with the
+    model's ``tokenizer``: a run with too few stops before any study runs, with an ``--n`` that works."""
     if plan.marks_counted and tokenizer is not None:
         check_corpora(request, plan, command, tokenizer)
         plan.marks_counted = False
 
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
-    """Check everything a run is given, in the order a user would fix it; the first problem raises a
-    LayerclaimsError with a fix that keeps every other option. Loads no weights (torch is imported for the
-    device check). ``command``: the command as typed, which fixes repeat with one option changed (default:
-    ``request.command()``)."""
+    """Check everything a run is given, in the order a user would fix it (no weights loaded). ``command``: the
+    command as typed, which fixes repeat with one option changed (default: ``request.command()``)."""
     command = command or request.command()
     model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")

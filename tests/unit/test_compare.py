@@ -8,34 +8,37 @@ from typing import Any
 
 import pytest
 
+from layerclaims.claims import CLAIMS_BY_ID
 from layerclaims.compare import (
     build_matrix,
     claim_order,
     diff_markdown,
     diff_verdicts,
-    interval_crosses,
     layer_text,
     matrix_markdown,
     read_verdicts,
     value_moved,
 )
 from layerclaims.errors import UsageError
+from layerclaims.verdicts import Verdict
 
 
 def row(claim: str, value: float | None = 0.5, ci: list[float] | None = None, holds: bool | None = True, **kw: Any):
+    known = CLAIMS_BY_ID.get(claim)
     out: dict[str, Any] = {
         "claim": claim,
         "model": kw.pop("model", "m"),
         "layer": kw.pop("layer", 5),
+        "layer_unit": known.layer_unit if known is not None else "hidden_state",
+        "layer_mapped_from": kw.pop("layer_mapped_from", None),
         "statistic": "rsa_qk",
         "comparison": ">",
         "threshold": 0.8,
         "value": value,
         "ci": ci,
         "p_value": kw.pop("p_value", None),
-        "holds": holds,
+        "verdict": "not evaluated" if holds is None else ("holds" if holds else "fails"),
         "reason": kw.pop("reason", None),
-        "details": kw.pop("details", {}),
     }
     assert not kw
     return out
@@ -70,7 +73,7 @@ def test_diff_detects_a_flip_and_nothing_else_when_values_stay_inside_their_inte
     ],
 )
 def test_value_moved_beyond_the_interval(old: dict, new: dict, moved: bool) -> None:
-    assert value_moved(old, new) is moved
+    assert value_moved(Verdict.from_row(old), Verdict.from_row(new)) is moved
     assert ("moved" in diff_verdicts([old], [new]).entries[0].changes) is moved
 
 
@@ -111,10 +114,10 @@ def test_diff_rejects_a_claim_twice_on_one_side() -> None:
 def test_matrix_cells_show_verdict_value_interval_and_layer_used() -> None:
     rows = {
         "tiny-gpt2": [
-            row("B2", 0.9, [0.85, 0.95], True, layer=0, p_value=0.001, details={"layer_mapped_from": 5}),
+            row("B2", 0.9, [0.85, 0.95], True, layer=0, p_value=0.001, layer_mapped_from=5),
             row("A1", None, None, None, layer=1, reason="study punctuation not run: no corpus"),
         ],
-        "smollm2-135m": [row("B2", 0.5, [0.4, 0.6], False, layer=6, details={"layer_mapped_from": 5})],
+        "smollm2-135m": [row("B2", 0.5, [0.4, 0.6], False, layer=6, layer_mapped_from=5)],
     }
     m = build_matrix(rows, notes={"smollm2-135m": "partial"})
     assert m.models == ("tiny-gpt2", "smollm2-135m")
@@ -154,31 +157,10 @@ def test_long_reasons_are_cut_to_their_first_line_in_tables() -> None:
     assert m.cell("A2", "m").text() == "– " + "x" * 109 + "…"
 
 
-@pytest.mark.parametrize(
-    ("value", "ci", "comparison", "threshold", "crosses"),
-    [
-        (0.02, [-0.02, 0.06], ">", 0, True),
-        (0.02, [0.01, 0.06], ">", 0, False),
-        (-0.1, [-0.2, 0.05], "<", 0, True),
-        (0.9, None, ">", 0.8, False),
-        (1, [1, 1], "==", 1, False),
-        (1, [1, 2], "==", 1, True),
-        (1, [1, 3], "==", 2, True),
-        (1, [1, 2], "==", 3, False),
-        (None, [0, 1], ">", 0.5, False),
-    ],
-)
-def test_interval_crosses_the_threshold(
-    value: float | None, ci: list[float] | None, comparison: str, threshold: float, crosses: bool
-) -> None:
-    r = row("X", value, ci) | {"comparison": comparison, "threshold": threshold}
-    assert interval_crosses(r) is crosses
-
-
 def test_claim_order_and_layer_text() -> None:
     assert claim_order(["B1", "X", "A2", "A1"]) == ["A1", "A2", "B1", "X"]
-    assert layer_text({"layer": None}) == "all"
-    assert layer_text({"layer": 3, "details": {"layer_mapped_from": None}}) == "L3"
+    assert layer_text(row("X", layer=None)) == "all"
+    assert layer_text(row("X", layer=3)) == "L3"
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -207,13 +189,10 @@ def test_a_change_among_holds_fails_inconclusive_is_a_flip_and_to_not_evaluated_
     assert {e.claim: e.changes for e in d.entries} == {"B1": ("flipped",), "B2": ("evaluation changed",)}
     cell = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": "inconclusive"}]}).cell("B1", "m")
     assert cell.text().startswith("? 0.9") and cell.verdict == "inconclusive"
-    # holds on its control too: its own word and mark, counted apart from holds (also a row of an older run)
-    for word in ("holds on control too", "holds"):
-        also = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": word, "also_holds_on_control": True}]})
-        assert (
-            also.cell("B1", "m").text().startswith("⚠ 0.9") and also.cell("B1", "m").verdict == "holds on control too"
-        )
-        assert also.counts("m")["holds"] == 0 and also.counts("m")["holds on control too"] == 1
+    # holds on its control too: its own word and mark, counted apart from holds
+    also = build_matrix({"m": [row("B1", 0.9, [0.85, 0.95]) | {"verdict": "holds on control too"}]})
+    assert also.cell("B1", "m").text().startswith("⚠ 0.9") and also.cell("B1", "m").verdict == "holds on control too"
+    assert also.counts("m")["holds"] == 0 and also.counts("m")["holds on control too"] == 1
     beat = row("B1", 0.9, [0.85, 0.95]) | {"verdict": "holds", "also_holds_on_control": True, "beats_control": True}
     assert build_matrix({"m": [beat]}).cell("B1", "m").verdict == "holds"  # it beat its control
     # a failing claim shows the p against it

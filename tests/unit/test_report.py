@@ -36,6 +36,7 @@ def rows() -> list[dict]:
             "claim": "B2",
             "model": "tiny-gpt2",
             "layer": 0,
+            "layer_unit": "block",
             "statistic": "rsa_qk",
             "comparison": ">",
             "threshold": 0.8,

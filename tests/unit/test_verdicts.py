@@ -27,7 +27,7 @@ from layerclaims.decision import (
 )
 from layerclaims.errors import UsageError
 from layerclaims.results import Control, Measurement
-from layerclaims.verdicts import ALSO_ON_CONTROL, Verdict, apply_family, evaluate, evaluate_all
+from layerclaims.verdicts import ALSO_ON_CONTROL, Verdict, apply_family, control_note, evaluate, evaluate_all
 
 COMPARISONS = (">", ">=", "<", "<=")
 # replicates on a coarse grid so that ties with the threshold happen often
@@ -255,16 +255,14 @@ def test_control_is_decided_by_the_same_rule_and_flagged() -> None:
 def test_a_control_that_names_what_it_lacks_is_quoted_in_the_note_everywhere() -> None:
     """The note says what the control lacks by construction (``details["absent"]``), in the console lines and in
     the report's and matrix's reading of the saved row."""
-    from layerclaims.compare import row_control_note
-
     reps = 0.95 + 0.01 * np.random.default_rng(0).standard_normal(800)
     control = Control("random projections", 0.95, (0.93, 0.97), reps, {"absent": "learned W_Q or W_K"})
     v = evaluate(CLAIMS_BY_ID["B2"], FakeResult("m", 24, {"rsa_qk": _m(0.9, 0.02, control=control)}))
     note = "also holds on its control, which has by construction no learned W_Q or W_K"
     assert v.also_holds_on_control and v.control_note == note and f"note: it {note}" in v.lines()
     row = json.loads(json.dumps(v.to_row()))  # as verdicts.json keeps it
-    assert row_control_note(row) == note
-    assert row_control_note({"conditions": [{"control": {"details": {}}}]}) == ALSO_ON_CONTROL
+    assert Verdict.from_row(row).control_note == note
+    assert control_note([""]) == ALSO_ON_CONTROL
 
 
 def test_rows_round_trip_through_json() -> None:

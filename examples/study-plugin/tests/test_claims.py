@@ -3,11 +3,8 @@
 
 import pytest
 
-from layerclaims.verdicts import evaluate
-
 pytestmark = pytest.mark.findings
 
 
-def test_claim(model, claim, study_cache, device, check_verdict):
-    result = study_cache.get(claim.study, model, device, **claim.options)
-    check_verdict(evaluate(claim, result), claim)
+def test_claim(claim, claim_verdict, check_verdict):
+    check_verdict(claim_verdict, claim)
