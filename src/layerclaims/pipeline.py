@@ -1,16 +1,13 @@
 """A run into a report folder: ``layerclaims reproduce``, the Python API and each model of ``layerclaims matrix``.
 
-:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`: the request checked once by
-:func:`layerclaims.validate.check_run`, no weights loaded; the model loaded once; each study run once per claim
-settings; every claim of the run decided as one family) with the folder around it: once the request is checked it
-takes the output folder's lock and writes into a staging folder beside it (:class:`layerclaims.runfolder.RunFolder`),
-draws each study's figures, saves its result, writes the verdicts and the report (:mod:`layerclaims.report`)
-there, and swaps the stage in as the output folder only when all of that succeeded. A failed or interrupted run
-leaves the folder as it was.
+:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`) with the folder around it, as hooks: once
+the request is checked it takes the folder's lock and writes into a staging folder beside it
+(:class:`layerclaims.runfolder.RunFolder`): figures, saved results, verdicts, report and ``run.json``; the stage is
+swapped in only when all of that succeeded, so a failed or interrupted run leaves the folder as it was.
 
-A run of some of the studies into a folder that holds a run of the others (same model) keeps those: their saved
-results, verdict rows and figures are copied into the stage and the report is rendered over all of them, so the
-folder always holds one consistent report (``run.json`` records which run each study came from).
+A run of some studies into a folder that holds a run of the others (same model) keeps those: their files are
+copied into the stage, their claims re-decided in this run's family, and the report covers all of them
+(``run.json`` records which run each study came from).
 """
 
 from __future__ import annotations
@@ -18,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import importlib
 import json
 import logging
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -39,7 +36,7 @@ from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.figures import draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
-from layerclaims.run import Decision, Say, StudyResults, StudyRun, decide_run, silent, timed
+from layerclaims.run import Decision, Say, StudyRun, decide_run, quiet_library_progress, silent, timed
 from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
 from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STUDY_OPTIONS: used by the CLI)
     STUDY_OPTIONS,
@@ -57,39 +54,16 @@ DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
 MANIFEST = "run.json"
 MANIFEST_VERSION = 1
-# Test hook (tests/unit/test_faults.py): ``LAYERCLAIMS_TEST_PAUSE_AT=STAGE[,STAGE]`` makes a run print
-# "paused at STAGE" on stderr and sleep there (``LAYERCLAIMS_TEST_PAUSE_S`` seconds, default 30), so that a test can
-# interrupt it at a known point. Stages: locked, loaded, studied (after the first study), staged (before the swap).
+# Test hook (tests/unit/test_faults.py): ``LAYERCLAIMS_TEST_PAUSE_AT=STAGE[,STAGE]`` makes a run sleep at STAGE
+# (``LAYERCLAIMS_TEST_PAUSE_S`` seconds, default 30) so that a test can interrupt it there. Stages: locked, loaded,
+# studied (after the first study), staged (before the swap).
 PAUSE_ENV = "LAYERCLAIMS_TEST_PAUSE_AT"
-
-
-# --------------------------------------------------------------------------------------------------- helpers
 
 
 def safe_dirname(name: str) -> str:
     """A folder name for a model name (``HuggingFaceTB/SmolLM2-135M`` -> ``HuggingFaceTB__SmolLM2-135M``)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__")).strip("._")
     return cleaned or "model"
-
-
-def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
-    """``models.load_model`` (imported here so that ``claims``, ``diff`` and ``--help`` never import torch)."""
-    models = importlib.import_module("layerclaims.models")
-    return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
-
-
-def report_sections(study: str, result: Any) -> list[str]:
-    """The Markdown sections study ``study`` adds to the report (its ``report_section``), drawn from its result."""
-    section = registry.get(study).report_section
-    return [] if section is None else [section(result)]
-
-
-def plot_figures(study: str, result: Any, out_dir: Path, claims: Sequence[Claim] = ()) -> list[Path]:
-    """Every figure study ``study`` declares for ``result`` and the run's ``claims``, drawn into ``out_dir``."""
-    figures = registry.get(study).figures
-    if figures is None:
-        return []
-    return draw_table(figures(result, claim_reads(claims, int(result.n_blocks))), out_dir)
 
 
 def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
@@ -110,22 +84,17 @@ def progress_printer(stream: Any = None) -> Say:
 
 
 def pause_point(stage: str) -> None:
-    """The test hook :data:`PAUSE_ENV` (a no-op unless the variable names ``stage``)."""
+    """The test hook :data:`PAUSE_ENV`."""
     wanted = os.environ.get(PAUSE_ENV, "")
     if stage in {w.strip() for w in wanted.split(",") if w.strip()}:
         print(f"layerclaims: paused at {stage} (pid {os.getpid()})", file=sys.stderr, flush=True)
         time.sleep(float(os.environ.get("LAYERCLAIMS_TEST_PAUSE_S", "30")))
 
 
-# --------------------------------------------------------------------------------------------------- reproduce
-
-
 @dataclasses.dataclass
 class Reproduced:
-    """The outcome of one reproduce run: the report data, the verdicts, and the files written.
-
-    ``verdicts``: the claims evaluated by this run; ``report.rows`` also holds the rows of studies kept from an
-    earlier run in the same folder (``kept``: their names)."""
+    """One reproduce run: ``verdicts`` (this run's claims), the report (its rows also those of the studies kept from
+    an earlier run in the folder, ``kept``) and the files written."""
 
     report: RunReport
     verdicts: list[Verdict]
@@ -151,19 +120,14 @@ def reproduce(
     wait_s: float = 0.0,
     claims: Sequence[Claim] | None = None,
 ) -> Reproduced:
-    """Check the inputs, then load ``model`` once, run each study, evaluate its claims, and write verdicts, figures,
-    results, ``run.json`` and the report into ``out`` as one step (see the module docstring). The run itself is
-    :func:`layerclaims.run.decide_run`; this adds the folder, the figures, the saved results and the report.
+    """:func:`layerclaims.run.decide_run` on ``model`` with ``claims`` (default: the package's), written into
+    ``out`` as one step (see the module docstring); the folder is left as it was whenever this raises (a
+    LayerclaimsError with ``fix`` for bad input) or is interrupted.
 
-    ``progress``: True prints one line per stage on stderr, a callable receives those lines, False logs them at
-    INFO. ``argv``: the command line as typed (``reproduce --model ...``), so that a fix suggests the same command
-    with one option changed; without it the command is rebuilt from the arguments. ``on_study(outcome, verdicts)``
-    is called as each study finishes (the CLI prints its verdict lines then). ``wait_s``: how long to wait for
-    another run holding the folder's lock. ``claims``: the claims to evaluate (default: the package's;
-    :func:`layerclaims.claims.combine_claims` adds a user's); a study runs once per distinct claim settings
-    (:func:`layerclaims.run.plan_runs`), each claim's ``settings`` over the command-line options. Raises a
-    LayerclaimsError (with ``fix``) for bad input, before any weights load where it can be told then; the folder is
-    left as it was whenever this raises or is interrupted."""
+    ``progress``: True prints one line per stage on stderr, a callable receives them, False logs them at INFO.
+    ``argv``: the command as typed, so that a fix repeats it with one option changed (default: rebuilt from the
+    arguments). ``on_study(outcome, verdicts)``: as each study finishes. ``wait_s``: how long to wait for another
+    run holding the folder's lock."""
     options = dict(options or {})
     out = Path(out)
     study_names = tuple(registry.names() if study_names is None else study_names)
@@ -171,7 +135,7 @@ def reproduce(
     cmd = Command(tuple(argv)) if argv is not None else request.command()
     command = command or str(cmd)
     say: Say = progress if callable(progress) else (progress_printer() if progress else silent)
-    _quiet_library_progress()  # our progress is one line per stage; no bars from transformers / the hub
+    quiet_library_progress()  # our progress is one line per stage
     say(f"checking {model}, the settings and the inputs")
     pool = CLAIMS if claims is None else tuple(claims)
     timings: dict[str, float] = {}
@@ -182,9 +146,6 @@ def reproduce(
             pool,
             command=cmd,
             say=say,
-            results=StudyResults(
-                lambda r: load_handle(r.model, device=r.device, dtype=r.dtype, device_map=r.device_map)
-            ),
             timings=timings,
             on_plan=staging.lock,
             on_load=staging.loaded,
@@ -218,10 +179,8 @@ class _Staging:
         on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
         pool: Sequence[Claim],
     ) -> None:
-        self.out, self.wait_s, self.study_names, self.model = out, wait_s, study_names, model
-        self.device_map, self.cmd, self.timings, self.say, self.on_study, self.pool = (
-            device_map, cmd, timings, say, on_study, pool
-        )  # fmt: skip
+        self.study_names, self.model, self.device_map, self.cmd = study_names, model, device_map, cmd
+        self.timings, self.say, self.on_study, self.pool = timings, say, on_study, pool
         self.stack = contextlib.ExitStack()  # the folder's lock and stage, entered by lock()
         self.folder: RunFolder = RunFolder(out, wait_s=wait_s)
         self.earlier: dict[str, Any] = {}
@@ -266,11 +225,10 @@ class _Staging:
         _carry_robustness(self.folder.out, stage, str(self.facts.get("name")), self.cmd)
         all_outcomes = _in_study_order(self.outcomes + self.kept_outcomes, lambda o: o.study.split("-", 1)[0])
         rows = [v.to_row() for v in decision.family] + self.kept_rows
-        # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
-        study_of: dict[str, str | None] = {c.id: run.study for run in decision.runs for c in run.claims}
+        study_of: dict[str, str] = {c.id: run.study for run in decision.runs for c in run.claims}
         for e in self.kept_entries:
-            study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
-        rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
+            study_of.update((cid, e["base_study"]) for cid in e.get("claims") or [])
+        rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))))
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         with timed(self.timings, "write verdicts and report", self.say):
             write_verdicts(rows, stage)
@@ -280,7 +238,7 @@ class _Staging:
                 rows=rows,
                 timings=self.timings,
                 packages=package_versions(),
-                platform=_platform(),
+                platform=platform.platform(),
                 command=command,
                 created=created,
             )
@@ -318,27 +276,12 @@ def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
         ) from None
 
 
-def _quiet_library_progress() -> None:
-    """No progress bars from transformers / the hub (ours are one line per stage, or nothing with --quiet)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return
-    hf_logging.disable_progress_bar()
-
-
-def _platform() -> str:
-    import platform
-
-    return platform.platform()
-
-
 def _stage_study(
     run: StudyRun, opts: dict[str, Any], result: Any, stage: Path, timings: dict[str, float], say: Say
 ) -> StudyOutcome:
-    """One study run's figures, report section and saved result, into ``stage`` (a further run of a study, with
+    """One study run's figures, report section and saved result into ``stage`` (a further run of a study, with
     other claim settings, into its own sub-folder); its outcome for the report."""
+    declared = registry.get(run.study)
     study, label = run.study, run.label
     if label != study:
         stage = stage / label
@@ -347,12 +290,15 @@ def _stage_study(
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
     with timed(timings, f"{label}: figures", say):
         try:
-            outcome.figures = plot_figures(study, result, stage / "figures", run.claims)
+            if declared.figures is not None:
+                table = declared.figures(result, claim_reads(run.claims, int(result.n_blocks)))
+                outcome.figures = draw_table(table, stage / "figures")
         except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
             log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
         try:
-            outcome.sections = report_sections(study, result)
+            if declared.report_section is not None:
+                outcome.sections = [declared.report_section(result)]
         except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
             log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
@@ -385,9 +331,6 @@ def claim_definition(claim: Claim) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------------------------------- run.json
-
-
 def _rel(path: Path, base: Path) -> str:
     return Path(path).resolve().relative_to(base.resolve()).as_posix()
 
@@ -411,25 +354,18 @@ def _write_manifest(
     created: str,
     definitions: dict[str, dict[str, Any]],
 ) -> None:
-    """``run.json``: the model, per study run what it was run with and which files and claims are its own (what
-    a later run of the other study keeps), and ``claims``: each claim's definition (:func:`claim_definition`).
-    ``owned``: per outcome, its study and the ids of the claims it evaluated (a further run of a study for other
-    claim settings has a label of its own as ``study``)."""
+    """``run.json``: the model, per study run what it ran with and which files and claims are its own (what a later
+    run of other studies keeps), and each claim's definition. ``owned``: per outcome, its study and the ids of the
+    claims it evaluated (a further run of a study for other claim settings has a label of its own as ``study``)."""
     entries = []
     for o, (base, claim_ids) in zip(outcomes, owned, strict=True):
         entries.append(
             {
                 "study": o.study,
                 "base_study": base,
-                "ran": o.ran,
-                "reason": o.reason,
-                "fix": o.fix,
-                "options": o.options,
-                "provenance": o.provenance,
-                "problems": o.problems,
-                "seconds": o.seconds,
+                **{k: getattr(o, k) for k in ("ran", "reason", "fix", "options", "provenance", "problems", "seconds")},
                 "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
-                "sections": list(getattr(o, "sections", []) or []),
+                "sections": o.sections,
                 "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
                 "files": _study_files(o, stage),
                 "claims": claim_ids,
@@ -485,7 +421,7 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
                 fix=f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`",
             )
         return {}
-    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study", e.get("study")) in others}
+    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study") in others}
     if not kept:
         return {}
     old_model = (manifest.get("model") or {}).get("name")
@@ -626,17 +562,9 @@ def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> 
 def _relocate(report: RunReport, stage: Path, out: Path) -> None:
     """Point the report's file paths from the (now renamed) stage to the output folder."""
     for o in report.studies:
-        o.figures = [out / Path(f).relative_to(stage) if _under(f, stage) else Path(f) for f in o.figures]
-        if o.saved is not None and _under(o.saved, stage):
+        o.figures = [out / Path(f).relative_to(stage) if Path(f).is_relative_to(stage) else Path(f) for f in o.figures]
+        if o.saved is not None and Path(o.saved).is_relative_to(stage):
             o.saved = out / Path(o.saved).relative_to(stage)
-
-
-def _under(path: Path, base: Path) -> bool:
-    try:
-        Path(path).relative_to(base)
-    except ValueError:
-        return False
-    return True
 
 
 def check_unused_options(study_names: Sequence[str], given: dict[str, Any], overrides: Sequence[str]) -> None:
@@ -664,10 +592,8 @@ def reproduce_each(
     workers: int | None = None,
     address: str | None = None,
 ) -> list[Any]:
-    """One :func:`reproduce` per model (``layerclaims matrix``): ``payloads`` maps each model to the plain-data
-    arguments of its run (:func:`job_reproduce`), run as executor jobs (local processes, Ray, or one after another
-    in this process); the :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is
-    its job's error; the others still run."""
+    """One :func:`reproduce` per model (``layerclaims matrix``) as executor jobs (:func:`job_reproduce`); the
+    :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is its job's error."""
     from layerclaims.executor import Job, run_jobs
 
     jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
@@ -675,9 +601,8 @@ def reproduce_each(
 
 
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One model's :func:`reproduce` as an executor job (``layerclaims matrix``): ``payload`` holds its plain-data
-    arguments; returns the verdict rows and where the report is. A LayerclaimsError is the job's error (its fix in
-    the message), so one model that cannot run does not lose the others."""
+    """One model's :func:`reproduce` as an executor job: ``payload`` holds its arguments; returns the verdict rows
+    and where the report is."""
     args = dict(payload)
     print_verdicts = bool(args.pop("print_verdicts", False))
     model = str(args.pop("model"))
