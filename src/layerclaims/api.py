@@ -95,10 +95,10 @@ def reproduce(
     for name in names:
         registry.get(name)  # UsageError naming the studies for an unknown one
     for key, value in settings.items():
-        if not any(pipeline.study_options(s, {key: value}) for s in names):
+        if not any(validate.study_options(s, {key: value}) for s in names):
             fields = sorted({f for s in names for f in validate.config_fields(s)})
             raise UsageError(f"no study run ({', '.join(names)}) has the setting {key!r}: use one of {fields}")
-    folder = Path(out) if out is not None else Path("out") / pipeline.safe_dirname(model)
+    folder = Path(out) if out is not None else pipeline.default_out(model)
     rep = pipeline.reproduce(
         model,
         out=folder,

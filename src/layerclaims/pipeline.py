@@ -20,7 +20,6 @@ import logging
 import os
 import platform
 import re
-import shlex
 import shutil
 import sys
 import time
@@ -38,14 +37,7 @@ from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, 
 from layerclaims.results import package_versions
 from layerclaims.run import Decision, Say, StudyRun, decide_run, quiet_library_progress, silent, timed
 from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
-from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STUDY_OPTIONS: used by the CLI)
-    STUDY_OPTIONS,
-    Command,
-    RunRequest,
-    check_run,
-    parse_set,
-    study_options,
-)
+from layerclaims.validate import Command, RunRequest
 from layerclaims.verdicts import Verdict, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
@@ -64,6 +56,11 @@ def safe_dirname(name: str) -> str:
     """A folder name for a model name (``HuggingFaceTB/SmolLM2-135M`` -> ``HuggingFaceTB__SmolLM2-135M``)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__")).strip("._")
     return cleaned or "model"
+
+
+def default_out(model: str) -> Path:
+    """The output folder of a run of ``model`` when none is given."""
+    return Path("out") / safe_dirname(model)
 
 
 def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
@@ -565,24 +562,6 @@ def _relocate(report: RunReport, stage: Path, out: Path) -> None:
         o.figures = [out / Path(f).relative_to(stage) if Path(f).is_relative_to(stage) else Path(f) for f in o.figures]
         if o.saved is not None and Path(o.saved).is_relative_to(stage):
             o.saved = out / Path(o.saved).relative_to(stage)
-
-
-def check_unused_options(study_names: Sequence[str], given: dict[str, Any], overrides: Sequence[str]) -> None:
-    """Warn about options that no study run will read (a bad --set is refused by :func:`check_run`)."""
-    for item in overrides:
-        target, _ = parse_set(item)
-        if target.partition(".")[0] not in study_names:
-            log.warning("--set %s names a study that is not run (%s): ignored", item, ", ".join(study_names))
-    for option, value in given.items():
-        if value is None:
-            continue
-        if not any(study_options(s, {option: value}) for s in study_names):
-            log.warning("--%s applies to none of the studies run (%s): ignored", option, ", ".join(study_names))
-
-
-def shell_command(argv: Sequence[str]) -> str:
-    """``layerclaims`` + the argv, shell-quoted (the report's command line)."""
-    return "layerclaims " + shlex.join(argv)
 
 
 def reproduce_each(
