@@ -134,6 +134,10 @@ class StudyResults:
             self._handles[key] = (self._load or load_model)(request)
         return self._handles[key]
 
+    def loaded(self, model: str, device: str) -> Any | None:
+        """The handle of ``model`` on ``device`` if it was loaded (any dtype and device map), else None."""
+        return next((h for (m, d, _, _), h in self._handles.items() if m == model and d == device), None)
+
     def result(self, study: str, handle: Any, options: dict[str, Any], say: Say = silent) -> Any:
         """:func:`run_study` once per (handle, study, options)."""
         key = (id(handle), study, _key(options))
