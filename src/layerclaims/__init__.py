@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"reproduce": "api", "Reproduction": "api", "load_claims": "claims", "Claim": "claims"}
+_LAZY = {"reproduce": "api", "Reproduction": "pipeline", "load_claims": "claims", "Claim": "claims"}
 __all__ = ["Claim", "Reproduction", "__version__", "load_claims", "reproduce"]
 
 if TYPE_CHECKING:
-    from layerclaims.api import Reproduction, reproduce
+    from layerclaims.api import reproduce
     from layerclaims.claims import Claim, load_claims
+    from layerclaims.pipeline import Reproduction
 
 
 def __getattr__(name: str) -> Any:

@@ -40,7 +40,7 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.pipeline import DEVICES, DTYPES, Reproduced, default_out, reproduce, reproduce_each, safe_dirname
+from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, reproduce, reproduce_each, safe_dirname
 from layerclaims.report import StudyOutcome, render_matrix_html
 from layerclaims.validate import STUDY_OPTIONS, Command, parse_set, study_options
 from layerclaims.verdicts import Verdict
@@ -77,7 +77,7 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
         print(f"study {outcome.study} done ({n} claims; verdicts below, after the run's family decision)", file=stream)
 
 
-def _print_run(rep: Reproduced, stream: TextIO) -> None:
+def _print_run(rep: Reproduction, stream: TextIO) -> None:
     """Every verdict, once, as the run's family decision left it (Holm over the run's hypotheses, for and against
     the claims; then the presuppositions)."""
     if rep.verdicts:

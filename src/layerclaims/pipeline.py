@@ -89,15 +89,35 @@ def pause_point(stage: str) -> None:
 
 
 @dataclasses.dataclass
-class Reproduced:
-    """One reproduce run: ``verdicts`` (this run's claims), the report (its rows also those of the studies kept from
-    an earlier run in the folder, ``kept``) and the files written."""
+class Reproduction:
+    """One reproduce run: ``verdicts`` (this run's claims), ``out`` (the folder) and ``files`` (verdicts.json/.csv,
+    report.md/.html, run.json), the report (its rows also those of the studies ``kept`` from an earlier run in the
+    folder) and, from the Python API, ``results``: the study results by run label (the study's name, or
+    ``"<study>-<claim ids>"`` for a run with a claim's own settings)."""
 
-    report: RunReport
     verdicts: list[Verdict]
     out: Path
     files: dict[str, Path]
+    report: RunReport = dataclasses.field(repr=False)
     kept: tuple[str, ...] = ()
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The verdict rows as written to verdicts.json."""
+        return [v.to_row() for v in self.verdicts]
+
+    def frame(self) -> Any:
+        """The verdicts as a pandas DataFrame (one row per claim; ``details`` left out)."""
+        import pandas as pd
+
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "details"} for r in self.rows()])
+
+    def verdict(self, claim_id: str) -> Verdict:
+        """The verdict of one claim (KeyError naming the claims there are)."""
+        for v in self.verdicts:
+            if v.claim == claim_id:
+                return v
+        raise KeyError(f"no verdict for {claim_id!r}; this run has {[v.claim for v in self.verdicts]}")
 
 
 def reproduce(
@@ -116,7 +136,7 @@ def reproduce(
     on_study: Callable[[StudyOutcome, list[Verdict]], None] | None = None,
     wait_s: float = 0.0,
     claims: Sequence[Claim] | None = None,
-) -> Reproduced:
+) -> Reproduction:
     """:func:`layerclaims.run.decide_run` on ``model`` with ``claims`` (default: the package's), written into
     ``out`` as one step (see the module docstring); the folder is left as it was whenever this raises (a
     LayerclaimsError with ``fix`` for bad input) or is interrupted.
@@ -155,7 +175,8 @@ def reproduce(
     say(f"wrote {out}")
     files = {name: out / name for name in ("verdicts.json", "verdicts.csv", "report.md", "report.html", MANIFEST)}
     _relocate(report, staging.folder.stage, out)
-    return Reproduced(report, decision.verdicts, out, files, kept=tuple(e["study"] for e in staging.kept_entries))
+    kept = tuple(e["study"] for e in staging.kept_entries)
+    return Reproduction(decision.verdicts, out, files, report, kept)
 
 
 class _Staging:
