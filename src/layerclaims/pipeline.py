@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims import study as registry
-from layerclaims.claims import CLAIMS, Claim, claim_reads
+from layerclaims.claims import CLAIMS, CLAIMS_BY_ID, Claim, claim_reads
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.figures import draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
@@ -156,7 +156,7 @@ def reproduce(
     say(f"checking {model}, the settings and the inputs")
     pool = CLAIMS if claims is None else tuple(claims)
     timings: dict[str, float] = {}
-    staging = _Staging(out, wait_s, study_names, model, device_map, cmd, timings, say, on_study, pool)
+    staging = _Staging(request, RunFolder(out, wait_s=wait_s), cmd, timings, say, on_study, pool)
     with staging.stack:  # the folder's lock and stage, entered once the request is checked
         decision = decide_run(
             request,
@@ -186,21 +186,18 @@ class _Staging:
 
     def __init__(
         self,
-        out: Path,
-        wait_s: float,
-        study_names: tuple[str, ...],
-        model: str,
-        device_map: str | None,
+        request: RunRequest,
+        folder: RunFolder,
         cmd: Command,
         timings: dict[str, float],
         say: Say,
         on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
         pool: Sequence[Claim],
     ) -> None:
-        self.study_names, self.model, self.device_map, self.cmd = study_names, model, device_map, cmd
-        self.timings, self.say, self.on_study, self.pool = timings, say, on_study, pool
+        self.request, self.cmd, self.timings = request, cmd, timings
+        self.say, self.on_study, self.pool = say, on_study, pool
         self.stack = contextlib.ExitStack()  # the folder's lock and stage, entered by lock()
-        self.folder: RunFolder = RunFolder(out, wait_s=wait_s)
+        self.folder = folder
         self.earlier: dict[str, Any] = {}
         self.facts: dict[str, Any] = {}
         self.outcomes: list[StudyOutcome] = []
@@ -212,11 +209,11 @@ class _Staging:
     def lock(self, plan: Any) -> None:
         self.stack.enter_context(self.folder)
         pause_point("locked")
-        self.earlier = _earlier_run(self.folder.out, self.study_names, self.model, self.cmd)
+        self.earlier = _earlier_run(self.folder.out, self.request.study_names, self.request.model, self.cmd)
 
     def loaded(self, handle: Any) -> None:
         pause_point("loaded")
-        self.facts = model_facts(handle, self.device_map)
+        self.facts = model_facts(handle, self.request.device_map)
         _check_same_model(self.earlier, self.facts, self.folder.out, self.cmd)
         self.stack.enter_context(_os_errors_as_run_errors(self.folder, self.cmd))
 
@@ -266,10 +263,39 @@ class _Staging:
                 **{k: v for k, v in (self.earlier.get("manifest", {}).get("claims") or {}).items() if k in ids},
                 **{c.id: claim_definition(c) for c in self.pool if c.id in ids},
             }
-            _write_manifest(
-                stage, self.facts, self.outcomes, self.owned, self.kept_entries, command, created, definitions
-            )
+            self.write_manifest(command, created, definitions)
         return report
+
+    def write_manifest(self, command: str, created: str, definitions: dict[str, dict[str, Any]]) -> None:
+        """``run.json``: the model, per study run what it ran with and which files and claims are its own (what a
+        later run of other studies keeps; a further run of a study for other claim settings has a label of its own
+        as ``study``), and each claim's definition."""
+        stage = self.folder.stage
+        entries = [
+            {
+                "study": o.study,
+                "base_study": base,
+                **{k: getattr(o, k) for k in ("ran", "reason", "fix", "options", "provenance", "problems", "seconds")},
+                "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
+                "sections": o.sections,
+                "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
+                "files": _study_files(o, stage),
+                "claims": claim_ids,
+                "command": command,
+                "created": created,
+                "model": self.facts,
+            }
+            for o, (base, claim_ids) in zip(self.outcomes, self.owned, strict=True)
+        ]
+        manifest = {
+            "format_version": MANIFEST_VERSION,
+            "model": self.facts,
+            "command": command,
+            "created": created,
+            "studies": entries + self.kept_entries,
+            "claims": definitions,
+        }
+        (stage / MANIFEST).write_text(json.dumps(jsonable(manifest), indent=1, allow_nan=False) + "\n")
 
 
 @contextmanager
@@ -362,54 +388,6 @@ def _study_files(outcome: StudyOutcome, stage: Path) -> list[str]:
     return files
 
 
-def _write_manifest(
-    stage: Path,
-    facts: dict[str, Any],
-    outcomes: list[StudyOutcome],
-    owned: list[tuple[str, list[str]]],
-    kept: list[dict[str, Any]],
-    command: str,
-    created: str,
-    definitions: dict[str, dict[str, Any]],
-) -> None:
-    """``run.json``: the model, per study run what it ran with and which files and claims are its own (what a later
-    run of other studies keeps), and each claim's definition. ``owned``: per outcome, its study and the ids of the
-    claims it evaluated (a further run of a study for other claim settings has a label of its own as ``study``)."""
-    entries = []
-    for o, (base, claim_ids) in zip(outcomes, owned, strict=True):
-        entries.append(
-            {
-                "study": o.study,
-                "base_study": base,
-                **{k: getattr(o, k) for k in ("ran", "reason", "fix", "options", "provenance", "problems", "seconds")},
-                "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
-                "sections": o.sections,
-                "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
-                "files": _study_files(o, stage),
-                "claims": claim_ids,
-                "command": command,
-                "created": created,
-                "model": facts,
-            }
-        )
-    manifest = {
-        "format_version": MANIFEST_VERSION,
-        "model": facts,
-        "command": command,
-        "created": created,
-        "studies": entries + kept,
-        "claims": definitions,
-    }
-    (stage / MANIFEST).write_text(json.dumps(jsonable(manifest), indent=1, allow_nan=False) + "\n")
-
-
-def _claim_study(claim_id: str) -> str | None:
-    from layerclaims.claims import CLAIMS_BY_ID
-
-    c = CLAIMS_BY_ID.get(claim_id)
-    return c.study if c is not None else None
-
-
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The ``run.json`` of a run folder, or None when there is none (or it cannot be read)."""
     try:
@@ -432,7 +410,7 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
     elsewhere = cmd.with_option("--out", "NEW_FOLDER")
     if manifest is None:
         rows = _old_rows(out)
-        if any(_claim_study(str(r.get("claim"))) in others for r in rows):
+        if any(c.study in others for r in rows if (c := CLAIMS_BY_ID.get(str(r.get("claim")))) is not None):
             raise UsageError(
                 f"{out} holds a run of {', '.join(others)} from an older layerclaims (no {MANIFEST}): a run of "
                 f"{', '.join(study_names)} alone cannot keep those results",
