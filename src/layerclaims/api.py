@@ -63,17 +63,8 @@ def reproduce(
         if not any(validate.study_options(s, {key: value}) for s in names):
             fields = sorted({f for s in names for f in validate.config_fields(s)})
             raise UsageError(f"no study run ({', '.join(names)}) has the setting {key!r}: use one of {fields}")
-    rep = pipeline.reproduce(
-        model,
-        out=Path(out) if out is not None else pipeline.default_out(model),
-        study_names=names,
-        device=device,
-        dtype=dtype,
-        device_map=device_map,
-        options=settings,
-        progress=progress,
-        command=f"layerclaims.reproduce({model!r}, ...)",
-        claims=_claims(claims, only_claims),
-    )
+    request = validate.RunRequest(model, None if out is None else Path(out), names, device, dtype, device_map, settings)
+    command = f"layerclaims.reproduce({model!r}, ...)"
+    rep = pipeline.reproduce(request, _claims(claims, only_claims), progress=progress, command=command)
     results = {o.study: pipeline.load_saved(o.saved) for o in rep.report.studies if o.ran and o.saved is not None}
     return dataclasses.replace(rep, results=results)

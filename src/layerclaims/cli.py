@@ -42,7 +42,7 @@ from layerclaims.compare import (
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, reproduce, reproduce_each, safe_dirname
 from layerclaims.report import StudyOutcome, render_matrix_html
-from layerclaims.validate import STUDY_OPTIONS, Command, parse_set, study_options
+from layerclaims.validate import STUDY_OPTIONS, Command, RunRequest, parse_set, study_options
 from layerclaims.verdicts import Verdict
 
 log = logging.getLogger("layerclaims.cli")
@@ -100,9 +100,9 @@ def _study_names(choice: str) -> tuple[str, ...]:
     return registry.names() if choice == "all" else (registry.get(choice).name,)
 
 
-def _reproduce_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    """The plain-data arguments of :func:`~layerclaims.pipeline.reproduce` in ``args`` (a matrix column's are an
-    executor job's), warning about options that no study run reads."""
+def _requests(args: argparse.Namespace, folders: dict[str, Path]) -> dict[str, RunRequest]:
+    """The run ``args`` asks for of each model of ``folders`` into its folder, warning about options that no study
+    run reads."""
     names = _study_names(args.study)
     given = {k: getattr(args, k) for k in STUDY_OPTIONS}
     for item in args.set:
@@ -111,18 +111,14 @@ def _reproduce_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, 
     for option, value in given.items():
         if value is not None and not any(study_options(s, {option: value}) for s in names):
             log.warning("--%s applies to none of the studies run (%s): ignored", option, ", ".join(names))
-    return {
-        "study_names": list(names),
-        "device": args.device,
-        "dtype": args.dtype,
-        "device_map": args.device_map,
-        "options": given,
-        "overrides": list(args.set),
-        "progress": not args.quiet,
-        "command": "layerclaims " + shlex.join(argv),
-        "wait_s": args.wait,
-        "claims": _claims_from_args(args),
-    }
+    run = (names, args.device, args.dtype, args.device_map, given, tuple(args.set))
+    return {model: RunRequest(model, out, *run) for model, out in folders.items()}
+
+
+def _reproduce_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    """The rest of :func:`~layerclaims.pipeline.reproduce`'s arguments (plain data: a matrix job's payload)."""
+    command = "layerclaims " + shlex.join(argv)
+    return {"progress": not args.quiet, "command": command, "wait_s": args.wait, "claims": _claims_from_args(args)}
 
 
 def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
@@ -135,11 +131,11 @@ def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    kwargs = _reproduce_args(args, argv)
     out = Path(args.out) if args.out else default_out(args.model)
+    request = _requests(args, {args.model: out})[args.model]
     args.out = str(out)  # what the messages after the run name (an output error, an interrupt)
     on_study = None if args.quiet else (lambda o, vs: _print_study(o, vs, sys.stdout))
-    rep = reproduce(args.model, out=out, argv=argv, on_study=on_study, **kwargs)
+    rep = reproduce(request, argv=argv, on_study=on_study, **_reproduce_args(args, argv))
     if not args.quiet:
         _print_run(rep, sys.stdout)
     if args.strict:
@@ -179,11 +175,12 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if not args.models:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
+        requests = _requests(args, {m: out / safe_dirname(m) for m in args.models})
         kwargs = _reproduce_args(args, argv)
         if args.executor == "inline" or len(args.models) == 1:
             args.executor = "inline"  # in this process: its verdict lines print as each study finishes
         kwargs["print_verdicts"] = not args.quiet and args.executor == "inline"
-        payloads = {m: {"model": m, "out": str(out / safe_dirname(m)), **kwargs} for m in args.models}
+        payloads = {m: {"request": request, **kwargs} for m, request in requests.items()}
         for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.

@@ -121,39 +121,30 @@ class Reproduction:
 
 
 def reproduce(
-    model: str,
+    request: RunRequest,
+    claims: Sequence[Claim] | None = None,
     *,
-    out: str | os.PathLike[str],
-    study_names: Sequence[str] | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    device_map: str | None = None,
-    options: dict[str, Any] | None = None,
-    overrides: Sequence[str] = (),
     progress: bool | Say = False,
     command: str = "",
     argv: Sequence[str] | None = None,
     on_study: Callable[[StudyOutcome, list[Verdict]], None] | None = None,
     wait_s: float = 0.0,
-    claims: Sequence[Claim] | None = None,
 ) -> Reproduction:
-    """:func:`layerclaims.run.decide_run` on ``model`` with ``claims`` (default: the package's), written into
-    ``out`` as one step (see the module docstring); the folder is left as it was whenever this raises (a
+    """:func:`layerclaims.run.decide_run` on ``request`` with ``claims`` (default: the package's), written into
+    ``request.out`` (default :func:`default_out`) as one step; the folder is left as it was whenever this raises (a
     LayerclaimsError with ``fix`` for bad input) or is interrupted.
 
     ``progress``: True prints one line per stage on stderr, a callable receives them, False logs them at INFO.
     ``argv``: the command as typed, so that a fix repeats it with one option changed (default: rebuilt from the
     arguments). ``on_study(outcome, verdicts)``: as each study finishes. ``wait_s``: how long to wait for another
     run holding the folder's lock."""
-    options = dict(options or {})
-    out = Path(out)
-    study_names = tuple(registry.names() if study_names is None else study_names)
-    request = RunRequest(model, out, study_names, device, dtype, device_map, options, tuple(overrides))
+    out = Path(request.out) if request.out is not None else default_out(request.model)
+    request = dataclasses.replace(request, out=out, study_names=tuple(request.study_names))
     cmd = Command(tuple(argv)) if argv is not None else request.command()
     command = command or str(cmd)
     say: Say = progress if callable(progress) else (progress_printer() if progress else silent)
     quiet_library_progress()  # our progress is one line per stage
-    say(f"checking {model}, the settings and the inputs")
+    say(f"checking {request.model}, the settings and the inputs")
     pool = CLAIMS if claims is None else tuple(claims)
     timings: dict[str, float] = {}
     staging = _Staging(request, RunFolder(out, wait_s=wait_s), cmd, timings, say, on_study, pool)
@@ -583,11 +574,9 @@ def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[s
     and where the report is."""
     args = dict(payload)
     print_verdicts = bool(args.pop("print_verdicts", False))
-    model = str(args.pop("model"))
-    out = Path(args.pop("out"))
-    rep = reproduce(model, out=out, **args)
+    rep = reproduce(**args)
     if print_verdicts:  # once, after the run's family decision
         for v in rep.verdicts:
             print(f"  {v.describe()}", flush=True)
     not_run = [(s.study, s.reason) for s in rep.report.studies if not s.ran]
-    return list(rep.report.rows), {"out": str(out), "report": str(rep.files["report.html"]), "not_run": not_run}
+    return list(rep.report.rows), {"out": str(rep.out), "report": str(rep.files["report.html"]), "not_run": not_run}
