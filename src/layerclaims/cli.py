@@ -66,8 +66,7 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: TextIO) -> None:
-    """One study's problems, printed as soon as it is done (its verdicts are printed once, after the run's family
-    decision: :func:`_print_run`)."""
+    """One study's problems, as soon as it is done (its verdicts come after the family decision: :func:`_print_run`)."""
     if not outcome.ran:
         print(f"study {outcome.study}: NOT RUN. {outcome.reason}\n  fix: {outcome.fix}", file=stream)
     for p in outcome.problems:
@@ -78,8 +77,7 @@ def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: Tex
 
 
 def _print_run(rep: Reproduction, stream: TextIO) -> None:
-    """Every verdict, once, as the run's family decision left it (Holm over the run's hypotheses, for and against
-    the claims; then the presuppositions)."""
+    """Every verdict, once, as the run's family decision left it."""
     if rep.verdicts:
         v0 = rep.verdicts[0]
         print(
@@ -488,17 +486,14 @@ def _setup_logging(args: argparse.Namespace) -> None:
         logger.addHandler(handler)
 
 
-EXIT_IOERR = 74
-"""stdout could not be written (sysexits.h EX_IOERR); the command itself finished."""
-EXIT_SIGPIPE = 128 + 13
-"""stdout was closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports a command stopped by it."""
+EXIT_IOERR = 74  # stdout could not be written (sysexits.h EX_IOERR); the command itself finished
+EXIT_SIGPIPE = 128 + 13  # stdout closed by its reader (``| head``), as a shell reports a command SIGPIPE stopped
 
 
 class _GuardedStream:
-    """stdout or stderr for the length of a command: a write or flush that fails with an OSError (a reader that
-    closed the pipe, a full device) is remembered in ``error`` instead of raised, and every later write is dropped,
-    so printing never stops a run nor is taken for a failure to write the run folder. A stream that is None (the
-    descriptor was closed before the start, ``>&-``) takes every write and drops it, as ``print`` does then."""
+    """stdout or stderr for the length of a command: a write or flush that fails with an OSError is remembered in
+    ``error`` instead of raised and later writes are dropped. A stream that is None (closed before the start,
+    ``>&-``) drops every write, as ``print`` does then."""
 
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
@@ -543,8 +538,7 @@ def _discard_pending(stream: TextIO | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``layerclaims`` and ``python -m layerclaims``; returns the exit code (see the module
-    docstring; output errors on stdout: 141 for a closed pipe, 74 otherwise)."""
+    """Entry point of ``layerclaims`` and ``python -m layerclaims``: the exit code (see the module docstring)."""
     real_out, real_err = sys.stdout, sys.stderr
     out, err = _GuardedStream(real_out), _GuardedStream(real_err)
     sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
@@ -574,9 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> tuple[int, argparse.Namespace | None]:
     """Parse ``argv`` and run the command: (exit code, the parsed arguments or None when parsing stopped)."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0), None
     return _run_command(args, argv), args
@@ -586,7 +579,10 @@ def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
     _setup_logging(args)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
-    previous_term = _install_sigterm()
+    try:  # SIGTERM -> _Terminated, in the main thread (elsewhere signals cannot be handled)
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        previous_term = None
     try:
         return int(args.func(args, argv))
     except LayerclaimsError as exc:
@@ -602,14 +598,6 @@ def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
         warnings.formatwarning = previous_format
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-
-
-def _install_sigterm() -> Any:
-    """SIGTERM -> :class:`_Terminated` in the main thread (elsewhere signals cannot be handled)."""
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread
-        return None
 
 
 def _unchanged(args: argparse.Namespace, exc: BaseException) -> str:

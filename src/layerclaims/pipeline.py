@@ -324,30 +324,33 @@ def _stage_study(
     outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
     with timed(timings, f"{label}: figures", say):
+        # a bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows
         try:
             if declared.figures is not None:
                 table = declared.figures(result, claim_reads(run.claims, int(result.n_blocks)))
                 outcome.figures = draw_table(table, stage / "figures")
-        except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
-            log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            _problem(outcome, f"figures of study {study}", "figures could not be drawn", exc)
         try:
             if declared.report_section is not None:
                 outcome.sections = [declared.report_section(result)]
-        except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
-            log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            _problem(outcome, f"report section of study {study}", "its report section could not be written", exc)
     with timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
         except OSError:  # a full disk or a read-only folder: the run cannot be written, it stops
             raise
-        except Exception as exc:  # a bug in saving: recorded, not fatal
-            log.warning("saving study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            outcome.problems.append(f"result could not be saved: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            _problem(outcome, f"saving study {study}", "result could not be saved", exc)
     for stage_name in ("evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome
+
+
+def _problem(outcome: StudyOutcome, what: str, shown: str, exc: Exception) -> None:
+    log.warning("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    outcome.problems.append(f"{shown}: {type(exc).__name__}: {exc}")
 
 
 def claim_definition(claim: Claim) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
     declared = registry.get(payload["study"])
     rob = _declared(declared.name)
-    handle = _HANDLES.handle(RunRequest(payload["model"], None, (), payload["device"], payload["dtype"]))
+    handle = _HANDLES.handle(payload["request"])
     n = int(handle.n_blocks)
     claims = payload["claims"]
     evaluations = payload["evaluations"]
@@ -218,14 +218,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows, {**stats, "seconds": time.perf_counter() - t0, "cache": {k: after[k] - before[k] for k in after}}
 
 
-def jobs_for(
-    specs: Sequence[Spec],
-    model: str,
-    *,
-    device: str = "cpu",
-    dtype: str = "float32",
-    claims: Sequence[Claim] | None = None,
-) -> list[Job]:
+def jobs_for(specs: Sequence[Spec], request: RunRequest, claims: Sequence[Claim] | None = None) -> list[Job]:
     """The specifications as jobs: one per study, distinct values of its ``run_choices`` and run of the claims
     (default: the package's; one per distinct claim settings, the original path of that run)."""
     pool = CLAIMS if claims is None else tuple(claims)
@@ -247,9 +240,7 @@ def jobs_for(
         ]
         for _, settings, run_claims in (r for r in runs if r[0] == study):
             payload = {
-                "model": model,
-                "device": device,
-                "dtype": dtype,
+                "request": request,
                 "study": study,
                 "values": dict(key),
                 "grid": dict(rob.grid),
@@ -315,8 +306,9 @@ def run(
     specs = plan(study_names_of(pool), n_specs=n_specs, draw_seed=draw_seed, only=chosen)
     check_out(out)
     command = command or Command(("robustness", "--model", model, "--out", str(out)))
-    check_run(RunRequest(model, None, study_names_of(pool), device, dtype), command)  # before any worker starts
-    jobs = jobs_for(specs, model, device=device, dtype=dtype, claims=pool)
+    request = RunRequest(model, None, study_names_of(pool), device, dtype)
+    check_run(request, command)  # before any worker starts
+    jobs = jobs_for(specs, request, pool)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()
     done = [0]
