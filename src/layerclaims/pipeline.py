@@ -219,10 +219,9 @@ class _Staging:
 
     def kept_verdicts(self) -> list[Verdict]:
         """The kept studies' claims re-decided on their saved results: they join this run's family."""
-        self.kept_outcomes, kept_rows, self.kept_entries = _carry_earlier(
-            self.earlier, self.folder.out, self.folder.stage
+        self.kept_outcomes, verdicts, self.kept_rows, self.kept_entries = _carry_earlier(
+            self.earlier, self.folder.out, self.folder.stage, self.pool
         )
-        verdicts, self.kept_rows = _redecide_kept(self.kept_outcomes, self.kept_entries, kept_rows, self.pool)
         return verdicts
 
     def write(self, decision: Decision, command: str) -> RunReport:
@@ -465,16 +464,20 @@ def _carry_robustness(out: Path, stage: Path, model: str, cmd: Command) -> None:
 
 
 def _carry_earlier(
-    earlier: dict[str, Any], out: Path, stage: Path
-) -> tuple[list[StudyOutcome], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Copy the kept studies' files (saved result, figures) from ``out`` into ``stage``; their outcomes (rebuilt
-    from run.json), verdict rows (from verdicts.json) and run.json entries."""
+    earlier: dict[str, Any], out: Path, stage: Path, pool: Sequence[Claim]
+) -> tuple[list[StudyOutcome], list[Verdict], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Copy the kept studies' files from ``out`` into ``stage``; their outcomes (rebuilt from run.json), their claims
+    evaluated again on their saved results, so that they join this run's Holm family (their verdicts then equal
+    those of one run over every study), the verdict rows that stay as the earlier run wrote them (a study whose
+    claims are not all among this run's, or whose saved result cannot be read: the report says so) and their
+    run.json entries."""
     if not earlier:
-        return [], [], []
+        return [], [], [], []
     rows = _old_rows(out)
+    by_id = {c.id: c for c in pool}
     outcomes: list[StudyOutcome] = []
+    redecided: list[Verdict] = []
     kept_rows: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
     for study, e in earlier["studies"].items():
         for rel in e.get("files", []):
             src, dst = out / rel, stage / rel
@@ -483,60 +486,40 @@ def _carry_earlier(
                 shutil.copy2(src, dst)
         prov = dict(e.get("provenance") or {})
         prov["kept from the earlier run"] = f"{e.get('created')}: {e.get('command')}"
-        outcomes.append(
-            StudyOutcome(
-                study=study,
-                ran=bool(e.get("ran")),
-                reason=e.get("reason"),
-                fix=e.get("fix"),
-                options=dict(e.get("options") or {}),
-                provenance=prov,
-                figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
-                sections=list(e.get("sections") or []),
-                problems=list(e.get("problems") or []),
-                saved=(stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None,
-                seconds=dict(e.get("seconds") or {}),
-            )
+        saved = (stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None
+        outcome = StudyOutcome(
+            study=study,
+            ran=bool(e.get("ran")),
+            reason=e.get("reason"),
+            fix=e.get("fix"),
+            options=dict(e.get("options") or {}),
+            provenance=prov,
+            figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
+            sections=list(e.get("sections") or []),
+            problems=list(e.get("problems") or []),
+            saved=saved,
+            seconds=dict(e.get("seconds") or {}),
         )
-        claims = set(e.get("claims") or [])
-        kept_rows.extend(r for r in rows if r.get("claim") in claims)
-        entries.append(e)
-    return outcomes, kept_rows, entries
-
-
-def _redecide_kept(
-    outcomes: Sequence[StudyOutcome],
-    entries: Sequence[dict[str, Any]],
-    rows: list[dict[str, Any]],
-    pool: Sequence[Claim],
-) -> tuple[list[Verdict], list[dict[str, Any]]]:
-    """The kept studies' claims evaluated again on their saved results, so that they join this run's Holm family
-    (their verdicts then equal those of one run over every study). Returns those verdicts and the rows that stay as
-    the earlier run wrote them: a study whose claims are not all in this run's claims (a user's claims file not
-    passed again) or whose saved result cannot be read; the report says so for each."""
-    by_id = {c.id: c for c in pool}
-    redecided: list[Verdict] = []
-    for outcome, e in zip(outcomes, entries, strict=True):
+        outcomes.append(outcome)
         ids = [str(cid) for cid in e.get("claims") or []]
         missing = [cid for cid in ids if cid not in by_id]
         why = ""
         if missing:
             why = f"claims {', '.join(missing)} are not among this run's (pass the claims files that run had)"
-        elif outcome.saved is None:
+        elif saved is None:
             why = "its saved result is missing"
         else:
             try:
-                result = load_saved(outcome.saved)
-                verdicts = [evaluate(by_id[cid], result) for cid in ids]
+                verdicts = [evaluate(by_id[cid], load_saved(saved)) for cid in ids]
             except Exception as exc:  # an unreadable or older result: the earlier rows stand, and the report says so
                 why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
         if why:
             outcome.problems.append(f"its verdicts keep the Holm family of the run that made them: {why}")
+            kept_rows.extend(r for r in rows if str(r.get("claim")) in ids)
             continue
         redecided.extend(verdicts)
         outcome.provenance["verdicts"] = "re-decided from the saved result within this run's Holm family"
-        rows = [r for r in rows if str(r.get("claim")) not in ids]
-    return redecided, rows
+    return outcomes, redecided, kept_rows, list(earlier["studies"].values())
 
 
 def load_saved(saved: Path) -> Any:
