@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -192,3 +193,28 @@ def make_config(study: Study, options: Mapping[str, Any]) -> Any:
         return study.config(**options)
     except TypeError as exc:
         raise UsageError(f"bad option for study {study.name!r}: {exc}") from None
+
+
+def run_each(
+    run: Callable[[Any, Any, Any], Any],
+    config: type,
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    grid: Mapping[str, Any],
+    base: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    """A :attr:`Robustness.run` for a study whose every choice is a run choice: one run with ``grid`` and the Config
+    fields of ``values`` (choice -> value, via ``table``, the original value first) over the claims' own settings
+    ``base`` (a choice at its original value keeps a field the claims set, one that departs overrides it); every
+    analysis variant reads that one result."""
+    fields: dict[str, Any] = {**base, **grid}
+    for choice, value in values.items():
+        if choice not in table or value not in table[choice]:
+            raise UsageError(f"unknown robustness value {choice}={value!r}: valid are {dict(table)}")
+        original = value == next(iter(table[choice]))
+        fields.update({k: v for k, v in table[choice][value].items() if not (original and k in base)})
+    t0 = time.perf_counter()
+    result = run(handle, config(**fields), None)
+    return [result] * max(len(variants), 1), {"forward_s": time.perf_counter() - t0, "analysis_s": 0.0}
