@@ -249,9 +249,6 @@ def _claim_layer(c: Claim) -> str:
 
 
 def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
-    def threshold(x: float) -> str:
-        return f"{x:g}"
-
     return [
         {
             "id": c.id,
@@ -259,7 +256,7 @@ def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
             "model": c.model,
             "statistic": " and ".join(k.statistic for k in c.conditions),
             "comparison": " and ".join(k.comparison for k in c.conditions),
-            "threshold": " and ".join(threshold(k.threshold) for k in c.conditions),
+            "threshold": " and ".join(f"{k.threshold:g}" for k in c.conditions),
             "layer": _claim_layer(c),
             "claim": c.text,
         }

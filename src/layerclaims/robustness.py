@@ -1,21 +1,13 @@
 """Robustness: every claim evaluated across the choices a careful reader would vary (a specification curve).
 
-A *specification* gives each choice a study declares (:class:`layerclaims.study.Robustness`) one value; the
-original path is every choice at its first value. :func:`plan` evaluates the original path, every single-choice
-departure from it, and ``n_specs`` further combinations drawn with ``draw_seed`` (column ``spec_origin``:
-``original``, ``single``, ``random``). Each specification's claims (the package's, or a user's, whose own settings
-are the original path) are decided as one family as every run's are (:func:`layerclaims.run.decide_family`), after
-the request is checked as every run's is (:func:`layerclaims.validate.check_run`).
-
-Cost: one job, one study run, per distinct value of the study's ``run_choices``; the ``offset`` choice reads that
-run at a neighbouring layer, the other choices are analysis variants of it; resampling counts are reduced to the
-study's ``grid`` (recorded in robustness.json and a CSV column).
-
-Output, written to a staging folder and moved into place whole with the manifest of its files
-(:mod:`layerclaims.runfolder`: an earlier robustness folder is replaced only when that manifest covers all of it):
-``robustness.csv`` (claim, spec, one column per choice, value, interval, verdict), ``robustness.json`` (plan,
-summary, failed jobs, settings, timings, cache counters), ``summary.md`` (per claim "holds in k of n
-specifications") and ``figures/spec_curve_<claim>.png``.
+:func:`plan`: the original path (every choice a study declares, :class:`layerclaims.study.Robustness`, at its
+first value), every single-choice departure, and ``n_specs`` combinations drawn with ``draw_seed`` (column
+``spec_origin``). The request is checked as every run's is (:func:`layerclaims.validate.check_run`) and each
+specification's claims (whose own settings are the original path) are decided as one family as every run's are
+(:func:`layerclaims.run.decide_family`). One job (one study run, resampling reduced to the study's ``grid``) per
+distinct value of its ``run_choices``; the ``offset`` choice reads that run at a neighbouring layer, the others are
+analysis variants of it. Output, staged and moved into place whole with the manifest of its files: robustness.csv,
+robustness.json, summary.md ("holds in k of n specifications") and figures/spec_curve_<claim>.png.
 """
 
 from __future__ import annotations
