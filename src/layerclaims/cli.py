@@ -25,7 +25,7 @@ import shlex
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -496,20 +496,20 @@ class _GuardedStream:
         self.stream = stream
         self.error: OSError | None = None
 
-    def write(self, text: str) -> int:
+    def _guarded(self, op: Callable[[TextIO], Any]) -> Any:
         if self.error is None and self.stream is not None:
             try:
-                return self.stream.write(text)
+                return op(self.stream)
             except OSError as exc:  # BrokenPipeError (EPIPE), ENOSPC, EIO, ...
                 self.error = exc
-        return len(text)
+        return None
+
+    def write(self, text: str) -> int:
+        written = self._guarded(lambda s: s.write(text))
+        return len(text) if written is None else int(written)
 
     def flush(self) -> None:
-        if self.error is None and self.stream is not None:
-            try:
-                self.stream.flush()
-            except OSError as exc:
-                self.error = exc
+        self._guarded(lambda s: s.flush())
 
     def isatty(self) -> bool:
         return self.stream is not None and self.stream.isatty()

@@ -202,7 +202,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     before = activations.STATS.as_dict()
     t0 = time.perf_counter()
     variants = [ev["variant"] for ev in evaluations]
-    results, stats = rob.run(handle, payload["values"], variants, layers, payload["grid"], payload["settings"])
+    results, stats = rob.run(handle, payload["values"], variants, layers, rob.grid, payload["settings"])
     after = activations.STATS.as_dict()
     rows = [
         r for ev, res in zip(evaluations, results, strict=True) for r in _rows(res, claims, ev["spec"], ev["offset"])
@@ -235,7 +235,6 @@ def jobs_for(specs: Sequence[Spec], request: RunRequest, claims: Sequence[Claim]
                 "request": request,
                 "study": study,
                 "values": dict(key),
-                "grid": dict(rob.grid),
                 "settings": settings,
                 "claims": run_claims,
                 "evaluations": evals,
