@@ -159,14 +159,10 @@ def _prefixed(study: str, text: str) -> str:
 
 @dataclasses.dataclass
 class Decision:
-    """What :func:`decide_run` found: per study run its options and result; ``verdicts``: this run's claims decided
-    as one family (run order); ``joined``: the verdicts that joined the family (``join``), decided with it."""
+    """What :func:`decide_run` found: the study runs; ``verdicts``: this run's claims decided as one family (run
+    order); ``joined``: the verdicts that joined the family (``join``), decided with it."""
 
-    plan: RunPlan
-    handle: Any
     runs: list[StudyRun]
-    options: list[dict[str, Any]]
-    results: list[Any]
     verdicts: list[Verdict]
     joined: list[Verdict] = dataclasses.field(default_factory=list)
 
@@ -212,8 +208,6 @@ def decide_run(
     check_marks_with(request, plan, command, getattr(handle, "tokenizer", None))  # if none was to be had before
     runs = plan_runs(request.study_names, claims)
     n_blocks = int(handle.n_blocks)
-    options: list[dict[str, Any]] = []
-    found: list[Any] = []
     verdicts: list[Verdict] = []
     for run in runs:
         opts = run_options(run, plan, n_blocks)
@@ -230,12 +224,10 @@ def decide_run(
             ) from None
         with timed(timings, f"{run.label}: evaluate claims", say):
             own = [evaluate(c, result) for c in run.claims]
-        options.append(opts)
-        found.append(result)
         verdicts.extend(own)
         if on_result is not None:
             on_result(run, opts, result, own)
     joined = list(join()) if join is not None else []
     # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
     family = annotate(decide_family([*verdicts, *joined]), identify(handle))
-    return Decision(plan, handle, runs, options, found, family[: len(verdicts)], family[len(verdicts) :])
+    return Decision(runs, family[: len(verdicts)], family[len(verdicts) :])
