@@ -127,13 +127,10 @@ def reproduce(
     wait_s: float = 0.0,
 ) -> Reproduction:
     """:func:`layerclaims.run.decide_run` on ``request`` with ``claims`` (default: the package's), written into
-    ``request.out`` (default :func:`default_out`) as one step; the folder is left as it was whenever this raises (a
-    LayerclaimsError with ``fix`` for bad input) or is interrupted.
-
-    ``progress``: True prints one line per stage on stderr, a callable receives them, False logs them at INFO.
-    ``argv``: the command as typed, so that a fix repeats it with one option changed (default: rebuilt from the
-    arguments). ``on_study(outcome, verdicts)``: as each study finishes. ``wait_s``: how long to wait for another
-    run holding the folder's lock."""
+    ``request.out`` (default :func:`default_out`) as one step; the folder is left as it was whenever this raises or
+    is interrupted. ``progress``: True prints one line per stage on stderr, a callable receives them, False logs
+    them. ``argv``: the command as typed, which fixes repeat with one option changed. ``on_study(outcome,
+    verdicts)``: as each study finishes. ``wait_s``: how long to wait for another run holding the folder's lock."""
     out = Path(request.out) if request.out is not None else default_out(request.model)
     request = dataclasses.replace(request, out=out, study_names=tuple(request.study_names))
     cmd = Command(tuple(argv)) if argv is not None else request.command()
@@ -484,17 +481,13 @@ def _carry_earlier(
         prov["kept from the earlier run"] = f"{e.get('created')}: {e.get('command')}"
         saved = (stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None
         outcome = StudyOutcome(
-            study=study,
-            ran=bool(e.get("ran")),
-            reason=e.get("reason"),
-            fix=e.get("fix"),
-            options=dict(e.get("options") or {}),
+            study,
+            **{k: e.get(k) for k in ("ran", "reason", "fix", "options", "seconds")},
             provenance=prov,
             figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
             sections=list(e.get("sections") or []),
-            problems=list(e.get("problems") or []),
+            problems=list(e.get("problems") or []),  # a copy: this run's note on them is appended
             saved=saved,
-            seconds=dict(e.get("seconds") or {}),
         )
         outcomes.append(outcome)
         ids = [str(cid) for cid in e.get("claims") or []]

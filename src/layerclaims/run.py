@@ -81,10 +81,9 @@ def plan_runs(study_names: Sequence[str], claims: Sequence[Claim] | None = None)
 
 
 def run_options(run: StudyRun, plan: RunPlan, n_blocks: int) -> dict[str, Any]:
-    """The Config overrides of one study run: the run's options (command line, ``--set``), the claims' settings
-    over them, and, for a study whose Config has ``detail_layers`` not given, the layers this run's claims read on
-    this model (the package's claims of the study when none of them reads a layer): the caller's side of it, since a
-    study never reads the claims."""
+    """The Config overrides of one study run: the run's options, the claims' settings over them, and a
+    ``detail_layers`` not given: the layers this run's claims (else the study's package claims) read on this model,
+    since a study never reads the claims."""
     opts = {**plan.options.get(run.study, {}), **dict(run.settings)}
     if "detail_layers" in registry.get(run.study).settings and opts.get("detail_layers") is None:
         layers = {map_layer(c, n_blocks) for c in run.claims} - {None}
