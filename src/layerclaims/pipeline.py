@@ -102,11 +102,15 @@ class Reproduction:
     kept: tuple[str, ...] = ()
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The verdict rows as written to verdicts.json."""
+        return [v.to_row() for v in self.verdicts]
+
     def frame(self) -> Any:
         """The verdicts as a pandas DataFrame (one row per claim; ``details`` left out)."""
         import pandas as pd
 
-        return pd.DataFrame([{k: x for k, x in v.to_row().items() if k != "details"} for v in self.verdicts])
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "details"} for r in self.rows()])
 
     def verdict(self, claim_id: str) -> Verdict:
         """The verdict of one claim (KeyError naming the claims there are)."""
