@@ -1,7 +1,5 @@
-"""The Python API (for notebooks): ``layerclaims.reproduce`` and ``layerclaims.load_claims``.
-
-The same pipeline as ``layerclaims reproduce`` (:func:`layerclaims.pipeline.reproduce`), with the study results
-kept in memory for further analysis::
+"""The Python API (for notebooks): ``layerclaims.reproduce`` and ``layerclaims.load_claims``, the pipeline of
+``layerclaims reproduce`` with the study results kept for further analysis::
 
     import layerclaims
 
@@ -17,40 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from layerclaims import pipeline, validate
+from layerclaims import study as registry
 from layerclaims.claims import Claim, combine_claims, load_claims
 from layerclaims.errors import UsageError
+from layerclaims.pipeline import Reproduction
 
 __all__ = ["Reproduction", "load_claims", "reproduce"]
-
-
-@dataclasses.dataclass
-class Reproduction:
-    """One run: ``verdicts`` (one per claim), ``results`` (the study results by run label: the study's name, and
-    ``"<study>-<claim ids>"`` for a run with a claim's own settings), ``out`` (the folder
-    holding verdicts.json/.csv, report.md/.html, figures and the saved results) and ``files`` (those paths)."""
-
-    verdicts: list[Any]
-    results: dict[str, Any]
-    out: Path
-    files: dict[str, Path]
-    report: Any = dataclasses.field(repr=False, default=None)
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The verdict rows as written to verdicts.json."""
-        return [v.to_row() for v in self.verdicts]
-
-    def frame(self) -> Any:
-        """The verdicts as a pandas DataFrame (one row per claim; ``details`` left out)."""
-        import pandas as pd
-
-        return pd.DataFrame([{k: v for k, v in r.items() if k != "details"} for r in self.rows()])
-
-    def verdict(self, claim_id: str) -> Any:
-        """The verdict of one claim (KeyError naming the claims there are)."""
-        for v in self.verdicts:
-            if v.claim == claim_id:
-                return v
-        raise KeyError(f"no verdict for {claim_id!r}; this run has {[v.claim for v in self.verdicts]}")
 
 
 def _claims(claims: Any, only_claims: bool) -> tuple[Claim, ...] | None:
@@ -80,39 +51,20 @@ def reproduce(
     progress: bool = False,
     **settings: Any,
 ) -> Reproduction:
-    """Run the studies on ``model``, evaluate the claims and write the report into ``out`` (default
-    ``out/<model>``), as ``layerclaims reproduce`` does; return the verdicts and the study results.
-
-    ``claims``: claims files/folders and/or :class:`~layerclaims.claims.Claim` records added to the package's
-    (``only_claims=True``: instead of them). ``study``: ``"all"``, a study's name or a list of them.
+    """What ``layerclaims reproduce`` does (the report in ``out``, default ``out/<model>``), returning the verdicts
+    and the study results. ``claims``: files/folders and/or :class:`~layerclaims.claims.Claim` records added to
+    the package's (``only_claims=True``: instead of them). ``study``: ``"all"``, a study's name or a list of them.
     ``settings``: study settings, each given to every study whose ``Config`` has it (``n_boot=200``, ``seed=1``,
-    ``corpus="path.txt"``, ``n=100``); a claim's own ``settings`` win for its run. UsageError for a setting that no
-    study run has."""
-    from layerclaims import pipeline, validate
-    from layerclaims import study as registry
-
+    ``n=100``); a claim's own ``settings`` win for its run. UsageError for a setting that no study run has."""
     names = registry.names() if study == "all" else ((study,) if isinstance(study, str) else tuple(study))
     for name in names:
         registry.get(name)  # UsageError naming the studies for an unknown one
     for key, value in settings.items():
-        if not any(pipeline.study_options(s, {key: value}) for s in names):
+        if not any(validate.study_options(s, {key: value}) for s in names):
             fields = sorted({f for s in names for f in validate.config_fields(s)})
             raise UsageError(f"no study run ({', '.join(names)}) has the setting {key!r}: use one of {fields}")
-    folder = Path(out) if out is not None else Path("out") / pipeline.safe_dirname(model)
-    rep = pipeline.reproduce(
-        model,
-        out=folder,
-        study_names=names,
-        device=device,
-        dtype=dtype,
-        device_map=device_map,
-        options=settings,
-        progress=progress,
-        command=f"layerclaims.reproduce({model!r}, ...)",
-        claims=_claims(claims, only_claims),
-    )
-    loaded: dict[str, Any] = {}
-    for outcome in rep.report.studies:
-        if outcome.ran and outcome.saved is not None:
-            loaded[outcome.study] = pipeline.load_saved(outcome.saved)
-    return Reproduction(list(rep.verdicts), loaded, rep.out, dict(rep.files), rep.report)
+    request = validate.RunRequest(model, None if out is None else Path(out), names, device, dtype, device_map, settings)
+    command = f"layerclaims.reproduce({model!r}, ...)"
+    rep = pipeline.reproduce(request, _claims(claims, only_claims), progress=progress, command=command)
+    results = {o.study: pipeline.load_saved(o.saved) for o in rep.report.studies if o.ran and o.saved is not None}
+    return dataclasses.replace(rep, results=results)

@@ -1,22 +1,17 @@
-"""The ``layerclaims`` command: ``claims``, ``reproduce``, ``matrix`` and ``diff``.
+"""The ``layerclaims`` command: ``claims``, ``reproduce``, ``matrix``, ``diff`` and ``robustness``, a thin shell
+over :mod:`layerclaims.pipeline`, :mod:`layerclaims.compare` and :mod:`layerclaims.robustness`.
 
-A thin shell over :mod:`layerclaims.pipeline` (load once, run the studies, evaluate the claims, write the report) and
-:mod:`layerclaims.compare` (matrix, diff).
+Exit codes: 0 everything ran (a failing claim is a finding, not an error); 1 with ``--strict`` when a claim does
+not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: ``error:`` and ``fix:`` lines
+on stderr, no traceback); 130 interrupted, 143 terminated. A run that exits with anything but 0, 1, 74 or 141
+leaves its output folder as it was.
 
-Exit codes: 0 everything ran (claims may fail: a failing claim is a finding, not an error); 1 with ``--strict``
-when a claim does not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: ``error:`` and
-``fix:`` lines on stderr, no traceback), checked before any weights load where it can be; 130 interrupted (Ctrl-C),
-143 terminated (SIGTERM). A run that exits with anything but 0, 1, 74 or 141 leaves its output folder as it was.
+Output errors are not run errors: stdout and stderr are wrapped (:class:`_GuardedStream`) so that a failed write is
+remembered, later ones dropped, and the run folder still written. Then a closed stdout (``| head -1``) exits 141
+(128 + SIGPIPE, as a shell reports it) with no message; another write error (``> /dev/full``) exits 74 (EX_IOERR)
+with one line on stderr saying so, and for ``reproduce`` that the run is complete in its folder.
 
-Output errors are not run errors. Printing never stops a command: stdout and stderr are wrapped for its length
-(:class:`_GuardedStream`), a write that fails is remembered and later ones dropped, and the run folder is written
-as if nothing happened. Then: stdout closed early (``| head -1``: a broken pipe) exits 141 (128 + SIGPIPE, what a
-shell reports for a command the closed pipe stopped) with no message; stdout not writable otherwise (``> /dev/full``:
-no space left) exits 74 (EX_IOERR) with one line on stderr naming the problem, and for ``reproduce`` that the run
-is complete in its folder. A command that failed for another reason keeps its own exit code.
-
-Progress goes to stderr, one line per stage (terminal or not); each study's verdict lines go to stdout as soon as
-that study is done. ``-q`` silences both (errors only).
+Progress goes to stderr, one line per stage; the verdict lines to stdout; ``-q`` silences both.
 """
 
 from __future__ import annotations
@@ -26,10 +21,11 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -44,19 +40,9 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.pipeline import (
-    DEVICES,
-    DTYPES,
-    STUDY_OPTIONS,
-    Reproduced,
-    check_unused_options,
-    reproduce,
-    reproduce_each,
-    safe_dirname,
-    shell_command,
-)
+from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, reproduce, reproduce_each, safe_dirname
 from layerclaims.report import StudyOutcome, render_matrix_html
-from layerclaims.validate import Command
+from layerclaims.validate import STUDY_OPTIONS, Command, RunRequest, parse_set, study_options
 from layerclaims.verdicts import Verdict
 
 log = logging.getLogger("layerclaims.cli")
@@ -79,25 +65,19 @@ def _csv_list(text: str) -> list[str]:
     return items
 
 
-def _strict_failures(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    return [v for v in verdicts if not v.passes]
-
-
 def _print_study(outcome: StudyOutcome, verdicts: Sequence[Verdict], stream: TextIO) -> None:
-    """One study's problems, printed as soon as it is done (its verdicts are printed once, after the run's family
-    decision: :func:`_print_run`)."""
+    """One study's problems, as soon as it is done (its verdicts come after the family decision: :func:`_print_run`)."""
     if not outcome.ran:
         print(f"study {outcome.study}: NOT RUN. {outcome.reason}\n  fix: {outcome.fix}", file=stream)
     for p in outcome.problems:
         print(f"study {outcome.study}: {p}", file=stream)
     if verdicts:
-        print(f"study {outcome.study} done ({len(verdicts)} claims; verdicts below, after the run's family decision)",
-              file=stream)  # fmt: skip
+        n = len(verdicts)
+        print(f"study {outcome.study} done ({n} claims; verdicts below, after the run's family decision)", file=stream)
 
 
-def _print_run(rep: Reproduced, stream: TextIO) -> None:
-    """Every verdict, once, as the run's family decision left it (Holm over the run's hypotheses, for and against
-    the claims; then the presuppositions)."""
+def _print_run(rep: Reproduction, stream: TextIO) -> None:
+    """Every verdict, once, as the run's family decision left it."""
     if rep.verdicts:
         v0 = rep.verdicts[0]
         print(
@@ -113,43 +93,30 @@ def _print_run(rep: Reproduced, stream: TextIO) -> None:
     print(f"report: {rep.files['report.html']}  (also report.md, verdicts.json, verdicts.csv)", file=stream)
 
 
-def _given_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in STUDY_OPTIONS}
-
-
 def _study_names(choice: str) -> tuple[str, ...]:
     """``--study``: ``all`` (every installed study) or one study's name, in every command."""
     return registry.names() if choice == "all" else (registry.get(choice).name,)
 
 
-def _run_options(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The studies to run and the study options given on the command line (warning about unused ones)."""
+def _requests(args: argparse.Namespace, folders: dict[str, Path]) -> dict[str, RunRequest]:
+    """The run ``args`` asks for of each model of ``folders`` into its folder, warning about options that no study
+    run reads."""
     names = _study_names(args.study)
-    given = _given_options(args)
-    check_unused_options(names, given, args.set)
-    return names, given
+    given = {k: getattr(args, k) for k in STUDY_OPTIONS}
+    for item in args.set:
+        if parse_set(item)[0].partition(".")[0] not in names:
+            log.warning("--set %s names a study that is not run (%s): ignored", item, ", ".join(names))
+    for option, value in given.items():
+        if value is not None and not any(study_options(s, {option: value}) for s in names):
+            log.warning("--%s applies to none of the studies run (%s): ignored", option, ", ".join(names))
+    run = (names, args.device, args.dtype, args.device_map, given, tuple(args.set))
+    return {model: RunRequest(model, out, *run) for model, out in folders.items()}
 
 
-def _reproduce_from_args(
-    args: argparse.Namespace, argv: Sequence[str], model: str, out: Path, names: tuple[str, ...], given: dict[str, Any]
-) -> Any:
-    """:func:`reproduce` with the run options of ``args`` (shared by ``reproduce`` and ``matrix``)."""
-    return reproduce(
-        model,
-        out=out,
-        study_names=names,
-        device=args.device,
-        dtype=args.dtype,
-        device_map=args.device_map,
-        options=given,
-        overrides=args.set,
-        progress=not args.quiet,
-        command=shell_command(argv),
-        argv=argv,
-        on_study=None if args.quiet else (lambda o, vs: _print_study(o, vs, sys.stdout)),
-        wait_s=args.wait,
-        claims=_claims_from_args(args),
-    )
+def _reproduce_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    """The rest of :func:`~layerclaims.pipeline.reproduce`'s arguments (plain data: a matrix job's payload)."""
+    command = "layerclaims " + shlex.join(argv)
+    return {"progress": not args.quiet, "command": command, "wait_s": args.wait, "claims": _claims_from_args(args)}
 
 
 def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
@@ -162,14 +129,15 @@ def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    names, given = _run_options(args)
-    out = Path(args.out) if args.out else Path("out") / safe_dirname(args.model)
+    out = Path(args.out) if args.out else default_out(args.model)
+    request = _requests(args, {args.model: out})[args.model]
     args.out = str(out)  # what the messages after the run name (an output error, an interrupt)
-    rep = _reproduce_from_args(args, argv, args.model, out, names, given)
+    on_study = None if args.quiet else (lambda o, vs: _print_study(o, vs, sys.stdout))
+    rep = reproduce(request, argv=argv, on_study=on_study, **_reproduce_args(args, argv))
     if not args.quiet:
         _print_run(rep, sys.stdout)
     if args.strict:
-        failed = _strict_failures(rep.verdicts)
+        failed = [v for v in rep.verdicts if not v.passes]
         if failed:
             print(
                 f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: "
@@ -178,9 +146,6 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
             return 1
     return 0
-
-
-# --------------------------------------------------------------------------------------------------- matrix / diff
 
 
 def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -208,10 +173,12 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if not args.models:
             raise UsageError("matrix needs --models A,B,... (fresh runs) or --from DIR1,DIR2,... (saved runs)")
-        names, given = _run_options(args)
+        requests = _requests(args, {m: out / safe_dirname(m) for m in args.models})
+        kwargs = _reproduce_args(args, argv)
         if args.executor == "inline" or len(args.models) == 1:
             args.executor = "inline"  # in this process: its verdict lines print as each study finishes
-        payloads = {m: _reproduce_payload(args, argv, m, out / safe_dirname(m), names, given) for m in args.models}
+        kwargs["print_verdicts"] = not args.quiet and args.executor == "inline"
+        payloads = {m: {"request": request, **kwargs} for m, request in requests.items()}
         for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.
@@ -251,27 +218,6 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def _reproduce_payload(
-    args: argparse.Namespace, argv: Sequence[str], model: str, out: Path, names: tuple[str, ...], given: dict[str, Any]
-) -> dict[str, Any]:
-    """The plain-data arguments of one matrix column's :func:`~layerclaims.pipeline.reproduce` (an executor job)."""
-    return {
-        "model": model,
-        "out": str(out),
-        "study_names": list(names),
-        "device": args.device,
-        "dtype": args.dtype,
-        "device_map": args.device_map,
-        "options": given,
-        "overrides": list(args.set),
-        "progress": not args.quiet,
-        "command": shell_command(argv),
-        "wait_s": args.wait,
-        "claims": _claims_from_args(args),
-        "print_verdicts": not args.quiet and args.executor == "inline",
-    }
-
-
 def _write_whole(path: Path, text: str) -> None:
     """Write ``path`` as one step (a temporary file beside it, renamed over it): never half a page."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -295,9 +241,6 @@ def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------------- claims
-
-
 def _claim_layer(c: Claim) -> str:
     if c.layer is None:
         return "all"
@@ -306,9 +249,6 @@ def _claim_layer(c: Claim) -> str:
 
 
 def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
-    def threshold(x: float) -> str:
-        return f"{x:g}"
-
     return [
         {
             "id": c.id,
@@ -316,7 +256,7 @@ def claims_rows(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
             "model": c.model,
             "statistic": " and ".join(k.statistic for k in c.conditions),
             "comparison": " and ".join(k.comparison for k in c.conditions),
-            "threshold": " and ".join(threshold(k.threshold) for k in c.conditions),
+            "threshold": " and ".join(f"{k.threshold:g}" for k in c.conditions),
             "layer": _claim_layer(c),
             "claim": c.text,
         }
@@ -342,9 +282,6 @@ def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for r in rows:
         print("  ".join(r[c].ljust(widths[c]) for c in cols[:-1]) + "  " + r["source"])
     return 0
-
-
-# --------------------------------------------------------------------------------------------------- parser
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -382,22 +319,32 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_claims_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("claims")
-    g.add_argument(
-        "--claims",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a TOML claims file or folder (README: Claims as files) added to the package's claims (repeatable)",
-    )
-    g.add_argument("--only-claims", action="store_true", help="use only the --claims claims, not the package's")
-
-
-def _add_verbosity(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, func: Any, *, claims: bool = True) -> None:
+    """The options every command ends with (``--claims`` where it reads claims, ``-q`` / ``-v``) and its function."""
+    if claims:
+        g = p.add_argument_group("claims")
+        g.add_argument(
+            "--claims",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="a TOML claims file or folder (README: Claims as files) added to the package's claims (repeatable)",
+        )
+        g.add_argument("--only-claims", action="store_true", help="use only the --claims claims, not the package's")
     v = p.add_mutually_exclusive_group()
     v.add_argument("-q", "--quiet", action="store_true", help="no progress and no verdict lines (errors only)")
     v.add_argument("-v", "--verbose", action="store_true", help="also log each stage's time")
+    p.set_defaults(func=func)
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
+
+
+def _add_executor(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--executor", choices=("local", "ray", "inline"), default="local", help=help)
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -412,17 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("claims", help="list every claim (id, source, model, statistic, threshold, layer)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    _add_claims_options(p)
-    _add_verbosity(p)
-    p.set_defaults(func=cmd_claims)
+    _add_common(p, cmd_claims)
 
     p = sub.add_parser("reproduce", help="run the studies on a model, evaluate every claim, write the report")
-    p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
+    _add_model(p)
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/<model>)")
     _add_run_options(p)
-    _add_claims_options(p)
-    _add_verbosity(p)
-    p.set_defaults(func=cmd_reproduce)
+    _add_common(p, cmd_reproduce)
 
     p = sub.add_parser("matrix", help="claims x models table, from fresh runs or saved run folders")
     p.add_argument("--models", type=_csv_list, default=None, metavar="A,B,C", help="models (comma-separated)")
@@ -435,38 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="saved reproduce folders (their verdicts.json) instead of fresh runs",
     )
     p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
-    p.add_argument(
-        "--executor",
-        choices=("local", "ray", "inline"),
-        default="local",
-        help="where the fresh runs go: local processes (default), Ray, or one after another in this process",
-    )
-    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
+    _add_executor(p, "where the fresh runs go: local processes (default), Ray, or one after another in this process")
     _add_run_options(p)
-    _add_claims_options(p)
-    _add_verbosity(p)
-    p.set_defaults(func=cmd_matrix)
+    _add_common(p, cmd_matrix)
 
     p = sub.add_parser("diff", help="which verdicts flipped and which values moved between two run folders")
     p.add_argument("old", type=Path, metavar="DIR_OLD")
     p.add_argument("new", type=Path, metavar="DIR_NEW")
     p.add_argument("--changed-only", action="store_true", help="list only the claims that changed")
-    _add_verbosity(p)
-    p.set_defaults(func=cmd_diff)
-    _add_robustness(sub)
-    return parser
+    _add_common(p, cmd_diff, claims=False)
 
-
-# --------------------------------------------------------------------------------------------------- robustness
-
-
-def _add_robustness(sub: Any) -> None:
-    p = sub.add_parser(
-        "robustness",
-        help="every claim over a grid of analysis choices (a specification curve); exit 1 when a job failed",
-    )
-    p.add_argument("--model", required=True, help="registry name (tiny-gpt2, smollm2-135m, ...), HF id or folder")
+    help = "every claim over a grid of analysis choices (a specification curve); exit 1 when a job failed"
+    p = sub.add_parser("robustness", help=help)
+    _add_model(p)
     p.add_argument(
         "--out", metavar="DIR", required=True, help="output folder (an earlier robustness folder is replaced)"
     )
@@ -478,32 +402,23 @@ def _add_robustness(sub: Any) -> None:
     p.add_argument(
         "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
     )
-    p.add_argument("--executor", choices=("local", "ray", "inline"), default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
+    _add_executor(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
-    _add_claims_options(p)
-    _add_verbosity(p)
-    p.set_defaults(func=cmd_robustness)
+    _add_common(p, cmd_robustness)
+    return parser
 
 
 def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from layerclaims import robustness
 
     names = robustness.studies() if args.study == "all" else _study_names(args.study)
+    given = ("n_specs", "draw_seed", "only", "executor", "address", "workers", "device", "dtype")
     outcome = robustness.run(
         args.model,
         args.out,
         study_names=names,
-        n_specs=args.n_specs,
-        draw_seed=args.draw_seed,
-        only=args.only,
-        executor=args.executor,
-        address=args.address,
-        workers=args.workers,
-        device=args.device,
-        dtype=args.dtype,
+        **{k: getattr(args, k) for k in given},
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
         claims=_claims_from_args(args),
         command=Command(tuple(argv)),
@@ -568,36 +483,33 @@ def _setup_logging(args: argparse.Namespace) -> None:
         logger.addHandler(handler)
 
 
-EXIT_IOERR = 74
-"""stdout could not be written (sysexits.h EX_IOERR); the command itself finished."""
-EXIT_SIGPIPE = 128 + 13
-"""stdout was closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports a command stopped by it."""
+EXIT_IOERR = 74  # stdout could not be written (sysexits.h EX_IOERR); the command itself finished
+EXIT_SIGPIPE = 128 + 13  # stdout closed by its reader (``| head``), as a shell reports a command SIGPIPE stopped
 
 
 class _GuardedStream:
-    """stdout or stderr for the length of a command: a write or flush that fails with an OSError (a reader that
-    closed the pipe, a full device) is remembered in ``error`` instead of raised, and every later write is dropped,
-    so printing never stops a run nor is taken for a failure to write the run folder. A stream that is None (the
-    descriptor was closed before the start, ``>&-``) takes every write and drops it, as ``print`` does then."""
+    """stdout or stderr for the length of a command: a write or flush that fails with an OSError is remembered in
+    ``error`` instead of raised and later writes are dropped. A stream that is None (closed before the start,
+    ``>&-``) drops every write, as ``print`` does then."""
 
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
         self.error: OSError | None = None
 
-    def write(self, text: str) -> int:
+    def _guarded(self, op: Callable[[TextIO], Any]) -> Any:
         if self.error is None and self.stream is not None:
             try:
-                return self.stream.write(text)
+                return op(self.stream)
             except OSError as exc:  # BrokenPipeError (EPIPE), ENOSPC, EIO, ...
                 self.error = exc
-        return len(text)
+        return None
+
+    def write(self, text: str) -> int:
+        written = self._guarded(lambda s: s.write(text))
+        return len(text) if written is None else int(written)
 
     def flush(self) -> None:
-        if self.error is None and self.stream is not None:
-            try:
-                self.stream.flush()
-            except OSError as exc:
-                self.error = exc
+        self._guarded(lambda s: s.flush())
 
     def isatty(self) -> bool:
         return self.stream is not None and self.stream.isatty()
@@ -623,8 +535,7 @@ def _discard_pending(stream: TextIO | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``layerclaims`` and ``python -m layerclaims``; returns the exit code (see the module
-    docstring; output errors on stdout: 141 for a closed pipe, 74 otherwise)."""
+    """Entry point of ``layerclaims`` and ``python -m layerclaims``: the exit code (see the module docstring)."""
     real_out, real_err = sys.stdout, sys.stderr
     out, err = _GuardedStream(real_out), _GuardedStream(real_err)
     sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
@@ -654,9 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> tuple[int, argparse.Namespace | None]:
     """Parse ``argv`` and run the command: (exit code, the parsed arguments or None when parsing stopped)."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0), None
     return _run_command(args, argv), args
@@ -666,7 +576,10 @@ def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
     _setup_logging(args)
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
-    previous_term = _install_sigterm()
+    try:  # SIGTERM -> _Terminated, in the main thread (elsewhere signals cannot be handled)
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        previous_term = None
     try:
         return int(args.func(args, argv))
     except LayerclaimsError as exc:
@@ -682,14 +595,6 @@ def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
         warnings.formatwarning = previous_format
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-
-
-def _install_sigterm() -> Any:
-    """SIGTERM -> :class:`_Terminated` in the main thread (elsewhere signals cannot be handled)."""
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread
-        return None
 
 
 def _unchanged(args: argparse.Namespace, exc: BaseException) -> str:

@@ -1,16 +1,16 @@
-"""Errors a user can fix. Every error names the problem (``message``) and, where one is known, the fix (``fix``).
+"""Errors a user can fix: each names the problem (``message``) and, where one is known, the fix (``fix``).
 
-The CLI turns any :class:`LayerclaimsError` into ``error: <message>`` and ``fix: <fix>`` on stderr and exit code 2;
-anything else is a bug. ``str(error)`` is the message followed by ``Fix: <fix>`` (so a log line or a test failure
-shows both); code that needs the parts reads the fields.
+The CLI prints any :class:`LayerclaimsError` as ``error:`` and ``fix:`` lines and exits 2; anything else is a bug.
+``str(error)`` is the message then ``Fix: <fix>``, so that a log line or a test failure shows both.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LayerclaimsError(Exception):
-    """Base class: a problem with the input or the environment. ``message`` says what is wrong; ``fix`` (keyword
-    only, None when the message already says it) what to do about it, e.g. the command to run instead."""
+    """A problem with the input or the environment: ``message``, and ``fix`` (None when the message says it)."""
 
     def __init__(self, message: str = "", *, fix: str | None = None) -> None:
         super().__init__(message)
@@ -20,12 +20,8 @@ class LayerclaimsError(Exception):
     def __str__(self) -> str:
         return f"{self.message}\nFix: {self.fix}" if self.fix else self.message
 
-    def __reduce__(self) -> tuple[object, ...]:  # keep ``fix`` across pickling (multiprocessing, pytest-xdist)
-        return (_rebuild, (type(self), self.message, self.fix))
-
-
-def _rebuild(cls: type[LayerclaimsError], message: str, fix: str | None) -> LayerclaimsError:
-    return cls(message, fix=fix)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep ``fix`` (and a subclass's fields) across pickling
+        return (type(self), (self.message,), self.__dict__)
 
 
 class UsageError(LayerclaimsError, ValueError):
@@ -34,18 +30,11 @@ class UsageError(LayerclaimsError, ValueError):
 
 class EncodingError(UsageError):
     """A text file in another encoding than UTF-8. ``converted``: the file its fix's ``iconv`` command writes, so that
-    a re-run command in the fix can name it (the converted file, not the one refused)."""
+    a re-run command in the fix can name it."""
 
     def __init__(self, message: str = "", *, fix: str | None = None, converted: str | None = None) -> None:
         super().__init__(message, fix=fix)
         self.converted = converted
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_encoding, (self.message, self.fix, self.converted))
-
-
-def _rebuild_encoding(message: str, fix: str | None, converted: str | None) -> EncodingError:
-    return EncodingError(message, fix=fix, converted=converted)
 
 
 class DataNotFoundError(LayerclaimsError, FileNotFoundError):

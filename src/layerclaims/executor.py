@@ -1,22 +1,12 @@
-"""Jobs through an executor: one job function, local processes by default, Ray for more than one machine.
+"""Jobs through an executor. A :class:`Job` holds a module-level function (pickled by reference, so a worker
+imports it) and a plain-data ``payload``; :func:`run_job` returns a :class:`JobResult` (rows, or the error as text:
+a failed job never takes the others down). This module names no caller. Executors only move jobs and results, and
+return them in job order:
 
-A :class:`Job` holds what to run (``func``, a module-level function, so that a worker process imports it by
-reference when the job is unpickled) and its ``payload`` (plain data: the model, the study settings, the
-evaluations). :func:`run_job` is the one job function: it runs ``func`` on the payload and returns a
-:class:`JobResult` (rows of plain data, or the error as text: a failed job never takes the others down). This
-module names no caller: the callers (robustness, the matrix) import it, never the reverse. The executors only move
-jobs and results:
-
-- ``"inline"``: in this process, one after another (what one worker does; used for a single job).
-- ``"local"`` (default): a ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn`` start method (no fork of
-  a process holding torch threads). Each worker limits its BLAS/OpenMP and torch threads so that workers x
-  threads <= the cores (:func:`plan_workers`). A worker keeps its loaded models (:func:`model`), so the jobs of one
-  model pay its load once per worker.
-- ``"ray"``: the same function as a Ray task (``ray.remote``), on a local Ray instance or the cluster at
-  ``address`` (``ray.init(address=...)``), for users who outgrow one machine (Ray's task model:
-  https://docs.ray.io/en/latest/ray-core/tasks.html). Ray is an optional extra: ``pip install layerclaims[ray]``.
-
-Results come back in the order of the jobs whatever the executor, so the caller writes one folder from them.
+- ``"inline"``: in this process, one after another.
+- ``"local"`` (default): a ``spawn`` process pool (no fork of a process holding torch threads), workers x threads
+  <= the cores (:func:`plan_workers`).
+- ``"ray"``: the same function as a Ray task, on a local Ray or the cluster at ``address`` (the ``[ray]`` extra).
 """
 
 from __future__ import annotations
@@ -77,21 +67,6 @@ def run_job(job: Job) -> JobResult:
         )
 
 
-_MODELS: dict[tuple[str, str, str], Any] = {}
-
-
-def model(name: str, device: str = "cpu", dtype: str = "float32") -> Any:
-    """A model handle loaded once per process (workers keep theirs between jobs)."""
-    key = (name, device, dtype)
-    if key not in _MODELS:
-        from layerclaims.models import load_model
-        from layerclaims.pipeline import _quiet_library_progress
-
-        _quiet_library_progress()  # a worker's output is the job lines, not the libraries' progress bars
-        _MODELS[key] = load_model(name, device=device, dtype=dtype)
-    return _MODELS[key]
-
-
 def plan_workers(n_jobs: int, workers: int | None = None, cores: int | None = None) -> tuple[int, int]:
     """``(workers, threads per worker)`` with workers x threads <= cores: ``workers`` defaults to
     min(cores, jobs); each worker gets ``cores // workers`` threads (at least 1)."""
@@ -103,20 +78,13 @@ def plan_workers(n_jobs: int, workers: int | None = None, cores: int | None = No
 
 
 def _init_worker(threads: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:  # pragma: no cover
-        pass
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def run_jobs(
@@ -127,9 +95,8 @@ def run_jobs(
     address: str | None = None,
     on_done: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
-    """Run every job on ``executor`` and return the results in the order of ``jobs``. ``on_done`` is called with
-    each result as it finishes (progress). UsageError for an unknown executor; ImportError-free: a missing Ray is a
-    UsageError saying how to install it."""
+    """Every job on ``executor``, the results in the order of ``jobs``; ``on_done(result)`` as each finishes.
+    UsageError for an unknown executor or a missing Ray."""
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     ids = [j.id for j in jobs]

@@ -1,16 +1,13 @@
 """A run into a report folder: ``layerclaims reproduce``, the Python API and each model of ``layerclaims matrix``.
 
-:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`: the request checked once by
-:func:`layerclaims.validate.check_run`, no weights loaded; the model loaded once; each study run once per claim
-settings; every claim of the run decided as one family) with the folder around it: once the request is checked it
-takes the output folder's lock and writes into a staging folder beside it (:class:`layerclaims.runfolder.RunFolder`),
-draws each study's figures, saves its result, writes the verdicts and the report (:mod:`layerclaims.report`)
-there, and swaps the stage in as the output folder only when all of that succeeded. A failed or interrupted run
-leaves the folder as it was.
+:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`) with the folder around it, as hooks: once
+the request is checked it takes the folder's lock and writes into a staging folder beside it
+(:class:`layerclaims.runfolder.RunFolder`): figures, saved results, verdicts, report and ``run.json``; the stage is
+swapped in only when all of that succeeded, so a failed or interrupted run leaves the folder as it was.
 
-A run of some of the studies into a folder that holds a run of the others (same model) keeps those: their saved
-results, verdict rows and figures are copied into the stage and the report is rendered over all of them, so the
-folder always holds one consistent report (``run.json`` records which run each study came from).
+A run of some studies into a folder that holds a run of the others (same model) keeps those: their files are
+copied into the stage, their claims re-decided in this run's family, and the report covers all of them
+(``run.json`` records which run each study came from).
 """
 
 from __future__ import annotations
@@ -18,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import importlib
 import json
 import logging
 import os
+import platform
 import re
-import shlex
 import shutil
 import sys
 import time
@@ -34,21 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims import study as registry
-from layerclaims.claims import CLAIMS, Claim, claim_reads
+from layerclaims.claims import CLAIMS, CLAIMS_BY_ID, Claim, claim_reads
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.figures import draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
-from layerclaims.run import Decision, Say, StudyResults, StudyRun, decide_run, silent, timed
+from layerclaims.run import Decision, Say, StudyRun, decide_run, quiet_library_progress, silent, timed
 from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
-from layerclaims.validate import (  # noqa: F401  (study_options, parse_set, STUDY_OPTIONS: used by the CLI)
-    STUDY_OPTIONS,
-    Command,
-    RunRequest,
-    check_run,
-    parse_set,
-    study_options,
-)
+from layerclaims.validate import Command, RunRequest
 from layerclaims.verdicts import Verdict, evaluate
 
 log = logging.getLogger("layerclaims.pipeline")
@@ -57,13 +46,10 @@ DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
 MANIFEST = "run.json"
 MANIFEST_VERSION = 1
-# Test hook (tests/unit/test_faults.py): ``LAYERCLAIMS_TEST_PAUSE_AT=STAGE[,STAGE]`` makes a run print
-# "paused at STAGE" on stderr and sleep there (``LAYERCLAIMS_TEST_PAUSE_S`` seconds, default 30), so that a test can
-# interrupt it at a known point. Stages: locked, loaded, studied (after the first study), staged (before the swap).
+# Test hook (tests/unit/test_faults.py): ``LAYERCLAIMS_TEST_PAUSE_AT=STAGE[,STAGE]`` makes a run sleep at STAGE
+# (``LAYERCLAIMS_TEST_PAUSE_S`` seconds, default 30) so that a test can interrupt it there. Stages: locked, loaded,
+# studied (after the first study), staged (before the swap).
 PAUSE_ENV = "LAYERCLAIMS_TEST_PAUSE_AT"
-
-
-# --------------------------------------------------------------------------------------------------- helpers
 
 
 def safe_dirname(name: str) -> str:
@@ -72,24 +58,9 @@ def safe_dirname(name: str) -> str:
     return cleaned or "model"
 
 
-def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
-    """``models.load_model`` (imported here so that ``claims``, ``diff`` and ``--help`` never import torch)."""
-    models = importlib.import_module("layerclaims.models")
-    return models.load_model(name, device=device, dtype=dtype, device_map=device_map)
-
-
-def report_sections(study: str, result: Any) -> list[str]:
-    """The Markdown sections study ``study`` adds to the report (its ``report_section``), drawn from its result."""
-    section = registry.get(study).report_section
-    return [] if section is None else [section(result)]
-
-
-def plot_figures(study: str, result: Any, out_dir: Path, claims: Sequence[Claim] = ()) -> list[Path]:
-    """Every figure study ``study`` declares for ``result`` and the run's ``claims``, drawn into ``out_dir``."""
-    figures = registry.get(study).figures
-    if figures is None:
-        return []
-    return draw_table(figures(result, claim_reads(claims, int(result.n_blocks))), out_dir)
+def default_out(model: str) -> Path:
+    """The output folder of a run of ``model`` when none is given."""
+    return Path("out") / safe_dirname(model)
 
 
 def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
@@ -110,81 +81,76 @@ def progress_printer(stream: Any = None) -> Say:
 
 
 def pause_point(stage: str) -> None:
-    """The test hook :data:`PAUSE_ENV` (a no-op unless the variable names ``stage``)."""
+    """The test hook :data:`PAUSE_ENV`."""
     wanted = os.environ.get(PAUSE_ENV, "")
     if stage in {w.strip() for w in wanted.split(",") if w.strip()}:
         print(f"layerclaims: paused at {stage} (pid {os.getpid()})", file=sys.stderr, flush=True)
         time.sleep(float(os.environ.get("LAYERCLAIMS_TEST_PAUSE_S", "30")))
 
 
-# --------------------------------------------------------------------------------------------------- reproduce
-
-
 @dataclasses.dataclass
-class Reproduced:
-    """The outcome of one reproduce run: the report data, the verdicts, and the files written.
+class Reproduction:
+    """One reproduce run: ``verdicts`` (this run's claims), ``out`` (the folder) and ``files`` (verdicts.json/.csv,
+    report.md/.html, run.json), the report (its rows also those of the studies ``kept`` from an earlier run in the
+    folder) and, from the Python API, ``results``: the study results by run label (the study's name, or
+    ``"<study>-<claim ids>"`` for a run with a claim's own settings)."""
 
-    ``verdicts``: the claims evaluated by this run; ``report.rows`` also holds the rows of studies kept from an
-    earlier run in the same folder (``kept``: their names)."""
-
-    report: RunReport
     verdicts: list[Verdict]
     out: Path
     files: dict[str, Path]
+    report: RunReport = dataclasses.field(repr=False)
     kept: tuple[str, ...] = ()
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The verdict rows as written to verdicts.json."""
+        return [v.to_row() for v in self.verdicts]
+
+    def frame(self) -> Any:
+        """The verdicts as a pandas DataFrame (one row per claim; ``details`` left out)."""
+        import pandas as pd
+
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "details"} for r in self.rows()])
+
+    def verdict(self, claim_id: str) -> Verdict:
+        """The verdict of one claim (KeyError naming the claims there are)."""
+        for v in self.verdicts:
+            if v.claim == claim_id:
+                return v
+        raise KeyError(f"no verdict for {claim_id!r}; this run has {[v.claim for v in self.verdicts]}")
 
 
 def reproduce(
-    model: str,
+    request: RunRequest,
+    claims: Sequence[Claim] | None = None,
     *,
-    out: str | os.PathLike[str],
-    study_names: Sequence[str] | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    device_map: str | None = None,
-    options: dict[str, Any] | None = None,
-    overrides: Sequence[str] = (),
     progress: bool | Say = False,
     command: str = "",
     argv: Sequence[str] | None = None,
     on_study: Callable[[StudyOutcome, list[Verdict]], None] | None = None,
     wait_s: float = 0.0,
-    claims: Sequence[Claim] | None = None,
-) -> Reproduced:
-    """Check the inputs, then load ``model`` once, run each study, evaluate its claims, and write verdicts, figures,
-    results, ``run.json`` and the report into ``out`` as one step (see the module docstring). The run itself is
-    :func:`layerclaims.run.decide_run`; this adds the folder, the figures, the saved results and the report.
-
-    ``progress``: True prints one line per stage on stderr, a callable receives those lines, False logs them at
-    INFO. ``argv``: the command line as typed (``reproduce --model ...``), so that a fix suggests the same command
-    with one option changed; without it the command is rebuilt from the arguments. ``on_study(outcome, verdicts)``
-    is called as each study finishes (the CLI prints its verdict lines then). ``wait_s``: how long to wait for
-    another run holding the folder's lock. ``claims``: the claims to evaluate (default: the package's;
-    :func:`layerclaims.claims.combine_claims` adds a user's); a study runs once per distinct claim settings
-    (:func:`layerclaims.run.plan_runs`), each claim's ``settings`` over the command-line options. Raises a
-    LayerclaimsError (with ``fix``) for bad input, before any weights load where it can be told then; the folder is
-    left as it was whenever this raises or is interrupted."""
-    options = dict(options or {})
-    out = Path(out)
-    study_names = tuple(registry.names() if study_names is None else study_names)
-    request = RunRequest(model, out, study_names, device, dtype, device_map, options, tuple(overrides))
+) -> Reproduction:
+    """:func:`layerclaims.run.decide_run` on ``request`` with ``claims`` (default: the package's), written into
+    ``request.out`` (default :func:`default_out`) as one step; the folder is left as it was whenever this raises or
+    is interrupted. ``progress``: True prints one line per stage on stderr, a callable receives them, False logs
+    them. ``argv``: the command as typed, which fixes repeat with one option changed. ``on_study(outcome,
+    verdicts)``: as each study finishes. ``wait_s``: how long to wait for another run holding the folder's lock."""
+    out = Path(request.out) if request.out is not None else default_out(request.model)
+    request = dataclasses.replace(request, out=out, study_names=tuple(request.study_names))
     cmd = Command(tuple(argv)) if argv is not None else request.command()
     command = command or str(cmd)
     say: Say = progress if callable(progress) else (progress_printer() if progress else silent)
-    _quiet_library_progress()  # our progress is one line per stage; no bars from transformers / the hub
-    say(f"checking {model}, the settings and the inputs")
+    quiet_library_progress()  # our progress is one line per stage
+    say(f"checking {request.model}, the settings and the inputs")
     pool = CLAIMS if claims is None else tuple(claims)
     timings: dict[str, float] = {}
-    staging = _Staging(out, wait_s, study_names, model, device_map, cmd, timings, say, on_study, pool)
+    staging = _Staging(request, RunFolder(out, wait_s=wait_s), cmd, timings, say, on_study, pool)
     with staging.stack:  # the folder's lock and stage, entered once the request is checked
         decision = decide_run(
             request,
             pool,
             command=cmd,
             say=say,
-            results=StudyResults(
-                lambda r: load_handle(r.model, device=r.device, dtype=r.dtype, device_map=r.device_map)
-            ),
             timings=timings,
             on_plan=staging.lock,
             on_load=staging.loaded,
@@ -197,7 +163,8 @@ def reproduce(
     say(f"wrote {out}")
     files = {name: out / name for name in ("verdicts.json", "verdicts.csv", "report.md", "report.html", MANIFEST)}
     _relocate(report, staging.folder.stage, out)
-    return Reproduced(report, decision.verdicts, out, files, kept=tuple(e["study"] for e in staging.kept_entries))
+    kept = tuple(e["study"] for e in staging.kept_entries)
+    return Reproduction(decision.verdicts, out, files, report, kept)
 
 
 class _Staging:
@@ -207,23 +174,18 @@ class _Staging:
 
     def __init__(
         self,
-        out: Path,
-        wait_s: float,
-        study_names: tuple[str, ...],
-        model: str,
-        device_map: str | None,
+        request: RunRequest,
+        folder: RunFolder,
         cmd: Command,
         timings: dict[str, float],
         say: Say,
         on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
         pool: Sequence[Claim],
     ) -> None:
-        self.out, self.wait_s, self.study_names, self.model = out, wait_s, study_names, model
-        self.device_map, self.cmd, self.timings, self.say, self.on_study, self.pool = (
-            device_map, cmd, timings, say, on_study, pool
-        )  # fmt: skip
+        self.request, self.cmd, self.timings = request, cmd, timings
+        self.say, self.on_study, self.pool = say, on_study, pool
         self.stack = contextlib.ExitStack()  # the folder's lock and stage, entered by lock()
-        self.folder: RunFolder = RunFolder(out, wait_s=wait_s)
+        self.folder = folder
         self.earlier: dict[str, Any] = {}
         self.facts: dict[str, Any] = {}
         self.outcomes: list[StudyOutcome] = []
@@ -235,11 +197,11 @@ class _Staging:
     def lock(self, plan: Any) -> None:
         self.stack.enter_context(self.folder)
         pause_point("locked")
-        self.earlier = _earlier_run(self.folder.out, self.study_names, self.model, self.cmd)
+        self.earlier = _earlier_run(self.folder.out, self.request.study_names, self.request.model, self.cmd)
 
     def loaded(self, handle: Any) -> None:
         pause_point("loaded")
-        self.facts = model_facts(handle, self.device_map)
+        self.facts = model_facts(handle, self.request.device_map)
         _check_same_model(self.earlier, self.facts, self.folder.out, self.cmd)
         self.stack.enter_context(_os_errors_as_run_errors(self.folder, self.cmd))
 
@@ -254,10 +216,9 @@ class _Staging:
 
     def kept_verdicts(self) -> list[Verdict]:
         """The kept studies' claims re-decided on their saved results: they join this run's family."""
-        self.kept_outcomes, kept_rows, self.kept_entries = _carry_earlier(
-            self.earlier, self.folder.out, self.folder.stage
+        self.kept_outcomes, verdicts, self.kept_rows, self.kept_entries = _carry_earlier(
+            self.earlier, self.folder.out, self.folder.stage, self.pool
         )
-        verdicts, self.kept_rows = _redecide_kept(self.kept_outcomes, self.kept_entries, kept_rows, self.pool)
         return verdicts
 
     def write(self, decision: Decision, command: str) -> RunReport:
@@ -266,11 +227,10 @@ class _Staging:
         _carry_robustness(self.folder.out, stage, str(self.facts.get("name")), self.cmd)
         all_outcomes = _in_study_order(self.outcomes + self.kept_outcomes, lambda o: o.study.split("-", 1)[0])
         rows = [v.to_row() for v in decision.family] + self.kept_rows
-        # a kept entry from an older run.json may name no study (None): the claim id's prefix decides then
-        study_of: dict[str, str | None] = {c.id: run.study for run in decision.runs for c in run.claims}
+        study_of: dict[str, str] = {c.id: run.study for run in decision.runs for c in run.claims}
         for e in self.kept_entries:
-            study_of.update((cid, e.get("base_study", e.get("study"))) for cid in e.get("claims") or [])
-        rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))) or _claim_study(str(r.get("claim"))))
+            study_of.update((cid, e["base_study"]) for cid in e.get("claims") or [])
+        rows = _in_study_order(rows, lambda r: study_of.get(str(r.get("claim"))))
         created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         with timed(self.timings, "write verdicts and report", self.say):
             write_verdicts(rows, stage)
@@ -280,7 +240,7 @@ class _Staging:
                 rows=rows,
                 timings=self.timings,
                 packages=package_versions(),
-                platform=_platform(),
+                platform=platform.platform(),
                 command=command,
                 created=created,
             )
@@ -290,10 +250,39 @@ class _Staging:
                 **{k: v for k, v in (self.earlier.get("manifest", {}).get("claims") or {}).items() if k in ids},
                 **{c.id: claim_definition(c) for c in self.pool if c.id in ids},
             }
-            _write_manifest(
-                stage, self.facts, self.outcomes, self.owned, self.kept_entries, command, created, definitions
-            )
+            self.write_manifest(command, created, definitions)
         return report
+
+    def write_manifest(self, command: str, created: str, definitions: dict[str, dict[str, Any]]) -> None:
+        """``run.json``: the model, per study run what it ran with and which files and claims are its own (what a
+        later run of other studies keeps; a further run of a study for other claim settings has a label of its own
+        as ``study``), and each claim's definition."""
+        stage = self.folder.stage
+        entries = [
+            {
+                "study": o.study,
+                "base_study": base,
+                **{k: getattr(o, k) for k in ("ran", "reason", "fix", "options", "provenance", "problems", "seconds")},
+                "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
+                "sections": o.sections,
+                "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
+                "files": _study_files(o, stage),
+                "claims": claim_ids,
+                "command": command,
+                "created": created,
+                "model": self.facts,
+            }
+            for o, (base, claim_ids) in zip(self.outcomes, self.owned, strict=True)
+        ]
+        manifest = {
+            "format_version": MANIFEST_VERSION,
+            "model": self.facts,
+            "command": command,
+            "created": created,
+            "studies": entries + self.kept_entries,
+            "claims": definitions,
+        }
+        (stage / MANIFEST).write_text(json.dumps(jsonable(manifest), indent=1, allow_nan=False) + "\n")
 
 
 @contextmanager
@@ -318,27 +307,12 @@ def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
         ) from None
 
 
-def _quiet_library_progress() -> None:
-    """No progress bars from transformers / the hub (ours are one line per stage, or nothing with --quiet)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return
-    hf_logging.disable_progress_bar()
-
-
-def _platform() -> str:
-    import platform
-
-    return platform.platform()
-
-
 def _stage_study(
     run: StudyRun, opts: dict[str, Any], result: Any, stage: Path, timings: dict[str, float], say: Say
 ) -> StudyOutcome:
-    """One study run's figures, report section and saved result, into ``stage`` (a further run of a study, with
+    """One study run's figures, report section and saved result into ``stage`` (a further run of a study, with
     other claim settings, into its own sub-folder); its outcome for the report."""
+    declared = registry.get(run.study)
     study, label = run.study, run.label
     if label != study:
         stage = stage / label
@@ -346,27 +320,33 @@ def _stage_study(
     outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
     with timed(timings, f"{label}: figures", say):
+        # a bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows
         try:
-            outcome.figures = plot_figures(study, result, stage / "figures", run.claims)
-        except Exception as exc:  # a figure bug must not lose the verdicts; it is shown in the report
-            log.warning("figures of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            outcome.problems.append(f"figures could not be drawn: {type(exc).__name__}: {exc}")
+            if declared.figures is not None:
+                table = declared.figures(result, claim_reads(run.claims, int(result.n_blocks)))
+                outcome.figures = draw_table(table, stage / "figures")
+        except Exception as exc:
+            _problem(outcome, f"figures of study {study}", "figures could not be drawn", exc)
         try:
-            outcome.sections = report_sections(study, result)
-        except Exception as exc:  # as above: a section that cannot be written is a problem shown, not a lost run
-            log.warning("report section of study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            outcome.problems.append(f"its report section could not be written: {type(exc).__name__}: {exc}")
+            if declared.report_section is not None:
+                outcome.sections = [declared.report_section(result)]
+        except Exception as exc:
+            _problem(outcome, f"report section of study {study}", "its report section could not be written", exc)
     with timed(timings, f"{label}: save result", say):
         try:
             outcome.saved = Path(result.save(stage))
         except OSError:  # a full disk or a read-only folder: the run cannot be written, it stops
             raise
-        except Exception as exc:  # a bug in saving: recorded, not fatal
-            log.warning("saving study %s failed: %s", study, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            outcome.problems.append(f"result could not be saved: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            _problem(outcome, f"saving study {study}", "result could not be saved", exc)
     for stage_name in ("evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome
+
+
+def _problem(outcome: StudyOutcome, what: str, shown: str, exc: Exception) -> None:
+    log.warning("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    outcome.problems.append(f"{shown}: {type(exc).__name__}: {exc}")
 
 
 def claim_definition(claim: Claim) -> dict[str, Any]:
@@ -385,9 +365,6 @@ def claim_definition(claim: Claim) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------------------------------- run.json
-
-
 def _rel(path: Path, base: Path) -> str:
     return Path(path).resolve().relative_to(base.resolve()).as_posix()
 
@@ -399,61 +376,6 @@ def _study_files(outcome: StudyOutcome, stage: Path) -> list[str]:
             if p.is_file():
                 files.append(_rel(p, stage))
     return files
-
-
-def _write_manifest(
-    stage: Path,
-    facts: dict[str, Any],
-    outcomes: list[StudyOutcome],
-    owned: list[tuple[str, list[str]]],
-    kept: list[dict[str, Any]],
-    command: str,
-    created: str,
-    definitions: dict[str, dict[str, Any]],
-) -> None:
-    """``run.json``: the model, per study run what it was run with and which files and claims are its own (what
-    a later run of the other study keeps), and ``claims``: each claim's definition (:func:`claim_definition`).
-    ``owned``: per outcome, its study and the ids of the claims it evaluated (a further run of a study for other
-    claim settings has a label of its own as ``study``)."""
-    entries = []
-    for o, (base, claim_ids) in zip(outcomes, owned, strict=True):
-        entries.append(
-            {
-                "study": o.study,
-                "base_study": base,
-                "ran": o.ran,
-                "reason": o.reason,
-                "fix": o.fix,
-                "options": o.options,
-                "provenance": o.provenance,
-                "problems": o.problems,
-                "seconds": o.seconds,
-                "figures": [_rel(f, stage) for f in o.figures if Path(f).is_file()],
-                "sections": list(getattr(o, "sections", []) or []),
-                "saved": _rel(o.saved, stage) if o.saved is not None and o.saved.is_file() else None,
-                "files": _study_files(o, stage),
-                "claims": claim_ids,
-                "command": command,
-                "created": created,
-                "model": facts,
-            }
-        )
-    manifest = {
-        "format_version": MANIFEST_VERSION,
-        "model": facts,
-        "command": command,
-        "created": created,
-        "studies": entries + kept,
-        "claims": definitions,
-    }
-    (stage / MANIFEST).write_text(json.dumps(jsonable(manifest), indent=1, allow_nan=False) + "\n")
-
-
-def _claim_study(claim_id: str) -> str | None:
-    from layerclaims.claims import CLAIMS_BY_ID
-
-    c = CLAIMS_BY_ID.get(claim_id)
-    return c.study if c is not None else None
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -478,14 +400,14 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
     elsewhere = cmd.with_option("--out", "NEW_FOLDER")
     if manifest is None:
         rows = _old_rows(out)
-        if any(_claim_study(str(r.get("claim"))) in others for r in rows):
+        if any(c.study in others for r in rows if (c := CLAIMS_BY_ID.get(str(r.get("claim")))) is not None):
             raise UsageError(
                 f"{out} holds a run of {', '.join(others)} from an older layerclaims (no {MANIFEST}): a run of "
                 f"{', '.join(study_names)} alone cannot keep those results",
                 fix=f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`",
             )
         return {}
-    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study", e.get("study")) in others}
+    kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study") in others}
     if not kept:
         return {}
     old_model = (manifest.get("model") or {}).get("name")
@@ -539,16 +461,20 @@ def _carry_robustness(out: Path, stage: Path, model: str, cmd: Command) -> None:
 
 
 def _carry_earlier(
-    earlier: dict[str, Any], out: Path, stage: Path
-) -> tuple[list[StudyOutcome], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Copy the kept studies' files (saved result, figures) from ``out`` into ``stage``; their outcomes (rebuilt
-    from run.json), verdict rows (from verdicts.json) and run.json entries."""
+    earlier: dict[str, Any], out: Path, stage: Path, pool: Sequence[Claim]
+) -> tuple[list[StudyOutcome], list[Verdict], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Copy the kept studies' files from ``out`` into ``stage``; their outcomes (rebuilt from run.json), their claims
+    evaluated again on their saved results, so that they join this run's Holm family (their verdicts then equal
+    those of one run over every study), the verdict rows that stay as the earlier run wrote them (a study whose
+    claims are not all among this run's, or whose saved result cannot be read: the report says so) and their
+    run.json entries."""
     if not earlier:
-        return [], [], []
+        return [], [], [], []
     rows = _old_rows(out)
+    by_id = {c.id: c for c in pool}
     outcomes: list[StudyOutcome] = []
+    redecided: list[Verdict] = []
     kept_rows: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
     for study, e in earlier["studies"].items():
         for rel in e.get("files", []):
             src, dst = out / rel, stage / rel
@@ -557,60 +483,36 @@ def _carry_earlier(
                 shutil.copy2(src, dst)
         prov = dict(e.get("provenance") or {})
         prov["kept from the earlier run"] = f"{e.get('created')}: {e.get('command')}"
-        outcomes.append(
-            StudyOutcome(
-                study=study,
-                ran=bool(e.get("ran")),
-                reason=e.get("reason"),
-                fix=e.get("fix"),
-                options=dict(e.get("options") or {}),
-                provenance=prov,
-                figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
-                sections=list(e.get("sections") or []),
-                problems=list(e.get("problems") or []),
-                saved=(stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None,
-                seconds=dict(e.get("seconds") or {}),
-            )
+        saved = (stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None
+        outcome = StudyOutcome(
+            study,
+            **{k: e.get(k) for k in ("ran", "reason", "fix", "options", "seconds")},
+            provenance=prov,
+            figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
+            sections=list(e.get("sections") or []),
+            problems=list(e.get("problems") or []),  # a copy: this run's note on them is appended
+            saved=saved,
         )
-        claims = set(e.get("claims") or [])
-        kept_rows.extend(r for r in rows if r.get("claim") in claims)
-        entries.append(e)
-    return outcomes, kept_rows, entries
-
-
-def _redecide_kept(
-    outcomes: Sequence[StudyOutcome],
-    entries: Sequence[dict[str, Any]],
-    rows: list[dict[str, Any]],
-    pool: Sequence[Claim],
-) -> tuple[list[Verdict], list[dict[str, Any]]]:
-    """The kept studies' claims evaluated again on their saved results, so that they join this run's Holm family
-    (their verdicts then equal those of one run over every study). Returns those verdicts and the rows that stay as
-    the earlier run wrote them: a study whose claims are not all in this run's claims (a user's claims file not
-    passed again) or whose saved result cannot be read; the report says so for each."""
-    by_id = {c.id: c for c in pool}
-    redecided: list[Verdict] = []
-    for outcome, e in zip(outcomes, entries, strict=True):
+        outcomes.append(outcome)
         ids = [str(cid) for cid in e.get("claims") or []]
         missing = [cid for cid in ids if cid not in by_id]
         why = ""
         if missing:
             why = f"claims {', '.join(missing)} are not among this run's (pass the claims files that run had)"
-        elif outcome.saved is None:
+        elif saved is None:
             why = "its saved result is missing"
         else:
             try:
-                result = load_saved(outcome.saved)
-                verdicts = [evaluate(by_id[cid], result) for cid in ids]
+                verdicts = [evaluate(by_id[cid], load_saved(saved)) for cid in ids]
             except Exception as exc:  # an unreadable or older result: the earlier rows stand, and the report says so
                 why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
         if why:
             outcome.problems.append(f"its verdicts keep the Holm family of the run that made them: {why}")
+            kept_rows.extend(r for r in rows if str(r.get("claim")) in ids)
             continue
         redecided.extend(verdicts)
         outcome.provenance["verdicts"] = "re-decided from the saved result within this run's Holm family"
-        rows = [r for r in rows if str(r.get("claim")) not in ids]
-    return redecided, rows
+    return outcomes, redecided, kept_rows, list(earlier["studies"].values())
 
 
 def load_saved(saved: Path) -> Any:
@@ -626,35 +528,9 @@ def _in_study_order(items: list[Any], study_of: Callable[[Any], str | None]) -> 
 def _relocate(report: RunReport, stage: Path, out: Path) -> None:
     """Point the report's file paths from the (now renamed) stage to the output folder."""
     for o in report.studies:
-        o.figures = [out / Path(f).relative_to(stage) if _under(f, stage) else Path(f) for f in o.figures]
-        if o.saved is not None and _under(o.saved, stage):
+        o.figures = [out / Path(f).relative_to(stage) if Path(f).is_relative_to(stage) else Path(f) for f in o.figures]
+        if o.saved is not None and Path(o.saved).is_relative_to(stage):
             o.saved = out / Path(o.saved).relative_to(stage)
-
-
-def _under(path: Path, base: Path) -> bool:
-    try:
-        Path(path).relative_to(base)
-    except ValueError:
-        return False
-    return True
-
-
-def check_unused_options(study_names: Sequence[str], given: dict[str, Any], overrides: Sequence[str]) -> None:
-    """Warn about options that no study run will read (a bad --set is refused by :func:`check_run`)."""
-    for item in overrides:
-        target, _ = parse_set(item)
-        if target.partition(".")[0] not in study_names:
-            log.warning("--set %s names a study that is not run (%s): ignored", item, ", ".join(study_names))
-    for option, value in given.items():
-        if value is None:
-            continue
-        if not any(study_options(s, {option: value}) for s in study_names):
-            log.warning("--%s applies to none of the studies run (%s): ignored", option, ", ".join(study_names))
-
-
-def shell_command(argv: Sequence[str]) -> str:
-    """``layerclaims`` + the argv, shell-quoted (the report's command line)."""
-    return "layerclaims " + shlex.join(argv)
 
 
 def reproduce_each(
@@ -664,10 +540,8 @@ def reproduce_each(
     workers: int | None = None,
     address: str | None = None,
 ) -> list[Any]:
-    """One :func:`reproduce` per model (``layerclaims matrix``): ``payloads`` maps each model to the plain-data
-    arguments of its run (:func:`job_reproduce`), run as executor jobs (local processes, Ray, or one after another
-    in this process); the :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is
-    its job's error; the others still run."""
+    """One :func:`reproduce` per model (``layerclaims matrix``) as executor jobs (:func:`job_reproduce`); the
+    :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is its job's error."""
     from layerclaims.executor import Job, run_jobs
 
     jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
@@ -675,16 +549,13 @@ def reproduce_each(
 
 
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One model's :func:`reproduce` as an executor job (``layerclaims matrix``): ``payload`` holds its plain-data
-    arguments; returns the verdict rows and where the report is. A LayerclaimsError is the job's error (its fix in
-    the message), so one model that cannot run does not lose the others."""
+    """One model's :func:`reproduce` as an executor job: ``payload`` holds its arguments; returns the verdict rows
+    and where the report is."""
     args = dict(payload)
     print_verdicts = bool(args.pop("print_verdicts", False))
-    model = str(args.pop("model"))
-    out = Path(args.pop("out"))
-    rep = reproduce(model, out=out, **args)
+    rep = reproduce(**args)
     if print_verdicts:  # once, after the run's family decision
         for v in rep.verdicts:
             print(f"  {v.describe()}", flush=True)
     not_run = [(s.study, s.reason) for s in rep.report.studies if not s.ran]
-    return list(rep.report.rows), {"out": str(out), "report": str(rep.files["report.html"]), "not_run": not_run}
+    return list(rep.report.rows), {"out": str(rep.out), "report": str(rep.files["report.html"]), "not_run": not_run}

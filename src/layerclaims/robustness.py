@@ -1,33 +1,13 @@
 """Robustness: every claim evaluated across the choices a careful reader would vary (a specification curve).
 
-A *specification* assigns one value to each choice a study declares (:class:`layerclaims.study.Robustness`); the
-original path is every choice at its default. The full product is thousands of paths, so :func:`plan` evaluates
-
-1. the original path;
-2. every single-choice departure from it (each other value of each choice, the rest kept at the original);
-3. ``n_specs`` further combinations drawn at random (each choice uniformly, seeded by the draw seed, duplicates
-   skipped),
-
-and says which (column ``spec_origin``: ``original``, ``single``, ``random``). The choices are the study's (study
-A: selection, line endings, edition, n, bins, trim, MI estimator, layer; study B: split word, template, vectors,
-similarity, RSA method, block; see each study's ``robustness`` module). Each specification is a run of one
-study: its claims (the package's, or a user's with ``--claims``, whose own settings are the original path) are
-decided as one family as every run decides them (:func:`layerclaims.run.decide_family`: premises, then Holm), and
-the request is checked before any job as every run's is (:func:`layerclaims.validate.check_run`).
-
-Cost. Specifications are grouped into jobs by the values of the study's ``run_choices``: one study run per job; the
-``offset`` choice (layer / block) reads the same result at the neighbouring layer (the claims' layers and their
-neighbours are passed to the run); the remaining choices are analysis variants the study derives from that one run.
-Forward passes go through the activation cache (:mod:`layerclaims.activations`). Bootstrap and permutation counts
-are reduced for the grid (the study's ``grid`` settings, written to robustness.json and a CSV column).
-
-Output (one folder, written to a staging folder beside ``out`` and moved into place only when complete, with the
-manifest of every file it wrote (:mod:`layerclaims.runfolder`); an earlier robustness folder is replaced as a whole
-only when that manifest covers all of it, any other non-empty folder is refused, and so is an ``out`` inside a run
-folder other than ``RUN/robustness``):
-``robustness.csv`` (claim, spec, one column per choice, value, interval, verdict), ``robustness.json`` (the plan,
-the summary, failed jobs with their errors, settings, timings, cache counters), ``summary.md`` (one line per claim:
-"holds in k of n specifications") and ``figures/spec_curve_<claim>.png``.
+:func:`plan`: the original path (every choice a study declares, :class:`layerclaims.study.Robustness`, at its
+first value), every single-choice departure, and ``n_specs`` combinations drawn with ``draw_seed`` (column
+``spec_origin``). The request is checked as every run's is (:func:`layerclaims.validate.check_run`) and each
+specification's claims (whose own settings are the original path) are decided as one family as every run's are
+(:func:`layerclaims.run.decide_family`). One job (one study run, resampling reduced to the study's ``grid``) per
+distinct value of its ``run_choices``; the ``offset`` choice reads that run at a neighbouring layer, the others are
+analysis variants of it. Output, staged and moved into place whole with the manifest of its files: robustness.csv,
+robustness.json, summary.md ("holds in k of n specifications") and figures/spec_curve_<claim>.png.
 """
 
 from __future__ import annotations
@@ -50,7 +30,17 @@ from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.decision import VERDICTS
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.executor import EXECUTORS, Job, run_jobs
+from layerclaims.run import StudyResults, decide_family, study_names_of
+from layerclaims.runfolder import ROBUSTNESS as KIND
+from layerclaims.runfolder import check_out_folder, write_manifest
 from layerclaims.study import Robustness
+from layerclaims.validate import Command, RunRequest, check_run
+from layerclaims.verdicts import evaluate
+
+MARKER = "robustness.json"
+HEAD = ("study", "claim", "spec", "spec_origin", "spec_label")
+TAIL = ("layer", "value", "ci_low", "ci_high", "verdict", "reason", "resampling")
+_HANDLES = StudyResults()  # a worker keeps its loaded models between jobs
 
 
 def studies() -> tuple[str, ...]:
@@ -73,7 +63,8 @@ def choices(study: str) -> Mapping[str, tuple[str, ...]]:
     return _declared(study).choices
 
 
-MARKER = "robustness.json"
+def defaults(study: str) -> dict[str, str]:
+    return {name: vals[0] for name, vals in choices(study).items()}
 
 
 @dataclass(frozen=True)
@@ -86,10 +77,6 @@ class Spec:
     values: dict[str, str]
     origin: str
     label: str
-
-
-def defaults(study: str) -> dict[str, str]:
-    return {name: vals[0] for name, vals in choices(study).items()}
 
 
 def parse_only(items: Sequence[str] | None) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -131,48 +118,35 @@ def plan(
     only = only or parse_only(None)
     out: list[Spec] = []
     for study in studies() if study_names is None else study_names:
-        _declared(study)
-        prefix = registry.get(study).spec_prefix or study[:1].upper()
-        base = defaults(study)
-        seen: set[tuple[tuple[str, str], ...]] = set()
-
-        def add(
-            values: dict[str, str],
-            origin: str,
-            study: str = study,
-            prefix: str = prefix,
-            seen: set[tuple[tuple[str, str], ...]] = seen,
-        ) -> None:
-            key = tuple(sorted(values.items()))
-            if key in seen:
-                return
-            seen.add(key)
-            diff = [f"{k}={v}" for k, v in values.items() if v != defaults(study)[k]]
-            out.append(Spec(f"{prefix}{len(seen) - 1:03d}", study, dict(values), origin, " ".join(diff) or "original"))
-
-        add(base, "original")
-        for name, vals in only.get(study, {}).items():
-            for v in vals[1:]:
-                add({**base, name: v}, "single")
-        rng = np.random.default_rng(draw_seed)
-        varied = {n: v for n, v in only.get(study, {}).items() if len(v) > 1}
-        space = math.prod(len(v) for v in varied.values()) if varied else 1
-        target = len(seen) + min(n_specs, max(space - len(seen), 0))
-        tries = 0
-        while len(seen) < target and tries < 100 * (n_specs + 1):
-            tries += 1
-            add({**base, **{n: str(rng.choice(v)) for n, v in varied.items()}}, "random")
+        out += _study_specs(study, only.get(study, {}), n_specs, draw_seed)
     return out
 
 
-# ------------------------------------------------------------------------------------------------ jobs
+def _study_specs(study: str, only: dict[str, tuple[str, ...]], n_specs: int, draw_seed: int) -> list[Spec]:
+    _declared(study)
+    prefix = registry.get(study).spec_prefix or study[:1].upper()
+    base = defaults(study)
+    specs: dict[tuple[tuple[str, str], ...], Spec] = {}
 
+    def add(values: dict[str, str], origin: str) -> None:
+        key = tuple(sorted(values.items()))
+        if key not in specs:
+            label = " ".join(f"{k}={v}" for k, v in values.items() if v != base[k]) or "original"
+            specs[key] = Spec(f"{prefix}{len(specs):03d}", study, dict(values), origin, label)
 
-def _verdict_word(v: Any) -> str:
-    word = getattr(v, "verdict", None)
-    if word is not None:
-        return str(getattr(word, "value", word))
-    return {True: "holds", False: "fails"}.get(v.holds, "not evaluated")
+    add(base, "original")
+    for name, vals in only.items():
+        for v in vals[1:]:
+            add({**base, name: v}, "single")
+    rng = np.random.default_rng(draw_seed)
+    varied = {n: v for n, v in only.items() if len(v) > 1}
+    space = math.prod(len(v) for v in varied.values()) if varied else 1
+    target = len(specs) + min(n_specs, max(space - len(specs), 0))
+    tries = 0
+    while len(specs) < target and tries < 100 * (n_specs + 1):
+        tries += 1
+        add({**base, **{n: str(rng.choice(v)) for n, v in varied.items()}}, "random")
+    return list(specs.values())
 
 
 class _Shifted:
@@ -187,12 +161,8 @@ class _Shifted:
 
 
 def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[dict[str, Any]]:
-    """One specification's rows: its ``claims`` (one study run's) evaluated on ``result`` read at the
-    specification's layer ``offset``, decided as one family as a run decides them (premises, then Holm:
-    :func:`layerclaims.run.decide_family`)."""
-    from layerclaims.run import decide_family
-    from layerclaims.verdicts import evaluate
-
+    """One specification's rows: one study run's ``claims`` evaluated on ``result`` read ``offset`` layers away,
+    decided as one family."""
     claims = [c for c in claims if not (c.layer is None and offset != 0)]  # an all-layer claim has no neighbour
     verdicts = decide_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
     rows = []
@@ -206,7 +176,7 @@ def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[
                 "value": v.value,
                 "ci_low": v.ci[0] if v.ci else None,
                 "ci_high": v.ci[1] if v.ci else None,
-                "verdict": _verdict_word(v),
+                "verdict": v.verdict,
                 "reason": v.reason,
             }
         )
@@ -214,15 +184,14 @@ def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[
 
 
 def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One study run of the grid (an executor job): the study's ``run_choices`` values ``payload["values"]``, the
-    claims ``payload["claims"]`` evaluated for each of ``payload["evaluations"]`` (``[{spec, offset, variant}]``) on
-    the result of its analysis variant, read ``offset`` layers from the claim's."""
+    """One study run of the grid (an executor job): the ``run_choices`` values ``payload["values"]``; the claims
+    ``payload["claims"]`` evaluated for each of ``payload["evaluations"]`` (``[{spec, offset, variant}]``) on the
+    result of its analysis variant, read ``offset`` layers from the claim's."""
     from layerclaims import activations
-    from layerclaims.executor import model
 
     declared = registry.get(payload["study"])
     rob = _declared(declared.name)
-    handle = model(payload["model"], payload.get("device", "cpu"), payload.get("dtype", "float32"))
+    handle = _HANDLES.handle(payload["request"])
     n = int(handle.n_blocks)
     claims = payload["claims"]
     evaluations = payload["evaluations"]
@@ -233,7 +202,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     before = activations.STATS.as_dict()
     t0 = time.perf_counter()
     variants = [ev["variant"] for ev in evaluations]
-    results, stats = rob.run(handle, payload["values"], variants, layers, payload["grid"], payload["settings"])
+    results, stats = rob.run(handle, payload["values"], variants, layers, rob.grid, payload["settings"])
     after = activations.STATS.as_dict()
     rows = [
         r for ev, res in zip(evaluations, results, strict=True) for r in _rows(res, claims, ev["spec"], ev["offset"])
@@ -241,17 +210,9 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return rows, {**stats, "seconds": time.perf_counter() - t0, "cache": {k: after[k] - before[k] for k in after}}
 
 
-def jobs_for(
-    specs: Sequence[Spec],
-    model: str,
-    *,
-    device: str = "cpu",
-    dtype: str = "float32",
-    claims: Sequence[Claim] | None = None,
-) -> list[Job]:
-    """Group the specifications into jobs: one per study, distinct values of its ``run_choices`` and run of the
-    claims (``claims``, default the package's: one per study and distinct claim settings, which are the original
-    path of that run)."""
+def jobs_for(specs: Sequence[Spec], request: RunRequest, claims: Sequence[Claim] | None = None) -> list[Job]:
+    """The specifications as jobs: one per study, distinct values of its ``run_choices`` and run of the claims
+    (default: the package's; one per distinct claim settings, the original path of that run)."""
     pool = CLAIMS if claims is None else tuple(claims)
     runs = group_runs(pool)
     grouped: dict[tuple[str, tuple[tuple[str, str], ...]], list[Spec]] = {}
@@ -271,21 +232,15 @@ def jobs_for(
         ]
         for _, settings, run_claims in (r for r in runs if r[0] == study):
             payload = {
-                "model": model,
-                "device": device,
-                "dtype": dtype,
+                "request": request,
                 "study": study,
                 "values": dict(key),
-                "grid": dict(rob.grid),
                 "settings": settings,
                 "claims": run_claims,
                 "evaluations": evals,
             }
             jobs.append(Job(f"{group[0].id[:1]}-job{len(jobs):03d}", job, payload))
     return jobs
-
-
-# ------------------------------------------------------------------------------------------------ the run
 
 
 @dataclass
@@ -301,12 +256,8 @@ class Outcome:
 
 
 def check_out(out: Path) -> None:
-    """UsageError when ``out`` is not a new or empty folder nor exactly an earlier robustness folder this tool wrote
-    (its manifest covers every file), or lies inside a folder this tool wrote other than as ``RUN/robustness``
-    (:func:`layerclaims.runfolder.check_out_folder`)."""
-    from layerclaims.runfolder import ROBUSTNESS as KIND
-    from layerclaims.runfolder import check_out_folder
-
+    """UsageError unless ``out`` is new, empty or exactly an earlier robustness folder this tool wrote, and not
+    inside a run folder other than as ``RUN/robustness``."""
     check_out_folder(out, kind=KIND)
 
 
@@ -327,15 +278,10 @@ def run(
     claims: Sequence[Claim] | None = None,
     command: Any = None,
 ) -> Outcome:
-    """Evaluate every claim of ``study_names`` (default: every study with robustness choices) of ``claims``
-    (default: the package's) over the planned specifications on ``model`` and write the folder ``out`` (see the
-    module docstring). Every input is checked before any model loads (UsageError): the choices, the folder, and the
-    run's request as every run checks it (:func:`layerclaims.validate.check_run`: model config, device, dtype, each
-    claim run's settings, the corpus). ``command``: the command as typed (a :class:`layerclaims.validate.Command`),
-    which fixes repeat."""
-    from layerclaims.run import study_names_of
-    from layerclaims.validate import Command, RunRequest, check_run
-
+    """Every claim of ``study_names`` (default: each study with robustness choices) of ``claims`` (default: the
+    package's) over the planned specifications on ``model``, written to ``out``. Every input is checked before any
+    model loads (UsageError): the choices, the folder and the request. ``command``: the command as typed (a
+    :class:`~layerclaims.validate.Command`), which fixes repeat."""
     say = progress or (lambda _msg: None)
     out = Path(out)
     if executor not in EXECUTORS:
@@ -351,8 +297,9 @@ def run(
     specs = plan(study_names_of(pool), n_specs=n_specs, draw_seed=draw_seed, only=chosen)
     check_out(out)
     command = command or Command(("robustness", "--model", model, "--out", str(out)))
-    check_run(RunRequest(model, None, study_names_of(pool), device, dtype), command)  # before any worker starts
-    jobs = jobs_for(specs, model, device=device, dtype=dtype, claims=pool)
+    request = RunRequest(model, None, study_names_of(pool), device, dtype)
+    check_run(request, command)  # before any worker starts
+    jobs = jobs_for(specs, request, pool)
     say(f"{len(specs)} specifications in {len(jobs)} jobs on {model} ({executor} executor)")
     t0 = time.perf_counter()
     done = [0]
@@ -375,9 +322,8 @@ def run(
         totals["forward_s"] += float(res.stats.get("forward_s", 0.0))
         totals["analysis_s"] += float(res.stats.get("analysis_s", 0.0))
         cache = res.stats.get("cache", {})
-        totals["cache_hits"] += int(cache.get("hits", 0))
-        totals["cache_misses"] += int(cache.get("misses", 0))
-        totals["model_runs_saved"] += int(cache.get("runs_saved", 0))
+        for key, name in (("hits", "cache_hits"), ("misses", "cache_misses"), ("runs_saved", "model_runs_saved")):
+            totals[name] += int(cache.get(key, 0))
         for row in res.rows:
             spec = by_spec[row["spec"]]
             rows.append(
@@ -387,21 +333,9 @@ def run(
         raise LayerclaimsError(
             f"every job failed, nothing written (the folder {out} is unchanged); the first error: {failed[0]['error']}"
         )
-    lines = summary_lines(rows, pool)
-    grids = {s: dict(_declared(s).grid) for s in dict.fromkeys(sp.study for sp in specs)}
-    write_folder(
-        out,
-        model=model,
-        specs=specs,
-        rows=rows,
-        lines=lines,
-        failed=failed,
-        seconds=seconds,
-        totals=totals,
-        claims=pool,
-        grids=grids,
-    )
-    return Outcome(out, rows, lines, failed, seconds, totals)
+    outcome = Outcome(out, rows, summary_lines(rows, pool), failed, seconds, totals)
+    write_folder(outcome, model, specs, pool)
+    return outcome
 
 
 def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAIMS) -> list[str]:
@@ -421,57 +355,22 @@ def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAI
     return lines
 
 
-def _columns(study_names: Sequence[str]) -> list[str]:
-    """The CSV's columns, once each (a choice named ``layer`` is the column ``layer``: the specification's value)."""
-    choice_cols = [c for study in study_names for c in choices(study)]
-    return list(
-        dict.fromkeys(
-            [
-                "study",
-                "claim",
-                "spec",
-                "spec_origin",
-                "spec_label",
-                *choice_cols,
-                "layer",
-                "value",
-                "ci_low",
-                "ci_high",
-                "verdict",
-                "reason",
-                "resampling",
-            ]
-        )
-    )
-
-
-def write_folder(
-    out: Path,
-    *,
-    model: str,
-    specs: Sequence[Spec],
-    rows: Sequence[dict[str, Any]],
-    lines: Sequence[str],
-    failed: Sequence[dict[str, Any]],
-    seconds: float,
-    totals: dict[str, Any],
-    claims: Sequence[Claim],
-    grids: Mapping[str, Mapping[str, Any]],
-) -> None:
-    """Write everything into a staging folder beside ``out``, then put it in place of ``out`` as a whole."""
+def write_folder(outcome: Outcome, model: str, specs: Sequence[Spec], claims: Sequence[Claim]) -> None:
+    """Write everything into a staging folder beside ``outcome.out``, then put it in place of it as a whole."""
     from layerclaims.figures.robustness import spec_curve
-    from layerclaims.runfolder import ROBUSTNESS as ROBUSTNESS_KIND
-    from layerclaims.runfolder import write_manifest
 
+    rows, lines, failed = outcome.rows, outcome.lines, outcome.failed
+    grids = {s: dict(_declared(s).grid) for s in dict.fromkeys(sp.study for sp in specs)}
     by_id = {c.id: c for c in claims}
 
-    out = out.resolve()
+    out = outcome.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "figures").mkdir(parents=True)
     try:
-        cols = _columns(studies())  # every study's choices: one schema whatever the run
+        # every study's choices, once each (a choice named ``layer`` is the specification's layer): one schema
+        cols = list(dict.fromkeys([*HEAD, *(c for study in studies() for c in choices(study)), *TAIL]))
         with (staging / "robustness.csv").open("w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
@@ -494,8 +393,8 @@ def write_folder(
                 "layer/block departures read the same study run at the neighbouring layer/block",
                 *(note for st in grids for note in _declared(st).notes),
             ],
-            "seconds": seconds,
-            "totals": totals,
+            "seconds": outcome.seconds,
+            "totals": outcome.stats,
         }
         (staging / MARKER).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         md = [f"# Robustness of the claims on {model}", "", *(f"- {line}" for line in lines)]
@@ -503,7 +402,7 @@ def write_folder(
             md += ["", "Failed jobs (their specifications are missing above):"]
             md += [f"- {f['job']}: {f['error']}" for f in failed]
         (staging / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-        write_manifest(staging, ROBUSTNESS_KIND)
+        write_manifest(staging, KIND)
         if out.exists():
             check_out(out)
             old = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -1,15 +1,10 @@
-"""One road to a verdict: :func:`decide_run` takes a run's request and claims and returns the run's verdicts.
-
-It checks the request once (:func:`layerclaims.validate.check_run`: model config, device, dtype, every setting,
-the corpus, the output folder; no weights loaded), loads the model once, runs each study the claims need once per
-distinct claim settings (:func:`plan_runs`), evaluates the claims, and decides all of them as one family
-(:func:`layerclaims.verdicts.apply_family`: each claim at its Holm level, then the presuppositions). Every door
-goes through it: ``layerclaims reproduce`` and the Python API (:func:`layerclaims.pipeline.reproduce` adds the
-run folder, figures and report through the hooks), ``layerclaims matrix`` (one such run per model, as executor
-jobs), ``layerclaims robustness`` (its request checked here, each specification's claims decided as one family
-by :func:`decide_family`) and the pytest plugin (one family per model, device and claims for the whole session,
-its study results kept in a :class:`StudyResults`). So a findings snapshot row equals the ``verdicts.json`` row of
-``layerclaims reproduce`` on the same model and settings.
+"""One road to a verdict: :func:`decide_run` checks a run's request once (:func:`layerclaims.validate.check_run`,
+no weights loaded), loads the model once, runs each study the claims need once per distinct claim settings
+(:func:`plan_runs`), evaluates the claims and decides them all as one family (:func:`decide_family`). Every door
+goes through it: ``reproduce`` and the Python API (through :func:`layerclaims.pipeline.reproduce`, which adds the
+run folder as hooks), ``matrix`` (one such run per model), ``robustness`` (the same check, each specification's
+claims decided by :func:`decide_family`) and the pytest plugin (one family per model for the session). So a findings
+snapshot row equals the ``verdicts.json`` row of ``layerclaims reproduce`` on the same model and settings.
 """
 
 from __future__ import annotations
@@ -17,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -85,10 +81,9 @@ def plan_runs(study_names: Sequence[str], claims: Sequence[Claim] | None = None)
 
 
 def run_options(run: StudyRun, plan: RunPlan, n_blocks: int) -> dict[str, Any]:
-    """The Config overrides of one study run: the run's options (command line, ``--set``), the claims' settings
-    over them, and, for a study whose Config has ``detail_layers`` not given, the layers this run's claims read on
-    this model (the package's claims of the study when none of them reads a layer): the caller's side of it, since a
-    study never reads the claims."""
+    """The Config overrides of one study run: the run's options, the claims' settings over them, and a
+    ``detail_layers`` not given: the layers this run's claims (else the study's package claims) read on this model,
+    since a study never reads the claims."""
     opts = {**plan.options.get(run.study, {}), **dict(run.settings)}
     if "detail_layers" in registry.get(run.study).settings and opts.get("detail_layers") is None:
         layers = {map_layer(c, n_blocks) for c in run.claims} - {None}
@@ -98,9 +93,18 @@ def run_options(run: StudyRun, plan: RunPlan, n_blocks: int) -> dict[str, Any]:
     return opts
 
 
+def quiet_library_progress() -> None:
+    """No progress bars from transformers / the hub (ours are one line per stage, or nothing with --quiet)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_model(request: RunRequest) -> Any:
     """``models.load_model`` for the request (imported here: ``claims``, ``diff`` and ``--help`` never import
     torch)."""
+    quiet_library_progress()
     models = importlib.import_module("layerclaims.models")
     return models.load_model(request.model, device=request.device, dtype=request.dtype, device_map=request.device_map)
 
@@ -115,9 +119,8 @@ def _key(value: Any) -> Any:
 
 
 class StudyResults:
-    """Model handles and study results: one model load per (model, device, dtype, device map) and one study run per
-    (study, options) on it. A reproduce run uses a fresh one; the findings tests keep one for the session.
-    ``load``: how a request's model is loaded (default :func:`load_model`)."""
+    """Model handles and study results: one load per (model, device, dtype, device map), one study run per (study,
+    options) on it. A reproduce run uses a fresh one; the findings tests and a robustness worker keep theirs."""
 
     def __init__(self, load: Callable[[RunRequest], Any] | None = None) -> None:
         self._load = load
@@ -155,15 +158,10 @@ def _prefixed(study: str, text: str) -> str:
 
 @dataclasses.dataclass
 class Decision:
-    """What :func:`decide_run` found: the checked request (``plan``), the model handle, the study runs with the
-    options each ran with and its result, and ``verdicts``: this run's claims decided as one family (in run order);
-    ``joined``: the verdicts that joined the family from elsewhere (``join``), decided with it."""
+    """What :func:`decide_run` found: the study runs; ``verdicts``: this run's claims decided as one family (run
+    order); ``joined``: the verdicts that joined the family (``join``), decided with it."""
 
-    plan: RunPlan
-    handle: Any
     runs: list[StudyRun]
-    options: list[dict[str, Any]]
-    results: list[Any]
     verdicts: list[Verdict]
     joined: list[Verdict] = dataclasses.field(default_factory=list)
 
@@ -190,17 +188,12 @@ def decide_run(
     on_result: Callable[[StudyRun, dict[str, Any], Any, list[Verdict]], None] | None = None,
     join: Callable[[], Sequence[Verdict]] | None = None,
 ) -> Decision:
-    """Check ``request`` once, load its model once, run the studies ``claims`` (default: the package's) need among
-    ``request.study_names``, and decide all those claims as one family. Raises a LayerclaimsError (with ``fix``) for
-    bad input, before any weights load where it can be told then.
-
-    ``command``: the command line as typed (fixes repeat it with one option changed; default
-    ``request.command()``). ``results``: where model handles and study results are kept (default: a fresh
-    :class:`StudyResults`). Hooks, for what a door adds around the road: ``on_plan(plan)`` once the request is checked
-    (reproduce takes the output folder's lock), ``on_load(handle)`` once the model is loaded, ``on_result(run,
-    options, result, verdicts)`` after each study run with its claims evaluated alone (figures, saving; the
-    verdicts before the family decision), ``join()`` the verdicts decided elsewhere that belong to this run's family
-    (the kept studies of an earlier run in the same folder)."""
+    """Check ``request``, load its model once, run the studies ``claims`` (default: the package's) need among
+    ``request.study_names`` and decide those claims as one family. LayerclaimsError (with ``fix``) for bad input,
+    before any weights load where it can be told then. ``command``: the command as typed (a fix repeats it with one
+    option changed). Hooks, for what a door adds: ``on_plan(plan)`` once the request is checked, ``on_load(handle)``,
+    ``on_result(run, options, result, verdicts)`` after each study run (its claims evaluated alone), ``join()``: the
+    verdicts decided elsewhere that join this run's family (an earlier run's kept studies)."""
     command = command or request.command()
     timings = {} if timings is None else timings
     plan = check_run(request, command)
@@ -214,8 +207,6 @@ def decide_run(
     check_marks_with(request, plan, command, getattr(handle, "tokenizer", None))  # if none was to be had before
     runs = plan_runs(request.study_names, claims)
     n_blocks = int(handle.n_blocks)
-    options: list[dict[str, Any]] = []
-    found: list[Any] = []
     verdicts: list[Verdict] = []
     for run in runs:
         opts = run_options(run, plan, n_blocks)
@@ -232,12 +223,10 @@ def decide_run(
             ) from None
         with timed(timings, f"{run.label}: evaluate claims", say):
             own = [evaluate(c, result) for c in run.claims]
-        options.append(opts)
-        found.append(result)
         verdicts.extend(own)
         if on_result is not None:
             on_result(run, opts, result, own)
     joined = list(join()) if join is not None else []
     # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
     family = annotate(decide_family([*verdicts, *joined]), identify(handle))
-    return Decision(plan, handle, runs, options, found, family[: len(verdicts)], family[len(verdicts) :])
+    return Decision(runs, family[: len(verdicts)], family[len(verdicts) :])

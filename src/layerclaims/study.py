@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -53,9 +54,8 @@ class Statistic:
 
 @dataclass(frozen=True)
 class ClaimRead:
-    """What a figure needs of one claim of the run: its id, condition and the layer it reads on this model (the
-    claim's layer mapped by relative depth; None for a statistic over layers). Studies never read claim files:
-    the pipeline hands these over."""
+    """What a figure needs of one claim of the run: its id, condition and the layer it reads on this model (mapped
+    by relative depth; None over layers). Studies never read claims: the pipeline hands these over."""
 
     id: str
     statistic: str
@@ -67,18 +67,14 @@ class ClaimRead:
 
 @dataclass(frozen=True)
 class Robustness:
-    """A study's choices for ``layerclaims robustness`` (a specification curve).
-
-    ``choices``: choice -> its values, the original's first. ``offset``: the choice whose values (``"0"``, ``"-1"``,
-    ``"+1"``) read the same run at a neighbouring layer. ``run_choices``: the choices that need a run of their own;
-    the others (but ``offset``) are analysis variants read from one run. ``grid``: the reduced resampling settings
-    of the grid (Config fields). ``run(handle, values, variants, layers, grid, settings)``: one run for the
-    ``run_choices`` values ``values`` with the settings ``grid`` over the claims' own ``settings`` (Config fields:
-    the original path of that run; a choice that departs from its original value overrides them), returning one
-    result per analysis variant of ``variants`` (each a dict of the other choices' values) and a dict of timings
-    (``forward_s``, ``analysis_s``, ``cache``...);
-    ``layers``: the layers the claims read on this model, neighbours included. ``notes``: what robustness.json
-    should say about the grid's approximations."""
+    """A study's choices for ``layerclaims robustness``. ``choices``: choice -> its values, the original's first.
+    ``offset``: the choice (values ``"0"``, ``"-1"``, ``"+1"``) that reads the same run at a neighbouring layer.
+    ``run_choices``: the choices that need a run of their own; the others are analysis variants of one run.
+    ``grid``: the grid's reduced resampling settings (Config fields). ``run(handle, values, variants, layers, grid,
+    settings)``: one run for the ``run_choices`` values with ``grid`` over the claims' own ``settings`` (a choice
+    that departs from its original value overrides them), for the claims' ``layers`` and their neighbours; one
+    result per analysis variant (a dict of the other choices' values) and the timings. ``notes``: what
+    robustness.json says about the grid's approximations."""
 
     choices: Mapping[str, tuple[str, ...]]
     offset: str
@@ -142,9 +138,8 @@ _broken: dict[str, UsageError] = {}
 
 
 def registry() -> dict[str, Study]:
-    """Every installed study by name: the package's own first, then the others, each group by name. Loaded once.
-    An entry point that cannot be loaded is left out with a warning naming its distribution and the fix (the other
-    studies keep working); :func:`get` of its name raises that error."""
+    """Every installed study by name, the package's own first, each group by name; loaded once. An entry point that
+    cannot be loaded is left out with a warning (distribution and fix); :func:`get` of its name raises that."""
     global _loaded
     if _loaded is None:
         found: dict[str, Study] = {}
@@ -195,3 +190,28 @@ def make_config(study: Study, options: Mapping[str, Any]) -> Any:
         return study.config(**options)
     except TypeError as exc:
         raise UsageError(f"bad option for study {study.name!r}: {exc}") from None
+
+
+def run_each(
+    run: Callable[[Any, Any, Any], Any],
+    config: type,
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    grid: Mapping[str, Any],
+    base: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    """A :attr:`Robustness.run` for a study whose every choice is a run choice: one run with ``grid`` and the Config
+    fields of ``values`` (choice -> value, via ``table``, the original value first) over the claims' own settings
+    ``base`` (a choice at its original value keeps a field the claims set, one that departs overrides it); every
+    analysis variant reads that one result."""
+    fields: dict[str, Any] = {**base, **grid}
+    for choice, value in values.items():
+        if choice not in table or value not in table[choice]:
+            raise UsageError(f"unknown robustness value {choice}={value!r}: valid are {dict(table)}")
+        original = value == next(iter(table[choice]))
+        fields.update({k: v for k, v in table[choice][value].items() if not (original and k in base)})
+    t0 = time.perf_counter()
+    result = run(handle, config(**fields), None)
+    return [result] * max(len(variants), 1), {"forward_s": time.perf_counter() - t0, "analysis_s": 0.0}

@@ -27,14 +27,9 @@ from layerclaims.errors import LayerclaimsError, ModelNotFoundError, UsageError
 
 log = logging.getLogger("layerclaims.validate")
 
-# A CLI option -> the Config field names it may have in a study (the first one a study's Config has is used).
-# An option goes only to the studies whose Config has such a field.
-STUDY_OPTIONS: dict[str, tuple[str, ...]] = {
-    "corpus": ("corpus",),
-    "selection": ("selection",),
-    "seed": ("seed",),
-    "n": ("n", "n_marks", "n_per_kind"),
-}
+# The CLI options that set the Config field of their name, in the studies whose Config has it (the default stays
+# there, in one place).
+STUDY_OPTIONS = ("corpus", "selection", "seed", "n")
 
 # --------------------------------------------------------------------------------------------------- command
 
@@ -204,10 +199,8 @@ def _study_options_with_origin(
     for option, value in given.items():
         if value is None:
             continue
-        for name in STUDY_OPTIONS.get(option, (option,)):
-            if name in fields:
-                out[name] = (value, f"--{option}")
-                break
+        if option in fields:
+            out[option] = (value, f"--{option}")
     for item in overrides:
         target, value = parse_set(item)
         name, _, field_name = target.partition(".")

@@ -27,6 +27,7 @@ from layerclaims.claims import Claim
 from layerclaims.identity import is_claim_model
 from layerclaims.report import jsonable
 from layerclaims.testing import DEFAULT_TOLERANCE, FindingsRuns, findings_models, snapshot_row
+from layerclaims.validate import RunRequest
 from layerclaims.verdicts import Verdict
 
 pytestmark = pytest.mark.findings
@@ -74,7 +75,7 @@ def test_the_findings_verdicts_are_the_rows_of_reproduce(
     if model not in findings_models(pytestconfig, claims=findings_claims):
         pytest.skip(f"{model} is not among this session's findings models")
     family = findings_runs.family(model, device, findings_claims)
-    rep = pipeline.reproduce(model, out=tmp_path / "run", device=device, claims=findings_claims)
+    rep = pipeline.reproduce(RunRequest(model, tmp_path / "run", device=device), findings_claims)
     rows = {r["claim"]: r for r in json.loads((tmp_path / "run" / "verdicts.json").read_text())}
     assert sorted(rows) == sorted(family) == sorted(c.id for c in findings_claims)
     for claim_id, verdict in family.items():

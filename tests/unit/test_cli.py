@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layerclaims import cli, data, models, pipeline, results, runfolder
+from layerclaims import cli, data, models, pipeline, results, run, runfolder
 from layerclaims import study as registry
 from layerclaims.errors import DataNotFoundError, ModelNotFoundError, UsageError
 from layerclaims.report import jsonable
@@ -176,8 +176,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     # only the two fake studies run (the layer studies are not faked here: their claims are in the package tables)
     monkeypatch.setattr(registry, "_loaded", {name: fakes[name] for name in ("punctuation", "qk")})  # entry-point order
 
-    def load_handle(name: str, *, device: str, dtype: str, device_map: str | None) -> Any:
-        rec.loads.append((name, {"device": device, "dtype": dtype, "device_map": device_map}))
+    def load_model(request: Any) -> Any:
+        name, device, dtype = request.model, request.device, request.dtype
+        rec.loads.append((name, {"device": device, "dtype": dtype, "device_map": request.device_map}))
         if name == "no-such-model":
             raise ModelNotFoundError(f"unknown model {name!r}: use a registry name (tiny-gpt2, ...) or a HF id")
         n_blocks = 24 if name == "gpt2-medium" else 4
@@ -185,7 +186,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Recorder:
             name=name, n_blocks=n_blocks, revision="rev-1", source="test", device=device, dtype=dtype
         )
 
-    monkeypatch.setattr(pipeline, "load_handle", load_handle)
+    monkeypatch.setattr(run, "load_model", load_model)
 
     def model_shape(name: str) -> models.ModelShape:
         if name == "no-such-model":
@@ -589,7 +590,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_one_study_into_a_folder_of_both_keeps_the_other_and_renders_one_report(
     fake: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "report_sections", lambda study, result: [f"## What {study} found\n\nText.\n"])
+    for name, st in list(registry.registry().items()):
+        section = f"## What {name} found\n\nText.\n"
+        monkeypatch.setitem(registry.registry(), name, dataclasses.replace(st, report_section=lambda r, s=section: s))
     out = tmp_path / "o"
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
     before = tree_hashes(out)
@@ -646,11 +649,9 @@ def test_the_findings_tests_get_the_verdicts_of_reproduce(
 ) -> None:
     """One road: the findings fixtures' family (layerclaims.testing.FindingsRuns) is verdicts.json of reproduce, row
     for row: A2 fails with its failing premise A1, and each adjusted p is Holm's over the whole run."""
-    from layerclaims import run, testing
+    from layerclaims import testing
     from layerclaims.claims import CLAIMS
 
-    monkeypatch.setattr(run, "load_model", lambda r: pipeline.load_handle(r.model, device=r.device, dtype=r.dtype,
-                                                                          device_map=r.device_map))  # fmt: skip
     real_measure = FakeResult.measure
 
     def one_cluster_everywhere(self: FakeResult, statistic: str, *, layer: int | None, kind: str | None) -> Any:
@@ -730,13 +731,12 @@ def test_one_study_into_a_folder_of_another_model_is_refused(
     assert len(fake.loads) == 1  # refused before loading
 
     # the same name with other weights: found once the model is loaded, still refused
-    real_load = pipeline.load_handle
+    real_load = run.load_model
 
-    def other_revision(name: str, **kw: Any) -> Any:
-        h = real_load(name, **kw)
-        return types.SimpleNamespace(**{**vars(h), "revision": "rev-2"})
+    def other_revision(request: Any) -> Any:
+        return types.SimpleNamespace(**{**vars(real_load(request)), "revision": "rev-2"})
 
-    monkeypatch.setattr(pipeline, "load_handle", other_revision)
+    monkeypatch.setattr(run, "load_model", other_revision)
     assert run_cli("reproduce", "--model", "m", "--study", "qk", "--out", str(out), "-q") == 2
     assert "revision rev-1 then, rev-2 now" in capsys.readouterr().err
     assert tree_hashes(out) == before

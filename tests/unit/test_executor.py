@@ -85,8 +85,9 @@ def test_bad_executor_and_duplicate_ids_are_usage_errors() -> None:
 def test_ray_equals_local_on_a_robustness_job() -> None:
     pytest.importorskip("ray")
     from layerclaims.robustness import jobs_for, plan
+    from layerclaims.validate import RunRequest
 
-    jobs = jobs_for(plan(["qk"], only={"qk": {"vectors": ("raw", "centred")}}), "tiny-gpt2")
+    jobs = jobs_for(plan(["qk"], only={"qk": {"vectors": ("raw", "centred")}}), RunRequest("tiny-gpt2"))
     jobs += _jobs()
     local = run_jobs(jobs, executor="local", workers=2)
     ray_res = run_jobs(jobs, executor="ray", workers=2)

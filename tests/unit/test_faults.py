@@ -48,7 +48,7 @@ def _raise_in(monkeypatch: pytest.MonkeyPatch, where: str, exc: BaseException | 
     if where == "study A":
         monkeypatch.setattr(sys.modules["layerclaims.studies.punctuation"], "run", boom)
     elif where == "figures":
-        monkeypatch.setattr(pipeline, "plot_figures", boom)
+        monkeypatch.setattr(pipeline, "draw_table", boom)
     elif where == "report":
         monkeypatch.setattr(pipeline, "write_report", boom)
     elif where == "commit":

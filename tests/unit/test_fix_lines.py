@@ -16,9 +16,8 @@ import pytest
 from layerclaims import cli, data, models, validate
 from layerclaims import study as registry
 from layerclaims.errors import EncodingError, LayerclaimsError
-from layerclaims.pipeline import STUDY_OPTIONS
 from layerclaims.studies.punctuation.scan import count_usable, scan_marks
-from layerclaims.validate import Command, RunRequest
+from layerclaims.validate import STUDY_OPTIONS, Command, RunRequest
 
 COMMAND = re.compile(r"`(layerclaims [^`]+)`")
 CONVERT = re.compile(r"convert it: (iconv [^;]+);")

@@ -211,7 +211,7 @@ def test_bad_configs(config: type, kwargs: dict[str, object], match: str) -> Non
 
 def test_robustness_choices_map_to_config_fields() -> None:
     from layerclaims import robustness
-    from layerclaims.config_choices import run_each
+    from layerclaims.study import run_each
 
     for name in ("massive", "anisotropy", "sink"):
         st = registry.get(name)

@@ -101,7 +101,7 @@ def _robustness_run(
     grid: Mapping[str, Any],
     base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
-    from layerclaims.config_choices import run_each
+    from layerclaims.study import run_each
 
     return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid, base)
 
