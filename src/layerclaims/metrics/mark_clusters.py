@@ -148,20 +148,21 @@ def _robust_z(
     scale and, like the diagonal, set to their row's median. (The matrix is symmetric: the pairs ``i < j`` give
     the same quantiles as all off-diagonal entries, at half the cost.)"""
     n = sub.shape[0]
-    iu = np.triu_indices(n, 1)
+    iu = _upper(n)
     if copies is None or not copies.any():
         pairs = sub[iu]
-        row = np.sort(np.where(np.eye(n, dtype=bool), np.inf, sub), axis=1)
+        excl = np.eye(n, dtype=bool)
         valid = np.full(n, n - 1)
     else:
         pairs = sub[iu][~copies[iu]]
         excl = copies | np.eye(n, dtype=bool)
-        row = np.sort(np.where(excl, np.inf, sub), axis=1)  # a row's excluded entries sort last
         valid = n - excl.sum(axis=1)
+    lo, hi = np.maximum((valid - 1) // 2, 0), np.maximum(valid // 2, 0)
+    # a row's excluded entries sort last; partitioning at every row's two middle ranks places them as a sort would
+    row = np.partition(np.where(excl, np.inf, sub), np.unique(np.r_[lo, hi]), axis=1)
     q25, med, q75 = np.percentile(pairs, [25.0, 50.0, 75.0])
-    lo, hi = (valid - 1) // 2, valid // 2
     r = np.arange(n)
-    row_med = 0.5 * (row[r, np.maximum(lo, 0)] + row[r, np.maximum(hi, 0)])
+    row_med = 0.5 * (row[r, lo] + row[r, hi])
     sc = float(q75 - q25) / 1.349
     if not sc > 0:
         sc = float(np.std(pairs))
@@ -172,6 +173,16 @@ def _robust_z(
         rr, cc = np.nonzero(copies)
         z[rr, cc] = (row_med[rr] - med) / sc
     return z, float(med), sc
+
+
+_UPPER: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
+
+
+def _upper(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``np.triu_indices(n, 1)``, kept per ``n`` (every refit of a resample has the same ``n``)."""
+    if n not in _UPPER:
+        _UPPER[n] = np.triu_indices(n, 1)
+    return _UPPER[n]
 
 
 def _group_modes(
@@ -289,7 +300,7 @@ def _type_table(
     centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
     n = z.shape[0]
     g = int(groups.max()) + 1
-    i, j = np.triu_indices(n, 1)
+    i, j = _upper(n)
     if copies is not None and copies.any():  # two copies of one mark make no pair
         pair = ~copies[i, j]
         i, j = i[pair], j[pair]
