@@ -222,6 +222,8 @@ def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, m
     )
     raw = np.asarray(res.labels, dtype=np.int64)
     k = int(raw.max()) + 1
+    if k == 1:
+        return raw
     level = np.array([np.median(z[raw == g]) for g in range(k)])
     rank = np.empty(k, dtype=np.int64)
     rank[np.argsort(level, kind="stable")] = np.arange(k)

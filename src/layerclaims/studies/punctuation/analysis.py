@@ -406,8 +406,27 @@ def top_dimensions(x: np.ndarray, k: int = 3) -> dict[str, Any]:
 
 
 def dimensions(x: np.ndarray, config: Config) -> dict[str, Any]:
-    """:func:`top_dimensions` of the marks with every statistic on their dimension variants (:func:`variant_values`)."""
-    return {**top_dimensions(x), "variants": variant_values(x, config)}
+    """:func:`top_dimensions` of the marks with every statistic on their dimension variants (:func:`variant_values`)
+    and their massive activations (:func:`massive_dimensions`)."""
+    return {**top_dimensions(x), "variants": variant_values(x, config), "massive": massive_dimensions(x)}
+
+
+def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
+    """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``), by Sun et al.'s
+    rule (:func:`~layerclaims.metrics.massive.massive_mask`: ``|a| > 100`` and ``>= 1000 x`` the median ``|a|`` of
+    that hidden state, each mark's vector its own reference): ``dims`` (sorted), ``n_marks`` (marks with a massive
+    entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks (unitless)."""
+    from layerclaims.metrics.massive import ABS_THRESHOLD, RATIO, massive_dims, massive_mask, top_ratio
+
+    h = x[:, None, :]  # each mark one hidden state of one position
+    mask = massive_mask(h)[:, 0, :]
+    dims = massive_dims(mask)
+    return {
+        "dims": [int(d) for d in dims],
+        "n_marks": [int(mask[:, d].sum()) for d in dims],
+        "top_ratio": float(top_ratio(h).max()) if x.size else float("nan"),
+        "rule": f"|a| > {ABS_THRESHOLD:g} and >= {RATIO:g}x the median |a| of the mark's hidden state",
+    }
 
 
 def variant_values(x: np.ndarray, config: Config) -> dict[str, dict[str, float]]:
