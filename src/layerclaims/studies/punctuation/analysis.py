@@ -32,6 +32,7 @@ import atexit
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -311,10 +312,22 @@ _POOL: list[cf.ProcessPoolExecutor] = []
 
 
 def workers() -> int:
-    """Processes for the detail layers' tasks: ``LAYERCLAIMS_WORKERS`` if set, else the cores this process may use
-    (at most ``OMP_NUM_THREADS`` when that is set, as in a worker of :mod:`layerclaims.executor`)."""
+    """Processes for the detail layers' tasks: ``LAYERCLAIMS_WORKERS`` if set; else, when spawned workers may
+    re-import the main module safely (the ``layerclaims`` command, ``python -m``, an interactive session), the
+    cores this process may use, at most ``OMP_NUM_THREADS`` when set (as in a worker of :mod:`layerclaims.executor`);
+    else 1. (A spawned worker runs the main script again: a script must guard its work with ``if __name__ ==
+    "__main__":`` before it sets ``LAYERCLAIMS_WORKERS``.)"""
     if os.environ.get("LAYERCLAIMS_WORKERS"):
         return max(1, int(os.environ["LAYERCLAIMS_WORKERS"]))
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    safe = (
+        not hasattr(main, "__file__")
+        or (spec is not None and spec.name.endswith("__main__"))
+        or os.path.basename(sys.argv[0]) == "layerclaims"
+    )
+    if not safe:
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, int(os.environ.get("OMP_NUM_THREADS") or cores)))
 
