@@ -1,30 +1,20 @@
 """Study A, step 3: the statistics of one kind at every entry (layer), from the mark vectors.
 
-Per entry, on the N x N pair matrices of the original estimator
-(:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs ``i < j``): mean MI and covariance, the pooled
-Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups of marks
-(:func:`layerclaims.metrics.clusters.cluster_marks`, on the covariance and on the MI matrix) with the literal count
-of the pair values beside them (:func:`~layerclaims.metrics.clusters.count_clusters`), the within-group slopes of
-MI on covariance (:func:`layerclaims.metrics.simpson.simpson` over the covariance pair clusters; pairs with an
-outlier mark left out) and the merge layer.
+Per entry, on the N x N pair matrices (:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs
+``i < j``): mean MI and covariance, the pooled Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups
+of marks (:func:`~layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside them, the
+within-group slopes of MI on covariance, and the merge layer.
 
-Bootstrap over marks, one primitive (:func:`layerclaims.metrics.bootstrap.pair_moments`): a resample gives each
-mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. Marks are not independent: two
-marks at most ``Config.block_window`` (20) tokens apart read some of the same tokens, so every resample of the
-study (statistics and controls) draws whole blocks of such marks (:func:`mark_blocks`, the block bootstrap of
-:func:`~layerclaims.metrics.bootstrap.block_counts`); the number of blocks is the effective number of
-independent units (``KindResult.n_units``, in every measurement's details). The pooled r and the per-layer means
-are bootstrapped this way at every layer (``Config.n_boot``). At the detail layers, ``Config.n_boot_clusters``
-(200) resamples REFIT the mark groups on all the resampled marks with their copies (the pairs of two copies of one
-mark are no pairs: :func:`~layerclaims.metrics.mark_clusters.refit_resamples`), giving the count replicates and
-the within-group slopes with the grouping's uncertainty carried in. The control: a Gaussian surrogate of the
-marks (same mean and covariance, no groups) through the same steps, over ``Config.control_draws`` draws that
-share as many resamples as the claim's. Also at the detail layers: the detection limit of each count on marks
-like these (:func:`detectability`), and every statistic on the marks with each dimension standardised and with
-the top 1 / 3 dimensions by variance removed (:func:`variant_values`, :func:`top_dimensions`). A7 (the trend of
-the per-layer means) has no control (``result._NO_DEPTH_CONTROL`` says why); its covariance side is also read on
-the dimension variants (:func:`variant_mean_cov`).
-"""
+Every resample of the study draws whole blocks of marks (:func:`mark_blocks`): two marks at most
+``Config.block_window`` tokens apart read some of the same tokens; the number of blocks is the effective number of
+independent units (``KindResult.n_units``). A resample gives each mark a multiplicity ``c`` and a pair of distinct
+marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). At the detail (claim) layers:
+``Config.n_boot_clusters`` resamples that REFIT the groups on all resampled marks with their copies
+(:func:`detail_resamples`), the Gaussian-surrogate control on as many resamples (:func:`control`), the detection
+limit of each count (:func:`detectability`), every statistic on the dimension variants, the top and massive
+dimensions (:func:`dimensions`). These parts are independent seeded tasks (:func:`submit`): worker processes run
+them when there are several cores, and the results do not depend on how many. A7 (the trend of the per-layer
+means) has no control (``result._NO_DEPTH_CONTROL`` says why)."""
 
 from __future__ import annotations
 
@@ -181,11 +171,6 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
     return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
 
 
-def surrogate_pairs(x: np.ndarray, config: Config, seed: int) -> Layer:
-    """The pair matrices of the Gaussian surrogate of the marks ``x`` (seeded): what both controls read."""
-    return pair_matrices(gaussian_surrogate(x, seed), config)
-
-
 def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
     """The block of each mark (:func:`~layerclaims.metrics.bootstrap.overlap_blocks` of the marks' token indices
     with ``config.block_window``): marks whose hidden states read some of the same tokens are resampled together.
@@ -218,7 +203,7 @@ _CONTROL_STATS = ("cov_clusters", "mi_clusters", "pooled_r", "slope")
 def control_draw(x: np.ndarray, config: Config, s: int, blocks: np.ndarray, per: int) -> dict[str, Any]:
     """One surrogate draw of :func:`control` (seed ``s``, ``per`` block resamples): its point values, replicates
     and outlier marks."""
-    layer = surrogate_pairs(x, config, s)
+    layer = pair_matrices(gaussian_surrogate(x, s), config)
     counts = _counts(blocks, per, s)
     rr = detail_resamples(layer, counts)
     cov_g, mi_g = groups_of(layer.cov_m, s, 0), groups_of(layer.mi_m, s, 0)
