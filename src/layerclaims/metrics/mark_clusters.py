@@ -34,6 +34,7 @@ __all__ = [
     "one_blas_thread",
     "pair_cluster_labels",
     "refit_resamples",
+    "upper_pairs",
 ]
 
 _SIGNAL_SV = 1.5  # a row-profile component is signal when its singular value is 1.5x the noise's
@@ -148,7 +149,7 @@ def _robust_z(
     scale and, like the diagonal, set to their row's median. (The matrix is symmetric: the pairs ``i < j`` give
     the same quantiles as all off-diagonal entries, at half the cost.)"""
     n = sub.shape[0]
-    iu = _upper(n)
+    iu = upper_pairs(n)
     if copies is None or not copies.any():
         pairs = sub[iu]
         excl = np.eye(n, dtype=bool)
@@ -175,14 +176,15 @@ def _robust_z(
     return z, float(med), sc
 
 
-_UPPER: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
+_UPPER_PAIRS: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
 
 
-def _upper(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """``np.triu_indices(n, 1)``, kept per ``n`` (every refit of a resample has the same ``n``)."""
-    if n not in _UPPER:
-        _UPPER[n] = np.triu_indices(n, 1)
-    return _UPPER[n]
+def upper_pairs(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``np.triu_indices(n, 1)``, kept per ``n`` (every refit has the same ``n``; the order of a pair matrix's
+    upper-triangle values)."""
+    if n not in _UPPER_PAIRS:
+        _UPPER_PAIRS[n] = np.triu_indices(n, 1)
+    return _UPPER_PAIRS[n]
 
 
 def _group_modes(
@@ -302,7 +304,7 @@ def _type_table(
     centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
     n = z.shape[0]
     g = int(groups.max()) + 1
-    i, j = _upper(n)
+    i, j = upper_pairs(n)
     if copies is not None and copies.any():  # two copies of one mark make no pair
         pair = ~copies[i, j]
         i, j = i[pair], j[pair]

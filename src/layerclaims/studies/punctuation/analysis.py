@@ -39,6 +39,7 @@ from layerclaims.metrics.mark_clusters import (
     cluster_marks,
     one_blas_thread,
     refit_resamples,
+    upper_pairs,
 )
 from layerclaims.results import BlockStatistic, Control
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, VARIANTS, Config, KindSeeds, entry_seeds
@@ -101,7 +102,7 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     lab = groups.mark_labels
     table = _type_table(groups)
-    iu, ju = _pairs(n)
+    iu, ju = upper_pairs(n)
     li, lj = lab[iu], lab[ju]
     pair_cluster = np.where((li >= 0) & (lj >= 0), table[li, lj], -1)
     k = groups.n_clusters
@@ -116,16 +117,6 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     kept = pair_cluster >= 0
     pooled = _weighted_slope(a[kept], b[kept], pw[:, kept])
     return slopes, sizes, pooled
-
-
-_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.triu_indices(n, 1)``, kept per ``n`` (the order of ``Layer.cov`` and ``Layer.mi``)."""
-    if n not in _PAIRS:
-        _PAIRS[n] = np.triu_indices(n, 1)
-    return _PAIRS[n]
 
 
 def _weighted_slope(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
