@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
+from gmm_baseline import gmm_bic
 
 from layerclaims.errors import UsageError
 from layerclaims.metrics.clusters import count_clusters
@@ -76,7 +77,7 @@ def test_evidence_table_pair_data(name: str) -> None:
     cov, _ = pair_matrices(sizes, amps, np.random.default_rng(0), scale_sd=ssd)
     values = cov[np.triu_indices(cov.shape[0], 1)]
     assert _matches(count_clusters(values, n_boot=0).n_clusters, kde)
-    assert _matches(count_clusters(values, n_boot=0, method="gmm-bic").n_clusters, gmm)
+    assert _matches(gmm_bic(values).n_clusters, gmm)
     res = cluster_marks(cov, n_boot=0)
     assert res.n_clusters == marks
     assert res.n_clusters == truth  # groups of marks carry every pair type here

@@ -416,3 +416,21 @@ def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
     assert np.all(slopes[0] > 0) and pooled[0] < 0 and paradox(slopes, pooled)[0]
     reps = detail_resamples(layer, block_counts(np.arange(250), 5, seed=1).astype(float))
     assert np.all(reps["cov"] == 3) and np.all(reps["slope"] > 0) and reps["paradox"].all()
+
+
+def test_massive_dimensions_of_the_marks_found_by_sun_et_al_rule() -> None:
+    """A planted massive dimension (|a| = 500 in 7 of 50 marks whose other entries are ~N(0, 0.1)) is found in
+    those marks only; without it there is none, and the report section says which."""
+    from layerclaims.studies.punctuation.analysis import massive_dimensions
+    from layerclaims.studies.punctuation.explain import _dimensions_md
+
+    x = np.random.default_rng(0).normal(0, 0.1, (50, 64))
+    plain = massive_dimensions(x)
+    assert plain["dims"] == [] and plain["top_ratio"] < 1000
+    x[:7, 12] = -500.0
+    x[7:9, 30] = 50.0  # >= 1000x the median but not above 100: not massive
+    got = massive_dimensions(x)
+    assert got["dims"] == [12] and got["n_marks"] == [7] and got["top_ratio"] > 1000
+    text = _dimensions_md({"dims": [12], "variance_share": [0.9], "massive": got})
+    assert "massive-activation dimensions" in text and "12 (in 7 marks)" in text
+    assert "no massive-activation dimension" in _dimensions_md({"massive": plain})

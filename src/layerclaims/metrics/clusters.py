@@ -60,50 +60,15 @@ may be too sparse for the noise test at this bandwidth (80/15/5 % at n = 1,000: 
 4 of 10 seeds; at n = 3,000, 10 of 10). Very different scales in one data set (a 5 % cluster 1000 sd away)
 coarsen the 2-D grid. Structure that exists only in higher dimensions is invisible in the 1-D or 2-D view given.
 
-Evidence: which procedure gets which case right
-===============================================
-Single samples, 10 seeds each, n = 1,000 / 3,000 / 31,125 (tests/unit/test_clusters.py runs n = 3,000 and
-31,125). "gmm-bic" = Gaussian mixtures k = 1..6 chosen by BIC, no merging (sklearn; ``method="gmm-bic"``; n =
-3,000, 3 seeds):
-
-| case (truth)                                        | kde-modes (default)        | gmm-bic          |
-|-----------------------------------------------------|----------------------------|------------------|
-| 1-4 separated clusters, 1-D and 2-D (1..4)          | all right                  | 2-D k=2: 1 of 3 wrong |
-| unequal 80/15/5 %, 1-D (3)                          | all right                  | right            |
-| unequal 80/15/5 %, 2-D (3)                          | right at 3,000 and 31,125; 4/10 at 1,000 | right |
-| 2 or 3 parallel diagonal ridges, 2-D (2, 3)         | all right                  | 3 ridges: 3, 5, 4 |
-| narrow + 8x wider cluster, 1-D (2)                  | all right                  | right            |
-| lognormal sigma 0.5 / 1, 1-D (1)                    | all 1                      | 3-5              |
-| Student t 3 dof, 1-D and 2-D (1)                    | all 1                      | 3-5              |
-| uniform, 1-D and 2-D (1)                            | all 1                      | 5-6              |
-| lognormal, independent or correlated, 2-D (1)       | all 1                      | 6                |
-| correlated normal r = 0.95, 2-D (1)                 | all 1                      | 1                |
-
-Pair data: N = 250 vectors of 1024 dims from g groups, x_i = a_g u + noise (31,125 covariance values; truth =
-number of distinct pair-type levels; ``tests/unit/test_mark_clusters.py``):
-
-| case (truth)                                        | kde-modes on values | gmm-bic on values | cluster_marks |
-|-----------------------------------------------------|---------------------|-------------------|---------------|
-| g=1 (1)                                             | 1                   | 1                 | 1             |
-| g=1, lognormal per-vector scales (1)                | 1                   | 5-6               | 1             |
-| g=2, 125/125 (3)                                    | 3                   | 3                 | 3             |
-| g=2, 225/25: the (2,2) type is 1 % of pairs (3)     | 3                   | 3                 | 3             |
-| g=2, 240/10: the (2,2) type is 0.14 % of pairs (3)  | 2 (below min_mass)  | 4-5               | 3             |
-| g=2, types (1,1) and (1,2) coincide (2)             | 2                   | 2                 | 2             |
-| g=3, 100/100/50 (6)                                 | 6                   | 6                 | 6             |
-| pair values in 2 clusters, no vector groups (2)     | 2                   | 2                 | 1 (blind)     |
-
-On the validation cases of issue 11 (single atypical marks, heavy tails, ...; ``python -m benchmarks
-mark-clusters``) the literal count was wrong in 42 of 200, mostly counting one atypical mark's streak of pairs as a
-cluster; :func:`~layerclaims.metrics.mark_clusters.cluster_marks` in 0 of 200. Gaussian mixtures with BIC alone are
-not used for claims.
+Evidence (which procedure gets which case right, against Gaussian mixtures chosen by BIC):
+docs/clusters-evidence.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -111,8 +76,6 @@ from numpy.typing import ArrayLike, NDArray
 from layerclaims.errors import UsageError
 
 __all__ = ["ClusterResult", "count_clusters", "density_modes", "robust_scale"]
-
-Method = Literal["kde-modes", "gmm-bic"]
 
 
 @dataclass(frozen=True)
@@ -620,46 +583,6 @@ def density_modes(
     return ClusterResult(fit.n_clusters, labels, stability, tuple(boot), "kde-modes", diagnostics)
 
 
-def _gmm_bic(x: NDArray[np.float64], *, max_k: int, seed: int, n_boot: int, fit_size: int = 5000) -> ClusterResult:
-    """Baseline for the evidence table: Gaussian mixtures k = 1..max_k, the k with the lowest BIC, no merging."""
-    from sklearn.mixture import GaussianMixture
-
-    n = x.shape[0]
-    z, info = _standardise(x)
-    if z.shape[1] == 0:
-        return ClusterResult(
-            1, np.zeros(n, dtype=np.int64), float("nan") if n_boot == 0 else 1.0, (1,) * n_boot, "gmm-bic", info
-        )
-    rng = np.random.default_rng(seed)
-
-    def best(sample: NDArray[np.float64]) -> tuple[int, Any, list[float]]:
-        bics, models = [], []
-        for k in range(1, max_k + 1):
-            g = GaussianMixture(
-                k,
-                covariance_type="full",
-                random_state=seed,
-                n_init=1,
-                max_iter=200,
-                init_params="k-means++",
-                reg_covar=1e-6,
-            ).fit(sample)
-            bics.append(float(g.bic(sample)))
-            models.append(g)
-        i = int(np.argmin(bics))
-        return i + 1, models[i], bics
-
-    sample = z if n <= fit_size else z[rng.choice(n, fit_size, replace=False)]
-    k, model, bics = best(sample)
-    raw = model.predict(z)
-    _, raw = np.unique(raw, return_inverse=True)
-    k = int(raw.max()) + 1
-    labels = _order_labels(raw.astype(np.int64), x[:, 0], k)
-    boot = [best(z[rng.choice(n, min(n, fit_size), replace=True)])[0] for _ in range(n_boot)]
-    stability = float(np.mean(np.asarray(boot) == k)) if boot else float("nan")
-    return ClusterResult(k, labels, stability, tuple(boot), "gmm-bic", {**info, "bic": bics})
-
-
 def count_clusters(
     points: ArrayLike,
     *,
@@ -670,7 +593,6 @@ def count_clusters(
     min_mass: float = 0.005,
     min_z: float = 3.0,
     bw_factor: float = 0.6,
-    method: Method = "kde-modes",
 ) -> ClusterResult:
     """Count clusters in 1-D values (shape ``[n]``) or 2-D points (shape ``[n, 2]``): modes of a kernel density
     separated by a valley at least ``min_depth`` deep, holding ``min_mass`` of the points, ``min_z`` standard
@@ -678,23 +600,18 @@ def count_clusters(
 
     ``max_k``: the count never exceeds it (deeper valleys are demanded first). ``seed``, ``n_boot``: the seeded
     resamples behind ``stability`` (0 = none, NaN stability). ``bw_factor``: multiplies the Silverman/Scott
-    bandwidth. ``method="gmm-bic"`` is the Gaussian-mixture baseline of the evidence table (BIC alone
-    over-splits skewed and heavy-tailed data: never use it for claims). NaN/inf, a wrong shape or fewer than 2
+    bandwidth. NaN/inf, a wrong shape or fewer than 2
     points raise :class:`~layerclaims.errors.UsageError`; constant data give 1 cluster.
     """
     _check_params(max_k, n_boot, min_depth, min_mass)
     x = _as_points(points)
-    if method == "kde-modes":
-        return density_modes(
-            x,
-            max_k=max_k,
-            seed=seed,
-            n_boot=n_boot,
-            min_depth=min_depth,
-            min_mass=min_mass,
-            min_z=min_z,
-            bw_factor=bw_factor,
-        )
-    if method == "gmm-bic":
-        return _gmm_bic(x, max_k=max_k, seed=seed, n_boot=n_boot)
-    raise UsageError(f"unknown method {method!r}: use 'kde-modes' (default) or 'gmm-bic'")
+    return density_modes(
+        x,
+        max_k=max_k,
+        seed=seed,
+        n_boot=n_boot,
+        min_depth=min_depth,
+        min_mass=min_mass,
+        min_z=min_z,
+        bw_factor=bw_factor,
+    )

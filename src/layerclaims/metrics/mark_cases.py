@@ -122,6 +122,12 @@ def mark_positions(n: int, median_gap: float, rng: np.random.Generator) -> np.nd
     return 20 + np.cumsum(rng.geometric(p, n))
 
 
+def _window_values(pos: np.ndarray, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-token values ``z_k ~ N(0, 1)`` summed over the ``w`` tokens ending at each position, over ``sqrt(w)``."""
+    csum = np.r_[0.0, np.cumsum(rng.standard_normal(int(pos.max()) + 1))]
+    return (csum[pos + 1] - csum[pos + 1 - w]) / np.sqrt(w)
+
+
 def overlapping_marks(
     positions: np.ndarray,
     rng: np.random.Generator,
@@ -141,9 +147,7 @@ def overlapping_marks(
     dimensions, exactly."""
     pos = np.asarray(positions, dtype=np.int64)
     w = window + 1
-    z = rng.standard_normal(int(pos.max()) + 1)
-    csum = np.r_[0.0, np.cumsum(z)]
-    a = loading + spread * (csum[pos + 1] - csum[pos + 1 - w]) / np.sqrt(w)
+    a = loading + spread * _window_values(pos, w, rng)
     u = np.random.default_rng(direction_seed).normal(0, 1, d)
     x = a[:, None] * u[None, :] + rng.normal(0, 1, (pos.size, d))
     gap = np.abs(pos[:, None] - pos[None, :])
@@ -170,10 +174,7 @@ def grouped_overlapping_marks(
     pos = np.asarray(positions, dtype=np.int64)
     n = pos.size
     lab = (rng.permutation(n) >= n // 2).astype(np.int64)
-    w = window + 1
-    z = rng.standard_normal(int(pos.max()) + 1)
-    csum = np.r_[0.0, np.cumsum(z)]
-    a = loading + separation * lab + spread * (csum[pos + 1] - csum[pos + 1 - w]) / np.sqrt(w)
+    a = loading + separation * lab + spread * _window_values(pos, window + 1, rng)
     u = rng.normal(0, 1, d)
     x = a[:, None] * u[None, :] + rng.normal(0, 1, (n, d))
     return MarkCase(x, 3 if separation > 0 else 1, (), lab if separation > 0 else np.zeros(n, dtype=np.int64))

@@ -34,6 +34,7 @@ __all__ = [
     "one_blas_thread",
     "pair_cluster_labels",
     "refit_resamples",
+    "upper_pairs",
 ]
 
 _SIGNAL_SV = 1.5  # a row-profile component is signal when its singular value is 1.5x the noise's
@@ -148,20 +149,21 @@ def _robust_z(
     scale and, like the diagonal, set to their row's median. (The matrix is symmetric: the pairs ``i < j`` give
     the same quantiles as all off-diagonal entries, at half the cost.)"""
     n = sub.shape[0]
-    iu = np.triu_indices(n, 1)
+    iu = upper_pairs(n)
     if copies is None or not copies.any():
         pairs = sub[iu]
-        row = np.sort(np.where(np.eye(n, dtype=bool), np.inf, sub), axis=1)
+        excl = np.eye(n, dtype=bool)
         valid = np.full(n, n - 1)
     else:
         pairs = sub[iu][~copies[iu]]
         excl = copies | np.eye(n, dtype=bool)
-        row = np.sort(np.where(excl, np.inf, sub), axis=1)  # a row's excluded entries sort last
         valid = n - excl.sum(axis=1)
+    lo, hi = np.maximum((valid - 1) // 2, 0), np.maximum(valid // 2, 0)
+    # a row's excluded entries sort last; partitioning at every row's two middle ranks places them as a sort would
+    row = np.partition(np.where(excl, np.inf, sub), np.unique(np.r_[lo, hi]), axis=1)
     q25, med, q75 = np.percentile(pairs, [25.0, 50.0, 75.0])
-    lo, hi = (valid - 1) // 2, valid // 2
     r = np.arange(n)
-    row_med = 0.5 * (row[r, np.maximum(lo, 0)] + row[r, np.maximum(hi, 0)])
+    row_med = 0.5 * (row[r, lo] + row[r, hi])
     sc = float(q75 - q25) / 1.349
     if not sc > 0:
         sc = float(np.std(pairs))
@@ -172,6 +174,17 @@ def _robust_z(
         rr, cc = np.nonzero(copies)
         z[rr, cc] = (row_med[rr] - med) / sc
     return z, float(med), sc
+
+
+_UPPER_PAIRS: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
+
+
+def upper_pairs(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``np.triu_indices(n, 1)``, kept per ``n`` (every refit has the same ``n``; the order of a pair matrix's
+    upper-triangle values)."""
+    if n not in _UPPER_PAIRS:
+        _UPPER_PAIRS[n] = np.triu_indices(n, 1)
+    return _UPPER_PAIRS[n]
 
 
 def _group_modes(
@@ -211,6 +224,8 @@ def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, m
     )
     raw = np.asarray(res.labels, dtype=np.int64)
     k = int(raw.max()) + 1
+    if k == 1:
+        return raw
     level = np.array([np.median(z[raw == g]) for g in range(k)])
     rank = np.empty(k, dtype=np.int64)
     rank[np.argsort(level, kind="stable")] = np.arange(k)
@@ -289,7 +304,7 @@ def _type_table(
     centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
     n = z.shape[0]
     g = int(groups.max()) + 1
-    i, j = np.triu_indices(n, 1)
+    i, j = upper_pairs(n)
     if copies is not None and copies.any():  # two copies of one mark make no pair
         pair = ~copies[i, j]
         i, j = i[pair], j[pair]
@@ -420,25 +435,37 @@ def refit_resamples(
     out = []
     with one_blas_thread():
         for b in range(c.shape[0]):
-            idx = np.repeat(np.arange(m.shape[0]), c[b])
+            fit, idx = _refit(m, c[b], opts)
             labels = np.full(m.shape[0], -2, dtype=np.int64)
-            if np.unique(idx).size < 4:
+            if fit is None:
                 labels[idx] = 0
                 out.append(MarkClusters(1, labels[back], (), (), float("nan"), (), int(min_support)))
                 continue
-            copies = idx[:, None] == idx[None, :]
-            np.fill_diagonal(copies, False)
-            fit = _fit_marks(m[np.ix_(idx, idx)], copies=copies, **opts)
             first = np.r_[True, idx[1:] != idx[:-1]]
             labels[idx[first]] = fit.labels[first]
             labels = labels[back]
-            types = tuple(
-                PairType(ta, tb, k, float(cc), float(w), int(fit.type_cluster[t]))
-                for t, (ta, tb, k, cc, w) in enumerate(fit.types)
-            )
             outliers = tuple(int(i) for i in np.flatnonzero(labels == -1))
-            out.append(MarkClusters(fit.n_clusters, labels, outliers, types, float("nan"), (), int(min_support)))
+            out.append(
+                MarkClusters(fit.n_clusters, labels, outliers, _pair_types(fit), float("nan"), (), int(min_support))
+            )
     return tuple(out)
+
+
+def _refit(m: NDArray[np.float64], counts: NDArray[np.int64], opts: dict[str, Any]) -> tuple[_MarkFit | None, Any]:
+    """:func:`_fit_marks` on the resample that draws mark ``i`` ``counts[i]`` times (copies adjacent), and the
+    resample's marks; None for a resample of fewer than 4 distinct marks (one cluster)."""
+    idx = np.repeat(np.arange(m.shape[0]), counts)
+    if np.unique(idx).size < 4:
+        return None, idx
+    copies = idx[:, None] == idx[None, :]
+    np.fill_diagonal(copies, False)
+    return _fit_marks(m[np.ix_(idx, idx)], copies=copies, **opts), idx
+
+
+def _pair_types(fit: _MarkFit) -> tuple[PairType, ...]:
+    return tuple(
+        PairType(a, b, k, float(c), float(w), int(fit.type_cluster[t])) for t, (a, b, k, c, w) in enumerate(fit.types)
+    )
 
 
 def cluster_marks(
@@ -480,20 +507,14 @@ def cluster_marks(
     if int(n_boot) != n_boot or n_boot < 0:
         raise UsageError(f"n_boot must be an integer >= 0, got {n_boot!r}")
     fit_opts = _fit_options(max_k, min_support, min_depth)
-    # n x n products are small: one BLAS thread is faster than several, by far on shared cores (measured 10-40x
-    # on the 2-core workstation under load), and does not fight the caller's threads
-    # The marks in a canonical order (by their row sums, then their diagonal), so that the count, the groups and the
-    # resamples do not depend on the order the marks were given in (a property test found a 33-mark case whose
-    # count moved with a permutation: the grouping's numerical ties broke differently); labels are mapped back.
+    # The marks in a canonical order (row sums, then diagonal): the grouping's numerical ties break the same way
+    # whatever order the marks came in (a property test found a 33-mark count that moved); labels are mapped back.
     order = np.lexsort((np.diag(m), m.sum(axis=1)))
     m = m[np.ix_(order, order)]
     with one_blas_thread():
         fit, boot = _fit_and_resample(m, seed, int(n_boot), fit_opts)
     labels = fit.labels[np.argsort(order)]
-    types = tuple(
-        PairType(a, b, npairs, float(c), float(w), int(fit.type_cluster[t]))
-        for t, (a, b, npairs, c, w) in enumerate(fit.types)
-    )
+    types = _pair_types(fit)
     sizes = np.bincount(labels[labels >= 0], minlength=max(int(labels.max()) + 1, 1))
     return MarkClusters(
         n_clusters=fit.n_clusters,
@@ -519,11 +540,6 @@ def _fit_and_resample(
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
-        idx = np.sort(rng.integers(0, n, n))
-        if np.unique(idx).size < 4:
-            boot.append(1)
-            continue
-        copies = idx[:, None] == idx[None, :]
-        np.fill_diagonal(copies, False)
-        boot.append(_fit_marks(m[np.ix_(idx, idx)], copies=copies, **fit_opts).n_clusters)
+        refit, _ = _refit(m, np.bincount(rng.integers(0, n, n), minlength=n), fit_opts)
+        boot.append(1 if refit is None else refit.n_clusters)
     return fit, boot

@@ -1,33 +1,28 @@
 """Study A, step 3: the statistics of one kind at every entry (layer), from the mark vectors.
 
-Per entry, on the N x N pair matrices of the original estimator
-(:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs ``i < j``): mean MI and covariance, the pooled
-Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups of marks
-(:func:`layerclaims.metrics.clusters.cluster_marks`, on the covariance and on the MI matrix) with the literal count
-of the pair values beside them (:func:`~layerclaims.metrics.clusters.count_clusters`), the within-group slopes of
-MI on covariance (:func:`within_slopes` over the covariance pair clusters; pairs with an
-outlier mark left out) and the merge layer.
+Per entry, on the N x N pair matrices (:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs
+``i < j``): mean MI and covariance, the pooled Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups
+of marks (:func:`~layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside them, the
+within-group slopes of MI on covariance, and the merge layer.
 
-Bootstrap over marks, one primitive (:func:`layerclaims.metrics.bootstrap.pair_moments`): a resample gives each
-mark a multiplicity ``c``; a pair of distinct marks counts ``c_i c_j`` times. Marks are not independent: two
-marks at most ``Config.block_window`` (20) tokens apart read some of the same tokens, so every resample of the
-study (statistics and controls) draws whole blocks of such marks (:func:`mark_blocks`, the block bootstrap of
-:func:`~layerclaims.metrics.bootstrap.block_counts`); the number of blocks is the effective number of
-independent units (``KindResult.n_units``, in every measurement's details). The pooled r and the per-layer means
-are bootstrapped this way at every layer (``Config.n_boot``). At the detail layers, ``Config.n_boot_clusters``
-(200) resamples REFIT the mark groups on all the resampled marks with their copies (the pairs of two copies of one
-mark are no pairs: :func:`~layerclaims.metrics.mark_clusters.refit_resamples`), giving the count replicates and
-the within-group slopes with the grouping's uncertainty carried in. The control: a Gaussian surrogate of the
-marks (same mean and covariance, no groups) through the same steps, over ``Config.control_draws`` draws that
-share as many resamples as the claim's. Also at the detail layers: the detection limit of each count on marks
-like these (:func:`detectability`), and every statistic on the marks with each dimension standardised and with
-the top 1 / 3 dimensions by variance removed (:func:`variant_values`, :func:`top_dimensions`). A7 (the trend of
-the per-layer means) has no control (``result._NO_DEPTH_CONTROL`` says why); its covariance side is also read on
-the dimension variants (:func:`variant_mean_cov`).
-"""
+Every resample of the study draws whole blocks of marks (:func:`mark_blocks`): two marks at most
+``Config.block_window`` tokens apart read some of the same tokens; the number of blocks is the effective number of
+independent units (``KindResult.n_units``). A resample gives each mark a multiplicity ``c`` and a pair of distinct
+marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). At the detail (claim) layers:
+``Config.n_boot_clusters`` resamples that REFIT the groups on all resampled marks with their copies
+(:func:`detail_resamples`), the Gaussian-surrogate control on as many resamples (:func:`control`), the detection
+limit of each count (:func:`detectability`), every statistic on the dimension variants, the top and massive
+dimensions (:func:`dimensions`). These parts are independent seeded tasks (:func:`submit`): worker processes run
+them when there are several cores, and the results do not depend on how many. A7 (the trend of the per-layer
+means) has no control (``result._NO_DEPTH_CONTROL`` says why)."""
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +39,7 @@ from layerclaims.metrics.mark_clusters import (
     cluster_marks,
     one_blas_thread,
     refit_resamples,
+    upper_pairs,
 )
 from layerclaims.results import BlockStatistic, Control
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, VARIANTS, Config, KindSeeds, entry_seeds
@@ -106,7 +102,7 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     lab = groups.mark_labels
     table = _type_table(groups)
-    iu, ju = _pairs(n)
+    iu, ju = upper_pairs(n)
     li, lj = lab[iu], lab[ju]
     pair_cluster = np.where((li >= 0) & (lj >= 0), table[li, lj], -1)
     k = groups.n_clusters
@@ -121,16 +117,6 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     kept = pair_cluster >= 0
     pooled = _weighted_slope(a[kept], b[kept], pw[:, kept])
     return slopes, sizes, pooled
-
-
-_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.triu_indices(n, 1)``, kept per ``n`` (the order of ``Layer.cov`` and ``Layer.mi``)."""
-    if n not in _PAIRS:
-        _PAIRS[n] = np.triu_indices(n, 1)
-    return _PAIRS[n]
 
 
 def _weighted_slope(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -176,11 +162,6 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
     return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
 
 
-def surrogate_pairs(x: np.ndarray, config: Config, seed: int) -> Layer:
-    """The pair matrices of the Gaussian surrogate of the marks ``x`` (seeded): what both controls read."""
-    return pair_matrices(gaussian_surrogate(x, seed), config)
-
-
 def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
     """The block of each mark (:func:`~layerclaims.metrics.bootstrap.overlap_blocks` of the marks' token indices
     with ``config.block_window``): marks whose hidden states read some of the same tokens are resampled together.
@@ -194,40 +175,61 @@ def control(x: np.ndarray, config: Config, seed: int, blocks: np.ndarray) -> dic
     ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled: the control is decided
     on as many resamples as its claim. The control's value is the median over the draws (counts: the lower
     median, a count)."""
+    return combine_controls([f.result()[0] for f in submit_controls(x, config, seed, blocks)])
+
+
+def submit_controls(x: np.ndarray, config: Config, seed: int, blocks: np.ndarray) -> list[cf.Future[Any]]:
+    """One task per surrogate draw of :func:`control` (:func:`submit`); :func:`combine_controls` reads them."""
     draws = max(int(config.control_draws), 1)
     per = -(-config.n_boot_clusters // draws) if config.n_boot_clusters else 0
-    names = ("cov_clusters", "mi_clusters", "pooled_r", "slope")
-    values: dict[str, list[float]] = {k: [] for k in names}
-    reps: dict[str, list[np.ndarray]] = {k: [] for k in names}
-    outliers: dict[str, list[int]] = {"cov_clusters": [], "mi_clusters": []}
-    for child in np.random.SeedSequence(seed).spawn(draws):
-        s = int(child.generate_state(1, dtype=np.uint32)[0])
-        layer = surrogate_pairs(x, config, s)
-        counts = _counts(blocks, per, s)
-        rr = detail_resamples(layer, counts)
-        cov_g, mi_g = groups_of(layer.cov_m, s, 0), groups_of(layer.mi_m, s, 0)
-        slopes, _, _ = within_slopes(layer, cov_g)
-        finite = slopes[0][np.isfinite(slopes[0])]
-        values["cov_clusters"].append(cov_g.n_clusters)
-        values["mi_clusters"].append(mi_g.n_clusters)
-        values["pooled_r"].append(float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan)
-        values["slope"].append(float(finite.min()) if finite.size else np.nan)
-        outliers["cov_clusters"].append(len(cov_g.outlier_marks))
-        outliers["mi_clusters"].append(len(mi_g.outlier_marks))
-        reps["cov_clusters"].append(rr["cov"])
-        reps["mi_clusters"].append(rr["mi"])
-        reps["slope"].append(rr["slope"])
-        reps["pooled_r"].append(pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0))
+    children = np.random.SeedSequence(seed).spawn(draws)
+    return [
+        submit(control_draw, x, config, int(c.generate_state(1, dtype=np.uint32)[0]), blocks, per) for c in children
+    ]
+
+
+_CONTROL_STATS = ("cov_clusters", "mi_clusters", "pooled_r", "slope")
+
+
+def control_draw(x: np.ndarray, config: Config, s: int, blocks: np.ndarray, per: int) -> dict[str, Any]:
+    """One surrogate draw of :func:`control` (seed ``s``, ``per`` block resamples): its point values, replicates
+    and outlier marks."""
+    layer = pair_matrices(gaussian_surrogate(x, s), config)
+    counts = _counts(blocks, per, s)
+    rr = detail_resamples(layer, counts)
+    cov_g, mi_g = groups_of(layer.cov_m, s, 0), groups_of(layer.mi_m, s, 0)
+    slopes, _, _ = within_slopes(layer, cov_g)
+    finite = slopes[0][np.isfinite(slopes[0])]
+    r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan
+    return {
+        "values": {
+            "cov_clusters": cov_g.n_clusters,
+            "mi_clusters": mi_g.n_clusters,
+            "pooled_r": r,
+            "slope": float(finite.min()) if finite.size else np.nan,
+        },
+        "reps": {
+            "cov_clusters": rr["cov"],
+            "mi_clusters": rr["mi"],
+            "slope": rr["slope"],
+            "pooled_r": pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0),
+        },
+        "outliers": {"cov_clusters": len(cov_g.outlier_marks), "mi_clusters": len(mi_g.outlier_marks)},
+    }
+
+
+def combine_controls(draws: list[dict[str, Any]]) -> dict[str, Control]:
+    """The controls of :func:`control` from its draws (:func:`control_draw`), in the draws' order."""
     out = {}
-    for k in names:
+    for k in _CONTROL_STATS:
         discrete = k.endswith("_clusters")
-        v = np.asarray(values[k], dtype=np.float64)
+        v = np.asarray([d["values"][k] for d in draws], dtype=np.float64)
         ok = v[np.isfinite(v)]
         value = float(np.quantile(ok, 0.5, method="lower") if discrete else np.median(ok)) if ok.size else np.nan
-        extra: dict[str, Any] = {"n_draws": draws, "draw_values": [float(a) for a in v]}
-        if k in outliers:
-            extra["outlier_marks"] = int(np.median(outliers[k]))
-        out[k] = _control(value, np.concatenate(reps[k]), discrete, **extra)
+        extra: dict[str, Any] = {"n_draws": len(draws), "draw_values": [float(a) for a in v]}
+        if k in draws[0]["outliers"]:
+            extra["outlier_marks"] = int(np.median([d["outliers"][k] for d in draws]))
+        out[k] = _control(value, np.concatenate([d["reps"][k] for d in draws]), discrete, **extra)
     return out
 
 
@@ -252,21 +254,26 @@ def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return block_counts(blocks, n_boot, seed=seed).astype(np.float64)
 
 
-def detail_resamples(layer: Layer, counts: np.ndarray) -> dict[str, np.ndarray]:
+def detail_resamples(layer: Layer, counts: np.ndarray, which: tuple[str, ...] = ("cov", "mi")) -> dict[str, np.ndarray]:
     """Resamples of marks that refit the groups, one per row of ``counts`` (mark multiplicities ``[B, N]``): the
-    count of each matrix (:func:`~layerclaims.metrics.mark_clusters.refit_resamples`: all resampled marks with
-    their copies, the pairs of two copies of one mark left out), the smallest within-group slope and the paradox
-    flag (the covariance groups of the resample, pairs of distinct marks weighted ``c_i c_j``)."""
+    count of each matrix in ``which`` (:func:`~layerclaims.metrics.mark_clusters.refit_resamples`: all resampled
+    marks with their copies, the pairs of two copies of one mark left out); with ``"cov"``, the smallest
+    within-group slope and the paradox flag (the covariance groups of the resample, pairs of distinct marks
+    weighted ``c_i c_j``). What is not computed stays NaN (False)."""
     n_boot = counts.shape[0]
     out = {k: np.full(n_boot, np.nan) for k in ("cov", "mi", "slope")}
     out["paradox"] = np.zeros(n_boot, dtype=bool)
     if n_boot == 0:
         return out
     if layer.cov_m.shape[0] < 4:
-        out["cov"][:], out["mi"][:] = 1, 1
+        for what in which:
+            out[what][:] = 1
+        return out
+    if "mi" in which:
+        out["mi"][:] = [g.n_clusters for g in refit_resamples(layer.mi_m, counts)]
+    if "cov" not in which:
         return out
     fits_cov = refit_resamples(layer.cov_m, counts)
-    out["mi"][:] = [g.n_clusters for g in refit_resamples(layer.mi_m, counts)]
     with one_blas_thread():  # small n x n products
         for b, g in enumerate(fits_cov):
             out["cov"][b] = g.n_clusters
@@ -277,11 +284,61 @@ def detail_resamples(layer: Layer, counts: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int) -> dict[str, dict[str, Any]]:
-    """The detection limit of the count of each matrix on marks like these (:mod:`layerclaims.metrics.
-    detectability`: the one-direction model with N, D and the loading matched to the marks' covariance), starting
-    from the meaningful separation of each statistic (``Config.meaningful_*_separation``). ``{"cov": ..., "mi":
-    ...}`` (:meth:`~layerclaims.metrics.detectability.Detectability.to_dict`)."""
+_POOL: list[cf.ProcessPoolExecutor] = []
+
+
+def workers() -> int:
+    """Processes for the detail layers' tasks: ``LAYERCLAIMS_WORKERS`` if set; else, when spawned workers may
+    re-import the main module safely (the ``layerclaims`` command, ``python -m``, an interactive session), the
+    cores this process may use, at most ``OMP_NUM_THREADS`` when set (as in a worker of :mod:`layerclaims.executor`);
+    else 1. (A spawned worker runs the main script again: a script must guard its work with ``if __name__ ==
+    "__main__":`` before it sets ``LAYERCLAIMS_WORKERS``.)"""
+    if os.environ.get("LAYERCLAIMS_WORKERS"):
+        return max(1, int(os.environ["LAYERCLAIMS_WORKERS"]))
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    safe = (
+        not hasattr(main, "__file__")
+        or (spec is not None and spec.name.endswith("__main__"))
+        or os.path.basename(sys.argv[0]) == "layerclaims"
+    )
+    if not safe:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, int(os.environ.get("OMP_NUM_THREADS") or cores)))
+
+
+def _one_thread() -> None:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    one_blas_thread()  # kept: the limit holds for the worker's life
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    with one_blas_thread():  # the same arithmetic in a worker and in this process
+        return fn(*args), time.perf_counter() - t0
+
+
+def submit(fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+    """``fn(*args)`` as a task whose future gives ``(value, seconds)``: in a pool of :func:`workers` spawned
+    processes (one BLAS and numba thread each), or here when there is one worker. A task's randomness comes from
+    its arguments, so results do not depend on the number of workers."""
+    if workers() < 2:
+        done: cf.Future[Any] = cf.Future()
+        done.set_result(_timed(fn, *args))
+        return done
+    if not _POOL:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch and numba threads
+        _POOL.append(cf.ProcessPoolExecutor(workers(), mp_context=ctx, initializer=_one_thread))
+        atexit.register(_POOL[0].shutdown)
+    return _POOL[0].submit(_timed, fn, *args)
+
+
+def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int, what: str) -> dict[str, Any]:
+    """The detection limit of the count of the ``what`` (``"cov"`` or ``"mi"``) matrix on marks like these
+    (:mod:`layerclaims.metrics.detectability`: the one-direction model with N, D and the loading matched to the
+    marks' covariance), starting from the meaningful separation of that statistic
+    (``Config.meaningful_*_separation``): :meth:`~layerclaims.metrics.detectability.Detectability.to_dict`."""
     from layerclaims.metrics.detectability import detection_limit, matched_loading
     from layerclaims.metrics.information import pairwise_mi_cov
     from layerclaims.metrics.mark_cases import covariance
@@ -292,16 +349,14 @@ def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int) -> dic
         return 0.5 * (m + m.T)
 
     n, d = x.shape
-    loading = matched_loading(layer.cov_m)
-    out = {}
+    make, start = (
+        (covariance, config.meaningful_cov_separation) if what == "cov" else (mi, config.meaningful_mi_separation)
+    )
     with one_blas_thread():
-        for what, make, start in (("cov", covariance, config.meaningful_cov_separation),
-                                  ("mi", mi, config.meaningful_mi_separation)):  # fmt: skip
-            lim = detection_limit(n=n, d=d, loading=loading, pair_matrix=make,
-                                  count=lambda m: groups_of(m, 0, 0).n_clusters, start=start,
-                                  n_sims=config.detect_sims, seed=seed)  # fmt: skip
-            out[what] = {**lim.to_dict(), "meaningful": float(start)}
-    return out
+        lim = detection_limit(n=n, d=d, loading=matched_loading(layer.cov_m), pair_matrix=make,
+                              count=lambda m: groups_of(m, 0, 0).n_clusters, start=start,
+                              n_sims=config.detect_sims, seed=seed)  # fmt: skip
+    return {**lim.to_dict(), "meaningful": float(start)}
 
 
 def dimension_variant(x: np.ndarray, how: str) -> np.ndarray:
@@ -336,6 +391,30 @@ def top_dimensions(x: np.ndarray, k: int = 3) -> dict[str, Any]:
         "dims": [int(d) for d in top],
         "variance_share": [float(var[d] / var.sum()) if var.sum() > 0 else float("nan") for d in top],
         "pair_cov_share": [float(per_dim[d] / total) if total != 0 else float("nan") for d in top],
+    }
+
+
+def dimensions(x: np.ndarray, config: Config) -> dict[str, Any]:
+    """:func:`top_dimensions` of the marks with every statistic on their dimension variants (:func:`variant_values`)
+    and their massive activations (:func:`massive_dimensions`)."""
+    return {**top_dimensions(x), "variants": variant_values(x, config), "massive": massive_dimensions(x)}
+
+
+def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
+    """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``), by Sun et al.'s
+    rule (:func:`~layerclaims.metrics.massive.massive_mask`: ``|a| > 100`` and ``>= 1000 x`` the median ``|a|`` of
+    that hidden state, each mark's vector its own reference): ``dims`` (sorted), ``n_marks`` (marks with a massive
+    entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks (unitless)."""
+    from layerclaims.metrics.massive import ABS_THRESHOLD, RATIO, massive_dims, massive_mask, top_ratio
+
+    h = x[:, None, :]  # each mark one hidden state of one position
+    mask = massive_mask(h)[:, 0, :]
+    dims = massive_dims(mask)
+    return {
+        "dims": [int(d) for d in dims],
+        "n_marks": [int(mask[:, d].sum()) for d in dims],
+        "top_ratio": float(top_ratio(h).max()) if x.size else float("nan"),
+        "rule": f"|a| > {ABS_THRESHOLD:g} and >= {RATIO:g}x the median |a| of the mark's hidden state",
     }
 
 
@@ -412,6 +491,7 @@ class KindAnalysis:
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
         self.variant_cov = np.full((len(VARIANTS), E), np.nan)
+        self._pending: list[tuple[Any, ...]] = []
 
     def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
@@ -481,21 +561,24 @@ class KindAnalysis:
         groups: tuple[MarkClusters, ...],
         tm: dict[str, float],
     ) -> None:
-        """The claim layers: groups with stability, literal counts, Mantel p, refit resamples, the control."""
+        """The claim layers: refit resamples, literal counts, Mantel p, dimensions, detection limits and the
+        control. The independent parts run as tasks (:func:`submit`); :meth:`build` collects them."""
         from layerclaims.metrics.similarity import mantel_test
 
-        t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
-        reps = detail_resamples(layer, _counts(self.blocks, cfg.n_boot_clusters, s["resamples"]))
-        g_cov, g_mi = _with_boot(groups[0], reps["cov"]), _with_boot(groups[1], reps["mi"])
-        lc = literal(layer.cov, s["clusters"], cfg.cluster_n_boot)
-        lm = literal(layer.mi, s["clusters"], cfg.cluster_n_boot)
-        self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
-        if reps["slope"].size:
-            self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
+        counts = _counts(self.blocks, cfg.n_boot_clusters, s["resamples"])
+        wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
+        tasks = {
+            "cov": submit(detail_resamples, layer, counts, ("cov",)),
+            "mi": submit(detail_resamples, layer, counts, ("mi",)),
+            "lc": submit(literal, layer.cov, s["clusters"], cfg.cluster_n_boot),
+            "lm": submit(literal, layer.mi, s["clusters"], cfg.cluster_n_boot),
+            "dims": submit(dimensions, x, cfg),
+            **{f"detect_{w}": submit(detectability, layer, x, cfg, s["detect"], w) for w in ("cov", "mi") if wanted},
+        }
+        controls = submit_controls(x, cfg, s["control"], self.blocks) if cfg.control else []
         t1 = time.perf_counter()
-        tm["detail_s"] += t1 - t0
         p = float("nan")
         if cfg.n_perm and not layer.degenerate:
             # Pairs share marks, so pairs are not independent: the null permutes marks (Mantel), not pairs.
@@ -503,43 +586,64 @@ class KindAnalysis:
                 layer.cov_m, layer.mi_m, n_perm=cfg.n_perm, seed=s["mantel"], alternative="two-sided"
             ).p_value
         self.stats["pooled_r"][3, e] = p
-        t2 = time.perf_counter()
-        tm["mantel_s"] += t2 - t1
-        dims = {**top_dimensions(x), "variants": variant_values(x, cfg)}
-        wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
-        blind = detectability(layer, x, cfg, s["detect"]) if wanted else {}
-        t3 = time.perf_counter()
-        tm["detect_s"] += t3 - t2
-        t2 = t3
-        controls = control(x, cfg, s["control"], self.blocks) if cfg.control else {}
-        tm["control_s"] += time.perf_counter() - t2
-        self.details.append(
-            LayerDetail(
-                entry=e,
-                layer=layer_index[0],
-                post_norm=layer_index[1],
-                cov=g_cov,
-                mi=g_mi,
-                cov_literal=lc[0],
-                cov_literal_stability=lc[1],
-                mi_literal=lm[0],
-                mi_literal_stability=lm[1],
-                pooled_r_p=p,
-                pooled_r_replicates=self.r_replicates,
-                slope_replicates=reps["slope"],
-                paradox_replicates=reps["paradox"],
-                detectability=blind,
-                dimensions=dims,
-                cov_values=layer.cov.astype(np.float32),
-                mi_values=layer.mi.astype(np.float32),
-                controls=controls,
+        tm["mantel_s"] += time.perf_counter() - t1
+        self._pending.append((e, layer_index, layer, groups, p, self.r_replicates, tasks, controls))
+
+    def _collect(self, tm: dict[str, float]) -> None:
+        """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each; the
+        tasks' seconds into ``tm`` (summed over the processes that ran them)."""
+        steps = {"cov": "detail_s", "mi": "detail_s", "lc": "detail_s", "lm": "detail_s", "dims": "detect_s"}
+        for e, (layer_no, post), layer, groups, p, r_reps, tasks, controls in self._pending:
+            got = {}
+            for name, fut in tasks.items():
+                got[name], sec = fut.result()
+                tm[steps.get(name, "detect_s")] += sec
+            draws = []
+            for fut in controls:
+                draw, sec = fut.result()
+                draws.append(draw)
+                tm["control_s"] += sec
+            reps = {**got["cov"], "mi": got["mi"]["mi"]}
+            lc, lm = got["lc"], got["lm"]
+            self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
+            if reps["slope"].size:
+                self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
+            self.details.append(
+                LayerDetail(
+                    entry=e,
+                    layer=layer_no,
+                    post_norm=post,
+                    cov=_with_boot(groups[0], reps["cov"]),
+                    mi=_with_boot(groups[1], reps["mi"]),
+                    cov_literal=lc[0],
+                    cov_literal_stability=lc[1],
+                    mi_literal=lm[0],
+                    mi_literal_stability=lm[1],
+                    pooled_r_p=p,
+                    pooled_r_replicates=r_reps,
+                    slope_replicates=reps["slope"],
+                    paradox_replicates=reps["paradox"],
+                    detectability={w: got[f"detect_{w}"] for w in ("cov", "mi") if f"detect_{w}" in got},
+                    dimensions=got["dims"],
+                    cov_values=layer.cov.astype(np.float32),
+                    mi_values=layer.mi.astype(np.float32),
+                    controls=combine_controls(draws) if draws else {},
+                )
             )
-        )
+        self._pending.clear()
 
     def build(
-        self, *, kind: str, counts: dict[str, int], marks: np.ndarray, layers: np.ndarray, post_norm: np.ndarray
+        self,
+        *,
+        kind: str,
+        counts: dict[str, int],
+        marks: np.ndarray,
+        layers: np.ndarray,
+        post_norm: np.ndarray,
+        tm: dict[str, float],
     ) -> KindResult:
         """The :class:`KindResult` (within slopes padded with NaN to the largest number of clusters)."""
+        self._collect(tm)
         K = max((s.size for s in self.slopes), default=1) or 1
         E = len(self.slopes)
         within = np.full((E, K), np.nan)
@@ -622,4 +726,4 @@ def analyse_kind(
         groups = acc.entry(e, layer, tm, with_mi=is_detail)
         if is_detail:
             acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm)
-    return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm)
+    return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm, tm=tm)

@@ -159,10 +159,28 @@ def markdown(result: PunctuationResult) -> str:
         k = result.kind_result(kind)
         for d in k.details:
             name = f"layer {d.layer}" + (" post-norm" if d.post_norm else "")
-            lines += [f"### {kind} marks, {name}", ""]
+            lines += [f"### {kind} marks, {name}", "", _dimensions_md(d.dimensions), ""]
             for what, label in (("cov", "covariance"), ("mi", "MI")):
                 lines += _statistic_md(getattr(d, what), getattr(d, f"{what}_literal"), label, d.explain.get(what))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _dimensions_md(dims: dict[str, Any]) -> str:
+    """Whether the marks' hidden states carry massive-activation dimensions, and their top-variance dimensions."""
+    top = ", ".join(
+        f"{d} ({v:.0%} of the variance)"
+        for d, v in zip(dims.get("dims", []), dims.get("variance_share", []), strict=False)
+    )
+    top_text = f"top dimensions by variance over the marks: {top}" if top else "top dimensions not computed"
+    m = dims.get("massive")
+    if m is None:
+        return f"**Dimensions**: massive activations not computed; {top_text}."
+    if m["dims"]:
+        found = ", ".join(f"{d} (in {k} marks)" for d, k in zip(m["dims"], m["n_marks"], strict=True))
+        head = f"massive-activation dimensions ({m['rule']}): {found}"
+    else:
+        head = f"no massive-activation dimension ({m['rule']}; largest max/median |a| of a mark: {m['top_ratio']:.3g})"
+    return f"**Dimensions**: {head}; {top_text}."
 
 
 def _statistic_md(g: MarkClusters, literal: int, label: str, ex: Explanation | None) -> list[str]:

@@ -75,7 +75,9 @@ class LayerDetail:
     "mi": ...}``, the detection limit of each count on marks like these
     (:func:`layerclaims.studies.punctuation.analysis.detectability`). ``dimensions``: the top dimensions by variance
     with their shares (:func:`~layerclaims.studies.punctuation.analysis.top_dimensions`) and ``variants``: every
-    detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed."""
+    detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed;
+    ``massive``: the dimensions with a massive activation in the marks' hidden states
+    (:func:`~layerclaims.studies.punctuation.analysis.massive_dimensions`)."""
 
     entry: int
     layer: int
@@ -266,7 +268,7 @@ def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
     if not d.dimensions:
         return {}
     variants = d.dimensions.get("variants", {})
-    top = {k: v for k, v in d.dimensions.items() if k != "variants"}
+    top = {k: v for k, v in d.dimensions.items() if k not in ("variants", "massive")}
     return {
         "without_top_dimensions": {v: variants.get(v, {}).get(statistic) for v in VARIANTS},
         "top_dimensions": top,
