@@ -129,7 +129,7 @@ def test_result_files_follow_the_umask(tmp_path: Path) -> None:
     try:
         assert results.file_mode() == 0o644
         path = tmp_path / "r.json"
-        results._atomic_write(path, lambda tmp: Path(tmp).write_text("{}"))
+        results.atomic_write(path, lambda tmp: Path(tmp).write_text("{}"))
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
         os.umask(0o007)
         assert results.file_mode() == 0o660
