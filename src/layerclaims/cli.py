@@ -36,6 +36,7 @@ from layerclaims.compare import (
     diff_markdown,
     diff_verdicts,
     matrix_markdown,
+    md_table,
     read_verdicts,
     run_differences,
 )
@@ -264,10 +265,7 @@ def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cols = ["id", "model", "layer", "statistic", "comparison", "threshold", "source"]
     if args.format == "markdown":
         cols.insert(1, "claim")
-        print("| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
-        for r in rows:
-            print("| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |")
+        print("\n".join(md_table(cols, ([r[c] for c in cols] for r in rows))))
         return 0
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols[:-1]}
     print("  ".join(c.ljust(widths[c]) for c in cols[:-1]) + "  source")

@@ -49,16 +49,6 @@ SHOWN = 6
 POLL_S = 0.2
 
 
-def lock_path(out: Path) -> Path:
-    """The lock file of a results folder: ``.NAME.lock`` beside it (not inside: the folder itself is swapped)."""
-    return out.parent / f".{out.name}.lock"
-
-
-def stage_path(out: Path, pid: int | None = None) -> Path:
-    """The staging folder of the run in process ``pid``: ``NAME.staging-PID`` beside the folder."""
-    return out.parent / f"{out.name}.staging-{os.getpid() if pid is None else pid}"
-
-
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, read in 1 MB blocks."""
     digest = hashlib.sha256()
@@ -285,8 +275,8 @@ class RunFolder:
     def __init__(self, out: str | os.PathLike[str], *, wait_s: float = 0.0, kind: str = RUN) -> None:
         self.out = Path(out).resolve()  # a symlinked --out: the folder it points to is what is swapped
         self.kind = kind
-        self.lock = lock_path(self.out)
-        self.stage = stage_path(self.out)
+        self.lock = self.out.parent / f".{self.out.name}.lock"  # beside it, not inside: the folder is swapped
+        self.stage = self.out.parent / f"{self.out.name}.staging-{os.getpid()}"
         self.wait_s = float(wait_s)
         self.committed = False
         self._fd: int | None = None

@@ -326,14 +326,6 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
 # --------------------------------------------------------------------------------------------------- corpus
 
 
-def _alone(command: Command, study: str, *origins: str) -> Command:
-    """``command`` running ``study`` alone, without the options (``origins``) that only the other study reads."""
-    only = command.with_option("--study", study)
-    for origin in origins:
-        only = only.without(origin)
-    return only
-
-
 def check_corpus(
     name_or_path: str,
     *,
@@ -359,7 +351,11 @@ def check_corpus(
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
-    alone = f"; or run only study {others[0]}: {_cmd(_alone(command, others[0], origin, n_origin))}" if others else ""
+    # running the other study alone, without the options only this one reads
+    alone = ""
+    if others:
+        only = command.with_option("--study", others[0]).without(origin).without(n_origin)
+        alone = f"; or run only study {others[0]}: {_cmd(only)}"
     kinds = mark_sets.get(marks, {})
     chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
