@@ -134,7 +134,7 @@ def _cmd(command: Command) -> str:
 
 
 def _shown(origin: str, value: Any) -> str:
-    """A value as the user gave it: ``--n 30`` or ``--set punctuation.n=30``."""
+    """A value as the user gave it: ``--n 30`` or ``--set STUDY.n=30``."""
     return f"{origin}={json.dumps(value)}" if origin.startswith("--set") else f"{origin} {value!r}"
 
 
