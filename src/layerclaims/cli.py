@@ -36,12 +36,14 @@ from layerclaims.compare import (
     diff_markdown,
     diff_verdicts,
     matrix_markdown,
+    md_table,
     read_verdicts,
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, reproduce, reproduce_each, safe_dirname
 from layerclaims.report import StudyOutcome, render_matrix_html
+from layerclaims.results import atomic_write
 from layerclaims.validate import STUDY_OPTIONS, Command, RunRequest, parse_set, study_options
 from layerclaims.verdicts import Verdict
 
@@ -198,13 +200,14 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
     matrix = build_matrix(rows_by_model, notes)
     out.mkdir(parents=True, exist_ok=True)
     md = matrix_markdown(matrix)
-    _write_whole(out / "matrix.md", "# layerclaims: claims × models\n\n" + md)
+    atomic_write(out / "matrix.md", lambda tmp: Path(tmp).write_text("# layerclaims: claims × models\n\n" + md))
     links = {
         m: os.path.relpath(d / "report.html", out).replace(os.sep, "/")
         for m, d in folders.items()
         if (d / "report.html").is_file()
     }
-    _write_whole(out / "matrix.html", render_matrix_html(matrix, links=links))
+    html = render_matrix_html(matrix, links=links)
+    atomic_write(out / "matrix.html", lambda tmp: Path(tmp).write_text(html))
     if not args.quiet:
         print(md)
         print(f"matrix: {out / 'matrix.md'} and {out / 'matrix.html'}")
@@ -216,16 +219,6 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
             return 1
     return 0
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``path`` as one step (a temporary file beside it, renamed over it): never half a page."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -272,10 +265,7 @@ def cmd_claims(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cols = ["id", "model", "layer", "statistic", "comparison", "threshold", "source"]
     if args.format == "markdown":
         cols.insert(1, "claim")
-        print("| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
-        for r in rows:
-            print("| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |")
+        print("\n".join(md_table(cols, ([r[c] for c in cols] for r in rows))))
         return 0
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols[:-1]}
     print("  ".join(c.ljust(widths[c]) for c in cols[:-1]) + "  source")

@@ -181,7 +181,9 @@ def _by_claim(rows: Sequence[Row], twice: str) -> dict[str, Row]:
     return out
 
 
-def _md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+def md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines (``|`` escaped, a newline in a cell made a space)."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
@@ -248,7 +250,7 @@ def matrix_markdown(matrix: Matrix) -> str:
         first = next((matrix.cell(cid, m).row for m in matrix.models if matrix.cell(cid, m).row), None)
         body.append([cid, claimed_text(cid, first), *(matrix.cell(cid, m).text() for m in matrix.models)])
     body.append(["**tally**", "", *(tally_text(matrix.counts(m)) for m in matrix.models)])
-    out = "\n".join(_md_table(["claim", "claimed", *matrix.models], body)) + "\n"
+    out = "\n".join(md_table(["claim", "claimed", *matrix.models], body)) + "\n"
     out += f"\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n"
     for model, note in matrix.notes.items():
         out += f"\n- **{model}**: {note}"
@@ -340,7 +342,7 @@ def diff_markdown(diff: Diff, old_label: str = "old", new_label: str = "new", *,
         f"{len(diff.flipped)} flipped, {len(diff.moved)} moved beyond their interval, "
         f"{len(diff.missing)} missing on one side, {len(diff.changed)} of {len(diff.entries)} claims changed."
     )
-    return "\n".join(_md_table(["claim", old_label, new_label, "change"], body)) + "\n\n" + summary + "\n"
+    return "\n".join(md_table(["claim", old_label, new_label, "change"], body)) + "\n\n" + summary + "\n"
 
 
 # --------------------------------------------------------------------------------------------------- run settings

@@ -396,15 +396,13 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
     if not others or not out.is_dir():
         return {}
     manifest = read_manifest(out)
-    all_studies = cmd.with_option("--study", "all")
-    elsewhere = cmd.with_option("--out", "NEW_FOLDER")
     if manifest is None:
         rows = _old_rows(out)
         if any(c.study in others for r in rows if (c := CLAIMS_BY_ID.get(str(r.get("claim")))) is not None):
             raise UsageError(
                 f"{out} holds a run of {', '.join(others)} from an older layerclaims (no {MANIFEST}): a run of "
                 f"{', '.join(study_names)} alone cannot keep those results",
-                fix=f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`",
+                fix=_all_or_elsewhere(cmd),
             )
         return {}
     kept = {e["study"]: e for e in manifest.get("studies", []) if e.get("base_study") in others}
@@ -415,7 +413,7 @@ def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command
         raise UsageError(
             f"{out} holds study {', '.join(kept)} of {old_model} ({manifest.get('created')}); a run of "
             f"{', '.join(study_names)} on {model} there would give a report that mixes two models",
-            fix=f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`",
+            fix=_all_or_elsewhere(cmd),
         )
     return {"manifest": manifest, "studies": kept}
 
@@ -431,9 +429,14 @@ def _check_same_model(earlier: dict[str, Any], facts: dict[str, Any], out: Path,
         raise UsageError(
             f"{out} holds study {', '.join(earlier['studies'])} of {facts.get('name')} with another {what}: "
             "keeping it would give a report over two different models",
-            fix=f"run every study into it: `{cmd.with_option('--study', 'all')}`, or give another folder: "
-            f"`{cmd.with_option('--out', 'NEW_FOLDER')}`",
+            fix=_all_or_elsewhere(cmd),
         )
+
+
+def _all_or_elsewhere(cmd: Command) -> str:
+    """The fix for a folder whose kept studies this run cannot keep."""
+    all_studies, elsewhere = cmd.with_option("--study", "all"), cmd.with_option("--out", "NEW_FOLDER")
+    return f"run every study into it: `{all_studies}`, or give another folder: `{elsewhere}`"
 
 
 def _old_rows(out: Path) -> list[dict[str, Any]]:

@@ -118,11 +118,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         ref = BEHAVIOUR_REFERENCES.get(name)
         if ref is None:
             how = "by its declaration (--as)" if declared is not None else "by its config"
-            lines.append(f"layerclaims: {m}: taken as {name} {how}; weights unverified (no published behaviour to "
-                         f"check them against); {name}'s claims are asserted on it")  # fmt: skip
+            line = f"taken as {name} {how}; weights unverified (no published behaviour to check them against); "
+            line += f"{name}'s claims are asserted on it"
         else:
-            lines.append(f"layerclaims: {m}: its config says {name}; {name}'s claims are asserted only if its weights "
-                         f"reproduce next-token loss {ref.loss:.4f} on {ref.text!r} ({ref.source})")  # fmt: skip
+            line = f"its config says {name}; {name}'s claims are asserted only if its weights reproduce next-token "
+            line += f"loss {ref.loss:.4f} on {ref.text!r} ({ref.source})"
+        lines.append(f"layerclaims: {m}: {line}")
     return lines
 
 

@@ -165,7 +165,8 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then renamed over it: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -189,8 +190,8 @@ def save(result: Any, directory: str | os.PathLike[str], name: str) -> Path:
     npz_path = directory / f"{name}.npz"
     if arrays:
         # allow_pickle: the default, named so that no key of ``arrays`` can take its place (what mypy checks)
-        _atomic_write(npz_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), allow_pickle=True, **arrays))
-    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(tree, indent=1, allow_nan=False)))
+        atomic_write(npz_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), allow_pickle=True, **arrays))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(tree, indent=1, allow_nan=False)))
     return json_path
 
 

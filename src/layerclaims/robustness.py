@@ -6,7 +6,7 @@ first value), every single-choice departure, and ``n_specs`` combinations drawn 
 specification's claims (whose own settings are the original path) are decided as one family as every run's are
 (:func:`layerclaims.run.decide_family`). One job (one study run, resampling reduced to the study's ``grid``) per
 distinct value of its ``run_choices``; the ``offset`` choice reads that run at a neighbouring layer, the others are
-analysis variants of it. Output, staged and moved into place whole with the manifest of its files: robustness.csv,
+analysis variants of it. Output, a :class:`~layerclaims.runfolder.RunFolder` of kind robustness: robustness.csv,
 robustness.json, summary.md ("holds in k of n specifications") and figures/spec_curve_<claim>.png.
 """
 
@@ -16,7 +16,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.executor import EXECUTORS, Job, run_jobs
 from layerclaims.run import StudyResults, decide_family, study_names_of
 from layerclaims.runfolder import ROBUSTNESS as KIND
-from layerclaims.runfolder import check_out_folder, write_manifest
+from layerclaims.runfolder import RunFolder, check_out_folder
 from layerclaims.study import Robustness
 from layerclaims.validate import Command, RunRequest, check_run
 from layerclaims.verdicts import evaluate
@@ -255,12 +254,6 @@ class Outcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def check_out(out: Path) -> None:
-    """UsageError unless ``out`` is new, empty or exactly an earlier robustness folder this tool wrote, and not
-    inside a run folder other than as ``RUN/robustness``."""
-    check_out_folder(out, kind=KIND)
-
-
 def run(
     model: str,
     out: str | os.PathLike[str],
@@ -295,7 +288,7 @@ def run(
             fix="give claims of it with --claims PATH, or choose another --study",
         )
     specs = plan(study_names_of(pool), n_specs=n_specs, draw_seed=draw_seed, only=chosen)
-    check_out(out)
+    check_out_folder(out, kind=KIND)
     command = command or Command(("robustness", "--model", model, "--out", str(out)))
     request = RunRequest(model, None, study_names_of(pool), device, dtype)
     check_run(request, command)  # before any worker starts
@@ -356,19 +349,16 @@ def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAI
 
 
 def write_folder(outcome: Outcome, model: str, specs: Sequence[Spec], claims: Sequence[Claim]) -> None:
-    """Write everything into a staging folder beside ``outcome.out``, then put it in place of it as a whole."""
+    """Write everything into the stage of ``outcome.out`` (a :class:`~layerclaims.runfolder.RunFolder` of kind
+    robustness), then swap it in as a whole."""
     from layerclaims.figures.robustness import spec_curve
 
     rows, lines, failed = outcome.rows, outcome.lines, outcome.failed
     grids = {s: dict(_declared(s).grid) for s in dict.fromkeys(sp.study for sp in specs)}
     by_id = {c.id: c for c in claims}
-
-    out = outcome.out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "figures").mkdir(parents=True)
-    try:
+    with RunFolder(outcome.out, kind=KIND) as folder:
+        staging = folder.stage
+        (staging / "figures").mkdir()
         # every study's choices, once each (a choice named ``layer`` is the specification's layer): one schema
         cols = list(dict.fromkeys([*HEAD, *(c for study in studies() for c in choices(study)), *TAIL]))
         with (staging / "robustness.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -402,14 +392,4 @@ def write_folder(outcome: Outcome, model: str, specs: Sequence[Spec], claims: Se
             md += ["", "Failed jobs (their specifications are missing above):"]
             md += [f"- {f['job']}: {f['error']}" for f in failed]
         (staging / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-        write_manifest(staging, KIND)
-        if out.exists():
-            check_out(out)
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        folder.commit()

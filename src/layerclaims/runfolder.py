@@ -49,16 +49,6 @@ SHOWN = 6
 POLL_S = 0.2
 
 
-def lock_path(out: Path) -> Path:
-    """The lock file of a results folder: ``.NAME.lock`` beside it (not inside: the folder itself is swapped)."""
-    return out.parent / f".{out.name}.lock"
-
-
-def stage_path(out: Path, pid: int | None = None) -> Path:
-    """The staging folder of the run in process ``pid``: ``NAME.staging-PID`` beside the folder."""
-    return out.parent / f"{out.name}.staging-{os.getpid() if pid is None else pid}"
-
-
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, read in 1 MB blocks."""
     digest = hashlib.sha256()
@@ -280,12 +270,13 @@ def read_holder(lock: Path) -> int | None:
 class RunFolder:
     """``with RunFolder(out) as folder:`` lock ``out``, write into ``folder.stage``, ``folder.commit()`` once the run
     succeeded; leaving without a commit deletes the stage. ``wait_s``: how long to wait for a live holder of the
-    lock (0: refuse at once)."""
+    lock (0: refuse at once); ``kind``: the manifest's (:data:`KINDS`)."""
 
-    def __init__(self, out: str | os.PathLike[str], *, wait_s: float = 0.0) -> None:
+    def __init__(self, out: str | os.PathLike[str], *, wait_s: float = 0.0, kind: str = RUN) -> None:
         self.out = Path(out).resolve()  # a symlinked --out: the folder it points to is what is swapped
-        self.lock = lock_path(self.out)
-        self.stage = stage_path(self.out)
+        self.kind = kind
+        self.lock = self.out.parent / f".{self.out.name}.lock"  # beside it, not inside: the folder is swapped
+        self.stage = self.out.parent / f"{self.out.name}.staging-{os.getpid()}"
         self.wait_s = float(wait_s)
         self.committed = False
         self._fd: int | None = None
@@ -359,11 +350,11 @@ class RunFolder:
         ``out.old-PID`` without ``out`` is the earlier run a killed swap moved aside (renamed back)."""
         parent = self.out.parent
         for old in sorted(parent.glob(f"{self.out.name}.old-*")):
-            if not old.is_dir() or old.is_symlink() or not _pid_suffix(old) or manifest_kind(old) != RUN:
-                continue  # not a run folder this tool moved aside: not ours to touch
+            if not old.is_dir() or old.is_symlink() or not _pid_suffix(old) or manifest_kind(old) != self.kind:
+                continue  # not a folder of this kind this tool moved aside: not ours to touch
             if not self.out.exists():
                 os.rename(old, self.out)
-            elif not foreign_entries(old, RUN):
+            elif not foreign_entries(old, self.kind):
                 shutil.rmtree(old, ignore_errors=True)
         for stale in parent.glob(f"{self.out.name}.staging-*"):
             if stale.is_dir() and not stale.is_symlink() and _pid_suffix(stale) and (stale / STAGE_MARK).is_file():
@@ -406,7 +397,7 @@ class RunFolder:
         """Write the stage's manifest and swap it in as ``out``. ``out`` is checked again first, under the lock: a
         file put into it since :func:`check_out_folder` stops the swap (UsageError naming it)."""
         if self.out.exists():
-            foreign = foreign_entries(self.out, RUN) if self.out.is_dir() else [self.out.name]
+            foreign = foreign_entries(self.out, self.kind) if self.out.is_dir() else [self.out.name]
             if foreign:
                 raise UsageError(
                     f"{self.out} changed while the run was writing: it now holds {_listing(foreign)}, which this "
@@ -414,7 +405,7 @@ class RunFolder:
                     fix="move those files out of it, or give a new or empty --out, then run again",
                 )
         (self.stage / STAGE_MARK).unlink(missing_ok=True)
-        write_manifest(self.stage, RUN)
+        write_manifest(self.stage, self.kind)
         old = self.out.parent / f"{self.out.name}.old-{os.getpid()}"
         with _signals_held():
             if self.out.exists():

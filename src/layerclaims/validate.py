@@ -49,9 +49,15 @@ class Command:
         return f"{self.prog} {shlex.join(self.argv)}".rstrip()
 
     def _spans(self, option: str) -> list[tuple[int, int]]:
-        """Index ranges ``[i, j)`` of every occurrence of ``option`` (``--opt VALUE`` or ``--opt=VALUE``)."""
+        """Index ranges ``[i, j)`` of every occurrence of ``option`` (``--opt VALUE`` or ``--opt=VALUE``); for
+        ``--set STUDY.FIELD``, of the ``--set`` items naming that field."""
+        if option.startswith("--set "):
+            target = option.removeprefix("--set ")
+            sets = self._spans("--set")
+            items = [self.argv[j - 1] if j - i == 2 else self.argv[i].partition("=")[2] for i, j in sets]
+            return [span for span, item in zip(sets, items, strict=True) if item.partition("=")[0].strip() == target]
         out, i, argv = [], 0, self.argv
-        while i < len(argv):
+        while option and i < len(argv):
             tok = argv[i]
             if tok == option:
                 takes_value = option not in FLAGS and i + 1 < len(argv)
@@ -74,28 +80,18 @@ class Command:
         return Command(tuple(argv), self.prog)
 
     def with_option(self, option: str, value: str | None = None) -> Command:
-        """``option value`` in place of every occurrence of ``option`` (appended if absent); a flag if no value."""
-        return self._replace(self._spans(option), [option] if value is None else [option, value])
+        """``option value`` in place of every occurrence of ``option`` (appended if absent); a flag if no value.
+        ``option`` ``--set STUDY.FIELD``: ``--set STUDY.FIELD=value`` in place of the ``--set`` naming it."""
+        if option.startswith("--set "):
+            new = ["--set", f"{option.removeprefix('--set ')}={value}"]
+        else:
+            new = [option] if value is None else [option, value]
+        return self._replace(self._spans(option), new)
 
     def without(self, option: str) -> Command:
-        """The command without ``option`` (and its value)."""
+        """The command without ``option`` (and its value; ``--set STUDY.FIELD``: the ``--set`` naming it; ``""``:
+        none, the command as it is)."""
         return self._replace(self._spans(option), [])
-
-    def _set_spans(self, target: str) -> list[tuple[int, int]]:
-        out = []
-        for i, j in self._spans("--set"):
-            item = self.argv[j - 1] if j - i == 2 else self.argv[i].partition("=")[2]
-            if item.partition("=")[0].strip() == target:
-                out.append((i, j))
-        return out
-
-    def with_set(self, target: str, value: str) -> Command:
-        """``--set target=value`` in place of the ``--set`` naming ``target`` (appended if none)."""
-        return self._replace(self._set_spans(target), ["--set", f"{target}={value}"])
-
-    def without_set(self, target: str) -> Command:
-        """The command without the ``--set`` naming ``target``."""
-        return self._replace(self._set_spans(target), [])
 
 
 @dataclass(frozen=True)
@@ -137,23 +133,8 @@ def _cmd(command: Command) -> str:
     return f"`{command}`"
 
 
-def _drop(command: Command, origin: str) -> Command:
-    """``command`` without the option that gave a value (``--n``, ``--set STUDY.n``; ``""``: none was given)."""
-    if origin.startswith("--set "):
-        return command.without_set(origin.removeprefix("--set "))
-    return command.without(origin) if origin else command
-
-
-def _with_value(command: Command, origin: str, default_option: str, value: str) -> Command:
-    """``command`` with the option that gave a value set to ``value`` (``""``: none was given, ``default_option``
-    is added)."""
-    if origin.startswith("--set "):
-        return command.with_set(origin.removeprefix("--set "), value)
-    return command.with_option(origin or default_option, value)
-
-
 def _shown(origin: str, value: Any) -> str:
-    """A value as the user gave it: ``--n 30`` or ``--set punctuation.n=30``."""
+    """A value as the user gave it: ``--n 30`` or ``--set STUDY.n=30``."""
     return f"{origin}={json.dumps(value)}" if origin.startswith("--set") else f"{origin} {value!r}"
 
 
@@ -209,7 +190,7 @@ def _study_options_with_origin(
         if field_name not in fields:
             fix = "use one of those"
             if command is not None:
-                fix += f", or leave it out: {_cmd(command.without_set(target))}"
+                fix += f", or leave it out: {_cmd(command.without('--set ' + target))}"
             raise UsageError(
                 f"--set {item}: study {study!r} has no setting {field_name!r}; it has: {', '.join(sorted(fields))}",
                 fix=fix,
@@ -285,7 +266,7 @@ def check_study_settings(
         if problem is not None:
             raise UsageError(
                 f"{shown}: {study} setting {name!r} must be {problem}",
-                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(_drop(command, origin))}",
+                fix=f"give {problem}, or leave it out for the default{default_words}: {_cmd(command.without(origin))}",
             )
         minimum = declared.minimums.get(name)
         values = value if isinstance(value, tuple) else (value,)
@@ -295,7 +276,7 @@ def check_study_settings(
                 suggestion = (
                     command.with_option(origin, str(default if default is not dataclasses.MISSING else minimum))
                     if not origin.startswith("--set")
-                    else _drop(command, origin)
+                    else command.without(origin)
                 )
                 raise UsageError(
                     f"{shown}: {study} setting {name!r} must be at least {minimum:g}",
@@ -310,7 +291,7 @@ def check_study_settings(
                 raise UsageError(
                     f"{shown}: {what}: {_range_words(unit, n_blocks, model)}",
                     fix=f"give {unit}s in {allowed.start}..{allowed.stop - 1}, or leave it out for all of them: "
-                    f"{_cmd(_drop(command, origin))}",
+                    f"{_cmd(command.without(origin))}",
                 )
     _check_detail_within_layers(study, with_origin, command)
     overrides_only = {name: value for name, (value, _) in with_origin.items()}
@@ -338,19 +319,11 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
     if missing:
         raise UsageError(
             f"{origin}: detail layers {missing} are not among the layers analysed ({list(layers)})",
-            fix=f"add them to {study}.layers, or drop {origin}: {_cmd(_drop(command, origin))}",
+            fix=f"add them to {study}.layers, or drop {origin}: {_cmd(command.without(origin))}",
         )
 
 
 # --------------------------------------------------------------------------------------------------- corpus
-
-
-def _alone(command: Command, study: str, *origins: str) -> Command:
-    """``command`` running ``study`` alone, without the options (``origins``) that only the other study reads."""
-    only = command.with_option("--study", study)
-    for origin in origins:
-        only = _drop(only, origin)
-    return only
 
 
 def check_corpus(
@@ -378,7 +351,11 @@ def check_corpus(
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
-    alone = f"; or run only study {others[0]}: {_cmd(_alone(command, others[0], origin, n_origin))}" if others else ""
+    # running the other study alone, without the options only this one reads
+    alone = ""
+    if others:
+        only = command.with_option("--study", others[0]).without(origin).without(n_origin)
+        alone = f"; or run only study {others[0]}: {_cmd(only)}"
     kinds = mark_sets.get(marks, {})
     chars = tuple(sorted({m for ms in kinds.values() for m in ms if len(m) == 1}))
     try:
@@ -401,9 +378,9 @@ def check_corpus(
         fix = exc.fix or "give the path of a UTF-8 text file with --corpus PATH"
         converted = getattr(exc, "converted", None)
         if converted:  # the re-run names the file the conversion writes, not the one refused
-            keep_going = f"then re-run {_cmd(_with_value(command, origin, '--corpus', converted))}"
+            keep_going = f"then re-run {_cmd(command.with_option(origin or '--corpus', converted))}"
         elif name_or_path not in data.CORPORA:  # the same file again would fail again: the re-run names another
-            book = _with_value(command, origin, "--corpus", data.DEFAULT_CORPUS)
+            book = command.with_option(origin or "--corpus", data.DEFAULT_CORPUS)
             keep_going = f"then re-run with it, or with the default book: {_cmd(book)}"
         raise type(exc)(
             f"{origin} {name_or_path}: {exc.message}" if origin else exc.message,
@@ -422,7 +399,7 @@ def check_corpus(
         what = f"at most {have} {kind} marks ({' '.join(mark_sets[marks][kind])})"
     if have < n:
         fix = (
-            f"ask for at most {have} per kind: {_cmd(_with_value(command, n_origin, '--n', str(have)))}"
+            f"ask for at most {have} per kind: {_cmd(command.with_option(n_origin or '--n', str(have)))}"
             if have >= minimum
             else f"give a longer text with --corpus PATH (at least {minimum:g} usable marks of each kind){alone}"
         )

@@ -20,28 +20,28 @@ from layerclaims.compare import (
     value_moved,
 )
 from layerclaims.errors import UsageError
-from layerclaims.verdicts import Verdict
+from layerclaims.verdicts import ConditionResult, Verdict
 
 
 def row(claim: str, value: float | None = 0.5, ci: list[float] | None = None, holds: bool | None = True, **kw: Any):
+    """A verdicts.json row as :meth:`Verdict.to_row` writes it (one condition, ``rsa_qk > 0.8``)."""
     known = CLAIMS_BY_ID.get(claim)
-    out: dict[str, Any] = {
-        "claim": claim,
-        "model": kw.pop("model", "m"),
-        "layer": kw.pop("layer", 5),
-        "layer_unit": known.layer_unit if known is not None else "hidden_state",
-        "layer_mapped_from": kw.pop("layer_mapped_from", None),
-        "statistic": "rsa_qk",
-        "comparison": ">",
-        "threshold": 0.8,
-        "value": value,
-        "ci": ci,
-        "p_value": kw.pop("p_value", None),
-        "verdict": "not evaluated" if holds is None else ("holds" if holds else "fails"),
-        "reason": kw.pop("reason", None),
-    }
+    word = "not evaluated" if holds is None else ("holds" if holds else "fails")
+    p_value = kw.pop("p_value", None)
+    cond = ConditionResult("rsa_qk", ">", 0.8, value, None if ci is None else (ci[0], ci[1]), p_value, word)
+    verdict = Verdict(
+        claim,
+        kw.pop("model", "m"),
+        kw.pop("layer", 5),
+        word,
+        (cond,),
+        reason=kw.pop("reason", None),
+        p_value=p_value,
+        layer_unit=known.layer_unit if known is not None else "hidden_state",
+        layer_mapped_from=kw.pop("layer_mapped_from", None),
+    )
     assert not kw
-    return out
+    return verdict.to_row()
 
 
 # ------------------------------------------------------------------------------------------------ diff

@@ -260,7 +260,7 @@ def test_a_real_robustness_run_into_a_run_folder_keeps_that_folder_replaceable(
     robustness.run("tiny-gpt2", rob, study_names=["qk"], only=["rsa"], executor="inline")
     assert runfolder.manifest_kind(rob) == ROBUSTNESS and runfolder.foreign_entries(rob, ROBUSTNESS) == []
     assert runfolder.foreign_entries(run) == []  # a later reproduce into RUN may replace it, keeping robustness/
-    robustness.check_out(rob)  # a second robustness run may replace it
+    runfolder.check_out_folder(rob, kind=ROBUSTNESS)  # a second robustness run may replace it
     assert sorted(p.name for p in run.iterdir()) == [FILES_MANIFEST, "report.md", "robustness"]
     with pytest.raises(UsageError, match="inside"):  # but not into any other folder inside the run
         robustness.run("tiny-gpt2", run / "rob2", study_names=["qk"], only=["rsa"], executor="inline")

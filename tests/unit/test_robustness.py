@@ -154,7 +154,7 @@ def test_qk_grid_end_to_end_and_the_folder_is_replaced_whole(
     (out / "stray.txt").unlink()
     robustness.run("tiny-gpt2", out, study_names=["qk"], only=["similarity"], executor="inline")
     assert {r["spec"] for r in _read(out)} == {"B000", "B001"}  # the earlier run replaced whole
-    assert not list(tmp_path.glob(".rob.*"))  # no staging or old folder left behind
+    assert not list(tmp_path.glob(".rob.*")) + list(tmp_path.glob("rob.*"))  # no lock, stage or old folder left
 
 
 def test_a_failed_job_is_reported_and_the_others_kept(

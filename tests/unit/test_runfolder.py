@@ -74,8 +74,8 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _write_run(out, "old")
     dead = _dead_pid()
-    runfolder.lock_path(out).write_text(f"{dead}\n")  # left by a run that was killed (SIGKILL: no clean-up)
-    stale_stage = runfolder.stage_path(out, dead)
+    (tmp_path / ".out.lock").write_text(f"{dead}\n")  # left by a run that was killed (SIGKILL: no clean-up)
+    stale_stage = tmp_path / f"out.staging-{dead}"
     _write_run(stale_stage, "half-written", manifest=False)
     (stale_stage / runfolder.STAGE_MARK).write_text(f"{dead}\n")
     with RunFolder(out) as folder:
@@ -129,7 +129,7 @@ def test_result_files_follow_the_umask(tmp_path: Path) -> None:
     try:
         assert results.file_mode() == 0o644
         path = tmp_path / "r.json"
-        results._atomic_write(path, lambda tmp: Path(tmp).write_text("{}"))
+        results.atomic_write(path, lambda tmp: Path(tmp).write_text("{}"))
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
         os.umask(0o007)
         assert results.file_mode() == 0o660

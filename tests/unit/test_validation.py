@@ -37,9 +37,9 @@ def test_command_changes_one_option_and_keeps_the_others() -> None:
     assert str(CMD.with_option("--n", "250")).startswith("layerclaims reproduce --model tiny-gpt2 --n 250 --set")
     assert "--seed 0 -q" in str(CMD.with_option("--seed", "0"))  # a negative value is the option's value
     assert "--seed" not in str(CMD.without("--seed")) and str(CMD.without("--seed")).endswith("--out out/x -q")
-    no_blocks = CMD.without_set("qk.blocks")
+    no_blocks = CMD.without("--set qk.blocks")
     assert "qk.blocks" not in str(no_blocks) and "--set punctuation.n_boot=50" in str(no_blocks)
-    assert "--set 'qk.blocks=[1]'" in str(CMD.with_set("qk.blocks", "[1]"))
+    assert "--set 'qk.blocks=[1]'" in str(CMD.with_option("--set qk.blocks", "[1]"))
     assert str(CMD.with_option("--study", "qk")).endswith("-q --study qk")  # absent: appended
     assert str(Command(("diff", "a b", "c"))) == "layerclaims diff 'a b' c"  # shell-quoted
 
