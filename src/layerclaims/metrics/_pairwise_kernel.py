@@ -1,5 +1,5 @@
-"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (its
-``backend="numba"``), imported lazily there so that a missing or broken numba falls back to the numpy path.
+"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov`, imported lazily
+there; its torch path uses the per-vector, per-pair and per-variant tables from here too.
 
 Per pair (i, j), i <= j, exactly the original's quantities on the kept dims ``keep_i & keep_j``: each side's
 histogram range from its sorted candidate extremes (:func:`_first_kept`), ``np.histogram2d``'s bins bit for bit
@@ -20,7 +20,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bin_row", "linspace_edges", "pairwise_all", "pairwise_kernel", "permuted_products"]
+__all__ = [
+    "bin_row",
+    "entropy_table",
+    "linspace_edges",
+    "pairwise_all",
+    "permuted_products",
+    "variant_bin_rows",
+    "vector_pair_tables",
+]
 
 
 @njit(cache=True)
@@ -443,7 +451,7 @@ def _variant_layout(
 
 
 @njit(cache=True)
-def _entropy_table(
+def entropy_table(
     n_pair: np.ndarray, n_dim: int, log2_base: float
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """table[table_row[n], c] = (c / n) log2(c / n + 1e-12) / log2(base) for each kept count n that occurs."""
@@ -464,21 +472,8 @@ def _entropy_table(
     return table, table_row
 
 
-def pairwise_all(
-    X: np.ndarray,
-    mask: np.ndarray,
-    bins: int,
-    bin_dtype: np.dtype,
-    miller_madow: bool,
-    ln_base: float,
-    budget_rows: int,
-    mi: np.ndarray,
-    cov: np.ndarray,
-) -> int:
-    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``.
-
-    At most ``budget_rows`` variant bin rows (of ``bin_dtype``) are stored. Returns how many were.
-    """
+def vector_pair_tables(X: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """asc, desc, trim, n_trim, xc, xc_sum of :func:`vector_tables` and key, n_pair of :func:`pair_tables`."""
     n_vec, n_dim = X.shape
     n_trim = (n_dim - mask.sum(1)).astype(np.int64)
     n_trim_max = int(n_trim.max())
@@ -494,6 +489,24 @@ def pairwise_all(
     key = np.empty((n_vec, n_vec), np.int64)
     n_pair = np.empty((n_vec, n_vec), np.int64)
     pair_tables(mask, asc, desc, n_cand, trim, n_trim, key, n_pair)
+    return asc, desc, trim, n_trim, xc, xc_sum, key, n_pair
+
+
+def pairwise_all(
+    X: np.ndarray,
+    mask: np.ndarray,
+    bins: int,
+    bin_dtype: np.dtype,
+    miller_madow: bool,
+    ln_base: float,
+    budget_rows: int,
+    mi: np.ndarray,
+    cov: np.ndarray,
+) -> None:
+    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``, storing at
+    most ``budget_rows`` variant bin rows (of ``bin_dtype``)."""
+    n_vec, n_dim = X.shape
+    asc, desc, trim, n_trim, xc, xc_sum, key, n_pair = vector_pair_tables(X, mask)
 
     row_keys = np.empty((n_vec, n_vec), np.int64)
     n_row_keys = np.empty(n_vec, np.int64)
@@ -503,12 +516,11 @@ def pairwise_all(
     var_bins = np.empty((len(var_vec), n_dim), bin_dtype)
     variant_bin_rows(X, mask, asc, desc, var_vec, var_key, bins, var_bins)
 
-    table, table_row = _entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
+    table, table_row = entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
     pairwise_kernel(
         X, mask, xc, xc_sum, trim, n_trim, asc, desc, key, n_pair, var_id, var_bins, table, table_row, bins,
         miller_madow, ln_base, mi, cov,
     )  # fmt: skip
-    return len(var_vec)
 
 
 @njit(cache=True)  # serial: the study's other compiled kernel owns the threads (parallel here slowed it 2x)
