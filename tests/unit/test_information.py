@@ -195,7 +195,7 @@ def test_fast_matches_naive_other_parameters(device: str | None) -> None:
     X = rng.standard_t(4, (12, 150))
     assert_matches_naive(X, bins=7, thr=2.0, device=device)  # a low threshold trims many dims, ranges vary
     assert_matches_naive(X, bins=1, thr=5.0, device=device)
-    assert_matches_naive(X, bins=40, thr=1.0, device=device)  # > 32 candidates per vector (numba: sort path)
+    assert_matches_naive(X, bins=40, thr=1.0, device=device)  # > 32 candidates per vector
     assert_matches_naive(X[:4], bins=300, thr=3.0, device=device)  # bin indices past uint8
 
 

@@ -1,16 +1,9 @@
-"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov`, imported lazily
-there; its torch path uses the per-vector, per-pair and per-variant tables from here too.
-
-Per pair (i, j), i <= j, exactly the original's quantities on the kept dims ``keep_i & keep_j``: each side's
-histogram range from its sorted candidate extremes (:func:`_first_kept`), ``np.histogram2d``'s bins bit for bit
-(:func:`linspace_edges`, :func:`bin_row`), each (vector, range) variant used by two or more pairs binned once and
-a variant used by one pair binned on the fly; the joint counts, entropies from a table of
-``p log2(p + 1e-12) / log2(base)`` per kept count, ``MI = Hx + Hy - Hxy`` (optionally Miller–Madow); the
-covariance ``(Sxy - Sx Sy / n) / (n - 1)`` from data centred by each vector's own kept-dim mean.
-
-:func:`pairwise_all` runs the steps, parallel with ``prange``; rows ``t`` and ``N - 1 - t`` share an iteration
-so that every iteration has about N + 1 pairs. ``cache=True``: compiled once, the machine code kept beside this
-file.
+"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (imported lazily
+there; its torch path uses the tables from here too). Per pair i <= j, on the kept dims ``keep_i & keep_j``: each
+side's histogram range from its sorted candidate extremes, ``np.histogram2d``'s bins bit for bit, the joint
+counts, entropies from a table per kept count; the covariance from data centred by each vector's own kept-dim
+mean. A (vector, range) variant used by two or more pairs is binned once, one used by a single pair on the fly.
+``cache=True``: compiled once, the machine code kept beside this file.
 """
 
 from __future__ import annotations
@@ -56,13 +49,10 @@ def linspace_edges(lo: float, hi: float, bins: int, out: np.ndarray) -> None:  #
 
 @njit(cache=True)
 def bin_row(x: np.ndarray, keep: np.ndarray, edges: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover
-    """Bin of every kept value of x: ``searchsorted(edges, v, 'right') - 1``, clipped to [0, bins - 1].
-
-    Clipping puts ``v == edges[-1]`` in the last bin (numpy's closed right edge). Values outside the edges only
-    occur at dims that the pair drops anyway (trimmed by the other vector). Dims not in ``keep`` get the extra,
-    discarded bin ``bins``. The first guess is arithmetic; the two loops then make the result exactly the count
-    of edges <= v (edges are non-decreasing), whatever the guess.
-    """
+    """Bin of every kept value of x: ``searchsorted(edges, v, 'right') - 1``, clipped to [0, bins - 1] (so
+    ``v == edges[-1]`` is in the last bin, numpy's closed right edge; values outside the edges occur only at dims
+    the pair drops). Dims not in ``keep`` get the discarded bin ``bins``. The first guess is arithmetic; the two
+    loops then make it exactly the count of edges <= v, whatever the guess."""
     lo = edges[0]
     width = edges[bins] - lo
     scale = bins / width if width > 0.0 else 0.0
@@ -89,24 +79,6 @@ def bin_row(x: np.ndarray, keep: np.ndarray, edges: np.ndarray, bins: int, out: 
         elif c < 0:
             c = 0
         out[d] = c
-
-
-@njit(cache=True)
-def _insert_sorted(
-    vals: np.ndarray, idx: np.ndarray, filled: int, v: float, d: int, descending: bool
-) -> int:  # pragma: no cover
-    """Insert (v, d) into the first ``filled`` slots (sorted, ties in index order), dropping the last when full."""
-    k = vals.shape[0]
-    pos = filled if filled < k else k - 1
-    # shift strictly worse entries (later ones stay behind an equal value: stable)
-    while pos > 0 and ((vals[pos - 1] < v) if descending else (vals[pos - 1] > v)):
-        if pos < k:
-            vals[pos] = vals[pos - 1]
-            idx[pos] = idx[pos - 1]
-        pos -= 1
-    vals[pos] = v
-    idx[pos] = d
-    return filled + 1 if filled < k else k
 
 
 @njit(cache=True)  # serial: cheap, and waking threads costs more
@@ -144,37 +116,13 @@ def vector_tables(
             xc[a, d] = v
             s += v
         xc_sum[a] = s
-        if k <= 32:  # insertion into a short sorted buffer: O(D) for typical data
-            lo_v = np.empty(k)
-            hi_v = np.empty(k)
-            n_lo = 0
-            n_hi = 0
-            for d in range(n_dim):
-                if not m[d]:
-                    continue
-                v = x[d]
-                if n_lo < k or v < lo_v[k - 1]:
-                    n_lo = _insert_sorted(lo_v, asc[a], n_lo, v, d, False)
-                if n_hi < k or v > hi_v[k - 1]:
-                    n_hi = _insert_sorted(hi_v, desc[a], n_hi, v, d, True)
-        else:
-            kept = np.flatnonzero(m)
-            order = np.argsort(x[kept], kind="mergesort")
-            nk = min(k, kept.shape[0])
-            for p in range(nk):
-                asc[a, p] = kept[order[p]]
-            # largest first, ties by dim: walk the stable ascending order backwards over each run of equal values
-            p = 0
-            e = kept.shape[0]
-            while p < nk:
-                s0 = e - 1
-                while s0 > 0 and x[kept[order[s0 - 1]]] == x[kept[order[e - 1]]]:
-                    s0 -= 1
-                for q in range(s0, e):
-                    if p < nk:
-                        desc[a, p] = kept[order[q]]
-                        p += 1
-                e = s0
+        kept = np.flatnonzero(m)
+        vals = x[kept]
+        up = np.argsort(vals, kind="mergesort")  # stable: ties by dim
+        down = np.argsort(-vals, kind="mergesort")
+        for p in range(min(k, kept.shape[0])):
+            asc[a, p] = kept[up[p]]
+            desc[a, p] = kept[down[p]]
 
 
 @njit(cache=True)  # serial: cheap, and waking threads costs more
@@ -319,13 +267,11 @@ def pairwise_kernel(
     mi: np.ndarray,
     cov: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Fill ``mi`` and ``cov`` (N x N, both triangles and the diagonal) for every pair i <= j.
+    """Fill ``mi`` and ``cov`` (N x N, both triangles and the diagonal) for every pair i <= j; NaN when n < 2.
 
-    X (N, D) data; mask (N, D) own keep masks; xc (N, D) data minus the own kept-dim mean, 0 at own-trimmed
-    dims, ``xc_sum`` its row sums; trim/n_trim the own-trimmed dims of each vector; asc/desc (N, k) indices of
-    the k smallest/largest kept values of each vector; key, n_pair from :func:`pair_tables`; var_id[a, b] the
-    row of ``var_bins`` holding a's bins for the pair (a, b), or -1 to bin now; table[table_row[n], c] the
-    per-cell entropy term for count c out of n. Pairs with n < 2 get NaN.
+    Tables from :func:`vector_tables` and :func:`pair_tables`; var_id[a, b] the row of ``var_bins`` holding a's
+    bins for the pair (a, b), or -1 to bin now; table[table_row[n], c] the entropy term for count c out of n.
+    Rows ``t`` and ``N - 1 - t`` share a ``prange`` iteration, so that every iteration has about N + 1 pairs.
     """
     n_vec, n_dim = X.shape
     width = bins + 1
