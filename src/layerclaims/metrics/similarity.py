@@ -187,27 +187,37 @@ def mean_offdiagonal(S: Any) -> float:
 # ---------------------------------------------------------------------------------------------- selectivity
 
 
-def _block_means(S: np.ndarray, codes: np.ndarray, n_cat: int) -> np.ndarray:
-    """C x C matrix of block means over valid (non-NaN) off-diagonal pairs; a symmetric S is assumed."""
+def _selectivity_setup(
+    S: Any, labels: Sequence[Hashable] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Checks; S0 (S with missing pairs and the diagonal at 0), V (1 at valid off-diagonal pairs), codes, C."""
+    S = _square(S)
+    _check_symmetric(S, "S")
+    cats, codes = _encode_labels(labels, S.shape[0])
+    if len(cats) < 2:
+        raise UsageError(f"selectivity needs at least 2 categories, got {len(cats)}: check the labels")
+    sizes = np.bincount(codes, minlength=len(cats))
+    single = [cats[i] for i in np.flatnonzero(sizes < 2)]
+    if single:
+        raise UsageError(
+            f"categories {single!r} have a single item, so they have no within-category pair: "
+            "give each category at least 2 items or drop it"
+        )
     valid = ~np.isnan(S)
     np.fill_diagonal(valid, False)
-    S0 = np.where(valid, S, 0.0)
-    L = np.zeros((S.shape[0], n_cat))
-    L[np.arange(S.shape[0]), codes] = 1.0
-    sums = L.T @ S0 @ L
-    counts = L.T @ valid.astype(np.float64) @ L
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts
+    return np.where(valid, S, 0.0), valid.astype(np.float64), codes, len(cats)
 
 
-def _selectivity_from_blocks(blocks: np.ndarray) -> np.ndarray:
-    """Selectivity from (..., C, C) block means: mean(diag) / mean(strict upper triangle)."""
-    C = blocks.shape[-1]
-    within = np.diagonal(blocks, axis1=-2, axis2=-1).mean(axis=-1)
+def _selectivity(S0: np.ndarray, V: np.ndarray, codes: np.ndarray, C: int) -> np.ndarray:
+    """Selectivity for each row of ``codes`` (..., n): with one-hot labels L the C x C block means are
+    ``L^T S0 L / L^T V L``; then mean(diagonal) / mean(strict upper triangle)."""
+    L = (codes[..., None] == np.arange(C)).astype(np.float64)
+    Lt = np.swapaxes(L, -1, -2)
     iu = np.triu_indices(C, 1)
-    between = blocks[..., iu[0], iu[1]].mean(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return within / between
+        blocks = (Lt @ S0 @ L) / (Lt @ V @ L)
+        within = np.diagonal(blocks, axis1=-2, axis2=-1).mean(axis=-1)
+        return within / blocks[..., iu[0], iu[1]].mean(axis=-1)
 
 
 def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
@@ -223,23 +233,7 @@ def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
     left with no valid pair gives NaN. A between mean of 0 gives ``inf`` (or NaN for 0/0); a negative between mean
     a negative ratio: the index means something only when between-category similarity is positive (cosines).
     """
-    S = _square(S)
-    _check_symmetric(S, "S")
-    cats, codes = _encode_labels(labels, S.shape[0])
-    _check_categories(cats, codes)
-    return float(_selectivity_from_blocks(_block_means(S, codes, len(cats))))
-
-
-def _check_categories(cats: list[Hashable], codes: np.ndarray) -> None:
-    if len(cats) < 2:
-        raise UsageError(f"selectivity needs at least 2 categories, got {len(cats)}: check the labels")
-    sizes = np.bincount(codes, minlength=len(cats))
-    single = [cats[i] for i in np.flatnonzero(sizes < 2)]
-    if single:
-        raise UsageError(
-            f"categories {single!r} have a single item, so they have no within-category pair: "
-            "give each category at least 2 items or drop it"
-        )
+    return float(_selectivity(*_selectivity_setup(S, labels)))
 
 
 def selectivity_permutation_test(
@@ -256,31 +250,11 @@ def selectivity_permutation_test(
     selectivities of randomly relabelled items (category sizes kept), which centre near 1. Each of ``n_perm``
     permutations shuffles the labels with ``np.random.default_rng(seed)``; ``p = (1 + #{null >= observed}) /
     (n_perm + 1)`` for the default one-sided ``"greater"`` (the claim "selectivity > 1" is one-sided).
-
-    Vectorised: for a batch of one-hot label matrices ``L`` the block sums are ``L^T S L``.
     """
     _check_n_perm(n_perm)
-    S = _square(S)
-    _check_symmetric(S, "S")
-    cats, codes = _encode_labels(labels, S.shape[0])
-    _check_categories(cats, codes)
-    observed = float(_selectivity_from_blocks(_block_means(S, codes, len(cats))))
-
-    n, C = S.shape[0], len(cats)
-    valid = ~np.isnan(S)
-    np.fill_diagonal(valid, False)
-    S0 = np.where(valid, S, 0.0)
-    V = valid.astype(np.float64)
-
-    def stat(perm_codes: np.ndarray) -> np.ndarray:
-        b = len(perm_codes)
-        L = np.zeros((b, n, C))
-        L[np.arange(b)[:, None], np.arange(n)[None, :], perm_codes] = 1.0
-        Lt = L.transpose(0, 2, 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return _selectivity_from_blocks((Lt @ S0 @ L) / (Lt @ V @ L))
-
-    return _permutation_test(observed, codes, stat, n_perm, seed, alternative)
+    S0, V, codes, C = _selectivity_setup(S, labels)
+    observed = float(_selectivity(S0, V, codes, C))
+    return _permutation_test(observed, codes, lambda P: _selectivity(S0, V, P, C), n_perm, seed, alternative)
 
 
 # ------------------------------------------------------------------------------------------------------ RSA
