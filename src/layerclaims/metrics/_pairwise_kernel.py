@@ -125,32 +125,6 @@ def vector_tables(
             desc[a, p] = kept[down[p]]
 
 
-@njit(cache=True)  # serial: cheap, and waking threads costs more
-def variant_index(
-    key: np.ndarray, row_keys: np.ndarray, n_row_keys: np.ndarray, local: np.ndarray
-) -> None:  # pragma: no cover
-    """Per vector a: the distinct keys of row a used by >= 2 pairs (sorted, into row_keys[a, :n_row_keys[a]]),
-    and for each b the position of key[a, b] among them (local[a, b]), or -1 (used once, or no kept dim)."""
-    n_vec = key.shape[0]
-    for a in prange(n_vec):
-        ks = np.sort(key[a])
-        n = 0
-        p = 0
-        while p < n_vec:
-            q = p
-            while q < n_vec and ks[q] == ks[p]:
-                q += 1
-            if ks[p] >= 0 and q - p >= 2:
-                row_keys[a, n] = ks[p]
-                n += 1
-            p = q
-        n_row_keys[a] = n
-        stored = row_keys[a, :n]
-        for b in range(n_vec):
-            r = np.searchsorted(stored, key[a, b])
-            local[a, b] = r if r < n and stored[r] == key[a, b] else -1
-
-
 @njit(cache=True)
 def _first_kept(cand: np.ndarray, n_cand: int, other_mask: np.ndarray) -> int:  # pragma: no cover - compiled
     """First slot of a vector's candidate list (kept dims, sorted by value) that the other vector keeps too."""
@@ -369,31 +343,34 @@ def pairwise_kernel(
 
 
 @njit(cache=True)
-def _variant_layout(
-    row_keys: np.ndarray, n_row_keys: np.ndarray, local: np.ndarray, budget_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Global rows for the stored variants (first vectors first, at most ``budget_rows``): var_vec, var_key, and
-    var_id[a, b], the row holding a's bins for the pair (a, b) or -1 (bin on the fly)."""
-    n_vec = row_keys.shape[0]
-    offset = np.empty(n_vec, np.int64)
-    total = 0
+def variant_layout(key: np.ndarray, budget_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The variants stored as bin rows: per vector a (first vectors first, at most ``budget_rows`` in all), the
+    distinct keys of row a used by >= 2 pairs, sorted. Returns var_vec, var_key per row and var_id[a, b], the row
+    holding a's bins for the pair (a, b), or -1 (used once, no kept dim or over budget: bin on the fly)."""
+    n_vec = key.shape[0]
+    var_vec = np.empty(min(budget_rows, n_vec * n_vec), np.int64)
+    var_key = np.empty_like(var_vec)
+    var_id = np.full((n_vec, n_vec), -1, np.int64)
+    n_rows = 0
     for a in range(n_vec):
-        offset[a] = total
-        total += n_row_keys[a]
-    n_rows = min(total, budget_rows)
-    var_vec = np.empty(n_rows, np.int64)
-    var_key = np.empty(n_rows, np.int64)
-    var_id = np.empty((n_vec, n_vec), np.int64)
-    for a in range(n_vec):
-        for r in range(n_row_keys[a]):
-            g = offset[a] + r
-            if g < n_rows:
-                var_vec[g] = a
-                var_key[g] = row_keys[a, r]
+        start = n_rows
+        ks = np.sort(key[a])
+        p = 0
+        while p < n_vec:
+            q = p
+            while q < n_vec and ks[q] == ks[p]:
+                q += 1
+            if ks[p] >= 0 and q - p >= 2 and n_rows < var_vec.shape[0]:
+                var_vec[n_rows] = a
+                var_key[n_rows] = ks[p]
+                n_rows += 1
+            p = q
+        stored = var_key[start:n_rows]
         for b in range(n_vec):
-            g = offset[a] + local[a, b]
-            var_id[a, b] = g if local[a, b] >= 0 and g < n_rows else -1
-    return var_vec, var_key, var_id
+            r = np.searchsorted(stored, key[a, b])
+            if r < stored.shape[0] and stored[r] == key[a, b]:
+                var_id[a, b] = start + r
+    return var_vec[:n_rows], var_key[:n_rows], var_id
 
 
 @njit(cache=True)
@@ -451,14 +428,9 @@ def pairwise_all(
 ) -> None:
     """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``, storing at
     most ``budget_rows`` variant bin rows (of ``bin_dtype``)."""
-    n_vec, n_dim = X.shape
+    n_dim = X.shape[1]
     asc, desc, trim, n_trim, xc, xc_sum, key, n_pair = vector_pair_tables(X, mask)
-
-    row_keys = np.empty((n_vec, n_vec), np.int64)
-    n_row_keys = np.empty(n_vec, np.int64)
-    local = np.empty((n_vec, n_vec), np.int64)
-    variant_index(key, row_keys, n_row_keys, local)
-    var_vec, var_key, var_id = _variant_layout(row_keys, n_row_keys, local, budget_rows)
+    var_vec, var_key, var_id = variant_layout(key, budget_rows)
     var_bins = np.empty((len(var_vec), n_dim), bin_dtype)
     variant_bin_rows(X, mask, asc, desc, var_vec, var_key, bins, var_bins)
 

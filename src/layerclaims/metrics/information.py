@@ -114,15 +114,11 @@ def pairwise_mi_cov(
     covariance = its variance on its kept dims (ddof=1). Claims read only the upper triangle, as the original did.
 
     **Exact without a loop over pairs in Python.** Only the histogram range depends on the pair (min/max of x over
-    ``mask_i & mask_j``); it is found among the ``max_trimmed + 1`` smallest/largest kept values of x. Each
-    (vector, range) variant used by several pairs is binned once with numpy's exact rule; entropies read a table
-    of ``p log2(p + 1e-12)`` per kept-dim count. Covariance is ``(Sxy - Sx Sy / n) / (n - 1)`` on the data centred
-    by each vector's own kept-dim mean, accurate when means are large.
-
-    The compiled (numba) kernel of :mod:`~layerclaims.metrics._pairwise_kernel` does all of it on the CPU; its
-    first call in a fresh environment compiles it (tens of seconds; cached on disk after that); inputs with
-    N * N * D below about 4 million run on one thread. With a ``device`` the joint counts and the covariance
-    products run on torch instead.
+    ``mask_i & mask_j``); it is found among the ``max_trimmed + 1`` smallest/largest kept values of x. Covariance
+    is ``(Sxy - Sx Sy / n) / (n - 1)`` on the data centred by each vector's own kept-dim mean, accurate when means
+    are large. The compiled kernel (:mod:`~layerclaims.metrics._pairwise_kernel`) does it all on the CPU; its first
+    call in a fresh environment compiles it (tens of seconds; cached on disk after that); N * N * D below about 4
+    million runs on one thread. With a ``device`` the joint counts and covariance products run on torch instead.
 
     Parameters
     ----------

@@ -1,15 +1,10 @@
-"""Similarity structure of a set of item vectors: cosine matrices, selectivity, RSA and their permutation tests.
+"""Similarity structure of item vectors (study B, claims.md §4-7): cosine matrices, selectivity, RSA and their
+permutation tests. Inputs are NumPy arrays or torch tensors (converted on the CPU); values are ``float64``.
 
-These are the instruments of study B (``../shared/docs/claims.md`` §4-7): 34 words, one vector each for Q, K and V,
-a 34 x 34 cosine matrix per kind, and statistics over its off-diagonal entries. Every function takes NumPy arrays
-(torch tensors are converted on the CPU) and returns ``float64`` values.
-
-Missing pairs. An off-diagonal entry that is ``NaN`` means "no such pair" and is skipped by every statistic here
-(:func:`cosine_matrix` never gives one; a bootstrap over items marks so the pair of two copies of one item).
-
-Symmetry. The statistics read only the upper triangle (``i < j``), as the original did; the permutation tests and
-:func:`selectivity_index` require a symmetric matrix (within ``1e-8``) because permuting items of an asymmetric
-matrix moves entries between the triangles.
+An off-diagonal ``NaN`` means "no such pair" and is skipped by every statistic (a bootstrap over items marks so
+the pair of two copies of one item). The statistics read only the upper triangle (``i < j``), as the original
+did; the permutation tests and :func:`selectivity_index` require a symmetric matrix (within ``1e-8``), since
+permuting the items of an asymmetric one moves entries between the triangles.
 """
 
 from __future__ import annotations
@@ -311,9 +306,8 @@ def mantel_test(
     ``p_value = (1 + #{null >= observed}) / (n_perm + 1)``. The default one-sided ``"greater"`` is what a claim
     "RSA > threshold" (a positive association) needs; ``"two-sided"`` counts ``|null| >= |observed|``.
 
-    Both matrices must be symmetric. Permuting items maps the set of pairs onto itself, so ranks, mean and norm
-    of the permuted triangle are computed once. With ``n!`` close to or below ``n_perm`` permutations repeat; the
-    p-value stays valid.
+    Both matrices must be symmetric and complete. With ``n!`` close to or below ``n_perm`` permutations repeat;
+    the p-value stays valid.
     """
     _check_n_perm(n_perm)
     S1, S2 = _square(S1, "S1"), _square(S2, "S2")
@@ -342,8 +336,8 @@ def mantel_test(
         return PermutationResult(observed, float("nan"), int(n_perm), alternative)
     from layerclaims.metrics._pairwise_kernel import permuted_products  # compiled: each permuted entry read once
 
-    # a_c as a zero-diagonal symmetric matrix: sum_{i<j} a_c[i,j] R2[p_i, p_j] = 1/2 sum_{i,j} A[i,j] R2[p_i, p_j];
-    # each permuted triangle holds the same multiset of values as b, so the same mean and norm
+    # permuting items maps the set of pairs onto itself: ranks, mean and norm of the permuted triangle are those
+    # of b; with a_c as a zero-diagonal symmetric A, sum_{i<j} a_c[i,j] R2[p_i, p_j] = 1/2 sum_{i,j} A[i,j] R2[p_i, p_j]
     A = np.zeros((n, n))
     A[iu, ju] = a_c
     A[ju, iu] = a_c
