@@ -7,6 +7,7 @@ The oracle ``naive_pair`` below is written independently of the package from the
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -47,24 +48,12 @@ def naive_matrix(X: np.ndarray, bins: int = 15, thr: float = 5.0) -> tuple[np.nd
     return mi, cov
 
 
-def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+# the numba kernel (None) and the torch path on the CPU; the agreement tests below run for each
+DEVICES = [None, "cpu"]
 
 
-# every backend that runs on this machine's CPU; the agreement tests below run for each
-BACKENDS = [
-    "numba",
-    "numpy",
-    pytest.param("torch", marks=pytest.mark.skipif(not _has_torch(), reason="torch not installed")),
-]
-
-
-def assert_matches_naive(X: np.ndarray, bins: int = 15, thr: float = 5.0, backend: str = "auto") -> None:
-    mi, cov = pairwise_mi_cov(X, bins=bins, z_threshold=thr, backend=backend)
+def assert_matches_naive(X: np.ndarray, bins: int = 15, thr: float = 5.0, device: str | None = None) -> None:
+    mi, cov = pairwise_mi_cov(X, bins=bins, z_threshold=thr, device=device)
     ref_mi, ref_cov = naive_matrix(X, bins, thr)
     np.testing.assert_array_equal(np.isnan(mi), np.isnan(ref_mi))
     np.testing.assert_allclose(mi, ref_mi, rtol=0, atol=TOL, equal_nan=True)
@@ -141,44 +130,44 @@ def test_covariance_is_np_cov_on_trimmed_dims() -> None:
 # ---------------------------------------------------------------------------------------------- fast == naive
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_random_gaussian(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_random_gaussian(device: str | None) -> None:
     X = np.random.default_rng(10).standard_normal((25, 256))
-    assert_matches_naive(X, backend=backend)
+    assert_matches_naive(X, device=device)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_heavy_tails_and_outliers(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_heavy_tails_and_outliers(device: str | None) -> None:
     rng = np.random.default_rng(11)
     X = rng.standard_t(2, (25, 300))
     X[:, :4] *= 20  # shared outlier dims, like massive activations
     X[3, 100] = 1e4  # an outlier in one vector only: other vectors' ranges change for pairs with it
-    assert_matches_naive(X, backend=backend)
+    assert_matches_naive(X, device=device)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_with_ties(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_with_ties(device: str | None) -> None:
     rng = np.random.default_rng(12)
     X = np.round(rng.standard_normal((20, 200)) * 2)  # integers: many ties, values on bin edges
-    assert_matches_naive(X, backend=backend)
-    assert_matches_naive(X, bins=4, backend=backend)
-    assert_matches_naive(X, bins=6, thr=1.0, backend=backend)  # many trimmed dims, tied extremes
+    assert_matches_naive(X, device=device)
+    assert_matches_naive(X, bins=4, device=device)
+    assert_matches_naive(X, bins=6, thr=1.0, device=device)  # many trimmed dims, tied extremes
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_constant_vectors(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_constant_vectors(device: str | None) -> None:
     rng = np.random.default_rng(13)
     X = rng.standard_normal((10, 100))
     X[2] = 0.0
     X[5] = 7.25
-    mi, cov = pairwise_mi_cov(X, backend=backend)
-    assert_matches_naive(X, backend=backend)
+    mi, cov = pairwise_mi_cov(X, device=device)
+    assert_matches_naive(X, device=device)
     # constant vector: MI 0 (up to the 1e-12 offset, about -1.4e-12 bits), covariance 0
     assert np.all(np.abs(mi[2]) < 1e-9) and np.all(np.abs(cov[5]) < 1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_collapsing_trimmed_range(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_collapsing_trimmed_range(device: str | None) -> None:
     # all values equal except one far outlier: trimming removes it and the kept range collapses to one value
     D = 200
     X = np.random.default_rng(14).standard_normal((8, D))
@@ -190,30 +179,30 @@ def test_fast_matches_naive_collapsing_trimmed_range(backend: str) -> None:
     X[3, 50] = X[3].min() - 0.5
     X[2, 50] = 1e3
     assert not keep_mask(X[0])[17]
-    assert_matches_naive(X, backend=backend)
+    assert_matches_naive(X, device=device)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_small_d_fewer_dims_than_bins(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_small_d_fewer_dims_than_bins(device: str | None) -> None:
     rng = np.random.default_rng(15)
     for d in (2, 3, 7, 14):
-        assert_matches_naive(rng.standard_normal((6, d)), backend=backend)
+        assert_matches_naive(rng.standard_normal((6, d)), device=device)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_matches_naive_other_parameters(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_other_parameters(device: str | None) -> None:
     rng = np.random.default_rng(16)
     X = rng.standard_t(4, (12, 150))
-    assert_matches_naive(X, bins=7, thr=2.0, backend=backend)  # a low threshold trims many dims, ranges vary
-    assert_matches_naive(X, bins=1, thr=5.0, backend=backend)
-    assert_matches_naive(X, bins=40, thr=1.0, backend=backend)  # > 32 candidates per vector (numba: sort path)
-    assert_matches_naive(X[:4], bins=300, thr=3.0, backend=backend)  # bin indices past uint8
+    assert_matches_naive(X, bins=7, thr=2.0, device=device)  # a low threshold trims many dims, ranges vary
+    assert_matches_naive(X, bins=1, thr=5.0, device=device)
+    assert_matches_naive(X, bins=40, thr=1.0, device=device)  # > 32 candidates per vector
+    assert_matches_naive(X[:4], bins=300, thr=3.0, device=device)  # bin indices past uint8
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_fast_miller_madow_matches_per_pair(backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_miller_madow_matches_per_pair(device: str | None) -> None:
     X = np.random.default_rng(31).standard_t(3, (7, 200))
-    mi, _ = pairwise_mi_cov(X, estimator="miller-madow", backend=backend)
+    mi, _ = pairwise_mi_cov(X, estimator="miller-madow", device=device)
     for i in range(7):
         for j in range(i, 7):
             assert mi[i, j] == pytest.approx(miller_madow_mi_pair(X[i], X[j]), abs=TOL)
@@ -221,9 +210,9 @@ def test_fast_miller_madow_matches_per_pair(backend: str) -> None:
 
 def test_fast_matches_naive_across_chunks() -> None:
     X = np.random.default_rng(17).standard_t(3, (15, 120))
-    ref = pairwise_mi_cov(X, backend="numpy")
+    ref = pairwise_mi_cov(X, device="cpu")
     for chunk in (1, 7, 10_000):
-        got = pairwise_mi_cov(X, chunk_size=chunk, backend="numpy")
+        got = pairwise_mi_cov(X, chunk_size=chunk, device="cpu")
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=1e-12)
 
@@ -233,8 +222,8 @@ def test_backends_agree_on_larger_heavy_tailed_data() -> None:
     from benchmarks.pairwise_mi import make_data
 
     X = make_data(40, 512, seed=3)
-    ref = pairwise_mi_cov(X, backend="numpy")
-    got = pairwise_mi_cov(X, backend="numba")
+    ref = pairwise_mi_cov(X, device="cpu")
+    got = pairwise_mi_cov(X)
     np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=TOL)
     np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=TOL * float(np.abs(ref[1]).max()))
     iu, ju = np.triu_indices(40, 1)
@@ -245,9 +234,9 @@ def test_backends_agree_on_larger_heavy_tailed_data() -> None:
 def test_numba_without_stored_variant_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     # a zero memory budget: every pair side is binned inside the kernel; the numbers must not change
     X = np.random.default_rng(22).standard_t(2, (12, 150))
-    ref = pairwise_mi_cov(X, backend="numba")
+    ref = pairwise_mi_cov(X)
     monkeypatch.setattr(information, "_VARIANT_BUDGET", 0)
-    got = pairwise_mi_cov(X, backend="numba")
+    got = pairwise_mi_cov(X)
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_array_equal(got[1], ref[1])
 
@@ -272,22 +261,13 @@ def test_numba_edges_and_bins_are_numpys_bit_for_bit() -> None:
             np.testing.assert_array_equal(got, ref)
 
 
-def test_backend_choice_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_device_errors_and_missing_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     X = np.random.default_rng(24).standard_normal((4, 30))
-    with pytest.raises(UsageError, match="backend must be"):
-        pairwise_mi_cov(X, backend="cython")
-    with pytest.raises(UsageError, match="runs on the CPU"):
-        pairwise_mi_cov(X, backend="numba", device="cuda")
-    ref = pairwise_mi_cov(X, backend="numpy")
-    # numba unavailable: 'auto' falls back to numpy with a warning, an explicit 'numba' is an error
-    monkeypatch.setattr(information, "_kernel_module", None)
-    monkeypatch.setattr(information, "_kernel_error", "ImportError: no module named numba")
-    monkeypatch.setattr(information, "_warned_fallback", False)
-    with pytest.warns(RuntimeWarning, match="numba could not be imported"):
-        got = pairwise_mi_cov(X)
-    np.testing.assert_array_equal(got[0], ref[0])
-    with pytest.raises(UsageError, match="backend='numba' needs numba"):
-        pairwise_mi_cov(X, backend="numba")
+    with pytest.raises(UsageError, match="device must be"):
+        pairwise_mi_cov(X, device="tpu")
+    monkeypatch.setitem(sys.modules, "layerclaims.metrics._pairwise_kernel", None)  # import fails
+    with pytest.raises(UsageError, match="pairwise_mi_cov needs numba"):
+        pairwise_mi_cov(X)
 
 
 def test_accepts_torch_tensor() -> None:
@@ -414,8 +394,8 @@ REAL_TEXT = (
 
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", pytest.param("smollm2-135m", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
-def test_fast_matches_naive_on_real_hidden_states(model: str, backend: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_matches_naive_on_real_hidden_states(model: str, device: str | None) -> None:
     """The spec's last agreement case: hidden states of a real model (smollm2-135m: real weights, with the few
     massive-activation dimensions that the 5-SD trimming exists for), at the first block output and at the last
     block output before the final norm, 40 windows of 12 tokens, last position."""
@@ -427,4 +407,4 @@ def test_fast_matches_naive_on_real_hidden_states(model: str, backend: str) -> N
     windows = [ids[i : i + 12] for i in range(0, 40 * 2, 2)]
     H = hidden_states(handle, windows, -1, layers=[1, handle.n_blocks], final="pre_norm")
     for X in H.astype(np.float64):
-        assert_matches_naive(X, backend=backend)
+        assert_matches_naive(X, device=device)

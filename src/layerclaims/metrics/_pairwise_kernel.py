@@ -1,16 +1,9 @@
-"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (its
-``backend="numba"``), imported lazily there so that a missing or broken numba falls back to the numpy path.
-
-Per pair (i, j), i <= j, exactly the original's quantities on the kept dims ``keep_i & keep_j``: each side's
-histogram range from its sorted candidate extremes (:func:`_first_kept`), ``np.histogram2d``'s bins bit for bit
-(:func:`linspace_edges`, :func:`bin_row`), each (vector, range) variant used by two or more pairs binned once and
-a variant used by one pair binned on the fly; the joint counts, entropies from a table of
-``p log2(p + 1e-12) / log2(base)`` per kept count, ``MI = Hx + Hy - Hxy`` (optionally Miller–Madow); the
-covariance ``(Sxy - Sx Sy / n) / (n - 1)`` from data centred by each vector's own kept-dim mean.
-
-:func:`pairwise_all` runs the steps, parallel with ``prange``; rows ``t`` and ``N - 1 - t`` share an iteration
-so that every iteration has about N + 1 pairs. ``cache=True``: compiled once, the machine code kept beside this
-file.
+"""Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (imported lazily
+there; its torch path uses the tables from here too). Per pair i <= j, on the kept dims ``keep_i & keep_j``: each
+side's histogram range from its sorted candidate extremes, ``np.histogram2d``'s bins bit for bit, the joint
+counts, entropies from a table per kept count; the covariance from data centred by each vector's own kept-dim
+mean. A (vector, range) variant used by two or more pairs is binned once, one used by a single pair on the fly.
+``cache=True``: compiled once, the machine code kept beside this file.
 """
 
 from __future__ import annotations
@@ -20,7 +13,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bin_row", "linspace_edges", "pairwise_all", "pairwise_kernel", "permuted_products"]
+__all__ = [
+    "bin_row",
+    "entropy_table",
+    "linspace_edges",
+    "pairwise_all",
+    "permuted_products",
+    "variant_bin_rows",
+    "vector_pair_tables",
+]
 
 
 @njit(cache=True)
@@ -48,13 +49,10 @@ def linspace_edges(lo: float, hi: float, bins: int, out: np.ndarray) -> None:  #
 
 @njit(cache=True)
 def bin_row(x: np.ndarray, keep: np.ndarray, edges: np.ndarray, bins: int, out: np.ndarray) -> None:  # pragma: no cover
-    """Bin of every kept value of x: ``searchsorted(edges, v, 'right') - 1``, clipped to [0, bins - 1].
-
-    Clipping puts ``v == edges[-1]`` in the last bin (numpy's closed right edge). Values outside the edges only
-    occur at dims that the pair drops anyway (trimmed by the other vector). Dims not in ``keep`` get the extra,
-    discarded bin ``bins``. The first guess is arithmetic; the two loops then make the result exactly the count
-    of edges <= v (edges are non-decreasing), whatever the guess.
-    """
+    """Bin of every kept value of x: ``searchsorted(edges, v, 'right') - 1``, clipped to [0, bins - 1] (so
+    ``v == edges[-1]`` is in the last bin, numpy's closed right edge; values outside the edges occur only at dims
+    the pair drops). Dims not in ``keep`` get the discarded bin ``bins``. The first guess is arithmetic; the two
+    loops then make it exactly the count of edges <= v, whatever the guess."""
     lo = edges[0]
     width = edges[bins] - lo
     scale = bins / width if width > 0.0 else 0.0
@@ -81,24 +79,6 @@ def bin_row(x: np.ndarray, keep: np.ndarray, edges: np.ndarray, bins: int, out: 
         elif c < 0:
             c = 0
         out[d] = c
-
-
-@njit(cache=True)
-def _insert_sorted(
-    vals: np.ndarray, idx: np.ndarray, filled: int, v: float, d: int, descending: bool
-) -> int:  # pragma: no cover
-    """Insert (v, d) into the first ``filled`` slots (sorted, ties in index order), dropping the last when full."""
-    k = vals.shape[0]
-    pos = filled if filled < k else k - 1
-    # shift strictly worse entries (later ones stay behind an equal value: stable)
-    while pos > 0 and ((vals[pos - 1] < v) if descending else (vals[pos - 1] > v)):
-        if pos < k:
-            vals[pos] = vals[pos - 1]
-            idx[pos] = idx[pos - 1]
-        pos -= 1
-    vals[pos] = v
-    idx[pos] = d
-    return filled + 1 if filled < k else k
 
 
 @njit(cache=True)  # serial: cheap, and waking threads costs more
@@ -136,63 +116,13 @@ def vector_tables(
             xc[a, d] = v
             s += v
         xc_sum[a] = s
-        if k <= 32:  # insertion into a short sorted buffer: O(D) for typical data
-            lo_v = np.empty(k)
-            hi_v = np.empty(k)
-            n_lo = 0
-            n_hi = 0
-            for d in range(n_dim):
-                if not m[d]:
-                    continue
-                v = x[d]
-                if n_lo < k or v < lo_v[k - 1]:
-                    n_lo = _insert_sorted(lo_v, asc[a], n_lo, v, d, False)
-                if n_hi < k or v > hi_v[k - 1]:
-                    n_hi = _insert_sorted(hi_v, desc[a], n_hi, v, d, True)
-        else:
-            kept = np.flatnonzero(m)
-            order = np.argsort(x[kept], kind="mergesort")
-            nk = min(k, kept.shape[0])
-            for p in range(nk):
-                asc[a, p] = kept[order[p]]
-            # largest first, ties by dim: walk the stable ascending order backwards over each run of equal values
-            p = 0
-            e = kept.shape[0]
-            while p < nk:
-                s0 = e - 1
-                while s0 > 0 and x[kept[order[s0 - 1]]] == x[kept[order[e - 1]]]:
-                    s0 -= 1
-                for q in range(s0, e):
-                    if p < nk:
-                        desc[a, p] = kept[order[q]]
-                        p += 1
-                e = s0
-
-
-@njit(cache=True)  # serial: cheap, and waking threads costs more
-def variant_index(
-    key: np.ndarray, row_keys: np.ndarray, n_row_keys: np.ndarray, local: np.ndarray
-) -> None:  # pragma: no cover
-    """Per vector a: the distinct keys of row a used by >= 2 pairs (sorted, into row_keys[a, :n_row_keys[a]]),
-    and for each b the position of key[a, b] among them (local[a, b]), or -1 (used once, or no kept dim)."""
-    n_vec = key.shape[0]
-    for a in prange(n_vec):
-        ks = np.sort(key[a])
-        n = 0
-        p = 0
-        while p < n_vec:
-            q = p
-            while q < n_vec and ks[q] == ks[p]:
-                q += 1
-            if ks[p] >= 0 and q - p >= 2:
-                row_keys[a, n] = ks[p]
-                n += 1
-            p = q
-        n_row_keys[a] = n
-        stored = row_keys[a, :n]
-        for b in range(n_vec):
-            r = np.searchsorted(stored, key[a, b])
-            local[a, b] = r if r < n and stored[r] == key[a, b] else -1
+        kept = np.flatnonzero(m)
+        vals = x[kept]
+        up = np.argsort(vals, kind="mergesort")  # stable: ties by dim
+        down = np.argsort(-vals, kind="mergesort")
+        for p in range(min(k, kept.shape[0])):
+            asc[a, p] = kept[up[p]]
+            desc[a, p] = kept[down[p]]
 
 
 @njit(cache=True)
@@ -311,13 +241,11 @@ def pairwise_kernel(
     mi: np.ndarray,
     cov: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Fill ``mi`` and ``cov`` (N x N, both triangles and the diagonal) for every pair i <= j.
+    """Fill ``mi`` and ``cov`` (N x N, both triangles and the diagonal) for every pair i <= j; NaN when n < 2.
 
-    X (N, D) data; mask (N, D) own keep masks; xc (N, D) data minus the own kept-dim mean, 0 at own-trimmed
-    dims, ``xc_sum`` its row sums; trim/n_trim the own-trimmed dims of each vector; asc/desc (N, k) indices of
-    the k smallest/largest kept values of each vector; key, n_pair from :func:`pair_tables`; var_id[a, b] the
-    row of ``var_bins`` holding a's bins for the pair (a, b), or -1 to bin now; table[table_row[n], c] the
-    per-cell entropy term for count c out of n. Pairs with n < 2 get NaN.
+    Tables from :func:`vector_tables` and :func:`pair_tables`; var_id[a, b] the row of ``var_bins`` holding a's
+    bins for the pair (a, b), or -1 to bin now; table[table_row[n], c] the entropy term for count c out of n.
+    Rows ``t`` and ``N - 1 - t`` share a ``prange`` iteration, so that every iteration has about N + 1 pairs.
     """
     n_vec, n_dim = X.shape
     width = bins + 1
@@ -415,35 +343,38 @@ def pairwise_kernel(
 
 
 @njit(cache=True)
-def _variant_layout(
-    row_keys: np.ndarray, n_row_keys: np.ndarray, local: np.ndarray, budget_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Global rows for the stored variants (first vectors first, at most ``budget_rows``): var_vec, var_key, and
-    var_id[a, b], the row holding a's bins for the pair (a, b) or -1 (bin on the fly)."""
-    n_vec = row_keys.shape[0]
-    offset = np.empty(n_vec, np.int64)
-    total = 0
+def variant_layout(key: np.ndarray, budget_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The variants stored as bin rows: per vector a (first vectors first, at most ``budget_rows`` in all), the
+    distinct keys of row a used by >= 2 pairs, sorted. Returns var_vec, var_key per row and var_id[a, b], the row
+    holding a's bins for the pair (a, b), or -1 (used once, no kept dim or over budget: bin on the fly)."""
+    n_vec = key.shape[0]
+    var_vec = np.empty(min(budget_rows, n_vec * n_vec), np.int64)
+    var_key = np.empty_like(var_vec)
+    var_id = np.full((n_vec, n_vec), -1, np.int64)
+    n_rows = 0
     for a in range(n_vec):
-        offset[a] = total
-        total += n_row_keys[a]
-    n_rows = min(total, budget_rows)
-    var_vec = np.empty(n_rows, np.int64)
-    var_key = np.empty(n_rows, np.int64)
-    var_id = np.empty((n_vec, n_vec), np.int64)
-    for a in range(n_vec):
-        for r in range(n_row_keys[a]):
-            g = offset[a] + r
-            if g < n_rows:
-                var_vec[g] = a
-                var_key[g] = row_keys[a, r]
+        start = n_rows
+        ks = np.sort(key[a])
+        p = 0
+        while p < n_vec:
+            q = p
+            while q < n_vec and ks[q] == ks[p]:
+                q += 1
+            if ks[p] >= 0 and q - p >= 2 and n_rows < var_vec.shape[0]:
+                var_vec[n_rows] = a
+                var_key[n_rows] = ks[p]
+                n_rows += 1
+            p = q
+        stored = var_key[start:n_rows]
         for b in range(n_vec):
-            g = offset[a] + local[a, b]
-            var_id[a, b] = g if local[a, b] >= 0 and g < n_rows else -1
-    return var_vec, var_key, var_id
+            r = np.searchsorted(stored, key[a, b])
+            if r < stored.shape[0] and stored[r] == key[a, b]:
+                var_id[a, b] = start + r
+    return var_vec[:n_rows], var_key[:n_rows], var_id
 
 
 @njit(cache=True)
-def _entropy_table(
+def entropy_table(
     n_pair: np.ndarray, n_dim: int, log2_base: float
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """table[table_row[n], c] = (c / n) log2(c / n + 1e-12) / log2(base) for each kept count n that occurs."""
@@ -464,21 +395,8 @@ def _entropy_table(
     return table, table_row
 
 
-def pairwise_all(
-    X: np.ndarray,
-    mask: np.ndarray,
-    bins: int,
-    bin_dtype: np.dtype,
-    miller_madow: bool,
-    ln_base: float,
-    budget_rows: int,
-    mi: np.ndarray,
-    cov: np.ndarray,
-) -> int:
-    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``.
-
-    At most ``budget_rows`` variant bin rows (of ``bin_dtype``) are stored. Returns how many were.
-    """
+def vector_pair_tables(X: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+    """asc, desc, trim, n_trim, xc, xc_sum of :func:`vector_tables` and key, n_pair of :func:`pair_tables`."""
     n_vec, n_dim = X.shape
     n_trim = (n_dim - mask.sum(1)).astype(np.int64)
     n_trim_max = int(n_trim.max())
@@ -494,21 +412,33 @@ def pairwise_all(
     key = np.empty((n_vec, n_vec), np.int64)
     n_pair = np.empty((n_vec, n_vec), np.int64)
     pair_tables(mask, asc, desc, n_cand, trim, n_trim, key, n_pair)
+    return asc, desc, trim, n_trim, xc, xc_sum, key, n_pair
 
-    row_keys = np.empty((n_vec, n_vec), np.int64)
-    n_row_keys = np.empty(n_vec, np.int64)
-    local = np.empty((n_vec, n_vec), np.int64)
-    variant_index(key, row_keys, n_row_keys, local)
-    var_vec, var_key, var_id = _variant_layout(row_keys, n_row_keys, local, budget_rows)
+
+def pairwise_all(
+    X: np.ndarray,
+    mask: np.ndarray,
+    bins: int,
+    bin_dtype: np.dtype,
+    miller_madow: bool,
+    ln_base: float,
+    budget_rows: int,
+    mi: np.ndarray,
+    cov: np.ndarray,
+) -> None:
+    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``, storing at
+    most ``budget_rows`` variant bin rows (of ``bin_dtype``)."""
+    n_dim = X.shape[1]
+    asc, desc, trim, n_trim, xc, xc_sum, key, n_pair = vector_pair_tables(X, mask)
+    var_vec, var_key, var_id = variant_layout(key, budget_rows)
     var_bins = np.empty((len(var_vec), n_dim), bin_dtype)
     variant_bin_rows(X, mask, asc, desc, var_vec, var_key, bins, var_bins)
 
-    table, table_row = _entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
+    table, table_row = entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
     pairwise_kernel(
         X, mask, xc, xc_sum, trim, n_trim, asc, desc, key, n_pair, var_id, var_bins, table, table_row, bins,
         miller_madow, ln_base, mi, cov,
     )  # fmt: skip
-    return len(var_vec)
 
 
 @njit(cache=True)  # serial: the study's other compiled kernel owns the threads (parallel here slowed it 2x)

@@ -7,10 +7,9 @@ are dependent, so resampling pairs would understate the uncertainty. In a resamp
 item is no pair (it would enter as a perfect within-pair: cosine 1, an item's MI with itself), as rsatoolbox does
 when it bootstraps patterns.
 
-Dependent items (study A's marks: two marks whose context windows share tokens) form one block
-(:func:`overlap_blocks`); the block bootstrap (:func:`block_counts`) draws whole blocks with replacement (Kuensch
-1989; the blocks are fixed by the data, not by a block length). The number of blocks is the effective number of
-independent units the intervals rest on.
+Dependent items (study A's marks whose context windows share tokens) form one block (:func:`overlap_blocks`);
+the block bootstrap (:func:`block_counts`) draws whole blocks with replacement (Kuensch 1989; blocks fixed by the
+data, not by a block length), so the intervals rest on the number of blocks.
 
 Undefined replicates (NaN or inf) are dropped; if more than ``max_nan_fraction`` of them are undefined the
 interval is ``(nan, nan)``: an interval over the few resamples where the statistic exists would be biased toward
@@ -222,9 +221,7 @@ def bootstrap_pair_correlation(
     max_nan_fraction: float = 0.1,
 ) -> BootstrapCI:
     """Pearson r over the pairs ``i < j`` of two symmetric item x item matrices (RSA of study B), bootstrapped over
-    items with the pair rule of the module docstring: the replicates are :func:`pair_moments` ``.r`` of the
-    :func:`bootstrap_indices` draws, the same (to rounding) as recomputing r on each resampled pair of matrices.
-    """
+    items (:func:`bootstrap_indices`) with the pair rule of the module docstring, via :func:`pair_moments`."""
     A, B = as_array(A, name="A"), as_array(B, name="B")
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape != B.shape:
         raise UsageError(f"A and B must be n x n matrices over the same items, got {A.shape} and {B.shape}")

@@ -1,20 +1,15 @@
-"""Similarity structure of a set of item vectors: cosine matrices, selectivity, RSA and their permutation tests.
+"""Similarity structure of item vectors (study B, claims.md §4-7): cosine matrices, selectivity, RSA and their
+permutation tests. Inputs are NumPy arrays or torch tensors (converted on the CPU); values are ``float64``.
 
-These are the instruments of study B (``../shared/docs/claims.md`` §4-7): 34 words, one vector each for Q, K and V,
-a 34 x 34 cosine matrix per kind, and statistics over its off-diagonal entries. Every function takes NumPy arrays
-(torch tensors are converted on the CPU) and returns ``float64`` values.
-
-Missing pairs. An off-diagonal entry that is ``NaN`` means "no such pair" and is skipped by every statistic here
-(:func:`cosine_matrix` never gives one; a bootstrap over items marks so the pair of two copies of one item).
-
-Symmetry. The statistics read only the upper triangle (``i < j``), as the original did; the permutation tests and
-:func:`selectivity_index` require a symmetric matrix (within ``1e-8``) because permuting items of an asymmetric
-matrix moves entries between the triangles.
+An off-diagonal ``NaN`` means "no such pair" and is skipped by every statistic (a bootstrap over items marks so
+the pair of two copies of one item). The statistics read only the upper triangle (``i < j``), as the original
+did; the permutation tests and :func:`selectivity_index` require a symmetric matrix (within ``1e-8``), since
+permuting the items of an asymmetric one moves entries between the triangles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -120,6 +115,23 @@ def _p_value(null: np.ndarray, observed: float, alternative: str) -> float:
     return float((1 + np.count_nonzero(extreme)) / (null.size + 1))
 
 
+def _permutation_test(
+    observed: float,
+    row: np.ndarray,
+    stat: Callable[[np.ndarray], np.ndarray],
+    n_perm: int,
+    seed: int,
+    alternative: str,
+) -> PermutationResult:
+    """The null of ``stat`` over ``n_perm`` seeded shuffles of ``row``, passed as (at most ``_CHUNK``, n) batches."""
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_perm)
+    for start in range(0, n_perm, _CHUNK):
+        b = min(_CHUNK, n_perm - start)
+        null[start : start + b] = stat(rng.permuted(np.broadcast_to(row, (b, row.size)), axis=1))
+    return PermutationResult(observed, _p_value(null, observed, alternative), int(n_perm), alternative)
+
+
 def _check_n_perm(n_perm: int) -> None:
     if int(n_perm) < 1:
         raise UsageError(f"n_perm must be at least 1, got {n_perm}")
@@ -170,27 +182,37 @@ def mean_offdiagonal(S: Any) -> float:
 # ---------------------------------------------------------------------------------------------- selectivity
 
 
-def _block_means(S: np.ndarray, codes: np.ndarray, n_cat: int) -> np.ndarray:
-    """C x C matrix of block means over valid (non-NaN) off-diagonal pairs; a symmetric S is assumed."""
+def _selectivity_setup(
+    S: Any, labels: Sequence[Hashable] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Checks; S0 (S with missing pairs and the diagonal at 0), V (1 at valid off-diagonal pairs), codes, C."""
+    S = _square(S)
+    _check_symmetric(S, "S")
+    cats, codes = _encode_labels(labels, S.shape[0])
+    if len(cats) < 2:
+        raise UsageError(f"selectivity needs at least 2 categories, got {len(cats)}: check the labels")
+    sizes = np.bincount(codes, minlength=len(cats))
+    single = [cats[i] for i in np.flatnonzero(sizes < 2)]
+    if single:
+        raise UsageError(
+            f"categories {single!r} have a single item, so they have no within-category pair: "
+            "give each category at least 2 items or drop it"
+        )
     valid = ~np.isnan(S)
     np.fill_diagonal(valid, False)
-    S0 = np.where(valid, S, 0.0)
-    L = np.zeros((S.shape[0], n_cat))
-    L[np.arange(S.shape[0]), codes] = 1.0
-    sums = L.T @ S0 @ L
-    counts = L.T @ valid.astype(np.float64) @ L
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts
+    return np.where(valid, S, 0.0), valid.astype(np.float64), codes, len(cats)
 
 
-def _selectivity_from_blocks(blocks: np.ndarray) -> np.ndarray:
-    """Selectivity from (..., C, C) block means: mean(diag) / mean(strict upper triangle)."""
-    C = blocks.shape[-1]
-    within = np.diagonal(blocks, axis1=-2, axis2=-1).mean(axis=-1)
+def _selectivity(S0: np.ndarray, V: np.ndarray, codes: np.ndarray, C: int) -> np.ndarray:
+    """Selectivity for each row of ``codes`` (..., n): with one-hot labels L the C x C block means are
+    ``L^T S0 L / L^T V L``; then mean(diagonal) / mean(strict upper triangle)."""
+    L = (codes[..., None] == np.arange(C)).astype(np.float64)
+    Lt = np.swapaxes(L, -1, -2)
     iu = np.triu_indices(C, 1)
-    between = blocks[..., iu[0], iu[1]].mean(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return within / between
+        blocks = (Lt @ S0 @ L) / (Lt @ V @ L)
+        within = np.diagonal(blocks, axis1=-2, axis2=-1).mean(axis=-1)
+        return within / blocks[..., iu[0], iu[1]].mean(axis=-1)
 
 
 def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
@@ -206,23 +228,7 @@ def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
     left with no valid pair gives NaN. A between mean of 0 gives ``inf`` (or NaN for 0/0); a negative between mean
     a negative ratio: the index means something only when between-category similarity is positive (cosines).
     """
-    S = _square(S)
-    _check_symmetric(S, "S")
-    cats, codes = _encode_labels(labels, S.shape[0])
-    _check_categories(cats, codes)
-    return float(_selectivity_from_blocks(_block_means(S, codes, len(cats))))
-
-
-def _check_categories(cats: list[Hashable], codes: np.ndarray) -> None:
-    if len(cats) < 2:
-        raise UsageError(f"selectivity needs at least 2 categories, got {len(cats)}: check the labels")
-    sizes = np.bincount(codes, minlength=len(cats))
-    single = [cats[i] for i in np.flatnonzero(sizes < 2)]
-    if single:
-        raise UsageError(
-            f"categories {single!r} have a single item, so they have no within-category pair: "
-            "give each category at least 2 items or drop it"
-        )
+    return float(_selectivity(*_selectivity_setup(S, labels)))
 
 
 def selectivity_permutation_test(
@@ -239,33 +245,11 @@ def selectivity_permutation_test(
     selectivities of randomly relabelled items (category sizes kept), which centre near 1. Each of ``n_perm``
     permutations shuffles the labels with ``np.random.default_rng(seed)``; ``p = (1 + #{null >= observed}) /
     (n_perm + 1)`` for the default one-sided ``"greater"`` (the claim "selectivity > 1" is one-sided).
-
-    Vectorised: for a batch of one-hot label matrices ``L`` the block sums are ``L^T S L``.
     """
     _check_n_perm(n_perm)
-    S = _square(S)
-    _check_symmetric(S, "S")
-    cats, codes = _encode_labels(labels, S.shape[0])
-    _check_categories(cats, codes)
-    observed = float(_selectivity_from_blocks(_block_means(S, codes, len(cats))))
-
-    n, C = S.shape[0], len(cats)
-    valid = ~np.isnan(S)
-    np.fill_diagonal(valid, False)
-    S0 = np.where(valid, S, 0.0)
-    V = valid.astype(np.float64)
-    rng = np.random.default_rng(seed)
-    null = np.empty(n_perm)
-    for start in range(0, n_perm, _CHUNK):
-        b = min(_CHUNK, n_perm - start)
-        perm_codes = rng.permuted(np.broadcast_to(codes, (b, n)), axis=1)
-        L = np.zeros((b, n, C))
-        L[np.arange(b)[:, None], np.arange(n)[None, :], perm_codes] = 1.0
-        Lt = L.transpose(0, 2, 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            blocks = (Lt @ S0 @ L) / (Lt @ V @ L)
-        null[start : start + b] = _selectivity_from_blocks(blocks)
-    return PermutationResult(observed, _p_value(null, observed, alternative), int(n_perm), alternative)
+    S0, V, codes, C = _selectivity_setup(S, labels)
+    observed = float(_selectivity(S0, V, codes, C))
+    return _permutation_test(observed, codes, lambda P: _selectivity(S0, V, P, C), n_perm, seed, alternative)
 
 
 # ------------------------------------------------------------------------------------------------------ RSA
@@ -322,9 +306,8 @@ def mantel_test(
     ``p_value = (1 + #{null >= observed}) / (n_perm + 1)``. The default one-sided ``"greater"`` is what a claim
     "RSA > threshold" (a positive association) needs; ``"two-sided"`` counts ``|null| >= |observed|``.
 
-    Both matrices must be symmetric. Permuting items maps the set of pairs onto itself, so ranks, mean and norm
-    of the permuted triangle are computed once. With ``n!`` close to or below ``n_perm`` permutations repeat; the
-    p-value stays valid.
+    Both matrices must be symmetric and complete. With ``n!`` close to or below ``n_perm`` permutations repeat;
+    the p-value stays valid.
     """
     _check_n_perm(n_perm)
     S1, S2 = _square(S1, "S1"), _square(S2, "S2")
@@ -351,28 +334,13 @@ def mantel_test(
     den = np.sqrt((a_c @ a_c) * ((b - b.mean()) @ (b - b.mean())))
     if den == 0.0:
         return PermutationResult(observed, float("nan"), int(n_perm), alternative)
-    rng = np.random.default_rng(seed)
-    null = np.empty(n_perm)
-    base = np.arange(n)
-    # a_c as a zero-diagonal symmetric matrix: sum_{i<j} a_c[i,j] R2[p_i, p_j] = 1/2 sum_{i,j} A[i,j] R2[p_i, p_j]
+    from layerclaims.metrics._pairwise_kernel import permuted_products  # compiled: each permuted entry read once
+
+    # permuting items maps the set of pairs onto itself: ranks, mean and norm of the permuted triangle are those
+    # of b; with a_c as a zero-diagonal symmetric A, sum_{i<j} a_c[i,j] R2[p_i, p_j] = 1/2 sum_{i,j} A[i,j] R2[p_i, p_j]
     A = np.zeros((n, n))
     A[iu, ju] = a_c
     A[ju, iu] = a_c
-    for start in range(0, n_perm, _CHUNK):
-        bsz = min(_CHUNK, n_perm - start)
-        P = rng.permuted(np.broadcast_to(base, (bsz, n)), axis=1)
-        # each permuted triangle holds the same multiset of values as b, so the same mean and norm
-        null[start : start + bsz] = _permuted_products(A, R2, P) / (2.0 * den)
-    return PermutationResult(observed, _p_value(null, observed, alternative), int(n_perm), alternative)
-
-
-def _permuted_products(A: np.ndarray, B: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """``sum_ij A[i, j] B[P[r, i], P[r, j]]`` for each row ``r`` of the permutations ``P``: a compiled loop
-    (:mod:`numba`, as the pairwise MI kernel) where it loads, else numpy gathers of ``B[P[r]][:, P[r]]``. The
-    compiled loop reads each permuted entry once instead of building index arrays: 250 items x 1,000 permutations
-    in about a tenth of the numpy path's time."""
-    try:
-        from layerclaims.metrics._pairwise_kernel import permuted_products
-    except ImportError:  # pragma: no cover - numba is a dependency; the numpy path stays correct without it
-        return np.array([(A * B[np.ix_(p, p)]).sum() for p in P])
-    return np.asarray(permuted_products(np.ascontiguousarray(A), np.ascontiguousarray(B), np.ascontiguousarray(P)))
+    return _permutation_test(
+        observed, np.arange(n), lambda P: permuted_products(A, R2, P) / (2.0 * den), n_perm, seed, alternative
+    )
