@@ -259,19 +259,6 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def study_provenance(outcome: StudyOutcome) -> list[tuple[str, Any]]:
-    """A study's own provenance (corpus, sha256, selection, seed, its timings, ...) flattened to ``key: value``;
-    package versions and platform are shown once for the run."""
-    prov = {k: v for k, v in outcome.provenance.items() if k not in ("packages", "platform")}
-    return _flatten(prov)
-
-
-def _timings_with_total(timings: Mapping[str, float]) -> list[tuple[str, float]]:
-    """The stages and their sum (the report's own writing is timed after the report is rendered, so not here)."""
-    items = list(timings.items())
-    return [*items, ("total", sum(v for _, v in items))] if items else []
-
-
 def _fmt_seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
 
@@ -289,11 +276,6 @@ def _summary_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
     for v in verdicts:
         out[v.verdict] += 1
     return out
-
-
-def _model_facts(report: RunReport) -> list[tuple[str, Any]]:
-    keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
-    return [(k, report.model.get(k)) for k in keys if k in report.model]
 
 
 def _rel(path: Path, out_dir: Path) -> str:
@@ -421,6 +403,18 @@ def robustness_blocks(out: Path) -> list[Block]:
     ]
 
 
+MEASURED_LEGEND = (
+    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the level that "
+    "decided the condition; the control's at the same level]; p(vs t): bootstrap p of the claim's own null (the "
+    "statistic on the wrong side of its threshold t), p against (vs t): that of the opposite null (shown where the "
+    "claim fails); never below 1/(B+1) for B resamples; adj.: Holm-adjusted over the run's hypotheses; control: the "
+    "same statistic where the claimed structure is absent by construction (random projections of the block input; a "
+    "Gaussian surrogate of the marks). Mantel and label-permutation p-values test 'any structure at all' and are "
+    f"secondary (in the details). ✓ holds, {CONTROL_MARK} holds on control too (it {ALSO_ON_CONTROL}; counted apart "
+    "from holds), ✗ fails, ? inconclusive, – not evaluated."
+)
+
+
 def _claim_row(v: Verdict) -> tuple[str | Cell, ...]:
     head, tail = verdict_parts(v)
     claimed = " and ".join(c.condition for c in v.conditions)
@@ -464,12 +458,20 @@ def document(report: RunReport, out: Path) -> list[Block]:
             if s.figures:
                 doc.append(Figures(tuple(s.figures)))
     doc += [block for s in report.studies for section in s.sections for block in parse_markdown(section)]
-    doc += robustness_blocks(out)
-    facts: list[tuple[str, Any]] = [(f"model.{k}", v) for k, v in _model_facts(report)]
+    return doc + robustness_blocks(out) + _provenance(report, out)
+
+
+def _provenance(report: RunReport, out: Path) -> list[Block]:
+    """The Provenance and Timings sections: the model, each study's options and own provenance (corpus, sha256,
+    selection, seed, its timings, ... flattened to ``key: value``; package versions and platform once, for the run),
+    the stages and their total (the report's own writing is timed after it is rendered, so not here)."""
+    keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
+    facts: list[tuple[str, Any]] = [(f"model.{k}", report.model[k]) for k in keys if k in report.model]
     for s in report.studies:
         facts.append((f"{s.study}.status", "ran" if s.ran else "not run"))
         facts += [(f"{s.study}.option.{k}", v) for k, v in s.options.items()]
-        facts += [(f"{s.study}.{k}", v) for k, v in study_provenance(s)]
+        own = {k: v for k, v in s.provenance.items() if k not in ("packages", "platform")}
+        facts += [(f"{s.study}.{k}", v) for k, v in _flatten(own)]
         if s.saved is not None:
             facts.append((f"{s.study}.saved", _rel(s.saved, out)))
     rows = [(k, _fmt_fact(v)) for k, v in facts] + [(f"package.{k}", v) for k, v in report.packages.items()]
@@ -477,13 +479,14 @@ def document(report: RunReport, out: Path) -> list[Block]:
         rows.append(("platform", report.platform))
     if report.command:
         rows.append(("command", f"`{report.command}`"))
-    timings = tuple((k, _fmt_seconds(v)) for k, v in _timings_with_total(report.timings))
+    timings = list(report.timings.items())
+    if timings:
+        timings.append(("total", sum(v for _, v in timings)))
     return [
-        *doc,
         Heading(2, "Provenance"),
         Table(("fact", "value"), tuple(rows), "facts"),
         Heading(2, "Timings"),
-        Table(("stage", "time"), timings, "facts"),
+        Table(("stage", "time"), tuple((k, _fmt_seconds(v)) for k, v in timings), "facts"),
     ]
 
 
@@ -534,19 +537,6 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
     """report.md."""
     return to_markdown(document(report, Path(out_dir)), Path(out_dir))
 
-
-# --------------------------------------------------------------------------------------------------- html
-
-MEASURED_LEGEND = (
-    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the level that "
-    "decided the condition; the control's at the same level]; p(vs t): bootstrap p of the claim's own null (the "
-    "statistic on the wrong side of its threshold t), p against (vs t): that of the opposite null (shown where the "
-    "claim fails); never below 1/(B+1) for B resamples; adj.: Holm-adjusted over the run's hypotheses; control: the "
-    "same statistic where the claimed structure is absent by construction (random projections of the block input; a "
-    "Gaussian surrogate of the marks). Mantel and label-permutation p-values test 'any structure at all' and are "
-    f"secondary (in the details). ✓ holds, {CONTROL_MARK} holds on control too (it {ALSO_ON_CONTROL}; counted apart "
-    "from holds), ✗ fails, ? inconclusive, – not evaluated."
-)
 
 # --------------------------------------------------------------------------------------------------- html
 
