@@ -2,7 +2,8 @@
 the claims x models matrix.
 
 The report is rendered from a :class:`RunReport` (plain data the CLI fills in: the model, one :class:`StudyOutcome`
-per study, the verdict rows, stage timings), so it is tested without a model. The HTML page is self-contained apart
+per study, the verdict rows, stage timings; the rows are read back as :class:`~layerclaims.verdicts.Verdict` and
+worded from them), so it is tested without a model. The HTML page is self-contained apart
 from the figures: inline CSS, no script, every piece of text escaped, figures linked by a path relative to the
 report (or embedded as base64 with ``embed_figures=True``).
 """
