@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from layerclaims.compare import (
     layer_text,
     tally_text,
 )
-from layerclaims.decision import ON_CONTROL, VERDICTS
+from layerclaims.decision import ON_CONTROL
 from layerclaims.verdicts import MARKS, ConditionResult, Verdict, compact_parts
 
 VERDICTS_CSV = "verdicts.csv"
@@ -264,21 +265,6 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def _fmt_fact(val: Any) -> str:
-    if isinstance(val, float):
-        return fmt_num(val)
-    if val is None:
-        return "—"
-    return _short(val, 200)
-
-
-def _summary_counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
-    out: dict[str, int] = dict.fromkeys(VERDICTS, 0)
-    for v in verdicts:
-        out[v.verdict] += 1
-    return out
-
-
 def _rel(path: Path, out_dir: Path) -> str:
     try:
         return path.resolve().relative_to(out_dir.resolve()).as_posix()
@@ -434,7 +420,7 @@ def document(report: RunReport, out: Path) -> list[Block]:
     order = {cid: i for i, cid in enumerate(claim_order(v.claim for v in verdicts))}
     doc: list[Block] = [
         Heading(1, f"layerclaims report: {report.model.get('name', '?')}"),
-        Tally(_summary_counts(verdicts), len(verdicts), report.created),
+        Tally(Counter(v.verdict for v in verdicts), len(verdicts), report.created),
     ]
     if family_line(verdicts):
         doc.append(Paragraph(family_line(verdicts)))
@@ -475,7 +461,9 @@ def _provenance(report: RunReport, out: Path) -> list[Block]:
         facts += [(f"{s.study}.{k}", v) for k, v in _flatten(own)]
         if s.saved is not None:
             facts.append((f"{s.study}.saved", _rel(s.saved, out)))
-    rows = [(k, _fmt_fact(v)) for k, v in facts] + [(f"package.{k}", v) for k, v in report.packages.items()]
+    rows = [(k, "—" if v is None else _short(v, 200)) for k, v in facts] + [
+        (f"package.{k}", v) for k, v in report.packages.items()
+    ]
     if report.platform:
         rows.append(("platform", report.platform))
     if report.command:
