@@ -2,7 +2,8 @@
 the claims x models matrix.
 
 The report is rendered from a :class:`RunReport` (plain data the CLI fills in: the model, one :class:`StudyOutcome`
-per study, the verdict rows, stage timings), so it is tested without a model. The HTML page is self-contained apart
+per study, the verdict rows, stage timings; the rows are read back as :class:`~layerclaims.verdicts.Verdict` and
+worded from them), so it is tested without a model. The HTML page is self-contained apart
 from the figures: inline CSS, no script, every piece of text escaped, figures linked by a path relative to the
 report (or embedded as base64 with ``embed_figures=True``).
 """
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,6 @@ from layerclaims.compare import (
     LAYER_LEGEND,
     MATRIX_LEGEND,
     VERDICT_CSS,
-    VERDICT_WORDS,
     VERDICTS_JSON,
     Matrix,
     claim_order,
@@ -39,12 +40,10 @@ from layerclaims.compare import (
     fmt_num,
     fmt_p,
     layer_text,
-    row_verdict,
     tally_text,
-    verdict_mark,
 )
 from layerclaims.decision import ON_CONTROL
-from layerclaims.verdicts import compact_parts
+from layerclaims.verdicts import MARKS, ConditionResult, Verdict, compact_parts
 
 VERDICTS_CSV = "verdicts.csv"
 REPORT_MD = "report.md"
@@ -54,8 +53,6 @@ CSV_FIELDS = tuple(
     "control_name control_value control_ci_low control_ci_high also_holds_on_control reason settle p_against "
     "p_against_adjusted set_by_premise beats_control details".split()
 )
-# Details that the claims table shows elsewhere (layer column, claim text), not among the notes.
-_HIDDEN_DETAILS = {"layer_mapped_from", "kind"}
 
 
 @dataclass
@@ -147,29 +144,11 @@ def write_verdicts(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike
 # --------------------------------------------------------------------------------------------------- shared pieces
 
 
-def _sorted_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    order = {cid: i for i, cid in enumerate(claim_order(str(r["claim"]) for r in rows))}
-    return sorted(rows, key=lambda r: order[str(r["claim"])])
-
-
-def _claim_text(row: Mapping[str, Any]) -> str:
-    if row.get("text"):
-        return str(row["text"])
-    claim = CLAIMS_BY_ID.get(str(row["claim"]))
-    return claim.text if claim is not None else ""
-
-
-def _claim_origin(row: Mapping[str, Any]) -> str:
-    """``on gpt2-medium, block 5``: the claim's own model and layer (from the row; registry for older rows)."""
-    own, unit = row.get("own_model"), row.get("layer_unit")
-    layer = row.get("layer_mapped_from") if row.get("layer_mapped_from") is not None else row.get("layer")
-    if own is None:
-        claim = CLAIMS_BY_ID.get(str(row["claim"]))
-        if claim is None:
-            return ""
-        own, unit, layer = claim.model, claim.layer_unit, claim.layer
-    where = "all layers" if layer is None else f"{str(unit or 'layer').replace('_', ' ')} {layer}"
-    return f"on {own}, {where}"
+def _claim_origin(v: Verdict) -> str:
+    """``on gpt2-medium, block 5``: the claim's own model and layer."""
+    layer = v.layer_mapped_from if v.layer_mapped_from is not None else v.layer
+    where = "all layers" if layer is None else f"{v.layer_unit.replace('_', ' ')} {layer}"
+    return f"on {v.own_model}, {where}"
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -190,111 +169,84 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def _conditions(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    conds = row.get("conditions")
-    if conds:
-        return list(conds)
-    return [row] if row.get("statistic") else []
+def _interval(ci: tuple[float, float] | None) -> str:
+    return f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]" if ci else ""
 
 
-def _p_text(row: Mapping[str, Any], c: Mapping[str, Any], first: bool) -> str:
+def _p_text(v: Verdict, c: ConditionResult) -> str:
     """`` · p(vs 0.8) 0.04, adj. 0.12``: the p that decides the condition (against the claim where it fails) and its
-    Holm-adjusted value (the condition's; for rows of older runs, the claim's on the first condition)."""
-    against = c.get("verdict") == "fails" and c.get("p_against") is not None
-    key = "p_against" if against else "p_value"
-    if c.get(key) is None:
+    Holm-adjusted value."""
+    against = c.verdict == "fails" and c.p_against is not None
+    p, adjusted = (c.p_against, c.p_against_adjusted) if against else (c.p_value, c.p_adjusted)
+    if p is None:
         return ""
-    text = f" · {'p against (vs' if against else 'p(vs'} {c['threshold']:g}) {fmt_p(c[key])}"
-    adjusted = c.get(f"{key}_adjusted" if against else "p_adjusted")
-    if adjusted is None and first and not against and row.get("set_by_premise") is None:
-        adjusted = row.get("p_adjusted")
-    if adjusted is not None and (row.get("family_size") or 1) > 1 and not row.get("set_by_premise"):
+    text = f" · {'p against (vs' if against else 'p(vs'} {c.threshold:g}) {fmt_p(p)}"
+    if adjusted is not None and v.family_size > 1 and not v.set_by_premise:
         text += f", adj. {fmt_p(adjusted)}"  # a verdict set by its premise has no family p of its own
     return text
 
 
-def measured_lines(row: Mapping[str, Any]) -> list[str]:
+def measured_lines(v: Verdict) -> list[str]:
     """One short labelled line per condition: ``rsa_qk 0.861 [0.79, 0.93] · p(vs 0.8) 0.04, adj. 0.12 · control
     0.95 [0.93, 0.97] · block 5`` (the layer on the first line only; ``on its own:`` before each when the verdict
     was set by a premise, which gives it no p of its own)."""
     out = []
-    own = "on its own: " if row.get("set_by_premise") else ""
-    for i, c in enumerate(_conditions(row)):
-        if c.get("value") is None:
-            out.append(f"{c.get('statistic')}: not evaluated")
+    own = "on its own: " if v.set_by_premise else ""
+    for i, c in enumerate(v.conditions):
+        if c.value is None:
+            out.append(f"{c.statistic}: not evaluated")
             continue
-        text = f"{own}{c.get('statistic')} {fmt_num(c['value'])}"
-        ci = c.get("ci")
-        if ci:
-            text += f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
-        text += _p_text(row, c, i == 0)
-        if c.get("shortfall"):
-            text += f" · short at {compact_parts(c['shortfall'])}"
-        ctrl = c.get("control")
-        if ctrl and ctrl.get("value") is not None:
-            cci = ctrl.get("ci")
-            text += f" · control {fmt_num(ctrl['value'])}"
-            if cci:
-                text += f" [{fmt_num(cci[0])}, {fmt_num(cci[1])}]"
+        text = f"{own}{c.statistic} {fmt_num(c.value)}{_interval(c.ci)}{_p_text(v, c)}"
+        if c.shortfall:
+            text += f" · short at {compact_parts(c.shortfall)}"
+        if c.control and c.control.value is not None:
+            text += f" · control {fmt_num(c.control.value)}{_interval(c.control.ci)}"
         if i == 0:
-            text += f" · {layer_text(row)}"
+            text += f" · {layer_text(vars(v))}"
         out.append(text)
     return out
 
 
-def detail_notes(row: Mapping[str, Any]) -> list[str]:
+def detail_notes(v: Verdict) -> list[str]:
     """Human lines for a verdict's details: each condition's verdict (``✓ pooled_r < 0: holds``), its control's name
     and verdict, its secondary test; then the other facts the verdict carries (cluster-count stability, the block
     where a minimum occurs, ...), numbers rounded to 3 significant digits."""
     out = []
-    for c in _conditions(row):
-        cond = f"{c.get('statistic')} {c.get('comparison')} {c.get('threshold'):g}"
-        line = f"{verdict_mark(c.get('verdict', row_verdict(row)))} {cond}: {c.get('verdict', row_verdict(row))}"
-        if c.get("rule"):
-            line += f" ({c['rule']} rule, interval at level {fmt_p(c.get('level'))})"
-        out.append(line)
-        ctrl = c.get("control")
-        if ctrl:
-            out.append(f"control: {ctrl.get('name')} → {ctrl.get('verdict') or 'no interval'}")
-        if c.get("p_secondary") is not None:
-            out.append(f"{c.get('p_secondary_name') or 'secondary test'}: p = {fmt_p(c['p_secondary'])}")
-    return out + [
-        f"{key}: {_short(_rounded(val))}"
-        for key, val in (row.get("details") or {}).items()
-        if key not in _HIDDEN_DETAILS and not key.startswith("condition ") and val is not None
-    ]
+    for c in v.conditions:
+        out.append(f"{MARKS[c.verdict]} {c.condition}: {c.verdict} ({c.rule} rule, interval at level {fmt_p(c.level)})")
+        if c.control:
+            out.append(f"control: {c.control.name} → {c.control.verdict or 'no interval'}")
+        if c.p_secondary is not None:
+            out.append(f"{c.p_secondary_name or 'secondary test'}: p = {fmt_p(c.p_secondary)}")
+    details = v.main.details if v.main else {}
+    return out + [f"{key}: {_short(_rounded(val))}" for key, val in details.items() if val is not None]
 
 
-def verdict_parts(row: Mapping[str, Any]) -> tuple[str, list[str]]:
+def verdict_parts(v: Verdict) -> tuple[str, list[str]]:
     """The verdict's mark and word (with how the run's model was taken for the claim's own model, or why it was
     not), and what follows it: the reason (unless it holds), the presupposition, what would settle it."""
-    word = row_verdict(row)
-    head = f"{verdict_mark(word)} {word}" + (f" ({row['identity']})" if row.get("identity") else "")
-    tail = [
-        f"{label}{row[key]}"
-        for key, label in (("reason", ""), ("presupposition", ""), ("settle", "to settle: "))
-        if row.get(key) and not (key == "reason" and word == "holds")
-    ]
-    return head, tail
+    head = f"{MARKS[v.verdict]} {v.verdict}" + (f" ({v.identity})" if v.identity else "")
+    reason = v.reason if v.verdict != "holds" else None
+    settle = f"to settle: {v.settle}" if v.settle else None
+    return head, [text for text in (reason, v.presupposition, settle) if text]
 
 
-def verdict_text(row: Mapping[str, Any]) -> str:
+def verdict_text(v: Verdict) -> str:
     """The verdict cell as one line: ``✓ holds``, then ``. reason``, ``. presupposition``, ``. to settle: ...``."""
-    head, tail = verdict_parts(row)
+    head, tail = verdict_parts(v)
     return ". ".join([head, *tail])
 
 
-def family_line(rows: Sequence[Mapping[str, Any]]) -> str:
+def family_line(verdicts: Sequence[Verdict]) -> str:
     """``Verdicts at family-wise level 0.05 (Holm's step-down over the 12 hypotheses ...)``."""
-    sizes = [r["family_size"] for r in rows if r.get("family_size")]
-    levels = [r["level"] for r in rows if r.get("level")]
-    if not sizes or not levels:
+    sizes = [v.family_size for v in verdicts if v.family_size]
+    if not sizes:
         return ""
     return (
-        f"Verdicts at family-wise level {levels[0]:g} (Holm's step-down over the {max(sizes)} hypotheses of this run: "
-        "the distinct conditions of its claims that have a p-value, once with the p-values for the claims, once with "
-        "those against them; each condition's interval is the central bootstrap interval at the level that decided "
-        "it; the order of the claims plays no part)."
+        f"Verdicts at family-wise level {verdicts[0].level:g} (Holm's step-down over the {max(sizes)} hypotheses of "
+        "this run: the distinct conditions of its claims that have a p-value, once with the p-values for the claims, "
+        "once with those against them; each condition's interval is the central bootstrap interval at the level that "
+        "decided it; the order of the claims plays no part)."
     )
 
 
@@ -309,41 +261,8 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def study_provenance(outcome: StudyOutcome) -> list[tuple[str, Any]]:
-    """A study's own provenance (corpus, sha256, selection, seed, its timings, ...) flattened to ``key: value``;
-    package versions and platform are shown once for the run."""
-    prov = {k: v for k, v in outcome.provenance.items() if k not in ("packages", "platform")}
-    return _flatten(prov)
-
-
-def _timings_with_total(timings: Mapping[str, float]) -> list[tuple[str, float]]:
-    """The stages and their sum (the report's own writing is timed after the report is rendered, so not here)."""
-    items = list(timings.items())
-    return [*items, ("total", sum(v for _, v in items))] if items else []
-
-
 def _fmt_seconds(s: float) -> str:
     return f"{s:.2f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def _fmt_fact(val: Any) -> str:
-    if isinstance(val, float):
-        return fmt_num(val)
-    if val is None:
-        return "—"
-    return _short(val, 200)
-
-
-def _summary_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    out = dict.fromkeys(VERDICT_WORDS, 0)
-    for r in rows:
-        out[row_verdict(r)] += 1
-    return out
-
-
-def _model_facts(report: RunReport) -> list[tuple[str, Any]]:
-    keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
-    return [(k, report.model.get(k)) for k in keys if k in report.model]
 
 
 def _rel(path: Path, out_dir: Path) -> str:
@@ -471,25 +390,40 @@ def robustness_blocks(out: Path) -> list[Block]:
     ]
 
 
-def _claim_row(r: Mapping[str, Any]) -> tuple[str | Cell, ...]:
-    head, tail = verdict_parts(r)
+MEASURED_LEGEND = (
+    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the level that "
+    "decided the condition; the control's at the same level]; p(vs t): bootstrap p of the claim's own null (the "
+    "statistic on the wrong side of its threshold t), p against (vs t): that of the opposite null (shown where the "
+    "claim fails); never below 1/(B+1) for B resamples; adj.: Holm-adjusted over the run's hypotheses; control: the "
+    "same statistic where the claimed structure is absent by construction (random projections of the block input; a "
+    "Gaussian surrogate of the marks). Mantel and label-permutation p-values test 'any structure at all' and are "
+    f"secondary (in the details). ✓ holds, {CONTROL_MARK} holds on control too (it {ALSO_ON_CONTROL}; counted apart "
+    "from holds), ✗ fails, ? inconclusive, – not evaluated."
+)
+
+
+def _claim_row(v: Verdict) -> tuple[str | Cell, ...]:
+    head, tail = verdict_parts(v)
+    claimed = " and ".join(c.condition for c in v.conditions)
     return (
-        Cell((str(r["claim"]),), css="claim"),
-        f"{_claim_text(r)} `{claimed_text(str(r['claim']), r)}` {_claim_origin(r)}".strip(),
-        Cell(tuple(measured_lines(r)), notes=tuple(detail_notes(r)), css="num measured"),
-        Cell(tuple(tail), badge=(row_verdict(r), head), joiner=". "),
+        Cell((v.claim,), css="claim"),
+        f"{v.text} `{claimed}` {_claim_origin(v)}".strip(),
+        Cell(tuple(measured_lines(v)), notes=tuple(detail_notes(v)), css="num measured"),
+        Cell(tuple(tail), badge=(v.verdict, head), joiner=". "),
     )
 
 
 def document(report: RunReport, out: Path) -> list[Block]:
     """The report of one run: tally, studies not run, claims table, figures, the studies' own sections, robustness,
-    provenance, timings."""
+    provenance, timings. A row of another version is refused (:meth:`Verdict.from_row`: re-run)."""
+    verdicts = [Verdict.from_row(r) for r in report.rows]
+    order = {cid: i for i, cid in enumerate(claim_order(v.claim for v in verdicts))}
     doc: list[Block] = [
         Heading(1, f"layerclaims report: {report.model.get('name', '?')}"),
-        Tally(_summary_counts(report.rows), len(report.rows), report.created),
+        Tally(Counter(v.verdict for v in verdicts), len(verdicts), report.created),
     ]
-    if family_line(report.rows):
-        doc.append(Paragraph(family_line(report.rows)))
+    if family_line(verdicts):
+        doc.append(Paragraph(family_line(verdicts)))
     doc += [
         Callout((f"**Study `{s.study}` not run.** {s.reason}", f"**Fix:** {s.fix}"))
         for s in report.studies
@@ -499,7 +433,7 @@ def document(report: RunReport, out: Path) -> list[Block]:
         Heading(2, "Claims"),
         Table(
             ("claim", "what was claimed", "measured", "verdict"),
-            tuple(_claim_row(r) for r in _sorted_rows(report.rows)),
+            tuple(_claim_row(v) for v in sorted(verdicts, key=lambda v: order[v.claim])),
         ),
         Paragraph(f"{MEASURED_LEGEND} Layer used: {LAYER_LEGEND}.", "sub"),
         Heading(2, "Figures"),
@@ -511,26 +445,37 @@ def document(report: RunReport, out: Path) -> list[Block]:
             if s.figures:
                 doc.append(Figures(tuple(s.figures)))
     doc += [block for s in report.studies for section in s.sections for block in parse_markdown(section)]
-    doc += robustness_blocks(out)
-    facts: list[tuple[str, Any]] = [(f"model.{k}", v) for k, v in _model_facts(report)]
+    return doc + robustness_blocks(out) + _provenance(report, out)
+
+
+def _provenance(report: RunReport, out: Path) -> list[Block]:
+    """The Provenance and Timings sections: the model, each study's options and own provenance (corpus, sha256,
+    selection, seed, its timings, ... flattened to ``key: value``; package versions and platform once, for the run),
+    the stages and their total (the report's own writing is timed after it is rendered, so not here)."""
+    keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
+    facts: list[tuple[str, Any]] = [(f"model.{k}", report.model[k]) for k in keys if k in report.model]
     for s in report.studies:
         facts.append((f"{s.study}.status", "ran" if s.ran else "not run"))
         facts += [(f"{s.study}.option.{k}", v) for k, v in s.options.items()]
-        facts += [(f"{s.study}.{k}", v) for k, v in study_provenance(s)]
+        own = {k: v for k, v in s.provenance.items() if k not in ("packages", "platform")}
+        facts += [(f"{s.study}.{k}", v) for k, v in _flatten(own)]
         if s.saved is not None:
             facts.append((f"{s.study}.saved", _rel(s.saved, out)))
-    rows = [(k, _fmt_fact(v)) for k, v in facts] + [(f"package.{k}", v) for k, v in report.packages.items()]
+    rows = [(k, "—" if v is None else _short(v, 200)) for k, v in facts] + [
+        (f"package.{k}", v) for k, v in report.packages.items()
+    ]
     if report.platform:
         rows.append(("platform", report.platform))
     if report.command:
         rows.append(("command", f"`{report.command}`"))
-    timings = tuple((k, _fmt_seconds(v)) for k, v in _timings_with_total(report.timings))
+    timings = list(report.timings.items())
+    if timings:
+        timings.append(("total", sum(v for _, v in timings)))
     return [
-        *doc,
         Heading(2, "Provenance"),
         Table(("fact", "value"), tuple(rows), "facts"),
         Heading(2, "Timings"),
-        Table(("stage", "time"), timings, "facts"),
+        Table(("stage", "time"), tuple((k, _fmt_seconds(v)) for k, v in timings), "facts"),
     ]
 
 
@@ -581,19 +526,6 @@ def render_markdown(report: RunReport, out_dir: str | os.PathLike[str]) -> str:
     """report.md."""
     return to_markdown(document(report, Path(out_dir)), Path(out_dir))
 
-
-# --------------------------------------------------------------------------------------------------- html
-
-MEASURED_LEGEND = (
-    "Measured: value on all items [decision interval: the central bootstrap percentile interval at the level that "
-    "decided the condition; the control's at the same level]; p(vs t): bootstrap p of the claim's own null (the "
-    "statistic on the wrong side of its threshold t), p against (vs t): that of the opposite null (shown where the "
-    "claim fails); never below 1/(B+1) for B resamples; adj.: Holm-adjusted over the run's hypotheses; control: the "
-    "same statistic where the claimed structure is absent by construction (random projections of the block input; a "
-    "Gaussian surrogate of the marks). Mantel and label-permutation p-values test 'any structure at all' and are "
-    f"secondary (in the details). ✓ holds, {CONTROL_MARK} holds on control too (it {ALSO_ON_CONTROL}; counted apart "
-    "from holds), ✗ fails, ? inconclusive, – not evaluated."
-)
 
 # --------------------------------------------------------------------------------------------------- html
 

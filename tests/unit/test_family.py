@@ -244,12 +244,12 @@ def test_the_report_and_the_matrix_show_a_premise_set_verdict_without_a_p() -> N
     from layerclaims.compare import build_matrix
     from layerclaims.report import measured_lines, verdict_text
 
-    family = {v.claim: v.to_row() for v in apply_family([PER_CLAIM[c] for c in IDS])}
+    family = {v.claim: v for v in apply_family([PER_CLAIM[c] for c in IDS])}
     a2 = family["A2"]
     lines = measured_lines(a2)
     assert lines[0].startswith("on its own: cov_clusters 1 [1, 1]") and "adj." not in lines[0]
     assert "premise A1 fails" in verdict_text(a2)
-    cell = build_matrix({"m": [a2]}).cell("A2", "m").text()
+    cell = build_matrix({"m": [a2.to_row()]}).cell("A2", "m").text()
     assert cell.startswith("✗ 1 [1, 1] @") and "p=" not in cell
     a1 = family["A1"]  # fails on its own: its p against, adjusted over the run
     assert "p against (vs 3)" in measured_lines(a1)[0] and "adj." in measured_lines(a1)[0]

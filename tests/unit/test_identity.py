@@ -203,8 +203,8 @@ def test_without_a_published_number_the_verdict_and_report_say_weights_unverifie
     marked, untouched = annotate([mine, other], ident)
     expected = "taken as gpt2-medium by its config; weights unverified"
     assert marked.lines()[0] == f"A2: HOLDS on {path} at layer 3 ({expected})"
-    assert expected in verdict_text(marked.to_row()) and Verdict.from_row(marked.to_row()).identity == expected
-    assert untouched.identity is None and "weights unverified" not in verdict_text(untouched.to_row())
+    assert expected in verdict_text(marked) and Verdict.from_row(marked.to_row()).identity == expected
+    assert untouched.identity is None and "weights unverified" not in verdict_text(untouched)
 
 
 def test_the_findings_header_says_when_weights_are_unverified(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from layerclaims.claims import CLAIMS_BY_ID
 from layerclaims.compare import build_matrix
 from layerclaims.report import (
     RunReport,
@@ -23,6 +25,7 @@ from layerclaims.report import (
     write_report,
     write_verdicts,
 )
+from layerclaims.verdicts import ConditionResult, Verdict, not_evaluated
 
 # A 1x1 PNG (the smallest valid file), so that tests need no plotting library.
 PNG = base64.b64decode(
@@ -30,55 +33,65 @@ PNG = base64.b64decode(
 )
 
 
-def rows() -> list[dict]:
+def verdicts() -> list[Verdict]:
+    """B2 holds (block 5 of the claim's model mapped to block 0), A6 fails on one of its two conditions, A1 was not
+    evaluated (its study did not run)."""
+    b2 = ConditionResult(
+        "rsa_qk",
+        ">",
+        0.8,
+        0.91,
+        (0.88, 0.93),
+        0.001,
+        "holds",
+        rule="threshold",
+        details={"stability": np.float64(0.95)},
+    )
+    slope = ConditionResult(
+        "min_within_cluster_slope",
+        ">",
+        0.0,
+        -0.2,
+        (-0.3, -0.1),
+        1.0,
+        "fails",
+        rule="threshold",
+        p_against=0.001,
+        details={"slopes": [-0.2]},
+    )
+    pooled = ConditionResult("pooled_r", "<", 0.0, -0.1, (-0.2, -0.05), 0.001, "holds", rule="threshold")
+    a6, b2_claim = CLAIMS_BY_ID["A6"], CLAIMS_BY_ID["B2"]
     return [
-        {
-            "claim": "B2",
-            "model": "tiny-gpt2",
-            "layer": 0,
-            "layer_unit": "block",
-            "statistic": "rsa_qk",
-            "comparison": ">",
-            "threshold": 0.8,
-            "value": 0.91,
-            "ci": [0.88, 0.93],
-            "p_value": 0.001,
-            "holds": True,
-            "reason": None,
-            "details": {"layer_mapped_from": 5, "stability": np.float64(0.95)},
-        },
-        {
-            "claim": "A6",
-            "model": "tiny-gpt2",
-            "layer": 1,
-            "statistic": "min_within_cluster_slope",
-            "comparison": ">",
-            "threshold": 0.0,
-            "value": -0.2,
-            "ci": None,
-            "p_value": None,
-            "holds": False,
-            "reason": None,
-            "details": {
-                "kind": "internal",
-                "condition pooled_r < 0": {"value": -0.1, "ci": [-0.2, -0.05], "p_value": None, "holds": True},
-            },
-        },
-        {
-            "claim": "A1",
-            "model": "tiny-gpt2",
-            "layer": 1,
-            "statistic": "cov_clusters",
-            "comparison": "==",
-            "threshold": 3,
-            "value": None,
-            "ci": None,
-            "p_value": None,
-            "holds": None,
-            "reason": "study punctuation not run: <no corpus> & nothing else",
-            "details": {},
-        },
+        Verdict(
+            "B2",
+            "tiny-gpt2",
+            0,
+            "holds",
+            (b2,),
+            p_value=0.001,
+            p_adjusted=0.001,
+            text=b2_claim.text,
+            layer_unit="block",
+            layer_mapped_from=5,
+            own_model=b2_claim.model,
+        ),
+        Verdict(
+            "A6",
+            "tiny-gpt2",
+            1,
+            "fails",
+            (slope, pooled),
+            reason="min_within_cluster_slope > 0 fails",
+            text=a6.text,
+            kind=a6.kind,
+            own_model=a6.model,
+        ),
+        not_evaluated(CLAIMS_BY_ID["A1"], "tiny-gpt2", 1, "study punctuation not run: <no corpus> & nothing else"),
     ]
+
+
+def rows() -> list[dict]:
+    return [v.to_row() for v in verdicts()]
 
 
 def report(tmp_path: Path) -> RunReport:
@@ -129,7 +142,7 @@ def test_verdict_files_hold_the_same_rows(tmp_path: Path) -> None:
     assert [r["claim"] for r in table] == ["B2", "A6", "A1"]
     assert (table[0]["ci_low"], table[0]["ci_high"], table[0]["holds"]) == ("0.88", "0.93", "True")
     assert table[2]["holds"] == "" and table[2]["value"] == ""
-    assert json.loads(table[1]["details"])["condition pooled_r < 0"]["holds"] is True
+    assert json.loads(table[1]["details"])["slopes"] == [-0.2]
     assert "ci" not in table[0]
 
 
@@ -188,7 +201,6 @@ def test_wide_figures_span_the_page(tmp_path: Path) -> None:
 
 
 def test_typed_verdicts_show_level_control_settle_and_the_control_warning(tmp_path: Path) -> None:
-    from layerclaims.claims import CLAIMS_BY_ID
     from layerclaims.results import Control, Measurement
     from layerclaims.verdicts import apply_family, evaluate
 
@@ -274,3 +286,12 @@ def test_a_run_folder_with_a_robustness_analysis_gets_its_section(tmp_path: Path
     assert "## Robustness" in md and "qk: 9 specifications" in md
     assert f"- {lines[0]}" in md
     assert "![spec_curve_A5](robustness/figures/spec_curve_A5.png)" in md
+
+
+def test_a_row_of_another_version_asks_for_a_re_run(tmp_path: Path) -> None:
+    from layerclaims.errors import UsageError
+
+    rep = report(tmp_path)
+    rep.rows = [{"claim": "B2", "model": "tiny-gpt2", "layer": 0, "holds": True}]  # no conditions, no own_model
+    with pytest.raises(UsageError, match="written by another version"):
+        render_markdown(rep, tmp_path)

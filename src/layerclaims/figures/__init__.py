@@ -1,5 +1,5 @@
-"""Figures for each study (matplotlib, Agg backend, PNG): each study's module has a ``figures(result)`` table
-(file name -> drawing function) and a ``plot_all(result, out_dir)`` that draws it with :func:`draw_table`."""
+"""Figures (matplotlib, Agg backend, PNG): each study's ``figures(result, claims)`` is a table (file name -> drawing
+function) that :func:`draw_table` draws."""
 
 from __future__ import annotations
 

@@ -43,7 +43,6 @@ class Prompts:
     ids: list[list[int]]
     start: np.ndarray
     stop: np.ndarray
-    bos: bool
 
     @property
     def n_tokens(self) -> np.ndarray:
@@ -92,7 +91,7 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
         ids.append(bos + full)
         start.append(s + offset)
         stop.append(e + offset)
-    return Prompts(ids, np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64), add_bos)
+    return Prompts(ids, np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64))
 
 
 def word_vectors(
@@ -119,6 +118,28 @@ def word_vectors(
         np.add.at(sums, word_rows, v.astype(np.float64))  # type: ignore[arg-type]  # numpy's stub omits a tuple index
         mean[k] = sums / prompts.n_tokens[None, :, None]
     return mean
+
+
+def extract(handle: Any, config: Config, blocks: list[int]) -> tuple[Prompts, dict[str, np.ndarray]]:
+    """``config``'s prompts, tokenised, and their word vectors at ``blocks`` (:func:`word_vectors`)."""
+    prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
+    return prompts, word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
+
+
+def similarity_matrices(vecs: dict[str, np.ndarray], vectors: str, similarity: str) -> dict[str, np.ndarray]:
+    """``{q,k,v: [n_blocks, n_words, n_words]}`` from word vectors ``[n_blocks, n_words, d]``: ``vectors``
+    ``"centred"`` subtracts the mean over words first; ``similarity`` ``"pearson"`` centres each vector over its
+    own dimensions before the cosine (so each entry is Pearson r between two vectors). ``"raw"`` and ``"cosine"``:
+    the study's cosine matrices."""
+    out = {}
+    for k, X in vecs.items():
+        if k not in PROJECTIONS:
+            continue  # ``x``, the block input: the controls project it
+        Y = X - X.mean(axis=1, keepdims=True) if vectors == "centred" else X
+        if similarity == "pearson":
+            Y = Y - Y.mean(axis=2, keepdims=True)
+        out[k] = np.stack([cosine_matrix(Yb) for Yb in Y])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- the result
@@ -367,6 +388,43 @@ def _replicates(
     }
 
 
+def _claimed(st: Stats) -> dict[str, np.ndarray]:
+    """The three statistics the block-level claims read, from :func:`_values` or :func:`_replicates`."""
+    return {
+        "k_minus_q": st["mean"]["k"] - st["mean"]["q"],
+        "rsa_qk": st["rsa"]["qk"],
+        "min_selectivity_qk": np.minimum(st["sel"]["q"], st["sel"]["k"]),
+    }
+
+
+def _permutation_p(
+    cos: dict[str, np.ndarray], labels: Sequence[str], config: Config
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per block: the label-permutation p of each projection's selectivity and the Mantel p of each pair's RSA; NaN
+    for those ``config.tests`` leaves out."""
+    tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
+    n_perm, seed = config.n_perm, config.seed
+    p_sel = {
+        k: np.array(
+            [
+                selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value if k in tested else np.nan
+                for S in cos[k]
+            ]
+        )
+        for k in PROJECTIONS
+    }
+    p_rsa = {
+        p: np.array(
+            [
+                mantel_test(a, b, n_perm=n_perm, seed=seed).p_value if p in tested else np.nan
+                for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
+            ]
+        )
+        for p in PAIRS
+    }
+    return p_sel, p_rsa
+
+
 def analyse(
     cos: dict[str, np.ndarray],
     labels: Sequence[str],
@@ -379,49 +437,17 @@ def analyse(
     removing the mean key and query, and the random-projection controls (:func:`projection_controls`)."""
     n_sel = cos["q"].shape[0]
     value = _values(cos, labels, PROJECTIONS, PAIRS)
-    by_cat = {
-        p: np.array([list(rsa_by_category(a, b, labels).values()) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)])
-        for p in PAIRS
-    }
     reps = _replicates(cos, labels, PROJECTIONS, PAIRS, config.n_boot, config.seed) if config.n_boot else None
+    p_sel, p_rsa = _permutation_p(cos, labels, config) if config.n_perm else (None, None)
+    claimed, claimed_reps = _claimed(value), _claimed(reps) if reps is not None else {}
 
-    p_sel: dict[str, np.ndarray] | None = None
-    p_rsa: dict[str, np.ndarray] | None = None
-    if config.n_perm:
-        tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
-        p_sel = {
-            k: np.array(
-                [
-                    selectivity_permutation_test(S, labels, n_perm=config.n_perm, seed=config.seed).p_value
-                    if k in tested
-                    else np.nan
-                    for S in cos[k]
-                ]
-            )
-            for k in PROJECTIONS
-        }
-        p_rsa = {
-            p: np.array(
-                [
-                    mantel_test(a, b, n_perm=config.n_perm, seed=config.seed).p_value if p in tested else np.nan
-                    for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
-                ]
-            )
-            for p in PAIRS
-        }
-
-    def r(group: str, key: str) -> np.ndarray | None:
-        return None if reps is None else reps[group][key]
+    def stat(group: str, key: str, p: dict[str, np.ndarray] | None) -> BlockStatistic:
+        return _stat(value[group][key], None if reps is None else reps[group][key], None if p is None else p[key])
 
     v_top = value["sel"]["v"] > np.maximum(value["sel"]["q"], value["sel"]["k"])
     extra: dict[str, Any] = {}
     frac_reps = min_rsa_ci = frac_ci = None
     if reps is not None:
-        extra["replicates"] = {
-            "k_minus_q": reps["mean"]["k"] - reps["mean"]["q"],
-            "rsa_qk": reps["rsa"]["qk"],
-            "min_selectivity_qk": np.minimum(reps["sel"]["q"], reps["sel"]["k"]),
-        }
         frac_reps = (reps["sel"]["v"] > np.maximum(reps["sel"]["q"], reps["sel"]["k"])).mean(axis=0)
         min_rsa_ci = percentile_interval(reps["rsa"]["qk"].min(axis=0), LEVEL)
         frac_ci = percentile_interval(frac_reps, LEVEL)
@@ -452,22 +478,25 @@ def analyse(
             },
         ),
     }
-    reps_of = extra.get("replicates", {})
     return {
         "categories": tuple(dict.fromkeys(labels)),
-        "mean_cosine": {k: _stat(value["mean"][k], r("mean", k), None) for k in PROJECTIONS},
-        "selectivity": {
-            k: _stat(value["sel"][k], r("sel", k), None if p_sel is None else p_sel[k]) for k in PROJECTIONS
+        "mean_cosine": {k: stat("mean", k, None) for k in PROJECTIONS},
+        "selectivity": {k: stat("sel", k, p_sel) for k in PROJECTIONS},
+        "rsa": {p: stat("rsa", p, p_rsa) for p in PAIRS},
+        "rsa_by_category": {
+            p: np.array(
+                [list(rsa_by_category(a, b, labels).values()) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]
+            )
+            for p in PAIRS
         },
-        "rsa": {p: _stat(value["rsa"][p], r("rsa", p), None if p_rsa is None else p_rsa[p]) for p in PAIRS},
-        "rsa_by_category": by_cat,
-        "k_minus_q": _stat(value["mean"]["k"] - value["mean"]["q"], reps_of.get("k_minus_q"), None),
+        "k_minus_q": _stat(claimed["k_minus_q"], claimed_reps.get("k_minus_q"), None),
         "min_selectivity_qk": _stat(
-            np.minimum(value["sel"]["q"], value["sel"]["k"]),
-            reps_of.get("min_selectivity_qk"),
+            claimed["min_selectivity_qk"],
+            claimed_reps.get("min_selectivity_qk"),
             None if p_sel is None else np.maximum(p_sel["q"], p_sel["k"]),
         ),
         "over_blocks": over,
+        "replicates": claimed_reps,
         **extra,
     }
 
@@ -492,22 +521,14 @@ def projection_controls(
     and selectivity of the input itself. Returns ``{"k_minus_q", "rsa_qk", "min_selectivity_qk": BlockControl}``."""
     seeds = config.n_control_seeds
     n_boot = max(config.n_boot // seeds, 50) if config.n_boot else 0
-
-    def claimed(st: Stats) -> dict[str, np.ndarray]:
-        return {
-            "k_minus_q": st["mean"]["k"] - st["mean"]["q"],
-            "rsa_qk": st["rsa"]["qk"],
-            "min_selectivity_qk": np.minimum(st["sel"]["q"], st["sel"]["k"]),
-        }
-
     values: dict[str, list[np.ndarray]] = {"k_minus_q": [], "rsa_qk": [], "min_selectivity_qk": []}
     reps: dict[str, list[np.ndarray]] = {key: [] for key in values}
     for s in range(seeds):
         rng = np.random.default_rng([config.seed, 7919, s])
         w = {k: rng.standard_normal((x.shape[-1], dims[k])) for k in ("q", "k")}
         cos = {k: np.stack([cosine_matrix(X @ w[k]) for X in x]) for k in ("q", "k")}
-        value = claimed(_values(cos, labels, ("q", "k"), ("qk",)))
-        boot = claimed(_replicates(cos, labels, ("q", "k"), ("qk",), n_boot, config.seed + 1000 + s)) if n_boot else {}
+        value = _claimed(_values(cos, labels, ("q", "k"), ("qk",)))
+        boot = _claimed(_replicates(cos, labels, ("q", "k"), ("qk",), n_boot, config.seed + 1000 + s)) if n_boot else {}
         for key in values:
             values[key].append(value[key])
             reps[key].append(boot[key] if n_boot else value[key][:, None])
@@ -546,13 +567,12 @@ def run(handle: Any, config: Config | None = None) -> QKResult:
     check_model(handle)
     blocks = handle.check_blocks(config.blocks)
     t0 = time.perf_counter()
-    prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
-    vecs = word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
+    prompts, vecs = extract(handle, config, blocks)
     t1 = time.perf_counter()
     # BLAS on one thread: the matrices are 34 x 34, where threads only add contention (3-10x slower on a busy
     # machine), and one thread makes the analysis independent of the machine's thread count.
     with threadpool_limits(limits=1, user_api="blas"):
-        cos = {k: np.stack([cosine_matrix(X) for X in vecs[k]]) for k in PROJECTIONS}
+        cos = similarity_matrices(vecs, "raw", "cosine")
         stats = analyse(cos, config.word_labels, blocks, config, vecs)
     t2 = time.perf_counter()
     prov = results.provenance(

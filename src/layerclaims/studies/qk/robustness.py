@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from layerclaims.studies.qk import TEMPLATES, Config
-from layerclaims.studies.qk.analysis import analyse, check_model, make_result, tokenize_prompts, word_vectors
+from layerclaims.studies.qk.analysis import analyse, check_model, extract, make_result, similarity_matrices
 
 
 def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
@@ -30,21 +30,6 @@ def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
         M[iu] = r
         M[(iu[1], iu[0])] = r
         out[b] = M
-    return out
-
-
-def similarity_matrices(vecs: dict[str, np.ndarray], vectors: str, similarity: str) -> dict[str, np.ndarray]:
-    """``{q,k,v: [n_blocks, n_words, n_words]}`` from word vectors ``[n_blocks, n_words, d]``: ``vectors``
-    ``"centred"`` subtracts the mean over words first; ``similarity`` ``"pearson"`` centres each vector over its
-    own dimensions before the cosine (so each entry is Pearson r between two vectors)."""
-    from layerclaims.metrics.similarity import cosine_matrix
-
-    out = {}
-    for k, X in vecs.items():
-        Y = X - X.mean(axis=1, keepdims=True) if vectors == "centred" else X
-        if similarity == "pearson":
-            Y = Y - Y.mean(axis=2, keepdims=True)
-        out[k] = np.stack([cosine_matrix(Yb) for Yb in Y])
     return out
 
 
@@ -66,8 +51,7 @@ def run_variants(
     config = Config(**options)
     blocks = handle.check_blocks(None)
     t0 = time.perf_counter()
-    prompts = tokenize_prompts(handle.tokenizer, config.words, config.template, config.add_bos)
-    vecs = word_vectors(handle, prompts, blocks, config.multi_token, config.batch_size)
+    prompts, vecs = extract(handle, config, blocks)
     t1 = time.perf_counter()
     done: dict[tuple[str, str, str], Any] = {}
     out = []
