@@ -140,10 +140,9 @@ LAYER_LEGEND = (
 )
 
 
-def layer_text(row: Row) -> str:
+def layer_text(v: Verdict) -> str:
     """``L5`` for hidden state 5, ``block 5`` for a block claim, ``…←20`` when mapped from the claim model's layer
     20; 'all' for statistics over all layers."""
-    v = Verdict.from_row(row)
     if v.layer is None:
         return "all"
     text = f"block {v.layer}" if v.layer_unit == "block" else f"L{v.layer}"
@@ -167,7 +166,7 @@ def _cell_text(row: Row | None, missing: str, not_evaluated: str) -> str:
     v = Verdict.from_row(row)
     if v.verdict == "not evaluated":
         return not_evaluated.format(short_reason(v.reason))
-    return f"{MARKS[v.verdict]} {_value_text(v)} @{layer_text(row)}"
+    return f"{MARKS[v.verdict]} {_value_text(v)} @{layer_text(v)}"
 
 
 def _by_claim(rows: Sequence[Row], twice: str) -> dict[str, Row]:

@@ -202,7 +202,7 @@ def measured_lines(v: Verdict) -> list[str]:
         if c.control and c.control.value is not None:
             text += f" · control {fmt_num(c.control.value)}{_interval(c.control.ci)}"
         if i == 0:
-            text += f" · {layer_text(vars(v))}"
+            text += f" · {layer_text(v)}"
         out.append(text)
     return out
 

@@ -159,8 +159,8 @@ def test_long_reasons_are_cut_to_their_first_line_in_tables() -> None:
 
 def test_claim_order_and_layer_text() -> None:
     assert claim_order(["B1", "X", "A2", "A1"]) == ["A1", "A2", "B1", "X"]
-    assert layer_text(row("X", layer=None)) == "all"
-    assert layer_text(row("X", layer=3)) == "L3"
+    assert layer_text(Verdict.from_row(row("X", layer=None))) == "all"
+    assert layer_text(Verdict.from_row(row("X", layer=3))) == "L3"
 
 
 # ------------------------------------------------------------------------------------------------ reading
