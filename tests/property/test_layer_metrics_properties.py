@@ -1,4 +1,4 @@
-"""Properties of the massive-activation, anisotropy and sink metrics on generated arrays."""
+"""Properties of the massive-activation, anisotropy and sink statistics on generated arrays."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from layerclaims.metrics.anisotropy import centre, mean_pair_cosine, random_pairs
 from layerclaims.metrics.massive import massive_mask, top_ratio
 from layerclaims.metrics.sink import sink_share
+from layerclaims.studies.anisotropy.analysis import mean_cross_window_cosine, window_sums
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=64)
 
@@ -44,18 +44,27 @@ def test_massive_mask_is_permutation_equivariant(h: np.ndarray) -> None:
 
 
 @given(
-    arrays(np.float64, st.tuples(st.integers(3, 20), st.integers(2, 6)), elements=finite),
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 2), st.integers(2, 6), st.integers(1, 3), st.integers(2, 5)),
+        elements=finite,
+    ),
     st.integers(0, 2**31 - 1),
 )
 @settings(max_examples=80, deadline=None)
-def test_mean_pair_cosine_bounds_and_row_scaling(x: np.ndarray, seed: int) -> None:
-    x = x + np.where(np.linalg.norm(x, axis=1, keepdims=True) == 0, 1.0, 0.0)  # no zero rows
-    pairs = random_pairs(len(x), 30, np.random.default_rng(seed))
-    value = mean_pair_cosine(x, pairs)
-    assert -1 - 1e-9 <= value <= 1 + 1e-9
-    scales = np.random.default_rng(seed).uniform(0.1, 10, size=(len(x), 1))
-    assert abs(mean_pair_cosine(x * scales, pairs) - value) < 1e-9
-    np.testing.assert_allclose(centre(x).sum(0), 0, atol=1e-6 * (1 + np.abs(x).max()))
+def test_cross_window_cosine_bounds_and_row_scaling(x: np.ndarray, seed: int) -> None:
+    """The anisotropy study's mean cosine between windows: within [-1, 1], unchanged when any representation is
+    rescaled, and the mean over every resample equal to the all-windows value when each window is drawn once."""
+    x = x + np.where(np.linalg.norm(x, axis=-1, keepdims=True) == 0, 1.0, 0.0)  # no zero rows
+    n, k = x.shape[1], x.shape[2]
+    counts = np.random.default_rng(seed).integers(0, 3, size=(4, n)).astype(np.float64)
+    counts[0] = 1.0
+    value = mean_cross_window_cosine(window_sums(x), k, counts)
+    finite = value[np.isfinite(value)]
+    assert finite.size and (np.abs(finite) <= 1 + 1e-9).all()
+    scales = np.random.default_rng(seed).uniform(0.1, 10, size=(*x.shape[:-1], 1))
+    scaled = mean_cross_window_cosine(window_sums(x * scales), k, counts)
+    np.testing.assert_allclose(scaled, value, atol=1e-9, equal_nan=True)
 
 
 @given(

@@ -1,4 +1,4 @@
-"""Massive-activation, anisotropy and attention-sink metrics on small arrays computed by hand."""
+"""Massive-activation and attention-sink metrics on small arrays computed by hand."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ import numpy as np
 import pytest
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.anisotropy import (
-    centre,
-    mean_pair_cosine,
-    pair_cosines,
-    random_pairs,
-    self_similarity,
-)
 from layerclaims.metrics.massive import (
     massive_dims,
     massive_mask,
@@ -80,58 +73,6 @@ def test_onset_and_persistence() -> None:
     assert onset_layer(np.zeros(3, bool)) is None and math.isnan(persistence(np.zeros(3, bool)))
     with pytest.raises(UsageError, match="1-D"):
         onset_layer(np.zeros((2, 2), bool))
-
-
-# ----------------------------------------------------------------------------------------------- anisotropy
-
-
-def test_pair_cosines_by_hand() -> None:
-    x = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [-3.0, 0.0]])
-    pairs = np.array([[0, 1], [0, 2], [0, 3], [1, 2]])
-    np.testing.assert_allclose(pair_cosines(x, pairs), [1 / math.sqrt(2), 0.0, -1.0, 1 / math.sqrt(2)])
-    assert mean_pair_cosine(x, pairs) == pytest.approx((2 / math.sqrt(2) - 1) / 4)
-
-
-def test_centring_removes_a_common_direction() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 16)) + 10.0  # a shared offset: every pair nearly parallel
-    pairs = random_pairs(200, 500, rng)
-    assert mean_pair_cosine(x, pairs) > 0.9
-    assert abs(mean_pair_cosine(centre(x), pairs)) < 0.1
-    # equal norms after centring: the mean over all distinct pairs is exactly -1/(n-1)
-    v = np.array([[1.0, 0.0], [-0.5, math.sqrt(3) / 2], [-0.5, -math.sqrt(3) / 2]]) + 5.0
-    all_pairs = np.array([[i, j] for i in range(3) for j in range(3) if i != j])
-    assert mean_pair_cosine(centre(v), all_pairs) == pytest.approx(-0.5)
-
-
-def test_random_pairs_respect_groups() -> None:
-    rng = np.random.default_rng(1)
-    groups = np.repeat(np.arange(5), 4)
-    pairs = random_pairs(20, 300, rng, groups)
-    assert pairs.shape == (300, 2)
-    assert (groups[pairs[:, 0]] != groups[pairs[:, 1]]).all()
-    assert (random_pairs(3, 50, rng)[:, 0] != random_pairs(3, 50, rng)[:, 1]).any()
-    with pytest.raises(UsageError, match="at least 2 groups"):
-        random_pairs(4, 3, rng, np.zeros(4))
-    with pytest.raises(UsageError, match="at least 2 representations"):
-        random_pairs(1, 3, rng)
-
-
-def test_self_similarity_by_hand() -> None:
-    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [5.0, 5.0]])
-    words = np.array(["a", "a", "a", "b", "b"])
-    # a: cosines (0,1)=1, (0,2)=0, (1,2)=0 -> 1/3; b: 1 -> mean 2/3
-    assert self_similarity(x, words) == pytest.approx((1 / 3 + 1) / 2)
-    assert math.isnan(self_similarity(x, np.array(list("abcde"))))
-
-
-def test_anisotropy_errors() -> None:
-    with pytest.raises(UsageError, match="zero vector"):
-        pair_cosines(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[0, 1]]))
-    with pytest.raises(UsageError, match="no pairs"):
-        mean_pair_cosine(np.ones((2, 2)), np.empty((0, 2)))
-    with pytest.raises(UsageError, match="2-D"):
-        centre(np.ones(3))
 
 
 # ---------------------------------------------------------------------------------------------------- sinks

@@ -15,7 +15,7 @@ Method:
    ``last_minus_min_cosine``, the last layer's mean cosine minus the smallest over layers (the rise).
 4. Intervals: percentile bootstrap over windows (a resample weights each pair of windows by the product of their
    multiplicities; pairs within one window never count). Control: the same statistic after mean-centring the
-   drawn representations of each layer (as :func:`layerclaims.metrics.anisotropy.centre`): a common direction, the
+   drawn representations of each layer (each layer's mean subtracted): a common direction, the
    anisotropy itself, is absent by construction. The control leaves out the first text token: its massive
    activations (Sun et al. 2024) would dominate the mean of a few dozen tokens and centring
    would then align every other token with minus that token (measured on SmolLM2-135M: 0.84 with it).
