@@ -101,10 +101,6 @@ class ControlResult:
     def to_row(self) -> dict[str, Any]:
         return _row(self, ("name", "value", "ci", "verdict", "details"))
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any] | None) -> ControlResult | None:
-        return cls(**{**row, "ci": _pair(row["ci"])}) if row else None
-
 
 @dataclass(frozen=True)
 class ConditionResult:
@@ -154,17 +150,9 @@ class ConditionResult:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ConditionResult:
-        control = ControlResult.from_row(row["control"])
+        ctrl = row["control"]
+        control = ControlResult(**{**ctrl, "ci": _pair(ctrl["ci"])}) if ctrl else None
         return cls(**{**row, "ci": _pair(row["ci"]), "shortfall": tuple(row["shortfall"]), "control": control})
-
-
-def _verdict_word(word: object, claim: object) -> VerdictWord:
-    """``word`` (a verdicts.json row's) as a :data:`~layerclaims.decision.VerdictWord`; ValueError naming the claim
-    when it is none of them."""
-    for w in VERDICTS:
-        if word == w:
-            return w
-    raise ValueError(f"claim {claim}: unknown verdict {word!r} in a verdicts row (one of {', '.join(VERDICTS)})")
 
 
 @dataclass(frozen=True)
@@ -237,8 +225,7 @@ class Verdict:
 
     @property
     def holds(self) -> bool | None:
-        """Backwards-compatible reading: True holds, False anything else (fails, inconclusive, holds on its control
-        too), None not evaluated."""
+        """True holds, False anything else (holds on its control too included), None not evaluated."""
         if self.verdict == "not evaluated":
             return None
         return self.verdict == "holds"
@@ -263,8 +250,7 @@ class Verdict:
 
     @property
     def code(self) -> int:
-        """The verdict as a number for snapshots: 1 holds, 3 holds on control too, 0 fails, 2 inconclusive, -1 not
-        evaluated."""
+        """:data:`VERDICT_CODES` of the verdict."""
         return VERDICT_CODES[self.verdict]
 
     # ----------------------------------------------------------------------------------------------------- text
@@ -342,8 +328,11 @@ class Verdict:
         if conds:  # the first condition's details travel in the row's
             extra = {k: v for k, v in row["details"].items() if k != "layer_mapped_from"}
             conds = (dataclasses.replace(conds[0], details=extra), *conds[1:])
-        fields = {f.name for f in dataclasses.fields(cls)}
-        word = _verdict_word(row["verdict"], row["claim"])
+        word, fields = row["verdict"], {f.name for f in dataclasses.fields(cls)}
+        if word not in VERDICTS:
+            raise ValueError(
+                f"claim {row['claim']}: unknown verdict {word!r} in a verdicts row (one of {', '.join(VERDICTS)})"
+            )
         typed = {"verdict": word, "conditions": conds, "presupposes": tuple(row["presupposes"])}
         return cls(**{k: v for k, v in row.items() if k in fields} | typed)
 
@@ -354,15 +343,13 @@ class Verdict:
 def fmt_p(p: float | None) -> str:
     """A p-value in 2 significant digits (the rules never give one below ``1/(B+1)`` for ``B`` replicates, so the
     smallest printed is that floor, e.g. 0.048 for 20 resamples, 0.001 for 1,000; never a ``<0.001``)."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "—"
-    return f"{p:.2g}"
+    return _num(p, ".2g")
 
 
-def _num(x: float | None) -> str:
+def _num(x: float | None, spec: str = ".4g") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{x:.4g}"
+    return format(x, spec)
 
 
 def compact_parts(labels: Sequence[str]) -> str:
@@ -730,14 +717,9 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         level=level,
         p_value=p,
         p_adjusted=p,
-        text=claim.text,
-        layer_unit=claim.layer_unit,
         layer_mapped_from=claim.layer if layer != claim.layer else None,
-        kind=claim.kind,
-        presupposes=tuple(claim.presupposes),
-        own_model=claim.model,
-        beats_control=claim.beats_control,
         p_against=_claim_p_against(conds),
+        **_facts(claim),
     )
     return with_control_word(verdict)
 
@@ -745,20 +727,13 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
 def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> Verdict:
     """A verdict for a claim that could not be evaluated at all (its study did not run, ...)."""
     conds = tuple(decide_condition(c, None, LEVEL, reason) for c in claim.conditions)
-    return Verdict(
-        claim.id,
-        model,
-        layer,
-        "not evaluated",
-        conds,
-        reason=reason,
-        text=claim.text,
-        layer_unit=claim.layer_unit,
-        kind=claim.kind,
-        presupposes=tuple(claim.presupposes),
-        own_model=claim.model,
-        beats_control=claim.beats_control,
-    )
+    return Verdict(claim.id, model, layer, "not evaluated", conds, reason=reason, **_facts(claim))
+
+
+def _facts(claim: Claim) -> dict[str, Any]:
+    """The claim's facts a verdict copies so that it stands alone."""
+    keys = ("text", "layer_unit", "kind", "beats_control")
+    return {k: getattr(claim, k) for k in keys} | {"presupposes": tuple(claim.presupposes), "own_model": claim.model}
 
 
 def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None = None) -> list[Verdict]:
@@ -787,19 +762,9 @@ def hypothesis_key(v: Verdict, c: ConditionResult) -> HypothesisKey | None:
     return (v.model, v.layer, v.layer_unit, v.kind, c.statistic, c.comparison, float(c.threshold), m.value, digest)
 
 
-@dataclass(frozen=True)
-class _Tested:
-    """One hypothesis of the run after Holm's step-down in both directions: adjusted p and level for the claim
-    (holds) and against it (fails)."""
-
-    p_adjusted: float
-    level: float
-    p_against_adjusted: float
-    level_against: float
-
-
-def _family_condition(c: ConditionResult, t: _Tested | None, alpha: float) -> ConditionResult:
-    """One condition decided in the run's family: holds when its adjusted p for the claim is below ``alpha`` (its
+def _family_condition(c: ConditionResult, t: tuple[float, float, float, float] | None, alpha: float) -> ConditionResult:
+    """One condition decided in the run's family, ``t`` its Holm step-downs ``(p_adjusted, level, p_against_adjusted,
+    level_against)``: holds when its adjusted p for the claim is below ``alpha`` (its
     interval at its Holm level for the claim), fails when its adjusted p against the claim is (its interval at its
     Holm level against), else inconclusive (its interval at the smaller of the two levels, which then lies neither
     wholly in the claimed region nor wholly outside it, unless a step-down stopped before it: the reason says so)."""
@@ -807,21 +772,19 @@ def _family_condition(c: ConditionResult, t: _Tested | None, alpha: float) -> Co
         return c
     cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
     m = c.measurement
-    pa, pg = t.p_adjusted, t.p_against_adjusted
-    d_for = decide_condition(cond, m, t.level)
-    if t.p_adjusted < alpha and d_for.verdict == "holds":
+    pa, level, pg, level_against = t
+    d_for = decide_condition(cond, m, level)
+    if pa < alpha and d_for.verdict == "holds":
         return dataclasses.replace(d_for, p_adjusted=pa, p_against_adjusted=pg)
-    d_against = decide_condition(cond, m, t.level_against)
-    if t.p_against_adjusted < alpha and d_against.verdict == "fails":
+    d_against = decide_condition(cond, m, level_against)
+    if pg < alpha and d_against.verdict == "fails":
         return dataclasses.replace(d_against, p_adjusted=pa, p_against_adjusted=pg)
-    wide = decide_condition(cond, m, min(t.level, t.level_against))
+    wide = decide_condition(cond, m, min(level, level_against))
     stopped = []
     if d_for.verdict == "holds":
-        stopped.append(f"Holm's step-down for the claims stopped before it (adjusted p {fmt_p(t.p_adjusted)})")
+        stopped.append(f"Holm's step-down for the claims stopped before it (adjusted p {fmt_p(pa)})")
     if d_against.verdict == "fails":
-        stopped.append(
-            f"Holm's step-down against the claims stopped before it (adjusted p against {fmt_p(t.p_against_adjusted)})"
-        )
+        stopped.append(f"Holm's step-down against the claims stopped before it (adjusted p against {fmt_p(pg)})")
     reason = "; ".join(stopped) or wide.reason
     return dataclasses.replace(wide, verdict="inconclusive", reason=reason, p_adjusted=pa, p_against_adjusted=pg)
 
@@ -846,7 +809,7 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
     keys = list(tests)
     adj_for, lev_for = holm([tests[k][0] for k in keys], level)
     adj_against, lev_against = holm([tests[k][1] for k in keys], level)
-    tested = {k: _Tested(adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
+    tested = {k: (adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
     size = len(keys)
     out: list[Verdict] = []
     for v in verdicts:
