@@ -117,10 +117,10 @@ class ConditionResult:
     statistic: str
     comparison: str
     threshold: float
-    value: float | None
-    ci: tuple[float, float] | None
-    p_value: float | None
-    verdict: VerdictWord
+    value: float | None = None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    verdict: VerdictWord = "not evaluated"
     level: float = LEVEL
     rule: str = "none"
     p_against: float | None = None
@@ -455,9 +455,8 @@ def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResu
         return ControlResult(ctrl.name, _finite(ctrl.value), None, None, details)
     d, _ = _decide(ctrl, cond, alpha)
     ci = d.interval if d.interval is not None else ctrl.ci
-    return ControlResult(
-        ctrl.name, _finite(ctrl.value), ci, None if d.verdict == "not evaluated" else d.verdict, details
-    )
+    word = None if d.verdict == "not evaluated" else d.verdict
+    return ControlResult(ctrl.name, _finite(ctrl.value), ci, word, details)
 
 
 def _finite(x: float | None) -> float | None:
@@ -478,17 +477,7 @@ def decide_condition(
 ) -> ConditionResult:
     """One condition decided on its measurement at one-sided level ``alpha`` (``m`` None: not evaluated, with
     ``reason``)."""
-    out = ConditionResult(
-        cond.statistic,
-        cond.comparison,
-        float(cond.threshold),
-        None,
-        None,
-        None,
-        "not evaluated",
-        level=alpha,
-        reason=reason,
-    )
+    out = ConditionResult(cond.statistic, cond.comparison, float(cond.threshold), level=alpha, reason=reason)
     if m is None:
         return out
     details = {k: v for k, v in m.details.items() if k not in ("part_values", "not_evaluated")}
