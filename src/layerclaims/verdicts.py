@@ -557,10 +557,7 @@ def _fail_reason(c: ConditionResult) -> str:
 def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
     """The claim's p for it (intersection-union: the largest of its conditions'); None when a condition has none."""
     ps = [getattr(c, attr) for c in conds]
-    known = [p for p in ps if p is not None]
-    if not ps or len(known) < len(ps):
-        return None
-    return float(max(known))
+    return None if not ps or any(p is None for p in ps) else float(max(ps))
 
 
 def _claim_p_against(conds: Sequence[ConditionResult], attr: str = "p_against") -> float | None:

@@ -96,8 +96,7 @@ class Claim:
 
     @property
     def options(self) -> dict[str, Any]:
-        """``settings`` as keyword arguments of the study's ``Config``
-        (``run.run_study(study, handle, **options)``)."""
+        """``settings`` as keyword arguments of the study's ``Config``."""
         return dict(self.settings)
 
     @property
