@@ -527,7 +527,7 @@ def _settle(c: ConditionResult) -> str:
     return f"its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] reaches both sides of {c.threshold:g}: {more}"
 
 
-def _combine(claim_id: str, conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
+def _combine(conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
     word = intersection_union([c.verdict for c in conds])
     reason = settle = None
     if word == "not evaluated":
@@ -657,13 +657,14 @@ class StudyResult(Protocol):
     def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement: ...
 
 
-def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict:
-    """Evaluate one claim on one study result, alone (a family of one, at one-sided ``level``). Never raises for a
-    statistic the result cannot provide: the condition is then not evaluated, with the reason."""
+def evaluate(claim: Claim, result: StudyResult) -> Verdict:
+    """Evaluate one claim on one study result, alone (a family of one, at one-sided :data:`LEVEL`). Never raises for
+    a statistic the result cannot provide: the condition is then not evaluated, with the reason."""
     try:
         layer = map_layer(claim, result.n_blocks)
     except UsageError as exc:
-        return not_evaluated(claim, result.model, None, str(exc))
+        unread = tuple(decide_condition(c, None, LEVEL, str(exc)) for c in claim.conditions)
+        return Verdict(claim.id, result.model, None, "not evaluated", unread, reason=str(exc), **_facts(claim))
     conds: list[ConditionResult] = []
     beats: list[ConditionResult] = []
     for cond in claim.conditions:
@@ -672,12 +673,12 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
             why = None
         except (KeyError, UsageError, ValueError) as exc:
             m, why = None, str(exc).strip("'\"")
-        conds.append(decide_condition(cond, m, level, why))
+        conds.append(decide_condition(cond, m, LEVEL, why))
         if claim.beats_control:
             beat_cond, beat_m, beat_why = beat_measurement(cond, m)
-            beats.append(decide_condition(beat_cond, beat_m, level, beat_why))
+            beats.append(decide_condition(beat_cond, beat_m, LEVEL, beat_why))
     conds += beats
-    word, reason, settle = _combine(claim.id, tuple(conds))
+    word, reason, settle = _combine(tuple(conds))
     p = _claim_p(conds)
     verdict = Verdict(
         claim=claim.id,
@@ -687,7 +688,6 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         conditions=tuple(conds),
         reason=reason,
         settle=settle,
-        level=level,
         p_value=p,
         p_adjusted=p,
         layer_mapped_from=claim.layer if layer != claim.layer else None,
@@ -695,12 +695,6 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         **_facts(claim),
     )
     return with_control_word(verdict)
-
-
-def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> Verdict:
-    """A verdict for a claim that could not be evaluated at all (its study did not run, ...)."""
-    conds = tuple(decide_condition(c, None, LEVEL, reason) for c in claim.conditions)
-    return Verdict(claim.id, model, layer, "not evaluated", conds, reason=reason, **_facts(claim))
 
 
 def _facts(claim: Claim) -> dict[str, Any]:
@@ -784,7 +778,7 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
             out.append(dataclasses.replace(v, level=level, family_size=size, p_adjusted=None, p_against_adjusted=None))
             continue
         conds = tuple(_family_condition(c, tested.get(hypothesis_key(v, c) or ()), level) for c in v.conditions)
-        word, reason, settle = _combine(v.claim, conds)
+        word, reason, settle = _combine(conds)
         in_family = all(hypothesis_key(v, c) is not None for c in v.conditions) and bool(conds)
         decided = dataclasses.replace(
             v,
