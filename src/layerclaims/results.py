@@ -226,10 +226,7 @@ def package_versions() -> dict[str, str]:
 def provenance(**facts: Any) -> dict[str, Any]:
     """A provenance record: the facts given (model id, revision, corpus sha256, selection, seed, device, dtype,
     timings, ...) plus package versions and the platform. Stored in every saved result."""
-    record = dict(facts)
-    record["packages"] = package_versions()
-    record["platform"] = platform.platform()
-    return record
+    return {**facts, "packages": package_versions(), "platform": platform.platform()}
 
 
 def model_provenance(handle: Any) -> dict[str, Any]:

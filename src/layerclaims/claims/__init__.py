@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from layerclaims import study as registry
 from layerclaims.errors import UsageError
@@ -65,9 +65,8 @@ def format_condition(statistic: str, comparison: str, threshold: float) -> str:
 
 def as_comparison(value: str) -> Comparison:
     """``value`` as a :data:`Comparison`; ValueError when it is none of :data:`COMPARISONS`."""
-    for c in COMPARISONS:
-        if value == c:
-            return c
+    if value in COMPARISONS:
+        return cast(Comparison, value)
     raise ValueError(f"unknown comparison {value!r}: use one of {', '.join(COMPARISONS)}")
 
 
