@@ -54,14 +54,11 @@ MAX_NAN_FRACTION = 0.1
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of one decision rule.
-
-    ``verdict``; ``interval``: the decision interval (None without one); ``p_value``: bootstrap p of the claim's
-    null (the statistic on the wrong side of the threshold), None where the rule has none; ``p_against``: that of
-    the opposite null (small p_against: the claim fails); ``level``: the level used (the interval is the central
-    ``1 - level`` interval); ``reason``: why, for anything but a plain holds/fails; ``shortfall``: for bands, the
-    parts whose lower band does not clear the threshold; ``fraction``: for counts, the fraction of resamples giving
-    the claimed count."""
+    """The outcome of one decision rule: ``interval``, the central ``1 - level`` decision interval (None without
+    one); ``p_value``: bootstrap p of the claim's null, None where the rule has none; ``p_against``: that of the
+    opposite null (small: the claim fails); ``reason``: why, for anything but a plain holds/fails; ``shortfall``: for
+    bands, the parts whose lower band does not clear the threshold; ``fraction``: for counts, the fraction of
+    resamples giving the claimed count."""
 
     verdict: VerdictWord
     interval: tuple[float, float] | None = None

@@ -49,13 +49,11 @@ class Control:
 class Measurement:
     """One statistic measured on one result: what a claim's condition is compared against.
 
-    ``value`` is the point estimate on all items; ``ci`` a (low, high) bootstrap interval over the sampled items
-    (None where not meaningful); ``p_value`` a permutation p-value where the statistic has a null model;
-    ``details`` anything a reader needs to trust the number (stability of a cluster count, the blocks used, ...).
-    ``replicates``: the bootstrap distribution behind ``ci`` (what a verdict's decision rule and its one-sided
-    p-value against the claim's threshold read); ``control``: the same statistic where the claimed structure is
-    absent by construction (:class:`Control`), or None where the study has none for it.
-    """
+    ``value``: the point estimate on all items; ``ci``: a (low, high) bootstrap interval over the sampled items
+    (None where not meaningful); ``p_value``: a permutation p-value where the statistic has a null model;
+    ``details``: what a reader needs to trust the number (stability of a cluster count, the blocks used, ...);
+    ``replicates``: the bootstrap distribution behind ``ci`` (what the decision rules read); ``control``: the
+    statistic on its :class:`Control`, or None where the study has none."""
 
     value: float
     ci: tuple[float, float] | None = None
@@ -229,10 +227,7 @@ def package_versions() -> dict[str, str]:
 def provenance(**facts: Any) -> dict[str, Any]:
     """A provenance record: the facts given (model id, revision, corpus sha256, selection, seed, device, dtype,
     timings, ...) plus package versions and the platform. Stored in every saved result."""
-    record = dict(facts)
-    record["packages"] = package_versions()
-    record["platform"] = platform.platform()
-    return record
+    return {**facts, "packages": package_versions(), "platform": platform.platform()}
 
 
 def model_provenance(handle: Any) -> dict[str, Any]:
@@ -260,8 +255,8 @@ class SavedResult:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Self:
-        """Read what :meth:`save` wrote (dataclasses of this package and of the result's own, a third party's study
-        included); UsageError when the file holds another kind of result."""
+        """Read what :meth:`save` wrote (rebuilding classes of this package and of the result's own); UsageError when
+        the file holds another kind of result."""
         out = load(directory, cls.study, allowed_modules=("layerclaims", cls.__module__.split(".")[0]))
         if not isinstance(out, cls):
             raise UsageError(f"{directory}/{cls.study}.json holds a {type(out).__name__}, not a {cls.__name__}")

@@ -14,7 +14,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -101,36 +101,26 @@ class ControlResult:
     def to_row(self) -> dict[str, Any]:
         return _row(self, ("name", "value", "ci", "verdict", "details"))
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any] | None) -> ControlResult | None:
-        return cls(**{**row, "ci": _pair(row["ci"])}) if row else None
-
 
 @dataclass(frozen=True)
 class ConditionResult:
-    """One condition of a claim (``statistic comparison threshold``) decided on one result.
-
-    ``value``: the point estimate on all items; ``ci``: the decision interval (at ``level``, ``level/2`` on each
-    side); ``p_value``: one-sided p of the claim's null against its own threshold (e.g. H0: RSA <= 0.8; for counts
-    the larger tail beside the claimed count); ``p_against``: that of the opposite null (for counts the smaller
-    tail at or beyond the claimed count; both never below ``1/(B+1)``); ``level``: the level the interval was
-    taken at (the one that decided the condition); ``p_secondary`` and ``p_secondary_name``: the study's "any
-    structure at all" test (Mantel, label permutation), shown, never deciding; ``rule``: ``threshold``, ``count``,
-    ``band``, ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``shortfall``: for
-    bands, the parts (blocks) whose lower band does not clear the threshold; ``control``: the same statistic where the
-    structure is absent by construction; ``details``: what the study attached to the measurement.
-    ``p_adjusted`` / ``p_against_adjusted``: ``p_value`` / ``p_against`` adjusted by Holm over the run's
-    conditions (:func:`apply_family`; None before it, or outside the family).
-    ``measurement``: the measurement itself, kept in memory so that :func:`apply_family` can re-decide at another
-    level (not saved)."""
+    """One condition of a claim (``statistic comparison threshold``) decided on one result: ``value`` (on all
+    items), ``ci``, ``p_value``, ``p_against``, ``level``, ``reason`` and ``shortfall`` (part labels) as in the
+    :class:`~layerclaims.decision.Decision` that decided it; ``rule``: ``threshold``, ``count``, ``band``,
+    ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``p_secondary`` and
+    ``p_secondary_name``: the study's "any structure at all" test (Mantel, label permutation), shown, never deciding;
+    ``control``: the statistic on its control; ``details``: what the study attached to the measurement;
+    ``p_adjusted`` / ``p_against_adjusted``: Holm-adjusted over the run's conditions (:func:`apply_family`; None
+    before it, or outside the family); ``measurement``: kept in memory so that :func:`apply_family` can re-decide at
+    another level (not saved)."""
 
     statistic: str
     comparison: str
     threshold: float
-    value: float | None
-    ci: tuple[float, float] | None
-    p_value: float | None
-    verdict: VerdictWord
+    value: float | None = None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    verdict: VerdictWord = "not evaluated"
     level: float = LEVEL
     rule: str = "none"
     p_against: float | None = None
@@ -154,17 +144,9 @@ class ConditionResult:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ConditionResult:
-        control = ControlResult.from_row(row["control"])
+        ctrl = row["control"]
+        control = ControlResult(**{**ctrl, "ci": _pair(ctrl["ci"])}) if ctrl else None
         return cls(**{**row, "ci": _pair(row["ci"]), "shortfall": tuple(row["shortfall"]), "control": control})
-
-
-def _verdict_word(word: object, claim: object) -> VerdictWord:
-    """``word`` (a verdicts.json row's) as a :data:`~layerclaims.decision.VerdictWord`; ValueError naming the claim
-    when it is none of them."""
-    for w in VERDICTS:
-        if word == w:
-            return w
-    raise ValueError(f"claim {claim}: unknown verdict {word!r} in a verdicts row (one of {', '.join(VERDICTS)})")
 
 
 @dataclass(frozen=True)
@@ -237,8 +219,7 @@ class Verdict:
 
     @property
     def holds(self) -> bool | None:
-        """Backwards-compatible reading: True holds, False anything else (fails, inconclusive, holds on its control
-        too), None not evaluated."""
+        """True holds, False anything else (holds on its control too included), None not evaluated."""
         if self.verdict == "not evaluated":
             return None
         return self.verdict == "holds"
@@ -246,14 +227,12 @@ class Verdict:
     @property
     def passes(self) -> bool:
         """What a findings test on the claim's own model and ``reproduce --strict`` accept: ``holds``, or ``holds on
-        control too`` for a claim that does not require beating its control (one that does never gets that word:
-        its difference from the control is among its conditions)."""
+        control too`` for a claim that does not require beating its control."""
         return self.verdict == "holds" or (self.verdict == ON_CONTROL and not self.beats_control)
 
     @property
     def also_holds_on_control(self) -> bool:
-        """True when the claim holds on its own (``holds``, or ``holds on control too``) and every condition that has
-        a control also holds on it."""
+        """True when the claim holds (on its control too or not) and so does every control it has."""
         return self.verdict in ("holds", ON_CONTROL) and controls_hold(self.conditions)
 
     @property
@@ -263,8 +242,7 @@ class Verdict:
 
     @property
     def code(self) -> int:
-        """The verdict as a number for snapshots: 1 holds, 3 holds on control too, 0 fails, 2 inconclusive, -1 not
-        evaluated."""
+        """:data:`VERDICT_CODES` of the verdict."""
         return VERDICT_CODES[self.verdict]
 
     # ----------------------------------------------------------------------------------------------------- text
@@ -277,9 +255,8 @@ class Verdict:
         return f"{unit} {self.layer}{mapped}"
 
     def lines(self, *, levels: bool = False) -> list[str]:
-        """The verdict as a head line (claim, VERDICT, model, where) and one line per condition (value, decision
-        interval, p against its threshold, the control) and per note (Holm, control, why, premise, what would settle
-        it): the terminal's and the findings tests' form. ``levels``: each condition's decision level too."""
+        """The verdict as a head line (claim, VERDICT, model, where), lines per condition (:func:`condition_lines`)
+        and per note (Holm, control, why, premise, what would settle it). ``levels``: each condition's level too."""
         head = f"{self.claim}: {self.verdict.upper()} on {self.model} at {self.where()}"
         if self.identity:  # how the model was taken for the claim's own model, or why it was not
             head += f" ({self.identity})"
@@ -317,8 +294,7 @@ class Verdict:
     # ------------------------------------------------------------------------------------------------------ rows
 
     def to_row(self) -> dict[str, Any]:
-        """The record written to verdicts.json (one per claim, keys :data:`_VERDICT_ROW`); :meth:`from_row` reads it
-        back. The first condition's statistic, threshold, value, interval, secondary p and details stand beside
+        """The verdicts.json record (keys :data:`_VERDICT_ROW`); the first condition's summary stands beside
         ``conditions`` for a reader of the flat row (verdicts.csv)."""
         main = self.main
         return _row(self, _VERDICT_ROW) | {
@@ -330,8 +306,8 @@ class Verdict:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:
-        """A verdict read back from a verdicts.json row; ValueError for a verdict word that is not one of
-        :data:`~layerclaims.decision.VERDICTS`, UsageError for a row of another version."""
+        """A verdict read back from :meth:`to_row`; ValueError for an unknown verdict word, UsageError for a row of
+        another version."""
         missing = [k for k in _VERDICT_ROW if k not in row]
         if missing:
             raise UsageError(
@@ -342,8 +318,11 @@ class Verdict:
         if conds:  # the first condition's details travel in the row's
             extra = {k: v for k, v in row["details"].items() if k != "layer_mapped_from"}
             conds = (dataclasses.replace(conds[0], details=extra), *conds[1:])
-        fields = {f.name for f in dataclasses.fields(cls)}
-        word = _verdict_word(row["verdict"], row["claim"])
+        word, fields = row["verdict"], {f.name for f in dataclasses.fields(cls)}
+        if word not in VERDICTS:
+            raise ValueError(
+                f"claim {row['claim']}: unknown verdict {word!r} in a verdicts row (one of {', '.join(VERDICTS)})"
+            )
         typed = {"verdict": word, "conditions": conds, "presupposes": tuple(row["presupposes"])}
         return cls(**{k: v for k, v in row.items() if k in fields} | typed)
 
@@ -354,15 +333,13 @@ class Verdict:
 def fmt_p(p: float | None) -> str:
     """A p-value in 2 significant digits (the rules never give one below ``1/(B+1)`` for ``B`` replicates, so the
     smallest printed is that floor, e.g. 0.048 for 20 resamples, 0.001 for 1,000; never a ``<0.001``)."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "—"
-    return f"{p:.2g}"
+    return _num(p, ".2g")
 
 
-def _num(x: float | None) -> str:
+def _num(x: float | None, spec: str = ".4g") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{x:.4g}"
+    return format(x, spec)
 
 
 def compact_parts(labels: Sequence[str]) -> str:
@@ -432,11 +409,10 @@ def _rogue_line(c: ConditionResult) -> list[str]:
 # --------------------------------------------------------------------------------------------------- deciding
 
 
-def _decide(
-    value: float, m_ci: Any, replicates: Any, details: Mapping[str, Any], cond: Condition, alpha: float
-) -> tuple[Decision, str]:
-    """The rule for one statistic: band (2-D replicates), count (``==``), threshold; interval-only without
-    replicates. Returns the decision and the rule's name."""
+def _decide(m: Measurement | Control, cond: Condition, alpha: float) -> tuple[Decision, str]:
+    """The rule for a statistic or its control: band (2-D replicates), count (``==``), threshold; interval-only
+    without replicates. Returns the decision and the rule's name."""
+    details, replicates = m.details, m.replicates
     reps, why = finite_replicates(replicates)
     if reps is not None and reps.ndim == 2:
         values = np.asarray(details.get("part_values"), dtype=np.float64)
@@ -445,11 +421,12 @@ def _decide(
         return decide_band(values, reps, cond.comparison, cond.threshold, alpha), "band"
     if reps is not None:
         if cond.comparison == "==":
-            return decide_count(value, reps, cond.threshold, alpha, blind_spot=_blind_spot(details, cond)), "count"
+            blind_spot = _blind_spot(details, cond)
+            return decide_count(float(m.value), reps, cond.threshold, alpha, blind_spot=blind_spot), "count"
         return decide_threshold(reps, cond.comparison, cond.threshold, alpha), "threshold"
     if replicates is not None and why:  # replicates given but mostly undefined
         return Decision("not evaluated", reason=why), "none"
-    return decide_interval_only(tuple(m_ci), cond.comparison, cond.threshold), "interval"
+    return decide_interval_only(tuple(cast(Any, m.ci)), cond.comparison, cond.threshold), "interval"
 
 
 def _blind_spot(details: Mapping[str, Any], cond: Condition) -> str | None:
@@ -476,11 +453,10 @@ def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResu
     details = {k: v for k, v in ctrl.details.items() if k != "part_values"}
     if ctrl.ci is None and ctrl.replicates is None:
         return ControlResult(ctrl.name, _finite(ctrl.value), None, None, details)
-    d, _ = _decide(ctrl.value, ctrl.ci, ctrl.replicates, ctrl.details, cond, alpha)
+    d, _ = _decide(ctrl, cond, alpha)
     ci = d.interval if d.interval is not None else ctrl.ci
-    return ControlResult(
-        ctrl.name, _finite(ctrl.value), ci, None if d.verdict == "not evaluated" else d.verdict, details
-    )
+    word = None if d.verdict == "not evaluated" else d.verdict
+    return ControlResult(ctrl.name, _finite(ctrl.value), ci, word, details)
 
 
 def _finite(x: float | None) -> float | None:
@@ -501,17 +477,7 @@ def decide_condition(
 ) -> ConditionResult:
     """One condition decided on its measurement at one-sided level ``alpha`` (``m`` None: not evaluated, with
     ``reason``)."""
-    out = ConditionResult(
-        cond.statistic,
-        cond.comparison,
-        float(cond.threshold),
-        None,
-        None,
-        None,
-        "not evaluated",
-        level=alpha,
-        reason=reason,
-    )
+    out = ConditionResult(cond.statistic, cond.comparison, float(cond.threshold), level=alpha, reason=reason)
     if m is None:
         return out
     details = {k: v for k, v in m.details.items() if k not in ("part_values", "not_evaluated")}
@@ -527,7 +493,7 @@ def decide_condition(
             "point estimate: run with bootstrap resamples"
         )
         return dataclasses.replace(out, value=float(m.value), reason=str(why))
-    d, rule = _decide(float(m.value), m.ci, m.replicates, m.details, cond, alpha)
+    d, rule = _decide(m, cond, alpha)
     parts = m.details.get("parts")
     short = tuple(str(parts[i]) if parts is not None else str(i) for i in d.shortfall)
     ctrl = _control_result(m.control, cond, alpha) if m.control is not None else None
@@ -561,7 +527,7 @@ def _settle(c: ConditionResult) -> str:
     return f"its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] reaches both sides of {c.threshold:g}: {more}"
 
 
-def _combine(claim_id: str, conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
+def _combine(conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
     word = intersection_union([c.verdict for c in conds])
     reason = settle = None
     if word == "not evaluated":
@@ -591,10 +557,7 @@ def _fail_reason(c: ConditionResult) -> str:
 def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
     """The claim's p for it (intersection-union: the largest of its conditions'); None when a condition has none."""
     ps = [getattr(c, attr) for c in conds]
-    known = [p for p in ps if p is not None]
-    if not ps or len(known) < len(ps):
-        return None
-    return float(max(known))
+    return None if not ps or any(p is None for p in ps) else float(max(ps))
 
 
 def _claim_p_against(conds: Sequence[ConditionResult], attr: str = "p_against") -> float | None:
@@ -639,13 +602,10 @@ def beat_measurement(cond: Condition, m: Measurement | None) -> tuple[Condition,
     """The beat test of one condition (``Claim.beats_control``): its condition, the measurement it is decided on,
     or None and why.
 
-    With replicates on both sides the difference is decided on its own bootstrap: the two bootstraps are
-    independent (the control's resamples are not the claim's), so replicate ``i`` of the claim is paired with
-    replicate ``i`` of the control (the control's in a fixed random order), over the ``min(B, B')`` replicates both
-    have; positively correlated errors (the same items) would make the true difference narrower, so the test is
-    conservative. For bands, columns are paired the same way and the band rule reads the difference at every part.
-    Without replicates on one side: the intervals (claim minus control: ``[lo - hi', hi - lo']``), decided by the
-    reported-interval rule, i.e. on whether the two intervals overlap."""
+    With replicates on both sides: replicate ``i`` of the claim minus replicate ``i`` of the control (the control's
+    in a fixed random order; for bands, columns), over the ``min(B, B')`` both have. The two bootstraps are
+    independent, while the errors on the same items are positively correlated, so the test is conservative. Without
+    replicates on one side: the intervals (``[lo - hi', hi - lo']``), i.e. whether the two intervals overlap."""
     beat = _beat_condition(cond)
     if m is None or m.value is None or not math.isfinite(m.value):
         return beat, None, f"{cond.statistic} is not measured here, so nothing to compare with its control"
@@ -697,13 +657,14 @@ class StudyResult(Protocol):
     def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement: ...
 
 
-def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict:
-    """Evaluate one claim on one study result, alone (a family of one, at one-sided ``level``). Never raises for a
-    statistic the result cannot provide: the condition is then not evaluated, with the reason."""
+def evaluate(claim: Claim, result: StudyResult) -> Verdict:
+    """Evaluate one claim on one study result, alone (a family of one, at one-sided :data:`LEVEL`). Never raises for
+    a statistic the result cannot provide: the condition is then not evaluated, with the reason."""
     try:
         layer = map_layer(claim, result.n_blocks)
     except UsageError as exc:
-        return not_evaluated(claim, result.model, None, str(exc))
+        unread = tuple(decide_condition(c, None, LEVEL, str(exc)) for c in claim.conditions)
+        return Verdict(claim.id, result.model, None, "not evaluated", unread, reason=str(exc), **_facts(claim))
     conds: list[ConditionResult] = []
     beats: list[ConditionResult] = []
     for cond in claim.conditions:
@@ -712,12 +673,12 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
             why = None
         except (KeyError, UsageError, ValueError) as exc:
             m, why = None, str(exc).strip("'\"")
-        conds.append(decide_condition(cond, m, level, why))
+        conds.append(decide_condition(cond, m, LEVEL, why))
         if claim.beats_control:
             beat_cond, beat_m, beat_why = beat_measurement(cond, m)
-            beats.append(decide_condition(beat_cond, beat_m, level, beat_why))
+            beats.append(decide_condition(beat_cond, beat_m, LEVEL, beat_why))
     conds += beats
-    word, reason, settle = _combine(claim.id, tuple(conds))
+    word, reason, settle = _combine(tuple(conds))
     p = _claim_p(conds)
     verdict = Verdict(
         claim=claim.id,
@@ -727,38 +688,19 @@ def evaluate(claim: Claim, result: StudyResult, level: float = LEVEL) -> Verdict
         conditions=tuple(conds),
         reason=reason,
         settle=settle,
-        level=level,
         p_value=p,
         p_adjusted=p,
-        text=claim.text,
-        layer_unit=claim.layer_unit,
         layer_mapped_from=claim.layer if layer != claim.layer else None,
-        kind=claim.kind,
-        presupposes=tuple(claim.presupposes),
-        own_model=claim.model,
-        beats_control=claim.beats_control,
         p_against=_claim_p_against(conds),
+        **_facts(claim),
     )
     return with_control_word(verdict)
 
 
-def not_evaluated(claim: Claim, model: str, layer: int | None, reason: str) -> Verdict:
-    """A verdict for a claim that could not be evaluated at all (its study did not run, ...)."""
-    conds = tuple(decide_condition(c, None, LEVEL, reason) for c in claim.conditions)
-    return Verdict(
-        claim.id,
-        model,
-        layer,
-        "not evaluated",
-        conds,
-        reason=reason,
-        text=claim.text,
-        layer_unit=claim.layer_unit,
-        kind=claim.kind,
-        presupposes=tuple(claim.presupposes),
-        own_model=claim.model,
-        beats_control=claim.beats_control,
-    )
+def _facts(claim: Claim) -> dict[str, Any]:
+    """The claim's facts a verdict copies so that it stands alone."""
+    keys = ("text", "layer_unit", "kind", "beats_control")
+    return {k: getattr(claim, k) for k in keys} | {"presupposes": tuple(claim.presupposes), "own_model": claim.model}
 
 
 def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None = None) -> list[Verdict]:
@@ -775,10 +717,9 @@ HypothesisKey = tuple[Any, ...]
 
 
 def hypothesis_key(v: Verdict, c: ConditionResult) -> HypothesisKey | None:
-    """What makes a condition one hypothesis of the run: the model, layer, kind, the condition, and the data it is
-    decided on (a digest of its replicates). Two claims that state the same condition on the same data (A5's and
-    A6's ``pooled_r < 0``) share it, and so get the same decision. None for a condition outside the family (no
-    replicates in memory, decided on a reported interval, or not evaluated)."""
+    """A condition's hypothesis of the run: model, layer, kind, condition and a digest of its replicates, so that
+    claims stating the same condition on the same data (A5's and A6's ``pooled_r < 0``) share one decision. None
+    outside the family (no replicates in memory, decided on a reported interval, or not evaluated)."""
     m = c.measurement
     if m is None or c.rule in ("interval", "none") or c.p_value is None or c.p_against is None:
         return None
@@ -787,56 +728,39 @@ def hypothesis_key(v: Verdict, c: ConditionResult) -> HypothesisKey | None:
     return (v.model, v.layer, v.layer_unit, v.kind, c.statistic, c.comparison, float(c.threshold), m.value, digest)
 
 
-@dataclass(frozen=True)
-class _Tested:
-    """One hypothesis of the run after Holm's step-down in both directions: adjusted p and level for the claim
-    (holds) and against it (fails)."""
-
-    p_adjusted: float
-    level: float
-    p_against_adjusted: float
-    level_against: float
-
-
-def _family_condition(c: ConditionResult, t: _Tested | None, alpha: float) -> ConditionResult:
-    """One condition decided in the run's family: holds when its adjusted p for the claim is below ``alpha`` (its
-    interval at its Holm level for the claim), fails when its adjusted p against the claim is (its interval at its
-    Holm level against), else inconclusive (its interval at the smaller of the two levels, which then lies neither
-    wholly in the claimed region nor wholly outside it, unless a step-down stopped before it: the reason says so)."""
+def _family_condition(c: ConditionResult, t: tuple[float, float, float, float] | None, alpha: float) -> ConditionResult:
+    """One condition decided in the run's family, ``t`` its Holm step-downs ``(p_adjusted, level, p_against_adjusted,
+    level_against)``: holds when its adjusted p is below ``alpha`` (its interval at its Holm level for the claim),
+    fails when its adjusted p against is (its interval at its level against), else inconclusive (its interval at the
+    smaller level, which then lies neither wholly in nor wholly outside the claimed region, unless a step-down
+    stopped before it: the reason says so)."""
     if t is None or c.measurement is None:
         return c
     cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
     m = c.measurement
-    pa, pg = t.p_adjusted, t.p_against_adjusted
-    d_for = decide_condition(cond, m, t.level)
-    if t.p_adjusted < alpha and d_for.verdict == "holds":
+    pa, level, pg, level_against = t
+    d_for = decide_condition(cond, m, level)
+    if pa < alpha and d_for.verdict == "holds":
         return dataclasses.replace(d_for, p_adjusted=pa, p_against_adjusted=pg)
-    d_against = decide_condition(cond, m, t.level_against)
-    if t.p_against_adjusted < alpha and d_against.verdict == "fails":
+    d_against = decide_condition(cond, m, level_against)
+    if pg < alpha and d_against.verdict == "fails":
         return dataclasses.replace(d_against, p_adjusted=pa, p_against_adjusted=pg)
-    wide = decide_condition(cond, m, min(t.level, t.level_against))
+    wide = decide_condition(cond, m, min(level, level_against))
     stopped = []
     if d_for.verdict == "holds":
-        stopped.append(f"Holm's step-down for the claims stopped before it (adjusted p {fmt_p(t.p_adjusted)})")
+        stopped.append(f"Holm's step-down for the claims stopped before it (adjusted p {fmt_p(pa)})")
     if d_against.verdict == "fails":
-        stopped.append(
-            f"Holm's step-down against the claims stopped before it (adjusted p against {fmt_p(t.p_against_adjusted)})"
-        )
+        stopped.append(f"Holm's step-down against the claims stopped before it (adjusted p against {fmt_p(pg)})")
     reason = "; ".join(stopped) or wide.reason
     return dataclasses.replace(wide, verdict="inconclusive", reason=reason, p_adjusted=pa, p_against_adjusted=pg)
 
 
 def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verdict]:
-    """The run-level step, at family-wise ``level``, independent of the order of ``verdicts``.
-
-    The hypotheses are the distinct conditions of the run (:func:`hypothesis_key`: a condition stated by two claims
-    on the same data is one hypothesis). Holm's step-down runs twice over them: over the p-values for the claims
-    (a condition holds when its adjusted p is below ``level``) and over the p-values against them (it fails when
-    that adjusted p is); tied p-values share a level, so nothing depends on the order of the claims. Each condition's
-    interval is taken at the level that decided it. A claim is the intersection-union of its conditions; its
-    ``p_adjusted`` is the largest of its conditions' and ``p_against_adjusted`` the smallest. Conditions decided on a
-    reported interval alone, or not evaluated, are outside the family and say so. Then the presuppositions. Call it
-    once on all verdicts of a run (``pipeline.reproduce``)."""
+    """The run-level step at family-wise ``level``, once on all verdicts of a run, independent of their order: Holm's
+    step-down over the run's distinct conditions (:func:`hypothesis_key`), once for the claims and once against them
+    (:func:`_family_condition`); a claim is the intersection-union of its conditions (``p_adjusted`` the largest of
+    theirs, ``p_against_adjusted`` the smallest). Conditions decided on a reported interval alone, or not evaluated,
+    are outside the family. Then the presuppositions."""
     tests: dict[HypothesisKey, tuple[float, float]] = {}
     for v in verdicts:
         for c in v.conditions:
@@ -846,7 +770,7 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
     keys = list(tests)
     adj_for, lev_for = holm([tests[k][0] for k in keys], level)
     adj_against, lev_against = holm([tests[k][1] for k in keys], level)
-    tested = {k: _Tested(adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
+    tested = {k: (adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
     size = len(keys)
     out: list[Verdict] = []
     for v in verdicts:
@@ -854,7 +778,7 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
             out.append(dataclasses.replace(v, level=level, family_size=size, p_adjusted=None, p_against_adjusted=None))
             continue
         conds = tuple(_family_condition(c, tested.get(hypothesis_key(v, c) or ()), level) for c in v.conditions)
-        word, reason, settle = _combine(v.claim, conds)
+        word, reason, settle = _combine(conds)
         in_family = all(hypothesis_key(v, c) is not None for c in v.conditions) and bool(conds)
         decided = dataclasses.replace(
             v,
@@ -891,13 +815,10 @@ _ON_ITS_OWN = {
 
 
 def apply_presuppositions(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    """Claims that presuppose others (``Claim.presupposes``) read their premises' verdicts on the same model, each
-    premise with its own premises applied first: premise fails -> a claim that does not fail on its own fails and
-    names it ("its premise A1 fails here ..."), whether or not it could be evaluated on its own; premise
-    inconclusive or not evaluated -> a claim that would hold is inconclusive; premise holds -> noted. A verdict a
-    premise set (``set_by_premise``) carries the premise's reason and no p of its own (its conditions keep theirs, as
-    evidence "on its own"); a claim that fails on its own keeps its own reason and p. A premise not in the list is
-    noted as not checked in this run."""
+    """Each claim read against its premises' verdicts on the same model (their own premises applied first): premise
+    fails -> a claim that does not fail on its own fails, evaluated on its own or not; premise inconclusive or not
+    evaluated -> a claim that would hold is inconclusive; else noted. A verdict a premise set (``set_by_premise``)
+    has no p of its own (its conditions keep theirs); a premise not in the list is noted as not checked."""
     by_key = {(v.model, v.claim): v for v in verdicts}
     done: dict[int, Verdict] = {}
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from layerclaims import study as registry
 from layerclaims.errors import UsageError
@@ -65,9 +65,8 @@ def format_condition(statistic: str, comparison: str, threshold: float) -> str:
 
 def as_comparison(value: str) -> Comparison:
     """``value`` as a :data:`Comparison`; ValueError when it is none of :data:`COMPARISONS`."""
-    for c in COMPARISONS:
-        if value == c:
-            return c
+    if value in COMPARISONS:
+        return cast(Comparison, value)
     raise ValueError(f"unknown comparison {value!r}: use one of {', '.join(COMPARISONS)}")
 
 
@@ -96,8 +95,7 @@ class Claim:
 
     @property
     def options(self) -> dict[str, Any]:
-        """``settings`` as keyword arguments of the study's ``Config``
-        (``run.run_study(study, handle, **options)``)."""
+        """``settings`` as keyword arguments of the study's ``Config``."""
         return dict(self.settings)
 
     @property
@@ -134,14 +132,19 @@ class _Where:
         stop = "" if problem.endswith(("?", ".")) else "."
         return UsageError(f"{where}: {problem}{stop} Fix: {fix}")
 
-    def unknown(self, prefix: str, key: str, valid: Sequence[str], what: str) -> UsageError:
-        """An unknown key, named with the nearest valid one when there is a close one (``treshold``)."""
+    def check_keys(self, prefix: str, keys: Iterable[str], valid: Sequence[str], what: str) -> None:
+        """UsageError for the first (sorted) key not in ``valid``, named with the nearest valid one when there is a
+        close one (``treshold``)."""
+        unknown = sorted(set(keys) - set(valid))
+        if not unknown:
+            return
+        key = unknown[0]
         near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
         if near:
-            return self.error(
+            raise self.error(
                 f"{prefix}{key}", f"unknown key {key!r}; did you mean {near[0]!r}?", f"rename {key} to {near[0]}"
             )
-        return self.error(f"{prefix}{key}", f"unknown key {key!r}: not {what}", f"use only {', '.join(valid)}")
+        raise self.error(f"{prefix}{key}", f"unknown key {key!r}: not {what}", f"use only {', '.join(valid)}")
 
 
 def _freeze(value: Any) -> Any:
@@ -162,12 +165,6 @@ def _string(where: _Where, table: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise where.error(name, f"{value!r} is not a non-empty string", f'write {name} = "..."')
     return value.strip() if name != "text" else value
-
-
-def _known_blocks(model: str) -> int | None:
-    from layerclaims.identity import known_blocks
-
-    return known_blocks(model)
 
 
 def _finite(where: _Where, name: str, value: Any) -> None:
@@ -219,9 +216,7 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
         raise where.error(
             name, f"{raw!r} is not a table", 'write { statistic = "...", comparison = ">", threshold = 0 }'
         )
-    extra = sorted(set(raw) - set(_CONDITION_FIELDS))
-    if extra:
-        raise where.unknown(f"{name}.", extra[0], _CONDITION_FIELDS, "a condition field")
+    where.check_keys(f"{name}.", raw, _CONDITION_FIELDS, "a condition field")
     for key in _CONDITION_FIELDS:
         if key not in raw:
             raise where.error(f"{name}.{key}", "missing", f"add {key} = ... to the condition")
@@ -263,9 +258,7 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
 
 
 def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
-    unknown = sorted(set(raw) - set(_FIELDS))
-    if unknown:
-        raise where.unknown("", unknown[0], _FIELDS, "a claim field")
+    where.check_keys("", raw, _FIELDS, "a claim field")
     for key in _REQUIRED:
         if key not in raw:
             raise where.error(key, "missing", f"add {key} = ... to the claim (or to the file's [defaults])")
@@ -277,9 +270,11 @@ def _claim(where: _Where, raw: Mapping[str, Any]) -> Claim:
             f"unknown study {study!r}",
             f"use one of {', '.join(registry.names())}, or install the package that registers {study!r}",
         )
+    from layerclaims.identity import known_blocks
+
     declared = registry.get(study)
     model = _string(where, raw, "model")
-    known = _known_blocks(model)
+    known = known_blocks(model)
     blocks = raw.get("model_blocks", known)
     if blocks is None:
         raise where.error(
@@ -357,15 +352,11 @@ def parse_claims(text: str, file: str = "<claims>") -> tuple[Claim, ...]:
         raise UsageError(
             f"{file}: not valid TOML ({exc}). Fix: correct the line named; see README 'Claims as files'"
         ) from None
-    unknown = sorted(set(data) - {"defaults", "claim"})
-    if unknown:
-        raise top.unknown("", unknown[0], ("defaults", "claim"), "a top-level table ([defaults], [[claim]])")
+    top.check_keys("", data, ("defaults", "claim"), "a top-level table ([defaults], [[claim]])")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise top.error("defaults", "not a table", "write [defaults] with key = value lines")
-    bad = sorted(set(defaults) - set(_FIELDS))
-    if bad:
-        raise top.unknown("defaults.", bad[0], _FIELDS, "a claim field")
+    top.check_keys("defaults.", defaults, _FIELDS, "a claim field")
     shared = sorted(set(defaults) & {"id", "conditions"})
     if shared:
         raise top.error(f"defaults.{shared[0]}", "not a field a claim can share", "move it into each [[claim]]")
