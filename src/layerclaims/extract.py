@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -113,11 +113,16 @@ def padded_batches(seqs: list[np.ndarray], batch_size: int) -> Iterator[tuple[np
         yield idx, ids, mask
 
 
+def check_batch_size(batch_size: Any) -> None:
+    """UsageError unless ``batch_size`` is a positive integer (Python or numpy; not a bool)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def _prepare(
     handle: ModelHandle, sequences: SequencesLike, positions: PositionsLike, batch_size: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
     vocab = getattr(handle.model.config, "vocab_size", None)
     seqs = as_sequences(sequences, vocab)
     lengths = [len(s) for s in seqs]
@@ -396,7 +401,8 @@ def first_token_attention(
     path = handle.arch.attention
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     captured: dict[int, torch.Tensor] = {}
-    out: np.ndarray | None = None
+    n_heads = int(cast(Any, handle.model).config.num_attention_heads)  # query heads: the weights' axis 1
+    out = np.empty((len(unique), len(seqs), n_heads), dtype=np.float32)
 
     def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
         hooks: list[Any] = []
@@ -416,18 +422,13 @@ def first_token_attention(
         return hooks
 
     def on_batch(idx: np.ndarray) -> None:
-        nonlocal out
         n_len = torch.from_numpy(lengths[idx])  # [B]
         for b in unique:
             col = captured.pop(b)  # [B, H, Tq]
             valid = torch.arange(col.shape[-1])[None, :] < n_len[:, None]  # [B, Tq]: real queries
             mean = (col * valid[:, None, :]).sum(-1) / n_len[:, None].to(torch.float32)
-            if out is None:
-                out = np.empty((len(unique), len(seqs), col.shape[1]), dtype=np.float32)
             out[slot[b], idx] = mean.numpy()
 
     with eager_attention(handle):
         _run(handle, seqs, pos, batch_size, register, on_batch)
-    if out is None:  # pragma: no cover - _prepare guarantees at least one sequence
-        raise AssertionError("no batch ran")
     return out if chosen == unique else out[[slot[b] for b in chosen]]

@@ -16,6 +16,7 @@ nor transformers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -287,18 +288,14 @@ def identify(handle: Any, *, declared: str | None = None) -> Identification:
     """What a loaded model is shown to be (see the module docstring): one forward pass of a few tokens where a
     :data:`BEHAVIOUR_REFERENCES` number exists. Computed once per handle."""
     if declared is None:
-        try:
+        with contextlib.suppress(KeyError, TypeError):
             return _IDENTIFIED[handle]
-        except (KeyError, TypeError):
-            pass
     name = getattr(handle, "name", None)
     claimed = model_identity(name if isinstance(name, str) else handle, declared=declared)
     ident = _identify(handle, claimed, name, "by its declaration (--as)" if declared is not None else "by its config")
     if declared is None:
-        try:
+        with contextlib.suppress(TypeError):
             _IDENTIFIED[handle] = ident
-        except TypeError:
-            pass
     return ident
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import SequencesLike, as_sequences, hidden_states, padded_batches
+from layerclaims.extract import SequencesLike, as_sequences, check_batch_size, hidden_states, padded_batches
 from layerclaims.models import ModelHandle
 
 
@@ -84,25 +84,6 @@ class Losses:
         return float(np.exp(self.mean))
 
 
-def _check_patches(handle: ModelHandle, patches: Sequence[Patch]) -> None:
-    for p in patches:
-        if not isinstance(p, Patch):
-            raise UsageError(f"patches must be layerclaims.intervene.Patch objects, got {type(p).__name__}")
-        handle.check_blocks([p.block])
-        bad = [d for d in p.dims if not 0 <= d < handle.d_model]
-        if bad:
-            raise UsageError(f"patch dims {bad} are outside 0..{handle.d_model - 1} (d_model of {handle.name})")
-
-
-def _lm_head(handle: ModelHandle) -> None:
-    get = getattr(handle.model, "get_output_embeddings", None)
-    if get is None or get() is None or not handle.arch.causal:
-        raise UsageError(
-            f"{handle.name} has no causal language-model head: next-token loss needs a causal LM "
-            "(e.g. tiny-gpt2, tiny-llama, smollm2-135m, gpt2)"
-        )
-
-
 def next_token_loss(
     handle: ModelHandle,
     sequences: SequencesLike,
@@ -116,11 +97,21 @@ def next_token_loss(
     of its block's output before the next block (or the final norm) reads it; several patches of one block apply in
     the given order. Sequences need at least 2 tokens; ragged batches are right-padded and masked. UsageError for
     an encoder (no causal LM head), a block or dim out of range, or a one-token sequence."""
-    _lm_head(handle)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    get_head = getattr(handle.model, "get_output_embeddings", None)
+    if get_head is None or get_head() is None or not handle.arch.causal:
+        raise UsageError(
+            f"{handle.name} has no causal language-model head: next-token loss needs a causal LM "
+            "(e.g. tiny-gpt2, tiny-llama, smollm2-135m, gpt2)"
+        )
+    check_batch_size(batch_size)
     patches = tuple(patches)
-    _check_patches(handle, patches)
+    for p in patches:
+        if not isinstance(p, Patch):
+            raise UsageError(f"patches must be layerclaims.intervene.Patch objects, got {type(p).__name__}")
+        handle.check_blocks([p.block])
+        bad = [d for d in p.dims if not 0 <= d < handle.d_model]
+        if bad:
+            raise UsageError(f"patch dims {bad} are outside 0..{handle.d_model - 1} (d_model of {handle.name})")
     seqs = as_sequences(sequences, getattr(handle.model.config, "vocab_size", None))
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     short = np.flatnonzero(lengths < 2)
