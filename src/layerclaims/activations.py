@@ -185,13 +185,15 @@ def hidden_states(
         return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))
     seqs = [[int(t) for t in row] for row in sequences]
     spans = [(a, min(a + ROWS_PER_ENTRY, len(seqs))) for a in range(0, len(seqs), ROWS_PER_ENTRY)]
-    model = {
+    base = {
+        "what": "hidden_states",
         "model": str(handle.name),
         "revision": str(handle.revision or ""),
         "device": str(handle.device).split(":")[0],
         "dtype": str(handle.dtype),
+        "positions": int(position),
+        "final": final,
     }
-    base = {"what": "hidden_states", **model, "positions": int(position), "final": final}
     keys = {
         (L, k): {**base, "ids": sequences_digest(seqs[a:b]), "item": L}
         for L in layers

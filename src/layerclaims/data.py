@@ -147,8 +147,6 @@ def check_text_file(
         raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
     if not p.is_file():
         raise UsageError(f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)", fix=_NOT_TEXT)
-    converted = utf8_copy_name(p)
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     offset, content = 0, False
@@ -159,15 +157,11 @@ def check_text_file(
                 if offset == 0:
                     for bom, enc in _BOMS:
                         if block.startswith(bom):
-                            raise EncodingError(
-                                f"{what} {str(path)!r} is {enc} text, not UTF-8",
-                                fix=f"convert it: iconv -f {enc} -t UTF-8 {convert}",
-                                converted=converted,
-                            )
+                            raise _encoding_error(f"{what} {str(path)!r} is {enc} text, not UTF-8", path, enc)
                 try:
                     text = decoder.decode(block, final=not block)
                 except UnicodeDecodeError as exc:
-                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted) from None
+                    raise _not_utf8(what, path, block, offset + exc.start, exc.start) from None
                 if "\x00" in text:
                     raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=_NOT_TEXT)
                 content = content or (bool(text) and not text.isspace())
@@ -196,7 +190,14 @@ def utf8_copy_name(path: Path) -> str:
     return name
 
 
-def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str) -> UsageError:
+def _encoding_error(message: str, path: str | os.PathLike[str], encoding: str) -> EncodingError:
+    """``message`` with the ``iconv`` command that converts ``path`` from ``encoding`` into a new file."""
+    converted = utf8_copy_name(Path(path).expanduser())
+    fix = f"convert it: iconv -f {encoding} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}"
+    return EncodingError(message, fix=fix, converted=converted)
+
+
+def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int) -> UsageError:
     """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``): text (almost no
     control bytes) in Windows-1252 where that decodes it, else Latin-1 (which decodes any byte); else binary."""
     control = sum(block.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
@@ -207,11 +208,11 @@ def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, st
         block.decode("cp1252")
     except UnicodeDecodeError:
         label = "ISO-8859-1"
-    return EncodingError(
+    return _encoding_error(
         f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
         "(Windows Western / Latin-1) text",
-        fix=f"convert it: iconv -f {label} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}",
-        converted=converted,
+        path,
+        label,
     )
 
 

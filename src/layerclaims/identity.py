@@ -271,14 +271,12 @@ class Identification:
     evidence: str
 
     def is_model(self, claim_model: str) -> bool:
-        return self.model is not None and self.model == canonical(claim_model)
+        return self.model == canonical(claim_model)
 
     def note(self, claim_model: str) -> str | None:
         """What a verdict of a claim about ``claim_model`` says about this model's identity (the evidence); None when
         it does not claim to be that model."""
-        if self.claimed is None or self.claimed != canonical(claim_model):
-            return None
-        return self.evidence
+        return self.evidence if self.claimed == canonical(claim_model) else None
 
 
 _IDENTIFIED: weakref.WeakKeyDictionary[Any, Identification] = weakref.WeakKeyDictionary()

@@ -1,13 +1,6 @@
-"""Interventions on the residual stream: set chosen dimensions at chosen positions of chosen blocks' outputs to
-zero or to a fixed value (e.g. their mean over many inputs) during the forward pass, and measure next-token loss.
-
-A :class:`Patch` names one block (0-based; its *output*, the residual stream after the block, which is
-``hidden_states[block + 1]`` of Hugging Face before any final norm), the dimensions, the positions (absolute,
-0-based; None: every position) and the values written there. :func:`next_token_loss` runs the model with its LM
-head and forward hooks that overwrite those entries of the block output before the next block reads them, and
-returns the cross-entropy of every sequence's next-token predictions. :func:`block_output_means` gives the mean of
-chosen dimensions at chosen positions of a block's output over a set of sequences (Sun et al. 2024's "set to
-mean" intervention). Hooks are always removed (``try/finally``).
+"""Interventions on the residual stream: chosen dimensions of chosen blocks' outputs overwritten during the forward
+pass, with zero or a fixed value (e.g. their mean over many inputs, :func:`block_output_means`, Sun et al. 2024's "set
+to mean"), and the next-token loss measured (:func:`next_token_loss`). Hooks are always removed (``try/finally``).
 """
 
 from __future__ import annotations
@@ -28,9 +21,10 @@ from layerclaims.models import ModelHandle
 class Patch:
     """Overwrite ``dims`` of block ``block``'s output at ``positions`` with ``values``.
 
-    ``block``: 0-based block index; ``dims``: residual-stream dimensions (0..d_model-1); ``positions``: absolute
-    0-based token positions (None: all positions; a position past a sequence's end is skipped for that sequence);
-    ``values``: one value for every dim (0.0: zeroing) or one per dim (e.g. :func:`block_output_means`)."""
+    ``block``: 0-based block index (its output: ``hidden_states[block + 1]``, before any final norm); ``dims``:
+    residual-stream dimensions (0..d_model-1); ``positions``: absolute 0-based token positions (None: all positions;
+    a position past a sequence's end is skipped for that sequence); ``values``: one value for every dim (0.0:
+    zeroing) or one per dim (e.g. :func:`block_output_means`)."""
 
     block: int
     dims: tuple[int, ...]
