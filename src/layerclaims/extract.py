@@ -194,13 +194,14 @@ def _stop_hook(module: Any, *_: Any) -> None:
 def hidden_states(
     handle: ModelHandle,
     sequences: SequencesLike,
-    positions: PositionsLike,
+    positions: PositionsLike | None,
     layers: Sequence[int] | int | None = None,
     batch_size: int = 32,
     *,
     final: Final = "post_norm",
 ) -> np.ndarray:
-    """Hidden states at one position per sequence, for the chosen layers.
+    """Hidden states at one position per sequence (``positions=None``: :func:`hidden_state_maps`), for the chosen
+    layers.
 
     Returns float32 ``[n_layers, n_seqs, d_model]``, axis 0 in the order of ``layers`` (None: all,
     ``0..n_blocks``), axis 1 in the order of ``sequences``. Layer ``L`` is ``output_hidden_states[L]``: 0 = the
@@ -208,37 +209,11 @@ def hidden_states(
     ``final="post_norm"`` (default, as Hugging Face), after the final norm where the architecture applies it there
     (``handle.arch.last_hidden_is_normed``: GPT-2, Llama), and with ``final="pre_norm"`` the raw output of the last
     block (what depth trends over block outputs use). Units: the model's residual stream."""
-    return _hidden(handle, sequences, positions, layers, batch_size, final, every_position=False)
-
-
-def hidden_state_maps(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    layers: Sequence[int] | int | None = None,
-    batch_size: int = 16,
-    *,
-    final: Final = "post_norm",
-) -> np.ndarray:
-    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``,
-    layers as :func:`hidden_states`. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31
-    layers of 16 windows of 64 tokens: 73 MB): for the studies that read every position of a few windows.
-    UsageError when the sequences differ in length (cut windows of one length)."""
-    return _hidden(handle, sequences, 0, layers, batch_size, final, every_position=True)
-
-
-def _hidden(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    positions: PositionsLike,
-    layers: Sequence[int] | int | None,
-    batch_size: int,
-    final: Final,
-    every_position: bool,
-) -> np.ndarray:
     if final not in ("post_norm", "pre_norm"):
         raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+    every_position = positions is None
     chosen = handle.check_layers(layers)
-    seqs, pos = _prepare(handle, sequences, positions, batch_size)
+    seqs, pos = _prepare(handle, sequences, 0 if positions is None else positions, batch_size)
     rows: tuple[int, ...] = (len(seqs), handle.d_model)
     if every_position:
         lengths = {len(s) for s in seqs}
@@ -284,6 +259,21 @@ def _hidden(
 
     _run(handle, seqs, None if every_position else pos, batch_size, register, on_batch)
     return out if chosen == unique else out[[slot[layer] for layer in chosen]]
+
+
+def hidden_state_maps(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    layers: Sequence[int] | int | None = None,
+    batch_size: int = 16,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``,
+    layers as :func:`hidden_states`. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31
+    layers of 16 windows of 64 tokens: 73 MB): for the studies that read every position of a few windows.
+    UsageError when the sequences differ in length (cut windows of one length)."""
+    return hidden_states(handle, sequences, None, layers, batch_size, final=final)
 
 
 def qkv(

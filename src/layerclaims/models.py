@@ -330,14 +330,14 @@ def _tiny_config(name: str) -> Any:
     return getattr(transformers, config_class)(**kwargs)
 
 
-def _tiny(name: str) -> tuple[torch.nn.Module, Any, str]:
+def _tiny(name: str) -> tuple[torch.nn.Module, Any, str, str]:
     import transformers
 
     config = _tiny_config(name)
     model_class = getattr(transformers, _TINY_SPECS[name][1])
     extra = {"add_pooling_layer": False} if name == "tiny-bert" else {}
     model = _seeded(lambda: model_class(config, **extra), TINY_SEED)
-    return model, gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+    return model, gpt2_tokenizer(), state_dict_hash(model), f"random:seed={TINY_SEED}"
 
 
 # ---------------------------------------------------------------------------------------------- smollm2-135m
@@ -680,8 +680,7 @@ def load_model(
             stacklevel=2,
         )
     if name in _TINY_SPECS:
-        model, tokenizer, source = _tiny(name)
-        revision = state_dict_hash(model)
+        model, tokenizer, revision, source = _tiny(name)
     elif name == "smollm2-135m":
         model, tokenizer, revision, source = _smollm2()
     elif name == "minilm-l6":
