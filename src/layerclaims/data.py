@@ -459,7 +459,6 @@ class StudyText:
     sha256: str | None
     text: str | None
     body: str | None
-    size_bytes: int
 
     def pieces(self) -> Iterator[str]:
         """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened). Small pieces: a
@@ -600,7 +599,6 @@ def load_study_text(
             sha256=None,
             text=None,
             body=None,
-            size_bytes=path.stat().st_size,
         )
     corpus = load_corpus(key, allow_download=allow_download)
     path = _corpus_file(corpus)
@@ -622,7 +620,6 @@ def load_study_text(
         sha256=_sha256(text.encode("utf-8")),
         text=text,
         body=corpus.text,
-        size_bytes=len(raw),
     )
 
 

@@ -63,19 +63,10 @@ class Losses:
     """Next-token cross-entropy per sequence.
 
     ``per_sequence``: float64 ``[n_seqs]``, the mean cross-entropy (nats per token) of each sequence's ``len - 1``
-    next-token predictions; ``n_predicted``: int ``[n_seqs]``, those counts. ``mean`` is the token-weighted mean
-    (equal to the mean of ``per_sequence`` for equal-length windows); ``perplexity`` is ``exp(mean)``."""
+    next-token predictions; ``n_predicted``: int ``[n_seqs]``, those counts."""
 
     per_sequence: np.ndarray
     n_predicted: np.ndarray
-
-    @property
-    def mean(self) -> float:
-        return float((self.per_sequence * self.n_predicted).sum() / self.n_predicted.sum())
-
-    @property
-    def perplexity(self) -> float:
-        return float(np.exp(self.mean))
 
 
 def next_token_loss(
