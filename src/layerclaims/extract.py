@@ -179,12 +179,27 @@ def _run(
             h.remove()
 
 
-def _output_tensor(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple | list) else out
+def _capture(
+    module: torch.nn.Module,
+    into: dict[Any, torch.Tensor],
+    key: Any,
+    gather: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    inputs: bool = False,
+) -> Any:
+    """Hook ``module`` so that each forward pass stores ``gather`` of its input (``inputs=True``) or of its output
+    in ``into[key]``; returns the hook handle."""
+    if inputs:
 
+        def pre(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            into[key] = gather(args[0] if args else kwargs["hidden_states"])
 
-def _input_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(m: Any, args: Any, output: Any) -> None:
+        into[key] = gather(output[0] if isinstance(output, tuple | list) else output)
+
+    return module.register_forward_hook(post)
 
 
 def _stop_hook(module: Any, *_: Any) -> None:
@@ -231,16 +246,9 @@ def hidden_states(
         hooks: list[Any] = []
         deepest = max(unique)
         for layer in unique:
-
-            def post(module: Any, args: Any, output: Any, layer: int = layer) -> None:
-                captured[layer] = gather(_output_tensor(output))
-
-            def pre(module: Any, args: Any, kwargs: Any) -> None:
-                captured[0] = gather(_input_tensor(args, kwargs))
-
             if layer == 0:
                 module: torch.nn.Module = blocks[0]
-                hooks.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+                hooks.append(_capture(module, captured, 0, gather, inputs=True))
                 if layer == deepest:
                     hooks.append(module.register_forward_pre_hook(_stop_hook))
                 continue
@@ -248,7 +256,7 @@ def hidden_states(
                 module = base_model(handle.model).get_submodule(last_norm)
             else:
                 module = blocks[layer - 1]
-            hooks.append(module.register_forward_hook(post))
+            hooks.append(_capture(module, captured, layer, gather))
             if layer == deepest:
                 hooks.append(module.register_forward_hook(_stop_hook))
         return hooks
@@ -315,17 +323,10 @@ def qkv(
         hooks: list[Any] = []
         for b in unique:
             if block_input:
-
-                def pre(module: Any, args: Any, kwargs: Any, key: tuple[int, str] = (b, "<input>")) -> None:
-                    captured[key] = gather(_input_tensor(args, kwargs))
-
-                hooks.append(block_list[b].get_submodule(q_module).register_forward_pre_hook(pre, with_kwargs=True))
+                q_in = block_list[b].get_submodule(q_module)
+                hooks.append(_capture(q_in, captured, (b, "<input>"), gather, inputs=True))
             for path in modules:
-
-                def hook(module: Any, args: Any, output: Any, key: tuple[int, str] = (b, path)) -> None:
-                    captured[key] = gather(_output_tensor(output))
-
-                hooks.append(block_list[b].get_submodule(path).register_forward_hook(hook))
+                hooks.append(_capture(block_list[b].get_submodule(path), captured, (b, path), gather))
         hooks.append(block_list[max(unique)].register_forward_hook(_stop_hook))
         return hooks
 
