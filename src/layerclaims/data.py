@@ -624,14 +624,11 @@ def load_study_text(
 
 
 def _corpus_file(corpus: Corpus) -> Path:
-    """The local file a loaded corpus was read from (the cache file after a download)."""
+    """The local file a loaded corpus was read from (the cache file after a download: its source is the URL)."""
     path = Path(corpus.source)
+    spec = CORPORA.get(corpus.name)
+    if not path.is_file() and spec is not None:
+        path = cache_dir() / "corpora" / spec.filename
     if path.is_file():
         return path
-    spec = CORPORA.get(corpus.name)
-    if spec is not None:
-        for folder in filter(None, (data_dir(), cache_dir())):
-            candidate = folder / "corpora" / spec.filename
-            if candidate.is_file():
-                return candidate
     raise DataNotFoundError(f"the file behind corpus {corpus.name!r} ({corpus.source}) is gone: run again")
