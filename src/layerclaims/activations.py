@@ -17,11 +17,11 @@ the least recently used entries (modification time, refreshed on every hit) are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from layerclaims.data import cache_dir
+from layerclaims.data import atomic_write, cache_dir
+from layerclaims.errors import UsageError
 
 if TYPE_CHECKING:  # extract imports torch: at run time it is imported where a model runs
     from layerclaims.extract import Final
@@ -72,8 +73,6 @@ def budget_mb() -> float:
     try:
         mb = float(value)
     except ValueError:
-        from layerclaims.errors import UsageError
-
         raise UsageError(f"{BUDGET_ENV}={value!r} is not a number: give a size in MB (0 turns the cache off)") from None
     return max(mb, 0.0)
 
@@ -100,12 +99,9 @@ class ActivationCache:
     def enabled(self) -> bool:
         return self.budget > 0
 
-    @staticmethod
-    def digest(key: dict[str, Any]) -> str:
-        return hashlib.sha256(json.dumps({"format": FORMAT, **key}, sort_keys=True).encode()).hexdigest()
-
     def path(self, key: dict[str, Any]) -> Path:
-        return self.root / f"{self.digest(key)}.npyc"
+        digest = hashlib.sha256(json.dumps({"format": FORMAT, **key}, sort_keys=True).encode()).hexdigest()
+        return self.root / f"{digest}.npyc"
 
     def get(self, key: dict[str, Any]) -> np.ndarray | None:
         """The stored array, or None (missing; or corrupt: deleted with a one-line warning)."""
@@ -126,10 +122,8 @@ class ActivationCache:
             path.unlink(missing_ok=True)
             STATS.rebuilt += 1
             return None
-        try:
+        with contextlib.suppress(OSError):
             os.utime(path)  # least recently USED: a hit refreshes the entry
-        except OSError:
-            pass
         return arr
 
     def put(self, key: dict[str, Any], array: np.ndarray) -> None:
@@ -141,19 +135,11 @@ class ActivationCache:
         payload = buf.getvalue()
         if len(payload) > self.budget * 2**20:
             return  # larger than the whole budget: not worth keeping
-        self.root.mkdir(parents=True, exist_ok=True)
         dest = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{dest.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n")
-                fh.write(payload)
-            os.replace(tmp, dest)
+            atomic_write(dest, hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload)
         except OSError as exc:
             warnings.warn(f"could not write activation cache entry {dest} ({exc}); continuing without it", stacklevel=2)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         self.evict()
 
     def entries(self) -> list[tuple[float, int, Path]]:
@@ -199,13 +185,15 @@ def hidden_states(
         return np.asarray(extract.hidden_states(handle, sequences, position, layers, batch_size, final=final))
     seqs = [[int(t) for t in row] for row in sequences]
     spans = [(a, min(a + ROWS_PER_ENTRY, len(seqs))) for a in range(0, len(seqs), ROWS_PER_ENTRY)]
-    model = {
+    base = {
+        "what": "hidden_states",
         "model": str(handle.name),
         "revision": str(handle.revision or ""),
         "device": str(handle.device).split(":")[0],
         "dtype": str(handle.dtype),
+        "positions": int(position),
+        "final": final,
     }
-    base = {"what": "hidden_states", **model, "positions": int(position), "final": final}
     keys = {
         (L, k): {**base, "ids": sequences_digest(seqs[a:b]), "item": L}
         for L in layers

@@ -6,6 +6,7 @@ from Project Gutenberg into the cache (checked, then renamed into place).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import hashlib
 import http.client
@@ -146,8 +147,6 @@ def check_text_file(
         raise UsageError(f"{what} {str(path)!r} is a folder, not a file", fix="give the path of a text file in it")
     if not p.is_file():
         raise UsageError(f"{what} {str(path)!r} is not a regular file (a device, pipe or socket)", fix=_NOT_TEXT)
-    converted = utf8_copy_name(p)
-    convert = f"{shlex.quote(str(path))} > {shlex.quote(converted)}"
     counts = dict.fromkeys(count, 0)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     offset, content = 0, False
@@ -158,15 +157,11 @@ def check_text_file(
                 if offset == 0:
                     for bom, enc in _BOMS:
                         if block.startswith(bom):
-                            raise EncodingError(
-                                f"{what} {str(path)!r} is {enc} text, not UTF-8",
-                                fix=f"convert it: iconv -f {enc} -t UTF-8 {convert}",
-                                converted=converted,
-                            )
+                            raise _encoding_error(f"{what} {str(path)!r} is {enc} text, not UTF-8", path, enc)
                 try:
                     text = decoder.decode(block, final=not block)
                 except UnicodeDecodeError as exc:
-                    raise _not_utf8(what, path, block, offset + exc.start, exc.start, converted) from None
+                    raise _not_utf8(what, path, block, offset + exc.start, exc.start) from None
                 if "\x00" in text:
                     raise UsageError(f"{what} {str(path)!r} is not a text file (it contains NUL bytes)", fix=_NOT_TEXT)
                 content = content or (bool(text) and not text.isspace())
@@ -195,7 +190,14 @@ def utf8_copy_name(path: Path) -> str:
     return name
 
 
-def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int, converted: str) -> UsageError:
+def _encoding_error(message: str, path: str | os.PathLike[str], encoding: str) -> EncodingError:
+    """``message`` with the ``iconv`` command that converts ``path`` from ``encoding`` into a new file."""
+    converted = utf8_copy_name(Path(path).expanduser())
+    fix = f"convert it: iconv -f {encoding} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}"
+    return EncodingError(message, fix=fix, converted=converted)
+
+
+def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, start: int) -> UsageError:
     """The error for a file that stops being UTF-8 at byte ``at`` (``start`` within ``block``): text (almost no
     control bytes) in Windows-1252 where that decodes it, else Latin-1 (which decodes any byte); else binary."""
     control = sum(block.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
@@ -206,11 +208,11 @@ def _not_utf8(what: str, path: str | os.PathLike[str], block: bytes, at: int, st
         block.decode("cp1252")
     except UnicodeDecodeError:
         label = "ISO-8859-1"
-    return EncodingError(
+    return _encoding_error(
         f"{what} {str(path)!r} is not UTF-8 (byte {at}: {block[start : start + 1]!r}); it reads as {label} "
         "(Windows Western / Latin-1) text",
-        fix=f"convert it: iconv -f {label} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}",
-        converted=converted,
+        path,
+        label,
     )
 
 
@@ -234,21 +236,18 @@ def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | N
     return Corpus(name=name, text=text, sha256=sha, source=source or str(path), edition=edition)
 
 
-def _check_download(data: bytes, url: str, expected_len: int | None) -> None:
-    """Raise CorruptCacheError when a downloaded Gutenberg text is empty, truncated or not a Gutenberg text."""
-    if not data:
-        raise CorruptCacheError(f"download of {url} was empty")
-    if expected_len is not None and len(data) != expected_len:
-        raise CorruptCacheError(f"download of {url} was truncated: {len(data)} of {expected_len} bytes")
+def atomic_write(dest: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``dest``, then rename it into place: a reader never sees a partial
+    file, and nothing is left behind on an error."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CorruptCacheError(f"download of {url} is not UTF-8 text: {exc}") from exc
-    text = text.replace("\r\n", "\n")
-    if not _START.search(text) or not _END.search(text):
-        raise CorruptCacheError(
-            f"download of {url} lacks the Gutenberg '*** START OF' / '*** END OF' markers: truncated or not the ebook"
-        )
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
@@ -266,16 +265,19 @@ def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Pa
         ) from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise DataNotFoundError(f"could not download {url}: {exc}") from exc
-    _check_download(data, url, int(length) if length and length.isdigit() else None)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    if not data:
+        raise CorruptCacheError(f"download of {url} was empty")
+    if length and length.isdigit() and len(data) != int(length):
+        raise CorruptCacheError(f"download of {url} was truncated: {len(data)} of {int(length)} bytes")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        text = data.decode("utf-8-sig").replace("\r\n", "\n")
+    except UnicodeDecodeError as exc:
+        raise CorruptCacheError(f"download of {url} is not UTF-8 text: {exc}") from exc
+    if not _START.search(text) or not _END.search(text):
+        raise CorruptCacheError(
+            f"download of {url} lacks the Gutenberg '*** START OF' / '*** END OF' markers: truncated or not the ebook"
+        )
+    atomic_write(dest, data)
     return dest
 
 
@@ -457,7 +459,6 @@ class StudyText:
     sha256: str | None
     text: str | None
     body: str | None
-    size_bytes: int
 
     def pieces(self) -> Iterator[str]:
         """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened). Small pieces: a
@@ -496,11 +497,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _open_text(path: Path) -> Any:
+@contextlib.contextmanager
+def _open_text(path: Path) -> Iterator[Any]:
+    """The file as text (universal newlines: ``\r\n`` and ``\r`` arrive as ``\n``); CorruptCacheError where it
+    is not UTF-8."""
     try:
-        return path.open(encoding="utf-8-sig", newline=None)  # universal newlines: \r\n and \r arrive as \n
-    except OSError as exc:  # pragma: no cover - checked by the caller
-        raise DataNotFoundError(f"cannot read {path}: {exc}") from exc
+        with path.open(encoding="utf-8-sig", newline=None) as fh:
+            yield fh
+    except UnicodeDecodeError as exc:
+        raise CorruptCacheError(f"{path} is not UTF-8 text ({exc}): give the path of a UTF-8 plain text file") from exc
 
 
 def _read_lines_block(fh: Any, size: int) -> str:
@@ -514,56 +519,50 @@ def _read_lines_block(fh: Any, size: int) -> str:
 
 
 def _stream_served(path: Path) -> Iterator[str]:
-    try:
-        with _open_text(path) as fh:
-            while block := _read_lines_block(fh, _READ_CHARS):
-                yield block.replace("\n", "\r\n")
-    except UnicodeDecodeError as exc:
-        raise CorruptCacheError(f"{path} is not UTF-8 text ({exc}): give the path of a UTF-8 plain text file") from exc
+    with _open_text(path) as fh:
+        while block := _read_lines_block(fh, _READ_CHARS):
+            yield block.replace("\n", "\r\n")
 
 
 def _stream_body(path: Path) -> Iterator[str]:
     """The body of a large Gutenberg text in pieces, as :func:`strip_gutenberg` would cut it (see StudyText)."""
-    try:
-        with _open_text(path) as fh:
-            head = _read_lines_block(fh, HEADER_SEARCH_CHARS)
-            start = _START.search(head)
-            pending = head[start.end() :] if start else head
-            at_start = start is not None  # the body's leading whitespace is stripped
-            tail = ""  # trailing whitespace held back: dropped where the body ends
-            line_start = True  # whether pending begins a line (a block may end inside a very long line)
-            while True:
-                more = _read_lines_block(fh, _READ_CHARS)
-                # A short unfinished last line is held back and joined to the next block: it may be the beginning
-                # of an END line that the block boundary cut. A longer one cannot be (the marker is short).
-                held = ""
-                if more and not pending.endswith("\n"):
-                    nl = pending.rfind("\n")
-                    if (nl >= 0 or line_start) and len(pending) - nl - 1 <= _MARKER_CHARS:
-                        held, pending = pending[nl + 1 :], pending[: nl + 1]
-                next_line_start = bool(held) or pending.endswith("\n")
-                # an END line begins a line: at pending[0] only when pending begins one
-                end = _END.search(pending, 0 if line_start else 1) if "***" in pending else None
-                if end is not None:
-                    pending = pending[: end.start()]
-                if at_start:
-                    pending = pending.lstrip()
-                    at_start = not pending
-                body = pending.rstrip()
-                if body:
-                    yield tail + body
-                    tail = pending[len(body) :]
-                else:
-                    tail += pending
-                if end is not None:
-                    return
-                if not more:
-                    if start is None and tail:
-                        yield tail
-                    return
-                pending, line_start = held + more, next_line_start
-    except UnicodeDecodeError as exc:
-        raise CorruptCacheError(f"{path} is not UTF-8 text ({exc}): give the path of a UTF-8 plain text file") from exc
+    with _open_text(path) as fh:
+        head = _read_lines_block(fh, HEADER_SEARCH_CHARS)
+        start = _START.search(head)
+        pending = head[start.end() :] if start else head
+        at_start = start is not None  # the body's leading whitespace is stripped
+        tail = ""  # trailing whitespace held back: dropped where the body ends
+        line_start = True  # whether pending begins a line (a block may end inside a very long line)
+        while True:
+            more = _read_lines_block(fh, _READ_CHARS)
+            # A short unfinished last line is held back and joined to the next block: it may be the beginning
+            # of an END line that the block boundary cut. A longer one cannot be (the marker is short).
+            held = ""
+            if more and not pending.endswith("\n"):
+                nl = pending.rfind("\n")
+                if (nl >= 0 or line_start) and len(pending) - nl - 1 <= _MARKER_CHARS:
+                    held, pending = pending[nl + 1 :], pending[: nl + 1]
+            next_line_start = bool(held) or pending.endswith("\n")
+            # an END line begins a line: at pending[0] only when pending begins one
+            end = _END.search(pending, 0 if line_start else 1) if "***" in pending else None
+            if end is not None:
+                pending = pending[: end.start()]
+            if at_start:
+                pending = pending.lstrip()
+                at_start = not pending
+            body = pending.rstrip()
+            if body:
+                yield tail + body
+                tail = pending[len(body) :]
+            else:
+                tail += pending
+            if end is not None:
+                return
+            if not more:
+                if start is None and tail:
+                    yield tail
+                return
+            pending, line_start = held + more, next_line_start
 
 
 def load_study_text(
@@ -600,7 +599,6 @@ def load_study_text(
             sha256=None,
             text=None,
             body=None,
-            size_bytes=path.stat().st_size,
         )
     corpus = load_corpus(key, allow_download=allow_download)
     path = _corpus_file(corpus)
@@ -622,19 +620,15 @@ def load_study_text(
         sha256=_sha256(text.encode("utf-8")),
         text=text,
         body=corpus.text,
-        size_bytes=len(raw),
     )
 
 
 def _corpus_file(corpus: Corpus) -> Path:
-    """The local file a loaded corpus was read from (the cache file after a download)."""
+    """The local file a loaded corpus was read from (the cache file after a download: its source is the URL)."""
     path = Path(corpus.source)
+    spec = CORPORA.get(corpus.name)
+    if not path.is_file() and spec is not None:
+        path = cache_dir() / "corpora" / spec.filename
     if path.is_file():
         return path
-    spec = CORPORA.get(corpus.name)
-    if spec is not None:
-        for folder in filter(None, (data_dir(), cache_dir())):
-            candidate = folder / "corpora" / spec.filename
-            if candidate.is_file():
-                return candidate
     raise DataNotFoundError(f"the file behind corpus {corpus.name!r} ({corpus.source}) is gone: run again")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -113,11 +113,16 @@ def padded_batches(seqs: list[np.ndarray], batch_size: int) -> Iterator[tuple[np
         yield idx, ids, mask
 
 
+def check_batch_size(batch_size: Any) -> None:
+    """UsageError unless ``batch_size`` is a positive integer (Python or numpy; not a bool)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def _prepare(
     handle: ModelHandle, sequences: SequencesLike, positions: PositionsLike, batch_size: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
     vocab = getattr(handle.model.config, "vocab_size", None)
     seqs = as_sequences(sequences, vocab)
     lengths = [len(s) for s in seqs]
@@ -174,12 +179,27 @@ def _run(
             h.remove()
 
 
-def _output_tensor(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple | list) else out
+def _capture(
+    module: torch.nn.Module,
+    into: dict[Any, torch.Tensor],
+    key: Any,
+    gather: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    inputs: bool = False,
+) -> Any:
+    """Hook ``module`` so that each forward pass stores ``gather`` of its input (``inputs=True``) or of its output
+    in ``into[key]``; returns the hook handle."""
+    if inputs:
 
+        def pre(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            into[key] = gather(args[0] if args else kwargs["hidden_states"])
 
-def _input_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(m: Any, args: Any, output: Any) -> None:
+        into[key] = gather(output[0] if isinstance(output, tuple | list) else output)
+
+    return module.register_forward_hook(post)
 
 
 def _stop_hook(module: Any, *_: Any) -> None:
@@ -189,13 +209,14 @@ def _stop_hook(module: Any, *_: Any) -> None:
 def hidden_states(
     handle: ModelHandle,
     sequences: SequencesLike,
-    positions: PositionsLike,
+    positions: PositionsLike | None,
     layers: Sequence[int] | int | None = None,
     batch_size: int = 32,
     *,
     final: Final = "post_norm",
 ) -> np.ndarray:
-    """Hidden states at one position per sequence, for the chosen layers.
+    """Hidden states at one position per sequence (``positions=None``: :func:`hidden_state_maps`), for the chosen
+    layers.
 
     Returns float32 ``[n_layers, n_seqs, d_model]``, axis 0 in the order of ``layers`` (None: all,
     ``0..n_blocks``), axis 1 in the order of ``sequences``. Layer ``L`` is ``output_hidden_states[L]``: 0 = the
@@ -203,37 +224,11 @@ def hidden_states(
     ``final="post_norm"`` (default, as Hugging Face), after the final norm where the architecture applies it there
     (``handle.arch.last_hidden_is_normed``: GPT-2, Llama), and with ``final="pre_norm"`` the raw output of the last
     block (what depth trends over block outputs use). Units: the model's residual stream."""
-    return _hidden(handle, sequences, positions, layers, batch_size, final, every_position=False)
-
-
-def hidden_state_maps(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    layers: Sequence[int] | int | None = None,
-    batch_size: int = 16,
-    *,
-    final: Final = "post_norm",
-) -> np.ndarray:
-    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``,
-    layers as :func:`hidden_states`. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31
-    layers of 16 windows of 64 tokens: 73 MB): for the studies that read every position of a few windows.
-    UsageError when the sequences differ in length (cut windows of one length)."""
-    return _hidden(handle, sequences, 0, layers, batch_size, final, every_position=True)
-
-
-def _hidden(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    positions: PositionsLike,
-    layers: Sequence[int] | int | None,
-    batch_size: int,
-    final: Final,
-    every_position: bool,
-) -> np.ndarray:
     if final not in ("post_norm", "pre_norm"):
         raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+    every_position = positions is None
     chosen = handle.check_layers(layers)
-    seqs, pos = _prepare(handle, sequences, positions, batch_size)
+    seqs, pos = _prepare(handle, sequences, 0 if positions is None else positions, batch_size)
     rows: tuple[int, ...] = (len(seqs), handle.d_model)
     if every_position:
         lengths = {len(s) for s in seqs}
@@ -251,16 +246,9 @@ def _hidden(
         hooks: list[Any] = []
         deepest = max(unique)
         for layer in unique:
-
-            def post(module: Any, args: Any, output: Any, layer: int = layer) -> None:
-                captured[layer] = gather(_output_tensor(output))
-
-            def pre(module: Any, args: Any, kwargs: Any) -> None:
-                captured[0] = gather(_input_tensor(args, kwargs))
-
             if layer == 0:
                 module: torch.nn.Module = blocks[0]
-                hooks.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+                hooks.append(_capture(module, captured, 0, gather, inputs=True))
                 if layer == deepest:
                     hooks.append(module.register_forward_pre_hook(_stop_hook))
                 continue
@@ -268,7 +256,7 @@ def _hidden(
                 module = base_model(handle.model).get_submodule(last_norm)
             else:
                 module = blocks[layer - 1]
-            hooks.append(module.register_forward_hook(post))
+            hooks.append(_capture(module, captured, layer, gather))
             if layer == deepest:
                 hooks.append(module.register_forward_hook(_stop_hook))
         return hooks
@@ -279,6 +267,21 @@ def _hidden(
 
     _run(handle, seqs, None if every_position else pos, batch_size, register, on_batch)
     return out if chosen == unique else out[[slot[layer] for layer in chosen]]
+
+
+def hidden_state_maps(
+    handle: ModelHandle,
+    sequences: SequencesLike,
+    layers: Sequence[int] | int | None = None,
+    batch_size: int = 16,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """Hidden states at every position of equal-length sequences: float32 ``[n_layers, n_seqs, T, d_model]``,
+    layers as :func:`hidden_states`. Memory is ``4 * n_layers * n_seqs * T * d_model`` bytes (SmolLM2-135M, all 31
+    layers of 16 windows of 64 tokens: 73 MB): for the studies that read every position of a few windows.
+    UsageError when the sequences differ in length (cut windows of one length)."""
+    return hidden_states(handle, sequences, None, layers, batch_size, final=final)
 
 
 def qkv(
@@ -320,17 +323,10 @@ def qkv(
         hooks: list[Any] = []
         for b in unique:
             if block_input:
-
-                def pre(module: Any, args: Any, kwargs: Any, key: tuple[int, str] = (b, "<input>")) -> None:
-                    captured[key] = gather(_input_tensor(args, kwargs))
-
-                hooks.append(block_list[b].get_submodule(q_module).register_forward_pre_hook(pre, with_kwargs=True))
+                q_in = block_list[b].get_submodule(q_module)
+                hooks.append(_capture(q_in, captured, (b, "<input>"), gather, inputs=True))
             for path in modules:
-
-                def hook(module: Any, args: Any, output: Any, key: tuple[int, str] = (b, path)) -> None:
-                    captured[key] = gather(_output_tensor(output))
-
-                hooks.append(block_list[b].get_submodule(path).register_forward_hook(hook))
+                hooks.append(_capture(block_list[b].get_submodule(path), captured, (b, path), gather))
         hooks.append(block_list[max(unique)].register_forward_hook(_stop_hook))
         return hooks
 
@@ -396,7 +392,8 @@ def first_token_attention(
     path = handle.arch.attention
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     captured: dict[int, torch.Tensor] = {}
-    out: np.ndarray | None = None
+    n_heads = int(cast(Any, handle.model).config.num_attention_heads)  # query heads: the weights' axis 1
+    out = np.empty((len(unique), len(seqs), n_heads), dtype=np.float32)
 
     def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
         hooks: list[Any] = []
@@ -416,18 +413,13 @@ def first_token_attention(
         return hooks
 
     def on_batch(idx: np.ndarray) -> None:
-        nonlocal out
         n_len = torch.from_numpy(lengths[idx])  # [B]
         for b in unique:
             col = captured.pop(b)  # [B, H, Tq]
             valid = torch.arange(col.shape[-1])[None, :] < n_len[:, None]  # [B, Tq]: real queries
             mean = (col * valid[:, None, :]).sum(-1) / n_len[:, None].to(torch.float32)
-            if out is None:
-                out = np.empty((len(unique), len(seqs), col.shape[1]), dtype=np.float32)
             out[slot[b], idx] = mean.numpy()
 
     with eager_attention(handle):
         _run(handle, seqs, pos, batch_size, register, on_batch)
-    if out is None:  # pragma: no cover - _prepare guarantees at least one sequence
-        raise AssertionError("no batch ran")
     return out if chosen == unique else out[[slot[b] for b in chosen]]

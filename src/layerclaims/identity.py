@@ -16,6 +16,7 @@ nor transformers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -270,14 +271,12 @@ class Identification:
     evidence: str
 
     def is_model(self, claim_model: str) -> bool:
-        return self.model is not None and self.model == canonical(claim_model)
+        return self.model == canonical(claim_model)
 
     def note(self, claim_model: str) -> str | None:
         """What a verdict of a claim about ``claim_model`` says about this model's identity (the evidence); None when
         it does not claim to be that model."""
-        if self.claimed is None or self.claimed != canonical(claim_model):
-            return None
-        return self.evidence
+        return self.evidence if self.claimed == canonical(claim_model) else None
 
 
 _IDENTIFIED: weakref.WeakKeyDictionary[Any, Identification] = weakref.WeakKeyDictionary()
@@ -287,18 +286,14 @@ def identify(handle: Any, *, declared: str | None = None) -> Identification:
     """What a loaded model is shown to be (see the module docstring): one forward pass of a few tokens where a
     :data:`BEHAVIOUR_REFERENCES` number exists. Computed once per handle."""
     if declared is None:
-        try:
+        with contextlib.suppress(KeyError, TypeError):
             return _IDENTIFIED[handle]
-        except (KeyError, TypeError):
-            pass
     name = getattr(handle, "name", None)
     claimed = model_identity(name if isinstance(name, str) else handle, declared=declared)
     ident = _identify(handle, claimed, name, "by its declaration (--as)" if declared is not None else "by its config")
     if declared is None:
-        try:
+        with contextlib.suppress(TypeError):
             _IDENTIFIED[handle] = ident
-        except TypeError:
-            pass
     return ident
 
 

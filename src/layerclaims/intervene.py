@@ -1,13 +1,6 @@
-"""Interventions on the residual stream: set chosen dimensions at chosen positions of chosen blocks' outputs to
-zero or to a fixed value (e.g. their mean over many inputs) during the forward pass, and measure next-token loss.
-
-A :class:`Patch` names one block (0-based; its *output*, the residual stream after the block, which is
-``hidden_states[block + 1]`` of Hugging Face before any final norm), the dimensions, the positions (absolute,
-0-based; None: every position) and the values written there. :func:`next_token_loss` runs the model with its LM
-head and forward hooks that overwrite those entries of the block output before the next block reads them, and
-returns the cross-entropy of every sequence's next-token predictions. :func:`block_output_means` gives the mean of
-chosen dimensions at chosen positions of a block's output over a set of sequences (Sun et al. 2024's "set to
-mean" intervention). Hooks are always removed (``try/finally``).
+"""Interventions on the residual stream: chosen dimensions of chosen blocks' outputs overwritten during the forward
+pass, with zero or a fixed value (e.g. their mean over many inputs, :func:`block_output_means`, Sun et al. 2024's "set
+to mean"), and the next-token loss measured (:func:`next_token_loss`). Hooks are always removed (``try/finally``).
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ import numpy as np
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import SequencesLike, as_sequences, hidden_states, padded_batches
+from layerclaims.extract import SequencesLike, as_sequences, check_batch_size, hidden_states, padded_batches
 from layerclaims.models import ModelHandle
 
 
@@ -28,9 +21,10 @@ from layerclaims.models import ModelHandle
 class Patch:
     """Overwrite ``dims`` of block ``block``'s output at ``positions`` with ``values``.
 
-    ``block``: 0-based block index; ``dims``: residual-stream dimensions (0..d_model-1); ``positions``: absolute
-    0-based token positions (None: all positions; a position past a sequence's end is skipped for that sequence);
-    ``values``: one value for every dim (0.0: zeroing) or one per dim (e.g. :func:`block_output_means`)."""
+    ``block``: 0-based block index (its output: ``hidden_states[block + 1]``, before any final norm); ``dims``:
+    residual-stream dimensions (0..d_model-1); ``positions``: absolute 0-based token positions (None: all positions;
+    a position past a sequence's end is skipped for that sequence); ``values``: one value for every dim (0.0:
+    zeroing) or one per dim (e.g. :func:`block_output_means`)."""
 
     block: int
     dims: tuple[int, ...]
@@ -69,38 +63,10 @@ class Losses:
     """Next-token cross-entropy per sequence.
 
     ``per_sequence``: float64 ``[n_seqs]``, the mean cross-entropy (nats per token) of each sequence's ``len - 1``
-    next-token predictions; ``n_predicted``: int ``[n_seqs]``, those counts. ``mean`` is the token-weighted mean
-    (equal to the mean of ``per_sequence`` for equal-length windows); ``perplexity`` is ``exp(mean)``."""
+    next-token predictions; ``n_predicted``: int ``[n_seqs]``, those counts."""
 
     per_sequence: np.ndarray
     n_predicted: np.ndarray
-
-    @property
-    def mean(self) -> float:
-        return float((self.per_sequence * self.n_predicted).sum() / self.n_predicted.sum())
-
-    @property
-    def perplexity(self) -> float:
-        return float(np.exp(self.mean))
-
-
-def _check_patches(handle: ModelHandle, patches: Sequence[Patch]) -> None:
-    for p in patches:
-        if not isinstance(p, Patch):
-            raise UsageError(f"patches must be layerclaims.intervene.Patch objects, got {type(p).__name__}")
-        handle.check_blocks([p.block])
-        bad = [d for d in p.dims if not 0 <= d < handle.d_model]
-        if bad:
-            raise UsageError(f"patch dims {bad} are outside 0..{handle.d_model - 1} (d_model of {handle.name})")
-
-
-def _lm_head(handle: ModelHandle) -> None:
-    get = getattr(handle.model, "get_output_embeddings", None)
-    if get is None or get() is None or not handle.arch.causal:
-        raise UsageError(
-            f"{handle.name} has no causal language-model head: next-token loss needs a causal LM "
-            "(e.g. tiny-gpt2, tiny-llama, smollm2-135m, gpt2)"
-        )
 
 
 def next_token_loss(
@@ -116,11 +82,21 @@ def next_token_loss(
     of its block's output before the next block (or the final norm) reads it; several patches of one block apply in
     the given order. Sequences need at least 2 tokens; ragged batches are right-padded and masked. UsageError for
     an encoder (no causal LM head), a block or dim out of range, or a one-token sequence."""
-    _lm_head(handle)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+    get_head = getattr(handle.model, "get_output_embeddings", None)
+    if get_head is None or get_head() is None or not handle.arch.causal:
+        raise UsageError(
+            f"{handle.name} has no causal language-model head: next-token loss needs a causal LM "
+            "(e.g. tiny-gpt2, tiny-llama, smollm2-135m, gpt2)"
+        )
+    check_batch_size(batch_size)
     patches = tuple(patches)
-    _check_patches(handle, patches)
+    for p in patches:
+        if not isinstance(p, Patch):
+            raise UsageError(f"patches must be layerclaims.intervene.Patch objects, got {type(p).__name__}")
+        handle.check_blocks([p.block])
+        bad = [d for d in p.dims if not 0 <= d < handle.d_model]
+        if bad:
+            raise UsageError(f"patch dims {bad} are outside 0..{handle.d_model - 1} (d_model of {handle.name})")
     seqs = as_sequences(sequences, getattr(handle.model.config, "vocab_size", None))
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     short = np.flatnonzero(lengths < 2)

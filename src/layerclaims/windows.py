@@ -17,6 +17,7 @@ import numpy as np
 
 from layerclaims.data import load_corpus
 from layerclaims.errors import UsageError
+from layerclaims.tokens import encode_plain
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,14 +75,9 @@ def corpus_windows(tokenizer: Any, corpus: str, n_windows: int, length: int, see
     key = (id(tokenizer), text.sha256)
     if key not in _TOKENS:
         _TOKENS.clear()
-        try:  # verbose=False: no "longer than the maximum length" warning, the text is cut into windows below
-            _TOKENS[key] = list(tokenizer.encode(text.text, add_special_tokens=False, verbose=False))
-        except TypeError:  # a tokenizer without ``verbose``
-            _TOKENS[key] = list(tokenizer.encode(text.text, add_special_tokens=False))
+        _TOKENS[key] = encode_plain(tokenizer, text.text)
     ids = _TOKENS[key]
-    span = length - 1 if add_bos else length
-    if span < 1:
-        raise UsageError("length must leave at least one text token after the BOS token: use length >= 2")
+    span = length - 1 if add_bos else length  # >= 1: length >= 2
     n_slots = len(ids) // span
     if n_slots < n_windows:
         raise UsageError(

@@ -319,42 +319,35 @@ def test_cuda_matches_cpu(tiny_gpt2: ModelHandle) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("fn", "kwargs", "match"),
     [
-        ({"positions": 5}, r"position 5 is outside sequence 0 of length 3: valid positions are 0\.\.2 or -3\.\.-1"),
-        ({"positions": -4}, r"position -4 is outside sequence 0"),
-        ({"positions": [0]}, r"one int or one per sequence"),
-        ({"positions": 0.5}, r"integers"),
-        ({"layers": [5]}, r"layer 5 is out of range: hidden-state layers are 0\.\.4"),
-        ({"layers": [-1]}, r"layer -1 is out of range"),
-        ({"layers": []}, r"no layers selected"),
-        ({"sequences": []}, r"no sequences"),
-        ({"sequences": [[1, 2], []]}, r"sequence 1 is empty"),
-        ({"sequences": [1, 2, 3]}, r"flat list of ints"),
-        ({"sequences": [[1, 50257]]}, r"token id 50257 outside the model's vocabulary 0\.\.50256"),
-        ({"sequences": [[0.5, 1.0]]}, r"must be integers"),
-        ({"sequences": [list(range(1025))]}, r"1025 tokens .* at most 1024"),
-        ({"batch_size": 0}, r"batch_size must be a positive integer"),
-        ({"final": "after_norm"}, r"final must be"),
+        (
+            hidden_states,
+            {"positions": 5},
+            r"position 5 is outside sequence 0 of length 3: valid positions are 0\.\.2 or -3\.\.-1",
+        ),
+        (hidden_states, {"positions": -4}, r"position -4 is outside sequence 0"),
+        (hidden_states, {"positions": [0]}, r"one int or one per sequence"),
+        (hidden_states, {"positions": 0.5}, r"integers"),
+        (hidden_states, {"layers": [5]}, r"layer 5 is out of range: hidden-state layers are 0\.\.4"),
+        (hidden_states, {"layers": [-1]}, r"layer -1 is out of range"),
+        (hidden_states, {"layers": []}, r"no layers selected"),
+        (hidden_states, {"sequences": []}, r"no sequences"),
+        (hidden_states, {"sequences": [[1, 2], []]}, r"sequence 1 is empty"),
+        (hidden_states, {"sequences": [1, 2, 3]}, r"flat list of ints"),
+        (hidden_states, {"sequences": [[1, 50257]]}, r"token id 50257 outside the model's vocabulary 0\.\.50256"),
+        (hidden_states, {"sequences": [[0.5, 1.0]]}, r"must be integers"),
+        (hidden_states, {"sequences": [list(range(1025))]}, r"1025 tokens .* at most 1024"),
+        (hidden_states, {"batch_size": 0}, r"batch_size must be a positive integer"),
+        (hidden_states, {"final": "after_norm"}, r"final must be"),
+        (qkv, {"blocks": [4]}, r"block 4 is out of range: blocks are 0\.\.3"),
+        (qkv, {"blocks": [True]}, r"not an integer"),
+        (qkv, {"which": ("q", "o")}, r"unknown projection 'o'"),
+        (qkv, {"which": ()}, r"which is empty"),
+        (qkv, {"positions": [9, 0]}, r"position 9 is outside sequence 0 of length 3"),
     ],
 )
-def test_hidden_states_bad_input(tiny_gpt2: ModelHandle, kwargs: dict[str, Any], match: str) -> None:
+def test_bad_input(tiny_gpt2: ModelHandle, fn: Any, kwargs: dict[str, Any], match: str) -> None:
     args: dict[str, Any] = {"sequences": [[1, 2, 3], [4, 5, 6, 7]], "positions": -1, **kwargs}
     with pytest.raises(UsageError, match=match):
-        hidden_states(tiny_gpt2, **args)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"blocks": [4]}, r"block 4 is out of range: blocks are 0\.\.3"),
-        ({"blocks": [True]}, r"not an integer"),
-        ({"which": ("q", "o")}, r"unknown projection 'o'"),
-        ({"which": ()}, r"which is empty"),
-        ({"positions": [9, 0]}, r"position 9 is outside sequence 0 of length 3"),
-    ],
-)
-def test_qkv_bad_input(tiny_gpt2: ModelHandle, kwargs: dict[str, Any], match: str) -> None:
-    args: dict[str, Any] = {"sequences": [[1, 2, 3], [4, 5, 6, 7]], "positions": -1, **kwargs}
-    with pytest.raises(UsageError, match=match):
-        qkv(tiny_gpt2, **args)
+        fn(tiny_gpt2, **args)

@@ -11,9 +11,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from layerclaims import identity
+from layerclaims.data import gpt2_tokenizer
 from layerclaims.errors import UsageError
-from layerclaims.identity import KNOWN_MODELS, arch_facts, check_declared, is_claim_model, model_identity
+from layerclaims.identity import (
+    BEHAVIOUR_REFERENCES,
+    KNOWN_MODELS,
+    REGISTRY_BLOCKS,
+    ArchFacts,
+    BehaviourReference,
+    annotate,
+    arch_facts,
+    check_declared,
+    identify,
+    is_claim_model,
+    known_blocks,
+    model_identity,
+    next_token_loss,
+)
+from layerclaims.models import REGISTRY, load_model, model_shape
+from layerclaims.report import verdict_text
+from layerclaims.verdicts import Verdict
 
 # The config.json of gpt2-medium as save_pretrained writes it (the facts that matter; the rest of the keys do not).
 GPT2_MEDIUM = {"model_type": "gpt2", "n_layer": 24, "n_embd": 1024, "n_head": 16, "vocab_size": 50257}
@@ -83,8 +103,6 @@ def test_a_loaded_handle_is_read_through_its_config(tiny_gpt2: Any) -> None:
 
 
 def test_identity_imports_no_torch() -> None:
-    import subprocess
-
     code = "import sys, layerclaims.identity, layerclaims.claims, layerclaims.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -92,9 +110,6 @@ def test_identity_imports_no_torch() -> None:
 
 def test_registry_blocks_match_the_registry() -> None:
     """identity.REGISTRY_BLOCKS (read by claims files without importing torch) equals each registry model's depth."""
-    from layerclaims.identity import REGISTRY_BLOCKS, known_blocks
-    from layerclaims.models import REGISTRY, model_shape
-
     assert set(REGISTRY_BLOCKS) == set(REGISTRY)
     assert {name: model_shape(name).n_blocks for name in REGISTRY} == REGISTRY_BLOCKS
     assert known_blocks("openai-community/gpt2-medium") == 24 and known_blocks("someone/else") is None
@@ -117,12 +132,6 @@ def test_next_token_loss_is_the_mean_cross_entropy_with_bos_prepended(
 ) -> None:
     """The TransformerLens formulation: ids [BOS, *tokens]; mean over the shifted predictions. Checked against
     transformers' own ``labels`` loss, with the LM head and through the tied embeddings of a head-less model."""
-    import torch
-
-    from layerclaims.data import gpt2_tokenizer
-    from layerclaims.identity import BEHAVIOUR_REFERENCES, next_token_loss
-    from layerclaims.models import load_model
-
     ref = BEHAVIOUR_REFERENCES["gpt2"]
     tok = gpt2_tokenizer()
     ids = [tok.bos_token_id, *tok.encode(ref.text, add_special_tokens=False)]
@@ -142,10 +151,6 @@ def test_random_weights_whose_config_says_gpt2_are_refused_as_gpt2(
     """A folder of random weights whose config records gpt2 with gpt2's architecture facts (here the tiny shape
     stands for GPT-2 small's, so that the test stays small) passes every config check, and is refused by its
     behaviour: its next-token loss on "Hello world!" is near ln 50257, not GPT-2 small's published 5.3319."""
-    from layerclaims import identity
-    from layerclaims.identity import BEHAVIOUR_REFERENCES, ArchFacts, identify
-    from layerclaims.models import load_model
-
     monkeypatch.setitem(identity.KNOWN_MODELS, "gpt2", ArchFacts("gpt2", 4, 64, 50257))
     path = _saved_folder(tmp_path, tiny_gpt2, "openai-community/gpt2")
     assert model_identity(path) == "gpt2" and is_claim_model("gpt2", path)  # by its config alone: taken as gpt2
@@ -165,10 +170,6 @@ def test_a_model_reproducing_the_published_loss_is_identified_by_behaviour(
 ) -> None:
     """The acceptance branch: a reference that these weights reproduce (the tiny model's own loss standing in for
     the published number) identifies the folder, verified."""
-    from layerclaims import identity
-    from layerclaims.identity import ArchFacts, BehaviourReference, identify, next_token_loss
-    from layerclaims.models import load_model
-
     monkeypatch.setitem(identity.KNOWN_MODELS, "gpt2", ArchFacts("gpt2", 4, 64, 50257))
     ids = identity.BEHAVIOUR_REFERENCES["gpt2"].ids
     own = next_token_loss(tiny_gpt2, ids)
@@ -188,12 +189,6 @@ def test_a_model_reproducing_the_published_loss_is_identified_by_behaviour(
 def test_without_a_published_number_the_verdict_and_report_say_weights_unverified(
     tiny_gpt2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
-    from layerclaims import identity
-    from layerclaims.identity import ArchFacts, annotate, identify
-    from layerclaims.models import load_model
-    from layerclaims.report import verdict_text
-    from layerclaims.verdicts import Verdict
-
     monkeypatch.setitem(identity.KNOWN_MODELS, "gpt2-medium", ArchFacts("gpt2", 4, 64, 50257))
     path = _saved_folder(tmp_path, tiny_gpt2, "gpt2-medium")
     ident = identify(load_model(path))

@@ -17,7 +17,7 @@ import torch
 
 from layerclaims.errors import UsageError
 from layerclaims.extract import hidden_states
-from layerclaims.intervene import Losses, Patch, block_output_means, next_token_loss
+from layerclaims.intervene import Patch, block_output_means, next_token_loss
 from layerclaims.models import ModelHandle
 
 
@@ -75,12 +75,6 @@ def test_patches_change_the_loss_and_batches_do_not(tiny_gpt2: ModelHandle) -> N
     np.testing.assert_array_equal(beyond.per_sequence, clean.per_sequence)
     big = next_token_loss(tiny_gpt2, seqs, [Patch(0, tuple(range(64)), None, 50.0)], batch_size=1)
     assert np.abs(big.per_sequence - clean.per_sequence).min() > 1e-3
-
-
-def test_losses_mean_is_token_weighted() -> None:
-    losses = Losses(per_sequence=np.array([1.0, 4.0]), n_predicted=np.array([3, 1]))
-    assert losses.mean == pytest.approx((3 * 1.0 + 1 * 4.0) / 4)
-    assert losses.perplexity == pytest.approx(np.exp(7 / 4))
 
 
 def test_block_output_means_match_hidden_states(tiny_gpt2: ModelHandle) -> None:

@@ -43,10 +43,30 @@ def test_make_finds_the_shared_data_beside_the_checkout(tmp_path: Path) -> None:
     assert _recipe_env(repo, {**env, "LAYERCLAIMS_DATA": ""}) == str(tmp_path / "shared" / "data")
 
 
+def _makefile_pins() -> dict[str, str]:
+    """The versions the Makefile installs (``name==version``), e.g. {"torch": "2.13.0", "transformers": "5.24.0"}."""
+    return dict(re.findall(r"\b(torch|transformers)==([0-9][0-9.]*)", (ROOT / "Makefile").read_text()))
+
+
 def test_torch_and_transformers_are_pinned_in_the_makefile_and_ranged_in_pyproject() -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    pins = dict(re.findall(r"\b(torch|transformers)==([0-9][0-9.]*)", makefile))
+    pins = _makefile_pins()
     assert set(pins) == {"torch", "transformers"}
     pyproject = (ROOT / "pyproject.toml").read_text()
     for name in pins:
         assert re.search(rf'"{name}>=[0-9.]+,<[0-9]+"', pyproject), name
+
+
+def test_tiny_revision_is_pinned() -> None:
+    """The content hash of tiny-gpt2 under the torch and transformers the Makefile pins (the same hash under
+    transformers 5.23 and 5.24). A change means the random weights moved (new torch/transformers init): re-check the
+    findings snapshots of tiny-gpt2, then update this number."""
+    import torch
+    import transformers
+
+    from layerclaims.models import load_model
+
+    pins = _makefile_pins()
+    installed = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+    if installed != pins:
+        pytest.skip(f"the pinned hash is for the Makefile's versions {pins}; installed: {installed}")
+    assert load_model("tiny-gpt2").revision == "8ccbb2250b41256a"

@@ -167,11 +167,8 @@ def test_streamed_text_equals_the_whole_text(
     streamed = load_study_text(name, line_endings=line_endings, stream=True)
     assert streamed.text is None
     assert "".join(streamed.pieces()) == whole.text
-    assert (streamed.header_present, streamed.edition, streamed.file_sha256) == (
-        whole.header_present,
-        whole.edition,
-        whole.file_sha256,
-    )
+    for attr in ("header_present", "edition", "file_sha256"):
+        assert getattr(streamed, attr) == getattr(whole, attr), attr
 
 
 @pytest.mark.parametrize(
