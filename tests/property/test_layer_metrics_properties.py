@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from layerclaims.metrics.massive import massive_mask, top_ratio
+from layerclaims.metrics.massive_activations import massive_mask, top_ratio
 from layerclaims.metrics.sink import sink_share
 from layerclaims.studies.anisotropy.analysis import mean_cross_window_cosine, window_sums
 

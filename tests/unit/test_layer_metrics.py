@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.massive import (
+from layerclaims.metrics.massive_activations import (
     massive_dims,
     massive_mask,
     massive_positions,

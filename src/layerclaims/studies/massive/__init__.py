@@ -8,8 +8,9 @@ Method:
 2. Every hidden state at every position (:func:`layerclaims.extract.hidden_state_maps`, ``final="pre_norm"``: the
    raw output of every block, as Sun et al.'s hooks on the decoder layers read it; hidden state 0 is the
    embeddings).
-3. The rule (:func:`layerclaims.metrics.massive.massive_mask`): an entry is massive when ``|a| > abs_threshold``
-   (100) and ``|a| >= ratio`` (1,000) times the median ``|a|`` of that window's hidden state at that layer.
+3. The rule (:func:`layerclaims.metrics.massive_activations.massive_mask`): an entry is massive when
+   ``|a| > abs_threshold`` (100) and ``|a| >= ratio`` (1,000) times the median ``|a|`` of that window's hidden
+   state at that layer.
 4. Statistics: at each hidden state, the share of windows with a massive activation and the median over windows
    of ``log10(max |a| / median |a|)``; over layers, the largest of those shares, the number of dimensions that
    carry them (a dimension counts when it is massive in at least ``presence`` of the windows at some layer), the

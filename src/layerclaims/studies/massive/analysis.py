@@ -15,7 +15,7 @@ from layerclaims.errors import UsageError
 from layerclaims.extract import hidden_state_maps
 from layerclaims.intervene import Patch, next_token_loss
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, percentile_interval
-from layerclaims.metrics.massive import massive_mask, onset_layer
+from layerclaims.metrics.massive_activations import massive_mask, onset_layer
 from layerclaims.models import ModelHandle, reinitialised
 from layerclaims.results import Control, Measurement
 from layerclaims.studies.massive import NAME, Config

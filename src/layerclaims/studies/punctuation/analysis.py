@@ -402,10 +402,11 @@ def dimensions(x: np.ndarray, config: Config) -> dict[str, Any]:
 
 def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
     """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``), by Sun et al.'s
-    rule (:func:`~layerclaims.metrics.massive.massive_mask`: ``|a| > 100`` and ``>= 1000 x`` the median ``|a|`` of
-    that hidden state, each mark's vector its own reference): ``dims`` (sorted), ``n_marks`` (marks with a massive
-    entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks (unitless)."""
-    from layerclaims.metrics.massive import ABS_THRESHOLD, RATIO, massive_dims, massive_mask, top_ratio
+    rule (:func:`~layerclaims.metrics.massive_activations.massive_mask`: ``|a| > 100`` and ``>= 1000 x`` the
+    median ``|a|`` of that hidden state, each mark's vector its own reference): ``dims`` (sorted), ``n_marks``
+    (marks with a massive entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks
+    (unitless)."""
+    from layerclaims.metrics.massive_activations import ABS_THRESHOLD, RATIO, massive_dims, massive_mask, top_ratio
 
     h = x[:, None, :]  # each mark one hidden state of one position
     mask = massive_mask(h)[:, 0, :]
