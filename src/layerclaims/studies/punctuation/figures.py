@@ -87,7 +87,7 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             counts = ", ".join(
                 f"{label} clusters {getattr(k, f'{w}_clusters')[e]} (literal {getattr(d, f'{w}_literal')})"
                 if w in d.computed
-                else f"{label} clusters not computed (no claim reads them)"
+                else f"{label} clusters not computed"
                 for w, label in (("cov", "cov"), ("mi", "MI"))
             )
             ax.set_title(
