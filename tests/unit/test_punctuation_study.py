@@ -434,3 +434,81 @@ def test_massive_dimensions_of_the_marks_found_by_sun_et_al_rule() -> None:
     text = _dimensions_md({"dims": [12], "variance_share": [0.9], "massive": got})
     assert "massive-activation dimensions" in text and "12 (in 7 marks)" in text
     assert "no massive-activation dimension" in _dimensions_md({"massive": plain})
+
+
+# ------------------------------------------------------------------------------------- what the claims read
+
+
+def test_run_options_fills_the_reads_from_the_claims() -> None:
+    from layerclaims.run import plan_runs, run_options
+    from layerclaims.validate import RunPlan
+
+    (only,) = plan_runs(("punctuation",))
+    opts = run_options(only, RunPlan(shape=None), 30)
+    assert opts["detail_layers"] == (1, 25)
+    reads = set(opts["detail_reads"])
+    assert {("internal", 1, "cov_clusters"), ("internal", 1, "mi_clusters"), ("internal", 1, "pooled_r")} <= reads
+    assert {("internal", 25, "cov_clusters"), ("terminal", 1, "cov_clusters")} <= reads
+    assert not any(k == "terminal" and x == 25 for k, x, _ in reads)  # nothing reads it: not computed
+    assert not any(k == "internal" and x == 25 and st.startswith("mi_") for k, x, st in reads)
+    # layers the user set: everything is computed at them
+    user = run_options(only, RunPlan(shape=None, options={"punctuation": {"detail_layers": (1, 20)}}), 30)
+    assert user["detail_layers"] == (1, 20) and user.get("detail_reads") is None
+
+
+def test_detail_reads_are_checked() -> None:
+    assert Config(detail_reads=[[None, 1, "cov_clusters"]]).detail_reads == (("internal", 1, "cov_clusters"),)
+    with pytest.raises(UsageError, match="detail_reads"):
+        Config(detail_reads=[("neither", 1, "cov_clusters")])
+
+
+@pytest.fixture(scope="module")
+def with_reads(tiny: tuple[object, PunctuationResult, Config]) -> tuple[PunctuationResult, PunctuationResult]:
+    """The tiny result with every claim layer in full, and the same run computing only what the claims read."""
+    from dataclasses import replace
+
+    from layerclaims.run import plan_runs, run_options
+    from layerclaims.validate import RunPlan
+
+    handle, _, config = tiny
+    opts = run_options(plan_runs(("punctuation",))[0], RunPlan(shape=None), int(handle.n_blocks))  # type: ignore[attr-defined]
+    full = run(handle, replace(config, detail_layers=opts["detail_layers"]))
+    return full, run(handle, replace(config, detail_layers=opts["detail_layers"], detail_reads=opts["detail_reads"]))
+
+
+def test_what_no_claim_reads_is_not_computed_and_says_so(
+    with_reads: tuple[PunctuationResult, PunctuationResult],
+) -> None:
+    _, res = with_reads
+    reads = res.config["detail_reads"]
+    layers = sorted({int(x) for _, x, _ in reads})
+    unread = [(k, x, st) for k in KINDS for x in layers for st in ("cov_clusters", "mi_clusters", "pooled_r")]
+    unread = [r for r in unread if tuple(r) not in {tuple(q) for q in reads}]
+    assert unread  # the package's claims leave some of the detail unread
+    for kind, layer, stat in unread:
+        m = res.measure(stat, layer=layer, kind=kind)
+        assert m.ci is None and m.control is None and np.isnan(m.value)
+        assert m.details["not_evaluated"].startswith("not computed in this run: no claim read it")
+        assert "--set punctuation.detail_layers=[" in m.details["not_evaluated"]
+    md = markdown(res)
+    assert "not computed: no claim reads it" in md.lower()
+
+
+def test_verdicts_are_the_same_with_and_without_the_reads(
+    with_reads: tuple[PunctuationResult, PunctuationResult],
+) -> None:
+    from layerclaims.claims import claims_for
+    from layerclaims.verdicts import evaluate
+
+    full, res = with_reads
+    for claim in claims_for("punctuation"):
+        a, b = evaluate(claim, full), evaluate(claim, res)
+        assert (a.verdict, a.reason) == (b.verdict, b.reason), claim.id
+        for ca, cb in zip(a.conditions, b.conditions, strict=True):
+            assert repr((ca.value, ca.ci, ca.verdict)) == repr((cb.value, cb.ci, cb.verdict)), claim.id
+    for kind, layer, stat in res.config["detail_reads"]:
+        ma, mb = full.measure(stat, layer=layer, kind=kind), res.measure(stat, layer=layer, kind=kind)
+        assert repr((ma.value, ma.ci, ma.p_value)) == repr((mb.value, mb.ci, mb.p_value))
+        assert (ma.control is None) == (mb.control is None)
+        if ma.control is not None and mb.control is not None:
+            assert (ma.control.value, ma.control.ci) == (mb.control.value, mb.control.ci)

@@ -43,7 +43,7 @@ from layerclaims.metrics.mark_clusters import (
 )
 from layerclaims.results import BlockStatistic, Control
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, VARIANTS, Config, KindSeeds, entry_seeds
-from layerclaims.studies.punctuation.result import KindResult, LayerDetail
+from layerclaims.studies.punctuation.result import DETAIL_SIDE, SIDES, KindResult, LayerDetail
 
 N_HIST_BINS = 40
 N_DRAW = 3000  # pairs kept per entry and kind for drawing the all-layers grid
@@ -169,59 +169,60 @@ def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
     return overlap_blocks(marks, config.block_window)
 
 
-def control(x: np.ndarray, config: Config, seed: int, blocks: np.ndarray) -> dict[str, Control]:
+def control(
+    x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, sides: tuple[str, ...] = SIDES
+) -> dict[str, Control]:
     """The Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates (independent draws,
-    seeded from ``seed``): counts of both matrices, pooled r, smallest within slope. Each draw gets
+    seeded from ``seed``): counts of both matrices, pooled r, smallest within slope (those of ``sides``, see
+    ``result.DETAIL_SIDE``: ``"cov"`` the covariance count and the slope). Each draw gets
     ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled: the control is decided
     on as many resamples as its claim. The control's value is the median over the draws (counts: the lower
     median, a count)."""
-    return combine_controls([f.result()[0] for f in submit_controls(x, config, seed, blocks)])
+    return combine_controls([f.result()[0] for f in submit_controls(x, config, seed, blocks, sides)])
 
 
-def submit_controls(x: np.ndarray, config: Config, seed: int, blocks: np.ndarray) -> list[cf.Future[Any]]:
+def submit_controls(
+    x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, sides: tuple[str, ...] = SIDES
+) -> list[cf.Future[Any]]:
     """One task per surrogate draw of :func:`control` (:func:`submit`); :func:`combine_controls` reads them."""
     draws = max(int(config.control_draws), 1)
     per = -(-config.n_boot_clusters // draws) if config.n_boot_clusters else 0
     children = np.random.SeedSequence(seed).spawn(draws)
     return [
-        submit(control_draw, x, config, int(c.generate_state(1, dtype=np.uint32)[0]), blocks, per) for c in children
+        submit(control_draw, x, config, int(c.generate_state(1, dtype=np.uint32)[0]), blocks, per, sides)
+        for c in children
     ]
 
 
-_CONTROL_STATS = ("cov_clusters", "mi_clusters", "pooled_r", "slope")
-
-
-def control_draw(x: np.ndarray, config: Config, s: int, blocks: np.ndarray, per: int) -> dict[str, Any]:
-    """One surrogate draw of :func:`control` (seed ``s``, ``per`` block resamples): its point values, replicates
-    and outlier marks."""
+def control_draw(
+    x: np.ndarray, config: Config, s: int, blocks: np.ndarray, per: int, sides: tuple[str, ...] = SIDES
+) -> dict[str, Any]:
+    """One surrogate draw of :func:`control` (seed ``s``, ``per`` block resamples): the point values, replicates
+    and outlier marks of the statistics of ``sides``."""
     layer = pair_matrices(gaussian_surrogate(x, s), config)
     counts = _counts(blocks, per, s)
-    rr = detail_resamples(layer, counts)
-    cov_g, mi_g = groups_of(layer.cov_m, s, 0), groups_of(layer.mi_m, s, 0)
-    slopes, _, _ = within_slopes(layer, cov_g)
-    finite = slopes[0][np.isfinite(slopes[0])]
-    r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan
-    return {
-        "values": {
-            "cov_clusters": cov_g.n_clusters,
-            "mi_clusters": mi_g.n_clusters,
-            "pooled_r": r,
-            "slope": float(finite.min()) if finite.size else np.nan,
-        },
-        "reps": {
-            "cov_clusters": rr["cov"],
-            "mi_clusters": rr["mi"],
-            "slope": rr["slope"],
-            "pooled_r": pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0),
-        },
-        "outliers": {"cov_clusters": len(cov_g.outlier_marks), "mi_clusters": len(mi_g.outlier_marks)},
-    }
+    rr = detail_resamples(layer, counts, tuple(w for w in ("cov", "mi") if w in sides))
+    out: dict[str, Any] = {"values": {}, "reps": {}, "outliers": {}}
+    for what in ("cov", "mi"):
+        if what not in sides:
+            continue
+        g = groups_of(getattr(layer, f"{what}_m"), s, 0)
+        out["values"][f"{what}_clusters"] = g.n_clusters
+        out["reps"][f"{what}_clusters"] = rr[what]
+        out["outliers"][f"{what}_clusters"] = len(g.outlier_marks)
+        if what == "cov":
+            out["values"]["slope"] = _min_slope(layer, g)
+            out["reps"]["slope"] = rr["slope"]
+    if "r" in sides:
+        out["values"]["pooled_r"] = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan
+        out["reps"]["pooled_r"] = pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0)
+    return out
 
 
 def combine_controls(draws: list[dict[str, Any]]) -> dict[str, Control]:
     """The controls of :func:`control` from its draws (:func:`control_draw`), in the draws' order."""
     out = {}
-    for k in _CONTROL_STATS:
+    for k in draws[0]["values"]:
         discrete = k.endswith("_clusters")
         v = np.asarray([d["values"][k] for d in draws], dtype=np.float64)
         ok = v[np.isfinite(v)]
@@ -394,10 +395,10 @@ def top_dimensions(x: np.ndarray, k: int = 3) -> dict[str, Any]:
     }
 
 
-def dimensions(x: np.ndarray, config: Config) -> dict[str, Any]:
-    """:func:`top_dimensions` of the marks with every statistic on their dimension variants (:func:`variant_values`)
-    and their massive activations (:func:`massive_dimensions`)."""
-    return {**top_dimensions(x), "variants": variant_values(x, config), "massive": massive_dimensions(x)}
+def dimensions(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES) -> dict[str, Any]:
+    """:func:`top_dimensions` of the marks with the statistics of ``sides`` on their dimension variants
+    (:func:`variant_values`) and their massive activations (:func:`massive_dimensions`)."""
+    return {**top_dimensions(x), "variants": variant_values(x, config, sides), "massive": massive_dimensions(x)}
 
 
 def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
@@ -419,21 +420,31 @@ def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
     }
 
 
-def variant_values(x: np.ndarray, config: Config) -> dict[str, dict[str, float]]:
-    """Every detail statistic (counts of both matrices, pooled r, smallest within slope) on each dimension variant
-    of the marks (:data:`VARIANTS`): point values, the same estimator and grouping as the data's."""
+def _min_slope(layer: Layer, groups: MarkClusters) -> float:
+    """The smallest within-group slope of :func:`within_slopes` (NaN: none defined)."""
+    slopes, _, _ = within_slopes(layer, groups)
+    finite = slopes[0][np.isfinite(slopes[0])]
+    return float(finite.min()) if finite.size else float("nan")
+
+
+def variant_values(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES) -> dict[str, dict[str, float]]:
+    """The detail statistics of ``sides`` (counts of both matrices, pooled r, smallest within slope) on each
+    dimension variant of the marks (:data:`VARIANTS`): point values, the same estimator and grouping as the
+    data's."""
     out: dict[str, dict[str, float]] = {}
     for how in VARIANTS:
         layer = pair_matrices(dimension_variant(x, how), config)
-        g_cov, g_mi = groups_of(layer.cov_m, 0, 0), groups_of(layer.mi_m, 0, 0)
-        slopes, _, _ = within_slopes(layer, g_cov)
-        finite = slopes[0][np.isfinite(slopes[0])]
-        out[how] = {
-            "cov_clusters": float(g_cov.n_clusters),
-            "mi_clusters": float(g_mi.n_clusters),
-            "pooled_r": float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan"),
-            "min_within_cluster_slope": float(finite.min()) if finite.size else float("nan"),
-        }
+        out[how] = {}
+        if "cov" in sides:
+            g_cov = groups_of(layer.cov_m, 0, 0)
+            out[how]["cov_clusters"] = float(g_cov.n_clusters)
+        if "mi" in sides:
+            out[how]["mi_clusters"] = float(groups_of(layer.mi_m, 0, 0).n_clusters)
+        if "r" in sides:
+            r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
+            out[how]["pooled_r"] = r
+        if "cov" in sides:
+            out[how]["min_within_cluster_slope"] = _min_slope(layer, g_cov)
     return out
 
 
@@ -561,40 +572,45 @@ class KindAnalysis:
         x: np.ndarray,
         groups: tuple[MarkClusters, ...],
         tm: dict[str, float],
+        sides: tuple[str, ...] = SIDES,
     ) -> None:
         """The claim layers: refit resamples, literal counts, Mantel p, dimensions, detection limits and the
-        control. The independent parts run as tasks (:func:`submit`); :meth:`build` collects them."""
+        control, of the parts ``sides`` only (:func:`sides_read`). The independent parts run as tasks
+        (:func:`submit`); :meth:`build` collects them."""
         from layerclaims.metrics.similarity import mantel_test
 
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
         counts = _counts(self.blocks, cfg.n_boot_clusters, s["resamples"])
         wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
-        tasks = {
-            "cov": submit(detail_resamples, layer, counts, ("cov",)),
-            "mi": submit(detail_resamples, layer, counts, ("mi",)),
-            "lc": submit(literal, layer.cov, s["clusters"], cfg.cluster_n_boot),
-            "lm": submit(literal, layer.mi, s["clusters"], cfg.cluster_n_boot),
-            "dims": submit(dimensions, x, cfg),
-            **{f"detect_{w}": submit(detectability, layer, x, cfg, s["detect"], w) for w in ("cov", "mi") if wanted},
-        }
-        controls = submit_controls(x, cfg, s["control"], self.blocks) if cfg.control else []
+        tasks = {}
+        for w, values in (("cov", layer.cov), ("mi", layer.mi)):
+            if w in sides:
+                tasks[w] = submit(detail_resamples, layer, counts, (w,))
+                tasks[f"l{w[0]}"] = submit(literal, values, s["clusters"], cfg.cluster_n_boot)
+        if sides:
+            tasks["dims"] = submit(dimensions, x, cfg, sides)
+        for w in ("cov", "mi"):
+            if wanted and w in sides:
+                tasks[f"detect_{w}"] = submit(detectability, layer, x, cfg, s["detect"], w)
+        controls = submit_controls(x, cfg, s["control"], self.blocks, sides) if cfg.control and sides else []
         t1 = time.perf_counter()
         p = float("nan")
-        if cfg.n_perm and not layer.degenerate:
+        if cfg.n_perm and not layer.degenerate and "r" in sides:
             # Pairs share marks, so pairs are not independent: the null permutes marks (Mantel), not pairs.
             p = mantel_test(
                 layer.cov_m, layer.mi_m, n_perm=cfg.n_perm, seed=s["mantel"], alternative="two-sided"
             ).p_value
         self.stats["pooled_r"][3, e] = p
         tm["mantel_s"] += time.perf_counter() - t1
-        self._pending.append((e, layer_index, layer, groups, p, self.r_replicates, tasks, controls))
+        self._pending.append((e, layer_index, layer, groups, p, self.r_replicates, tasks, controls, sides))
 
     def _collect(self, tm: dict[str, float]) -> None:
         """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each; the
         tasks' seconds into ``tm`` (summed over the processes that ran them)."""
         steps = {"cov": "detail_s", "mi": "detail_s", "lc": "detail_s", "lm": "detail_s", "dims": "detect_s"}
-        for e, (layer_no, post), layer, groups, p, r_reps, tasks, controls in self._pending:
+        none = {"cov": np.zeros(0), "mi": np.zeros(0), "slope": np.zeros(0), "paradox": np.zeros(0, dtype=bool)}
+        for e, (layer_no, post), layer, groups, p, r_reps, tasks, controls, sides in self._pending:
             got = {}
             for name, fut in tasks.items():
                 got[name], sec = fut.result()
@@ -604,8 +620,8 @@ class KindAnalysis:
                 draw, sec = fut.result()
                 draws.append(draw)
                 tm["control_s"] += sec
-            reps = {**got["cov"], "mi": got["mi"]["mi"]}
-            lc, lm = got["lc"], got["lm"]
+            reps = {**got.get("cov", none), "mi": got.get("mi", none)["mi"]}
+            lc, lm = got.get("lc", (0, float("nan"))), got.get("lm", (0, float("nan")))
             self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
             if reps["slope"].size:
                 self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
@@ -614,8 +630,8 @@ class KindAnalysis:
                     entry=e,
                     layer=layer_no,
                     post_norm=post,
-                    cov=_with_boot(groups[0], reps["cov"]),
-                    mi=_with_boot(groups[1], reps["mi"]),
+                    cov=_with_boot(groups[0], reps["cov"]) if "cov" in sides else groups[0],
+                    mi=_with_boot(groups[1], reps["mi"]) if "mi" in sides else None,
                     cov_literal=lc[0],
                     cov_literal_stability=lc[1],
                     mi_literal=lm[0],
@@ -625,10 +641,11 @@ class KindAnalysis:
                     slope_replicates=reps["slope"],
                     paradox_replicates=reps["paradox"],
                     detectability={w: got[f"detect_{w}"] for w in ("cov", "mi") if f"detect_{w}" in got},
-                    dimensions=got["dims"],
+                    dimensions=got.get("dims", {}),
                     cov_values=layer.cov.astype(np.float32),
                     mi_values=layer.mi.astype(np.float32),
                     controls=combine_controls(draws) if draws else {},
+                    computed=sides,
                 )
             )
         self._pending.clear()
@@ -695,6 +712,15 @@ def merge_layer(counts: np.ndarray, degen: np.ndarray, layers: np.ndarray, post_
     return merge
 
 
+def sides_read(config: Config, kind: str, layer: int) -> tuple[str, ...]:
+    """The parts of detail layer ``layer`` of ``kind`` to compute: those ``config.detail_reads`` reads there
+    (``result.DETAIL_SIDE``), all of them without ``detail_reads``."""
+    if config.detail_reads is None:
+        return SIDES
+    read = {DETAIL_SIDE.get(st) for k, x, st in config.detail_reads if k == kind and x == layer}
+    return tuple(w for w in SIDES if w in read)
+
+
 def analyse_kind(
     X: np.ndarray,
     config: Config,
@@ -724,7 +750,8 @@ def analyse_kind(
         acc.variant_cov[:, e] = variant_mean_cov(xe)
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
-        groups = acc.entry(e, layer, tm, with_mi=is_detail)
+        sides = sides_read(config, kind, int(layers[e])) if is_detail else ()
+        groups = acc.entry(e, layer, tm, with_mi="mi" in sides)
         if is_detail:
-            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm)
+            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm, sides)
     return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm, tm=tm)

@@ -138,10 +138,16 @@ def _over_represented(attrs: dict[str, list[str]], inside: np.ndarray, typical: 
 
 
 def explain_kind(k: KindResult, ids: np.ndarray | TokenView, tokenizer: Any) -> KindResult:
-    """``k`` with every detail layer's :class:`Explanation` filled in, for the covariance and the MI groups."""
+    """``k`` with every detail layer's :class:`Explanation` filled in, for the covariance and the MI groups (those
+    computed)."""
     attrs, windows = mark_attributes(ids, k.marks, tokenizer)
     details = tuple(
-        replace(d, explain={w: explain_groups(attrs, windows, k.marks, getattr(d, w)) for w in ("cov", "mi")})
+        replace(
+            d,
+            explain={
+                w: explain_groups(attrs, windows, k.marks, getattr(d, w)) for w in ("cov", "mi") if w in d.computed
+            },
+        )
         for d in k.details
     )
     return replace(k, details=details)
@@ -159,8 +165,14 @@ def markdown(result: PunctuationResult) -> str:
         k = result.kind_result(kind)
         for d in k.details:
             name = f"layer {d.layer}" + (" post-norm" if d.post_norm else "")
+            if not d.computed:
+                lines += [f"### {kind} marks, {name}", "", "Not computed: no claim reads it.", ""]
+                continue
             lines += [f"### {kind} marks, {name}", "", _dimensions_md(d.dimensions), ""]
             for what, label in (("cov", "covariance"), ("mi", "MI")):
+                if what not in d.computed:
+                    lines += [f"**{label}**: not computed: no claim reads it.", ""]
+                    continue
                 lines += _statistic_md(getattr(d, what), getattr(d, f"{what}_literal"), label, d.explain.get(what))
     return "\n".join(lines).rstrip() + "\n"
 

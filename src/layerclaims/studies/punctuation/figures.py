@@ -84,10 +84,15 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             r, lo, hi = k.pooled_r.value[e], k.pooled_r.ci_low[e], k.pooled_r.ci_high[e]
             ci_s = f", 95% CI [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
             claimed = " (claimed r < 0)" if kind == "internal" and d.layer == 1 else ""
+            counts = ", ".join(
+                f"{label} clusters {getattr(k, f'{w}_clusters')[e]} (literal {getattr(d, f'{w}_literal')})"
+                if w in d.computed
+                else f"{label} clusters not computed"
+                for w, label in (("cov", "cov"), ("mi", "MI"))
+            )
             ax.set_title(
                 f"{kind}, {_entry_name(result, e)}: r = {r:.3f}{ci_s}{claimed}\n"
-                f"cov clusters {k.cov_clusters[e]} (literal {d.cov_literal}), MI clusters {k.mi_clusters[e]} "
-                f"(literal {d.mi_literal}), {len(d.cov.outlier_marks)} outlier marks (grey)",
+                f"{counts}, {len(d.cov.outlier_marks)} outlier marks (grey)",
                 fontsize=9,
             )
             ax.set_xlabel("covariance")

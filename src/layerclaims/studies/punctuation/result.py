@@ -20,6 +20,18 @@ from layerclaims.studies.punctuation.marks import KINDS
 STUDY = "punctuation"
 # Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
 RESULT_VERSION = 3
+# The parts of a detail layer (``LayerDetail.computed``) and the statistics that read each: the covariance groups
+# (refits, literal count, control, detection limit, variants; the within slopes are on those groups), the MI
+# groups, and the pooled r's Mantel p and control. The others are computed at every layer.
+SIDES: tuple[str, ...] = ("cov", "mi", "r")
+DETAIL_SIDE: dict[str, str] = {
+    "cov_clusters": "cov",
+    "cov_literal_clusters": "cov",
+    "min_within_cluster_slope": "cov",
+    "mi_clusters": "mi",
+    "mi_literal_clusters": "mi",
+    "pooled_r": "r",
+}
 
 
 @dataclass(frozen=True)
@@ -77,13 +89,15 @@ class LayerDetail:
     with their shares (:func:`~layerclaims.studies.punctuation.analysis.top_dimensions`) and ``variants``: every
     detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed;
     ``massive``: the dimensions with a massive activation in the marks' hidden states
-    (:func:`~layerclaims.studies.punctuation.analysis.massive_dimensions`)."""
+    (:func:`~layerclaims.studies.punctuation.analysis.massive_dimensions`). ``computed``: the parts of
+    :data:`SIDES` computed (``Config.detail_reads``); a part not computed has no replicates, literal count, control,
+    detection limit nor variants, ``mi`` None and ``cov`` the point fit."""
 
     entry: int
     layer: int
     post_norm: bool
     cov: MarkClusters
-    mi: MarkClusters
+    mi: MarkClusters | None
     cov_literal: int
     cov_literal_stability: float
     mi_literal: int
@@ -98,6 +112,7 @@ class LayerDetail:
     controls: dict[str, Control] = field(default_factory=dict)
     detectability: dict[str, dict[str, Any]] = field(default_factory=dict)
     dimensions: dict[str, Any] = field(default_factory=dict)
+    computed: tuple[str, ...] = SIDES
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,17 +294,33 @@ def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan"
     return Measurement(value, None, None, {**info, "not_evaluated": reason})
 
 
+def _not_computed(
+    result: PunctuationResult, d: LayerDetail | None, side: str, info: dict[str, Any]
+) -> Measurement | None:
+    """The "not evaluated" of a statistic whose part of the detail layer ``d`` was not computed (None: it was, or
+    ``d`` is not a detail layer)."""
+    if d is None or side in d.computed:
+        return None
+    layers = sorted({*(result.config.get("detail_layers") or ()), d.layer})
+    fix = ",".join(str(x) for x in layers)
+    why = "not computed in this run: no claim read it; add it with"
+    return _not_evaluated(f"{why} --set punctuation.detail_layers=[{fix}] (or run without claims filtering)", info)
+
+
 def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
         info = _info(result, k, e)
+        d = k.detail(e)
+        skipped = _not_computed(result, d, what, info)
+        if skipped is not None:
+            return skipped
         count = float(getattr(k, f"{what}_clusters")[e])
         if k.marks.size < MIN_MARKS_COUNT:
             fix = f"only {k.marks.size} marks: a cluster count needs >= {MIN_MARKS_COUNT}; run with --n 250"
             return _not_evaluated(fix, info, count)
-        d = k.detail(e)
         if d is None:
             return Measurement(count, None, None, {**info, "note": "not a detail layer: no interval or control"})
-        mc: MarkClusters = getattr(d, what)
+        mc = getattr(d, what)
         reps = np.asarray(mc.boot_counts, dtype=np.int64)
         ci = _discrete_ci(reps)
         details = {
@@ -312,6 +343,9 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
 
 def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
     info = _info(result, k, e)
+    skipped = _not_computed(result, k.detail(e), "r", info)
+    if skipped is not None:
+        return skipped
     if k.marks.size < MIN_MARKS_R:
         return _not_evaluated(f"only {k.marks.size} marks: r over pairs needs >= {MIN_MARKS_R}; use --n 250", info)
     if k.degenerate[e]:
@@ -328,6 +362,9 @@ def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
 
 def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
     info = _info(result, k, e)
+    skipped = _not_computed(result, k.detail(e), "cov", info)
+    if skipped is not None:
+        return skipped
     if k.marks.size < MIN_MARKS_COUNT:
         return _not_evaluated(f"only {k.marks.size} marks: groups need >= {MIN_MARKS_COUNT}; use --n 250", info)
     slopes, sizes = k.within_slopes[e], k.cluster_sizes[e]
@@ -369,6 +406,9 @@ def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measur
         if d is None:
             fix = "counted at the detail layers only: add the layer to Config.detail_layers"
             return _not_evaluated(fix, _info(result, k, e))
+        skipped = _not_computed(result, d, what, _info(result, k, e))
+        if skipped is not None:
+            return skipped
         details = {**_info(result, k, e), "stability": getattr(d, f"{what}_literal_stability")}
         return Measurement(float(getattr(d, f"{what}_literal")), None, None, details)
 
