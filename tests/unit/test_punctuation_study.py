@@ -431,9 +431,9 @@ def test_massive_dimensions_of_the_marks_found_by_sun_et_al_rule() -> None:
     x[7:9, 30] = 50.0  # >= 1000x the median but not above 100: not massive
     got = massive_dimensions(x)
     assert got["dims"] == [12] and got["n_marks"] == [7] and got["top_ratio"] > 1000
-    text = _dimensions_md({"dims": [12], "variance_share": [0.9], "massive": got})
+    text = _dimensions_md({"dims": [12], "variance_share": [0.9], "massive_activations": got})
     assert "massive-activation dimensions" in text and "12 (in 7 marks)" in text
-    assert "no massive-activation dimension" in _dimensions_md({"massive": plain})
+    assert "no massive-activation dimension" in _dimensions_md({"massive_activations": plain})
 
 
 # ------------------------------------------------------------------------------------- what the claims read

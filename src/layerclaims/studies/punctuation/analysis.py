@@ -398,7 +398,11 @@ def top_dimensions(x: np.ndarray, k: int = 3) -> dict[str, Any]:
 def dimensions(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES) -> dict[str, Any]:
     """:func:`top_dimensions` of the marks with the statistics of ``sides`` on their dimension variants
     (:func:`variant_values`) and their massive activations (:func:`massive_dimensions`)."""
-    return {**top_dimensions(x), "variants": variant_values(x, config, sides), "massive": massive_dimensions(x)}
+    return {
+        **top_dimensions(x),
+        "variants": variant_values(x, config, sides),
+        "massive_activations": massive_dimensions(x),
+    }
 
 
 def massive_dimensions(x: np.ndarray) -> dict[str, Any]:

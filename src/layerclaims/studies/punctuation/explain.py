@@ -184,7 +184,7 @@ def _dimensions_md(dims: dict[str, Any]) -> str:
         for d, v in zip(dims.get("dims", []), dims.get("variance_share", []), strict=False)
     )
     top_text = f"top dimensions by variance over the marks: {top}" if top else "top dimensions not computed"
-    m = dims.get("massive")
+    m = dims.get("massive_activations")
     if m is None:
         return f"**Dimensions**: massive activations not computed; {top_text}."
     if m["dims"]:

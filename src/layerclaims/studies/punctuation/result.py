@@ -88,7 +88,7 @@ class LayerDetail:
     (:func:`layerclaims.studies.punctuation.analysis.detectability`). ``dimensions``: the top dimensions by variance
     with their shares (:func:`~layerclaims.studies.punctuation.analysis.top_dimensions`) and ``variants``: every
     detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed;
-    ``massive``: the dimensions with a massive activation in the marks' hidden states
+    ``massive_activations``: the dimensions with a massive activation in the marks' hidden states
     (:func:`~layerclaims.studies.punctuation.analysis.massive_dimensions`). ``computed``: the parts of
     :data:`SIDES` computed (``Config.detail_reads``); a part not computed has no replicates, literal count, control,
     detection limit nor variants, ``mi`` None and ``cov`` the point fit."""
@@ -283,7 +283,7 @@ def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
     if not d.dimensions:
         return {}
     variants = d.dimensions.get("variants", {})
-    top = {k: v for k, v in d.dimensions.items() if k not in ("variants", "massive")}
+    top = {k: v for k, v in d.dimensions.items() if k not in ("variants", "massive_activations")}
     return {
         "without_top_dimensions": {v: variants.get(v, {}).get(statistic) for v in VARIANTS},
         "top_dimensions": top,
