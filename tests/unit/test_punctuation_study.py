@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -512,3 +513,19 @@ def test_verdicts_are_the_same_with_and_without_the_reads(
         assert (ma.control is None) == (mb.control is None)
         if ma.control is not None and mb.control is not None:
             assert (ma.control.value, ma.control.ci) == (mb.control.value, mb.control.ci)
+
+
+def test_mi_count_outside_the_detail_layers_is_not_a_number(tmp_path: Path) -> None:
+    """MI groups are fit only at the detail layers: elsewhere the MI count is not evaluated (never a count of 0),
+    and the fix names the layer to add; the covariance count stays, without an interval."""
+    from layerclaims.models import load_model
+    from layerclaims.studies.punctuation.config import Config
+    from layerclaims.studies.punctuation.method import run
+
+    handle = load_model("tiny-gpt2")
+    result = run(handle, Config(n=40, n_boot=20, n_boot_clusters=0, n_perm=0, detail_layers=(1,), detect_sims=0))
+    m = result.measure("mi_clusters", layer=2, kind="internal")
+    assert math.isnan(m.value) and m.ci is None
+    assert "detail_layers=[1,2]" in m.details["not_evaluated"]
+    cov = result.measure("cov_clusters", layer=2, kind="internal")
+    assert cov.value >= 1 and "not a detail layer" in cov.details["note"]

@@ -318,6 +318,11 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
         if k.marks.size < MIN_MARKS_COUNT:
             fix = f"only {k.marks.size} marks: a cluster count needs >= {MIN_MARKS_COUNT}; run with --n 250"
             return _not_evaluated(fix, info, count)
+        if d is None and what == "mi":  # the MI groups are fit at the detail layers only
+            wanted = {*(result.config.get("detail_layers") or ()), int(result.layers[e])}
+            layers = ",".join(str(x) for x in sorted(wanted))
+            why = "MI groups are fit at the detail layers only; add this layer with"
+            return _not_evaluated(f"{why} --set punctuation.detail_layers=[{layers}]", info)
         if d is None:
             return Measurement(count, None, None, {**info, "note": "not a detail layer: no interval or control"})
         mc = getattr(d, what)
