@@ -25,7 +25,7 @@ from layerclaims.report import (
     write_report,
     write_verdicts,
 )
-from layerclaims.verdicts import ConditionResult, Verdict, not_evaluated
+from layerclaims.verdicts import ConditionResult, Verdict, decide_condition
 
 # A 1x1 PNG (the smallest valid file), so that tests need no plotting library.
 PNG = base64.b64decode(
@@ -60,7 +60,8 @@ def verdicts() -> list[Verdict]:
         details={"slopes": [-0.2]},
     )
     pooled = ConditionResult("pooled_r", "<", 0.0, -0.1, (-0.2, -0.05), 0.001, "holds", rule="threshold")
-    a6, b2_claim = CLAIMS_BY_ID["A6"], CLAIMS_BY_ID["B2"]
+    a6, b2_claim, a1 = CLAIMS_BY_ID["A6"], CLAIMS_BY_ID["B2"], CLAIMS_BY_ID["A1"]
+    why = "study punctuation not run: <no corpus> & nothing else"
     return [
         Verdict(
             "B2",
@@ -86,7 +87,17 @@ def verdicts() -> list[Verdict]:
             kind=a6.kind,
             own_model=a6.model,
         ),
-        not_evaluated(CLAIMS_BY_ID["A1"], "tiny-gpt2", 1, "study punctuation not run: <no corpus> & nothing else"),
+        Verdict(
+            "A1",
+            "tiny-gpt2",
+            1,
+            "not evaluated",
+            tuple(decide_condition(c, None, 0.05, why) for c in a1.conditions),
+            reason=why,
+            text=a1.text,
+            kind=a1.kind,
+            own_model=a1.model,
+        ),
     ]
 
 
