@@ -529,3 +529,16 @@ def test_mi_count_outside_the_detail_layers_is_not_a_number(tmp_path: Path) -> N
     assert "detail_layers=[1,2]" in m.details["not_evaluated"]
     cov = result.measure("cov_clusters", layer=2, kind="internal")
     assert cov.value >= 1 and "not a detail layer" in cov.details["note"]
+
+
+@pytest.mark.parametrize("given", ["abc", "0", "-2", "1.5"])
+def test_a_bad_worker_count_is_named_with_its_fix(given: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerclaims.errors import UsageError
+    from layerclaims.studies.punctuation.analysis import workers
+
+    monkeypatch.setenv("LAYERCLAIMS_WORKERS", given)
+    with pytest.raises(UsageError, match="LAYERCLAIMS_WORKERS=.* is not a number of processes") as info:
+        workers()
+    assert "whole number >= 1" in (info.value.fix or "")
+    monkeypatch.setenv("LAYERCLAIMS_WORKERS", "3")
+    assert workers() == 3

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from layerclaims.errors import UsageError
 from layerclaims.metrics.bootstrap import block_counts, overlap_blocks, pair_moments, percentile_interval
 from layerclaims.metrics.clusters import count_clusters
 from layerclaims.metrics.mark_clusters import (
@@ -294,8 +295,13 @@ def workers() -> int:
     cores this process may use, at most ``OMP_NUM_THREADS`` when set (as in a worker of :mod:`layerclaims.executor`);
     else 1. (A spawned worker runs the main script again: a script must guard its work with ``if __name__ ==
     "__main__":`` before it sets ``LAYERCLAIMS_WORKERS``.)"""
-    if os.environ.get("LAYERCLAIMS_WORKERS"):
-        return max(1, int(os.environ["LAYERCLAIMS_WORKERS"]))
+    if given := os.environ.get("LAYERCLAIMS_WORKERS", "").strip():
+        if not given.isdigit() or int(given) < 1:
+            raise UsageError(
+                f"LAYERCLAIMS_WORKERS={given!r} is not a number of processes",
+                fix="set it to a whole number >= 1 (1: no worker processes), or unset it to use the cores",
+            )
+        return int(given)
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     safe = (
