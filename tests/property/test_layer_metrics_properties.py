@@ -12,6 +12,8 @@ from layerclaims.metrics.sink import sink_share
 from layerclaims.studies.anisotropy.analysis import mean_cross_window_cosine, window_sums
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=64)
+# a hidden state's entries: 0 or of a size a float64 norm keeps exact enough (no subnormal squares)
+representation = st.one_of(st.just(0.0), st.floats(1e-3, 1e4), st.floats(-1e4, -1e-3))
 
 
 @st.composite
@@ -47,7 +49,7 @@ def test_massive_mask_is_permutation_equivariant(h: np.ndarray) -> None:
     arrays(
         np.float64,
         st.tuples(st.integers(1, 2), st.integers(2, 6), st.integers(1, 3), st.integers(2, 5)),
-        elements=finite,
+        elements=representation,
     ),
     st.integers(0, 2**31 - 1),
 )

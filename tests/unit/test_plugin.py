@@ -185,12 +185,20 @@ SNAPSHOT_TEST = """
 from pathlib import Path
 
 from layerclaims.claims import load_claims
-from layerclaims.verdicts import not_evaluated
+from layerclaims.verdicts import evaluate
+
+
+class NoResult:  # a result that provides no statistic: the verdict is built here, no model needed
+
+    model, n_blocks = "tiny-gpt2", 2
+
+    def measure(self, statistic, *, layer, kind):
+        raise KeyError(statistic)
 
 
 def test_snapshot(check_verdict):
     (claim,) = [c for c in load_claims(Path(__file__).parents[1] / "claims.toml") if c.id == "U3"]
-    check_verdict(not_evaluated(claim, "tiny-gpt2", 1, "a verdict built here: no model needed"), claim)
+    check_verdict(evaluate(claim, NoResult()), claim)
 """
 
 
@@ -209,7 +217,8 @@ def test_the_first_run_creates_the_snapshots_and_says_so(tmp_path: Path) -> None
     assert (snapshots / "U3.csv").is_file()
     second = run_pytest(project, "-rA")
     assert second.returncode == 0 and "layerclaims: created" not in second.stdout, second.stdout
-    (snapshots / "U3.csv").write_text((snapshots / "U3.csv").read_text().replace("0,1,", "0,2,", 1))
+    # the stored verdict changed from not evaluated (-1) to holds (1)
+    (snapshots / "U3.csv").write_text((snapshots / "U3.csv").read_text().replace(",-1,", ",1,", 1))
     third = run_pytest(project, "-rA")
     assert third.returncode == 1, third.stdout
     assert f"U3 on tiny-gpt2: the snapshot {snapshots / 'U3.csv'} differs" in third.stdout, third.stdout
