@@ -76,9 +76,9 @@ def fmt_num(x: float | None) -> str:
 
 def _value_text(v: Verdict) -> str:
     """``value [low, high], p=...`` (for a claim that fails, the p against it: ``p against=...``), or '—' without a
-    value. A verdict set by a premise shows no p (it has none of its own)."""
+    value (a verdict set by a premise names it). A verdict set by a premise shows no p (it has none of its own)."""
     if v.value is None:
-        return "—"
+        return f"— (set by its premise {v.set_by_premise})" if v.set_by_premise else "—"
     text = fmt_num(v.value)
     if v.ci is not None:
         text += f" [{fmt_num(v.ci[0])}, {fmt_num(v.ci[1])}]"

@@ -39,6 +39,7 @@ def row(claim: str, value: float | None = 0.5, ci: list[float] | None = None, ho
         p_value=p_value,
         layer_unit=known.layer_unit if known is not None else "hidden_state",
         layer_mapped_from=kw.pop("layer_mapped_from", None),
+        set_by_premise=kw.pop("set_by_premise", None),
     )
     assert not kw
     return verdict.to_row()
@@ -135,6 +136,12 @@ def test_matrix_cells_show_verdict_value_interval_and_layer_used() -> None:
     assert body[1].startswith("| B2 | rsa_qk > 0.8 | ✓ 0.9")
     assert "| **tally** |  | 1 ✓, 0 ⚠, 0 ✗, 0 ?, 1 – | 0 ✓, 0 ⚠, 1 ✗, 0 ?, 1 – |" in md
     assert "- **smollm2-135m**: partial" in md
+
+
+def test_a_matrix_cell_set_by_a_premise_names_it() -> None:
+    """A claim that fails because its premise fails has no value of its own: the cell says which premise."""
+    m = build_matrix({"m": [row("MA3", None, None, False, layer=None, set_by_premise="MA1")]})
+    assert m.cell("MA3", "m").text() == "✗ — (set by its premise MA1) @all"
 
 
 def test_matrix_escapes_pipes_and_keeps_unknown_claims_after_registered_ones() -> None:
