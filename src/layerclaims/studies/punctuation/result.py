@@ -301,10 +301,14 @@ def _not_computed(
     ``d`` is not a detail layer)."""
     if d is None or side in d.computed:
         return None
-    layers = sorted({*(result.config.get("detail_layers") or ()), d.layer})
-    fix = ",".join(str(x) for x in layers)
     why = "not computed in this run: no claim read it; add it with"
-    return _not_evaluated(f"{why} --set punctuation.detail_layers=[{fix}] (or run without claims filtering)", info)
+    return _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info)
+
+
+def _with_detail_layer(result: PunctuationResult, layer: int) -> str:
+    """The ``--set`` that adds ``layer`` to the run's detail layers."""
+    layers = sorted({*(result.config.get("detail_layers") or ()), int(layer)})
+    return f"--set punctuation.detail_layers=[{','.join(str(x) for x in layers)}]"
 
 
 def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
@@ -319,10 +323,8 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
             fix = f"only {k.marks.size} marks: a cluster count needs >= {MIN_MARKS_COUNT}; run with --n 250"
             return _not_evaluated(fix, info, count)
         if d is None and what == "mi":  # the MI groups are fit at the detail layers only
-            wanted = {*(result.config.get("detail_layers") or ()), int(result.layers[e])}
-            layers = ",".join(str(x) for x in sorted(wanted))
             why = "MI groups are fit at the detail layers only; add this layer with"
-            return _not_evaluated(f"{why} --set punctuation.detail_layers=[{layers}]", info)
+            return _not_evaluated(f"{why} {_with_detail_layer(result, result.layers[e])}", info)
         if d is None:
             return Measurement(count, None, None, {**info, "note": "not a detail layer: no interval or control"})
         mc = getattr(d, what)
