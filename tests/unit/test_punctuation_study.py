@@ -12,6 +12,7 @@ import pytest
 from layerclaims.errors import UsageError
 from layerclaims.studies.punctuation import Config
 from layerclaims.studies.punctuation import result as result_module
+from layerclaims.studies.punctuation.config import VARIANTS
 from layerclaims.studies.punctuation.explain import markdown
 from layerclaims.studies.punctuation.marks import (
     KINDS,
@@ -291,6 +292,16 @@ def test_tiny_measure_every_statistic(tiny: tuple[object, PunctuationResult, Con
             assert ratio.replicates is not None and ratio.replicates.size == k.mean_mi_boot.shape[0]
         else:
             assert ratio.ci is None and "not positive" in ratio.details["not_evaluated"]
+    # A7's MI ratio on the dimension variants (computed at the first and last block outputs only)
+    mi_var = k.mean_mi_variants
+    assert mi_var.shape == (len(VARIANTS), res.layers.size)
+    assert np.isfinite(mi_var[:, [depth[0], depth[-1]]]).all() and np.isnan(mi_var[:, depth[1:-1]]).all()
+    assert (mi_var[:, [depth[0], depth[-1]]] >= 0).all()  # plug-in MI is never negative
+    ratio = res.measure("ratio_mean_mi_last_first", layer=None, kind="internal")
+    expect = mi_var[:, depth[-1]] / mi_var[:, depth[0]]
+    assert list(ratio.details["without_top_dimensions"].values()) == pytest.approx(list(expect))
+    assert isinstance(res.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").details[
+        "without_top_dimensions"], str)
     with pytest.raises(KeyError):
         res.measure("no_such_statistic", layer=1, kind="internal")
     with pytest.raises(UsageError):

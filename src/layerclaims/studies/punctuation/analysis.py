@@ -471,6 +471,12 @@ def variant_mean_cov(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def variant_mean_mi(x: np.ndarray, config: Config) -> np.ndarray:
+    """The mean pair MI (the study's estimator) of each variant of :data:`VARIANTS`: A7's MI ratio on the variants,
+    computed at the first and last block outputs only (3 more MI passes at each)."""
+    return np.array([pair_matrices(dimension_variant(x, how), config).mi.mean() for how in VARIANTS])
+
+
 def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
     """The literal count: clusters of the pair values themselves (single marks included), stability, labels."""
     if degenerate(values) or values.size < 10:
@@ -513,6 +519,8 @@ class KindAnalysis:
         self.mean_boot = {w: np.full((self.weights.shape[0], E), np.nan) for w in ("mi", "cov")}
         self.r_replicates = np.zeros(0)
         self.variant_cov = np.full((len(VARIANTS), E), np.nan)
+        self.variant_mi = np.full((len(VARIANTS), E), np.nan)
+        self._variant_mi: list[tuple[int, cf.Future[Any]]] = []
         self._pending: list[tuple[Any, ...]] = []
 
     def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
@@ -672,6 +680,9 @@ class KindAnalysis:
     ) -> KindResult:
         """The :class:`KindResult` (within slopes padded with NaN to the largest number of clusters)."""
         self._collect(tm)
+        for e, fut in self._variant_mi:
+            self.variant_mi[:, e], sec = fut.result()
+            tm["mi_cov_s"] += sec
         K = max((s.size for s in self.slopes), default=1) or 1
         E = len(self.slopes)
         within = np.full((E, K), np.nan)
@@ -695,6 +706,7 @@ class KindAnalysis:
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
             mean_cov_variants=self.variant_cov,
+            mean_mi_variants=self.variant_mi,
             mean_mi=stat["mean_mi"],
             mean_cov=stat["mean_cov"],
             pooled_r=stat["pooled_r"],
@@ -751,6 +763,8 @@ def analyse_kind(
     for key in STEPS:
         tm.setdefault(key, 0.0)
     acc = KindAnalysis(X.shape[0], mark_blocks(marks, config), config, seeds)
+    depth = np.flatnonzero((layers >= 1) & ~post_norm)
+    ends = {int(depth[np.argmin(layers[depth])]), int(depth[np.argmax(layers[depth])])} if depth.size >= 2 else set()
     for e in range(X.shape[0]):
         if progress is not None:
             progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")
@@ -758,6 +772,8 @@ def analyse_kind(
         xe = dimension_variant(X[e], config.dimensions)
         layer = pair_matrices(xe, config)
         acc.variant_cov[:, e] = variant_mean_cov(xe)
+        if e in ends:  # A7's MI ratio on the dimension variants: the first and last block outputs
+            acc._variant_mi.append((e, submit(variant_mean_mi, xe, config)))
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
         sides = sides_read(config, kind, int(layers[e])) if is_detail else ()

@@ -173,6 +173,7 @@ class KindResult:
     mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     blocks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
     mean_cov_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    mean_mi_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n_units(self) -> int:
@@ -470,14 +471,14 @@ _NO_DEPTH_CONTROL = {
 
 
 def _depth_variants(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, how: str) -> dict[str, Any]:
-    """A7's statistic (Spearman rho or last/first ratio of the per-layer mean pair covariance) on the dimension
-    variants of the marks (plain covariance, no dimension trimmed). MI is not recomputed on the variants at every
-    layer (the cost of 3 more MI passes per layer): said so."""
-    if what != "cov":
-        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
-    v = k.mean_cov_variants
+    """A7's statistic (Spearman rho or last/first ratio of the per-layer mean pair statistic) on the dimension
+    variants of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at the first and
+    last block outputs only (3 more MI passes at each): its ratio, not its Spearman rho, which says so."""
+    v = k.mean_cov_variants if what == "cov" else k.mean_mi_variants
     if v.shape != (len(VARIANTS), result.layers.size):
         return {}
+    if what == "mi" and how == "spearman":
+        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
     out: dict[str, float | None] = {}
     for i, name in enumerate(VARIANTS):
         m = v[i, sel]
