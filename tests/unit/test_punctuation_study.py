@@ -300,8 +300,9 @@ def test_tiny_measure_every_statistic(tiny: tuple[object, PunctuationResult, Con
     ratio = res.measure("ratio_mean_mi_last_first", layer=None, kind="internal")
     expect = mi_var[:, depth[-1]] / mi_var[:, depth[0]]
     assert list(ratio.details["without_top_dimensions"].values()) == pytest.approx(list(expect))
-    assert isinstance(res.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").details[
-        "without_top_dimensions"], str)
+    assert isinstance(
+        res.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").details["without_top_dimensions"], str
+    )
     with pytest.raises(KeyError):
         res.measure("no_such_statistic", layer=1, kind="internal")
     with pytest.raises(UsageError):
