@@ -554,3 +554,45 @@ def test_a_bad_worker_count_is_named_with_its_fix(given: str, monkeypatch: pytes
     assert "whole number >= 1" in (info.value.fix or "")
     monkeypatch.setenv("LAYERCLAIMS_WORKERS", "3")
     assert workers() == 3
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detail tasks (refits in chunks, controls, detection limits, A7's variants) give the same numbers run
+    here and in two spawned worker processes: a task's randomness comes from its arguments only."""
+    if not os.environ.get("LAYERCLAIMS_DATA"):
+        pytest.skip("LAYERCLAIMS_DATA is not set: point it at ../shared/data for the pg219 corpus")
+    from layerclaims.models import load_model
+
+    handle = load_model("tiny-gpt2")
+    config = Config(n=24, n_boot=20, n_boot_clusters=60, n_perm=10, detail_layers=(1,), detect_sims=2)
+    got = []
+    for n_workers in ("1", "2"):
+        monkeypatch.setenv("LAYERCLAIMS_WORKERS", n_workers)
+        got.append(run(handle, config))
+    for kind in KINDS:
+        one, two = got[0].kind_result(kind), got[1].kind_result(kind)
+        a, b = one.details[0], two.details[0]
+        assert a.cov.boot_counts == b.cov.boot_counts and len(a.cov.boot_counts) == 60
+        np.testing.assert_array_equal(a.slope_replicates, b.slope_replicates)
+        assert a.detectability == b.detectability and a.dimensions == b.dimensions
+        assert {k: c.replicates.tolist() for k, c in a.controls.items() if c.replicates is not None} == {
+            k: c.replicates.tolist() for k, c in b.controls.items() if c.replicates is not None
+        }
+        np.testing.assert_array_equal(one.mean_mi_variants, two.mean_mi_variants)
+
+
+def test_refits_in_chunks_equal_the_refits_in_one_task() -> None:
+    """The fast representative of the worker test: a layer's refits split into chunks (as the tasks run them)
+    equal the refits of all the resamples at once."""
+    from layerclaims.metrics.mark_cases import groups
+    from layerclaims.studies.punctuation.analysis import _chunks, _counts, detail_resamples, pair_matrices
+
+    case = groups([20, 20], [0.3, 1.2], np.random.default_rng(3), 3)
+    layer = pair_matrices(case.x[:, :96], Config())
+    counts = _counts(np.arange(40), 120, 7)
+    whole = detail_resamples(layer, counts)
+    parts = [detail_resamples(layer, c) for c in _chunks(counts)]
+    assert len(parts) == 3
+    for k, v in whole.items():
+        np.testing.assert_array_equal(v, np.concatenate([p[k] for p in parts]))

@@ -256,6 +256,11 @@ def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return block_counts(blocks, n_boot, seed=seed).astype(np.float64)
 
 
+def _chunks(counts: np.ndarray, rows: int = 50) -> list[np.ndarray]:
+    """``counts`` split into consecutive chunks of about ``rows`` resamples (at least one chunk)."""
+    return np.array_split(counts, max(1, -(-counts.shape[0] // rows)))
+
+
 def detail_resamples(layer: Layer, counts: np.ndarray, which: tuple[str, ...] = ("cov", "mi")) -> dict[str, np.ndarray]:
     """Resamples of marks that refit the groups, one per row of ``counts`` (mark multiplicities ``[B, N]``): the
     count of each matrix in ``which`` (:func:`~layerclaims.metrics.mark_clusters.refit_resamples`: all resampled
@@ -601,10 +606,11 @@ class KindAnalysis:
         cfg = self.config
         counts = _counts(self.blocks, cfg.n_boot_clusters, s["resamples"])
         wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
-        tasks = {}
+        tasks: dict[str, Any] = {}
         for w, values in (("cov", layer.cov), ("mi", layer.mi)):
             if w in sides:
-                tasks[w] = submit(detail_resamples, layer, counts, (w,))
+                # in chunks, so that both workers share a layer's refits (rows are independent: same results)
+                tasks[w] = [submit(detail_resamples, layer, part, (w,)) for part in _chunks(counts)]
                 tasks[f"l{w[0]}"] = submit(literal, values, s["clusters"], cfg.cluster_n_boot)
         if sides:
             tasks["dims"] = submit(dimensions, x, cfg, sides)
@@ -629,10 +635,14 @@ class KindAnalysis:
         steps = {"cov": "detail_s", "mi": "detail_s", "lc": "detail_s", "lm": "detail_s", "dims": "detect_s"}
         none = {"cov": np.zeros(0), "mi": np.zeros(0), "slope": np.zeros(0), "paradox": np.zeros(0, dtype=bool)}
         for e, (layer_no, post), layer, groups, p, r_reps, tasks, controls, sides in self._pending:
-            got = {}
+            got: dict[str, Any] = {}
             for name, fut in tasks.items():
-                got[name], sec = fut.result()
-                tm[steps.get(name, "detect_s")] += sec
+                parts = []
+                for f in fut if isinstance(fut, list) else [fut]:
+                    value, sec = f.result()
+                    parts.append(value)
+                    tm[steps.get(name, "detect_s")] += sec
+                got[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
             draws = []
             for fut in controls:
                 draw, sec = fut.result()
@@ -743,7 +753,12 @@ def sides_read(config: Config, kind: str, layer: int) -> tuple[str, ...]:
     return tuple(w for w in SIDES if w in read)
 
 
-def analyse_kind(
+def analyse_kind(X: np.ndarray, config: Config, **kw: Any) -> KindResult:
+    """All per-entry statistics of one kind: :func:`start_kind`, then its detail tasks collected."""
+    return start_kind(X, config, **kw)()
+
+
+def start_kind(
     X: np.ndarray,
     config: Config,
     *,
@@ -756,9 +771,11 @@ def analyse_kind(
     marks: np.ndarray,
     timings: dict[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> KindResult:
-    """All per-entry statistics of one kind. ``X`` ``[E, N, d]``: mark vectors per entry. ``timings``: seconds per
-    step are added to it (:data:`STEPS`). ``progress``: called once per entry with a short message."""
+) -> Callable[[], KindResult]:
+    """The per-entry loop of one kind, with the detail layers' tasks submitted (:func:`submit`); the function
+    returned collects them into the :class:`KindResult`, so that one kind's tasks run in the workers while the next
+    kind's forward pass runs here. ``X`` ``[E, N, d]``: mark vectors per entry. ``timings``: seconds per step are
+    added to it (:data:`STEPS`). ``progress``: called once per entry with a short message."""
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
@@ -780,4 +797,4 @@ def analyse_kind(
         groups = acc.entry(e, layer, tm, with_mi="mi" in sides)
         if is_detail:
             acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm, sides)
-    return acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm, tm=tm)
+    return lambda: acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm, tm=tm)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from layerclaims import results
-from layerclaims.studies.punctuation.analysis import analyse_kind
+from layerclaims.studies.punctuation.analysis import start_kind
 from layerclaims.studies.punctuation.config import DEFAULT_DETAIL_LAYERS, Config, kind_seeds
 from layerclaims.studies.punctuation.explain import explain_kind
 from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
@@ -44,31 +44,35 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
     per_kind: dict[str, KindResult] = {}
     tm = {"forward_s": 0.0, "analysis_s": 0.0}
     steps: dict[str, float] = {}
+    finish: dict[str, Callable[[], KindResult]] = {}
     for kind in KINDS:
-        seeds = kind_seeds(config.seed, kind)
         scan = sm.scan.kinds[kind]
         sel = scan.selected
         say(f"punctuation {kind}: forward pass over {sel.size} marks")
         t1 = time.perf_counter()
         X = extract_marks(handle, scan.windows, layers, post_norm, config.batch_size)
         t2 = time.perf_counter()
-        counts = {c: getattr(scan, c) for c in ("found", "skipped_start", "skipped_end", "usable")}
-        res = analyse_kind(
+        counts = {c: int(getattr(scan, c)) for c in ("found", "skipped_start", "skipped_end", "usable")}
+        # the detail tasks of this kind run in the workers while the next kind's forward pass runs
+        finish[kind] = start_kind(
             X,
             config,
-            seeds=seeds,
+            seeds=kind_seeds(config.seed, kind),
             layers=layers,
             post_norm=post_norm,
             detail=detail,
             kind=kind,
-            counts={c: int(v) for c, v in counts.items()},
+            counts=counts,
             marks=sel,
             timings=steps,
             progress=progress,
         )
-        per_kind[kind] = explain_kind(res, sm.token_view(kind), handle.tokenizer)
         tm["forward_s"] += t2 - t1
         tm["analysis_s"] += time.perf_counter() - t2
+    for kind in KINDS:
+        t3 = time.perf_counter()
+        per_kind[kind] = explain_kind(finish[kind](), sm.token_view(kind), handle.tokenizer)
+        tm["analysis_s"] += time.perf_counter() - t3
     return PunctuationResult(
         model=handle.name,
         n_blocks=int(handle.n_blocks),
