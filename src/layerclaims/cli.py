@@ -6,12 +6,10 @@ not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError
 on stderr, no traceback); 130 interrupted, 143 terminated. A run that exits with anything but 0, 1, 74 or 141
 leaves its output folder as it was.
 
-Output errors are not run errors: stdout and stderr are wrapped (:class:`_GuardedStream`) so that a failed write is
-remembered, later ones dropped, and the run folder still written. Then a closed stdout (``| head -1``) exits 141
-(128 + SIGPIPE, as a shell reports it) with no message; another write error (``> /dev/full``) exits 74 (EX_IOERR)
-with one line on stderr saying so, and for ``reproduce`` that the run is complete in its folder.
-
-Progress goes to stderr, one line per stage; the verdict lines to stdout; ``-q`` silences both.
+Output errors are not run errors (:class:`_GuardedStream`): the run folder is still written, then a closed stdout
+(``| head -1``) exits 141 (128 + SIGPIPE, as a shell reports it) with no message; another write error
+(``> /dev/full``) exits 74 (EX_IOERR) with one line on stderr saying so. Progress goes to stderr, one line per
+stage; the verdict lines to stdout; ``-q`` silences both.
 """
 
 from __future__ import annotations
@@ -138,15 +136,13 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rep = reproduce(request, argv=argv, on_study=on_study, **_reproduce_args(args, argv))
     if not args.quiet:
         _print_run(rep, sys.stdout)
-    if args.strict:
-        failed = [v for v in rep.verdicts if not v.passes]
-        if failed:
-            print(
-                f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: "
-                + ", ".join(v.claim for v in failed),
-                file=sys.stderr,
-            )
-            return 1
+    failed = [v.claim for v in rep.verdicts if not v.passes]
+    if args.strict and failed:
+        print(
+            f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -213,11 +209,10 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"matrix: {out / 'matrix.md'} and {out / 'matrix.html'}")
     if load_failures:
         return 2
-    if getattr(args, "strict", False):
-        failed = [(m, c) for (c, m), cell in matrix.cells.items() if cell.holds is not True]
-        if failed:
-            print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
-            return 1
+    failed = [cell for cell in matrix.cells.values() if cell.holds is not True]
+    if args.strict and failed:
+        print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -226,9 +221,7 @@ def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     differences = run_differences(args.old, args.new)
     if differences:
         print("Note: the two runs differ in more than the verdicts; a change below may come from these:")
-        for line in differences:
-            print(f"- {line}")
-        print()
+        print("".join(f"- {line}\n" for line in differences))
     diff = diff_verdicts(old, new)
     print(diff_markdown(diff, str(args.old), str(args.new), all_rows=not args.changed_only), end="")
     return 0
@@ -511,10 +504,8 @@ class _GuardedStream:
 def _discard_pending(stream: TextIO | None) -> None:
     """Point the file descriptor of a stream that failed at /dev/null, so that Python's flush at exit (of what is
     still buffered) neither fails again nor prints "Exception ignored ... BrokenPipeError"."""
-    if stream is None:
-        return
-    try:
-        fd = stream.fileno()
+    try:  # None (closed before the start) raises AttributeError too
+        fd = stream.fileno()  # type: ignore[union-attr]
         null = os.open(os.devnull, os.O_WRONLY)
     except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing buffered at exit
         return
@@ -530,8 +521,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = _GuardedStream(real_out), _GuardedStream(real_err)
     sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
     args: argparse.Namespace | None = None
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        code, args = _main(list(sys.argv[1:] if argv is None else argv))
+        args = build_parser().parse_args(argv)
+        code = _run_command(args, argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        code = int(exc.code or 0)
     finally:
         out.flush()
         err.flush()
@@ -551,15 +546,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             print(f"{command}: error: could not write to standard output ({what}){done}", file=real_err, flush=True)
     return EXIT_IOERR
-
-
-def _main(argv: list[str]) -> tuple[int, argparse.Namespace | None]:
-    """Parse ``argv`` and run the command: (exit code, the parsed arguments or None when parsing stopped)."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0), None
-    return _run_command(args, argv), args
 
 
 def _run_command(args: argparse.Namespace, argv: list[str]) -> int:

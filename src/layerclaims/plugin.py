@@ -1,12 +1,8 @@
-"""The pytest plugin of layerclaims, registered through the ``pytest11`` entry point, so that any project that
-installs layerclaims gets it.
+"""The pytest plugin of layerclaims (the ``pytest11`` entry point: any project that installs layerclaims gets it).
 
-Options (group "layerclaims"; ``pytest --help`` says what each does): ``--gpu``, ``--model NAME``, ``--claims PATH``,
-``--only-claims``, ``--as NAME``, ``--beats-control``. With ``--gpu`` and no ``--model``, the findings tests run each
-claim on the model it was made for. Markers: ``findings``, ``slow``. Fixtures: ``device``, ``findings_claims``,
-``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that takes ``model`` and ``claim`` runs once per pair
-(:func:`layerclaims.testing.model_claim_params`), and ``claim_verdict`` is that claim's verdict within the family of
-every claim of the session (:class:`layerclaims.testing.FindingsRuns`). A findings test in one's own project::
+Options: see ``pytest --help``, group "layerclaims". Markers: ``findings``, ``slow``. Fixtures: ``device``,
+``findings_claims``, ``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that takes ``model`` and
+``claim`` runs once per pair (:func:`layerclaims.testing.model_claim_params`). A findings test in one's own project::
 
     import pytest
 
@@ -15,9 +11,8 @@ every claim of the session (:class:`layerclaims.testing.FindingsRuns`). A findin
     def test_claim(claim, claim_verdict, check_verdict):
         check_verdict(claim_verdict, claim)
 
-The first run creates the snapshots (``snapshots/<model>/<claim>.csv`` beside the test file) and says so after the
-tests; later runs compare against them. Importing this module imports neither torch nor numpy (``pytest --help``
-stays fast): the machinery lives in :mod:`layerclaims.testing`.
+Importing this module imports neither torch nor numpy (``pytest --help`` stays fast): the machinery lives in
+:mod:`layerclaims.testing`.
 """
 
 from __future__ import annotations
@@ -100,9 +95,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """For each findings model that names a claim's own model: how it will be taken for it. Where a published
-    behaviour number exists (GPT-2 small) its weights must reproduce it before its claims are asserted; elsewhere
-    (gpt2-medium, gpt2-large) it is taken by its config and the weights are unverified."""
+    """For each findings model that names a claim's own model: how it will be taken for it (its weights checked
+    against a published behaviour number where one exists)."""
     from layerclaims.identity import BEHAVIOUR_REFERENCES, model_identity
     from layerclaims.testing import findings_models
 
@@ -112,7 +106,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         try:
             name = model_identity(m, declared=declared)
         except LayerclaimsError:
-            continue
+            name = None
         if name is None:
             continue
         ref = BEHAVIOUR_REFERENCES.get(name)
@@ -177,8 +171,7 @@ def findings_claims(pytestconfig: pytest.Config) -> tuple[Claim, ...]:
 
 @pytest.fixture(scope="session")
 def findings_runs() -> Any:
-    """Every claim of the session decided as one family per (model, device), once for the session
-    (:class:`layerclaims.testing.FindingsRuns`)."""
+    """:class:`layerclaims.testing.FindingsRuns` for the session."""
     from layerclaims.testing import FindingsRuns
 
     return FindingsRuns()
@@ -193,9 +186,8 @@ def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[
 
 @pytest.fixture
 def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Callable[..., None]:
-    """``check_verdict(verdict, claim, tolerance=None, snapshots=None)``: :func:`layerclaims.testing.check_verdict`
-    with this session's ``--as`` and ``--beats-control`` (``tolerance`` defaults to
-    :data:`layerclaims.testing.DEFAULT_TOLERANCE`)."""
+    """``check_verdict(verdict, claim, tolerance=DEFAULT_TOLERANCE, snapshots=None)``:
+    :func:`layerclaims.testing.check_verdict` with this session's ``--as`` and ``--beats-control``."""
     from layerclaims import testing
 
     declared = pytestconfig.getoption("as_model")

@@ -1,8 +1,4 @@
-"""Everything a run is given, checked before any weights load.
-
-:func:`check_run` checks the model's configuration (no weights), the device and dtype, every study's settings
-(type, documented minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and
-the marks it holds against those asked for, and ``--out``. The first problem raises a
+"""Everything a run is given, checked before any weights load (:func:`check_run`). The first problem raises a
 :class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is the user's own command (:class:`Command`) with only
 the offending option changed.
 """
@@ -27,12 +23,8 @@ from layerclaims.errors import LayerclaimsError, ModelNotFoundError, UsageError
 
 log = logging.getLogger("layerclaims.validate")
 
-# The CLI options that set the Config field of their name, in the studies whose Config has it (the default stays
-# there, in one place).
+# The CLI options that set the Config field of their name, in the studies whose Config has it.
 STUDY_OPTIONS = ("corpus", "selection", "seed", "n")
-
-# --------------------------------------------------------------------------------------------------- command
-
 # The options that take no value (every other option is followed by its value, even one that starts with "-").
 FLAGS = frozenset({"--strict", "-q", "--quiet", "-v", "--verbose", "--changed-only", "--help", "-h", "--version"})
 
@@ -40,7 +32,7 @@ FLAGS = frozenset({"--strict", "-q", "--quiet", "-v", "--verbose", "--changed-on
 @dataclass(frozen=True)
 class Command:
     """The command a user typed (``argv`` without the program name), to suggest a corrected one: every option
-    kept, only the named one changed. ``str(cmd)`` is the shell-quoted line."""
+    kept, only the named one changed."""
 
     argv: tuple[str, ...]
     prog: str = "layerclaims"
@@ -89,15 +81,13 @@ class Command:
         return self._replace(self._spans(option), new)
 
     def without(self, option: str) -> Command:
-        """The command without ``option`` (and its value; ``--set STUDY.FIELD``: the ``--set`` naming it; ``""``:
-        none, the command as it is)."""
+        """The command without ``option`` (as :meth:`with_option` finds it; ``""``: the command as it is)."""
         return self._replace(self._spans(option), [])
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What a run is asked for, as ``layerclaims reproduce`` takes it (``options``: ``--n``, ``--corpus``, ...;
-    None: not given)."""
+    """What a run is asked for, as ``layerclaims reproduce`` takes it (``options``: :data:`STUDY_OPTIONS`)."""
 
     model: str
     out: Path | None = None
@@ -138,17 +128,13 @@ def _shown(origin: str, value: Any) -> str:
     return f"{origin}={json.dumps(value)}" if origin.startswith("--set") else f"{origin} {value!r}"
 
 
-# --------------------------------------------------------------------------------------------------- settings
-
-
 def config_fields(study: str) -> set[str]:
     """The field names of study ``study``'s ``Config``."""
     return {f.name for f in dataclasses.fields(registry.get(study).config)}
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """``"STUDY.n_boot=200"`` -> ``("STUDY.n_boot", 200)``; the value is JSON when it parses
-    (numbers, true/false/null, lists), else the plain string."""
+    """``"STUDY.n_boot=200"`` -> ``("STUDY.n_boot", 200)``; the value is JSON when it parses, else the string."""
     target, sep, raw = item.partition("=")
     name, dot, field_name = target.strip().partition(".")
     if not sep or not dot or not field_name or name not in registry.names():
@@ -167,7 +153,7 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 def study_options(study: str, given: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The ``Config`` overrides for ``study``: the CLI options that were given (not None) and that its Config has,
-    then the ``--set STUDY.FIELD=VALUE`` overrides naming this study (VALUE parsed as JSON, else a string)."""
+    then the ``--set STUDY.FIELD=VALUE`` overrides naming this study."""
     return {name: value for name, (value, _) in _study_options_with_origin(study, given, overrides).items()}
 
 
@@ -176,18 +162,11 @@ def _study_options_with_origin(
 ) -> dict[str, tuple[Any, str]]:
     """As :func:`study_options`, each value with the option that gave it (``--n`` or ``--set study.field``)."""
     fields = config_fields(study)
-    out: dict[str, tuple[Any, str]] = {}
-    for option, value in given.items():
-        if value is None:
-            continue
-        if option in fields:
-            out[option] = (value, f"--{option}")
+    out = {option: (value, f"--{option}") for option, value in given.items() if value is not None and option in fields}
     for item in overrides:
         target, value = parse_set(item)
         name, _, field_name = target.partition(".")
-        if name != study:
-            continue
-        if field_name not in fields:
+        if name == study and field_name not in fields:
             fix = "use one of those"
             if command is not None:
                 fix += f", or leave it out: {_cmd(command.without('--set ' + target))}"
@@ -195,7 +174,8 @@ def _study_options_with_origin(
                 f"--set {item}: study {study!r} has no setting {field_name!r}; it has: {', '.join(sorted(fields))}",
                 fix=fix,
             )
-        out[field_name] = (value, f"--set {target}")
+        if name == study:
+            out[field_name] = (value, f"--set {target}")
     return out
 
 
@@ -323,9 +303,6 @@ def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, st
         )
 
 
-# --------------------------------------------------------------------------------------------------- corpus
-
-
 def check_corpus(
     name_or_path: str,
     *,
@@ -340,10 +317,8 @@ def check_corpus(
     count_usable: Callable[[Any, int], Mapping[str, int]] | None = None,
     counted_by: str = "the study's own selection rule",
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
-    Returns the count of mark characters per kind.
-
-    ``count_usable(corpus, n)``: the study's own count (:attr:`~layerclaims.study.Study.count_usable`, with the
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind;
+    returns the count of mark characters per kind. ``count_usable(corpus, n)``: the study's own count (with the
     model's tokenizer), so that the ``n`` a fix suggests is one the run accepts; without it, the count of the mark
     characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the
     default), which a fix changes. ``minimum``: the fewest marks the study can use; ``others``: the other studies
@@ -407,12 +382,8 @@ def check_corpus(
     return counts
 
 
-# --------------------------------------------------------------------------------------------------- the run
-
-
 def _warn_below_minimum(config: type, n: Any) -> None:
-    """A warning before any weights load when ``n`` is below the study's documented minimum for its cluster
-    counts (its Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
+    """Warn when ``n`` is below the Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"."""
     minimum = getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
         why = "the cluster counts are not evaluated (their claims say so)"
@@ -442,8 +413,7 @@ def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
 
 
 def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule); sets
-    ``plan.marks``."""
+    """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule)."""
     for study in request.study_names:
         declared = registry.get(study)
         if "corpus" not in config_fields(study):
@@ -473,16 +443,17 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
 
 
 def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """Once the weights loaded, the marks :func:`check_run` could only bound counted by the study's rule with the
-    model's ``tokenizer``: a run with too few stops before any study runs, with an ``--n`` that works."""
+    """Once the weights loaded, recount the marks :func:`check_run` could only bound, by the study's rule with the
+    model's ``tokenizer``: a run with too few stops before any study runs."""
     if plan.marks_counted and tokenizer is not None:
         check_corpora(request, plan, command, tokenizer)
         plan.marks_counted = False
 
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
-    """Check everything a run is given, in the order a user would fix it (no weights loaded). ``command``: the
-    command as typed, which fixes repeat with one option changed (default: ``request.command()``)."""
+    """Check, in the order a user would fix it, the model's configuration, device and dtype, every study's settings
+    (type, minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and its
+    marks, and ``--out``. ``command``: the command as typed (default: ``request.command()``)."""
     command = command or request.command()
     model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")
@@ -503,8 +474,7 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
     try:
         models.resolve_dtype(request.dtype)
     except LayerclaimsError as exc:
-        fix = f"use float32: {_cmd(command.with_option('--dtype', 'float32'))}"
-        raise type(exc)(exc.message, fix=fix) from None
+        raise type(exc)(exc.message, fix=f"use float32: {_cmd(command.with_option('--dtype', 'float32'))}") from None
     plan = RunPlan(shape=shape)
     for study in request.study_names:
         plan.options[study] = check_study_settings(
