@@ -99,8 +99,7 @@ def _study_names(choice: str) -> tuple[str, ...]:
 
 
 def _requests(args: argparse.Namespace, folders: dict[str, Path]) -> dict[str, RunRequest]:
-    """The run ``args`` asks for of each model of ``folders`` into its folder, warning about options that no study
-    run reads."""
+    """The run ``args`` asks for of each model into its folder, warning about options that no study run reads."""
     names = _study_names(args.study)
     given = {k: getattr(args, k) for k in STUDY_OPTIONS}
     for item in args.set:
@@ -121,11 +120,9 @@ def _reproduce_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, 
 
 def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
     """The package's claims plus ``--claims`` files (only those with ``--only-claims``); None when neither given."""
-    paths = getattr(args, "claims", None) or []
-    only = bool(getattr(args, "only_claims", False))
-    if not paths and not only:
+    if not args.claims and not args.only_claims:
         return None
-    return combine_claims(paths, only=only)
+    return combine_claims(args.claims, only=args.only_claims)
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -138,10 +135,8 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _print_run(rep, sys.stdout)
     failed = [v.claim for v in rep.verdicts if not v.passes]
     if args.strict and failed:
-        print(
-            f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: {', '.join(failed)}",
-            file=sys.stderr,
-        )
+        names = ", ".join(failed)
+        print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: {names}", file=sys.stderr)
         return 1
     return 0
 
@@ -178,16 +173,15 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         kwargs["print_verdicts"] = not args.quiet and args.executor == "inline"
         payloads = {m: {"request": request, **kwargs} for m, request in requests.items()}
         for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
+            rows_by_model[res.id] = res.rows  # none for a model that could not be run
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.
                 load_failures += 1
                 # "Type: message\nFix: fix" (run_job's text of a LayerclaimsError, kept through the worker)
                 message, _, fix = (res.error.partition(": ")[2] or res.error).partition("\nFix: ")
                 notes[res.id] = f"not run: {message}"
-                rows_by_model[res.id] = []
                 _print_error(f"{res.id}: not run: {message}", fix or None)
                 continue
-            rows_by_model[res.id] = res.rows
             folders[res.id] = Path(res.stats["out"])
             for study, reason in res.stats.get("not_run", []):
                 notes.setdefault(res.id, f"study {study} not run: {reason}")
@@ -276,15 +270,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=DTYPES, default="float32", help="model weights dtype (default float32)")
     g.add_argument(
         "--device-map",
-        dest="device_map",
         metavar="MAP",
-        default=None,
         help="passed to transformers/accelerate (e.g. auto) to shard a model larger than one GPU",
     )
-    g.add_argument("--corpus", metavar="NAME|PATH", default=None, help="corpus of the punctuation study")
-    g.add_argument("--selection", choices=("first", "random"), default=None, help="which marks: first N or random")
-    g.add_argument("--seed", type=int, default=None, help="seed of the random selection and of the bootstraps")
-    g.add_argument("--n", type=_positive_int, default=None, help="marks per kind (punctuation study)")
+    g.add_argument("--corpus", metavar="NAME|PATH", help="corpus of the punctuation study")
+    g.add_argument("--selection", choices=("first", "random"), help="which marks: first N or random")
+    g.add_argument("--seed", type=int, help="seed of the random selection and of the bootstraps")
+    g.add_argument("--n", type=_positive_int, help="marks per kind (punctuation study)")
     g.add_argument(
         "--set",
         action="append",
@@ -326,8 +318,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 def _add_executor(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--executor", choices=("local", "ray", "inline"), default="local", help=help)
-    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
+    p.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    p.add_argument("--workers", type=int, help="worker processes (default: the cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,21 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run the studies on a model, evaluate every claim, write the report")
     _add_model(p)
-    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/<model>)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default out/<model>)")
     _add_run_options(p)
     _add_common(p, cmd_reproduce)
 
     p = sub.add_parser("matrix", help="claims x models table, from fresh runs or saved run folders")
-    p.add_argument("--models", type=_csv_list, default=None, metavar="A,B,C", help="models (comma-separated)")
+    p.add_argument("--models", type=_csv_list, metavar="A,B,C", help="models (comma-separated)")
     p.add_argument(
         "--from",
         dest="from_dirs",
         type=_csv_list,
-        default=None,
         metavar="DIR1,DIR2",
         help="saved reproduce folders (their verdicts.json) instead of fresh runs",
     )
-    p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
+    p.add_argument("--out", metavar="DIR", help="where matrix.md/.html (and fresh runs) go")
     _add_executor(p, "where the fresh runs go: local processes (default), Ray, or one after another in this process")
     _add_run_options(p)
     _add_common(p, cmd_matrix)
@@ -382,9 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--study", default="all", metavar="NAME", help="whose choices vary: all (default) or one study's name"
     )
-    p.add_argument(
-        "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
-    )
+    p.add_argument("--only", action="append", metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)")
     _add_executor(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
@@ -447,13 +436,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of the record (not the one at set-up)."""
 
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; the property wins
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

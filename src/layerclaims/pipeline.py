@@ -474,8 +474,7 @@ def _old_rows(out: Path) -> list[dict[str, Any]]:
 
 
 def _carry_robustness(out: Path, stage: Path, model: str, cmd: Command) -> None:
-    """Keep ``out/robustness`` (``layerclaims robustness --out OUT/robustness``) when it is of this model: the report
-    then shows it. One of another model is refused rather than dropped or mixed in."""
+    """Keep ``out/robustness`` when it is of this model (the report shows it); refuse one of another model."""
     src = out / ROBUSTNESS_DIR
     summary = src / "robustness.json"
     if not summary.is_file():
@@ -514,8 +513,7 @@ def reproduce_each(
     workers: int | None = None,
     address: str | None = None,
 ) -> list[Any]:
-    """One :func:`reproduce` per model (``layerclaims matrix``) as executor jobs (:func:`job_reproduce`); the
-    :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is its job's error."""
+    """One :func:`reproduce` per model as executor jobs, in order; a model that cannot run is its job's error."""
     from layerclaims.executor import Job, run_jobs
 
     jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
@@ -523,8 +521,7 @@ def reproduce_each(
 
 
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One model's :func:`reproduce` as an executor job: ``payload`` holds its arguments; returns the verdict rows
-    and where the report is."""
+    """One model's :func:`reproduce` as an executor job: the verdict rows and where the report is."""
     args = dict(payload)
     print_verdicts = bool(args.pop("print_verdicts", False))
     rep = reproduce(**args)

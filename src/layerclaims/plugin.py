@@ -32,28 +32,23 @@ CLAIMS_KEY = pytest.StashKey[tuple[Claim, ...]]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("layerclaims", "layerclaims: claims about language-model layers as tests")
-    group.addoption("--gpu", action="store_true", default=False, help="run models on CUDA")
+    group.addoption("--gpu", action="store_true", help="run models on CUDA")
     group.addoption(
         "--model",
         action="append",
-        default=None,
         metavar="NAME",
         help="model for the findings tests (repeatable; default tiny-gpt2 and smollm2-135m, as on CI)",
     )
     group.addoption(
         "--claims",
         action="append",
-        default=None,
         metavar="PATH",
         help="a TOML claims file or folder whose claims the findings tests also check (repeatable)",
     )
-    group.addoption(
-        "--only-claims", action="store_true", default=False, help="check only the --claims claims, not the package's"
-    )
+    group.addoption("--only-claims", action="store_true", help="check only the --claims claims, not the package's")
     group.addoption(
         "--as",
         dest="as_model",
-        default=None,
         metavar="NAME",
         help="the --model folder holds NAME (e.g. gpt2-medium): assert NAME's claims on it (its architecture is "
         "checked)",
@@ -61,7 +56,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--beats-control",
         action="store_true",
-        default=False,
         help="every claim must beat its control (its statistic minus the control's, with its uncertainty), as "
         "beats_control = true in a claims file does",
     )
@@ -95,8 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """For each findings model that names a claim's own model: how it will be taken for it (its weights checked
-    against a published behaviour number where one exists)."""
+    """How each findings model that names a claim's own model will be taken for it."""
     from layerclaims.identity import BEHAVIOUR_REFERENCES, model_identity
     from layerclaims.testing import findings_models
 
@@ -179,8 +172,7 @@ def findings_runs() -> Any:
 
 @pytest.fixture
 def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[Claim, ...], findings_runs: Any) -> Any:
-    """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family
-    (the ``verdicts.json`` row of ``layerclaims reproduce`` on that model and settings)."""
+    """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family."""
     return findings_runs.family(model, device, findings_claims)[claim.id]
 
 

@@ -118,8 +118,7 @@ def _key(value: Any) -> Any:
 
 
 class StudyResults:
-    """Model handles and study results: one load per (model, device, dtype, device map), one study run per (study,
-    options) on it."""
+    """Model handles and study results: one load per model and settings, one study run per (study, options)."""
 
     def __init__(self, load: Callable[[RunRequest], Any] | None = None) -> None:
         self._load = load
@@ -145,8 +144,7 @@ class StudyResults:
 
 
 def run_study(study: str, handle: Any, *, progress: Say | None = None, **options: Any) -> Any:
-    """Study ``study`` run on a loaded model with ``Config`` overrides ``options`` (UsageError for an option its
-    Config has not)."""
+    """Study ``study`` run on a loaded model with ``Config`` overrides ``options``."""
     declared = registry.get(study)
     return declared.run(handle, registry.make_config(declared, options), progress)
 

@@ -73,15 +73,14 @@ def _walk(folder: Path, kind: str) -> tuple[list[str], list[str]]:
     return sorted(found), sorted(folders)
 
 
-def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
-    """Write ``folder``'s manifest (:func:`_walk`'s files with their sha256, and folders); returns the files."""
+def write_manifest(folder: Path, kind: str = RUN) -> None:
+    """Write ``folder``'s manifest (:func:`_walk`'s files with their sha256, and folders)."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: use one of {KINDS}")
     names, folders = _walk(folder, kind)
     files = {r: file_sha256(folder / r) for r in names}
     body = {"written_by": "layerclaims", "format": MANIFEST_FORMAT, "kind": kind, "files": files, "folders": folders}
     (folder / FILES_MANIFEST).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    return files
 
 
 def read_files_manifest(folder: Path) -> dict[str, Any] | None:
@@ -108,11 +107,6 @@ def manifest_kind(folder: Path) -> str | None:
     """``"run"`` or ``"robustness"`` for a folder with this tool's manifest, else None."""
     body = read_files_manifest(folder)
     return str(body["kind"]) if body is not None else None
-
-
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a run folder this tool wrote (it holds a valid manifest of kind run)."""
-    return path.is_dir() and manifest_kind(path) == RUN
 
 
 def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:

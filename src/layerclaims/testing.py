@@ -201,8 +201,7 @@ def created_summary(paths: Sequence[Path]) -> list[str]:
 
 
 def failure_message(verdict: Verdict, beats_control: bool = False) -> str:
-    """Why a claim did not hold on its own model: the verdict's lines as the console prints them (each condition's
-    numbers and what would settle an inconclusive verdict)."""
+    """Why a claim did not hold on its own model: the verdict's lines as the console prints them."""
     head, *rest = verdict.lines(levels=True)
     rule = (
         "only holds passes: the claim must beat its control"

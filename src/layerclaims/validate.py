@@ -31,8 +31,7 @@ FLAGS = frozenset({"--strict", "-q", "--quiet", "-v", "--verbose", "--changed-on
 
 @dataclass(frozen=True)
 class Command:
-    """The command a user typed (``argv`` without the program name), to suggest a corrected one: every option
-    kept, only the named one changed."""
+    """The command a user typed (``argv`` without the program name), to suggest it with one option changed."""
 
     argv: tuple[str, ...]
     prog: str = "layerclaims"
@@ -101,19 +100,16 @@ class RunRequest:
     def command(self) -> Command:
         """The ``layerclaims reproduce`` command that asks for this run (the Python API has no argv of its own)."""
         argv = ["reproduce", "--model", self.model]
-        if self.out is not None:
-            argv += ["--out", str(self.out)]
-        if tuple(self.study_names) != registry.names():
-            argv += ["--study", ",".join(self.study_names)]
-        if self.device != "cpu":
-            argv += ["--device", self.device]
-        if self.dtype != "float32":
-            argv += ["--dtype", self.dtype]
-        if self.device_map is not None:
-            argv += ["--device-map", self.device_map]
-        for key, value in self.options.items():
-            if value is not None:
-                argv += [f"--{key}", str(value)]
+        for option, value, default in (
+            ("--out", self.out, None),
+            ("--study", ",".join(self.study_names), ",".join(registry.names())),
+            ("--device", self.device, "cpu"),
+            ("--dtype", self.dtype, "float32"),
+            ("--device-map", self.device_map, None),
+            *((f"--{key}", value, None) for key, value in self.options.items()),
+        ):
+            if value != default:
+                argv += [option, str(value)]
         for item in self.overrides:
             argv += ["--set", item]
         return Command(tuple(argv))
@@ -152,8 +148,7 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def study_options(study: str, given: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The ``Config`` overrides for ``study``: the CLI options that were given (not None) and that its Config has,
-    then the ``--set STUDY.FIELD=VALUE`` overrides naming this study."""
+    """The ``Config`` overrides for ``study``: the given CLI options its Config has, then its ``--set`` items."""
     return {name: value for name, (value, _) in _study_options_with_origin(study, given, overrides).items()}
 
 
@@ -190,14 +185,10 @@ def type_problem(value: Any, hint: Any) -> str | None:
         choices = typing.get_args(hint)
         return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
     if origin is tuple:
-        args = typing.get_args(hint)
+        item = (typing.get_args(hint) or (Any,))[0]
         if not isinstance(value, tuple):
             return "a list such as [1, 2]"
-        item = args[0] if args else Any
-        for v in value:
-            if type_problem(v, item) is not None:
-                return f"a list of {_type_word(item)}"
-        return None
+        return f"a list of {_type_word(item)}" if any(type_problem(v, item) for v in value) else None
     if hint is type(None) or hint is None:
         return None if value is None else "null"
     if hint is Any:
@@ -289,14 +280,9 @@ def check_study_settings(
 
 def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, str]], command: Command) -> None:
     """``detail_layers`` outside ``layers`` would be skipped without a word: refuse."""
-    if "detail_layers" not in with_origin or "layers" not in with_origin:
-        return
-    detail, origin = with_origin["detail_layers"]
-    layers, _ = with_origin["layers"]
-    if detail is None or layers is None:
-        return
-    missing = sorted(set(detail) - set(layers))
-    if missing:
+    detail, origin = with_origin.get("detail_layers", (None, ""))
+    layers = with_origin.get("layers", (None, ""))[0]
+    if detail is not None and layers is not None and (missing := sorted(set(detail) - set(layers))):
         raise UsageError(
             f"{origin}: detail layers {missing} are not among the layers analysed ({list(layers)})",
             fix=f"add them to {study}.layers, or drop {origin}: {_cmd(command.without(origin))}",
