@@ -1,15 +1,9 @@
 """The ``layerclaims`` command: ``claims``, ``reproduce``, ``matrix``, ``diff`` and ``robustness``, a thin shell
-over :mod:`layerclaims.pipeline`, :mod:`layerclaims.compare` and :mod:`layerclaims.robustness`.
-
-Exit codes: 0 everything ran (a failing claim is a finding, not an error); 1 with ``--strict`` when a claim does
-not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: ``error:`` and ``fix:`` lines
-on stderr, no traceback); 130 interrupted, 143 terminated. A run that exits with anything but 0, 1, 74 or 141
-leaves its output folder as it was.
-
+over :mod:`layerclaims.pipeline`, :mod:`layerclaims.compare` and :mod:`layerclaims.robustness`. Exit codes: the
+README's table ("What a run leaves behind"); any ``LayerclaimsError`` is ``error:`` and ``fix:`` lines, exit 2.
 Output errors are not run errors (:class:`_GuardedStream`): the run folder is still written, then a closed stdout
-(``| head -1``) exits 141 (128 + SIGPIPE, as a shell reports it) with no message; another write error
-(``> /dev/full``) exits 74 (EX_IOERR) with one line on stderr saying so. Progress goes to stderr, one line per
-stage; the verdict lines to stdout; ``-q`` silences both.
+exits 141 (128 + SIGPIPE, as a shell reports it), another write error 74 (EX_IOERR). Progress goes to stderr, one
+line per stage; the verdict lines to stdout; ``-q`` silences both.
 """
 
 from __future__ import annotations

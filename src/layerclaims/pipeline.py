@@ -66,12 +66,12 @@ def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
     return {**facts, "device_map": device_map}
 
 
-def progress_printer(stream: Any = None) -> Say:
-    """One line per stage on ``stream`` (stderr by default, terminal or not), with the seconds since the start."""
+def progress_printer() -> Say:
+    """One line per stage on stderr (terminal or not), with the seconds since the start."""
     t0 = time.perf_counter()
 
     def say(text: str) -> None:
-        print(f"layerclaims [{time.perf_counter() - t0:7.1f} s] {text}", file=stream or sys.stderr, flush=True)
+        print(f"layerclaims [{time.perf_counter() - t0:7.1f} s] {text}", file=sys.stderr, flush=True)
 
     return say
 

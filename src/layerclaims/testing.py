@@ -38,29 +38,25 @@ DEFAULT_TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
 
-def findings_models(
-    config: pytest.Config, study: str | None = None, claims: Sequence[Claim] | None = None
-) -> list[str]:
+def findings_models(config: pytest.Config, claims: Sequence[Claim] | None = None) -> list[str]:
     """--model if given; with --gpu, the claims' own models; else the CI models."""
     chosen = config.getoption("--model")
     if chosen:
         return list(chosen)
     if config.getoption("--gpu"):
-        return sorted({c.model for c in claims_for(study, claims)})
+        return sorted({c.model for c in claims_for(None, claims)})
     return list(CI_FINDINGS_MODELS)
 
 
-def model_claim_params(
-    config: pytest.Config, study: str | None = None, claims: Sequence[Claim] | None = None
-) -> list[Any]:
-    """(model, claim) pairs of one study (or all) of ``claims`` (default: the package's); with --gpu and no
-    --model, each claim only on its own model."""
+def model_claim_params(config: pytest.Config, claims: Sequence[Claim] | None = None) -> list[Any]:
+    """(model, claim) pairs of ``claims`` (default: the package's); with --gpu and no --model, each claim only on
+    its own model."""
     own_only = config.getoption("--gpu") and not config.getoption("--model")
     slow = () if config.getoption("--model") else SLOW_FINDINGS_MODELS
     return [
         pytest.param(m, c, id=f"{m}-{c.id}", marks=[pytest.mark.slow] if m in slow else [])
-        for m in findings_models(config, study, claims)
-        for c in claims_for(study, claims)
+        for m in findings_models(config, claims)
+        for c in claims_for(None, claims)
         if not own_only or c.model == m
     ]
 
