@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from layerclaims import __version__
 from layerclaims import study as registry
 from layerclaims.claims import CLAIMS, Claim, combine_claims
 from layerclaims.compare import (
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ran (claims may fail), 1 --strict and a claim did not hold or was not evaluated, "
         "2 bad usage or input (the output folder is left as it was), 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("claims", help="list every claim (id, source, model, statistic, threshold, layer)")
@@ -395,15 +396,6 @@ def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"job {f['job']} failed: {f['error']}", file=sys.stderr)
     print(f"wrote {outcome.out} in {outcome.seconds:.1f} s", file=sys.stderr if args.quiet else sys.stdout)
     return 1 if outcome.failed else 0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("layerclaims")
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without an install
-        return "unknown (not installed)"
 
 
 def _print_error(message: str, fix: str | None, prefix: str = "error: ") -> None:

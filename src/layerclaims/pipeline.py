@@ -160,9 +160,8 @@ def reproduce(
 
 @dataclasses.dataclass
 class _Staging:
-    """What :func:`reproduce` adds around :func:`~layerclaims.run.decide_run`, as its hooks: the folder's lock and
-    stage (once the request is checked), the earlier run's kept studies (their verdicts join the family), each
-    study's figures, report section and saved result, then verdicts, report and run.json."""
+    """:func:`reproduce`'s hooks around :func:`~layerclaims.run.decide_run`: the folder's lock and stage, the earlier
+    run's kept studies, each study's figures, section and saved result, then verdicts, report and run.json."""
 
     request: RunRequest
     folder: RunFolder
