@@ -1,17 +1,9 @@
 """The ``layerclaims`` command: ``claims``, ``reproduce``, ``matrix``, ``diff`` and ``robustness``, a thin shell
-over :mod:`layerclaims.pipeline`, :mod:`layerclaims.compare` and :mod:`layerclaims.robustness`.
-
-Exit codes: 0 everything ran (a failing claim is a finding, not an error); 1 with ``--strict`` when a claim does
-not hold or could not be evaluated; 2 bad usage or input (any ``LayerclaimsError``: ``error:`` and ``fix:`` lines
-on stderr, no traceback); 130 interrupted, 143 terminated. A run that exits with anything but 0, 1, 74 or 141
-leaves its output folder as it was.
-
-Output errors are not run errors: stdout and stderr are wrapped (:class:`_GuardedStream`) so that a failed write is
-remembered, later ones dropped, and the run folder still written. Then a closed stdout (``| head -1``) exits 141
-(128 + SIGPIPE, as a shell reports it) with no message; another write error (``> /dev/full``) exits 74 (EX_IOERR)
-with one line on stderr saying so, and for ``reproduce`` that the run is complete in its folder.
-
-Progress goes to stderr, one line per stage; the verdict lines to stdout; ``-q`` silences both.
+over :mod:`layerclaims.pipeline`, :mod:`layerclaims.compare` and :mod:`layerclaims.robustness`. Exit codes: the
+README's table ("What a run leaves behind"); any ``LayerclaimsError`` is ``error:`` and ``fix:`` lines, exit 2.
+Output errors are not run errors (:class:`_GuardedStream`): the run folder is still written, then a closed stdout
+exits 141 (128 + SIGPIPE, as a shell reports it), another write error 74 (EX_IOERR). Progress goes to stderr, one
+line per stage; the verdict lines to stdout; ``-q`` silences both.
 """
 
 from __future__ import annotations
@@ -29,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from layerclaims import __version__
 from layerclaims import study as registry
 from layerclaims.claims import CLAIMS, Claim, combine_claims
 from layerclaims.compare import (
@@ -101,8 +94,7 @@ def _study_names(choice: str) -> tuple[str, ...]:
 
 
 def _requests(args: argparse.Namespace, folders: dict[str, Path]) -> dict[str, RunRequest]:
-    """The run ``args`` asks for of each model of ``folders`` into its folder, warning about options that no study
-    run reads."""
+    """The run ``args`` asks for of each model into its folder, warning about options that no study run reads."""
     names = _study_names(args.study)
     given = {k: getattr(args, k) for k in STUDY_OPTIONS}
     for item in args.set:
@@ -123,11 +115,9 @@ def _reproduce_args(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, 
 
 def _claims_from_args(args: argparse.Namespace) -> tuple[Claim, ...] | None:
     """The package's claims plus ``--claims`` files (only those with ``--only-claims``); None when neither given."""
-    paths = getattr(args, "claims", None) or []
-    only = bool(getattr(args, "only_claims", False))
-    if not paths and not only:
+    if not args.claims and not args.only_claims:
         return None
-    return combine_claims(paths, only=only)
+    return combine_claims(args.claims, only=args.only_claims)
 
 
 def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -138,15 +128,11 @@ def cmd_reproduce(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rep = reproduce(request, argv=argv, on_study=on_study, **_reproduce_args(args, argv))
     if not args.quiet:
         _print_run(rep, sys.stdout)
-    if args.strict:
-        failed = [v for v in rep.verdicts if not v.passes]
-        if failed:
-            print(
-                f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: "
-                + ", ".join(v.claim for v in failed),
-                file=sys.stderr,
-            )
-            return 1
+    failed = [v.claim for v in rep.verdicts if not v.passes]
+    if args.strict and failed:
+        names = ", ".join(failed)
+        print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated: {names}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -182,16 +168,15 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         kwargs["print_verdicts"] = not args.quiet and args.executor == "inline"
         payloads = {m: {"request": request, **kwargs} for m, request in requests.items()}
         for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
+            rows_by_model[res.id] = res.rows  # none for a model that could not be run
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.
                 load_failures += 1
                 # "Type: message\nFix: fix" (run_job's text of a LayerclaimsError, kept through the worker)
                 message, _, fix = (res.error.partition(": ")[2] or res.error).partition("\nFix: ")
                 notes[res.id] = f"not run: {message}"
-                rows_by_model[res.id] = []
                 _print_error(f"{res.id}: not run: {message}", fix or None)
                 continue
-            rows_by_model[res.id] = res.rows
             folders[res.id] = Path(res.stats["out"])
             for study, reason in res.stats.get("not_run", []):
                 notes.setdefault(res.id, f"study {study} not run: {reason}")
@@ -213,11 +198,10 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"matrix: {out / 'matrix.md'} and {out / 'matrix.html'}")
     if load_failures:
         return 2
-    if getattr(args, "strict", False):
-        failed = [(m, c) for (c, m), cell in matrix.cells.items() if cell.holds is not True]
-        if failed:
-            print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
-            return 1
+    failed = [cell for cell in matrix.cells.values() if cell.holds is not True]
+    if args.strict and failed:
+        print(f"--strict: {len(failed)} claim(s) did not hold or could not be evaluated", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -226,9 +210,7 @@ def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     differences = run_differences(args.old, args.new)
     if differences:
         print("Note: the two runs differ in more than the verdicts; a change below may come from these:")
-        for line in differences:
-            print(f"- {line}")
-        print()
+        print("".join(f"- {line}\n" for line in differences))
     diff = diff_verdicts(old, new)
     print(diff_markdown(diff, str(args.old), str(args.new), all_rows=not args.changed_only), end="")
     return 0
@@ -283,15 +265,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=DTYPES, default="float32", help="model weights dtype (default float32)")
     g.add_argument(
         "--device-map",
-        dest="device_map",
         metavar="MAP",
-        default=None,
         help="passed to transformers/accelerate (e.g. auto) to shard a model larger than one GPU",
     )
-    g.add_argument("--corpus", metavar="NAME|PATH", default=None, help="corpus of the punctuation study")
-    g.add_argument("--selection", choices=("first", "random"), default=None, help="which marks: first N or random")
-    g.add_argument("--seed", type=int, default=None, help="seed of the random selection and of the bootstraps")
-    g.add_argument("--n", type=_positive_int, default=None, help="marks per kind (punctuation study)")
+    g.add_argument("--corpus", metavar="NAME|PATH", help="corpus of the punctuation study")
+    g.add_argument("--selection", choices=("first", "random"), help="which marks: first N or random")
+    g.add_argument("--seed", type=int, help="seed of the random selection and of the bootstraps")
+    g.add_argument("--n", type=_positive_int, help="marks per kind (punctuation study)")
     g.add_argument(
         "--set",
         action="append",
@@ -333,8 +313,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 def _add_executor(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--executor", choices=("local", "ray", "inline"), default="local", help=help)
-    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: the cores)")
+    p.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    p.add_argument("--workers", type=int, help="worker processes (default: the cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ran (claims may fail), 1 --strict and a claim did not hold or was not evaluated, "
         "2 bad usage or input (the output folder is left as it was), 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("claims", help="list every claim (id, source, model, statistic, threshold, layer)")
@@ -353,21 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run the studies on a model, evaluate every claim, write the report")
     _add_model(p)
-    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default out/<model>)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default out/<model>)")
     _add_run_options(p)
     _add_common(p, cmd_reproduce)
 
     p = sub.add_parser("matrix", help="claims x models table, from fresh runs or saved run folders")
-    p.add_argument("--models", type=_csv_list, default=None, metavar="A,B,C", help="models (comma-separated)")
+    p.add_argument("--models", type=_csv_list, metavar="A,B,C", help="models (comma-separated)")
     p.add_argument(
         "--from",
         dest="from_dirs",
         type=_csv_list,
-        default=None,
         metavar="DIR1,DIR2",
         help="saved reproduce folders (their verdicts.json) instead of fresh runs",
     )
-    p.add_argument("--out", metavar="DIR", default=None, help="where matrix.md/.html (and fresh runs) go")
+    p.add_argument("--out", metavar="DIR", help="where matrix.md/.html (and fresh runs) go")
     _add_executor(p, "where the fresh runs go: local processes (default), Ray, or one after another in this process")
     _add_run_options(p)
     _add_common(p, cmd_matrix)
@@ -389,9 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--study", default="all", metavar="NAME", help="whose choices vary: all (default) or one study's name"
     )
-    p.add_argument(
-        "--only", action="append", default=None, metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)"
-    )
+    p.add_argument("--only", action="append", metavar="NAME[=V1,V2]", help="vary only these choices (repeatable)")
     _add_executor(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
@@ -421,15 +398,6 @@ def cmd_robustness(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 1 if outcome.failed else 0
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("layerclaims")
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree without an install
-        return "unknown (not installed)"
-
-
 def _print_error(message: str, fix: str | None, prefix: str = "error: ") -> None:
     print(f"{prefix}{message}", file=sys.stderr)
     if fix:
@@ -454,13 +422,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of the record (not the one at set-up)."""
 
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; the property wins
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -511,10 +475,8 @@ class _GuardedStream:
 def _discard_pending(stream: TextIO | None) -> None:
     """Point the file descriptor of a stream that failed at /dev/null, so that Python's flush at exit (of what is
     still buffered) neither fails again nor prints "Exception ignored ... BrokenPipeError"."""
-    if stream is None:
-        return
-    try:
-        fd = stream.fileno()
+    try:  # None (closed before the start) raises AttributeError too
+        fd = stream.fileno()  # type: ignore[union-attr]
         null = os.open(os.devnull, os.O_WRONLY)
     except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing buffered at exit
         return
@@ -530,8 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = _GuardedStream(real_out), _GuardedStream(real_err)
     sys.stdout, sys.stderr = cast(TextIO, out), cast(TextIO, err)
     args: argparse.Namespace | None = None
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        code, args = _main(list(sys.argv[1:] if argv is None else argv))
+        args = build_parser().parse_args(argv)
+        code = _run_command(args, argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        code = int(exc.code or 0)
     finally:
         out.flush()
         err.flush()
@@ -551,15 +517,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             print(f"{command}: error: could not write to standard output ({what}){done}", file=real_err, flush=True)
     return EXIT_IOERR
-
-
-def _main(argv: list[str]) -> tuple[int, argparse.Namespace | None]:
-    """Parse ``argv`` and run the command: (exit code, the parsed arguments or None when parsing stopped)."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0), None
-    return _run_command(args, argv), args
 
 
 def _run_command(args: argparse.Namespace, argv: list[str]) -> int:

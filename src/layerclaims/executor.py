@@ -1,7 +1,6 @@
 """Jobs through an executor. A :class:`Job` holds a module-level function (pickled by reference, so a worker
 imports it) and a plain-data ``payload``; :func:`run_job` returns a :class:`JobResult` (rows, or the error as text:
-a failed job never takes the others down). This module names no caller. Executors only move jobs and results, and
-return them in job order:
+a failed job never takes the others down). Executors return the results in job order:
 
 - ``"inline"``: in this process, one after another.
 - ``"local"`` (default): a ``spawn`` process pool (no fork of a process holding torch threads), workers x threads
@@ -95,8 +94,7 @@ def run_jobs(
     address: str | None = None,
     on_done: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
-    """Every job on ``executor``, the results in the order of ``jobs``; ``on_done(result)`` as each finishes.
-    UsageError for an unknown executor or a missing Ray."""
+    """Every job on ``executor``, the results in the order of ``jobs``; ``on_done(result)`` as each finishes."""
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     ids = [j.id for j in jobs]

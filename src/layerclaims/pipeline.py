@@ -1,13 +1,10 @@
 """A run into a report folder: ``layerclaims reproduce``, the Python API and each model of ``layerclaims matrix``.
 
-:func:`reproduce` is the one road (:func:`layerclaims.run.decide_run`) with the folder around it, as hooks: once
-the request is checked it takes the folder's lock and writes into a staging folder beside it
-(:class:`layerclaims.runfolder.RunFolder`): figures, saved results, verdicts, report and ``run.json``; the stage is
-swapped in only when all of that succeeded, so a failed or interrupted run leaves the folder as it was.
-
-A run of some studies into a folder that holds a run of the others (same model) keeps those: their files are
-copied into the stage, their claims re-decided in this run's family, and the report covers all of them
-(``run.json`` records which run each study came from).
+:func:`reproduce` is :func:`layerclaims.run.decide_run` with the folder around it as hooks: once the request is
+checked it takes the folder's lock and writes figures, saved results, verdicts, report and ``run.json`` into a stage
+(:class:`layerclaims.runfolder.RunFolder`) that is swapped in only when all of that succeeded. A run of some studies
+into a folder that holds a run of the others (same model) keeps those: their files are copied into the stage and
+their claims re-decided in this run's family (``run.json`` records which run each study came from).
 """
 
 from __future__ import annotations
@@ -66,16 +63,15 @@ def default_out(model: str) -> Path:
 def model_facts(handle: Any, device_map: str | None) -> dict[str, Any]:
     facts = {k: getattr(handle, k, None) for k in ("name", "revision", "source", "n_blocks", "device", "dtype")}
     facts = {k: (v if v is None or isinstance(v, int | float | str) else str(v)) for k, v in facts.items()}
-    facts["device_map"] = device_map
-    return facts
+    return {**facts, "device_map": device_map}
 
 
-def progress_printer(stream: Any = None) -> Say:
-    """One line per stage on ``stream`` (stderr by default, terminal or not), with the seconds since the start."""
+def progress_printer() -> Say:
+    """One line per stage on stderr (terminal or not), with the seconds since the start."""
     t0 = time.perf_counter()
 
     def say(text: str) -> None:
-        print(f"layerclaims [{time.perf_counter() - t0:7.1f} s] {text}", file=stream or sys.stderr, flush=True)
+        print(f"layerclaims [{time.perf_counter() - t0:7.1f} s] {text}", file=sys.stderr, flush=True)
 
     return say
 
@@ -90,10 +86,9 @@ def pause_point(stage: str) -> None:
 
 @dataclasses.dataclass
 class Reproduction:
-    """One reproduce run: ``verdicts`` (this run's claims), ``out`` (the folder) and ``files`` (verdicts.json/.csv,
-    report.md/.html, run.json), the report (its rows also those of the studies ``kept`` from an earlier run in the
-    folder) and, from the Python API, ``results``: the study results by run label (the study's name, or
-    ``"<study>-<claim ids>"`` for a run with a claim's own settings)."""
+    """One reproduce run: ``verdicts`` (this run's claims), ``out`` (the folder), ``files`` (verdicts.json/.csv,
+    report.md/.html, run.json), the report (its rows also those of the studies ``kept`` from an earlier run there)
+    and, from the Python API, ``results``: the study results by run label (:class:`~layerclaims.run.StudyRun`)."""
 
     verdicts: list[Verdict]
     out: Path
@@ -102,15 +97,11 @@ class Reproduction:
     kept: tuple[str, ...] = ()
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The verdict rows as written to verdicts.json."""
-        return [v.to_row() for v in self.verdicts]
-
     def frame(self) -> Any:
         """The verdicts as a pandas DataFrame (one row per claim; ``details`` left out)."""
         import pandas as pd
 
-        return pd.DataFrame([{k: v for k, v in r.items() if k != "details"} for r in self.rows()])
+        return pd.DataFrame([{k: x for k, x in v.to_row().items() if k != "details"} for v in self.verdicts])
 
     def verdict(self, claim_id: str) -> Verdict:
         """The verdict of one claim (KeyError naming the claims there are)."""
@@ -167,32 +158,26 @@ def reproduce(
     return Reproduction(decision.verdicts, out, files, report, kept)
 
 
+@dataclasses.dataclass
 class _Staging:
-    """What :func:`reproduce` adds around :func:`~layerclaims.run.decide_run`, as its hooks: the folder's lock and
-    stage (once the request is checked), the earlier run's kept studies (their verdicts join the family), each
-    study's figures, report section and saved result, then verdicts, report and run.json."""
+    """:func:`reproduce`'s hooks around :func:`~layerclaims.run.decide_run`: the folder's lock and stage, the earlier
+    run's kept studies, each study's figures, section and saved result, then verdicts, report and run.json."""
 
-    def __init__(
-        self,
-        request: RunRequest,
-        folder: RunFolder,
-        cmd: Command,
-        timings: dict[str, float],
-        say: Say,
-        on_study: Callable[[StudyOutcome, list[Verdict]], None] | None,
-        pool: Sequence[Claim],
-    ) -> None:
-        self.request, self.cmd, self.timings = request, cmd, timings
-        self.say, self.on_study, self.pool = say, on_study, pool
-        self.stack = contextlib.ExitStack()  # the folder's lock and stage, entered by lock()
-        self.folder = folder
-        self.earlier: dict[str, Any] = {}
-        self.facts: dict[str, Any] = {}
-        self.outcomes: list[StudyOutcome] = []
-        self.owned: list[tuple[str, list[str]]] = []
-        self.kept_outcomes: list[StudyOutcome] = []
-        self.kept_rows: list[dict[str, Any]] = []
-        self.kept_entries: list[dict[str, Any]] = []
+    request: RunRequest
+    folder: RunFolder
+    cmd: Command
+    timings: dict[str, float]
+    say: Say
+    on_study: Callable[[StudyOutcome, list[Verdict]], None] | None
+    pool: Sequence[Claim]
+    stack: contextlib.ExitStack = dataclasses.field(default_factory=contextlib.ExitStack)  # entered by lock()
+    earlier: dict[str, Any] = dataclasses.field(default_factory=dict)
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outcomes: list[StudyOutcome] = dataclasses.field(default_factory=list)
+    owned: list[tuple[str, list[str]]] = dataclasses.field(default_factory=list)
+    kept_outcomes: list[StudyOutcome] = dataclasses.field(default_factory=list)
+    kept_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    kept_entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def lock(self, plan: Any) -> None:
         self.stack.enter_context(self.folder)
@@ -215,11 +200,55 @@ class _Staging:
             pause_point("studied")
 
     def kept_verdicts(self) -> list[Verdict]:
-        """The kept studies' claims re-decided on their saved results: they join this run's family."""
-        self.kept_outcomes, verdicts, self.kept_rows, self.kept_entries = _carry_earlier(
-            self.earlier, self.folder.out, self.folder.stage, self.pool
-        )
-        return verdicts
+        """Copy the kept studies' files into the stage and rebuild their outcomes from run.json; their claims are
+        evaluated again on their saved results and join this run's Holm family (their verdicts then equal those of
+        one run over every study). A study whose claims are not all among this run's, or whose saved result cannot
+        be read, keeps the rows the earlier run wrote (the report says so)."""
+        if not self.earlier:
+            return []
+        out, stage = self.folder.out, self.folder.stage
+        rows = _old_rows(out)
+        by_id = {c.id: c for c in self.pool}
+        redecided: list[Verdict] = []
+        for study, e in self.earlier["studies"].items():
+            for rel in e.get("files", []):
+                src, dst = out / rel, stage / rel
+                if src.is_file():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+            prov = dict(e.get("provenance") or {})
+            prov["kept from the earlier run"] = f"{e.get('created')}: {e.get('command')}"
+            saved = (stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None
+            outcome = StudyOutcome(
+                study,
+                **{k: e.get(k) for k in ("ran", "reason", "fix", "options", "seconds")},
+                provenance=prov,
+                figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
+                sections=list(e.get("sections") or []),
+                problems=list(e.get("problems") or []),  # a copy: this run's note on them is appended
+                saved=saved,
+            )
+            self.kept_outcomes.append(outcome)
+            ids = [str(cid) for cid in e.get("claims") or []]
+            missing = [cid for cid in ids if cid not in by_id]
+            why = ""
+            if missing:
+                why = f"claims {', '.join(missing)} are not among this run's (pass the claims files that run had)"
+            elif saved is None:
+                why = "its saved result is missing"
+            else:
+                try:
+                    verdicts = [evaluate(by_id[cid], load_saved(saved)) for cid in ids]
+                except Exception as exc:  # an unreadable or older result: the earlier rows stand, the report says so
+                    why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
+            if why:
+                outcome.problems.append(f"its verdicts keep the Holm family of the run that made them: {why}")
+                self.kept_rows.extend(r for r in rows if str(r.get("claim")) in ids)
+                continue
+            redecided.extend(verdicts)
+            outcome.provenance["verdicts"] = "re-decided from the saved result within this run's Holm family"
+        self.kept_entries = list(self.earlier["studies"].values())
+        return redecided
 
     def write(self, decision: Decision, command: str) -> RunReport:
         """Verdicts, report and run.json into the stage (the kept studies' rows and outcomes with this run's)."""
@@ -255,8 +284,8 @@ class _Staging:
 
     def write_manifest(self, command: str, created: str, definitions: dict[str, dict[str, Any]]) -> None:
         """``run.json``: the model, per study run what it ran with and which files and claims are its own (what a
-        later run of other studies keeps; a further run of a study for other claim settings has a label of its own
-        as ``study``), and each claim's definition."""
+        later run of other studies keeps; a further run for other claim settings has its label as ``study``), and
+        each claim's definition."""
         stage = self.folder.stage
         entries = [
             {
@@ -353,15 +382,10 @@ def claim_definition(claim: Claim) -> dict[str, Any]:
     """What a claim asserts, as run.json records it (``layerclaims diff`` names a claim whose definition changed):
     its model and depth, layer, kind, conditions, premises and study settings."""
     return {
-        "study": claim.study,
-        "model": claim.model,
-        "model_blocks": claim.model_blocks,
-        "layer": claim.layer,
-        "layer_unit": claim.layer_unit,
-        "kind": claim.kind,
+        **{k: getattr(claim, k) for k in ("study", "model", "model_blocks", "layer", "layer_unit", "kind")},
         "conditions": [[k.statistic, k.comparison, k.threshold] for k in claim.conditions],
         "presupposes": list(claim.presupposes),
-        "settings": {k: v for k, v in claim.settings},
+        "settings": dict(claim.settings),
     }
 
 
@@ -378,15 +402,19 @@ def _study_files(outcome: StudyOutcome, stage: Path) -> list[str]:
     return files
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The ``run.json`` of a run folder, or None when there is none (or it cannot be read)."""
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it cannot be read."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != MANIFEST_VERSION:
-        return None
-    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of a run folder, or None when there is none (or it cannot be read)."""
+    manifest = _read_json(folder / MANIFEST)
+    ok = isinstance(manifest, dict) and manifest.get("format_version") == MANIFEST_VERSION
+    return manifest if ok else None
 
 
 def _earlier_run(out: Path, study_names: Sequence[str], model: str, cmd: Command) -> dict[str, Any]:
@@ -440,16 +468,12 @@ def _all_or_elsewhere(cmd: Command) -> str:
 
 
 def _old_rows(out: Path) -> list[dict[str, Any]]:
-    try:
-        rows = json.loads((out / "verdicts.json").read_text())
-    except (OSError, ValueError):
-        return []
+    rows = _read_json(out / "verdicts.json")
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def _carry_robustness(out: Path, stage: Path, model: str, cmd: Command) -> None:
-    """Keep ``out/robustness`` (``layerclaims robustness --out OUT/robustness``) when it is of this model: the report
-    then shows it. One of another model is refused rather than dropped or mixed in."""
+    """Keep ``out/robustness`` when it is of this model (the report shows it); refuse one of another model."""
     src = out / ROBUSTNESS_DIR
     summary = src / "robustness.json"
     if not summary.is_file():
@@ -461,61 +485,6 @@ def _carry_robustness(out: Path, stage: Path, model: str, cmd: Command) -> None:
             fix=f"move {src} elsewhere, or give another --out, then re-run `{cmd}`",
         )
     shutil.copytree(src, stage / ROBUSTNESS_DIR)
-
-
-def _carry_earlier(
-    earlier: dict[str, Any], out: Path, stage: Path, pool: Sequence[Claim]
-) -> tuple[list[StudyOutcome], list[Verdict], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Copy the kept studies' files from ``out`` into ``stage``; their outcomes (rebuilt from run.json), their claims
-    evaluated again on their saved results, so that they join this run's Holm family (their verdicts then equal
-    those of one run over every study), the verdict rows that stay as the earlier run wrote them (a study whose
-    claims are not all among this run's, or whose saved result cannot be read: the report says so) and their
-    run.json entries."""
-    if not earlier:
-        return [], [], [], []
-    rows = _old_rows(out)
-    by_id = {c.id: c for c in pool}
-    outcomes: list[StudyOutcome] = []
-    redecided: list[Verdict] = []
-    kept_rows: list[dict[str, Any]] = []
-    for study, e in earlier["studies"].items():
-        for rel in e.get("files", []):
-            src, dst = out / rel, stage / rel
-            if src.is_file():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
-        prov = dict(e.get("provenance") or {})
-        prov["kept from the earlier run"] = f"{e.get('created')}: {e.get('command')}"
-        saved = (stage / e["saved"]) if e.get("saved") and (stage / e["saved"]).is_file() else None
-        outcome = StudyOutcome(
-            study,
-            **{k: e.get(k) for k in ("ran", "reason", "fix", "options", "seconds")},
-            provenance=prov,
-            figures=[stage / f for f in e.get("figures", []) if (stage / f).is_file()],
-            sections=list(e.get("sections") or []),
-            problems=list(e.get("problems") or []),  # a copy: this run's note on them is appended
-            saved=saved,
-        )
-        outcomes.append(outcome)
-        ids = [str(cid) for cid in e.get("claims") or []]
-        missing = [cid for cid in ids if cid not in by_id]
-        why = ""
-        if missing:
-            why = f"claims {', '.join(missing)} are not among this run's (pass the claims files that run had)"
-        elif saved is None:
-            why = "its saved result is missing"
-        else:
-            try:
-                verdicts = [evaluate(by_id[cid], load_saved(saved)) for cid in ids]
-            except Exception as exc:  # an unreadable or older result: the earlier rows stand, and the report says so
-                why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
-        if why:
-            outcome.problems.append(f"its verdicts keep the Holm family of the run that made them: {why}")
-            kept_rows.extend(r for r in rows if str(r.get("claim")) in ids)
-            continue
-        redecided.extend(verdicts)
-        outcome.provenance["verdicts"] = "re-decided from the saved result within this run's Holm family"
-    return outcomes, redecided, kept_rows, list(earlier["studies"].values())
 
 
 def load_saved(saved: Path) -> Any:
@@ -543,8 +512,7 @@ def reproduce_each(
     workers: int | None = None,
     address: str | None = None,
 ) -> list[Any]:
-    """One :func:`reproduce` per model (``layerclaims matrix``) as executor jobs (:func:`job_reproduce`); the
-    :class:`~layerclaims.executor.JobResult` of each, in order. A model that cannot run is its job's error."""
+    """One :func:`reproduce` per model as executor jobs, in order; a model that cannot run is its job's error."""
     from layerclaims.executor import Job, run_jobs
 
     jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
@@ -552,8 +520,7 @@ def reproduce_each(
 
 
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One model's :func:`reproduce` as an executor job: ``payload`` holds its arguments; returns the verdict rows
-    and where the report is."""
+    """One model's :func:`reproduce` as an executor job: the verdict rows and where the report is."""
     args = dict(payload)
     print_verdicts = bool(args.pop("print_verdicts", False))
     rep = reproduce(**args)

@@ -1,12 +1,8 @@
-"""The pytest plugin of layerclaims, registered through the ``pytest11`` entry point, so that any project that
-installs layerclaims gets it.
+"""The pytest plugin of layerclaims (the ``pytest11`` entry point: any project that installs layerclaims gets it).
 
-Options (group "layerclaims"; ``pytest --help`` says what each does): ``--gpu``, ``--model NAME``, ``--claims PATH``,
-``--only-claims``, ``--as NAME``, ``--beats-control``. With ``--gpu`` and no ``--model``, the findings tests run each
-claim on the model it was made for. Markers: ``findings``, ``slow``. Fixtures: ``device``, ``findings_claims``,
-``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that takes ``model`` and ``claim`` runs once per pair
-(:func:`layerclaims.testing.model_claim_params`), and ``claim_verdict`` is that claim's verdict within the family of
-every claim of the session (:class:`layerclaims.testing.FindingsRuns`). A findings test in one's own project::
+Options: see ``pytest --help``, group "layerclaims". Markers: ``findings``, ``slow``. Fixtures: ``device``,
+``findings_claims``, ``findings_runs``, ``claim_verdict``, ``check_verdict``; a test that takes ``model`` and
+``claim`` runs once per pair (:func:`layerclaims.testing.model_claim_params`). A findings test in one's own project::
 
     import pytest
 
@@ -15,9 +11,8 @@ every claim of the session (:class:`layerclaims.testing.FindingsRuns`). A findin
     def test_claim(claim, claim_verdict, check_verdict):
         check_verdict(claim_verdict, claim)
 
-The first run creates the snapshots (``snapshots/<model>/<claim>.csv`` beside the test file) and says so after the
-tests; later runs compare against them. Importing this module imports neither torch nor numpy (``pytest --help``
-stays fast): the machinery lives in :mod:`layerclaims.testing`.
+Importing this module imports neither torch nor numpy (``pytest --help`` stays fast): the machinery lives in
+:mod:`layerclaims.testing`.
 """
 
 from __future__ import annotations
@@ -37,28 +32,23 @@ CLAIMS_KEY = pytest.StashKey[tuple[Claim, ...]]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("layerclaims", "layerclaims: claims about language-model layers as tests")
-    group.addoption("--gpu", action="store_true", default=False, help="run models on CUDA")
+    group.addoption("--gpu", action="store_true", help="run models on CUDA")
     group.addoption(
         "--model",
         action="append",
-        default=None,
         metavar="NAME",
         help="model for the findings tests (repeatable; default tiny-gpt2 and smollm2-135m, as on CI)",
     )
     group.addoption(
         "--claims",
         action="append",
-        default=None,
         metavar="PATH",
         help="a TOML claims file or folder whose claims the findings tests also check (repeatable)",
     )
-    group.addoption(
-        "--only-claims", action="store_true", default=False, help="check only the --claims claims, not the package's"
-    )
+    group.addoption("--only-claims", action="store_true", help="check only the --claims claims, not the package's")
     group.addoption(
         "--as",
         dest="as_model",
-        default=None,
         metavar="NAME",
         help="the --model folder holds NAME (e.g. gpt2-medium): assert NAME's claims on it (its architecture is "
         "checked)",
@@ -66,7 +56,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--beats-control",
         action="store_true",
-        default=False,
         help="every claim must beat its control (its statistic minus the control's, with its uncertainty), as "
         "beats_control = true in a claims file does",
     )
@@ -100,9 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """For each findings model that names a claim's own model: how it will be taken for it. Where a published
-    behaviour number exists (GPT-2 small) its weights must reproduce it before its claims are asserted; elsewhere
-    (gpt2-medium, gpt2-large) it is taken by its config and the weights are unverified."""
+    """How each findings model that names a claim's own model will be taken for it."""
     from layerclaims.identity import BEHAVIOUR_REFERENCES, model_identity
     from layerclaims.testing import findings_models
 
@@ -112,7 +99,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         try:
             name = model_identity(m, declared=declared)
         except LayerclaimsError:
-            continue
+            name = None
         if name is None:
             continue
         ref = BEHAVIOUR_REFERENCES.get(name)
@@ -177,8 +164,7 @@ def findings_claims(pytestconfig: pytest.Config) -> tuple[Claim, ...]:
 
 @pytest.fixture(scope="session")
 def findings_runs() -> Any:
-    """Every claim of the session decided as one family per (model, device), once for the session
-    (:class:`layerclaims.testing.FindingsRuns`)."""
+    """:class:`layerclaims.testing.FindingsRuns` for the session."""
     from layerclaims.testing import FindingsRuns
 
     return FindingsRuns()
@@ -186,16 +172,14 @@ def findings_runs() -> Any:
 
 @pytest.fixture
 def claim_verdict(model: str, claim: Claim, device: str, findings_claims: tuple[Claim, ...], findings_runs: Any) -> Any:
-    """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family
-    (the ``verdicts.json`` row of ``layerclaims reproduce`` on that model and settings)."""
+    """The verdict of the test's ``claim`` on its ``model``, decided with every claim of the session as one family."""
     return findings_runs.family(model, device, findings_claims)[claim.id]
 
 
 @pytest.fixture
 def check_verdict(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Callable[..., None]:
-    """``check_verdict(verdict, claim, tolerance=None, snapshots=None)``: :func:`layerclaims.testing.check_verdict`
-    with this session's ``--as`` and ``--beats-control`` (``tolerance`` defaults to
-    :data:`layerclaims.testing.DEFAULT_TOLERANCE`)."""
+    """``check_verdict(verdict, claim, tolerance=DEFAULT_TOLERANCE, snapshots=None)``:
+    :func:`layerclaims.testing.check_verdict` with this session's ``--as`` and ``--beats-control``."""
     from layerclaims import testing
 
     declared = pytestconfig.getoption("as_model")

@@ -1,13 +1,12 @@
 """Robustness: every claim evaluated across the choices a careful reader would vary (a specification curve).
 
 :func:`plan`: the original path (every choice a study declares, :class:`layerclaims.study.Robustness`, at its
-first value), every single-choice departure, and ``n_specs`` combinations drawn with ``draw_seed`` (column
-``spec_origin``). The request is checked as every run's is (:func:`layerclaims.validate.check_run`) and each
-specification's claims (whose own settings are the original path) are decided as one family as every run's are
-(:func:`layerclaims.run.decide_family`). One job (one study run, resampling reduced to the study's ``grid``) per
-distinct value of its ``run_choices``; the ``offset`` choice reads that run at a neighbouring layer, the others are
-analysis variants of it. Output, a :class:`~layerclaims.runfolder.RunFolder` of kind robustness: robustness.csv,
-robustness.json, summary.md ("holds in k of n specifications") and figures/spec_curve_<claim>.png.
+first value), every single-choice departure, and ``n_specs`` combinations drawn with ``draw_seed``. The request is
+checked and each specification's claims decided as one family as every run's are. One job (one study run,
+resampling reduced to the study's ``grid``) per distinct value of its ``run_choices``; the ``offset`` choice reads
+that run at a neighbouring layer, the others are analysis variants of it. Output, a
+:class:`~layerclaims.runfolder.RunFolder` of kind robustness: robustness.csv, robustness.json, summary.md ("holds
+in k of n specifications") and figures/spec_curve_<claim>.png.
 """
 
 from __future__ import annotations
@@ -79,9 +78,8 @@ class Spec:
 
 
 def parse_only(items: Sequence[str] | None) -> dict[str, dict[str, tuple[str, ...]]]:
-    """``NAME`` or ``NAME=V1,V2`` (restrict the departures to these choices and values) -> per-study choices. A
-    choice name that several studies declare (``layer``, ``block``) applies to each of them. UsageError naming every
-    valid choice and value for an unknown one."""
+    """``NAME`` or ``NAME=V1,V2`` (restrict the departures to these choices and values) -> per-study choices; a
+    choice name that several studies declare (``layer``, ``block``) applies to each of them."""
     if not items:
         return {s: dict(choices(s)) for s in studies()}
     valid: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
@@ -160,40 +158,35 @@ class _Shifted:
 
 
 def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[dict[str, Any]]:
-    """One specification's rows: one study run's ``claims`` evaluated on ``result`` read ``offset`` layers away,
-    decided as one family."""
+    """One study run's ``claims`` evaluated on ``result`` read ``offset`` layers away, decided as one family."""
     claims = [c for c in claims if not (c.layer is None and offset != 0)]  # an all-layer claim has no neighbour
     verdicts = decide_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
-    rows = []
-    for claim, v in zip(claims, verdicts, strict=True):
-        mapped = map_layer(claim, result.n_blocks)
-        rows.append(
-            {
-                "spec": spec,
-                "claim": claim.id,
-                "layer": None if mapped is None else mapped + offset,
-                "value": v.value,
-                "ci_low": v.ci[0] if v.ci else None,
-                "ci_high": v.ci[1] if v.ci else None,
-                "verdict": v.verdict,
-                "reason": v.reason,
-            }
-        )
-    return rows
+    return [
+        {
+            "spec": spec,
+            "claim": claim.id,
+            "layer": None if (mapped := map_layer(claim, result.n_blocks)) is None else mapped + offset,
+            "value": v.value,
+            "ci_low": v.ci[0] if v.ci else None,
+            "ci_high": v.ci[1] if v.ci else None,
+            "verdict": v.verdict,
+            "reason": v.reason,
+        }
+        for claim, v in zip(claims, verdicts, strict=True)
+    ]
 
 
 def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One study run of the grid (an executor job): the ``run_choices`` values ``payload["values"]``; the claims
-    ``payload["claims"]`` evaluated for each of ``payload["evaluations"]`` (``[{spec, offset, variant}]``) on the
-    result of its analysis variant, read ``offset`` layers from the claim's."""
+    """One study run of the grid (an executor job) for the ``run_choices`` values ``payload["values"]``; its
+    ``claims`` evaluated for each of its ``evaluations`` (``[{spec, offset, variant}]``) on the result of the
+    analysis variant, read ``offset`` layers from the claim's."""
     from layerclaims import activations
 
     declared = registry.get(payload["study"])
     rob = _declared(declared.name)
     handle = _HANDLES.handle(payload["request"])
     n = int(handle.n_blocks)
-    claims = payload["claims"]
-    evaluations = payload["evaluations"]
+    claims, evaluations = payload["claims"], payload["evaluations"]
     top = n if declared.layer_unit == "hidden_state" else n - 1
     offsets = {int(ev["offset"]) for ev in evaluations} | {0}
     mapped = {m for c in claims if (m := map_layer(c, n)) is not None}
@@ -210,10 +203,9 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def jobs_for(specs: Sequence[Spec], request: RunRequest, claims: Sequence[Claim] | None = None) -> list[Job]:
-    """The specifications as jobs: one per study, distinct values of its ``run_choices`` and run of the claims
-    (default: the package's; one per distinct claim settings, the original path of that run)."""
-    pool = CLAIMS if claims is None else tuple(claims)
-    runs = group_runs(pool)
+    """The specifications as jobs: one per study, distinct values of its ``run_choices`` and distinct claim settings
+    of ``claims`` (default: the package's; those settings are the original path of that run)."""
+    runs = group_runs(CLAIMS if claims is None else tuple(claims))
     grouped: dict[tuple[str, tuple[tuple[str, str], ...]], list[Spec]] = {}
     for spec in specs:
         run_key = tuple((k, spec.values[k]) for k in _declared(spec.study).run_choices)
@@ -272,9 +264,8 @@ def run(
     command: Any = None,
 ) -> Outcome:
     """Every claim of ``study_names`` (default: each study with robustness choices) of ``claims`` (default: the
-    package's) over the planned specifications on ``model``, written to ``out``. Every input is checked before any
-    model loads (UsageError): the choices, the folder and the request. ``command``: the command as typed (a
-    :class:`~layerclaims.validate.Command`), which fixes repeat."""
+    package's) over the planned specifications on ``model``, written to ``out``; every input is checked before any
+    model loads. ``command``: the command as typed (:class:`~layerclaims.validate.Command`), which fixes repeat."""
     say = progress or (lambda _msg: None)
     out = Path(out)
     if executor not in EXECUTORS:
@@ -312,8 +303,8 @@ def run(
         if res.error:
             failed.append({"job": res.id, "error": res.error, "specs": [e["spec"] for e in job.payload["evaluations"]]})
             continue
-        totals["forward_s"] += float(res.stats.get("forward_s", 0.0))
-        totals["analysis_s"] += float(res.stats.get("analysis_s", 0.0))
+        for key in ("forward_s", "analysis_s"):
+            totals[key] += float(res.stats.get(key, 0.0))
         cache = res.stats.get("cache", {})
         for key, name in (("hits", "cache_hits"), ("misses", "cache_misses"), ("runs_saved", "model_runs_saved")):
             totals[name] += int(cache.get(key, 0))
@@ -349,8 +340,7 @@ def summary_lines(rows: Sequence[dict[str, Any]], claims: Sequence[Claim] = CLAI
 
 
 def write_folder(outcome: Outcome, model: str, specs: Sequence[Spec], claims: Sequence[Claim]) -> None:
-    """Write everything into the stage of ``outcome.out`` (a :class:`~layerclaims.runfolder.RunFolder` of kind
-    robustness), then swap it in as a whole."""
+    """Write everything into the stage of ``outcome.out``, then swap it in as a whole."""
     from layerclaims.figures.robustness import spec_curve
 
     rows, lines, failed = outcome.rows, outcome.lines, outcome.failed
@@ -365,12 +355,10 @@ def write_folder(outcome: Outcome, model: str, specs: Sequence[Spec], claims: Se
             w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
             for r in rows:
-                res = grids[r["study"]]
-                w.writerow({**r, "resampling": " ".join(f"{k}={v}" for k, v in res.items())})
+                w.writerow({**r, "resampling": " ".join(f"{k}={v}" for k, v in grids[r["study"]].items())})
         for claim_id in dict.fromkeys(r["claim"] for r in rows):
-            claim_rows = [r for r in rows if r["claim"] == claim_id]
             claim = by_id[claim_id]
-            spec_curve(claim_rows, claim, choices(claim.study), staging / "figures")
+            spec_curve([r for r in rows if r["claim"] == claim_id], claim, choices(claim.study), staging / "figures")
         summary = {
             "model": model,
             "lines": list(lines),

@@ -1,10 +1,8 @@
-"""One road to a verdict: :func:`decide_run` checks a run's request once (:func:`layerclaims.validate.check_run`,
-no weights loaded), loads the model once, runs each study the claims need once per distinct claim settings
-(:func:`plan_runs`), evaluates the claims and decides them all as one family (:func:`decide_family`). Every door
-goes through it: ``reproduce`` and the Python API (through :func:`layerclaims.pipeline.reproduce`, which adds the
-run folder as hooks), ``matrix`` (one such run per model), ``robustness`` (the same check, each specification's
-claims decided by :func:`decide_family`) and the pytest plugin (one family per model for the session). So a findings
-snapshot row equals the ``verdicts.json`` row of ``layerclaims reproduce`` on the same model and settings.
+"""One road to a verdict: :func:`decide_run` checks a run's request once (no weights loaded), loads the model once,
+runs each study the claims need once per distinct claim settings (:func:`plan_runs`), evaluates the claims and
+decides them all as one family (:func:`decide_family`). ``reproduce``, the Python API, ``matrix`` and the pytest
+plugin go through it (``robustness`` through the same check and :func:`decide_family`), so a findings snapshot row
+equals the ``verdicts.json`` row of ``layerclaims reproduce`` on the same model and settings.
 """
 
 from __future__ import annotations
@@ -67,15 +65,12 @@ def study_names_of(claims: Sequence[Claim]) -> tuple[str, ...]:
 def plan_runs(study_names: Sequence[str], claims: Sequence[Claim] | None = None) -> list[StudyRun]:
     """The study runs of a run over ``study_names``: one per study and distinct claim settings of ``claims``
     (default: the package's), in study order, then in order of the claims' first appearance."""
-    pool = CLAIMS if claims is None else tuple(claims)
+    groups = group_runs(CLAIMS if claims is None else tuple(claims))
     runs: list[StudyRun] = []
-    seen: set[str] = set()
     for study in study_names:
-        for st, settings, group in group_runs(pool):
-            if st != study:
-                continue
-            label = study if study not in seen else f"{study}-{'-'.join(c.id for c in group)[:60]}"
-            seen.add(study)
+        for settings, group in ((s, g) for st, s, g in groups if st == study):
+            again = any(r.study == study for r in runs)
+            label = f"{study}-{'-'.join(c.id for c in group)[:60]}" if again else study
             runs.append(StudyRun(study, label, tuple(sorted(settings.items())), tuple(group)))
     return runs
 
@@ -107,8 +102,7 @@ def quiet_library_progress() -> None:
 
 
 def load_model(request: RunRequest) -> Any:
-    """``models.load_model`` for the request (imported here: ``claims``, ``diff`` and ``--help`` never import
-    torch)."""
+    """``models.load_model`` for the request (imported here: ``claims``, ``diff`` and ``--help`` need no torch)."""
     quiet_library_progress()
     models = importlib.import_module("layerclaims.models")
     return models.load_model(request.model, device=request.device, dtype=request.dtype, device_map=request.device_map)
@@ -124,8 +118,7 @@ def _key(value: Any) -> Any:
 
 
 class StudyResults:
-    """Model handles and study results: one load per (model, device, dtype, device map), one study run per (study,
-    options) on it. A reproduce run uses a fresh one; the findings tests and a robustness worker keep theirs."""
+    """Model handles and study results: one load per model and settings, one study run per (study, options)."""
 
     def __init__(self, load: Callable[[RunRequest], Any] | None = None) -> None:
         self._load = load
@@ -151,8 +144,7 @@ class StudyResults:
 
 
 def run_study(study: str, handle: Any, *, progress: Say | None = None, **options: Any) -> Any:
-    """Study ``study`` run on a loaded model with ``Config`` overrides ``options`` (UsageError for an option its
-    Config has not)."""
+    """Study ``study`` run on a loaded model with ``Config`` overrides ``options``."""
     declared = registry.get(study)
     return declared.run(handle, registry.make_config(declared, options), progress)
 
@@ -194,9 +186,8 @@ def decide_run(
     join: Callable[[], Sequence[Verdict]] | None = None,
 ) -> Decision:
     """Check ``request``, load its model once, run the studies ``claims`` (default: the package's) need among
-    ``request.study_names`` and decide those claims as one family. LayerclaimsError (with ``fix``) for bad input,
-    before any weights load where it can be told then. ``command``: the command as typed (a fix repeats it with one
-    option changed). Hooks, for what a door adds: ``on_plan(plan)`` once the request is checked, ``on_load(handle)``,
+    ``request.study_names`` and decide those claims as one family. ``command``: the command as typed (a fix repeats
+    it with one option changed). Hooks: ``on_plan(plan)`` once the request is checked, ``on_load(handle)``,
     ``on_result(run, options, result, verdicts)`` after each study run (its claims evaluated alone), ``join()``: the
     verdicts decided elsewhere that join this run's family (an earlier run's kept studies)."""
     command = command or request.command()

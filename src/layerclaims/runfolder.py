@@ -2,15 +2,13 @@
 
 A run takes ``--out``'s lock (``.OUT.lock`` beside it: an ``flock``, which the kernel drops when its holder dies, so a
 stale lock is simply taken over; the file holds the writer's pid for the message), writes into ``OUT.staging-PID``
-and, once it succeeded, swaps: ``OUT`` -> ``OUT.old-PID``, the stage -> ``OUT``, the old folder deleted. A failed or
-interrupted run deletes its stage and leaves ``OUT`` as it was; SIGINT/SIGTERM are deferred across the two renames,
-and a run killed outright between them is repaired by the next run (``OUT.old-PID`` without ``OUT`` is renamed back).
+and, once it succeeded, swaps: ``OUT`` -> ``OUT.old-PID``, the stage -> ``OUT``, the old folder deleted.
+SIGINT/SIGTERM are deferred across the two renames, and a run killed outright between them is repaired by the next
+(``OUT.old-PID`` without ``OUT`` is renamed back).
 
 Nothing of the user's is replaced: every run writes :data:`FILES_MANIFEST` (each file it wrote, with its sha256), and a
 folder is replaced only when everything in it is such a file, unchanged (:func:`foreign_entries`). An ``--out``
-inside or above a folder this tool wrote is refused too, except ``RUN/robustness`` (a robustness folder with its own
-manifest, kept by later runs into RUN). The repair deletes only stages marked with :data:`STAGE_MARK` and touches only
-``OUT.old-PID`` folders with a manifest.
+inside or above a folder this tool wrote is refused too, except ``RUN/robustness``.
 """
 
 from __future__ import annotations
@@ -69,28 +67,24 @@ def _walk(folder: Path, kind: str) -> tuple[list[str], list[str]]:
             dirs.remove(ROBUSTNESS_DIR)
         folders += [(rel / d).as_posix() for d in dirs if not (Path(root) / d).is_symlink()]
         for name in files:
-            path = Path(root) / name
-            r = (rel / name).as_posix()
-            if r in (FILES_MANIFEST, STAGE_MARK) or path.is_symlink() or not path.is_file():
-                continue
-            found.append(r)
+            path, r = Path(root) / name, (rel / name).as_posix()
+            if r not in (FILES_MANIFEST, STAGE_MARK) and not path.is_symlink() and path.is_file():
+                found.append(r)
     return sorted(found), sorted(folders)
 
 
-def write_manifest(folder: Path, kind: str = RUN) -> dict[str, str]:
-    """Write ``folder``'s manifest (:func:`_walk`'s files with their sha256, and folders); returns the files."""
+def write_manifest(folder: Path, kind: str = RUN) -> None:
+    """Write ``folder``'s manifest (:func:`_walk`'s files with their sha256, and folders)."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: use one of {KINDS}")
     names, folders = _walk(folder, kind)
     files = {r: file_sha256(folder / r) for r in names}
     body = {"written_by": "layerclaims", "format": MANIFEST_FORMAT, "kind": kind, "files": files, "folders": folders}
     (folder / FILES_MANIFEST).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    return files
 
 
 def read_files_manifest(folder: Path) -> dict[str, Any] | None:
-    """The manifest of a folder this tool wrote; None when there is none or it is not one (unreadable, another
-    format, not layerclaims')."""
+    """The manifest of a folder this tool wrote; None when there is none or it is not one."""
     path = folder / FILES_MANIFEST
     if path.is_symlink() or not path.is_file():
         return None
@@ -115,17 +109,11 @@ def manifest_kind(folder: Path) -> str | None:
     return str(body["kind"]) if body is not None else None
 
 
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a run folder this tool wrote (it holds a valid manifest of kind run)."""
-    return path.is_dir() and manifest_kind(path) == RUN
-
-
 def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:
-    """What in ``folder`` this tool did not write, as relative paths: files the manifest does not list, listed files
-    whose bytes changed (``NAME (changed since the run wrote it)``), folders it did not make (``NAME/``), links.
-    Empty: the folder is exactly an earlier run of ``kind`` (listed files since deleted do not count). Kind run: a
-    ``robustness`` sub-folder must itself be a robustness folder this tool wrote. No manifest of ``kind``: all of it
-    is foreign."""
+    """What in ``folder`` this tool did not write, as relative paths: files the manifest of ``kind`` does not list,
+    listed files whose bytes changed (``NAME (changed since the run wrote it)``), folders it did not make
+    (``NAME/``), links. Empty: the folder is exactly an earlier run of ``kind`` (listed files since deleted do not
+    count). Kind run: a ``robustness`` sub-folder must itself be a robustness folder this tool wrote."""
     body = read_files_manifest(folder)
     ours = body is not None and body["kind"] == kind
     listed: dict[str, str] = dict(body["files"]) if body is not None and ours else {}
@@ -179,9 +167,9 @@ def _listing(entries: list[str]) -> str:
 
 
 def check_out_folder(out: Path, *, fix_command: str | None = None, kind: str = RUN) -> None:
-    """Refuse (UsageError naming the folder, what is foreign in it, and the fix) an ``--out`` that a run of ``kind``
-    must not replace: a file; a folder inside (but ``RUN/robustness``) or above one this tool wrote; a folder that is
-    not exactly an earlier run of ``kind`` (:func:`foreign_entries`); a place where no stage can be created."""
+    """Refuse (UsageError) an ``--out`` that a run of ``kind`` must not replace: a file; a folder inside (but
+    ``RUN/robustness``) or above one this tool wrote; a folder that is not exactly an earlier run of ``kind``; a
+    place where no stage can be created."""
     again = f": `{fix_command}`" if fix_command else ""
     new_folder = f"give a new or empty folder{again}"
     if out.is_symlink() and not out.exists():
@@ -270,7 +258,7 @@ def read_holder(lock: Path) -> int | None:
 class RunFolder:
     """``with RunFolder(out) as folder:`` lock ``out``, write into ``folder.stage``, ``folder.commit()`` once the run
     succeeded; leaving without a commit deletes the stage. ``wait_s``: how long to wait for a live holder of the
-    lock (0: refuse at once); ``kind``: the manifest's (:data:`KINDS`)."""
+    lock (0: refuse at once)."""
 
     def __init__(self, out: str | os.PathLike[str], *, wait_s: float = 0.0, kind: str = RUN) -> None:
         self.out = Path(out).resolve()  # a symlinked --out: the folder it points to is what is swapped
@@ -285,9 +273,7 @@ class RunFolder:
         """Take the lock (waiting up to ``wait_s`` for a live holder), then repair what a killed run left."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait_s
-        while True:
-            if self._try_lock():
-                break
+        while not self._try_lock():
             holder = read_holder(self.lock)
             if time.monotonic() >= deadline:
                 who = f"process {holder}" if holder is not None else "another process"
@@ -394,8 +380,8 @@ class RunFolder:
             self.release()
 
     def commit(self) -> None:
-        """Write the stage's manifest and swap it in as ``out``. ``out`` is checked again first, under the lock: a
-        file put into it since :func:`check_out_folder` stops the swap (UsageError naming it)."""
+        """Write the stage's manifest and swap it in as ``out``; a file put into ``out`` since
+        :func:`check_out_folder` stops the swap (checked again under the lock)."""
         if self.out.exists():
             foreign = foreign_entries(self.out, self.kind) if self.out.is_dir() else [self.out.name]
             if foreign:

@@ -1,19 +1,8 @@
-"""A study is a plug-in that declares itself: one :class:`Study` object per study, found through entry points.
-
-A study package (the package's own, under ``layerclaims/studies/``, or a third party's) defines a module-level
-:class:`Study` and registers it in its ``pyproject.toml``::
-
-    [project.entry-points."layerclaims.studies"]
-    norm = "normstudy:STUDY"
-
-Everything the rest of the package needs of a study is read from that object: its name, its ``Config`` (the
-defaults, defined there once; a claim's ``settings`` are its fields), the statistics its result measures (at one
-layer or over layers), what a claim's layer counts (``"block"``: a 0-based block; ``"hidden_state"``: an index into
-``hidden_states``), the mark kinds a claim may select, how to run it, its figures, its report section and its
-robustness choices. Importing a declaration must not import torch: ``run``, ``figures``, ``report_section`` and
-the robustness run import their heavy modules when called (``docs/architecture.md``, "Writing a study").
-
-This module imports nothing of the package but :mod:`layerclaims.errors`.
+"""A study is a plug-in that declares itself: one module-level :class:`Study` object per study (the package's own
+under ``layerclaims/studies/``, or a third party's), registered in the entry-point group ``layerclaims.studies``
+(``norm = "normstudy:STUDY"``). Everything the rest of the package needs of a study is read from that object.
+Importing a declaration must not import torch (``docs/architecture.md``, "Writing a study"); this module imports
+nothing of the package but :mod:`layerclaims.errors`.
 """
 
 from __future__ import annotations
@@ -44,8 +33,7 @@ RobustnessRun = Callable[
 
 @dataclass(frozen=True)
 class Statistic:
-    """A statistic the study's result measures: ``name`` (what a claim's condition names), ``over_layers`` (False:
-    read at the layer the claim names; True: read over every layer, the claim names none) and ``description``."""
+    """``name``: what a claim's condition names; ``over_layers``: read over every layer (the claim names none)."""
 
     name: str
     over_layers: bool
@@ -54,8 +42,8 @@ class Statistic:
 
 @dataclass(frozen=True)
 class ClaimRead:
-    """What a figure needs of one claim of the run: its id, condition and the layer it reads on this model (mapped
-    by relative depth; None over layers). Studies never read claims: the pipeline hands these over."""
+    """What a figure needs of one claim of the run (studies never read claims): its id, condition and the layer it
+    reads on this model (mapped by relative depth; None over layers)."""
 
     id: str
     statistic: str
@@ -70,11 +58,9 @@ class Robustness:
     """A study's choices for ``layerclaims robustness``. ``choices``: choice -> its values, the original's first.
     ``offset``: the choice (values ``"0"``, ``"-1"``, ``"+1"``) that reads the same run at a neighbouring layer.
     ``run_choices``: the choices that need a run of their own; the others are analysis variants of one run.
-    ``grid``: the grid's reduced resampling settings (Config fields). ``run(handle, values, variants, layers, grid,
-    settings)``: one run for the ``run_choices`` values with ``grid`` over the claims' own ``settings`` (a choice
-    that departs from its original value overrides them), for the claims' ``layers`` and their neighbours; one
-    result per analysis variant (a dict of the other choices' values) and the timings. ``notes``: what
-    robustness.json says about the grid's approximations."""
+    ``grid``: the reduced resampling settings (Config fields). ``run``: :data:`RobustnessRun`, one run for the
+    ``run_choices`` values with ``grid`` over the claims' own settings (a departing choice overrides them), for the
+    claims' layers and their neighbours. ``notes``: what robustness.json says about the grid's approximations."""
 
     choices: Mapping[str, tuple[str, ...]]
     offset: str
@@ -86,23 +72,18 @@ class Robustness:
 
 @dataclass(frozen=True)
 class Study:
-    """One study, as the rest of the package sees it.
-
-    ``name``: the study's name (``--study NAME``, ``study = "NAME"`` in a claims file, the result's file stem).
-    ``config``: its ``Config`` class, a frozen dataclass whose defaults are the study's method. ``statistics``: what
-    its result's ``measure(statistic, *, layer, kind)`` reads. ``layer_unit``: what a claim's layer counts.
-    ``kinds``: the mark kinds a claim may select (``kind = "internal"``), None when it has none. ``run(handle,
-    config, progress)``: the result (a :class:`~layerclaims.results.SavedResult` with ``model``, ``n_blocks``,
-    ``provenance``, ``measure`` and ``save``). ``result``: returns the result class (for loading a saved one).
-    ``figures(result, claims)``: file name -> drawing function (``claims``: the run's :class:`ClaimRead`), or None.
-    ``report_section(result)``: Markdown the report adds, or None. ``robustness``: its choices, or None.
-    ``shorthands``: claim-file settings written another way: name -> a function of the TOML value returning the
-    Config fields it stands for (UsageError with the fix for a bad value).
-    ``index_settings``: the Config fields that index the model (a ``layer_unit`` each), checked against its depth.
-    ``minimums``: the smallest value each setting can take and still mean something. ``spec_prefix``: the letter of
-    its robustness specification ids. ``count_usable(config, tokenizer, corpus, n)``: for a study that reads a
-    corpus, the units of each kind it can select from it by its own rule (at most ``n`` counted), checked against
-    ``n`` before any weights load."""
+    """One study. ``name``: ``--study NAME``, ``study = "NAME"`` in a claims file, the result's file stem.
+    ``config``: a frozen dataclass whose defaults are the method (a claim's ``settings`` are its fields).
+    ``statistics``: what the result's ``measure(statistic, *, layer, kind)`` reads. ``layer_unit``: what a claim's
+    layer counts (``"block"``: a 0-based block; ``"hidden_state"``: an index into ``hidden_states``). ``kinds``: the
+    mark kinds a claim may select, or None. ``run(handle, config, progress)``: the result (a
+    :class:`~layerclaims.results.SavedResult`); ``result``: returns its class. ``figures(result, claims)``: file
+    name -> drawing function (``claims``: :class:`ClaimRead`). ``report_section(result)``: Markdown for the report.
+    ``shorthands``: claim-file setting -> a function of its TOML value returning the Config fields it stands for.
+    ``index_settings``: the Config fields that index the model (a ``layer_unit`` each). ``minimums``: the smallest
+    meaningful value of each setting. ``spec_prefix``: the letter of its robustness specification ids.
+    ``count_usable(config, tokenizer, corpus, n)``: for a study that reads a corpus, the units of each kind its own
+    rule selects (at most ``n`` counted), checked against ``n`` before any weights load."""
 
     name: str
     config: type
@@ -138,8 +119,8 @@ _broken: dict[str, UsageError] = {}
 
 
 def registry() -> dict[str, Study]:
-    """Every installed study by name, the package's own first, each group by name; loaded once. An entry point that
-    cannot be loaded is left out with a warning (distribution and fix); :func:`get` of its name raises that."""
+    """Every installed study by name, the package's own first; loaded once. An entry point that cannot be loaded is
+    left out with a warning (distribution and fix); :func:`get` of its name raises that."""
     global _loaded
     if _loaded is None:
         found: dict[str, Study] = {}
@@ -203,9 +184,8 @@ def run_each(
     base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
     """A :attr:`Robustness.run` for a study whose every choice is a run choice: one run with ``grid`` and the Config
-    fields of ``values`` (choice -> value, via ``table``, the original value first) over the claims' own settings
-    ``base`` (a choice at its original value keeps a field the claims set, one that departs overrides it); every
-    analysis variant reads that one result."""
+    fields of ``values`` (via ``table``: choice -> value -> fields, the original value first) over the claims' own
+    settings ``base`` (only a departing choice overrides a field they set); every variant reads that result."""
     fields: dict[str, Any] = {**base, **grid}
     for choice, value in values.items():
         if choice not in table or value not in table[choice]:

@@ -1,13 +1,10 @@
 """Machinery of the findings tests, usable from any pytest suite that checks claims on models.
 
 A findings test takes its claim's verdict from the run that decides every claim of the session on that model as one
-family (:func:`layerclaims.run.decide_run`), as ``layerclaims reproduce`` writes it to ``verdicts.json``;
-:class:`FindingsRuns` computes that family once per (model, device, claims) for the session. On the claim's own model
-the verdict must pass (``holds``; ``holds on control too`` only for a claim that need not beat its control, with a
-:class:`ControlWarning`), and a failure shows each condition's numbers and what would settle it. On any other model
-the verdict's typed fields are recorded in a pytest-regressions snapshot, one CSV per claim under
-``snapshots/<model>/``, so that a change of model or code shows as a reviewable diff. A missing snapshot is created
-(the test passes and the session's summary says where); ``--force-regen`` rewrites them after a reviewed change.
+family, as ``layerclaims reproduce`` writes it to ``verdicts.json`` (:class:`FindingsRuns`). On the claim's own
+model the verdict must pass; on any other its numbers are recorded in a pytest-regressions snapshot, one CSV per
+claim under ``snapshots/<model>/``, so that a change of model or code shows as a reviewable diff. A missing
+snapshot is created (the session's summary says where); ``--force-regen`` rewrites them after a reviewed change.
 """
 
 from __future__ import annotations
@@ -41,38 +38,33 @@ DEFAULT_TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
 
-def findings_models(
-    config: pytest.Config, study: str | None = None, claims: Sequence[Claim] | None = None
-) -> list[str]:
+def findings_models(config: pytest.Config, claims: Sequence[Claim] | None = None) -> list[str]:
     """--model if given; with --gpu, the claims' own models; else the CI models."""
     chosen = config.getoption("--model")
     if chosen:
         return list(chosen)
     if config.getoption("--gpu"):
-        return sorted({c.model for c in claims_for(study, claims)})
+        return sorted({c.model for c in claims_for(None, claims)})
     return list(CI_FINDINGS_MODELS)
 
 
-def model_claim_params(
-    config: pytest.Config, study: str | None = None, claims: Sequence[Claim] | None = None
-) -> list[Any]:
-    """(model, claim) pairs of one study (or all) of ``claims`` (default: the package's); with --gpu and no
-    --model, each claim only on its own model."""
+def model_claim_params(config: pytest.Config, claims: Sequence[Claim] | None = None) -> list[Any]:
+    """(model, claim) pairs of ``claims`` (default: the package's); with --gpu and no --model, each claim only on
+    its own model."""
     own_only = config.getoption("--gpu") and not config.getoption("--model")
     slow = () if config.getoption("--model") else SLOW_FINDINGS_MODELS
     return [
         pytest.param(m, c, id=f"{m}-{c.id}", marks=[pytest.mark.slow] if m in slow else [])
-        for m in findings_models(config, study, claims)
-        for c in claims_for(study, claims)
+        for m in findings_models(config, claims)
+        for c in claims_for(None, claims)
         if not own_only or c.model == m
     ]
 
 
 class FindingsRuns:
-    """Every claim of the session on one model decided as one family, once per (model, device, claims); one model
-    load and one study run per settings (:class:`layerclaims.run.StudyResults`). Data that cannot be had here (a
-    corpus not on this machine, offline) skips that model's tests with the reason and the fix; any other bad input
-    fails them with the message and the fix, without a traceback."""
+    """Every claim of the session on one model decided as one family, once per (model, device, claims). Data that
+    cannot be had here (a corpus not on this machine, offline) skips that model's tests with the reason and the fix;
+    any other bad input fails them with the message and the fix, without a traceback."""
 
     def __init__(self) -> None:
         self.results = StudyResults()
@@ -80,8 +72,7 @@ class FindingsRuns:
         self._problems: dict[tuple[str, str, tuple[Claim, ...]], tuple[bool, str]] = {}
 
     def family(self, model: str, device: str, claims: Sequence[Claim]) -> dict[str, Verdict]:
-        """Claim id -> verdict of ``claims`` on ``model``, all decided as one family (as ``layerclaims reproduce
-        --model MODEL`` with the same claims decides them)."""
+        """Claim id -> verdict of ``claims`` on ``model``, all decided as one family."""
         claims = tuple(claims)
         key = (model, device, claims)
         if key not in self._families and key not in self._problems:
@@ -106,8 +97,7 @@ class FindingsRuns:
         return self._families[key]
 
     def identification(self, model: str, device: str, *, declared: str | None = None) -> Identification | None:
-        """What the loaded ``model`` was shown to be (:func:`layerclaims.identity.identify`), or None when it has
-        not been loaded in this session."""
+        """What the loaded ``model`` was shown to be, or None when it was not loaded in this session."""
         handle = self.results.loaded(model, device)
         return None if handle is None else identify(handle, declared=declared)
 
@@ -125,21 +115,20 @@ def snapshot_row(verdict: Verdict) -> dict[str, np.ndarray]:
     the verdict as a code, the control's value, and each further condition's value and verdict code."""
     ci = verdict.ci or (None, None)
     control = verdict.control
-    row = {
-        "layer": np.array([-1 if verdict.layer is None else verdict.layer]),
-        "value": np.array([_num(verdict.value)]),
-        "ci_low": np.array([_num(ci[0])]),
-        "ci_high": np.array([_num(ci[1])]),
-        "p_value": np.array([_num(verdict.p_value)]),
-        "p_adjusted": np.array([_num(verdict.p_adjusted)]),
-        # 1 holds, 0 fails, 2 inconclusive, -1 not evaluated (Verdict.code)
-        "verdict": np.array([verdict.code]),
-        "control_value": np.array([_num(control.value if control else None)]),
+    row: dict[str, Any] = {
+        "layer": -1 if verdict.layer is None else verdict.layer,
+        "value": _num(verdict.value),
+        "ci_low": _num(ci[0]),
+        "ci_high": _num(ci[1]),
+        "p_value": _num(verdict.p_value),
+        "p_adjusted": _num(verdict.p_adjusted),
+        "verdict": verdict.code,  # 1 holds, 0 fails, 2 inconclusive, -1 not evaluated
+        "control_value": _num(control.value if control else None),
     }
     for i, cond in enumerate(verdict.conditions[1:], start=1):
-        row[f"cond{i}_value"] = np.array([_num(cond.value)])
-        row[f"cond{i}_verdict"] = np.array([VERDICT_CODES[cond.verdict]])
-    return row
+        row[f"cond{i}_value"] = _num(cond.value)
+        row[f"cond{i}_verdict"] = VERDICT_CODES[cond.verdict]
+    return {k: np.array([v]) for k, v in row.items()}
 
 
 def check_verdict(
@@ -153,12 +142,11 @@ def check_verdict(
     beats_control: bool = False,
     identification: Identification | None = None,
 ) -> None:
-    """Assert on the claim's own model; snapshot the verdict's numbers on any other.
-
-    The claim's own model is recognised by what it is (:func:`layerclaims.identity.is_claim_model`; ``declared``:
-    pytest's ``--as NAME``; ``identification``: what the loaded model was shown to be). ``num_regression``: gives
-    pytest-regressions' fixture, asked for only to snapshot, into ``snapshots/<model>/<claim>.csv`` (default: the
-    folder ``snapshots`` beside the test file). ``beats_control``: ``holds on control too`` fails too."""
+    """Assert on the claim's own model (:func:`layerclaims.identity.is_claim_model`; ``declared``: pytest's ``--as
+    NAME``; ``identification``: what the loaded model was shown to be): it must pass, ``holds on control too`` with
+    a :class:`ControlWarning` unless ``beats_control``. On any other, snapshot the verdict's numbers into
+    ``snapshots/<model>/<claim>.csv`` (default ``snapshots`` beside the test file) with ``num_regression()``,
+    pytest-regressions' fixture, asked for only then."""
     if identification is not None:
         (verdict,) = annotate([verdict], identification)  # the verdict's line says how the model was taken
     if is_claim_model(claim.model, verdict.model, declared=declared, identification=identification):
@@ -209,9 +197,7 @@ def created_summary(paths: Sequence[Path]) -> list[str]:
 
 
 def failure_message(verdict: Verdict, beats_control: bool = False) -> str:
-    """Why a claim did not hold on its own model: the verdict's lines as the console prints them
-    (:meth:`~layerclaims.verdicts.Verdict.lines`: each condition's value, decision interval and level, p against its
-    threshold, the control, and what would settle an inconclusive verdict)."""
+    """Why a claim did not hold on its own model: the verdict's lines as the console prints them."""
     head, *rest = verdict.lines(levels=True)
     rule = (
         "only holds passes: the claim must beat its control"

@@ -1,8 +1,4 @@
-"""Everything a run is given, checked before any weights load.
-
-:func:`check_run` checks the model's configuration (no weights), the device and dtype, every study's settings
-(type, documented minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and
-the marks it holds against those asked for, and ``--out``. The first problem raises a
+"""Everything a run is given, checked before any weights load (:func:`check_run`). The first problem raises a
 :class:`~layerclaims.errors.LayerclaimsError` whose ``fix`` is the user's own command (:class:`Command`) with only
 the offending option changed.
 """
@@ -27,20 +23,15 @@ from layerclaims.errors import LayerclaimsError, ModelNotFoundError, UsageError
 
 log = logging.getLogger("layerclaims.validate")
 
-# The CLI options that set the Config field of their name, in the studies whose Config has it (the default stays
-# there, in one place).
+# The CLI options that set the Config field of their name, in the studies whose Config has it.
 STUDY_OPTIONS = ("corpus", "selection", "seed", "n")
-
-# --------------------------------------------------------------------------------------------------- command
-
 # The options that take no value (every other option is followed by its value, even one that starts with "-").
 FLAGS = frozenset({"--strict", "-q", "--quiet", "-v", "--verbose", "--changed-only", "--help", "-h", "--version"})
 
 
 @dataclass(frozen=True)
 class Command:
-    """The command a user typed (``argv`` without the program name), to suggest a corrected one: every option
-    kept, only the named one changed. ``str(cmd)`` is the shell-quoted line."""
+    """The command a user typed (``argv`` without the program name), to suggest it with one option changed."""
 
     argv: tuple[str, ...]
     prog: str = "layerclaims"
@@ -89,15 +80,13 @@ class Command:
         return self._replace(self._spans(option), new)
 
     def without(self, option: str) -> Command:
-        """The command without ``option`` (and its value; ``--set STUDY.FIELD``: the ``--set`` naming it; ``""``:
-        none, the command as it is)."""
+        """The command without ``option`` (as :meth:`with_option` finds it; ``""``: the command as it is)."""
         return self._replace(self._spans(option), [])
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What a run is asked for, as ``layerclaims reproduce`` takes it (``options``: ``--n``, ``--corpus``, ...;
-    None: not given)."""
+    """What a run is asked for, as ``layerclaims reproduce`` takes it (``options``: :data:`STUDY_OPTIONS`)."""
 
     model: str
     out: Path | None = None
@@ -111,19 +100,16 @@ class RunRequest:
     def command(self) -> Command:
         """The ``layerclaims reproduce`` command that asks for this run (the Python API has no argv of its own)."""
         argv = ["reproduce", "--model", self.model]
-        if self.out is not None:
-            argv += ["--out", str(self.out)]
-        if tuple(self.study_names) != registry.names():
-            argv += ["--study", ",".join(self.study_names)]
-        if self.device != "cpu":
-            argv += ["--device", self.device]
-        if self.dtype != "float32":
-            argv += ["--dtype", self.dtype]
-        if self.device_map is not None:
-            argv += ["--device-map", self.device_map]
-        for key, value in self.options.items():
-            if value is not None:
-                argv += [f"--{key}", str(value)]
+        for option, value, default in (
+            ("--out", self.out, None),
+            ("--study", ",".join(self.study_names), ",".join(registry.names())),
+            ("--device", self.device, "cpu"),
+            ("--dtype", self.dtype, "float32"),
+            ("--device-map", self.device_map, None),
+            *((f"--{key}", value, None) for key, value in self.options.items()),
+        ):
+            if value != default:
+                argv += [option, str(value)]
         for item in self.overrides:
             argv += ["--set", item]
         return Command(tuple(argv))
@@ -138,17 +124,13 @@ def _shown(origin: str, value: Any) -> str:
     return f"{origin}={json.dumps(value)}" if origin.startswith("--set") else f"{origin} {value!r}"
 
 
-# --------------------------------------------------------------------------------------------------- settings
-
-
 def config_fields(study: str) -> set[str]:
     """The field names of study ``study``'s ``Config``."""
     return {f.name for f in dataclasses.fields(registry.get(study).config)}
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """``"STUDY.n_boot=200"`` -> ``("STUDY.n_boot", 200)``; the value is JSON when it parses
-    (numbers, true/false/null, lists), else the plain string."""
+    """``"STUDY.n_boot=200"`` -> ``("STUDY.n_boot", 200)``; the value is JSON when it parses, else the string."""
     target, sep, raw = item.partition("=")
     name, dot, field_name = target.strip().partition(".")
     if not sep or not dot or not field_name or name not in registry.names():
@@ -166,8 +148,7 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def study_options(study: str, given: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The ``Config`` overrides for ``study``: the CLI options that were given (not None) and that its Config has,
-    then the ``--set STUDY.FIELD=VALUE`` overrides naming this study (VALUE parsed as JSON, else a string)."""
+    """The ``Config`` overrides for ``study``: the given CLI options its Config has, then its ``--set`` items."""
     return {name: value for name, (value, _) in _study_options_with_origin(study, given, overrides).items()}
 
 
@@ -176,18 +157,11 @@ def _study_options_with_origin(
 ) -> dict[str, tuple[Any, str]]:
     """As :func:`study_options`, each value with the option that gave it (``--n`` or ``--set study.field``)."""
     fields = config_fields(study)
-    out: dict[str, tuple[Any, str]] = {}
-    for option, value in given.items():
-        if value is None:
-            continue
-        if option in fields:
-            out[option] = (value, f"--{option}")
+    out = {option: (value, f"--{option}") for option, value in given.items() if value is not None and option in fields}
     for item in overrides:
         target, value = parse_set(item)
         name, _, field_name = target.partition(".")
-        if name != study:
-            continue
-        if field_name not in fields:
+        if name == study and field_name not in fields:
             fix = "use one of those"
             if command is not None:
                 fix += f", or leave it out: {_cmd(command.without('--set ' + target))}"
@@ -195,7 +169,8 @@ def _study_options_with_origin(
                 f"--set {item}: study {study!r} has no setting {field_name!r}; it has: {', '.join(sorted(fields))}",
                 fix=fix,
             )
-        out[field_name] = (value, f"--set {target}")
+        if name == study:
+            out[field_name] = (value, f"--set {target}")
     return out
 
 
@@ -210,14 +185,10 @@ def type_problem(value: Any, hint: Any) -> str | None:
         choices = typing.get_args(hint)
         return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
     if origin is tuple:
-        args = typing.get_args(hint)
+        item = (typing.get_args(hint) or (Any,))[0]
         if not isinstance(value, tuple):
             return "a list such as [1, 2]"
-        item = args[0] if args else Any
-        for v in value:
-            if type_problem(v, item) is not None:
-                return f"a list of {_type_word(item)}"
-        return None
+        return f"a list of {_type_word(item)}" if any(type_problem(v, item) for v in value) else None
     if hint is type(None) or hint is None:
         return None if value is None else "null"
     if hint is Any:
@@ -309,21 +280,13 @@ def check_study_settings(
 
 def _check_detail_within_layers(study: str, with_origin: dict[str, tuple[Any, str]], command: Command) -> None:
     """``detail_layers`` outside ``layers`` would be skipped without a word: refuse."""
-    if "detail_layers" not in with_origin or "layers" not in with_origin:
-        return
-    detail, origin = with_origin["detail_layers"]
-    layers, _ = with_origin["layers"]
-    if detail is None or layers is None:
-        return
-    missing = sorted(set(detail) - set(layers))
-    if missing:
+    detail, origin = with_origin.get("detail_layers", (None, ""))
+    layers = with_origin.get("layers", (None, ""))[0]
+    if detail is not None and layers is not None and (missing := sorted(set(detail) - set(layers))):
         raise UsageError(
             f"{origin}: detail layers {missing} are not among the layers analysed ({list(layers)})",
             fix=f"add them to {study}.layers, or drop {origin}: {_cmd(command.without(origin))}",
         )
-
-
-# --------------------------------------------------------------------------------------------------- corpus
 
 
 def check_corpus(
@@ -340,10 +303,8 @@ def check_corpus(
     count_usable: Callable[[Any, int], Mapping[str, int]] | None = None,
     counted_by: str = "the study's own selection rule",
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind.
-    Returns the count of mark characters per kind.
-
-    ``count_usable(corpus, n)``: the study's own count (:attr:`~layerclaims.study.Study.count_usable`, with the
+    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind;
+    returns the count of mark characters per kind. ``count_usable(corpus, n)``: the study's own count (with the
     model's tokenizer), so that the ``n`` a fix suggests is one the run accepts; without it, the count of the mark
     characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the
     default), which a fix changes. ``minimum``: the fewest marks the study can use; ``others``: the other studies
@@ -407,12 +368,8 @@ def check_corpus(
     return counts
 
 
-# --------------------------------------------------------------------------------------------------- the run
-
-
 def _warn_below_minimum(config: type, n: Any) -> None:
-    """A warning before any weights load when ``n`` is below the study's documented minimum for its cluster
-    counts (its Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"; the run still goes on)."""
+    """Warn when ``n`` is below the Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"."""
     minimum = getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
         why = "the cluster counts are not evaluated (their claims say so)"
@@ -442,8 +399,7 @@ def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
 
 
 def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule); sets
-    ``plan.marks``."""
+    """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule)."""
     for study in request.study_names:
         declared = registry.get(study)
         if "corpus" not in config_fields(study):
@@ -473,16 +429,17 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
 
 
 def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
-    """Once the weights loaded, the marks :func:`check_run` could only bound counted by the study's rule with the
-    model's ``tokenizer``: a run with too few stops before any study runs, with an ``--n`` that works."""
+    """Once the weights loaded, recount the marks :func:`check_run` could only bound, by the study's rule with the
+    model's ``tokenizer``: a run with too few stops before any study runs."""
     if plan.marks_counted and tokenizer is not None:
         check_corpora(request, plan, command, tokenizer)
         plan.marks_counted = False
 
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
-    """Check everything a run is given, in the order a user would fix it (no weights loaded). ``command``: the
-    command as typed, which fixes repeat with one option changed (default: ``request.command()``)."""
+    """Check, in the order a user would fix it, the model's configuration, device and dtype, every study's settings
+    (type, minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and its
+    marks, and ``--out``. ``command``: the command as typed (default: ``request.command()``)."""
     command = command or request.command()
     model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")
@@ -503,8 +460,7 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
     try:
         models.resolve_dtype(request.dtype)
     except LayerclaimsError as exc:
-        fix = f"use float32: {_cmd(command.with_option('--dtype', 'float32'))}"
-        raise type(exc)(exc.message, fix=fix) from None
+        raise type(exc)(exc.message, fix=f"use float32: {_cmd(command.with_option('--dtype', 'float32'))}") from None
     plan = RunPlan(shape=shape)
     for study in request.study_names:
         plan.options[study] = check_study_settings(

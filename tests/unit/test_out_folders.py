@@ -235,7 +235,7 @@ def test_a_committed_run_has_no_stage_mark_and_a_manifest(tmp_path: Path) -> Non
         folder.commit()
     assert not (out / runfolder.STAGE_MARK).exists()
     assert set(json.loads((out / FILES_MANIFEST).read_text())["files"]) == {"figures/a.png", "report.md"}
-    assert runfolder.is_run_folder(out) and runfolder.foreign_entries(out) == []
+    assert runfolder.manifest_kind(out) == runfolder.RUN and runfolder.foreign_entries(out) == []
 
 
 def test_a_real_robustness_run_into_a_run_folder_keeps_that_folder_replaceable(
@@ -278,7 +278,11 @@ def test_a_robustness_folder_made_first_is_kept_by_the_first_run_into_its_parent
     _robustness_folder(rob)
     kept = tree_hashes(rob)
     assert run_cli("reproduce", "--model", "m", "--out", str(out), "-q") == 0
-    assert tree_hashes(rob) == kept and runfolder.is_run_folder(out) and runfolder.foreign_entries(out) == []
+    assert (
+        tree_hashes(rob) == kept
+        and runfolder.manifest_kind(out) == runfolder.RUN
+        and runfolder.foreign_entries(out) == []
+    )
 
 
 def test_an_empty_folder_the_run_made_is_its_own(tmp_path: Path) -> None:

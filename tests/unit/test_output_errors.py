@@ -124,7 +124,8 @@ def test_stdout_failing_during_a_run_keeps_the_run(
     err = capsys.readouterr().err
     assert "free disk space" not in err and "could not be written" not in err and "Traceback" not in err
     assert (code == 141) == ("could not write to standard output" not in err)
-    assert runfolder.is_run_folder(out) and runfolder.foreign_entries(out) == []  # the whole run, written
+    # the whole run, written
+    assert runfolder.manifest_kind(out) == runfolder.RUN and runfolder.foreign_entries(out) == []
     assert (out / "report.html").is_file()
 
 
@@ -138,7 +139,7 @@ def test_a_failing_stderr_does_not_stop_the_run_either(
     monkeypatch.setattr(sys, "stderr", _FailingStdout(BrokenPipeError(errno.EPIPE, "Broken pipe"), ok=0))
     monkeypatch.setattr(sys, "stdout", _FailingStdout(BrokenPipeError(errno.EPIPE, "Broken pipe"), ok=0))
     assert run_cli("reproduce", "--model", "m", "--out", str(out)) == 141
-    assert runfolder.is_run_folder(out)
+    assert runfolder.manifest_kind(out) == runfolder.RUN
 
 
 def test_a_real_error_keeps_its_exit_code_when_stdout_fails_too(
@@ -157,7 +158,7 @@ def test_a_real_error_keeps_its_exit_code_when_stdout_fails_too(
 
 
 def _assert_complete_run(out: Path) -> None:
-    assert runfolder.is_run_folder(out) and runfolder.foreign_entries(out) == []
+    assert runfolder.manifest_kind(out) == runfolder.RUN and runfolder.foreign_entries(out) == []
     assert {"report.md", "report.html", "verdicts.json", "run.json"} <= {p.name for p in out.iterdir()}
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(("run.", ".run"))) == []  # no stage, lock
 
