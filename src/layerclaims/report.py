@@ -1,11 +1,10 @@
 """What `layerclaims reproduce` writes: verdicts.json / verdicts.csv, report.md and report.html; and the HTML page of
 the claims x models matrix.
 
-The report is rendered from a :class:`RunReport` (plain data the CLI fills in: the model, one :class:`StudyOutcome`
-per study, the verdict rows, stage timings; the rows are read back as :class:`~layerclaims.verdicts.Verdict` and
-worded from them), so it is tested without a model. The HTML page is self-contained apart
-from the figures: inline CSS, no script, every piece of text escaped, figures linked by a path relative to the
-report (or embedded as base64 with ``embed_figures=True``).
+The report is rendered from a :class:`RunReport` (plain data: the model, one :class:`StudyOutcome` per study, the
+verdict rows read back as :class:`~layerclaims.verdicts.Verdict`, stage timings), so it is tested without a model.
+The HTML is self-contained apart from the figures: inline CSS, no script, every piece of text escaped, figures
+linked by a path relative to the report (or embedded as base64 with ``embed_figures=True``).
 """
 
 from __future__ import annotations
@@ -129,16 +128,13 @@ def write_verdicts(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean = jsonable(list(rows))
-    json_path = out / VERDICTS_JSON
-    json_path.write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
-    csv_path = out / VERDICTS_CSV
+    (out / VERDICTS_JSON).write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
     writer.writeheader()
-    for row in clean:
-        writer.writerow(csv_row(row))
-    csv_path.write_text(buf.getvalue())
-    return json_path, csv_path
+    writer.writerows(csv_row(row) for row in clean)
+    (out / VERDICTS_CSV).write_text(buf.getvalue())
+    return out / VERDICTS_JSON, out / VERDICTS_CSV
 
 
 # --------------------------------------------------------------------------------------------------- shared pieces
@@ -612,20 +608,17 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+# A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the ridgelines),
+# gets the full page width.
 WIDE_RATIO = 1.6  # width / height above which a figure spans the page
 WIDE_PIXELS = 1200  # a figure wider than this would shrink below 45 % in a half-page column (its panels unreadable)
 
 
-def _is_wide(path: Path) -> bool:
-    """A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the
-    ridgelines), gets the full page width in the report."""
-    size = png_size(path)
-    return size is not None and size[1] > 0 and (size[0] / size[1] > WIDE_RATIO or size[0] > WIDE_PIXELS)
-
-
 def _figure_html(fig: Path, out: Path, embed: bool) -> str:
     src = "data:image/png;base64," + base64.b64encode(fig.read_bytes()).decode("ascii") if embed else _rel(fig, out)
-    cls = ' class="wide"' if _is_wide(fig) else ""
+    size = png_size(fig)
+    wide = size is not None and size[1] > 0 and (size[0] / size[1] > WIDE_RATIO or size[0] > WIDE_PIXELS)
+    cls = ' class="wide"' if wide else ""
     return (
         f'<figure{cls}><a href="{_e(_rel(fig, out))}"><img src="{_e(src)}" alt="{_e(fig.stem)}" loading="lazy"></a>'
         f"<figcaption>{_e(fig.name)}</figcaption></figure>"
@@ -635,7 +628,6 @@ def _figure_html(fig: Path, out: Path, embed: bool) -> str:
 def _html_cell(cell: str | Cell) -> str:
     if isinstance(cell, str):
         return f"<td>{_inline_html(cell)}</td>"
-    text = ""
     if cell.badge:
         word, label = cell.badge
         text = f'<span class="badge {VERDICT_CSS[word]}">{_e(label)}</span>'

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from layerclaims.figures.layout import margins
+from layerclaims.figures import margins
 from layerclaims.results import BlockStatistic
 from layerclaims.studies.qk import PAIRS
 from layerclaims.studies.qk.analysis import QKResult
@@ -49,10 +49,9 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     off-diagonal range of both)."""
     i = result.index(block)
     mats = {k: result.cos(k)[i] for k in ("q", "k")}
-    off = ~np.eye(len(result.words), dtype=bool)
-    vals = np.concatenate([m[off] for m in mats.values()])
-    vmin, vmax = np.percentile(vals, [1, 99])
     n = len(result.words)
+    off = ~np.eye(n, dtype=bool)
+    vmin, vmax = np.percentile(np.concatenate([m[off] for m in mats.values()]), [1, 99])
     names = [f"{w}*" if w in result.split_words else w for w in result.words]
     # Fixed positions in inches (room for the word labels and titles), not constrained_layout: measuring 136 tick
     # labels was half of the figure's drawing time.
@@ -95,16 +94,8 @@ def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path
     ax.scatter(q[~same], k[~same], s=10, c="0.65", alpha=0.6, lw=0, label="between categories", rasterized=True)
     for c, cat in enumerate(result.categories):
         sel = same & (labels[iu] == cat)
-        ax.scatter(
-            q[sel],
-            k[sel],
-            s=16,
-            color=CATEGORY_COLORS[c % len(CATEGORY_COLORS)],
-            alpha=0.85,
-            lw=0,
-            label=f"within {cat}",
-            rasterized=True,
-        )
+        color = CATEGORY_COLORS[c % len(CATEGORY_COLORS)]
+        ax.scatter(q[sel], k[sel], s=16, color=color, alpha=0.85, lw=0, label=f"within {cat}", rasterized=True)
     m = result.rsa["qk"].at(i)
     # one interval per number: the title gives r alone; the strip below draws its 95% interval, labelled as such
     p = f", Mantel p (any relation) = {m.p_value:.2g}" if m.p_value is not None else ""
