@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from layerclaims.claims import Claim
+from layerclaims.figures import save
 
 COLOURS = {"holds": "#1b7837", "holds on control too": "#7539c9", "fails": "#b2182b", "inconclusive": "#e08214"}
 GREY = "#888888"
@@ -56,7 +57,4 @@ def spec_curve(
     bottom.set_xlabel("specifications, sorted by value")
     bottom.set_xlim(-1, len(rows))
     fig.tight_layout()
-    path = Path(folder) / f"spec_curve_{claim.id}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, Path(folder) / f"spec_curve_{claim.id}.png", 110)

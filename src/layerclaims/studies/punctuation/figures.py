@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
 
-from layerclaims.figures import margins
+from layerclaims.figures import margins, save
 from layerclaims.studies.punctuation.marks import KINDS
 
 _CMAP = plt.get_cmap("tab10")
@@ -80,9 +80,7 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             ax.legend(fontsize=7, markerscale=3, loc="upper left")  # "best" searched 31,125 points per panel
     fig.suptitle(f"{result.model}: covariance vs MI over all pairs of {result.internal.marks.size} marks", fontsize=11)
     margins(fig, left=0.75, right=0.35, top=0.9, bottom=0.55, hspace=0.4, wspace=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, 110)
 
 
 def _ends(v: np.ndarray) -> tuple[float, float]:
@@ -143,9 +141,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         f"(k clusters; grey: pairs of an outlier mark); merge layer {k.merge_layer}",
         fontsize=9,
     )
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, 100)
 
 
 HIST_MEASURES = (("cov", "covariance"), ("mi", "MI (bits)"))
@@ -202,9 +198,7 @@ def plot_histograms(result: Any, kind: str, path: Path) -> Path:
     ax.set_ylim(*ylim)
     ax.set_axis_off()
     ax.set_title(f"{result.model}, {kind}: covariance and MI over all pairs, per layer (red: mean)", fontsize=10)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, 100)
 
 
 def plot_means_depth(result: Any, path: Path) -> Path:
@@ -244,9 +238,7 @@ def plot_means_depth(result: Any, path: Path) -> Path:
         fontsize=10,
     )
     margins(fig, left=0.8, right=0.2, top=0.5, bottom=0.55, wspace=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, 110)
 
 
 def figures(result: Any, claims: Sequence[Any] = ()) -> dict[str, Callable[[Path], Path]]:

@@ -450,7 +450,7 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
     rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel]) if boot.size else np.zeros(0)
     reps = rhos[np.isfinite(rhos)]
     details = {
-        **_depth_variants(result, k, what, sel, "spearman"),
+        **_depth_variants(result, k, what, sel, lambda m: float(spearmanr(result.layers[sel], m).statistic)),
         **_units(result, k),
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
@@ -462,23 +462,18 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
     return Measurement(rho, _ci95(reps), None, details, reps if reps.size else None)
 
 
-def _depth_variants(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, how: str) -> dict[str, Any]:
-    """A7's statistic (Spearman rho or last/first ratio of the per-layer mean pair covariance) on the dimension
-    variants of the marks (plain covariance, no dimension trimmed). MI is not recomputed on the variants at every
-    layer (the cost of 3 more MI passes per layer): said so."""
+def _depth_variants(
+    result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, stat: Callable[[np.ndarray], float | None]
+) -> dict[str, Any]:
+    """A7's statistic ``stat`` of the per-layer mean pair covariance at the entries ``sel`` on the dimension variants
+    of the marks (plain covariance, no dimension trimmed). MI is not recomputed on the variants at every layer (the
+    cost of 3 more MI passes per layer): said so."""
     if what != "cov":
         return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
     v = k.mean_cov_variants
     if v.shape != (len(VARIANTS), result.layers.size):
         return {}
-    out: dict[str, float | None] = {}
-    for i, name in enumerate(VARIANTS):
-        m = v[i, sel]
-        if how == "spearman":
-            out[name] = float(spearmanr(result.layers[sel], m).statistic)
-        else:
-            out[name] = float(m[-1] / m[0]) if m[0] > 0 else None
-    return {"without_top_dimensions": out}
+    return {"without_top_dimensions": {name: stat(v[i, sel]) for i, name in enumerate(VARIANTS)}}
 
 
 def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
@@ -500,7 +495,7 @@ def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
         "first_mean": float(means.value[first]),
         "last_mean": float(means.value[last]),
         **_NO_DEPTH_CONTROL,
-        **_depth_variants(result, k, what, sel, "ratio"),
+        **_depth_variants(result, k, what, sel, lambda m: float(m[-1] / m[0]) if m[0] > 0 else None),
     }
     if not means.value[first] > 0:
         return _not_evaluated(f"the mean {what} at layer {info['first_layer']} is not positive: no ratio", info)

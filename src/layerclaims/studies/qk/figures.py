@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from layerclaims.figures import margins
+from layerclaims.figures import margins, save
 from layerclaims.results import BlockStatistic
 from layerclaims.studies.qk import PAIRS
 from layerclaims.studies.qk.analysis import QKResult
@@ -74,9 +74,7 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     fig.colorbar(im, cax=cax, label="cosine similarity (diagonal = 1, off scale)")
     split = f" (* split into tokens; {result.multi_token} token used)" if result.split_words else ""
     fig.suptitle(f"{result.model}, block {block}: Q and K cosine similarity of {n} words{split}", fontsize=12)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path, DPI)
 
 
 def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path: Path) -> Path:
@@ -105,9 +103,7 @@ def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path
     ax.set_ylabel("cosine similarity of K vectors")
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path, DPI)
 
 
 def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any, claim: ClaimRead | None) -> None:
@@ -189,9 +185,7 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: 
         )
     split = f"; split words: {', '.join(result.split_words)} ({result.multi_token} token)" if result.split_words else ""
     fig.suptitle(f"{result.model}: laminar profile of Q, K, V (95% bootstrap bands){split}", fontsize=11)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path, DPI)
 
 
 def figures(result: QKResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:
