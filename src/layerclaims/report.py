@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -334,36 +335,28 @@ class Tally:
 Block = Heading | Paragraph | Items | Callout | Table | Figures | Tally
 
 
+def _line_kind(line: str) -> str:
+    """``#`` a heading, ``|`` a table row, ``- `` a list item, ``p`` a paragraph, ``""`` a blank line."""
+    return next((start for start in ("#", "|", "- ") if line.startswith(start)), "p" if line else "")
+
+
 def parse_markdown(text: str) -> list[Block]:
     """The blocks of the small Markdown subset a study's report section is written in: ``#`` headings, pipe tables
     (``\\|`` inside a cell), ``- `` lists and one-line paragraphs."""
     blocks: list[Block] = []
-    lines = [line.rstrip() for line in text.splitlines()]
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line:
-            i += 1
-        elif line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 6)
-            blocks.append(Heading(level, line[level:].strip()))
-            i += 1
-        elif line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                cells = tuple(c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i])[1:-1])
-                if not all(set(c) <= set("-: ") for c in cells):
-                    rows.append(cells)
-                i += 1
+    for kind, group in groupby((line.rstrip() for line in text.splitlines()), key=_line_kind):
+        run = list(group)
+        if kind == "#":
+            levels = [min(len(line) - len(line.lstrip("#")), 6) for line in run]
+            blocks += [Heading(level, line[level:].strip()) for level, line in zip(levels, run, strict=True)]
+        elif kind == "|":
+            rows = [tuple(c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]) for line in run]
+            rows = [cells for cells in rows if not all(set(c) <= set("-: ") for c in cells)]
             blocks.append(Table(rows[0], tuple(rows[1:])))
-        elif line.startswith("- "):
-            start = i
-            while i < len(lines) and lines[i].startswith("- "):
-                i += 1
-            blocks.append(Items(tuple(item[2:] for item in lines[start:i])))
-        else:
-            blocks.append(Paragraph(line))
-            i += 1
+        elif kind == "- ":
+            blocks.append(Items(tuple(line[2:] for line in run)))
+        elif kind:
+            blocks += [Paragraph(line) for line in run]
     return blocks
 
 
