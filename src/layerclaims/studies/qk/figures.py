@@ -141,10 +141,10 @@ def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: 
         ax.fill_between(x, stat.ci_low, stat.ci_high, color=color, alpha=0.18, lw=0)
 
 
-def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: ClaimRead | None = None) -> Path:
+def plot_laminar(result: QKResult, path: Path, *, block: int, claim: ClaimRead | None) -> Path:
     """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands, the threshold
-    of the run's ``min_rsa_qk_over_blocks`` claim (B4) and the control. Q and K get their own panel: their
-    selectivity stays within a few percent of 1, which V's scale would flatten."""
+    of the run's ``min_rsa_qk_over_blocks`` ``claim`` (B4), the control, and the claims' ``block`` marked. Q and K
+    get their own panel: their selectivity stays within a few percent of 1, which V's scale would flatten."""
     x = np.array(result.blocks)
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.5, 9.5), sharex=True, height_ratios=(1, 1, 1.3))
     margins(fig, left=1.0, right=0.2, top=0.5, bottom=1.3, hspace=0.12)
@@ -171,18 +171,16 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: 
     ax3.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-        if block is not None:
-            ax.axvline(block, color="0.4", lw=0.8, ls="--")
-    if block is not None:
-        ax1.annotate(
-            f"claims' block {block}",
-            (block, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -12),
-            textcoords="offset points",
-            fontsize=8,
-            color="0.3",
-        )
+        ax.axvline(block, color="0.4", lw=0.8, ls="--")
+    ax1.annotate(
+        f"claims' block {block}",
+        (block, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -12),
+        textcoords="offset points",
+        fontsize=8,
+        color="0.3",
+    )
     split = f"; split words: {', '.join(result.split_words)} ({result.multi_token} token)" if result.split_words else ""
     fig.suptitle(f"{result.model}: laminar profile of Q, K, V (95% bootstrap bands){split}", fontsize=11)
     return save(fig, path, DPI)
