@@ -1,11 +1,10 @@
 """What `layerclaims reproduce` writes: verdicts.json / verdicts.csv, report.md and report.html; and the HTML page of
 the claims x models matrix.
 
-The report is rendered from a :class:`RunReport` (plain data the CLI fills in: the model, one :class:`StudyOutcome`
-per study, the verdict rows, stage timings; the rows are read back as :class:`~layerclaims.verdicts.Verdict` and
-worded from them), so it is tested without a model. The HTML page is self-contained apart
-from the figures: inline CSS, no script, every piece of text escaped, figures linked by a path relative to the
-report (or embedded as base64 with ``embed_figures=True``).
+The report is rendered from a :class:`RunReport` (plain data: the model, one :class:`StudyOutcome` per study, the
+verdict rows read back as :class:`~layerclaims.verdicts.Verdict`, stage timings), so it is tested without a model.
+The HTML is self-contained apart from the figures: inline CSS, no script, every piece of text escaped, figures
+linked by a path relative to the report (or embedded as base64 with ``embed_figures=True``).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +129,13 @@ def write_verdicts(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean = jsonable(list(rows))
-    json_path = out / VERDICTS_JSON
-    json_path.write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
-    csv_path = out / VERDICTS_CSV
+    (out / VERDICTS_JSON).write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
     writer.writeheader()
-    for row in clean:
-        writer.writerow(csv_row(row))
-    csv_path.write_text(buf.getvalue())
-    return json_path, csv_path
+    writer.writerows(csv_row(row) for row in clean)
+    (out / VERDICTS_CSV).write_text(buf.getvalue())
+    return out / VERDICTS_JSON, out / VERDICTS_CSV
 
 
 # --------------------------------------------------------------------------------------------------- shared pieces
@@ -338,36 +335,28 @@ class Tally:
 Block = Heading | Paragraph | Items | Callout | Table | Figures | Tally
 
 
+def _line_kind(line: str) -> str:
+    """``#`` a heading, ``|`` a table row, ``- `` a list item, ``p`` a paragraph, ``""`` a blank line."""
+    return next((start for start in ("#", "|", "- ") if line.startswith(start)), "p" if line else "")
+
+
 def parse_markdown(text: str) -> list[Block]:
     """The blocks of the small Markdown subset a study's report section is written in: ``#`` headings, pipe tables
     (``\\|`` inside a cell), ``- `` lists and one-line paragraphs."""
     blocks: list[Block] = []
-    lines = [line.rstrip() for line in text.splitlines()]
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line:
-            i += 1
-        elif line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 6)
-            blocks.append(Heading(level, line[level:].strip()))
-            i += 1
-        elif line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                cells = tuple(c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i])[1:-1])
-                if not all(set(c) <= set("-: ") for c in cells):
-                    rows.append(cells)
-                i += 1
+    for kind, group in groupby((line.rstrip() for line in text.splitlines()), key=_line_kind):
+        run = list(group)
+        if kind == "#":
+            levels = [min(len(line) - len(line.lstrip("#")), 6) for line in run]
+            blocks += [Heading(level, line[level:].strip()) for level, line in zip(levels, run, strict=True)]
+        elif kind == "|":
+            rows = [tuple(c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]) for line in run]
+            rows = [cells for cells in rows if not all(set(c) <= set("-: ") for c in cells)]
             blocks.append(Table(rows[0], tuple(rows[1:])))
-        elif line.startswith("- "):
-            start = i
-            while i < len(lines) and lines[i].startswith("- "):
-                i += 1
-            blocks.append(Items(tuple(item[2:] for item in lines[start:i])))
-        else:
-            blocks.append(Paragraph(line))
-            i += 1
+        elif kind == "- ":
+            blocks.append(Items(tuple(line[2:] for line in run)))
+        elif kind:
+            blocks += [Paragraph(line) for line in run]
     return blocks
 
 
@@ -612,20 +601,17 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
+# A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the ridgelines),
+# gets the full page width.
 WIDE_RATIO = 1.6  # width / height above which a figure spans the page
 WIDE_PIXELS = 1200  # a figure wider than this would shrink below 45 % in a half-page column (its panels unreadable)
 
 
-def _is_wide(path: Path) -> bool:
-    """A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the
-    ridgelines), gets the full page width in the report."""
-    size = png_size(path)
-    return size is not None and size[1] > 0 and (size[0] / size[1] > WIDE_RATIO or size[0] > WIDE_PIXELS)
-
-
 def _figure_html(fig: Path, out: Path, embed: bool) -> str:
     src = "data:image/png;base64," + base64.b64encode(fig.read_bytes()).decode("ascii") if embed else _rel(fig, out)
-    cls = ' class="wide"' if _is_wide(fig) else ""
+    size = png_size(fig)
+    wide = size is not None and size[1] > 0 and (size[0] / size[1] > WIDE_RATIO or size[0] > WIDE_PIXELS)
+    cls = ' class="wide"' if wide else ""
     return (
         f'<figure{cls}><a href="{_e(_rel(fig, out))}"><img src="{_e(src)}" alt="{_e(fig.stem)}" loading="lazy"></a>'
         f"<figcaption>{_e(fig.name)}</figcaption></figure>"
@@ -635,7 +621,6 @@ def _figure_html(fig: Path, out: Path, embed: bool) -> str:
 def _html_cell(cell: str | Cell) -> str:
     if isinstance(cell, str):
         return f"<td>{_inline_html(cell)}</td>"
-    text = ""
     if cell.badge:
         word, label = cell.badge
         text = f'<span class="badge {VERDICT_CSS[word]}">{_e(label)}</span>'

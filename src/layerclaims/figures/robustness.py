@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from layerclaims.claims import Claim
+from layerclaims.figures import save
 
 COLOURS = {"holds": "#1b7837", "holds on control too": "#7539c9", "fails": "#b2182b", "inconclusive": "#e08214"}
 GREY = "#888888"
@@ -25,18 +26,13 @@ def spec_curve(
 ) -> Path:
     """Write ``folder/spec_curve_<claim>.png`` from the robustness rows of one claim; return its path. ``choices``:
     the study's analysis choices and their values, the original's first (``robustness.choices(study)``)."""
-    claim_id = claim.id
     vals = np.array([np.nan if r["value"] is None else float(r["value"]) for r in rows])
     order = np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")
     x = np.arange(len(rows))
     labels = [(name, v) for name, vs in choices.items() for v in vs]
-    fig, (top, bottom) = plt.subplots(
-        2,
-        1,
-        figsize=(max(6.0, 0.18 * len(rows) + 3), 3.2 + 0.16 * len(labels)),
-        sharex=True,
-        gridspec_kw={"height_ratios": [2.2, max(1.0, 0.12 * len(labels))]},
-    )
+    size = (max(6.0, 0.18 * len(rows) + 3), 3.2 + 0.16 * len(labels))
+    ratios = [2.2, max(1.0, 0.12 * len(labels))]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=size, sharex=True, gridspec_kw={"height_ratios": ratios})
     for xi, i in zip(x, order, strict=True):
         r = rows[i]
         colour = COLOURS.get(r["verdict"], GREY)
@@ -49,7 +45,7 @@ def spec_curve(
         top.plot(xi, float(r["value"]), marker, color=colour, ms=6 if marker == "D" else 4)
     top.axhline(claim.threshold, color="black", ls="--", lw=1, label=f"claimed {claim.comparison} {claim.threshold:g}")
     k = sum(r["verdict"] == "holds" for r in rows)
-    top.set_title(f"{claim_id}: {claim.statistic} holds in {k} of {len(rows)} specifications (diamond: original)")
+    top.set_title(f"{claim.id}: {claim.statistic} holds in {k} of {len(rows)} specifications (diamond: original)")
     top.set_ylabel(claim.statistic)
     top.legend(loc="best", fontsize=8)
     for yi, (name, v) in enumerate(labels):
@@ -61,7 +57,4 @@ def spec_curve(
     bottom.set_xlabel("specifications, sorted by value")
     bottom.set_xlim(-1, len(rows))
     fig.tight_layout()
-    path = Path(folder) / f"spec_curve_{claim_id}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, Path(folder) / f"spec_curve_{claim.id}.png", 110)

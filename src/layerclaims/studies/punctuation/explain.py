@@ -10,6 +10,7 @@ the token index). For each group, every attribute value is compared: its rate in
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,25 +37,19 @@ QUOTES = ('"', "\u201c", "\u201d")
 SENTENCE_END = (".", "?", "!")
 
 
-def _decoder(ids: np.ndarray, tokenizer: Any) -> list[str]:
-    """Each token decoded on its own (each distinct id decoded once)."""
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    table = [tokenizer.decode([int(u)]) for u in uniq]
-    return [table[i] for i in inverse.reshape(-1)]
-
-
 def mark_attributes(
     ids: np.ndarray | TokenView, marks: np.ndarray, tokenizer: Any
 ) -> tuple[dict[str, list[str]], list[str]]:
-    """``(attributes, windows)``: attribute name -> one value per mark, and each mark's window of text with the mark
-    between ``⟦ ⟧`` (line breaks shown as ``⏎``). ``ids``: the token stream, or a
-    :class:`~layerclaims.studies.punctuation.scan.TokenView` of it (read through slices only: ``np.asarray`` of a
-    view holds no tokens)."""
+    """``(attributes, windows)``: attribute name -> one value per mark, and each mark's window of text
+    (:func:`_window`). ``ids``: the token stream, or a :class:`~layerclaims.studies.punctuation.scan.TokenView` of
+    it, read through slices only (``np.asarray`` of a view is a zero broadcast, no tokens)."""
     lo = max(int(marks.min()) - BEFORE, 0) if marks.size else 0
     hi = int(marks.max()) + AFTER + 1 if marks.size else 0
-    text = _decoder(np.asarray(ids[lo:hi]), tokenizer)
+    uniq, inverse = np.unique(np.asarray(ids[lo:hi]), return_inverse=True)
+    decoded = [tokenizer.decode([int(u)]) for u in uniq]  # each token on its own, each distinct id once
+    text = [decoded[i] for i in inverse.reshape(-1)]
     n_tokens = int(np.asarray(ids).size)
-    attrs: dict[str, list[str]] = {k: [] for k in _ATTRS}
+    attrs: defaultdict[str, list[str]] = defaultdict(list)
     windows = []
     for t in (int(m) - lo for m in marks):
         before, mark, after = text[t - BEFORE : t], text[t], text[t + 1 : t + 1 + AFTER]
@@ -68,25 +63,12 @@ def mark_attributes(
         attrs["position in sentence"].append(_position(before))
         attrs["place in book"].append(f"decile {min(int(10 * (t + lo) / max(n_tokens, 1)), 9) + 1}")
         windows.append(_window(ids, t + lo, tokenizer))
-    return attrs, windows
-
-
-_ATTRS = (
-    "mark token",
-    "token before",
-    "token after",
-    "line break in window",
-    "line break within 3 tokens before",
-    "double quote in window",
-    "position in sentence",
-    "place in book",
-)
+    return dict(attrs), windows
 
 
 def _window(ids: np.ndarray | TokenView, t: int, tokenizer: Any) -> str:
-    """The mark's window decoded as text (each side decoded as a sequence, so word pieces join as the tokenizer
-    joins them), the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``. Slices only: a TokenView's tokens are
-    there (its ``np.asarray`` is a zero broadcast)."""
+    """The mark's window decoded as text, each side as a sequence (so word pieces join as the tokenizer joins them),
+    the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``."""
     before = tokenizer.decode([int(i) for i in ids[t - BEFORE : t]])
     after = tokenizer.decode([int(i) for i in ids[t + 1 : t + 1 + AFTER]])
     mark = tokenizer.decode([int(i) for i in ids[t : t + 1]])

@@ -1,17 +1,5 @@
-"""Figures of study A (punctuation) from a saved :class:`~layerclaims.studies.punctuation.PunctuationResult`.
-
-The files of :func:`figures` (PNG, Agg backend, never a model run):
-
-* ``punct_scatter_claim_layers.png``: covariance (x) vs MI (y) over all pairs at the detail (claim) layers, one row
-  per kind; points coloured by covariance cluster; pooled r, cluster counts in the titles; per-cluster OLS lines
-  (solid, cluster colour) and the pooled line (dashed black).
-* ``punct_grid_{kind}.png``: the same scatter at every analysed layer (the original's part 2 grid), on a fixed random
-  subsample of pairs (the result's ``draw_*`` arrays), coloured by covariance cluster.
-* ``punct_hist_{kind}.png``: per-layer histograms of the pair values, covariance and MI side by side, with the
-  per-layer mean (red tick).
-* ``punct_means_depth.png``: mean MI and mean covariance vs layer for both kinds with bootstrap intervals over
-  marks; the post-norm last entry drawn apart (hollow marker), as A7 excludes it.
-"""
+"""Figures of study A (punctuation) from a saved :class:`~layerclaims.studies.punctuation.PunctuationResult`: PNG,
+Agg backend, never a model run; :func:`figures` names the files."""
 
 from __future__ import annotations
 
@@ -28,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
 
-from layerclaims.figures.layout import margins
+from layerclaims.figures import margins, save
 from layerclaims.studies.punctuation.marks import KINDS
 
 _CMAP = plt.get_cmap("tab10")
@@ -51,27 +39,19 @@ def _fit_line(ax: Any, x: np.ndarray, y: np.ndarray, **kw: Any) -> None:
     ax.plot(xs, a + b * xs, **kw)
 
 
-def _scatter(ax: Any, cov: np.ndarray, mi: np.ndarray, labels: np.ndarray, *, size: float, lines: bool) -> None:
+def _scatter(ax: Any, cov: np.ndarray, mi: np.ndarray, labels: np.ndarray) -> None:
     for lab in np.unique(labels):
         m = labels == lab
-        ax.scatter(
-            cov[m],
-            mi[m],
-            s=size,
-            color=_colour(int(lab)),
-            alpha=0.35,
-            linewidths=0,
-            rasterized=True,
-            label=f"cluster {int(lab)} (n={int(m.sum())})",
-        )
-        if lines:
-            _fit_line(ax, cov[m], mi[m], color=_colour(int(lab)), lw=2)
-    if lines:
-        _fit_line(ax, cov, mi, color="black", lw=1.5, ls="--", label="pooled fit")
+        label = f"cluster {int(lab)} (n={int(m.sum())})"
+        ax.scatter(cov[m], mi[m], s=3, color=_colour(int(lab)), alpha=0.35, linewidths=0, rasterized=True, label=label)
+        _fit_line(ax, cov[m], mi[m], color=_colour(int(lab)), lw=2)
+    _fit_line(ax, cov, mi, color="black", lw=1.5, ls="--", label="pooled fit")
 
 
 def plot_claim_scatter(result: Any, path: Path) -> Path:
-    """Covariance vs MI at the detail (claim) layers, both kinds (see module docstring)."""
+    """Covariance (x) vs MI (y) over all pairs at the detail (claim) layers, one row per kind; points coloured by
+    covariance cluster, per-cluster OLS lines (solid) and the pooled line (dashed black); pooled r and the cluster
+    counts in the titles."""
     ncol = max(1, len(result.internal.details))
     fig, axes = plt.subplots(2, ncol, figsize=(5.6 * ncol, 8.5), squeeze=False)
     for row, kind in enumerate(KINDS):
@@ -80,7 +60,7 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             ax = axes[row, col]
             e = d.entry
             cov, mi = d.cov_values.astype(float), d.mi_values.astype(float)
-            _scatter(ax, cov, mi, d.cov.pair_labels(), size=3, lines=True)
+            _scatter(ax, cov, mi, d.cov.pair_labels())
             r, lo, hi = k.pooled_r.value[e], k.pooled_r.ci_low[e], k.pooled_r.ci_high[e]
             ci_s = f", 95% CI [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
             claimed = " (claimed r < 0)" if kind == "internal" and d.layer == 1 else ""
@@ -100,9 +80,7 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
             ax.legend(fontsize=7, markerscale=3, loc="upper left")  # "best" searched 31,125 points per panel
     fig.suptitle(f"{result.model}: covariance vs MI over all pairs of {result.internal.marks.size} marks", fontsize=11)
     margins(fig, left=0.75, right=0.35, top=0.9, bottom=0.55, hspace=0.4, wspace=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, 110)
 
 
 def _ends(v: np.ndarray) -> tuple[float, float]:
@@ -111,7 +89,8 @@ def _ends(v: np.ndarray) -> tuple[float, float]:
 
 
 def plot_grid(result: Any, kind: str, path: Path) -> Path:
-    """Every analysed layer: covariance vs MI on the stored subsample of pairs, as small multiples in one axes.
+    """Every analysed layer (the original's part 2 grid): covariance vs MI on the stored random subsample of pairs
+    (``draw_*``), coloured by covariance cluster, as small multiples in one axes.
 
     Each layer's panel is a unit cell spanning its own data range (printed under it: the covariance grows by orders
     of magnitude with depth, so one scale would flatten the early layers). One axes and one scatter for all layers
@@ -132,34 +111,21 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
     for e in range(E):
         col, row = e % ncol, e // ncol
         x0, y0 = col + pad, nrow - 1 - row + pad
-        name = _entry_name(result, e)
         frames.append(np.array([[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]))
+        title = _entry_name(result, e)
         if k.degenerate[e]:
-            ax.text(
-                x0 + size / 2,
-                y0 + size / 2,
-                "identical vectors\n(same token, same position):\nr undefined",
-                ha="center",
-                va="center",
-                fontsize=7,
-            )
-            ax.text(x0, y0 + size + 0.02, name, fontsize=10, va="bottom")
-            continue
-        cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
-        (cx0, cx1), (my0, my1) = _ends(cov), _ends(mi)
-        xw = cov.max() - cov.min() or 1.0
-        yw = mi.max() - mi.min() or 1.0
-        xs.append(x0 + size * (cov - cov.min()) / xw)
-        ys.append(y0 + size * (mi - mi.min()) / yw)
-        labels.append(np.asarray(k.draw_labels[e]))
-        ax.text(
-            x0,
-            y0 + size + 0.02,
-            f"{name}: k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}",
-            fontsize=10,
-            va="bottom",
-        )
-        ax.text(x0, y0 - 0.02, f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}", fontsize=8, va="top", color="0.25")
+            note = "identical vectors\n(same token, same position):\nr undefined"
+            ax.text(x0 + size / 2, y0 + size / 2, note, ha="center", va="center", fontsize=7)
+        else:
+            cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
+            (cx0, cx1), (my0, my1) = _ends(cov), _ends(mi)
+            xs.append(x0 + size * (cov - cov.min()) / (cov.max() - cov.min() or 1.0))
+            ys.append(y0 + size * (mi - mi.min()) / (mi.max() - mi.min() or 1.0))
+            labels.append(np.asarray(k.draw_labels[e]))
+            title += f": k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}"
+            ranges = f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}"
+            ax.text(x0, y0 - 0.02, ranges, fontsize=8, va="top", color="0.25")
+        ax.text(x0, y0 + size + 0.02, title, fontsize=10, va="bottom")
     if xs:
         x, y, lab = np.concatenate(xs), np.concatenate(ys), np.concatenate(labels)
         for label in np.unique(lab):  # one colour per call: Agg's fast path for markers of one style
@@ -175,9 +141,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         f"(k clusters; grey: pairs of an outlier mark); merge layer {k.merge_layer}",
         fontsize=9,
     )
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, 100)
 
 
 HIST_MEASURES = (("cov", "covariance"), ("mi", "MI (bits)"))
@@ -234,13 +198,12 @@ def plot_histograms(result: Any, kind: str, path: Path) -> Path:
     ax.set_ylim(*ylim)
     ax.set_axis_off()
     ax.set_title(f"{result.model}, {kind}: covariance and MI over all pairs, per layer (red: mean)", fontsize=10)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, 100)
 
 
 def plot_means_depth(result: Any, path: Path) -> Path:
-    """Mean MI and mean covariance vs layer (A7), both kinds, with bootstrap intervals."""
+    """Mean MI and mean covariance vs layer (A7), both kinds, with bootstrap intervals over marks; the post-norm
+    last entry drawn apart (hollow marker), as A7 excludes it."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     pre = ~result.post_norm
     for ax, what, label in ((axes[0], "mi", "mean MI (bits)"), (axes[1], "cov", "mean covariance")):
@@ -255,15 +218,8 @@ def plot_means_depth(result: Any, path: Path) -> Path:
             if np.all(np.isfinite(ci[pre])):
                 ax.fill_between(L, ci[pre][order, 0], ci[pre][order, 1], color=col, alpha=0.2, lw=0)
             if result.post_norm.any():
-                ax.plot(
-                    result.layers[result.post_norm],
-                    m[result.post_norm],
-                    "o",
-                    mfc="none",
-                    mec=col,
-                    ms=8,
-                    label=f"{kind}, last entry post final norm",
-                )
+                post_label = f"{kind}, last entry post final norm"
+                ax.plot(result.layers[~pre], m[~pre], "o", mfc="none", mec=col, ms=8, label=post_label)
         ax.set_xlabel("layer (hidden-state index; 0 = embeddings)")
         ax.set_ylabel(label)
         if what == "cov":
@@ -282,9 +238,7 @@ def plot_means_depth(result: Any, path: Path) -> Path:
         fontsize=10,
     )
     margins(fig, left=0.8, right=0.2, top=0.5, bottom=0.55, wspace=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, 110)
 
 
 def figures(result: Any, claims: Sequence[Any] = ()) -> dict[str, Callable[[Path], Path]]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,6 +12,7 @@ from scipy.stats import rankdata, spearmanr
 
 from layerclaims import results
 from layerclaims.errors import UsageError
+from layerclaims.metrics.bootstrap import percentile_interval
 from layerclaims.metrics.mark_clusters import MarkClusters
 from layerclaims.results import BlockStatistic, Control, Measurement
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R, VARIANTS
@@ -74,24 +75,21 @@ class Explanation:
 
 @dataclass(frozen=True, eq=False)
 class LayerDetail:
-    """Everything a claim layer needs (the detail layers only, to bound cost).
+    """Everything a claim layer needs, kept at the detail layers only (to bound cost).
 
-    ``cov``/``mi``: :class:`~layerclaims.metrics.clusters.MarkClusters` of the covariance and MI matrices (groups,
-    outlier marks, pair types, ``boot_counts`` = the count refit on each resample of marks). ``cov_literal``,
-    ``mi_literal``: the literal reading (clusters of the pair values themselves, single marks included) and its
-    stability. ``pooled_r_p``: two-sided Mantel p. ``pooled_r_replicates`` ``[n_boot]``; ``slope_replicates`` and
-    ``paradox_replicates`` ``[n_boot_clusters]``: the smallest within-group slope and the paradox flag with the
-    mark groups REFIT in each resample. ``cov_values``/``mi_values`` ``[P]`` float32 for the figures.
-    ``explain``: ``{"cov": Explanation, "mi": Explanation}``. ``controls``: statistic -> :class:`Control` (the
-    Gaussian surrogate of the marks: same mean and covariance, no groups). ``detectability``: ``{"cov": ...,
-    "mi": ...}``, the detection limit of each count on marks like these
-    (:func:`layerclaims.studies.punctuation.analysis.detectability`). ``dimensions``: the top dimensions by variance
-    with their shares (:func:`~layerclaims.studies.punctuation.analysis.top_dimensions`) and ``variants``: every
-    detail statistic on the marks with each dimension standardised and with the top 1 / 3 dimensions removed;
-    ``massive_activations``: the dimensions with a massive activation in the marks' hidden states
-    (:func:`~layerclaims.studies.punctuation.analysis.massive_dimensions`). ``computed``: the parts of
-    :data:`SIDES` computed (``Config.detail_reads``); a part not computed has no replicates, literal count, control,
-    detection limit nor variants, ``mi`` None and ``cov`` the point fit."""
+    ``cov``/``mi``: :class:`~layerclaims.metrics.mark_clusters.MarkClusters` of the covariance and MI matrices
+    (``boot_counts``: the count refit on each resample of marks). ``*_literal``/``*_literal_stability``: the literal
+    count (clusters of the pair values themselves, single marks included). ``pooled_r_p``: two-sided Mantel p.
+    ``pooled_r_replicates`` ``[n_boot]``; ``slope_replicates``/``paradox_replicates`` ``[n_boot_clusters]``: the
+    smallest within-group slope and the paradox flag, mark groups REFIT in each resample. ``cov_values``/
+    ``mi_values`` ``[P]`` float32, for the figures. ``explain``: side -> :class:`Explanation`. ``controls``:
+    statistic -> :class:`Control` (Gaussian surrogate of the marks: same mean and covariance, no groups).
+    ``detectability``: side -> the count's detection limit on marks like these (``analysis.detectability``).
+    ``dimensions``: the top dimensions by variance with their shares (``analysis.top_dimensions``), ``variants``
+    (every detail statistic with each dimension standardised, and with the top 1 / 3 removed) and
+    ``massive_activations`` (``analysis.massive_dimensions``). ``computed``: the parts of :data:`SIDES` computed
+    (``Config.detail_reads``); a part not computed has no replicates, literal count, control, detection limit nor
+    variants, ``mi`` None and ``cov`` the point fit."""
 
     entry: int
     layer: int
@@ -123,18 +121,16 @@ class KindResult:
     (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
     over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
     (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
-    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks; ``mi_clusters`` only at the detail
-    entries, 0 elsewhere), ``cov_literal``/``mi_literal`` (clusters of the pair values themselves; detail entries
-    only, 0 elsewhere), ``cov_outliers``/``mi_outliers`` (number of outlier marks),
-    ``paradox``, ``degenerate`` (all pairs have the same value, e.g. layer 0: r and slopes undefined, counts 1).
-    ``groups_cov``/``groups_mi`` ``[E, N]``: each mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes``
-    ``[E, K]``. ``merge_layer``: the first pre-norm layer from which the covariance has one cluster at every later
-    layer (-1: never). Drawing: ``hist_*`` ``[E, B]`` and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/
-    ``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail entry.
-    ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: replicates behind A7's interval (block resamples, the same
-    ones at every entry).
-    ``blocks`` ``[N]``: each mark's block (marks within ``Config.block_window`` tokens of each other): every
-    bootstrap of the kind draws whole blocks; :attr:`n_units` is their number."""
+    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks), ``cov_literal``/``mi_literal``
+    (clusters of the pair values themselves), both MI counts and the literal ones at the detail entries only (0
+    elsewhere); ``cov_outliers``/``mi_outliers`` (outlier marks), ``paradox``, ``degenerate`` (all pairs have the
+    same value, e.g. layer 0: r and slopes undefined, counts 1). ``groups_cov``/``groups_mi`` ``[E, N]``: each
+    mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes`` ``[E, K]``. ``merge_layer``: the first pre-norm
+    layer from which the covariance has one cluster at every later layer (-1: never). Drawing: ``hist_*`` ``[E, B]``
+    and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one
+    :class:`LayerDetail` per detail entry. ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: A7's replicates
+    (block resamples, the same at every entry). ``blocks`` ``[N]``: each mark's block (marks within
+    ``Config.block_window`` tokens of each other), what every bootstrap of the kind draws whole."""
 
     kind: str
     n_found: int
@@ -248,15 +244,13 @@ class PunctuationResult(results.SavedResult):
     def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement:
         """A statistic the claims name (``docs/architecture.md``). Unknown statistic: KeyError."""
         if statistic not in MEASURES:
-            known = ", ".join(MEASURES)
-            raise KeyError(f"unknown statistic {statistic!r} for study punctuation; known: {known}")
+            raise KeyError(f"unknown statistic {statistic!r} for study punctuation; known: {', '.join(MEASURES)}")
         k = self.kind_result(kind)
         if statistic.startswith(("spearman_", "ratio_")):
             return MEASURES[statistic](self, k, -1)
         if layer is None:
             raise UsageError(f"{statistic} is a per-layer statistic: give a layer")
-        e = self.entry(layer)
-        return MEASURES[statistic](self, k, e)
+        return MEASURES[statistic](self, k, self.entry(layer))
 
 
 # --------------------------------------------------------------------------------------------------- measures
@@ -316,8 +310,7 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
         info = _info(result, k, e)
         d = k.detail(e)
-        skipped = _not_computed(result, d, what, info)
-        if skipped is not None:
+        if (skipped := _not_computed(result, d, what, info)) is not None:
             return skipped
         count = float(getattr(k, f"{what}_clusters")[e])
         if k.marks.size < MIN_MARKS_COUNT:
@@ -330,7 +323,6 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
             return Measurement(count, None, None, {**info, "note": "not a detail layer: no interval or control"})
         mc = getattr(d, what)
         reps = np.asarray(mc.boot_counts, dtype=np.int64)
-        ci = _discrete_ci(reps)
         details = {
             **info,
             "stability": mc.stability,
@@ -344,6 +336,7 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
         if what in d.detectability:
             details["detectability"] = dict(d.detectability[what])
         details.update(_dims(d, f"{what}_clusters"))
+        ci = percentile_interval(reps.astype(float), discrete=True) if reps.size else None
         return Measurement(count, ci, None, details, reps if reps.size else None, d.controls.get(f"{what}_clusters"))
 
     return read
@@ -351,27 +344,27 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
 
 def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
     info = _info(result, k, e)
-    skipped = _not_computed(result, k.detail(e), "r", info)
-    if skipped is not None:
+    d = k.detail(e)
+    if (skipped := _not_computed(result, d, "r", info)) is not None:
         return skipped
     if k.marks.size < MIN_MARKS_R:
         return _not_evaluated(f"only {k.marks.size} marks: r over pairs needs >= {MIN_MARKS_R}; use --n 250", info)
     if k.degenerate[e]:
         return _not_evaluated("every mark has the same vector at this layer (r undefined)", info)
-    m = k.pooled_r.at(e, {**info, "pooled_slope": float(k.pooled_slope[e]), "n_pairs": _n_pairs(k.marks.size)})
-    d = k.detail(e)
+    n = k.marks.size
+    m = k.pooled_r.at(e, {**info, "pooled_slope": float(k.pooled_slope[e]), "n_pairs": n * (n - 1) // 2})
     if d is None:
         return m
     m.details["p_method"] = "two-sided Mantel test, marks of the MI matrix permuted"
     m.details.update(_dims(d, "pooled_r"))
     reps = d.pooled_r_replicates
-    return Measurement(m.value, m.ci, m.p_value, m.details, reps if reps.size else None, d.controls.get("pooled_r"))
+    return replace(m, replicates=reps if reps.size else None, control=d.controls.get("pooled_r"))
 
 
 def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
     info = _info(result, k, e)
-    skipped = _not_computed(result, k.detail(e), "cov", info)
-    if skipped is not None:
+    d = k.detail(e)
+    if (skipped := _not_computed(result, d, "cov", info)) is not None:
         return skipped
     if k.marks.size < MIN_MARKS_COUNT:
         return _not_evaluated(f"only {k.marks.size} marks: groups need >= {MIN_MARKS_COUNT}; use --n 250", info)
@@ -390,7 +383,6 @@ def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measu
         "an outlier mark left out",
     }
     m = k.min_within_slope.at(e, details)
-    d = k.detail(e)
     if d is None:
         return m
     m.details.update(_dims(d, "min_within_cluster_slope"))
@@ -398,7 +390,7 @@ def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measu
         m.details["paradox_support"] = float(np.mean(d.paradox_replicates))
         m.details["ci_method"] = "percentile over resamples of marks; mark groups refit in each resample"
     reps = d.slope_replicates
-    return Measurement(m.value, m.ci, None, m.details, reps if reps.size else None, d.controls.get("slope"))
+    return replace(m, replicates=reps if reps.size else None, control=d.controls.get("slope"))
 
 
 def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
@@ -410,14 +402,13 @@ def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measureme
 
 def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
+        info = _info(result, k, e)
         d = k.detail(e)
         if d is None:
-            fix = "counted at the detail layers only: add the layer to Config.detail_layers"
-            return _not_evaluated(fix, _info(result, k, e))
-        skipped = _not_computed(result, d, what, _info(result, k, e))
-        if skipped is not None:
+            return _not_evaluated("counted at the detail layers only: add the layer to Config.detail_layers", info)
+        if (skipped := _not_computed(result, d, what, info)) is not None:
             return skipped
-        details = {**_info(result, k, e), "stability": getattr(d, f"{what}_literal_stability")}
+        details = {**info, "stability": getattr(d, f"{what}_literal_stability")}
         return Measurement(float(getattr(d, f"{what}_literal")), None, None, details)
 
     return read
@@ -439,54 +430,59 @@ MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]]
 }
 STATISTICS: tuple[str, ...] = tuple(MEASURES)
 
-
-def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
-    sel = result.depth_entries()
-    if sel.size < 3:
-        return _not_evaluated("fewer than 3 block outputs analysed: analyse every layer (Config.layers=None)", {})
-    if k.marks.size < MIN_MARKS_R:  # the per-layer means of a handful of pairs, and their bootstrap, say nothing
-        return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
-    means = getattr(k, f"mean_{what}").value[sel]
-    rho, ci, reps = _depth_trend(result.layers, means, getattr(k, f"mean_{what}_boot"), sel)
-    variants = _depth_variants(result, k, what, sel, "spearman")
-    details = {
-        **variants,
-        **_units(result, k),
-        "layers": [int(x) for x in result.layers[sel]],
-        "post_norm_excluded": result.last_is_post_norm,
-        "first_mean": float(means[0]),
-        "last_mean": float(means[-1]),
-        "ratio_last_first": float(means[-1] / means[0]) if means[0] != 0 else None,
-    }
-    return Measurement(rho, ci, None, {**details, **_NO_DEPTH_CONTROL}, reps)
-
-
-# A7 has no control, and says so: a surrogate that keeps each layer's mean and covariance of the marks keeps the
-# mean pair covariance (it follows from them), so it agrees by construction; one that does not keep them changes
-# the statistic itself, not the structure the claim is about.
+# A7 has no control, and says so.
 _NO_DEPTH_CONTROL = {
     "control": "none exists: any surrogate that keeps a layer's mean and covariance of the marks keeps its mean "
     "pair covariance (and the trend over layers), and one that does not changes the statistic itself",
 }
 
 
-def _depth_variants(result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, how: str) -> dict[str, Any]:
-    """A7's statistic (Spearman rho or last/first ratio of the per-layer mean pair statistic) on the dimension
-    variants of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at the first and
-    last block outputs only (3 more MI passes at each): its ratio, not its Spearman rho, which says so."""
+def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
+    """Spearman rho of the per-layer means against their layers (pre-norm block outputs 1..n_blocks); its interval:
+    the rhos of the bootstrap replicates of the means (``mean_*_boot``, the same block resamples at every layer)."""
+    sel = result.depth_entries()
+    if sel.size < 3:
+        return _not_evaluated("fewer than 3 block outputs analysed: analyse every layer (Config.layers=None)", {})
+    if k.marks.size < MIN_MARKS_R:  # the per-layer means of a handful of pairs, and their bootstrap, say nothing
+        return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
+    means = getattr(k, f"mean_{what}").value[sel]
+    rho = float(spearmanr(result.layers[sel], means).statistic)
+    boot = getattr(k, f"mean_{what}_boot")
+    rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel]) if boot.size else np.zeros(0)
+    reps = rhos[np.isfinite(rhos)]
+    details = {
+        **_depth_variants(
+            result, k, what, sel, lambda m: float(spearmanr(result.layers[sel], m).statistic), every_layer=True
+        ),
+        **_units(result, k),
+        "layers": [int(x) for x in result.layers[sel]],
+        "post_norm_excluded": result.last_is_post_norm,
+        "first_mean": float(means[0]),
+        "last_mean": float(means[-1]),
+        "ratio_last_first": float(means[-1] / means[0]) if means[0] != 0 else None,
+        **_NO_DEPTH_CONTROL,
+    }
+    return Measurement(rho, _ci95(reps), None, details, reps if reps.size else None)
+
+
+def _depth_variants(
+    result: PunctuationResult,
+    k: KindResult,
+    what: str,
+    sel: np.ndarray,
+    stat: Callable[[np.ndarray], float | None],
+    *,
+    every_layer: bool,
+) -> dict[str, Any]:
+    """A7's statistic ``stat`` of the per-layer mean pair statistic at the entries ``sel`` on the dimension variants
+    of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at the first and last
+    block outputs only (3 more MI passes at each): a statistic that reads ``every_layer`` of it says so."""
+    if what == "mi" and every_layer:
+        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
     v = k.mean_cov_variants if what == "cov" else k.mean_mi_variants
     if v.shape != (len(VARIANTS), result.layers.size):
         return {}
-    if what == "mi" and how == "spearman":
-        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
-    out: dict[str, float | None] = {}
-    for i, name in enumerate(VARIANTS):
-        m = v[i, sel]
-        if how == "spearman":
-            out[name] = float(spearmanr(result.layers[sel], m).statistic)
-        else:
-            out[name] = float(m[-1] / m[0]) if m[0] > 0 else None
-    return {"without_top_dimensions": out}
+    return {"without_top_dimensions": {name: stat(v[i, sel]) for i, name in enumerate(VARIANTS)}}
 
 
 def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
@@ -508,7 +504,7 @@ def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
         "first_mean": float(means.value[first]),
         "last_mean": float(means.value[last]),
         **_NO_DEPTH_CONTROL,
-        **_depth_variants(result, k, what, sel, "ratio"),
+        **_depth_variants(result, k, what, sel, lambda m: float(m[-1] / m[0]) if m[0] > 0 else None, every_layer=False),
     }
     if not means.value[first] > 0:
         return _not_evaluated(f"the mean {what} at layer {info['first_layer']} is not positive: no ratio", info)
@@ -518,38 +514,13 @@ def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
         return Measurement(value, None, None, info)
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = boot[:, last] / np.where(boot[:, first] > 0, boot[:, first], np.nan)
-    finite = reps[np.isfinite(reps)]
-    ci = (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))) if finite.size else None
-    return Measurement(value, ci, None, info, reps)
+    return Measurement(value, _ci95(reps), None, info, reps)
 
 
-def _depth_trend(
-    layers: np.ndarray, means: np.ndarray, boot: np.ndarray, sel: np.ndarray
-) -> tuple[float, tuple[float, float] | None, np.ndarray | None]:
-    """Spearman rho of the per-layer ``means`` (at the entries ``sel``) against their layers; with bootstrap
-    replicates of the means ``boot`` ``[n_boot, E]`` (empty: none), the replicated rhos and their 95% percentile
-    interval."""
-    rho = float(spearmanr(layers[sel], means).statistic)
-    if not boot.size:
-        return rho, None, None
-    rhos = _rowwise_spearman(layers[sel].astype(float), boot[:, sel])
-    reps = rhos[np.isfinite(rhos)]
-    if not reps.size:
-        return rho, None, None
-    return rho, (float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))), reps
-
-
-def _n_pairs(n: int) -> int:
-    return n * (n - 1) // 2
-
-
-def _discrete_ci(reps: np.ndarray) -> tuple[float, float] | None:
-    from layerclaims.metrics.bootstrap import percentile_interval
-
-    if reps.size == 0:
-        return None
-    lo, hi = percentile_interval(reps.astype(float), discrete=True)
-    return (lo, hi)
+def _ci95(reps: np.ndarray) -> tuple[float, float] | None:
+    """The 2.5 and 97.5 percentiles of the finite replicates (None: none is finite)."""
+    ok = reps[np.isfinite(reps)]
+    return (float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))) if ok.size else None
 
 
 def _rowwise_spearman(x: np.ndarray, Y: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from layerclaims.figures.layout import margins
+from layerclaims.figures import margins, save
 from layerclaims.results import BlockStatistic
 from layerclaims.studies.qk import PAIRS
 from layerclaims.studies.qk.analysis import QKResult
@@ -49,10 +49,9 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     off-diagonal range of both)."""
     i = result.index(block)
     mats = {k: result.cos(k)[i] for k in ("q", "k")}
-    off = ~np.eye(len(result.words), dtype=bool)
-    vals = np.concatenate([m[off] for m in mats.values()])
-    vmin, vmax = np.percentile(vals, [1, 99])
     n = len(result.words)
+    off = ~np.eye(n, dtype=bool)
+    vmin, vmax = np.percentile(np.concatenate([m[off] for m in mats.values()]), [1, 99])
     names = [f"{w}*" if w in result.split_words else w for w in result.words]
     # Fixed positions in inches (room for the word labels and titles), not constrained_layout: measuring 136 tick
     # labels was half of the figure's drawing time.
@@ -75,9 +74,7 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     fig.colorbar(im, cax=cax, label="cosine similarity (diagonal = 1, off scale)")
     split = f" (* split into tokens; {result.multi_token} token used)" if result.split_words else ""
     fig.suptitle(f"{result.model}, block {block}: Q and K cosine similarity of {n} words{split}", fontsize=12)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path, DPI)
 
 
 def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path: Path) -> Path:
@@ -95,16 +92,8 @@ def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path
     ax.scatter(q[~same], k[~same], s=10, c="0.65", alpha=0.6, lw=0, label="between categories", rasterized=True)
     for c, cat in enumerate(result.categories):
         sel = same & (labels[iu] == cat)
-        ax.scatter(
-            q[sel],
-            k[sel],
-            s=16,
-            color=CATEGORY_COLORS[c % len(CATEGORY_COLORS)],
-            alpha=0.85,
-            lw=0,
-            label=f"within {cat}",
-            rasterized=True,
-        )
+        color = CATEGORY_COLORS[c % len(CATEGORY_COLORS)]
+        ax.scatter(q[sel], k[sel], s=16, color=color, alpha=0.85, lw=0, label=f"within {cat}", rasterized=True)
     m = result.rsa["qk"].at(i)
     # one interval per number: the title gives r alone; the strip below draws its 95% interval, labelled as such
     p = f", Mantel p (any relation) = {m.p_value:.2g}" if m.p_value is not None else ""
@@ -114,9 +103,7 @@ def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path
     ax.set_ylabel("cosine similarity of K vectors")
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path, DPI)
 
 
 def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any, claim: ClaimRead | None) -> None:
@@ -154,10 +141,10 @@ def _band(ax: plt.Axes, x: np.ndarray, stat: BlockStatistic, color: str, label: 
         ax.fill_between(x, stat.ci_low, stat.ci_high, color=color, alpha=0.18, lw=0)
 
 
-def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: ClaimRead | None = None) -> Path:
+def plot_laminar(result: QKResult, path: Path, *, block: int, claim: ClaimRead | None) -> Path:
     """Selectivity of Q and K, selectivity of V, and RSA Q-K, Q-V, K-V against block; bootstrap bands, the threshold
-    of the run's ``min_rsa_qk_over_blocks`` claim (B4) and the control. Q and K get their own panel: their
-    selectivity stays within a few percent of 1, which V's scale would flatten."""
+    of the run's ``min_rsa_qk_over_blocks`` ``claim`` (B4), the control, and the claims' ``block`` marked. Q and K
+    get their own panel: their selectivity stays within a few percent of 1, which V's scale would flatten."""
     x = np.array(result.blocks)
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.5, 9.5), sharex=True, height_ratios=(1, 1, 1.3))
     margins(fig, left=1.0, right=0.2, top=0.5, bottom=1.3, hspace=0.12)
@@ -184,23 +171,19 @@ def plot_laminar(result: QKResult, path: Path, block: int | None = None, claim: 
     ax3.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-        if block is not None:
-            ax.axvline(block, color="0.4", lw=0.8, ls="--")
-    if block is not None:
-        ax1.annotate(
-            f"claims' block {block}",
-            (block, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -12),
-            textcoords="offset points",
-            fontsize=8,
-            color="0.3",
-        )
+        ax.axvline(block, color="0.4", lw=0.8, ls="--")
+    ax1.annotate(
+        f"claims' block {block}",
+        (block, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -12),
+        textcoords="offset points",
+        fontsize=8,
+        color="0.3",
+    )
     split = f"; split words: {', '.join(result.split_words)} ({result.multi_token} token)" if result.split_words else ""
     fig.suptitle(f"{result.model}: laminar profile of Q, K, V (95% bootstrap bands){split}", fontsize=11)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path, DPI)
 
 
 def figures(result: QKResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:
