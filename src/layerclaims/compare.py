@@ -1,8 +1,6 @@
-"""Comparing verdicts: the claims x models matrix and the diff between two runs.
-
-Pure functions over verdict rows (as written to ``verdicts.json``), each read through
-:meth:`layerclaims.verdicts.Verdict.from_row`; nothing here loads a model or a result, so both are tested on
-hand-written rows. :func:`read_verdicts` is the one reader of a saved folder's ``verdicts.json``.
+"""Comparing verdicts: the claims x models matrix and the diff between two runs, pure functions over
+``verdicts.json`` rows (read through :meth:`~layerclaims.verdicts.Verdict.from_row`; :func:`read_verdicts` reads
+a folder's).
 
 Diff rules, per claim id (a run folder holds one model's verdicts):
 
@@ -27,7 +25,7 @@ from typing import Any
 from layerclaims.claims import CLAIMS, CLAIMS_BY_ID
 from layerclaims.decision import ON_CONTROL, VERDICTS
 from layerclaims.errors import UsageError
-from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, Verdict, fmt_p
+from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, Verdict, fmt_num, fmt_p
 
 Row = Mapping[str, Any]
 
@@ -36,8 +34,7 @@ NO_INTERVAL_RTOL = 1e-6
 
 
 def read_verdicts(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of ``directory/verdicts.json``. Raises UsageError naming the file and the fix when it is missing or
-    not a list of verdict rows."""
+    """The rows of ``directory/verdicts.json``; UsageError naming the file and the fix when they are not that."""
     path = Path(directory) / VERDICTS_JSON
     if not path.is_file():
         raise UsageError(
@@ -67,16 +64,9 @@ def claim_order(ids: Iterable[str]) -> list[str]:
     return known + sorted(ids - set(known))
 
 
-def fmt_num(x: float | None) -> str:
-    """A number in 4 significant digits; '—' for None or NaN."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:.4g}"
-
-
 def _value_text(v: Verdict) -> str:
-    """``value [low, high], p=...`` (for a claim that fails, the p against it: ``p against=...``), or '—' without a
-    value (a verdict set by a premise names it). A verdict set by a premise shows no p (it has none of its own)."""
+    """``value [low, high], p=...`` (``p against=...`` for a claim that fails), or '—' without a value (naming the
+    premise that set the verdict, if one did)."""
     if v.value is None:
         return f"— (set by its premise {v.set_by_premise})" if v.set_by_premise else "—"
     text = fmt_num(v.value)
@@ -92,25 +82,17 @@ def _value_text(v: Verdict) -> str:
     return text
 
 
-def short_reason(reason: str | None, limit: int = 110) -> str:
-    """The first line of a reason, cut to ``limit`` characters (tables); the full text stays in verdicts.json."""
-    text = (reason or "").strip()
-    text = text.splitlines()[0] if text else "not evaluated"
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-VERDICT_WORDS: tuple[str, ...] = VERDICTS
+def short_reason(reason: str | None, limit: int = 110) -> str:
+    """The first line of a reason, cut to ``limit`` characters (tables); the full text stays in verdicts.json."""
+    text = (reason or "").strip()
+    return _cut(text.splitlines()[0] if text else "not evaluated", limit)
+
+
 CONTROL_MARK = MARKS[ON_CONTROL]
-
-
-def row_verdict(row: Row | None) -> str:
-    """The verdict word of a row (:meth:`Verdict.from_row`); 'not evaluated' for no row."""
-    return "not evaluated" if row is None else Verdict.from_row(row).verdict
-
-
-def verdict_mark(word: str) -> str:
-    """A short mark for tables: ✓ holds, ⚠ holds on control too, ✗ fails, ? inconclusive, – not evaluated."""
-    return MARKS[word]
 
 
 VERDICT_CSS: dict[str, str] = {
@@ -125,7 +107,7 @@ VERDICT_CSS: dict[str, str] = {
 
 def tally_text(counts: Mapping[str, int]) -> str:
     """``3 ✓, 1 ⚠, 2 ✗, 4 ?, 1 –``: a tally of verdict words, each counted apart."""
-    return ", ".join(f"{counts.get(w, 0)} {MARKS[w]}" for w in VERDICT_WORDS)
+    return ", ".join(f"{counts.get(w, 0)} {MARKS[w]}" for w in VERDICTS)
 
 
 MATRIX_LEGEND = (
@@ -205,7 +187,7 @@ class MatrixCell:
 
     @property
     def verdict(self) -> str:
-        return row_verdict(self.row)
+        return "not evaluated" if self.row is None else Verdict.from_row(self.row).verdict
 
     def text(self) -> str:
         """``✓ 0.91 [0.88, 0.93] @L5`` (``⚠`` when it holds on its control too) or ``– reason``."""
@@ -226,7 +208,7 @@ class Matrix:
 
     def counts(self, model: str) -> dict[str, int]:
         """How many claims of each verdict word ``model`` has."""
-        out = dict.fromkeys(VERDICT_WORDS, 0)
+        out: dict[str, int] = dict.fromkeys(VERDICTS, 0)
         for c in self.claims:
             out[self.cell(c, model).verdict] += 1
         return out
@@ -362,10 +344,9 @@ def _dig(record: Any, path: Sequence[str]) -> Any:
     return record
 
 
-def _vs(a: Any, b: Any, limit: int = 60) -> str:
-    """``old vs new``, each value cut to ``limit`` characters."""
-    texts = [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in (a, b)]
-    return " vs ".join(t if len(t) <= limit else t[: limit - 1] + "…" for t in texts)
+def _vs(a: Any, b: Any) -> str:
+    """``old vs new``, each value cut to 60 characters."""
+    return " vs ".join(_cut(v if isinstance(v, str) else json.dumps(v, sort_keys=True), 60) for v in (a, b))
 
 
 def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> list[str]:

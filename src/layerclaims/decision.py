@@ -1,7 +1,6 @@
-"""Decision rules: from a statistic's bootstrap replicates to holds / fails / inconclusive (``docs/verdicts.md``
-states them, their proofs and their calibration; ``tests/unit/test_verdicts.py`` property-tests them).
+"""Decision rules: from a statistic's bootstrap replicates to holds / fails / inconclusive, plain functions over
+arrays (``docs/verdicts.md`` states them, their proofs and their calibration).
 
-Plain functions over arrays; nothing here knows a claim, a model or a study. Each rule returns a :class:`Decision`.
 With ``B`` finite replicates ``R`` at level ``alpha``, the decision interval ``[L, U]`` is the central ``1 - alpha``
 percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, ``k = ceil(alpha/2 B)``).
 
@@ -21,9 +20,7 @@ percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, 
 
 No p is below ``1 / (B + 1)`` (:func:`p_floor`; Davison & Hinkley 1997, ch. 4): where the interval alone would have
 decided but that floor is not below ``alpha``, the decision is inconclusive and says how many replicates it needs.
-:func:`holm` is the family-wise step (applied by :func:`layerclaims.verdicts.apply_family`). A statistic without
-replicates is decided on its reported 95% interval (no p, outside the family); one without an interval is "not
-evaluated", never decided from a point estimate.
+A statistic without replicates is decided on its reported 95% interval (no p); none without an interval is decided.
 """
 
 from __future__ import annotations
@@ -37,28 +34,24 @@ import numpy as np
 
 VerdictWord = Literal["holds", "holds on control too", "fails", "inconclusive", "not evaluated"]
 ON_CONTROL: VerdictWord = "holds on control too"
-"""A claim that holds and also holds, by the same rule at the same level, on every control it has (the same
-statistic where the claimed structure is absent by construction): counted apart from "holds". Only a claim that does
-not require beating its control gets it (``Claim.beats_control``); the rules below never return it."""
+"""A claim that holds and also holds, by the same rule at the same level, on every control it has; only a claim that
+does not require beating its control gets it (``Claim.beats_control``), the rules below never return it."""
 VERDICTS: tuple[VerdictWord, ...] = ("holds", ON_CONTROL, "fails", "inconclusive", "not evaluated")
 
 LEVEL = 0.05
 """Default family-wise level (one-sided) over the claims of one run."""
-
 INTERVAL_ONLY_LEVEL = 0.05
 """Level of a reported 95% interval, when a statistic comes without replicates."""
-
 MAX_NAN_FRACTION = 0.1
 """More undefined (NaN) replicates than this and the statistic is not evaluated: the bootstrap does not describe it."""
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of one decision rule: ``interval``, the central ``1 - level`` decision interval (None without
-    one); ``p_value``: bootstrap p of the claim's null, None where the rule has none; ``p_against``: that of the
-    opposite null (small: the claim fails); ``reason``: why, for anything but a plain holds/fails; ``shortfall``: for
-    bands, the parts whose lower band does not clear the threshold; ``fraction``: for counts, the fraction of
-    resamples giving the claimed count."""
+    """The outcome of one decision rule: ``interval`` (the decision interval), ``p_value`` (bootstrap p of the
+    claim's null; None where the rule has none), ``p_against`` (of the opposite null), ``reason`` (for anything but a
+    plain holds/fails), ``shortfall`` (bands: the parts whose lower band does not clear the threshold), ``fraction``
+    (counts: of the resamples giving the claimed count)."""
 
     verdict: VerdictWord
     interval: tuple[float, float] | None = None
@@ -68,9 +61,6 @@ class Decision:
     reason: str | None = None
     shortfall: tuple[int, ...] = ()
     fraction: float | None = None
-
-
-# --------------------------------------------------------------------------------------------------- pieces
 
 
 def _k(alpha: float, b: int) -> int:
@@ -93,8 +83,7 @@ def finite_replicates(replicates: np.ndarray | None) -> tuple[np.ndarray | None,
 
 
 def interval(replicates: np.ndarray, alpha: float) -> tuple[float, float]:
-    """``(L, U)``: the central ``1 - alpha`` percentile interval, the k-th smallest and k-th largest replicate,
-    ``k = ceil(alpha/2 B)``."""
+    """``(L, U)``: the central ``1 - alpha`` percentile interval (module docstring)."""
     s = np.sort(np.asarray(replicates, dtype=np.float64))
     k = _k(alpha / 2, s.size)
     return float(s[k - 1]), float(s[s.size - k])
@@ -125,20 +114,18 @@ def floor_reason(b: int, alpha: float) -> str | None:
     )
 
 
+_SIDES = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+_OPPOSITE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
+
+
 def threshold_p(replicates: np.ndarray, comparison: str, threshold: float) -> tuple[float, float]:
-    """``(p, p_against)``: twice the fractions of the replicates on the null side of the claim and of its opposite
-    (capped at 1)."""
+    """``(p, p_against)``: :func:`_p` of the replicates on the null side of the claim (``R <= t`` for ``> t``) and
+    of those on its side (the null of the opposite claim)."""
+    if comparison not in _SIDES:
+        raise ValueError(f"comparison {comparison!r} is not a one-sided threshold: use >, >=, <, <=")
     r = np.asarray(replicates, dtype=np.float64)
-    b = r.size
-    if comparison == ">":  # the opposite claim is "<= t": its null "> t"
-        return _p((r <= threshold).sum(), b), _p((r > threshold).sum(), b)
-    if comparison == ">=":
-        return _p((r < threshold).sum(), b), _p((r >= threshold).sum(), b)
-    if comparison == "<":
-        return _p((r >= threshold).sum(), b), _p((r < threshold).sum(), b)
-    if comparison == "<=":
-        return _p((r > threshold).sum(), b), _p((r <= threshold).sum(), b)
-    raise ValueError(f"comparison {comparison!r} is not a one-sided threshold: use >, >=, <, <=")
+    null, claim = (_SIDES[c](r, threshold).sum() for c in (_OPPOSITE[comparison], comparison))
+    return _p(null, r.size), _p(claim, r.size)
 
 
 def _word(p: float, p_against: float, alpha: float) -> VerdictWord:
@@ -147,9 +134,6 @@ def _word(p: float, p_against: float, alpha: float) -> VerdictWord:
     if p_against < alpha:
         return "fails"
     return "inconclusive"
-
-
-# --------------------------------------------------------------------------------------------------- rules
 
 
 def decide_threshold(replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL) -> Decision:
@@ -168,10 +152,8 @@ def decide_count(
     *,
     blind_spot: str | None = None,
 ) -> Decision:
-    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates. ``blind_spot``: what
-    the count could not have seen, for a count claimed as 1 ("no groups") whose detection limit on this run's data
-    lies above the separation the claim calls meaningful; such a claim never holds (inconclusive, with that
-    reason)."""
+    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates. ``blind_spot``: what a
+    count claimed as 1 could not have seen (module docstring); such a claim never holds."""
     r = np.asarray(replicates, dtype=np.float64)
     b = r.size
     fraction = float((r == claimed).sum() / b)
@@ -203,9 +185,8 @@ def decide_count(
 def decide_band(
     values: np.ndarray, replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL
 ) -> Decision:
-    """The band rule (module docstring) for ``statistic_b > t`` (or ``>=``) at every part ``b``; ``values``
-    ``[n_parts]`` and finite ``replicates [n_parts, B]`` paired across parts (``values`` name the statistic; the
-    bands come from the replicates, as the percentile interval does)."""
+    """The band rule (module docstring) for ``statistic_b > t`` (or ``>=``) at every part ``b``: ``values
+    [n_parts]`` name the statistic, the bands come from finite ``replicates [n_parts, B]`` paired across parts."""
     if comparison not in (">", ">="):
         raise ValueError(f"bands are for 'at every part above a threshold' claims (> or >=), got {comparison!r}")
     r = np.asarray(replicates, dtype=np.float64)
@@ -263,15 +244,11 @@ def intersection_union(words: Sequence[VerdictWord]) -> VerdictWord:
     return "inconclusive"
 
 
-# --------------------------------------------------------------------------------------------------- family
-
-
 def holm(p_values: Sequence[float], level: float = LEVEL) -> tuple[list[float], list[float]]:
-    """Holm's step-down adjustment (Holm 1979). Returns ``(adjusted, levels)``: the adjusted p-values
-    ``p_adj(i) = max_{j <= i} min(1, (m - j + 1) p_(j))`` in the input order, and the level at which each
-    hypothesis is tested, ``level / (m - rank + 1)`` (rank 1 = smallest p; tied p-values share the level of their
-    first rank, so that neither output depends on the order of the input). A hypothesis is rejected at family-wise
-    level ``level`` exactly when its adjusted p is below ``level``."""
+    """Holm's step-down (Holm 1979): ``(adjusted, levels)`` in the input order, ``p_adj(i) = max_{j <= i} min(1,
+    (m - j + 1) p_(j))`` and the level each hypothesis is tested at, ``level / (m - rank + 1)`` (rank 1 = smallest p;
+    tied p-values share the level of their first rank, so neither depends on the input order). Rejected at
+    family-wise ``level`` exactly when the adjusted p is below it."""
     p = np.asarray(p_values, dtype=np.float64)
     m = p.size
     order = np.argsort(p, kind="stable")

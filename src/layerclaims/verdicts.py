@@ -333,13 +333,18 @@ class Verdict:
 def fmt_p(p: float | None) -> str:
     """A p-value in 2 significant digits (the rules never give one below ``1/(B+1)`` for ``B`` replicates, so the
     smallest printed is that floor, e.g. 0.048 for 20 resamples, 0.001 for 1,000; never a ``<0.001``)."""
-    return _num(p, ".2g")
+    return fmt_num(p, ".2g")
 
 
-def _num(x: float | None, spec: str = ".4g") -> str:
+def fmt_num(x: float | None, spec: str = ".4g") -> str:
+    """A number in 4 significant digits (or ``spec``); '—' for None or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     return format(x, spec)
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
 
 
 def compact_parts(labels: Sequence[str]) -> str:
@@ -362,18 +367,18 @@ def condition_lines(c: ConditionResult) -> list[str]:
     (inconclusive)`` and ``control (random projections ...) = 0.801 [0.699, 0.887], inconclusive there``."""
     if c.value is None:
         return [f"{c.condition}: not evaluated ({c.reason})"]
-    ci = f" [{_num(c.ci[0])}, {_num(c.ci[1])}]" if c.ci else ""
+    ci = f" {_ci(c.ci)}" if c.ci else ""
     p = f", p={fmt_p(c.p_value)} vs {c.threshold:g}" if c.p_value is not None else ""
-    out = f"{c.statistic} = {_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
+    out = f"{c.statistic} = {fmt_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
     if c.shortfall:
         out += f", short at {compact_parts(c.shortfall)}"
     rogue = _rogue_line(c)
     if c.control is None:
         return [out, *rogue]
     cc = c.control
-    cci = f" [{_num(cc.ci[0])}, {_num(cc.ci[1])}]" if cc.ci else ""
+    cci = f" {_ci(cc.ci)}" if cc.ci else ""
     there = f", {cc.verdict} there" if cc.verdict else ""
-    return [out, f"control ({cc.name}) = {_num(cc.value)}{cci}{there}", *rogue]
+    return [out, f"control ({cc.name}) = {fmt_num(cc.value)}{cci}{there}", *rogue]
 
 
 def survives_without_top_dimensions(c: ConditionResult) -> bool | None:
@@ -393,7 +398,7 @@ def _rogue_line(c: ConditionResult) -> list[str]:
     got = c.details.get("without_top_dimensions")
     if not isinstance(got, Mapping) or not got:
         return []
-    vals = ", ".join(f"{k} {_num(v) if isinstance(v, (int, float)) else '-'}" for k, v in got.items())
+    vals = ", ".join(f"{k} {fmt_num(v) if isinstance(v, (int, float)) else '-'}" for k, v in got.items())
     word = {True: "yes", False: "no", None: "undefined on some variant"}[survives_without_top_dimensions(c)]
     top = c.details.get("top_dimensions") or {}
     dims = top.get("dims") if isinstance(top, Mapping) else None
@@ -524,7 +529,7 @@ def _settle(c: ConditionResult) -> str:
         return f"blocks {', '.join(c.shortfall) or '?'} have lower bands at or below {c.threshold:g}: {more}"
     if c.ci is None:
         return more
-    return f"its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] reaches both sides of {c.threshold:g}: {more}"
+    return f"its interval {_ci(c.ci)} reaches both sides of {c.threshold:g}: {more}"
 
 
 def _combine(conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
@@ -547,11 +552,9 @@ def _fail_reason(c: ConditionResult) -> str:
     if c.rule == "band":
         return (
             f"{c.condition} fails: the simultaneous upper band lies at or below {c.threshold:g} at some block "
-            f"(lowest upper bound {_num(c.ci[1])})"
+            f"(lowest upper bound {fmt_num(c.ci[1])})"
         )
-    return (
-        f"{c.condition} fails: its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] lies wholly outside the claimed region"
-    )
+    return f"{c.condition} fails: its interval {_ci(c.ci)} lies wholly outside the claimed region"
 
 
 def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
@@ -801,7 +804,7 @@ def _premise_text(p: Verdict) -> str:
     c = p.main
     if c is None or c.value is None:
         return f"{p.claim} {p.verdict}"
-    measured = f"{c.statistic} = {_num(c.value)}, claimed {c.comparison} {c.threshold:g} at {p.where()}"
+    measured = f"{c.statistic} = {fmt_num(c.value)}, claimed {c.comparison} {c.threshold:g} at {p.where()}"
     verb = p.verdict if p.verdict in ("holds", "fails", ON_CONTROL) else f"is {p.verdict}"
     return f"{p.claim}, which {verb} here ({measured})"
 
