@@ -104,15 +104,12 @@ class ControlResult:
 
 @dataclass(frozen=True)
 class ConditionResult:
-    """One condition of a claim (``statistic comparison threshold``) decided on one result: ``value`` (on all
-    items), ``ci``, ``p_value``, ``p_against``, ``level``, ``reason`` and ``shortfall`` (part labels) as in the
-    :class:`~layerclaims.decision.Decision` that decided it; ``rule``: ``threshold``, ``count``, ``band``,
-    ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``p_secondary`` and
-    ``p_secondary_name``: the study's "any structure at all" test (Mantel, label permutation), shown, never deciding;
-    ``control``: the statistic on its control; ``details``: what the study attached to the measurement;
-    ``p_adjusted`` / ``p_against_adjusted``: Holm-adjusted over the run's conditions (:func:`apply_family`; None
-    before it, or outside the family); ``measurement``: kept in memory so that :func:`apply_family` can re-decide at
-    another level (not saved)."""
+    """One condition of a claim decided on one result: ``value`` (on all items), ``ci``, ``p_value``, ``p_against``,
+    ``level``, ``reason``, ``shortfall`` (part labels) as in its :class:`~layerclaims.decision.Decision`; ``rule``:
+    ``threshold``, ``count``, ``band``, ``interval`` (no replicates: the reported 95% interval) or ``none``;
+    ``p_secondary`` (``p_secondary_name``): the study's "any structure at all" test, shown, never deciding;
+    ``p_adjusted`` / ``p_against_adjusted``: Holm over the run (:func:`apply_family`; None before it or outside the
+    family); ``measurement``: kept in memory for :func:`apply_family` to re-decide at another level (not saved)."""
 
     statistic: str
     comparison: str
@@ -151,16 +148,14 @@ class ConditionResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim evaluated on one result: the one representation of a decided claim (:meth:`to_row` its
-    serialisation; the words and the record in ``docs/verdicts.md``).
+    """A claim evaluated on one result (the record in ``docs/verdicts.md``; :meth:`to_row` its serialisation).
 
-    ``conditions``: one :class:`ConditionResult` per condition of the claim (with ``beats_control``, one more per
-    condition: its statistic minus its control's). ``p_value``: the claim's p (the largest of its conditions');
-    ``p_adjusted``: Holm-adjusted over the ``family_size`` hypotheses of the run (``p_value`` before
-    :func:`apply_family`); ``p_against`` / ``p_against_adjusted``: the same against the claim (the smallest of its
-    conditions'). ``settle``: what would settle an inconclusive verdict. ``set_by_premise``: the presupposed claim
-    that set this verdict (it then has no p of its own); ``presupposition``: how the premises fared here. The claim's
-    facts (``text``, ``layer_unit``, ``presupposes``, ``beats_control``, ...) are copied so that it stands alone."""
+    ``conditions``: one :class:`ConditionResult` per condition (with ``beats_control``, one more per condition: its
+    statistic minus its control's). ``p_value``: the largest of its conditions' p; ``p_adjusted``: Holm over the
+    ``family_size`` hypotheses of the run (``p_value`` before :func:`apply_family`); ``p_against`` /
+    ``p_against_adjusted``: the same against the claim (the smallest of its conditions'). ``set_by_premise``: the
+    presupposed claim that set this verdict (it then has no p of its own). The claim's facts (``text``,
+    ``layer_unit``, ``presupposes``, ...) are copied so that it stands alone."""
 
     claim: str
     model: str
@@ -220,9 +215,7 @@ class Verdict:
     @property
     def holds(self) -> bool | None:
         """True holds, False anything else (holds on its control too included), None not evaluated."""
-        if self.verdict == "not evaluated":
-            return None
-        return self.verdict == "holds"
+        return None if self.verdict == "not evaluated" else self.verdict == "holds"
 
     @property
     def passes(self) -> bool:
@@ -274,11 +267,8 @@ class Verdict:
             out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)}{against} over {n} hypotheses, level {alpha:g}")
         if self.also_holds_on_control:
             out.append(f"note: it {self.control_note}")
-        if (
-            self.reason
-            and self.verdict != "holds"
-            and not (self.verdict == ON_CONTROL and self.reason == self.control_note)
-        ):
+        noted = self.verdict == ON_CONTROL and self.reason == self.control_note  # the note above says it
+        if self.reason and self.verdict != "holds" and not noted:
             out.append(f"why: {self.reason}")
         if self.presupposition:
             out.append(self.presupposition)
@@ -296,13 +286,9 @@ class Verdict:
     def to_row(self) -> dict[str, Any]:
         """The verdicts.json record (keys :data:`_VERDICT_ROW`); the first condition's summary stands beside
         ``conditions`` for a reader of the flat row (verdicts.csv)."""
-        main = self.main
-        return _row(self, _VERDICT_ROW) | {
-            "threshold": self.threshold if main else None,
-            "p_secondary": main.p_secondary if main else None,
-            "p_secondary_name": main.p_secondary_name if main else None,
-            "details": (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from},
-        }
+        main, first = self.main, ("threshold", "p_secondary", "p_secondary_name")
+        details = (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from}
+        return _row(self, _VERDICT_ROW) | _row(main, first) | {"details": details}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:
@@ -456,16 +442,12 @@ def _blind_spot(details: Mapping[str, Any], cond: Condition) -> str | None:
 
 def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResult:
     details = {k: v for k, v in ctrl.details.items() if k != "part_values"}
+    value = None if ctrl.value is None or not math.isfinite(ctrl.value) else float(ctrl.value)
     if ctrl.ci is None and ctrl.replicates is None:
-        return ControlResult(ctrl.name, _finite(ctrl.value), None, None, details)
+        return ControlResult(ctrl.name, value, None, None, details)
     d, _ = _decide(ctrl, cond, alpha)
     ci = d.interval if d.interval is not None else ctrl.ci
-    word = None if d.verdict == "not evaluated" else d.verdict
-    return ControlResult(ctrl.name, _finite(ctrl.value), ci, word, details)
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+    return ControlResult(ctrl.name, value, ci, None if d.verdict == "not evaluated" else d.verdict, details)
 
 
 def _secondary_name(m: Measurement) -> str | None:
@@ -681,23 +663,17 @@ def evaluate(claim: Claim, result: StudyResult) -> Verdict:
             beat_cond, beat_m, beat_why = beat_measurement(cond, m)
             beats.append(decide_condition(beat_cond, beat_m, LEVEL, beat_why))
     conds += beats
-    word, reason, settle = _combine(tuple(conds))
-    p = _claim_p(conds)
-    verdict = Verdict(
-        claim=claim.id,
-        model=result.model,
-        layer=layer,
-        verdict=word,
-        conditions=tuple(conds),
-        reason=reason,
-        settle=settle,
-        p_value=p,
-        p_adjusted=p,
-        layer_mapped_from=claim.layer if layer != claim.layer else None,
-        p_against=_claim_p_against(conds),
-        **_facts(claim),
-    )
-    return with_control_word(verdict)
+    mapped_from = claim.layer if layer != claim.layer else None
+    alone = Verdict(claim.id, result.model, layer, "not evaluated", layer_mapped_from=mapped_from, **_facts(claim))
+    return _decided(alone, tuple(conds), p_adjusted=_claim_p(conds))
+
+
+def _decided(v: Verdict, conds: tuple[ConditionResult, ...], **more: Any) -> Verdict:
+    """``v`` decided on ``conds`` (the intersection-union of their verdicts, the claim's p's), with ``more``."""
+    word, reason, settle = _combine(conds)
+    p, p_against = _claim_p(conds), _claim_p_against(conds)
+    decided = dataclasses.replace(v, conditions=conds, verdict=word, reason=reason, settle=settle, **more)
+    return with_control_word(dataclasses.replace(decided, p_value=p, p_against=p_against))
 
 
 def _facts(claim: Claim) -> dict[str, Any]:
@@ -716,10 +692,7 @@ def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None
 # --------------------------------------------------------------------------------------------------- run level
 
 
-HypothesisKey = tuple[Any, ...]
-
-
-def hypothesis_key(v: Verdict, c: ConditionResult) -> HypothesisKey | None:
+def hypothesis_key(v: Verdict, c: ConditionResult) -> tuple[Any, ...] | None:
     """A condition's hypothesis of the run: model, layer, kind, condition and a digest of its replicates, so that
     claims stating the same condition on the same data (A5's and A6's ``pooled_r < 0``) share one decision. None
     outside the family (no replicates in memory, decided on a reported interval, or not evaluated)."""
@@ -735,8 +708,7 @@ def _family_condition(c: ConditionResult, t: tuple[float, float, float, float] |
     """One condition decided in the run's family, ``t`` its Holm step-downs ``(p_adjusted, level, p_against_adjusted,
     level_against)``: holds when its adjusted p is below ``alpha`` (its interval at its Holm level for the claim),
     fails when its adjusted p against is (its interval at its level against), else inconclusive (its interval at the
-    smaller level, which then lies neither wholly in nor wholly outside the claimed region, unless a step-down
-    stopped before it: the reason says so)."""
+    smaller level, so that it never looks decided unless a step-down stopped before it: the reason says so)."""
     if t is None or c.measurement is None:
         return c
     cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
@@ -761,10 +733,8 @@ def _family_condition(c: ConditionResult, t: tuple[float, float, float, float] |
 def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verdict]:
     """The run-level step at family-wise ``level``, once on all verdicts of a run, independent of their order: Holm's
     step-down over the run's distinct conditions (:func:`hypothesis_key`), once for the claims and once against them
-    (:func:`_family_condition`); a claim is the intersection-union of its conditions (``p_adjusted`` the largest of
-    theirs, ``p_against_adjusted`` the smallest). Conditions decided on a reported interval alone, or not evaluated,
-    are outside the family. Then the presuppositions."""
-    tests: dict[HypothesisKey, tuple[float, float]] = {}
+    (:func:`_family_condition`); a claim is the intersection-union of its conditions. Then the presuppositions."""
+    tests: dict[tuple[Any, ...], tuple[float, float]] = {}
     for v in verdicts:
         for c in v.conditions:
             key = hypothesis_key(v, c)
@@ -781,22 +751,10 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
             out.append(dataclasses.replace(v, level=level, family_size=size, p_adjusted=None, p_against_adjusted=None))
             continue
         conds = tuple(_family_condition(c, tested.get(hypothesis_key(v, c) or ()), level) for c in v.conditions)
-        word, reason, settle = _combine(conds)
         in_family = all(hypothesis_key(v, c) is not None for c in v.conditions) and bool(conds)
-        decided = dataclasses.replace(
-            v,
-            conditions=conds,
-            verdict=word,
-            reason=reason,
-            settle=settle,
-            p_value=_claim_p(conds),
-            p_against=_claim_p_against(conds),
-            p_adjusted=_claim_p(conds, "p_adjusted") if in_family else None,
-            p_against_adjusted=_claim_p_against(conds, "p_against_adjusted") if in_family else None,
-            level=level,
-            family_size=size,
-        )
-        out.append(with_control_word(decided))
+        adjusted = _claim_p(conds, "p_adjusted") if in_family else None
+        against = _claim_p_against(conds, "p_against_adjusted") if in_family else None
+        out.append(_decided(v, conds, p_adjusted=adjusted, p_against_adjusted=against, level=level, family_size=size))
     return apply_presuppositions(out)
 
 
