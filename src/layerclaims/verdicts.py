@@ -386,15 +386,11 @@ def _rogue_line(c: ConditionResult) -> list[str]:
         return []
     vals = ", ".join(f"{k} {fmt_num(v) if isinstance(v, (int, float)) else '-'}" for k, v in got.items())
     word = {True: "yes", False: "no", None: "undefined on some variant"}[survives_without_top_dimensions(c)]
-    top = c.details.get("top_dimensions") or {}
-    dims = top.get("dims") if isinstance(top, Mapping) else None
-    share = top.get("pair_cov_share") if isinstance(top, Mapping) else None
-    named = ""
-    if dims and share:
-        named = "; top dimensions " + ", ".join(
-            f"{d} ({float(s):.0%} of the pair covariance)" for d, s in zip(dims, share, strict=False)
-        )
-    return [f"survives without its top dimensions: {word} ({vals}){named}"]
+    top = c.details.get("top_dimensions")
+    top = top if isinstance(top, Mapping) else {}
+    pairs = zip(top.get("dims") or (), top.get("pair_cov_share") or (), strict=False)
+    named = ", ".join(f"{d} ({float(s):.0%} of the pair covariance)" for d, s in pairs)
+    return [f"survives without its top dimensions: {word} ({vals}){named and '; top dimensions ' + named}"]
 
 
 # --------------------------------------------------------------------------------------------------- deciding
@@ -484,17 +480,9 @@ def decide_condition(
     parts = m.details.get("parts")
     short = tuple(str(parts[i]) if parts is not None else str(i) for i in d.shortfall)
     ctrl = _control_result(m.control, cond, alpha) if m.control is not None else None
+    taken = {k: getattr(d, k) for k in ("p_value", "p_against", "verdict", "reason")}
     return dataclasses.replace(
-        out,
-        value=float(m.value),
-        ci=d.interval,
-        p_value=d.p_value,
-        verdict=d.verdict,
-        rule=rule,
-        p_against=d.p_against,
-        reason=d.reason,
-        shortfall=short,
-        control=ctrl,
+        out, value=float(m.value), ci=d.interval, rule=rule, shortfall=short, control=ctrl, **taken
     )
 
 
