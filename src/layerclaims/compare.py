@@ -54,9 +54,6 @@ def read_verdicts(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-# --------------------------------------------------------------------------------------------------- cells
-
-
 def claim_order(ids: Iterable[str]) -> list[str]:
     """Claim ids in registry order (A1..B4), unknown ids after them in sorted order."""
     ids = set(ids)
@@ -171,9 +168,6 @@ def md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
     return [line(head), "|" + "---|" * len(head), *(line(cells) for cells in body)]
 
 
-# --------------------------------------------------------------------------------------------------- matrix
-
-
 @dataclass(frozen=True)
 class MatrixCell:
     """One claim on one model: the verdict row, or None when that model has no row for the claim."""
@@ -236,9 +230,6 @@ def matrix_markdown(matrix: Matrix) -> str:
     for model, note in matrix.notes.items():
         out += f"\n- **{model}**: {note}"
     return out + ("\n" if matrix.notes else "")
-
-
-# --------------------------------------------------------------------------------------------------- diff
 
 
 @dataclass(frozen=True)
@@ -325,8 +316,6 @@ def diff_markdown(diff: Diff, old_label: str = "old", new_label: str = "new", *,
     )
     return "\n".join(md_table(["claim", old_label, new_label, "change"], body)) + "\n\n" + summary + "\n"
 
-
-# --------------------------------------------------------------------------------------------------- run settings
 
 # What makes two runs comparable besides the settings, as (label, path into run.json's model record) and, per study,
 # (label, path into the study's provenance).

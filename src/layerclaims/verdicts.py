@@ -56,8 +56,6 @@ VERDICT_CODES: dict[str, int] = {"holds": 1, ON_CONTROL: 3, "fails": 0, "inconcl
 MARKS: dict[str, str] = {"holds": "✓", ON_CONTROL: "⚠", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
 
 
-# --------------------------------------------------------------------------------------------------- records
-
 _CONDITION_ROW = (
     "statistic comparison threshold value ci p_value p_against p_adjusted p_against_adjusted p_secondary "
     "p_secondary_name verdict level rule reason shortfall control"
@@ -181,8 +179,6 @@ class Verdict:
     set_by_premise: str | None = None
     identity: str | None = None
 
-    # ----------------------------------------------------------------------------------------- the first condition
-
     @property
     def main(self) -> ConditionResult | None:
         return self.conditions[0] if self.conditions else None
@@ -238,8 +234,6 @@ class Verdict:
         """:data:`VERDICT_CODES` of the verdict."""
         return VERDICT_CODES[self.verdict]
 
-    # ----------------------------------------------------------------------------------------------------- text
-
     def where(self) -> str:
         if self.layer is None:
             return "all layers"
@@ -281,8 +275,6 @@ class Verdict:
         head, *rest = self.lines()
         return f"{head}: " + "; ".join(rest) if rest else head
 
-    # ------------------------------------------------------------------------------------------------------ rows
-
     def to_row(self) -> dict[str, Any]:
         """The verdicts.json record (keys :data:`_VERDICT_ROW`); the first condition's summary stands beside
         ``conditions`` for a reader of the flat row (verdicts.csv)."""
@@ -311,9 +303,6 @@ class Verdict:
             )
         typed = {"verdict": word, "conditions": conds, "presupposes": tuple(row["presupposes"])}
         return cls(**{k: v for k, v in row.items() if k in fields} | typed)
-
-
-# --------------------------------------------------------------------------------------------------- text helpers
 
 
 def fmt_p(p: float | None) -> str:
@@ -391,9 +380,6 @@ def _rogue_line(c: ConditionResult) -> list[str]:
     pairs = zip(top.get("dims") or (), top.get("pair_cov_share") or (), strict=False)
     named = ", ".join(f"{d} ({float(s):.0%} of the pair covariance)" for d, s in pairs)
     return [f"survives without its top dimensions: {word} ({vals}){named and '; top dimensions ' + named}"]
-
-
-# --------------------------------------------------------------------------------------------------- deciding
 
 
 def _decide(m: Measurement | Control, cond: Condition, alpha: float) -> tuple[Decision, str]:
@@ -556,8 +542,6 @@ def with_control_word(v: Verdict) -> Verdict:
     return v
 
 
-# --------------------------------------------------------------------------------------------------- beats control
-
 BEATS_TAG = "minus control"
 """The statistic name of a beat test: ``rsa_qk minus control``."""
 
@@ -675,9 +659,6 @@ def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None
     applied. The family-wise step is :func:`apply_family`, once per run."""
     chosen = list(claims) if claims is not None else list(claims_for(study))
     return apply_presuppositions([evaluate(c, result) for c in chosen])
-
-
-# --------------------------------------------------------------------------------------------------- run level
 
 
 def hypothesis_key(v: Verdict, c: ConditionResult) -> tuple[Any, ...] | None:
