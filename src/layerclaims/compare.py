@@ -318,9 +318,9 @@ def diff_markdown(diff: Diff, old_label: str = "old", new_label: str = "new", *,
 
 
 # What makes two runs comparable besides the settings, as (label, path into run.json's model record) and, per study,
-# (label, path into the study's provenance).
+# (label, path into the study's entry).
 _MODEL_FACTS = (("model", "name"), ("weights revision", "revision"), ("dtype", "dtype"), ("device", "device"))
-_STUDY_FACTS = (("corpus", ("corpus", "name")), ("corpus sha256", ("corpus", "sha256")))
+_STUDY_FACTS = (("corpus", ("provenance", "corpus", "name")), ("corpus sha256", ("provenance", "corpus", "sha256")))
 # What a claim's definition holds (run.json "claims"), in the order a change is named.
 _DEFINITION_FIELDS = ("study", "model", "model_blocks", "layer", "layer_unit", "kind", "presupposes")
 
@@ -338,6 +338,11 @@ def _vs(a: Any, b: Any) -> str:
     return " vs ".join(_cut(v if isinstance(v, str) else json.dumps(v, sort_keys=True), 60) for v in (a, b))
 
 
+def _diffs(triples: Iterable[tuple[str, Any, Any]]) -> list[str]:
+    """``what: old vs new`` for each ``(what, old, new)`` that differs."""
+    return [f"{what}: {_vs(a, b)}" for what, a, b in triples if a != b]
+
+
 def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> list[str]:
     """What differs between two run folders besides the verdicts, one line each, from their ``run.json``: the model
     (name, weights revision, dtype, device), per study present in both the corpus and every setting that differs,
@@ -349,23 +354,14 @@ def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[
     if old is None or new is None:
         missing = ", ".join(str(d) for d, run in ((old_dir, old), (new_dir, new)) if run is None)
         return [f"settings not compared: no {MANIFEST} in {missing} (an older layerclaims: re-run it to compare)"]
-    lines: list[str] = []
-    for label, key in _MODEL_FACTS:
-        a, b = _dig(old, ("model", key)), _dig(new, ("model", key))
-        if a != b:
-            lines.append(f"{label}: {_vs(a, b)}")
+    lines = _diffs((label, _dig(old, ("model", k)), _dig(new, ("model", k))) for label, k in _MODEL_FACTS)
     old_studies = {e.get("study"): e for e in old.get("studies", []) if isinstance(e, dict)}
     new_studies = {e.get("study"): e for e in new.get("studies", []) if isinstance(e, dict)}
     for study in [s for s in old_studies if s in new_studies]:
-        a_entry, b_entry = old_studies[study], new_studies[study]
-        for label, path in _STUDY_FACTS:
-            a, b = _dig(a_entry.get("provenance"), path), _dig(b_entry.get("provenance"), path)
-            if a != b:
-                lines.append(f"{study} {label}: {_vs(a, b)}")
-        for key in sorted(set(a_entry.get("options") or {}) | set(b_entry.get("options") or {})):
-            a, b = _setting(a_entry, key), _setting(b_entry, key)
-            if a != b:
-                lines.append(f"{study} setting {key}: {_vs(a, b)}")
+        a, b = old_studies[study], new_studies[study]
+        lines += _diffs((f"{study} {label}", _dig(a, path), _dig(b, path)) for label, path in _STUDY_FACTS)
+        keys = sorted(set(a.get("options") or {}) | set(b.get("options") or {}))
+        lines += _diffs((f"{study} setting {k}", _setting(a, k), _setting(b, k)) for k in keys)
     for study in sorted(set(old_studies) ^ set(new_studies), key=str):
         lines.append(f"study {study}: only in the {'old' if study in old_studies else 'new'} run")
     return lines + claim_changes(old, new)
@@ -380,23 +376,20 @@ def _setting(entry: Mapping[str, Any], key: str) -> Any:
 
 def _definition_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """What differs between two definitions of one claim, each as ``what: old vs new``."""
-    out: list[str] = []
     a_conds, b_conds = list(a.get("conditions") or []), list(b.get("conditions") or [])
     if len(a_conds) != len(b_conds):
-        out.append(f"conditions: {_vs(a_conds, b_conds)}")
+        out = [f"conditions: {_vs(a_conds, b_conds)}"]
     else:
+        out = []
         for i, (x, y) in enumerate(zip(a_conds, b_conds, strict=True)):
             where = f" of condition {i + 1}" if len(a_conds) > 1 else ""
-            for name, u, v in zip(("statistic", "comparison", "threshold"), x, y, strict=False):
-                if u != v:
-                    out.append(f"{name}{where}: {_vs(u, v)}")
-    out += [f"{n}: {_vs(a[n], b[n])}" for n in _DEFINITION_FIELDS if n in a and n in b and a[n] != b[n]]
+            parts = zip(("statistic", "comparison", "threshold"), x, y, strict=False)
+            out += _diffs((f"{name}{where}", u, v) for name, u, v in parts)
+    out += _diffs((n, a[n], b[n]) for n in _DEFINITION_FIELDS if n in a and n in b)
     if "settings" in a and "settings" in b:
-        a_set, b_set = a["settings"] or {}, b["settings"] or {}
-        for key in sorted(set(a_set) | set(b_set)):
-            u, v = a_set.get(key, "the study's default"), b_set.get(key, "the study's default")
-            if u != v:
-                out.append(f"setting {key}: {_vs(u, v)}")
+        a_set, b_set, default = a["settings"] or {}, b["settings"] or {}, "the study's default"
+        keys = sorted(set(a_set) | set(b_set))
+        out += _diffs((f"setting {k}", a_set.get(k, default), b_set.get(k, default)) for k in keys)
     return out
 
 
@@ -404,9 +397,5 @@ def claim_changes(old_run: Mapping[str, Any], new_run: Mapping[str, Any]) -> lis
     """One line per claim in both runs whose definition (run.json ``claims``: threshold, comparison, statistic,
     layer, kind, settings, ...) changed between them: its verdicts are then of two different claims."""
     old, new = (run.get("claims") or {} for run in (old_run, new_run))
-    lines = []
-    for claim_id in claim_order(c for c in old if c in new):
-        changes = _definition_changes(old[claim_id], new[claim_id])
-        if changes:
-            lines.append(f"claim {claim_id} is defined differently: {'; '.join(changes)}")
-    return lines
+    changes = {c: _definition_changes(old[c], new[c]) for c in claim_order(c for c in old if c in new)}
+    return [f"claim {c} is defined differently: {'; '.join(lines)}" for c, lines in changes.items() if lines]
