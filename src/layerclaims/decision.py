@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,8 +40,6 @@ VERDICTS: tuple[VerdictWord, ...] = ("holds", ON_CONTROL, "fails", "inconclusive
 
 LEVEL = 0.05
 """Default family-wise level (one-sided) over the claims of one run."""
-INTERVAL_ONLY_LEVEL = 0.05
-"""Level of a reported 95% interval, when a statistic comes without replicates."""
 MAX_NAN_FRACTION = 0.1
 """More undefined (NaN) replicates than this and the statistic is not evaluated: the bootstrap does not describe it."""
 
@@ -57,7 +55,6 @@ class Decision:
     interval: tuple[float, float] | None = None
     p_value: float | None = None
     p_against: float | None = None
-    level: float = LEVEL
     reason: str | None = None
     shortfall: tuple[int, ...] = ()
     fraction: float | None = None
@@ -128,20 +125,18 @@ def threshold_p(replicates: np.ndarray, comparison: str, threshold: float) -> tu
     return _p(null, r.size), _p(claim, r.size)
 
 
-def _word(p: float, p_against: float, alpha: float) -> VerdictWord:
-    if p < alpha:
-        return "holds"
-    if p_against < alpha:
-        return "fails"
-    return "inconclusive"
+def _by_p(span: tuple[float, float], p: float, p_against: float, alpha: float, b: int, **more: Any) -> Decision:
+    """Holds when ``p < alpha``, fails when ``p_against < alpha``, else inconclusive (saying so when ``B`` is too
+    few replicates to decide at ``alpha``)."""
+    word: VerdictWord = "holds" if p < alpha else "fails" if p_against < alpha else "inconclusive"
+    reason = floor_reason(b, alpha) if word == "inconclusive" else None
+    return Decision(word, span, p, p_against, reason=reason, **more)
 
 
 def decide_threshold(replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL) -> Decision:
     """The threshold rule (module docstring) on finite 1-D replicates."""
     p, p_against = threshold_p(replicates, comparison, threshold)
-    word = _word(p, p_against, alpha)
-    reason = floor_reason(np.asarray(replicates).size, alpha) if word == "inconclusive" else None
-    return Decision(word, interval(replicates, alpha), p, p_against, alpha, reason=reason)
+    return _by_p(interval(replicates, alpha), p, p_against, alpha, np.asarray(replicates).size)
 
 
 def decide_count(
@@ -160,26 +155,23 @@ def decide_count(
     p = _p(max((r < claimed).sum(), (r > claimed).sum()), b)
     p_against = _p(min((r >= claimed).sum(), (r <= claimed).sum()), b)
     span = interval(r, alpha)
+    gave = f"{fraction:.0%} of the resamples give {claimed:g}"
+    word: VerdictWord = "inconclusive"
     if p < alpha and value == claimed:
-        if blind_spot:
-            return Decision("inconclusive", span, p, p_against, alpha, reason=blind_spot, fraction=fraction)
-        return Decision("holds", span, p, p_against, alpha, fraction=fraction)
-    if p_against < alpha:
+        word, reason = ("inconclusive", blind_spot) if blind_spot else ("holds", None)
+    elif p_against < alpha:
         side = "below" if (r >= claimed).sum() <= (r <= claimed).sum() else "above"
-        reason = (
-            f"its interval [{span[0]:g}, {span[1]:g}] lies wholly {side} {claimed:g} ({fraction:.0%} of the "
-            f"resamples give {claimed:g})"
-        )
-        return Decision("fails", span, p, p_against, alpha, reason=reason, fraction=fraction)
-    reason = f"{fraction:.0%} of the resamples give {claimed:g} (holds needs fewer than {alpha / 2:.3g} on each side)"
-    if value != claimed:
-        reason = f"the count on all items is {value:g}; " + reason
-    floor = floor_reason(b, alpha)
-    if floor:
-        reason = f"{reason}; {floor}"
-    if blind_spot and claimed == 1:
-        reason += f"; and {blind_spot}"
-    return Decision("inconclusive", span, p, p_against, alpha, reason=reason, fraction=fraction)
+        word, reason = "fails", f"its interval [{span[0]:g}, {span[1]:g}] lies wholly {side} {claimed:g} ({gave})"
+    else:
+        reason = f"{gave} (holds needs fewer than {alpha / 2:.3g} on each side)"
+        if value != claimed:
+            reason = f"the count on all items is {value:g}; " + reason
+        floor = floor_reason(b, alpha)
+        if floor:
+            reason = f"{reason}; {floor}"
+        if blind_spot and claimed == 1:
+            reason += f"; and {blind_spot}"
+    return Decision(word, span, p, p_against, reason=reason, fraction=fraction)
 
 
 def decide_band(
@@ -209,10 +201,7 @@ def decide_band(
     p = _p((u_min <= below.max()).sum(), b)
     p_against = _p((v_min <= above.min()).sum(), b)
     short = tuple(int(i) for i in np.flatnonzero(lower <= threshold if strict else lower < threshold))
-    interval_ = (float(lower.min()), float(upper.min()))
-    word = _word(p, p_against, alpha)
-    reason = floor_reason(b, alpha) if word == "inconclusive" else None
-    return Decision(word, interval_, p, p_against, alpha, reason=reason, shortfall=short)
+    return _by_p((float(lower.min()), float(upper.min())), p, p_against, alpha, b, shortfall=short)
 
 
 def decide_interval_only(ci: tuple[float, float], comparison: str, threshold: float) -> Decision:
@@ -229,7 +218,7 @@ def decide_interval_only(ci: tuple[float, float], comparison: str, threshold: fl
         raise ValueError(f"unknown comparison {comparison!r}")
     yes, no = inside[comparison]
     word: VerdictWord = "holds" if yes else ("fails" if no else "inconclusive")
-    return Decision(word, (lo, hi), None, None, INTERVAL_ONLY_LEVEL, reason="decided on the reported 95% interval")
+    return Decision(word, (lo, hi), reason="decided on the reported 95% interval")
 
 
 def intersection_union(words: Sequence[VerdictWord]) -> VerdictWord:
