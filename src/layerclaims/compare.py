@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,7 @@ def _value_text(v: Verdict) -> str:
     if v.ci is not None:
         text += f" [{fmt_num(v.ci[0])}, {fmt_num(v.ci[1])}]"
     against = v.verdict == "fails" and v.p_against is not None
-    p, adjusted = (v.p_against, v.p_against_adjusted) if against else (v.p_value, v.p_adjusted)
-    label = "p against" if against else "p"
+    label, p, adjusted = ("p against", v.p_against, v.p_against_adjusted) if against else ("p", v.p_value, v.p_adjusted)
     if p is not None:
         text += f", {label}={fmt_p(p)}"
         if adjusted is not None and v.family_size > 1:
@@ -91,14 +91,7 @@ def short_reason(reason: str | None, limit: int = 110) -> str:
 
 CONTROL_MARK = MARKS[ON_CONTROL]
 
-
-VERDICT_CSS: dict[str, str] = {
-    "holds": "holds",
-    ON_CONTROL: "oncontrol",
-    "fails": "fails",
-    "inconclusive": "inconclusive",
-    "not evaluated": "na",
-}
+VERDICT_CSS: dict[str, str] = {w: {ON_CONTROL: "oncontrol", "not evaluated": "na"}.get(w, w) for w in VERDICTS}
 """The CSS class of each verdict word (report badges, matrix cells): one colour per word."""
 
 
@@ -202,10 +195,8 @@ class Matrix:
 
     def counts(self, model: str) -> dict[str, int]:
         """How many claims of each verdict word ``model`` has."""
-        out: dict[str, int] = dict.fromkeys(VERDICTS, 0)
-        for c in self.claims:
-            out[self.cell(c, model).verdict] += 1
-        return out
+        counts = Counter(self.cell(c, model).verdict for c in self.claims)
+        return {w: counts[w] for w in VERDICTS}
 
 
 def build_matrix(rows_by_model: Mapping[str, Sequence[Row]], notes: Mapping[str, str] | None = None) -> Matrix:

@@ -782,17 +782,9 @@ def _with_premises(v: Verdict, premises: Mapping[str, Verdict | None]) -> Verdic
             reason = f"its premise {pid} fails here, so there is nothing for it to be true of ({own})"
         elif p.verdict in ("inconclusive", "not evaluated") and word in ("holds", ON_CONTROL):
             word, by, reason = "inconclusive", pid, f"its premise {pid} is {p.verdict} here"
+    note = "; ".join(notes)
     if by is None:
-        return dataclasses.replace(v, presupposition="; ".join(notes))
+        return dataclasses.replace(v, presupposition=note)
     # the premise set the verdict: it carries the premise's reason and no p of its own
-    return dataclasses.replace(
-        v,
-        verdict=word,
-        reason=reason,
-        presupposition="; ".join(notes),
-        set_by_premise=by,
-        p_value=None,
-        p_adjusted=None,
-        p_against=None,
-        p_against_adjusted=None,
-    )
+    no_p: dict[str, Any] = dict.fromkeys(("p_value", "p_adjusted", "p_against", "p_against_adjusted"))
+    return dataclasses.replace(v, verdict=word, reason=reason, presupposition=note, set_by_premise=by, **no_p)
