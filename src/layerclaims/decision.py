@@ -67,9 +67,7 @@ def _k(alpha: float, b: int) -> int:
 
 def finite_replicates(replicates: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
     """The finite replicates (1-D, or 2-D with parts on axis 0: columns with any NaN dropped), or None and why."""
-    if replicates is None:
-        return None, "no bootstrap replicates"
-    r = np.asarray(replicates, dtype=np.float64)
+    r = np.asarray(replicates if replicates is not None else [], dtype=np.float64)
     if r.size == 0:
         return None, "no bootstrap replicates"
     ok = np.isfinite(r) if r.ndim == 1 else np.isfinite(r).all(axis=0)
@@ -241,9 +239,7 @@ def holm(p_values: Sequence[float], level: float = LEVEL) -> tuple[list[float], 
     p = np.asarray(p_values, dtype=np.float64)
     m = p.size
     order = np.argsort(p, kind="stable")
-    adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     adjusted = np.empty(m)
-    adjusted[order] = adj_sorted
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     first_rank = np.searchsorted(np.sort(p), p, side="left")  # 0-based rank of the first of each value's ties
-    levels = level / (m - first_rank)
-    return adjusted.tolist(), levels.tolist()
+    return adjusted.tolist(), (level / (m - first_rank)).tolist()

@@ -59,9 +59,8 @@ class Measurement:
 
 @dataclass(frozen=True, eq=False)
 class BlockStatistic:
-    """One statistic at every studied layer or block (both studies): ``value``, the bootstrap interval
-    ``ci_low``..``ci_high`` (NaN without bootstrap) and a permutation ``p_value`` (NaN where the statistic has no
-    test). Arrays ``[n_sel]``."""
+    """One statistic at every studied layer or block, arrays ``[n_sel]``: ``value``, the bootstrap interval
+    ``ci_low``..``ci_high`` (NaN without bootstrap), a permutation ``p_value`` (NaN where there is no test)."""
 
     value: np.ndarray
     ci_low: np.ndarray
@@ -241,13 +240,11 @@ class SavedResult:
     study: ClassVar[str]
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``directory/<study>.json`` (+ ``.npz``); returns the JSON path."""
         return save(self, directory, self.study)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Self:
-        """Read what :meth:`save` wrote (rebuilding classes of this package and of the result's own); UsageError when
-        the file holds another kind of result."""
+        """Read what :meth:`save` wrote (rebuilding classes of this package and of the result's own package)."""
         out = load(directory, cls.study, allowed_modules=("layerclaims", cls.__module__.split(".")[0]))
         if not isinstance(out, cls):
             raise UsageError(f"{directory}/{cls.study}.json holds a {type(out).__name__}, not a {cls.__name__}")

@@ -1,10 +1,8 @@
 """Verdicts: a claim evaluated on one study result, as evidence (``docs/verdicts.md``).
 
-:func:`evaluate` reads the statistics a :class:`~layerclaims.claims.Claim` names from a study result (its layer
-mapped by :func:`~layerclaims.claims.map_layer`) and decides each condition with the rules of
-:mod:`layerclaims.decision`, on the statistic and on its control; :func:`apply_family` is the run-level step (Holm
-over the run's distinct conditions, then the presuppositions between claims), independent of the order of the
-claims. This module never touches a model or a metric.
+:func:`evaluate` reads the statistics a claim names from a study result (at its mapped layer) and decides each
+condition, on the statistic and on its control, with the rules of :mod:`layerclaims.decision`; :func:`apply_family`
+is the run-level step (Holm over the run's distinct conditions, then the presuppositions between claims).
 """
 
 from __future__ import annotations
@@ -86,9 +84,8 @@ def _pair(ci: Sequence[float] | None) -> tuple[float, float] | None:
 
 @dataclass(frozen=True)
 class ControlResult:
-    """A condition's statistic on its control, decided by the same rule at the same level: ``name`` (what the
-    control is), ``value``, ``ci`` (its decision interval, or the reported one), ``verdict`` (None when the
-    control has no interval), ``details`` (e.g. the number of seeds)."""
+    """A condition's statistic on its control, decided by the same rule at the same level: ``ci`` its decision
+    interval (or the reported one), ``verdict`` None when the control has no interval."""
 
     name: str
     value: float | None
@@ -435,10 +432,8 @@ def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResu
 def _secondary_name(m: Measurement) -> str | None:
     if m.p_value is None:
         return None
-    for key in ("p_name", "p_method", "p"):
-        if isinstance(m.details.get(key), str):
-            return f"{m.details[key]} (any structure at all; secondary)"
-    return "permutation test (any structure at all; secondary)"
+    named = (m.details[k] for k in ("p_name", "p_method", "p") if isinstance(m.details.get(k), str))
+    return f"{next(named, 'permutation test')} (any structure at all; secondary)"
 
 
 def decide_condition(
@@ -533,8 +528,7 @@ def controls_hold(conds: Sequence[ConditionResult]) -> bool:
 
 def with_control_word(v: Verdict) -> Verdict:
     """``v`` with ``holds`` turned into ``holds on control too`` when every control it has holds as well, unless the
-    claim requires beating its control (then its difference from the control was decided among its conditions, and
-    ``holds`` means it beat it); and back to ``holds`` when that is no longer so (a verdict decided again)."""
+    claim requires beating its control (its conditions then decided that); and back when that is no longer so."""
     if v.verdict == "holds" and not v.beats_control and controls_hold(v.conditions):
         return dataclasses.replace(v, verdict=ON_CONTROL, reason=v.control_note)
     if v.verdict == ON_CONTROL and not (not v.beats_control and controls_hold(v.conditions)):
@@ -557,12 +551,10 @@ def _beat_condition(cond: Condition) -> Condition:
 
 def beat_measurement(cond: Condition, m: Measurement | None) -> tuple[Condition, Measurement | None, str | None]:
     """The beat test of one condition (``Claim.beats_control``): its condition, the measurement it is decided on,
-    or None and why.
-
-    With replicates on both sides: replicate ``i`` of the claim minus replicate ``i`` of the control (the control's
-    in a fixed random order; for bands, columns), over the ``min(B, B')`` both have. The two bootstraps are
-    independent, while the errors on the same items are positively correlated, so the test is conservative. Without
-    replicates on one side: the intervals (``[lo - hi', hi - lo']``), i.e. whether the two intervals overlap."""
+    or None and why. With replicates on both sides: replicate ``i`` of the claim minus replicate ``i`` of the
+    control (the control's in a fixed random order; for bands, columns), over the ``min(B, B')`` both have; the two
+    bootstraps are independent while the errors on the same items are positively correlated, so the test is
+    conservative. Without replicates on one side: whether the two intervals overlap (``[lo - hi', hi - lo']``)."""
     beat = _beat_condition(cond)
     if m is None or m.value is None or not math.isfinite(m.value):
         return beat, None, f"{cond.statistic} is not measured here, so nothing to compare with its control"
