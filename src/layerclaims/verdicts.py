@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from layerclaims.claims import Claim, Condition, as_comparison, claims_for, format_condition, map_layer
+from layerclaims.claims import Claim, Condition, as_comparison, format_condition, map_layer
 from layerclaims.decision import (
     LEVEL,
     ON_CONTROL,
@@ -644,13 +644,6 @@ def _facts(claim: Claim) -> dict[str, Any]:
     """The claim's facts a verdict copies so that it stands alone."""
     keys = ("text", "layer_unit", "kind", "beats_control")
     return {k: getattr(claim, k) for k in keys} | {"presupposes": tuple(claim.presupposes), "own_model": claim.model}
-
-
-def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None = None) -> list[Verdict]:
-    """Every claim of ``study`` (or the ``claims`` given) evaluated on ``result``, presuppositions among them
-    applied. The family-wise step is :func:`apply_family`, once per run."""
-    chosen = list(claims) if claims is not None else list(claims_for(study))
-    return apply_presuppositions([evaluate(c, result) for c in chosen])
 
 
 def hypothesis_key(v: Verdict, c: ConditionResult) -> tuple[Any, ...] | None:

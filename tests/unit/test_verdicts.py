@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from layerclaims.claims import CLAIMS_BY_ID
+from layerclaims.claims import CLAIMS_BY_ID, Claim, claims_for
 from layerclaims.decision import (
     decide_band,
     decide_count,
@@ -27,7 +27,14 @@ from layerclaims.decision import (
 )
 from layerclaims.errors import UsageError
 from layerclaims.results import Control, Measurement
-from layerclaims.verdicts import ALSO_ON_CONTROL, Verdict, apply_family, control_note, evaluate, evaluate_all
+from layerclaims.verdicts import (
+    ALSO_ON_CONTROL,
+    Verdict,
+    apply_family,
+    apply_presuppositions,
+    control_note,
+    evaluate,
+)
 
 COMPARISONS = (">", ">=", "<", "<=")
 # replicates on a coarse grid so that ties with the threshold happen often
@@ -174,6 +181,11 @@ class FakeResult:
 
     def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement:
         return self.table[statistic]
+
+
+def evaluate_all(result: FakeResult, study: str, claims: list[Claim] | None = None) -> list[Verdict]:
+    """Every claim of ``study`` (or ``claims``) evaluated on ``result``, their presuppositions applied."""
+    return apply_presuppositions([evaluate(c, result) for c in (claims if claims is not None else claims_for(study))])
 
 
 def _m(center: float, sd: float, seed: int = 0, **kw: Any) -> Measurement:
