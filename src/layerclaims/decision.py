@@ -2,21 +2,20 @@
 arrays (``docs/verdicts.md`` states them, their proofs and their calibration).
 
 With ``B`` finite replicates ``R`` at level ``alpha``, the decision interval ``[L, U]`` is the central ``1 - alpha``
-percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, ``k = ceil(alpha/2 B)``).
+percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, ``k = ceil(alpha/2 B)``);
+``alpha/2`` per side because at study B's 34 items the percentile bootstrap of a correlation read at ``alpha`` said
+"holds" in 7.7% of simulations with the truth at the threshold (5.0% at ``alpha/2``).
 
-- **Threshold** (``>``, ``<``, ``>=``, ``<=``; for ``> t``): ``p = min(1, 2 #{R <= t} / B)``, ``p_against =
-  min(1, 2 #{R > t} / B)``; holds <=> ``L > t`` <=> ``p < alpha``, fails <=> ``U <= t`` <=> ``p_against < alpha``.
-  ``alpha/2`` per side because at study B's 34 items the percentile bootstrap of a correlation read at ``alpha``
-  said "holds" in 7.7% of simulations with the truth at the threshold (5.0% at ``alpha/2``).
-- **Count** (``== k``): the intersection of ``> k - 1/2`` and ``< k + 1/2``: ``p = min(1, 2 max(#{R < k}, #{R > k})
-  / B)``, and it holds when also the point count is ``k``; ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)``.
-  A count claimed as 1 whose detection limit lies above the separation the claim calls meaningful (``blind_spot``)
-  is inconclusive, never holds.
+- **Threshold** (for ``> t``): ``p = min(1, 2 #{R <= t} / B)``, ``p_against = min(1, 2 #{R > t} / B)``; holds <=>
+  ``L > t`` <=> ``p < alpha``, fails <=> ``U <= t`` <=> ``p_against < alpha``.
+- **Count** (``== k``, the intersection of ``> k - 1/2`` and ``< k + 1/2``): ``p = min(1, 2 max(#{R < k}, #{R > k})
+  / B)``, holds when also the point count is ``k``; ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)``. A
+  count claimed as 1 whose detection limit lies above the separation the claim calls meaningful never holds.
 - **Band** (``> t`` at every part; replicates ``[n_parts, B]`` paired across parts): a simultaneous percentile band
-  from the joint distribution of the parts' bootstrap ranks (:func:`decide_band`; a studentised band said "holds"
-  in 7.2% of simulations on a skewed statistic). Holds when the lower band clears ``t`` at every part, fails when
-  the upper band lies at or below ``t`` at some part; ``p < alpha <=> holds``.
-- **Conjunction** (intersection-union, Berger 1982): :func:`intersection_union`; the claim's p is the largest.
+  from the joint distribution of the parts' bootstrap ranks (a studentised band said "holds" in 7.2% of simulations
+  on a skewed statistic): holds when the lower band clears ``t`` at every part, fails when the upper band lies at or
+  below ``t`` at some part.
+- **Conjunction** (intersection-union, Berger 1982): the claim's p is the largest.
 
 No p is below ``1 / (B + 1)`` (:func:`p_floor`; Davison & Hinkley 1997, ch. 4): where the interval alone would have
 decided but that floor is not below ``alpha``, the decision is inconclusive and says how many replicates it needs.

@@ -99,12 +99,10 @@ class ControlResult:
 
 @dataclass(frozen=True)
 class ConditionResult:
-    """One condition of a claim decided on one result: ``value`` (on all items), ``ci``, ``p_value``, ``p_against``,
-    ``level``, ``reason``, ``shortfall`` (part labels) as in its :class:`~layerclaims.decision.Decision`; ``rule``:
+    """One condition of a claim decided on one result (the record in ``docs/verdicts.md``): ``rule`` is
     ``threshold``, ``count``, ``band``, ``interval`` (no replicates: the reported 95% interval) or ``none``;
-    ``p_secondary`` (``p_secondary_name``): the study's "any structure at all" test, shown, never deciding;
-    ``p_adjusted`` / ``p_against_adjusted``: Holm over the run (:func:`apply_family`; None before it or outside the
-    family); ``measurement``: kept in memory for :func:`apply_family` to re-decide at another level (not saved)."""
+    ``p_adjusted`` / ``p_against_adjusted`` None before :func:`apply_family` or outside its family;
+    ``measurement`` kept in memory for :func:`apply_family` to re-decide at another level (not saved)."""
 
     statistic: str
     comparison: str
@@ -144,13 +142,9 @@ class ConditionResult:
 @dataclass(frozen=True)
 class Verdict:
     """A claim evaluated on one result (the record in ``docs/verdicts.md``; :meth:`to_row` its serialisation).
-
-    ``conditions``: one :class:`ConditionResult` per condition (with ``beats_control``, one more per condition: its
-    statistic minus its control's). ``p_value``: the largest of its conditions' p; ``p_adjusted``: Holm over the
-    ``family_size`` hypotheses of the run (``p_value`` before :func:`apply_family`); ``p_against`` /
-    ``p_against_adjusted``: the same against the claim (the smallest of its conditions'). ``set_by_premise``: the
-    presupposed claim that set this verdict (it then has no p of its own). The claim's facts (``text``,
-    ``layer_unit``, ``presupposes``, ...) are copied so that it stands alone."""
+    ``conditions``: with ``beats_control``, one more per condition (its statistic minus its control's);
+    ``p_adjusted``: ``p_value`` before :func:`apply_family`; ``set_by_premise``: the presupposed claim that set this
+    verdict (it then has no p of its own). The claim's facts are copied so that it stands alone."""
 
     claim: str
     model: str
@@ -273,8 +267,7 @@ class Verdict:
         return f"{head}: " + "; ".join(rest) if rest else head
 
     def to_row(self) -> dict[str, Any]:
-        """The verdicts.json record (keys :data:`_VERDICT_ROW`); the first condition's summary stands beside
-        ``conditions`` for a reader of the flat row (verdicts.csv)."""
+        """The verdicts.json record: the first condition's summary beside ``conditions``, for the flat verdicts.csv."""
         main, first = self.main, ("threshold", "p_secondary", "p_secondary_name")
         details = (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from}
         return _row(self, _VERDICT_ROW) | _row(main, first) | {"details": details}
@@ -358,12 +351,11 @@ def survives_without_top_dimensions(c: ConditionResult) -> bool | None:
     (``details["without_top_dimensions"]``: each dimension standardised, the top 1 and top 3 dimensions by variance
     removed); None where the study gives no variants."""
     got = c.details.get("without_top_dimensions")
-    if not isinstance(got, Mapping) or not got:
-        return None
-    if not all(isinstance(v, int | float) and math.isfinite(v) for v in got.values()):
+    values = list(got.values()) if isinstance(got, Mapping) else []
+    if not values or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
         return None
     cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
-    return all(cond.holds(v) for v in got.values())
+    return all(cond.holds(v) for v in values)
 
 
 def _rogue_line(c: ConditionResult) -> list[str]:
