@@ -38,16 +38,6 @@ from layerclaims.results import Control, Measurement
 
 ALSO_ON_CONTROL = "also holds where the structure is absent by construction"
 
-
-def control_note(absent: Sequence[str]) -> str:
-    """What a claim that also holds on its control says: what the control lacks by construction (each control's
-    ``details["absent"]``), or :data:`ALSO_ON_CONTROL` where no control names it."""
-    unique = list(dict.fromkeys(a for a in absent if a))
-    return (
-        f"also holds on its control, which has by construction no {'; no '.join(unique)}" if unique else ALSO_ON_CONTROL
-    )
-
-
 VERDICT_CODES: dict[str, int] = {"holds": 1, ON_CONTROL: 3, "fails": 0, "inconclusive": 2, "not evaluated": -1}
 """The verdict as a number (snapshots, :attr:`Verdict.code`)."""
 
@@ -217,8 +207,15 @@ class Verdict:
 
     @property
     def control_note(self) -> str:
-        """:func:`control_note` of this claim's controls."""
-        return control_note([str(c.control.details.get("absent", "")) for c in self.conditions if c.control])
+        """What a claim that also holds on its control says: what its controls lack by construction (their
+        ``details["absent"]``), or :data:`ALSO_ON_CONTROL` where none names it."""
+        absent = (str(c.control.details.get("absent", "")) for c in self.conditions if c.control)
+        unique = list(dict.fromkeys(a for a in absent if a))
+        return (
+            f"also holds on its control, which has by construction no {'; no '.join(unique)}"
+            if unique
+            else ALSO_ON_CONTROL
+        )
 
     @property
     def code(self) -> int:
@@ -686,11 +683,10 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
             key = hypothesis_key(v, c)
             if key is not None and c.p_value is not None and c.p_against is not None:
                 tests[key] = (c.p_value, c.p_against)
-    keys = list(tests)
-    adj_for, lev_for = holm([tests[k][0] for k in keys], level)
-    adj_against, lev_against = holm([tests[k][1] for k in keys], level)
-    tested = {k: (adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
-    size = len(keys)
+    adj_for, lev_for = holm([p for p, _ in tests.values()], level)
+    adj_against, lev_against = holm([p for _, p in tests.values()], level)
+    tested = dict(zip(tests, zip(adj_for, lev_for, adj_against, lev_against, strict=True), strict=True))
+    size = len(tests)
     out: list[Verdict] = []
     for v in verdicts:
         if v.verdict == "not evaluated" and not any(c.measurement is not None for c in v.conditions):

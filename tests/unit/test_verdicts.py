@@ -32,7 +32,6 @@ from layerclaims.verdicts import (
     Verdict,
     apply_family,
     apply_presuppositions,
-    control_note,
     evaluate,
 )
 
@@ -274,7 +273,7 @@ def test_a_control_that_names_what_it_lacks_is_quoted_in_the_note_everywhere() -
     assert v.also_holds_on_control and v.control_note == note and f"note: it {note}" in v.lines()
     row = json.loads(json.dumps(v.to_row()))  # as verdicts.json keeps it
     assert Verdict.from_row(row).control_note == note
-    assert control_note([""]) == ALSO_ON_CONTROL
+    assert Verdict("B2", "m", 5, "holds").control_note == ALSO_ON_CONTROL  # no control names what it lacks
 
 
 def test_rows_round_trip_through_json() -> None:
