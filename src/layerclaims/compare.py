@@ -26,7 +26,7 @@ from typing import Any
 from layerclaims.claims import CLAIMS, CLAIMS_BY_ID
 from layerclaims.decision import ON_CONTROL, VERDICTS
 from layerclaims.errors import UsageError
-from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, Verdict, fmt_num, fmt_p
+from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, Verdict, fmt_ci, fmt_num, fmt_p
 
 Row = Mapping[str, Any]
 
@@ -67,9 +67,7 @@ def _value_text(v: Verdict) -> str:
     premise that set the verdict, if one did)."""
     if v.value is None:
         return f"— (set by its premise {v.set_by_premise})" if v.set_by_premise else "—"
-    text = fmt_num(v.value)
-    if v.ci is not None:
-        text += f" [{fmt_num(v.ci[0])}, {fmt_num(v.ci[1])}]"
+    text = fmt_num(v.value) + (f" {fmt_ci(v.ci)}" if v.ci is not None else "")
     against = v.verdict == "fails" and v.p_against is not None
     label, p, adjusted = ("p against", v.p_against, v.p_against_adjusted) if against else ("p", v.p_value, v.p_adjusted)
     if p is not None:

@@ -305,7 +305,8 @@ def fmt_num(x: float | None, spec: str = ".4g") -> str:
     return format(x, spec)
 
 
-def _ci(ci: tuple[float, float]) -> str:
+def fmt_ci(ci: tuple[float, float]) -> str:
+    """``[low, high]`` in :func:`fmt_num`'s digits."""
     return f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
 
 
@@ -329,7 +330,7 @@ def condition_lines(c: ConditionResult) -> list[str]:
     (inconclusive)`` and ``control (random projections ...) = 0.801 [0.699, 0.887], inconclusive there``."""
     if c.value is None:
         return [f"{c.condition}: not evaluated ({c.reason})"]
-    ci = f" {_ci(c.ci)}" if c.ci else ""
+    ci = f" {fmt_ci(c.ci)}" if c.ci else ""
     p = f", p={fmt_p(c.p_value)} vs {c.threshold:g}" if c.p_value is not None else ""
     out = f"{c.statistic} = {fmt_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
     if c.shortfall:
@@ -338,7 +339,7 @@ def condition_lines(c: ConditionResult) -> list[str]:
     if c.control is None:
         return [out, *rogue]
     cc = c.control
-    cci = f" {_ci(cc.ci)}" if cc.ci else ""
+    cci = f" {fmt_ci(cc.ci)}" if cc.ci else ""
     there = f", {cc.verdict} there" if cc.verdict else ""
     return [out, f"control ({cc.name}) = {fmt_num(cc.value)}{cci}{there}", *rogue]
 
@@ -371,19 +372,18 @@ def _rogue_line(c: ConditionResult) -> list[str]:
 def _decide(m: Measurement | Control, cond: Condition, alpha: float) -> tuple[Decision, str]:
     """The rule for a statistic or its control: band (2-D replicates), count (``==``), threshold; interval-only
     without replicates. Returns the decision and the rule's name."""
-    details, replicates = m.details, m.replicates
-    reps, why = finite_replicates(replicates)
+    reps, why = finite_replicates(m.replicates)
     if reps is not None and reps.ndim == 2:
-        values = np.asarray(details.get("part_values"), dtype=np.float64)
+        values = np.asarray(m.details.get("part_values"), dtype=np.float64)
         if values.shape != (reps.shape[0],):
             return Decision("not evaluated", reason="band replicates without details['part_values']"), "none"
         return decide_band(values, reps, cond.comparison, cond.threshold, alpha), "band"
     if reps is not None:
         if cond.comparison == "==":
-            blind_spot = _blind_spot(details, cond)
+            blind_spot = _blind_spot(m.details, cond)
             return decide_count(float(m.value), reps, cond.threshold, alpha, blind_spot=blind_spot), "count"
         return decide_threshold(reps, cond.comparison, cond.threshold, alpha), "threshold"
-    if replicates is not None and why:  # replicates given but mostly undefined
+    if m.replicates is not None and why:  # replicates given but mostly undefined
         return Decision("not evaluated", reason=why), "none"
     return decide_interval_only(tuple(cast(Any, m.ci)), cond.comparison, cond.threshold), "interval"
 
@@ -469,7 +469,7 @@ def _settle(c: ConditionResult) -> str:
         return f"blocks {', '.join(c.shortfall) or '?'} have lower bands at or below {c.threshold:g}: {more}"
     if c.ci is None:
         return more
-    return f"its interval {_ci(c.ci)} reaches both sides of {c.threshold:g}: {more}"
+    return f"its interval {fmt_ci(c.ci)} reaches both sides of {c.threshold:g}: {more}"
 
 
 def _combine(conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
@@ -494,7 +494,7 @@ def _fail_reason(c: ConditionResult) -> str:
             f"{c.condition} fails: the simultaneous upper band lies at or below {c.threshold:g} at some block "
             f"(lowest upper bound {fmt_num(c.ci[1])})"
         )
-    return f"{c.condition} fails: its interval {_ci(c.ci)} lies wholly outside the claimed region"
+    return f"{c.condition} fails: its interval {fmt_ci(c.ci)} lies wholly outside the claimed region"
 
 
 def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
