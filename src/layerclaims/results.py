@@ -91,10 +91,9 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
         return obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return {"__float__": repr(obj)}
-    if isinstance(obj, tuple):
-        return {_TUPLE: [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, tuple | list):
+        items = [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]
+        return {_TUPLE: items} if isinstance(obj, tuple) else items
     if isinstance(obj, dict):
         bad = [k for k in obj if not isinstance(k, str)]
         if bad:
