@@ -1,8 +1,6 @@
-"""Comparing verdicts: the claims x models matrix and the diff between two runs.
-
-Pure functions over verdict rows (as written to ``verdicts.json``), each read through
-:meth:`layerclaims.verdicts.Verdict.from_row`; nothing here loads a model or a result, so both are tested on
-hand-written rows. :func:`read_verdicts` is the one reader of a saved folder's ``verdicts.json``.
+"""Comparing verdicts: the claims x models matrix and the diff between two runs, pure functions over
+``verdicts.json`` rows (read through :meth:`~layerclaims.verdicts.Verdict.from_row`; :func:`read_verdicts` reads
+a folder's).
 
 Diff rules, per claim id (a run folder holds one model's verdicts):
 
@@ -19,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 from layerclaims.claims import CLAIMS, CLAIMS_BY_ID
 from layerclaims.decision import ON_CONTROL, VERDICTS
 from layerclaims.errors import UsageError
-from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, Verdict, fmt_p
+from layerclaims.verdicts import ALSO_ON_CONTROL, MARKS, Verdict, fmt_ci, fmt_num, fmt_p
 
 Row = Mapping[str, Any]
 
@@ -36,8 +35,7 @@ NO_INTERVAL_RTOL = 1e-6
 
 
 def read_verdicts(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of ``directory/verdicts.json``. Raises UsageError naming the file and the fix when it is missing or
-    not a list of verdict rows."""
+    """The rows of ``directory/verdicts.json``; UsageError naming the file and the fix when they are not that."""
     path = Path(directory) / VERDICTS_JSON
     if not path.is_file():
         raise UsageError(
@@ -57,9 +55,6 @@ def read_verdicts(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-# --------------------------------------------------------------------------------------------------- cells
-
-
 def claim_order(ids: Iterable[str]) -> list[str]:
     """Claim ids in registry order (A1..B4), unknown ids after them in sorted order."""
     ids = set(ids)
@@ -67,24 +62,14 @@ def claim_order(ids: Iterable[str]) -> list[str]:
     return known + sorted(ids - set(known))
 
 
-def fmt_num(x: float | None) -> str:
-    """A number in 4 significant digits; '—' for None or NaN."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:.4g}"
-
-
 def _value_text(v: Verdict) -> str:
-    """``value [low, high], p=...`` (for a claim that fails, the p against it: ``p against=...``), or '—' without a
-    value (a verdict set by a premise names it). A verdict set by a premise shows no p (it has none of its own)."""
+    """``value [low, high], p=...`` (``p against=...`` for a claim that fails), or '—' without a value (naming the
+    premise that set the verdict, if one did)."""
     if v.value is None:
         return f"— (set by its premise {v.set_by_premise})" if v.set_by_premise else "—"
-    text = fmt_num(v.value)
-    if v.ci is not None:
-        text += f" [{fmt_num(v.ci[0])}, {fmt_num(v.ci[1])}]"
+    text = fmt_num(v.value) + (f" {fmt_ci(v.ci)}" if v.ci is not None else "")
     against = v.verdict == "fails" and v.p_against is not None
-    p, adjusted = (v.p_against, v.p_against_adjusted) if against else (v.p_value, v.p_adjusted)
-    label = "p against" if against else "p"
+    label, p, adjusted = ("p against", v.p_against, v.p_against_adjusted) if against else ("p", v.p_value, v.p_adjusted)
     if p is not None:
         text += f", {label}={fmt_p(p)}"
         if adjusted is not None and v.family_size > 1:
@@ -92,40 +77,25 @@ def _value_text(v: Verdict) -> str:
     return text
 
 
-def short_reason(reason: str | None, limit: int = 110) -> str:
-    """The first line of a reason, cut to ``limit`` characters (tables); the full text stays in verdicts.json."""
-    text = (reason or "").strip()
-    text = text.splitlines()[0] if text else "not evaluated"
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-VERDICT_WORDS: tuple[str, ...] = VERDICTS
+def short_reason(reason: str | None, limit: int = 110) -> str:
+    """The first line of a reason, cut to ``limit`` characters (tables); the full text stays in verdicts.json."""
+    text = (reason or "").strip()
+    return _cut(text.splitlines()[0] if text else "not evaluated", limit)
+
+
 CONTROL_MARK = MARKS[ON_CONTROL]
 
-
-def row_verdict(row: Row | None) -> str:
-    """The verdict word of a row (:meth:`Verdict.from_row`); 'not evaluated' for no row."""
-    return "not evaluated" if row is None else Verdict.from_row(row).verdict
-
-
-def verdict_mark(word: str) -> str:
-    """A short mark for tables: ✓ holds, ⚠ holds on control too, ✗ fails, ? inconclusive, – not evaluated."""
-    return MARKS[word]
-
-
-VERDICT_CSS: dict[str, str] = {
-    "holds": "holds",
-    ON_CONTROL: "oncontrol",
-    "fails": "fails",
-    "inconclusive": "inconclusive",
-    "not evaluated": "na",
-}
+VERDICT_CSS: dict[str, str] = {w: {ON_CONTROL: "oncontrol", "not evaluated": "na"}.get(w, w) for w in VERDICTS}
 """The CSS class of each verdict word (report badges, matrix cells): one colour per word."""
 
 
 def tally_text(counts: Mapping[str, int]) -> str:
     """``3 ✓, 1 ⚠, 2 ✗, 4 ?, 1 –``: a tally of verdict words, each counted apart."""
-    return ", ".join(f"{counts.get(w, 0)} {MARKS[w]}" for w in VERDICT_WORDS)
+    return ", ".join(f"{counts.get(w, 0)} {MARKS[w]}" for w in VERDICTS)
 
 
 MATRIX_LEGEND = (
@@ -189,9 +159,6 @@ def md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
     return [line(head), "|" + "---|" * len(head), *(line(cells) for cells in body)]
 
 
-# --------------------------------------------------------------------------------------------------- matrix
-
-
 @dataclass(frozen=True)
 class MatrixCell:
     """One claim on one model: the verdict row, or None when that model has no row for the claim."""
@@ -205,7 +172,7 @@ class MatrixCell:
 
     @property
     def verdict(self) -> str:
-        return row_verdict(self.row)
+        return "not evaluated" if self.row is None else Verdict.from_row(self.row).verdict
 
     def text(self) -> str:
         """``✓ 0.91 [0.88, 0.93] @L5`` (``⚠`` when it holds on its control too) or ``– reason``."""
@@ -226,10 +193,8 @@ class Matrix:
 
     def counts(self, model: str) -> dict[str, int]:
         """How many claims of each verdict word ``model`` has."""
-        out = dict.fromkeys(VERDICT_WORDS, 0)
-        for c in self.claims:
-            out[self.cell(c, model).verdict] += 1
-        return out
+        counts = Counter(self.cell(c, model).verdict for c in self.claims)
+        return {w: counts[w] for w in VERDICTS}
 
 
 def build_matrix(rows_by_model: Mapping[str, Sequence[Row]], notes: Mapping[str, str] | None = None) -> Matrix:
@@ -254,9 +219,6 @@ def matrix_markdown(matrix: Matrix) -> str:
     for model, note in matrix.notes.items():
         out += f"\n- **{model}**: {note}"
     return out + ("\n" if matrix.notes else "")
-
-
-# --------------------------------------------------------------------------------------------------- diff
 
 
 @dataclass(frozen=True)
@@ -344,12 +306,10 @@ def diff_markdown(diff: Diff, old_label: str = "old", new_label: str = "new", *,
     return "\n".join(md_table(["claim", old_label, new_label, "change"], body)) + "\n\n" + summary + "\n"
 
 
-# --------------------------------------------------------------------------------------------------- run settings
-
 # What makes two runs comparable besides the settings, as (label, path into run.json's model record) and, per study,
-# (label, path into the study's provenance).
+# (label, path into the study's entry).
 _MODEL_FACTS = (("model", "name"), ("weights revision", "revision"), ("dtype", "dtype"), ("device", "device"))
-_STUDY_FACTS = (("corpus", ("corpus", "name")), ("corpus sha256", ("corpus", "sha256")))
+_STUDY_FACTS = (("corpus", ("provenance", "corpus", "name")), ("corpus sha256", ("provenance", "corpus", "sha256")))
 # What a claim's definition holds (run.json "claims"), in the order a change is named.
 _DEFINITION_FIELDS = ("study", "model", "model_blocks", "layer", "layer_unit", "kind", "presupposes")
 
@@ -362,10 +322,14 @@ def _dig(record: Any, path: Sequence[str]) -> Any:
     return record
 
 
-def _vs(a: Any, b: Any, limit: int = 60) -> str:
-    """``old vs new``, each value cut to ``limit`` characters."""
-    texts = [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in (a, b)]
-    return " vs ".join(t if len(t) <= limit else t[: limit - 1] + "…" for t in texts)
+def _vs(a: Any, b: Any) -> str:
+    """``old vs new``, each value cut to 60 characters."""
+    return " vs ".join(_cut(v if isinstance(v, str) else json.dumps(v, sort_keys=True), 60) for v in (a, b))
+
+
+def _diffs(triples: Iterable[tuple[str, Any, Any]]) -> list[str]:
+    """``what: old vs new`` for each ``(what, old, new)`` that differs."""
+    return [f"{what}: {_vs(a, b)}" for what, a, b in triples if a != b]
 
 
 def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> list[str]:
@@ -379,23 +343,14 @@ def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[
     if old is None or new is None:
         missing = ", ".join(str(d) for d, run in ((old_dir, old), (new_dir, new)) if run is None)
         return [f"settings not compared: no {MANIFEST} in {missing} (an older layerclaims: re-run it to compare)"]
-    lines: list[str] = []
-    for label, key in _MODEL_FACTS:
-        a, b = _dig(old, ("model", key)), _dig(new, ("model", key))
-        if a != b:
-            lines.append(f"{label}: {_vs(a, b)}")
+    lines = _diffs((label, _dig(old, ("model", k)), _dig(new, ("model", k))) for label, k in _MODEL_FACTS)
     old_studies = {e.get("study"): e for e in old.get("studies", []) if isinstance(e, dict)}
     new_studies = {e.get("study"): e for e in new.get("studies", []) if isinstance(e, dict)}
     for study in [s for s in old_studies if s in new_studies]:
-        a_entry, b_entry = old_studies[study], new_studies[study]
-        for label, path in _STUDY_FACTS:
-            a, b = _dig(a_entry.get("provenance"), path), _dig(b_entry.get("provenance"), path)
-            if a != b:
-                lines.append(f"{study} {label}: {_vs(a, b)}")
-        for key in sorted(set(a_entry.get("options") or {}) | set(b_entry.get("options") or {})):
-            a, b = _setting(a_entry, key), _setting(b_entry, key)
-            if a != b:
-                lines.append(f"{study} setting {key}: {_vs(a, b)}")
+        a, b = old_studies[study], new_studies[study]
+        lines += _diffs((f"{study} {label}", _dig(a, path), _dig(b, path)) for label, path in _STUDY_FACTS)
+        keys = sorted(set(a.get("options") or {}) | set(b.get("options") or {}))
+        lines += _diffs((f"{study} setting {k}", _setting(a, k), _setting(b, k)) for k in keys)
     for study in sorted(set(old_studies) ^ set(new_studies), key=str):
         lines.append(f"study {study}: only in the {'old' if study in old_studies else 'new'} run")
     return lines + claim_changes(old, new)
@@ -410,23 +365,20 @@ def _setting(entry: Mapping[str, Any], key: str) -> Any:
 
 def _definition_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """What differs between two definitions of one claim, each as ``what: old vs new``."""
-    out: list[str] = []
     a_conds, b_conds = list(a.get("conditions") or []), list(b.get("conditions") or [])
     if len(a_conds) != len(b_conds):
-        out.append(f"conditions: {_vs(a_conds, b_conds)}")
+        out = [f"conditions: {_vs(a_conds, b_conds)}"]
     else:
+        out = []
         for i, (x, y) in enumerate(zip(a_conds, b_conds, strict=True)):
             where = f" of condition {i + 1}" if len(a_conds) > 1 else ""
-            for name, u, v in zip(("statistic", "comparison", "threshold"), x, y, strict=False):
-                if u != v:
-                    out.append(f"{name}{where}: {_vs(u, v)}")
-    out += [f"{n}: {_vs(a[n], b[n])}" for n in _DEFINITION_FIELDS if n in a and n in b and a[n] != b[n]]
+            parts = zip(("statistic", "comparison", "threshold"), x, y, strict=False)
+            out += _diffs((f"{name}{where}", u, v) for name, u, v in parts)
+    out += _diffs((n, a[n], b[n]) for n in _DEFINITION_FIELDS if n in a and n in b)
     if "settings" in a and "settings" in b:
-        a_set, b_set = a["settings"] or {}, b["settings"] or {}
-        for key in sorted(set(a_set) | set(b_set)):
-            u, v = a_set.get(key, "the study's default"), b_set.get(key, "the study's default")
-            if u != v:
-                out.append(f"setting {key}: {_vs(u, v)}")
+        a_set, b_set, default = a["settings"] or {}, b["settings"] or {}, "the study's default"
+        keys = sorted(set(a_set) | set(b_set))
+        out += _diffs((f"setting {k}", a_set.get(k, default), b_set.get(k, default)) for k in keys)
     return out
 
 
@@ -434,9 +386,5 @@ def claim_changes(old_run: Mapping[str, Any], new_run: Mapping[str, Any]) -> lis
     """One line per claim in both runs whose definition (run.json ``claims``: threshold, comparison, statistic,
     layer, kind, settings, ...) changed between them: its verdicts are then of two different claims."""
     old, new = (run.get("claims") or {} for run in (old_run, new_run))
-    lines = []
-    for claim_id in claim_order(c for c in old if c in new):
-        changes = _definition_changes(old[claim_id], new[claim_id])
-        if changes:
-            lines.append(f"claim {claim_id} is defined differently: {'; '.join(changes)}")
-    return lines
+    changes = {c: _definition_changes(old[c], new[c]) for c in claim_order(c for c in old if c in new)}
+    return [f"claim {c} is defined differently: {'; '.join(lines)}" for c, lines in changes.items() if lines]

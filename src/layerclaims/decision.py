@@ -1,29 +1,25 @@
-"""Decision rules: from a statistic's bootstrap replicates to holds / fails / inconclusive (``docs/verdicts.md``
-states them, their proofs and their calibration; ``tests/unit/test_verdicts.py`` property-tests them).
+"""Decision rules: from a statistic's bootstrap replicates to holds / fails / inconclusive, plain functions over
+arrays (``docs/verdicts.md`` states them, their proofs and their calibration).
 
-Plain functions over arrays; nothing here knows a claim, a model or a study. Each rule returns a :class:`Decision`.
 With ``B`` finite replicates ``R`` at level ``alpha``, the decision interval ``[L, U]`` is the central ``1 - alpha``
-percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, ``k = ceil(alpha/2 B)``).
+percentile interval (``L`` the k-th smallest, ``U`` the k-th largest replicate, ``k = ceil(alpha/2 B)``);
+``alpha/2`` per side because at study B's 34 items the percentile bootstrap of a correlation read at ``alpha`` said
+"holds" in 7.7% of simulations with the truth at the threshold (5.0% at ``alpha/2``).
 
-- **Threshold** (``>``, ``<``, ``>=``, ``<=``; for ``> t``): ``p = min(1, 2 #{R <= t} / B)``, ``p_against =
-  min(1, 2 #{R > t} / B)``; holds <=> ``L > t`` <=> ``p < alpha``, fails <=> ``U <= t`` <=> ``p_against < alpha``.
-  ``alpha/2`` per side because at study B's 34 items the percentile bootstrap of a correlation read at ``alpha``
-  said "holds" in 7.7% of simulations with the truth at the threshold (5.0% at ``alpha/2``).
-- **Count** (``== k``): the intersection of ``> k - 1/2`` and ``< k + 1/2``: ``p = min(1, 2 max(#{R < k}, #{R > k})
-  / B)``, and it holds when also the point count is ``k``; ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)``.
-  A count claimed as 1 whose detection limit lies above the separation the claim calls meaningful (``blind_spot``)
-  is inconclusive, never holds.
+- **Threshold** (for ``> t``): ``p = min(1, 2 #{R <= t} / B)``, ``p_against = min(1, 2 #{R > t} / B)``; holds <=>
+  ``L > t`` <=> ``p < alpha``, fails <=> ``U <= t`` <=> ``p_against < alpha``.
+- **Count** (``== k``, the intersection of ``> k - 1/2`` and ``< k + 1/2``): ``p = min(1, 2 max(#{R < k}, #{R > k})
+  / B)``, holds when also the point count is ``k``; ``p_against = min(1, 2 min(#{R >= k}, #{R <= k}) / B)``. A
+  count claimed as 1 whose detection limit lies above the separation the claim calls meaningful never holds.
 - **Band** (``> t`` at every part; replicates ``[n_parts, B]`` paired across parts): a simultaneous percentile band
-  from the joint distribution of the parts' bootstrap ranks (:func:`decide_band`; a studentised band said "holds"
-  in 7.2% of simulations on a skewed statistic). Holds when the lower band clears ``t`` at every part, fails when
-  the upper band lies at or below ``t`` at some part; ``p < alpha <=> holds``.
-- **Conjunction** (intersection-union, Berger 1982): :func:`intersection_union`; the claim's p is the largest.
+  from the joint distribution of the parts' bootstrap ranks (a studentised band said "holds" in 7.2% of simulations
+  on a skewed statistic): holds when the lower band clears ``t`` at every part, fails when the upper band lies at or
+  below ``t`` at some part.
+- **Conjunction** (intersection-union, Berger 1982): the claim's p is the largest.
 
 No p is below ``1 / (B + 1)`` (:func:`p_floor`; Davison & Hinkley 1997, ch. 4): where the interval alone would have
 decided but that floor is not below ``alpha``, the decision is inconclusive and says how many replicates it needs.
-:func:`holm` is the family-wise step (applied by :func:`layerclaims.verdicts.apply_family`). A statistic without
-replicates is decided on its reported 95% interval (no p, outside the family); one without an interval is "not
-evaluated", never decided from a point estimate.
+A statistic without replicates is decided on its reported 95% interval (no p); none without an interval is decided.
 """
 
 from __future__ import annotations
@@ -31,46 +27,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 VerdictWord = Literal["holds", "holds on control too", "fails", "inconclusive", "not evaluated"]
 ON_CONTROL: VerdictWord = "holds on control too"
-"""A claim that holds and also holds, by the same rule at the same level, on every control it has (the same
-statistic where the claimed structure is absent by construction): counted apart from "holds". Only a claim that does
-not require beating its control gets it (``Claim.beats_control``); the rules below never return it."""
+"""A claim that holds and also holds, by the same rule at the same level, on every control it has; only a claim that
+does not require beating its control gets it (``Claim.beats_control``), the rules below never return it."""
 VERDICTS: tuple[VerdictWord, ...] = ("holds", ON_CONTROL, "fails", "inconclusive", "not evaluated")
 
 LEVEL = 0.05
 """Default family-wise level (one-sided) over the claims of one run."""
-
-INTERVAL_ONLY_LEVEL = 0.05
-"""Level of a reported 95% interval, when a statistic comes without replicates."""
-
 MAX_NAN_FRACTION = 0.1
 """More undefined (NaN) replicates than this and the statistic is not evaluated: the bootstrap does not describe it."""
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of one decision rule: ``interval``, the central ``1 - level`` decision interval (None without
-    one); ``p_value``: bootstrap p of the claim's null, None where the rule has none; ``p_against``: that of the
-    opposite null (small: the claim fails); ``reason``: why, for anything but a plain holds/fails; ``shortfall``: for
-    bands, the parts whose lower band does not clear the threshold; ``fraction``: for counts, the fraction of
-    resamples giving the claimed count."""
+    """The outcome of one decision rule: ``interval`` (the decision interval), ``p_value`` (bootstrap p of the
+    claim's null; None where the rule has none), ``p_against`` (of the opposite null), ``reason`` (for anything but a
+    plain holds/fails), ``shortfall`` (bands: the parts whose lower band does not clear the threshold), ``fraction``
+    (counts: of the resamples giving the claimed count)."""
 
     verdict: VerdictWord
     interval: tuple[float, float] | None = None
     p_value: float | None = None
     p_against: float | None = None
-    level: float = LEVEL
     reason: str | None = None
     shortfall: tuple[int, ...] = ()
     fraction: float | None = None
-
-
-# --------------------------------------------------------------------------------------------------- pieces
 
 
 def _k(alpha: float, b: int) -> int:
@@ -80,9 +66,7 @@ def _k(alpha: float, b: int) -> int:
 
 def finite_replicates(replicates: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
     """The finite replicates (1-D, or 2-D with parts on axis 0: columns with any NaN dropped), or None and why."""
-    if replicates is None:
-        return None, "no bootstrap replicates"
-    r = np.asarray(replicates, dtype=np.float64)
+    r = np.asarray(replicates if replicates is not None else [], dtype=np.float64)
     if r.size == 0:
         return None, "no bootstrap replicates"
     ok = np.isfinite(r) if r.ndim == 1 else np.isfinite(r).all(axis=0)
@@ -93,8 +77,7 @@ def finite_replicates(replicates: np.ndarray | None) -> tuple[np.ndarray | None,
 
 
 def interval(replicates: np.ndarray, alpha: float) -> tuple[float, float]:
-    """``(L, U)``: the central ``1 - alpha`` percentile interval, the k-th smallest and k-th largest replicate,
-    ``k = ceil(alpha/2 B)``."""
+    """``(L, U)``: the central ``1 - alpha`` percentile interval (module docstring)."""
     s = np.sort(np.asarray(replicates, dtype=np.float64))
     k = _k(alpha / 2, s.size)
     return float(s[k - 1]), float(s[s.size - k])
@@ -125,39 +108,32 @@ def floor_reason(b: int, alpha: float) -> str | None:
     )
 
 
+_SIDES = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+_OPPOSITE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
+
+
 def threshold_p(replicates: np.ndarray, comparison: str, threshold: float) -> tuple[float, float]:
-    """``(p, p_against)``: twice the fractions of the replicates on the null side of the claim and of its opposite
-    (capped at 1)."""
+    """``(p, p_against)``: :func:`_p` of the replicates on the null side of the claim (``R <= t`` for ``> t``) and
+    of those on its side (the null of the opposite claim)."""
+    if comparison not in _SIDES:
+        raise ValueError(f"comparison {comparison!r} is not a one-sided threshold: use >, >=, <, <=")
     r = np.asarray(replicates, dtype=np.float64)
-    b = r.size
-    if comparison == ">":  # the opposite claim is "<= t": its null "> t"
-        return _p((r <= threshold).sum(), b), _p((r > threshold).sum(), b)
-    if comparison == ">=":
-        return _p((r < threshold).sum(), b), _p((r >= threshold).sum(), b)
-    if comparison == "<":
-        return _p((r >= threshold).sum(), b), _p((r < threshold).sum(), b)
-    if comparison == "<=":
-        return _p((r > threshold).sum(), b), _p((r <= threshold).sum(), b)
-    raise ValueError(f"comparison {comparison!r} is not a one-sided threshold: use >, >=, <, <=")
+    null, claim = (_SIDES[c](r, threshold).sum() for c in (_OPPOSITE[comparison], comparison))
+    return _p(null, r.size), _p(claim, r.size)
 
 
-def _word(p: float, p_against: float, alpha: float) -> VerdictWord:
-    if p < alpha:
-        return "holds"
-    if p_against < alpha:
-        return "fails"
-    return "inconclusive"
-
-
-# --------------------------------------------------------------------------------------------------- rules
+def _by_p(span: tuple[float, float], p: float, p_against: float, alpha: float, b: int, **more: Any) -> Decision:
+    """Holds when ``p < alpha``, fails when ``p_against < alpha``, else inconclusive (saying so when ``B`` is too
+    few replicates to decide at ``alpha``)."""
+    word: VerdictWord = "holds" if p < alpha else "fails" if p_against < alpha else "inconclusive"
+    reason = floor_reason(b, alpha) if word == "inconclusive" else None
+    return Decision(word, span, p, p_against, reason=reason, **more)
 
 
 def decide_threshold(replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL) -> Decision:
     """The threshold rule (module docstring) on finite 1-D replicates."""
     p, p_against = threshold_p(replicates, comparison, threshold)
-    word = _word(p, p_against, alpha)
-    reason = floor_reason(np.asarray(replicates).size, alpha) if word == "inconclusive" else None
-    return Decision(word, interval(replicates, alpha), p, p_against, alpha, reason=reason)
+    return _by_p(interval(replicates, alpha), p, p_against, alpha, np.asarray(replicates).size)
 
 
 def decide_count(
@@ -168,44 +144,38 @@ def decide_count(
     *,
     blind_spot: str | None = None,
 ) -> Decision:
-    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates. ``blind_spot``: what
-    the count could not have seen, for a count claimed as 1 ("no groups") whose detection limit on this run's data
-    lies above the separation the claim calls meaningful; such a claim never holds (inconclusive, with that
-    reason)."""
+    """The count rule (module docstring): ``count == claimed`` on integer-valued replicates. ``blind_spot``: what a
+    count claimed as 1 could not have seen (module docstring); such a claim never holds."""
     r = np.asarray(replicates, dtype=np.float64)
     b = r.size
     fraction = float((r == claimed).sum() / b)
     p = _p(max((r < claimed).sum(), (r > claimed).sum()), b)
     p_against = _p(min((r >= claimed).sum(), (r <= claimed).sum()), b)
     span = interval(r, alpha)
+    gave = f"{fraction:.0%} of the resamples give {claimed:g}"
+    word: VerdictWord = "inconclusive"
     if p < alpha and value == claimed:
-        if blind_spot:
-            return Decision("inconclusive", span, p, p_against, alpha, reason=blind_spot, fraction=fraction)
-        return Decision("holds", span, p, p_against, alpha, fraction=fraction)
-    if p_against < alpha:
+        word, reason = ("inconclusive", blind_spot) if blind_spot else ("holds", None)
+    elif p_against < alpha:
         side = "below" if (r >= claimed).sum() <= (r <= claimed).sum() else "above"
-        reason = (
-            f"its interval [{span[0]:g}, {span[1]:g}] lies wholly {side} {claimed:g} ({fraction:.0%} of the "
-            f"resamples give {claimed:g})"
-        )
-        return Decision("fails", span, p, p_against, alpha, reason=reason, fraction=fraction)
-    reason = f"{fraction:.0%} of the resamples give {claimed:g} (holds needs fewer than {alpha / 2:.3g} on each side)"
-    if value != claimed:
-        reason = f"the count on all items is {value:g}; " + reason
-    floor = floor_reason(b, alpha)
-    if floor:
-        reason = f"{reason}; {floor}"
-    if blind_spot and claimed == 1:
-        reason += f"; and {blind_spot}"
-    return Decision("inconclusive", span, p, p_against, alpha, reason=reason, fraction=fraction)
+        word, reason = "fails", f"its interval [{span[0]:g}, {span[1]:g}] lies wholly {side} {claimed:g} ({gave})"
+    else:
+        reason = f"{gave} (holds needs fewer than {alpha / 2:.3g} on each side)"
+        if value != claimed:
+            reason = f"the count on all items is {value:g}; " + reason
+        floor = floor_reason(b, alpha)
+        if floor:
+            reason = f"{reason}; {floor}"
+        if blind_spot and claimed == 1:
+            reason += f"; and {blind_spot}"
+    return Decision(word, span, p, p_against, reason=reason, fraction=fraction)
 
 
 def decide_band(
     values: np.ndarray, replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL
 ) -> Decision:
-    """The band rule (module docstring) for ``statistic_b > t`` (or ``>=``) at every part ``b``; ``values``
-    ``[n_parts]`` and finite ``replicates [n_parts, B]`` paired across parts (``values`` name the statistic; the
-    bands come from the replicates, as the percentile interval does)."""
+    """The band rule (module docstring) for ``statistic_b > t`` (or ``>=``) at every part ``b``: ``values
+    [n_parts]`` name the statistic, the bands come from finite ``replicates [n_parts, B]`` paired across parts."""
     if comparison not in (">", ">="):
         raise ValueError(f"bands are for 'at every part above a threshold' claims (> or >=), got {comparison!r}")
     r = np.asarray(replicates, dtype=np.float64)
@@ -228,10 +198,7 @@ def decide_band(
     p = _p((u_min <= below.max()).sum(), b)
     p_against = _p((v_min <= above.min()).sum(), b)
     short = tuple(int(i) for i in np.flatnonzero(lower <= threshold if strict else lower < threshold))
-    interval_ = (float(lower.min()), float(upper.min()))
-    word = _word(p, p_against, alpha)
-    reason = floor_reason(b, alpha) if word == "inconclusive" else None
-    return Decision(word, interval_, p, p_against, alpha, reason=reason, shortfall=short)
+    return _by_p((float(lower.min()), float(upper.min())), p, p_against, alpha, b, shortfall=short)
 
 
 def decide_interval_only(ci: tuple[float, float], comparison: str, threshold: float) -> Decision:
@@ -248,7 +215,7 @@ def decide_interval_only(ci: tuple[float, float], comparison: str, threshold: fl
         raise ValueError(f"unknown comparison {comparison!r}")
     yes, no = inside[comparison]
     word: VerdictWord = "holds" if yes else ("fails" if no else "inconclusive")
-    return Decision(word, (lo, hi), None, None, INTERVAL_ONLY_LEVEL, reason="decided on the reported 95% interval")
+    return Decision(word, (lo, hi), reason="decided on the reported 95% interval")
 
 
 def intersection_union(words: Sequence[VerdictWord]) -> VerdictWord:
@@ -263,21 +230,15 @@ def intersection_union(words: Sequence[VerdictWord]) -> VerdictWord:
     return "inconclusive"
 
 
-# --------------------------------------------------------------------------------------------------- family
-
-
 def holm(p_values: Sequence[float], level: float = LEVEL) -> tuple[list[float], list[float]]:
-    """Holm's step-down adjustment (Holm 1979). Returns ``(adjusted, levels)``: the adjusted p-values
-    ``p_adj(i) = max_{j <= i} min(1, (m - j + 1) p_(j))`` in the input order, and the level at which each
-    hypothesis is tested, ``level / (m - rank + 1)`` (rank 1 = smallest p; tied p-values share the level of their
-    first rank, so that neither output depends on the order of the input). A hypothesis is rejected at family-wise
-    level ``level`` exactly when its adjusted p is below ``level``."""
+    """Holm's step-down (Holm 1979): ``(adjusted, levels)`` in the input order, ``p_adj(i) = max_{j <= i} min(1,
+    (m - j + 1) p_(j))`` and the level each hypothesis is tested at, ``level / (m - rank + 1)`` (rank 1 = smallest p;
+    tied p-values share the level of their first rank, so neither depends on the input order). Rejected at
+    family-wise ``level`` exactly when the adjusted p is below it."""
     p = np.asarray(p_values, dtype=np.float64)
     m = p.size
     order = np.argsort(p, kind="stable")
-    adj_sorted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     adjusted = np.empty(m)
-    adjusted[order] = adj_sorted
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     first_rank = np.searchsorted(np.sort(p), p, side="left")  # 0-based rank of the first of each value's ties
-    levels = level / (m - first_rank)
-    return adjusted.tolist(), levels.tolist()
+    return adjusted.tolist(), (level / (m - first_rank)).tolist()

@@ -1,10 +1,9 @@
 """Saved results: frozen dataclasses <-> ``NAME.json`` + ``NAME.npz``, provenance, and the ``Measurement`` type.
 
-A study returns a frozen dataclass. :func:`save` writes its scalars, strings, lists and nested dataclasses to JSON
-and every ``numpy.ndarray`` it holds to one ``.npz`` beside it, so a report, a claim or a diff never re-runs a model.
-:func:`load` rebuilds the same object. Nested dataclasses are tagged with their import path; only classes inside
-the ``layerclaims`` package are rebuilt (a saved file cannot make us import arbitrary code), and arrays load with
-``allow_pickle=False``.
+:func:`save` writes a study's result dataclass to JSON and every ``numpy.ndarray`` in it to one ``.npz`` beside it,
+so a report, a claim or a diff never re-runs a model; :func:`load` rebuilds it. Nested dataclasses are tagged with
+their import path and only classes inside ``layerclaims`` are rebuilt (a saved file cannot make us import arbitrary
+code); arrays load with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -33,10 +32,8 @@ _TUPLE = "__tuple__"
 @dataclass(frozen=True)
 class Control:
     """The same statistic where the claimed structure is absent by construction (e.g. random projections of the
-    same block input for Q/K/V statistics; a Gaussian surrogate of the marks, same mean and covariance, for study A).
-
-    ``name`` says what the control is; ``value`` and ``ci`` are the statistic on it (``ci`` over the control's
-    seeds or resamples); ``replicates`` its distribution where one exists; ``details`` anything else."""
+    same block input for Q/K/V statistics; a Gaussian surrogate of the marks, same mean and covariance, for study
+    A): ``value``, ``ci`` (over the control's seeds or resamples), ``replicates`` where there is a distribution."""
 
     name: str
     value: float
@@ -47,13 +44,10 @@ class Control:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One statistic measured on one result: what a claim's condition is compared against.
-
-    ``value``: the point estimate on all items; ``ci``: a (low, high) bootstrap interval over the sampled items
-    (None where not meaningful); ``p_value``: a permutation p-value where the statistic has a null model;
-    ``details``: what a reader needs to trust the number (stability of a cluster count, the blocks used, ...);
-    ``replicates``: the bootstrap distribution behind ``ci`` (what the decision rules read); ``control``: the
-    statistic on its :class:`Control`, or None where the study has none."""
+    """One statistic measured on one result, what a claim's condition is compared against: ``value`` on all items,
+    ``ci`` a bootstrap interval over the sampled items (None where not meaningful), ``p_value`` a permutation p where
+    the statistic has a null model, ``details`` what a reader needs to trust the number (stability of a cluster
+    count, the blocks used, ...), ``replicates`` the bootstrap distribution the decision rules read."""
 
     value: float
     ci: tuple[float, float] | None = None
@@ -65,9 +59,8 @@ class Measurement:
 
 @dataclass(frozen=True, eq=False)
 class BlockStatistic:
-    """One statistic at every studied layer or block (both studies): ``value``, the bootstrap interval
-    ``ci_low``..``ci_high`` (NaN without bootstrap) and a permutation ``p_value`` (NaN where the statistic has no
-    test). Arrays ``[n_sel]``."""
+    """One statistic at every studied layer or block, arrays ``[n_sel]``: ``value``, the bootstrap interval
+    ``ci_low``..``ci_high`` (NaN without bootstrap), a permutation ``p_value`` (NaN where there is no test)."""
 
     value: np.ndarray
     ci_low: np.ndarray
@@ -98,10 +91,9 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
         return obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return {"__float__": repr(obj)}
-    if isinstance(obj, tuple):
-        return {_TUPLE: [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, tuple | list):
+        items = [_encode(v, arrays, f"{path}.{i}") for i, v in enumerate(obj)]
+        return {_TUPLE: items} if isinstance(obj, tuple) else items
     if isinstance(obj, dict):
         bad = [k for k in obj if not isinstance(k, str)]
         if bad:
@@ -148,9 +140,8 @@ def _decode(obj: Any, arrays: Any, allowed: tuple[str, ...]) -> Any:
 
 
 def file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file: 0o666 less the process umask (mkstemp makes files
-    0o600, private to the user, which is wrong for results a group shares). Read from /proc where it exists (no
-    race), else by setting and restoring the umask."""
+    """The mode a plain ``open(path, "w")`` would give a new file, 0o666 less the umask (mkstemp's 0o600 is wrong for
+    results a group shares): read from /proc where it exists (no race), else by setting and restoring the umask."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -194,9 +185,8 @@ def save(result: Any, directory: str | os.PathLike[str], name: str) -> Path:
 
 
 def load(directory: str | os.PathLike[str], name: str, *, allowed_modules: tuple[str, ...] = ("layerclaims",)) -> Any:
-    """Load what :func:`save` wrote. Raises UsageError naming the file when it is missing or of another format.
-
-    Only dataclasses defined in ``allowed_modules`` (and their submodules) are rebuilt."""
+    """Load what :func:`save` wrote, rebuilding only dataclasses of ``allowed_modules`` (and their submodules);
+    UsageError naming the file when it is missing or of another format."""
     directory = Path(directory)
     json_path = directory / f"{name}.json"
     if not json_path.is_file():
@@ -225,14 +215,13 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(**facts: Any) -> dict[str, Any]:
-    """A provenance record: the facts given (model id, revision, corpus sha256, selection, seed, device, dtype,
-    timings, ...) plus package versions and the platform. Stored in every saved result."""
+    """A saved result's provenance record: the facts given (model id, corpus sha256, seed, timings, ...), package
+    versions and the platform."""
     return {**facts, "packages": package_versions(), "platform": platform.platform()}
 
 
 def model_provenance(handle: Any) -> dict[str, Any]:
-    """The loaded model's facts a study's provenance records: ``model`` (its name), ``revision``, ``source``,
-    ``architecture`` (the family of its architecture row), ``device`` and ``dtype``."""
+    """The loaded model's facts a study's provenance records (``architecture``: its architecture row's family)."""
     return {
         "model": handle.name,
         "revision": handle.revision,
@@ -250,13 +239,11 @@ class SavedResult:
     study: ClassVar[str]
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``directory/<study>.json`` (+ ``.npz``); returns the JSON path."""
         return save(self, directory, self.study)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Self:
-        """Read what :meth:`save` wrote (rebuilding classes of this package and of the result's own); UsageError when
-        the file holds another kind of result."""
+        """Read what :meth:`save` wrote (rebuilding classes of this package and of the result's own package)."""
         out = load(directory, cls.study, allowed_modules=("layerclaims", cls.__module__.split(".")[0]))
         if not isinstance(out, cls):
             raise UsageError(f"{directory}/{cls.study}.json holds a {type(out).__name__}, not a {cls.__name__}")

@@ -1,10 +1,8 @@
 """Verdicts: a claim evaluated on one study result, as evidence (``docs/verdicts.md``).
 
-:func:`evaluate` reads the statistics a :class:`~layerclaims.claims.Claim` names from a study result (its layer
-mapped by :func:`~layerclaims.claims.map_layer`) and decides each condition with the rules of
-:mod:`layerclaims.decision`, on the statistic and on its control; :func:`apply_family` is the run-level step (Holm
-over the run's distinct conditions, then the presuppositions between claims), independent of the order of the
-claims. This module never touches a model or a metric.
+:func:`evaluate` reads the statistics a claim names from a study result (at its mapped layer) and decides each
+condition, on the statistic and on its control, with the rules of :mod:`layerclaims.decision`; :func:`apply_family`
+is the run-level step (Holm over the run's distinct conditions, then the presuppositions between claims).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from layerclaims.claims import Claim, Condition, as_comparison, claims_for, format_condition, map_layer
+from layerclaims.claims import Claim, Condition, as_comparison, format_condition, map_layer
 from layerclaims.decision import (
     LEVEL,
     ON_CONTROL,
@@ -40,23 +38,11 @@ from layerclaims.results import Control, Measurement
 
 ALSO_ON_CONTROL = "also holds where the structure is absent by construction"
 
-
-def control_note(absent: Sequence[str]) -> str:
-    """What a claim that also holds on its control says: what the control lacks by construction (each control's
-    ``details["absent"]``), or :data:`ALSO_ON_CONTROL` where no control names it."""
-    unique = list(dict.fromkeys(a for a in absent if a))
-    return (
-        f"also holds on its control, which has by construction no {'; no '.join(unique)}" if unique else ALSO_ON_CONTROL
-    )
-
-
 VERDICT_CODES: dict[str, int] = {"holds": 1, ON_CONTROL: 3, "fails": 0, "inconclusive": 2, "not evaluated": -1}
 """The verdict as a number (snapshots, :attr:`Verdict.code`)."""
 
 MARKS: dict[str, str] = {"holds": "✓", ON_CONTROL: "⚠", "fails": "✗", "inconclusive": "?", "not evaluated": "–"}
 
-
-# --------------------------------------------------------------------------------------------------- records
 
 _CONDITION_ROW = (
     "statistic comparison threshold value ci p_value p_against p_adjusted p_against_adjusted p_secondary "
@@ -88,9 +74,8 @@ def _pair(ci: Sequence[float] | None) -> tuple[float, float] | None:
 
 @dataclass(frozen=True)
 class ControlResult:
-    """A condition's statistic on its control, decided by the same rule at the same level: ``name`` (what the
-    control is), ``value``, ``ci`` (its decision interval, or the reported one), ``verdict`` (None when the
-    control has no interval), ``details`` (e.g. the number of seeds)."""
+    """A condition's statistic on its control, decided by the same rule at the same level: ``ci`` its decision
+    interval (or the reported one), ``verdict`` None when the control has no interval."""
 
     name: str
     value: float | None
@@ -104,15 +89,10 @@ class ControlResult:
 
 @dataclass(frozen=True)
 class ConditionResult:
-    """One condition of a claim (``statistic comparison threshold``) decided on one result: ``value`` (on all
-    items), ``ci``, ``p_value``, ``p_against``, ``level``, ``reason`` and ``shortfall`` (part labels) as in the
-    :class:`~layerclaims.decision.Decision` that decided it; ``rule``: ``threshold``, ``count``, ``band``,
-    ``interval`` (no replicates: decided on the reported 95% interval) or ``none``; ``p_secondary`` and
-    ``p_secondary_name``: the study's "any structure at all" test (Mantel, label permutation), shown, never deciding;
-    ``control``: the statistic on its control; ``details``: what the study attached to the measurement;
-    ``p_adjusted`` / ``p_against_adjusted``: Holm-adjusted over the run's conditions (:func:`apply_family`; None
-    before it, or outside the family); ``measurement``: kept in memory so that :func:`apply_family` can re-decide at
-    another level (not saved)."""
+    """One condition of a claim decided on one result (the record in ``docs/verdicts.md``): ``rule`` is
+    ``threshold``, ``count``, ``band``, ``interval`` (no replicates: the reported 95% interval) or ``none``;
+    ``p_adjusted`` / ``p_against_adjusted`` None before :func:`apply_family` or outside its family;
+    ``measurement`` kept in memory for :func:`apply_family` to re-decide at another level (not saved)."""
 
     statistic: str
     comparison: str
@@ -151,16 +131,10 @@ class ConditionResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim evaluated on one result: the one representation of a decided claim (:meth:`to_row` its
-    serialisation; the words and the record in ``docs/verdicts.md``).
-
-    ``conditions``: one :class:`ConditionResult` per condition of the claim (with ``beats_control``, one more per
-    condition: its statistic minus its control's). ``p_value``: the claim's p (the largest of its conditions');
-    ``p_adjusted``: Holm-adjusted over the ``family_size`` hypotheses of the run (``p_value`` before
-    :func:`apply_family`); ``p_against`` / ``p_against_adjusted``: the same against the claim (the smallest of its
-    conditions'). ``settle``: what would settle an inconclusive verdict. ``set_by_premise``: the presupposed claim
-    that set this verdict (it then has no p of its own); ``presupposition``: how the premises fared here. The claim's
-    facts (``text``, ``layer_unit``, ``presupposes``, ``beats_control``, ...) are copied so that it stands alone."""
+    """A claim evaluated on one result (the record in ``docs/verdicts.md``; :meth:`to_row` its serialisation).
+    ``conditions``: with ``beats_control``, one more per condition (its statistic minus its control's);
+    ``p_adjusted``: ``p_value`` before :func:`apply_family`; ``set_by_premise``: the presupposed claim that set this
+    verdict (it then has no p of its own). The claim's facts are copied so that it stands alone."""
 
     claim: str
     model: str
@@ -185,8 +159,6 @@ class Verdict:
     p_against_adjusted: float | None = None
     set_by_premise: str | None = None
     identity: str | None = None
-
-    # ----------------------------------------------------------------------------------------- the first condition
 
     @property
     def main(self) -> ConditionResult | None:
@@ -220,9 +192,7 @@ class Verdict:
     @property
     def holds(self) -> bool | None:
         """True holds, False anything else (holds on its control too included), None not evaluated."""
-        if self.verdict == "not evaluated":
-            return None
-        return self.verdict == "holds"
+        return None if self.verdict == "not evaluated" else self.verdict == "holds"
 
     @property
     def passes(self) -> bool:
@@ -237,15 +207,20 @@ class Verdict:
 
     @property
     def control_note(self) -> str:
-        """:func:`control_note` of this claim's controls."""
-        return control_note([str(c.control.details.get("absent", "")) for c in self.conditions if c.control])
+        """What a claim that also holds on its control says: what its controls lack by construction (their
+        ``details["absent"]``), or :data:`ALSO_ON_CONTROL` where none names it."""
+        absent = (str(c.control.details.get("absent", "")) for c in self.conditions if c.control)
+        unique = list(dict.fromkeys(a for a in absent if a))
+        return (
+            f"also holds on its control, which has by construction no {'; no '.join(unique)}"
+            if unique
+            else ALSO_ON_CONTROL
+        )
 
     @property
     def code(self) -> int:
         """:data:`VERDICT_CODES` of the verdict."""
         return VERDICT_CODES[self.verdict]
-
-    # ----------------------------------------------------------------------------------------------------- text
 
     def where(self) -> str:
         if self.layer is None:
@@ -274,11 +249,8 @@ class Verdict:
             out.append(f"Holm: adjusted p={fmt_p(self.p_adjusted)}{against} over {n} hypotheses, level {alpha:g}")
         if self.also_holds_on_control:
             out.append(f"note: it {self.control_note}")
-        if (
-            self.reason
-            and self.verdict != "holds"
-            and not (self.verdict == ON_CONTROL and self.reason == self.control_note)
-        ):
+        noted = self.verdict == ON_CONTROL and self.reason == self.control_note  # the note above says it
+        if self.reason and self.verdict != "holds" and not noted:
             out.append(f"why: {self.reason}")
         if self.presupposition:
             out.append(self.presupposition)
@@ -291,18 +263,11 @@ class Verdict:
         head, *rest = self.lines()
         return f"{head}: " + "; ".join(rest) if rest else head
 
-    # ------------------------------------------------------------------------------------------------------ rows
-
     def to_row(self) -> dict[str, Any]:
-        """The verdicts.json record (keys :data:`_VERDICT_ROW`); the first condition's summary stands beside
-        ``conditions`` for a reader of the flat row (verdicts.csv)."""
-        main = self.main
-        return _row(self, _VERDICT_ROW) | {
-            "threshold": self.threshold if main else None,
-            "p_secondary": main.p_secondary if main else None,
-            "p_secondary_name": main.p_secondary_name if main else None,
-            "details": (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from},
-        }
+        """The verdicts.json record: the first condition's summary beside ``conditions``, for the flat verdicts.csv."""
+        main, first = self.main, ("threshold", "p_secondary", "p_secondary_name")
+        details = (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from}
+        return _row(self, _VERDICT_ROW) | _row(main, first) | {"details": details}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:
@@ -327,19 +292,22 @@ class Verdict:
         return cls(**{k: v for k, v in row.items() if k in fields} | typed)
 
 
-# --------------------------------------------------------------------------------------------------- text helpers
-
-
 def fmt_p(p: float | None) -> str:
     """A p-value in 2 significant digits (the rules never give one below ``1/(B+1)`` for ``B`` replicates, so the
     smallest printed is that floor, e.g. 0.048 for 20 resamples, 0.001 for 1,000; never a ``<0.001``)."""
-    return _num(p, ".2g")
+    return fmt_num(p, ".2g")
 
 
-def _num(x: float | None, spec: str = ".4g") -> str:
+def fmt_num(x: float | None, spec: str = ".4g") -> str:
+    """A number in 4 significant digits (or ``spec``); '—' for None or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     return format(x, spec)
+
+
+def fmt_ci(ci: tuple[float, float]) -> str:
+    """``[low, high]`` in :func:`fmt_num`'s digits."""
+    return f"[{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
 
 
 def compact_parts(labels: Sequence[str]) -> str:
@@ -362,18 +330,18 @@ def condition_lines(c: ConditionResult) -> list[str]:
     (inconclusive)`` and ``control (random projections ...) = 0.801 [0.699, 0.887], inconclusive there``."""
     if c.value is None:
         return [f"{c.condition}: not evaluated ({c.reason})"]
-    ci = f" [{_num(c.ci[0])}, {_num(c.ci[1])}]" if c.ci else ""
+    ci = f" {fmt_ci(c.ci)}" if c.ci else ""
     p = f", p={fmt_p(c.p_value)} vs {c.threshold:g}" if c.p_value is not None else ""
-    out = f"{c.statistic} = {_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
+    out = f"{c.statistic} = {fmt_num(c.value)}{ci}{p}, claimed {c.comparison} {c.threshold:g} ({c.verdict})"
     if c.shortfall:
         out += f", short at {compact_parts(c.shortfall)}"
     rogue = _rogue_line(c)
     if c.control is None:
         return [out, *rogue]
     cc = c.control
-    cci = f" [{_num(cc.ci[0])}, {_num(cc.ci[1])}]" if cc.ci else ""
+    cci = f" {fmt_ci(cc.ci)}" if cc.ci else ""
     there = f", {cc.verdict} there" if cc.verdict else ""
-    return [out, f"control ({cc.name}) = {_num(cc.value)}{cci}{there}", *rogue]
+    return [out, f"control ({cc.name}) = {fmt_num(cc.value)}{cci}{there}", *rogue]
 
 
 def survives_without_top_dimensions(c: ConditionResult) -> bool | None:
@@ -381,50 +349,41 @@ def survives_without_top_dimensions(c: ConditionResult) -> bool | None:
     (``details["without_top_dimensions"]``: each dimension standardised, the top 1 and top 3 dimensions by variance
     removed); None where the study gives no variants."""
     got = c.details.get("without_top_dimensions")
-    if not isinstance(got, Mapping) or not got:
-        return None
-    if not all(isinstance(v, int | float) and math.isfinite(v) for v in got.values()):
+    values = list(got.values()) if isinstance(got, Mapping) else []
+    if not values or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
         return None
     cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
-    return all(cond.holds(v) for v in got.values())
+    return all(cond.holds(v) for v in values)
 
 
 def _rogue_line(c: ConditionResult) -> list[str]:
     got = c.details.get("without_top_dimensions")
     if not isinstance(got, Mapping) or not got:
         return []
-    vals = ", ".join(f"{k} {_num(v) if isinstance(v, (int, float)) else '-'}" for k, v in got.items())
+    vals = ", ".join(f"{k} {fmt_num(v) if isinstance(v, (int, float)) else '-'}" for k, v in got.items())
     word = {True: "yes", False: "no", None: "undefined on some variant"}[survives_without_top_dimensions(c)]
-    top = c.details.get("top_dimensions") or {}
-    dims = top.get("dims") if isinstance(top, Mapping) else None
-    share = top.get("pair_cov_share") if isinstance(top, Mapping) else None
-    named = ""
-    if dims and share:
-        named = "; top dimensions " + ", ".join(
-            f"{d} ({float(s):.0%} of the pair covariance)" for d, s in zip(dims, share, strict=False)
-        )
-    return [f"survives without its top dimensions: {word} ({vals}){named}"]
-
-
-# --------------------------------------------------------------------------------------------------- deciding
+    top = c.details.get("top_dimensions")
+    top = top if isinstance(top, Mapping) else {}
+    pairs = zip(top.get("dims") or (), top.get("pair_cov_share") or (), strict=False)
+    named = ", ".join(f"{d} ({float(s):.0%} of the pair covariance)" for d, s in pairs)
+    return [f"survives without its top dimensions: {word} ({vals}){named and '; top dimensions ' + named}"]
 
 
 def _decide(m: Measurement | Control, cond: Condition, alpha: float) -> tuple[Decision, str]:
     """The rule for a statistic or its control: band (2-D replicates), count (``==``), threshold; interval-only
     without replicates. Returns the decision and the rule's name."""
-    details, replicates = m.details, m.replicates
-    reps, why = finite_replicates(replicates)
+    reps, why = finite_replicates(m.replicates)
     if reps is not None and reps.ndim == 2:
-        values = np.asarray(details.get("part_values"), dtype=np.float64)
+        values = np.asarray(m.details.get("part_values"), dtype=np.float64)
         if values.shape != (reps.shape[0],):
             return Decision("not evaluated", reason="band replicates without details['part_values']"), "none"
         return decide_band(values, reps, cond.comparison, cond.threshold, alpha), "band"
     if reps is not None:
         if cond.comparison == "==":
-            blind_spot = _blind_spot(details, cond)
+            blind_spot = _blind_spot(m.details, cond)
             return decide_count(float(m.value), reps, cond.threshold, alpha, blind_spot=blind_spot), "count"
         return decide_threshold(reps, cond.comparison, cond.threshold, alpha), "threshold"
-    if replicates is not None and why:  # replicates given but mostly undefined
+    if m.replicates is not None and why:  # replicates given but mostly undefined
         return Decision("not evaluated", reason=why), "none"
     return decide_interval_only(tuple(cast(Any, m.ci)), cond.comparison, cond.threshold), "interval"
 
@@ -451,25 +410,19 @@ def _blind_spot(details: Mapping[str, Any], cond: Condition) -> str | None:
 
 def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResult:
     details = {k: v for k, v in ctrl.details.items() if k != "part_values"}
+    value = None if ctrl.value is None or not math.isfinite(ctrl.value) else float(ctrl.value)
     if ctrl.ci is None and ctrl.replicates is None:
-        return ControlResult(ctrl.name, _finite(ctrl.value), None, None, details)
+        return ControlResult(ctrl.name, value, None, None, details)
     d, _ = _decide(ctrl, cond, alpha)
     ci = d.interval if d.interval is not None else ctrl.ci
-    word = None if d.verdict == "not evaluated" else d.verdict
-    return ControlResult(ctrl.name, _finite(ctrl.value), ci, word, details)
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+    return ControlResult(ctrl.name, value, ci, None if d.verdict == "not evaluated" else d.verdict, details)
 
 
 def _secondary_name(m: Measurement) -> str | None:
     if m.p_value is None:
         return None
-    for key in ("p_name", "p_method", "p"):
-        if isinstance(m.details.get(key), str):
-            return f"{m.details[key]} (any structure at all; secondary)"
-    return "permutation test (any structure at all; secondary)"
+    named = (m.details[k] for k in ("p_name", "p_method", "p") if isinstance(m.details.get(k), str))
+    return f"{next(named, 'permutation test')} (any structure at all; secondary)"
 
 
 def decide_condition(
@@ -497,17 +450,9 @@ def decide_condition(
     parts = m.details.get("parts")
     short = tuple(str(parts[i]) if parts is not None else str(i) for i in d.shortfall)
     ctrl = _control_result(m.control, cond, alpha) if m.control is not None else None
+    taken = {k: getattr(d, k) for k in ("p_value", "p_against", "verdict", "reason")}
     return dataclasses.replace(
-        out,
-        value=float(m.value),
-        ci=d.interval,
-        p_value=d.p_value,
-        verdict=d.verdict,
-        rule=rule,
-        p_against=d.p_against,
-        reason=d.reason,
-        shortfall=short,
-        control=ctrl,
+        out, value=float(m.value), ci=d.interval, rule=rule, shortfall=short, control=ctrl, **taken
     )
 
 
@@ -524,7 +469,7 @@ def _settle(c: ConditionResult) -> str:
         return f"blocks {', '.join(c.shortfall) or '?'} have lower bands at or below {c.threshold:g}: {more}"
     if c.ci is None:
         return more
-    return f"its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] reaches both sides of {c.threshold:g}: {more}"
+    return f"its interval {fmt_ci(c.ci)} reaches both sides of {c.threshold:g}: {more}"
 
 
 def _combine(conds: tuple[ConditionResult, ...]) -> tuple[VerdictWord, str | None, str | None]:
@@ -547,11 +492,9 @@ def _fail_reason(c: ConditionResult) -> str:
     if c.rule == "band":
         return (
             f"{c.condition} fails: the simultaneous upper band lies at or below {c.threshold:g} at some block "
-            f"(lowest upper bound {_num(c.ci[1])})"
+            f"(lowest upper bound {fmt_num(c.ci[1])})"
         )
-    return (
-        f"{c.condition} fails: its interval [{_num(c.ci[0])}, {_num(c.ci[1])}] lies wholly outside the claimed region"
-    )
+    return f"{c.condition} fails: its interval {fmt_ci(c.ci)} lies wholly outside the claimed region"
 
 
 def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
@@ -574,16 +517,13 @@ def controls_hold(conds: Sequence[ConditionResult]) -> bool:
 
 def with_control_word(v: Verdict) -> Verdict:
     """``v`` with ``holds`` turned into ``holds on control too`` when every control it has holds as well, unless the
-    claim requires beating its control (then its difference from the control was decided among its conditions, and
-    ``holds`` means it beat it); and back to ``holds`` when that is no longer so (a verdict decided again)."""
+    claim requires beating its control (its conditions then decided that); and back when that is no longer so."""
     if v.verdict == "holds" and not v.beats_control and controls_hold(v.conditions):
         return dataclasses.replace(v, verdict=ON_CONTROL, reason=v.control_note)
     if v.verdict == ON_CONTROL and not (not v.beats_control and controls_hold(v.conditions)):
         return dataclasses.replace(v, verdict="holds", reason=None)
     return v
 
-
-# --------------------------------------------------------------------------------------------------- beats control
 
 BEATS_TAG = "minus control"
 """The statistic name of a beat test: ``rsa_qk minus control``."""
@@ -600,12 +540,10 @@ def _beat_condition(cond: Condition) -> Condition:
 
 def beat_measurement(cond: Condition, m: Measurement | None) -> tuple[Condition, Measurement | None, str | None]:
     """The beat test of one condition (``Claim.beats_control``): its condition, the measurement it is decided on,
-    or None and why.
-
-    With replicates on both sides: replicate ``i`` of the claim minus replicate ``i`` of the control (the control's
-    in a fixed random order; for bands, columns), over the ``min(B, B')`` both have. The two bootstraps are
-    independent, while the errors on the same items are positively correlated, so the test is conservative. Without
-    replicates on one side: the intervals (``[lo - hi', hi - lo']``), i.e. whether the two intervals overlap."""
+    or None and why. With replicates on both sides: replicate ``i`` of the claim minus replicate ``i`` of the
+    control (the control's in a fixed random order; for bands, columns), over the ``min(B, B')`` both have; the two
+    bootstraps are independent while the errors on the same items are positively correlated, so the test is
+    conservative. Without replicates on one side: whether the two intervals overlap (``[lo - hi', hi - lo']``)."""
     beat = _beat_condition(cond)
     if m is None or m.value is None or not math.isfinite(m.value):
         return beat, None, f"{cond.statistic} is not measured here, so nothing to compare with its control"
@@ -678,23 +616,17 @@ def evaluate(claim: Claim, result: StudyResult) -> Verdict:
             beat_cond, beat_m, beat_why = beat_measurement(cond, m)
             beats.append(decide_condition(beat_cond, beat_m, LEVEL, beat_why))
     conds += beats
-    word, reason, settle = _combine(tuple(conds))
-    p = _claim_p(conds)
-    verdict = Verdict(
-        claim=claim.id,
-        model=result.model,
-        layer=layer,
-        verdict=word,
-        conditions=tuple(conds),
-        reason=reason,
-        settle=settle,
-        p_value=p,
-        p_adjusted=p,
-        layer_mapped_from=claim.layer if layer != claim.layer else None,
-        p_against=_claim_p_against(conds),
-        **_facts(claim),
-    )
-    return with_control_word(verdict)
+    mapped_from = claim.layer if layer != claim.layer else None
+    alone = Verdict(claim.id, result.model, layer, "not evaluated", layer_mapped_from=mapped_from, **_facts(claim))
+    return _decided(alone, tuple(conds), p_adjusted=_claim_p(conds))
+
+
+def _decided(v: Verdict, conds: tuple[ConditionResult, ...], **more: Any) -> Verdict:
+    """``v`` decided on ``conds`` (the intersection-union of their verdicts, the claim's p's), with ``more``."""
+    word, reason, settle = _combine(conds)
+    p, p_against = _claim_p(conds), _claim_p_against(conds)
+    decided = dataclasses.replace(v, conditions=conds, verdict=word, reason=reason, settle=settle, **more)
+    return with_control_word(dataclasses.replace(decided, p_value=p, p_against=p_against))
 
 
 def _facts(claim: Claim) -> dict[str, Any]:
@@ -703,20 +635,7 @@ def _facts(claim: Claim) -> dict[str, Any]:
     return {k: getattr(claim, k) for k in keys} | {"presupposes": tuple(claim.presupposes), "own_model": claim.model}
 
 
-def evaluate_all(result: StudyResult, study: str, claims: Iterable[Claim] | None = None) -> list[Verdict]:
-    """Every claim of ``study`` (or the ``claims`` given) evaluated on ``result``, presuppositions among them
-    applied. The family-wise step is :func:`apply_family`, once per run."""
-    chosen = list(claims) if claims is not None else list(claims_for(study))
-    return apply_presuppositions([evaluate(c, result) for c in chosen])
-
-
-# --------------------------------------------------------------------------------------------------- run level
-
-
-HypothesisKey = tuple[Any, ...]
-
-
-def hypothesis_key(v: Verdict, c: ConditionResult) -> HypothesisKey | None:
+def hypothesis_key(v: Verdict, c: ConditionResult) -> tuple[Any, ...] | None:
     """A condition's hypothesis of the run: model, layer, kind, condition and a digest of its replicates, so that
     claims stating the same condition on the same data (A5's and A6's ``pooled_r < 0``) share one decision. None
     outside the family (no replicates in memory, decided on a reported interval, or not evaluated)."""
@@ -732,8 +651,7 @@ def _family_condition(c: ConditionResult, t: tuple[float, float, float, float] |
     """One condition decided in the run's family, ``t`` its Holm step-downs ``(p_adjusted, level, p_against_adjusted,
     level_against)``: holds when its adjusted p is below ``alpha`` (its interval at its Holm level for the claim),
     fails when its adjusted p against is (its interval at its level against), else inconclusive (its interval at the
-    smaller level, which then lies neither wholly in nor wholly outside the claimed region, unless a step-down
-    stopped before it: the reason says so)."""
+    smaller level, so that it never looks decided unless a step-down stopped before it: the reason says so)."""
     if t is None or c.measurement is None:
         return c
     cond = Condition(c.statistic, as_comparison(c.comparison), c.threshold)
@@ -758,42 +676,27 @@ def _family_condition(c: ConditionResult, t: tuple[float, float, float, float] |
 def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verdict]:
     """The run-level step at family-wise ``level``, once on all verdicts of a run, independent of their order: Holm's
     step-down over the run's distinct conditions (:func:`hypothesis_key`), once for the claims and once against them
-    (:func:`_family_condition`); a claim is the intersection-union of its conditions (``p_adjusted`` the largest of
-    theirs, ``p_against_adjusted`` the smallest). Conditions decided on a reported interval alone, or not evaluated,
-    are outside the family. Then the presuppositions."""
-    tests: dict[HypothesisKey, tuple[float, float]] = {}
+    (:func:`_family_condition`); a claim is the intersection-union of its conditions. Then the presuppositions."""
+    tests: dict[tuple[Any, ...], tuple[float, float]] = {}
     for v in verdicts:
         for c in v.conditions:
             key = hypothesis_key(v, c)
             if key is not None and c.p_value is not None and c.p_against is not None:
                 tests[key] = (c.p_value, c.p_against)
-    keys = list(tests)
-    adj_for, lev_for = holm([tests[k][0] for k in keys], level)
-    adj_against, lev_against = holm([tests[k][1] for k in keys], level)
-    tested = {k: (adj_for[i], lev_for[i], adj_against[i], lev_against[i]) for i, k in enumerate(keys)}
-    size = len(keys)
+    adj_for, lev_for = holm([p for p, _ in tests.values()], level)
+    adj_against, lev_against = holm([p for _, p in tests.values()], level)
+    tested = dict(zip(tests, zip(adj_for, lev_for, adj_against, lev_against, strict=True), strict=True))
+    size = len(tests)
     out: list[Verdict] = []
     for v in verdicts:
         if v.verdict == "not evaluated" and not any(c.measurement is not None for c in v.conditions):
             out.append(dataclasses.replace(v, level=level, family_size=size, p_adjusted=None, p_against_adjusted=None))
             continue
         conds = tuple(_family_condition(c, tested.get(hypothesis_key(v, c) or ()), level) for c in v.conditions)
-        word, reason, settle = _combine(conds)
         in_family = all(hypothesis_key(v, c) is not None for c in v.conditions) and bool(conds)
-        decided = dataclasses.replace(
-            v,
-            conditions=conds,
-            verdict=word,
-            reason=reason,
-            settle=settle,
-            p_value=_claim_p(conds),
-            p_against=_claim_p_against(conds),
-            p_adjusted=_claim_p(conds, "p_adjusted") if in_family else None,
-            p_against_adjusted=_claim_p_against(conds, "p_against_adjusted") if in_family else None,
-            level=level,
-            family_size=size,
-        )
-        out.append(with_control_word(decided))
+        adjusted = _claim_p(conds, "p_adjusted") if in_family else None
+        against = _claim_p_against(conds, "p_against_adjusted") if in_family else None
+        out.append(_decided(v, conds, p_adjusted=adjusted, p_against_adjusted=against, level=level, family_size=size))
     return apply_presuppositions(out)
 
 
@@ -801,7 +704,7 @@ def _premise_text(p: Verdict) -> str:
     c = p.main
     if c is None or c.value is None:
         return f"{p.claim} {p.verdict}"
-    measured = f"{c.statistic} = {_num(c.value)}, claimed {c.comparison} {c.threshold:g} at {p.where()}"
+    measured = f"{c.statistic} = {fmt_num(c.value)}, claimed {c.comparison} {c.threshold:g} at {p.where()}"
     verb = p.verdict if p.verdict in ("holds", "fails", ON_CONTROL) else f"is {p.verdict}"
     return f"{p.claim}, which {verb} here ({measured})"
 
@@ -852,17 +755,9 @@ def _with_premises(v: Verdict, premises: Mapping[str, Verdict | None]) -> Verdic
             reason = f"its premise {pid} fails here, so there is nothing for it to be true of ({own})"
         elif p.verdict in ("inconclusive", "not evaluated") and word in ("holds", ON_CONTROL):
             word, by, reason = "inconclusive", pid, f"its premise {pid} is {p.verdict} here"
+    note = "; ".join(notes)
     if by is None:
-        return dataclasses.replace(v, presupposition="; ".join(notes))
+        return dataclasses.replace(v, presupposition=note)
     # the premise set the verdict: it carries the premise's reason and no p of its own
-    return dataclasses.replace(
-        v,
-        verdict=word,
-        reason=reason,
-        presupposition="; ".join(notes),
-        set_by_premise=by,
-        p_value=None,
-        p_adjusted=None,
-        p_against=None,
-        p_against_adjusted=None,
-    )
+    no_p: dict[str, Any] = dict.fromkeys(("p_value", "p_adjusted", "p_against", "p_against_adjusted"))
+    return dataclasses.replace(v, verdict=word, reason=reason, presupposition=note, set_by_premise=by, **no_p)

@@ -18,7 +18,7 @@ from layerclaims.claims import (
 )
 from layerclaims.errors import UsageError
 from layerclaims.results import Measurement
-from layerclaims.verdicts import evaluate, evaluate_all
+from layerclaims.verdicts import apply_presuppositions, evaluate
 
 
 @dataclass
@@ -153,7 +153,8 @@ def test_evaluate_all_and_rows() -> None:
         ("min_rsa_qk_over_blocks", None, None): Measurement(0.9, (0.86, 0.95)),
         ("fraction_blocks_v_most_selective", None, None): Measurement(0.75, (0.6, 0.9)),
     }
-    verdicts = evaluate_all(FakeResult("gpt2-medium", 24, table), "qk")
+    result = FakeResult("gpt2-medium", 24, table)
+    verdicts = apply_presuppositions([evaluate(c, result) for c in claims_for("qk")])
     assert [(v.claim, v.verdict) for v in verdicts] == [
         ("B1", "holds"),
         ("B2", "fails"),

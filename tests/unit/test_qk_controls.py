@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from layerclaims.claims import claims_for
 from layerclaims.extract import qkv
 from layerclaims.metrics.similarity import cosine_matrix, mean_offdiagonal
 from layerclaims.models import load_model
 from layerclaims.studies import qk
 from layerclaims.studies.qk import analysis
-from layerclaims.verdicts import apply_family, evaluate_all
+from layerclaims.verdicts import apply_family, apply_presuppositions, evaluate
 
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-bert"])
@@ -72,7 +73,7 @@ def test_measurements_carry_replicates_and_controls_to_verdicts(tiny_result: ana
     band = tiny_result.measure("min_rsa_qk_over_blocks", layer=None, kind=None)
     assert band.replicates is not None and band.replicates.ndim == 2
     assert band.details["part_values"] == tiny_result.rsa["qk"].value.tolist()
-    verdicts = apply_family(evaluate_all(tiny_result, "qk"))
+    verdicts = apply_family(apply_presuppositions([evaluate(c, tiny_result) for c in claims_for("qk")]))
     for v in verdicts:
         assert v.verdict in ("holds", "holds on control too", "fails", "inconclusive")
         assert v.control is not None and v.control.value is not None

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from layerclaims.claims import CLAIMS_BY_ID
+from layerclaims.claims import CLAIMS_BY_ID, Claim, claims_for
 from layerclaims.decision import (
     decide_band,
     decide_count,
@@ -27,7 +27,13 @@ from layerclaims.decision import (
 )
 from layerclaims.errors import UsageError
 from layerclaims.results import Control, Measurement
-from layerclaims.verdicts import ALSO_ON_CONTROL, Verdict, apply_family, control_note, evaluate, evaluate_all
+from layerclaims.verdicts import (
+    ALSO_ON_CONTROL,
+    Verdict,
+    apply_family,
+    apply_presuppositions,
+    evaluate,
+)
 
 COMPARISONS = (">", ">=", "<", "<=")
 # replicates on a coarse grid so that ties with the threshold happen often
@@ -176,6 +182,11 @@ class FakeResult:
         return self.table[statistic]
 
 
+def evaluate_all(result: FakeResult, study: str, claims: list[Claim] | None = None) -> list[Verdict]:
+    """Every claim of ``study`` (or ``claims``) evaluated on ``result``, their presuppositions applied."""
+    return apply_presuppositions([evaluate(c, result) for c in (claims if claims is not None else claims_for(study))])
+
+
 def _m(center: float, sd: float, seed: int = 0, **kw: Any) -> Measurement:
     reps = center + sd * np.random.default_rng(seed).standard_normal(1000)
     return Measurement(center, (center - 2 * sd, center + 2 * sd), kw.pop("p", None), kw.pop("details", {}), reps,
@@ -262,7 +273,7 @@ def test_a_control_that_names_what_it_lacks_is_quoted_in_the_note_everywhere() -
     assert v.also_holds_on_control and v.control_note == note and f"note: it {note}" in v.lines()
     row = json.loads(json.dumps(v.to_row()))  # as verdicts.json keeps it
     assert Verdict.from_row(row).control_note == note
-    assert control_note([""]) == ALSO_ON_CONTROL
+    assert Verdict("B2", "m", 5, "holds").control_note == ALSO_ON_CONTROL  # no control names what it lacks
 
 
 def test_rows_round_trip_through_json() -> None:
