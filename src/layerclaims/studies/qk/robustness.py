@@ -1,9 +1,6 @@
 """Study B in the robustness grid: the word vectors extracted once per (template, split-word policy), every analysis
-variant (``vectors`` raw | centred, ``similarity`` cosine | pearson, ``rsa`` pearson | spearman) derived from them.
-
-Spearman RSA is computed on the ranks of each matrix's off-diagonal entries (Pearson r of ranks is Spearman's rho,
-and the Mantel p-value permutes items, which ranks commute with); its bootstrap resamples those full-sample ranks
-rather than re-ranking each resample (an approximation, said in robustness.json)."""
+variant derived from them. Spearman RSA is Pearson r of the ranks of each matrix's off-diagonal entries (the Mantel
+test permutes items, which ranks commute with); its bootstrap resamples those full-sample ranks (``STUDY``'s notes)."""
 
 from __future__ import annotations
 
@@ -62,12 +59,8 @@ def run_variants(
             stats = analyse(sims, config.word_labels, blocks, config)
             if key[2] == "spearman":
                 ranked = analyse({k: rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
-                stats["rsa"] = ranked["rsa"]
-                stats["rsa_by_category"] = ranked["rsa_by_category"]
-                stats["over_blocks"] = {
-                    **stats["over_blocks"],
-                    "min_rsa_qk_over_blocks": ranked["over_blocks"]["min_rsa_qk_over_blocks"],
-                }
+                stats["rsa"], stats["rsa_by_category"] = ranked["rsa"], ranked["rsa_by_category"]
+                stats["over_blocks"]["min_rsa_qk_over_blocks"] = ranked["over_blocks"]["min_rsa_qk_over_blocks"]
             done[key] = make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
         out.append(done[key])
     return out, {"forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
