@@ -64,10 +64,10 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
     space to the word) and that the text up to the end of the word produces. UsageError if a word has no token."""
     head, _, _tail = template.partition("{w}")
     head_ids = _encode(tokenizer, head.rstrip())
-    bos_id = getattr(tokenizer, "bos_token_id", None)
+    bos_id = getattr(tokenizer, "bos_token_id", None) if add_bos else None
     if add_bos and bos_id is None:
         raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
-    bos: list[int] = [bos_id] if add_bos else []
+    bos: list[int] = [] if bos_id is None else [bos_id]
     ids: list[list[int]] = []
     span: list[tuple[int, int]] = []
     for w in words:
