@@ -27,28 +27,13 @@ import numpy as np
 from layerclaims.errors import UsageError
 from layerclaims.metrics.similarity import as_array, rsa
 
-__all__ = [
-    "BootstrapCI",
-    "PairMoments",
-    "block_counts",
-    "bootstrap_indices",
-    "bootstrap_pair_correlation",
-    "item_counts",
-    "overlap_blocks",
-    "pair_moments",
-    "percentile_interval",
-]
-
 _MAX_REDRAWS = 1000
 
 
 @dataclass(frozen=True)
 class BootstrapCI:
-    """A bootstrap result: the statistic on all items, its percentile interval and how it was obtained.
-
-    ``n_valid`` counts the finite replicates the interval is built from (out of ``n_boot``); ``replicates`` holds
-    all of them (NaN included) for plots or other interval types.
-    """
+    """A bootstrap result: the statistic on all items, its percentile interval and how it was obtained. ``n_valid``
+    counts the finite replicates the interval is built from; ``replicates`` holds all of them (NaN included)."""
 
     estimate: float
     low: float
@@ -61,25 +46,14 @@ class BootstrapCI:
 
     @property
     def ci(self) -> tuple[float, float]:
-        """``(low, high)``, the shape :class:`layerclaims.results.Measurement` stores."""
         return (self.low, self.high)
 
     @classmethod
     def from_replicates(
         cls, estimate: float, reps: np.ndarray, *, level: float, n_boot: int, seed: int, max_nan_fraction: float
     ) -> BootstrapCI:
-        """The percentile interval of ``reps`` (:func:`percentile_interval`) with how it was obtained."""
         lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
-        return cls(
-            estimate=estimate,
-            low=lo,
-            high=hi,
-            level=float(level),
-            n_boot=int(n_boot),
-            n_valid=int(np.isfinite(reps).sum()),
-            seed=int(seed),
-            replicates=reps,
-        )
+        return cls(estimate, lo, hi, float(level), int(n_boot), int(np.isfinite(reps).sum()), int(seed), reps)
 
 
 def _check(n_items: int, n_boot: int, level: float) -> None:
@@ -101,19 +75,15 @@ def bootstrap_indices(
 ) -> np.ndarray:
     """``(n_boot, n_items)`` integer array: each row a resample of ``range(n_items)`` with replacement.
 
-    ``strata`` (one label per item): resample within each stratum, so position ``k`` of every row is drawn from the
-    stratum of item ``k``; stratum sizes and the label of every position are preserved (``labels[idx] == labels``).
-    ``min_distinct``: a stratum (or, without strata, the whole row) that drew fewer distinct items is redrawn until
-    it has enough. This conditions the bootstrap on the statistic being defined (e.g. >= 2 distinct items per
-    category for selectivity); with 10+ items per stratum a redraw is rare (< 1e-6 per stratum) and the
-    conditioning negligible. :class:`UsageError` if a stratum has fewer than ``min_distinct`` items.
-    """
+    ``strata`` (one label per item): position ``k`` of every row is drawn from the stratum of item ``k``, so
+    ``labels[idx] == labels``. ``min_distinct``: a stratum (or, without strata, the whole row) that drew fewer
+    distinct items is redrawn, conditioning the bootstrap on the statistic being defined (e.g. >= 2 per category
+    for selectivity; with 10+ items per stratum a redraw is rare, < 1e-6). UsageError for a smaller stratum."""
     n_items, n_boot = int(n_items), int(n_boot)
     _check(n_items, n_boot, 0.5)
     rng = np.random.default_rng(seed)
-    if strata is None:
-        groups = [np.arange(n_items)]
-    else:
+    groups = [np.arange(n_items)]
+    if strata is not None:
         strata = list(strata.tolist() if isinstance(strata, np.ndarray) else strata)
         if len(strata) != n_items:
             raise UsageError(f"got {len(strata)} strata labels for {n_items} items: pass one label per item")
@@ -149,8 +119,7 @@ def item_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
     """``(n_boot, n_items)`` multiplicities: how many times each item appears in each resample row."""
     indices = np.atleast_2d(np.asarray(indices, dtype=np.intp))
     b = indices.shape[0]
-    flat = (indices + n_items * np.arange(b)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n_items).reshape(b, n_items)
+    return np.bincount((indices + n_items * np.arange(b)[:, None]).ravel(), minlength=b * n_items).reshape(b, n_items)
 
 
 def overlap_blocks(positions: Any, window: int) -> np.ndarray:
@@ -182,10 +151,8 @@ def block_counts(blocks: Any, n_boot: int, *, seed: int = 0) -> np.ndarray:
         raise UsageError("block_counts needs at least one item")
     _check(lab.size, n_boot, 0.5)
     uniq, inv = np.unique(lab, return_inverse=True)
-    k = uniq.size
-    draws = np.random.default_rng(seed).integers(0, k, size=(int(n_boot), k))
-    per_block = item_counts(draws, k)
-    return per_block[:, inv.reshape(-1)]
+    draws = np.random.default_rng(seed).integers(0, uniq.size, size=(int(n_boot), uniq.size))
+    return item_counts(draws, uniq.size)[:, inv.reshape(-1)]
 
 
 def percentile_interval(
@@ -229,11 +196,10 @@ def bootstrap_pair_correlation(
         raise UsageError("A and B must be symmetric with no NaN: pass two item x item matrices of pair values")
     n = A.shape[0]
     _check(n, n_boot, level)
-    estimate = rsa(A, B)
     idx = bootstrap_indices(n, n_boot, seed=seed, strata=strata, min_distinct=min_distinct)
     reps = pair_moments(item_counts(idx, n), A, B).r
     return BootstrapCI.from_replicates(
-        estimate, reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
+        rsa(A, B), reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
     )
 
 
