@@ -16,17 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = [
-    "CASES",
-    "MarkCase",
-    "OverlappingMarks",
-    "covariance",
-    "grouped_overlapping_marks",
-    "groups",
-    "overlapping_marks",
-    "power_case",
-]
-
 N, D = 250, 1024
 
 
@@ -46,8 +35,9 @@ def covariance(x: np.ndarray) -> np.ndarray:
     return xc @ xc.T / (x.shape[1] - 1)
 
 
-def _marks(loadings: np.ndarray, rng: np.random.Generator, d: int = D) -> np.ndarray:
-    u = rng.normal(0, 1, d)
+def marks(loadings: np.ndarray, rng: np.random.Generator, d: int = D, u: np.ndarray | None = None) -> np.ndarray:
+    """``x_i = a_i u + e_i`` for the ``loadings`` ``a``: ``u`` drawn from ``rng`` unless given, then the noise."""
+    u = rng.normal(0, 1, d) if u is None else u
     return loadings[:, None] * u[None, :] + rng.normal(0, 1, (loadings.size, d))
 
 
@@ -55,12 +45,12 @@ def groups(sizes: list[int], amps: list[float], rng: np.random.Generator, truth:
     """Groups of marks with loadings ``amps`` (shuffled order); the pair types sit at ``a_g a_h``."""
     lab = np.repeat(np.arange(len(sizes)), sizes)
     lab = lab[rng.permutation(lab.size)]
-    return MarkCase(_marks(np.asarray(amps, dtype=float)[lab], rng), truth, (), lab)
+    return MarkCase(marks(np.asarray(amps, dtype=float)[lab], rng), truth, (), lab)
 
 
 def one_population(rng: np.random.Generator) -> MarkCase:
     """One population: every mark draws its vector the same way (1)."""
-    return MarkCase(_marks(np.full(N, 0.7), rng), 1, (), np.zeros(N, dtype=np.int64))
+    return MarkCase(marks(np.full(N, 0.7), rng), 1, (), np.zeros(N, dtype=np.int64))
 
 
 def atypical_marks(rng: np.random.Generator) -> MarkCase:
@@ -69,19 +59,19 @@ def atypical_marks(rng: np.random.Generator) -> MarkCase:
     a = np.full(N, 0.7)
     odd = rng.choice(N, 3, replace=False)
     a[odd[:2]] = 2.1
-    x = _marks(a, rng)
+    x = marks(a, rng)
     x[odd[2]] += 4.0 * rng.normal(0, 1, D) + 1.5 * x.mean(axis=0)
     return MarkCase(x, 1, tuple(sorted(int(i) for i in odd)), np.zeros(N, dtype=np.int64))
 
 
 def heavy_tailed(rng: np.random.Generator) -> MarkCase:
     """Per-mark loadings with heavy tails (Student t, 3 dof, around 0.7): one population (1)."""
-    return MarkCase(_marks(0.7 + 0.25 * rng.standard_t(3, N), rng), 1, (), np.zeros(N, dtype=np.int64))
+    return MarkCase(marks(0.7 + 0.25 * rng.standard_t(3, N), rng), 1, (), np.zeros(N, dtype=np.int64))
 
 
 def lognormal_scales(rng: np.random.Generator, sigma: float = 0.5) -> MarkCase:
     """Each mark's whole vector scaled by a lognormal factor (a continuous per-mark effect, no groups): 1."""
-    x = _marks(np.full(N, 0.7), rng) * rng.lognormal(0, sigma, (N, 1))
+    x = marks(np.full(N, 0.7), rng) * rng.lognormal(0, sigma, (N, 1))
     return MarkCase(x, 1, (), np.zeros(N, dtype=np.int64))
 
 
@@ -149,7 +139,7 @@ def overlapping_marks(
     w = window + 1
     a = loading + spread * _window_values(pos, w, rng)
     u = np.random.default_rng(direction_seed).normal(0, 1, d)
-    x = a[:, None] * u[None, :] + rng.normal(0, 1, (pos.size, d))
+    x = marks(a, rng, d, u)
     gap = np.abs(pos[:, None] - pos[None, :])
     overlap = np.clip(w - gap, 0, None) / w
     iu = np.triu_indices(pos.size, 1)
@@ -175,6 +165,5 @@ def grouped_overlapping_marks(
     n = pos.size
     lab = (rng.permutation(n) >= n // 2).astype(np.int64)
     a = loading + separation * lab + spread * _window_values(pos, window + 1, rng)
-    u = rng.normal(0, 1, d)
-    x = a[:, None] * u[None, :] + rng.normal(0, 1, (n, d))
+    x = marks(a, rng, d)
     return MarkCase(x, 3 if separation > 0 else 1, (), lab if separation > 0 else np.zeros(n, dtype=np.int64))
