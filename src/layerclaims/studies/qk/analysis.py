@@ -14,12 +14,7 @@ from threadpoolctl import threadpool_limits
 from layerclaims import results
 from layerclaims.errors import ModelNotFoundError, UsageError
 from layerclaims.extract import qkv
-from layerclaims.metrics.bootstrap import (
-    bootstrap_indices,
-    bootstrap_pair_correlation,
-    item_counts,
-    percentile_interval,
-)
+from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
 from layerclaims.metrics.similarity import (
     cosine_matrix,
     mantel_test,
@@ -305,16 +300,11 @@ def resampled_offdiagonal_means(
         return mean, within / between
 
 
-def _ci(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile intervals along the last axis: ``(low, high)`` with the leading shape."""
-    flat = replicates.reshape(-1, replicates.shape[-1])
-    lo_hi = np.array([percentile_interval(r, LEVEL) for r in flat]).reshape(*replicates.shape[:-1], 2)
-    return lo_hi[..., 0], lo_hi[..., 1]
-
-
 def _stat(value: np.ndarray, reps: np.ndarray | None, p: np.ndarray | None) -> BlockStatistic:
+    """``value [n_sel]`` with the percentile interval of each row of ``reps [n_sel, n_boot]`` and ``p`` (or NaN)."""
     nan = np.full(value.shape, np.nan)
-    lo, hi = _ci(reps) if reps is not None else (nan, nan)
+    lo_hi = np.array([percentile_interval(r, LEVEL) for r in reps]).reshape(-1, 2) if reps is not None else None
+    lo, hi = (nan, nan) if lo_hi is None else (lo_hi[:, 0], lo_hi[:, 1])
     return BlockStatistic(value, lo, hi, nan if p is None else p)
 
 
@@ -341,7 +331,7 @@ def _replicates(
     seed: int,
 ) -> Stats:
     """:func:`_values` on ``n_boot`` stratified resamples of the words (``[n_sel, n_boot]`` each), the same resamples
-    for every statistic and block (at least 2 distinct words per category; copy pairs excluded)."""
+    for every statistic and block (at least 2 distinct words per category; copy pairs excluded: ``pair_moments``)."""
     n_sel, n = cos[projections[0]].shape[:2]
     cats = list(dict.fromkeys(labels))
     codes = np.array([cats.index(lab) for lab in labels])
@@ -352,12 +342,7 @@ def _replicates(
         "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
         "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
         "rsa": {
-            p: np.array(
-                [
-                    bootstrap_pair_correlation(a, b, n_boot=n_boot, seed=seed, strata=labels, min_distinct=2).replicates
-                    for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
-                ]
-            )
+            p: np.array([pair_moments(counts, a, b).r for a, b in zip(cos[p[0]], cos[p[1]], strict=True)])
             for p in pairs
         },
     }
