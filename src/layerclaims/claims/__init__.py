@@ -140,15 +140,6 @@ class _Where:
         raise self.error(f"{prefix}{key}", f"unknown key {key!r}: not {what}", f"use only {', '.join(valid)}")
 
 
-def _freeze(value: Any) -> Any:
-    """TOML values as hashable Python values: lists become tuples (recursively)."""
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    return value
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -160,16 +151,16 @@ def _string(where: _Where, table: Mapping[str, Any], name: str) -> str:
     return value.strip() if name != "text" else value
 
 
-def _finite(where: _Where, name: str, value: Any) -> None:
-    """UsageError unless every number in ``value`` (a setting's value: a number, list or table) is finite."""
+def _freeze(where: _Where, name: str, value: Any) -> Any:
+    """A setting's TOML value (a number, list or table) as a hashable value, lists as tuples (recursively);
+    UsageError for a number that is not finite."""
     if isinstance(value, float) and not math.isfinite(value):
         raise where.error(name, f"{value} is not a finite number", f"give {name} a finite value (no nan or inf)")
     if isinstance(value, list | tuple):
-        for v in value:
-            _finite(where, name, v)
+        return tuple(_freeze(where, name, v) for v in value)
     if isinstance(value, dict):
-        for k, v in value.items():
-            _finite(where, f"{name}.{k}", v)
+        return tuple(sorted((k, _freeze(where, f"{name}.{k}", v)) for k, v in value.items()))
+    return value
 
 
 def _settings(where: _Where, study: str, raw: Any) -> Settings:
@@ -187,7 +178,7 @@ def _settings(where: _Where, study: str, raw: Any) -> Settings:
                 f"study {study!r} has no setting {key!r}{hint}",
                 f"use one of {', '.join(allowed)} (the fields of the study's Config), or remove the line",
             )
-        _finite(where, f"settings.{key}", value)
+        frozen = _freeze(where, f"settings.{key}", value)
         expand = declared.shorthands.get(key)
         if expand is not None:
             try:
@@ -199,7 +190,7 @@ def _settings(where: _Where, study: str, raw: Any) -> Settings:
                 raise where.error(f"settings.{key}", f"{key} and {'/'.join(both)} both given", f"give {key} alone")
             out.update(fields)
             continue
-        out[key] = _freeze(value)
+        out[key] = frozen
     return tuple(sorted(out.items()))
 
 
@@ -216,12 +207,11 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
     declared = registry.get(study)
     at_layer, over_layers = declared.statistic_names(over_layers=False), declared.statistic_names(over_layers=True)
     statistic = raw["statistic"]
-    valid = at_layer + over_layers
-    if statistic not in valid:
+    if statistic not in at_layer + over_layers:
         raise where.error(
             f"{name}.statistic",
             f"unknown statistic {statistic!r} for study {study!r}",
-            f"use one of {', '.join(valid)}",
+            f"use one of {', '.join(at_layer + over_layers)}",
         )
     if has_layer and statistic in over_layers:
         raise where.error(

@@ -123,11 +123,9 @@ def item_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
 
 
 def overlap_blocks(positions: Any, window: int) -> np.ndarray:
-    """Block label of each item from its position (e.g. a mark's token index): items are sorted by position and two
-    neighbours whose positions differ by at most ``window`` join one block (chains join: a, b, c with b - a and
-    c - b <= ``window`` are one block). ``window`` 0 gives every item a block of its own unless two share a
-    position. Labels ``0..K-1`` in position order, in the items' input order. Study A: ``window`` = the tokens a
-    mark's hidden state reads before it (20): two marks at most 20 tokens apart read some of the same tokens."""
+    """Block label of each item from its position (e.g. a mark's token index): two neighbours in position order at
+    most ``window`` apart join one block, and chains join. Labels ``0..K-1`` in position order, in the items' input
+    order. Study A: ``window`` = the 20 tokens a mark's hidden state reads before it."""
     pos = np.asarray(positions, dtype=np.int64).reshape(-1)
     if int(window) < 0:
         raise UsageError(f"window must be >= 0 tokens, got {window}")
@@ -141,11 +139,9 @@ def overlap_blocks(positions: Any, window: int) -> np.ndarray:
 
 
 def block_counts(blocks: Any, n_boot: int, *, seed: int = 0) -> np.ndarray:
-    """``(n_boot, n_items)`` multiplicities of the block bootstrap: each row draws as many blocks as there are,
-    with replacement, and an item's multiplicity is the number of times its block was drawn (so a resample has
-    ``n_items`` items on average, not exactly). ``blocks``: one label per item (:func:`overlap_blocks`); with every
-    item its own block this is the ordinary bootstrap of items (the same draws as :func:`bootstrap_indices` with
-    the same seed, as multiplicities)."""
+    """``(n_boot, n_items)`` multiplicities of the block bootstrap: each row draws as many blocks as there are, with
+    replacement; an item counts as often as its block was drawn (``n_items`` items per resample on average).
+    ``blocks``: one label per item; with every item its own block, the same draws as :func:`bootstrap_indices`."""
     lab = np.asarray(blocks).reshape(-1)
     if lab.size == 0:
         raise UsageError("block_counts needs at least one item")
@@ -159,11 +155,8 @@ def percentile_interval(
     replicates: Any, level: float = 0.95, *, max_nan_fraction: float = 0.1, discrete: bool = False
 ) -> tuple[float, float]:
     """Percentile interval: the ``(1-level)/2`` and ``(1+level)/2`` quantiles (linear interpolation) of the finite
-    replicates. ``(nan, nan)`` if more than ``max_nan_fraction`` of them are NaN/inf, or none is finite.
-
-    ``discrete=True`` (counts, e.g. a number of clusters): the ends are replicate values themselves, the lower end
-    rounded down and the upper end up (numpy's ``"lower"`` / ``"higher"`` quantile methods), never a fraction
-    between two counts."""
+    replicates; ``(nan, nan)`` if more than ``max_nan_fraction`` of them are NaN/inf, or none is finite.
+    ``discrete=True`` (counts): the ends are replicate values, the lower rounded down and the upper up."""
     _check(1, 1, level)
     r = as_array(replicates, name="replicates").ravel()
     ok = np.isfinite(r)
@@ -232,11 +225,10 @@ class PairMoments:
 
 def pair_moments(counts: Any, A: Any, B: Any, mask: Any = None) -> PairMoments:
     """THE pair-weighted bootstrap primitive: moments of the pair values of two symmetric item x item matrices
-    ``A``, ``B`` under item multiplicities ``counts`` (``[n_boot, n]``, e.g. :func:`item_counts`; a row of ones is
-    the full sample). With the pair rule of the module docstring every sum is a quadratic form ``c^T (M * U) c``,
-    ``U`` the strict upper triangle (times the symmetric boolean ``mask`` when given: e.g. one cluster of pairs), so
-    all replicates are a handful of ``(n_boot x n) @ (n x n)`` products. Values are centred first so the one-pass
-    moments stay accurate when they are large (r and slopes are shift-invariant)."""
+    ``A``, ``B`` under item multiplicities ``counts`` (``[n_boot, n]``; a row of ones is the full sample). With the
+    pair rule of the module docstring every sum is a quadratic form ``c^T (M * U) c``, ``U`` the strict upper
+    triangle (times the symmetric boolean ``mask`` when given). Values are centred first so the one-pass moments
+    stay accurate when they are large (r and slopes are shift-invariant)."""
     W = np.atleast_2d(np.asarray(counts, dtype=np.float64))
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     n = A.shape[0]
