@@ -58,9 +58,11 @@ def _check_symmetric(S: np.ndarray, name: str) -> None:
         raise UsageError(f"{name} is not symmetric: pass a similarity matrix (e.g. from cosine_matrix)")
 
 
-def _same_shape(S1: np.ndarray, S2: np.ndarray) -> None:
+def _square_pair(S1: Any, S2: Any) -> tuple[np.ndarray, np.ndarray]:
+    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
     if S1.shape != S2.shape:
         raise UsageError(f"S1 and S2 must describe the same items: shapes {S1.shape} and {S2.shape} differ")
+    return S1, S2
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -240,8 +242,7 @@ def rsa(S1: Any, S2: Any, method: Method = "pearson") -> float:
     ``"pearson"`` is the original; ``"spearman"`` ranks each triangle first (average ranks for ties). Pairs missing
     (NaN) in either matrix are dropped. NaN when either triangle is constant or fewer than 2 pairs remain.
     UsageError for different shapes or an unknown method."""
-    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
-    _same_shape(S1, S2)
+    S1, S2 = _square_pair(S1, S2)
     iu = np.triu_indices(S1.shape[0], 1)
     return _correlate(S1[iu], S2[iu], method)
 
@@ -251,8 +252,7 @@ def rsa_by_category(
 ) -> dict[Hashable, float]:
     """RSA restricted to each category's within-category pairs (``i < j`` both in it): ``{category: r}`` in order
     of first appearance. NaN for a category with fewer than 3 items (fewer than 2 pairs) or a constant block."""
-    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
-    _same_shape(S1, S2)
+    S1, S2 = _square_pair(S1, S2)
     cats, codes = _encode_labels(labels, S1.shape[0])
     out: dict[Hashable, float] = {}
     for c, cat in enumerate(cats):
@@ -276,8 +276,7 @@ def mantel_test(
     ``"greater"`` is what a claim "RSA > threshold" needs. Both matrices must be symmetric and complete. With
     ``n!`` near or below ``n_perm`` permutations repeat; the p-value stays valid."""
     _check_n_perm(n_perm)
-    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
-    _same_shape(S1, S2)
+    S1, S2 = _square_pair(S1, S2)
     _check_symmetric(S1, "S1")
     _check_symmetric(S2, "S2")
     if method not in ("pearson", "spearman"):

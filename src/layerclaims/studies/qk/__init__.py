@@ -87,14 +87,9 @@ class Config:
 
     def __post_init__(self) -> None:
         words = _as_str_tuple(self.words, "words")
-        if self.labels is None:
-            if words != WORDS:
-                raise UsageError(
-                    "labels are needed with a custom word list: pass labels=(one category per word, in order)"
-                )
-            labels = LABELS
-        else:
-            labels = _as_str_tuple(self.labels, "labels")
+        if self.labels is None and words != WORDS:
+            raise UsageError("labels are needed with a custom word list: pass labels=(one category per word, in order)")
+        labels = LABELS if self.labels is None else _as_str_tuple(self.labels, "labels")
         object.__setattr__(self, "words", words)
         object.__setattr__(self, "labels", labels)
         if self.blocks is not None and not isinstance(self.blocks, int):

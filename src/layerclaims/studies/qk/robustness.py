@@ -18,15 +18,11 @@ def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
     """Each matrix's off-diagonal entries replaced by their average ranks (symmetric); the diagonal by n + 1."""
     from scipy.stats import rankdata
 
-    out = np.empty_like(S)
-    n = S.shape[-1]
-    iu = np.triu_indices(n, 1)
-    for b in range(S.shape[0]):
-        r = rankdata(S[b][iu])
-        M = np.full((n, n), float(r.size + 1))
-        M[iu] = r
-        M[(iu[1], iu[0])] = r
-        out[b] = M
+    iu, ju = np.triu_indices(S.shape[-1], 1)
+    out = np.full(S.shape, float(iu.size + 1))
+    r = rankdata(S[:, iu, ju], axis=1)
+    out[:, iu, ju] = r
+    out[:, ju, iu] = r
     return out
 
 
