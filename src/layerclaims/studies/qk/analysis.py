@@ -218,10 +218,7 @@ class QKResult(results.SavedResult):
                 "multi_token": self.multi_token,
             }
             if statistic == "k_minus_q_mean_cosine":
-                extra: dict[str, Any] = {
-                    "mean_cosine_q": float(self.mean_cosine["q"].value[i]),
-                    "mean_cosine_k": float(self.mean_cosine["k"].value[i]),
-                }
+                extra: dict[str, Any] = {f"mean_cosine_{k}": float(self.mean_cosine[k].value[i]) for k in ("q", "k")}
                 if self.centred_k_minus_q is not None:
                     c = self.centred_k_minus_q.at(i)
                     extra["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
@@ -230,11 +227,8 @@ class QKResult(results.SavedResult):
                 by_cat = dict(zip(self.categories, self.rsa_by_category["qk"][i].tolist(), strict=True))
                 details = base | {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
                 return self._with(self.rsa["qk"].at(i, details), "rsa_qk", i)
-            details = base | {
-                "selectivity_q": float(self.selectivity["q"].value[i]),
-                "selectivity_k": float(self.selectivity["k"].value[i]),
-                "p_name": "label permutation, max of Q's and K's p (intersection-union)",
-            }
+            details = base | {f"selectivity_{k}": float(self.selectivity[k].value[i]) for k in ("q", "k")}
+            details["p_name"] = "label permutation, max of Q's and K's p (intersection-union)"
             return self._with(self.min_selectivity_qk.at(i, details), "min_selectivity_qk", i)
         if statistic in _OVER_BLOCKS:
             if layer is not None:
