@@ -69,8 +69,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r of two 1-D arrays; NaN when either is constant or has fewer than 2 values."""
     if a.size < 2:
         return float("nan")
-    a = a - a.mean()
-    b = b - b.mean()
+    a, b = a - a.mean(), b - b.mean()
     den = np.sqrt((a @ a) * (b @ b))
     if den == 0.0 or not np.isfinite(den):
         return float("nan")

@@ -403,10 +403,10 @@ def analyse(
     if vecs is not None and "q" in vecs and "k" in vecs:
         centred = {k: np.stack([cosine_matrix(X - X.mean(axis=0)) for X in vecs[k]]) for k in ("q", "k")}
         c_mean = _values(centred, labels, ("q", "k"), ())["mean"]
-        c_boot = (
-            _replicates(centred, labels, ("q", "k"), (), config.n_boot, config.seed)["mean"] if config.n_boot else None
-        )
-        c_reps = None if c_boot is None else c_boot["k"] - c_boot["q"]
+        c_reps = None
+        if config.n_boot:
+            c_boot = _replicates(centred, labels, ("q", "k"), (), config.n_boot, config.seed)["mean"]
+            c_reps = c_boot["k"] - c_boot["q"]
         extra["centred_k_minus_q"] = _stat(c_mean["k"] - c_mean["q"], c_reps, None)
     if vecs is not None and "x" in vecs and config.n_control_seeds:
         dims = {k: int(vecs[k].shape[-1]) for k in ("q", "k")}
