@@ -399,13 +399,14 @@ def simulate_block_coverage(
     n: int = N_MARKS,
 ) -> Coverage:
     """Coverage of the mean pair covariance's interval when marks read overlapping windows
-    (:func:`~layerclaims.metrics.mark_cases.overlapping_marks`, token positions with geometric gaps of median
+    (:func:`~tests.oracles.mark_cases.overlapping_marks`, token positions with geometric gaps of median
     ``median_gap``): the percentile interval of :func:`~layerclaims.metrics.bootstrap.pair_moments` over the
     ordinary bootstrap of marks and over the block bootstrap (:func:`~layerclaims.metrics.bootstrap.overlap_blocks`
     with ``window``). Each simulation draws new positions, token values and noise; the direction the marks load on
     is the same in all (the model)."""
     from layerclaims.metrics.bootstrap import block_counts, overlap_blocks
-    from layerclaims.metrics.mark_cases import covariance, mark_positions, overlapping_marks
+    from layerclaims.metrics.mark_cases import covariance
+    from tests.oracles.mark_cases import mark_positions, overlapping_marks
 
     upper = np.triu(np.ones((n, n)), 1)
 
@@ -471,15 +472,16 @@ def simulate_counts(
 ) -> list[CountCalibration]:
     """Study A's count procedure end to end on simulated marks: two groups ``separation`` apart (noise sd units;
     0: one population) whose loadings also depend on overlapping 20-token windows
-    (:func:`~layerclaims.metrics.mark_cases.grouped_overlapping_marks`, geometric gaps of median ``median_gap``),
+    (:func:`~tests.oracles.mark_cases.grouped_overlapping_marks`, geometric gaps of median ``median_gap``),
     the covariance pair matrix, ``cluster_marks`` on all marks, ``n_boot`` refits on block bootstrap resamples
     (:func:`~layerclaims.metrics.mark_clusters.refit_resamples`, blocks of marks within 20 tokens), and
     :func:`~layerclaims.decision.decide_count` for each claimed count at each level (default: the first and last
     Holm levels of an 11-claim family). The detection-limit gate of "== 1" is not applied here (it depends on the
     scenario, not the simulation: see :func:`layerclaims.metrics.detectability.detection_limit`)."""
     from layerclaims.metrics.bootstrap import block_counts, overlap_blocks
-    from layerclaims.metrics.mark_cases import covariance, grouped_overlapping_marks, mark_positions
+    from layerclaims.metrics.mark_cases import covariance
     from layerclaims.metrics.mark_clusters import cluster_marks, refit_resamples
+    from tests.oracles.mark_cases import grouped_overlapping_marks, mark_positions
 
     rng = np.random.default_rng(seed)
     truth = 3 if separation > 0 else 1

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks mark-clusters [--seeds 20] [--mi]``
 
-For every case of :mod:`layerclaims.metrics.mark_cases` (N = 250 marks, D = 1024 dimensions) and ``--seeds`` seeds:
+For every case of :mod:`tests.oracles.mark_cases` (N = 250 marks, D = 1024 dimensions) and ``--seeds`` seeds:
 the fraction of seeds where the count differs from the truth, for cluster_marks and for the literal count of the
 pair values (:func:`~layerclaims.metrics.clusters.count_clusters`); the atypical marks missed (not flagged) and the
 marks flagged in group cases (false flags). Then the power curve over the separation of two groups, and the
@@ -19,8 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from layerclaims.metrics.clusters import count_clusters
-from layerclaims.metrics.mark_cases import CASES, MarkCase, covariance, power_case
+from layerclaims.metrics.mark_cases import covariance
 from layerclaims.metrics.mark_clusters import cluster_marks
+from tests.oracles.mark_cases import CASES, MarkCase, power_case
 
 NULL_CASES = (
     "one population",

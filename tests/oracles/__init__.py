@@ -1,1 +1,2 @@
-"""Reference implementations the tests check the package's fast paths against (never imported by the package)."""
+"""Reference implementations the tests check the package's fast paths against, and cases with a known answer
+(never imported by the package)."""

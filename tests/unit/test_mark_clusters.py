@@ -1,5 +1,5 @@
 """cluster_marks: pair clusters carried by groups of marks, validated on the cases of issue 11 (N = 250 marks,
-D = 1024 dimensions, :mod:`layerclaims.metrics.mark_cases`); and the evidence table of pair data, where the literal
+D = 1024 dimensions, ``tests/oracles/mark_cases.py``); and the evidence table of pair data, where the literal
 count of the pair values (count_clusters) stands beside it.
 """
 
@@ -13,8 +13,9 @@ from gmm_baseline import gmm_bic
 
 from layerclaims.errors import UsageError
 from layerclaims.metrics.clusters import count_clusters
-from layerclaims.metrics.mark_cases import CASES, covariance, power_case
+from layerclaims.metrics.mark_cases import covariance
 from layerclaims.metrics.mark_clusters import MarkClusters, cluster_marks, pair_cluster_labels
+from tests.oracles.mark_cases import CASES, power_case
 
 
 def _agreement(labels: np.ndarray, truth: np.ndarray) -> float:

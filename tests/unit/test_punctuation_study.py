@@ -167,9 +167,10 @@ def test_seeds_are_independent_streams_from_one_place() -> None:
 
 
 def test_gaussian_surrogate_keeps_mean_and_covariance_and_has_no_groups() -> None:
-    from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.metrics.mark_cases import covariance
     from layerclaims.metrics.mark_clusters import cluster_marks
     from layerclaims.studies.punctuation.analysis import gaussian_surrogate
+    from tests.oracles.mark_cases import CASES
 
     case = CASES["two groups 125/125"](np.random.default_rng(0))
     x = case.x[:, :64]  # few dimensions: the check of the covariance below is then precise
@@ -396,8 +397,8 @@ def test_small_samples_are_not_evaluated() -> None:
 
 
 def test_control_has_replicates_and_sees_no_groups() -> None:
-    from layerclaims.metrics.mark_cases import CASES
     from layerclaims.studies.punctuation.analysis import control
+    from tests.oracles.mark_cases import CASES
 
     x = CASES["two groups 125/125"](np.random.default_rng(0)).x
     got = control(x, Config(n_boot_clusters=4), seed=3, blocks=np.arange(x.shape[0]))
@@ -410,9 +411,10 @@ def test_simpson_on_mark_groups_with_groups_refit_in_each_resample() -> None:
     """A known paradox: MI falls across the pair types (pooled r < 0) but rises with covariance inside each one.
     The within-group slopes and the paradox flag hold in the resamples too, with the groups refit each time."""
     from layerclaims.metrics.bootstrap import block_counts
-    from layerclaims.metrics.mark_cases import CASES, covariance
+    from layerclaims.metrics.mark_cases import covariance
     from layerclaims.metrics.mark_clusters import cluster_marks
     from layerclaims.studies.punctuation.analysis import Layer, detail_resamples, paradox, within_slopes
+    from tests.oracles.mark_cases import CASES
 
     rng = np.random.default_rng(0)
     case = CASES["two groups 125/125"](rng)

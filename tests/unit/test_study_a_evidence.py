@@ -8,8 +8,9 @@ import pytest
 
 from layerclaims.errors import UsageError
 from layerclaims.metrics.detectability import detection_limit, matched_loading, power_at
-from layerclaims.metrics.mark_cases import covariance, power_case
+from layerclaims.metrics.mark_cases import covariance
 from layerclaims.metrics.mark_clusters import cluster_marks
+from tests.oracles.mark_cases import power_case
 
 
 def _count(m: np.ndarray) -> int:

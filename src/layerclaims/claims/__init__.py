@@ -2,16 +2,12 @@
 installed study (:mod:`layerclaims.study`) whose result computes the statistic (``../shared/docs/claims.md``).
 
 The package's claims are the TOML files beside this module (read in name order); a user's are files of the same
-schema (README, "Claims as files"), read by :func:`load_claims` and added by :func:`combine_claims`. Every mistake
-in a file is a :class:`~layerclaims.errors.UsageError` naming the file, the claim, the field and the fix; the valid
-statistics, kinds and settings are what each study declares (importable without torch). Claims with the same study
-and ``settings`` share one run (:func:`group_runs`).
+schema (README, "Claims as files"). Every mistake in a file is a UsageError naming the file, the claim, the field
+and the fix; the valid statistics, kinds and settings are what each study declares (importable without torch).
 
-Layers on other models (relative depth, :func:`map_layer`; the identity on the claim's own model):
-- ``layer_unit="hidden_state"``: index ``L`` into ``hidden_states`` (0 = embeddings, ``L`` = output of block ``L``).
-  ``L = 0`` stays 0; otherwise ``L' = clamp(round_half_up(L * n_target / n_ref), 1, n_target)``.
-- ``layer_unit="block"``: a 0-based block ``b`` is mapped through its output, hidden state ``b + 1``:
-  ``b' = map_hidden_state(b + 1) - 1``.
+Layers on other models (relative depth, :func:`map_layer`; the identity on the claim's own model): a hidden-state
+index ``L`` (0 = embeddings) maps to ``L' = clamp(round_half_up(L * n_target / n_ref), 1, n_target)``, 0 stays 0;
+a 0-based block ``b`` is mapped through its output, hidden state ``b + 1``: ``b' = map_hidden_state(b + 1) - 1``.
 """
 
 from __future__ import annotations
@@ -72,10 +68,9 @@ def as_comparison(value: str) -> Comparison:
 
 @dataclass(frozen=True)
 class Claim:
-    """One published claim. ``layer`` is on the claim's own ``model`` (which has ``model_blocks`` blocks);
-    ``None`` means the statistic reads all layers. ``kind`` selects the study's kind of mark (internal/terminal).
-    ``settings``: study settings (sorted ``(Config field, value)`` pairs, lists as tuples) for a claim about other
-    stimuli; empty = the study's defaults, the original method. ``beats_control``: the claim holds only when its
+    """One published claim. ``layer`` is on the claim's own ``model`` (``model_blocks`` blocks); ``None``: the
+    statistic reads all layers. ``kind``: the study's kind of mark. ``settings``: sorted ``(Config field, value)``
+    pairs, lists as tuples (empty: the original method). ``beats_control``: the claim holds only when its
     statistic also beats its control (``docs/verdicts.md``, "Controls"). ``file``: the claims file it came from."""
 
     id: str
@@ -95,7 +90,6 @@ class Claim:
 
     @property
     def options(self) -> dict[str, Any]:
-        """``settings`` as keyword arguments of the study's ``Config``."""
         return dict(self.settings)
 
     @property
@@ -133,8 +127,7 @@ class _Where:
         return UsageError(f"{where}: {problem}{stop} Fix: {fix}")
 
     def check_keys(self, prefix: str, keys: Iterable[str], valid: Sequence[str], what: str) -> None:
-        """UsageError for the first (sorted) key not in ``valid``, named with the nearest valid one when there is a
-        close one (``treshold``)."""
+        """UsageError for the first (sorted) key not in ``valid``, with the nearest valid one (``treshold``)."""
         unknown = sorted(set(keys) - set(valid))
         if not unknown:
             return
@@ -145,15 +138,6 @@ class _Where:
                 f"{prefix}{key}", f"unknown key {key!r}; did you mean {near[0]!r}?", f"rename {key} to {near[0]}"
             )
         raise self.error(f"{prefix}{key}", f"unknown key {key!r}: not {what}", f"use only {', '.join(valid)}")
-
-
-def _freeze(value: Any) -> Any:
-    """TOML values as hashable Python values: lists become tuples (recursively)."""
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    return value
 
 
 def _is_int(value: Any) -> bool:
@@ -167,16 +151,16 @@ def _string(where: _Where, table: Mapping[str, Any], name: str) -> str:
     return value.strip() if name != "text" else value
 
 
-def _finite(where: _Where, name: str, value: Any) -> None:
-    """UsageError unless every number in ``value`` (a setting's value: a number, list or table) is finite."""
+def _freeze(where: _Where, name: str, value: Any) -> Any:
+    """A setting's TOML value (a number, list or table) as a hashable value, lists as tuples (recursively);
+    UsageError for a number that is not finite."""
     if isinstance(value, float) and not math.isfinite(value):
         raise where.error(name, f"{value} is not a finite number", f"give {name} a finite value (no nan or inf)")
     if isinstance(value, list | tuple):
-        for v in value:
-            _finite(where, name, v)
+        return tuple(_freeze(where, name, v) for v in value)
     if isinstance(value, dict):
-        for k, v in value.items():
-            _finite(where, f"{name}.{k}", v)
+        return tuple(sorted((k, _freeze(where, f"{name}.{k}", v)) for k, v in value.items()))
+    return value
 
 
 def _settings(where: _Where, study: str, raw: Any) -> Settings:
@@ -194,7 +178,7 @@ def _settings(where: _Where, study: str, raw: Any) -> Settings:
                 f"study {study!r} has no setting {key!r}{hint}",
                 f"use one of {', '.join(allowed)} (the fields of the study's Config), or remove the line",
             )
-        _finite(where, f"settings.{key}", value)
+        frozen = _freeze(where, f"settings.{key}", value)
         expand = declared.shorthands.get(key)
         if expand is not None:
             try:
@@ -206,7 +190,7 @@ def _settings(where: _Where, study: str, raw: Any) -> Settings:
                 raise where.error(f"settings.{key}", f"{key} and {'/'.join(both)} both given", f"give {key} alone")
             out.update(fields)
             continue
-        out[key] = _freeze(value)
+        out[key] = frozen
     return tuple(sorted(out.items()))
 
 
@@ -223,12 +207,11 @@ def _condition(where: _Where, study: str, has_layer: bool, i: int, raw: Any) -> 
     declared = registry.get(study)
     at_layer, over_layers = declared.statistic_names(over_layers=False), declared.statistic_names(over_layers=True)
     statistic = raw["statistic"]
-    valid = at_layer + over_layers
-    if statistic not in valid:
+    if statistic not in at_layer + over_layers:
         raise where.error(
             f"{name}.statistic",
             f"unknown statistic {statistic!r} for study {study!r}",
-            f"use one of {', '.join(valid)}",
+            f"use one of {', '.join(at_layer + over_layers)}",
         )
     if has_layer and statistic in over_layers:
         raise where.error(
@@ -376,7 +359,7 @@ def parse_claims(text: str, file: str = "<claims>") -> tuple[Claim, ...]:
 
 def _check_no_cycle(claims: Sequence[Claim]) -> None:
     """UsageError naming the cycle when claims presuppose each other in a circle (U1 -> U2 -> U1, or U1 -> U1):
-    each would then "fail because its premise fails", and its own result would never be shown."""
+    each would "fail because its premise fails", and its own result would never be shown."""
     by_id = {c.id: c for c in claims}
     done: set[str] = set()
 
@@ -463,8 +446,7 @@ def combine_claims(
     extra: Sequence[Claim] = (),
 ) -> tuple[Claim, ...]:
     """The package's claims plus the user's (claims files or folders in ``paths``, and ``extra`` records); with
-    ``only``, the user's alone. A user's id that the package already uses is an error naming the file and the fix;
-    so is a ``presupposes`` id that none of the claims has."""
+    ``only``, the user's alone. UsageError for a user's id the package already uses or an unknown premise."""
     if isinstance(paths, str | Path):
         paths = [paths]
     user: list[Claim] = list(extra)
@@ -488,7 +470,7 @@ def combine_claims(
 
 def group_runs(claims: Iterable[Claim]) -> list[tuple[str, dict[str, Any], tuple[Claim, ...]]]:
     """The study runs that ``claims`` need: one ``(study, settings, claims)`` per distinct study and settings, in
-    order of first appearance (claims with the same study and settings share one run)."""
+    order of first appearance."""
     groups: dict[tuple[str, Settings], list[Claim]] = {}
     for c in claims:
         groups.setdefault((c.study, c.settings), []).append(c)
@@ -505,7 +487,7 @@ def claims_for(study: str | None = None, claims: Sequence[Claim] | None = None) 
 
 
 def map_hidden_state(layer: int, n_ref: int, n_target: int) -> int:
-    """Map hidden-state index ``layer`` of an ``n_ref``-block model to an ``n_target``-block model by relative depth."""
+    """Hidden-state index ``layer`` of an ``n_ref``-block model on an ``n_target``-block one (module docstring)."""
     if not 0 <= layer <= n_ref:
         raise UsageError(f"hidden-state index {layer} is outside 0..{n_ref} of the claim's model")
     if layer == 0 or n_ref == n_target:
@@ -523,8 +505,7 @@ def map_layer(claim: Claim, n_target: int) -> int | None:
 
 
 def claim_reads(claims: Iterable[Claim], n_blocks: int) -> tuple[registry.ClaimRead, ...]:
-    """What a study's figures read of ``claims`` on an ``n_blocks`` model: one record per condition, its layer
-    mapped (:func:`map_layer`)."""
+    """What a study's figures read of ``claims`` on an ``n_blocks`` model: one record per condition, layer mapped."""
     return tuple(
         registry.ClaimRead(c.id, k.statistic, k.comparison, k.threshold, map_layer(c, n_blocks), c.kind)
         for c in claims

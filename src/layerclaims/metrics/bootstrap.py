@@ -27,28 +27,13 @@ import numpy as np
 from layerclaims.errors import UsageError
 from layerclaims.metrics.similarity import as_array, rsa
 
-__all__ = [
-    "BootstrapCI",
-    "PairMoments",
-    "block_counts",
-    "bootstrap_indices",
-    "bootstrap_pair_correlation",
-    "item_counts",
-    "overlap_blocks",
-    "pair_moments",
-    "percentile_interval",
-]
-
 _MAX_REDRAWS = 1000
 
 
 @dataclass(frozen=True)
 class BootstrapCI:
-    """A bootstrap result: the statistic on all items, its percentile interval and how it was obtained.
-
-    ``n_valid`` counts the finite replicates the interval is built from (out of ``n_boot``); ``replicates`` holds
-    all of them (NaN included) for plots or other interval types.
-    """
+    """A bootstrap result: the statistic on all items, its percentile interval and how it was obtained. ``n_valid``
+    counts the finite replicates the interval is built from; ``replicates`` holds all of them (NaN included)."""
 
     estimate: float
     low: float
@@ -61,25 +46,14 @@ class BootstrapCI:
 
     @property
     def ci(self) -> tuple[float, float]:
-        """``(low, high)``, the shape :class:`layerclaims.results.Measurement` stores."""
         return (self.low, self.high)
 
     @classmethod
     def from_replicates(
         cls, estimate: float, reps: np.ndarray, *, level: float, n_boot: int, seed: int, max_nan_fraction: float
     ) -> BootstrapCI:
-        """The percentile interval of ``reps`` (:func:`percentile_interval`) with how it was obtained."""
         lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
-        return cls(
-            estimate=estimate,
-            low=lo,
-            high=hi,
-            level=float(level),
-            n_boot=int(n_boot),
-            n_valid=int(np.isfinite(reps).sum()),
-            seed=int(seed),
-            replicates=reps,
-        )
+        return cls(estimate, lo, hi, float(level), int(n_boot), int(np.isfinite(reps).sum()), int(seed), reps)
 
 
 def _check(n_items: int, n_boot: int, level: float) -> None:
@@ -101,19 +75,15 @@ def bootstrap_indices(
 ) -> np.ndarray:
     """``(n_boot, n_items)`` integer array: each row a resample of ``range(n_items)`` with replacement.
 
-    ``strata`` (one label per item): resample within each stratum, so position ``k`` of every row is drawn from the
-    stratum of item ``k``; stratum sizes and the label of every position are preserved (``labels[idx] == labels``).
-    ``min_distinct``: a stratum (or, without strata, the whole row) that drew fewer distinct items is redrawn until
-    it has enough. This conditions the bootstrap on the statistic being defined (e.g. >= 2 distinct items per
-    category for selectivity); with 10+ items per stratum a redraw is rare (< 1e-6 per stratum) and the
-    conditioning negligible. :class:`UsageError` if a stratum has fewer than ``min_distinct`` items.
-    """
+    ``strata`` (one label per item): position ``k`` of every row is drawn from the stratum of item ``k``, so
+    ``labels[idx] == labels``. ``min_distinct``: a stratum (or, without strata, the whole row) that drew fewer
+    distinct items is redrawn, conditioning the bootstrap on the statistic being defined (e.g. >= 2 per category
+    for selectivity; with 10+ items per stratum a redraw is rare, < 1e-6). UsageError for a smaller stratum."""
     n_items, n_boot = int(n_items), int(n_boot)
     _check(n_items, n_boot, 0.5)
     rng = np.random.default_rng(seed)
-    if strata is None:
-        groups = [np.arange(n_items)]
-    else:
+    groups = [np.arange(n_items)]
+    if strata is not None:
         strata = list(strata.tolist() if isinstance(strata, np.ndarray) else strata)
         if len(strata) != n_items:
             raise UsageError(f"got {len(strata)} strata labels for {n_items} items: pass one label per item")
@@ -149,16 +119,13 @@ def item_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
     """``(n_boot, n_items)`` multiplicities: how many times each item appears in each resample row."""
     indices = np.atleast_2d(np.asarray(indices, dtype=np.intp))
     b = indices.shape[0]
-    flat = (indices + n_items * np.arange(b)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n_items).reshape(b, n_items)
+    return np.bincount((indices + n_items * np.arange(b)[:, None]).ravel(), minlength=b * n_items).reshape(b, n_items)
 
 
 def overlap_blocks(positions: Any, window: int) -> np.ndarray:
-    """Block label of each item from its position (e.g. a mark's token index): items are sorted by position and two
-    neighbours whose positions differ by at most ``window`` join one block (chains join: a, b, c with b - a and
-    c - b <= ``window`` are one block). ``window`` 0 gives every item a block of its own unless two share a
-    position. Labels ``0..K-1`` in position order, in the items' input order. Study A: ``window`` = the tokens a
-    mark's hidden state reads before it (20): two marks at most 20 tokens apart read some of the same tokens."""
+    """Block label of each item from its position (e.g. a mark's token index): two neighbours in position order at
+    most ``window`` apart join one block, and chains join. Labels ``0..K-1`` in position order, in the items' input
+    order. Study A: ``window`` = the 20 tokens a mark's hidden state reads before it."""
     pos = np.asarray(positions, dtype=np.int64).reshape(-1)
     if int(window) < 0:
         raise UsageError(f"window must be >= 0 tokens, got {window}")
@@ -172,31 +139,24 @@ def overlap_blocks(positions: Any, window: int) -> np.ndarray:
 
 
 def block_counts(blocks: Any, n_boot: int, *, seed: int = 0) -> np.ndarray:
-    """``(n_boot, n_items)`` multiplicities of the block bootstrap: each row draws as many blocks as there are,
-    with replacement, and an item's multiplicity is the number of times its block was drawn (so a resample has
-    ``n_items`` items on average, not exactly). ``blocks``: one label per item (:func:`overlap_blocks`); with every
-    item its own block this is the ordinary bootstrap of items (the same draws as :func:`bootstrap_indices` with
-    the same seed, as multiplicities)."""
+    """``(n_boot, n_items)`` multiplicities of the block bootstrap: each row draws as many blocks as there are, with
+    replacement; an item counts as often as its block was drawn (``n_items`` items per resample on average).
+    ``blocks``: one label per item; with every item its own block, the same draws as :func:`bootstrap_indices`."""
     lab = np.asarray(blocks).reshape(-1)
     if lab.size == 0:
         raise UsageError("block_counts needs at least one item")
     _check(lab.size, n_boot, 0.5)
     uniq, inv = np.unique(lab, return_inverse=True)
-    k = uniq.size
-    draws = np.random.default_rng(seed).integers(0, k, size=(int(n_boot), k))
-    per_block = item_counts(draws, k)
-    return per_block[:, inv.reshape(-1)]
+    draws = np.random.default_rng(seed).integers(0, uniq.size, size=(int(n_boot), uniq.size))
+    return item_counts(draws, uniq.size)[:, inv.reshape(-1)]
 
 
 def percentile_interval(
     replicates: Any, level: float = 0.95, *, max_nan_fraction: float = 0.1, discrete: bool = False
 ) -> tuple[float, float]:
     """Percentile interval: the ``(1-level)/2`` and ``(1+level)/2`` quantiles (linear interpolation) of the finite
-    replicates. ``(nan, nan)`` if more than ``max_nan_fraction`` of them are NaN/inf, or none is finite.
-
-    ``discrete=True`` (counts, e.g. a number of clusters): the ends are replicate values themselves, the lower end
-    rounded down and the upper end up (numpy's ``"lower"`` / ``"higher"`` quantile methods), never a fraction
-    between two counts."""
+    replicates; ``(nan, nan)`` if more than ``max_nan_fraction`` of them are NaN/inf, or none is finite.
+    ``discrete=True`` (counts): the ends are replicate values, the lower rounded down and the upper up."""
     _check(1, 1, level)
     r = as_array(replicates, name="replicates").ravel()
     ok = np.isfinite(r)
@@ -229,11 +189,10 @@ def bootstrap_pair_correlation(
         raise UsageError("A and B must be symmetric with no NaN: pass two item x item matrices of pair values")
     n = A.shape[0]
     _check(n, n_boot, level)
-    estimate = rsa(A, B)
     idx = bootstrap_indices(n, n_boot, seed=seed, strata=strata, min_distinct=min_distinct)
     reps = pair_moments(item_counts(idx, n), A, B).r
     return BootstrapCI.from_replicates(
-        estimate, reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
+        rsa(A, B), reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
     )
 
 
@@ -266,11 +225,10 @@ class PairMoments:
 
 def pair_moments(counts: Any, A: Any, B: Any, mask: Any = None) -> PairMoments:
     """THE pair-weighted bootstrap primitive: moments of the pair values of two symmetric item x item matrices
-    ``A``, ``B`` under item multiplicities ``counts`` (``[n_boot, n]``, e.g. :func:`item_counts`; a row of ones is
-    the full sample). With the pair rule of the module docstring every sum is a quadratic form ``c^T (M * U) c``,
-    ``U`` the strict upper triangle (times the symmetric boolean ``mask`` when given: e.g. one cluster of pairs), so
-    all replicates are a handful of ``(n_boot x n) @ (n x n)`` products. Values are centred first so the one-pass
-    moments stay accurate when they are large (r and slopes are shift-invariant)."""
+    ``A``, ``B`` under item multiplicities ``counts`` (``[n_boot, n]``; a row of ones is the full sample). With the
+    pair rule of the module docstring every sum is a quadratic form ``c^T (M * U) c``, ``U`` the strict upper
+    triangle (times the symmetric boolean ``mask`` when given). Values are centred first so the one-pass moments
+    stay accurate when they are large (r and slopes are shift-invariant)."""
     W = np.atleast_2d(np.asarray(counts, dtype=np.float64))
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     n = A.shape[0]

@@ -1,32 +1,30 @@
 """What a cluster count could not have seen: the detection limit of :func:`~layerclaims.metrics.mark_clusters.
 cluster_marks` on data like a run's own, by simulation.
 
-A count of 1 says "no groups" only if the procedure would have found groups that were there. The limit depends on
-the data: the number of marks ``N``, their dimension ``D``, and how strong the marks' shared direction is against
-their own noise. :func:`matched_loading` reads that from a pair covariance matrix of the marks;
-:func:`detection_limit` then simulates marks of the one-direction model of :mod:`layerclaims.metrics.mark_cases`
-(``x_i = a_i u + e_i``, ``e_i ~ N(0, I_D)``, ``u ~ N(0, I_D)``): two groups of ``N/2`` marks with loadings ``a`` and
-``a + s r``, where ``s``, the **separation**, is relative to the shared loading: ``r = max(a, 0.5)`` (so the
-separation means the same whatever the scale of the marks; a loading below half the noise sd counts as 0.5). At ``a
-= 0.7`` a separation ``s`` is :func:`~layerclaims.metrics.mark_cases.power_case`'s ``delta = 0.7 s``. A simulation
-*detects* the groups when the count is not 1. The detection limit is the smallest separation on a ladder whose power
-(fraction of simulations detecting) is at least ``target`` (80%).
+A count of 1 says "no groups" only if the procedure would have found groups that were there. That depends on the
+number of marks ``N``, their dimension ``D``, and how strong the marks' shared direction is against their own noise
+(:func:`matched_loading`, from a pair covariance matrix). :func:`detection_limit` simulates the one-direction model
+of :mod:`layerclaims.metrics.mark_cases` (``x_i = a_i u + e_i``, ``e_i ~ N(0, I_D)``, ``u ~ N(0, I_D)``): two
+groups of ``N/2`` marks with loadings ``a`` and ``a + s r``; the **separation** ``s`` is relative to the loading,
+``r = max(a, 0.5)``, so it means the same whatever the scale of the marks (at ``a = 0.7``, ``power_case``'s
+``delta = 0.7 s``). A simulation *detects* the groups when the count is not 1;
+the limit is the smallest separation on a ladder whose power (fraction detecting) is at least ``target`` (80%).
 
-Units and edge cases: ``separation`` is relative to the loading (``r`` above), ``loading`` in noise sd per
-dimension; a matrix whose mean pair covariance is not positive gives loading 0 (groups at 0 and ``0.5 s``);
-``separation`` None: no separation on the ladder reached the target power (the limit lies above the largest tried).
-The model has one shared direction and Gaussian noise; real hidden states have heavier structure (a few dimensions
-that dominate, heavy tails), so the limit is a lower bound on what the count misses, not an exact one."""
+``loading`` is in noise sd per dimension; a matrix whose mean pair covariance is not positive gives loading 0;
+``separation`` None: no separation on the ladder reached the target power. Real hidden states have heavier
+structure than one direction and Gaussian noise, so the limit is a lower bound on what the count misses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from layerclaims.errors import UsageError
+from layerclaims.metrics.mark_cases import marks
 
 __all__ = ["Detectability", "detection_limit", "matched_loading", "power_at"]
 
@@ -35,9 +33,8 @@ TARGET_POWER = 0.8
 
 @dataclass(frozen=True)
 class Detectability:
-    """The detection limit of a count on data like the run's: ``separation`` (None: above every separation tried),
-    ``power`` at it (or at the largest tried), ``n_sims`` per separation, ``tried`` ``((separation, power), ...)``
-    in the order simulated, ``loading``, ``n``, ``d`` of the matched model, ``target`` power."""
+    """The detection limit of a count on data like the run's: ``separation`` (None: above every one tried), ``power``
+    at it (or at the largest tried), ``tried`` ``((separation, power), ...)`` in the order simulated."""
 
     separation: float | None
     power: float
@@ -49,8 +46,7 @@ class Detectability:
     target: float = TARGET_POWER
 
     def detects(self, separation: float) -> bool:
-        """Whether groups ``separation`` apart are detected with at least the target power (measured on the ladder:
-        a separation at or above the limit)."""
+        """Whether groups ``separation`` apart are at or above the limit (detected with the target power)."""
         return self.separation is not None and self.separation <= separation + 1e-12
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,17 +79,11 @@ def matched_loading(cov: np.ndarray) -> float:
     return float(np.sqrt(off / noise))
 
 
-MIN_REFERENCE = 0.5
-"""The loading a separation is relative to is at least this (noise sd): ``r = max(a, 0.5)``."""
-
-
 def simulate_groups(n: int, d: int, loading: float, separation: float, rng: np.random.Generator) -> np.ndarray:
     """``[n, d]`` marks of two groups (``n // 2`` and the rest, shuffled) with loadings ``loading`` and
     ``loading + separation * max(loading, 0.5)`` on one shared direction, unit noise."""
-    step = separation * max(loading, MIN_REFERENCE)
-    a = np.where(rng.permutation(n) < n // 2, loading, loading + step)
-    u = rng.normal(0, 1, d)
-    return a[:, None] * u[None, :] + rng.normal(0, 1, (n, d))
+    step = separation * max(loading, 0.5)
+    return marks(np.where(rng.permutation(n) < n // 2, loading, loading + step), rng, d)
 
 
 def power_at(
@@ -135,13 +125,12 @@ def detection_limit(
     if n_sims < 1 or not start > 0 or not factor > 1 or n < 4 or d < 1:
         raise UsageError("detection_limit needs n_sims >= 1, start > 0, factor > 1, n >= 4 and d >= 1")
     tried: list[tuple[float, float]] = []
+    at = partial(power_at, n=n, d=d, loading=loading, pair_matrix=pair_matrix, count=count, n_sims=n_sims)
 
     def power(k: int) -> float:
         s = float(start * factor**k)
-        p = power_at(s, n=n, d=d, loading=loading, pair_matrix=pair_matrix, count=count, n_sims=n_sims,
-                     seed=seed * 1_000 + k + max_steps)  # fmt: skip
-        tried.append((s, p))
-        return p
+        tried.append((s, at(s, seed=seed * 1_000 + k + max_steps)))
+        return tried[-1][1]
 
     k = 0
     p = power(0)

@@ -18,6 +18,7 @@ RATIO = 1000.0
 
 
 def _hidden(h: np.ndarray) -> np.ndarray:
+    """``|h|`` in float64, each hidden state flattened: ``[..., T * d]``."""
     arr = np.asarray(h)
     if arr.ndim < 2:
         raise UsageError(f"a hidden state must be [..., positions, dims] (2-D or more), got shape {arr.shape}")
@@ -25,15 +26,13 @@ def _hidden(h: np.ndarray) -> np.ndarray:
         raise UsageError(f"a hidden state needs at least one position and one dimension, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise UsageError("the hidden state holds NaN or infinite values: check the model's dtype (overflow)")
-    return np.abs(arr.astype(np.float64, copy=False))
+    return np.abs(arr.astype(np.float64, copy=False)).reshape(*arr.shape[:-2], -1)
 
 
 def median_magnitude(h: np.ndarray) -> np.ndarray:
     """Median of ``|a|`` over all positions and dimensions of each hidden state ``[..., T, d]``: shape ``[...]``.
-
-    This is Sun et al.'s reference scale (``torch.median(feat.abs())`` over a sequence's whole layer output)."""
-    a = _hidden(h)
-    return np.median(a.reshape(*a.shape[:-2], -1), axis=-1)
+    Sun et al.'s reference scale (``torch.median(feat.abs())`` over a sequence's whole layer output)."""
+    return np.median(_hidden(h), axis=-1)
 
 
 def massive_mask(h: np.ndarray, *, abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO) -> np.ndarray:
@@ -46,8 +45,8 @@ def massive_mask(h: np.ndarray, *, abs_threshold: float = ABS_THRESHOLD, ratio: 
     if not (np.isfinite(abs_threshold) and abs_threshold >= 0 and np.isfinite(ratio) and ratio >= 0):
         raise UsageError(f"abs_threshold and ratio must be finite and >= 0, got {abs_threshold!r}, {ratio!r}")
     a = _hidden(h)
-    med = np.median(a.reshape(*a.shape[:-2], -1), axis=-1)[..., None, None]
-    return (a > abs_threshold) & (a >= ratio * med)
+    mask = (a > abs_threshold) & (a >= ratio * np.median(a, axis=-1, keepdims=True))
+    return mask.reshape(np.shape(h))
 
 
 def massive_dims(mask: np.ndarray) -> np.ndarray:
@@ -68,9 +67,7 @@ def top_ratio(h: np.ndarray) -> np.ndarray:
     the median is 0 and the maximum is not; 1 for an all-zero state). Sun et al.'s figures plot the top
     activations against this median; a continuous companion of :func:`massive_mask`'s ratio rule."""
     a = _hidden(h)
-    flat = a.reshape(*a.shape[:-2], -1)
-    top = flat.max(axis=-1)
-    med = np.median(flat, axis=-1)
+    top, med = a.max(axis=-1), np.median(a, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(top == 0, 1.0, top / med)
     return np.asarray(out, dtype=np.float64)
@@ -91,6 +88,4 @@ def persistence(present: np.ndarray) -> float:
     1.0 when they never disappear once they appeared; NaN when no layer has one (no onset)."""
     p = np.asarray(present, dtype=bool)
     onset = onset_layer(p)
-    if onset is None:
-        return float("nan")
-    return float(p[onset:].mean())
+    return float("nan") if onset is None else float(p[onset:].mean())

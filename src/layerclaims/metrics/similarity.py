@@ -26,18 +26,13 @@ _CHUNK = 1024  # permutations evaluated per batch: bounds memory to ~_CHUNK x n_
 
 class PermutationResult(NamedTuple):
     """A permutation test: the observed ``statistic``, its ``p_value`` and the number of permutations drawn.
-
-    ``p_value = (1 + #{null as or more extreme than observed}) / (n_perm + 1)``, so it lies in ``(0, 1]`` and is never
-    zero (the observed arrangement counts as one member of the null distribution). ``alternative`` names the side.
-    """
+    ``p_value = (1 + #{null as or more extreme}) / (n_perm + 1)`` is never zero (the observed arrangement counts as
+    one member of the null distribution)."""
 
     statistic: float
     p_value: float
     n_perm: int
     alternative: str = "greater"
-
-
-# ----------------------------------------------------------------------------------------------------- helpers
 
 
 def as_array(x: Any, *, name: str = "array") -> np.ndarray:
@@ -63,17 +58,18 @@ def _check_symmetric(S: np.ndarray, name: str) -> None:
         raise UsageError(f"{name} is not symmetric: pass a similarity matrix (e.g. from cosine_matrix)")
 
 
-def _same_shape(S1: np.ndarray, S2: np.ndarray) -> None:
+def _square_pair(S1: Any, S2: Any) -> tuple[np.ndarray, np.ndarray]:
+    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
     if S1.shape != S2.shape:
         raise UsageError(f"S1 and S2 must describe the same items: shapes {S1.shape} and {S2.shape} differ")
+    return S1, S2
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r of two 1-D arrays; NaN when either is constant or has fewer than 2 values."""
     if a.size < 2:
         return float("nan")
-    a = a - a.mean()
-    b = b - b.mean()
+    a, b = a - a.mean(), b - b.mean()
     den = np.sqrt((a @ a) * (b @ b))
     if den == 0.0 or not np.isfinite(den):
         return float("nan")
@@ -141,14 +137,9 @@ def _check_n_perm(n_perm: int) -> None:
 
 
 def cosine_matrix(X: Any) -> np.ndarray:
-    """Cosine similarity of every pair of rows of ``X`` (n x d): ``S[i, j] = x_i . x_j / (|x_i| |x_j|)``.
-
-    As the original: L2-normalise the rows, then ``S = A @ A.T``. Unitless, in ``[-1, 1]`` (clipped against
-    rounding), symmetric, with an exact 1 on the diagonal. Invariant to a positive scaling of any row.
-
-    Raises :class:`UsageError` for a row of zeros (cosine undefined; the message names the row), for NaN/inf, or
-    when ``X`` is not 2-D.
-    """
+    """Cosine similarity of every pair of rows of ``X`` (n x d): ``S[i, j] = x_i . x_j / (|x_i| |x_j|)``, as the
+    original (L2-normalise the rows, then ``A @ A.T``). In ``[-1, 1]`` (clipped against rounding), symmetric, an
+    exact 1 on the diagonal. UsageError for a row of zeros (cosine undefined), NaN/inf, or ``X`` not 2-D."""
     X = as_array(X, name="X")
     if X.ndim != 2:
         raise UsageError(f"X must be 2-D (items x dimensions), got shape {X.shape}")
@@ -167,14 +158,10 @@ def cosine_matrix(X: Any) -> np.ndarray:
 
 
 def mean_offdiagonal(S: Any) -> float:
-    """Mean of the off-diagonal entries, ``sum_{i != j} S_ij / (n (n - 1))``, skipping NaN (missing) pairs.
-
-    For a symmetric matrix this equals the mean of the upper triangle. Same units as ``S``. NaN when ``n < 2`` or
-    every off-diagonal pair is missing.
-    """
+    """Mean of the off-diagonal entries, ``sum_{i != j} S_ij / (n (n - 1))``, skipping NaN (missing) pairs. Same
+    units as ``S``. NaN when ``n < 2`` or every off-diagonal pair is missing."""
     S = _square(S)
-    off = ~np.eye(S.shape[0], dtype=bool)
-    vals = S[off]
+    vals = S[~np.eye(S.shape[0], dtype=bool)]
     vals = vals[~np.isnan(vals)]
     return float(vals.mean()) if vals.size else float("nan")
 
@@ -219,14 +206,12 @@ def selectivity_index(S: Any, labels: Sequence[Hashable] | np.ndarray) -> float:
     """Within- over between-category similarity, exactly as the original notebook.
 
     ``selectivity = mean_c W_c / mean_{a<b} B_ab``, ``W_c`` the mean of the upper triangle (diagonal excluded) of
-    category ``c``'s block and ``B_ab`` the mean of the block of categories ``a`` and ``b`` (each unordered pair
-    once): unweighted means of block means, so a category of 13 items weighs as much as one of 10. Unitless; 1 is
-    "no category structure". ``labels``: one hashable label per item, in any order; >= 2 categories.
+    category ``c``'s block and ``B_ab`` the mean of the block of categories ``a`` and ``b``: unweighted means of
+    block means, so a category of 13 items weighs as much as one of 10. Unitless; 1 is "no category structure".
 
-    Edge cases: :class:`UsageError` for fewer than 2 categories, a category with a single item (no within pair),
-    a label count that differs from ``len(S)``, or an asymmetric ``S``. NaN (missing) pairs are skipped; a block
-    left with no valid pair gives NaN. A between mean of 0 gives ``inf`` (or NaN for 0/0); a negative between mean
-    a negative ratio: the index means something only when between-category similarity is positive (cosines).
+    UsageError for fewer than 2 categories, a single-item category, a label count other than ``len(S)``, or an
+    asymmetric ``S``. NaN pairs are skipped; a block with no valid pair gives NaN. A between mean of 0 gives
+    ``inf`` (NaN for 0/0), a negative one a negative ratio: the index needs positive between-category similarity.
     """
     return float(_selectivity(*_selectivity_setup(S, labels)))
 
@@ -239,13 +224,9 @@ def selectivity_permutation_test(
     seed: int = 0,
     alternative: Alternative = "greater",
 ) -> PermutationResult:
-    """Label-permutation test of :func:`selectivity_index`: is the category structure stronger than chance?
-
-    Null: category labels are exchangeable across items, so the observed selectivity is a draw from the
-    selectivities of randomly relabelled items (category sizes kept), which centre near 1. Each of ``n_perm``
-    permutations shuffles the labels with ``np.random.default_rng(seed)``; ``p = (1 + #{null >= observed}) /
-    (n_perm + 1)`` for the default one-sided ``"greater"`` (the claim "selectivity > 1" is one-sided).
-    """
+    """Label-permutation test of :func:`selectivity_index`. Null: category labels are exchangeable across items
+    (sizes kept; the null centres near 1). ``n_perm`` shuffles seeded by ``seed``; one-sided ``"greater"`` by
+    default, as the claim "selectivity > 1"."""
     _check_n_perm(n_perm)
     S0, V, codes, C = _selectivity_setup(S, labels)
     observed = float(_selectivity(S0, V, codes, C))
@@ -257,14 +238,10 @@ def selectivity_permutation_test(
 
 def rsa(S1: Any, S2: Any, method: Method = "pearson") -> float:
     """Representational similarity: correlation of the upper triangles (k=1) of two similarity matrices.
-
-    ``method="pearson"`` is the original; ``"spearman"`` ranks each triangle first (average ranks for ties), which
-    makes the value invariant to any strictly increasing transform of either matrix. Pairs missing (NaN) in either
-    matrix are dropped. Invariant to permuting the items of both matrices the same way. NaN when either triangle is
-    constant or fewer than 2 pairs remain. :class:`UsageError` for different shapes or an unknown method.
-    """
-    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
-    _same_shape(S1, S2)
+    ``"pearson"`` is the original; ``"spearman"`` ranks each triangle first (average ranks for ties). Pairs missing
+    (NaN) in either matrix are dropped. NaN when either triangle is constant or fewer than 2 pairs remain.
+    UsageError for different shapes or an unknown method."""
+    S1, S2 = _square_pair(S1, S2)
     iu = np.triu_indices(S1.shape[0], 1)
     return _correlate(S1[iu], S2[iu], method)
 
@@ -272,21 +249,15 @@ def rsa(S1: Any, S2: Any, method: Method = "pearson") -> float:
 def rsa_by_category(
     S1: Any, S2: Any, labels: Sequence[Hashable] | np.ndarray, method: Method = "pearson"
 ) -> dict[Hashable, float]:
-    """RSA restricted to each category's within-category pairs: ``{category: r}`` in order of first appearance.
-
-    For category ``c`` with items ``I_c``, correlates ``S1[i, j]`` and ``S2[i, j]`` over ``i < j`` in ``I_c``. A
-    category with fewer than 3 items (fewer than 2 pairs) or a constant block gets NaN: r is undefined there.
-    """
-    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
-    _same_shape(S1, S2)
+    """RSA restricted to each category's within-category pairs (``i < j`` both in it): ``{category: r}`` in order
+    of first appearance. NaN for a category with fewer than 3 items (fewer than 2 pairs) or a constant block."""
+    S1, S2 = _square_pair(S1, S2)
     cats, codes = _encode_labels(labels, S1.shape[0])
     out: dict[Hashable, float] = {}
     for c, cat in enumerate(cats):
         idx = np.flatnonzero(codes == c)
         iu = np.triu_indices(idx.size, 1)
-        a = S1[np.ix_(idx, idx)][iu]
-        b = S2[np.ix_(idx, idx)][iu]
-        out[cat] = _correlate(a, b, method)
+        out[cat] = _correlate(S1[np.ix_(idx, idx)][iu], S2[np.ix_(idx, idx)][iu], method)
     return out
 
 
@@ -299,19 +270,12 @@ def mantel_test(
     seed: int = 0,
     alternative: Alternative = "greater",
 ) -> PermutationResult:
-    """Mantel permutation test of :func:`rsa`: permute the items of ``S2`` (rows and columns together).
-
-    Null: the item correspondence between the two matrices is arbitrary. Each permutation ``p`` (drawn with
-    ``np.random.default_rng(seed)``) compares the upper triangle of ``S1`` with that of ``S2[p][:, p]``;
-    ``p_value = (1 + #{null >= observed}) / (n_perm + 1)``. The default one-sided ``"greater"`` is what a claim
-    "RSA > threshold" (a positive association) needs; ``"two-sided"`` counts ``|null| >= |observed|``.
-
-    Both matrices must be symmetric and complete. With ``n!`` close to or below ``n_perm`` permutations repeat;
-    the p-value stays valid.
-    """
+    """Mantel permutation test of :func:`rsa`: permute the items of ``S2`` (rows and columns together). Null: the
+    item correspondence between the two matrices is arbitrary. Seeded by ``seed``; the default one-sided
+    ``"greater"`` is what a claim "RSA > threshold" needs. Both matrices must be symmetric and complete. With
+    ``n!`` near or below ``n_perm`` permutations repeat; the p-value stays valid."""
     _check_n_perm(n_perm)
-    S1, S2 = _square(S1, "S1"), _square(S2, "S2")
-    _same_shape(S1, S2)
+    S1, S2 = _square_pair(S1, S2)
     _check_symmetric(S1, "S1")
     _check_symmetric(S2, "S2")
     if method not in ("pearson", "spearman"):

@@ -4,29 +4,22 @@ Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_la
 
 1. 34 words in 3 categories (:data:`WORDS`, :data:`CATEGORIES`), one prompt each, ``"The next word is {w}"``,
    tokenised without a BOS token (as the original; see ``Config.add_bos``).
-2. Q, K and V of the word's last token (the final prompt token for the default template) at every block, read by
-   :func:`layerclaims.extract.qkv` where the model's architecture row says: GPT-2 splits ``attn.c_attn``'s output
-   (bias included, all heads concatenated) in three, exactly as the original's hook; Llama reads ``q_proj``,
-   ``k_proj``, ``v_proj`` (before RoPE). With grouped-query attention K and V are ``n_kv_heads * head_dim`` wide
-   (SmolLM2-135M: Q 576, K and V 192). The attention computation repeats each K/V head for its group of query
-   heads; repeating every head ``r`` times multiplies every dot product and every squared norm by ``r``, so the
-   cosine similarities (hence every statistic here) are the same with or without the repetition.
-3. Per block and per projection (q, k, v): the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
+2. Q, K and V of the word's last token at every block, read by :func:`layerclaims.extract.qkv` where the model's
+   architecture row says: GPT-2 splits ``attn.c_attn``'s output (bias included, all heads) in three, exactly as
+   the original's hook; Llama reads ``q_proj``, ``k_proj``, ``v_proj`` (before RoPE). With grouped-query attention
+   K and V are ``n_kv_heads * head_dim`` wide (SmolLM2-135M: Q 576, K and V 192); repeating every K/V head ``r``
+   times, as attention does, multiplies every dot product and squared norm by ``r``, so no cosine changes.
+3. Per block and per projection: the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
    index; RSA (Pearson r of upper triangles) between Q-K, Q-V and K-V, overall and within each category.
-4. Uncertainty. One set of bootstrap resamples of the words serves every statistic at every block (so derived
-   statistics such as K minus Q, the minimum over blocks or the fraction of blocks stay paired): resampling is
-   stratified by category (sizes kept, at least 2 distinct words per category, so selectivity is always
-   defined), seeded, drawn by :func:`layerclaims.metrics.bootstrap.bootstrap_indices`; the pair formed by two
-   copies of one word is excluded (:mod:`layerclaims.metrics.bootstrap`). Intervals are
-   95% percentile intervals. p-values: Mantel (items permuted) for RSA, label permutation for selectivity, both
-   one-sided ("greater"), from :mod:`layerclaims.metrics.similarity`. ``min(selectivity Q, K) > 1`` is an
-   intersection of two claims, so its p-value is the larger of the two (intersection-union test).
+4. Uncertainty. One set of bootstrap resamples of the words serves every statistic at every block (so K minus Q,
+   the minimum over blocks or the fraction of blocks stay paired): stratified by category (at least 2 distinct
+   words per category, so selectivity is always defined), seeded, copy pairs excluded
+   (:mod:`layerclaims.metrics.bootstrap`); 95% percentile intervals. p-values: Mantel for RSA, label permutation
+   for selectivity, both one-sided. ``min(selectivity Q, K) > 1`` is an intersection of two claims, so its p-value
+   is the larger of the two (intersection-union test).
 
-Words that the tokenizer splits into several tokens are listed in the result (``split_words``; see
-``Config.multi_token``). With GPT-2's tokenizer every default word is one token; SmolLM2's splits " sofa".
-
-This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch, no numpy): the method is in
-:mod:`.analysis`, the figures in :mod:`.figures`, the robustness grid's runs in :mod:`.robustness`.
+Split words are listed in the result (``split_words``; ``Config.multi_token``): GPT-2 splits no default word,
+SmolLM2 splits " sofa". This module is the declaration (no torch, no numpy); the method is in :mod:`.analysis`.
 """
 
 from __future__ import annotations
@@ -40,23 +33,9 @@ from layerclaims.errors import UsageError
 from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
-    "space": ("galaxy", "asteroid", "comet", "cosmos", "space", "sun", "planet", "moon", "star", "orbit"),
-    "furniture": (
-        "ceiling",
-        "sofa",
-        "couch",
-        "carpet",
-        "door",
-        "window",
-        "lamp",
-        "chair",
-        "table",
-        "rug",
-        "bed",
-        "floor",
-        "wall",
-    ),
-    "fruit": ("pear", "grape", "banana", "cherry", "peach", "apple", "seed", "jelly", "orange", "lime", "fruit"),
+    "space": tuple("galaxy asteroid comet cosmos space sun planet moon star orbit".split()),
+    "furniture": tuple("ceiling sofa couch carpet door window lamp chair table rug bed floor wall".split()),
+    "fruit": tuple("pear grape banana cherry peach apple seed jelly orange lime fruit".split()),
 }
 """The original's three categories, in its order (space 10, interior/furniture 13, fruit 11)."""
 
@@ -83,16 +62,14 @@ class Config:
 
     ``words``/``labels``: the target words and one category label per word (``labels`` may be left out only with
     the default words). ``template``: the prompt, with ``{w}`` once where the word goes. ``blocks``: one 0-based
-    block, several, or None for all. ``multi_token``: the vector of a word split into several tokens, ``"last"``
-    (its last token, as the original's ``[:, -1]``) or ``"mean"`` (the mean over its tokens). ``add_bos``: False
-    (default) tokenises without special tokens, as the original; this is also what the GPT-2 and SmolLM2 tokenizers
-    do by default (neither adds a BOS). True prepends the tokenizer's ``bos_token_id`` (UsageError if it has none).
+    block, several, or None for all. ``multi_token``: the vector of a split word, ``"last"`` (its last token, as
+    the original's ``[:, -1]``) or ``"mean"`` (over its tokens). ``add_bos``: False tokenises without special
+    tokens, as the original (and as GPT-2's and SmolLM2's tokenizers do); True prepends ``bos_token_id``.
     ``n_boot``: bootstrap resamples (0: no intervals); ``n_perm``: permutations per test (0: no p-values);
-    ``seed``: seeds both. ``n_control_seeds``: random projections of the block input per control (0: no
-    controls; :func:`projection_controls`). ``tests``: which permutation tests run at every block, ``"claims"``
-    (default: the ones the claims read, Mantel Q-K and the label permutation of Q and of K) or ``"all"`` (also
-    Mantel Q-V, K-V and the selectivity of V; a Mantel test of 10,000 permutations costs about 75 ms of CPU, so on
-    a 30-block model ``"all"`` adds about 5 s). ``batch_size``: prompts per forward pass.
+    ``seed``: seeds both. ``n_control_seeds``: random projections of the block input per control (0: none).
+    ``tests``: which permutation tests run at every block, ``"claims"`` (Mantel Q-K, label permutation of Q and K)
+    or ``"all"`` (also Mantel Q-V, K-V and V's selectivity: about 5 s more on a 30-block model).
+    ``batch_size``: prompts per forward pass.
     """
 
     words: tuple[str, ...] = WORDS
@@ -110,14 +87,9 @@ class Config:
 
     def __post_init__(self) -> None:
         words = _as_str_tuple(self.words, "words")
-        if self.labels is None:
-            if words != WORDS:
-                raise UsageError(
-                    "labels are needed with a custom word list: pass labels=(one category per word, in order)"
-                )
-            labels = LABELS
-        else:
-            labels = _as_str_tuple(self.labels, "labels")
+        if self.labels is None and words != WORDS:
+            raise UsageError("labels are needed with a custom word list: pass labels=(one category per word, in order)")
+        labels = LABELS if self.labels is None else _as_str_tuple(self.labels, "labels")
         object.__setattr__(self, "words", words)
         object.__setattr__(self, "labels", labels)
         if self.blocks is not None and not isinstance(self.blocks, int):
@@ -138,9 +110,8 @@ class Config:
 
     @property
     def word_labels(self) -> tuple[str, ...]:
-        """``labels``, one per word: never None once ``__post_init__`` has run (it fills in the default words')."""
-        if self.labels is None:  # pragma: no cover - __post_init__ always sets it
-            raise AssertionError("Config.labels is None after __post_init__")
+        """``labels``, never None once ``__post_init__`` has filled in the default words'."""
+        assert self.labels is not None
         return self.labels
 
 

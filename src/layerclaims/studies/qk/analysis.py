@@ -14,12 +14,7 @@ from threadpoolctl import threadpool_limits
 from layerclaims import results
 from layerclaims.errors import ModelNotFoundError, UsageError
 from layerclaims.extract import qkv
-from layerclaims.metrics.bootstrap import (
-    bootstrap_indices,
-    bootstrap_pair_correlation,
-    item_counts,
-    percentile_interval,
-)
+from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
 from layerclaims.metrics.similarity import (
     cosine_matrix,
     mantel_test,
@@ -55,43 +50,30 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bos: bool) -> Prompts:
-    """Token ids of ``template.format(w=word)`` for each word and where the word's tokens are.
-
-    The word's tokens are those of the prompt that differ from the tokens of the text before the word (trailing
-    spaces removed: GPT-2-style BPE attaches the space to the word) and that the text up to the end of the word
-    produces. UsageError if a word yields no token of its own."""
+    """Token ids of ``template.format(w=word)`` for each word and where the word's tokens are: those of the prompt
+    that differ from the tokens of the text before the word (trailing spaces removed: GPT-2-style BPE attaches the
+    space to the word) and that the text up to the end of the word produces. UsageError if a word has no token."""
     head, _, _tail = template.partition("{w}")
     head_ids = _encode(tokenizer, head.rstrip())
-    bos: list[int] = []
-    if add_bos:
-        bos_id = getattr(tokenizer, "bos_token_id", None)
-        if bos_id is None:
-            raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
-        bos = [bos_id]
-    offset = len(bos)
+    bos_id = getattr(tokenizer, "bos_token_id", None) if add_bos else None
+    if add_bos and bos_id is None:
+        raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
+    bos: list[int] = [] if bos_id is None else [bos_id]
     ids: list[list[int]] = []
-    start: list[int] = []
-    stop: list[int] = []
+    span: list[tuple[int, int]] = []
     for w in words:
         full = _encode(tokenizer, template.replace("{w}", w))
-        through = _encode(tokenizer, head + w)
-        s = _common_prefix(full, head_ids)
-        e = _common_prefix(full, through)
+        s, e = _common_prefix(full, head_ids), _common_prefix(full, _encode(tokenizer, head + w))
         if e <= s:
             raise UsageError(f"word {w!r} yields no token of its own in {template!r}: check the template or word")
         ids.append(bos + full)
-        start.append(s + offset)
-        stop.append(e + offset)
-    return Prompts(ids, np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64))
+        span.append((s + len(bos), e + len(bos)))
+    start, stop = np.array(span, dtype=np.int64).reshape(-1, 2).T
+    return Prompts(ids, start, stop)
 
 
 def word_vectors(
@@ -99,9 +81,8 @@ def word_vectors(
 ) -> dict[str, np.ndarray]:
     """``{q, k, v: float64 [n_blocks_sel, n_words, d]}``: each word's vector at each block (see ``multi_token``),
     and ``x``: the normed input of the attention block at the same positions (what the controls project).
-
-    ``"mean"`` reads every token of a split word in the same pass: its prompt is passed once more per extra token,
-    with that token's position (one position per sequence is what :func:`~layerclaims.extract.qkv` reads)."""
+    ``"mean"`` passes a split word's prompt once more per extra token, at that token's position (``qkv`` reads one
+    position per sequence)."""
     last = prompts.stop - 1
     if multi_token == "last" or prompts.n_tokens.max() == 1:
         out = qkv(handle, prompts.ids, last, blocks=blocks, batch_size=batch_size, block_input=True)
@@ -111,11 +92,10 @@ def word_vectors(
     pos = np.concatenate([last, np.array([p for _, p in extra], dtype=np.int64)])
     out = qkv(handle, seqs, pos, blocks=blocks, batch_size=batch_size, block_input=True)
     owner = np.concatenate([np.arange(len(prompts.ids)), np.array([i for i, _ in extra], dtype=np.int64)])
-    word_rows = (slice(None), owner)  # each token's vector is added to its word's row (axis 1)
     mean = {}
-    for k, v in out.items():
+    for k, v in out.items():  # each token's vector is added to its word's row (axis 1)
         sums = np.zeros((v.shape[0], len(prompts.ids), v.shape[2]))
-        np.add.at(sums, word_rows, v.astype(np.float64))  # type: ignore[arg-type]  # numpy's stub omits a tuple index
+        np.add.at(sums, (slice(None), owner), v.astype(np.float64))  # type: ignore[arg-type]  # stub omits tuples
         mean[k] = sums / prompts.n_tokens[None, :, None]
     return mean
 
@@ -127,14 +107,14 @@ def extract(handle: Any, config: Config, blocks: list[int]) -> tuple[Prompts, di
 
 
 def similarity_matrices(vecs: dict[str, np.ndarray], vectors: str, similarity: str) -> dict[str, np.ndarray]:
-    """``{q,k,v: [n_blocks, n_words, n_words]}`` from word vectors ``[n_blocks, n_words, d]``: ``vectors``
-    ``"centred"`` subtracts the mean over words first; ``similarity`` ``"pearson"`` centres each vector over its
-    own dimensions before the cosine (so each entry is Pearson r between two vectors). ``"raw"`` and ``"cosine"``:
-    the study's cosine matrices."""
+    """``{q,k,v: [n_blocks, n_words, n_words]}`` from word vectors ``[n_blocks, n_words, d]`` (``x``, the block
+    input, is left out): ``vectors`` ``"centred"`` subtracts the mean over words first; ``similarity``
+    ``"pearson"`` centres each vector over its own dimensions before the cosine (each entry a Pearson r).
+    ``"raw"`` and ``"cosine"``: the study's cosine matrices."""
     out = {}
     for k, X in vecs.items():
         if k not in PROJECTIONS:
-            continue  # ``x``, the block input: the controls project it
+            continue
         Y = X - X.mean(axis=1, keepdims=True) if vectors == "centred" else X
         if similarity == "pearson":
             Y = Y - Y.mean(axis=2, keepdims=True)
@@ -157,7 +137,6 @@ class BlockControl:
     details: dict[str, Any] = field(default_factory=dict)
 
     def at(self, i: int) -> Control:
-        """The :class:`~layerclaims.results.Control` at index ``i`` of the studied blocks."""
         return self._control(float(self.value[i]), self.replicates[i], self.replicates[i], dict(self.details))
 
     def over_blocks(self, blocks: Sequence[int]) -> Control:
@@ -166,7 +145,6 @@ class BlockControl:
         return self._control(float(self.value.min()), self.replicates.min(axis=0), self.replicates, details)
 
     def _control(self, value: float, reps: np.ndarray, kept: np.ndarray, details: dict[str, Any]) -> Control:
-        """A Control of ``value`` with the 95% interval of the finite ``reps`` (None if none), keeping ``kept``."""
         ok = reps[np.isfinite(reps)]
         return Control(self.name, value, percentile_interval(ok, LEVEL) if ok.size else None, kept, details)
 
@@ -175,20 +153,16 @@ class BlockControl:
 class QKResult(results.SavedResult):
     """The result of study B on one model.
 
-    ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``words``/``labels``/``categories``:
-    the items and their categories (categories in order of first appearance); ``n_tokens``: tokens per word;
-    ``split_words``: the words split into several tokens; ``multi_token``: how those were handled; ``dims``: width
-    of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine``
-    and ``selectivity`` per projection (q, k, v; selectivity p: label permutation), ``rsa`` per pair (qk, qv, kv; p:
-    Mantel),
-    ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``k_minus_q``: mean cosine of K minus
-    Q; ``min_selectivity_qk``: min(selectivity Q, K), p = max of the two p-values. ``over_blocks``: the statistics
-    over all studied blocks (``min_rsa_qk_over_blocks``, ``fraction_blocks_v_most_selective``), intervals from the
-    same paired resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``, ``rsa_qk``
-    and ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three statistics on random
-    projections of the block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after
-    removing the mean key and the mean query over the words (a shared offset raises every cosine without changing
-    attention). Saved and loaded by :meth:`save` / :meth:`load`."""
+    ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``categories`` in order of first
+    appearance; ``split_words``: the words split into several tokens, handled as ``multi_token`` says; ``dims``:
+    width of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine``
+    and ``selectivity`` per projection (selectivity p: label permutation), ``rsa`` per pair (p: Mantel),
+    ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``min_selectivity_qk``'s p is the max
+    of Q's and K's. ``over_blocks``: the statistics over all studied blocks, intervals from the same paired
+    resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``, ``rsa_qk`` and
+    ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three on random projections of the
+    block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after removing the mean
+    key and the mean query over the words (a shared offset raises every cosine without changing attention)."""
 
     study: ClassVar[str] = "qk"
 
@@ -218,7 +192,6 @@ class QKResult(results.SavedResult):
     centred_k_minus_q: BlockStatistic | None = None
 
     def cos(self, projection: str) -> np.ndarray:
-        """The cosine matrices of ``projection`` (``"q"``, ``"k"``, ``"v"``): ``[n_sel, n_words, n_words]``."""
         if projection not in PROJECTIONS:
             raise UsageError(f"unknown projection {projection!r}: use one of {PROJECTIONS}")
         return {"q": self.cos_q, "k": self.cos_k, "v": self.cos_v}[projection]
@@ -234,9 +207,8 @@ class QKResult(results.SavedResult):
         return self.blocks.index(block)
 
     def measure(self, statistic: str, *, layer: int | None, kind: str | None = None) -> Measurement:
-        """The statistics the claims read (``docs/architecture.md``). ``layer`` is a 0-based block, or None for the
-        statistics over all blocks; ``kind`` (a kind of mark) is unused: this study has none. KeyError for an unknown
-        statistic."""
+        """The statistics the claims read; ``layer``: a 0-based block, or None for the statistics over all blocks;
+        ``kind`` is unused (this study has none). KeyError for an unknown statistic."""
         if statistic in _AT_BLOCK:
             i = self.index(layer)
             base = {
@@ -246,10 +218,7 @@ class QKResult(results.SavedResult):
                 "multi_token": self.multi_token,
             }
             if statistic == "k_minus_q_mean_cosine":
-                extra: dict[str, Any] = {
-                    "mean_cosine_q": float(self.mean_cosine["q"].value[i]),
-                    "mean_cosine_k": float(self.mean_cosine["k"].value[i]),
-                }
+                extra: dict[str, Any] = {f"mean_cosine_{k}": float(self.mean_cosine[k].value[i]) for k in ("q", "k")}
                 if self.centred_k_minus_q is not None:
                     c = self.centred_k_minus_q.at(i)
                     extra["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
@@ -258,11 +227,8 @@ class QKResult(results.SavedResult):
                 by_cat = dict(zip(self.categories, self.rsa_by_category["qk"][i].tolist(), strict=True))
                 details = base | {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
                 return self._with(self.rsa["qk"].at(i, details), "rsa_qk", i)
-            details = base | {
-                "selectivity_q": float(self.selectivity["q"].value[i]),
-                "selectivity_k": float(self.selectivity["k"].value[i]),
-                "p_name": "label permutation, max of Q's and K's p (intersection-union)",
-            }
+            details = base | {f"selectivity_{k}": float(self.selectivity[k].value[i]) for k in ("q", "k")}
+            details["p_name"] = "label permutation, max of Q's and K's p (intersection-union)"
             return self._with(self.min_selectivity_qk.at(i, details), "min_selectivity_qk", i)
         if statistic in _OVER_BLOCKS:
             if layer is not None:
@@ -286,8 +252,7 @@ class QKResult(results.SavedResult):
     def _with(self, m: Measurement, key: str, i: int) -> Measurement:
         """``m`` with its bootstrap replicates and its control at block index ``i`` (where the run has them)."""
         reps = self.replicates[key][i] if key in self.replicates else None
-        control = self.controls[key].at(i) if key in self.controls else None
-        return replace(m, replicates=reps, control=control)
+        return replace(m, replicates=reps, control=self.controls[key].at(i) if key in self.controls else None)
 
 
 _AT_BLOCK = ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk")
@@ -306,9 +271,8 @@ def resampled_offdiagonal_means(
     (:func:`~layerclaims.metrics.bootstrap.item_counts`); ``codes``: category index of each item. In a resample the
     distinct-item pair ``{i, j}`` appears ``c_i c_j`` times and copies of one item form no pair, so every block sum
     is a quadratic form in the counts. Returns ``(mean [m, n_boot], selectivity [m, n_boot])``, equal (to rounding)
-    to :func:`~layerclaims.metrics.similarity.mean_offdiagonal` and
-    :func:`~layerclaims.metrics.similarity.selectivity_index` of
-    the same resample's matrices (a unit test checks it against ``tests/oracles/bootstrap.py``)."""
+    to ``mean_offdiagonal`` and ``selectivity_index`` of the same resample's matrices (tested against
+    ``tests/oracles/bootstrap.py``)."""
     m, n = S.shape[0], S.shape[-1]
     b = counts.shape[0]
     onehot = np.eye(n_cat)[codes]  # [n, c]
@@ -330,16 +294,11 @@ def resampled_offdiagonal_means(
         return mean, within / between
 
 
-def _ci(replicates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile intervals along the last axis: ``(low, high)`` with the leading shape."""
-    flat = replicates.reshape(-1, replicates.shape[-1])
-    lo_hi = np.array([percentile_interval(r, LEVEL) for r in flat]).reshape(*replicates.shape[:-1], 2)
-    return lo_hi[..., 0], lo_hi[..., 1]
-
-
 def _stat(value: np.ndarray, reps: np.ndarray | None, p: np.ndarray | None) -> BlockStatistic:
+    """``value [n_sel]`` with the percentile interval of each row of ``reps [n_sel, n_boot]`` and ``p`` (or NaN)."""
     nan = np.full(value.shape, np.nan)
-    lo, hi = _ci(reps) if reps is not None else (nan, nan)
+    lo_hi = np.array([percentile_interval(r, LEVEL) for r in reps]).reshape(-1, 2) if reps is not None else None
+    lo, hi = (nan, nan) if lo_hi is None else (lo_hi[:, 0], lo_hi[:, 1])
     return BlockStatistic(value, lo, hi, nan if p is None else p)
 
 
@@ -366,7 +325,7 @@ def _replicates(
     seed: int,
 ) -> Stats:
     """:func:`_values` on ``n_boot`` stratified resamples of the words (``[n_sel, n_boot]`` each), the same resamples
-    for every statistic and block (at least 2 distinct words per category; copy pairs excluded)."""
+    for every statistic and block (at least 2 distinct words per category; copy pairs excluded: ``pair_moments``)."""
     n_sel, n = cos[projections[0]].shape[:2]
     cats = list(dict.fromkeys(labels))
     codes = np.array([cats.index(lab) for lab in labels])
@@ -377,12 +336,7 @@ def _replicates(
         "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
         "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
         "rsa": {
-            p: np.array(
-                [
-                    bootstrap_pair_correlation(a, b, n_boot=n_boot, seed=seed, strata=labels, min_distinct=2).replicates
-                    for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
-                ]
-            )
+            p: np.array([pair_moments(counts, a, b).r for a, b in zip(cos[p[0]], cos[p[1]], strict=True)])
             for p in pairs
         },
     }
@@ -403,23 +357,18 @@ def _permutation_p(
     """Per block: the label-permutation p of each projection's selectivity and the Mantel p of each pair's RSA; NaN
     for those ``config.tests`` leaves out."""
     tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
-    n_perm, seed = config.n_perm, config.seed
+    n_perm, seed, n_sel = config.n_perm, config.seed, cos["q"].shape[0]
     p_sel = {
-        k: np.array(
-            [
-                selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value if k in tested else np.nan
-                for S in cos[k]
-            ]
-        )
+        k: np.array([selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value for S in cos[k]])
+        if k in tested
+        else np.full(n_sel, np.nan)
         for k in PROJECTIONS
     }
+    pairs = {p: zip(cos[p[0]], cos[p[1]], strict=True) for p in PAIRS}
     p_rsa = {
-        p: np.array(
-            [
-                mantel_test(a, b, n_perm=n_perm, seed=seed).p_value if p in tested else np.nan
-                for a, b in zip(cos[p[0]], cos[p[1]], strict=True)
-            ]
-        )
+        p: np.array([mantel_test(a, b, n_perm=n_perm, seed=seed).p_value for a, b in pairs[p]])
+        if p in tested
+        else np.full(n_sel, np.nan)
         for p in PAIRS
     }
     return p_sel, p_rsa
@@ -432,9 +381,9 @@ def analyse(
     config: Config,
     vecs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Every statistic of the study from the cosine matrices ``cos[projection]: [n_sel, n, n]`` (no model involved).
-    With ``vecs`` (the word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after
-    removing the mean key and query, and the random-projection controls (:func:`projection_controls`)."""
+    """Every statistic of the study from the cosine matrices ``cos[projection]: [n_sel, n, n]``. With ``vecs`` (the
+    word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after removing the mean
+    key and query, and the random-projection controls."""
     n_sel = cos["q"].shape[0]
     value = _values(cos, labels, PROJECTIONS, PAIRS)
     reps = _replicates(cos, labels, PROJECTIONS, PAIRS, config.n_boot, config.seed) if config.n_boot else None
@@ -463,19 +412,13 @@ def analyse(
         dims = {k: int(vecs[k].shape[-1]) for k in ("q", "k")}
         extra["controls"] = projection_controls(vecs["x"], dims, labels, config)
     worst = int(np.argmin(value["rsa"]["qk"]))
+    v_blocks = [int(b) for b, t in zip(blocks, v_top, strict=True) if t]
     over = {
         "min_rsa_qk_over_blocks": Measurement(
             float(value["rsa"]["qk"][worst]), min_rsa_ci, None, {"block": int(blocks[worst]), "n_blocks": n_sel}
         ),
         "fraction_blocks_v_most_selective": Measurement(
-            float(v_top.mean()),
-            frac_ci,
-            None,
-            replicates=frac_reps,
-            details={
-                "blocks_v_most_selective": [int(b) for b, t in zip(blocks, v_top, strict=True) if t],
-                "n_blocks": n_sel,
-            },
+            float(v_top.mean()), frac_ci, None, {"blocks_v_most_selective": v_blocks, "n_blocks": n_sel}, frac_reps
         ),
     }
     return {
@@ -508,17 +451,15 @@ def projection_controls(
     x: np.ndarray, dims: dict[str, int], labels: Sequence[str], config: Config
 ) -> dict[str, BlockControl]:
     """The claims' statistics where learned Q/K structure is absent by construction: Q and K replaced by random
-    Gaussian projections of the same block input.
+    Gaussian projections of the same block input ``x`` ``[n_sel, n, d_model]`` (what the real W_Q, W_K project).
 
-    ``x``: the normed input of the attention block at each word ``[n_sel, n, d_model]`` (what the real W_Q, W_K
-    project); ``dims``: the widths of Q and K (with grouped-query attention K is narrower: ``n_kv_heads *
-    head_dim``). For each of ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}`` and ``W_K`` of its
-    own shape (no bias; the scale does not matter for cosines), one draw per seed shared by all blocks; Q' = x W_Q,
-    K' = x W_K; then K' minus Q' mean cosine, RSA(Q', K') and min(selectivity Q', K') exactly as for the real Q and
-    K, each with ``n_boot / n_seeds`` (at least 50) stratified word resamples per seed (seeded, the same
-    resamples at every block so the columns stay paired across blocks). Random projections nearly preserve cosines
-    (Johnson-Lindenstrauss), so the control reads what two arbitrary linear maps of the same input give: a high RSA
-    and selectivity of the input itself. Returns ``{"k_minus_q", "rsa_qk", "min_selectivity_qk": BlockControl}``."""
+    ``dims``: the widths of Q and K (K is narrower with grouped-query attention). For each of
+    ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}`` and ``W_K`` of its own shape (no bias; the
+    scale does not matter for cosines), one draw per seed shared by all blocks; then the three statistics exactly as
+    for the real Q and K, each with ``n_boot / n_seeds`` (at least 50) stratified word resamples per seed, the same
+    at every block so the columns stay paired. Random projections nearly preserve cosines (Johnson-Lindenstrauss),
+    so the control reads what two arbitrary linear maps of the same input give: the input's own RSA and
+    selectivity."""
     seeds = config.n_control_seeds
     n_boot = max(config.n_boot // seeds, 50) if config.n_boot else 0
     values: dict[str, list[np.ndarray]] = {"k_minus_q": [], "rsa_qk": [], "min_selectivity_qk": []}
@@ -608,7 +549,7 @@ def make_result(
     provenance: dict[str, Any],
 ) -> QKResult:
     """The :class:`QKResult` of the word vectors ``vecs``, their similarity matrices ``sims`` and the statistics
-    :func:`analyse` drew from them (used by :func:`run` and by the robustness grid's variants of the analysis)."""
+    :func:`analyse` drew from them."""
     return QKResult(
         model=handle.name,
         n_blocks=handle.n_blocks,

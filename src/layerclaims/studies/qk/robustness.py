@@ -1,9 +1,6 @@
 """Study B in the robustness grid: the word vectors extracted once per (template, split-word policy), every analysis
-variant (``vectors`` raw | centred, ``similarity`` cosine | pearson, ``rsa`` pearson | spearman) derived from them.
-
-Spearman RSA is computed on the ranks of each matrix's off-diagonal entries (Pearson r of ranks is Spearman's rho,
-and the Mantel p-value permutes items, which ranks commute with); its bootstrap resamples those full-sample ranks
-rather than re-ranking each resample (an approximation, said in robustness.json)."""
+variant derived from them. Spearman RSA is Pearson r of the ranks of each matrix's off-diagonal entries (the Mantel
+test permutes items, which ranks commute with); its bootstrap resamples those full-sample ranks (``STUDY``'s notes)."""
 
 from __future__ import annotations
 
@@ -21,15 +18,11 @@ def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
     """Each matrix's off-diagonal entries replaced by their average ranks (symmetric); the diagonal by n + 1."""
     from scipy.stats import rankdata
 
-    out = np.empty_like(S)
-    n = S.shape[-1]
-    iu = np.triu_indices(n, 1)
-    for b in range(S.shape[0]):
-        r = rankdata(S[b][iu])
-        M = np.full((n, n), float(r.size + 1))
-        M[iu] = r
-        M[(iu[1], iu[0])] = r
-        out[b] = M
+    iu, ju = np.triu_indices(S.shape[-1], 1)
+    out = np.full(S.shape, float(iu.size + 1))
+    r = rankdata(S[:, iu, ju], axis=1)
+    out[:, iu, ju] = r
+    out[:, ju, iu] = r
     return out
 
 
@@ -62,12 +55,8 @@ def run_variants(
             stats = analyse(sims, config.word_labels, blocks, config)
             if key[2] == "spearman":
                 ranked = analyse({k: rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
-                stats["rsa"] = ranked["rsa"]
-                stats["rsa_by_category"] = ranked["rsa_by_category"]
-                stats["over_blocks"] = {
-                    **stats["over_blocks"],
-                    "min_rsa_qk_over_blocks": ranked["over_blocks"]["min_rsa_qk_over_blocks"],
-                }
+                stats["rsa"], stats["rsa_by_category"] = ranked["rsa"], ranked["rsa_by_category"]
+                stats["over_blocks"]["min_rsa_qk_over_blocks"] = ranked["over_blocks"]["min_rsa_qk_over_blocks"]
             done[key] = make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
         out.append(done[key])
     return out, {"forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
