@@ -587,8 +587,8 @@ def test_results_do_not_depend_on_the_worker_processes(monkeypatch: pytest.Monke
 def test_refits_in_chunks_equal_the_refits_in_one_task() -> None:
     """The fast representative of the worker test: a layer's refits split into chunks (as the tasks run them)
     equal the refits of all the resamples at once."""
-    from layerclaims.metrics.mark_cases import groups
     from layerclaims.studies.punctuation.analysis import _chunks, _counts, detail_resamples, pair_matrices
+    from tests.oracles.mark_cases import groups
 
     case = groups([20, 20], [0.3, 1.2], np.random.default_rng(3), 3)
     layer = pair_matrices(case.x[:, :96], Config())
