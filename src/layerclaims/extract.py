@@ -244,21 +244,14 @@ def hidden_states(
 
     def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
         hooks: list[Any] = []
-        deepest = max(unique)
         for layer in unique:
-            if layer == 0:
-                module: torch.nn.Module = blocks[0]
-                hooks.append(_capture(module, captured, 0, gather, inputs=True))
-                if layer == deepest:
-                    hooks.append(module.register_forward_pre_hook(_stop_hook))
-                continue
+            module: torch.nn.Module = blocks[max(layer - 1, 0)]  # layer 0: the input of block 0
             if layer == handle.n_blocks and last_norm is not None:
                 module = base_model(handle.model).get_submodule(last_norm)
-            else:
-                module = blocks[layer - 1]
-            hooks.append(_capture(module, captured, layer, gather))
-            if layer == deepest:
-                hooks.append(module.register_forward_hook(_stop_hook))
+            hooks.append(_capture(module, captured, layer, gather, inputs=layer == 0))
+            if layer == max(unique):
+                stop = module.register_forward_pre_hook if layer == 0 else module.register_forward_hook
+                hooks.append(stop(_stop_hook))
         return hooks
 
     def on_batch(idx: np.ndarray) -> None:

@@ -143,9 +143,7 @@ def find_blocks(model: torch.nn.Module, arch: Architecture) -> torch.nn.ModuleLi
     base = base_model(model)
     for path in arch.blocks:
         with contextlib.suppress(AttributeError):
-            # get_submodule is typed Module; the block list of each ARCHITECTURES family is a ModuleList in
-            # transformers (GPT-2 ``h``, Llama ``layers``, BERT ``encoder.layer``)
-            return cast(torch.nn.ModuleList, base.get_submodule(path))
+            return cast(torch.nn.ModuleList, base.get_submodule(path))  # a ModuleList in every ARCHITECTURES family
     raise ModelNotFoundError(
         f"no block list at {arch.blocks} in {type(base).__name__}: fix the {arch.family!r} row of ARCHITECTURES"
     )
@@ -233,16 +231,8 @@ def _check_range(values: Iterable[int] | int | None, n: int, what: str, why: str
 
 # ------------------------------------------------------------------------------------------- device and dtype
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float64": torch.float64,
-}
+_DTYPES = {name: getattr(torch, name) for name in ("float32", "float16", "bfloat16", "float64")}
+_DTYPES |= {"fp32": torch.float32, "fp16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -317,7 +307,7 @@ _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 
 def _seeded(build: Callable[[], torch.nn.Module], seed: int) -> torch.nn.Module:
-    """Build a module with the global torch RNG seeded to ``seed``, restoring the caller's RNG state after."""
+    """``build()`` with the torch RNG seeded to ``seed``; the caller's RNG state is restored."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
@@ -333,10 +323,9 @@ def _tiny_config(name: str) -> Any:
 def _tiny(name: str) -> tuple[torch.nn.Module, Any, str, str]:
     import transformers
 
-    config = _tiny_config(name)
     model_class = getattr(transformers, _TINY_SPECS[name][1])
     extra = {"add_pooling_layer": False} if name == "tiny-bert" else {}
-    model = _seeded(lambda: model_class(config, **extra), TINY_SEED)
+    model = _seeded(lambda: model_class(_tiny_config(name), **extra), TINY_SEED)
     return model, gpt2_tokenizer(), state_dict_hash(model), f"random:seed={TINY_SEED}"
 
 
@@ -443,8 +432,7 @@ def smollm2_folder() -> Path:
 def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf()
-    folder = smollm2_folder()
+    gguf, folder = smollm2_gguf(), smollm2_folder()
 
     def load() -> tuple[torch.nn.Module, Any, str, str]:
         revision = _verify_manifest(folder)
@@ -490,16 +478,10 @@ def _from_pretrained(name: str, dtype: torch.dtype, device_map: Any) -> tuple[to
 
     path = Path(name).expanduser()
     local = path.is_dir()
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    if local:
-        # Prefer safetensors; a folder with only a .bin goes through transformers' weights_only=True loader.
-        kwargs["use_safetensors"] = True if any(path.glob("*.safetensors")) else None
-        where, local_only = str(path), True
-    else:
-        kwargs["use_safetensors"] = True
-        where, local_only = name, hub_offline() or not hub_reachable()
+    kwargs: dict[str, Any] = {"dtype": dtype} if device_map is None else {"dtype": dtype, "device_map": device_map}
+    # Prefer safetensors; a folder with only a .bin goes through transformers' weights_only=True loader.
+    kwargs["use_safetensors"] = True if not local or any(path.glob("*.safetensors")) else None
+    where, local_only = (str(path), True) if local else (name, hub_offline() or not hub_reachable())
     try:
         model = AutoModel.from_pretrained(where, local_files_only=local_only, **kwargs)
     except (OSError, ValueError) as exc:
@@ -555,8 +537,8 @@ _SMOLLM2_SHAPE = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size":
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What a model is, read from its configuration without loading weights (fields as :class:`ModelHandle`'s;
-    ``source``: where the configuration came from)."""
+    """A model's depth, width and family from its configuration, without its weights (``source``: where that came
+    from)."""
 
     name: str
     n_blocks: int
