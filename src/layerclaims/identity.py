@@ -93,11 +93,9 @@ def read_config(obj: Any) -> dict[str, Any] | None:
                 raise UsageError(f"{path} is not a readable JSON config ({exc}): fix or replace the file") from None
             return data if isinstance(data, dict) else None
         return None
-    inner = getattr(getattr(obj, "model", None), "config", None) or getattr(obj, "config", None)
-    if inner is not None and hasattr(inner, "to_dict"):
-        return dict(inner.to_dict())
-    if hasattr(obj, "to_dict"):
-        return dict(obj.to_dict())
+    for candidate in (getattr(getattr(obj, "model", None), "config", None), getattr(obj, "config", None), obj):
+        if (to_dict := getattr(candidate, "to_dict", None)) is not None:
+            return dict(to_dict())
     return None
 
 
@@ -110,9 +108,7 @@ def arch_facts(config: Mapping[str, Any]) -> ArchFacts | None:
             return None
         values[fact] = int(found)
     family = config.get("model_type")
-    if not isinstance(family, str):
-        return None
-    return ArchFacts(family, values["n_blocks"], values["width"], values["vocab"])
+    return ArchFacts(family, **values) if isinstance(family, str) else None
 
 
 def _recorded_name(config: Mapping[str, Any]) -> str | None:
@@ -169,9 +165,7 @@ def model_identity(obj: Any, *, declared: str | None = None) -> str | None:
     if config is None:
         return None
     name = _recorded_name(config)
-    if name is not None and arch_facts(config) == KNOWN_MODELS[name]:
-        return name
-    return None
+    return name if name is not None and arch_facts(config) == KNOWN_MODELS[name] else None
 
 
 def is_claim_model(
@@ -184,8 +178,7 @@ def is_claim_model(
         return identification.is_model(claim_model)
     if declared is None and isinstance(model, str) and canonical(model) == canonical(claim_model):
         return True
-    identity = model_identity(model, declared=declared)
-    return identity is not None and identity == canonical(claim_model)
+    return model_identity(model, declared=declared) == canonical(claim_model)
 
 
 # ------------------------------------------------------------------------------------------------- behaviour
@@ -228,8 +221,7 @@ def next_token_loss(handle: Any, ids: Sequence[int]) -> float:
     import torch
 
     model = handle.model
-    device = next(model.parameters()).device
-    inputs = torch.tensor([list(ids)], device=device)
+    inputs = torch.tensor([list(ids)], device=next(model.parameters()).device)
     with torch.no_grad():
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if head is not None:

@@ -677,16 +677,14 @@ def load_model(
     arch = architecture_for(getattr(model.config, "model_type", "?"))
     if device_map is None:
         model = model.to(device=dev, dtype=torch_dtype)
-    model.eval()
-    model.requires_grad_(False)
-    blocks = find_blocks(model, arch)
+    model.eval().requires_grad_(False)
     param = next(model.parameters())
     return ModelHandle(
         name=name,
         model=model,
         tokenizer=tokenizer,
         arch=arch,
-        n_blocks=len(blocks),
+        n_blocks=len(find_blocks(model, arch)),
         d_model=int(cast(Any, model).config.hidden_size),  # a transformers model: config is its PretrainedConfig
         device=str(param.device),
         dtype=str(param.dtype).removeprefix("torch."),
@@ -708,8 +706,7 @@ def reinitialised(handle: ModelHandle, seed: int) -> ModelHandle:
     if key not in _REINIT:
         model = _seeded(lambda: type(handle.model)(cast(Any, handle.model).config), int(seed))
         model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
-        model.eval()
-        model.requires_grad_(False)
+        model.eval().requires_grad_(False)
         _REINIT.clear()
         _REINIT[key] = dataclasses.replace(
             handle,
