@@ -120,12 +120,8 @@ def _read_text(path: Path) -> tuple[bytes, str]:
 
 
 _NOT_TEXT = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
-_BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "UTF-32"),
-    (b"\xff\xfe", "UTF-16"),
-    (b"\xfe\xff", "UTF-16"),
-)
+# byte-order marks, UTF-32 first (its little-endian mark begins with UTF-16's)
+_BOMS = tuple((getattr(codecs, f"BOM_UTF{n}_{order}"), f"UTF-{n}") for n in (32, 16) for order in ("LE", "BE"))
 
 
 def check_text_file(
