@@ -294,8 +294,8 @@ def qkv(
     output where ``handle.arch.qkv`` says (before RoPE), bias included, all heads concatenated.
 
     ``block_input=True`` adds ``"x": float32 [n_blocks_sel, n_seqs, d_model]``, the input of the query projection's
-    module (after the block's own norm where it has one, ``arch.pre_attn_norm``): Q, K and V are linear maps of it
-    (plus bias), which is what random-projection controls start from."""
+    module (after the block's own norm where it has one): Q, K and V are linear maps of it (plus bias), which is what
+    random-projection controls start from."""
     names = (which,) if isinstance(which, str) else tuple(which)
     if not names:
         raise UsageError("which is empty: ask for at least one of 'q', 'k', 'v'")

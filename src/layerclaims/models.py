@@ -53,20 +53,17 @@ class QKVSite:
 class Architecture:
     """Facts about one model family (a Hugging Face ``model_type``).
 
-    ``blocks``: candidate paths of the block list (first one that exists wins); ``embeddings``, ``final_norm``
-    (None when there is none): module paths relative to the base model; ``last_hidden_is_normed``: whether the
-    last ``output_hidden_states`` entry has that norm applied (a test checks it on the installed transformers);
-    ``pre_attn_norm``: the norm a block applies before Q/K/V (None for post-norm BERT); ``qkv``: one
-    :class:`QKVSite` each for ``q``, ``k``, ``v``; ``causal``: decoder or encoder; ``attention``: the
+    ``blocks``: candidate paths of the block list (first one that exists wins); ``final_norm`` (None when there is
+    none): module path relative to the base model; ``last_hidden_is_normed``: whether the last
+    ``output_hidden_states`` entry has that norm applied (a test checks it on the installed transformers); ``qkv``:
+    one :class:`QKVSite` each for ``q``, ``k``, ``v``; ``causal``: decoder or encoder; ``attention``: the
     self-attention module (relative to a block) whose output is ``(attn_output, attn_weights)``, the weights
     ``[batch, n_heads, query, key]`` under eager attention."""
 
     family: str
     blocks: tuple[str, ...]
-    embeddings: str
     final_norm: str | None
     last_hidden_is_normed: bool
-    pre_attn_norm: str | None
     qkv: tuple[QKVSite, ...]
     causal: bool
     attention: str
@@ -83,10 +80,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gpt2": Architecture(
         family="gpt2",
         blocks=("h",),
-        embeddings="wte",
         final_norm="ln_f",
         last_hidden_is_normed=True,
-        pre_attn_norm="ln_1",
         # c_attn (Conv1D, n_embd -> 3 n_embd) output split in three, all heads concatenated, bias included.
         qkv=(QKVSite("q", "attn.c_attn", 0, 3), QKVSite("k", "attn.c_attn", 1, 3), QKVSite("v", "attn.c_attn", 2, 3)),
         causal=True,
@@ -95,10 +90,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture(
         family="llama",
         blocks=("layers",),
-        embeddings="embed_tokens",
         final_norm="norm",
         last_hidden_is_normed=True,
-        pre_attn_norm="input_layernorm",
         # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
         qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
         causal=True,
@@ -107,10 +100,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bert": Architecture(
         family="bert",
         blocks=("encoder.layer",),
-        embeddings="embeddings.word_embeddings",
         final_norm=None,
         last_hidden_is_normed=False,
-        pre_attn_norm=None,
         qkv=(
             QKVSite("q", "attention.self.query"),
             QKVSite("k", "attention.self.key"),
