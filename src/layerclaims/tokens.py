@@ -27,13 +27,11 @@ MARGIN_CHARS = 64
 
 @dataclass(frozen=True, eq=False)
 class TokenChunk:
-    """Consecutive tokens of the stream: ``ids`` (int64), ``ends`` (int64: the character offset in the whole text
-    where each token ends, -1 where the tokenizer gives no offsets) and ``first`` (the index in the whole stream of
-    ``ids[0]``)."""
+    """Consecutive tokens of the stream: ``ids`` (int64) and ``ends`` (int64: the character offset in the whole text
+    where each token ends, -1 where the tokenizer gives no offsets)."""
 
     ids: np.ndarray
     ends: np.ndarray
-    first: int
 
 
 def encode_plain(tokenizer: Any, text: str) -> list[int]:
@@ -69,12 +67,11 @@ def iter_token_chunks(
     if not hasattr(backend, "encode"):
         text = "".join(_as_pieces(text_or_pieces, CHUNK_CHARS))
         ids = np.asarray(encode_plain(tokenizer, text), dtype=np.int64)
-        yield TokenChunk(ids, np.full(ids.size, -1, dtype=np.int64), 0)
+        yield TokenChunk(ids, np.full(ids.size, -1, dtype=np.int64))
         return
     pieces = _as_pieces(text_or_pieces, max(1, chunk_chars // 4))
     buf = ""
     base = 0  # character offset of buf[0] in the whole text
-    n_tok = 0
     want = chunk_chars
     eof = False
     while True:
@@ -95,7 +92,7 @@ def iter_token_chunks(
             continue
         offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
         if eof:
-            yield TokenChunk(ids, offsets[:, 1] + base, n_tok)
+            yield TokenChunk(ids, offsets[:, 1] + base)
             return
         cut = _safe_cut(offsets, enc.word_ids, len(buf) - margin)
         if cut == 0:  # one piece spans the whole chunk: read more
@@ -103,8 +100,7 @@ def iter_token_chunks(
             continue
         want = chunk_chars
         cut_char = int(offsets[cut, 0])
-        yield TokenChunk(ids[:cut], offsets[:cut, 1] + base, n_tok)
-        n_tok += cut
+        yield TokenChunk(ids[:cut], offsets[:cut, 1] + base)
         base += cut_char
         buf = buf[cut_char:]
 
