@@ -69,10 +69,9 @@ def budget_mb() -> float:
     if not value:
         return float(DEFAULT_BUDGET_MB)
     try:
-        mb = float(value)
+        return max(float(value), 0.0)
     except ValueError:
         raise UsageError(f"{BUDGET_ENV}={value!r} is not a number: give a size in MB (0 turns the cache off)") from None
-    return max(mb, 0.0)
 
 
 def sequences_digest(sequences: Sequence[Sequence[int]] | np.ndarray) -> str:

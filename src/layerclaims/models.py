@@ -561,9 +561,8 @@ def model_shape(name: str) -> ModelShape:
     if name == "smollm2-135m":
         smollm2_gguf()  # DataNotFoundError with the install command when the package is missing
         folder = smollm2_folder()
-        if (folder / "config.json").is_file():
-            with contextlib.suppress(OSError, ValueError):
-                return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
+        with contextlib.suppress(OSError, ValueError):  # not converted yet, or unreadable: the registry's shape
+            return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
         return _shape_from_config(name, _SMOLLM2_SHAPE, "registry")
     path = minilm_folder() if name == "minilm-l6" else Path(name).expanduser()
     if path.is_dir():
