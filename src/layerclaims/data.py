@@ -454,17 +454,10 @@ class StudyText:
         return (block[i : i + step] for block in blocks for i in range(0, len(block), step))
 
     def provenance(self) -> dict[str, Any]:
-        """The facts a result records about its text."""
-        return {
-            "name": self.name,
-            "source": self.source,
-            "edition": self.edition,
-            "line_endings": self.line_endings,
-            "header_present": self.header_present,
-            "file_sha256": self.file_sha256,
-            "sha256": self.sha256,
-            "streamed": self.text is None,
-        }
+        """The facts a result records about its text: every field but the path and the text itself, in field order,
+        then whether it was streamed."""
+        facts = {k: v for k, v in vars(self).items() if k not in ("path", "text", "body")}
+        return {**facts, "streamed": self.text is None}
 
 
 def file_sha256(path: Path) -> str:
