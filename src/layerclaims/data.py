@@ -440,9 +440,9 @@ class StudyText:
     line_endings: str
     header_present: bool
     file_sha256: str
-    sha256: str | None
-    text: str | None
-    body: str | None
+    sha256: str | None = None
+    text: str | None = None
+    body: str | None = None
 
     def pieces(self) -> Iterator[str]:
         """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened). Small pieces: a
@@ -556,20 +556,16 @@ def load_study_text(
         if not path.is_file():
             path = _corpus_file(load_corpus(key, allow_download=allow_download))
         file_sha = file_sha256(path)
-        edition = next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown")
         with _open_text(path) as fh:
             header = _START.search(_read_lines_block(fh, HEADER_SEARCH_CHARS)) is not None
         return StudyText(
             name=key,
             source=str(path),
             path=str(path),
-            edition=edition,
+            edition=next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown"),
             line_endings=line_endings,
             header_present=header and line_endings == "crlf",
             file_sha256=file_sha,
-            sha256=None,
-            text=None,
-            body=None,
         )
     corpus = load_corpus(key, allow_download=allow_download)
     path = _corpus_file(corpus)
