@@ -265,10 +265,7 @@ def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Pa
 
 
 def load_corpus(
-    name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS,
-    *,
-    allow_download: bool = True,
-    base_url: str | None = None,
+    name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS, *, allow_download: bool = True, base_url: str | None = None
 ) -> Corpus:
     """Load a corpus by registry name (:data:`CORPORA`) or the path of a UTF-8 text file; a named one from the data
     folder, the cache or a download (see the module docstring). A text that is not the known edition is used with a

@@ -360,10 +360,7 @@ def eager_attention(handle: ModelHandle) -> Iterator[None]:
 
 
 def first_token_attention(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    blocks: Sequence[int] | int | None = None,
-    batch_size: int = 32,
+    handle: ModelHandle, sequences: SequencesLike, blocks: Sequence[int] | int | None = None, batch_size: int = 32
 ) -> np.ndarray:
     """Attention paid to the first token (position 0) by each head of the chosen blocks, averaged over the queries
     that see it: Gu et al. (2024)'s ``alpha_1``.

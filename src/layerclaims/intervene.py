@@ -70,10 +70,7 @@ class Losses:
 
 
 def next_token_loss(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    patches: Sequence[Patch] = (),
-    batch_size: int = 8,
+    handle: ModelHandle, sequences: SequencesLike, patches: Sequence[Patch] = (), batch_size: int = 8
 ) -> Losses:
     """Mean next-token cross-entropy (nats) of every sequence, with ``patches`` applied during the forward pass.
 

@@ -175,12 +175,8 @@ class ModelHandle:
 
     def check_layers(self, layers: Iterable[int] | int | None) -> list[int]:
         """Hidden-state layer indices as a list (None -> all, 0..n_blocks); UsageError naming the valid range."""
-        return _check_range(
-            layers,
-            self.n_blocks + 1,
-            "layer",
-            f"hidden-state layers are 0..{self.n_blocks} (0 = embeddings, {self.n_blocks} = last) for {self.name}",
-        )
+        why = f"hidden-state layers are 0..{self.n_blocks} (0 = embeddings, {self.n_blocks} = last) for {self.name}"
+        return _check_range(layers, self.n_blocks + 1, "layer", why)
 
     def check_blocks(self, blocks: Iterable[int] | int | None) -> list[int]:
         """Block indices as a list (None -> all, 0..n_blocks-1); UsageError naming the valid range."""
@@ -632,11 +628,7 @@ def known_models() -> list[str]:
 
 
 def load_model(
-    name: str,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = "float32",
-    device_map: Any = None,
+    name: str, *, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", device_map: Any = None
 ) -> ModelHandle:
     """Load a model by registry name (:data:`REGISTRY`), Hugging Face id (``owner/name`` or a legacy id such as
     ``gpt2-medium``) or local folder; in eval mode, gradients off. ``device_map`` is passed to ``from_pretrained``

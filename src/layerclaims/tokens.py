@@ -52,11 +52,7 @@ def _as_pieces(text_or_pieces: str | Iterable[str], size: int) -> Iterator[str]:
 
 
 def iter_token_chunks(
-    tokenizer: Any,
-    text_or_pieces: str | Iterable[str],
-    *,
-    chunk_chars: int = CHUNK_CHARS,
-    margin: int = MARGIN_CHARS,
+    tokenizer: Any, text_or_pieces: str | Iterable[str], *, chunk_chars: int = CHUNK_CHARS, margin: int = MARGIN_CHARS
 ) -> Iterator[TokenChunk]:
     """Tokenise a text (a string or consecutive pieces of it) about ``chunk_chars`` characters at a time; the chunks'
     ids concatenated equal ``tokenizer.encode(whole_text, add_special_tokens=False)``. Stop iterating whenever enough
