@@ -344,8 +344,7 @@ def eager_attention(handle: ModelHandle) -> Iterator[None]:
     """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
     attention weights), restoring its own (usually SDPA) after, even on an error."""
     model = handle.model
-    config = getattr(model, "config", None)
-    before = getattr(config, "_attn_implementation", None)
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
     setter = getattr(model, "set_attn_implementation", None)
     if before is None or setter is None:
         raise UsageError(

@@ -106,9 +106,8 @@ def _safe_cut(offsets: np.ndarray, word_ids: list[int | None], limit: int) -> in
     ends past ``limit``, where the previous token ends exactly where it starts (contiguous offsets: nothing trimmed
     or shared between them). 0 when no such boundary exists."""
     late = np.flatnonzero(offsets[:, 1] > limit)
-    c = int(late[0]) if late.size else offsets.shape[0]
-    if c >= offsets.shape[0]:
-        c = offsets.shape[0] - 1  # every token ends before the limit: still keep the last piece for the next chunk
+    # when every token ends before the limit, the last piece is still kept for the next chunk
+    c = int(late[0]) if late.size else offsets.shape[0] - 1
     while c > 0:
         w = word_ids[c]
         if w is not None and word_ids[c - 1] != w and offsets[c - 1, 1] == offsets[c, 0]:
