@@ -1,17 +1,15 @@
-"""The activation cache: the hidden states a study reads, computed once and kept on disk.
+"""The activation cache: the hidden states a study reads, computed once and kept on disk (forward passes dominate a
+study's time; an analysis choice such as bins or a threshold does not change them).
 
-Forward passes dominate a study's time; an analysis choice (bins, estimator, threshold) does not change them. So
-the vectors read (only the asked positions and layers) are stored under ``cache_dir()/activations``, one entry per
-layer and block of ``ROWS_PER_ENTRY`` (64) consecutive sequences, keyed by the model (name, revision, device type,
-dtype), the sha256 of the token ids, the position and ``final``. Selections that share a prefix (the first 150 and
-the first 250 marks) share that prefix's full blocks; a request runs the model only for the missing layers and
-blocks, up to the deepest missing layer.
+Only the asked positions and layers are stored, under ``cache_dir()/activations``: one entry per layer and block of
+``ROWS_PER_ENTRY`` (64) consecutive sequences, keyed by the model (name, revision, device type, dtype), the sha256 of
+the token ids, the position and ``final``. Selections sharing a prefix (the first 150 and the first 250 marks) share its
+full blocks; the model runs only for the missing layers and blocks, up to the deepest missing layer.
 
-Entries are written atomically (a temporary file renamed into place) and carry the sha256 of their payload, checked
-on every read (a corrupt or truncated entry is deleted with a one-line warning and recomputed). After each write
-the least recently used entries (modification time, refreshed on every hit) are deleted until the folder fits
-``$LAYERCLAIMS_ACTIVATION_CACHE_MB`` (default 2048; 0 turns the cache off). Values come back bit for bit (float32
-``.npy``); a vector computed in another batch composition can differ from an uncached run in the last float32 bits
+Entries are written atomically with the sha256 of their payload, checked on every read (a corrupt entry is deleted with
+a one-line warning and recomputed). After each write the least recently used entries (mtime, refreshed on every hit) are
+deleted until the folder fits ``$LAYERCLAIMS_ACTIVATION_CACHE_MB`` (default 2048; 0 = off). Values come back bit for bit
+(float32 ``.npy``); one computed in another batch composition can differ from an uncached run in the last float32 bits
 (as changing ``batch_size`` does).
 """
 
@@ -71,10 +69,9 @@ def budget_mb() -> float:
     if not value:
         return float(DEFAULT_BUDGET_MB)
     try:
-        mb = float(value)
+        return max(float(value), 0.0)
     except ValueError:
         raise UsageError(f"{BUDGET_ENV}={value!r} is not a number: give a size in MB (0 turns the cache off)") from None
-    return max(mb, 0.0)
 
 
 def sequences_digest(sequences: Sequence[Sequence[int]] | np.ndarray) -> str:

@@ -75,11 +75,6 @@ class CorpusSpec:
     file_sha256: str
     text_sha256: str
 
-    def url(self, base: str | None = None) -> str:
-        """``<base>/<ebook>/pg<ebook>.txt``, base from the argument, ``$LAYERCLAIMS_GUTENBERG_URL`` or Gutenberg."""
-        base = (base or os.environ.get(GUTENBERG_ENV, "").strip() or GUTENBERG_URL).rstrip("/")
-        return f"{base}/{self.ebook}/pg{self.ebook}.txt"
-
 
 # The checksums are those of ../shared/data/README.md; pg219 is stored body-only (its file is its text).
 _PG219 = "56e2c3f429ebc19aa5bfb837a4e0bbe73263f5b742e7d14ec445540baf88a729"
@@ -125,12 +120,8 @@ def _read_text(path: Path) -> tuple[bytes, str]:
 
 
 _NOT_TEXT = "give the path of a plain-text file (a .txt export of the book, UTF-8)"
-_BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "UTF-32"),
-    (b"\xff\xfe", "UTF-16"),
-    (b"\xfe\xff", "UTF-16"),
-)
+# byte-order marks, UTF-32 first (its little-endian mark begins with UTF-16's)
+_BOMS = tuple((getattr(codecs, f"BOM_UTF{n}_{order}"), f"UTF-{n}") for n in (32, 16) for order in ("LE", "BE"))
 
 
 def check_text_file(
@@ -179,20 +170,15 @@ def check_text_file(
     return counts
 
 
-def utf8_copy_name(path: Path) -> str:
-    """The file a conversion fix writes in the current folder: ``book.txt`` -> ``book.utf8.txt``, or
-    ``book.utf8-2.txt`` (-3, ...) when that is taken (the fix's ``>`` must not overwrite a file)."""
-    suffix = path.suffix or ".txt"
-    name, i = f"{path.stem}.utf8{suffix}", 1
-    while Path(name).exists():
-        i += 1
-        name = f"{path.stem}.utf8-{i}{suffix}"
-    return name
-
-
 def _encoding_error(message: str, path: str | os.PathLike[str], encoding: str) -> EncodingError:
-    """``message`` with the ``iconv`` command that converts ``path`` from ``encoding`` into a new file."""
-    converted = utf8_copy_name(Path(path).expanduser())
+    """``message`` with the ``iconv`` command that converts ``path`` from ``encoding`` into a new file in the current
+    folder: ``book.txt`` -> ``book.utf8.txt``, or ``book.utf8-2.txt`` (-3, ...) when that is taken (the fix's ``>``
+    must not overwrite a file)."""
+    stem, suffix = Path(path).expanduser().stem, Path(path).suffix or ".txt"
+    converted, i = f"{stem}.utf8{suffix}", 1
+    while Path(converted).exists():
+        i += 1
+        converted = f"{stem}.utf8-{i}{suffix}"
     fix = f"convert it: iconv -f {encoding} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(converted)}"
     return EncodingError(message, fix=fix, converted=converted)
 
@@ -220,12 +206,9 @@ def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | N
     raw, decoded = _read_text(path)
     text = strip_gutenberg(decoded)
     sha = _sha256(text.encode("utf-8"))
-    edition = "unknown"
-    candidates = [spec] if spec else list(CORPORA.values())
-    for cand in candidates:
-        if sha == cand.text_sha256 or _sha256(raw) == cand.file_sha256:
-            edition = cand.edition
-            break
+    candidates = [spec] if spec else CORPORA.values()
+    match = (c.edition for c in candidates if sha == c.text_sha256 or _sha256(raw) == c.file_sha256)
+    edition = next(match, "unknown")
     if spec is not None and edition == "unknown":
         warnings.warn(
             f"corpus {name!r} from {source or path} has sha256 {sha}, not the known {spec.edition} text "
@@ -282,10 +265,7 @@ def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Pa
 
 
 def load_corpus(
-    name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS,
-    *,
-    allow_download: bool = True,
-    base_url: str | None = None,
+    name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS, *, allow_download: bool = True, base_url: str | None = None
 ) -> Corpus:
     """Load a corpus by registry name (:data:`CORPORA`) or the path of a UTF-8 text file; a named one from the data
     folder, the cache or a download (see the module docstring). A text that is not the known edition is used with a
@@ -319,7 +299,8 @@ def load_corpus(
             warnings.warn(f"{exc}; deleting the cache entry and downloading again", UserWarning, stacklevel=2)
             cached.unlink(missing_ok=True)
     looked.append(f"{cached} (the cache, ${CACHE_ENV}): missing")
-    url = spec.url(base_url)
+    base = (base_url or os.environ.get(GUTENBERG_ENV, "").strip() or GUTENBERG_URL).rstrip("/")
+    url = f"{base}/{spec.ebook}/pg{spec.ebook}.txt"
     if allow_download:
         try:
             download(url, cached)
@@ -456,36 +437,24 @@ class StudyText:
     line_endings: str
     header_present: bool
     file_sha256: str
-    sha256: str | None
-    text: str | None
-    body: str | None
+    sha256: str | None = None
+    text: str | None = None
+    body: str | None = None
 
     def pieces(self) -> Iterator[str]:
         """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened). Small pieces: a
         scan that stops early has tokenised little more than it used, and a tokeniser is never fed a whole block
         (up to 2 x ``_READ_CHARS`` on a text without newlines)."""
         step = max(1, _READ_CHARS // 16)
-        blocks: Iterable[str]
-        if self.text is not None:
-            blocks = (self.text,)
-        elif self.line_endings == "crlf":
-            blocks = _stream_served(Path(self.path))
-        else:
-            blocks = _stream_body(Path(self.path))
+        stream = _stream_served if self.line_endings == "crlf" else _stream_body
+        blocks: Iterable[str] = (self.text,) if self.text is not None else stream(Path(self.path))
         return (block[i : i + step] for block in blocks for i in range(0, len(block), step))
 
     def provenance(self) -> dict[str, Any]:
-        """The facts a result records about its text."""
-        return {
-            "name": self.name,
-            "source": self.source,
-            "edition": self.edition,
-            "line_endings": self.line_endings,
-            "header_present": self.header_present,
-            "file_sha256": self.file_sha256,
-            "sha256": self.sha256,
-            "streamed": self.text is None,
-        }
+        """The facts a result records about its text: every field but the path and the text itself, in field order,
+        then whether it was streamed."""
+        facts = {k: v for k, v in vars(self).items() if k not in ("path", "text", "body")}
+        return {**facts, "streamed": self.text is None}
 
 
 def file_sha256(path: Path) -> str:
@@ -582,23 +551,18 @@ def load_study_text(
     big = key not in CORPORA and path.is_file() and path.stat().st_size > STREAM_ABOVE_BYTES
     if stream if stream is not None else big:
         if not path.is_file():
-            corpus = load_corpus(key, allow_download=allow_download)
-            path = _corpus_file(corpus)
+            path = _corpus_file(load_corpus(key, allow_download=allow_download))
         file_sha = file_sha256(path)
-        edition = next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown")
         with _open_text(path) as fh:
             header = _START.search(_read_lines_block(fh, HEADER_SEARCH_CHARS)) is not None
         return StudyText(
             name=key,
             source=str(path),
             path=str(path),
-            edition=edition,
+            edition=next((s.edition for s in CORPORA.values() if s.file_sha256 == file_sha), "unknown"),
             line_endings=line_endings,
             header_present=header and line_endings == "crlf",
             file_sha256=file_sha,
-            sha256=None,
-            text=None,
-            body=None,
         )
     corpus = load_corpus(key, allow_download=allow_download)
     path = _corpus_file(corpus)

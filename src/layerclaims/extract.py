@@ -244,21 +244,14 @@ def hidden_states(
 
     def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
         hooks: list[Any] = []
-        deepest = max(unique)
         for layer in unique:
-            if layer == 0:
-                module: torch.nn.Module = blocks[0]
-                hooks.append(_capture(module, captured, 0, gather, inputs=True))
-                if layer == deepest:
-                    hooks.append(module.register_forward_pre_hook(_stop_hook))
-                continue
+            module: torch.nn.Module = blocks[max(layer - 1, 0)]  # layer 0: the input of block 0
             if layer == handle.n_blocks and last_norm is not None:
                 module = base_model(handle.model).get_submodule(last_norm)
-            else:
-                module = blocks[layer - 1]
-            hooks.append(_capture(module, captured, layer, gather))
-            if layer == deepest:
-                hooks.append(module.register_forward_hook(_stop_hook))
+            hooks.append(_capture(module, captured, layer, gather, inputs=layer == 0))
+            if layer == max(unique):
+                stop = module.register_forward_pre_hook if layer == 0 else module.register_forward_hook
+                hooks.append(stop(_stop_hook))
         return hooks
 
     def on_batch(idx: np.ndarray) -> None:
@@ -301,8 +294,8 @@ def qkv(
     output where ``handle.arch.qkv`` says (before RoPE), bias included, all heads concatenated.
 
     ``block_input=True`` adds ``"x": float32 [n_blocks_sel, n_seqs, d_model]``, the input of the query projection's
-    module (after the block's own norm where it has one, ``arch.pre_attn_norm``): Q, K and V are linear maps of it
-    (plus bias), which is what random-projection controls start from."""
+    module (after the block's own norm where it has one): Q, K and V are linear maps of it (plus bias), which is what
+    random-projection controls start from."""
     names = (which,) if isinstance(which, str) else tuple(which)
     if not names:
         raise UsageError("which is empty: ask for at least one of 'q', 'k', 'v'")
@@ -351,8 +344,7 @@ def eager_attention(handle: ModelHandle) -> Iterator[None]:
     """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
     attention weights), restoring its own (usually SDPA) after, even on an error."""
     model = handle.model
-    config = getattr(model, "config", None)
-    before = getattr(config, "_attn_implementation", None)
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
     setter = getattr(model, "set_attn_implementation", None)
     if before is None or setter is None:
         raise UsageError(
@@ -367,10 +359,7 @@ def eager_attention(handle: ModelHandle) -> Iterator[None]:
 
 
 def first_token_attention(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    blocks: Sequence[int] | int | None = None,
-    batch_size: int = 32,
+    handle: ModelHandle, sequences: SequencesLike, blocks: Sequence[int] | int | None = None, batch_size: int = 32
 ) -> np.ndarray:
     """Attention paid to the first token (position 0) by each head of the chosen blocks, averaged over the queries
     that see it: Gu et al. (2024)'s ``alpha_1``.

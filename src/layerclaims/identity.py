@@ -3,15 +3,15 @@
 A claim is asserted (not just snapshotted) on the model it was made for, and ``/models/gpt2-medium`` or
 ``openai-community/gpt2-medium`` must be recognised as ``gpt2-medium``. Evidence, in order: the name or an alias
 (:data:`ALIASES`); a config whose recorded ``_name_or_path`` names a known model AND whose architecture facts match
-that model's :data:`KNOWN_MODELS` row (a fine-tune that changed the vocabulary is not trusted); a weight
-fingerprint (:data:`WEIGHT_FINGERPRINTS`); a declaration (``--as``), accepted only when the facts match.
+that model's :data:`KNOWN_MODELS` row (a fine-tune that changed the vocabulary is not trusted); a declaration
+(``--as``), accepted only when the facts match.
 
 Names and configs say what a model claims to be, not what its weights are. So a loaded model is taken for a known
 model (:func:`identify`) only when its weights reproduce a published number where one exists
 (:data:`BEHAVIOUR_REFERENCES`, else it is refused, with the two numbers as the reason); elsewhere (gpt2-medium,
 gpt2-large: no such number is published) it is "taken as gpt2-medium by its config; weights unverified", and every
-verdict says so. Only ``config.json`` is read by :func:`model_identity`; importing this module imports neither torch
-nor transformers.
+verdict says so. :func:`model_identity` reads only ``config.json``; importing this module imports neither torch nor
+transformers.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerclaims.data import file_sha256
 from layerclaims.errors import UsageError
 
 
@@ -58,10 +57,6 @@ REGISTRY_BLOCKS: dict[str, int] = {"tiny-gpt2": 4, "tiny-llama": 4, "tiny-bert":
 
 # Hub ids that hold the same weights as a known model's legacy id.
 ALIASES: dict[str, str] = {f"openai-community/{name}": name for name in KNOWN_MODELS}
-
-# SHA-256 of model.safetensors -> known model. None yet: a hash copied from elsewhere without checking it on a
-# verified copy (`sha256sum model.safetensors`) would be an untested claim.
-WEIGHT_FINGERPRINTS: dict[str, str] = {}
 
 # config.json keys of each fact, per naming convention: the first one present is used.
 _FACT_KEYS: dict[str, tuple[str, ...]] = {
@@ -98,11 +93,9 @@ def read_config(obj: Any) -> dict[str, Any] | None:
                 raise UsageError(f"{path} is not a readable JSON config ({exc}): fix or replace the file") from None
             return data if isinstance(data, dict) else None
         return None
-    inner = getattr(getattr(obj, "model", None), "config", None) or getattr(obj, "config", None)
-    if inner is not None and hasattr(inner, "to_dict"):
-        return dict(inner.to_dict())
-    if hasattr(obj, "to_dict"):
-        return dict(obj.to_dict())
+    for candidate in (getattr(getattr(obj, "model", None), "config", None), getattr(obj, "config", None), obj):
+        if (to_dict := getattr(candidate, "to_dict", None)) is not None:
+            return dict(to_dict())
     return None
 
 
@@ -115,18 +108,7 @@ def arch_facts(config: Mapping[str, Any]) -> ArchFacts | None:
             return None
         values[fact] = int(found)
     family = config.get("model_type")
-    if not isinstance(family, str):
-        return None
-    return ArchFacts(family, values["n_blocks"], values["width"], values["vocab"])
-
-
-def fingerprinted(obj: Any) -> str | None:
-    """The known model whose :data:`WEIGHT_FINGERPRINTS` entry is the SHA-256 of ``obj/model.safetensors`` (``obj``
-    a folder), else None."""
-    if not WEIGHT_FINGERPRINTS or not isinstance(obj, str | Path):
-        return None
-    path = Path(obj).expanduser() / "model.safetensors"
-    return WEIGHT_FINGERPRINTS.get(file_sha256(path)) if path.is_file() else None
+    return ArchFacts(family, **values) if isinstance(family, str) else None
 
 
 def _recorded_name(config: Mapping[str, Any]) -> str | None:
@@ -179,15 +161,11 @@ def model_identity(obj: Any, *, declared: str | None = None) -> str | None:
     handle_name = getattr(obj, "name", None)
     if isinstance(handle_name, str) and canonical(handle_name) in KNOWN_MODELS:
         return canonical(handle_name)
-    if (known := fingerprinted(obj)) is not None:
-        return known
     config = read_config(obj)
     if config is None:
         return None
     name = _recorded_name(config)
-    if name is not None and arch_facts(config) == KNOWN_MODELS[name]:
-        return name
-    return None
+    return name if name is not None and arch_facts(config) == KNOWN_MODELS[name] else None
 
 
 def is_claim_model(
@@ -200,8 +178,7 @@ def is_claim_model(
         return identification.is_model(claim_model)
     if declared is None and isinstance(model, str) and canonical(model) == canonical(claim_model):
         return True
-    identity = model_identity(model, declared=declared)
-    return identity is not None and identity == canonical(claim_model)
+    return model_identity(model, declared=declared) == canonical(claim_model)
 
 
 # ------------------------------------------------------------------------------------------------- behaviour
@@ -244,8 +221,7 @@ def next_token_loss(handle: Any, ids: Sequence[int]) -> float:
     import torch
 
     model = handle.model
-    device = next(model.parameters()).device
-    inputs = torch.tensor([list(ids)], device=device)
+    inputs = torch.tensor([list(ids)], device=next(model.parameters()).device)
     with torch.no_grad():
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if head is not None:
@@ -263,7 +239,7 @@ def next_token_loss(handle: Any, ids: Sequence[int]) -> float:
 class Identification:
     """What a loaded model was shown to be. ``claimed``: the known model its name or config says it is;
     ``model``: the one it is taken for (``claimed`` unless its behaviour refuted it); ``verified``: shown by
-    behaviour or fingerprint; ``evidence``: one sentence saying how (or why it was refused)."""
+    behaviour; ``evidence``: one sentence saying how (or why it was refused)."""
 
     claimed: str | None
     model: str | None
@@ -290,18 +266,16 @@ def identify(handle: Any, *, declared: str | None = None) -> Identification:
             return _IDENTIFIED[handle]
     name = getattr(handle, "name", None)
     claimed = model_identity(name if isinstance(name, str) else handle, declared=declared)
-    ident = _identify(handle, claimed, name, "by its declaration (--as)" if declared is not None else "by its config")
+    ident = _identify(handle, claimed, "by its declaration (--as)" if declared is not None else "by its config")
     if declared is None:
         with contextlib.suppress(TypeError):
             _IDENTIFIED[handle] = ident
     return ident
 
 
-def _identify(handle: Any, claimed: str | None, name: Any, how: str) -> Identification:
+def _identify(handle: Any, claimed: str | None, how: str) -> Identification:
     if claimed is None:
         return Identification(None, None, False, "not a model whose identity is known here")
-    if fingerprinted(name) == claimed:
-        return Identification(claimed, claimed, True, f"identified as {claimed} by its weights' SHA-256")
     ref = BEHAVIOUR_REFERENCES.get(claimed)
     if ref is None:
         return Identification(claimed, claimed, False, f"taken as {claimed} {how}; weights unverified")

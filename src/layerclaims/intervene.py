@@ -1,6 +1,6 @@
 """Interventions on the residual stream: chosen dimensions of chosen blocks' outputs overwritten during the forward
-pass, with zero or a fixed value (e.g. their mean over many inputs, :func:`block_output_means`, Sun et al. 2024's "set
-to mean"), and the next-token loss measured (:func:`next_token_loss`). Hooks are always removed (``try/finally``).
+pass, with zero or a fixed value (e.g. their mean over many inputs, Sun et al. 2024's "set to mean"), and the
+next-token loss measured (:func:`next_token_loss`). Hooks are always removed (``try/finally``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import SequencesLike, as_sequences, check_batch_size, hidden_states, padded_batches
+from layerclaims.extract import SequencesLike, as_sequences, check_batch_size, padded_batches
 from layerclaims.models import ModelHandle
 
 
@@ -24,7 +24,7 @@ class Patch:
     ``block``: 0-based block index (its output: ``hidden_states[block + 1]``, before any final norm); ``dims``:
     residual-stream dimensions (0..d_model-1); ``positions``: absolute 0-based token positions (None: all positions;
     a position past a sequence's end is skipped for that sequence); ``values``: one value for every dim (0.0:
-    zeroing) or one per dim (e.g. :func:`block_output_means`)."""
+    zeroing) or one per dim."""
 
     block: int
     dims: tuple[int, ...]
@@ -70,10 +70,7 @@ class Losses:
 
 
 def next_token_loss(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    patches: Sequence[Patch] = (),
-    batch_size: int = 8,
+    handle: ModelHandle, sequences: SequencesLike, patches: Sequence[Patch] = (), batch_size: int = 8
 ) -> Losses:
     """Mean next-token cross-entropy (nats) of every sequence, with ``patches`` applied during the forward pass.
 
@@ -106,12 +103,10 @@ def next_token_loss(
     by_block: dict[int, list[Patch]] = {}
     for p in patches:
         by_block.setdefault(p.block, []).append(p)
-    blocks = handle.blocks
 
     def make_hook(block_patches: list[Patch]) -> Any:
         def hook(module: Any, args: Any, output: Any) -> Any:
-            h = output[0] if isinstance(output, tuple | list) else output
-            h = h.clone()
+            h = (output[0] if isinstance(output, tuple | list) else output).clone()
             for p in block_patches:
                 dims = torch.tensor(p.dims, device=h.device)
                 values = torch.as_tensor(p.values, dtype=h.dtype, device=h.device)
@@ -121,14 +116,12 @@ def next_token_loss(
                     pos = torch.tensor([q for q in p.positions if q < h.shape[1]], device=h.device)
                     if len(pos):
                         h[:, pos[:, None], dims[None, :]] = values
-            if isinstance(output, tuple | list):
-                return (h, *output[1:])
-            return h
+            return (h, *output[1:]) if isinstance(output, tuple | list) else h
 
         return hook
 
     per_seq = np.empty(len(seqs), dtype=np.float64)
-    hooks = [blocks[b].register_forward_hook(make_hook(ps)) for b, ps in sorted(by_block.items())]
+    hooks = [handle.blocks[b].register_forward_hook(make_hook(ps)) for b, ps in sorted(by_block.items())]
     try:
         with torch.inference_mode():
             for idx, ids, mask in padded_batches(seqs, batch_size):
@@ -144,29 +137,3 @@ def next_token_loss(
         for h in hooks:
             h.remove()
     return Losses(per_sequence=per_seq, n_predicted=lengths - 1)
-
-
-def block_output_means(
-    handle: ModelHandle,
-    sequences: SequencesLike,
-    block: int,
-    dims: Sequence[int],
-    positions: Sequence[int] | int,
-    batch_size: int = 32,
-) -> tuple[float, ...]:
-    """Mean of ``dims`` of block ``block``'s output at ``positions`` over ``sequences`` (float, one per dim).
-
-    ``positions``: one absolute position or several, each read in every sequence (a position past a sequence's
-    end: UsageError). This is the value Sun et al. (2024) write in their "set to mean" intervention: the mean of
-    the massive activations over many inputs. Read by :func:`layerclaims.extract.hidden_states` (hidden state
-    ``block + 1``, ``final="pre_norm"``: the raw block output, as :func:`next_token_loss` patches it)."""
-    (layer,) = handle.check_blocks([block])
-    pos_list = [positions] if isinstance(positions, int) else list(positions)
-    bad_dims = [d for d in dims if not 0 <= int(d) < handle.d_model]
-    if not len(dims) or bad_dims:
-        raise UsageError(f"dims must be 1+ dimensions in 0..{handle.d_model - 1}, got {list(dims)!r}")
-    rows = []
-    for q in pos_list:
-        h = hidden_states(handle, sequences, q, layers=[layer + 1], batch_size=batch_size, final="pre_norm")
-        rows.append(h[0][:, list(dims)])
-    return tuple(float(v) for v in np.concatenate(rows).astype(np.float64).mean(0))

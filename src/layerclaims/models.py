@@ -53,20 +53,17 @@ class QKVSite:
 class Architecture:
     """Facts about one model family (a Hugging Face ``model_type``).
 
-    ``blocks``: candidate paths of the block list (first one that exists wins); ``embeddings``, ``final_norm``
-    (None when there is none): module paths relative to the base model; ``last_hidden_is_normed``: whether the
-    last ``output_hidden_states`` entry has that norm applied (a test checks it on the installed transformers);
-    ``pre_attn_norm``: the norm a block applies before Q/K/V (None for post-norm BERT); ``qkv``: one
-    :class:`QKVSite` each for ``q``, ``k``, ``v``; ``causal``: decoder or encoder; ``attention``: the
+    ``blocks``: candidate paths of the block list (first one that exists wins); ``final_norm`` (None when there is
+    none): module path relative to the base model; ``last_hidden_is_normed``: whether the last
+    ``output_hidden_states`` entry has that norm applied (a test checks it on the installed transformers); ``qkv``:
+    one :class:`QKVSite` each for ``q``, ``k``, ``v``; ``causal``: decoder or encoder; ``attention``: the
     self-attention module (relative to a block) whose output is ``(attn_output, attn_weights)``, the weights
     ``[batch, n_heads, query, key]`` under eager attention."""
 
     family: str
     blocks: tuple[str, ...]
-    embeddings: str
     final_norm: str | None
     last_hidden_is_normed: bool
-    pre_attn_norm: str | None
     qkv: tuple[QKVSite, ...]
     causal: bool
     attention: str
@@ -83,10 +80,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gpt2": Architecture(
         family="gpt2",
         blocks=("h",),
-        embeddings="wte",
         final_norm="ln_f",
         last_hidden_is_normed=True,
-        pre_attn_norm="ln_1",
         # c_attn (Conv1D, n_embd -> 3 n_embd) output split in three, all heads concatenated, bias included.
         qkv=(QKVSite("q", "attn.c_attn", 0, 3), QKVSite("k", "attn.c_attn", 1, 3), QKVSite("v", "attn.c_attn", 2, 3)),
         causal=True,
@@ -95,10 +90,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": Architecture(
         family="llama",
         blocks=("layers",),
-        embeddings="embed_tokens",
         final_norm="norm",
         last_hidden_is_normed=True,
-        pre_attn_norm="input_layernorm",
         # Outputs of the projections, before RoPE. With grouped-query attention k and v have n_kv_heads * head_dim.
         qkv=(QKVSite("q", "self_attn.q_proj"), QKVSite("k", "self_attn.k_proj"), QKVSite("v", "self_attn.v_proj")),
         causal=True,
@@ -107,10 +100,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bert": Architecture(
         family="bert",
         blocks=("encoder.layer",),
-        embeddings="embeddings.word_embeddings",
         final_norm=None,
         last_hidden_is_normed=False,
-        pre_attn_norm=None,
         qkv=(
             QKVSite("q", "attention.self.query"),
             QKVSite("k", "attention.self.key"),
@@ -143,9 +134,7 @@ def find_blocks(model: torch.nn.Module, arch: Architecture) -> torch.nn.ModuleLi
     base = base_model(model)
     for path in arch.blocks:
         with contextlib.suppress(AttributeError):
-            # get_submodule is typed Module; the block list of each ARCHITECTURES family is a ModuleList in
-            # transformers (GPT-2 ``h``, Llama ``layers``, BERT ``encoder.layer``)
-            return cast(torch.nn.ModuleList, base.get_submodule(path))
+            return cast(torch.nn.ModuleList, base.get_submodule(path))  # a ModuleList in every ARCHITECTURES family
     raise ModelNotFoundError(
         f"no block list at {arch.blocks} in {type(base).__name__}: fix the {arch.family!r} row of ARCHITECTURES"
     )
@@ -186,12 +175,8 @@ class ModelHandle:
 
     def check_layers(self, layers: Iterable[int] | int | None) -> list[int]:
         """Hidden-state layer indices as a list (None -> all, 0..n_blocks); UsageError naming the valid range."""
-        return _check_range(
-            layers,
-            self.n_blocks + 1,
-            "layer",
-            f"hidden-state layers are 0..{self.n_blocks} (0 = embeddings, {self.n_blocks} = last) for {self.name}",
-        )
+        why = f"hidden-state layers are 0..{self.n_blocks} (0 = embeddings, {self.n_blocks} = last) for {self.name}"
+        return _check_range(layers, self.n_blocks + 1, "layer", why)
 
     def check_blocks(self, blocks: Iterable[int] | int | None) -> list[int]:
         """Block indices as a list (None -> all, 0..n_blocks-1); UsageError naming the valid range."""
@@ -233,16 +218,8 @@ def _check_range(values: Iterable[int] | int | None, n: int, what: str, why: str
 
 # ------------------------------------------------------------------------------------------- device and dtype
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float64": torch.float64,
-}
+_DTYPES = {name: getattr(torch, name) for name in ("float32", "float16", "bfloat16", "float64")}
+_DTYPES |= {"fp32": torch.float32, "fp16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -317,7 +294,7 @@ _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 
 def _seeded(build: Callable[[], torch.nn.Module], seed: int) -> torch.nn.Module:
-    """Build a module with the global torch RNG seeded to ``seed``, restoring the caller's RNG state after."""
+    """``build()`` with the torch RNG seeded to ``seed``; the caller's RNG state is restored."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
@@ -333,10 +310,9 @@ def _tiny_config(name: str) -> Any:
 def _tiny(name: str) -> tuple[torch.nn.Module, Any, str, str]:
     import transformers
 
-    config = _tiny_config(name)
     model_class = getattr(transformers, _TINY_SPECS[name][1])
     extra = {"add_pooling_layer": False} if name == "tiny-bert" else {}
-    model = _seeded(lambda: model_class(config, **extra), TINY_SEED)
+    model = _seeded(lambda: model_class(_tiny_config(name), **extra), TINY_SEED)
     return model, gpt2_tokenizer(), state_dict_hash(model), f"random:seed={TINY_SEED}"
 
 
@@ -443,8 +419,7 @@ def smollm2_folder() -> Path:
 def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf()
-    folder = smollm2_folder()
+    gguf, folder = smollm2_gguf(), smollm2_folder()
 
     def load() -> tuple[torch.nn.Module, Any, str, str]:
         revision = _verify_manifest(folder)
@@ -490,16 +465,10 @@ def _from_pretrained(name: str, dtype: torch.dtype, device_map: Any) -> tuple[to
 
     path = Path(name).expanduser()
     local = path.is_dir()
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    if local:
-        # Prefer safetensors; a folder with only a .bin goes through transformers' weights_only=True loader.
-        kwargs["use_safetensors"] = True if any(path.glob("*.safetensors")) else None
-        where, local_only = str(path), True
-    else:
-        kwargs["use_safetensors"] = True
-        where, local_only = name, hub_offline() or not hub_reachable()
+    kwargs: dict[str, Any] = {"dtype": dtype} if device_map is None else {"dtype": dtype, "device_map": device_map}
+    # Prefer safetensors; a folder with only a .bin goes through transformers' weights_only=True loader.
+    kwargs["use_safetensors"] = True if not local or any(path.glob("*.safetensors")) else None
+    where, local_only = (str(path), True) if local else (name, hub_offline() or not hub_reachable())
     try:
         model = AutoModel.from_pretrained(where, local_files_only=local_only, **kwargs)
     except (OSError, ValueError) as exc:
@@ -555,8 +524,8 @@ _SMOLLM2_SHAPE = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size":
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What a model is, read from its configuration without loading weights (fields as :class:`ModelHandle`'s;
-    ``source``: where the configuration came from)."""
+    """A model's depth, width and family from its configuration, without its weights (``source``: where that came
+    from)."""
 
     name: str
     n_blocks: int
@@ -588,9 +557,8 @@ def model_shape(name: str) -> ModelShape:
     if name == "smollm2-135m":
         smollm2_gguf()  # DataNotFoundError with the install command when the package is missing
         folder = smollm2_folder()
-        if (folder / "config.json").is_file():
-            with contextlib.suppress(OSError, ValueError):
-                return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
+        with contextlib.suppress(OSError, ValueError):  # not converted yet, or unreadable: the registry's shape
+            return _shape_from_config(name, json.loads((folder / "config.json").read_text()), str(folder))
         return _shape_from_config(name, _SMOLLM2_SHAPE, "registry")
     path = minilm_folder() if name == "minilm-l6" else Path(name).expanduser()
     if path.is_dir():
@@ -660,11 +628,7 @@ def known_models() -> list[str]:
 
 
 def load_model(
-    name: str,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = "float32",
-    device_map: Any = None,
+    name: str, *, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", device_map: Any = None
 ) -> ModelHandle:
     """Load a model by registry name (:data:`REGISTRY`), Hugging Face id (``owner/name`` or a legacy id such as
     ``gpt2-medium``) or local folder; in eval mode, gradients off. ``device_map`` is passed to ``from_pretrained``
@@ -695,16 +659,14 @@ def load_model(
     arch = architecture_for(getattr(model.config, "model_type", "?"))
     if device_map is None:
         model = model.to(device=dev, dtype=torch_dtype)
-    model.eval()
-    model.requires_grad_(False)
-    blocks = find_blocks(model, arch)
+    model.eval().requires_grad_(False)
     param = next(model.parameters())
     return ModelHandle(
         name=name,
         model=model,
         tokenizer=tokenizer,
         arch=arch,
-        n_blocks=len(blocks),
+        n_blocks=len(find_blocks(model, arch)),
         d_model=int(cast(Any, model).config.hidden_size),  # a transformers model: config is its PretrainedConfig
         device=str(param.device),
         dtype=str(param.dtype).removeprefix("torch."),
@@ -726,8 +688,7 @@ def reinitialised(handle: ModelHandle, seed: int) -> ModelHandle:
     if key not in _REINIT:
         model = _seeded(lambda: type(handle.model)(cast(Any, handle.model).config), int(seed))
         model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
-        model.eval()
-        model.requires_grad_(False)
+        model.eval().requires_grad_(False)
         _REINIT.clear()
         _REINIT[key] = dataclasses.replace(
             handle,

@@ -27,13 +27,11 @@ MARGIN_CHARS = 64
 
 @dataclass(frozen=True, eq=False)
 class TokenChunk:
-    """Consecutive tokens of the stream: ``ids`` (int64), ``ends`` (int64: the character offset in the whole text
-    where each token ends, -1 where the tokenizer gives no offsets) and ``first`` (the index in the whole stream of
-    ``ids[0]``)."""
+    """Consecutive tokens of the stream: ``ids`` (int64) and ``ends`` (int64: the character offset in the whole text
+    where each token ends, -1 where the tokenizer gives no offsets)."""
 
     ids: np.ndarray
     ends: np.ndarray
-    first: int
 
 
 def encode_plain(tokenizer: Any, text: str) -> list[int]:
@@ -54,11 +52,7 @@ def _as_pieces(text_or_pieces: str | Iterable[str], size: int) -> Iterator[str]:
 
 
 def iter_token_chunks(
-    tokenizer: Any,
-    text_or_pieces: str | Iterable[str],
-    *,
-    chunk_chars: int = CHUNK_CHARS,
-    margin: int = MARGIN_CHARS,
+    tokenizer: Any, text_or_pieces: str | Iterable[str], *, chunk_chars: int = CHUNK_CHARS, margin: int = MARGIN_CHARS
 ) -> Iterator[TokenChunk]:
     """Tokenise a text (a string or consecutive pieces of it) about ``chunk_chars`` characters at a time; the chunks'
     ids concatenated equal ``tokenizer.encode(whole_text, add_special_tokens=False)``. Stop iterating whenever enough
@@ -69,12 +63,11 @@ def iter_token_chunks(
     if not hasattr(backend, "encode"):
         text = "".join(_as_pieces(text_or_pieces, CHUNK_CHARS))
         ids = np.asarray(encode_plain(tokenizer, text), dtype=np.int64)
-        yield TokenChunk(ids, np.full(ids.size, -1, dtype=np.int64), 0)
+        yield TokenChunk(ids, np.full(ids.size, -1, dtype=np.int64))
         return
     pieces = _as_pieces(text_or_pieces, max(1, chunk_chars // 4))
     buf = ""
     base = 0  # character offset of buf[0] in the whole text
-    n_tok = 0
     want = chunk_chars
     eof = False
     while True:
@@ -95,7 +88,7 @@ def iter_token_chunks(
             continue
         offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
         if eof:
-            yield TokenChunk(ids, offsets[:, 1] + base, n_tok)
+            yield TokenChunk(ids, offsets[:, 1] + base)
             return
         cut = _safe_cut(offsets, enc.word_ids, len(buf) - margin)
         if cut == 0:  # one piece spans the whole chunk: read more
@@ -103,8 +96,7 @@ def iter_token_chunks(
             continue
         want = chunk_chars
         cut_char = int(offsets[cut, 0])
-        yield TokenChunk(ids[:cut], offsets[:cut, 1] + base, n_tok)
-        n_tok += cut
+        yield TokenChunk(ids[:cut], offsets[:cut, 1] + base)
         base += cut_char
         buf = buf[cut_char:]
 
@@ -114,9 +106,8 @@ def _safe_cut(offsets: np.ndarray, word_ids: list[int | None], limit: int) -> in
     ends past ``limit``, where the previous token ends exactly where it starts (contiguous offsets: nothing trimmed
     or shared between them). 0 when no such boundary exists."""
     late = np.flatnonzero(offsets[:, 1] > limit)
-    c = int(late[0]) if late.size else offsets.shape[0]
-    if c >= offsets.shape[0]:
-        c = offsets.shape[0] - 1  # every token ends before the limit: still keep the last piece for the next chunk
+    # when every token ends before the limit, the last piece is still kept for the next chunk
+    c = int(late[0]) if late.size else offsets.shape[0] - 1
     while c > 0:
         w = word_ids[c]
         if w is not None and word_ids[c - 1] != w and offsets[c - 1, 1] == offsets[c, 0]:
