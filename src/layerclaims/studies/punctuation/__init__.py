@@ -3,9 +3,9 @@
 Method (the original notebook ``part5_layer_CCpunctuationMI``, kept exactly; write-up variants as options), one
 module per step:
 
-1. :mod:`.marks`: tokenise the corpus (``tokenizer.encode(text, add_special_tokens=False)``: no BOS/EOS), flag
-   internal (``","``) and terminal (``"."``, decimal points excluded) marks from token 400, keep those with a full
-   window (20 before, 10 after), select ``n`` (the first, or at random with ``seed``).
+1. :mod:`.scan`: stream the tokenised corpus (no BOS/EOS), flag internal (``","``) and terminal (``"."``, decimal
+   points excluded) marks from token 400, keep those with a full window (20 before, 10 after), select ``n`` (the
+   first, or at random with ``seed``).
 2. :mod:`.extraction`: one batched forward pass per kind keeping only the mark's position at the analysed hidden
    states; the last block's output is taken before the final norm, and the post-norm entry is analysed apart.
 3. :mod:`.analysis`: per entry and kind, the pair matrices and their statistics; the pair clusters carried by
@@ -20,7 +20,7 @@ pre-norm block outputs ``1..n_blocks``. The study never reads the claims: the ca
 ``Config.detail_layers`` and what the claims read there as ``Config.detail_reads`` (the pipeline does).
 
 This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch): :mod:`.method` runs the steps,
-:mod:`.scan` streams the corpus for marks, :mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
+:mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
 """
 
 from __future__ import annotations
