@@ -105,7 +105,8 @@ _MAX_CELLS = {1: 16384, 2: 400}  # grid cap per axis; beyond it the grid is coar
 _PAD_H = 4.0  # grid padding beyond the trimmed range, in bandwidths (the Gaussian kernel is truncated at 4 sd)
 _MIN_POINTS = 10  # a cluster needs at least this many points, whatever min_mass says
 _DEPTH_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-_NEIGHBOURS = {1: [(1,)], 2: [(0, 1), (1, 0), (1, 1), (1, -1)]}  # half the neighbourhood: each pair of cells once
+# half of each cell's neighbourhood (so that every pair of touching cells is visited once), per dimension
+_NEIGHBOURS: dict[int, list[tuple[int, ...]]] = {1: [(1,)], 2: [(0, 1), (1, 0), (1, 1), (1, -1)]}
 
 
 def _as_points(points: ArrayLike) -> NDArray[np.float64]:
