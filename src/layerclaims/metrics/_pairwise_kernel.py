@@ -416,29 +416,24 @@ def vector_pair_tables(X: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...
 
 
 def pairwise_all(
-    X: np.ndarray,
-    mask: np.ndarray,
-    bins: int,
-    bin_dtype: np.dtype,
-    miller_madow: bool,
-    ln_base: float,
-    budget_rows: int,
-    mi: np.ndarray,
-    cov: np.ndarray,
-) -> None:
-    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``, storing at
-    most ``budget_rows`` variant bin rows (of ``bin_dtype``)."""
-    n_dim = X.shape[1]
+    X: np.ndarray, mask: np.ndarray, bins: int, miller_madow: bool, ln_base: float, budget_bytes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Everything after the keep masks (C-contiguous float64 X, bool mask): ``(mi, cov)``, storing at most
+    ``budget_bytes`` of variant bin rows (uint8 for bins < 255, else int32)."""
+    n_vec, n_dim = X.shape
+    bin_dtype = np.dtype(np.uint8 if bins < 255 else np.int32)
     asc, desc, trim, n_trim, xc, xc_sum, key, n_pair = vector_pair_tables(X, mask)
-    var_vec, var_key, var_id = variant_layout(key, budget_rows)
+    var_vec, var_key, var_id = variant_layout(key, budget_bytes // (n_dim * bin_dtype.itemsize))
     var_bins = np.empty((len(var_vec), n_dim), bin_dtype)
     variant_bin_rows(X, mask, asc, desc, var_vec, var_key, bins, var_bins)
-
     table, table_row = entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
+    mi = np.empty((n_vec, n_vec))
+    cov = np.empty((n_vec, n_vec))
     pairwise_kernel(
         X, mask, xc, xc_sum, trim, n_trim, asc, desc, key, n_pair, var_id, var_bins, table, table_row, bins,
         miller_madow, ln_base, mi, cov,
     )  # fmt: skip
+    return mi, cov
 
 
 @njit(cache=True)  # serial: the study's other compiled kernel owns the threads (parallel here slowed it 2x)
