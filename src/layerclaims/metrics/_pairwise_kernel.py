@@ -13,16 +13,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = [
-    "bin_row",
-    "entropy_table",
-    "linspace_edges",
-    "pairwise_all",
-    "permuted_products",
-    "variant_bin_rows",
-    "vector_pair_tables",
-]
-
 
 @njit(cache=True)
 def linspace_edges(lo: float, hi: float, bins: int, out: np.ndarray) -> None:  # pragma: no cover - compiled

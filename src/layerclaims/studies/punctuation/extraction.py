@@ -20,15 +20,10 @@ def entries(handle: Any, requested: tuple[int, ...] | None) -> tuple[np.ndarray,
     if bad:
         raise UsageError(f"layers {bad} are outside 0..{n} (hidden states of {handle.name}); fix Config.layers")
     post = [False] * len(layers)
-    if n in layers and last_is_post_norm(handle):
+    if n in layers and getattr(handle.arch, "last_hidden_is_normed", False):  # GPT-2, Llama: True; BERT: False
         layers.append(n)
         post.append(True)
     return np.asarray(layers, dtype=np.int64), np.asarray(post, dtype=bool)
-
-
-def last_is_post_norm(handle: Any) -> bool:
-    """``handle.arch.last_hidden_is_normed`` (GPT-2, Llama: True; BERT: False)."""
-    return bool(getattr(handle.arch, "last_hidden_is_normed", False))
 
 
 def detail_entries(layers: np.ndarray, post_norm: np.ndarray, wanted: tuple[int, ...], n_blocks: int) -> np.ndarray:
