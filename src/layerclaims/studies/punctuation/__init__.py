@@ -9,7 +9,7 @@ module per step:
 2. :mod:`.extraction`: one batched forward pass per kind keeping only the mark's position at the analysed hidden
    states; the last block's output is taken before the final norm, and the post-norm entry is analysed apart.
 3. :mod:`.analysis`: per entry and kind, the pair matrices and their statistics; the pair clusters carried by
-   groups of marks (:func:`layerclaims.metrics.clusters.cluster_marks`) with the literal count beside; the
+   groups of marks (:func:`layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside; the
    bootstrap over marks; at the detail (claim) layers, resamples that refit the groups and a Gaussian control.
 4. :mod:`.result`: :class:`PunctuationResult` and ``measure`` (a table from statistic to getter).
 5. :mod:`.explain`: what each group of marks shares, the outlier marks' windows, and the Markdown for the report.

@@ -25,10 +25,10 @@ from layerclaims.tokens import TokenChunk, iter_token_chunks
 
 
 class _FlagTable:
-    """Per-token-id flags of the notebook's rule, each distinct id decoded once, lazily, as it first appears."""
+    """Per-token-id flags of the notebook's rule (boolean arrays indexed by token id, grown as needed; ``known``: the
+    id has been decoded), each distinct id decoded once, lazily, as it first appears."""
 
-    # boolean arrays indexed by token id, set (and grown) by _grow
-    known: np.ndarray  # the id has been decoded
+    known: np.ndarray
     internal: np.ndarray
     terminal: np.ndarray
     period: np.ndarray
@@ -86,12 +86,11 @@ class KindScan:
 class MarkScan:
     """The result of :func:`scan_marks`: one :class:`KindScan` per kind, ``n_tokens`` tokens scanned,
     ``complete`` (True when the whole text was tokenised; False when the scan stopped once the selection was
-    complete, so ``found``/``usable`` count marks up to token ``n_tokens``), ``passes`` (tokenisation passes)."""
+    complete, so ``found``/``usable`` count marks up to token ``n_tokens``)."""
 
     kinds: dict[str, KindScan]
     n_tokens: int
     complete: bool
-    passes: int
 
 
 class _Scanner:
@@ -223,7 +222,6 @@ def scan_marks(
             return stop_early and len(picked[0]) >= n and len(picked[1]) >= n
 
         n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_first, **kwargs)
-        passes = 1
     else:
         usable: dict[int, list[int]] = {0: [], 1: []}
 
@@ -248,14 +246,13 @@ def scan_marks(
             return g >= last
 
         _pass(tokenizer, fresh(), start, marks, visit_gather, **kwargs)
-        passes = 2
     for k, kind in enumerate(KINDS):
         s = scans[kind]
         _check_enough(n, len(picked[k]), kind)
         s.selected = np.asarray([p[0] for p in picked[k]], dtype=np.int64)
         s.windows = np.asarray([p[1] for p in picked[k]], dtype=np.int64).reshape(-1, CONTEXT)
         s.chars = np.asarray([p[2] for p in picked[k]], dtype=np.int64)
-    return MarkScan(kinds=scans, n_tokens=n_tok, complete=complete, passes=passes)
+    return MarkScan(kinds=scans, n_tokens=n_tok, complete=complete)
 
 
 def count_usable(
