@@ -1,9 +1,10 @@
 """Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (imported lazily
 there; its torch path uses the tables from here too). Per pair i <= j, on the kept dims ``keep_i & keep_j``: each
 side's histogram range from its sorted candidate extremes, ``np.histogram2d``'s bins bit for bit, the joint
-counts, entropies from a table per kept count; the covariance from data centred by each vector's own kept-dim
-mean. A (vector, range) variant used by two or more pairs is binned once, one used by a single pair on the fly.
-``cache=True``: compiled once, the machine code kept beside this file.
+counts, entropies from a table per kept count; the covariance ``(Sxy - Sx Sy / n) / (n - 1)`` on data centred by
+each vector's own kept-dim mean (accurate when means are large). A (vector, range) variant used by two or more
+pairs is binned once, one used by a single pair on the fly. ``cache=True``: compiled once, the machine code kept
+beside this file.
 """
 
 from __future__ import annotations

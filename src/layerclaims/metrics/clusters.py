@@ -75,14 +75,9 @@ __all__ = ["ClusterResult", "count_clusters", "density_modes", "robust_scale"]
 
 @dataclass(frozen=True)
 class ClusterResult:
-    """A cluster count with its labels and how stable it is.
-
-    ``n_clusters``: the count (1 <= n_clusters <= max_k). ``labels``: int64 array of length n with values
-    0..n_clusters-1, ordered by the mean of the first coordinate of each cluster (label 0 = leftmost).
-    ``stability``: fraction of the ``n_boot`` replicates whose count equals ``n_clusters`` (NaN when n_boot = 0).
-    ``boot_counts``: the replicate counts. ``method``: the procedure. ``diagnostics``: what a reader needs to judge
-    the count (bandwidth, per-cluster mass and valley depth, count as a function of the depth threshold, ...).
-    """
+    """A cluster count (1..max_k) with its labels (int64, length n, 0 = leftmost: module docstring, step 5), its
+    ``stability`` (fraction of the ``n_boot`` replicates, ``boot_counts``, that give the same count; NaN when
+    n_boot = 0), the procedure (``method``) and the ``diagnostics`` a reader needs to judge the count."""
 
     n_clusters: int
     labels: NDArray[np.int64]
@@ -573,13 +568,12 @@ def count_clusters(
 
     ``max_k``: the count never exceeds it (deeper valleys are demanded first). ``seed``, ``n_boot``: the seeded
     resamples behind ``stability`` (0 = none, NaN stability). ``bw_factor``: multiplies the Silverman/Scott
-    bandwidth. NaN/inf, a wrong shape or fewer than 2
-    points raise :class:`~layerclaims.errors.UsageError`; constant data give 1 cluster.
+    bandwidth. NaN/inf, a wrong shape or fewer than 2 points raise :class:`~layerclaims.errors.UsageError`;
+    constant data give 1 cluster.
     """
     _check_params(max_k, n_boot, min_depth, min_mass)
-    x = _as_points(points)
     return density_modes(
-        x,
+        _as_points(points),
         max_k=max_k,
         seed=seed,
         n_boot=n_boot,

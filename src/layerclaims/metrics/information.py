@@ -104,13 +104,11 @@ def pairwise_mi_cov(
     (x, x): the plug-in entropy of x and its variance (ddof=1), on its kept dims; claims read only the upper
     triangle, as the original did.
 
-    No Python loop over pairs: only the histogram range depends on the pair (min/max of x over ``mask_i &
-    mask_j``), found among the ``max_trimmed + 1`` smallest/largest kept values of x. Covariance is ``(Sxy - Sx Sy
-    / n) / (n - 1)`` on the data centred by each vector's own kept-dim mean (accurate when means are large). The
-    numba kernel (:mod:`~layerclaims.metrics._pairwise_kernel`; its first call in a fresh environment compiles it,
-    tens of seconds, then cached on disk) runs on the CPU, on one thread below N * N * D of about 4 million;
-    ``device`` ``"cpu"`` or ``"cuda"`` runs the joint counts and covariance products on torch instead (integer
-    counts, float64 covariance).
+    No Python loop over pairs: only the histogram range depends on the pair, found among the ``max_trimmed + 1``
+    smallest/largest kept values of x. The numba kernel (:mod:`~layerclaims.metrics._pairwise_kernel`; its first
+    call in a fresh environment compiles it, tens of seconds, then cached on disk) runs on the CPU, on one thread
+    below N * N * D of about 4 million; ``device`` ``"cpu"`` or ``"cuda"`` runs the joint counts and covariance
+    products on torch instead (integer counts, float64 covariance).
 
     ``X``: numpy, list or torch tensor, converted to float64. ``bins``, ``z_threshold``, ``base``: histogram bins,
     trimming threshold, log base (15, 5, 2: the original). ``estimator``: ``"plugin"`` (the original) or
