@@ -147,14 +147,7 @@ class _Scanner:
         return out
 
 
-def _pass(
-    tokenizer: Any,
-    pieces: Iterable[str],
-    start: int,
-    marks: str,
-    visit: Any,
-    **kwargs: Any,
-) -> tuple[int, bool]:
+def _pass(tokenizer: Any, pieces: Iterable[str], start: int, marks: str, visit: Any, **kwargs: Any) -> tuple[int, bool]:
     """One tokenisation pass; ``visit(kind, window, char, index, usable) -> bool`` returns True to stop.
     Returns ``(tokens seen, complete)``."""
     sc = _Scanner(tokenizer, start, marks)
