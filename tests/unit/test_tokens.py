@@ -14,9 +14,9 @@ import pytest
 from layerclaims import data
 from layerclaims.data import gpt2_tokenizer, load_corpus, load_study_text
 from layerclaims.errors import UsageError
-from layerclaims.studies.punctuation.marks import contexts, find_marks, select_marks, tokenize, usable_marks
 from layerclaims.studies.punctuation.scan import lf_body_positions, scan_marks, shared_marks
 from layerclaims.tokens import iter_token_chunks
+from tests.oracles.marks import contexts, find_marks, select_marks, tokenize, usable_marks
 
 ADVERSARIAL = {
     "crlf_runs": "Hello,\r\n\r\n\r\n\r\nworld. " * 200 + "\r\n" * 3000 + "end.",

@@ -1,9 +1,10 @@
 """Compiled (numba) all-pairs kernel of :func:`layerclaims.metrics.information.pairwise_mi_cov` (imported lazily
 there; its torch path uses the tables from here too). Per pair i <= j, on the kept dims ``keep_i & keep_j``: each
 side's histogram range from its sorted candidate extremes, ``np.histogram2d``'s bins bit for bit, the joint
-counts, entropies from a table per kept count; the covariance from data centred by each vector's own kept-dim
-mean. A (vector, range) variant used by two or more pairs is binned once, one used by a single pair on the fly.
-``cache=True``: compiled once, the machine code kept beside this file.
+counts, entropies from a table per kept count; the covariance ``(Sxy - Sx Sy / n) / (n - 1)`` on data centred by
+each vector's own kept-dim mean (accurate when means are large). A (vector, range) variant used by two or more
+pairs is binned once, one used by a single pair on the fly. ``cache=True``: compiled once, the machine code kept
+beside this file.
 """
 
 from __future__ import annotations
@@ -12,16 +13,6 @@ import math
 
 import numpy as np
 from numba import njit, prange
-
-__all__ = [
-    "bin_row",
-    "entropy_table",
-    "linspace_edges",
-    "pairwise_all",
-    "permuted_products",
-    "variant_bin_rows",
-    "vector_pair_tables",
-]
 
 
 @njit(cache=True)
@@ -416,29 +407,24 @@ def vector_pair_tables(X: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...
 
 
 def pairwise_all(
-    X: np.ndarray,
-    mask: np.ndarray,
-    bins: int,
-    bin_dtype: np.dtype,
-    miller_madow: bool,
-    ln_base: float,
-    budget_rows: int,
-    mi: np.ndarray,
-    cov: np.ndarray,
-) -> None:
-    """Everything after the keep masks (C-contiguous float64 X, bool mask): fills ``mi`` and ``cov``, storing at
-    most ``budget_rows`` variant bin rows (of ``bin_dtype``)."""
-    n_dim = X.shape[1]
+    X: np.ndarray, mask: np.ndarray, bins: int, miller_madow: bool, ln_base: float, budget_bytes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Everything after the keep masks (C-contiguous float64 X, bool mask): ``(mi, cov)``, storing at most
+    ``budget_bytes`` of variant bin rows (uint8 for bins < 255, else int32)."""
+    n_vec, n_dim = X.shape
+    bin_dtype = np.dtype(np.uint8 if bins < 255 else np.int32)
     asc, desc, trim, n_trim, xc, xc_sum, key, n_pair = vector_pair_tables(X, mask)
-    var_vec, var_key, var_id = variant_layout(key, budget_rows)
+    var_vec, var_key, var_id = variant_layout(key, budget_bytes // (n_dim * bin_dtype.itemsize))
     var_bins = np.empty((len(var_vec), n_dim), bin_dtype)
     variant_bin_rows(X, mask, asc, desc, var_vec, var_key, bins, var_bins)
-
     table, table_row = entropy_table(n_pair, n_dim, ln_base / math.log(2.0))
+    mi = np.empty((n_vec, n_vec))
+    cov = np.empty((n_vec, n_vec))
     pairwise_kernel(
         X, mask, xc, xc_sum, trim, n_trim, asc, desc, key, n_pair, var_id, var_bins, table, table_row, bins,
         miller_madow, ln_base, mi, cov,
     )  # fmt: skip
+    return mi, cov
 
 
 @njit(cache=True)  # serial: the study's other compiled kernel owns the threads (parallel here slowed it 2x)

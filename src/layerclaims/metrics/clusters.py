@@ -1,13 +1,11 @@
 """Counting clusters of points: the documented procedure that replaces "3 clusters, judged by eye".
 
-Study A says "at layer 1 the pairwise covariance values form 3 clusters; by layer 20 they have merged into 1; MI is
-one blob". A cluster here means what the eye means in a histogram or scatter: a region of high density separated
-from the others by a clear valley, holding a visible share of the points. :func:`count_clusters` makes that a
-procedure (a kernel density, its modes, and a valley/size/noise test for each mode): the *literal* count of the
-pair values, which the study reports beside the claims' count. The claims' count is
-:func:`layerclaims.metrics.mark_clusters.cluster_marks`: the clusters that groups of marks carry (a cluster of pair
-values can be one odd mark's 249 pairs); it groups the marks with :func:`density_modes`, the procedure below with
-every setting explicit.
+A cluster is what the eye means in a histogram or scatter: a region of high density separated from the others by
+a clear valley, holding a visible share of the points. :func:`count_clusters` is that procedure (a kernel density,
+its modes, a valley/size/noise test for each mode): study A's *literal* count of the pair values, reported beside
+the claims' count (:func:`layerclaims.metrics.mark_clusters.cluster_marks`: the clusters groups of marks carry; a
+cluster of pair values can be one odd mark's 249 pairs), which groups the marks with :func:`density_modes`, the
+procedure below with every setting explicit.
 
 count_clusters(points) -- "kde-modes", the default
 =================================================
@@ -15,9 +13,8 @@ Input: 1-D values ``[n]`` or 2-D points ``[n, 2]`` (e.g. covariance vs MI of the
 
 1. Standardise robustly: subtract the median, divide each axis by IQR/1.349 (the sd of a normal; the sd when more
    than half the values tie; a constant axis is dropped). In 2-D, whiten by the Gnanadesikan-Kettenring robust
-   correlation, so that a tilted (correlated) cloud becomes round. Outliers do not set the scale, and the result
-   is the same for shifted or rescaled data (each axis separately; values are rounded to 1e-9 robust sd so the
-   copies agree to the bit). The count is therefore invariant to shift and positive scaling (property-tested).
+   correlation, so that a tilted (correlated) cloud becomes round. Outliers do not set the scale; values are
+   rounded to 1e-9 robust sd, so the count is invariant to shift and positive scaling of each axis, to the bit.
 2. Density: bin the points on a grid (3 cells per bandwidth in 1-D, 2 in 2-D) and smooth with a Gaussian kernel
    (``scipy.ndimage.gaussian_filter``). Bandwidth ``h = bw_factor * c * min(1, sd) * n^(-1/(d+4))`` with
    c = 0.9 (Silverman) in 1-D and 1 (Scott) in 2-D, and ``bw_factor = 0.6``: the textbook rules assume one
@@ -44,10 +41,9 @@ Input: 1-D values ``[n]`` or 2-D points ``[n, 2]`` (e.g. covariance vs MI of the
    where they touched it); labels are 0..k-1 ordered by the mean of the first coordinate (0 = leftmost).
 6. Stability (``n_boot`` replicates, default 20): the binned counts are resampled (multinomial with the same
    total, i.e. a bootstrap of the points binned on the same grid) and the count recomputed. ``stability`` is the
-   fraction of replicates that give the same count; ``boot_counts`` holds them. Cost does not grow with n. NOTE:
-   this treats the points as independent. Pairs of vectors are not (a vector enters N - 1 pairs), so for pair
-   data this stability is optimistic; the study's interval resamples the marks (vectors) instead, as
-   :func:`~layerclaims.metrics.mark_clusters.cluster_marks` does.
+   fraction of replicates that give the same count; ``boot_counts`` holds them. Cost does not grow with n. It
+   treats the points as independent; pairs of vectors are not (a vector enters N - 1 pairs), so for pair data it
+   is optimistic, and the study's interval resamples the marks instead (``cluster_marks``).
 
 Diagnostics: bandwidth, grid shape, number of raw modes, cluster fractions, the depth of each kept valley, the
 count for depth thresholds 0.1..0.9 (``counts_by_depth``: a count that holds over a wide range of thresholds is
@@ -56,9 +52,8 @@ robust), the robust correlation used to whiten, points outside the grid.
 What it cannot see. Clusters that touch with no valley (two equal normals less than ~3.5 sd apart, a small cluster
 sitting on the shoulder of a big one) are one cluster: this procedure counts humps, not mixture components. A
 cluster under 0.5 % of the points (or 10 points) is never counted. In 2-D, a cluster of fewer than ~100 points
-may be too sparse for the noise test at this bandwidth (80/15/5 % at n = 1,000: the 50-point cluster is found in
-4 of 10 seeds; at n = 3,000, 10 of 10). Very different scales in one data set (a 5 % cluster 1000 sd away)
-coarsen the 2-D grid. Structure that exists only in higher dimensions is invisible in the 1-D or 2-D view given.
+may be too sparse for the noise test at this bandwidth. Very different scales in one data set (a 5 % cluster 1000
+sd away) coarsen the 2-D grid. Structure that exists only in higher dimensions is invisible in the 1-D or 2-D view.
 
 Evidence (which procedure gets which case right, against Gaussian mixtures chosen by BIC):
 docs/clusters-evidence.md.
@@ -80,14 +75,9 @@ __all__ = ["ClusterResult", "count_clusters", "density_modes", "robust_scale"]
 
 @dataclass(frozen=True)
 class ClusterResult:
-    """A cluster count with its labels and how stable it is.
-
-    ``n_clusters``: the count (1 <= n_clusters <= max_k). ``labels``: int64 array of length n with values
-    0..n_clusters-1, ordered by the mean of the first coordinate of each cluster (label 0 = leftmost).
-    ``stability``: fraction of the ``n_boot`` replicates whose count equals ``n_clusters`` (NaN when n_boot = 0).
-    ``boot_counts``: the replicate counts. ``method``: the procedure. ``diagnostics``: what a reader needs to judge
-    the count (bandwidth, per-cluster mass and valley depth, count as a function of the depth threshold, ...).
-    """
+    """A cluster count (1..max_k) with its labels (int64, length n, 0 = leftmost: module docstring, step 5), its
+    ``stability`` (fraction of the ``n_boot`` replicates, ``boot_counts``, that give the same count; NaN when
+    n_boot = 0), the procedure (``method``) and the ``diagnostics`` a reader needs to judge the count."""
 
     n_clusters: int
     labels: NDArray[np.int64]
@@ -104,16 +94,14 @@ class ClusterResult:
         return (int(np.floor(lo)), int(np.ceil(hi)))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Input checks and robust standardisation
-# ----------------------------------------------------------------------------------------------------------------
-
 _QTRIM = 0.001  # fraction of points per side and axis left outside the density grid (far tails; see module doc)
 _CELLS_PER_H = {1: 3.0, 2: 2.0}  # grid resolution: cells per bandwidth
 _MAX_CELLS = {1: 16384, 2: 400}  # grid cap per axis; beyond it the grid is coarsened (diagnostics["coarsened"])
 _PAD_H = 4.0  # grid padding beyond the trimmed range, in bandwidths (the Gaussian kernel is truncated at 4 sd)
 _MIN_POINTS = 10  # a cluster needs at least this many points, whatever min_mass says
 _DEPTH_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# half of each cell's neighbourhood (so that every pair of touching cells is visited once), per dimension
+_NEIGHBOURS: dict[int, list[tuple[int, ...]]] = {1: [(1,)], 2: [(0, 1), (1, 0), (1, 1), (1, -1)]}
 
 
 def _as_points(points: ArrayLike) -> NDArray[np.float64]:
@@ -152,9 +140,7 @@ def robust_scale(v: NDArray[np.float64]) -> float:
     sd when more than half the values tie (IQR 0); 0 for a constant."""
     q25, q75 = np.percentile(v, [25.0, 75.0])
     s = float(q75 - q25) / 1.349
-    if s > 0.0:
-        return s
-    return float(np.std(v))
+    return s if s > 0.0 else float(np.std(v))
 
 
 def _standardise(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[str, Any]]:
@@ -185,11 +171,6 @@ def _standardise(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[str,
     # Rounding to 1e-9 robust sd makes a shifted or rescaled copy of the data give bit-identical z (the last-bit
     # differences of the arithmetic above vanish), hence the same grid, density, count and labels.
     return np.round(z, 9), info
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Density on a grid, its basins (modes) and the saddles between them
-# ----------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -239,12 +220,6 @@ def _density(counts: NDArray[np.float64], grid: _Grid) -> NDArray[np.float64]:
     return f
 
 
-def _neighbour_offsets(d: int) -> list[tuple[int, ...]]:
-    if d == 1:
-        return [(1,)]
-    return [(0, 1), (1, 0), (1, 1), (1, -1)]
-
-
 def _shifted_pairs(shape: tuple[int, ...], off: tuple[int, ...]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Flat indices (a, b) of all cell pairs b = a + off inside the grid."""
     idx = np.arange(int(np.prod(shape))).reshape(shape)
@@ -260,8 +235,7 @@ def _basins(f: NDArray[np.float64], shape: tuple[int, ...]) -> NDArray[np.int64]
     rank[fg[np.argsort(f[fg], kind="stable")]] = np.arange(fg.size)
     best = np.arange(f.size)
     best_rank = rank.copy()
-    offs = _neighbour_offsets(len(shape))
-    for off in offs:
+    for off in _NEIGHBOURS[len(shape)]:
         a, b = _shifted_pairs(shape, off)
         for u, v in ((a, b), (b, a)):  # both directions
             better = rank[v] > best_rank[u]
@@ -273,7 +247,6 @@ def _basins(f: NDArray[np.float64], shape: tuple[int, ...]) -> NDArray[np.int64]
         if np.array_equal(nxt, ptr):
             break
         ptr = nxt
-    ptr = ptr.copy()
     ptr[f <= 0.0] = -1
     return ptr
 
@@ -283,7 +256,7 @@ def _saddles(
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
     """For every pair of touching basins, the highest pass between them: max over touching cells of min(f, f')."""
     ea, eb, es = [], [], []
-    for off in _neighbour_offsets(len(shape)):
+    for off in _NEIGHBOURS[len(shape)]:
         a, b = _shifted_pairs(shape, off)
         ba, bb = basin[a], basin[b]
         m = (ba >= 0) & (bb >= 0) & (ba != bb)
@@ -325,8 +298,7 @@ def _merge_basins(
 
     At a pass of height s, a component is *significant* if its peak P satisfies P - s >= min_depth * P and it
     holds at least ``min_count`` points. Two significant components stay separate clusters; an insignificant one
-    is absorbed by the other (its basins join the mode on the side where they touch). Components that never touch
-    (separated by empty space) meet at s = 0, largest first.
+    is absorbed by the other (its basins join the mode on the side where they touch).
     """
     nb = peak.size
     parent = list(range(nb))
@@ -437,7 +409,6 @@ class _Fit:
     min_depth_used: float
     n_basins: int
     counts_by_depth: dict[float, int]
-    mode_mass: list[float]
 
 
 def _fit_grid(
@@ -479,9 +450,7 @@ def _fit_grid(
         for dd in _DEPTH_GRID:
             curve[dd] = _merge_basins(peak_h, mass, pos, edges, dd, min_count, kappa, min_z, gap_is_evidence).n
     cell_label = np.zeros(0, dtype=np.int64)
-    mode_mass: list[float] = []
     if with_labels:
-        k = modes.n
         if modes.modes:
             code = {m: i for i, m in enumerate(modes.modes)}
             per_basin = np.array([code.get(int(o), 0) for o in modes.owner], dtype=np.int64)
@@ -495,8 +464,7 @@ def _fit_grid(
                 cell_label = cell_label[flat_near]
         else:
             cell_label = np.zeros(f.size, dtype=np.int64)
-        mode_mass = np.bincount(cell_label, weights=counts, minlength=k).tolist()
-    return _Fit(modes.n, cell_label, modes, depth, nb, curve, mode_mass)
+    return _Fit(modes.n, cell_label, modes, depth, nb, curve)
 
 
 def _order_labels(labels: NDArray[np.int64], first: NDArray[np.float64], k: int) -> NDArray[np.int64]:
@@ -600,13 +568,12 @@ def count_clusters(
 
     ``max_k``: the count never exceeds it (deeper valleys are demanded first). ``seed``, ``n_boot``: the seeded
     resamples behind ``stability`` (0 = none, NaN stability). ``bw_factor``: multiplies the Silverman/Scott
-    bandwidth. NaN/inf, a wrong shape or fewer than 2
-    points raise :class:`~layerclaims.errors.UsageError`; constant data give 1 cluster.
+    bandwidth. NaN/inf, a wrong shape or fewer than 2 points raise :class:`~layerclaims.errors.UsageError`;
+    constant data give 1 cluster.
     """
     _check_params(max_k, n_boot, min_depth, min_mass)
-    x = _as_points(points)
     return density_modes(
-        x,
+        _as_points(points),
         max_k=max_k,
         seed=seed,
         n_boot=n_boot,

@@ -46,10 +46,6 @@ _EPS = 1e-12  # the original's offset inside log2
 _ESTIMATORS = ("plugin", "miller-madow")
 
 
-# --------------------------------------------------------------------------------------------------------------
-# validation helpers
-
-
 def _as_float_array(a: Any, name: str, ndim: int) -> NDArray[np.float64]:
     """Numpy float64 copy-or-view of ``a`` (numpy array, list or torch tensor); checks shape and finiteness."""
     if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, without importing torch
@@ -91,10 +87,6 @@ def keep_mask(x: ArrayLike, z_threshold: float = 5.0) -> NDArray[np.bool_]:
     return ~(np.abs(z) > z_threshold)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# all pairs at once
-
-
 def pairwise_mi_cov(
     X: ArrayLike,
     *,
@@ -107,40 +99,27 @@ def pairwise_mi_cov(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """MI and covariance for every pair of rows of ``X`` (N vectors x D dims): two symmetric N x N matrices.
 
-    Entry (i, j) equals the original on the pair ``(X[i], X[j])`` up to floating-point summation order (tested to
-    1e-9 against the per-pair ``np.histogram2d`` oracle; measured ~1e-15 for MI).
+    Entry (i, j) equals the original on ``(X[i], X[j])`` up to floating-point summation order (tested to 1e-9
+    against the per-pair ``np.histogram2d`` oracle; measured ~1e-15 for MI). Entry (i, i) is the original on
+    (x, x): the plug-in entropy of x and its variance (ddof=1), on its kept dims; claims read only the upper
+    triangle, as the original did.
 
-    **Diagonal:** entry (i, i) is the original on the pair (x, x): MI = the plug-in entropy of x on its kept dims,
-    covariance = its variance on its kept dims (ddof=1). Claims read only the upper triangle, as the original did.
+    No Python loop over pairs: only the histogram range depends on the pair, found among the ``max_trimmed + 1``
+    smallest/largest kept values of x. The numba kernel (:mod:`~layerclaims.metrics._pairwise_kernel`; its first
+    call in a fresh environment compiles it, tens of seconds, then cached on disk) runs on the CPU, on one thread
+    below N * N * D of about 4 million; ``device`` ``"cpu"`` or ``"cuda"`` runs the joint counts and covariance
+    products on torch instead (integer counts, float64 covariance).
 
-    **Exact without a loop over pairs in Python.** Only the histogram range depends on the pair (min/max of x over
-    ``mask_i & mask_j``); it is found among the ``max_trimmed + 1`` smallest/largest kept values of x. Covariance
-    is ``(Sxy - Sx Sy / n) / (n - 1)`` on the data centred by each vector's own kept-dim mean, accurate when means
-    are large. The compiled kernel (:mod:`~layerclaims.metrics._pairwise_kernel`) does it all on the CPU; its first
-    call in a fresh environment compiles it (tens of seconds; cached on disk after that); N * N * D below about 4
-    million runs on one thread. With a ``device`` the joint counts and covariance products run on torch instead.
+    ``X``: numpy, list or torch tensor, converted to float64. ``bins``, ``z_threshold``, ``base``: histogram bins,
+    trimming threshold, log base (15, 5, 2: the original). ``estimator``: ``"plugin"`` (the original) or
+    ``"miller-madow"``. ``chunk_size``: pairs counted per torch call; peak extra device memory is about
+    ``chunk_size * D * 16`` bytes (two gathered int64 bin rows and the codes), plus the N x N outputs and the int32
+    bin rows of the range variants (4 bytes x D each; typically 1 to 10 variants per vector). The numba kernel
+    needs about ``N * N * 56`` bytes of per-pair tables plus at most 128 MiB of stored variant bin rows (1 byte x D
+    each for bins < 255); beyond that it bins on the fly.
 
-    Parameters
-    ----------
-    X : (N, D) array (numpy, list, or a torch tensor; converted to float64).
-    bins, z_threshold, base : histogram bins, trimming threshold, log base (15, 5, 2: the original).
-    estimator : ``"plugin"`` (the original) or ``"miller-madow"``.
-    device : ``None`` (the numba kernel), ``"cpu"`` or ``"cuda"`` (torch, float64 for the covariance, integer
-        counts).
-    chunk_size : pairs counted per torch call. Peak extra memory on the device is about ``chunk_size * D * 16``
-        bytes (two gathered int64 bin rows and the codes), plus the N x N outputs and the int32 bin rows of the
-        range variants (4 bytes x D each; typically 1 to 10 variants per vector). The numba kernel needs about
-        ``N * N * 56`` bytes of per-pair tables plus at most 128 MiB of stored variant bin rows (1 byte x D each
-        for bins < 255); beyond that it bins on the fly.
-
-    Returns
-    -------
-    (mi, cov) : float64 arrays of shape (N, N); NaN for pairs with fewer than 2 kept dims.
-
-    Raises
-    ------
-    UsageError : X not 2-D, D < 2, NaN/inf in X, bad parameters, numba that cannot be imported.
-    DeviceError : ``"cuda"`` without CUDA.
+    Returns ``(mi, cov)``, float64 (N, N), NaN for pairs with fewer than 2 kept dims. Raises UsageError (X not 2-D,
+    D < 2, NaN/inf in X, bad parameters, numba that cannot be imported), DeviceError (``"cuda"`` without CUDA).
     """
     _check_params(bins, z_threshold, base)
     if estimator not in _ESTIMATORS:
@@ -158,9 +137,19 @@ def pairwise_mi_cov(
         return np.full((0, 0), np.nan), np.full((0, 0), np.nan)
     X = np.ascontiguousarray(X)
     mask = np.stack([keep_mask(row, z_threshold) for row in X])
-    if torch_dev is None:
-        return _pairwise_numba(kern, X, mask, bins, base, estimator)
-    return _pairwise_torch(kern, X, mask, bins, base, estimator, chunk_size, torch_dev)
+    if torch_dev is not None:
+        return _pairwise_torch(kern, X, mask, bins, base, estimator, chunk_size, torch_dev)
+    args = (X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)
+    if n_vec * n_vec * n_dim >= _SERIAL_BELOW:
+        return kern.pairwise_all(*args)
+    import numba  # a small input on one thread: waking numba's threads would cost more than the work
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kern.pairwise_all(*args)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _load_kernel() -> Any:
@@ -176,30 +165,6 @@ def _load_kernel() -> Any:
 
 _VARIANT_BUDGET = 1 << 27  # bytes of stored variant bin rows in the numba kernel; beyond that, bin on the fly
 _SERIAL_BELOW = 1 << 22  # N * N * D below which the numba kernel runs on one thread
-
-
-def _pairwise_numba(
-    kern: Any, X: NDArray[np.float64], mask: NDArray[np.bool_], bins: int, base: float, estimator: str
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """All pairs with the compiled kernel, on one thread for small inputs."""
-    n_vec, n_dim = X.shape
-    bin_dtype = np.dtype(np.uint8 if bins < 255 else np.int32)
-    mi = np.empty((n_vec, n_vec))
-    cov = np.empty((n_vec, n_vec))
-    args = (X, mask, bins, bin_dtype, estimator == "miller-madow", math.log(base))
-    budget_rows = _VARIANT_BUDGET // (n_dim * bin_dtype.itemsize)
-    if n_vec * n_vec * n_dim < _SERIAL_BELOW:  # waking numba's threads would cost more than the work
-        import numba
-
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            kern.pairwise_all(*args, budget_rows, mi, cov)
-        finally:
-            numba.set_num_threads(threads)
-    else:
-        kern.pairwise_all(*args, budget_rows, mi, cov)
-    return mi, cov
 
 
 def _torch_device(device: str | None) -> Any:

@@ -3,13 +3,13 @@
 Method (the original notebook ``part5_layer_CCpunctuationMI``, kept exactly; write-up variants as options), one
 module per step:
 
-1. :mod:`.marks`: tokenise the corpus (``tokenizer.encode(text, add_special_tokens=False)``: no BOS/EOS), flag
-   internal (``","``) and terminal (``"."``, decimal points excluded) marks from token 400, keep those with a full
-   window (20 before, 10 after), select ``n`` (the first, or at random with ``seed``).
+1. :mod:`.scan`: stream the tokenised corpus (no BOS/EOS), flag internal (``","``) and terminal (``"."``, decimal
+   points excluded) marks from token 400, keep those with a full window (20 before, 10 after), select ``n`` (the
+   first, or at random with ``seed``).
 2. :mod:`.extraction`: one batched forward pass per kind keeping only the mark's position at the analysed hidden
    states; the last block's output is taken before the final norm, and the post-norm entry is analysed apart.
 3. :mod:`.analysis`: per entry and kind, the pair matrices and their statistics; the pair clusters carried by
-   groups of marks (:func:`layerclaims.metrics.clusters.cluster_marks`) with the literal count beside; the
+   groups of marks (:func:`layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside; the
    bootstrap over marks; at the detail (claim) layers, resamples that refit the groups and a Gaussian control.
 4. :mod:`.result`: :class:`PunctuationResult` and ``measure`` (a table from statistic to getter).
 5. :mod:`.explain`: what each group of marks shares, the outlier marks' windows, and the Markdown for the report.
@@ -20,56 +20,35 @@ pre-norm block outputs ``1..n_blocks``. The study never reads the claims: the ca
 ``Config.detail_layers`` and what the claims read there as ``Config.detail_reads`` (the pipeline does).
 
 This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch): :mod:`.method` runs the steps,
-:mod:`.scan` streams the corpus for marks, :mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
+:mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
+from importlib import import_module
 from typing import Any
 
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.marks import KINDS
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import Robustness, Statistic, Study
 
 __all__ = ["KINDS", "STUDY", "Config"]
 
 
-def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
-    from layerclaims.studies.punctuation.method import run
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``name`` of this study's ``module``, imported when called (importing the declaration imports no torch)."""
 
-    return run(handle, config, progress)
+    def call(*args: Any) -> Any:
+        return getattr(import_module(f"{__name__}.{module}"), name)(*args)
+
+    return call
 
 
 def _result() -> type:
     from layerclaims.studies.punctuation.result import PunctuationResult
 
     return PunctuationResult
-
-
-def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
-    from layerclaims.studies.punctuation.figures import figures
-
-    return figures(result, claims)
-
-
-def _report_section(result: Any) -> str:
-    from layerclaims.studies.punctuation.explain import markdown
-
-    return markdown(result)
-
-
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    from layerclaims.studies.punctuation.robustness import run_variants
-
-    return run_variants(handle, values, variants, layers, grid, base)
 
 
 def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:
@@ -119,16 +98,16 @@ STUDY = Study(
     ),
     layer_unit="hidden_state",
     kinds=KINDS,
-    run=_run,
+    run=_lazy("method", "run"),
     result=_result,
-    figures=_figures,
-    report_section=_report_section,
+    figures=_lazy("figures", "figures"),
+    report_section=_lazy("explain", "markdown"),
     robustness=Robustness(
         choices=CHOICES,
         offset="layer",
         run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator", "dimensions"),
         grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},
-        run=_robustness_run,
+        run=_lazy("robustness", "run_variants"),
     ),
     index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off

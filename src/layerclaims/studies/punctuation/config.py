@@ -26,35 +26,37 @@ the data; the claims show all beside them)."""
 class Config:
     """Study A settings; the defaults are the original notebook's method.
 
-    ``corpus``: a registry name or a file path. ``n`` marks per kind, ``selection`` ``"first"`` (notebook) or
-    ``"random"`` (write-up, with ``seed``). ``marks``: ``"original"`` (``,`` / ``.``) or ``"extended"``.
-    ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks). ``bins``, ``z_threshold``: the
-    estimator's. ``n_boot``: bootstrap resamples over marks for r and the per-layer means (every layer).
+    ``corpus``: a registry name or a file path; ``line_endings``: ``"crlf"`` tokenises the text as served (the
+    original's input: CRLF, header kept when the file has it), ``"lf"`` the body only with LF endings
+    (:func:`layerclaims.data.load_study_text`). ``n`` marks per kind, ``selection`` ``"first"`` (notebook) or
+    ``"random"`` (write-up, with ``seed``). ``marks``: ``"original"`` (``,`` / ``.``) or ``"extended"``. ``start``:
+    first token index searched for marks. ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks).
+    ``bins``, ``z_threshold``, ``mi_estimator`` (``"plugin"``, the original, or ``"miller-madow"``, bias-corrected):
+    :func:`~layerclaims.metrics.information.pairwise_mi_cov`'s. ``n_boot``: bootstrap resamples over marks for r
+    and the per-layer means (every layer). ``batch_size``: forward-pass batch.
     ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
     claim layers mapped to this model: ``layerclaims.run.run_options`` does; None = ``DEFAULT_DETAIL_LAYERS``).
     ``detail_reads``: what the run's claims read there, ``(kind, layer, statistic)`` triples (filled the same way
     when ``detail_layers`` is): at a detail layer of a kind only the sides read are computed (``result.DETAIL_SIDE``:
     the covariance groups, the MI groups, the pooled r), none where nothing is read; None = everything.
-    ``n_boot_clusters``: resamples of marks at the detail layers, each refitting the mark groups (count
-    replicates, within-group slopes with refit labels). ``n_perm``: Mantel permutations for the pooled r's p-value
-    at the detail layers. ``cluster_n_boot``: stability resamples of the literal count (clusters of the pair values)
-    at the detail layers. ``control``: run the Gaussian surrogate of the marks at the detail layers (counts, r,
-    slopes), over ``control_draws`` independent surrogates that share the ``n_boot_clusters`` resamples (the
-    control is decided on as many resamples as its claim).
+    At the detail layers: ``n_boot_clusters`` resamples of marks, each refitting the mark groups (count replicates,
+    within-group slopes with refit labels); ``n_perm`` Mantel permutations for the pooled r's p-value;
+    ``cluster_n_boot`` stability resamples of the literal count (clusters of the pair values); ``control``: the
+    Gaussian surrogate of the marks (counts, r, slopes), over ``control_draws`` independent surrogates that share
+    the ``n_boot_clusters`` resamples (the control is decided on as many resamples as its claim); ``detect_sims``
+    simulations per separation of the detection limit (0: not computed).
     ``block_window``: marks whose token indices differ by at most this many tokens read some of the same tokens
     (the 20 before a mark) and are resampled together, as one block, by every bootstrap of the study (0: each mark
-    its own block, the marks resampled one by one).
+    its own block).
     ``meaningful_cov_separation``, ``meaningful_mi_separation``: the separation of two groups of marks (loading
     difference on a shared direction, relative to the loading: :mod:`layerclaims.metrics.detectability`) that a
     count of the covariance / MI matrix must detect with 80% power for "1 cluster" to say "no groups". Defaults:
     0.2 for the covariance (at loading 0.7, groups 0.10-0.15 noise sd apart, i.e. 0.14-0.21 relative, have mean
     covariances 4.6-5.2 within-group sd apart and a two-component mixture beats one by BIC: real groups), 0.4 for
     MI (0.3 noise sd at loading 0.7, where the marks' mean MI separates by 6.4 sd).
-    ``detect_sims``: simulations per separation of the detection limit, at the detail layers (0: not computed).
     ``dimensions``: the mark vectors as they are (``"all"``), each dimension standardised over the marks, or the 1
     or 3 dimensions of largest variance removed, before any statistic (a robustness choice; the claims show the
     variants beside them whatever this is).
-    ``batch_size``: forward-pass batch. ``start``: first token index searched for marks.
     """
 
     corpus: str = "heart-of-darkness"
@@ -88,9 +90,6 @@ class Config:
     MIN_MARKS_COUNT: ClassVar[int] = MIN_MARKS_COUNT
 
     def __post_init__(self) -> None:
-        # line_endings: "crlf" tokenises the text as served (the original's input: CRLF, header kept when the file has
-        # it); "lf" the body only with LF endings (layerclaims.data.load_study_text). mi_estimator: the MI estimator
-        # of pairwise_mi_cov ("plugin" = the original; "miller-madow" adds the bias correction).
         if self.line_endings not in ("crlf", "lf"):
             raise UsageError(f"line_endings={self.line_endings!r}: use 'crlf' (the text as served) or 'lf' (body)")
         if self.mi_estimator not in ("plugin", "miller-madow"):

@@ -20,15 +20,10 @@ def entries(handle: Any, requested: tuple[int, ...] | None) -> tuple[np.ndarray,
     if bad:
         raise UsageError(f"layers {bad} are outside 0..{n} (hidden states of {handle.name}); fix Config.layers")
     post = [False] * len(layers)
-    if n in layers and last_is_post_norm(handle):
+    if n in layers and getattr(handle.arch, "last_hidden_is_normed", False):  # GPT-2, Llama: True; BERT: False
         layers.append(n)
         post.append(True)
     return np.asarray(layers, dtype=np.int64), np.asarray(post, dtype=bool)
-
-
-def last_is_post_norm(handle: Any) -> bool:
-    """``handle.arch.last_hidden_is_normed`` (GPT-2, Llama: True; BERT: False)."""
-    return bool(getattr(handle.arch, "last_hidden_is_normed", False))
 
 
 def detail_entries(layers: np.ndarray, post_norm: np.ndarray, wanted: tuple[int, ...], n_blocks: int) -> np.ndarray:
@@ -47,19 +42,18 @@ def extract_marks(
     handle: Any, ctx: np.ndarray, layers: np.ndarray, post_norm: np.ndarray, batch_size: int
 ) -> np.ndarray:
     """``[E, n, d]`` float64 vectors of the mark (index 20) at each entry, from ONE batched forward pass that keeps
-    only that position at the pre-norm layers (:func:`layerclaims.extract.hidden_states` with
-    ``final="pre_norm"``). The post-norm entry, when asked, is the model's own final norm module
-    (``handle.arch.final_norm``) applied to the last block's output at the mark: exactly the last Hugging Face
-    ``hidden_states`` entry (the norm acts position by position), without a second pass. In a causal model
-    (``handle.arch.causal``) the mark's state depends only on the tokens up to it, so the 10 tokens after the mark
-    are not run: the same vectors (to float rounding) for two thirds of the compute; other models see all 31."""
+    only that position at the pre-norm layers (:func:`layerclaims.extract.hidden_states`, ``final="pre_norm"``).
+    The post-norm entry is the model's final norm module (``handle.arch.final_norm``) on the last block's output at
+    the mark: exactly the last Hugging Face ``hidden_states`` entry (the norm acts position by position), without a
+    second pass. A causal model (``handle.arch.causal``) does not run the 10 tokens after the mark (they cannot
+    change its state): the same vectors, to float rounding, for two thirds of the compute."""
     import torch
 
     from layerclaims.activations import hidden_states  # extract.hidden_states through the on-disk cache
     from layerclaims.models import base_model
 
     if getattr(handle.arch, "causal", False):
-        ctx = ctx[:, : MARK_INDEX + 1]  # causal: the 10 tokens after the mark cannot change its hidden state
+        ctx = ctx[:, : MARK_INDEX + 1]
     seqs = [[int(t) for t in row] for row in ctx]
     pre_layers = [int(x) for x in layers[~post_norm]]
     need_post = bool(post_norm.any())

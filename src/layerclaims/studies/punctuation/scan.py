@@ -1,9 +1,14 @@
-"""Study A's streaming scan for punctuation marks over the incremental tokenisation of :mod:`layerclaims.tokens`.
+"""Study A's streaming scan for punctuation marks over the incremental tokenisation of :mod:`layerclaims.tokens`
+(``tokenizer.encode(text, add_special_tokens=False)``: no BOS/EOS).
 
-Per kind, ``n`` marks and the 31-token window around each. ``selection="first"``: one pass that stops once the
-selection is complete. ``"random"``: the marks are counted in one streaming pass (only their token indices are kept,
-8 bytes a mark) and the windows of the drawn ones gathered in a second pass that stops at the last drawn mark. The
-flag rule is :func:`layerclaims.studies.punctuation.marks.find_marks`'s, applied chunk by chunk.
+The flag rule (the notebook's): from token index ``start`` on, a token whose decoded text, stripped, is in the
+internal set (``","``; extended ``, ; :``) is internal; one in the terminal set (``"."``; extended ``. ? !``) is
+terminal, except a ``"."`` whose previous decoded token ends with a digit or whose next decoded token starts with
+one (``str.isdigit`` on the unstripped decoded text, as the original; no neighbour = no digit). A mark is usable
+with a full window (20 tokens before, 10 after). Per kind, ``n`` usable marks and the 31-token window around each.
+``selection="first"``: one pass that stops once the selection is complete. ``"random"``: the marks are counted in
+one streaming pass (only their token indices are kept, 8 bytes a mark) and the windows of the drawn ones gathered
+in a second pass that stops at the last drawn mark. ``tests/oracles/marks.py`` is the same rule on the whole stream.
 """
 
 from __future__ import annotations
@@ -18,14 +23,12 @@ from layerclaims.errors import UsageError
 from layerclaims.studies.punctuation.marks import AFTER, BEFORE, CONTEXT, KINDS, MARK_SETS
 from layerclaims.tokens import TokenChunk, iter_token_chunks
 
-# --------------------------------------------------------------------------------------------------- mark flags
-
 
 class _FlagTable:
-    """Per-token-id flags of the notebook's rule, each distinct id decoded once, lazily, as it first appears."""
+    """Per-token-id flags of the notebook's rule (boolean arrays indexed by token id, grown as needed; ``known``: the
+    id has been decoded), each distinct id decoded once, lazily, as it first appears."""
 
-    # boolean arrays indexed by token id, set (and grown) by _grow
-    known: np.ndarray  # the id has been decoded
+    known: np.ndarray
     internal: np.ndarray
     terminal: np.ndarray
     period: np.ndarray
@@ -63,9 +66,6 @@ class _FlagTable:
             self.known[u] = True
 
 
-# --------------------------------------------------------------------------------------------------- the scan
-
-
 @dataclass(eq=False)
 class KindScan:
     """What the scan found for one kind. ``found``: marks flagged (over the part scanned); ``skipped_start``/
@@ -86,12 +86,11 @@ class KindScan:
 class MarkScan:
     """The result of :func:`scan_marks`: one :class:`KindScan` per kind, ``n_tokens`` tokens scanned,
     ``complete`` (True when the whole text was tokenised; False when the scan stopped once the selection was
-    complete, so ``found``/``usable`` count marks up to token ``n_tokens``), ``passes`` (tokenisation passes)."""
+    complete, so ``found``/``usable`` count marks up to token ``n_tokens``)."""
 
     kinds: dict[str, KindScan]
     n_tokens: int
     complete: bool
-    passes: int
 
 
 class _Scanner:
@@ -148,14 +147,7 @@ class _Scanner:
         return out
 
 
-def _pass(
-    tokenizer: Any,
-    pieces: Iterable[str],
-    start: int,
-    marks: str,
-    visit: Any,
-    **kwargs: Any,
-) -> tuple[int, bool]:
+def _pass(tokenizer: Any, pieces: Iterable[str], start: int, marks: str, visit: Any, **kwargs: Any) -> tuple[int, bool]:
     """One tokenisation pass; ``visit(kind, window, char, index, usable) -> bool`` returns True to stop.
     Returns ``(tokens seen, complete)``."""
     sc = _Scanner(tokenizer, start, marks)
@@ -167,7 +159,7 @@ def _pass(
                 return n, False
     for item in sc.feed(None):
         if visit(*item):
-            return n, True
+            break
     return n, True
 
 
@@ -184,15 +176,13 @@ def scan_marks(
     kind_seeds: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> MarkScan:
-    """Select ``n`` marks per kind by streaming the text, with the notebook's flag rule (the same marks as
-    ``studies.punctuation.find_marks`` on the whole token stream, then ``usable_marks`` and ``select_marks``).
+    """Select ``n`` usable marks per kind by streaming the text (module docstring).
 
     ``pieces``: a string, or a callable returning a fresh iterable of the text's consecutive pieces (needed for
-    ``"random"``, which reads the text twice). ``"first"``: one pass that stops once both kinds have ``n`` usable
-    marks (``stop_early=False`` reads on to count every mark). ``"random"``: pass 1 keeps the usable marks' token
-    indices; ``np.random.default_rng(seeds[k]).choice(usable, n, replace=False)`` for kind ``k`` (0 internal,
-    1 terminal; ``seeds`` = ``kind_seeds``, default ``seed + k``), sorted; pass 2 gathers their windows and stops
-    after the last. Raises UsageError when a kind has fewer than ``n`` usable marks."""
+    ``"random"``, which reads the text twice). ``stop_early=False``: a ``"first"`` scan reads on to count every mark.
+    ``"random"`` draws ``np.random.default_rng(seeds[k]).choice(usable, n, replace=False)`` for kind ``k`` (0
+    internal, 1 terminal; ``seeds`` = ``kind_seeds``, default ``seed + k``), sorted. Raises UsageError when a kind
+    has fewer than ``n`` usable marks."""
     if marks not in MARK_SETS:
         raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     if selection not in ("first", "random"):
@@ -204,11 +194,9 @@ def scan_marks(
         return pieces() if callable(pieces) else pieces
 
     scans = {kind: KindScan() for kind in KINDS}
-    wins: dict[int, list[np.ndarray]] = {0: [], 1: []}
-    idx: dict[int, list[int]] = {0: [], 1: []}
-    chars: dict[int, list[int]] = {0: [], 1: []}
+    picked: list[list[tuple[int, np.ndarray, int]]] = [[], []]  # per kind: (token index, window, char) selected
 
-    def count(k: int, ok: bool, g: int) -> KindScan:
+    def count(k: int, ok: bool, g: int) -> None:
         s = scans[KINDS[k]]
         s.found += 1
         if ok:
@@ -217,20 +205,16 @@ def scan_marks(
             s.skipped_start += 1
         else:
             s.skipped_end += 1
-        return s
 
     if selection == "first":
 
         def visit_first(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
             count(k, ok, g)
-            if ok and len(idx[k]) < n:
-                wins[k].append(win)
-                idx[k].append(g)
-                chars[k].append(ch)
-            return stop_early and len(idx[0]) >= n and len(idx[1]) >= n
+            if ok and len(picked[k]) < n:
+                picked[k].append((g, win, ch))
+            return stop_early and len(picked[0]) >= n and len(picked[1]) >= n
 
         n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_first, **kwargs)
-        passes = 1
     else:
         usable: dict[int, list[int]] = {0: [], 1: []}
 
@@ -251,20 +235,17 @@ def scan_marks(
 
         def visit_gather(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
             if g in drawn[k]:
-                wins[k].append(win)
-                idx[k].append(g)
-                chars[k].append(ch)
+                picked[k].append((g, win, ch))
             return g >= last
 
         _pass(tokenizer, fresh(), start, marks, visit_gather, **kwargs)
-        passes = 2
     for k, kind in enumerate(KINDS):
         s = scans[kind]
-        _check_enough(n, len(idx[k]), kind, complete=complete)
-        s.selected = np.asarray(idx[k], dtype=np.int64)
-        s.windows = np.asarray(wins[k], dtype=np.int64).reshape(-1, CONTEXT)
-        s.chars = np.asarray(chars[k], dtype=np.int64)
-    return MarkScan(kinds=scans, n_tokens=n_tok, complete=complete, passes=passes)
+        _check_enough(n, len(picked[k]), kind)
+        s.selected = np.asarray([p[0] for p in picked[k]], dtype=np.int64)
+        s.windows = np.asarray([p[1] for p in picked[k]], dtype=np.int64).reshape(-1, CONTEXT)
+        s.chars = np.asarray([p[2] for p in picked[k]], dtype=np.int64)
+    return MarkScan(kinds=scans, n_tokens=n_tok, complete=complete)
 
 
 def count_usable(
@@ -276,10 +257,9 @@ def count_usable(
     marks: Literal["original", "extended"] = "original",
     **kwargs: Any,
 ) -> dict[str, int]:
-    """Usable marks per kind by the rule :func:`scan_marks` selects from (flagged from token ``start`` on, each with
-    a full 20-before/10-after window), counted by streaming ``pieces`` (a string, or a callable returning the
-    text's pieces) until every kind has ``n`` (so ``n`` means "at least n") or the text ends. A selection of ``n``
-    marks per kind succeeds exactly when every count is ``n``: what a check before the weights load asks."""
+    """Usable marks per kind (:func:`scan_marks`'s rule), counted by streaming ``pieces`` until every kind has ``n``
+    (so ``n`` means "at least n") or the text ends: a selection of ``n`` marks per kind succeeds exactly when every
+    count is ``n`` (the check before the weights load)."""
     if marks not in MARK_SETS:
         raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     usable = [0] * len(KINDS)
@@ -293,15 +273,12 @@ def count_usable(
     return {kind: min(usable[k], n) for k, kind in enumerate(KINDS)}
 
 
-def _check_enough(n: int, have: int, kind: str, *, complete: bool = True) -> None:
+def _check_enough(n: int, have: int, kind: str) -> None:
     if have < n:
         raise UsageError(
             f"asked for {n} {kind} marks but only {have} usable ones exist (with a full 20-before/10-after "
             f"context): use n <= {have}"
         )
-
-
-# --------------------------------------------------------------------------------------------------- CRLF vs LF
 
 
 def lf_body_positions(crlf_text: str, body: str, chars: np.ndarray) -> np.ndarray:
@@ -323,9 +300,6 @@ def shared_marks(crlf_chars: np.ndarray, crlf_text: str, body: str, lf_chars: np
     body's stream: the same character of the book."""
     mapped = lf_body_positions(crlf_text, body, crlf_chars)
     return int(np.intersect1d(mapped[mapped >= 0], np.asarray(lf_chars, dtype=np.int64)).size)
-
-
-# --------------------------------------------------------------------------------------------------- for study A
 
 
 @dataclass(eq=False)
@@ -376,7 +350,6 @@ def study_marks(
     line_endings: str = "crlf",
     n: int = 250,
     selection: Literal["first", "random"] = "first",
-    seed: int = 0,
     start: int = 400,
     marks: Literal["original", "extended"] = "original",
     kind_seeds: Sequence[int] | None = None,
@@ -386,7 +359,7 @@ def study_marks(
     from layerclaims.data import load_study_text
 
     text = load_study_text(corpus, line_endings=line_endings)
-    opts: dict[str, Any] = {"n": n, "selection": selection, "seed": seed, "start": start, "marks": marks}
+    opts: dict[str, Any] = {"n": n, "selection": selection, "start": start, "marks": marks}
     scan = scan_marks(tokenizer, text.pieces, kind_seeds=kind_seeds, **opts)
     prov = {**text.provenance(), "start": start}
     if line_endings == "crlf" and text.text is not None and text.body is not None:
