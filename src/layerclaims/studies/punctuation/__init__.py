@@ -25,30 +25,51 @@ This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from importlib import import_module
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.marks import KINDS
-from layerclaims.study import Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
 
 __all__ = ["KINDS", "STUDY", "Config"]
 
 
-def _lazy(module: str, name: str) -> Callable[..., Any]:
-    """``name`` of this study's ``module``, imported when called (importing the declaration imports no torch)."""
+def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
+    from layerclaims.studies.punctuation.method import run
 
-    def call(*args: Any) -> Any:
-        return getattr(import_module(f"{__name__}.{module}"), name)(*args)
-
-    return call
+    return run(handle, config, progress)
 
 
 def _result() -> type:
     from layerclaims.studies.punctuation.result import PunctuationResult
 
     return PunctuationResult
+
+
+def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
+    from layerclaims.studies.punctuation.figures import figures
+
+    return figures(result, claims)
+
+
+def _report_section(result: Any) -> str:
+    from layerclaims.studies.punctuation.explain import markdown
+
+    return markdown(result)
+
+
+def _robustness_run(
+    handle: Any,
+    values: Mapping[str, str],
+    variants: Sequence[Mapping[str, str]],
+    layers: Sequence[int],
+    grid: Mapping[str, Any],
+    base: Mapping[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    from layerclaims.studies.punctuation.robustness import run_variants
+
+    return run_variants(handle, values, variants, layers, grid, base)
 
 
 def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:
@@ -98,16 +119,16 @@ STUDY = Study(
     ),
     layer_unit="hidden_state",
     kinds=KINDS,
-    run=_lazy("method", "run"),
+    run=_run,
     result=_result,
-    figures=_lazy("figures", "figures"),
-    report_section=_lazy("explain", "markdown"),
+    figures=_figures,
+    report_section=_report_section,
     robustness=Robustness(
         choices=CHOICES,
         offset="layer",
         run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator", "dimensions"),
         grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},
-        run=_lazy("robustness", "run_variants"),
+        run=_robustness_run,
     ),
     index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off
