@@ -44,35 +44,32 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
     per_kind: dict[str, KindResult] = {}
     tm = {"forward_s": 0.0, "analysis_s": 0.0}
     steps: dict[str, float] = {}
-    finish: dict[str, Callable[[], KindResult]] = {}
-    for kind in KINDS:
-        scan = sm.scan.kinds[kind]
-        sel = scan.selected
-        say(f"punctuation {kind}: forward pass over {sel.size} marks")
+    X = {}
+    for kind in KINDS:  # the forward passes first: torch's threads do not compete with the workers' tasks
+        say(f"punctuation {kind}: forward pass over {sm.scan.kinds[kind].selected.size} marks")
         t1 = time.perf_counter()
-        X = extract_marks(handle, scan.windows, layers, post_norm, config.batch_size)
-        t2 = time.perf_counter()
-        counts = {c: int(getattr(scan, c)) for c in ("found", "skipped_start", "skipped_end", "usable")}
-        # the detail tasks of this kind run in the workers while the next kind's forward pass runs
+        X[kind] = extract_marks(handle, sm.scan.kinds[kind].windows, layers, post_norm, config.batch_size)
+        tm["forward_s"] += time.perf_counter() - t1
+    finish: dict[str, Callable[[], KindResult]] = {}
+    t2 = time.perf_counter()
+    for kind in KINDS:  # one kind's detail tasks run in the workers while the next kind's layers are analysed here
+        scan = sm.scan.kinds[kind]
         finish[kind] = start_kind(
-            X,
+            X.pop(kind),
             config,
             seeds=kind_seeds(config.seed, kind),
             layers=layers,
             post_norm=post_norm,
             detail=detail,
             kind=kind,
-            counts=counts,
-            marks=sel,
+            counts={c: int(getattr(scan, c)) for c in ("found", "skipped_start", "skipped_end", "usable")},
+            marks=scan.selected,
             timings=steps,
             progress=progress,
         )
-        tm["forward_s"] += t2 - t1
-        tm["analysis_s"] += time.perf_counter() - t2
     for kind in KINDS:
-        t3 = time.perf_counter()
         per_kind[kind] = explain_kind(finish[kind](), sm.token_view(kind), handle.tokenizer)
-        tm["analysis_s"] += time.perf_counter() - t3
+    tm["analysis_s"] += time.perf_counter() - t2
     return PunctuationResult(
         model=handle.name,
         n_blocks=int(handle.n_blocks),
