@@ -78,18 +78,21 @@ def plan_runs(study_names: Sequence[str], claims: Sequence[Claim] | None = None)
 def run_options(run: StudyRun, plan: RunPlan, n_blocks: int) -> dict[str, Any]:
     """The Config overrides of one study run: the run's options, the claims' settings over them, and a
     ``detail_layers`` not given: the layers this run's claims (else the study's package claims) read on this model,
-    since a study never reads the claims; with it, a ``detail_reads`` the study declares: those claims' ``(kind,
-    layer, statistic)`` reads."""
+    since a study never reads the claims; with it, a ``reads`` the study declares: those claims' ``(kind,
+    layer, statistic)`` reads, and the run's claims' reads over layers (layer None)."""
     opts = {**plan.options.get(run.study, {}), **dict(run.settings)}
     if "detail_layers" in registry.get(run.study).settings and opts.get("detail_layers") is None:
         layers = {map_layer(c, n_blocks) for c in run.claims} - {None}
         if not layers:
             layers = {map_layer(c, n_blocks) for c in claims_for(run.study)} - {None}
         opts["detail_layers"] = tuple(sorted(x for x in layers if x is not None))
-        if "detail_reads" in registry.get(run.study).settings and opts.get("detail_reads") is None:
+        if "reads" in registry.get(run.study).settings and opts.get("reads") is None:
             read = [c for c in run.claims if map_layer(c, n_blocks) is not None] or claims_for(run.study)
-            found = {(r.kind, r.layer, r.statistic) for r in claim_reads(read, n_blocks) if r.layer is not None}
-            opts["detail_reads"] = tuple(sorted(found, key=str))
+            found: set[tuple[str | None, int | None, str]] = {
+                (r.kind, r.layer, r.statistic) for r in claim_reads(read, n_blocks) if r.layer is not None
+            }
+            found |= {(r.kind, None, r.statistic) for r in claim_reads(run.claims, n_blocks) if r.layer is None}
+            opts["reads"] = tuple(sorted(found, key=str))
     return opts
 
 

@@ -286,17 +286,16 @@ def test_tiny_measure_every_statistic(tiny: tuple[object, PunctuationResult, Con
             assert ratio.replicates is not None and ratio.replicates.size == k.mean_mi_boot.shape[0]
         else:
             assert ratio.ci is None and "not positive" in ratio.details["not_evaluated"]
-    # A7's MI ratio on the dimension variants (computed at the first and last block outputs only)
+    # A7's MI statistics on the dimension variants (every block output: this run computes everything)
     mi_var = k.mean_mi_variants
     assert mi_var.shape == (len(VARIANTS), res.layers.size)
-    assert np.isfinite(mi_var[:, [depth[0], depth[-1]]]).all() and np.isnan(mi_var[:, depth[1:-1]]).all()
+    assert np.isfinite(mi_var[:, depth]).all()
     assert (mi_var[:, [depth[0], depth[-1]]] >= 0).all()  # plug-in MI is never negative
     ratio = res.measure("ratio_mean_mi_last_first", layer=None, kind="internal")
     expect = mi_var[:, depth[-1]] / mi_var[:, depth[0]]
     assert list(ratio.details["without_top_dimensions"].values()) == pytest.approx(list(expect))
-    assert isinstance(
-        res.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").details["without_top_dimensions"], str
-    )
+    trend = res.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").details["without_top_dimensions"]
+    assert set(trend) == set(VARIANTS) and all(-1 <= v <= 1 for v in trend.values())
     with pytest.raises(KeyError):
         res.measure("no_such_statistic", layer=1, kind="internal")
     with pytest.raises(UsageError):
@@ -454,20 +453,21 @@ def test_run_options_fills_the_reads_from_the_claims() -> None:
     (only,) = plan_runs(("punctuation",))
     opts = run_options(only, RunPlan(shape=None), 30)
     assert opts["detail_layers"] == (1, 25)
-    reads = set(opts["detail_reads"])
+    reads = set(opts["reads"])
     assert {("internal", 1, "cov_clusters"), ("internal", 1, "mi_clusters"), ("internal", 1, "pooled_r")} <= reads
     assert {("internal", 25, "cov_clusters"), ("terminal", 1, "cov_clusters")} <= reads
     assert not any(k == "terminal" and x == 25 for k, x, _ in reads)  # nothing reads it: not computed
     assert not any(k == "internal" and x == 25 and st.startswith("mi_") for k, x, st in reads)
+    assert ("internal", None, "spearman_mean_mi_vs_depth") in reads  # A7 reads the MI trend over layers
     # layers the user set: everything is computed at them
     user = run_options(only, RunPlan(shape=None, options={"punctuation": {"detail_layers": (1, 20)}}), 30)
-    assert user["detail_layers"] == (1, 20) and user.get("detail_reads") is None
+    assert user["detail_layers"] == (1, 20) and user.get("reads") is None
 
 
 def test_detail_reads_are_checked() -> None:
-    assert Config(detail_reads=[[None, 1, "cov_clusters"]]).detail_reads == (("internal", 1, "cov_clusters"),)
-    with pytest.raises(UsageError, match="detail_reads"):
-        Config(detail_reads=[("neither", 1, "cov_clusters")])
+    assert Config(reads=[[None, 1, "cov_clusters"]]).reads == (("internal", 1, "cov_clusters"),)
+    with pytest.raises(UsageError, match="reads"):
+        Config(reads=[("neither", 1, "cov_clusters")])
 
 
 @pytest.fixture(scope="module")
@@ -481,15 +481,15 @@ def with_reads(tiny: tuple[object, PunctuationResult, Config]) -> tuple[Punctuat
     handle, _, config = tiny
     opts = run_options(plan_runs(("punctuation",))[0], RunPlan(shape=None), int(handle.n_blocks))  # type: ignore[attr-defined]
     full = run(handle, replace(config, detail_layers=opts["detail_layers"]))
-    return full, run(handle, replace(config, detail_layers=opts["detail_layers"], detail_reads=opts["detail_reads"]))
+    return full, run(handle, replace(config, detail_layers=opts["detail_layers"], reads=opts["reads"]))
 
 
 def test_what_no_claim_reads_is_not_computed_and_says_so(
     with_reads: tuple[PunctuationResult, PunctuationResult],
 ) -> None:
     _, res = with_reads
-    reads = res.config["detail_reads"]
-    layers = sorted({int(x) for _, x, _ in reads})
+    reads = res.config["reads"]
+    layers = sorted({int(x) for _, x, _ in reads if x is not None})
     unread = [(k, x, st) for k in KINDS for x in layers for st in ("cov_clusters", "mi_clusters", "pooled_r")]
     unread = [r for r in unread if tuple(r) not in {tuple(q) for q in reads}]
     assert unread  # the package's claims leave some of the detail unread
@@ -500,6 +500,14 @@ def test_what_no_claim_reads_is_not_computed_and_says_so(
         assert "--set punctuation.detail_layers=[" in m.details["not_evaluated"]
     md = markdown(res)
     assert "not computed: no claim reads it" in md.lower()
+    # the MI of the dimension variants: at every block output where A7 reads the trend (internal), else at the ends
+    depth = res.depth_entries()
+    assert np.isfinite(res.internal.mean_mi_variants[:, depth]).all()
+    assert np.isnan(res.terminal.mean_mi_variants[:, depth[1:-1]]).all()
+    said = res.measure("spearman_mean_mi_vs_depth", layer=None, kind="terminal").details["without_top_dimensions"]
+    assert said.startswith("not computed in this run: no claim read it") and "--set punctuation.detail_layers=[" in said
+    ratio = res.measure("ratio_mean_mi_last_first", layer=None, kind="terminal").details["without_top_dimensions"]
+    assert set(ratio) == set(VARIANTS)
 
 
 def test_verdicts_are_the_same_with_and_without_the_reads(
@@ -514,7 +522,7 @@ def test_verdicts_are_the_same_with_and_without_the_reads(
         assert (a.verdict, a.reason) == (b.verdict, b.reason), claim.id
         for ca, cb in zip(a.conditions, b.conditions, strict=True):
             assert repr((ca.value, ca.ci, ca.verdict)) == repr((cb.value, cb.ci, cb.verdict)), claim.id
-    for kind, layer, stat in res.config["detail_reads"]:
+    for kind, layer, stat in res.config["reads"]:
         ma, mb = full.measure(stat, layer=layer, kind=kind), res.measure(stat, layer=layer, kind=kind)
         assert repr((ma.value, ma.ci, ma.p_value)) == repr((mb.value, mb.ci, mb.p_value))
         assert (ma.control is None) == (mb.control is None)

@@ -17,7 +17,7 @@ module per step:
 Layers. An entry is a hidden-state index ``L`` (0 = embeddings, ``L`` = output of block ``L``) plus a ``post_norm``
 flag; ``measure(layer=L)`` reads ``hidden_states[L]`` as Hugging Face defines it; statistics over depth (A7) read the
 pre-norm block outputs ``1..n_blocks``. The study never reads the claims: the caller passes the claim layers as
-``Config.detail_layers`` and what the claims read there as ``Config.detail_reads`` (the pipeline does).
+``Config.detail_layers`` and what the claims read there as ``Config.reads`` (the pipeline does).
 
 This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch): :mod:`.method` runs the steps,
 :mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.

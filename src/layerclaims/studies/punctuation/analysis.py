@@ -477,8 +477,8 @@ def variant_mean_cov(x: np.ndarray) -> np.ndarray:
 
 
 def variant_mean_mi(x: np.ndarray, config: Config) -> np.ndarray:
-    """The mean pair MI (the study's estimator) of each variant of :data:`VARIANTS`: A7's MI ratio on the variants,
-    computed at the first and last block outputs only (3 more MI passes at each)."""
+    """The mean pair MI (the study's estimator) of each variant of :data:`VARIANTS`: A7's MI statistics on the
+    variants (3 more MI passes at each block output computed, see ``Config.reads``)."""
     return np.array([pair_matrices(dimension_variant(x, how), config).mi.mean() for how in VARIANTS])
 
 
@@ -745,11 +745,11 @@ def merge_layer(counts: np.ndarray, degen: np.ndarray, layers: np.ndarray, post_
 
 
 def sides_read(config: Config, kind: str, layer: int) -> tuple[str, ...]:
-    """The parts of detail layer ``layer`` of ``kind`` to compute: those ``config.detail_reads`` reads there
-    (``result.DETAIL_SIDE``), all of them without ``detail_reads``."""
-    if config.detail_reads is None:
+    """The parts of detail layer ``layer`` of ``kind`` to compute: those ``config.reads`` reads there
+    (``result.DETAIL_SIDE``), all of them without ``reads``."""
+    if config.reads is None:
         return SIDES
-    read = {DETAIL_SIDE.get(st) for k, x, st in config.detail_reads if k == kind and x == layer}
+    read = {DETAIL_SIDE.get(st) for k, x, st in config.reads if k == kind and x == layer}
     return tuple(w for w in SIDES if w in read)
 
 
@@ -782,6 +782,8 @@ def start_kind(
     acc = KindAnalysis(X.shape[0], mark_blocks(marks, config), config, seeds)
     depth = np.flatnonzero((layers >= 1) & ~post_norm)
     ends = {int(depth[np.argmin(layers[depth])]), int(depth[np.argmax(layers[depth])])} if depth.size >= 2 else set()
+    trend = config.reads is None or (kind, None, "spearman_mean_mi_vs_depth") in config.reads
+    mi_variants = set(depth.tolist()) if trend else ends  # A7's MI trend reads every block output, its ratio two
     for e in range(X.shape[0]):
         if progress is not None:
             progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")
@@ -789,7 +791,7 @@ def start_kind(
         xe = dimension_variant(X[e], config.dimensions)
         layer = pair_matrices(xe, config)
         acc.variant_cov[:, e] = variant_mean_cov(xe)
-        if e in ends:  # A7's MI ratio on the dimension variants: the first and last block outputs
+        if e in mi_variants:
             acc._variant_mi.append((e, submit(variant_mean_mi, xe, config)))
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))

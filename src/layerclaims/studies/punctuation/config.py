@@ -36,9 +36,11 @@ class Config:
     and the per-layer means (every layer). ``batch_size``: forward-pass batch.
     ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
     claim layers mapped to this model: ``layerclaims.run.run_options`` does; None = ``DEFAULT_DETAIL_LAYERS``).
-    ``detail_reads``: what the run's claims read there, ``(kind, layer, statistic)`` triples (filled the same way
-    when ``detail_layers`` is): at a detail layer of a kind only the sides read are computed (``result.DETAIL_SIDE``:
-    the covariance groups, the MI groups, the pooled r), none where nothing is read; None = everything.
+    ``reads``: what the run's claims read, ``(kind, layer, statistic)`` triples, layer None for a statistic over
+    layers (filled the same way when ``detail_layers`` is): at a detail layer of a kind only the sides read are
+    computed (``result.DETAIL_SIDE``: the covariance groups, the MI groups, the pooled r), none where nothing is
+    read; the MI of the dimension variants at every block output only where A7's MI trend is read (else at the
+    first and last, for its ratio); None = everything.
     At the detail layers: ``n_boot_clusters`` resamples of marks, each refitting the mark groups (count replicates,
     within-group slopes with refit labels); ``n_perm`` Mantel permutations for the pooled r's p-value;
     ``cluster_n_boot`` stability resamples of the literal count (clusters of the pair values); ``control``: the
@@ -72,7 +74,7 @@ class Config:
     n_perm: int = 1000
     cluster_n_boot: int = 20
     detail_layers: tuple[int, ...] | None = None
-    detail_reads: tuple[tuple[str, int, str], ...] | None = None
+    reads: tuple[tuple[str, int | None, str], ...] | None = None
     control: bool = True
     control_draws: int = 4
     meaningful_cov_separation: float = 0.2
@@ -112,15 +114,15 @@ class Config:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(int(x) for x in value))
-        if self.detail_reads is not None:
-            object.__setattr__(self, "detail_reads", tuple(_read(r) for r in self.detail_reads))
+        if self.reads is not None:
+            object.__setattr__(self, "reads", tuple(_read(r) for r in self.reads))
 
 
-def _read(r: object) -> tuple[str, int, str]:
-    """One ``detail_reads`` triple, checked (kind None: internal, as ``measure`` reads it)."""
+def _read(r: object) -> tuple[str, int | None, str]:
+    """One ``reads`` triple, checked (kind None: internal, as ``measure`` reads it; layer None: over layers)."""
     if not isinstance(r, list | tuple) or len(r) != 3 or (r[0] or "internal") not in KINDS:
-        raise UsageError(f"detail_reads: {r!r} is not a (kind, layer, statistic) triple with kind in {KINDS}")
-    return str(r[0] or "internal"), int(r[1]), str(r[2])
+        raise UsageError(f"reads: {r!r} is not a (kind, layer, statistic) triple with kind in {KINDS}")
+    return str(r[0] or "internal"), None if r[1] is None else int(r[1]), str(r[2])
 
 
 @dataclass(frozen=True)

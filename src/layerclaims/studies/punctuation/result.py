@@ -88,7 +88,7 @@ class LayerDetail:
     ``dimensions``: the top dimensions by variance with their shares (``analysis.top_dimensions``), ``variants``
     (every detail statistic with each dimension standardised, and with the top 1 / 3 removed) and
     ``massive_activations`` (``analysis.massive_dimensions``). ``computed``: the parts of :data:`SIDES` computed
-    (``Config.detail_reads``); a part not computed has no replicates, literal count, control, detection limit nor
+    (``Config.reads``); a part not computed has no replicates, literal count, control, detection limit nor
     variants, ``mi`` None and ``cov`` the point fit."""
 
     entry: int
@@ -451,9 +451,7 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
     rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel]) if boot.size else np.zeros(0)
     reps = rhos[np.isfinite(rhos)]
     details = {
-        **_depth_variants(
-            result, k, what, sel, lambda m: float(spearmanr(result.layers[sel], m).statistic), every_layer=True
-        ),
+        **_depth_variants(result, k, what, sel, lambda m: float(spearmanr(result.layers[sel], m).statistic)),
         **_units(result, k),
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
@@ -471,17 +469,19 @@ def _depth_variants(
     what: str,
     sel: np.ndarray,
     stat: Callable[[np.ndarray], float | None],
-    *,
-    every_layer: bool,
 ) -> dict[str, Any]:
     """A7's statistic ``stat`` of the per-layer mean pair statistic at the entries ``sel`` on the dimension variants
-    of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at the first and last
-    block outputs only (3 more MI passes at each): a statistic that reads ``every_layer`` of it says so."""
-    if what == "mi" and every_layer:
-        return {"without_top_dimensions": "not computed for MI over layers (3 more MI passes at every layer)"}
+    of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at every block output only
+    where the run reads its trend (``Config.reads``), else at the first and last: a statistic that needs more says
+    so, with the ``--set`` that computes it."""
     v = k.mean_cov_variants if what == "cov" else k.mean_mi_variants
     if v.shape != (len(VARIANTS), result.layers.size):
         return {}
+    if not np.isfinite(v[:, sel]).all():
+        return {
+            "without_top_dimensions": "not computed in this run: no claim read it; add it with "
+            + _with_detail_layer(result, int(result.layers[sel[0]]))
+        }
     return {"without_top_dimensions": {name: stat(v[i, sel]) for i, name in enumerate(VARIANTS)}}
 
 
@@ -504,7 +504,7 @@ def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
         "first_mean": float(means.value[first]),
         "last_mean": float(means.value[last]),
         **_NO_DEPTH_CONTROL,
-        **_depth_variants(result, k, what, sel, lambda m: float(m[-1] / m[0]) if m[0] > 0 else None, every_layer=False),
+        **_depth_variants(result, k, what, sel[[0, -1]], lambda m: float(m[-1] / m[0]) if m[0] > 0 else None),
     }
     if not means.value[first] > 0:
         return _not_evaluated(f"the mean {what} at layer {info['first_layer']} is not positive: no ratio", info)
