@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from layerclaims.data import atomic_write, cache_dir
+from layerclaims.data import cache_dir
 from layerclaims.errors import UsageError
+from layerclaims.results import atomic_write
 
 if TYPE_CHECKING:  # extract imports torch: at run time it is imported where a model runs
     from layerclaims.extract import Final
@@ -134,7 +135,8 @@ class ActivationCache:
             return  # larger than the whole budget: not worth keeping
         dest = self.path(key)
         try:
-            atomic_write(dest, hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload)
+            entry = hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload
+            atomic_write(dest, lambda tmp: Path(tmp).write_bytes(entry), mode=0o600)
         except OSError as exc:
             warnings.warn(f"could not write activation cache entry {dest} ({exc}); continuing without it", stacklevel=2)
         self.evict()

@@ -13,7 +13,6 @@ import http.client
 import os
 import re
 import shlex
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from layerclaims.errors import CorruptCacheError, DataNotFoundError, EncodingError, UsageError
+from layerclaims.results import atomic_write
 
 DATA_ENV = "LAYERCLAIMS_DATA"
 CACHE_ENV = "LAYERCLAIMS_CACHE"
@@ -219,20 +219,6 @@ def _make_corpus(name: str, path: Path, spec: CorpusSpec | None, source: str | N
     return Corpus(name=name, text=text, sha256=sha, source=source or str(path), edition=edition)
 
 
-def atomic_write(dest: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``dest``, then rename it into place: a reader never sees a partial
-    file, and nothing is left behind on an error."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Download a Gutenberg text from ``url`` to ``dest``, checked (non-empty, complete per ``Content-Length``,
     UTF-8, both markers), then renamed into place. DataNotFoundError when it cannot be fetched, CorruptCacheError
@@ -260,7 +246,7 @@ def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Pa
         raise CorruptCacheError(
             f"download of {url} lacks the Gutenberg '*** START OF' / '*** END OF' markers: truncated or not the ebook"
         )
-    atomic_write(dest, data)
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data), mode=0o600)
     return dest
 
 

@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -154,12 +155,13 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, then renamed over it: never half a file."""
+def atomic_write(path: Path, write: Callable[[str], object], *, mode: int | None = None) -> None:
+    """``write(tmp)`` into a temporary file beside ``path`` (mode ``mode``, else :func:`file_mode`), then renamed over
+    it: a reader never sees half a file, and nothing is left behind on an error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, file_mode())
+    os.chmod(tmp, file_mode() if mode is None else mode)
     try:
         write(tmp)
         os.replace(tmp, path)

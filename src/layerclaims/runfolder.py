@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from layerclaims.data import file_sha256
 from layerclaims.errors import RunLockedError, UsageError
 
 try:  # POSIX; on Windows the lock degrades to an exclusive create of the lock file (below)
@@ -45,15 +45,6 @@ ROBUSTNESS_DIR = "robustness"  # RUN/robustness: its own manifest (kind robustne
 STAGE_MARK = ".layerclaims-stage"  # in a stage until its manifest is written: what the repair may delete
 SHOWN = 6
 POLL_S = 0.2
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _walk(folder: Path, kind: str) -> tuple[list[str], list[str]]:

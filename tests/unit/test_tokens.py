@@ -260,18 +260,13 @@ def test_study_marks_provenance_on_the_default_path(gpt2: Any) -> None:
     assert lf.corpus["line_endings"] == "lf" and lf.corpus["shared_marks_with_lf"] is None
 
 
-def test_token_view_shows_the_windows(gpt2: Any) -> None:
+def test_selected_windows_are_the_real_tokens(gpt2: Any) -> None:
     from layerclaims.studies.punctuation.scan import study_marks
 
     st = load_study_text()
     assert st.text is not None
     ids = tokenize(gpt2, st.text)
     sm = study_marks(gpt2, "heart-of-darkness", n=20)
-    view = sm.token_view("internal")
-    marks = sm.scan.kinds["internal"].selected
-    lo, hi = int(marks.min()) - 20, int(marks.max()) + 11
-    got, want = view[lo:hi], ids[lo:hi]
-    for m in marks:  # every position inside a window is the real token
-        a = int(m) - 20 - lo
-        assert np.array_equal(got[a : a + 31], want[a : a + 31])
-    assert np.asarray(view).size == sm.scan.n_tokens
+    k = sm.scan.kinds["internal"]
+    for m, win in zip(k.selected, k.windows, strict=True):  # what study A's explanation reads
+        assert np.array_equal(win, ids[int(m) - 20 : int(m) + 11])

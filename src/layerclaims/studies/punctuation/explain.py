@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from layerclaims.metrics.mark_clusters import MarkClusters
-from layerclaims.studies.punctuation.marks import AFTER, BEFORE
+from layerclaims.studies.punctuation.marks import BEFORE, CONTEXT
 from layerclaims.studies.punctuation.result import (
     AttributeRow,
     Explanation,
@@ -27,9 +27,6 @@ from layerclaims.studies.punctuation.result import (
     PunctuationResult,
 )
 
-if TYPE_CHECKING:
-    from layerclaims.studies.punctuation.scan import TokenView
-
 N_ROWS = 6  # attribute rows kept per group
 MIN_IN = 2  # an attribute value must hold for at least this many marks of the group to be listed ...
 MIN_EXCESS = 0.05  # ... and be this much more frequent in the group than among the other marks
@@ -38,40 +35,34 @@ SENTENCE_END = (".", "?", "!")
 
 
 def mark_attributes(
-    ids: np.ndarray | TokenView, marks: np.ndarray, tokenizer: Any
+    windows: np.ndarray, marks: np.ndarray, n_tokens: int, tokenizer: Any
 ) -> tuple[dict[str, list[str]], list[str]]:
-    """``(attributes, windows)``: attribute name -> one value per mark, and each mark's window of text
-    (:func:`_window`). ``ids``: the token stream, or a :class:`~layerclaims.studies.punctuation.scan.TokenView` of
-    it, read through slices only (``np.asarray`` of a view is a zero broadcast, no tokens)."""
-    lo = max(int(marks.min()) - BEFORE, 0) if marks.size else 0
-    hi = int(marks.max()) + AFTER + 1 if marks.size else 0
-    uniq, inverse = np.unique(np.asarray(ids[lo:hi]), return_inverse=True)
+    """``(attributes, texts)``: attribute name -> one value per mark, and each mark's window of text
+    (:func:`_window`). ``windows``: each mark's token window ``[n_marks, CONTEXT]``; ``n_tokens``: the
+    tokens scanned (positions in the book are relative to them)."""
+    windows = np.asarray(windows, dtype=np.int64).reshape(-1, CONTEXT)
+    uniq, inverse = np.unique(windows, return_inverse=True)
     decoded = [tokenizer.decode([int(u)]) for u in uniq]  # each token on its own, each distinct id once
-    text = [decoded[i] for i in inverse.reshape(-1)]
-    n_tokens = int(np.asarray(ids).size)
+    text = [[decoded[i] for i in row] for row in inverse.reshape(windows.shape)]
     attrs: defaultdict[str, list[str]] = defaultdict(list)
-    windows = []
-    for t in (int(m) - lo for m in marks):
-        before, mark, after = text[t - BEFORE : t], text[t], text[t + 1 : t + 1 + AFTER]
-        whole = "".join([*before, mark, *after])
+    for m, win in zip(marks, text, strict=True):
+        before, mark, after = win[:BEFORE], win[BEFORE], win[BEFORE + 1 :]
+        whole = "".join(win)
         attrs["mark token"].append(repr(mark))
         attrs["token before"].append(repr(before[-1]))
-        attrs["token after"].append(repr(after[0]) if after else "none")
+        attrs["token after"].append(repr(after[0]))
         attrs["line break in window"].append(_yes("\n" in whole))
         attrs["line break within 3 tokens before"].append(_yes("\n" in "".join(before[-3:])))
         attrs["double quote in window"].append(_yes(any(q in whole for q in QUOTES)))
         attrs["position in sentence"].append(_position(before))
-        attrs["place in book"].append(f"decile {min(int(10 * (t + lo) / max(n_tokens, 1)), 9) + 1}")
-        windows.append(_window(ids, t + lo, tokenizer))
-    return dict(attrs), windows
+        attrs["place in book"].append(f"decile {min(int(10 * int(m) / max(n_tokens, 1)), 9) + 1}")
+    return dict(attrs), [_window(win, tokenizer) for win in windows]
 
 
-def _window(ids: np.ndarray | TokenView, t: int, tokenizer: Any) -> str:
+def _window(win: np.ndarray, tokenizer: Any) -> str:
     """The mark's window decoded as text, each side as a sequence (so word pieces join as the tokenizer joins them),
     the mark between ``⟦ ⟧`` and line breaks shown as ``⏎``."""
-    before = tokenizer.decode([int(i) for i in ids[t - BEFORE : t]])
-    after = tokenizer.decode([int(i) for i in ids[t + 1 : t + 1 + AFTER]])
-    mark = tokenizer.decode([int(i) for i in ids[t : t + 1]])
+    before, mark, after = (tokenizer.decode([int(i) for i in part]) for part in np.split(win, [BEFORE, BEFORE + 1]))
     return f"{before}⟦{mark}⟧{after}".replace("\n", "⏎")
 
 
@@ -119,16 +110,14 @@ def _over_represented(attrs: dict[str, list[str]], inside: np.ndarray, typical: 
     return tuple(rows[:N_ROWS])
 
 
-def explain_kind(k: KindResult, ids: np.ndarray | TokenView, tokenizer: Any) -> KindResult:
+def explain_kind(k: KindResult, windows: np.ndarray, n_tokens: int, tokenizer: Any) -> KindResult:
     """``k`` with every detail layer's :class:`Explanation` filled in, for the covariance and the MI groups (those
-    computed)."""
-    attrs, windows = mark_attributes(ids, k.marks, tokenizer)
+    computed); ``windows``, ``n_tokens``: as :func:`mark_attributes` takes them."""
+    attrs, texts = mark_attributes(windows, k.marks, n_tokens, tokenizer)
     details = tuple(
         replace(
             d,
-            explain={
-                w: explain_groups(attrs, windows, k.marks, getattr(d, w)) for w in ("cov", "mi") if w in d.computed
-            },
+            explain={w: explain_groups(attrs, texts, k.marks, getattr(d, w)) for w in ("cov", "mi") if w in d.computed},
         )
         for d in k.details
     )

@@ -68,7 +68,8 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
             progress=progress,
         )
     for kind in KINDS:
-        per_kind[kind] = explain_kind(finish[kind](), sm.token_view(kind), handle.tokenizer)
+        windows = sm.scan.kinds[kind].windows
+        per_kind[kind] = explain_kind(finish[kind](), windows, sm.scan.n_tokens, handle.tokenizer)
     tm["analysis_s"] += time.perf_counter() - t2
     return PunctuationResult(
         model=handle.name,

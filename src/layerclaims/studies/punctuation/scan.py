@@ -311,37 +311,6 @@ class StudyMarks:
     scan: MarkScan
     corpus: dict[str, Any]
 
-    def token_view(self, kind: str) -> TokenView:
-        """The token stream as far as the selected marks' windows of ``kind`` show it (:class:`TokenView`)."""
-        k = self.scan.kinds[kind]
-        return TokenView(self.scan.n_tokens, k.selected, k.windows)
-
-
-class TokenView:
-    """Stands for the whole token stream where only the selected marks' windows are read (study A's explanation
-    of mark groups): ``view[lo:hi]`` gives the tokens of every window in that range (other positions hold the
-    first window's first token, never read), ``np.asarray(view).size`` is the number of tokens scanned (a
-    zero-memory broadcast), so positions in the book are relative to the part scanned."""
-
-    def __init__(self, n_tokens: int, marks: np.ndarray, windows: np.ndarray) -> None:
-        self.n_tokens, self.marks, self.windows = int(n_tokens), np.asarray(marks), np.asarray(windows)
-
-    def __len__(self) -> int:
-        return self.n_tokens
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return np.broadcast_to(np.zeros(1, dtype=dtype or np.int64), (self.n_tokens,))
-
-    def __getitem__(self, item: slice) -> np.ndarray:
-        lo, hi, _ = item.indices(self.n_tokens)
-        fill = int(self.windows[0, 0]) if self.windows.size else 0
-        out = np.full(max(hi - lo, 0), fill, dtype=np.int64)
-        for m, win in zip(self.marks, self.windows, strict=True):
-            a = int(m) - BEFORE
-            for j in range(max(a, lo), min(a + CONTEXT, hi)):
-                out[j - lo] = win[j - a]
-        return out
-
 
 def study_marks(
     tokenizer: Any,

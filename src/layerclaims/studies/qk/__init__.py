@@ -1,25 +1,19 @@
-"""Study B: category grouping and representational similarity of Q, K and V (``../shared/docs/claims.md``, study B).
+"""Study B: category grouping and representational similarity of Q, K and V (``../shared/docs/claims.md``, study B:
+the words, the prompt, the statistics; notebooks ``part5_layer_semanticGroupsRSA`` and
+``part5_layer_CClayerGroupingRSA``).
 
-Method (the original notebooks, ``part5_layer_semanticGroupsRSA`` and ``part5_layer_CClayerGroupingRSA``):
+Q, K and V of the word's last token are read at every block by :func:`layerclaims.extract.qkv` (GPT-2:
+``attn.c_attn``'s output split in three, bias included, as the original's hook; Llama: ``q_proj``, ``k_proj``,
+``v_proj``, before RoPE). With grouped-query attention K and V are ``n_kv_heads * head_dim`` wide; repeating every
+K/V head ``r`` times, as attention does, multiplies every dot product and squared norm by ``r``, so no cosine changes.
 
-1. 34 words in 3 categories (:data:`WORDS`, :data:`CATEGORIES`), one prompt each, ``"The next word is {w}"``,
-   tokenised without a BOS token (as the original; see ``Config.add_bos``).
-2. Q, K and V of the word's last token at every block, read by :func:`layerclaims.extract.qkv` where the model's
-   architecture row says: GPT-2 splits ``attn.c_attn``'s output (bias included, all heads) in three, exactly as
-   the original's hook; Llama reads ``q_proj``, ``k_proj``, ``v_proj`` (before RoPE). With grouped-query attention
-   K and V are ``n_kv_heads * head_dim`` wide (SmolLM2-135M: Q 576, K and V 192); repeating every K/V head ``r``
-   times, as attention does, multiplies every dot product and squared norm by ``r``, so no cosine changes.
-3. Per block and per projection: the 34 x 34 cosine matrix, its mean off-diagonal value and its selectivity
-   index; RSA (Pearson r of upper triangles) between Q-K, Q-V and K-V, overall and within each category.
-4. Uncertainty. One set of bootstrap resamples of the words serves every statistic at every block (so K minus Q,
-   the minimum over blocks or the fraction of blocks stay paired): stratified by category (at least 2 distinct
-   words per category, so selectivity is always defined), seeded, copy pairs excluded
-   (:mod:`layerclaims.metrics.bootstrap`); 95% percentile intervals. p-values: Mantel for RSA, label permutation
-   for selectivity, both one-sided. ``min(selectivity Q, K) > 1`` is an intersection of two claims, so its p-value
-   is the larger of the two (intersection-union test).
+Uncertainty: one set of bootstrap resamples of the words serves every statistic at every block (K minus Q, the
+minimum over blocks, the fraction of blocks stay paired), stratified by category (at least 2 distinct words per
+category, so selectivity is always defined), seeded, copy pairs excluded; 95% percentile intervals. p-values:
+Mantel for RSA, label permutation for selectivity, one-sided; ``min(selectivity Q, K) > 1``'s is the larger of the
+two (intersection-union). Split words are listed in the result (``split_words``): SmolLM2 splits " sofa".
 
-Split words are listed in the result (``split_words``; ``Config.multi_token``): GPT-2 splits no default word,
-SmolLM2 splits " sofa". This module is the declaration (no torch, no numpy); the method is in :mod:`.analysis`.
+This module is the declaration (no torch, no numpy); the method is in :mod:`.analysis`.
 """
 
 from __future__ import annotations

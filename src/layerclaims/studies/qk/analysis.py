@@ -26,6 +26,7 @@ from layerclaims.metrics.similarity import (
 )
 from layerclaims.results import BlockStatistic, Control, Measurement
 from layerclaims.studies.qk import LEVEL, PAIRS, PROJECTIONS, Config, MultiToken
+from layerclaims.tokens import encode_plain
 
 # ---------------------------------------------------------------------------------------------- tokenisation
 
@@ -45,10 +46,6 @@ class Prompts:
         return self.stop - self.start
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
@@ -58,7 +55,7 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
     that differ from the tokens of the text before the word (trailing spaces removed: GPT-2-style BPE attaches the
     space to the word) and that the text up to the end of the word produces. UsageError if a word has no token."""
     head, _, _tail = template.partition("{w}")
-    head_ids = _encode(tokenizer, head.rstrip())
+    head_ids = encode_plain(tokenizer, head.rstrip())
     bos_id = getattr(tokenizer, "bos_token_id", None) if add_bos else None
     if add_bos and bos_id is None:
         raise UsageError("add_bos=True but this tokenizer has no bos_token_id: use add_bos=False")
@@ -66,8 +63,8 @@ def tokenize_prompts(tokenizer: Any, words: Sequence[str], template: str, add_bo
     ids: list[list[int]] = []
     span: list[tuple[int, int]] = []
     for w in words:
-        full = _encode(tokenizer, template.replace("{w}", w))
-        s, e = _common_prefix(full, head_ids), _common_prefix(full, _encode(tokenizer, head + w))
+        full = encode_plain(tokenizer, template.replace("{w}", w))
+        s, e = _common_prefix(full, head_ids), _common_prefix(full, encode_plain(tokenizer, head + w))
         if e <= s:
             raise UsageError(f"word {w!r} yields no token of its own in {template!r}: check the template or word")
         ids.append(bos + full)
