@@ -5,16 +5,14 @@ Per entry, on the N x N pair matrices (:func:`layerclaims.metrics.information.pa
 of marks (:func:`~layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside them, the
 within-group slopes of MI on covariance, and the merge layer.
 
-Every resample of the study draws whole blocks of marks (:func:`mark_blocks`): two marks at most
-``Config.block_window`` tokens apart read some of the same tokens; the number of blocks is the effective number of
-independent units (``KindResult.n_units``). A resample gives each mark a multiplicity ``c`` and a pair of distinct
-marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). At the detail (claim) layers:
-``Config.n_boot_clusters`` resamples that REFIT the groups on all resampled marks with their copies
-(:func:`detail_resamples`), the Gaussian-surrogate control on as many resamples (:func:`control`), the detection
-limit of each count (:func:`detectability`), every statistic on the dimension variants, the top and massive
-dimensions (:func:`dimensions`). These parts are independent seeded tasks (:func:`submit`): worker processes run
-them when there are several cores, and the results do not depend on how many. A7 (the trend of the per-layer
-means) has no control (``result._NO_DEPTH_CONTROL`` says why)."""
+Every resample of the study draws whole blocks of marks (``overlap_blocks``): two marks at most
+``Config.block_window`` tokens apart read some of the same tokens. A resample gives each mark a multiplicity ``c``
+and a pair of distinct marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). At the
+detail (claim) layers: ``Config.n_boot_clusters`` resamples that REFIT the groups on all resampled marks with their
+copies (:func:`detail_resamples`), the Gaussian-surrogate control on as many resamples (:func:`control`), the
+detection limit of each count (:func:`detectability`), every statistic on the dimension variants, the top and
+massive dimensions (:func:`dimensions`). These parts are independent seeded tasks (:func:`submit`): worker
+processes run them when there are several cores, and the results do not depend on how many."""
 
 from __future__ import annotations
 
@@ -101,11 +99,8 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     pair_moments`), computed on the pairs ``i < j`` (``layer.cov``, ``layer.mi``) rather than as n x n forms."""
     n = layer.cov_m.shape[0]
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    lab = groups.mark_labels
-    table = _type_table(groups)
     iu, ju = upper_pairs(n)
-    li, lj = lab[iu], lab[ju]
-    pair_cluster = np.where((li >= 0) & (lj >= 0), table[li, lj], -1)
+    pair_cluster = groups.pair_labels()
     k = groups.n_clusters
     slopes = np.full((w.shape[0], k), np.nan)
     sizes = np.bincount(pair_cluster[pair_cluster >= 0], minlength=k)[:k].astype(np.int64)
@@ -140,14 +135,6 @@ def _weighted_slope(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
         return np.where((vaa > 0) & (tot >= 3), vab / vaa, np.nan)
 
 
-def _type_table(groups: MarkClusters) -> np.ndarray:
-    g = max(groups.n_groups, 1)
-    table = np.full((g + 1, g + 1), -1, dtype=np.int64)  # the extra row/column is the outlier label -1
-    for t in groups.pair_types:
-        table[t.a, t.b] = table[t.b, t.a] = t.cluster
-    return table
-
-
 def paradox(slopes: np.ndarray, pooled: np.ndarray) -> np.ndarray:
     """Every defined within slope has the sign opposite to the pooled one, with >= 2 of them (per row)."""
     ok = np.isfinite(slopes)
@@ -161,13 +148,6 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
     mu = x.mean(axis=0, keepdims=True)
     z = np.random.default_rng(seed).standard_normal((x.shape[0], x.shape[0]))
     return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
-
-
-def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
-    """The block of each mark (:func:`~layerclaims.metrics.bootstrap.overlap_blocks` of the marks' token indices
-    with ``config.block_window``): marks whose hidden states read some of the same tokens are resampled together.
-    ``block_window`` 0: each mark its own block (marks resampled one by one)."""
-    return overlap_blocks(marks, config.block_window)
 
 
 def control(
@@ -231,22 +211,16 @@ def combine_controls(draws: list[dict[str, Any]]) -> dict[str, Control]:
         extra: dict[str, Any] = {"n_draws": len(draws), "draw_values": [float(a) for a in v]}
         if k in draws[0]["outliers"]:
             extra["outlier_marks"] = int(np.median([d["outliers"][k] for d in draws]))
-        out[k] = _control(value, np.concatenate([d["reps"][k] for d in draws]), discrete, **extra)
+        reps = np.concatenate([d["reps"][k] for d in draws])
+        finite = reps[np.isfinite(reps)]
+        ci = percentile_interval(finite, discrete=discrete) if finite.size else None
+        kept = (finite.astype(np.int64) if discrete else finite) if finite.size else None
+        out[k] = Control(_SURROGATE, value, ci, kept, {"absent": _ABSENT, **extra})
     return out
 
 
-SURROGATE_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
-
-
-def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> Control:
-    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
-    details = {"absent": SURROGATE_ABSENT, **details}
-    finite = reps[np.isfinite(reps)]
-    if finite.size == 0:
-        return Control(name, value, None, None, dict(details))
-    lo, hi = percentile_interval(finite, discrete=discrete)
-    out = finite.astype(np.int64) if discrete else finite
-    return Control(name, value, (lo, hi), out, dict(details))
+_SURROGATE = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
 
 
 def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -285,8 +259,7 @@ def detail_resamples(layer: Layer, counts: np.ndarray, which: tuple[str, ...] = 
         for b, g in enumerate(fits_cov):
             out["cov"][b] = g.n_clusters
             slopes, _, pooled = within_slopes(layer, g, counts[b])
-            finite = slopes[0][np.isfinite(slopes[0])]
-            out["slope"][b] = finite.min() if finite.size else np.nan
+            out["slope"][b] = _min_finite(slopes[0])
             out["paradox"][b] = bool(paradox(slopes, pooled)[0])
     return out
 
@@ -437,8 +410,11 @@ def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
 
 def _min_slope(layer: Layer, groups: MarkClusters) -> float:
     """The smallest within-group slope of :func:`within_slopes` (NaN: none defined)."""
-    slopes, _, _ = within_slopes(layer, groups)
-    finite = slopes[0][np.isfinite(slopes[0])]
+    return _min_finite(within_slopes(layer, groups)[0][0])
+
+
+def _min_finite(v: np.ndarray) -> float:
+    finite = v[np.isfinite(v)]
     return float(finite.min()) if finite.size else float("nan")
 
 
@@ -502,19 +478,16 @@ class KindAnalysis:
             "paradox": np.zeros(E, dtype=bool),
             "degenerate": np.zeros(E, dtype=bool),
             "groups_cov": np.zeros((E, N), dtype=np.int16),
-            "groups_mi": np.zeros((E, N), dtype=np.int16),
             "hist_cov": np.zeros((E, N_HIST_BINS), dtype=np.int64),
             "hist_cov_edges": np.full((E, N_HIST_BINS + 1), np.nan),
             "hist_mi": np.zeros((E, N_HIST_BINS), dtype=np.int64),
             "hist_mi_edges": np.full((E, N_HIST_BINS + 1), np.nan),
         }
-        for name in ("cov_clusters", "mi_clusters", "cov_literal", "mi_literal", "cov_outliers", "mi_outliers"):
+        for name in ("cov_clusters", "mi_clusters", "cov_literal", "mi_literal"):
             self.arr[name] = np.zeros(E, dtype=np.int64)
         P = N * (N - 1) // 2
         rng = np.random.default_rng(seeds.draw)
         self.draw_sel = np.sort(rng.choice(P, size=min(N_DRAW, P), replace=False))
-        iu = np.triu_indices(N, 1)
-        self.draw_pairs = np.c_[iu[0][self.draw_sel], iu[1][self.draw_sel]].astype(np.int32)
         for name, dtype in (("draw_cov", np.float32), ("draw_mi", np.float32), ("draw_labels", np.int16)):
             self.arr[name] = np.zeros((E, self.draw_sel.size), dtype=dtype)
         self.slopes: list[np.ndarray] = []
@@ -534,13 +507,12 @@ class KindAnalysis:
         drawing. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
-        found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
-        groups = tuple(groups_of(m, s["clusters"], 0) for what, m, _ in found if what == "cov" or with_mi)
-        for (what, _, _), g in zip(found, groups, strict=False):
-            self.arr[f"{what}_clusters"][e] = g.n_clusters
-            self.arr[f"{what}_outliers"][e] = len(g.outlier_marks)
-            self.arr[f"groups_{what}"][e] = g.mark_labels
+        whats = ("cov", "mi") if with_mi else ("cov",)
+        groups = tuple(groups_of(getattr(layer, f"{w}_m"), s["clusters"], 0) for w in whats)
+        for w, g in zip(whats, groups, strict=True):
+            self.arr[f"{w}_clusters"][e] = g.n_clusters
         g_cov = groups[0]
+        self.arr["groups_cov"][e] = g_cov.mark_labels
         t1 = time.perf_counter()
         tm["clusters_s"] += t1 - t0
         self.arr["degenerate"][e] = layer.degenerate
@@ -549,21 +521,23 @@ class KindAnalysis:
             self.stats["pooled_r"][0, e] = float(np.corrcoef(layer.cov, layer.mi)[0, 1])
             c = layer.cov - layer.cov.mean()
             self.arr["pooled_slope"][e] = float((c * (layer.mi - layer.mi.mean())).mean() / (c * c).mean())
-        self._bootstrap(e, layer)
+        if self.weights.shape[0]:
+            pm = pair_moments(self.weights, layer.cov_m, layer.mi_m)
+            for name, reps in (("pooled_r", pm.r), ("mean_mi", pm.mean_b), ("mean_cov", pm.mean_a)):
+                if name != "pooled_r" or not layer.degenerate:
+                    self.stats[name][1:3, e] = percentile_interval(reps)
+            self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
+            self.r_replicates = pm.r
         tm["bootstrap_s"] += time.perf_counter() - t1
         self._within(e, layer, g_cov)
-        self._drawing(e, layer, g_cov)
+        for name, vals in (("cov", layer.cov), ("mi", layer.mi)):  # the drawings
+            centre = float(vals.mean())
+            span = (centre - 0.5, centre + 0.5) if degenerate(vals) else None
+            h, edges = np.histogram(vals, bins=N_HIST_BINS, range=span)
+            self.arr[f"hist_{name}"][e], self.arr[f"hist_{name}_edges"][e] = h, edges
+        self.arr["draw_cov"][e], self.arr["draw_mi"][e] = layer.cov[self.draw_sel], layer.mi[self.draw_sel]
+        self.arr["draw_labels"][e] = g_cov.pair_labels()[self.draw_sel]
         return groups
-
-    def _bootstrap(self, e: int, layer: Layer) -> None:
-        if not self.weights.shape[0]:
-            return
-        pm = pair_moments(self.weights, layer.cov_m, layer.mi_m)
-        for name, reps in (("pooled_r", pm.r), ("mean_mi", pm.mean_b), ("mean_cov", pm.mean_a)):
-            if name != "pooled_r" or not layer.degenerate:
-                self.stats[name][1:3, e] = percentile_interval(reps)
-        self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
-        self.r_replicates = pm.r
 
     def _within(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
         if layer.degenerate:
@@ -573,19 +547,8 @@ class KindAnalysis:
         slopes, sizes, pooled = within_slopes(layer, g_cov)
         self.slopes.append(slopes[0])
         self.sizes.append(sizes)
-        finite = slopes[0][np.isfinite(slopes[0])]
-        self.stats["min_within_slope"][0, e] = finite.min() if finite.size else np.nan
+        self.stats["min_within_slope"][0, e] = _min_finite(slopes[0])
         self.arr["paradox"][e] = bool(paradox(slopes, pooled)[0])
-
-    def _drawing(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
-        for name, vals in (("cov", layer.cov), ("mi", layer.mi)):
-            centre = float(vals.mean())
-            span = (centre - 0.5, centre + 0.5) if degenerate(vals) else None
-            h, edges = np.histogram(vals, bins=N_HIST_BINS, range=span)
-            self.arr[f"hist_{name}"][e], self.arr[f"hist_{name}_edges"][e] = h, edges
-        labels = g_cov.pair_labels()
-        self.arr["draw_cov"][e], self.arr["draw_mi"][e] = layer.cov[self.draw_sel], layer.mi[self.draw_sel]
-        self.arr["draw_labels"][e] = labels[self.draw_sel]
 
     def detail(
         self,
@@ -599,57 +562,52 @@ class KindAnalysis:
     ) -> None:
         """The claim layers: refit resamples, literal counts, Mantel p, dimensions, detection limits and the
         control, of the parts ``sides`` only (:func:`sides_read`). The independent parts run as tasks
-        (:func:`submit`); :meth:`build` collects them."""
+        (:func:`submit`), each kept with the step of ``tm`` its seconds count in; :meth:`build` collects them."""
         from layerclaims.metrics.similarity import mantel_test
 
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
         counts = _counts(self.blocks, cfg.n_boot_clusters, s["resamples"])
         wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
-        tasks: dict[str, Any] = {}
+        tasks: dict[str, tuple[str, list[cf.Future[Any]]]] = {}
         for w, values in (("cov", layer.cov), ("mi", layer.mi)):
             if w in sides:
                 # in chunks, so that both workers share a layer's refits (rows are independent: same results)
-                tasks[w] = [submit(detail_resamples, layer, part, (w,)) for part in _chunks(counts)]
-                tasks[f"l{w[0]}"] = submit(literal, values, s["clusters"], cfg.cluster_n_boot)
+                tasks[w] = ("detail_s", [submit(detail_resamples, layer, part, (w,)) for part in _chunks(counts)])
+                tasks[f"l{w[0]}"] = ("detail_s", [submit(literal, values, s["clusters"], cfg.cluster_n_boot)])
         if sides:
-            tasks["dims"] = submit(dimensions, x, cfg, sides)
+            tasks["dims"] = ("detect_s", [submit(dimensions, x, cfg, sides)])
         for w in ("cov", "mi"):
             if wanted and w in sides:
-                tasks[f"detect_{w}"] = submit(detectability, layer, x, cfg, s["detect"], w)
-        controls = submit_controls(x, cfg, s["control"], self.blocks, sides) if cfg.control and sides else []
+                tasks[f"detect_{w}"] = ("detect_s", [submit(detectability, layer, x, cfg, s["detect"], w)])
+        if cfg.control and sides:
+            tasks["controls"] = ("control_s", submit_controls(x, cfg, s["control"], self.blocks, sides))
         t1 = time.perf_counter()
-        p = float("nan")
         if cfg.n_perm and not layer.degenerate and "r" in sides:
             # Pairs share marks, so pairs are not independent: the null permutes marks (Mantel), not pairs.
-            p = mantel_test(
+            self.stats["pooled_r"][3, e] = mantel_test(
                 layer.cov_m, layer.mi_m, n_perm=cfg.n_perm, seed=s["mantel"], alternative="two-sided"
             ).p_value
-        self.stats["pooled_r"][3, e] = p
         tm["mantel_s"] += time.perf_counter() - t1
-        self._pending.append((e, layer_index, layer, groups, p, self.r_replicates, tasks, controls, sides))
+        self._pending.append((e, layer_index, layer, groups, self.r_replicates, tasks, sides))
 
     def _collect(self, tm: dict[str, float]) -> None:
-        """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each; the
-        tasks' seconds into ``tm`` (summed over the processes that ran them)."""
-        steps = {"cov": "detail_s", "mi": "detail_s", "lc": "detail_s", "lm": "detail_s", "dims": "detect_s"}
+        """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each."""
         none = {"cov": np.zeros(0), "mi": np.zeros(0), "slope": np.zeros(0), "paradox": np.zeros(0, dtype=bool)}
-        for e, (layer_no, post), layer, groups, p, r_reps, tasks, controls, sides in self._pending:
-            got: dict[str, Any] = {}
-            for name, fut in tasks.items():
-                parts = []
-                for f in fut if isinstance(fut, list) else [fut]:
+        for e, (layer_no, post), layer, groups, r_reps, tasks, sides in self._pending:
+            got: dict[str, list[Any]] = {}
+            for name, (step, futures) in tasks.items():
+                got[name] = []
+                for f in futures:
                     value, sec = f.result()
-                    parts.append(value)
-                    tm[steps.get(name, "detect_s")] += sec
-                got[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
-            draws = []
-            for fut in controls:
-                draw, sec = fut.result()
-                draws.append(draw)
-                tm["control_s"] += sec
-            reps = {**got.get("cov", none), "mi": got.get("mi", none)["mi"]}
-            lc, lm = got.get("lc", (0, float("nan"))), got.get("lm", (0, float("nan")))
+                    got[name].append(value)
+                    tm[step] += sec
+            refits = {
+                w: {k: np.concatenate([p[k] for p in got[w]]) for k in none} if w in got else none
+                for w in ("cov", "mi")
+            }
+            reps = {**refits["cov"], "mi": refits["mi"]["mi"]}
+            lc, lm = (got[n][0] if n in got else (0, float("nan")) for n in ("lc", "lm"))
             self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
             if reps["slope"].size:
                 self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
@@ -664,15 +622,14 @@ class KindAnalysis:
                     cov_literal_stability=lc[1],
                     mi_literal=lm[0],
                     mi_literal_stability=lm[1],
-                    pooled_r_p=p,
                     pooled_r_replicates=r_reps,
                     slope_replicates=reps["slope"],
                     paradox_replicates=reps["paradox"],
-                    detectability={w: got[f"detect_{w}"] for w in ("cov", "mi") if f"detect_{w}" in got},
-                    dimensions=got.get("dims", {}),
+                    detectability={w: got[f"detect_{w}"][0] for w in ("cov", "mi") if f"detect_{w}" in got},
+                    dimensions=got["dims"][0] if "dims" in got else {},
                     cov_values=layer.cov.astype(np.float32),
                     mi_values=layer.mi.astype(np.float32),
-                    controls=combine_controls(draws) if draws else {},
+                    controls=combine_controls(got["controls"]) if got.get("controls") else {},
                     computed=sides,
                 )
             )
@@ -711,7 +668,6 @@ class KindAnalysis:
             within_slopes=within,
             cluster_sizes=sizes,
             merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], layers, post_norm),
-            draw_pairs=self.draw_pairs,
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
@@ -779,7 +735,7 @@ def start_kind(
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
-    acc = KindAnalysis(X.shape[0], mark_blocks(marks, config), config, seeds)
+    acc = KindAnalysis(X.shape[0], overlap_blocks(marks, config.block_window), config, seeds)
     depth = np.flatnonzero((layers >= 1) & ~post_norm)
     ends = {int(depth[np.argmin(layers[depth])]), int(depth[np.argmax(layers[depth])])} if depth.size >= 2 else set()
     trend = config.reads is None or (kind, None, "spearman_mean_mi_vs_depth") in config.reads

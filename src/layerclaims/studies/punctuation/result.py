@@ -20,7 +20,7 @@ from layerclaims.studies.punctuation.marks import KINDS
 
 STUDY = "punctuation"
 # Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
-RESULT_VERSION = 3
+RESULT_VERSION = 4
 # The parts of a detail layer (``LayerDetail.computed``) and the statistics that read each: the covariance groups
 # (refits, literal count, control, detection limit, variants; the within slopes are on those groups), the MI
 # groups, and the pooled r's Mantel p and control. The others are computed at every layer.
@@ -79,17 +79,14 @@ class LayerDetail:
 
     ``cov``/``mi``: :class:`~layerclaims.metrics.mark_clusters.MarkClusters` of the covariance and MI matrices
     (``boot_counts``: the count refit on each resample of marks). ``*_literal``/``*_literal_stability``: the literal
-    count (clusters of the pair values themselves, single marks included). ``pooled_r_p``: two-sided Mantel p.
-    ``pooled_r_replicates`` ``[n_boot]``; ``slope_replicates``/``paradox_replicates`` ``[n_boot_clusters]``: the
-    smallest within-group slope and the paradox flag, mark groups REFIT in each resample. ``cov_values``/
-    ``mi_values`` ``[P]`` float32, for the figures. ``explain``: side -> :class:`Explanation`. ``controls``:
-    statistic -> :class:`Control` (Gaussian surrogate of the marks: same mean and covariance, no groups).
-    ``detectability``: side -> the count's detection limit on marks like these (``analysis.detectability``).
-    ``dimensions``: the top dimensions by variance with their shares (``analysis.top_dimensions``), ``variants``
-    (every detail statistic with each dimension standardised, and with the top 1 / 3 removed) and
-    ``massive_activations`` (``analysis.massive_dimensions``). ``computed``: the parts of :data:`SIDES` computed
-    (``Config.reads``); a part not computed has no replicates, literal count, control, detection limit nor
-    variants, ``mi`` None and ``cov`` the point fit."""
+    count (clusters of the pair values themselves, single marks included). ``pooled_r_replicates`` ``[n_boot]``;
+    ``slope_replicates``/``paradox_replicates`` ``[n_boot_clusters]``: the smallest within-group slope and the
+    paradox flag, mark groups REFIT in each resample. ``cov_values``/``mi_values`` ``[P]`` float32, for the
+    figures. ``explain``: side -> :class:`Explanation`. ``controls``: statistic -> :class:`Control` (Gaussian
+    surrogate of the marks). ``detectability``: side -> ``analysis.detectability``. ``dimensions``:
+    ``analysis.dimensions`` (top dimensions by variance, every detail statistic on the dimension variants, massive
+    activations). ``computed``: the parts of :data:`SIDES` computed (``Config.reads``); a part not computed has no
+    replicates, literal count, control, detection limit nor variants, ``mi`` None and ``cov`` the point fit."""
 
     entry: int
     layer: int
@@ -100,7 +97,6 @@ class LayerDetail:
     cov_literal_stability: float
     mi_literal: int
     mi_literal_stability: float
-    pooled_r_p: float
     pooled_r_replicates: np.ndarray
     slope_replicates: np.ndarray
     paradox_replicates: np.ndarray
@@ -123,14 +119,13 @@ class KindResult:
     (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
     ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks), ``cov_literal``/``mi_literal``
     (clusters of the pair values themselves), both MI counts and the literal ones at the detail entries only (0
-    elsewhere); ``cov_outliers``/``mi_outliers`` (outlier marks), ``paradox``, ``degenerate`` (all pairs have the
-    same value, e.g. layer 0: r and slopes undefined, counts 1). ``groups_cov``/``groups_mi`` ``[E, N]``: each
-    mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes`` ``[E, K]``. ``merge_layer``: the first pre-norm
-    layer from which the covariance has one cluster at every later layer (-1: never). Drawing: ``hist_*`` ``[E, B]``
-    and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one
-    :class:`LayerDetail` per detail entry. ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: A7's replicates
-    (block resamples, the same at every entry). ``blocks`` ``[N]``: each mark's block (marks within
-    ``Config.block_window`` tokens of each other), what every bootstrap of the kind draws whole."""
+    elsewhere); ``paradox``, ``degenerate`` (all pairs have the same value, e.g. layer 0: r and slopes undefined,
+    counts 1). ``groups_cov`` ``[E, N]``: each mark's covariance group (-1 = outlier). ``within_slopes``/
+    ``cluster_sizes`` ``[E, K]``. ``merge_layer``: ``analysis.merge_layer``. Drawing: ``hist_*`` ``[E, B]`` and
+    edges, ``draw_cov``/``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail
+    entry. ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: A7's replicates (block resamples, the same at every
+    entry). ``blocks`` ``[N]``: each mark's block (marks within ``Config.block_window`` tokens of each other), what
+    every bootstrap of the kind draws whole."""
 
     kind: str
     n_found: int
@@ -147,10 +142,7 @@ class KindResult:
     mi_clusters: np.ndarray
     cov_literal: np.ndarray
     mi_literal: np.ndarray
-    cov_outliers: np.ndarray
-    mi_outliers: np.ndarray
     groups_cov: np.ndarray
-    groups_mi: np.ndarray
     within_slopes: np.ndarray
     cluster_sizes: np.ndarray
     paradox: np.ndarray
@@ -160,7 +152,6 @@ class KindResult:
     hist_cov_edges: np.ndarray
     hist_mi: np.ndarray
     hist_mi_edges: np.ndarray
-    draw_pairs: np.ndarray
     draw_cov: np.ndarray
     draw_mi: np.ndarray
     draw_labels: np.ndarray
