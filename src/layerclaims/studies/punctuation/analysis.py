@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,10 @@ def pair_matrices(x: np.ndarray, config: Config) -> Layer:
     iu = np.triu_indices(x.shape[0], 1)
     cov, mi = cov_m[iu], mi_m[iu]
     return Layer(cov_m, mi_m, cov, mi, degenerate(cov) or degenerate(mi))
+
+
+def _pooled_r(layer: Layer) -> float:
+    return float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
 
 
 def degenerate(v: np.ndarray) -> bool:
@@ -182,20 +186,17 @@ def control_draw(
     and outlier marks of the statistics of ``sides``."""
     layer = pair_matrices(gaussian_surrogate(x, s), config)
     counts = _counts(blocks, per, s)
-    rr = detail_resamples(layer, counts, tuple(w for w in ("cov", "mi") if w in sides))
+    which = tuple(w for w in ("cov", "mi") if w in sides)
+    rr = detail_resamples(layer, counts, which)
     out: dict[str, Any] = {"values": {}, "reps": {}, "outliers": {}}
-    for what in ("cov", "mi"):
-        if what not in sides:
-            continue
+    for what in which:
         g = groups_of(getattr(layer, f"{what}_m"), s, 0)
-        out["values"][f"{what}_clusters"] = g.n_clusters
-        out["reps"][f"{what}_clusters"] = rr[what]
+        out["values"][f"{what}_clusters"], out["reps"][f"{what}_clusters"] = g.n_clusters, rr[what]
         out["outliers"][f"{what}_clusters"] = len(g.outlier_marks)
         if what == "cov":
-            out["values"]["slope"] = _min_slope(layer, g)
-            out["reps"]["slope"] = rr["slope"]
+            out["values"]["slope"], out["reps"]["slope"] = _min_slope(layer, g), rr["slope"]
     if "r" in sides:
-        out["values"]["pooled_r"] = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan
+        out["values"]["pooled_r"] = _pooled_r(layer)
         out["reps"]["pooled_r"] = pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0)
     return out
 
@@ -325,13 +326,10 @@ def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int, what: 
     marks' covariance), starting from the meaningful separation of that statistic
     (``Config.meaningful_*_separation``): :meth:`~layerclaims.metrics.detectability.Detectability.to_dict`."""
     from layerclaims.metrics.detectability import detection_limit, matched_loading
-    from layerclaims.metrics.information import pairwise_mi_cov
     from layerclaims.metrics.mark_cases import covariance
 
     def mi(v: np.ndarray) -> np.ndarray:
-        m = np.asarray(pairwise_mi_cov(v, bins=config.bins, z_threshold=config.z_threshold,
-                                       estimator=config.mi_estimator)[0], dtype=np.float64)  # fmt: skip
-        return 0.5 * (m + m.T)
+        return pair_matrices(v, config).mi_m
 
     n, d = x.shape
     make, start = (
@@ -432,8 +430,7 @@ def variant_values(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES
         if "mi" in sides:
             out[how]["mi_clusters"] = float(groups_of(layer.mi_m, 0, 0).n_clusters)
         if "r" in sides:
-            r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
-            out[how]["pooled_r"] = r
+            out[how]["pooled_r"] = _pooled_r(layer)
         if "cov" in sides:
             out[how]["min_within_cluster_slope"] = _min_slope(layer, g_cov)
     return out
@@ -517,8 +514,8 @@ class KindAnalysis:
         tm["clusters_s"] += t1 - t0
         self.arr["degenerate"][e] = layer.degenerate
         self.stats["mean_mi"][0, e], self.stats["mean_cov"][0, e] = layer.mi.mean(), layer.cov.mean()
+        self.stats["pooled_r"][0, e] = _pooled_r(layer)
         if not layer.degenerate:
-            self.stats["pooled_r"][0, e] = float(np.corrcoef(layer.cov, layer.mi)[0, 1])
             c = layer.cov - layer.cov.mean()
             self.arr["pooled_slope"][e] = float((c * (layer.mi - layer.mi.mean())).mean() / (c * c).mean())
         if self.weights.shape[0]:
@@ -529,7 +526,13 @@ class KindAnalysis:
             self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
             self.r_replicates = pm.r
         tm["bootstrap_s"] += time.perf_counter() - t1
-        self._within(e, layer, g_cov)
+        slopes, sizes = np.zeros((1, 0)), np.zeros(0, dtype=np.int64)
+        if not layer.degenerate:
+            slopes, sizes, pooled = within_slopes(layer, g_cov)
+            self.stats["min_within_slope"][0, e] = _min_finite(slopes[0])
+            self.arr["paradox"][e] = bool(paradox(slopes, pooled)[0])
+        self.slopes.append(slopes[0])
+        self.sizes.append(sizes)
         for name, vals in (("cov", layer.cov), ("mi", layer.mi)):  # the drawings
             centre = float(vals.mean())
             span = (centre - 0.5, centre + 0.5) if degenerate(vals) else None
@@ -538,17 +541,6 @@ class KindAnalysis:
         self.arr["draw_cov"][e], self.arr["draw_mi"][e] = layer.cov[self.draw_sel], layer.mi[self.draw_sel]
         self.arr["draw_labels"][e] = g_cov.pair_labels()[self.draw_sel]
         return groups
-
-    def _within(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
-        if layer.degenerate:
-            self.slopes.append(np.zeros(0))
-            self.sizes.append(np.zeros(0, dtype=np.int64))
-            return
-        slopes, sizes, pooled = within_slopes(layer, g_cov)
-        self.slopes.append(slopes[0])
-        self.sizes.append(sizes)
-        self.stats["min_within_slope"][0, e] = _min_finite(slopes[0])
-        self.arr["paradox"][e] = bool(paradox(slopes, pooled)[0])
 
     def detail(
         self,
@@ -683,8 +675,6 @@ class KindAnalysis:
 
 def _with_boot(g: MarkClusters, counts: np.ndarray) -> MarkClusters:
     """``g`` with the refit counts of the resamples as its replicates and stability."""
-    from dataclasses import replace
-
     b = tuple(int(c) for c in counts[np.isfinite(counts)])
     return replace(g, boot_counts=b, stability=float(np.mean(np.asarray(b) == g.n_clusters)) if b else float("nan"))
 
