@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from layerclaims import results
 from layerclaims.studies.punctuation.analysis import start_kind
 from layerclaims.studies.punctuation.config import DEFAULT_DETAIL_LAYERS, Config, kind_seeds
@@ -41,7 +39,6 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
     layers, post_norm = entries(handle, config.layers)
     wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS
     detail = detail_entries(layers, post_norm, wanted, int(handle.n_blocks))
-    per_kind: dict[str, KindResult] = {}
     tm = {"forward_s": 0.0, "analysis_s": 0.0}
     steps: dict[str, float] = {}
     X = {}
@@ -67,8 +64,7 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
             timings=steps,
             progress=progress,
         )
-    for kind in KINDS:
-        per_kind[kind] = explain_kind(finish[kind](), sm.token_view(kind), handle.tokenizer)
+    per_kind = {kind: explain_kind(finish[kind](), sm.token_view(kind), handle.tokenizer) for kind in KINDS}
     tm["analysis_s"] += time.perf_counter() - t2
     return PunctuationResult(
         model=handle.name,
@@ -77,54 +73,42 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
         post_norm=post_norm,
         internal=per_kind["internal"],
         terminal=per_kind["terminal"],
-        config=_config_dict(config),
-        provenance=_provenance(
-            handle, config, sm, layers, post_norm, {"tokenize_s": t_tok, **tm, "analysis_steps": steps}
+        config={f: _listed(getattr(config, f)) for f in config.__dataclass_fields__},
+        provenance=results.provenance(
+            study=STUDY,
+            model=handle.name,
+            revision=getattr(handle, "revision", None),
+            model_source=getattr(handle, "source", None),
+            device=str(getattr(handle, "device", "cpu")),
+            dtype=str(getattr(handle, "dtype", "float32")),
+            corpus=sm.corpus,
+            n_tokens=int(sm.scan.n_tokens),
+            tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
+            + (
+                ""
+                if sm.scan.complete
+                else ", stopped once the selection was complete: n_tokens and marks_found cover that"
+            ),
+            selection=config.selection,
+            seed=config.seed,
+            marks=config.marks,
+            n=config.n,
+            marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
+            mi_estimator=config.mi_estimator,
+            norm_entries={
+                "last_hidden_state_post_norm": bool(post_norm.any()),
+                "pre_norm_entries": [int(x) for x in layers[~post_norm]],
+                "post_norm_entries": [int(x) for x in layers[post_norm]],
+                "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
+            },
+            timings={"tokenize_s": t_tok, **tm, "analysis_steps": steps},
+            threads=_threads(),
         ),
     )
 
 
-def _config_dict(config: Config) -> dict[str, Any]:
-    cfg = {f: getattr(config, f) for f in config.__dataclass_fields__}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
-
-
-def _provenance(
-    handle: Any,
-    config: Config,
-    sm: Any,
-    layers: np.ndarray,
-    post_norm: np.ndarray,
-    timings: dict[str, Any],
-) -> dict[str, Any]:
-    return results.provenance(
-        study=STUDY,
-        model=handle.name,
-        revision=getattr(handle, "revision", None),
-        model_source=getattr(handle, "source", None),
-        device=str(getattr(handle, "device", "cpu")),
-        dtype=str(getattr(handle, "dtype", "float32")),
-        corpus=sm.corpus,
-        n_tokens=int(sm.scan.n_tokens),
-        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
-        + (
-            "" if sm.scan.complete else ", stopped once the selection was complete: n_tokens and marks_found cover that"
-        ),
-        selection=config.selection,
-        seed=config.seed,
-        marks=config.marks,
-        n=config.n,
-        marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
-        mi_estimator=config.mi_estimator,
-        norm_entries={
-            "last_hidden_state_post_norm": bool(post_norm.any()),
-            "pre_norm_entries": [int(x) for x in layers[~post_norm]],
-            "post_norm_entries": [int(x) for x in layers[post_norm]],
-            "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
-        },
-        timings=timings,
-        threads=_threads(),
-    )
+def _listed(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _threads() -> int:
