@@ -5,8 +5,7 @@ those values can be a group of marks (pairs within a group, pairs between two gr
 pairs make a streak of their own (249 pairs of 250 marks). Study A's "3 clusters at layer 1" is a claim about the
 first kind. :func:`cluster_marks` counts the clusters that groups of at least ``min_support`` marks carry, lists the
 single marks that alone carry a streak apart (``outlier_marks``), and gives the pair-type table: which two groups
-make which cluster. The literal count of the pair values (:func:`layerclaims.metrics.clusters.count_clusters`) is
-reported beside it.
+make which cluster.
 
 Validation (``python -m benchmarks mark-clusters``; N = 250 marks, D = 1024, 20 seeds per case, the
 cases in ``tests/oracles/mark_cases.py``): wrong 0 times in 200 against 42 for the literal count; every

@@ -1,18 +1,13 @@
 """Study A, step 3: the statistics of one kind at every entry (layer), from the mark vectors.
 
-Per entry, on the N x N pair matrices (:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs
-``i < j``): mean MI and covariance, the pooled Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups
-of marks (:func:`~layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside them, the
-within-group slopes of MI on covariance, and the merge layer.
-
-Every resample of the study draws whole blocks of marks (``overlap_blocks``): two marks at most
-``Config.block_window`` tokens apart read some of the same tokens. A resample gives each mark a multiplicity ``c``
-and a pair of distinct marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). At the
-detail (claim) layers: ``Config.n_boot_clusters`` resamples that REFIT the groups on all resampled marks with their
-copies (:func:`detail_resamples`), the Gaussian-surrogate control on as many resamples (:func:`control`), the
-detection limit of each count (:func:`detectability`), every statistic on the dimension variants, the top and
-massive dimensions (:func:`dimensions`). These parts are independent seeded tasks (:func:`submit`): worker
-processes run them when there are several cores, and the results do not depend on how many."""
+Per entry, on the N x N pair matrices (the pairs ``i < j``): mean MI and covariance, the pooled Pearson r(cov, MI)
+and OLS slope, the pair clusters carried by groups of marks
+(:func:`~layerclaims.metrics.mark_clusters.cluster_marks`), the within-group slopes of MI on covariance, and the
+merge layer; at the detail (claim) layers, the rest (:meth:`KindAnalysis.detail`). Every resample draws whole
+blocks of marks (two marks at most ``Config.block_window`` tokens apart read some of the same tokens), and a pair
+of distinct marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). The detail
+layers' parts are independent seeded tasks (:func:`submit`): worker processes run them when there are several
+cores, and the results do not depend on how many."""
 
 from __future__ import annotations
 
@@ -455,12 +450,12 @@ def variant_mean_mi(x: np.ndarray, config: Config) -> np.ndarray:
     return np.array([pair_matrices(dimension_variant(x, how), config).mi.mean() for how in VARIANTS])
 
 
-def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
-    """The literal count: clusters of the pair values themselves (single marks included), stability, labels."""
+def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float]:
+    """The literal count: clusters of the pair values themselves (single marks included), and its stability."""
     if degenerate(values) or values.size < 10:
-        return 1, 1.0, np.zeros(values.size, dtype=np.int64)
+        return 1, 1.0
     res = count_clusters(values, seed=seed, n_boot=n_boot)
-    return res.n_clusters, res.stability, res.labels
+    return res.n_clusters, res.stability
 
 
 class KindAnalysis:
@@ -552,9 +547,11 @@ class KindAnalysis:
         tm: dict[str, float],
         sides: tuple[str, ...] = SIDES,
     ) -> None:
-        """The claim layers: refit resamples, literal counts, Mantel p, dimensions, detection limits and the
-        control, of the parts ``sides`` only (:func:`sides_read`). The independent parts run as tasks
-        (:func:`submit`), each kept with the step of ``tm`` its seconds count in; :meth:`build` collects them."""
+        """The claim layers, the parts ``sides`` only (:func:`sides_read`): ``Config.n_boot_clusters`` resamples that
+        REFIT the groups (:func:`detail_resamples`), literal counts, Mantel p, the dimensions (:func:`dimensions`),
+        detection limits (:func:`detectability`) and the control (:func:`control`). The independent parts run as
+        tasks (:func:`submit`), each kept with the step of ``tm`` its seconds count in; :meth:`build` collects
+        them."""
         from layerclaims.metrics.similarity import mantel_test
 
         s = entry_seeds(self.seeds.layer, e)
