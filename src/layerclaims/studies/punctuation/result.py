@@ -156,17 +156,17 @@ class KindResult:
     draw_mi: np.ndarray
     draw_labels: np.ndarray
     details: tuple[LayerDetail, ...]
-    mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    blocks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
-    mean_cov_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    mean_mi_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    mean_mi_boot: np.ndarray
+    mean_cov_boot: np.ndarray
+    blocks: np.ndarray
+    mean_cov_variants: np.ndarray
+    mean_mi_variants: np.ndarray
 
     @property
     def n_units(self) -> int:
         """The effective number of independent units the intervals rest on: the blocks of marks resampled together
-        (marks whose hidden states read some of the same tokens), or the marks where no blocks are stored."""
-        return int(np.unique(self.blocks).size) if self.blocks.size else int(self.marks.size)
+        (marks whose hidden states read some of the same tokens)."""
+        return int(np.unique(self.blocks).size)
 
     def detail(self, entry: int) -> LayerDetail | None:
         """The :class:`LayerDetail` of ``entry`` (None where the entry is not a detail layer)."""
@@ -265,13 +265,10 @@ def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
 
 def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
     """The statistic on the dimension variants of the marks, and the top dimensions with their shares, for a
-    measurement's details (empty for results without them)."""
-    if not d.dimensions:
-        return {}
-    variants = d.dimensions.get("variants", {})
+    measurement's details."""
     top = {k: v for k, v in d.dimensions.items() if k not in ("variants", "massive_activations")}
     return {
-        "without_top_dimensions": {v: variants.get(v, {}).get(statistic) for v in VARIANTS},
+        "without_top_dimensions": {v: d.dimensions["variants"][v][statistic] for v in VARIANTS},
         "top_dimensions": top,
     }
 
@@ -466,8 +463,6 @@ def _depth_variants(
     where the run reads its trend (``Config.reads``), else at the first and last: a statistic that needs more says
     so, with the ``--set`` that computes it."""
     v = k.mean_cov_variants if what == "cov" else k.mean_mi_variants
-    if v.shape != (len(VARIANTS), result.layers.size):
-        return {}
     if not np.isfinite(v[:, sel]).all():
         return {
             "without_top_dimensions": "not computed in this run: no claim read it; add it with "
