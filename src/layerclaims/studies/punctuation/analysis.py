@@ -149,22 +149,14 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
     return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
 
 
-def control(
-    x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, sides: tuple[str, ...] = SIDES
-) -> dict[str, Control]:
-    """The Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates (independent draws,
-    seeded from ``seed``): counts of both matrices, pooled r, smallest within slope (those of ``sides``, see
-    ``result.DETAIL_SIDE``: ``"cov"`` the covariance count and the slope). Each draw gets
-    ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled: the control is decided
-    on as many resamples as its claim. The control's value is the median over the draws (counts: the lower
-    median, a count)."""
-    return combine_controls([f.result()[0] for f in submit_controls(x, config, seed, blocks, sides)])
-
-
 def submit_controls(
     x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, sides: tuple[str, ...] = SIDES
 ) -> list[cf.Future[Any]]:
-    """One task per surrogate draw of :func:`control` (:func:`submit`); :func:`combine_controls` reads them."""
+    """The control: the Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates
+    (independent draws seeded from ``seed``, one task each, :func:`submit`): counts of both matrices, pooled r,
+    smallest within slope (those of ``sides``, see ``result.DETAIL_SIDE``: ``"cov"`` the covariance count and the
+    slope). Each draw gets ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled:
+    the control is decided on as many resamples as its claim. :func:`combine_controls` reads the tasks."""
     draws = max(int(config.control_draws), 1)
     per = -(-config.n_boot_clusters // draws) if config.n_boot_clusters else 0
     children = np.random.SeedSequence(seed).spawn(draws)
@@ -177,7 +169,7 @@ def submit_controls(
 def control_draw(
     x: np.ndarray, config: Config, s: int, blocks: np.ndarray, per: int, sides: tuple[str, ...] = SIDES
 ) -> dict[str, Any]:
-    """One surrogate draw of :func:`control` (seed ``s``, ``per`` block resamples): the point values, replicates
+    """One surrogate draw of :func:`submit_controls` (seed ``s``, ``per`` block resamples): the point values, replicates
     and outlier marks of the statistics of ``sides``."""
     layer = pair_matrices(gaussian_surrogate(x, s), config)
     counts = _counts(blocks, per, s)
@@ -197,7 +189,8 @@ def control_draw(
 
 
 def combine_controls(draws: list[dict[str, Any]]) -> dict[str, Control]:
-    """The controls of :func:`control` from its draws (:func:`control_draw`), in the draws' order."""
+    """The controls from the draws (:func:`control_draw`), in the draws' order: the value is the median over the
+    draws (counts: the lower median, a count)."""
     out = {}
     for k in draws[0]["values"]:
         discrete = k.endswith("_clusters")
@@ -549,7 +542,7 @@ class KindAnalysis:
     ) -> None:
         """The claim layers, the parts ``sides`` only (:func:`sides_read`): ``Config.n_boot_clusters`` resamples that
         REFIT the groups (:func:`detail_resamples`), literal counts, Mantel p, the dimensions (:func:`dimensions`),
-        detection limits (:func:`detectability`) and the control (:func:`control`). The independent parts run as
+        detection limits (:func:`detectability`) and the control (:func:`submit_controls`). The independent parts run as
         tasks (:func:`submit`), each kept with the step of ``tm`` its seconds count in; :meth:`build` collects
         them."""
         from layerclaims.metrics.similarity import mantel_test

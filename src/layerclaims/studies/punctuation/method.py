@@ -21,6 +21,8 @@ Progress = Callable[[str], None]
 def run(handle: Any, config: Config | None = None, progress: Progress | None = None) -> PunctuationResult:
     """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``; ``progress`` (optional) is
     called with short messages such as ``"punctuation internal: layer 5 (6 of 32)"``."""
+    import torch
+
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -102,19 +104,10 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
                 "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
             },
             timings={"tokenize_s": t_tok, **tm, "analysis_steps": steps},
-            threads=_threads(),
+            threads=int(torch.get_num_threads()),
         ),
     )
 
 
 def _listed(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
-
-
-def _threads() -> int:
-    try:
-        import torch
-
-        return int(torch.get_num_threads())
-    except ImportError:  # pragma: no cover
-        return 1

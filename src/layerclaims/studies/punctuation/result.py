@@ -277,15 +277,20 @@ def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan"
     return Measurement(value, None, None, {**info, "not_evaluated": reason})
 
 
-def _not_computed(
-    result: PunctuationResult, d: LayerDetail | None, side: str, info: dict[str, Any]
-) -> Measurement | None:
-    """The "not evaluated" of a statistic whose part of the detail layer ``d`` was not computed (None: it was, or
-    ``d`` is not a detail layer)."""
+def _start(
+    result: PunctuationResult, k: KindResult, e: int, side: str
+) -> tuple[dict[str, Any], LayerDetail | None, Measurement | None]:
+    """What a per-layer reading starts from: its details, the entry's :class:`LayerDetail` (None: not a detail
+    layer), and the "not evaluated" of a statistic whose part of it was not computed (None: it was, or no detail)."""
+    info, d = _info(result, k, e), k.detail(e)
     if d is None or side in d.computed:
-        return None
+        return info, d, None
     why = "not computed in this run: no claim read it; add it with"
-    return _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info)
+    return (
+        info,
+        d,
+        _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info),
+    )
 
 
 def _with_detail_layer(result: PunctuationResult, layer: int) -> str:
@@ -296,9 +301,8 @@ def _with_detail_layer(result: PunctuationResult, layer: int) -> str:
 
 def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        info = _info(result, k, e)
-        d = k.detail(e)
-        if (skipped := _not_computed(result, d, what, info)) is not None:
+        info, d, skipped = _start(result, k, e, what)
+        if skipped is not None:
             return skipped
         count = float(getattr(k, f"{what}_clusters")[e])
         if k.marks.size < MIN_MARKS_COUNT:
@@ -331,9 +335,8 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
 
 
 def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-    info = _info(result, k, e)
-    d = k.detail(e)
-    if (skipped := _not_computed(result, d, "r", info)) is not None:
+    info, d, skipped = _start(result, k, e, "r")
+    if skipped is not None:
         return skipped
     if k.marks.size < MIN_MARKS_R:
         return _not_evaluated(f"only {k.marks.size} marks: r over pairs needs >= {MIN_MARKS_R}; use --n 250", info)
@@ -350,9 +353,8 @@ def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
 
 
 def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-    info = _info(result, k, e)
-    d = k.detail(e)
-    if (skipped := _not_computed(result, d, "cov", info)) is not None:
+    info, d, skipped = _start(result, k, e, "cov")
+    if skipped is not None:
         return skipped
     if k.marks.size < MIN_MARKS_COUNT:
         return _not_evaluated(f"only {k.marks.size} marks: groups need >= {MIN_MARKS_COUNT}; use --n 250", info)
@@ -390,11 +392,10 @@ def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measureme
 
 def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        info = _info(result, k, e)
-        d = k.detail(e)
+        info, d, skipped = _start(result, k, e, what)
         if d is None:
             return _not_evaluated("counted at the detail layers only: add the layer to Config.detail_layers", info)
-        if (skipped := _not_computed(result, d, what, info)) is not None:
+        if skipped is not None:
             return skipped
         details = {**info, "stability": getattr(d, f"{what}_literal_stability")}
         return Measurement(float(getattr(d, f"{what}_literal")), None, None, details)
