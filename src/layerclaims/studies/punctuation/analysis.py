@@ -454,9 +454,18 @@ def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float]:
 class KindAnalysis:
     """Accumulates the per-entry statistics of one kind (arrays over entries) and builds the :class:`KindResult`."""
 
-    def __init__(self, n_entries: int, blocks: np.ndarray, config: Config, seeds: KindSeeds) -> None:
-        E, N = n_entries, blocks.size
+    def __init__(
+        self,
+        config: Config,
+        seeds: KindSeeds,
+        blocks: np.ndarray,
+        layers: np.ndarray,
+        post_norm: np.ndarray,
+        tm: dict[str, float],
+    ) -> None:
+        E, N = layers.size, blocks.size
         self.config, self.seeds, self.blocks = config, seeds, blocks
+        self.layers, self.post_norm, self.tm = layers, post_norm, tm  # tm: seconds per step (:data:`STEPS`)
         self.stats = {s: np.full((4, E), np.nan) for s in ("mean_mi", "mean_cov", "pooled_r", "min_within_slope")}
         self.arr: dict[str, np.ndarray] = {
             "pooled_slope": np.full(E, np.nan),
@@ -486,7 +495,7 @@ class KindAnalysis:
         self._variant_mi: list[tuple[int, cf.Future[Any]]] = []
         self._pending: list[tuple[Any, ...]] = []
 
-    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
+    def entry(self, e: int, layer: Layer, *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
         groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
         drawing. Returns the groups found."""
@@ -499,7 +508,7 @@ class KindAnalysis:
         g_cov = groups[0]
         self.arr["groups_cov"][e] = g_cov.mark_labels
         t1 = time.perf_counter()
-        tm["clusters_s"] += t1 - t0
+        self.tm["clusters_s"] += t1 - t0
         self.arr["degenerate"][e] = layer.degenerate
         self.stats["mean_mi"][0, e], self.stats["mean_cov"][0, e] = layer.mi.mean(), layer.cov.mean()
         self.stats["pooled_r"][0, e] = _pooled_r(layer)
@@ -513,7 +522,7 @@ class KindAnalysis:
                     self.stats[name][1:3, e] = percentile_interval(reps)
             self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
             self.r_replicates = pm.r
-        tm["bootstrap_s"] += time.perf_counter() - t1
+        self.tm["bootstrap_s"] += time.perf_counter() - t1
         slopes, sizes = np.zeros((1, 0)), np.zeros(0, dtype=np.int64)
         if not layer.degenerate:
             slopes, sizes, pooled = within_slopes(layer, g_cov)
@@ -531,19 +540,12 @@ class KindAnalysis:
         return groups
 
     def detail(
-        self,
-        e: int,
-        layer_index: tuple[int, bool],
-        layer: Layer,
-        x: np.ndarray,
-        groups: tuple[MarkClusters, ...],
-        tm: dict[str, float],
-        sides: tuple[str, ...] = SIDES,
+        self, e: int, layer: Layer, x: np.ndarray, groups: tuple[MarkClusters, ...], sides: tuple[str, ...]
     ) -> None:
         """The claim layers, the parts ``sides`` only (:func:`sides_read`): ``Config.n_boot_clusters`` resamples that
         REFIT the groups (:func:`detail_resamples`), literal counts, Mantel p, the dimensions (:func:`dimensions`),
         detection limits (:func:`detectability`) and the control (:func:`submit_controls`). The independent parts run as
-        tasks (:func:`submit`), each kept with the step of ``tm`` its seconds count in; :meth:`build` collects
+        tasks (:func:`submit`), each kept with the step its seconds count in; :meth:`build` collects
         them."""
         from layerclaims.metrics.similarity import mantel_test
 
@@ -570,20 +572,20 @@ class KindAnalysis:
             self.stats["pooled_r"][3, e] = mantel_test(
                 layer.cov_m, layer.mi_m, n_perm=cfg.n_perm, seed=s["mantel"], alternative="two-sided"
             ).p_value
-        tm["mantel_s"] += time.perf_counter() - t1
-        self._pending.append((e, layer_index, layer, groups, self.r_replicates, tasks, sides))
+        self.tm["mantel_s"] += time.perf_counter() - t1
+        self._pending.append((e, layer, groups, self.r_replicates, tasks, sides))
 
-    def _collect(self, tm: dict[str, float]) -> None:
+    def _collect(self) -> None:
         """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each."""
         none = {"cov": np.zeros(0), "mi": np.zeros(0), "slope": np.zeros(0), "paradox": np.zeros(0, dtype=bool)}
-        for e, (layer_no, post), layer, groups, r_reps, tasks, sides in self._pending:
+        for e, layer, groups, r_reps, tasks, sides in self._pending:
             got: dict[str, list[Any]] = {}
             for name, (step, futures) in tasks.items():
                 got[name] = []
                 for f in futures:
                     value, sec = f.result()
                     got[name].append(value)
-                    tm[step] += sec
+                    self.tm[step] += sec
             refits = {
                 w: {k: np.concatenate([p[k] for p in got[w]]) for k in none} if w in got else none
                 for w in ("cov", "mi")
@@ -596,8 +598,8 @@ class KindAnalysis:
             self.details.append(
                 LayerDetail(
                     entry=e,
-                    layer=layer_no,
-                    post_norm=post,
+                    layer=int(self.layers[e]),
+                    post_norm=bool(self.post_norm[e]),
                     cov=_with_boot(groups[0], reps["cov"]) if "cov" in sides else groups[0],
                     mi=_with_boot(groups[1], reps["mi"]) if "mi" in sides else None,
                     cov_literal=lc[0],
@@ -617,21 +619,12 @@ class KindAnalysis:
             )
         self._pending.clear()
 
-    def build(
-        self,
-        *,
-        kind: str,
-        counts: dict[str, int],
-        marks: np.ndarray,
-        layers: np.ndarray,
-        post_norm: np.ndarray,
-        tm: dict[str, float],
-    ) -> KindResult:
+    def build(self, kind: str, counts: dict[str, int], marks: np.ndarray) -> KindResult:
         """The :class:`KindResult` (within slopes padded with NaN to the largest number of clusters)."""
-        self._collect(tm)
+        self._collect()
         for e, fut in self._variant_mi:
             self.variant_mi[:, e], sec = fut.result()
-            tm["mi_cov_s"] += sec
+            self.tm["mi_cov_s"] += sec
         K = max((s.size for s in self.slopes), default=1) or 1
         E = len(self.slopes)
         within = np.full((E, K), np.nan)
@@ -649,7 +642,7 @@ class KindAnalysis:
             blocks=self.blocks.astype(np.int64),
             within_slopes=within,
             cluster_sizes=sizes,
-            merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], layers, post_norm),
+            merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], self.layers, self.post_norm),
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
@@ -715,7 +708,7 @@ def start_kind(
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
-    acc = KindAnalysis(X.shape[0], overlap_blocks(marks, config.block_window), config, seeds)
+    acc = KindAnalysis(config, seeds, overlap_blocks(marks, config.block_window), layers, post_norm, tm)
     depth = np.flatnonzero((layers >= 1) & ~post_norm)
     ends = {int(depth[np.argmin(layers[depth])]), int(depth[np.argmax(layers[depth])])} if depth.size >= 2 else set()
     trend = config.reads is None or (kind, None, "spearman_mean_mi_vs_depth") in config.reads
@@ -732,7 +725,7 @@ def start_kind(
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
         sides = sides_read(config, kind, int(layers[e])) if is_detail else ()
-        groups = acc.entry(e, layer, tm, with_mi="mi" in sides)
+        groups = acc.entry(e, layer, with_mi="mi" in sides)
         if is_detail:
-            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm, sides)
-    return lambda: acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm, tm=tm)
+            acc.detail(e, layer, xe, groups, sides)
+    return lambda: acc.build(kind, counts, marks)
