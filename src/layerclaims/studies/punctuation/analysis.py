@@ -181,7 +181,7 @@ def control_draw(
         out["values"][f"{what}_clusters"], out["reps"][f"{what}_clusters"] = g.n_clusters, rr[what]
         out["outliers"][f"{what}_clusters"] = len(g.outlier_marks)
         if what == "cov":
-            out["values"]["slope"], out["reps"]["slope"] = _min_slope(layer, g), rr["slope"]
+            out["values"]["slope"], out["reps"]["slope"] = _min_finite(within_slopes(layer, g)[0][0]), rr["slope"]
     if "r" in sides:
         out["values"]["pooled_r"] = _pooled_r(layer)
         out["reps"]["pooled_r"] = pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0)
@@ -394,11 +394,6 @@ def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _min_slope(layer: Layer, groups: MarkClusters) -> float:
-    """The smallest within-group slope of :func:`within_slopes` (NaN: none defined)."""
-    return _min_finite(within_slopes(layer, groups)[0][0])
-
-
 def _min_finite(v: np.ndarray) -> float:
     finite = v[np.isfinite(v)]
     return float(finite.min()) if finite.size else float("nan")
@@ -420,7 +415,7 @@ def variant_values(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES
         if "r" in sides:
             out[how]["pooled_r"] = _pooled_r(layer)
         if "cov" in sides:
-            out[how]["min_within_cluster_slope"] = _min_slope(layer, g_cov)
+            out[how]["min_within_cluster_slope"] = _min_finite(within_slopes(layer, g_cov)[0][0])
     return out
 
 
@@ -680,11 +675,6 @@ def sides_read(config: Config, kind: str, layer: int) -> tuple[str, ...]:
         return SIDES
     read = {DETAIL_SIDE.get(st) for k, x, st in config.reads if k == kind and x == layer}
     return tuple(w for w in SIDES if w in read)
-
-
-def analyse_kind(X: np.ndarray, config: Config, **kw: Any) -> KindResult:
-    """All per-entry statistics of one kind: :func:`start_kind`, then its detail tasks collected."""
-    return start_kind(X, config, **kw)()
 
 
 def start_kind(
