@@ -376,11 +376,9 @@ def dimensions(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES) ->
 
 
 def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
-    """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``), by Sun et al.'s
-    rule (:func:`~layerclaims.metrics.massive_activations.massive_mask`: ``|a| > 100`` and ``>= 1000 x`` the
-    median ``|a|`` of that hidden state, each mark's vector its own reference): ``dims`` (sorted), ``n_marks``
-    (marks with a massive entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks
-    (unitless)."""
+    """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``) by Sun et al.'s
+    rule (``rule``; each mark's vector its own reference): ``dims`` (sorted), ``n_marks`` (marks with a massive
+    entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks (unitless)."""
     from layerclaims.metrics.massive_activations import ABS_THRESHOLD, RATIO, massive_dims, massive_mask, top_ratio
 
     h = x[:, None, :]  # each mark one hidden state of one position
@@ -467,13 +465,12 @@ class KindAnalysis:
             "paradox": np.zeros(E, dtype=bool),
             "degenerate": np.zeros(E, dtype=bool),
             "groups_cov": np.zeros((E, N), dtype=np.int16),
-            "hist_cov": np.zeros((E, N_HIST_BINS), dtype=np.int64),
-            "hist_cov_edges": np.full((E, N_HIST_BINS + 1), np.nan),
-            "hist_mi": np.zeros((E, N_HIST_BINS), dtype=np.int64),
-            "hist_mi_edges": np.full((E, N_HIST_BINS + 1), np.nan),
         }
-        for name in ("cov_clusters", "mi_clusters", "cov_literal", "mi_literal"):
-            self.arr[name] = np.zeros(E, dtype=np.int64)
+        for w in ("cov", "mi"):
+            for name in (f"{w}_clusters", f"{w}_literal"):
+                self.arr[name] = np.zeros(E, dtype=np.int64)
+            self.arr[f"hist_{w}"] = np.zeros((E, N_HIST_BINS), dtype=np.int64)
+            self.arr[f"hist_{w}_edges"] = np.full((E, N_HIST_BINS + 1), np.nan)
         P = N * (N - 1) // 2
         rng = np.random.default_rng(seeds.draw)
         self.draw_sel = np.sort(rng.choice(P, size=min(N_DRAW, P), replace=False))

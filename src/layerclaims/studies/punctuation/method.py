@@ -15,10 +15,8 @@ from layerclaims.studies.punctuation.marks import KINDS
 from layerclaims.studies.punctuation.result import STUDY, KindResult, PunctuationResult
 from layerclaims.studies.punctuation.scan import study_marks
 
-Progress = Callable[[str], None]
 
-
-def run(handle: Any, config: Config | None = None, progress: Progress | None = None) -> PunctuationResult:
+def run(handle: Any, config: Config | None = None, progress: Callable[[str], None] | None = None) -> PunctuationResult:
     """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``; ``progress`` (optional) is
     called with short messages such as ``"punctuation internal: layer 5 (6 of 32)"``."""
     import torch

@@ -253,7 +253,7 @@ def _info(result: PunctuationResult, k: KindResult, e: int) -> dict[str, Any]:
 
 def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
     """How the marks were resampled: the effective number of independent units (blocks) beside the marks."""
-    window = int(result.config.get("block_window", 0) or 0)
+    window = int(result.config["block_window"])
     how = (
         f"blocks of marks at most {window} tokens apart (their hidden states read some of the same tokens), "
         "resampled whole"
@@ -383,13 +383,6 @@ def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measu
     return replace(m, replicates=reps if reps.size else None, control=d.controls.get("slope"))
 
 
-def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
-    def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        return getattr(k, f"mean_{what}").at(e, _info(result, k, e))
-
-    return read
-
-
 def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
         info, d, skipped = _start(result, k, e, what)
@@ -410,8 +403,8 @@ MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]]
     "mi_literal_clusters": _literal("mi"),
     "pooled_r": _pooled_r,
     "min_within_cluster_slope": _min_within_slope,
-    "mean_mi": _mean("mi"),
-    "mean_cov": _mean("cov"),
+    "mean_mi": lambda r, k, e: k.mean_mi.at(e, _info(r, k, e)),
+    "mean_cov": lambda r, k, e: k.mean_cov.at(e, _info(r, k, e)),
     "spearman_mean_mi_vs_depth": lambda r, k, e: _spearman(r, k, "mi"),
     "spearman_mean_cov_vs_depth": lambda r, k, e: _spearman(r, k, "cov"),
     "ratio_mean_mi_last_first": lambda r, k, e: _ratio(r, k, "mi"),
