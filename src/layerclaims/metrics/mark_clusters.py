@@ -456,8 +456,7 @@ def cluster_marks(
        pairs). The pair clusters are the modes of the mixture of these summaries separated by valleys deeper than
        ``min_depth`` of the lower peak (:func:`_mixture_modes`); each type joins the mode of its centre.
        ``n_clusters`` is their number, at most ``max_k`` (so at most 3 groups).
-    4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement, all n of them: a mark drawn twice
-       is two rows, and the pair of its two copies is no pair, :func:`refit_resamples`), each refit from step 1;
+    4. Stability: ``n_boot`` bootstrap resamples of all n marks, each refit from step 1 (:func:`refit_resamples`);
        ``boot_counts``.
 
     The literal reading (clusters of the pair values themselves, single marks included) is
@@ -484,13 +483,12 @@ def cluster_marks(
             refit, _ = _refit(m, np.bincount(rng.integers(0, n, n), minlength=n), fit_opts)
             boot.append(1 if refit is None else refit.n_clusters)
     labels = fit.labels[np.argsort(order)]
-    types = _pair_types(fit)
     sizes = np.bincount(labels[labels >= 0], minlength=max(int(labels.max()) + 1, 1))
     return MarkClusters(
         n_clusters=fit.n_clusters,
         mark_labels=labels,
         outlier_marks=tuple(int(i) for i in np.flatnonzero(labels < 0)),
-        pair_types=types,
+        pair_types=_pair_types(fit),
         stability=float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan"),
         boot_counts=tuple(int(b) for b in boot),
         min_support=int(min_support),

@@ -573,11 +573,9 @@ class KindAnalysis:
         for e, layer, groups, r_reps, tasks, sides in self._pending:
             got: dict[str, list[Any]] = {}
             for name, (step, futures) in tasks.items():
-                got[name] = []
-                for f in futures:
-                    value, sec = f.result()
-                    got[name].append(value)
-                    self.tm[step] += sec
+                done = [f.result() for f in futures]  # (value, seconds) each
+                got[name] = [value for value, _ in done]
+                self.tm[step] += sum(sec for _, sec in done)
             refits = {
                 w: {k: np.concatenate([p[k] for p in got[w]]) for k in none} if w in got else none
                 for w in ("cov", "mi")
@@ -623,7 +621,6 @@ class KindAnalysis:
         sizes = np.zeros((E, K), dtype=np.int64)
         for e, (s, z) in enumerate(zip(self.slopes, self.sizes, strict=True)):
             within[e, : s.size], sizes[e, : z.size] = s, z
-        stat = {name: BlockStatistic(*v) for name, v in self.stats.items()}
         return KindResult(
             kind=kind,
             n_found=counts["found"],
@@ -640,10 +637,10 @@ class KindAnalysis:
             mean_cov_boot=self.mean_boot["cov"],
             mean_cov_variants=self.variant_cov,
             mean_mi_variants=self.variant_mi,
-            mean_mi=stat["mean_mi"],
-            mean_cov=stat["mean_cov"],
-            pooled_r=stat["pooled_r"],
-            min_within_slope=stat["min_within_slope"],
+            mean_mi=BlockStatistic(*self.stats["mean_mi"]),
+            mean_cov=BlockStatistic(*self.stats["mean_cov"]),
+            pooled_r=BlockStatistic(*self.stats["pooled_r"]),
+            min_within_slope=BlockStatistic(*self.stats["min_within_slope"]),
             **self.arr,
         )
 
