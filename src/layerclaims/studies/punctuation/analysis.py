@@ -94,8 +94,7 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     """OLS slope of MI on covariance inside each pair cluster of ``groups`` (pairs with an outlier mark left out;
     a cluster with fewer than MIN_TYPE_PAIRS pairs or no spread in covariance gives NaN), the sizes, and the pooled
     slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once.
-    A pair of distinct marks counts ``c_i c_j`` times (the rule of :func:`~layerclaims.metrics.bootstrap.
-    pair_moments`), computed on the pairs ``i < j`` (``layer.cov``, ``layer.mi``) rather than as n x n forms."""
+    A pair of distinct marks counts ``c_i c_j`` times, on the pairs ``i < j`` rather than as n x n forms."""
     n = layer.cov_m.shape[0]
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
     iu, ju = upper_pairs(n)

@@ -16,9 +16,7 @@ from layerclaims.studies.punctuation.marks import BEFORE, KINDS, MARK_SETS
 MIN_MARKS_COUNT = 30
 MIN_MARKS_R = 10
 DEFAULT_DETAIL_LAYERS: tuple[int, ...] = (1,)
-VARIANTS: tuple[str, ...] = ("standardised", "drop-top1", "drop-top3")
-"""The dimension variants of the marks every study-A claim is also read on (``Config.dimensions`` picks one as
-the data; the claims show all beside them)."""
+VARIANTS: tuple[str, ...] = ("standardised", "drop-top1", "drop-top3")  # every study-A claim is also read on these
 
 
 @dataclass(frozen=True)

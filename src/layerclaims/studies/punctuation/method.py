@@ -66,6 +66,7 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
         )
     per_kind = {kind: explain_kind(finish[kind](), sm.token_view(kind), handle.tokenizer) for kind in KINDS}
     tm["analysis_s"] += time.perf_counter() - t2
+    stopped = ", stopped once the selection was complete: n_tokens and marks_found cover that"
     return PunctuationResult(
         model=handle.name,
         n_blocks=int(handle.n_blocks),
@@ -84,11 +85,7 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
             corpus=sm.corpus,
             n_tokens=int(sm.scan.n_tokens),
             tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
-            + (
-                ""
-                if sm.scan.complete
-                else ", stopped once the selection was complete: n_tokens and marks_found cover that"
-            ),
+            + ("" if sm.scan.complete else stopped),
             selection=config.selection,
             seed=config.seed,
             marks=config.marks,

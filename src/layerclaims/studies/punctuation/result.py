@@ -57,8 +57,7 @@ class GroupExplained:
 
 @dataclass(frozen=True)
 class OutlierMark:
-    """A single mark that carries a streak of pair values: its index among the marks, its token index in the text
-    and its window of text (the mark between ``⟦ ⟧``)."""
+    """A single mark that carries a streak of pair values, with its window of text (the mark between ``⟦ ⟧``)."""
 
     mark: int
     token_index: int
@@ -116,16 +115,14 @@ class KindResult:
     Marks: ``n_found`` flagged, ``n_skipped_start``/``n_skipped_end`` without a full window, ``n_usable``, ``marks``
     (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
     over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
-    (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
-    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks), ``cov_literal``/``mi_literal``
-    (clusters of the pair values themselves), both MI counts and the literal ones at the detail entries only (0
-    elsewhere); ``paradox``, ``degenerate`` (all pairs have the same value, e.g. layer 0: r and slopes undefined,
-    counts 1). ``groups_cov`` ``[E, N]``: each mark's covariance group (-1 = outlier). ``within_slopes``/
-    ``cluster_sizes`` ``[E, K]``. ``merge_layer``: ``analysis.merge_layer``. Drawing: ``hist_*`` ``[E, B]`` and
-    edges, ``draw_cov``/``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one :class:`LayerDetail` per detail
-    entry. ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: A7's replicates (block resamples, the same at every
-    entry). ``blocks`` ``[N]``: each mark's block (marks within ``Config.block_window`` tokens of each other), what
-    every bootstrap of the kind draws whole."""
+    (interval at the detail entries). Arrays ``[E]``: ``pooled_slope``, ``cov_clusters``/``mi_clusters`` (pair
+    clusters carried by groups of marks), ``cov_literal``/``mi_literal`` (clusters of the pair values themselves),
+    both MI counts and the literal ones at the detail entries only (0 elsewhere); ``paradox``, ``degenerate`` (all
+    pairs have the same value, e.g. layer 0: r and slopes undefined, counts 1). ``groups_cov`` ``[E, N]``: each
+    mark's covariance group (-1 = outlier). ``within_slopes``/``cluster_sizes`` ``[E, K]``. Drawing: ``hist_*``
+    ``[E, B]`` and edges, ``draw_*`` ``[E, S]``. ``mean_*_boot`` ``[n_boot, E]``: A7's replicates (the same block
+    resamples at every entry); ``mean_*_variants`` ``[len(VARIANTS), E]``: A7's means on the dimension variants.
+    ``blocks`` ``[N]``: each mark's block, what every bootstrap of the kind draws whole."""
 
     kind: str
     n_found: int
