@@ -369,12 +369,7 @@ def _fit_options(max_k: int, min_support: int, min_depth: float) -> dict[str, An
 
 
 def refit_resamples(
-    matrix: ArrayLike,
-    counts: ArrayLike,
-    *,
-    max_k: int = 6,
-    min_support: int = MIN_SUPPORT,
-    min_depth: float = 0.5,
+    matrix: ArrayLike, counts: ArrayLike, *, max_k: int = 6, min_support: int = MIN_SUPPORT, min_depth: float = 0.5
 ) -> tuple[MarkClusters, ...]:
     """:func:`cluster_marks` refit on bootstrap resamples of the marks: ``counts`` ``[B, n]`` gives each mark's
     multiplicity in each resample (e.g. :func:`~layerclaims.metrics.bootstrap.block_counts`). A resample is the

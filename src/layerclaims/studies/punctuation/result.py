@@ -443,11 +443,7 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
 
 
 def _depth_variants(
-    result: PunctuationResult,
-    k: KindResult,
-    what: str,
-    sel: np.ndarray,
-    stat: Callable[[np.ndarray], float | None],
+    result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, stat: Callable[[np.ndarray], float | None]
 ) -> dict[str, Any]:
     """A7's statistic ``stat`` of the per-layer mean pair statistic at the entries ``sel`` on the dimension variants
     of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at every block output only
