@@ -7,7 +7,7 @@ What it prints (one run, no timed assertions):
 
 1. The whole study (both kinds, every hidden state, ``--n`` marks per kind, the default Config, the claim layers
    as detail layers), through the study's own steps (``marks``, ``extraction.extract_marks``,
-   ``analysis.analyse_kind``): tokenize, forward and analysis wall/CPU seconds, and the analysis split into its
+   ``analysis.start_kind``): tokenize, forward and analysis wall/CPU seconds, and the analysis split into its
    steps (MI+covariance, cluster counts at every layer, the detail layers' refit resamples, Mantel test, Gaussian
    control, mark bootstrap).
 1b. The cluster step before and after issue 11 on the same pair matrices (internal kind): the literal procedure
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from layerclaims.data import load_corpus
     from layerclaims.models import load_model
     from layerclaims.studies.punctuation import Config
-    from layerclaims.studies.punctuation.analysis import analyse_kind
+    from layerclaims.studies.punctuation.analysis import start_kind
     from layerclaims.studies.punctuation.config import kind_seeds
     from layerclaims.studies.punctuation.extraction import detail_entries, entries, extract_marks
     from layerclaims.studies.punctuation.marks import CONTEXT, KINDS
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         vectors[kind] = X
         t1, c1 = time.perf_counter(), time.process_time()
         counts = {"found": int(found[k].size), "skipped_start": s0, "skipped_end": s1, "usable": int(usable.size)}
-        analyse_kind(
+        start_kind(
             X,
             config,
             seeds=seeds,
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts=counts,
             marks=sel,
             timings=steps,
-        )
+        )()  # the kind's detail tasks collected
         an_wall, an_cpu = an_wall + time.perf_counter() - t1, an_cpu + time.process_time() - c1
 
     print(f"\n== whole study (both kinds, all hidden states + the post-norm last entry: {E} entries per kind) ==")

@@ -385,11 +385,12 @@ def test_small_samples_are_not_evaluated() -> None:
 
 
 def test_control_has_replicates_and_sees_no_groups() -> None:
-    from layerclaims.studies.punctuation.analysis import control
+    from layerclaims.studies.punctuation.analysis import combine_controls, submit_controls
     from tests.oracles.mark_cases import CASES
 
     x = CASES["two groups 125/125"](np.random.default_rng(0)).x
-    got = control(x, Config(n_boot_clusters=4), seed=3, blocks=np.arange(x.shape[0]))
+    futures = submit_controls(x, Config(n_boot_clusters=4), seed=3, blocks=np.arange(x.shape[0]))
+    got = combine_controls([f.result()[0] for f in futures])
     assert got["cov_clusters"].value == 1.0  # the groups that make 3 clusters in x are gone in the surrogate
     assert got["cov_clusters"].replicates is not None and got["cov_clusters"].replicates.dtype.kind == "i"
     assert got["pooled_r"].ci is not None and -1 <= got["pooled_r"].value <= 1

@@ -5,8 +5,7 @@ those values can be a group of marks (pairs within a group, pairs between two gr
 pairs make a streak of their own (249 pairs of 250 marks). Study A's "3 clusters at layer 1" is a claim about the
 first kind. :func:`cluster_marks` counts the clusters that groups of at least ``min_support`` marks carry, lists the
 single marks that alone carry a streak apart (``outlier_marks``), and gives the pair-type table: which two groups
-make which cluster. The literal count of the pair values (:func:`layerclaims.metrics.clusters.count_clusters`) is
-reported beside it.
+make which cluster.
 
 Validation (``python -m benchmarks mark-clusters``; N = 250 marks, D = 1024, 20 seeds per case, the
 cases in ``tests/oracles/mark_cases.py``): wrong 0 times in 200 against 42 for the literal count; every
@@ -26,25 +25,13 @@ from threadpoolctl import ThreadpoolController
 from layerclaims.errors import UsageError
 from layerclaims.metrics.clusters import density_modes, robust_scale
 
-__all__ = [
-    "MIN_SUPPORT",
-    "MarkClusters",
-    "PairType",
-    "cluster_marks",
-    "one_blas_thread",
-    "pair_cluster_labels",
-    "refit_resamples",
-    "upper_pairs",
-]
-
 _SIGNAL_SV = 1.5  # a row-profile component is signal when its singular value is 1.5x the noise's
 _THREADS = ThreadpoolController()  # found once: building one per call reads /proc (~3 ms)
 
 
 def one_blas_thread() -> Any:
     """A context in which BLAS uses one thread: the n x n products of refitting mark groups are small, and one
-    thread is faster than several (10-40x measured on the 2-core workstation under load) and does not fight the
-    caller's threads. ``with one_blas_thread(): ...``"""
+    thread is faster than several (10-40x measured on the 2-core workstation under load)."""
     return _THREADS.limit(limits=1)
 
 
@@ -72,12 +59,9 @@ class PairType:
 
 @dataclass(frozen=True)
 class MarkClusters:
-    """What :func:`cluster_marks` finds. ``n_clusters``: clusters of pair values carried by groups of at least
-    ``min_support`` marks. ``mark_labels`` ``(n,)``: each mark's group 0..n_groups-1 (ordered by the group's median
-    pair value), ``-1`` for an outlier mark. ``outlier_marks``: marks that alone carry a streak of pair values
-    (listed, not counted). ``pair_types``: which two groups make which cluster, with its size and centre.
-    ``boot_counts``: ``n_clusters`` refit on bootstrap resamples of the marks (:func:`refit_resamples`);
-    ``stability``: the fraction equal to ``n_clusters`` (NaN without resamples)."""
+    """What :func:`cluster_marks` finds. ``mark_labels`` ``(n,)``: each mark's group 0..n_groups-1 (ordered by the
+    group's median pair value), ``-1`` for an outlier mark. ``boot_counts``: ``n_clusters`` refit on bootstrap
+    resamples of the marks; ``stability``: the fraction equal to ``n_clusters`` (NaN without resamples)."""
 
     n_clusters: int
     mark_labels: NDArray[np.int64]
@@ -107,12 +91,11 @@ class MarkClusters:
 def pair_cluster_labels(mark_labels: NDArray[np.int64], pair_types: tuple[PairType, ...]) -> NDArray[np.int64]:
     """Pair cluster of each pair ``i < j`` from the marks' groups and the pair-type table (-1: an outlier mark)."""
     lab = np.asarray(mark_labels, dtype=np.int64)
-    n = lab.size
-    g = max([t.b for t in pair_types], default=0) + 1
+    g = max([int(lab.max(initial=0)), *(t.b for t in pair_types)]) + 1
     table = np.full((g, g), -1, dtype=np.int64)
     for t in pair_types:
         table[t.a, t.b] = table[t.b, t.a] = t.cluster
-    i, j = np.triu_indices(n, 1)
+    i, j = upper_pairs(lab.size)
     li, lj = lab[i], lab[j]
     ok = (li >= 0) & (lj >= 0)
     out = np.full(i.size, -1, dtype=np.int64)
@@ -120,8 +103,8 @@ def pair_cluster_labels(mark_labels: NDArray[np.int64], pair_types: tuple[PairTy
     return out
 
 
-def _check_pair_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
-    """A pair matrix as float64: square, finite off the diagonal, symmetric (UsageError naming the fix)."""
+def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
+    """A pair matrix as float64: square, n >= 4, finite off the diagonal, symmetric (UsageError naming the fix)."""
     a = np.asarray(matrix, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise UsageError(f"a pair matrix must be square n x n, got shape {a.shape}: pass the full symmetric matrix")
@@ -130,11 +113,6 @@ def _check_pair_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
         raise UsageError("a pair matrix has NaN or infinite off-diagonal entries: fix them before counting")
     if not np.allclose(a, a.T, rtol=1e-7, atol=1e-12 * max(float(np.max(np.abs(off), initial=0.0)), 1e-300)):
         raise UsageError("a pair matrix is not symmetric: pass the full symmetric n x n matrix")
-    return a
-
-
-def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
-    a = _check_pair_matrix(matrix)
     if a.shape[0] < 4:
         raise UsageError(f"need at least 4 marks (n x n with n >= 4), got n = {a.shape[0]}")
     return a
@@ -146,8 +124,7 @@ def _robust_z(
     """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
     ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal. ``copies`` (``n x n`` bool, a bootstrap
     resample): pairs of two copies of one mark, which are no pair of marks; they are left out of the median and
-    scale and, like the diagonal, set to their row's median. (The matrix is symmetric: the pairs ``i < j`` give
-    the same quantiles as all off-diagonal entries, at half the cost.)"""
+    scale and, like the diagonal, set to their row's median."""
     n = sub.shape[0]
     iu = upper_pairs(n)
     if copies is None or not copies.any():
@@ -180,38 +157,17 @@ _UPPER_PAIRS: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
 
 
 def upper_pairs(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """``np.triu_indices(n, 1)``, kept per ``n`` (every refit has the same ``n``; the order of a pair matrix's
-    upper-triangle values)."""
+    """``np.triu_indices(n, 1)``, kept per ``n`` (every refit has the same ``n``)."""
     if n not in _UPPER_PAIRS:
         _UPPER_PAIRS[n] = np.triu_indices(n, 1)
     return _UPPER_PAIRS[n]
 
 
-def _group_modes(
-    scores: NDArray[np.float64], *, max_groups: int, min_depth: float, min_points: int, **extra: Any
-) -> Any:
-    """Groups of marks from their principal-component scores: the kde-modes settings :func:`cluster_marks` groups
-    with (no resamples, no mass gate, a 3-sigma counting-noise gate, a narrower bandwidth, an empty gap between
-    groups counts as evidence)."""
-    return density_modes(
-        scores,
-        max_k=max_groups,
-        seed=0,
-        n_boot=0,
-        min_depth=min_depth,
-        min_mass=0.0,
-        min_z=3.0,
-        bw_factor=0.6,
-        min_points=min_points,
-        gap_is_evidence=True,
-        **extra,
-    )
-
-
 def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, min_depth: float) -> NDArray[np.int64]:
     """Groups of marks from their row profiles (their pair values with every other mark): the signal principal
-    components (singular value > 1.5x the ``max_groups``-th), kde-modes on their scores, a group needs
-    ``min_support`` marks. Groups are numbered by increasing median pair value."""
+    components (singular value > 1.5x the ``max_groups``-th), kde-modes on their scores (no resamples, no mass
+    gate, a 3-sigma counting-noise gate, a narrower bandwidth, an empty gap between groups counts as evidence), a
+    group needs ``min_support`` marks. Groups are numbered by increasing median pair value."""
     n = z.shape[0]
     prof = z - z.mean(axis=0)
     u, sv = _top_singular(prof, max_groups)
@@ -219,8 +175,18 @@ def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, m
     ncomp = min(int(np.sum(sv[: max_groups - 1] > _SIGNAL_SV * ref)), 2)
     if ncomp == 0 or sv[0] <= 1e-12 or n < 2 * min_support:
         return np.zeros(n, dtype=np.int64)
-    res = _group_modes(
-        u[:, :ncomp] * sv[:ncomp], max_groups=max_groups, min_depth=min_depth, min_points=min_support, with_curve=False
+    res = density_modes(
+        u[:, :ncomp] * sv[:ncomp],
+        max_k=max_groups,
+        seed=0,
+        n_boot=0,
+        min_depth=min_depth,
+        min_mass=0.0,
+        min_z=3.0,
+        bw_factor=0.6,
+        min_points=min_support,
+        gap_is_evidence=True,
+        with_curve=False,
     )
     raw = np.asarray(res.labels, dtype=np.int64)
     k = int(raw.max()) + 1
@@ -249,12 +215,9 @@ def _mad(v: NDArray[np.float64], axis: int = 0) -> NDArray[np.float64]:
 
 
 def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """Marks whose pair values form a streak apart from their group's: for some group h, the median of the mark's
-    pair values with h departs from its group's typical row by more than STREAK_Z robust sd of the group's marks
-    AND STREAK_WIDTH robust sd of the pair values of that type; or the mark's values with h are SPREAD_RATIO times
-    as spread as its group's rows (and STREAK_Z robust sd of the log spread apart). Only groups h of _STREAK_MIN
-    marks or more are read: a mark's 9 values with a group of 10 are no visible streak, and too noisy to single a
-    mark out."""
+    """Marks whose pair values form a streak apart from their group's (step 2 of :func:`cluster_marks`), read
+    against groups h of _STREAK_MIN marks or more only: a mark's 9 values with a group of 10 are no visible streak,
+    and too noisy to single a mark out."""
     n = z.shape[0]
     flag = np.zeros(n, dtype=bool)
     k = int(groups.max()) + 1
@@ -335,9 +298,8 @@ def _mixture_modes(
 ) -> tuple[NDArray[np.int64], list[float]]:
     """Clusters of pair types: the modes of ``f(x) = sum_t w_t N(x; mu_t, s_t)`` on a grid; two neighbouring modes
     merge (the lower into the higher) while the valley between them is shallower than ``min_depth`` of the lower
-    peak, shallowest first (1-D persistence). Each type joins the mode whose basin holds its centre; clusters are
-    numbered from the left. Clusters are therefore contiguous ranges of pair values, and a broad type cannot chain
-    two levels that a deep valley separates."""
+    peak, shallowest first (1-D persistence). Each type joins the mode whose basin holds its centre (numbered from
+    the left): a broad type cannot chain two levels that a deep valley separates."""
     x = np.linspace(float(np.min(mus - 5 * scs)), float(np.max(mus + 5 * scs)), n_grid)
     f = np.sum(w[:, None] * np.exp(-0.5 * ((x[None, :] - mus[:, None]) / scs[:, None]) ** 2) / scs[:, None], axis=0)
     inner = (f[1:-1] >= f[:-2]) & (f[1:-1] > f[2:])
@@ -407,22 +369,15 @@ def _fit_options(max_k: int, min_support: int, min_depth: float) -> dict[str, An
 
 
 def refit_resamples(
-    matrix: ArrayLike,
-    counts: ArrayLike,
-    *,
-    max_k: int = 6,
-    min_support: int = MIN_SUPPORT,
-    min_depth: float = 0.5,
+    matrix: ArrayLike, counts: ArrayLike, *, max_k: int = 6, min_support: int = MIN_SUPPORT, min_depth: float = 0.5
 ) -> tuple[MarkClusters, ...]:
     """:func:`cluster_marks` refit on bootstrap resamples of the marks: ``counts`` ``[B, n]`` gives each mark's
-    multiplicity in each resample (:func:`layerclaims.metrics.bootstrap.item_counts`, or the block bootstrap's
-    :func:`~layerclaims.metrics.bootstrap.block_counts`). A resample is the matrix of its marks WITH their copies
-    (a bootstrap of all the marks, not of the distinct ones; a group's support counts copies, as the resample is
-    the sample), and the pairs of two copies of one mark are no pairs: they are left out of the scale, the row
-    profiles (set to the row's median, as the diagonal) and the pair types. One :class:`MarkClusters` per
-    resample, in the marks' original numbering: ``mark_labels`` is the group of each mark's first copy (-1 an
-    outlier mark, -2 a mark not drawn); no resamples of its own. A resample with fewer than 4 distinct marks is one
-    cluster. The marks are taken in the canonical order of :func:`cluster_marks`."""
+    multiplicity in each resample (e.g. :func:`~layerclaims.metrics.bootstrap.block_counts`). A resample is the
+    matrix of its marks WITH their copies (a group's support counts copies, as the resample is the sample); the
+    pairs of two copies of one mark are no pairs (:func:`_robust_z`, :func:`_type_table`). One
+    :class:`MarkClusters` per resample, in the marks' original numbering: ``mark_labels`` is the group of each
+    mark's first copy (-1 an outlier mark, -2 a mark not drawn); no resamples of its own. A resample with fewer
+    than 4 distinct marks is one cluster."""
     m = _check_matrix(matrix)
     c = np.atleast_2d(np.asarray(counts))
     if c.ndim != 2 or c.shape[1] != m.shape[0] or (c < 0).any() or not np.all(c == np.round(c)):
@@ -496,8 +451,7 @@ def cluster_marks(
        pairs). The pair clusters are the modes of the mixture of these summaries separated by valleys deeper than
        ``min_depth`` of the lower peak (:func:`_mixture_modes`); each type joins the mode of its centre.
        ``n_clusters`` is their number, at most ``max_k`` (so at most 3 groups).
-    4. Stability: ``n_boot`` bootstrap resamples of the marks (with replacement, all n of them: a mark drawn twice
-       is two rows, and the pair of its two copies is no pair, :func:`refit_resamples`), each refit from step 1;
+    4. Stability: ``n_boot`` bootstrap resamples of all n marks, each refit from step 1 (:func:`refit_resamples`);
        ``boot_counts``.
 
     The literal reading (clusters of the pair values themselves, single marks included) is
@@ -511,35 +465,27 @@ def cluster_marks(
     # whatever order the marks came in (a property test found a 33-mark count that moved); labels are mapped back.
     order = np.lexsort((np.diag(m), m.sum(axis=1)))
     m = m[np.ix_(order, order)]
+    n = m.shape[0]
     with one_blas_thread():
-        fit, boot = _fit_and_resample(m, seed, int(n_boot), fit_opts)
+        if np.ptp(m[~np.eye(n, dtype=bool)]) <= 1e-9 * max(float(np.abs(m).max()), 1e-300):
+            one = [(0, 0, n * (n - 1) // 2, float(m[0, 1]), 0.0)]
+            fit = _MarkFit(1, np.zeros(n, dtype=np.int64), one, np.zeros(1, dtype=np.int64), [])
+        else:
+            fit = _fit_marks(m, **fit_opts)
+        rng = np.random.default_rng(seed)
+        boot = []
+        for _ in range(int(n_boot)):
+            refit, _ = _refit(m, np.bincount(rng.integers(0, n, n), minlength=n), fit_opts)
+            boot.append(1 if refit is None else refit.n_clusters)
     labels = fit.labels[np.argsort(order)]
-    types = _pair_types(fit)
     sizes = np.bincount(labels[labels >= 0], minlength=max(int(labels.max()) + 1, 1))
     return MarkClusters(
         n_clusters=fit.n_clusters,
         mark_labels=labels,
         outlier_marks=tuple(int(i) for i in np.flatnonzero(labels < 0)),
-        pair_types=types,
+        pair_types=_pair_types(fit),
         stability=float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan"),
         boot_counts=tuple(int(b) for b in boot),
         min_support=int(min_support),
         diagnostics={"group_sizes": sizes.tolist(), "valley_depths": fit.valleys},
     )
-
-
-def _fit_and_resample(
-    m: NDArray[np.float64], seed: int | np.random.SeedSequence, n_boot: int, fit_opts: dict[str, Any]
-) -> tuple[_MarkFit, list[int]]:
-    n = m.shape[0]
-    if np.ptp(m[~np.eye(n, dtype=bool)]) <= 1e-9 * max(float(np.abs(m).max()), 1e-300):
-        one = [(0, 0, n * (n - 1) // 2, float(m[0, 1]), 0.0)]
-        fit = _MarkFit(1, np.zeros(n, dtype=np.int64), one, np.zeros(1, dtype=np.int64), [])
-    else:
-        fit = _fit_marks(m, **fit_opts)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        refit, _ = _refit(m, np.bincount(rng.integers(0, n, n), minlength=n), fit_opts)
-        boot.append(1 if refit is None else refit.n_clusters)
-    return fit, boot

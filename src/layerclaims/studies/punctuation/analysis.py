@@ -1,20 +1,13 @@
 """Study A, step 3: the statistics of one kind at every entry (layer), from the mark vectors.
 
-Per entry, on the N x N pair matrices (:func:`layerclaims.metrics.information.pairwise_mi_cov`; the pairs
-``i < j``): mean MI and covariance, the pooled Pearson r(cov, MI) and OLS slope, the pair clusters carried by groups
-of marks (:func:`~layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside them, the
-within-group slopes of MI on covariance, and the merge layer.
-
-Every resample of the study draws whole blocks of marks (:func:`mark_blocks`): two marks at most
-``Config.block_window`` tokens apart read some of the same tokens; the number of blocks is the effective number of
-independent units (``KindResult.n_units``). A resample gives each mark a multiplicity ``c`` and a pair of distinct
-marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). At the detail (claim) layers:
-``Config.n_boot_clusters`` resamples that REFIT the groups on all resampled marks with their copies
-(:func:`detail_resamples`), the Gaussian-surrogate control on as many resamples (:func:`control`), the detection
-limit of each count (:func:`detectability`), every statistic on the dimension variants, the top and massive
-dimensions (:func:`dimensions`). These parts are independent seeded tasks (:func:`submit`): worker processes run
-them when there are several cores, and the results do not depend on how many. A7 (the trend of the per-layer
-means) has no control (``result._NO_DEPTH_CONTROL`` says why)."""
+Per entry, on the N x N pair matrices (the pairs ``i < j``): mean MI and covariance, the pooled Pearson r(cov, MI)
+and OLS slope, the pair clusters carried by groups of marks
+(:func:`~layerclaims.metrics.mark_clusters.cluster_marks`), the within-group slopes of MI on covariance, and the
+merge layer; at the detail (claim) layers, the rest (:meth:`KindAnalysis.detail`). Every resample draws whole
+blocks of marks (two marks at most ``Config.block_window`` tokens apart read some of the same tokens), and a pair
+of distinct marks counts ``c_i c_j`` times (:func:`~layerclaims.metrics.bootstrap.pair_moments`). The detail
+layers' parts are independent seeded tasks (:func:`submit`): worker processes run them when there are several
+cores, and the results do not depend on how many."""
 
 from __future__ import annotations
 
@@ -25,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +68,10 @@ def pair_matrices(x: np.ndarray, config: Config) -> Layer:
     return Layer(cov_m, mi_m, cov, mi, degenerate(cov) or degenerate(mi))
 
 
+def _pooled_r(layer: Layer) -> float:
+    return float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
+
+
 def degenerate(v: np.ndarray) -> bool:
     """All values equal up to rounding (spread <= 1e-9 of their magnitude)."""
     v = np.asarray(v, dtype=np.float64)
@@ -97,15 +94,11 @@ def within_slopes(layer: Layer, groups: MarkClusters, weights: np.ndarray | None
     """OLS slope of MI on covariance inside each pair cluster of ``groups`` (pairs with an outlier mark left out;
     a cluster with fewer than MIN_TYPE_PAIRS pairs or no spread in covariance gives NaN), the sizes, and the pooled
     slope over the same pairs. ``weights``: mark multiplicities ``[B, N]`` (a resample per row); None = all once.
-    A pair of distinct marks counts ``c_i c_j`` times (the rule of :func:`~layerclaims.metrics.bootstrap.
-    pair_moments`), computed on the pairs ``i < j`` (``layer.cov``, ``layer.mi``) rather than as n x n forms."""
+    A pair of distinct marks counts ``c_i c_j`` times, on the pairs ``i < j`` rather than as n x n forms."""
     n = layer.cov_m.shape[0]
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    lab = groups.mark_labels
-    table = _type_table(groups)
     iu, ju = upper_pairs(n)
-    li, lj = lab[iu], lab[ju]
-    pair_cluster = np.where((li >= 0) & (lj >= 0), table[li, lj], -1)
+    pair_cluster = groups.pair_labels()
     k = groups.n_clusters
     slopes = np.full((w.shape[0], k), np.nan)
     sizes = np.bincount(pair_cluster[pair_cluster >= 0], minlength=k)[:k].astype(np.int64)
@@ -140,14 +133,6 @@ def _weighted_slope(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
         return np.where((vaa > 0) & (tot >= 3), vab / vaa, np.nan)
 
 
-def _type_table(groups: MarkClusters) -> np.ndarray:
-    g = max(groups.n_groups, 1)
-    table = np.full((g + 1, g + 1), -1, dtype=np.int64)  # the extra row/column is the outlier label -1
-    for t in groups.pair_types:
-        table[t.a, t.b] = table[t.b, t.a] = t.cluster
-    return table
-
-
 def paradox(slopes: np.ndarray, pooled: np.ndarray) -> np.ndarray:
     """Every defined within slope has the sign opposite to the pooled one, with >= 2 of them (per row)."""
     ok = np.isfinite(slopes)
@@ -163,29 +148,14 @@ def gaussian_surrogate(x: np.ndarray, seed: int) -> np.ndarray:
     return mu + z @ (x - mu) / np.sqrt(x.shape[0] - 1)
 
 
-def mark_blocks(marks: np.ndarray, config: Config) -> np.ndarray:
-    """The block of each mark (:func:`~layerclaims.metrics.bootstrap.overlap_blocks` of the marks' token indices
-    with ``config.block_window``): marks whose hidden states read some of the same tokens are resampled together.
-    ``block_window`` 0: each mark its own block (marks resampled one by one)."""
-    return overlap_blocks(marks, config.block_window)
-
-
-def control(
-    x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, sides: tuple[str, ...] = SIDES
-) -> dict[str, Control]:
-    """The Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates (independent draws,
-    seeded from ``seed``): counts of both matrices, pooled r, smallest within slope (those of ``sides``, see
-    ``result.DETAIL_SIDE``: ``"cov"`` the covariance count and the slope). Each draw gets
-    ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled: the control is decided
-    on as many resamples as its claim. The control's value is the median over the draws (counts: the lower
-    median, a count)."""
-    return combine_controls([f.result()[0] for f in submit_controls(x, config, seed, blocks, sides)])
-
-
 def submit_controls(
     x: np.ndarray, config: Config, seed: int, blocks: np.ndarray, sides: tuple[str, ...] = SIDES
 ) -> list[cf.Future[Any]]:
-    """One task per surrogate draw of :func:`control` (:func:`submit`); :func:`combine_controls` reads them."""
+    """The control: the Gaussian surrogate through the same steps, over ``config.control_draws`` surrogates
+    (independent draws seeded from ``seed``, one task each, :func:`submit`): counts of both matrices, pooled r,
+    smallest within slope (those of ``sides``, see ``result.DETAIL_SIDE``: ``"cov"`` the covariance count and the
+    slope). Each draw gets ``n_boot_clusters / control_draws`` block resamples of its marks (groups refit), pooled:
+    the control is decided on as many resamples as its claim. :func:`combine_controls` reads the tasks."""
     draws = max(int(config.control_draws), 1)
     per = -(-config.n_boot_clusters // draws) if config.n_boot_clusters else 0
     children = np.random.SeedSequence(seed).spawn(draws)
@@ -198,30 +168,28 @@ def submit_controls(
 def control_draw(
     x: np.ndarray, config: Config, s: int, blocks: np.ndarray, per: int, sides: tuple[str, ...] = SIDES
 ) -> dict[str, Any]:
-    """One surrogate draw of :func:`control` (seed ``s``, ``per`` block resamples): the point values, replicates
+    """One surrogate draw of :func:`submit_controls` (seed ``s``, ``per`` block resamples): the point values, replicates
     and outlier marks of the statistics of ``sides``."""
     layer = pair_matrices(gaussian_surrogate(x, s), config)
     counts = _counts(blocks, per, s)
-    rr = detail_resamples(layer, counts, tuple(w for w in ("cov", "mi") if w in sides))
+    which = tuple(w for w in ("cov", "mi") if w in sides)
+    rr = detail_resamples(layer, counts, which)
     out: dict[str, Any] = {"values": {}, "reps": {}, "outliers": {}}
-    for what in ("cov", "mi"):
-        if what not in sides:
-            continue
+    for what in which:
         g = groups_of(getattr(layer, f"{what}_m"), s, 0)
-        out["values"][f"{what}_clusters"] = g.n_clusters
-        out["reps"][f"{what}_clusters"] = rr[what]
+        out["values"][f"{what}_clusters"], out["reps"][f"{what}_clusters"] = g.n_clusters, rr[what]
         out["outliers"][f"{what}_clusters"] = len(g.outlier_marks)
         if what == "cov":
-            out["values"]["slope"] = _min_slope(layer, g)
-            out["reps"]["slope"] = rr["slope"]
+            out["values"]["slope"], out["reps"]["slope"] = _min_finite(within_slopes(layer, g)[0][0]), rr["slope"]
     if "r" in sides:
-        out["values"]["pooled_r"] = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else np.nan
+        out["values"]["pooled_r"] = _pooled_r(layer)
         out["reps"]["pooled_r"] = pair_moments(counts, layer.cov_m, layer.mi_m).r if per else np.zeros(0)
     return out
 
 
 def combine_controls(draws: list[dict[str, Any]]) -> dict[str, Control]:
-    """The controls of :func:`control` from its draws (:func:`control_draw`), in the draws' order."""
+    """The controls from the draws (:func:`control_draw`), in the draws' order: the value is the median over the
+    draws (counts: the lower median, a count)."""
     out = {}
     for k in draws[0]["values"]:
         discrete = k.endswith("_clusters")
@@ -231,22 +199,16 @@ def combine_controls(draws: list[dict[str, Any]]) -> dict[str, Control]:
         extra: dict[str, Any] = {"n_draws": len(draws), "draw_values": [float(a) for a in v]}
         if k in draws[0]["outliers"]:
             extra["outlier_marks"] = int(np.median([d["outliers"][k] for d in draws]))
-        out[k] = _control(value, np.concatenate([d["reps"][k] for d in draws]), discrete, **extra)
+        reps = np.concatenate([d["reps"][k] for d in draws])
+        finite = reps[np.isfinite(reps)]
+        ci = percentile_interval(finite, discrete=discrete) if finite.size else None
+        kept = (finite.astype(np.int64) if discrete else finite) if finite.size else None
+        out[k] = Control(_SURROGATE, value, ci, kept, {"absent": _ABSENT, **extra})
     return out
 
 
-SURROGATE_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
-
-
-def _control(value: float, reps: np.ndarray, discrete: bool, **details: Any) -> Control:
-    name = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
-    details = {"absent": SURROGATE_ABSENT, **details}
-    finite = reps[np.isfinite(reps)]
-    if finite.size == 0:
-        return Control(name, value, None, None, dict(details))
-    lo, hi = percentile_interval(finite, discrete=discrete)
-    out = finite.astype(np.int64) if discrete else finite
-    return Control(name, value, (lo, hi), out, dict(details))
+_SURROGATE = "Gaussian surrogate of the marks (same mean and covariance, no groups)"
+_ABSENT = "groups of marks, nor anything beyond the marks' mean and covariance"
 
 
 def _counts(blocks: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -285,8 +247,7 @@ def detail_resamples(layer: Layer, counts: np.ndarray, which: tuple[str, ...] = 
         for b, g in enumerate(fits_cov):
             out["cov"][b] = g.n_clusters
             slopes, _, pooled = within_slopes(layer, g, counts[b])
-            finite = slopes[0][np.isfinite(slopes[0])]
-            out["slope"][b] = finite.min() if finite.size else np.nan
+            out["slope"][b] = _min_finite(slopes[0])
             out["paradox"][b] = bool(paradox(slopes, pooled)[0])
     return out
 
@@ -352,13 +313,10 @@ def detectability(layer: Layer, x: np.ndarray, config: Config, seed: int, what: 
     marks' covariance), starting from the meaningful separation of that statistic
     (``Config.meaningful_*_separation``): :meth:`~layerclaims.metrics.detectability.Detectability.to_dict`."""
     from layerclaims.metrics.detectability import detection_limit, matched_loading
-    from layerclaims.metrics.information import pairwise_mi_cov
     from layerclaims.metrics.mark_cases import covariance
 
     def mi(v: np.ndarray) -> np.ndarray:
-        m = np.asarray(pairwise_mi_cov(v, bins=config.bins, z_threshold=config.z_threshold,
-                                       estimator=config.mi_estimator)[0], dtype=np.float64)  # fmt: skip
-        return 0.5 * (m + m.T)
+        return pair_matrices(v, config).mi_m
 
     n, d = x.shape
     make, start = (
@@ -417,11 +375,9 @@ def dimensions(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES) ->
 
 
 def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
-    """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``), by Sun et al.'s
-    rule (:func:`~layerclaims.metrics.massive_activations.massive_mask`: ``|a| > 100`` and ``>= 1000 x`` the
-    median ``|a|`` of that hidden state, each mark's vector its own reference): ``dims`` (sorted), ``n_marks``
-    (marks with a massive entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks
-    (unitless)."""
+    """The dimensions holding a massive activation in some mark's hidden state (``x`` ``[N, D]``) by Sun et al.'s
+    rule (``rule``; each mark's vector its own reference): ``dims`` (sorted), ``n_marks`` (marks with a massive
+    entry in each), and ``top_ratio``, the largest ``max |a| / median |a|`` over the marks (unitless)."""
     from layerclaims.metrics.massive_activations import ABS_THRESHOLD, RATIO, massive_dims, massive_mask, top_ratio
 
     h = x[:, None, :]  # each mark one hidden state of one position
@@ -435,10 +391,8 @@ def massive_dimensions(x: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _min_slope(layer: Layer, groups: MarkClusters) -> float:
-    """The smallest within-group slope of :func:`within_slopes` (NaN: none defined)."""
-    slopes, _, _ = within_slopes(layer, groups)
-    finite = slopes[0][np.isfinite(slopes[0])]
+def _min_finite(v: np.ndarray) -> float:
+    finite = v[np.isfinite(v)]
     return float(finite.min()) if finite.size else float("nan")
 
 
@@ -456,10 +410,9 @@ def variant_values(x: np.ndarray, config: Config, sides: tuple[str, ...] = SIDES
         if "mi" in sides:
             out[how]["mi_clusters"] = float(groups_of(layer.mi_m, 0, 0).n_clusters)
         if "r" in sides:
-            r = float(np.corrcoef(layer.cov, layer.mi)[0, 1]) if not layer.degenerate else float("nan")
-            out[how]["pooled_r"] = r
+            out[how]["pooled_r"] = _pooled_r(layer)
         if "cov" in sides:
-            out[how]["min_within_cluster_slope"] = _min_slope(layer, g_cov)
+            out[how]["min_within_cluster_slope"] = _min_finite(within_slopes(layer, g_cov)[0][0])
     return out
 
 
@@ -482,39 +435,44 @@ def variant_mean_mi(x: np.ndarray, config: Config) -> np.ndarray:
     return np.array([pair_matrices(dimension_variant(x, how), config).mi.mean() for how in VARIANTS])
 
 
-def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float, np.ndarray]:
-    """The literal count: clusters of the pair values themselves (single marks included), stability, labels."""
+def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float]:
+    """The literal count: clusters of the pair values themselves (single marks included), and its stability."""
     if degenerate(values) or values.size < 10:
-        return 1, 1.0, np.zeros(values.size, dtype=np.int64)
+        return 1, 1.0
     res = count_clusters(values, seed=seed, n_boot=n_boot)
-    return res.n_clusters, res.stability, res.labels
+    return res.n_clusters, res.stability
 
 
 class KindAnalysis:
     """Accumulates the per-entry statistics of one kind (arrays over entries) and builds the :class:`KindResult`."""
 
-    def __init__(self, n_entries: int, blocks: np.ndarray, config: Config, seeds: KindSeeds) -> None:
-        E, N = n_entries, blocks.size
+    def __init__(
+        self,
+        config: Config,
+        seeds: KindSeeds,
+        blocks: np.ndarray,
+        layers: np.ndarray,
+        post_norm: np.ndarray,
+        tm: dict[str, float],
+    ) -> None:
+        E, N = layers.size, blocks.size
         self.config, self.seeds, self.blocks = config, seeds, blocks
+        self.layers, self.post_norm, self.tm = layers, post_norm, tm  # tm: seconds per step (:data:`STEPS`)
         self.stats = {s: np.full((4, E), np.nan) for s in ("mean_mi", "mean_cov", "pooled_r", "min_within_slope")}
         self.arr: dict[str, np.ndarray] = {
             "pooled_slope": np.full(E, np.nan),
             "paradox": np.zeros(E, dtype=bool),
             "degenerate": np.zeros(E, dtype=bool),
             "groups_cov": np.zeros((E, N), dtype=np.int16),
-            "groups_mi": np.zeros((E, N), dtype=np.int16),
-            "hist_cov": np.zeros((E, N_HIST_BINS), dtype=np.int64),
-            "hist_cov_edges": np.full((E, N_HIST_BINS + 1), np.nan),
-            "hist_mi": np.zeros((E, N_HIST_BINS), dtype=np.int64),
-            "hist_mi_edges": np.full((E, N_HIST_BINS + 1), np.nan),
         }
-        for name in ("cov_clusters", "mi_clusters", "cov_literal", "mi_literal", "cov_outliers", "mi_outliers"):
-            self.arr[name] = np.zeros(E, dtype=np.int64)
+        for w in ("cov", "mi"):
+            for name in (f"{w}_clusters", f"{w}_literal"):
+                self.arr[name] = np.zeros(E, dtype=np.int64)
+            self.arr[f"hist_{w}"] = np.zeros((E, N_HIST_BINS), dtype=np.int64)
+            self.arr[f"hist_{w}_edges"] = np.full((E, N_HIST_BINS + 1), np.nan)
         P = N * (N - 1) // 2
         rng = np.random.default_rng(seeds.draw)
         self.draw_sel = np.sort(rng.choice(P, size=min(N_DRAW, P), replace=False))
-        iu = np.triu_indices(N, 1)
-        self.draw_pairs = np.c_[iu[0][self.draw_sel], iu[1][self.draw_sel]].astype(np.int32)
         for name, dtype in (("draw_cov", np.float32), ("draw_mi", np.float32), ("draw_labels", np.int16)):
             self.arr[name] = np.zeros((E, self.draw_sel.size), dtype=dtype)
         self.slopes: list[np.ndarray] = []
@@ -528,178 +486,140 @@ class KindAnalysis:
         self._variant_mi: list[tuple[int, cf.Future[Any]]] = []
         self._pending: list[tuple[Any, ...]] = []
 
-    def entry(self, e: int, layer: Layer, tm: dict[str, float], *, with_mi: bool) -> tuple[MarkClusters, ...]:
+    def entry(self, e: int, layer: Layer, *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
         groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
         drawing. Returns the groups found."""
         t0 = time.perf_counter()
         s = entry_seeds(self.seeds.layer, e)
-        found = (("cov", layer.cov_m, layer.cov), ("mi", layer.mi_m, layer.mi))
-        groups = tuple(groups_of(m, s["clusters"], 0) for what, m, _ in found if what == "cov" or with_mi)
-        for (what, _, _), g in zip(found, groups, strict=False):
-            self.arr[f"{what}_clusters"][e] = g.n_clusters
-            self.arr[f"{what}_outliers"][e] = len(g.outlier_marks)
-            self.arr[f"groups_{what}"][e] = g.mark_labels
+        whats = ("cov", "mi") if with_mi else ("cov",)
+        groups = tuple(groups_of(getattr(layer, f"{w}_m"), s["clusters"], 0) for w in whats)
+        for w, g in zip(whats, groups, strict=True):
+            self.arr[f"{w}_clusters"][e] = g.n_clusters
         g_cov = groups[0]
+        self.arr["groups_cov"][e] = g_cov.mark_labels
         t1 = time.perf_counter()
-        tm["clusters_s"] += t1 - t0
+        self.tm["clusters_s"] += t1 - t0
         self.arr["degenerate"][e] = layer.degenerate
         self.stats["mean_mi"][0, e], self.stats["mean_cov"][0, e] = layer.mi.mean(), layer.cov.mean()
+        self.stats["pooled_r"][0, e] = _pooled_r(layer)
         if not layer.degenerate:
-            self.stats["pooled_r"][0, e] = float(np.corrcoef(layer.cov, layer.mi)[0, 1])
             c = layer.cov - layer.cov.mean()
             self.arr["pooled_slope"][e] = float((c * (layer.mi - layer.mi.mean())).mean() / (c * c).mean())
-        self._bootstrap(e, layer)
-        tm["bootstrap_s"] += time.perf_counter() - t1
-        self._within(e, layer, g_cov)
-        self._drawing(e, layer, g_cov)
-        return groups
-
-    def _bootstrap(self, e: int, layer: Layer) -> None:
-        if not self.weights.shape[0]:
-            return
-        pm = pair_moments(self.weights, layer.cov_m, layer.mi_m)
-        for name, reps in (("pooled_r", pm.r), ("mean_mi", pm.mean_b), ("mean_cov", pm.mean_a)):
-            if name != "pooled_r" or not layer.degenerate:
-                self.stats[name][1:3, e] = percentile_interval(reps)
-        self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
-        self.r_replicates = pm.r
-
-    def _within(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
-        if layer.degenerate:
-            self.slopes.append(np.zeros(0))
-            self.sizes.append(np.zeros(0, dtype=np.int64))
-            return
-        slopes, sizes, pooled = within_slopes(layer, g_cov)
+        if self.weights.shape[0]:
+            pm = pair_moments(self.weights, layer.cov_m, layer.mi_m)
+            for name, reps in (("pooled_r", pm.r), ("mean_mi", pm.mean_b), ("mean_cov", pm.mean_a)):
+                if name != "pooled_r" or not layer.degenerate:
+                    self.stats[name][1:3, e] = percentile_interval(reps)
+            self.mean_boot["mi"][:, e], self.mean_boot["cov"][:, e] = pm.mean_b, pm.mean_a
+            self.r_replicates = pm.r
+        self.tm["bootstrap_s"] += time.perf_counter() - t1
+        slopes, sizes = np.zeros((1, 0)), np.zeros(0, dtype=np.int64)
+        if not layer.degenerate:
+            slopes, sizes, pooled = within_slopes(layer, g_cov)
+            self.stats["min_within_slope"][0, e] = _min_finite(slopes[0])
+            self.arr["paradox"][e] = bool(paradox(slopes, pooled)[0])
         self.slopes.append(slopes[0])
         self.sizes.append(sizes)
-        finite = slopes[0][np.isfinite(slopes[0])]
-        self.stats["min_within_slope"][0, e] = finite.min() if finite.size else np.nan
-        self.arr["paradox"][e] = bool(paradox(slopes, pooled)[0])
-
-    def _drawing(self, e: int, layer: Layer, g_cov: MarkClusters) -> None:
-        for name, vals in (("cov", layer.cov), ("mi", layer.mi)):
+        for name, vals in (("cov", layer.cov), ("mi", layer.mi)):  # the drawings
             centre = float(vals.mean())
             span = (centre - 0.5, centre + 0.5) if degenerate(vals) else None
             h, edges = np.histogram(vals, bins=N_HIST_BINS, range=span)
             self.arr[f"hist_{name}"][e], self.arr[f"hist_{name}_edges"][e] = h, edges
-        labels = g_cov.pair_labels()
         self.arr["draw_cov"][e], self.arr["draw_mi"][e] = layer.cov[self.draw_sel], layer.mi[self.draw_sel]
-        self.arr["draw_labels"][e] = labels[self.draw_sel]
+        self.arr["draw_labels"][e] = g_cov.pair_labels()[self.draw_sel]
+        return groups
 
     def detail(
-        self,
-        e: int,
-        layer_index: tuple[int, bool],
-        layer: Layer,
-        x: np.ndarray,
-        groups: tuple[MarkClusters, ...],
-        tm: dict[str, float],
-        sides: tuple[str, ...] = SIDES,
+        self, e: int, layer: Layer, x: np.ndarray, groups: tuple[MarkClusters, ...], sides: tuple[str, ...]
     ) -> None:
-        """The claim layers: refit resamples, literal counts, Mantel p, dimensions, detection limits and the
-        control, of the parts ``sides`` only (:func:`sides_read`). The independent parts run as tasks
-        (:func:`submit`); :meth:`build` collects them."""
+        """The claim layers, the parts ``sides`` only (:func:`sides_read`): ``Config.n_boot_clusters`` resamples that
+        REFIT the groups (:func:`detail_resamples`), literal counts, Mantel p, the dimensions (:func:`dimensions`),
+        detection limits (:func:`detectability`) and the control (:func:`submit_controls`). The independent parts run as
+        tasks (:func:`submit`), each kept with the step its seconds count in; :meth:`build` collects
+        them."""
         from layerclaims.metrics.similarity import mantel_test
 
         s = entry_seeds(self.seeds.layer, e)
         cfg = self.config
         counts = _counts(self.blocks, cfg.n_boot_clusters, s["resamples"])
         wanted = cfg.detect_sims and not layer.degenerate and x.shape[0] >= MIN_MARKS_COUNT  # else: no count read
-        tasks: dict[str, Any] = {}
+        tasks: dict[str, tuple[str, list[cf.Future[Any]]]] = {}
         for w, values in (("cov", layer.cov), ("mi", layer.mi)):
             if w in sides:
                 # in chunks, so that both workers share a layer's refits (rows are independent: same results)
-                tasks[w] = [submit(detail_resamples, layer, part, (w,)) for part in _chunks(counts)]
-                tasks[f"l{w[0]}"] = submit(literal, values, s["clusters"], cfg.cluster_n_boot)
+                tasks[w] = ("detail_s", [submit(detail_resamples, layer, part, (w,)) for part in _chunks(counts)])
+                tasks[f"l{w[0]}"] = ("detail_s", [submit(literal, values, s["clusters"], cfg.cluster_n_boot)])
         if sides:
-            tasks["dims"] = submit(dimensions, x, cfg, sides)
+            tasks["dims"] = ("detect_s", [submit(dimensions, x, cfg, sides)])
         for w in ("cov", "mi"):
             if wanted and w in sides:
-                tasks[f"detect_{w}"] = submit(detectability, layer, x, cfg, s["detect"], w)
-        controls = submit_controls(x, cfg, s["control"], self.blocks, sides) if cfg.control and sides else []
+                tasks[f"detect_{w}"] = ("detect_s", [submit(detectability, layer, x, cfg, s["detect"], w)])
+        if cfg.control and sides:
+            tasks["controls"] = ("control_s", submit_controls(x, cfg, s["control"], self.blocks, sides))
         t1 = time.perf_counter()
-        p = float("nan")
         if cfg.n_perm and not layer.degenerate and "r" in sides:
             # Pairs share marks, so pairs are not independent: the null permutes marks (Mantel), not pairs.
-            p = mantel_test(
+            self.stats["pooled_r"][3, e] = mantel_test(
                 layer.cov_m, layer.mi_m, n_perm=cfg.n_perm, seed=s["mantel"], alternative="two-sided"
             ).p_value
-        self.stats["pooled_r"][3, e] = p
-        tm["mantel_s"] += time.perf_counter() - t1
-        self._pending.append((e, layer_index, layer, groups, p, self.r_replicates, tasks, controls, sides))
+        self.tm["mantel_s"] += time.perf_counter() - t1
+        self._pending.append((e, layer, groups, self.r_replicates, tasks, sides))
 
-    def _collect(self, tm: dict[str, float]) -> None:
-        """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each; the
-        tasks' seconds into ``tm`` (summed over the processes that ran them)."""
-        steps = {"cov": "detail_s", "mi": "detail_s", "lc": "detail_s", "lm": "detail_s", "dims": "detect_s"}
+    def _collect(self) -> None:
+        """The detail layers' tasks, in order: their results into the stats and a :class:`LayerDetail` each."""
         none = {"cov": np.zeros(0), "mi": np.zeros(0), "slope": np.zeros(0), "paradox": np.zeros(0, dtype=bool)}
-        for e, (layer_no, post), layer, groups, p, r_reps, tasks, controls, sides in self._pending:
-            got: dict[str, Any] = {}
-            for name, fut in tasks.items():
-                parts = []
-                for f in fut if isinstance(fut, list) else [fut]:
-                    value, sec = f.result()
-                    parts.append(value)
-                    tm[steps.get(name, "detect_s")] += sec
-                got[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
-            draws = []
-            for fut in controls:
-                draw, sec = fut.result()
-                draws.append(draw)
-                tm["control_s"] += sec
-            reps = {**got.get("cov", none), "mi": got.get("mi", none)["mi"]}
-            lc, lm = got.get("lc", (0, float("nan"))), got.get("lm", (0, float("nan")))
+        for e, layer, groups, r_reps, tasks, sides in self._pending:
+            got: dict[str, list[Any]] = {}
+            for name, (step, futures) in tasks.items():
+                done = [f.result() for f in futures]  # (value, seconds) each
+                got[name] = [value for value, _ in done]
+                self.tm[step] += sum(sec for _, sec in done)
+            refits = {
+                w: {k: np.concatenate([p[k] for p in got[w]]) for k in none} if w in got else none
+                for w in ("cov", "mi")
+            }
+            reps = {**refits["cov"], "mi": refits["mi"]["mi"]}
+            lc, lm = (got[n][0] if n in got else (0, float("nan")) for n in ("lc", "lm"))
             self.arr["cov_literal"][e], self.arr["mi_literal"][e] = lc[0], lm[0]
             if reps["slope"].size:
                 self.stats["min_within_slope"][1:3, e] = percentile_interval(reps["slope"], max_nan_fraction=0.5)
             self.details.append(
                 LayerDetail(
                     entry=e,
-                    layer=layer_no,
-                    post_norm=post,
+                    layer=int(self.layers[e]),
+                    post_norm=bool(self.post_norm[e]),
                     cov=_with_boot(groups[0], reps["cov"]) if "cov" in sides else groups[0],
                     mi=_with_boot(groups[1], reps["mi"]) if "mi" in sides else None,
                     cov_literal=lc[0],
                     cov_literal_stability=lc[1],
                     mi_literal=lm[0],
                     mi_literal_stability=lm[1],
-                    pooled_r_p=p,
                     pooled_r_replicates=r_reps,
                     slope_replicates=reps["slope"],
                     paradox_replicates=reps["paradox"],
-                    detectability={w: got[f"detect_{w}"] for w in ("cov", "mi") if f"detect_{w}" in got},
-                    dimensions=got.get("dims", {}),
+                    detectability={w: got[f"detect_{w}"][0] for w in ("cov", "mi") if f"detect_{w}" in got},
+                    dimensions=got["dims"][0] if "dims" in got else {},
                     cov_values=layer.cov.astype(np.float32),
                     mi_values=layer.mi.astype(np.float32),
-                    controls=combine_controls(draws) if draws else {},
+                    controls=combine_controls(got["controls"]) if got.get("controls") else {},
                     computed=sides,
                 )
             )
         self._pending.clear()
 
-    def build(
-        self,
-        *,
-        kind: str,
-        counts: dict[str, int],
-        marks: np.ndarray,
-        layers: np.ndarray,
-        post_norm: np.ndarray,
-        tm: dict[str, float],
-    ) -> KindResult:
+    def build(self, kind: str, counts: dict[str, int], marks: np.ndarray) -> KindResult:
         """The :class:`KindResult` (within slopes padded with NaN to the largest number of clusters)."""
-        self._collect(tm)
+        self._collect()
         for e, fut in self._variant_mi:
             self.variant_mi[:, e], sec = fut.result()
-            tm["mi_cov_s"] += sec
+            self.tm["mi_cov_s"] += sec
         K = max((s.size for s in self.slopes), default=1) or 1
         E = len(self.slopes)
         within = np.full((E, K), np.nan)
         sizes = np.zeros((E, K), dtype=np.int64)
         for e, (s, z) in enumerate(zip(self.slopes, self.sizes, strict=True)):
             within[e, : s.size], sizes[e, : z.size] = s, z
-        stat = {name: BlockStatistic(*v) for name, v in self.stats.items()}
         return KindResult(
             kind=kind,
             n_found=counts["found"],
@@ -710,25 +630,22 @@ class KindAnalysis:
             blocks=self.blocks.astype(np.int64),
             within_slopes=within,
             cluster_sizes=sizes,
-            merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], layers, post_norm),
-            draw_pairs=self.draw_pairs,
+            merge_layer=merge_layer(self.arr["cov_clusters"], self.arr["degenerate"], self.layers, self.post_norm),
             details=tuple(self.details),
             mean_mi_boot=self.mean_boot["mi"],
             mean_cov_boot=self.mean_boot["cov"],
             mean_cov_variants=self.variant_cov,
             mean_mi_variants=self.variant_mi,
-            mean_mi=stat["mean_mi"],
-            mean_cov=stat["mean_cov"],
-            pooled_r=stat["pooled_r"],
-            min_within_slope=stat["min_within_slope"],
+            mean_mi=BlockStatistic(*self.stats["mean_mi"]),
+            mean_cov=BlockStatistic(*self.stats["mean_cov"]),
+            pooled_r=BlockStatistic(*self.stats["pooled_r"]),
+            min_within_slope=BlockStatistic(*self.stats["min_within_slope"]),
             **self.arr,
         )
 
 
 def _with_boot(g: MarkClusters, counts: np.ndarray) -> MarkClusters:
     """``g`` with the refit counts of the resamples as its replicates and stability."""
-    from dataclasses import replace
-
     b = tuple(int(c) for c in counts[np.isfinite(counts)])
     return replace(g, boot_counts=b, stability=float(np.mean(np.asarray(b) == g.n_clusters)) if b else float("nan"))
 
@@ -753,11 +670,6 @@ def sides_read(config: Config, kind: str, layer: int) -> tuple[str, ...]:
     return tuple(w for w in SIDES if w in read)
 
 
-def analyse_kind(X: np.ndarray, config: Config, **kw: Any) -> KindResult:
-    """All per-entry statistics of one kind: :func:`start_kind`, then its detail tasks collected."""
-    return start_kind(X, config, **kw)()
-
-
 def start_kind(
     X: np.ndarray,
     config: Config,
@@ -779,7 +691,7 @@ def start_kind(
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
-    acc = KindAnalysis(X.shape[0], mark_blocks(marks, config), config, seeds)
+    acc = KindAnalysis(config, seeds, overlap_blocks(marks, config.block_window), layers, post_norm, tm)
     depth = np.flatnonzero((layers >= 1) & ~post_norm)
     ends = {int(depth[np.argmin(layers[depth])]), int(depth[np.argmax(layers[depth])])} if depth.size >= 2 else set()
     trend = config.reads is None or (kind, None, "spearman_mean_mi_vs_depth") in config.reads
@@ -796,7 +708,7 @@ def start_kind(
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
         sides = sides_read(config, kind, int(layers[e])) if is_detail else ()
-        groups = acc.entry(e, layer, tm, with_mi="mi" in sides)
+        groups = acc.entry(e, layer, with_mi="mi" in sides)
         if is_detail:
-            acc.detail(e, (int(layers[e]), bool(post_norm[e])), layer, xe, groups, tm, sides)
-    return lambda: acc.build(kind=kind, counts=counts, marks=marks, layers=layers, post_norm=post_norm, tm=tm)
+            acc.detail(e, layer, xe, groups, sides)
+    return lambda: acc.build(kind, counts, marks)

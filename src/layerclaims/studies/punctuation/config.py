@@ -10,16 +10,13 @@ import numpy as np
 from layerclaims.errors import UsageError
 from layerclaims.studies.punctuation.marks import BEFORE, KINDS, MARK_SETS
 
-# Below these the statistic is "not evaluated" (a Measurement with ci=None and details["not_evaluated"]): a count
-# of clusters carried by groups needs room for two groups of MIN_SUPPORT marks and a density of the marks' row
-# profiles (30 marks); a correlation over pairs needs 10 marks (45 pairs); a within-group slope needs a group
-# of clusters.MIN_SUPPORT marks (10 pairs inside it) in at least one pair cluster.
+# Below these the statistic is "not evaluated": a count of clusters carried by groups (and a within-group slope)
+# needs room for two groups of mark_clusters.MIN_SUPPORT marks and a density of the marks' row profiles (30 marks);
+# a correlation over pairs needs 10 marks (45 pairs).
 MIN_MARKS_COUNT = 30
 MIN_MARKS_R = 10
 DEFAULT_DETAIL_LAYERS: tuple[int, ...] = (1,)
-VARIANTS: tuple[str, ...] = ("standardised", "drop-top1", "drop-top3")
-"""The dimension variants of the marks every study-A claim is also read on (``Config.dimensions`` picks one as
-the data; the claims show all beside them)."""
+VARIANTS: tuple[str, ...] = ("standardised", "drop-top1", "drop-top3")  # every study-A claim is also read on these
 
 
 @dataclass(frozen=True)
@@ -37,28 +34,24 @@ class Config:
     ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
     claim layers mapped to this model: ``layerclaims.run.run_options`` does; None = ``DEFAULT_DETAIL_LAYERS``).
     ``reads``: what the run's claims read, ``(kind, layer, statistic)`` triples, layer None for a statistic over
-    layers (filled the same way when ``detail_layers`` is): at a detail layer of a kind only the sides read are
-    computed (``result.DETAIL_SIDE``: the covariance groups, the MI groups, the pooled r), none where nothing is
-    read; the MI of the dimension variants at every block output only where A7's MI trend is read (else at the
-    first and last, for its ratio); None = everything.
-    At the detail layers: ``n_boot_clusters`` resamples of marks, each refitting the mark groups (count replicates,
-    within-group slopes with refit labels); ``n_perm`` Mantel permutations for the pooled r's p-value;
-    ``cluster_n_boot`` stability resamples of the literal count (clusters of the pair values); ``control``: the
-    Gaussian surrogate of the marks (counts, r, slopes), over ``control_draws`` independent surrogates that share
-    the ``n_boot_clusters`` resamples (the control is decided on as many resamples as its claim); ``detect_sims``
+    layers (filled with ``detail_layers``): a detail layer computes only the sides read (``result.DETAIL_SIDE``),
+    the MI of the dimension variants is computed at every block output only where A7's MI trend is read (else at
+    the first and last, for its ratio); None = everything.
+    At the detail layers: ``n_boot_clusters`` resamples of marks, each refitting the mark groups; ``n_perm`` Mantel
+    permutations for the pooled r's p-value; ``cluster_n_boot`` stability resamples of the literal count;
+    ``control``: the Gaussian surrogate of the marks, over ``control_draws`` independent surrogates that share the
+    ``n_boot_clusters`` resamples (the control is decided on as many resamples as its claim); ``detect_sims``
     simulations per separation of the detection limit (0: not computed).
     ``block_window``: marks whose token indices differ by at most this many tokens read some of the same tokens
-    (the 20 before a mark) and are resampled together, as one block, by every bootstrap of the study (0: each mark
-    its own block).
+    (the 20 before a mark) and are resampled together by every bootstrap of the study (0: each mark its own block).
     ``meaningful_cov_separation``, ``meaningful_mi_separation``: the separation of two groups of marks (loading
     difference on a shared direction, relative to the loading: :mod:`layerclaims.metrics.detectability`) that a
     count of the covariance / MI matrix must detect with 80% power for "1 cluster" to say "no groups". Defaults:
     0.2 for the covariance (at loading 0.7, groups 0.10-0.15 noise sd apart, i.e. 0.14-0.21 relative, have mean
     covariances 4.6-5.2 within-group sd apart and a two-component mixture beats one by BIC: real groups), 0.4 for
     MI (0.3 noise sd at loading 0.7, where the marks' mean MI separates by 6.4 sd).
-    ``dimensions``: the mark vectors as they are (``"all"``), each dimension standardised over the marks, or the 1
-    or 3 dimensions of largest variance removed, before any statistic (a robustness choice; the claims show the
-    variants beside them whatever this is).
+    ``dimensions``: the mark vectors as they are (``"all"``) or one of :data:`VARIANTS`, before any statistic (a
+    robustness choice; the claims show the variants beside them whatever this is).
     """
 
     corpus: str = "heart-of-darkness"

@@ -1,12 +1,7 @@
-"""Study A, what the clusters are made of: for every group of marks, what its marks share against the other marks,
-and every outlier mark with its window of text; :func:`markdown` renders it for the report.
-
-Attributes of a mark (from its 31-token window and the text): the mark's own token (``","`` vs ``" ,"``), the
-token before and after it, a line break in the window or just before the mark, a double quote in the window, the
-position in the sentence (tokens since the last ``. ? !`` among the 20 before), and the place in the book (decile of
-the token index). For each group, every attribute value is compared: its rate in the group vs among the other
-(non-outlier) marks; the rows with the largest difference are kept (:data:`N_ROWS`).
-"""
+"""Study A, what the clusters are made of: for every group of marks, the attributes (:func:`mark_attributes`: the
+mark's token, its neighbours, line breaks and quotes in its window, its position in the sentence and in the book)
+most over-represented against the other (non-outlier) marks, and every outlier mark with its window of text;
+:func:`markdown` renders it for the report."""
 
 from __future__ import annotations
 
@@ -135,11 +130,11 @@ def markdown(result: PunctuationResult) -> str:
     for kind in ("internal", "terminal"):
         k = result.kind_result(kind)
         for d in k.details:
-            name = f"layer {d.layer}" + (" post-norm" if d.post_norm else "")
+            lines += [f"### {kind} marks, layer {d.layer}" + (" post-norm" if d.post_norm else ""), ""]
             if not d.computed:
-                lines += [f"### {kind} marks, {name}", "", "Not computed: no claim reads it.", ""]
+                lines += ["Not computed: no claim reads it.", ""]
                 continue
-            lines += [f"### {kind} marks, {name}", "", _dimensions_md(d.dimensions), ""]
+            lines += [_dimensions_md(d.dimensions), ""]
             for what, label in (("cov", "covariance"), ("mi", "MI")):
                 if what not in d.computed:
                     lines += [f"**{label}**: not computed: no claim reads it.", ""]

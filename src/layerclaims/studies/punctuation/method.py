@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from layerclaims import results
 from layerclaims.studies.punctuation.analysis import start_kind
 from layerclaims.studies.punctuation.config import DEFAULT_DETAIL_LAYERS, Config, kind_seeds
@@ -17,12 +15,12 @@ from layerclaims.studies.punctuation.marks import KINDS
 from layerclaims.studies.punctuation.result import STUDY, KindResult, PunctuationResult
 from layerclaims.studies.punctuation.scan import study_marks
 
-Progress = Callable[[str], None]
 
-
-def run(handle: Any, config: Config | None = None, progress: Progress | None = None) -> PunctuationResult:
+def run(handle: Any, config: Config | None = None, progress: Callable[[str], None] | None = None) -> PunctuationResult:
     """Run study A on a loaded model (``layerclaims.models.load_model``) with ``config``; ``progress`` (optional) is
     called with short messages such as ``"punctuation internal: layer 5 (6 of 32)"``."""
+    import torch
+
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -41,7 +39,6 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
     layers, post_norm = entries(handle, config.layers)
     wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS
     detail = detail_entries(layers, post_norm, wanted, int(handle.n_blocks))
-    per_kind: dict[str, KindResult] = {}
     tm = {"forward_s": 0.0, "analysis_s": 0.0}
     steps: dict[str, float] = {}
     X = {}
@@ -67,10 +64,12 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
             timings=steps,
             progress=progress,
         )
-    for kind in KINDS:
-        windows = sm.scan.kinds[kind].windows
-        per_kind[kind] = explain_kind(finish[kind](), windows, sm.scan.n_tokens, handle.tokenizer)
+    per_kind = {
+        kind: explain_kind(finish[kind](), sm.scan.kinds[kind].windows, sm.scan.n_tokens, handle.tokenizer)
+        for kind in KINDS
+    }
     tm["analysis_s"] += time.perf_counter() - t2
+    stopped = ", stopped once the selection was complete: n_tokens and marks_found cover that"
     return PunctuationResult(
         model=handle.name,
         n_blocks=int(handle.n_blocks),
@@ -78,60 +77,35 @@ def run(handle: Any, config: Config | None = None, progress: Progress | None = N
         post_norm=post_norm,
         internal=per_kind["internal"],
         terminal=per_kind["terminal"],
-        config=_config_dict(config),
-        provenance=_provenance(
-            handle, config, sm, layers, post_norm, {"tokenize_s": t_tok, **tm, "analysis_steps": steps}
+        config={f: _listed(getattr(config, f)) for f in config.__dataclass_fields__},
+        provenance=results.provenance(
+            study=STUDY,
+            model=handle.name,
+            revision=getattr(handle, "revision", None),
+            model_source=getattr(handle, "source", None),
+            device=str(getattr(handle, "device", "cpu")),
+            dtype=str(getattr(handle, "dtype", "float32")),
+            corpus=sm.corpus,
+            n_tokens=int(sm.scan.n_tokens),
+            tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
+            + ("" if sm.scan.complete else stopped),
+            selection=config.selection,
+            seed=config.seed,
+            marks=config.marks,
+            n=config.n,
+            marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
+            mi_estimator=config.mi_estimator,
+            norm_entries={
+                "last_hidden_state_post_norm": bool(post_norm.any()),
+                "pre_norm_entries": [int(x) for x in layers[~post_norm]],
+                "post_norm_entries": [int(x) for x in layers[post_norm]],
+                "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
+            },
+            timings={"tokenize_s": t_tok, **tm, "analysis_steps": steps},
+            threads=int(torch.get_num_threads()),
         ),
     )
 
 
-def _config_dict(config: Config) -> dict[str, Any]:
-    cfg = {f: getattr(config, f) for f in config.__dataclass_fields__}
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
-
-
-def _provenance(
-    handle: Any,
-    config: Config,
-    sm: Any,
-    layers: np.ndarray,
-    post_norm: np.ndarray,
-    timings: dict[str, Any],
-) -> dict[str, Any]:
-    return results.provenance(
-        study=STUDY,
-        model=handle.name,
-        revision=getattr(handle, "revision", None),
-        model_source=getattr(handle, "source", None),
-        device=str(getattr(handle, "device", "cpu")),
-        dtype=str(getattr(handle, "dtype", "float32")),
-        corpus=sm.corpus,
-        n_tokens=int(sm.scan.n_tokens),
-        tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
-        + (
-            "" if sm.scan.complete else ", stopped once the selection was complete: n_tokens and marks_found cover that"
-        ),
-        selection=config.selection,
-        seed=config.seed,
-        marks=config.marks,
-        n=config.n,
-        marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
-        mi_estimator=config.mi_estimator,
-        norm_entries={
-            "last_hidden_state_post_norm": bool(post_norm.any()),
-            "pre_norm_entries": [int(x) for x in layers[~post_norm]],
-            "post_norm_entries": [int(x) for x in layers[post_norm]],
-            "note": "entry n_blocks with post_norm=False is the last block's output before the final norm",
-        },
-        timings=timings,
-        threads=_threads(),
-    )
-
-
-def _threads() -> int:
-    try:
-        import torch
-
-        return int(torch.get_num_threads())
-    except ImportError:  # pragma: no cover
-        return 1
+def _listed(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v

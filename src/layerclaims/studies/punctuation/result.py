@@ -20,7 +20,7 @@ from layerclaims.studies.punctuation.marks import KINDS
 
 STUDY = "punctuation"
 # Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
-RESULT_VERSION = 3
+RESULT_VERSION = 4
 # The parts of a detail layer (``LayerDetail.computed``) and the statistics that read each: the covariance groups
 # (refits, literal count, control, detection limit, variants; the within slopes are on those groups), the MI
 # groups, and the pooled r's Mantel p and control. The others are computed at every layer.
@@ -57,8 +57,7 @@ class GroupExplained:
 
 @dataclass(frozen=True)
 class OutlierMark:
-    """A single mark that carries a streak of pair values: its index among the marks, its token index in the text
-    and its window of text (the mark between ``⟦ ⟧``)."""
+    """A single mark that carries a streak of pair values, with its window of text (the mark between ``⟦ ⟧``)."""
 
     mark: int
     token_index: int
@@ -79,17 +78,14 @@ class LayerDetail:
 
     ``cov``/``mi``: :class:`~layerclaims.metrics.mark_clusters.MarkClusters` of the covariance and MI matrices
     (``boot_counts``: the count refit on each resample of marks). ``*_literal``/``*_literal_stability``: the literal
-    count (clusters of the pair values themselves, single marks included). ``pooled_r_p``: two-sided Mantel p.
-    ``pooled_r_replicates`` ``[n_boot]``; ``slope_replicates``/``paradox_replicates`` ``[n_boot_clusters]``: the
-    smallest within-group slope and the paradox flag, mark groups REFIT in each resample. ``cov_values``/
-    ``mi_values`` ``[P]`` float32, for the figures. ``explain``: side -> :class:`Explanation`. ``controls``:
-    statistic -> :class:`Control` (Gaussian surrogate of the marks: same mean and covariance, no groups).
-    ``detectability``: side -> the count's detection limit on marks like these (``analysis.detectability``).
-    ``dimensions``: the top dimensions by variance with their shares (``analysis.top_dimensions``), ``variants``
-    (every detail statistic with each dimension standardised, and with the top 1 / 3 removed) and
-    ``massive_activations`` (``analysis.massive_dimensions``). ``computed``: the parts of :data:`SIDES` computed
-    (``Config.reads``); a part not computed has no replicates, literal count, control, detection limit nor
-    variants, ``mi`` None and ``cov`` the point fit."""
+    count (clusters of the pair values themselves, single marks included). ``pooled_r_replicates`` ``[n_boot]``;
+    ``slope_replicates``/``paradox_replicates`` ``[n_boot_clusters]``: the smallest within-group slope and the
+    paradox flag, mark groups REFIT in each resample. ``cov_values``/``mi_values`` ``[P]`` float32, for the
+    figures. ``explain``: side -> :class:`Explanation`. ``controls``: statistic -> :class:`Control` (Gaussian
+    surrogate of the marks). ``detectability``: side -> ``analysis.detectability``. ``dimensions``:
+    ``analysis.dimensions`` (top dimensions by variance, every detail statistic on the dimension variants, massive
+    activations). ``computed``: the parts of :data:`SIDES` computed (``Config.reads``); a part not computed has no
+    replicates, literal count, control, detection limit nor variants, ``mi`` None and ``cov`` the point fit."""
 
     entry: int
     layer: int
@@ -100,7 +96,6 @@ class LayerDetail:
     cov_literal_stability: float
     mi_literal: int
     mi_literal_stability: float
-    pooled_r_p: float
     pooled_r_replicates: np.ndarray
     slope_replicates: np.ndarray
     paradox_replicates: np.ndarray
@@ -120,17 +115,14 @@ class KindResult:
     Marks: ``n_found`` flagged, ``n_skipped_start``/``n_skipped_end`` without a full window, ``n_usable``, ``marks``
     (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
     over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
-    (interval at the detail entries, groups refit per resample). Arrays ``[E]``: ``pooled_slope``,
-    ``cov_clusters``/``mi_clusters`` (pair clusters carried by groups of marks), ``cov_literal``/``mi_literal``
-    (clusters of the pair values themselves), both MI counts and the literal ones at the detail entries only (0
-    elsewhere); ``cov_outliers``/``mi_outliers`` (outlier marks), ``paradox``, ``degenerate`` (all pairs have the
-    same value, e.g. layer 0: r and slopes undefined, counts 1). ``groups_cov``/``groups_mi`` ``[E, N]``: each
-    mark's group (-1 = outlier). ``within_slopes``/``cluster_sizes`` ``[E, K]``. ``merge_layer``: the first pre-norm
-    layer from which the covariance has one cluster at every later layer (-1: never). Drawing: ``hist_*`` ``[E, B]``
-    and edges, ``draw_pairs`` ``[S, 2]``, ``draw_cov``/``draw_mi``/``draw_labels`` ``[E, S]``. ``details``: one
-    :class:`LayerDetail` per detail entry. ``mean_mi_boot``/``mean_cov_boot`` ``[n_boot, E]``: A7's replicates
-    (block resamples, the same at every entry). ``blocks`` ``[N]``: each mark's block (marks within
-    ``Config.block_window`` tokens of each other), what every bootstrap of the kind draws whole."""
+    (interval at the detail entries). Arrays ``[E]``: ``pooled_slope``, ``cov_clusters``/``mi_clusters`` (pair
+    clusters carried by groups of marks), ``cov_literal``/``mi_literal`` (clusters of the pair values themselves),
+    both MI counts and the literal ones at the detail entries only (0 elsewhere); ``paradox``, ``degenerate`` (all
+    pairs have the same value, e.g. layer 0: r and slopes undefined, counts 1). ``groups_cov`` ``[E, N]``: each
+    mark's covariance group (-1 = outlier). ``within_slopes``/``cluster_sizes`` ``[E, K]``. Drawing: ``hist_*``
+    ``[E, B]`` and edges, ``draw_*`` ``[E, S]``. ``mean_*_boot`` ``[n_boot, E]``: A7's replicates (the same block
+    resamples at every entry); ``mean_*_variants`` ``[len(VARIANTS), E]``: A7's means on the dimension variants.
+    ``blocks`` ``[N]``: each mark's block, what every bootstrap of the kind draws whole."""
 
     kind: str
     n_found: int
@@ -147,10 +139,7 @@ class KindResult:
     mi_clusters: np.ndarray
     cov_literal: np.ndarray
     mi_literal: np.ndarray
-    cov_outliers: np.ndarray
-    mi_outliers: np.ndarray
     groups_cov: np.ndarray
-    groups_mi: np.ndarray
     within_slopes: np.ndarray
     cluster_sizes: np.ndarray
     paradox: np.ndarray
@@ -160,22 +149,21 @@ class KindResult:
     hist_cov_edges: np.ndarray
     hist_mi: np.ndarray
     hist_mi_edges: np.ndarray
-    draw_pairs: np.ndarray
     draw_cov: np.ndarray
     draw_mi: np.ndarray
     draw_labels: np.ndarray
     details: tuple[LayerDetail, ...]
-    mean_mi_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    mean_cov_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    blocks: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
-    mean_cov_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    mean_mi_variants: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    mean_mi_boot: np.ndarray
+    mean_cov_boot: np.ndarray
+    blocks: np.ndarray
+    mean_cov_variants: np.ndarray
+    mean_mi_variants: np.ndarray
 
     @property
     def n_units(self) -> int:
         """The effective number of independent units the intervals rest on: the blocks of marks resampled together
-        (marks whose hidden states read some of the same tokens), or the marks where no blocks are stored."""
-        return int(np.unique(self.blocks).size) if self.blocks.size else int(self.marks.size)
+        (marks whose hidden states read some of the same tokens)."""
+        return int(np.unique(self.blocks).size)
 
     def detail(self, entry: int) -> LayerDetail | None:
         """The :class:`LayerDetail` of ``entry`` (None where the entry is not a detail layer)."""
@@ -262,7 +250,7 @@ def _info(result: PunctuationResult, k: KindResult, e: int) -> dict[str, Any]:
 
 def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
     """How the marks were resampled: the effective number of independent units (blocks) beside the marks."""
-    window = int(result.config.get("block_window", 0) or 0)
+    window = int(result.config["block_window"])
     how = (
         f"blocks of marks at most {window} tokens apart (their hidden states read some of the same tokens), "
         "resampled whole"
@@ -274,13 +262,10 @@ def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
 
 def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
     """The statistic on the dimension variants of the marks, and the top dimensions with their shares, for a
-    measurement's details (empty for results without them)."""
-    if not d.dimensions:
-        return {}
-    variants = d.dimensions.get("variants", {})
+    measurement's details."""
     top = {k: v for k, v in d.dimensions.items() if k not in ("variants", "massive_activations")}
     return {
-        "without_top_dimensions": {v: variants.get(v, {}).get(statistic) for v in VARIANTS},
+        "without_top_dimensions": {v: d.dimensions["variants"][v][statistic] for v in VARIANTS},
         "top_dimensions": top,
     }
 
@@ -289,15 +274,20 @@ def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan"
     return Measurement(value, None, None, {**info, "not_evaluated": reason})
 
 
-def _not_computed(
-    result: PunctuationResult, d: LayerDetail | None, side: str, info: dict[str, Any]
-) -> Measurement | None:
-    """The "not evaluated" of a statistic whose part of the detail layer ``d`` was not computed (None: it was, or
-    ``d`` is not a detail layer)."""
+def _start(
+    result: PunctuationResult, k: KindResult, e: int, side: str
+) -> tuple[dict[str, Any], LayerDetail | None, Measurement | None]:
+    """What a per-layer reading starts from: its details, the entry's :class:`LayerDetail` (None: not a detail
+    layer), and the "not evaluated" of a statistic whose part of it was not computed (None: it was, or no detail)."""
+    info, d = _info(result, k, e), k.detail(e)
     if d is None or side in d.computed:
-        return None
+        return info, d, None
     why = "not computed in this run: no claim read it; add it with"
-    return _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info)
+    return (
+        info,
+        d,
+        _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info),
+    )
 
 
 def _with_detail_layer(result: PunctuationResult, layer: int) -> str:
@@ -308,9 +298,8 @@ def _with_detail_layer(result: PunctuationResult, layer: int) -> str:
 
 def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        info = _info(result, k, e)
-        d = k.detail(e)
-        if (skipped := _not_computed(result, d, what, info)) is not None:
+        info, d, skipped = _start(result, k, e, what)
+        if skipped is not None:
             return skipped
         count = float(getattr(k, f"{what}_clusters")[e])
         if k.marks.size < MIN_MARKS_COUNT:
@@ -343,9 +332,8 @@ def _counts(what: str) -> Callable[[PunctuationResult, KindResult, int], Measure
 
 
 def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-    info = _info(result, k, e)
-    d = k.detail(e)
-    if (skipped := _not_computed(result, d, "r", info)) is not None:
+    info, d, skipped = _start(result, k, e, "r")
+    if skipped is not None:
         return skipped
     if k.marks.size < MIN_MARKS_R:
         return _not_evaluated(f"only {k.marks.size} marks: r over pairs needs >= {MIN_MARKS_R}; use --n 250", info)
@@ -362,9 +350,8 @@ def _pooled_r(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
 
 
 def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-    info = _info(result, k, e)
-    d = k.detail(e)
-    if (skipped := _not_computed(result, d, "cov", info)) is not None:
+    info, d, skipped = _start(result, k, e, "cov")
+    if skipped is not None:
         return skipped
     if k.marks.size < MIN_MARKS_COUNT:
         return _not_evaluated(f"only {k.marks.size} marks: groups need >= {MIN_MARKS_COUNT}; use --n 250", info)
@@ -393,20 +380,12 @@ def _min_within_slope(result: PunctuationResult, k: KindResult, e: int) -> Measu
     return replace(m, replicates=reps if reps.size else None, control=d.controls.get("slope"))
 
 
-def _mean(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
-    def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        return getattr(k, f"mean_{what}").at(e, _info(result, k, e))
-
-    return read
-
-
 def _literal(what: str) -> Callable[[PunctuationResult, KindResult, int], Measurement]:
     def read(result: PunctuationResult, k: KindResult, e: int) -> Measurement:
-        info = _info(result, k, e)
-        d = k.detail(e)
+        info, d, skipped = _start(result, k, e, what)
         if d is None:
             return _not_evaluated("counted at the detail layers only: add the layer to Config.detail_layers", info)
-        if (skipped := _not_computed(result, d, what, info)) is not None:
+        if skipped is not None:
             return skipped
         details = {**info, "stability": getattr(d, f"{what}_literal_stability")}
         return Measurement(float(getattr(d, f"{what}_literal")), None, None, details)
@@ -421,8 +400,8 @@ MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]]
     "mi_literal_clusters": _literal("mi"),
     "pooled_r": _pooled_r,
     "min_within_cluster_slope": _min_within_slope,
-    "mean_mi": _mean("mi"),
-    "mean_cov": _mean("cov"),
+    "mean_mi": lambda r, k, e: k.mean_mi.at(e, _info(r, k, e)),
+    "mean_cov": lambda r, k, e: k.mean_cov.at(e, _info(r, k, e)),
     "spearman_mean_mi_vs_depth": lambda r, k, e: _spearman(r, k, "mi"),
     "spearman_mean_cov_vs_depth": lambda r, k, e: _spearman(r, k, "cov"),
     "ratio_mean_mi_last_first": lambda r, k, e: _ratio(r, k, "mi"),
@@ -464,19 +443,13 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
 
 
 def _depth_variants(
-    result: PunctuationResult,
-    k: KindResult,
-    what: str,
-    sel: np.ndarray,
-    stat: Callable[[np.ndarray], float | None],
+    result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, stat: Callable[[np.ndarray], float | None]
 ) -> dict[str, Any]:
     """A7's statistic ``stat`` of the per-layer mean pair statistic at the entries ``sel`` on the dimension variants
     of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at every block output only
     where the run reads its trend (``Config.reads``), else at the first and last: a statistic that needs more says
     so, with the ``--set`` that computes it."""
     v = k.mean_cov_variants if what == "cov" else k.mean_mi_variants
-    if v.shape != (len(VARIANTS), result.layers.size):
-        return {}
     if not np.isfinite(v[:, sel]).all():
         return {
             "without_top_dimensions": "not computed in this run: no claim read it; add it with "
