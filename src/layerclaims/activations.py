@@ -165,16 +165,17 @@ class ActivationCache:
 
 def hidden_states(
     handle: ModelHandle,
-    sequences: Sequence[Sequence[int]],
-    position: int,
+    sequences: Sequence[Sequence[int]] | np.ndarray,
+    position: int | None,
     layers: Sequence[int],
     batch_size: int = 32,
     *,
     final: Final = "post_norm",
     cache: ActivationCache | None = None,
 ) -> np.ndarray:
-    """:func:`layerclaims.extract.hidden_states` through the cache (one position for every sequence): float32
-    ``[len(layers), n_seqs, d_model]``, the forward pass run only for the layers not on disk."""
+    """:func:`layerclaims.extract.hidden_states` through the cache: float32 ``[len(layers), n_seqs, d_model]`` at one
+    position of every sequence, or ``[len(layers), n_seqs, T, d_model]`` at every position (``position=None``:
+    :func:`hidden_state_maps`), the forward pass run only for the layers and blocks not on disk."""
     from layerclaims import extract
 
     cache = cache or ActivationCache()
@@ -190,7 +191,7 @@ def hidden_states(
         "revision": str(handle.revision or ""),
         "device": str(handle.device).split(":")[0],
         "dtype": str(handle.dtype),
-        "positions": int(position),
+        "positions": "all" if position is None else int(position),
         "final": final,
     }
     keys = {
@@ -219,3 +220,16 @@ def hidden_states(
     else:
         STATS.runs_saved += 1
     return np.stack([np.concatenate([found[(L, k)] for k in range(len(spans))]) for L in layers])
+
+
+def hidden_state_maps(
+    handle: ModelHandle,
+    sequences: Sequence[Sequence[int]] | np.ndarray,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    *,
+    final: Final = "post_norm",
+) -> np.ndarray:
+    """:func:`layerclaims.extract.hidden_state_maps` (every position of equal-length sequences) through the cache."""
+    chosen = handle.check_layers(layers)
+    return hidden_states(handle, sequences, None, chosen, batch_size, final=final)

@@ -43,6 +43,21 @@ def test_hidden_states_cached_equal_and_second_call_runs_no_model(
     assert STATS.runs_saved == 1 and STATS.hits == 2
 
 
+def test_every_position_maps_are_cached_apart_from_one_position(
+    tiny_gpt2: ModelHandle, cache: ActivationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The every-position maps (anisotropy, massive activations) go through the cache too, under their own key."""
+    ref = extract.hidden_state_maps(tiny_gpt2, SEQS, [1, 3], final="pre_norm")
+    activations.hidden_states(tiny_gpt2, SEQS, 4, [1, 3], final="pre_norm", cache=cache)  # one position: another key
+    STATS.reset()
+    first = activations.hidden_states(tiny_gpt2, SEQS, None, [1, 3], final="pre_norm", cache=cache)
+    assert first.shape == (2, len(SEQS), len(SEQS[0]), tiny_gpt2.d_model) and np.array_equal(first, ref)
+    assert (STATS.hits, STATS.model_runs) == (0, 1)
+    _forbid_model(monkeypatch)
+    again = activations.hidden_states(tiny_gpt2, SEQS, None, [3, 1], final="pre_norm", cache=cache)
+    assert np.array_equal(again, ref[[1, 0]]) and STATS.runs_saved == 1
+
+
 def test_only_missing_layers_are_computed(tiny_gpt2: ModelHandle, cache: ActivationCache) -> None:
     activations.hidden_states(tiny_gpt2, SEQS, 4, [1], cache=cache)
     STATS.reset()

@@ -9,9 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from layerclaims import results
+from layerclaims import activations, results
 from layerclaims.errors import UsageError
-from layerclaims.extract import hidden_state_maps
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, percentile_interval
 from layerclaims.models import ModelHandle
 from layerclaims.results import Control, Measurement
@@ -123,7 +122,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     rng = np.random.default_rng([config.seed, 6151])
     positions = draw_positions(config, rng)
     say(f"hidden states of {config.n_windows} windows")
-    H = hidden_state_maps(handle, windows.ids, batch_size=config.batch_size, final=config.final)
+    H = activations.hidden_state_maps(handle, windows.ids, batch_size=config.batch_size, final=config.final)
     rows = np.arange(config.n_windows)[:, None]
     X = H[:, rows, positions].astype(np.float64)  # [L+1, n, k, d]
     del H

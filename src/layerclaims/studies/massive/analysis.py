@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from layerclaims import results
+from layerclaims import activations, results
 from layerclaims.errors import UsageError
 from layerclaims.extract import hidden_state_maps
 from layerclaims.intervene import Patch, next_token_loss
@@ -328,7 +328,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
         handle.tokenizer, config.corpus, config.n_windows, config.length, config.seed, config.add_bos
     )
     say(f"hidden states of {config.n_windows} windows")
-    H = hidden_state_maps(handle, windows.ids, batch_size=config.batch_size, final="pre_norm")
+    H = activations.hidden_state_maps(handle, windows.ids, batch_size=config.batch_size, final="pre_norm")
     s = summarise(H, config)
     del H
     t1 = time.perf_counter()
