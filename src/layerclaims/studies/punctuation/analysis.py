@@ -37,7 +37,7 @@ from layerclaims.metrics.mark_clusters import (
 )
 from layerclaims.results import BlockStatistic, Control
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, VARIANTS, Config, KindSeeds, entry_seeds
-from layerclaims.studies.punctuation.result import DETAIL_SIDE, SIDES, KindResult, LayerDetail
+from layerclaims.studies.punctuation.result import DETAIL_SIDE, SIDES, KindResult, LayerDetail, depth_entries
 
 N_HIST_BINS = 40
 N_DRAW = 3000  # pairs kept per entry and kind for drawing the all-layers grid
@@ -486,6 +486,11 @@ class KindAnalysis:
         self._variant_mi: list[tuple[int, cf.Future[Any]]] = []
         self._pending: list[tuple[Any, ...]] = []
 
+    def submit_mi_variants(self, e: int, x: np.ndarray) -> None:
+        """The mean pair MI of the dimension variants at entry ``e`` as a task (:func:`variant_mean_mi`), collected
+        by :meth:`build`."""
+        self._variant_mi.append((e, submit(variant_mean_mi, x, self.config)))
+
     def entry(self, e: int, layer: Layer, *, with_mi: bool) -> tuple[MarkClusters, ...]:
         """Everything every entry gets: means, pooled r and slope (+ bootstrap), the covariance groups (and the MI
         groups when ``with_mi``: the detail layers; elsewhere ``mi_clusters`` is 0, not counted), within slopes,
@@ -686,16 +691,17 @@ def start_kind(
 ) -> Callable[[], KindResult]:
     """The per-entry loop of one kind, with the detail layers' tasks submitted (:func:`submit`); the function
     returned collects them into the :class:`KindResult`, so that one kind's tasks run in the workers while the next
-    kind's forward pass runs here. ``X`` ``[E, N, d]``: mark vectors per entry. ``timings``: seconds per step are
+    kind's layers are analysed here. ``X`` ``[E, N, d]``: mark vectors per entry. ``timings``: seconds per step are
     added to it (:data:`STEPS`). ``progress``: called once per entry with a short message."""
     tm = timings if timings is not None else {}
     for key in STEPS:
         tm.setdefault(key, 0.0)
     acc = KindAnalysis(config, seeds, overlap_blocks(marks, config.block_window), layers, post_norm, tm)
-    depth = np.flatnonzero((layers >= 1) & ~post_norm)
-    ends = {int(depth[np.argmin(layers[depth])]), int(depth[np.argmax(layers[depth])])} if depth.size >= 2 else set()
+    depth = depth_entries(layers, post_norm).tolist()
     trend = config.reads is None or (kind, None, "spearman_mean_mi_vs_depth") in config.reads
-    mi_variants = set(depth.tolist()) if trend else ends  # A7's MI trend reads every block output, its ratio two
+    # A7's MI trend on the dimension variants reads every block output, its ratio the first and last
+    ends = depth[:1] + depth[-1:] if len(depth) >= 2 else []
+    mi_variants = set(depth if trend else ends)
     for e in range(X.shape[0]):
         if progress is not None:
             progress(f"punctuation {kind}: layer {int(layers[e])} ({e + 1} of {X.shape[0]})")
@@ -704,7 +710,7 @@ def start_kind(
         layer = pair_matrices(xe, config)
         acc.variant_cov[:, e] = variant_mean_cov(xe)
         if e in mi_variants:
-            acc._variant_mi.append((e, submit(variant_mean_mi, xe, config)))
+            acc.submit_mi_variants(e, xe)
         tm["mi_cov_s"] += time.perf_counter() - t0
         is_detail = bool(np.any(detail == e))
         sides = sides_read(config, kind, int(layers[e])) if is_detail else ()

@@ -170,6 +170,12 @@ class KindResult:
         return next((d for d in self.details if d.entry == entry), None)
 
 
+def depth_entries(layers: np.ndarray, post_norm: np.ndarray) -> np.ndarray:
+    """Entries of the pre-norm block outputs (hidden states 1..n_blocks), in layer order: what A7 reads."""
+    sel = np.flatnonzero((layers >= 1) & ~post_norm)
+    return sel[np.argsort(layers[sel], kind="stable")]
+
+
 @dataclass(frozen=True, eq=False)
 class PunctuationResult(results.SavedResult):
     """Study A on one model. ``layers`` ``[E]``: hidden-state index of each entry; ``post_norm`` ``[E]``: whether
@@ -226,8 +232,7 @@ class PunctuationResult(results.SavedResult):
 
     def depth_entries(self) -> np.ndarray:
         """Entries of the pre-norm block outputs 1..n_blocks, in layer order (what A7 reads)."""
-        sel = np.flatnonzero((self.layers >= 1) & (self.layers <= self.n_blocks) & ~self.post_norm)
-        return sel[np.argsort(self.layers[sel], kind="stable")]
+        return depth_entries(self.layers, self.post_norm)
 
     def measure(self, statistic: str, *, layer: int | None, kind: str | None) -> Measurement:
         """A statistic the claims name (``docs/architecture.md``). Unknown statistic: KeyError."""
