@@ -116,6 +116,17 @@ def test_trimming_drops_dim_from_both_vectors() -> None:
     assert cov == pytest.approx(np.cov(x[keep], y[keep])[0, 1], rel=1e-12)
 
 
+def test_row_masks_equal_the_masks_of_each_vector() -> None:
+    """keep_mask on a 2-D array (one reduction per row) gives each 1-D vector's mask, the original's computation:
+    heavy tails, so that some dims sit near the threshold, and large offsets, where a summation order would show."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_t(2, (200, 577)) * rng.uniform(0.1, 50, (200, 1)) + rng.uniform(-1e4, 1e4, (200, 1))
+    for t in (2.0, 3.0, 5.0):
+        rows = keep_mask(X, t)
+        assert np.array_equal(rows, np.stack([keep_mask(row, t) for row in X]))
+        assert not rows.all()
+
+
 def test_covariance_is_np_cov_on_trimmed_dims() -> None:
     rng = np.random.default_rng(6)
     X = rng.standard_t(2, (6, 400)) * 3 + 10

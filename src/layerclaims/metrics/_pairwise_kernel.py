@@ -107,13 +107,28 @@ def vector_tables(
             xc[a, d] = v
             s += v
         xc_sum[a] = s
-        kept = np.flatnonzero(m)
-        vals = x[kept]
-        up = np.argsort(vals, kind="mergesort")  # stable: ties by dim
-        down = np.argsort(-vals, kind="mergesort")
-        for p in range(min(k, kept.shape[0])):
-            asc[a, p] = kept[up[p]]
-            desc[a, p] = kept[down[p]]
+        _extremes(x, m, k, 1.0, asc[a])
+        _extremes(x, m, k, -1.0, desc[a])
+
+
+@njit(cache=True)
+def _extremes(x: np.ndarray, m: np.ndarray, k: int, sign: float, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[:min(k, kept)]``: the kept dims of the ``k`` smallest values of ``sign * x``, in order, ties by dim
+    (a stable sort's first ``k``), by insertion into a sorted list of ``k``: ``O(D k)`` with ``k`` the largest
+    number of dims a vector trims plus one, a few here, instead of a sort of every kept value."""
+    filled = 0
+    for d in range(x.shape[0]):
+        if not m[d]:
+            continue
+        v = sign * x[d]
+        if filled == k and not v < sign * x[out[k - 1]]:
+            continue
+        p = min(filled, k - 1)  # a later dim goes after the values it ties with
+        while p > 0 and v < sign * x[out[p - 1]]:
+            out[p] = out[p - 1]
+            p -= 1
+        out[p] = d
+        filled = min(filled + 1, k)
 
 
 @njit(cache=True)

@@ -69,6 +69,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from layerclaims.errors import UsageError
+from layerclaims.metrics.order import median, percentiles, quantiles
 
 __all__ = ["ClusterResult", "count_clusters", "density_modes", "robust_scale"]
 
@@ -138,7 +139,7 @@ def _check_params(max_k: int, n_boot: int, min_depth: float, min_mass: float) ->
 def robust_scale(v: NDArray[np.float64]) -> float:
     """Robust standard deviation of the values ``v``: IQR / 1.349 (the sd of a normal, in ``v``'s units); the plain
     sd when more than half the values tie (IQR 0); 0 for a constant."""
-    q25, q75 = np.percentile(v, [25.0, 75.0])
+    q25, q75 = percentiles(v, [25.0, 75.0])
     s = float(q75 - q25) / 1.349
     return s if s > 0.0 else float(np.std(v))
 
@@ -149,7 +150,7 @@ def _standardise(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[str,
     The correlation is Gnanadesikan-Kettenring's: r = (s(u+v)^2 - s(u-v)^2) / (s(u+v)^2 + s(u-v)^2) with s the
     robust scale of the standardised axes u, v. A constant axis is dropped (the data are then 1-D or constant).
     """
-    center = np.median(x, axis=0)
+    center = median(x.T)
     scales = np.array([robust_scale(x[:, j]) for j in range(x.shape[1])])
     keep = scales > 0.0
     info: dict[str, Any] = {
@@ -189,8 +190,8 @@ def _make_grid(z: NDArray[np.float64], n: int, bw_factor: float) -> _Grid:
     spread = spread if spread > 0 else 1.0
     # Silverman (1-D: 0.9 n^-1/5) and Scott (2-D: n^-1/6) on the robustly standardised data
     h = bw_factor * (0.9 if d == 1 else 1.0) * spread * n ** (-1.0 / (d + 4))
-    qlo = np.quantile(z, _QTRIM, axis=0) - _PAD_H * h
-    qhi = np.quantile(z, 1.0 - _QTRIM, axis=0) + _PAD_H * h
+    qlo = quantiles(z.T, _QTRIM) - _PAD_H * h
+    qhi = quantiles(z.T, 1.0 - _QTRIM) + _PAD_H * h
     width = np.full(d, h / _CELLS_PER_H[d])
     cells = np.ceil((qhi - qlo) / width).astype(np.int64) + 1
     cap = _MAX_CELLS[d]

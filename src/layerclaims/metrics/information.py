@@ -76,14 +76,16 @@ def _check_params(bins: int, z_threshold: float, base: float) -> None:
 
 
 def keep_mask(x: ArrayLike, z_threshold: float = 5.0) -> NDArray[np.bool_]:
-    """Dims of one vector that survive the original's trimming: ``not |(x - mean) / std(ddof=1)| > t``.
+    """Dims of a vector (or of each row of a 2-D array) that survive the original's trimming:
+    ``not |(x - mean) / std(ddof=1)| > t``.
 
-    Computed exactly as the original (``x.mean()``, ``x.std(ddof=1)`` on the 1-D vector), so masks agree bit for
-    bit. A constant vector gives z = NaN everywhere and keeps every dim.
+    Computed as the original (``x.mean()``, ``x.std(ddof=1)`` on the 1-D vector; a row of a C-contiguous array is
+    reduced by the same pairwise summation), so masks agree bit for bit. A constant vector gives z = NaN everywhere
+    and keeps every dim.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = (x - x.mean()) / x.std(ddof=1)
+        z = (x - x.mean(axis=-1, keepdims=True)) / x.std(ddof=1, axis=-1, keepdims=True)
     return ~(np.abs(z) > z_threshold)
 
 
@@ -136,7 +138,7 @@ def pairwise_mi_cov(
     if n_vec == 0:
         return np.full((0, 0), np.nan), np.full((0, 0), np.nan)
     X = np.ascontiguousarray(X)
-    mask = np.stack([keep_mask(row, z_threshold) for row in X])
+    mask = keep_mask(X, z_threshold)
     if torch_dev is not None:
         return _pairwise_torch(kern, X, mask, bins, base, estimator, chunk_size, torch_dev)
     args = (X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)

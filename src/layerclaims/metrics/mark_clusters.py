@@ -24,6 +24,7 @@ from threadpoolctl import ThreadpoolController
 
 from layerclaims.errors import UsageError
 from layerclaims.metrics.clusters import density_modes, robust_scale
+from layerclaims.metrics.order import median, percentiles
 
 _SIGNAL_SV = 1.5  # a row-profile component is signal when its singular value is 1.5x the noise's
 _THREADS = ThreadpoolController()  # found once: building one per call reads /proc (~3 ms)
@@ -136,9 +137,9 @@ def _robust_z(
         excl = copies | np.eye(n, dtype=bool)
         valid = n - excl.sum(axis=1)
     lo, hi = np.maximum((valid - 1) // 2, 0), np.maximum(valid // 2, 0)
-    # a row's excluded entries sort last; partitioning at every row's two middle ranks places them as a sort would
-    row = np.partition(np.where(excl, np.inf, sub), np.unique(np.r_[lo, hi]), axis=1)
-    q25, med, q75 = np.percentile(pairs, [25.0, 50.0, 75.0])
+    # a row's excluded entries sort last (a row-wise sort: faster than numpy's partition at several ranks)
+    row = np.sort(np.where(excl, np.inf, sub), axis=1)
+    q25, med, q75 = percentiles(pairs, [25.0, 50.0, 75.0])
     r = np.arange(n)
     row_med = 0.5 * (row[r, lo] + row[r, hi])
     sc = float(q75 - q25) / 1.349
@@ -192,7 +193,7 @@ def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, m
     k = int(raw.max()) + 1
     if k == 1:
         return raw
-    level = np.array([np.median(z[raw == g]) for g in range(k)])
+    level = np.array([median(z[raw == g].ravel()) for g in range(k)])
     rank = np.empty(k, dtype=np.int64)
     rank[np.argsort(level, kind="stable")] = np.arange(k)
     return rank[raw]
@@ -210,8 +211,8 @@ def _top_singular(a: NDArray[np.float64], k: int, n_iter: int = 6) -> tuple[NDAr
     return (q @ ub)[:, :k], sv[:k]
 
 
-def _mad(v: NDArray[np.float64], axis: int = 0) -> NDArray[np.float64]:
-    return 1.4826 * np.median(np.abs(v - np.median(v, axis=axis, keepdims=True)), axis=axis)
+def _mad(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    return 1.4826 * median(np.abs(v - median(v)))
 
 
 def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.bool_]:
@@ -232,9 +233,9 @@ def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.b
                 continue
             vals = cols[mine].ravel()
             width = robust_scale(vals[:: max(1, vals.size // _WIDTH_SAMPLE)])
-            dev = np.abs(loc[mine] - np.median(loc[mine]))
+            dev = np.abs(loc[mine] - median(loc[mine]))
             far = (dev > STREAK_Z * _mad(loc[mine])) & (dev > STREAK_WIDTH * width)
-            sdev = spread[mine] - np.median(spread[mine])
+            sdev = spread[mine] - median(spread[mine])
             wide = (sdev > np.log(SPREAD_RATIO)) & (sdev > STREAK_Z * _mad(spread[mine]))
             flag[np.flatnonzero(mine)[far | wide]] = True
     return flag
@@ -245,7 +246,7 @@ def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tup
     leaving out a mark's entry with itself (the rows of ``members`` lose their diagonal: an ``m x (m - 1)`` block)."""
 
     def summarise(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        q25, q50, q75 = np.percentile(v, [25, 50, 75], axis=1)
+        q25, q50, q75 = percentiles(v, [25.0, 50.0, 75.0])
         return q50, np.log(np.maximum((q75 - q25) / 1.349, 1e-12))
 
     m = members.size
@@ -282,7 +283,7 @@ def _type_table(
     w = np.bincount(ptype, minlength=nt) / ptype.size
     for t in range(nt):
         v = vals if nt == 1 else vals[ptype == t]
-        q25, q50, q75 = np.percentile(v, [25.0, 50.0, 75.0])
+        q25, q50, q75 = percentiles(v, [25.0, 50.0, 75.0])
         mus[t] = q50
         iqr = float(q75 - q25) / 1.349
         scs[t] = 0.0 if v.size < 2 else (iqr if iqr > 0 else float(np.std(v)))  # robust_scale, one partition
