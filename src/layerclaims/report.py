@@ -1,10 +1,7 @@
-"""What `layerclaims reproduce` writes: verdicts.json / verdicts.csv, report.md and report.html; and the HTML page of
-the claims x models matrix.
-
-The report is rendered from a :class:`RunReport` (plain data: the model, one :class:`StudyOutcome` per study, the
-verdict rows read back as :class:`~layerclaims.verdicts.Verdict`, stage timings), so it is tested without a model.
-The HTML is self-contained apart from the figures: inline CSS, no script, every piece of text escaped, figures
-linked by a path relative to the report (or embedded as base64 with ``embed_figures=True``).
+"""What `layerclaims reproduce` writes: verdicts.json / verdicts.csv, and report.md and report.html rendered from a
+:class:`RunReport` (plain data, so tested without a model); and the HTML page of the claims x models matrix. The HTML
+is self-contained apart from the figures (linked relatively, or embedded as base64): inline CSS, no script, every
+piece of text escaped.
 """
 
 from __future__ import annotations
@@ -37,13 +34,16 @@ from layerclaims.compare import (
     Matrix,
     claim_order,
     claimed_text,
+    cut,
     fmt_num,
     fmt_p,
     layer_text,
+    md_escape,
+    md_table,
     tally_text,
 )
 from layerclaims.decision import ON_CONTROL
-from layerclaims.verdicts import MARKS, ConditionResult, Verdict, compact_parts
+from layerclaims.verdicts import MARKS, ConditionResult, Verdict, compact_parts, fmt_ci
 
 VERDICTS_CSV = "verdicts.csv"
 REPORT_MD = "report.md"
@@ -151,8 +151,7 @@ def _claim_origin(v: Verdict) -> str:
 def _short(value: Any, limit: int = 160) -> str:
     if isinstance(value, float):
         return fmt_num(value)
-    text = value if isinstance(value, str) else json.dumps(jsonable(value), sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(value if isinstance(value, str) else json.dumps(jsonable(value), sort_keys=True), limit)
 
 
 def _rounded(value: Any) -> Any:
@@ -167,7 +166,7 @@ def _rounded(value: Any) -> Any:
 
 
 def _interval(ci: tuple[float, float] | None) -> str:
-    return f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]" if ci else ""
+    return f" {fmt_ci(ci)}" if ci else ""
 
 
 def _p_text(v: Verdict, c: ConditionResult) -> str:
@@ -471,17 +470,13 @@ def _provenance(report: RunReport, out: Path) -> list[Block]:
 # --------------------------------------------------------------------------------------------------- markdown
 
 
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _md_cell(cell: str | Cell) -> str:
     if isinstance(cell, str):
-        return _md(cell)
-    parts = ([cell.badge[1]] if cell.badge else []) + [_md(line) for line in cell.lines]
+        return md_escape(cell)
+    parts = ([cell.badge[1]] if cell.badge else []) + [md_escape(line) for line in cell.lines]
     text = cell.joiner.join(parts) or "—"
     if cell.notes:
-        text += "<details><summary>details</summary>" + "<br>".join(_md(n) for n in cell.notes) + "</details>"
+        text += "<details><summary>details</summary>" + "<br>".join(map(md_escape, cell.notes)) + "</details>"
     return text
 
 
@@ -493,10 +488,9 @@ def _md_block(block: Block, out: Path) -> list[str]:
     if isinstance(block, Items):
         return [f"- {item}" for item in block.items]
     if isinstance(block, Callout):
-        return "\n>\n".join(f"> {_md(line)}" for line in block.lines).splitlines()
+        return "\n>\n".join(f"> {md_escape(line)}" for line in block.lines).splitlines()
     if isinstance(block, Table):
-        head = [f"| {' | '.join(block.header)} |", "|" + "---|" * len(block.header)]
-        return head + [f"| {' | '.join(_md_cell(c) for c in row)} |" for row in block.rows]
+        return md_table(block.header, block.rows, _md_cell)
     if isinstance(block, Figures):
         return "\n\n".join(f"![{f.stem}]({_rel(f, out)})" for f in block.paths).splitlines()
     c = block.counts
