@@ -340,9 +340,8 @@ def _diffs(triples: Iterable[tuple[str, Any, Any]]) -> list[str]:
 
 def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> list[str]:
     """What differs between two run folders besides the verdicts, one line each, from their ``run.json``: the model
-    (name, weights revision, dtype, device), per study present in both the corpus and every setting that differs,
-    with the value each run had, and each claim whose definition changed (:func:`claim_changes`). Empty when they
-    are runs of the same model, corpus, settings and claims."""
+    (name, weights revision, dtype, device), per study in both the corpus and each setting that differs, and each
+    claim whose definition changed (:func:`claim_changes`)."""
     from layerclaims.pipeline import MANIFEST, read_manifest
 
     old, new = read_manifest(Path(old_dir)), read_manifest(Path(new_dir))

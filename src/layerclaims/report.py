@@ -204,9 +204,8 @@ def measured_lines(v: Verdict) -> list[str]:
 
 
 def detail_notes(v: Verdict) -> list[str]:
-    """Human lines for a verdict's details: each condition's verdict (``✓ pooled_r < 0: holds``), its control's name
-    and verdict, its secondary test; then the other facts the verdict carries (cluster-count stability, the block
-    where a minimum occurs, ...), numbers rounded to 3 significant digits."""
+    """Each condition's verdict (``✓ pooled_r < 0: holds``), its control's verdict, its secondary test; then the
+    other facts the verdict carries (cluster-count stability, ...), numbers to 3 significant digits."""
     out = []
     for c in v.conditions:
         out.append(f"{MARKS[c.verdict]} {c.condition}: {c.verdict} ({c.rule} rule, interval at level {fmt_p(c.level)})")
@@ -225,12 +224,6 @@ def verdict_parts(v: Verdict) -> tuple[str, list[str]]:
     reason = v.reason if v.verdict != "holds" else None
     settle = f"to settle: {v.settle}" if v.settle else None
     return head, [text for text in (reason, v.presupposition, settle) if text]
-
-
-def verdict_text(v: Verdict) -> str:
-    """The verdict cell as one line: ``✓ holds``, then ``. reason``, ``. presupposition``, ``. to settle: ...``."""
-    head, tail = verdict_parts(v)
-    return ". ".join([head, *tail])
 
 
 def family_line(verdicts: Sequence[Verdict]) -> str:
@@ -437,9 +430,8 @@ def document(report: RunReport, out: Path) -> list[Block]:
 
 
 def _provenance(report: RunReport, out: Path) -> list[Block]:
-    """The Provenance and Timings sections: the model, each study's options and own provenance (corpus, sha256,
-    selection, seed, its timings, ... flattened to ``key: value``; package versions and platform once, for the run),
-    the stages and their total (the report's own writing is timed after it is rendered, so not here)."""
+    """The Provenance and Timings sections: the model, each study's options and own provenance flattened to ``key:
+    value`` (package versions and platform once, for the run), the stages and their total."""
     keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
     facts: list[tuple[str, Any]] = [(f"model.{k}", report.model[k]) for k in keys if k in report.model]
     for s in report.studies:
