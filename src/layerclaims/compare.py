@@ -220,11 +220,9 @@ def matrix_markdown(matrix: Matrix) -> str:
         first = next((matrix.cell(cid, m).row for m in matrix.models if matrix.cell(cid, m).row), None)
         body.append([cid, claimed_text(cid, first), *(matrix.cell(cid, m).text() for m in matrix.models)])
     body.append(["**tally**", "", *(tally_text(matrix.counts(m)) for m in matrix.models)])
-    out = "\n".join(md_table(["claim", "claimed", *matrix.models], body)) + "\n"
-    out += f"\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n"
-    for model, note in matrix.notes.items():
-        out += f"\n- **{model}**: {note}"
-    return out + ("\n" if matrix.notes else "")
+    notes = "".join(f"- **{model}**: {note}\n" for model, note in matrix.notes.items())
+    table = "\n".join(md_table(["claim", "claimed", *matrix.models], body))
+    return f"{table}\n\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n" + (f"\n{notes}" if notes else "")
 
 
 @dataclass(frozen=True)

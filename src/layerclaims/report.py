@@ -587,8 +587,6 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
-# A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the ridgelines),
-# gets the full page width.
 WIDE_RATIO = 1.6  # width / height above which a figure spans the page
 WIDE_PIXELS = 1200  # a figure wider than this would shrink below 45 % in a half-page column (its panels unreadable)
 

@@ -51,8 +51,7 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     off = ~np.eye(n, dtype=bool)
     vmin, vmax = np.percentile(np.concatenate([m[off] for m in mats.values()]), [1, 99])
     names = [f"{w}*" if w in result.split_words else w for w in result.words]
-    # Fixed positions in inches (room for the word labels and titles), not constrained_layout: measuring 136 tick
-    # labels was half of the figure's drawing time.
+    # Fixed positions in inches, not constrained_layout: measuring 136 tick labels was half of the drawing time.
     W, H, side = 13.5, 6.6, 5.0
     fig = plt.figure(figsize=(W, H))
     lefts = (0.95, 0.95 + side + 0.35)
