@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,15 @@ def _value_text(v: Verdict) -> str:
     return text
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the last an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def short_reason(reason: str | None, limit: int = 110) -> str:
     """The first line of a reason, cut to ``limit`` characters (tables); the full text stays in verdicts.json."""
     text = (reason or "").strip()
-    return _cut(text.splitlines()[0] if text else "not evaluated", limit)
+    return cut(text.splitlines()[0] if text else "not evaluated", limit)
 
 
 CONTROL_MARK = MARKS[ON_CONTROL]
@@ -150,13 +151,18 @@ def _by_claim(rows: Sequence[Row], twice: str) -> dict[str, Row]:
     return out
 
 
-def md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table's lines (``|`` escaped, a newline in a cell made a space)."""
+def md_escape(text: Any) -> str:
+    """``text`` for a Markdown table cell: ``|`` escaped, a newline made a space."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
-    return [line(head), "|" + "---|" * len(head), *(line(cells) for cells in body)]
+def md_table(head: Sequence[str], body: Iterable[Sequence[Any]], cell: Callable[[Any], str] = md_escape) -> list[str]:
+    """A Markdown table's lines: the header escaped (:func:`md_escape`), each body cell rendered by ``cell``."""
+
+    def line(cells: Iterable[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [line(map(md_escape, head)), "|" + "---|" * len(head), *(line(map(cell, cells)) for cells in body)]
 
 
 @dataclass(frozen=True)
@@ -214,11 +220,9 @@ def matrix_markdown(matrix: Matrix) -> str:
         first = next((matrix.cell(cid, m).row for m in matrix.models if matrix.cell(cid, m).row), None)
         body.append([cid, claimed_text(cid, first), *(matrix.cell(cid, m).text() for m in matrix.models)])
     body.append(["**tally**", "", *(tally_text(matrix.counts(m)) for m in matrix.models)])
-    out = "\n".join(md_table(["claim", "claimed", *matrix.models], body)) + "\n"
-    out += f"\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n"
-    for model, note in matrix.notes.items():
-        out += f"\n- **{model}**: {note}"
-    return out + ("\n" if matrix.notes else "")
+    notes = "".join(f"- **{model}**: {note}\n" for model, note in matrix.notes.items())
+    table = "\n".join(md_table(["claim", "claimed", *matrix.models], body))
+    return f"{table}\n\n{MATRIX_LEGEND} ({LAYER_LEGEND}).\n" + (f"\n{notes}" if notes else "")
 
 
 @dataclass(frozen=True)
@@ -324,7 +328,7 @@ def _dig(record: Any, path: Sequence[str]) -> Any:
 
 def _vs(a: Any, b: Any) -> str:
     """``old vs new``, each value cut to 60 characters."""
-    return " vs ".join(_cut(v if isinstance(v, str) else json.dumps(v, sort_keys=True), 60) for v in (a, b))
+    return " vs ".join(cut(v if isinstance(v, str) else json.dumps(v, sort_keys=True), 60) for v in (a, b))
 
 
 def _diffs(triples: Iterable[tuple[str, Any, Any]]) -> list[str]:
@@ -334,9 +338,8 @@ def _diffs(triples: Iterable[tuple[str, Any, Any]]) -> list[str]:
 
 def run_differences(old_dir: str | os.PathLike[str], new_dir: str | os.PathLike[str]) -> list[str]:
     """What differs between two run folders besides the verdicts, one line each, from their ``run.json``: the model
-    (name, weights revision, dtype, device), per study present in both the corpus and every setting that differs,
-    with the value each run had, and each claim whose definition changed (:func:`claim_changes`). Empty when they
-    are runs of the same model, corpus, settings and claims."""
+    (name, weights revision, dtype, device), per study in both the corpus and each setting that differs, and each
+    claim whose definition changed (:func:`claim_changes`)."""
     from layerclaims.pipeline import MANIFEST, read_manifest
 
     old, new = read_manifest(Path(old_dir)), read_manifest(Path(new_dir))

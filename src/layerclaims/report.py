@@ -1,10 +1,7 @@
-"""What `layerclaims reproduce` writes: verdicts.json / verdicts.csv, report.md and report.html; and the HTML page of
-the claims x models matrix.
-
-The report is rendered from a :class:`RunReport` (plain data: the model, one :class:`StudyOutcome` per study, the
-verdict rows read back as :class:`~layerclaims.verdicts.Verdict`, stage timings), so it is tested without a model.
-The HTML is self-contained apart from the figures: inline CSS, no script, every piece of text escaped, figures
-linked by a path relative to the report (or embedded as base64 with ``embed_figures=True``).
+"""What `layerclaims reproduce` writes: verdicts.json / verdicts.csv, and report.md and report.html rendered from a
+:class:`RunReport` (plain data, so tested without a model); and the HTML page of the claims x models matrix. The HTML
+is self-contained apart from the figures (linked relatively, or embedded as base64): inline CSS, no script, every
+piece of text escaped.
 """
 
 from __future__ import annotations
@@ -37,13 +34,16 @@ from layerclaims.compare import (
     Matrix,
     claim_order,
     claimed_text,
+    cut,
     fmt_num,
     fmt_p,
     layer_text,
+    md_escape,
+    md_table,
     tally_text,
 )
 from layerclaims.decision import ON_CONTROL
-from layerclaims.verdicts import MARKS, ConditionResult, Verdict, compact_parts
+from layerclaims.verdicts import MARKS, ConditionResult, Verdict, compact_parts, fmt_ci
 
 VERDICTS_CSV = "verdicts.csv"
 REPORT_MD = "report.md"
@@ -151,8 +151,7 @@ def _claim_origin(v: Verdict) -> str:
 def _short(value: Any, limit: int = 160) -> str:
     if isinstance(value, float):
         return fmt_num(value)
-    text = value if isinstance(value, str) else json.dumps(jsonable(value), sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(value if isinstance(value, str) else json.dumps(jsonable(value), sort_keys=True), limit)
 
 
 def _rounded(value: Any) -> Any:
@@ -167,7 +166,7 @@ def _rounded(value: Any) -> Any:
 
 
 def _interval(ci: tuple[float, float] | None) -> str:
-    return f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]" if ci else ""
+    return f" {fmt_ci(ci)}" if ci else ""
 
 
 def _p_text(v: Verdict, c: ConditionResult) -> str:
@@ -205,9 +204,8 @@ def measured_lines(v: Verdict) -> list[str]:
 
 
 def detail_notes(v: Verdict) -> list[str]:
-    """Human lines for a verdict's details: each condition's verdict (``✓ pooled_r < 0: holds``), its control's name
-    and verdict, its secondary test; then the other facts the verdict carries (cluster-count stability, the block
-    where a minimum occurs, ...), numbers rounded to 3 significant digits."""
+    """Each condition's verdict (``✓ pooled_r < 0: holds``), its control's verdict, its secondary test; then the
+    other facts the verdict carries (cluster-count stability, ...), numbers to 3 significant digits."""
     out = []
     for c in v.conditions:
         out.append(f"{MARKS[c.verdict]} {c.condition}: {c.verdict} ({c.rule} rule, interval at level {fmt_p(c.level)})")
@@ -226,12 +224,6 @@ def verdict_parts(v: Verdict) -> tuple[str, list[str]]:
     reason = v.reason if v.verdict != "holds" else None
     settle = f"to settle: {v.settle}" if v.settle else None
     return head, [text for text in (reason, v.presupposition, settle) if text]
-
-
-def verdict_text(v: Verdict) -> str:
-    """The verdict cell as one line: ``✓ holds``, then ``. reason``, ``. presupposition``, ``. to settle: ...``."""
-    head, tail = verdict_parts(v)
-    return ". ".join([head, *tail])
 
 
 def family_line(verdicts: Sequence[Verdict]) -> str:
@@ -438,9 +430,8 @@ def document(report: RunReport, out: Path) -> list[Block]:
 
 
 def _provenance(report: RunReport, out: Path) -> list[Block]:
-    """The Provenance and Timings sections: the model, each study's options and own provenance (corpus, sha256,
-    selection, seed, its timings, ... flattened to ``key: value``; package versions and platform once, for the run),
-    the stages and their total (the report's own writing is timed after it is rendered, so not here)."""
+    """The Provenance and Timings sections: the model, each study's options and own provenance flattened to ``key:
+    value`` (package versions and platform once, for the run), the stages and their total."""
     keys = ("name", "revision", "source", "n_blocks", "device", "dtype", "device_map")
     facts: list[tuple[str, Any]] = [(f"model.{k}", report.model[k]) for k in keys if k in report.model]
     for s in report.studies:
@@ -471,17 +462,13 @@ def _provenance(report: RunReport, out: Path) -> list[Block]:
 # --------------------------------------------------------------------------------------------------- markdown
 
 
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _md_cell(cell: str | Cell) -> str:
     if isinstance(cell, str):
-        return _md(cell)
-    parts = ([cell.badge[1]] if cell.badge else []) + [_md(line) for line in cell.lines]
+        return md_escape(cell)
+    parts = ([cell.badge[1]] if cell.badge else []) + [md_escape(line) for line in cell.lines]
     text = cell.joiner.join(parts) or "—"
     if cell.notes:
-        text += "<details><summary>details</summary>" + "<br>".join(_md(n) for n in cell.notes) + "</details>"
+        text += "<details><summary>details</summary>" + "<br>".join(map(md_escape, cell.notes)) + "</details>"
     return text
 
 
@@ -493,10 +480,9 @@ def _md_block(block: Block, out: Path) -> list[str]:
     if isinstance(block, Items):
         return [f"- {item}" for item in block.items]
     if isinstance(block, Callout):
-        return "\n>\n".join(f"> {_md(line)}" for line in block.lines).splitlines()
+        return "\n>\n".join(f"> {md_escape(line)}" for line in block.lines).splitlines()
     if isinstance(block, Table):
-        head = [f"| {' | '.join(block.header)} |", "|" + "---|" * len(block.header)]
-        return head + [f"| {' | '.join(_md_cell(c) for c in row)} |" for row in block.rows]
+        return md_table(block.header, block.rows, _md_cell)
     if isinstance(block, Figures):
         return "\n\n".join(f"![{f.stem}]({_rel(f, out)})" for f in block.paths).splitlines()
     c = block.counts
@@ -601,8 +587,6 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
-# A figure much wider than tall, or one too detailed for a half-page column (the all-layer grids, the ridgelines),
-# gets the full page width.
 WIDE_RATIO = 1.6  # width / height above which a figure spans the page
 WIDE_PIXELS = 1200  # a figure wider than this would shrink below 45 % in a half-page column (its panels unreadable)
 

@@ -242,13 +242,13 @@ def test_the_beats_control_option_makes_every_claim_require_it() -> None:
 
 def test_the_report_and_the_matrix_show_a_premise_set_verdict_without_a_p() -> None:
     from layerclaims.compare import build_matrix
-    from layerclaims.report import measured_lines, verdict_text
+    from layerclaims.report import measured_lines, verdict_parts
 
     family = {v.claim: v for v in apply_family([PER_CLAIM[c] for c in IDS])}
     a2 = family["A2"]
     lines = measured_lines(a2)
     assert lines[0].startswith("on its own: cov_clusters 1 [1, 1]") and "adj." not in lines[0]
-    assert "premise A1 fails" in verdict_text(a2)
+    assert "premise A1 fails" in str(verdict_parts(a2))
     cell = build_matrix({"m": [a2.to_row()]}).cell("A2", "m").text()
     assert cell.startswith("✗ 1 [1, 1] @") and "p=" not in cell
     a1 = family["A1"]  # fails on its own: its p against, adjusted over the run

@@ -32,7 +32,7 @@ from layerclaims.identity import (
     next_token_loss,
 )
 from layerclaims.models import REGISTRY, load_model, model_shape
-from layerclaims.report import verdict_text
+from layerclaims.report import verdict_parts
 from layerclaims.verdicts import Verdict
 
 # The config.json of gpt2-medium as save_pretrained writes it (the facts that matter; the rest of the keys do not).
@@ -198,8 +198,8 @@ def test_without_a_published_number_the_verdict_and_report_say_weights_unverifie
     marked, untouched = annotate([mine, other], ident)
     expected = "taken as gpt2-medium by its config; weights unverified"
     assert marked.lines()[0] == f"A2: HOLDS on {path} at layer 3 ({expected})"
-    assert expected in verdict_text(marked) and Verdict.from_row(marked.to_row()).identity == expected
-    assert untouched.identity is None and "weights unverified" not in verdict_text(untouched)
+    assert expected in str(verdict_parts(marked)) and Verdict.from_row(marked.to_row()).identity == expected
+    assert untouched.identity is None and "weights unverified" not in str(verdict_parts(untouched))
 
 
 def test_the_findings_header_says_when_weights_are_unverified(tmp_path: Path) -> None:

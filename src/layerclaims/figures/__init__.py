@@ -1,10 +1,7 @@
 """Figures (matplotlib, Agg backend, PNG): each study's ``figures(result, claims)`` is a table (file name -> drawing
-function) that :func:`draw_table` draws; :func:`margins` lays a figure out with margins fixed in inches, and
-:func:`save` writes and closes it.
-
-``tight_layout`` and ``constrained_layout`` find margins by measuring every tick label and title, which was most of
-the drawing time of the report's figures (budgeted at 3 s for a run); these figures' labels are known, and so is the
-room they need.
+function) that :func:`draw_table` draws; :func:`margins` fixes a figure's margins in inches (``tight_layout`` and
+``constrained_layout`` measure every label, most of the drawing time, for labels whose room is known); :func:`save`
+writes and closes it.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ def margins(fig: Any, *, left: float, right: float, top: float, bottom: float, *
     fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, **space)
 
 
-def save(fig: Any, path: Path, dpi: int) -> Path:
+def save(fig: Any, path: Path, dpi: int = 130) -> Path:
     """Write ``fig`` to ``path`` (PNG) at ``dpi`` and close it; the path."""
     import matplotlib.pyplot as plt
 

@@ -13,11 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from layerclaims.figures import save
 from layerclaims.metrics.bootstrap import percentile_interval
 from layerclaims.studies.anisotropy.analysis import AnisotropyResult
 from layerclaims.study import ClaimRead
-
-DPI = 130
 
 
 def plot_profile(result: AnisotropyResult, claims: Sequence[ClaimRead], path: Path) -> Path:
@@ -37,9 +36,7 @@ def plot_profile(result: AnisotropyResult, claims: Sequence[ClaimRead], path: Pa
     ax.set_ylim(min(-0.1, float(np.nanmin(result.centred_cosine)) - 0.05), 1.02)
     ax.set_title(f"{result.model}: anisotropy by depth (95% bootstrap band over windows)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def figures(result: AnisotropyResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:

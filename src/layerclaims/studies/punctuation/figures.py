@@ -27,8 +27,7 @@ def _colour(label: int) -> Any:
 
 
 def _entry_name(result: Any, e: int) -> str:
-    L = int(result.layers[e])
-    return f"L{L}" + (" post-norm" if bool(result.post_norm[e]) else "")
+    return f"L{int(result.layers[e])}" + (" post-norm" if bool(result.post_norm[e]) else "")
 
 
 def _fit_line(ax: Any, x: np.ndarray, y: np.ndarray, **kw: Any) -> None:
@@ -90,12 +89,9 @@ def _ends(v: np.ndarray) -> tuple[float, float]:
 
 def plot_grid(result: Any, kind: str, path: Path) -> Path:
     """Every analysed layer (the original's part 2 grid): covariance vs MI on the stored random subsample of pairs
-    (``draw_*``), coloured by covariance cluster, as small multiples in one axes.
-
-    Each layer's panel is a unit cell spanning its own data range (printed under it: the covariance grows by orders
-    of magnitude with depth, so one scale would flatten the early layers). One axes and one scatter for all layers
-    instead of 30-odd axes with their tick machinery: the figure draws in about a fifth of the time, and the report's
-    figures are budgeted at 3 s."""
+    (``draw_*``), coloured by covariance cluster, as small multiples: each layer a unit cell spanning its own data
+    range (printed under it: the covariance grows by orders of magnitude with depth). One axes for all layers, not
+    30-odd with their tick machinery: a fifth of the drawing time."""
     k = getattr(result, kind)
     E = result.layers.size
     ncol = math.ceil(math.sqrt(E))
@@ -148,12 +144,9 @@ HIST_MEASURES = (("cov", "covariance"), ("mi", "MI (bits)"))
 
 
 def plot_histograms(result: Any, kind: str, path: Path) -> Path:
-    """Per-layer histograms of covariance and of MI with the per-layer mean, as two ridgelines side by side: a row
-    per layer, each histogram over its own range (printed at its right; the covariance's grows by orders of magnitude
-    with depth), the mean as a red tick.
-
-    Drawn as one axes with one filled collection per measure (an artist per histogram took a third of the drawing
-    time): the report's figures are budgeted at 3 s."""
+    """Per-layer histograms of covariance and of MI as two ridgelines side by side: a row per layer, each over its own
+    range (printed at its right), the mean as a red tick. One filled collection per measure, not an artist per
+    histogram (a third of the drawing time)."""
     k = getattr(result, kind)
     E = result.layers.size
     gap = 0.62  # room right of each ridgeline for its range and mean
@@ -242,9 +235,8 @@ def plot_means_depth(result: Any, path: Path) -> Path:
 
 
 def figures(result: Any, claims: Sequence[Any] = ()) -> dict[str, Callable[[Path], Path]]:
-    """Every figure of study A for ``result``: file name -> a function drawing it to a path (what the pipeline
-    draws, and what the ``figures`` benchmark times one by one). The claim layers are the result's detail layers,
-    which the caller set from the run's claims (``claims`` is not read)."""
+    """File name -> a function drawing it to a path, for every figure of study A; the claim layers are the result's
+    detail layers, set from the run's claims (``claims`` is not read)."""
     drawn: dict[str, Callable[[Path], Path]] = {"punct_scatter_claim_layers.png": partial(plot_claim_scatter, result)}
     for kind in KINDS:
         drawn[f"punct_grid_{kind}.png"] = partial(plot_grid, result, kind)

@@ -1,7 +1,6 @@
-"""Figures of study B (Q/K grouping and RSA): PNG files from a :class:`~layerclaims.studies.qk.analysis.QKResult`
-and the run's claims (:class:`~layerclaims.study.ClaimRead`: the layer each reads on this model, its threshold):
-the Q and K cosine matrices and the Q-vs-K scatter at the claims' block, and the laminar profile over blocks.
-Scatters are rasterised; each figure is drawn once."""
+"""Figures of study B (Q/K grouping and RSA) from a :class:`~layerclaims.studies.qk.analysis.QKResult` and the run's
+claims (:class:`~layerclaims.study.ClaimRead`): the Q and K cosine matrices and the Q-vs-K scatter at the claims'
+block, and the laminar profile over blocks."""
 
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ from layerclaims.study import ClaimRead
 
 COLORS = {"q": "tab:blue", "k": "tab:orange", "v": "tab:green", "qk": "tab:purple", "qv": "tab:cyan", "kv": "tab:olive"}
 CATEGORY_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink")
-DPI = 130
 
 
 def claim_block(result: QKResult, claims: Sequence[ClaimRead]) -> int:
@@ -53,8 +51,7 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     off = ~np.eye(n, dtype=bool)
     vmin, vmax = np.percentile(np.concatenate([m[off] for m in mats.values()]), [1, 99])
     names = [f"{w}*" if w in result.split_words else w for w in result.words]
-    # Fixed positions in inches (room for the word labels and titles), not constrained_layout: measuring 136 tick
-    # labels was half of the figure's drawing time.
+    # Fixed positions in inches, not constrained_layout: measuring 136 tick labels was half of the drawing time.
     W, H, side = 13.5, 6.6, 5.0
     fig = plt.figure(figsize=(W, H))
     lefts = (0.95, 0.95 + side + 0.35)
@@ -74,7 +71,7 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     fig.colorbar(im, cax=cax, label="cosine similarity (diagonal = 1, off scale)")
     split = f" (* split into tokens; {result.multi_token} token used)" if result.split_words else ""
     fig.suptitle(f"{result.model}, block {block}: Q and K cosine similarity of {n} words{split}", fontsize=12)
-    return save(fig, path, DPI)
+    return save(fig, path)
 
 
 def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path: Path) -> Path:
@@ -103,7 +100,7 @@ def plot_scatter(result: QKResult, block: int, claims: Sequence[ClaimRead], path
     ax.set_ylabel("cosine similarity of K vectors")
     ax.legend(fontsize=8, loc="best", markerscale=1.5)
     ax.grid(alpha=0.3)
-    return save(fig, path, DPI)
+    return save(fig, path)
 
 
 def _claim_strip(ax: plt.Axes, result: QKResult, i: int, m: Any, claim: ClaimRead | None) -> None:
@@ -183,13 +180,12 @@ def plot_laminar(result: QKResult, path: Path, *, block: int, claim: ClaimRead |
     )
     split = f"; split words: {', '.join(result.split_words)} ({result.multi_token} token)" if result.split_words else ""
     fig.suptitle(f"{result.model}: laminar profile of Q, K, V (95% bootstrap bands){split}", fontsize=11)
-    return save(fig, path, DPI)
+    return save(fig, path)
 
 
 def figures(result: QKResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:
-    """Every figure of study B for ``result`` and the run's ``claims``: file name -> a function drawing it to a path
-    (what the pipeline draws, and what the ``figures`` benchmark times one by one). The laminar profile needs more
-    than one block."""
+    """File name -> a function drawing it to a path, for every figure of study B (the laminar profile needs more than
+    one block)."""
     block = claim_block(result, claims)
     drawn: dict[str, Callable[[Path], Path]] = {
         f"qk_matrices_block{block}.png": partial(plot_matrices, result, block),

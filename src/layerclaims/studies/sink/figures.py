@@ -14,10 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from layerclaims.figures import save
 from layerclaims.studies.sink.analysis import SinkResult
 from layerclaims.study import ClaimRead
-
-DPI = 130
 
 
 def plot_heads(result: SinkResult, path: Path) -> Path:
@@ -36,9 +35,7 @@ def plot_heads(result: SinkResult, path: Path) -> Path:
     right.legend(fontsize=8)
     share = float((result.alpha > result.epsilon).mean())
     fig.suptitle(f"{result.model}: attention to the first token (Sink_1 = {share:.1%})", fontsize=10)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def figures(result: SinkResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:
