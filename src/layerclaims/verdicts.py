@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -315,12 +316,8 @@ def compact_parts(labels: Sequence[str]) -> str:
     nums = [int(x.removeprefix("block ")) for x in labels if x.removeprefix("block ").isdigit()]
     if len(nums) != len(labels) or not nums:
         return ", ".join(labels)
-    runs: list[list[int]] = []
-    for n in sorted(nums):
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
+    by_offset = itertools.groupby(enumerate(sorted(nums)), key=lambda t: t[1] - t[0])  # a run keeps n - index
+    runs = [[n for _, n in run] for _, run in by_offset]
     text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
     return f"block{'s' if len(nums) > 1 else ''} {text} ({len(nums)})"
 
