@@ -12,8 +12,7 @@ Kinds and generators (each at the sample size the claims use):
   bootstrap-over-items, as in study B. ``rho = 0.8`` (the boundary) is the worst case for a false "holds".
 - **rsa**: RSA itself: 34 items in 3 categories (10/13/11), latent item vectors, Q and K two random linear maps of
   them plus independent noise; the noise level is set so that the population RSA (over 100,000 random pairs of
-  items) equals the target. Bootstrap over items with
-  :func:`~layerclaims.metrics.bootstrap.bootstrap_pair_correlation`.
+  items) equals the target. Bootstrap over items as study B's: :func:`~layerclaims.metrics.bootstrap.pair_moments`.
 - **count**: N = 250 marks (study A) drawn from ``g`` well-separated 1-D Gaussian groups of unequal sizes; the
   count is the number of modes of a Gaussian kernel density (Silverman bandwidth, modes below 5% of the highest
   ignored), on the data and on each bootstrap resample of the marks. The claims ``== 3`` and ``== 1``; a wrong
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from layerclaims.decision import LEVEL, decide_band, decide_count, decide_threshold, intersection_union
-from layerclaims.metrics.bootstrap import bootstrap_indices, bootstrap_pair_correlation, item_counts
+from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments
 from layerclaims.metrics.similarity import cosine_matrix
 
 N_WORDS = 34
@@ -145,9 +144,9 @@ def simulate_rsa(target: float, threshold: float = 0.8, n_sims: int = 200, n_boo
         z = means[STRATA] + rng.standard_normal((N_WORDS, a.shape[0]))
         q = z @ a + noise * rng.standard_normal((N_WORDS, a.shape[1]))
         k = z @ b + noise * rng.standard_normal((N_WORDS, b.shape[1]))
-        boot = bootstrap_pair_correlation(cosine_matrix(q), cosine_matrix(k), n_boot=n_boot, seed=s, strata=STRATA,
-                                          min_distinct=2)  # fmt: skip
-        reps = boot.replicates[np.isfinite(boot.replicates)]
+        counts = item_counts(bootstrap_indices(N_WORDS, n_boot, seed=s, strata=STRATA, min_distinct=2), N_WORDS)
+        reps = pair_moments(counts, cosine_matrix(q), cosine_matrix(k)).r
+        reps = reps[np.isfinite(reps)]
         words.append(decide_threshold(reps, ">", threshold, alpha).verdict)
     return Rates.of(words)
 

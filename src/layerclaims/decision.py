@@ -112,16 +112,6 @@ _SIDES = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_e
 _OPPOSITE = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 
 
-def threshold_p(replicates: np.ndarray, comparison: str, threshold: float) -> tuple[float, float]:
-    """``(p, p_against)``: :func:`_p` of the replicates on the null side of the claim (``R <= t`` for ``> t``) and
-    of those on its side (the null of the opposite claim)."""
-    if comparison not in _SIDES:
-        raise ValueError(f"comparison {comparison!r} is not a one-sided threshold: use >, >=, <, <=")
-    r = np.asarray(replicates, dtype=np.float64)
-    null, claim = (_SIDES[c](r, threshold).sum() for c in (_OPPOSITE[comparison], comparison))
-    return _p(null, r.size), _p(claim, r.size)
-
-
 def _by_p(span: tuple[float, float], p: float, p_against: float, alpha: float, b: int, **more: Any) -> Decision:
     """Holds when ``p < alpha``, fails when ``p_against < alpha``, else inconclusive (saying so when ``B`` is too
     few replicates to decide at ``alpha``)."""
@@ -131,9 +121,13 @@ def _by_p(span: tuple[float, float], p: float, p_against: float, alpha: float, b
 
 
 def decide_threshold(replicates: np.ndarray, comparison: str, threshold: float, alpha: float = LEVEL) -> Decision:
-    """The threshold rule (module docstring) on finite 1-D replicates."""
-    p, p_against = threshold_p(replicates, comparison, threshold)
-    return _by_p(interval(replicates, alpha), p, p_against, alpha, np.asarray(replicates).size)
+    """The threshold rule (module docstring) on finite 1-D replicates: ``p`` counts the replicates on the null side of
+    the claim (``R <= t`` for ``> t``), ``p_against`` those on its side (the null of the opposite claim)."""
+    if comparison not in _SIDES:
+        raise ValueError(f"comparison {comparison!r} is not a one-sided threshold: use >, >=, <, <=")
+    r = np.asarray(replicates, dtype=np.float64)
+    null, claim = (_SIDES[c](r, threshold).sum() for c in (_OPPOSITE[comparison], comparison))
+    return _by_p(interval(r, alpha), _p(null, r.size), _p(claim, r.size), alpha, r.size)
 
 
 def decide_count(

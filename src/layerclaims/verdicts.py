@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -315,12 +316,8 @@ def compact_parts(labels: Sequence[str]) -> str:
     nums = [int(x.removeprefix("block ")) for x in labels if x.removeprefix("block ").isdigit()]
     if len(nums) != len(labels) or not nums:
         return ", ".join(labels)
-    runs: list[list[int]] = []
-    for n in sorted(nums):
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
+    by_offset = itertools.groupby(enumerate(sorted(nums)), key=lambda t: t[1] - t[0])  # a run keeps n - index
+    runs = [[n for _, n in run] for _, run in by_offset]
     text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
     return f"block{'s' if len(nums) > 1 else ''} {text} ({len(nums)})"
 
@@ -418,13 +415,6 @@ def _control_result(ctrl: Control, cond: Condition, alpha: float) -> ControlResu
     return ControlResult(ctrl.name, value, ci, None if d.verdict == "not evaluated" else d.verdict, details)
 
 
-def _secondary_name(m: Measurement) -> str | None:
-    if m.p_value is None:
-        return None
-    named = (m.details[k] for k in ("p_name", "p_method", "p") if isinstance(m.details.get(k), str))
-    return f"{next(named, 'permutation test')} (any structure at all; secondary)"
-
-
 def decide_condition(
     cond: Condition, m: Measurement | None, alpha: float = LEVEL, reason: str | None = None
 ) -> ConditionResult:
@@ -434,9 +424,10 @@ def decide_condition(
     if m is None:
         return out
     details = {k: v for k, v in m.details.items() if k not in ("part_values", "not_evaluated")}
-    out = dataclasses.replace(
-        out, p_secondary=m.p_value, p_secondary_name=_secondary_name(m), details=details, measurement=m
-    )
+    keys = ("p_name", "p_method", "p")
+    named = next((m.details[k] for k in keys if isinstance(m.details.get(k), str)), "permutation test")
+    secondary = f"{named} (any structure at all; secondary)" if m.p_value is not None else None
+    out = dataclasses.replace(out, p_secondary=m.p_value, p_secondary_name=secondary, details=details, measurement=m)
     if m.value is None or not math.isfinite(m.value):
         why = m.details.get("not_evaluated") or m.details.get("reason") or f"{cond.statistic} is undefined (NaN)"
         return dataclasses.replace(out, reason=str(why))
@@ -497,16 +488,14 @@ def _fail_reason(c: ConditionResult) -> str:
     return f"{c.condition} fails: its interval {fmt_ci(c.ci)} lies wholly outside the claimed region"
 
 
-def _claim_p(conds: Sequence[ConditionResult], attr: str = "p_value") -> float | None:
-    """The claim's p for it (intersection-union: the largest of its conditions'); None when a condition has none."""
-    ps = [getattr(c, attr) for c in conds]
-    return None if not ps or any(p is None for p in ps) else float(max(ps))
-
-
-def _claim_p_against(conds: Sequence[ConditionResult], attr: str = "p_against") -> float | None:
-    """The claim's p against it (any condition that fails makes it fail: the smallest of its conditions')."""
-    known = [getattr(c, attr) for c in conds if getattr(c, attr) is not None]
-    return float(min(known)) if known else None
+def _claim_ps(
+    conds: Sequence[ConditionResult], p: str = "p_value", against: str = "p_against"
+) -> tuple[float | None, float | None]:
+    """The claim's p for it (intersection-union: the largest of its conditions'; None when a condition has none) and
+    against it (any condition that fails makes it fail: the smallest of its conditions')."""
+    ps = [getattr(c, p) for c in conds]
+    known = [getattr(c, against) for c in conds if getattr(c, against) is not None]
+    return (None if not ps or any(x is None for x in ps) else float(max(ps))), (float(min(known)) if known else None)
 
 
 def controls_hold(conds: Sequence[ConditionResult]) -> bool:
@@ -525,26 +514,18 @@ def with_control_word(v: Verdict) -> Verdict:
     return v
 
 
-BEATS_TAG = "minus control"
-"""The statistic name of a beat test: ``rsa_qk minus control``."""
-
-
-def _beat_condition(cond: Condition) -> Condition:
-    """The claim that ``cond``'s statistic beats its control: ``statistic minus control > 0`` for ``>``/``>=``,
-    ``< 0`` for ``<``/``<=``; for ``== k``, ``|control - k| > 0`` (the control does not give the claimed count)."""
-    if cond.comparison == "==":
-        return Condition(f"|control {cond.statistic} - {cond.threshold:g}|", ">", 0.0)
-    direction: Any = ">" if cond.comparison in (">", ">=") else "<"
-    return Condition(f"{cond.statistic} {BEATS_TAG}", direction, 0.0)
-
-
 def beat_measurement(cond: Condition, m: Measurement | None) -> tuple[Condition, Measurement | None, str | None]:
-    """The beat test of one condition (``Claim.beats_control``): its condition, the measurement it is decided on,
-    or None and why. With replicates on both sides: replicate ``i`` of the claim minus replicate ``i`` of the
-    control (the control's in a fixed random order; for bands, columns), over the ``min(B, B')`` both have; the two
-    bootstraps are independent while the errors on the same items are positively correlated, so the test is
-    conservative. Without replicates on one side: whether the two intervals overlap (``[lo - hi', hi - lo']``)."""
-    beat = _beat_condition(cond)
+    """The beat test of one condition (``Claim.beats_control``): its condition (``statistic minus control > 0`` for
+    ``>``/``>=``, ``< 0`` for ``<``/``<=``; for ``== k``, ``|control - k| > 0``: the control does not give the claimed
+    count), the measurement it is decided on, or None and why. With replicates on both sides: replicate ``i`` of the
+    claim minus replicate ``i`` of the control (the control's in a fixed random order; for bands, columns), over the
+    ``min(B, B')`` both have; the two bootstraps are independent while the errors on the same items are positively
+    correlated, so the test is conservative. Without replicates on one side: whether the two intervals overlap
+    (``[lo - hi', hi - lo']``)."""
+    if cond.comparison == "==":
+        beat = Condition(f"|control {cond.statistic} - {cond.threshold:g}|", ">", 0.0)
+    else:
+        beat = Condition(f"{cond.statistic} minus control", ">" if cond.comparison in (">", ">=") else "<", 0.0)
     if m is None or m.value is None or not math.isfinite(m.value):
         return beat, None, f"{cond.statistic} is not measured here, so nothing to compare with its control"
     if m.control is None:
@@ -618,13 +599,13 @@ def evaluate(claim: Claim, result: StudyResult) -> Verdict:
     conds += beats
     mapped_from = claim.layer if layer != claim.layer else None
     alone = Verdict(claim.id, result.model, layer, "not evaluated", layer_mapped_from=mapped_from, **_facts(claim))
-    return _decided(alone, tuple(conds), p_adjusted=_claim_p(conds))
+    return _decided(alone, tuple(conds), p_adjusted=_claim_ps(conds)[0])
 
 
 def _decided(v: Verdict, conds: tuple[ConditionResult, ...], **more: Any) -> Verdict:
     """``v`` decided on ``conds`` (the intersection-union of their verdicts, the claim's p's), with ``more``."""
     word, reason, settle = _combine(conds)
-    p, p_against = _claim_p(conds), _claim_p_against(conds)
+    p, p_against = _claim_ps(conds)
     decided = dataclasses.replace(v, conditions=conds, verdict=word, reason=reason, settle=settle, **more)
     return with_control_word(dataclasses.replace(decided, p_value=p, p_against=p_against))
 
@@ -694,8 +675,7 @@ def apply_family(verdicts: Sequence[Verdict], level: float = LEVEL) -> list[Verd
             continue
         conds = tuple(_family_condition(c, tested.get(hypothesis_key(v, c) or ()), level) for c in v.conditions)
         in_family = all(hypothesis_key(v, c) is not None for c in v.conditions) and bool(conds)
-        adjusted = _claim_p(conds, "p_adjusted") if in_family else None
-        against = _claim_p_against(conds, "p_against_adjusted") if in_family else None
+        adjusted, against = _claim_ps(conds, "p_adjusted", "p_against_adjusted") if in_family else (None, None)
         out.append(_decided(v, conds, p_adjusted=adjusted, p_against_adjusted=against, level=level, family_size=size))
     return apply_presuppositions(out)
 

@@ -1,18 +1,38 @@
 """The general bootstrap over items of statistics of item x item matrices: the reference for the batched intervals
-of study B (``layerclaims.studies.qk.analysis``) and for :func:`~layerclaims.metrics.bootstrap.
-bootstrap_pair_correlation`. The pair formed by two copies of one item is set to NaN (excluded), as rsatoolbox does
-when it bootstraps patterns; every statistic of :mod:`layerclaims.metrics.similarity` skips NaN pairs."""
+of study B (``layerclaims.studies.qk.analysis``) and for :func:`~layerclaims.metrics.bootstrap.pair_moments`. The
+pair formed by two copies of one item is set to NaN (excluded), as rsatoolbox does when it bootstraps patterns;
+every statistic of :mod:`layerclaims.metrics.similarity` skips NaN pairs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.bootstrap import BootstrapCI, bootstrap_indices
+from layerclaims.metrics.bootstrap import bootstrap_indices, percentile_interval
 from layerclaims.metrics.similarity import as_array
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A bootstrap result: the statistic on all items, its percentile interval and how it was obtained. ``n_valid``
+    counts the finite replicates the interval is built from; ``replicates`` holds all of them (NaN included)."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float
+    n_boot: int
+    n_valid: int
+    seed: int
+    replicates: np.ndarray
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.low, self.high)
 
 
 def resample_matrix(S: Any, idx: Any) -> np.ndarray:
@@ -77,6 +97,5 @@ def bootstrap_similarity(
             return float("nan")
 
     reps = np.array([replicate(row) for row in idx], dtype=np.float64)
-    return BootstrapCI.from_replicates(
-        estimate, reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
-    )
+    lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
+    return BootstrapCI(estimate, lo, hi, float(level), int(n_boot), int(np.isfinite(reps).sum()), int(seed), reps)

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.bootstrap import (
-    BootstrapCI,
-    bootstrap_indices,
-    bootstrap_pair_correlation,
-    item_counts,
-    percentile_interval,
-)
+from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
 from layerclaims.metrics.similarity import cosine_matrix, mean_offdiagonal, rsa, selectivity_index
-from tests.oracles.bootstrap import bootstrap_similarity, resample_matrix
+from tests.oracles.bootstrap import BootstrapCI, bootstrap_similarity, resample_matrix
 
 
 def test_indices_shape_range_and_determinism() -> None:
@@ -129,22 +123,16 @@ def test_pair_correlation_fast_path_equals_general_path(strata: np.ndarray | Non
     A = np.cov(V) + 100.0  # large offset: checks the centring of the one-pass moments
     B = np.abs(A - 100.0) + 0.05 * rng.normal(size=A.shape)
     B = (B + B.T) / 2
-    fast = bootstrap_pair_correlation(A, B, n_boot=150, seed=7, strata=strata)
+    idx = bootstrap_indices(20, 150, seed=7, strata=strata)
+    fast = pair_moments(item_counts(idx, 20), A, B).r
     if strata is None:
         slow = bootstrap_similarity(rsa, [A, B], n_boot=150, seed=7)
-        np.testing.assert_allclose(fast.replicates, slow.replicates, atol=1e-10)
-        assert fast.ci == pytest.approx(slow.ci, abs=1e-10)
+        np.testing.assert_allclose(fast, slow.replicates, atol=1e-10)
+        assert percentile_interval(fast) == pytest.approx(slow.ci, abs=1e-10)
     else:
-        idx = bootstrap_indices(20, 150, seed=7, strata=strata)
         slow_reps = [rsa(resample_matrix(A, i), resample_matrix(B, i)) for i in idx]
-        np.testing.assert_allclose(fast.replicates, slow_reps, atol=1e-10)
-    assert fast.estimate == pytest.approx(rsa(A, B))
-
-
-def test_pair_correlation_rejects_asymmetric() -> None:
-    A = np.arange(9.0).reshape(3, 3)
-    with pytest.raises(UsageError, match="symmetric"):
-        bootstrap_pair_correlation(A, A)
+        np.testing.assert_allclose(fast, slow_reps, atol=1e-10)
+    assert pair_moments(np.ones(20), A, B).r[0] == pytest.approx(rsa(A, B))
 
 
 def test_unstratified_selectivity_replicates_may_be_undefined_but_never_crash() -> None:

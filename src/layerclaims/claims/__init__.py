@@ -112,12 +112,12 @@ _FIELDS = (*_REQUIRED, "model_blocks", "layer", "layer_unit", "kind", "presuppos
 _CONDITION_FIELDS = ("statistic", "comparison", "threshold")
 
 
+@dataclass(frozen=True)
 class _Where:
     """Formats a claims-file error: file, claim, field, problem and fix in one message."""
 
-    def __init__(self, file: str, claim: str) -> None:
-        self.file = file
-        self.claim = claim
+    file: str
+    claim: str
 
     def error(self, field_name: str | None, problem: str, fix: str) -> UsageError:
         where = f"{self.file}: claim {self.claim}"

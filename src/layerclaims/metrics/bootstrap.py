@@ -25,35 +25,9 @@ from typing import Any
 import numpy as np
 
 from layerclaims.errors import UsageError
-from layerclaims.metrics.similarity import as_array, rsa
+from layerclaims.metrics.similarity import as_array
 
 _MAX_REDRAWS = 1000
-
-
-@dataclass(frozen=True)
-class BootstrapCI:
-    """A bootstrap result: the statistic on all items, its percentile interval and how it was obtained. ``n_valid``
-    counts the finite replicates the interval is built from; ``replicates`` holds all of them (NaN included)."""
-
-    estimate: float
-    low: float
-    high: float
-    level: float
-    n_boot: int
-    n_valid: int
-    seed: int
-    replicates: np.ndarray
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.low, self.high)
-
-    @classmethod
-    def from_replicates(
-        cls, estimate: float, reps: np.ndarray, *, level: float, n_boot: int, seed: int, max_nan_fraction: float
-    ) -> BootstrapCI:
-        lo, hi = percentile_interval(reps, level, max_nan_fraction=max_nan_fraction)
-        return cls(estimate, lo, hi, float(level), int(n_boot), int(np.isfinite(reps).sum()), int(seed), reps)
 
 
 def _check(n_items: int, n_boot: int, level: float) -> None:
@@ -100,7 +74,8 @@ def bootstrap_indices(
             )
         draw = rng.integers(0, m, size=(n_boot, m))
         for _ in range(_MAX_REDRAWS):
-            bad = np.flatnonzero(_n_distinct(draw) < min_distinct)
+            n_distinct = 1 + np.count_nonzero(np.diff(np.sort(draw, axis=1), axis=1), axis=1)
+            bad = np.flatnonzero(n_distinct < min_distinct)
             if bad.size == 0:
                 break
             draw[bad] = rng.integers(0, m, size=(bad.size, m))
@@ -108,11 +83,6 @@ def bootstrap_indices(
             raise UsageError(f"could not draw {min_distinct} distinct items from a stratum of {m}: lower min_distinct")
         out[:, members] = members[draw]
     return out
-
-
-def _n_distinct(draw: np.ndarray) -> np.ndarray:
-    s = np.sort(draw, axis=1)
-    return 1 + np.count_nonzero(np.diff(s, axis=1), axis=1)
 
 
 def item_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
@@ -167,33 +137,6 @@ def percentile_interval(
         return (float(np.quantile(r[ok], q[0], method="lower")), float(np.quantile(r[ok], q[1], method="higher")))
     lo, hi = np.quantile(r[ok], q)
     return (float(lo), float(hi))
-
-
-def bootstrap_pair_correlation(
-    A: Any,
-    B: Any,
-    *,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    strata: Sequence[Hashable] | np.ndarray | None = None,
-    min_distinct: int = 1,
-    max_nan_fraction: float = 0.1,
-) -> BootstrapCI:
-    """Pearson r over the pairs ``i < j`` of two symmetric item x item matrices (RSA of study B), bootstrapped over
-    items (:func:`bootstrap_indices`) with the pair rule of the module docstring, via :func:`pair_moments`."""
-    A, B = as_array(A, name="A"), as_array(B, name="B")
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape != B.shape:
-        raise UsageError(f"A and B must be n x n matrices over the same items, got {A.shape} and {B.shape}")
-    if not (np.allclose(A, A.T) and np.allclose(B, B.T)) or np.isnan(A).any() or np.isnan(B).any():
-        raise UsageError("A and B must be symmetric with no NaN: pass two item x item matrices of pair values")
-    n = A.shape[0]
-    _check(n, n_boot, level)
-    idx = bootstrap_indices(n, n_boot, seed=seed, strata=strata, min_distinct=min_distinct)
-    reps = pair_moments(item_counts(idx, n), A, B).r
-    return BootstrapCI.from_replicates(
-        rsa(A, B), reps, level=level, n_boot=n_boot, seed=seed, max_nan_fraction=max_nan_fraction
-    )
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,10 @@ number of marks ``N``, their dimension ``D``, and how strong the marks' shared d
 of :mod:`layerclaims.metrics.mark_cases` (``x_i = a_i u + e_i``, ``e_i ~ N(0, I_D)``, ``u ~ N(0, I_D)``): two
 groups of ``N/2`` marks with loadings ``a`` and ``a + s r``; the **separation** ``s`` is relative to the loading,
 ``r = max(a, 0.5)``, so it means the same whatever the scale of the marks (at ``a = 0.7``, ``power_case``'s
-``delta = 0.7 s``). A simulation *detects* the groups when the count is not 1;
-the limit is the smallest separation on a ladder whose power (fraction detecting) is at least ``target`` (80%).
-
-``loading`` is in noise sd per dimension; a matrix whose mean pair covariance is not positive gives loading 0;
-``separation`` None: no separation on the ladder reached the target power. Real hidden states have heavier
-structure than one direction and Gaussian noise, so the limit is a lower bound on what the count misses."""
+``delta = 0.7 s``). A simulation *detects* the groups when the count is not 1; the limit is the smallest separation
+on a ladder whose power (fraction detecting) is at least ``target`` (80%). ``loading`` is in noise sd per dimension.
+Real hidden states have heavier structure than one direction and Gaussian noise, so the limit is a lower bound on
+what the count misses."""
 
 from __future__ import annotations
 
@@ -79,13 +77,6 @@ def matched_loading(cov: np.ndarray) -> float:
     return float(np.sqrt(off / noise))
 
 
-def simulate_groups(n: int, d: int, loading: float, separation: float, rng: np.random.Generator) -> np.ndarray:
-    """``[n, d]`` marks of two groups (``n // 2`` and the rest, shuffled) with loadings ``loading`` and
-    ``loading + separation * max(loading, 0.5)`` on one shared direction, unit noise."""
-    step = separation * max(loading, 0.5)
-    return marks(np.where(rng.permutation(n) < n // 2, loading, loading + step), rng, d)
-
-
 def power_at(
     separation: float,
     *,
@@ -97,9 +88,14 @@ def power_at(
     n_sims: int,
     seed: int,
 ) -> float:
-    """Fraction of ``n_sims`` simulations (:func:`simulate_groups`) whose ``count(pair_matrix(x))`` is not 1."""
+    """Fraction of ``n_sims`` simulations of the two groups (module docstring; ``n // 2`` marks and the rest,
+    shuffled) whose ``count(pair_matrix(x))`` is not 1."""
     rng = np.random.default_rng(seed)
-    hits = sum(count(pair_matrix(simulate_groups(n, d, loading, separation, rng))) != 1 for _ in range(n_sims))
+    step = separation * max(loading, 0.5)
+    hits = 0
+    for _ in range(n_sims):
+        x = marks(np.where(rng.permutation(n) < n // 2, loading, loading + step), rng, d)
+        hits += count(pair_matrix(x)) != 1
     return hits / n_sims
 
 
