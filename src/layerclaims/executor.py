@@ -52,18 +52,14 @@ class JobResult:
 
 def run_job(job: Job) -> JobResult:
     """Run one job here; never raises for the job's own failure (the error is in the result)."""
+    result = JobResult(job.id, worker=os.getpid())
     t0 = time.perf_counter()
     try:
-        rows, stats = job.func(job.payload)
-        return JobResult(job.id, rows=rows, stats=stats, seconds=time.perf_counter() - t0, worker=os.getpid())
+        result.rows, result.stats = job.func(job.payload)
     except Exception as exc:  # a job's failure is data for the report
-        return JobResult(
-            job.id,
-            error=f"{type(exc).__name__}: {exc}",
-            trace=traceback.format_exc(),
-            seconds=time.perf_counter() - t0,
-            worker=os.getpid(),
-        )
+        result.error, result.trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def plan_workers(n_jobs: int, workers: int | None = None, cores: int | None = None) -> tuple[int, int]:

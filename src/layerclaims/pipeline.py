@@ -346,7 +346,6 @@ def _stage_study(
     if label != study:
         stage = stage / label
     outcome = StudyOutcome(study=label, ran=True, options=opts)
-    outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
     with timed(timings, f"{label}: figures", say):
         # a bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows
@@ -368,7 +367,7 @@ def _stage_study(
             raise
         except Exception as exc:
             _problem(outcome, f"saving study {study}", "result could not be saved", exc)
-    for stage_name in ("evaluate claims", "figures", "save result"):
+    for stage_name in ("run", "evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome
 
@@ -394,12 +393,8 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _study_files(outcome: StudyOutcome, stage: Path) -> list[str]:
-    files = [_rel(f, stage) for f in outcome.figures if Path(f).is_file()]
-    if outcome.saved is not None:
-        for p in (outcome.saved, outcome.saved.with_suffix(".npz")):
-            if p.is_file():
-                files.append(_rel(p, stage))
-    return files
+    saved = [] if outcome.saved is None else [outcome.saved, outcome.saved.with_suffix(".npz")]
+    return [_rel(f, stage) for f in [*outcome.figures, *saved] if Path(f).is_file()]
 
 
 def _read_json(path: Path) -> Any:
@@ -505,22 +500,9 @@ def _relocate(report: RunReport, stage: Path, out: Path) -> None:
             o.saved = out / Path(o.saved).relative_to(stage)
 
 
-def reproduce_each(
-    payloads: dict[str, dict[str, Any]],
-    *,
-    executor: str = "local",
-    workers: int | None = None,
-    address: str | None = None,
-) -> list[Any]:
-    """One :func:`reproduce` per model as executor jobs, in order; a model that cannot run is its job's error."""
-    from layerclaims.executor import Job, run_jobs
-
-    jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
-    return run_jobs(jobs, executor=executor, workers=workers, address=address)
-
-
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One model's :func:`reproduce` as an executor job: the verdict rows and where the report is."""
+    """One model's :func:`reproduce` as an executor job (``matrix``): the verdict rows and where the report is; a
+    model that cannot run is its job's error."""
     args = dict(payload)
     print_verdicts = bool(args.pop("print_verdicts", False))
     rep = reproduce(**args)

@@ -28,12 +28,12 @@ from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.decision import VERDICTS
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.executor import EXECUTORS, Job, run_jobs
-from layerclaims.run import StudyResults, decide_family, study_names_of
+from layerclaims.run import StudyResults, study_names_of
 from layerclaims.runfolder import ROBUSTNESS as KIND
 from layerclaims.runfolder import RunFolder, check_out_folder
 from layerclaims.study import Robustness
 from layerclaims.validate import Command, RunRequest, check_run
-from layerclaims.verdicts import evaluate
+from layerclaims.verdicts import apply_family, evaluate
 
 MARKER = "robustness.json"
 HEAD = ("study", "claim", "spec", "spec_origin", "spec_label")
@@ -120,9 +120,8 @@ def plan(
 
 
 def _study_specs(study: str, only: dict[str, tuple[str, ...]], n_specs: int, draw_seed: int) -> list[Spec]:
-    _declared(study)
-    prefix = registry.get(study).spec_prefix or study[:1].upper()
     base = defaults(study)
+    prefix = registry.get(study).spec_prefix or study[:1].upper()
     specs: dict[tuple[tuple[str, str], ...], Spec] = {}
 
     def add(values: dict[str, str], origin: str) -> None:
@@ -160,7 +159,7 @@ class _Shifted:
 def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[dict[str, Any]]:
     """One study run's ``claims`` evaluated on ``result`` read ``offset`` layers away, decided as one family."""
     claims = [c for c in claims if not (c.layer is None and offset != 0)]  # an all-layer claim has no neighbour
-    verdicts = decide_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
+    verdicts = apply_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
     return [
         {
             "spec": spec,
