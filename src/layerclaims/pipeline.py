@@ -348,33 +348,34 @@ def _stage_study(
     outcome = StudyOutcome(study=label, ran=True, options=opts)
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
     with timed(timings, f"{label}: figures", say):
-        # a bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows
-        try:
+        with _as_problem(outcome, f"figures of study {study}", "figures could not be drawn"):
             if declared.figures is not None:
                 table = declared.figures(result, claim_reads(run.claims, int(result.n_blocks)))
                 outcome.figures = draw_table(table, stage / "figures")
-        except Exception as exc:
-            _problem(outcome, f"figures of study {study}", "figures could not be drawn", exc)
-        try:
+        with _as_problem(outcome, f"report section of study {study}", "its report section could not be written"):
             if declared.report_section is not None:
                 outcome.sections = [declared.report_section(result)]
-        except Exception as exc:
-            _problem(outcome, f"report section of study {study}", "its report section could not be written", exc)
     with timed(timings, f"{label}: save result", say):
-        try:
+        with _as_problem(outcome, f"saving study {study}", "result could not be saved", stops=(OSError,)):
             outcome.saved = Path(result.save(stage))
-        except OSError:  # a full disk or a read-only folder: the run cannot be written, it stops
-            raise
-        except Exception as exc:
-            _problem(outcome, f"saving study {study}", "result could not be saved", exc)
     for stage_name in ("run", "evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome
 
 
-def _problem(outcome: StudyOutcome, what: str, shown: str, exc: Exception) -> None:
-    log.warning("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-    outcome.problems.append(f"{shown}: {type(exc).__name__}: {exc}")
+@contextmanager
+def _as_problem(
+    outcome: StudyOutcome, what: str, shown: str, stops: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
+    """A bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows. An
+    exception of ``stops`` (an OSError while saving: a full disk, a read-only folder) stops the run."""
+    try:
+        yield
+    except stops:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        outcome.problems.append(f"{shown}: {type(exc).__name__}: {exc}")
 
 
 def claim_definition(claim: Claim) -> dict[str, Any]:

@@ -191,20 +191,19 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     mapped = {m for c in claims if (m := map_layer(c, n)) is not None}
     layers = sorted({m + o for m in mapped for o in offsets} & set(range(top + 1)))
     before = activations.STATS.as_dict()
-    t0 = time.perf_counter()
     variants = [ev["variant"] for ev in evaluations]
     results, stats = rob.run(handle, payload["values"], variants, layers, rob.grid, payload["settings"])
     after = activations.STATS.as_dict()
     rows = [
         r for ev, res in zip(evaluations, results, strict=True) for r in _rows(res, claims, ev["spec"], ev["offset"])
     ]
-    return rows, {**stats, "seconds": time.perf_counter() - t0, "cache": {k: after[k] - before[k] for k in after}}
+    return rows, {**stats, "cache": {k: after[k] - before[k] for k in after}}
 
 
 def jobs_for(specs: Sequence[Spec], request: RunRequest, claims: Sequence[Claim] | None = None) -> list[Job]:
     """The specifications as jobs: one per study, distinct values of its ``run_choices`` and distinct claim settings
     of ``claims`` (default: the package's; those settings are the original path of that run)."""
-    runs = group_runs(CLAIMS if claims is None else tuple(claims))
+    runs = group_runs(claims_for(None, claims))
     grouped: dict[tuple[str, tuple[tuple[str, str], ...]], list[Spec]] = {}
     for spec in specs:
         run_key = tuple((k, spec.values[k]) for k in _declared(spec.study).run_choices)
@@ -271,7 +270,7 @@ def run(
         raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     chosen = parse_only(only)
     names = tuple(studies() if study_names is None else study_names)
-    pool = tuple(c for s in names for c in claims_for(s, CLAIMS if claims is None else claims))
+    pool = tuple(c for s in names for c in claims_for(s, claims))
     if not pool:
         raise UsageError(
             f"no claim of study {', '.join(names)} to vary",
