@@ -34,7 +34,7 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.executor import Job, run_jobs
+from layerclaims.executor import EXECUTORS, Job, run_jobs
 from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, job_reproduce, reproduce, safe_dirname
 from layerclaims.report import StudyOutcome, render_matrix_html
 from layerclaims.results import atomic_write
@@ -313,7 +313,7 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _add_executor(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--executor", choices=("local", "ray", "inline"), default="local", help=help)
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help=help)
     p.add_argument("--address", help="Ray cluster address (with --executor ray)")
     p.add_argument("--workers", type=int, help="worker processes (default: the cores)")
 

@@ -22,8 +22,6 @@ from typing import Any
 from layerclaims.errors import UsageError
 
 EXECUTORS: tuple[str, ...] = ("local", "ray", "inline")
-JobFunction = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class Job:
     ``payload``: picklable plain data."""
 
     id: str
-    func: JobFunction
+    func: Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
     payload: dict[str, Any]
 
 
@@ -76,7 +74,7 @@ def _init_worker(threads: int) -> None:
     import torch
     from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-    for var in THREAD_VARS:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
     torch.set_num_threads(threads)
     threadpool_limits(threads)

@@ -33,7 +33,7 @@ from layerclaims.figures import draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
 from layerclaims.run import Decision, Say, StudyRun, decide_run, quiet_library_progress, silent, timed
-from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
+from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder, read_json
 from layerclaims.validate import Command, RunRequest
 from layerclaims.verdicts import Verdict, evaluate
 
@@ -398,17 +398,9 @@ def _study_files(outcome: StudyOutcome, stage: Path) -> list[str]:
     return [_rel(f, stage) for f in [*outcome.figures, *saved] if Path(f).is_file()]
 
 
-def _read_json(path: Path) -> Any:
-    """The JSON in ``path``, or None when it cannot be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The ``run.json`` of a run folder, or None when there is none (or it cannot be read)."""
-    manifest = _read_json(folder / MANIFEST)
+    manifest = read_json(folder / MANIFEST)
     ok = isinstance(manifest, dict) and manifest.get("format_version") == MANIFEST_VERSION
     return manifest if ok else None
 
@@ -464,7 +456,7 @@ def _all_or_elsewhere(cmd: Command) -> str:
 
 
 def _old_rows(out: Path) -> list[dict[str, Any]]:
-    rows = _read_json(out / "verdicts.json")
+    rows = read_json(out / "verdicts.json")
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 

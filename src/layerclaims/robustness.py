@@ -136,7 +136,7 @@ def _study_specs(study: str, only: dict[str, tuple[str, ...]], n_specs: int, dra
             add({**base, name: v}, "single")
     rng = np.random.default_rng(draw_seed)
     varied = {n: v for n, v in only.items() if len(v) > 1}
-    space = math.prod(len(v) for v in varied.values()) if varied else 1
+    space = math.prod(len(v) for v in varied.values())
     target = len(specs) + min(n_specs, max(space - len(specs), 0))
     tries = 0
     while len(specs) < target and tries < 100 * (n_specs + 1):
@@ -182,7 +182,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from layerclaims import activations
 
     declared = registry.get(payload["study"])
-    rob = _declared(declared.name)
+    rob = _declared(payload["study"])
     handle = _HANDLES.handle(payload["request"])
     n = int(handle.n_blocks)
     claims, evaluations = payload["claims"], payload["evaluations"]

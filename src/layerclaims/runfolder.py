@@ -74,15 +74,18 @@ def write_manifest(folder: Path, kind: str = RUN) -> None:
     (folder / FILES_MANIFEST).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
 
 
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def read_files_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest of a folder this tool wrote; None when there is none or it is not one."""
     path = folder / FILES_MANIFEST
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    body = None if path.is_symlink() else read_json(path)
     ok = (
         isinstance(body, dict)
         and body.get("written_by") == "layerclaims"
