@@ -109,11 +109,11 @@ def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:
     (``NAME/``), links. Empty: the folder is exactly an earlier run of ``kind`` (listed files since deleted do not
     count). Kind run: a ``robustness`` sub-folder must itself be a robustness folder this tool wrote."""
     body = read_files_manifest(folder)
-    ours = body is not None and body["kind"] == kind
-    listed: dict[str, str] = dict(body["files"]) if body is not None and ours else {}
+    ours: dict[str, Any] = body if body is not None and body["kind"] == kind else {}
+    listed: dict[str, str] = dict(ours.get("files", {}))
     parents = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}
-    if body is not None and ours and isinstance(body.get("folders"), list):  # folders the run made, even empty
-        parents |= {d for d in body["folders"] if isinstance(d, str)}
+    if isinstance(ours.get("folders"), list):  # folders the run made, even empty
+        parents |= {d for d in ours["folders"] if isinstance(d, str)}
     foreign: list[str] = []
     for root, dirs, files in os.walk(folder):
         rel = Path(root).relative_to(folder)
