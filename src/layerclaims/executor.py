@@ -131,11 +131,10 @@ def _run_ray(
         raise UsageError(
             "--executor ray needs Ray: pip install 'layerclaims[ray]' (or pip install ray), or use --executor local"
         ) from None
-    started = False
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers or os.cpu_count() or 1}
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
-        started = True
     try:
         threads = plan_workers(len(jobs), workers)[1]
         remote = ray.remote(num_cpus=1)(_ray_task)

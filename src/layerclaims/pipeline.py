@@ -496,10 +496,8 @@ def _relocate(report: RunReport, stage: Path, out: Path) -> None:
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One model's :func:`reproduce` as an executor job (``matrix``): the verdict rows and where the report is; a
     model that cannot run is its job's error."""
-    args = dict(payload)
-    print_verdicts = bool(args.pop("print_verdicts", False))
-    rep = reproduce(**args)
-    if print_verdicts:  # once, after the run's family decision
+    rep = reproduce(**{k: v for k, v in payload.items() if k != "print_verdicts"})
+    if payload.get("print_verdicts"):  # once, after the run's family decision
         for v in rep.verdicts:
             print(f"  {v.describe()}", flush=True)
     not_run = [(s.study, s.reason) for s in rep.report.studies if not s.ran]
