@@ -78,8 +78,7 @@ def progress_printer() -> Say:
 
 def pause_point(stage: str) -> None:
     """The test hook :data:`PAUSE_ENV`."""
-    wanted = os.environ.get(PAUSE_ENV, "")
-    if stage in {w.strip() for w in wanted.split(",") if w.strip()}:
+    if stage in {w.strip() for w in os.environ.get(PAUSE_ENV, "").split(",")}:
         print(f"layerclaims: paused at {stage} (pid {os.getpid()})", file=sys.stderr, flush=True)
         time.sleep(float(os.environ.get("LAYERCLAIMS_TEST_PAUSE_S", "30")))
 
@@ -238,7 +237,8 @@ class _Staging:
                 why = "its saved result is missing"
             else:
                 try:
-                    verdicts = [evaluate(by_id[cid], load_saved(saved)) for cid in ids]
+                    result = load_saved(saved)
+                    verdicts = [evaluate(by_id[cid], result) for cid in ids]
                 except Exception as exc:  # an unreadable or older result: the earlier rows stand, the report says so
                     why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
             if why:
