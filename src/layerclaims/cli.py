@@ -34,7 +34,8 @@ from layerclaims.compare import (
     run_differences,
 )
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, reproduce, reproduce_each, safe_dirname
+from layerclaims.executor import EXECUTORS, Job, run_jobs
+from layerclaims.pipeline import DEVICES, DTYPES, Reproduction, default_out, job_reproduce, reproduce, safe_dirname
 from layerclaims.report import StudyOutcome, render_matrix_html
 from layerclaims.results import atomic_write
 from layerclaims.validate import STUDY_OPTIONS, Command, RunRequest, parse_set, study_options
@@ -166,8 +167,8 @@ def cmd_matrix(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if args.executor == "inline" or len(args.models) == 1:
             args.executor = "inline"  # in this process: its verdict lines print as each study finishes
         kwargs["print_verdicts"] = not args.quiet and args.executor == "inline"
-        payloads = {m: {"request": request, **kwargs} for m, request in requests.items()}
-        for res in reproduce_each(payloads, executor=args.executor, workers=args.workers, address=args.address):
+        jobs = [Job(m, job_reproduce, {"request": request, **kwargs}) for m, request in requests.items()]
+        for res in run_jobs(jobs, executor=args.executor, workers=args.workers, address=args.address):
             rows_by_model[res.id] = res.rows  # none for a model that could not be run
             if res.error is not None:
                 # One model that cannot be run does not lose the others; the exit code still says so.
@@ -312,7 +313,7 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _add_executor(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--executor", choices=("local", "ray", "inline"), default="local", help=help)
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help=help)
     p.add_argument("--address", help="Ray cluster address (with --executor ray)")
     p.add_argument("--workers", type=int, help="worker processes (default: the cores)")
 

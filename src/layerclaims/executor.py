@@ -22,8 +22,6 @@ from typing import Any
 from layerclaims.errors import UsageError
 
 EXECUTORS: tuple[str, ...] = ("local", "ray", "inline")
-JobFunction = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class Job:
     ``payload``: picklable plain data."""
 
     id: str
-    func: JobFunction
+    func: Callable[[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]
     payload: dict[str, Any]
 
 
@@ -52,18 +50,14 @@ class JobResult:
 
 def run_job(job: Job) -> JobResult:
     """Run one job here; never raises for the job's own failure (the error is in the result)."""
+    result = JobResult(job.id, worker=os.getpid())
     t0 = time.perf_counter()
     try:
-        rows, stats = job.func(job.payload)
-        return JobResult(job.id, rows=rows, stats=stats, seconds=time.perf_counter() - t0, worker=os.getpid())
+        result.rows, result.stats = job.func(job.payload)
     except Exception as exc:  # a job's failure is data for the report
-        return JobResult(
-            job.id,
-            error=f"{type(exc).__name__}: {exc}",
-            trace=traceback.format_exc(),
-            seconds=time.perf_counter() - t0,
-            worker=os.getpid(),
-        )
+        result.error, result.trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def plan_workers(n_jobs: int, workers: int | None = None, cores: int | None = None) -> tuple[int, int]:
@@ -80,7 +74,7 @@ def _init_worker(threads: int) -> None:
     import torch
     from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-    for var in THREAD_VARS:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
     torch.set_num_threads(threads)
     threadpool_limits(threads)
@@ -137,11 +131,10 @@ def _run_ray(
         raise UsageError(
             "--executor ray needs Ray: pip install 'layerclaims[ray]' (or pip install ray), or use --executor local"
         ) from None
-    started = False
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers or os.cpu_count() or 1}
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
-        started = True
     try:
         threads = plan_workers(len(jobs), workers)[1]
         remote = ray.remote(num_cpus=1)(_ray_task)

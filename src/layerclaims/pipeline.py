@@ -33,7 +33,7 @@ from layerclaims.figures import draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
 from layerclaims.run import Decision, Say, StudyRun, decide_run, quiet_library_progress, silent, timed
-from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder
+from layerclaims.runfolder import ROBUSTNESS_DIR, RunFolder, read_json
 from layerclaims.validate import Command, RunRequest
 from layerclaims.verdicts import Verdict, evaluate
 
@@ -78,8 +78,7 @@ def progress_printer() -> Say:
 
 def pause_point(stage: str) -> None:
     """The test hook :data:`PAUSE_ENV`."""
-    wanted = os.environ.get(PAUSE_ENV, "")
-    if stage in {w.strip() for w in wanted.split(",") if w.strip()}:
+    if stage in {w.strip() for w in os.environ.get(PAUSE_ENV, "").split(",")}:
         print(f"layerclaims: paused at {stage} (pid {os.getpid()})", file=sys.stderr, flush=True)
         time.sleep(float(os.environ.get("LAYERCLAIMS_TEST_PAUSE_S", "30")))
 
@@ -238,7 +237,8 @@ class _Staging:
                 why = "its saved result is missing"
             else:
                 try:
-                    verdicts = [evaluate(by_id[cid], load_saved(saved)) for cid in ids]
+                    result = load_saved(saved)
+                    verdicts = [evaluate(by_id[cid], result) for cid in ids]
                 except Exception as exc:  # an unreadable or older result: the earlier rows stand, the report says so
                     why = f"its saved result could not be read again ({type(exc).__name__}: {exc})"
             if why:
@@ -346,36 +346,36 @@ def _stage_study(
     if label != study:
         stage = stage / label
     outcome = StudyOutcome(study=label, ran=True, options=opts)
-    outcome.seconds["run"] = timings[f"{label}: run"]
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
     with timed(timings, f"{label}: figures", say):
-        # a bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows
-        try:
+        with _as_problem(outcome, f"figures of study {study}", "figures could not be drawn"):
             if declared.figures is not None:
                 table = declared.figures(result, claim_reads(run.claims, int(result.n_blocks)))
                 outcome.figures = draw_table(table, stage / "figures")
-        except Exception as exc:
-            _problem(outcome, f"figures of study {study}", "figures could not be drawn", exc)
-        try:
+        with _as_problem(outcome, f"report section of study {study}", "its report section could not be written"):
             if declared.report_section is not None:
                 outcome.sections = [declared.report_section(result)]
-        except Exception as exc:
-            _problem(outcome, f"report section of study {study}", "its report section could not be written", exc)
     with timed(timings, f"{label}: save result", say):
-        try:
+        with _as_problem(outcome, f"saving study {study}", "result could not be saved", stops=(OSError,)):
             outcome.saved = Path(result.save(stage))
-        except OSError:  # a full disk or a read-only folder: the run cannot be written, it stops
-            raise
-        except Exception as exc:
-            _problem(outcome, f"saving study {study}", "result could not be saved", exc)
-    for stage_name in ("evaluate claims", "figures", "save result"):
+    for stage_name in ("run", "evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome
 
 
-def _problem(outcome: StudyOutcome, what: str, shown: str, exc: Exception) -> None:
-    log.warning("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-    outcome.problems.append(f"{shown}: {type(exc).__name__}: {exc}")
+@contextmanager
+def _as_problem(
+    outcome: StudyOutcome, what: str, shown: str, stops: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
+    """A bug in a figure, a section or saving must not lose the verdicts: it is a problem the report shows. An
+    exception of ``stops`` (an OSError while saving: a full disk, a read-only folder) stops the run."""
+    try:
+        yield
+    except stops:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        outcome.problems.append(f"{shown}: {type(exc).__name__}: {exc}")
 
 
 def claim_definition(claim: Claim) -> dict[str, Any]:
@@ -394,25 +394,13 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _study_files(outcome: StudyOutcome, stage: Path) -> list[str]:
-    files = [_rel(f, stage) for f in outcome.figures if Path(f).is_file()]
-    if outcome.saved is not None:
-        for p in (outcome.saved, outcome.saved.with_suffix(".npz")):
-            if p.is_file():
-                files.append(_rel(p, stage))
-    return files
-
-
-def _read_json(path: Path) -> Any:
-    """The JSON in ``path``, or None when it cannot be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    saved = [] if outcome.saved is None else [outcome.saved, outcome.saved.with_suffix(".npz")]
+    return [_rel(f, stage) for f in [*outcome.figures, *saved] if Path(f).is_file()]
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The ``run.json`` of a run folder, or None when there is none (or it cannot be read)."""
-    manifest = _read_json(folder / MANIFEST)
+    manifest = read_json(folder / MANIFEST)
     ok = isinstance(manifest, dict) and manifest.get("format_version") == MANIFEST_VERSION
     return manifest if ok else None
 
@@ -468,7 +456,7 @@ def _all_or_elsewhere(cmd: Command) -> str:
 
 
 def _old_rows(out: Path) -> list[dict[str, Any]]:
-    rows = _read_json(out / "verdicts.json")
+    rows = read_json(out / "verdicts.json")
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
@@ -505,26 +493,11 @@ def _relocate(report: RunReport, stage: Path, out: Path) -> None:
             o.saved = out / Path(o.saved).relative_to(stage)
 
 
-def reproduce_each(
-    payloads: dict[str, dict[str, Any]],
-    *,
-    executor: str = "local",
-    workers: int | None = None,
-    address: str | None = None,
-) -> list[Any]:
-    """One :func:`reproduce` per model as executor jobs, in order; a model that cannot run is its job's error."""
-    from layerclaims.executor import Job, run_jobs
-
-    jobs = [Job(model, job_reproduce, payload) for model, payload in payloads.items()]
-    return run_jobs(jobs, executor=executor, workers=workers, address=address)
-
-
 def job_reproduce(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One model's :func:`reproduce` as an executor job: the verdict rows and where the report is."""
-    args = dict(payload)
-    print_verdicts = bool(args.pop("print_verdicts", False))
-    rep = reproduce(**args)
-    if print_verdicts:  # once, after the run's family decision
+    """One model's :func:`reproduce` as an executor job (``matrix``): the verdict rows and where the report is; a
+    model that cannot run is its job's error."""
+    rep = reproduce(**{k: v for k, v in payload.items() if k != "print_verdicts"})
+    if payload.get("print_verdicts"):  # once, after the run's family decision
         for v in rep.verdicts:
             print(f"  {v.describe()}", flush=True)
     not_run = [(s.study, s.reason) for s in rep.report.studies if not s.ran]

@@ -18,6 +18,7 @@ Importing this module imports neither torch nor numpy (``pytest --help`` stays f
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -116,8 +117,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say which findings snapshots this session created (a first run creates them instead of failing)."""
-    import sys
-
     testing = sys.modules.get("layerclaims.testing")  # imported only when a findings test ran
     if testing is None:
         return

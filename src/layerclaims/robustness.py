@@ -28,12 +28,12 @@ from layerclaims.claims import CLAIMS, Claim, claims_for, group_runs, map_layer
 from layerclaims.decision import VERDICTS
 from layerclaims.errors import LayerclaimsError, UsageError
 from layerclaims.executor import EXECUTORS, Job, run_jobs
-from layerclaims.run import StudyResults, decide_family, study_names_of
+from layerclaims.run import StudyResults, study_names_of
 from layerclaims.runfolder import ROBUSTNESS as KIND
 from layerclaims.runfolder import RunFolder, check_out_folder
 from layerclaims.study import Robustness
 from layerclaims.validate import Command, RunRequest, check_run
-from layerclaims.verdicts import evaluate
+from layerclaims.verdicts import apply_family, evaluate
 
 MARKER = "robustness.json"
 HEAD = ("study", "claim", "spec", "spec_origin", "spec_label")
@@ -120,9 +120,8 @@ def plan(
 
 
 def _study_specs(study: str, only: dict[str, tuple[str, ...]], n_specs: int, draw_seed: int) -> list[Spec]:
-    _declared(study)
-    prefix = registry.get(study).spec_prefix or study[:1].upper()
     base = defaults(study)
+    prefix = registry.get(study).spec_prefix or study[:1].upper()
     specs: dict[tuple[tuple[str, str], ...], Spec] = {}
 
     def add(values: dict[str, str], origin: str) -> None:
@@ -137,7 +136,7 @@ def _study_specs(study: str, only: dict[str, tuple[str, ...]], n_specs: int, dra
             add({**base, name: v}, "single")
     rng = np.random.default_rng(draw_seed)
     varied = {n: v for n, v in only.items() if len(v) > 1}
-    space = math.prod(len(v) for v in varied.values()) if varied else 1
+    space = math.prod(len(v) for v in varied.values())
     target = len(specs) + min(n_specs, max(space - len(specs), 0))
     tries = 0
     while len(specs) < target and tries < 100 * (n_specs + 1):
@@ -160,7 +159,7 @@ class _Shifted:
 def _rows(result: Any, claims: Sequence[Claim], spec: str, offset: int) -> list[dict[str, Any]]:
     """One study run's ``claims`` evaluated on ``result`` read ``offset`` layers away, decided as one family."""
     claims = [c for c in claims if not (c.layer is None and offset != 0)]  # an all-layer claim has no neighbour
-    verdicts = decide_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
+    verdicts = apply_family([evaluate(c, _Shifted(result, offset) if offset else result) for c in claims])
     return [
         {
             "spec": spec,
@@ -183,7 +182,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from layerclaims import activations
 
     declared = registry.get(payload["study"])
-    rob = _declared(declared.name)
+    rob = _declared(payload["study"])
     handle = _HANDLES.handle(payload["request"])
     n = int(handle.n_blocks)
     claims, evaluations = payload["claims"], payload["evaluations"]
@@ -192,20 +191,19 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     mapped = {m for c in claims if (m := map_layer(c, n)) is not None}
     layers = sorted({m + o for m in mapped for o in offsets} & set(range(top + 1)))
     before = activations.STATS.as_dict()
-    t0 = time.perf_counter()
     variants = [ev["variant"] for ev in evaluations]
     results, stats = rob.run(handle, payload["values"], variants, layers, rob.grid, payload["settings"])
     after = activations.STATS.as_dict()
     rows = [
         r for ev, res in zip(evaluations, results, strict=True) for r in _rows(res, claims, ev["spec"], ev["offset"])
     ]
-    return rows, {**stats, "seconds": time.perf_counter() - t0, "cache": {k: after[k] - before[k] for k in after}}
+    return rows, {**stats, "cache": {k: after[k] - before[k] for k in after}}
 
 
 def jobs_for(specs: Sequence[Spec], request: RunRequest, claims: Sequence[Claim] | None = None) -> list[Job]:
     """The specifications as jobs: one per study, distinct values of its ``run_choices`` and distinct claim settings
     of ``claims`` (default: the package's; those settings are the original path of that run)."""
-    runs = group_runs(CLAIMS if claims is None else tuple(claims))
+    runs = group_runs(claims_for(None, claims))
     grouped: dict[tuple[str, tuple[tuple[str, str], ...]], list[Spec]] = {}
     for spec in specs:
         run_key = tuple((k, spec.values[k]) for k in _declared(spec.study).run_choices)
@@ -272,7 +270,7 @@ def run(
         raise UsageError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     chosen = parse_only(only)
     names = tuple(studies() if study_names is None else study_names)
-    pool = tuple(c for s in names for c in claims_for(s, CLAIMS if claims is None else claims))
+    pool = tuple(c for s in names for c in claims_for(s, claims))
     if not pool:
         raise UsageError(
             f"no claim of study {', '.join(names)} to vary",

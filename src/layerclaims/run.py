@@ -1,8 +1,8 @@
 """One road to a verdict: :func:`decide_run` checks a run's request once (no weights loaded), loads the model once,
 runs each study the claims need once per distinct claim settings (:func:`plan_runs`), evaluates the claims and
-decides them all as one family (:func:`decide_family`). ``reproduce``, the Python API, ``matrix`` and the pytest
-plugin go through it (``robustness`` through the same check and :func:`decide_family`), so a findings snapshot row
-equals the ``verdicts.json`` row of ``layerclaims reproduce`` on the same model and settings.
+decides them all as one family (:func:`~layerclaims.verdicts.apply_family`). ``reproduce``, the Python API,
+``matrix`` and the pytest plugin go through it (``robustness`` through the same check and ``apply_family``), so a
+findings snapshot row equals the ``verdicts.json`` row of ``layerclaims reproduce`` on the same model and settings.
 """
 
 from __future__ import annotations
@@ -120,6 +120,10 @@ def _key(value: Any) -> Any:
     return value
 
 
+def _prefixed(study: str, text: str) -> str:
+    return text if text.startswith(study) else f"{study}: {text}"
+
+
 class StudyResults:
     """Model handles and study results: one load per model and settings, one study run per (study, options)."""
 
@@ -152,10 +156,6 @@ def run_study(study: str, handle: Any, *, progress: Say | None = None, **options
     return declared.run(handle, registry.make_config(declared, options), progress)
 
 
-def _prefixed(study: str, text: str) -> str:
-    return text if text.startswith(study) else f"{study}: {text}"
-
-
 @dataclasses.dataclass
 class Decision:
     """What :func:`decide_run` found: the study runs; ``verdicts``: this run's claims decided as one family (run
@@ -168,11 +168,6 @@ class Decision:
     @property
     def family(self) -> list[Verdict]:
         return [*self.verdicts, *self.joined]
-
-
-def decide_family(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    """The verdicts of one run's claims, each evaluated alone, decided as one family (premises, Holm)."""
-    return apply_family(list(verdicts))
 
 
 def decide_run(
@@ -227,5 +222,5 @@ def decide_run(
             on_result(run, opts, result, own)
     joined = list(join()) if join is not None else []
     # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
-    family = annotate(decide_family([*verdicts, *joined]), identify(handle))
+    family = annotate(apply_family([*verdicts, *joined]), identify(handle))
     return Decision(runs, family[: len(verdicts)], family[len(verdicts) :])

@@ -74,15 +74,18 @@ def write_manifest(folder: Path, kind: str = RUN) -> None:
     (folder / FILES_MANIFEST).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
 
 
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def read_files_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest of a folder this tool wrote; None when there is none or it is not one."""
     path = folder / FILES_MANIFEST
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    body = None if path.is_symlink() else read_json(path)
     ok = (
         isinstance(body, dict)
         and body.get("written_by") == "layerclaims"
@@ -106,11 +109,11 @@ def foreign_entries(folder: Path, kind: str = RUN) -> list[str]:
     (``NAME/``), links. Empty: the folder is exactly an earlier run of ``kind`` (listed files since deleted do not
     count). Kind run: a ``robustness`` sub-folder must itself be a robustness folder this tool wrote."""
     body = read_files_manifest(folder)
-    ours = body is not None and body["kind"] == kind
-    listed: dict[str, str] = dict(body["files"]) if body is not None and ours else {}
+    ours: dict[str, Any] = body if body is not None and body["kind"] == kind else {}
+    listed: dict[str, str] = dict(ours.get("files", {}))
     parents = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}
-    if body is not None and ours and isinstance(body.get("folders"), list):  # folders the run made, even empty
-        parents |= {d for d in body["folders"] if isinstance(d, str)}
+    if isinstance(ours.get("folders"), list):  # folders the run made, even empty
+        parents |= {d for d in ours["folders"] if isinstance(d, str)}
     foreign: list[str] = []
     for root, dirs, files in os.walk(folder):
         rel = Path(root).relative_to(folder)

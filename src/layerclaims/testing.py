@@ -199,9 +199,7 @@ def created_summary(paths: Sequence[Path]) -> list[str]:
 def failure_message(verdict: Verdict, beats_control: bool = False) -> str:
     """Why a claim did not hold on its own model: the verdict's lines as the console prints them."""
     head, *rest = verdict.lines(levels=True)
-    rule = (
-        "only holds passes: the claim must beat its control"
-        if beats_control
-        else "only holds, or holds on control too, passes"
-    )
+    rule = "only holds, or holds on control too, passes"
+    if beats_control:
+        rule = "only holds passes: the claim must beat its control"
     return "\n".join([f"{head} ({rule})", *(f"  {line}" for line in rest)])
