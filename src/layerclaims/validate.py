@@ -368,9 +368,9 @@ def check_corpus(
     return counts
 
 
-def _warn_below_minimum(config: type, n: Any) -> None:
-    """Warn when ``n`` is below the Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"."""
-    minimum = getattr(config, "MIN_MARKS_COUNT", None)
+def _warn_below_minimum(config: Any) -> None:
+    """Warn when the Config's ``n`` is below its ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"."""
+    n, minimum = getattr(config, "n", None), getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
         why = "the cluster counts are not evaluated (their claims say so)"
         log.warning("n=%d marks per kind: below %d %s; use --n %d or more to evaluate them", n, minimum, why, minimum)
@@ -391,13 +391,6 @@ def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
     return type(exc)(exc.message, fix=fix if not exc.fix else f"{exc.fix.rstrip('.')}; {fix}")
 
 
-def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
-    """Every Config field of ``study``: the plan's override, else the Config's default."""
-    config = registry.get(study).config
-    opts = plan.options.get(study, {})
-    return {name: opts.get(name, getattr(config, name, None)) for name in config_fields(study)}
-
-
 def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
     """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule)."""
     for study in request.study_names:
@@ -405,14 +398,13 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
         if "corpus" not in config_fields(study):
             continue
         origins = _study_options_with_origin(study, request.options, request.overrides)
-        setting = _settings(study, plan)
         counter = declared.count_usable
         config = registry.make_config(declared, plan.options.get(study, {}))
         plan.marks = check_corpus(
-            str(setting.get("corpus")),
-            n=setting.get("n"),
-            mark_sets=getattr(declared.config, "MARK_SETS", {}),
-            marks=setting.get("marks") or "original",
+            str(config.corpus),
+            n=getattr(config, "n", None),
+            mark_sets=getattr(config, "MARK_SETS", {}),
+            marks=getattr(config, "marks", None) or "original",
             origin=origins.get("corpus", (None, ""))[1],
             command=command,
             minimum=declared.minimums.get("n", 3),
@@ -467,7 +459,7 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
     for study in request.study_names:
-        _warn_below_minimum(registry.get(study).config, _settings(study, plan).get("n"))
+        _warn_below_minimum(registry.make_config(registry.get(study), plan.options[study]))
     needs_text = any(registry.get(s).count_usable is not None for s in request.study_names)
     tokenizer = models.load_tokenizer(model) if needs_text else None
     plan.marks_counted = needs_text and tokenizer is None

@@ -80,11 +80,7 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
         config={f: _listed(getattr(config, f)) for f in config.__dataclass_fields__},
         provenance=results.provenance(
             study=STUDY,
-            model=handle.name,
-            revision=getattr(handle, "revision", None),
-            model_source=getattr(handle, "source", None),
-            device=str(getattr(handle, "device", "cpu")),
-            dtype=str(getattr(handle, "dtype", "float32")),
+            **results.model_provenance(handle),
             corpus=sm.corpus,
             n_tokens=int(sm.scan.n_tokens),
             tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"

@@ -198,13 +198,11 @@ class PunctuationResult(results.SavedResult):
 
     @classmethod
     def load(cls, directory: Any) -> PunctuationResult:
-        """Read a saved result; one saved before this layout raises a UsageError that says to re-run."""
-        fix = f"re-run it: `layerclaims reproduce --study punctuation --out {directory}`"
-        try:
-            out = super().load(directory)
-        except TypeError as exc:  # an older layout: fields that no longer exist, or missing ones
-            raise UsageError(f"{directory}/{STUDY}.json was saved by an older layerclaims ({exc}); {fix}") from None
-        if getattr(out, "version", None) != RESULT_VERSION:
+        """Read a saved result; one of another layout (:data:`RESULT_VERSION`) raises a UsageError that says to
+        re-run."""
+        out = super().load(directory)
+        if out.version != RESULT_VERSION:
+            fix = f"re-run it: `layerclaims reproduce --study punctuation --out {directory}`"
             raise UsageError(f"{directory}/{STUDY}.json has result version {out.version}, not {RESULT_VERSION}; {fix}")
         return out
 
@@ -412,7 +410,6 @@ MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]]
     "ratio_mean_mi_last_first": lambda r, k, e: _ratio(r, k, "mi"),
     "ratio_mean_cov_last_first": lambda r, k, e: _ratio(r, k, "cov"),
 }
-STATISTICS: tuple[str, ...] = tuple(MEASURES)
 
 # A7 has no control, and says so.
 _NO_DEPTH_CONTROL = {

@@ -36,6 +36,8 @@ class _FlagTable:
     starts_digit: np.ndarray
 
     def __init__(self, tokenizer: Any, marks: str) -> None:
+        if marks not in MARK_SETS:
+            raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
         self.tok = tokenizer
         self.sets = MARK_SETS[marks]
         size = max(
@@ -183,8 +185,6 @@ def scan_marks(
     ``"random"`` draws ``np.random.default_rng(seeds[k]).choice(usable, n, replace=False)`` for kind ``k`` (0
     internal, 1 terminal; ``seeds`` = ``kind_seeds``, default ``seed + k``), sorted. Raises UsageError when a kind
     has fewer than ``n`` usable marks."""
-    if marks not in MARK_SETS:
-        raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     if selection not in ("first", "random"):
         raise UsageError(f"unknown selection {selection!r}: use 'first' (the notebook) or 'random' (the write-up)")
     if n < 3:
@@ -260,8 +260,6 @@ def count_usable(
     """Usable marks per kind (:func:`scan_marks`'s rule), counted by streaming ``pieces`` until every kind has ``n``
     (so ``n`` means "at least n") or the text ends: a selection of ``n`` marks per kind succeeds exactly when every
     count is ``n`` (the check before the weights load)."""
-    if marks not in MARK_SETS:
-        raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     usable = [0] * len(KINDS)
 
     def visit(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:

@@ -95,12 +95,11 @@ class Config:
             raise UsageError(f"tests must be 'claims' or 'all', got {self.tests!r}")
         if self.multi_token not in ("last", "mean"):
             raise UsageError(f"multi_token must be 'last' or 'mean', got {self.multi_token!r}")
-        for name in ("n_boot", "n_perm", "n_control_seeds"):
+        for name, low in (("n_boot", 0), ("n_perm", 0), ("n_control_seeds", 0), ("batch_size", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UsageError(f"{name} must be a non-negative integer (0 skips it), got {value!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise UsageError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a positive integer" if low else "a non-negative integer (0 skips it)"
+                raise UsageError(f"{name} must be {what}, got {value!r}")
 
     @property
     def word_labels(self) -> tuple[str, ...]:
