@@ -1,14 +1,13 @@
 """Study A's streaming scan for punctuation marks over the incremental tokenisation of :mod:`layerclaims.tokens`
-(``tokenizer.encode(text, add_special_tokens=False)``: no BOS/EOS).
+(no BOS/EOS).
 
 The flag rule (the notebook's): from token index ``start`` on, a token whose decoded text, stripped, is in the
 internal set (``","``; extended ``, ; :``) is internal; one in the terminal set (``"."``; extended ``. ? !``) is
 terminal, except a ``"."`` whose previous decoded token ends with a digit or whose next decoded token starts with
 one (``str.isdigit`` on the unstripped decoded text, as the original; no neighbour = no digit). A mark is usable
-with a full window (20 tokens before, 10 after). Per kind, ``n`` usable marks and the 31-token window around each.
-``selection="first"``: one pass that stops once the selection is complete. ``"random"``: the marks are counted in
-one streaming pass (only their token indices are kept, 8 bytes a mark) and the windows of the drawn ones gathered
-in a second pass that stops at the last drawn mark. ``tests/oracles/marks.py`` is the same rule on the whole stream.
+with a full window (20 tokens before, 10 after). ``selection="first"``: one pass that stops once the selection is
+complete; ``"random"``: one pass counts the marks (keeping their token indices only) and a second gathers the
+drawn ones' windows, stopping at the last. ``tests/oracles/marks.py`` is the same rule on the whole stream.
 """
 
 from __future__ import annotations
@@ -23,17 +22,12 @@ from layerclaims.errors import UsageError
 from layerclaims.studies.punctuation.marks import AFTER, BEFORE, CONTEXT, KINDS, MARK_SETS
 from layerclaims.tokens import TokenChunk, iter_token_chunks
 
+_FLAGS = np.dtype([(name, bool) for name in ("known", "internal", "terminal", "period", "ends_digit", "starts_digit")])
+
 
 class _FlagTable:
-    """Per-token-id flags of the notebook's rule (boolean arrays indexed by token id, grown as needed; ``known``: the
-    id has been decoded), each distinct id decoded once, lazily, as it first appears."""
-
-    known: np.ndarray
-    internal: np.ndarray
-    terminal: np.ndarray
-    period: np.ndarray
-    ends_digit: np.ndarray
-    starts_digit: np.ndarray
+    """Per-token-id flags of the notebook's rule (``table[flag][id]``, grown as needed; ``known``: the id has been
+    decoded), each distinct id decoded once, lazily, as it first appears."""
 
     def __init__(self, tokenizer: Any, marks: str) -> None:
         if marks not in MARK_SETS:
@@ -43,29 +37,18 @@ class _FlagTable:
         size = max(
             int(getattr(tokenizer, "vocab_size", 0) or 0), len(tokenizer) if hasattr(tokenizer, "__len__") else 0
         )
-        self._grow(max(size, 1))
-
-    def _grow(self, size: int) -> None:
-        old = getattr(self, "known", np.zeros(0, dtype=bool)).size
-        for name in ("known", "internal", "terminal", "period", "ends_digit", "starts_digit"):
-            arr = np.zeros(size, dtype=bool)
-            if old:
-                arr[:old] = getattr(self, name)
-            setattr(self, name, arr)
+        self.table = np.zeros(max(size, 1), dtype=_FLAGS)
 
     def update(self, ids: np.ndarray) -> None:
-        if ids.size and int(ids.max()) >= self.known.size:
-            self._grow(int(ids.max()) + 1)
-        new = np.unique(ids[~self.known[ids]])
-        for u in new:
+        if ids.size and int(ids.max()) >= self.table.size:
+            grown = np.zeros(int(ids.max()) + 1, dtype=_FLAGS)
+            grown[: self.table.size] = self.table
+            self.table = grown
+        for u in np.unique(ids[~self.table["known"][ids]]):
             d = self.tok.decode([int(u)])
             s = d.strip()
-            self.internal[u] = s in self.sets["internal"]
-            self.terminal[u] = s in self.sets["terminal"]
-            self.period[u] = s == "."
-            self.ends_digit[u] = bool(d) and d[-1].isdigit()
-            self.starts_digit[u] = bool(d) and d[0].isdigit()
-            self.known[u] = True
+            digits = (bool(d) and d[-1].isdigit(), bool(d) and d[0].isdigit())
+            self.table[u] = (True, s in self.sets["internal"], s in self.sets["terminal"], s == ".", *digits)
 
 
 @dataclass(eq=False)
@@ -86,9 +69,8 @@ class KindScan:
 
 @dataclass(eq=False)
 class MarkScan:
-    """The result of :func:`scan_marks`: one :class:`KindScan` per kind, ``n_tokens`` tokens scanned,
-    ``complete`` (True when the whole text was tokenised; False when the scan stopped once the selection was
-    complete, so ``found``/``usable`` count marks up to token ``n_tokens``)."""
+    """What :func:`scan_marks` found: per kind, ``n_tokens`` tokens scanned, ``complete``: the whole text was
+    tokenised (else ``found``/``usable`` count marks up to token ``n_tokens``)."""
 
     kinds: dict[str, KindScan]
     n_tokens: int
@@ -119,20 +101,20 @@ class _Scanner:
         out: list[tuple[int, np.ndarray, int, int, bool]] = []
         if stop > self.frontier:
             lo, hi = self.frontier - self.b0, stop - self.b0
-            f = self.flags
+            f = self.flags.table
             ids = self.buf
             pos = np.arange(lo, hi)
             cand = ids[lo:hi]
             prev_digit = np.zeros(pos.size, dtype=bool)
             has_prev = pos > 0
-            prev_digit[has_prev] = f.ends_digit[ids[pos[has_prev] - 1]]
+            prev_digit[has_prev] = f["ends_digit"][ids[pos[has_prev] - 1]]
             next_digit = np.zeros(pos.size, dtype=bool)
             has_next = pos + 1 < ids.size
-            next_digit[has_next] = f.starts_digit[ids[pos[has_next] + 1]]
+            next_digit[has_next] = f["starts_digit"][ids[pos[has_next] + 1]]
             gpos = pos + self.b0
             in_range = gpos >= self.start
-            internal = f.internal[cand] & in_range
-            terminal = f.terminal[cand] & in_range & ~(f.period[cand] & (prev_digit | next_digit))
+            internal = f["internal"][cand] & in_range
+            terminal = f["terminal"][cand] & in_range & ~(f["period"][cand] & (prev_digit | next_digit))
             for local in np.flatnonzero(internal | terminal):
                 p = int(pos[local])
                 g = int(gpos[local])
