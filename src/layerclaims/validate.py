@@ -303,12 +303,11 @@ def check_corpus(
     count_usable: Callable[[Any, int], Mapping[str, int]] | None = None,
     counted_by: str = "the study's own selection rule",
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind;
-    returns the count of mark characters per kind. ``count_usable(corpus, n)``: the study's own count (with the
-    model's tokenizer), so that the ``n`` a fix suggests is one the run accepts; without it, the count of the mark
-    characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the
-    default), which a fix changes. ``minimum``: the fewest marks the study can use; ``others``: the other studies
-    run (a fix may suggest running one alone)."""
+    """The corpus exists, is a non-empty UTF-8 text and holds at least ``n`` usable marks of each kind; returns the
+    count of mark characters per kind. ``count_usable(corpus, n)``: the study's own count (with the model's
+    tokenizer), so that a fix suggests an ``n`` the run accepts; else the characters are counted (an upper bound).
+    ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the default); ``minimum``: the
+    fewest marks the study can use; ``others``: the other studies run (a fix may suggest one alone)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
@@ -430,8 +429,8 @@ def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, token
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
     """Check, in the order a user would fix it, the model's configuration, device and dtype, every study's settings
-    (type, minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and its
-    marks, and ``--out``. ``command``: the command as typed (default: ``request.command()``)."""
+    (:func:`check_study_settings`), the corpus and its marks, and ``--out``. ``command``: the command as typed
+    (default: ``request.command()``)."""
     command = command or request.command()
     model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")

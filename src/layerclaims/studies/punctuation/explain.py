@@ -1,6 +1,5 @@
-"""Study A, what the clusters are made of: for every group of marks, the attributes (:func:`mark_attributes`: the
-mark's token, its neighbours, line breaks and quotes in its window, its position in the sentence and in the book)
-most over-represented against the other (non-outlier) marks, and every outlier mark with its window of text;
+"""Study A, what the clusters are made of: for every group of marks, the attributes (:func:`mark_attributes`) most
+over-represented against the other (non-outlier) marks, and every outlier mark with its window of text;
 :func:`markdown` renders it for the report."""
 
 from __future__ import annotations
@@ -123,9 +122,8 @@ def explain_kind(k: KindResult, windows: np.ndarray, n_tokens: int, tokenizer: A
 
 
 def markdown(result: PunctuationResult) -> str:
-    """Per kind and claim (detail) layer: the count carried by groups of marks with its interval and stability, the
-    literal count beside it, the pair types, each group's over-represented attributes, and every outlier mark
-    with its window of text."""
+    """The report section: per kind and detail layer, each count with its interval, stability and literal count
+    beside it, the pair types, each group's over-represented attributes and the outlier marks' windows."""
     lines = [f"## Study A: what the clusters are made of ({result.model})", ""]
     for kind in ("internal", "terminal"):
         k = result.kind_result(kind)

@@ -12,7 +12,7 @@ drawn ones' windows, stopping at the last. ``tests/oracles/marks.py`` is the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from layerclaims.errors import UsageError
 from layerclaims.studies.punctuation.marks import AFTER, BEFORE, CONTEXT, KINDS, MARK_SETS
 from layerclaims.tokens import TokenChunk, iter_token_chunks
 
+Pieces = str | Iterable[str] | Callable[[], Iterable[str]]  # a text, its pieces, or a callable returning fresh pieces
 _FLAGS = np.dtype([(name, bool) for name in ("known", "internal", "terminal", "period", "ends_digit", "starts_digit")])
 
 
@@ -131,12 +132,12 @@ class _Scanner:
         return out
 
 
-def _pass(tokenizer: Any, pieces: Iterable[str], start: int, marks: str, visit: Any, **kwargs: Any) -> tuple[int, bool]:
+def _pass(tokenizer: Any, pieces: Pieces, start: int, marks: str, visit: Any, **kwargs: Any) -> tuple[int, bool]:
     """One tokenisation pass; ``visit(kind, window, char, index, usable) -> bool`` returns True to stop.
     Returns ``(tokens seen, complete)``."""
     sc = _Scanner(tokenizer, start, marks)
     n = 0
-    for chunk in iter_token_chunks(tokenizer, pieces, **kwargs):
+    for chunk in iter_token_chunks(tokenizer, pieces() if callable(pieces) else pieces, **kwargs):
         n += chunk.ids.size
         for item in sc.feed(chunk):
             if visit(*item):
@@ -149,7 +150,7 @@ def _pass(tokenizer: Any, pieces: Iterable[str], start: int, marks: str, visit: 
 
 def scan_marks(
     tokenizer: Any,
-    pieces: Any,
+    pieces: Pieces,
     *,
     n: int,
     selection: Literal["first", "random"] = "first",
@@ -172,9 +173,6 @@ def scan_marks(
     if n < 3:
         raise UsageError(f"n={n}: at least 3 marks are needed for pairs and a correlation; use n >= 3")
 
-    def fresh() -> Any:
-        return pieces() if callable(pieces) else pieces
-
     scans = {kind: KindScan() for kind in KINDS}
     picked: list[list[tuple[int, np.ndarray, int]]] = [[], []]  # per kind: (token index, window, char) selected
 
@@ -196,7 +194,7 @@ def scan_marks(
                 picked[k].append((g, win, ch))
             return stop_early and len(picked[0]) >= n and len(picked[1]) >= n
 
-        n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_first, **kwargs)
+        n_tok, complete = _pass(tokenizer, pieces, start, marks, visit_first, **kwargs)
     else:
         usable: dict[int, list[int]] = {0: [], 1: []}
 
@@ -206,7 +204,7 @@ def scan_marks(
                 usable[k].append(g)
             return False
 
-        n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_count, **kwargs)
+        n_tok, complete = _pass(tokenizer, pieces, start, marks, visit_count, **kwargs)
         drawn: dict[int, set[int]] = {}
         for k, kind in enumerate(KINDS):
             u = np.asarray(usable[k], dtype=np.int64)
@@ -220,7 +218,7 @@ def scan_marks(
                 picked[k].append((g, win, ch))
             return g >= last
 
-        _pass(tokenizer, fresh(), start, marks, visit_gather, **kwargs)
+        _pass(tokenizer, pieces, start, marks, visit_gather, **kwargs)
     for k, kind in enumerate(KINDS):
         s = scans[kind]
         _check_enough(n, len(picked[k]), kind)
@@ -232,7 +230,7 @@ def scan_marks(
 
 def count_usable(
     tokenizer: Any,
-    pieces: Any,
+    pieces: Pieces,
     *,
     n: int,
     start: int = 400,
@@ -249,7 +247,7 @@ def count_usable(
             usable[k] += 1
         return min(usable) >= n
 
-    _pass(tokenizer, pieces() if callable(pieces) else pieces, start, marks, visit, **kwargs)
+    _pass(tokenizer, pieces, start, marks, visit, **kwargs)
     return {kind: min(usable[k], n) for k, kind in enumerate(KINDS)}
 
 
@@ -282,16 +280,6 @@ def shared_marks(crlf_chars: np.ndarray, crlf_text: str, body: str, lf_chars: np
     return int(np.intersect1d(mapped[mapped >= 0], np.asarray(lf_chars, dtype=np.int64)).size)
 
 
-@dataclass(eq=False)
-class StudyMarks:
-    """Study A's marks from a corpus: ``scan`` (:class:`MarkScan`), ``corpus`` (the text's provenance, with
-    ``line_endings``, ``header_present``, ``start`` and, on the CRLF path of a text read whole,
-    ``shared_marks_with_lf``: per kind, how many selected marks the body-only LF path selects too)."""
-
-    scan: MarkScan
-    corpus: dict[str, Any]
-
-
 def study_marks(
     tokenizer: Any,
     corpus: str,
@@ -302,9 +290,10 @@ def study_marks(
     start: int = 400,
     marks: Literal["original", "extended"] = "original",
     kind_seeds: Sequence[int] | None = None,
-) -> StudyMarks:
-    """Load the study's text (:func:`layerclaims.data.load_study_text`) and select its marks by streaming
-    (:func:`scan_marks`); on the CRLF path, also select on the LF body to count the marks both paths share."""
+) -> tuple[MarkScan, dict[str, Any]]:
+    """Study A's marks (:func:`scan_marks`) in the study's text (:func:`layerclaims.data.load_study_text`), and the
+    text's provenance, with ``start`` and, on the CRLF path of a text read whole, ``shared_marks_with_lf``: per kind,
+    how many selected marks the body-only LF path selects too."""
     from layerclaims.data import load_study_text
 
     text = load_study_text(corpus, line_endings=line_endings)
@@ -325,4 +314,4 @@ def study_marks(
         prov["shared_marks_with_lf"] = None if line_endings == "lf" else "not computed for a streamed text"
     prov["tokens_scanned"] = scan.n_tokens
     prov["scan_complete"] = scan.complete
-    return StudyMarks(scan, prov)
+    return scan, prov
