@@ -79,11 +79,10 @@ def explain_groups(
 ) -> Explanation:
     """The over-represented attributes of each group (when there are 2 or more) and the outlier marks' windows."""
     lab = groups.mark_labels
-    typical = lab >= 0
-    rows = []
-    if groups.n_groups >= 2:
-        for g in range(groups.n_groups):
-            rows.append(GroupExplained(g, int((lab == g).sum()), _over_represented(attrs, lab == g, typical)))
+    n_groups = groups.n_groups if groups.n_groups >= 2 else 0
+    rows = (
+        GroupExplained(g, int((lab == g).sum()), _over_represented(attrs, lab == g, lab >= 0)) for g in range(n_groups)
+    )
     outliers = tuple(OutlierMark(int(i), int(marks[i]), windows[i]) for i in groups.outlier_marks)
     return Explanation(tuple(rows), outliers)
 

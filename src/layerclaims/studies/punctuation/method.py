@@ -24,7 +24,6 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    # The text as served (CRLF, header kept) or the LF body, tokenised in chunks until the selection is complete.
     scanned, corpus = study_marks(
         handle.tokenizer,
         config.corpus,

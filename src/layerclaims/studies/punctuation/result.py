@@ -279,12 +279,8 @@ def _start(
     info, d = _info(result, k, e), k.detail(e)
     if d is None or side in d.computed:
         return info, d, None
-    why = "not computed in this run: no claim read it; add it with"
-    return (
-        info,
-        d,
-        _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info),
-    )
+    why = f"not computed in this run: no claim read it; add it with {_with_detail_layer(result, d.layer)}"
+    return info, d, _not_evaluated(f"{why} (or run without claims filtering)", info)
 
 
 def _with_detail_layer(result: PunctuationResult, layer: int) -> str:

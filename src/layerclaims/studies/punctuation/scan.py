@@ -106,12 +106,9 @@ class _Scanner:
             ids = self.buf
             pos = np.arange(lo, hi)
             cand = ids[lo:hi]
-            prev_digit = np.zeros(pos.size, dtype=bool)
-            has_prev = pos > 0
-            prev_digit[has_prev] = f["ends_digit"][ids[pos[has_prev] - 1]]
-            next_digit = np.zeros(pos.size, dtype=bool)
-            has_next = pos + 1 < ids.size
-            next_digit[has_next] = f["starts_digit"][ids[pos[has_next] + 1]]
+            # a neighbour's flag where there is a neighbour (the index clamped where there is none)
+            prev_digit = (pos > 0) & f["ends_digit"][ids[np.maximum(pos - 1, 0)]]
+            next_digit = (pos + 1 < ids.size) & f["starts_digit"][ids[np.minimum(pos + 1, ids.size - 1)]]
             gpos = pos + self.b0
             in_range = gpos >= self.start
             internal = f["internal"][cand] & in_range
