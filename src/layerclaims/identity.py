@@ -113,10 +113,7 @@ def _recorded_name(config: Mapping[str, Any]) -> str | None:
     if not isinstance(recorded, str) or not recorded.strip():
         return None
     recorded = recorded.strip().rstrip("/")
-    for candidate in (recorded, canonical(recorded), recorded.rsplit("/", 1)[-1]):
-        if candidate in KNOWN_MODELS:
-            return candidate
-    return None
+    return next((c for c in (recorded, canonical(recorded), recorded.rsplit("/", 1)[-1]) if c in KNOWN_MODELS), None)
 
 
 def check_declared(declared: str, obj: Any) -> str:

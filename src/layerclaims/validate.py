@@ -188,7 +188,8 @@ def type_problem(value: Any, hint: Any) -> str | None:
         item = (typing.get_args(hint) or (Any,))[0]
         if not isinstance(value, tuple):
             return "a list such as [1, 2]"
-        return f"a list of {_type_word(item)}" if any(type_problem(v, item) for v in value) else None
+        words = {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(item, str(item))
+        return f"a list of {words}" if any(type_problem(v, item) for v in value) else None
     if hint is type(None) or hint is None:
         return None if value is None else "null"
     if hint is Any:
@@ -202,10 +203,6 @@ def type_problem(value: Any, hint: Any) -> str | None:
     if hint is str:
         return None if isinstance(value, str) else "a string"
     return None  # an annotation this checker does not know: the Config's own checks decide
-
-
-def _type_word(hint: Any) -> str:
-    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(hint, str(hint))
 
 
 def _range_words(unit: str, n_blocks: int, model: str) -> str:
