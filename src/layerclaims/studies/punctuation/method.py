@@ -24,16 +24,7 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    scanned, corpus = study_marks(
-        handle.tokenizer,
-        config.corpus,
-        line_endings=config.line_endings,
-        n=config.n,
-        selection=config.selection,
-        kind_seeds=[kind_seeds(config.seed, kind).selection for kind in KINDS],
-        start=config.start,
-        marks=config.marks,
-    )
+    scanned, corpus = study_marks(handle.tokenizer, config)
     t_tok = time.perf_counter() - t0
     layers, post_norm = entries(handle, config.layers)
     wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from layerclaims.errors import UsageError
+from layerclaims.studies.punctuation.config import Config, kind_seeds
 from layerclaims.studies.punctuation.marks import AFTER, BEFORE, CONTEXT, KINDS, MARK_SETS
 from layerclaims.tokens import TokenChunk, iter_token_chunks
 
@@ -277,38 +278,34 @@ def shared_marks(crlf_chars: np.ndarray, crlf_text: str, body: str, lf_chars: np
     return int(np.intersect1d(mapped[mapped >= 0], np.asarray(lf_chars, dtype=np.int64)).size)
 
 
-def study_marks(
-    tokenizer: Any,
-    corpus: str,
-    *,
-    line_endings: str = "crlf",
-    n: int = 250,
-    selection: Literal["first", "random"] = "first",
-    start: int = 400,
-    marks: Literal["original", "extended"] = "original",
-    kind_seeds: Sequence[int] | None = None,
-) -> tuple[MarkScan, dict[str, Any]]:
-    """Study A's marks (:func:`scan_marks`) in the study's text (:func:`layerclaims.data.load_study_text`), and the
-    text's provenance, with ``start`` and, on the CRLF path of a text read whole, ``shared_marks_with_lf``: per kind,
-    how many selected marks the body-only LF path selects too."""
+def study_marks(tokenizer: Any, config: Config) -> tuple[MarkScan, dict[str, Any]]:
+    """Study A's marks (:func:`scan_marks` with ``config``'s rule and selection) in the study's text
+    (:func:`layerclaims.data.load_study_text`), and the text's provenance, with ``start`` and, on the CRLF path of a
+    text read whole, ``shared_marks_with_lf``: per kind, how many selected marks the body-only LF path selects too."""
     from layerclaims.data import load_study_text
 
-    text = load_study_text(corpus, line_endings=line_endings)
-    opts: dict[str, Any] = {"n": n, "selection": selection, "start": start, "marks": marks}
-    scan = scan_marks(tokenizer, text.pieces, kind_seeds=kind_seeds, **opts)
-    prov = {**text.provenance(), "start": start}
-    if line_endings == "crlf" and text.text is not None and text.body is not None:
+    text = load_study_text(config.corpus, line_endings=config.line_endings)
+    opts: dict[str, Any] = {
+        "n": config.n,
+        "selection": config.selection,
+        "start": config.start,
+        "marks": config.marks,
+        "kind_seeds": [kind_seeds(config.seed, kind).selection for kind in KINDS],
+    }
+    scan = scan_marks(tokenizer, text.pieces, **opts)
+    prov = {**text.provenance(), "start": config.start}
+    if config.line_endings == "crlf" and text.text is not None and text.body is not None:
         try:
-            lf = scan_marks(tokenizer, text.body, kind_seeds=kind_seeds, **opts)
+            lf = scan_marks(tokenizer, text.body, **opts)
         except UsageError as exc:  # the LF body may hold fewer marks: say so rather than fail the study
             prov["shared_marks_with_lf"] = f"not computed: {exc}"
         else:
             prov["shared_marks_with_lf"] = {
                 kind: shared_marks(scan.kinds[kind].chars, text.text, text.body, lf.kinds[kind].chars) for kind in KINDS
             }
-            prov["shared_marks_of"] = n
+            prov["shared_marks_of"] = config.n
     else:
-        prov["shared_marks_with_lf"] = None if line_endings == "lf" else "not computed for a streamed text"
+        prov["shared_marks_with_lf"] = None if config.line_endings == "lf" else "not computed for a streamed text"
     prov["tokens_scanned"] = scan.n_tokens
     prov["scan_complete"] = scan.complete
     return scan, prov
