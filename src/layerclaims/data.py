@@ -253,10 +253,9 @@ def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Pa
 def load_corpus(
     name_or_path: str | os.PathLike[str] = DEFAULT_CORPUS, *, allow_download: bool = True, base_url: str | None = None
 ) -> Corpus:
-    """Load a corpus by registry name (:data:`CORPORA`) or the path of a UTF-8 text file; a named one from the data
-    folder, the cache or a download (see the module docstring). A text that is not the known edition is used with a
-    UserWarning. DataNotFoundError lists every place looked and how to provide the file; UsageError for an unknown
-    name that is not a file."""
+    """Load a corpus by registry name (:data:`CORPORA`; see the module docstring) or the path of a UTF-8 text file.
+    A text that is not the known edition is used with a UserWarning. DataNotFoundError lists every place looked and
+    how to provide the file; UsageError for an unknown name that is not a file."""
     key = os.fspath(name_or_path)
     spec = CORPORA.get(key)
     if spec is None:
@@ -406,15 +405,13 @@ _MARKER_CHARS = 128  # an unfinished line this short may be a cut Gutenberg mark
 @dataclass(frozen=True)
 class StudyText:
     """The text a study tokenises, as a source of pieces (:meth:`pieces`) rather than one string.
-
     ``line_endings="crlf"`` (the original notebook's input): the file as served, header and licence kept where the
-    file has them, every line ending ``\\r\\n``. ``"lf"``: the body only (``Corpus.text``).
-
-    Files up to ``STREAM_ABOVE_BYTES`` (8 MB; every registry corpus) are read whole (``text``; ``body`` is the LF
-    body, so marks can be compared between the two). Larger ones are streamed, never held (``text``, ``body`` and
-    ``sha256`` None): the ``*** START OF`` line is searched in the first ``HEADER_SEARCH_CHARS`` characters and the
-    ``*** END OF`` line line by line; a streamed text with an END line but no START line keeps its leading
-    whitespace (the only difference from :func:`strip_gutenberg`)."""
+    file has them, every line ending ``\\r\\n``; ``"lf"``: the body only (``Corpus.text``). Files up to
+    ``STREAM_ABOVE_BYTES`` (every registry corpus) are read whole (``text``; ``body``: the LF body, so marks can be
+    compared between the two); larger ones are streamed, never held (``text``, ``body``, ``sha256`` None): the
+    ``*** START OF`` line is searched in the first ``HEADER_SEARCH_CHARS`` characters, the ``*** END OF`` line line
+    by line, and a text with an END line but no START line keeps its leading whitespace (unlike
+    :func:`strip_gutenberg`)."""
 
     name: str
     source: str
@@ -428,9 +425,8 @@ class StudyText:
     body: str | None = None
 
     def pieces(self) -> Iterator[str]:
-        """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened). Small pieces: a
-        scan that stops early has tokenised little more than it used, and a tokeniser is never fed a whole block
-        (up to 2 x ``_READ_CHARS`` on a text without newlines)."""
+        """Consecutive pieces of the text (a fresh iterator each call; a streamed file is reopened), small so that a
+        scan that stops early has tokenised little more than it used."""
         step = max(1, _READ_CHARS // 16)
         stream = _stream_served if self.line_endings == "crlf" else _stream_body
         blocks: Iterable[str] = (self.text,) if self.text is not None else stream(Path(self.path))
@@ -464,9 +460,8 @@ def _open_text(path: Path) -> Iterator[Any]:
 
 
 def _read_lines_block(fh: Any, size: int) -> str:
-    """``size`` characters and the rest of their last line, at most ``2 * size`` in all: the block ends at a line
-    end (or the end of the file) unless that line is longer, and then mid-line. Memory stays bounded whatever the
-    line structure (a 50 MB text on one line is read 2 blocks at a time, not whole)."""
+    """``size`` characters and the rest of their last line, at most ``2 * size`` in all (a longer line is cut):
+    memory stays bounded whatever the line structure."""
     block = fh.read(size)
     if block and not block.endswith("\n"):
         block += fh.readline(size)
@@ -527,9 +522,8 @@ def load_study_text(
     stream: bool | None = None,
     allow_download: bool = True,
 ) -> StudyText:
-    """The text a study tokenises (:class:`StudyText`) from a registry name or a file path. ``stream=None`` streams
-    files over ``STREAM_ABOVE_BYTES``; True/False forces it (for tests). UsageError for an unknown
-    ``line_endings``; what :func:`load_corpus` raises for a missing corpus."""
+    """The :class:`StudyText` of a registry name or a file path. ``stream=None`` streams files over
+    ``STREAM_ABOVE_BYTES``; True/False forces it (for tests)."""
     if line_endings not in LINE_ENDINGS:
         raise UsageError(f"line_endings={line_endings!r}: use one of {', '.join(LINE_ENDINGS)}")
     key = os.fspath(name_or_path)

@@ -1,17 +1,12 @@
 """Which model a name, folder or loaded handle is: recognised by what it is, not by the name typed.
 
-A claim is asserted (not just snapshotted) on the model it was made for, and ``/models/gpt2-medium`` or
-``openai-community/gpt2-medium`` must be recognised as ``gpt2-medium``. Evidence, in order: the name or an alias
-(:data:`ALIASES`); a config whose recorded ``_name_or_path`` names a known model AND whose architecture facts match
-that model's :data:`KNOWN_MODELS` row (a fine-tune that changed the vocabulary is not trusted); a declaration
-(``--as``), accepted only when the facts match.
-
-Names and configs say what a model claims to be, not what its weights are. So a loaded model is taken for a known
-model (:func:`identify`) only when its weights reproduce a published number where one exists
-(:data:`BEHAVIOUR_REFERENCES`, else it is refused, with the two numbers as the reason); elsewhere (gpt2-medium,
-gpt2-large: no such number is published) it is "taken as gpt2-medium by its config; weights unverified", and every
-verdict says so. :func:`model_identity` reads only ``config.json``; importing this module imports neither torch nor
-transformers.
+Evidence, in order: the name or an alias (:data:`ALIASES`); a config whose recorded ``_name_or_path`` names a known
+model (``/models/gpt2-medium`` counts) AND whose architecture facts match that model's :data:`KNOWN_MODELS` row (a
+fine-tune that changed the vocabulary is not trusted); a declaration (``--as``), accepted only when the facts match.
+A name or config says what a model claims to be, not what its weights are: a loaded model is taken for a known model
+(:func:`identify`) only when its weights reproduce a published number where one exists
+(:data:`BEHAVIOUR_REFERENCES`); elsewhere it is "taken as gpt2-medium by its config; weights unverified", and every
+verdict says so. Importing this module imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -118,10 +113,7 @@ def _recorded_name(config: Mapping[str, Any]) -> str | None:
     if not isinstance(recorded, str) or not recorded.strip():
         return None
     recorded = recorded.strip().rstrip("/")
-    for candidate in (recorded, canonical(recorded), recorded.rsplit("/", 1)[-1]):
-        if candidate in KNOWN_MODELS:
-            return candidate
-    return None
+    return next((c for c in (recorded, canonical(recorded), recorded.rsplit("/", 1)[-1]) if c in KNOWN_MODELS), None)
 
 
 def check_declared(declared: str, obj: Any) -> str:

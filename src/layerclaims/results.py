@@ -1,9 +1,7 @@
-"""Saved results: frozen dataclasses <-> ``NAME.json`` + ``NAME.npz``, provenance, and the ``Measurement`` type.
-
-:func:`save` writes a study's result dataclass to JSON and every ``numpy.ndarray`` in it to one ``.npz`` beside it,
-so a report, a claim or a diff never re-runs a model; :func:`load` rebuilds it. Nested dataclasses are tagged with
-their import path and only classes inside ``layerclaims`` are rebuilt (a saved file cannot make us import arbitrary
-code); arrays load with ``allow_pickle=False``.
+"""Saved results: frozen dataclasses <-> ``NAME.json`` + ``NAME.npz`` (every array), so a report, a claim or a diff
+never re-runs a model; provenance; the ``Measurement`` type. Nested dataclasses are tagged with their import path and
+only classes inside ``layerclaims`` are rebuilt (a saved file cannot make us import arbitrary code); arrays load with
+``allow_pickle=False``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """A study is a plug-in that declares itself: one module-level :class:`Study` object per study (the package's own
 under ``layerclaims/studies/``, or a third party's), registered in the entry-point group ``layerclaims.studies``
-(``norm = "normstudy:STUDY"``). Everything the rest of the package needs of a study is read from that object.
-Importing a declaration must not import torch (``docs/architecture.md``, "Writing a study"); this module imports
-nothing of the package but :mod:`layerclaims.errors`.
+(``norm = "normstudy:STUDY"``); the rest of the package reads everything it needs of a study from that object.
+Importing a declaration must not import torch (``docs/architecture.md``, "Writing a study").
 """
 
 from __future__ import annotations
@@ -119,8 +118,8 @@ _broken: dict[str, UsageError] = {}
 
 
 def registry() -> dict[str, Study]:
-    """Every installed study by name, the package's own first; loaded once. An entry point that cannot be loaded is
-    left out with a warning (distribution and fix); :func:`get` of its name raises that."""
+    """Every installed study by name, the package's own first; loaded once. One that cannot be loaded is left out
+    with a warning; :func:`get` of its name raises it."""
     global _loaded
     if _loaded is None:
         found: dict[str, Study] = {}

@@ -188,7 +188,8 @@ def type_problem(value: Any, hint: Any) -> str | None:
         item = (typing.get_args(hint) or (Any,))[0]
         if not isinstance(value, tuple):
             return "a list such as [1, 2]"
-        return f"a list of {_type_word(item)}" if any(type_problem(v, item) for v in value) else None
+        words = {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(item, str(item))
+        return f"a list of {words}" if any(type_problem(v, item) for v in value) else None
     if hint is type(None) or hint is None:
         return None if value is None else "null"
     if hint is Any:
@@ -202,10 +203,6 @@ def type_problem(value: Any, hint: Any) -> str | None:
     if hint is str:
         return None if isinstance(value, str) else "a string"
     return None  # an annotation this checker does not know: the Config's own checks decide
-
-
-def _type_word(hint: Any) -> str:
-    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(hint, str(hint))
 
 
 def _range_words(unit: str, n_blocks: int, model: str) -> str:
@@ -303,12 +300,11 @@ def check_corpus(
     count_usable: Callable[[Any, int], Mapping[str, int]] | None = None,
     counted_by: str = "the study's own selection rule",
 ) -> dict[str, int]:
-    """The corpus exists, is a UTF-8 text and is not empty, and holds at least ``n`` usable marks of each kind;
-    returns the count of mark characters per kind. ``count_usable(corpus, n)``: the study's own count (with the
-    model's tokenizer), so that the ``n`` a fix suggests is one the run accepts; without it, the count of the mark
-    characters (an upper bound). ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the
-    default), which a fix changes. ``minimum``: the fewest marks the study can use; ``others``: the other studies
-    run (a fix may suggest running one alone)."""
+    """The corpus exists, is a non-empty UTF-8 text and holds at least ``n`` usable marks of each kind; returns the
+    count of mark characters per kind. ``count_usable(corpus, n)``: the study's own count (with the model's
+    tokenizer), so that a fix suggests an ``n`` the run accepts; else the characters are counted (an upper bound).
+    ``origin``/``n_origin``: the options that gave the corpus and ``n`` (``""``: the default); ``minimum``: the
+    fewest marks the study can use; ``others``: the other studies run (a fix may suggest one alone)."""
     from layerclaims import data
 
     keep_going = f"then re-run {_cmd(command)}"
@@ -368,9 +364,9 @@ def check_corpus(
     return counts
 
 
-def _warn_below_minimum(config: type, n: Any) -> None:
-    """Warn when ``n`` is below the Config's ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"."""
-    minimum = getattr(config, "MIN_MARKS_COUNT", None)
+def _warn_below_minimum(config: Any) -> None:
+    """Warn when the Config's ``n`` is below its ``MIN_MARKS_COUNT``: those statistics will be "not evaluated"."""
+    n, minimum = getattr(config, "n", None), getattr(config, "MIN_MARKS_COUNT", None)
     if isinstance(n, int) and isinstance(minimum, int) and n < minimum:
         why = "the cluster counts are not evaluated (their claims say so)"
         log.warning("n=%d marks per kind: below %d %s; use --n %d or more to evaluate them", n, minimum, why, minimum)
@@ -391,13 +387,6 @@ def _with_fix(exc: LayerclaimsError, fix: str) -> LayerclaimsError:
     return type(exc)(exc.message, fix=fix if not exc.fix else f"{exc.fix.rstrip('.')}; {fix}")
 
 
-def _settings(study: str, plan: RunPlan) -> dict[str, Any]:
-    """Every Config field of ``study``: the plan's override, else the Config's default."""
-    config = registry.get(study).config
-    opts = plan.options.get(study, {})
-    return {name: opts.get(name, getattr(config, name, None)) for name in config_fields(study)}
-
-
 def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenizer: Any | None) -> None:
     """:func:`check_corpus` for each study run that reads one (with ``tokenizer``: by its own rule)."""
     for study in request.study_names:
@@ -405,14 +394,13 @@ def check_corpora(request: RunRequest, plan: RunPlan, command: Command, tokenize
         if "corpus" not in config_fields(study):
             continue
         origins = _study_options_with_origin(study, request.options, request.overrides)
-        setting = _settings(study, plan)
         counter = declared.count_usable
         config = registry.make_config(declared, plan.options.get(study, {}))
         plan.marks = check_corpus(
-            str(setting.get("corpus")),
-            n=setting.get("n"),
-            mark_sets=getattr(declared.config, "MARK_SETS", {}),
-            marks=setting.get("marks") or "original",
+            str(config.corpus),
+            n=getattr(config, "n", None),
+            mark_sets=getattr(config, "MARK_SETS", {}),
+            marks=getattr(config, "marks", None) or "original",
             origin=origins.get("corpus", (None, ""))[1],
             command=command,
             minimum=declared.minimums.get("n", 3),
@@ -438,8 +426,8 @@ def check_marks_with(request: RunRequest, plan: RunPlan, command: Command, token
 
 def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
     """Check, in the order a user would fix it, the model's configuration, device and dtype, every study's settings
-    (type, minimum, layers and blocks against the model's depth, the Config's own checks), the corpus and its
-    marks, and ``--out``. ``command``: the command as typed (default: ``request.command()``)."""
+    (:func:`check_study_settings`), the corpus and its marks, and ``--out``. ``command``: the command as typed
+    (default: ``request.command()``)."""
     command = command or request.command()
     model, options, overrides = request.model, request.options, request.overrides
     models = importlib.import_module("layerclaims.models")
@@ -467,7 +455,7 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
             study, options, overrides, n_blocks=shape.n_blocks, model=model, command=command
         )
     for study in request.study_names:
-        _warn_below_minimum(registry.get(study).config, _settings(study, plan).get("n"))
+        _warn_below_minimum(registry.make_config(registry.get(study), plan.options[study]))
     needs_text = any(registry.get(s).count_usable is not None for s in request.study_names)
     tokenizer = models.load_tokenizer(model) if needs_text else None
     plan.marks_counted = needs_text and tokenizer is None

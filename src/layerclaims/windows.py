@@ -1,10 +1,8 @@
 """Fixed-length token windows cut from a corpus: the inputs of the layer studies (massive activations, anisotropy,
-attention sinks).
-
-The corpus body (:func:`layerclaims.data.load_corpus`, ``\\n`` line endings) is tokenised once without special tokens
-and cut into consecutive slots of ``length`` tokens (``length - 1`` when a BOS token is prepended); ``n_windows`` slots
-are drawn without replacement from a seeded generator, kept in text order. Windows never overlap, so resampling windows
-resamples independent stretches of text.
+attention sinks). The corpus body (:func:`layerclaims.data.load_corpus`) is tokenised once without special tokens and
+cut into consecutive slots of ``length`` tokens (``length - 1`` when a BOS token is prepended); ``n_windows`` slots are
+drawn without replacement, seeded, kept in text order. Windows never overlap, so resampling windows resamples
+independent stretches of text.
 """
 
 from __future__ import annotations

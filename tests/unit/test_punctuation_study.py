@@ -16,7 +16,7 @@ from layerclaims.studies.punctuation.config import VARIANTS
 from layerclaims.studies.punctuation.explain import markdown
 from layerclaims.studies.punctuation.marks import KINDS, MARK_INDEX
 from layerclaims.studies.punctuation.method import run
-from layerclaims.studies.punctuation.result import STATISTICS, PunctuationResult
+from layerclaims.studies.punctuation.result import MEASURES, PunctuationResult
 from tests.oracles.marks import contexts, find_marks, select_marks, tokenize, usable_marks
 
 needs_data = pytest.mark.skipif(
@@ -251,7 +251,7 @@ def test_tiny_vectors_equal_hf_hidden_states(tiny: tuple[object, PunctuationResu
 
 def test_tiny_measure_every_statistic(tiny: tuple[object, PunctuationResult, Config]) -> None:
     _, res, _ = tiny
-    for stat in STATISTICS:
+    for stat in MEASURES:
         layer = None if stat.startswith("spearman") else 1
         for kind in KINDS:
             m = res.measure(stat, layer=layer, kind=kind)

@@ -30,14 +30,14 @@ def test_the_package_studies_are_registered_as_entry_points() -> None:
 
 
 def test_the_declared_statistics_are_what_the_results_measure() -> None:
-    from layerclaims.studies.punctuation.result import STATISTICS
+    from layerclaims.studies.punctuation.result import MEASURES
     from layerclaims.studies.qk.analysis import _AT_BLOCK, _OVER_BLOCKS
 
     qk = registry.get("qk")
     assert qk.statistic_names(over_layers=False) == _AT_BLOCK
     assert qk.statistic_names(over_layers=True) == _OVER_BLOCKS
     punct = registry.get("punctuation")
-    assert set(punct.statistic_names(over_layers=False) + punct.statistic_names(over_layers=True)) == set(STATISTICS)
+    assert set(punct.statistic_names(over_layers=False) + punct.statistic_names(over_layers=True)) == set(MEASURES)
 
 
 def test_reading_the_declarations_imports_no_torch() -> None:

@@ -14,6 +14,7 @@ import pytest
 from layerclaims import data
 from layerclaims.data import gpt2_tokenizer, load_corpus, load_study_text
 from layerclaims.errors import UsageError
+from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.scan import lf_body_positions, scan_marks, shared_marks
 from layerclaims.tokens import iter_token_chunks
 from tests.oracles.marks import contexts, find_marks, select_marks, tokenize, usable_marks
@@ -250,14 +251,13 @@ def test_shared_marks_compare_the_same_character_of_the_book(gpt2: Any) -> None:
 def test_study_marks_provenance_on_the_default_path(gpt2: Any) -> None:
     from layerclaims.studies.punctuation.scan import study_marks
 
-    sm = study_marks(gpt2, "heart-of-darkness", n=100)
-    c = sm.corpus
+    _, c = study_marks(gpt2, Config(n=100))
     assert (c["line_endings"], c["header_present"], c["start"], c["shared_marks_of"]) == ("crlf", False, 400, 100)
     assert set(c["shared_marks_with_lf"]) == {"internal", "terminal"}
     assert all(0 < v <= 100 for v in c["shared_marks_with_lf"].values())
     assert not c["scan_complete"] and c["tokens_scanned"] < 59_022  # stopped early on the 59,022-token CRLF stream
-    lf = study_marks(gpt2, "heart-of-darkness", line_endings="lf", n=100)
-    assert lf.corpus["line_endings"] == "lf" and lf.corpus["shared_marks_with_lf"] is None
+    _, lf = study_marks(gpt2, Config(line_endings="lf", n=100))
+    assert lf["line_endings"] == "lf" and lf["shared_marks_with_lf"] is None
 
 
 def test_selected_windows_are_the_real_tokens(gpt2: Any) -> None:
@@ -266,7 +266,6 @@ def test_selected_windows_are_the_real_tokens(gpt2: Any) -> None:
     st = load_study_text()
     assert st.text is not None
     ids = tokenize(gpt2, st.text)
-    sm = study_marks(gpt2, "heart-of-darkness", n=20)
-    k = sm.scan.kinds["internal"]
+    k = study_marks(gpt2, Config(n=20))[0].kinds["internal"]
     for m, win in zip(k.selected, k.windows, strict=True):  # what study A's explanation reads
         assert np.array_equal(win, ids[int(m) - 20 : int(m) + 11])

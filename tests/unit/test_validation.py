@@ -232,8 +232,8 @@ def test_n_below_the_cluster_minimum_is_warned_about_before_loading(caplog: pyte
     from layerclaims.studies.punctuation import config
 
     with caplog.at_level(logging.WARNING, logger="layerclaims.validate"):
-        validate._warn_below_minimum(config.Config, config.MIN_MARKS_COUNT - 1)
-        validate._warn_below_minimum(config.Config, config.MIN_MARKS_COUNT)
+        validate._warn_below_minimum(config.Config(n=config.MIN_MARKS_COUNT - 1))
+        validate._warn_below_minimum(config.Config(n=config.MIN_MARKS_COUNT))
     assert len(caplog.records) == 1
     assert f"below {config.MIN_MARKS_COUNT} the cluster counts are not evaluated" in caplog.records[0].getMessage()
 

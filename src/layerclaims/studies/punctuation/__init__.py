@@ -1,26 +1,16 @@
 """Study A: internal vs terminal punctuation, pairwise MI and covariance across layers (``../shared/docs/claims.md``).
 
-Method (the original notebook ``part5_layer_CCpunctuationMI``, kept exactly; write-up variants as options), one
-module per step:
-
-1. :mod:`.scan`: stream the tokenised corpus (no BOS/EOS), flag internal (``","``) and terminal (``"."``, decimal
-   points excluded) marks from token 400, keep those with a full window (20 before, 10 after), select ``n`` (the
-   first, or at random with ``seed``).
-2. :mod:`.extraction`: one batched forward pass per kind keeping only the mark's position at the analysed hidden
-   states; the last block's output is taken before the final norm, and the post-norm entry is analysed apart.
-3. :mod:`.analysis`: per entry and kind, the pair matrices and their statistics; the pair clusters carried by
-   groups of marks (:func:`layerclaims.metrics.mark_clusters.cluster_marks`) with the literal count beside; the
-   bootstrap over marks; at the detail (claim) layers, resamples that refit the groups and a Gaussian control.
-4. :mod:`.result`: :class:`PunctuationResult` and ``measure`` (a table from statistic to getter).
-5. :mod:`.explain`: what each group of marks shares, the outlier marks' windows, and the Markdown for the report.
+The original notebook's method (``part5_layer_CCpunctuationMI``), write-up variants as options, one module per step:
+:mod:`.scan` selects the marks, :mod:`.extraction` reads their hidden states, :mod:`.analysis` computes the pair
+statistics, :mod:`.result` holds them with ``measure``, :mod:`.explain` says what the groups of marks share;
+:mod:`.method` runs the steps, :mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
 
 Layers. An entry is a hidden-state index ``L`` (0 = embeddings, ``L`` = output of block ``L``) plus a ``post_norm``
 flag; ``measure(layer=L)`` reads ``hidden_states[L]`` as Hugging Face defines it; statistics over depth (A7) read the
 pre-norm block outputs ``1..n_blocks``. The study never reads the claims: the caller passes the claim layers as
 ``Config.detail_layers`` and what the claims read there as ``Config.reads`` (the pipeline does).
 
-This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch): :mod:`.method` runs the steps,
-:mod:`.figures` draws, :mod:`.robustness` runs the grid's settings.
+This module is the study's declaration (:data:`STUDY`, :class:`Config`; no torch).
 """
 
 from __future__ import annotations

@@ -24,34 +24,30 @@ class Config:
     """Study A settings; the defaults are the original notebook's method.
 
     ``corpus``: a registry name or a file path; ``line_endings``: ``"crlf"`` tokenises the text as served (the
-    original's input: CRLF, header kept when the file has it), ``"lf"`` the body only with LF endings
-    (:func:`layerclaims.data.load_study_text`). ``n`` marks per kind, ``selection`` ``"first"`` (notebook) or
-    ``"random"`` (write-up, with ``seed``). ``marks``: ``"original"`` (``,`` / ``.``) or ``"extended"``. ``start``:
-    first token index searched for marks. ``layers``: hidden-state indices to analyse (None = all, 0..n_blocks).
-    ``bins``, ``z_threshold``, ``mi_estimator`` (``"plugin"``, the original, or ``"miller-madow"``, bias-corrected):
-    :func:`~layerclaims.metrics.information.pairwise_mi_cov`'s. ``n_boot``: bootstrap resamples over marks for r
-    and the per-layer means (every layer). ``batch_size``: forward-pass batch.
-    ``detail_layers``: the layers where claims read counts, intervals and controls (the CALLER fills it with the
-    claim layers mapped to this model: ``layerclaims.run.run_options`` does; None = ``DEFAULT_DETAIL_LAYERS``).
-    ``reads``: what the run's claims read, ``(kind, layer, statistic)`` triples, layer None for a statistic over
-    layers (filled with ``detail_layers``): a detail layer computes only the sides read (``result.DETAIL_SIDE``),
-    the MI of the dimension variants is computed at every block output only where A7's MI trend is read (else at
-    the first and last, for its ratio); None = everything.
-    At the detail layers: ``n_boot_clusters`` resamples of marks, each refitting the mark groups; ``n_perm`` Mantel
-    permutations for the pooled r's p-value; ``cluster_n_boot`` stability resamples of the literal count;
-    ``control``: the Gaussian surrogate of the marks, over ``control_draws`` independent surrogates that share the
-    ``n_boot_clusters`` resamples (the control is decided on as many resamples as its claim); ``detect_sims``
-    simulations per separation of the detection limit (0: not computed).
-    ``block_window``: marks whose token indices differ by at most this many tokens read some of the same tokens
-    (the 20 before a mark) and are resampled together by every bootstrap of the study (0: each mark its own block).
+    original's input: CRLF, header kept), ``"lf"`` the body only (:func:`layerclaims.data.load_study_text`). ``n``
+    marks per kind, ``selection`` ``"first"`` (notebook) or ``"random"`` (write-up, with ``seed``). ``marks``:
+    ``"original"`` (``,`` / ``.``) or ``"extended"``. ``start``: first token index searched for marks. ``layers``:
+    hidden-state indices to analyse (None = all). ``bins``, ``z_threshold``, ``mi_estimator`` (``"plugin"``, the
+    original, or ``"miller-madow"``): :func:`~layerclaims.metrics.information.pairwise_mi_cov`'s. ``n_boot``:
+    bootstrap resamples over marks for r and the per-layer means (every layer).
+    ``detail_layers``: the claim layers mapped to this model, where claims read counts, intervals and controls (None
+    = ``DEFAULT_DETAIL_LAYERS``). ``reads``: what the run's claims read, ``(kind, layer, statistic)`` triples
+    (layer None: over layers): a detail layer computes only the sides read (``result.DETAIL_SIDE``), the dimension
+    variants' MI at every block output only where A7's MI trend is read (else at the first and last, for its
+    ratio); None = everything. At the detail layers: ``n_boot_clusters`` resamples of marks, each refitting the mark
+    groups; ``n_perm`` Mantel permutations for the pooled r's p-value; ``cluster_n_boot`` stability resamples of
+    the literal count; ``control``: the Gaussian surrogate of the marks, over ``control_draws`` surrogates that share
+    the ``n_boot_clusters`` resamples (decided on as many resamples as its claim); ``detect_sims`` simulations per
+    separation of the detection limit (0: not computed).
+    ``block_window``: marks at most this many tokens apart read some of the same tokens (the 20 before a mark) and
+    are resampled together by every bootstrap (0: each mark its own block).
     ``meaningful_cov_separation``, ``meaningful_mi_separation``: the separation of two groups of marks (loading
     difference on a shared direction, relative to the loading: :mod:`layerclaims.metrics.detectability`) that a
-    count of the covariance / MI matrix must detect with 80% power for "1 cluster" to say "no groups". Defaults:
-    0.2 for the covariance (at loading 0.7, groups 0.10-0.15 noise sd apart, i.e. 0.14-0.21 relative, have mean
-    covariances 4.6-5.2 within-group sd apart and a two-component mixture beats one by BIC: real groups), 0.4 for
-    MI (0.3 noise sd at loading 0.7, where the marks' mean MI separates by 6.4 sd).
-    ``dimensions``: the mark vectors as they are (``"all"``) or one of :data:`VARIANTS`, before any statistic (a
-    robustness choice; the claims show the variants beside them whatever this is).
+    count must detect with 80% power for "1 cluster" to say "no groups". Defaults: 0.2 for the covariance (at loading
+    0.7, groups 0.10-0.15 noise sd apart, i.e. 0.14-0.21 relative, have mean covariances 4.6-5.2 within-group sd
+    apart and a two-component mixture beats one by BIC: real groups), 0.4 for MI (0.3 noise sd at loading 0.7,
+    where the marks' mean MI separates by 6.4 sd). ``dimensions``: the mark vectors as they are (``"all"``) or one
+    of :data:`VARIANTS`, before any statistic (the claims show the variants beside them whatever this is).
     """
 
     corpus: str = "heart-of-darkness"

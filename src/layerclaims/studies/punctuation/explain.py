@@ -1,6 +1,5 @@
-"""Study A, what the clusters are made of: for every group of marks, the attributes (:func:`mark_attributes`: the
-mark's token, its neighbours, line breaks and quotes in its window, its position in the sentence and in the book)
-most over-represented against the other (non-outlier) marks, and every outlier mark with its window of text;
+"""Study A, what the clusters are made of: for every group of marks, the attributes (:func:`mark_attributes`) most
+over-represented against the other (non-outlier) marks, and every outlier mark with its window of text;
 :func:`markdown` renders it for the report."""
 
 from __future__ import annotations
@@ -80,11 +79,10 @@ def explain_groups(
 ) -> Explanation:
     """The over-represented attributes of each group (when there are 2 or more) and the outlier marks' windows."""
     lab = groups.mark_labels
-    typical = lab >= 0
-    rows = []
-    if groups.n_groups >= 2:
-        for g in range(groups.n_groups):
-            rows.append(GroupExplained(g, int((lab == g).sum()), _over_represented(attrs, lab == g, typical)))
+    n_groups = groups.n_groups if groups.n_groups >= 2 else 0
+    rows = (
+        GroupExplained(g, int((lab == g).sum()), _over_represented(attrs, lab == g, lab >= 0)) for g in range(n_groups)
+    )
     outliers = tuple(OutlierMark(int(i), int(marks[i]), windows[i]) for i in groups.outlier_marks)
     return Explanation(tuple(rows), outliers)
 
@@ -123,9 +121,8 @@ def explain_kind(k: KindResult, windows: np.ndarray, n_tokens: int, tokenizer: A
 
 
 def markdown(result: PunctuationResult) -> str:
-    """Per kind and claim (detail) layer: the count carried by groups of marks with its interval and stability, the
-    literal count beside it, the pair types, each group's over-represented attributes, and every outlier mark
-    with its window of text."""
+    """The report section: per kind and detail layer, each count with its interval, stability and literal count
+    beside it, the pair types, each group's over-represented attributes and the outlier marks' windows."""
     lines = [f"## Study A: what the clusters are made of ({result.model})", ""]
     for kind in ("internal", "terminal"):
         k = result.kind_result(kind)

@@ -42,11 +42,10 @@ def extract_marks(
     handle: Any, ctx: np.ndarray, layers: np.ndarray, post_norm: np.ndarray, batch_size: int
 ) -> np.ndarray:
     """``[E, n, d]`` float64 vectors of the mark (index 20) at each entry, from ONE batched forward pass that keeps
-    only that position at the pre-norm layers (:func:`layerclaims.extract.hidden_states`, ``final="pre_norm"``).
-    The post-norm entry is the model's final norm module (``handle.arch.final_norm``) on the last block's output at
-    the mark: exactly the last Hugging Face ``hidden_states`` entry (the norm acts position by position), without a
-    second pass. A causal model (``handle.arch.causal``) does not run the 10 tokens after the mark (they cannot
-    change its state): the same vectors, to float rounding, for two thirds of the compute."""
+    only that position (:func:`layerclaims.extract.hidden_states`, ``final="pre_norm"``). The post-norm entry is
+    the model's final norm on the last block's output at the mark: exactly the last Hugging Face ``hidden_states``
+    entry (the norm acts position by position). A causal model does not run the 10 tokens after the mark (they
+    cannot change its state): the same vectors, to float rounding, for two thirds of the compute."""
     import torch
 
     from layerclaims.activations import hidden_states  # extract.hidden_states through the on-disk cache

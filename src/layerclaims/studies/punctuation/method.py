@@ -24,17 +24,7 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    # The text as served (CRLF, header kept) or the LF body, tokenised in chunks until the selection is complete.
-    sm = study_marks(
-        handle.tokenizer,
-        config.corpus,
-        line_endings=config.line_endings,
-        n=config.n,
-        selection=config.selection,
-        kind_seeds=[kind_seeds(config.seed, kind).selection for kind in KINDS],
-        start=config.start,
-        marks=config.marks,
-    )
+    scanned, corpus = study_marks(handle.tokenizer, config)
     t_tok = time.perf_counter() - t0
     layers, post_norm = entries(handle, config.layers)
     wanted = config.detail_layers if config.detail_layers is not None else DEFAULT_DETAIL_LAYERS
@@ -43,14 +33,14 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
     steps: dict[str, float] = {}
     X = {}
     for kind in KINDS:  # the forward passes first: torch's threads do not compete with the workers' tasks
-        say(f"punctuation {kind}: forward pass over {sm.scan.kinds[kind].selected.size} marks")
+        say(f"punctuation {kind}: forward pass over {scanned.kinds[kind].selected.size} marks")
         t1 = time.perf_counter()
-        X[kind] = extract_marks(handle, sm.scan.kinds[kind].windows, layers, post_norm, config.batch_size)
+        X[kind] = extract_marks(handle, scanned.kinds[kind].windows, layers, post_norm, config.batch_size)
         tm["forward_s"] += time.perf_counter() - t1
     finish: dict[str, Callable[[], KindResult]] = {}
     t2 = time.perf_counter()
     for kind in KINDS:  # one kind's detail tasks run in the workers while the next kind's layers are analysed here
-        scan = sm.scan.kinds[kind]
+        scan = scanned.kinds[kind]
         finish[kind] = start_kind(
             X.pop(kind),
             config,
@@ -65,7 +55,7 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
             progress=progress,
         )
     per_kind = {
-        kind: explain_kind(finish[kind](), sm.scan.kinds[kind].windows, sm.scan.n_tokens, handle.tokenizer)
+        kind: explain_kind(finish[kind](), scanned.kinds[kind].windows, scanned.n_tokens, handle.tokenizer)
         for kind in KINDS
     }
     tm["analysis_s"] += time.perf_counter() - t2
@@ -80,20 +70,16 @@ def run(handle: Any, config: Config | None = None, progress: Callable[[str], Non
         config={f: _listed(getattr(config, f)) for f in config.__dataclass_fields__},
         provenance=results.provenance(
             study=STUDY,
-            model=handle.name,
-            revision=getattr(handle, "revision", None),
-            model_source=getattr(handle, "source", None),
-            device=str(getattr(handle, "device", "cpu")),
-            dtype=str(getattr(handle, "dtype", "float32")),
-            corpus=sm.corpus,
-            n_tokens=int(sm.scan.n_tokens),
+            **results.model_provenance(handle),
+            corpus=corpus,
+            n_tokens=int(scanned.n_tokens),
             tokenization="tokenizer.encode(text, add_special_tokens=False): no BOS/EOS added; in chunks (tokens.py)"
-            + ("" if sm.scan.complete else stopped),
+            + ("" if scanned.complete else stopped),
             selection=config.selection,
             seed=config.seed,
             marks=config.marks,
             n=config.n,
-            marks_found={kind: int(sm.scan.kinds[kind].found) for kind in KINDS},
+            marks_found={kind: int(scanned.kinds[kind].found) for kind in KINDS},
             mi_estimator=config.mi_estimator,
             norm_entries={
                 "last_hidden_state_post_norm": bool(post_norm.any()),

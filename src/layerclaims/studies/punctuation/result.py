@@ -19,11 +19,9 @@ from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R,
 from layerclaims.studies.punctuation.marks import KINDS
 
 STUDY = "punctuation"
-# Bumped when the saved layout changes; a result saved with another (or none) loads with a message to re-run.
-RESULT_VERSION = 4
-# The parts of a detail layer (``LayerDetail.computed``) and the statistics that read each: the covariance groups
-# (refits, literal count, control, detection limit, variants; the within slopes are on those groups), the MI
-# groups, and the pooled r's Mantel p and control. The others are computed at every layer.
+RESULT_VERSION = 4  # bumped when the saved layout changes
+# The parts of a detail layer (``LayerDetail.computed``) and the statistics that read each (the within slopes are
+# on the covariance groups); the others are computed at every layer.
 SIDES: tuple[str, ...] = ("cov", "mi", "r")
 DETAIL_SIDE: dict[str, str] = {
     "cov_clusters": "cov",
@@ -75,17 +73,15 @@ class Explanation:
 @dataclass(frozen=True, eq=False)
 class LayerDetail:
     """Everything a claim layer needs, kept at the detail layers only (to bound cost).
-
     ``cov``/``mi``: :class:`~layerclaims.metrics.mark_clusters.MarkClusters` of the covariance and MI matrices
     (``boot_counts``: the count refit on each resample of marks). ``*_literal``/``*_literal_stability``: the literal
     count (clusters of the pair values themselves, single marks included). ``pooled_r_replicates`` ``[n_boot]``;
     ``slope_replicates``/``paradox_replicates`` ``[n_boot_clusters]``: the smallest within-group slope and the
     paradox flag, mark groups REFIT in each resample. ``cov_values``/``mi_values`` ``[P]`` float32, for the
-    figures. ``explain``: side -> :class:`Explanation`. ``controls``: statistic -> :class:`Control` (Gaussian
-    surrogate of the marks). ``detectability``: side -> ``analysis.detectability``. ``dimensions``:
-    ``analysis.dimensions`` (top dimensions by variance, every detail statistic on the dimension variants, massive
-    activations). ``computed``: the parts of :data:`SIDES` computed (``Config.reads``); a part not computed has no
-    replicates, literal count, control, detection limit nor variants, ``mi`` None and ``cov`` the point fit."""
+    figures. ``explain``, ``detectability``: per side; ``controls``: statistic -> :class:`Control` (Gaussian
+    surrogate of the marks); ``dimensions``: ``analysis.dimensions``. ``computed``: the parts of :data:`SIDES`
+    computed (``Config.reads``); one not computed has no replicates, literal count, control, detection limit nor
+    variants, ``mi`` None and ``cov`` the point fit."""
 
     entry: int
     layer: int
@@ -111,7 +107,6 @@ class LayerDetail:
 @dataclass(frozen=True, eq=False)
 class KindResult:
     """Everything measured for one kind. Axis ``E`` = the result's entries, ``N`` = marks, ``K`` = pair clusters.
-
     Marks: ``n_found`` flagged, ``n_skipped_start``/``n_skipped_end`` without a full window, ``n_usable``, ``marks``
     (token indices, text order). Per entry (:class:`~layerclaims.results.BlockStatistic`, intervals by bootstrap
     over marks): ``mean_mi``, ``mean_cov``, ``pooled_r`` (Mantel p at the detail entries), ``min_within_slope``
@@ -198,13 +193,11 @@ class PunctuationResult(results.SavedResult):
 
     @classmethod
     def load(cls, directory: Any) -> PunctuationResult:
-        """Read a saved result; one saved before this layout raises a UsageError that says to re-run."""
-        fix = f"re-run it: `layerclaims reproduce --study punctuation --out {directory}`"
-        try:
-            out = super().load(directory)
-        except TypeError as exc:  # an older layout: fields that no longer exist, or missing ones
-            raise UsageError(f"{directory}/{STUDY}.json was saved by an older layerclaims ({exc}); {fix}") from None
-        if getattr(out, "version", None) != RESULT_VERSION:
+        """Read a saved result; one of another layout (:data:`RESULT_VERSION`) raises a UsageError that says to
+        re-run."""
+        out = super().load(directory)
+        if out.version != RESULT_VERSION:
+            fix = f"re-run it: `layerclaims reproduce --study punctuation --out {directory}`"
             raise UsageError(f"{directory}/{STUDY}.json has result version {out.version}, not {RESULT_VERSION}; {fix}")
         return out
 
@@ -266,8 +259,7 @@ def _units(result: PunctuationResult, k: KindResult) -> dict[str, Any]:
 
 
 def _dims(d: LayerDetail, statistic: str) -> dict[str, Any]:
-    """The statistic on the dimension variants of the marks, and the top dimensions with their shares, for a
-    measurement's details."""
+    """The statistic on the dimension variants of the marks and the top dimensions, for a measurement's details."""
     top = {k: v for k, v in d.dimensions.items() if k not in ("variants", "massive_activations")}
     return {
         "without_top_dimensions": {v: d.dimensions["variants"][v][statistic] for v in VARIANTS},
@@ -282,17 +274,13 @@ def _not_evaluated(reason: str, info: dict[str, Any], value: float = float("nan"
 def _start(
     result: PunctuationResult, k: KindResult, e: int, side: str
 ) -> tuple[dict[str, Any], LayerDetail | None, Measurement | None]:
-    """What a per-layer reading starts from: its details, the entry's :class:`LayerDetail` (None: not a detail
-    layer), and the "not evaluated" of a statistic whose part of it was not computed (None: it was, or no detail)."""
+    """A per-layer reading's details, the entry's :class:`LayerDetail` (None: not a detail layer), and the "not
+    evaluated" of a statistic whose part was not computed (None: it was, or no detail)."""
     info, d = _info(result, k, e), k.detail(e)
     if d is None or side in d.computed:
         return info, d, None
-    why = "not computed in this run: no claim read it; add it with"
-    return (
-        info,
-        d,
-        _not_evaluated(f"{why} {_with_detail_layer(result, d.layer)} (or run without claims filtering)", info),
-    )
+    why = f"not computed in this run: no claim read it; add it with {_with_detail_layer(result, d.layer)}"
+    return info, d, _not_evaluated(f"{why} (or run without claims filtering)", info)
 
 
 def _with_detail_layer(result: PunctuationResult, layer: int) -> str:
@@ -412,7 +400,6 @@ MEASURES: dict[str, Callable[[PunctuationResult, KindResult, int], Measurement]]
     "ratio_mean_mi_last_first": lambda r, k, e: _ratio(r, k, "mi"),
     "ratio_mean_cov_last_first": lambda r, k, e: _ratio(r, k, "cov"),
 }
-STATISTICS: tuple[str, ...] = tuple(MEASURES)
 
 # A7 has no control, and says so.
 _NO_DEPTH_CONTROL = {
@@ -451,9 +438,7 @@ def _depth_variants(
     result: PunctuationResult, k: KindResult, what: str, sel: np.ndarray, stat: Callable[[np.ndarray], float | None]
 ) -> dict[str, Any]:
     """A7's statistic ``stat`` of the per-layer mean pair statistic at the entries ``sel`` on the dimension variants
-    of the marks (plain estimators, no dimension trimmed). MI on the variants is computed at every block output only
-    where the run reads its trend (``Config.reads``), else at the first and last: a statistic that needs more says
-    so, with the ``--set`` that computes it."""
+    of the marks; where they were not computed there (``Config.reads``), the ``--set`` that computes them."""
     v = k.mean_cov_variants if what == "cov" else k.mean_mi_variants
     if not np.isfinite(v[:, sel]).all():
         return {
@@ -464,10 +449,8 @@ def _depth_variants(
 
 
 def _ratio(result: PunctuationResult, k: KindResult, what: str) -> Measurement:
-    """The last block output's mean pair statistic over the first's (pre-norm block outputs 1..n_blocks), with the
-    ratio on every bootstrap resample of the marks (the same block resamples at every layer): "grows by orders of
-    magnitude" is ``ratio_mean_cov_last_first >= 100``, "MI falls" is ``ratio_mean_mi_last_first < 1``. Not
-    evaluated when the first layer's mean is not positive (a ratio that changes sign says nothing of growth)."""
+    """The last block output's mean pair statistic over the first's, and on every bootstrap resample of the marks.
+    Not evaluated when the first layer's mean is not positive (a ratio that changes sign says nothing of growth)."""
     sel = result.depth_entries()
     if sel.size < 2:
         return _not_evaluated("fewer than 2 block outputs analysed: analyse every layer (Config.layers=None)", {})

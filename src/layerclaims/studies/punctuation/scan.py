@@ -1,69 +1,56 @@
 """Study A's streaming scan for punctuation marks over the incremental tokenisation of :mod:`layerclaims.tokens`
-(``tokenizer.encode(text, add_special_tokens=False)``: no BOS/EOS).
+(no BOS/EOS).
 
 The flag rule (the notebook's): from token index ``start`` on, a token whose decoded text, stripped, is in the
 internal set (``","``; extended ``, ; :``) is internal; one in the terminal set (``"."``; extended ``. ? !``) is
 terminal, except a ``"."`` whose previous decoded token ends with a digit or whose next decoded token starts with
 one (``str.isdigit`` on the unstripped decoded text, as the original; no neighbour = no digit). A mark is usable
-with a full window (20 tokens before, 10 after). Per kind, ``n`` usable marks and the 31-token window around each.
-``selection="first"``: one pass that stops once the selection is complete. ``"random"``: the marks are counted in
-one streaming pass (only their token indices are kept, 8 bytes a mark) and the windows of the drawn ones gathered
-in a second pass that stops at the last drawn mark. ``tests/oracles/marks.py`` is the same rule on the whole stream.
+with a full window (20 tokens before, 10 after). ``selection="first"``: one pass that stops once the selection is
+complete; ``"random"``: one pass counts the marks (keeping their token indices only) and a second gathers the
+drawn ones' windows, stopping at the last. ``tests/oracles/marks.py`` is the same rule on the whole stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from layerclaims.errors import UsageError
+from layerclaims.studies.punctuation.config import Config, kind_seeds
 from layerclaims.studies.punctuation.marks import AFTER, BEFORE, CONTEXT, KINDS, MARK_SETS
 from layerclaims.tokens import TokenChunk, iter_token_chunks
 
+Pieces = str | Iterable[str] | Callable[[], Iterable[str]]  # a text, its pieces, or a callable returning fresh pieces
+_FLAGS = np.dtype([(name, bool) for name in ("known", "internal", "terminal", "period", "ends_digit", "starts_digit")])
+
 
 class _FlagTable:
-    """Per-token-id flags of the notebook's rule (boolean arrays indexed by token id, grown as needed; ``known``: the
-    id has been decoded), each distinct id decoded once, lazily, as it first appears."""
-
-    known: np.ndarray
-    internal: np.ndarray
-    terminal: np.ndarray
-    period: np.ndarray
-    ends_digit: np.ndarray
-    starts_digit: np.ndarray
+    """Per-token-id flags of the notebook's rule (``table[flag][id]``, grown as needed; ``known``: the id has been
+    decoded), each distinct id decoded once, lazily, as it first appears."""
 
     def __init__(self, tokenizer: Any, marks: str) -> None:
+        if marks not in MARK_SETS:
+            raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
         self.tok = tokenizer
         self.sets = MARK_SETS[marks]
         size = max(
             int(getattr(tokenizer, "vocab_size", 0) or 0), len(tokenizer) if hasattr(tokenizer, "__len__") else 0
         )
-        self._grow(max(size, 1))
-
-    def _grow(self, size: int) -> None:
-        old = getattr(self, "known", np.zeros(0, dtype=bool)).size
-        for name in ("known", "internal", "terminal", "period", "ends_digit", "starts_digit"):
-            arr = np.zeros(size, dtype=bool)
-            if old:
-                arr[:old] = getattr(self, name)
-            setattr(self, name, arr)
+        self.table = np.zeros(max(size, 1), dtype=_FLAGS)
 
     def update(self, ids: np.ndarray) -> None:
-        if ids.size and int(ids.max()) >= self.known.size:
-            self._grow(int(ids.max()) + 1)
-        new = np.unique(ids[~self.known[ids]])
-        for u in new:
+        if ids.size and int(ids.max()) >= self.table.size:
+            grown = np.zeros(int(ids.max()) + 1, dtype=_FLAGS)
+            grown[: self.table.size] = self.table
+            self.table = grown
+        for u in np.unique(ids[~self.table["known"][ids]]):
             d = self.tok.decode([int(u)])
             s = d.strip()
-            self.internal[u] = s in self.sets["internal"]
-            self.terminal[u] = s in self.sets["terminal"]
-            self.period[u] = s == "."
-            self.ends_digit[u] = bool(d) and d[-1].isdigit()
-            self.starts_digit[u] = bool(d) and d[0].isdigit()
-            self.known[u] = True
+            digits = (bool(d) and d[-1].isdigit(), bool(d) and d[0].isdigit())
+            self.table[u] = (True, s in self.sets["internal"], s in self.sets["terminal"], s == ".", *digits)
 
 
 @dataclass(eq=False)
@@ -84,9 +71,8 @@ class KindScan:
 
 @dataclass(eq=False)
 class MarkScan:
-    """The result of :func:`scan_marks`: one :class:`KindScan` per kind, ``n_tokens`` tokens scanned,
-    ``complete`` (True when the whole text was tokenised; False when the scan stopped once the selection was
-    complete, so ``found``/``usable`` count marks up to token ``n_tokens``)."""
+    """What :func:`scan_marks` found: per kind, ``n_tokens`` tokens scanned, ``complete``: the whole text was
+    tokenised (else ``found``/``usable`` count marks up to token ``n_tokens``)."""
 
     kinds: dict[str, KindScan]
     n_tokens: int
@@ -117,20 +103,17 @@ class _Scanner:
         out: list[tuple[int, np.ndarray, int, int, bool]] = []
         if stop > self.frontier:
             lo, hi = self.frontier - self.b0, stop - self.b0
-            f = self.flags
+            f = self.flags.table
             ids = self.buf
             pos = np.arange(lo, hi)
             cand = ids[lo:hi]
-            prev_digit = np.zeros(pos.size, dtype=bool)
-            has_prev = pos > 0
-            prev_digit[has_prev] = f.ends_digit[ids[pos[has_prev] - 1]]
-            next_digit = np.zeros(pos.size, dtype=bool)
-            has_next = pos + 1 < ids.size
-            next_digit[has_next] = f.starts_digit[ids[pos[has_next] + 1]]
+            # a neighbour's flag where there is a neighbour (the index clamped where there is none)
+            prev_digit = (pos > 0) & f["ends_digit"][ids[np.maximum(pos - 1, 0)]]
+            next_digit = (pos + 1 < ids.size) & f["starts_digit"][ids[np.minimum(pos + 1, ids.size - 1)]]
             gpos = pos + self.b0
             in_range = gpos >= self.start
-            internal = f.internal[cand] & in_range
-            terminal = f.terminal[cand] & in_range & ~(f.period[cand] & (prev_digit | next_digit))
+            internal = f["internal"][cand] & in_range
+            terminal = f["terminal"][cand] & in_range & ~(f["period"][cand] & (prev_digit | next_digit))
             for local in np.flatnonzero(internal | terminal):
                 p = int(pos[local])
                 g = int(gpos[local])
@@ -147,12 +130,12 @@ class _Scanner:
         return out
 
 
-def _pass(tokenizer: Any, pieces: Iterable[str], start: int, marks: str, visit: Any, **kwargs: Any) -> tuple[int, bool]:
+def _pass(tokenizer: Any, pieces: Pieces, start: int, marks: str, visit: Any, **kwargs: Any) -> tuple[int, bool]:
     """One tokenisation pass; ``visit(kind, window, char, index, usable) -> bool`` returns True to stop.
     Returns ``(tokens seen, complete)``."""
     sc = _Scanner(tokenizer, start, marks)
     n = 0
-    for chunk in iter_token_chunks(tokenizer, pieces, **kwargs):
+    for chunk in iter_token_chunks(tokenizer, pieces() if callable(pieces) else pieces, **kwargs):
         n += chunk.ids.size
         for item in sc.feed(chunk):
             if visit(*item):
@@ -165,7 +148,7 @@ def _pass(tokenizer: Any, pieces: Iterable[str], start: int, marks: str, visit: 
 
 def scan_marks(
     tokenizer: Any,
-    pieces: Any,
+    pieces: Pieces,
     *,
     n: int,
     selection: Literal["first", "random"] = "first",
@@ -183,15 +166,10 @@ def scan_marks(
     ``"random"`` draws ``np.random.default_rng(seeds[k]).choice(usable, n, replace=False)`` for kind ``k`` (0
     internal, 1 terminal; ``seeds`` = ``kind_seeds``, default ``seed + k``), sorted. Raises UsageError when a kind
     has fewer than ``n`` usable marks."""
-    if marks not in MARK_SETS:
-        raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     if selection not in ("first", "random"):
         raise UsageError(f"unknown selection {selection!r}: use 'first' (the notebook) or 'random' (the write-up)")
     if n < 3:
         raise UsageError(f"n={n}: at least 3 marks are needed for pairs and a correlation; use n >= 3")
-
-    def fresh() -> Any:
-        return pieces() if callable(pieces) else pieces
 
     scans = {kind: KindScan() for kind in KINDS}
     picked: list[list[tuple[int, np.ndarray, int]]] = [[], []]  # per kind: (token index, window, char) selected
@@ -214,7 +192,7 @@ def scan_marks(
                 picked[k].append((g, win, ch))
             return stop_early and len(picked[0]) >= n and len(picked[1]) >= n
 
-        n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_first, **kwargs)
+        n_tok, complete = _pass(tokenizer, pieces, start, marks, visit_first, **kwargs)
     else:
         usable: dict[int, list[int]] = {0: [], 1: []}
 
@@ -224,7 +202,7 @@ def scan_marks(
                 usable[k].append(g)
             return False
 
-        n_tok, complete = _pass(tokenizer, fresh(), start, marks, visit_count, **kwargs)
+        n_tok, complete = _pass(tokenizer, pieces, start, marks, visit_count, **kwargs)
         drawn: dict[int, set[int]] = {}
         for k, kind in enumerate(KINDS):
             u = np.asarray(usable[k], dtype=np.int64)
@@ -238,7 +216,7 @@ def scan_marks(
                 picked[k].append((g, win, ch))
             return g >= last
 
-        _pass(tokenizer, fresh(), start, marks, visit_gather, **kwargs)
+        _pass(tokenizer, pieces, start, marks, visit_gather, **kwargs)
     for k, kind in enumerate(KINDS):
         s = scans[kind]
         _check_enough(n, len(picked[k]), kind)
@@ -250,7 +228,7 @@ def scan_marks(
 
 def count_usable(
     tokenizer: Any,
-    pieces: Any,
+    pieces: Pieces,
     *,
     n: int,
     start: int = 400,
@@ -260,8 +238,6 @@ def count_usable(
     """Usable marks per kind (:func:`scan_marks`'s rule), counted by streaming ``pieces`` until every kind has ``n``
     (so ``n`` means "at least n") or the text ends: a selection of ``n`` marks per kind succeeds exactly when every
     count is ``n`` (the check before the weights load)."""
-    if marks not in MARK_SETS:
-        raise UsageError(f"unknown marks {marks!r}: use 'original' or 'extended'")
     usable = [0] * len(KINDS)
 
     def visit(k: int, win: np.ndarray, ch: int, g: int, ok: bool) -> bool:
@@ -269,7 +245,7 @@ def count_usable(
             usable[k] += 1
         return min(usable) >= n
 
-    _pass(tokenizer, pieces() if callable(pieces) else pieces, start, marks, visit, **kwargs)
+    _pass(tokenizer, pieces, start, marks, visit, **kwargs)
     return {kind: min(usable[k], n) for k, kind in enumerate(KINDS)}
 
 
@@ -302,47 +278,34 @@ def shared_marks(crlf_chars: np.ndarray, crlf_text: str, body: str, lf_chars: np
     return int(np.intersect1d(mapped[mapped >= 0], np.asarray(lf_chars, dtype=np.int64)).size)
 
 
-@dataclass(eq=False)
-class StudyMarks:
-    """Study A's marks from a corpus: ``scan`` (:class:`MarkScan`), ``corpus`` (the text's provenance, with
-    ``line_endings``, ``header_present``, ``start`` and, on the CRLF path of a text read whole,
-    ``shared_marks_with_lf``: per kind, how many selected marks the body-only LF path selects too)."""
-
-    scan: MarkScan
-    corpus: dict[str, Any]
-
-
-def study_marks(
-    tokenizer: Any,
-    corpus: str,
-    *,
-    line_endings: str = "crlf",
-    n: int = 250,
-    selection: Literal["first", "random"] = "first",
-    start: int = 400,
-    marks: Literal["original", "extended"] = "original",
-    kind_seeds: Sequence[int] | None = None,
-) -> StudyMarks:
-    """Load the study's text (:func:`layerclaims.data.load_study_text`) and select its marks by streaming
-    (:func:`scan_marks`); on the CRLF path, also select on the LF body to count the marks both paths share."""
+def study_marks(tokenizer: Any, config: Config) -> tuple[MarkScan, dict[str, Any]]:
+    """Study A's marks (:func:`scan_marks` with ``config``'s rule and selection) in the study's text
+    (:func:`layerclaims.data.load_study_text`), and the text's provenance, with ``start`` and, on the CRLF path of a
+    text read whole, ``shared_marks_with_lf``: per kind, how many selected marks the body-only LF path selects too."""
     from layerclaims.data import load_study_text
 
-    text = load_study_text(corpus, line_endings=line_endings)
-    opts: dict[str, Any] = {"n": n, "selection": selection, "start": start, "marks": marks}
-    scan = scan_marks(tokenizer, text.pieces, kind_seeds=kind_seeds, **opts)
-    prov = {**text.provenance(), "start": start}
-    if line_endings == "crlf" and text.text is not None and text.body is not None:
+    text = load_study_text(config.corpus, line_endings=config.line_endings)
+    opts: dict[str, Any] = {
+        "n": config.n,
+        "selection": config.selection,
+        "start": config.start,
+        "marks": config.marks,
+        "kind_seeds": [kind_seeds(config.seed, kind).selection for kind in KINDS],
+    }
+    scan = scan_marks(tokenizer, text.pieces, **opts)
+    prov = {**text.provenance(), "start": config.start}
+    if config.line_endings == "crlf" and text.text is not None and text.body is not None:
         try:
-            lf = scan_marks(tokenizer, text.body, kind_seeds=kind_seeds, **opts)
+            lf = scan_marks(tokenizer, text.body, **opts)
         except UsageError as exc:  # the LF body may hold fewer marks: say so rather than fail the study
             prov["shared_marks_with_lf"] = f"not computed: {exc}"
         else:
             prov["shared_marks_with_lf"] = {
                 kind: shared_marks(scan.kinds[kind].chars, text.text, text.body, lf.kinds[kind].chars) for kind in KINDS
             }
-            prov["shared_marks_of"] = n
+            prov["shared_marks_of"] = config.n
     else:
-        prov["shared_marks_with_lf"] = None if line_endings == "lf" else "not computed for a streamed text"
+        prov["shared_marks_with_lf"] = None if config.line_endings == "lf" else "not computed for a streamed text"
     prov["tokens_scanned"] = scan.n_tokens
     prov["scan_complete"] = scan.complete
-    return StudyMarks(scan, prov)
+    return scan, prov

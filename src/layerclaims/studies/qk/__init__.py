@@ -1,17 +1,15 @@
-"""Study B: category grouping and representational similarity of Q, K and V (``../shared/docs/claims.md``, study B:
-the words, the prompt, the statistics; notebooks ``part5_layer_semanticGroupsRSA`` and
-``part5_layer_CClayerGroupingRSA``).
+"""Study B: category grouping and representational similarity of Q, K and V (``../shared/docs/claims.md``, study B;
+notebooks ``part5_layer_semanticGroupsRSA`` and ``part5_layer_CClayerGroupingRSA``).
 
 Q, K and V of the word's last token are read at every block by :func:`layerclaims.extract.qkv` (GPT-2:
 ``attn.c_attn``'s output split in three, bias included, as the original's hook; Llama: ``q_proj``, ``k_proj``,
 ``v_proj``, before RoPE). With grouped-query attention K and V are ``n_kv_heads * head_dim`` wide; repeating every
 K/V head ``r`` times, as attention does, multiplies every dot product and squared norm by ``r``, so no cosine changes.
 
-Uncertainty: one set of bootstrap resamples of the words serves every statistic at every block (K minus Q, the
-minimum over blocks, the fraction of blocks stay paired), stratified by category (at least 2 distinct words per
-category, so selectivity is always defined), seeded, copy pairs excluded; 95% percentile intervals. p-values:
-Mantel for RSA, label permutation for selectivity, one-sided; ``min(selectivity Q, K) > 1``'s is the larger of the
-two (intersection-union). Split words are listed in the result (``split_words``): SmolLM2 splits " sofa".
+Uncertainty: one set of seeded bootstrap resamples of the words, stratified by category (at least 2 distinct words
+per category, so selectivity is always defined), serves every statistic at every block; copy pairs excluded; 95%
+percentile intervals. One-sided p-values: Mantel for RSA, label permutation for selectivity; ``min(selectivity Q,
+K) > 1``'s is the larger of the two (intersection-union). Split words are listed in the result (``split_words``).
 
 This module is the declaration (no torch, no numpy); the method is in :mod:`.analysis`.
 """
@@ -95,12 +93,11 @@ class Config:
             raise UsageError(f"tests must be 'claims' or 'all', got {self.tests!r}")
         if self.multi_token not in ("last", "mean"):
             raise UsageError(f"multi_token must be 'last' or 'mean', got {self.multi_token!r}")
-        for name in ("n_boot", "n_perm", "n_control_seeds"):
+        for name, low in (("n_boot", 0), ("n_perm", 0), ("n_control_seeds", 0), ("batch_size", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UsageError(f"{name} must be a non-negative integer (0 skips it), got {value!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise UsageError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a positive integer" if low else "a non-negative integer (0 skips it)"
+                raise UsageError(f"{name} must be {what}, got {value!r}")
 
     @property
     def word_labels(self) -> tuple[str, ...]:
