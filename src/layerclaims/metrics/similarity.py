@@ -13,7 +13,6 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from scipy.stats import rankdata
 
 from layerclaims.errors import UsageError
 
@@ -82,6 +81,8 @@ def _correlate(a: np.ndarray, b: np.ndarray, method: str) -> float:
     if method == "pearson":
         return _pearson(a, b)
     if method == "spearman":
+        from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only where ranks are asked for
+
         return _pearson(rankdata(a), rankdata(b)) if a.size else float("nan")
     raise UsageError(f"unknown method {method!r}: use 'pearson' or 'spearman'")
 
@@ -290,6 +291,8 @@ def mantel_test(
     a = S1[iu, ju]
     R2 = S2.copy()
     if method == "spearman":
+        from scipy.stats import rankdata
+
         a = rankdata(a)
         R2[iu, ju] = rankdata(S2[iu, ju])
         R2[ju, iu] = R2[iu, ju]

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
 
 from layerclaims import results
 from layerclaims.errors import UsageError
@@ -416,6 +415,8 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
         return _not_evaluated("fewer than 3 block outputs analysed: analyse every layer (Config.layers=None)", {})
     if k.marks.size < MIN_MARKS_R:  # the per-layer means of a handful of pairs, and their bootstrap, say nothing
         return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
+    from scipy.stats import spearmanr  # ~1 s to import: not in the analysis workers, which never read a trend
+
     means = getattr(k, f"mean_{what}").value[sel]
     rho = float(spearmanr(result.layers[sel], means).statistic)
     boot = getattr(k, f"mean_{what}_boot")
@@ -486,6 +487,8 @@ def _ci95(reps: np.ndarray) -> tuple[float, float] | None:
 
 def _rowwise_spearman(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Spearman rho of ``x`` with each row of ``Y`` (average ranks for ties)."""
+    from scipy.stats import rankdata
+
     rx = rankdata(x)
     ry = rankdata(Y, axis=1)
     rx = rx - rx.mean()
