@@ -12,7 +12,6 @@ are always removed.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, cast
 
@@ -136,10 +135,9 @@ def _prepare(
     return seqs, as_positions(positions, lengths)
 
 
-def _slots(chosen: list[int]) -> tuple[list[int], dict[int, int]]:
-    """The distinct indices, sorted, and each one's row in an output computed for them."""
-    unique = sorted(set(chosen))
-    return unique, {x: k for k, x in enumerate(unique)}
+def _in_order(out: np.ndarray, unique: list[int], chosen: list[int]) -> np.ndarray:
+    """``out``, computed with one row per index of ``unique``, with its rows in the order of ``chosen``."""
+    return out if chosen == unique else out[[unique.index(x) for x in chosen]]
 
 
 def _run(
@@ -230,7 +228,7 @@ def hidden_states(
         if len(lengths) != 1:
             raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
         rows = (len(seqs), lengths.pop(), handle.d_model)
-    unique, slot = _slots(chosen)
+    unique = sorted(set(chosen))
     out = np.empty((len(unique), *rows), dtype=np.float32)
     blocks = handle.blocks
     # the final norm's path when the last layer is read after it (post_norm, on an architecture that applies it there)
@@ -243,11 +241,11 @@ def hidden_states(
             taps[layer] = (blocks[max(layer - 1, 0)], "input" if layer == 0 else "output")
 
     def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
-        for layer in unique:
-            out[slot[layer], idx] = captured[layer].numpy()
+        for k, layer in enumerate(unique):
+            out[k, idx] = captured[layer].numpy()
 
     _run(handle, seqs, None if every_position else pos, batch_size, taps, on_batch)
-    return out if chosen == unique else out[[slot[layer] for layer in chosen]]
+    return _in_order(out, unique, chosen)
 
 
 def hidden_state_maps(
@@ -290,7 +288,7 @@ def qkv(
     sites = {name: handle.arch.site(name) for name in names}
     chosen = handle.check_blocks(blocks)
     seqs, pos = _prepare(handle, sequences, positions, batch_size)
-    unique, slot = _slots(chosen)
+    unique = sorted(set(chosen))
     dims = handle.qkv_dims()
     out = {name: np.empty((len(unique), len(seqs), dims[name]), dtype=np.float32) for name in names}
     block_list = handle.blocks
@@ -304,37 +302,16 @@ def qkv(
         out["x"] = np.empty((len(unique), len(seqs), handle.d_model), dtype=np.float32)
 
     def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
-        for b in unique:
+        for k, b in enumerate(unique):
             for name, site in sites.items():
                 full = captured[(b, site.module)]
                 width = full.shape[-1] // site.n_chunks
-                out[name][slot[b], idx] = full[:, site.chunk * width : (site.chunk + 1) * width].numpy()
+                out[name][k, idx] = full[:, site.chunk * width : (site.chunk + 1) * width].numpy()
             if block_input:
-                out["x"][slot[b], idx] = captured[(b, "<input>")].numpy()
+                out["x"][k, idx] = captured[(b, "<input>")].numpy()
 
     _run(handle, seqs, pos, batch_size, taps, on_batch)
-    if chosen == unique:
-        return out
-    return {name: arr[[slot[b] for b in chosen]] for name, arr in out.items()}
-
-
-@contextlib.contextmanager
-def eager_attention(handle: ModelHandle) -> Iterator[None]:
-    """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
-    attention weights), restoring its own (usually SDPA) after, even on an error."""
-    model = handle.model
-    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    setter = getattr(model, "set_attn_implementation", None)
-    if before is None or setter is None:
-        raise UsageError(
-            f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
-            "weights need a model loaded by layerclaims.models.load_model"
-        )
-    setter("eager")
-    try:
-        yield
-    finally:
-        setter(before)
+    return {name: _in_order(arr, unique, chosen) for name, arr in out.items()}
 
 
 def first_token_attention(
@@ -350,15 +327,22 @@ def first_token_attention(
     Padded queries of a ragged batch are left out. Unitless, in ``[0, 1]``; a uniform causal head gives
     ``H_T / T`` (harmonic number), e.g. 0.074 at ``T = 64``.
 
-    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (query heads). Runs eager attention
-    (:func:`eager_attention`) and keeps only the first key column of each block's weights, never the ``T x T`` maps
-    of every block."""
+    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (query heads). Runs eager attention (the only implementation
+    that returns the weights; the model's own, usually SDPA, is restored after, even on an error) and keeps only the
+    first key column of each block's weights, never the ``T x T`` maps of every block."""
     chosen = handle.check_blocks(blocks)
     seqs, _ = _prepare(handle, sequences, 0, batch_size)
-    unique, slot = _slots(chosen)
+    unique = sorted(set(chosen))
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     n_heads = int(cast(Any, handle.model).config.num_attention_heads)  # query heads: the weights' axis 1
     out = np.empty((len(unique), len(seqs), n_heads), dtype=np.float32)
+    before = getattr(getattr(handle.model, "config", None), "_attn_implementation", None)
+    setter = getattr(handle.model, "set_attn_implementation", None)
+    if before is None or setter is None:
+        raise UsageError(
+            f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
+            "weights need a model loaded by layerclaims.models.load_model"
+        )
 
     def first_key(b: int) -> Callable[[Any], torch.Tensor]:
         def read(output: Any) -> torch.Tensor:
@@ -378,12 +362,15 @@ def first_token_attention(
 
     def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
         n_len = torch.from_numpy(lengths[idx])  # [B]
-        for b in unique:
+        for k, b in enumerate(unique):
             col = captured[b]  # [B, H, Tq]
             valid = torch.arange(col.shape[-1])[None, :] < n_len[:, None]  # [B, Tq]: real queries
             mean = (col * valid[:, None, :]).sum(-1) / n_len[:, None].to(torch.float32)
-            out[slot[b], idx] = mean.numpy()
+            out[k, idx] = mean.numpy()
 
-    with eager_attention(handle):
+    setter("eager")
+    try:
         _run(handle, seqs, None, batch_size, taps, on_batch)
-    return out if chosen == unique else out[[slot[b] for b in chosen]]
+    finally:
+        setter(before)
+    return _in_order(out, unique, chosen)
