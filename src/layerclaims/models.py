@@ -598,7 +598,7 @@ def model_shape(name: str) -> ModelShape:
         return _shape_from_config(name, config, f"hf:{name}")
     raise ModelNotFoundError(
         f"unknown model {name!r}: not a registry name, a Hugging Face id or an existing folder",
-        fix=f"use one of {', '.join(known_models())}, a Hugging Face id 'owner/name' (or gpt2, gpt2-medium, "
+        fix=f"use one of {', '.join(REGISTRY)}, a Hugging Face id 'owner/name' (or gpt2, gpt2-medium, "
         "gpt2-large, gpt2-xl), or the path of a model folder",
     )
 
@@ -620,11 +620,6 @@ def load_tokenizer(name: str) -> Any | None:
         return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name, local_files_only=True)
     except (LayerclaimsError, OSError, ValueError, ImportError):
         return None
-
-
-def known_models() -> list[str]:
-    """The registry names (any Hugging Face id or local folder is accepted too)."""
-    return list(REGISTRY)
 
 
 def load_model(
@@ -653,7 +648,7 @@ def load_model(
         model, tokenizer, revision, source = _from_pretrained(name, torch_dtype, device_map)
     else:
         raise ModelNotFoundError(
-            f"unknown model {name!r}: known names are {', '.join(known_models())}; a Hugging Face id is "
+            f"unknown model {name!r}: known names are {', '.join(REGISTRY)}; a Hugging Face id is "
             "'owner/name' (or gpt2, gpt2-medium, gpt2-large, gpt2-xl), a local folder must exist"
         )
     arch = architecture_for(getattr(model.config, "model_type", "?"))
