@@ -123,8 +123,7 @@ def _prepare(
     handle: ModelHandle, sequences: SequencesLike, positions: PositionsLike, batch_size: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
     check_batch_size(batch_size)
-    vocab = getattr(handle.model.config, "vocab_size", None)
-    seqs = as_sequences(sequences, vocab)
+    seqs = as_sequences(sequences, getattr(handle.model.config, "vocab_size", None))
     lengths = [len(s) for s in seqs]
     max_pos = getattr(handle.model.config, "max_position_embeddings", None)
     if max_pos is not None and max(lengths) > max_pos:

