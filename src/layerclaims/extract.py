@@ -147,11 +147,9 @@ def _run(
     taps: dict[Any, tuple[torch.nn.Module, Read]],
     on_batch: Callable[[np.ndarray, dict[Any, torch.Tensor]], None],
 ) -> None:
-    """Run every batch with one hook per tap ``key: (module, read)``, which stores in ``captured[key]`` (float32, on
-    the CPU) the input of ``module`` (``read="input"``), its output (``"output"``; the first item of a tuple) or what
-    ``read(output)`` returns. Inputs and outputs keep only the ``[batch, d]`` rows at this batch's ``positions``
-    (every position when None). The forward pass stops once every tap has fired; then ``on_batch(idx, captured)``
-    gets that batch's sequence indices."""
+    """Run every batch with a hook per tap ``key: (module, read)`` storing in ``captured[key]`` the input of
+    ``module`` (``"input"``) or its output (``"output"``; a tuple's first item) at this batch's ``positions`` (all
+    when None), or ``read(output)``; then ``on_batch(idx, captured)``, ``idx`` the batch's sequence indices."""
     base = base_model(handle.model)
     device = torch.device(handle.device)
     captured: dict[Any, torch.Tensor] = {}

@@ -362,11 +362,12 @@ def _verify_manifest(folder: Path) -> str:
 
 
 def _convert_smollm2(dest: Path, gguf: Path) -> None:
-    """GGUF -> fp32 safetensors + config + tokenizer + manifest, written to a temporary sibling folder and renamed
-    into ``dest`` (atomic: a reader never sees a half-written folder)."""
+    """GGUF -> fp32 safetensors + config + tokenizer + manifest in ``dest`` (replaced), written to a temporary sibling
+    folder and renamed (atomic: a reader never sees a half-written folder)."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
@@ -425,7 +426,6 @@ def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
         return model, AutoTokenizer.from_pretrained(str(folder)), revision, str(folder)
 
     if not (folder / MANIFEST).is_file():
-        shutil.rmtree(folder, ignore_errors=True)
         _convert_smollm2(folder, gguf)
     try:
         return load()
@@ -436,7 +436,6 @@ def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
             UserWarning,
             stacklevel=3,
         )
-    shutil.rmtree(folder, ignore_errors=True)
     _convert_smollm2(folder, gguf)
     return load()
 
