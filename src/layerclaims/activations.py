@@ -194,11 +194,8 @@ def hidden_states(
         "positions": "all" if position is None else int(position),
         "final": final,
     }
-    keys = {
-        (L, k): {**base, "ids": sequences_digest(seqs[a:b]), "item": L}
-        for L in layers
-        for k, (a, b) in enumerate(spans)
-    }
+    digests = [sequences_digest(seqs[a:b]) for a, b in spans]
+    keys = {(L, k): {**base, "ids": digest, "item": L} for L in layers for k, digest in enumerate(digests)}
     found = {lk: arr for lk, key in keys.items() if (arr := cache.get(key)) is not None}
     missing = [lk for lk in keys if lk not in found]
     STATS.hits += len(found)

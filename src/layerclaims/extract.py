@@ -6,13 +6,12 @@ each head pays to the first token.
 in batches of similar length, right-padded with an attention mask (right padding leaves a real token's position ids
 and, in causal models, its context unchanged); results come back in the input order. Forward hooks on the modules
 named by the model's :class:`~layerclaims.models.Architecture` row keep only the asked position of each sequence
-(``[batch, d]``, float32 on the CPU), the bare transformer's forward pass stops after the deepest module needed,
-and hooks are always removed.
+(``[batch, d]``, float32 on the CPU), the bare transformer's forward pass stops once they have all fired, and hooks
+are always removed.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, cast
 
@@ -25,11 +24,12 @@ from layerclaims.models import ModelHandle, base_model
 SequencesLike = Any  # list[list[int]] | np.ndarray | torch.Tensor | list[np.ndarray | torch.Tensor]
 PositionsLike = Any  # int | Sequence[int] | np.ndarray | torch.Tensor
 Final = Literal["post_norm", "pre_norm"]
+Read = Literal["input", "output"] | Callable[[Any], torch.Tensor]  # what a hook keeps: see _run
 PAD_ID = 0  # any valid id: padded positions are masked out and never read
 
 
 class _Stop(Exception):
-    """Raised by a hook after the deepest module needed: the rest of the forward pass is skipped."""
+    """Raised by the hook that completes a batch's captures: the rest of the forward pass is skipped."""
 
 
 def as_sequences(sequences: SequencesLike, vocab_size: int | None = None) -> list[np.ndarray]:
@@ -123,8 +123,7 @@ def _prepare(
     handle: ModelHandle, sequences: SequencesLike, positions: PositionsLike, batch_size: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
     check_batch_size(batch_size)
-    vocab = getattr(handle.model.config, "vocab_size", None)
-    seqs = as_sequences(sequences, vocab)
+    seqs = as_sequences(sequences, getattr(handle.model.config, "vocab_size", None))
     lengths = [len(s) for s in seqs]
     max_pos = getattr(handle.model.config, "max_position_embeddings", None)
     if max_pos is not None and max(lengths) > max_pos:
@@ -135,10 +134,9 @@ def _prepare(
     return seqs, as_positions(positions, lengths)
 
 
-def _slots(chosen: list[int]) -> tuple[list[int], dict[int, int]]:
-    """The distinct indices, sorted, and each one's row in an output computed for them."""
-    unique = sorted(set(chosen))
-    return unique, {x: k for k, x in enumerate(unique)}
+def _in_order(out: np.ndarray, unique: list[int], chosen: list[int]) -> np.ndarray:
+    """``out``, computed with one row per index of ``unique``, with its rows in the order of ``chosen``."""
+    return out if chosen == unique else out[[unique.index(x) for x in chosen]]
 
 
 def _run(
@@ -146,64 +144,56 @@ def _run(
     seqs: list[np.ndarray],
     positions: np.ndarray | None,
     batch_size: int,
-    register: Callable[[Callable[[torch.Tensor], torch.Tensor]], list[Any]],
-    on_batch: Callable[[np.ndarray], None],
+    taps: dict[Any, tuple[torch.nn.Module, Read]],
+    on_batch: Callable[[np.ndarray, dict[Any, torch.Tensor]], None],
 ) -> None:
-    """Run every batch with the hooks ``register`` installs. ``register(gather)`` receives a function that takes a
-    ``[batch, seq, d]`` activation and returns the ``[batch, d]`` rows at this batch's ``positions`` (every position
-    when None), float32 on the CPU, and returns the hook handles. ``on_batch(idx)`` is called after each batch with
-    that batch's sequence indices."""
+    """Run every batch with a hook per tap ``key: (module, read)`` storing in ``captured[key]`` the input of
+    ``module`` (``"input"``) or its output (``"output"``; a tuple's first item) at this batch's ``positions`` (all
+    when None), or ``read(output)``; then ``on_batch(idx, captured)``, ``idx`` the batch's sequence indices."""
     base = base_model(handle.model)
     device = torch.device(handle.device)
+    captured: dict[Any, torch.Tensor] = {}
     at: dict[str, torch.Tensor] = {}
 
-    def gather(h: torch.Tensor) -> torch.Tensor:
-        if positions is not None:
+    def store(key: Any, h: torch.Tensor, gather: bool = True) -> None:
+        if gather and positions is not None:
             h = h[torch.arange(h.shape[0], device=h.device), at["pos"].to(h.device)]
-        return h.detach().to(device="cpu", dtype=torch.float32)
+        captured[key] = h.detach().to(device="cpu", dtype=torch.float32)
+        if len(captured) == len(taps):
+            raise _Stop
+
+    def hook(key: Any, module: torch.nn.Module, read: Read) -> Any:
+        if read == "input":
+
+            def pre(_: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                store(key, args[0] if args else kwargs["hidden_states"])
+
+            return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+        def post(_: Any, args: Any, output: Any) -> None:
+            if read == "output":
+                store(key, output[0] if isinstance(output, tuple | list) else output)
+            else:
+                store(key, read(output), gather=False)
+
+        return module.register_forward_hook(post)
 
     kwargs: dict[str, Any] = {"use_cache": False} if handle.arch.causal else {}
-    handles = register(gather)
+    handles = [hook(key, module, read) for key, (module, read) in taps.items()]
     try:
         with torch.inference_mode():
             for idx, ids, mask in padded_batches(seqs, batch_size):
+                captured.clear()
                 if positions is not None:
                     at["pos"] = torch.from_numpy(positions[idx])
                 try:
                     base(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
                 except _Stop:
                     pass
-                on_batch(idx)
+                on_batch(idx, captured)
     finally:
         for h in handles:
             h.remove()
-
-
-def _capture(
-    module: torch.nn.Module,
-    into: dict[Any, torch.Tensor],
-    key: Any,
-    gather: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    inputs: bool = False,
-) -> Any:
-    """Hook ``module`` so that each forward pass stores ``gather`` of its input (``inputs=True``) or of its output
-    in ``into[key]``; returns the hook handle."""
-    if inputs:
-
-        def pre(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            into[key] = gather(args[0] if args else kwargs["hidden_states"])
-
-        return module.register_forward_pre_hook(pre, with_kwargs=True)
-
-    def post(m: Any, args: Any, output: Any) -> None:
-        into[key] = gather(output[0] if isinstance(output, tuple | list) else output)
-
-    return module.register_forward_hook(post)
-
-
-def _stop_hook(module: Any, *_: Any) -> None:
-    raise _Stop
 
 
 def hidden_states(
@@ -235,31 +225,24 @@ def hidden_states(
         if len(lengths) != 1:
             raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
         rows = (len(seqs), lengths.pop(), handle.d_model)
-    unique, slot = _slots(chosen)
+    unique = sorted(set(chosen))
     out = np.empty((len(unique), *rows), dtype=np.float32)
     blocks = handle.blocks
-    captured: dict[int, torch.Tensor] = {}
     # the final norm's path when the last layer is read after it (post_norm, on an architecture that applies it there)
     last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
+    taps: dict[Any, tuple[torch.nn.Module, Read]] = {}
+    for layer in unique:
+        if layer == handle.n_blocks and last_norm is not None:
+            taps[layer] = (base_model(handle.model).get_submodule(last_norm), "output")
+        else:  # layer 0: the input of block 0
+            taps[layer] = (blocks[max(layer - 1, 0)], "input" if layer == 0 else "output")
 
-    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
-        hooks: list[Any] = []
-        for layer in unique:
-            module: torch.nn.Module = blocks[max(layer - 1, 0)]  # layer 0: the input of block 0
-            if layer == handle.n_blocks and last_norm is not None:
-                module = base_model(handle.model).get_submodule(last_norm)
-            hooks.append(_capture(module, captured, layer, gather, inputs=layer == 0))
-            if layer == max(unique):
-                stop = module.register_forward_pre_hook if layer == 0 else module.register_forward_hook
-                hooks.append(stop(_stop_hook))
-        return hooks
+    def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
+        for k, layer in enumerate(unique):
+            out[k, idx] = captured[layer].numpy()
 
-    def on_batch(idx: np.ndarray) -> None:
-        for layer in unique:
-            out[slot[layer], idx] = captured.pop(layer).numpy()
-
-    _run(handle, seqs, None if every_position else pos, batch_size, register, on_batch)
-    return out if chosen == unique else out[[slot[layer] for layer in chosen]]
+    _run(handle, seqs, None if every_position else pos, batch_size, taps, on_batch)
+    return _in_order(out, unique, chosen)
 
 
 def hidden_state_maps(
@@ -302,60 +285,30 @@ def qkv(
     sites = {name: handle.arch.site(name) for name in names}
     chosen = handle.check_blocks(blocks)
     seqs, pos = _prepare(handle, sequences, positions, batch_size)
-    unique, slot = _slots(chosen)
+    unique = sorted(set(chosen))
     dims = handle.qkv_dims()
     out = {name: np.empty((len(unique), len(seqs), dims[name]), dtype=np.float32) for name in names}
     block_list = handle.blocks
-    modules = sorted({s.module for s in sites.values()})
-    captured: dict[tuple[int, str], torch.Tensor] = {}
-    q_module = handle.arch.site("q").module
+    taps: dict[Any, tuple[torch.nn.Module, Read]] = {}
+    for b in unique:
+        if block_input:
+            taps[(b, "<input>")] = (block_list[b].get_submodule(handle.arch.site("q").module), "input")
+        for path in sorted({s.module for s in sites.values()}):
+            taps[(b, path)] = (block_list[b].get_submodule(path), "output")
     if block_input:
         out["x"] = np.empty((len(unique), len(seqs), handle.d_model), dtype=np.float32)
 
-    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
-        hooks: list[Any] = []
-        for b in unique:
-            if block_input:
-                q_in = block_list[b].get_submodule(q_module)
-                hooks.append(_capture(q_in, captured, (b, "<input>"), gather, inputs=True))
-            for path in modules:
-                hooks.append(_capture(block_list[b].get_submodule(path), captured, (b, path), gather))
-        hooks.append(block_list[max(unique)].register_forward_hook(_stop_hook))
-        return hooks
-
-    def on_batch(idx: np.ndarray) -> None:
-        for b in unique:
+    def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
+        for k, b in enumerate(unique):
             for name, site in sites.items():
                 full = captured[(b, site.module)]
                 width = full.shape[-1] // site.n_chunks
-                out[name][slot[b], idx] = full[:, site.chunk * width : (site.chunk + 1) * width].numpy()
+                out[name][k, idx] = full[:, site.chunk * width : (site.chunk + 1) * width].numpy()
             if block_input:
-                out["x"][slot[b], idx] = captured[(b, "<input>")].numpy()
-        captured.clear()
+                out["x"][k, idx] = captured[(b, "<input>")].numpy()
 
-    _run(handle, seqs, pos, batch_size, register, on_batch)
-    if chosen == unique:
-        return out
-    return {name: arr[[slot[b] for b in chosen]] for name, arr in out.items()}
-
-
-@contextlib.contextmanager
-def eager_attention(handle: ModelHandle) -> Iterator[None]:
-    """Run ``handle.model`` with eager attention inside the block (the only implementation that returns the
-    attention weights), restoring its own (usually SDPA) after, even on an error."""
-    model = handle.model
-    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    setter = getattr(model, "set_attn_implementation", None)
-    if before is None or setter is None:
-        raise UsageError(
-            f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
-            "weights need a model loaded by layerclaims.models.load_model"
-        )
-    setter("eager")
-    try:
-        yield
-    finally:
-        setter(before)
+    _run(handle, seqs, pos, batch_size, taps, on_batch)
+    return {name: _in_order(arr, unique, chosen) for name, arr in out.items()}
 
 
 def first_token_attention(
@@ -371,44 +324,50 @@ def first_token_attention(
     Padded queries of a ragged batch are left out. Unitless, in ``[0, 1]``; a uniform causal head gives
     ``H_T / T`` (harmonic number), e.g. 0.074 at ``T = 64``.
 
-    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (query heads). Runs eager attention
-    (:func:`eager_attention`) and keeps only the first key column of each block's weights, never the ``T x T`` maps
-    of every block."""
+    Returns float32 ``[n_blocks_sel, n_seqs, n_heads]`` (query heads). Runs eager attention (the only implementation
+    that returns the weights; the model's own, usually SDPA, is restored after, even on an error) and keeps only the
+    first key column of each block's weights, never the ``T x T`` maps of every block."""
     chosen = handle.check_blocks(blocks)
-    seqs, pos = _prepare(handle, sequences, 0, batch_size)
-    unique, slot = _slots(chosen)
-    block_list = handle.blocks
-    path = handle.arch.attention
+    seqs, _ = _prepare(handle, sequences, 0, batch_size)
+    unique = sorted(set(chosen))
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    captured: dict[int, torch.Tensor] = {}
     n_heads = int(cast(Any, handle.model).config.num_attention_heads)  # query heads: the weights' axis 1
     out = np.empty((len(unique), len(seqs), n_heads), dtype=np.float32)
+    before = getattr(getattr(handle.model, "config", None), "_attn_implementation", None)
+    setter = getattr(handle.model, "set_attn_implementation", None)
+    if before is None or setter is None:
+        raise UsageError(
+            f"{handle.name} is not a transformers model with a switchable attention implementation: attention "
+            "weights need a model loaded by layerclaims.models.load_model"
+        )
 
-    def register(gather: Callable[[torch.Tensor], torch.Tensor]) -> list[Any]:
-        hooks: list[Any] = []
-        for b in unique:
+    def first_key(b: int) -> Callable[[Any], torch.Tensor]:
+        def read(output: Any) -> torch.Tensor:
+            weights = output[1] if isinstance(output, tuple | list) and len(output) > 1 else None
+            if weights is None:
+                raise UsageError(
+                    f"block {b} of {handle.name} returned no attention weights under eager attention: the "
+                    f"{handle.arch.family!r} row of ARCHITECTURES must name the self-attention module"
+                )
+            return weights[:, :, :, 0]  # [B, H, Tq]
 
-            def hook(module: Any, args: Any, output: Any, b: int = b) -> None:
-                weights = output[1] if isinstance(output, tuple | list) and len(output) > 1 else None
-                if weights is None:
-                    raise UsageError(
-                        f"block {b} of {handle.name} returned no attention weights under eager attention: the "
-                        f"{handle.arch.family!r} row of ARCHITECTURES must name the self-attention module"
-                    )
-                captured[b] = weights[:, :, :, 0].detach().to(device="cpu", dtype=torch.float32)  # [B, H, Tq]
+        return read
 
-            hooks.append(block_list[b].get_submodule(path).register_forward_hook(hook))
-        hooks.append(block_list[max(unique)].register_forward_hook(_stop_hook))
-        return hooks
+    taps: dict[Any, tuple[torch.nn.Module, Read]] = {
+        b: (handle.blocks[b].get_submodule(handle.arch.attention), first_key(b)) for b in unique
+    }
 
-    def on_batch(idx: np.ndarray) -> None:
+    def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
         n_len = torch.from_numpy(lengths[idx])  # [B]
-        for b in unique:
-            col = captured.pop(b)  # [B, H, Tq]
+        for k, b in enumerate(unique):
+            col = captured[b]  # [B, H, Tq]
             valid = torch.arange(col.shape[-1])[None, :] < n_len[:, None]  # [B, Tq]: real queries
             mean = (col * valid[:, None, :]).sum(-1) / n_len[:, None].to(torch.float32)
-            out[slot[b], idx] = mean.numpy()
+            out[k, idx] = mean.numpy()
 
-    with eager_attention(handle):
-        _run(handle, seqs, pos, batch_size, register, on_batch)
-    return out if chosen == unique else out[[slot[b] for b in chosen]]
+    setter("eager")
+    try:
+        _run(handle, seqs, None, batch_size, taps, on_batch)
+    finally:
+        setter(before)
+    return _in_order(out, unique, chosen)

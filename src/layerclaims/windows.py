@@ -7,6 +7,7 @@ independent stretches of text.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,9 @@ def bos_id(tokenizer: Any) -> int:
     )
 
 
-_TOKENS: dict[tuple[int, str], list[int]] = {}  # (id(tokenizer), text sha256) -> ids: one tokenisation per run
+@functools.lru_cache(maxsize=1)  # one tokenisation per run
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return encode_plain(tokenizer, text)
 
 
 def corpus_windows(tokenizer: Any, corpus: str, n_windows: int, length: int, seed: int, add_bos: bool) -> Windows:
@@ -69,11 +72,7 @@ def corpus_windows(tokenizer: Any, corpus: str, n_windows: int, length: int, see
             raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
     bos = bos_id(tokenizer) if add_bos else None
     text = load_corpus(corpus)
-    key = (id(tokenizer), text.sha256)
-    if key not in _TOKENS:
-        _TOKENS.clear()
-        _TOKENS[key] = encode_plain(tokenizer, text.text)
-    ids = _TOKENS[key]
+    ids = _encode(tokenizer, text.text)
     span = length - 1 if add_bos else length  # >= 1: length >= 2
     n_slots = len(ids) // span
     if n_slots < n_windows:

@@ -141,7 +141,7 @@ def test_dtype_argument(dtype: str | torch.dtype) -> None:
 def test_unknown_model_lists_known_names() -> None:
     with pytest.raises(ModelNotFoundError) as info:
         load_model("tiny-gtp2")
-    for name in models.known_models():
+    for name in models.REGISTRY:
         assert name in str(info.value)
 
 
