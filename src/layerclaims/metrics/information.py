@@ -141,15 +141,13 @@ def pairwise_mi_cov(
     mask = keep_mask(X, z_threshold)
     if torch_dev is not None:
         return _pairwise_torch(kern, X, mask, bins, base, estimator, chunk_size, torch_dev)
-    args = (X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)
-    if n_vec * n_vec * n_dim >= _SERIAL_BELOW:
-        return kern.pairwise_all(*args)
-    import numba  # a small input on one thread: waking numba's threads would cost more than the work
+    import numba
 
     threads = numba.get_num_threads()
-    numba.set_num_threads(1)
+    # a small input on one thread: waking numba's threads would cost more than the work
+    numba.set_num_threads(1 if n_vec * n_vec * n_dim < _SERIAL_BELOW else threads)
     try:
-        return kern.pairwise_all(*args)
+        return kern.pairwise_all(X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)
     finally:
         numba.set_num_threads(threads)
 
