@@ -138,9 +138,9 @@ def _standardise(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[str,
         "center": center.tolist(),
         "scale": scales.tolist(),
         "dropped_axes": np.flatnonzero(~keep).tolist(),
+        "robust_corr": 0.0,
     }
     z = (x[:, keep] - center[keep]) / scales[keep]
-    info["robust_corr"] = 0.0
     if z.shape[1] == 2:
         sp, sm = robust_scale(z[:, 0] + z[:, 1]), robust_scale(z[:, 0] - z[:, 1])
         r = (sp**2 - sm**2) / (sp**2 + sm**2) if sp**2 + sm**2 > 0 else 0.0
@@ -492,15 +492,10 @@ def density_modes(
     )
     fit = fit_counts(counts, with_labels=True, with_curve=with_curve)
     labels = _order_labels(fit.cell_label[flat], x[:, 0], fit.n_clusters)
-    boot: list[int] = []
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        n_in = int(counts.sum())
-        p = counts / n_in
-        for _ in range(n_boot):
-            c = rng.multinomial(n_in, p).astype(np.float64)
-            rep = fit_counts(c, with_labels=False, with_curve=False)
-            boot.append(rep.n_clusters)
+    rng = np.random.default_rng(seed)
+    n_in = int(counts.sum())
+    resamples = (rng.multinomial(n_in, counts / n_in).astype(np.float64) for _ in range(n_boot))
+    boot = [fit_counts(c, with_labels=False, with_curve=False).n_clusters for c in resamples]
     stability = float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan")
     sizes = np.bincount(labels, minlength=fit.n_clusters) / n
     diagnostics = {

@@ -133,7 +133,13 @@ def pairwise_mi_cov(
     if n_dim < 2:
         raise UsageError(f"need at least 2 dims per vector to z-score with ddof=1, got D = {n_dim}.")
     torch_dev = _torch_device(device)
-    kern = _load_kernel()
+    try:  # imported on first use: numba's import and the cache load take a while
+        kern = importlib.import_module("layerclaims.metrics._pairwise_kernel")
+    except Exception as err:  # ImportError, or numba failing on this numpy/Python version
+        raise UsageError(
+            f"pairwise_mi_cov needs numba, which could not be imported ({type(err).__name__}: {err}): install "
+            "numba (it is a project dependency)."
+        ) from err
     bins = int(bins)
     if n_vec == 0:
         return np.full((0, 0), np.nan), np.full((0, 0), np.nan)
@@ -150,17 +156,6 @@ def pairwise_mi_cov(
         return kern.pairwise_all(X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)
     finally:
         numba.set_num_threads(threads)
-
-
-def _load_kernel() -> Any:
-    """The numba kernel module, imported on first use (numba's import and the cache load take a while)."""
-    try:
-        return importlib.import_module("layerclaims.metrics._pairwise_kernel")
-    except Exception as err:  # ImportError, or numba failing on this numpy/Python version
-        raise UsageError(
-            f"pairwise_mi_cov needs numba, which could not be imported ({type(err).__name__}: {err}): install "
-            "numba (it is a project dependency)."
-        ) from err
 
 
 _VARIANT_BUDGET = 1 << 27  # bytes of stored variant bin rows in the numba kernel; beyond that, bin on the fly
