@@ -14,7 +14,7 @@ from gmm_baseline import gmm_bic
 from layerclaims.errors import UsageError
 from layerclaims.metrics.clusters import count_clusters
 from layerclaims.metrics.mark_cases import covariance
-from layerclaims.metrics.mark_clusters import MarkClusters, cluster_marks, pair_cluster_labels
+from layerclaims.metrics.mark_clusters import MarkClusters, cluster_marks
 from tests.oracles.mark_cases import CASES, power_case
 
 
@@ -155,8 +155,9 @@ def test_cluster_marks_result_fields_and_pair_labels() -> None:
     assert res.pair_types[0].centre == pytest.approx(float(np.median(cov[i[both0], j[both0]])))
     pl = res.pair_labels()
     assert pl.shape == (250 * 249 // 2,) and set(np.unique(pl)) == {0, 1, 2}
-    np.testing.assert_array_equal(pl, pair_cluster_labels(lab, res.pair_types))
+    np.testing.assert_array_equal(pl[both0], res.pair_types[0].cluster)  # the (0, 0) pairs: their type's cluster
     assert len(res.boot_counts) == 4 and res.stability == np.mean(np.asarray(res.boot_counts) == 3)
+    assert res.count_interval(1.0) == (min(res.boot_counts), max(res.boot_counts))
     again = cluster_marks(cov, n_boot=4, seed=1)
     assert again.boot_counts == res.boot_counts and again.n_clusters == res.n_clusters
 

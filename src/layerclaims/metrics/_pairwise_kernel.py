@@ -271,10 +271,7 @@ def pairwise_kernel(
             for j in range(i, n_vec):
                 n = n_pair[i, j]
                 if n < 2:
-                    mi[i, j] = np.nan
-                    mi[j, i] = np.nan
-                    cov[i, j] = np.nan
-                    cov[j, i] = np.nan
+                    mi[i, j] = mi[j, i] = cov[i, j] = cov[j, i] = np.nan
                     continue
                 bx = _side_bins(i, j, X, mask, asc, desc, key, var_id, var_bins, bins, edges, buf_x)
                 by = _side_bins(j, i, X, mask, asc, desc, key, var_id, var_bins, bins, edges, buf_y)
@@ -341,11 +338,8 @@ def pairwise_kernel(
                 sy = xc_sum[j]
                 for q in range(n_trim[i]):
                     sy -= xc[j, trim[i, q]]
-                c_ij = (sxy - sx * sy / n) / (n - 1)
-                mi[i, j] = val
-                mi[j, i] = val
-                cov[i, j] = c_ij
-                cov[j, i] = c_ij
+                mi[i, j] = mi[j, i] = val
+                cov[i, j] = cov[j, i] = (sxy - sx * sy / n) / (n - 1)
 
 
 @njit(cache=True)

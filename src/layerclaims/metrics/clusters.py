@@ -3,9 +3,8 @@
 A cluster is what the eye means in a histogram or scatter: a region of high density separated from the others by
 a clear valley, holding a visible share of the points. :func:`count_clusters` is that procedure (a kernel density,
 its modes, a valley/size/noise test for each mode): study A's *literal* count of the pair values, reported beside
-the claims' count (:func:`layerclaims.metrics.mark_clusters.cluster_marks`: the clusters groups of marks carry; a
-cluster of pair values can be one odd mark's 249 pairs), which groups the marks with :func:`density_modes`, the
-procedure below with every setting explicit.
+the claims' count (:func:`layerclaims.metrics.mark_clusters.cluster_marks`), which groups the marks with
+:func:`density_modes`, the procedure below with every setting explicit.
 
 count_clusters(points) -- "kde-modes", the default
 =================================================
@@ -87,13 +86,6 @@ class ClusterResult:
     method: str
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
-    def count_interval(self, level: float = 0.95) -> tuple[int, int]:
-        """Percentile interval of the replicate counts (``(n_clusters, n_clusters)`` without replicates)."""
-        if not self.boot_counts:
-            return (self.n_clusters, self.n_clusters)
-        lo, hi = np.percentile(np.asarray(self.boot_counts), [50 * (1 - level), 50 * (1 + level)])
-        return (int(np.floor(lo)), int(np.ceil(hi)))
-
 
 _QTRIM = 0.001  # fraction of points per side and axis left outside the density grid (far tails; see module doc)
 _CELLS_PER_H = {1: 3.0, 2: 2.0}  # grid resolution: cells per bandwidth
@@ -125,17 +117,6 @@ def _as_points(points: ArrayLike) -> NDArray[np.float64]:
     return x
 
 
-def _check_params(max_k: int, n_boot: int, min_depth: float, min_mass: float) -> None:
-    if int(max_k) != max_k or max_k < 1:
-        raise UsageError(f"max_k must be an integer >= 1, got {max_k!r}")
-    if int(n_boot) != n_boot or n_boot < 0:
-        raise UsageError(f"n_boot must be an integer >= 0, got {n_boot!r}")
-    if not 0.0 < min_depth < 1.0:
-        raise UsageError(f"min_depth must lie in (0, 1), got {min_depth!r} (0.5: the valley is half the lower peak)")
-    if not 0.0 <= min_mass < 0.5:
-        raise UsageError(f"min_mass must lie in [0, 0.5), got {min_mass!r} (a fraction of the points)")
-
-
 def robust_scale(v: NDArray[np.float64]) -> float:
     """Robust standard deviation of the values ``v``: IQR / 1.349 (the sd of a normal, in ``v``'s units); the plain
     sd when more than half the values tie (IQR 0); 0 for a constant."""
@@ -157,9 +138,9 @@ def _standardise(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], dict[str,
         "center": center.tolist(),
         "scale": scales.tolist(),
         "dropped_axes": np.flatnonzero(~keep).tolist(),
+        "robust_corr": 0.0,
     }
     z = (x[:, keep] - center[keep]) / scales[keep]
-    info["robust_corr"] = 0.0
     if z.shape[1] == 2:
         sp, sm = robust_scale(z[:, 0] + z[:, 1]), robust_scale(z[:, 0] - z[:, 1])
         r = (sp**2 - sm**2) / (sp**2 + sm**2) if sp**2 + sm**2 > 0 else 0.0
@@ -200,25 +181,6 @@ def _make_grid(z: NDArray[np.float64], n: int, bw_factor: float) -> _Grid:
     cells = np.minimum(cells, cap)
     sigma = np.maximum(h / width, 1.0)
     return _Grid(qlo, width, tuple(int(c) for c in cells), sigma, h, coarsened)
-
-
-def _cell_index(z: NDArray[np.float64], grid: _Grid) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """Flat cell index of every point (clipped to the grid) and whether the point lies inside the grid."""
-    idx = np.floor((z - grid.lo) / grid.width).astype(np.int64)
-    shape = np.asarray(grid.shape)
-    inside = np.all((idx >= 0) & (idx < shape), axis=1)
-    idx = np.clip(idx, 0, shape - 1)
-    flat = np.ravel_multi_index(tuple(idx.T), grid.shape)
-    return flat, inside
-
-
-def _density(counts: NDArray[np.float64], grid: _Grid) -> NDArray[np.float64]:
-    from scipy.ndimage import gaussian_filter
-
-    f = gaussian_filter(counts.reshape(grid.shape), sigma=tuple(grid.sigma_cells), mode="constant", truncate=4.0)
-    f = f.ravel()
-    f[f < 1e-12 * max(float(f.max()), 1e-300)] = 0.0
-    return f
 
 
 def _shifted_pairs(shape: tuple[int, ...], off: tuple[int, ...]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -424,7 +386,11 @@ def _fit_grid(
     with_labels: bool,
     with_curve: bool,
 ) -> _Fit:
-    f = _density(counts, grid)
+    from scipy.ndimage import gaussian_filter
+
+    f = gaussian_filter(counts.reshape(grid.shape), sigma=tuple(grid.sigma_cells), mode="constant", truncate=4.0)
+    f = f.ravel()
+    f[f < 1e-12 * max(float(f.max()), 1e-300)] = 0.0
     # sum of squared kernel weights: Var(smoothed count) ~ kappa * count for locally constant Poisson counts
     kappa = float(np.prod(1.0 / (2.0 * grid.sigma_cells * np.sqrt(np.pi))))
     basin = _basins(f, grid.shape)
@@ -509,9 +475,10 @@ def density_modes(
             {**info, "note": "constant data"},
         )
     grid = _make_grid(z, n, bw_factor)
-    flat, inside = _cell_index(z, grid)
-    ncell = int(np.prod(grid.shape))
-    counts = np.bincount(flat[inside], minlength=ncell).astype(np.float64)
+    idx = np.floor((z - grid.lo) / grid.width).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < grid.shape), axis=1)  # points outside the grid take the nearest cell
+    flat = np.ravel_multi_index(tuple(np.clip(idx, 0, np.asarray(grid.shape) - 1).T), grid.shape)
+    counts = np.bincount(flat[inside], minlength=int(np.prod(grid.shape))).astype(np.float64)
     min_count = max(min_mass * n, float(min_points))
     # The same fit, with the same gates, for the data and for every stability resample of the binned counts.
     fit_counts = partial(
@@ -525,15 +492,10 @@ def density_modes(
     )
     fit = fit_counts(counts, with_labels=True, with_curve=with_curve)
     labels = _order_labels(fit.cell_label[flat], x[:, 0], fit.n_clusters)
-    boot: list[int] = []
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        n_in = int(counts.sum())
-        p = counts / n_in
-        for _ in range(n_boot):
-            c = rng.multinomial(n_in, p).astype(np.float64)
-            rep = fit_counts(c, with_labels=False, with_curve=False)
-            boot.append(rep.n_clusters)
+    rng = np.random.default_rng(seed)
+    n_in = int(counts.sum())
+    resamples = (rng.multinomial(n_in, counts / n_in).astype(np.float64) for _ in range(n_boot))
+    boot = [fit_counts(c, with_labels=False, with_curve=False).n_clusters for c in resamples]
     stability = float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan")
     sizes = np.bincount(labels, minlength=fit.n_clusters) / n
     diagnostics = {
@@ -572,7 +534,14 @@ def count_clusters(
     bandwidth. NaN/inf, a wrong shape or fewer than 2 points raise :class:`~layerclaims.errors.UsageError`;
     constant data give 1 cluster.
     """
-    _check_params(max_k, n_boot, min_depth, min_mass)
+    if int(max_k) != max_k or max_k < 1:
+        raise UsageError(f"max_k must be an integer >= 1, got {max_k!r}")
+    if int(n_boot) != n_boot or n_boot < 0:
+        raise UsageError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    if not 0.0 < min_depth < 1.0:
+        raise UsageError(f"min_depth must lie in (0, 1), got {min_depth!r} (0.5: the valley is half the lower peak)")
+    if not 0.0 <= min_mass < 0.5:
+        raise UsageError(f"min_mass must lie in [0, 0.5), got {min_mass!r} (a fraction of the points)")
     return density_modes(
         _as_points(points),
         max_k=max_k,

@@ -133,7 +133,13 @@ def pairwise_mi_cov(
     if n_dim < 2:
         raise UsageError(f"need at least 2 dims per vector to z-score with ddof=1, got D = {n_dim}.")
     torch_dev = _torch_device(device)
-    kern = _load_kernel()
+    try:  # imported on first use: numba's import and the cache load take a while
+        kern = importlib.import_module("layerclaims.metrics._pairwise_kernel")
+    except Exception as err:  # ImportError, or numba failing on this numpy/Python version
+        raise UsageError(
+            f"pairwise_mi_cov needs numba, which could not be imported ({type(err).__name__}: {err}): install "
+            "numba (it is a project dependency)."
+        ) from err
     bins = int(bins)
     if n_vec == 0:
         return np.full((0, 0), np.nan), np.full((0, 0), np.nan)
@@ -141,28 +147,15 @@ def pairwise_mi_cov(
     mask = keep_mask(X, z_threshold)
     if torch_dev is not None:
         return _pairwise_torch(kern, X, mask, bins, base, estimator, chunk_size, torch_dev)
-    args = (X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)
-    if n_vec * n_vec * n_dim >= _SERIAL_BELOW:
-        return kern.pairwise_all(*args)
-    import numba  # a small input on one thread: waking numba's threads would cost more than the work
+    import numba
 
     threads = numba.get_num_threads()
-    numba.set_num_threads(1)
+    # a small input on one thread: waking numba's threads would cost more than the work
+    numba.set_num_threads(1 if n_vec * n_vec * n_dim < _SERIAL_BELOW else threads)
     try:
-        return kern.pairwise_all(*args)
+        return kern.pairwise_all(X, mask, bins, estimator == "miller-madow", math.log(base), _VARIANT_BUDGET)
     finally:
         numba.set_num_threads(threads)
-
-
-def _load_kernel() -> Any:
-    """The numba kernel module, imported on first use (numba's import and the cache load take a while)."""
-    try:
-        return importlib.import_module("layerclaims.metrics._pairwise_kernel")
-    except Exception as err:  # ImportError, or numba failing on this numpy/Python version
-        raise UsageError(
-            f"pairwise_mi_cov needs numba, which could not be imported ({type(err).__name__}: {err}): install "
-            "numba (it is a project dependency)."
-        ) from err
 
 
 _VARIANT_BUDGET = 1 << 27  # bytes of stored variant bin rows in the numba kernel; beyond that, bin on the fly

@@ -78,8 +78,19 @@ class MarkClusters:
         return int(self.mark_labels.max()) + 1 if self.mark_labels.size and self.mark_labels.max() >= 0 else 0
 
     def pair_labels(self) -> NDArray[np.int64]:
-        """The pair cluster of every pair ``i < j`` (``np.triu_indices(n, 1)`` order); -1 when a mark is an outlier."""
-        return pair_cluster_labels(self.mark_labels, self.pair_types)
+        """The pair cluster of every pair ``i < j`` (``np.triu_indices(n, 1)`` order) from the marks' groups and the
+        pair-type table; -1 when a mark is an outlier."""
+        lab = self.mark_labels
+        g = max([int(lab.max(initial=0)), *(t.b for t in self.pair_types)]) + 1
+        table = np.full((g, g), -1, dtype=np.int64)
+        for t in self.pair_types:
+            table[t.a, t.b] = table[t.b, t.a] = t.cluster
+        i, j = upper_pairs(lab.size)
+        li, lj = lab[i], lab[j]
+        ok = (li >= 0) & (lj >= 0)
+        out = np.full(i.size, -1, dtype=np.int64)
+        out[ok] = table[li[ok], lj[ok]]
+        return out
 
     def count_interval(self, level: float = 0.95) -> tuple[int, int]:
         """Percentile interval of the resampled counts (``(n_clusters, n_clusters)`` without resamples)."""
@@ -87,21 +98,6 @@ class MarkClusters:
             return (self.n_clusters, self.n_clusters)
         lo, hi = np.percentile(np.asarray(self.boot_counts), [50 * (1 - level), 50 * (1 + level)])
         return (int(np.floor(lo)), int(np.ceil(hi)))
-
-
-def pair_cluster_labels(mark_labels: NDArray[np.int64], pair_types: tuple[PairType, ...]) -> NDArray[np.int64]:
-    """Pair cluster of each pair ``i < j`` from the marks' groups and the pair-type table (-1: an outlier mark)."""
-    lab = np.asarray(mark_labels, dtype=np.int64)
-    g = max([int(lab.max(initial=0)), *(t.b for t in pair_types)]) + 1
-    table = np.full((g, g), -1, dtype=np.int64)
-    for t in pair_types:
-        table[t.a, t.b] = table[t.b, t.a] = t.cluster
-    i, j = upper_pairs(lab.size)
-    li, lj = lab[i], lab[j]
-    ok = (li >= 0) & (lj >= 0)
-    out = np.full(i.size, -1, dtype=np.int64)
-    out[ok] = table[li[ok], lj[ok]]
-    return out
 
 
 def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:

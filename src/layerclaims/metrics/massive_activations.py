@@ -29,12 +29,6 @@ def _hidden(h: np.ndarray) -> np.ndarray:
     return np.abs(arr.astype(np.float64, copy=False)).reshape(*arr.shape[:-2], -1)
 
 
-def median_magnitude(h: np.ndarray) -> np.ndarray:
-    """Median of ``|a|`` over all positions and dimensions of each hidden state ``[..., T, d]``: shape ``[...]``.
-    Sun et al.'s reference scale (``torch.median(feat.abs())`` over a sequence's whole layer output)."""
-    return np.median(_hidden(h), axis=-1)
-
-
 def massive_mask(h: np.ndarray, *, abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO) -> np.ndarray:
     """Which entries of each hidden state ``[..., T, d]`` are massive activations (bool, same shape).
 
@@ -56,12 +50,6 @@ def massive_dims(mask: np.ndarray) -> np.ndarray:
     return np.flatnonzero(m.reshape(-1, m.shape[-1]).any(axis=0))
 
 
-def massive_positions(mask: np.ndarray) -> np.ndarray:
-    """The positions (second-to-last axis) holding at least one massive entry anywhere in ``mask``: sorted ints."""
-    m = np.asarray(mask, dtype=bool)
-    return np.flatnonzero(np.moveaxis(m, -2, 0).reshape(m.shape[-2], -1).any(axis=1))
-
-
 def top_ratio(h: np.ndarray) -> np.ndarray:
     """``max |a| / median |a|`` of each hidden state ``[..., T, d]``: shape ``[...]``, unitless, >= 1 (inf when
     the median is 0 and the maximum is not; 1 for an all-zero state). Sun et al.'s figures plot the top
@@ -81,11 +69,3 @@ def onset_layer(present: np.ndarray) -> int | None:
         raise UsageError(f"present must be one bool per layer (1-D), got shape {p.shape}")
     hits = np.flatnonzero(p)
     return int(hits[0]) if hits.size else None
-
-
-def persistence(present: np.ndarray) -> float:
-    """Share of the layers from the onset on (onset included) that still have a massive activation: in ``(0, 1]``,
-    1.0 when they never disappear once they appeared; NaN when no layer has one (no onset)."""
-    p = np.asarray(present, dtype=bool)
-    onset = onset_layer(p)
-    return float("nan") if onset is None else float(p[onset:].mean())

@@ -15,8 +15,10 @@ EPSILON = 0.3
 """Gu et al.'s threshold: a (sample, layer, head) cell is a sink when ``alpha_1 > 0.3``."""
 
 
-def _sinks(alpha: np.ndarray, epsilon: float) -> np.ndarray:
-    """``alpha > epsilon`` after checking both."""
+def sink_share(alpha: np.ndarray, epsilon: float = EPSILON) -> float:
+    """Gu et al.'s ``Sink_1^epsilon``: the share of cells of ``alpha`` (any shape, e.g. [sample, layer, head]) with
+    ``alpha > epsilon``, in ``[0, 1]`` (Gu et al. report it x100, as a percentage). Non-increasing in ``epsilon``.
+    ``epsilon`` must be in ``[0, 1)``."""
     if not 0 <= epsilon < 1:
         raise UsageError(f"epsilon must be in [0, 1), got {epsilon!r}")
     a = np.asarray(alpha, dtype=np.float64)
@@ -24,22 +26,7 @@ def _sinks(alpha: np.ndarray, epsilon: float) -> np.ndarray:
         raise UsageError("no attention values given: the sink share of nothing is undefined")
     if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1 + 1e-6:
         raise UsageError("attention weights must be finite and in [0, 1]: pass softmax attention, not scores")
-    return a > epsilon
-
-
-def sink_share(alpha: np.ndarray, epsilon: float = EPSILON) -> float:
-    """Gu et al.'s ``Sink_1^epsilon``: the share of cells of ``alpha`` (any shape, e.g. [sample, layer, head]) with
-    ``alpha > epsilon``, in ``[0, 1]`` (Gu et al. report it x100, as a percentage). Non-increasing in ``epsilon``.
-    ``epsilon`` must be in ``[0, 1)``."""
-    return float(_sinks(alpha, epsilon).mean())
-
-
-def sink_share_by_layer(alpha: np.ndarray, epsilon: float = EPSILON) -> np.ndarray:
-    """``sink_share`` per layer of ``alpha`` ``[sample, layer, head]``: float64 ``[layer]``."""
-    sinks = _sinks(alpha, epsilon)
-    if sinks.ndim != 3:
-        raise UsageError(f"alpha must be [sample, layer, head], got shape {sinks.shape}")
-    return sinks.mean(axis=(0, 2))
+    return float((a > epsilon).mean())
 
 
 def uniform_alpha(length: int, causal: bool = True) -> float:
