@@ -172,25 +172,39 @@ def make_config(study: Study, options: Mapping[str, Any]) -> Any:
         raise UsageError(f"bad option for study {study.name!r}: {exc}") from None
 
 
+def deferred(load: Callable[[], RobustnessRun]) -> RobustnessRun:
+    """The :data:`RobustnessRun` that ``load()`` imports, imported only when the grid runs (a declaration must not
+    import the study's method)."""
+
+    def run(*args: Any) -> tuple[list[Any], dict[str, Any]]:
+        return load()(*args)
+
+    return run
+
+
 def run_each(
-    run: Callable[[Any, Any, Any], Any],
-    config: type,
-    table: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
+    run: Callable[[Any, Any, Any], Any], config: type, table: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> RobustnessRun:
     """A :attr:`Robustness.run` for a study whose every choice is a run choice: one run with ``grid`` and the Config
     fields of ``values`` (via ``table``: choice -> value -> fields, the original value first) over the claims' own
     settings ``base`` (only a departing choice overrides a field they set); every variant reads that result."""
-    fields: dict[str, Any] = {**base, **grid}
-    for choice, value in values.items():
-        if choice not in table or value not in table[choice]:
-            raise UsageError(f"unknown robustness value {choice}={value!r}: valid are {dict(table)}")
-        original = value == next(iter(table[choice]))
-        fields.update({k: v for k, v in table[choice][value].items() if not (original and k in base)})
-    t0 = time.perf_counter()
-    result = run(handle, config(**fields), None)
-    return [result] * max(len(variants), 1), {"forward_s": time.perf_counter() - t0, "analysis_s": 0.0}
+
+    def each(
+        handle: Any,
+        values: Mapping[str, str],
+        variants: Sequence[Mapping[str, str]],
+        layers: Sequence[int],
+        grid: Mapping[str, Any],
+        base: Mapping[str, Any],
+    ) -> tuple[list[Any], dict[str, Any]]:
+        fields: dict[str, Any] = {**base, **grid}
+        for choice, value in values.items():
+            if choice not in table or value not in table[choice]:
+                raise UsageError(f"unknown robustness value {choice}={value!r}: valid are {dict(table)}")
+            original = value == next(iter(table[choice]))
+            fields.update({k: v for k, v in table[choice][value].items() if not (original and k in base)})
+        t0 = time.perf_counter()
+        result = run(handle, config(**fields), None)
+        return [result] * max(len(variants), 1), {"forward_s": time.perf_counter() - t0, "analysis_s": 0.0}
+
+    return each

@@ -20,7 +20,7 @@ from typing import Any
 
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.marks import KINDS
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, RobustnessRun, Statistic, Study, deferred
 
 __all__ = ["KINDS", "STUDY", "Config"]
 
@@ -49,17 +49,10 @@ def _report_section(result: Any) -> str:
     return markdown(result)
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
+def _robustness() -> RobustnessRun:
     from layerclaims.studies.punctuation.robustness import run_variants
 
-    return run_variants(handle, values, variants, layers, grid, base)
+    return run_variants
 
 
 def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:
@@ -118,7 +111,7 @@ STUDY = Study(
         offset="layer",
         run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator", "dimensions"),
         grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},
-        run=_robustness_run,
+        run=deferred(_robustness),
     ),
     index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, RobustnessRun, Statistic, Study, deferred
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "space": tuple("galaxy asteroid comet cosmos space sun planet moon star orbit".split()),
@@ -157,17 +157,10 @@ def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
     return figures(result, claims)
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
+def _robustness() -> RobustnessRun:
     from layerclaims.studies.qk.robustness import run_variants
 
-    return run_variants(handle, values, variants, grid, base)
+    return run_variants
 
 
 def categories(value: Any) -> dict[str, tuple[str, ...]]:
@@ -224,7 +217,7 @@ STUDY = Study(
         offset="block",
         run_choices=("template", "split_word"),
         grid={"n_boot": 200, "n_perm": 1000},
-        run=_robustness_run,
+        run=deferred(_robustness),
         notes=(
             "spearman RSA: Pearson r of the full-sample ranks of the off-diagonal entries; its bootstrap "
             "resamples those ranks (not re-ranked per resample)",

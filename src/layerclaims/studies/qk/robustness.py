@@ -30,11 +30,13 @@ def run_variants(
     handle: Any,
     values: Mapping[str, str],
     variants: Sequence[Mapping[str, str]],
+    layers: Sequence[int],
     grid: Mapping[str, Any],
     base: Mapping[str, Any],
 ) -> tuple[list[Any], dict[str, Any]]:
-    """One extraction for ``values`` (``template``, ``split_word``), one result per analysis variant; the claims'
-    own settings ``base`` (their words, template, ...) are the original path, a choice that departs overrides them."""
+    """One extraction for ``values`` (``template``, ``split_word``) at every block (``layers`` unused), one result
+    per analysis variant; the claims' own settings ``base`` (their words, template, ...) are the original path, a
+    choice that departs overrides them."""
     check_model(handle)
     options: dict[str, Any] = {**base, **grid}
     if values["template"] != "original" or "template" not in base:
