@@ -208,25 +208,29 @@ class QKResult(results.SavedResult):
         ``kind`` is unused (this study has none). KeyError for an unknown statistic."""
         if statistic in _AT_BLOCK:
             i = self.index(layer)
-            base = {
+            details: dict[str, Any] = {
                 "block": self.blocks[i],
                 "n_items": len(self.words),
                 "split_words": list(self.split_words),
                 "multi_token": self.multi_token,
             }
             if statistic == "k_minus_q_mean_cosine":
-                extra: dict[str, Any] = {f"mean_cosine_{k}": float(self.mean_cosine[k].value[i]) for k in ("q", "k")}
+                key, stat = "k_minus_q", self.k_minus_q
+                details |= {f"mean_cosine_{k}": float(self.mean_cosine[k].value[i]) for k in ("q", "k")}
                 if self.centred_k_minus_q is not None:
                     c = self.centred_k_minus_q.at(i)
-                    extra["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
-                return self._with(self.k_minus_q.at(i, base | extra), "k_minus_q", i)
-            if statistic == "rsa_qk":
+                    details["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
+            elif statistic == "rsa_qk":
+                key, stat = "rsa_qk", self.rsa["qk"]
                 by_cat = dict(zip(self.categories, self.rsa_by_category["qk"][i].tolist(), strict=True))
-                details = base | {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
-                return self._with(self.rsa["qk"].at(i, details), "rsa_qk", i)
-            details = base | {f"selectivity_{k}": float(self.selectivity[k].value[i]) for k in ("q", "k")}
-            details["p_name"] = "label permutation, max of Q's and K's p (intersection-union)"
-            return self._with(self.min_selectivity_qk.at(i, details), "min_selectivity_qk", i)
+                details |= {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
+            else:
+                key, stat = "min_selectivity_qk", self.min_selectivity_qk
+                details |= {f"selectivity_{k}": float(self.selectivity[k].value[i]) for k in ("q", "k")}
+                details["p_name"] = "label permutation, max of Q's and K's p (intersection-union)"
+            reps = self.replicates[key][i] if key in self.replicates else None
+            control = self.controls[key].at(i) if key in self.controls else None
+            return replace(stat.at(i, details), replicates=reps, control=control)
         if statistic in _OVER_BLOCKS:
             if layer is not None:
                 raise UsageError(f"{statistic} is over all blocks: pass layer=None")
@@ -245,11 +249,6 @@ class QKResult(results.SavedResult):
                 return replace(m, details=details, replicates=self.replicates["rsa_qk"], control=control)
             return m
         raise KeyError(f"unknown statistic {statistic!r} for study qk: use one of {_AT_BLOCK + _OVER_BLOCKS}")
-
-    def _with(self, m: Measurement, key: str, i: int) -> Measurement:
-        """``m`` with its bootstrap replicates and its control at block index ``i`` (where the run has them)."""
-        reps = self.replicates[key][i] if key in self.replicates else None
-        return replace(m, replicates=reps, control=self.controls[key].at(i) if key in self.controls else None)
 
 
 _AT_BLOCK = ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk")

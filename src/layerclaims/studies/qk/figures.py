@@ -37,11 +37,6 @@ def _claim(claims: Sequence[ClaimRead], statistic: str) -> ClaimRead | None:
     return next((c for c in claims if c.statistic == statistic), None)
 
 
-def _boundaries(labels: tuple[str, ...]) -> list[int]:
-    """Indices where the category changes (words of one category are usually contiguous)."""
-    return [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
-
-
 def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     """Q and K cosine matrices at ``block`` side by side, words on both axes, category borders; one colour scale (the
     off-diagonal range of both)."""
@@ -57,9 +52,10 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     lefts = (0.95, 0.95 + side + 0.35)
     axes = [fig.add_axes((x / W, 0.95 / H, side / W, side / H)) for x in lefts]
     ticks = np.arange(n)
+    borders = [j for j in range(1, n) if result.labels[j] != result.labels[j - 1]]  # where the category changes
     for col, (ax, (proj, S)) in enumerate(zip(axes, mats.items(), strict=True)):
         im = ax.imshow(S, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest")
-        for b in _boundaries(result.labels):
+        for b in borders:
             ax.axhline(b - 0.5, color="white", lw=1.2)
             ax.axvline(b - 0.5, color="white", lw=1.2)
         ax.set_xticks(ticks, names, rotation=90, fontsize=6.5)
