@@ -183,16 +183,6 @@ def make_config(study: Study, options: Mapping[str, Any]) -> Any:
         raise UsageError(f"bad option for study {study.name!r}: {exc}") from None
 
 
-def deferred(load: Callable[[], RobustnessRun]) -> RobustnessRun:
-    """The :data:`RobustnessRun` that ``load()`` imports, imported only when the grid runs (a declaration must not
-    import the study's method)."""
-
-    def run(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
-        return load()(handle, job)
-
-    return run
-
-
 def run_each(
     run: Callable[[Any, Any, Any], Any], config: type, table: Mapping[str, Mapping[str, Mapping[str, Any]]]
 ) -> RobustnessRun:

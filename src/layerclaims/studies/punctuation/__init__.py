@@ -20,7 +20,7 @@ from typing import Any
 
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.marks import KINDS
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, RobustnessRun, Statistic, Study, deferred
+from layerclaims.study import ClaimRead, Draw, GridRun, Progress, Robustness, Statistic, Study
 
 __all__ = ["KINDS", "STUDY", "Config"]
 
@@ -49,10 +49,10 @@ def _report_section(result: Any) -> str:
     return markdown(result)
 
 
-def _robustness() -> RobustnessRun:
+def _robustness_run(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.studies.punctuation.robustness import run_variants
 
-    return run_variants
+    return run_variants(handle, job)
 
 
 def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:
@@ -111,7 +111,7 @@ STUDY = Study(
         offset="layer",
         run_choices=("selection", "line_endings", "edition", "n", "bins", "trim", "mi_estimator", "dimensions"),
         grid={"n_boot": 200, "n_boot_clusters": 10, "n_perm": 200, "cluster_n_boot": 10},
-        run=deferred(_robustness),
+        run=_robustness_run,
     ),
     index_settings={"layers": "hidden_state", "detail_layers": "hidden_state"},
     # n: pairs and a correlation need 3 marks; bins: a histogram needs 2; resample counts: 0 switches them off

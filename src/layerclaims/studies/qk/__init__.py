@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, RobustnessRun, Statistic, Study, deferred
+from layerclaims.study import ClaimRead, Draw, GridRun, Progress, Robustness, Statistic, Study
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "space": tuple("galaxy asteroid comet cosmos space sun planet moon star orbit".split()),
@@ -157,10 +157,10 @@ def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
     return figures(result, claims)
 
 
-def _robustness() -> RobustnessRun:
+def _robustness_run(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.studies.qk.robustness import run_variants
 
-    return run_variants
+    return run_variants(handle, job)
 
 
 def categories(value: Any) -> dict[str, tuple[str, ...]]:
@@ -217,7 +217,7 @@ STUDY = Study(
         offset="block",
         run_choices=("template", "split_word"),
         grid={"n_boot": 200, "n_perm": 1000},
-        run=deferred(_robustness),
+        run=_robustness_run,
         notes=(
             "spearman RSA: Pearson r of the full-sample ranks of the off-diagonal entries; its bootstrap "
             "resamples those ranks (not re-ranked per resample)",
