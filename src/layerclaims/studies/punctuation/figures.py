@@ -96,9 +96,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
     size = 1.0 - 2 * pad
     fig = plt.figure(figsize=(2.9 * ncol, 2.6 * nrow + 0.7))
     ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.7 / fig.get_figheight()))
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
+    points: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # each layer's (x, y, cluster label)
     frames: list[np.ndarray] = []
     for e in range(E):
         col, row = e % ncol, e // ncol
@@ -111,15 +109,15 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         else:
             cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
             (cx0, cx1), (my0, my1) = _ends(cov), _ends(mi)
-            xs.append(x0 + size * (cov - cov.min()) / (cov.max() - cov.min() or 1.0))
-            ys.append(y0 + size * (mi - mi.min()) / (mi.max() - mi.min() or 1.0))
-            labels.append(np.asarray(k.draw_labels[e]))
+            x = x0 + size * (cov - cov.min()) / (cov.max() - cov.min() or 1.0)
+            y = y0 + size * (mi - mi.min()) / (mi.max() - mi.min() or 1.0)
+            points.append((x, y, np.asarray(k.draw_labels[e])))
             title += f": k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}"
             ranges = f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}"
             ax.text(x0, y0 - 0.02, ranges, fontsize=8, va="top", color="0.25")
         ax.text(x0, y0 + size + 0.02, title, fontsize=10, va="bottom")
-    if xs:
-        x, y, lab = np.concatenate(xs), np.concatenate(ys), np.concatenate(labels)
+    if points:
+        x, y, lab = (np.concatenate(column) for column in zip(*points, strict=True))
         for label in np.unique(lab):  # one colour per call: Agg's fast path for markers of one style
             m = lab == label
             ax.scatter(x[m], y[m], s=1.5, color=_colour(int(label)), alpha=0.35, linewidths=0, rasterized=True)
@@ -215,11 +213,10 @@ def plot_means_depth(result: Any, path: Path) -> Path:
                 ax.set_yscale("symlog", linthresh=max(1e-6, float(np.min(np.abs(vals[vals != 0]), initial=1.0))))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    sp_mi = result.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").value
-    sp_cov = result.measure("spearman_mean_cov_vs_depth", layer=None, kind="internal").value
+    rho = {w: result.measure(f"spearman_mean_{w}_vs_depth", layer=None, kind="internal").value for w in ("mi", "cov")}
     fig.suptitle(
         f"{result.model}: per-layer means over all pairs (internal: Spearman vs depth over blocks 1..{result.n_blocks}"
-        f" MI {sp_mi:.2f}, cov {sp_cov:.2f})",
+        f" MI {rho['mi']:.2f}, cov {rho['cov']:.2f})",
         fontsize=10,
     )
     margins(fig, left=0.8, right=0.2, top=0.5, bottom=0.55, wspace=0.3)

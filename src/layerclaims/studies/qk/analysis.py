@@ -153,13 +153,13 @@ class QKResult(results.SavedResult):
     ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``categories`` in order of first
     appearance; ``split_words``: the words split into several tokens, handled as ``multi_token`` says; ``dims``:
     width of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine``
-    and ``selectivity`` per projection (selectivity p: label permutation), ``rsa`` per pair (p: Mantel),
-    ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``min_selectivity_qk``'s p is the max
-    of Q's and K's. ``over_blocks``: the statistics over all studied blocks, intervals from the same paired
-    resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``, ``rsa_qk`` and
-    ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three on random projections of the
-    block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after removing the mean
-    key and the mean query over the words (a shared offset raises every cosine without changing attention)."""
+    and ``selectivity`` per projection, ``rsa`` per pair (p-values: the package docstring), ``rsa_by_category[pair]``:
+    ``[n_sel, n_categories]`` within-category RSA. ``over_blocks``: the statistics over all studied blocks, intervals
+    from the same paired resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``,
+    ``rsa_qk`` and ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three on random
+    projections of the block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after
+    removing the mean key and the mean query over the words (a shared offset raises every cosine without changing
+    attention)."""
 
     study: ClassVar[str] = "qk"
 
@@ -434,13 +434,11 @@ def projection_controls(
     """The claims' statistics where learned Q/K structure is absent by construction: Q and K replaced by random
     Gaussian projections of the same block input ``x`` ``[n_sel, n, d_model]`` (what the real W_Q, W_K project).
 
-    ``dims``: the widths of Q and K (K is narrower with grouped-query attention). For each of
-    ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}`` and ``W_K`` of its own shape (no bias; the
-    scale does not matter for cosines), one draw per seed shared by all blocks; then the three statistics exactly as
-    for the real Q and K, each with ``n_boot / n_seeds`` (at least 50) stratified word resamples per seed, the same
-    at every block so the columns stay paired. Random projections nearly preserve cosines (Johnson-Lindenstrauss),
-    so the control reads what two arbitrary linear maps of the same input give: the input's own RSA and
-    selectivity."""
+    ``dims``: the widths of Q and K. For each of ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}``
+    and ``W_K`` of its own shape (no bias; the scale does not matter for cosines), one draw per seed shared by all
+    blocks; then the three statistics as for the real Q and K, with ``n_boot / n_seeds`` (at least 50) stratified
+    word resamples per seed, the same at every block so the columns stay paired. Random projections nearly preserve
+    cosines (Johnson-Lindenstrauss): the control reads the input's own RSA and selectivity."""
     seeds = config.n_control_seeds
     n_boot = max(config.n_boot // seeds, 50) if config.n_boot else 0
     draws = []
