@@ -41,17 +41,14 @@ def run_variants(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
     t0 = time.perf_counter()
     prompts, vecs = extract(handle, config, blocks)
     t1 = time.perf_counter()
+    keys = [(v["vectors"], v["similarity"], v["rsa"]) for v in job.variants]
     done: dict[tuple[str, str, str], Any] = {}
-    out = []
-    for v in job.variants:
-        key = (v["vectors"], v["similarity"], v["rsa"])
-        if key not in done:
-            sims = similarity_matrices(vecs, key[0], key[1])
-            stats = analyse(sims, config.word_labels, blocks, config)
-            if key[2] == "spearman":
-                ranked = analyse({k: rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
-                stats["rsa"], stats["rsa_by_category"] = ranked["rsa"], ranked["rsa_by_category"]
-                stats["over_blocks"]["min_rsa_qk_over_blocks"] = ranked["over_blocks"]["min_rsa_qk_over_blocks"]
-            done[key] = make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
-        out.append(done[key])
-    return out, {"forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
+    for key in dict.fromkeys(keys):  # each distinct variant once
+        sims = similarity_matrices(vecs, key[0], key[1])
+        stats = analyse(sims, config.word_labels, blocks, config)
+        if key[2] == "spearman":
+            ranked = analyse({k: rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
+            stats["rsa"], stats["rsa_by_category"] = ranked["rsa"], ranked["rsa_by_category"]
+            stats["over_blocks"]["min_rsa_qk_over_blocks"] = ranked["over_blocks"]["min_rsa_qk_over_blocks"]
+        done[key] = make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
+    return [done[key] for key in keys], {"forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
