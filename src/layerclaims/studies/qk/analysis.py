@@ -375,6 +375,7 @@ def analyse(
     value, reps = _estimates(cos, labels, PAIRS, config.n_boot, config.seed)
     p_values = _permutation_p(cos, labels, config) if config.n_perm else None
     claimed, claimed_reps = _claimed(value), _claimed(reps) if reps is not None else {}
+    p_min_sel = None if p_values is None else np.maximum(p_values["q"], p_values["k"])  # intersection-union
 
     def stat(group: str, key: str, p: dict[str, np.ndarray] | None) -> BlockStatistic:
         return _stat(value[group][key], None if reps is None else reps[group][key], None if p is None else p[key])
@@ -414,11 +415,7 @@ def analyse(
             for pair in PAIRS
         },
         "k_minus_q": _stat(claimed["k_minus_q"], claimed_reps.get("k_minus_q"), None),
-        "min_selectivity_qk": _stat(
-            claimed["min_selectivity_qk"],
-            claimed_reps.get("min_selectivity_qk"),
-            None if p_values is None else np.maximum(p_values["q"], p_values["k"]),
-        ),
+        "min_selectivity_qk": _stat(claimed["min_selectivity_qk"], claimed_reps.get("min_selectivity_qk"), p_min_sel),
         "over_blocks": over,
         "replicates": claimed_reps,
         **extra,
