@@ -31,7 +31,7 @@ from layerclaims.executor import EXECUTORS, Job, run_jobs
 from layerclaims.run import StudyResults, study_names_of
 from layerclaims.runfolder import ROBUSTNESS as KIND
 from layerclaims.runfolder import RunFolder, check_out_folder
-from layerclaims.study import Robustness
+from layerclaims.study import GridRun, Robustness
 from layerclaims.validate import Command, RunRequest, check_run
 from layerclaims.verdicts import apply_family, evaluate
 
@@ -192,7 +192,7 @@ def job(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     layers = sorted({m + o for m in mapped for o in offsets} & set(range(top + 1)))
     before = activations.STATS.as_dict()
     variants = [ev["variant"] for ev in evaluations]
-    results, stats = rob.run(handle, payload["values"], variants, layers, rob.grid, payload["settings"])
+    results, stats = rob.run(handle, GridRun(payload["values"], variants, layers, rob.grid, payload["settings"]))
     after = activations.STATS.as_dict()
     rows = [
         r for ev, res in zip(evaluations, results, strict=True) for r in _rows(res, claims, ev["spec"], ev["offset"])

@@ -22,12 +22,24 @@ log = logging.getLogger("layerclaims.study")
 LayerUnit = Literal["block", "hidden_state"]
 Progress = Callable[[str], None]
 Draw = Callable[[Path], Path]
-# (handle, run-choice values, analysis variants, claim layers, grid settings, the claims' own settings)
-#   -> (one result per variant, timings)
-RobustnessRun = Callable[
-    [Any, Mapping[str, str], Sequence[Mapping[str, str]], Sequence[int], Mapping[str, Any], Mapping[str, Any]],
-    tuple[list[Any], dict[str, Any]],
-]
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One run of the robustness grid: ``values`` (each run choice's value), ``variants`` (the analysis variants
+    that read the run, one result each), ``layers`` (the claims' layers and their neighbours), ``grid`` (the reduced
+    resampling settings) over ``base`` (the claims' own settings: their original path, a departing choice overrides
+    them)."""
+
+    values: Mapping[str, str]
+    variants: Sequence[Mapping[str, str]]
+    layers: Sequence[int]
+    grid: Mapping[str, Any]
+    base: Mapping[str, Any]
+
+
+# (handle, the run) -> (one result per variant, timings)
+RobustnessRun = Callable[[Any, GridRun], tuple[list[Any], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -57,9 +69,8 @@ class Robustness:
     """A study's choices for ``layerclaims robustness``. ``choices``: choice -> its values, the original's first.
     ``offset``: the choice (values ``"0"``, ``"-1"``, ``"+1"``) that reads the same run at a neighbouring layer.
     ``run_choices``: the choices that need a run of their own; the others are analysis variants of one run.
-    ``grid``: the reduced resampling settings (Config fields). ``run``: :data:`RobustnessRun`, one run for the
-    ``run_choices`` values with ``grid`` over the claims' own settings (a departing choice overrides them), for the
-    claims' layers and their neighbours. ``notes``: what robustness.json says about the grid's approximations."""
+    ``grid``: the reduced resampling settings (Config fields). ``run``: :data:`RobustnessRun`, one run of the grid
+    (:class:`GridRun`). ``notes``: what robustness.json says about the grid's approximations."""
 
     choices: Mapping[str, tuple[str, ...]]
     offset: str
@@ -173,24 +184,21 @@ def make_config(study: Study, options: Mapping[str, Any]) -> Any:
 
 
 def run_each(
-    run: Callable[[Any, Any, Any], Any],
-    config: type,
-    table: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    """A :attr:`Robustness.run` for a study whose every choice is a run choice: one run with ``grid`` and the Config
-    fields of ``values`` (via ``table``: choice -> value -> fields, the original value first) over the claims' own
-    settings ``base`` (only a departing choice overrides a field they set); every variant reads that result."""
-    fields: dict[str, Any] = {**base, **grid}
-    for choice, value in values.items():
-        if choice not in table or value not in table[choice]:
-            raise UsageError(f"unknown robustness value {choice}={value!r}: valid are {dict(table)}")
-        original = value == next(iter(table[choice]))
-        fields.update({k: v for k, v in table[choice][value].items() if not (original and k in base)})
-    t0 = time.perf_counter()
-    result = run(handle, config(**fields), None)
-    return [result] * max(len(variants), 1), {"forward_s": time.perf_counter() - t0, "analysis_s": 0.0}
+    run: Callable[[Any, Any, Any], Any], config: type, table: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> RobustnessRun:
+    """A :attr:`Robustness.run` for a study whose every choice is a run choice: one run with the grid and the Config
+    fields of the run's values (via ``table``: choice -> value -> fields, the original value first) over the claims'
+    own settings (only a departing choice overrides a field they set); every variant reads that result."""
+
+    def each(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
+        fields: dict[str, Any] = {**job.base, **job.grid}
+        for choice, value in job.values.items():
+            if choice not in table or value not in table[choice]:
+                raise UsageError(f"unknown robustness value {choice}={value!r}: valid are {dict(table)}")
+            original = value == next(iter(table[choice]))
+            fields.update({k: v for k, v in table[choice][value].items() if not (original and k in job.base)})
+        t0 = time.perf_counter()
+        result = run(handle, config(**fields), None)
+        return [result] * max(len(job.variants), 1), {"forward_s": time.perf_counter() - t0, "analysis_s": 0.0}
+
+    return each

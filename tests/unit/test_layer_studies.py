@@ -211,7 +211,7 @@ def test_bad_configs(config: type, kwargs: dict[str, object], match: str) -> Non
 
 def test_robustness_choices_map_to_config_fields() -> None:
     from layerclaims import robustness
-    from layerclaims.study import run_each
+    from layerclaims.study import GridRun, run_each
 
     for name in ("massive", "anisotropy", "sink"):
         st = registry.get(name)
@@ -222,18 +222,10 @@ def test_robustness_choices_map_to_config_fields() -> None:
         n_single = sum(len(v) - 1 for v in rob.choices.values())
         assert len(specs) == 1 + n_single
         module = __import__(f"layerclaims.studies.{name}", fromlist=["ROBUSTNESS_VALUES"])
+        each = run_each(lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES)
         for choice in rob.run_choices:
             for value in rob.choices[choice]:
-                out, timings = run_each(
-                    lambda h, c, p: c,
-                    st.config,
-                    module.ROBUSTNESS_VALUES,
-                    None,
-                    {choice: value},
-                    [{}, {}],
-                    rob.grid,
-                    {},
-                )
+                out, timings = each(None, GridRun({choice: value}, [{}, {}], [], rob.grid, {}))
                 assert len(out) == 2 and out[0] is out[1] and "forward_s" in timings
                 for field_name, expected in module.ROBUSTNESS_VALUES[choice][value].items():
                     assert getattr(out[0], field_name) == expected
@@ -243,12 +235,10 @@ def test_robustness_choices_map_to_config_fields() -> None:
             original, *others = rob.choices[choice]
             field_name, own = next(iter(module.ROBUSTNESS_VALUES[choice][others[0]].items()))
             base = {field_name: own}
-            kept, _ = run_each(
-                lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {choice: original}, [{}], {}, base
-            )
+            kept, _ = each(None, GridRun({choice: original}, [{}], [], {}, base))
             assert getattr(kept[0], field_name) == own
         with pytest.raises(UsageError, match="unknown robustness value"):
-            run_each(lambda h, c, p: c, st.config, module.ROBUSTNESS_VALUES, None, {"nope": "1"}, [{}], {}, {})
+            each(None, GridRun({"nope": "1"}, [{}], [], {}, {}))
 
 
 def test_cross_window_cosine_with_left_out_tokens_equals_brute_force() -> None:

@@ -18,6 +18,7 @@ from layerclaims.errors import UsageError
 from layerclaims.metrics.similarity import rsa
 from layerclaims.robustness import choices, plan
 from layerclaims.studies.qk.robustness import rank_offdiagonal, similarity_matrices
+from layerclaims.study import GridRun
 
 
 def test_plan_has_the_original_and_every_single_departure() -> None:
@@ -164,10 +165,10 @@ def test_a_failed_job_is_reported_and_the_others_kept(
     assert qk.robustness is not None
     real = qk.robustness.run
 
-    def flaky(handle: Any, values: Any, *args: Any) -> Any:
-        if values["template"] == "here":
+    def flaky(handle: Any, job: GridRun) -> Any:
+        if job.values["template"] == "here":
             raise RuntimeError("simulated failure")
-        return real(handle, values, *args)
+        return real(handle, job)
 
     monkeypatch.setitem(
         registry.registry(), "qk", dataclasses.replace(qk, robustness=dataclasses.replace(qk.robustness, run=flaky))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, GridRun, Progress, Robustness, Statistic, Study
 
 TEXTS: tuple[str, ...] = (
     "The river ran slowly past the old mill and on into the quiet town below the hills.",
@@ -84,21 +84,14 @@ def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
 LENGTHS = ("8", "6", "12")  # the robustness choice of length, the original first
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    settings: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    """One run for the ``length`` choice over the claims' own ``settings`` (the original length keeps theirs)."""
+def _robustness_run(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
+    """One run for the ``length`` choice over the claims' own settings (the original length keeps theirs)."""
     from normstudy.method import run
 
-    original = values["length"] == LENGTHS[0]
-    length = settings.get("length", int(values["length"])) if original else int(values["length"])
-    result = run(handle, Config(**{**settings, **grid, "length": length}))
-    return [result] * len(variants), {"forward_s": result.provenance["seconds"]}
+    original = job.values["length"] == LENGTHS[0]
+    length = job.base.get("length", int(job.values["length"])) if original else int(job.values["length"])
+    result = run(handle, Config(**{**job.base, **job.grid, "length": length}))
+    return [result] * len(job.variants), {"forward_s": result.provenance["seconds"]}
 
 
 STUDY = Study(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study, run_each
 
 NAME = "anisotropy"
 
@@ -104,19 +104,6 @@ ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    from layerclaims.study import run_each
-
-    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid, base)
-
-
 STUDY = Study(
     name=NAME,
     config=Config,
@@ -140,7 +127,7 @@ STUDY = Study(
         offset="layer",
         run_choices=("an_first_token", "an_final", "an_bos", "an_sample"),
         grid={"n_boot": 200},
-        run=_robustness_run,
+        run=run_each(_run, Config, ROBUSTNESS_VALUES),
     ),
     minimums={"n_windows": 2, "length": 2, "per_window": 1, "n_boot": 0, "batch_size": 1, "seed": 0},
     spec_prefix="N",

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study, run_each
 
 NAME = "massive"
 
@@ -128,19 +128,6 @@ ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    from layerclaims.study import run_each
-
-    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid, base)
-
-
 STUDY = Study(
     name=NAME,
     config=Config,
@@ -175,7 +162,7 @@ STUDY = Study(
         offset="layer",
         run_choices=("ma_bos", "ma_sample", "ma_length", "ma_ratio"),
         grid={"n_boot": 200, "control_windows": 0},
-        run=_robustness_run,
+        run=run_each(_run, Config, ROBUSTNESS_VALUES),
         notes=("massive: the grid runs without the re-initialised control (control_windows = 0)",),
     ),
     minimums={

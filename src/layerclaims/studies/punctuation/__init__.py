@@ -20,7 +20,7 @@ from typing import Any
 
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.marks import KINDS
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, GridRun, Progress, Robustness, Statistic, Study
 
 __all__ = ["KINDS", "STUDY", "Config"]
 
@@ -49,17 +49,10 @@ def _report_section(result: Any) -> str:
     return markdown(result)
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
+def _robustness_run(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.studies.punctuation.robustness import run_variants
 
-    return run_variants(handle, values, variants, layers, grid, base)
+    return run_variants(handle, job)
 
 
 def _count_usable(config: Config, tokenizer: Any, corpus: str, n: int) -> Mapping[str, int]:

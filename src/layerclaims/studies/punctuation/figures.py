@@ -38,15 +38,6 @@ def _fit_line(ax: Any, x: np.ndarray, y: np.ndarray, **kw: Any) -> None:
     ax.plot(xs, a + b * xs, **kw)
 
 
-def _scatter(ax: Any, cov: np.ndarray, mi: np.ndarray, labels: np.ndarray) -> None:
-    for lab in np.unique(labels):
-        m = labels == lab
-        label = f"cluster {int(lab)} (n={int(m.sum())})"
-        ax.scatter(cov[m], mi[m], s=3, color=_colour(int(lab)), alpha=0.35, linewidths=0, rasterized=True, label=label)
-        _fit_line(ax, cov[m], mi[m], color=_colour(int(lab)), lw=2)
-    _fit_line(ax, cov, mi, color="black", lw=1.5, ls="--", label="pooled fit")
-
-
 def plot_claim_scatter(result: Any, path: Path) -> Path:
     """Covariance (x) vs MI (y) over all pairs at the detail (claim) layers, one row per kind; points coloured by
     covariance cluster, per-cluster OLS lines (solid) and the pooled line (dashed black); pooled r and the cluster
@@ -58,8 +49,13 @@ def plot_claim_scatter(result: Any, path: Path) -> Path:
         for col, d in enumerate(k.details):
             ax = axes[row, col]
             e = d.entry
-            cov, mi = d.cov_values.astype(float), d.mi_values.astype(float)
-            _scatter(ax, cov, mi, d.cov.pair_labels())
+            cov, mi, labels = d.cov_values.astype(float), d.mi_values.astype(float), d.cov.pair_labels()
+            for lab in np.unique(labels):
+                m = labels == lab
+                colour, label = _colour(int(lab)), f"cluster {int(lab)} (n={int(m.sum())})"
+                ax.scatter(cov[m], mi[m], s=3, color=colour, alpha=0.35, linewidths=0, rasterized=True, label=label)
+                _fit_line(ax, cov[m], mi[m], color=colour, lw=2)
+            _fit_line(ax, cov, mi, color="black", lw=1.5, ls="--", label="pooled fit")
             r, lo, hi = k.pooled_r.value[e], k.pooled_r.ci_low[e], k.pooled_r.ci_high[e]
             ci_s = f", 95% CI [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
             claimed = " (claimed r < 0)" if kind == "internal" and d.layer == 1 else ""
@@ -100,9 +96,7 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
     size = 1.0 - 2 * pad
     fig = plt.figure(figsize=(2.9 * ncol, 2.6 * nrow + 0.7))
     ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.7 / fig.get_figheight()))
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
+    points: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # each layer's (x, y, cluster label)
     frames: list[np.ndarray] = []
     for e in range(E):
         col, row = e % ncol, e // ncol
@@ -115,15 +109,15 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
         else:
             cov, mi = k.draw_cov[e].astype(float), k.draw_mi[e].astype(float)
             (cx0, cx1), (my0, my1) = _ends(cov), _ends(mi)
-            xs.append(x0 + size * (cov - cov.min()) / (cov.max() - cov.min() or 1.0))
-            ys.append(y0 + size * (mi - mi.min()) / (mi.max() - mi.min() or 1.0))
-            labels.append(np.asarray(k.draw_labels[e]))
+            x = x0 + size * (cov - cov.min()) / (cov.max() - cov.min() or 1.0)
+            y = y0 + size * (mi - mi.min()) / (mi.max() - mi.min() or 1.0)
+            points.append((x, y, np.asarray(k.draw_labels[e])))
             title += f": k={k.cov_clusters[e]}, r={k.pooled_r.value[e]:.2f}"
             ranges = f"cov {cx0:g} to {cx1:g}\nMI {my0:g} to {my1:g}"
             ax.text(x0, y0 - 0.02, ranges, fontsize=8, va="top", color="0.25")
         ax.text(x0, y0 + size + 0.02, title, fontsize=10, va="bottom")
-    if xs:
-        x, y, lab = np.concatenate(xs), np.concatenate(ys), np.concatenate(labels)
+    if points:
+        x, y, lab = (np.concatenate(column) for column in zip(*points, strict=True))
         for label in np.unique(lab):  # one colour per call: Agg's fast path for markers of one style
             m = lab == label
             ax.scatter(x[m], y[m], s=1.5, color=_colour(int(label)), alpha=0.35, linewidths=0, rasterized=True)
@@ -140,9 +134,6 @@ def plot_grid(result: Any, kind: str, path: Path) -> Path:
     return save(fig, path, 100)
 
 
-HIST_MEASURES = (("cov", "covariance"), ("mi", "MI (bits)"))
-
-
 def plot_histograms(result: Any, kind: str, path: Path) -> Path:
     """Per-layer histograms of covariance and of MI as two ridgelines side by side: a row per layer, each over its own
     range (printed at its right), the mean as a red tick. One filled collection per measure, not an artist per
@@ -152,14 +143,13 @@ def plot_histograms(result: Any, kind: str, path: Path) -> Path:
     gap = 0.62  # room right of each ridgeline for its range and mean
     fig, ax = plt.subplots(figsize=(13, 0.32 * E + 1.2))
     margins(fig, left=0.9, right=0.1, top=0.4, bottom=0.1)
-    ylim = (-0.5, E + 0.6)
 
     def column(x: float, lines: list[str], **kw: Any) -> None:  # a line per row, from the top row down
         for e, line in enumerate(lines):
             ax.text(x, E - 1 - e + 0.3, line, va="center", fontsize=7, **kw)
 
     ticks: list[np.ndarray] = []
-    for col, (what, name) in enumerate(HIST_MEASURES):
+    for col, (what, name) in enumerate((("cov", "covariance"), ("mi", "MI (bits)"))):
         x0 = col * (1 + gap)
         counts, edges = getattr(k, f"hist_{what}"), getattr(k, f"hist_{what}_edges")
         means = getattr(k, f"mean_{what}").value
@@ -188,7 +178,7 @@ def plot_histograms(result: Any, kind: str, path: Path) -> Path:
     ax.add_collection(LineCollection(ticks, colors="tab:red", linewidths=1.2))
     column(-0.01, [_entry_name(result, e) for e in range(E)], ha="right")
     ax.set_xlim(0, 2 + gap * 2)
-    ax.set_ylim(*ylim)
+    ax.set_ylim(-0.5, E + 0.6)
     ax.set_axis_off()
     ax.set_title(f"{result.model}, {kind}: covariance and MI over all pairs, per layer (red: mean)", fontsize=10)
     return save(fig, path, 100)
@@ -223,11 +213,10 @@ def plot_means_depth(result: Any, path: Path) -> Path:
                 ax.set_yscale("symlog", linthresh=max(1e-6, float(np.min(np.abs(vals[vals != 0]), initial=1.0))))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    sp_mi = result.measure("spearman_mean_mi_vs_depth", layer=None, kind="internal").value
-    sp_cov = result.measure("spearman_mean_cov_vs_depth", layer=None, kind="internal").value
+    rho = {w: result.measure(f"spearman_mean_{w}_vs_depth", layer=None, kind="internal").value for w in ("mi", "cov")}
     fig.suptitle(
         f"{result.model}: per-layer means over all pairs (internal: Spearman vs depth over blocks 1..{result.n_blocks}"
-        f" MI {sp_mi:.2f}, cov {sp_cov:.2f})",
+        f" MI {rho['mi']:.2f}, cov {rho['cov']:.2f})",
         fontsize=10,
     )
     margins(fig, left=0.8, right=0.2, top=0.5, bottom=0.55, wspace=0.3)

@@ -3,13 +3,14 @@ estimator), its detail layers the claims' layers and their neighbours (the ``lay
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from layerclaims.studies.punctuation import CHOICES as STUDY_CHOICES
 from layerclaims.studies.punctuation import EDITIONS, TRIMS
 from layerclaims.studies.punctuation.config import Config
 from layerclaims.studies.punctuation.method import run
+from layerclaims.study import GridRun
 
 
 def settings(values: Mapping[str, str]) -> dict[str, Any]:
@@ -28,20 +29,13 @@ def settings(values: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def run_variants(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    """One run for ``values`` (every variant reads it: study A has no analysis-only choice), over the claims' own
-    settings ``base`` (their original path: a choice that departs from its original value overrides them)."""
-    spec = settings(values)
+def run_variants(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
+    """One run for the run's values (every variant reads it: study A has no analysis-only choice), over the claims'
+    own settings (their original path: a choice that departs from its original value overrides them)."""
+    spec = settings(job.values)
     original = settings({name: vals[0] for name, vals in STUDY_CHOICES.items()})
-    spec = {**spec, **base, **{k: v for k, v in spec.items() if v != original[k]}}
-    result = run(handle, Config(**{**spec, **grid, "detail_layers": tuple(layers)}))
+    spec = {**spec, **job.base, **{k: v for k, v in spec.items() if v != original[k]}}
+    result = run(handle, Config(**{**spec, **job.grid, "detail_layers": tuple(job.layers)}))
     timings = result.provenance.get("timings", {})
     stats = {k: float(timings.get(k, 0.0)) for k in ("forward_s", "analysis_s", "tokenize_s")}
-    return [result] * len(variants), {**stats, "corpus": result.provenance.get("corpus")}
+    return [result] * len(job.variants), {**stats, "corpus": result.provenance.get("corpus")}

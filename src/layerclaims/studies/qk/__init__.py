@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, GridRun, Progress, Robustness, Statistic, Study
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "space": tuple("galaxy asteroid comet cosmos space sun planet moon star orbit".split()),
@@ -157,17 +157,10 @@ def _figures(result: Any, claims: Sequence[ClaimRead]) -> Mapping[str, Draw]:
     return figures(result, claims)
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
+def _robustness_run(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
     from layerclaims.studies.qk.robustness import run_variants
 
-    return run_variants(handle, values, variants, grid, base)
+    return run_variants(handle, job)
 
 
 def categories(value: Any) -> dict[str, tuple[str, ...]]:

@@ -153,13 +153,13 @@ class QKResult(results.SavedResult):
     ``blocks``: the studied 0-based blocks (axis 0 of every per-block array); ``categories`` in order of first
     appearance; ``split_words``: the words split into several tokens, handled as ``multi_token`` says; ``dims``:
     width of q, k, v. ``cos_q``/``cos_k``/``cos_v``: cosine matrices ``[n_sel, n_words, n_words]``. ``mean_cosine``
-    and ``selectivity`` per projection (selectivity p: label permutation), ``rsa`` per pair (p: Mantel),
-    ``rsa_by_category[pair]``: ``[n_sel, n_categories]`` within-category RSA; ``min_selectivity_qk``'s p is the max
-    of Q's and K's. ``over_blocks``: the statistics over all studied blocks, intervals from the same paired
-    resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``, ``rsa_qk`` and
-    ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three on random projections of the
-    block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after removing the mean
-    key and the mean query over the words (a shared offset raises every cosine without changing attention)."""
+    and ``selectivity`` per projection, ``rsa`` per pair (p-values: the package docstring), ``rsa_by_category[pair]``:
+    ``[n_sel, n_categories]`` within-category RSA. ``over_blocks``: the statistics over all studied blocks, intervals
+    from the same paired resamples. ``replicates``: the bootstrap replicates ``[n_sel, n_boot]`` of ``k_minus_q``,
+    ``rsa_qk`` and ``min_selectivity_qk`` (what the verdicts decide on); ``controls``: the same three on random
+    projections of the block input (:func:`projection_controls`); ``centred_k_minus_q``: K minus Q mean cosine after
+    removing the mean key and the mean query over the words (a shared offset raises every cosine without changing
+    attention)."""
 
     study: ClassVar[str] = "qk"
 
@@ -208,25 +208,29 @@ class QKResult(results.SavedResult):
         ``kind`` is unused (this study has none). KeyError for an unknown statistic."""
         if statistic in _AT_BLOCK:
             i = self.index(layer)
-            base = {
+            details: dict[str, Any] = {
                 "block": self.blocks[i],
                 "n_items": len(self.words),
                 "split_words": list(self.split_words),
                 "multi_token": self.multi_token,
             }
             if statistic == "k_minus_q_mean_cosine":
-                extra: dict[str, Any] = {f"mean_cosine_{k}": float(self.mean_cosine[k].value[i]) for k in ("q", "k")}
+                key, stat = "k_minus_q", self.k_minus_q
+                details |= {f"mean_cosine_{k}": float(self.mean_cosine[k].value[i]) for k in ("q", "k")}
                 if self.centred_k_minus_q is not None:
                     c = self.centred_k_minus_q.at(i)
-                    extra["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
-                return self._with(self.k_minus_q.at(i, base | extra), "k_minus_q", i)
-            if statistic == "rsa_qk":
+                    details["k_minus_q_mean_removed"] = {"value": c.value, "ci": list(c.ci) if c.ci else None}
+            elif statistic == "rsa_qk":
+                key, stat = "rsa_qk", self.rsa["qk"]
                 by_cat = dict(zip(self.categories, self.rsa_by_category["qk"][i].tolist(), strict=True))
-                details = base | {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
-                return self._with(self.rsa["qk"].at(i, details), "rsa_qk", i)
-            details = base | {f"selectivity_{k}": float(self.selectivity[k].value[i]) for k in ("q", "k")}
-            details["p_name"] = "label permutation, max of Q's and K's p (intersection-union)"
-            return self._with(self.min_selectivity_qk.at(i, details), "min_selectivity_qk", i)
+                details |= {"method": "pearson", "p_name": "Mantel test", "rsa_by_category": by_cat}
+            else:
+                key, stat = "min_selectivity_qk", self.min_selectivity_qk
+                details |= {f"selectivity_{k}": float(self.selectivity[k].value[i]) for k in ("q", "k")}
+                details["p_name"] = "label permutation, max of Q's and K's p (intersection-union)"
+            reps = self.replicates[key][i] if key in self.replicates else None
+            control = self.controls[key].at(i) if key in self.controls else None
+            return replace(stat.at(i, details), replicates=reps, control=control)
         if statistic in _OVER_BLOCKS:
             if layer is not None:
                 raise UsageError(f"{statistic} is over all blocks: pass layer=None")
@@ -245,11 +249,6 @@ class QKResult(results.SavedResult):
                 return replace(m, details=details, replicates=self.replicates["rsa_qk"], control=control)
             return m
         raise KeyError(f"unknown statistic {statistic!r} for study qk: use one of {_AT_BLOCK + _OVER_BLOCKS}")
-
-    def _with(self, m: Measurement, key: str, i: int) -> Measurement:
-        """``m`` with its bootstrap replicates and its control at block index ``i`` (where the run has them)."""
-        reps = self.replicates[key][i] if key in self.replicates else None
-        return replace(m, replicates=reps, control=self.controls[key].at(i) if key in self.controls else None)
 
 
 _AT_BLOCK = ("k_minus_q_mean_cosine", "rsa_qk", "min_selectivity_qk")
@@ -302,45 +301,41 @@ def _stat(value: np.ndarray, reps: np.ndarray | None, p: np.ndarray | None) -> B
 Stats = dict[str, dict[str, np.ndarray]]
 
 
-def _values(
-    cos: dict[str, np.ndarray], labels: Sequence[str], projections: Sequence[str], pairs: Sequence[str]
-) -> Stats:
-    """Per block: ``mean`` off-diagonal cosine and ``sel``-ectivity of each projection, ``rsa`` of each pair."""
-    return {
-        "mean": {k: np.array([mean_offdiagonal(S) for S in cos[k]]) for k in projections},
-        "sel": {k: np.array([selectivity_index(S, labels) for S in cos[k]]) for k in projections},
-        "rsa": {p: np.array([rsa(a, b) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]) for p in pairs},
+def _paired(cos: dict[str, np.ndarray], pair: str) -> Any:
+    """The two projections' matrices of ``pair``, block by block."""
+    return zip(cos[pair[0]], cos[pair[1]], strict=True)
+
+
+def _estimates(
+    cos: dict[str, np.ndarray], labels: Sequence[str], pairs: Sequence[str], n_boot: int, seed: int
+) -> tuple[Stats, Stats | None]:
+    """Per block: ``mean`` off-diagonal cosine and ``sel``-ectivity of each projection of ``cos``, ``rsa`` of each
+    of ``pairs``; then the same on ``n_boot`` stratified resamples of the words (``[n_sel, n_boot]`` each; None
+    without resamples), the same resamples for every statistic and block (at least 2 distinct words per category;
+    copy pairs excluded: ``pair_moments``)."""
+    values = {
+        "mean": {k: np.array([mean_offdiagonal(S) for S in C]) for k, C in cos.items()},
+        "sel": {k: np.array([selectivity_index(S, labels) for S in C]) for k, C in cos.items()},
+        "rsa": {p: np.array([rsa(a, b) for a, b in _paired(cos, p)]) for p in pairs},
     }
-
-
-def _replicates(
-    cos: dict[str, np.ndarray],
-    labels: Sequence[str],
-    projections: Sequence[str],
-    pairs: Sequence[str],
-    n_boot: int,
-    seed: int,
-) -> Stats:
-    """:func:`_values` on ``n_boot`` stratified resamples of the words (``[n_sel, n_boot]`` each), the same resamples
-    for every statistic and block (at least 2 distinct words per category; copy pairs excluded: ``pair_moments``)."""
-    n_sel, n = cos[projections[0]].shape[:2]
+    if not n_boot:
+        return values, None
+    n_sel, n = next(iter(cos.values())).shape[:2]
     cats = list(dict.fromkeys(labels))
     codes = np.array([cats.index(lab) for lab in labels])
     counts = item_counts(bootstrap_indices(n, n_boot, seed=seed, strata=labels, min_distinct=2), n)
-    stacked = np.concatenate([cos[k] for k in projections])  # [len(projections) n_sel, n, n]
+    stacked = np.concatenate(list(cos.values()))  # [n_projections n_sel, n, n]
     mean_r, sel_r = resampled_offdiagonal_means(stacked, counts.astype(np.float64), codes, len(cats))
-    return {
-        "mean": {k: mean_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
-        "sel": {k: sel_r[i * n_sel : (i + 1) * n_sel] for i, k in enumerate(projections)},
-        "rsa": {
-            p: np.array([pair_moments(counts, a, b).r for a, b in zip(cos[p[0]], cos[p[1]], strict=True)])
-            for p in pairs
-        },
+    rows = {k: slice(i * n_sel, (i + 1) * n_sel) for i, k in enumerate(cos)}
+    return values, {
+        "mean": {k: mean_r[r] for k, r in rows.items()},
+        "sel": {k: sel_r[r] for k, r in rows.items()},
+        "rsa": {p: np.array([pair_moments(counts, a, b).r for a, b in _paired(cos, p)]) for p in pairs},
     }
 
 
 def _claimed(st: Stats) -> dict[str, np.ndarray]:
-    """The three statistics the block-level claims read, from :func:`_values` or :func:`_replicates`."""
+    """The three statistics the block-level claims read, from either of :func:`_estimates`' results."""
     return {
         "k_minus_q": st["mean"]["k"] - st["mean"]["q"],
         "rsa_qk": st["rsa"]["qk"],
@@ -348,27 +343,22 @@ def _claimed(st: Stats) -> dict[str, np.ndarray]:
     }
 
 
-def _permutation_p(
-    cos: dict[str, np.ndarray], labels: Sequence[str], config: Config
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _permutation_p(cos: dict[str, np.ndarray], labels: Sequence[str], config: Config) -> dict[str, np.ndarray]:
     """Per block: the label-permutation p of each projection's selectivity and the Mantel p of each pair's RSA; NaN
     for those ``config.tests`` leaves out."""
     tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
-    n_perm, seed, n_sel = config.n_perm, config.seed, cos["q"].shape[0]
-    p_sel = {
-        k: np.array([selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value for S in cos[k]])
-        if k in tested
-        else np.full(n_sel, np.nan)
-        for k in PROJECTIONS
-    }
-    pairs = {p: zip(cos[p[0]], cos[p[1]], strict=True) for p in PAIRS}
-    p_rsa = {
-        p: np.array([mantel_test(a, b, n_perm=n_perm, seed=seed).p_value for a, b in pairs[p]])
-        if p in tested
-        else np.full(n_sel, np.nan)
-        for p in PAIRS
-    }
-    return p_sel, p_rsa
+    n_perm, seed = config.n_perm, config.seed
+
+    def p(key: str) -> np.ndarray:
+        if key not in tested:
+            return np.full(cos["q"].shape[0], np.nan)
+        if key in PROJECTIONS:
+            return np.array(
+                [selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value for S in cos[key]]
+            )
+        return np.array([mantel_test(a, b, n_perm=n_perm, seed=seed).p_value for a, b in _paired(cos, key)])
+
+    return {key: p(key) for key in PROJECTIONS + PAIRS}
 
 
 def analyse(
@@ -382,10 +372,10 @@ def analyse(
     word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after removing the mean
     key and query, and the random-projection controls."""
     n_sel = cos["q"].shape[0]
-    value = _values(cos, labels, PROJECTIONS, PAIRS)
-    reps = _replicates(cos, labels, PROJECTIONS, PAIRS, config.n_boot, config.seed) if config.n_boot else None
-    p_sel, p_rsa = _permutation_p(cos, labels, config) if config.n_perm else (None, None)
+    value, reps = _estimates(cos, labels, PAIRS, config.n_boot, config.seed)
+    p_values = _permutation_p(cos, labels, config) if config.n_perm else None
     claimed, claimed_reps = _claimed(value), _claimed(reps) if reps is not None else {}
+    p_min_sel = None if p_values is None else np.maximum(p_values["q"], p_values["k"])  # intersection-union
 
     def stat(group: str, key: str, p: dict[str, np.ndarray] | None) -> BlockStatistic:
         return _stat(value[group][key], None if reps is None else reps[group][key], None if p is None else p[key])
@@ -399,12 +389,9 @@ def analyse(
         frac_ci = percentile_interval(frac_reps, LEVEL)
     if vecs is not None and "q" in vecs and "k" in vecs:
         centred = {k: np.stack([cosine_matrix(X - X.mean(axis=0)) for X in vecs[k]]) for k in ("q", "k")}
-        c_mean = _values(centred, labels, ("q", "k"), ())["mean"]
-        c_reps = None
-        if config.n_boot:
-            c_boot = _replicates(centred, labels, ("q", "k"), (), config.n_boot, config.seed)["mean"]
-            c_reps = c_boot["k"] - c_boot["q"]
-        extra["centred_k_minus_q"] = _stat(c_mean["k"] - c_mean["q"], c_reps, None)
+        c_val, c_reps = _estimates(centred, labels, (), config.n_boot, config.seed)
+        c_boot = None if c_reps is None else c_reps["mean"]["k"] - c_reps["mean"]["q"]
+        extra["centred_k_minus_q"] = _stat(c_val["mean"]["k"] - c_val["mean"]["q"], c_boot, None)
     if vecs is not None and "x" in vecs and config.n_control_seeds:
         dims = {k: int(vecs[k].shape[-1]) for k in ("q", "k")}
         extra["controls"] = projection_controls(vecs["x"], dims, labels, config)
@@ -421,20 +408,14 @@ def analyse(
     return {
         "categories": tuple(dict.fromkeys(labels)),
         "mean_cosine": {k: stat("mean", k, None) for k in PROJECTIONS},
-        "selectivity": {k: stat("sel", k, p_sel) for k in PROJECTIONS},
-        "rsa": {p: stat("rsa", p, p_rsa) for p in PAIRS},
+        "selectivity": {k: stat("sel", k, p_values) for k in PROJECTIONS},
+        "rsa": {pair: stat("rsa", pair, p_values) for pair in PAIRS},
         "rsa_by_category": {
-            p: np.array(
-                [list(rsa_by_category(a, b, labels).values()) for a, b in zip(cos[p[0]], cos[p[1]], strict=True)]
-            )
-            for p in PAIRS
+            pair: np.array([list(rsa_by_category(a, b, labels).values()) for a, b in _paired(cos, pair)])
+            for pair in PAIRS
         },
         "k_minus_q": _stat(claimed["k_minus_q"], claimed_reps.get("k_minus_q"), None),
-        "min_selectivity_qk": _stat(
-            claimed["min_selectivity_qk"],
-            claimed_reps.get("min_selectivity_qk"),
-            None if p_sel is None else np.maximum(p_sel["q"], p_sel["k"]),
-        ),
+        "min_selectivity_qk": _stat(claimed["min_selectivity_qk"], claimed_reps.get("min_selectivity_qk"), p_min_sel),
         "over_blocks": over,
         "replicates": claimed_reps,
         **extra,
@@ -450,26 +431,20 @@ def projection_controls(
     """The claims' statistics where learned Q/K structure is absent by construction: Q and K replaced by random
     Gaussian projections of the same block input ``x`` ``[n_sel, n, d_model]`` (what the real W_Q, W_K project).
 
-    ``dims``: the widths of Q and K (K is narrower with grouped-query attention). For each of
-    ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}`` and ``W_K`` of its own shape (no bias; the
-    scale does not matter for cosines), one draw per seed shared by all blocks; then the three statistics exactly as
-    for the real Q and K, each with ``n_boot / n_seeds`` (at least 50) stratified word resamples per seed, the same
-    at every block so the columns stay paired. Random projections nearly preserve cosines (Johnson-Lindenstrauss),
-    so the control reads what two arbitrary linear maps of the same input give: the input's own RSA and
-    selectivity."""
+    ``dims``: the widths of Q and K. For each of ``config.n_control_seeds`` seeds, ``W_Q ~ N(0, 1)^{d_model x d_q}``
+    and ``W_K`` of its own shape (no bias; the scale does not matter for cosines), one draw per seed shared by all
+    blocks; then the three statistics as for the real Q and K, with ``n_boot / n_seeds`` (at least 50) stratified
+    word resamples per seed, the same at every block so the columns stay paired. Random projections nearly preserve
+    cosines (Johnson-Lindenstrauss): the control reads the input's own RSA and selectivity."""
     seeds = config.n_control_seeds
     n_boot = max(config.n_boot // seeds, 50) if config.n_boot else 0
-    values: dict[str, list[np.ndarray]] = {"k_minus_q": [], "rsa_qk": [], "min_selectivity_qk": []}
-    reps: dict[str, list[np.ndarray]] = {key: [] for key in values}
+    draws = []
     for s in range(seeds):
         rng = np.random.default_rng([config.seed, 7919, s])
         w = {k: rng.standard_normal((x.shape[-1], dims[k])) for k in ("q", "k")}
         cos = {k: np.stack([cosine_matrix(X @ w[k]) for X in x]) for k in ("q", "k")}
-        value = _claimed(_values(cos, labels, ("q", "k"), ("qk",)))
-        boot = _claimed(_replicates(cos, labels, ("q", "k"), ("qk",), n_boot, config.seed + 1000 + s)) if n_boot else {}
-        for key in values:
-            values[key].append(value[key])
-            reps[key].append(boot[key] if n_boot else value[key][:, None])
+        value, boot = _estimates(cos, labels, ("qk",), n_boot, config.seed + 1000 + s)
+        draws.append((_claimed(value), None if boot is None else _claimed(boot)))
     details = {
         "n_seeds": seeds,
         "n_boot_per_seed": n_boot,
@@ -479,9 +454,12 @@ def projection_controls(
     }
     return {
         key: BlockControl(
-            f"{CONTROL_NAME} ({seeds} seeds)", np.mean(values[key], axis=0), np.concatenate(reps[key], axis=1), details
+            f"{CONTROL_NAME} ({seeds} seeds)",
+            np.mean([value[key] for value, _ in draws], axis=0),
+            np.concatenate([value[key][:, None] if boot is None else boot[key] for value, boot in draws], axis=1),
+            details,
         )
-        for key in values
+        for key in draws[0][0]
     }
 
 

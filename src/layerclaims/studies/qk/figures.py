@@ -37,11 +37,6 @@ def _claim(claims: Sequence[ClaimRead], statistic: str) -> ClaimRead | None:
     return next((c for c in claims if c.statistic == statistic), None)
 
 
-def _boundaries(labels: tuple[str, ...]) -> list[int]:
-    """Indices where the category changes (words of one category are usually contiguous)."""
-    return [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
-
-
 def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     """Q and K cosine matrices at ``block`` side by side, words on both axes, category borders; one colour scale (the
     off-diagonal range of both)."""
@@ -57,9 +52,10 @@ def plot_matrices(result: QKResult, block: int, path: Path) -> Path:
     lefts = (0.95, 0.95 + side + 0.35)
     axes = [fig.add_axes((x / W, 0.95 / H, side / W, side / H)) for x in lefts]
     ticks = np.arange(n)
+    borders = [j for j in range(1, n) if result.labels[j] != result.labels[j - 1]]  # where the category changes
     for col, (ax, (proj, S)) in enumerate(zip(axes, mats.items(), strict=True)):
         im = ax.imshow(S, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest")
-        for b in _boundaries(result.labels):
+        for b in borders:
             ax.axhline(b - 0.5, color="white", lw=1.2)
             ax.axvline(b - 0.5, color="white", lw=1.2)
         ax.set_xticks(ticks, names, rotation=90, fontsize=6.5)
@@ -145,17 +141,14 @@ def plot_laminar(result: QKResult, path: Path, *, block: int, claim: ClaimRead |
     x = np.array(result.blocks)
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.5, 9.5), sharex=True, height_ratios=(1, 1, 1.3))
     margins(fig, left=1.0, right=0.2, top=0.5, bottom=1.3, hspace=0.12)
-    for proj in ("q", "k"):
-        _band(ax1, x, result.selectivity[proj], COLORS[proj], proj.upper())
-    ax1.axhline(1.0, color="k", lw=0.8, ls=":")
-    ax1.set_ylabel("selectivity index\nof Q and K")
-    ax1.legend(fontsize=8, ncol=2, loc="upper right")
-    _band(ax2, x, result.selectivity["v"], COLORS["v"], "V")
+    for proj, ax in (("q", ax1), ("k", ax1), ("v", ax2)):
+        _band(ax, x, result.selectivity[proj], COLORS[proj], proj.upper())
     top_qk = np.maximum(result.selectivity["q"].value, result.selectivity["k"].value)
     ax2.plot(x, top_qk, color="0.3", lw=1, ls="--", label="max(Q, K)")
-    ax2.axhline(1.0, color="k", lw=0.8, ls=":")
-    ax2.set_ylabel("selectivity index\nof V")
-    ax2.legend(fontsize=8, ncol=2, loc="upper left")
+    for ax, of, loc in ((ax1, "Q and K", "upper right"), (ax2, "V", "upper left")):
+        ax.axhline(1.0, color="k", lw=0.8, ls=":")
+        ax.set_ylabel(f"selectivity index\nof {of}")
+        ax.legend(fontsize=8, ncol=2, loc=loc)
     for pair in PAIRS:
         _band(ax3, x, result.rsa[pair], COLORS[pair], f"{pair[0].upper()}-{pair[1].upper()}")
     if "rsa_qk" in result.controls:

@@ -5,13 +5,13 @@ test permutes items, which ranks commute with); its bootstrap resamples those fu
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from layerclaims.studies.qk import TEMPLATES, Config
 from layerclaims.studies.qk.analysis import analyse, check_model, extract, make_result, similarity_matrices
+from layerclaims.study import GridRun
 
 
 def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
@@ -26,37 +26,29 @@ def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_variants(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    """One extraction for ``values`` (``template``, ``split_word``), one result per analysis variant; the claims'
-    own settings ``base`` (their words, template, ...) are the original path, a choice that departs overrides them."""
+def run_variants(handle: Any, job: GridRun) -> tuple[list[Any], dict[str, Any]]:
+    """One extraction for the run's ``template`` and ``split_word`` at every block, one result per analysis variant;
+    the claims' own settings (their words, template, ...) are the original path, a choice that departs overrides
+    them."""
     check_model(handle)
-    options: dict[str, Any] = {**base, **grid}
-    if values["template"] != "original" or "template" not in base:
-        options["template"] = TEMPLATES[values["template"]]
-    if values["split_word"] != "last" or "multi_token" not in base:
-        options["multi_token"] = values["split_word"]
+    options: dict[str, Any] = {**job.base, **job.grid}
+    if job.values["template"] != "original" or "template" not in job.base:
+        options["template"] = TEMPLATES[job.values["template"]]
+    if job.values["split_word"] != "last" or "multi_token" not in job.base:
+        options["multi_token"] = job.values["split_word"]
     config = Config(**options)
     blocks = handle.check_blocks(None)
     t0 = time.perf_counter()
     prompts, vecs = extract(handle, config, blocks)
     t1 = time.perf_counter()
+    keys = [(v["vectors"], v["similarity"], v["rsa"]) for v in job.variants]
     done: dict[tuple[str, str, str], Any] = {}
-    out = []
-    for v in variants:
-        key = (v["vectors"], v["similarity"], v["rsa"])
-        if key not in done:
-            sims = similarity_matrices(vecs, key[0], key[1])
-            stats = analyse(sims, config.word_labels, blocks, config)
-            if key[2] == "spearman":
-                ranked = analyse({k: rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
-                stats["rsa"], stats["rsa_by_category"] = ranked["rsa"], ranked["rsa_by_category"]
-                stats["over_blocks"]["min_rsa_qk_over_blocks"] = ranked["over_blocks"]["min_rsa_qk_over_blocks"]
-            done[key] = make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
-        out.append(done[key])
-    return out, {"forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}
+    for key in dict.fromkeys(keys):  # each distinct variant once
+        sims = similarity_matrices(vecs, key[0], key[1])
+        stats = analyse(sims, config.word_labels, blocks, config)
+        if key[2] == "spearman":
+            ranked = analyse({k: rank_offdiagonal(S) for k, S in sims.items()}, config.word_labels, blocks, config)
+            stats["rsa"], stats["rsa_by_category"] = ranked["rsa"], ranked["rsa_by_category"]
+            stats["over_blocks"]["min_rsa_qk_over_blocks"] = ranked["over_blocks"]["min_rsa_qk_over_blocks"]
+        done[key] = make_result(handle, config, blocks, prompts, vecs, sims, stats, {})
+    return [done[key] for key in keys], {"forward_s": t1 - t0, "analysis_s": time.perf_counter() - t1}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layerclaims.errors import UsageError
-from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study
+from layerclaims.study import ClaimRead, Draw, Progress, Robustness, Statistic, Study, run_each
 
 NAME = "sink"
 
@@ -93,19 +93,6 @@ ROBUSTNESS_VALUES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _robustness_run(
-    handle: Any,
-    values: Mapping[str, str],
-    variants: Sequence[Mapping[str, str]],
-    layers: Sequence[int],
-    grid: Mapping[str, Any],
-    base: Mapping[str, Any],
-) -> tuple[list[Any], dict[str, Any]]:
-    from layerclaims.study import run_each
-
-    return run_each(_run, Config, ROBUSTNESS_VALUES, handle, values, variants, grid, base)
-
-
 STUDY = Study(
     name=NAME,
     config=Config,
@@ -132,7 +119,7 @@ STUDY = Study(
         offset="block",
         run_choices=("as_bos", "as_epsilon", "as_sample", "as_length"),
         grid={"n_boot": 200, "control_windows": 0},
-        run=_robustness_run,
+        run=run_each(_run, Config, ROBUSTNESS_VALUES),
         notes=("sink: the grid runs without the re-initialised control (control_windows = 0)",),
     ),
     minimums={"n_windows": 2, "length": 2, "n_boot": 0, "control_windows": 0, "batch_size": 1, "seed": 0},
