@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "robustness": "benchmarks.robustness:main",
     "figures": "benchmarks.figures:main",
     "punctuation": "benchmarks.punctuation:main",
+    "reproduce": "benchmarks.reproduce:main",
     "streaming": "benchmarks.streaming:main",
 }
 

@@ -546,7 +546,7 @@ def test_mi_count_outside_the_detail_layers_is_not_a_number(tmp_path: Path) -> N
 @pytest.mark.parametrize("given", ["abc", "0", "-2", "1.5"])
 def test_a_bad_worker_count_is_named_with_its_fix(given: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from layerclaims.errors import UsageError
-    from layerclaims.studies.punctuation.analysis import workers
+    from layerclaims.tasks import workers
 
     monkeypatch.setenv("LAYERCLAIMS_WORKERS", given)
     with pytest.raises(UsageError, match="LAYERCLAIMS_WORKERS=.* is not a number of processes") as info:

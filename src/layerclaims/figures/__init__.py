@@ -29,6 +29,6 @@ def save(fig: Any, path: Path, dpi: int = 130) -> Path:
     """Write ``fig`` to ``path`` (PNG) at ``dpi`` and close it; the path."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 3})  # 0.6x the encoding time of 6, 2% larger
     plt.close(fig)
     return path

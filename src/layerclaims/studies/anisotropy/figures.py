@@ -30,7 +30,17 @@ def plot_profile(result: AnisotropyResult, claims: Sequence[ClaimRead], path: Pa
     for c in claims:
         if c.statistic == "mean_cosine" and c.layer is not None:
             ax.plot([c.layer], [c.threshold], marker="_", ms=18, color="k")
-            ax.annotate(f"{c.id} {c.comparison} {c.threshold:g}", (c.layer, c.threshold), fontsize=7)
+            right = c.layer > result.n_blocks / 2  # the label runs inwards from the threshold, above it
+            ax.annotate(
+                f"{c.id} {c.comparison} {c.threshold:g}",
+                (c.layer, c.threshold),
+                xytext=(-4 if right else 4, 3),
+                textcoords="offset points",
+                ha="right" if right else "left",
+                va="bottom",
+                fontsize=7,
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.5},
+            )
     ax.set_xlabel("hidden state (0 = embeddings)")
     ax.set_ylabel("mean cosine similarity")
     ax.set_ylim(min(-0.1, float(np.nanmin(result.centred_cosine)) - 0.05), 1.02)

@@ -19,11 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from layerclaims.figures import save
 from layerclaims.metrics.bootstrap import bootstrap_indices, percentile_interval
 from layerclaims.studies.massive.analysis import MassiveResult
 from layerclaims.study import ClaimRead
-
-DPI = 130
 
 
 def plot_profile(result: MassiveResult, path: Path) -> Path:
@@ -48,9 +47,7 @@ def plot_profile(result: MassiveResult, path: Path) -> Path:
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
     ax.legend(handles, labels, fontsize=7, loc="upper left")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_intervention(result: MassiveResult, path: Path) -> Path:
@@ -73,9 +70,7 @@ def plot_intervention(result: MassiveResult, path: Path) -> Path:
     ax.set_title(
         f"{result.model}: dims {list(inter.dims)} at hidden state {inter.block + 1} (block {inter.block})", fontsize=10
     )
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def figures(result: MassiveResult, claims: Sequence[ClaimRead]) -> dict[str, Callable[[Path], Path]]:

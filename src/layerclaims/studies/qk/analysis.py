@@ -4,7 +4,7 @@ cosine matrices and their statistics with paired bootstrap intervals, permutatio
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from layerclaims.metrics.similarity import (
 )
 from layerclaims.results import BlockStatistic, Control, Measurement
 from layerclaims.studies.qk import LEVEL, PAIRS, PROJECTIONS, Config, MultiToken
+from layerclaims.tasks import submit
 from layerclaims.tokens import encode_plain
 
 # ---------------------------------------------------------------------------------------------- tokenisation
@@ -343,22 +344,27 @@ def _claimed(st: Stats) -> dict[str, np.ndarray]:
     }
 
 
-def _permutation_p(cos: dict[str, np.ndarray], labels: Sequence[str], config: Config) -> dict[str, np.ndarray]:
+def _permutation_p(
+    cos: dict[str, np.ndarray], labels: Sequence[str], config: Config
+) -> Callable[[], dict[str, np.ndarray]]:
     """Per block: the label-permutation p of each projection's selectivity and the Mantel p of each pair's RSA; NaN
-    for those ``config.tests`` leaves out."""
+    for those ``config.tests`` leaves out. One task per tested projection or pair (:mod:`layerclaims.tasks`), so
+    that the tests run while the bootstrap does; the function returned collects them."""
     tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
+    tasks = {
+        key: submit(_p_values, list(cos[key]) if key in PROJECTIONS else list(_paired(cos, key)), labels, config)
+        for key in tested
+    }
+    absent = np.full(cos["q"].shape[0], np.nan)
+    return lambda: {key: tasks[key].result()[0] if key in tasks else absent for key in PROJECTIONS + PAIRS}
+
+
+def _p_values(tests: list[Any], labels: Sequence[str], config: Config) -> np.ndarray:
+    """The p of each test: a cosine matrix (selectivity) or a pair of them (Mantel)."""
     n_perm, seed = config.n_perm, config.seed
-
-    def p(key: str) -> np.ndarray:
-        if key not in tested:
-            return np.full(cos["q"].shape[0], np.nan)
-        if key in PROJECTIONS:
-            return np.array(
-                [selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value for S in cos[key]]
-            )
-        return np.array([mantel_test(a, b, n_perm=n_perm, seed=seed).p_value for a, b in _paired(cos, key)])
-
-    return {key: p(key) for key in PROJECTIONS + PAIRS}
+    if tests and isinstance(tests[0], tuple):
+        return np.array([mantel_test(a, b, n_perm=n_perm, seed=seed).p_value for a, b in tests])
+    return np.array([selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value for S in tests])
 
 
 def analyse(
@@ -372,10 +378,9 @@ def analyse(
     word vectors ``q``, ``k`` and the block input ``x``, ``[n_sel, n, d]``): also K minus Q after removing the mean
     key and query, and the random-projection controls."""
     n_sel = cos["q"].shape[0]
+    p_tasks = _permutation_p(cos, labels, config) if config.n_perm else None
     value, reps = _estimates(cos, labels, PAIRS, config.n_boot, config.seed)
-    p_values = _permutation_p(cos, labels, config) if config.n_perm else None
     claimed, claimed_reps = _claimed(value), _claimed(reps) if reps is not None else {}
-    p_min_sel = None if p_values is None else np.maximum(p_values["q"], p_values["k"])  # intersection-union
 
     def stat(group: str, key: str, p: dict[str, np.ndarray] | None) -> BlockStatistic:
         return _stat(value[group][key], None if reps is None else reps[group][key], None if p is None else p[key])
@@ -395,6 +400,8 @@ def analyse(
     if vecs is not None and "x" in vecs and config.n_control_seeds:
         dims = {k: int(vecs[k].shape[-1]) for k in ("q", "k")}
         extra["controls"] = projection_controls(vecs["x"], dims, labels, config)
+    p_values = None if p_tasks is None else p_tasks()
+    p_min_sel = None if p_values is None else np.maximum(p_values["q"], p_values["k"])  # intersection-union
     worst = int(np.argmin(value["rsa"]["qk"]))
     v_blocks = [int(b) for b, t in zip(blocks, v_top, strict=True) if t]
     over = {

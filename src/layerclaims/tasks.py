@@ -1,0 +1,71 @@
+"""Tasks: a study's independent, seeded computations (a detail layer's resamples, a permutation test), run in a
+pool of spawned worker processes that lasts for the process, so that the next study reuses it, or here when there
+is one worker. A task's randomness comes from its arguments: results do not depend on the number of workers."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from layerclaims.errors import UsageError
+from layerclaims.metrics.mark_clusters import one_blas_thread
+
+_POOL: list[cf.ProcessPoolExecutor] = []
+
+
+def workers() -> int:
+    """Processes for the tasks: ``LAYERCLAIMS_WORKERS`` if set; else, when spawned workers may
+    re-import the main module safely (the ``layerclaims`` command, ``python -m``, an interactive session), the
+    cores this process may use, at most ``OMP_NUM_THREADS`` when set (as in a worker of :mod:`layerclaims.executor`);
+    else 1. (A spawned worker runs the main script again: a script must guard its work with ``if __name__ ==
+    "__main__":`` before it sets ``LAYERCLAIMS_WORKERS``.)"""
+    if given := os.environ.get("LAYERCLAIMS_WORKERS", "").strip():
+        if not given.isdigit() or int(given) < 1:
+            raise UsageError(
+                f"LAYERCLAIMS_WORKERS={given!r} is not a number of processes",
+                fix="set it to a whole number >= 1 (1: no worker processes), or unset it to use the cores",
+            )
+        return int(given)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    safe = (
+        not hasattr(main, "__file__")
+        or (spec is not None and spec.name.endswith("__main__"))
+        or os.path.basename(sys.argv[0]) == "layerclaims"
+    )
+    if not safe:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, int(os.environ.get("OMP_NUM_THREADS") or cores)))
+
+
+def _one_thread() -> None:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    one_blas_thread()  # kept: the limit holds for the worker's life
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    with one_blas_thread():  # the same arithmetic in a worker and in this process
+        return fn(*args), time.perf_counter() - t0
+
+
+def submit(fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+    """``fn(*args)`` (``fn`` a module-level function, picklable arguments) as a task whose future gives ``(value,
+    seconds)``: in a pool of :func:`workers` spawned processes (one BLAS and numba thread each), or here when there
+    is one worker."""
+    if workers() < 2:
+        done: cf.Future[Any] = cf.Future()
+        done.set_result(_timed(fn, *args))
+        return done
+    if not _POOL:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch and numba threads
+        _POOL.append(cf.ProcessPoolExecutor(workers(), mp_context=ctx, initializer=_one_thread))
+        atexit.register(_POOL[0].shutdown)
+    return _POOL[0].submit(_timed, fn, *args)
