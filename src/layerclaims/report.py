@@ -205,7 +205,8 @@ def measured_lines(v: Verdict) -> list[str]:
 
 def detail_notes(v: Verdict) -> list[str]:
     """Each condition's verdict (``✓ pooled_r < 0: holds``), its control's verdict, its secondary test; then the
-    other facts the verdict carries (cluster-count stability, ...), numbers to 3 significant digits."""
+    other facts the verdict carries (cluster-count stability, ...), numbers to 3 significant digits: the first
+    condition's, then another condition's where they differ (``spearman_mean_mi_vs_depth · key: ...``)."""
     out = []
     for c in v.conditions:
         out.append(f"{MARKS[c.verdict]} {c.condition}: {c.verdict} ({c.rule} rule, interval at level {fmt_p(c.level)})")
@@ -214,7 +215,14 @@ def detail_notes(v: Verdict) -> list[str]:
         if c.p_secondary is not None:
             out.append(f"{c.p_secondary_name or 'secondary test'}: p = {fmt_p(c.p_secondary)}")
     details = v.main.details if v.main else {}
-    return out + [f"{key}: {_short(_rounded(val))}" for key, val in details.items() if val is not None]
+    out += [f"{key}: {_short(_rounded(val))}" for key, val in details.items() if val is not None]
+    for c in v.conditions[1:]:  # another condition's facts where they differ from the first's
+        out += [
+            f"{c.statistic} · {key}: {_short(_rounded(val))}"
+            for key, val in c.details.items()
+            if val is not None and repr(_rounded(val)) != repr(_rounded(details.get(key)))  # NaN equal to NaN
+        ]
+    return out
 
 
 def verdict_parts(v: Verdict) -> tuple[str, list[str]]:

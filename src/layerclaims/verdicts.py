@@ -120,7 +120,7 @@ class ConditionResult:
         return format_condition(self.statistic, self.comparison, self.threshold)
 
     def to_row(self) -> dict[str, Any]:
-        """The condition's record in a verdicts.json row (without ``details``: the row keeps the first condition's)."""
+        """The condition's record in a verdicts.json row (without ``details``: see :meth:`Verdict.to_row`)."""
         return _row(self, _CONDITION_ROW)
 
     @classmethod
@@ -265,10 +265,12 @@ class Verdict:
         return f"{head}: " + "; ".join(rest) if rest else head
 
     def to_row(self) -> dict[str, Any]:
-        """The verdicts.json record: the first condition's summary beside ``conditions``, for the flat verdicts.csv."""
+        """The verdicts.json record: the first condition's summary beside ``conditions``, for the flat verdicts.csv.
+        The first condition's details travel in the row's ``details``, every other condition's in its own row."""
         main, first = self.main, ("threshold", "p_secondary", "p_secondary_name")
         details = (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from}
-        return _row(self, _VERDICT_ROW) | _row(main, first) | {"details": details}
+        conds = [c.to_row() | ({"details": c.details} if i else {}) for i, c in enumerate(self.conditions)]
+        return _row(self, _VERDICT_ROW) | _row(main, first) | {"details": details, "conditions": conds}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:

@@ -276,6 +276,21 @@ def test_a_control_that_names_what_it_lacks_is_quoted_in_the_note_everywhere() -
     assert Verdict("B2", "m", 5, "holds").control_note == ALSO_ON_CONTROL  # no control names what it lacks
 
 
+def test_every_condition_keeps_its_details_in_the_row_and_the_report() -> None:
+    """A6's second condition (pooled r) keeps its own details through verdicts.json, and the report's notes show
+    them where they differ from the first condition's."""
+    from layerclaims.report import detail_notes
+
+    table = {"min_within_cluster_slope": _m(0.5, 0.1, details={"top": [3], "n": 2}),
+             "pooled_r": _m(-0.13, 0.02, details={"top": [7], "n": 2})}  # fmt: skip
+    v = evaluate(CLAIMS_BY_ID["A6"], FakeResult("gpt2-medium", 24, table))
+    back = Verdict.from_row(json.loads(json.dumps(v.to_row())))
+    assert [c.details.get("top") for c in back.conditions] == [[3], [7]]
+    notes = detail_notes(back)
+    assert "top: [3]" in notes and "pooled_r · top: [7]" in notes
+    assert not any(n.startswith("pooled_r · n:") for n in notes)  # the same as the first condition's: not repeated
+
+
 def test_rows_round_trip_through_json() -> None:
     control = Control("surrogate", 0.1, (0.0, 0.2), 0.1 + 0.05 * np.random.default_rng(0).standard_normal(500))
     table = {"pooled_r": _m(-0.13, 0.02, control=control, p=0.001, details={"p_method": "Mantel"}),
