@@ -6,7 +6,8 @@ A time measured on a shared machine on another day says little: the same release
 So the earlier release (a git revision, checked out into a temporary worktree that is removed afterwards) runs in
 the same minutes, its order swapped every round. Both run ``python -m layerclaims reproduce --model MODEL`` into
 temporary folders, with the activation cache off (``--cache off``, the default: every forward pass is computed)
-or kept (``--cache kept``: one untimed run of each first fills it).
+or kept (``--cache kept``). One untimed run of each comes first: it compiles the release's numba kernels (cached in
+its worktree; this checkout's are cached beside its sources) and, with ``--cache kept``, fills the cache.
 
 What it prints (one run, no timed assertions): per round and command, the wall and CPU seconds and the seconds of
 each study (from the run's ``run.json``); then the medians. Last line: this checkout's median, the release's, their
@@ -64,9 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         subprocess.run([*git, "add", "-q", "--detach", str(old), args.against], check=True)
         try:
             codes = {"this checkout": ROOT / "src", args.against: old / "src"}
-            if args.cache == "kept":
-                for name, src in codes.items():
-                    _run(src, args.model, Path(tmp) / f"fill-{name}", env)
+            for name, src in codes.items():  # untimed: numba compiles the release's kernels into its worktree
+                _run(src, args.model, Path(tmp) / f"fill-{name.replace(' ', '-')}", env)
             times: dict[str, list[tuple[float, float, dict[str, float]]]] = {name: [] for name in codes}
             for r in range(args.rounds):
                 for name in list(codes)[:: 1 if r % 2 == 0 else -1]:
