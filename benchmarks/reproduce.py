@@ -56,21 +56,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", choices=("off", "kept"), default="off")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error(f"--rounds {args.rounds}: give at least 1")
     env = dict(os.environ)
     if args.cache == "off":
         env["LAYERCLAIMS_ACTIVATION_CACHE_MB"] = "0"
     with tempfile.TemporaryDirectory(prefix="layerclaims-bench-") as tmp:
         old = Path(tmp) / "release"
         git = ["git", "-C", str(ROOT), "worktree"]
-        subprocess.run([*git, "add", "-q", "--detach", str(old), args.against], check=True)
+        added = subprocess.run([*git, "add", "-q", "--detach", str(old), args.against], capture_output=True, text=True)
+        if added.returncode != 0:
+            raise SystemExit(f"--against {args.against}: no such git revision here ({added.stderr.strip()})")
         try:
             codes = {"this checkout": ROOT / "src", args.against: old / "src"}
-            for name, src in codes.items():  # untimed: numba compiles the release's kernels into its worktree
-                _run(src, args.model, Path(tmp) / f"fill-{name.replace(' ', '-')}", env)
+            for i, src in enumerate(codes.values()):  # untimed: numba compiles the release's kernels into its worktree
+                _run(src, args.model, Path(tmp) / f"fill-{i}", env)
             times: dict[str, list[tuple[float, float, dict[str, float]]]] = {name: [] for name in codes}
             for r in range(args.rounds):
-                for name in list(codes)[:: 1 if r % 2 == 0 else -1]:
-                    wall, cpu, per = _run(codes[name], args.model, Path(tmp) / f"r{r}-{name.replace(' ', '-')}", env)
+                for i, name in list(enumerate(codes))[:: 1 if r % 2 == 0 else -1]:
+                    wall, cpu, per = _run(codes[name], args.model, Path(tmp) / f"r{r}-{i}", env)
                     times[name].append((wall, cpu, per))
                     studies = ", ".join(f"{s} {v:.1f}" for s, v in per.items())
                     print(f"round {r + 1}  {name:<14} {wall:6.1f} s wall  {cpu:6.1f} s CPU  ({studies})", flush=True)

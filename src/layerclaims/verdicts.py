@@ -270,7 +270,8 @@ class Verdict:
         main, first = self.main, ("threshold", "p_secondary", "p_secondary_name")
         details = (dict(main.details) if main else {}) | {"layer_mapped_from": self.layer_mapped_from}
         conds = [c.to_row() | ({"details": c.details} if i else {}) for i, c in enumerate(self.conditions)]
-        return _row(self, _VERDICT_ROW) | _row(main, first) | {"details": details, "conditions": conds}
+        own = (k for k in _VERDICT_ROW if k not in ("conditions", "details"))  # the last two keys: the order is kept
+        return _row(self, own) | _row(main, first) | {"conditions": conds, "details": details}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verdict:

@@ -352,19 +352,25 @@ def _permutation_p(
     that the tests run while the bootstrap does; the function returned collects them."""
     tested = PROJECTIONS + PAIRS if config.tests == "all" else ("q", "k", "qk")
     tasks = {
-        key: submit(_p_values, list(cos[key]) if key in PROJECTIONS else list(_paired(cos, key)), labels, config)
+        key: submit(_selectivity_p, list(cos[key]), labels, config)
+        if key in PROJECTIONS
+        else submit(_mantel_p, list(_paired(cos, key)), config)
         for key in tested
     }
     absent = np.full(cos["q"].shape[0], np.nan)
     return lambda: {key: tasks[key].result()[0] if key in tasks else absent for key in PROJECTIONS + PAIRS}
 
 
-def _p_values(tests: list[Any], labels: Sequence[str], config: Config) -> np.ndarray:
-    """The p of each test: a cosine matrix (selectivity) or a pair of them (Mantel)."""
-    n_perm, seed = config.n_perm, config.seed
-    if tests and isinstance(tests[0], tuple):
-        return np.array([mantel_test(a, b, n_perm=n_perm, seed=seed).p_value for a, b in tests])
-    return np.array([selectivity_permutation_test(S, labels, n_perm=n_perm, seed=seed).p_value for S in tests])
+def _selectivity_p(matrices: list[np.ndarray], labels: Sequence[str], config: Config) -> np.ndarray:
+    """The label-permutation p of each cosine matrix's selectivity."""
+    return np.array(
+        [selectivity_permutation_test(S, labels, n_perm=config.n_perm, seed=config.seed).p_value for S in matrices]
+    )
+
+
+def _mantel_p(pairs: list[tuple[np.ndarray, np.ndarray]], config: Config) -> np.ndarray:
+    """The Mantel p of each pair of cosine matrices' RSA."""
+    return np.array([mantel_test(a, b, n_perm=config.n_perm, seed=config.seed).p_value for a, b in pairs])
 
 
 def analyse(
