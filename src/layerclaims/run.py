@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from layerclaims import study as registry
+from layerclaims import tasks
 from layerclaims.claims import CLAIMS, Claim, claim_reads, claims_for, group_runs, map_layer
 from layerclaims.errors import LayerclaimsError
 from layerclaims.identity import annotate, identify
@@ -194,12 +195,13 @@ def decide_run(
     if on_plan is not None:
         on_plan(plan)
     results = results or StudyResults()
+    runs = plan_runs(request.study_names, claims)
+    tasks.start([w for w in dict.fromkeys(registry.get(r.study).warm for r in runs) if w is not None])
     with timed(timings, "load model", say, f"load model {request.model}"):
         handle = results.handle(request)
     if on_load is not None:
         on_load(handle)
     check_marks_with(request, plan, command, getattr(handle, "tokenizer", None))  # if none was to be had before
-    runs = plan_runs(request.study_names, claims)
     n_blocks = int(handle.n_blocks)
     verdicts: list[Verdict] = []
     for run in runs:

@@ -93,7 +93,9 @@ class Study:
     ``index_settings``: the Config fields that index the model (a ``layer_unit`` each). ``minimums``: the smallest
     meaningful value of each setting. ``spec_prefix``: the letter of its robustness specification ids.
     ``count_usable(config, tokenizer, corpus, n)``: for a study that reads a corpus, the units of each kind its own
-    rule selects (at most ``n`` counted), checked against ``n`` before any weights load."""
+    rule selects (at most ``n`` counted), checked against ``n`` before any weights load. ``warm()``: for a study that
+    runs tasks (:mod:`layerclaims.tasks`), a module-level function each worker process calls as a run starts, while
+    the model loads: it imports and compiles what the tasks use, so that the first task does not."""
 
     name: str
     config: type
@@ -110,6 +112,7 @@ class Study:
     minimums: Mapping[str, float] = field(default_factory=dict)
     spec_prefix: str = ""
     count_usable: Callable[[Any, Any, str, int], Mapping[str, int]] | None = None
+    warm: Callable[[], None] | None = None
 
     @property
     def settings(self) -> tuple[str, ...]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import logging
 import multiprocessing
 import os
+import pickle
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from layerclaims.errors import UsageError
@@ -45,9 +47,29 @@ def workers() -> int:
     return max(1, min(cores, int(os.environ.get("OMP_NUM_THREADS") or cores)))
 
 
-def _one_thread() -> None:
+def _worker_start(warm: Sequence[Callable[[], None]] = ()) -> None:
     os.environ["NUMBA_NUM_THREADS"] = "1"
     one_blas_thread()  # kept: the limit holds for the worker's life
+    for fn in warm:
+        try:
+            fn()
+        except Exception:  # a warm-up only saves time: its failure must not break the pool
+            logging.getLogger(__name__).warning("warming a worker with %r failed", fn, exc_info=True)
+
+
+def start(warm: Sequence[Callable[[], None]] = ()) -> None:
+    """Start the worker processes now (when there are to be any, and none yet), each first calling every ``warm``
+    (module-level functions: a study's imports and compiled kernels, ``Study.warm``). A run calls it before it
+    loads the model: the workers start while this process loads, on a core that would otherwise wait, rather than
+    at the first task, when every core is busy."""
+    if workers() < 2 or _POOL:
+        return
+    try:
+        pickle.dumps(tuple(warm))
+    except (pickle.PicklingError, AttributeError, TypeError):  # not module-level (a test's stand-in study): no warm-up
+        warm = ()
+    for _ in range(workers()):  # one process each; not waited for: they start in the background
+        _pool(tuple(warm)).submit(time.perf_counter)
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -64,8 +86,12 @@ def submit(fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
         done: cf.Future[Any] = cf.Future()
         done.set_result(_timed(fn, *args))
         return done
+    return _pool().submit(_timed, fn, *args)
+
+
+def _pool(warm: tuple[Callable[[], None], ...] = ()) -> cf.ProcessPoolExecutor:
     if not _POOL:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch and numba threads
-        _POOL.append(cf.ProcessPoolExecutor(workers(), mp_context=ctx, initializer=_one_thread))
+        _POOL.append(cf.ProcessPoolExecutor(workers(), mp_context=ctx, initializer=_worker_start, initargs=(warm,)))
         atexit.register(_POOL[0].shutdown)
-    return _POOL[0].submit(_timed, fn, *args)
+    return _POOL[0]

@@ -186,3 +186,16 @@ def test_cluster_marks_constant_and_bad_input() -> None:
         cluster_marks(bad)
     with pytest.raises(UsageError, match="min_support"):
         cluster_marks(np.eye(5), min_support=1)
+
+
+def test_the_subspace_iteration_orthonormalises_as_numpy_qr_does() -> None:
+    """``_orthonormal`` calls LAPACK's QR directly: numpy's reduced Q (Householder signs, so the same singular
+    vectors), to rounding, on the tall matrices the grouping gives it."""
+    from layerclaims.metrics.mark_clusters import _orthonormal
+
+    rng = np.random.default_rng(11)
+    for scale in (1e-6, 1.0, 1e6):
+        y = rng.normal(size=(250, 11)) * scale
+        q = _orthonormal(y)
+        np.testing.assert_allclose(q, np.linalg.qr(y)[0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(q.T @ q, np.eye(11), atol=1e-12)

@@ -14,12 +14,14 @@ atypical mark flagged; power over the separation of two groups 0 up to delta = 0
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
 from layerclaims.errors import UsageError
@@ -198,13 +200,30 @@ def _group_marks(z: NDArray[np.float64], *, max_groups: int, min_support: int, m
 def _top_singular(a: NDArray[np.float64], k: int, n_iter: int = 6) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The ``k`` leading left singular vectors and values of ``a`` by subspace iteration (Halko, Martinsson & Tropp
     2011, algorithm 4.4) with ``k + 8`` columns and a fixed start: matrix products instead of a full SVD."""
-    n = a.shape[0]
-    width = min(k + 8, n)
-    q = np.linalg.qr(a @ np.random.default_rng(0).normal(size=(a.shape[1], width)))[0]
+    width = min(k + 8, a.shape[0])
+    q = _orthonormal(a @ _start(a.shape[1], width))
     for _ in range(n_iter):
-        q = np.linalg.qr(a @ np.linalg.qr(a.T @ q)[0])[0]
+        q = _orthonormal(a @ _orthonormal(a.T @ q))
     ub, sv, _ = np.linalg.svd(q.T @ a, full_matrices=False)
     return (q @ ub)[:, :k], sv[:k]
+
+
+@functools.lru_cache(maxsize=8)
+def _start(rows: int, cols: int) -> NDArray[np.float64]:
+    """The fixed start of :func:`_top_singular`: standard normal, seed 0 (read-only: it is shared)."""
+    g = np.random.default_rng(0).normal(size=(rows, cols))
+    g.flags.writeable = False
+    return g
+
+
+def _orthonormal(y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.linalg.qr(y)[0]`` (the reduced Q of a tall ``y``), by the same LAPACK routines (dgeqrf, dorgqr) called
+    directly: equal bit for bit here, without numpy's wrapper and its unused R (20 us against 53 us at 250 x 11)."""
+    qr, tau, _, info = lapack.dgeqrf(y)
+    q, _, info2 = lapack.dorgqr(qr, tau)
+    if info or info2:
+        raise np.linalg.LinAlgError(f"QR failed (LAPACK info {info}, {info2})")
+    return np.asarray(q)
 
 
 def _mad(v: NDArray[np.float64]) -> NDArray[np.float64]:

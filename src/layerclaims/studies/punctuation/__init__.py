@@ -31,6 +31,12 @@ def _run(handle: Any, config: Config, progress: Progress | None = None) -> Any:
     return run(handle, config, progress)
 
 
+def _warm() -> None:
+    from layerclaims.studies.punctuation.analysis import warm
+
+    warm()
+
+
 def _result() -> type:
     from layerclaims.studies.punctuation.result import PunctuationResult
 
@@ -118,4 +124,5 @@ STUDY = Study(
     minimums={"n": 3, "bins": 2, "batch_size": 1, **dict.fromkeys(_COUNTS, 0)},
     spec_prefix="A",
     count_usable=_count_usable,
+    warm=_warm,
 )

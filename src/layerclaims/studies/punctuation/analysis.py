@@ -376,6 +376,16 @@ def variant_mean_mi(x: np.ndarray, config: Config) -> np.ndarray:
     return np.array([pair_matrices(dimension_variant(x, how), config).mi.mean() for how in VARIANTS])
 
 
+def warm() -> None:
+    """What the study's first tasks would otherwise load (``Study.warm``): the pair kernels (numba, from their
+    cache), the grouping and its refits (scipy.ndimage), on 40 small marks in two groups."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 32)) + 3.0 * (np.arange(40) % 2)[:, None] * rng.normal(size=32)
+    config = Config()
+    control_draw(x, config, 0, np.arange(40), 2)
+    variant_mean_mi(x, config)
+
+
 def literal(values: np.ndarray, seed: int, n_boot: int) -> tuple[int, float]:
     """The literal count: clusters of the pair values themselves (single marks included), and its stability."""
     if degenerate(values) or values.size < 10:

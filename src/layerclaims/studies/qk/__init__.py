@@ -191,6 +191,13 @@ TEMPLATES: dict[str, str] = {
 }
 """The prompt templates of the robustness grid's ``template`` choice."""
 
+
+def _warm() -> None:
+    from layerclaims.studies.qk.analysis import warm
+
+    warm()
+
+
 STUDY = Study(
     name="qk",
     config=Config,
@@ -227,4 +234,5 @@ STUDY = Study(
     index_settings={"blocks": "block"},
     minimums={"seed": 0, "n_boot": 0, "n_perm": 0, "batch_size": 1},
     spec_prefix="B",
+    warm=_warm,
 )

@@ -13,7 +13,6 @@ from threadpoolctl import threadpool_limits
 
 from layerclaims import results
 from layerclaims.errors import ModelNotFoundError, UsageError
-from layerclaims.extract import qkv
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, pair_moments, percentile_interval
 from layerclaims.metrics.similarity import (
     cosine_matrix,
@@ -81,6 +80,8 @@ def word_vectors(
     and ``x``: the normed input of the attention block at the same positions (what the controls project).
     ``"mean"`` passes a split word's prompt once more per extra token, at that token's position (``qkv`` reads one
     position per sequence)."""
+    from layerclaims.extract import qkv  # here: the study's tasks run in worker processes that need no torch
+
     last = prompts.stop - 1
     if multi_token == "last" or prompts.n_tokens.max() == 1:
         out = qkv(handle, prompts.ids, last, blocks=blocks, batch_size=batch_size, block_input=True)
@@ -371,6 +372,15 @@ def _selectivity_p(matrices: list[np.ndarray], labels: Sequence[str], config: Co
 def _mantel_p(pairs: list[tuple[np.ndarray, np.ndarray]], config: Config) -> np.ndarray:
     """The Mantel p of each pair of cosine matrices' RSA."""
     return np.array([mantel_test(a, b, n_perm=config.n_perm, seed=config.seed).p_value for a, b in pairs])
+
+
+def warm() -> None:
+    """What the study's first tasks would otherwise load (``Study.warm``): the permutation kernels, on 6 words."""
+    x = np.random.default_rng(0).normal(size=(6, 8))
+    s = x @ x.T
+    config = Config(n_perm=9)
+    _selectivity_p([s], ["a", "a", "a", "b", "b", "b"], config)
+    _mantel_p([(s, s)], config)
 
 
 def analyse(
