@@ -15,21 +15,24 @@ import errno
 import json
 import logging
 import os
+import pickle
 import platform
 import re
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from layerclaims import study as registry
+from layerclaims import tasks
 from layerclaims.claims import CLAIMS, CLAIMS_BY_ID, Claim, claim_reads
 from layerclaims.errors import LayerclaimsError, UsageError
-from layerclaims.figures import draw_table
+from layerclaims.figures import draw_saved, draw_table
 from layerclaims.report import RunReport, StudyOutcome, jsonable, write_report, write_verdicts
 from layerclaims.results import package_versions
 from layerclaims.run import Decision, Say, StudyRun, decide_run, quiet_library_progress, silent, timed
@@ -177,9 +180,11 @@ class _Staging:
     kept_outcomes: list[StudyOutcome] = dataclasses.field(default_factory=list)
     kept_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     kept_entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    drawing: list[tuple[StudyOutcome, Future[Any]]] = dataclasses.field(default_factory=list)
 
     def lock(self, plan: Any) -> None:
         self.stack.enter_context(self.folder)
+        self.stack.callback(self.figures_drawn)  # before the folder is left: no worker writes into a removed stage
         pause_point("locked")
         self.earlier = _earlier_run(self.folder.out, self.request.study_names, self.request.model, self.cmd)
 
@@ -190,7 +195,9 @@ class _Staging:
         self.stack.enter_context(_os_errors_as_run_errors(self.folder, self.cmd))
 
     def study_done(self, run: StudyRun, opts: dict[str, Any], result: Any, verdicts: list[Verdict]) -> None:
-        outcome = _stage_study(run, opts, result, self.folder.stage, self.timings, self.say)
+        outcome, drawing = _stage_study(run, opts, result, self.folder.stage, self.timings, self.say)
+        if drawing is not None:
+            self.drawing.append((outcome, drawing))
         self.outcomes.append(outcome)
         self.owned.append((run.study, [c.id for c in run.claims]))
         if self.on_study is not None:
@@ -250,8 +257,19 @@ class _Staging:
         self.kept_entries = list(self.earlier["studies"].values())
         return redecided
 
+    def figures_drawn(self) -> None:
+        """Wait for the figures drawn in worker processes; each study's figure files and drawing seconds, or the
+        problem that stopped them."""
+        while self.drawing:
+            outcome, drawing = self.drawing.pop(0)
+            study = outcome.study
+            with _as_problem(outcome, f"figures of study {study}", "figures could not be drawn"):
+                outcome.figures, seconds = drawing.result()
+                outcome.seconds["figures"] = self.timings[f"{study}: figures"] = seconds
+
     def write(self, decision: Decision, command: str) -> RunReport:
         """Verdicts, report and run.json into the stage (the kept studies' rows and outcomes with this run's)."""
+        self.figures_drawn()
         stage = self.folder.stage
         _carry_robustness(self.folder.out, stage, str(self.facts.get("name")), self.cmd)
         all_outcomes = _in_study_order(self.outcomes + self.kept_outcomes, lambda o: o.study.split("-", 1)[0])
@@ -338,29 +356,46 @@ def _os_errors_as_run_errors(folder: RunFolder, cmd: Command) -> Iterator[None]:
 
 def _stage_study(
     run: StudyRun, opts: dict[str, Any], result: Any, stage: Path, timings: dict[str, float], say: Say
-) -> StudyOutcome:
-    """One study run's figures, report section and saved result into ``stage`` (a further run of a study, with
-    other claim settings, into its own sub-folder); its outcome for the report."""
+) -> tuple[StudyOutcome, Future[Any] | None]:
+    """One study run's saved result, figures and report section into ``stage`` (a further run of a study, with
+    other claim settings, into its own sub-folder); its outcome for the report, and the figures still being drawn
+    in a worker process (:func:`layerclaims.figures.draw_saved`, from the saved result) or None when they were
+    drawn here (one worker, or a study whose functions do not pickle)."""
     declared = registry.get(run.study)
     study, label = run.study, run.label
     if label != study:
         stage = stage / label
     outcome = StudyOutcome(study=label, ran=True, options=opts)
     outcome.provenance = dict(getattr(result, "provenance", {}) or {})
+    with timed(timings, f"{label}: save result", say):  # first: a worker process draws the figures from it
+        with _as_problem(outcome, f"saving study {study}", "result could not be saved", stops=(OSError,)):
+            outcome.saved = Path(result.save(stage))
+    drawing: Future[Any] | None = None
     with timed(timings, f"{label}: figures", say):
         with _as_problem(outcome, f"figures of study {study}", "figures could not be drawn"):
             if declared.figures is not None:
-                table = declared.figures(result, claim_reads(run.claims, int(result.n_blocks)))
-                outcome.figures = draw_table(table, stage / "figures")
+                reads = claim_reads(run.claims, int(result.n_blocks))
+                folder = None if outcome.saved is None else outcome.saved.parent
+                job = (declared.result, declared.figures, folder, reads, stage / "figures")
+                if folder is not None and tasks.workers() > 1 and _picklable(job[:2]):
+                    drawing = tasks.submit(draw_saved, *job)
+                else:
+                    outcome.figures = draw_table(declared.figures(result, reads), stage / "figures")
         with _as_problem(outcome, f"report section of study {study}", "its report section could not be written"):
             if declared.report_section is not None:
                 outcome.sections = [declared.report_section(result)]
-    with timed(timings, f"{label}: save result", say):
-        with _as_problem(outcome, f"saving study {study}", "result could not be saved", stops=(OSError,)):
-            outcome.saved = Path(result.save(stage))
     for stage_name in ("run", "evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
-    return outcome
+    return outcome, drawing
+
+
+def _picklable(obj: Any) -> bool:
+    """Whether ``obj`` pickles (a study's functions by reference: not a test's stand-ins)."""
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
 
 
 @contextmanager

@@ -18,6 +18,18 @@ def draw_table(table: Mapping[str, Callable[[Path], Path]], out_dir: str | Path)
     return [draw(out / name) for name, draw in table.items()]
 
 
+def draw_saved(
+    result: Callable[[], Any],
+    figures: Callable[[Any, Any], Mapping[str, Callable[[Path], Path]]],
+    folder: Path,
+    claims: Any,
+    out_dir: Path,
+) -> list[Path]:
+    """A study's figures drawn from its saved result (``result().load(folder)``; ``figures(result, claims)``, the
+    study's table): what a worker process runs while the next study runs here. The paths, as :func:`draw_table`."""
+    return draw_table(figures(result().load(folder), claims), out_dir)
+
+
 def margins(fig: Any, *, left: float, right: float, top: float, bottom: float, **space: float) -> None:
     """Set ``fig``'s subplot margins to fixed widths in inches; ``space`` passes ``wspace``/``hspace`` (fractions of
     the mean axes size, as matplotlib's ``subplots_adjust`` takes them)."""

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from layerclaims import activations, results
+from layerclaims import results
 from layerclaims.errors import UsageError
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, percentile_interval
-from layerclaims.models import ModelHandle
 from layerclaims.results import Control, Measurement
 from layerclaims.studies.anisotropy import NAME, Config
 from layerclaims.windows import corpus_windows
+
+if TYPE_CHECKING:
+    from layerclaims.models import ModelHandle
 
 LEVEL = 0.95
 AT_LAYER = ("mean_cosine",)
@@ -113,6 +115,8 @@ def _rise(values: np.ndarray) -> np.ndarray:
 
 def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[str], None] | None = None) -> Any:
     """Run the study on a loaded model."""
+    from layerclaims import activations  # here: a worker drawing figures needs no torch
+
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()

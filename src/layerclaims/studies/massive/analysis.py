@@ -6,20 +6,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from layerclaims import activations, results
+from layerclaims import results
 from layerclaims.errors import UsageError
-from layerclaims.extract import hidden_state_maps
-from layerclaims.intervene import Patch, next_token_loss
 from layerclaims.metrics.bootstrap import bootstrap_indices, item_counts, percentile_interval
 from layerclaims.metrics.massive_activations import massive_mask, onset_layer
-from layerclaims.models import ModelHandle, reinitialised
 from layerclaims.results import Control, Measurement
 from layerclaims.studies.massive import NAME, Config
 from layerclaims.windows import corpus_windows
+
+if TYPE_CHECKING:
+    from layerclaims.models import ModelHandle
 
 LEVEL = 0.95
 AT_LAYER = ("massive_share", "log10_top_ratio")
@@ -190,6 +190,11 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
     """Run the intervention at hidden state ``layer`` (>= 1) on the windows ``ids`` (the first windows of the
     summary ``s``): the dimensions and their mean values come from every window's massive entries at that layer
     (the mean over as many inputs as the run has, as Sun et al.'s), the positions from each patched window's own."""
+    from layerclaims.intervene import (
+        Patch,
+        next_token_loss,
+    )  # here: a worker drawing figures needs no torch
+
     at = s.entries[s.entries[:, 0] == layer]
     vals = s.values[s.entries[:, 0] == layer]
     dims = tuple(int(d) for d in np.unique(at[:, 3]))
@@ -321,6 +326,10 @@ def _measurement(
 
 def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[str], None] | None = None) -> Any:
     """Run the study on a loaded model (:func:`layerclaims.models.load_model`)."""
+    from layerclaims import activations  # here: a worker drawing figures needs no torch
+    from layerclaims.extract import hidden_state_maps
+    from layerclaims.models import reinitialised
+
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()

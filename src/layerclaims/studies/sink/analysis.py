@@ -5,19 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from layerclaims import results
 from layerclaims.errors import UsageError
-from layerclaims.extract import first_token_attention
 from layerclaims.metrics.bootstrap import bootstrap_indices, percentile_interval
 from layerclaims.metrics.sink import sink_share, uniform_alpha
-from layerclaims.models import ModelHandle, reinitialised
 from layerclaims.results import Control, Measurement
 from layerclaims.studies.sink import NAME, Config
 from layerclaims.windows import corpus_windows
+
+if TYPE_CHECKING:
+    from layerclaims.models import ModelHandle
 
 LEVEL = 0.95
 AT_LAYER = ("sink_share_at_block",)
@@ -92,6 +93,11 @@ class SinkResult(results.SavedResult):
 
 def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[str], None] | None = None) -> Any:
     """Run the study on a loaded model."""
+    from layerclaims.extract import (
+        first_token_attention,
+    )  # here: a worker drawing figures needs no torch
+    from layerclaims.models import reinitialised
+
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
