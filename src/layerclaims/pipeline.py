@@ -15,7 +15,6 @@ import errno
 import json
 import logging
 import os
-import pickle
 import platform
 import re
 import shutil
@@ -377,7 +376,7 @@ def _stage_study(
                 reads = claim_reads(run.claims, int(result.n_blocks))
                 folder = None if outcome.saved is None else outcome.saved.parent
                 job = (declared.result, declared.figures, folder, reads, stage / "figures")
-                if folder is not None and tasks.workers() > 1 and _picklable(job[:2]):
+                if folder is not None and tasks.workers() > 1 and tasks.picklable(job[:2]):
                     drawing = tasks.submit(draw_saved, *job)
                 else:
                     outcome.figures = draw_table(declared.figures(result, reads), stage / "figures")
@@ -387,15 +386,6 @@ def _stage_study(
     for stage_name in ("run", "evaluate claims", "figures", "save result"):
         outcome.seconds[stage_name] = timings[f"{label}: {stage_name}"]
     return outcome, drawing
-
-
-def _picklable(obj: Any) -> bool:
-    """Whether ``obj`` pickles (a study's functions by reference: not a test's stand-ins)."""
-    try:
-        pickle.dumps(obj)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return False
-    return True
 
 
 @contextmanager

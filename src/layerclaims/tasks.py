@@ -64,9 +64,7 @@ def start(warm: Sequence[Callable[[], None]] = ()) -> None:
     at the first task, when every core is busy."""
     if workers() < 2 or _POOL:
         return
-    try:
-        pickle.dumps(tuple(warm))
-    except (pickle.PicklingError, AttributeError, TypeError):  # not module-level (a test's stand-in study): no warm-up
+    if not picklable(tuple(warm)):  # not module-level (a test's stand-in study): no warm-up
         warm = ()
     for _ in range(workers()):  # one process each; not waited for: they start in the background
         _pool(tuple(warm)).submit(time.perf_counter)
@@ -76,6 +74,16 @@ def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
     with one_blas_thread():  # the same arithmetic in a worker and in this process
         return fn(*args), time.perf_counter() - t0
+
+
+def picklable(obj: Any) -> bool:
+    """Whether ``obj`` can be handed to a worker process (functions pickle by reference: a module-level function
+    does, a closure or a test's stand-in for a module's function does not)."""
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def submit(fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
