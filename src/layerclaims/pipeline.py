@@ -374,10 +374,9 @@ def _stage_study(
         with _as_problem(outcome, f"figures of study {study}", "figures could not be drawn"):
             if declared.figures is not None:
                 reads = claim_reads(run.claims, int(result.n_blocks))
-                folder = None if outcome.saved is None else outcome.saved.parent
-                job = (declared.result, declared.figures, folder, reads, stage / "figures")
-                if folder is not None and tasks.workers() > 1 and tasks.picklable(job[:2]):
-                    drawing = tasks.submit(draw_saved, *job)
+                study_fns = (declared.result, declared.figures)
+                if outcome.saved is not None and tasks.workers() > 1 and tasks.picklable(study_fns):
+                    drawing = tasks.submit(draw_saved, *study_fns, outcome.saved.parent, reads, stage / "figures")
                 else:
                     outcome.figures = draw_table(declared.figures(result, reads), stage / "figures")
         with _as_problem(outcome, f"report section of study {study}", "its report section could not be written"):

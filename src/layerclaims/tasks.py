@@ -66,8 +66,9 @@ def start(warm: Sequence[Callable[[], None]] = ()) -> None:
         return
     if not picklable(tuple(warm)):  # not module-level (a test's stand-in study): no warm-up
         warm = ()
+    pool = _pool(tuple(warm))
     for _ in range(workers()):  # one process each; not waited for: they start in the background
-        _pool(tuple(warm)).submit(time.perf_counter)
+        pool.submit(time.perf_counter)
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:

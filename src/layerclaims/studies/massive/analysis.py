@@ -190,10 +190,7 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
     """Run the intervention at hidden state ``layer`` (>= 1) on the windows ``ids`` (the first windows of the
     summary ``s``): the dimensions and their mean values come from every window's massive entries at that layer
     (the mean over as many inputs as the run has, as Sun et al.'s), the positions from each patched window's own."""
-    from layerclaims.intervene import (
-        Patch,
-        next_token_loss,
-    )  # here: a worker drawing figures needs no torch
+    from layerclaims.intervene import Patch, next_token_loss  # here: a worker drawing figures needs no torch
 
     at = s.entries[s.entries[:, 0] == layer]
     vals = s.values[s.entries[:, 0] == layer]
