@@ -93,8 +93,6 @@ _MAX_CELLS = {1: 16384, 2: 400}  # grid cap per axis; beyond it the grid is coar
 _PAD_H = 4.0  # grid padding beyond the trimmed range, in bandwidths (the Gaussian kernel is truncated at 4 sd)
 _MIN_POINTS = 10  # a cluster needs at least this many points, whatever min_mass says
 _DEPTH_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-# half of each cell's neighbourhood (so that every pair of touching cells is visited once), per dimension
-_NEIGHBOURS: dict[int, list[tuple[int, ...]]] = {1: [(1,)], 2: [(0, 1), (1, 0), (1, 1), (1, -1)]}
 
 
 def _as_points(points: ArrayLike) -> NDArray[np.float64]:
@@ -183,53 +181,30 @@ def _make_grid(z: NDArray[np.float64], n: int, bw_factor: float) -> _Grid:
     return _Grid(qlo, width, tuple(int(c) for c in cells), sigma, h, coarsened)
 
 
-def _shifted_pairs(shape: tuple[int, ...], off: tuple[int, ...]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Flat indices (a, b) of all cell pairs b = a + off inside the grid."""
-    idx = np.arange(int(np.prod(shape))).reshape(shape)
-    src = tuple(slice(max(0, -o), s - max(0, o)) for o, s in zip(off, shape, strict=True))
-    dst = tuple(slice(max(0, o), s - max(0, -o)) for o, s in zip(off, shape, strict=True))
-    return idx[src].ravel(), idx[dst].ravel()
+def _grid_2d(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The grid as ``n0 x n1`` (a 1-D grid of n cells is n x 1) for the compiled steps."""
+    return (shape[0], shape[1]) if len(shape) == 2 else (shape[0], 1)
 
 
 def _basins(f: NDArray[np.float64], shape: tuple[int, ...]) -> NDArray[np.int64]:
-    """Basin of attraction of every cell under steepest ascent (ties broken by cell order); -1 where f = 0."""
-    fg = np.flatnonzero(f > 0.0)
-    rank = np.full(f.size, -1, dtype=np.int64)  # background ranks below every foreground cell
-    rank[fg[np.argsort(f[fg], kind="stable")]] = np.arange(fg.size)
-    best = np.arange(f.size)
-    best_rank = rank.copy()
-    for off in _NEIGHBOURS[len(shape)]:
-        a, b = _shifted_pairs(shape, off)
-        for u, v in ((a, b), (b, a)):  # both directions
-            better = rank[v] > best_rank[u]
-            best[u[better]] = v[better]
-            best_rank[u[better]] = rank[v[better]]
-    ptr = best
-    while True:  # pointer jumping: O(log path length) passes
-        nxt = ptr[ptr]
-        if np.array_equal(nxt, ptr):
-            break
-        ptr = nxt
-    ptr[f <= 0.0] = -1
-    return ptr
+    """Basin of attraction of every cell under steepest ascent (ties broken by cell order): the flat index of the
+    summit it climbs to; -1 where f = 0 (compiled: :func:`layerclaims.metrics._density_kernel.basins`)."""
+    from layerclaims.metrics._density_kernel import basins
+
+    return np.asarray(basins(f, *_grid_2d(shape)))
 
 
 def _saddles(
     f: NDArray[np.float64], basin: NDArray[np.int64], shape: tuple[int, ...]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """For every pair of touching basins, the highest pass between them: max over touching cells of min(f, f')."""
-    ea, eb, es = [], [], []
-    for off in _NEIGHBOURS[len(shape)]:
-        a, b = _shifted_pairs(shape, off)
-        ba, bb = basin[a], basin[b]
-        m = (ba >= 0) & (bb >= 0) & (ba != bb)
-        if np.any(m):
-            ea.append(np.minimum(ba[m], bb[m]))
-            eb.append(np.maximum(ba[m], bb[m]))
-            es.append(np.minimum(f[a[m]], f[b[m]]))
-    if not ea:
+    """For every pair of touching basins (``basin``: 0..nb-1, -1 background), the highest pass between them: max
+    over touching cells of min(f, f'); sorted by the pair (cells compiled:
+    :func:`~layerclaims.metrics._density_kernel.passes`)."""
+    from layerclaims.metrics._density_kernel import passes
+
+    a_, b_, s_ = passes(f, basin, *_grid_2d(shape))
+    if a_.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    a_, b_, s_ = np.concatenate(ea), np.concatenate(eb), np.concatenate(es)
     order = np.lexsort((-s_, b_, a_))  # per (a, b) the highest pass first
     a_, b_, s_ = a_[order], b_[order], s_[order]
     first = np.ones(a_.size, dtype=bool)
@@ -367,7 +342,7 @@ def _merge_basins(
 @dataclass(frozen=True)
 class _Fit:
     n_clusters: int
-    cell_label: NDArray[np.int64]  # per grid cell, label 0..k-1 (unordered)
+    point_label: NDArray[np.int64]  # per point (the cells ``at``), label 0..k-1 (unordered)
     modes: _Modes
     min_depth_used: float
     n_basins: int
@@ -383,7 +358,7 @@ def _fit_grid(
     min_count: float,
     min_z: float,
     gap_is_evidence: bool,
-    with_labels: bool,
+    at: NDArray[np.int64] | None,
     with_curve: bool,
 ) -> _Fit:
     from scipy.ndimage import gaussian_filter
@@ -416,22 +391,21 @@ def _fit_grid(
     if with_curve:
         for dd in _DEPTH_GRID:
             curve[dd] = _merge_basins(peak_h, mass, pos, edges, dd, min_count, kappa, min_z, gap_is_evidence).n
-    cell_label = np.zeros(0, dtype=np.int64)
-    if with_labels:
+    point_label = np.zeros(0, dtype=np.int64)
+    if at is not None:
         if modes.modes:
             code = {m: i for i, m in enumerate(modes.modes)}
             per_basin = np.array([code.get(int(o), 0) for o in modes.owner], dtype=np.int64)
-            cell_label = np.where(bid >= 0, per_basin[np.maximum(bid, 0)], -1)
-            if np.any(cell_label < 0):
+            point_label = np.where(bid[at] >= 0, per_basin[np.maximum(bid[at], 0)], -1)
+            if np.any(point_label < 0):  # a point in an empty cell takes the label of the nearest cell with one
                 from scipy.ndimage import distance_transform_edt
 
-                bg = (cell_label < 0).reshape(grid.shape)
-                _, near = distance_transform_edt(bg, return_indices=True)
-                flat_near = np.ravel_multi_index(tuple(near), grid.shape).ravel()
-                cell_label = cell_label[flat_near]
+                cell_label = np.where(bid >= 0, per_basin[np.maximum(bid, 0)], -1)
+                _, near = distance_transform_edt((cell_label < 0).reshape(grid.shape), return_indices=True)
+                point_label = cell_label[np.ravel_multi_index(tuple(near), grid.shape).ravel()[at]]
         else:
-            cell_label = np.zeros(f.size, dtype=np.int64)
-    return _Fit(modes.n, cell_label, modes, depth, nb, curve)
+            point_label = np.zeros(at.size, dtype=np.int64)
+    return _Fit(modes.n, point_label, modes, depth, nb, curve)
 
 
 def _order_labels(labels: NDArray[np.int64], first: NDArray[np.float64], k: int) -> NDArray[np.int64]:
@@ -490,12 +464,12 @@ def density_modes(
         min_z=min_z,
         gap_is_evidence=gap_is_evidence,
     )
-    fit = fit_counts(counts, with_labels=True, with_curve=with_curve)
-    labels = _order_labels(fit.cell_label[flat], x[:, 0], fit.n_clusters)
+    fit = fit_counts(counts, at=flat, with_curve=with_curve)
+    labels = _order_labels(fit.point_label, x[:, 0], fit.n_clusters)
     rng = np.random.default_rng(seed)
     n_in = int(counts.sum())
     resamples = (rng.multinomial(n_in, counts / n_in).astype(np.float64) for _ in range(n_boot))
-    boot = [fit_counts(c, with_labels=False, with_curve=False).n_clusters for c in resamples]
+    boot = [fit_counts(c, at=None, with_curve=False).n_clusters for c in resamples]
     stability = float(np.mean(np.asarray(boot) == fit.n_clusters)) if boot else float("nan")
     sizes = np.bincount(labels, minlength=fit.n_clusters) / n
     diagnostics = {

@@ -15,20 +15,36 @@ values only).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
-def _ranked(x: NDArray[np.float64], ranks: NDArray[np.intp]) -> NDArray[np.float64]:
+def _ranked(x: NDArray[np.float64], ranks: list[int]) -> NDArray[np.float64]:
     """A copy of ``x`` whose entries at ``ranks`` (sorted, unique) along the last axis are those order statistics:
     rows sorted, or on 1-D input one rank (or two neighbours) partitioned."""
-    if x.ndim > 1 or ranks.size > 2 or (ranks.size == 2 and ranks[1] != ranks[0] + 1):
+    if x.ndim > 1 or len(ranks) > 2 or (len(ranks) == 2 and ranks[1] != ranks[0] + 1):
         return np.sort(x, axis=-1)
-    r = int(ranks[0])
+    r = ranks[0]
     out = np.partition(x, r)
-    if ranks.size == 2:
+    if len(ranks) == 2:
         out[r + 1] = out[r + 1 :].min()
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(n: int, q: tuple[float, ...]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], list[int]]:
+    """What the quantiles ``q`` of ``n`` values read, kept per ``(n, q)`` (the grouping asks the same thousands of
+    times): the ranks left and right of each virtual index, its fractional part ``t``, the sorted ranks needed."""
+    virt = (n - 1) * np.asarray(q, dtype=np.float64)
+    lo = np.floor(virt)
+    t = virt - lo
+    lo_i = np.minimum(lo.astype(np.intp), n - 1)
+    hi_i = np.minimum(lo_i + 1, n - 1)
+    for v in (lo_i, hi_i, t):
+        v.flags.writeable = False  # shared between calls
+    return lo_i, hi_i, t, sorted({*lo_i.tolist(), *hi_i.tolist()})
 
 
 def quantiles(a: ArrayLike, q: ArrayLike) -> NDArray[np.float64]:
@@ -39,15 +55,13 @@ def quantiles(a: ArrayLike, q: ArrayLike) -> NDArray[np.float64]:
     n = x.shape[-1]
     if n == 0:
         raise ValueError("quantiles of an empty axis are undefined")
-    virt = (n - 1) * qs.ravel()
-    lo = np.floor(virt)
-    t = virt - lo
-    lo_i = np.minimum(lo.astype(np.intp), n - 1)
-    hi_i = np.minimum(lo_i + 1, n - 1)
-    ranked = _ranked(x, np.unique(np.r_[lo_i, hi_i]))
+    lo_i, hi_i, t, ranks = _plan(n, tuple(qs.ravel().tolist()))
+    ranked = _ranked(x, ranks)
     left, right = ranked[..., lo_i], ranked[..., hi_i]
     diff = right - left
     out = np.where(t >= 0.5, right - diff * (1 - t), left + diff * t)
+    if x.ndim == 1:
+        return out.reshape(qs.shape)
     return np.moveaxis(out, -1, 0).reshape(qs.shape + x.shape[:-1])
 
 
@@ -65,7 +79,7 @@ def median(a: ArrayLike) -> NDArray[np.float64]:
         raise ValueError("the median of an empty axis is undefined")
     mid = (n - 1) // 2
     wanted = [mid] if n % 2 else [mid, mid + 1]
-    ranked = _ranked(x, np.asarray(wanted))
+    ranked = _ranked(x, wanted)
     if n % 2:
         return np.asarray(ranked[..., mid])
     return np.asarray((ranked[..., mid] + ranked[..., mid + 1]) / 2)
