@@ -118,28 +118,32 @@ def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
 
 
 def _robust_z(
-    sub: NDArray[np.float64], copies: NDArray[np.bool_] | None = None
+    sub: NDArray[np.float64], copies: NDArray[np.bool_] | None = None, key: NDArray[np.intp] | None = None
 ) -> tuple[NDArray[np.float64], float, float]:
     """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
     ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal. ``copies`` (``n x n`` bool, a bootstrap
     resample): pairs of two copies of one mark, which are no pair of marks; they are left out of the median and
-    scale and, like the diagonal, set to their row's median."""
+    scale and, like the diagonal, set to their row's median. ``key``: :func:`_mark_key` of ``copies`` (found here
+    when not given)."""
     n = sub.shape[0]
     iu = upper_pairs(n)
+    # a row's excluded entries sort last (a row-wise sort: faster than numpy's partition at two ranks)
     if copies is None or not copies.any():
         pairs = sub[iu]
-        excl = np.eye(n, dtype=bool)
         valid = np.full(n, n - 1)
+        row = np.sort(np.where(np.eye(n, dtype=bool), np.inf, sub), axis=1)
+        first = back = np.arange(n)
     else:
         pairs = sub[iu][~copies[iu]]
         excl = copies | np.eye(n, dtype=bool)
-        valid = n - excl.sum(axis=1)
+        # the copies of a mark share their row: each mark's is sorted once
+        first, back = _rows_once(n, _mark_key(copies) if key is None else key)
+        valid = n - excl[first].sum(axis=1)
+        row = np.sort(np.where(excl[first], np.inf, sub[first]), axis=1)
     lo, hi = np.maximum((valid - 1) // 2, 0), np.maximum(valid // 2, 0)
-    # a row's excluded entries sort last (a row-wise sort: faster than numpy's partition at several ranks)
-    row = np.sort(np.where(excl, np.inf, sub), axis=1)
     q25, med, q75 = percentiles(pairs, [25.0, 50.0, 75.0])
-    r = np.arange(n)
-    row_med = 0.5 * (row[r, lo] + row[r, hi])
+    r = np.arange(first.size)
+    row_med = (0.5 * (row[r, lo] + row[r, hi]))[back]
     sc = float(q75 - q25) / 1.349
     if not sc > 0:
         sc = float(np.std(pairs))
@@ -150,6 +154,24 @@ def _robust_z(
         rr, cc = np.nonzero(copies)
         z[rr, cc] = (row_med[rr] - med) / sc
     return z, float(med), sc
+
+
+def _mark_key(copies: NDArray[np.bool_] | None) -> NDArray[np.intp] | None:
+    """Each row's mark, as the index of the mark's first copy (None without ``copies``): rows with one key are
+    copies of one mark."""
+    if copies is None or not copies.any():
+        return None
+    return np.argmax(copies | np.eye(copies.shape[0], dtype=bool), axis=1)
+
+
+def _rows_once(n: int, key: NDArray[np.intp] | None) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``(first, back)``: one row per mark (the first of its rows), and for every row its mark's place in
+    ``first``: ``v[first][back]`` repeats what was computed per mark to every row (all ``n`` rows without ``key``)."""
+    if key is None:
+        every = np.arange(n)
+        return every, every
+    _, first, back = np.unique(key, return_index=True, return_inverse=True)
+    return first, back
 
 
 _UPPER_PAIRS: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
@@ -230,23 +252,28 @@ def _mad(v: NDArray[np.float64]) -> NDArray[np.float64]:
     return 1.4826 * median(np.abs(v - median(v)))
 
 
-def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.bool_]:
+def _atypical(
+    z: NDArray[np.float64], groups: NDArray[np.int64], key: NDArray[np.intp] | None = None
+) -> NDArray[np.bool_]:
     """Marks whose pair values form a streak apart from their group's (step 2 of :func:`cluster_marks`), read
     against groups h of _STREAK_MIN marks or more only: a mark's 9 values with a group of 10 are no visible streak,
-    and too noisy to single a mark out."""
+    and too noisy to single a mark out. ``key``: the rows' marks (:func:`_mark_key`), when ``z`` has copies of
+    marks (:func:`_robust_z`: the rows of a mark's copies are equal)."""
     n = z.shape[0]
     flag = np.zeros(n, dtype=bool)
     k = int(groups.max()) + 1
     for h in range(k):
         if (groups == h).sum() < _STREAK_MIN:
             continue
-        cols = z[:, groups == h]
-        loc, spread = _row_summaries(cols, np.flatnonzero(groups == h))
+        members = np.flatnonzero(groups == h)
+        cols = z if members.size == n else z[:, members]  # one group: every column, no copy
+        loc, spread = _row_summaries(cols, members, key)
         for g in range(k):
             mine = groups == g
-            if mine.sum() < 3:
+            n_mine = int(mine.sum())
+            if n_mine < 3:
                 continue
-            vals = cols[mine].ravel()
+            vals = cols.ravel() if n_mine == n else cols[mine].ravel()
             width = robust_scale(vals[:: max(1, vals.size // _WIDTH_SAMPLE)])
             dev = np.abs(loc[mine] - median(loc[mine]))
             far = (dev > STREAK_Z * _mad(loc[mine])) & (dev > STREAK_WIDTH * width)
@@ -256,23 +283,36 @@ def _atypical(z: NDArray[np.float64], groups: NDArray[np.int64]) -> NDArray[np.b
     return flag
 
 
-def _row_summaries(cols: NDArray[np.float64], members: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
+def _row_summaries(
+    cols: NDArray[np.float64], members: NDArray[np.int64], key: NDArray[np.intp] | None = None
+) -> tuple[NDArray[np.float64], ...]:
     """Median and log robust spread of each mark's values with the marks ``members`` (the columns ``cols``),
-    leaving out a mark's entry with itself (the rows of ``members`` lose their diagonal: an ``m x (m - 1)`` block)."""
+    leaving out a mark's entry with itself (the rows of ``members`` lose their diagonal: an ``m x (m - 1)`` block).
+    The rows of one mark's copies (one ``key``: equal rows of ``cols``, and in the block equal but for where their
+    own entry sits) are summarised once."""
 
     def summarise(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         q25, q50, q75 = percentiles(v, [25.0, 50.0, 75.0])
         return q50, np.log(np.maximum((q75 - q25) / 1.349, 1e-12))
 
-    m = members.size
-    if m == cols.shape[0]:  # every mark is a member: only the m x (m - 1) block is needed
+    n, m = cols.shape[0], members.size
+    if m == n:  # every mark is a member: only the m x (m - 1) block is needed
         loc, spread = np.zeros(m), np.zeros(m)
     else:
-        loc, spread = summarise(cols)
+        first, back = _rows_once(n, key)
+        loc, spread = (v[back] for v in summarise(cols[first]))
     if m >= 2:
-        block = cols[members]
-        loc[members], spread[members] = summarise(block[~np.eye(m, dtype=bool)].reshape(m, m - 1))
+        block = cols if m == n else cols[members]
+        first, back = _rows_once(m, None if key is None else key[members])
+        loc[members], spread[members] = (v[back] for v in summarise(_off_diagonal(block)[first]))
     return loc, spread
+
+
+def _off_diagonal(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The ``n x (n - 1)`` entries of a square ``a`` off its diagonal, row by row (``a[~eye].reshape(n, n - 1)``):
+    the flat entries after each diagonal one up to the next, read as rows of ``n + 1``, without the last column."""
+    n = a.shape[0]
+    return np.ascontiguousarray(a).ravel()[1:].reshape(n - 1, n + 1)[:, :n].reshape(n, n - 1)
 
 
 def _type_table(
@@ -355,17 +395,18 @@ def _fit_marks(
     n = m.shape[0]
     keep = np.arange(n)
     flagged = np.zeros(n, dtype=bool)
-    cp = copies
-    z, med, sc = _robust_z(m, cp)
+    cp, key = copies, _mark_key(copies)
+    z, med, sc = _robust_z(m, cp, key)
     groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
     for _ in range(2):  # flag against the groups of all marks, then once more against the regrouped typical ones
-        new = _atypical(z, groups)
+        new = _atypical(z, groups, key)
         if not new.any() or keep.size - new.sum() < 4:
             break
         flagged[keep[new]] = True
         keep = np.flatnonzero(~flagged)
         cp = None if copies is None else copies[np.ix_(keep, keep)]
-        z, med, sc = _robust_z(m[np.ix_(keep, keep)], cp)
+        key = _mark_key(cp)
+        z, med, sc = _robust_z(m[np.ix_(keep, keep)], cp, key)
         groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
     types, tcl, valleys = _type_table(z, groups, min_depth, cp)
     labels = np.full(n, -1, dtype=np.int64)
