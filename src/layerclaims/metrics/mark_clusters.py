@@ -119,12 +119,13 @@ def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
 
 def _robust_z(
     sub: NDArray[np.float64], copies: NDArray[np.bool_] | None = None, key: NDArray[np.intp] | None = None
-) -> tuple[NDArray[np.float64], float, float]:
+) -> tuple[NDArray[np.float64], float, float, NDArray[np.float64]]:
     """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
-    ``(z, median, scale)``: ``sub = median + scale * z`` off the diagonal. ``copies`` (``n x n`` bool, a bootstrap
-    resample): pairs of two copies of one mark, which are no pair of marks; they are left out of the median and
-    scale and, like the diagonal, set to their row's median. ``key``: :func:`_mark_key` of ``copies`` (found here
-    when not given)."""
+    ``(z, median, scale, pairs)``: ``sub = median + scale * z`` off the diagonal; ``pairs``, the values of ``z`` at
+    the pairs ``i < j`` (``upper_pairs`` order) that are pairs of marks. ``copies`` (``n x n`` bool, a bootstrap
+    resample): pairs of two copies of one mark, which are no pair of marks; they are left out of the median, the
+    scale and ``pairs`` and, like the diagonal, set to their row's median. ``key``: :func:`_mark_key` of
+    ``copies`` (found here when not given)."""
     n = sub.shape[0]
     iu = upper_pairs(n)
     # a row's excluded entries sort last (a row-wise sort: faster than numpy's partition at two ranks)
@@ -153,7 +154,7 @@ def _robust_z(
     if copies is not None and copies.any():
         rr, cc = np.nonzero(copies)
         z[rr, cc] = (row_med[rr] - med) / sc
-    return z, float(med), sc
+    return z, float(med), sc, (pairs - med) / sc  # the same arithmetic as z's, on the same values
 
 
 def _mark_key(copies: NDArray[np.bool_] | None) -> NDArray[np.intp] | None:
@@ -316,23 +317,25 @@ def _off_diagonal(a: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _type_table(
-    z: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float, copies: NDArray[np.bool_] | None = None
+    vals: NDArray[np.float64], groups: NDArray[np.int64], min_depth: float, copies: NDArray[np.bool_] | None = None
 ) -> tuple[list[tuple[int, int, int, float, float]], NDArray[np.int64], list[float]]:
     """Pair types of the groups (code, size, median, robust sd; z units) and the pair cluster of each: the modes
     of the mixture of the types' Gaussian summaries (:func:`_mixture_modes`), each type in the basin of its
-    centre. Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
-    n = z.shape[0]
+    centre. ``vals``: the pair values (:func:`_robust_z`'s ``pairs``: two copies of one mark make no pair).
+    Returns ``(rows, cluster of each type, depths of the kept valleys)``."""
     g = int(groups.max()) + 1
-    i, j = upper_pairs(n)
-    if copies is not None and copies.any():  # two copies of one mark make no pair
-        pair = ~copies[i, j]
-        i, j = i[pair], j[pair]
-    code = np.minimum(groups[i], groups[j]) * g + np.maximum(groups[i], groups[j])
-    present = np.flatnonzero(np.bincount(code, minlength=g * g))  # codes are small: no sort needed
-    lookup = np.zeros(g * g, dtype=np.int64)
-    lookup[present] = np.arange(present.size)
-    ptype = lookup[code]
-    vals = z[i, j]
+    if g == 1:  # one group: one pair type
+        present, ptype = np.zeros(1, dtype=np.int64), np.zeros(vals.size, dtype=np.int64)
+    else:
+        i, j = upper_pairs(groups.size)
+        if copies is not None and copies.any():
+            pair = ~copies[i, j]
+            i, j = i[pair], j[pair]
+        code = np.minimum(groups[i], groups[j]) * g + np.maximum(groups[i], groups[j])
+        present = np.flatnonzero(np.bincount(code, minlength=g * g))  # codes are small: no sort needed
+        lookup = np.zeros(g * g, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        ptype = lookup[code]
     nt = present.size
     rows, mus, scs = [], np.zeros(nt), np.zeros(nt)
     w = np.bincount(ptype, minlength=nt) / ptype.size
@@ -396,7 +399,7 @@ def _fit_marks(
     keep = np.arange(n)
     flagged = np.zeros(n, dtype=bool)
     cp, key = copies, _mark_key(copies)
-    z, med, sc = _robust_z(m, cp, key)
+    z, med, sc, pairs = _robust_z(m, cp, key)
     groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
     for _ in range(2):  # flag against the groups of all marks, then once more against the regrouped typical ones
         new = _atypical(z, groups, key)
@@ -406,9 +409,9 @@ def _fit_marks(
         keep = np.flatnonzero(~flagged)
         cp = None if copies is None else copies[np.ix_(keep, keep)]
         key = _mark_key(cp)
-        z, med, sc = _robust_z(m[np.ix_(keep, keep)], cp, key)
+        z, med, sc, pairs = _robust_z(m[np.ix_(keep, keep)], cp, key)
         groups = _group_marks(z, max_groups=max_groups, min_support=min_support, min_depth=min_depth)
-    types, tcl, valleys = _type_table(z, groups, min_depth, cp)
+    types, tcl, valleys = _type_table(pairs, groups, min_depth, cp)
     labels = np.full(n, -1, dtype=np.int64)
     labels[keep] = groups
     raw = [(a, b, k, med + sc * c, sc * w) for a, b, k, c, w in types]  # medians and IQRs are affine-equivariant

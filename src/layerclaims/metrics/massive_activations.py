@@ -52,8 +52,9 @@ def massive_dims(mask: np.ndarray) -> np.ndarray:
 
 def top_ratio(h: np.ndarray) -> np.ndarray:
     """``max |a| / median |a|`` of each hidden state ``[..., T, d]``: shape ``[...]``, unitless, >= 1 (inf when
-    the median is 0, or so small that the ratio overflows, and the maximum is not; 1 for an all-zero state). Sun et al.'s figures plot the top
-    activations against this median; a continuous companion of :func:`massive_mask`'s ratio rule."""
+    the median is 0, or so small that the ratio overflows, and the maximum is not; 1 for an all-zero state). Sun et
+    al.'s figures plot the top activations against this median; a continuous companion of :func:`massive_mask`'s
+    ratio rule."""
     a = _hidden(h)
     top, med = a.max(axis=-1), np.median(a, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
