@@ -2,7 +2,7 @@
 under steepest ascent and the passes between touching basins. A 1-D grid of ``n`` cells is the ``n x 1`` grid
 here; a cell's neighbours are the 8 around it (2 in 1-D). ``cache=True``: compiled once, the machine code kept
 beside this file. The numpy statements these replace (same results, integer and exact float comparisons only)
-are the oracles of ``tests/unit/test_density_kernel.py``.
+are the oracle ``tests/oracles/density.py``, checked in ``tests/property/test_density_kernel_properties.py``.
 """
 
 from __future__ import annotations

@@ -118,30 +118,26 @@ def _check_matrix(matrix: ArrayLike) -> NDArray[np.float64]:
 
 
 def _robust_z(
-    sub: NDArray[np.float64], copies: NDArray[np.bool_] | None = None, key: NDArray[np.intp] | None = None
+    sub: NDArray[np.float64], copies: NDArray[np.bool_] | None, key: NDArray[np.intp] | None
 ) -> tuple[NDArray[np.float64], float, float, NDArray[np.float64]]:
     """Off-diagonal values robustly standardised (median, IQR/1.349); the diagonal is the row median. Returns
     ``(z, median, scale, pairs)``: ``sub = median + scale * z`` off the diagonal; ``pairs``, the values of ``z`` at
     the pairs ``i < j`` (``upper_pairs`` order) that are pairs of marks. ``copies`` (``n x n`` bool, a bootstrap
-    resample): pairs of two copies of one mark, which are no pair of marks; they are left out of the median, the
-    scale and ``pairs`` and, like the diagonal, set to their row's median. ``key``: :func:`_mark_key` of
-    ``copies`` (found here when not given)."""
+    resample; None: none): pairs of two copies of one mark, which are no pair of marks; they are left out of the
+    median, the scale and ``pairs`` and, like the diagonal, set to their row's median. ``key``: :func:`_mark_key`
+    of ``copies``."""
     n = sub.shape[0]
     iu = upper_pairs(n)
-    # a row's excluded entries sort last (a row-wise sort: faster than numpy's partition at two ranks)
-    if copies is None or not copies.any():
-        pairs = sub[iu]
-        valid = np.full(n, n - 1)
-        row = np.sort(np.where(np.eye(n, dtype=bool), np.inf, sub), axis=1)
-        first = back = np.arange(n)
-    else:
-        pairs = sub[iu][~copies[iu]]
-        excl = copies | np.eye(n, dtype=bool)
-        # the copies of a mark share their row: each mark's is sorted once
-        first, back = _rows_once(n, _mark_key(copies) if key is None else key)
-        valid = n - excl[first].sum(axis=1)
-        row = np.sort(np.where(excl[first], np.inf, sub[first]), axis=1)
+    excl = np.eye(n, dtype=bool)
+    pairs = sub[iu]
+    if copies is not None:
+        excl |= copies
+        pairs = pairs[~copies[iu]]
+    first, back = _rows_once(n, key)  # the copies of a mark share their row and exclusions: sorted once
+    valid = n - excl[first].sum(axis=1)
     lo, hi = np.maximum((valid - 1) // 2, 0), np.maximum(valid // 2, 0)
+    # a row's excluded entries sort last (a row-wise sort: faster than numpy's partition at two ranks)
+    row = np.sort(np.where(excl[first], np.inf, sub[first]), axis=1)
     q25, med, q75 = percentiles(pairs, [25.0, 50.0, 75.0])
     r = np.arange(first.size)
     row_med = (0.5 * (row[r, lo] + row[r, hi]))[back]
@@ -150,10 +146,8 @@ def _robust_z(
         sc = float(np.std(pairs))
     sc = sc if sc > 0 else 1.0
     z = (sub - med) / sc
-    z[np.diag_indices(n)] = (row_med - med) / sc
-    if copies is not None and copies.any():
-        rr, cc = np.nonzero(copies)
-        z[rr, cc] = (row_med[rr] - med) / sc
+    rr, cc = np.nonzero(excl)
+    z[rr, cc] = (row_med[rr] - med) / sc
     return z, float(med), sc, (pairs - med) / sc  # the same arithmetic as z's, on the same values
 
 
