@@ -171,6 +171,16 @@ class Decision:
         return [*self.verdicts, *self.joined]
 
 
+def _start_workers(study_names: Sequence[str], claims: Sequence[Claim] | None) -> None:
+    """:func:`layerclaims.tasks.start` with the warm-ups of the studies named; none when a name is unknown (the
+    checks then say so)."""
+    try:
+        warm = [registry.get(r.study).warm for r in plan_runs(study_names, claims)]
+    except LayerclaimsError:
+        return
+    tasks.start([w for w in dict.fromkeys(warm) if w is not None])
+
+
 def decide_run(
     request: RunRequest,
     claims: Sequence[Claim] | None = None,
@@ -191,12 +201,12 @@ def decide_run(
     verdicts decided elsewhere that join this run's family (an earlier run's kept studies)."""
     command = command or request.command()
     timings = {} if timings is None else timings
+    _start_workers(request.study_names, claims)  # they import and warm up on the core the checks leave idle
     plan = check_run(request, command)
     if on_plan is not None:
         on_plan(plan)
     results = results or StudyResults()
     runs = plan_runs(request.study_names, claims)
-    tasks.start([w for w in dict.fromkeys(registry.get(r.study).warm for r in runs) if w is not None])
     with timed(timings, "load model", say, f"load model {request.model}"):
         handle = results.handle(request)
     if on_load is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import gc
 import logging
 import multiprocessing
 import os
@@ -55,13 +56,14 @@ def _worker_start(warm: Sequence[Callable[[], None]] = ()) -> None:
             fn()
         except Exception:  # a warm-up only saves time: its failure must not break the pool
             logging.getLogger(__name__).warning("warming a worker with %r failed", fn, exc_info=True)
+    gc.freeze()  # what is loaded by now lasts the worker's life: no collection visits it again, nor the one at exit
 
 
 def start(warm: Sequence[Callable[[], None]] = ()) -> None:
     """Start the worker processes now (when there are to be any, and none yet), each first calling every ``warm``
     (module-level functions: a study's imports and compiled kernels, ``Study.warm``). A run calls it before it
-    loads the model: the workers start while this process loads, on a core that would otherwise wait, rather than
-    at the first task, when every core is busy."""
+    checks the request and loads the model: the workers start while this process does, on a core that would
+    otherwise wait, rather than at the first task, when every core is busy."""
     if workers() < 2 or _POOL:
         return
     if not picklable(tuple(warm)):  # not module-level (a test's stand-in study): no warm-up

@@ -1,5 +1,7 @@
 """Order statistics equal numpy's bit for bit: ``percentiles``, ``quantiles`` and ``median`` of
-:mod:`layerclaims.metrics.order` against ``np.percentile``, ``np.quantile`` and ``np.median`` along the last axis.
+:mod:`layerclaims.metrics.order` against ``np.percentile``, ``np.quantile`` and ``np.median`` along the last axis;
+``average_ranks`` against ``scipy.stats.rankdata`` (NaN included), ``spearman_rho`` against
+``scipy.stats.spearmanr``.
 
 Data are generated: 1-D and 2-D, any length from 1, values from a few distinct levels (ties, so that the two
 neighbouring order statistics are often equal) to wide floats over 20 orders of magnitude, percentiles anywhere
@@ -8,12 +10,14 @@ in [0, 100] and the quartiles study A asks for.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from layerclaims.metrics.order import median, percentiles, quantiles
+from layerclaims.metrics.order import average_ranks, median, percentiles, quantiles, spearman_rho
 
 _values = st.one_of(
     st.sampled_from([-2.5, -1.0, 0.0, 0.1, 3.0]),
@@ -55,3 +59,30 @@ def test_an_empty_axis_is_refused() -> None:
             assert "empty axis" in str(err)
         else:
             raise AssertionError("an empty axis gave a value")
+
+
+_with_nan = st.one_of(_values, st.just(float("nan")))
+
+
+@given(a=_shapes.flatmap(lambda s: arrays(np.float64, s, elements=_with_nan)))
+def test_average_ranks_equal_scipys_rankdata_bit_for_bit(a: np.ndarray) -> None:
+    from scipy.stats import rankdata
+
+    got, want = average_ranks(a), rankdata(a, axis=-1)
+    assert got.shape == want.shape
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@given(
+    xy=st.integers(2, 40).flatmap(
+        lambda n: st.tuples(arrays(np.float64, n, elements=_with_nan), arrays(np.float64, n, elements=_with_nan))
+    )
+)
+def test_spearman_rho_equals_scipys_spearmanr_bit_for_bit(xy: tuple[np.ndarray, np.ndarray]) -> None:
+    from scipy.stats import spearmanr
+
+    x, y = xy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on constant input; both give NaN there
+        want = float(spearmanr(x, y).statistic)
+    assert np.array_equal(spearman_rho(x, y), want, equal_nan=True)

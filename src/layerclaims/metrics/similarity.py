@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from layerclaims.errors import UsageError
+from layerclaims.metrics.order import average_ranks
 
 Method = Literal["pearson", "spearman"]
 Alternative = Literal["greater", "less", "two-sided"]
@@ -81,9 +82,7 @@ def _correlate(a: np.ndarray, b: np.ndarray, method: str) -> float:
     if method == "pearson":
         return _pearson(a, b)
     if method == "spearman":
-        from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only where ranks are asked for
-
-        return _pearson(rankdata(a), rankdata(b)) if a.size else float("nan")
+        return _pearson(average_ranks(a), average_ranks(b)) if a.size else float("nan")
     raise UsageError(f"unknown method {method!r}: use 'pearson' or 'spearman'")
 
 
@@ -292,10 +291,8 @@ def mantel_test(
     a = S1[iu, ju]
     R2 = S2.copy()
     if method == "spearman":
-        from scipy.stats import rankdata
-
-        a = rankdata(a)
-        R2[iu, ju] = rankdata(S2[iu, ju])
+        a = average_ranks(a)
+        R2[iu, ju] = average_ranks(S2[iu, ju])
         R2[ju, iu] = R2[iu, ju]
     b = R2[iu, ju]
     a_c = a - a.mean()

@@ -13,6 +13,7 @@ from layerclaims import results
 from layerclaims.errors import UsageError
 from layerclaims.metrics.bootstrap import percentile_interval
 from layerclaims.metrics.mark_clusters import MarkClusters
+from layerclaims.metrics.order import average_ranks, spearman_rho
 from layerclaims.results import BlockStatistic, Control, Measurement
 from layerclaims.studies.punctuation.config import MIN_MARKS_COUNT, MIN_MARKS_R, VARIANTS
 from layerclaims.studies.punctuation.marks import KINDS
@@ -415,15 +416,13 @@ def _spearman(result: PunctuationResult, k: KindResult, what: str) -> Measuremen
         return _not_evaluated("fewer than 3 block outputs analysed: analyse every layer (Config.layers=None)", {})
     if k.marks.size < MIN_MARKS_R:  # the per-layer means of a handful of pairs, and their bootstrap, say nothing
         return _not_evaluated(f"only {k.marks.size} marks: per-layer means need >= {MIN_MARKS_R}; use --n 250", {})
-    from scipy.stats import spearmanr  # ~1 s to import: not in the analysis workers, which never read a trend
-
     means = getattr(k, f"mean_{what}").value[sel]
-    rho = float(spearmanr(result.layers[sel], means).statistic)
+    rho = spearman_rho(result.layers[sel].astype(float), means)
     boot = getattr(k, f"mean_{what}_boot")
     rhos = _rowwise_spearman(result.layers[sel].astype(float), boot[:, sel]) if boot.size else np.zeros(0)
     reps = rhos[np.isfinite(rhos)]
     details = {
-        **_depth_variants(result, k, what, sel, lambda m: float(spearmanr(result.layers[sel], m).statistic)),
+        **_depth_variants(result, k, what, sel, lambda m: spearman_rho(result.layers[sel].astype(float), m)),
         **_units(result, k),
         "layers": [int(x) for x in result.layers[sel]],
         "post_norm_excluded": result.last_is_post_norm,
@@ -487,10 +486,8 @@ def _ci95(reps: np.ndarray) -> tuple[float, float] | None:
 
 def _rowwise_spearman(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Spearman rho of ``x`` with each row of ``Y`` (average ranks for ties)."""
-    from scipy.stats import rankdata
-
-    rx = rankdata(x)
-    ry = rankdata(Y, axis=1)
+    rx = average_ranks(x)
+    ry = average_ranks(Y)
     rx = rx - rx.mean()
     ry = ry - ry.mean(axis=1, keepdims=True)
     den = np.sqrt((rx**2).sum() * (ry**2).sum(axis=1))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from layerclaims.metrics.order import average_ranks
 from layerclaims.studies.qk import TEMPLATES, Config
 from layerclaims.studies.qk.analysis import analyse, check_model, extract, make_result, similarity_matrices
 from layerclaims.study import GridRun
@@ -16,11 +17,9 @@ from layerclaims.study import GridRun
 
 def rank_offdiagonal(S: np.ndarray) -> np.ndarray:
     """Each matrix's off-diagonal entries replaced by their average ranks (symmetric); the diagonal by n + 1."""
-    from scipy.stats import rankdata
-
     iu, ju = np.triu_indices(S.shape[-1], 1)
     out = np.full(S.shape, float(iu.size + 1))
-    r = rankdata(S[:, iu, ju], axis=1)
+    r = average_ranks(S[:, iu, ju])
     out[:, iu, ju] = r
     out[:, ju, iu] = r
     return out
