@@ -171,6 +171,15 @@ class Decision:
         return [*self.verdicts, *self.joined]
 
 
+@contextmanager
+def _shared_passes() -> Iterator[None]:
+    """:func:`layerclaims.extract.shared_passes` (imported here: the model, hence torch, is loaded by now)."""
+    from layerclaims.extract import shared_passes
+
+    with shared_passes():
+        yield
+
+
 def _start_workers(study_names: Sequence[str], claims: Sequence[Claim] | None) -> None:
     """:func:`layerclaims.tasks.start` with the warm-ups of the studies named; none when a name is unknown (the
     checks then say so)."""
@@ -214,24 +223,25 @@ def decide_run(
     check_marks_with(request, plan, command, getattr(handle, "tokenizer", None))  # if none was to be had before
     n_blocks = int(handle.n_blocks)
     verdicts: list[Verdict] = []
-    for run in runs:
-        opts = run_options(run, plan, n_blocks)
-        try:
-            with timed(timings, f"{run.label}: run", say):
-                result = results.result(run.study, handle, opts, say)
-        except LayerclaimsError as exc:
-            # Bad input found only once the model ran: the run stops, the folder keeps what it held. The command as
-            # given would fail the same way, so the fix does not offer it again as the thing to run.
-            again = f"then run it again with that change (it was: {command})"
-            raise type(exc)(
-                f"study {run.study}: {exc.message}",
-                fix=f"{exc.fix.rstrip('.')}; {again}" if exc.fix else f"correct the input named, {again}",
-            ) from None
-        with timed(timings, f"{run.label}: evaluate claims", say):
-            own = [evaluate(c, result) for c in run.claims]
-        verdicts.extend(own)
-        if on_result is not None:
-            on_result(run, opts, result, own)
+    with _shared_passes():
+        for run in runs:
+            opts = run_options(run, plan, n_blocks)
+            try:
+                with timed(timings, f"{run.label}: run", say):
+                    result = results.result(run.study, handle, opts, say)
+            except LayerclaimsError as exc:
+                # Bad input found only once the model ran: the run stops, the folder keeps what it held. The command as
+                # given would fail the same way, so the fix does not offer it again as the thing to run.
+                again = f"then run it again with that change (it was: {command})"
+                raise type(exc)(
+                    f"study {run.study}: {exc.message}",
+                    fix=f"{exc.fix.rstrip('.')}; {again}" if exc.fix else f"correct the input named, {again}",
+                ) from None
+            with timed(timings, f"{run.label}: evaluate claims", say):
+                own = [evaluate(c, result) for c in run.claims]
+            verdicts.extend(own)
+            if on_result is not None:
+                on_result(run, opts, result, own)
     joined = list(join()) if join is not None else []
     # a model whose name or config says it is a claim's own model: how that was shown, or why it was not
     family = annotate(apply_family([*verdicts, *joined]), identify(handle))

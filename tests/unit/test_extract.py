@@ -8,6 +8,8 @@
   BERT: scaled dot products; Llama: RoPE written out by hand, grouped key heads repeated), causal mask for decoders,
   averaged over every query;
 - ``final="pre_norm"`` gives the last block's raw output (checked with a hook the test installs itself);
+- ``window_pass`` holds both in one pass: the attention bit for bit ``first_token_attention``'s, the hidden states
+  the oracle's; inside ``shared_passes`` the same windows come back without a forward pass, and only there;
 - ragged batches, batch sizes and input types do not change the vectors; hooks never outlive a call;
 - every bad input raises a UsageError that names the valid range.
 """
@@ -21,7 +23,15 @@ import pytest
 import torch
 
 from layerclaims.errors import UsageError
-from layerclaims.extract import as_positions, first_token_attention, hidden_state_maps, hidden_states, qkv
+from layerclaims.extract import (
+    as_positions,
+    first_token_attention,
+    hidden_state_maps,
+    hidden_states,
+    qkv,
+    shared_passes,
+    window_pass,
+)
 from layerclaims.models import ModelHandle, base_model
 
 # Tolerances (absolute, float32). Worst cases measured over the sequences of these tests on the three tiny models
@@ -149,6 +159,43 @@ def test_hidden_state_maps_equal_output_hidden_states(handle: ModelHandle) -> No
     )
     with pytest.raises(UsageError, match="one length"):
         hidden_state_maps(handle, [[1, 2, 3], [4, 5]])
+
+
+def test_window_pass_holds_the_attention_and_the_hidden_states_of_one_pass(handle: ModelHandle) -> None:
+    rng = np.random.default_rng(9)
+    seqs = rng.integers(0, 50257, size=(5, 9)).tolist()
+    impl = handle.model.config._attn_implementation
+    got = window_pass(handle, seqs, batch_size=2)
+    assert handle.model.config._attn_implementation == impl
+    np.testing.assert_array_equal(got.first_attention, first_token_attention(handle, seqs, batch_size=2))
+    post, pre = got.hidden("post_norm"), got.hidden("pre_norm")
+    assert post.shape == pre.shape == (handle.n_blocks + 1, 5, 9, handle.d_model)
+    for i, seq in enumerate(seqs):
+        np.testing.assert_allclose(post[:, i], _reference_hidden(handle, seq).numpy(), rtol=0, atol=ATOL)
+    last = hidden_state_maps(handle, seqs, layers=[handle.n_blocks], final="pre_norm")[0]
+    np.testing.assert_allclose(pre[-1], last, rtol=0, atol=ATOL)
+    with pytest.raises(UsageError, match="one length"):
+        window_pass(handle, [[1, 2, 3], [4, 5]])
+
+
+def test_shared_passes_give_the_same_windows_once(tiny_gpt2: ModelHandle) -> None:
+    seqs = np.random.default_rng(10).integers(0, 50257, size=(3, 7))
+    calls: list[int] = []
+    hook = base_model(tiny_gpt2.model).register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        first = window_pass(tiny_gpt2, seqs)
+        assert window_pass(tiny_gpt2, seqs) is not first and len(calls) == 2  # outside: no memory of passes
+        with shared_passes():
+            inside = window_pass(tiny_gpt2, seqs)
+            assert window_pass(tiny_gpt2, seqs.tolist()) is inside and len(calls) == 3
+            assert window_pass(tiny_gpt2, seqs, batch_size=3) is not inside and len(calls) == 4  # another batch size
+            assert window_pass(tiny_gpt2, seqs[::-1]) is not inside and len(calls) == 5  # other windows
+        np.testing.assert_array_equal(inside.blocks, first.blocks)
+        np.testing.assert_array_equal(inside.first_attention, first.first_attention)
+        window_pass(tiny_gpt2, seqs)
+        assert len(calls) == 6
+    finally:
+        hook.remove()
 
 
 def test_first_token_attention_blocks_and_errors(tiny_gpt2: ModelHandle) -> None:

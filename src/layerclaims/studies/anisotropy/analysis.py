@@ -115,7 +115,7 @@ def _rise(values: np.ndarray) -> np.ndarray:
 
 def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[str], None] | None = None) -> Any:
     """Run the study on a loaded model."""
-    from layerclaims import activations  # here: a worker drawing figures needs no torch
+    from layerclaims.extract import window_pass  # here: a worker drawing figures needs no torch
 
     config = config or Config()
     say = progress or (lambda _msg: None)
@@ -126,7 +126,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     rng = np.random.default_rng([config.seed, 6151])
     positions = draw_positions(config, rng)
     say(f"hidden states of {config.n_windows} windows")
-    H = activations.hidden_state_maps(handle, windows.ids, batch_size=config.batch_size, final=config.final)
+    H = window_pass(handle, windows.ids, batch_size=config.batch_size).hidden(config.final)
     rows = np.arange(config.n_windows)[:, None]
     X = H[:, rows, positions].astype(np.float64)  # [L+1, n, k, d]
     del H

@@ -93,9 +93,7 @@ class SinkResult(results.SavedResult):
 
 def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[str], None] | None = None) -> Any:
     """Run the study on a loaded model."""
-    from layerclaims.extract import (
-        first_token_attention,
-    )  # here: a worker drawing figures needs no torch
+    from layerclaims.extract import first_token_attention, window_pass  # here: a worker drawing figures needs no torch
     from layerclaims.models import reinitialised
 
     config = config or Config()
@@ -105,7 +103,7 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
         handle.tokenizer, config.corpus, config.n_windows, config.length, config.seed, config.add_bos
     )
     say(f"attention of {config.n_windows} windows")
-    alpha = first_token_attention(handle, windows.ids, batch_size=config.batch_size).transpose(1, 0, 2)
+    alpha = window_pass(handle, windows.ids, batch_size=config.batch_size).first_attention.transpose(1, 0, 2)
     t1 = time.perf_counter()
     control_alpha = np.zeros((0, *alpha.shape[1:]), dtype=np.float32)
     control_name = ""
