@@ -9,8 +9,10 @@ loader); nothing is unpickled.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import io
@@ -412,15 +414,36 @@ def smollm2_folder() -> Path:
     return cache_dir() / "models" / "smollm2-135m"
 
 
+def _folder_tokenizer(folder: Path) -> Any:
+    """The tokenizer of a converted model folder, read once per conversion (the run's checks read it before the
+    model loads; a second read costs ~0.3 s)."""
+    stamp = (folder / MANIFEST).stat()
+    return _tokenizer_read(str(folder), stamp.st_mtime_ns, stamp.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer_read(folder: str, _mtime_ns: int, _size: int) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
 def _smollm2() -> tuple[torch.nn.Module, Any, str, str]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     gguf, folder = smollm2_gguf(), smollm2_folder()
 
     def load() -> tuple[torch.nn.Module, Any, str, str]:
-        revision = _verify_manifest(folder)
-        model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
-        return model, AutoTokenizer.from_pretrained(str(folder)), revision, str(folder)
+        # the checksums (~0.4 s of hashing, which releases the GIL) are computed while transformers builds the model
+        with cf.ThreadPoolExecutor(1) as pool:
+            checked = pool.submit(_verify_manifest, folder)
+            try:
+                model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
+            except Exception:
+                checked.result()  # a file failing its checksum is the reason: CorruptCacheError
+                raise
+            revision = checked.result()
+        return model, _folder_tokenizer(folder), revision, str(folder)
 
     if not (folder / MANIFEST).is_file():
         _convert_smollm2(folder, gguf)
@@ -606,7 +629,7 @@ def load_tokenizer(name: str) -> Any | None:
 
         if name == "smollm2-135m":
             folder = smollm2_folder()
-            return AutoTokenizer.from_pretrained(str(folder)) if (folder / MANIFEST).is_file() else None
+            return _folder_tokenizer(folder) if (folder / MANIFEST).is_file() else None
         path = minilm_folder() if name == "minilm-l6" else Path(name).expanduser()
         if not (path.is_dir() or "/" in name or name in LEGACY_HUB_IDS):
             return None
