@@ -497,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     program = argv is None  # called as the program: the process ends with this call
     if program:  # fewer collections (mypy's setting): importing torch and transformers made ~1 s of them
         gc.set_threshold(200_000, 30, 30)
+        # OpenMP threads (torch's, MKL's, numba's) sleep while they wait instead of spinning: the worker processes
+        # share the cores, and spinning took ~6 s of CPU from them in a 2-core run (read before torch loads)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)

@@ -57,6 +57,7 @@ def _worker_start(warm: Sequence[Callable[[], None]] = ()) -> None:
         except Exception:  # a warm-up only saves time: its failure must not break the pool
             logging.getLogger(__name__).warning("warming a worker with %r failed", fn, exc_info=True)
     gc.freeze()  # what is loaded by now lasts the worker's life: no collection visits it again, nor the one at exit
+    gc.set_threshold(200_000, 30, 30)  # as the layerclaims command's process: tasks allocate, rarely in cycles
 
 
 def start(warm: Sequence[Callable[[], None]] = ()) -> None:
