@@ -370,8 +370,8 @@ _SHARED: list[tuple[Any, np.ndarray, int, WindowPass]] | None = None  # the last
 @contextlib.contextmanager
 def shared_passes() -> Iterator[None]:
     """Inside, :func:`window_pass` keeps its last pass: a study that reads the same windows of the same model with
-    the same batch size as the one before it (anisotropy's hidden states, then the sink study's attention) gets
-    that pass, the same arrays it would compute, without running the model again. A run enters it once."""
+    the same batch size as the one before it (one reading hidden states, the next attention) gets that pass, the
+    same arrays it would compute, without running the model again. A run enters it once."""
     global _SHARED
     before, _SHARED = _SHARED, []
     try:

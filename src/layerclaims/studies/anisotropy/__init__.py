@@ -6,10 +6,10 @@ Method:
 1. ``n_windows`` windows of ``length`` tokens from the corpus (:mod:`layerclaims.windows`), no BOS token (as
    Ethayarajh's sentences); in each window ``per_window`` positions drawn at random (seeded; position 0 left out
    with ``skip_first``).
-2. Their hidden states at every layer (:func:`layerclaims.extract.window_pass`: eager attention, the pass the sink
-   study reads its attention from when it reads the same windows, so that a run computes it once; SDPA agrees to
-   ~1e-5. ``final="post_norm"``: the last one after the final norm, as Hugging Face's ``hidden_states[-1]`` and
-   Ethayarajh's GPT-2 files, whose word norm drops at layer 12).
+2. Their hidden states at every layer (:func:`layerclaims.extract.window_pass`: eager attention, one pass that a
+   run shares with a study reading the same windows' attention; SDPA agrees to ~1e-5. ``final="post_norm"``: the
+   last one after the final norm, as Hugging Face's ``hidden_states[-1]`` and Ethayarajh's GPT-2 files, whose word
+   norm drops at layer 12).
 3. ``mean_cosine`` at a layer: the mean cosine similarity over every pair of drawn representations from two
    different windows (Ethayarajh draws each word from a different random sentence so that two words never share
    a context; all such pairs rather than 1,000 random ones: the same expectation, less noise). Over layers:

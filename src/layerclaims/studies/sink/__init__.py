@@ -8,7 +8,8 @@ Method (Gu et al.'s metric):
    prepends the tokenizer's BOS token (Gu et al. use each tokenizer's default: LLaMA's adds one, GPT-2's not).
 2. ``alpha_1``: each head's attention to the first token, averaged over the queries that see it (all of them),
    from eager attention (:func:`layerclaims.extract.window_pass`, as :func:`~layerclaims.extract.first_token_attention`;
-   the pass the anisotropy study reads on the same windows), one value per (window, block, head).
+   one pass that a run shares with a study reading the same windows' hidden states), one value per (window, block,
+   head).
 3. ``sink_share``: the share of (window, block, head) cells with ``alpha_1 > epsilon`` (0.3), Gu et al.'s
    ``Sink_1^epsilon`` (reported there x100); ``mean_first_token_attention``: the mean ``alpha_1``; at a block,
    ``sink_share_at_block``. A uniform causal head has ``alpha_1 = H_64/64 = 0.074``, far below 0.3.
