@@ -216,28 +216,23 @@ def hidden_states(
     ``final="post_norm"`` (default, as Hugging Face), after the final norm where the architecture applies it there
     (``handle.arch.last_hidden_is_normed``: GPT-2, Llama), and with ``final="pre_norm"`` the raw output of the last
     block (what depth trends over block outputs use). Units: the model's residual stream."""
-    if final not in ("post_norm", "pre_norm"):
-        raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+    _check_final(final)
     every_position = positions is None
     chosen = handle.check_layers(layers)
     seqs, pos = _prepare(handle, sequences, 0 if positions is None else positions, batch_size)
     rows: tuple[int, ...] = (len(seqs), handle.d_model)
     if every_position:
-        lengths = {len(s) for s in seqs}
-        if len(lengths) != 1:
-            raise UsageError(f"hidden_state_maps needs sequences of one length, got lengths {sorted(lengths)[:5]}")
-        rows = (len(seqs), lengths.pop(), handle.d_model)
+        rows = (len(seqs), _one_length(seqs, "hidden_state_maps"), handle.d_model)
     unique = sorted(set(chosen))
     out = np.empty((len(unique), *rows), dtype=np.float32)
-    blocks = handle.blocks
-    # the final norm's path when the last layer is read after it (post_norm, on an architecture that applies it there)
-    last_norm = handle.arch.final_norm if final == "post_norm" and handle.arch.last_hidden_is_normed else None
+    # the last layer is read after the final norm when asked for (post_norm) and the architecture applies one there
+    last_norm = _final_norm(handle) if final == "post_norm" else None
     taps: dict[Any, tuple[torch.nn.Module, Read]] = {}
     for layer in unique:
         if layer == handle.n_blocks and last_norm is not None:
-            taps[layer] = (base_model(handle.model).get_submodule(last_norm), "output")
-        else:  # layer 0: the input of block 0
-            taps[layer] = (blocks[max(layer - 1, 0)], "input" if layer == 0 else "output")
+            taps[layer] = (last_norm, "output")
+        else:
+            taps[layer] = _layer_tap(handle, layer)
 
     def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
         for k, layer in enumerate(unique):
@@ -357,8 +352,7 @@ class WindowPass:
 
     def hidden(self, final: Final = "post_norm") -> np.ndarray:
         """The hidden states of every layer as :func:`hidden_state_maps` gives them (``final`` as there)."""
-        if final not in ("post_norm", "pre_norm"):
-            raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+        _check_final(final)
         if final == "pre_norm" or self.normed_last is None:
             return self.blocks
         return np.concatenate([self.blocks[:-1], self.normed_last[None]])
@@ -388,8 +382,7 @@ def window_pass(handle: ModelHandle, sequences: SequencesLike, batch_size: int =
     :func:`hidden_state_maps` (73 MB for 16 windows of 64 tokens of SmolLM2-135M). UsageError when the sequences
     differ in length."""
     seqs, _ = _prepare(handle, sequences, 0, batch_size)
-    if len({len(s) for s in seqs}) != 1:
-        raise UsageError(f"window_pass needs sequences of one length, got lengths {sorted({len(s) for s in seqs})[:5]}")
+    _one_length(seqs, "window_pass")
     ids = np.stack(seqs)
     if _SHARED:
         model, kept_ids, kept_batch, kept = _SHARED[0]
@@ -397,17 +390,16 @@ def window_pass(handle: ModelHandle, sequences: SequencesLike, batch_size: int =
             return kept
     n_blocks, (n, width) = handle.n_blocks, ids.shape
     blocks = np.empty((n_blocks + 1, n, width, handle.d_model), dtype=np.float32)
-    norm_path = handle.arch.final_norm if handle.arch.last_hidden_is_normed else None
-    normed = np.empty((n, width, handle.d_model), dtype=np.float32) if norm_path is not None else None
+    norm = _final_norm(handle)
+    normed = np.empty((n, width, handle.d_model), dtype=np.float32) if norm is not None else None
     every = list(range(n_blocks))
     alpha = np.empty((n_blocks, n, _n_heads(handle)), dtype=np.float32)
     lengths = np.full(n, width, dtype=np.int64)
     taps = _first_key_taps(handle, every)
-    block_list = handle.blocks
     for layer in range(n_blocks + 1):
-        taps[("h", layer)] = (block_list[max(layer - 1, 0)], "input" if layer == 0 else "output")
-    if norm_path is not None:
-        taps[("h", "norm")] = (base_model(handle.model).get_submodule(norm_path), "output")
+        taps[("h", layer)] = _layer_tap(handle, layer)
+    if norm is not None:
+        taps[("h", "norm")] = (norm, "output")
 
     def on_batch(idx: np.ndarray, captured: dict[Any, torch.Tensor]) -> None:
         _store_alpha(alpha, every, idx, lengths, captured)
@@ -422,6 +414,32 @@ def window_pass(handle: ModelHandle, sequences: SequencesLike, batch_size: int =
     if _SHARED is not None:
         _SHARED[:] = [(handle.model, ids, batch_size, result)]
     return result
+
+
+def _check_final(final: str) -> None:
+    if final not in ("post_norm", "pre_norm"):
+        raise UsageError(f"final must be 'post_norm' or 'pre_norm', got {final!r}")
+
+
+def _one_length(seqs: list[np.ndarray], who: str) -> int:
+    """The one length of ``seqs``; UsageError naming ``who`` when they differ."""
+    lengths = sorted({len(s) for s in seqs})
+    if len(lengths) != 1:
+        raise UsageError(f"{who} needs sequences of one length, got lengths {lengths[:5]}")
+    return lengths[0]
+
+
+def _layer_tap(handle: ModelHandle, layer: int) -> tuple[torch.nn.Module, Read]:
+    """Where hidden-state layer ``layer`` is read before any final norm: 0 the input of block 0 (the embeddings),
+    ``L`` the output of block ``L-1``."""
+    return handle.blocks[max(layer - 1, 0)], "input" if layer == 0 else "output"
+
+
+def _final_norm(handle: ModelHandle) -> torch.nn.Module | None:
+    """The final norm module where the architecture applies it to the last block's output (GPT-2, Llama), else
+    None (BERT)."""
+    path = handle.arch.final_norm if handle.arch.last_hidden_is_normed else None
+    return None if path is None else base_model(handle.model).get_submodule(path)
 
 
 def _n_heads(handle: ModelHandle) -> int:

@@ -171,15 +171,6 @@ class Decision:
         return [*self.verdicts, *self.joined]
 
 
-@contextmanager
-def _shared_passes() -> Iterator[None]:
-    """:func:`layerclaims.extract.shared_passes` (imported here: the model, hence torch, is loaded by now)."""
-    from layerclaims.extract import shared_passes
-
-    with shared_passes():
-        yield
-
-
 def _start_workers(study_names: Sequence[str], claims: Sequence[Claim] | None) -> None:
     """:func:`layerclaims.tasks.start` with the warm-ups of the studies named; none when a name is unknown (the
     checks then say so)."""
@@ -223,7 +214,9 @@ def decide_run(
     check_marks_with(request, plan, command, getattr(handle, "tokenizer", None))  # if none was to be had before
     n_blocks = int(handle.n_blocks)
     verdicts: list[Verdict] = []
-    with _shared_passes():
+    from layerclaims.extract import shared_passes  # imported here: the model, hence torch, is loaded by now
+
+    with shared_passes():
         for run in runs:
             opts = run_options(run, plan, n_blocks)
             try:
