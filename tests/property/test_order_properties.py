@@ -3,7 +3,8 @@
 ``average_ranks`` against ``scipy.stats.rankdata`` (NaN included), ``spearman_rho`` against
 ``scipy.stats.spearmanr``.
 
-Data are generated: 1-D and 2-D, any length from 1, values from a few distinct levels (ties, so that the two
+Data are generated: 1-D and 2-D, any length from 1 (1-D up to 900, both sides of the length from which several
+ranks are partitioned rather than sorted), values from a few distinct levels (ties, so that the two
 neighbouring order statistics are often equal) to wide floats over 20 orders of magnitude, percentiles anywhere
 in [0, 100] and the quartiles study A asks for.
 """
@@ -27,13 +28,22 @@ _shapes = st.one_of(
     st.tuples(st.integers(1, 60)),
     st.tuples(st.integers(1, 5), st.integers(1, 60)),
 )
+# Long 1-D samples (where several ranks are partitioned at once rather than sorted): drawn from a seed, as
+# hypothesis fills most of a long array with one value; rounded to `digits` decimals, so ties come at every level.
+_long = st.builds(
+    lambda n, seed, digits: np.round(np.random.default_rng(seed).standard_normal(n) * 10, digits),
+    st.integers(300, 900),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 3),
+)
+_samples = st.one_of(_shapes.flatmap(lambda s: arrays(np.float64, s, elements=_values)), _long)
 _percents = st.one_of(
     st.just([25.0, 50.0, 75.0]),
     st.lists(st.floats(min_value=0.0, max_value=100.0, allow_nan=False), min_size=1, max_size=4),
 )
 
 
-@given(a=_shapes.flatmap(lambda s: arrays(np.float64, s, elements=_values)), p=_percents)
+@given(a=_samples, p=_percents)
 def test_percentiles_and_quantiles_equal_numpy_bit_for_bit(a: np.ndarray, p: list[float]) -> None:
     want = np.percentile(a, p, axis=-1)
     got = percentiles(a, p)
@@ -44,7 +54,7 @@ def test_percentiles_and_quantiles_equal_numpy_bit_for_bit(a: np.ndarray, p: lis
     assert np.array_equal(quantiles(a, q[0]), np.quantile(a, q[0], axis=-1))
 
 
-@given(a=_shapes.flatmap(lambda s: arrays(np.float64, s, elements=_values)))
+@given(a=_samples)
 def test_median_equals_numpy_bit_for_bit(a: np.ndarray) -> None:
     got, want = median(a), np.median(a, axis=-1)
     assert got.shape == np.shape(want)
