@@ -6,11 +6,11 @@ wanted rank); a row-wise ``np.sort`` along the contiguous last axis is 2-3x fast
 pair matrix. On 1-D input one rank, or two neighbours (the second the smallest value above the first), is
 partitioned at one rank; more (the quartiles) are partitioned at all of them at once, which on numpy 2.4 here beats
 its sort from about 300 values on (31,125 pair values of study A: six ranks 91-476 us, a sort 1,000-1,070 us; 300
-values: both 2.7 us; 200: a sort 1.2 us, six ranks 2.1 us). The values picked are the same order statistics, and the interpolation repeats numpy's arithmetic
-(``numpy/lib/_function_base_impl.py``, ``_quantile`` and ``_lerp``, numpy 2.x): the virtual index
-``(n - 1) * q``, ``t`` its fractional part, ``a + (b - a) * t``, or ``b - (b - a) * (1 - t)`` when ``t >= 0.5``;
-the median of an even count ``(a + b) / 2``. NaN is not handled (numpy propagates it; callers here pass finite
-values only).
+values: both 2.7 us; 200: a sort 1.2 us, six ranks 2.1 us). The values picked are the same order statistics, and the
+interpolation repeats numpy's arithmetic (``numpy/lib/_function_base_impl.py``, ``_quantile`` and ``_lerp``, numpy
+2.x): the virtual index ``(n - 1) * q``, ``t`` its fractional part, ``a + (b - a) * t``, or ``b - (b - a) * (1 -
+t)`` when ``t >= 0.5``; the median of an even count ``(a + b) / 2``. NaN is not handled (numpy propagates it;
+callers here pass finite values only).
 
 Ranks too: :func:`average_ranks` and :func:`spearman_rho` equal ``scipy.stats.rankdata`` and ``spearmanr`` bit for bit
 without importing ``scipy.stats`` (about 1 s, in the run and again in each worker that draws a trend).
