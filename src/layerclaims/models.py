@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -295,9 +296,14 @@ _TINY_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
+_SEEDING = threading.Lock()  # torch's global RNG: one seeded build at a time, in whichever thread
+
+
 def _seeded(build: Callable[[], torch.nn.Module], seed: int) -> torch.nn.Module:
-    """``build()`` with the torch RNG seeded to ``seed``; the caller's RNG state is restored."""
-    with torch.random.fork_rng(devices=[]):
+    """``build()`` with the torch RNG seeded to ``seed``; the caller's RNG state is restored. One build at a time
+    (a lock), so that a build in a background thread (:func:`reinitialising`) and one here do not mix their
+    draws; nothing else in the package draws from torch's global RNG (forward passes run in eval mode)."""
+    with _SEEDING, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
 
@@ -688,24 +694,46 @@ def load_model(
 
 # ------------------------------------------------------------------------------------------------ controls
 
-_REINIT: dict[tuple[int, int], ModelHandle] = {}  # (id(model), seed) -> handle: one re-initialisation per run
+_REINIT: dict[tuple[int, int], cf.Future[ModelHandle]] = {}  # (id(model), seed) -> its build: one per run
 
 
 def reinitialised(handle: ModelHandle, seed: int) -> ModelHandle:
     """The same architecture as ``handle`` (class, configuration, tokenizer, device, dtype) with every weight drawn
     afresh by transformers' initialiser from ``seed`` (the caller's RNG state is restored): the control where
-    whatever training put into the weights is absent. Cached for the last handle and seed."""
+    whatever training put into the weights is absent. Cached for the last handle and seed; waits for a build
+    that :func:`reinitialising` started."""
+    return reinitialising(handle, seed).result()
+
+
+def reinitialising(handle: ModelHandle, seed: int) -> cf.Future[ModelHandle]:
+    """:func:`reinitialised`, built in a background thread: a study that needs the control after a forward pass
+    of its own starts it first. The weights are drawn one after another from torch's RNG on one core (about 2 s
+    for SmolLM2-135M), so the draw runs while the study's forward pass does, and the weights are the same as
+    built in place (the seed alone decides them). An error in the build is raised by ``result()``."""
     key = (id(handle.model), int(seed))
     if key not in _REINIT:
-        model = _seeded(lambda: type(handle.model)(cast(Any, handle.model).config), int(seed))
-        model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
-        model.eval().requires_grad_(False)
+        done: cf.Future[ModelHandle] = cf.Future()
+
+        def build() -> None:
+            try:
+                done.set_result(_reinit(handle, int(seed)))
+            except BaseException as exc:  # handed to whoever waits for the control
+                done.set_exception(exc)
+
         _REINIT.clear()
-        _REINIT[key] = dataclasses.replace(
-            handle,
-            name=f"{handle.name} (re-initialised, seed {seed})",
-            model=model,
-            revision=f"random:seed={seed}",
-            source=f"random:seed={seed}",
-        )
+        _REINIT[key] = done
+        threading.Thread(target=build, name="layerclaims-reinit", daemon=True).start()
     return _REINIT[key]
+
+
+def _reinit(handle: ModelHandle, seed: int) -> ModelHandle:
+    model = _seeded(lambda: type(handle.model)(cast(Any, handle.model).config), seed)
+    model = model.to(device=torch.device(handle.device), dtype=resolve_dtype(handle.dtype))
+    model.eval().requires_grad_(False)
+    return dataclasses.replace(
+        handle,
+        name=f"{handle.name} (re-initialised, seed {seed})",
+        model=model,
+        revision=f"random:seed={seed}",
+        source=f"random:seed={seed}",
+    )

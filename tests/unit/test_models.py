@@ -3,6 +3,7 @@ folders, hub ids offline), devices and dtypes, and the errors for bad names and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -289,3 +290,21 @@ def test_reinitialised_is_the_same_architecture_with_fresh_weights(tiny_gpt2: Mo
     again = reinitialised(b, 3)  # another handle: a fresh draw with the same seed gives the same weights
     assert torch.equal(again.model.transformer.h[0].attn.c_attn.weight, wa)
     assert not a.model.training and not any(p.requires_grad for p in a.model.parameters())
+
+
+def test_a_background_reinitialisation_draws_the_same_weights_as_one_built_in_place(tiny_gpt2: ModelHandle) -> None:
+    """``reinitialising`` builds in a thread while this one draws from torch's RNG for another seeded build: both
+    get the weights they get alone (one seeded build at a time), and a failed build raises at ``result()``."""
+    from layerclaims import models
+
+    alone = models.reinitialised(tiny_gpt2, 7).model.state_dict()
+    models._REINIT.clear()
+    pending = models.reinitialising(tiny_gpt2, 7)
+    mixed = models._seeded(lambda: torch.nn.Linear(64, 64), 11)  # a seeded build here while the thread draws
+    assert torch.equal(mixed.weight, models._seeded(lambda: torch.nn.Linear(64, 64), 11).weight)
+    got = pending.result().model.state_dict()
+    assert got.keys() == alone.keys() and all(torch.equal(got[k], alone[k]) for k in alone)
+
+    broken = dataclasses.replace(tiny_gpt2, model=torch.nn.Identity())  # Identity(config) is no model
+    with pytest.raises(AttributeError):
+        models.reinitialising(broken, 1).result()

@@ -325,11 +325,13 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     """Run the study on a loaded model (:func:`layerclaims.models.load_model`)."""
     from layerclaims import activations  # here: a worker drawing figures needs no torch
     from layerclaims.extract import hidden_state_maps
-    from layerclaims.models import reinitialised
+    from layerclaims.models import reinitialising
 
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
+    # the control's weights are drawn in a background thread while the model's own windows run
+    pending = reinitialising(handle, config.seed) if config.control_windows else None
     windows = corpus_windows(
         handle.tokenizer, config.corpus, config.n_windows, config.length, config.seed, config.add_bos
     )
@@ -358,9 +360,9 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     ctl_point: dict[str, np.ndarray] = {}
     ctl_reps: dict[str, np.ndarray] = {}
     control_name = ""
-    if config.control_windows:
+    if pending is not None:
         say("re-initialised control")
-        control = reinitialised(handle, config.seed)
+        control = pending.result()
         k = config.control_windows
         Hc = hidden_state_maps(control, windows.ids[:k], batch_size=config.batch_size, final="pre_norm")
         sc = summarise(Hc, config)

@@ -94,11 +94,13 @@ class SinkResult(results.SavedResult):
 def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[str], None] | None = None) -> Any:
     """Run the study on a loaded model."""
     from layerclaims.extract import first_token_attention, window_pass  # here: a worker drawing figures needs no torch
-    from layerclaims.models import reinitialised
+    from layerclaims.models import reinitialising
 
     config = config or Config()
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
+    # the control's weights are drawn in a background thread while the model's own windows run
+    pending = reinitialising(handle, config.seed) if config.control_windows else None
     windows = corpus_windows(
         handle.tokenizer, config.corpus, config.n_windows, config.length, config.seed, config.add_bos
     )
@@ -107,9 +109,9 @@ def run(handle: ModelHandle, config: Config | None = None, progress: Callable[[s
     t1 = time.perf_counter()
     control_alpha = np.zeros((0, *alpha.shape[1:]), dtype=np.float32)
     control_name = ""
-    if config.control_windows:
+    if pending is not None:
         say("re-initialised control")
-        control = reinitialised(handle, config.seed)
+        control = pending.result()
         k = config.control_windows
         control_alpha = first_token_attention(control, windows.ids[:k], batch_size=config.batch_size).transpose(1, 0, 2)
         control_name = REINIT.format(seed=config.seed, n=k)
