@@ -11,6 +11,8 @@
 - ``window_pass`` holds both in one pass: the attention bit for bit ``first_token_attention``'s, the hidden states
   the oracle's; inside ``shared_passes`` the same windows come back without a forward pass, and only there;
 - ragged batches, batch sizes and input types do not change the vectors; hooks never outlive a call;
+- batches run two at a time in lanes (threads over module trees sharing the weights) give every value the one-lane
+  run gives, bit for bit, and a lane's failure reaches the caller with the hooks removed and torch's threads back;
 - every bad input raises a UsageError that names the valid range.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from layerclaims import extract
 from layerclaims.errors import UsageError
 from layerclaims.extract import (
     as_positions,
@@ -347,6 +350,62 @@ def test_hooks_are_removed_even_when_the_forward_fails(tiny_gpt2: ModelHandle) -
     finally:
         failing.remove()
     assert count() == before
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_lanes_give_the_values_of_one_lane_bit_for_bit(
+    model: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle: ModelHandle = request.getfixturevalue(model)
+    ragged = _sequences(9, seed=8)
+    windows = np.random.default_rng(9).integers(0, 50257, size=(7, 12))
+
+    def everything() -> list[np.ndarray]:
+        q = qkv(handle, ragged, -1, batch_size=2)
+        passed = window_pass(handle, windows, batch_size=2)
+        return [
+            hidden_states(handle, ragged, -1, batch_size=2),
+            hidden_state_maps(handle, windows, batch_size=3),
+            first_token_attention(handle, ragged, batch_size=2),
+            *(q[k] for k in "qkv"),
+            passed.blocks,
+            passed.first_attention,
+        ]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one torch thread per op either way: only the lanes differ
+    try:
+        monkeypatch.setattr(extract, "lanes", lambda _h, _n: 1)
+        one = everything()
+        monkeypatch.setattr(extract, "lanes", lambda _h, n: min(3, n))
+        three = everything()
+    finally:
+        torch.set_num_threads(threads)
+    assert len(one) == len(three) == 8
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failing_lane_reaches_the_caller_and_leaves_no_hook(tiny_gpt2: ModelHandle) -> None:
+    def count() -> int:
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_gpt2.model.modules())
+
+    calls: list[int] = []
+
+    def boom(*_: Any) -> None:  # copied into the lanes' module trees with the rest of the model
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom in a lane")
+
+    before, threads = count(), torch.get_num_threads()
+    failing = tiny_gpt2.blocks[0].register_forward_hook(boom)
+    try:
+        assert extract.lanes(tiny_gpt2, 4) == min(threads, 4)
+        with pytest.raises(RuntimeError, match="boom in a lane"):
+            hidden_states(tiny_gpt2, _sequences(8, seed=2), -1, batch_size=2)
+    finally:
+        failing.remove()
+    assert count() == before and torch.get_num_threads() == threads
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run with --gpu on a GPU machine)")
