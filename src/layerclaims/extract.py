@@ -7,8 +7,8 @@ in batches of similar length, right-padded with an attention mask (right padding
 and, in causal models, its context unchanged); results come back in the input order. Forward hooks on the modules
 named by the model's :class:`~layerclaims.models.Architecture` row keep only the asked position of each sequence
 (``[batch, d]``, float32 on the CPU), the bare transformer's forward pass stops once they have all fired, and hooks
-are always removed. On a CPU the batches run as many at a time as torch has threads (:func:`lanes`), each in a thread
-of its own on one torch thread, with the same values as one at a time.
+are always removed. On a CPU the batches run as many at a time as torch has threads (:func:`in_lanes`), each in a
+thread of its own on one torch thread, with the same values as one at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ SequencesLike = Any  # list[list[int]] | np.ndarray | torch.Tensor | list[np.nda
 PositionsLike = Any  # int | Sequence[int] | np.ndarray | torch.Tensor
 Final = Literal["post_norm", "pre_norm"]
 Read = Literal["input", "output"] | Callable[[Any], torch.Tensor]  # what a hook keeps: see _run
+T = TypeVar("T")
 PAD_ID = 0  # any valid id: padded positions are masked out and never read
 
 
@@ -155,35 +156,83 @@ def _run(
 ) -> None:
     """Run every batch with a hook per tap ``key: (module, read)`` storing in ``captured[key]`` the input of
     ``module`` (``"input"``) or its output (``"output"``; a tuple's first item) at this batch's ``positions`` (all
-    when None), or ``read(output)``; then ``on_batch(idx, captured)``, ``idx`` the batch's sequence indices.
+    when None), or ``read(output)``; then ``on_batch(idx, captured)``, ``idx`` the batch's sequence indices (one
+    call at a time). The batches run in :func:`in_lanes`."""
+    base_name = {m: n for n, m in handle.model.named_modules()}[base_model(handle.model)]
+    device = torch.device(handle.device)
+    kwargs: dict[str, Any] = {"use_cache": False} if handle.arch.causal else {}
+    lock = threading.Lock()
 
-    On a CPU with several torch threads and several batches, the batches run in :func:`lanes`: one thread per
-    lane, each on its own module tree over the same weights (:func:`_replica`) with one torch thread, which keeps
-    both cores busy where one forward pass on two threads leaves a tenth idle at its synchronisations (study A's
-    500 mark windows: 13.8-17.0 s against 19.7-20.1 s, measured alternately). A batch is the same batch either
-    way, so every value is the same, bit for bit (``tests/unit/test_extract.py``)."""
-    batches = list(padded_batches(seqs, batch_size))
-    n_lanes = lanes(handle, len(batches))
+    def batch(idx: np.ndarray, ids: torch.Tensor, mask: torch.Tensor) -> Callable[[torch.nn.Module], None]:
+        def job(model: torch.nn.Module) -> None:
+            captured: dict[Any, torch.Tensor] = {}
+            at = None if positions is None else torch.from_numpy(positions[idx])
+
+            def store(key: Any, h: torch.Tensor, gather: bool = True) -> None:
+                if gather and at is not None:
+                    h = h[torch.arange(h.shape[0], device=h.device), at.to(h.device)]
+                captured[key] = h.detach().to(device="cpu", dtype=torch.float32)
+                if len(captured) == len(taps):
+                    raise _Stop
+
+            def hook(key: Any, module: torch.nn.Module, read: Read) -> Any:
+                if read == "input":
+
+                    def pre(_: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                        store(key, args[0] if args else kwargs["hidden_states"])
+
+                    return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+                def post(_: Any, args: Any, output: Any) -> None:
+                    if read == "output":
+                        store(key, output[0] if isinstance(output, tuple | list) else output)
+                    else:
+                        store(key, read(output), gather=False)
+
+                return module.register_forward_hook(post)
+
+            hooks = [hook(key, counterpart(handle, model, module), read) for key, (module, read) in taps.items()]
+            try:
+                with torch.inference_mode():
+                    model.get_submodule(base_name)(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+            except _Stop:
+                pass
+            finally:
+                for h in hooks:
+                    h.remove()
+            with lock:
+                on_batch(idx, captured)
+
+        return job
+
+    in_lanes(handle, [batch(*b) for b in padded_batches(seqs, batch_size)])
+
+
+def in_lanes(handle: ModelHandle, jobs: Sequence[Callable[[torch.nn.Module], T]]) -> list[T]:
+    """``[job(model) for job in jobs]``, ``model`` the handle's model or a :func:`_replica` of it (a job reaches its
+    modules through :func:`counterpart` and enters ``torch.inference_mode()`` itself). On a CPU with several torch
+    threads the jobs run :func:`lanes` at a time: each lane a thread of its own with one torch thread, on a module
+    tree of its own over the same weights (its own hooks), pulling the next job when it is done. One forward pass on
+    two threads leaves about a tenth of two cores idle at its synchronisations; two lanes do not (study A's 250
+    windows of a kind: 7.7-8.9 s against 9.9-10.6 s, alternate runs). A job computes what it computes one lane or
+    several, bit for bit (``tests/unit/test_extract.py``). A job's error reaches the caller once every lane has
+    finished its job in hand; the rest are not started."""
+    n_lanes = lanes(handle, len(jobs))
     if n_lanes == 1:
-        _lane(handle.model, handle, iter(batches), positions, taps, on_batch, contextlib.nullcontext())
-        return
-    names = {m: n for n, m in handle.model.named_modules()}
+        return [job(handle.model) for job in jobs]
     models = [handle.model, *(_replica(handle.model) for _ in range(n_lanes - 1))]
-    queue, lock, stop = iter(batches), threading.Lock(), threading.Event()
+    results: list[Any] = [None] * len(jobs)
+    queue, lock, stop = iter(enumerate(jobs)), threading.Lock(), threading.Event()
     errors: list[BaseException] = []
 
-    def pull() -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        while not stop.is_set():
-            with lock:
-                batch = next(queue, None)
-            if batch is None:
-                return
-            yield batch
-
     def lane(model: torch.nn.Module) -> None:
-        mine = {key: (model.get_submodule(names[module]), read) for key, (module, read) in taps.items()}
         try:
-            _lane(model, handle, pull(), positions, mine, on_batch, lock)
+            while not stop.is_set():
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                results[item[0]] = item[1](model)
         except BaseException as exc:  # handed to the calling thread
             stop.set()
             errors.append(exc)
@@ -196,85 +245,36 @@ def _run(
             t.start()
         lane(models[0])
     finally:
-        stop.set()  # a lane that failed, or an interrupt here: the others stop after their batch
+        stop.set()  # a lane that failed, or an interrupt here: the others stop after their job in hand
         for t in threads:
             t.join()
         torch.set_num_threads(before)
     if errors:
         raise errors[0]
+    return results
 
 
-def lanes(handle: ModelHandle, n_batches: int) -> int:
-    """How many batches run at once in :func:`_run`: torch's threads (at most ``n_batches``) on a CPU model held
-    whole; 1 on a GPU, for a model spread by a device map, or with one torch thread."""
+def lanes(handle: ModelHandle, n_jobs: int) -> int:
+    """How many jobs :func:`in_lanes` runs at once: torch's threads (at most ``n_jobs``) on a CPU model held whole;
+    1 on a GPU, for a model spread by a device map, or with one torch thread."""
     if torch.device(handle.device).type != "cpu" or getattr(handle.model, "hf_device_map", None):
         return 1
-    return max(1, min(torch.get_num_threads(), n_batches))
+    return max(1, min(torch.get_num_threads(), n_jobs))
 
 
 def _replica(model: torch.nn.Module) -> torch.nn.Module:
-    """A second module tree over the same parameters and buffers (no weight is copied): hooks of its own, so that
-    two threads can run forward passes at once."""
+    """A second module tree over the same parameters and buffers (no weight is copied; the hooks the model holds
+    now are copied with it): hooks of its own, so that two threads can run forward passes at once."""
     shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
     return copy.deepcopy(model, shared)
 
 
-def _lane(
-    model: torch.nn.Module,
-    handle: ModelHandle,
-    batches: Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]],
-    positions: np.ndarray | None,
-    taps: dict[Any, tuple[torch.nn.Module, Read]],
-    on_batch: Callable[[np.ndarray, dict[Any, torch.Tensor]], None],
-    lock: contextlib.AbstractContextManager[Any],
-) -> None:
-    """:func:`_run`'s batches through ``model`` (the handle's model or a :func:`_replica`), ``on_batch`` under
-    ``lock``."""
-    base = base_model(model)
-    device = torch.device(handle.device)
-    captured: dict[Any, torch.Tensor] = {}
-    at: dict[str, torch.Tensor] = {}
-
-    def store(key: Any, h: torch.Tensor, gather: bool = True) -> None:
-        if gather and positions is not None:
-            h = h[torch.arange(h.shape[0], device=h.device), at["pos"].to(h.device)]
-        captured[key] = h.detach().to(device="cpu", dtype=torch.float32)
-        if len(captured) == len(taps):
-            raise _Stop
-
-    def hook(key: Any, module: torch.nn.Module, read: Read) -> Any:
-        if read == "input":
-
-            def pre(_: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                store(key, args[0] if args else kwargs["hidden_states"])
-
-            return module.register_forward_pre_hook(pre, with_kwargs=True)
-
-        def post(_: Any, args: Any, output: Any) -> None:
-            if read == "output":
-                store(key, output[0] if isinstance(output, tuple | list) else output)
-            else:
-                store(key, read(output), gather=False)
-
-        return module.register_forward_hook(post)
-
-    kwargs: dict[str, Any] = {"use_cache": False} if handle.arch.causal else {}
-    handles = [hook(key, module, read) for key, (module, read) in taps.items()]
-    try:
-        with torch.inference_mode():
-            for idx, ids, mask in batches:
-                captured.clear()
-                if positions is not None:
-                    at["pos"] = torch.from_numpy(positions[idx])
-                try:
-                    base(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-                except _Stop:
-                    pass
-                with lock:
-                    on_batch(idx, captured)
-    finally:
-        for h in handles:
-            h.remove()
+def counterpart(handle: ModelHandle, model: torch.nn.Module, module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` (a module of ``handle.model``) in ``model``: itself, or its copy in a :func:`_replica`."""
+    if model is handle.model:
+        return module
+    name = next(n for n, m in handle.model.named_modules() if m is module)
+    return model.get_submodule(name)
 
 
 def hidden_states(

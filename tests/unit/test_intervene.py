@@ -4,7 +4,8 @@ The oracle runs the model by hand: token plus position embeddings, each block ca
 chosen entries of the chosen block's output overwritten in the tensor, the final norm and the LM head, then the
 next-token cross-entropy written out (log-softmax in float64, the target's log-probability, mean over the T-1
 predictions). With one sequence per forward pass the hooked model runs the same kernels on the same shapes, so the
-losses are bit-identical (asserted with ==), not merely close.
+losses are bit-identical (asserted with ==), not merely close. Several runs at once (``next_token_losses``, their
+batches in lanes) give each run's losses alone, bit for bit, whichever lane runs a batch.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from layerclaims import extract
 from layerclaims.errors import UsageError
-from layerclaims.intervene import Patch, next_token_loss
+from layerclaims.intervene import Patch, next_token_loss, next_token_losses
 from layerclaims.models import ModelHandle
 
 
@@ -74,6 +76,28 @@ def test_patches_change_the_loss_and_batches_do_not(tiny_gpt2: ModelHandle) -> N
     np.testing.assert_array_equal(beyond.per_sequence, clean.per_sequence)
     big = next_token_loss(tiny_gpt2, seqs, [Patch(0, tuple(range(64)), None, 50.0)], batch_size=1)
     assert np.abs(big.per_sequence - clean.per_sequence).min() > 1e-3
+
+
+def test_several_runs_in_lanes_equal_each_run_alone(tiny_gpt2: ModelHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run's patches act on its own batches only, whichever lane (module tree) runs them: the runs together,
+    in one lane or three, give each run's losses alone bit for bit."""
+    seqs = _seqs(5, seed=3)
+    runs = [(seqs, patches) for patches in PATCHES] + [(seqs[1:3], PATCHES[1])]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one torch thread per op either way: only the lanes differ
+    try:
+        monkeypatch.setattr(extract, "lanes", lambda _h, _n: 1)
+        alone = [next_token_loss(tiny_gpt2, s, p, batch_size=2).per_sequence for s, p in runs]
+        one = [x.per_sequence for x in next_token_losses(tiny_gpt2, runs, batch_size=2)]
+        monkeypatch.setattr(extract, "lanes", lambda _h, n: min(3, n))
+        three = [x.per_sequence for x in next_token_losses(tiny_gpt2, runs, batch_size=2)]
+    finally:
+        torch.set_num_threads(threads)
+    assert len(alone) == len(one) == len(three) == 5
+    for a, b, c in zip(alone, one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(alone[0], alone[1])  # the patches do act
 
 
 def test_hooks_are_removed(tiny_gpt2: ModelHandle) -> None:

@@ -190,7 +190,7 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
     """Run the intervention at hidden state ``layer`` (>= 1) on the windows ``ids`` (the first windows of the
     summary ``s``): the dimensions and their mean values come from every window's massive entries at that layer
     (the mean over as many inputs as the run has, as Sun et al.'s), the positions from each patched window's own."""
-    from layerclaims.intervene import Patch, next_token_loss  # here: a worker drawing figures needs no torch
+    from layerclaims.intervene import Patch, next_token_losses  # here: a worker drawing figures needs no torch
 
     at = s.entries[s.entries[:, 0] == layer]
     vals = s.values[s.entries[:, 0] == layer]
@@ -202,20 +202,26 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
     size = min(len(dims), len(others))  # every dimension massive (a degenerate rule): fewer random ones, maybe none
     random_dims = tuple(int(d) for d in np.sort(rng.choice(others, size=size, replace=False))) if size else ()
     block = layer - 1
-    clean = next_token_loss(handle, ids, batch_size=config.batch_size).per_sequence
-
-    def patched(values: tuple[float, ...] | float, which: tuple[int, ...]) -> np.ndarray:
-        out = clean.copy()
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for w, pos in enumerate(positions):
-            if pos:
-                groups.setdefault(pos, []).append(w)
-        if not which:
-            return out
-        for pos, members in groups.items():
-            patch = Patch(block, which, pos, values)
-            out[members] = next_token_loss(handle, ids[members], [patch], batch_size=config.batch_size).per_sequence
-        return out
+    groups: dict[tuple[int, ...], list[int]] = {}  # windows patched at the same positions run together
+    for w, pos in enumerate(positions):
+        if pos:
+            groups.setdefault(pos, []).append(w)
+    settings: dict[str, tuple[float | tuple[float, ...], tuple[int, ...]]] = {
+        "zero": (0.0, dims),
+        "mean": (means, dims),
+        "random": (0.0, random_dims),
+    }
+    # the clean run, then every setting's patched groups: all in one call, their batches in lanes on a CPU
+    runs: list[tuple[np.ndarray, list[Patch]]] = [(ids, [])]
+    for values, which in settings.values():
+        runs += [(ids[members], [Patch(block, which, pos, values)]) for pos, members in groups.items() if which]
+    losses = iter(next_token_losses(handle, runs, batch_size=config.batch_size))
+    clean = next(losses).per_sequence
+    patched: dict[str, np.ndarray] = {}
+    for name, (_, which) in settings.items():
+        patched[name] = clean.copy()
+        for members in groups.values() if which else ():
+            patched[name][members] = next(losses).per_sequence
 
     return Intervention(
         block=block,
@@ -224,9 +230,9 @@ def intervene(handle: ModelHandle, ids: np.ndarray, s: Summary, layer: int, conf
         mean_values=means,
         random_dims=random_dims,
         clean=clean,
-        zero=patched(0.0, dims),
-        mean=patched(means, dims),
-        random=patched(0.0, random_dims),
+        zero=patched["zero"],
+        mean=patched["mean"],
+        random=patched["random"],
     )
 
 
