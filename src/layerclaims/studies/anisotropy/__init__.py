@@ -53,7 +53,7 @@ class Config:
     final: Literal["post_norm", "pre_norm"] = "post_norm"
     seed: int = 0
     n_boot: int = 1000
-    batch_size: int = 8  # two batches of the 16 windows: one per lane on two cores (extract._run)
+    batch_size: int = 8  # two batches of the 16 windows: one per lane on two cores (extract.in_lanes)
 
     def __post_init__(self) -> None:
         for name, low in (("n_windows", 2), ("length", 2), ("per_window", 1), ("batch_size", 1), ("n_boot", 0)):

@@ -47,7 +47,7 @@ class Config:
     seed: int = 0
     n_boot: int = 1000
     control_windows: int = 4
-    batch_size: int = 8  # two batches of the 16 windows: one per lane on two cores (extract._run)
+    batch_size: int = 8  # two batches of the 16 windows: one per lane on two cores (extract.in_lanes)
 
     def __post_init__(self) -> None:
         for name, low in (("n_windows", 2), ("length", 2), ("batch_size", 1), ("n_boot", 0), ("control_windows", 0)):
